@@ -1,0 +1,1 @@
+"""Code shared by every Skerry service; imports no service (see .importlinter)."""

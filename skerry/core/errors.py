@@ -1,0 +1,116 @@
+"""Skerry's error hierarchy.
+
+Library errors (GitPython, kubernetes, grpc, cryptography) are wrapped in
+these with ``raise ... from ...`` at the module that owns the library, so the
+rest of the code handles one vocabulary. Each class names the gRPC status it
+maps to; the mapping itself is applied in one place, ``skerry.core.rpc``.
+Messages must never contain secret values.
+"""
+
+from __future__ import annotations
+
+
+class SkerryError(Exception):
+    """Base class. ``status`` is the name of a ``grpc.StatusCode``."""
+
+    status = "INTERNAL"
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, reason: str | None = None):
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(SkerryError):
+    status = "INVALID_ARGUMENT"
+    reason = "InvalidInput"
+
+
+class ConfigError(InvalidInput):
+    reason = "ConfigError"
+
+
+class NotFound(SkerryError):
+    status = "NOT_FOUND"
+    reason = "NotFound"
+
+
+class AlreadyExists(SkerryError):
+    status = "ALREADY_EXISTS"
+    reason = "AlreadyExists"
+
+
+class Unauthenticated(SkerryError):
+    status = "UNAUTHENTICATED"
+    reason = "Unauthenticated"
+
+
+class PermissionDenied(SkerryError):
+    status = "PERMISSION_DENIED"
+    reason = "PermissionDenied"
+
+
+class FailedPrecondition(SkerryError):
+    status = "FAILED_PRECONDITION"
+    reason = "FailedPrecondition"
+
+
+class Unavailable(SkerryError):
+    status = "UNAVAILABLE"
+    reason = "Unavailable"
+
+
+class ResourceExhausted(SkerryError):
+    status = "RESOURCE_EXHAUSTED"
+    reason = "ResourceExhausted"
+
+
+class DeadlineExceeded(SkerryError):
+    status = "DEADLINE_EXCEEDED"
+    reason = "DeadlineExceeded"
+
+
+# --- domain errors shared across services -------------------------------------------------
+
+
+class SourceError(Unavailable):
+    """The Git source could not be fetched or read."""
+
+    reason = "SourceError"
+
+
+class RenderError(InvalidInput):
+    """A path failed to render; the previous bundle stays served."""
+
+    reason = "RenderFailed"
+
+
+class VerificationError(PermissionDenied):
+    """A bundle or its metadata failed verification; nothing of it is applied.
+
+    ``reason`` names the attack class or check that failed (e.g.
+    ``BadSignature``, ``Rollback``, ``WrongCluster``, ``Expired``).
+    """
+
+    reason = "VerificationFailed"
+
+
+class SealError(InvalidInput):
+    """Sealing or unsealing failed (wrong key, wrong scope, corrupt data)."""
+
+    reason = "SealError"
+
+
+class KubeError(SkerryError):
+    """The Kubernetes API refused or failed a request."""
+
+    reason = "KubeError"
+
+    def __init__(self, message: str, *, reason: str | None = None, http_status: int | None = None):
+        super().__init__(message, reason=reason)
+        self.http_status = http_status

@@ -1,0 +1,214 @@
+"""Mutual-TLS material and identities.
+
+Every Skerry connection is mutual TLS. An identity is carried in the client
+certificate: the common name is the principal (a cluster name for agents)
+and the organisation is its role:
+
+    agent     O=skerry:agent     CN=<cluster>   URI SAN spiffe://skerry/agent/<cluster>
+    hub       O=skerry:hub       CN=hub
+    sealer    O=skerry:sealer    CN=sealer
+    operator  O=skerry:operator  CN=<user>
+
+``CertificateAuthority`` makes throwaway CAs for the demo and tests and is
+the issuing side the enrollment flow builds on. ``peer_identity`` reads the
+verified peer certificate from a gRPC server context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import ipaddress
+import os
+import pathlib
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from skerry.core.errors import ConfigError, Unauthenticated
+
+ROLE_AGENT = "skerry:agent"
+ROLE_HUB = "skerry:hub"
+ROLE_SEALER = "skerry:sealer"
+ROLE_OPERATOR = "skerry:operator"
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who is on the other end of a verified mTLS connection."""
+
+    name: str
+    roles: frozenset[str]
+    fingerprint: str  # sha256 hex of the DER certificate
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def __str__(self) -> str:
+        return f"{'/'.join(sorted(self.roles)) or 'unknown'}:{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyPair:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+class CertificateAuthority:
+    """A small X.509 CA (ECDSA P-256) that issues server and client certificates."""
+
+    def __init__(self, cert: x509.Certificate, key):
+        self.cert = cert
+        self.key = key
+
+    @classmethod
+    def create(cls, name: str = "skerry-ca", *, days: int = 365) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = _dt.datetime.now(_dt.timezone.utc)
+        subject = _name(name)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(minutes=5))
+            .not_valid_after(now + _dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cls(cert, key)
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        return cls(x509.load_pem_x509_certificate(cert_pem), serialization.load_pem_private_key(key_pem, None))
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+    def issue(
+        self,
+        common_name: str,
+        *,
+        role: str | None = None,
+        server_names: tuple[str, ...] = (),
+        client: bool = True,
+        days: float = 30,
+        public_key=None,
+    ) -> KeyPair:
+        """Issue a certificate; a fresh key is generated unless ``public_key`` is given (CSR flow)."""
+        key = None
+        if public_key is None:
+            key = ec.generate_private_key(ec.SECP256R1())
+            public_key = key.public_key()
+        now = _dt.datetime.now(_dt.timezone.utc)
+        sans: list[x509.GeneralName] = []
+        for n in server_names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                sans.append(x509.DNSName(n))
+        if role == ROLE_AGENT:
+            sans.append(x509.UniformResourceIdentifier(f"spiffe://skerry/agent/{common_name}"))
+        usages = []
+        if server_names:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        if client:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name, role))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(minutes=5))
+            .not_valid_after(now + _dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key) if key else b"")
+
+
+def write_keypair(directory: pathlib.Path, stem: str, pair: KeyPair) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write ``stem.crt`` and ``stem.key`` (0600) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    crt, key = directory / f"{stem}.crt", directory / f"{stem}.key"
+    crt.write_bytes(pair.cert_pem)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pair.key_pem)
+    return crt, key
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """Paths to a CA bundle and this party's certificate and key."""
+
+    ca: pathlib.Path
+    cert: pathlib.Path
+    key: pathlib.Path
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        out = []
+        for what, path in (("CA certificate", self.ca), ("certificate", self.cert), ("private key", self.key)):
+            try:
+                out.append(pathlib.Path(path).read_bytes())
+            except OSError as e:
+                raise ConfigError(f"cannot read TLS {what} {path}: {e.strerror}") from e
+        return out[0], out[1], out[2]
+
+
+def server_credentials(files: TlsFiles, *, require_client_auth: bool = True) -> grpc.ServerCredentials:
+    ca, cert, key = files.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=require_client_auth)
+
+
+def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
+    ca, cert, key = files.read()
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def identity_from_pem(pem: bytes) -> Identity:
+    cert = x509.load_pem_x509_certificate(pem)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    fp = cert.fingerprint(hashes.SHA256()).hex()
+    return Identity(
+        name=str(cns[0].value) if cns else "",
+        roles=frozenset(str(o.value) for o in orgs),
+        fingerprint=fp,
+    )
+
+
+def peer_identity(context) -> Identity:
+    """The verified client identity of a gRPC server call, or ``Unauthenticated``."""
+    auth = context.auth_context() or {}
+    pems = auth.get("x509_pem_cert")
+    if not pems:
+        raise Unauthenticated("no verified client certificate on this connection (mutual TLS required)")
+    return identity_from_pem(pems[0])
