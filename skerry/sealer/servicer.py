@@ -1,0 +1,38 @@
+"""The sealer's gRPC service: proto messages in and out, nothing more.
+
+Policy, decryption and audit live in ``authz.UnsealGate``; keys in
+``keys.KeyRegistry``. Errors are Skerry errors, mapped to status codes by the
+interceptor in ``skerry.core.rpc``. Decryption is CPU-bound (RSA-4096), so
+it runs in a worker thread to keep the event loop answering health checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
+from skerry.core.tls import peer_identity
+from skerry.sealer.authz import UnsealAttempt, UnsealGate
+from skerry.sealer.keys import KeyRegistry
+
+
+class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
+    def __init__(self, registry: KeyRegistry, gate: UnsealGate | None = None):
+        self._registry = registry
+        self._gate = gate or UnsealGate(registry)
+
+    async def GetCertificate(self, request: sealer_pb2.GetCertificateRequest, context) -> sealer_pb2.GetCertificateResponse:
+        key = self._registry.sealing_key(request.domain)
+        return sealer_pb2.GetCertificateResponse(certificate_pem=key.cert_pem, key_id=key.key_id, domain=key.domain)
+
+    async def Unseal(self, request: sealer_pb2.UnsealRequest, context) -> sealer_pb2.UnsealResponse:
+        identity = peer_identity(context)
+        attempt = UnsealAttempt(
+            namespace=request.namespace,
+            name=request.name,
+            scope=request.scope,
+            domain=request.domain,
+            encrypted_data=dict(request.encrypted_data),
+        )
+        data = await asyncio.to_thread(self._gate.unseal, identity, attempt)
+        return sealer_pb2.UnsealResponse(data=data)
