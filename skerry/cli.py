@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skerry", description="Pull-based GitOps: hub, agent and sealer.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SERVICE_CLIS:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:  # that service's extra is not installed in this image
-            if not (e.name or "").startswith("skerry"):
-                continue
-            raise
-        mod.add_commands(sub)
+        importlib.import_module(module).add_commands(sub)
     p = sub.add_parser("version", help="print the Skerry version")
     p.set_defaults(func=_version)
     return parser

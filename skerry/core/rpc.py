@@ -44,7 +44,6 @@ SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
-    ("grpc.max_connection_idle_ms", 0),
     *KEEPALIVE_OPTIONS,
 ]
 CHANNEL_OPTIONS = [

@@ -59,7 +59,9 @@ class SealerApp:
                 await self._server.stop(0)
                 raise ConfigError(f"cannot write ready file {self.config.ready_file}: {e.strerror}") from e
             self._wrote_ready = True
-        log.info("sealer serving", address=self.config.listen, port=self.port, domains=list(self.registry.domains))
+        log.info(
+            "sealer serving", address=self.config.listen, port=self.port, domains=list(self.registry.domains)
+        )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:

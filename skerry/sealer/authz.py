@@ -28,6 +28,11 @@ audit_log = structlog.get_logger("skerry.sealer.audit")
 
 # Kubernetes Secret data keys: [-._a-zA-Z0-9]+, at most 253 characters.
 _ITEM_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_MAX_AUDITED_ITEMS = 100
+
+
+def _clip(text: str, limit: int = 253) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,9 @@ def _validate(request: UnsealAttempt) -> str:
     """Check the request's shape; returns the scope (empty means strict)."""
     scope = request.scope or sealedsecret.STRICT
     if scope not in sealedsecret.SCOPES:
-        raise InvalidInput(f"unknown scope {request.scope!r}; expected one of {', '.join(sealedsecret.SCOPES)}")
+        raise InvalidInput(
+            f"unknown scope {request.scope!r}; expected one of {', '.join(sealedsecret.SCOPES)}"
+        )
     if not request.namespace or not request.name:
         raise InvalidInput("unseal needs the namespace and name the Secret will have")
     if not request.encrypted_data:
@@ -80,14 +87,16 @@ class UnsealGate:
 
     def unseal(self, identity: Identity, request: UnsealAttempt) -> dict[str, bytes]:
         """Plaintext per item, or a ``SkerryError``; every outcome is audited. CPU-bound: run in a thread."""
-        record = {
+        items = request.items
+        record = {  # request fields are clipped: the record is written before they are validated
             "identity": str(identity),
             "fingerprint": identity.fingerprint,
-            "namespace": request.namespace,
-            "name": request.name,
-            "scope": request.scope or sealedsecret.STRICT,
-            "domain": request.domain or "",
-            "items": list(request.items),
+            "namespace": _clip(request.namespace),
+            "name": _clip(request.name),
+            "scope": _clip(request.scope or sealedsecret.STRICT),
+            "domain": _clip(request.domain or ""),
+            "items": [_clip(i) for i in items[:_MAX_AUDITED_ITEMS]],
+            "item_count": len(items),
         }
         key_ids: set[str] = set()
         try:
@@ -106,7 +115,9 @@ class UnsealGate:
                 key_ids.add(key_id)
         except SkerryError as e:
             outcome = "denied" if isinstance(e, PermissionDenied) else "failed"
-            audit_log.warning("unseal", outcome=outcome, reason=e.reason, error=str(e), key_ids=sorted(key_ids), **record)
+            audit_log.warning(
+                "unseal", outcome=outcome, reason=e.reason, error=str(e), key_ids=sorted(key_ids), **record
+            )
             raise
         audit_log.info("unseal", outcome="allowed", key_ids=sorted(key_ids), **record)
         return out

@@ -46,7 +46,9 @@ MAX_ITEM_BYTES = _LENGTH_PREFIX_BYTES + MAX_RSA_CIPHERTEXT_BYTES + MAX_PLAINTEXT
 MAX_ITEM_BASE64_CHARS = 4 * ((MAX_ITEM_BYTES + 2) // 3)
 MIN_RSA_KEY_BITS = 2048
 
-UNSEAL_FAILED = "cannot unseal: no key matches (wrong key, or wrong scope, namespace or name) or the data is corrupt"
+UNSEAL_FAILED = (
+    "cannot unseal: no key matches (wrong key, or wrong scope, namespace or name) or the data is corrupt"
+)
 
 
 def _oaep(label: bytes) -> padding.OAEP:
@@ -58,7 +60,9 @@ def check_public_key(public_key) -> rsa.RSAPublicKey:
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise SealError("the sealing key is not an RSA public key")
     if public_key.key_size < MIN_RSA_KEY_BITS:
-        raise SealError(f"the sealing key has {public_key.key_size} bits; at least {MIN_RSA_KEY_BITS} are required")
+        raise SealError(
+            f"the sealing key has {public_key.key_size} bits; at least {MIN_RSA_KEY_BITS} are required"
+        )
     return public_key
 
 

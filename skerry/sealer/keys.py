@@ -216,7 +216,9 @@ class DirectoryBackend:
             except OSError as e:
                 raise ConfigError(f"cannot read sealing key {key_path}: {e.strerror}") from e
             if mode & 0o077:
-                log.warning("private key is readable by group or others", path=str(key_path), mode=oct(mode & 0o777))
+                log.warning(
+                    "private key is readable by group or others", path=str(key_path), mode=oct(mode & 0o777)
+                )
             out.append(StoredKey(stem, key_pem, cert_pem, source=str(key_path)))
         return out
 
@@ -339,7 +341,7 @@ class KeyRegistry:
     def _generate(self, domain: str, existing: Sequence[SealingKey]) -> SealingKey:
         # Certificate times have one-second resolution; keep them strictly increasing so
         # "newest" is never a tie, even for keys made in the same second.
-        not_before = self._clock.now().astimezone(_dt.timezone.utc).replace(microsecond=0)
+        not_before = self._clock.now().astimezone(_dt.UTC).replace(microsecond=0)
         if existing and not_before <= existing[0].created:
             not_before = existing[0].created + _dt.timedelta(seconds=1)
         key = generate_key(domain, not_before=not_before, bits=self._key_bits)

@@ -46,23 +46,36 @@ class SealingCertificate:
 
 def parse_manifest(text: str, source: str) -> dict:
     """One YAML or JSON document that must be a Secret; errors name ``source`` but no content."""
+    if text.lstrip().startswith("{"):
+        # JSON proper first: YAML refuses some valid JSON (tabs as indentation).
+        try:
+            return _check_secret(json.loads(text), source)
+        except json.JSONDecodeError:
+            pass  # not JSON after all; let the YAML parser report it
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InvalidInput(f"{source}: not valid YAML or JSON ({e.problem or 'syntax error'}{where})") from None
+        raise InvalidInput(
+            f"{source}: not valid YAML or JSON ({e.problem or 'syntax error'}{where})"
+        ) from None
     except yaml.YAMLError:
         raise InvalidInput(f"{source}: not valid YAML or JSON") from None
     if len(docs) != 1:
         raise InvalidInput(f"{source}: expected exactly one Secret, found {len(docs)} documents")
-    doc = docs[0]
+    return _check_secret(docs[0], source)
+
+
+def _check_secret(doc: Any, source: str) -> dict:
     if not isinstance(doc, dict):
         raise InvalidInput(f"{source}: expected a Secret object, not a {type(doc).__name__}")
     if sealedsecret.is_sealed_secret(doc):
         raise InvalidInput(f"{source}: is already a SealedSecret")
     if doc.get("kind") != "Secret" or doc.get("apiVersion", "v1") != "v1":
-        raise InvalidInput(f"{source}: expected apiVersion v1, kind Secret; got {doc.get('apiVersion')}/{doc.get('kind')}")
+        raise InvalidInput(
+            f"{source}: expected apiVersion v1, kind Secret; got {doc.get('apiVersion')}/{doc.get('kind')}"
+        )
     return doc
 
 
@@ -75,7 +88,9 @@ def secret_values(secret: Mapping, source: str = "input") -> dict[str, bytes]:
             raise InvalidInput(f"{source}: {field} must be a mapping of item name to value")
         for item, value in section.items():
             if not isinstance(item, str) or not _ITEM_RE.match(item):
-                raise InvalidInput(f"{source}: {field} item name {str(item)[:64]!r} is not a valid Secret key")
+                raise InvalidInput(
+                    f"{source}: {field} item name {str(item)[:64]!r} is not a valid Secret key"
+                )
             if value is None:
                 value = ""
             if not isinstance(value, str):
@@ -107,7 +122,7 @@ def load_certificate(pem: bytes, source: str, *, now: _dt.datetime | None = None
         public_key = crypto.check_public_key(cert.public_key())
     except SealError as e:
         raise SealError(f"{source}: {e}") from None
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     if now > cert.not_valid_after_utc:
         raise SealError(f"{source}: the sealing certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
     return SealingCertificate(pem=pem, key_id=key_id_of(public_key), public_key=public_key)
@@ -140,7 +155,9 @@ def seal_secret(
         raise InvalidInput(f"{source}: a {scope} SealedSecret needs metadata.namespace (or --namespace)")
     label = sealedsecret.encryption_label(ns, name, scope)
     values = secret_values(secret, source)
-    encrypted = {item: crypto.seal_value(certificate.public_key, values[item], label) for item in sorted(values)}
+    encrypted = {
+        item: crypto.seal_value(certificate.public_key, values[item], label) for item in sorted(values)
+    }
 
     for key in (LAST_APPLIED, sealedsecret.ANNOTATION_NAMESPACE_WIDE, sealedsecret.ANNOTATION_CLUSTER_WIDE):
         annotations.pop(key, None)

@@ -21,9 +21,13 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
         self._registry = registry
         self._gate = gate or UnsealGate(registry)
 
-    async def GetCertificate(self, request: sealer_pb2.GetCertificateRequest, context) -> sealer_pb2.GetCertificateResponse:
+    async def GetCertificate(
+        self, request: sealer_pb2.GetCertificateRequest, context
+    ) -> sealer_pb2.GetCertificateResponse:
         key = self._registry.sealing_key(request.domain)
-        return sealer_pb2.GetCertificateResponse(certificate_pem=key.cert_pem, key_id=key.key_id, domain=key.domain)
+        return sealer_pb2.GetCertificateResponse(
+            certificate_pem=key.cert_pem, key_id=key.key_id, domain=key.domain
+        )
 
     async def Unseal(self, request: sealer_pb2.UnsealRequest, context) -> sealer_pb2.UnsealResponse:
         identity = peer_identity(context)
