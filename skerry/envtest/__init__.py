@@ -45,7 +45,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -162,7 +162,7 @@ def assets_dir(build: bool = True) -> pathlib.Path:
 
 
 def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -197,9 +197,15 @@ class _CA:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -231,9 +237,15 @@ class _CA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -329,7 +341,41 @@ def _dump_yaml(obj: dict) -> str:
         return json.dumps(obj, indent=2) + "\n"
 
 
-_LIVE: "weakref.WeakSet[LocalCluster]" = weakref.WeakSet()
+_OWNER_FILE = ".skerry-envtest-owner"
+
+
+def _claim(dir_: pathlib.Path) -> None:
+    """Mark a temp dir as ours, so a later run can sweep it if we die by SIGKILL."""
+    with contextlib.suppress(OSError):
+        (dir_ / _OWNER_FILE).write_text(str(os.getpid()))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(pattern_dir: str, prefix: str) -> None:
+    """Remove temp dirs left by LocalClusters whose Python process died (kill -9)."""
+    try:
+        entries = list(pathlib.Path(pattern_dir).glob(prefix + "*"))
+    except OSError:
+        return
+    for d in entries:
+        try:
+            pid = int((d / _OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not ours / not claimed: leave it
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+_LIVE: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
 
 @atexit.register
@@ -394,6 +440,12 @@ class LocalCluster:
     ``workdir``           where certs, kubeconfigs and ``logs/*.log`` live
     ``log_dir``           ``workdir/logs``
     ``assets``            directory of the binaries used
+
+    Children get ``PR_SET_PDEATHSIG=SIGKILL``: they die with the *thread* that
+    started them, so call :meth:`start` from a thread that outlives the
+    cluster (the main thread, normally). An ``atexit`` hook stops clusters
+    still running at interpreter exit; temp dirs left by a SIGKILLed process
+    are swept by the next :meth:`start`.
     """
 
     SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -428,7 +480,7 @@ class LocalCluster:
         self.startup_seconds: float | None = None
 
     # ----------------------------------------------------------- context
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         if not self._started:
             self.start()
         return self
@@ -441,7 +493,8 @@ class LocalCluster:
 
     # ----------------------------------------------------------- paths
     def _p(self, *parts: str) -> pathlib.Path:
-        assert self.workdir is not None
+        if self.workdir is None:
+            raise EnvtestError("cluster not started (no workdir yet): call start() first")
         return self.workdir.joinpath(*parts)
 
     @property
@@ -477,22 +530,23 @@ class LocalCluster:
         return self.log_dir / f"{component}.log"
 
     # ----------------------------------------------------------- lifecycle
-    def start(self, timeout: float = 60.0) -> "LocalCluster":
+    def start(self, timeout: float = 60.0) -> LocalCluster:
         """Start the control plane and wait until it serves (``/readyz`` ok and,
         with the controller manager, the ``default`` ServiceAccount exists)."""
         if self._started:
             return self
+        self.assets = self._assets_arg or assets_dir()  # may build (minutes); not in `timeout`
         t0 = time.monotonic()
-        self.assets = self._assets_arg or assets_dir()
         if not _has(self.assets, REQUIRED_BINARIES):
             raise EnvtestError(f"{self.assets} lacks {', '.join(REQUIRED_BINARIES)}")
         if self.controller_manager and not _has(self.assets, ["kube-controller-manager"]):
-            raise EnvtestError(
-                f"{self.assets} has no kube-controller-manager; pass controller_manager=False"
-            )
+            raise EnvtestError(f"{self.assets} has no kube-controller-manager; pass controller_manager=False")
+        _sweep_stale(tempfile.gettempdir(), "skerry-envtest-")
+        _sweep_stale("/dev/shm", "skerry-etcd-")
         if self.workdir is None:
             self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="skerry-envtest-"))
             self._owns_workdir = True
+            _claim(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         _LIVE.add(self)
@@ -507,7 +561,7 @@ class LocalCluster:
                 except _PortClash:
                     self._kill_procs()
                     if attempt == 2:
-                        raise EnvtestError("could not find free loopback ports after 3 attempts")
+                        raise EnvtestError("could not find free loopback ports after 3 attempts") from None
         except BaseException:
             self.stop()
             raise
@@ -524,6 +578,7 @@ class LocalCluster:
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self._owns_workdir = False
+            self.workdir = None  # a restart makes a fresh temp dir
         self._started = False
         _LIVE.discard(self)
 
@@ -558,7 +613,10 @@ class LocalCluster:
             "kube-apiserver",
             server=True,
             dns_names=[
-                "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ],
             ips=["127.0.0.1", "::1", svc_ip],
@@ -609,7 +667,9 @@ class LocalCluster:
             "preferences": {},
         }
 
-    def _write_kubeconfig(self, path: pathlib.Path, user: str, cert_pem: bytes, key_pem: bytes) -> pathlib.Path:
+    def _write_kubeconfig(
+        self, path: pathlib.Path, user: str, cert_pem: bytes, key_pem: bytes
+    ) -> pathlib.Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(_dump_yaml(self._kubeconfig_dict(user, cert_pem, key_pem)))
@@ -671,7 +731,8 @@ class LocalCluster:
             self._etcd_dir_owned = None
         if self.etcd_tmpfs and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
             self._etcd_dir_owned = pathlib.Path(tempfile.mkdtemp(prefix="skerry-etcd-", dir="/dev/shm"))
-            data_dir = self._etcd_dir_owned
+            _claim(self._etcd_dir_owned)
+            data_dir = self._etcd_dir_owned / "data"  # etcd wants its data dir to itself
         else:
             data_dir = self._p("etcd")
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -724,7 +785,10 @@ class LocalCluster:
         ]
         api = self._spawn("kube-apiserver", api_argv)
         self._write_kubeconfig(
-            self.kubeconfig, "skerry-admin", self.admin_cert_file.read_bytes(), self.admin_key_file.read_bytes()
+            self.kubeconfig,
+            "skerry-admin",
+            self.admin_cert_file.read_bytes(),
+            self.admin_key_file.read_bytes(),
         )
 
         def ready():
@@ -764,7 +828,9 @@ class LocalCluster:
             self._wait("kube-controller-manager (default ServiceAccount)", deadline, cm_ok, cm)
 
     # ----------------------------------------------------------- clients
-    def ssl_context(self, cert_file: pathlib.Path | None = None, key_file: pathlib.Path | None = None) -> ssl.SSLContext:
+    def ssl_context(
+        self, cert_file: pathlib.Path | None = None, key_file: pathlib.Path | None = None
+    ) -> ssl.SSLContext:
         """An SSLContext trusting the cluster CA, presenting the admin cert by default."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         ctx.load_cert_chain(str(cert_file or self.admin_cert_file), str(key_file or self.admin_key_file))

@@ -113,10 +113,10 @@ ensure_pkgs() {
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "installing Debian packages: ${missing[*]}"
-    if ! "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    if ! "${SUDO[@]}" apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"; then
         APT_UPDATED=0
         apt_update
-        "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+        "${SUDO[@]}" apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
     fi
 }
 
@@ -134,7 +134,7 @@ ensure_deb_src() {
         # Keep each stanza whose Types include "deb"; rewrite Types to deb-src.
         awk '
             function flush() {
-                if (isdeb && body != "") { printf "%s%s\n", (n++ ? "\n" : ""), body }
+                if (isdeb && body != "") { printf "%s%s", (n++ ? "\n" : ""), body }
                 body = ""; isdeb = 0
             }
             /^[[:space:]]*$/ { flush(); next }
@@ -297,7 +297,7 @@ if [[ ${SKERRY_ENVTEST_KEEP_GOCACHE:-0} != 1 ]]; then
 fi
 if [[ ${SKERRY_ENVTEST_KEEP_SOURCE:-1} == 0 ]]; then
     log "removing source tree"
-    rm -rf "$SRC_ROOT" "$GOPATH" "$STAMPS"
+    rm -rf "$SRC_ROOT" "$GOPATH" "$STAMPS" "$CACHE/tools" "$CACHE/tmp"
 fi
 log "done in $((SECONDS - START))s"
 answer "$BIN"

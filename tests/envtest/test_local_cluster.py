@@ -62,7 +62,9 @@ def test_kubeconfig_works_with_kubectl(cluster):
     # the same file works through $KUBECONFIG too, without --kubeconfig
     import subprocess
 
-    r = subprocess.run(["kubectl", "get", "--raw", "/readyz"], env=cluster.env(), capture_output=True, text=True)
+    r = subprocess.run(
+        ["kubectl", "get", "--raw", "/readyz"], env=cluster.env(), capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
 
@@ -86,7 +88,9 @@ def test_namespace_deletion_finishes(cluster):
 def test_service_account_token_controller(cluster):
     sa = cluster.api_json("GET", "/api/v1/namespaces/default/serviceaccounts/default")
     assert sa["metadata"]["name"] == "default"
-    _eventually(lambda: cluster.api_json("GET", "/api/v1/namespaces/default/serviceaccounts/default").get("secrets"))
+    _eventually(
+        lambda: cluster.api_json("GET", "/api/v1/namespaces/default/serviceaccounts/default").get("secrets")
+    )
 
 
 def test_deployment_controllers_create_pods(cluster):
@@ -113,8 +117,10 @@ def test_user_without_rbac_is_forbidden(cluster):
     # grant the group read access in that namespace; alice now may read
     cluster.kubectl("-n", ns, "create", "role", "reader", "--verb=get,list", "--resource=configmaps")
     cluster.kubectl("-n", ns, "create", "rolebinding", "devs-read", "--role=reader", "--group=skerry-devs")
-    _eventually(lambda: cluster.kubectl("-n", ns, "get", "configmaps", kubeconfig=alice, check=False).returncode == 0,
-                timeout=10)
+    _eventually(
+        lambda: cluster.kubectl("-n", ns, "get", "configmaps", kubeconfig=alice, check=False).returncode == 0,
+        timeout=10,
+    )
     # ...but still not write, and not elsewhere
     r = cluster.kubectl("-n", ns, "create", "configmap", "x", kubeconfig=alice, check=False)
     assert r.returncode != 0 and "forbidden" in r.stderr.lower()
@@ -166,14 +172,18 @@ def test_crd_and_custom_resource(cluster):
     cr = f"apiVersion: envtest.skerry.dev/v1\nkind: Widget\nmetadata: {{name: w1, namespace: {ns}}}\nspec: {{size: 3}}\n"
 
     # discovery of the new group can lag Established by a moment
-    _eventually(lambda: cluster.kubectl("create", "-f", "-", input=cr, check=False).returncode == 0, timeout=20)
+    _eventually(
+        lambda: cluster.kubectl("create", "-f", "-", input=cr, check=False).returncode == 0, timeout=20
+    )
     got = cluster.api_json("GET", f"/apis/envtest.skerry.dev/v1/namespaces/{ns}/widgets/w1")
     assert got["spec"] == {"size": 3}
     cluster.kubectl("-n", ns, "patch", "widget", "w1", "--type=merge", "-p", '{"spec":{"color":"red"}}')
     got = cluster.api_json("GET", f"/apis/envtest.skerry.dev/v1/namespaces/{ns}/widgets/w1")
     assert got["spec"] == {"size": 3, "color": "red"}
     # schema validation is enforced
-    r = cluster.kubectl("-n", ns, "patch", "widget", "w1", "--type=merge", "-p", '{"spec":{"size":"big"}}', check=False)
+    r = cluster.kubectl(
+        "-n", ns, "patch", "widget", "w1", "--type=merge", "-p", '{"spec":{"size":"big"}}', check=False
+    )
     assert r.returncode != 0 and "Invalid" in r.stderr
     cluster.check_alive()
 
@@ -183,19 +193,34 @@ def test_server_side_apply(cluster):
     cluster.kubectl("create", "namespace", ns)
     cm = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c1, namespace: {ns}}}\ndata: {{a: '1'}}\n"
     cluster.kubectl("apply", "--server-side", "--field-manager=skerry-agent", "-f", "-", input=cm)
-    cluster.kubectl("apply", "--server-side", "--field-manager=skerry-agent", "-f", "-",
-                    input=cm.replace("'1'", "'2'"))
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=skerry-agent", "-f", "-", input=cm.replace("'1'", "'2'")
+    )
     obj = cluster.api_json("GET", f"/api/v1/namespaces/{ns}/configmaps/c1")
     assert obj["data"] == {"a": "2"}
     managers = {(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]}
     assert ("skerry-agent", "Apply") in managers
 
     # another manager touching the same field conflicts unless forced
-    r = cluster.kubectl("apply", "--server-side", "--field-manager=intruder", "-f", "-",
-                        input=cm.replace("'1'", "'3'"), check=False)
+    r = cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=intruder",
+        "-f",
+        "-",
+        input=cm.replace("'1'", "'3'"),
+        check=False,
+    )
     assert r.returncode != 0 and "conflict" in r.stderr.lower()
-    cluster.kubectl("apply", "--server-side", "--field-manager=intruder", "--force-conflicts", "-f", "-",
-                    input=cm.replace("'1'", "'3'"))
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=intruder",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=cm.replace("'1'", "'3'"),
+    )
     assert cluster.api_json("GET", f"/api/v1/namespaces/{ns}/configmaps/c1")["data"] == {"a": "3"}
 
 
