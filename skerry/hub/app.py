@@ -1,0 +1,184 @@
+"""The hub's composition root: config -> key, Git source, engine, store, sync loop, gRPC server.
+
+``HubApp`` is what tests run in-process (``await app.start()`` returns the
+port, ``await app.stop()``); ``run(config)`` is what ``skerry hub serve``
+runs until SIGTERM/SIGINT. Start-up order: load (or create) the signing
+key, find the render tool, sync once (failures are logged, not fatal: the
+hub serves ``Unavailable`` until the fleet loads), start serving, start the
+sync loop, then write the ready file ``{"port": N, "public_key": "<path>"}``
+atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import stat
+
+import structlog
+
+from skerry.core.clock import Clock, SystemClock
+from skerry.core.errors import ConfigError
+
+log = structlog.get_logger("skerry.hub")
+
+
+def load_or_create_signing_key(path: pathlib.Path):
+    """The Ed25519 signer at ``path``, created (0600, public key at ``<path>.pub``) if missing."""
+    from cryptography.hazmat.primitives import serialization
+
+    from skerry.core.bundle import generate_signing_key, load_signer
+
+    path = pathlib.Path(path)
+    pub_path = pathlib.Path(f"{path}.pub")
+    if not path.exists():
+        try:
+            signer = generate_signing_key(path)
+        except OSError as e:
+            raise ConfigError(f"cannot create signing key {path}: {e.strerror}") from e
+        log.info("created bundle signing key", key=str(path), public_key=str(pub_path))
+        return signer
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "signing key is readable by group or others; chmod 600 it", key=str(path), mode=oct(mode & 0o777)
+        )
+    signer = load_signer(path)
+    public = signer.public_key  # SSlibKey
+    pem = (
+        serialization.load_pem_private_key(signer.private_bytes, None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    try:
+        existing = pub_path.read_bytes()
+    except OSError:
+        existing = None
+    if existing != pem:
+        if existing is not None:
+            log.warning("public key did not match the signing key; rewriting it", public_key=str(pub_path))
+        _atomic_write(pub_path, pem)
+    log.info("loaded bundle signing key", key=str(path), keyid=public.keyid)
+    return signer
+
+
+def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class HubApp:
+    def __init__(self, config, *, engine=None, clock: Clock | None = None):
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._engine = engine
+        self.store = None
+        self.statuses = None
+        self.syncer = None
+        self.server = None
+        self.port: int | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._stopped = False
+
+    @property
+    def public_key_path(self) -> pathlib.Path:
+        return self.config.public_key
+
+    async def start(self) -> int:
+        from skerry.api.v1 import hub_pb2_grpc
+        from skerry.core.rpc import GrpcServer
+        from skerry.core.tls import server_credentials
+        from skerry.hub.bundles.store import HubStore
+        from skerry.hub.render.engine import KustomizeEngine
+        from skerry.hub.servicer import SERVICE_NAME, HubServicer
+        from skerry.hub.source.git import GitSource
+        from skerry.hub.status import StatusBoard
+        from skerry.hub.sync import Syncer
+
+        cfg = self.config
+        credentials = server_credentials(cfg.require_tls())
+        signer = load_or_create_signing_key(cfg.signing_key)
+        engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
+        source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
+        self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
+        self.statuses = StatusBoard()
+        self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
+        self.server = GrpcServer(
+            cfg.listen,
+            credentials,
+            register=[lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server)],
+            service_names=[SERVICE_NAME],
+        )
+        log.info(
+            "hub starting",
+            repo=source.url,
+            branch=cfg.branch,
+            engine=engine.name,
+            engine_version=engine.version,
+        )
+        try:
+            await self.syncer.sync_once()
+        except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
+            log.exception("first sync failed")
+        self.port = await self.server.start()
+        self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
+        if cfg.ready_file is not None:
+            ready = {"port": self.port, "public_key": str(self.public_key_path)}
+            _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
+        log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
+        return self.port
+
+    async def _loop(self) -> None:
+        assert self.syncer is not None
+        # The first sync already ran in start(); the next one is an interval (or a trigger) away.
+        await self.syncer.run(self.config.interval, immediately=False)
+
+    async def wait(self) -> None:
+        if self.server is not None:
+            await self.server.wait()
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.server is None:  # never started (or failed before serving)
+            return
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.server.stop(grace)
+        if self.config.ready_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                pathlib.Path(self.config.ready_file).unlink()
+        log.info("hub stopped")
+
+
+async def run(config) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    from skerry.core import logging as skerry_logging
+
+    skerry_logging.configure(config.log_level)
+    app = HubApp(config)
+    try:
+        await app.start()
+        app.server.install_signal_handlers()
+        await app.wait()
+    finally:
+        await app.stop(grace=0)
+    return 0

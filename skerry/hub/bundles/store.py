@@ -1,0 +1,300 @@
+"""The current signed bundle of each cluster, its last render error, and watchers.
+
+Release counter
+---------------
+Every signed release of a cluster carries a counter (the TUF metadata
+``version``) that agents refuse to see go down (rollback protection). The
+hub persists nothing, so after a restart it does not know the last counter
+it handed out. It therefore assigns::
+
+    release = max(previous + 1, current unix time in milliseconds)
+
+Within one process the first term makes releases strictly increasing. Across
+restarts the second term does: a restarted hub's first release is "now" in
+milliseconds, which is above every release the previous process made, as
+long as the clock did not go backwards and the previous process did not
+publish more than one release per millisecond on average (it publishes at
+most one per cluster per sync). No state file is needed, and none can be
+lost or corrupted.
+
+A new release is made only when the cluster's desired state changed, or
+when the current metadata has less than half of its lifetime left
+(re-signing, so a captured envelope stays short-lived but an unchanged
+cluster never goes stale). "Changed" compares the *content digest*
+(``skerry.hub.bundles.builder.content_digest``: the bundle without
+``source.revision``), not the digest of the signed bytes, which differs
+for every commit: a commit that does not change what a cluster renders
+gives that cluster no new release, and its agent nothing to re-apply. Its
+served bundle keeps naming the commit at which its content last changed.
+
+Watchers
+--------
+``watch(cluster)`` is an async iterator of ``SignedBundle`` and
+``RenderFailure`` events: first the current bundle (unless the watcher
+already has that digest) and the current render error, then each newer one.
+A slow watcher skips intermediate releases and gets the newest (desired
+state is level-based). Each cluster has one ``asyncio.Event`` that is
+replaced on every change; a watcher holds a reference to it and waits, so a
+watcher costs one suspended generator and one future (the hub must hold
+~10,000 of them). All mutating methods must be called on the event loop's
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as _dt
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+import structlog
+from securesystemslib.signer import Signer
+
+from skerry.core.bundle import Bundle, sign_bundle
+from skerry.core.canonical import sha256_digest
+from skerry.core.clock import Clock, SystemClock
+from skerry.core.errors import NotFound
+from skerry.hub.bundles.builder import content_digest
+
+log = structlog.get_logger("skerry.hub.store")
+
+DEFAULT_EXPIRY = _dt.timedelta(days=7)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedBundle:
+    """One signed release of one cluster's bundle, as served to its agent."""
+
+    cluster: str
+    release: int
+    digest: str  # sha256 of ``bundle``, the signed bytes
+    content_digest: str  # the same ignoring source.revision: what "changed" compares
+    metadata: bytes
+    bundle: bytes
+    revision: str
+    paths: tuple[str, ...]
+    objects: int
+    expires: _dt.datetime
+    signed_at: _dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderFailure:
+    """Why a cluster's desired state at ``revision`` could not be built; its current bundle stays."""
+
+    cluster: str
+    revision: str
+    message: str
+    at: _dt.datetime
+
+
+WatchEvent = SignedBundle | RenderFailure
+
+
+class _Cluster:
+    __slots__ = ("current", "error", "changed", "removed")
+
+    def __init__(self) -> None:
+        self.current: SignedBundle | None = None
+        self.error: RenderFailure | None = None
+        self.changed = asyncio.Event()
+        self.removed = False
+
+    def notify(self) -> None:
+        event, self.changed = self.changed, asyncio.Event()
+        event.set()
+
+
+def unix_ms(when: _dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class HubStore:
+    def __init__(
+        self,
+        signers: Signer | Sequence[Signer],
+        *,
+        expiry: _dt.timedelta = DEFAULT_EXPIRY,
+        clock: Clock | None = None,
+    ):
+        self._signers = [signers] if isinstance(signers, Signer) else list(signers)
+        if not self._signers:
+            raise ValueError("HubStore needs at least one signer")
+        self._expiry = expiry
+        self._clock = clock or SystemClock()
+        self._clusters: dict[str, _Cluster] = {}
+        # Highest release per cluster ever made by this process (kept when a cluster is removed).
+        self._last_release: dict[str, int] = {}
+
+    # --- clusters -----------------------------------------------------------------------------
+
+    def declare(self, clusters: Iterable[str]) -> list[str]:
+        """Make the set of known clusters exactly ``clusters``; returns the removed ones.
+
+        Watchers of a removed cluster end with ``NotFound``; its bundle is no longer served.
+        """
+        wanted = set(clusters)
+        for name in wanted - set(self._clusters):
+            self._clusters[name] = _Cluster()
+        removed = sorted(set(self._clusters) - wanted)
+        for name in removed:
+            state = self._clusters.pop(name)
+            state.removed = True
+            state.notify()
+        return removed
+
+    def clusters(self) -> list[str]:
+        return sorted(self._clusters)
+
+    def __contains__(self, cluster: str) -> bool:
+        return cluster in self._clusters
+
+    def _state(self, cluster: str) -> _Cluster:
+        try:
+            return self._clusters[cluster]
+        except KeyError:
+            raise NotFound(f"cluster {cluster!r} is not in the fleet") from None
+
+    def current(self, cluster: str) -> SignedBundle | None:
+        return self._state(cluster).current
+
+    def error(self, cluster: str) -> RenderFailure | None:
+        return self._state(cluster).error
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    def _needs_refresh(self, signed: SignedBundle, now: _dt.datetime) -> bool:
+        return signed.expires - now < self._expiry / 2
+
+    def _next_release(self, cluster: str, now: _dt.datetime) -> int:
+        return max(self._last_release.get(cluster, 0) + 1, unix_ms(now))
+
+    def publish(
+        self, cluster: str, bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
+    ) -> SignedBundle | None:
+        """Make ``bundle`` the cluster's current one; returns the new release, or None if unchanged.
+
+        ``encoded`` (``bundle.encode()``) and ``content`` (``content_digest(bundle)``) may be passed
+        if the caller already computed them. Clears the cluster's render error. Unknown clusters are
+        declared.
+        """
+        if bundle.cluster != cluster:
+            raise ValueError(f"bundle is for {bundle.cluster!r}, not {cluster!r}")
+        content = content_digest(bundle) if content is None else content
+        state = self._clusters.get(cluster)
+        if state is None:
+            state = self._clusters[cluster] = _Cluster()
+        now = self._clock.now()
+        cleared = state.error is not None
+        state.error = None
+        current = state.current
+        if (
+            current is not None
+            and current.content_digest == content
+            and not self._needs_refresh(current, now)
+        ):
+            return None
+        data = bundle.encode() if encoded is None else encoded
+        signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+        state.current = signed
+        state.notify()
+        log.info(
+            "bundle released",
+            cluster=cluster,
+            release=signed.release,
+            digest=signed.digest,
+            revision=bundle.revision,
+            resigned=current is not None and current.content_digest == content,
+            error_cleared=cleared,
+        )
+        return signed
+
+    def _sign(
+        self,
+        cluster: str,
+        data: bytes,
+        content: str,
+        revision: str,
+        paths: tuple[str, ...],
+        objects: int,
+        now: _dt.datetime,
+    ) -> SignedBundle:
+        release = self._next_release(cluster, now)
+        expires = (now + self._expiry).replace(microsecond=0)
+        metadata = sign_bundle(
+            data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers
+        )
+        self._last_release[cluster] = release
+        return SignedBundle(
+            cluster=cluster,
+            release=release,
+            digest=sha256_digest(data),
+            content_digest=content,
+            metadata=metadata,
+            bundle=data,
+            revision=revision,
+            paths=paths,
+            objects=objects,
+            expires=expires,
+            signed_at=now,
+        )
+
+    def refresh_expiring(self) -> list[str]:
+        """Re-sign every current bundle with less than half its metadata lifetime left."""
+        now = self._clock.now()
+        refreshed = []
+        for cluster, state in self._clusters.items():
+            cur = state.current
+            if cur is not None and self._needs_refresh(cur, now):
+                state.current = self._sign(
+                    cluster, cur.bundle, cur.content_digest, cur.revision, cur.paths, cur.objects, now
+                )
+                state.notify()
+                refreshed.append(cluster)
+                log.info("bundle re-signed before expiry", cluster=cluster, release=state.current.release)
+        return refreshed
+
+    def set_error(self, cluster: str, message: str, revision: str) -> RenderFailure:
+        """Record why the cluster's state at ``revision`` failed; the current bundle is untouched."""
+        state = self._clusters.get(cluster)
+        if state is None:
+            state = self._clusters[cluster] = _Cluster()
+        if state.error is not None and (state.error.revision, state.error.message) == (revision, message):
+            return state.error
+        state.error = RenderFailure(cluster=cluster, revision=revision, message=message, at=self._clock.now())
+        state.notify()
+        log.warning(
+            "render failed; previous bundle stays served", cluster=cluster, revision=revision, error=message
+        )
+        return state.error
+
+    def clear_error(self, cluster: str) -> None:
+        state = self._clusters.get(cluster)
+        if state is not None:
+            state.error = None
+
+    # --- watching -----------------------------------------------------------------------------
+
+    async def watch(self, cluster: str, *, last_digest: str = "") -> AsyncIterator[WatchEvent]:
+        """Current bundle (skipped if its digest is ``last_digest``) and error, then every change."""
+        state = self._state(cluster)
+        sent_release: int | None = None
+        sent_error: tuple[str, str] | None = None
+        first = True
+        while True:
+            if state.removed:
+                raise NotFound(f"cluster {cluster!r} was removed from the fleet")
+            changed = state.changed  # taken before yielding, so no change is missed meanwhile
+            current = state.current
+            if current is not None:
+                if first and last_digest and current.digest == last_digest:
+                    sent_release = current.release
+                elif sent_release is None or current.release > sent_release:
+                    sent_release = current.release
+                    yield current
+            first = False
+            error = state.error  # read after the yield above: a publish meanwhile clears it
+            if error is not None and (error.revision, error.message) != sent_error:
+                sent_error = (error.revision, error.message)
+                yield error
+            await changed.wait()

@@ -1,0 +1,189 @@
+"""``skerry hub serve`` and ``skerry render``.
+
+``skerry.cli`` calls ``add_commands(subparsers)``. Handlers take the parsed
+arguments and return an exit status; heavy imports happen inside them so
+``skerry --help`` stays fast. Failures print one line
+(``skerry render: error: overlays/prod: kustomize build failed: ...``) and
+return 1 (2 for a wrong combination of arguments), never a traceback.
+
+``skerry render DIR`` renders one directory the way ``kustomize build DIR``
+does (plain YAML if it has no kustomization). ``skerry render --repo REPO
+--cluster NAME`` prints the cluster's bundle exactly as the hub signs it
+(same code path as the hub's sync: ``skerry.hub.sync.build_revision``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+_SERVE_FLAGS = (
+    # flag, config field, metavar, help
+    ("--repo", "repo", "PATH|URL", "Git repository to follow"),
+    ("--branch", "branch", "NAME", "branch to follow (default main)"),
+    ("--interval", "interval", "DURATION", "poll interval, e.g. 60s, 5m (default 60s)"),
+    ("--listen", "listen", "HOST:PORT", "gRPC listen address (default 127.0.0.1:7440)"),
+    ("--tls-ca", "tls_ca", "FILE", "CA bundle that agents' and operators' certificates chain to"),
+    ("--tls-cert", "tls_cert", "FILE", "the hub's server certificate"),
+    ("--tls-key", "tls_key", "FILE", "the hub's private key"),
+    (
+        "--signing-key",
+        "signing_key",
+        "FILE",
+        "Ed25519 bundle signing key, created if missing (default <state-dir>/signing.key)",
+    ),
+    ("--state-dir", "state_dir", "DIR", "clone cache and scratch space (default ~/.local/state/skerry/hub)"),
+    (
+        "--metadata-expiry",
+        "metadata_expiry",
+        "DURATION",
+        "lifetime of signed metadata, re-signed at half (default 7d)",
+    ),
+    ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
+    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
+    ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
+)
+
+
+def add_commands(subparsers) -> None:
+    hub = subparsers.add_parser("hub", help="run the hub (render, sign and serve bundles)")
+    hub_commands = hub.add_subparsers(dest="hub_command", metavar="COMMAND")
+    hub_commands.required = True
+    serve = hub_commands.add_parser(
+        "serve",
+        help="serve bundles to agents over mutual TLS",
+        description="Follow a Git branch, render and sign one bundle per cluster, serve them over gRPC. "
+        "Every flag can also be set as SKERRY_HUB_<FLAG> (e.g. SKERRY_HUB_TLS_CA); flags win.",
+    )
+    for flag, dest, metavar, help_text in _SERVE_FLAGS:
+        serve.add_argument(flag, dest=dest, metavar=metavar, help=help_text)
+    serve.set_defaults(func=serve_command)
+
+    render = subparsers.add_parser(
+        "render",
+        help="render a directory, or a cluster's bundle, like the hub does",
+        description="skerry render DIR [-o yaml|json]: render one directory like `kustomize build DIR`.  "
+        "skerry render --repo REPO --cluster NAME [--revision REV]: print that cluster's bundle JSON, "
+        "byte for byte what the hub signs.",
+    )
+    render.add_argument("directory", nargs="?", metavar="DIR", help="directory to render")
+    render.add_argument(
+        "-o", "--output", choices=("yaml", "json"), help="output format (DIR: yaml, bundle: json)"
+    )
+    render.add_argument("--repo", metavar="PATH|URL", help="Git repository with skerry.yaml at its root")
+    render.add_argument("--cluster", metavar="NAME", help="cluster whose bundle to build (with --repo)")
+    render.add_argument("--branch", default="main", metavar="NAME", help="branch to build (default main)")
+    render.add_argument(
+        "--revision", metavar="REV", help="branch, tag or commit to build instead of the branch head"
+    )
+    render.set_defaults(func=render_command)
+
+
+def _fail(command: str, message: str, status: int = 1) -> int:
+    line = " ".join(str(message).split())  # one line, whatever the message contained
+    print(f"{command}: error: {line}", file=sys.stderr)
+    return status
+
+
+# --- hub serve -----------------------------------------------------------------------------
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from skerry.core.errors import SkerryError
+    from skerry.hub.app import run
+    from skerry.hub.config import HubConfig
+
+    overrides = {dest: getattr(args, dest, None) for _, dest, _, _ in _SERVE_FLAGS}
+    try:
+        config = HubConfig.from_env(**overrides)
+        return asyncio.run(run(config))
+    except SkerryError as e:
+        return _fail("skerry hub serve", str(e))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line for the operator; details are in the log
+        return _fail("skerry hub serve", f"unexpected {type(e).__name__}: {e}")
+
+
+# --- render --------------------------------------------------------------------------------
+
+
+def render_command(args: argparse.Namespace) -> int:
+    from skerry.core import logging as skerry_logging
+    from skerry.core.errors import SkerryError
+
+    command = "skerry render"
+    if args.directory and (args.repo or args.cluster or args.revision):
+        return _fail(command, "give either DIR or --repo/--cluster, not both", 2)
+    if not args.directory and not (args.repo and args.cluster):
+        return _fail(command, "give DIR, or --repo REPO --cluster NAME", 2)
+    skerry_logging.configure("warning")  # logs go to stderr; stdout is the rendered output
+    try:
+        if args.directory:
+            data = _render_directory(args.directory, args.output or "yaml")
+        else:
+            data = _render_bundle(args.repo, args.cluster, args.branch, args.revision, args.output or "json")
+    except SkerryError as e:
+        return _fail(command, str(e))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+        return _fail(command, f"unexpected {type(e).__name__}: {e}")
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+def _dump(objects, output: str) -> bytes:
+    import json
+
+    import yaml
+
+    if output == "json":
+        return (
+            json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2, ensure_ascii=False)
+            + "\n"
+        ).encode()
+    docs = [yaml.safe_dump(o, sort_keys=False, allow_unicode=True, width=1 << 30) for o in objects]
+    return "---\n".join(docs).encode()
+
+
+def _render_directory(directory: str, output: str) -> bytes:
+    import pathlib
+
+    from skerry.hub.render.engine import KustomizeEngine
+
+    objects = KustomizeEngine.detect().render(pathlib.Path(directory))
+    return _dump(objects, output)
+
+
+def _render_bundle(repo: str, cluster: str, branch: str, revision: str | None, output: str) -> bytes:
+    import json
+    import pathlib
+    import tempfile
+
+    import yaml
+
+    from skerry.core.errors import RenderError
+    from skerry.hub.render.engine import KustomizeEngine
+    from skerry.hub.source.git import GitSource
+    from skerry.hub.sync import build_revision
+
+    engine = KustomizeEngine.detect()
+    with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
+        source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))
+        commit = source.fetch_revision(revision) if revision else source.fetch()
+        outcome = build_revision(source, commit, engine, clusters=[cluster])
+    if outcome.fleet is None:
+        raise RenderError(str(outcome.fleet_error))
+    if cluster in outcome.errors:
+        raise RenderError(outcome.errors[cluster])
+    data = outcome.bundles[cluster].data
+    if output == "json":
+        return data
+    return yaml.safe_dump(json.loads(data), sort_keys=False, allow_unicode=True, width=1 << 30).encode()

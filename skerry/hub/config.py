@@ -1,0 +1,188 @@
+"""The hub's settings: one frozen dataclass, safe defaults, read from ``SKERRY_HUB_*``.
+
+This is the only hub module that reads the environment. ``skerry hub serve``
+flags are passed as overrides, so a flag beats its variable, which beats the
+default::
+
+    SKERRY_HUB_REPO              repository path or URL (required)
+    SKERRY_HUB_BRANCH            branch to follow                      main
+    SKERRY_HUB_INTERVAL          poll interval (60, 60s, 5m, 1h)       60s
+    SKERRY_HUB_LISTEN            gRPC address host:port                127.0.0.1:7440
+    SKERRY_HUB_TLS_CA            CA bundle agents' certificates chain to
+    SKERRY_HUB_TLS_CERT          the hub's server certificate
+    SKERRY_HUB_TLS_KEY           its private key
+    SKERRY_HUB_SIGNING_KEY       Ed25519 bundle signing key (created 0600 if missing,
+                                 public key written to <key>.pub)  <state dir>/signing.key
+    SKERRY_HUB_STATE_DIR         clone cache and scratch space   ~/.local/state/skerry/hub
+    SKERRY_HUB_METADATA_EXPIRY   lifetime of signed metadata (re-signed at half)   7d
+    SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
+    SKERRY_HUB_READY_FILE        JSON {"port", "public_key"} written when serving
+    SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
+
+Serving requires all three TLS files: every hub connection is mutual TLS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from skerry.core.errors import ConfigError
+from skerry.core.tls import TlsFiles
+
+ENV_PREFIX = "SKERRY_HUB_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LISTEN = "127.0.0.1:7440"
+DEFAULT_INTERVAL = 60.0
+DEFAULT_EXPIRY = _dt.timedelta(days=7)
+DEFAULT_RENDER_TIMEOUT = 120.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _default_state_dir() -> pathlib.Path:
+    return pathlib.Path.home() / ".local" / "state" / "skerry" / "hub"
+
+
+def parse_duration(value: Any, what: str) -> float:
+    """Seconds from ``90``, ``90s``, ``1.5m``, ``2h``, ``7d`` (or a number / timedelta)."""
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ConfigError(f"{what}: {value!r} is not a duration (e.g. 60, 30s, 5m, 2h, 7d)")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def check_branch(branch: str, what: str = "branch") -> str:
+    """A branch name git accepts, that cannot be mistaken for an option or a revision expression."""
+    bad = (
+        not branch
+        or branch.startswith(("-", "/"))
+        or branch.endswith(("/", ".", ".lock"))
+        or ".." in branch
+        or "//" in branch
+        or "@{" in branch
+        or branch == "@"
+        or any(c in branch for c in " ~^:?*[\\\x7f")
+        or any(ord(c) < 32 for c in branch)
+    )
+    if bad:
+        raise ConfigError(f"{what}: {branch!r} is not a valid branch name")
+    return branch
+
+
+def check_listen(listen: str, what: str = "listen") -> str:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: {listen!r} is not host:port (e.g. 127.0.0.1:7440 or [::]:7440)")
+    return listen
+
+
+@dataclasses.dataclass(frozen=True)
+class HubConfig:
+    repo: str
+    branch: str = "main"
+    interval: float = DEFAULT_INTERVAL
+    listen: str = DEFAULT_LISTEN
+    tls: TlsFiles | None = None
+    signing_key: pathlib.Path | None = None  # None: <state_dir>/signing.key
+    state_dir: pathlib.Path = dataclasses.field(default_factory=_default_state_dir)
+    metadata_expiry: _dt.timedelta = DEFAULT_EXPIRY
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT
+    ready_file: pathlib.Path | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.repo or not str(self.repo).strip():
+            raise ConfigError(f"repo: a repository path or URL is required ({ENV_PREFIX}REPO or --repo)")
+        check_branch(self.branch)
+        check_listen(self.listen)
+        if not self.interval > 0:
+            raise ConfigError(f"interval: must be positive, got {self.interval}")
+        if not self.render_timeout > 0:
+            raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
+        if self.metadata_expiry < _dt.timedelta(minutes=1):
+            raise ConfigError(f"metadata_expiry: must be at least one minute, got {self.metadata_expiry}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        object.__setattr__(self, "state_dir", pathlib.Path(self.state_dir))
+        key = self.signing_key if self.signing_key is not None else self.state_dir / "signing.key"
+        object.__setattr__(self, "signing_key", pathlib.Path(key))
+        if self.ready_file is not None:
+            object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
+
+    @property
+    def public_key(self) -> pathlib.Path:
+        """Where the signing key's public half is written: ``<signing key>.pub``."""
+        return pathlib.Path(f"{self.signing_key}.pub")
+
+    def require_tls(self) -> TlsFiles:
+        if self.tls is None:
+            raise ConfigError(
+                "tls: the hub serves only mutual TLS; set --tls-ca, --tls-cert and --tls-key "
+                f"({ENV_PREFIX}TLS_CA, {ENV_PREFIX}TLS_CERT, {ENV_PREFIX}TLS_KEY)"
+            )
+        return self.tls
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:
+        """Build from ``SKERRY_HUB_*`` (default ``os.environ``); non-None ``overrides`` win.
+
+        Overrides are field names, plus ``tls_ca``/``tls_cert``/``tls_key`` for the three TLS paths.
+        """
+        env = os.environ if environ is None else environ
+
+        def pick(field: str) -> Any:
+            value = overrides.get(field)
+            if value is not None:
+                return value
+            raw = env.get(ENV_PREFIX + field.upper())
+            return raw if raw not in (None, "") else None
+
+        known = {f.name for f in dataclasses.fields(cls)} | {"tls_ca", "tls_cert", "tls_key"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown hub setting(s): {', '.join(unknown)}")
+
+        kwargs: dict[str, Any] = {"repo": pick("repo") or ""}
+        if (branch := pick("branch")) is not None:
+            kwargs["branch"] = str(branch)
+        if (listen := pick("listen")) is not None:
+            kwargs["listen"] = str(listen)
+        if (interval := pick("interval")) is not None:
+            kwargs["interval"] = parse_duration(interval, f"interval ({ENV_PREFIX}INTERVAL)")
+        if (timeout := pick("render_timeout")) is not None:
+            kwargs["render_timeout"] = parse_duration(timeout, f"render_timeout ({ENV_PREFIX}RENDER_TIMEOUT)")
+        if (expiry := pick("metadata_expiry")) is not None:
+            seconds = parse_duration(expiry, f"metadata_expiry ({ENV_PREFIX}METADATA_EXPIRY)")
+            kwargs["metadata_expiry"] = _dt.timedelta(seconds=seconds)
+        for field in ("signing_key", "state_dir", "ready_file"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = pathlib.Path(value).expanduser()
+        if (level := pick("log_level")) is not None:
+            kwargs["log_level"] = str(level).lower()
+
+        tls = overrides.get("tls")
+        if tls is None:
+            parts = {name: pick(name) for name in ("tls_ca", "tls_cert", "tls_key")}
+            given = {k for k, v in parts.items() if v is not None}
+            if given and given != set(parts):
+                missing = ", ".join(f"{ENV_PREFIX}{k.upper()}" for k in sorted(set(parts) - given))
+                raise ConfigError(f"tls: CA, certificate and key go together; missing {missing}")
+            if given:
+                tls = TlsFiles(
+                    ca=pathlib.Path(parts["tls_ca"]).expanduser(),
+                    cert=pathlib.Path(parts["tls_cert"]).expanduser(),
+                    key=pathlib.Path(parts["tls_key"]).expanduser(),
+                )
+        kwargs["tls"] = tls
+        return cls(**kwargs)

@@ -1,0 +1,303 @@
+"""``skerry.yaml``: which clusters exist, their labels, and which paths each one gets.
+
+A pure parser (no I/O)::
+
+    apiVersion: skerry.io/v1alpha1
+    kind: Fleet
+    environments: [dev, prod]          # promotion order
+    clusters:
+      - name: oslo-dev
+        labels: {region: no-oslo, env: dev}
+    paths:
+      - path: overlays/dev
+        selector: {matchLabels: {env: dev}}
+      - path: overlays/prod
+        selector:
+          matchLabels: {env: prod}
+          matchExpressions: [{key: region, operator: In, values: [no-oslo]}]
+
+Selectors are Kubernetes label selectors with the same meaning: every
+``matchLabels`` pair and every ``matchExpressions`` requirement must hold;
+``In``/``NotIn`` need a non-empty ``values``, ``Exists``/``DoesNotExist`` take
+none; ``NotIn`` and ``DoesNotExist`` hold for a cluster without the label;
+an empty selector ``{}`` selects every cluster. A cluster gets every path
+whose selector matches it, in file order; a cluster that matches none is an
+error for that cluster only (``Fleet.paths_for``).
+
+Every problem is a ``ConfigError`` naming ``skerry.yaml`` and the field
+(``skerry.yaml: clusters[2].name: ...``). Unknown keys are errors, so a typo
+never silently selects nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import re
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from skerry.core.errors import ConfigError, NotFound
+
+FLEET_FILE = "skerry.yaml"
+API_VERSION = "skerry.io/v1alpha1"
+KIND = "Fleet"
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def _fail(field: str, problem: str) -> ConfigError:
+    return ConfigError(f"{FLEET_FILE}: {field}: {problem}" if field else f"{FLEET_FILE}: {problem}")
+
+
+def is_dns_label(name: str) -> bool:
+    return isinstance(name, str) and len(name) <= 63 and bool(_DNS_LABEL.match(name))
+
+
+def check_label_key(key: Any, field: str) -> str:
+    if not isinstance(key, str):
+        raise _fail(field, f"label key {key!r} must be a string")
+    prefix, sep, name = key.rpartition("/")
+    if sep and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise _fail(field, f"label key {key!r}: prefix must be a DNS subdomain of at most 253 characters")
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        raise _fail(
+            field,
+            f"label key {key!r}: name must be at most 63 characters, alphanumeric, '-', '_' or '.', "
+            "starting and ending with an alphanumeric character",
+        )
+    return key
+
+
+def check_label_value(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(field, f"label value {value!r} must be a string (quote it)")
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        raise _fail(
+            field,
+            f"label value {value!r} must be empty or at most 63 characters, alphanumeric, '-', '_' or '.', "
+            "starting and ending with an alphanumeric character",
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    """One ``matchExpressions`` entry."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        raise AssertionError(self.operator)  # parse_fleet admits only OPERATORS
+
+
+@dataclasses.dataclass(frozen=True, eq=True)
+class LabelSelector:
+    match_labels: Mapping[str, str] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    match_expressions: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    name: str
+    labels: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class PathRule:
+    path: str
+    selector: LabelSelector
+
+
+@dataclasses.dataclass(frozen=True)
+class Fleet:
+    environments: tuple[str, ...]
+    clusters: tuple[Cluster, ...]
+    paths: tuple[PathRule, ...]
+
+    @property
+    def cluster_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.clusters)
+
+    def cluster(self, name: str) -> Cluster:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise NotFound(f"cluster {name!r} is not in {FLEET_FILE}")
+
+    def paths_for(self, cluster: str | Cluster) -> tuple[str, ...]:
+        """The paths whose selector matches the cluster, in file order; ``ConfigError`` if none."""
+        c = cluster if isinstance(cluster, Cluster) else self.cluster(cluster)
+        found = tuple(rule.path for rule in self.paths if rule.selector.matches(c.labels))
+        if not found:
+            raise _fail(
+                f"cluster {c.name!r}", "matches no entry in paths (check its labels and the selectors)"
+            )
+        return found
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def _mapping(value: Any, field: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(field, f"must be a mapping, got {_type(value)}")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise _fail(field, f"unknown key(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(allowed)})")
+    for key in required:
+        if key not in value:
+            raise _fail(field, f"{key!r} is required")
+    return value
+
+
+def _list(value: Any, field: str) -> list:
+    if not isinstance(value, list):
+        raise _fail(field, f"must be a list, got {_type(value)}")
+    return value
+
+
+def _type(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _field(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def _labels(value: Any, field: str) -> Mapping[str, str]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise _fail(field, f"must be a mapping of label keys to values, got {_type(value)}")
+    out = {}
+    for k, v in value.items():
+        out[check_label_key(k, field)] = check_label_value(v, f"{field}.{k}")
+    return types.MappingProxyType(out)
+
+
+def _check_path(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(field, "must be a non-empty path relative to the repository root")
+    if value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value) or value.startswith("\\"):
+        raise _fail(field, f"{value!r} is absolute; paths are relative to the repository root")
+    if "\\" in value or "\x00" in value:
+        raise _fail(field, f"{value!r} must use '/' separators")
+    if ".." in value.split("/"):
+        raise _fail(field, f"{value!r} escapes the repository ('..' is not allowed)")
+    normal = posixpath.normpath(value)
+    if normal.split("/")[0] == ".git":
+        raise _fail(field, f"{value!r} points into .git")
+    return normal
+
+
+def _selector(value: Any, field: str) -> LabelSelector:
+    if value is None:
+        raise _fail(field, "is required (use {} to select every cluster)")
+    sel = _mapping(value, field, ("matchLabels", "matchExpressions"))
+    match_labels = _labels(sel.get("matchLabels"), f"{field}.matchLabels")
+    exprs = []
+    raw_exprs = sel.get("matchExpressions")
+    for i, raw in enumerate(_list(raw_exprs if raw_exprs is not None else [], f"{field}.matchExpressions")):
+        ef = f"{field}.matchExpressions[{i}]"
+        expr = _mapping(raw, ef, ("key", "operator", "values"), ("key", "operator"))
+        key = check_label_key(expr["key"], f"{ef}.key")
+        op = expr["operator"]
+        if op not in OPERATORS:
+            raise _fail(f"{ef}.operator", f"{op!r} is not one of {', '.join(OPERATORS)}")
+        values = expr.get("values")
+        values = _list(values if values is not None else [], f"{ef}.values")
+        checked = tuple(check_label_value(v, f"{ef}.values[{j}]") for j, v in enumerate(values))
+        if op in ("In", "NotIn") and not checked:
+            raise _fail(f"{ef}.values", f"must be non-empty for operator {op}")
+        if op in ("Exists", "DoesNotExist") and checked:
+            raise _fail(f"{ef}.values", f"must be empty for operator {op}")
+        exprs.append(Requirement(key=key, operator=op, values=checked))
+    return LabelSelector(match_labels=match_labels, match_expressions=tuple(exprs))
+
+
+def parse_fleet(data: str | bytes | None) -> Fleet:
+    """Parse and validate the content of ``skerry.yaml`` (None: the file does not exist)."""
+    import yaml
+
+    from skerry.hub import _yaml
+
+    if data is None:
+        raise _fail("", "not found at the repository root")
+    try:
+        doc = _yaml.load(data)
+    except yaml.YAMLError as e:
+        raise _fail("", f"invalid YAML: {_yaml.describe_error(e)}") from e
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise _fail("", f"unreadable: {type(e).__name__}") from e
+    if doc is None:
+        raise _fail("", "is empty")
+    top = _mapping(
+        doc, "", ("apiVersion", "kind", "environments", "clusters", "paths"), ("apiVersion", "kind")
+    )
+    if top["apiVersion"] != API_VERSION:
+        raise _fail("apiVersion", f"must be {API_VERSION!r}, got {top['apiVersion']!r}")
+    if top["kind"] != KIND:
+        raise _fail("kind", f"must be {KIND!r}, got {top['kind']!r}")
+
+    environments: list[str] = []
+    raw_envs = top.get("environments")
+    for i, env in enumerate(_list(raw_envs if raw_envs is not None else [], "environments")):
+        if not is_dns_label(env):
+            raise _fail(f"environments[{i}]", f"{env!r} must be a DNS-1123 label (lower-case a-z, 0-9, '-')")
+        if env in environments:
+            raise _fail(f"environments[{i}]", f"duplicate environment {env!r}")
+        environments.append(env)
+
+    clusters: list[Cluster] = []
+    index: dict[str, int] = {}
+    raw_clusters = top.get("clusters")
+    for i, raw in enumerate(_list(raw_clusters if raw_clusters is not None else [], "clusters")):
+        cf = f"clusters[{i}]"
+        entry = _mapping(raw, cf, ("name", "labels"), ("name",))
+        name = entry["name"]
+        if not is_dns_label(name):
+            raise _fail(
+                f"{cf}.name",
+                f"{name!r} must be a DNS-1123 label (at most 63 lower-case a-z, 0-9 or '-', "
+                "starting and ending with a letter or digit)",
+            )
+        if name in index:
+            raise _fail(f"{cf}.name", f"duplicate cluster {name!r} (also clusters[{index[name]}])")
+        index[name] = i
+        clusters.append(Cluster(name=name, labels=_labels(entry.get("labels"), f"{cf}.labels")))
+
+    rules: list[PathRule] = []
+    seen_paths: dict[str, int] = {}
+    raw_paths = top.get("paths")
+    for i, raw in enumerate(_list(raw_paths if raw_paths is not None else [], "paths")):
+        pf = f"paths[{i}]"
+        entry = _mapping(raw, pf, ("path", "selector"), ("path", "selector"))
+        path = _check_path(entry["path"], f"{pf}.path")
+        if path in seen_paths:
+            raise _fail(f"{pf}.path", f"duplicate path {path!r} (also paths[{seen_paths[path]}])")
+        seen_paths[path] = i
+        rules.append(PathRule(path=path, selector=_selector(entry["selector"], f"{pf}.selector")))
+
+    return Fleet(environments=tuple(environments), clusters=tuple(clusters), paths=tuple(rules))

@@ -1,0 +1,1 @@
+"""Turning a directory of the repository into Kubernetes objects."""

@@ -1,0 +1,237 @@
+"""The hub's gRPC service: authorisation and proto <-> domain translation, nothing else.
+
+Who may call what (identity from the verified mTLS client certificate):
+
+* ``WatchBundles`` / ``ReportStatus``: only the agent of that cluster
+  (role ``skerry:agent`` and certificate name == cluster);
+* ``GetFleetStatus``: operators (``skerry:operator``) see any cluster or
+  the whole fleet; an agent sees only its own cluster.
+
+Refusals are Skerry errors (``PermissionDenied`` naming the caller and the
+cluster, ``NotFound`` for a cluster not in the fleet, ``Unavailable`` before
+the fleet was first loaded); ``skerry.core.rpc.ErrorInterceptor`` maps them
+to status codes. A caller is authorised before the cluster is looked up, so
+the hub never tells a stranger which clusters exist.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Protocol
+
+import structlog
+
+from skerry.api.v1 import bundle_pb2, common_pb2, hub_pb2, hub_pb2_grpc
+from skerry.core.clock import Clock, SystemClock
+from skerry.core.errors import ConfigError, InvalidInput, NotFound, PermissionDenied, Unavailable
+from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, peer_identity
+from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle
+from skerry.hub.fleet import FLEET_FILE, Fleet
+from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
+
+log = structlog.get_logger("skerry.hub.servicer")
+
+SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
+
+
+class FleetView(Protocol):
+    """What the servicer reads of the sync loop (``skerry.hub.sync.Syncer`` provides it)."""
+
+    fleet: Fleet | None
+    revision: str
+    fleet_error: str | None
+
+
+# --- proto <-> domain ---------------------------------------------------------------------
+
+
+def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
+    return bundle_pb2.SignedBundle(
+        cluster=signed.cluster,
+        version=signed.release,
+        digest=signed.digest,
+        metadata=signed.metadata,
+        bundle=signed.bundle,
+    )
+
+
+def event_to_proto(event: SignedBundle | RenderFailure) -> hub_pb2.WatchBundlesResponse:
+    if isinstance(event, SignedBundle):
+        return hub_pb2.WatchBundlesResponse(bundle=signed_bundle_to_proto(event))
+    return hub_pb2.WatchBundlesResponse(
+        render_error=hub_pb2.RenderError(revision=event.revision, message=event.message)
+    )
+
+
+def status_from_proto(msg: hub_pb2.ClusterStatus, received_at: _dt.datetime) -> ClusterStatus:
+    return ClusterStatus(
+        cluster=msg.cluster,
+        applied_version=msg.applied_version,
+        applied_digest=msg.applied_digest,
+        revision=msg.revision,
+        conditions=tuple(
+            Condition(type=c.type, status=c.status, reason=c.reason, message=c.message)
+            for c in msg.conditions
+        ),
+        objects=tuple(
+            ObjectStatus(
+                group=o.ref.group,
+                version=o.ref.version,
+                kind=o.ref.kind,
+                namespace=o.ref.namespace,
+                name=o.ref.name,
+                action=o.action,
+                message=o.message,
+            )
+            for o in msg.objects
+        ),
+        agent_version=msg.agent_version,
+        observed_unix_ms=msg.observed_unix_ms,
+        received_at=received_at,
+    )
+
+
+def status_to_proto(status: ClusterStatus) -> hub_pb2.ClusterStatus:
+    return hub_pb2.ClusterStatus(
+        cluster=status.cluster,
+        applied_version=status.applied_version,
+        applied_digest=status.applied_digest,
+        revision=status.revision,
+        conditions=[
+            common_pb2.Condition(type=c.type, status=c.status, reason=c.reason, message=c.message)
+            for c in status.conditions
+        ],
+        objects=[
+            hub_pb2.ObjectStatus(
+                ref=common_pb2.ObjectRef(
+                    group=o.group, version=o.version, kind=o.kind, namespace=o.namespace, name=o.name
+                ),
+                action=o.action,
+                message=o.message,
+            )
+            for o in status.objects
+        ],
+        agent_version=status.agent_version,
+        observed_unix_ms=status.observed_unix_ms,
+    )
+
+
+# --- the service --------------------------------------------------------------------------
+
+
+class HubServicer(hub_pb2_grpc.HubServiceServicer):
+    def __init__(
+        self,
+        store: HubStore,
+        statuses: StatusBoard,
+        fleet: FleetView,
+        *,
+        clock: Clock | None = None,
+    ):
+        self._store = store
+        self._statuses = statuses
+        self._fleet = fleet
+        self._clock = clock or SystemClock()
+
+    # --- checks ---
+
+    @staticmethod
+    def _require_agent_of(identity: Identity, cluster: str, action: str) -> None:
+        if not cluster:
+            raise InvalidInput("cluster is required")
+        if not identity.has_role(ROLE_AGENT) or identity.name != cluster:
+            raise PermissionDenied(
+                f"{identity} may not {action} cluster {cluster!r}: "
+                f"only its agent ({ROLE_AGENT} named {cluster!r}) may"
+            )
+
+    def _require_known(self, cluster: str) -> None:
+        if self._fleet.fleet is None:
+            detail = f": {self._fleet.fleet_error}" if self._fleet.fleet_error else ""
+            raise Unavailable(f"the hub has not loaded {FLEET_FILE} yet{detail}")
+        if cluster not in self._store:
+            raise NotFound(f"cluster {cluster!r} is not in the fleet ({FLEET_FILE})")
+
+    # --- RPCs ---
+
+    async def WatchBundles(self, request: hub_pb2.WatchBundlesRequest, context):
+        identity = peer_identity(context)
+        cluster = request.cluster
+        self._require_agent_of(identity, cluster, "watch bundles of")
+        self._require_known(cluster)
+        current = self._store.current(cluster)
+        if current is not None and request.last_version > current.release:
+            log.warning(
+                "agent reports a release above the hub's; it will refuse older releases",
+                cluster=cluster,
+                agent_release=request.last_version,
+                hub_release=current.release,
+            )
+        log.info("agent watching", cluster=cluster, last_version=request.last_version)
+        async for event in self._store.watch(cluster, last_digest=request.last_digest):
+            yield event_to_proto(event)
+
+    async def ReportStatus(
+        self, request: hub_pb2.ReportStatusRequest, context
+    ) -> hub_pb2.ReportStatusResponse:
+        identity = peer_identity(context)
+        if not request.HasField("status"):
+            raise InvalidInput("status is required")
+        cluster = request.status.cluster
+        self._require_agent_of(identity, cluster, "report status of")
+        self._require_known(cluster)
+        accepted = self._statuses.report(status_from_proto(request.status, self._clock.now()))
+        if not accepted:
+            log.info("stale status report ignored", cluster=cluster)
+        return hub_pb2.ReportStatusResponse()
+
+    async def GetFleetStatus(
+        self, request: hub_pb2.GetFleetStatusRequest, context
+    ) -> hub_pb2.GetFleetStatusResponse:
+        identity = peer_identity(context)
+        wanted = request.cluster
+        if identity.has_role(ROLE_OPERATOR):
+            pass
+        elif identity.has_role(ROLE_AGENT):
+            wanted = wanted or identity.name
+            if wanted != identity.name:
+                raise PermissionDenied(
+                    f"{identity} may not read the status of cluster {wanted!r}: agents see only their own cluster"
+                )
+        else:
+            raise PermissionDenied(
+                f"{identity} may not read fleet status: it needs role {ROLE_OPERATOR} or {ROLE_AGENT}"
+            )
+        fleet = self._fleet.fleet
+        if fleet is None:
+            if wanted:
+                self._require_known(wanted)
+            return hub_pb2.GetFleetStatusResponse(revision=self._fleet.revision)
+        if wanted:
+            self._require_known(wanted)
+            clusters = [fleet.cluster(wanted)]
+        else:
+            clusters = list(fleet.clusters)
+        views = [self._view(fleet, c.name) for c in clusters if c.name in self._store]
+        return hub_pb2.GetFleetStatusResponse(revision=self._fleet.revision, clusters=views)
+
+    def _view(self, fleet: Fleet, name: str) -> hub_pb2.ClusterView:
+        cluster = fleet.cluster(name)
+        try:
+            paths = list(fleet.paths_for(cluster))
+        except ConfigError:
+            paths = []
+        view = hub_pb2.ClusterView(cluster=name, labels=dict(cluster.labels), paths=paths)
+        current = self._store.current(name)
+        if current is not None:
+            view.desired_version = current.release
+            view.desired_digest = current.digest
+            view.desired_revision = current.revision
+            view.desired_objects = current.objects
+        error = self._store.error(name)
+        if error is not None:
+            view.render_error = error.message
+        reported = self._statuses.get(name)
+        if reported is not None:
+            view.reported.CopyFrom(status_to_proto(reported))
+        return view

@@ -1,0 +1,250 @@
+"""The hub's loop: fetch -> (new commit?) -> load fleet -> render each path once -> build -> publish.
+
+``build_revision`` is the blocking core, shared with ``skerry render --repo``
+so the CLI prints exactly the bundle the hub signs. It reads ``skerry.yaml``
+at the commit, works out every cluster's paths, exports the tree once,
+renders each needed path once (shared by every cluster that uses it) and
+builds one bundle per cluster.
+
+``Syncer`` applies the outcome to the store, never publishing a broken or
+partial bundle:
+
+* fetch fails: nothing changes, the error is kept in ``source_error``;
+* ``skerry.yaml`` is missing or invalid: every known cluster records the
+  error and keeps its bundle, and the previous fleet stays in force;
+* a path fails to render, a cluster matches no path, or its objects clash:
+  that cluster (only) records the error and keeps its bundle;
+* otherwise the cluster's bundle is published (a new release only if its
+  content changed: a commit that renders a cluster to the same objects
+  gives it no new release) and its error cleared.
+
+A commit is done once it built without errors; a commit with errors is
+retried on every tick (a render may fail for a transient reason, e.g. a
+remote base), which costs a render but makes no new release for clusters
+whose bundle is unchanged. Every tick also re-signs bundles whose metadata
+is past half its lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Collection, Mapping
+
+import structlog
+
+from skerry.core.bundle import Bundle
+from skerry.core.errors import ConfigError, RenderError, SourceError
+from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bundle
+from skerry.hub.bundles.store import HubStore
+from skerry.hub.fleet import FLEET_FILE, Fleet, parse_fleet
+from skerry.hub.render.engine import Engine
+from skerry.hub.source.git import GitSource
+from skerry.hub.status import StatusBoard
+
+log = structlog.get_logger("skerry.hub.sync")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltBundle:
+    bundle: Bundle
+    data: bytes  # canonical bytes: exactly what the hub signs
+    content: str  # content digest (ignores source.revision): what decides a new release
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOutcome:
+    """What one commit yields: the fleet (or why not), bundles and per-cluster errors."""
+
+    revision: str
+    fleet: Fleet | None
+    fleet_error: str | None
+    bundles: Mapping[str, BuiltBundle]
+    errors: Mapping[str, str]  # cluster -> message
+
+
+def build_revision(
+    source: GitSource,
+    commit: str,
+    engine: Engine,
+    *,
+    clusters: Collection[str] | None = None,
+) -> BuildOutcome:
+    """Build the bundles of ``clusters`` (default: all in the fleet) at ``commit``. Blocking.
+
+    Raises ``SourceError`` if the commit cannot be read, and ``NotFound`` if a requested cluster is
+    not in the fleet; everything else is reported in the outcome.
+    """
+    try:
+        fleet = parse_fleet(source.read_file(commit, FLEET_FILE))
+    except ConfigError as e:
+        return BuildOutcome(commit, None, f"{e} (commit {commit[:12]})", {}, {})
+    names = list(fleet.cluster_names) if clusters is None else list(clusters)
+    for name in names:
+        fleet.cluster(name)  # NotFound for a cluster that is not in the fleet
+
+    errors: dict[str, str] = {}
+    plan: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        try:
+            plan[name] = fleet.paths_for(name)
+        except ConfigError as e:
+            errors[name] = str(e)
+    needed = list(dict.fromkeys(p for paths in plan.values() for p in paths))
+
+    rendered: dict[str, list[dict]] = {}
+    failures: dict[str, str] = {}
+    if needed:
+        with source.exported(commit) as root:
+            for path in needed:
+                try:
+                    rendered[path] = engine.render(root / path, root=root)
+                except RenderError as e:
+                    failures[path] = str(e)
+                    log.info("path failed to render", path=path, revision=commit, error=str(e))
+
+    bundles: dict[str, BuiltBundle] = {}
+    for name, paths in plan.items():
+        failed = [failures[p] for p in paths if p in failures]
+        if failed:
+            errors[name] = "; ".join(failed)
+            continue
+        try:
+            bundle = build_bundle(
+                name,
+                {p: rendered[p] for p in paths},
+                source_url=source.url,
+                revision=commit,
+                engine=engine.name,
+                engine_version=engine.version,
+            )
+            bundles[name] = BuiltBundle(bundle, encode_bundle(bundle), content_digest(bundle))
+        except RenderError as e:
+            errors[name] = str(e)
+    return BuildOutcome(commit, fleet, None, bundles, errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncResult:
+    commit: str  # the branch head fetched ("" if never fetched)
+    rendered: bool  # False: the commit was already done (or the fetch failed), nothing rebuilt
+    published: tuple[str, ...] = ()  # clusters that got a new release (including re-signs)
+    errors: Mapping[str, str] = dataclasses.field(default_factory=dict)  # cluster -> message
+    fleet_error: str | None = None
+    source_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.fleet_error is None and self.source_error is None
+
+
+class Syncer:
+    """Keeps the store in step with the branch head. All methods run on the event loop."""
+
+    def __init__(
+        self,
+        source: GitSource,
+        engine: Engine,
+        store: HubStore,
+        *,
+        statuses: StatusBoard | None = None,
+    ):
+        self.source = source
+        self.engine = engine
+        self.store = store
+        self.statuses = statuses
+        self.fleet: Fleet | None = None  # the last valid fleet; stays when a newer skerry.yaml is broken
+        self.revision = ""  # newest commit fetched
+        self.fleet_error: str | None = None
+        self.source_error: str | None = None
+        self.last_result: SyncResult | None = None
+        self._done: str | None = None
+        self._lock = asyncio.Lock()
+        self._trigger = asyncio.Event()
+
+    def request_sync(self) -> None:
+        """Wake ``run`` now instead of at the next interval (e.g. from a webhook)."""
+        self._trigger.set()
+
+    async def sync_once(self, *, force: bool = False) -> SyncResult:
+        """One fetch and, if the head is new (or ``force``), one full build and publish."""
+        async with self._lock:
+            result = await self._sync(force)
+        self.last_result = result
+        return result
+
+    async def _sync(self, force: bool) -> SyncResult:
+        try:
+            commit = await asyncio.to_thread(self.source.fetch)
+        except SourceError as e:
+            self.source_error = str(e)
+            log.warning("fetch failed; serving the bundles we have", error=str(e))
+            return SyncResult(self.revision, False, tuple(self.store.refresh_expiring()), source_error=str(e))
+        self.source_error = None
+        self.revision = commit
+        if commit == self._done and not force:
+            return SyncResult(commit, False, tuple(self.store.refresh_expiring()))
+
+        try:
+            outcome = await asyncio.to_thread(build_revision, self.source, commit, self.engine)
+        except SourceError as e:
+            # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
+            outcome = BuildOutcome(commit, None, str(e), {}, {})
+
+        published: list[str] = []
+        errors: dict[str, str] = {}
+        if outcome.fleet is None:
+            self.fleet_error = outcome.fleet_error
+            for cluster in self.store.clusters():
+                self.store.set_error(cluster, str(outcome.fleet_error), commit)
+                errors[cluster] = str(outcome.fleet_error)
+            log.warning(
+                "fleet cannot be loaded; keeping the previous one", revision=commit, error=outcome.fleet_error
+            )
+        else:
+            self.fleet, self.fleet_error = outcome.fleet, None
+            removed = self.store.declare(outcome.fleet.cluster_names)
+            if removed:
+                log.info("clusters removed from the fleet", clusters=removed)
+            if self.statuses is not None:
+                self.statuses.retain(outcome.fleet.cluster_names)
+            for cluster, built in outcome.bundles.items():
+                if self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
+                    published.append(cluster)
+            for cluster, message in outcome.errors.items():
+                self.store.set_error(cluster, message, commit)
+                errors[cluster] = message
+        for cluster in self.store.refresh_expiring():
+            if cluster not in published:
+                published.append(cluster)
+        if not errors and outcome.fleet is not None:
+            self._done = commit
+        log.info(
+            "synced",
+            revision=commit,
+            published=len(published),
+            failed=len(errors),
+            clusters=len(self.store.clusters()),
+        )
+        return SyncResult(commit, True, tuple(published), errors, outcome.fleet_error)
+
+    async def run(self, interval: float, *, immediately: bool = True) -> None:
+        """Sync every ``interval`` seconds, or sooner on ``request_sync``, until cancelled.
+
+        ``immediately=False`` waits one interval (or a trigger) before the first sync.
+        """
+        first = True
+        while True:
+            if immediately or not first:
+                try:
+                    await self.sync_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the loop must survive a bad tick; it is logged
+                    log.exception("sync failed")
+            first = False
+            try:
+                await asyncio.wait_for(self._trigger.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._trigger.clear()

@@ -1,0 +1,68 @@
+"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, keys.
+
+``async def`` tests run in a fresh event loop each (no pytest-asyncio here),
+bounded by ``ASYNC_TEST_TIMEOUT`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import pathlib
+
+import pytest
+
+from skerry.core.bundle import generate_signing_key
+from skerry.hub.render.engine import KustomizeEngine
+
+from .helpers import FLEET_FILES, GitRepo
+
+ASYNC_TEST_TIMEOUT = 60.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+
+        async def bounded():
+            await asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT)
+
+        asyncio.run(bounded())
+        return True
+    return None
+
+
+@pytest.fixture
+def fleet_repo(tmp_path) -> GitRepo:
+    """A repository shaped like examples/fleet, one commit on main."""
+    repo = GitRepo(tmp_path / "fleet")
+    repo.commit("initial fleet", FLEET_FILES)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def engine() -> KustomizeEngine:
+    return KustomizeEngine.detect()
+
+
+@pytest.fixture
+def signing_key(tmp_path) -> pathlib.Path:
+    path = tmp_path / "keys" / "signing.key"
+    generate_signing_key(path)
+    return path
+
+
+@pytest.fixture
+def signer(signing_key):
+    from skerry.core.bundle import load_signer
+
+    return load_signer(signing_key)
+
+
+@pytest.fixture
+def trusted_keys(signing_key):
+    from skerry.core.bundle import load_public_key
+
+    key = load_public_key(pathlib.Path(f"{signing_key}.pub"))
+    return {key.keyid: key}

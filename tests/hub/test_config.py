@@ -1,0 +1,117 @@
+"""HubConfig: safe defaults, SKERRY_HUB_* variables, flags over variables, clear errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+
+import pytest
+
+from skerry.core.errors import ConfigError
+from skerry.core.tls import TlsFiles
+from skerry.hub.config import HubConfig, parse_duration
+
+
+def test_defaults_are_safe():
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet"})
+    assert cfg.repo == "/srv/fleet"
+    assert cfg.branch == "main"
+    assert cfg.interval == 60.0
+    assert cfg.listen == "127.0.0.1:7440"  # loopback unless told otherwise
+    assert cfg.metadata_expiry == dt.timedelta(days=7)
+    assert cfg.tls is None and cfg.ready_file is None and cfg.log_level == "info"
+    assert cfg.signing_key == cfg.state_dir / "signing.key"
+    assert cfg.public_key == pathlib.Path(f"{cfg.signing_key}.pub")
+
+
+def test_serving_without_tls_is_refused():
+    cfg = HubConfig(repo="/srv/fleet")
+    with pytest.raises(ConfigError, match="mutual TLS.*--tls-ca"):
+        cfg.require_tls()
+
+
+def test_every_setting_is_read_from_the_environment(tmp_path):
+    env = {
+        "SKERRY_HUB_REPO": "https://git.example/fleet.git",
+        "SKERRY_HUB_BRANCH": "release/2024",
+        "SKERRY_HUB_INTERVAL": "5m",
+        "SKERRY_HUB_LISTEN": "[::]:9000",
+        "SKERRY_HUB_TLS_CA": str(tmp_path / "ca.crt"),
+        "SKERRY_HUB_TLS_CERT": str(tmp_path / "hub.crt"),
+        "SKERRY_HUB_TLS_KEY": str(tmp_path / "hub.key"),
+        "SKERRY_HUB_SIGNING_KEY": str(tmp_path / "sign.key"),
+        "SKERRY_HUB_STATE_DIR": str(tmp_path / "state"),
+        "SKERRY_HUB_METADATA_EXPIRY": "2d",
+        "SKERRY_HUB_RENDER_TIMEOUT": "30s",
+        "SKERRY_HUB_READY_FILE": str(tmp_path / "ready.json"),
+        "SKERRY_HUB_LOG_LEVEL": "DEBUG",
+    }
+    cfg = HubConfig.from_env(env)
+    assert cfg.repo == "https://git.example/fleet.git"
+    assert cfg.branch == "release/2024"
+    assert cfg.interval == 300.0
+    assert cfg.listen == "[::]:9000"
+    assert cfg.tls == TlsFiles(ca=tmp_path / "ca.crt", cert=tmp_path / "hub.crt", key=tmp_path / "hub.key")
+    assert cfg.signing_key == tmp_path / "sign.key"
+    assert cfg.state_dir == tmp_path / "state"
+    assert cfg.metadata_expiry == dt.timedelta(days=2)
+    assert cfg.render_timeout == 30.0
+    assert cfg.ready_file == tmp_path / "ready.json"
+    assert cfg.log_level == "debug"
+
+
+def test_overrides_beat_the_environment_and_none_overrides_are_ignored(tmp_path):
+    env = {"SKERRY_HUB_REPO": "/from/env", "SKERRY_HUB_BRANCH": "env-branch", "SKERRY_HUB_INTERVAL": "10"}
+    cfg = HubConfig.from_env(env, repo="/from/flag", branch=None, interval="2m", state_dir=str(tmp_path))
+    assert cfg.repo == "/from/flag"
+    assert cfg.branch == "env-branch"
+    assert cfg.interval == 120.0
+    assert cfg.state_dir == tmp_path
+
+
+def test_tls_paths_come_together():
+    with pytest.raises(ConfigError, match="missing SKERRY_HUB_TLS_KEY"):
+        HubConfig.from_env({"SKERRY_HUB_REPO": "/r", "SKERRY_HUB_TLS_CA": "ca", "SKERRY_HUB_TLS_CERT": "c"})
+
+
+@pytest.mark.parametrize(
+    "env, match",
+    [
+        ({}, "repo: a repository path or URL is required"),
+        ({"SKERRY_HUB_INTERVAL": "soon"}, "SKERRY_HUB_INTERVAL.*not a duration"),
+        ({"SKERRY_HUB_INTERVAL": "0"}, "interval: must be positive"),
+        ({"SKERRY_HUB_LISTEN": "7440"}, "listen: '7440' is not host:port"),
+        ({"SKERRY_HUB_LISTEN": "localhost:99999"}, "is not host:port"),
+        ({"SKERRY_HUB_BRANCH": "--upload-pack=evil"}, "not a valid branch name"),
+        ({"SKERRY_HUB_BRANCH": "a..b"}, "not a valid branch name"),
+        ({"SKERRY_HUB_BRANCH": "a b"}, "not a valid branch name"),
+        ({"SKERRY_HUB_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
+        ({"SKERRY_HUB_METADATA_EXPIRY": "10s"}, "metadata_expiry: must be at least one minute"),
+    ],
+)
+def test_invalid_settings_are_config_errors_naming_the_setting(env, match):
+    base = {"SKERRY_HUB_REPO": "/srv/fleet"} if "SKERRY_HUB_REPO" not in env and env else {}
+    with pytest.raises(ConfigError, match=match):
+        HubConfig.from_env({**base, **env})
+
+
+def test_unknown_override_is_an_error():
+    with pytest.raises(ConfigError, match="unknown hub setting.*colour"):
+        HubConfig.from_env({"SKERRY_HUB_REPO": "/r"}, colour="blue")
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("60", 60),
+        ("1.5", 1.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("2h", 7200),
+        ("7d", 604800),
+        ("250ms", 0.25),
+        (42, 42),
+    ],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text, "x") == seconds

@@ -1,0 +1,249 @@
+"""HubStore: releases that never go down, re-signing before expiry, errors beside bundles, watchers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from skerry.core.bundle import Bundle, verify_signed_bundle
+from skerry.core.clock import FixedClock, SystemClock
+from skerry.core.errors import NotFound, VerificationError
+from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle, unix_ms
+
+EXPIRY = dt.timedelta(days=7)
+
+
+def bundle(cluster: str = "oslo-prod", revision: str = "c1", replicas: int | None = None) -> Bundle:
+    """A bundle whose content follows ``revision`` unless ``replicas`` fixes it."""
+    return Bundle(
+        cluster=cluster,
+        revision=revision,
+        source_url="/srv/fleet",
+        paths=("overlays/prod",),
+        engine="kustomize",
+        engine_version="v5.5.0",
+        objects=(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c"},
+                "data": {"n": revision if replicas is None else str(replicas)},
+            },
+        ),
+    )
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC))
+
+
+@pytest.fixture
+def store(signer, clock) -> HubStore:
+    s = HubStore(signer, expiry=EXPIRY, clock=clock)
+    s.declare(["oslo-prod", "oslo-dev"])
+    return s
+
+
+def test_first_release_is_the_time_in_milliseconds_and_verifies(store, clock, trusted_keys):
+    signed = store.publish("oslo-prod", bundle())
+    assert signed.release == unix_ms(clock.now())
+    assert signed.expires == clock.now() + EXPIRY
+    verified = verify_signed_bundle(
+        signed.metadata, signed.bundle, cluster="oslo-prod", trusted_keys=trusted_keys, now=clock.now()
+    )
+    assert verified.release == signed.release and verified.digest == signed.digest
+    assert verified.bundle == bundle()
+
+
+def test_metadata_does_not_verify_for_another_cluster(store, clock, trusted_keys):
+    signed = store.publish("oslo-prod", bundle())
+    with pytest.raises(VerificationError, match="WrongCluster|this agent is 'oslo-dev'"):
+        verify_signed_bundle(
+            signed.metadata, signed.bundle, cluster="oslo-dev", trusted_keys=trusted_keys, now=clock.now()
+        )
+
+
+def test_unchanged_digest_makes_no_new_release(store, clock):
+    first = store.publish("oslo-prod", bundle())
+    clock.advance(3600)
+    assert store.publish("oslo-prod", bundle()) is None
+    assert store.current("oslo-prod") is first
+
+
+def test_same_content_at_a_new_revision_makes_no_new_release(store):
+    first = store.publish("oslo-prod", bundle(revision="c1", replicas=2))
+    store.set_error("oslo-prod", "broken at c2", "c2")
+    assert store.publish("oslo-prod", bundle(revision="c3", replicas=2)) is None
+    assert store.current("oslo-prod") is first and first.revision == "c1"
+    assert store.error("oslo-prod") is None  # the cluster is fine again at c3
+    assert first.content_digest != first.digest
+
+
+def test_changed_bundle_gets_a_higher_release_even_within_the_same_millisecond(store):
+    first = store.publish("oslo-prod", bundle(revision="c1"))
+    second = store.publish("oslo-prod", bundle(revision="c2"))
+    third = store.publish("oslo-prod", bundle(revision="c2", replicas=3))
+    assert first.release < second.release < third.release
+    assert third.release == first.release + 2
+
+
+def test_restarted_store_assigns_a_higher_release_without_any_saved_state(signer):
+    before = HubStore(signer, clock=SystemClock())
+    for i in range(5):
+        last = before.publish("oslo-prod", bundle(revision=f"c{i}"))
+    # A restart: a new process knows nothing of the old releases; it takes a moment to come up.
+    import time
+
+    time.sleep(0.01)
+    after = HubStore(signer, clock=SystemClock())
+    again = after.publish("oslo-prod", bundle(revision="c4"))
+    assert again.digest == last.digest
+    assert again.release > last.release
+
+
+def test_resigns_the_same_bundle_when_less_than_half_the_lifetime_remains(store, clock, trusted_keys):
+    first = store.publish("oslo-prod", bundle())
+    clock.advance(EXPIRY.total_seconds() / 2 - 60)
+    assert store.refresh_expiring() == []
+    assert store.publish("oslo-prod", bundle()) is None
+    clock.advance(120)
+    assert store.refresh_expiring() == ["oslo-prod"]
+    renewed = store.current("oslo-prod")
+    assert renewed.digest == first.digest and renewed.release > first.release
+    assert renewed.expires == (clock.now() + EXPIRY).replace(microsecond=0)
+    verify_signed_bundle(
+        renewed.metadata,
+        renewed.bundle,
+        cluster="oslo-prod",
+        trusted_keys=trusted_keys,
+        last_release=first.release,
+        last_digest=first.digest,
+        now=clock.now(),
+    )
+
+
+def test_publish_of_an_expiring_unchanged_bundle_resigns_it(store, clock):
+    first = store.publish("oslo-prod", bundle())
+    clock.advance(EXPIRY.total_seconds() * 0.6)
+    again = store.publish("oslo-prod", bundle())
+    assert again is not None and again.digest == first.digest and again.release > first.release
+
+
+def test_render_error_keeps_the_current_bundle_and_a_good_publish_clears_it(store):
+    good = store.publish("oslo-prod", bundle(revision="c1"))
+    failure = store.set_error("oslo-prod", "overlays/prod: kustomize build failed: boom", "c2")
+    assert store.current("oslo-prod") is good
+    assert store.error("oslo-prod") == failure
+    assert failure.revision == "c2" and "overlays/prod" in failure.message
+    store.publish("oslo-prod", bundle(revision="c3"))
+    assert store.error("oslo-prod") is None
+
+
+def test_removed_cluster_is_forgotten(store):
+    store.publish("oslo-prod", bundle())
+    assert store.declare(["oslo-dev"]) == ["oslo-prod"]
+    assert "oslo-prod" not in store
+    with pytest.raises(NotFound, match="oslo-prod"):
+        store.current("oslo-prod")
+
+
+# --- watchers -----------------------------------------------------------------------------------
+
+
+async def next_event(it, timeout: float = 5.0):
+    return await asyncio.wait_for(anext(it), timeout)
+
+
+async def test_watch_yields_the_current_bundle_then_each_newer_one(store):
+    first = store.publish("oslo-prod", bundle(revision="c1"))
+    it = store.watch("oslo-prod")
+    assert await next_event(it) is first
+    pending = asyncio.ensure_future(next_event(it))
+    await asyncio.sleep(0.05)
+    assert not pending.done()  # nothing new: the watcher waits (no polling, no repeats)
+    second = store.publish("oslo-prod", bundle(revision="c2"))
+    assert await pending is second
+    await it.aclose()
+
+
+async def test_watch_skips_the_bundle_the_watcher_already_has(store):
+    first = store.publish("oslo-prod", bundle(revision="c1"))
+    it = store.watch("oslo-prod", last_digest=first.digest)
+    pending = asyncio.ensure_future(next_event(it))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    second = store.publish("oslo-prod", bundle(revision="c2"))
+    assert await pending is second
+    await it.aclose()
+
+
+async def test_watch_waits_for_a_first_bundle(store):
+    it = store.watch("oslo-dev")
+    pending = asyncio.ensure_future(next_event(it))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    signed = store.publish("oslo-dev", bundle("oslo-dev"))
+    assert await pending is signed
+    await it.aclose()
+
+
+async def test_watch_reports_render_errors_once_each(store):
+    good = store.publish("oslo-prod", bundle(revision="c1"))
+    store.set_error("oslo-prod", "broken", "c2")
+    it = store.watch("oslo-prod")
+    assert await next_event(it) is good
+    failure = await next_event(it)
+    assert isinstance(failure, RenderFailure) and failure.message == "broken"
+    store.set_error("oslo-prod", "broken", "c2")  # the same error again is not news
+    pending = asyncio.ensure_future(next_event(it))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    store.set_error("oslo-prod", "broken", "c3")
+    later = await pending
+    assert isinstance(later, RenderFailure) and later.revision == "c3"
+    await it.aclose()
+
+
+async def test_slow_watcher_gets_the_newest_bundle_not_every_intermediate_one(store):
+    store.publish("oslo-prod", bundle(revision="c1"))
+    it = store.watch("oslo-prod")
+    await next_event(it)
+    store.publish("oslo-prod", bundle(revision="c2"))
+    newest = store.publish("oslo-prod", bundle(revision="c3"))
+    assert await next_event(it) is newest
+    await it.aclose()
+
+
+async def test_many_watchers_all_see_a_new_release(store):
+    store.publish("oslo-prod", bundle(revision="c1"))
+    watchers = [store.watch("oslo-prod") for _ in range(500)]
+    for it in watchers:
+        await next_event(it)
+    pending = [asyncio.ensure_future(next_event(it)) for it in watchers]
+    await asyncio.sleep(0)
+    signed = store.publish("oslo-prod", bundle(revision="c2"))
+    results = await asyncio.gather(*pending)
+    assert all(r is signed for r in results)
+    for it in watchers:
+        await it.aclose()
+
+
+async def test_watching_an_unknown_or_removed_cluster_is_not_found(store):
+    with pytest.raises(NotFound, match="'ghost' is not in the fleet"):
+        await next_event(store.watch("ghost"))
+    it = store.watch("oslo-dev")
+    pending = asyncio.ensure_future(next_event(it))
+    await asyncio.sleep(0.01)
+    store.declare(["oslo-prod"])
+    with pytest.raises(NotFound, match="'oslo-dev' was removed"):
+        await pending
+
+
+def test_signed_bundle_is_immutable(store):
+    signed = store.publish("oslo-prod", bundle())
+    assert isinstance(signed, SignedBundle)
+    with pytest.raises(AttributeError):
+        signed.release = 1  # type: ignore[misc]
