@@ -1,0 +1,424 @@
+"""Composition root of the agent: config -> verifier, cache, kube, unsealer, reconciler, hub client.
+
+The loop::
+
+    load the cached bundle -> re-verify -> re-apply it (the last good state, even without a hub)
+    watch the hub -> verify each bundle -> cache it (still sealed) -> reconcile -> report status
+    a reconcile that did not end Ready is retried with backoff until it does or a newer bundle arrives
+
+A bundle that fails verification is logged with its reason (the attack
+class) and reported; nothing of it is applied and the last good state
+stays. A render error from the hub is reported; nothing is pruned.
+Reconciles run in a worker thread (the Kubernetes client blocks) and one
+at a time. After each one the status goes to the hub (retried until it
+arrives, newest wins) and, if ``ready_file`` is set, a small JSON file is
+written atomically::
+
+    {"cluster": "oslo", "applied_release": 7, "applied_digest": "sha256:...",
+     "revision": "<sha>", "ready": true, "conditions": [...]}
+
+``AgentApp`` runs in-process (tests, the demo); ``run`` is the service
+behind ``skerry agent run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import json
+from collections.abc import Callable
+
+import structlog
+
+from skerry.agent._files import atomic_write, ensure_dir
+from skerry.agent.cache import BundleCache
+from skerry.agent.config import AgentConfig
+from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
+from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
+from skerry.agent.status import to_proto
+from skerry.agent.verify import Verifier
+from skerry.core.bundle import VerifiedBundle
+from skerry.core.clock import Clock, SystemClock
+from skerry.core.errors import SkerryError, VerificationError
+
+log = structlog.get_logger("skerry.agent")
+
+
+class AgentApp:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        kube=None,
+        unsealer: Unsealer | None = None,
+        hub=None,
+        clock: Clock | None = None,
+        reconciler_options: dict | None = None,
+        retry_base: float = 2.0,
+        retry_cap: float = 300.0,
+    ):
+        self.config = config.validate()
+        self.clock = clock or SystemClock()
+        self._kube = kube
+        self._unsealer = unsealer
+        self._hub = hub
+        self._reconciler_options = dict(reconciler_options or {})
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
+        self.verifier: Verifier | None = None
+        self.cache: BundleCache | None = None
+        self.kube = None
+        self.unsealer: Unsealer | None = None
+        self.reconciler = None
+        self.hub = None
+        self.current: VerifiedBundle | None = None  # the last verified bundle (applied or being applied)
+        self.last_result: ReconcileResult | None = None
+        self.last_rejection: VerificationError | None = None
+        self.reconciles = 0
+        self.reports_sent = 0
+        self._conditions: dict[str, Condition] = {}
+        self._retry_attempt = 0
+        self._main_task: asyncio.Task | None = None
+        self._report_task: asyncio.Task | None = None
+        self._inflight: asyncio.Future | None = None
+        self._pending_report = None
+        self._report_wakeup: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Set everything up (failing fast on bad config) and start the loop in the background."""
+        cfg = self.config
+        ensure_dir(cfg.state_dir)
+        self.verifier = Verifier.from_key_files(
+            cfg.cluster, cfg.trusted_keys, cfg.state_dir, self.clock, threshold=cfg.signature_threshold
+        )
+        self.cache = BundleCache(cfg.state_dir)
+        if self._kube is None:
+            from skerry.agent.kube import KubeClient
+
+            self._kube = await asyncio.to_thread(KubeClient.from_kubeconfig, cfg.kubeconfig, cfg.kube_context)
+        self.kube = self._kube
+        if self._unsealer is None:
+            self._unsealer = (
+                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain)
+                if cfg.sealer_address
+                else NoUnsealer()
+            )
+        self.unsealer = self._unsealer
+        from skerry.agent.reconcile.engine import Reconciler
+
+        self.reconciler = Reconciler(
+            self.kube,
+            self.unsealer,
+            cfg.field_manager,
+            cfg.namespace,
+            allow_prune_all=cfg.allow_prune_all,
+            **self._reconciler_options,
+        )
+        if self._hub is None:
+            from skerry.agent.stream import HubClient
+
+            self._hub = HubClient(cfg.hub_address, cfg.tls_files, cfg.cluster)
+        self.hub = self._hub
+        self._changed = asyncio.Condition()
+        self._report_wakeup = asyncio.Event()
+        structlog.contextvars.bind_contextvars(cluster=cfg.cluster)
+        log.info(
+            "agent starting",
+            hub=cfg.hub_address,
+            sealer=cfg.sealer_address or "",
+            namespace=cfg.namespace,
+            last_release=self.verifier.last_release,
+        )
+        self._main_task = asyncio.create_task(self._main(), name="skerry-agent-main")
+        self._report_task = asyncio.create_task(self._reporter(), name="skerry-agent-reporter")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        for task in (self._main_task, self._report_task):
+            if task is not None and not task.done():
+                task.cancel()
+        for task in (self._main_task, self._report_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._inflight is not None and not self._inflight.done():
+            log.info("waiting for the reconcile in progress to finish")
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._inflight), grace)
+        if self.hub is not None and hasattr(self.hub, "close"):
+            with contextlib.suppress(Exception):
+                await self.hub.close()
+        for closable in (self.unsealer, self.kube):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+        log.info("agent stopped")
+
+    async def wait(self) -> None:
+        """Until the loop ends (it only ends on stop, or on an unexpected error, which is raised)."""
+        if self._main_task is not None:
+            await self._main_task
+
+    async def wait_until(self, predicate: Callable[[AgentApp], bool], timeout: float = 30.0) -> None:
+        """Wait until ``predicate(self)`` holds after some reconcile/rejection/report (tests, demo)."""
+        assert self._changed is not None, "start() first"
+
+        async def _wait():
+            async with self._changed:
+                await self._changed.wait_for(lambda: predicate(self))
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        await self._guarded(self._restore_from_cache)
+        assert self.hub is not None and self.verifier is not None
+        verifier = self.verifier
+        watch = self.hub.watch(position=lambda: (verifier.last_release, verifier.last_digest))
+        next_event: asyncio.Future | None = None
+        try:
+            while True:
+                if next_event is None:
+                    next_event = asyncio.ensure_future(anext(watch))
+                delay = self._retry_delay()
+                done, _ = await asyncio.wait({next_event}, timeout=delay)
+                if next_event in done:
+                    response = next_event.result()
+                    next_event = None
+                    await self._guarded(self._on_response, response)
+                else:
+                    await self._guarded(self._retry)
+        finally:
+            if next_event is not None:
+                next_event.cancel()
+                with contextlib.suppress(BaseException):
+                    await next_event
+            with contextlib.suppress(BaseException):
+                await watch.aclose()
+
+    async def _guarded(self, fn, *args) -> None:
+        try:
+            await fn(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad event must not stop the agent
+            log.exception("unexpected error handling an event; the agent carries on")
+
+    async def _on_response(self, response) -> None:
+        event = response.WhichOneof("event")
+        if event == "bundle":
+            await self._on_bundle(response.bundle)
+        elif event == "render_error":
+            err = response.render_error
+            log.warning(
+                "hub cannot render this cluster; keeping the applied state",
+                revision=err.revision,
+                error=err.message,
+            )
+            self._conditions["Rendered"] = Condition(
+                "Rendered", FALSE, "RenderFailed", f"revision {err.revision or '?'}: {err.message}"
+            )
+            await self._publish()
+        else:
+            log.warning("ignoring an empty watch event from the hub")
+
+    async def _on_bundle(self, signed) -> None:
+        assert self.verifier is not None and self.cache is not None
+        try:
+            verified = await asyncio.to_thread(self.verifier.verify_message, signed)
+        except VerificationError as e:
+            self.last_rejection = e
+            log.error(
+                "bundle rejected; nothing of it is applied",
+                reason=e.reason,
+                error=str(e),
+                version=signed.version,
+                digest=signed.digest,
+            )
+            self._conditions["Verified"] = Condition(
+                "Verified", FALSE, e.reason, f"release {signed.version}: {e}"
+            )
+            await self._publish()
+            return
+        self._conditions.pop("Rendered", None)
+        self._conditions.pop("Stale", None)
+        self._conditions["Verified"] = Condition(
+            "Verified", TRUE, "Verified", f"release {verified.release} ({verified.digest}) verified"
+        )
+        try:
+            await asyncio.to_thread(self.cache.save, verified)
+        except (OSError, SkerryError) as e:
+            log.warning("cannot cache the verified bundle; applying anyway", error=str(e))
+        await self._apply(verified)
+
+    async def _restore_from_cache(self) -> None:
+        assert self.cache is not None and self.verifier is not None
+        try:
+            restored = await asyncio.to_thread(self.cache.restore, self.verifier)
+        except VerificationError as e:
+            log.error("cached bundle no longer verifies; not re-applied", reason=e.reason, error=str(e))
+            return
+        if restored is None:
+            log.info("no cached bundle; waiting for the hub")
+            return
+        verified = restored.verified
+        self._conditions["Verified"] = Condition(
+            "Verified", TRUE, "CachedBundle", f"release {verified.release} re-verified from the local cache"
+        )
+        if restored.expired:
+            log.warning(
+                "cached bundle expired; re-applying the last good state until the hub sends a fresh one",
+                release=verified.release,
+                expired_at=verified.expires.isoformat(),
+            )
+            self._conditions["Stale"] = Condition(
+                "Stale",
+                TRUE,
+                "Expired",
+                f"release {verified.release} re-applied from the cache; its signature expired at "
+                f"{verified.expires.isoformat()}",
+            )
+        else:
+            log.info("re-applying the cached bundle", release=verified.release)
+        await self._apply(verified)
+
+    async def _retry(self) -> None:
+        if self.current is None:
+            return
+        log.info("retrying the reconcile", release=self.current.release, attempt=self._retry_attempt)
+        await self._apply(self.current, retry=True)
+
+    def _retry_delay(self) -> float | None:
+        if self.current is None or self.last_result is None or self.last_result.ready:
+            return None
+        return min(self._retry_cap, self._retry_base * (2 ** min(self._retry_attempt, 20)))
+
+    async def _apply(self, verified: VerifiedBundle, *, retry: bool = False) -> None:
+        assert self.reconciler is not None
+        self.current = verified
+        loop = asyncio.get_running_loop()
+        self._inflight = loop.run_in_executor(None, self.reconciler.reconcile, verified)
+        try:
+            result = await asyncio.shield(self._inflight)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported as a condition
+            log.exception("reconcile failed unexpectedly")
+            msg = f"{type(e).__name__}: {e}"
+            result = ReconcileResult(
+                cluster=verified.bundle.cluster,
+                release=verified.release,
+                digest=verified.digest,
+                revision=verified.bundle.revision,
+                conditions=(Condition("Ready", FALSE, "ReconcileError", msg),),
+            )
+        self._retry_attempt = self._retry_attempt + 1 if (retry and not result.ready) else 0
+        self.last_result = result
+        self.reconciles += 1
+        await self._publish()
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status_result(self) -> ReconcileResult:
+        """The last reconcile result with the agent-level conditions (Verified, Rendered, Stale) merged in."""
+        base = self.last_result or ReconcileResult(
+            cluster=self.config.cluster,
+            release=0,
+            digest="",
+            revision="",
+            conditions=(Condition("Ready", FALSE, "NothingApplied", "no verified bundle applied yet"),),
+        )
+        return base.with_conditions(self._conditions.values())
+
+    async def _publish(self) -> None:
+        result = self.status_result()
+        if self.config.ready_file is not None:
+            try:
+                await asyncio.to_thread(_write_ready_file, self.config.ready_file, result, self.clock.now())
+            except OSError as e:
+                log.warning("cannot write the ready file", path=str(self.config.ready_file), error=e.strerror)
+        self._pending_report = to_proto(result, observed=self.clock.now())
+        if self._report_wakeup is not None:
+            self._report_wakeup.set()
+        await self._notify()
+
+    async def _notify(self) -> None:
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _reporter(self) -> None:
+        """Deliver the newest status to the hub; retried with backoff, superseded by newer ones."""
+        assert self._report_wakeup is not None and self.hub is not None
+        attempt = 0
+        while True:
+            await self._report_wakeup.wait()
+            status = self._pending_report
+            if status is None:
+                self._report_wakeup.clear()
+                continue
+            try:
+                await self.hub.report(status)
+            except SkerryError as e:
+                delay = min(self._retry_cap, 0.5 * (2 ** min(attempt, 10)))
+                attempt += 1
+                log.warning("status report failed; will retry", reason=e.reason, error=str(e), retry_in=delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wait_newer(status), delay)
+                continue
+            attempt = 0
+            self.reports_sent += 1
+            if self._pending_report is status:
+                self._pending_report = None
+                self._report_wakeup.clear()
+            await self._notify()
+
+    async def _wait_newer(self, status) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._pending_report is not status)
+
+
+def _write_ready_file(path, result: ReconcileResult, now: _dt.datetime) -> None:
+    doc = {
+        "cluster": result.cluster,
+        "applied_release": result.release,
+        "applied_digest": result.digest,
+        "revision": result.revision,
+        "ready": result.ready,
+        "conditions": [
+            {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
+            for c in result.conditions
+        ],
+        "updated": now.isoformat(),
+    }
+    atomic_write(path, json.dumps(doc, sort_keys=True, indent=2).encode() + b"\n", mode=0o644)
+
+
+async def run(config: AgentConfig) -> None:
+    """Run the agent until SIGTERM/SIGINT."""
+    import signal
+
+    app = AgentApp(config)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopping.set)
+    main = asyncio.ensure_future(app.wait())
+    stop_wait = asyncio.ensure_future(stopping.wait())
+    try:
+        done, _ = await asyncio.wait({main, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if main in done:
+            exc = main.exception()
+            if exc is not None:
+                raise SkerryError(f"the agent loop stopped: {type(exc).__name__}: {exc}") from exc
+    finally:
+        stop_wait.cancel()
+        await app.stop()

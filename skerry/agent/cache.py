@@ -1,0 +1,104 @@
+"""The last verified bundle on disk, so an agent that restarts without its hub still converges.
+
+Exactly the bytes that verified are kept — the TUF metadata and the bundle
+document — so SealedSecrets stay sealed here and no plaintext ever reaches
+the disk. Layout under ``<state_dir>/bundle-cache/`` (0700, files 0600)::
+
+    metadata-<sha256>.json   the signed envelope
+    bundle-<sha256>.json     the bundle document it describes
+    current                  "<sha256>\\n": which pair is the last verified one
+
+The pair is written first and ``current`` is switched atomically last, so a
+crash leaves either the old or the new pair selected, never a mix. Nothing
+read back is trusted: ``restore`` re-verifies it (``Verifier.reverify``),
+which tolerates only an expired envelope.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+
+import structlog
+
+from skerry.agent._files import atomic_write, ensure_dir
+from skerry.core.bundle import VerifiedBundle
+from skerry.core.canonical import sha256_hex
+
+log = structlog.get_logger("skerry.agent.cache")
+
+CACHE_DIR = "bundle-cache"
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    verified: VerifiedBundle
+    expired: bool
+
+
+class BundleCache:
+    def __init__(self, state_dir: str | os.PathLike):
+        self.directory = pathlib.Path(state_dir) / CACHE_DIR
+
+    def save(self, verified: VerifiedBundle) -> None:
+        """Keep ``verified`` (its signed bytes, still sealed) as the last verified bundle."""
+        ensure_dir(self.directory)
+        hexdigest = sha256_hex(verified.raw)
+        atomic_write(self.directory / f"metadata-{hexdigest}.json", verified.metadata)
+        atomic_write(self.directory / f"bundle-{hexdigest}.json", verified.raw)
+        atomic_write(self.directory / "current", f"{hexdigest}\n".encode())
+        self._collect(keep=hexdigest)
+
+    def load(self) -> tuple[bytes, bytes] | None:
+        """``(metadata, bundle)`` of the last saved bundle, unverified; ``None`` if there is none."""
+        try:
+            hexdigest = (self.directory / "current").read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("bundle cache unreadable", path=str(self.directory), error=e.strerror)
+            return None
+        if not _HEX.match(hexdigest):
+            log.warning("bundle cache pointer is corrupt", path=str(self.directory / "current"))
+            return None
+        try:
+            metadata = (self.directory / f"metadata-{hexdigest}.json").read_bytes()
+            bundle = (self.directory / f"bundle-{hexdigest}.json").read_bytes()
+        except OSError as e:
+            log.warning("bundle cache incomplete", path=str(self.directory), error=e.strerror)
+            return None
+        return metadata, bundle
+
+    def restore(self, verifier) -> Restored | None:
+        """Re-verify the cached bundle with a ``Verifier``; ``None`` if there is no cache.
+
+        Raises ``VerificationError`` if it no longer verifies for any reason
+        other than expiry (e.g. tampered with, or older than what the
+        verifier has seen since).
+        """
+        loaded = self.load()
+        if loaded is None:
+            return None
+        metadata, bundle = loaded
+        verified, expired = verifier.reverify(metadata, bundle)
+        return Restored(verified=verified, expired=expired)
+
+    def clear(self) -> None:
+        self._collect(keep=None)
+
+    def _collect(self, keep: str | None) -> None:
+        if not self.directory.is_dir():
+            return
+        for path in self.directory.iterdir():
+            name = path.name
+            if keep is not None and (
+                name == "current" or name in (f"metadata-{keep}.json", f"bundle-{keep}.json")
+            ):
+                continue
+            try:
+                path.unlink()
+            except OSError:
+                pass

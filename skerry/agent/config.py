@@ -1,0 +1,156 @@
+"""The agent's settings, and the only place that reads its environment.
+
+Every setting has a safe default and an ``SKERRY_AGENT_*`` variable;
+command-line flags arrive as ``overrides`` and win over the environment.
+There is no plaintext mode and no unsigned mode: an agent without mTLS
+files or without a trusted hub key does not start.
+
+    SKERRY_AGENT_CLUSTER              this cluster's name (must match the agent certificate)
+    SKERRY_AGENT_HUB                  hub address HOST:PORT
+    SKERRY_AGENT_SEALER               sealer address HOST:PORT (optional; without it SealedSecrets fail)
+    SKERRY_AGENT_SEALER_DOMAIN        sealer key domain (default: the sealer's default)
+    SKERRY_AGENT_TLS_CA               CA bundle that signs the hub and the sealer (PEM)
+    SKERRY_AGENT_TLS_CERT             the agent's client certificate (PEM)
+    SKERRY_AGENT_TLS_KEY              its private key (PEM)
+    SKERRY_AGENT_TRUSTED_KEYS         comma-separated hub public keys (PEM) that sign bundles
+    SKERRY_AGENT_SIGNATURE_THRESHOLD  how many of them must sign          1
+    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then ~/.kube/config)
+    SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
+    SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
+    SKERRY_AGENT_NAMESPACE            the agent's namespace (inventory)   skerry-system
+    SKERRY_AGENT_FIELD_MANAGER        server-side apply field manager     skerry
+    SKERRY_AGENT_READY_FILE           write a JSON status here after each reconcile
+    SKERRY_AGENT_LOG_LEVEL            debug|info|warning|error            info
+    SKERRY_AGENT_ALLOW_PRUNE_ALL      true: an empty bundle may prune everything   false
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+
+from skerry.core.errors import ConfigError
+from skerry.core.tls import TlsFiles
+
+ENV_PREFIX = "SKERRY_AGENT_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Field -> environment variable suffix, where they differ.
+_ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    cluster: str = ""
+    hub_address: str = ""
+    sealer_address: str | None = None
+    sealer_domain: str = ""
+    tls_ca: pathlib.Path | None = None
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    trusted_keys: tuple[pathlib.Path, ...] = ()
+    signature_threshold: int = 1
+    kubeconfig: pathlib.Path | None = None
+    kube_context: str | None = None
+    state_dir: pathlib.Path = pathlib.Path("/var/lib/skerry/agent")
+    namespace: str = "skerry-system"
+    field_manager: str = "skerry"
+    ready_file: pathlib.Path | None = None
+    log_level: str = "info"
+    allow_prune_all: bool = False
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        return ENV_PREFIX + _ENV_NAMES.get(field, field.upper())
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        missing = [n for n in ("tls_ca", "tls_cert", "tls_key") if getattr(self, n) is None]
+        if missing:
+            names = ", ".join(self.env_name(n) for n in missing)
+            raise ConfigError(f"the agent only talks mutual TLS; set {names} (or the matching flags)")
+        return TlsFiles(ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key)  # type: ignore[arg-type]
+
+    def validate(self) -> AgentConfig:
+        if not self.cluster:
+            raise ConfigError(
+                f"the agent needs its cluster name; set {self.env_name('cluster')} or --cluster"
+            )
+        if not _DNS_SUBDOMAIN.match(self.cluster):
+            raise ConfigError(f"cluster name {self.cluster!r} must be a lowercase DNS name")
+        if not self.hub_address:
+            raise ConfigError(f"the agent needs the hub address; set {self.env_name('hub_address')} or --hub")
+        _check_address("hub", self.hub_address)
+        if self.sealer_address:
+            _check_address("sealer", self.sealer_address)
+        self.tls_files  # noqa: B018 - raises if incomplete
+        if not self.trusted_keys:
+            raise ConfigError(
+                f"the agent needs at least one trusted hub public key; set {self.env_name('trusted_keys')} "
+                "or --trusted-key"
+            )
+        if not 1 <= self.signature_threshold <= len(self.trusted_keys):
+            raise ConfigError(
+                f"signature threshold {self.signature_threshold} must be between 1 and the "
+                f"{len(self.trusted_keys)} trusted key(s)"
+            )
+        if not _DNS_LABEL.match(self.namespace):
+            raise ConfigError(f"namespace {self.namespace!r} must be a DNS label")
+        if not self.field_manager or len(self.field_manager) > 128:
+            raise ConfigError("the field manager must be 1 to 128 characters")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
+        """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
+        environ = os.environ if environ is None else environ
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise TypeError(f"unknown agent settings: {', '.join(sorted(unknown))}")
+        raw: dict[str, object] = {}
+        for name in fields:
+            value = environ.get(cls.env_name(name))
+            if value not in (None, ""):
+                raw[name] = value
+        raw.update({k: v for k, v in overrides.items() if v is not None and v != () and v != []})
+        return cls(**{k: _coerce(k, v) for k, v in raw.items()}).validate()
+
+
+def _check_address(what: str, address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(f"{what} address {address!r} must be HOST:PORT")
+
+
+def _coerce(name: str, value: object) -> object:
+    if name in ("tls_ca", "tls_cert", "tls_key", "kubeconfig", "state_dir", "ready_file"):
+        return pathlib.Path(value)  # type: ignore[arg-type]
+    if name == "trusted_keys":
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
+        return tuple(pathlib.Path(str(p).strip()) for p in items if str(p).strip())
+    if name == "signature_threshold":
+        try:
+            return int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{ENV_PREFIX}SIGNATURE_THRESHOLD must be an integer, not {value!r}") from None
+    if name == "allow_prune_all":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{ENV_PREFIX}ALLOW_PRUNE_ALL must be true or false, not {value!r}")
+    if name == "log_level":
+        return str(value).lower()
+    return str(value)

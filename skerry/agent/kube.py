@@ -1,0 +1,443 @@
+"""The Kubernetes API, through the official client: the only module that imports ``kubernetes``.
+
+``KubeClient`` wraps ``kubernetes.dynamic.DynamicClient``:
+
+* resources are looked up by apiVersion + kind through discovery, cached in
+  memory (never in a shared temp file); a miss invalidates the cache and
+  retries once, because a CRD applied in the same bundle adds kinds;
+* ``apply`` is server-side apply (``application/apply-patch+yaml``, field
+  manager ``skerry``, conflicts forced) and says whether the object was
+  created, configured or left unchanged;
+* every ``ApiException``, discovery miss and connection failure becomes a
+  ``KubeError`` whose ``reason`` is one of ``NotFound``, ``Forbidden``,
+  ``Conflict``, ``Invalid``, ``UnknownKind``, ``Unavailable`` and whose
+  message names the object (``apps/Deployment web -n shop``) and carries
+  the API server's own message.
+
+All calls block (the client is synchronous); the async agent runs them with
+``asyncio.to_thread``. Request bodies are never logged: they may be Secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.discovery import LazyDiscoverer
+from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+
+from skerry.agent.reasons import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, UNAVAILABLE, UNKNOWN_KIND
+from skerry.core.errors import ConfigError, KubeError
+
+T = TypeVar("T")
+
+CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
+
+
+_REASON_BY_STATUS = {
+    400: INVALID,
+    401: FORBIDDEN,
+    403: FORBIDDEN,
+    404: NOT_FOUND,
+    405: INVALID,
+    409: CONFLICT,
+    410: CONFLICT,
+    415: INVALID,
+    422: INVALID,
+    429: UNAVAILABLE,
+}
+
+# Fields the API server owns; sending them with an apply would be a precondition or an error.
+_SERVER_METADATA = ("resourceVersion", "uid", "managedFields", "creationTimestamp", "generation", "selfLink")
+
+
+def describe(api_version: str, kind: str, name: str, namespace: str | None = None) -> str:
+    """``apps/Deployment web -n shop`` (core kinds without a group: ``ConfigMap x -n y``)."""
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    gk = f"{group}/{kind}" if group else kind
+    return f"{gk} {name}" + (f" -n {namespace}" if namespace else "")
+
+
+def describe_object(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return describe(
+        str(obj.get("apiVersion", "")),
+        str(obj.get("kind", "")),
+        str(meta.get("name", "")),
+        meta.get("namespace"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    """What a server-side apply did; the object body is deliberately not kept (it may be a Secret)."""
+
+    action: str  # created | configured | unchanged
+    resource_version: str
+
+
+class _MemoryDiscoverer(LazyDiscoverer):
+    """LazyDiscoverer that keeps its cache in memory only.
+
+    The stock discoverer persists to a temp file shared by every process of
+    the same user talking to the same host; a stale file there can hide a
+    kind. Pointing it at a path that never exists and never writing makes
+    each ``KubeClient`` start from live discovery.
+    """
+
+    def _write_cache(self):  # noqa: D401 - override
+        return None
+
+
+class KubeClient:
+    """A synchronous client for the few operations the agent needs."""
+
+    def __init__(self, api_client: ApiClient, *, request_timeout: float = 30.0):
+        self._api = api_client
+        self._timeout = request_timeout
+        self._lock = threading.RLock()
+        self._dyn: DynamicClient | None = None
+        self._resources: dict[tuple[str, str], Any] = {}
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: str | os.PathLike | None = None,
+        context: str | None = None,
+        *,
+        request_timeout: float = 30.0,
+    ) -> KubeClient:
+        """An explicit kubeconfig is honoured; ``None`` means in-cluster config, then the default kubeconfig."""
+        configuration = Configuration()
+        if path is not None:
+            path = pathlib.Path(path)
+            if not path.is_file():
+                raise ConfigError(f"kubeconfig {path} does not exist")
+            try:
+                kube_config.load_kube_config(
+                    config_file=str(path),
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+            except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+                raise ConfigError(f"cannot load kubeconfig {path}: {e}") from e
+        else:
+            try:
+                kube_config.load_incluster_config(client_configuration=configuration)
+            except ConfigException as in_cluster_error:
+                try:
+                    kube_config.load_kube_config(
+                        context=context, client_configuration=configuration, persist_config=False
+                    )
+                except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+                    raise ConfigError(
+                        f"no Kubernetes credentials: not in a cluster ({in_cluster_error}) "
+                        f"and no usable default kubeconfig ({e})"
+                    ) from e
+        return cls(ApiClient(configuration=configuration), request_timeout=request_timeout)
+
+    @property
+    def api_client(self) -> ApiClient:
+        """The underlying ``kubernetes.client.ApiClient`` (e.g. for impersonation headers in tests)."""
+        return self._api
+
+    @property
+    def host(self) -> str:
+        return str(self._api.configuration.host)
+
+    def close(self) -> None:
+        try:
+            self._api.close()
+        except Exception:  # noqa: BLE001 - best effort on shutdown
+            pass
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    def _dynamic(self) -> DynamicClient:
+        with self._lock:
+            if self._dyn is None:
+                never_written = (
+                    pathlib.Path(tempfile.gettempdir()) / f"skerry-discovery-{uuid.uuid4().hex}.json"
+                )
+                self._dyn = self._call(
+                    f"API server {self.host}",
+                    lambda: DynamicClient(
+                        self._api, cache_file=str(never_written), discoverer=_MemoryDiscoverer
+                    ),
+                )
+            return self._dyn
+
+    def invalidate_discovery(self) -> None:
+        """Forget every discovered kind (e.g. after CRDs were applied)."""
+        with self._lock:
+            self._resources.clear()
+            if self._dyn is not None:
+                dyn = self._dyn
+                self._call(f"API server {self.host}", dyn.resources.invalidate_cache)
+
+    def _resource(self, api_version: str, kind: str, *, what: str | None = None):
+        key = (api_version, kind)
+        with self._lock:
+            cached = self._resources.get(key)
+            if cached is not None:
+                return cached
+            dyn = self._dynamic()
+            group, _, version = api_version.rpartition("/")
+            if group:
+                search = {"prefix": "apis", "group": group, "api_version": version, "kind": kind}
+            else:
+                search = {"prefix": "api", "api_version": version, "kind": kind}
+            label = what or describe(api_version, kind, "").rstrip()
+            try:
+                # LazyDiscoverer.search invalidates its cache and retries once on a miss.
+                resource = self._call(label, lambda: dyn.resources.get(**search))
+            except (ResourceNotFoundError, ResourceNotUniqueError) as e:
+                raise KubeError(
+                    f"{label}: the API server does not serve kind {kind} in {api_version}",
+                    reason=UNKNOWN_KIND,
+                ) from e
+            self._resources[key] = resource
+            return resource
+
+    def is_namespaced(self, api_version: str, kind: str) -> bool:
+        return bool(self._resource(api_version, kind).namespaced)
+
+    # --- objects ------------------------------------------------------------------------------
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        """The live object as a dict, or ``None`` if it does not exist."""
+        what = describe(api_version, kind, name, namespace)
+        resource = self._resource(api_version, kind, what=what)
+        return self._get_raw(resource, name, namespace if resource.namespaced else None, what)
+
+    def _get_raw(self, resource, name: str, namespace: str | None, what: str) -> dict | None:
+        try:
+            resp = self._call(
+                what,
+                lambda: self._dynamic().get(
+                    resource, name=name, namespace=namespace, serialize=False, _request_timeout=self._timeout
+                ),
+            )
+        except KubeError as e:
+            if e.reason == NOT_FOUND:
+                return None
+            raise
+        return json.loads(resp.data)
+
+    def apply(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        field_manager: str = "skerry",
+        force: bool = True,
+        ignore_annotations: Iterable[str] = (),
+    ) -> ApplyResult:
+        """Server-side apply ``obj``.
+
+        ``unchanged`` means the live object did not change, or changed only
+        in ``ignore_annotations`` (e.g. the bundle digest stamp) and
+        server-owned metadata.
+        """
+        what = describe_object(obj)
+        api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if not name:
+            raise KubeError(f"{what}: metadata.name is required", reason=INVALID)
+        resource = self._resource(api_version, kind, what=what)
+        namespace = meta.get("namespace") or None
+        if resource.namespaced and not namespace:
+            raise KubeError(f"{what}: a namespaced {kind} needs metadata.namespace", reason=INVALID)
+        if not resource.namespaced:
+            namespace = None
+        body = _apply_body(obj, namespace)
+        before = self._get_raw(resource, name, namespace, what)
+        resp = self._call(
+            what,
+            lambda: self._dynamic().server_side_apply(
+                resource,
+                body=body,
+                name=name,
+                namespace=namespace,
+                field_manager=field_manager,
+                force_conflicts=force,
+                serialize=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        after = json.loads(resp.data)
+        rv = str((after.get("metadata") or {}).get("resourceVersion", ""))
+        if before is None or resp.status == 201:
+            action = CREATED
+        elif _comparable(before, ignore_annotations) == _comparable(after, ignore_annotations):
+            action = UNCHANGED
+        else:
+            action = CONFIGURED
+        return ApplyResult(action=action, resource_version=rv)
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+    ) -> bool:
+        """Delete one object; ``False`` if it was already gone."""
+        what = describe(api_version, kind, name, namespace)
+        resource = self._resource(api_version, kind, what=what)
+        ns = namespace if resource.namespaced else None
+        try:
+            self._call(
+                what,
+                lambda: self._dynamic().delete(
+                    resource,
+                    name=name,
+                    namespace=ns,
+                    propagation_policy=propagation,
+                    serialize=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+        except KubeError as e:
+            if e.reason == NOT_FOUND:
+                return False
+            raise
+        return True
+
+    # --- the agent's own objects --------------------------------------------------------------
+
+    def ensure_namespace(self, name: str, *, field_manager: str = "skerry") -> None:
+        if self.get("v1", "Namespace", name) is None:
+            self.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                field_manager=field_manager,
+            )
+
+    def get_configmap(self, namespace: str, name: str) -> dict | None:
+        return self.get("v1", "ConfigMap", name, namespace)
+
+    def put_configmap(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        binary_data: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        field_manager: str = "skerry",
+    ) -> None:
+        """Create or replace (by server-side apply) a ConfigMap, creating its namespace if missing."""
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        if labels:
+            body["metadata"]["labels"] = dict(labels)
+        if annotations:
+            body["metadata"]["annotations"] = dict(annotations)
+        if data:
+            body["data"] = dict(data)
+        if binary_data:
+            body["binaryData"] = dict(binary_data)
+        try:
+            self.apply(body, field_manager=field_manager)
+        except KubeError as e:
+            if e.reason != NOT_FOUND:
+                raise
+            self.ensure_namespace(namespace, field_manager=field_manager)
+            self.apply(body, field_manager=field_manager)
+
+    def crd_established(self, name: str) -> bool:
+        crd = self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+        if not crd:
+            return False
+        for cond in (crd.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Established" and cond.get("status") == "True":
+                return True
+        return False
+
+    # --- error translation --------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ApiException as e:
+            raise _kube_error(what, e) from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise KubeError(
+                f"{what}: cannot reach the API server {self.host}: {_short(e)}", reason=UNAVAILABLE
+            ) from None
+
+
+def _kube_error(what: str, e: ApiException) -> KubeError:
+    status = int(e.status or 0)
+    reason = _REASON_BY_STATUS.get(status, UNAVAILABLE if status >= 500 or status == 0 else INVALID)
+    message = _server_message(e)
+    return KubeError(f"{what}: {message}", reason=reason, http_status=status or None)
+
+
+def _server_message(e: ApiException) -> str:
+    body = e.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if body:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("message"):
+            return str(doc["message"])
+        text = str(body).strip()
+        if text:
+            return text[:500]
+    return f"HTTP {e.status} {e.reason or ''}".strip()
+
+
+def _short(e: BaseException) -> str:
+    reason = getattr(e, "reason", None)
+    return str(reason or e).splitlines()[0][:300]
+
+
+def _apply_body(obj: Mapping[str, Any], namespace: str | None) -> dict:
+    body = copy.deepcopy(dict(obj))
+    meta = dict(body.get("metadata") or {})
+    for field in _SERVER_METADATA:
+        meta.pop(field, None)
+    if namespace:
+        meta["namespace"] = namespace
+    else:
+        meta.pop("namespace", None)
+    body["metadata"] = meta
+    return body
+
+
+def _comparable(obj: Mapping[str, Any], ignore_annotations: Iterable[str]) -> dict:
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_METADATA}
+    ignored = set(ignore_annotations)
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in ignored}
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    out["metadata"] = meta
+    return out

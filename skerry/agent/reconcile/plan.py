@@ -1,0 +1,157 @@
+"""Pure planning: the order objects are applied and deleted in, and what may be pruned.
+
+Apply order is by phase, then by a well-known kind order inside the phase
+(the order Helm installs in), then by reference, so the same bundle always
+applies in the same order:
+
+    0  CustomResourceDefinitions       (their kinds must exist before their objects)
+    1  Namespaces                      (their contents need them)
+    2  other cluster-scoped objects    (ClusterRole, ClusterRoleBinding, StorageClass, ...)
+    3  namespaced objects              (ServiceAccount, Secret, ConfigMap before workloads)
+    4  Validating/MutatingWebhookConfigurations  (last: a webhook whose service is not up
+                                        yet would otherwise reject the rest of the bundle)
+
+Deletes run in the exact reverse. Prune candidates are inventory entries
+that left the desired set; an empty desired set never prunes everything
+unless explicitly allowed, and an object annotated ``skerry.io/prune:
+disabled`` is never deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from skerry.agent.reconcile.model import ObjectRef
+
+PRUNE_ANNOTATION = "skerry.io/prune"
+PRUNE_DISABLED = "disabled"
+
+CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
+NAMESPACE = ("", "Namespace")
+WEBHOOKS = frozenset(
+    {
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    }
+)
+
+PHASE_CRD, PHASE_NAMESPACE, PHASE_CLUSTER, PHASE_NAMESPACED, PHASE_WEBHOOK = range(5)
+
+# Inside a phase, well-known kinds go in this order; anything else after them.
+_KIND_ORDER = [
+    "PriorityClass",
+    "StorageClass",
+    "PodSecurityPolicy",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "IngressClass",
+    "ResourceQuota",
+    "LimitRange",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "Ingress",
+    "APIService",
+]
+_KIND_RANK = {kind: i for i, kind in enumerate(_KIND_ORDER)}
+
+
+def phase(ref: ObjectRef) -> int:
+    """The apply phase of ``ref``; namespaced is told apart from cluster-scoped by its namespace."""
+    gk = ref.group_kind
+    if gk == CRD:
+        return PHASE_CRD
+    if gk == NAMESPACE:
+        return PHASE_NAMESPACE
+    if gk in WEBHOOKS:
+        return PHASE_WEBHOOK
+    return PHASE_NAMESPACED if ref.namespace else PHASE_CLUSTER
+
+
+def apply_sort_key(ref: ObjectRef) -> tuple:
+    return (phase(ref), _KIND_RANK.get(ref.kind, len(_KIND_ORDER)), ref.key, ref.api_version)
+
+
+def order_for_apply(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+    return sorted(refs, key=apply_sort_key)
+
+
+def order_for_delete(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+    return sorted(refs, key=apply_sort_key, reverse=True)
+
+
+def duplicates(refs: Iterable[ObjectRef]) -> set[tuple[str, str, str, str]]:
+    """Keys that occur more than once (the same object twice in one bundle)."""
+    counts = Counter(r.key for r in refs)
+    return {k for k, n in counts.items() if n > 1}
+
+
+def prune_disabled(obj: Mapping[str, Any] | None) -> bool:
+    if not obj:
+        return False
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(PRUNE_ANNOTATION) == PRUNE_DISABLED
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunePlan:
+    """Inventory entries to delete (in delete order), or why pruning was refused."""
+
+    delete: tuple[ObjectRef, ...]
+    refused: str = ""  # non-empty: a human reason; nothing may be deleted
+    reason: str = ""  # CamelCase reason when refused
+
+    @property
+    def allowed(self) -> bool:
+        return not self.refused
+
+
+def plan_prune(
+    inventory: Iterable[ObjectRef],
+    desired: Iterable[ObjectRef],
+    *,
+    allow_prune_all: bool = False,
+) -> PrunePlan:
+    """Entries recorded in ``inventory`` whose identity is not in ``desired``, in delete order."""
+    recorded = {r.key: r for r in inventory}
+    wanted = {r.key for r in desired}
+    gone = [ref for key, ref in recorded.items() if key not in wanted]
+    if not wanted and gone and not allow_prune_all:
+        return PrunePlan(
+            delete=(),
+            refused=f"the bundle is empty; refusing to prune all {len(gone)} recorded object(s)",
+            reason="EmptyBundleRefused",
+        )
+    return PrunePlan(delete=tuple(order_for_delete(gone)))
+
+
+def crd_scopes(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], bool]:
+    """(group, kind) -> namespaced, for every CustomResourceDefinition in ``objects``."""
+    out: dict[tuple[str, str], bool] = {}
+    for obj in objects:
+        if ObjectRef.from_object(obj).group_kind != CRD:
+            continue
+        spec = obj.get("spec") or {}
+        names = spec.get("names") or {}
+        if spec.get("group") and names.get("kind"):
+            out[(str(spec["group"]), str(names["kind"]))] = spec.get("scope", "Namespaced") != "Cluster"
+    return out

@@ -1,0 +1,270 @@
+"""The agent in-process: hub -> verify -> reconcile -> report; rejections; render errors; the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+
+import pytest
+
+from skerry.agent.app import AgentApp
+from skerry.agent.config import AgentConfig
+from skerry.api.v1 import hub_pb2
+from skerry.core.bundle import generate_signing_key
+
+from .conftest import CLUSTER, NOW, configmap, kubectl
+from .fakes import FakeHub, FakeUnsealer, sealed_secret
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture
+def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
+    files = pki.agent(CLUSTER)
+    apps: list[AgentApp] = []
+
+    def make(hub_address: str, **kw) -> AgentApp:
+        config = AgentConfig(
+            cluster=CLUSTER,
+            hub_address=hub_address,
+            tls_ca=files.ca,
+            tls_cert=files.cert,
+            tls_key=files.key,
+            trusted_keys=(bundles.public_key_path,),
+            kubeconfig=kubeconfig,
+            state_dir=tmp_path / "state",
+            namespace=agent_namespace,
+            ready_file=tmp_path / "ready.json",
+        )
+        app = AgentApp(
+            config, unsealer=kw.pop("unsealer", FakeUnsealer()), clock=kw.pop("clock", clock), **kw
+        )
+        apps.append(app)
+        return app
+
+    return make
+
+
+def ready_file(tmp_path) -> dict:
+    return json.loads((tmp_path / "ready.json").read_text())
+
+
+def conditions(status) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_a_bundle_from_the_hub_is_verified_applied_and_reported(
+    pki, bundles, make_app, kube, namespace, tmp_path
+):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address)
+        await app.start()
+        try:
+            msg = bundles.signed_message(
+                [configmap("from-hub", namespace), sealed_secret("db", namespace, {"pw": "s3cret"})]
+            )
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
+            await hub.wait_for(lambda: any(r.applied_version == 1 for r in hub.reports))
+            report = [r for r in hub.reports if r.applied_version == 1][-1]
+            assert conditions(report)["Ready"] == ("True", "ReconciliationSucceeded")
+            assert conditions(report)["Verified"] == ("True", "Verified")
+            assert report.applied_digest == msg.digest and report.cluster == CLUSTER
+            assert {(o.ref.kind, o.action) for o in report.objects} == {
+                ("ConfigMap", "created"),
+                ("Secret", "created"),
+            }
+            assert "s3cret" not in str(report)
+        finally:
+            await app.stop()
+            await hub.stop()
+        assert kube.get("v1", "ConfigMap", "from-hub", namespace) is not None
+        doc = ready_file(tmp_path)
+        assert (doc["cluster"], doc["applied_release"], doc["applied_digest"], doc["ready"]) == (
+            CLUSTER,
+            1,
+            msg.digest,
+            True,
+        )
+
+    run(scenario())
+
+
+def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
+    pki, bundles, make_app, kube, namespace, tmp_path
+):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address)
+        await app.start()
+        try:
+            await hub.send(
+                hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("good", namespace)]))
+            )
+            await app.wait_until(lambda a: a.last_result is not None and a.last_result.release == 1)
+            attacker = generate_signing_key(tmp_path / "attacker.key")
+            evil = bundles.signed_message([configmap("evil", namespace)], signer=attacker)
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=evil))
+            await hub.wait_for(
+                lambda: any(conditions(r).get("Verified", ("", ""))[1] == "BadSignature" for r in hub.reports)
+            )
+            report = hub.reports[-1]
+            assert report.applied_version == 1  # the last good state stays
+            assert app.last_rejection.reason == "BadSignature"
+        finally:
+            await app.stop()
+            await hub.stop()
+        assert kube.get("v1", "ConfigMap", "evil", namespace) is None
+        assert kube.get("v1", "ConfigMap", "good", namespace) is not None
+        assert ready_file(tmp_path)["applied_release"] == 1
+
+    run(scenario())
+
+
+def test_a_rollback_from_the_hub_is_rejected_with_its_reason(pki, bundles, make_app, kube, namespace):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address)
+        await app.start()
+        try:
+            await hub.send(
+                hub_pb2.WatchBundlesResponse(
+                    bundle=bundles.signed_message([configmap("v5", namespace)], release=5)
+                )
+            )
+            await app.wait_until(lambda a: a.last_result is not None and a.last_result.release == 5)
+            old = bundles.signed_message([configmap("v3", namespace)], release=3)
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=old))
+            await app.wait_until(lambda a: a.last_rejection is not None)
+            assert app.last_rejection.reason == "Rollback"
+        finally:
+            await app.stop()
+            await hub.stop()
+        assert kube.get("v1", "ConfigMap", "v3", namespace) is None
+
+    run(scenario())
+
+
+def test_a_render_error_is_reported_and_nothing_is_pruned(pki, bundles, make_app, kube, namespace):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address)
+        await app.start()
+        try:
+            await hub.send(
+                hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("stays", namespace)]))
+            )
+            await app.wait_until(lambda a: a.last_result is not None)
+            err = hub_pb2.RenderError(revision="badc0de", message="kustomize: accumulating resources: boom")
+            await hub.send(hub_pb2.WatchBundlesResponse(render_error=err))
+            await hub.wait_for(lambda: any("Rendered" in conditions(r) for r in hub.reports))
+            report = hub.reports[-1]
+            assert conditions(report)["Rendered"] == ("False", "RenderFailed")
+            assert report.applied_version == 1
+        finally:
+            await app.stop()
+            await hub.stop()
+        assert kube.get("v1", "ConfigMap", "stays", namespace) is not None
+
+    run(scenario())
+
+
+def test_the_cached_bundle_is_reapplied_on_start_without_a_hub(
+    pki, bundles, make_app, kube, kubeconfig, namespace, tmp_path
+):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address)
+        await app.start()
+        try:
+            msg = bundles.signed_message(
+                [configmap("cached", namespace), sealed_secret("db", namespace, {"pw": "s3cret"})]
+            )
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
+            await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready)
+        finally:
+            await app.stop()
+            await hub.stop()
+
+        kubectl(kubeconfig, "delete", "configmap", "cached", "-n", namespace)
+        (tmp_path / "ready.json").unlink()
+        assert b"s3cret" not in b"".join(
+            p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()
+        )
+
+        offline = make_app("127.0.0.1:1")  # nothing listens there
+        await offline.start()
+        try:
+            await offline.wait_until(lambda a: a.last_result is not None)
+            assert offline.last_result.ready
+            status = offline.status_result()
+            assert status.condition("Verified").reason == "CachedBundle"
+            assert status.condition("Stale") is None
+        finally:
+            await offline.stop()
+        assert kube.get("v1", "ConfigMap", "cached", namespace) is not None
+        assert ready_file(tmp_path)["applied_release"] == 1
+
+    run(scenario())
+
+
+def test_an_expired_cache_is_reapplied_and_reported_stale(
+    pki, bundles, make_app, kube, kubeconfig, namespace, clock
+):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address)
+        await app.start()
+        try:
+            msg = bundles.signed_message(
+                [configmap("frozen", namespace)], expires=NOW + _dt.timedelta(minutes=10)
+            )
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
+            await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready)
+        finally:
+            await app.stop()
+            await hub.stop()
+        kubectl(kubeconfig, "delete", "configmap", "frozen", "-n", namespace)
+
+        clock.advance(3600)
+        offline = make_app("127.0.0.1:1")
+        await offline.start()
+        try:
+            await offline.wait_until(lambda a: a.last_result is not None)
+            stale = offline.status_result().condition("Stale")
+            assert (stale.status, stale.reason) == ("True", "Expired")
+        finally:
+            await offline.stop()
+        assert kube.get("v1", "ConfigMap", "frozen", namespace) is not None
+
+    run(scenario())
+
+
+def test_a_reconcile_that_did_not_end_ready_is_retried(pki, bundles, make_app, kube, kubeconfig, namespace):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        app = make_app(hub.address, retry_base=0.2)
+        await app.start()
+        try:
+            later = f"{namespace}-later"
+            await hub.send(
+                hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("c", later)]))
+            )
+            await app.wait_until(lambda a: a.last_result is not None)
+            assert not app.last_result.ready  # the namespace does not exist yet
+            kubectl(kubeconfig, "create", "namespace", later)
+            try:
+                await app.wait_until(lambda a: a.last_result.ready, timeout=20)
+                assert app.reconciles >= 2
+            finally:
+                kubectl(kubeconfig, "delete", "namespace", later, "--wait=false", check=False)
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario())

@@ -1,0 +1,202 @@
+"""Status protos, configuration from the environment, and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import pathlib
+
+import pytest
+
+from skerry.agent import cli
+from skerry.agent.config import AgentConfig
+from skerry.agent.reconcile.model import Condition, ObjectRef, ObjectResult, ReconcileResult
+from skerry.agent.status import to_proto
+from skerry.core.errors import ConfigError
+
+
+def test_status_proto_carries_results_and_conditions():
+    result = ReconcileResult(
+        cluster="oslo",
+        release=4,
+        digest="sha256:ab",
+        revision="c0ffee",
+        objects=(ObjectResult(ObjectRef("apps/v1", "Deployment", "shop", "web"), "created"),),
+        conditions=(Condition("Ready", "True", "ReconciliationSucceeded", "ok"),),
+    )
+    when = _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
+    proto = to_proto(
+        result, extra_conditions=[Condition("Verified", "True", "Verified")], observed=when, version="1.2.3"
+    )
+    assert (proto.cluster, proto.applied_version, proto.applied_digest, proto.revision) == (
+        "oslo",
+        4,
+        "sha256:ab",
+        "c0ffee",
+    )
+    (obj,) = proto.objects
+    assert (obj.ref.group, obj.ref.version, obj.ref.kind, obj.ref.namespace, obj.ref.name, obj.action) == (
+        "apps",
+        "v1",
+        "Deployment",
+        "shop",
+        "web",
+        "created",
+    )
+    assert [c.type for c in proto.conditions] == ["Ready", "Verified"]
+    assert proto.observed_unix_ms == int(when.timestamp() * 1000)
+    assert proto.agent_version == "1.2.3"
+
+
+ENV = {
+    "SKERRY_AGENT_CLUSTER": "oslo",
+    "SKERRY_AGENT_HUB": "hub.example:8443",
+    "SKERRY_AGENT_TLS_CA": "/etc/skerry/ca.crt",
+    "SKERRY_AGENT_TLS_CERT": "/etc/skerry/agent.crt",
+    "SKERRY_AGENT_TLS_KEY": "/etc/skerry/agent.key",
+    "SKERRY_AGENT_TRUSTED_KEYS": "/etc/skerry/hub-a.pub, /etc/skerry/hub-b.pub",
+}
+
+
+def test_config_reads_the_environment_with_safe_defaults():
+    config = AgentConfig.from_env(ENV)
+    assert config.cluster == "oslo" and config.hub_address == "hub.example:8443"
+    assert config.trusted_keys == (
+        pathlib.Path("/etc/skerry/hub-a.pub"),
+        pathlib.Path("/etc/skerry/hub-b.pub"),
+    )
+    assert config.namespace == "skerry-system" and config.field_manager == "skerry"
+    assert config.kubeconfig is None and config.sealer_address is None
+    assert config.allow_prune_all is False and config.signature_threshold == 1
+
+
+def test_overrides_win_over_the_environment_and_none_is_ignored():
+    config = AgentConfig.from_env(
+        ENV, cluster="bergen", namespace=None, allow_prune_all=True, trusted_keys=[pathlib.Path("/k.pub")]
+    )
+    assert config.cluster == "bergen" and config.namespace == "skerry-system"
+    assert config.allow_prune_all is True and config.trusted_keys == (pathlib.Path("/k.pub"),)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"SKERRY_AGENT_CLUSTER": ""}, "cluster name"),
+        ({"SKERRY_AGENT_CLUSTER": "Not_A_Name"}, "DNS"),
+        ({"SKERRY_AGENT_HUB": "nohost"}, "HOST:PORT"),
+        ({"SKERRY_AGENT_TLS_KEY": ""}, "SKERRY_AGENT_TLS_KEY"),
+        ({"SKERRY_AGENT_TRUSTED_KEYS": ""}, "trusted hub public key"),
+        ({"SKERRY_AGENT_SIGNATURE_THRESHOLD": "3"}, "threshold"),
+        ({"SKERRY_AGENT_ALLOW_PRUNE_ALL": "maybe"}, "ALLOW_PRUNE_ALL"),
+        ({"SKERRY_AGENT_LOG_LEVEL": "loud"}, "log level"),
+    ],
+)
+def test_invalid_config_is_one_clear_error(change, message):
+    with pytest.raises(ConfigError, match=message):
+        AgentConfig.from_env({**ENV, **change})
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI configures structlog to the (captured) stderr; put the previous set-up back."""
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="skerry")
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_has_a_flag_for_every_config_field():
+    args = parse(
+        [
+            "agent",
+            "run",
+            "--cluster",
+            "oslo",
+            "--hub",
+            "h:1",
+            "--sealer",
+            "s:2",
+            "--sealer-domain",
+            "eu",
+            "--tls-ca",
+            "ca",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--trusted-key",
+            "a.pub",
+            "--trusted-key",
+            "b.pub",
+            "--signature-threshold",
+            "2",
+            "--kubeconfig",
+            "kc",
+            "--kube-context",
+            "ctx",
+            "--state-dir",
+            "st",
+            "--namespace",
+            "ns",
+            "--field-manager",
+            "fm",
+            "--ready-file",
+            "r.json",
+            "--log-level",
+            "debug",
+            "--allow-prune-all",
+        ]
+    )
+    assert args.func is cli.handler
+    values = {f: getattr(args, f) for f in cli._FIELDS}
+    assert set(values) == {f.name for f in __import__("dataclasses").fields(AgentConfig)}
+    assert values["trusted_keys"] == [pathlib.Path("a.pub"), pathlib.Path("b.pub")]
+    assert values["hub_address"] == "h:1" and values["allow_prune_all"] is True
+
+
+def test_cli_error_is_one_line_naming_the_file_and_exit_1(tmp_path, capsys, monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("SKERRY_AGENT_"):
+            monkeypatch.delenv(key)
+    missing = tmp_path / "nope.pub"
+    args = parse(
+        [
+            "agent",
+            "run",
+            "--cluster",
+            "oslo",
+            "--hub",
+            "127.0.0.1:1",
+            "--tls-ca",
+            str(tmp_path / "ca"),
+            "--tls-cert",
+            str(tmp_path / "c"),
+            "--tls-key",
+            str(tmp_path / "k"),
+            "--trusted-key",
+            str(missing),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ]
+    )
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("skerry agent run: error: ")
+    assert str(missing) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_missing_settings_exit_1(capsys, monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("SKERRY_AGENT_"):
+            monkeypatch.delenv(key)
+    args = parse(["agent", "run"])
+    assert args.func(args) == 1
+    assert "cluster name" in capsys.readouterr().err

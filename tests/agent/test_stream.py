@@ -1,0 +1,135 @@
+"""HubClient: the bundle watch over mTLS, reconnect with full-jitter backoff, status reports."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from skerry.agent.stream import HubClient, full_jitter
+from skerry.api.v1 import hub_pb2
+from skerry.core import tls
+from skerry.core.errors import Unavailable
+
+from .conftest import CLUSTER
+from .fakes import FakeHub
+
+
+def test_full_jitter_stays_within_the_exponential_envelope_and_the_cap():
+    assert full_jitter(0, base=0.5, cap=30, rng=lambda: 0.999) < 0.5
+    assert full_jitter(3, base=0.5, cap=30, rng=lambda: 0.999) == pytest.approx(4 * 0.999)
+    assert full_jitter(50, base=0.5, cap=30, rng=lambda: 1.0) == 30
+    assert full_jitter(5, base=0.5, cap=30, rng=lambda: 0.0) == 0
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_watch_yields_bundles_and_identifies_as_the_agent(pki, bundles):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        client = HubClient(hub.address, pki.agent(CLUSTER), CLUSTER)
+        watch = client.watch(0, "")
+        try:
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([])))
+            first = await anext(watch)
+            assert first.bundle.version == 1
+            assert hub.requests[0].cluster == CLUSTER
+            assert hub.peers[0].name == CLUSTER and hub.peers[0].has_role(tls.ROLE_AGENT)
+            assert client.connected
+        finally:
+            await watch.aclose()
+            await client.close()
+            await hub.stop()
+
+    run(scenario())
+
+
+def test_watch_reconnects_after_the_hub_restarts_and_sends_the_current_position(pki, bundles):
+    async def scenario():
+        sleeps: list[float] = []
+
+        async def fast_sleep(s):
+            sleeps.append(s)
+            await asyncio.sleep(0.05)
+
+        hub = await FakeHub(pki).start()
+        hub2 = FakeHub(pki, port=hub.port)
+        position = [(0, "")]
+        client = HubClient(hub.address, pki.agent(CLUSTER), CLUSTER, sleep=fast_sleep, rng=lambda: 0.5)
+        watch = client.watch(position=lambda: position[0])
+        try:
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([])))
+            first = await anext(watch)
+            position[0] = (first.bundle.version, first.bundle.digest)
+            await hub.stop()
+            await hub2.start()
+            await hub2.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([])))
+            second = await anext(watch)
+            assert second.bundle.version == 2
+            assert hub2.requests[-1].last_version == 1
+            assert hub2.requests[-1].last_digest == first.bundle.digest
+            assert sleeps and client.reconnects >= 1
+        finally:
+            await watch.aclose()
+            await client.close()
+            await hub.stop()
+            await hub2.stop()
+
+    run(scenario())
+
+
+def test_watch_keeps_retrying_with_backoff_while_the_hub_is_down(pki):
+    async def scenario():
+        sleeps: list[float] = []
+
+        async def record(s):
+            sleeps.append(s)
+            if len(sleeps) >= 4:
+                raise asyncio.CancelledError
+
+        client = HubClient(
+            "127.0.0.1:1",
+            pki.agent(CLUSTER),
+            CLUSTER,
+            sleep=record,
+            rng=lambda: 1.0,
+            backoff_base=1,
+            backoff_cap=5,
+        )
+        with pytest.raises(asyncio.CancelledError):
+            async for _ in client.watch():
+                pass
+        assert sleeps == [1, 2, 4, 5]
+        assert isinstance(client.last_error, Unavailable)
+        assert "127.0.0.1:1" in str(client.last_error)
+        await client.close()
+
+    run(scenario())
+
+
+def test_report_delivers_the_status_and_unreachable_hub_is_unavailable(pki):
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        client = HubClient(hub.address, pki.agent(CLUSTER), CLUSTER)
+        try:
+            await client.report(hub_pb2.ClusterStatus(cluster=CLUSTER, applied_version=3))
+            assert hub.reports[0].applied_version == 3
+        finally:
+            await client.close()
+            await hub.stop()
+        dead = HubClient("127.0.0.1:1", pki.agent(CLUSTER), CLUSTER, rpc_timeout=2)
+        with pytest.raises(Unavailable, match="hub 127.0.0.1:1"):
+            await dead.report(hub_pb2.ClusterStatus(cluster=CLUSTER))
+        await dead.close()
+
+    run(scenario())
+
+
+def test_unreadable_tls_files_fail_fast_naming_the_file(tmp_path):
+    from skerry.core.errors import ConfigError
+
+    files = tls.TlsFiles(ca=tmp_path / "ca.crt", cert=tmp_path / "a.crt", key=tmp_path / "a.key")
+    with pytest.raises(ConfigError, match="ca.crt"):
+        HubClient("127.0.0.1:1", files, CLUSTER)
