@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     from skerry.core import tls
     from skerry.devstack import Stack, StackError, fleet_status, wait_for
 
+    own_workdir = args.workdir is None
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="skerry-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = None
@@ -142,3 +144,5 @@ def _run(args: argparse.Namespace) -> int:
             stack.stop()
         if cluster is not None:
             cluster.stop()
+        if own_workdir and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -201,9 +201,11 @@ class Stack:
 
     def start_hub(self) -> Service:
         files = self.identity("hub", tls.ROLE_HUB, server=True)
+        # a restarted hub comes back on the same port, so running agents find it again
+        listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
-            ["hub", "serve", "--repo", str(self.repo), "--interval", str(self.interval), "--listen", "127.0.0.1:0",
+            ["hub", "serve", "--repo", str(self.repo), "--interval", str(self.interval), "--listen", listen,
              "--signing-key", str(self.workdir / "hub-keys" / "signing.key"),
              "--state-dir", str(self.workdir / "hub-state"), *self.tls_args(files)],
             self.workdir,
@@ -222,7 +224,9 @@ class Stack:
             f"agent-{cluster}",
             ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
              "--trusted-key", str(trusted_key or self.hub_public_key), "--kubeconfig", str(self.kubeconfig),
-             "--state-dir", str(self.workdir / "agents" / cluster), *self.tls_args(files)],
+             "--state-dir", str(self.workdir / "agents" / cluster),
+             # several demo clusters share one API server: each agent keeps its inventory apart
+             "--namespace", f"skerry-{cluster}", *self.tls_args(files)],
             self.workdir,
         ).start()
         self.agents[cluster] = agent
@@ -250,7 +254,7 @@ class Stack:
         out = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], capture_output=True, text=True)
         if check and out.returncode != 0:
             raise StackError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
-        return out.stdout
+        return out.stdout.strip()
 
     def stop(self) -> None:
         for agent in self.agents.values():

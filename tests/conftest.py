@@ -23,7 +23,7 @@ def ca() -> tls.CertificateAuthority:
 
 
 @pytest.fixture(scope="session")
-def pki(ca, tmp_path_factory) -> "Pki":
+def pki(ca, tmp_path_factory) -> Pki:
     return Pki(ca, tmp_path_factory.mktemp("pki"))
 
 

@@ -15,7 +15,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> _dt.datetime:
-        return _dt.datetime.now(_dt.timezone.utc)
+        return _dt.datetime.now(_dt.UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -25,7 +25,7 @@ class FixedClock:
     """A clock that only moves when told to (tests)."""
 
     def __init__(self, start: _dt.datetime | None = None):
-        self._now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.timezone.utc)
+        self._now = start or _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
         self._mono = 0.0
 
     def now(self) -> _dt.datetime:

@@ -78,7 +78,7 @@ class CertificateAuthority:
     @classmethod
     def create(cls, name: str = "skerry-ca", *, days: int = 365) -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         subject = _name(name)
         cert = (
             x509.CertificateBuilder()
@@ -123,7 +123,7 @@ class CertificateAuthority:
         if public_key is None:
             key = ec.generate_private_key(ec.SECP256R1())
             public_key = key.public_key()
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         sans: list[x509.GeneralName] = []
         for n in server_names:
             try:
