@@ -49,7 +49,13 @@ from skerry.agent.reasons import UNAVAILABLE, UNKNOWN_KIND
 from skerry.agent.reconcile import drift as drift_mod
 from skerry.agent.reconcile import plan
 from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory, InventoryCorrupt, next_inventory
+from skerry.agent.reconcile.inventory import (
+    CONFIGMAP_NAME,
+    SUSPEND_ANNOTATION,
+    Inventory,
+    InventoryCorrupt,
+    next_inventory,
+)
 from skerry.agent.reconcile.model import (
     APPLIED_ACTIONS,
     CREATED,
@@ -173,7 +179,21 @@ class Reconciler:
         started = self._monotonic()
         corrupt = ""
         try:
-            previous = self.read_inventory()
+            configmap = self.kube.get_configmap(self.namespace, CONFIGMAP_NAME)
+            if _suspended(configmap):
+                msg = (
+                    f"{SUSPEND_ANNOTATION}=true on {self.namespace}/{CONFIGMAP_NAME}: release "
+                    f"{verified.release} not applied (skerry resume to continue)"
+                )
+                log.warning("suspended; nothing applied", release=verified.release)
+                return ReconcileResult(
+                    **base,
+                    conditions=(
+                        Condition("Suspended", TRUE, "Suspended", msg),
+                        Condition("Ready", FALSE, "Suspended", msg),
+                    ),
+                )
+            previous = Inventory.from_configmap(configmap)
         except InventoryCorrupt as e:
             previous, corrupt = Inventory(), str(e)
             log.warning("inventory unreadable; applying without pruning", error=corrupt)
@@ -534,6 +554,11 @@ class Reconciler:
             return ObjectResult(ref, FAILED, f"not pruned: {e}"), True
         log.info("pruned", object=str(ref))
         return ObjectResult(ref, PRUNED, "" if gone else "already absent"), False
+
+
+def _suspended(configmap: Mapping[str, Any] | None) -> bool:
+    annotations = ((configmap or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(SUSPEND_ANNOTATION, "")).lower() == "true"
 
 
 def _order_candidates(previous: Inventory, desired: list[ObjectRef]) -> list[ObjectRef]:
