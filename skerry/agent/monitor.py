@@ -78,6 +78,13 @@ class Monitor:
         self.errors: dict[str, str] = {}  # watch -> last error (e.g. forbidden)
         self.events = 0
         self.resyncs = 0
+        engine.on_applied = self._applied_now
+
+    def _applied_now(self, key: Key) -> None:
+        with self._lock:
+            changed = self.drifts.pop(key, None) is not None
+        if changed:
+            self._on_change()
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -239,7 +246,12 @@ class Monitor:
         if entry is None or self._stale(key, obj):
             return
         ref, fp = entry
-        found = drift_mod.find_drift(ref, fp, obj, field_manager=self.field_manager, ignore=self.ignore)
+        yielded: list = []
+        found = drift_mod.find_drift(
+            ref, fp, obj, field_manager=self.field_manager, ignore=self.ignore, yielded=yielded
+        )
+        if yielded:
+            self.engine.yield_fields(key, yielded)
         health = health_mod.assess(obj)
         self._record(key, found, health)
 

@@ -6,13 +6,14 @@ overwritten weeks later. The agent therefore remembers, per object, a
 only as SHA-256 digests, never plaintext) and compares live objects seen on
 its watches against it.
 
-A leaf is drift when its live value differs from the applied one (or is
-gone) **and** the agent is no longer the field's only manager according to
-``metadata.managedFields``. The second half matters: the API server
-normalises some values (``1000m`` -> ``1``) while the agent still owns them
-alone, which is not a change made outside Git; a ``kubectl scale``/``edit``
-or a forced apply by someone else moves ownership, which is. The manager now
-owning the field is reported as ``changed_by``.
+The fingerprint holds the values the API server *stored* for the applied
+paths (taken from the apply response, ``observed_fingerprint``), so a value
+the server normalises (``1000m`` -> ``1``) is never mistaken for drift. A
+leaf is drift when its live value differs from that (or is gone). Who
+changed it comes from ``metadata.managedFields``: the other manager that now
+owns the field (``kubectl-edit``, ``kubectl-label``, a forced apply), else
+— when the agent still owns it, as after ``kubectl scale`` on API servers
+before 1.22, which record no manager for subresource writes — "unknown".
 
 Paths are written like ``.spec.template.spec.containers[name=main].image``;
 list elements are matched by their merge key (``name``, or the port keys),
@@ -123,6 +124,19 @@ def fingerprint(body: Mapping[str, Any]) -> dict[Path, Any]:
     return out
 
 
+def observed_fingerprint(body: Mapping[str, Any], stored: Mapping[str, Any] | None) -> dict[Path, Any]:
+    """The paths ``body`` sets, with the values the API server stored for them (``stored``)."""
+    wanted = fingerprint(body)
+    if not stored:
+        return wanted
+    secret = ObjectRef.from_object(body).group_kind == _SECRET
+    out: dict[Path, Any] = {}
+    for path, value in wanted.items():
+        got = _live_leaf(stored, path, secret)
+        out[path] = value if got is _MISSING else got
+    return out
+
+
 def _b64(value: Any) -> bytes:
     import base64
     import binascii
@@ -213,6 +227,8 @@ def _lookup(obj: Any, path: Path) -> Any:
 def _same(a: Any, b: Any) -> bool:
     if a == b:
         return True
+    if a == {} and isinstance(b, Mapping):
+        return True  # an empty map applied: anything the server or others put in it is theirs
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return float(a) == float(b)
     if isinstance(a, list) and isinstance(b, list):
@@ -247,8 +263,16 @@ def find_drift(
     *,
     field_manager: str,
     ignore: Iterable[IgnoreRule] = (),
+    yielded: list | None = None,
 ) -> list[Drift]:
-    """Drifted fields of ``live`` against the ``applied`` fingerprint; ``live=None`` means deleted."""
+    """Drifted fields of ``live`` against the ``applied`` fingerprint; ``live=None`` means deleted.
+
+    ``yielded`` (if given) collects ``(path, live value)`` of ignored fields
+    that differ: the engine applies the live value there from then on, so an
+    HPA's ``.spec.replicas`` is not reset by the next correction or release
+    (Argo CD's RespectIgnoreDifferences). Dropping the field instead would
+    delete it where the agent is still its only manager.
+    """
     if live is None:
         return [Drift(ref, "", "present", "<deleted>", "unknown")]
     ignore = list(ignore)
@@ -261,13 +285,15 @@ def find_drift(
             continue
         owners = [m for m, tree in managers if _owns(tree, path)]
         others = [m for m in owners if m != field_manager]
-        if got is not _MISSING and owners and not others:
-            continue  # normalised by the API server; still ours alone
         field = render_path(path)
         if any(rule.matches(ref, field) for rule in ignore):
+            if yielded is not None and not secret and got is not _MISSING:
+                yielded.append((path, got))
             continue
         if others:
             changed_by = others[0]
+        elif field_manager in owners:
+            changed_by = "unknown (no manager recorded, e.g. a /scale write)"
         else:
             changed_by = _latest_other(live, field_manager)
         out.append(Drift(ref, field, _show(want, secret), _show(got, secret), changed_by))

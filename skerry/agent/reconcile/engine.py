@@ -129,9 +129,13 @@ class Reconciler:
         self._versions: dict[tuple[str, str, str, str], str] = {}
         # key -> content digest of the last apply (tells unchanged from configured without a GET).
         self._digests: dict[tuple[str, str, str, str], str] = {}
+        # key -> {field path: live value} for drift-ignored fields (see ``yield_fields``).
+        self._yielded: dict[tuple[str, str, str, str], dict[tuple, Any]] = {}
         # key -> (ref, drift fingerprint of what was applied) for the last reconciled bundle.
         self.applied: dict[tuple[str, str, str, str], tuple[ObjectRef, dict]] = {}
         self._items: dict[tuple[str, str, str, str], _Item] = {}
+        # Called (from apply threads) with each key right after its successful apply.
+        self.on_applied: Callable[[tuple[str, str, str, str]], None] | None = None
         self._digest = ""
         self._crd_scopes: Mapping[tuple[str, str], bool] = {}
 
@@ -143,6 +147,14 @@ class Reconciler:
                 self._digests.pop(key, None)
             else:
                 self._versions[key] = resource_version
+
+    def yield_fields(self, key: tuple[str, str, str, str], values) -> None:
+        """Apply these live values (``(path, value)`` of drift-ignored fields) from now on."""
+        with self._lock:
+            mine = self._yielded.setdefault(key, {})
+            for path, value in values:
+                if all(isinstance(seg, str) for seg in path):
+                    mine[path] = copy.deepcopy(value)
 
     def last_version(self, key: tuple[str, str, str, str]) -> str | None:
         with self._lock:
@@ -273,7 +285,7 @@ class Reconciler:
                         if result.action == CREATED:
                             created_crds.append(item.ref.name)
         with self._lock:
-            self.applied = fingerprints
+            self.applied = {k: self.applied.get(k, v) for k, v in fingerprints.items()}
             self._items = {i.ref.key: i for i in items if i.ref.key not in dupes}
             self._digest = verified.digest
             self._crd_scopes = crd_scopes
@@ -411,6 +423,10 @@ class Reconciler:
             meta.pop("namespace", None)
         meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
         meta["annotations"] = {**(meta.get("annotations") or {}), DIGEST_ANNOTATION: digest}
+        with self._lock:
+            yielded = list((self._yielded.get(item.ref.key) or {}).items())
+        for path, value in yielded:
+            _put(body, path, value)
         return body
 
     def correct(self, keys) -> list[ObjectResult]:
@@ -449,7 +465,6 @@ class Reconciler:
         except SkerryError as e:
             log.warning("object not applied", object=str(ref), reason=e.reason, error=str(e))
             return ObjectResult(ref, FAILED, str(e)), e.reason, None
-        fp = drift_mod.fingerprint(body)
         # ``body`` may hold unsealed plaintext: it lives only in this frame and in the request.
         while True:
             try:
@@ -459,6 +474,7 @@ class Reconciler:
                     force=True,
                     ignore_annotations=(DIGEST_ANNOTATION,),
                     previous_digest=self._digests.get(ref.key),
+                    keep_live=True,
                 )
             except KubeError as e:
                 if e.reason == UNKNOWN_KIND and ref.group_kind in crd_scopes and self._wait_for_kinds():
@@ -469,9 +485,15 @@ class Reconciler:
                     msg = str(e)
                 log.warning("object not applied", object=str(ref), reason=e.reason, error=msg)
                 return ObjectResult(ref, FAILED, msg), str(e.reason), None
-            self.observe(ref.key, outcome.resource_version)
+            fp = drift_mod.observed_fingerprint(body, outcome.live)
+            outcome = dataclasses.replace(outcome, live=None)  # may be a Secret: keep only the digests
             with self._lock:
+                # Together, so a watch event is judged against the fingerprint of the state it shows.
+                self._versions[ref.key] = outcome.resource_version
                 self._digests[ref.key] = outcome.digest
+                self.applied[ref.key] = (ref, fp)
+            if self.on_applied is not None:
+                self.on_applied(ref.key)  # the live object now is what was applied: no drift
             log.debug("applied", object=str(ref), action=outcome.action)
             notes = ["unsealed from SealedSecret"] if item.sealed else []
             if outcome.conflicts:
@@ -554,6 +576,16 @@ class Reconciler:
             return ObjectResult(ref, FAILED, f"not pruned: {e}"), True
         log.info("pruned", object=str(ref))
         return ObjectResult(ref, PRUNED, "" if gone else "already absent"), False
+
+
+def _put(body: dict, path: tuple, value: Any) -> None:
+    cur: Any = body
+    for seg in path[:-1]:
+        if not isinstance(cur, dict):
+            return
+        cur = cur.setdefault(seg, {})
+    if isinstance(cur, dict):
+        cur[path[-1]] = copy.deepcopy(value)
 
 
 def _suspended(configmap: Mapping[str, Any] | None) -> bool:
