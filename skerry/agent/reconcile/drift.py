@@ -133,7 +133,7 @@ def observed_fingerprint(body: Mapping[str, Any], stored: Mapping[str, Any] | No
     out: dict[Path, Any] = {}
     for path, value in wanted.items():
         got = _live_leaf(stored, path, secret)
-        out[path] = value if got is _MISSING else got
+        out[path] = value if (got is _MISSING or value == {}) else got
     return out
 
 
