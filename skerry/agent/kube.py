@@ -263,6 +263,7 @@ class KubeClient:
         previous_digest: str | None = None,
         dry_run: bool = False,
         keep_live: bool = False,
+        assume_new: bool = False,
     ) -> ApplyResult:
         """Server-side apply ``obj``.
 
@@ -271,7 +272,9 @@ class KubeClient:
         server-owned metadata. When the caller passes the ``digest`` of its
         last apply of this object as ``previous_digest`` no GET is made (the
         resourceVersion cannot tell: status writes by controllers bump it).
-        Without one, the apply costs one GET first.
+        Without one, the apply costs one GET first, unless ``assume_new``
+        (the caller never applied it): then 201 is ``created`` and 200 (an
+        object that existed, now adopted) ``configured``.
 
         ``force=True`` is the conflict policy "force, but say whom from": the
         apply goes without force first; a 409 conflict is retried with force
@@ -291,7 +294,7 @@ class KubeClient:
             namespace = None
         body = _apply_body(obj, namespace)
         before = None
-        if previous_digest is None and not dry_run:
+        if previous_digest is None and not dry_run and not assume_new:
             before = self._get_raw(resource, name, namespace, what)
 
         def send(forced: bool):
@@ -322,8 +325,10 @@ class KubeClient:
         rv = str((after.get("metadata") or {}).get("resourceVersion", ""))
         ignore = tuple(ignore_annotations)
         digest = applied_state_digest(body, after, field_manager=field_manager, ignore_annotations=ignore)
-        if resp.status == 201 or (previous_digest is None and before is None and not dry_run):
+        if resp.status == 201 or (previous_digest is None and before is None and not dry_run and not assume_new):
             action = CREATED
+        elif assume_new and previous_digest is None and before is None:
+            action = CONFIGURED
         elif before is not None:
             action = UNCHANGED if _comparable(before, ignore) == _comparable(after, ignore) else CONFIGURED
         elif conflicts:

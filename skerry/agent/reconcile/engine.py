@@ -129,6 +129,8 @@ class Reconciler:
         self._versions: dict[tuple[str, str, str, str], str] = {}
         # key -> content digest of the last apply (tells unchanged from configured without a GET).
         self._digests: dict[tuple[str, str, str, str], str] = {}
+        # Keys recorded in the inventory at the start of the reconcile in progress.
+        self._recorded: set[tuple[str, str, str, str]] = set()
         # key -> {field path: live value} for drift-ignored fields (see ``yield_fields``).
         self._yielded: dict[tuple[str, str, str, str], dict[tuple, Any]] = {}
         # key -> (ref, drift fingerprint of what was applied) for the last reconciled bundle.
@@ -235,6 +237,7 @@ class Reconciler:
                 ),
             )
 
+        self._recorded = previous.keys()
         crd_scopes = plan.crd_scopes(bundle.objects)
         items = [self._item(obj, crd_scopes) for obj in bundle.objects]
         dupes = plan.duplicates(i.ref for i in items)
@@ -475,6 +478,7 @@ class Reconciler:
                     ignore_annotations=(DIGEST_ANNOTATION,),
                     previous_digest=self._digests.get(ref.key),
                     keep_live=True,
+                    assume_new=ref.key not in self._recorded,
                 )
             except KubeError as e:
                 if e.reason == UNKNOWN_KIND and ref.group_kind in crd_scopes and self._wait_for_kinds():
