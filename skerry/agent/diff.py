@@ -187,7 +187,7 @@ def load_objects(data: bytes) -> list[dict]:
     text = data.decode("utf-8")
     try:
         doc = json.loads(text)
-        docs = [doc]
+        docs = doc if isinstance(doc, list) else [doc]
     except ValueError:
         docs = [d for d in yaml.safe_load_all(text) if d]
     out: list[dict] = []

@@ -140,6 +140,8 @@ class Monitor:
             try:
                 self._list_and_watch(api_version, kind, ns, stop)
             except KubeError as e:
+                if self._stopped(stop):
+                    return
                 if e.reason == FORBIDDEN and ns is None:
                     namespaces = sorted({k[2] for k in self._expected(api_version, kind) if k[2]})
                     if namespaces:
@@ -154,6 +156,8 @@ class Monitor:
                 log.warning("watch failed; retrying", kind=label, reason=e.reason, error=str(e))
                 stop.wait(ERROR_BACKOFF_SECONDS * (1 + random.random()))
             except Exception as e:  # noqa: BLE001 - a watch thread must never die silently
+                if self._stopped(stop):
+                    return
                 log.exception("watch thread error; retrying", kind=label)
                 self.errors[label] = f"{type(e).__name__}: {e}"
                 stop.wait(ERROR_BACKOFF_SECONDS)
@@ -213,6 +217,8 @@ class Monitor:
                     if etype in ("ADDED", "MODIFIED"):
                         self._control(obj)
             except KubeError as e:
+                if self._stopped(stop):
+                    return
                 if e.reason != "NotFound":
                     log.warning("control watch failed; retrying", reason=e.reason, error=str(e))
                 stop.wait(ERROR_BACKOFF_SECONDS * (1 + random.random()))

@@ -67,7 +67,7 @@ async def started(pki, make_app, bundles, objects, **settings):
     return hub, app
 
 
-async def poll(predicate, timeout=30.0):
+async def poll(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
