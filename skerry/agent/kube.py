@@ -101,7 +101,8 @@ class ApplyResult:
     digest: str = ""  # ``drift.applied_state_digest``: pass it back as ``previous_digest``
 
 
-_CONFLICT_WITH = re.compile(r'conflicts? with "([^"]+)"(?: using [^:]+)?: ?([^\n]*)')
+_CONFLICT_WITH = re.compile(r'conflicts? with "([^"]+)"(?: using [^:\n]+)?:(.*?)(?=conflicts? with "|$)', re.S)
+_FIELD_PATH = re.compile(r"(?:^|\s)(\.[^\s,]+)")
 
 
 class _MemoryDiscoverer(LazyDiscoverer):
@@ -562,7 +563,10 @@ class KubeClient:
 
 def conflicting_managers(message: str) -> tuple[str, ...]:
     """``('kubectl: .spec.replicas', ...)`` from an API server apply-conflict message."""
-    found = [f"{m.group(1)}: {m.group(2).strip()}".rstrip(": ") for m in _CONFLICT_WITH.finditer(message)]
+    found = []
+    for m in _CONFLICT_WITH.finditer(message):
+        paths = list(dict.fromkeys(_FIELD_PATH.findall(m.group(2))))[:10]
+        found.append(f"{m.group(1)}: {', '.join(paths)}".rstrip(": "))
     return tuple(dict.fromkeys(found)) or ("another field manager: " + message[:200],)
 
 
