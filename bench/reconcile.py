@@ -109,7 +109,13 @@ def main() -> int:
     from skerry.agent.kube import KubeClient
     from skerry.agent.monitor import Monitor
     from skerry.agent.reconcile.engine import Reconciler
-    from skerry.core.bundle import Bundle, generate_signing_key, load_public_key, sign_bundle, verify_signed_bundle
+    from skerry.core.bundle import (
+        Bundle,
+        generate_signing_key,
+        load_public_key,
+        sign_bundle,
+        verify_signed_bundle,
+    )
     from skerry.envtest import LocalCluster
 
     print(f"# {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}  {uptime()}")

@@ -26,7 +26,12 @@ from typing import Any
 
 from skerry.agent.reconcile import plan
 from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.engine import DEFAULT_NAMESPACE, DIGEST_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from skerry.agent.reconcile.engine import (
+    DEFAULT_NAMESPACE,
+    DIGEST_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+)
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.agent.secrets import is_sealed_secret

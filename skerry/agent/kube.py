@@ -41,8 +41,8 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 
-from skerry.agent.reconcile.drift import applied_state_digest
 from skerry.agent.reasons import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, UNAVAILABLE, UNKNOWN_KIND
+from skerry.agent.reconcile.drift import applied_state_digest
 from skerry.core.errors import ConfigError, KubeError
 
 T = TypeVar("T")
