@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import json
+import time
 from collections.abc import Callable
 
 import structlog
@@ -379,7 +380,7 @@ class AgentApp:
         self._retry_attempt = self._retry_attempt + 1 if (retry and not result.ready) else 0
         self.last_result = result
         self.reconciles += 1
-        self._applied_at = loop.time()
+        self._applied_at = time.monotonic()
         if self.monitor is not None:
             self.monitor.retarget()
         await self._publish()
@@ -474,7 +475,7 @@ class AgentApp:
                 )
             )
         if self.last_result is not None and self._applied_at is not None:
-            elapsed = asyncio.get_running_loop().time() - self._applied_at
+            elapsed = time.monotonic() - self._applied_at
             out.append(
                 self.monitor.health_condition(elapsed_seconds=elapsed, timeout_seconds=self.config.health_timeout)
             )
