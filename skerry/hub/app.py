@@ -160,9 +160,9 @@ class HubApp:
         """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
         from skerry.api.v1 import promotion_pb2_grpc
         from skerry.hub.promotion.audit import AuditLog
+        from skerry.hub.promotion.service import Promoter, PromotionSettings
         from skerry.hub.promotion.servicer import SERVICE_NAME as PROMOTION_SERVICE
         from skerry.hub.promotion.servicer import PromotionServicer
-        from skerry.hub.promotion.service import Promoter, PromotionSettings
         from skerry.hub.source.git import GitSource
 
         writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion")

@@ -140,11 +140,23 @@ def _splice(text: bytes, doc, by_name: dict, images: list[Image]) -> bytes:
             line, col = entry.lc.value(key)
             token = _token_length(lines[line], col)
             old = lines[line][col : col + token]
-            quote = old[0] if old[:1] in ("'", '"') else ('"' if key == "newTag" else "")
+            quote = old[0] if old[:1] in ("'", '"') else ("" if _plain_ok(value) else '"')
             edits.append((line, col, token, f"{quote}{value}{quote}"))
     for line, col, length, new in sorted(edits, reverse=True):
         lines[line] = lines[line][:col] + new + lines[line][col + length :]
     return "".join(lines).encode()
+
+
+def _plain_ok(value: str) -> bool:
+    """True if ``value`` written unquoted reads back as the same string (``1.27`` would be a number)."""
+    if not value or value[0] in "'\"&*!|>%@`{[#,-?:" or ": " in value or " #" in value or value != value.strip():
+        return False
+    import yaml  # YAML 1.1, as kustomize reads it: "yes" or "0777" are not strings there
+
+    try:
+        return YAML(typ="safe", pure=True).load(value) == value and yaml.safe_load(value) == value
+    except (YAMLError, yaml.YAMLError):
+        return False
 
 
 def _token_length(line: str, col: int) -> int:

@@ -38,7 +38,14 @@ from collections.abc import AsyncIterator, Sequence
 import structlog
 
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.errors import FailedPrecondition, InvalidInput, NotFound, PermissionDenied, SourceError, Unavailable
+from skerry.core.errors import (
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    SourceError,
+    Unavailable,
+)
 from skerry.core.tls import ROLE_OPERATOR, Identity
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.promotion import freight as fr
@@ -264,12 +271,16 @@ class Promoter:
         # the freight an environment runs is what its bundles were rendered from
         revisions = list(dict.fromkeys(c.desired_revision for c in clusters if c.desired_revision))
         seen: dict[tuple[fr.Image, ...], str] = {}
+        where: dict[tuple[fr.Image, ...], list[str]] = {}
         for rev in revisions:
             images, _, _ = self._read_images(self._revision_known(rev), overlay)
             seen.setdefault(images, rev)
+            where.setdefault(images, []).extend(c.cluster for c in clusters if c.desired_revision == rev)
         if len(seen) > 1:
-            detail = "; ".join(f"{fr.freight_key(i)} at {r[:12]}" for i, r in seen.items())
-            raise FailedPrecondition(f"clusters of {env} run different freight of {app}: {detail}")
+            detail = "; ".join(
+                f"{', '.join(where[i])} get {fr.freight_key(i)} (revision {r[:12]})" for i, r in seen.items()
+            )
+            raise FailedPrecondition(f"clusters of {env} are given different freight of {app}: {detail}")
         if seen:
             images, revision = next(iter(seen.items()))
         else:
