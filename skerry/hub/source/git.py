@@ -252,10 +252,9 @@ class GitSource:
 
 # --- writing: commits made by the hub (promotion), appended for issue 8 ---------------------
 #
-# A commit is built in the bare mirror without any working tree: the parent's tree is read into
-# a temporary index file (``GIT_INDEX_FILE``), changed blobs are written with ``hash-object -w``
-# and staged with ``update-index --cacheinfo``, then ``write-tree`` and ``commit-tree`` make the
-# commit. ``push_commit`` pushes it without force: a rejected push (the branch moved) raises
+# A commit is built in the bare mirror without any working tree or index: changed blobs are
+# written with ``hash-object -w``, the trees on their paths rebuilt with ``ls-tree``/``mktree``,
+# and ``commit-tree`` makes the commit. ``push_commit`` pushes it without force: a rejected push (the branch moved) raises
 # ``PushRejected`` so the caller can redo its edit on the new tip and try again.
 
 MAX_COMMIT_MESSAGE_BYTES = 64 * 1024  # a promotion message is a summary plus trailers
@@ -290,35 +289,54 @@ def commit_files(
     """A new commit (in the mirror, on no branch) whose tree is ``parent``'s with ``files`` replaced.
 
     Returns the new commit's sha. Paths are repository-relative with ``/``; every file must already
-    exist at ``parent`` (the hub edits files, it does not create layout).
+    exist at ``parent`` (the hub edits files, it does not create layout). Only the trees on the
+    changed paths are rewritten (``ls-tree`` + ``mktree`` per directory level), so the cost does not
+    grow with the size of the repository.
     """
     if len(message.encode()) > MAX_COMMIT_MESSAGE_BYTES:
         raise SourceError(f"git source {source.url}: commit message over {MAX_COMMIT_MESSAGE_BYTES} bytes")
-    source.scratch.mkdir(parents=True, exist_ok=True)
-    fd, index = tempfile.mkstemp(prefix="index-", dir=source.scratch)
-    import os
-
-    os.close(fd)
-    os.unlink(index)  # git wants to create it itself
-    env = _commit_env(author_name, author_email, {"GIT_INDEX_FILE": index})
+    env = _commit_env(author_name, author_email)
     with source._repo() as repo:
         try:
-            parent_sha = repo.commit(parent).hexsha
-            repo.git.read_tree(parent_sha, env=env)
+            commit = repo.commit(parent)
+            blobs = {}
             for path, data in files.items():
-                item = repo.commit(parent_sha).tree / path  # KeyError: no such file at parent
-                blob = repo.git.hash_object("-w", "--stdin", "--path", path, istream=_BytesStdin(data), env=env)
-                repo.git.update_index("--cacheinfo", f"{item.mode:o},{blob},{path}", env=env)
-            tree = repo.git.write_tree(env=env)
-            sha = repo.git.commit_tree(tree, "-p", parent_sha, "-F", "-", istream=_BytesStdin(message.encode()), env=env)
+                blobs[tuple(path.split("/"))] = repo.git.hash_object("-w", "--stdin", istream=_BytesStdin(data), env=env)
+            tree = _rewrite_tree(repo, commit.tree.hexsha, blobs, env)
+            sha = repo.git.commit_tree(
+                tree, "-p", commit.hexsha, "-F", "-", istream=_BytesStdin(message.encode()), env=env
+            )
         except KeyError as e:
             raise SourceError(f"git source {source.url}: {e.args[0]} does not exist at {parent[:12]}") from e
         except (git.GitError, OSError, ValueError) as e:
             raise source._error(f"cannot commit on {parent[:12]}", e) from e
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(index)
     return sha.strip()
+
+
+def _rewrite_tree(repo: git.Repo, tree: str, blobs: dict[tuple[str, ...], str], env: dict[str, str]) -> str:
+    """``tree`` with the blob at each path replaced; returns the new tree's sha (KeyError: no such file)."""
+    listing = repo.git.ls_tree("-z", tree, env=env)
+    entries = {}  # name -> [mode, type, sha]
+    for record in filter(None, listing.split("\0")):
+        meta, _, name = record.partition("\t")
+        mode, kind, sha = meta.split(" ")
+        entries[name] = [mode, kind, sha]
+    below: dict[str, dict[tuple[str, ...], str]] = {}
+    for parts, blob in blobs.items():
+        head = parts[0]
+        entry = entries.get(head)
+        if len(parts) == 1:
+            if entry is None or entry[1] != "blob":
+                raise KeyError("/".join(parts))
+            entry[2] = blob
+        else:
+            if entry is None or entry[1] != "tree":
+                raise KeyError("/".join(parts))
+            below.setdefault(head, {})[parts[1:]] = blob
+    for head, sub in below.items():
+        entries[head][2] = _rewrite_tree(repo, entries[head][2], sub, env)
+    text = "".join(f"{m} {k} {s}\t{n}\0" for n, (m, k, s) in entries.items())
+    return repo.git.mktree("-z", istream=_BytesStdin(text.encode()), env=env).strip()
 
 
 class _BytesStdin:
