@@ -113,7 +113,8 @@ def healthy(name: str, minutes: float) -> ClusterHealth:
                          healthy_since=NOW - _dt.timedelta(minutes=minutes))
 
 
-def gates(clusters, *, to_rules=EnvironmentRules(), approvals=(), envs=("dev", "staging", "prod"), to="staging"):
+def gates(clusters, *, to_rules=None, approvals=(), envs=("dev", "staging", "prod"), to="staging"):
+    to_rules = to_rules or EnvironmentRules()
     return {g.name: g for g in evaluate(environments=envs, from_env="dev", to_env=to, from_clusters=clusters,
                                         from_rules=EnvironmentRules(soak_seconds=600), to_rules=to_rules,
                                         approvals=approvals, now=NOW)}

@@ -313,7 +313,9 @@ def commit_files(
     return sha.strip()
 
 
-def _rewrite_tree(repo: git.Repo, tree: str, blobs: dict[tuple[str, ...], str], env: dict[str, str]) -> str:
+def _rewrite_tree(
+    repo: git.Repo, tree: str, blobs: dict[tuple[str, ...], str], env: dict[str, str], prefix: str = ""
+) -> str:
     """``tree`` with the blob at each path replaced; returns the new tree's sha (KeyError: no such file)."""
     listing = repo.git.ls_tree("-z", tree, env=env)
     entries = {}  # name -> [mode, type, sha]
@@ -327,14 +329,14 @@ def _rewrite_tree(repo: git.Repo, tree: str, blobs: dict[tuple[str, ...], str], 
         entry = entries.get(head)
         if len(parts) == 1:
             if entry is None or entry[1] != "blob":
-                raise KeyError("/".join(parts))
+                raise KeyError(prefix + "/".join(parts))
             entry[2] = blob
         else:
             if entry is None or entry[1] != "tree":
-                raise KeyError("/".join(parts))
+                raise KeyError(prefix + "/".join(parts))
             below.setdefault(head, {})[parts[1:]] = blob
     for head, sub in below.items():
-        entries[head][2] = _rewrite_tree(repo, entries[head][2], sub, env)
+        entries[head][2] = _rewrite_tree(repo, entries[head][2], sub, env, f"{prefix}{head}/")
     text = "".join(f"{m} {k} {s}\t{n}\0" for n, (m, k, s) in entries.items())
     return repo.git.mktree("-z", istream=_BytesStdin(text.encode()), env=env).strip()
 
