@@ -24,6 +24,9 @@ an empty selector ``{}`` selects every cluster. A cluster gets every path
 whose selector matches it, in file order; a cluster that matches none is an
 error for that cluster only (``Fleet.paths_for``).
 
+An optional ``promotion:`` section (apps, per-environment soak, approvers,
+freezes) is parsed by ``skerry.hub.promotion.policy`` into ``Fleet.promotion``.
+
 Every problem is a ``ConfigError`` naming ``skerry.yaml`` and the field
 (``skerry.yaml: clusters[2].name: ...``). Unknown keys are errors, so a typo
 never silently selects nothing.
