@@ -317,3 +317,41 @@ async def test_freight_reports_images_revision_bundles_and_health(harness):
     assert not f.healthy
     src, dst, changes, gates = await h.promoter.diff(operator("carol"), "web", "dev", "prod")
     assert changes == []
+
+
+async def test_an_offline_target_cluster_stays_pending_and_is_named_when_time_runs_out(harness):
+    import dataclasses
+
+    h = harness
+    h.promoter.settings = dataclasses.replace(h.promoter.settings, progress_timeout=30.0)
+    await ready_for_prod(h)
+    h.start_loop()
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
+    try:
+        for _ in range(500):
+            if rec.clusters:
+                break
+            await asyncio.sleep(0.02)
+        # oslo-prod's agent never reported: pending, never counted as done
+        assert rec.state == "rolling-out" and rec.clusters[0].state == "pending"
+        assert "no report yet" in rec.clusters[0].message
+        h.clock.advance(31)
+        for _ in range(500):
+            if rec.final:
+                break
+            await asyncio.sleep(0.02)
+        assert rec.state == "timed-out", rec
+        assert "pending: oslo-prod" in rec.message
+    finally:
+        await h.stop()
+
+
+async def test_unknown_apps_and_environments_are_named(harness):
+    from skerry.core.errors import NotFound
+
+    h = harness
+    await h.sync()
+    with pytest.raises(NotFound, match="app 'shop' is not in skerry.yaml promotion.apps"):
+        await h.promoter.get_freight(operator("alice"), "shop", "dev")
+    with pytest.raises(NotFound, match="environment 'qa' is not in skerry.yaml"):
+        await h.promoter.promote(operator("alice"), "web", "dev", "qa")
