@@ -177,6 +177,7 @@ class HubApp:
                 push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
             ),
             clock=self.clock,
+            approvals_file=cfg.state_dir / "promotion-approvals.json",
         )
         servicer = PromotionServicer(self.promoter)
         return (

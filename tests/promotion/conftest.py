@@ -67,7 +67,7 @@ promotion:
       soak: 10m
     prod:
       approvals: 2
-      approvers: [alice, bob, carol]
+      approvers: [alice, bob, carol, dave]   # dave approves but may not promote
       autoRollback: true
       soak: 1m
       freezes:
@@ -137,6 +137,7 @@ class Harness:
             audit=self.audit,
             settings=PromotionSettings(tick=0.02),
             clock=self.clock,
+            approvals_file=tmp / "hub-state" / "promotion-approvals.json",
         )
         self._loop: asyncio.Task | None = None
 

@@ -95,10 +95,10 @@ async def test_missing_approvals_block_prod(harness):
     h.dev_healthy_and_soaked()
     rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
     gate = next(g for g in rec.gates if g.name == "approvals")
-    assert rec.state == "blocked" and "needs 2 approvals of 3, has 0" in gate.message
+    assert rec.state == "blocked" and "needs 2 approvals of 4, has 0" in gate.message
     rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
     gate = next(g for g in rec.gates if g.name == "approvals")
-    assert rec.state == "blocked" and "has 1 (alice)" in gate.message and "bob, carol" in gate.message
+    assert rec.state == "blocked" and "has 1 (alice)" in gate.message and "bob, carol, dave" in gate.message
     # the second approver completes it
     rec = await h.promoter.promote(operator("carol"), "web", "dev", "prod", approve=True)
     assert rec.state in ("committed", "rolling-out"), rec.message
@@ -355,3 +355,40 @@ async def test_unknown_apps_and_environments_are_named(harness):
         await h.promoter.get_freight(operator("alice"), "shop", "dev")
     with pytest.raises(NotFound, match="environment 'qa' is not in skerry.yaml"):
         await h.promoter.promote(operator("alice"), "web", "dev", "qa")
+
+
+async def test_an_approver_who_is_not_a_promoter_approves_and_a_promoter_commits(harness):
+    h = harness
+    h.edit(DEV_K, 'newTag: "1.25.3"', 'newTag: "1.27.0"', "dev: web 1.27.0")
+    await h.sync()
+    h.dev_healthy_and_soaked()
+    rec = await h.promoter.promote(operator("dave"), "web", "dev", "prod", approve=True)
+    assert rec.state == "approved" and not rec.commit
+    assert "still blocked: approvals" in rec.message
+    with pytest.raises(PermissionDenied, match="promoters"):
+        await h.promoter.promote(operator("dave"), "web", "dev", "prod")  # approving is all dave may do
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+    try:
+        assert rec.commit and rec.approved_by == ["alice", "dave"]
+    finally:
+        await h.stop()
+
+
+async def test_approvals_survive_a_hub_restart(harness, engine):
+    from skerry.hub.promotion.service import Promoter
+
+    h = harness
+    h.edit(DEV_K, 'newTag: "1.25.3"', 'newTag: "1.27.0"', "dev: web 1.27.0")
+    await h.sync()
+    h.dev_healthy_and_soaked()
+    await h.promoter.promote(operator("bob"), "web", "dev", "prod", approve=True)
+    restarted = Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
+                         tracker=h.tracker, audit=h.audit, settings=h.promoter.settings, clock=h.clock,
+                         approvals_file=h.promoter.approvals_file)
+    rec = await restarted.promote(operator("carol"), "web", "dev", "prod", approve=True, dry_run=True)
+    assert rec.state == "ready" and rec.approved_by == ["bob", "carol"]
+    # and they expire: an approval is for today's freight, not forever
+    h.clock.advance(25 * 3600)
+    h.dev_healthy_and_soaked()
+    rec = await restarted.promote(operator("carol"), "web", "dev", "prod", dry_run=True)
+    assert rec.state == "blocked" and "has 0" in next(g for g in rec.gates if g.name == "approvals").message

@@ -19,7 +19,7 @@ import sys
 
 WAIT_TIMEOUT = 3600.0  # --wait gives up after this long (the hub keeps following the rollout)
 RPC_TIMEOUT = 60.0  # one unary call (a promotion fetches, commits and pushes)
-GOOD = {"done", "committed", "rolling-out", "verifying", "pushed-for-review", "ready"}
+GOOD = {"approved", "done", "committed", "rolling-out", "verifying", "pushed-for-review", "ready"}
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -190,7 +190,7 @@ def promote_command(args) -> int:
         _json(p) if args.output == "json" else _print_promotion(p)
         if p.state not in GOOD:
             return 1
-        if args.wait and p.state not in ("done", "pushed-for-review", "ready"):
+        if args.wait and p.state not in ("approved", "done", "pushed-for-review", "ready"):
             return _follow(stub, p, args.output)
         return 0
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as _dt
+import json
 import pathlib
 import random
 import uuid
@@ -63,7 +64,7 @@ MAX_RECORDS = 1000  # promotions kept in memory for WatchPromotion; oldest finis
 APPROVAL_TTL = _dt.timedelta(hours=24)  # an approval is for this freight, today; not forever
 DEFAULT_PROGRESS_TIMEOUT = 3600.0  # follow a rollout at most this long, then report the pending clusters
 DEFAULT_TICK = 0.25  # how often progress re-reads the store and the status board (seconds)
-FINAL = frozenset({"blocked", "done", "failed", "rolled-back", "timed-out", "pushed-for-review", "ready"})
+FINAL = frozenset({"approved", "blocked", "done", "failed", "rolled-back", "timed-out", "pushed-for-review", "ready"})
 
 
 class TrackingStatusBoard(StatusBoard):
@@ -164,6 +165,7 @@ class Promoter:
         audit: AuditLog,
         settings: PromotionSettings | None = None,
         clock: Clock | None = None,
+        approvals_file: pathlib.Path | None = None,
     ):
         self.source = source
         self.fleet_view = fleet
@@ -178,6 +180,8 @@ class Promoter:
         self._git_lock = asyncio.Lock()  # one writer of the promotion mirror at a time
         self._changed = asyncio.Condition()
         self._approvals: dict[tuple[str, str, str, str], dict[str, _dt.datetime]] = {}
+        self.approvals_file = pathlib.Path(approvals_file) if approvals_file is not None else None
+        self._load_approvals()
         self._tasks: set[asyncio.Task] = set()
         self.push_attempts = 0  # pushes tried (tests and metrics)
 
@@ -301,6 +305,36 @@ class Promoter:
         fleet = self._fleet()
         self.audit.record(str(identity), "ListEnvironments", "ok")
         return fleet, self._policy(fleet)
+
+    def _load_approvals(self) -> None:
+        """Approvals survive a hub restart: ``approvals_file`` holds them as JSON (names and times only)."""
+        if self.approvals_file is None:
+            return
+        try:
+            raw = json.loads(self.approvals_file.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.warning("approvals file unreadable; starting without approvals", file=str(self.approvals_file), error=str(e))
+            return
+        for entry in raw.get("approvals", [])[:MAX_RECORDS]:
+            try:
+                key = (entry["app"], entry["from"], entry["to"], entry["freight"])
+                self._approvals[key] = {n: _dt.datetime.fromisoformat(t) for n, t in entry["by"].items()}
+            except (KeyError, TypeError, ValueError):
+                continue
+
+    def _save_approvals(self) -> None:
+        if self.approvals_file is None:
+            return
+        data = {"approvals": [
+            {"app": k[0], "from": k[1], "to": k[2], "freight": k[3], "by": {n: t.isoformat() for n, t in v.items()}}
+            for k, v in self._approvals.items() if v
+        ]}
+        self.approvals_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.approvals_file.with_name(f".{self.approvals_file.name}.tmp")
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        tmp.replace(self.approvals_file)
 
     def _approvals_for(self, key: tuple[str, str, str, str]) -> list[str]:
         now = self.clock.now()
@@ -450,10 +484,20 @@ class Promoter:
     ) -> Record:
         fields = {"app": app, "from_env": from_env, "to_env": to_env}
         fleet = self._fleet()
-        self._require_promoter(identity, fleet, "Promote", **fields)
         policy = self._policy(fleet)
-        self._overlay(fleet, app, to_env)
         rules = policy.rules(to_env)
+        # an approver of the target may approve without being a promoter (four eyes: one approves,
+        # another promotes); only promoters make the commit
+        approver_only = (
+            approve
+            and identity.has_role(ROLE_OPERATOR)
+            and identity.name in rules.approvers
+            and policy.promoters is not None
+            and identity.name not in policy.promoters
+        )
+        if not approver_only:
+            self._require_promoter(identity, fleet, "Promote", **fields)
+        self._overlay(fleet, app, to_env)
         if approve and identity.name not in rules.approvers:
             self.audit.record(str(identity), "Promote", "denied", reason="not an approver", **fields)
             raise PermissionDenied(
@@ -471,6 +515,7 @@ class Promoter:
             key = (app, from_env, to_env, fr.freight_key(src.images))
             if approve:
                 self._approvals.setdefault(key, {})[identity.name] = self.clock.now()
+                self._save_approvals()
             gates = self._gates(fleet, app, src, to_env)
             changes = fr.diff_images(src.images, dst.images)
             approved = [a for a in self._approvals_for(key) if a in rules.approvers]
@@ -479,6 +524,14 @@ class Promoter:
                 requested_by=identity.name, gates=gates, changes=changes, approved_by=approved,
             )
             blocked = [g for g in gates if not g.passed]
+            if approver_only:
+                state = "approved"
+                msg = f"approval by {identity.name} recorded; a promoter commits the promotion"
+                if blocked:
+                    msg += "; still blocked: " + "; ".join(f"{g.name}: {g.message}" for g in blocked)
+                await self._update(rec, state=state, message=msg)
+                self.audit.record(str(identity), "Promote", "approved", id=rec.id, **fields)
+                return rec
             if blocked:
                 msg = "; ".join(f"{g.name}: {g.message}" for g in blocked)
                 await self._update(rec, state="blocked", message=msg)
@@ -510,6 +563,7 @@ class Promoter:
                 self.audit.record(str(identity), "Promote", "error", id=rec.id, error=str(e), **fields)
                 raise
             self._approvals.pop(key, None)
+            self._save_approvals()
             if result is None:
                 await self._update(rec, state="done", message=f"{to_env} already runs the freight of {from_env}")
                 self.audit.record(str(identity), "Promote", "unchanged", id=rec.id, **fields)
