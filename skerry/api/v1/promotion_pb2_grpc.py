@@ -92,8 +92,9 @@ class PromotionServiceServicer:
 
     def Promote(self, request, context):
         """Evaluate the gates and, if all pass, commit and push the promotion. With `approve`, the
-        caller's approval is recorded first (it must be an approver of `to`). Blocked promotions
-        return FAILED_PRECONDITION naming the gate and the cluster or rule.
+        caller's approval is recorded first (it must be an approver of `to`; an approver who is not
+        a promoter only approves: state "approved"). A blocked promotion is returned with state
+        "blocked" and its gates, each failed one naming the cluster or rule.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -20,7 +20,12 @@ Who may do what (mTLS identity; role ``skerry:operator`` for everything):
 
 * ListEnvironments, GetFreight, Diff, WatchPromotion: any operator;
 * Promote, Rollback: operators listed in ``promotion.promoters`` (any operator if absent);
-* ``approve``: only the approvers listed for the target environment.
+* ``approve``: only the approvers listed for the target environment (an approver who is not a
+  promoter may approve; the commit is then a promoter's call).
+
+Rollback passes no gates (no soak, approvals or freeze): it restores freight the environment ran
+before, and in an incident nothing should stand in its way. It is audited like everything else.
+Approvals persist in ``approvals_file`` (24 h); promotion records are in memory only.
 
 Every call is audit-logged (``AuditLog``), refused ones too.
 """
@@ -463,9 +468,10 @@ class Promoter:
 
     @staticmethod
     def _message(title: str, body: list[str], trailers: list[tuple[str, str]]) -> str:
-        lines = [title, ""]
+        # values come from YAML in the repository: one line each, so none can forge a trailer
+        lines = [" ".join(title.split()), ""]
         if body:
-            lines += [*body, ""]
+            lines += [" ".join(b.split()) for b in body] + [""]
         lines += [f"{k}: {' '.join(v.split())}" for k, v in trailers]
         return "\n".join(lines) + "\n"
 
