@@ -372,6 +372,25 @@ class EncryptedBackend:
         return self._inner.lock(domain)
 
 
+class MemoryBackend:
+    """A ``KeyBackend`` in process memory: reading a backup without writing it anywhere, tests."""
+
+    def __init__(self):
+        self._keys: dict[str, dict[str, StoredKey]] = {}
+
+    def load(self, domain: str) -> list[StoredKey]:
+        return list(self._keys.get(domain, {}).values())
+
+    def store(self, domain: str, key: StoredKey) -> None:
+        self._keys.setdefault(domain, {})[key.key_id] = key
+
+    def delete(self, domain: str, key_id: str) -> None:
+        self._keys.get(domain, {}).pop(key_id, None)
+
+    def lock(self, domain: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
 def _write_atomic(path: pathlib.Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -442,6 +461,10 @@ class KeyRegistry:
             self._keys[domain] = keys
         log.info("sealing key added", domain=domain, key_id=new.key_id, keys=len(keys))
         return new
+
+    def stored_keys(self, domain: str) -> tuple[SealingKey, ...]:
+        """The keys of ``domain`` as storage holds them now, newest first (opened or not)."""
+        return self._load(normalize_domain(domain))
 
     def refresh(self, domain: str) -> tuple[SealingKey, ...]:
         """Re-read ``domain`` from storage (keys added or retired elsewhere); keeps the old view on error."""
