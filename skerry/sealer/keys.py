@@ -193,6 +193,8 @@ def _to_stored(key: SealingKey) -> StoredKey:
 
 def _from_stored(domain: str, stored: StoredKey) -> SealingKey:
     where = stored.source or f"key {stored.key_id} of domain {domain}"
+    if stored.key_pem.startswith(KEK_MAGIC):
+        raise ConfigError(f"{where}: the key is encrypted at rest; configure the key-encryption key")
     try:
         private_key = serialization.load_pem_private_key(stored.key_pem, password=None)
         cert = x509.load_pem_x509_certificate(stored.cert_pem)
