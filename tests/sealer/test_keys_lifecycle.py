@@ -27,7 +27,7 @@ LABEL = encryption_label("apps", "db", "strict")
 KEK = bytes(range(32))
 
 
-def seal(key, value=SECRET_VALUE.encode()):
+def seal(key, value=SECRET_VALUE.encode()):  # noqa: B008 - a constant
     return crypto.hybrid_encrypt(key.public_key, value, LABEL)
 
 
