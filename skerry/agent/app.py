@@ -300,7 +300,7 @@ class AgentApp:
 
     def _reconcile(self, verified: VerifiedBundle) -> ReconcileResult:
         # The sealer unseals only what this signed bundle holds; plaintext lives for this reconcile only.
-        with bundle_secrets(self.unsealer, verified.metadata, verified.raw):
+        with bundle_secrets(self.unsealer, verified.metadata, verified.raw, verified.bundle.objects):
             return self.reconciler.reconcile(verified)
 
     async def _apply(self, verified: VerifiedBundle, *, retry: bool = False) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -200,10 +200,15 @@ class NoUnsealer:
 
 
 @contextlib.contextmanager
-def bundle_secrets(unsealer: Unsealer | None, metadata: bytes, bundle: bytes) -> Iterator[None]:
-    """Scope one reconcile: bundle-wide unseal first (if the unsealer can), plaintext dropped after."""
+def bundle_secrets(
+    unsealer: Unsealer | None, metadata: bytes, bundle: bytes, objects: Iterable[Mapping] | None = None
+) -> Iterator[None]:
+    """Scope one reconcile: bundle-wide unseal first (if the unsealer can), plaintext dropped after.
+
+    With ``objects`` given, a bundle without SealedSecrets costs no call to the sealer.
+    """
     prepare = getattr(unsealer, "prepare_bundle", None)
-    if prepare is None:
+    if prepare is None or (objects is not None and not any(is_sealed_secret(o) for o in objects)):
         yield
         return
     prepare(metadata, bundle)
