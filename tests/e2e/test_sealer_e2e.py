@@ -1,9 +1,12 @@
 """The sealer in the whole loop, with real processes: bundle-scoped unseal, regions, scope, prune, no plaintext at rest.
 
 The sealer trusts the hub's bundle key and holds two key domains; its
-operator's cluster-domain map gives ``oslo-prod`` the ``no-oslo`` region
-and ``oslo-dev`` only ``default``. Each agent gets exactly the Secrets its
-own signed bundle holds, in the scope they were sealed for.
+operator's cluster-domain map gives the prod cluster the ``no-oslo`` region
+and the dev cluster only ``default``. Each agent gets exactly the Secrets
+its own signed bundle holds, in the scope they were sealed for.
+
+The example fleet is renamed (clusters and namespaces) so this module shares
+nothing with the other end-to-end tests on the session's API server.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
+import re
 import secrets as pysecrets
 
 import pytest
@@ -22,6 +26,9 @@ from skerry.devstack import Service, Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
+PROD, DEV = "sx-oslo-prod", "sx-oslo-dev"  # clusters
+PROD_NS, DEV_NS = "sx-shop-prod", "sx-shop-dev"
+RENAMES = {"oslo-prod": PROD, "oslo-dev": DEV, "shop-prod": PROD_NS, "shop-dev": DEV_NS}
 PASSWORD = pysecrets.token_urlsafe(16)
 REGIONAL = pysecrets.token_urlsafe(16)
 
@@ -45,7 +52,7 @@ class BundleScopedStack(Stack):
         if not hub_key.exists():
             generate_signing_key(hub_key)  # the hub loads this key instead of making one
         domains = self.workdir / "cluster-domains.yaml"
-        domains.write_text("clusters:\n  oslo-prod: [default, no-oslo]\n  oslo-dev: [default]\n")
+        domains.write_text(f"clusters:\n  {PROD}: [default, no-oslo]\n  {DEV}: [default]\n")
         files = self.identity("sealer", tls.ROLE_SEALER, server=True)
         self.sealer = Service(
             "sealer",
@@ -83,21 +90,26 @@ def stack(kubeconfig, tmp_path_factory):
     try:
         s.start_sealer()
         s.seed_repo()
-        prod_db = s.seal_for(secret("db-credentials", "shop-prod", "kubernetes.io/basic-auth", username="shop", password=PASSWORD))
+        for f in s.repo.rglob("*.yaml"):
+            text = f.read_text()
+            for old, new in RENAMES.items():
+                text = re.sub(rf"\b{old}\b", new, text)
+            f.write_text(text)
+        prod_db = s.seal_for(secret("db-credentials", PROD_NS, "kubernetes.io/basic-auth", username="shop", password=PASSWORD))
         (s.repo / "overlays/prod/sealed-db-credentials.yaml").write_text(prod_db)
         add_resource(s, "overlays/prod", "sealed-regional.yaml",
-                     s.seal_for(secret("regional", "shop-prod", token=REGIONAL), "--domain", "no-oslo"))
+                     s.seal_for(secret("regional", PROD_NS, token=REGIONAL), "--domain", "no-oslo"))
         # dev: the prod secret copied as is (relocated, strict scope), and a no-oslo secret dev may not use
         relocated = yaml.safe_load(prod_db)
-        relocated["metadata"]["namespace"] = "shop-dev"
+        relocated["metadata"]["namespace"] = DEV_NS
         add_resource(s, "overlays/dev", "sealed-copied.yaml", yaml.safe_dump(relocated))
         add_resource(s, "overlays/dev", "sealed-regional.yaml",
-                     s.seal_for(secret("regional", "shop-dev", token=REGIONAL), "--domain", "no-oslo"))
+                     s.seal_for(secret("regional", DEV_NS, token=REGIONAL), "--domain", "no-oslo"))
         add_resource(s, "overlays/dev", "sealed-dev.yaml",
-                     s.seal_for(secret("dev-db", "shop-dev", password="dev-only")))
+                     s.seal_for(secret("dev-db", DEV_NS, password="dev-only")))
         s.commit("sealed secrets for both clusters")
         s.start_hub()
-        for cluster in ("oslo-dev", "oslo-prod"):
+        for cluster in (DEV, PROD):
             s.start_agent(cluster)
         yield s
     finally:
@@ -116,8 +128,8 @@ def applied_status(stack: Stack, cluster: str) -> dict:
 
 
 def test_prod_gets_its_secrets_as_typed_labelled_secrets_including_its_region(stack):
-    stack.wait_applied("oslo-prod", timeout=90)
-    db = get_secret(stack, "shop-prod", "db-credentials")
+    stack.wait_applied(PROD, timeout=90)
+    db = get_secret(stack, PROD_NS, "db-credentials")
     assert base64.b64decode(db["data"]["password"]).decode() == PASSWORD
     assert db["type"] == "kubernetes.io/basic-auth"
     assert db["metadata"]["labels"]["app"] == "shop" and db["metadata"]["labels"]["tier"] == "db"
@@ -125,42 +137,42 @@ def test_prod_gets_its_secrets_as_typed_labelled_secrets_including_its_region(st
     assert "kubectl.kubernetes.io/last-applied-configuration" not in db["metadata"]["annotations"]
     assert PASSWORD not in json.dumps(db["metadata"])
     assert not any(k.startswith("sealer.skerry.io/") for k in db["metadata"]["annotations"])
-    regional = get_secret(stack, "shop-prod", "regional")
+    regional = get_secret(stack, PROD_NS, "regional")
     assert base64.b64decode(regional["data"]["token"]).decode() == REGIONAL
 
 
 def test_dev_is_refused_the_other_region_and_the_relocated_copy_but_gets_the_rest(stack):
-    st = applied_status(stack, "oslo-dev")
+    st = applied_status(stack, DEV)
     assert not st["ready"]
     assert "2 of" in json.dumps(st["conditions"])
     # The condition names the first failure; the agent's log names each one.
-    text = stack.agents["oslo-dev"].log_tail(200)
+    text = stack.agents[DEV].log_tail(200)
     assert "may not use key domain 'no-oslo'" in text
-    assert "shop-dev/db-credentials" in text and "wrong scope, namespace or name" in text
-    assert get_secret(stack, "shop-dev", "regional") is None
-    assert get_secret(stack, "shop-dev", "db-credentials") is None
-    dev_db = get_secret(stack, "shop-dev", "dev-db")
+    assert f"{DEV_NS}/db-credentials" in text and "wrong scope, namespace or name" in text
+    assert get_secret(stack, DEV_NS, "regional") is None
+    assert get_secret(stack, DEV_NS, "db-credentials") is None
+    dev_db = get_secret(stack, DEV_NS, "dev-db")
     assert base64.b64decode(dev_db["data"]["password"]).decode() == "dev-only"
-    assert stack.kubectl("get", "deploy", "web", "-n", "shop-dev", "-o", "name") == "deployment.apps/web"
+    assert stack.kubectl("get", "deploy", "web", "-n", DEV_NS, "-o", "name") == "deployment.apps/web"
 
 
 def test_every_unseal_is_audited_without_values(stack):
     log = (stack.workdir / "logs").rglob("sealer*")
     text = "".join(p.read_text(errors="replace") for p in log if p.is_file())
     assert '"unseal"' in text or "unseal" in text
-    assert "DomainDenied" in text and "oslo-dev" in text
+    assert "DomainDenied" in text and DEV in text
     assert PASSWORD not in text and REGIONAL not in text
 
 
 def test_a_sealed_secret_removed_from_git_is_pruned(stack):
-    before = stack.agents["oslo-prod"].status()["applied_release"]
+    before = stack.agents[PROD].status()["applied_release"]
     (stack.repo / "overlays/prod/sealed-regional.yaml").unlink()
     k = stack.repo / "overlays/prod/kustomization.yaml"
     k.write_text(k.read_text().replace("  - sealed-regional.yaml\n", ""))
     stack.commit("prod: drop the regional secret")
-    stack.wait_applied("oslo-prod", release_above=before, timeout=90)
-    assert get_secret(stack, "shop-prod", "regional") is None
-    assert get_secret(stack, "shop-prod", "db-credentials") is not None
+    stack.wait_applied(PROD, release_above=before, timeout=90)
+    assert get_secret(stack, PROD_NS, "regional") is None
+    assert get_secret(stack, PROD_NS, "db-credentials") is not None
 
 
 def test_plaintext_never_reaches_the_repo_logs_or_agent_disk(stack):
