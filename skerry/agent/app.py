@@ -47,7 +47,7 @@ from skerry.agent._files import atomic_write, ensure_dir
 from skerry.agent.cache import BundleCache
 from skerry.agent.config import AgentConfig
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
-from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
+from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer, bundle_secrets
 from skerry.agent.status import to_proto
 from skerry.agent.verify import Verifier
 from skerry.core.bundle import VerifiedBundle
@@ -345,6 +345,11 @@ class AgentApp:
             return None
         return min(self._retry_cap, self._retry_base * (2 ** min(self._retry_attempt, 20)))
 
+    def _reconcile(self, verified: VerifiedBundle) -> ReconcileResult:
+        # The sealer unseals only what this signed bundle holds; plaintext lives for this reconcile only.
+        with bundle_secrets(self.unsealer, verified.metadata, verified.raw, verified.bundle.objects):
+            return self.reconciler.reconcile(verified)
+
     async def _apply(self, verified: VerifiedBundle, *, retry: bool = False) -> None:
         assert self.reconciler is not None and self._lock is not None
         async with self._lock:
@@ -354,7 +359,7 @@ class AgentApp:
         assert self.reconciler is not None
         self.current = verified
         loop = asyncio.get_running_loop()
-        self._inflight = loop.run_in_executor(None, self.reconciler.reconcile, verified)
+        self._inflight = loop.run_in_executor(None, self._reconcile, verified)
         try:
             result = await asyncio.shield(self._inflight)
         except asyncio.CancelledError:
