@@ -57,6 +57,7 @@ class AgentApp:
         reconciler_options: dict | None = None,
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
+        renew_certificate: bool = True,
     ):
         self.config = config.validate()
         self.clock = clock or SystemClock()
@@ -85,6 +86,9 @@ class AgentApp:
         self._pending_report = None
         self._report_wakeup: asyncio.Event | None = None
         self._changed: asyncio.Condition | None = None
+        self._renew = renew_certificate
+        self.renewer = None
+        self._renew_task: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -135,12 +139,19 @@ class AgentApp:
         )
         self._main_task = asyncio.create_task(self._main(), name="skerry-agent-main")
         self._report_task = asyncio.create_task(self._reporter(), name="skerry-agent-reporter")
+        if self._renew and hasattr(self.hub, "reload_credentials"):
+            from skerry.agent.enroll import CertificateRenewer
+
+            self.renewer = CertificateRenewer(
+                cfg.hub_address, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
+            )
+            self._renew_task = asyncio.create_task(self.renewer.run(), name="skerry-agent-renew")
 
     async def stop(self, grace: float = 30.0) -> None:
-        for task in (self._main_task, self._report_task):
+        for task in (self._main_task, self._report_task, self._renew_task):
             if task is not None and not task.done():
                 task.cancel()
-        for task in (self._main_task, self._report_task):
+        for task in (self._main_task, self._report_task, self._renew_task):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
