@@ -75,6 +75,7 @@ class HubClient:
         self._credentials = channel_credentials(tls_files)  # reads the files now: fail fast
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
+        self._call = None
         self._options = list(CHANNEL_OPTIONS)
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
@@ -122,7 +123,9 @@ class HubClient:
                 have_blob=self._blob_digest,
             )
             call = self._stub().WatchBundles(request)
+            self._call = call
             error: SkerryError
+            swapped = False
             try:
                 while True:
                     response = await call.read()
@@ -141,8 +144,19 @@ class HubClient:
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # our own cancel from reload_credentials: reconnect now with the new certificate
+                error = Unavailable("reconnecting with the renewed certificate")
+                swapped = True
             finally:
                 call.cancel()
+                self._call = None
+            if swapped:
+                self.connected = False
+                continue
             self.connected = False
             self.last_error = error
             self.reconnects += 1
@@ -209,8 +223,10 @@ class HubClient:
         """Use the (renewed) certificate files from now on; the watch reconnects with them."""
         self._credentials = channel_credentials(tls_files or self._tls_files)
         channel, self._channel, self._stub_ = self._channel, None, None
+        if self._call is not None:
+            self._call.cancel()
         if channel is not None:
-            asyncio.ensure_future(channel.close(grace=1.0))
+            asyncio.ensure_future(channel.close(grace=0.5))
 
     async def report(self, status: hub_pb2.ClusterStatus) -> None:
         """Send one status report (deadline ``rpc_timeout``). Raises a ``SkerryError``."""

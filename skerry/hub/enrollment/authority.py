@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from skerry.core.errors import InvalidInput
+from skerry.core.errors import InvalidInput, PermissionDenied
 from skerry.core.tls import ROLE_AGENT, CertificateAuthority
 from skerry.hub.enrollment.tokens import _atomic_write
 
@@ -99,7 +99,7 @@ class AgentAuthority:
         cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if not cns or cns[0].value != cluster:
             got = cns[0].value if cns else ""
-            raise InvalidInput(f"CSR names cluster {got!r} but the credential is for cluster {cluster!r}")
+            raise PermissionDenied(f"CSR names cluster {got!r} but the credential is for cluster {cluster!r}")
         now = now or _dt.datetime.now(_dt.UTC)
         days = self.lifetime.total_seconds() / 86400
         pair = self.ca.issue(cluster, role=ROLE_AGENT, client=True, days=days, public_key=public_key)
