@@ -54,6 +54,9 @@ RATE_PER_SECOND = 5.0
 RATE_BURST = 20.0
 # Identities tracked by the rate limiter (LRU): bounds its memory to ~2 MiB.
 RATE_MAX_KEYS = 20_000
+# After SIGTERM the health service says NOT_SERVING this long before the server stops taking
+# calls: long enough for a readiness probe or load balancer to look once more and move away.
+SIGTERM_DRAIN_SECONDS = 2.0
 # Keepalive pings detect dead peers behind NAT within about a minute.
 KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -272,17 +275,20 @@ class GrpcServer:
         self.port = port
         return port
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, then stop accepting and drain in-flight calls up to the grace period."""
+    async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
+        """Report NOT_SERVING, keep serving ``drain`` seconds (probes and load balancers see it),
+        then stop accepting and finish in-flight calls up to the grace period."""
         for name in ["", *self._names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if drain > 0:
+            await asyncio.sleep(drain)
         await self._server.stop(self._grace if grace is None else grace)
         self._stopping.set()
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(drain=SIGTERM_DRAIN_SECONDS)))
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
