@@ -67,6 +67,7 @@ class HubClient:
         backoff_cap: float = 30.0,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        channel_options: list[tuple[str, object]] | None = None,
     ):
         self.address = address
         self.cluster = cluster
@@ -76,7 +77,7 @@ class HubClient:
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = list(CHANNEL_OPTIONS)
+        self._options = [*CHANNEL_OPTIONS, *(channel_options or [])]
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
         self._rpc_timeout = rpc_timeout

@@ -47,6 +47,16 @@ MAX_STREAMS_PER_CONNECTION = 100
 # A connection with no RPC for this long is closed (probes, half-enrolled
 # clients); agents always hold a watch, so they are never idle.
 MAX_CONNECTION_IDLE_MS = 5 * 60 * 1000
+# Calls that arrived but that grpc.aio has not picked up yet. gRPC core drops calls from this
+# backlog at random above a soft limit (default 1,000) and all above a hard one (default 3,000):
+# that is why 5,000 streams opened at once "stalled at ~3,300" (the rest were CANCELLED). A
+# reconnect storm of 10,000 agents must queue, not be cancelled and come back for another TLS
+# handshake; the backlog costs a few hundred bytes per call and is bounded by MAX_CONCURRENT_RPCS.
+MAX_PENDING_CALLS = 20_000
+MAX_PENDING_CALLS_HARD = MAX_CONCURRENT_RPCS
+# TLS record size gRPC's frame protector buffers per connection (default 16 KiB): agents get
+# bundles in 1 MiB chunks either way, and 4 KiB records save ~6 KiB of hub memory per agent.
+TLS_MAX_FRAME_BYTES = 4096
 # Per-identity request rate (token bucket): an agent makes a handful of calls
 # per reconcile; 5/s sustained with bursts of 20 lets every legitimate pattern
 # through and stops one broken or hostile client from starving the other 9,999.
@@ -70,6 +80,9 @@ SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
     ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.tsi.max_frame_size", TLS_MAX_FRAME_BYTES),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     *KEEPALIVE_OPTIONS,
 ]

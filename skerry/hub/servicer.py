@@ -309,7 +309,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 agent_release=request.last_version,
                 hub_release=current.release,
             )
-        log.debug("agent watching", cluster=cluster, last_version=request.last_version)
+        log.info("agent watching", cluster=cluster, last_version=request.last_version)
         stream = self.streams.open(identity.fingerprint, cluster, peer)
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
