@@ -91,11 +91,11 @@ def make_bundles(clusters: list[str], kib: int, tag: str):
 
 
 async def hub_main(args) -> None:
+    from skerry.api.v1 import hub_pb2_grpc
     from skerry.core import logging as skerry_logging
     from skerry.core.bundle import generate_signing_key, load_signer
     from skerry.core.rpc import GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
-    from skerry.api.v1 import hub_pb2_grpc
     from skerry.hub.app import _mtls_credentials
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
@@ -193,9 +193,11 @@ async def agents_main(args) -> None:
     state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, received at)
     address = f"127.0.0.1:{args.port}"
 
+    import random
+
     async def agent(name: str) -> None:
-        client = HubClient(address, files[name], name, backoff_base=0.5, backoff_cap=30.0,
-                           channel_options=[("grpc.use_local_subchannel_pool", 1)])
+        await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
+        client = HubClient(address, files[name], name, channel_options=[("grpc.use_local_subchannel_pool", 1)])
 
         def position():
             v = state.get(name)
@@ -283,6 +285,7 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
     p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this long")
     p.add_argument("--skip-restart", action="store_true")
+    p.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
     sub = p.add_subparsers(dest="role")
     h = sub.add_parser("_hub")
     a = sub.add_parser("_agents")
@@ -294,6 +297,7 @@ def main() -> int:
     h.add_argument("--tag", required=True)
     a.add_argument("--first", type=int, required=True)
     a.add_argument("--count", type=int, required=True)
+    a.add_argument("--ramp", type=float, required=True)
     args = p.parse_args()
     if args.role == "_hub":
         asyncio.run(hub_main(args))
@@ -325,9 +329,10 @@ def orchestrate(args) -> int:
         ready = hub.read()
         print(f"hub up with {n} signed bundles in {time.time() - t:.1f} s, RSS {ready['rss_kib'] / 1024:.0f} MiB")
         base = hub.ask("stats")
+        ramp = args.ramp if args.ramp is not None else n / 500
         share = -(-n // w)
         workers = [Proc([*me, "_agents", "--dir", tmp, "--port", str(port), "--first", str(i * share),
-                         "--count", str(min(share, n - i * share))]) for i in range(w) if i * share < n]
+                         "--count", str(min(share, n - i * share)), "--ramp", str(ramp)]) for i in range(w) if i * share < n]
         try:
             for wk in workers:
                 wk.read()
@@ -355,7 +360,8 @@ def orchestrate(args) -> int:
             t0 = time.time()
             wait_all(1, t0, "initial connect")
             print(f"all {n} agents connected and holding their bundle: {time.time() - t0:.1f} s after their "
-                  f"certificates were issued ({t_issue:.1f} s incl. issuing), {uptime()}")
+                  f"certificates were issued ({t_issue:.1f} s incl. issuing; agents started over {ramp:.0f} s), "
+                  f"{uptime()}")
             time.sleep(2)
             full = hub.ask("stats")
             per = (full["rss_kib"] - base["rss_kib"]) / max(1, full["streams"])
@@ -394,6 +400,10 @@ def orchestrate(args) -> int:
                       f"all {n} streams back {back:.1f} s after the kill ({t_kill + back - t_up:.1f} s after the "
                       f"hub was up); hub RSS {st['rss_kib'] / 1024:.0f} MiB (started at "
                       f"{up['rss_kib'] / 1024:.0f}), {uptime()}")
+                time.sleep(2)
+                st = hub.ask("stats")
+                print(f"hub memory per resumed stream (agents reconnected holding the current bundle, nothing "
+                      f"re-sent): {(st['rss_kib'] - up['rss_kib']) / max(1, st['streams']):.1f} KiB")
                 fanout("v3", "fan-out after the storm")
             ratio = n / HUB_CORES / FLEET_CLUSTERS_PER_VCPU
             print(f"peer: Rancher Fleet sizes 500 clusters at 16 vCPU ({FLEET_CLUSTERS_PER_VCPU:.0f}/vCPU); "

@@ -36,6 +36,12 @@ from skerry.core.tls import TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.stream")
 
+# Reconnect backoff: full jitter, doubling from RECONNECT_BASE_SECONDS up to RECONNECT_CAP_SECONDS.
+# The cap bounds how long an agent may sleep after its hub came back; 15 s keeps a fleet-wide
+# reconnect after a hub restart well inside a minute, while 10,000 agents retrying a hub that is
+# still down cost it under 700 refused connections per second.
+RECONNECT_BASE_SECONDS = 0.5
+RECONNECT_CAP_SECONDS = 15.0
 # Largest bundle the agent assembles from chunks: bounds the memory a hostile or broken hub can
 # make it allocate (a real bundle is kilobytes to a few MiB).
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
@@ -63,8 +69,8 @@ class HubClient:
         *,
         server_name: str | None = None,
         rpc_timeout: float = 10.0,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff_base: float = RECONNECT_BASE_SECONDS,
+        backoff_cap: float = RECONNECT_CAP_SECONDS,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         channel_options: list[tuple[str, object]] | None = None,
@@ -205,7 +211,7 @@ class HubClient:
         for _ in range(count):
             try:
                 msg = await asyncio.wait_for(call.read(), CHUNK_IDLE_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeadlineExceeded(
                     f"{self.peer} stalled for {CHUNK_IDLE_SECONDS:g}s in the middle of bundle {digest}"
                 ) from None

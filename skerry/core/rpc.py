@@ -67,10 +67,14 @@ RATE_MAX_KEYS = 20_000
 # After SIGTERM the health service says NOT_SERVING this long before the server stops taking
 # calls: long enough for a readiness probe or load balancer to look once more and move away.
 SIGTERM_DRAIN_SECONDS = 2.0
-# Keepalive pings detect dead peers behind NAT within about a minute.
+# Keepalive pings detect dead peers behind NAT within about a minute (30 s + 20 s). The
+# 20 s ack timeout is for a busy peer: at 10 s, a hub or agent busy with a reconnect storm of
+# TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 20_000
 KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

@@ -113,20 +113,17 @@ class HubApp:
         return self.config.public_key
 
     async def start(self) -> int:
-        from skerry.api.v1 import hub_pb2_grpc
-        from skerry.core.rpc import GrpcServer
+        from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
+        from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
         from skerry.hub.bundles.store import HubStore
+        from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
+        from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.render.engine import KustomizeEngine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitSource
         from skerry.hub.status import StatusBoard
         from skerry.hub.sync import Syncer
-
-        from skerry.api.v1 import enrollment_pb2_grpc
-        from skerry.core.rpc import RateLimiter
-        from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
-        from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
 
         cfg = self.config
         tls_files = cfg.require_tls()

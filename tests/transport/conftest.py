@@ -10,8 +10,8 @@ import contextlib
 import inspect
 
 import pytest
-
 from hub.helpers import FLEET_FILES, GitRepo  # tests/hub/helpers.py
+
 from skerry.hub.render.engine import KustomizeEngine
 
 ASYNC_TEST_TIMEOUT = 90.0

@@ -78,6 +78,6 @@ def test_killed_hub_agent_reconnects_resumes_and_applies_each_release_once(kubec
         assert applied == sorted(applied) and all(c == 1 for c in counts.values()), applied
         assert applied[-1] == newest["applied_release"] and len(applied) == 2
         interrupted = events(agent, "hub watch interrupted; reconnecting")
-        assert len(interrupted) >= 2 and all(e["retry_in"] <= 30 for e in interrupted)
+        assert len(interrupted) >= 2 and all(e["retry_in"] <= 15 for e in interrupted)
     finally:
         stack.stop()
