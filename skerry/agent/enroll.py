@@ -10,7 +10,8 @@ returned certificate is written next to the key::
     <dir>/agent.crt        the client certificate (O=skerry:agent, CN=<cluster>)
     <dir>/client-ca.crt    the hub-run CA that issued it
 
-``CertificateRenewer`` runs inside ``skerry agent run``: once two thirds of
+``CertificateRenewer`` runs inside ``skerry agent run`` for certificates the
+hub-run CA issued (others are left to their issuer): once two thirds of
 the certificate's lifetime has passed (``RENEW_AT``), it makes a new key,
 calls ``Renew`` over mutual TLS with the current certificate, replaces key and
 certificate atomically, and calls ``on_renewed`` (the hub client reconnects
@@ -40,7 +41,7 @@ from skerry.agent._files import atomic_write, ensure_dir
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError
 from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
-from skerry.core.tls import TlsFiles, channel_credentials
+from skerry.core.tls import AGENT_CA_NAME, TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.enroll")
 
@@ -190,7 +191,19 @@ class CertificateRenewer:
             not_after=_dt.datetime.fromtimestamp(resp.not_after_unix, _dt.UTC),
         )
 
+    def issued_by_hub(self) -> bool:
+        cert = x509.load_pem_x509_certificate(pathlib.Path(self.tls_files.cert).read_bytes())
+        cns = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return bool(cns) and cns[0].value == AGENT_CA_NAME
+
     async def run(self) -> None:
+        try:
+            if not self.issued_by_hub():
+                log.info("agent certificate not issued by the hub's agent CA; renewal is up to its issuer")
+                return
+        except (OSError, ValueError) as e:
+            log.warning("cannot read the agent certificate; not renewing", error=str(e))
+            return
         attempt = 0
         while True:
             try:

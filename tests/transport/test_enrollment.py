@@ -194,3 +194,28 @@ async def wait_until(predicate, what: str, timeout: float = READ) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+async def test_the_agent_renews_by_itself_once_two_thirds_of_the_lifetime_passed(fleet_repo, tmp_path, pki, engine):
+    async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
+        files = await enrolled(app, pki, tmp_path, "oslo-dev")
+        before = files.cert.read_bytes()
+        not_before = x509.load_pem_x509_certificate(before).not_valid_before_utc
+        not_after = x509.load_pem_x509_certificate(before).not_valid_after_utc
+        early = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev",
+                                   now=lambda: not_before + (not_after - not_before) * 0.5)
+        late = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev",
+                                  now=lambda: not_before + (not_after - not_before) * 0.7)
+        task = asyncio.create_task(early.run())
+        await asyncio.sleep(0.5)
+        assert early.renewals == 0 and files.cert.read_bytes() == before
+        task.cancel()
+        task = asyncio.create_task(late.run())
+        await wait_until(lambda: late.renewals == 1, "the renewal")
+        task.cancel()
+        assert files.cert.read_bytes() != before
+        # A certificate from the operator's own CA is left to that CA.
+        foreign = CertificateRenewer(f"127.0.0.1:{app.port}", pki.agent("oslo-dev"), "oslo-dev",
+                                     now=lambda: not_after)
+        await asyncio.wait_for(foreign.run(), READ)
+        assert foreign.renewals == 0

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from skerry.core.errors import InvalidInput, PermissionDenied
-from skerry.core.tls import ROLE_AGENT, CertificateAuthority
+from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
 from skerry.hub.enrollment.tokens import _atomic_write
 
 # Agents renew at 2/3 of this; a stolen certificate is useful for a day at most
@@ -39,7 +39,7 @@ MAX_CERT_LIFETIME = _dt.timedelta(days=7)
 CLOCK_SKEW = _dt.timedelta(minutes=5)
 # A P-256 CSR is ~400 bytes; refuse anything that could make parsing expensive.
 MAX_CSR_BYTES = 8 * 1024
-CA_NAME = "skerry-agent-ca"
+CA_NAME = AGENT_CA_NAME
 CA_LIFETIME_DAYS = 3650
 
 
