@@ -107,6 +107,8 @@ class HubApp:
         self.servicer = None
         self.enroll_server = None
         self.enroll_port: int | None = None
+        self.promoter = None
+        self.health_tracker = None
 
     @property
     def public_key_path(self) -> pathlib.Path:
@@ -122,7 +124,6 @@ class HubApp:
         from skerry.hub.render.engine import KustomizeEngine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitSource
-        from skerry.hub.status import StatusBoard
         from skerry.hub.sync import Syncer
 
         cfg = self.config
@@ -133,19 +134,21 @@ class HubApp:
         engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
         source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
         self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
-        self.statuses = StatusBoard()
+        self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, gate=self.enrollment)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
+        promotion = self._promotion(cfg, source)
         self.server = GrpcServer(
             cfg.listen,
             credentials,
             register=[
                 lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server),
                 lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(enroll_servicer, server),
+                *promotion[0],
             ],
-            service_names=[SERVICE_NAME, ENROLL_SERVICE],
+            service_names=[SERVICE_NAME, ENROLL_SERVICE, *promotion[1]],
             limiter=RateLimiter(),
         )
         if cfg.enroll_listen is not None:
@@ -185,6 +188,43 @@ class HubApp:
         log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
         return self.port
 
+    def _status_board(self):
+        """The status board; it also feeds the promotion health tracker (soak times)."""
+        from skerry.hub.promotion.gates import HealthTracker
+        from skerry.hub.promotion.service import TrackingStatusBoard
+
+        self.health_tracker = HealthTracker()
+        return TrackingStatusBoard(self.health_tracker, self.clock)
+
+    def _promotion(self, cfg, source):
+        """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
+        from skerry.api.v1 import promotion_pb2_grpc
+        from skerry.hub.promotion.audit import AuditLog
+        from skerry.hub.promotion.service import Promoter, PromotionSettings
+        from skerry.hub.promotion.servicer import SERVICE_NAME as PROMOTION_SERVICE
+        from skerry.hub.promotion.servicer import PromotionServicer
+        from skerry.hub.source.git import GitSource
+
+        writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion")
+        self.promoter = Promoter(
+            source=writer,
+            fleet=self.syncer,
+            store=self.store,
+            statuses=self.statuses,
+            tracker=self.health_tracker,
+            audit=AuditLog(cfg.state_dir / "promotion-audit.jsonl", clock=self.clock),
+            settings=PromotionSettings(
+                push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
+            ),
+            clock=self.clock,
+            approvals_file=cfg.state_dir / "promotion-approvals.json",
+        )
+        servicer = PromotionServicer(self.promoter)
+        return (
+            [lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server)],
+            [PROMOTION_SERVICE],
+        )
+
     async def _loop(self) -> None:
         assert self.syncer is not None
         # The first sync already ran in start(); the next one is an interval (or a trigger) away.
@@ -221,6 +261,8 @@ class HubApp:
                     await task
         if self.enroll_server is not None:
             await self.enroll_server.stop(0)
+        if getattr(self, "promoter", None) is not None:
+            await self.promoter.close()
         await self.server.stop(grace)
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):
