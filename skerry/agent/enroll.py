@@ -50,6 +50,9 @@ log = structlog.get_logger("skerry.agent.enroll")
 RENEW_AT = 2 / 3
 # Deadline of one Enroll/Renew call (the hub signs in about a millisecond).
 ENROLL_TIMEOUT = 15.0
+# Least time between two renewals: if the agent's clock runs far ahead of the hub's, every new
+# certificate already looks due; this keeps that from becoming a tight renewal loop.
+RENEW_MIN_INTERVAL = 60.0
 # Retry backoff for failed renewals (full jitter between 0 and this cap, doubling from 5 s).
 RENEW_RETRY_CAP = 300.0
 
@@ -217,6 +220,7 @@ class CertificateRenewer:
             try:
                 await self.renew_once()
                 attempt = 0
+                await asyncio.sleep(RENEW_MIN_INTERVAL)
             except (SkerryError, OSError) as e:
                 delay = self._rng() * min(RENEW_RETRY_CAP, 5.0 * 2 ** min(attempt, 16))
                 attempt += 1
