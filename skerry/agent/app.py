@@ -73,6 +73,7 @@ class AgentApp:
         reconciler_options: dict | None = None,
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
+        renew_certificate: bool = True,
     ):
         self.config = config.validate()
         self.clock = clock or SystemClock()
@@ -110,6 +111,9 @@ class AgentApp:
         self._drift_wakeup: asyncio.Event | None = None
         self._drift_task: asyncio.Task | None = None
         self._lock: asyncio.Lock | None = None
+        self._renew = renew_certificate
+        self.renewer = None
+        self._renew_task: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -180,14 +184,22 @@ class AgentApp:
         self._report_task = asyncio.create_task(self._reporter(), name="skerry-agent-reporter")
         if self.monitor is not None:
             self._drift_task = asyncio.create_task(self._drift_loop(), name="skerry-agent-drift")
+        if self._renew and hasattr(self.hub, "reload_credentials"):
+            from skerry.agent.enroll import CertificateRenewer
+
+            self.renewer = CertificateRenewer(
+                cfg.hub_address, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
+            )
+            self._renew_task = asyncio.create_task(self.renewer.run(), name="skerry-agent-renew")
 
     async def stop(self, grace: float = 30.0) -> None:
         if self.monitor is not None:
             self.monitor.stop()
-        for task in (self._main_task, self._report_task, self._drift_task):
+        tasks = (self._main_task, self._report_task, self._drift_task, self._renew_task)
+        for task in tasks:
             if task is not None and not task.done():
                 task.cancel()
-        for task in (self._main_task, self._report_task, self._drift_task):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task

@@ -323,6 +323,25 @@ def format_status(resp) -> str:
             lines.append(f"  failed {o.ref.kind} {o.ref.namespace}/{o.ref.name}: {o.message}")
     return "\n".join(lines)
 
+    enroll = agent_sub.add_parser(
+        "enroll",
+        help="trade a bootstrap token for this agent's client certificate",
+        description="Make a key pair here, send a CSR with the token from `skerry cluster add NAME` to "
+        "the hub's enrollment listener, and write agent.key, agent.crt and client-ca.crt into --dir. "
+        "`skerry agent run` then renews the certificate before it expires.",
+    )
+    enroll.add_argument("--token", required=True, help="the token printed by `skerry cluster add NAME`")
+    enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
+    enroll.add_argument(
+        "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
+    )
+    enroll.add_argument(
+        "--dir", type=path, default=path("/var/lib/skerry/agent/tls"), metavar="DIR",
+        help="where to write the key and certificates (default /var/lib/skerry/agent/tls)",
+    )
+    enroll.add_argument("--server-name", metavar="NAME", help="expected name in the hub's certificate")
+    enroll.set_defaults(func=enroll_handler)
+
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
@@ -379,6 +398,29 @@ def handler(args: argparse.Namespace) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no secret values
         return _fail(f"{type(e).__name__}: {e}")
+    return 0
+
+
+def enroll_handler(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from skerry.agent.enroll import enroll
+    from skerry.core.errors import SkerryError
+
+    command = "skerry agent enroll"
+    try:
+        got = asyncio.run(enroll(args.hub, args.token, args.tls_ca, args.dir, server_name=args.server_name))
+    except SkerryError as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"enrolled cluster {got.cluster!r}: certificate {got.cert} (fingerprint {got.fingerprint}, "
+        f"expires {got.not_after.isoformat()}), key {got.key}, CA {got.client_ca}",
+        file=sys.stderr,
+    )
     return 0
 
 
