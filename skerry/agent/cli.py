@@ -91,6 +91,9 @@ def add_commands(subparsers) -> None:
     )
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
     run.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here (default: off)"
+    )
+    run.add_argument(
         "--allow-prune-all",
         action="store_true",
         default=None,
@@ -127,6 +130,7 @@ _FIELDS = (
     "ready_file",
     "log_level",
     "allow_prune_all",
+    "metrics_listen",
 )
 
 

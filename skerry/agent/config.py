@@ -22,6 +22,7 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_READY_FILE           write a JSON status here after each reconcile
     SKERRY_AGENT_LOG_LEVEL            debug|info|warning|error            info
     SKERRY_AGENT_ALLOW_PRUNE_ALL      true: an empty bundle may prune everything   false
+    SKERRY_AGENT_METRICS_LISTEN       plaintext /metrics, /healthz, /readyz HOST:PORT   off
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class AgentConfig:
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
     allow_prune_all: bool = False
+    metrics_listen: str = ""  # "": no metrics server
 
     @staticmethod
     def env_name(field: str) -> str:
@@ -106,6 +108,10 @@ class AgentConfig:
             raise ConfigError("the field manager must be 1 to 128 characters")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        if self.metrics_listen:
+            from skerry.core.metrics import parse_listen
+
+            parse_listen(self.metrics_listen, self.env_name("metrics_listen"))
         return self
 
     @classmethod

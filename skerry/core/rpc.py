@@ -95,6 +95,9 @@ def _peer_name(context) -> str:
     return context.peer() or "unknown"
 
 
+peer_name = _peer_name  # public: the metrics interceptor names stream holders the same way
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps exceptions to status codes and binds request context into structlog."""
 
@@ -167,11 +170,12 @@ class GrpcServer:
         service_names: Iterable[str],
         grace_seconds: float = 10.0,
         options: list[tuple[str, object]] | None = None,
+        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ):
         self._address = address
         self._credentials = credentials
         self._grace = grace_seconds
-        self._server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=options or SERVER_OPTIONS)
+        self._server = grpc.aio.server(interceptors=[ErrorInterceptor(), *interceptors], options=options or SERVER_OPTIONS)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for reg in register:

@@ -90,6 +90,7 @@ class HubApp:
         self.statuses = None
         self.syncer = None
         self.server = None
+        self.ops = None
         self.port: int | None = None
         self._loop_task: asyncio.Task | None = None
         self._stopped = False
@@ -103,6 +104,7 @@ class HubApp:
         from skerry.core.rpc import GrpcServer
         from skerry.core.tls import server_credentials
         from skerry.hub.bundles.store import HubStore
+        from skerry.hub.ops import HubOps
         from skerry.hub.render.engine import KustomizeEngine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitSource
@@ -113,16 +115,20 @@ class HubApp:
         credentials = server_credentials(cfg.require_tls())
         signer = load_or_create_signing_key(cfg.signing_key)
         engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
+        self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
+        engine = self.ops.engine(engine)
         source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
         self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = StatusBoard()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
+        self.ops.attach(self.store, self.statuses, self.syncer)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
         self.server = GrpcServer(
             cfg.listen,
             credentials,
             register=[lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server)],
             service_names=[SERVICE_NAME],
+            interceptors=[self.ops.interceptor],
         )
         log.info(
             "hub starting",
@@ -136,9 +142,10 @@ class HubApp:
         except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
             log.exception("first sync failed")
         self.port = await self.server.start()
+        ops_ports = await self.ops.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "public_key": str(self.public_key_path)}
+            ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
         log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
         return self.port
@@ -163,6 +170,7 @@ class HubApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await self.server.stop(grace)
+        await self.ops.stop()
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 pathlib.Path(self.config.ready_file).unlink()

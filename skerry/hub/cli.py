@@ -42,6 +42,9 @@ _SERVE_FLAGS = (
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
     ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
+    ("--metrics-listen", "metrics_listen", "HOST:PORT", "serve /metrics, /healthz, /readyz here (default off)"),
+    ("--dashboard-listen", "dashboard_listen", "HOST:PORT", "serve the read-only dashboard here (default off)"),
+    ("--dashboard-token-file", "dashboard_token_file", "FILE", "bearer token that also opens the dashboard"),
 )
 
 

@@ -18,6 +18,10 @@ default::
     SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
     SKERRY_HUB_READY_FILE        JSON {"port", "public_key"} written when serving
     SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
+    SKERRY_HUB_METRICS_LISTEN    plaintext /metrics, /healthz, /readyz host:port   off
+    SKERRY_HUB_DASHBOARD_LISTEN  read-only fleet dashboard (HTTPS, the hub's TLS files) host:port   off
+    SKERRY_HUB_DASHBOARD_TOKEN_FILE  a file holding a bearer token that also opens the dashboard
+                                 (besides operator client certificates)               none
 
 Serving requires all three TLS files: every hub connection is mutual TLS.
 """
@@ -100,6 +104,9 @@ class HubConfig:
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
+    metrics_listen: str = ""  # "": no metrics server
+    dashboard_listen: str = ""  # "": no dashboard
+    dashboard_token_file: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if not self.repo or not str(self.repo).strip():
@@ -119,6 +126,11 @@ class HubConfig:
         object.__setattr__(self, "signing_key", pathlib.Path(key))
         if self.ready_file is not None:
             object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
+        for name in ("metrics_listen", "dashboard_listen"):
+            if getattr(self, name):
+                check_listen(getattr(self, name), name)
+        if self.dashboard_token_file is not None:
+            object.__setattr__(self, "dashboard_token_file", pathlib.Path(self.dashboard_token_file))
 
     @property
     def public_key(self) -> pathlib.Path:
@@ -165,7 +177,10 @@ class HubConfig:
         if (expiry := pick("metadata_expiry")) is not None:
             seconds = parse_duration(expiry, f"metadata_expiry ({ENV_PREFIX}METADATA_EXPIRY)")
             kwargs["metadata_expiry"] = _dt.timedelta(seconds=seconds)
-        for field in ("signing_key", "state_dir", "ready_file"):
+        for field in ("metrics_listen", "dashboard_listen"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
         if (level := pick("log_level")) is not None:

@@ -82,6 +82,7 @@ def add_commands(subparsers) -> None:
         "--ready-file", type=pathlib.Path, metavar="FILE", help='write {"port": N} here once serving'
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
     serve.set_defaults(func=serve_command)
 
 
@@ -185,6 +186,7 @@ def serve_command(args: argparse.Namespace) -> int:
             domains=args.domains,
             ready_file=args.ready_file,
             log_level=args.log_level,
+            metrics_listen=args.metrics_listen,
         )
         skerry_logging.configure(config.log_level)
         asyncio.run(run(config))
