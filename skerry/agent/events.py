@@ -31,6 +31,7 @@ import uuid
 
 import structlog
 
+from skerry.agent.reasons import NOT_FOUND
 from skerry.core.errors import KubeError
 
 log = structlog.get_logger("skerry.agent.events")
@@ -170,10 +171,13 @@ class ClusterStatusPublisher:
         now = _now_iso(self._now())
         held = self._conditions.get(type_)
         changed = held is None or held["status"] != status
-        self._conditions[type_] = {
-            "type": type_, "status": status, "reason": reason or "Unknown", "message": _cut(message),
+        cond = {
+            "type": type_, "status": status, "reason": reason or "Unknown",
             "lastTransitionTime": now if changed else held["lastTransitionTime"], "observedGeneration": generation,
         }
+        if message:  # an empty string would be sent as null by the client and refused by the schema
+            cond["message"] = _cut(message)
+        self._conditions[type_] = cond
 
     def _write(self) -> None:
         if not self.status_object:
@@ -185,7 +189,13 @@ class ClusterStatusPublisher:
             "spec": {"cluster": self.cluster, "hub": self.hub},
         }
         try:
-            self.kube.apply(obj, field_manager=self.field_manager)
+            try:
+                self.kube.apply(obj, field_manager=self.field_manager)
+            except KubeError as e:
+                if e.reason != NOT_FOUND:
+                    raise
+                self.kube.ensure_namespace(self.namespace, field_manager=self.field_manager)
+                self.kube.apply(obj, field_manager=self.field_manager)
             live = self.kube.get(API_VERSION, KIND, self.cluster, self.namespace) or {}
             meta = live.get("metadata") or {}
             self._uid = meta.get("uid")
