@@ -186,7 +186,8 @@ class ClusterStatusPublisher:
             "apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": self.cluster, "namespace": self.namespace,
                          "labels": {"app.kubernetes.io/managed-by": "skerry", "skerry.io/cluster": self.cluster}},
-            "spec": {"cluster": self.cluster, "hub": self.hub},
+            # empty strings travel as null through the client and the schema refuses null: leave them out
+            "spec": {k: v for k, v in (("cluster", self.cluster), ("hub", self.hub)) if v},
         }
         try:
             try:

@@ -207,6 +207,10 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         """How many distinct peers hold at least one open stream of ``method``."""
         return len(self._peers.get(method, ()))
 
+    def holders(self, method: str) -> set[str]:
+        """The peers holding an open stream of ``method`` now."""
+        return set(self._peers.get(method, ()))
+
     def streams(self, method: str) -> int:
         return sum(self._peers.get(method, _Counter()).values())
 

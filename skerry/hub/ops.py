@@ -11,6 +11,7 @@ from __future__ import annotations
 from skerry.core.clock import Clock
 from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
 from skerry.core.rpc import peer_name
+from skerry.core.tls import ROLE_AGENT
 from skerry.hub.metrics import WATCH_METHOD, HubMetrics, HubStateCollector, InstrumentedEngine
 
 
@@ -46,7 +47,9 @@ class HubOps:
         from skerry.hub.dashboard.model import build_snapshot
 
         store, statuses, syncer = self._parts
-        return build_snapshot(syncer, store, statuses, self._history, self.clock.now())
+        prefix = f"{ROLE_AGENT}:"
+        connected = {p[len(prefix):] for p in self.interceptor.holders(WATCH_METHOD) if p.startswith(prefix)}
+        return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=connected)
 
     def _readiness(self) -> tuple[bool, str]:
         if self._syncer is None or self._syncer.fleet is None:

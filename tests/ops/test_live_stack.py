@@ -232,6 +232,7 @@ def test_dashboard_shows_clusters_health_drift_and_updates_when_a_commit_lands(l
     drift = wait_text(browser, "drift-tromso-dev", lambda t: "desired is" in t, "drift on tromso-dev")
     assert "applied release" in drift
     wait_text(browser, "sync-tromso-dev", lambda t: t == "OutOfSync", "tromso-dev OutOfSync")
+    wait_text(browser, "offline-tromso-dev", lambda t: "not connected" in t, "tromso-dev shown offline")
     wait_text(browser, "applied-bergen-dev", lambda t: commit[:8] in t, "bergen-dev applying the commit")
     assert text(browser, "sync-bergen-dev") == "Synced"
     assert text(browser, "desired-tromso-dev") != first_revision
@@ -249,6 +250,7 @@ def test_dashboard_shows_clusters_health_drift_and_updates_when_a_commit_lands(l
     live.start_agent("tromso-dev")
     wait_text(browser, "sync-tromso-dev", lambda t: t == "Synced", "tromso-dev Synced again", 90)
     assert text(browser, "drift-tromso-dev") == ""
+    wait_for(lambda: text(browser, "offline-tromso-dev") == "", 20, "tromso-dev shown connected")
     shot(browser, tmp_path, "4-back-in-sync")
 
 

@@ -89,7 +89,7 @@ def _condition(status, type_: str):
 
 
 def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, reported, now: _dt.datetime,
-                 history: list[dict]) -> dict:
+                 history: list[dict], connected: bool | None = None) -> dict:
     """One cluster's row and detail: desired vs applied, sync, health, drift, last error, objects."""
     desired = None
     if current is not None:
@@ -176,11 +176,12 @@ def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, re
         "object_counts": counts,
         "objects_total": len(reported.objects) if reported is not None else 0,
         "history": history,
+        "connected": connected,  # None: the hub cannot tell
     }
 
 
 def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _dt.datetime,
-                   promotions: PromotionSource | None = None) -> dict:
+                   promotions: PromotionSource | None = None, connected: set[str] | None = None) -> dict:
     """The whole dashboard: clusters (grouped by region and environment) and apps with their freight."""
     fleet = getattr(fleet_view, "fleet", None)
     environments: tuple[str, ...] = tuple(getattr(fleet, "environments", ()) or ())
@@ -198,7 +199,7 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
                 paths = ()
             clusters.append(
                 cluster_view(c.name, c.labels, paths, current, store.error(c.name), statuses.get(c.name), now,
-                             history.get(c.name))
+                             history.get(c.name), None if connected is None else c.name in connected)
             )
     envs = list(environments) + sorted({c["env"] for c in clusters if c["env"] and c["env"] not in environments})
     groups: dict[tuple[str, str], list[str]] = {}
@@ -231,6 +232,7 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
     summary = collections.Counter(c["sync"] for c in clusters)
     health = collections.Counter(c["health"] for c in clusters)
     return {
+        "connected_agents": None if connected is None else len(connected & {c["name"] for c in clusters}),
         "revision": getattr(fleet_view, "revision", ""),
         "fleet_error": getattr(fleet_view, "fleet_error", None),
         "source_error": getattr(fleet_view, "source_error", None),

@@ -122,7 +122,7 @@ class DashboardServer:
         if request.method not in ("GET", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], text="the dashboard is read-only\n")
         if request.path != "/login":
-            request["operator"] = self._who(request)
+            self._who(request)
         response = await handler(request)
         for k, v in _SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)

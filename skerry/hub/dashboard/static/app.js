@@ -26,7 +26,8 @@ function clusterRow(c) {
   const d = c.desired, a = c.applied;
   return el("tr", { class: "cluster", "data-testid": `cluster-${c.name}`, onclick: () => { selected = c.name; render(); } },
     el("td", {}, el("strong", {}, c.name)),
-    el("td", {}, badge(c.sync, `sync-${c.name}`)),
+    el("td", {}, badge(c.sync, `sync-${c.name}`),
+      c.connected === false ? el("div", { class: "offline", "data-testid": `offline-${c.name}` }, "agent not connected") : ""),
     el("td", {}, badge(c.health, `health-${c.name}`), c.health_reason ? el("div", { class: "muted" }, c.health_reason) : ""),
     el("td", { "data-testid": `applied-${c.name}` }, a ? `r${a.release} ` : "-", a ? el("code", {}, short(a.revision, 8)) : ""),
     el("td", { "data-testid": `desired-${c.name}` }, d ? `r${d.release} ` : "-", d ? el("code", {}, short(d.revision, 8)) : ""),
@@ -94,7 +95,8 @@ function render() {
   if (!snapshot) return;
   document.getElementById("revision").textContent = short(snapshot.revision, 12) || "-";
   const s = snapshot.summary;
-  document.getElementById("summary").textContent = `${s.clusters} clusters · ${s.sync.Synced || 0} synced · ${s.health.Healthy || 0} healthy`;
+  const agents = snapshot.connected_agents === null ? "" : ` · ${snapshot.connected_agents} agents connected`;
+  document.getElementById("summary").textContent = `${s.clusters} clusters · ${s.sync.Synced || 0} synced · ${s.health.Healthy || 0} healthy${agents}`;
   const banner = document.getElementById("banner");
   const problem = snapshot.fleet_error || snapshot.source_error;
   banner.hidden = !problem;
