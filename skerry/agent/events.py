@@ -233,6 +233,7 @@ class ClusterStatusPublisher:
                         "lastReconcileSeconds": round(seconds, 3)}
         if expires is not None:
             self._status["metadataExpires"] = _now_iso(expires)
+        self._status = {k: v for k, v in self._status.items() if v != ""}  # "" would travel as null
         self._write()
         applied = counts.get("created", 0) + counts.get("configured", 0)
         if applied:

@@ -21,9 +21,9 @@ from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
 from skerry.core.errors import ConfigError
 from skerry.core.rpc import GrpcServer
+from skerry.sealer.authz import UnsealGate
 from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
-from skerry.sealer.authz import UnsealGate
 from skerry.sealer.servicer import SealerServicer
 
 log = structlog.get_logger("skerry.sealer")

@@ -37,7 +37,7 @@ def _get(port: int, path: str, ctx: ssl.SSLContext, *, method: str = "GET", head
     return resp.status, dict(resp.getheaders()), body
 
 
-def run_with_server(pki, fn, snapshot=None, token=TOKEN.encode()):
+def run_with_server(pki, fn, snapshot=None, token: bytes | None = TOKEN.encode("ascii")):  # noqa: B008
     state = {"n": 0}
 
     def default_snapshot():
