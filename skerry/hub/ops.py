@@ -47,9 +47,18 @@ class HubOps:
         from skerry.hub.dashboard.model import build_snapshot
 
         store, statuses, syncer = self._parts
+        return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=self._connected())
+
+    def _connected(self) -> set[str]:
         prefix = f"{ROLE_AGENT}:"
-        connected = {p[len(prefix):] for p in self.interceptor.holders(WATCH_METHOD) if p.startswith(prefix)}
-        return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=connected)
+        return {p[len(prefix):] for p in self.interceptor.holders(WATCH_METHOD) if p.startswith(prefix)}
+
+    def cluster_detail(self, name: str) -> dict | None:
+        from skerry.hub.dashboard.model import cluster_detail
+
+        store, statuses, syncer = self._parts
+        return cluster_detail(name, syncer, store, statuses, self._history, self.clock.now(),
+                              connected=self._connected())
 
     def _readiness(self) -> tuple[bool, str]:
         if self._syncer is None or self._syncer.fleet is None:
@@ -67,7 +76,8 @@ class HubOps:
             from skerry.hub.dashboard.server import DashboardServer, read_token
 
             self.dashboard = DashboardServer(
-                cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file)
+                cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),
+                detail=self.cluster_detail,
             )
             ports["dashboard_port"] = await self.dashboard.start()
         return ports

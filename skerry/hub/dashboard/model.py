@@ -89,8 +89,12 @@ def _condition(status, type_: str):
 
 
 def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, reported, now: _dt.datetime,
-                 history: list[dict], connected: bool | None = None) -> dict:
-    """One cluster's row and detail: desired vs applied, sync, health, drift, last error, objects."""
+                 history: list[dict], connected: bool | None = None, *, objects_shown: int = MAX_OBJECTS_SHOWN) -> dict:
+    """One cluster's row and detail: desired vs applied, sync, health, drift, last error, objects.
+
+    The fleet snapshot lists no objects (``objects_shown=0``: it goes to every open page on every change);
+    the cluster detail (``/api/clusters/NAME``) lists up to ``MAX_OBJECTS_SHOWN``.
+    """
     desired = None
     if current is not None:
         desired = {
@@ -128,7 +132,7 @@ def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, re
                 "group": o.group, "version": o.version, "kind": o.kind, "namespace": o.namespace, "name": o.name,
                 "action": o.action, "message": o.message,
             }
-            for o in reported.objects[:MAX_OBJECTS_SHOWN]
+            for o in reported.objects[:objects_shown]
         ]
     if current is None:
         sync = NO_BUNDLE
@@ -180,6 +184,21 @@ def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, re
     }
 
 
+def cluster_detail(name: str, fleet_view, store, statuses, history: ReleaseHistory, now: _dt.datetime,
+                   connected: set[str] | None = None) -> dict | None:
+    """One cluster with its objects, or None if it is not in the fleet."""
+    fleet = getattr(fleet_view, "fleet", None)
+    if fleet is None or name not in fleet.cluster_names or name not in store:
+        return None
+    c = fleet.cluster(name)
+    try:
+        paths = fleet.paths_for(c)
+    except Exception:  # noqa: BLE001 - shown through the render error
+        paths = ()
+    return cluster_view(name, c.labels, paths, store.current(name), store.error(name), statuses.get(name), now,
+                        history.get(name), None if connected is None else name in connected)
+
+
 def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _dt.datetime,
                    promotions: PromotionSource | None = None, connected: set[str] | None = None) -> dict:
     """The whole dashboard: clusters (grouped by region and environment) and apps with their freight."""
@@ -199,7 +218,8 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
                 paths = ()
             clusters.append(
                 cluster_view(c.name, c.labels, paths, current, store.error(c.name), statuses.get(c.name), now,
-                             history.get(c.name), None if connected is None else c.name in connected)
+                             history.get(c.name), None if connected is None else c.name in connected,
+                             objects_shown=0)
             )
     envs = list(environments) + sorted({c["env"] for c in clusters if c["env"] and c["env"] not in environments})
     groups: dict[tuple[str, str], list[str]] = {}
@@ -229,6 +249,8 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
         else:
             entry["promotions"] = list(promotions.history(name))
         app_list.append(entry)
+    for c in clusters:
+        c.pop("history", None)  # shown per app and environment above; per cluster in its detail
     summary = collections.Counter(c["sync"] for c in clusters)
     health = collections.Counter(c["health"] for c in clusters)
     return {

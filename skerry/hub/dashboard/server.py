@@ -79,10 +79,12 @@ def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:
 
 
 class DashboardServer:
-    def __init__(self, listen: str, tls: TlsFiles, snapshot: Callable[[], dict], *, token: bytes | None = None):
+    def __init__(self, listen: str, tls: TlsFiles, snapshot: Callable[[], dict], *, token: bytes | None = None,
+                 detail: Callable[[str], dict | None] | None = None):
         self._listen = listen
         self._tls = tls
         self._snapshot = snapshot
+        self._detail = detail
         self._token_digest = hashlib.sha256(token).digest() if token else None
         self._runner: web.AppRunner | None = None
         self._streams = 0
@@ -153,9 +155,14 @@ class DashboardServer:
 
     async def _cluster(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        for c in self._snapshot()["clusters"]:
-            if c["name"] == name:
-                return web.json_response(c)
+        if self._detail is not None:
+            found = self._detail(name)
+            if found is not None:
+                return web.json_response(found)
+        else:
+            for c in self._snapshot()["clusters"]:
+                if c["name"] == name:
+                    return web.json_response(c)
         raise web.HTTPNotFound(text=f"cluster {name!r} is not in the fleet\n")
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
@@ -186,10 +193,10 @@ class DashboardServer:
 
     async def _publish(self) -> None:
         snap = self._snapshot()
-        stable = json.dumps({k: v for k, v in snap.items() if k != "generated_at"}, sort_keys=True)
-        if stable != getattr(self, "_stable", None):
-            self._stable = stable
-            self._latest = (self._latest[0] + 1, json.dumps(snap))
+        snap.pop("generated_at", None)  # changes every tick; a stream gets an event only when the fleet changed
+        data = json.dumps(snap, separators=(",", ":"))
+        if data != self._latest[1]:
+            self._latest = (self._latest[0] + 1, data)
             old, self._changed = self._changed, asyncio.Event()
             old.set()
 

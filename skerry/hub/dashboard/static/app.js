@@ -2,6 +2,13 @@
 "use strict";
 let snapshot = null;
 let selected = null;
+let detail = null; // the selected cluster with its objects (/api/clusters/NAME)
+
+function loadDetail() {
+  if (!selected) return;
+  fetch(`/api/clusters/${encodeURIComponent(selected)}`).then((r) => (r.ok ? r.json() : null))
+    .then((d) => { if (d && d.name === selected) { detail = d; renderDetail(); } });
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -24,7 +31,7 @@ function expiry(desired) {
 
 function clusterRow(c) {
   const d = c.desired, a = c.applied;
-  return el("tr", { class: "cluster", "data-testid": `cluster-${c.name}`, onclick: () => { selected = c.name; render(); } },
+  return el("tr", { class: "cluster", "data-testid": `cluster-${c.name}`, onclick: () => { selected = c.name; detail = null; render(); loadDetail(); } },
     el("td", {}, el("strong", {}, c.name)),
     el("td", {}, badge(c.sync, `sync-${c.name}`),
       c.connected === false ? el("div", { class: "offline", "data-testid": `offline-${c.name}` }, "agent not connected") : ""),
@@ -52,8 +59,9 @@ function renderGroups() {
 
 function renderDetail() {
   const section = document.getElementById("detail");
-  const c = snapshot.clusters.find((x) => x.name === selected);
-  if (!c) { section.hidden = true; return; }
+  const row = snapshot.clusters.find((x) => x.name === selected);
+  if (!row) { section.hidden = true; return; }
+  const c = detail && detail.name === row.name ? detail : { ...row, objects: [], objects_total: row.objects_total };
   section.hidden = false;
   document.getElementById("detail-name").textContent = c.name;
   const body = document.getElementById("detail-body");
@@ -107,7 +115,7 @@ function render() {
 function connect() {
   const live = document.getElementById("live");
   const source = new EventSource("/api/stream");
-  source.addEventListener("fleet", (ev) => { snapshot = JSON.parse(ev.data); render(); });
+  source.addEventListener("fleet", (ev) => { snapshot = JSON.parse(ev.data); render(); loadDetail(); });
   source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
 }
