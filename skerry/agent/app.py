@@ -230,6 +230,7 @@ class AgentApp:
             self._conditions["Rendered"] = Condition(
                 "Rendered", FALSE, "RenderFailed", f"revision {err.revision or '?'}: {err.message}"
             )
+            await self.ops.render_failed(err.revision, err.message)
             await self._publish()
         else:
             log.warning("ignoring an empty watch event from the hub")

@@ -13,8 +13,8 @@ named after its cluster in its own namespace, with the standard conditions:
 plus the applied release, digest, revision, per-action object counts and
 the metadata expiry. ``observedGeneration`` follows ``metadata.generation``
 so kstatus reads the object as current. Events (type Normal/Warning) go on
-that object for applies, prunes, corrected drift, failed reconciles and
-rejected bundles: a handful per reconcile, never one per object, and their
+that object for applies, prunes, corrected drift, failed reconciles,
+rejected bundles and hub render failures: a handful per reconcile, never one per object, and their
 messages are bounded and never carry secret values (results hold none).
 
 The CRD is applied by the agent when it may (and by ``deploy/``); if the

@@ -77,6 +77,11 @@ class AgentOps:
         if self.publisher is not None:
             await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error), signed.version)
 
+    async def render_failed(self, revision: str, message: str) -> None:
+        if self.publisher is not None:
+            await self._run(self.publisher.event, "Warning", "RenderFailed",
+                            f"the hub cannot render revision {revision[:12] or '?'}: {message}; keeping the applied state")
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()

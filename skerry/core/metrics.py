@@ -83,6 +83,21 @@ def parse_listen(listen: str, what: str = "metrics listen") -> tuple[str, int]:
     return host, int(port)
 
 
+# Collectors read live service state from this (scrape) thread while the event loop may be changing it;
+# a "changed size during iteration" is retried this many times before the scrape fails.
+COLLECT_ATTEMPTS = 3
+
+
+def _collect(registry: CollectorRegistry) -> bytes:
+    for attempt in range(COLLECT_ATTEMPTS):
+        try:
+            return generate_latest(registry)
+        except RuntimeError:
+            if attempt == COLLECT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 class _OpsHandler(http.server.BaseHTTPRequestHandler):
     server_version = "skerry-ops"
     sys_version = ""
@@ -93,7 +108,7 @@ class _OpsHandler(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             try:
-                body = generate_latest(ops.registry)
+                body = _collect(ops.registry)
             except Exception:  # noqa: BLE001 - a broken collector must not kill the endpoint
                 structlog.get_logger("skerry.metrics").exception("metrics collection failed")
                 return self._send(500, b"metrics collection failed\n")
