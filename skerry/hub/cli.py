@@ -45,6 +45,9 @@ _SERVE_FLAGS = (
     ("--metrics-listen", "metrics_listen", "HOST:PORT", "serve /metrics, /healthz, /readyz here (default off)"),
     ("--dashboard-listen", "dashboard_listen", "HOST:PORT", "serve the read-only dashboard here (default off)"),
     ("--dashboard-token-file", "dashboard_token_file", "FILE", "bearer token that also opens the dashboard"),
+    ("--push-url", "push_url", "PATH|URL", "where promotion commits are pushed (default: --repo)"),
+    ("--push-branch", "push_branch", "NAME", "push promotions to this branch for review instead"),
+    ("--push-ssh-key", "push_ssh_key", "FILE", "deploy key for pushing promotions over ssh"),
 )
 
 
@@ -80,6 +83,10 @@ def add_commands(subparsers) -> None:
         "--revision", metavar="REV", help="branch, tag or commit to build instead of the branch head"
     )
     render.set_defaults(func=render_command)
+
+    from skerry.hub.promotion import cli as promotion_cli
+
+    promotion_cli.add_commands(subparsers)
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:

@@ -22,6 +22,9 @@ default::
     SKERRY_HUB_DASHBOARD_LISTEN  read-only fleet dashboard (HTTPS, the hub's TLS files) host:port   off
     SKERRY_HUB_DASHBOARD_TOKEN_FILE  a file holding a bearer token that also opens the dashboard
                                  (besides operator client certificates)               none
+    SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
+    SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
+    SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
 
 Serving requires all three TLS files: every hub connection is mutual TLS.
 """
@@ -107,6 +110,10 @@ class HubConfig:
     metrics_listen: str = ""  # "": no metrics server
     dashboard_listen: str = ""  # "": no dashboard
     dashboard_token_file: pathlib.Path | None = None
+    # promotion (issue 8): where the hub pushes its commits
+    push_url: str | None = None  # None: the repo it follows
+    push_branch: str | None = None  # None: the followed branch; else a branch for review
+    push_ssh_key: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if not self.repo or not str(self.repo).strip():
@@ -131,6 +138,10 @@ class HubConfig:
                 check_listen(getattr(self, name), name)
         if self.dashboard_token_file is not None:
             object.__setattr__(self, "dashboard_token_file", pathlib.Path(self.dashboard_token_file))
+        if self.push_branch is not None:
+            check_branch(self.push_branch, "push_branch")
+        if self.push_ssh_key is not None:
+            object.__setattr__(self, "push_ssh_key", pathlib.Path(self.push_ssh_key))
 
     @property
     def public_key(self) -> pathlib.Path:
@@ -183,6 +194,11 @@ class HubConfig:
         for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
+        for field in ("push_url", "push_branch"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        if (value := pick("push_ssh_key")) is not None:
+            kwargs["push_ssh_key"] = pathlib.Path(value).expanduser()
         if (level := pick("log_level")) is not None:
             kwargs["log_level"] = str(level).lower()
 
