@@ -125,6 +125,7 @@ class HubApp:
         self.ops.attach(self.store, self.statuses, self.syncer)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
         promotion = self._promotion(cfg, source)
+        self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
         self.server = GrpcServer(
             cfg.listen,
             credentials,

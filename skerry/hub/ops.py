@@ -25,6 +25,7 @@ class HubOps:
         self.ops_server: OpsServer | None = None
         self.dashboard = None
         self._syncer = None
+        self._promotions = None
 
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
@@ -43,11 +44,16 @@ class HubOps:
             )
         )
 
+    def promotion_source(self, promoter) -> None:
+        """Show the promoter's history on the dashboard."""
+        self._promotions = PromoterHistory(promoter)
+
     def snapshot(self) -> dict:
         from skerry.hub.dashboard.model import build_snapshot
 
         store, statuses, syncer = self._parts
-        return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=self._connected())
+        return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=self._connected(),
+                              promotions=self._promotions)
 
     def _connected(self) -> set[str]:
         prefix = f"{ROLE_AGENT}:"
@@ -87,3 +93,22 @@ class HubOps:
             await self.dashboard.stop()
         if self.ops_server is not None:
             self.ops_server.stop()
+
+
+class PromoterHistory:
+    """The dashboard's ``PromotionSource`` over the promoter's in-memory records (bounded by the promoter)."""
+
+    def __init__(self, promoter):
+        self._promoter = promoter
+
+    def history(self, app: str | None = None) -> list[dict]:
+        records = [r for r in list(self._promoter.records.values()) if app is None or r.app == app]
+        records.sort(key=lambda r: r.updated.timestamp() if r.updated else 0, reverse=True)
+        return [
+            {
+                "app": r.app, "from": r.from_env, "to": r.to_env, "kind": r.kind, "state": r.state,
+                "commit": r.commit, "by": r.requested_by, "approved_by": list(r.approved_by),
+                "at": r.updated.isoformat(timespec="seconds") if r.updated else None, "message": r.message,
+            }
+            for r in records
+        ]

@@ -244,6 +244,7 @@ def test_dashboard_shows_clusters_health_drift_and_updates_when_a_commit_lands(l
     assert "Deployment" in objects and "created" in objects
     freight = text(browser, "app-(repository root)")
     assert "bergen-dev" in freight and "bergen-prod" in freight and commit[:8] in freight
+    assert "No promotions yet" in text(browser, "promotions")  # the hub's promoter is there; nothing promoted
     shot(browser, tmp_path, "3-cluster-detail")
 
     # The agent comes back: in sync again, live.

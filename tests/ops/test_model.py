@@ -83,3 +83,26 @@ def test_release_history_records_each_new_release_once_and_is_bounded():
         h.observe("oslo", signed(release=n, digest=f"sha256:{n}"), NOW)
         h.observe("oslo", signed(release=n, digest=f"sha256:{n}"), NOW)
     assert [e["release"] for e in h.get("oslo")] == [2, 3, 4]
+
+
+class FakePromoter:
+    """Stands in for ``Promoter``: only its ``records`` mapping is read (the real one needs Git and a fleet)."""
+
+    def __init__(self, records):
+        self.records = {r.id: r for r in records}
+
+
+def test_promotion_history_is_newest_first_with_who_and_what():
+    from skerry.hub.ops import PromoterHistory
+    from skerry.hub.promotion.service import Record
+
+    old = Record(id="1", app="web", from_env="dev", to_env="prod", kind="promote", state="done",
+                 requested_by="skerry:operator:alice", commit="e" * 40, approved_by=["bob"], updated=NOW)
+    new = Record(id="2", app="api", from_env="dev", to_env="prod", kind="rollback", state="pending",
+                 requested_by="skerry:operator:carol", updated=NOW + _dt.timedelta(minutes=5))
+    history = PromoterHistory(FakePromoter([old, new]))
+    assert [h["app"] for h in history.history()] == ["api", "web"]
+    web = history.history("web")
+    assert web == [{"app": "web", "from": "dev", "to": "prod", "kind": "promote", "state": "done",
+                    "commit": "e" * 40, "by": "skerry:operator:alice", "approved_by": ["bob"],
+                    "at": NOW.isoformat(timespec="seconds"), "message": ""}]

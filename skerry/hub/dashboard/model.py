@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 # How many past releases are kept per cluster for the history view (memory bound per cluster).
 HISTORY_PER_CLUSTER = 50
+# Promotions listed in a snapshot, newest first.
+MAX_PROMOTIONS_SHOWN = 50
 # Objects listed per cluster in a snapshot; the rest are counted (page and SSE size bound).
 MAX_OBJECTS_SHOWN = 500
 
@@ -41,10 +43,10 @@ ROOT_APP = "(repository root)"
 
 
 class PromotionSource(Protocol):
-    """Where promotion history comes from (the promotion feature implements this)."""
+    """Where promotion history comes from (``skerry.hub.ops.PromoterHistory`` adapts the promoter)."""
 
-    def history(self, app: str) -> list[Mapping[str, Any]]:
-        """Newest first: ``{"from": env, "to": env, "revision": sha, "at": iso, "by": who}``."""
+    def history(self, app: str | None = None) -> list[Mapping[str, Any]]:
+        """Newest first: ``{"app", "from", "to", "kind", "state", "commit", "at", "by", "approved_by"}``."""
         ...
 
 
@@ -241,14 +243,9 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
                 "health": c["health"],
                 "history": c["history"],
             })
-    app_list = []
-    for name in sorted(apps):
-        entry = {"name": name, "environments": apps[name]["environments"]}
-        if promotions is None:
-            entry["promotions"] = None  # no promotion source configured: shown as such, not as "none"
-        else:
-            entry["promotions"] = list(promotions.history(name))
-        app_list.append(entry)
+    app_list = [{"name": name, "environments": apps[name]["environments"]} for name in sorted(apps)]
+    # Promotion apps are named by the fleet's promotion policy, not by path: shown fleet-wide, newest first.
+    promotion_history = None if promotions is None else list(promotions.history())[:MAX_PROMOTIONS_SHOWN]
     for c in clusters:
         c.pop("history", None)  # shown per app and environment above; per cluster in its detail
     summary = collections.Counter(c["sync"] for c in clusters)
@@ -263,5 +260,6 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
         "groups": [{"region": r, "env": e, "clusters": names} for (r, e), names in ordered],
         "clusters": clusters,
         "apps": app_list,
+        "promotions": promotion_history,  # None: no promotion source on this hub
         "summary": {"clusters": len(clusters), "sync": dict(summary), "health": dict(health)},
     }

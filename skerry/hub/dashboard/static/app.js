@@ -90,13 +90,16 @@ function renderApps() {
       el("td", {}, x.desired_release ? `r${x.desired_release} ` : "-", el("code", {}, short(x.desired_revision, 8))),
       el("td", {}, el("code", {}, short(x.applied_revision, 8))), el("td", {}, badge(x.sync, "")),
       el("td", {}, x.history.slice(-5).reverse().map((h) => el("div", {}, el("code", {}, short(h.revision, 8)), ` r${h.release} at ${h.at}`))))));
-    const promo = app.promotions === null
-      ? el("p", { class: "muted" }, "Promotion history: no promotion source on this hub yet (release history per environment shown above).")
-      : app.promotions.length ? el("ul", {}, app.promotions.map((p) => el("li", {}, `${p.from} → ${p.to}: ${short(p.revision, 8)} at ${p.at} by ${p.by || "?"}`)))
-      : el("p", { class: "muted" }, "No promotions yet.");
     box.append(el("div", { class: "group", "data-testid": `app-${app.name}` }, el("h3", {}, app.name),
-      el("table", {}, el("tr", {}, ["Environment", "Cluster", "Path", "Desired", "Applied", "Sync", "Release history"].map((h) => el("th", {}, h))), rows), promo));
+      el("table", {}, el("tr", {}, ["Environment", "Cluster", "Path", "Desired", "Applied", "Sync", "Release history"].map((h) => el("th", {}, h))), rows)));
   }
+  const promos = snapshot.promotions;
+  box.append(el("div", { class: "group", "data-testid": "promotions" }, el("h3", {}, "Promotion history"),
+    promos === null ? el("p", { class: "muted" }, "This hub has no promotion service.")
+      : !promos.length ? el("p", { class: "muted" }, "No promotions yet (skerry promote APP --from ENV --to ENV).")
+      : el("table", {}, el("tr", {}, ["When", "App", "From → to", "Kind", "State", "Commit", "By", "Approved by"].map((h) => el("th", {}, h))),
+          promos.map((p) => el("tr", {}, el("td", {}, p.at || ""), el("td", {}, p.app), el("td", {}, `${p.from} → ${p.to}`), el("td", {}, p.kind),
+            el("td", {}, p.state), el("td", {}, el("code", {}, short(p.commit, 8))), el("td", {}, p.by), el("td", {}, (p.approved_by || []).join(", ")))))));
 }
 
 function render() {
