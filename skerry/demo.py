@@ -11,6 +11,7 @@ with ``--keep`` leaves everything running and prints the kubeconfig.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import secrets
 import shutil
@@ -56,6 +57,23 @@ def _table(stack, views: list[dict]) -> None:
     _print_table(rows)
 
 
+def _enable_ops(workdir: pathlib.Path) -> str:
+    """Turn on every service's metrics and the hub's dashboard (loopback only); returns the dashboard token."""
+    import os
+
+    token = secrets.token_urlsafe(24)
+    token_file = workdir / "dashboard.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    os.environ.update({
+        "SKERRY_HUB_METRICS_LISTEN": "127.0.0.1:0",
+        "SKERRY_HUB_DASHBOARD_LISTEN": "127.0.0.1:0",
+        "SKERRY_HUB_DASHBOARD_TOKEN_FILE": str(token_file),
+        "SKERRY_AGENT_METRICS_LISTEN": "127.0.0.1:0",
+    })
+    return token
+
+
 def _run(args: argparse.Namespace) -> int:
     from skerry.core import tls
     from skerry.devstack import Stack, StackError, fleet_status, wait_for
@@ -90,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         commit = stack.seed_repo(seal={"overlays/prod/sealed-db-credentials.yaml": secret})
         del secret  # the plaintext lives on only in the cluster's Secret
         _say(f"repo {stack.repo} at {commit[:12]}; starting the hub")
+        dashboard_token = _enable_ops(workdir)  # metrics + dashboard on loopback, inherited by the services
         stack.start_hub()
         ops = stack.identity("demo", tls.ROLE_OPERATOR)
         views = wait_for(lambda: [v for v in fleet_status(stack.hub_address, ops) if v.get("desired_digest")] or None,
@@ -128,6 +147,10 @@ def _run(args: argparse.Namespace) -> int:
         if replicas.strip() != "5":
             raise StackError(f"expected 5 replicas in shop-prod/web, the cluster has {replicas!r}")
         if args.keep:
+            hub_ready = json.loads(stack.hub.ready_file.read_text())
+            print(f"\ndashboard: https://127.0.0.1:{hub_ready['dashboard_port']}/login?token={dashboard_token}"
+                  f"  (certificate from {stack.pki_dir / 'ca.crt'})\n"
+                  f"hub metrics: http://127.0.0.1:{hub_ready['metrics_port']}/metrics", flush=True)
             print(f"\nkubeconfig: {kubeconfig}\n  kubectl --kubeconfig {kubeconfig} get deploy -A\n"
                   f"logs: {workdir / 'logs'}\nrepo: {stack.repo}\nCtrl-C (or SIGTERM) stops everything.", flush=True)
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C

@@ -46,6 +46,7 @@ import structlog
 from skerry.agent._files import atomic_write, ensure_dir
 from skerry.agent.cache import BundleCache
 from skerry.agent.config import AgentConfig
+from skerry.agent.ops import AgentOps
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer, bundle_secrets
 from skerry.agent.status import to_proto
@@ -86,6 +87,7 @@ class AgentApp:
         self.verifier: Verifier | None = None
         self.cache: BundleCache | None = None
         self.kube = None
+        self.ops: AgentOps | None = None
         self.unsealer: Unsealer | None = None
         self.reconciler = None
         self.hub = None
@@ -129,7 +131,9 @@ class AgentApp:
             from skerry.agent.kube import KubeClient
 
             self._kube = await asyncio.to_thread(KubeClient.from_kubeconfig, cfg.kubeconfig, cfg.kube_context)
-        self.kube = self._kube
+        self.ops = AgentOps(self)  # metrics, ops server, BundleStatus + Events (skerry/agent/ops.py)
+        self.kube = self.ops.kube(self._kube)
+        await self.ops.start(self._kube)
         if self._unsealer is None:
             self._unsealer = (
                 GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain)
@@ -210,6 +214,8 @@ class AgentApp:
         if self.hub is not None and hasattr(self.hub, "close"):
             with contextlib.suppress(Exception):
                 await self.hub.close()
+        if self.ops is not None:
+            self.ops.stop()
         for closable in (self.unsealer, self.kube):
             close = getattr(closable, "close", None)
             if close is not None:
@@ -282,6 +288,7 @@ class AgentApp:
             self._conditions["Rendered"] = Condition(
                 "Rendered", FALSE, "RenderFailed", f"revision {err.revision or '?'}: {err.message}"
             )
+            await self.ops.render_failed(err.revision, err.message)
             await self._publish()
         else:
             log.warning("ignoring an empty watch event from the hub")
@@ -302,8 +309,10 @@ class AgentApp:
             self._conditions["Verified"] = Condition(
                 "Verified", FALSE, e.reason, f"release {signed.version}: {e}"
             )
+            await self.ops.rejected(e, signed)
             await self._publish()
             return
+        await self.ops.verified()
         self._conditions.pop("Rendered", None)
         self._conditions.pop("Stale", None)
         self._conditions["Verified"] = Condition(
@@ -370,6 +379,8 @@ class AgentApp:
     async def _apply_locked(self, verified: VerifiedBundle, *, retry: bool = False) -> None:
         assert self.reconciler is not None
         self.current = verified
+        await self.ops.reconciling(verified)
+        started = time.monotonic()
         loop = asyncio.get_running_loop()
         self._inflight = loop.run_in_executor(None, self._reconcile, verified)
         try:
@@ -396,6 +407,7 @@ class AgentApp:
             return
         self._retry_attempt = self._retry_attempt + 1 if (retry and not result.ready) else 0
         self.last_result = result
+        await self.ops.reconciled(result, time.monotonic() - started, verified)
         self.reconciles += 1
         self._applied_at = time.monotonic()
         if self.monitor is not None:
@@ -519,7 +531,9 @@ class AgentApp:
         result = self.status_result()
         if self.config.ready_file is not None:
             try:
-                await asyncio.to_thread(_write_ready_file, self.config.ready_file, result, self.clock.now())
+                await asyncio.to_thread(
+                    _write_ready_file, self.config.ready_file, result, self.clock.now(), metrics_port=self.ops.port
+                )
             except OSError as e:
                 log.warning("cannot write the ready file", path=str(self.config.ready_file), error=e.strerror)
         self._pending_report = to_proto(result, observed=self.clock.now())
@@ -564,7 +578,7 @@ class AgentApp:
             await self._changed.wait_for(lambda: self._pending_report is not status)
 
 
-def _write_ready_file(path, result: ReconcileResult, now: _dt.datetime) -> None:
+def _write_ready_file(path, result: ReconcileResult, now: _dt.datetime, *, metrics_port: int | None = None) -> None:
     doc = {
         "cluster": result.cluster,
         "applied_release": result.release,
@@ -577,6 +591,8 @@ def _write_ready_file(path, result: ReconcileResult, now: _dt.datetime) -> None:
         ],
         "updated": now.isoformat(),
     }
+    if metrics_port is not None:
+        doc["metrics_port"] = metrics_port
     atomic_write(path, json.dumps(doc, sort_keys=True, indent=2).encode() + b"\n", mode=0o644)
 
 

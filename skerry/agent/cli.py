@@ -105,6 +105,9 @@ def add_commands(subparsers) -> None:
     )
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
     run.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here (default: off)"
+    )
+    run.add_argument(
         "--allow-prune-all",
         action="store_true",
         default=None,
@@ -371,6 +374,7 @@ _FIELDS = (
     "ready_file",
     "log_level",
     "allow_prune_all",
+    "metrics_listen",
     "drift_policy",
     "drift_ignore",
     "resync_seconds",

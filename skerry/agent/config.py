@@ -22,6 +22,7 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_READY_FILE           write a JSON status here after each reconcile
     SKERRY_AGENT_LOG_LEVEL            debug|info|warning|error            info
     SKERRY_AGENT_ALLOW_PRUNE_ALL      true: an empty bundle may prune everything   false
+    SKERRY_AGENT_METRICS_LISTEN       plaintext /metrics, /healthz, /readyz HOST:PORT   off
     SKERRY_AGENT_DRIFT_POLICY         correct|detect: what to do with drift        correct
     SKERRY_AGENT_DRIFT_IGNORE         comma-separated KIND:.path rules never reported as drift
                                       (e.g. apps/Deployment:.spec.replicas for an HPA)
@@ -74,6 +75,7 @@ class AgentConfig:
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
     allow_prune_all: bool = False
+    metrics_listen: str = ""  # "": no metrics server
     drift_policy: str = "correct"
     drift_ignore: tuple[str, ...] = ()
     resync_seconds: float = 600.0
@@ -133,6 +135,10 @@ class AgentConfig:
             raise ConfigError(f"apply workers must be between 1 and {MAX_APPLY_WORKERS}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        if self.metrics_listen:
+            from skerry.core.metrics import parse_listen
+
+            parse_listen(self.metrics_listen, self.env_name("metrics_listen"))
         return self
 
     @classmethod

@@ -548,6 +548,39 @@ class KubeClient:
                 return True
         return False
 
+    # --- status and events (skerry/agent/events.py) -------------------------------------------
+
+    def apply_status(self, obj: Mapping[str, Any], *, field_manager: str = "skerry") -> None:
+        """Server-side apply ``obj``'s ``status`` through the status subresource (the object must exist)."""
+        what = describe_object(obj) + " status"
+        meta = obj.get("metadata") or {}
+        resource = self._resource(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), what=what)
+        namespace = (meta.get("namespace") or None) if resource.namespaced else None
+        body = _apply_body(obj, namespace)
+        self._call(
+            what,
+            lambda: self._dynamic().server_side_apply(
+                resource.subresources["status"],
+                body=body,
+                name=str(meta.get("name") or ""),
+                namespace=namespace,
+                field_manager=field_manager,
+                force_conflicts=True,
+                serialize=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """Record a ``v1`` Event in ``namespace``."""
+        from kubernetes.client import CoreV1Api
+
+        api = CoreV1Api(self._api)
+        self._call(
+            f"Event in {namespace}",
+            lambda: api.create_namespaced_event(namespace, dict(body), _request_timeout=self._timeout),
+        )
+
     # --- error translation --------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:

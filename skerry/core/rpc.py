@@ -182,6 +182,9 @@ class RateLimiter:
 _EXEMPT = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+peer_name = _peer_name  # public: the metrics interceptor names stream holders the same way
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps exceptions to status codes, binds request context into structlog, limits per-identity rates."""
 
@@ -268,12 +271,13 @@ class GrpcServer:
         options: list[tuple[str, object]] | None = None,
         limiter: RateLimiter | None = None,
         maximum_concurrent_rpcs: int | None = MAX_CONCURRENT_RPCS,
+        interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ):
         self._address = address
         self._credentials = credentials
         self._grace = grace_seconds
         self._server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(limiter)],
+            interceptors=[ErrorInterceptor(limiter), *interceptors],
             options=options or SERVER_OPTIONS,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
         )

@@ -99,6 +99,7 @@ class HubApp:
         self.statuses = None
         self.syncer = None
         self.server = None
+        self.ops = None
         self.port: int | None = None
         self._loop_task: asyncio.Task | None = None
         self._revocation_task: asyncio.Task | None = None
@@ -121,6 +122,7 @@ class HubApp:
         from skerry.hub.bundles.store import HubStore
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
+        from skerry.hub.ops import HubOps
         from skerry.hub.render.engine import KustomizeEngine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitSource
@@ -132,14 +134,18 @@ class HubApp:
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
         signer = load_or_create_signing_key(cfg.signing_key)
         engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
+        self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
+        engine = self.ops.engine(engine)
         source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
         self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
+        self.ops.attach(self.store, self.statuses, self.syncer)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, gate=self.enrollment)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
+        self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
         self.server = GrpcServer(
             cfg.listen,
             credentials,
@@ -150,6 +156,7 @@ class HubApp:
             ],
             service_names=[SERVICE_NAME, ENROLL_SERVICE, *promotion[1]],
             limiter=RateLimiter(),
+            interceptors=[self.ops.interceptor],
         )
         if cfg.enroll_listen is not None:
             # Server-authenticated TLS only: enrolling agents have no client certificate yet.
@@ -178,10 +185,11 @@ class HubApp:
         self.port = await self.server.start()
         if self.enroll_server is not None:
             self.enroll_port = await self.enroll_server.start()
+        ops_ports = await self.ops.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "public_key": str(self.public_key_path)}
+            ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
             if self.enroll_port is not None:
                 ready["enroll_port"] = self.enroll_port
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
@@ -264,6 +272,7 @@ class HubApp:
         if getattr(self, "promoter", None) is not None:
             await self.promoter.close()
         await self.server.stop(grace)
+        await self.ops.stop()
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 pathlib.Path(self.config.ready_file).unlink()

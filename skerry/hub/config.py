@@ -21,6 +21,10 @@ default::
     SKERRY_HUB_ENROLL_LISTEN     enrollment listener host:port (server TLS only,
                                  bootstrap tokens; unset: no enrollment listener)
     SKERRY_HUB_AGENT_CERT_LIFETIME  lifetime of enrolled agents' certificates   24h
+    SKERRY_HUB_METRICS_LISTEN    plaintext /metrics, /healthz, /readyz host:port   off
+    SKERRY_HUB_DASHBOARD_LISTEN  read-only fleet dashboard (HTTPS, the hub's TLS files) host:port   off
+    SKERRY_HUB_DASHBOARD_TOKEN_FILE  a file holding a bearer token that also opens the dashboard
+                                 (besides operator client certificates)               none
     SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
     SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
     SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
@@ -115,6 +119,9 @@ class HubConfig:
     log_level: str = "info"
     enroll_listen: str | None = None
     agent_cert_lifetime: _dt.timedelta = _dt.timedelta(hours=24)
+    metrics_listen: str = ""  # "": no metrics server
+    dashboard_listen: str = ""  # "": no dashboard
+    dashboard_token_file: pathlib.Path | None = None
     # promotion (issue 8): where the hub pushes its commits
     push_url: str | None = None  # None: the repo it follows
     push_branch: str | None = None  # None: the followed branch; else a branch for review
@@ -140,6 +147,11 @@ class HubConfig:
         object.__setattr__(self, "signing_key", pathlib.Path(key))
         if self.ready_file is not None:
             object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
+        for name in ("metrics_listen", "dashboard_listen"):
+            if getattr(self, name):
+                check_listen(getattr(self, name), name)
+        if self.dashboard_token_file is not None:
+            object.__setattr__(self, "dashboard_token_file", pathlib.Path(self.dashboard_token_file))
         if self.push_branch is not None:
             check_branch(self.push_branch, "push_branch")
         if self.push_ssh_key is not None:
@@ -195,7 +207,10 @@ class HubConfig:
         if (expiry := pick("metadata_expiry")) is not None:
             seconds = parse_duration(expiry, f"metadata_expiry ({ENV_PREFIX}METADATA_EXPIRY)")
             kwargs["metadata_expiry"] = _dt.timedelta(seconds=seconds)
-        for field in ("signing_key", "state_dir", "ready_file"):
+        for field in ("metrics_listen", "dashboard_listen"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
         for field in ("push_url", "push_branch"):

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 
 import structlog
 
@@ -161,6 +162,7 @@ class Syncer:
         self._done: str | None = None
         self._lock = asyncio.Lock()
         self._trigger = asyncio.Event()
+        self.observers: list[Callable[[SyncResult, float], None]] = []  # e.g. metrics; (result, seconds)
 
     def request_sync(self) -> None:
         """Wake ``run`` now instead of at the next interval (e.g. from a webhook)."""
@@ -168,9 +170,12 @@ class Syncer:
 
     async def sync_once(self, *, force: bool = False) -> SyncResult:
         """One fetch and, if the head is new (or ``force``), one full build and publish."""
+        started = time.monotonic()
         async with self._lock:
             result = await self._sync(force)
         self.last_result = result
+        for observe in self.observers:
+            observe(result, time.monotonic() - started)
         return result
 
     async def _sync(self, force: bool) -> SyncResult:

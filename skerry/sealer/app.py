@@ -66,6 +66,8 @@ class SealerApp:
         self._wrote_ready = False
         self.port: int | None = None
         self.cert_port: int | None = None
+        self.metrics_port: int | None = None
+        self._ops: SealerOps | None = None
 
     async def start(self) -> int:
         """Open the key domains, start serving and return the bound port."""
@@ -78,13 +80,15 @@ class SealerApp:
                 "no hub key configured: any agent identity may unseal any namespace of its domains; "
                 "set SKERRY_SEALER_HUB_KEYS to unseal only what each cluster's signed bundle contains"
             )
-        servicer = SealerServicer(self.registry, self.gate)
+        ops = self._ops = SealerOps(self.config, self.registry)  # metrics (skerry/sealer/metrics.py)
+        servicer = SealerServicer(self.registry, ops.gate(self.gate))
         self._server = GrpcServer(
             self.config.listen,
             credentials,
             register=[lambda server: sealer_pb2_grpc.add_SealerServiceServicer_to_server(servicer, server)],
             service_names=[SERVICE_NAME],
             grace_seconds=self.config.grace_seconds,
+            interceptors=[ops.interceptor],
         )
         self.port = await self._server.start()
         if self.config.cert_listen:
@@ -97,10 +101,11 @@ class SealerApp:
                 await self._server.stop(0)
                 raise ConfigError(f"cannot listen on {self.config.cert_listen}: {e.strerror}") from e
             self.cert_port = self._cert_server.start()
+        self.metrics_port = ops.start()
         self._keys_task = asyncio.create_task(self._keys_loop(), name="sealer-keys")
         if self.config.ready_file is not None:
             try:
-                _write_ready_file(self.config.ready_file, self.port, self.cert_port)
+                _write_ready_file(self.config.ready_file, self.port, self.cert_port, self.metrics_port)
             except OSError as e:
                 await self._server.stop(0)
                 raise ConfigError(f"cannot write ready file {self.config.ready_file}: {e.strerror}") from e
@@ -141,6 +146,8 @@ class SealerApp:
         if self._server is not None:
             await self._server.stop(grace)
             log.info("sealer stopped")
+        if self._ops is not None:
+            self._ops.stop()
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: report NOT_SERVING, drain for the grace period, stop."""
@@ -163,9 +170,49 @@ async def run(config: SealerConfig) -> None:
         await app.stop(0)
 
 
-def _write_ready_file(path: pathlib.Path, port: int, cert_port: int | None = None) -> None:
+def _write_ready_file(
+    path: pathlib.Path, port: int, cert_port: int | None = None, metrics_port: int | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    doc = {"port": port} if cert_port is None else {"port": port, "cert_port": cert_port}
+    doc = {"port": port}
+    if cert_port is not None:
+        doc["cert_port"] = cert_port
+    if metrics_port is not None:
+        doc["metrics_port"] = metrics_port
     tmp.write_text(json.dumps(doc) + "\n")
     os.replace(tmp, path)
+
+
+class SealerOps:
+    """The sealer's registry, gRPC metrics, unseal/key metrics and the optional ops HTTP server."""
+
+    def __init__(self, config: SealerConfig, registry: KeyRegistry):
+        from skerry.core.metrics import GrpcMetricsInterceptor, new_registry
+        from skerry.core.rpc import peer_name
+        from skerry.sealer.metrics import KeyAgeCollector, SealerMetrics
+
+        self.config = config
+        self.registry = new_registry()
+        self.metrics = SealerMetrics(self.registry)
+        self.registry.register(KeyAgeCollector(registry))
+        self.interceptor = GrpcMetricsInterceptor(self.registry, peer_of=peer_name)
+        self.server = None
+
+    def gate(self, gate):
+        from skerry.sealer.metrics import InstrumentedGate
+
+        return InstrumentedGate(gate, self.metrics)
+
+    def start(self) -> int | None:
+        from skerry.core.metrics import OpsServer
+
+        if not self.config.metrics_listen:
+            return None
+        self.server = OpsServer(self.config.metrics_listen, self.registry)
+        return self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None

@@ -148,6 +148,7 @@ def add_commands(subparsers) -> None:
     )
     serve.add_argument("--rate-per-second", type=float, metavar="N", help="decryptions/s per agent (50)")
     serve.add_argument("--rate-burst", type=float, metavar="N", help="decryption burst per agent (2000)")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
     serve.set_defaults(func=serve_command)
 
     keys = sealer_sub.add_parser(
@@ -547,6 +548,7 @@ def serve_command(args: argparse.Namespace) -> int:
             cert_listen=args.cert_listen,
             rate_per_second=args.rate_per_second,
             rate_burst=args.rate_burst,
+            metrics_listen=args.metrics_listen,
         )
         skerry_logging.configure(config.log_level)
         asyncio.run(run(config))

@@ -12,6 +12,7 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_KEYS_DIR       sealing keys directory  /var/lib/skerry/sealer/keys
     SKERRY_SEALER_DOMAINS        comma-separated key domains to serve   default
     SKERRY_SEALER_READY_FILE     write {"port": N} here once serving
+    SKERRY_SEALER_METRICS_LISTEN plaintext /metrics, /healthz, /readyz HOST:PORT (default off)
     SKERRY_SEALER_LOG_LEVEL      debug|info|warning|error   info
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
     SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
@@ -53,6 +54,7 @@ class SealerConfig:
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
     grace_seconds: float = 10.0
+    metrics_listen: str = ""  # "": no metrics server
     hub_keys: tuple[pathlib.Path, ...] = ()
     cluster_domains: pathlib.Path | None = None
     kek_file: pathlib.Path | None = None

@@ -1,0 +1,87 @@
+"""The agent's operability parts, wired in one place: metrics, ops HTTP server, BundleStatus + Events.
+
+``AgentApp`` makes one ``AgentOps`` and calls it at three seams of its loop
+(a reconcile starts, a reconcile result comes back, a bundle is refused),
+so the loop's own edits stay a few lines. Kubernetes calls run in a worker
+thread and never fail the loop: a status that cannot be written is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from skerry.agent.events import ClusterStatusPublisher
+from skerry.agent.metrics import AgentMetrics, AgentStateCollector, InstrumentedKube
+from skerry.core.metrics import OpsServer, new_registry
+
+log = structlog.get_logger("skerry.agent.ops")
+
+
+class AgentOps:
+    def __init__(self, app):
+        self.app = app
+        self.registry = new_registry()
+        self.metrics = AgentMetrics(self.registry)
+        self.registry.register(AgentStateCollector(app, app.clock))
+        self.publisher: ClusterStatusPublisher | None = None
+        self.server: OpsServer | None = None
+        self.port: int | None = None
+
+    def kube(self, kube):
+        return InstrumentedKube(kube, self.metrics)
+
+    async def start(self, kube) -> None:
+        cfg = self.app.config
+        if all(hasattr(kube, m) for m in ("create_event", "apply_status", "crd_established")):
+            self.publisher = ClusterStatusPublisher(
+                kube, cfg.cluster, cfg.namespace, hub=cfg.hub_address, field_manager=cfg.field_manager,
+                now=self.app.clock.now,
+            )
+            await self._run(self.publisher.ensure_crd)
+        if getattr(cfg, "metrics_listen", ""):
+            self.server = OpsServer(cfg.metrics_listen, self.registry, readiness=self._readiness)
+            self.port = self.server.start()
+
+    def _readiness(self) -> tuple[bool, str]:
+        task = getattr(self.app, "_main_task", None)
+        if task is None or task.done():
+            return False, "agent loop not running"
+        return True, "agent loop running"
+
+    async def _run(self, fn, *args, **kwargs) -> None:
+        try:
+            await asyncio.to_thread(fn, *args, **kwargs)
+        except Exception:  # noqa: BLE001 - in-cluster status is best effort; the reconcile is what counts
+            log.exception("cannot publish the in-cluster status")
+
+    async def reconciling(self, verified) -> None:
+        if self.publisher is not None:
+            await self._run(self.publisher.reconciling, verified.release, verified.digest, verified.bundle.revision)
+
+    async def reconciled(self, result, seconds: float, verified=None) -> None:
+        drift = self.metrics.observe_reconcile(result, seconds)
+        log.info("reconcile", release=result.release, digest=result.digest, revision=result.revision,
+                 ready=result.ready, duration_ms=round(seconds * 1000, 2), drift_corrected=drift,
+                 **{k: v for k, v in result.counts().items() if v})
+        if self.publisher is not None:
+            expires = getattr(verified, "expires", None)
+            await self._run(self.publisher.reconciled, result, seconds, drift=drift, expires=expires)
+
+    async def verified(self) -> None:
+        self.metrics.verified.inc()
+
+    async def rejected(self, error, signed) -> None:
+        self.metrics.rejected.labels(getattr(error, "reason", "unknown")).inc()
+        if self.publisher is not None:
+            await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error), signed.version)
+
+    async def render_failed(self, revision: str, message: str) -> None:
+        if self.publisher is not None:
+            await self._run(self.publisher.event, "Warning", "RenderFailed",
+                            f"the hub cannot render revision {revision[:12] or '?'}: {message}; keeping the applied state")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()

@@ -1,0 +1,265 @@
+"""The dashboard's data: one JSON-ready snapshot of the fleet, built from the hub's live state.
+
+Pure functions over what the hub already holds (the fleet, the store's
+signed bundles and render errors, the agents' reports), so the page, the
+JSON API and the tests all read the same thing. Terms, as Argo CD / Flux
+users know them:
+
+* **sync**: ``Synced`` (the agent reports the desired digest applied),
+  ``OutOfSync`` (it reports another one: *drift* between desired and
+  applied), ``Unknown`` (no report yet), ``NoBundle`` (nothing to apply:
+  render error or no matching path);
+* **health**: the agent's rolled-up ``Ready`` condition: ``Healthy``,
+  ``Degraded`` (with reason and message) or ``Unknown``;
+* **freight**: per app (a fleet path with its environment segment taken
+  off, e.g. ``apps/shop/overlays/prod`` -> ``apps/shop``), the revision and
+  bundle each environment is on.
+
+Promotion history comes from a ``PromotionSource`` (the promotion feature
+plugs in here); until one is given the snapshot says so rather than
+inventing history. Meanwhile the hub's own release history (each new
+desired release seen, per cluster, bounded) is recorded by
+``ReleaseHistory`` and shown per app and environment.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import posixpath
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+# How many past releases are kept per cluster for the history view (memory bound per cluster).
+HISTORY_PER_CLUSTER = 50
+# Promotions listed in a snapshot, newest first.
+MAX_PROMOTIONS_SHOWN = 50
+# Objects listed per cluster in a snapshot; the rest are counted (page and SSE size bound).
+MAX_OBJECTS_SHOWN = 500
+
+SYNCED, OUT_OF_SYNC, UNKNOWN, NO_BUNDLE = "Synced", "OutOfSync", "Unknown", "NoBundle"
+HEALTHY, DEGRADED = "Healthy", "Degraded"
+ROOT_APP = "(repository root)"
+
+
+class PromotionSource(Protocol):
+    """Where promotion history comes from (``skerry.hub.ops.PromoterHistory`` adapts the promoter)."""
+
+    def history(self, app: str | None = None) -> list[Mapping[str, Any]]:
+        """Newest first: ``{"app", "from", "to", "kind", "state", "commit", "at", "by", "approved_by"}``."""
+        ...
+
+
+class ReleaseHistory:
+    """The desired releases the hub has published, per cluster, newest last; bounded."""
+
+    def __init__(self, limit: int = HISTORY_PER_CLUSTER):
+        self._limit = limit
+        self._by_cluster: dict[str, collections.deque] = {}
+
+    def observe(self, cluster: str, signed, at: _dt.datetime) -> None:
+        entries = self._by_cluster.setdefault(cluster, collections.deque(maxlen=self._limit))
+        if entries and entries[-1]["digest"] == signed.digest:
+            return
+        entries.append(
+            {"release": signed.release, "digest": signed.digest, "revision": signed.revision, "at": _iso(at)}
+        )
+
+    def get(self, cluster: str) -> list[dict]:
+        return list(self._by_cluster.get(cluster, ()))
+
+
+def _iso(when: _dt.datetime | None) -> str | None:
+    return None if when is None else when.astimezone(_dt.UTC).isoformat(timespec="seconds")
+
+
+def app_of(path: str, environments: tuple[str, ...]) -> str:
+    """The app a fleet path belongs to: the path without its environment (and ``overlays``) segment."""
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[-1] in environments:
+        parts = parts[:-1]
+    if parts and parts[-1] == "overlays":
+        parts = parts[:-1]
+    return posixpath.join(*parts) if parts else ROOT_APP
+
+
+def _condition(status, type_: str):
+    for c in status.conditions:
+        if c.type == type_:
+            return c
+    return None
+
+
+def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, reported, now: _dt.datetime,
+                 history: list[dict], connected: bool | None = None, *, objects_shown: int = MAX_OBJECTS_SHOWN) -> dict:
+    """One cluster's row and detail: desired vs applied, sync, health, drift, last error, objects.
+
+    The fleet snapshot lists no objects (``objects_shown=0``: it goes to every open page on every change);
+    the cluster detail (``/api/clusters/NAME``) lists up to ``MAX_OBJECTS_SHOWN``.
+    """
+    desired = None
+    if current is not None:
+        desired = {
+            "release": current.release,
+            "digest": current.digest,
+            "revision": current.revision,
+            "objects": current.objects,
+            "expires": _iso(current.expires),
+            "expires_in_seconds": int((current.expires - now).total_seconds()),
+        }
+    applied = None
+    health, health_reason, health_message = UNKNOWN, "", ""
+    objects: list[dict] = []
+    counts: dict[str, int] = {}
+    conditions: list[dict] = []
+    if reported is not None:
+        applied = {
+            "release": reported.applied_version,
+            "digest": reported.applied_digest,
+            "revision": reported.revision,
+            "agent_version": reported.agent_version,
+            "reported_at": _iso(reported.received_at),
+        }
+        ready = _condition(reported, "Ready")
+        if ready is not None:
+            health = HEALTHY if ready.status == "True" else DEGRADED
+            health_reason, health_message = ready.reason, ready.message
+        conditions = [
+            {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in reported.conditions
+        ]
+        for o in reported.objects:
+            counts[o.action] = counts.get(o.action, 0) + 1
+        objects = [
+            {
+                "group": o.group, "version": o.version, "kind": o.kind, "namespace": o.namespace, "name": o.name,
+                "action": o.action, "message": o.message,
+            }
+            for o in reported.objects[:objects_shown]
+        ]
+    if current is None:
+        sync = NO_BUNDLE
+    elif reported is None:
+        sync = UNKNOWN
+    elif reported.applied_digest == current.digest:
+        sync = SYNCED
+    else:
+        sync = OUT_OF_SYNC
+    drift = None
+    if sync == OUT_OF_SYNC:
+        drift = (
+            f"applied release {reported.applied_version or '-'} ({(reported.applied_digest or 'none')[:19]}) "
+            f"but desired is {current.release} ({current.digest[:19]})"
+        )
+    failed = counts.get("failed", 0)
+    if failed and drift is None:
+        drift = f"{failed} object(s) failed to apply"
+    last_error = None
+    if error is not None:
+        last_error = {"source": "render", "message": error.message, "revision": error.revision}
+    elif health == DEGRADED:
+        last_error = {"source": "agent", "message": f"{health_reason}: {health_message}".strip(": "),
+                      "revision": reported.revision if reported else ""}
+    else:
+        for c in conditions:
+            if c["status"] == "False" and c["type"] in ("Verified", "Rendered"):
+                last_error = {"source": "agent", "message": f"{c['reason']}: {c['message']}", "revision": ""}
+    return {
+        "name": name,
+        "labels": dict(labels),
+        "region": labels.get("region", ""),
+        "env": labels.get("env", labels.get("environment", "")),
+        "paths": list(paths),
+        "desired": desired,
+        "applied": applied,
+        "sync": sync,
+        "health": health,
+        "health_reason": health_reason,
+        "health_message": health_message,
+        "drift": drift,
+        "last_error": last_error,
+        "conditions": conditions,
+        "objects": objects,
+        "object_counts": counts,
+        "objects_total": len(reported.objects) if reported is not None else 0,
+        "history": history,
+        "connected": connected,  # None: the hub cannot tell
+    }
+
+
+def cluster_detail(name: str, fleet_view, store, statuses, history: ReleaseHistory, now: _dt.datetime,
+                   connected: set[str] | None = None) -> dict | None:
+    """One cluster with its objects, or None if it is not in the fleet."""
+    fleet = getattr(fleet_view, "fleet", None)
+    if fleet is None or name not in fleet.cluster_names or name not in store:
+        return None
+    c = fleet.cluster(name)
+    try:
+        paths = fleet.paths_for(c)
+    except Exception:  # noqa: BLE001 - shown through the render error
+        paths = ()
+    return cluster_view(name, c.labels, paths, store.current(name), store.error(name), statuses.get(name), now,
+                        history.get(name), None if connected is None else name in connected)
+
+
+def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _dt.datetime,
+                   promotions: PromotionSource | None = None, connected: set[str] | None = None) -> dict:
+    """The whole dashboard: clusters (grouped by region and environment) and apps with their freight."""
+    fleet = getattr(fleet_view, "fleet", None)
+    environments: tuple[str, ...] = tuple(getattr(fleet, "environments", ()) or ())
+    clusters: list[dict] = []
+    if fleet is not None:
+        for c in fleet.clusters:
+            if c.name not in store:
+                continue
+            current = store.current(c.name)
+            if current is not None:
+                history.observe(c.name, current, now)
+            try:
+                paths = fleet.paths_for(c)
+            except Exception:  # noqa: BLE001 - a cluster matching no path shows its render error instead
+                paths = ()
+            clusters.append(
+                cluster_view(c.name, c.labels, paths, current, store.error(c.name), statuses.get(c.name), now,
+                             history.get(c.name), None if connected is None else c.name in connected,
+                             objects_shown=0)
+            )
+    envs = list(environments) + sorted({c["env"] for c in clusters if c["env"] and c["env"] not in environments})
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in clusters:
+        groups.setdefault((c["region"] or "(no region)", c["env"] or "(no env)"), []).append(c["name"])
+    env_rank = {e: i for i, e in enumerate(envs)}
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], env_rank.get(kv[0][1], len(envs)), kv[0][1]))
+    apps: dict[str, dict] = {}
+    for c in clusters:
+        for path in c["paths"]:
+            app = apps.setdefault(app_of(path, environments), {"environments": {}})
+            app["environments"].setdefault(c["env"] or "(no env)", []).append({
+                "cluster": c["name"],
+                "path": path,
+                "desired_revision": (c["desired"] or {}).get("revision", ""),
+                "desired_release": (c["desired"] or {}).get("release"),
+                "applied_revision": (c["applied"] or {}).get("revision", ""),
+                "sync": c["sync"],
+                "health": c["health"],
+                "history": c["history"],
+            })
+    app_list = [{"name": name, "environments": apps[name]["environments"]} for name in sorted(apps)]
+    # Promotion apps are named by the fleet's promotion policy, not by path: shown fleet-wide, newest first.
+    promotion_history = None if promotions is None else list(promotions.history())[:MAX_PROMOTIONS_SHOWN]
+    for c in clusters:
+        c.pop("history", None)  # shown per app and environment above; per cluster in its detail
+    summary = collections.Counter(c["sync"] for c in clusters)
+    health = collections.Counter(c["health"] for c in clusters)
+    return {
+        "connected_agents": None if connected is None else len(connected & {c["name"] for c in clusters}),
+        "revision": getattr(fleet_view, "revision", ""),
+        "fleet_error": getattr(fleet_view, "fleet_error", None),
+        "source_error": getattr(fleet_view, "source_error", None),
+        "generated_at": _iso(now),
+        "environments": envs,
+        "groups": [{"region": r, "env": e, "clusters": names} for (r, e), names in ordered],
+        "clusters": clusters,
+        "apps": app_list,
+        "promotions": promotion_history,  # None: no promotion source on this hub
+        "summary": {"clusters": len(clusters), "sync": dict(summary), "health": dict(health)},
+    }

@@ -1,0 +1,114 @@
+"""The hub's operability parts, wired in one place: metrics registry, ops HTTP server, dashboard.
+
+``HubApp`` (the composition root) makes one ``HubOps`` and hands it the
+engine, store, status board and sync loop; this keeps the root's own edits
+to a few lines. Both servers are off unless configured
+(``metrics_listen``, ``dashboard_listen``).
+"""
+
+from __future__ import annotations
+
+from skerry.core.clock import Clock
+from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
+from skerry.core.rpc import peer_name
+from skerry.core.tls import ROLE_AGENT
+from skerry.hub.metrics import WATCH_METHOD, HubMetrics, HubStateCollector, InstrumentedEngine
+
+
+class HubOps:
+    def __init__(self, config, clock: Clock):
+        self.config = config
+        self.clock = clock
+        self.registry = new_registry()
+        self.metrics = HubMetrics(self.registry)
+        self.interceptor = GrpcMetricsInterceptor(self.registry, peer_of=peer_name)
+        self.ops_server: OpsServer | None = None
+        self.dashboard = None
+        self._syncer = None
+        self._promotions = None
+
+    def engine(self, engine):
+        return InstrumentedEngine(engine, self.metrics)
+
+    def attach(self, store, statuses, syncer) -> None:
+        from skerry.hub.dashboard.model import ReleaseHistory
+
+        self._syncer = syncer
+        self._parts = (store, statuses, syncer)
+        self._history = ReleaseHistory()
+        syncer.observers.append(self.metrics.observe_sync)
+        self.registry.register(
+            HubStateCollector(
+                store, statuses, syncer, clock=self.clock,
+                streams=lambda: (self.interceptor.peers(WATCH_METHOD), self.interceptor.streams(WATCH_METHOD)),
+            )
+        )
+
+    def promotion_source(self, promoter) -> None:
+        """Show the promoter's history on the dashboard."""
+        self._promotions = PromoterHistory(promoter)
+
+    def snapshot(self) -> dict:
+        from skerry.hub.dashboard.model import build_snapshot
+
+        store, statuses, syncer = self._parts
+        return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=self._connected(),
+                              promotions=self._promotions)
+
+    def _connected(self) -> set[str]:
+        prefix = f"{ROLE_AGENT}:"
+        return {p[len(prefix):] for p in self.interceptor.holders(WATCH_METHOD) if p.startswith(prefix)}
+
+    def cluster_detail(self, name: str) -> dict | None:
+        from skerry.hub.dashboard.model import cluster_detail
+
+        store, statuses, syncer = self._parts
+        return cluster_detail(name, syncer, store, statuses, self._history, self.clock.now(),
+                              connected=self._connected())
+
+    def _readiness(self) -> tuple[bool, str]:
+        if self._syncer is None or self._syncer.fleet is None:
+            return False, f"fleet not loaded: {getattr(self._syncer, 'fleet_error', None) or 'no sync yet'}"
+        return True, "fleet loaded"
+
+    async def start(self) -> dict:
+        """Start whatever is configured; the ports to put in the ready file."""
+        ports: dict[str, int] = {}
+        cfg = self.config
+        if cfg.metrics_listen:
+            self.ops_server = OpsServer(cfg.metrics_listen, self.registry, readiness=self._readiness)
+            ports["metrics_port"] = self.ops_server.start()
+        if cfg.dashboard_listen:
+            from skerry.hub.dashboard.server import DashboardServer, read_token
+
+            self.dashboard = DashboardServer(
+                cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),
+                detail=self.cluster_detail,
+            )
+            ports["dashboard_port"] = await self.dashboard.start()
+        return ports
+
+    async def stop(self) -> None:
+        if self.dashboard is not None:
+            await self.dashboard.stop()
+        if self.ops_server is not None:
+            self.ops_server.stop()
+
+
+class PromoterHistory:
+    """The dashboard's ``PromotionSource`` over the promoter's in-memory records (bounded by the promoter)."""
+
+    def __init__(self, promoter):
+        self._promoter = promoter
+
+    def history(self, app: str | None = None) -> list[dict]:
+        records = [r for r in list(self._promoter.records.values()) if app is None or r.app == app]
+        records.sort(key=lambda r: r.updated.timestamp() if r.updated else 0, reverse=True)
+        return [
+            {
+                "app": r.app, "from": r.from_env, "to": r.to_env, "kind": r.kind, "state": r.state,
+                "commit": r.commit, "by": r.requested_by, "approved_by": list(r.approved_by),
+                "at": r.updated.isoformat(timespec="seconds") if r.updated else None, "message": r.message,
+            }
+            for r in records
+        ]

@@ -1,0 +1,110 @@
+"""deploy/: every overlay builds with ``kubectl kustomize`` and the real API server accepts every object.
+
+Also the properties the manifests promise: probes that work against
+mTLS-only services (never a kubelet gRPC probe), resource requests,
+non-root read-only containers, a NetworkPolicy per component, the
+restricted agent without cluster-wide writes, the CRD equal to the one the
+agent applies, and Dockerfile targets that install only their extra.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from skerry.agent.events import CRD
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if (p / "kustomization.yaml").exists())
+# Namespaces the manifests put objects in, created for real before the dry-run (a dry-run creates nothing).
+NAMESPACES = ("skerry-system", "shop-dev")
+
+
+def build(overlay: str) -> list[dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "overlays" / overlay)], capture_output=True, text=True)
+    assert out.returncode == 0, f"kubectl kustomize deploy/overlays/{overlay}: {out.stderr}"
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_there_are_overlays_for_each_way_to_run_skerry():
+    assert {"dev", "prod", "management", "workload", "workload-restricted"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_builds_and_its_workloads_are_probed_bounded_and_unprivileged(overlay):
+    docs = build(overlay)
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployments
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in pod["containers"]:
+            name = f"{dep['metadata']['name']}/{c['name']}"
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"], name
+            assert c["resources"]["limits"]["memory"], name
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert probe in c, f"{name} has no {probe}"
+                assert "grpc" not in c[probe], f"{name}: the kubelet's gRPC probe has no TLS; the port is mTLS only"
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert any(
+            all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items()) for p in policies
+        ), f"no NetworkPolicy selects {dep['metadata']['name']}"
+    for d in docs:
+        if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"].get("namespace"), f"{d['kind']} {d['metadata']['name']} has no namespace"
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_server_side_dry_run_accepts_every_object(overlay, kubeconfig, tmp_path):
+    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig)]
+    for ns in NAMESPACES:
+        subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True)  # exists already: fine
+    docs = build(overlay)
+    rendered = tmp_path / f"{overlay}.yaml"
+    rendered.write_text(yaml.safe_dump_all(docs))
+    out = subprocess.run(
+        [*kubectl, "apply", "--server-side", "--dry-run=server", "--field-manager=skerry-deploy-test",
+         "-f", str(rendered)],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, f"deploy/overlays/{overlay} refused by the API server:\n{out.stderr}"
+    accepted = [line for line in out.stdout.splitlines() if "(server dry run)" in line]
+    assert len(accepted) == len(docs), out.stdout
+
+
+def test_the_deployed_crd_is_the_one_the_agent_applies():
+    deployed = yaml.safe_load((DEPLOY / "base" / "agent" / "crd.yaml").read_text())
+    assert deployed == CRD
+
+
+def test_restricted_agent_has_no_cluster_wide_write_access():
+    docs = build("workload-restricted")
+    bindings = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert [b["metadata"]["name"] for b in bindings] == ["skerry-agent-crd-read"]
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "skerry-agent")
+    for rule in role["rules"]:
+        assert "*" not in rule["apiGroups"] and "*" not in rule["resources"], rule
+    scoped = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "skerry-agent"]
+    assert scoped and all(d["metadata"]["namespace"] == "shop-dev" for d in scoped)
+    full = build("workload")
+    assert any(d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "skerry-agent" for d in full)
+
+
+def test_each_dockerfile_target_installs_only_its_own_extra():
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", text, flags=re.M | re.S))
+    for service in ("hub", "agent", "sealer"):
+        installs = re.findall(r"pip install '\.\[(\w+)\]'", stages[service])
+        assert installs == [service], (service, installs)
+        assert re.search(r"^USER \d+", stages[service], flags=re.M), f"{service} image runs as root"

@@ -1,0 +1,108 @@
+"""The dashboard snapshot from real hub state objects: sync, health, drift, last error, apps, history."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from skerry.hub.bundles.store import RenderFailure, SignedBundle
+from skerry.hub.dashboard.model import (
+    DEGRADED,
+    HEALTHY,
+    NO_BUNDLE,
+    OUT_OF_SYNC,
+    ROOT_APP,
+    SYNCED,
+    UNKNOWN,
+    ReleaseHistory,
+    app_of,
+    cluster_view,
+)
+from skerry.hub.status import ClusterStatus, Condition, ObjectStatus
+
+NOW = _dt.datetime(2026, 12, 1, 12, 0, tzinfo=_dt.UTC)
+
+
+def signed(release=7, digest="sha256:" + "a" * 64, revision="c" * 40) -> SignedBundle:
+    return SignedBundle(
+        cluster="oslo", release=release, digest=digest, content_digest=digest, metadata=b"", bundle=b"",
+        revision=revision, paths=("overlays/prod",), objects=3, expires=NOW + _dt.timedelta(days=6),
+        signed_at=NOW,
+    )
+
+
+def report(digest, ready="True", reason="ReconciliationSucceeded", objects=()) -> ClusterStatus:
+    return ClusterStatus(
+        cluster="oslo", applied_version=6, applied_digest=digest, revision="b" * 40,
+        conditions=(Condition("Ready", ready, reason, "msg"),), objects=tuple(objects), received_at=NOW,
+    )
+
+
+def view(current, reported, error=None):
+    return cluster_view("oslo", {"region": "no", "env": "prod"}, ["overlays/prod"], current, error, reported, NOW, [])
+
+
+def test_synced_and_healthy_when_the_agent_reports_the_desired_digest():
+    v = view(signed(), report("sha256:" + "a" * 64))
+    assert (v["sync"], v["health"], v["drift"], v["last_error"]) == (SYNCED, HEALTHY, None, None)
+    assert v["desired"]["expires_in_seconds"] == 6 * 86400
+    assert (v["region"], v["env"]) == ("no", "prod")
+
+
+def test_another_applied_digest_is_drift_out_of_sync():
+    v = view(signed(), report("sha256:" + "b" * 64))
+    assert v["sync"] == OUT_OF_SYNC
+    assert "applied release 6" in v["drift"] and "desired is 7" in v["drift"]
+
+
+def test_not_ready_is_degraded_with_the_reason_as_last_error():
+    failed = ObjectStatus("apps", "v1", "Deployment", "shop", "web", "failed", "forbidden")
+    v = view(signed(), report("sha256:" + "a" * 64, ready="False", reason="ApplyFailed", objects=[failed]))
+    assert v["health"] == DEGRADED and v["last_error"]["source"] == "agent"
+    assert "ApplyFailed" in v["last_error"]["message"]
+    assert v["objects"][0]["action"] == "failed" and v["drift"] == "1 object(s) failed to apply"
+
+
+def test_no_report_is_unknown_and_no_bundle_shows_the_render_error():
+    assert view(signed(), None)["sync"] == UNKNOWN
+    v = view(None, None, RenderFailure(cluster="oslo", revision="d" * 40, message="kustomize: boom", at=NOW))
+    assert v["sync"] == NO_BUNDLE and v["last_error"] == {"source": "render", "message": "kustomize: boom",
+                                                          "revision": "d" * 40}
+
+
+def test_apps_are_paths_without_their_environment():
+    envs = ("dev", "prod")
+    assert app_of("apps/shop/overlays/prod", envs) == "apps/shop"
+    assert app_of("apps/shop/prod", envs) == "apps/shop"
+    assert app_of("overlays/dev", envs) == ROOT_APP
+    assert app_of("platform/ingress", envs) == "platform/ingress"
+
+
+def test_release_history_records_each_new_release_once_and_is_bounded():
+    h = ReleaseHistory(limit=3)
+    for n in range(5):
+        h.observe("oslo", signed(release=n, digest=f"sha256:{n}"), NOW)
+        h.observe("oslo", signed(release=n, digest=f"sha256:{n}"), NOW)
+    assert [e["release"] for e in h.get("oslo")] == [2, 3, 4]
+
+
+class FakePromoter:
+    """Stands in for ``Promoter``: only its ``records`` mapping is read (the real one needs Git and a fleet)."""
+
+    def __init__(self, records):
+        self.records = {r.id: r for r in records}
+
+
+def test_promotion_history_is_newest_first_with_who_and_what():
+    from skerry.hub.ops import PromoterHistory
+    from skerry.hub.promotion.service import Record
+
+    old = Record(id="1", app="web", from_env="dev", to_env="prod", kind="promote", state="done",
+                 requested_by="skerry:operator:alice", commit="e" * 40, approved_by=["bob"], updated=NOW)
+    new = Record(id="2", app="api", from_env="dev", to_env="prod", kind="rollback", state="pending",
+                 requested_by="skerry:operator:carol", updated=NOW + _dt.timedelta(minutes=5))
+    history = PromoterHistory(FakePromoter([old, new]))
+    assert [h["app"] for h in history.history()] == ["api", "web"]
+    web = history.history("web")
+    assert web == [{"app": "web", "from": "dev", "to": "prod", "kind": "promote", "state": "done",
+                    "commit": "e" * 40, "by": "skerry:operator:alice", "approved_by": ["bob"],
+                    "at": NOW.isoformat(timespec="seconds"), "message": ""}]
