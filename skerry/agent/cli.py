@@ -137,6 +137,25 @@ def add_commands(subparsers) -> None:
         help="no drift/health watches (drift then goes unnoticed until the next bundle)",
     )
     run.set_defaults(func=handler)
+
+    enroll = agent_sub.add_parser(
+        "enroll",
+        help="trade a bootstrap token for this agent's client certificate",
+        description="Make a key pair here, send a CSR with the token from `skerry cluster add NAME` to "
+        "the hub's enrollment listener, and write agent.key, agent.crt and client-ca.crt into --dir. "
+        "`skerry agent run` then renews the certificate before it expires.",
+    )
+    enroll.add_argument("--token", required=True, help="the token printed by `skerry cluster add NAME`")
+    enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
+    enroll.add_argument(
+        "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
+    )
+    enroll.add_argument(
+        "--dir", type=path, default=path("/var/lib/skerry/agent/tls"), metavar="DIR",
+        help="where to write the key and certificates (default /var/lib/skerry/agent/tls)",
+    )
+    enroll.add_argument("--server-name", metavar="NAME", help="expected name in the hub's certificate")
+    enroll.set_defaults(func=enroll_handler)
     _add_operator_commands(subparsers)
 
 
@@ -325,25 +344,6 @@ def format_status(resp) -> str:
         for o in failed[:10]:
             lines.append(f"  failed {o.ref.kind} {o.ref.namespace}/{o.ref.name}: {o.message}")
     return "\n".join(lines)
-
-    enroll = agent_sub.add_parser(
-        "enroll",
-        help="trade a bootstrap token for this agent's client certificate",
-        description="Make a key pair here, send a CSR with the token from `skerry cluster add NAME` to "
-        "the hub's enrollment listener, and write agent.key, agent.crt and client-ca.crt into --dir. "
-        "`skerry agent run` then renews the certificate before it expires.",
-    )
-    enroll.add_argument("--token", required=True, help="the token printed by `skerry cluster add NAME`")
-    enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
-    enroll.add_argument(
-        "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
-    )
-    enroll.add_argument(
-        "--dir", type=path, default=path("/var/lib/skerry/agent/tls"), metavar="DIR",
-        help="where to write the key and certificates (default /var/lib/skerry/agent/tls)",
-    )
-    enroll.add_argument("--server-name", metavar="NAME", help="expected name in the hub's certificate")
-    enroll.set_defaults(func=enroll_handler)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
