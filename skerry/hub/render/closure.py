@@ -57,10 +57,17 @@ class Closure:
     kind: str  # "kustomize" or "plain"
     items: tuple[tuple[str, str], ...]  # (repository path, object id or ABSENT), sorted
     files: tuple[str, ...]  # blobs to write out for the render
+    _keys: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def key(self, engine: str, version: str, options: str = "") -> str:
-        material = json.dumps([engine, version, options, self.path, self.kind, self.items], separators=(",", ":"))
-        return hashlib.sha256(material.encode()).hexdigest()
+        """sha256 over engine, version, options, path, kind and the items (computed once)."""
+        memo = (engine, version, options)
+        if memo not in self._keys:
+            material = json.dumps(
+                [engine, version, options, self.path, self.kind, self.items], separators=(",", ":")
+            )
+            self._keys[memo] = hashlib.sha256(material.encode()).hexdigest()
+        return self._keys[memo]
 
 
 def is_remote(ref: str) -> bool:

@@ -70,6 +70,10 @@ class IncrementalRenderer:
         self._options = getattr(engine, "options", "")
         self._cache: collections.OrderedDict[str, list[dict]] = collections.OrderedDict()
         self._parsed: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        # path -> its closure at the last build. A closure is a function of its items alone (every
+        # kustomization file read, every path probed, with its id or ABSENT), so while every item
+        # has the same id in a new commit, the closure (and the key) is the same: no re-walk.
+        self._closures: dict[str, closures.Closure] = {}
         self.memo: dict[str, Any] = {}  # small per-renderer memos for callers (e.g. the parsed fleet)
 
     def _parse_kustomizations(self, source: GitSource, entries: Mapping[str, TreeEntry], oids: dict[str, str]):
@@ -115,11 +119,15 @@ class IncrementalRenderer:
         keys: dict[str, str] = {}
         found: dict[str, closures.Closure] = {}
         for path in paths:
-            try:
-                c = closures.closure("" if path == "." else path, entries, load)
-            except RenderError as e:
-                failures[path] = str(e)
-                continue
+            c = self._closures.get(path)
+            if c is None or not _still_valid(c, entries):
+                try:
+                    c = closures.closure("" if path == "." else path, entries, load)
+                except RenderError as e:
+                    failures[path] = str(e)
+                    self._closures.pop(path, None)
+                    continue
+                self._closures[path] = c
             found[path] = c
             keys[path] = c.key(self.engine.name, self.engine.version, self._options)
         rendered: dict[str, list[dict]] = {}
@@ -156,6 +164,9 @@ class IncrementalRenderer:
                 self._cache.popitem(last=False)
         for p in failures:
             keys.pop(p, None)
+        if len(self._closures) > MAX_CACHE_ENTRIES:
+            wanted = set(paths)
+            self._closures = {p: c for p, c in self._closures.items() if p in wanted}
         stats = RenderStats(
             paths=len(paths),
             rendered=len(dirty),
@@ -164,3 +175,12 @@ class IncrementalRenderer:
             seconds=time.perf_counter() - started,
         )
         return RenderOutcome(rendered, failures, keys, entries, stats)
+
+
+def _still_valid(c: closures.Closure, entries: Mapping[str, TreeEntry]) -> bool:
+    absent = closures.ABSENT
+    for path, oid in c.items:
+        entry = entries.get(path)
+        if (entry.oid if entry is not None else absent) != oid:
+            return False
+    return True
