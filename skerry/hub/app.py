@@ -81,6 +81,29 @@ def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+# A token or secret file holds one line; anything bigger is not one.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def _read_secret(path: pathlib.Path | None, what: str) -> str:
+    """One secret from a file (surrounding whitespace removed); the value is never logged."""
+    assert path is not None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: cannot read: {e.strerror}") from e
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"{what} {path}: over {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        value = data.decode().strip()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path}: not UTF-8 text") from e
+    if not value:
+        raise ConfigError(f"{what} {path}: is empty")
+    return value
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -93,6 +116,8 @@ class HubApp:
         self.port: int | None = None
         self._loop_task: asyncio.Task | None = None
         self._stopped = False
+        self.webhook = None
+        self.webhook_port: int | None = None
 
     @property
     def public_key_path(self) -> pathlib.Path:
@@ -103,17 +128,32 @@ class HubApp:
         from skerry.core.rpc import GrpcServer
         from skerry.core.tls import server_credentials
         from skerry.hub.bundles.store import HubStore
-        from skerry.hub.render.engine import KustomizeEngine
+        from skerry.hub.render.detect import detect_engine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
-        from skerry.hub.source.git import GitSource
+        from skerry.hub.source.git import GitAuth, GitSource
         from skerry.hub.status import StatusBoard
         from skerry.hub.sync import Syncer
 
         cfg = self.config
         credentials = server_credentials(cfg.require_tls())
         signer = load_or_create_signing_key(cfg.signing_key)
-        engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
-        source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
+        engine = self._engine or await asyncio.to_thread(
+            detect_engine, cfg.engine, timeout=cfg.render_timeout
+        )
+        auth = GitAuth(
+            ssh_key=cfg.git_ssh_key,
+            known_hosts=cfg.git_known_hosts,
+            token=_read_secret(cfg.git_token_file, "git token file") if cfg.git_token_file else None,
+        )
+        source = GitSource(
+            cfg.repo,
+            branch=cfg.branch,
+            cache_dir=cfg.state_dir,
+            tag=cfg.tag,
+            commit=cfg.commit,
+            depth=cfg.depth,
+            auth=auth,
+        )
         self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = StatusBoard()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
@@ -136,6 +176,22 @@ class HubApp:
         except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
             log.exception("first sync failed")
         self.port = await self.server.start()
+        if cfg.webhook_listen is not None:
+            from skerry.hub.webhook import WebhookHandler, WebhookServer
+
+            secret = _read_secret(cfg.webhook_secret_file, "webhook secret file").encode()
+            if cfg.commit:
+                refs: set[str] = set()  # a pinned commit never moves
+            elif cfg.tag:
+                refs = {f"refs/tags/{cfg.tag}"}
+            else:
+                refs = {f"refs/heads/{cfg.branch}"}
+            try:
+                handler = WebhookHandler(secret, lambda: refs, self.syncer.request_sync)
+            except ValueError as e:
+                raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
+            self.webhook = WebhookServer(handler, cfg.webhook_listen)
+            self.webhook_port = await self.webhook.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
         if cfg.ready_file is not None:
             ready = {"port": self.port, "public_key": str(self.public_key_path)}
@@ -162,6 +218,8 @@ class HubApp:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        if self.webhook is not None:
+            await self.webhook.stop()
         await self.server.stop(grace)
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):

@@ -143,7 +143,7 @@ class InProcessKustomizeEngine(Engine):
 
 
 def _clean(message: str, directory: pathlib.Path, root: pathlib.Path | None) -> str:
-    text = message
+    text = message.removeprefix("kustomize build failed: ")
     for base in filter(None, (root, directory)):
         for prefix in {str(pathlib.Path(base)), str(pathlib.Path(base).resolve())}:
             text = text.replace(prefix + "/", "").replace(prefix, ".")
