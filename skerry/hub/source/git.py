@@ -202,7 +202,12 @@ class GitSource:
             stderr = (exc.stderr or "").strip()
             if stderr.startswith("stderr:"):
                 stderr = stderr[len("stderr:") :].strip().strip("'").strip()
-            lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+            lines = [ln.strip().strip("@").strip() for ln in stderr.splitlines()]
+            lines = [ln for ln in lines if ln]
+            # ssh's banner ("REMOTE HOST IDENTIFICATION HAS CHANGED", a box of '@') comes before the
+            # line that says what happened; put the lines that say it first.
+            key = ("Host key verification failed", "Permission denied", "fatal:", "error:")
+            lines.sort(key=lambda ln: 0 if any(k in ln for k in key) else 1)
             detail = "; ".join(lines[:3]) or f"git exited with status {exc.status}"
         else:
             detail = str(exc) or type(exc).__name__
