@@ -132,7 +132,12 @@ def make_repo(root: pathlib.Path, apps: int) -> tuple[pathlib.Path, list[str]]:
             paths = [f"apps/{n}/overlays/{env}" for n in mine]
             overlays.extend(paths)
             clusters.append({"name": f"{env}-{s:02d}", "labels": {"env": env}, "paths": paths})
-    fleet = {"apiVersion": "skerry.io/v1alpha1", "kind": "Fleet", "environments": list(ENVS), "clusters": clusters}
+    fleet = {
+        "apiVersion": "skerry.io/v1alpha1",
+        "kind": "Fleet",
+        "environments": list(ENVS),
+        "clusters": clusters,
+    }
     files = {"skerry.yaml": json.dumps(fleet, indent=1)}
     for n in names:
         files.update(app_files(n))
@@ -231,9 +236,17 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cores, {loadavg()} (before)")
         for apps in sizes:
             r = asyncio.run(run_size(apps, pathlib.Path(tmp), args.kubectl_sample, args.full_kubectl))
-            how = "all" if r["kubectl_measured"] == r["overlays"] else f"{r['kubectl_measured']} sampled, x{r['overlays']}"
-            print(f"\n{apps} apps x 3 envs = {r['overlays']} overlays, {r['clusters']} clusters   [{r['engine']}]")
-            print(f"  cold full render + sign      {r['cold']:8.2f} s   ({r['cold'] / r['overlays'] * 1000:.2f} ms/overlay)")
+            how = (
+                "all"
+                if r["kubectl_measured"] == r["overlays"]
+                else f"{r['kubectl_measured']} sampled, x{r['overlays']}"
+            )
+            print(
+                f"\n{apps} apps x 3 envs = {r['overlays']} overlays, {r['clusters']} clusters   [{r['engine']}]"
+            )
+            print(
+                f"  cold full render + sign      {r['cold']:8.2f} s   ({r['cold'] / r['overlays'] * 1000:.2f} ms/overlay)"
+            )
             print(
                 f"  one-file commit, sync+sign   {r['incremental'] * 1000:8.1f} ms  "
                 f"new releases: {', '.join(r['published']) or 'none'} ({len(r['published'])} of {r['clusters']})"
@@ -242,13 +255,17 @@ def main() -> int:
                 f"  kubectl kustomize/overlay    {r['kubectl_total']:8.2f} s   "
                 f"({r['kubectl_per_overlay'] * 1000:.1f} ms/overlay; {how})"
             )
-            print(f"  cold ratio (kubectl / hub)   {r['kubectl_total'] / r['cold']:8.1f}x   (acceptance at 1000x3: >= 10x)")
+            print(
+                f"  cold ratio (kubectl / hub)   {r['kubectl_total'] / r['cold']:8.1f}x   (acceptance at 1000x3: >= 10x)"
+            )
             print(
                 f"  commit / one kubectl run     {r['incremental'] / r['kubectl_per_overlay']:8.2f}    "
                 "(acceptance: <= 2)"
             )
-            print(f"  output vs kubectl            {'identical' if not r['mismatched'] else 'DIFFERS: ' + ', '.join(r['mismatched'][:5])} "
-                  f"on {r['kubectl_measured']} overlays")
+            print(
+                f"  output vs kubectl            {'identical' if not r['mismatched'] else 'DIFFERS: ' + ', '.join(r['mismatched'][:5])} "
+                f"on {r['kubectl_measured']} overlays"
+            )
             print(f"  {loadavg()}")
     return 0
 

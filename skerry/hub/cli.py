@@ -42,14 +42,24 @@ _SERVE_FLAGS = (
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
     ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
-    ("--engine", "engine", "auto|inprocess|binary", "render engine (default auto: in-process kustomize if installed)"),
+    (
+        "--engine",
+        "engine",
+        "auto|inprocess|binary",
+        "render engine (default auto: in-process kustomize if installed)",
+    ),
     ("--tag", "tag", "TAG", "follow a tag instead of the branch"),
     ("--commit", "commit", "SHA", "pin one commit instead of following the branch"),
     ("--depth", "depth", "N", "shallow fetches of N commits"),
     ("--git-ssh-key", "git_ssh_key", "FILE", "SSH deploy key for ssh:// URLs"),
     ("--git-known-hosts", "git_known_hosts", "FILE", "known_hosts the Git server's host key must be in"),
     ("--git-token-file", "git_token_file", "FILE", "file holding an HTTPS access token"),
-    ("--webhook-listen", "webhook_listen", "HOST:PORT", "serve the GitHub/GitLab push webhook (POST /hooks/git)"),
+    (
+        "--webhook-listen",
+        "webhook_listen",
+        "HOST:PORT",
+        "serve the GitHub/GitLab push webhook (POST /hooks/git)",
+    ),
     ("--webhook-secret-file", "webhook_secret_file", "FILE", "file holding the webhook's shared secret"),
 )
 

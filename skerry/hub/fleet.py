@@ -322,7 +322,9 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         index[name] = i
         env = entry.get("environment")
         if env is not None and env not in environments:
-            raise _fail(f"{cf}.environment", f"{env!r} is not one of environments ({', '.join(environments)})")
+            raise _fail(
+                f"{cf}.environment", f"{env!r} is not one of environments ({', '.join(environments)})"
+            )
         raw_cpaths = entry.get("paths")
         cpaths = []
         for j, raw_path in enumerate(_list(raw_cpaths if raw_cpaths is not None else [], f"{cf}.paths")):

@@ -4,8 +4,6 @@ through both engines (in-process pykustomize and the binary) and through the inc
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from skerry.hub.render import inprocess

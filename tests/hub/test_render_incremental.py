@@ -118,16 +118,23 @@ def test_a_commit_re_renders_only_the_paths_whose_closure_changed(repo, source, 
 
 
 def test_creating_a_file_a_kustomization_names_changes_the_key(repo, source, counting):
-    repo.commit("configmap from a file", {"apps/one/dev/kustomization.yaml": (
-        "resources: [../base]\nconfigMapGenerator: [{name: extra, files: [conf=extra.conf]}]\n"
-    )})
+    repo.commit(
+        "configmap from a file",
+        {
+            "apps/one/dev/kustomization.yaml": (
+                "resources: [../base]\nconfigMapGenerator: [{name: extra, files: [conf=extra.conf]}]\n"
+            )
+        },
+    )
     renderer = IncrementalRenderer(counting)
     failed = renderer.render(source, source.fetch(), ["apps/one/dev"])
     assert "apps/one/dev" in failed.failures  # extra.conf does not exist yet
     repo.commit("add the file", {"apps/one/dev/extra.conf": "x=1\n"})
     ok = renderer.render(source, source.fetch(), ["apps/one/dev"])
     assert ok.failures == {}
-    assert any(o["kind"] == "ConfigMap" and o["data"] == {"conf": "x=1\n"} for o in ok.rendered["apps/one/dev"])
+    assert any(
+        o["kind"] == "ConfigMap" and o["data"] == {"conf": "x=1\n"} for o in ok.rendered["apps/one/dev"]
+    )
 
 
 def test_engine_version_is_part_of_the_key(repo, source, counting):
@@ -196,7 +203,9 @@ def test_a_cycle_is_named_with_its_chain(repo, source, counting):
 )
 def test_a_remote_base_is_refused(repo, source, counting, ref):
     msg = errors_for(repo, source, counting, {"apps/one/prod/kustomization.yaml": f"resources: ['{ref}']\n"})
-    assert msg.startswith("apps/one/prod/kustomization.yaml: resources[0]") and "remote bases are refused" in msg
+    assert (
+        msg.startswith("apps/one/prod/kustomization.yaml: resources[0]") and "remote bases are refused" in msg
+    )
 
 
 def test_local_paths_are_not_remote():
@@ -209,7 +218,9 @@ def test_broken_kustomization_yaml_names_the_file(repo, source, counting):
 
 
 def test_a_reference_out_of_the_repository_is_refused(repo, source, counting):
-    msg = errors_for(repo, source, counting, {"apps/one/prod/kustomization.yaml": "resources: [../../../../x]\n"})
+    msg = errors_for(
+        repo, source, counting, {"apps/one/prod/kustomization.yaml": "resources: [../../../../x]\n"}
+    )
     assert "points outside the repository" in msg
 
 
@@ -234,7 +245,10 @@ def test_a_cluster_scoped_object_with_a_namespace_is_refused(repo, source, count
     bad = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, namespace: default}\n"
     repo.commit("ns", {"plain/ns.yaml": bad})
     outcome = IncrementalRenderer(counting).render(source, source.fetch(), ["plain"])
-    assert "cluster-scoped" in outcome.failures["plain"] and "Namespace default/shop" in outcome.failures["plain"]
+    assert (
+        "cluster-scoped" in outcome.failures["plain"]
+        and "Namespace default/shop" in outcome.failures["plain"]
+    )
 
 
 def test_closure_of_a_plain_directory_is_its_tree(repo, source):

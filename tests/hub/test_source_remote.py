@@ -34,7 +34,11 @@ def free_port() -> int:
 
 def keygen(path: pathlib.Path) -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path.with_suffix(".pub").read_text().strip() if path.suffix else pathlib.Path(f"{path}.pub").read_text().strip()
+    return (
+        path.with_suffix(".pub").read_text().strip()
+        if path.suffix
+        else pathlib.Path(f"{path}.pub").read_text().strip()
+    )
 
 
 @pytest.fixture
@@ -127,7 +131,9 @@ def test_ssh_key_the_server_does_not_know_is_refused(sshd, tmp_path):
     url, _, known_hosts = sshd
     stranger = tmp_path / "stranger"
     keygen(stranger)
-    source = GitSource(url, cache_dir=tmp_path / "state", auth=GitAuth(ssh_key=stranger, known_hosts=known_hosts))
+    source = GitSource(
+        url, cache_dir=tmp_path / "state", auth=GitAuth(ssh_key=stranger, known_hosts=known_hosts)
+    )
     with pytest.raises(SourceError, match="(?i)permission denied"):
         source.fetch()
 

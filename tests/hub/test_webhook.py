@@ -113,10 +113,15 @@ async def test_a_verified_push_makes_the_hub_publish_without_waiting_for_the_pol
     await app.start()
     try:
         before = app.store.current("oslo-prod")
-        fleet_repo.commit("prod replicas", {"overlays/prod/kustomization.yaml": """
+        fleet_repo.commit(
+            "prod replicas",
+            {
+                "overlays/prod/kustomization.yaml": """
             resources: [../../base]
             replicas: [{name: web, count: 5}]
-        """})
+        """
+            },
+        )
         body = push()
         async with aiohttp.ClientSession() as session:
             url = f"http://127.0.0.1:{app.webhook_port}{PATH}"

@@ -76,7 +76,9 @@ class IncrementalRenderer:
         self._closures: dict[str, closures.Closure] = {}
         self.memo: dict[str, Any] = {}  # small per-renderer memos for callers (e.g. the parsed fleet)
 
-    def _parse_kustomizations(self, source: GitSource, entries: Mapping[str, TreeEntry], oids: dict[str, str]):
+    def _parse_kustomizations(
+        self, source: GitSource, entries: Mapping[str, TreeEntry], oids: dict[str, str]
+    ):
         import yaml
 
         from skerry.hub import _yaml

@@ -137,7 +137,9 @@ def check_objects(objects: Sequence[dict], path: str, schemas: SchemaValidator |
         name, ns, kind = meta["name"], meta.get("namespace"), obj["kind"]
         if kind in PATH_SEGMENT_NAMES:
             if name in (".", "..") or "/" in name or "%" in name:
-                raise RenderError(f"{what}: metadata.name {name!r} may not be '.', '..' or contain '/' or '%'")
+                raise RenderError(
+                    f"{what}: metadata.name {name!r} may not be '.', '..' or contain '/' or '%'"
+                )
         elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
             raise RenderError(
                 f"{what}: metadata.name {name!r} is not a DNS-1123 subdomain "

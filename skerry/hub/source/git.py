@@ -400,12 +400,16 @@ class GitSource:
         if proc.returncode != 0:
             detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
             raise SourceError(f"git source {self.url}: cannot list commit {commit[:12]}: {'; '.join(detail)}")
-        root = subprocess.run(
-            self._git("rev-parse", "--verify", "--end-of-options", f"{commit}^{{tree}}"),
-            capture_output=True,
-            timeout=self.timeout,
-            check=False,
-        ).stdout.decode().strip()
+        root = (
+            subprocess.run(
+                self._git("rev-parse", "--verify", "--end-of-options", f"{commit}^{{tree}}"),
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+            .stdout.decode()
+            .strip()
+        )
         entries: dict[str, TreeEntry] = {"": TreeEntry("040000", "tree", root)}
         for record in proc.stdout.split(b"\0"):
             if not record:
