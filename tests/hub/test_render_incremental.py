@@ -263,3 +263,47 @@ def test_render_error_type_is_render_error(repo, source):
     entries = source.list_tree(source.fetch())
     with pytest.raises(RenderError, match="no such directory"):
         closure("nope", entries, lambda oid, path: None)
+
+
+@pytest.mark.parametrize(
+    "files, needle",
+    [
+        (
+            {"apps/two/prod/kustomization.yaml": "resources: [../base\n"},
+            "apps/two/prod/kustomization.yaml: invalid YAML",
+        ),
+        (
+            {"apps/two/prod/kustomization.yaml": "resources: [../nope]\n"},
+            "resources[0] '../nope': no such file",
+        ),
+        (
+            {"apps/two/base/kustomization.yaml": "resources: [cm.yaml, ../prod]\n"},
+            "kustomization cycle: apps/two/prod -> apps/two/base -> apps/two/prod",
+        ),
+        (
+            {"apps/two/prod/kustomization.yaml": "resources: ['github.com/acme/app//base?ref=main']\n"},
+            "remote bases are refused",
+        ),
+        (
+            {
+                "apps/two/base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: two}\ndata: {w: 1}\n"
+            },
+            "apps/two/prod: object #0 (ConfigMap prod-two): 1 is not of type 'string'",
+        ),
+    ],
+    ids=["broken-yaml", "missing-base", "cycle", "remote-base", "invalid-object"],
+)
+async def test_each_kind_of_breakage_keeps_the_previous_bundle_served(
+    repo, source, counting, signer, files, needle
+):
+    store = HubStore(signer)
+    syncer = Syncer(source, counting, store)
+    assert (await syncer.sync_once()).ok
+    before = {c: store.current(c) for c in store.clusters()}
+    repo.commit("break two", files)
+    result = await syncer.sync_once()
+    assert set(result.errors) == {"prod-2"}, result.errors
+    assert needle in result.errors["prod-2"], result.errors["prod-2"]
+    assert store.current("prod-2") == before["prod-2"]  # still served, same release
+    assert store.error("prod-2") is not None
+    assert result.published == ()
