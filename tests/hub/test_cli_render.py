@@ -98,3 +98,12 @@ def test_invalid_object_is_one_line_error_naming_path_and_object(many):
     )
     proc = skerry("render", "--repo", str(many.path), "--cluster", "big")
     assert_one_line_error(proc, "skerry render", "apps/a2: object #0 (ConfigMap p-a2)", "data")
+
+
+def test_render_dir_refuses_a_remote_base_through_a_local_base(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base/kustomization.yaml").write_text("resources: ['https://github.com/x/y//z?ref=v1']\n")
+    (tmp_path / "overlay").mkdir()
+    (tmp_path / "overlay/kustomization.yaml").write_text("resources: [../base]\n")
+    proc = skerry("render", str(tmp_path / "overlay"))
+    assert_one_line_error(proc, "skerry render", "base/kustomization.yaml: resources[0]", "remote bases")

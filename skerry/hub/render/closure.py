@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pathlib
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -226,3 +227,44 @@ def closure(path: str, entries: Mapping[str, TreeEntry], load: Callable[[str, st
     walk = _Walk(entries, load)
     walk.kustomization(path, ())
     return Closure(path, "kustomize", tuple(sorted(walk.items.items())), tuple(walk.files))
+
+
+def refuse_remote_bases(directory: pathlib.Path) -> None:
+    """For ``skerry render DIR`` (files on disk, not Git): ``RenderError`` if any kustomization
+    reachable through ``resources``/``bases``/``components`` names a remote base, as the hub would.
+
+    Other problems (missing bases, bad YAML) are left to kustomize, whose message names them.
+    """
+    from skerry.hub import _yaml
+
+    todo = [pathlib.Path(directory).resolve()]
+    seen: set[pathlib.Path] = set()
+    while todo:
+        d = todo.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        if len(seen) > MAX_KUSTOMIZATIONS:
+            raise RenderError(f"{directory}: builds on more than {MAX_KUSTOMIZATIONS} kustomizations")
+        kfile = next((d / n for n in KUSTOMIZATION_FILES if (d / n).is_file()), None)
+        if kfile is None:
+            continue
+        try:
+            doc = _yaml.load(kfile.read_bytes())
+        except Exception:  # noqa: BLE001 - kustomize reports a broken file better, with its own words
+            continue
+        if not isinstance(doc, dict):
+            continue
+        for field in BUILD_FIELDS:
+            refs = doc.get(field)
+            for i, ref in enumerate(refs if isinstance(refs, list) else []):
+                if not isinstance(ref, str):
+                    continue
+                if is_remote(ref):
+                    raise RenderError(
+                        f"{kfile}: {field}[{i}] {ref!r}: remote bases are refused (a URL is mutable and "
+                        "slow to fetch); vendor it into the repository"
+                    )
+                target = d / ref
+                if target.is_dir():
+                    todo.append(target.resolve())
