@@ -22,6 +22,13 @@ The version recorded in bundles is the kustomize API module version read
 from the Go build information embedded in the shared library
 (``dep sigs.k8s.io/kustomize/api vX.Y.Z``), plus the pykustomize version.
 
+What in-process cannot do: a Go call cannot be interrupted, so there is no
+per-render timeout (the binary engine kills its process group). With remote
+bases refused before rendering (``closure``), the ``RootOnly`` restrictor and
+plugins, Helm and exec functions off, a build reads only the files written
+for it and makes no network calls; output size is checked after the build.
+Choose ``--engine binary`` where a hard deadline matters more than speed.
+
 pykustomize's metadata says Python >= 3.14, but the wheel is a plain
 cffi ABI-mode package and works on 3.11: ``scripts/bootstrap.sh`` installs
 it with ``pip install --ignore-requires-python`` (pyproject cannot express
