@@ -179,10 +179,9 @@ class IncrementalRenderer:
         return RenderOutcome(rendered, failures, keys, entries, stats)
 
 
+_MISSING = TreeEntry("", "", closures.ABSENT)
+
+
 def _still_valid(c: closures.Closure, entries: Mapping[str, TreeEntry]) -> bool:
-    absent = closures.ABSENT
-    for path, oid in c.items:
-        entry = entries.get(path)
-        if (entry.oid if entry is not None else absent) != oid:
-            return False
-    return True
+    get = entries.get
+    return all(get(path, _MISSING)[2] == oid for path, oid in c.items)

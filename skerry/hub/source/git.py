@@ -45,6 +45,7 @@ import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import git
 import structlog
@@ -64,9 +65,11 @@ MAX_TREE_ENTRIES = 4 * MAX_EXPORT_FILES
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
-@dataclasses.dataclass(frozen=True)
-class TreeEntry:
-    """One ``ls-tree`` line: ``mode`` (e.g. 100644, 120000 for a link, 040000), ``type``, object id."""
+class TreeEntry(NamedTuple):
+    """One ``ls-tree`` line: ``mode`` (e.g. 100644, 120000 for a link, 040000), ``type``, object id.
+
+    A named tuple, not a dataclass: a listing makes one per file, and tuples are cheap to create.
+    """
 
     mode: str
     type: str  # blob, tree or commit (a submodule)
@@ -381,7 +384,11 @@ class GitSource:
         return ["git", f"--git-dir={self.mirror}", *args]
 
     def list_tree(self, commit: str) -> dict[str, TreeEntry]:
-        """Every blob, tree and submodule of ``commit`` by path ('' is the root tree)."""
+        """Every blob, tree and submodule of ``commit`` by path.
+
+        '' is the root; its ``oid`` is a digest of the listing (not Git's tree id, which would cost a
+        second process), so it too changes exactly when the tree does.
+        """
         if not _SHA.match(commit):
             commit = self.resolve(commit)
         last = self._listing
@@ -400,27 +407,20 @@ class GitSource:
         if proc.returncode != 0:
             detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
             raise SourceError(f"git source {self.url}: cannot list commit {commit[:12]}: {'; '.join(detail)}")
-        root = (
-            subprocess.run(
-                self._git("rev-parse", "--verify", "--end-of-options", f"{commit}^{{tree}}"),
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-            )
-            .stdout.decode()
-            .strip()
-        )
+        # The root tree's id would cost another git process; a digest of the whole listing changes
+        # exactly when something in the tree does, which is all a closure of the root needs.
+        root = "listing-" + hashlib.sha256(proc.stdout).hexdigest()
         entries: dict[str, TreeEntry] = {"": TreeEntry("040000", "tree", root)}
-        for record in proc.stdout.split(b"\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition(b"\t")
-            mode, kind, oid = meta.decode().split(" ")
-            entries[path.decode("utf-8", "surrogateescape")] = TreeEntry(mode, kind, oid)
-            if len(entries) > MAX_TREE_ENTRIES:
-                raise SourceError(
-                    f"git source {self.url}: commit {commit[:12]} has more than {MAX_TREE_ENTRIES} entries"
-                )
+        records = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+        if len(records) > MAX_TREE_ENTRIES:
+            raise SourceError(
+                f"git source {self.url}: commit {commit[:12]} has more than {MAX_TREE_ENTRIES} entries"
+            )
+        make = TreeEntry._make
+        for record in records:
+            if record:
+                meta, _, path = record.partition("\t")
+                entries[path] = make(meta.split(" ", 2))
         self._listing = (commit, entries)
         return entries
 
