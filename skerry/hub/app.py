@@ -118,6 +118,8 @@ class HubApp:
         self._stopped = False
         self.webhook = None
         self.webhook_port: int | None = None
+        self.promoter = None
+        self.health_tracker = None
 
     @property
     def public_key_path(self) -> pathlib.Path:
@@ -131,7 +133,6 @@ class HubApp:
         from skerry.hub.render.detect import detect_engine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitAuth, GitSource
-        from skerry.hub.status import StatusBoard
         from skerry.hub.sync import Syncer
 
         cfg = self.config
@@ -155,14 +156,18 @@ class HubApp:
             auth=auth,
         )
         self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
-        self.statuses = StatusBoard()
+        self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
+        promotion = self._promotion(cfg, source)
         self.server = GrpcServer(
             cfg.listen,
             credentials,
-            register=[lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server)],
-            service_names=[SERVICE_NAME],
+            register=[
+                lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server),
+                *promotion[0],
+            ],
+            service_names=[SERVICE_NAME, *promotion[1]],
         )
         log.info(
             "hub starting",
@@ -199,6 +204,43 @@ class HubApp:
         log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
         return self.port
 
+    def _status_board(self):
+        """The status board; it also feeds the promotion health tracker (soak times)."""
+        from skerry.hub.promotion.gates import HealthTracker
+        from skerry.hub.promotion.service import TrackingStatusBoard
+
+        self.health_tracker = HealthTracker()
+        return TrackingStatusBoard(self.health_tracker, self.clock)
+
+    def _promotion(self, cfg, source):
+        """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
+        from skerry.api.v1 import promotion_pb2_grpc
+        from skerry.hub.promotion.audit import AuditLog
+        from skerry.hub.promotion.service import Promoter, PromotionSettings
+        from skerry.hub.promotion.servicer import SERVICE_NAME as PROMOTION_SERVICE
+        from skerry.hub.promotion.servicer import PromotionServicer
+        from skerry.hub.source.git import GitSource
+
+        writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion")
+        self.promoter = Promoter(
+            source=writer,
+            fleet=self.syncer,
+            store=self.store,
+            statuses=self.statuses,
+            tracker=self.health_tracker,
+            audit=AuditLog(cfg.state_dir / "promotion-audit.jsonl", clock=self.clock),
+            settings=PromotionSettings(
+                push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
+            ),
+            clock=self.clock,
+            approvals_file=cfg.state_dir / "promotion-approvals.json",
+        )
+        servicer = PromotionServicer(self.promoter)
+        return (
+            [lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server)],
+            [PROMOTION_SERVICE],
+        )
+
     async def _loop(self) -> None:
         assert self.syncer is not None
         # The first sync already ran in start(); the next one is an interval (or a trigger) away.
@@ -220,6 +262,8 @@ class HubApp:
                 await self._loop_task
         if self.webhook is not None:
             await self.webhook.stop()
+        if getattr(self, "promoter", None) is not None:
+            await self.promoter.close()
         await self.server.stop(grace)
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):

@@ -61,6 +61,9 @@ _SERVE_FLAGS = (
         "serve the GitHub/GitLab push webhook (POST /hooks/git)",
     ),
     ("--webhook-secret-file", "webhook_secret_file", "FILE", "file holding the webhook's shared secret"),
+    ("--push-url", "push_url", "PATH|URL", "where promotion commits are pushed (default: --repo)"),
+    ("--push-branch", "push_branch", "NAME", "push promotions to this branch for review instead"),
+    ("--push-ssh-key", "push_ssh_key", "FILE", "deploy key for pushing promotions over ssh"),
 )
 
 
@@ -102,6 +105,10 @@ def add_commands(subparsers) -> None:
         help="render engine (default auto: in-process kustomize if installed, else the binary)",
     )
     render.set_defaults(func=render_command)
+
+    from skerry.hub.promotion import cli as promotion_cli
+
+    promotion_cli.add_commands(subparsers)
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:

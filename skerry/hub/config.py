@@ -28,6 +28,9 @@ default::
     SKERRY_HUB_GIT_TOKEN_FILE    file holding an HTTPS token (sent as a header, never in the URL)
     SKERRY_HUB_WEBHOOK_LISTEN    host:port of the push webhook (POST /hooks/git)   off
     SKERRY_HUB_WEBHOOK_SECRET_FILE  file holding the webhook secret (required with the webhook)
+    SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
+    SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
+    SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
 
 Serving requires all three TLS files: every hub connection is mutual TLS.
 """
@@ -119,6 +122,10 @@ class HubConfig:
     git_token_file: pathlib.Path | None = None
     webhook_listen: str | None = None
     webhook_secret_file: pathlib.Path | None = None
+    # promotion (issue 8): where the hub pushes its commits
+    push_url: str | None = None  # None: the repo it follows
+    push_branch: str | None = None  # None: the followed branch; else a branch for review
+    push_ssh_key: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if not self.repo or not str(self.repo).strip():
@@ -156,6 +163,10 @@ class HubConfig:
         object.__setattr__(self, "signing_key", pathlib.Path(key))
         if self.ready_file is not None:
             object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
+        if self.push_branch is not None:
+            check_branch(self.push_branch, "push_branch")
+        if self.push_ssh_key is not None:
+            object.__setattr__(self, "push_ssh_key", pathlib.Path(self.push_ssh_key))
 
     @property
     def public_key(self) -> pathlib.Path:
@@ -216,6 +227,11 @@ class HubConfig:
         for field in ("signing_key", "state_dir", "ready_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
+        for field in ("push_url", "push_branch"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        if (value := pick("push_ssh_key")) is not None:
+            kwargs["push_ssh_key"] = pathlib.Path(value).expanduser()
         if (level := pick("log_level")) is not None:
             kwargs["log_level"] = str(level).lower()
 

@@ -40,6 +40,8 @@ A rule needs a ``selector``, ``environments`` or both (both must hold). A
 path may contain ``{environment}`` (the cluster's environment; a cluster
 without one does not match such a rule) and ``{cluster}``. Directories may
 be kustomizations or plain YAML directories (see ``render.engine``).
+An optional ``promotion:`` section (apps, per-environment soak, approvers,
+freezes) is parsed by ``skerry.hub.promotion.policy`` into ``Fleet.promotion``.
 
 Every problem is a ``ConfigError`` naming ``skerry.yaml`` and the field
 (``skerry.yaml: clusters[2].name: ...``). Unknown keys are errors, so a typo
@@ -166,6 +168,8 @@ class Fleet:
     environments: tuple[str, ...]
     clusters: tuple[Cluster, ...]
     paths: tuple[PathRule, ...]
+    # the ``promotion:`` section (skerry.hub.promotion.policy.PromotionPolicy); None: not parsed
+    promotion: Any = None
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -288,7 +292,7 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
     if doc is None:
         raise _fail("", "is empty")
     top = _mapping(
-        doc, "", ("apiVersion", "kind", "environments", "clusters", "paths"), ("apiVersion", "kind")
+        doc, "", ("apiVersion", "kind", "environments", "clusters", "paths", "promotion"), ("apiVersion", "kind")
     )
     if top["apiVersion"] != API_VERSION:
         raise _fail("apiVersion", f"must be {API_VERSION!r}, got {top['apiVersion']!r}")
@@ -367,4 +371,9 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         selector = _selector(entry["selector"], f"{pf}.selector") if "selector" in entry else None
         rules.append(PathRule(path=path, selector=selector, environments=envs))
 
-    return Fleet(environments=tuple(environments), clusters=tuple(clusters), paths=tuple(rules))
+    from skerry.hub.promotion.policy import parse_promotion
+
+    promotion = parse_promotion(top.get("promotion"), tuple(environments))
+    return Fleet(
+        environments=tuple(environments), clusters=tuple(clusters), paths=tuple(rules), promotion=promotion
+    )
