@@ -90,6 +90,29 @@ def _mtls_credentials(files, agent_ca_pem: bytes):
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=roots, require_client_auth=True)
 
 
+# A token or secret file holds one line; anything bigger is not one.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def _read_secret(path: pathlib.Path | None, what: str) -> str:
+    """One secret from a file (surrounding whitespace removed); the value is never logged."""
+    assert path is not None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: cannot read: {e.strerror}") from e
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"{what} {path}: over {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        value = data.decode().strip()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path}: not UTF-8 text") from e
+    if not value:
+        raise ConfigError(f"{what} {path}: is empty")
+    return value
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -108,6 +131,8 @@ class HubApp:
         self.servicer = None
         self.enroll_server = None
         self.enroll_port: int | None = None
+        self.webhook = None
+        self.webhook_port: int | None = None
         self.promoter = None
         self.health_tracker = None
 
@@ -123,9 +148,9 @@ class HubApp:
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
-        from skerry.hub.render.engine import KustomizeEngine
+        from skerry.hub.render.detect import detect_engine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
-        from skerry.hub.source.git import GitSource
+        from skerry.hub.source.git import GitAuth, GitSource
         from skerry.hub.sync import Syncer
 
         cfg = self.config
@@ -133,10 +158,25 @@ class HubApp:
         self.enrollment = Enrollment.open(cfg.state_dir, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
         signer = load_or_create_signing_key(cfg.signing_key)
-        engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
+        engine = self._engine or await asyncio.to_thread(
+            detect_engine, cfg.engine, timeout=cfg.render_timeout
+        )
         self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
         engine = self.ops.engine(engine)
-        source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
+        auth = GitAuth(
+            ssh_key=cfg.git_ssh_key,
+            known_hosts=cfg.git_known_hosts,
+            token=_read_secret(cfg.git_token_file, "git token file") if cfg.git_token_file else None,
+        )
+        source = GitSource(
+            cfg.repo,
+            branch=cfg.branch,
+            cache_dir=cfg.state_dir,
+            tag=cfg.tag,
+            commit=cfg.commit,
+            depth=cfg.depth,
+            auth=auth,
+        )
         self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
@@ -186,6 +226,22 @@ class HubApp:
         if self.enroll_server is not None:
             self.enroll_port = await self.enroll_server.start()
         ops_ports = await self.ops.start()
+        if cfg.webhook_listen is not None:
+            from skerry.hub.webhook import WebhookHandler, WebhookServer
+
+            secret = _read_secret(cfg.webhook_secret_file, "webhook secret file").encode()
+            if cfg.commit:
+                refs: set[str] = set()  # a pinned commit never moves
+            elif cfg.tag:
+                refs = {f"refs/tags/{cfg.tag}"}
+            else:
+                refs = {f"refs/heads/{cfg.branch}"}
+            try:
+                handler = WebhookHandler(secret, lambda: refs, self.syncer.request_sync)
+            except ValueError as e:
+                raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
+            self.webhook = WebhookServer(handler, cfg.webhook_listen)
+            self.webhook_port = await self.webhook.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         if cfg.ready_file is not None:
@@ -269,6 +325,8 @@ class HubApp:
                     await task
         if self.enroll_server is not None:
             await self.enroll_server.stop(0)
+        if self.webhook is not None:
+            await self.webhook.stop()
         if getattr(self, "promoter", None) is not None:
             await self.promoter.close()
         await self.server.stop(grace)

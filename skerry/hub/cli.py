@@ -57,6 +57,25 @@ _SERVE_FLAGS = (
     ("--metrics-listen", "metrics_listen", "HOST:PORT", "serve /metrics, /healthz, /readyz here (default off)"),
     ("--dashboard-listen", "dashboard_listen", "HOST:PORT", "serve the read-only dashboard here (default off)"),
     ("--dashboard-token-file", "dashboard_token_file", "FILE", "bearer token that also opens the dashboard"),
+    (
+        "--engine",
+        "engine",
+        "auto|inprocess|binary",
+        "render engine (default auto: in-process kustomize if installed)",
+    ),
+    ("--tag", "tag", "TAG", "follow a tag instead of the branch"),
+    ("--commit", "commit", "SHA", "pin one commit instead of following the branch"),
+    ("--depth", "depth", "N", "shallow fetches of N commits"),
+    ("--git-ssh-key", "git_ssh_key", "FILE", "SSH deploy key for ssh:// URLs"),
+    ("--git-known-hosts", "git_known_hosts", "FILE", "known_hosts the Git server's host key must be in"),
+    ("--git-token-file", "git_token_file", "FILE", "file holding an HTTPS access token"),
+    (
+        "--webhook-listen",
+        "webhook_listen",
+        "HOST:PORT",
+        "serve the GitHub/GitLab push webhook (POST /hooks/git)",
+    ),
+    ("--webhook-secret-file", "webhook_secret_file", "FILE", "file holding the webhook's shared secret"),
     ("--push-url", "push_url", "PATH|URL", "where promotion commits are pushed (default: --repo)"),
     ("--push-branch", "push_branch", "NAME", "push promotions to this branch for review instead"),
     ("--push-ssh-key", "push_ssh_key", "FILE", "deploy key for pushing promotions over ssh"),
@@ -123,6 +142,12 @@ def add_commands(subparsers) -> None:
     render.add_argument("--branch", default="main", metavar="NAME", help="branch to build (default main)")
     render.add_argument(
         "--revision", metavar="REV", help="branch, tag or commit to build instead of the branch head"
+    )
+    render.add_argument(
+        "--engine",
+        choices=("auto", "inprocess", "binary"),
+        default="auto",
+        help="render engine (default auto: in-process kustomize if installed, else the binary)",
     )
     render.set_defaults(func=render_command)
 
@@ -231,9 +256,11 @@ def render_command(args: argparse.Namespace) -> int:
     skerry_logging.configure("warning")  # logs go to stderr; stdout is the rendered output
     try:
         if args.directory:
-            data = _render_directory(args.directory, args.output or "yaml")
+            data = _render_directory(args.directory, args.output or "yaml", args.engine)
         else:
-            data = _render_bundle(args.repo, args.cluster, args.branch, args.revision, args.output or "json")
+            data = _render_bundle(
+                args.repo, args.cluster, args.branch, args.revision, args.output or "json", args.engine
+            )
     except SkerryError as e:
         return _fail(command, str(e))
     except KeyboardInterrupt:
@@ -262,16 +289,53 @@ def _dump(objects, output: str) -> bytes:
     return "---\n".join(docs).encode()
 
 
-def _render_directory(directory: str, output: str) -> bytes:
+def _render_directory(directory: str, output: str, engine_choice: str = "auto") -> bytes:
     import pathlib
 
-    from skerry.hub.render.engine import KustomizeEngine
+    from skerry.hub.render.closure import refuse_remote_bases
+    from skerry.hub.render.detect import detect_engine
+    from skerry.hub.render.validate import check_objects
 
-    objects = KustomizeEngine.detect().render(pathlib.Path(directory))
+    refuse_remote_bases(pathlib.Path(directory))
+    objects = detect_engine(engine_choice).render(pathlib.Path(directory))
+    check_objects(objects, directory)  # structural checks, as the hub does (schemas with --repo)
     return _dump(objects, output)
 
 
-def _render_bundle(repo: str, cluster: str, branch: str, revision: str | None, output: str) -> bytes:
+# Renders shorter than this show no progress bar (it would only flicker).
+PROGRESS_MIN_PATHS = 20
+
+
+class _Progress:
+    """A rich progress bar on stderr while paths render; nothing when stderr is not a terminal."""
+
+    def __init__(self):
+        self._bar = None
+        self._task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < PROGRESS_MIN_PATHS or not sys.stderr.isatty():
+            return
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress(
+                "rendering", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task("render", total=total)
+        self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _render_bundle(
+    repo: str, cluster: str, branch: str, revision: str | None, output: str, engine_choice: str = "auto"
+) -> bytes:
     import json
     import pathlib
     import tempfile
@@ -279,15 +343,19 @@ def _render_bundle(repo: str, cluster: str, branch: str, revision: str | None, o
     import yaml
 
     from skerry.core.errors import RenderError
-    from skerry.hub.render.engine import KustomizeEngine
+    from skerry.hub.render.detect import detect_engine
     from skerry.hub.source.git import GitSource
     from skerry.hub.sync import build_revision
 
-    engine = KustomizeEngine.detect()
+    engine = detect_engine(engine_choice)
+    progress = _Progress()
     with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
         source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))
         commit = source.fetch_revision(revision) if revision else source.fetch()
-        outcome = build_revision(source, commit, engine, clusters=[cluster])
+        try:
+            outcome = build_revision(source, commit, engine, clusters=[cluster], progress=progress)
+        finally:
+            progress.close()
     if outcome.fleet is None:
         raise RenderError(str(outcome.fleet_error))
     if cluster in outcome.errors:

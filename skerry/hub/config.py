@@ -25,6 +25,16 @@ default::
     SKERRY_HUB_DASHBOARD_LISTEN  read-only fleet dashboard (HTTPS, the hub's TLS files) host:port   off
     SKERRY_HUB_DASHBOARD_TOKEN_FILE  a file holding a bearer token that also opens the dashboard
                                  (besides operator client certificates)               none
+    SKERRY_HUB_ENGINE            auto (in-process kustomize if present, else the binary),
+                                 inprocess or binary                   auto
+    SKERRY_HUB_TAG               follow this tag instead of the branch
+    SKERRY_HUB_COMMIT            pin this commit (40 hex) instead of the branch
+    SKERRY_HUB_DEPTH             shallow fetches of this many commits   (full)
+    SKERRY_HUB_GIT_SSH_KEY       SSH deploy key for ssh:// or user@host:path URLs
+    SKERRY_HUB_GIT_KNOWN_HOSTS   known_hosts the server's key must be in (required with a key)
+    SKERRY_HUB_GIT_TOKEN_FILE    file holding an HTTPS token (sent as a header, never in the URL)
+    SKERRY_HUB_WEBHOOK_LISTEN    host:port of the push webhook (POST /hooks/git)   off
+    SKERRY_HUB_WEBHOOK_SECRET_FILE  file holding the webhook secret (required with the webhook)
     SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
     SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
     SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
@@ -122,6 +132,15 @@ class HubConfig:
     metrics_listen: str = ""  # "": no metrics server
     dashboard_listen: str = ""  # "": no dashboard
     dashboard_token_file: pathlib.Path | None = None
+    engine: str = "auto"
+    tag: str | None = None
+    commit: str | None = None
+    depth: int | None = None
+    git_ssh_key: pathlib.Path | None = None
+    git_known_hosts: pathlib.Path | None = None
+    git_token_file: pathlib.Path | None = None
+    webhook_listen: str | None = None
+    webhook_secret_file: pathlib.Path | None = None
     # promotion (issue 8): where the hub pushes its commits
     push_url: str | None = None  # None: the repo it follows
     push_branch: str | None = None  # None: the followed branch; else a branch for review
@@ -142,6 +161,24 @@ class HubConfig:
             raise ConfigError(f"metadata_expiry: must be at least one minute, got {self.metadata_expiry}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.engine not in ("auto", "inprocess", "binary"):
+            raise ConfigError(f"engine: {self.engine!r} is not one of auto, inprocess, binary")
+        if self.tag is not None and self.commit is not None:
+            raise ConfigError("tag and commit: follow one of them, not both")
+        if self.commit is not None and not re.match(r"^[0-9a-f]{40}$", self.commit):
+            raise ConfigError(f"commit: {self.commit!r} must be a full 40-character commit id")
+        if self.depth is not None and not 0 < self.depth <= 1_000_000:
+            raise ConfigError(f"depth: must be a positive number of commits, got {self.depth}")
+        if self.git_ssh_key is not None and self.git_known_hosts is None:
+            raise ConfigError(
+                f"git_known_hosts: required with git_ssh_key ({ENV_PREFIX}GIT_KNOWN_HOSTS); host keys are checked"
+            )
+        if self.webhook_listen is not None:
+            check_listen(self.webhook_listen, "webhook_listen")
+            if self.webhook_secret_file is None:
+                raise ConfigError(
+                    f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
+                )
         object.__setattr__(self, "state_dir", pathlib.Path(self.state_dir))
         key = self.signing_key if self.signing_key is not None else self.state_dir / "signing.key"
         object.__setattr__(self, "signing_key", pathlib.Path(key))
@@ -210,6 +247,17 @@ class HubConfig:
         for field in ("metrics_listen", "dashboard_listen"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)
+        for field in ("engine", "tag", "commit", "webhook_listen"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        if (depth := pick("depth")) is not None:
+            try:
+                kwargs["depth"] = int(depth)
+            except ValueError as e:
+                raise ConfigError(f"depth ({ENV_PREFIX}DEPTH): {depth!r} is not a number") from e
+        for field in ("git_ssh_key", "git_known_hosts", "git_token_file", "webhook_secret_file"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = pathlib.Path(value).expanduser()
         for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()

@@ -24,6 +24,22 @@ an empty selector ``{}`` selects every cluster. A cluster gets every path
 whose selector matches it, in file order; a cluster that matches none is an
 error for that cluster only (``Fleet.paths_for``).
 
+Besides selectors, paths can be given per environment and per cluster::
+
+    clusters:
+      - name: oslo-prod
+        environment: prod              # one of environments (optional)
+        labels: {region: no-oslo}
+        paths: [clusters/oslo-prod]    # this cluster only, after the rules' paths
+    paths:
+      - path: apps/shop/overlays/prod
+        environments: [prod]           # clusters whose environment is listed
+      - path: apps/shop/overlays/{environment}   # one rule for every environment
+
+A rule needs a ``selector``, ``environments`` or both (both must hold). A
+path may contain ``{environment}`` (the cluster's environment; a cluster
+without one does not match such a rule) and ``{cluster}``. Directories may
+be kustomizations or plain YAML directories (see ``render.engine``).
 An optional ``promotion:`` section (apps, per-environment soak, approvers,
 freezes) is parsed by ``skerry.hub.promotion.policy`` into ``Fleet.promotion``.
 
@@ -123,12 +139,28 @@ class LabelSelector:
 class Cluster:
     name: str
     labels: Mapping[str, str]
+    environment: str | None = None
+    paths: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class PathRule:
     path: str
-    selector: LabelSelector
+    selector: LabelSelector | None
+    environments: tuple[str, ...] | None = None
+
+    def path_for(self, cluster: Cluster) -> str | None:
+        """The rule's path for ``cluster`` (templates filled in), or None if it does not apply."""
+        if self.selector is not None and not self.selector.matches(cluster.labels):
+            return None
+        if self.environments is not None and cluster.environment not in self.environments:
+            return None
+        path = self.path
+        if "{environment}" in path:
+            if cluster.environment is None:
+                return None
+            path = path.replace("{environment}", cluster.environment)
+        return path.replace("{cluster}", cluster.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +184,8 @@ class Fleet:
     def paths_for(self, cluster: str | Cluster) -> tuple[str, ...]:
         """The paths whose selector matches the cluster, in file order; ``ConfigError`` if none."""
         c = cluster if isinstance(cluster, Cluster) else self.cluster(cluster)
-        found = tuple(rule.path for rule in self.paths if rule.selector.matches(c.labels))
+        matched = [p for p in (rule.path_for(c) for rule in self.paths) if p is not None]
+        found = tuple(dict.fromkeys([*matched, *c.paths]))
         if not found:
             raise _fail(
                 f"cluster {c.name!r}", "matches no entry in paths (check its labels and the selectors)"
@@ -280,7 +313,7 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
     raw_clusters = top.get("clusters")
     for i, raw in enumerate(_list(raw_clusters if raw_clusters is not None else [], "clusters")):
         cf = f"clusters[{i}]"
-        entry = _mapping(raw, cf, ("name", "labels"), ("name",))
+        entry = _mapping(raw, cf, ("name", "labels", "environment", "paths"), ("name",))
         name = entry["name"]
         if not is_dns_label(name):
             raise _fail(
@@ -291,19 +324,52 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         if name in index:
             raise _fail(f"{cf}.name", f"duplicate cluster {name!r} (also clusters[{index[name]}])")
         index[name] = i
-        clusters.append(Cluster(name=name, labels=_labels(entry.get("labels"), f"{cf}.labels")))
+        env = entry.get("environment")
+        if env is not None and env not in environments:
+            raise _fail(
+                f"{cf}.environment", f"{env!r} is not one of environments ({', '.join(environments)})"
+            )
+        raw_cpaths = entry.get("paths")
+        cpaths = []
+        for j, raw_path in enumerate(_list(raw_cpaths if raw_cpaths is not None else [], f"{cf}.paths")):
+            cpath = _check_path(raw_path, f"{cf}.paths[{j}]")
+            if cpath in cpaths:
+                raise _fail(f"{cf}.paths[{j}]", f"duplicate path {cpath!r}")
+            cpaths.append(cpath)
+        clusters.append(
+            Cluster(
+                name=name,
+                labels=_labels(entry.get("labels"), f"{cf}.labels"),
+                environment=env,
+                paths=tuple(cpaths),
+            )
+        )
 
     rules: list[PathRule] = []
     seen_paths: dict[str, int] = {}
     raw_paths = top.get("paths")
     for i, raw in enumerate(_list(raw_paths if raw_paths is not None else [], "paths")):
         pf = f"paths[{i}]"
-        entry = _mapping(raw, pf, ("path", "selector"), ("path", "selector"))
+        entry = _mapping(raw, pf, ("path", "selector", "environments"), ("path",))
         path = _check_path(entry["path"], f"{pf}.path")
         if path in seen_paths:
             raise _fail(f"{pf}.path", f"duplicate path {path!r} (also paths[{seen_paths[path]}])")
         seen_paths[path] = i
-        rules.append(PathRule(path=path, selector=_selector(entry["selector"], f"{pf}.selector")))
+        for part in re.findall(r"\{[^}]*\}", path):
+            if part not in ("{environment}", "{cluster}"):
+                raise _fail(f"{pf}.path", f"{part} is not a template (use {{environment}} or {{cluster}})")
+        envs = None
+        if "environments" in entry:
+            envs = []
+            for j, env in enumerate(_list(entry["environments"], f"{pf}.environments")):
+                if env not in environments:
+                    raise _fail(f"{pf}.environments[{j}]", f"{env!r} is not one of environments")
+                envs.append(env)
+            envs = tuple(envs)
+        if "selector" not in entry and envs is None:
+            raise _fail(pf, "needs a selector, environments, or both (use selector: {} for every cluster)")
+        selector = _selector(entry["selector"], f"{pf}.selector") if "selector" in entry else None
+        rules.append(PathRule(path=path, selector=selector, environments=envs))
 
     from skerry.hub.promotion.policy import parse_promotion
 

@@ -40,7 +40,8 @@ from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bund
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.fleet import FLEET_FILE, Fleet, parse_fleet
 from skerry.hub.render.engine import Engine
-from skerry.hub.source.git import GitSource
+from skerry.hub.render.incremental import IncrementalRenderer, Progress, RenderStats
+from skerry.hub.source.git import MAX_FILE_BYTES, GitSource
 from skerry.hub.status import StatusBoard
 
 log = structlog.get_logger("skerry.hub.sync")
@@ -62,6 +63,9 @@ class BuildOutcome:
     fleet_error: str | None
     bundles: Mapping[str, BuiltBundle]
     errors: Mapping[str, str]  # cluster -> message
+    inputs: Mapping[str, tuple] = dataclasses.field(default_factory=dict)  # cluster -> what it was built from
+    unchanged: tuple[str, ...] = ()  # clusters not rebuilt: same inputs as ``previous`` said
+    stats: RenderStats | None = None
 
 
 def build_revision(
@@ -70,14 +74,23 @@ def build_revision(
     engine: Engine,
     *,
     clusters: Collection[str] | None = None,
+    renderer: IncrementalRenderer | None = None,
+    previous: Mapping[str, tuple] | None = None,
+    progress: Progress | None = None,
 ) -> BuildOutcome:
     """Build the bundles of ``clusters`` (default: all in the fleet) at ``commit``. Blocking.
+
+    ``renderer`` keeps renders between calls (the hub passes the same one every time; a fresh one
+    renders everything). ``previous`` maps a cluster to the ``inputs`` it was last built from: a
+    cluster whose inputs (its paths' render keys, in order, and the engine) are unchanged is listed
+    in ``unchanged`` and not rebuilt (its bundle content cannot have changed).
 
     Raises ``SourceError`` if the commit cannot be read, and ``NotFound`` if a requested cluster is
     not in the fleet; everything else is reported in the outcome.
     """
+    renderer = renderer or IncrementalRenderer(engine)
     try:
-        fleet = parse_fleet(source.read_file(commit, FLEET_FILE))
+        fleet = _fleet_at(source, commit, renderer)
     except ConfigError as e:
         return BuildOutcome(commit, None, f"{e} (commit {commit[:12]})", {}, {})
     names = list(fleet.cluster_names) if clusters is None else list(clusters)
@@ -93,22 +106,21 @@ def build_revision(
             errors[name] = str(e)
     needed = list(dict.fromkeys(p for paths in plan.values() for p in paths))
 
-    rendered: dict[str, list[dict]] = {}
-    failures: dict[str, str] = {}
-    if needed:
-        with source.exported(commit) as root:
-            for path in needed:
-                try:
-                    rendered[path] = engine.render(root / path, root=root)
-                except RenderError as e:
-                    failures[path] = str(e)
-                    log.info("path failed to render", path=path, revision=commit, error=str(e))
+    outcome = renderer.render(source, commit, needed, progress=progress)
+    rendered, failures = outcome.rendered, outcome.failures
 
     bundles: dict[str, BuiltBundle] = {}
+    inputs: dict[str, tuple] = {}
+    unchanged: list[str] = []
     for name, paths in plan.items():
         failed = [failures[p] for p in paths if p in failures]
         if failed:
             errors[name] = "; ".join(failed)
+            continue
+        key = (engine.name, engine.version, source.url, tuple((p, outcome.keys[p]) for p in paths))
+        inputs[name] = key
+        if previous is not None and previous.get(name) == key:
+            unchanged.append(name)
             continue
         try:
             bundle = build_bundle(
@@ -122,7 +134,24 @@ def build_revision(
             bundles[name] = BuiltBundle(bundle, encode_bundle(bundle), content_digest(bundle))
         except RenderError as e:
             errors[name] = str(e)
-    return BuildOutcome(commit, fleet, None, bundles, errors)
+            inputs.pop(name, None)
+    return BuildOutcome(
+        commit, fleet, None, bundles, errors, inputs=inputs, unchanged=tuple(unchanged), stats=outcome.stats
+    )
+
+
+def _fleet_at(source: GitSource, commit: str, renderer: IncrementalRenderer) -> Fleet:
+    """``skerry.yaml`` at ``commit``, parsed once per blob id."""
+    entries = source.list_tree(commit)
+    entry = entries.get(FLEET_FILE)
+    if entry is None or entry.type != "blob":
+        return parse_fleet(None)
+    cached = renderer.memo.get("fleet")
+    if cached is not None and cached[0] == entry.oid:
+        return cached[1]
+    fleet = parse_fleet(source.read_blobs([entry.oid], max_bytes=MAX_FILE_BYTES)[entry.oid])
+    renderer.memo["fleet"] = (entry.oid, fleet)
+    return fleet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +192,8 @@ class Syncer:
         self._lock = asyncio.Lock()
         self._trigger = asyncio.Event()
         self.observers: list[Callable[[SyncResult, float], None]] = []  # e.g. metrics; (result, seconds)
+        self.renderer = IncrementalRenderer(engine)
+        self._inputs: dict[str, tuple] = {}  # cluster -> inputs of the bundle it now has
 
     def request_sync(self) -> None:
         """Wake ``run`` now instead of at the next interval (e.g. from a webhook)."""
@@ -191,7 +222,14 @@ class Syncer:
             return SyncResult(commit, False, tuple(self.store.refresh_expiring()))
 
         try:
-            outcome = await asyncio.to_thread(build_revision, self.source, commit, self.engine)
+            outcome = await asyncio.to_thread(
+                build_revision,
+                self.source,
+                commit,
+                self.engine,
+                renderer=self.renderer,
+                previous=None if force else dict(self._inputs),
+            )
         except SourceError as e:
             # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
             outcome = BuildOutcome(commit, None, str(e), {}, {})
@@ -216,17 +254,26 @@ class Syncer:
             for cluster, built in outcome.bundles.items():
                 if self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
                     published.append(cluster)
+                self._inputs[cluster] = outcome.inputs[cluster]
             for cluster, message in outcome.errors.items():
                 self.store.set_error(cluster, message, commit)
                 errors[cluster] = message
+                self._inputs.pop(cluster, None)
+            for cluster in list(self._inputs):
+                if cluster not in outcome.fleet.cluster_names:
+                    del self._inputs[cluster]
         for cluster in self.store.refresh_expiring():
             if cluster not in published:
                 published.append(cluster)
         if not errors and outcome.fleet is not None:
             self._done = commit
+        stats = outcome.stats
         log.info(
             "synced",
             revision=commit,
+            paths=stats.paths if stats else 0,
+            rerendered=stats.rendered if stats else 0,
+            render_seconds=round(stats.seconds, 3) if stats else 0,
             published=len(published),
             failed=len(errors),
             clusters=len(self.store.clusters()),

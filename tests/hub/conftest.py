@@ -42,7 +42,15 @@ def fleet_repo(tmp_path) -> GitRepo:
 
 
 @pytest.fixture(scope="session")
-def engine() -> KustomizeEngine:
+def engine():
+    """The engine the hub picks by default (in-process kustomize if installed, else the binary)."""
+    from skerry.hub.render.detect import detect_engine
+
+    return detect_engine()
+
+
+@pytest.fixture(scope="session")
+def binary_engine() -> KustomizeEngine:
     return KustomizeEngine.detect()
 
 

@@ -93,7 +93,7 @@ def test_broken_overlay_is_one_error_line_naming_the_path(fleet_repo):
 def test_broken_cluster_is_one_error_line_naming_the_path(fleet_repo):
     fleet_repo.commit("break", BROKEN_PROD)
     proc = skerry("render", "--repo", str(fleet_repo.path), "--cluster", "oslo-prod")
-    assert_one_line_error(proc, "skerry render", "overlays/prod: kustomize build failed")
+    assert_one_line_error(proc, "skerry render", "overlays/prod/kustomization.yaml", "missing.yaml")
     assert proc.returncode == 1
 
 

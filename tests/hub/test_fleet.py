@@ -181,7 +181,7 @@ GOOD_PATHS = "paths: [{path: p, selector: {}}]\n"
             "paths[1].path",
             "duplicate path 'p'",
         ),
-        (fleet_text(paths="paths: [{path: p}]\n"), "paths[0]", "'selector' is required"),
+        (fleet_text(paths="paths: [{path: p}]\n"), "paths[0]", "needs a selector, environments, or both"),
         (fleet_text(paths="paths: [{path: p, selector: null}]\n"), "paths[0].selector", "is required"),
         (
             fleet_text(paths="paths: [{path: p, selector: {}, env: dev}]\n"),

@@ -27,11 +27,11 @@ def tree(tmp_path) -> pathlib.Path:
     return write(tmp_path / "repo", FLEET_FILES)
 
 
-def test_engine_records_tool_and_version(engine):
-    assert engine.name == "kustomize"
-    assert engine.version.startswith("v5.")
-    if "kubectl" in repr(engine):
-        assert "(kubectl v1." in engine.version
+def test_engine_records_tool_and_version(binary_engine):
+    assert binary_engine.name == "kustomize"
+    assert binary_engine.version.startswith("v5.")
+    if "kubectl" in repr(binary_engine):
+        assert "(kubectl v1." in binary_engine.version
 
 
 @pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/prod"])
@@ -112,10 +112,10 @@ def test_values_json_cannot_hold_are_rejected():
         parse_documents("apiVersion: v1\nkind: X\nmetadata: {name: n}\nspec: {v: !!binary aGk=}\n", "f.yaml")
 
 
-def test_broken_overlay_is_a_render_error_naming_the_path_and_the_tool_error(engine, tree):
+def test_broken_overlay_is_a_render_error_naming_the_path_and_the_tool_error(binary_engine, tree):
     write(tree, {"overlays/prod/kustomization.yaml": "resources: [../../base, missing.yaml]\n"})
     with pytest.raises(RenderError) as info:
-        engine.render(tree / "overlays/prod", root=tree)
+        binary_engine.render(tree / "overlays/prod", root=tree)
     message = str(info.value)
     assert message.startswith("overlays/prod: kustomize build failed: Error: ")
     assert "missing.yaml" in message
@@ -179,3 +179,12 @@ def test_yaml_merge_keys_may_be_overridden_explicitly():
         "f.yaml",
     )
     assert objects[0]["data"] == {"a": "1", "b": "3"}
+
+
+def test_broken_overlay_errors_alike_in_process(engine, tree):
+    write(tree, {"overlays/prod/kustomization.yaml": "resources: [../../base, missing.yaml]\n"})
+    with pytest.raises(RenderError) as info:
+        engine.render(tree / "overlays/prod", root=tree)
+    message = str(info.value)
+    assert message.startswith("overlays/prod: kustomize build failed: ") and "missing.yaml" in message
+    assert str(tree) not in message

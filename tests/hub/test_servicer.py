@@ -143,7 +143,7 @@ async def test_render_error_is_streamed_and_the_previous_bundle_stays(fleet_repo
         event = await read(call)
         assert event.WhichOneof("event") == "render_error"
         assert event.render_error.revision == commit
-        assert event.render_error.message.startswith("overlays/prod: kustomize build failed")
+        assert event.render_error.message.startswith("overlays/prod/kustomization.yaml: resources[1]")
         assert app.store.current("oslo-prod").digest == good.digest
         call.cancel()
 
@@ -252,7 +252,7 @@ async def test_fleet_status_shows_render_errors(fleet_repo, tmp_path, pki, engin
         view = (
             await ops.GetFleetStatus(hub_pb2.GetFleetStatusRequest(cluster="oslo-prod"), timeout=10)
         ).clusters[0]
-        assert view.render_error.startswith("overlays/prod: kustomize build failed")
+        assert view.render_error.startswith("overlays/prod/kustomization.yaml: resources[1]")
         assert view.desired_version > 0  # the previous bundle is still the desired state
 
 

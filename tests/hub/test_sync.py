@@ -146,7 +146,9 @@ async def test_broken_overlay_keeps_the_previous_bundle_and_records_an_error_nam
     commit = fleet_repo.commit("break prod", BROKEN_PROD)
     result = await syncer.sync_once()
     assert set(result.errors) == {"oslo-prod"}
-    assert result.errors["oslo-prod"].startswith("overlays/prod: kustomize build failed:")
+    assert result.errors["oslo-prod"].startswith(
+        "overlays/prod/kustomization.yaml: resources[1] 'missing.yaml': no such file"
+    )
     assert "missing.yaml" in result.errors["oslo-prod"]
     assert syncer.store.current("oslo-prod") is good["oslo-prod"]  # never a broken or partial bundle
     failure = syncer.store.error("oslo-prod")

@@ -12,19 +12,40 @@ Every repository handle is opened per operation and closed with it (GitPython
 keeps ``cat-file`` processes alive otherwise). GitPython errors become
 ``SourceError`` naming the repository, with credentials removed from the URL.
 Git never prompts: ``GIT_TERMINAL_PROMPT=0``.
+
+Reading many objects (the incremental renderer): ``list_tree`` is one
+``git ls-tree -r -t -z`` (every blob and tree id of a commit, ~10 ms for
+10k entries) and ``read_blobs`` streams ids through one ``git cat-file
+--batch`` (GitPython's per-object reads are ~20x slower); ``materialize``
+writes just the files a render needs into a scratch directory.
+
+Credentials (``GitAuth``): an SSH deploy key is used with ``IdentitiesOnly``
+and strict host-key checking against the given ``known_hosts`` (never
+trust-on-first-use); an HTTPS token is sent as an ``Authorization`` header
+through ``GIT_CONFIG_*`` environment variables, so it is never in a URL,
+never on a command line (``ps``), never in the mirror's config on disk and
+never in a log line. The ref followed is a branch, a tag or a pinned
+commit; ``depth`` makes every fetch shallow.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import hashlib
+import os
 import pathlib
 import re
+import shlex
 import shutil
+import subprocess
 import tarfile
 import tempfile
+import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import git
 import structlog
@@ -39,6 +60,62 @@ DEFAULT_TIMEOUT = 300.0
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_EXPORT_BYTES = 1024 * 1024 * 1024
 MAX_EXPORT_FILES = 100_000
+# One tree listing: more entries than any export may have files (trees included), with room to spare.
+MAX_TREE_ENTRIES = 4 * MAX_EXPORT_FILES
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class TreeEntry(NamedTuple):
+    """One ``ls-tree`` line: ``mode`` (e.g. 100644, 120000 for a link, 040000), ``type``, object id.
+
+    A named tuple, not a dataclass: a listing makes one per file, and tuples are cheap to create.
+    """
+
+    mode: str
+    type: str  # blob, tree or commit (a submodule)
+    oid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GitAuth:
+    """How to authenticate to the remote. ``repr`` never shows the token."""
+
+    ssh_key: pathlib.Path | None = None
+    known_hosts: pathlib.Path | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)
+    token_user: str = "x-access-token"  # GitHub's convention; GitLab accepts any user with a token
+
+    def __post_init__(self) -> None:
+        if self.ssh_key is not None and self.known_hosts is None:
+            raise ConfigError(
+                "git ssh key: a known_hosts file is required (host keys are checked, never trusted on first use)"
+            )
+        if self.token is not None and (not self.token.strip() or any(c in self.token for c in "\r\n")):
+            raise ConfigError("git token: must be one non-empty line")
+
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self.ssh_key is not None:
+            ssh = [
+                "ssh",
+                "-F", "/dev/null",
+                "-i", str(self.ssh_key),
+                "-o", "IdentitiesOnly=yes",
+                "-o", "IdentityAgent=none",
+                "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "ConnectTimeout=30",
+            ]  # fmt: skip
+            env["GIT_SSH_COMMAND"] = shlex.join(ssh)
+            env["GIT_SSH_VARIANT"] = "ssh"
+        if self.token is not None:
+            basic = base64.b64encode(f"{self.token_user}:{self.token.strip()}".encode()).decode()
+            env["GIT_CONFIG_COUNT"] = "1"
+            env["GIT_CONFIG_KEY_0"] = "http.extraHeader"
+            env["GIT_CONFIG_VALUE_0"] = f"Authorization: Basic {basic}"
+        return env
 
 
 def redact_url(url: str) -> str:
@@ -70,23 +147,56 @@ class GitSource:
     """One remote branch mirrored into ``cache_dir``."""
 
     def __init__(
-        self, url: str, *, branch: str = "main", cache_dir: pathlib.Path, timeout: float = DEFAULT_TIMEOUT
+        self,
+        url: str,
+        *,
+        branch: str = "main",
+        cache_dir: pathlib.Path,
+        timeout: float = DEFAULT_TIMEOUT,
+        tag: str | None = None,
+        commit: str | None = None,
+        depth: int | None = None,
+        auth: GitAuth | None = None,
     ):
         if not str(url).strip():
             raise ConfigError("repo: a repository path or URL is required")
         if str(url).startswith("-"):
             raise ConfigError(f"repo: {url!r} is not a repository path or URL")
-        self._remote = normalise_url(url)
+        if tag is not None and commit is not None:
+            raise ConfigError("git source: give a tag or a commit, not both")
+        if commit is not None and not _SHA.match(commit):
+            raise ConfigError(f"git commit: {commit!r} must be a full 40-character commit id")
+        if depth is not None and not 0 < depth <= 1_000_000:
+            raise ConfigError(f"git depth: must be a positive number of commits, got {depth}")
+        self.auth = auth or GitAuth()
+        remote = normalise_url(url)
+        if self.auth.token is not None:
+            remote = redact_url(remote)  # the token goes in a header, never in the URL
+        self._remote = remote
         self.url = redact_url(self._remote)
         self.branch = check_branch(branch)
+        self.tag = check_branch(tag, "tag") if tag is not None else None
+        self.pinned = commit
+        self.depth = depth
         self.timeout = timeout
-        digest = hashlib.sha256(self._remote.encode()).hexdigest()[:16]
+        self._env = {**GIT_ENV, **self.auth.env()}
+        self._listing: tuple[str, dict[str, TreeEntry]] | None = None  # the last commit listed
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self.cache_dir = pathlib.Path(cache_dir)
         self.mirror = self.cache_dir / "git" / f"{digest}.git"
         self.scratch = self.cache_dir / "tmp"
 
     def __repr__(self) -> str:
-        return f"GitSource({self.url!r}, branch={self.branch!r})"
+        return f"GitSource({self.url!r}, {self.ref_name})"
+
+    @property
+    def ref_name(self) -> str:
+        """What is followed, for messages: ``branch main``, ``tag v1``, ``commit 0123abcd...``."""
+        if self.pinned:
+            return f"commit {self.pinned[:12]}"
+        if self.tag:
+            return f"tag {self.tag}"
+        return f"branch {self.branch}"
 
     # --- errors -----------------------------------------------------------------------------
 
@@ -95,12 +205,19 @@ class GitSource:
             stderr = (exc.stderr or "").strip()
             if stderr.startswith("stderr:"):
                 stderr = stderr[len("stderr:") :].strip().strip("'").strip()
-            lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+            lines = [ln.strip().strip("@").strip() for ln in stderr.splitlines()]
+            lines = [ln for ln in lines if ln]
+            # ssh's banner ("REMOTE HOST IDENTIFICATION HAS CHANGED", a box of '@') comes before the
+            # line that says what happened; put the lines that say it first.
+            key = ("Host key verification failed", "Permission denied", "fatal:", "error:")
+            lines.sort(key=lambda ln: 0 if any(k in ln for k in key) else 1)
             detail = "; ".join(lines[:3]) or f"git exited with status {exc.status}"
         else:
             detail = str(exc) or type(exc).__name__
         detail = detail.replace(self._remote, self.url)
-        return SourceError(f"git source {self.url} (branch {self.branch}): {what}: {detail}")
+        if self.auth.token:
+            detail = detail.replace(self.auth.token.strip(), "<token>")
+        return SourceError(f"git source {self.url} ({self.ref_name}): {what}: {detail}")
 
     # --- the mirror -------------------------------------------------------------------------
 
@@ -135,14 +252,16 @@ class GitSource:
         except (git.GitError, OSError) as e:
             raise self._error(f"cannot create mirror in {self.mirror}", e) from e
         try:
+            shallow = [f"--depth={self.depth}"] if self.depth else []
             repo.git.fetch(
                 "--prune",
                 "--no-tags",
                 "--quiet",
+                *shallow,
                 "--",
                 self._remote,
                 *refspecs,
-                env=GIT_ENV,
+                env=self._env,
                 kill_after_timeout=self.timeout,
             )
         except git.GitCommandError as e:
@@ -153,7 +272,17 @@ class GitSource:
             repo.close()
 
     def fetch(self) -> str:
-        """Fetch the branch; returns its commit sha."""
+        """Fetch what is followed (branch, tag or pinned commit); returns its commit sha."""
+        if self.pinned:
+            with contextlib.suppress(SourceError):
+                if self.resolve(self.pinned) == self.pinned:
+                    return self.pinned  # immutable: once here, never fetched again
+            self._fetch([f"+{self.pinned}:refs/skerry/pinned"], "fetch of the pinned commit failed")
+            return self.resolve(self.pinned)
+        if self.tag:
+            ref = f"refs/tags/{self.tag}"
+            self._fetch([f"+{ref}:{ref}"], "fetch failed")
+            return self.resolve(f"{ref}^{{commit}}")
         ref = f"refs/heads/{self.branch}"
         self._fetch([f"+{ref}:{ref}"], "fetch failed")
         return self.resolve(ref)
@@ -219,7 +348,7 @@ class GitSource:
                         "--format=tar",
                         commit,
                         output_stream=archive,
-                        env=GIT_ENV,
+                        env=self._env,
                         kill_after_timeout=self.timeout,
                     )
                 except (git.GitError, OSError) as e:
@@ -249,6 +378,146 @@ class GitSource:
         except tarfile.TarError as e:
             raise SourceError(f"git source {self.url}: cannot unpack commit {commit[:12]}: {e}") from e
 
+    # --- many objects at once (the incremental renderer) ------------------------------------
+
+    def _git(self, *args: str) -> list[str]:
+        return ["git", f"--git-dir={self.mirror}", *args]
+
+    def list_tree(self, commit: str) -> dict[str, TreeEntry]:
+        """Every blob, tree and submodule of ``commit`` by path.
+
+        '' is the root; its ``oid`` is a digest of the listing (not Git's tree id, which would cost a
+        second process), so it too changes exactly when the tree does.
+        """
+        if not _SHA.match(commit):
+            commit = self.resolve(commit)
+        last = self._listing
+        if last is not None and last[0] == commit:
+            return last[1]
+        try:
+            proc = subprocess.run(
+                self._git("ls-tree", "-r", "-t", "-z", "--full-tree", commit),
+                capture_output=True,
+                timeout=self.timeout,
+                env={**os.environ, **self._env},
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise self._error(f"cannot list commit {commit[:12]}", e) from e
+        if proc.returncode != 0:
+            detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
+            raise SourceError(f"git source {self.url}: cannot list commit {commit[:12]}: {'; '.join(detail)}")
+        # The root tree's id would cost another git process; a digest of the whole listing changes
+        # exactly when something in the tree does, which is all a closure of the root needs.
+        root = "listing-" + hashlib.sha256(proc.stdout).hexdigest()
+        entries: dict[str, TreeEntry] = {"": TreeEntry("040000", "tree", root)}
+        records = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+        if len(records) > MAX_TREE_ENTRIES:
+            raise SourceError(
+                f"git source {self.url}: commit {commit[:12]} has more than {MAX_TREE_ENTRIES} entries"
+            )
+        make = TreeEntry._make
+        for record in records:
+            if record:
+                meta, _, path = record.partition("\t")
+                entries[path] = make(meta.split(" ", 2))
+        self._listing = (commit, entries)
+        return entries
+
+    def read_blobs(self, oids: Iterable[str], *, max_bytes: int = MAX_EXPORT_BYTES) -> dict[str, bytes]:
+        """The content of each blob id, through one ``git cat-file --batch``."""
+        wanted = list(dict.fromkeys(oids))
+        if not wanted:
+            return {}
+        for oid in wanted:
+            if not _SHA.match(oid):
+                raise SourceError(f"git source {self.url}: {oid!r} is not an object id")
+        try:
+            proc = subprocess.Popen(
+                self._git("cat-file", "--batch"),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **self._env},
+            )
+        except OSError as e:
+            raise self._error("cannot run git cat-file", e) from e
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def feed() -> None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.write(("\n".join(wanted) + "\n").encode())
+                proc.stdin.close()
+
+        writer = threading.Thread(target=feed, name="git-cat-file-feed", daemon=True)
+        writer.start()
+        out: dict[str, bytes] = {}
+        total = 0
+        try:
+            for oid in wanted:
+                header = proc.stdout.readline().decode().split()
+                if len(header) != 3 or header[1] != "blob":
+                    raise SourceError(f"git source {self.url}: object {oid[:12]} is not a readable blob")
+                size = int(header[2])
+                total += size
+                if size > MAX_FILE_BYTES or total > max_bytes:
+                    raise SourceError(
+                        f"git source {self.url}: blob {oid[:12]} is {size} bytes; a file may have at most "
+                        f"{MAX_FILE_BYTES} and one read at most {max_bytes} in all"
+                    )
+                data = proc.stdout.read(size)
+                proc.stdout.read(1)  # the newline after each object
+                if len(data) != size:
+                    raise SourceError(f"git source {self.url}: short read of blob {oid[:12]}")
+                out[oid] = data
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            writer.join(timeout=5)
+        return out
+
+    def materialize(self, entries: Mapping[str, TreeEntry], paths: Iterable[str], dest: pathlib.Path) -> int:
+        """Write the blobs at ``paths`` (keys of ``list_tree``) under ``dest``; returns the file count.
+
+        Links and submodules are refused (a link could point anywhere; renders need regular files).
+        """
+        dest = pathlib.Path(dest)
+        todo: list[tuple[str, TreeEntry]] = []
+        for path in dict.fromkeys(paths):
+            entry = entries.get(path)
+            if entry is None or entry.type == "tree":
+                continue
+            if entry.type != "blob" or entry.mode == "120000":
+                what = "a symbolic link" if entry.mode == "120000" else f"a {entry.type}"
+                raise SourceError(f"{path}: is {what}; renders read regular files only")
+            if path.startswith("/") or ".." in path.split("/") or path.split("/")[0] == ".git":
+                raise SourceError(f"{path}: refused (points outside the repository)")
+            todo.append((path, entry))
+        if len(todo) > MAX_EXPORT_FILES:
+            raise SourceError(f"git source {self.url}: more than {MAX_EXPORT_FILES} files to render")
+        blobs = self.read_blobs(e.oid for _, e in todo)
+        made: set[pathlib.Path] = set()
+        for path, entry in todo:
+            target = dest / path
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            target.write_bytes(blobs[entry.oid])
+            if entry.mode == "100755":
+                target.chmod(0o755)
+        return len(todo)
+
+    @contextlib.contextmanager
+    def scratch_dir(self, prefix: str) -> Iterator[pathlib.Path]:
+        """A fresh temporary directory under the state dir, removed on exit."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        root = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=self.scratch))
+        try:
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 # --- writing: commits made by the hub (promotion), appended for issue 8 ---------------------
 #

@@ -1,0 +1,82 @@
+"""Object validation before publishing: structure, names, scope, and the Kubernetes schemas."""
+
+from __future__ import annotations
+
+import pytest
+
+from skerry.core.errors import RenderError
+from skerry.hub.render.validate import SchemaValidator, check_objects
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.acme.io"},
+    "spec": {
+        "group": "acme.io",
+        "scope": "Cluster",
+        "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def schemas() -> SchemaValidator:
+    return SchemaValidator()
+
+
+def test_a_crd_and_its_cluster_scoped_resource_pass(schemas):
+    check_objects(
+        [CRD, {"apiVersion": "acme.io/v1", "kind": "Widget", "metadata": {"name": "w"}}], "p", schemas
+    )
+
+
+def test_a_namespace_on_a_kind_the_crd_declares_cluster_scoped_is_refused(schemas):
+    widget = {"apiVersion": "acme.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "x"}}
+    with pytest.raises(RenderError, match=r"^p: object #1 \(Widget x/w\): Widget is cluster-scoped"):
+        check_objects([CRD, widget], "p", schemas)
+
+
+def test_rbac_names_may_hold_colons(schemas):
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "acme:read"},
+    }
+    check_objects([role], "p", schemas)
+
+
+@pytest.mark.parametrize(
+    "obj, needle",
+    [
+        ({"kind": "ConfigMap", "metadata": {"name": "a"}}, "lacks apiVersion"),
+        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}, "lacks metadata.name"),
+        (
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "Bad"}},
+            "DNS-1123 label",
+        ),
+        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x" * 254}}, "DNS-1123 subdomain"),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "d"},
+                "dta": {"a": "b"},
+            },
+            "('dta' was unexpected)",
+        ),
+    ],
+)
+def test_problems_are_named(schemas, obj, needle):
+    with pytest.raises(RenderError) as info:
+        check_objects([obj], "apps/x", schemas)
+    assert str(info.value).startswith("apps/x: object #0 (") and needle in str(info.value), str(info.value)
