@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-SERVICE_CLIS = ("skerry.hub.cli", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo")
+SERVICE_CLIS = ("skerry.hub.cli", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo", "skerry.hub.trust.cli")
 
 
 def _version(_args) -> int:

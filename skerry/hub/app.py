@@ -92,6 +92,9 @@ class HubApp:
         self.server = None
         self.port: int | None = None
         self._loop_task: asyncio.Task | None = None
+        self._trust_task: asyncio.Task | None = None
+        self.trust = None
+        self.attestations = None
         self._stopped = False
 
     @property
@@ -111,18 +114,23 @@ class HubApp:
 
         cfg = self.config
         credentials = server_credentials(cfg.require_tls())
-        signer = load_or_create_signing_key(cfg.signing_key)
         engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
         source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
-        self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
+        register = []
+        service_names = [SERVICE_NAME]
+        if cfg.trust_dir is not None:
+            self._start_trust(cfg, register, service_names)
+        else:
+            signer = load_or_create_signing_key(cfg.signing_key)
+            self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = StatusBoard()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
         self.server = GrpcServer(
             cfg.listen,
             credentials,
-            register=[lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server)],
-            service_names=[SERVICE_NAME],
+            register=[lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server), *register],
+            service_names=service_names,
         )
         log.info(
             "hub starting",
@@ -137,11 +145,55 @@ class HubApp:
             log.exception("first sync failed")
         self.port = await self.server.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
+        if self.trust is not None:
+            self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
         if cfg.ready_file is not None:
             ready = {"port": self.port, "public_key": str(self.public_key_path)}
+            if cfg.trust_dir is not None:
+                ready["trust_root"] = str(cfg.trust_dir / "root.json")
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
         log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
         return self.port
+
+    def _start_trust(self, cfg, register: list, service_names: list) -> None:
+        """TUF mode: the store directs through the trust repository; TrustService serves it."""
+        from skerry.api.v1 import trust_pb2_grpc
+        from skerry.hub.bundles.store import HubStore
+        from skerry.hub.trust.attest import AttestationBoard
+        from skerry.hub.trust.repository import TrustRepository
+        from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
+        from skerry.hub.trust.servicer import TrustServicer
+
+        self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
+        self.store = HubStore(director=self.trust, environment_of=self._environment_of, clock=self.clock)
+        self.trust.on_change(lambda role: role.startswith("release-") and self.store.retry_pending())
+        self.attestations = AttestationBoard(self.clock)
+        trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
+                                       cfg.require_tls().ca.read_bytes())
+        register.append(lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server))
+        service_names.append(TRUST_SERVICE)
+        self.trust.refresh()
+
+    def _environment_of(self, cluster: str) -> str:
+        """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
+        fleet = self.syncer.fleet if self.syncer is not None else None
+        if fleet is not None:
+            try:
+                return str(fleet.cluster(cluster).labels.get("env", "default"))
+            except Exception:  # noqa: BLE001 - unknown cluster
+                pass
+        return "default"
+
+    async def _trust_loop(self) -> None:
+        """Re-sign online metadata before it expires; adopt offline changes (`skerry keys`)."""
+        while True:
+            await asyncio.sleep(self.config.trust_refresh)
+            try:
+                if self.trust.reload():
+                    self.store.retry_pending()
+                self.trust.refresh()
+            except Exception:  # noqa: BLE001 - retried next tick; agents keep what they have meanwhile
+                log.exception("trust refresh failed")
 
     async def _loop(self) -> None:
         assert self.syncer is not None
@@ -158,10 +210,11 @@ class HubApp:
         self._stopped = True
         if self.server is None:  # never started (or failed before serving)
             return
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._trust_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.server.stop(grace)
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):

@@ -22,7 +22,13 @@ from skerry.core import trust
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, InvalidInput
 from skerry.hub.trust import keys as keyfiles
-from skerry.hub.trust.repository import _SERIALIZER, CONFIG_FILE, DEFAULT_EXPIRY, TrustRepository, _atomic_write
+from skerry.hub.trust.repository import (
+    _SERIALIZER,
+    CONFIG_FILE,
+    DEFAULT_EXPIRY,
+    TrustRepository,
+    _atomic_write,
+)
 
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 

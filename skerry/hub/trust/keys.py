@@ -63,8 +63,9 @@ def load_public(ref: pathlib.Path | str) -> Key:
 
 
 def _keyid_of(doc: dict) -> str:
-    from securesystemslib.formats import encode_canonical
     import hashlib
+
+    from securesystemslib.formats import encode_canonical
 
     return hashlib.sha256(encode_canonical(doc).encode()).hexdigest()
 
