@@ -232,15 +232,16 @@ class TufVerifier:
         if release == self._state.release and digest != self._state.digest:
             raise VerificationError(f"release {release} was already applied with another bundle",
                                     reason="MixAndMatch")
+        self._parsed: dict[str, Metadata | None] = {}
         horizon = self._horizon(env)
         if release == self._state.release:
             self._save(TrustState(release, digest, horizon.isoformat()))
             return None
         filepath = str(self.targets_dir / f"{sha256_hex(image.encode())}.json")
         path = updater.find_cached_target(released, filepath) or updater.download_target(released, filepath)
-        raw = pathlib.Path(path).read_bytes()
-        if sha256_digest(raw) != digest:
-            raise VerificationError("downloaded bundle does not match its signed hash", reason="HashMismatch")
+        raw = pathlib.Path(path).read_bytes()  # python-tuf checked its length and SHA-256 against `released`
+        if len(raw) != released.length:
+            raise VerificationError("downloaded bundle does not match its signed length", reason="HashMismatch")
         try:
             bundle = Bundle.decode(raw)
         except InvalidInput as e:
@@ -269,12 +270,19 @@ class TufVerifier:
     # --- helpers ----------------------------------------------------------------------------
 
     def _trusted(self, role: str) -> Metadata | None:
+        """The trusted metadata python-tuf persisted for ``role`` (parsed once per update)."""
         from urllib import parse
 
+        cache = getattr(self, "_parsed", None)
+        if cache is not None and role in cache:
+            return cache[role]
         try:
-            return Metadata.from_bytes((self.metadata_dir / f"{parse.quote(role, '')}.json").read_bytes())
+            md = Metadata.from_bytes((self.metadata_dir / f"{parse.quote(role, '')}.json").read_bytes())
         except (OSError, ValueError, Exception):  # noqa: BLE001 - absent or unreadable: not part of the horizon
-            return None
+            md = None
+        if cache is not None:
+            cache[role] = md
+        return md
 
     def _horizon(self, env: str) -> _dt.datetime:
         roles = ("root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, trust.cluster_role(self.cluster),
