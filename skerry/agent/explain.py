@@ -11,7 +11,6 @@ and version. Run it where the agent's state directory is (or a copy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
