@@ -14,6 +14,7 @@ import argparse
 import pathlib
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -128,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             raise StackError(f"expected 5 replicas in shop-prod/web, the cluster has {replicas!r}")
         if args.keep:
             print(f"\nkubeconfig: {kubeconfig}\n  kubectl --kubeconfig {kubeconfig} get deploy -A\n"
-                  f"logs: {workdir / 'logs'}\nrepo: {stack.repo}\nCtrl-C to stop.", flush=True)
+                  f"logs: {workdir / 'logs'}\nrepo: {stack.repo}\nCtrl-C (or SIGTERM) stops everything.", flush=True)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
             try:
                 while True:
                     time.sleep(3600)
@@ -136,7 +138,12 @@ def _run(args: argparse.Namespace) -> int:
                 pass
         _say("demo finished; cleaning up")
         return 0
-    except StackError as e:
+    except Exception as e:  # noqa: BLE001 - one clear line, never a traceback
+        from skerry.core.errors import SkerryError
+        from skerry.envtest import EnvtestError
+
+        if not isinstance(e, StackError | EnvtestError | SkerryError | OSError):
+            raise
         print(f"skerry demo: error: {e}", file=sys.stderr)
         return 1
     finally:

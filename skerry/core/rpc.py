@@ -72,13 +72,20 @@ _CODE_TO_ERROR: dict[grpc.StatusCode, type[errors.SkerryError]] = {
 }
 
 
+_HANDSHAKE_MARKERS = ("Socket closed", "handshake", "SSL", "certificate")
+
+
 def error_from_rpc(exc: grpc.RpcError, peer: str) -> errors.SkerryError:
     """Translate a client-side RPC failure into a Skerry error that names the peer."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
     cls = _CODE_TO_ERROR.get(code, errors.SkerryError)
     if code == grpc.StatusCode.UNAVAILABLE:
-        details = f"cannot reach {peer}: {details}"
+        hint = ""
+        if any(m in (details or "") for m in _HANDSHAKE_MARKERS):
+            # gRPC reports a refused TLS handshake as a closed socket; say what usually causes it
+            hint = " (TLS handshake failed: check that each side's certificate is issued by a CA the other trusts)"
+        details = f"cannot reach {peer}: {details}{hint}"
     else:
         details = f"{peer}: {details}"
     return cls(details)
