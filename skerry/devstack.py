@@ -229,7 +229,10 @@ class Stack:
     def environment_of(self, cluster: str) -> str:
         import yaml
 
-        fleet = yaml.safe_load((self.repo / "skerry.yaml").read_text())
+        try:
+            fleet = yaml.safe_load((self.repo / "skerry.yaml").read_text())
+        except OSError:  # no fleet here (e.g. an agent pointed at another stack's hub): guess from the name
+            return cluster.rsplit("-", 1)[-1]
         for c in fleet.get("clusters", []):
             if c.get("name") == cluster:
                 return str((c.get("labels") or {}).get("env", "default"))
