@@ -137,6 +137,19 @@ def _next(repo: TrustRepository, role: str, signers: Sequence[Signer], edit: Cal
     md.signatures.clear()
     for signer in [*signers, *extra_signers]:
         md.sign(signer, append=True)
+    # Refuse to write what clients would refuse: a root must satisfy the old and its own threshold,
+    # targets the root's targets threshold (otherwise agents stop at a broken chain).
+    from tuf.api.exceptions import UnsignedMetadataError
+
+    try:
+        if role == "root":
+            repo.root.verify_delegate("root", md.signed_bytes, md.signatures)
+            md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+        else:
+            repo.root.verify_delegate("targets", md.signed_bytes, md.signatures)
+    except UnsignedMetadataError as e:
+        raise InvalidInput(f"{role} v{md.signed.version} would not verify ({e}): sign it with the {role} keys"
+                           + (" of both the current and the new root" if role == "root" else "")) from e
     data = md.to_bytes(_SERIALIZER)
     _atomic_write(repo.metadata_dir / f"{md.signed.version}.{role}.json", data)
     if role == "root":
