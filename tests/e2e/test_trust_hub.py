@@ -114,6 +114,12 @@ def test_fetch_refuses_paths_outside_the_repository_and_reports_missing_files_as
         with pytest.raises(grpc.RpcError) as missing:
             list(stub.Fetch(trust_pb2.FetchRequest(path="metadata/999.root.json"), timeout=5))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    prod_image = view(stack, "oslo-prod")["desired_digest"].split(":")[1]
+    with grpc.secure_channel(stack.hub_address, tls.channel_credentials(stack.identity("oslo-dev", tls.ROLE_AGENT))) as ch:
+        with pytest.raises(grpc.RpcError) as other:
+            list(trust_pb2_grpc.TrustServiceStub(ch).Fetch(
+                trust_pb2.FetchRequest(path=f"targets/releases/prod/oslo-prod/{prod_image}.json"), timeout=5))
+        assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_agents_send_signed_reports_and_a_replayed_or_forged_one_is_refused(stack):

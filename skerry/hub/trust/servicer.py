@@ -1,8 +1,8 @@
 """TrustService: proto <-> domain for the trust repository and signed reports.
 
 Who may call what (identity from the verified mTLS client certificate):
-``Fetch`` — agents and operators (the repository is public to the fleet;
-it holds no secrets: SealedSecrets stay sealed); ``GetReleaseProposal`` /
+``Fetch`` — metadata: agents and operators (paths and hashes only);
+bundle blobs: operators, and an agent only its own cluster's; ``GetReleaseProposal`` /
 ``SubmitRelease`` — operators (CI); ``IssueNonce`` / ``SubmitSignedReport``
 — the agent of that cluster; ``GetAttestation`` — operators and that agent.
 """
@@ -46,7 +46,12 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         self._ca = x509.load_pem_x509_certificate(ca_pem)
 
     async def Fetch(self, request: trust_pb2.FetchRequest, context):
-        _require(peer_identity(context), ROLE_AGENT, ROLE_OPERATOR)
+        identity = peer_identity(context)
+        _require(identity, ROLE_AGENT, ROLE_OPERATOR)
+        parsed = trust.parse_release_path(request.path.removeprefix("targets/"))
+        if parsed is not None and not identity.has_role(ROLE_OPERATOR) and parsed[1] != identity.name:
+            # metadata is fleet-public (paths and hashes only); bundle contents only to their own cluster
+            raise PermissionDenied(f"{identity} may not fetch the bundle of cluster {parsed[1]!r}")
         data = self._repo.fetch(request.path)  # InvalidInput for traversal, NotFound if missing
         step = trust.FETCH_CHUNK
         for i in range(0, max(len(data), 1), step):
