@@ -233,7 +233,8 @@ class TufVerifier:
             raise VerificationError(f"release {release} was already applied with another bundle",
                                     reason="MixAndMatch")
         self._parsed: dict[str, Metadata | None] = {}
-        horizon = self._horizon(env)
+        # every role this refresh trusted (root, timestamp, snapshot, targets, director, cluster-*, release-*)
+        horizon = min(signed.expires for signed in updater._trusted_set)
         if release == self._state.release:
             self._save(TrustState(release, digest, horizon.isoformat()))
             return None
@@ -248,6 +249,7 @@ class TufVerifier:
             raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
         if bundle.cluster != self.cluster:
             raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
+        self._targets = updater._trusted_set.targets
         provenance = self._provenance(env, image, release, digest, bundle)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data)
@@ -284,21 +286,15 @@ class TufVerifier:
             cache[role] = md
         return md
 
-    def _horizon(self, env: str) -> _dt.datetime:
-        roles = ("root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, trust.cluster_role(self.cluster),
-                 trust.release_role(env))
-        return min(md.signed.expires for r in roles if (md := self._trusted(r)) is not None)
-
     def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle) -> dict:
         def signers(role: str) -> list[str]:
             md = self._trusted(role)
             return sorted(md.signatures) if md else []
 
         rel = self._trusted(trust.release_role(env))
-        targets = self._trusted("targets")
         threshold = 0
-        if targets is not None and targets.signed.delegations and targets.signed.delegations.roles:
-            d = targets.signed.delegations.roles.get(trust.release_role(env))
+        if self._targets is not None and self._targets.delegations and self._targets.delegations.roles:
+            d = self._targets.delegations.roles.get(trust.release_role(env))
             threshold = d.threshold if d else 0
         return {
             "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
