@@ -142,6 +142,7 @@ class Stack:
         self.pki_dir.mkdir(parents=True, exist_ok=True)
         (self.pki_dir / "ca.crt").write_bytes(self.ca.cert_pem)
         self.repo = workdir / "repo"
+        self.remote: pathlib.Path | None = None  # a bare repo the hub follows and pushes to (seed_repo(bare=True))
         self.sealer: Service | None = None
         self.hub: Service | None = None
         self.agents: dict[str, Service] = {}
@@ -181,15 +182,43 @@ class Stack:
         self.sealer_address = f"127.0.0.1:{port}"
         return self.sealer
 
-    def seed_repo(self, source: pathlib.Path = EXAMPLES, *, seal: dict[str, dict[str, str]] | None = None) -> str:
-        """Copy ``source`` into a fresh Git repo; seal each ``{relpath: secret manifest}`` into it; commit."""
+    def seed_repo(
+        self,
+        source: pathlib.Path = EXAMPLES,
+        *,
+        seal: dict[str, dict[str, str]] | None = None,
+        files: dict[str, str] | None = None,
+        bare: bool = False,
+    ) -> str:
+        """Copy ``source`` into a fresh Git repo; seal each ``{relpath: secret manifest}`` into it; commit.
+
+        ``files`` overwrite files of the copy. ``bare``: the hub follows (and pushes promotions to) a bare
+        clone, ``remote``, like a real Git server; ``commit`` then pushes there and ``pull`` fetches from it.
+        """
         if self.repo.exists():
             shutil.rmtree(self.repo)
         shutil.copytree(source, self.repo)
         git(self.repo, "init", "-q", "-b", "main")
+        for relpath, content in (files or {}).items():
+            (self.repo / relpath).write_text(content)
         for relpath, secret in (seal or {}).items():
             (self.repo / relpath).write_text(self.seal(secret))
-        return self.commit("Initial fleet")
+        if not bare:
+            return self.commit("Initial fleet")
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-q", "-m", "Initial fleet")
+        self.remote = self.workdir / "remote.git"
+        if self.remote.exists():
+            shutil.rmtree(self.remote)
+        git(self.workdir, "clone", "-q", "--bare", str(self.repo), str(self.remote))
+        git(self.repo, "remote", "add", "origin", str(self.remote))
+        git(self.repo, "fetch", "-q", "origin")
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def pull(self) -> str:
+        """Bring the working repo up to the bare remote (after the hub pushed to it)."""
+        git(self.repo, "pull", "-q", "--rebase", "origin", "main")
+        return git(self.repo, "rev-parse", "HEAD")
 
     def seal(self, secret: dict, *, scope: str | None = None) -> str:
         """Seal a Secret manifest with ``skerry seal``, fetching the certificate from the sealer."""
@@ -205,6 +234,9 @@ class Stack:
     def commit(self, message: str) -> str:
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+        if self.remote is not None:
+            git(self.repo, "pull", "-q", "--rebase", "origin", "main")
+            git(self.repo, "push", "-q", "origin", "HEAD:main")
         return git(self.repo, "rev-parse", "HEAD")
 
     def keys(self, *args: str) -> str:
@@ -251,7 +283,7 @@ class Stack:
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
-            ["hub", "serve", "--repo", str(self.repo), "--interval", str(self.interval), "--listen", listen,
+            ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
              "--signing-key", str(self.workdir / "hub-keys" / "signing.key"),
              "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files)],
             self.workdir,

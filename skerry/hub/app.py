@@ -96,6 +96,8 @@ class HubApp:
         self.trust = None
         self.attestations = None
         self._stopped = False
+        self.promoter = None
+        self.health_tracker = None
 
     @property
     def public_key_path(self) -> pathlib.Path:
@@ -109,7 +111,6 @@ class HubApp:
         from skerry.hub.render.engine import KustomizeEngine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitSource
-        from skerry.hub.status import StatusBoard
         from skerry.hub.sync import Syncer
 
         cfg = self.config
@@ -123,14 +124,19 @@ class HubApp:
         else:
             signer = load_or_create_signing_key(cfg.signing_key)
             self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
-        self.statuses = StatusBoard()
+        self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
+        promotion = self._promotion(cfg, source)
         self.server = GrpcServer(
             cfg.listen,
             credentials,
-            register=[lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server), *register],
-            service_names=service_names,
+            register=[
+                lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server),
+                *promotion[0],
+                *register,
+            ],
+            service_names=[*service_names, *promotion[1]],
         )
         log.info(
             "hub starting",
@@ -195,6 +201,43 @@ class HubApp:
             except Exception:  # noqa: BLE001 - retried next tick; agents keep what they have meanwhile
                 log.exception("trust refresh failed")
 
+    def _status_board(self):
+        """The status board; it also feeds the promotion health tracker (soak times)."""
+        from skerry.hub.promotion.gates import HealthTracker
+        from skerry.hub.promotion.service import TrackingStatusBoard
+
+        self.health_tracker = HealthTracker()
+        return TrackingStatusBoard(self.health_tracker, self.clock)
+
+    def _promotion(self, cfg, source):
+        """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
+        from skerry.api.v1 import promotion_pb2_grpc
+        from skerry.hub.promotion.audit import AuditLog
+        from skerry.hub.promotion.service import Promoter, PromotionSettings
+        from skerry.hub.promotion.servicer import SERVICE_NAME as PROMOTION_SERVICE
+        from skerry.hub.promotion.servicer import PromotionServicer
+        from skerry.hub.source.git import GitSource
+
+        writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion")
+        self.promoter = Promoter(
+            source=writer,
+            fleet=self.syncer,
+            store=self.store,
+            statuses=self.statuses,
+            tracker=self.health_tracker,
+            audit=AuditLog(cfg.state_dir / "promotion-audit.jsonl", clock=self.clock),
+            settings=PromotionSettings(
+                push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
+            ),
+            clock=self.clock,
+            approvals_file=cfg.state_dir / "promotion-approvals.json",
+        )
+        servicer = PromotionServicer(self.promoter)
+        return (
+            [lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server)],
+            [PROMOTION_SERVICE],
+        )
+
     async def _loop(self) -> None:
         assert self.syncer is not None
         # The first sync already ran in start(); the next one is an interval (or a trigger) away.
@@ -215,6 +258,13 @@ class HubApp:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if getattr(self, "promoter", None) is not None:
+            await self.promoter.close()
         await self.server.stop(grace)
         if self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):

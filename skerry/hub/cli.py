@@ -50,6 +50,9 @@ _SERVE_FLAGS = (
         "release keys the hub signs with itself (dev environments only: the hub alone can then ship them)",
     ),
     ("--trust-refresh", "trust_refresh", "DURATION", "how often online TUF metadata is checked for re-signing"),
+    ("--push-url", "push_url", "PATH|URL", "where promotion commits are pushed (default: --repo)"),
+    ("--push-branch", "push_branch", "NAME", "push promotions to this branch for review instead"),
+    ("--push-ssh-key", "push_ssh_key", "FILE", "deploy key for pushing promotions over ssh"),
 )
 
 
@@ -85,6 +88,10 @@ def add_commands(subparsers) -> None:
         "--revision", metavar="REV", help="branch, tag or commit to build instead of the branch head"
     )
     render.set_defaults(func=render_command)
+
+    from skerry.hub.promotion import cli as promotion_cli
+
+    promotion_cli.add_commands(subparsers)
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:

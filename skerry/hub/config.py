@@ -18,6 +18,9 @@ default::
     SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
     SKERRY_HUB_READY_FILE        JSON {"port", "public_key"} written when serving
     SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
+    SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
+    SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
+    SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
 
 Serving requires all three TLS files: every hub connection is mutual TLS.
 """
@@ -120,6 +123,10 @@ class HubConfig:
     # "env=KEYFILE" release keys the hub may sign with itself (dev only: collapses the release/director split).
     release_keys: tuple[tuple[str, pathlib.Path], ...] = ()
     trust_refresh: float = 30.0  # seconds between checks for expiring online metadata / offline changes
+    # promotion (issue 8): where the hub pushes its commits
+    push_url: str | None = None  # None: the repo it follows
+    push_branch: str | None = None  # None: the followed branch; else a branch for review
+    push_ssh_key: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if not self.repo or not str(self.repo).strip():
@@ -139,6 +146,10 @@ class HubConfig:
         object.__setattr__(self, "signing_key", pathlib.Path(key))
         if self.ready_file is not None:
             object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
+        if self.push_branch is not None:
+            check_branch(self.push_branch, "push_branch")
+        if self.push_ssh_key is not None:
+            object.__setattr__(self, "push_ssh_key", pathlib.Path(self.push_ssh_key))
 
     @property
     def public_key(self) -> pathlib.Path:
@@ -194,6 +205,11 @@ class HubConfig:
         for field in ("signing_key", "state_dir", "ready_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
+        for field in ("push_url", "push_branch"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        if (value := pick("push_ssh_key")) is not None:
+            kwargs["push_ssh_key"] = pathlib.Path(value).expanduser()
         if (level := pick("log_level")) is not None:
             kwargs["log_level"] = str(level).lower()
 

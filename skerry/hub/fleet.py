@@ -24,6 +24,9 @@ an empty selector ``{}`` selects every cluster. A cluster gets every path
 whose selector matches it, in file order; a cluster that matches none is an
 error for that cluster only (``Fleet.paths_for``).
 
+An optional ``promotion:`` section (apps, per-environment soak, approvers,
+freezes) is parsed by ``skerry.hub.promotion.policy`` into ``Fleet.promotion``.
+
 Every problem is a ``ConfigError`` naming ``skerry.yaml`` and the field
 (``skerry.yaml: clusters[2].name: ...``). Unknown keys are errors, so a typo
 never silently selects nothing.
@@ -133,6 +136,8 @@ class Fleet:
     environments: tuple[str, ...]
     clusters: tuple[Cluster, ...]
     paths: tuple[PathRule, ...]
+    # the ``promotion:`` section (skerry.hub.promotion.policy.PromotionPolicy); None: not parsed
+    promotion: Any = None
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -254,7 +259,7 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
     if doc is None:
         raise _fail("", "is empty")
     top = _mapping(
-        doc, "", ("apiVersion", "kind", "environments", "clusters", "paths"), ("apiVersion", "kind")
+        doc, "", ("apiVersion", "kind", "environments", "clusters", "paths", "promotion"), ("apiVersion", "kind")
     )
     if top["apiVersion"] != API_VERSION:
         raise _fail("apiVersion", f"must be {API_VERSION!r}, got {top['apiVersion']!r}")
@@ -300,4 +305,9 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         seen_paths[path] = i
         rules.append(PathRule(path=path, selector=_selector(entry["selector"], f"{pf}.selector")))
 
-    return Fleet(environments=tuple(environments), clusters=tuple(clusters), paths=tuple(rules))
+    from skerry.hub.promotion.policy import parse_promotion
+
+    promotion = parse_promotion(top.get("promotion"), tuple(environments))
+    return Fleet(
+        environments=tuple(environments), clusters=tuple(clusters), paths=tuple(rules), promotion=promotion
+    )
