@@ -283,15 +283,16 @@ def test_expired_metadata_freezes_the_agent_on_its_last_good_state_and_reports_i
     w = scene.world
     good = scene.good()
     ts = w.repo.md["timestamp"]
-    ts.signed.expires = expires_in(6)
+    ts.signed.expires = expires_in(20)  # long enough to apply first, even on a loaded machine
     ts.signed.version += 1
     w.repo._sign_online("timestamp", ts)
     w.repo._write("timestamp", ts)
     scene.serve()
     scene.start()
     st = scene.applied(good)
-    assert dt.datetime.fromisoformat(st["valid_until"]) <= expires_in(7)
-    scene.refused("Freeze")  # the mirror keeps serving the same, now expired, timestamp
+    assert dt.datetime.fromisoformat(st["valid_until"]) <= expires_in(21)
+    wait_for(lambda: any(c.reason == "Freeze" for r in scene.mirror.reports for c in r.conditions), 45,
+             "the agent to freeze", scene.agent)  # the mirror keeps serving the same, now expired, timestamp
     st = wait_for(lambda: (s := scene.agent and scene.stack.agents[CLUSTER].status()) and s.get("frozen") and s,
                   20, "the ready file to say frozen")
     assert st["applied_digest"] == sha256_digest(good)
