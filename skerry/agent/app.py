@@ -17,6 +17,17 @@ written atomically::
     {"cluster": "oslo", "applied_release": 7, "applied_digest": "sha256:...",
      "revision": "<sha>", "ready": true, "conditions": [...]}
 
+Beside the hub loop, a ``Monitor`` watches what was applied: drift found
+on its watches is reported (object, field, the manager that changed it) and,
+under the default policy ``correct``, re-applied at once, object by object;
+under ``detect`` it is only reported. Health is rolled up per bundle into a
+``Healthy`` condition (False after ``health_timeout`` of progress). The
+operator's controls live as annotations on the inventory ConfigMap, which
+the monitor watches: ``skerry.io/suspend: "true"`` (the engine applies
+nothing while it is set; drift is reported, not corrected) and
+``skerry.io/reconcile-requested-at`` (a new value forces a full reconcile
+now, like Flux's requestedAt).
+
 ``AgentApp`` runs in-process (tests, the demo); ``run`` is the service
 behind ``skerry agent run``.
 """
@@ -27,6 +38,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import json
+import time
 from collections.abc import Callable
 
 import structlog
@@ -35,7 +47,7 @@ from skerry.agent._files import atomic_write, ensure_dir
 from skerry.agent.cache import BundleCache
 from skerry.agent.config import AgentConfig
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
-from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
+from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer, bundle_secrets
 from skerry.agent.status import to_proto
 from skerry.agent.verify import Verifier
 from skerry.core.bundle import VerifiedBundle
@@ -43,6 +55,10 @@ from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError, VerificationError
 
 log = structlog.get_logger("skerry.agent")
+
+# Bounds on what a status report carries about drift (a report is not a log).
+MAX_DRIFTS_SHOWN = 10
+MAX_CORRECTIONS_KEPT = 50
 
 
 class AgentApp:
@@ -57,6 +73,7 @@ class AgentApp:
         reconciler_options: dict | None = None,
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
+        renew_certificate: bool = True,
     ):
         self.config = config.validate()
         self.clock = clock or SystemClock()
@@ -89,6 +106,18 @@ class AgentApp:
         self.report_signer = None
         self.signed_reports_sent = 0
         self._next_poll: float | None = None
+        self.monitor = None
+        self.suspended = False
+        self.corrected: list[str] = []  # recent drift corrections, newest last (bounded)
+        self.drift_corrections = 0
+        self._handled_request = ""
+        self._applied_at: float | None = None
+        self._drift_wakeup: asyncio.Event | None = None
+        self._drift_task: asyncio.Task | None = None
+        self._lock: asyncio.Lock | None = None
+        self._renew = renew_certificate
+        self.renewer = None
+        self._renew_task: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -123,7 +152,7 @@ class AgentApp:
             cfg.field_manager,
             cfg.namespace,
             allow_prune_all=cfg.allow_prune_all,
-            **self._reconciler_options,
+            **{"workers": cfg.apply_workers, **self._reconciler_options},
         )
         if self._hub is None:
             from skerry.agent.stream import HubClient
@@ -132,6 +161,24 @@ class AgentApp:
         self.hub = self._hub
         self._changed = asyncio.Condition()
         self._report_wakeup = asyncio.Event()
+        self._drift_wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        if cfg.watch:
+            from skerry.agent.monitor import Monitor
+            from skerry.agent.reconcile.drift import IgnoreRule
+
+            loop = asyncio.get_running_loop()
+            self.monitor = Monitor(
+                self.kube,
+                self.reconciler,
+                namespace=cfg.namespace,
+                field_manager=cfg.field_manager,
+                ignore=[IgnoreRule.parse(r) for r in cfg.drift_ignore],
+                resync_seconds=cfg.resync_seconds,
+                on_change=lambda: loop.call_soon_threadsafe(self._drift_wakeup.set),
+                on_control=lambda annotations: loop.call_soon_threadsafe(self._control, annotations),
+            )
+            self.monitor.start()
         structlog.contextvars.bind_contextvars(cluster=cfg.cluster)
         log.info(
             "agent starting",
@@ -142,6 +189,15 @@ class AgentApp:
         )
         self._main_task = asyncio.create_task(self._main(), name="skerry-agent-main")
         self._report_task = asyncio.create_task(self._reporter(), name="skerry-agent-reporter")
+        if self.monitor is not None:
+            self._drift_task = asyncio.create_task(self._drift_loop(), name="skerry-agent-drift")
+        if self._renew and hasattr(self.hub, "reload_credentials"):
+            from skerry.agent.enroll import CertificateRenewer
+
+            self.renewer = CertificateRenewer(
+                cfg.hub_address, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
+            )
+            self._renew_task = asyncio.create_task(self.renewer.run(), name="skerry-agent-renew")
 
     def _tuf_verifier(self, cfg):
         from skerry.agent.attest import ReportSigner
@@ -157,10 +213,13 @@ class AgentApp:
         return self.config.trust_root is not None
 
     async def stop(self, grace: float = 30.0) -> None:
-        for task in (self._main_task, self._report_task):
+        if self.monitor is not None:
+            self.monitor.stop()
+        tasks = (self._main_task, self._report_task, self._drift_task, self._renew_task)
+        for task in tasks:
             if task is not None and not task.done():
                 task.cancel()
-        for task in (self._main_task, self._report_task):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -382,11 +441,21 @@ class AgentApp:
             return None
         return min(self._retry_cap, self._retry_base * (2 ** min(self._retry_attempt, 20)))
 
+    def _reconcile(self, verified: VerifiedBundle) -> ReconcileResult:
+        # The sealer unseals only what this signed bundle holds; plaintext lives for this reconcile only.
+        with bundle_secrets(self.unsealer, verified.metadata, verified.raw, verified.bundle.objects):
+            return self.reconciler.reconcile(verified)
+
     async def _apply(self, verified: VerifiedBundle, *, retry: bool = False) -> None:
+        assert self.reconciler is not None and self._lock is not None
+        async with self._lock:
+            await self._apply_locked(verified, retry=retry)
+
+    async def _apply_locked(self, verified: VerifiedBundle, *, retry: bool = False) -> None:
         assert self.reconciler is not None
         self.current = verified
         loop = asyncio.get_running_loop()
-        self._inflight = loop.run_in_executor(None, self.reconciler.reconcile, verified)
+        self._inflight = loop.run_in_executor(None, self._reconcile, verified)
         try:
             result = await asyncio.shield(self._inflight)
         except asyncio.CancelledError:
@@ -401,10 +470,121 @@ class AgentApp:
                 revision=verified.bundle.revision,
                 conditions=(Condition("Ready", FALSE, "ReconcileError", msg),),
             )
+        suspended = result.condition("Suspended")
+        if suspended is not None:
+            # Nothing was applied: keep showing what is applied, and why the new one is not.
+            self.suspended = True
+            self._conditions["Suspended"] = suspended
+            self.reconciles += 1
+            await self._publish()
+            return
         self._retry_attempt = self._retry_attempt + 1 if (retry and not result.ready) else 0
         self.last_result = result
         self.reconciles += 1
+        self._applied_at = time.monotonic()
+        if self.monitor is not None:
+            self.monitor.retarget()
         await self._publish()
+
+    # --- drift and controls -----------------------------------------------------------------
+
+    def _control(self, annotations: dict) -> None:
+        """The operator's annotations on the inventory ConfigMap changed (runs on the event loop)."""
+        from skerry.agent.monitor import RECONCILE_ANNOTATION, SUSPEND_ANNOTATION
+
+        suspended = str(annotations.get(SUSPEND_ANNOTATION, "")).lower() == "true"
+        requested = str(annotations.get(RECONCILE_ANNOTATION, ""))
+        if suspended != self.suspended:
+            self.suspended = suspended
+            if suspended:
+                log.warning("reconciliation suspended by the inventory annotation", annotation=SUSPEND_ANNOTATION)
+                self._conditions["Suspended"] = Condition(
+                    "Suspended", TRUE, "Suspended", f"{SUSPEND_ANNOTATION}=true: nothing is applied or corrected"
+                )
+                asyncio.ensure_future(self._publish())
+            else:
+                log.info("reconciliation resumed")
+                self._conditions.pop("Suspended", None)
+                if self.current is not None:
+                    asyncio.ensure_future(self._guarded(self._apply, self.current))
+                else:
+                    asyncio.ensure_future(self._publish())
+        if requested and requested != self._handled_request:
+            first = not self._handled_request and self.reconciles == 0
+            self._handled_request = requested
+            if not first and self.current is not None and not self.suspended:
+                log.info("reconcile requested", requested_at=requested)
+                self._conditions["ReconcileRequest"] = Condition(
+                    "ReconcileRequest", TRUE, "Handled", f"{RECONCILE_ANNOTATION}={requested} handled"
+                )
+                asyncio.ensure_future(self._guarded(self._apply, self.current))
+
+    async def _drift_loop(self) -> None:
+        assert self._drift_wakeup is not None and self.monitor is not None
+        while True:
+            await self._drift_wakeup.wait()
+            self._drift_wakeup.clear()
+            await self._guarded(self._on_drift)
+
+    async def _on_drift(self) -> None:
+        assert self.monitor is not None and self.reconciler is not None and self._lock is not None
+        drifts = self.monitor.current_drifts()
+        if drifts and self.config.drift_policy == "correct" and not self.suspended and self.current is not None:
+            async with self._lock:
+                drifts = self.monitor.current_drifts()  # re-read: a reconcile may have fixed them
+                keys = list(dict.fromkeys(d.ref.key for d in drifts))
+                if keys:
+                    results = await asyncio.to_thread(self.reconciler.correct, keys)
+                    now = self.clock.now().isoformat()
+                    for d in drifts:
+                        log.warning(
+                            "drift corrected",
+                            object=str(d.ref),
+                            field=d.field,
+                            changed_by=d.changed_by,
+                            live=d.live,
+                            git=d.desired,
+                        )
+                        self.corrected.append(f"{now} {d.describe()}")
+                    self.corrected = self.corrected[-MAX_CORRECTIONS_KEPT:]
+                    self.drift_corrections += len(keys)
+                    failed = [r for r in results if r.action == "failed"]
+                    if failed:
+                        log.warning("drift correction failed", first=failed[0].message)
+        await self._publish()
+
+    def agent_conditions(self) -> list[Condition]:
+        """Drift, correction and health conditions from the monitor (empty without one)."""
+        out: list[Condition] = []
+        if self.monitor is None:
+            return out
+        drifts = self.monitor.current_drifts()
+        if drifts:
+            shown = "; ".join(d.describe() for d in drifts[:MAX_DRIFTS_SHOWN])
+            more = f" (+{len(drifts) - MAX_DRIFTS_SHOWN} more)" if len(drifts) > MAX_DRIFTS_SHOWN else ""
+            mode = "being corrected" if self.config.drift_policy == "correct" and not self.suspended else "not corrected (detect-only)" if self.config.drift_policy == "detect" else "not corrected (suspended)"
+            out.append(Condition("Drifted", TRUE, "DriftDetected", f"{len(drifts)} drifted field(s), {mode}: {shown}{more}"))
+        else:
+            out.append(Condition("Drifted", FALSE, "InSync", "live objects match Git"))
+        if self.corrected:
+            out.append(
+                Condition(
+                    "DriftCorrected",
+                    TRUE,
+                    "Corrected",
+                    f"{self.drift_corrections} correction(s); latest: " + " | ".join(self.corrected[-MAX_DRIFTS_SHOWN:]),
+                )
+            )
+        if self.last_result is not None and self._applied_at is not None:
+            elapsed = time.monotonic() - self._applied_at
+            out.append(
+                self.monitor.health_condition(elapsed_seconds=elapsed, timeout_seconds=self.config.health_timeout)
+            )
+        errors = dict(self.monitor.errors)
+        if errors:
+            first = next(iter(errors.items()))
+            out.append(Condition("Watching", FALSE, "WatchFailed", f"{len(errors)} watch(es) failing; {first[0]}: {first[1]}"))
+        return out
 
     # --- status -----------------------------------------------------------------------------
 
@@ -417,7 +597,7 @@ class AgentApp:
             revision="",
             conditions=(Condition("Ready", FALSE, "NothingApplied", "no verified bundle applied yet"),),
         )
-        return base.with_conditions(self._conditions.values())
+        return base.with_conditions([*self._conditions.values(), *self.agent_conditions()])
 
     async def _publish(self) -> None:
         result = self.status_result()

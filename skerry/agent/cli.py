@@ -1,4 +1,18 @@
-"""The agent's command line: ``skerry agent run``.
+"""The agent's command line: ``skerry agent run`` and the operator's cluster commands.
+
+* ``skerry diff --cluster NAME --repo REPO`` renders the cluster's bundle
+  locally (``skerry render`` in a subprocess: the hub's own engine, so the
+  same bytes the hub would sign; the agent package must not import the
+  hub's) and asks the live cluster, by server-side dry-run, what applying it
+  would change — before a commit is pushed, like ``flux diff kustomization
+  --path``. Fetching from the hub instead would only show what is already
+  on its way and would need a new RPC exposing bundles to operator
+  certificates; ``-f FILE`` diffs an already rendered bundle or manifests.
+* ``skerry suspend|resume|reconcile --cluster NAME`` annotate the agent's
+  inventory ConfigMap, which the agent watches (Flux's suspend and
+  requestedAt patterns); the cluster name is checked against the inventory
+  so a wrong kubeconfig context is refused, not acted on.
+* ``skerry status`` asks the hub (GetFleetStatus, operator certificate).
 
 ``add_commands`` plugs it into the top-level ``skerry`` parser. Heavy
 imports (grpc, kubernetes) happen inside the handler so ``--help`` stays
@@ -94,7 +108,30 @@ def add_commands(subparsers) -> None:
         "--allow-prune-all",
         action="store_true",
         default=None,
-        help="let an empty bundle prune every recorded object (default: refuse)",
+        help="let an empty bundle, or one that lost most objects, prune them (default: refuse)",
+    )
+    run.add_argument(
+        "--drift-policy", choices=("correct", "detect"), help="correct drift (default) or only report it"
+    )
+    run.add_argument(
+        "--drift-ignore",
+        action="append",
+        metavar="KIND:.PATH",
+        help="never report drift under this field (e.g. apps/Deployment:.spec.replicas); repeatable",
+    )
+    run.add_argument(
+        "--resync-seconds", type=float, metavar="S", help="full re-list for lost watch events (default 600)"
+    )
+    run.add_argument(
+        "--health-timeout", type=float, metavar="S", help="seconds a bundle may stay Progressing (default 300)"
+    )
+    run.add_argument("--apply-workers", type=int, metavar="N", help="parallel applies per phase (default 8)")
+    run.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        default=None,
+        help="no drift/health watches (drift then goes unnoticed until the next bundle)",
     )
     run.add_argument("--trust-root", type=path, metavar="FILE",
                      help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); replaces --trusted-key")
@@ -103,6 +140,213 @@ def add_commands(subparsers) -> None:
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
     run.add_argument("--trust-poll", metavar="SECONDS", help="TUF refresh interval without notifications")
     run.set_defaults(func=handler)
+    _add_operator_commands(subparsers)
+
+
+def _kube_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", required=True, help="the cluster's name, checked against its inventory")
+    p.add_argument("--kubeconfig", type=pathlib.Path, metavar="FILE", help="default: ~/.kube/config")
+    p.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    p.add_argument(
+        "--namespace", default="skerry-system", metavar="NS", help="the agent's namespace (default skerry-system)"
+    )
+
+
+def _add_operator_commands(subparsers) -> None:
+    diff = subparsers.add_parser(
+        "diff",
+        help="show what applying a cluster's bundle would change (server-side dry-run)",
+        description="Render the cluster's bundle from --repo (or read -f FILE) and show, per object, the "
+        "field diff a server-side dry-run apply reports against the live cluster, and what would be "
+        "pruned. Exit 0: no difference, 1: differences, 2: error (as kubectl diff).",
+    )
+    _kube_flags(diff)
+    diff.add_argument("--repo", metavar="PATH|URL", help="Git repository with skerry.yaml (rendered locally)")
+    diff.add_argument("--branch", default="main", metavar="NAME")
+    diff.add_argument("--revision", metavar="REV")
+    diff.add_argument("-f", "--file", type=pathlib.Path, metavar="FILE", help="rendered bundle or manifests")
+    diff.set_defaults(func=diff_command)
+    for name, text in (
+        ("suspend", "stop the agent applying and correcting drift on this cluster"),
+        ("resume", "let the agent apply again (it reconciles at once)"),
+        ("reconcile", "make the agent reconcile now"),
+    ):
+        p = subparsers.add_parser(name, help=text, description=text + " (an annotation on its inventory).")
+        _kube_flags(p)
+        p.set_defaults(func=control_command, control=name)
+    status = subparsers.add_parser(
+        "status", help="the fleet as the hub sees it", description="GetFleetStatus with an operator certificate."
+    )
+    status.add_argument("--hub", required=True, metavar="HOST:PORT")
+    status.add_argument("--cluster", default="", help="one cluster (default: all)")
+    status.add_argument("--tls-ca", type=pathlib.Path, required=True, metavar="FILE")
+    status.add_argument("--tls-cert", type=pathlib.Path, required=True, metavar="FILE", help="operator certificate")
+    status.add_argument("--tls-key", type=pathlib.Path, required=True, metavar="FILE")
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    status.set_defaults(func=status_command)
+
+
+# Bounds on what the operator commands wait for.
+RENDER_TIMEOUT_SECONDS = 300
+STATUS_TIMEOUT_SECONDS = 10
+
+
+def _kube(args):
+    from skerry.agent.kube import KubeClient
+
+    return KubeClient.from_kubeconfig(args.kubeconfig, args.context)
+
+
+def _check_cluster(kube, args) -> None:
+    from skerry.agent.diff import inventory_cluster
+    from skerry.core.errors import ConfigError
+
+    recorded = inventory_cluster(kube, args.namespace)
+    if recorded and recorded != args.cluster:
+        raise ConfigError(
+            f"the inventory in {args.namespace} belongs to cluster {recorded!r}, not {args.cluster!r}: "
+            "wrong kubeconfig context?"
+        )
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from skerry.agent.diff import CHANGE, CREATE, ERROR, PRUNE, diff_bundle, load_objects, render_text
+    from skerry.core import logging as skerry_logging
+    from skerry.core.errors import SkerryError
+
+    command = "skerry diff"
+    if bool(args.repo) == bool(args.file):
+        print(f"{command}: error: give --repo REPO or -f FILE", file=sys.stderr)
+        return 2
+    skerry_logging.configure("warning")
+    try:
+        if args.file:
+            data = args.file.read_bytes()
+        else:
+            cmd = [sys.executable, "-m", "skerry", "render", "--repo", args.repo, "--cluster", args.cluster]
+            cmd += ["--branch", args.branch] + (["--revision", args.revision] if args.revision else [])
+            out = subprocess.run(cmd, capture_output=True, timeout=RENDER_TIMEOUT_SECONDS)
+            if out.returncode != 0:
+                print(f"{command}: error: render failed: {out.stderr.decode(errors='replace').strip()}", file=sys.stderr)
+                return 2
+            data = out.stdout
+        objects = load_objects(data)
+        kube = _kube(args)
+        try:
+            _check_cluster(kube, args)
+            diffs = diff_bundle(kube, objects, namespace=args.namespace)
+        finally:
+            kube.close()
+    except (SkerryError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_text(diffs))
+    if any(d.outcome == ERROR for d in diffs):
+        return 2
+    return 1 if any(d.outcome in (CREATE, CHANGE, PRUNE) for d in diffs) else 0
+
+
+def control_command(args: argparse.Namespace) -> int:
+    import datetime as _dt
+
+    from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, RECONCILE_ANNOTATION, SUSPEND_ANNOTATION
+    from skerry.core.errors import ConfigError, SkerryError
+
+    command = f"skerry {args.control}"
+    try:
+        kube = _kube(args)
+        try:
+            _check_cluster(kube, args)
+            if kube.get_configmap(args.namespace, CONFIGMAP_NAME) is None:
+                raise ConfigError(
+                    f"no agent inventory {args.namespace}/{CONFIGMAP_NAME}: has the agent of {args.cluster} run?"
+                )
+            if args.control == "suspend":
+                change = {SUSPEND_ANNOTATION: "true"}
+            elif args.control == "resume":
+                change = {SUSPEND_ANNOTATION: None}
+            else:
+                change = {RECONCILE_ANNOTATION: _dt.datetime.now(_dt.UTC).isoformat()}
+            kube.annotate("v1", "ConfigMap", CONFIGMAP_NAME, args.namespace, change)
+        finally:
+            kube.close()
+    except SkerryError as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 1
+    done = {"suspend": "suspended", "resume": "resumed", "reconcile": "reconcile requested"}[args.control]
+    print(f"{args.cluster}: {done}")
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+    from skerry.core import tls
+
+    files = tls.TlsFiles(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    try:
+        with grpc.secure_channel(args.hub, tls.channel_credentials(files)) as channel:
+            resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
+                hub_pb2.GetFleetStatusRequest(cluster=args.cluster), timeout=STATUS_TIMEOUT_SECONDS
+            )
+    except grpc.RpcError as e:
+        print(f"skerry status: error: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"skerry status: error: {e}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json_format.MessageToJson(resp, preserving_proto_field_name=True))
+        return 0
+    print(format_status(resp))
+    return 0
+
+
+def format_status(resp) -> str:
+    """Human text for a GetFleetStatusResponse: one block per cluster."""
+    lines = [f"hub revision: {resp.revision or '-'}"]
+    for view in resp.clusters:
+        rep = view.reported
+        conds = {c.type: c for c in rep.conditions}
+        ready = conds.get("Ready")
+        lines.append(
+            f"{view.cluster}: desired {view.desired_version} applied {rep.applied_version or '-'} "
+            f"ready={ready.status if ready else 'Unknown'}"
+            + (f" ({ready.reason})" if ready and ready.status != "True" else "")
+        )
+        if view.render_error:
+            lines.append(f"  render error: {view.render_error}")
+        for type_ in ("Suspended", "Healthy", "Drifted", "DriftCorrected", "Applied", "Pruned", "Verified", "Watching"):
+            c = conds.get(type_)
+            if c is not None:
+                lines.append(f"  {type_}={c.status} {c.reason}: {c.message}")
+        failed = [o for o in rep.objects if o.action == "failed"]
+        for o in failed[:10]:
+            lines.append(f"  failed {o.ref.kind} {o.ref.namespace}/{o.ref.name}: {o.message}")
+    return "\n".join(lines)
+
+    enroll = agent_sub.add_parser(
+        "enroll",
+        help="trade a bootstrap token for this agent's client certificate",
+        description="Make a key pair here, send a CSR with the token from `skerry cluster add NAME` to "
+        "the hub's enrollment listener, and write agent.key, agent.crt and client-ca.crt into --dir. "
+        "`skerry agent run` then renews the certificate before it expires.",
+    )
+    enroll.add_argument("--token", required=True, help="the token printed by `skerry cluster add NAME`")
+    enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
+    enroll.add_argument(
+        "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
+    )
+    enroll.add_argument(
+        "--dir", type=path, default=path("/var/lib/skerry/agent/tls"), metavar="DIR",
+        help="where to write the key and certificates (default /var/lib/skerry/agent/tls)",
+    )
+    enroll.add_argument("--server-name", metavar="NAME", help="expected name in the hub's certificate")
+    enroll.set_defaults(func=enroll_handler)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -137,6 +381,12 @@ _FIELDS = (
     "environment",
     "freeze_policy",
     "trust_poll",
+    "drift_policy",
+    "drift_ignore",
+    "resync_seconds",
+    "health_timeout",
+    "apply_workers",
+    "watch",
 )
 
 
@@ -158,6 +408,29 @@ def handler(args: argparse.Namespace) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no secret values
         return _fail(f"{type(e).__name__}: {e}")
+    return 0
+
+
+def enroll_handler(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from skerry.agent.enroll import enroll
+    from skerry.core.errors import SkerryError
+
+    command = "skerry agent enroll"
+    try:
+        got = asyncio.run(enroll(args.hub, args.token, args.tls_ca, args.dir, server_name=args.server_name))
+    except SkerryError as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"enrolled cluster {got.cluster!r}: certificate {got.cert} (fingerprint {got.fingerprint}, "
+        f"expires {got.not_after.isoformat()}), key {got.key}, CA {got.client_ca}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -22,6 +22,13 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_READY_FILE           write a JSON status here after each reconcile
     SKERRY_AGENT_LOG_LEVEL            debug|info|warning|error            info
     SKERRY_AGENT_ALLOW_PRUNE_ALL      true: an empty bundle may prune everything   false
+    SKERRY_AGENT_DRIFT_POLICY         correct|detect: what to do with drift        correct
+    SKERRY_AGENT_DRIFT_IGNORE         comma-separated KIND:.path rules never reported as drift
+                                      (e.g. apps/Deployment:.spec.replicas for an HPA)
+    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   600
+    SKERRY_AGENT_HEALTH_TIMEOUT       seconds a bundle may stay Progressing         300
+    SKERRY_AGENT_APPLY_WORKERS        parallel applies per phase                    8
+    SKERRY_AGENT_WATCH                false: no drift/health watches                true
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from skerry.core.tls import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DRIFT_POLICIES = ("correct", "detect")
+# More parallel applies than this buy nothing and crowd the API server's in-flight limit.
+MAX_APPLY_WORKERS = 64
 
 # Field -> environment variable suffix, where they differ.
 _ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
@@ -72,6 +82,12 @@ class AgentConfig:
     environment: str = ""
     freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
     trust_poll: float = 60.0  # seconds between TUF refreshes without a hub notification (and at expiry)
+    drift_policy: str = "correct"
+    drift_ignore: tuple[str, ...] = ()
+    resync_seconds: float = 600.0
+    health_timeout: float = 300.0
+    apply_workers: int = 8
+    watch: bool = True
 
     @staticmethod
     def env_name(field: str) -> str:
@@ -122,6 +138,17 @@ class AgentConfig:
             raise ConfigError(f"namespace {self.namespace!r} must be a DNS label")
         if not self.field_manager or len(self.field_manager) > 128:
             raise ConfigError("the field manager must be 1 to 128 characters")
+        if self.drift_policy not in DRIFT_POLICIES:
+            raise ConfigError(f"drift policy {self.drift_policy!r} must be one of {', '.join(DRIFT_POLICIES)}")
+        for rule in self.drift_ignore:
+            if not re.match(r"^(\*|([a-z0-9.-]+/)?[A-Za-z0-9]+):\.[^\s]+$", rule):
+                raise ConfigError(f"drift ignore rule {rule!r} must be KIND:.path, GROUP/KIND:.path or *:.path")
+        if not 1 <= self.resync_seconds <= 86400:
+            raise ConfigError("resync seconds must be between 1 and 86400")
+        if not 1 <= self.health_timeout <= 86400:
+            raise ConfigError("health timeout must be between 1 and 86400 seconds")
+        if not 1 <= self.apply_workers <= MAX_APPLY_WORKERS:
+            raise ConfigError(f"apply workers must be between 1 and {MAX_APPLY_WORKERS}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         return self
@@ -165,7 +192,15 @@ def _coerce(name: str, value: object) -> object:
             return int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ConfigError(f"{ENV_PREFIX}SIGNATURE_THRESHOLD must be an integer, not {value!r}") from None
-    if name == "allow_prune_all":
+    if name == "drift_ignore":
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
+        return tuple(str(p).strip() for p in items if str(p).strip())
+    if name in ("resync_seconds", "health_timeout", "apply_workers"):
+        try:
+            return int(value) if name == "apply_workers" else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, not {value!r}") from None
+    if name in ("allow_prune_all", "watch"):
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -173,7 +208,7 @@ def _coerce(name: str, value: object) -> object:
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{ENV_PREFIX}ALLOW_PRUNE_ALL must be true or false, not {value!r}")
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {value!r}")
     if name == "log_level":
         return str(value).lower()
     return str(value)

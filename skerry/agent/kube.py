@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import tempfile
 import threading
 import uuid
@@ -41,6 +42,7 @@ from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 
 from skerry.agent.reasons import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, UNAVAILABLE, UNKNOWN_KIND
+from skerry.agent.reconcile.drift import applied_state_digest
 from skerry.core.errors import ConfigError, KubeError
 
 T = TypeVar("T")
@@ -84,10 +86,23 @@ def describe_object(obj: Mapping[str, Any]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ApplyResult:
-    """What a server-side apply did; the object body is deliberately not kept (it may be a Secret)."""
+    """What a server-side apply did; the object body is deliberately not kept (it may be a Secret).
+
+    ``conflicts`` names the other field managers whose fields this apply took
+    over (``kubectl: .spec.replicas``): the first apply is sent without
+    ``force``; only when the API server answers with a conflict is it repeated
+    with ``force`` and the conflict reported.
+    """
 
     action: str  # created | configured | unchanged
     resource_version: str
+    conflicts: tuple[str, ...] = ()
+    live: dict | None = None  # the object as stored (dry-run: as it would be); never logged
+    digest: str = ""  # ``drift.applied_state_digest``: pass it back as ``previous_digest``
+
+
+_CONFLICT_WITH = re.compile(r'conflicts? with "([^"]+)"(?: using [^:\n]+)?:(.*?)(?=conflicts? with "|$)', re.S)
+_FIELD_PATH = re.compile(r"(?:^|\s)(\.[^\s,]+)")
 
 
 class _MemoryDiscoverer(LazyDiscoverer):
@@ -246,12 +261,25 @@ class KubeClient:
         field_manager: str = "skerry",
         force: bool = True,
         ignore_annotations: Iterable[str] = (),
+        previous_digest: str | None = None,
+        dry_run: bool = False,
+        keep_live: bool = False,
+        assume_new: bool = False,
     ) -> ApplyResult:
         """Server-side apply ``obj``.
 
         ``unchanged`` means the live object did not change, or changed only
         in ``ignore_annotations`` (e.g. the bundle digest stamp) and
-        server-owned metadata.
+        server-owned metadata. When the caller passes the ``digest`` of its
+        last apply of this object as ``previous_digest`` no GET is made (the
+        resourceVersion cannot tell: status writes by controllers bump it).
+        Without one, the apply costs one GET first, unless ``assume_new``
+        (the caller never applied it): then 201 is ``created`` and 200 (an
+        object that existed, now adopted) ``configured``.
+
+        ``force=True`` is the conflict policy "force, but say whom from": the
+        apply goes without force first; a 409 conflict is retried with force
+        and the other managers are returned in ``conflicts``.
         """
         what = describe_object(obj)
         api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
@@ -266,29 +294,55 @@ class KubeClient:
         if not resource.namespaced:
             namespace = None
         body = _apply_body(obj, namespace)
-        before = self._get_raw(resource, name, namespace, what)
-        resp = self._call(
-            what,
-            lambda: self._dynamic().server_side_apply(
+        before = None
+        if previous_digest is None and not dry_run and not assume_new:
+            before = self._get_raw(resource, name, namespace, what)
+
+        def send(forced: bool):
+            kwargs: dict[str, Any] = {}
+            if dry_run:
+                kwargs["dry_run"] = "All"
+            return self._dynamic().server_side_apply(
                 resource,
                 body=body,
                 name=name,
                 namespace=namespace,
                 field_manager=field_manager,
-                force_conflicts=force,
+                force_conflicts=forced,
                 serialize=False,
                 _request_timeout=self._timeout,
-            ),
-        )
+                **kwargs,
+            )
+
+        conflicts: tuple[str, ...] = ()
+        try:
+            resp = self._call(what, lambda: send(False))
+        except KubeError as e:
+            if e.reason != CONFLICT or not force:
+                raise
+            conflicts = conflicting_managers(str(e))
+            resp = self._call(what, lambda: send(True))
         after = json.loads(resp.data)
         rv = str((after.get("metadata") or {}).get("resourceVersion", ""))
-        if before is None or resp.status == 201:
+        ignore = tuple(ignore_annotations)
+        digest = applied_state_digest(body, after, field_manager=field_manager, ignore_annotations=ignore)
+        if resp.status == 201 or (previous_digest is None and before is None and not dry_run and not assume_new):
             action = CREATED
-        elif _comparable(before, ignore_annotations) == _comparable(after, ignore_annotations):
-            action = UNCHANGED
-        else:
+        elif assume_new and previous_digest is None and before is None:
             action = CONFIGURED
-        return ApplyResult(action=action, resource_version=rv)
+        elif before is not None:
+            action = UNCHANGED if _comparable(before, ignore) == _comparable(after, ignore) else CONFIGURED
+        elif conflicts:
+            action = CONFIGURED  # it took fields back from another manager
+        else:
+            action = UNCHANGED if digest == previous_digest else CONFIGURED
+        return ApplyResult(
+            action=action,
+            resource_version=rv,
+            conflicts=conflicts,
+            live=after if keep_live else None,
+            digest=digest,
+        )
 
     def delete(
         self,
@@ -320,6 +374,125 @@ class KubeClient:
                 return False
             raise
         return True
+
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict], str]:
+        """``(items, resourceVersion)`` of one kind (cluster-wide when ``namespace`` is None)."""
+        what = describe(api_version, kind, "*", namespace)
+        resource = self._resource(api_version, kind, what=what)
+        ns = namespace if resource.namespaced else None
+        resp = self._call(
+            what,
+            lambda: self._dynamic().get(
+                resource,
+                namespace=ns,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                serialize=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        doc = json.loads(resp.data)
+        items = doc.get("items") or []
+        item_version = api_version
+        for item in items:  # list items carry no apiVersion/kind
+            item.setdefault("apiVersion", item_version)
+            item.setdefault("kind", kind)
+        return items, str((doc.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 300,
+        stop: threading.Event | None = None,
+    ):
+        """Yield ``(event_type, object_dict)`` from a watch until the server ends it (or ``stop``).
+
+        One long request per call: the server closes it after
+        ``timeout_seconds``; the caller re-watches from the last
+        resourceVersion. ``Expired`` (HTTP 410) is raised as a ``KubeError``
+        with reason ``Conflict``: the caller must list again.
+        """
+        from kubernetes import watch as kube_watch
+
+        what = describe(api_version, kind, "*", namespace)
+        resource = self._resource(api_version, kind, what=what)
+        ns = namespace if resource.namespaced else None
+        watcher = kube_watch.Watch()
+        try:
+            stream = self._call(
+                what,
+                lambda: self._dynamic().watch(
+                    resource,
+                    namespace=ns,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                    resource_version=resource_version,
+                    timeout=timeout_seconds,
+                    watcher=watcher,
+                ),
+            )
+            while True:
+                if stop is not None and stop.is_set():
+                    return
+                try:
+                    event = self._call(what, lambda: next(stream))
+                except StopIteration:
+                    return
+                etype = event.get("type")
+                raw = event.get("raw_object") or {}
+                if etype == "ERROR":
+                    code = int(raw.get("code") or 0)
+                    raise KubeError(
+                        f"{what}: watch ended: {raw.get('message', '')}",
+                        reason=CONFLICT if code == 410 else UNAVAILABLE,
+                        http_status=code or None,
+                    )
+                yield etype, raw
+        finally:
+            watcher.stop()
+
+    def annotate(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        annotations: Mapping[str, str | None],
+        *,
+        field_manager: str = "skerry-cli",
+    ) -> dict:
+        """Merge-patch annotations (``None`` removes one); returns the patched object."""
+        what = describe(api_version, kind, name, namespace)
+        resource = self._resource(api_version, kind, what=what)
+        ns = namespace if resource.namespaced else None
+        resp = self._call(
+            what,
+            lambda: self._dynamic().patch(
+                resource,
+                body={"metadata": {"annotations": dict(annotations)}},
+                name=name,
+                namespace=ns,
+                content_type="application/merge-patch+json",
+                field_manager=field_manager,
+                serialize=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        return json.loads(resp.data)
 
     # --- the agent's own objects --------------------------------------------------------------
 
@@ -386,6 +559,15 @@ class KubeClient:
             raise KubeError(
                 f"{what}: cannot reach the API server {self.host}: {_short(e)}", reason=UNAVAILABLE
             ) from None
+
+
+def conflicting_managers(message: str) -> tuple[str, ...]:
+    """``('kubectl: .spec.replicas', ...)`` from an API server apply-conflict message."""
+    found = []
+    for m in _CONFLICT_WITH.finditer(message):
+        paths = list(dict.fromkeys(_FIELD_PATH.findall(m.group(2))))[:10]
+        found.append(f"{m.group(1)}: {', '.join(paths)}".rstrip(": "))
+    return tuple(dict.fromkeys(found)) or ("another field manager: " + message[:200],)
 
 
 def _kube_error(what: str, e: ApiException) -> KubeError:

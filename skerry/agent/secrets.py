@@ -10,7 +10,18 @@ label check enforces it.
 
 The plaintext exists only in memory and in the Secret sent to the API
 server: it is never logged, never written to the bundle cache (which keeps
-the sealed form) and never put in an annotation or a status message.
+the sealed form) and never put in an annotation or a status message. The
+Secret is applied with server-side apply, which writes no
+``last-applied-configuration`` annotation (Sealed Secrets #227).
+
+Bundle-scoped unsealing: around each reconcile the app enters
+``bundle_secrets(unsealer, verified)``. ``GrpcUnsealer`` then makes one
+``UnsealBundle`` call with the hub-signed envelope and bundle bytes; the
+sealer verifies them for this agent's own cluster and returns the plaintext
+of exactly the SealedSecrets in that bundle, which ``unseal`` hands out (each
+once) during the reconcile and which is dropped when it ends. A sealer that
+trusts no hub key refuses ``UnsealBundle``; the agent then falls back to one
+``Unseal`` call per SealedSecret (key-id hint included).
 
 ``Unsealer`` is the seam: ``GrpcUnsealer`` talks to the real sealer; tests
 pass a fake.
@@ -19,12 +30,20 @@ pass a fake.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+import structlog
+
 from skerry.core import sealedsecret
-from skerry.core.errors import ConfigError, InvalidInput, SealError, SkerryError
+from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied, SealError, SkerryError
 from skerry.core.tls import TlsFiles
+
+log = structlog.get_logger("skerry.agent.secrets")
+# One UnsealBundle call decrypts every item of a bundle: allow for hundreds of RSA-4096 decryptions.
+BUNDLE_UNSEAL_TIMEOUT_SECONDS = 60.0
 
 is_sealed_secret = sealedsecret.is_sealed_secret
 
@@ -44,7 +63,17 @@ class GrpcUnsealer:
     next to the (synchronous) Kubernetes client.
     """
 
-    def __init__(self, address: str, tls_files: TlsFiles, *, domain: str = "", timeout: float = 10.0):
+    accepts_hints = True
+
+    def __init__(
+        self,
+        address: str,
+        tls_files: TlsFiles,
+        *,
+        domain: str = "",
+        timeout: float = 10.0,
+        bundle_timeout: float = BUNDLE_UNSEAL_TIMEOUT_SECONDS,
+    ):
         import grpc
 
         from skerry.api.v1 import sealer_pb2_grpc
@@ -56,16 +85,92 @@ class GrpcUnsealer:
         self.address = address
         self._domain = domain
         self._timeout = timeout
+        self._bundle_timeout = bundle_timeout
         self._channel = grpc.secure_channel(address, channel_credentials(tls_files), options=CHANNEL_OPTIONS)
         self._stub = sealer_pb2_grpc.SealerServiceStub(self._channel)
+        # The plaintext of the bundle being reconciled, per (namespace, name); None outside a reconcile.
+        self._batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] | None = None
+        self._batch_error: SkerryError | None = None
+        self._batch_lock = threading.Lock()
+
+    def _translate(self, e) -> SkerryError:
+        from skerry.core.rpc import error_from_rpc
+
+        err = error_from_rpc(e, f"sealer {self.address}")
+        if type(err) is InvalidInput:  # the sealer's SealError travels as INVALID_ARGUMENT
+            err = SealError(str(err))
+        return err
+
+    def prepare_bundle(self, metadata: bytes, bundle: bytes) -> None:
+        """One ``UnsealBundle`` for the whole bundle; results are kept in memory until ``end_bundle``."""
+        import grpc
+
+        from skerry.api.v1 import sealer_pb2
+
+        request = sealer_pb2.UnsealBundleRequest(metadata=metadata, bundle=bundle, domain=self._domain)
+        batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] = {}
+        error: SkerryError | None = None
+        try:
+            response = self._stub.UnsealBundle(request, timeout=self._bundle_timeout)
+        except grpc.RpcError as e:
+            error = self._translate(e)
+            if e.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED):
+                # The sealer trusts no hub key (or predates UnsealBundle): per-secret Unseal instead;
+                # the sealer's policy still decides, and its refusal carries this reason too.
+                log.info("sealer refused bundle unseal; unsealing per SealedSecret", error=str(error))
+                with self._batch_lock:
+                    self._batch, self._batch_error = None, error
+                return
+            log.warning("bundle unseal failed", error=str(error))
+        else:
+            for s in response.secrets:
+                key = (s.namespace, s.name)
+                if s.error:
+                    batch[key] = SealError(s.error) if s.reason == "SealError" else SkerryError(s.error, reason=s.reason or None)
+                else:
+                    batch[key] = dict(s.data)
+        with self._batch_lock:
+            self._batch = batch if error is None else {}
+            self._batch_error = error
+
+    def end_bundle(self) -> None:
+        with self._batch_lock:
+            self._batch, self._batch_error = None, None
 
     def unseal(
-        self, namespace: str, name: str, scope: str, encrypted_data: Mapping[str, str]
+        self,
+        namespace: str,
+        name: str,
+        scope: str,
+        encrypted_data: Mapping[str, str],
+        *,
+        key_hint: str = "",
+    ) -> dict[str, bytes]:
+        with self._batch_lock:
+            batch, batch_error = self._batch, self._batch_error
+            if batch is not None:
+                found = batch.pop((namespace, name), None)  # handed out once, then forgotten
+        if batch is not None:
+            if batch_error is not None:
+                raise batch_error
+            if found is None:
+                raise SealError(f"the sealer's verified bundle has no SealedSecret {namespace}/{name}")
+            if isinstance(found, SkerryError):
+                raise found
+            return found
+        try:
+            return self._unseal_direct(namespace, name, scope, encrypted_data, key_hint)
+        except PermissionDenied as e:
+            if batch_error is not None:
+                raise PermissionDenied(f"{e}; bundle unseal was refused too: {batch_error}") from None
+            raise
+
+    def _unseal_direct(
+        self, namespace: str, name: str, scope: str, encrypted_data: Mapping[str, str], key_hint: str
     ) -> dict[str, bytes]:
         import grpc
 
         from skerry.api.v1 import sealer_pb2
-        from skerry.core.rpc import error_from_rpc
 
         request = sealer_pb2.UnsealRequest(
             namespace=namespace,
@@ -73,14 +178,12 @@ class GrpcUnsealer:
             scope=scope,
             encrypted_data=dict(encrypted_data),
             domain=self._domain,
+            key_hint=key_hint,
         )
         try:
             response = self._stub.Unseal(request, timeout=self._timeout)
         except grpc.RpcError as e:
-            err = error_from_rpc(e, f"sealer {self.address}")
-            if type(err) is InvalidInput:  # the sealer's SealError travels as INVALID_ARGUMENT
-                err = SealError(str(err))
-            raise err from None
+            raise self._translate(e) from None
         return dict(response.data)
 
     def close(self) -> None:
@@ -94,6 +197,25 @@ class NoUnsealer:
         self, namespace: str, name: str, scope: str, encrypted_data: Mapping[str, str]
     ) -> dict[str, bytes]:
         raise ConfigError("no sealer is configured for this agent (set --sealer); cannot unseal")
+
+
+@contextlib.contextmanager
+def bundle_secrets(
+    unsealer: Unsealer | None, metadata: bytes, bundle: bytes, objects: Iterable[Mapping] | None = None
+) -> Iterator[None]:
+    """Scope one reconcile: bundle-wide unseal first (if the unsealer can), plaintext dropped after.
+
+    With ``objects`` given, a bundle without SealedSecrets costs no call to the sealer.
+    """
+    prepare = getattr(unsealer, "prepare_bundle", None)
+    if prepare is None or (objects is not None and not any(is_sealed_secret(o) for o in objects)):
+        yield
+        return
+    prepare(metadata, bundle)
+    try:
+        yield
+    finally:
+        unsealer.end_bundle()  # type: ignore[union-attr]
 
 
 def secret_from_sealed(
@@ -119,8 +241,12 @@ def secret_from_sealed(
     scope = sealedsecret.scope_from_annotations(meta.get("annotations") or {})
     data: dict[str, bytes] = {}
     if encrypted:
+        extra = {}
+        hint = (meta.get("annotations") or {}).get(sealedsecret.ANNOTATION_KEY_ID)
+        if hint and getattr(unsealer, "accepts_hints", False):
+            extra["key_hint"] = str(hint)
         try:
-            data = unsealer.unseal(ns, name, scope, dict(encrypted))
+            data = unsealer.unseal(ns, name, scope, dict(encrypted), **extra)
         except SkerryError as e:
             raise type(e)(f"cannot unseal SealedSecret {ns}/{name}: {e}", reason=e.reason) from None
         missing = set(encrypted) - set(data)

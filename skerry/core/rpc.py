@@ -14,8 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import inspect
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -25,17 +28,53 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from skerry.core import errors
-from skerry.core.tls import identity_from_pem
+from skerry.core.tls import ROLE_AGENT, identity_from_pem
 
 log = structlog.get_logger("skerry.rpc")
 
-# Largest message either side accepts. Bundles are chunked above this by the
-# transport issue; 16 MiB bounds the memory one request can pin.
+# Largest message either side accepts: 16 MiB bounds the memory one request can
+# pin. Bundles above BUNDLE_CHUNK_BYTES travel as chunks, so no bundle needs it.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-# Keepalive pings detect dead peers behind NAT within about a minute.
+# Bundle bytes per chunk on WatchBundles: well under MAX_MESSAGE_BYTES, small
+# enough that a stream to a slow agent pins at most ~1 MiB at a time.
+BUNDLE_CHUNK_BYTES = 1024 * 1024
+# RPCs one server runs at once (grpc.aio `maximum_concurrent_rpcs`; beyond it
+# callers get RESOURCE_EXHAUSTED): 10,000 agents x (1 watch + 1 report) plus headroom.
+MAX_CONCURRENT_RPCS = 25_000
+# HTTP/2 streams per connection: an agent needs 2 (watch + report); 100 stops
+# one connection from occupying the whole MAX_CONCURRENT_RPCS budget.
+MAX_STREAMS_PER_CONNECTION = 100
+# A connection with no RPC for this long is closed (probes, half-enrolled
+# clients); agents always hold a watch, so they are never idle.
+MAX_CONNECTION_IDLE_MS = 5 * 60 * 1000
+# Calls that arrived but that grpc.aio has not picked up yet. gRPC core drops calls from this
+# backlog at random above a soft limit (default 1,000) and all above a hard one (default 3,000):
+# that is why 5,000 streams opened at once "stalled at ~3,300" (the rest were CANCELLED). A
+# reconnect storm of 10,000 agents must queue, not be cancelled and come back for another TLS
+# handshake; the backlog costs a few hundred bytes per call and is bounded by MAX_CONCURRENT_RPCS.
+MAX_PENDING_CALLS = 20_000
+MAX_PENDING_CALLS_HARD = MAX_CONCURRENT_RPCS
+# TLS record size gRPC's frame protector buffers per connection (default 16 KiB): agents get
+# bundles in 1 MiB chunks either way, and 4 KiB records save ~6 KiB of hub memory per agent.
+TLS_MAX_FRAME_BYTES = 4096
+# Per-identity request rate (token bucket): an agent makes a handful of calls
+# per reconcile; 5/s sustained with bursts of 20 lets every legitimate pattern
+# through and stops one broken or hostile client from starving the other 9,999.
+RATE_PER_SECOND = 5.0
+RATE_BURST = 20.0
+# Identities tracked by the rate limiter (LRU): bounds its memory to ~2 MiB.
+RATE_MAX_KEYS = 20_000
+# After SIGTERM the health service says NOT_SERVING this long before the server stops taking
+# calls: long enough for a readiness probe or load balancer to look once more and move away.
+SIGTERM_DRAIN_SECONDS = 2.0
+# Keepalive pings detect dead peers behind NAT within about a minute (30 s + 20 s). The
+# 20 s ack timeout is for a busy peer: at 10 s, a hub or agent busy with a reconnect storm of
+# TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 20_000
 KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -43,6 +82,11 @@ KEEPALIVE_OPTIONS = [
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+    ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.tsi.max_frame_size", TLS_MAX_FRAME_BYTES),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     *KEEPALIVE_OPTIONS,
 ]
@@ -91,19 +135,58 @@ def error_from_rpc(exc: grpc.RpcError, peer: str) -> errors.SkerryError:
     return cls(details)
 
 
-def _peer_name(context) -> str:
+@functools.lru_cache(maxsize=RATE_MAX_KEYS)
+def _cached_identity(pem: bytes):
+    return identity_from_pem(pem)
+
+
+def _peer(context):
+    """``(log name, rate-limit key, cluster or "")`` of the caller."""
     try:
         auth = context.auth_context() or {}
         pems = auth.get("x509_pem_cert")
         if pems:
-            return str(identity_from_pem(pems[0]))
+            ident = _cached_identity(bytes(pems[0]))
+            return str(ident), ident.fingerprint, ident.name if ident.has_role(ROLE_AGENT) else ""
     except Exception:  # noqa: BLE001 - identity is only a log hint here
         pass
-    return context.peer() or "unknown"
+    peer = context.peer() or "unknown"
+    return peer, peer.rsplit(":", 1)[0], ""
+
+
+class RateLimiter:
+    """Token buckets per key (peer identity), the least recently seen keys evicted past ``max_keys``."""
+
+    def __init__(
+        self,
+        rate: float = RATE_PER_SECOND,
+        burst: float = RATE_BURST,
+        *,
+        max_keys: int = RATE_MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.rate, self.burst, self.max_keys, self._clock = rate, burst, max_keys, clock
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        tokens, last = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        ok = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return ok
+
+
+_EXEMPT = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions to status codes and binds request context into structlog."""
+    """Maps exceptions to status codes, binds request context into structlog, limits per-identity rates."""
+
+    def __init__(self, limiter: RateLimiter | None = None):
+        self._limiter = limiter
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -111,11 +194,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         md = dict(handler_call_details.invocation_metadata or ())
-        request_id = md.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_id = str(md.get("x-request-id") or "")[:64] or uuid.uuid4().hex[:16]  # bounded: it is logged
+
+        limiter = None if method.startswith(_EXEMPT) else self._limiter
 
         def bind(context):
             structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(rpc=method, peer=_peer_name(context), request_id=request_id)
+            name, key, cluster = _peer(context)
+            structlog.contextvars.bind_contextvars(rpc=method, peer=name, request_id=request_id)
+            if cluster:
+                structlog.contextvars.bind_contextvars(cluster=cluster)
+            if limiter is not None and not limiter.allow(key):
+                raise errors.ResourceExhausted(
+                    f"{name} exceeds {limiter.rate:g} requests/s (burst {limiter.burst:g}); slow down"
+                )
 
         async def fail(context, exc: BaseException):
             if isinstance(exc, errors.SkerryError):
@@ -128,8 +220,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary_unary(request, context):
-                bind(context)
                 try:
+                    bind(context)
                     return await inner(request, context)
                 except (asyncio.CancelledError, grpc.aio.AbortError):
                     raise
@@ -143,8 +235,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(request, context):
-                bind(context)
                 try:
+                    bind(context)
                     result = inner_stream(request, context)
                     if inspect.isasyncgen(result):
                         async for item in result:
@@ -174,11 +266,17 @@ class GrpcServer:
         service_names: Iterable[str],
         grace_seconds: float = 10.0,
         options: list[tuple[str, object]] | None = None,
+        limiter: RateLimiter | None = None,
+        maximum_concurrent_rpcs: int | None = MAX_CONCURRENT_RPCS,
     ):
         self._address = address
         self._credentials = credentials
         self._grace = grace_seconds
-        self._server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=options or SERVER_OPTIONS)
+        self._server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(limiter)],
+            options=options or SERVER_OPTIONS,
+            maximum_concurrent_rpcs=maximum_concurrent_rpcs,
+        )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for reg in register:
@@ -201,17 +299,20 @@ class GrpcServer:
         self.port = port
         return port
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, then stop accepting and drain in-flight calls up to the grace period."""
+    async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
+        """Report NOT_SERVING, keep serving ``drain`` seconds (probes and load balancers see it),
+        then stop accepting and finish in-flight calls up to the grace period."""
         for name in ["", *self._names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if drain > 0:
+            await asyncio.sleep(drain)
         await self._server.stop(self._grace if grace is None else grace)
         self._stopping.set()
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(drain=SIGTERM_DRAIN_SECONDS)))
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()

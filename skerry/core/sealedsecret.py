@@ -21,6 +21,14 @@ KIND = "SealedSecret"
 ANNOTATION_NAMESPACE_WIDE = "sealedsecrets.bitnami.com/namespace-wide"
 ANNOTATION_CLUSTER_WIDE = "sealedsecrets.bitnami.com/cluster-wide"
 
+# Skerry's additions, on the SealedSecret's own metadata (kubeseal and the upstream controller ignore them):
+# the key id (SHA-256 of the sealing public key) so unseal tries that key first, and the key domain
+# (region) the values are sealed for.
+ANNOTATION_KEY_ID = "sealer.skerry.io/key-id"
+ANNOTATION_DOMAIN = "sealer.skerry.io/domain"
+# A SealedSecret without metadata.namespace lands where the agent defaults namespaced objects.
+DEFAULT_NAMESPACE = "default"
+
 STRICT = "strict"
 NAMESPACE_WIDE = "namespace-wide"
 CLUSTER_WIDE = "cluster-wide"

@@ -34,6 +34,9 @@ ROLE_AGENT = "skerry:agent"
 ROLE_HUB = "skerry:hub"
 ROLE_SEALER = "skerry:sealer"
 ROLE_OPERATOR = "skerry:operator"
+# Subject CN of the hub-run CA that enrolls agents (skerry.hub.enrollment); agents renew only
+# certificates it issued, never ones an operator's own CA made.
+AGENT_CA_NAME = "skerry-agent-ca"
 
 
 @dataclasses.dataclass(frozen=True)

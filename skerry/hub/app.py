@@ -81,6 +81,15 @@ def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+def _mtls_credentials(files, agent_ca_pem: bytes):
+    """Mutual TLS trusting the operator's CA (``--tls-ca``) and the hub-run agent CA."""
+    import grpc
+
+    ca, cert, key = files.read()
+    roots = ca.rstrip(b"\n") + b"\n" + agent_ca_pem
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=roots, require_client_auth=True)
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -95,7 +104,12 @@ class HubApp:
         self._trust_task: asyncio.Task | None = None
         self.trust = None
         self.attestations = None
+        self._revocation_task: asyncio.Task | None = None
         self._stopped = False
+        self.enrollment = None
+        self.servicer = None
+        self.enroll_server = None
+        self.enroll_port: int | None = None
         self.promoter = None
         self.health_tracker = None
 
@@ -104,17 +118,21 @@ class HubApp:
         return self.config.public_key
 
     async def start(self) -> int:
-        from skerry.api.v1 import hub_pb2_grpc
-        from skerry.core.rpc import GrpcServer
+        from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
+        from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
         from skerry.hub.bundles.store import HubStore
+        from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
+        from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.render.engine import KustomizeEngine
         from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitSource
         from skerry.hub.sync import Syncer
 
         cfg = self.config
-        credentials = server_credentials(cfg.require_tls())
+        tls_files = cfg.require_tls()
+        self.enrollment = Enrollment.open(cfg.state_dir, lifetime=cfg.agent_cert_lifetime)
+        credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
         engine = self._engine or await asyncio.to_thread(KustomizeEngine.detect, timeout=cfg.render_timeout)
         source = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir)
         register = []
@@ -126,18 +144,35 @@ class HubApp:
             self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, gate=self.enrollment)
+        self.servicer = servicer
+        enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
         self.server = GrpcServer(
             cfg.listen,
             credentials,
             register=[
                 lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server),
+                lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(enroll_servicer, server),
                 *promotion[0],
                 *register,
             ],
-            service_names=[*service_names, *promotion[1]],
+            service_names=[*service_names, ENROLL_SERVICE, *promotion[1]],
+            limiter=RateLimiter(),
         )
+        if cfg.enroll_listen is not None:
+            # Server-authenticated TLS only: enrolling agents have no client certificate yet.
+            self.enroll_server = GrpcServer(
+                cfg.enroll_listen,
+                server_credentials(tls_files, require_client_auth=False),
+                register=[
+                    lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+                        enroll_servicer, server
+                    )
+                ],
+                service_names=[ENROLL_SERVICE],
+                limiter=RateLimiter(),
+            )
         log.info(
             "hub starting",
             repo=source.url,
@@ -150,11 +185,16 @@ class HubApp:
         except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
             log.exception("first sync failed")
         self.port = await self.server.start()
+        if self.enroll_server is not None:
+            self.enroll_port = await self.enroll_server.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
         if self.trust is not None:
             self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
+        self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         if cfg.ready_file is not None:
             ready = {"port": self.port, "public_key": str(self.public_key_path)}
+            if self.enroll_port is not None:
+                ready["enroll_port"] = self.enroll_port
             if cfg.trust_dir is not None:
                 ready["trust_root"] = str(cfg.trust_dir / "root.json")
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
@@ -175,7 +215,7 @@ class HubApp:
         self.trust.on_change(lambda role: role.startswith("release-") and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
-                                       cfg.require_tls().ca.read_bytes())
+                                       cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         register.append(lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server))
         service_names.append(TRUST_SERVICE)
         self.trust.refresh()
@@ -243,6 +283,20 @@ class HubApp:
         # The first sync already ran in start(); the next one is an interval (or a trigger) away.
         await self.syncer.run(self.config.interval, immediately=False)
 
+    async def _watch_revocations(self) -> None:
+        """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams."""
+        from skerry.hub.enrollment.revocation import RELOAD_SECONDS
+
+        assert self.enrollment is not None and self.servicer is not None
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            try:
+                if self.enrollment.revocations.reload():
+                    log.info("revocation list changed", path="enrollment/revocations.json")
+                    self.servicer.recheck_streams()
+            except ConfigError as e:
+                log.error("revocation list unreadable; keeping the previous one", error=str(e))
+
     async def wait(self) -> None:
         if self.server is not None:
             await self.server.wait()
@@ -253,16 +307,13 @@ class HubApp:
         self._stopped = True
         if self.server is None:  # never started (or failed before serving)
             return
-        for task in (self._loop_task, self._trust_task):
+        for task in (self._loop_task, self._trust_task, self._revocation_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        if self.enroll_server is not None:
+            await self.enroll_server.stop(0)
         if getattr(self, "promoter", None) is not None:
             await self.promoter.close()
         await self.server.stop(grace)

@@ -50,6 +50,18 @@ _SERVE_FLAGS = (
         "release keys the hub signs with itself (dev environments only: the hub alone can then ship them)",
     ),
     ("--trust-refresh", "trust_refresh", "DURATION", "how often online TUF metadata is checked for re-signing"),
+    (
+        "--enroll-listen",
+        "enroll_listen",
+        "HOST:PORT",
+        "listener for `skerry agent enroll` (server TLS, bootstrap tokens); default: none",
+    ),
+    (
+        "--agent-cert-lifetime",
+        "agent_cert_lifetime",
+        "DURATION",
+        "lifetime of enrolled agents' certificates, renewed at 2/3 (default 24h)",
+    ),
     ("--push-url", "push_url", "PATH|URL", "where promotion commits are pushed (default: --repo)"),
     ("--push-branch", "push_branch", "NAME", "push promotions to this branch for review instead"),
     ("--push-ssh-key", "push_ssh_key", "FILE", "deploy key for pushing promotions over ssh"),
@@ -69,6 +81,36 @@ def add_commands(subparsers) -> None:
     for flag, dest, metavar, help_text in _SERVE_FLAGS:
         serve.add_argument(flag, dest=dest, metavar=metavar, help=help_text)
     serve.set_defaults(func=serve_command)
+
+    cluster = subparsers.add_parser(
+        "cluster",
+        help="enroll and revoke clusters' agents (run on the hub host)",
+        description="Bootstrap tokens and revocation for agents. Works on the hub's state directory "
+        "(--state-dir or SKERRY_HUB_STATE_DIR); a running hub sees revocations within a second.",
+    )
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND")
+    cluster_commands.required = True
+    add = cluster_commands.add_parser(
+        "add",
+        help="print a single-use, expiring bootstrap token for a cluster's agent",
+        description="Print a bootstrap token for `skerry agent enroll --token`. It is single-use and "
+        "expires (default 1h); the certificate it buys names exactly this cluster.",
+    )
+    add.add_argument("name", metavar="NAME", help="cluster name, as in skerry.yaml")
+    add.add_argument("--ttl", default="1h", metavar="DURATION", help="token lifetime, at most 24h (default 1h)")
+    add.add_argument("--state-dir", metavar="DIR", help="the hub's state directory")
+    add.set_defaults(func=cluster_add_command)
+    revoke = cluster_commands.add_parser(
+        "revoke",
+        help="revoke a cluster's agent certificates (or one by fingerprint); open streams close",
+        description="Revoke every certificate of cluster NAME issued until now, or one certificate "
+        "by --fingerprint. The running hub refuses them and closes their open streams within a second. "
+        "Re-enroll the cluster with a new `skerry cluster add NAME` token.",
+    )
+    revoke.add_argument("name", nargs="?", metavar="NAME", help="cluster whose certificates to revoke")
+    revoke.add_argument("--fingerprint", metavar="SHA256", help="revoke one certificate by its SHA-256 fingerprint")
+    revoke.add_argument("--state-dir", metavar="DIR", help="the hub's state directory")
+    revoke.set_defaults(func=cluster_revoke_command)
 
     render = subparsers.add_parser(
         "render",
@@ -120,6 +162,63 @@ def serve_command(args: argparse.Namespace) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - one line for the operator; details are in the log
         return _fail("skerry hub serve", f"unexpected {type(e).__name__}: {e}")
+
+
+# --- cluster add / revoke ------------------------------------------------------------------
+
+
+def cluster_add_command(args: argparse.Namespace) -> int:
+    from skerry.core.errors import SkerryError
+    from skerry.hub.config import parse_duration, state_dir_from_env
+    from skerry.hub.enrollment.service import DIR_NAME
+    from skerry.hub.enrollment.tokens import TokenIssuer, check_cluster_name
+
+    command = "skerry cluster add"
+    try:
+        check_cluster_name(args.name)
+        ttl = parse_duration(args.ttl, "--ttl")
+        issuer = TokenIssuer.load_or_create(state_dir_from_env(args.state_dir) / DIR_NAME)
+        token, claims = issuer.issue(args.name, ttl)
+    except SkerryError as e:
+        return _fail(command, str(e))
+    except OSError as e:
+        return _fail(command, f"cannot use the hub state directory: {e}")
+    import time
+
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.expires))
+    print(token)
+    print(
+        f"single-use token for cluster {args.name!r}, expires {expires}; on the cluster run:\n"
+        f"  skerry agent enroll --hub HUB:ENROLL_PORT --tls-ca hub-ca.crt --token <token>",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cluster_revoke_command(args: argparse.Namespace) -> int:
+    from skerry.core.errors import SkerryError
+    from skerry.hub.config import state_dir_from_env
+    from skerry.hub.enrollment.revocation import Revocations
+    from skerry.hub.enrollment.service import DIR_NAME
+    from skerry.hub.enrollment.tokens import check_cluster_name
+
+    command = "skerry cluster revoke"
+    if bool(args.name) == bool(args.fingerprint):
+        return _fail(command, "give a cluster NAME or --fingerprint SHA256 (one of them)", 2)
+    try:
+        revocations = Revocations(state_dir_from_env(args.state_dir) / DIR_NAME)
+        if args.name:
+            check_cluster_name(args.name)
+            revocations.revoke_cluster(args.name)
+            print(f"revoked every certificate of cluster {args.name!r} issued until now", file=sys.stderr)
+        else:
+            revocations.revoke_fingerprint(args.fingerprint)
+            print(f"revoked certificate {args.fingerprint}", file=sys.stderr)
+    except SkerryError as e:
+        return _fail(command, str(e))
+    except OSError as e:
+        return _fail(command, f"cannot use the hub state directory: {e}")
+    return 0
 
 
 # --- render --------------------------------------------------------------------------------

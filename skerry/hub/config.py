@@ -18,6 +18,9 @@ default::
     SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
     SKERRY_HUB_READY_FILE        JSON {"port", "public_key"} written when serving
     SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
+    SKERRY_HUB_ENROLL_LISTEN     enrollment listener host:port (server TLS only,
+                                 bootstrap tokens; unset: no enrollment listener)
+    SKERRY_HUB_AGENT_CERT_LIFETIME  lifetime of enrolled agents' certificates   24h
     SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
     SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
     SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
@@ -51,6 +54,13 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 
 def _default_state_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".local" / "state" / "skerry" / "hub"
+
+
+def state_dir_from_env(override: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> pathlib.Path:
+    """The hub state directory for commands run next to the hub (``skerry cluster ...``)."""
+    env = os.environ if environ is None else environ
+    value = override or env.get(ENV_PREFIX + "STATE_DIR") or None
+    return pathlib.Path(value).expanduser() if value else _default_state_dir()
 
 
 def parse_duration(value: Any, what: str) -> float:
@@ -123,6 +133,8 @@ class HubConfig:
     # "env=KEYFILE" release keys the hub may sign with itself (dev only: collapses the release/director split).
     release_keys: tuple[tuple[str, pathlib.Path], ...] = ()
     trust_refresh: float = 30.0  # seconds between checks for expiring online metadata / offline changes
+    enroll_listen: str | None = None
+    agent_cert_lifetime: _dt.timedelta = _dt.timedelta(hours=24)
     # promotion (issue 8): where the hub pushes its commits
     push_url: str | None = None  # None: the repo it follows
     push_branch: str | None = None  # None: the followed branch; else a branch for review
@@ -133,6 +145,8 @@ class HubConfig:
             raise ConfigError(f"repo: a repository path or URL is required ({ENV_PREFIX}REPO or --repo)")
         check_branch(self.branch)
         check_listen(self.listen)
+        if self.enroll_listen is not None:
+            check_listen(self.enroll_listen, "enroll_listen")
         if not self.interval > 0:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
@@ -189,6 +203,11 @@ class HubConfig:
             kwargs["branch"] = str(branch)
         if (listen := pick("listen")) is not None:
             kwargs["listen"] = str(listen)
+        if (enroll := pick("enroll_listen")) is not None:
+            kwargs["enroll_listen"] = str(enroll)
+        if (lifetime := pick("agent_cert_lifetime")) is not None:
+            seconds = parse_duration(lifetime, f"agent_cert_lifetime ({ENV_PREFIX}AGENT_CERT_LIFETIME)")
+            kwargs["agent_cert_lifetime"] = _dt.timedelta(seconds=seconds)
         if (interval := pick("interval")) is not None:
             kwargs["interval"] = parse_duration(interval, f"interval ({ENV_PREFIX}INTERVAL)")
         if (timeout := pick("render_timeout")) is not None:

@@ -17,13 +17,23 @@ the hub never tells a stranger which clusters exist.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
 
 from skerry.api.v1 import bundle_pb2, common_pb2, hub_pb2, hub_pb2_grpc
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.errors import ConfigError, InvalidInput, NotFound, PermissionDenied, Unavailable
+from skerry.core.errors import (
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SkerryError,
+    Unavailable,
+)
+from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, peer_identity
 from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
@@ -32,6 +42,14 @@ from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoar
 log = structlog.get_logger("skerry.hub.servicer")
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
+
+
+class PeerGate(Protocol):
+    """Authenticates callers beyond the TLS handshake (``skerry.hub.enrollment.service.Enrollment``)."""
+
+    def authenticate(self, context): ...  # -> a peer with ``.identity``; raises if revoked
+
+    def check(self, peer) -> None: ...  # raises if this peer's certificate is revoked by now
 
 
 class FleetView(Protocol):
@@ -53,6 +71,109 @@ def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
         metadata=signed.metadata,
         bundle=signed.bundle,
     )
+
+
+# An agent may hold this many WatchBundles streams per certificate; a newer one ends the oldest
+# (an agent reconnecting before the hub noticed its old connection died must win, not be refused).
+MAX_WATCHES_PER_IDENTITY = 1
+# Room left in one message for everything but the bundle bytes (metadata, framing) when an old
+# agent that cannot take chunks gets a whole bundle.
+_ENVELOPE_ALLOWANCE = 256 * 1024
+
+
+def bundle_messages(
+    signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES
+) -> list[hub_pb2.WatchBundlesResponse]:
+    """The watch events that carry ``signed`` to an agent that holds the blob ``have_blob``.
+
+    Unchanged bytes are never sent again (``transfer.omitted``); bytes above ``chunk_bytes`` go as
+    ``chunk`` events after a header naming size and count. Agents that announce no chunk support
+    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits.
+    """
+    head = bundle_pb2.SignedBundle(
+        cluster=signed.cluster, version=signed.release, digest=signed.digest, metadata=signed.metadata
+    )
+    if chunks_ok and have_blob and have_blob == signed.digest:
+        return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
+    data = signed.bundle
+    if chunks_ok and len(data) > chunk_bytes:
+        n = -(-len(data) // chunk_bytes)
+        out = [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=n))]
+        view = memoryview(data)
+        for i in range(n):
+            piece = bytes(view[i * chunk_bytes : (i + 1) * chunk_bytes])
+            out.append(
+                hub_pb2.WatchBundlesResponse(
+                    chunk=hub_pb2.BundleChunk(digest=signed.digest, offset=i * chunk_bytes, data=piece)
+                )
+            )
+        return out
+    if len(data) + len(signed.metadata) > MAX_MESSAGE_BYTES - _ENVELOPE_ALLOWANCE:
+        raise ResourceExhausted(
+            f"release {signed.release} of {signed.cluster!r} is {len(data)} bytes, more than one message; "
+            "this agent does not accept chunks: upgrade it"
+        )
+    head.bundle = data
+    return [hub_pb2.WatchBundlesResponse(bundle=head)]
+
+
+class _Stream:
+    __slots__ = ("fingerprint", "cluster", "peer", "ended")
+
+    def __init__(self, fingerprint: str, cluster: str, peer):
+        self.fingerprint = fingerprint
+        self.cluster = cluster
+        self.peer = peer
+        self.ended: SkerryError | None = None
+
+    def check(self) -> None:
+        if self.ended is not None:
+            raise self.ended
+
+
+class StreamRegistry:
+    """Open WatchBundles streams by certificate fingerprint: to end them on revocation or supersession."""
+
+    def __init__(self, wake: Callable[[str], None], per_identity: int = MAX_WATCHES_PER_IDENTITY):
+        self._wake = wake
+        self._per_identity = per_identity
+        self._by_fp: dict[str, list[_Stream]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_fp.values())
+
+    def open(self, fingerprint: str, cluster: str, peer) -> _Stream:
+        stream = _Stream(fingerprint, cluster, peer)
+        streams = self._by_fp.setdefault(fingerprint, [])
+        streams.append(stream)
+        while len(streams) > self._per_identity:
+            old = streams.pop(0)
+            old.ended = Unavailable("superseded by a newer watch from the same agent certificate")
+            self._wake(old.cluster)
+        return stream
+
+    def close(self, stream: _Stream) -> None:
+        streams = self._by_fp.get(stream.fingerprint)
+        if streams is not None:
+            if stream in streams:
+                streams.remove(stream)
+            if not streams:
+                del self._by_fp[stream.fingerprint]
+
+    def recheck(self, check: Callable[[object], None]) -> int:
+        """End every open stream whose peer no longer passes ``check``; returns how many ended."""
+        ended = 0
+        for streams in list(self._by_fp.values()):
+            for stream in streams:
+                if stream.ended is not None:
+                    continue
+                try:
+                    check(stream.peer)
+                except SkerryError as e:
+                    stream.ended = e
+                    ended += 1
+                    self._wake(stream.cluster)
+        return ended
 
 
 def event_to_proto(event: SignedBundle | RenderFailure) -> hub_pb2.WatchBundlesResponse:
@@ -127,11 +248,32 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         fleet: FleetView,
         *,
         clock: Clock | None = None,
+        gate: PeerGate | None = None,
+        chunk_bytes: int = BUNDLE_CHUNK_BYTES,
     ):
         self._store = store
         self._statuses = statuses
         self._fleet = fleet
         self._clock = clock or SystemClock()
+        self._gate = gate
+        self._chunk_bytes = chunk_bytes
+        self.streams = StreamRegistry(store.wake)
+
+    def _authenticate(self, context):
+        """``(identity, peer)``: the verified caller, refused if its certificate is revoked."""
+        if self._gate is None:
+            return peer_identity(context), None
+        peer = self._gate.authenticate(context)
+        return peer.identity, peer
+
+    def recheck_streams(self) -> int:
+        """After the revocation list changed: end the open streams of revoked certificates."""
+        if self._gate is None:
+            return 0
+        ended = self.streams.recheck(self._gate.check)
+        if ended:
+            log.info("closed the open streams of revoked certificates", streams=ended)
+        return ended
 
     # --- checks ---
 
@@ -155,7 +297,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     # --- RPCs ---
 
     async def WatchBundles(self, request: hub_pb2.WatchBundlesRequest, context):
-        identity = peer_identity(context)
+        identity, peer = self._authenticate(context)
         cluster = request.cluster
         self._require_agent_of(identity, cluster, "watch bundles of")
         self._require_known(cluster)
@@ -168,13 +310,26 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 hub_release=current.release,
             )
         log.info("agent watching", cluster=cluster, last_version=request.last_version)
-        async for event in self._store.watch(cluster, last_digest=request.last_digest):
-            yield event_to_proto(event)
+        stream = self.streams.open(identity.fingerprint, cluster, peer)
+        have_blob = request.have_blob
+        chunks_ok = request.accepts_chunks
+        try:
+            async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
+                if isinstance(event, SignedBundle):
+                    for message in bundle_messages(
+                        event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
+                    ):
+                        yield message
+                    have_blob = event.digest
+                else:
+                    yield event_to_proto(event)
+        finally:
+            self.streams.close(stream)
 
     async def ReportStatus(
         self, request: hub_pb2.ReportStatusRequest, context
     ) -> hub_pb2.ReportStatusResponse:
-        identity = peer_identity(context)
+        identity, _ = self._authenticate(context)
         if not request.HasField("status"):
             raise InvalidInput("status is required")
         cluster = request.status.cluster
@@ -188,7 +343,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def GetFleetStatus(
         self, request: hub_pb2.GetFleetStatusRequest, context
     ) -> hub_pb2.GetFleetStatusResponse:
-        identity = peer_identity(context)
+        identity, _ = self._authenticate(context)
         wanted = request.cluster
         if identity.has_role(ROLE_OPERATOR):
             pass

@@ -3,14 +3,20 @@
 ``SealerApp`` runs in-process (tests, the demo) and ``run`` is the
 long-running service behind ``skerry sealer serve``. Keys are opened (and on
 first start generated) before the port opens, so a listening sealer can
-always seal and unseal. Once serving, ``{"port": N}`` is written atomically
-to the ready file when one is configured, so callers can start on port 0.
+always seal and unseal. Once serving, ``{"port": N}`` (and ``"cert_port"``
+when the certificate HTTP endpoint is on) is written atomically to the ready
+file when one is configured, so callers can start on port 0.
+
+A background task re-reads key storage every ``keys_refresh_seconds`` (keys
+rotated, restored or retired with ``skerry sealer keys`` appear without a
+restart) and adds a key when the newest is ``renewal_days`` old.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as _dt
 import json
 import os
 import pathlib
@@ -19,11 +25,13 @@ import structlog
 
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
-from skerry.core.errors import ConfigError
+from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.rpc import GrpcServer
+from skerry.sealer.authz import ClusterDomains, RateLimiter, UnsealGate
 from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
 from skerry.sealer.servicer import SealerServicer
+from skerry.sealer.trust import BundleTrust, SignedBundleTrust
 
 log = structlog.get_logger("skerry.sealer")
 
@@ -31,19 +39,46 @@ SERVICE_NAME = sealer_pb2.DESCRIPTOR.services_by_name["SealerService"].full_name
 
 
 class SealerApp:
-    def __init__(self, config: SealerConfig, *, registry: KeyRegistry | None = None):
+    def __init__(
+        self,
+        config: SealerConfig,
+        *,
+        registry: KeyRegistry | None = None,
+        bundle_trust: BundleTrust | None = None,
+    ):
         self.config = config.validate()
-        self.registry = registry or KeyRegistry.from_directory(config.keys_dir)
+        self.registry = registry or KeyRegistry.from_directory(
+            config.keys_dir, kek=config.key_encryption_key()
+        )
+        if bundle_trust is None and config.hub_keys:
+            bundle_trust = SignedBundleTrust.from_key_files(config.hub_keys)
+        self.bundle_trust = bundle_trust
+        domains = ClusterDomains.from_file(config.cluster_domains) if config.cluster_domains else ClusterDomains()
+        self.gate = UnsealGate(
+            self.registry,
+            domains=domains,
+            limiter=RateLimiter(config.rate_per_second, config.rate_burst),
+            bundle_trust=bundle_trust,
+        )
         self._server: GrpcServer | None = None
+        self._cert_server = None
+        self._keys_task: asyncio.Task | None = None
         self._wrote_ready = False
         self.port: int | None = None
+        self.cert_port: int | None = None
 
     async def start(self) -> int:
         """Open the key domains, start serving and return the bound port."""
         credentials = tls.server_credentials(self.config.tls_files, require_client_auth=True)
         for domain in self.config.domains:
             await asyncio.to_thread(self.registry.open, domain)
-        servicer = SealerServicer(self.registry)
+        await self._maintain_keys()  # a sealer started after a long pause renews before serving
+        if self.bundle_trust is None:
+            log.warning(
+                "no hub key configured: any agent identity may unseal any namespace of its domains; "
+                "set SKERRY_SEALER_HUB_KEYS to unseal only what each cluster's signed bundle contains"
+            )
+        servicer = SealerServicer(self.registry, self.gate)
         self._server = GrpcServer(
             self.config.listen,
             credentials,
@@ -52,9 +87,20 @@ class SealerApp:
             grace_seconds=self.config.grace_seconds,
         )
         self.port = await self._server.start()
+        if self.config.cert_listen:
+            from skerry.sealer.certhttp import CertificateServer
+
+            host, _, cport = self.config.cert_listen.rpartition(":")
+            try:
+                self._cert_server = CertificateServer(self.registry, host, int(cport))
+            except OSError as e:
+                await self._server.stop(0)
+                raise ConfigError(f"cannot listen on {self.config.cert_listen}: {e.strerror}") from e
+            self.cert_port = self._cert_server.start()
+        self._keys_task = asyncio.create_task(self._keys_loop(), name="sealer-keys")
         if self.config.ready_file is not None:
             try:
-                _write_ready_file(self.config.ready_file, self.port)
+                _write_ready_file(self.config.ready_file, self.port, self.cert_port)
             except OSError as e:
                 await self._server.stop(0)
                 raise ConfigError(f"cannot write ready file {self.config.ready_file}: {e.strerror}") from e
@@ -64,7 +110,30 @@ class SealerApp:
         )
         return self.port
 
+    async def _maintain_keys(self) -> None:
+        period = _dt.timedelta(days=self.config.renewal_days) if self.config.renewal_days else None
+        for domain in self.config.domains:
+            try:
+                await asyncio.to_thread(self.registry.refresh, domain)
+                if period is not None:
+                    await asyncio.to_thread(self.registry.renew_if_due, domain, period)
+            except SkerryError as e:
+                log.error("key maintenance failed; keeping the loaded keys", domain=domain, error=str(e))
+
+    async def _keys_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.keys_refresh_seconds)
+            await self._maintain_keys()
+
     async def stop(self, grace: float | None = None) -> None:
+        if self._keys_task is not None:
+            self._keys_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keys_task
+            self._keys_task = None
+        if self._cert_server is not None:
+            await asyncio.to_thread(self._cert_server.stop)
+            self._cert_server = None
         if self._wrote_ready and self.config.ready_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.config.ready_file.unlink()
@@ -94,8 +163,9 @@ async def run(config: SealerConfig) -> None:
         await app.stop(0)
 
 
-def _write_ready_file(path: pathlib.Path, port: int) -> None:
+def _write_ready_file(path: pathlib.Path, port: int, cert_port: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"port": port}) + "\n")
+    doc = {"port": port} if cert_port is None else {"port": port, "cert_port": cert_port}
+    tmp.write_text(json.dumps(doc) + "\n")
     os.replace(tmp, path)

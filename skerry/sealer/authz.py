@@ -1,34 +1,65 @@
 """The unseal gate: who may get plaintext back, and the audit trail of every attempt.
 
-``authorize_unseal`` is the policy: a pure function over the verified mTLS
-identity and the request, so later rules (namespaces per cluster, key
-domains per region, rate limits) slot in without touching the transport.
-Today the rule is that only the ``skerry:agent`` role unseals.
+The rules, each a small pure piece so they are tested alone:
 
-``UnsealGate`` enforces it: authorise, validate, decrypt every item with the
-registry, and write one audit record per attempt (who, where, scope, which
-keys, outcome). Item names are logged; values, sealed or not, never are.
+* ``authorize_unseal``: only the ``skerry:agent`` mTLS role unseals.
+* ``ClusterDomains``: which key domains (regions) each cluster may use. It is
+  the sealer operator's static configuration, never the hub's or the
+  agent's word, so a hub cannot grant a cluster another jurisdiction's keys.
+* ``RateLimiter``: a token bucket of RSA decryptions per identity
+  (GHSA-jpp5-6cf2-prqh: unbounded unseal is a CPU denial of service).
+* Bundle scoping (``unseal_bundle`` with a ``trust.BundleTrust``): the
+  namespace, name and scope of each SealedSecret come from the hub-signed
+  bundle of the caller's own cluster. When the sealer trusts a hub key the
+  per-secret ``unseal`` (whose namespace and name the caller states) is
+  refused.
+
+``UnsealGate`` enforces them: authorise, validate, decrypt every item with
+the registry (hinted key first), and write one audit record per attempt
+(who, where, scope, domain, which keys, outcome). Item names are logged;
+values, sealed or not, never are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 import re
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
 from skerry.core import sealedsecret
-from skerry.core.errors import InvalidInput, PermissionDenied, SealError, SkerryError
-from skerry.core.tls import ROLE_AGENT, Identity
+from skerry.core.errors import (
+    ConfigError,
+    InvalidInput,
+    PermissionDenied,
+    ResourceExhausted,
+    SealError,
+    SkerryError,
+)
+from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity
 from skerry.sealer import crypto
-from skerry.sealer.keys import KeyRegistry, normalize_domain
+from skerry.sealer.keys import DEFAULT_DOMAIN, KeyRegistry, normalize_domain
+from skerry.sealer.trust import BundleSecret, BundleTrust
 
 audit_log = structlog.get_logger("skerry.sealer.audit")
 
 # Kubernetes Secret data keys: [-._a-zA-Z0-9]+, at most 253 characters.
 _ITEM_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _MAX_AUDITED_ITEMS = 100
+# Items of one SealedSecret: a Secret is at most 1 MiB, so thousands of items are an attack.
+MAX_ITEMS_PER_SECRET = 1000
+# Token bucket per identity, in RSA decryptions: a burst covers a large bundle at agent start
+# (hundreds of secrets), the sustained rate leaves most of a core (~750/s) for everyone else.
+DEFAULT_RATE_PER_SECOND = 50.0
+DEFAULT_RATE_BURST = 2000
+# The cluster-domain map is a small operator file.
+MAX_DOMAIN_MAP_BYTES = 1024 * 1024
+WILDCARD = "*"
 
 
 def _clip(text: str, limit: int = 253) -> str:
@@ -44,6 +75,7 @@ class UnsealAttempt:
     scope: str
     domain: str
     encrypted_data: Mapping[str, str] = dataclasses.field(repr=False)
+    key_hint: str = ""
 
     @property
     def items(self) -> tuple[str, ...]:
@@ -61,6 +93,105 @@ def authorize_unseal(identity: Identity, request: UnsealAttempt) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class ClusterDomains:
+    """Key domains per cluster (agent mTLS name); ``"*"`` applies to clusters not listed.
+
+    The default, with no map configured, lets every cluster use the ``default`` domain only.
+    """
+
+    clusters: Mapping[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=lambda: {WILDCARD: (DEFAULT_DOMAIN,)}
+    )
+
+    def allowed(self, cluster: str) -> tuple[str, ...]:
+        if cluster in self.clusters:
+            return self.clusters[cluster]
+        return self.clusters.get(WILDCARD, ())
+
+    def check(self, cluster: str, domain: str) -> None:
+        if domain not in self.allowed(cluster):
+            raise PermissionDenied(
+                f"cluster {cluster!r} may not use key domain {domain!r}: the sealer's cluster-domain map "
+                f"gives it {', '.join(self.allowed(cluster)) or 'no domain'}",
+                reason="DomainDenied",
+            )
+
+    @classmethod
+    def from_mapping(cls, doc: object, source: str = "cluster-domain map") -> ClusterDomains:
+        """``{"clusters": {"oslo-prod": ["no-oslo"], "*": ["default"]}}`` (YAML or JSON)."""
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("clusters"), Mapping):
+            raise ConfigError(f"{source}: expected a mapping with 'clusters: {{cluster: [domains]}}'")
+        out: dict[str, tuple[str, ...]] = {}
+        for cluster, domains in doc["clusters"].items():
+            if isinstance(domains, str):
+                domains = [domains]
+            if not isinstance(domains, Sequence) or not all(isinstance(d, str) for d in domains):
+                raise ConfigError(f"{source}: cluster {cluster!r} must list domain names")
+            out[str(cluster)] = tuple(normalize_domain(d) for d in domains)
+        return cls(out)
+
+    @classmethod
+    def from_file(cls, path: pathlib.Path) -> ClusterDomains:
+        import yaml
+
+        try:
+            with open(path, "rb") as f:
+                text = f.read(MAX_DOMAIN_MAP_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"cannot read cluster-domain map {path}: {e.strerror}") from e
+        if len(text) > MAX_DOMAIN_MAP_BYTES:
+            raise ConfigError(f"cluster-domain map {path} is over {MAX_DOMAIN_MAP_BYTES} bytes")
+        try:
+            doc = json.loads(text) if text.lstrip().startswith(b"{") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            raise ConfigError(f"cluster-domain map {path} is not valid YAML or JSON") from e
+        return cls.from_mapping(doc, str(path))
+
+
+class RateLimiter:
+    """Token bucket per key (an identity): ``rate`` tokens a second up to ``burst``. Thread-safe."""
+
+    def __init__(
+        self,
+        rate: float = DEFAULT_RATE_PER_SECOND,
+        burst: float = DEFAULT_RATE_BURST,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        if rate <= 0 or burst < 1:
+            raise ConfigError("unseal rate limits must be positive (rate > 0, burst >= 1)")
+        self.rate, self.burst = float(rate), float(burst)
+        self._monotonic = monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, cost: int = 1) -> None:
+        """Spend ``cost`` tokens or raise ``ResourceExhausted`` (spending nothing)."""
+        now = self._monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < cost:
+                self._buckets[key] = (tokens, now)
+                wait = (cost - tokens) / self.rate
+                raise ResourceExhausted(
+                    f"unseal rate limit for {key}: {cost} decryption(s) asked, {int(tokens)} left; "
+                    f"retry in {wait:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
+                    reason="RateLimited",
+                )
+            self._buckets[key] = (tokens - cost, now)
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleUnsealResult:
+    namespace: str
+    name: str
+    data: Mapping[str, bytes] = dataclasses.field(repr=False)
+    key_ids: tuple[str, ...] = ()
+    error: SkerryError | None = None
+
+
 def _validate(request: UnsealAttempt) -> str:
     """Check the request's shape; returns the scope (empty means strict)."""
     scope = request.scope or sealedsecret.STRICT
@@ -72,6 +203,8 @@ def _validate(request: UnsealAttempt) -> str:
         raise InvalidInput("unseal needs the namespace and name the Secret will have")
     if not request.encrypted_data:
         raise InvalidInput(f"{request.namespace}/{request.name} has no encryptedData items")
+    if len(request.encrypted_data) > MAX_ITEMS_PER_SECRET:
+        raise InvalidInput(f"{request.namespace}/{request.name} has over {MAX_ITEMS_PER_SECRET} items")
     for item in request.encrypted_data:
         if not _ITEM_RE.match(item):
             raise InvalidInput(f"invalid encryptedData item name {item[:64]!r}")
@@ -81,12 +214,103 @@ def _validate(request: UnsealAttempt) -> str:
 class UnsealGate:
     """Authorises, decrypts and audits; the only path from sealed bytes to plaintext."""
 
-    def __init__(self, registry: KeyRegistry, *, policy: Policy = authorize_unseal):
+    def __init__(
+        self,
+        registry: KeyRegistry,
+        *,
+        policy: Policy = authorize_unseal,
+        domains: ClusterDomains | None = None,
+        limiter: RateLimiter | None = None,
+        bundle_trust: BundleTrust | None = None,
+    ):
         self._registry = registry
         self._policy = policy
+        self._domains = domains or ClusterDomains()
+        self._limiter = limiter or RateLimiter()
+        self._trust = bundle_trust
+
+    @property
+    def requires_bundle(self) -> bool:
+        return self._trust is not None
 
     def unseal(self, identity: Identity, request: UnsealAttempt) -> dict[str, bytes]:
         """Plaintext per item, or a ``SkerryError``; every outcome is audited. CPU-bound: run in a thread."""
+
+        def direct_only() -> None:
+            if self._trust is not None:
+                raise PermissionDenied(
+                    f"this sealer unseals only SealedSecrets of a hub-signed bundle (UnsealBundle); "
+                    f"refusing {request.namespace}/{request.name} asked for directly",
+                    reason="BundleRequired",
+                )
+
+        data, _ = self._unseal_one(identity, request, via="direct", precheck=direct_only)
+        return data
+
+    def unseal_bundle(
+        self, identity: Identity, metadata: bytes, bundle: bytes, *, domain: str = ""
+    ) -> tuple[int, list[BundleUnsealResult]]:
+        """Verify the bundle for the caller's own cluster, then unseal each of its SealedSecrets.
+
+        A bad bundle fails the whole call (``VerificationError``); a bad secret fails only itself.
+        """
+        if self._trust is None:
+            raise PermissionDenied(
+                "this sealer trusts no hub key, so it cannot verify bundles; configure "
+                "SKERRY_SEALER_HUB_KEYS", reason="NoBundleTrust"
+            )
+        try:
+            if not identity.has_role(ROLE_AGENT):
+                raise PermissionDenied(f"{identity} may not unseal: only the {ROLE_AGENT} role unseals")
+            verified = self._trust.verify(metadata, bundle, cluster=identity.name)
+        except SkerryError as e:
+            audit_log.warning(
+                "unseal bundle",
+                outcome="denied" if isinstance(e, PermissionDenied) else "failed",
+                reason=e.reason,
+                error=str(e),
+                identity=str(identity),
+                fingerprint=identity.fingerprint,
+            )
+            raise
+        audit_log.info(
+            "unseal bundle",
+            outcome="verified",
+            identity=str(identity),
+            fingerprint=identity.fingerprint,
+            release=verified.release,
+            secrets=len(verified.secrets),
+        )
+        results = []
+        for secret in verified.secrets:
+            results.append(self._bundle_secret(identity, secret, domain, verified.release))
+        return verified.release, results
+
+    def _bundle_secret(
+        self, identity: Identity, secret: BundleSecret, domain: str, release: int
+    ) -> BundleUnsealResult:
+        attempt = UnsealAttempt(
+            namespace=secret.namespace,
+            name=secret.name,
+            scope=secret.scope,
+            domain=secret.domain or domain,
+            encrypted_data=secret.encrypted_data,
+            key_hint=secret.key_hint,
+        )
+        try:
+            data, key_ids = self._unseal_one(identity, attempt, via=f"bundle release {release}")
+        except SkerryError as e:
+            return BundleUnsealResult(secret.namespace, secret.name, {}, (), e)
+        return BundleUnsealResult(secret.namespace, secret.name, data, tuple(sorted(key_ids)))
+
+    def _unseal_one(
+        self,
+        identity: Identity,
+        request: UnsealAttempt,
+        *,
+        via: str,
+        precheck: Callable[[], None] | None = None,
+    ) -> tuple[dict[str, bytes], set[str]]:
         items = request.items
         record = {  # request fields are clipped: the record is written before they are validated
             "identity": str(identity),
@@ -97,27 +321,67 @@ class UnsealGate:
             "domain": _clip(request.domain or ""),
             "items": [_clip(i) for i in items[:_MAX_AUDITED_ITEMS]],
             "item_count": len(items),
+            "via": via,
         }
         key_ids: set[str] = set()
         try:
             self._policy(identity, request)
+            if precheck is not None:
+                precheck()
             scope = _validate(request)
             domain = normalize_domain(request.domain)
             record["domain"] = domain
+            self._registry.keys(domain)  # NotFound for a domain this sealer does not serve
+            self._domains.check(identity.name, domain)
+            self._limiter.take(str(identity), len(items))
             label = sealedsecret.encryption_label(request.namespace, request.name, scope)
             out: dict[str, bytes] = {}
-            for item in request.items:
+            hint = request.key_hint or None
+            for item in items:
                 raw = crypto.decode_item(request.encrypted_data[item], item=item)
                 try:
-                    out[item], key_id = self._registry.unseal(domain, raw, label)
+                    out[item], key_id = self._registry.unseal(domain, raw, label, hint=hint)
                 except SealError as e:
                     raise SealError(f"item {item!r} of {request.namespace}/{request.name}: {e}") from e
                 key_ids.add(key_id)
+                hint = key_id  # items of one secret are nearly always sealed with one key
         except SkerryError as e:
-            outcome = "denied" if isinstance(e, PermissionDenied) else "failed"
+            outcome = "denied" if isinstance(e, (PermissionDenied, ResourceExhausted)) else "failed"
             audit_log.warning(
                 "unseal", outcome=outcome, reason=e.reason, error=str(e), key_ids=sorted(key_ids), **record
             )
             raise
         audit_log.info("unseal", outcome="allowed", key_ids=sorted(key_ids), **record)
-        return out
+        return out, key_ids
+
+    def re_encrypt(self, identity: Identity, request: UnsealAttempt) -> tuple[dict[str, str], str, str]:
+        """Re-seal every item with the newest key of its domain; operators only. Returns (items, key id, domain)."""
+        record = {
+            "identity": str(identity),
+            "namespace": _clip(request.namespace),
+            "name": _clip(request.name),
+            "items": [_clip(i) for i in request.items[:_MAX_AUDITED_ITEMS]],
+        }
+        try:
+            if not identity.has_role(ROLE_OPERATOR):
+                raise PermissionDenied(f"{identity} may not re-encrypt: only the {ROLE_OPERATOR} role does")
+            scope = _validate(request)
+            domain = normalize_domain(request.domain)
+            self._limiter.take(str(identity), len(request.items))
+            label = sealedsecret.encryption_label(request.namespace, request.name, scope)
+            newest = self._registry.sealing_key(domain)
+            out: dict[str, str] = {}
+            hint = request.key_hint or None
+            for item in request.items:
+                raw = crypto.decode_item(request.encrypted_data[item], item=item)
+                try:
+                    plaintext, hint = self._registry.unseal(domain, raw, label, hint=hint)
+                except SealError as e:
+                    raise SealError(f"item {item!r} of {request.namespace}/{request.name}: {e}") from e
+                out[item] = crypto.seal_value(newest.public_key, plaintext, label)
+                del plaintext
+        except SkerryError as e:
+            audit_log.warning("re-encrypt", outcome="failed", reason=e.reason, error=str(e), **record)
+            raise
+        audit_log.info("re-encrypt", outcome="done", domain=domain, key_id=newest.key_id, **record)
+        return out, newest.key_id, domain

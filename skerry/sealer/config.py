@@ -14,6 +14,18 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_READY_FILE     write {"port": N} here once serving
     SKERRY_SEALER_LOG_LEVEL      debug|info|warning|error   info
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
+    SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
+                                 SealedSecrets of a bundle signed for their own cluster
+    SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
+                                 (default: every cluster may use the "default" domain only)
+    SKERRY_SEALER_KEK_FILE       key-encryption key file (exactly 32 raw bytes): keys encrypted at rest
+    SKERRY_SEALER_KEK            the same as base64 of 32 bytes (the file wins when both are set)
+    SKERRY_SEALER_RENEWAL_DAYS   add a new sealing key when the newest is this old   30 (0: never)
+    SKERRY_SEALER_KEYS_REFRESH_SECONDS  re-read storage and check renewal this often   60
+    SKERRY_SEALER_RATE_PER_SECOND  sustained RSA decryptions per agent identity   50
+    SKERRY_SEALER_RATE_BURST     decryptions an agent may spend at once   2000
+    SKERRY_SEALER_CERT_LISTEN    host:port of a plain-HTTP endpoint serving only the public
+                                 certificate at /v1/cert.pem[?domain=D] (kubeseal --cert URL); off by default
 """
 
 from __future__ import annotations
@@ -41,6 +53,24 @@ class SealerConfig:
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
     grace_seconds: float = 10.0
+    hub_keys: tuple[pathlib.Path, ...] = ()
+    cluster_domains: pathlib.Path | None = None
+    kek_file: pathlib.Path | None = None
+    kek: str | None = dataclasses.field(default=None, repr=False)
+    renewal_days: float = 30.0
+    keys_refresh_seconds: float = 60.0
+    rate_per_second: float = 50.0
+    rate_burst: float = 2000.0
+    cert_listen: str | None = None
+
+    def key_encryption_key(self) -> bytes | None:
+        from skerry.sealer.keys import load_kek
+
+        if self.kek_file is not None:
+            return load_kek(path=self.kek_file)
+        if self.kek:
+            return load_kek(base64_text=self.kek)
+        return None
 
     @property
     def tls_files(self) -> TlsFiles:
@@ -61,6 +91,16 @@ class SealerConfig:
             raise ConfigError("the sealer needs at least one key domain")
         if self.grace_seconds < 0:
             raise ConfigError("grace seconds must not be negative")
+        if self.renewal_days < 0:
+            raise ConfigError("renewal days must not be negative (0 disables renewal)")
+        if self.keys_refresh_seconds <= 0:
+            raise ConfigError("keys refresh seconds must be positive")
+        if self.rate_per_second <= 0 or self.rate_burst < 1:
+            raise ConfigError("unseal rate limits must be positive (rate > 0, burst >= 1)")
+        if self.cert_listen is not None:
+            h, sep, prt = self.cert_listen.rpartition(":")
+            if not sep or not h or not prt.isdigit() or int(prt) > 65535:
+                raise ConfigError(f"certificate listen address {self.cert_listen!r} must be HOST:PORT")
         return self
 
     @classmethod
@@ -81,8 +121,16 @@ class SealerConfig:
 
 
 def _coerce(name: str, value: object) -> object:
-    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file"):
+    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file"):
         return pathlib.Path(value)  # type: ignore[arg-type]
+    if name == "hub_keys":
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
+        return tuple(pathlib.Path(str(v).strip()) for v in items if str(v).strip())
+    if name in ("renewal_days", "keys_refresh_seconds", "rate_per_second", "rate_burst"):
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, not {value!r}") from None
     if name == "domains":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
         return tuple(d.strip() for d in items if d.strip())

@@ -16,6 +16,17 @@ from skerry.sealer.authz import UnsealAttempt, UnsealGate
 from skerry.sealer.keys import KeyRegistry
 
 
+def _attempt(request) -> UnsealAttempt:
+    return UnsealAttempt(
+        namespace=request.namespace,
+        name=request.name,
+        scope=request.scope,
+        domain=request.domain,
+        encrypted_data=dict(request.encrypted_data),
+        key_hint=request.key_hint,
+    )
+
+
 class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
     def __init__(self, registry: KeyRegistry, gate: UnsealGate | None = None):
         self._registry = registry
@@ -31,12 +42,27 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
 
     async def Unseal(self, request: sealer_pb2.UnsealRequest, context) -> sealer_pb2.UnsealResponse:
         identity = peer_identity(context)
-        attempt = UnsealAttempt(
-            namespace=request.namespace,
-            name=request.name,
-            scope=request.scope,
-            domain=request.domain,
-            encrypted_data=dict(request.encrypted_data),
-        )
-        data = await asyncio.to_thread(self._gate.unseal, identity, attempt)
+        data = await asyncio.to_thread(self._gate.unseal, identity, _attempt(request))
         return sealer_pb2.UnsealResponse(data=data)
+
+    async def UnsealBundle(
+        self, request: sealer_pb2.UnsealBundleRequest, context
+    ) -> sealer_pb2.UnsealBundleResponse:
+        identity = peer_identity(context)
+        release, results = await asyncio.to_thread(
+            self._gate.unseal_bundle, identity, request.metadata, request.bundle, domain=request.domain
+        )
+        out = []
+        for r in results:
+            msg = sealer_pb2.UnsealedSecret(namespace=r.namespace, name=r.name, key_ids=list(r.key_ids))
+            if r.error is not None:
+                msg.error, msg.reason = str(r.error), r.error.reason
+            else:
+                msg.data.update(r.data)
+            out.append(msg)
+        return sealer_pb2.UnsealBundleResponse(secrets=out, release=release)
+
+    async def ReEncrypt(self, request: sealer_pb2.ReEncryptRequest, context) -> sealer_pb2.ReEncryptResponse:
+        identity = peer_identity(context)
+        items, key_id, domain = await asyncio.to_thread(self._gate.re_encrypt, identity, _attempt(request))
+        return sealer_pb2.ReEncryptResponse(encrypted_data=items, key_id=key_id, domain=domain)

@@ -72,3 +72,47 @@ def test_bad_values_are_config_errors(env, match):
 def test_unknown_overrides_are_programming_errors():
     with pytest.raises(TypeError):
         SealerConfig.from_env(TLS_ENV, listne="x")
+
+
+def test_key_lifecycle_trust_and_limit_settings_come_from_the_environment(tmp_path):
+    import base64
+
+    env = {
+        **TLS_ENV,
+        "SKERRY_SEALER_HUB_KEYS": "/k/hub1.pub, /k/hub2.pub",
+        "SKERRY_SEALER_CLUSTER_DOMAINS": "/etc/skerry/domains.yaml",
+        "SKERRY_SEALER_RENEWAL_DAYS": "7",
+        "SKERRY_SEALER_RATE_PER_SECOND": "5",
+        "SKERRY_SEALER_RATE_BURST": "100",
+        "SKERRY_SEALER_CERT_LISTEN": "0.0.0.0:8080",
+        "SKERRY_SEALER_KEK": base64.b64encode(b"k" * 32).decode(),
+    }
+    c = SealerConfig.from_env(env)
+    assert c.hub_keys == (pathlib.Path("/k/hub1.pub"), pathlib.Path("/k/hub2.pub"))
+    assert c.cluster_domains == pathlib.Path("/etc/skerry/domains.yaml")
+    assert (c.renewal_days, c.rate_per_second, c.rate_burst) == (7.0, 5.0, 100.0)
+    assert c.cert_listen == "0.0.0.0:8080"
+    assert c.key_encryption_key() == b"k" * 32
+    assert "kkkk" not in repr(c)
+    kek = tmp_path / "kek"
+    kek.write_bytes(b"f" * 32)
+    assert SealerConfig.from_env(env, kek_file=kek).key_encryption_key() == b"f" * 32, "the file wins"
+
+
+def test_defaults_renew_monthly_and_trust_no_hub():
+    c = SealerConfig.from_env(TLS_ENV)
+    assert c.renewal_days == 30 and c.hub_keys == () and c.cert_listen is None and c.key_encryption_key() is None
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"SKERRY_SEALER_RENEWAL_DAYS": "-1"}, "renewal days must not be negative"),
+        ({"SKERRY_SEALER_RATE_BURST": "0"}, "unseal rate limits must be positive"),
+        ({"SKERRY_SEALER_CERT_LISTEN": "8080"}, "must be HOST:PORT"),
+        ({"SKERRY_SEALER_RATE_PER_SECOND": "fast"}, "must be a number"),
+    ],
+)
+def test_bad_lifecycle_settings_are_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        SealerConfig.from_env({**TLS_ENV, **env})

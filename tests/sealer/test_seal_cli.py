@@ -81,7 +81,13 @@ def test_yaml_secret_with_data_and_string_data_round_trips(shared_registry, cert
     assert (code, err) == (0, "")
     sealed = yaml.safe_load(out)
     assert sealed["apiVersion"] == "bitnami.com/v1alpha1" and sealed["kind"] == "SealedSecret"
-    assert sealed["metadata"] == {"name": "db-credentials", "namespace": "shop-prod"}
+    key = shared_registry.sealing_key()
+    assert sealed["metadata"] == {
+        "name": "db-credentials",
+        "namespace": "shop-prod",
+        # Skerry's hints on the SealedSecret (never on the template, so never on the Secret).
+        "annotations": {sealedsecret.ANNOTATION_KEY_ID: key.key_id, sealedsecret.ANNOTATION_DOMAIN: "default"},
+    }
     assert sorted(sealed["spec"]["encryptedData"]) == ["password", "url", "username"]
     assert sealed["spec"]["template"] == {
         "metadata": {
@@ -113,7 +119,8 @@ def test_scope_comes_from_the_secrets_annotations(shared_registry, cert_file, ca
     secret["metadata"]["annotations"][sealedsecret.ANNOTATION_NAMESPACE_WIDE] = "true"
     code, out, _ = run_cli(["seal", "--cert", str(cert_file)], capsys, yaml.safe_dump(secret), monkeypatch)
     sealed = yaml.safe_load(out)
-    assert sealed["metadata"]["annotations"] == {sealedsecret.ANNOTATION_NAMESPACE_WIDE: "true"}
+    assert sealed["metadata"]["annotations"][sealedsecret.ANNOTATION_NAMESPACE_WIDE] == "true"
+    assert sealedsecret.ANNOTATION_CLUSTER_WIDE not in sealed["metadata"]["annotations"]
     assert (
         sealed["spec"]["template"]["metadata"]["annotations"][sealedsecret.ANNOTATION_NAMESPACE_WIDE]
         == "true"
@@ -130,7 +137,8 @@ def test_scope_flag_overrides_the_annotations(shared_registry, cert_file, capsys
         ["seal", "--cert", str(cert_file), "--scope", "cluster-wide"], capsys, json.dumps(secret), monkeypatch
     )
     sealed = yaml.safe_load(out)
-    assert sealed["metadata"]["annotations"] == {sealedsecret.ANNOTATION_CLUSTER_WIDE: "true"}
+    assert sealed["metadata"]["annotations"][sealedsecret.ANNOTATION_CLUSTER_WIDE] == "true"
+    assert sealedsecret.ANNOTATION_NAMESPACE_WIDE not in sealed["metadata"]["annotations"]
     tmpl = sealed["spec"]["template"]["metadata"]["annotations"]
     assert (
         sealedsecret.ANNOTATION_NAMESPACE_WIDE not in tmpl
@@ -209,7 +217,7 @@ def test_bad_input_is_one_line_naming_the_source_and_no_value(
 
 def test_missing_certificate_source_is_explained(capsys, tmp_path):
     code, _, err = run_cli(["seal"], capsys)
-    assert code == 1 and "--cert FILE or --sealer HOST:PORT" in err
+    assert code == 1 and "--cert FILE|URL or --sealer HOST:PORT" in err
     code, _, err = run_cli(["seal", "--sealer", "127.0.0.1:1"], capsys)
     assert code == 1 and "--sealer needs mutual TLS: also give --tls-ca --tls-cert --tls-key" in err
     bogus = tmp_path / "bogus.crt"

@@ -19,6 +19,16 @@ Rules that keep pruning safe:
   and a failure that may have reached the API server (``Unavailable``) records it,
   so nothing the agent may have created is ever forgotten.
 
+Objects of one phase are applied in parallel (``workers`` threads; the
+phases themselves stay in order), and an apply costs one request: the
+resourceVersion the engine last saw (its own apply, or a watch event fed in
+through ``observe``) tells "unchanged" from "configured" without a GET.
+
+After each reconcile the engine keeps, per applied object, a drift
+fingerprint of what it applied (``applied``) so the drift monitor can tell
+a change made outside Git from its own writes; ``correct`` re-applies just
+the drifted objects.
+
 Blocking (the Kubernetes client is synchronous): the app runs ``reconcile``
 in a worker thread.
 """
@@ -27,16 +37,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 
 from skerry.agent.reasons import UNAVAILABLE, UNKNOWN_KIND
+from skerry.agent.reconcile import drift as drift_mod
 from skerry.agent.reconcile import plan
 from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory, InventoryCorrupt, next_inventory
+from skerry.agent.reconcile.inventory import (
+    CONFIGMAP_NAME,
+    SUSPEND_ANNOTATION,
+    Inventory,
+    InventoryCorrupt,
+    next_inventory,
+)
 from skerry.agent.reconcile.model import (
     APPLIED_ACTIONS,
     CREATED,
@@ -61,6 +80,9 @@ RELEASE_ANNOTATION = "skerry.io/release"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "skerry"
 DEFAULT_NAMESPACE = "default"
+# Parallel applies per phase: enough to hide API-server latency on a 2-core agent without
+# flooding the server's max-in-flight (400 mutating requests by default).
+DEFAULT_WORKERS = 8
 
 
 @dataclasses.dataclass
@@ -85,6 +107,8 @@ class Reconciler:
         retry_interval: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        workers: int = DEFAULT_WORKERS,
+        mass_prune_fraction: float = plan.MASS_PRUNE_FRACTION,
     ):
         self.kube = kube
         self.secrets: Unsealer = secrets if secrets is not None else NoUnsealer()
@@ -98,6 +122,45 @@ class Reconciler:
         # Per-reconcile state (reconciles are serialised by the app).
         self._deadline: float | None = None
         self._failed_crds: set[tuple[str, str]] = set()
+        self.workers = max(1, int(workers))
+        self.mass_prune_fraction = mass_prune_fraction
+        self._lock = threading.Lock()
+        # key -> last resourceVersion seen (own applies and watch events).
+        self._versions: dict[tuple[str, str, str, str], str] = {}
+        # key -> content digest of the last apply (tells unchanged from configured without a GET).
+        self._digests: dict[tuple[str, str, str, str], str] = {}
+        # Keys recorded in the inventory at the start of the reconcile in progress.
+        self._recorded: set[tuple[str, str, str, str]] = set()
+        # key -> {field path: live value} for drift-ignored fields (see ``yield_fields``).
+        self._yielded: dict[tuple[str, str, str, str], dict[tuple, Any]] = {}
+        # key -> (ref, drift fingerprint of what was applied) for the last reconciled bundle.
+        self.applied: dict[tuple[str, str, str, str], tuple[ObjectRef, dict]] = {}
+        self._items: dict[tuple[str, str, str, str], _Item] = {}
+        # Called (from apply threads) with each key right after its successful apply.
+        self.on_applied: Callable[[tuple[str, str, str, str]], None] | None = None
+        self._digest = ""
+        self._crd_scopes: Mapping[tuple[str, str], bool] = {}
+
+    def observe(self, key: tuple[str, str, str, str], resource_version: str | None) -> None:
+        """Record the resourceVersion a watch saw (``None``: the object is gone)."""
+        with self._lock:
+            if resource_version is None:
+                self._versions.pop(key, None)
+                self._digests.pop(key, None)
+            else:
+                self._versions[key] = resource_version
+
+    def yield_fields(self, key: tuple[str, str, str, str], values) -> None:
+        """Apply these live values (``(path, value)`` of drift-ignored fields) from now on."""
+        with self._lock:
+            mine = self._yielded.setdefault(key, {})
+            for path, value in values:
+                if all(isinstance(seg, str) for seg in path):
+                    mine[path] = copy.deepcopy(value)
+
+    def last_version(self, key: tuple[str, str, str, str]) -> str | None:
+        with self._lock:
+            return self._versions.get(key)
 
     # --- inventory --------------------------------------------------------------------------
 
@@ -130,7 +193,21 @@ class Reconciler:
         started = self._monotonic()
         corrupt = ""
         try:
-            previous = self.read_inventory()
+            configmap = self.kube.get_configmap(self.namespace, CONFIGMAP_NAME)
+            if _suspended(configmap):
+                msg = (
+                    f"{SUSPEND_ANNOTATION}=true on {self.namespace}/{CONFIGMAP_NAME}: release "
+                    f"{verified.release} not applied (skerry resume to continue)"
+                )
+                log.warning("suspended; nothing applied", release=verified.release)
+                return ReconcileResult(
+                    **base,
+                    conditions=(
+                        Condition("Suspended", TRUE, "Suspended", msg),
+                        Condition("Ready", FALSE, "Suspended", msg),
+                    ),
+                )
+            previous = Inventory.from_configmap(configmap)
         except InventoryCorrupt as e:
             previous, corrupt = Inventory(), str(e)
             log.warning("inventory unreadable; applying without pruning", error=corrupt)
@@ -160,6 +237,7 @@ class Reconciler:
                 ),
             )
 
+        self._recorded = previous.keys()
         crd_scopes = plan.crd_scopes(bundle.objects)
         items = [self._item(obj, crd_scopes) for obj in bundle.objects]
         dupes = plan.duplicates(i.ref for i in items)
@@ -169,15 +247,12 @@ class Reconciler:
         results: list[ObjectResult] = []
         applied_refs: list[ObjectRef] = []
         failure_reasons: dict[tuple[str, str, str, str], str] = {}
+        fingerprints: dict[tuple[str, str, str, str], tuple[ObjectRef, dict]] = {}
         seen_dupes: set[tuple[str, str, str, str]] = set()
         created_crds: list[str] = []
         crds_changed = False
-        crd_phase_done = False
+        phases: dict[int, list[_Item]] = {}
         for item in sorted(items, key=lambda i: plan.apply_sort_key(i.ref)):
-            if not crd_phase_done and plan.phase(item.ref) != plan.PHASE_CRD:
-                crd_phase_done = True
-                if crds_changed:
-                    self._await_crds(created_crds)
             if item.ref.key in dupes:
                 if item.ref.key not in seen_dupes:
                     seen_dupes.add(item.ref.key)
@@ -186,18 +261,37 @@ class Reconciler:
                     )
                     failure_reasons[item.ref.key] = "Duplicate"
                 continue
-            result, reason = self._apply_one(item, verified.digest, crd_scopes)
-            results.append(result)
-            if result.action in APPLIED_ACTIONS:
-                applied_refs.append(item.ref)
-            if result.action == FAILED:
-                failure_reasons[item.ref.key] = reason
-                if item.ref.group_kind == plan.CRD:
-                    self._failed_crds.update(_crd_group_kinds(item.source))
-            elif item.ref.group_kind == plan.CRD and result.action != "unchanged":
-                crds_changed = True
-                if result.action == CREATED:
-                    created_crds.append(item.ref.name)
+            phases.setdefault(plan.phase(item.ref), []).append(item)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="skerry-apply") as pool:
+            for number in sorted(phases):
+                if number != plan.PHASE_CRD and crds_changed:
+                    self._await_crds(created_crds)
+                    crds_changed = False
+                batch = phases[number]
+                outcomes = list(
+                    pool.map(lambda it: self._apply_one(it, verified.digest, crd_scopes), batch)
+                    if len(batch) > 1
+                    else [self._apply_one(batch[0], verified.digest, crd_scopes)]
+                )
+                for item, (result, reason, fp) in zip(batch, outcomes, strict=True):
+                    results.append(result)
+                    if result.action in APPLIED_ACTIONS:
+                        applied_refs.append(item.ref)
+                        if fp is not None:
+                            fingerprints[item.ref.key] = (item.ref, fp)
+                    if result.action == FAILED:
+                        failure_reasons[item.ref.key] = reason
+                        if item.ref.group_kind == plan.CRD:
+                            self._failed_crds.update(_crd_group_kinds(item.source))
+                    elif item.ref.group_kind == plan.CRD and result.action != "unchanged":
+                        crds_changed = True
+                        if result.action == CREATED:
+                            created_crds.append(item.ref.name)
+        with self._lock:
+            self.applied = {k: self.applied.get(k, v) for k, v in fingerprints.items()}
+            self._items = {i.ref.key: i for i in items if i.ref.key not in dupes}
+            self._digest = verified.digest
+            self._crd_scopes = crd_scopes
 
         # What stays recorded although not applied now.
         previous_by_key = {r.key: r for r in previous.objects}
@@ -213,7 +307,12 @@ class Reconciler:
 
         # Prune.
         desired = [i.ref for i in items]
-        prune = plan.plan_prune(previous.objects, desired, allow_prune_all=self.allow_prune_all)
+        prune = plan.plan_prune(
+            previous.objects,
+            desired,
+            allow_prune_all=self.allow_prune_all,
+            mass_prune_fraction=self.mass_prune_fraction,
+        )
         pruned = 0
         if corrupt:
             pruned_cond = Condition(
@@ -327,11 +426,30 @@ class Reconciler:
             meta.pop("namespace", None)
         meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
         meta["annotations"] = {**(meta.get("annotations") or {}), DIGEST_ANNOTATION: digest}
+        with self._lock:
+            yielded = list((self._yielded.get(item.ref.key) or {}).items())
+        for path, value in yielded:
+            _put(body, path, value)
         return body
+
+    def correct(self, keys) -> list[ObjectResult]:
+        """Re-apply the objects with these keys from the last reconciled bundle (drift correction)."""
+        with self._lock:
+            items = [self._items[k] for k in keys if k in self._items]
+            digest, scopes = self._digest, self._crd_scopes
+        self._deadline = None
+        out = []
+        for item in items:
+            result, _reason, fp = self._apply_one(item, digest, scopes)
+            if fp is not None:
+                with self._lock:
+                    self.applied[item.ref.key] = (item.ref, fp)
+            out.append(result)
+        return out
 
     def _apply_one(
         self, item: _Item, digest: str, crd_scopes: Mapping[tuple[str, str], bool]
-    ) -> tuple[ObjectResult, str]:
+    ) -> tuple[ObjectResult, str, dict | None]:
         ref = item.ref
         if (
             ref.group_kind == ("", "ConfigMap")
@@ -340,16 +458,16 @@ class Reconciler:
         ):
             return ObjectResult(
                 ref, FAILED, f"{ref} is reserved for the agent's inventory; not applied"
-            ), "Reserved"
+            ), "Reserved", None
         if ref.group_kind in self._failed_crds:
             return ObjectResult(
                 ref, FAILED, f"{ref}: its CustomResourceDefinition failed to apply"
-            ), UNKNOWN_KIND
+            ), UNKNOWN_KIND, None
         try:
             body = self._desired(item, digest)
         except SkerryError as e:
             log.warning("object not applied", object=str(ref), reason=e.reason, error=str(e))
-            return ObjectResult(ref, FAILED, str(e)), e.reason
+            return ObjectResult(ref, FAILED, str(e)), e.reason, None
         # ``body`` may hold unsealed plaintext: it lives only in this frame and in the request.
         while True:
             try:
@@ -358,6 +476,9 @@ class Reconciler:
                     field_manager=self.field_manager,
                     force=True,
                     ignore_annotations=(DIGEST_ANNOTATION,),
+                    previous_digest=self._digests.get(ref.key),
+                    keep_live=True,
+                    assume_new=ref.key not in self._recorded,
                 )
             except KubeError as e:
                 if e.reason == UNKNOWN_KIND and ref.group_kind in crd_scopes and self._wait_for_kinds():
@@ -367,10 +488,22 @@ class Reconciler:
                 else:
                     msg = str(e)
                 log.warning("object not applied", object=str(ref), reason=e.reason, error=msg)
-                return ObjectResult(ref, FAILED, msg), str(e.reason)
+                return ObjectResult(ref, FAILED, msg), str(e.reason), None
+            fp = drift_mod.observed_fingerprint(body, outcome.live)
+            outcome = dataclasses.replace(outcome, live=None)  # may be a Secret: keep only the digests
+            with self._lock:
+                # Together, so a watch event is judged against the fingerprint of the state it shows.
+                self._versions[ref.key] = outcome.resource_version
+                self._digests[ref.key] = outcome.digest
+                self.applied[ref.key] = (ref, fp)
+            if self.on_applied is not None:
+                self.on_applied(ref.key)  # the live object now is what was applied: no drift
             log.debug("applied", object=str(ref), action=outcome.action)
-            message = "unsealed from SealedSecret" if item.sealed else ""
-            return ObjectResult(ref, outcome.action, message), ""
+            notes = ["unsealed from SealedSecret"] if item.sealed else []
+            if outcome.conflicts:
+                notes.append("took over fields from other managers: " + "; ".join(outcome.conflicts))
+                log.warning("apply conflict forced", object=str(ref), conflicts=list(outcome.conflicts))
+            return ObjectResult(ref, outcome.action, "; ".join(notes)), "", fp
 
     def _wait_for_kinds(self) -> bool:
         """Sleep a little and refresh discovery, within the per-reconcile CRD budget; False when spent."""
@@ -447,6 +580,21 @@ class Reconciler:
             return ObjectResult(ref, FAILED, f"not pruned: {e}"), True
         log.info("pruned", object=str(ref))
         return ObjectResult(ref, PRUNED, "" if gone else "already absent"), False
+
+
+def _put(body: dict, path: tuple, value: Any) -> None:
+    cur: Any = body
+    for seg in path[:-1]:
+        if not isinstance(cur, dict):
+            return
+        cur = cur.setdefault(seg, {})
+    if isinstance(cur, dict):
+        cur[path[-1]] = copy.deepcopy(value)
+
+
+def _suspended(configmap: Mapping[str, Any] | None) -> bool:
+    annotations = ((configmap or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(SUSPEND_ANNOTATION, "")).lower() == "true"
 
 
 def _order_candidates(previous: Inventory, desired: list[ObjectRef]) -> list[ObjectRef]:

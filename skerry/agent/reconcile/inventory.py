@@ -29,6 +29,9 @@ from skerry.core.canonical import canonical_json
 from skerry.core.errors import InvalidInput
 
 CONFIGMAP_NAME = "skerry-inventory"
+# The operator's controls, annotations on the inventory ConfigMap (set by `skerry suspend|resume|reconcile`).
+SUSPEND_ANNOTATION = "skerry.io/suspend"
+RECONCILE_ANNOTATION = "skerry.io/reconcile-requested-at"
 API_VERSION = "skerry.io/v1alpha1"
 KIND = "Inventory"
 DATA_KEY = "inventory.json"

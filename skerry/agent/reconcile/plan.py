@@ -26,6 +26,12 @@ from typing import Any
 
 from skerry.agent.reconcile.model import ObjectRef
 
+# A bundle that lost more than this fraction of the recorded objects (with at least
+# MASS_PRUNE_MIN_OBJECTS recorded) is treated like an empty one: a broken render or a wrong
+# path looks exactly like that (argo-cd #14090, flux2 #192), a real mass removal is rare.
+MASS_PRUNE_FRACTION = 0.5
+MASS_PRUNE_MIN_OBJECTS = 10
+
 PRUNE_ANNOTATION = "skerry.io/prune"
 PRUNE_DISABLED = "disabled"
 
@@ -130,8 +136,14 @@ def plan_prune(
     desired: Iterable[ObjectRef],
     *,
     allow_prune_all: bool = False,
+    mass_prune_fraction: float = MASS_PRUNE_FRACTION,
 ) -> PrunePlan:
-    """Entries recorded in ``inventory`` whose identity is not in ``desired``, in delete order."""
+    """Entries recorded in ``inventory`` whose identity is not in ``desired``, in delete order.
+
+    Refused (nothing deleted) when the bundle is empty, or when more than
+    ``mass_prune_fraction`` of at least ``MASS_PRUNE_MIN_OBJECTS`` recorded
+    objects would go, unless ``allow_prune_all``.
+    """
     recorded = {r.key: r for r in inventory}
     wanted = {r.key for r in desired}
     gone = [ref for key, ref in recorded.items() if key not in wanted]
@@ -140,6 +152,20 @@ def plan_prune(
             delete=(),
             refused=f"the bundle is empty; refusing to prune all {len(gone)} recorded object(s)",
             reason="EmptyBundleRefused",
+        )
+    if (
+        not allow_prune_all
+        and len(recorded) >= MASS_PRUNE_MIN_OBJECTS
+        and len(gone) > mass_prune_fraction * len(recorded)
+    ):
+        return PrunePlan(
+            delete=(),
+            refused=(
+                f"the bundle lost {len(gone)} of {len(recorded)} recorded object(s) (over "
+                f"{mass_prune_fraction:.0%}); refusing to prune them — set allow_prune_all for this "
+                "change if it is intended"
+            ),
+            reason="MassPruneRefused",
         )
     return PrunePlan(delete=tuple(order_for_delete(gone)))
 

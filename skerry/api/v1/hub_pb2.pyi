@@ -9,22 +9,50 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WatchBundlesRequest(_message.Message):
-    __slots__ = ("cluster", "last_version", "last_digest")
+    __slots__ = ("cluster", "last_version", "last_digest", "accepts_chunks", "have_blob")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     LAST_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    HAVE_BLOB_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     last_version: int
     last_digest: str
-    def __init__(self, cluster: _Optional[str] = ..., last_version: _Optional[int] = ..., last_digest: _Optional[str] = ...) -> None: ...
+    accepts_chunks: bool
+    have_blob: str
+    def __init__(self, cluster: _Optional[str] = ..., last_version: _Optional[int] = ..., last_digest: _Optional[str] = ..., accepts_chunks: _Optional[bool] = ..., have_blob: _Optional[str] = ...) -> None: ...
 
 class WatchBundlesResponse(_message.Message):
-    __slots__ = ("bundle", "render_error")
+    __slots__ = ("bundle", "render_error", "chunk", "transfer")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
     bundle: _bundle_pb2.SignedBundle
     render_error: RenderError
-    def __init__(self, bundle: _Optional[_Union[_bundle_pb2.SignedBundle, _Mapping]] = ..., render_error: _Optional[_Union[RenderError, _Mapping]] = ...) -> None: ...
+    chunk: BundleChunk
+    transfer: BlobTransfer
+    def __init__(self, bundle: _Optional[_Union[_bundle_pb2.SignedBundle, _Mapping]] = ..., render_error: _Optional[_Union[RenderError, _Mapping]] = ..., chunk: _Optional[_Union[BundleChunk, _Mapping]] = ..., transfer: _Optional[_Union[BlobTransfer, _Mapping]] = ...) -> None: ...
+
+class BlobTransfer(_message.Message):
+    __slots__ = ("omitted", "size", "chunks")
+    OMITTED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    omitted: bool
+    size: int
+    chunks: int
+    def __init__(self, omitted: _Optional[bool] = ..., size: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
+
+class BundleChunk(_message.Message):
+    __slots__ = ("digest", "offset", "data")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    offset: int
+    data: bytes
+    def __init__(self, digest: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RenderError(_message.Message):
     __slots__ = ("revision", "message")

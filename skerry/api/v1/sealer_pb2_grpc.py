@@ -44,6 +44,16 @@ class SealerServiceStub:
                 request_serializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealRequest.SerializeToString,
                 response_deserializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealResponse.FromString,
                 _registered_method=True)
+        self.UnsealBundle = channel.unary_unary(
+                '/skerry.api.v1.SealerService/UnsealBundle',
+                request_serializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealBundleRequest.SerializeToString,
+                response_deserializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealBundleResponse.FromString,
+                _registered_method=True)
+        self.ReEncrypt = channel.unary_unary(
+                '/skerry.api.v1.SealerService/ReEncrypt',
+                request_serializer=skerry_dot_api_dot_v1_dot_sealer__pb2.ReEncryptRequest.SerializeToString,
+                response_deserializer=skerry_dot_api_dot_v1_dot_sealer__pb2.ReEncryptResponse.FromString,
+                _registered_method=True)
 
 
 class SealerServiceServicer:
@@ -58,7 +68,25 @@ class SealerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Unseal(self, request, context):
-        """Decrypts the items of one SealedSecret for an authorised agent.
+        """Decrypts the items of one SealedSecret for an authorised agent. A sealer
+        that trusts a hub key refuses it: it unseals only through UnsealBundle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnsealBundle(self, request, context):
+        """Decrypts every SealedSecret of one hub-signed bundle for the calling
+        agent's own cluster. Names, namespaces and scopes come from the verified
+        bundle, never from the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReEncrypt(self, request, context):
+        """Re-seals one SealedSecret's items with the newest key of its domain
+        (operators; `skerry seal --re-encrypt`). Plaintext never leaves the sealer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +104,16 @@ def add_SealerServiceServicer_to_server(servicer, server):
                     servicer.Unseal,
                     request_deserializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealRequest.FromString,
                     response_serializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealResponse.SerializeToString,
+            ),
+            'UnsealBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnsealBundle,
+                    request_deserializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealBundleRequest.FromString,
+                    response_serializer=skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealBundleResponse.SerializeToString,
+            ),
+            'ReEncrypt': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReEncrypt,
+                    request_deserializer=skerry_dot_api_dot_v1_dot_sealer__pb2.ReEncryptRequest.FromString,
+                    response_serializer=skerry_dot_api_dot_v1_dot_sealer__pb2.ReEncryptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +170,60 @@ class SealerService:
             '/skerry.api.v1.SealerService/Unseal',
             skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealRequest.SerializeToString,
             skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnsealBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skerry.api.v1.SealerService/UnsealBundle',
+            skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealBundleRequest.SerializeToString,
+            skerry_dot_api_dot_v1_dot_sealer__pb2.UnsealBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReEncrypt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skerry.api.v1.SealerService/ReEncrypt',
+            skerry_dot_api_dot_v1_dot_sealer__pb2.ReEncryptRequest.SerializeToString,
+            skerry_dot_api_dot_v1_dot_sealer__pb2.ReEncryptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -334,13 +334,27 @@ class HubStore:
 
     # --- watching -----------------------------------------------------------------------------
 
-    async def watch(self, cluster: str, *, last_digest: str = "") -> AsyncIterator[WatchEvent]:
-        """Current bundle (skipped if its digest is ``last_digest``) and error, then every change."""
+    def wake(self, cluster: str) -> None:
+        """Wake the cluster's watchers without a change, so each re-runs its ``alive`` check."""
+        state = self._clusters.get(cluster)
+        if state is not None:
+            state.notify()
+
+    async def watch(
+        self, cluster: str, *, last_digest: str = "", alive: Callable[[], None] | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        """Current bundle (skipped if its digest is ``last_digest``) and error, then every change.
+
+        ``alive`` is called before every look at the state (first and after each wake-up); it
+        raises to end the watch (revoked certificate, superseded stream): see ``wake``.
+        """
         state = self._state(cluster)
         sent_release: int | None = None
         sent_error: tuple[str, str] | None = None
         first = True
         while True:
+            if alive is not None:
+                alive()
             if state.removed:
                 raise NotFound(f"cluster {cluster!r} was removed from the fleet")
             changed = state.changed  # taken before yielding, so no change is missed meanwhile

@@ -38,12 +38,12 @@ def _require_agent_of(identity: Identity, cluster: str) -> None:
 
 
 class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
-    def __init__(self, repo: TrustRepository, store, board: AttestationBoard, environment_of, ca_pem: bytes):
+    def __init__(self, repo: TrustRepository, store, board: AttestationBoard, environment_of, *ca_pems: bytes):
         self._repo = repo
         self._store = store
         self._board = board
         self._environment_of = environment_of
-        self._ca = x509.load_pem_x509_certificate(ca_pem)
+        self._cas = [x509.load_pem_x509_certificate(pem) for pem in ca_pems]  # fleet CA, enrollment CA
 
     async def Fetch(self, request: trust_pb2.FetchRequest, context):
         identity = peer_identity(context)
@@ -93,11 +93,14 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         return trust_pb2.IssueNonceResponse(nonce=nonce, counter=counter)
 
     def _check_chain(self, pem: bytes) -> None:
-        try:
-            x509.load_pem_x509_certificate(pem).verify_directly_issued_by(self._ca)
-        except Exception as e:  # noqa: BLE001 - any failure means not ours
-            raise VerificationError(f"report certificate is not issued by the fleet CA: {e}",
-                                    reason="ForgedReport") from e
+        cert = x509.load_pem_x509_certificate(pem)
+        for ca in self._cas:
+            try:
+                cert.verify_directly_issued_by(ca)
+                return
+            except Exception:  # noqa: BLE001, S112 - try the next CA
+                continue
+        raise VerificationError("report certificate is not issued by the fleet CA", reason="ForgedReport")
 
     async def SubmitSignedReport(self, request: trust_pb2.SignedReport, context):
         identity = peer_identity(context)

@@ -1,0 +1,262 @@
+"""Drift from watches: a change outside Git is reported (field, who) and corrected, or only reported."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from skerry.agent.app import AgentApp
+from skerry.agent.config import AgentConfig
+from skerry.agent.monitor import Monitor
+from skerry.agent.reconcile.drift import IgnoreRule, find_drift, fingerprint, observed_fingerprint
+from skerry.agent.reconcile.model import ObjectRef
+from skerry.api.v1 import hub_pb2
+
+from .conftest import CLUSTER, configmap, deployment, kubectl
+from .fakes import FakeHub, FakeUnsealer
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture
+def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
+    files = pki.agent(CLUSTER)
+    apps: list[AgentApp] = []
+
+    def make(hub_address: str, **settings) -> AgentApp:
+        config = AgentConfig(
+            cluster=CLUSTER,
+            hub_address=hub_address,
+            tls_ca=files.ca,
+            tls_cert=files.cert,
+            tls_key=files.key,
+            trusted_keys=(bundles.public_key_path,),
+            kubeconfig=kubeconfig,
+            state_dir=tmp_path / "state",
+            namespace=agent_namespace,
+            **settings,
+        )
+        app = AgentApp(config, unsealer=FakeUnsealer(), clock=clock)
+        apps.append(app)
+        return app
+
+    return make
+
+
+def run(coro, timeout=90):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def replicas(kubeconfig, namespace, name="web") -> int:
+    out = kubectl(kubeconfig, "get", "deployment", name, "-n", namespace, "-o", "jsonpath={.spec.replicas}")
+    return int(out.stdout)
+
+
+def cond(app, type_):
+    return app.status_result().condition(type_)
+
+
+async def started(pki, make_app, bundles, objects, **settings):
+    hub = await FakeHub(pki).start()
+    app = make_app(hub.address, **settings)
+    await app.start()
+    await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message(objects)))
+    await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready, 30)
+    return hub, app
+
+
+async def poll(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_a_manual_kubectl_scale_is_reported_as_drift_and_reverted(
+    pki, make_app, bundles, kubeconfig, namespace
+):
+    async def scenario():
+        hub, app = await started(pki, make_app, bundles, [deployment("web", namespace, replicas=1)])
+        try:
+            kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3")
+            await poll(lambda: app.drift_corrections >= 1)
+            await poll(lambda: replicas(kubeconfig, namespace) == 1)
+            (note,) = [c for c in app.corrected if ".spec.replicas" in c]
+            assert f"apps/Deployment web -n {namespace}" in note
+            # API server 1.20 records no manager for a /scale write (1.22+ records "kubectl").
+            assert "3 (Git: 1) changed by unknown" in note
+            await poll(lambda: cond(app, "Drifted").status == "False")
+            corrected = cond(app, "DriftCorrected")
+            assert corrected.status == "True" and ".spec.replicas" in corrected.message
+            # ... and the hub hears of it.
+            await hub.wait_for(
+                lambda: any(
+                    c.type == "DriftCorrected" and ".spec.replicas" in c.message for r in hub.reports for c in r.conditions
+                )
+            )
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario())
+
+
+def test_detect_only_reports_the_drift_and_leaves_the_change(pki, make_app, bundles, kubeconfig, namespace):
+    async def scenario():
+        hub, app = await started(
+            pki, make_app, bundles, [deployment("web", namespace, replicas=1)], drift_policy="detect"
+        )
+        try:
+            kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3")
+            await poll(lambda: cond(app, "Drifted").status == "True")
+            drifted = cond(app, "Drifted")
+            assert ".spec.replicas: 3 (Git: 1) changed by unknown" in drifted.message
+            assert "detect-only" in drifted.message
+            await asyncio.sleep(2)
+            assert replicas(kubeconfig, namespace) == 3
+            assert app.drift_corrections == 0
+            await hub.wait_for(
+                lambda: any(c.type == "Drifted" and c.status == "True" for r in hub.reports for c in r.conditions)
+            )
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario())
+
+
+def test_an_object_deleted_outside_git_is_recreated(pki, make_app, bundles, kubeconfig, kube, namespace):
+    async def scenario():
+        hub, app = await started(pki, make_app, bundles, [configmap("settings", namespace, {"a": "1"})])
+        try:
+            kubectl(kubeconfig, "delete", "configmap", "settings", "-n", namespace)
+            await poll(lambda: app.drift_corrections >= 1)
+            await poll(lambda: kube.get("v1", "ConfigMap", "settings", namespace) is not None)
+            assert any("deleted outside Git" in c for c in app.corrected)
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario())
+
+
+def test_an_ignored_field_is_never_reported_or_corrected(pki, make_app, bundles, kubeconfig, namespace):
+    async def scenario():
+        hub, app = await started(
+            pki,
+            make_app,
+            bundles,
+            [deployment("web", namespace, replicas=1)],
+            drift_ignore=("apps/Deployment:.spec.replicas",),
+        )
+        try:
+            kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=2")
+            kubectl(kubeconfig, "label", "deployment", "web", "-n", namespace, "app=changed", "--overwrite")
+            await poll(lambda: app.drift_corrections >= 1)  # the label is drift and is corrected
+            assert all(".spec.replicas" not in c for c in app.corrected)
+            assert any(".metadata.labels.app: changed (Git: web) changed by kubectl-label" in c for c in app.corrected)
+            # The correction re-applied the object without the field left to kubectl.
+            await poll(lambda: cond(app, "Drifted").status == "False")
+            assert replicas(kubeconfig, namespace) == 2
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario())
+
+
+def test_our_own_applies_are_not_drift(reconciler, bundles, kube, namespace, agent_namespace):
+    reconciler.reconcile(bundles.verified([configmap("a", namespace), deployment("web", namespace)]))
+    changes = []
+    monitor = Monitor(kube, reconciler, namespace=agent_namespace, on_change=lambda: changes.append(1))
+    monitor.retarget()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(monitor.health) < 2:
+            time.sleep(0.1)
+        # A new release re-stamps every object; none of those writes is drift.
+        reconciler.reconcile(bundles.verified([configmap("a", namespace, {"k": "v2"}), deployment("web", namespace)]))
+        monitor.retarget()
+        time.sleep(2)
+        assert monitor.current_drifts() == []
+        assert monitor.events >= 1
+    finally:
+        monitor.stop()
+
+
+# --- the pure comparison ---------------------------------------------------------------------
+
+
+def _live(obj, managers):
+    live = {**obj, "metadata": {**obj["metadata"], "managedFields": managers}}
+    return live
+
+
+def test_a_value_the_server_normalised_is_not_drift_but_a_later_change_is():
+    applied = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "x", "namespace": "n"}, "spec": {"cpu": "1000m"}}
+    stored = _live(
+        {**applied, "spec": {"cpu": "1"}},
+        [{"manager": "skerry", "operation": "Apply", "fieldsV1": {"f:spec": {"f:cpu": {}}}}],
+    )
+    ref = ObjectRef.from_object(applied)
+    fp = observed_fingerprint(applied, stored)
+    assert find_drift(ref, fp, stored, field_manager="skerry") == []
+    taken = _live(
+        {**applied, "spec": {"cpu": "2"}},
+        [{"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:spec": {"f:cpu": {}}}}],
+    )
+    (d,) = find_drift(ref, fp, taken, field_manager="skerry")
+    assert (d.field, d.live, d.desired, d.changed_by) == (".spec.cpu", "2", "1", "kubectl-edit")
+
+
+def test_secret_values_are_compared_by_digest_and_never_shown():
+    applied = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"}, "data": {"pw": "czNjcmV0"}}
+    fp = fingerprint(applied)
+    assert "czNjcmV0" not in repr(fp) and "s3cret" not in repr(fp)
+    live = _live(
+        {**applied, "data": {"pw": "b3RoZXI="}},
+        [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:data": {"f:pw": {}}}}],
+    )
+    (d,) = find_drift(ObjectRef.from_object(applied), fp, live, field_manager="skerry")
+    assert d.live == d.desired == "<secret value>" and d.changed_by == "kubectl"
+
+
+def test_list_elements_are_matched_by_merge_key():
+    dep = deployment("web", "n")
+    live = _live(
+        {
+            **dep,
+            "spec": {
+                **dep["spec"],
+                "template": {
+                    **dep["spec"]["template"],
+                    "spec": {"containers": [{"name": "sidecar", "image": "x"}, {"name": "main", "image": "nginx:2"}]},
+                },
+            },
+        },
+        [
+            {
+                "manager": "kubectl-set",
+                "operation": "Update",
+                "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"main"}': {"f:image": {}}}}}}},
+            }
+        ],
+    )
+    drifts = find_drift(ObjectRef.from_object(dep), fingerprint(dep), live, field_manager="skerry")
+    assert [(d.field, d.changed_by) for d in drifts] == [
+        (".spec.template.spec.containers[name=main].image", "kubectl-set")
+    ]
+
+
+def test_ignore_rules_parse_and_match():
+    ref = ObjectRef("apps/v1", "Deployment", "n", "web")
+    rule = IgnoreRule.parse("apps/Deployment:.spec.replicas")
+    assert rule.matches(ref, ".spec.replicas") and not rule.matches(ref, ".spec.replicasX")
+    assert not rule.matches(ObjectRef("v1", "ConfigMap", "n", "c"), ".spec.replicas")
+    assert IgnoreRule.parse("*:.metadata.annotations").matches(ref, ".metadata.annotations.x")
+    with pytest.raises(ValueError):
+        IgnoreRule.parse("spec.replicas")
