@@ -377,16 +377,16 @@ _FIELDS = (
     "ready_file",
     "log_level",
     "allow_prune_all",
-    "trust_root",
-    "environment",
-    "freeze_policy",
-    "trust_poll",
     "drift_policy",
     "drift_ignore",
     "resync_seconds",
     "health_timeout",
     "apply_workers",
     "watch",
+    "trust_root",
+    "environment",
+    "freeze_policy",
+    "trust_poll",
 )
 
 
