@@ -264,7 +264,7 @@ class HubStore:
                     f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
                     f"sign it with `skerry keys sign --cluster {cluster}`"
                 )
-            metadata, expires = b"", directed.expires
+            metadata, expires, release = b"", directed.expires, directed.release
         else:
             metadata = sign_bundle(
                 data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers

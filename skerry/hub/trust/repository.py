@@ -383,6 +383,11 @@ class TrustRepository:
             target = self.release_target(env, cluster, hexdigest)
         if target is None:
             return None
+        current = self.directed(cluster)
+        if current is not None and current.hashes.get("sha256") == hexdigest and current.custom.get("image") == image:
+            # already directed (e.g. a restarted hub re-rendering the same bundle): keep its release counter
+            return Directed(cluster=cluster, release=int(current.custom["release"]), image=image,
+                            expires=self.horizon(trust.cluster_role(cluster), env))
         changed = self._ensure_cluster_role(cluster)
         role = trust.cluster_role(cluster)
         md = self.md.get(role) or Metadata(Targets(version=1, targets={}))
