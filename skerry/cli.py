@@ -12,7 +12,8 @@ import argparse
 import importlib
 import sys
 
-SERVICE_CLIS = ("skerry.hub.cli", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo")
+SERVICE_CLIS = ("skerry.hub.cli", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo", "skerry.hub.trust.cli",
+               "skerry.agent.explain")
 
 
 def _version(_args) -> int:

@@ -110,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         _say(f"repo {stack.repo} at {commit[:12]}; starting the hub")
         dashboard_token = _enable_ops(workdir)  # metrics + dashboard on loopback, inherited by the services
         stack.start_hub()
+        _say(f"TUF trust repository made by `skerry keys init` in {stack.trust_dir}; agents bootstrap from "
+             f"{stack.trust_root}. Demo only: the hub holds the dev and prod release keys (so it ships alone)")
         ops = stack.identity("demo", tls.ROLE_OPERATOR)
         views = wait_for(lambda: [v for v in fleet_status(stack.hub_address, ops) if v.get("desired_digest")] or None,
                          60, "the hub to publish bundles", stack.hub)

@@ -131,7 +131,9 @@ def git(repo: pathlib.Path, *args: str) -> str:
 class Stack:
     """Sealer + hub + agents sharing one throwaway PKI under ``workdir``."""
 
-    def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, *, interval: float = 2.0):
+    def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, *, interval: float = 2.0,
+                 trust: bool = True, auto_release: tuple[str, ...] = ("dev", "prod"),
+                 environments: tuple[str, ...] = ("dev", "prod:3:2")):
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.interval = interval
@@ -147,6 +149,12 @@ class Stack:
         self.hub_address = ""
         self.sealer_address = ""
         self.hub_public_key: pathlib.Path | None = None
+        # TUF trust (``skerry keys init``): the hub holds release keys only for ``auto_release`` envs.
+        self.trust = trust
+        self.auto_release = auto_release
+        self.environments = environments
+        self.trust_dir = workdir / "trust"
+        self.trust_root: pathlib.Path | None = None
 
     # --- identities ---------------------------------------------------------------------
     def identity(self, name: str, role: str, *, server: bool = False) -> tls.TlsFiles:
@@ -231,15 +239,53 @@ class Stack:
             git(self.repo, "push", "-q", "origin", "HEAD:main")
         return git(self.repo, "rev-parse", "HEAD")
 
+    def keys(self, *args: str) -> str:
+        """Run ``skerry keys ARGS`` (as an operator would); returns its stdout."""
+        out = subprocess.run([sys.executable, "-m", "skerry", "keys", *args], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise StackError(f"skerry keys {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def init_trust(self) -> pathlib.Path:
+        if not (self.trust_dir / "root.json").exists():
+            args = ["init", "--trust-dir", str(self.trust_dir)]
+            for env in self.environments:
+                args += ["--env", env]
+            self.keys(*args)
+        self.trust_root = self.trust_dir / "root.json"
+        return self.trust_root
+
+    def release_keys(self, env: str) -> list[pathlib.Path]:
+        return sorted((self.trust_dir / "offline").glob(f"release-{env}-*.key"))
+
+    def environment_of(self, cluster: str) -> str:
+        import yaml
+
+        try:
+            fleet = yaml.safe_load((self.repo / "skerry.yaml").read_text())
+        except OSError:  # no fleet here (e.g. an agent pointed at another stack's hub): guess from the name
+            return cluster.rsplit("-", 1)[-1]
+        for c in fleet.get("clusters", []):
+            if c.get("name") == cluster:
+                return str((c.get("labels") or {}).get("env", "default"))
+        return "default"
+
     def start_hub(self) -> Service:
         files = self.identity("hub", tls.ROLE_HUB, server=True)
+        trust_args: list[str] = []
+        if self.trust:
+            self.init_trust()
+            keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
+            trust_args = ["--trust-dir", str(self.trust_dir), "--trust-refresh", "1"]
+            if keys:
+                trust_args += ["--release-keys", ",".join(keys)]
         # a restarted hub comes back on the same port, so running agents find it again
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
             ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
              "--signing-key", str(self.workdir / "hub-keys" / "signing.key"),
-             "--state-dir", str(self.workdir / "hub-state"), *self.tls_args(files)],
+             "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files)],
             self.workdir,
         ).start()
         ready = self.hub.ready()
@@ -247,15 +293,24 @@ class Stack:
         self.hub_public_key = pathlib.Path(ready["public_key"])
         return self.hub
 
-    def start_agent(self, cluster: str, *, trusted_key: pathlib.Path | None = None, hub: str | None = None) -> Service:
+    def start_agent(self, cluster: str, *, trusted_key: pathlib.Path | None = None, hub: str | None = None,
+                    trust_root: pathlib.Path | None = None, environment: str | None = None,
+                    extra: tuple[str, ...] = ()) -> Service:
         files = self.identity(cluster, tls.ROLE_AGENT)
+        if trust_root is None and trusted_key is None and self.trust:
+            trust_root = self.trust_root or self.init_trust()
+        if trust_root is not None:
+            env = environment or self.environment_of(cluster)
+            trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2", *extra]
+        else:
+            trust_args = ["--trusted-key", str(trusted_key or self.hub_public_key), *extra]
         old = self.agents.get(cluster)
         if old is not None:
             old.stop()
         agent = Service(
             f"agent-{cluster}",
             ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
-             "--trusted-key", str(trusted_key or self.hub_public_key), "--kubeconfig", str(self.kubeconfig),
+             *trust_args, "--kubeconfig", str(self.kubeconfig),
              "--state-dir", str(self.workdir / "agents" / cluster),
              # several demo clusters share one API server: each agent keeps its inventory apart
              "--namespace", f"skerry-{cluster}", *self.tls_args(files)],

@@ -104,6 +104,10 @@ class AgentApp:
         self._pending_report = None
         self._report_wakeup: asyncio.Event | None = None
         self._changed: asyncio.Condition | None = None
+        self.frozen: VerificationError | None = None  # set while trusted metadata is expired (TUF mode)
+        self.report_signer = None
+        self.signed_reports_sent = 0
+        self._next_poll: float | None = None
         self.monitor = None
         self.suspended = False
         self.corrected: list[str] = []  # recent drift corrections, newest last (bounded)
@@ -123,9 +127,12 @@ class AgentApp:
         """Set everything up (failing fast on bad config) and start the loop in the background."""
         cfg = self.config
         ensure_dir(cfg.state_dir)
-        self.verifier = Verifier.from_key_files(
-            cfg.cluster, cfg.trusted_keys, cfg.state_dir, self.clock, threshold=cfg.signature_threshold
-        )
+        if cfg.trust_root is not None:
+            self.verifier = self._tuf_verifier(cfg)
+        else:
+            self.verifier = Verifier.from_key_files(
+                cfg.cluster, cfg.trusted_keys, cfg.state_dir, self.clock, threshold=cfg.signature_threshold
+            )
         self.cache = BundleCache(cfg.state_dir)
         if self._kube is None:
             from skerry.agent.kube import KubeClient
@@ -196,6 +203,19 @@ class AgentApp:
             )
             self._renew_task = asyncio.create_task(self.renewer.run(), name="skerry-agent-renew")
 
+    def _tuf_verifier(self, cfg):
+        from skerry.agent.attest import ReportSigner
+        from skerry.agent.tuf_client import GrpcFetcher, TufVerifier
+
+        tls_files = cfg.tls_files
+        self.report_signer = ReportSigner(cfg.hub_address, tls_files)
+        return TufVerifier(cfg.cluster, cfg.environment, cfg.trust_root, cfg.state_dir,
+                           lambda: GrpcFetcher(cfg.hub_address, tls_files), self.clock)
+
+    @property
+    def tuf_mode(self) -> bool:
+        return self.config.trust_root is not None
+
     async def stop(self, grace: float = 30.0) -> None:
         if self.monitor is not None:
             self.monitor.stop()
@@ -211,6 +231,9 @@ class AgentApp:
             log.info("waiting for the reconcile in progress to finish")
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._inflight), grace)
+        if self.report_signer is not None:
+            with contextlib.suppress(Exception):
+                await self.report_signer.close()
         if self.hub is not None and hasattr(self.hub, "close"):
             with contextlib.suppress(Exception):
                 await self.hub.close()
@@ -242,6 +265,8 @@ class AgentApp:
 
     async def _main(self) -> None:
         await self._guarded(self._restore_from_cache)
+        if self.tuf_mode:  # the director may have moved on while we were away: ask now, not at the first event
+            await self._guarded(self._on_bundle, None)
         assert self.hub is not None and self.verifier is not None
         verifier = self.verifier
         watch = self.hub.watch(position=lambda: (verifier.last_release, verifier.last_digest))
@@ -251,11 +276,15 @@ class AgentApp:
                 if next_event is None:
                     next_event = asyncio.ensure_future(anext(watch))
                 delay = self._retry_delay()
-                done, _ = await asyncio.wait({next_event}, timeout=delay)
+                poll = self._poll_delay()
+                timeout = poll if delay is None else (delay if poll is None else min(delay, poll))
+                done, _ = await asyncio.wait({next_event}, timeout=timeout)
                 if next_event in done:
                     response = next_event.result()
                     next_event = None
                     await self._guarded(self._on_response, response)
+                elif poll is not None and timeout == poll:
+                    await self._guarded(self._on_bundle, None)
                 else:
                     await self._guarded(self._retry)
         finally:
@@ -293,26 +322,64 @@ class AgentApp:
         else:
             log.warning("ignoring an empty watch event from the hub")
 
+    def _poll_delay(self) -> float | None:
+        """TUF mode: seconds until the next refresh without a notification (at the latest, at expiry)."""
+        if not self.tuf_mode:
+            return None
+        import time
+
+        now = time.monotonic()
+        if self._next_poll is None:
+            self._next_poll = now + self.config.trust_poll
+        horizon = getattr(self.verifier, "valid_until", None)
+        if horizon is not None and self.frozen is None:
+            until = (horizon - self.clock.now()).total_seconds() + 0.5
+            self._next_poll = min(self._next_poll, now + max(until, 0.5))
+        return max(0.0, self._next_poll - now)
+
+    def _freshness(self) -> None:
+        """The "valid until" horizon as a condition (TUF mode)."""
+        horizon = getattr(self.verifier, "valid_until", None)
+        if horizon is not None and self.frozen is None:
+            self._conditions["Fresh"] = Condition("Fresh", TRUE, "ValidUntil",
+                                                  f"trusted metadata valid until {horizon.isoformat()}")
+
     async def _on_bundle(self, signed) -> None:
         assert self.verifier is not None and self.cache is not None
+        self._next_poll = None
         try:
             verified = await asyncio.to_thread(self.verifier.verify_message, signed)
-        except VerificationError as e:
+        except SkerryError as e:
+            if not isinstance(e, VerificationError):
+                log.warning("cannot refresh trust metadata; keeping the applied state", error=str(e))
+                return
+            if e.reason == "Freeze":
+                await self._freeze(e)
+                return
             self.last_rejection = e
             log.error(
                 "bundle rejected; nothing of it is applied",
                 reason=e.reason,
                 error=str(e),
-                version=signed.version,
-                digest=signed.digest,
+                version=getattr(signed, "version", 0),
+                digest=getattr(signed, "digest", ""),
             )
             self._conditions["Verified"] = Condition(
-                "Verified", FALSE, e.reason, f"release {signed.version}: {e}"
+                "Verified", FALSE, e.reason, f"release {getattr(signed, 'version', '?')}: {e}"
             )
             await self.ops.rejected(e, signed)
             await self._publish()
             return
+        if self.frozen is not None:
+            log.warning("trust metadata is fresh again; the freeze is over")
+            self.frozen = None
+            self._conditions.pop("Frozen", None)
+        if verified is None:  # TUF mode: the director still names the applied bundle
+            self._freshness()
+            await self._publish()
+            return
         await self.ops.verified()
+        self._freshness()
         self._conditions.pop("Rendered", None)
         self._conditions.pop("Stale", None)
         self._conditions["Verified"] = Condition(
@@ -355,8 +422,25 @@ class AgentApp:
             log.info("re-applying the cached bundle", release=verified.release)
         await self._apply(verified)
 
+    async def _freeze(self, error: VerificationError) -> None:
+        """Expired metadata: keep the last good state, accept nothing new, say so loudly."""
+        self.frozen = self.last_rejection = error
+        policy = self.config.freeze_policy
+        log.error(
+            "FROZEN: trusted metadata expired; no change is accepted until the hub serves fresh metadata",
+            reason=error.reason, error=str(error), applied_release=self.verifier.last_release,
+            policy=policy,
+        )
+        self._conditions.pop("Fresh", None)
+        self._conditions["Frozen"] = Condition(
+            "Frozen", TRUE, "Freeze",
+            f"{error} — last good release {self.verifier.last_release} stays applied"
+            + (" and reconciling is suspended" if policy == "suspend" else ""),
+        )
+        await self._publish()
+
     async def _retry(self) -> None:
-        if self.current is None:
+        if self.current is None or (self.frozen is not None and self.config.freeze_policy == "suspend"):
             return
         log.info("retrying the reconcile", release=self.current.release, attempt=self._retry_attempt)
         await self._apply(self.current, retry=True)
@@ -531,8 +615,13 @@ class AgentApp:
         result = self.status_result()
         if self.config.ready_file is not None:
             try:
+                extra = {}
+                if self.tuf_mode:
+                    horizon = getattr(self.verifier, "valid_until", None)
+                    extra = {"valid_until": horizon.isoformat() if horizon else "", "frozen": self.frozen is not None}
                 await asyncio.to_thread(
-                    _write_ready_file, self.config.ready_file, result, self.clock.now(), metrics_port=self.ops.port
+                    _write_ready_file, self.config.ready_file, result, self.clock.now(), extra,
+                    metrics_port=self.ops.port,
                 )
             except OSError as e:
                 log.warning("cannot write the ready file", path=str(self.config.ready_file), error=e.strerror)
@@ -567,6 +656,12 @@ class AgentApp:
                 continue
             attempt = 0
             self.reports_sent += 1
+            if self.report_signer is not None:
+                try:
+                    await self.report_signer.send(self.status_result(), status.observed_unix_ms)
+                    self.signed_reports_sent += 1
+                except SkerryError as e:
+                    log.warning("signed report not delivered", reason=e.reason, error=str(e))
             if self._pending_report is status:
                 self._pending_report = None
                 self._report_wakeup.clear()
@@ -578,7 +673,9 @@ class AgentApp:
             await self._changed.wait_for(lambda: self._pending_report is not status)
 
 
-def _write_ready_file(path, result: ReconcileResult, now: _dt.datetime, *, metrics_port: int | None = None) -> None:
+def _write_ready_file(
+    path, result: ReconcileResult, now: _dt.datetime, extra: dict | None = None, *, metrics_port: int | None = None
+) -> None:
     doc = {
         "cluster": result.cluster,
         "applied_release": result.release,
@@ -590,6 +687,7 @@ def _write_ready_file(path, result: ReconcileResult, now: _dt.datetime, *, metri
             for c in result.conditions
         ],
         "updated": now.isoformat(),
+        **(extra or {}),
     }
     if metrics_port is not None:
         doc["metrics_port"] = metrics_port

@@ -136,6 +136,12 @@ def add_commands(subparsers) -> None:
         default=None,
         help="no drift/health watches (drift then goes unnoticed until the next bundle)",
     )
+    run.add_argument("--trust-root", type=path, metavar="FILE",
+                     help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); replaces --trusted-key")
+    run.add_argument("--environment", metavar="ENV", help="this cluster's environment (with --trust-root)")
+    run.add_argument("--freeze-policy", choices=("keep", "suspend"),
+                     help="on expired metadata: keep re-applying the last good state (default) or suspend")
+    run.add_argument("--trust-poll", metavar="SECONDS", help="TUF refresh interval without notifications")
     run.set_defaults(func=handler)
 
     enroll = agent_sub.add_parser(
@@ -381,6 +387,10 @@ _FIELDS = (
     "health_timeout",
     "apply_workers",
     "watch",
+    "trust_root",
+    "environment",
+    "freeze_policy",
+    "trust_poll",
 )
 
 

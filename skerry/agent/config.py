@@ -56,6 +56,9 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
+FREEZE_POLICIES = ("keep", "suspend")
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     cluster: str = ""
@@ -76,6 +79,11 @@ class AgentConfig:
     log_level: str = "info"
     allow_prune_all: bool = False
     metrics_listen: str = ""  # "": no metrics server
+    # TUF mode (issue 5): the trust root to bootstrap from, this cluster's environment, what to do on expiry.
+    trust_root: pathlib.Path | None = None
+    environment: str = ""
+    freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
+    trust_poll: float = 60.0  # seconds between TUF refreshes without a hub notification (and at expiry)
     drift_policy: str = "correct"
     drift_ignore: tuple[str, ...] = ()
     resync_seconds: float = 600.0
@@ -108,12 +116,22 @@ class AgentConfig:
         if self.sealer_address:
             _check_address("sealer", self.sealer_address)
         self.tls_files  # noqa: B018 - raises if incomplete
-        if not self.trusted_keys:
+        if self.trust_root is not None:
+            if not _DNS_LABEL.match(self.environment):
+                raise ConfigError(
+                    f"with a trust root the agent needs its environment (a DNS label, e.g. prod); set "
+                    f"{self.env_name('environment')} or --environment"
+                )
+            if self.freeze_policy not in FREEZE_POLICIES:
+                raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
+            if not self.trust_poll > 0:
+                raise ConfigError("trust_poll must be positive")
+        elif not self.trusted_keys:
             raise ConfigError(
                 f"the agent needs at least one trusted hub public key; set {self.env_name('trusted_keys')} "
                 "or --trusted-key"
             )
-        if not 1 <= self.signature_threshold <= len(self.trusted_keys):
+        if self.trust_root is None and not 1 <= self.signature_threshold <= len(self.trusted_keys):
             raise ConfigError(
                 f"signature threshold {self.signature_threshold} must be between 1 and the "
                 f"{len(self.trusted_keys)} trusted key(s)"
@@ -165,7 +183,12 @@ def _check_address(what: str, address: str) -> None:
 
 
 def _coerce(name: str, value: object) -> object:
-    if name in ("tls_ca", "tls_cert", "tls_key", "kubeconfig", "state_dir", "ready_file"):
+    if name == "trust_poll":
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{ENV_PREFIX}TRUST_POLL must be a number of seconds, not {value!r}") from None
+    if name in ("tls_ca", "tls_cert", "tls_key", "kubeconfig", "state_dir", "ready_file", "trust_root"):
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "trusted_keys":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]

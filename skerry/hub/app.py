@@ -125,6 +125,9 @@ class HubApp:
         self.ops = None
         self.port: int | None = None
         self._loop_task: asyncio.Task | None = None
+        self._trust_task: asyncio.Task | None = None
+        self.trust = None
+        self.attestations = None
         self._revocation_task: asyncio.Task | None = None
         self._stopped = False
         self.enrollment = None
@@ -157,7 +160,6 @@ class HubApp:
         tls_files = cfg.require_tls()
         self.enrollment = Enrollment.open(cfg.state_dir, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
-        signer = load_or_create_signing_key(cfg.signing_key)
         engine = self._engine or await asyncio.to_thread(
             detect_engine, cfg.engine, timeout=cfg.render_timeout
         )
@@ -177,7 +179,13 @@ class HubApp:
             depth=cfg.depth,
             auth=auth,
         )
-        self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
+        register = []
+        service_names = [SERVICE_NAME]
+        if cfg.trust_dir is not None:
+            self._start_trust(cfg, register, service_names)
+        else:
+            signer = load_or_create_signing_key(cfg.signing_key)
+            self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer)
@@ -193,8 +201,9 @@ class HubApp:
                 lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server),
                 lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(enroll_servicer, server),
                 *promotion[0],
+                *register,
             ],
-            service_names=[SERVICE_NAME, ENROLL_SERVICE, *promotion[1]],
+            service_names=[*service_names, ENROLL_SERVICE, *promotion[1]],
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
         )
@@ -243,14 +252,58 @@ class HubApp:
             self.webhook = WebhookServer(handler, cfg.webhook_listen)
             self.webhook_port = await self.webhook.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
+        if self.trust is not None:
+            self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         if cfg.ready_file is not None:
             ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
             if self.enroll_port is not None:
                 ready["enroll_port"] = self.enroll_port
+            if cfg.trust_dir is not None:
+                ready["trust_root"] = str(cfg.trust_dir / "root.json")
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
         log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
         return self.port
+
+    def _start_trust(self, cfg, register: list, service_names: list) -> None:
+        """TUF mode: the store directs through the trust repository; TrustService serves it."""
+        from skerry.api.v1 import trust_pb2_grpc
+        from skerry.hub.bundles.store import HubStore
+        from skerry.hub.trust.attest import AttestationBoard
+        from skerry.hub.trust.repository import TrustRepository
+        from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
+        from skerry.hub.trust.servicer import TrustServicer
+
+        self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
+        self.store = HubStore(director=self.trust, environment_of=self._environment_of, clock=self.clock)
+        self.trust.on_change(lambda role: role.startswith("release-") and self.store.retry_pending())
+        self.attestations = AttestationBoard(self.clock)
+        trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
+                                       cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
+        register.append(lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server))
+        service_names.append(TRUST_SERVICE)
+        self.trust.refresh()
+
+    def _environment_of(self, cluster: str) -> str:
+        """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
+        fleet = self.syncer.fleet if self.syncer is not None else None
+        if fleet is not None:
+            try:
+                return str(fleet.cluster(cluster).labels.get("env", "default"))
+            except Exception:  # noqa: BLE001 - unknown cluster
+                pass
+        return "default"
+
+    async def _trust_loop(self) -> None:
+        """Re-sign online metadata before it expires; adopt offline changes (`skerry keys`)."""
+        while True:
+            await asyncio.sleep(self.config.trust_refresh)
+            try:
+                if self.trust.reload():
+                    self.store.retry_pending()
+                self.trust.refresh()
+            except Exception:  # noqa: BLE001 - retried next tick; agents keep what they have meanwhile
+                log.exception("trust refresh failed")
 
     def _status_board(self):
         """The status board; it also feeds the promotion health tracker (soak times)."""
@@ -318,7 +371,7 @@ class HubApp:
         self._stopped = True
         if self.server is None:  # never started (or failed before serving)
             return
-        for task in (self._loop_task, self._revocation_task):
+        for task in (self._loop_task, self._trust_task, self._revocation_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

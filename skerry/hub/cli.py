@@ -42,6 +42,14 @@ _SERVE_FLAGS = (
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
     ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
+    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles)"),
+    (
+        "--release-keys",
+        "release_keys",
+        "ENV=KEY,...",
+        "release keys the hub signs with itself (dev environments only: the hub alone can then ship them)",
+    ),
+    ("--trust-refresh", "trust_refresh", "DURATION", "how often online TUF metadata is checked for re-signing"),
     (
         "--enroll-listen",
         "enroll_listen",

@@ -114,6 +114,21 @@ def check_listen(listen: str, what: str = "listen") -> str:
     return listen
 
 
+def parse_release_keys(value: Any) -> tuple[tuple[str, pathlib.Path], ...]:
+    """``"dev=/keys/a.key,dev=/keys/b.key"`` (or a sequence of such) -> ``(("dev", Path), ...)``."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        if isinstance(item, tuple):
+            out.append((str(item[0]), pathlib.Path(item[1])))
+            continue
+        env, sep, path = str(item).strip().partition("=")
+        if not sep or not env or not path:
+            raise ConfigError(f"release_keys: {item!r} is not ENV=KEYFILE")
+        out.append((env, pathlib.Path(path).expanduser()))
+    return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True)
 class HubConfig:
     repo: str
@@ -127,6 +142,11 @@ class HubConfig:
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
+    # TUF trust repository (``skerry keys init``); None: legacy single-key envelopes.
+    trust_dir: pathlib.Path | None = None
+    # "env=KEYFILE" release keys the hub may sign with itself (dev only: collapses the release/director split).
+    release_keys: tuple[tuple[str, pathlib.Path], ...] = ()
+    trust_refresh: float = 30.0  # seconds between checks for expiring online metadata / offline changes
     enroll_listen: str | None = None
     agent_cert_lifetime: _dt.timedelta = _dt.timedelta(hours=24)
     metrics_listen: str = ""  # "": no metrics server
@@ -258,6 +278,12 @@ class HubConfig:
         for field in ("git_ssh_key", "git_known_hosts", "git_token_file", "webhook_secret_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
+        if (trust_dir := pick("trust_dir")) is not None:
+            kwargs["trust_dir"] = pathlib.Path(trust_dir).expanduser()
+        if (release_keys := pick("release_keys")) is not None:
+            kwargs["release_keys"] = parse_release_keys(release_keys)
+        if (refresh := pick("trust_refresh")) is not None:
+            kwargs["trust_refresh"] = parse_duration(refresh, f"trust_refresh ({ENV_PREFIX}TRUST_REFRESH)")
         for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()

@@ -14,7 +14,7 @@ import threading
 
 import grpc
 
-from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc
+from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc, trust_pb2, trust_pb2_grpc
 from skerry.core import tls
 
 
@@ -32,11 +32,29 @@ class _Servicer(hub_pb2_grpc.HubServiceServicer):
         return hub_pb2.ReportStatusResponse()
 
 
+class _TrustMirror(trust_pb2_grpc.TrustServiceServicer):
+    """A malicious TUF mirror: serves whatever bytes the test put at each path (``ReplayHub.trust_files``)."""
+
+    def __init__(self, owner: ReplayHub):
+        self.owner = owner
+
+    async def Fetch(self, request, context):
+        self.owner.fetched.append(request.path)
+        data = self.owner.trust_files.get(request.path)
+        if data is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.path} not found")
+        step = 1024 * 1024
+        for i in range(0, max(len(data), 1), step):
+            yield trust_pb2.FetchChunk(data=data[i : i + step])
+
+
 class ReplayHub:
     def __init__(self, files: tls.TlsFiles):
         self.files = files
         self.script: list[bundle_pb2.SignedBundle] = []
         self.reports: list[hub_pb2.ClusterStatus] = []
+        self.trust_files: dict[str, bytes] = {}  # TrustService.Fetch path -> bytes (TUF mirror attacks)
+        self.fetched: list[str] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -50,6 +68,7 @@ class ReplayHub:
     async def _start(self):
         self._server = grpc.aio.server()
         hub_pb2_grpc.add_HubServiceServicer_to_server(_Servicer(self), self._server)
+        trust_pb2_grpc.add_TrustServiceServicer_to_server(_TrustMirror(self), self._server)
         self.port = self._server.add_secure_port("127.0.0.1:0", tls.server_credentials(self.files))
         await self._server.start()
 

@@ -46,6 +46,7 @@ import asyncio
 import dataclasses
 import datetime as _dt
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Protocol
 
 import structlog
 from securesystemslib.signer import Signer
@@ -109,17 +110,41 @@ def unix_ms(when: _dt.datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+class Director(Protocol):
+    """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
+
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int): ...
+
+
+class AwaitingRelease(Exception):
+    """The bundle was rendered but no release key set signed it yet; the cluster keeps its current one."""
+
+
 class HubStore:
+    """With ``director`` set (a trust repository), releases are TUF director targets instead of envelopes.
+
+    Then a cluster only gets a new release once the release side signed its
+    bundle (``release-<env>``); until then the bundle waits in ``pending`` and
+    ``retry_pending`` (called when a release role is published) tries again.
+    Events then carry no envelope: agents fetch metadata and blobs through
+    the TrustService and use the event only as "refresh now".
+    """
+
     def __init__(
         self,
-        signers: Signer | Sequence[Signer],
+        signers: Signer | Sequence[Signer] = (),
         *,
         expiry: _dt.timedelta = DEFAULT_EXPIRY,
         clock: Clock | None = None,
+        director: Director | None = None,
+        environment_of: Callable[[str], str] | None = None,
     ):
         self._signers = [signers] if isinstance(signers, Signer) else list(signers)
-        if not self._signers:
-            raise ValueError("HubStore needs at least one signer")
+        self._director = director
+        self._environment_of = environment_of or (lambda cluster: "default")
+        self._pending: dict[str, tuple[Bundle, bytes, str]] = {}
+        if not self._signers and director is None:
+            raise ValueError("HubStore needs at least one signer or a director")
         self._expiry = expiry
         self._clock = clock or SystemClock()
         self._clusters: dict[str, _Cluster] = {}
@@ -164,6 +189,8 @@ class HubStore:
     # --- publishing ---------------------------------------------------------------------------
 
     def _needs_refresh(self, signed: SignedBundle, now: _dt.datetime) -> bool:
+        if self._director is not None:
+            return False  # director metadata is re-signed by the trust repository, not re-released
         return signed.expires - now < self._expiry / 2
 
     def _next_release(self, cluster: str, now: _dt.datetime) -> int:
@@ -195,7 +222,15 @@ class HubStore:
         ):
             return None
         data = bundle.encode() if encoded is None else encoded
-        signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+        try:
+            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+        except AwaitingRelease as e:
+            self._pending[cluster] = (bundle, data, content)
+            state.error = RenderFailure(cluster=cluster, revision=bundle.revision, message=str(e), at=now)
+            state.notify()
+            log.info("bundle awaits release signatures", cluster=cluster, revision=bundle.revision)
+            return None
+        self._pending.pop(cluster, None)
         state.current = signed
         state.notify()
         log.info(
@@ -221,9 +256,19 @@ class HubStore:
     ) -> SignedBundle:
         release = self._next_release(cluster, now)
         expires = (now + self._expiry).replace(microsecond=0)
-        metadata = sign_bundle(
-            data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers
-        )
+        if self._director is not None:
+            env = self._environment_of(cluster)
+            directed = self._director.direct(cluster, env, data, revision=revision, release=release)
+            if directed is None:
+                raise AwaitingRelease(
+                    f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
+                    f"sign it with `skerry keys sign --cluster {cluster}`"
+                )
+            metadata, expires, release = b"", directed.expires, directed.release
+        else:
+            metadata = sign_bundle(
+                data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers
+            )
         self._last_release[cluster] = release
         return SignedBundle(
             cluster=cluster,
@@ -231,7 +276,7 @@ class HubStore:
             digest=sha256_digest(data),
             content_digest=content,
             metadata=metadata,
-            bundle=data,
+            bundle=data if self._director is None else b"",
             revision=revision,
             paths=paths,
             objects=objects,
@@ -239,8 +284,22 @@ class HubStore:
             signed_at=now,
         )
 
+    def pending(self, cluster: str) -> tuple[Bundle, bytes, str] | None:
+        """The rendered bundle of ``cluster`` that awaits release signatures, if any."""
+        return self._pending.get(cluster)
+
+    def retry_pending(self) -> list[str]:
+        """Try to direct every bundle awaiting release signatures again; returns the released clusters."""
+        released = []
+        for cluster, (bundle, data, content) in list(self._pending.items()):
+            if cluster in self._clusters and self.publish(cluster, bundle, encoded=data, content=content):
+                released.append(cluster)
+        return released
+
     def refresh_expiring(self) -> list[str]:
         """Re-sign every current bundle with less than half its metadata lifetime left."""
+        if self._director is not None:
+            return []  # the trust repository re-signs its own online roles (TrustRepository.refresh)
         now = self._clock.now()
         refreshed = []
         for cluster, state in self._clusters.items():

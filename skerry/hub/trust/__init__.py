@@ -1,0 +1,1 @@
+"""The hub as a TUF repository: director (online keys) and release (offline/CI keys) roles."""

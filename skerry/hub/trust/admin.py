@@ -1,0 +1,235 @@
+"""Offline key management on a trust directory: init, add, revoke, rotate-root, status.
+
+Each change to an offline-signed role writes its next version signed by the
+keys given on the command line; a running hub picks it up on its next
+refresh tick (``TrustRepository.reload``) and publishes a new snapshot and
+timestamp. Root changes follow TUF's chain rule: version N+1 must be signed
+by a threshold of version N's root keys *and* of its own, so a client walks
+1.root.json → 2.root.json → … and a rotation with a broken link is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
+
+from skerry.core import trust
+from skerry.core.clock import Clock, SystemClock
+from skerry.core.errors import ConfigError, InvalidInput
+from skerry.hub.trust import keys as keyfiles
+from skerry.hub.trust.repository import (
+    _SERIALIZER,
+    CONFIG_FILE,
+    DEFAULT_EXPIRY,
+    TrustRepository,
+    _atomic_write,
+)
+
+TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
+
+
+def _now(clock: Clock) -> _dt.datetime:
+    return clock.now().replace(microsecond=0)
+
+
+def init(
+    directory: str | pathlib.Path,
+    environments: Mapping[str, tuple[int, int]],
+    *,
+    root_keys: int = 1,
+    root_threshold: int = 1,
+    offline_dir: str | pathlib.Path | None = None,
+    clock: Clock | None = None,
+    expiry: Mapping[str, _dt.timedelta] | None = None,
+) -> dict[str, list[pathlib.Path]]:
+    """Create a trust directory: keys, root v1, targets with the director and one release role per env.
+
+    ``environments`` maps env -> (number of release keys, threshold), e.g.
+    ``{"dev": (1, 1), "prod": (3, 2)}``. Returns the key files made, per role.
+    """
+    clock = clock or SystemClock()
+    exp = {**DEFAULT_EXPIRY, **(expiry or {})}
+    directory = pathlib.Path(directory)
+    if (directory / "repository").exists():
+        raise ConfigError(f"{directory} already holds a trust repository")
+    offline = pathlib.Path(offline_dir) if offline_dir else directory / "offline"
+    made: dict[str, list[pathlib.Path]] = {}
+
+    def gen(role: str, path: pathlib.Path) -> Signer:
+        made.setdefault(role, []).append(path)
+        return keyfiles.generate_key(path)
+
+    if not 1 <= root_threshold <= root_keys:
+        raise InvalidInput(f"root threshold {root_threshold} must be between 1 and {root_keys}")
+    roots = [gen("root", offline / f"root-{i}.key") for i in range(1, root_keys + 1)]
+    targets_key = gen("targets", offline / "targets.key")
+    online = {r: gen(r, directory / "keys" / f"{r}.key") for r in ("timestamp", "snapshot", trust.DIRECTOR_ROLE)}
+    release: dict[str, list[Signer]] = {}
+    for env, (n, threshold) in environments.items():
+        if not trust.valid_name(env) or not 1 <= threshold <= n:
+            raise InvalidInput(f"environment {env!r}: name must be a DNS label and 1 <= threshold {threshold} <= {n}")
+        release[env] = [gen(trust.release_role(env), offline / f"release-{env}-{i}.key") for i in range(1, n + 1)]
+    now = _now(clock)
+
+    root = Root(expires=now + exp["root"], consistent_snapshot=True)
+    for signer in roots:
+        root.add_key(signer.public_key, "root")
+    root.roles["root"].threshold = root_threshold
+    root.add_key(targets_key.public_key, "targets")
+    root.add_key(online["snapshot"].public_key, "snapshot")
+    root.add_key(online["timestamp"].public_key, "timestamp")
+    root_md = Metadata(root)
+    for signer in roots:
+        root_md.sign(signer, append=True)
+
+    targets = Targets(expires=now + exp["targets"])
+    targets.delegations = Delegations(keys={}, roles={})
+    director_key = online[trust.DIRECTOR_ROLE].public_key
+    targets.delegations.keys[director_key.keyid] = director_key
+    targets.delegations.roles[trust.DIRECTOR_ROLE] = DelegatedRole(
+        name=trust.DIRECTOR_ROLE, keyids=[director_key.keyid], threshold=1, terminating=True, paths=["clusters/*/*"]
+    )
+    release_mds = {}
+    for env, signers in release.items():
+        _delegate_release(targets, env, [s.public_key for s in signers], environments[env][1])
+        md = Metadata(Targets(expires=now + exp["release"]))
+        for s in signers:
+            md.sign(s, append=True)
+        release_mds[trust.release_role(env)] = md
+    targets_md = Metadata(targets)
+    targets_md.sign(targets_key)
+    director_md = Metadata(Targets(expires=now + exp["director"]))
+    director_md.sign(online[trust.DIRECTOR_ROLE])
+
+    meta = directory / "repository" / "metadata"
+    meta.mkdir(parents=True)
+    (directory / "repository" / "targets").mkdir(parents=True)
+    for role, md in {"root": root_md, "targets": targets_md, trust.DIRECTOR_ROLE: director_md, **release_mds}.items():
+        _atomic_write(meta / f"1.{role}.json", md.to_bytes(_SERIALIZER))
+    _atomic_write(directory / CONFIG_FILE, json.dumps({"environments": {
+        e: {"keys": n, "threshold": t} for e, (n, t) in environments.items()}}, indent=2).encode() + b"\n")
+    _atomic_write(directory / "root.json", root_md.to_bytes(_SERIALIZER))
+    repo = TrustRepository(directory, clock=clock, expiry=expiry)
+    repo.refresh()  # first snapshot + timestamp
+    return made
+
+
+def _delegate_release(targets: Targets, env: str, keys: Sequence[Key], threshold: int) -> None:
+    for key in keys:
+        targets.delegations.keys[key.keyid] = key
+    role = trust.release_role(env)
+    targets.delegations.roles[role] = DelegatedRole(
+        name=role, keyids=[k.keyid for k in keys], threshold=threshold, terminating=True, paths=[f"releases/{env}/*/*"]
+    )
+
+
+def _next(repo: TrustRepository, role: str, signers: Sequence[Signer], edit: Callable, clock: Clock,
+          extra_signers: Sequence[Signer] = ()) -> Metadata:
+    md = Metadata.from_bytes(repo.md[role].to_bytes(_SERIALIZER))
+    edit(md.signed)
+    md.signed.version += 1
+    md.signed.expires = _now(clock) + repo.expiry["root" if role == "root" else "targets"]
+    md.signatures.clear()
+    for signer in [*signers, *extra_signers]:
+        md.sign(signer, append=True)
+    # Refuse to write what clients would refuse: a root must satisfy the old and its own threshold,
+    # targets the root's targets threshold (otherwise agents stop at a broken chain).
+    from tuf.api.exceptions import UnsignedMetadataError
+
+    try:
+        if role == "root":
+            repo.root.verify_delegate("root", md.signed_bytes, md.signatures)
+            md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+        else:
+            repo.root.verify_delegate("targets", md.signed_bytes, md.signatures)
+    except UnsignedMetadataError as e:
+        raise InvalidInput(f"{role} v{md.signed.version} would not verify ({e}): sign it with the {role} keys"
+                           + (" of both the current and the new root" if role == "root" else "")) from e
+    data = md.to_bytes(_SERIALIZER)
+    _atomic_write(repo.metadata_dir / f"{md.signed.version}.{role}.json", data)
+    if role == "root":
+        _atomic_write(repo.directory / "root.json", data)
+    return md
+
+
+def add_key(directory, role: str, public: Key, signers: Sequence[Signer], *, threshold: int | None = None,
+            clock: Clock | None = None) -> Metadata:
+    """Add ``public`` to ``role`` (a top-level role: root signs; a delegated one or a new env: targets signs)."""
+    clock = clock or SystemClock()
+    repo = TrustRepository(directory, online={}, clock=clock)
+    if role in TOP_ROLES:
+        def edit(root: Root) -> None:
+            root.add_key(public, role)
+            if threshold:
+                root.roles[role].threshold = threshold
+        return _next(repo, "root", signers, edit, clock)
+
+    def edit_targets(targets: Targets) -> None:
+        if targets.delegations is None:
+            targets.delegations = Delegations(keys={}, roles={})
+        if role not in targets.delegations.roles:
+            if not role.startswith(trust.RELEASE_PREFIX):
+                raise InvalidInput(f"unknown role {role!r}")
+            _delegate_release(targets, role[len(trust.RELEASE_PREFIX):], [public], threshold or 1)
+            return
+        targets.add_key(public, role)
+        if threshold:
+            targets.delegations.roles[role].threshold = threshold
+    return _next(repo, "targets", signers, edit_targets, clock)
+
+
+def revoke_key(directory, role: str, keyid: str, signers: Sequence[Signer], *, threshold: int | None = None,
+               clock: Clock | None = None) -> Metadata:
+    clock = clock or SystemClock()
+    repo = TrustRepository(directory, online={}, clock=clock)
+    holder = "root" if role in TOP_ROLES else "targets"
+
+    def edit(signed) -> None:
+        r: Role = signed.roles[role] if holder == "root" else signed.delegations.roles[role]
+        if keyid not in r.keyids:
+            raise InvalidInput(f"key {keyid[:12]}… is not a key of {role}")
+        signed.revoke_key(keyid, role)
+        if threshold:
+            r.threshold = threshold
+        if r.threshold > len(r.keyids):
+            raise InvalidInput(f"revoking leaves {role} with {len(r.keyids)} key(s), below its threshold {r.threshold}")
+    return _next(repo, holder, signers, edit, clock)
+
+
+def rotate_root(directory, old_signers: Sequence[Signer], new_keys: Sequence[Signer], *, threshold: int = 1,
+                clock: Clock | None = None) -> Metadata:
+    """Root N+1 with ``new_keys`` as root keys, signed by the old keys (N's threshold) and the new ones."""
+    clock = clock or SystemClock()
+    repo = TrustRepository(directory, online={}, clock=clock)
+
+    def edit(root: Root) -> None:
+        for keyid in list(root.roles["root"].keyids):
+            root.revoke_key(keyid, "root")
+        for signer in new_keys:
+            root.add_key(signer.public_key, "root")
+        root.roles["root"].threshold = threshold
+    return _next(repo, "root", old_signers, edit, clock, extra_signers=new_keys)
+
+
+def status(directory, clock: Clock | None = None) -> list[dict]:
+    """Every role: version, expiry, keys, threshold, and signatures collected for a pending release."""
+    clock = clock or SystemClock()
+    repo = TrustRepository(directory, online={}, clock=clock)
+    now = clock.now()
+    rows = []
+    for role in sorted(repo.md, key=lambda r: (r not in TOP_ROLES, r)):
+        md = repo.md[role]
+        rows.append({
+            "role": role,
+            "version": md.signed.version,
+            "expires": md.signed.expires.isoformat(),
+            "expires_in_hours": round((md.signed.expires - now).total_seconds() / 3600, 1),
+            "keys": [k[:12] for k in repo.role_keyids(role)],
+            "threshold": repo.role_threshold(role),
+        })
+    return rows

@@ -1,0 +1,189 @@
+"""``skerry keys``: the trust repository's keys and the CI release signer.
+
+``init|add|revoke|rotate-root|status`` work on a trust directory (run them
+where the offline keys are; a running hub picks the changes up). ``sign``
+is what CI runs per cluster: it asks the hub which bundle awaits release
+signatures, renders that cluster itself at the same commit (``skerry
+render`` is deterministic), and signs the proposed ``release-<env>``
+version only if the bundle digest it rendered equals the one proposed and
+the proposal adds nothing but that bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+COMMAND = "skerry keys"
+
+
+def _fail(message: str) -> int:
+    print(f"{COMMAND}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def add_commands(subparsers) -> None:
+    keys = subparsers.add_parser("keys", help="manage the TUF trust repository's keys; sign releases (CI)")
+    sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create a trust directory: root, targets, director and release roles")
+    p.add_argument("--trust-dir", required=True, type=pathlib.Path)
+    p.add_argument("--env", action="append", default=[], metavar="ENV[:KEYS:THRESHOLD]",
+                   help="an environment with its release keys and threshold, e.g. prod:3:2 (default 1:1)")
+    p.add_argument("--root-keys", type=int, default=1)
+    p.add_argument("--root-threshold", type=int, default=1)
+    p.add_argument("--offline-dir", type=pathlib.Path, help="where offline keys go (default <trust-dir>/offline)")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("add", help="add a public key to a role (root signs top-level roles, targets the rest)")
+    p.add_argument("--trust-dir", required=True, type=pathlib.Path)
+    p.add_argument("--role", required=True, help="root|targets|snapshot|timestamp|director|release-<env>")
+    p.add_argument("--key", required=True, help="key file or its .pub.json to add (a new key file is created if missing)")
+    p.add_argument("--threshold", type=int)
+    p.add_argument("--signing-key", action="append", required=True, help="key(s) of the role that signs the change")
+    p.set_defaults(func=_add)
+
+    p = sub.add_parser("revoke", help="remove a key from a role")
+    p.add_argument("--trust-dir", required=True, type=pathlib.Path)
+    p.add_argument("--role", required=True)
+    p.add_argument("--keyid", required=True, help="key id (or a unique prefix)")
+    p.add_argument("--threshold", type=int)
+    p.add_argument("--signing-key", action="append", required=True)
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("rotate-root", help="root N+1 with new root keys, signed by old and new thresholds")
+    p.add_argument("--trust-dir", required=True, type=pathlib.Path)
+    p.add_argument("--old-key", action="append", required=True)
+    p.add_argument("--new-key", action="append", required=True, help="new root key file (created if missing)")
+    p.add_argument("--threshold", type=int, default=1)
+    p.set_defaults(func=_rotate)
+
+    p = sub.add_parser("status", help="every role: version, expiry, keys, threshold")
+    p.add_argument("--trust-dir", required=True, type=pathlib.Path)
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release")
+    p.add_argument("--hub", required=True, metavar="HOST:PORT")
+    p.add_argument("--tls-ca", required=True, type=pathlib.Path)
+    p.add_argument("--tls-cert", required=True, type=pathlib.Path)
+    p.add_argument("--tls-key", required=True, type=pathlib.Path)
+    p.add_argument("--key", action="append", required=True, help="release key(s) to sign with")
+    p.add_argument("--repo", required=True, help="the Git repository, as the hub names it")
+    p.add_argument("--branch", default="main")
+    p.add_argument("--cluster", required=True)
+    p.set_defaults(func=_sign)
+
+
+def _wrap(fn):
+    from skerry.core.errors import SkerryError
+
+    try:
+        return fn()
+    except SkerryError as e:
+        return _fail(str(e))
+
+
+def _key_or_new(ref: str):
+    from skerry.hub.trust import keys as keyfiles
+
+    path = pathlib.Path(ref)
+    if not path.exists() and not ref.endswith(".pub.json"):
+        return keyfiles.generate_key(path)
+    return keyfiles.load_signer(path) if not ref.endswith(".pub.json") else None
+
+
+def _init(args) -> int:
+    from skerry.hub.trust import admin
+
+    def run():
+        envs = {}
+        for spec in args.env or ["default"]:
+            name, *rest = spec.split(":")
+            n, t = (int(rest[0]), int(rest[1])) if len(rest) == 2 else (1, 1)
+            envs[name] = (n, t)
+        made = admin.init(args.trust_dir, envs, root_keys=args.root_keys, root_threshold=args.root_threshold,
+                          offline_dir=args.offline_dir)
+        for role, paths in made.items():
+            for p in paths:
+                print(f"{role:20} {p}")
+        print(f"agents bootstrap from {args.trust_dir / 'root.json'}; move the offline keys off the hub",
+              file=sys.stderr)
+        return 0
+    return _wrap(run)
+
+
+def _signers(refs):
+    from skerry.hub.trust import keys as keyfiles
+
+    return [keyfiles.load_signer(r) for r in refs]
+
+
+def _add(args) -> int:
+    from skerry.hub.trust import admin
+    from skerry.hub.trust import keys as keyfiles
+
+    def run():
+        signer = _key_or_new(args.key)
+        public = signer.public_key if signer is not None else keyfiles.load_public(args.key)
+        md = admin.add_key(args.trust_dir, args.role, public, _signers(args.signing_key), threshold=args.threshold)
+        print(f"{args.role}: added key {public.keyid[:12]} ({md.signed.type} v{md.signed.version})")
+        return 0
+    return _wrap(run)
+
+
+def _revoke(args) -> int:
+    from skerry.hub.trust import admin
+    from skerry.hub.trust.repository import TrustRepository
+
+    def run():
+        repo = TrustRepository(args.trust_dir, online={})
+        matches = [k for k in repo.role_keyids(args.role) if k.startswith(args.keyid)]
+        if len(matches) != 1:
+            return _fail(f"{args.keyid!r} matches {len(matches)} key(s) of {args.role}")
+        md = admin.revoke_key(args.trust_dir, args.role, matches[0], _signers(args.signing_key),
+                              threshold=args.threshold)
+        print(f"{args.role}: revoked key {matches[0][:12]} ({md.signed.type} v{md.signed.version})")
+        return 0
+    return _wrap(run)
+
+
+def _rotate(args) -> int:
+    from skerry.hub.trust import admin
+
+    def run():
+        new = [_key_or_new(r) for r in args.new_key]
+        md = admin.rotate_root(args.trust_dir, _signers(args.old_key), new, threshold=args.threshold)
+        print(f"root v{md.signed.version}: keys {', '.join(k[:12] for k in md.signed.roles['root'].keyids)}")
+        return 0
+    return _wrap(run)
+
+
+def _status(args) -> int:
+    from skerry.hub.trust import admin
+
+    def run():
+        rows = admin.status(args.trust_dir)
+        if args.output == "json":
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            print(f"{r['role']:24} v{r['version']:<5} expires {r['expires']} ({r['expires_in_hours']} h)  "
+                  f"{r['threshold']} of {len(r['keys'])}: {' '.join(r['keys'])}")
+        return 0
+    return _wrap(run)
+
+
+def _sign(args) -> int:
+    from skerry.core.tls import TlsFiles
+    from skerry.hub.trust.signing import sign_release
+
+    def run():
+        result = sign_release(args.hub, TlsFiles(args.tls_ca, args.tls_cert, args.tls_key), args.cluster,
+                              args.repo, args.branch, _signers(args.key))
+        state = "published" if result.published else "collected"
+        print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")
+        return 0
+    return _wrap(run)

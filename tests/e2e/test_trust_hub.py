@@ -1,0 +1,180 @@
+"""The real hub as a TUF repository: CI release signing, stock python-tuf clients, signed agent reports.
+
+One stack (hub in trust mode holding only the *dev* release key, agents for
+oslo-dev and oslo-prod) serves the module. Prod needs 2 of 3 release
+signatures, given by ``skerry keys sign`` (which renders the bundle itself).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import grpc
+import pytest
+from tuf.ngclient import Updater, UpdaterConfig
+
+from skerry.agent.tuf_client import GrpcFetcher
+from skerry.api.v1 import trust_pb2, trust_pb2_grpc
+from skerry.core import report as report_format
+from skerry.core import tls, trust
+from skerry.devstack import Stack, fleet_status, wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def stack(kubeconfig, tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("trusthub"), kubeconfig, interval=1.0, auto_release=("dev",))
+    try:
+        s.sealer_address = "127.0.0.1:9"
+        s.seed_repo()
+        for rel in ("overlays/prod/sealed-db-credentials.yaml", "overlays/dev/sealed-db-credentials.yaml"):
+            p = s.repo / rel
+            if p.exists():  # no sealer in this stack
+                p.unlink()
+                kust = p.parent / "kustomization.yaml"
+                kust.write_text("\n".join(line for line in kust.read_text().splitlines()
+                                          if "sealed-db-credentials" not in line) + "\n")
+        s.commit("no sealed secrets")
+        s.start_hub()
+        s.start_agent("oslo-dev")
+        s.start_agent("oslo-prod")
+        yield s
+    finally:
+        s.stop()
+
+
+def ops(stack: Stack) -> tls.TlsFiles:
+    return stack.identity("ci", tls.ROLE_OPERATOR)
+
+
+def view(stack: Stack, cluster: str) -> dict:
+    return next(v for v in fleet_status(stack.hub_address, ops(stack)) if v["cluster"] == cluster)
+
+
+def sign(stack: Stack, cluster: str, key) -> subprocess.CompletedProcess:
+    files = ops(stack)
+    return subprocess.run(
+        [sys.executable, "-m", "skerry", "keys", "sign", "--hub", stack.hub_address, "--tls-ca", str(files.ca),
+         "--tls-cert", str(files.cert), "--tls-key", str(files.key), "--key", str(key), "--repo", str(stack.repo),
+         "--cluster", cluster], capture_output=True, text=True)
+
+
+def test_dev_is_released_by_the_hub_and_prod_waits_for_release_signatures(stack):
+    v = wait_for(lambda: view(stack, "oslo-dev").get("desired_digest") and view(stack, "oslo-dev"), 30, "dev")
+    stack.wait_applied("oslo-dev", digest=v["desired_digest"])
+    prod = wait_for(lambda: "awaits signatures" in view(stack, "oslo-prod").get("render_error", "")
+                    and view(stack, "oslo-prod"), 30, "prod to await signatures")
+    assert not prod.get("desired_digest")
+    assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "--ignore-not-found", "-o", "name",
+                         check=False) == ""
+
+
+def test_one_prod_signature_is_not_enough_and_two_promote(stack):
+    keys = stack.release_keys("prod")
+    first = sign(stack, "oslo-prod", keys[0])
+    assert first.returncode == 0, first.stderr
+    assert "collected: 1 of 2" in first.stdout
+    assert not view(stack, "oslo-prod").get("desired_digest")
+    again = sign(stack, "oslo-prod", keys[0])  # the same key twice still counts once
+    assert "1 of 2" in again.stdout, again.stdout + again.stderr
+    second = sign(stack, "oslo-prod", keys[2])
+    assert second.returncode == 0, second.stderr
+    assert "published: 2 of 2" in second.stdout
+    v = wait_for(lambda: view(stack, "oslo-prod").get("desired_digest") and view(stack, "oslo-prod"), 30, "prod")
+    stack.wait_applied("oslo-prod", digest=v["desired_digest"])
+    assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}") == "3"
+
+
+def test_a_stock_updater_refreshes_and_downloads_a_clusters_bundle_over_the_hub_api(stack, tmp_path):
+    files = stack.identity("oslo-dev", tls.ROLE_AGENT)
+    (tmp_path / "md").mkdir()
+    updater = Updater(
+        metadata_dir=str(tmp_path / "md"), metadata_base_url="skerry:/metadata/", target_dir=str(tmp_path),
+        target_base_url="skerry:/targets/", fetcher=GrpcFetcher(stack.hub_address, files),
+        config=UpdaterConfig(prefix_targets_with_hash=False), bootstrap=stack.trust_root.read_bytes(),
+    )
+    updater.refresh()
+    pointer = updater.get_targetinfo(trust.director_path("oslo-dev"))
+    released = updater.get_targetinfo(pointer.custom["image"])
+    assert released.hashes == pointer.hashes
+    path = updater.download_target(released, str(tmp_path / "bundle.json"))
+    doc = json.loads(open(path, "rb").read())
+    assert doc["cluster"] == "oslo-dev" and doc["source"]["revision"] == released.custom["revision"]
+
+
+def test_fetch_refuses_paths_outside_the_repository_and_reports_missing_files_as_not_found(stack):
+    with grpc.secure_channel(stack.hub_address, tls.channel_credentials(ops(stack))) as ch:
+        stub = trust_pb2_grpc.TrustServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as bad:
+            list(stub.Fetch(trust_pb2.FetchRequest(path="targets/../../keys/director.key"), timeout=5))
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as missing:
+            list(stub.Fetch(trust_pb2.FetchRequest(path="metadata/999.root.json"), timeout=5))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    prod_image = view(stack, "oslo-prod")["desired_digest"].split(":")[1]
+    with grpc.secure_channel(stack.hub_address, tls.channel_credentials(stack.identity("oslo-dev", tls.ROLE_AGENT))) as ch:
+        with pytest.raises(grpc.RpcError) as other:
+            list(trust_pb2_grpc.TrustServiceStub(ch).Fetch(
+                trust_pb2.FetchRequest(path=f"targets/releases/prod/oslo-prod/{prod_image}.json"), timeout=5))
+        assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_agents_send_signed_reports_and_a_replayed_or_forged_one_is_refused(stack):
+    def attested():
+        with grpc.secure_channel(stack.hub_address, tls.channel_credentials(ops(stack))) as ch:
+            try:
+                return trust_pb2_grpc.TrustServiceStub(ch).GetAttestation(
+                    trust_pb2.GetAttestationRequest(cluster="oslo-dev"), timeout=5)
+            except grpc.RpcError:
+                return None
+
+    signed = wait_for(attested, 30, "a signed report of oslo-dev")
+    doc = report_format.verify(signed.report, signed.signature, signed.certificate)
+    assert doc["cluster"] == "oslo-dev" and doc["applied_digest"].startswith("sha256:") and doc["ready"] is True
+    agent = stack.identity("oslo-dev", tls.ROLE_AGENT)
+    with grpc.secure_channel(stack.hub_address, tls.channel_credentials(agent)) as ch:
+        stub = trust_pb2_grpc.TrustServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as replay:
+            stub.SubmitSignedReport(signed, timeout=5)
+        assert "ReplayedReport" in replay.value.details() or "already used" in replay.value.details()
+        # forged: a fresh nonce, but the report signed by another agent's key
+        nonce = stub.IssueNonce(trust_pb2.IssueNonceRequest(cluster="oslo-dev"), timeout=5)
+        other = stack.identity("oslo-prod", tls.ROLE_AGENT)
+        forged = {**doc, "nonce": nonce.nonce, "counter": nonce.counter, "ready": True}
+        data, sig = report_format.sign(forged, other.key.read_bytes())
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.SubmitSignedReport(trust_pb2.SignedReport(report=data, signature=sig,
+                                                           certificate=agent.cert.read_bytes()), timeout=5)
+        assert bad.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "does not verify" in bad.value.details()
+
+
+def test_keys_status_shows_every_role_and_its_horizon(stack):
+    out = stack.keys("status", "--trust-dir", str(stack.trust_dir), "-o", "json")
+    roles = {r["role"]: r for r in json.loads(out)}
+    assert {"root", "targets", "snapshot", "timestamp", "director", "release-dev", "release-prod"} <= set(roles)
+    assert roles["release-prod"]["threshold"] == 2 and len(roles["release-prod"]["keys"]) == 3
+    assert roles["timestamp"]["expires_in_hours"] > 0
+
+
+def test_explain_follows_an_object_to_its_bundle_signatures_and_commit(stack):
+    v = view(stack, "oslo-prod")
+    out = subprocess.run(
+        [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", "shop-prod", "--kubeconfig",
+         str(stack.kubeconfig), "--state-dir", str(stack.workdir / "agents" / "oslo-prod"), "-o", "json"],
+        capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    chain = json.loads(out.stdout)
+    assert chain["bundle_digest"] == v["desired_digest"]
+    prov = chain["provenance"]
+    assert prov["release_role"]["role"] == "release-prod" and prov["release_role"]["threshold"] == 2
+    assert len(prov["release_role"]["signed_by"]) == 2 and prov["director"]["signed_by"]
+    assert chain["source"]["revision"] == v["desired_revision"] and chain["render"]["engine"] == "kustomize"
+    text = subprocess.run(
+        [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", "shop-prod", "--kubeconfig",
+         str(stack.kubeconfig), "--state-dir", str(stack.workdir / "agents" / "oslo-prod")],
+        capture_output=True, text=True).stdout
+    assert "released   release-prod" in text and v["desired_revision"] in text

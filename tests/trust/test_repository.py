@@ -1,0 +1,127 @@
+"""The trust repository's own rules: release thresholds, online re-signing, key hygiene, attack naming."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import Metadata
+
+from skerry.agent.tuf_client import classify
+from skerry.core import trust
+from skerry.core.bundle import Bundle
+from skerry.core.clock import FixedClock
+from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
+from skerry.hub.trust import admin
+from skerry.hub.trust import keys as keyfiles
+from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
+
+
+def bundle(cluster: str = "oslo-prod", value: str = "x") -> bytes:
+    objs = ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m", "namespace": "n"}, "data": {"v": value}},)
+    return Bundle(cluster, "a" * 40, "file:///f", ("o",), "kustomize", "v5", objs).encode()
+
+
+@pytest.fixture
+def world(tmp_path):
+    clock = FixedClock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    made = admin.init(tmp_path / "trust", {"dev": (1, 1), "prod": (3, 2)}, clock=clock)
+    repo = TrustRepository.open(tmp_path / "trust", clock=clock)
+    return repo, made, clock
+
+
+def signers(made, role, *idx):
+    return [keyfiles.load_signer(made[role][i]) for i in idx]
+
+
+def test_a_prod_release_is_published_only_at_two_distinct_release_keys(world):
+    repo, made, _ = world
+    data = bundle()
+    md = repo.release_proposal("prod", "oslo-prod", data, "a" * 40)
+    one = Metadata.from_bytes(md.to_bytes(_SERIALIZER))
+    one.sign(signers(made, "release-prod", 0)[0])
+    assert not repo.submit_release("release-prod", one.to_bytes(_SERIALIZER)).published
+    assert repo.submit_release("release-prod", one.to_bytes(_SERIALIZER)).signatures == 1  # same key: once
+    assert repo.direct("oslo-prod", "prod", data, revision="a" * 40, release=1) is None
+    two = Metadata.from_bytes(md.to_bytes(_SERIALIZER))
+    two.sign(signers(made, "release-prod", 1)[0])
+    result = repo.submit_release("release-prod", two.to_bytes(_SERIALIZER))
+    assert result.published and result.signatures == 2
+    assert repo.direct("oslo-prod", "prod", data, revision="a" * 40, release=1) is not None
+
+
+def test_release_signatures_by_foreign_keys_or_outside_the_env_are_refused(world):
+    repo, made, _ = world
+    md = repo.release_proposal("prod", "oslo-prod", bundle(), "a" * 40)
+    md.sign(CryptoSigner.generate_ed25519())
+    with pytest.raises(VerificationError) as e:
+        repo.submit_release("release-prod", md.to_bytes(_SERIALIZER))
+    assert e.value.reason == "BadSignature"
+    md = repo.release_proposal("dev", "oslo-dev", bundle("oslo-dev"), "a" * 40)
+    md.signed.targets["releases/prod/oslo-prod/" + "0" * 64 + ".json"] = next(iter(md.signed.targets.values()))
+    md.sign(signers(made, "release-dev", 0)[0])
+    with pytest.raises(VerificationError) as e:
+        repo.submit_release("release-dev", md.to_bytes(_SERIALIZER))
+    assert e.value.reason == "PathTraversal"
+
+
+def test_the_timestamp_is_re_signed_automatically_before_it_expires(world):
+    repo, _, clock = world
+    ts = repo.md["timestamp"].signed
+    first_version, first_expiry = ts.version, ts.expires
+    assert repo.refresh() == []  # fresh: nothing to do
+    clock.advance(13 * 3600)  # past half of the 1-day timestamp lifetime
+    assert "timestamp" in repo.refresh()
+    ts = Metadata.from_bytes((repo.metadata_dir / "timestamp.json").read_bytes()).signed
+    assert ts.version == first_version + 1 and ts.expires > first_expiry
+
+
+def test_the_director_is_re_signed_before_it_expires(world):
+    repo, _, clock = world
+    v = repo.md[trust.DIRECTOR_ROLE].signed.version
+    clock.advance(4 * 86400)
+    assert trust.DIRECTOR_ROLE in repo.refresh()
+    assert repo.md[trust.DIRECTOR_ROLE].signed.version == v + 1
+
+
+def test_an_online_key_readable_by_others_is_refused(world, tmp_path):
+    key = tmp_path / "trust" / "keys" / "timestamp.key"
+    os.chmod(key, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        TrustRepository.open(tmp_path / "trust")
+
+
+def test_fetch_serves_only_repository_paths(world):
+    repo, _, _ = world
+    assert repo.fetch("metadata/1.root.json").startswith(b"{")
+    for bad in ("metadata/../keys/director.key", "targets/releases/dev/x/../../../../etc/passwd",
+                "keys/director.key", "metadata/1.root.json/.."):
+        with pytest.raises(InvalidInput):
+            repo.fetch(bad)
+    with pytest.raises(NotFound):
+        repo.fetch("metadata/9.root.json")
+
+
+def test_root_rotation_needs_the_old_threshold(world, tmp_path):
+    repo, made, _ = world
+    new = keyfiles.generate_key(tmp_path / "new-root.key")
+    md = admin.rotate_root(repo.directory, signers(made, "root", 0), [new])
+    assert md.signed.version == 2
+    repo.root.verify_delegate("root", md.signed_bytes, md.signatures)  # old root accepts it
+    md.signed.verify_delegate("root", md.signed_bytes, md.signatures)  # and so does the new one
+
+
+@pytest.mark.parametrize(("error", "path", "reason"), [
+    (tuf_errors.ExpiredMetadataError("timestamp.json is expired"), "metadata/timestamp.json", "Freeze"),
+    (tuf_errors.UnsignedMetadataError("root was signed by 0/1 keys"), "metadata/2.root.json", "BadRootChain"),
+    (tuf_errors.UnsignedMetadataError("x"), "metadata/3.snapshot.json", "BadSignature"),
+    (tuf_errors.BadVersionNumberError("New timestamp version 1 must be >= 2"), "metadata/timestamp.json", "Rollback"),
+    (tuf_errors.BadVersionNumberError("Expected director.json version 2, got 1."), "", "Rollback"),
+    (tuf_errors.BadVersionNumberError("Expected director v3, got v2."), "", "MixAndMatch"),
+    (tuf_errors.DownloadLengthMismatchError("over"), "metadata/timestamp.json", "EndlessData"),
+])
+def test_each_tuf_error_is_named_by_its_attack_class(error, path, reason):
+    assert classify(error, path)[0] == reason
