@@ -560,6 +560,7 @@ class AgentApp:
                         self.corrected.append(f"{now} {d.describe()}")
                     self.corrected = self.corrected[-MAX_CORRECTIONS_KEPT:]
                     self.drift_corrections += len(keys)
+                    self.ops.metrics.drift.inc(len(keys))
                     failed = [r for r in results if r.action == "failed"]
                     if failed:
                         log.warning("drift correction failed", first=failed[0].message)

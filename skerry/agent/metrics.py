@@ -56,7 +56,7 @@ class AgentMetrics:
         )
         self.drift = Counter(
             "skerry_agent_drift_corrected_total",
-            "Objects changed back while re-applying an already applied bundle (live drift corrected).",
+            "Objects changed back to Git after a change made outside Git (live drift corrected).",
             registry=registry,
         )
         self.verified = Counter(

@@ -75,7 +75,9 @@ class AgentOps:
     async def rejected(self, error, signed) -> None:
         self.metrics.rejected.labels(getattr(error, "reason", "unknown")).inc()
         if self.publisher is not None:
-            await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error), signed.version)
+            # in TUF mode a refusal may come from a refresh with no bundle message at all
+            version = getattr(signed, "version", 0) if signed is not None else 0
+            await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error), version)
 
     async def render_failed(self, revision: str, message: str) -> None:
         if self.publisher is not None:

@@ -230,7 +230,7 @@ def test_rollback_of_each_metadata_role_is_refused(scene, role):
     w = scene.world
     # Two versions of everything exist; the attacker serves/lists the older one (with the hub's online keys).
     first = w.files()
-    scene.good()
+    scene.good("earlier")  # a different bundle, so every role gets a second version (same bundle: same release)
 
     def tamper(files):
         if role == "timestamp":
