@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -184,6 +185,97 @@ def test_our_own_applies_are_not_drift(reconciler, bundles, kube, namespace, age
         time.sleep(2)
         assert monitor.current_drifts() == []
         assert monitor.events >= 1
+    finally:
+        monitor.stop()
+
+
+class DelayedApplies:
+    """The real ``KubeClient``, but each apply's answer reaches the engine ``delay`` seconds late.
+
+    Not a fake: every request goes to the real API server. It widens, deterministically, the
+    window a busy agent has anyway: the watch event of the agent's own write arrives before the
+    engine has recorded what it applied.
+    """
+
+    def __init__(self, kube, delay: float):
+        self._kube = kube
+        self.delay = delay
+
+    def __getattr__(self, name):
+        return getattr(self._kube, name)
+
+    def apply(self, *args, **kwargs):
+        outcome = self._kube.apply(*args, **kwargs)
+        time.sleep(self.delay)
+        return outcome
+
+
+def _watching(kube, reconciler, agent_namespace, objects_):
+    reported: list = []
+    monitor = Monitor(kube, reconciler, namespace=agent_namespace)
+    monitor._on_change = lambda: reported.extend(monitor.current_drifts())
+    monitor.retarget()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(monitor.health) < len(objects_):
+        time.sleep(0.05)
+    assert len(monitor.health) == len(objects_), "the monitor never saw the applied objects"
+    return monitor, reported
+
+
+def test_a_release_being_applied_is_never_reported_as_drift(kube, bundles, namespace, agent_namespace):
+    from skerry.agent.reconcile.engine import Reconciler
+
+    slow = DelayedApplies(kube, 0.4)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    objs = [configmap("a", namespace), deployment("web", namespace)]
+    assert reconciler.reconcile(bundles.verified(objs)).ready
+    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    try:
+        events = monitor.events
+        # Same objects, a new release: each write re-stamps skerry.io/bundle-digest, and its watch
+        # event arrives while the engine still holds the previous release's fingerprint.
+        assert reconciler.reconcile(bundles.verified(objs)).ready
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and monitor.events < events + len(objs):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert monitor.events >= events + len(objs), "the monitor saw none of the new release's writes"
+        assert reported == []
+        assert monitor.current_drifts() == []
+    finally:
+        monitor.stop()
+
+
+def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
+    kube, bundles, kubeconfig, namespace, agent_namespace
+):
+    from skerry.agent.reconcile.engine import Reconciler
+
+    slow = DelayedApplies(kube, 0.0)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    objs = [configmap("a", namespace, {"k": "v"})]
+    assert reconciler.reconcile(bundles.verified(objs)).ready
+    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    try:
+        slow.delay = 3.0
+        verified = bundles.verified(objs)
+        worker = threading.Thread(target=reconciler.reconcile, args=(verified,))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the new release is written; its apply has not returned yet
+            live = kube.get("v1", "ConfigMap", "a", namespace)
+            if live["metadata"]["annotations"]["skerry.io/bundle-digest"] == verified.digest:
+                break
+            time.sleep(0.05)
+        kubectl(kubeconfig, "patch", "configmap", "a", "-n", namespace, "-p", '{"data":{"k":"manual"}}')
+        worker.join(15)
+        assert not worker.is_alive()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not monitor.current_drifts():
+            time.sleep(0.05)
+        (found,) = monitor.current_drifts()
+        assert (found.field, found.live, found.desired) == (".data.k", "manual", "v")
+        assert found.changed_by == "kubectl-patch"
     finally:
         monitor.stop()
 
