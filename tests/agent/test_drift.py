@@ -106,6 +106,52 @@ def test_a_manual_kubectl_scale_is_reported_as_drift_and_reverted(
     run(scenario())
 
 
+def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, bundles, kubeconfig, namespace):
+    """Someone re-scales every second: corrections thin out exponentially, the status says so."""
+
+    async def scenario():
+        hub, app = await started(pki, make_app, bundles, [deployment("web", namespace, replicas=1)])
+        stop = threading.Event()
+        rescales: list[float] = []
+
+        def fight():
+            while not stop.is_set():
+                kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3", check=False)
+                rescales.append(time.monotonic())
+                stop.wait(1.0)
+
+        fighter = threading.Thread(target=fight, name="rescaler", daemon=True)
+        try:
+            fighter.start()
+            await poll(lambda: app.drift_corrections >= 1)
+            began, before = time.monotonic(), app.drift_corrections
+            await poll(lambda: cond(app, "CorrectionBackoff") is not None, 30)
+            held = cond(app, "CorrectionBackoff")
+            assert held.status == "True" and held.reason == "BackingOff"
+            assert f"apps/Deployment web -n {namespace}: corrected " in held.message
+            assert "backing off, next correction in" in held.message
+            assert "backing off" in cond(app, "Drifted").message
+            await asyncio.sleep(14 - (time.monotonic() - began))
+            made = app.drift_corrections - before
+            fought = sum(1 for t in rescales if t >= began)
+        finally:
+            stop.set()
+            await asyncio.to_thread(fighter.join, 15)
+        try:
+            # Answering every re-scale would be one correction each; 2 s doubling allows 3 in 14 s.
+            assert fought >= 7, f"the re-scaler managed only {fought} writes"
+            assert 1 <= made <= 4, f"{made} corrections for {fought} re-scales"
+            assert any("in a row" in c for c in app.corrected)
+            # The fight is over: the field is put back at the end of the current backoff.
+            await poll(lambda: replicas(kubeconfig, namespace) == 1, 60)
+            await poll(lambda: cond(app, "CorrectionBackoff") is None and cond(app, "Drifted").status == "False", 30)
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario(), timeout=180)
+
+
 def test_detect_only_reports_the_drift_and_leaves_the_change(pki, make_app, bundles, kubeconfig, namespace):
     async def scenario():
         hub, app = await started(
