@@ -351,6 +351,33 @@ def test_a_value_the_server_normalised_is_not_drift_but_a_later_change_is():
     assert (d.field, d.live, d.desired, d.changed_by) == (".spec.cpu", "2", "1", "kubectl-edit")
 
 
+def test_a_scale_write_is_blamed_on_its_writer_where_the_server_records_one():
+    applied = deployment("web", "shop", replicas=1)
+    ref = ObjectRef.from_object(applied)
+    fp = fingerprint(applied)
+    ours = {"manager": "skerry", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    scaled = {**applied, "spec": {**applied["spec"], "replicas": 3}}
+    # 1.22+: the /scale write is kubectl's Update with subresource "scale", owning .spec.replicas.
+    by_kubectl = {
+        "manager": "kubectl",
+        "operation": "Update",
+        "subresource": "scale",
+        "time": "2030-01-01T00:00:01Z",
+        "fieldsV1": {"f:spec": {"f:replicas": {}}},
+    }
+    (d,) = find_drift(ref, fp, _live(scaled, [{**ours, "fieldsV1": {}}, by_kubectl]), field_manager="skerry")
+    assert d.changed_by == "kubectl (via /scale)"
+    # 1.20: nothing but our own entry owns it, and the controller's status update is not the writer.
+    controller = {
+        "manager": "kube-controller-manager",
+        "operation": "Update",
+        "time": "2030-01-01T00:00:02Z",
+        "fieldsV1": {"f:status": {"f:replicas": {}}},
+    }
+    (d,) = find_drift(ref, fp, _live(scaled, [ours, controller]), field_manager="skerry")
+    assert d.changed_by.startswith("unknown")
+
+
 def test_secret_values_are_compared_by_digest_and_never_shown():
     applied = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"}, "data": {"pw": "czNjcmV0"}}
     fp = fingerprint(applied)
