@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import pathlib
 import re
 import statistics
@@ -43,6 +44,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from skerry.core import logging as skerry_logging  # noqa: E402
 
+# Quiet time before each timed step, after the controllers caught up (same for agent and kubectl).
+SETTLE_SECONDS = 0.5
 WATCHED_RESOURCES = ("configmaps", "secrets", "services", "serviceaccounts")
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE")
 
@@ -156,12 +159,30 @@ def main() -> int:
             last_engine = None
             sizes = [int(x) for x in args.sizes.split(",")]
 
+            def settle(*namespaces: str) -> None:
+                """Let the controller-manager finish reacting before the next timed step, for either side.
+
+                Each new namespace and ServiceAccount makes the serviceaccount(-token) controllers
+                write a ServiceAccount / token Secret; timing the next side while that runs would
+                charge it for the previous step's aftermath.
+                """
+                deadline = time.monotonic() + 30
+                for ns in namespaces:
+                    while time.monotonic() < deadline:
+                        sas = json.loads(kubectl(kc, "get", "serviceaccounts", "-n", ns, "-o", "json").stdout)
+                        names = {sa["metadata"]["name"] for sa in sas["items"]}
+                        if "default" in names and all(sa.get("secrets") for sa in sas["items"]):
+                            break
+                        time.sleep(0.1)
+                time.sleep(SETTLE_SECONDS)
+
             def one_round(client, n: int, tag: str, *, warm: bool) -> tuple[float, float, float, float]:
                 """(agent create, kubectl create, agent re-apply, kubectl re-apply) seconds for N objects."""
                 nonlocal last_engine
                 ns_a, ns_k, ns_inv = f"agent-{n}-{tag}", f"kubectl-{n}-{tag}", f"skerry-{n}-{tag}"
                 for ns in (ns_a, ns_k, ns_inv):  # the agent's own namespace exists, as deploy/ creates it
                     kubectl(kc, "create", "namespace", ns)  # (this also warms kubectl's discovery cache)
+                settle(ns_a, ns_k, ns_inv)
                 engine = Reconciler(client, None, "skerry", ns_inv, workers=args.workers)
                 if warm:
                     # A running agent has read its inventory at start-up (discovery and a connection
@@ -175,13 +196,16 @@ def main() -> int:
                 assert result.counts()["created"] == n, result.counts()
                 path = tmp / f"m{n}-{tag}.yaml"
                 path.write_text("---\n".join(yaml.safe_dump(o) for o in objects(n, ns_k)))
+                settle(ns_a)
                 t = time.perf_counter()
                 kubectl(kc, "apply", "--server-side", "-f", str(path))
                 kubectl_s = time.perf_counter() - t
+                settle(ns_k)
                 t = time.perf_counter()
                 again = engine.reconcile(bundle)
                 agent_re = time.perf_counter() - t
                 assert set(again.counts()[a] for a in ("created", "configured")) == {0}, again.counts()
+                settle()
                 t = time.perf_counter()
                 kubectl(kc, "apply", "--server-side", "-f", str(path))
                 kubectl_re = time.perf_counter() - t

@@ -27,7 +27,9 @@ through ``observe``) tells "unchanged" from "configured" without a GET.
 After each reconcile the engine keeps, per applied object, a drift
 fingerprint of what it applied (``applied``) so the drift monitor can tell
 a change made outside Git from its own writes; ``correct`` re-applies just
-the drifted objects.
+the drifted objects. While an object's apply is in flight (``in_flight``) a
+watch event may already show that write; the monitor holds such events until
+``on_settled`` says the fingerprint of what was written is recorded.
 
 Blocking (the Kubernetes client is synchronous): the app runs ``reconcile``
 in a worker thread.
