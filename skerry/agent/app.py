@@ -559,6 +559,7 @@ class AgentApp:
                 keys = list(dict.fromkeys(d.ref.key for d in drifts))
                 now = time.monotonic()
                 due, held = self.drift_backoff.split(keys, now)
+                self._held = held  # now, not after the corrections: status never shows a due key as held
                 if due:
                     results = await asyncio.to_thread(self.reconciler.correct, due)
                     stamp = self.clock.now().isoformat()

@@ -139,7 +139,7 @@ def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, b
             await asyncio.to_thread(fighter.join, 15)
         try:
             # Answering every re-scale would be one correction each; 2 s doubling allows 3 in 14 s.
-            assert fought >= 7, f"the re-scaler managed only {fought} writes"
+            assert fought >= 6, f"the re-scaler managed only {fought} writes"
             assert 1 <= made <= 4, f"{made} corrections for {fought} re-scales"
             assert any("in a row" in c for c in app.corrected)
             # The fight is over: the field is put back at the end of the current backoff.
