@@ -2,12 +2,18 @@
 
     PYTHONPATH=. .venv/bin/python bench/reconcile.py [--sizes 100,1000] [--idle-seconds 60]
 
-1. For each size N: a bundle of N objects (ConfigMaps, Secrets, Services,
-   ServiceAccounts in one namespace) created by the agent's engine
-   (``Reconciler.reconcile``: parallel server-side apply per phase, plus the
-   inventory write), and the same manifests created in a fresh namespace by
-   ``kubectl apply --server-side -f`` (one process, serial). Ratio =
-   kubectl seconds / agent seconds. Then both re-apply unchanged.
+1. For each size N, ``--rounds`` times (fresh namespaces each round): a
+   bundle of N objects (ConfigMaps, Secrets, Services, ServiceAccounts in one
+   namespace) created by the agent's engine (``Reconciler.reconcile``:
+   inventory read, parallel server-side apply per phase, inventory write),
+   and the same manifests created in a fresh namespace by ``kubectl apply
+   --server-side -f`` (one process, serial), against the same API server.
+   Then both re-apply unchanged. Medians, [min-max] and ratio = kubectl
+   seconds / agent seconds are printed. The agent is measured as it runs: a
+   started client (discovery and a connection warm, as after its start-up
+   inventory read); kubectl with its discovery cache on disk warm (each
+   round's ``kubectl create namespace`` fills it), as a user's would be. A
+   fresh client's cold first reconcile is printed once beside them.
 2. Idle: the 1000-object bundle applied, the drift/health monitor running,
    nothing changing. Requests are read from the API server's
    ``apiserver_request_total`` (``/metrics``) for the resources the agent
@@ -24,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import pathlib
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +44,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from skerry.core import logging as skerry_logging  # noqa: E402
 
+# Quiet time before each timed step, after the controllers caught up (same for agent and kubectl).
+SETTLE_SECONDS = 0.5
 WATCHED_RESOURCES = ("configmaps", "secrets", "services", "serviceaccounts")
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE")
 
@@ -65,13 +75,15 @@ def objects(n: int, namespace: str) -> list[dict]:
 
 
 def kubectl(kubeconfig, *args, input_text=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    done = subprocess.run(
         ["kubectl", "--kubeconfig", str(kubeconfig), *args],
         input=input_text,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done
 
 
 def metrics(kubeconfig) -> Counter:
@@ -101,6 +113,7 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=60.0)
     p.add_argument("--idle-resync", type=float, default=20.0, help="resync during the idle window (s)")
     p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=5, help="rounds per size (fresh namespaces each); medians shown")
     args = p.parse_args()
     skerry_logging.configure("warning")
 
@@ -136,39 +149,95 @@ def main() -> int:
             )
             return verify_signed_bundle(meta, raw, cluster="bench", trusted_keys={pub.keyid: pub}, now=now)
 
-        with LocalCluster(tmp / "envtest") as cluster:
+        class BenchCluster(LocalCluster):
+            # Every round creates N/10 Services per side: the tests' /24 would run out of ClusterIPs.
+            SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
+
+        with BenchCluster(tmp / "envtest") as cluster:
             kc = cluster.kubeconfig
             kube = KubeClient.from_kubeconfig(kc)
             last_engine = None
-            for n in [int(x) for x in args.sizes.split(",")]:
-                ns_a, ns_k = f"agent-{n}", f"kubectl-{n}"
-                for ns in (ns_a, ns_k):
-                    kubectl(kc, "create", "namespace", ns)
-                engine = Reconciler(kube, None, "skerry", f"skerry-{n}", workers=args.workers)
+            sizes = [int(x) for x in args.sizes.split(",")]
+
+            def settle(*namespaces: str) -> None:
+                """Let the controller-manager finish reacting before the next timed step, for either side.
+
+                Each new namespace and ServiceAccount makes the serviceaccount(-token) controllers
+                write a ServiceAccount / token Secret; timing the next side while that runs would
+                charge it for the previous step's aftermath.
+                """
+                deadline = time.monotonic() + 30
+                for ns in namespaces:
+                    while time.monotonic() < deadline:
+                        sas = json.loads(kubectl(kc, "get", "serviceaccounts", "-n", ns, "-o", "json").stdout)
+                        names = {sa["metadata"]["name"] for sa in sas["items"]}
+                        if "default" in names and all(sa.get("secrets") for sa in sas["items"]):
+                            break
+                        time.sleep(0.1)
+                time.sleep(SETTLE_SECONDS)
+
+            def one_round(client, n: int, tag: str, *, warm: bool) -> tuple[float, float, float, float]:
+                """(agent create, kubectl create, agent re-apply, kubectl re-apply) seconds for N objects."""
+                nonlocal last_engine
+                ns_a, ns_k, ns_inv = f"agent-{n}-{tag}", f"kubectl-{n}-{tag}", f"skerry-{n}-{tag}"
+                for ns in (ns_a, ns_k, ns_inv):  # the agent's own namespace exists, as deploy/ creates it
+                    kubectl(kc, "create", "namespace", ns)  # (this also warms kubectl's discovery cache)
+                settle(ns_a, ns_k, ns_inv)
+                engine = Reconciler(client, None, "skerry", ns_inv, workers=args.workers)
+                if warm:
+                    # A running agent has read its inventory at start-up (discovery and a connection
+                    # are warm when a bundle arrives); kubectl's discovery cache on disk is warm too.
+                    engine.read_inventory()
                 bundle = verified(objects(n, ns_a))
                 t = time.perf_counter()
                 result = engine.reconcile(bundle)
                 agent_s = time.perf_counter() - t
                 assert result.ready, result.conditions
-                manifest = "---\n".join(yaml.safe_dump(o) for o in objects(n, ns_k))
-                path = tmp / f"m{n}.yaml"
-                path.write_text(manifest)
+                assert result.counts()["created"] == n, result.counts()
+                path = tmp / f"m{n}-{tag}.yaml"
+                path.write_text("---\n".join(yaml.safe_dump(o) for o in objects(n, ns_k)))
+                settle(ns_a)
                 t = time.perf_counter()
                 kubectl(kc, "apply", "--server-side", "-f", str(path))
                 kubectl_s = time.perf_counter() - t
+                settle(ns_k)
                 t = time.perf_counter()
                 again = engine.reconcile(bundle)
                 agent_re = time.perf_counter() - t
                 assert set(again.counts()[a] for a in ("created", "configured")) == {0}, again.counts()
+                settle()
                 t = time.perf_counter()
                 kubectl(kc, "apply", "--server-side", "-f", str(path))
                 kubectl_re = time.perf_counter() - t
+                last_engine = engine
+                return agent_s, kubectl_s, agent_re, kubectl_re
+
+            # Cold: a fresh client's very first reconcile (discovery, TLS handshakes). Shown, not the median.
+            cold = KubeClient.from_kubeconfig(kc)
+            a, k, _, _ = one_round(cold, sizes[0], "cold", warm=False)
+            cold.close()
+            print(
+                f"{sizes[0]:5d} objects  cold first reconcile of a fresh client: agent {a:5.2f} s  "
+                f"kubectl {k:5.2f} s  ratio {k / a:4.1f}x"
+            )
+            for n in sizes:
+                runs = [one_round(kube, n, str(r), warm=True) for r in range(args.rounds)]
+                cols = list(zip(*runs, strict=True))
+                med = [statistics.median(c) for c in cols]
+                spread = [f"{min(c):.2f}-{max(c):.2f}" for c in cols]
+                ratios = sorted(k / a for a, k, _, _ in runs)
+                re_ratios = sorted(k / a for _, _, a, k in runs)
                 print(
-                    f"{n:5d} objects  create: agent {agent_s:6.2f} s  kubectl --server-side {kubectl_s:6.2f} s  "
-                    f"ratio {kubectl_s / agent_s:5.1f}x   re-apply unchanged: agent {agent_re:6.2f} s  "
-                    f"kubectl {kubectl_re:6.2f} s  ratio {kubectl_re / agent_re:5.1f}x"
+                    f"{n:5d} objects  create (median of {args.rounds}): agent {med[0]:6.3f} s [{spread[0]}]  "
+                    f"kubectl --server-side {med[1]:6.3f} s [{spread[1]}]  ratio {med[1] / med[0]:4.1f}x "
+                    f"(per round {ratios[0]:.1f}-{ratios[-1]:.1f}x)"
                 )
-                last_engine, last_n = engine, n
+                print(
+                    f"{n:5d} objects  re-apply unchanged: agent {med[2]:6.3f} s [{spread[2]}]  "
+                    f"kubectl {med[3]:6.3f} s [{spread[3]}]  ratio {med[3] / med[2]:4.1f}x "
+                    f"(per round {re_ratios[0]:.1f}-{re_ratios[-1]:.1f}x)"
+                )
+                last_n = n
             print(f"# {uptime()}")
 
             if last_engine is not None and args.idle_seconds > 0:
@@ -176,7 +245,7 @@ def main() -> int:
                 before = metrics(kc)
                 time.sleep(window)
                 baseline = delta(metrics(kc), before)
-                monitor = Monitor(kube, last_engine, namespace=f"skerry-{last_n}", resync_seconds=args.idle_resync)
+                monitor = Monitor(kube, last_engine, namespace=last_engine.namespace, resync_seconds=args.idle_resync)
                 monitor.start()
                 monitor.retarget()
                 time.sleep(min(10.0, window / 4))  # initial lists

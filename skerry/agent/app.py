@@ -75,6 +75,7 @@ class AgentApp:
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
         renew_certificate: bool = True,
+        drift_backoff=None,
     ):
         self.config = config.validate()
         self.clock = clock or SystemClock()
@@ -116,6 +117,12 @@ class AgentApp:
         self._applied_at: float | None = None
         self._drift_wakeup: asyncio.Event | None = None
         self._drift_task: asyncio.Task | None = None
+        from skerry.agent.reconcile.backoff import CorrectionBackoff
+
+        # Per-object backoff of drift corrections (a fight with another controller is no hot loop).
+        self.drift_backoff = drift_backoff if drift_backoff is not None else CorrectionBackoff()
+        self._held: list = []  # corrections held back now (backoff.Waiting), for status
+        self._backoff_timer: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None
         self._renew = renew_certificate
         self.renewer = None
@@ -217,6 +224,8 @@ class AgentApp:
         return self.config.trust_root is not None
 
     async def stop(self, grace: float = 30.0) -> None:
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
         if self.monitor is not None:
             self.monitor.stop()
         tasks = (self._main_task, self._report_task, self._drift_task, self._renew_task)
@@ -505,6 +514,8 @@ class AgentApp:
         self._applied_at = time.monotonic()
         if self.monitor is not None:
             self.monitor.retarget()
+            with self.reconciler._lock:
+                self.drift_backoff.forget(list(self.reconciler.applied))
         await self._publish()
 
     # --- drift and controls -----------------------------------------------------------------
@@ -550,14 +561,21 @@ class AgentApp:
     async def _on_drift(self) -> None:
         assert self.monitor is not None and self.reconciler is not None and self._lock is not None
         drifts = self.monitor.current_drifts()
+        held: list = []
         if drifts and self.config.drift_policy == "correct" and not self.suspended and self.current is not None:
             async with self._lock:
                 drifts = self.monitor.current_drifts()  # re-read: a reconcile may have fixed them
                 keys = list(dict.fromkeys(d.ref.key for d in drifts))
-                if keys:
-                    results = await asyncio.to_thread(self.reconciler.correct, keys)
-                    now = self.clock.now().isoformat()
+                now = time.monotonic()
+                due, held = self.drift_backoff.split(keys, now)
+                self._held = held  # now, not after the corrections: status never shows a due key as held
+                if due:
+                    results = await asyncio.to_thread(self.reconciler.correct, due)
+                    stamp = self.clock.now().isoformat()
+                    counts = {k: self.drift_backoff.corrected(k, now) for k in due}
                     for d in drifts:
+                        if d.ref.key not in counts:
+                            continue
                         log.warning(
                             "drift corrected",
                             object=str(d.ref),
@@ -565,15 +583,39 @@ class AgentApp:
                             changed_by=d.changed_by,
                             live=d.live,
                             git=d.desired,
+                            corrections=counts[d.ref.key],
                         )
-                        self.corrected.append(f"{now} {d.describe()}")
+                        n = counts[d.ref.key]
+                        again = f" (correction {n} in a row)" if n > 1 else ""
+                        self.corrected.append(f"{stamp} {d.describe()}{again}")
                     self.corrected = self.corrected[-MAX_CORRECTIONS_KEPT:]
-                    self.drift_corrections += len(keys)
-                    self.ops.metrics.drift.inc(len(keys))
+                    self.drift_corrections += len(due)
+                    self.ops.metrics.drift.inc(len(due))
                     failed = [r for r in results if r.action == "failed"]
                     if failed:
                         log.warning("drift correction failed", first=failed[0].message)
+                if held:
+                    wait = min(w.seconds_left for w in held)
+                    log.warning(
+                        "drift correction backing off",
+                        objects=len(held),
+                        first=str(self._ref_of(held[0].key)),
+                        corrections=held[0].corrections,
+                        seconds=round(wait, 1),
+                    )
+                    if self._backoff_timer is not None:
+                        self._backoff_timer.cancel()
+                    self._backoff_timer = asyncio.get_running_loop().call_later(
+                        wait, self._drift_wakeup.set
+                    )
+        self._held = held
         await self._publish()
+
+    def _ref_of(self, key):
+        assert self.reconciler is not None
+        with self.reconciler._lock:
+            entry = self.reconciler.applied.get(key)
+        return entry[0] if entry is not None else "/".join(key)
 
     def agent_conditions(self) -> list[Condition]:
         """Drift, correction and health conditions from the monitor (empty without one)."""
@@ -585,6 +627,8 @@ class AgentApp:
             shown = "; ".join(d.describe() for d in drifts[:MAX_DRIFTS_SHOWN])
             more = f" (+{len(drifts) - MAX_DRIFTS_SHOWN} more)" if len(drifts) > MAX_DRIFTS_SHOWN else ""
             mode = "being corrected" if self.config.drift_policy == "correct" and not self.suspended else "not corrected (detect-only)" if self.config.drift_policy == "detect" else "not corrected (suspended)"
+            if self._held and mode == "being corrected":
+                mode = f"being corrected ({len(self._held)} object(s) backing off)"
             out.append(Condition("Drifted", TRUE, "DriftDetected", f"{len(drifts)} drifted field(s), {mode}: {shown}{more}"))
         else:
             out.append(Condition("Drifted", FALSE, "InSync", "live objects match Git"))
@@ -595,6 +639,20 @@ class AgentApp:
                     TRUE,
                     "Corrected",
                     f"{self.drift_corrections} correction(s); latest: " + " | ".join(self.corrected[-MAX_DRIFTS_SHOWN:]),
+                )
+            )
+        if self._held and drifts:
+            shown = "; ".join(
+                f"{self._ref_of(w.key)}: corrected {w.corrections} times in {w.fighting_for:.0f} s, "
+                f"backing off, next correction in {w.seconds_left:.0f} s"
+                for w in self._held[:MAX_DRIFTS_SHOWN]
+            )
+            out.append(
+                Condition(
+                    "CorrectionBackoff",
+                    TRUE,
+                    "BackingOff",
+                    f"{shown} (something keeps changing what Git owns: another controller or a script?)",
                 )
             )
         if self.last_result is not None and self._applied_at is not None:

@@ -6,7 +6,17 @@ if the agent's role only allows that), plus one on the agent's own
 inventory ConfigMap for the operator's controls (suspend, reconcile now).
 Every event is compared with what the engine applied (``drift.find_drift``)
 and assessed for health (``health.assess``); the monitor keeps only the
-results, never object bodies (they may be Secrets).
+results, never object bodies (they may be Secrets) — except, for the few
+milliseconds until it returns, the latest event of an object whose apply is
+in flight.
+
+Our own writes are not drift. An event of an object the engine is applying
+right now may show that very write (a new release re-stamps
+``skerry.io/bundle-digest``) before the engine has recorded its fingerprint,
+and would be judged against the previous release. Such an event is therefore
+deferred until the apply returns (``engine.on_settled``), then judged against
+what was applied: our own write (same resourceVersion) is no drift, a change
+someone made meanwhile (newer resourceVersion) still is.
 
 An idle agent therefore costs a handful of reads per hour and no writes:
 each watch is re-opened when the server ends it and, every
@@ -78,13 +88,22 @@ class Monitor:
         self.errors: dict[str, str] = {}  # watch -> last error (e.g. forbidden)
         self.events = 0
         self.resyncs = 0
+        # key -> the latest event of an object whose apply is in flight (judged when it settles).
+        self._deferred: dict[Key, Mapping] = {}
         engine.on_applied = self._applied_now
+        engine.on_settled = self._settled
 
     def _applied_now(self, key: Key) -> None:
         with self._lock:
             changed = self.drifts.pop(key, None) is not None
         if changed:
             self._on_change()
+
+    def _settled(self, key: Key) -> None:
+        with self._lock:
+            obj = self._deferred.pop(key, None)
+        if obj is not None:
+            self._handle("DEFERRED", obj)
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -248,6 +267,11 @@ class Monitor:
 
     def _handle(self, etype: str, obj: Mapping) -> None:
         key = _key(obj)
+        with self.engine._lock:  # with the engine's lock: its apply cannot settle in between
+            if self.engine.in_flight(key):
+                with self._lock:
+                    self._deferred[key] = obj
+                return
         entry = self._applied(key)
         if entry is None or self._stale(key, obj):
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -105,6 +106,52 @@ def test_a_manual_kubectl_scale_is_reported_as_drift_and_reverted(
     run(scenario())
 
 
+def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, bundles, kubeconfig, namespace):
+    """Someone re-scales every second: corrections thin out exponentially, the status says so."""
+
+    async def scenario():
+        hub, app = await started(pki, make_app, bundles, [deployment("web", namespace, replicas=1)])
+        stop = threading.Event()
+        rescales: list[float] = []
+
+        def fight():
+            while not stop.is_set():
+                kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3", check=False)
+                rescales.append(time.monotonic())
+                stop.wait(1.0)
+
+        fighter = threading.Thread(target=fight, name="rescaler", daemon=True)
+        try:
+            fighter.start()
+            await poll(lambda: app.drift_corrections >= 1)
+            began, before = time.monotonic(), app.drift_corrections
+            await poll(lambda: cond(app, "CorrectionBackoff") is not None, 30)
+            held = cond(app, "CorrectionBackoff")
+            assert held.status == "True" and held.reason == "BackingOff"
+            assert f"apps/Deployment web -n {namespace}: corrected " in held.message
+            assert "backing off, next correction in" in held.message
+            assert "backing off" in cond(app, "Drifted").message
+            await asyncio.sleep(14 - (time.monotonic() - began))
+            made = app.drift_corrections - before
+            fought = sum(1 for t in rescales if t >= began)
+        finally:
+            stop.set()
+            await asyncio.to_thread(fighter.join, 15)
+        try:
+            # Answering every re-scale would be one correction each; 2 s doubling allows 3 in 14 s.
+            assert fought >= 6, f"the re-scaler managed only {fought} writes"
+            assert 1 <= made <= 4, f"{made} corrections for {fought} re-scales"
+            assert any("in a row" in c for c in app.corrected)
+            # The fight is over: the field is put back at the end of the current backoff.
+            await poll(lambda: replicas(kubeconfig, namespace) == 1, 60)
+            await poll(lambda: cond(app, "CorrectionBackoff") is None and cond(app, "Drifted").status == "False", 30)
+        finally:
+            await app.stop()
+            await hub.stop()
+
+    run(scenario(), timeout=180)
+
+
 def test_detect_only_reports_the_drift_and_leaves_the_change(pki, make_app, bundles, kubeconfig, namespace):
     async def scenario():
         hub, app = await started(
@@ -188,6 +235,97 @@ def test_our_own_applies_are_not_drift(reconciler, bundles, kube, namespace, age
         monitor.stop()
 
 
+class DelayedApplies:
+    """The real ``KubeClient``, but each apply's answer reaches the engine ``delay`` seconds late.
+
+    Not a fake: every request goes to the real API server. It widens, deterministically, the
+    window a busy agent has anyway: the watch event of the agent's own write arrives before the
+    engine has recorded what it applied.
+    """
+
+    def __init__(self, kube, delay: float):
+        self._kube = kube
+        self.delay = delay
+
+    def __getattr__(self, name):
+        return getattr(self._kube, name)
+
+    def apply(self, *args, **kwargs):
+        outcome = self._kube.apply(*args, **kwargs)
+        time.sleep(self.delay)
+        return outcome
+
+
+def _watching(kube, reconciler, agent_namespace, objects_):
+    reported: list = []
+    monitor = Monitor(kube, reconciler, namespace=agent_namespace)
+    monitor._on_change = lambda: reported.extend(monitor.current_drifts())
+    monitor.retarget()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(monitor.health) < len(objects_):
+        time.sleep(0.05)
+    assert len(monitor.health) == len(objects_), "the monitor never saw the applied objects"
+    return monitor, reported
+
+
+def test_a_release_being_applied_is_never_reported_as_drift(kube, bundles, namespace, agent_namespace):
+    from skerry.agent.reconcile.engine import Reconciler
+
+    slow = DelayedApplies(kube, 0.4)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    objs = [configmap("a", namespace), deployment("web", namespace)]
+    assert reconciler.reconcile(bundles.verified(objs)).ready
+    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    try:
+        events = monitor.events
+        # Same objects, a new release: each write re-stamps skerry.io/bundle-digest, and its watch
+        # event arrives while the engine still holds the previous release's fingerprint.
+        assert reconciler.reconcile(bundles.verified(objs)).ready
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and monitor.events < events + len(objs):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert monitor.events >= events + len(objs), "the monitor saw none of the new release's writes"
+        assert reported == []
+        assert monitor.current_drifts() == []
+    finally:
+        monitor.stop()
+
+
+def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
+    kube, bundles, kubeconfig, namespace, agent_namespace
+):
+    from skerry.agent.reconcile.engine import Reconciler
+
+    slow = DelayedApplies(kube, 0.0)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    objs = [configmap("a", namespace, {"k": "v"})]
+    assert reconciler.reconcile(bundles.verified(objs)).ready
+    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    try:
+        slow.delay = 3.0
+        verified = bundles.verified(objs)
+        worker = threading.Thread(target=reconciler.reconcile, args=(verified,))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the new release is written; its apply has not returned yet
+            live = kube.get("v1", "ConfigMap", "a", namespace)
+            if live["metadata"]["annotations"]["skerry.io/bundle-digest"] == verified.digest:
+                break
+            time.sleep(0.05)
+        kubectl(kubeconfig, "patch", "configmap", "a", "-n", namespace, "-p", '{"data":{"k":"manual"}}')
+        worker.join(15)
+        assert not worker.is_alive()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not monitor.current_drifts():
+            time.sleep(0.05)
+        (found,) = monitor.current_drifts()
+        assert (found.field, found.live, found.desired) == (".data.k", "manual", "v")
+        assert found.changed_by == "kubectl-patch"
+    finally:
+        monitor.stop()
+
+
 # --- the pure comparison ---------------------------------------------------------------------
 
 
@@ -211,6 +349,33 @@ def test_a_value_the_server_normalised_is_not_drift_but_a_later_change_is():
     )
     (d,) = find_drift(ref, fp, taken, field_manager="skerry")
     assert (d.field, d.live, d.desired, d.changed_by) == (".spec.cpu", "2", "1", "kubectl-edit")
+
+
+def test_a_scale_write_is_blamed_on_its_writer_where_the_server_records_one():
+    applied = deployment("web", "shop", replicas=1)
+    ref = ObjectRef.from_object(applied)
+    fp = fingerprint(applied)
+    ours = {"manager": "skerry", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    scaled = {**applied, "spec": {**applied["spec"], "replicas": 3}}
+    # 1.22+: the /scale write is kubectl's Update with subresource "scale", owning .spec.replicas.
+    by_kubectl = {
+        "manager": "kubectl",
+        "operation": "Update",
+        "subresource": "scale",
+        "time": "2030-01-01T00:00:01Z",
+        "fieldsV1": {"f:spec": {"f:replicas": {}}},
+    }
+    (d,) = find_drift(ref, fp, _live(scaled, [{**ours, "fieldsV1": {}}, by_kubectl]), field_manager="skerry")
+    assert d.changed_by == "kubectl (via /scale)"
+    # 1.20: nothing but our own entry owns it, and the controller's status update is not the writer.
+    controller = {
+        "manager": "kube-controller-manager",
+        "operation": "Update",
+        "time": "2030-01-01T00:00:02Z",
+        "fieldsV1": {"f:status": {"f:replicas": {}}},
+    }
+    (d,) = find_drift(ref, fp, _live(scaled, [ours, controller]), field_manager="skerry")
+    assert d.changed_by.startswith("unknown")
 
 
 def test_secret_values_are_compared_by_digest_and_never_shown():

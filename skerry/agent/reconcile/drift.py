@@ -283,16 +283,22 @@ def find_drift(
         got = _live_leaf(live, path, secret)
         if got is not _MISSING and _same(want, got):
             continue
-        owners = [m for m, tree in managers if _owns(tree, path)]
-        others = [m for m in owners if m != field_manager]
+        owners = [(m, sub) for m, sub, tree in managers if _owns(tree, path)]
+        others = [m + (f" (via /{sub})" if sub else "") for m, sub in owners if m != field_manager]
         field = render_path(path)
         if any(rule.matches(ref, field) for rule in ignore):
             if yielded is not None and not secret and got is not _MISSING:
                 yielded.append((path, got))
             continue
         if others:
-            changed_by = others[0]
-        elif field_manager in owners:
+            changed_by = others[0]  # 1.22+: a /scale write is the writer's Update with subresource "scale"
+        elif any(m == field_manager for m, _ in owners):
+            # We still own the field, so the server recorded no other manager for the write. That is
+            # what a subresource write looks like before 1.22 (managedFields had no "subresource"):
+            # checked on v1.20.2 after `kubectl scale` (kubectl v1.32, PATCH .../scale), managedFields
+            # hold only skerry's Apply (still owning f:spec.f:replicas) and kube-controller-manager's
+            # Update of status and the revision annotation — the controller reacting, not the
+            # writer. Naming that (or the latest other manager) would blame the wrong party.
             changed_by = "unknown (no manager recorded, e.g. a /scale write)"
         else:
             changed_by = _latest_other(live, field_manager)
@@ -302,15 +308,18 @@ def find_drift(
     return out
 
 
-def _managers(live: Mapping[str, Any]) -> list[tuple[str, dict]]:
-    """``(manager, fieldsV1)`` newest first."""
+def _managers(live: Mapping[str, Any]) -> list[tuple[str, str, dict]]:
+    """``(manager, subresource or "", fieldsV1)`` newest first."""
     entries = list((live.get("metadata") or {}).get("managedFields") or [])
     entries.sort(key=lambda e: str(e.get("time") or ""), reverse=True)
-    return [(str(e.get("manager") or "unknown"), e.get("fieldsV1") or {}) for e in entries]
+    return [
+        (str(e.get("manager") or "unknown"), str(e.get("subresource") or ""), e.get("fieldsV1") or {})
+        for e in entries
+    ]
 
 
 def _latest_other(live: Mapping[str, Any], field_manager: str) -> str:
-    for manager, _ in _managers(live):
+    for manager, _, _ in _managers(live):
         if manager != field_manager:
             return manager
     return "unknown"

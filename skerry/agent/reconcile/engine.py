@@ -27,7 +27,9 @@ through ``observe``) tells "unchanged" from "configured" without a GET.
 After each reconcile the engine keeps, per applied object, a drift
 fingerprint of what it applied (``applied``) so the drift monitor can tell
 a change made outside Git from its own writes; ``correct`` re-applies just
-the drifted objects.
+the drifted objects. While an object's apply is in flight (``in_flight``) a
+watch event may already show that write; the monitor holds such events until
+``on_settled`` says the fingerprint of what was written is recorded.
 
 Blocking (the Kubernetes client is synchronous): the app runs ``reconcile``
 in a worker thread.
@@ -138,6 +140,11 @@ class Reconciler:
         self._items: dict[tuple[str, str, str, str], _Item] = {}
         # Called (from apply threads) with each key right after its successful apply.
         self.on_applied: Callable[[tuple[str, str, str, str]], None] | None = None
+        # Called (from apply threads) with each key once its apply returned, applied or failed.
+        self.on_settled: Callable[[tuple[str, str, str, str]], None] | None = None
+        # Keys whose apply is in flight: a watch event of one may show our own write before the
+        # fingerprint of what was written is recorded (``in_flight``; the monitor defers those).
+        self._in_flight: set[tuple[str, str, str, str]] = set()
         self._digest = ""
         self._crd_scopes: Mapping[tuple[str, str], bool] = {}
 
@@ -157,6 +164,10 @@ class Reconciler:
             for path, value in values:
                 if all(isinstance(seg, str) for seg in path):
                     mine[path] = copy.deepcopy(value)
+
+    def in_flight(self, key: tuple[str, str, str, str]) -> bool:
+        """Whether an apply of ``key`` is under way; call with ``_lock`` held to act on the answer atomically."""
+        return key in self._in_flight
 
     def last_version(self, key: tuple[str, str, str, str]) -> str | None:
         with self._lock:
@@ -469,6 +480,20 @@ class Reconciler:
             log.warning("object not applied", object=str(ref), reason=e.reason, error=str(e))
             return ObjectResult(ref, FAILED, str(e)), e.reason, None
         # ``body`` may hold unsealed plaintext: it lives only in this frame and in the request.
+        with self._lock:
+            self._in_flight.add(ref.key)
+        try:
+            return self._send_apply(item, body, crd_scopes)
+        finally:
+            with self._lock:
+                self._in_flight.discard(ref.key)
+            if self.on_settled is not None:
+                self.on_settled(ref.key)
+
+    def _send_apply(
+        self, item: _Item, body: dict, crd_scopes: Mapping[tuple[str, str], bool]
+    ) -> tuple[ObjectResult, str, dict | None]:
+        ref = item.ref
         while True:
             try:
                 outcome = self.kube.apply(
@@ -496,6 +521,7 @@ class Reconciler:
                 self._versions[ref.key] = outcome.resource_version
                 self._digests[ref.key] = outcome.digest
                 self.applied[ref.key] = (ref, fp)
+                self._in_flight.discard(ref.key)
             if self.on_applied is not None:
                 self.on_applied(ref.key)  # the live object now is what was applied: no drift
             log.debug("applied", object=str(ref), action=outcome.action)
