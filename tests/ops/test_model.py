@@ -106,3 +106,13 @@ def test_promotion_history_is_newest_first_with_who_and_what():
     assert web == [{"app": "web", "from": "dev", "to": "prod", "kind": "promote", "state": "done",
                     "commit": "e" * 40, "by": "skerry:operator:alice", "approved_by": ["bob"],
                     "at": NOW.isoformat(timespec="seconds"), "message": ""}]
+
+
+def test_a_change_made_in_the_cluster_outside_git_shows_as_drift_while_in_sync():
+    live = Condition("Drifted", "True", "DriftDetected", "apps/Deployment shop/web .spec.replicas: 3 → 5 by kubectl")
+    r = report("sha256:" + "a" * 64)
+    v = view(signed(), ClusterStatus(cluster=r.cluster, applied_version=r.applied_version,
+                                     applied_digest=r.applied_digest, revision=r.revision,
+                                     conditions=(*r.conditions, live), received_at=NOW))
+    assert v["sync"] == SYNCED and ".spec.replicas" in v["drift"] and "kubectl" in v["drift"]
+    assert view(signed(), r)["drift"] is None

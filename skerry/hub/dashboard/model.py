@@ -150,6 +150,9 @@ def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, re
             f"applied release {reported.applied_version or '-'} ({(reported.applied_digest or 'none')[:19]}) "
             f"but desired is {current.release} ({current.digest[:19]})"
         )
+    live = next((c for c in conditions if c["type"] == "Drifted" and c["status"] == "True"), None)
+    if live is not None and drift is None:  # a change made in the cluster, outside Git (from the agent's watches)
+        drift = live["message"]
     failed = counts.get("failed", 0)
     if failed and drift is None:
         drift = f"{failed} object(s) failed to apply"
