@@ -256,9 +256,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     await fail(context, exc)
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+                unary_stream, handler.request_deserializer, _passthrough(handler.response_serializer)
             )
         return handler
+
+
+def _passthrough(serializer):
+    """A response serializer that sends ``bytes`` as they are: messages serialised once for many streams."""
+    if serializer is None:
+        return None
+
+    def serialize(message):
+        return message if type(message) is bytes else serializer(message)
+
+    return serialize
 
 
 class GrpcServer:

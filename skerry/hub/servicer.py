@@ -35,7 +35,7 @@ from skerry.core.errors import (
 )
 from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, peer_identity
-from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle
+from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
 
@@ -81,14 +81,33 @@ MAX_WATCHES_PER_IDENTITY = 1
 _ENVELOPE_ALLOWANCE = 256 * 1024
 
 
+def shared_chunks(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
+    """The ``chunk`` events of a shared blob, serialised once and reused by every stream.
+
+    ``ErrorInterceptor`` passes ``bytes`` responses through unserialised, so 10,000 streams send
+    one set of buffers instead of each copying the bundle into its own message.
+    """
+    wire = blob.wire.get(chunk_bytes)
+    if wire is None:
+        data, wire = memoryview(blob.data), []
+        for offset in range(0, len(data), chunk_bytes):
+            msg = hub_pb2.WatchBundlesResponse(
+                chunk=hub_pb2.BundleChunk(digest=blob.digest, offset=offset, data=bytes(data[offset : offset + chunk_bytes]))
+            )
+            wire.append(msg.SerializeToString())
+        blob.wire[chunk_bytes] = wire
+    return wire
+
+
 def bundle_messages(
     signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES
-) -> list[hub_pb2.WatchBundlesResponse]:
+) -> list[hub_pb2.WatchBundlesResponse | bytes]:
     """The watch events that carry ``signed`` to an agent that holds the blob ``have_blob``.
 
     Unchanged bytes are never sent again (``transfer.omitted``); bytes above ``chunk_bytes`` go as
     ``chunk`` events after a header naming size and count. Agents that announce no chunk support
-    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits.
+    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits. A shared blob
+    always goes as pre-serialised chunks (``shared_chunks``), one if it is small.
     """
     head = bundle_pb2.SignedBundle(
         cluster=signed.cluster, version=signed.release, digest=signed.digest, metadata=signed.metadata
@@ -96,6 +115,10 @@ def bundle_messages(
     if chunks_ok and have_blob and have_blob == signed.digest:
         return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
     data = signed.bundle
+    if chunks_ok and signed.shared is not None and len(data) > 0:
+        wire = shared_chunks(signed.shared, chunk_bytes)
+        header = hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=len(wire)))
+        return [header, *wire]
     if chunks_ok and len(data) > chunk_bytes:
         n = -(-len(data) // chunk_bytes)
         out = [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=n))]
@@ -313,9 +336,12 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         stream = self.streams.open(identity.fingerprint, cluster, peer)
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
+        statements_ok = request.accepts_statements
         try:
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):
+                    if event.shared is not None and not statements_ok:
+                        event = self._store.legacy_envelope(event)  # an older agent: its own TUF envelope
                     for message in bundle_messages(
                         event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
                     ):
