@@ -42,6 +42,13 @@ log = structlog.get_logger("skerry.agent.stream")
 # still down cost it under 700 refused connections per second.
 RECONNECT_BASE_SECONDS = 0.5
 RECONNECT_CAP_SECONDS = 15.0
+# Under that loop, gRPC's own connection backoff decides when the channel dials again (a call on a
+# channel in TRANSIENT_FAILURE fails at once). Its defaults (1 s x 1.6, +-20 % jitter, max 120 s)
+# grow past 60 s while a hub restarts, so a fleet came back 90 s after a restart: cap it like ours.
+CHANNEL_BACKOFF_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", int(RECONNECT_CAP_SECONDS * 1000)),
+]
 # Largest bundle the agent assembles from chunks: bounds the memory a hostile or broken hub can
 # make it allocate (a real bundle is kilobytes to a few MiB).
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
@@ -83,7 +90,7 @@ class HubClient:
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = [*CHANNEL_OPTIONS, *(channel_options or [])]
+        self._options = [*CHANNEL_OPTIONS, *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
         self._rpc_timeout = rpc_timeout

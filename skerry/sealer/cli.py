@@ -141,6 +141,10 @@ def add_commands(subparsers) -> None:
     serve.add_argument(
         "--cluster-domains", type=pathlib.Path, metavar="FILE", help="which key domains each cluster may use"
     )
+    serve.add_argument(
+        "--revocations", type=pathlib.Path, metavar="FILE",
+        help="the hub's <state>/enrollment/revocations.json (shared or synced): refuse revoked agent certificates",
+    )
     serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
     serve.add_argument("--renewal-days", type=float, metavar="DAYS", help="new sealing key this often (30)")
     serve.add_argument(
@@ -543,6 +547,7 @@ def serve_command(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             hub_keys=args.hub_keys,
             cluster_domains=args.cluster_domains,
+            revocations=args.revocations,
             kek_file=args.kek_file,
             renewal_days=args.renewal_days,
             cert_listen=args.cert_listen,

@@ -64,6 +64,9 @@ class SealerConfig:
     rate_per_second: float = 50.0
     rate_burst: float = 2000.0
     cert_listen: str | None = None
+    # The hub's revocations.json (<hub state>/enrollment/), shared or synced: revoked agent
+    # certificates are refused on every RPC. None: the sealer knows no revocations.
+    revocations: pathlib.Path | None = None
 
     def key_encryption_key(self) -> bytes | None:
         from skerry.sealer.keys import load_kek
@@ -123,7 +126,8 @@ class SealerConfig:
 
 
 def _coerce(name: str, value: object) -> object:
-    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file"):
+    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file",
+                "revocations"):
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "hub_keys":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
