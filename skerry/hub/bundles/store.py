@@ -330,6 +330,11 @@ class HubStore:
             signed_at=now,
         )
 
+    @property
+    def shares_blobs(self) -> bool:
+        """Whether ``publish_shared`` works here: bundle signers, no director (TUF mode signs per cluster)."""
+        return self._director is None and bool(self._signers)
+
     def publish_shared(
         self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
     ) -> list[str]:
