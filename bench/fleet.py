@@ -138,6 +138,10 @@ async def hub_main(args) -> None:
 
     _raise_nofile()
     skerry_logging.configure("warning")
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start()
     d = pathlib.Path(args.dir)
     key = d / "hub" / "signing.key"
     signer = load_signer(key) if key.exists() else generate_signing_key(key)
@@ -183,6 +187,12 @@ async def hub_main(args) -> None:
         elif cmd == "profile":
             _profile(arg, f"hub-{os.getpid()}")
             say(event="profiled")
+        elif cmd == "pyheap":
+            import tracemalloc
+
+            top = tracemalloc.take_snapshot().statistics("lineno")[:12] if tracemalloc.is_tracing() else []
+            say(event="pyheap", kib=tracemalloc.get_traced_memory()[0] / 1024 if tracemalloc.is_tracing() else 0,
+                top=[str(t) for t in top])
         elif cmd == "trim":
             _malloc_trim()
             say(event="trimmed", rss_kib=_rss_kib())
@@ -194,10 +204,13 @@ async def hub_main(args) -> None:
             c0 = sum(os.times()[:2])
             data = prepared.encode()  # the blob: encoded and hashed once for all clusters
             content = content_digest(prepared)
+            signing = 0.0
             for i in range(0, len(clusters), PUBLISH_SLICE):
+                s0 = time.perf_counter()
                 store.publish_shared(clusters[i : i + PUBLISH_SLICE], prepared, encoded=data, content=content)
+                signing += time.perf_counter() - s0
                 await asyncio.sleep(0)  # let the fan-out start while the rest is signed
-            say(event="published", t0=t0, t1=time.time(), release_floor=int(t0 * 1000), cpu0=c0)
+            say(event="published", t0=t0, t1=time.time(), signing=signing, release_floor=int(t0 * 1000), cpu0=c0)
         elif cmd == "quit":
             break
     await server.stop(0)
@@ -347,6 +360,8 @@ def main() -> int:
     p.add_argument("--skip-restart", action="store_true")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra gRPC server option for the hub (later options win), e.g. grpc.tsi.max_frame_size=16384")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="trace the hub's Python heap: Python bytes per stream (slows the hub down)")
     p.add_argument("--profile", metavar="DIR", help="cProfile hub and agent processes over the first fan-out")
     p.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
     sub = p.add_subparsers(dest="role")
@@ -359,6 +374,7 @@ def main() -> int:
     h.add_argument("--kib", type=int, required=True)
     h.add_argument("--tag", required=True)
     h.add_argument("--server-option", action="append", default=[])
+    h.add_argument("--tracemalloc", action="store_true")
     a.add_argument("--first", type=int, required=True)
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
@@ -388,12 +404,14 @@ def orchestrate(args) -> int:
         me = [sys.executable, str(pathlib.Path(__file__).resolve())]
         hub_argv = [*me, "_hub", "--dir", tmp, "--port", str(port), "--clusters", str(n),
                     "--kib", str(args.bundle_kib),
-                    *(x for o in args.server_option for x in ("--server-option", o)), "--tag", "v1"]
+                    *(x for o in args.server_option for x in ("--server-option", o)),
+                    *(["--tracemalloc"] if args.tracemalloc else []), "--tag", "v1"]
         t = time.time()
         hub = Proc(hub_argv)
         ready = hub.read()
         print(f"hub up with {n} signed bundles in {time.time() - t:.1f} s, RSS {ready['rss_kib'] / 1024:.0f} MiB")
         base = hub.ask("stats")
+        py_base = hub.ask("pyheap") if args.tracemalloc else None
         ramp = args.ramp if args.ramp is not None else n / 500
         share = -(-n // w)
         workers = [Proc([*me, "_agents", "--dir", tmp, "--port", str(port), "--first", str(i * share),
@@ -430,6 +448,10 @@ def orchestrate(args) -> int:
             time.sleep(2)
             full = hub.ask("stats")
             per = (full["rss_kib"] - base["rss_kib"]) / max(1, full["streams"])
+            if py_base is not None:
+                py = hub.ask("pyheap")
+                print(f"hub Python heap (tracemalloc): {(py['kib'] - py_base['kib']) / max(1, full['streams']):.1f} KiB "
+                      f"per stream; largest:\n  " + "\n  ".join(py["top"][:8]))
             trimmed = hub.ask("trim")
             per_trim = (trimmed["rss_kib"] - base["rss_kib"]) / max(1, full["streams"])
             print(f"hub memory: {full['rss_kib'] / 1024:.0f} MiB RSS with {full['streams']} streams, "
@@ -455,8 +477,8 @@ def orchestrate(args) -> int:
                 worst = max(x[2] for x in lat)
                 refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
                 print(f"{label}: new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
-                      f"the start of publishing (one shared blob + {n} signed statements took "
-                      f"{pub['t1'] - pub['t0']:.2f} s); per agent from its own release p50 {p50:.0f} ms, p99 "
+                      f"the start of publishing (one shared blob + {n} signed statements: {pub['signing']:.2f} s in "
+                      f"publish_shared, interleaved with sending over {pub['t1'] - pub['t0']:.2f} s); per agent from its own release p50 {p50:.0f} ms, p99 "
                       f"{p99:.0f} ms, max {worst:.0f} ms; CPU: hub {hub_cpu:.2f} s, simulated agents "
                       f"{agents_cpu:.2f} s (same 2 cores); refused {refused or 'none'}, {uptime()}")
 

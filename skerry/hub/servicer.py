@@ -81,20 +81,27 @@ MAX_WATCHES_PER_IDENTITY = 1
 _ENVELOPE_ALLOWANCE = 256 * 1024
 
 
-def shared_chunks(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
-    """The ``chunk`` events of a shared blob, serialised once and reused by every stream.
+def shared_wire(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
+    """A shared blob's bytes as serialised messages, built once per blob and reused by every stream.
 
-    ``ErrorInterceptor`` passes ``bytes`` responses through unserialised, so 10,000 streams send
-    one set of buffers instead of each copying the bundle into its own message.
+    A blob of at most ``chunk_bytes`` is one ``WatchBundlesResponse{bundle{bundle: <blob>}}``: each
+    stream sends its own small header message serialised in front of it, and protobuf parses the
+    two as one message (an embedded message field that occurs twice is merged), so the agent gets a
+    whole bundle in one message. A larger blob is its ``chunk`` events. ``ErrorInterceptor`` passes
+    ``bytes`` responses through unserialised.
     """
     wire = blob.wire.get(chunk_bytes)
     if wire is None:
-        data, wire = memoryview(blob.data), []
-        for offset in range(0, len(data), chunk_bytes):
-            msg = hub_pb2.WatchBundlesResponse(
-                chunk=hub_pb2.BundleChunk(digest=blob.digest, offset=offset, data=bytes(data[offset : offset + chunk_bytes]))
-            )
-            wire.append(msg.SerializeToString())
+        data = memoryview(blob.data)
+        if len(data) <= chunk_bytes:
+            wire = [hub_pb2.WatchBundlesResponse(bundle=bundle_pb2.SignedBundle(bundle=blob.data)).SerializeToString()]
+        else:
+            wire = [
+                hub_pb2.WatchBundlesResponse(
+                    chunk=hub_pb2.BundleChunk(digest=blob.digest, offset=off, data=bytes(data[off : off + chunk_bytes]))
+                ).SerializeToString()
+                for off in range(0, len(data), chunk_bytes)
+            ]
         blob.wire[chunk_bytes] = wire
     return wire
 
@@ -106,8 +113,8 @@ def bundle_messages(
 
     Unchanged bytes are never sent again (``transfer.omitted``); bytes above ``chunk_bytes`` go as
     ``chunk`` events after a header naming size and count. Agents that announce no chunk support
-    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits. A shared blob
-    always goes as pre-serialised chunks (``shared_chunks``), one if it is small.
+    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits. A shared blob goes
+    as messages serialised once for all streams (``shared_wire``).
     """
     head = bundle_pb2.SignedBundle(
         cluster=signed.cluster, version=signed.release, digest=signed.digest, metadata=signed.metadata
@@ -115,8 +122,10 @@ def bundle_messages(
     if chunks_ok and have_blob and have_blob == signed.digest:
         return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
     data = signed.bundle
-    if chunks_ok and signed.shared is not None and len(data) > 0:
-        wire = shared_chunks(signed.shared, chunk_bytes)
+    if chunks_ok and signed.shared is not None and data:
+        wire = shared_wire(signed.shared, chunk_bytes)
+        if len(data) <= chunk_bytes:  # header + the blob's bytes: one message on the wire
+            return [hub_pb2.WatchBundlesResponse(bundle=head).SerializeToString() + wire[0]]
         header = hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=len(wire)))
         return [header, *wire]
     if chunks_ok and len(data) > chunk_bytes:

@@ -170,6 +170,25 @@ async def test_agents_of_two_clusters_receive_and_verify_one_shared_blob(pki, tm
                 await client.close()
         # the chunk messages were serialised once, for both streams
         assert list(store.current("oslo").shared.wire) == [CHUNK]
+        assert len(store.current("oslo").shared.wire[CHUNK]) == 4
+
+
+async def test_a_small_shared_blob_arrives_with_its_header_in_one_message(pki, tmp_path):
+    async with bare_hub(pki, tmp_path) as (store, _, _, address):
+        store.publish_shared(["oslo", "bergen"], shared(CHUNK // 2))
+        trusted = load_public_key(tmp_path / "signing.key.pub")
+        for name in ("oslo", "bergen"):
+            async with channel(address, pki.agent(name)) as ch:
+                call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(
+                    hub_pb2.WatchBundlesRequest(cluster=name, accepts_chunks=True, accepts_statements=True)
+                )
+                msg = await asyncio.wait_for(call.read(), READ)
+                call.cancel()
+            assert not msg.HasField("transfer") and msg.bundle.cluster == name
+            assert bytes(msg.bundle.bundle) == store.current(name).shared.data
+            v = Verifier(name, [trusted], tmp_path / name).verify_message(msg.bundle)
+            assert v.release == store.current(name).release
+        assert len(store.current("oslo").shared.wire[CHUNK]) == 1  # one serialised blob for both streams
 
 
 async def test_an_agent_that_does_not_announce_statements_gets_a_tuf_envelope_over_its_own_bytes(pki, tmp_path):
