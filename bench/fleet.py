@@ -264,7 +264,8 @@ async def agents_main(args) -> None:
 
     async def agent(name: str) -> None:
         await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = HubClient(address, files[name], name, channel_options=[("grpc.use_local_subchannel_pool", 1)])
+        client = HubClient(address, files[name], name,
+                           channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
 
         def position():
             v = state.get(name)
@@ -368,10 +369,13 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
     p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this long")
     p.add_argument("--skip-restart", action="store_true")
+    p.add_argument("--restart-delay", type=float, default=0.0, help="seconds the killed hub stays down")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra gRPC server option for the hub (later options win), e.g. grpc.tsi.max_frame_size=16384")
     p.add_argument("--tracemalloc", action="store_true",
                    help="trace the hub's Python heap: Python bytes per stream (slows the hub down)")
+    p.add_argument("--agent-channel-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra gRPC channel option for every agent (later options win)")
     p.add_argument("--profile", metavar="DIR", help="cProfile hub and agent processes over the first fan-out")
     p.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
     sub = p.add_subparsers(dest="role")
@@ -388,6 +392,7 @@ def main() -> int:
     a.add_argument("--first", type=int, required=True)
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
+    a.add_argument("--channel-option", action="append", default=[])
     args = p.parse_args()
     if args.role == "_hub":
         asyncio.run(hub_main(args))
@@ -425,16 +430,21 @@ def orchestrate(args) -> int:
         ramp = args.ramp if args.ramp is not None else n / 500
         share = -(-n // w)
         workers = [Proc([*me, "_agents", "--dir", tmp, "--port", str(port), "--first", str(i * share),
-                         "--count", str(min(share, n - i * share)), "--ramp", str(ramp)]) for i in range(w) if i * share < n]
+                         "--count", str(min(share, n - i * share)), "--ramp", str(ramp),
+                         *(x for o in args.agent_channel_option for x in ("--channel-option", o))]) for i in range(w) if i * share < n]
         try:
             for wk in workers:
                 wk.read()
             t_issue = time.time() - t
 
             def wait_streams(target: int, since: float, what: str) -> float:
+                marks, progress = [0.25, 0.5, 0.75, 0.9], []
                 while True:
                     st = hub.ask("stats")
+                    while marks and st["streams"] >= marks[0] * target:
+                        progress.append(f"{marks.pop(0):.0%} at {time.time() - since:.1f} s")
                     if st["streams"] >= target:
+                        print(f"  streams back after the kill: {', '.join(progress)}")
                         return time.time() - since
                     if time.time() - since > args.timeout:
                         raise SystemExit(f"{what}: only {st['streams']} of {target} streams after {args.timeout} s")
@@ -503,6 +513,7 @@ def orchestrate(args) -> int:
             if not args.skip_restart:
                 hub.kill()
                 t_kill = time.time()
+                time.sleep(args.restart_delay)  # a hub that takes longer to come back (reschedule, slow start)
                 hub_argv[-1] = "v2"  # the restarted hub rebuilds the same desired state
                 hub = Proc(hub_argv)
                 up = hub.read()

@@ -42,10 +42,15 @@ log = structlog.get_logger("skerry.agent.stream")
 # still down cost it under 700 refused connections per second.
 RECONNECT_BASE_SECONDS = 0.5
 RECONNECT_CAP_SECONDS = 15.0
-# Under that loop, gRPC's own connection backoff decides when the channel dials again (a call on a
-# channel in TRANSIENT_FAILURE fails at once). Its defaults (1 s x 1.6, +-20 % jitter, max 120 s)
-# grow past 60 s while a hub restarts, so a fleet came back 90 s after a restart: cap it like ours.
+# gRPC keeps its own connection backoff per channel (1 s x 1.6, +-20 % jitter, up to 120 s), and a
+# call on a channel in TRANSIENT_FAILURE fails at once: after our jittered sleep the watch hit the
+# old channel's backoff and slept again, so a restarted hub saw its fleet come back over ~2 caps
+# (bench/fleet.py: 2,000 agents, 31 s after the hub was up). So after a connection failure the
+# watch drops the channel and dials a fresh one (its own subchannel, no inherited backoff): our
+# full jitter alone spreads the reconnects over one cap. The channel's backoff still governs
+# status reports between watches; it is capped like ours.
 CHANNEL_BACKOFF_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 1000),
     ("grpc.max_reconnect_backoff_ms", int(RECONNECT_CAP_SECONDS * 1000)),
 ]
@@ -175,6 +180,8 @@ class HubClient:
             self.connected = False
             self.last_error = error
             self.reconnects += 1
+            if isinstance(error, Unavailable):
+                self._drop_channel()  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
             delay = self.backoff(attempt)
             attempt += 1
             log.warning(
@@ -233,6 +240,11 @@ class HubClient:
         if len(data) != size or _digest(data) != digest:
             raise InvalidInput(f"{self.peer} sent bundle bytes that do not match {digest}; discarded")
         return data
+
+    def _drop_channel(self) -> None:
+        channel, self._channel, self._stub_ = self._channel, None, None
+        if channel is not None:
+            asyncio.ensure_future(channel.close(grace=0))
 
     def reload_credentials(self, tls_files: TlsFiles | None = None) -> None:
         """Use the (renewed) certificate files from now on; the watch reconnects with them."""
