@@ -252,6 +252,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     if inspect.isasyncgen(result):
                         async for item in result:
                             yield item
+                            # an idle watch waits here for its next event: do not pin the last message
+                            del item
                     else:
                         await result
                 except (asyncio.CancelledError, grpc.aio.AbortError):

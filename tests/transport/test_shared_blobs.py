@@ -173,7 +173,7 @@ async def test_agents_of_two_clusters_receive_and_verify_one_shared_blob(pki, tm
         assert len(store.current("oslo").shared.wire[CHUNK]) == 4
 
 
-async def test_a_small_shared_blob_arrives_with_its_header_in_one_message(pki, tmp_path):
+async def test_a_small_shared_blob_is_one_chunk_serialised_once_for_every_stream(pki, tmp_path):
     async with bare_hub(pki, tmp_path) as (store, _, _, address):
         store.publish_shared(["oslo", "bergen"], shared(CHUNK // 2))
         trusted = load_public_key(tmp_path / "signing.key.pub")
@@ -182,13 +182,15 @@ async def test_a_small_shared_blob_arrives_with_its_header_in_one_message(pki, t
                 call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(
                     hub_pb2.WatchBundlesRequest(cluster=name, accepts_chunks=True, accepts_statements=True)
                 )
-                msg = await asyncio.wait_for(call.read(), READ)
+                head = await asyncio.wait_for(call.read(), READ)
+                chunk = await asyncio.wait_for(call.read(), READ)
                 call.cancel()
-            assert not msg.HasField("transfer") and msg.bundle.cluster == name
-            assert bytes(msg.bundle.bundle) == store.current(name).shared.data
-            v = Verifier(name, [trusted], tmp_path / name).verify_message(msg.bundle)
+            assert head.bundle.cluster == name and head.transfer.chunks == 1 and not head.bundle.bundle
+            assert bytes(chunk.chunk.data) == store.current(name).shared.data
+            head.bundle.bundle = chunk.chunk.data
+            v = Verifier(name, [trusted], tmp_path / name).verify_message(head.bundle)
             assert v.release == store.current(name).release
-        assert len(store.current("oslo").shared.wire[CHUNK]) == 1  # one serialised blob for both streams
+        assert len(store.current("oslo").shared.wire[CHUNK]) == 1  # one serialised chunk for both streams
 
 
 async def test_an_agent_that_does_not_announce_statements_gets_a_tuf_envelope_over_its_own_bytes(pki, tmp_path):
