@@ -17,6 +17,8 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
     SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
                                  SealedSecrets of a bundle signed for their own cluster
+    SKERRY_SEALER_REVOCATIONS    the hub's <state>/enrollment/revocations.json (shared or synced):
+                                 revoked agent certificates are refused on every RPC
     SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
                                  (default: every cluster may use the "default" domain only)
     SKERRY_SEALER_KEK_FILE       key-encryption key file (exactly 32 raw bytes): keys encrypted at rest
@@ -126,8 +128,9 @@ class SealerConfig:
 
 
 def _coerce(name: str, value: object) -> object:
-    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file",
-                "revocations"):
+    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file"):
+        return pathlib.Path(value)  # type: ignore[arg-type]
+    if name == "revocations":
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "hub_keys":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
