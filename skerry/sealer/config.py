@@ -20,8 +20,6 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
                                  (default: every cluster may use the "default" domain only)
     SKERRY_SEALER_KEK_FILE       key-encryption key file (exactly 32 raw bytes): keys encrypted at rest
-    SKERRY_SEALER_REVOCATIONS    the hub's <state>/enrollment/revocations.json (shared or synced):
-                                 revoked agent certificates are refused on every RPC
     SKERRY_SEALER_KEK            the same as base64 of 32 bytes (the file wins when both are set)
     SKERRY_SEALER_RENEWAL_DAYS   add a new sealing key when the newest is this old   30 (0: never)
     SKERRY_SEALER_KEYS_REFRESH_SECONDS  re-read storage and check renewal this often   60
@@ -29,6 +27,8 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_RATE_BURST     decryptions an agent may spend at once   2000
     SKERRY_SEALER_CERT_LISTEN    host:port of a plain-HTTP endpoint serving only the public
                                  certificate at /v1/cert.pem[?domain=D] (kubeseal --cert URL); off by default
+    SKERRY_SEALER_REVOCATIONS    the hub's <state>/enrollment/revocations.json (shared or synced):
+                                 revoked agent certificates are refused on every RPC
 """
 
 from __future__ import annotations
