@@ -5,14 +5,21 @@
 What runs (nothing is mocked; only Git and rendering are left out, the hub
 publishes bundles straight into its store as its sync loop would):
 
-* the hub: ``HubStore`` (Ed25519-signed bundles, one per cluster) +
-  ``HubServicer`` with the enrollment gate (revocation checks) +
+* the hub: ``HubStore`` (every cluster renders the same objects, so one shared
+  blob and one Ed25519-signed release statement per cluster, as the hub's sync
+  publishes clusters built from the same inputs) + ``HubServicer`` with the
+  enrollment gate (revocation checks) +
   ``GrpcServer`` (the hub's options, limits, rate limiter, health,
   reflection, the interceptor) with mutual TLS trusting the hub-run agent CA;
 * agents: ``--workers`` processes, each running its share of
   ``skerry.agent.stream.HubClient`` instances, one TLS connection and one
   certificate each (key made in the agent process, CSR signed by the hub's
-  ``AgentAuthority``: the enrollment path minus the RPC).
+  ``AgentAuthority``: the enrollment path minus the RPC). Each agent verifies
+  every bundle as a real agent's ``Verifier`` does (statement signature,
+  cluster, expiry, rollback, blob length and SHA-256, bundle parse), keeping
+  its rollback state in memory instead of a file. The agents share the hub's
+  2 cores, so the fan-out figure includes 10,000 agents' verification CPU; the
+  CPU line splits hub and agents.
 
 It prints: time for all N to connect; hub memory per stream (RSS delta over
 the open streams); hub CPU while idle; time for a new ``--bundle-kib`` bundle
@@ -21,7 +28,10 @@ publishing and per agent from its own release; a reconnect storm after the
 hub is killed (SIGKILL) and restarted on the same port (time until all N
 streams are open again, agents resuming from their last version so nothing is
 re-sent); and a second fan-out after the storm. ``uptime`` load is printed
-next to the figures (the machine may be shared).
+next to the figures (the machine may be shared). Hub memory is printed as RSS
+and as RSS after ``malloc_trim(0)`` (measured: glibc holds back almost
+nothing, so the hub does not trim). ``--profile DIR`` profiles the first
+fan-out, ``--tracemalloc`` the hub's Python heap per stream.
 
 Peers: Rancher Fleet documents 500 clusters on 16 vCPU (31 clusters per vCPU);
 argocd-agent publishes no figure beyond "hundreds of agents".
@@ -68,33 +78,66 @@ def _rss_kib() -> int:
 # --- the hub process ------------------------------------------------------------------------
 
 
-def make_bundles(clusters: list[str], kib: int, tag: str):
-    """One bundle per cluster: a ConfigMap of ``kib`` KiB (the same payload, the cluster's own name)."""
+def make_bundle(kib: int, tag: str):
+    """The bundle every simulated cluster renders to: one ConfigMap of ``kib`` KiB, naming no cluster.
+
+    Published as one shared blob (``HubStore.publish_shared``): what the hub does when many clusters
+    render the same objects; each cluster gets its own signed release statement.
+    """
     import hashlib
 
-    from skerry.core.bundle import Bundle
+    from skerry.core.bundle import SHARED_CLUSTER, Bundle
 
     seed = hashlib.sha256(tag.encode()).hexdigest()
     payload = (seed * (kib * 1024 // len(seed) + 1))[: kib * 1024]
-    out = []
-    for name in clusters:
-        cm = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "payload", "namespace": "bench"},
-            "data": {"payload": payload, "tag": tag},
-        }
-        b = Bundle(cluster=name, revision=hashlib.sha1(tag.encode()).hexdigest(), source_url="file:///bench",
-                   paths=("bench",), engine="plain", engine_version="0", objects=(cm,))
-        out.append((name, b, b.encode()))
-    return out
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "payload", "namespace": "bench"},
+        "data": {"payload": payload, "tag": tag},
+    }
+    return Bundle(cluster=SHARED_CLUSTER, revision=hashlib.sha1(tag.encode()).hexdigest(), source_url="file:///bench",
+                  paths=("bench",), engine="plain", engine_version="0", objects=(cm,))
+
+
+# Clusters signed per slice before the publisher yields to the event loop, so the fan-out to the
+# first clusters starts while the rest are signed (as the hub's sync loop does between clusters).
+PUBLISH_SLICE = 500
+
+
+_PROFILER = None
+
+
+def _profile(directory: str, stem: str) -> None:
+    """``--profile DIR``: cProfile each process over the first fan-out, stats written to DIR/<role>-<pid>.prof."""
+    global _PROFILER
+    import cProfile
+
+    if _PROFILER is None:
+        _PROFILER = cProfile.Profile()
+        _PROFILER.enable()
+    else:
+        _PROFILER.disable()
+        _PROFILER.dump_stats(str(pathlib.Path(directory) / f"{stem}.prof"))
+        _PROFILER = None
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    return key, int(value) if value.lstrip("-").isdigit() else value
+
+
+def _malloc_trim() -> None:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 async def hub_main(args) -> None:
     from skerry.api.v1 import hub_pb2_grpc
     from skerry.core import logging as skerry_logging
     from skerry.core.bundle import generate_signing_key, load_signer
-    from skerry.core.rpc import GrpcServer, RateLimiter
+    from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
     from skerry.hub.bundles.builder import content_digest
@@ -105,6 +148,10 @@ async def hub_main(args) -> None:
 
     _raise_nofile()
     skerry_logging.configure("warning")
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start()
     d = pathlib.Path(args.dir)
     key = d / "hub" / "signing.key"
     signer = load_signer(key) if key.exists() else generate_signing_key(key)
@@ -118,11 +165,7 @@ async def hub_main(args) -> None:
         revision = "bench"
         fleet_error = None
 
-    def publish(tag: str) -> None:
-        for name, b, data in make_bundles(clusters, args.kib, tag):
-            store.publish(name, b, encoded=data, content=content_digest(b))
-
-    publish(args.tag)
+    store.publish_shared(clusters, make_bundle(args.kib, args.tag))
     servicer = HubServicer(store, StatusBoard(), View(), gate=enrollment)
     server = GrpcServer(
         f"127.0.0.1:{args.port}",
@@ -131,6 +174,7 @@ async def hub_main(args) -> None:
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
         service_names=[SERVICE_NAME],
         limiter=RateLimiter(),
+        options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
     )
     await server.start()
     loop = asyncio.get_running_loop()
@@ -150,16 +194,33 @@ async def hub_main(args) -> None:
         if cmd == "stats":
             say(event="stats", streams=len(servicer.streams), rss_kib=_rss_kib(), cpu=sum(os.times()[:2]),
                 t=time.time())
+        elif cmd == "profile":
+            _profile(arg, f"hub-{os.getpid()}")
+            say(event="profiled")
+        elif cmd == "pyheap":
+            import tracemalloc
+
+            top = tracemalloc.take_snapshot().statistics("lineno")[:12] if tracemalloc.is_tracing() else []
+            say(event="pyheap", kib=tracemalloc.get_traced_memory()[0] / 1024 if tracemalloc.is_tracing() else 0,
+                top=[str(t) for t in top])
+        elif cmd == "trim":
+            _malloc_trim()
+            say(event="trimmed", rss_kib=_rss_kib())
         elif cmd == "prepare":
-            prepared = [(name, b, data, content_digest(b)) for name, b, data in make_bundles(clusters, args.kib, arg)]
+            prepared = make_bundle(args.kib, arg)  # rendering, not part of the fan-out
             say(event="prepared")
         elif cmd == "publish":
             t0 = time.time()
-            for i, (name, b, data, content) in enumerate(prepared):
-                store.publish(name, b, encoded=data, content=content)
-                if i % 200 == 199:
-                    await asyncio.sleep(0)  # let the fan-out start while the rest is signed
-            say(event="published", t0=t0, t1=time.time(), release_floor=int(t0 * 1000))
+            c0 = sum(os.times()[:2])
+            data = prepared.encode()  # the blob: encoded and hashed once for all clusters
+            content = content_digest(prepared)
+            signing = 0.0
+            for i in range(0, len(clusters), PUBLISH_SLICE):
+                s0 = time.perf_counter()
+                store.publish_shared(clusters[i : i + PUBLISH_SLICE], prepared, encoded=data, content=content)
+                signing += time.perf_counter() - s0
+                await asyncio.sleep(0)  # let the fan-out start while the rest is signed
+            say(event="published", t0=t0, t1=time.time(), signing=signing, release_floor=int(t0 * 1000), cpu0=c0)
         elif cmd == "quit":
             break
     await server.stop(0)
@@ -172,6 +233,8 @@ async def agents_main(args) -> None:
     from skerry.agent.enroll import make_csr
     from skerry.agent.stream import HubClient
     from skerry.core import logging as skerry_logging
+    from skerry.core.bundle import load_public_key, verify_signed_bundle
+    from skerry.core.errors import VerificationError
     from skerry.core.tls import TlsFiles
     from skerry.hub.enrollment.authority import AgentAuthority
 
@@ -190,14 +253,19 @@ async def agents_main(args) -> None:
             key.write_bytes(key_pem)
             crt.write_bytes(authority.sign_csr(csr, name).cert_pem)
         files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
-    state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, received at)
+    state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
     address = f"127.0.0.1:{args.port}"
+    hub_key = load_public_key(d / "hub" / "signing.key.pub")
+    trusted = {hub_key.keyid: hub_key}
+    refused: dict[str, int] = {}
 
+    import datetime as _dt
     import random
 
     async def agent(name: str) -> None:
         await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = HubClient(address, files[name], name, channel_options=[("grpc.use_local_subchannel_pool", 1)])
+        client = HubClient(address, files[name], name,
+                           channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
 
         def position():
             v = state.get(name)
@@ -205,7 +273,18 @@ async def agents_main(args) -> None:
 
         async for resp in client.watch(position=position):
             if resp.WhichOneof("event") == "bundle":
-                state[name] = (resp.bundle.version, resp.bundle.digest, time.time())
+                # What a real agent's Verifier does (statement signature, cluster, expiry, rollback, blob
+                # length and SHA-256, bundle parse), keeping its rollback state in memory, not in a file.
+                version, digest, _ = state.get(name, (0, "", 0.0))
+                try:
+                    v = verify_signed_bundle(
+                        bytes(resp.bundle.metadata), bytes(resp.bundle.bundle), cluster=name, trusted_keys=trusted,
+                        last_release=version, last_digest=digest, now=_dt.datetime.now(_dt.UTC),
+                    )
+                except VerificationError as e:
+                    refused[e.reason] = refused.get(e.reason, 0) + 1
+                    continue
+                state[name] = (v.release, v.digest, time.time())
 
     tasks = [asyncio.create_task(agent(n)) for n in names]  # noqa: F841 - kept alive
     loop = asyncio.get_running_loop()
@@ -224,8 +303,13 @@ async def agents_main(args) -> None:
             lat = sorted(t * 1000 - v for v, t in have) if floor else []
             sys.stdout.write(json.dumps({
                 "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
+                "cpu": sum(os.times()[:2]), "refused": refused,
                 "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
             }) + "\n")
+            sys.stdout.flush()
+        elif cmd == "profile":
+            _profile(arg, f"agents-{os.getpid()}")
+            sys.stdout.write(json.dumps({"event": "profiled"}) + "\n")
             sys.stdout.flush()
         elif cmd == "quit":
             break
@@ -285,6 +369,14 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
     p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this long")
     p.add_argument("--skip-restart", action="store_true")
+    p.add_argument("--restart-delay", type=float, default=0.0, help="seconds the killed hub stays down")
+    p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra gRPC server option for the hub (later options win), e.g. grpc.tsi.max_frame_size=16384")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="trace the hub's Python heap: Python bytes per stream (slows the hub down)")
+    p.add_argument("--agent-channel-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra gRPC channel option for every agent (later options win)")
+    p.add_argument("--profile", metavar="DIR", help="cProfile hub and agent processes over the first fan-out")
     p.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
     sub = p.add_subparsers(dest="role")
     h = sub.add_parser("_hub")
@@ -295,9 +387,12 @@ def main() -> int:
     h.add_argument("--clusters", type=int, required=True)
     h.add_argument("--kib", type=int, required=True)
     h.add_argument("--tag", required=True)
+    h.add_argument("--server-option", action="append", default=[])
+    h.add_argument("--tracemalloc", action="store_true")
     a.add_argument("--first", type=int, required=True)
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
+    a.add_argument("--channel-option", action="append", default=[])
     args = p.parse_args()
     if args.role == "_hub":
         asyncio.run(hub_main(args))
@@ -323,25 +418,33 @@ def orchestrate(args) -> int:
         port = free_port()
         me = [sys.executable, str(pathlib.Path(__file__).resolve())]
         hub_argv = [*me, "_hub", "--dir", tmp, "--port", str(port), "--clusters", str(n),
-                    "--kib", str(args.bundle_kib), "--tag", "v1"]
+                    "--kib", str(args.bundle_kib),
+                    *(x for o in args.server_option for x in ("--server-option", o)),
+                    *(["--tracemalloc"] if args.tracemalloc else []), "--tag", "v1"]
         t = time.time()
         hub = Proc(hub_argv)
         ready = hub.read()
         print(f"hub up with {n} signed bundles in {time.time() - t:.1f} s, RSS {ready['rss_kib'] / 1024:.0f} MiB")
         base = hub.ask("stats")
+        py_base = hub.ask("pyheap") if args.tracemalloc else None
         ramp = args.ramp if args.ramp is not None else n / 500
         share = -(-n // w)
         workers = [Proc([*me, "_agents", "--dir", tmp, "--port", str(port), "--first", str(i * share),
-                         "--count", str(min(share, n - i * share)), "--ramp", str(ramp)]) for i in range(w) if i * share < n]
+                         "--count", str(min(share, n - i * share)), "--ramp", str(ramp),
+                         *(x for o in args.agent_channel_option for x in ("--channel-option", o))]) for i in range(w) if i * share < n]
         try:
             for wk in workers:
                 wk.read()
             t_issue = time.time() - t
 
             def wait_streams(target: int, since: float, what: str) -> float:
+                marks, progress = [0.25, 0.5, 0.75, 0.9], []
                 while True:
                     st = hub.ask("stats")
+                    while marks and st["streams"] >= marks[0] * target:
+                        progress.append(f"{marks.pop(0):.0%} at {time.time() - since:.1f} s")
                     if st["streams"] >= target:
+                        print(f"  streams back after the kill: {', '.join(progress)}")
                         return time.time() - since
                     if time.time() - since > args.timeout:
                         raise SystemExit(f"{what}: only {st['streams']} of {target} streams after {args.timeout} s")
@@ -365,8 +468,15 @@ def orchestrate(args) -> int:
             time.sleep(2)
             full = hub.ask("stats")
             per = (full["rss_kib"] - base["rss_kib"]) / max(1, full["streams"])
+            if py_base is not None:
+                py = hub.ask("pyheap")
+                print(f"hub Python heap (tracemalloc): {(py['kib'] - py_base['kib']) / max(1, full['streams']):.1f} KiB "
+                      f"per stream; largest:\n  " + "\n  ".join(py["top"][:8]))
+            trimmed = hub.ask("trim")
+            per_trim = (trimmed["rss_kib"] - base["rss_kib"]) / max(1, full["streams"])
             print(f"hub memory: {full['rss_kib'] / 1024:.0f} MiB RSS with {full['streams']} streams, "
-                  f"{per:.1f} KiB per stream (RSS delta over the open streams; bundles excluded)")
+                  f"{per:.1f} KiB per stream (RSS delta over the open streams; the shared bundle excluded); "
+                  f"after malloc_trim(0) {per_trim:.1f} KiB (glibc returning freed handshake/transfer memory)")
             c0 = hub.ask("stats")
             time.sleep(args.idle)
             c1 = hub.ask("stats")
@@ -375,21 +485,35 @@ def orchestrate(args) -> int:
 
             def fanout(tag: str, label: str) -> None:
                 hub.ask(f"prepare {tag}")
+                before = [wk.ask("report 0")["cpu"] for wk in workers]
                 pub = hub.ask("publish")
                 reps = wait_all(pub["release_floor"], pub["t0"], label)
+                hub_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
+                agents_cpu = sum(r["cpu"] for r in reps) - sum(before)
                 last = max(r["max_recv"] for r in reps)
                 lat = [r["lat_ms"] for r in reps if r["lat_ms"]]
                 p50 = max(x[0] for x in lat)
                 p99 = max(x[1] for x in lat)
                 worst = max(x[2] for x in lat)
-                print(f"{label}: new {args.bundle_kib} KiB bundle to all {n}: {last - pub['t0']:.2f} s from the "
-                      f"start of publishing (signing {n} releases took {pub['t1'] - pub['t0']:.2f} s); per agent "
-                      f"from its own release p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms, {uptime()}")
+                refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
+                print(f"{label}: new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
+                      f"the start of publishing (one shared blob + {n} signed statements: {pub['signing']:.2f} s in "
+                      f"publish_shared, interleaved with sending over {pub['t1'] - pub['t0']:.2f} s); per agent from its own release p50 {p50:.0f} ms, p99 "
+                      f"{p99:.0f} ms, max {worst:.0f} ms; CPU: hub {hub_cpu:.2f} s, simulated agents "
+                      f"{agents_cpu:.2f} s (same 2 cores); refused {refused or 'none'}, {uptime()}")
 
+            if args.profile:
+                for proc in (hub, *workers):
+                    proc.ask(f"profile {args.profile}")
             fanout("v2", "fan-out")
+            if args.profile:
+                for proc in (hub, *workers):
+                    proc.ask(f"profile {args.profile}")
+                print(f"profiles of the first fan-out written to {args.profile}")
             if not args.skip_restart:
                 hub.kill()
                 t_kill = time.time()
+                time.sleep(args.restart_delay)  # a hub that takes longer to come back (reschedule, slow start)
                 hub_argv[-1] = "v2"  # the restarted hub rebuilds the same desired state
                 hub = Proc(hub_argv)
                 up = hub.read()

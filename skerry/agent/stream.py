@@ -42,6 +42,18 @@ log = structlog.get_logger("skerry.agent.stream")
 # still down cost it under 700 refused connections per second.
 RECONNECT_BASE_SECONDS = 0.5
 RECONNECT_CAP_SECONDS = 15.0
+# gRPC keeps its own connection backoff per channel (1 s x 1.6, +-20 % jitter, up to 120 s), and a
+# call on a channel in TRANSIENT_FAILURE fails at once: after our jittered sleep the watch hit the
+# old channel's backoff and slept again, so a restarted hub saw its fleet come back over ~2 caps
+# (bench/fleet.py: 2,000 agents, 31 s after the hub was up). So after a connection failure the
+# watch drops the channel and dials a fresh one (its own subchannel, no inherited backoff): our
+# full jitter alone spreads the reconnects over one cap. The channel's backoff still governs
+# status reports between watches; it is capped like ours.
+CHANNEL_BACKOFF_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", int(RECONNECT_CAP_SECONDS * 1000)),
+]
 # Largest bundle the agent assembles from chunks: bounds the memory a hostile or broken hub can
 # make it allocate (a real bundle is kilobytes to a few MiB).
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
@@ -83,7 +95,7 @@ class HubClient:
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = [*CHANNEL_OPTIONS, *(channel_options or [])]
+        self._options = [*CHANNEL_OPTIONS, *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
         self._rpc_timeout = rpc_timeout
@@ -128,6 +140,7 @@ class HubClient:
                 last_digest=digest,
                 accepts_chunks=True,
                 have_blob=self._blob_digest,
+                accepts_statements=True,
             )
             call = self._stub().WatchBundles(request)
             self._call = call
@@ -167,6 +180,8 @@ class HubClient:
             self.connected = False
             self.last_error = error
             self.reconnects += 1
+            if isinstance(error, Unavailable):
+                self._drop_channel()  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
             delay = self.backoff(attempt)
             attempt += 1
             log.warning(
@@ -225,6 +240,11 @@ class HubClient:
         if len(data) != size or _digest(data) != digest:
             raise InvalidInput(f"{self.peer} sent bundle bytes that do not match {digest}; discarded")
         return data
+
+    def _drop_channel(self) -> None:
+        channel, self._channel, self._stub_ = self._channel, None, None
+        if channel is not None:
+            asyncio.ensure_future(channel.close(grace=0))
 
     def reload_credentials(self, tls_files: TlsFiles | None = None) -> None:
         """Use the (renewed) certificate files from now on; the watch reconnects with them."""

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from securesystemslib.signer import Key
 
 from skerry.agent._files import atomic_write
-from skerry.core.bundle import VerifiedBundle, load_public_key, verify_signed_bundle
+from skerry.core.bundle import VerifiedBundle, envelope_expires, load_public_key, verify_signed_bundle
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, VerificationError
 
@@ -188,6 +188,4 @@ class Verifier:
 
 
 def _expires(metadata: bytes) -> _dt.datetime:
-    from tuf.api.metadata import Metadata, Targets
-
-    return Metadata[Targets].from_bytes(metadata).signed.expires
+    return envelope_expires(metadata)  # a TUF envelope or a release statement

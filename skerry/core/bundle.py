@@ -21,6 +21,26 @@ Verification order matters: size bounds, then signature threshold over the
 canonical ``signed`` part, then expiry, cluster, rollback, and only then the
 bundle bytes against the signed hash. Nothing is parsed from the bundle
 before its hash matched.
+
+Release statements (the Uptane shape, for content many clusters share)
+-----------------------------------------------------------------------
+When many clusters render to the same objects, the hub serves one *shared
+blob* (the bundle document with ``"cluster": ""``, hashed once, the same
+bytes for every cluster) and signs per cluster only a small *release
+statement* binding that cluster to the blob. Byte format (canonical JSON,
+``skerry.core.canonical``; ~400 bytes)::
+
+    {"signatures": [{"keyid": "<hex keyid>", "sig": "<hex Ed25519 signature>"}],
+     "signed": {"_type": "skerry.io/v1alpha1 ReleaseStatement",
+                "blob": "sha256:<hex of the blob bytes>", "cluster": "<name>",
+                "expires": "YYYY-MM-DDTHH:MM:SSZ", "length": <blob bytes>,
+                "release": <counter>, "revision": "<commit>"}}
+
+Each signature is over ``canonical_json(signed)`` with the hub's bundle
+signing keys (the same keys and threshold as the TUF envelope). An agent
+accepts a statement only if it names the agent's cluster; the blob must
+match ``length`` and ``blob`` and name either no cluster or the same one.
+``verify_signed_bundle`` takes either form (it looks at ``signed._type``).
 """
 
 from __future__ import annotations
@@ -185,6 +205,71 @@ def sign_bundle(
     return md.to_bytes(JSONSerializer(compact=True))
 
 
+STATEMENT_TYPE = "skerry.io/v1alpha1 ReleaseStatement"
+# Blobs shared by many clusters name no cluster: the signed statement does.
+SHARED_CLUSTER = ""
+# Signatures one statement may carry: a threshold of a few hub keys, never more.
+MAX_STATEMENT_SIGNATURES = 16
+
+
+def _rfc3339(when: _dt.datetime) -> str:
+    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign_statement(
+    *,
+    cluster: str,
+    release: int,
+    blob_digest: str,
+    length: int,
+    revision: str,
+    expires: _dt.datetime,
+    signers: Sequence[Signer],
+) -> bytes:
+    """A release statement binding ``cluster`` to the blob ``blob_digest`` (format: module docstring)."""
+    signed = {
+        "_type": STATEMENT_TYPE,
+        "blob": blob_digest,
+        "cluster": cluster,
+        "expires": _rfc3339(expires),
+        "length": length,
+        "release": release,
+        "revision": revision,
+    }
+    payload = canonical_json(signed)
+    sigs = [{"keyid": sig.keyid, "sig": sig.signature} for sig in (s.sign(payload) for s in signers)]
+    return canonical_json({"signatures": sigs, "signed": signed})
+
+
+def _parse_statement(metadata: bytes) -> dict | None:
+    """The statement document if ``metadata`` is one, None if it is (probably) TUF metadata."""
+    try:
+        doc = json.loads(metadata)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("signed"), dict) and doc["signed"].get("_type") == STATEMENT_TYPE:
+        return doc
+    return None
+
+
+def envelope_expires(metadata: bytes) -> _dt.datetime:
+    """``expires`` of a TUF envelope or a release statement (unverified: for reverify's expiry window)."""
+    doc = _parse_statement(metadata)
+    if doc is not None:
+        return _parse_expires(doc["signed"].get("expires"))
+    return Metadata[Targets].from_bytes(metadata).signed.expires
+
+
+def _parse_expires(value: object) -> _dt.datetime:
+    text = str(value)
+    try:
+        if len(text) != 20 or not text.endswith("Z"):
+            raise ValueError(text)
+        return _dt.datetime.fromisoformat(text)  # 3.11 reads the Z; ~50x faster than strptime
+    except ValueError as e:
+        raise VerificationError(f"statement expires {value!r} is not YYYY-MM-DDTHH:MM:SSZ", reason="MalformedMetadata") from e
+
+
 @dataclasses.dataclass(frozen=True)
 class VerifiedBundle:
     """A bundle whose envelope verified; the only form the agent applies."""
@@ -212,6 +297,12 @@ def verify_signed_bundle(
         raise VerificationError(f"metadata is {len(metadata)} bytes, over {MAX_METADATA_BYTES}", reason="EndlessData")
     if len(bundle_bytes) > MAX_BUNDLE_BYTES:
         raise VerificationError(f"bundle is {len(bundle_bytes)} bytes, over {MAX_BUNDLE_BYTES}", reason="EndlessData")
+    statement = _parse_statement(metadata)
+    if statement is not None:
+        return _verify_statement(
+            statement, metadata, bundle_bytes, cluster=cluster, trusted_keys=trusted_keys, threshold=threshold,
+            last_release=last_release, last_digest=last_digest, now=now,
+        )
     try:
         md = Metadata[Targets].from_bytes(metadata)
     except (DeserializationError, ValueError, TypeError, KeyError) as e:
@@ -268,3 +359,76 @@ def verify_signed_bundle(
     if bundle.cluster != cluster:
         raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
     return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=expires, metadata=metadata, raw=bundle_bytes)
+
+
+def _verify_statement(
+    doc: dict,
+    metadata: bytes,
+    blob: bytes,
+    *,
+    cluster: str,
+    trusted_keys: Mapping[str, Key],
+    threshold: int,
+    last_release: int,
+    last_digest: str,
+    now: _dt.datetime,
+) -> VerifiedBundle:
+    """Same order as the TUF envelope: signatures, expiry, cluster, rollback, then the blob's hash."""
+    from securesystemslib.signer import Signature
+
+    signed, sigs = doc["signed"], doc.get("signatures")
+    if not isinstance(sigs, list) or len(sigs) > MAX_STATEMENT_SIGNATURES:
+        raise VerificationError(
+            f"release statement needs a list of at most {MAX_STATEMENT_SIGNATURES} signatures", reason="MalformedMetadata"
+        )
+    payload = canonical_json(signed)
+    good: set[str] = set()
+    for entry in sigs:
+        if not isinstance(entry, dict):
+            continue
+        keyid, sig = entry.get("keyid"), entry.get("sig")
+        key = trusted_keys.get(keyid) if isinstance(keyid, str) else None
+        if key is None or not isinstance(sig, str) or keyid in good:
+            continue
+        try:
+            key.verify_signature(Signature(keyid, sig), payload)
+        except Exception:  # noqa: BLE001 - any failure is a bad signature
+            continue
+        good.add(keyid)
+    if len(good) < threshold:
+        raise VerificationError(
+            f"release statement has {len(good)} valid signature(s) from trusted keys, needs {threshold}",
+            reason="BadSignature",
+        )
+    expires = _parse_expires(signed.get("expires"))
+    if now >= expires:
+        raise VerificationError(f"release statement expired at {expires.isoformat()}", reason="Expired")
+    if signed.get("cluster") != cluster:
+        raise VerificationError(
+            f"release statement is for cluster {signed.get('cluster')!r}, this agent is {cluster!r}", reason="WrongCluster"
+        )
+    release, length, want = signed.get("release"), signed.get("length"), signed.get("blob")
+    if not isinstance(release, int) or isinstance(release, bool) or release < 1:
+        raise VerificationError(f"release statement has no valid release counter ({release!r})", reason="MalformedMetadata")
+    if not isinstance(length, int) or not isinstance(want, str):
+        raise VerificationError("release statement lacks the blob length or digest", reason="MalformedMetadata")
+    digest = sha256_digest(blob)
+    if release < last_release:
+        raise VerificationError(
+            f"bundle release {release} is older than the applied release {last_release}", reason="Rollback"
+        )
+    if release == last_release and last_digest and digest != last_digest:
+        raise VerificationError(f"release {release} already applied with another digest", reason="MixAndMatch")
+    if len(blob) != length or digest != want:
+        raise VerificationError(
+            f"bundle bytes ({len(blob)} bytes, {digest}) do not match the statement ({length} bytes, {want})",
+            reason="HashMismatch",
+        )
+    try:
+        bundle = Bundle.decode(blob)
+    except InvalidInput as e:
+        raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
+    if bundle.cluster not in (SHARED_CLUSTER, cluster):
+        raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
+    bundle = dataclasses.replace(bundle, cluster=cluster)
+    return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=expires, metadata=metadata, raw=blob)

@@ -54,9 +54,13 @@ MAX_CONNECTION_IDLE_MS = 5 * 60 * 1000
 # handshake; the backlog costs a few hundred bytes per call and is bounded by MAX_CONCURRENT_RPCS.
 MAX_PENDING_CALLS = 20_000
 MAX_PENDING_CALLS_HARD = MAX_CONCURRENT_RPCS
-# TLS record size gRPC's frame protector buffers per connection (default 16 KiB): agents get
-# bundles in 1 MiB chunks either way, and 4 KiB records save ~6 KiB of hub memory per agent.
-TLS_MAX_FRAME_BYTES = 4096
+# TLS record size gRPC's frame protector buffers per connection (default 16 KiB). 1 KiB is the
+# lower bound gRPC accepts (TSI_SSL_MAX_PROTECTED_FRAME_SIZE_LOWER_BOUND) and saves ~7.5 KiB of hub
+# memory per agent connection; bench/fleet.py measured no fan-out cost (1000 agents, 100 KiB bundle:
+# 0.88 s at 1 KiB vs 1.01 s at 16 KiB). What each gRPC knob buys per connection is measured by
+# bench/grpc_memory.py: the rest of a TLS connection's ~49 KiB is BoringSSL's BIO pair (2 x 17 KiB,
+# sizes hard-coded in gRPC, no option) and is not tunable from here.
+TLS_MAX_FRAME_BYTES = 1024
 # Per-identity request rate (token bucket): an agent makes a handful of calls
 # per reconcile; 5/s sustained with bursts of 20 lets every legitimate pattern
 # through and stops one broken or hostile client from starving the other 9,999.
@@ -248,6 +252,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     if inspect.isasyncgen(result):
                         async for item in result:
                             yield item
+                            # an idle watch waits here for its next event: do not pin the last message
+                            del item
                     else:
                         await result
                 except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -256,9 +262,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     await fail(context, exc)
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+                unary_stream, handler.request_deserializer, _passthrough(handler.response_serializer)
             )
         return handler
+
+
+def _passthrough(serializer):
+    """A response serializer that sends ``bytes`` as they are: messages serialised once for many streams."""
+    if serializer is None:
+        return None
+
+    def serialize(message):
+        return message if type(message) is bytes else serializer(message)
+
+    return serialize
 
 
 class GrpcServer:

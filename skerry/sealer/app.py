@@ -84,7 +84,15 @@ class SealerApp:
                 "set SKERRY_SEALER_HUB_KEYS to unseal only what each cluster's signed bundle contains"
             )
         ops = self._ops = SealerOps(self.config, self.registry)  # metrics (skerry/sealer/metrics.py)
-        servicer = SealerServicer(self.registry, ops.gate(self.gate))
+        revocations = None
+        if self.config.revocations is not None:
+            from skerry.core.revocation import RevocationList
+
+            revocations = RevocationList(self.config.revocations)
+            if not self.config.revocations.exists():
+                log.warning("revocation list does not exist (yet): no certificate is revoked",
+                            path=str(self.config.revocations))
+        servicer = SealerServicer(self.registry, ops.gate(self.gate), revocations=revocations)
         self._server = GrpcServer(
             self.config.listen,
             credentials,

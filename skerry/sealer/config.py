@@ -32,6 +32,8 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_RATE_BURST     decryptions an agent may spend at once   2000
     SKERRY_SEALER_CERT_LISTEN    host:port of a plain-HTTP endpoint serving only the public
                                  certificate at /v1/cert.pem[?domain=D] (kubeseal --cert URL); off by default
+    SKERRY_SEALER_REVOCATIONS    the hub's <state>/enrollment/revocations.json (shared or synced):
+                                 revoked agent certificates are refused on every RPC
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class SealerConfig:
     rate_per_second: float = 50.0
     rate_burst: float = 2000.0
     cert_listen: str | None = None
+    # The hub's revocations.json (<hub state>/enrollment/), shared or synced: revoked agent
+    # certificates are refused on every RPC. None: the sealer knows no revocations.
+    revocations: pathlib.Path | None = None
 
     @property
     def tuf_state_dir(self) -> pathlib.Path:
@@ -136,6 +141,8 @@ class SealerConfig:
 def _coerce(name: str, value: object) -> object:
     if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file",
                 "trust_root", "trust_state_dir"):
+        return pathlib.Path(value)  # type: ignore[arg-type]
+    if name == "revocations":
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "hub_keys":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]

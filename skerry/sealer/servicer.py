@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
+from skerry.core.revocation import RevocationList
 from skerry.core.tls import peer_identity
 from skerry.sealer.authz import UnsealAttempt, UnsealGate
 from skerry.sealer.keys import KeyRegistry
@@ -28,9 +29,19 @@ def _attempt(request) -> UnsealAttempt:
 
 
 class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
-    def __init__(self, registry: KeyRegistry, gate: UnsealGate | None = None):
+    def __init__(
+        self, registry: KeyRegistry, gate: UnsealGate | None = None, *, revocations: RevocationList | None = None
+    ):
         self._registry = registry
         self._gate = gate or UnsealGate(registry)
+        self._revocations = revocations
+
+    def _caller(self, context):
+        """The verified caller; ``PermissionDenied`` naming the certificate if the hub revoked it."""
+        identity = peer_identity(context)
+        if self._revocations is not None:
+            self._revocations.check_certificate(context.auth_context()["x509_pem_cert"][0])
+        return identity
 
     async def GetCertificate(
         self, request: sealer_pb2.GetCertificateRequest, context
@@ -41,14 +52,14 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
         )
 
     async def Unseal(self, request: sealer_pb2.UnsealRequest, context) -> sealer_pb2.UnsealResponse:
-        identity = peer_identity(context)
+        identity = self._caller(context)
         data = await asyncio.to_thread(self._gate.unseal, identity, _attempt(request))
         return sealer_pb2.UnsealResponse(data=data)
 
     async def UnsealBundle(
         self, request: sealer_pb2.UnsealBundleRequest, context
     ) -> sealer_pb2.UnsealBundleResponse:
-        identity = peer_identity(context)
+        identity = self._caller(context)
         release, results = await asyncio.to_thread(
             self._gate.unseal_bundle, identity, request.metadata, request.bundle, domain=request.domain
         )
@@ -63,6 +74,6 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
         return sealer_pb2.UnsealBundleResponse(secrets=out, release=release)
 
     async def ReEncrypt(self, request: sealer_pb2.ReEncryptRequest, context) -> sealer_pb2.ReEncryptResponse:
-        identity = peer_identity(context)
+        identity = self._caller(context)
         items, key_id, domain = await asyncio.to_thread(self._gate.re_encrypt, identity, _attempt(request))
         return sealer_pb2.ReEncryptResponse(encrypted_data=items, key_id=key_id, domain=domain)

@@ -324,3 +324,24 @@ def test_build_revision_for_one_cluster_renders_only_its_paths(fleet_repo, tmp_p
     built = outcome.bundles["oslo-prod"]
     assert built.data == built.bundle.encode() == Bundle.decode(built.data).encode()
     assert built.content == content_digest(built.bundle)
+
+
+async def test_clusters_built_from_the_same_inputs_share_one_blob_each_with_its_own_statement(syncer, signer):
+    from skerry.core.bundle import SHARED_CLUSTER, verify_signed_bundle
+    from skerry.core.errors import VerificationError
+
+    await syncer.sync_once()
+    dev = [syncer.store.current(c) for c in ("oslo-dev", "bergen-dev")]
+    prod = syncer.store.current("oslo-prod")
+    assert dev[0].shared is not None and dev[0].shared is dev[1].shared and dev[0].bundle is dev[1].bundle
+    assert doc(dev[0])["cluster"] == SHARED_CLUSTER and dev[0].metadata != dev[1].metadata
+    assert prod.shared is None and doc(prod)["cluster"] == "oslo-prod"  # its inputs are its own
+    keys = {signer.public_key.keyid: signer.public_key}
+    for signed in (*dev, prod):
+        verified = verify_signed_bundle(signed.metadata, signed.bundle, cluster=signed.cluster, trusted_keys=keys,
+                                        now=signed.signed_at)
+        assert verified.bundle.cluster == signed.cluster and verified.release == signed.release
+    with pytest.raises(VerificationError) as e:  # oslo-dev's statement does not let bergen-dev apply
+        verify_signed_bundle(dev[0].metadata, dev[0].bundle, cluster="bergen-dev", trusted_keys=keys,
+                             now=dev[0].signed_at)
+    assert e.value.reason == "WrongCluster"

@@ -27,6 +27,18 @@ for every commit: a commit that does not change what a cluster renders
 gives that cluster no new release, and its agent nothing to re-apply. Its
 served bundle keeps naming the commit at which its content last changed.
 
+Shared blobs (``publish_shared``)
+--------------------------------
+When many clusters render to the same objects, the bundle is published once
+as a ``SharedBlob`` (the document with no cluster name: encoded and hashed
+once, one ``bytes`` object referenced by every cluster's release) and each
+cluster gets only a signed *release statement* (``skerry.core.bundle``:
+cluster, blob digest, length, release counter, ~400 bytes, one Ed25519
+signature). 10,000 clusters then cost 10,000 small signatures instead of
+10,000 encodings, hashes and TUF envelopes of the whole bundle. Agents that
+do not announce statement support get a per-cluster TUF envelope, made on
+first demand (``legacy_envelope``) and kept for that release only.
+
 Watchers
 --------
 ``watch(cluster)`` is an async iterator of ``SignedBundle`` and
@@ -51,7 +63,7 @@ from typing import Protocol
 import structlog
 from securesystemslib.signer import Signer
 
-from skerry.core.bundle import Bundle, sign_bundle
+from skerry.core.bundle import SHARED_CLUSTER, Bundle, sign_bundle, sign_statement
 from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
@@ -77,6 +89,23 @@ class SignedBundle:
     objects: int
     expires: _dt.datetime
     signed_at: _dt.datetime
+    # Set when ``bundle`` is a blob shared by many clusters and ``metadata`` a release statement.
+    shared: SharedBlob | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SharedBlob:
+    """Bundle bytes that many clusters receive as they are: encoded and hashed once, never copied.
+
+    ``wire`` caches what the transport makes of the bytes (serialised chunk messages), built once
+    per blob and sent by reference on every stream.
+    """
+
+    bundle: Bundle  # cluster == SHARED_CLUSTER
+    data: bytes
+    digest: str
+    content_digest: str
+    wire: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +179,8 @@ class HubStore:
         self._clusters: dict[str, _Cluster] = {}
         # Highest release per cluster ever made by this process (kept when a cluster is removed).
         self._last_release: dict[str, int] = {}
+        # cluster -> TUF envelope of its current shared release, for agents without statements.
+        self._legacy: dict[str, SignedBundle] = {}
 
     # --- clusters -----------------------------------------------------------------------------
 
@@ -164,6 +195,7 @@ class HubStore:
         removed = sorted(set(self._clusters) - wanted)
         for name in removed:
             state = self._clusters.pop(name)
+            self._legacy.pop(name, None)
             state.removed = True
             state.notify()
         return removed
@@ -253,9 +285,22 @@ class HubStore:
         paths: tuple[str, ...],
         objects: int,
         now: _dt.datetime,
+        shared: SharedBlob | None = None,
     ) -> SignedBundle:
         release = self._next_release(cluster, now)
         expires = (now + self._expiry).replace(microsecond=0)
+        if shared is not None:
+            statement = sign_statement(
+                cluster=cluster, release=release, blob_digest=shared.digest, length=len(shared.data),
+                revision=revision, expires=expires, signers=self._signers,
+            )
+            self._last_release[cluster] = release
+            self._legacy.pop(cluster, None)
+            return SignedBundle(
+                cluster=cluster, release=release, digest=shared.digest, content_digest=shared.content_digest,
+                metadata=statement, bundle=shared.data, revision=revision, paths=paths, objects=objects,
+                expires=expires, signed_at=now, shared=shared,
+            )
         if self._director is not None:
             env = self._environment_of(cluster)
             directed = self._director.direct(cluster, env, data, revision=revision, release=release)
@@ -270,6 +315,7 @@ class HubStore:
                 data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers
             )
         self._last_release[cluster] = release
+        self._legacy.pop(cluster, None)
         return SignedBundle(
             cluster=cluster,
             release=release,
@@ -283,6 +329,65 @@ class HubStore:
             expires=expires,
             signed_at=now,
         )
+
+    @property
+    def shares_blobs(self) -> bool:
+        """Whether ``publish_shared`` works here: bundle signers, no director (TUF mode signs per cluster)."""
+        return self._director is None and bool(self._signers)
+
+    def publish_shared(
+        self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
+    ) -> list[str]:
+        """Make one shared blob the current bundle of every cluster in ``clusters``; returns the released ones.
+
+        ``bundle.cluster`` must be ``SHARED_CLUSTER`` (the statement names the cluster). Clusters whose
+        current release already has this content keep it. Needs bundle signers (not a director).
+        """
+        if bundle.cluster != SHARED_CLUSTER:
+            raise ValueError(f"a shared bundle names no cluster, not {bundle.cluster!r}")
+        if self._director is not None or not self._signers:
+            raise ValueError("shared blobs are signed with release statements: the store needs bundle signers")
+        data = bundle.encode() if encoded is None else encoded
+        content = content_digest(bundle) if content is None else content
+        blob = SharedBlob(bundle=bundle, data=data, digest=sha256_digest(data), content_digest=content)
+        now = self._clock.now()
+        released = []
+        for cluster in clusters:
+            state = self._clusters.get(cluster)
+            if state is None:
+                state = self._clusters[cluster] = _Cluster()
+            state.error = None
+            current = state.current
+            if current is not None and current.content_digest == content and not self._needs_refresh(current, now):
+                continue
+            state.current = self._sign(
+                cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now, shared=blob
+            )
+            self._pending.pop(cluster, None)
+            state.notify()
+            released.append(cluster)
+        log.info("shared bundle released", clusters=len(released), digest=blob.digest, revision=bundle.revision)
+        return released
+
+    def legacy_envelope(self, signed: SignedBundle) -> SignedBundle:
+        """``signed`` as an agent without statement support verifies it: its own bytes in a TUF envelope.
+
+        Made on first demand per cluster and release (the same release counter, so agents that switch
+        between forms see one release), then kept until the cluster's next release.
+        """
+        if signed.shared is None:
+            return signed
+        cached = self._legacy.get(signed.cluster)
+        if cached is not None and cached.release == signed.release:
+            return cached
+        data = dataclasses.replace(signed.shared.bundle, cluster=signed.cluster).encode()
+        metadata = sign_bundle(
+            data, cluster=signed.cluster, release=signed.release, revision=signed.revision,
+            expires=signed.expires, signers=self._signers,
+        )
+        legacy = dataclasses.replace(signed, digest=sha256_digest(data), metadata=metadata, bundle=data, shared=None)
+        self._legacy[signed.cluster] = legacy
+        return legacy
 
     def pending(self, cluster: str) -> tuple[Bundle, bytes, str] | None:
         """The rendered bundle of ``cluster`` that awaits release signatures, if any."""
@@ -306,7 +411,8 @@ class HubStore:
             cur = state.current
             if cur is not None and self._needs_refresh(cur, now):
                 state.current = self._sign(
-                    cluster, cur.bundle, cur.content_digest, cur.revision, cur.paths, cur.objects, now
+                    cluster, cur.bundle, cur.content_digest, cur.revision, cur.paths, cur.objects, now,
+                    shared=cur.shared,
                 )
                 state.notify()
                 refreshed.append(cluster)

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from skerry.core.errors import InvalidInput, PermissionDenied
+from skerry.core.revocation import CLOCK_SKEW as _CLOCK_SKEW
 from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
 from skerry.hub.enrollment.tokens import _atomic_write
 
@@ -35,8 +36,9 @@ from skerry.hub.enrollment.tokens import _atomic_write
 DEFAULT_CERT_LIFETIME = _dt.timedelta(hours=24)
 # Upper bound an operator may configure: "short-lived" stays short.
 MAX_CERT_LIFETIME = _dt.timedelta(days=7)
-# Tolerated clock difference between hub and agents: certificates start this early.
-CLOCK_SKEW = _dt.timedelta(minutes=5)
+# Tolerated clock difference between hub and agents: certificates start this early (defined with
+# the revocation reader, whose cluster-wide revocations must allow for the same backdating).
+CLOCK_SKEW = _CLOCK_SKEW
 # A P-256 CSR is ~400 bytes; refuse anything that could make parsing expensive.
 MAX_CSR_BYTES = 8 * 1024
 CA_NAME = AGENT_CA_NAME

@@ -19,51 +19,24 @@ that expire within a week (a day by default).
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
 import pathlib
 import time
 from collections.abc import Callable
 
-from skerry.core.errors import ConfigError, PermissionDenied
-from skerry.hub.enrollment.authority import CLOCK_SKEW, MAX_CERT_LIFETIME
+from skerry.core.errors import ConfigError
+from skerry.core.revocation import CLOCK_SKEW, FILE_NAME, RELOAD_SECONDS, RevocationList
+from skerry.hub.enrollment.authority import MAX_CERT_LIFETIME
 from skerry.hub.enrollment.tokens import _atomic_write
 
-# How quickly a running hub sees `skerry cluster revoke` (one stat() per period).
-RELOAD_SECONDS = 1.0
-FILE_NAME = "revocations.json"
+__all__ = ["FILE_NAME", "RELOAD_SECONDS", "Revocations"]
 
 
-class Revocations:
+class Revocations(RevocationList):
+    """The hub's side: reading (``skerry.core.revocation``, shared with the sealer) plus writing."""
+
     def __init__(self, directory: pathlib.Path, *, now: Callable[[], float] = time.time):
-        self._path = pathlib.Path(directory) / FILE_NAME
-        self._now = now
-        self.clusters: dict[str, float] = {}
-        self.fingerprints: dict[str, float] = {}
-        self._stamp: tuple[int, int] | None = None
-        self.reload()
-
-    def reload(self) -> bool:
-        """Re-read the file if it changed; True if it did."""
-        try:
-            st = os.stat(self._path)
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        if stamp is None:
-            self.clusters, self.fingerprints = {}, {}
-            return True
-        try:
-            doc = json.loads(self._path.read_bytes())
-            self.clusters = {str(k): float(v) for k, v in doc.get("clusters", {}).items()}
-            self.fingerprints = {str(k).lower(): float(v) for k, v in doc.get("fingerprints", {}).items()}
-        except (ValueError, AttributeError, TypeError) as e:
-            raise ConfigError(f"{self._path} is corrupt: {e}") from e
-        return True
+        super().__init__(pathlib.Path(directory) / FILE_NAME, now=now)
 
     def _write(self) -> None:
         horizon = self._now() - MAX_CERT_LIFETIME.total_seconds() - CLOCK_SKEW.total_seconds()
@@ -88,14 +61,3 @@ class Revocations:
         self.reload()
         self.fingerprints[fp] = float(int(self._now()))
         self._write()
-
-    def check(self, cluster: str, fingerprint: str, not_before: _dt.datetime) -> None:
-        """Raise ``PermissionDenied`` if this certificate is revoked."""
-        if fingerprint in self.fingerprints:
-            raise PermissionDenied(f"certificate {fingerprint[:16]}… of cluster {cluster!r} is revoked")
-        at = self.clusters.get(cluster)
-        if at is not None and (not_before + CLOCK_SKEW).timestamp() <= at:
-            raise PermissionDenied(
-                f"certificates of cluster {cluster!r} issued before "
-                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} are revoked; re-enroll with a new token"
-            )
