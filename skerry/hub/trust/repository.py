@@ -148,6 +148,7 @@ class TrustRepository:
         self._clock = clock or SystemClock()
         self.expiry = {**DEFAULT_EXPIRY, **(expiry or {})}
         self.md: dict[str, Metadata] = {}
+        self._raw: dict[str, bytes] = {}  # the bytes served for each role's current version (snapshot hashes them)
         self._pending: dict[str, Metadata] = {}
         self._listeners: list[Callable[[str], None]] = []
         self.load()
@@ -190,13 +191,16 @@ class TrustRepository:
             if cur is not None and cur.signed.version >= version:
                 continue
             try:
-                self.md[role] = Metadata.from_bytes(path.read_bytes())
+                raw = path.read_bytes()
+                self.md[role] = Metadata.from_bytes(raw)
             except (OSError, DeserializationError) as e:
                 raise ConfigError(f"cannot read {path}: {e}") from e
+            self._raw[role] = raw
             changed = True
         ts = self.metadata_dir / "timestamp.json"
         if ts.exists() and "timestamp" not in self.md:
-            self.md["timestamp"] = Metadata.from_bytes(ts.read_bytes())
+            self._raw["timestamp"] = ts.read_bytes()
+            self.md["timestamp"] = Metadata.from_bytes(self._raw["timestamp"])
         for role in ("root", "targets"):
             if role not in self.md:
                 raise ConfigError(f"trust directory {self.directory} has no {role} metadata")
@@ -304,6 +308,17 @@ class TrustRepository:
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
         _atomic_write(self.metadata_dir / name, data)
         self.md[role] = md
+        self._raw[role] = data
+
+    def _meta_file(self, role: str) -> MetaFile:
+        """Version, length and SHA-256 of ``role``'s current file, as snapshot/timestamp list it.
+
+        With length and hash listed, a client rejects a stale or swapped file by
+        its hash before parsing it or checking any signature (python-tuf checks
+        ``verify_length_and_hashes`` first, for cached files too).
+        """
+        raw = self._raw[role]
+        return MetaFile(version=self.md[role].signed.version, length=len(raw), hashes={"sha256": sha256_hex(raw)})
 
     def _sign_online(self, role: str, md: Metadata) -> None:
         kind = "director" if role.startswith(trust.CLUSTER_PREFIX) else role
@@ -324,11 +339,7 @@ class TrustRepository:
         snap_md = self.md.get("snapshot")
         if snap_md is None:
             snap_md = Metadata(Snapshot(version=1, meta={}))
-        meta = {
-            f"{role}.json": MetaFile(version=md.signed.version)
-            for role, md in self.md.items()
-            if role not in ("root", "snapshot", "timestamp")
-        }
+        meta = {f"{role}.json": self._meta_file(role) for role in self.md if role not in ("root", "snapshot", "timestamp")}
         if any(True for _ in changed) or snap_md.signed.meta != meta or "snapshot" not in self.md:
             snap_md.signed.meta = meta
             self._bump("snapshot", snap_md)
@@ -338,7 +349,7 @@ class TrustRepository:
 
     def _new_timestamp(self) -> None:
         ts_md = self.md.get("timestamp") or Metadata(Timestamp(version=1))
-        ts_md.signed.snapshot_meta = MetaFile(version=self.md["snapshot"].signed.version)
+        ts_md.signed.snapshot_meta = self._meta_file("snapshot")
         self._bump("timestamp", ts_md)
         self._sign_online("timestamp", ts_md)
         self._write("timestamp", ts_md)
