@@ -42,9 +42,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from securesystemslib.signer import SSlibKey  # noqa: E402
 from tuf.api import exceptions as tuf_errors  # noqa: E402
-from tuf.ngclient import FetcherInterface  # noqa: E402
 
-from skerry.agent.tuf_client import TufVerifier  # noqa: E402
+from skerry.agent.tuf_client import InMemoryFetcher, TufVerifier  # noqa: E402
 from skerry.core import logging as skerry_logging  # noqa: E402
 from skerry.core.bundle import Bundle  # noqa: E402
 from skerry.core.errors import NotFound  # noqa: E402
@@ -53,7 +52,9 @@ from skerry.hub.trust import keys as keyfiles  # noqa: E402
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository  # noqa: E402
 
 
-class LocalFetcher(FetcherInterface):
+class LocalFetcher(InMemoryFetcher):
+    """The hub's repository files in-process (what GrpcFetcher gets over gRPC, without the transport)."""
+
     def __init__(self, repo: TrustRepository):
         self.repo = repo
         self.last_path = ""

@@ -54,7 +54,28 @@ FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes 
 URL_PREFIX = "skerry:/"
 
 
-class GrpcFetcher(FetcherInterface):
+class InMemoryFetcher(FetcherInterface):
+    """A fetcher that gathers a download in memory instead of python-tuf's default temporary file.
+
+    ``download_bytes`` is a public ``FetcherInterface`` method (the Updater
+    calls it for every metadata file); this keeps its contract — the same
+    ``max_length`` cap, ``DownloadLengthMismatchError`` as soon as it is
+    crossed — without a temporary file on disk per fetch. Everything the
+    agent downloads is capped far below memory limits (``skerry.core.trust``).
+    """
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        chunks, received = [], 0
+        for chunk in self.fetch(url):
+            received += len(chunk)
+            if received > max_length:
+                raise tuf_errors.DownloadLengthMismatchError(
+                    f"Downloaded {received} bytes exceeding the maximum allowed length of {max_length}")
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class GrpcFetcher(InMemoryFetcher):
     """python-tuf fetcher over ``TrustService.Fetch`` (blocking; one channel per fetcher)."""
 
     def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
