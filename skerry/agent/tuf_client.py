@@ -336,7 +336,8 @@ class TufVerifier:
             raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
         provenance = self._provenance(env, image, release, digest, bundle, trusted)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
-        atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data)
+        # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
+        atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
         self._save(TrustState(release, digest, horizon.isoformat(), timestamp))
         return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=horizon, metadata=data, raw=raw)
 

@@ -13,7 +13,7 @@ an Uptane-style split between two delegated roles of the top-level
 
 Target paths (content-addressed; no hash prefix is added on download)::
 
-    releases/<env>/<cluster>/<sha256 hex>.json   custom: {cluster, environment, revision, source, render}
+    releases/<env>/<cluster>/<sha256 hex>.json   custom: {cluster, environment, revision}
     clusters/<cluster>/bundle.json               custom: {release, image, environment, revision}
 
 An agent applies a bundle only when its ``cluster-<name>`` target (director)

@@ -424,9 +424,14 @@ class TrustRepository:
 
     # --- the release side -----------------------------------------------------------------
 
-    def release_proposal(self, env: str, cluster: str, data: bytes, revision: str, *, source: Mapping | None = None,
-                         render: Mapping | None = None) -> Metadata:
-        """The next version of ``release-<env>`` with this bundle added: what CI signers sign."""
+    def release_proposal(self, env: str, cluster: str, data: bytes, revision: str) -> Metadata:
+        """The next version of ``release-<env>`` with this bundle added: what CI signers sign.
+
+        A target carries only what the agent checks (cluster, environment) and
+        the commit: the source URL, paths and render engine are inside the
+        bundle document its SHA-256 binds, and every field here is parsed and
+        canonically encoded twice per refresh by every agent of the environment.
+        """
         role = trust.release_role(env)
         if role not in (self.targets.delegations.roles or {}):
             raise NotFound(f"environment {env!r} has no release role; add it with `skerry keys add --env {env}`")
@@ -437,10 +442,7 @@ class TrustRepository:
         current = self.md.get(role)
         signed = Targets.from_dict(json.loads(json.dumps(current.signed.to_dict()))) if current else Targets(version=0)
         target = TargetFile.from_data(path, data, ["sha256"])
-        target.unrecognized_fields["custom"] = {
-            "cluster": cluster, "environment": env, "revision": revision,
-            "source": dict(source or {}), "render": dict(render or {}),
-        }
+        target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
         signed.targets[path] = target
         mine = sorted(p for p in signed.targets if p.startswith(f"releases/{env}/{cluster}/"))
         for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
@@ -451,12 +453,7 @@ class TrustRepository:
         return Metadata(signed)
 
     def _auto_release(self, env: str, cluster: str, data: bytes, revision: str) -> None:
-        from skerry.core.bundle import Bundle
-
-        bundle = Bundle.decode(data)
-        md = self.release_proposal(env, cluster, data, revision,
-                                   source={"url": bundle.source_url, "paths": list(bundle.paths)},
-                                   render={"engine": bundle.engine, "version": bundle.engine_version})
+        md = self.release_proposal(env, cluster, data, revision)
         for signer in self._release_signers[trust.release_role(env)]:
             md.sign(signer, append=True)
         self.submit_release(trust.release_role(env), md.to_bytes(_SERIALIZER))
