@@ -43,20 +43,6 @@ def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600, *, durable:
         fsync_dir(path.parent)
 
 
-def fsync_file(path: pathlib.Path) -> None:
-    """Flush a file someone else wrote (e.g. by rename, without fsync) to stable storage."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def fsync_dir(directory: pathlib.Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -40,7 +40,7 @@ import grpc
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from skerry.agent._files import atomic_write, ensure_dir, fsync_dir, fsync_file
+from skerry.agent._files import atomic_write, ensure_dir, fsync_dir
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
 from skerry.core.bundle import Bundle, VerifiedBundle
@@ -122,6 +122,13 @@ def _read_json(path: pathlib.Path) -> dict | None:
         return None
 
 
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _expires(doc: dict) -> _dt.datetime:
     """``signed.expires`` of a TUF metadata document (RFC 3339, ``Z``), timezone-aware."""
     return _dt.datetime.fromisoformat(doc["signed"]["expires"].replace("Z", "+00:00"))
@@ -193,6 +200,7 @@ class TufVerifier:
             except OSError as e:
                 raise ConfigError(f"cannot read the trust root {trust_root}: {e.strerror}") from e
         self._state = self._load()
+        self._synced: dict[str, str] = {}  # role -> SHA-256 of its metadata file as last fsynced
 
     # the Verifier interface the app uses ----------------------------------------------------
 
@@ -266,7 +274,6 @@ class TufVerifier:
     def _update(self, fetcher) -> VerifiedBundle | None:
         if self._unchanged(fetcher):
             return None
-        before = self._files_identity()
         updater = Updater(
             metadata_dir=str(self.metadata_dir),
             metadata_base_url=f"{URL_PREFIX}metadata/",
@@ -317,7 +324,6 @@ class TufVerifier:
         trusted = self._trusted_files(env)
         horizon = min(_expires(doc) for doc in trusted.values())
         timestamp = sha256_hex(trusted["timestamp"]["raw"])
-        self._sync_changed(before)
         if release == self._state.release:
             state = TrustState(release, digest, horizon.isoformat(), timestamp)
             if state != self._state:
@@ -359,46 +365,36 @@ class TufVerifier:
         return {role: self.metadata_dir / f"{role}.json" for role in roles}
 
     def _trusted_files(self, env: str) -> dict[str, dict]:
-        """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes)."""
-        docs = {}
+        """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).
+
+        Each file whose bytes differ from the last refresh is fsynced here
+        (python-tuf renames without fsync): trusted metadata is rollback
+        protection and must be as durable as the release counter written next.
+        """
+        docs, changed = {}, False
         for role, path in self._role_files(env).items():
             try:
-                raw = path.read_bytes()
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    raw = _read_all(fd)
+                    digest = sha256_hex(raw)
+                    if self._synced.get(role) != digest:
+                        os.fsync(fd)
+                        changed = True
+                finally:
+                    os.close(fd)
                 doc = json.loads(raw)
                 _expires(doc)
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise VerificationError(f"trusted {role} metadata is unreadable after a refresh: {e}",
                                         reason="StateNotPersisted") from e
             doc["raw"] = raw
             docs[role] = doc
-        return docs
-
-    def _files_identity(self) -> dict[str, tuple[int, int]]:
-        out = {}
-        for path in self.metadata_dir.iterdir():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            out[path.name] = (st.st_ino, st.st_mtime_ns)
-        return out
-
-    def _sync_changed(self, before: dict[str, tuple[int, int]]) -> None:
-        """fsync the metadata files this refresh replaced (python-tuf renames without fsync).
-
-        The trusted metadata is rollback protection: it must survive a crash
-        as durably as the release counter, which is written after it.
-        """
-        after = self._files_identity()
-        changed = [name for name, ident in after.items() if before.get(name) != ident and name != "root.json"]
-        for name in changed:
-            path = self.metadata_dir / name
-            if path.is_dir() or path.is_symlink():
-                continue
-            fsync_file(path)
+            self._synced[role] = digest
         if changed:
             fsync_dir(self.metadata_dir)
             fsync_dir(self.metadata_dir / "root_history")
+        return docs
 
     def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
                     trusted: dict[str, dict]) -> dict:
