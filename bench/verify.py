@@ -45,6 +45,7 @@ from tuf.api import exceptions as tuf_errors  # noqa: E402
 
 from skerry.agent.tuf_client import InMemoryFetcher, TufVerifier  # noqa: E402
 from skerry.core import logging as skerry_logging  # noqa: E402
+from skerry.core import trust  # noqa: E402
 from skerry.core.bundle import Bundle  # noqa: E402
 from skerry.core.errors import NotFound  # noqa: E402
 from skerry.hub.trust import admin  # noqa: E402
@@ -95,7 +96,7 @@ def main() -> int:
         return original(self, signature, data)
 
     SSlibKey.verify_signature = counting
-    cluster_role, release_role = "cluster-bench-prod", "release-prod"
+    cluster_role, release_role = trust.cluster_role("bench-prod"), "release-prod"
     needed = ("root", "timestamp", "snapshot", "targets", "director", cluster_role, release_role)
     with tempfile.TemporaryDirectory(dir=args.state_dir) as tmp:
         d = pathlib.Path(tmp)

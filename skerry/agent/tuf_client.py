@@ -38,6 +38,7 @@ from collections.abc import Iterator
 
 import grpc
 from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import DelegatedRole
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.agent._files import atomic_write, ensure_dir, fsync_dir
@@ -359,10 +360,17 @@ class TufVerifier:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _role_files(self, env: str) -> dict[str, pathlib.Path]:
-        roles = ("root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, trust.cluster_role(self.cluster),
-                 trust.release_role(env))
-        return {role: self.metadata_dir / f"{role}.json" for role in roles}
+    def _cluster_role(self, director: dict) -> str:
+        """The role the trusted director delegates this cluster's pointer to (first match, as TUF walks)."""
+        path = trust.director_path(self.cluster)
+        try:
+            for role in ((director["signed"].get("delegations") or {}).get("roles")) or []:
+                if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
+                    return role["name"]
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise VerificationError(f"trusted director delegations are malformed: {e}",
+                                    reason="MalformedMetadata") from e
+        raise VerificationError(f"the director delegates no role for {path}", reason="NotDirected")
 
     def _trusted_files(self, env: str) -> dict[str, dict]:
         """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).
@@ -372,7 +380,11 @@ class TufVerifier:
         protection and must be as durable as the release counter written next.
         """
         docs, changed = {}, False
-        for role, path in self._role_files(env).items():
+        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, "", trust.release_role(env)]
+        for role in roles:
+            if not role:  # after the director: which of its roles this refresh trusted for our pointer
+                role = self._cluster_role(docs[trust.DIRECTOR_ROLE])
+            path = self.metadata_dir / f"{role}.json"
             try:
                 fd = os.open(path, os.O_RDONLY)
                 try:
@@ -406,7 +418,7 @@ class TufVerifier:
 
         delegated = ((trusted["targets"]["signed"].get("delegations") or {}).get("roles")) or []
         threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == trust.release_role(env)), 0)
-        cluster_role = trust.cluster_role(self.cluster)
+        cluster_role = next(r for r in trusted if trust.is_cluster_role(r))
         return {
             "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
             "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},

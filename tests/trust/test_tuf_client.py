@@ -52,16 +52,16 @@ class World:
                                     lambda: RepositoryFetcher(self.repo, self.fetched))
         self.n = 0
 
-    def release(self) -> bytes:
+    def release(self, cluster: str = CLUSTER) -> bytes:
         self.n += 1
         objs = ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m", "namespace": "n"},
                  "data": {"v": str(self.n)}},)
-        data = Bundle(CLUSTER, f"{self.n:040x}", "file:///f", ("o",), "kustomize", "v5", objs).encode()
-        md = self.repo.release_proposal("prod", CLUSTER, data, f"{self.n:040x}")
+        data = Bundle(cluster, f"{self.n:040x}", "file:///f", ("o",), "kustomize", "v5", objs).encode()
+        md = self.repo.release_proposal("prod", cluster, data, f"{self.n:040x}")
         for ref in self.made["release-prod"][:2]:
             md.sign(keyfiles.load_signer(ref), append=True)
         self.repo.submit_release("release-prod", md.to_bytes(_SERIALIZER))
-        self.repo.direct(CLUSTER, "prod", data, revision=f"{self.n:040x}", release=100 + self.n)
+        self.repo.direct(cluster, "prod", data, revision=f"{self.n:040x}", release=100 + self.n)
         return data
 
 
@@ -177,3 +177,50 @@ def test_a_fetch_longer_than_its_cap_is_cut_off_as_endless_data():
     with pytest.raises(tuf_errors.DownloadLengthMismatchError) as err:
         Endless().download_bytes("skerry:/metadata/timestamp.json", trust.MAX_TIMESTAMP_BYTES)
     assert classify(err.value, "metadata/timestamp.json")[0] == "EndlessData"
+
+
+def _bin_mates() -> tuple[str, str]:
+    seen: dict[str, str] = {}
+    for i in range(1000):
+        name = f"c{i}-prod"
+        other = seen.setdefault(trust.cluster_bin(name), name)
+        if other != name:
+            return other, name
+    raise AssertionError("no two names share a bin")
+
+
+def test_clusters_sharing_a_hash_bin_each_get_only_their_own_bundle(tmp_path):
+    a, b = _bin_mates()
+    w = World(tmp_path)
+    agents = {c: TufVerifier(c, "prod", w.dir / "root.json", tmp_path / f"agent-{c}",
+                             lambda: RepositoryFetcher(w.repo, w.fetched)) for c in (a, b)}
+    w.release(a)
+    w.release(b)
+    director = w.repo.md[trust.DIRECTOR_ROLE].signed
+    assert list(director.delegations.roles) == [trust.cluster_role(a)]  # one bin, standard path_hash_prefixes
+    assert director.delegations.roles[trust.cluster_role(a)].path_hash_prefixes == [trust.cluster_bin(a)]
+    va, vb = agents[a].update(), agents[b].update()
+    assert va.bundle.cluster == a and vb.bundle.cluster == b
+    assert va.release == 101 and vb.release == 102
+    w.repo._new_timestamp()
+    assert agents[a].update() is None  # the bin changed for b only: a keeps its release, downloads nothing
+
+
+def test_a_repository_with_per_cluster_director_roles_keeps_serving_them(world):
+    from tuf.api.metadata import DelegatedRole, Delegations
+
+    director = world.repo.md[trust.DIRECTOR_ROLE]
+    legacy = trust.legacy_cluster_role(CLUSTER)
+    keyids = world.repo.role_keyids(trust.DIRECTOR_ROLE)
+    director.signed.delegations = Delegations(
+        keys={k: world.repo.targets.delegations.keys[k] for k in keyids},
+        roles={legacy: DelegatedRole(name=legacy, keyids=keyids, threshold=1, terminating=True,
+                                     paths=[f"clusters/{CLUSTER}/*"])})
+    director.signed.version += 1
+    world.repo._sign_online(trust.DIRECTOR_ROLE, director)
+    world.repo._write(trust.DIRECTOR_ROLE, director)
+    world.release()
+    assert world.repo.cluster_role(CLUSTER) == legacy and legacy in world.repo.md
+    verified = world.verifier.update()
+    assert verified is not None
+    assert json.loads(verified.metadata)["director"]["role"] == legacy

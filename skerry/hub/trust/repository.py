@@ -77,7 +77,7 @@ _SERIALIZER = JSONSerializer(compact=True)
 def expiry_kind(role: str) -> str:
     if role.startswith(trust.RELEASE_PREFIX):
         return "release"
-    if role.startswith(trust.CLUSTER_PREFIX):
+    if trust.is_cluster_role(role):
         return "cluster"
     return role
 
@@ -257,7 +257,7 @@ class TrustRepository:
         return delegator.delegations.roles[role].threshold if delegator else 1
 
     def _delegator(self, role: str) -> Targets | None:
-        if role.startswith(trust.CLUSTER_PREFIX):
+        if trust.is_cluster_role(role):
             director = self.md.get(trust.DIRECTOR_ROLE)
             parent = director.signed if director else None
         else:
@@ -321,7 +321,7 @@ class TrustRepository:
         return MetaFile(version=self.md[role].signed.version, length=len(raw), hashes={"sha256": sha256_hex(raw)})
 
     def _sign_online(self, role: str, md: Metadata) -> None:
-        kind = "director" if role.startswith(trust.CLUSTER_PREFIX) else role
+        kind = "director" if trust.is_cluster_role(role) else role
         signers = self._online.get(kind) or []
         if not signers:
             raise ConfigError(f"the hub has no online key for {kind!r} in {self.directory / 'keys'}")
@@ -354,9 +354,19 @@ class TrustRepository:
         self._sign_online("timestamp", ts_md)
         self._write("timestamp", ts_md)
 
+    def cluster_role(self, cluster: str) -> str:
+        """The director role that holds ``cluster``'s pointer: its legacy ``cluster-<name>`` role if this
+        repository delegated one before hash bins, else its hash bin (``skerry.core.trust``)."""
+        director = self.md.get(trust.DIRECTOR_ROLE)
+        delegations = director.signed.delegations if director else None
+        legacy = trust.legacy_cluster_role(cluster)
+        if delegations is not None and delegations.roles and legacy in delegations.roles:
+            return legacy
+        return trust.cluster_role(cluster)
+
     def _ensure_cluster_role(self, cluster: str) -> list[str]:
-        """Delegate ``cluster-<name>`` from the director (same online key); returns changed roles."""
-        role = trust.cluster_role(cluster)
+        """Delegate ``cluster``'s hash bin from the director (same online key); returns changed roles."""
+        role = self.cluster_role(cluster)
         director = self.md[trust.DIRECTOR_ROLE]
         delegations = director.signed.delegations
         if delegations is not None and delegations.roles and role in delegations.roles:
@@ -367,7 +377,7 @@ class TrustRepository:
         for keyid in keyids:
             delegations.keys[keyid] = self.targets.delegations.keys[keyid]
         delegations.roles[role] = DelegatedRole(
-            name=role, keyids=keyids, threshold=1, terminating=True, paths=[f"clusters/{cluster}/*"]
+            name=role, keyids=keyids, threshold=1, terminating=True, path_hash_prefixes=[trust.cluster_bin(cluster)]
         )
         self._bump(trust.DIRECTOR_ROLE, director)
         self._sign_online(trust.DIRECTOR_ROLE, director)
@@ -398,15 +408,15 @@ class TrustRepository:
         if current is not None and current.hashes.get("sha256") == hexdigest and current.custom.get("image") == image:
             # already directed (e.g. a restarted hub re-rendering the same bundle): keep its release counter
             return Directed(cluster=cluster, release=int(current.custom["release"]), image=image,
-                            expires=self.horizon(trust.cluster_role(cluster), env))
+                            expires=self.horizon(self.cluster_role(cluster), env))
         changed = self._ensure_cluster_role(cluster)
-        role = trust.cluster_role(cluster)
+        role = self.cluster_role(cluster)
         md = self.md.get(role) or Metadata(Targets(version=1, targets={}))
         pointer = TargetFile.from_data(trust.director_path(cluster), data, ["sha256"])
         pointer.unrecognized_fields["custom"] = {
             "release": release, "image": image, "environment": env, "revision": revision,
         }
-        md.signed.targets = {pointer.path: pointer}
+        md.signed.targets[pointer.path] = pointer  # the bin's other clusters keep theirs
         self._bump(role, md)
         self._sign_online(role, md)
         self._write(role, md)
@@ -414,7 +424,7 @@ class TrustRepository:
         return Directed(cluster=cluster, release=release, image=image, expires=self.horizon(role, env))
 
     def directed(self, cluster: str) -> TargetFile | None:
-        md = self.md.get(trust.cluster_role(cluster))
+        md = self.md.get(self.cluster_role(cluster))
         return md.signed.targets.get(trust.director_path(cluster)) if md else None
 
     def horizon(self, role: str, env: str) -> _dt.datetime:
@@ -515,7 +525,7 @@ class TrustRepository:
         for role, md in list(self.md.items()):
             if role in ("root", "targets", "timestamp", "snapshot"):
                 continue
-            online = role == trust.DIRECTOR_ROLE or role.startswith(trust.CLUSTER_PREFIX)
+            online = role == trust.DIRECTOR_ROLE or trust.is_cluster_role(role)
             if online and md.signed.expires - now < self.expiry[expiry_kind(role)] / 2:
                 self._bump(role, md)
                 self._sign_online(role, md)
