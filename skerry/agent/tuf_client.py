@@ -65,7 +65,21 @@ class InMemoryFetcher(FetcherInterface):
     agent downloads is capped far below memory limits (``skerry.core.trust``).
     """
 
+    def keep(self, url: str, data: bytes) -> None:
+        """Serve ``data`` — bytes this fetcher just downloaded from ``url`` — for the next download of ``url``.
+
+        The idle check fetches the timestamp; when it changed, the Updater's own
+        fetch of it a moment later gets the same bytes without a second round
+        trip (python-tuf verifies them as usual).
+        """
+        self.__dict__.setdefault("_kept", {})[url] = data
+
     def download_bytes(self, url: str, max_length: int) -> bytes:
+        kept = self.__dict__.get("_kept")
+        if kept and url in kept:
+            data = kept.pop(url)
+            if len(data) <= max_length:
+                return data
         chunks, received = [], 0
         for chunk in self.fetch(url):
             received += len(chunk)
@@ -249,16 +263,26 @@ class TufVerifier:
         length, SHA-256), which pins every targets role, so an identical
         timestamp means identical trusted metadata — nothing to verify again.
         Freshness is still checked (the horizon of everything trusted must lie
-        ahead, else the full refresh runs and reports the freeze), and the next
-        root version is probed so a root rotation is never deferred.
+        ahead, else the full refresh runs and reports the freeze), the cached
+        timestamp must still be the one that verified (a refused refresh may
+        have left a newer one: the full workflow then reports the rollback), and
+        the next root version is probed so a root rotation is never deferred.
         """
         state = self._state
         if not state.timestamp or not state.valid_until or self._bootstrap is not None:
             return False
         if self._clock.now() >= _dt.datetime.fromisoformat(state.valid_until):
             return False
-        remote = fetcher.download_bytes(f"{URL_PREFIX}metadata/timestamp.json", trust.MAX_TIMESTAMP_BYTES)
+        try:  # python-tuf's trusted timestamp must still be the one verified in full (not a later refusal's)
+            if sha256_hex((self.metadata_dir / "timestamp.json").read_bytes()) != state.timestamp:
+                return False
+        except OSError:
+            return False
+        url = f"{URL_PREFIX}metadata/timestamp.json"
+        remote = fetcher.download_bytes(url, trust.MAX_TIMESTAMP_BYTES)
         if sha256_hex(remote) != state.timestamp:
+            if isinstance(fetcher, InMemoryFetcher):
+                fetcher.keep(url, remote)
             return False
         root = _read_json(self.metadata_dir / "root.json")
         if root is None:

@@ -120,12 +120,18 @@ def test_an_idle_refresh_fetches_only_the_timestamp_and_the_next_root_and_writes
 
 
 def test_a_new_timestamp_with_the_same_bundle_runs_a_full_refresh_then_idles_on_it(world):
+    from skerry.core.canonical import sha256_hex
+
     world.release()
     world.verifier.update()
     world.repo._new_timestamp()  # what the hub's re-signing at half-life does
+    new = sha256_hex(world.repo.fetch("metadata/timestamp.json"))
     world.fetched.clear()
     assert world.verifier.update() is None
-    assert world.fetched.count("metadata/timestamp.json") == 2  # the idle probe, then the Updater's own
+    # fetched once: the idle check's copy is what the Updater then verifies (no second round trip)
+    assert world.fetched.count("metadata/timestamp.json") == 1
+    state = json.loads((world.verifier.state_dir / "trust-state.json").read_bytes())
+    assert state["timestamp"] == new  # verified in full and recorded
     world.fetched.clear()
     assert world.verifier.update() is None
     assert world.fetched == ["metadata/timestamp.json", "metadata/2.root.json"]
@@ -224,3 +230,16 @@ def test_a_repository_with_per_cluster_director_roles_keeps_serving_them(world):
     verified = world.verifier.update()
     assert verified is not None
     assert json.loads(verified.metadata)["director"]["role"] == legacy
+
+
+def test_after_a_refused_refresh_the_old_timestamp_is_not_taken_as_unchanged(world):
+    world.release()
+    world.verifier.update()
+    good = world.repo.fetch("metadata/timestamp.json")
+    world.repo._new_timestamp()  # a newer timestamp python-tuf verifies and persists ...
+    newer = world.repo.fetch("metadata/timestamp.json")
+    (world.verifier.metadata_dir / "timestamp.json").write_bytes(newer)  # ... before a later step is refused
+    (world.dir / "repository" / "metadata" / "timestamp.json").write_bytes(good)  # the mirror replays the old one
+    with pytest.raises(VerificationError) as err:
+        world.verifier.update()
+    assert err.value.reason == "Rollback"
