@@ -243,3 +243,20 @@ def test_after_a_refused_refresh_the_old_timestamp_is_not_taken_as_unchanged(wor
     with pytest.raises(VerificationError) as err:
         world.verifier.update()
     assert err.value.reason == "Rollback"
+
+
+def test_a_forged_timestamp_after_the_idle_check_is_named_bad_signature(world):
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.metadata import Metadata
+
+    world.release()
+    world.verifier.update()
+    path = world.dir / "repository" / "metadata" / "timestamp.json"
+    ts = Metadata.from_bytes(path.read_bytes())
+    ts.signed.version += 1
+    ts.signatures.clear()
+    ts.sign(CryptoSigner.generate_ed25519())
+    path.write_bytes(ts.to_bytes(_SERIALIZER))
+    with pytest.raises(VerificationError) as err:
+        world.verifier.update()
+    assert err.value.reason == "BadSignature"  # not the root probe's path: the reused timestamp is named
