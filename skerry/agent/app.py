@@ -48,7 +48,7 @@ from skerry.agent.cache import BundleCache
 from skerry.agent.config import AgentConfig
 from skerry.agent.ops import AgentOps
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
-from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer, bundle_secrets
+from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer, bundle_secrets, is_sealed_secret
 from skerry.agent.status import to_proto
 from skerry.agent.verify import Verifier
 from skerry.core.bundle import VerifiedBundle
@@ -452,7 +452,16 @@ class AgentApp:
 
     def _reconcile(self, verified: VerifiedBundle) -> ReconcileResult:
         # The sealer unseals only what this signed bundle holds; plaintext lives for this reconcile only.
-        with bundle_secrets(self.unsealer, verified.metadata, verified.raw, verified.bundle.objects):
+        metadata = verified.metadata
+        if self.tuf_mode and self.unsealer is not None and any(is_sealed_secret(o) for o in verified.bundle.objects):
+            # TUF mode: the sealer re-verifies the director/release metadata this agent trusted.
+            from skerry.agent import evidence
+
+            try:
+                metadata = evidence.read(self.verifier.metadata_dir, self.config.cluster, self.config.environment)
+            except VerificationError as e:
+                log.warning("no TUF evidence for the sealer; bundle unseal will be refused", error=str(e))
+        with bundle_secrets(self.unsealer, metadata, verified.raw, verified.bundle.objects):
             return self.reconciler.reconcile(verified)
 
     async def _apply(self, verified: VerifiedBundle, *, retry: bool = False) -> None:

@@ -151,7 +151,10 @@ def add_commands(subparsers) -> None:
         "the hub's enrollment listener, and write agent.key, agent.crt and client-ca.crt into --dir. "
         "`skerry agent run` then renews the certificate before it expires.",
     )
-    enroll.add_argument("--token", required=True, help="the token printed by `skerry cluster add NAME`")
+    token = enroll.add_mutually_exclusive_group(required=True)
+    token.add_argument("--token", help="the token printed by `skerry cluster add NAME`")
+    token.add_argument("--token-file", type=path, metavar="FILE",
+                       help="read the token from FILE (e.g. a mounted Secret; keeps it out of the process list)")
     enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
     enroll.add_argument(
         "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
@@ -161,6 +164,11 @@ def add_commands(subparsers) -> None:
         help="where to write the key and certificates (default /var/lib/skerry/agent/tls)",
     )
     enroll.add_argument("--server-name", metavar="NAME", help="expected name in the hub's certificate")
+    enroll.add_argument(
+        "--if-missing", action="store_true",
+        help="do nothing if --dir already holds agent.crt and agent.key (an init container on every pod "
+        "start: the token is single-use, and `skerry agent run` renews the certificate itself)",
+    )
     enroll.set_defaults(func=enroll_handler)
     _add_operator_commands(subparsers)
 
@@ -422,8 +430,18 @@ def enroll_handler(args: argparse.Namespace) -> int:
     from skerry.core.errors import SkerryError
 
     command = "skerry agent enroll"
+    if args.if_missing and (args.dir / "agent.crt").is_file() and (args.dir / "agent.key").is_file():
+        print(f"{command}: {args.dir} already holds an enrolled certificate; nothing to do", file=sys.stderr)
+        return 0
+    token = args.token
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as e:
+            print(f"{command}: error: cannot read the token file {args.token_file}: {e.strerror}", file=sys.stderr)
+            return 1
     try:
-        got = asyncio.run(enroll(args.hub, args.token, args.tls_ca, args.dir, server_name=args.server_name))
+        got = asyncio.run(enroll(args.hub, token, args.tls_ca, args.dir, server_name=args.server_name))
     except SkerryError as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return 1

@@ -38,7 +38,6 @@ from collections.abc import Iterator
 
 import grpc
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import DelegatedRole
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.agent._files import atomic_write, ensure_dir, fsync_dir
@@ -387,15 +386,14 @@ class TufVerifier:
 
     def _cluster_role(self, director: dict) -> str:
         """The role the trusted director delegates this cluster's pointer to (first match, as TUF walks)."""
-        path = trust.director_path(self.cluster)
         try:
-            for role in ((director["signed"].get("delegations") or {}).get("roles")) or []:
-                if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
-                    return role["name"]
+            role = trust.delegated_cluster_role(director, self.cluster)
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise VerificationError(f"trusted director delegations are malformed: {e}",
                                     reason="MalformedMetadata") from e
-        raise VerificationError(f"the director delegates no role for {path}", reason="NotDirected")
+        if role is None:
+            raise VerificationError(f"the director delegates no role for {self.cluster}", reason="NotDirected")
+        return role
 
     def _trusted_files(self, env: str) -> dict[str, dict]:
         """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).

@@ -81,6 +81,17 @@ def cluster_bin(cluster: str) -> str:
     return hashlib.sha256(director_path(cluster).encode()).hexdigest()[:CLUSTER_BIN_HEX]
 
 
+def delegated_cluster_role(director: dict, cluster: str) -> str | None:
+    """The role a director document (parsed JSON) delegates ``cluster``'s pointer to, as TUF walks: first match."""
+    from tuf.api.metadata import DelegatedRole
+
+    path = director_path(cluster)
+    for role in ((director.get("signed", {}).get("delegations") or {}).get("roles")) or []:
+        if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
+            return role["name"]
+    return None
+
+
 def legacy_cluster_role(cluster: str) -> str:
     return f"{CLUSTER_PREFIX}{cluster}"
 
@@ -119,3 +130,99 @@ def fetch_cap(path: str) -> int:
     if path.startswith("metadata/"):
         return MAX_METADATA_BYTES
     return MAX_BLOB_BYTES
+
+
+# --- the Uptane agreement rule (agent and sealer apply the same one) --------------------------
+
+
+def agreement(cluster: str, environment: str | None, directed, released) -> tuple[str, str, int, str]:
+    """``(environment, image path, release counter, "sha256:<hex>")`` if director and release agree.
+
+    ``directed`` is the verified ``clusters/<cluster>/bundle.json`` target, ``released`` the
+    verified ``custom.image`` target of ``release-<env>`` (python-tuf ``TargetFile``s, or ``None``
+    when the role does not list them). ``environment`` is the one the caller knows the cluster
+    runs in; ``None`` (the sealer, which keeps no fleet file) takes it from the director's image
+    path, so the release side of *that* environment must still have signed the content.
+    Raises ``VerificationError`` whose ``reason`` names the attack class.
+    """
+    from skerry.core.errors import VerificationError
+
+    if directed is None:
+        raise VerificationError(f"the director names no bundle for {cluster}", reason="NotDirected")
+    custom = directed.custom if isinstance(directed.custom, dict) else {}
+    image, release = custom.get("image"), custom.get("release")
+    if not isinstance(image, str) or not isinstance(release, int) or isinstance(release, bool):
+        raise VerificationError("director target lacks custom.image/custom.release", reason="MalformedMetadata")
+    parsed = parse_release_path(image)
+    if parsed is None:
+        raise VerificationError(f"director names target {image[:200]!r}: not a release path", reason="PathTraversal")
+    env, image_cluster, _hex = parsed
+    if image_cluster != cluster:
+        raise VerificationError(f"director points {cluster} at a bundle of {image_cluster}", reason="WrongCluster")
+    if environment is not None and env != environment:
+        raise VerificationError(f"director points {cluster} ({environment}) at a {env} release",
+                                reason="WrongEnvironment")
+    if released is None:
+        raise VerificationError(f"{image} is not signed by release-{env}: the director alone cannot ship a bundle",
+                                reason="NotReleased")
+    if released.length != directed.length or released.hashes != directed.hashes:
+        raise VerificationError("director and release disagree on the bundle's length/hash",
+                                reason="DirectorReleaseMismatch")
+    rcustom = released.custom if isinstance(released.custom, dict) else {}
+    if rcustom.get("cluster") != cluster or rcustom.get("environment") != env:
+        raise VerificationError(f"release target is for {rcustom.get('cluster')!r}", reason="WrongCluster")
+    return env, image, release, "sha256:" + str(released.hashes.get("sha256", ""))
+
+
+# --- evidence: the trusted metadata an agent hands the sealer with a bundle ---------------------
+#
+# Byte format (UTF-8 JSON, one object; the sealer verifies every file itself with its own root):
+#   {"skerry-tuf-evidence": 1, "files": {"<role>.json": "<base64 of the metadata file>", ...}}
+# roles: root, timestamp, snapshot, targets, director, the director role of the cluster (its hash bin
+# clusters-<hh>, or a legacy cluster-<name>), release-<env>; nothing else.
+
+EVIDENCE_MARK = "skerry-tuf-evidence"
+MAX_EVIDENCE_FILES = 8  # the seven roles above, one spare
+MAX_EVIDENCE_BYTES = 8 * 1024 * 1024  # base64 of the files; below the sealer's 16 MiB message limit
+_EVIDENCE_ROLE = re.compile(
+    rf"^(?:root|timestamp|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}})\.json$")
+
+
+def encode_evidence(files: dict[str, bytes]) -> bytes:
+    import base64
+    import json
+
+    return json.dumps({EVIDENCE_MARK: 1, "files": {k: base64.b64encode(v).decode() for k, v in sorted(files.items())}},
+                      separators=(",", ":")).encode()
+
+
+def is_evidence(data: bytes) -> bool:
+    return data[:64].lstrip().startswith(b'{"' + EVIDENCE_MARK.encode())
+
+
+def decode_evidence(data: bytes) -> dict[str, bytes]:
+    """The metadata files of an evidence document; ``InvalidInput`` naming what is wrong."""
+    import base64
+    import binascii
+    import json
+
+    from skerry.core.errors import InvalidInput
+
+    if len(data) > MAX_EVIDENCE_BYTES:
+        raise InvalidInput(f"trust evidence is {len(data)} bytes, over {MAX_EVIDENCE_BYTES}")
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise InvalidInput(f"trust evidence is not JSON: {e}") from e
+    files = doc.get("files") if isinstance(doc, dict) and doc.get(EVIDENCE_MARK) == 1 else None
+    if not isinstance(files, dict) or not 0 < len(files) <= MAX_EVIDENCE_FILES:
+        raise InvalidInput(f"trust evidence must hold 1..{MAX_EVIDENCE_FILES} metadata files")
+    out: dict[str, bytes] = {}
+    for name, b64 in files.items():
+        if not isinstance(name, str) or not _EVIDENCE_ROLE.match(name) or not isinstance(b64, str):
+            raise InvalidInput(f"trust evidence names {str(name)[:80]!r}: not a Skerry TUF role file")
+        try:
+            out[name] = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InvalidInput(f"trust evidence {name}: not base64") from e
+    return out

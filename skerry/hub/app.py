@@ -322,7 +322,8 @@ class HubApp:
         from skerry.hub.promotion.servicer import PromotionServicer
         from skerry.hub.source.git import GitSource
 
-        writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion")
+        # Same credentials and host-key checking as the sync source (the push reuses them).
+        writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion", auth=source.auth)
         self.promoter = Promoter(
             source=writer,
             fleet=self.syncer,
@@ -335,6 +336,8 @@ class HubApp:
             ),
             clock=self.clock,
             approvals_file=cfg.state_dir / "promotion-approvals.json",
+            # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).
+            attestations=self.attestations,
         )
         servicer = PromotionServicer(self.promoter)
         return (

@@ -213,6 +213,11 @@ class HubConfig:
             check_branch(self.push_branch, "push_branch")
         if self.push_ssh_key is not None:
             object.__setattr__(self, "push_ssh_key", pathlib.Path(self.push_ssh_key))
+            if self.git_known_hosts is None:
+                raise ConfigError(
+                    f"push_ssh_key: needs git_known_hosts ({ENV_PREFIX}GIT_KNOWN_HOSTS); the push checks the "
+                    "server's host key like the fetch, never trust-on-first-use"
+                )
 
     @property
     def public_key(self) -> pathlib.Path:

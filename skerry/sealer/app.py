@@ -32,6 +32,7 @@ from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
 from skerry.sealer.servicer import SealerServicer
 from skerry.sealer.trust import BundleTrust, SignedBundleTrust
+from skerry.sealer.tuf import EitherBundleTrust, TufBundleTrust
 
 log = structlog.get_logger("skerry.sealer")
 
@@ -50,8 +51,10 @@ class SealerApp:
         self.registry = registry or KeyRegistry.from_directory(
             config.keys_dir, kek=config.key_encryption_key()
         )
-        if bundle_trust is None and config.hub_keys:
-            bundle_trust = SignedBundleTrust.from_key_files(config.hub_keys)
+        if bundle_trust is None and (config.hub_keys or config.trust_root is not None):
+            legacy = SignedBundleTrust.from_key_files(config.hub_keys) if config.hub_keys else None
+            tuf = TufBundleTrust(config.trust_root, config.tuf_state_dir) if config.trust_root is not None else None
+            bundle_trust = EitherBundleTrust(tuf, legacy)
         self.bundle_trust = bundle_trust
         domains = ClusterDomains.from_file(config.cluster_domains) if config.cluster_domains else ClusterDomains()
         self.gate = UnsealGate(

@@ -139,6 +139,10 @@ def add_commands(subparsers) -> None:
         "--hub-keys", metavar="LIST", help="hub public key files: unseal only what signed bundles hold"
     )
     serve.add_argument(
+        "--trust-root", type=pathlib.Path, metavar="FILE",
+        help="the hub's TUF root.json: unseal only what director + release agreed on for the caller's cluster",
+    )
+    serve.add_argument(
         "--cluster-domains", type=pathlib.Path, metavar="FILE", help="which key domains each cluster may use"
     )
     serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
@@ -542,6 +546,7 @@ def serve_command(args: argparse.Namespace) -> int:
             ready_file=args.ready_file,
             log_level=args.log_level,
             hub_keys=args.hub_keys,
+            trust_root=args.trust_root,
             cluster_domains=args.cluster_domains,
             kek_file=args.kek_file,
             renewal_days=args.renewal_days,

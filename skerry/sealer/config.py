@@ -17,6 +17,11 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
     SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
                                  SealedSecrets of a bundle signed for their own cluster
+    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents in TUF mode
+                                 unseal only SealedSecrets of a bundle the director and release
+                                 roles agreed on for their own cluster (verified here again)
+    SKERRY_SEALER_TRUST_STATE_DIR  per-cluster trusted TUF metadata and release counters
+                                 default: <keys dir>/../tuf-state
     SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
                                  (default: every cluster may use the "default" domain only)
     SKERRY_SEALER_KEK_FILE       key-encryption key file (exactly 32 raw bytes): keys encrypted at rest
@@ -56,6 +61,8 @@ class SealerConfig:
     grace_seconds: float = 10.0
     metrics_listen: str = ""  # "": no metrics server
     hub_keys: tuple[pathlib.Path, ...] = ()
+    trust_root: pathlib.Path | None = None
+    trust_state_dir: pathlib.Path | None = None  # None: <keys_dir>/../tuf-state
     cluster_domains: pathlib.Path | None = None
     kek_file: pathlib.Path | None = None
     kek: str | None = dataclasses.field(default=None, repr=False)
@@ -64,6 +71,10 @@ class SealerConfig:
     rate_per_second: float = 50.0
     rate_burst: float = 2000.0
     cert_listen: str | None = None
+
+    @property
+    def tuf_state_dir(self) -> pathlib.Path:
+        return self.trust_state_dir if self.trust_state_dir is not None else self.keys_dir.parent / "tuf-state"
 
     def key_encryption_key(self) -> bytes | None:
         from skerry.sealer.keys import load_kek
@@ -123,7 +134,8 @@ class SealerConfig:
 
 
 def _coerce(name: str, value: object) -> object:
-    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file"):
+    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file",
+                "trust_root", "trust_state_dir"):
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "hub_keys":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]

@@ -6,10 +6,10 @@ common name, never a request field). So an agent, even a compromised one,
 cannot get plaintext for a namespace, name or scope its cluster was not
 given, and a relocated or renamed strict-scope secret fails.
 
-Bundle trust is being reworked (TUF/Uptane), so the whole dependency on
-``skerry.core.bundle`` is the one ``verify_signed_bundle`` call inside
-``SignedBundleTrust``; the rest of the sealer sees only ``BundleTrust`` and
-``BundleSecrets``. The sealer remembers the highest release it verified per
+Two implementations: ``SignedBundleTrust`` here (the legacy single-key
+envelope, ``--hub-keys``) and ``skerry.sealer.tuf.TufBundleTrust`` (TUF
+director + release agreement, ``--trust-root``); the rest of the sealer sees
+only ``BundleTrust`` and ``BundleSecrets``. The sealer remembers the highest release it verified per
 cluster, so a captured older (still unexpired) bundle cannot be replayed to
 unseal a secret the cluster has since lost.
 """

@@ -1,4 +1,11 @@
-"""The agent under deploy/base/agent/restricted/rbac.yaml: per-object "forbidden", watches per namespace."""
+"""The agent under the RBAC of deploy/overlays/workload-restricted: per-object "forbidden", watches per namespace.
+
+The RBAC objects are taken from the overlay as ``kubectl kustomize`` builds it
+(the component deploy/components/restricted-agent), with its example namespaces
+(skerry-system, shop-dev) replaced by the test's and the cluster-scoped names
+made unique, and applied for real; the agent then impersonates its
+ServiceAccount.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from skerry.agent.kube import KubeClient
 from skerry.agent.monitor import Monitor
@@ -16,7 +24,28 @@ from .conftest import configmap, kubectl
 
 pytestmark = pytest.mark.kube
 
-RBAC = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "base" / "agent" / "restricted" / "rbac.yaml"
+OVERLAY = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "overlays" / "workload-restricted"
+RBAC_KINDS = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+def restricted_rbac(agent_namespace: str, managed_namespace: str, suffix: str) -> list[dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] in RBAC_KINDS]
+    assert {d["kind"] for d in docs} == RBAC_KINDS, "the restricted overlay lost part of its RBAC"
+    renamed = {d["metadata"]["name"]: f"{d['metadata']['name']}-{suffix}" for d in docs if d["kind"] == "ClusterRole"}
+    namespaces = {"skerry-system": agent_namespace, "shop-dev": managed_namespace}
+    for d in docs:
+        meta = d["metadata"]
+        if "namespace" in meta:
+            meta["namespace"] = namespaces[meta["namespace"]]
+        if d["kind"].startswith("Cluster"):
+            meta["name"] = renamed.get(meta["name"], f"{meta['name']}-{suffix}")
+        if d["kind"].endswith("Binding"):
+            if d["roleRef"]["kind"] == "ClusterRole":
+                d["roleRef"]["name"] = renamed[d["roleRef"]["name"]]
+            for s in d["subjects"]:
+                s["namespace"] = namespaces[s["namespace"]]
+    return docs
 
 
 def test_the_restricted_role_applies_its_namespace_reports_forbidden_elsewhere_and_watches_drift(
@@ -25,9 +54,7 @@ def test_the_restricted_role_applies_its_namespace_reports_forbidden_elsewhere_a
     other = f"{namespace}-other"
     for ns in (agent_namespace, other):
         kubectl(kubeconfig, "create", "namespace", ns)
-    manifest = RBAC.read_text().replace("namespace: shop", f"namespace: {namespace}").replace(
-        "skerry-system", agent_namespace
-    )
+    manifest = yaml.safe_dump_all(restricted_rbac(agent_namespace, namespace, namespace))
     subprocess.run(
         ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
         input=manifest, text=True, check=True, capture_output=True,

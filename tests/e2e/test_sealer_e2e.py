@@ -1,9 +1,12 @@
 """The sealer in the whole loop, with real processes: bundle-scoped unseal, regions, scope, prune, no plaintext at rest.
 
-The sealer trusts the hub's bundle key and holds two key domains; its
-operator's cluster-domain map gives the prod cluster the ``no-oslo`` region
-and the dev cluster only ``default``. Each agent gets exactly the Secrets
-its own signed bundle holds, in the scope they were sealed for.
+The sealer holds two key domains; its operator's cluster-domain map gives
+the prod cluster the ``no-oslo`` region and the dev cluster only
+``default``. Each agent gets exactly the Secrets its own signed bundle
+holds, in the scope they were sealed for. Every test runs twice: in TUF mode
+(the sealer trusts the hub repository's root.json and re-verifies the
+director + release metadata the agent shows it) and in legacy mode (the
+sealer trusts the hub's single bundle key).
 
 The example fleet is renamed (clusters and namespaces) so this module shares
 nothing with the other end-to-end tests on the session's API server.
@@ -45,19 +48,23 @@ def secret(name: str, namespace: str, type_: str = "Opaque", **string_data) -> d
 
 
 class BundleScopedStack(Stack):
-    """The devstack, with the sealer trusting the hub key and mapping clusters to regions."""
+    """The devstack, with the sealer trusting the hub (TUF root or bundle key), mapping clusters to regions."""
 
     def start_sealer(self) -> Service:
-        hub_key = self.workdir / "hub-keys" / "signing.key"
-        if not hub_key.exists():
-            generate_signing_key(hub_key)  # the hub loads this key instead of making one
+        if self.trust:
+            trust_args = ["--trust-root", str(self.init_trust())]
+        else:
+            hub_key = self.workdir / "hub-keys" / "signing.key"
+            if not hub_key.exists():
+                generate_signing_key(hub_key)  # the hub loads this key instead of making one
+            trust_args = ["--hub-keys", f"{hub_key}.pub"]
         domains = self.workdir / "cluster-domains.yaml"
         domains.write_text(f"clusters:\n  {PROD}: [default, no-oslo]\n  {DEV}: [default]\n")
         files = self.identity("sealer", tls.ROLE_SEALER, server=True)
         self.sealer = Service(
             "sealer",
             ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
-             "--domains", "default,no-oslo", "--hub-keys", f"{hub_key}.pub", "--cluster-domains", str(domains),
+             "--domains", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
              "--cert-listen", "127.0.0.1:0", *self.tls_args(files)],
             self.workdir,
         ).start()
@@ -84,10 +91,10 @@ def add_resource(stack: Stack, overlay: str, filename: str, text: str) -> None:
         kustomization.write_text(body.replace("  - ../../base\n", f"  - ../../base\n  - {filename}\n", 1))
 
 
-@pytest.fixture(scope="module")
-def stack(kubeconfig, tmp_path_factory):
-    # legacy single-key envelopes: the sealer's --hub-keys bundle check does not read TUF director/release metadata yet
-    s = BundleScopedStack(tmp_path_factory.mktemp("sealer-stack"), kubeconfig, interval=1.0, trust=False)
+@pytest.fixture(scope="module", params=["tuf", "legacy"])
+def stack(kubeconfig, tmp_path_factory, request):
+    s = BundleScopedStack(tmp_path_factory.mktemp(f"sealer-{request.param}"), kubeconfig, interval=1.0,
+                          trust=request.param == "tuf")
     try:
         s.start_sealer()
         s.seed_repo()
@@ -184,3 +191,14 @@ def test_plaintext_never_reaches_the_repo_logs_or_agent_disk(stack):
                     assert needle not in f.read_bytes(), f"plaintext found in {f}"
     sealed = yaml.safe_load((stack.repo / "overlays/prod/sealed-db-credentials.yaml").read_text())
     assert sealed["metadata"]["annotations"][sealedsecret.ANNOTATION_KEY_ID]
+
+
+def test_in_tuf_mode_the_sealer_verified_each_cluster_itself_and_keeps_its_release_counter(stack):
+    if not stack.trust:
+        pytest.skip("TUF mode only")
+    stack.wait_applied(PROD, timeout=90)
+    state = stack.workdir / "tuf-state"
+    for cluster in (PROD, DEV):
+        release = json.loads((state / cluster / "release.json").read_text())
+        assert release["release"] > 0 and release["digest"].startswith("sha256:")
+        assert (state / cluster / "metadata" / f"release-{stack.environment_of(cluster)}.json").is_file()

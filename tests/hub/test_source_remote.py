@@ -17,7 +17,8 @@ import time
 import pytest
 
 from skerry.core.errors import ConfigError, SourceError
-from skerry.hub.source.git import GitAuth, GitSource
+from skerry.hub.config import HubConfig
+from skerry.hub.source.git import GitAuth, GitSource, commit_files, push_commit
 
 from .helpers import GitRepo
 
@@ -264,3 +265,23 @@ def test_shallow_fetch_keeps_only_depth_commits(repo, tmp_path):
     repo.commit("next", {"skerry.yaml": "v: 99\n"})
     assert source.fetch() == repo.head()
     assert source.read_file(repo.head(), "skerry.yaml") == b"v: 99\n"
+
+
+def test_a_promotion_push_over_ssh_uses_the_deploy_key_and_checks_the_host_key(sshd, repo, tmp_path):
+    url, key, known_hosts = sshd
+    source = GitSource(url, cache_dir=tmp_path / "state", auth=GitAuth(ssh_key=key, known_hosts=known_hosts))
+    head = source.fetch()
+    first = commit_files(source, head, {"skerry.yaml": b"v: 2\n"}, "promote\n")
+    push_commit(source, first)
+    assert source.fetch() == first
+    # A separate write key is checked against the same known_hosts: a changed host key stops the push.
+    other = tmp_path / "other_host"
+    known_hosts.write_text(known_hosts.read_text().split(" ")[0] + " " + keygen(other) + "\n")
+    second = commit_files(source, first, {"skerry.yaml": b"v: 3\n"}, "promote again\n")
+    with pytest.raises(SourceError, match="(?i)host key"):
+        push_commit(source, second, ssh_key=key)
+
+
+def test_a_push_key_without_known_hosts_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="known_hosts"):
+        HubConfig(repo="ssh://git@git.example/fleet.git", push_ssh_key=tmp_path / "key")

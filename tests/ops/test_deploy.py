@@ -83,6 +83,44 @@ def test_server_side_dry_run_accepts_every_object(overlay, kubeconfig, tmp_path)
     assert len(accepted) == len(docs), out.stdout
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_command_line_is_one_skerry_accepts(overlay):
+    """Each container's args, with $(VAR) taken from its env/ConfigMaps, parse with the real CLI parser."""
+    from skerry.cli import build_parser
+
+    docs = build(overlay)
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    parsed = 0
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            env = {e["name"]: e.get("value", "x") for e in c.get("env", [])}
+            for src in c.get("envFrom", []):
+                env.update(maps[src["configMapRef"]["name"]])
+            args = [re.sub(r"\$\((\w+)\)", lambda m, env=env: env[m.group(1)], a) for a in c["args"]]
+            try:
+                build_parser().parse_args(args)
+            except SystemExit as e:
+                raise AssertionError(f"{overlay}: {dep['metadata']['name']}/{c['name']} args rejected: {args}") from e
+            parsed += 1
+    assert parsed
+
+
+def test_the_hub_keeps_its_ca_revocations_and_trust_repository_on_a_persistent_volume():
+    docs = build("management")
+    hub = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "skerry-hub")
+    pod = hub["spec"]["template"]["spec"]
+    state = next(v for v in pod["volumes"] if v["name"] == "state")
+    claim = state["persistentVolumeClaim"]["claimName"]
+    assert any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim for d in docs)
+    assert hub["spec"]["strategy"]["type"] == "Recreate"
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--trust-dir") + 1].startswith("/var/lib/skerry/")
+    ports = {p["name"]: p["port"] for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "skerry-hub"
+             for p in d["spec"]["ports"]}
+    assert ports["enroll"] == 7441
+
+
 def test_the_deployed_crd_is_the_one_the_agent_applies():
     deployed = yaml.safe_load((DEPLOY / "base" / "agent" / "crd.yaml").read_text())
     assert deployed == CRD

@@ -392,3 +392,47 @@ async def test_approvals_survive_a_hub_restart(harness, engine):
     h.dev_healthy_and_soaked()
     rec = await restarted.promote(operator("carol"), "web", "dev", "prod", dry_run=True)
     assert rec.state == "blocked" and "has 0" in next(g for g in rec.gates if g.name == "approvals").message
+
+
+def _signed_report(board, files, cluster: str, digest: str, *, ready: bool = True) -> tuple[bytes, bytes, bytes]:
+    from skerry.core import report as report_format
+
+    nonce, counter = board.issue(cluster)
+    doc = {"cluster": cluster, "nonce": nonce, "counter": counter, "applied_digest": digest, "release": 1,
+           "revision": "", "ready": ready, "health": [{"type": "Ready", "status": "True" if ready else "False",
+                                                        "reason": "Applied" if ready else "ApplyFailed"}],
+           "drift": {}, "observed_unix_ms": 0}
+    data, signature = report_format.sign(doc, files.key.read_bytes())
+    return data, signature, files.cert.read_bytes()
+
+
+async def test_with_signed_reports_a_gate_opens_only_on_what_each_agent_signed_never_on_a_replay(harness, pki):
+    from skerry.core.errors import VerificationError
+    from skerry.hub.trust.attest import AttestationBoard
+
+    h = harness
+    board = AttestationBoard(h.clock)
+    h.promoter.attestations = board  # as the hub wires it in TUF mode
+    await h.sync()
+    h.dev_healthy_and_soaked()  # unsigned (mTLS) reports say both dev clusters are healthy
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+    gate = next(g for g in rec.gates if g.name == "clusters")
+    assert rec.state == "blocked" and "oslo-dev has sent no signed report" in gate.message, gate
+    signed = {}
+    for c in ("oslo-dev", "bergen-dev"):
+        signed[c] = _signed_report(board, pki.agent(c), c, h.store.current(c).digest)
+        board.submit(*signed[c])
+    # bergen-dev then signs that it is NOT ready; replaying its earlier good report is refused.
+    board.submit(*_signed_report(board, pki.agent("bergen-dev"), "bergen-dev", h.store.current("bergen-dev").digest,
+                                 ready=False))
+    with pytest.raises(VerificationError) as replay:
+        board.submit(*signed["bergen-dev"])
+    assert replay.value.reason == "ReplayedReport"
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+    gate = next(g for g in rec.gates if g.name == "clusters")
+    assert rec.state == "blocked" and "bergen-dev is not Ready" in gate.message and "oslo-dev" not in gate.message
+    board.submit(*_signed_report(board, pki.agent("bergen-dev"), "bergen-dev", h.store.current("bergen-dev").digest))
+    h.clock.advance(11 * 60)
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+    assert next(g for g in rec.gates if g.name == "clusters").passed, rec.gates
+    await h.stop()

@@ -67,6 +67,25 @@ async def test_token_buys_a_short_lived_certificate_for_exactly_that_cluster(fle
             assert first.bundle.cluster == "oslo-prod" and first.bundle.version > 0
 
 
+async def test_the_cli_enrolls_from_a_token_file_once_and_an_init_container_rerun_is_a_no_op(
+    fleet_repo, tmp_path, pki, engine
+):
+    async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
+        token_file = tmp_path / "token"
+        token_file.write_text(cluster_add(app.config.state_dir, "bergen-prod") + "\n")
+        args = ["agent", "enroll", "--hub", f"127.0.0.1:{app.enroll_port}", "--tls-ca", str(pki.ca_file),
+                "--token-file", str(token_file), "--dir", str(tmp_path / "tls"), "--if-missing"]
+        first = await asyncio.to_thread(cli, *args)
+        assert first.returncode == 0, first.stderr
+        assert token_file.read_text().strip() not in first.stderr + first.stdout  # the token is never echoed
+        cert = (tmp_path / "tls" / "agent.crt").read_bytes()
+        again = await asyncio.to_thread(cli, *args)  # a pod restart: the spent token is not sent again
+        assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+        assert (tmp_path / "tls" / "agent.crt").read_bytes() == cert
+        without = await asyncio.to_thread(cli, *[a for a in args if a != "--if-missing"])
+        assert without.returncode == 1 and "already used" in without.stderr, without.stderr
+
+
 async def test_reused_expired_and_forged_tokens_are_refused(fleet_repo, tmp_path, pki, engine):
     async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
         address = f"127.0.0.1:{app.enroll_port}"

@@ -2,8 +2,8 @@
 
 Each gate is a verdict (name, passed, message); a gate that is not met names the cluster or rule
 that blocks it. The inputs are the clusters' health as the hub sees it (``ClusterHealth``, built
-from agents' reports: today the unsigned ``ReportStatus``; when signed reports land, the tracker
-that builds ``ClusterHealth`` is the seam that must verify them first and mark ``signed``).
+from agents' reports: in TUF mode only reports the agent signed with a hub-issued nonce count,
+``signature_required``; otherwise the mTLS-authenticated ``ReportStatus``).
 
 Gates, in order:
 
@@ -33,7 +33,8 @@ class ClusterHealth:
     reason: str = ""  # the Ready condition's reason/message when not ready
     healthy_since: _dt.datetime | None = None  # Ready on applied_digest continuously since
     reported: bool = False
-    signed: bool = False  # the report was signed by the agent (bundle-trust issue)
+    signed: bool = False  # applied/ready come from a report the agent signed with a hub nonce
+    signature_required: bool = False  # TUF mode: an unsigned report does not count
 
     @property
     def on_desired(self) -> bool:
@@ -41,7 +42,7 @@ class ClusterHealth:
 
     @property
     def healthy(self) -> bool:
-        return self.reported and self.on_desired and self.ready
+        return self.reported and self.on_desired and self.ready and (self.signed or not self.signature_required)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,9 @@ def cluster_problem(c: ClusterHealth) -> str | None:
     """Why a cluster is not healthy on its current bundle, or None."""
     if not c.desired_digest:
         return f"cluster {c.cluster} has no bundle (render error or not synced yet)"
+    if c.signature_required and not c.signed:
+        return (f"cluster {c.cluster} has sent no signed report (gates trust only reports its agent signed "
+                "with a hub nonce)")
     if not c.reported:
         return f"cluster {c.cluster} has not reported (offline or not started)"
     if not c.on_desired:

@@ -75,8 +75,9 @@ FINAL = frozenset({"approved", "blocked", "done", "failed", "rolled-back", "time
 class TrackingStatusBoard(StatusBoard):
     """A ``StatusBoard`` that also tells the ``HealthTracker`` about every report it accepts.
 
-    Seam for signed reports (bundle-trust issue): verify the report before ``observe`` and pass
-    ``signed=True`` through ``ClusterHealth``; until then reports are the mTLS-authenticated ones.
+    The tracker measures soak time from these (mTLS-authenticated) reports; in TUF mode the gates
+    additionally require the applied digest and Ready to come from a signed, nonce-bound report
+    (``Promoter._attested_health``), so a replayed or forged report cannot open a gate.
     """
 
     def __init__(self, tracker: HealthTracker, clock: Clock):
@@ -171,8 +172,11 @@ class Promoter:
         settings: PromotionSettings | None = None,
         clock: Clock | None = None,
         approvals_file: pathlib.Path | None = None,
+        attestations=None,
     ):
         self.source = source
+        # An ``AttestationBoard`` (TUF mode): gates then read only signed, nonce-bound agent reports.
+        self.attestations = attestations
         self.fleet_view = fleet
         self.store = store
         self.statuses = statuses
@@ -241,6 +245,8 @@ class Promoter:
         status = self.statuses.get(cluster)
         desired = current.digest if current is not None else ""
         revision = current.revision if current is not None else ""
+        if self.attestations is not None:
+            return self._attested_health(cluster, desired, revision)
         if status is None:
             return ClusterHealth(cluster=cluster, desired_digest=desired, desired_revision=revision)
         ready, reason = _ready(status)
@@ -253,6 +259,32 @@ class Promoter:
             reason=reason,
             healthy_since=self.tracker.healthy_since(cluster, status.applied_digest) if ready else None,
             reported=True,
+        )
+
+    def _attested_health(self, cluster: str, desired: str, revision: str) -> ClusterHealth:
+        """Health from the newest signed report only: what the agent attested, not what was claimed."""
+        attested = self.attestations.latest(cluster)
+        if attested is None:
+            return ClusterHealth(cluster=cluster, desired_digest=desired, desired_revision=revision,
+                                 signature_required=True)
+        doc = attested.report
+        ready = doc.get("ready") is True
+        reason = ""
+        if not ready:
+            failing = [h for h in doc.get("health") or () if isinstance(h, dict) and h.get("status") != "True"]
+            reason = ", ".join(f"{h.get('type')}: {h.get('reason')}" for h in failing[:3]) or "not ready"
+        applied = str(doc.get("applied_digest") or "")
+        return ClusterHealth(
+            cluster=cluster,
+            desired_digest=desired,
+            desired_revision=revision,
+            applied_digest=applied,
+            ready=ready,
+            reason=reason,
+            healthy_since=self.tracker.healthy_since(cluster, applied) if ready else None,
+            reported=True,
+            signed=True,
+            signature_required=True,
         )
 
     def _read_images(self, revision: str, overlay: str) -> tuple[tuple[fr.Image, ...], str, bytes]:

@@ -632,12 +632,17 @@ def push_commit(
 
     Raises ``PushRejected`` if the branch moved (not a fast-forward) and ``SourceError`` otherwise.
     On success the mirror's branch ref is moved to ``commit`` too.
+
+    The push authenticates like the fetch (the source's deploy key or token) with the same strict
+    host-key checking; a separate ``ssh_key`` (a write deploy key) is checked against the source's
+    ``known_hosts``, and is refused without one — never trust-on-first-use.
     """
     target = check_branch(branch or source.branch)
     remote = normalise_url(push_url) if push_url else source._remote
-    extra = {}
     if ssh_key is not None:
-        extra["GIT_SSH_COMMAND"] = f"ssh -i {shlex_quote(str(ssh_key))} -o IdentitiesOnly=yes -o BatchMode=yes"
+        extra = GitAuth(ssh_key=ssh_key, known_hosts=source.auth.known_hosts).env()
+    else:
+        extra = source.auth.env()
     with source._repo() as repo:
         try:
             repo.git.push(
@@ -662,12 +667,6 @@ def push_commit(
             repo.git.update_ref(f"refs/heads/{target}", commit, env=GIT_ENV)
         except git.GitError as e:
             raise source._error(f"cannot update the mirror's {target}", e) from e
-
-
-def shlex_quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
 
 
 def commit_message(source: GitSource, commit: str) -> str:

@@ -1,0 +1,188 @@
+"""Bundle trust for the sealer in TUF mode: the same stock python-tuf client an agent runs.
+
+An agent asks for a bundle's plaintext with the TUF metadata it trusted (the
+evidence document of ``skerry.core.trust``) and the bundle bytes. The sealer
+takes neither on faith: per cluster it keeps its own trusted metadata,
+bootstrapped from the hub repository's ``root.json`` that the sealer's
+operator configured (``--trust-root``), runs a stock ``ngclient.Updater``
+whose fetcher can serve only the files the agent sent, and applies the
+Uptane rule (``skerry.core.trust.agreement``: the director's
+target for the cluster (its hash bin) and the ``release-<env>`` target must agree). So:
+
+* a compromised hub alone (the director's online key) cannot make the sealer
+  unseal a SealedSecret that no release key signed;
+* an agent — even a compromised one — gets plaintext only for SealedSecrets of
+  a bundle released for its own cluster (its mTLS name, never a request field);
+* a replayed older bundle fails: the sealer's per-cluster TUF metadata and
+  release counter only move forward (persisted under ``<trust state dir>/<cluster>/``).
+
+Root rotation: the evidence carries the agent's newest ``root.json``; the
+sealer follows it when it is the next version of the root it trusts (python-tuf
+verifies it with both thresholds). A rotation by more than one version while
+no agent of that cluster asked is refused until the operator refreshes
+``--trust-root``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import threading
+from collections.abc import Iterator, Mapping
+
+from tuf.api import exceptions as tuf_errors
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+
+from skerry.core import trust
+from skerry.core.bundle import Bundle
+from skerry.core.canonical import sha256_digest
+from skerry.core.errors import ConfigError, InvalidInput, VerificationError
+from skerry.sealer.trust import BundleSecrets, secrets_of
+
+URL_PREFIX = "skerry:/"
+STATE_FILE = "release.json"
+_VERSIONED = re.compile(r"^metadata/(?P<v>[1-9][0-9]{0,19})\.(?P<role>[a-z0-9-]+)\.json$")
+
+
+def _version(data: bytes) -> int | None:
+    try:
+        v = json.loads(data)["signed"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return v if isinstance(v, int) else None
+
+
+class EvidenceFetcher(FetcherInterface):
+    """Serves python-tuf only what the agent sent: a missing file is a 404 (root rotation stops)."""
+
+    def __init__(self, files: Mapping[str, bytes], bundle: bytes):
+        self._files = files
+        self._bundle = bundle
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        path = url[len(URL_PREFIX):] if url.startswith(URL_PREFIX) else url
+        if path == "metadata/timestamp.json" and "timestamp.json" in self._files:
+            return iter([self._files["timestamp.json"]])
+        m = _VERSIONED.match(path)
+        if m:
+            data = self._files.get(f"{m['role']}.json")
+            if data is not None and _version(data) == int(m["v"]):
+                return iter([data])
+        elif path.startswith("targets/") and trust.parse_release_path(path[len("targets/"):]):
+            return iter([self._bundle])
+        raise tuf_errors.DownloadHTTPError(f"{path}: not in the agent's evidence", 404)
+
+
+class TufBundleTrust:
+    """``BundleTrust`` over TUF evidence; one trusted-metadata directory per cluster."""
+
+    def __init__(self, trust_root: pathlib.Path, state_dir: pathlib.Path):
+        try:
+            self._root = pathlib.Path(trust_root).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read the TUF trust root {trust_root}: {e.strerror}") from e
+        self._state = pathlib.Path(state_dir)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, cluster: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(cluster, threading.Lock())
+
+    def verify(self, metadata: bytes, bundle: bytes, *, cluster: str) -> BundleSecrets:
+        if not trust.valid_name(cluster):
+            raise VerificationError(f"caller {cluster!r} is not a cluster name", reason="WrongCluster")
+        try:
+            files = trust.decode_evidence(metadata)
+        except InvalidInput as e:
+            raise VerificationError(str(e), reason="MalformedMetadata") from e
+        with self._lock(cluster):
+            return self._verify(files, bundle, cluster)
+
+    def _verify(self, files: Mapping[str, bytes], bundle: bytes, cluster: str) -> BundleSecrets:
+        base = self._state / cluster
+        metadata_dir = base / "metadata"
+        metadata_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        bootstrap = None if (metadata_dir / "root.json").exists() else self._root
+        try:
+            updater = Updater(
+                metadata_dir=str(metadata_dir),
+                metadata_base_url=f"{URL_PREFIX}metadata/",
+                target_base_url=f"{URL_PREFIX}targets/",
+                fetcher=EvidenceFetcher(files, bundle),
+                config=UpdaterConfig(prefix_targets_with_hash=False),
+                bootstrap=bootstrap,
+            )
+            updater.refresh()
+            directed = updater.get_targetinfo(trust.director_path(cluster))
+            custom = directed.custom if directed is not None and isinstance(directed.custom, dict) else {}
+            image = custom.get("image")
+            released = updater.get_targetinfo(image) if isinstance(image, str) and trust.parse_release_path(image) \
+                else None
+            _env, _image, release, digest = trust.agreement(cluster, None, directed, released)
+            released.verify_length_and_hashes(bundle)
+        except VerificationError:
+            raise
+        except tuf_errors.LengthOrHashMismatchError as e:
+            raise VerificationError(f"bundle does not match its signed length/hash: {e}", reason="HashMismatch") from e
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError, ValueError) as e:
+            raise VerificationError(f"TUF evidence of {cluster} refused: {type(e).__name__}: {e}",
+                                    reason=type(e).__name__) from e
+        if sha256_digest(bundle) != digest:
+            raise VerificationError("bundle does not match its signed hash", reason="HashMismatch")
+        last_release, last_digest = self._last(base)
+        if release < last_release:
+            raise VerificationError(f"release {release} is below release {last_release} already seen for {cluster}",
+                                    reason="ReleaseRollback")
+        if release == last_release and digest != last_digest:
+            raise VerificationError(f"release {release} was already seen with another bundle", reason="MixAndMatch")
+        try:
+            decoded = Bundle.decode(bundle)
+        except InvalidInput as e:
+            raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
+        if decoded.cluster != cluster:
+            raise VerificationError(f"bundle document names cluster {decoded.cluster!r}", reason="WrongCluster")
+        if release > last_release:
+            self._save(base, release, digest)
+        return BundleSecrets(cluster, release, secrets_of(decoded.objects))
+
+    @staticmethod
+    def _last(base: pathlib.Path) -> tuple[int, str]:
+        try:
+            doc = json.loads((base / STATE_FILE).read_bytes())
+            return int(doc["release"]), str(doc["digest"])
+        except FileNotFoundError:
+            return 0, ""
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise VerificationError(f"release state {base / STATE_FILE} is unreadable ({e}); refusing to unseal "
+                                    "without rollback protection", reason="StateNotPersisted") from e
+
+    @staticmethod
+    def _save(base: pathlib.Path, release: int, digest: str) -> None:
+        tmp = base / f".{STATE_FILE}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(json.dumps({"release": release, "digest": digest}).encode())
+            f.flush()
+            import os
+
+            os.fsync(f.fileno())
+        tmp.replace(base / STATE_FILE)
+
+
+class EitherBundleTrust:
+    """Dispatch by what the agent sent: TUF evidence, else the legacy signed envelope."""
+
+    def __init__(self, tuf: TufBundleTrust | None, legacy=None):
+        self._tuf, self._legacy = tuf, legacy
+
+    def verify(self, metadata: bytes, bundle: bytes, *, cluster: str) -> BundleSecrets:
+        if trust.is_evidence(metadata):
+            if self._tuf is None:
+                raise VerificationError("TUF evidence sent, but this sealer has no --trust-root",
+                                        reason="UntrustedMetadata")
+            return self._tuf.verify(metadata, bundle, cluster=cluster)
+        if self._legacy is None:
+            raise VerificationError("a legacy signed envelope sent, but this sealer trusts only TUF (--trust-root)",
+                                    reason="UntrustedMetadata")
+        return self._legacy.verify(metadata, bundle, cluster=cluster)

@@ -1,0 +1,108 @@
+"""The sealer's own TUF check of what an agent shows it (``skerry.sealer.tuf``), attack by attack.
+
+A real trust repository (``tests/e2e/trust_world.py``: the hub's TrustRepository
+with every key, so a test can play a compromised hub) publishes bundles; the
+"agent" hands the sealer the latest metadata files as evidence. The sealer
+must accept exactly what director and release agreed on for the caller's own
+cluster, and only ever move forward.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skerry.core import sealedsecret, trust
+from skerry.core.bundle import Bundle
+from skerry.core.errors import VerificationError
+from skerry.sealer.tuf import EitherBundleTrust, TufBundleTrust
+from tests.e2e.trust_world import TrustWorld, bundle_bytes
+
+CLUSTER, OTHER = "oslo-dev", "bergen-dev"
+
+
+def with_sealed_secret(cluster: str, value: str) -> bytes:
+    sealed = {"apiVersion": sealedsecret.API_VERSION, "kind": "SealedSecret",
+              "metadata": {"name": "db", "namespace": "shop"}, "spec": {"encryptedData": {"password": "AgB="}}}
+    plain = Bundle.decode(bundle_bytes(cluster, "shop", value))
+    return Bundle(plain.cluster, plain.revision, plain.source_url, plain.paths, plain.engine, plain.engine_version,
+                  (*plain.objects, sealed)).encode()
+
+
+def shown(files: dict[str, bytes], cluster: str, env: str = "dev") -> bytes:
+    """What an agent would show: the newest file of each role, byte for byte as the hub served it."""
+    out = {"timestamp.json": files["metadata/timestamp.json"]}
+    for role in ("root", "snapshot", "targets", "director", trust.cluster_role(cluster), trust.release_role(env)):
+        versions = [int(p.split("/")[1].split(".")[0]) for p in files
+                    if p.startswith("metadata/") and p.endswith(f".{role}.json") and p.split("/")[1][0].isdigit()]
+        out[f"{role}.json"] = files[f"metadata/{max(versions)}.{role}.json"]
+    return trust.encode_evidence(out)
+
+
+def evidence(world: TrustWorld, cluster: str, env: str = "dev") -> bytes:
+    return shown(world.files(), cluster, env)
+
+
+@pytest.fixture
+def world(tmp_path) -> TrustWorld:
+    return TrustWorld(tmp_path / "trust")
+
+
+@pytest.fixture
+def sealer(world, tmp_path) -> TufBundleTrust:
+    return TufBundleTrust(world.root, tmp_path / "sealer-state")
+
+
+def test_a_released_and_directed_bundle_yields_its_sealed_secrets(world, sealer, tmp_path):
+    data = with_sealed_secret(CLUSTER, "one")
+    world.publish(CLUSTER, "dev", data, release=101)
+    got = sealer.verify(evidence(world, CLUSTER), data, cluster=CLUSTER)
+    assert got.release == 101 and [(s.namespace, s.name) for s in got.secrets] == [("shop", "db")]
+    state = json.loads((tmp_path / "sealer-state" / CLUSTER / "release.json").read_text())
+    assert state["release"] == 101
+
+
+def test_a_director_compromise_alone_cannot_get_a_bundle_unsealed(world, sealer):
+    world.publish(CLUSTER, "dev", with_sealed_secret(CLUSTER, "one"), release=101)
+    files = world.files()
+    evil = with_sealed_secret(CLUSTER, "evil")
+    world.evil_direct(files, CLUSTER, evil, release=500)  # hub keys only: no release key signed it
+    with pytest.raises(VerificationError) as e:
+        sealer.verify(shown(files, CLUSTER), evil, cluster=CLUSTER)
+    assert e.value.reason == "NotReleased"
+
+
+def test_an_older_bundle_replayed_after_a_newer_one_is_refused(world, sealer):
+    old = with_sealed_secret(CLUSTER, "old")
+    world.publish(CLUSTER, "dev", old, release=101)
+    old_evidence = evidence(world, CLUSTER)
+    sealer.verify(old_evidence, old, cluster=CLUSTER)
+    new = with_sealed_secret(CLUSTER, "new")
+    world.publish(CLUSTER, "dev", new, release=102)
+    sealer.verify(evidence(world, CLUSTER), new, cluster=CLUSTER)
+    with pytest.raises(VerificationError) as e:
+        sealer.verify(old_evidence, old, cluster=CLUSTER)
+    assert e.value.reason in {"BadVersionNumberError", "ReleaseRollback"}, e.value.reason
+
+
+def test_evidence_of_another_cluster_or_other_bytes_is_refused(world, sealer):
+    mine, theirs = with_sealed_secret(CLUSTER, "mine"), with_sealed_secret(OTHER, "theirs")
+    world.publish(CLUSTER, "dev", mine, release=101)
+    world.publish(OTHER, "dev", theirs, release=102)
+    with pytest.raises(VerificationError):  # the caller is CLUSTER (its mTLS name), showing OTHER's bundle
+        sealer.verify(evidence(world, OTHER), theirs, cluster=CLUSTER)
+    with pytest.raises(VerificationError) as e:
+        sealer.verify(evidence(world, CLUSTER), with_sealed_secret(CLUSTER, "tampered"), cluster=CLUSTER)
+    assert e.value.reason == "HashMismatch"
+
+
+def test_malformed_evidence_and_the_wrong_kind_of_trust_are_named(world, sealer):
+    world.publish(CLUSTER, "dev", with_sealed_secret(CLUSTER, "one"), release=101)
+    with pytest.raises(VerificationError) as e:
+        sealer.verify(b'{"skerry-tuf-evidence": 1, "files": {"../x.json": ""}}', b"", cluster=CLUSTER)
+    assert e.value.reason == "MalformedMetadata" and "not a Skerry TUF role file" in str(e.value)
+    with pytest.raises(VerificationError, match="trusts only TUF"):
+        EitherBundleTrust(sealer, None).verify(b'{"signed": {}}', b"", cluster=CLUSTER)
+    with pytest.raises(VerificationError, match="no --trust-root"):
+        EitherBundleTrust(None, object()).verify(evidence(world, CLUSTER), b"", cluster=CLUSTER)
