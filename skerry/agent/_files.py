@@ -19,8 +19,11 @@ def ensure_dir(path: pathlib.Path, mode: int = 0o700) -> pathlib.Path:
     return path
 
 
-def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so a reader sees either the old or the new content, never a mix."""
+def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so a reader sees either the old or the new content, never a mix.
+
+    ``durable=False`` skips the fsyncs: for files that are a convenience copy of durable data.
+    """
     path = pathlib.Path(path)
     ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -29,16 +32,18 @@ def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600) -> None:
             os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: pathlib.Path) -> None:
+def fsync_dir(directory: pathlib.Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

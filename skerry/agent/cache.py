@@ -46,7 +46,9 @@ class BundleCache:
     def save(self, verified: VerifiedBundle) -> None:
         """Keep ``verified`` (its signed bytes, still sealed) as the last verified bundle."""
         ensure_dir(self.directory)
-        hexdigest = sha256_hex(verified.raw)
+        algo, _, hexdigest = verified.digest.partition(":")
+        if algo != "sha256" or not _HEX.match(hexdigest):  # the verifier hashed it already; never hash twice
+            hexdigest = sha256_hex(verified.raw)
         atomic_write(self.directory / f"metadata-{hexdigest}.json", verified.metadata)
         atomic_write(self.directory / f"bundle-{hexdigest}.json", verified.raw)
         atomic_write(self.directory / "current", f"{hexdigest}\n".encode())

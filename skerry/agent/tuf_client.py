@@ -13,6 +13,16 @@ names must agree on length and SHA-256, name this cluster and environment,
 and carry a release counter not below the highest one applied (persisted in
 ``<state_dir>/trust-state.json``). Any refusal is a ``VerificationError``
 whose ``reason`` names the attack class (see ``classify``).
+
+Cost, per refresh (``bench/verify.py``): an idle agent whose hub serves the
+timestamp it last verified (same SHA-256, trusted metadata not expired, no
+newer root) runs no TUF workflow at all — two small fetches. Otherwise the
+snapshot lists each role's length and SHA-256, so python-tuf discards stale
+cached roles by hash before any signature check; the bundle blob is fetched
+into memory, length-capped and hash-checked once (``TargetFile``'s own
+check), never written to ``target_dir``: the app's bundle cache keeps it.
+The horizon and provenance come from the metadata files python-tuf
+persisted (its public on-disk cache), not from the Updater's private state.
 """
 
 from __future__ import annotations
@@ -28,10 +38,9 @@ from collections.abc import Iterator
 
 import grpc
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from skerry.agent._files import atomic_write, ensure_dir
+from skerry.agent._files import atomic_write, ensure_dir, fsync_dir
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
 from skerry.core.bundle import Bundle, VerifiedBundle
@@ -45,7 +54,43 @@ FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes 
 URL_PREFIX = "skerry:/"
 
 
-class GrpcFetcher(FetcherInterface):
+class InMemoryFetcher(FetcherInterface):
+    """A fetcher that gathers a download in memory instead of python-tuf's default temporary file.
+
+    ``download_bytes`` is a public ``FetcherInterface`` method (the Updater
+    calls it for every metadata file); this keeps its contract — the same
+    ``max_length`` cap, ``DownloadLengthMismatchError`` as soon as it is
+    crossed — without a temporary file on disk per fetch. Everything the
+    agent downloads is capped far below memory limits (``skerry.core.trust``).
+    """
+
+    def keep(self, url: str, data: bytes) -> None:
+        """Serve ``data`` — bytes this fetcher just downloaded from ``url`` — for the next download of ``url``.
+
+        The idle check fetches the timestamp; when it changed, the Updater's own
+        fetch of it a moment later gets the same bytes without a second round
+        trip (python-tuf verifies them as usual).
+        """
+        self.__dict__.setdefault("_kept", {})[url] = data
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        kept = self.__dict__.get("_kept")
+        if kept and url in kept:
+            data = kept.pop(url)
+            if len(data) <= max_length:
+                self.last_path = url[len(URL_PREFIX):]  # what ``classify`` names in an error about it
+                return data
+        chunks, received = [], 0
+        for chunk in self.fetch(url):
+            received += len(chunk)
+            if received > max_length:
+                raise tuf_errors.DownloadLengthMismatchError(
+                    f"Downloaded {received} bytes exceeding the maximum allowed length of {max_length}")
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class GrpcFetcher(InMemoryFetcher):
     """python-tuf fetcher over ``TrustService.Fetch`` (blocking; one channel per fetcher)."""
 
     def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
@@ -85,6 +130,25 @@ class GrpcFetcher(FetcherInterface):
             raise tuf_errors.DownloadError(f"{path}: {e.code().name}: {e.details()}") from e
 
 
+def _read_json(path: pathlib.Path) -> dict | None:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _expires(doc: dict) -> _dt.datetime:
+    """``signed.expires`` of a TUF metadata document (RFC 3339, ``Z``), timezone-aware."""
+    return _dt.datetime.fromisoformat(doc["signed"]["expires"].replace("Z", "+00:00"))
+
+
 _ROOT_FILE = re.compile(r"^metadata/\d+\.root\.json$")
 
 
@@ -114,9 +178,13 @@ def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class TrustState:
+    """What ``trust-state.json`` keeps (fsynced): the highest applied release counter and its bundle digest,
+    the horizon of the metadata that verified it, and the SHA-256 of the timestamp it was based on."""
+
     release: int = 0
     digest: str = ""
     valid_until: str = ""
+    timestamp: str = ""
 
 
 class TufVerifier:
@@ -138,6 +206,8 @@ class TufVerifier:
         self._lock = threading.Lock()
         ensure_dir(self.metadata_dir)
         ensure_dir(self.targets_dir)
+        for old in self.targets_dir.glob("*.json"):  # blobs earlier versions kept here; the bundle cache has them
+            old.unlink(missing_ok=True)
         self._bootstrap: bytes | None = None
         if not (self.metadata_dir / "root.json").exists():
             try:
@@ -145,6 +215,7 @@ class TufVerifier:
             except OSError as e:
                 raise ConfigError(f"cannot read the trust root {trust_root}: {e.strerror}") from e
         self._state = self._load()
+        self._synced: dict[str, str] = {}  # role -> SHA-256 of its metadata file as last fsynced
 
     # the Verifier interface the app uses ----------------------------------------------------
 
@@ -185,7 +256,49 @@ class TufVerifier:
                 if close is not None:
                     close()
 
+    def _unchanged(self, fetcher) -> bool:
+        """Whether the hub's repository is byte-for-byte the state this agent last verified in full.
+
+        Safe under TUF's threat model: the timestamp pins the snapshot (version,
+        length, SHA-256), which pins every targets role, so an identical
+        timestamp means identical trusted metadata — nothing to verify again.
+        Freshness is still checked (the horizon of everything trusted must lie
+        ahead, else the full refresh runs and reports the freeze), the cached
+        timestamp must still be the one that verified (a refused refresh may
+        have left a newer one: the full workflow then reports the rollback), and
+        the next root version is probed so a root rotation is never deferred.
+        """
+        state = self._state
+        if not state.timestamp or not state.valid_until or self._bootstrap is not None:
+            return False
+        if self._clock.now() >= _dt.datetime.fromisoformat(state.valid_until):
+            return False
+        try:  # python-tuf's trusted timestamp must still be the one verified in full (not a later refusal's)
+            if sha256_hex((self.metadata_dir / "timestamp.json").read_bytes()) != state.timestamp:
+                return False
+        except OSError:
+            return False
+        url = f"{URL_PREFIX}metadata/timestamp.json"
+        remote = fetcher.download_bytes(url, trust.MAX_TIMESTAMP_BYTES)
+        if sha256_hex(remote) != state.timestamp:
+            if isinstance(fetcher, InMemoryFetcher):
+                fetcher.keep(url, remote)
+            return False
+        root = _read_json(self.metadata_dir / "root.json")
+        if root is None:
+            return False
+        try:
+            fetcher.download_bytes(f"{URL_PREFIX}metadata/{root['signed']['version'] + 1}.root.json",
+                                   trust.MAX_METADATA_BYTES)
+        except tuf_errors.DownloadHTTPError as e:
+            if e.status_code in (403, 404):
+                return True
+            raise
+        return False  # a newer root exists: follow the chain
+
     def _update(self, fetcher) -> VerifiedBundle | None:
+        if self._unchanged(fetcher):
+            return None
         updater = Updater(
             metadata_dir=str(self.metadata_dir),
             metadata_base_url=f"{URL_PREFIX}metadata/",
@@ -232,31 +345,31 @@ class TufVerifier:
         if release == self._state.release and digest != self._state.digest:
             raise VerificationError(f"release {release} was already applied with another bundle",
                                     reason="MixAndMatch")
-        self._parsed: dict[str, Metadata | None] = {}
-        # every role this refresh trusted (root, timestamp, snapshot, targets, director, cluster-*, release-*)
-        horizon = min(signed.expires for signed in updater._trusted_set)
+        # everything this refresh trusted, as python-tuf persisted it (public files, not its private state)
+        trusted = self._trusted_files(env)
+        horizon = min(_expires(doc) for doc in trusted.values())
+        timestamp = sha256_hex(trusted["timestamp"]["raw"])
         if release == self._state.release:
-            self._save(TrustState(release, digest, horizon.isoformat()))
+            state = TrustState(release, digest, horizon.isoformat(), timestamp)
+            if state != self._state:
+                self._save(state)
             return None
-        filepath = str(self.targets_dir / f"{sha256_hex(image.encode())}.json")
-        path = updater.find_cached_target(released, filepath) or updater.download_target(released, filepath)
-        raw = pathlib.Path(path).read_bytes()  # python-tuf checked its length and SHA-256 against `released`
-        if len(raw) != released.length:
-            raise VerificationError("downloaded bundle does not match its signed length", reason="HashMismatch")
+        # The blob, in memory: the same length-capped fetch and length/hash check python-tuf's
+        # download_target does, without its temp file, copy to target_dir and a re-read (the app
+        # keeps the verified bytes in its bundle cache).
+        raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
+        released.verify_length_and_hashes(raw)
         try:
             bundle = Bundle.decode(raw)
         except InvalidInput as e:
             raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
         if bundle.cluster != self.cluster:
             raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
-        self._targets = updater._trusted_set.targets
-        provenance = self._provenance(env, image, release, digest, bundle)
+        provenance = self._provenance(env, image, release, digest, bundle, trusted)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
-        atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data)
-        self._save(TrustState(release, digest, horizon.isoformat()))
-        for old in self.targets_dir.glob("*.json"):  # keep only the applied blob
-            if str(old) != path:
-                old.unlink(missing_ok=True)
+        # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
+        atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
+        self._save(TrustState(release, digest, horizon.isoformat(), timestamp))
         return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=horizon, metadata=data, raw=raw)
 
     def reverify(self, metadata: bytes, bundle_bytes: bytes) -> tuple[VerifiedBundle, bool]:
@@ -271,37 +384,69 @@ class TufVerifier:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _trusted(self, role: str) -> Metadata | None:
-        """The trusted metadata python-tuf persisted for ``role`` (parsed once per update)."""
-        from urllib import parse
-
-        cache = getattr(self, "_parsed", None)
-        if cache is not None and role in cache:
-            return cache[role]
+    def _cluster_role(self, director: dict) -> str:
+        """The role the trusted director delegates this cluster's pointer to (first match, as TUF walks)."""
         try:
-            md = Metadata.from_bytes((self.metadata_dir / f"{parse.quote(role, '')}.json").read_bytes())
-        except (OSError, ValueError, Exception):  # noqa: BLE001 - absent or unreadable: not part of the horizon
-            md = None
-        if cache is not None:
-            cache[role] = md
-        return md
+            role = trust.delegated_cluster_role(director, self.cluster)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise VerificationError(f"trusted director delegations are malformed: {e}",
+                                    reason="MalformedMetadata") from e
+        if role is None:
+            raise VerificationError(f"the director delegates no role for {self.cluster}", reason="NotDirected")
+        return role
 
-    def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle) -> dict:
+    def _trusted_files(self, env: str) -> dict[str, dict]:
+        """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).
+
+        Each file whose bytes differ from the last refresh is fsynced here
+        (python-tuf renames without fsync): trusted metadata is rollback
+        protection and must be as durable as the release counter written next.
+        """
+        docs, changed = {}, False
+        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, "", trust.release_role(env)]
+        for role in roles:
+            if not role:  # after the director: which of its roles this refresh trusted for our pointer
+                role = self._cluster_role(docs[trust.DIRECTOR_ROLE])
+            path = self.metadata_dir / f"{role}.json"
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    raw = _read_all(fd)
+                    digest = sha256_hex(raw)
+                    if self._synced.get(role) != digest:
+                        os.fsync(fd)
+                        changed = True
+                finally:
+                    os.close(fd)
+                doc = json.loads(raw)
+                _expires(doc)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise VerificationError(f"trusted {role} metadata is unreadable after a refresh: {e}",
+                                        reason="StateNotPersisted") from e
+            doc["raw"] = raw
+            docs[role] = doc
+            self._synced[role] = digest
+        if changed:
+            fsync_dir(self.metadata_dir)
+            fsync_dir(self.metadata_dir / "root_history")
+        return docs
+
+    def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
+                    trusted: dict[str, dict]) -> dict:
         def signers(role: str) -> list[str]:
-            md = self._trusted(role)
-            return sorted(md.signatures) if md else []
+            return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
 
-        rel = self._trusted(trust.release_role(env))
-        threshold = 0
-        if self._targets is not None and self._targets.delegations and self._targets.delegations.roles:
-            d = self._targets.delegations.roles.get(trust.release_role(env))
-            threshold = d.threshold if d else 0
+        def version(role: str) -> int:
+            return int(trusted[role]["signed"].get("version", 0))
+
+        delegated = ((trusted["targets"]["signed"].get("delegations") or {}).get("roles")) or []
+        threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == trust.release_role(env)), 0)
+        cluster_role = next(r for r in trusted if trust.is_cluster_role(r))
         return {
             "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
-            "director": {"role": trust.cluster_role(self.cluster), "signed_by": signers(trust.cluster_role(self.cluster)),
-                         "version": (m.signed.version if (m := self._trusted(trust.cluster_role(self.cluster))) else 0)},
+            "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
             "release_role": {"role": trust.release_role(env), "signed_by": signers(trust.release_role(env)),
-                             "threshold": threshold, "version": rel.signed.version if rel else 0},
+                             "threshold": threshold, "version": version(trust.release_role(env))},
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
             "render": {"engine": bundle.engine, "version": bundle.engine_version},
         }
@@ -316,7 +461,8 @@ class TufVerifier:
                               "rollback protection") from e
         if doc.get("cluster") != self.cluster:
             raise ConfigError(f"trust state {self._path} belongs to cluster {doc.get('cluster')!r}")
-        return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")))
+        return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")),
+                          str(doc.get("timestamp", "")))
 
     def _save(self, state: TrustState) -> None:
         doc = {"cluster": self.cluster, **dataclasses.asdict(state)}

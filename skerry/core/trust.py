@@ -8,13 +8,28 @@ an Uptane-style split between two delegated roles of the top-level
     targets (offline)
       ├── release-<env>   CI/offline keys, threshold per environment (prod: 2 of 3)
       │     paths releases/<env>/*      the bundle *content*: one target per signed bundle
-      └── director        hub online key; delegates one role per cluster
-            └── cluster-<name>  paths clusters/<name>/*   which bundle the cluster runs
+      └── director        hub online key; delegates hash bins of clusters
+            └── clusters-<hh>   path_hash_prefixes [<hh>]   which bundle each cluster of the bin runs
+
+The director's bins are standard TUF hash-bin delegations (``path_hash_prefixes``,
+not TAP 15 succinct roles, which spec clients do not accept): cluster ``c``
+belongs to bin ``<hh>`` = the first ``CLUSTER_BIN_HEX`` hex digits of
+SHA-256(``clusters/<c>/bundle.json``). A bin is delegated once its first
+cluster is directed, so the director holds at most 256 roles and the
+snapshot at most 256 bin entries however large the fleet (at 10,000
+clusters: ~40 clusters a bin; a per-cluster role each would make the
+director ~2 MB, parsed and verified on every refresh of every agent).
+Repositories made before bins keep their ``cluster-<name>`` roles
+(delegated first, so they still win); new clusters get bins. Agents find
+their role from the director they trust, whichever layout it has.
 
 Target paths (content-addressed; no hash prefix is added on download)::
 
-    releases/<env>/<cluster>/<sha256 hex>.json   custom: {cluster, environment, revision, source, render}
+    releases/<env>/<cluster>/<sha256 hex>.json   custom: {cluster, environment, revision}
     clusters/<cluster>/bundle.json               custom: {release, image, environment, revision}
+
+Target custom fields stay minimal: every field is parsed and canonically
+encoded twice per refresh by every agent that loads the role.
 
 An agent applies a bundle only when its ``cluster-<name>`` target (director)
 and the ``release-<env>`` target it names in ``custom.image`` (release side)
@@ -26,17 +41,20 @@ has applied. Metadata files are served by consistent-snapshot names
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 DIRECTOR_ROLE = "director"
 RELEASE_PREFIX = "release-"
-CLUSTER_PREFIX = "cluster-"
+CLUSTER_PREFIX = "cluster-"  # per-cluster director roles of repositories made before hash bins
+CLUSTER_BIN_PREFIX = "clusters-"
+CLUSTER_BIN_HEX = 2  # 256 bins: bounds the director and snapshot whatever the fleet size
 
 # A cluster/environment name: a DNS label (what the fleet file and certificates allow).
 NAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _NAME_RE = re.compile(rf"^{NAME}$")
 _RELEASE_PATH = re.compile(rf"^releases/(?P<env>{NAME})/(?P<cluster>{NAME})/(?P<hex>[0-9a-f]{{64}})\.json$")
-_METADATA_NAME = re.compile(rf"^(?:timestamp|(?:[1-9][0-9]{{0,19}}\.(?:root|snapshot|targets|director|(?:release|cluster)-{NAME})))\.json$")
+_METADATA_NAME = re.compile(rf"^(?:timestamp|(?:[1-9][0-9]{{0,19}}\.(?:root|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}})))\.json$")
 
 # Bounds on every fetch (the "endless data" attack); the agent's fetcher enforces them per path.
 MAX_TIMESTAMP_BYTES = 16 * 1024  # python-tuf's default cap
@@ -54,7 +72,33 @@ def release_role(env: str) -> str:
 
 
 def cluster_role(cluster: str) -> str:
+    """The director's hash-bin role that says which bundle ``cluster`` runs (TUF ``path_hash_prefixes``)."""
+    return f"{CLUSTER_BIN_PREFIX}{cluster_bin(cluster)}"
+
+
+def cluster_bin(cluster: str) -> str:
+    """The hash prefix of ``cluster``'s director target path, as TUF computes it for ``path_hash_prefixes``."""
+    return hashlib.sha256(director_path(cluster).encode()).hexdigest()[:CLUSTER_BIN_HEX]
+
+
+def delegated_cluster_role(director: dict, cluster: str) -> str | None:
+    """The role a director document (parsed JSON) delegates ``cluster``'s pointer to, as TUF walks: first match."""
+    from tuf.api.metadata import DelegatedRole
+
+    path = director_path(cluster)
+    for role in ((director.get("signed", {}).get("delegations") or {}).get("roles")) or []:
+        if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
+            return role["name"]
+    return None
+
+
+def legacy_cluster_role(cluster: str) -> str:
     return f"{CLUSTER_PREFIX}{cluster}"
+
+
+def is_cluster_role(role: str) -> bool:
+    """A role the director delegates (a hash bin, or a legacy per-cluster role)."""
+    return role.startswith((CLUSTER_BIN_PREFIX, CLUSTER_PREFIX))
 
 
 def release_path(env: str, cluster: str, hexdigest: str) -> str:
@@ -134,12 +178,14 @@ def agreement(cluster: str, environment: str | None, directed, released) -> tupl
 #
 # Byte format (UTF-8 JSON, one object; the sealer verifies every file itself with its own root):
 #   {"skerry-tuf-evidence": 1, "files": {"<role>.json": "<base64 of the metadata file>", ...}}
-# roles: root, timestamp, snapshot, targets, director, cluster-<name>, release-<env>; nothing else.
+# roles: root, timestamp, snapshot, targets, director, the director role of the cluster (its hash bin
+# clusters-<hh>, or a legacy cluster-<name>), release-<env>; nothing else.
 
 EVIDENCE_MARK = "skerry-tuf-evidence"
 MAX_EVIDENCE_FILES = 8  # the seven roles above, one spare
 MAX_EVIDENCE_BYTES = 8 * 1024 * 1024  # base64 of the files; below the sealer's 16 MiB message limit
-_EVIDENCE_ROLE = re.compile(rf"^(?:root|timestamp|snapshot|targets|director|(?:release|cluster)-{NAME})\.json$")
+_EVIDENCE_ROLE = re.compile(
+    rf"^(?:root|timestamp|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}})\.json$")
 
 
 def encode_evidence(files: dict[str, bytes]) -> bytes:

@@ -7,7 +7,7 @@ bootstrapped from the hub repository's ``root.json`` that the sealer's
 operator configured (``--trust-root``), runs a stock ``ngclient.Updater``
 whose fetcher can serve only the files the agent sent, and applies the
 Uptane rule (``skerry.core.trust.agreement``: the director's
-``cluster-<name>`` target and the ``release-<env>`` target must agree). So:
+target for the cluster (its hash bin) and the ``release-<env>`` target must agree). So:
 
 * a compromised hub alone (the director's online key) cannot make the sealer
   unseal a SealedSecret that no release key signed;

@@ -225,7 +225,7 @@ def test_a_prod_release_under_threshold_is_refused_even_with_one_key_counted_twi
     assert scene.marker() == "good"
 
 
-@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", "cluster-oslo-dev", "release-dev"])
+@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", trust.cluster_role(CLUSTER), "release-dev"])
 def test_rollback_of_each_metadata_role_is_refused(scene, role):
     w = scene.world
     # Two versions of everything exist; the attacker serves/lists the older one (with the hub's online keys).

@@ -77,7 +77,7 @@ _SERIALIZER = JSONSerializer(compact=True)
 def expiry_kind(role: str) -> str:
     if role.startswith(trust.RELEASE_PREFIX):
         return "release"
-    if role.startswith(trust.CLUSTER_PREFIX):
+    if trust.is_cluster_role(role):
         return "cluster"
     return role
 
@@ -148,6 +148,7 @@ class TrustRepository:
         self._clock = clock or SystemClock()
         self.expiry = {**DEFAULT_EXPIRY, **(expiry or {})}
         self.md: dict[str, Metadata] = {}
+        self._raw: dict[str, bytes] = {}  # the bytes served for each role's current version (snapshot hashes them)
         self._pending: dict[str, Metadata] = {}
         self._listeners: list[Callable[[str], None]] = []
         self.load()
@@ -190,13 +191,16 @@ class TrustRepository:
             if cur is not None and cur.signed.version >= version:
                 continue
             try:
-                self.md[role] = Metadata.from_bytes(path.read_bytes())
+                raw = path.read_bytes()
+                self.md[role] = Metadata.from_bytes(raw)
             except (OSError, DeserializationError) as e:
                 raise ConfigError(f"cannot read {path}: {e}") from e
+            self._raw[role] = raw
             changed = True
         ts = self.metadata_dir / "timestamp.json"
         if ts.exists() and "timestamp" not in self.md:
-            self.md["timestamp"] = Metadata.from_bytes(ts.read_bytes())
+            self._raw["timestamp"] = ts.read_bytes()
+            self.md["timestamp"] = Metadata.from_bytes(self._raw["timestamp"])
         for role in ("root", "targets"):
             if role not in self.md:
                 raise ConfigError(f"trust directory {self.directory} has no {role} metadata")
@@ -253,7 +257,7 @@ class TrustRepository:
         return delegator.delegations.roles[role].threshold if delegator else 1
 
     def _delegator(self, role: str) -> Targets | None:
-        if role.startswith(trust.CLUSTER_PREFIX):
+        if trust.is_cluster_role(role):
             director = self.md.get(trust.DIRECTOR_ROLE)
             parent = director.signed if director else None
         else:
@@ -304,9 +308,20 @@ class TrustRepository:
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
         _atomic_write(self.metadata_dir / name, data)
         self.md[role] = md
+        self._raw[role] = data
+
+    def _meta_file(self, role: str) -> MetaFile:
+        """Version, length and SHA-256 of ``role``'s current file, as snapshot/timestamp list it.
+
+        With length and hash listed, a client rejects a stale or swapped file by
+        its hash before parsing it or checking any signature (python-tuf checks
+        ``verify_length_and_hashes`` first, for cached files too).
+        """
+        raw = self._raw[role]
+        return MetaFile(version=self.md[role].signed.version, length=len(raw), hashes={"sha256": sha256_hex(raw)})
 
     def _sign_online(self, role: str, md: Metadata) -> None:
-        kind = "director" if role.startswith(trust.CLUSTER_PREFIX) else role
+        kind = "director" if trust.is_cluster_role(role) else role
         signers = self._online.get(kind) or []
         if not signers:
             raise ConfigError(f"the hub has no online key for {kind!r} in {self.directory / 'keys'}")
@@ -324,11 +339,7 @@ class TrustRepository:
         snap_md = self.md.get("snapshot")
         if snap_md is None:
             snap_md = Metadata(Snapshot(version=1, meta={}))
-        meta = {
-            f"{role}.json": MetaFile(version=md.signed.version)
-            for role, md in self.md.items()
-            if role not in ("root", "snapshot", "timestamp")
-        }
+        meta = {f"{role}.json": self._meta_file(role) for role in self.md if role not in ("root", "snapshot", "timestamp")}
         if any(True for _ in changed) or snap_md.signed.meta != meta or "snapshot" not in self.md:
             snap_md.signed.meta = meta
             self._bump("snapshot", snap_md)
@@ -338,14 +349,24 @@ class TrustRepository:
 
     def _new_timestamp(self) -> None:
         ts_md = self.md.get("timestamp") or Metadata(Timestamp(version=1))
-        ts_md.signed.snapshot_meta = MetaFile(version=self.md["snapshot"].signed.version)
+        ts_md.signed.snapshot_meta = self._meta_file("snapshot")
         self._bump("timestamp", ts_md)
         self._sign_online("timestamp", ts_md)
         self._write("timestamp", ts_md)
 
+    def cluster_role(self, cluster: str) -> str:
+        """The director role that holds ``cluster``'s pointer: its legacy ``cluster-<name>`` role if this
+        repository delegated one before hash bins, else its hash bin (``skerry.core.trust``)."""
+        director = self.md.get(trust.DIRECTOR_ROLE)
+        delegations = director.signed.delegations if director else None
+        legacy = trust.legacy_cluster_role(cluster)
+        if delegations is not None and delegations.roles and legacy in delegations.roles:
+            return legacy
+        return trust.cluster_role(cluster)
+
     def _ensure_cluster_role(self, cluster: str) -> list[str]:
-        """Delegate ``cluster-<name>`` from the director (same online key); returns changed roles."""
-        role = trust.cluster_role(cluster)
+        """Delegate ``cluster``'s hash bin from the director (same online key); returns changed roles."""
+        role = self.cluster_role(cluster)
         director = self.md[trust.DIRECTOR_ROLE]
         delegations = director.signed.delegations
         if delegations is not None and delegations.roles and role in delegations.roles:
@@ -356,7 +377,7 @@ class TrustRepository:
         for keyid in keyids:
             delegations.keys[keyid] = self.targets.delegations.keys[keyid]
         delegations.roles[role] = DelegatedRole(
-            name=role, keyids=keyids, threshold=1, terminating=True, paths=[f"clusters/{cluster}/*"]
+            name=role, keyids=keyids, threshold=1, terminating=True, path_hash_prefixes=[trust.cluster_bin(cluster)]
         )
         self._bump(trust.DIRECTOR_ROLE, director)
         self._sign_online(trust.DIRECTOR_ROLE, director)
@@ -387,15 +408,15 @@ class TrustRepository:
         if current is not None and current.hashes.get("sha256") == hexdigest and current.custom.get("image") == image:
             # already directed (e.g. a restarted hub re-rendering the same bundle): keep its release counter
             return Directed(cluster=cluster, release=int(current.custom["release"]), image=image,
-                            expires=self.horizon(trust.cluster_role(cluster), env))
+                            expires=self.horizon(self.cluster_role(cluster), env))
         changed = self._ensure_cluster_role(cluster)
-        role = trust.cluster_role(cluster)
+        role = self.cluster_role(cluster)
         md = self.md.get(role) or Metadata(Targets(version=1, targets={}))
         pointer = TargetFile.from_data(trust.director_path(cluster), data, ["sha256"])
         pointer.unrecognized_fields["custom"] = {
             "release": release, "image": image, "environment": env, "revision": revision,
         }
-        md.signed.targets = {pointer.path: pointer}
+        md.signed.targets[pointer.path] = pointer  # the bin's other clusters keep theirs
         self._bump(role, md)
         self._sign_online(role, md)
         self._write(role, md)
@@ -403,7 +424,7 @@ class TrustRepository:
         return Directed(cluster=cluster, release=release, image=image, expires=self.horizon(role, env))
 
     def directed(self, cluster: str) -> TargetFile | None:
-        md = self.md.get(trust.cluster_role(cluster))
+        md = self.md.get(self.cluster_role(cluster))
         return md.signed.targets.get(trust.director_path(cluster)) if md else None
 
     def horizon(self, role: str, env: str) -> _dt.datetime:
@@ -413,9 +434,14 @@ class TrustRepository:
 
     # --- the release side -----------------------------------------------------------------
 
-    def release_proposal(self, env: str, cluster: str, data: bytes, revision: str, *, source: Mapping | None = None,
-                         render: Mapping | None = None) -> Metadata:
-        """The next version of ``release-<env>`` with this bundle added: what CI signers sign."""
+    def release_proposal(self, env: str, cluster: str, data: bytes, revision: str) -> Metadata:
+        """The next version of ``release-<env>`` with this bundle added: what CI signers sign.
+
+        A target carries only what the agent checks (cluster, environment) and
+        the commit: the source URL, paths and render engine are inside the
+        bundle document its SHA-256 binds, and every field here is parsed and
+        canonically encoded twice per refresh by every agent of the environment.
+        """
         role = trust.release_role(env)
         if role not in (self.targets.delegations.roles or {}):
             raise NotFound(f"environment {env!r} has no release role; add it with `skerry keys add --env {env}`")
@@ -426,10 +452,7 @@ class TrustRepository:
         current = self.md.get(role)
         signed = Targets.from_dict(json.loads(json.dumps(current.signed.to_dict()))) if current else Targets(version=0)
         target = TargetFile.from_data(path, data, ["sha256"])
-        target.unrecognized_fields["custom"] = {
-            "cluster": cluster, "environment": env, "revision": revision,
-            "source": dict(source or {}), "render": dict(render or {}),
-        }
+        target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
         signed.targets[path] = target
         mine = sorted(p for p in signed.targets if p.startswith(f"releases/{env}/{cluster}/"))
         for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
@@ -440,12 +463,7 @@ class TrustRepository:
         return Metadata(signed)
 
     def _auto_release(self, env: str, cluster: str, data: bytes, revision: str) -> None:
-        from skerry.core.bundle import Bundle
-
-        bundle = Bundle.decode(data)
-        md = self.release_proposal(env, cluster, data, revision,
-                                   source={"url": bundle.source_url, "paths": list(bundle.paths)},
-                                   render={"engine": bundle.engine, "version": bundle.engine_version})
+        md = self.release_proposal(env, cluster, data, revision)
         for signer in self._release_signers[trust.release_role(env)]:
             md.sign(signer, append=True)
         self.submit_release(trust.release_role(env), md.to_bytes(_SERIALIZER))
@@ -507,7 +525,7 @@ class TrustRepository:
         for role, md in list(self.md.items()):
             if role in ("root", "targets", "timestamp", "snapshot"):
                 continue
-            online = role == trust.DIRECTOR_ROLE or role.startswith(trust.CLUSTER_PREFIX)
+            online = role == trust.DIRECTOR_ROLE or trust.is_cluster_role(role)
             if online and md.signed.expires - now < self.expiry[expiry_kind(role)] / 2:
                 self._bump(role, md)
                 self._sign_online(role, md)

@@ -65,11 +65,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
             raise NotFound(f"cluster {cluster!r} has no bundle awaiting release signatures")
         bundle, data, _ = pending
         env = self._environment_of(cluster)
-        md = self._repo.release_proposal(
-            env, cluster, data, bundle.revision,
-            source={"url": bundle.source_url, "paths": list(bundle.paths)},
-            render={"engine": bundle.engine, "version": bundle.engine_version},
-        )
+        md = self._repo.release_proposal(env, cluster, data, bundle.revision)
         role = trust.release_role(env)
         existing = self._repo.pending(role)
         sigs = len(existing.signatures) if existing is not None and existing.signed == md.signed else 0
