@@ -43,7 +43,6 @@ from collections.abc import Callable
 
 import structlog
 
-from skerry.agent._files import atomic_write, ensure_dir
 from skerry.agent.cache import BundleCache
 from skerry.agent.config import AgentConfig
 from skerry.agent.ops import AgentOps
@@ -54,6 +53,7 @@ from skerry.agent.verify import Verifier
 from skerry.core.bundle import VerifiedBundle
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError, VerificationError
+from skerry.core.files import atomic_write, ensure_dir
 
 log = structlog.get_logger("skerry.agent")
 

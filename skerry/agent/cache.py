@@ -23,9 +23,9 @@ import re
 
 import structlog
 
-from skerry.agent._files import atomic_write, ensure_dir
 from skerry.core.bundle import VerifiedBundle
 from skerry.core.canonical import sha256_hex
+from skerry.core.files import atomic_write, ensure_dir
 
 log = structlog.get_logger("skerry.agent.cache")
 

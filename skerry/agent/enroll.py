@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from skerry.agent._files import atomic_write, ensure_dir
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError
+from skerry.core.files import atomic_write, ensure_dir
 from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
 from skerry.core.tls import AGENT_CA_NAME, TlsFiles, channel_credentials
 

@@ -40,13 +40,13 @@ import grpc
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from skerry.agent._files import atomic_write, ensure_dir, fsync_dir
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
 from skerry.core.bundle import Bundle, VerifiedBundle
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, InvalidInput, Unavailable, VerificationError
+from skerry.core.files import atomic_write, ensure_dir, fsync_dir
 from skerry.core.tls import TlsFiles, channel_credentials
 
 STATE_FILE = "trust-state.json"

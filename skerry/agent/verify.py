@@ -22,10 +22,10 @@ from collections.abc import Iterable, Mapping
 
 from securesystemslib.signer import Key
 
-from skerry.agent._files import atomic_write
 from skerry.core.bundle import VerifiedBundle, envelope_expires, load_public_key, verify_signed_bundle
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, VerificationError
+from skerry.core.files import atomic_write
 
 STATE_FILE = "verifier-state.json"
 STATE_KIND = "skerry.io/v1alpha1 VerifierState"

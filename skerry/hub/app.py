@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import pathlib
 import stat
 
@@ -22,6 +21,7 @@ import structlog
 
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
+from skerry.core.files import atomic_write
 
 log = structlog.get_logger("skerry.hub")
 
@@ -66,19 +66,8 @@ def load_or_create_signing_key(path: pathlib.Path):
 
 
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """``skerry.core.files.atomic_write`` with this module's default: public files (0644)."""
+    atomic_write(path, data, mode)
 
 
 def _mtls_credentials(files, agent_ca_pem: bytes):

@@ -60,6 +60,7 @@ from cryptography.x509.oid import NameOID
 
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, FailedPrecondition, InvalidInput, NotFound, SealError
+from skerry.core.files import atomic_write, fsync_dir
 from skerry.sealer import crypto
 
 log = structlog.get_logger("skerry.sealer.keys")
@@ -258,9 +259,9 @@ class DirectoryBackend:
         path = self._dir(domain, create=True)
         try:
             # Private key first: a certificate on disk always has its key beside it.
-            _write_atomic(path / f"{key.key_id}.key", key.key_pem, 0o600)
-            _write_atomic(path / f"{key.key_id}.crt", key.cert_pem, 0o644)
-            _fsync_dir(path)
+            atomic_write(path / f"{key.key_id}.key", key.key_pem, 0o600)
+            atomic_write(path / f"{key.key_id}.crt", key.cert_pem, 0o644)
+            fsync_dir(path)
         except OSError as e:
             raise ConfigError(f"cannot write sealing key into {path}: {e.strerror}") from e
 
@@ -274,7 +275,7 @@ class DirectoryBackend:
                 with contextlib.suppress(FileNotFoundError):
                     (path / f"{key_id}{suffix}").unlink()
             if path.is_dir():
-                _fsync_dir(path)
+                fsync_dir(path)
         except OSError as e:
             raise ConfigError(f"cannot remove sealing key {key_id} from {path}: {e.strerror}") from e
 
@@ -391,29 +392,6 @@ class MemoryBackend:
 
     def lock(self, domain: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
-
-
-def _write_atomic(path: pathlib.Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class KeyRegistry:

@@ -38,6 +38,7 @@ from skerry.core import trust
 from skerry.core.bundle import Bundle
 from skerry.core.canonical import sha256_digest
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
+from skerry.core.files import atomic_write
 from skerry.sealer.trust import BundleSecrets, secrets_of
 
 URL_PREFIX = "skerry:/"
@@ -160,14 +161,7 @@ class TufBundleTrust:
 
     @staticmethod
     def _save(base: pathlib.Path, release: int, digest: str) -> None:
-        tmp = base / f".{STATE_FILE}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(json.dumps({"release": release, "digest": digest}).encode())
-            f.flush()
-            import os
-
-            os.fsync(f.fileno())
-        tmp.replace(base / STATE_FILE)
+        atomic_write(base / STATE_FILE, json.dumps({"release": release, "digest": digest}).encode())
 
 
 class EitherBundleTrust:

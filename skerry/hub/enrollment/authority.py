@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from skerry.core.errors import InvalidInput, PermissionDenied
+from skerry.core.files import atomic_write
 from skerry.core.revocation import CLOCK_SKEW as _CLOCK_SKEW
 from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
-from skerry.hub.enrollment.tokens import _atomic_write
 
 # Agents renew at 2/3 of this; a stolen certificate is useful for a day at most
 # even if nobody revokes it (the sealer, which cannot see revocations, relies on this).
@@ -72,8 +72,8 @@ class AgentAuthority:
         crt, key = directory / "ca.crt", directory / "ca.key"
         if not crt.exists() or not key.exists():
             ca = CertificateAuthority.create(CA_NAME, days=CA_LIFETIME_DAYS)
-            _atomic_write(key, ca.key_pem, 0o600)
-            _atomic_write(crt, ca.cert_pem, 0o644)
+            atomic_write(key, ca.key_pem, 0o600)
+            atomic_write(crt, ca.cert_pem, 0o644)
         return cls(CertificateAuthority.load(crt.read_bytes(), key.read_bytes()), **kw)
 
     @property

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 
 from skerry.core.errors import ConfigError
+from skerry.core.files import atomic_write
 from skerry.core.revocation import CLOCK_SKEW, FILE_NAME, RELOAD_SECONDS, RevocationList
 from skerry.hub.enrollment.authority import MAX_CERT_LIFETIME
-from skerry.hub.enrollment.tokens import _atomic_write
 
 __all__ = ["FILE_NAME", "RELOAD_SECONDS", "Revocations"]
 
@@ -45,7 +45,7 @@ class Revocations(RevocationList):
             "fingerprints": {k: v for k, v in sorted(self.fingerprints.items()) if v > horizon},
         }
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic_write(self._path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n", 0o644)
+        atomic_write(self._path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n", 0o644)
         self._stamp = None
         self.reload()
 

@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import os
 import pathlib
 import re
 import secrets
@@ -39,6 +38,7 @@ import time
 from collections.abc import Callable
 
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied
+from skerry.core.files import atomic_write
 
 PREFIX = "skt1"
 # A bootstrap token is a password sent over a chat or a ticket: keep its life short.
@@ -64,15 +64,6 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 @dataclasses.dataclass(frozen=True)
 class TokenClaims:
@@ -95,7 +86,7 @@ class TokenIssuer:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / "token.key"
         if not path.exists():
-            _atomic_write(path, secrets.token_bytes(32))
+            atomic_write(path, secrets.token_bytes(32))
         return cls(path.read_bytes(), **kw)
 
     def _mac(self, signed_part: str) -> str:
@@ -169,4 +160,4 @@ class UsedTokens:
             now = self._now()
             used = {k: v for k, v in used.items() if v > now}
             used[claims.token_id] = claims.expires
-            _atomic_write(self._path, json.dumps(used, sort_keys=True).encode())
+            atomic_write(self._path, json.dumps(used, sort_keys=True).encode())

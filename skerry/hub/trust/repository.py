@@ -50,6 +50,7 @@ from skerry.core import trust
 from skerry.core.canonical import sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
+from skerry.core.files import atomic_write
 from skerry.hub.trust import keys as keyfiles
 
 log = structlog.get_logger("skerry.hub.trust")
@@ -102,14 +103,8 @@ class SubmitResult:
 
 
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``skerry.core.files.atomic_write`` with this module's default: public files (0644)."""
+    atomic_write(path, data, mode)
 
 
 def count_valid_signatures(md: Metadata, keys: Mapping[str, object], threshold: int) -> int:

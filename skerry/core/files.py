@@ -1,4 +1,10 @@
-"""Crash-safe small files: write to a temporary sibling, fsync, rename over, fsync the directory."""
+"""Crash-safe small files, one implementation for every service: keys, trust metadata, state.
+
+``atomic_write`` writes to a temporary sibling (created 0600, then set to
+``mode``), fsyncs it, renames it over the target and fsyncs the directory, so
+a reader or a restart after a crash sees either the old or the new content,
+never a mix and never a key file briefly readable by others.
+"""
 
 from __future__ import annotations
 
