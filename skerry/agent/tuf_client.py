@@ -311,33 +311,9 @@ class TufVerifier:
         self._bootstrap = None
         updater.refresh()
         directed = updater.get_targetinfo(trust.director_path(self.cluster))
-        if directed is None:
-            raise VerificationError(f"the director names no bundle for {self.cluster}", reason="NotDirected")
-        custom = directed.custom if isinstance(directed.custom, dict) else {}
-        image, release = custom.get("image"), custom.get("release")
-        if not isinstance(image, str) or not isinstance(release, int) or isinstance(release, bool):
-            raise VerificationError("director target lacks custom.image/custom.release", reason="MalformedMetadata")
-        parsed = trust.parse_release_path(image)
-        if parsed is None:
-            raise VerificationError(f"director names target {image[:200]!r}: not a release path", reason="PathTraversal")
-        env, cluster, _hex = parsed
-        if cluster != self.cluster:
-            raise VerificationError(f"director points {self.cluster} at a bundle of {cluster}", reason="WrongCluster")
-        if env != self.environment:
-            raise VerificationError(f"director points {self.cluster} ({self.environment}) at a {env} release",
-                                    reason="WrongEnvironment")
+        env, image, release = trust.director_says(self.cluster, self.environment, directed)
         released = updater.get_targetinfo(image)
-        if released is None:
-            raise VerificationError(
-                f"{image} is not signed by release-{env}: the director alone cannot ship a bundle",
-                reason="NotReleased")
-        if released.length != directed.length or released.hashes != directed.hashes:
-            raise VerificationError("director and release disagree on the bundle's length/hash",
-                                    reason="DirectorReleaseMismatch")
-        rcustom = released.custom if isinstance(released.custom, dict) else {}
-        if rcustom.get("cluster") != self.cluster or rcustom.get("environment") != env:
-            raise VerificationError(f"release target is for {rcustom.get('cluster')!r}", reason="WrongCluster")
-        digest = "sha256:" + str(released.hashes.get("sha256", ""))
+        digest = trust.release_agrees(self.cluster, env, image, directed, released)
         if release < self._state.release:
             raise VerificationError(
                 f"director release {release} is below the applied release {self._state.release} "

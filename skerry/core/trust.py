@@ -135,15 +135,15 @@ def fetch_cap(path: str) -> int:
 # --- the Uptane agreement rule (agent and sealer apply the same one) --------------------------
 
 
-def agreement(cluster: str, environment: str | None, directed, released) -> tuple[str, str, int, str]:
-    """``(environment, image path, release counter, "sha256:<hex>")`` if director and release agree.
+def director_says(cluster: str, environment: str | None, directed) -> tuple[str, str, int]:
+    """``(environment, image path, release counter)`` the director's verified target names.
 
-    ``directed`` is the verified ``clusters/<cluster>/bundle.json`` target, ``released`` the
-    verified ``custom.image`` target of ``release-<env>`` (python-tuf ``TargetFile``s, or ``None``
-    when the role does not list them). ``environment`` is the one the caller knows the cluster
-    runs in; ``None`` (the sealer, which keeps no fleet file) takes it from the director's image
-    path, so the release side of *that* environment must still have signed the content.
-    Raises ``VerificationError`` whose ``reason`` names the attack class.
+    ``directed`` is the verified ``clusters/<cluster>/bundle.json`` target (a python-tuf
+    ``TargetFile``, or ``None`` when the director lists none). ``environment`` is the one the
+    caller knows the cluster runs in; ``None`` (the sealer, which keeps no fleet file) takes it
+    from the image path, so the release side of *that* environment must still sign the content.
+    Raises ``VerificationError`` whose ``reason`` names the attack class. Check this before
+    fetching the image's release target: a bad path is never looked up.
     """
     from skerry.core.errors import VerificationError
 
@@ -162,6 +162,18 @@ def agreement(cluster: str, environment: str | None, directed, released) -> tupl
     if environment is not None and env != environment:
         raise VerificationError(f"director points {cluster} ({environment}) at a {env} release",
                                 reason="WrongEnvironment")
+    return env, image, release
+
+
+def release_agrees(cluster: str, env: str, image: str, directed, released) -> str:
+    """``"sha256:<hex>"`` if ``release-<env>``'s verified target for ``image`` matches the director's.
+
+    The Uptane rule: the director (online key) and the release side (offline/CI keys) must
+    agree on length and hash and both name this cluster and environment, so neither alone can
+    ship a bundle.
+    """
+    from skerry.core.errors import VerificationError
+
     if released is None:
         raise VerificationError(f"{image} is not signed by release-{env}: the director alone cannot ship a bundle",
                                 reason="NotReleased")
@@ -171,7 +183,7 @@ def agreement(cluster: str, environment: str | None, directed, released) -> tupl
     rcustom = released.custom if isinstance(released.custom, dict) else {}
     if rcustom.get("cluster") != cluster or rcustom.get("environment") != env:
         raise VerificationError(f"release target is for {rcustom.get('cluster')!r}", reason="WrongCluster")
-    return env, image, release, "sha256:" + str(released.hashes.get("sha256", ""))
+    return "sha256:" + str(released.hashes.get("sha256", ""))
 
 
 # --- evidence: the trusted metadata an agent hands the sealer with a bundle ---------------------

@@ -6,7 +6,7 @@ takes neither on faith: per cluster it keeps its own trusted metadata,
 bootstrapped from the hub repository's ``root.json`` that the sealer's
 operator configured (``--trust-root``), runs a stock ``ngclient.Updater``
 whose fetcher can serve only the files the agent sent, and applies the
-Uptane rule (``skerry.core.trust.agreement``: the director's
+Uptane rule (``skerry.core.trust.director_says`` and ``release_agrees``: the director's
 target for the cluster (its hash bin) and the ``release-<env>`` target must agree). So:
 
 * a compromised hub alone (the director's online key) cannot make the sealer
@@ -117,11 +117,9 @@ class TufBundleTrust:
             )
             updater.refresh()
             directed = updater.get_targetinfo(trust.director_path(cluster))
-            custom = directed.custom if directed is not None and isinstance(directed.custom, dict) else {}
-            image = custom.get("image")
-            released = updater.get_targetinfo(image) if isinstance(image, str) and trust.parse_release_path(image) \
-                else None
-            _env, _image, release, digest = trust.agreement(cluster, None, directed, released)
+            env, image, release = trust.director_says(cluster, None, directed)
+            released = updater.get_targetinfo(image)
+            digest = trust.release_agrees(cluster, env, image, directed, released)
             released.verify_length_and_hashes(bundle)
         except VerificationError:
             raise
