@@ -42,10 +42,10 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
-from skerry.core.bundle import Bundle, VerifiedBundle
+from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.errors import ConfigError, InvalidInput, Unavailable, VerificationError
+from skerry.core.errors import ConfigError, Unavailable, VerificationError
 from skerry.core.files import atomic_write, ensure_dir, fsync_dir
 from skerry.core.tls import TlsFiles, channel_credentials
 
@@ -335,12 +335,7 @@ class TufVerifier:
         # keeps the verified bytes in its bundle cache).
         raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
         released.verify_length_and_hashes(raw)
-        try:
-            bundle = Bundle.decode(raw)
-        except InvalidInput as e:
-            raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
-        if bundle.cluster != self.cluster:
-            raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
+        bundle = decode_signed(raw, self.cluster)
         provenance = self._provenance(env, image, release, digest, bundle, trusted)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)

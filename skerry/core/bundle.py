@@ -282,6 +282,21 @@ class VerifiedBundle:
     raw: bytes
 
 
+
+def decode_signed(data: bytes, cluster: str, *, shared: bool = False) -> Bundle:
+    """Parse bundle bytes whose hash a signature already covers; it must name ``cluster``.
+
+    ``shared``: a shared blob (``SHARED_CLUSTER``) is accepted too. Raises ``VerificationError``
+    (``MalformedBundle`` or ``WrongCluster``).
+    """
+    try:
+        bundle = Bundle.decode(data)
+    except InvalidInput as e:
+        raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
+    if bundle.cluster != cluster and not (shared and bundle.cluster == SHARED_CLUSTER):
+        raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
+    return bundle
+
 def verify_signed_bundle(
     metadata: bytes,
     bundle_bytes: bytes,
@@ -352,12 +367,7 @@ def verify_signed_bundle(
         target.verify_length_and_hashes(bundle_bytes)
     except Exception as e:  # noqa: BLE001 - tuf raises LengthOrHashMismatchError
         raise VerificationError(f"bundle bytes do not match the signed length/hash: {e}", reason="HashMismatch") from e
-    try:
-        bundle = Bundle.decode(bundle_bytes)
-    except InvalidInput as e:
-        raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
-    if bundle.cluster != cluster:
-        raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
+    bundle = decode_signed(bundle_bytes, cluster)
     return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=expires, metadata=metadata, raw=bundle_bytes)
 
 
@@ -424,11 +434,6 @@ def _verify_statement(
             f"bundle bytes ({len(blob)} bytes, {digest}) do not match the statement ({length} bytes, {want})",
             reason="HashMismatch",
         )
-    try:
-        bundle = Bundle.decode(blob)
-    except InvalidInput as e:
-        raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
-    if bundle.cluster not in (SHARED_CLUSTER, cluster):
-        raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
+    bundle = decode_signed(blob, cluster, shared=True)
     bundle = dataclasses.replace(bundle, cluster=cluster)
     return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=expires, metadata=metadata, raw=blob)

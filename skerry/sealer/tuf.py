@@ -35,7 +35,7 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.core import trust
-from skerry.core.bundle import Bundle
+from skerry.core.bundle import decode_signed
 from skerry.core.canonical import sha256_digest
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
 from skerry.core.files import atomic_write
@@ -136,12 +136,7 @@ class TufBundleTrust:
                                     reason="ReleaseRollback")
         if release == last_release and digest != last_digest:
             raise VerificationError(f"release {release} was already seen with another bundle", reason="MixAndMatch")
-        try:
-            decoded = Bundle.decode(bundle)
-        except InvalidInput as e:
-            raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
-        if decoded.cluster != cluster:
-            raise VerificationError(f"bundle document names cluster {decoded.cluster!r}", reason="WrongCluster")
+        decoded = decode_signed(bundle, cluster)
         if release > last_release:
             self._save(base, release, digest)
         return BundleSecrets(cluster, release, secrets_of(decoded.objects))
