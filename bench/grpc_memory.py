@@ -33,6 +33,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from fleet import _rss_kib  # noqa: E402 - the same RSS reading as the fleet simulator (bench/ is on sys.path)
 
 CONFIGS: list[tuple[str, list, dict]] = [
     ("grpc defaults", [], {}),
@@ -53,14 +54,6 @@ CONFIGS: list[tuple[str, list, dict]] = [
     ("grpc.http2.write_buffer_size=8192", [("grpc.http2.write_buffer_size", 8192)], {}),
     ("MALLOC_ARENA_MAX=2", [], {"MALLOC_ARENA_MAX": "2"}),
 ]
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 async def _server(n: int, options: list, d: pathlib.Path) -> None:

@@ -283,6 +283,16 @@ class VerifiedBundle:
 
 
 
+
+def check_forward(release: int, digest: str, last_release: int, last_digest: str) -> None:
+    """Releases only move forward: an older one is ``Rollback``, the same one with other bytes ``MixAndMatch``."""
+    if release < last_release:
+        raise VerificationError(
+            f"bundle release {release} is older than the applied release {last_release}", reason="Rollback"
+        )
+    if release == last_release and last_digest and digest != last_digest:
+        raise VerificationError(f"release {release} already applied with another digest", reason="MixAndMatch")
+
 def decode_signed(data: bytes, cluster: str, *, shared: bool = False) -> Bundle:
     """Parse bundle bytes whose hash a signature already covers; it must name ``cluster``.
 
@@ -355,14 +365,7 @@ def verify_signed_bundle(
     if custom.get("release") != release:
         raise VerificationError("release counter disagrees with metadata version", reason="MalformedMetadata")
     digest = sha256_digest(bundle_bytes)
-    if release < last_release:
-        raise VerificationError(
-            f"bundle release {release} is older than the applied release {last_release}", reason="Rollback"
-        )
-    if release == last_release and last_digest and digest != last_digest:
-        raise VerificationError(
-            f"release {release} already applied with another digest", reason="MixAndMatch"
-        )
+    check_forward(release, digest, last_release, last_digest)
     try:
         target.verify_length_and_hashes(bundle_bytes)
     except Exception as e:  # noqa: BLE001 - tuf raises LengthOrHashMismatchError
@@ -423,12 +426,7 @@ def _verify_statement(
     if not isinstance(length, int) or not isinstance(want, str):
         raise VerificationError("release statement lacks the blob length or digest", reason="MalformedMetadata")
     digest = sha256_digest(blob)
-    if release < last_release:
-        raise VerificationError(
-            f"bundle release {release} is older than the applied release {last_release}", reason="Rollback"
-        )
-    if release == last_release and last_digest and digest != last_digest:
-        raise VerificationError(f"release {release} already applied with another digest", reason="MixAndMatch")
+    check_forward(release, digest, last_release, last_digest)
     if len(blob) != length or digest != want:
         raise VerificationError(
             f"bundle bytes ({len(blob)} bytes, {digest}) do not match the statement ({length} bytes, {want})",

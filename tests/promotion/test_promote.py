@@ -412,27 +412,29 @@ async def test_with_signed_reports_a_gate_opens_only_on_what_each_agent_signed_n
 
     h = harness
     board = AttestationBoard(h.clock)
-    h.promoter.attestations = board  # as the hub wires it in TUF mode
-    await h.sync()
-    h.dev_healthy_and_soaked()  # unsigned (mTLS) reports say both dev clusters are healthy
-    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
-    gate = next(g for g in rec.gates if g.name == "clusters")
-    assert rec.state == "blocked" and "oslo-dev has sent no signed report" in gate.message, gate
-    signed = {}
-    for c in ("oslo-dev", "bergen-dev"):
-        signed[c] = _signed_report(board, pki.agent(c), c, h.store.current(c).digest)
-        board.submit(*signed[c])
-    # bergen-dev then signs that it is NOT ready; replaying its earlier good report is refused.
-    board.submit(*_signed_report(board, pki.agent("bergen-dev"), "bergen-dev", h.store.current("bergen-dev").digest,
-                                 ready=False))
-    with pytest.raises(VerificationError) as replay:
-        board.submit(*signed["bergen-dev"])
-    assert replay.value.reason == "ReplayedReport"
-    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
-    gate = next(g for g in rec.gates if g.name == "clusters")
-    assert rec.state == "blocked" and "bergen-dev is not Ready" in gate.message and "oslo-dev" not in gate.message
-    board.submit(*_signed_report(board, pki.agent("bergen-dev"), "bergen-dev", h.store.current("bergen-dev").digest))
-    h.clock.advance(11 * 60)
-    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
-    assert next(g for g in rec.gates if g.name == "clusters").passed, rec.gates
-    await h.stop()
+    try:
+        h.promoter.attestations = board  # as the hub wires it in TUF mode
+        await h.sync()
+        h.dev_healthy_and_soaked()  # unsigned (mTLS) reports say both dev clusters are healthy
+        rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+        gate = next(g for g in rec.gates if g.name == "clusters")
+        assert rec.state == "blocked" and "oslo-dev has sent no signed report" in gate.message, gate
+        signed = {}
+        for c in ("oslo-dev", "bergen-dev"):
+            signed[c] = _signed_report(board, pki.agent(c), c, h.store.current(c).digest)
+            board.submit(*signed[c])
+        # bergen-dev then signs that it is NOT ready; replaying its earlier good report is refused.
+        board.submit(*_signed_report(board, pki.agent("bergen-dev"), "bergen-dev", h.store.current("bergen-dev").digest,
+                                     ready=False))
+        with pytest.raises(VerificationError) as replay:
+            board.submit(*signed["bergen-dev"])
+        assert replay.value.reason == "ReplayedReport"
+        rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+        gate = next(g for g in rec.gates if g.name == "clusters")
+        assert rec.state == "blocked" and "bergen-dev is not Ready" in gate.message and "oslo-dev" not in gate.message
+        board.submit(*_signed_report(board, pki.agent("bergen-dev"), "bergen-dev", h.store.current("bergen-dev").digest))
+        h.clock.advance(11 * 60)
+        rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
+        assert next(g for g in rec.gates if g.name == "clusters").passed, rec.gates
+    finally:
+        await h.stop()
