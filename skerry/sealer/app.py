@@ -163,6 +163,7 @@ class SealerApp:
             self._wrote_ready = False
         if self._server is not None:
             await self._server.stop(grace)
+            self._server = None
             log.info("sealer stopped")
         if self._ops is not None:
             self._ops.stop()
