@@ -46,4 +46,4 @@ if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
          --no-install-recommends openssh-server >&2; }; } \
     || echo "bootstrap: openssh-server not installed; the SSH source tests will skip" >&2
 fi
-bash skerry/envtest/build.sh
+bash skerry/testing/envtest/build.sh
