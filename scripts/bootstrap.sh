@@ -55,4 +55,4 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &
          --no-install-recommends postgresql >&2; }; } \
     || echo "bootstrap: postgresql not installed; the PostgreSQL hub-state tests will skip" >&2
 fi
-bash skerry/envtest/build.sh
+bash skerry/testing/envtest/build.sh

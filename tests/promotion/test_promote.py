@@ -10,7 +10,7 @@ import pytest
 from skerry.core.errors import PermissionDenied
 from skerry.hub.source import git as gitsrc
 
-from .conftest import git, operator
+from .helpers import agent, git, operator
 
 DEV_K = "overlays/dev/kustomization.yaml"
 PROD_K = "overlays/prod/kustomization.yaml"
@@ -290,8 +290,6 @@ async def test_push_to_a_review_branch_leaves_main_alone(harness):
 
 
 async def test_who_may_do_what_is_enforced_and_audited(harness):
-    from .conftest import agent
-
     h = harness
     await h.sync()
     with pytest.raises(PermissionDenied, match="promoters"):

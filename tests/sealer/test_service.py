@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import grpc
 import pytest
@@ -12,13 +13,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
 from skerry.core.errors import ConfigError
+from skerry.core.revocation import RELOAD_SECONDS
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
+from skerry.hub.enrollment.revocation import Revocations
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.keys import key_id_of
 
-from .conftest import SECRET_VALUE, sealer_config
+from .helpers import SECRET_VALUE, ServerThread, sealer_config
 
 
 def stub(address: str, files: tls.TlsFiles):
@@ -161,14 +164,17 @@ def test_app_refuses_to_start_without_tls(keys_dir):
         SealerApp(SealerConfig(listen="127.0.0.1:0", keys_dir=keys_dir))
 
 
+def _unseal_allowed(client, req) -> bool:
+    try:
+        client.Unseal(req, timeout=10)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.PERMISSION_DENIED:
+            return False
+        raise
+    return True
+
+
 def test_a_certificate_the_hub_revoked_cannot_unseal_and_the_refusal_names_it(mtls, keys_dir, tmp_path, certificate):
-    import time
-
-    from skerry.core.revocation import RELOAD_SECONDS
-    from skerry.hub.enrollment.revocation import Revocations
-
-    from .conftest import ServerThread
-
     hub_dir = tmp_path / "hub-enrollment"  # the hub's <state>/enrollment, as `skerry cluster revoke` writes it
     revocations = Revocations(hub_dir)
     fingerprint = tls.identity_from_pem(mtls.agent.cert.read_bytes()).fingerprint
@@ -178,7 +184,11 @@ def test_a_certificate_the_hub_revoked_cannot_unseal_and_the_refusal_names_it(mt
         with channel:
             assert dict(client.Unseal(req, timeout=10).data) == {"password": SECRET_VALUE.encode()}
             revocations.revoke_fingerprint(fingerprint)
-            time.sleep(RELOAD_SECONDS + 0.2)  # the sealer re-reads the list at most once a second
+            # The sealer re-reads the list at most once per RELOAD_SECONDS: wait for the first refusal.
+            deadline = time.monotonic() + RELOAD_SECONDS + 10
+            while _unseal_allowed(client, req):
+                assert time.monotonic() < deadline, "the sealer never read the new revocation list"
+                time.sleep(0.05)
             for call in (client.Unseal, client.ReEncrypt):
                 with pytest.raises(grpc.RpcError) as e:
                     call(req if call is client.Unseal else sealer_pb2.ReEncryptRequest(
