@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import grpc
 import pytest
@@ -13,15 +12,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
 from skerry.core.errors import ConfigError
-from skerry.core.revocation import RELOAD_SECONDS
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
-from skerry.hub.enrollment.revocation import Revocations
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.keys import key_id_of
 
-from .helpers import SECRET_VALUE, ServerThread, sealer_config
+from .helpers import SECRET_VALUE, sealer_config
 
 
 def stub(address: str, files: tls.TlsFiles):
