@@ -154,6 +154,10 @@ class StreamRegistry:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_fp.values())
 
+    def fingerprints(self) -> list[str]:
+        """The certificate fingerprints with an open watch, in the order they opened."""
+        return list(self._by_fp)
+
     def open(self, fingerprint: str, cluster: str, peer) -> _Stream:
         stream = _Stream(fingerprint, cluster, peer)
         streams = self._by_fp.setdefault(fingerprint, [])

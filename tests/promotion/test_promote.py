@@ -9,7 +9,7 @@ import pytest
 
 from skerry.hub.source import git as gitsrc
 
-from .conftest import git, operator
+from .helpers import git, operator
 
 DEV_K = "overlays/dev/kustomization.yaml"
 PROD_K = "overlays/prod/kustomization.yaml"

@@ -10,7 +10,7 @@ from skerry.core.tls import ROLE_AGENT, ROLE_HUB, ROLE_OPERATOR, Identity
 from skerry.sealer import crypto
 from skerry.sealer.authz import UnsealAttempt, UnsealGate
 
-from .conftest import SECRET_VALUE
+from .helpers import SECRET_VALUE
 
 AGENT = Identity("cluster-a", frozenset({ROLE_AGENT}), "ab" * 32)
 OPERATOR = Identity("alice", frozenset({ROLE_OPERATOR}), "cd" * 32)

@@ -19,9 +19,7 @@ from skerry.sealer import crypto
 from skerry.sealer.keys import KeyRegistry
 
 from .bitnami_reference import reference_open
-from .conftest import SECRET_VALUE, ServerThread, sealer_config
-from .test_seal_cli import run_cli
-from .test_unseal_rules import sealed_secret, signed
+from .helpers import SECRET_VALUE, ServerThread, run_cli, sealed_secret, sealer_config, signed
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.keys import key_id_of
 
-from .conftest import SECRET_VALUE, sealer_config
+from .helpers import SECRET_VALUE, sealer_config
 
 
 def stub(address: str, files: tls.TlsFiles):

@@ -8,7 +8,6 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 
 from skerry.core import sealedsecret
-from skerry.core.bundle import Bundle, sign_bundle
 from skerry.core.clock import FixedClock
 from skerry.core.errors import ConfigError, PermissionDenied, ResourceExhausted, SealError, VerificationError
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity
@@ -16,41 +15,11 @@ from skerry.sealer import crypto
 from skerry.sealer.authz import ClusterDomains, RateLimiter, UnsealAttempt, UnsealGate
 from skerry.sealer.trust import SignedBundleTrust
 
-from .conftest import SECRET_VALUE
+from .helpers import HUB, NOW, SECRET_VALUE, sealed_secret, signed
 
 OSLO = Identity("oslo-prod", frozenset({ROLE_AGENT}), "ab" * 32)
 PARIS = Identity("paris-prod", frozenset({ROLE_AGENT}), "cd" * 32)
 OPERATOR = Identity("alice", frozenset({ROLE_OPERATOR}), "ef" * 32)
-NOW = _dt.datetime.now(_dt.UTC)
-HUB = CryptoSigner.generate_ed25519()
-
-
-def sealed_secret(key, namespace="shop", name="db", scope="strict", domain="", hint=True, **values) -> dict:
-    label = sealedsecret.encryption_label(namespace, name, scope)
-    annotations = dict(sealedsecret.scope_annotations(scope))
-    if hint:
-        annotations[sealedsecret.ANNOTATION_KEY_ID] = key.key_id
-    if domain:
-        annotations[sealedsecret.ANNOTATION_DOMAIN] = domain
-    return {
-        "apiVersion": sealedsecret.API_VERSION,
-        "kind": sealedsecret.KIND,
-        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-        "spec": {
-            "encryptedData": {
-                k: crypto.seal_value(key.public_key, v.encode(), label)
-                for k, v in (values or {"password": SECRET_VALUE}).items()
-            },
-            "template": {"metadata": {"labels": {"app": "shop"}}},
-        },
-    }
-
-
-def signed(cluster: str, objects, release=1, expires=NOW + _dt.timedelta(hours=1), signer=HUB):
-    bundle = Bundle(cluster, "abc", "file:///repo", ("p",), "kustomize", "v5", tuple(objects))
-    raw = bundle.encode()
-    meta = sign_bundle(raw, cluster=cluster, release=release, revision="abc", expires=expires, signers=[signer])
-    return meta, raw
 
 
 def trust() -> SignedBundleTrust:

@@ -37,7 +37,7 @@ from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.promotion.policy import PromotionPolicy
 from skerry.sealer.authz import RULES as SEALER_RULES
 
-from .conftest import running_hub
+from .hubs import running_hub
 
 TARGET = "oslo-prod"  # every cluster field of every request names it
 OTHER = "oslo-dev"

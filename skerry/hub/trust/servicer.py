@@ -44,7 +44,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         bundle, data, _ = pending
         env = self._environment_of(cluster)
         md = self._repo.release_proposal(env, cluster, data, bundle.revision)
-        role = trust.release_role(env)
+        role = self._repo.proposal_role(env, cluster, data)
         existing = self._repo.pending(role)
         sigs = len(existing.signatures) if existing is not None and existing.signed == md.signed else 0
         return trust_pb2.ReleaseProposal(
