@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from skerry.agent.enroll import CertificateRenewer, enroll, make_csr
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc, hub_pb2, hub_pb2_grpc
+from skerry.core.authz import caller_from_pem
 from skerry.core.errors import PermissionDenied
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import TlsFiles, channel_credentials, identity_from_pem
@@ -205,7 +206,7 @@ async def test_a_renewed_certificate_replaces_the_old_one_on_the_open_watch(flee
             revocations = app.enrollment.revocations
             revocations.reload()
             with pytest.raises(PermissionDenied):
-                revocations.check_certificate(old_pem)
+                revocations.check_caller(caller_from_pem(old_pem))
             assert app.servicer.recheck_streams() == 0
             assert app.servicer.streams.fingerprints() == [renewed.fingerprint]
         finally:
