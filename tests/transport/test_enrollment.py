@@ -17,7 +17,6 @@ from cryptography.x509.oid import NameOID
 from skerry.agent.enroll import CertificateRenewer, enroll, make_csr
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc, hub_pb2, hub_pb2_grpc
-from skerry.core.authz import caller_from_pem
 from skerry.core.errors import PermissionDenied
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import TlsFiles, channel_credentials, identity_from_pem
@@ -206,7 +205,7 @@ async def test_a_renewed_certificate_replaces_the_old_one_on_the_open_watch(flee
             revocations = app.enrollment.revocations
             revocations.reload()
             with pytest.raises(PermissionDenied):
-                revocations.check_caller(caller_from_pem(old_pem))
+                revocations.check("oslo-dev", old_fp, x509.load_pem_x509_certificate(old_pem).not_valid_before_utc)
             assert app.servicer.recheck_streams() == 0
             assert app.servicer.streams.fingerprints() == [renewed.fingerprint]
         finally:
