@@ -190,7 +190,7 @@ def test_validate_and_re_encrypt_go_through_the_sealer_for_operators(live, mtls,
     code, _, err = run_cli(
         ["seal", "--validate", "--sealer", live.address, *tls_args(mtls.agent)], capsys, json.dumps(good), monkeypatch
     )
-    assert code == 1 and "only the skerry:operator role" in err
+    assert code == 1 and "needs role skerry:operator" in err
 
 
 def test_raw_values_unseal_in_each_scope(live, capsys, monkeypatch, tmp_path):

@@ -14,8 +14,10 @@ from skerry.core.bundle import Bundle, generate_signing_key
 from skerry.core.rpc import CHANNEL_OPTIONS, GrpcServer
 from skerry.core.tls import ROLE_HUB, channel_credentials, server_credentials
 from skerry.hub.app import HubApp
+from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.config import HubConfig
+from skerry.hub.promotion.policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
 from skerry.hub.status import StatusBoard
 
@@ -49,6 +51,7 @@ async def bare_hub(pki, tmp_path, *, expiry=dt.timedelta(days=7), limiter=None, 
         server_credentials(pki.server("hub", ROLE_HUB)),
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
         service_names=[SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
         limiter=limiter,
     )
     port = await server.start()
