@@ -76,12 +76,12 @@ def _call(command: str, args, fn) -> int:
 
     from skerry.api.v1 import promotion_pb2_grpc
     from skerry.core import tls
+    from skerry.core.client import secure_channel
     from skerry.core.errors import SkerryError
-    from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+    from skerry.core.rpc import error_from_rpc
 
     try:
-        creds = tls.channel_credentials(tls.TlsFiles(args.tls_ca, args.tls_cert, args.tls_key))
-        with grpc.secure_channel(args.hub, creds, options=CHANNEL_OPTIONS) as channel:
+        with secure_channel(args.hub, tls.TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)) as channel:
             return fn(promotion_pb2_grpc.PromotionServiceStub(channel))
     except grpc.RpcError as e:
         return _fail(command, str(error_from_rpc(e, args.hub)))
