@@ -418,8 +418,6 @@ def handler(args: argparse.Namespace) -> int:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no secret values
-        return _fail(f"{type(e).__name__}: {e}")
     return 0
 
 

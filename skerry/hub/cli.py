@@ -188,8 +188,6 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry hub serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line for the operator; details are in the log
-        return _fail("skerry hub serve", f"unexpected {type(e).__name__}: {e}")
 
 
 # --- cluster add / revoke ------------------------------------------------------------------
@@ -273,8 +271,6 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        return _fail(command, f"unexpected {type(e).__name__}: {e}")
     try:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -219,8 +219,6 @@ def seal_command(args: argparse.Namespace) -> int:
         return _fail("skerry seal", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no values
-        return _fail("skerry seal", f"unexpected {type(e).__name__}: {e}")
 
 
 def _split(values) -> list[str]:
@@ -566,8 +564,6 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry sealer serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - e.g. the port is taken; one line, never a traceback
-        return _fail("skerry sealer serve", f"{type(e).__name__}: {e}")
     return 0
 
 
