@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def bash_complete(bin_dir: pathlib.Path, *words: str) -> list[str]:
     """What bash offers for the command line ``words`` (the last one is being typed)."""
     script = (
         'source <(skerry completion bash)\n'
-        f'COMP_WORDS=(skerry {" ".join(repr(w) if w else "%s" % chr(39) * 2 for w in words)})\n'
+        f'COMP_WORDS=(skerry {" ".join(shlex.quote(w) for w in words)})\n'
         f'COMP_CWORD={len(words)}\n'
         '_skerry\n'
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
