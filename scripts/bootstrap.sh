@@ -47,4 +47,12 @@ if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
          --no-install-recommends openssh-server >&2; }; } \
     || echo "bootstrap: openssh-server not installed; the SSH source tests will skip" >&2
 fi
-bash skerry/envtest/build.sh
+# A real PostgreSQL for the hub-state contract tests (skerry.testing.postgres starts a private server
+# per test session from these binaries). Without it the PostgreSQL half of those tests skips and says why.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2 \
+    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends postgresql >&2; }; } \
+    || echo "bootstrap: postgresql not installed; the PostgreSQL hub-state tests will skip" >&2
+fi
+bash skerry/testing/envtest/build.sh
