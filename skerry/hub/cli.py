@@ -195,7 +195,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def cluster_add_command(args: argparse.Namespace) -> int:
     from skerry.core.errors import SkerryError
-    from skerry.hub.config import parse_duration, state_dir_from_env
+    from skerry.core.duration import parse_duration
+    from skerry.hub.config import state_dir_from_env
     from skerry.hub.enrollment.service import DIR_NAME
     from skerry.hub.enrollment.tokens import TokenIssuer, check_cluster_name
 
