@@ -61,7 +61,7 @@ def add_commands(subparsers) -> None:
         "--sealer", dest="sealer_address", metavar="HOST:PORT", help="sealer address (for SealedSecrets)"
     )
     run.add_argument(
-        "--sealer-domain", metavar="DOMAIN", help="sealer key domain (default: the sealer's default)"
+        "--domain", dest="sealer_domain", metavar="DOMAIN", help="sealer key domain (default: the sealer's default)"
     )
     run.add_argument(
         "--tls-ca", type=path, metavar="FILE", help="CA bundle that signs the hub and the sealer"
@@ -83,9 +83,9 @@ def add_commands(subparsers) -> None:
         "--kubeconfig",
         type=path,
         metavar="FILE",
-        help="kubeconfig (default: in-cluster, then ~/.kube/config)",
+        help="kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
     )
-    run.add_argument("--kube-context", metavar="NAME", help="kubeconfig context (default: current)")
+    run.add_argument("--context", dest="kube_context", metavar="NAME", help="kubeconfig context (default: current)")
     run.add_argument(
         "--state-dir",
         type=path,
@@ -123,10 +123,11 @@ def add_commands(subparsers) -> None:
         help="never report drift under this field (e.g. apps/Deployment:.spec.replicas); repeatable",
     )
     run.add_argument(
-        "--resync-seconds", type=float, metavar="S", help="full re-list for lost watch events (default 600)"
+        "--resync-interval", dest="resync_seconds", metavar="DURATION",
+        help="full re-list for lost watch events (default 10m)",
     )
     run.add_argument(
-        "--health-timeout", type=float, metavar="S", help="seconds a bundle may stay Progressing (default 300)"
+        "--health-timeout", metavar="DURATION", help="how long a bundle may stay Progressing (default 5m)"
     )
     run.add_argument("--apply-workers", type=int, metavar="N", help="parallel applies per phase (default 8)")
     run.add_argument(
@@ -141,7 +142,7 @@ def add_commands(subparsers) -> None:
     run.add_argument("--environment", metavar="ENV", help="this cluster's environment (with --trust-root)")
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
-    run.add_argument("--trust-poll", metavar="SECONDS", help="TUF refresh interval without notifications")
+    run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
     run.set_defaults(func=handler)
 
     enroll = agent_sub.add_parser(
@@ -175,7 +176,7 @@ def add_commands(subparsers) -> None:
 
 def _kube_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", required=True, help="the cluster's name, checked against its inventory")
-    p.add_argument("--kubeconfig", type=pathlib.Path, metavar="FILE", help="default: ~/.kube/config")
+    p.add_argument("--kubeconfig", type=pathlib.Path, metavar="FILE", help="default: $KUBECONFIG, then ~/.kube/config")
     p.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
     p.add_argument(
         "--namespace", default="skerry-system", metavar="NS", help="the agent's namespace (default skerry-system)"

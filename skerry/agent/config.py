@@ -14,7 +14,7 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_TLS_KEY              its private key (PEM)
     SKERRY_AGENT_TRUSTED_KEYS         comma-separated hub public keys (PEM) that sign bundles
     SKERRY_AGENT_SIGNATURE_THRESHOLD  how many of them must sign          1
-    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then ~/.kube/config)
+    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
     SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
     SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
     SKERRY_AGENT_NAMESPACE            the agent's namespace (inventory)   skerry-system
@@ -26,8 +26,8 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_DRIFT_POLICY         correct|detect: what to do with drift        correct
     SKERRY_AGENT_DRIFT_IGNORE         comma-separated KIND:.path rules never reported as drift
                                       (e.g. apps/Deployment:.spec.replicas for an HPA)
-    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   600
-    SKERRY_AGENT_HEALTH_TIMEOUT       seconds a bundle may stay Progressing         300
+    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   10m (durations: 30s, 5m, 1h30m)
+    SKERRY_AGENT_HEALTH_TIMEOUT       how long a bundle may stay Progressing        5m
     SKERRY_AGENT_APPLY_WORKERS        parallel applies per phase                    8
     SKERRY_AGENT_WATCH                false: no drift/health watches                true
 """
@@ -40,6 +40,7 @@ import pathlib
 import re
 from collections.abc import Mapping
 
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
 
@@ -183,11 +184,8 @@ def _check_address(what: str, address: str) -> None:
 
 
 def _coerce(name: str, value: object) -> object:
-    if name == "trust_poll":
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}TRUST_POLL must be a number of seconds, not {value!r}") from None
+    if name in ("trust_poll", "resync_seconds", "health_timeout"):
+        return parse_duration(value, f"{ENV_PREFIX}{name.upper()}")  # 30s, 5m, 1h30m (or bare seconds)
     if name in ("tls_ca", "tls_cert", "tls_key", "kubeconfig", "state_dir", "ready_file", "trust_root"):
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "trusted_keys":
@@ -201,9 +199,9 @@ def _coerce(name: str, value: object) -> object:
     if name == "drift_ignore":
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
         return tuple(str(p).strip() for p in items if str(p).strip())
-    if name in ("resync_seconds", "health_timeout", "apply_workers"):
+    if name == "apply_workers":
         try:
-            return int(value) if name == "apply_workers" else float(value)  # type: ignore[arg-type]
+            return int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, not {value!r}") from None
     if name in ("allow_prune_all", "watch"):

@@ -55,3 +55,18 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
         if isinstance(a, argparse._SubParsersAction)
         for name, child in a.choices.items()
     }
+
+
+def duration_type(flag: str, unit: float = 1.0):
+    """An argparse ``type``: a Go-style duration (``30s``, ``5m``, ``1h30m``) as a number of ``unit`` seconds."""
+
+    def duration(text: str) -> float:
+        from skerry.core.duration import parse_duration
+        from skerry.core.errors import ConfigError
+
+        try:
+            return parse_duration(text, flag) / unit
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{flag}: ")) from None
+
+    return duration
