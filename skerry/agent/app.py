@@ -144,7 +144,9 @@ class AgentApp:
         if self._kube is None:
             from skerry.agent.kube import KubeClient
 
-            self._kube = await asyncio.to_thread(KubeClient.from_kubeconfig, cfg.kubeconfig, cfg.kube_context)
+            self._kube = await asyncio.to_thread(
+                KubeClient.from_kubeconfig, cfg.kubeconfig, cfg.kube_context, in_cluster_first=True
+            )
         self.ops = AgentOps(self)  # metrics, ops server, BundleStatus + Events (skerry/agent/ops.py)
         self.kube = self.ops.kube(self._kube)
         await self.ops.start(self._kube)

@@ -139,37 +139,39 @@ class KubeClient:
         path: str | os.PathLike | None = None,
         context: str | None = None,
         *,
+        in_cluster_first: bool = False,
         request_timeout: float = 30.0,
     ) -> KubeClient:
-        """An explicit kubeconfig is honoured; ``None`` means in-cluster config, then the default kubeconfig."""
+        """kubectl's order: ``path`` (the flag), else ``$KUBECONFIG`` (a ``:``-list), else ``~/.kube/config``.
+
+        ``in_cluster_first`` (only ``skerry agent run``, a pod) tries the pod's service account
+        before any kubeconfig; an operator's command never silently talks to the cluster it runs in.
+        """
         configuration = Configuration()
         configuration.connection_pool_maxsize = POOL_MAXSIZE
-        if path is not None:
-            path = pathlib.Path(path)
-            if not path.is_file():
-                raise ConfigError(f"kubeconfig {path} does not exist")
-            try:
-                kube_config.load_kube_config(
-                    config_file=str(path),
-                    context=context,
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-            except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
-                raise ConfigError(f"cannot load kubeconfig {path}: {e}") from e
-        else:
+        if path is None and in_cluster_first:
             try:
                 kube_config.load_incluster_config(client_configuration=configuration)
-            except ConfigException as in_cluster_error:
-                try:
-                    kube_config.load_kube_config(
-                        context=context, client_configuration=configuration, persist_config=False
-                    )
-                except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
-                    raise ConfigError(
-                        f"no Kubernetes credentials: not in a cluster ({in_cluster_error}) "
-                        f"and no usable default kubeconfig ({e})"
-                    ) from e
+                return cls(ApiClient(configuration=configuration), request_timeout=request_timeout)
+            except ConfigException:
+                pass
+        if path is not None:
+            source = str(path)
+            if not pathlib.Path(path).is_file():
+                raise ConfigError(f"kubeconfig {path} does not exist")
+        elif os.environ.get("KUBECONFIG"):
+            source = os.environ["KUBECONFIG"]
+        else:
+            source = str(pathlib.Path("~/.kube/config").expanduser())
+            if not pathlib.Path(source).is_file():
+                raise ConfigError(f"no kubeconfig: give --kubeconfig, set $KUBECONFIG, or create {source}"
+                                  + (" (not in a cluster either)" if in_cluster_first else ""))
+        try:
+            kube_config.load_kube_config(
+                config_file=source, context=context, client_configuration=configuration, persist_config=False
+            )
+        except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"cannot load kubeconfig {source}: {' '.join(str(e).split())}") from e
         return cls(ApiClient(configuration=configuration), request_timeout=request_timeout)
 
     @property

@@ -188,8 +188,6 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry hub serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line for the operator; details are in the log
-        return _fail("skerry hub serve", f"unexpected {type(e).__name__}: {e}")
 
 
 # --- cluster add / revoke ------------------------------------------------------------------
@@ -197,7 +195,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def cluster_add_command(args: argparse.Namespace) -> int:
     from skerry.core.errors import SkerryError
-    from skerry.hub.config import parse_duration, state_dir_from_env
+    from skerry.core.duration import parse_duration
+    from skerry.hub.config import state_dir_from_env
     from skerry.hub.enrollment.service import DIR_NAME
     from skerry.hub.enrollment.tokens import TokenIssuer, check_cluster_name
 
@@ -273,8 +272,6 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        return _fail(command, f"unexpected {type(e).__name__}: {e}")
     try:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

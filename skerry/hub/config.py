@@ -52,6 +52,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
 
@@ -62,8 +63,6 @@ DEFAULT_INTERVAL = 60.0
 DEFAULT_EXPIRY = _dt.timedelta(days=7)
 DEFAULT_RENDER_TIMEOUT = 120.0
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def _default_state_dir() -> pathlib.Path:
@@ -75,18 +74,6 @@ def state_dir_from_env(override: str | os.PathLike | None = None, environ: Mappi
     env = os.environ if environ is None else environ
     value = override or env.get(ENV_PREFIX + "STATE_DIR") or None
     return pathlib.Path(value).expanduser() if value else _default_state_dir()
-
-
-def parse_duration(value: Any, what: str) -> float:
-    """Seconds from ``90``, ``90s``, ``1.5m``, ``2h``, ``7d`` (or a number / timedelta)."""
-    if isinstance(value, _dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ConfigError(f"{what}: {value!r} is not a duration (e.g. 60, 30s, 5m, 2h, 7d)")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
 def check_branch(branch: str, what: str = "branch") -> str:
