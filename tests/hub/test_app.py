@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
 
 import pytest
 
+from skerry.core.clock import FixedClock
 from skerry.core.errors import ConfigError
 from skerry.core.tls import ROLE_HUB
 from skerry.hub.app import HubApp, load_or_create_signing_key
@@ -44,20 +46,24 @@ async def test_start_creates_the_key_writes_the_ready_file_and_stop_removes_it(f
     assert not cfg.ready_file.exists()
 
 
-async def test_restarted_hub_reuses_its_key_and_releases_higher(fleet_repo, tmp_path, pki, engine):
+async def test_restarted_hub_reuses_its_key_and_releases_higher_even_with_its_clock_stepped_back(
+    fleet_repo, tmp_path, pki, engine
+):
     cfg = config(fleet_repo, tmp_path, pki)
     first = HubApp(cfg, engine=engine)
     await first.start()
     before = first.store.current("oslo-prod")
     pub = (tmp_path / "keys" / "hub.key.pub").read_bytes()
     await first.stop(grace=0)
+    assert (cfg.state_dir / "hub.db").exists()  # the default state: SQLite under the state dir
 
-    second = HubApp(cfg, engine=engine)
+    # The host's clock went back a day while the hub was down: release counters come from the state.
+    second = HubApp(cfg, engine=engine, clock=FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)))
     await second.start()
     try:
         after = second.store.current("oslo-prod")
         assert (tmp_path / "keys" / "hub.key.pub").read_bytes() == pub
-        assert after.digest == before.digest and after.release > before.release
+        assert after.digest == before.digest and after.release == before.release + 1
     finally:
         await second.stop(grace=0)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -57,7 +56,7 @@ async def test_promotion_commits_dev_images_into_prod_with_trailers_and_untouche
         assert message.startswith("promote web: dev -> prod (web=nginx:1.27.0)")
         # only the prod overlay changed
         assert git(h.remote, "diff", "--name-only", f"{rec.commit}~1", rec.commit) == PROD_K
-        audit = [json.loads(line) for line in (h.tmp / "hub-state" / "promotion-audit.jsonl").read_text().splitlines()]
+        audit = h.audit.entries
         assert any(e["method"] == "Promote" and e["outcome"] == "committed" and e["commit"] == rec.commit for e in audit)
     finally:
         await h.stop()
@@ -375,16 +374,20 @@ async def test_an_approver_who_is_not_a_promoter_approves_and_a_promoter_commits
 
 
 async def test_approvals_survive_a_hub_restart(harness, engine):
+    from skerry.hub.promotion.approvals import Approvals
+    from skerry.hub.promotion.audit import AuditLog
     from skerry.hub.promotion.service import Promoter
+    from skerry.hub.state import open_state
 
     h = harness
     h.edit(DEV_K, 'newTag: "1.25.3"', 'newTag: "1.27.0"', "dev: web 1.27.0")
     await h.sync()
     h.dev_healthy_and_soaked()
     await h.promoter.promote(operator("bob"), "web", "dev", "prod", approve=True)
+    state = open_state("", state_dir=h.tmp / "hub-state")  # the restarted hub's own connection
     restarted = Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
                          tracker=h.tracker, audit=h.audit, settings=h.promoter.settings, clock=h.clock,
-                         approvals_file=h.promoter.approvals_file)
+                         approvals=Approvals(state, AuditLog(state, clock=h.clock), h.clock))
     rec = await restarted.promote(operator("carol"), "web", "dev", "prod", approve=True, dry_run=True)
     assert rec.state == "ready" and rec.approved_by == ["bob", "carol"]
     # and they expire: an approval is for today's freight, not forever

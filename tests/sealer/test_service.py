@@ -166,11 +166,12 @@ def test_a_certificate_the_hub_revoked_cannot_unseal_and_the_refusal_names_it(mt
 
     from skerry.core.revocation import RELOAD_SECONDS
     from skerry.hub.enrollment.revocation import Revocations
+    from skerry.hub.state import open_state
 
     from .conftest import ServerThread
 
-    hub_dir = tmp_path / "hub-enrollment"  # the hub's <state>/enrollment, as `skerry cluster revoke` writes it
-    revocations = Revocations(hub_dir)
+    hub_dir = tmp_path / "hub-enrollment"  # the hub's <state>/enrollment, where the hub exports the list
+    revocations = Revocations(hub_dir, open_state("", state_dir=tmp_path / "hub-state"))
     fingerprint = tls.identity_from_pem(mtls.agent.cert.read_bytes()).fingerprint
     with ServerThread(sealer_config(mtls, keys_dir, revocations=revocations.path)) as server:
         channel, client = stub(server.address, mtls.agent)

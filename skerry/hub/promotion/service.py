@@ -25,9 +25,9 @@ Who may do what (mTLS identity; role ``skerry:operator`` for everything):
 
 Rollback passes no gates (no soak, approvals or freeze): it restores freight the environment ran
 before, and in an incident nothing should stand in its way. It is audited like everything else.
-Approvals persist in ``approvals_file`` (24 h); promotion records are in memory only.
+Approvals persist in the hub state (``approvals.Approvals``, 24 h); promotion records are in memory only.
 
-Every call is audit-logged (``AuditLog``), refused ones too.
+Every call is audit-logged (``AuditLog``, in the hub state), refused ones too.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as _dt
-import json
 import pathlib
 import random
 import uuid
@@ -55,6 +54,7 @@ from skerry.core.errors import (
 from skerry.core.tls import ROLE_OPERATOR, Identity
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.promotion import freight as fr
+from skerry.hub.promotion.approvals import Approvals
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.promotion.gates import ClusterHealth, Gate, HealthTracker, cluster_problem, evaluate
 from skerry.hub.promotion.policy import PromotionPolicy
@@ -66,7 +66,6 @@ log = structlog.get_logger("skerry.hub.promotion")
 ENV_LABEL = "env"  # the cluster label naming its environment
 MAX_PUSH_ATTEMPTS = 8  # a busy repository may move between fetch and push; beyond this, give up
 MAX_RECORDS = 1000  # promotions kept in memory for WatchPromotion; oldest finished ones go first
-APPROVAL_TTL = _dt.timedelta(hours=24)  # an approval is for this freight, today; not forever
 DEFAULT_PROGRESS_TIMEOUT = 3600.0  # follow a rollout at most this long, then report the pending clusters
 DEFAULT_TICK = 0.25  # how often progress re-reads the store and the status board (seconds)
 FINAL = frozenset({"approved", "blocked", "done", "failed", "rolled-back", "timed-out", "pushed-for-review", "ready"})
@@ -171,7 +170,7 @@ class Promoter:
         audit: AuditLog,
         settings: PromotionSettings | None = None,
         clock: Clock | None = None,
-        approvals_file: pathlib.Path | None = None,
+        approvals: Approvals,
         attestations=None,
     ):
         self.source = source
@@ -188,9 +187,7 @@ class Promoter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._git_lock = asyncio.Lock()  # one writer of the promotion mirror at a time
         self._changed = asyncio.Condition()
-        self._approvals: dict[tuple[str, str, str, str], dict[str, _dt.datetime]] = {}
-        self.approvals_file = pathlib.Path(approvals_file) if approvals_file is not None else None
-        self._load_approvals()
+        self.approvals = approvals
         self._tasks: set[asyncio.Task] = set()
         self.push_attempts = 0  # pushes tried (tests and metrics)
 
@@ -343,43 +340,6 @@ class Promoter:
         self.audit.record(str(identity), "ListEnvironments", "ok")
         return fleet, self._policy(fleet)
 
-    def _load_approvals(self) -> None:
-        """Approvals survive a hub restart: ``approvals_file`` holds them as JSON (names and times only)."""
-        if self.approvals_file is None:
-            return
-        try:
-            raw = json.loads(self.approvals_file.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as e:
-            log.warning("approvals file unreadable; starting without approvals", file=str(self.approvals_file), error=str(e))
-            return
-        for entry in raw.get("approvals", [])[:MAX_RECORDS]:
-            try:
-                key = (entry["app"], entry["from"], entry["to"], entry["freight"])
-                self._approvals[key] = {n: _dt.datetime.fromisoformat(t) for n, t in entry["by"].items()}
-            except (KeyError, TypeError, ValueError):
-                continue
-
-    def _save_approvals(self) -> None:
-        if self.approvals_file is None:
-            return
-        data = {"approvals": [
-            {"app": k[0], "from": k[1], "to": k[2], "freight": k[3], "by": {n: t.isoformat() for n, t in v.items()}}
-            for k, v in self._approvals.items() if v
-        ]}
-        self.approvals_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.approvals_file.with_name(f".{self.approvals_file.name}.tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        tmp.replace(self.approvals_file)
-
-    def _approvals_for(self, key: tuple[str, str, str, str]) -> list[str]:
-        now = self.clock.now()
-        held = self._approvals.get(key, {})
-        for name in [n for n, at in held.items() if now - at > APPROVAL_TTL]:
-            del held[name]
-        return sorted(held)
-
     def _gates(self, fleet: Fleet, app: str, src: Freight, to_env: str) -> list[Gate]:
         policy = self._policy(fleet)
         key = (app, src.env, to_env, fr.freight_key(src.images))
@@ -390,7 +350,7 @@ class Promoter:
             from_clusters=src.clusters,
             from_rules=policy.rules(src.env),
             to_rules=policy.rules(to_env),
-            approvals=self._approvals_for(key),
+            approvals=self.approvals.of(key),
             now=self.clock.now(),
         )
 
@@ -552,11 +512,10 @@ class Promoter:
                 dst = await asyncio.to_thread(self._freight_blocking, fleet, app, to_env)
             key = (app, from_env, to_env, fr.freight_key(src.images))
             if approve:
-                self._approvals.setdefault(key, {})[identity.name] = self.clock.now()
-                self._save_approvals()
+                self.approvals.approve(key, identity.name, str(identity), **fields)
             gates = self._gates(fleet, app, src, to_env)
             changes = fr.diff_images(src.images, dst.images)
-            approved = [a for a in self._approvals_for(key) if a in rules.approvers]
+            approved = [a for a in self.approvals.of(key) if a in rules.approvers]
             rec = self._new_record(
                 app=app, from_env=from_env, to_env=to_env, kind="promote", state="checking",
                 requested_by=identity.name, gates=gates, changes=changes, approved_by=approved,
@@ -600,8 +559,7 @@ class Promoter:
                 await self._update(rec, state="failed", message=str(e))
                 self.audit.record(str(identity), "Promote", "error", id=rec.id, error=str(e), **fields)
                 raise
-            self._approvals.pop(key, None)
-            self._save_approvals()
+            self.approvals.clear(key)
             if result is None:
                 await self._update(rec, state="done", message=f"{to_env} already runs the freight of {from_env}")
                 self.audit.record(str(identity), "Promote", "unchanged", id=rec.id, **fields)
