@@ -19,11 +19,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]' >&2
   touch "$stamp"
 fi
-# In-process kustomize for the hub (~4 ms an overlay instead of ~115 ms for kubectl kustomize). Its
-# metadata says Python >= 3.14, but the cffi wheel runs on 3.11; pyproject cannot express
-# --ignore-requires-python. Optional: without it the hub falls back to the kustomize/kubectl binary.
+# In-process kustomize for the hub (~4 ms an overlay instead of ~115 ms for kubectl kustomize), at the
+# version deploy/constraints.txt pins (the hub image renders with the same). Its metadata says
+# Python >= 3.14, but the cffi wheel runs on 3.11; pyproject cannot express --ignore-requires-python.
+# Optional here: without it the hub falls back to the kustomize/kubectl binary.
 if ! .venv/bin/python -c 'import pykustomize' >/dev/null 2>&1; then
-  .venv/bin/python -m pip install --quiet --ignore-requires-python 'pykustomize==0.1.4' >&2 \
+  .venv/bin/python -m pip install --quiet --ignore-requires-python -c deploy/constraints.txt pykustomize >&2 \
     || echo "bootstrap: pykustomize not installed; the hub will render with the kustomize binary" >&2
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
@@ -54,4 +55,4 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &
          --no-install-recommends postgresql >&2; }; } \
     || echo "bootstrap: postgresql not installed; the PostgreSQL hub-state tests will skip" >&2
 fi
-bash skerry/envtest/build.sh
+bash skerry/testing/envtest/build.sh

@@ -22,6 +22,8 @@ import structlog
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
+from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
+from skerry.hub.state import StateUnavailable
 from skerry.hub.writer import Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
@@ -140,6 +142,8 @@ class HubApp:
         self.state = None
         self.writer = None
         self._lease_task: asyncio.Task | None = None
+        self._flush_task: asyncio.Task | None = None
+        self.journal = None
 
     @property
     def public_key_path(self) -> pathlib.Path:
@@ -149,6 +153,7 @@ class HubApp:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
         from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
+        from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.bundles.store import HubStore
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
@@ -198,7 +203,7 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer)
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, gate=self.enrollment)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
@@ -213,6 +218,9 @@ class HubApp:
                 *register,
             ],
             service_names=[*service_names, ENROLL_SERVICE, *promotion[1]],
+            rules=hub_rules(self.promoter.policy),
+            revocations=self.enrollment.revocations,
+            on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
         )
@@ -227,6 +235,8 @@ class HubApp:
                     )
                 ],
                 service_names=[ENROLL_SERVICE],
+                rules=enrollment_rules(),
+                revocations=self.enrollment.revocations,
                 limiter=RateLimiter(),
             )
         log.info(
@@ -264,6 +274,7 @@ class HubApp:
         if self.trust is not None:
             self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
+        self._flush_task = asyncio.create_task(self._flush_reports(), name="skerry-hub-reports")
         if cfg.ready_file is not None:
             ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
             if self.enroll_port is not None:
@@ -322,7 +333,19 @@ class HubApp:
         from skerry.hub.promotion.service import TrackingStatusBoard
 
         self.health_tracker = HealthTracker()
-        return TrackingStatusBoard(self.health_tracker, self.clock)
+        self.journal = ReportJournal(self.state)
+        board = TrackingStatusBoard(self.health_tracker, self.clock, journal=self.journal)
+        board.restore(self.journal.load())  # reports and soak clocks survive a restart
+        return board
+
+    async def _flush_reports(self) -> None:
+        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS`` (one transaction each time)."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await asyncio.to_thread(self.journal.flush)
+            except StateUnavailable as e:
+                log.error("cannot store agent reports; retrying", error=str(e))
 
     def _promotion(self, cfg, source):
         """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
@@ -368,7 +391,8 @@ class HubApp:
         await self.syncer.run(self.config.interval, immediately=False)
 
     async def _watch_revocations(self) -> None:
-        """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams."""
+        """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams and
+        tell the sealers following WatchRevocations."""
         from skerry.hub.enrollment.revocation import RELOAD_SECONDS
 
         assert self.enrollment is not None and self.servicer is not None
@@ -378,6 +402,7 @@ class HubApp:
                 if self.enrollment.revocations.reload():
                     log.info("revocation list changed", path="enrollment/revocations.json")
                     self.servicer.recheck_streams()
+                    await self.enrollment.revocations_changed()
             except ConfigError as e:
                 log.error("revocation list unreadable; keeping the previous one", error=str(e))
 
@@ -395,6 +420,13 @@ class HubApp:
             await self._close_state()
 
     async def _close_state(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        if self.journal is not None:
+            with contextlib.suppress(StateUnavailable):
+                await asyncio.to_thread(self.journal.flush)
         if self._lease_task is not None:
             self._lease_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

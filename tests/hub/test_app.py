@@ -89,3 +89,28 @@ def test_unreadable_signing_key_is_a_config_error(tmp_path):
     key.write_text("not a key")
     with pytest.raises(ConfigError, match="cannot load signing key"):
         load_or_create_signing_key(key)
+
+
+async def test_soak_clocks_and_reports_survive_a_hub_restart(fleet_repo, tmp_path, pki, engine):
+    from skerry.hub.status import ClusterStatus, Condition
+
+    cfg = config(fleet_repo, tmp_path, pki)
+    clock = FixedClock(dt.datetime(2030, 1, 2, 9, 0, tzinfo=dt.UTC))
+    first = HubApp(cfg, engine=engine, clock=clock)
+    await first.start()
+    try:
+        digest = first.store.current("oslo-prod").digest
+        first.statuses.report(ClusterStatus(
+            cluster="oslo-prod", applied_digest=digest, conditions=(Condition("Ready", "True", "Applied"),),
+            observed_unix_ms=1, received_at=clock.now(),
+        ))
+    finally:
+        await first.stop(grace=0)  # stopping stores what the last flush did not
+    clock.advance(3600)
+    second = HubApp(cfg, engine=engine, clock=clock)
+    await second.start()
+    try:
+        assert second.health_tracker.healthy_since("oslo-prod", digest) == clock.now() - dt.timedelta(hours=1)
+        assert second.statuses.get("oslo-prod").applied_digest == digest
+    finally:
+        await second.stop(grace=0)

@@ -2,9 +2,10 @@
 
 The list lives in the hub state (``skerry.hub.state``: table ``revocations``),
 written by ``skerry cluster revoke`` on the hub host (or by any process with
-the state's DSN) and re-read by every running hub within ``RELOAD_SECONDS``.
-Each hub also exports it to ``<state>/enrollment/revocations.json`` (atomic
-write) for the sealer, which reads that file (``skerry.core.revocation``)::
+the state's DSN) and re-read by every running hub within ``RELOAD_SECONDS``;
+sealers follow it over ``EnrollmentService.WatchRevocations``. Each hub also
+exports it to ``<state>/enrollment/revocations.json`` (atomic write, the
+format of ``skerry.core.revocation``)::
 
     {"clusters": {"<name>": <unix seconds of revocation>},
      "fingerprints": {"<sha256 hex of DER>": <unix seconds of revocation>}}
@@ -26,7 +27,6 @@ last read stays in force (and the failure is logged), never an empty one.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from collections.abc import Callable
@@ -35,7 +35,7 @@ import structlog
 
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
-from skerry.core.revocation import CLOCK_SKEW, FILE_NAME, RELOAD_SECONDS, RevocationList
+from skerry.core.revocation import CLOCK_SKEW, FILE_NAME, RevocationList, RevokedSet, read_file
 from skerry.hub.enrollment.authority import MAX_CERT_LIFETIME
 from skerry.hub.state import HubState, StateUnavailable
 
@@ -43,20 +43,30 @@ __all__ = ["FILE_NAME", "RELOAD_SECONDS", "Revocations"]
 
 log = structlog.get_logger("skerry.hub.enrollment.revocation")
 
+# How quickly a running hub sees `skerry cluster revoke` (one small read of the state per period);
+# its open streams and the sealers following WatchRevocations learn it the same moment.
+RELOAD_SECONDS = 0.5
+
 
 class Revocations(RevocationList):
-    """The hub's side: the list in the hub state, exported to the file the sealer reads."""
+    """The hub's list: in the hub state, re-read by ``reload``, exported to the file for people and tools."""
 
     def __init__(self, directory: pathlib.Path, state: HubState, *, now: Callable[[], float] = time.time):
+        super().__init__()
         self._state = state
+        self._now = now
+        self._path = pathlib.Path(directory) / FILE_NAME
         self._exported = False
-        path = pathlib.Path(directory) / FILE_NAME
-        self._import(path)
-        super().__init__(path, now=now)
+        self._import()
+        self.reload()
 
-    def _import(self, path: pathlib.Path) -> None:
-        legacy = RevocationList(path)  # reads (and checks) the file an older hub or a previous export wrote
-        if not legacy.clusters and not legacy.fingerprints:
+    @property
+    def path(self) -> pathlib.Path:
+        return self._path
+
+    def _import(self) -> None:
+        legacy = read_file(self._path)  # what an older hub (or a previous export) wrote; checked and bounded
+        if legacy is None or not (legacy.clusters or legacy.fingerprints):
             return
         with self._state.write() as tx:
             for name, at in legacy.clusters.items():
@@ -65,24 +75,21 @@ class Revocations(RevocationList):
                 tx.revoke("fingerprint", fp, at)
 
     def reload(self) -> bool:
-        """Re-read the list from the state; on a change, export it for the sealer. True if it changed."""
-        self._checked = time.monotonic()
+        """Re-read the list from the state; on a change, export it. True if it changed."""
         try:
             with self._state.read() as tx:
                 doc = tx.revocations()
         except StateUnavailable as e:
             log.error("revocation list unreadable; the last one read stays in force", error=str(e))
             return False
-        if (doc["clusters"], doc["fingerprints"]) == (self.clusters, self.fingerprints) and self._exported:
+        revoked = RevokedSet.from_mapping(doc, f"{self._state.url} revocations")
+        if (revoked.clusters, revoked.fingerprints) == (self.clusters, self.fingerprints) and self._exported:
             return False
-        self.clusters, self.fingerprints = doc["clusters"], doc["fingerprints"]
-        self._export(doc)
-        return True
-
-    def _export(self, doc: dict) -> None:
+        self.revoked = revoked
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self._path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n", 0o644)
+        atomic_write(self._path, revoked.to_bytes(), 0o644)
         self._exported = True  # later reloads export only on a change
+        return True
 
     def _revoke(self, kind: str, key: str) -> None:
         horizon = self._now() - MAX_CERT_LIFETIME.total_seconds() - CLOCK_SKEW.total_seconds()

@@ -65,7 +65,7 @@ def test_a_corrupt_legacy_token_record_is_refused_not_forgotten(backend, tmp_pat
 
 
 def test_revocations_live_in_the_state_reach_every_replica_and_are_exported_for_the_sealer(backend, tmp_path):
-    from skerry.core.revocation import RevocationList
+    from skerry.core.revocation import read_file
     from skerry.hub.enrollment.revocation import Revocations
 
     a = Revocations(tmp_path / "a", backend.open())
@@ -74,7 +74,7 @@ def test_revocations_live_in_the_state_reach_every_replica_and_are_exported_for_
     a.revoke_fingerprint("AB:" * 31 + "AB")
     assert b.reload() and set(b.clusters) == {"oslo-prod"} and set(b.fingerprints) == {"ab" * 32}
     assert not b.reload()  # nothing new
-    sealer_view = RevocationList(tmp_path / "b" / "revocations.json")  # what the sealer reads
+    sealer_view = read_file(tmp_path / "b" / "revocations.json")  # the exported file
     assert sealer_view.clusters == b.clusters and sealer_view.fingerprints == b.fingerprints
 
 
@@ -141,3 +141,40 @@ def test_first_start_after_an_upgrade_imports_approvals_and_the_audit_file_in_or
     assert approvals.of(("web", "dev", "prod", "f")) == ["bob"]
     assert not (tmp_path / "promotion-audit.jsonl").exists()
     assert (tmp_path / "promotion-approvals.json.imported").exists()
+
+
+def test_reports_and_soak_clocks_survive_a_restart_and_an_older_report_never_wins(backend):
+    import datetime as dt
+
+    from skerry.core.clock import FixedClock
+    from skerry.hub.promotion.gates import HealthTracker
+    from skerry.hub.promotion.service import TrackingStatusBoard
+    from skerry.hub.reports import ReportJournal
+    from skerry.hub.status import ClusterStatus, Condition, ObjectStatus
+
+    clock = FixedClock(dt.datetime(2030, 1, 2, 9, 0, tzinfo=dt.UTC))
+    ready = (Condition("Ready", "True", "Applied"),)
+
+    def status(ms: int, digest: str = "sha256:a") -> ClusterStatus:
+        return ClusterStatus(cluster="oslo", applied_version=7, applied_digest=digest, conditions=ready,
+                             objects=(ObjectStatus("", "v1", "ConfigMap", "ns", "c", "applied"),),
+                             observed_unix_ms=ms, received_at=clock.now())
+
+    first = backend.open()
+    journal = ReportJournal(first)
+    board = TrackingStatusBoard(HealthTracker(), clock, journal=journal)
+    assert board.report(status(1000))
+    since = board.tracker.healthy_since("oslo", "sha256:a")
+    clock.advance(600)
+    assert board.report(status(2000))  # still healthy on the same digest: the clock keeps running
+    assert journal.flush() == 1
+    # Another replica holds an older report of the same cluster: storing it changes nothing.
+    late = ReportJournal(backend.open())
+    late.note(status(1500, "sha256:old"), ("sha256:old", None))
+    assert late.flush() == 0
+
+    restarted = TrackingStatusBoard(HealthTracker(), clock, journal=ReportJournal(backend.open()))
+    restarted.restore(ReportJournal(backend.open()).load())
+    assert restarted.tracker.healthy_since("oslo", "sha256:a") == since  # the soak did not start again
+    held = restarted.get("oslo")
+    assert held.observed_unix_ms == 2000 and held.conditions == ready and held.objects == ()
