@@ -202,7 +202,7 @@ class HubApp:
             self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock, releases=releases)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
-        self.ops.attach(self.store, self.statuses, self.syncer)
+        self.ops.attach(self.store, self.statuses, self.syncer, self.state)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
@@ -270,6 +270,9 @@ class HubApp:
                 raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
             self.webhook = WebhookServer(handler, cfg.webhook_listen)
             self.webhook_port = await self.webhook.start()
+        resumed = self.promoter.resume()  # rollouts a previous process was following, after the first sync
+        if resumed:
+            log.info("resumed following promotions", ids=resumed)
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
         if self.trust is not None:
             self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
@@ -352,6 +355,7 @@ class HubApp:
         from skerry.api.v1 import promotion_pb2_grpc
         from skerry.hub.promotion.approvals import Approvals
         from skerry.hub.promotion.audit import AuditLog
+        from skerry.hub.promotion.records import RecordStore
         from skerry.hub.promotion.service import Promoter, PromotionSettings
         from skerry.hub.promotion.servicer import SERVICE_NAME as PROMOTION_SERVICE
         from skerry.hub.promotion.servicer import PromotionServicer
@@ -378,6 +382,8 @@ class HubApp:
             approvals=approvals,
             # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).
             attestations=self.attestations,
+            # Records and follow state in the hub state, written in the writer's fenced transactions.
+            records=RecordStore(self.state, write=self.writer.write),
         )
         servicer = PromotionServicer(self.promoter)
         return (

@@ -53,6 +53,8 @@ async def test_restarted_hub_reuses_its_key_and_releases_higher_even_with_its_cl
     first = HubApp(cfg, engine=engine)
     await first.start()
     before = first.store.current("oslo-prod")
+    history = first.ops.cluster_detail("oslo-prod")["history"]  # recorded by the sync, no browser watching
+    assert [h["release"] for h in history] == [before.release]
     pub = (tmp_path / "keys" / "hub.key.pub").read_bytes()
     await first.stop(grace=0)
     assert (cfg.state_dir / "hub.db").exists()  # the default state: SQLite under the state dir
@@ -64,6 +66,7 @@ async def test_restarted_hub_reuses_its_key_and_releases_higher_even_with_its_cl
         after = second.store.current("oslo-prod")
         assert (tmp_path / "keys" / "hub.key.pub").read_bytes() == pub
         assert after.digest == before.digest and after.release == before.release + 1
+        assert second.ops.cluster_detail("oslo-prod")["history"] == history  # the dashboard's history survived
     finally:
         await second.stop(grace=0)
 

@@ -20,6 +20,7 @@ from skerry.core.clock import FixedClock
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.promotion.approvals import Approvals
 from skerry.hub.promotion.audit import AuditLog
+from skerry.hub.promotion.records import RecordStore
 from skerry.hub.promotion.gates import HealthTracker
 from skerry.hub.promotion.service import Promoter, PromotionSettings, TrackingStatusBoard
 from skerry.hub.render.engine import KustomizeEngine
@@ -103,6 +104,7 @@ class Harness:
             settings=PromotionSettings(tick=0.02),
             clock=self.clock,
             approvals=Approvals(self.state, self.audit, self.clock),
+            records=RecordStore(self.state),
         )
         self._loop: asyncio.Task | None = None
 

@@ -475,3 +475,59 @@ async def test_with_signed_reports_a_gate_opens_only_on_what_each_agent_signed_n
         assert next(g for g in rec.gates if g.name == "clusters").passed, rec.gates
     finally:
         await h.stop()
+
+
+def restarted_promoter(h):
+    """The hub restarted: a new Promoter on its own connection to the same SQLite state, same fleet."""
+    from skerry.hub.promotion.approvals import Approvals
+    from skerry.hub.promotion.audit import AuditLog
+    from skerry.hub.promotion.records import RecordStore
+    from skerry.hub.promotion.service import Promoter
+    from skerry.hub.state import open_state
+
+    state = open_state("", state_dir=h.tmp / "hub-state")
+    audit = AuditLog(state, clock=h.clock)
+    return Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
+                    tracker=h.tracker, audit=audit, settings=h.promoter.settings, clock=h.clock,
+                    approvals=Approvals(state, audit, h.clock), records=RecordStore(state))
+
+
+async def until(pred, what):
+    for _ in range(500):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("outcome", ["done", "rolled-back"])
+async def test_a_hub_restarted_mid_promotion_resumes_following_it(harness, outcome):
+    h = harness
+    await ready_for_prod(h)
+    h.start_loop()
+    before = h.remote_file(PROD_K)
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
+    restarted = None
+    try:
+        await until(lambda: rec.clusters and h.store.current("oslo-prod").revision == rec.commit, "the new bundle")
+        h.report("oslo-prod")
+        await until(lambda: rec.state == "verifying", "verifying")  # prod's soak (60 s) has begun
+        h.clock.advance(40)
+        await h.promoter.close()  # the hub stops: its follow task is gone
+        restarted = restarted_promoter(h)
+        assert restarted.resume() == [rec.id]
+        again = restarted.records[rec.id]
+        assert again.state == "verifying" and again.commit == rec.commit
+        if outcome == "done":
+            h.clock.advance(21)  # 61 s since the soak began: the clock was kept across the restart
+            await until(lambda: again.state == "done", "done")
+        else:
+            h.report("oslo-prod", ready=False)  # unhealthy within the soak: the resumed follow rolls back
+            await until(lambda: again.state == "rolled-back", "rolled back")
+            assert again.rollback_commit and h.remote_head() == again.rollback_commit
+            assert h.remote_file(PROD_K) == before
+        assert restarted_promoter(h).resume() == []  # finished: nothing left to resume
+    finally:
+        if restarted is not None:
+            await restarted.close()
+        await h.stop()

@@ -23,7 +23,9 @@ environment (an approver who is not a promoter may approve; the commit is then a
 
 Rollback passes no gates (no soak, approvals or freeze): it restores freight the environment ran
 before, and in an incident nothing should stand in its way. It is audited like everything else.
-Approvals persist in the hub state (``approvals.Approvals``, 24 h); promotion records are in memory only.
+Approvals persist in the hub state (``approvals.Approvals``, 24 h); so do promotion records and what
+following each rollout needs (``records.RecordStore``): a restarted hub ``resume``s following them,
+soak and auto-rollback deadline included.
 
 Every call is audit-logged (``AuditLog``, in the hub state); calls the table refuses are audited by
 the hub's interceptor (``skerry.hub.authz.audit_promotion_refusals``).
@@ -47,6 +49,7 @@ from skerry.core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    SkerryError,
     SourceError,
     Unavailable,
 )
@@ -57,6 +60,7 @@ from skerry.hub.promotion.approvals import Approvals
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.promotion.gates import ClusterHealth, Gate, HealthTracker, cluster_problem, evaluate
 from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.promotion.records import Follow, RecordStore
 from skerry.hub.reports import ReportJournal, StoredReport
 from skerry.hub.source import git as gitsrc
 from skerry.hub.status import ClusterStatus, StatusBoard
@@ -181,6 +185,7 @@ class Promoter:
         clock: Clock | None = None,
         approvals: Approvals,
         attestations=None,
+        records: RecordStore | None = None,
     ):
         self.source = source
         # An ``AttestationBoard`` (TUF mode): gates then read only signed, nonce-bound agent reports.
@@ -197,6 +202,8 @@ class Promoter:
         self._git_lock = asyncio.Lock()  # one writer of the promotion mirror at a time
         self._changed = asyncio.Condition()
         self.approvals = approvals
+        self._record_store = records
+        self._follows: dict[str, Follow] = {}
         self._tasks: set[asyncio.Task] = set()
         self.push_attempts = 0  # pushes tried (tests and metrics)
 
@@ -374,6 +381,13 @@ class Promoter:
             setattr(rec, k, v)
         rec.updated = self.clock.now()
         rec.version += 1
+        if rec.final:
+            self._follows.pop(rec.id, None)
+        if self._record_store is not None:
+            try:
+                self._record_store.save(rec, self._follows.get(rec.id))
+            except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
+                log.error("promotion record not stored", id=rec.id, error=str(e))
         async with self._changed:
             self._changed.notify_all()
 
@@ -603,7 +617,12 @@ class Promoter:
     # --- following a rollout --------------------------------------------------------------------
 
     def _follow(self, rec: Record, fleet: Fleet, *, previous, auto_rollback: bool, soak: float) -> None:
-        task = asyncio.create_task(self._follow_task(rec, fleet, previous, auto_rollback, soak), name=f"promotion-{rec.id}")
+        deadline = self.clock.now() + _dt.timedelta(seconds=self.settings.progress_timeout)
+        self._start_follow(rec, fleet, Follow(tuple(previous), auto_rollback, soak, deadline))
+
+    def _start_follow(self, rec: Record, fleet: Fleet, follow: Follow) -> None:
+        self._follows[rec.id] = follow
+        task = asyncio.create_task(self._follow_task(rec, fleet, follow), name=f"promotion-{rec.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -621,31 +640,45 @@ class Promoter:
                 return False
             return await asyncio.to_thread(gitsrc.is_ancestor, self.source, commit, head)
 
-    async def _follow_task(self, rec: Record, fleet: Fleet, previous, auto_rollback: bool, soak: float) -> None:
+    def resume(self) -> list[str]:
+        """Follow again every rollout a previous process was following (ids); call after the first sync."""
+        if self._record_store is None:
+            return []
+        fleet = self.fleet_view.fleet
+        resumed = []
+        for rec, follow in self._record_store.unfinished(Record, ClusterProgress):
+            self.records[rec.id] = rec
+            self._start_follow(rec, fleet, follow)
+            self.audit.record("skerry-hub", "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,
+                              commit=rec.commit)
+            resumed.append(rec.id)
+        return resumed
+
+    async def _follow_task(self, rec: Record, fleet: Fleet, follow: Follow) -> None:
         try:
-            await self._follow_rollout(rec, fleet, previous, auto_rollback, soak)
+            await self._follow_rollout(rec, fleet, follow)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a follower must end in a state, not vanish
             log.exception("following the promotion failed", id=rec.id)
             await self._update(rec, state="failed", message=f"following the rollout failed: {e}")
 
-    async def _follow_rollout(self, rec: Record, fleet: Fleet, previous, auto_rollback: bool, soak: float) -> None:
+    async def _follow_rollout(self, rec: Record, fleet: Fleet, follow: Follow) -> None:
         tick = self.settings.tick
-        deadline = self.clock.monotonic() + self.settings.progress_timeout
-        await self._update(rec, state="rolling-out", message=f"waiting for the hub to render {rec.commit[:12]}")
+        previous, auto_rollback, soak = follow.previous, follow.auto_rollback, follow.soak
+        if rec.state != "verifying":  # a resumed follow keeps its state (and soak) until progress says more
+            await self._update(rec, state="rolling-out", message=f"waiting for the hub to render {rec.commit[:12]}")
         request = getattr(self.fleet_view, "request_sync", None)
         if request is not None:
             request()
         while not await self._built(rec.commit):
-            if self.clock.monotonic() > deadline:
+            if self.clock.now() > follow.deadline:
                 await self._update(rec, state="timed-out", message=f"the hub never rendered {rec.commit[:12]}")
                 return
             await asyncio.sleep(tick)
         fleet = self.fleet_view.fleet or fleet
         names = self.clusters_of(fleet, rec.to_env)
         targets = {n: (cur.digest if (cur := self.store.current(n)) is not None else "") for n in names}
-        verified_since: _dt.datetime | None = None
         while True:
             progress = []
             for name in names:
@@ -671,8 +704,8 @@ class Promoter:
             if names and all(p.state == "healthy" for p in progress):
                 if auto_rollback and soak > 0:
                     now = self.clock.now()
-                    verified_since = verified_since or now
-                    held = (now - verified_since).total_seconds()
+                    follow.verified_since = follow.verified_since or now  # stored with the next update
+                    held = (now - follow.verified_since).total_seconds()
                     if held >= soak:
                         await self._update(rec, state="done", clusters=progress, message=f"healthy for the {soak:.0f}s soak")
                         return
@@ -684,7 +717,7 @@ class Promoter:
                     return
             elif rec.clusters != progress:
                 await self._update(rec, clusters=progress, message=_summary(progress, rec.to_env))
-            if self.clock.monotonic() > deadline:
+            if self.clock.now() > follow.deadline:
                 pending = [p.cluster for p in progress if p.state != "healthy"]
                 state = "failed" if unhealthy else "timed-out"
                 await self._update(rec, state=state, clusters=progress,
