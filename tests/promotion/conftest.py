@@ -20,8 +20,8 @@ from skerry.core.clock import FixedClock
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.promotion.approvals import Approvals
 from skerry.hub.promotion.audit import AuditLog
-from skerry.hub.promotion.records import RecordStore
 from skerry.hub.promotion.gates import HealthTracker
+from skerry.hub.promotion.records import RecordStore
 from skerry.hub.promotion.service import Promoter, PromotionSettings, TrackingStatusBoard
 from skerry.hub.render.engine import KustomizeEngine
 from skerry.hub.source.git import GitSource
