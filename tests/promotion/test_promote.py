@@ -24,6 +24,14 @@ async def ready_for_prod(h, tag: str = "1.27.0") -> None:
     assert rec.state == "ready", rec
 
 
+async def until(pred, what):
+    for _ in range(500):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def trailers(message: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in message.strip().splitlines()[-12:]:
@@ -212,13 +220,6 @@ async def test_progress_follows_prod_to_done_and_lists_offline_clusters_as_pendi
     h.start_loop()
     rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
     try:
-        async def until(pred, what):
-            for _ in range(500):
-                if pred():
-                    return
-                await asyncio.sleep(0.02)
-            raise AssertionError(f"timed out waiting for {what}: {rec}")
-
         # the hub renders the commit; prod has not reported the new bundle: pending / applying
         await until(lambda: rec.clusters and h.store.current("oslo-prod").revision == rec.commit, "the new bundle")
         assert rec.state == "rolling-out"
@@ -490,14 +491,6 @@ def restarted_promoter(h):
     return Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
                     tracker=h.tracker, audit=audit, settings=h.promoter.settings, clock=h.clock,
                     approvals=Approvals(state, audit, h.clock), records=RecordStore(state))
-
-
-async def until(pred, what):
-    for _ in range(500):
-        if pred():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("outcome", ["done", "rolled-back"])
