@@ -146,6 +146,7 @@ async def hub_main(args) -> None:
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.promotion.policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.state import open_state
     from skerry.hub.status import StatusBoard
 
     _raise_nofile()
@@ -157,7 +158,7 @@ async def hub_main(args) -> None:
     d = pathlib.Path(args.dir)
     key = d / "hub" / "signing.key"
     signer = load_signer(key) if key.exists() else generate_signing_key(key)
-    enrollment = Enrollment.open(d / "hub")
+    enrollment = Enrollment.open(d / "hub", open_state("", state_dir=d / "hub"))
     store = HubStore(signer)
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)

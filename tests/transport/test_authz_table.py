@@ -34,6 +34,7 @@ from skerry.core.tls import ROLE_SEALER, channel_credentials, identity_from_pem
 from skerry.hub.authz import enrollment_rules, hub_rules
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.state import open_state
 from skerry.sealer.authz import RULES as SEALER_RULES
 
 from .hubs import CALL_TIMEOUT, enrolled, fleet_of_servers
@@ -151,8 +152,10 @@ async def test_every_rpc_refuses_revoked_foreign_and_unprivileged_callers(fleet_
         doomed = await enrolled(hub, pki, tmp_path / "doomed", TARGET)
         other = await enrolled(hub, pki, tmp_path / "other", OTHER)
         received = sealer.revocations.received
-        Revocations(hub.config.state_dir / "enrollment").revoke_fingerprint(
+        cli_state = open_state("", state_dir=hub.config.state_dir)  # as `skerry cluster revoke` opens it
+        Revocations(hub.config.state_dir / "enrollment", cli_state).revoke_fingerprint(
             identity_from_pem(doomed.cert.read_bytes()).fingerprint)
+        cli_state.close()
         await asyncio.wait_for(sealer.revocations.wait_received(received + 1), CALL_TIMEOUT)
 
         hub_api, sealer_api = f"127.0.0.1:{hub.port}", f"127.0.0.1:{sealer.port}"
