@@ -194,6 +194,7 @@ class TufVerifier:
                  fetcher_factory, clock: Clock | None = None):
         if not trust.valid_name(cluster) or not trust.valid_name(environment):
             raise ConfigError(f"cluster {cluster!r} and environment {environment!r} must be DNS labels")
+        trust.use_fast_canonical_json()
         self.cluster = cluster
         self.environment = environment
         self._clock = clock or SystemClock()
@@ -216,6 +217,7 @@ class TufVerifier:
                 raise ConfigError(f"cannot read the trust root {trust_root}: {e.strerror}") from e
         self._state = self._load()
         self._synced: dict[str, str] = {}  # role -> SHA-256 of its metadata file as last fsynced
+        self._parsed: dict[str, tuple[str, dict]] = {}  # role -> (SHA-256, parsed JSON) of unchanged files
 
     # the Verifier interface the app uses ----------------------------------------------------
 
@@ -401,12 +403,17 @@ class TufVerifier:
                         changed = True
                 finally:
                     os.close(fd)
-                doc = json.loads(raw)
-                _expires(doc)
+                cached = self._parsed.get(role)
+                if cached is not None and cached[0] == digest:
+                    doc = cached[1]  # byte-identical to the file parsed last refresh (root, targets, director...)
+                else:
+                    doc = json.loads(raw)
+                    _expires(doc)
+                    doc["raw"] = raw
+                    self._parsed[role] = (digest, doc)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise VerificationError(f"trusted {role} metadata is unreadable after a refresh: {e}",
                                         reason="StateNotPersisted") from e
-            doc["raw"] = raw
             docs[role] = doc
             self._synced[role] = digest
         if changed:

@@ -79,6 +79,7 @@ class TufBundleTrust:
     """``BundleTrust`` over TUF evidence; one trusted-metadata directory per cluster."""
 
     def __init__(self, trust_root: pathlib.Path, state_dir: pathlib.Path):
+        trust.use_fast_canonical_json()
         try:
             self._root = pathlib.Path(trust_root).read_bytes()
         except OSError as e:

@@ -170,11 +170,11 @@ def test_explain_follows_an_object_to_its_bundle_signatures_and_commit(stack):
     chain = json.loads(out.stdout)
     assert chain["bundle_digest"] == v["desired_digest"]
     prov = chain["provenance"]
-    assert prov["release_role"]["role"] == "release-prod" and prov["release_role"]["threshold"] == 2
+    assert prov["release_role"]["role"].startswith("releases-prod-") and prov["release_role"]["threshold"] == 2
     assert len(prov["release_role"]["signed_by"]) == 2 and prov["director"]["signed_by"]
     assert chain["source"]["revision"] == v["desired_revision"] and chain["render"]["engine"] == "kustomize"
     text = subprocess.run(
         [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", "shop-prod", "--kubeconfig",
          str(stack.kubeconfig), "--state-dir", str(stack.workdir / "agents" / "oslo-prod")],
         capture_output=True, text=True).stdout
-    assert "released   release-prod" in text and v["desired_revision"] in text
+    assert "released   releases-prod-" in text and v["desired_revision"] in text

@@ -130,7 +130,7 @@ def release_bins(env: str, keys: Sequence[Key], threshold: int, expires: _dt.dat
     for name in trust.release_bin_names(env):
         signed.delegations.roles[name] = DelegatedRole(
             name=name, keyids=[k.keyid for k in keys], threshold=threshold, terminating=True,
-            path_hash_prefixes=[name.rsplit("-", 1)[1]])
+            path_hash_prefixes=trust.bin_prefixes(name.rsplit("-", 1)[1]))
     return signed
 
 

@@ -51,7 +51,7 @@ from skerry.core import trust
 from skerry.core.canonical import sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
-from skerry.core.files import atomic_write
+from skerry.core.files import atomic_write, sync_filesystem
 from skerry.hub.trust import keys as keyfiles
 
 log = structlog.get_logger("skerry.hub.trust")
@@ -146,6 +146,7 @@ class TrustRepository:
         clock: Clock | None = None,
         expiry: Mapping[str, _dt.timedelta] | None = None,
     ):
+        trust.use_fast_canonical_json()
         self.directory = pathlib.Path(directory)
         self.metadata_dir = self.directory / "repository" / "metadata"
         self.targets_dir = self.directory / "repository" / "targets"
@@ -160,6 +161,8 @@ class TrustRepository:
         self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
         self._batch_depth = 0
         self._batch_changed: set[str] = set()
+        self._flushing = False
+        self._unsynced = False  # files written without fsync since the last timestamp
         self._offered: dict[str, None] = {}  # release paths proposed to CI, newest MAX_OFFERED
         self.load()
         self._online = dict(online) if online is not None else self._load_online_keys()
@@ -357,9 +360,14 @@ class TrustRepository:
         return self._clock.now().replace(microsecond=0)
 
     def _write(self, role: str, md: Metadata) -> None:
+        """Write ``role``'s new version. Inside a batch, not fsynced one by one: ``_new_timestamp``
+        flushes them all at once before the timestamp that publishes them is written."""
         data = md.to_bytes(_SERIALIZER)
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
-        _atomic_write(self.metadata_dir / name, data)
+        durable = role == "timestamp" or not (self._batch_depth or self._flushing)
+        if not durable:
+            self._unsynced = True
+        atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
         self.md[role] = md
         self._raw[role] = data
 
@@ -427,14 +435,21 @@ class TrustRepository:
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, {}
         changed, self._batch_changed = self._batch_changed, set()
-        for role, md in dirty.items():
-            self._bump(role, md)
-            self._sign_online(role, md)
-            self._write(role, md)
-        if dirty or changed:
-            self._commit([*dirty, *changed])
+        self._flushing = True
+        try:
+            for role, md in dirty.items():
+                self._bump(role, md)
+                self._sign_online(role, md)
+                self._write(role, md)
+            if dirty or changed:
+                self._commit([*dirty, *changed])
+        finally:
+            self._flushing = False
 
     def _new_timestamp(self) -> None:
+        if self._unsynced:  # everything the new timestamp publishes is on disk before it
+            sync_filesystem(self.metadata_dir)
+            self._unsynced = False
         ts_md = self.md.get("timestamp") or Metadata(Timestamp(version=1))
         ts_md.signed.snapshot_meta = self._meta_file("snapshot")
         self._bump("timestamp", ts_md)
@@ -464,8 +479,8 @@ class TrustRepository:
         for keyid in keyids:
             delegations.keys[keyid] = self.targets.delegations.keys[keyid]
         delegations.roles[role] = DelegatedRole(
-            name=role, keyids=keyids, threshold=1, terminating=True, path_hash_prefixes=[trust.cluster_bin(cluster)]
-        )
+            name=role, keyids=keyids, threshold=1, terminating=True,
+            path_hash_prefixes=trust.bin_prefixes(trust.cluster_bin(cluster)))
         self._touch(trust.DIRECTOR_ROLE, director)
 
     def store_blob(self, env: str, cluster: str, data: bytes) -> str:
