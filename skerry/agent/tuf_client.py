@@ -346,7 +346,8 @@ class TufVerifier:
             raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
-        provenance = self._provenance(env, image, release, digest, bundle, trusted)
+        render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
+        provenance = self._provenance(env, image, release, digest, bundle, trusted, render)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
@@ -422,7 +423,7 @@ class TufVerifier:
         return docs
 
     def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                    trusted: dict[str, dict]) -> dict:
+                    trusted: dict[str, dict], render: object = None) -> dict:
         def signers(role: str) -> list[str]:
             return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
 
@@ -440,7 +441,9 @@ class TufVerifier:
             "release_role": {"role": release_role, "signed_by": signers(release_role),
                              "threshold": threshold, "version": version(release_role)},
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            "render": {"engine": bundle.engine, "version": bundle.engine_version},
+            # the director's word: the engine is provenance, outside the bundle's digest
+            "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
+                "engine": bundle.engine, "version": bundle.engine_version},
         }
 
     def _load(self) -> TrustState:

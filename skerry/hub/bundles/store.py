@@ -135,6 +135,11 @@ class _Cluster:
         event.set()
 
 
+def render_of(bundle: Bundle) -> str:
+    """``"<engine> <version>"``: provenance the director records beside a bundle (not part of its digest)."""
+    return f"{bundle.engine} {bundle.engine_version}".strip()
+
+
 def unix_ms(when: _dt.datetime) -> int:
     return int(when.timestamp() * 1000)
 
@@ -142,7 +147,7 @@ def unix_ms(when: _dt.datetime) -> int:
 class Director(Protocol):
     """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int): ...
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, render: str = ""): ...
 
 
 class AwaitingRelease(Exception):
@@ -255,7 +260,8 @@ class HubStore:
             return None
         data = bundle.encode() if encoded is None else encoded
         try:
-            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now,
+                                render=render_of(bundle))
         except AwaitingRelease as e:
             self._pending[cluster] = (bundle, data, content)
             state.error = RenderFailure(cluster=cluster, revision=bundle.revision, message=str(e), at=now)
@@ -286,6 +292,7 @@ class HubStore:
         objects: int,
         now: _dt.datetime,
         shared: SharedBlob | None = None,
+        render: str = "",
     ) -> SignedBundle:
         release = self._next_release(cluster, now)
         expires = (now + self._expiry).replace(microsecond=0)
@@ -303,7 +310,7 @@ class HubStore:
             )
         if self._director is not None:
             env = self._environment_of(cluster)
-            directed = self._director.direct(cluster, env, data, revision=revision, release=release)
+            directed = self._director.direct(cluster, env, data, revision=revision, release=release, render=render)
             if directed is None:
                 raise AwaitingRelease(
                     f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
@@ -385,7 +392,7 @@ class HubStore:
                 todo.append(cluster)
         directed = self._director.direct_many(
             [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-            release=lambda c: self._next_release(c, now), render=f"{bundle.engine} {bundle.engine_version}".strip())
+            release=lambda c: self._next_release(c, now), render=render_of(bundle))
         released, waiting = [], []
         for cluster in todo:
             state, got = self._clusters[cluster], directed[cluster]

@@ -57,6 +57,8 @@ from skerry.hub.trust import keys as keyfiles
 log = structlog.get_logger("skerry.hub.trust")
 
 CONFIG_FILE = "config.json"
+# config.json key of a ``skerry keys init --dev`` directory: env -> release key files the hub signs with.
+DEV_RELEASE_KEYS = "dev_release_keys"
 ONLINE_ROLES = ("timestamp", "snapshot", trust.DIRECTOR_ROLE)
 _VERSIONED = re.compile(r"^(?P<v>[1-9][0-9]*)\.(?P<role>[a-z0-9-]+)\.json$")
 
@@ -179,11 +181,31 @@ class TrustRepository:
         (the hub alone can then ship it): meant for dev environments only.
         """
         signers: dict[str, list[Signer]] = {}
-        for env, ref in release_keys:
-            signers.setdefault(env, []).append(keyfiles.load_signer(ref))
         if not (pathlib.Path(directory) / "repository" / "metadata").is_dir():
             raise ConfigError(f"{directory} is not a trust directory; create one with `skerry keys init`")
+        dev = cls._dev_release_keys(pathlib.Path(directory))
+        if dev:
+            log.warning("DEV TRUST DIRECTORY (skerry keys init --dev): this hub holds every role's key and "
+                        "releases every bundle itself; anyone who can read it can ship anything to every "
+                        "cluster. For one operator's trial only.", directory=str(directory), environments=sorted(dev))
+        for env, ref in [*release_keys, *((e, r) for e, refs in dev.items() for r in refs)]:
+            signer = keyfiles.load_signer(ref)
+            if all(s.public_key.keyid != signer.public_key.keyid for s in signers.get(env, [])):
+                signers.setdefault(env, []).append(signer)
         return cls(directory, release_signers=signers, clock=clock, expiry=expiry)
+
+    @staticmethod
+    def _dev_release_keys(directory: pathlib.Path) -> dict[str, list[str]]:
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read {directory / CONFIG_FILE}: {e}") from e
+        dev = config.get(DEV_RELEASE_KEYS) or {}
+        if not isinstance(dev, dict):
+            raise ConfigError(f"{directory / CONFIG_FILE}: {DEV_RELEASE_KEYS} must map environments to key files")
+        return {str(env): [str(directory / ref) for ref in refs] for env, refs in dev.items()}
 
     def load(self) -> bool:
         """(Re)read the newest version of every role from disk; True if anything changed."""
