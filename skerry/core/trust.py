@@ -56,6 +56,11 @@ RELEASE_BIN_PREFIX = "releases-"  # releases-<env>-<hh>: never equal to a releas
 # A cluster/environment name: a DNS label (what the fleet file and certificates allow).
 NAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _NAME_RE = re.compile(rf"^{NAME}$")
+# A target's file under its consistent-snapshot name (``<dir>/<sha256>.<basename>``), as a stock
+# TUF client with the default ``prefix_targets_with_hash`` asks for it.
+_RELEASE_FILE = re.compile(
+    rf"^releases/(?P<env>{NAME})/(?P<cluster>{NAME})/(?P<prefix>[0-9a-f]{{64}})\.(?P<hex>[0-9a-f]{{64}})\.json$")
+_DIRECTOR_FILE = re.compile(rf"^clusters/(?P<cluster>{NAME})/(?P<hex>[0-9a-f]{{64}})\.bundle\.json$")
 _RELEASE_PATH = re.compile(rf"^releases/(?P<env>{NAME})/(?P<cluster>{NAME})/(?P<hex>[0-9a-f]{{64}})\.json$")
 _ROLE = rf"(?:root|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}}|releases-{NAME}-[0-9a-f]{{1,8}})"
 _METADATA_NAME = re.compile(rf"^(?:timestamp|[1-9][0-9]{{0,19}}\.{_ROLE})\.json$")
@@ -153,12 +158,37 @@ def parse_release_path(path: str) -> tuple[str, str, str] | None:
     return (m["env"], m["cluster"], m["hex"]) if m else None
 
 
+def consistent_name(path: str, hexdigest: str) -> str:
+    """``path``'s file under its consistent-snapshot name: ``<dir>/<sha256>.<basename>``."""
+    directory, _, base = path.rpartition("/")
+    return f"{directory}/{hexdigest}.{base}"
+
+
+def parse_target_file(path: str) -> tuple[str, str, str, str] | None:
+    """``(target path, env, cluster, sha256 hex)`` of a bundle file the repository serves (below ``targets/``):
+    a release path, its consistent-snapshot name, or that of a director target; else ``None``.
+    ``env`` is ``""`` for a director target."""
+    if m := _RELEASE_PATH.match(path):
+        return path, m["env"], m["cluster"], m["hex"]
+    if (m := _RELEASE_FILE.match(path)) and m["prefix"] == m["hex"]:
+        return release_path(m["env"], m["cluster"], m["hex"]), m["env"], m["cluster"], m["hex"]
+    if m := _DIRECTOR_FILE.match(path):
+        return director_path(m["cluster"]), "", m["cluster"], m["hex"]
+    return None
+
+
+def target_cluster(path: str) -> str | None:
+    """The cluster whose bundle a fetch path (``targets/...``) names; ``None`` for metadata."""
+    parsed = parse_target_file(path.removeprefix("targets/")) if path.startswith("targets/") else None
+    return parsed[2] if parsed else None
+
+
 def safe_fetch_path(path: str) -> bool:
-    """Whether ``path`` names a metadata file or a release blob (never ``..``, ``/x``, ``\\``)."""
+    """Whether ``path`` names a metadata file or a bundle file (never ``..``, ``/x``, ``\\``)."""
     if path.startswith("metadata/"):
         return bool(_METADATA_NAME.match(path[len("metadata/"):]))
     if path.startswith("targets/"):
-        return parse_release_path(path[len("targets/"):]) is not None
+        return parse_target_file(path[len("targets/"):]) is not None
     return False
 
 

@@ -13,9 +13,9 @@ import sys
 
 import grpc
 import pytest
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.api.exceptions import DownloadHTTPError
+from tuf.ngclient import FetcherInterface, Updater
 
-from skerry.agent.tuf_client import GrpcFetcher
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import report as report_format
 from skerry.core import tls, trust
@@ -90,21 +90,39 @@ def test_one_prod_signature_is_not_enough_and_two_promote(stack):
     assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}") == "3"
 
 
+class FetchAdapter(FetcherInterface):
+    """``TrustService.Fetch`` as a stock python-tuf fetcher: ``skerry:/<path>``; NOT_FOUND is a 404."""
+
+    def __init__(self, channel: grpc.Channel):
+        self.stub = trust_pb2_grpc.TrustServiceStub(channel)
+
+    def _fetch(self, url: str):
+        try:
+            return iter([c.data for c in self.stub.Fetch(
+                trust_pb2.FetchRequest(path=url.removeprefix("skerry:/")), timeout=10)])
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise DownloadHTTPError(e.details(), 404) from e
+            raise
+
+
 def test_a_stock_updater_refreshes_and_downloads_a_clusters_bundle_over_the_hub_api(stack, tmp_path):
     files = stack.identity("oslo-dev", tls.ROLE_AGENT)
     (tmp_path / "md").mkdir()
-    updater = Updater(
-        metadata_dir=str(tmp_path / "md"), metadata_base_url="skerry:/metadata/", target_dir=str(tmp_path),
-        target_base_url="skerry:/targets/", fetcher=GrpcFetcher(stack.hub_address, files),
-        config=UpdaterConfig(prefix_targets_with_hash=False), bootstrap=stack.trust_root.read_bytes(),
-    )
-    updater.refresh()
-    pointer = updater.get_targetinfo(trust.director_path("oslo-dev"))
-    released = updater.get_targetinfo(pointer.custom["image"])
-    assert released.hashes == pointer.hashes
-    path = updater.download_target(released, str(tmp_path / "bundle.json"))
+    with grpc.secure_channel(stack.hub_address, tls.channel_credentials(files)) as channel:
+        updater = Updater(  # python-tuf's default configuration: targets by their hash-prefixed names
+            metadata_dir=str(tmp_path / "md"), metadata_base_url="skerry:/metadata/", target_dir=str(tmp_path),
+            target_base_url="skerry:/targets/", fetcher=FetchAdapter(channel), bootstrap=stack.trust_root.read_bytes(),
+        )
+        updater.refresh()
+        pointer = updater.get_targetinfo(trust.director_path("oslo-dev"))
+        released = updater.get_targetinfo(pointer.custom["image"])
+        assert (released.length, released.hashes) == (pointer.length, pointer.hashes)
+        path = updater.download_target(released, str(tmp_path / "bundle.json"))
+        assert updater.download_target(pointer, str(tmp_path / "pointer.json"))  # a file behind both names
     doc = json.loads(open(path, "rb").read())
-    assert doc["cluster"] == "oslo-dev" and doc["source"]["revision"] == released.custom["revision"]
+    assert doc["cluster"] in ("oslo-dev", "") and doc["source"]["revision"] == released.custom["revision"]
+    assert released.custom["cluster"] == "oslo-dev"
 
 
 def test_fetch_refuses_paths_outside_the_repository_and_reports_missing_files_as_not_found(stack):

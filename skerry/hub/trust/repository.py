@@ -164,6 +164,7 @@ class TrustRepository:
         self._batch_depth = 0
         self._batch_changed: set[str] = set()
         self._flushing = False
+        self._released: set[str] = set()  # release roles written since their targets were last linked
         self._unsynced = False  # files written without fsync since the last timestamp
         self._offered: dict[str, None] = {}  # release paths proposed to CI, newest MAX_OFFERED
         self.load()
@@ -317,9 +318,14 @@ class TrustRepository:
         if not trust.safe_fetch_path(path):
             raise InvalidInput(f"not a trust repository path: {path!r}")
         if path.startswith("targets/"):
-            env, cluster, hexdigest = trust.parse_release_path(path[len("targets/"):])
-            if self.release_target(env, cluster, hexdigest) is None and not self._proposed(path[len("targets/"):]):
-                raise NotFound(f"{path} is not a released bundle")
+            target, env, cluster, hexdigest = trust.parse_target_file(path[len("targets/"):])
+            if env:
+                known = self.release_target(env, cluster, hexdigest) is not None or self._proposed(target)
+            else:
+                directed = self.directed(cluster)
+                known = directed is not None and directed.hashes.get("sha256") == hexdigest
+            if not known:
+                raise NotFound(f"{path} is not a released or directed bundle")
             return self._blob(hexdigest, path)
         try:
             return (self.metadata_dir / path[len("metadata/"):]).read_bytes()
@@ -459,6 +465,7 @@ class TrustRepository:
         changed, self._batch_changed = self._batch_changed, set()
         self._flushing = True
         try:
+            self._link_targets(dirty)
             for role, md in dirty.items():
                 self._bump(role, md)
                 self._sign_online(role, md)
@@ -467,6 +474,24 @@ class TrustRepository:
                 self._commit([*dirty, *changed])
         finally:
             self._flushing = False
+
+    def _link_targets(self, dirty: Mapping[str, Metadata]) -> None:
+        """Give each target of ``roles`` (director bins) and of the release bins written since the last
+        timestamp a file under its consistent-snapshot name: a hard link to the one blob file, so a
+        stock TUF client reading the repository directory as static files finds every target."""
+        for role in [*dirty, *self._released]:
+            md = dirty.get(role) or self.md.get(role)
+            for path, target in (md.signed.targets.items() if md is not None else ()):
+                hexdigest = target.hashes.get("sha256", "")
+                dest = self.targets_dir / trust.consistent_name(path, hexdigest)
+                if dest.exists() or not self._blob_path(hexdigest).exists():
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self._blob_path(hexdigest), dest)
+                except FileExistsError:
+                    pass
+        self._released.clear()
 
     def _new_timestamp(self) -> None:
         if self._unsynced:  # everything the new timestamp publishes is on disk before it
@@ -703,6 +728,7 @@ class TrustRepository:
             del self._pending[role]
             with self.batch():  # listeners direct the released clusters: one snapshot for both
                 self._write(role, md)
+                self._released.add(role)
                 self._commit([role])
                 log.info("release published", role=role, version=md.signed.version, signatures=good)
                 self._notify(role)

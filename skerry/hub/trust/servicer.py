@@ -48,10 +48,10 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
     async def Fetch(self, request: trust_pb2.FetchRequest, context):
         identity = peer_identity(context)
         _require(identity, ROLE_AGENT, ROLE_OPERATOR)
-        parsed = trust.parse_release_path(request.path.removeprefix("targets/"))
-        if parsed is not None and not identity.has_role(ROLE_OPERATOR) and parsed[1] != identity.name:
+        owner = trust.target_cluster(request.path)
+        if owner is not None and not identity.has_role(ROLE_OPERATOR) and owner != identity.name:
             # metadata is fleet-public (paths and hashes only); bundle contents only to their own cluster
-            raise PermissionDenied(f"{identity} may not fetch the bundle of cluster {parsed[1]!r}")
+            raise PermissionDenied(f"{identity} may not fetch the bundle of cluster {owner!r}")
         data = self._repo.fetch(request.path)  # InvalidInput for traversal, NotFound if missing
         step = trust.FETCH_CHUNK
         for i in range(0, max(len(data), 1), step):
