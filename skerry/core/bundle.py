@@ -1,5 +1,7 @@
 """The desired-state bundle and its signed envelope: the contract between hub and agent.
 
+(How a bundle is trusted in TUF mode — roles, file names, formats — is in ``skerry.core.trust``.)
+
 A *bundle* is one cluster's complete desired state at one Git revision,
 serialised as canonical JSON (``skerry.core.canonical``)::
 

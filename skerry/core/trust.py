@@ -1,42 +1,76 @@
-"""The hub⇄agent trust contract: TUF role names, target paths and custom fields.
+"""How Skerry trusts a bundle: roles, file names and byte formats, in one place.
 
-Skerry's hub is one TUF repository (standard TUF metadata, python-tuf) with
-an Uptane-style split between two delegated roles of the top-level
-``targets`` (offline key)::
+Skerry's hub is one standard TUF repository (python-tuf metadata, Ed25519 or
+any securesystemslib signer, signatures over OLPC canonical JSON of
+``signed``) with Uptane's split between the party that says *which* bundle a
+cluster runs (the director, hub online key) and the parties that sign *what*
+a bundle is (the release side, offline/CI keys with a threshold per
+environment). Neither alone can ship: an agent and the sealer apply the
+agreement rule below (``director_says``, ``release_agrees``).
 
-    root (offline) ── timestamp, snapshot (hub online keys)
-    targets (offline)
-      ├── release-<env>   CI/offline keys, threshold per environment (prod: 2 of 3)
-      │     paths releases/<env>/*      the bundle *content*: one target per signed bundle
-      └── director        hub online key; delegates hash bins of clusters
-            └── clusters-<hh>   path_hash_prefixes [<hh>]   which bundle each cluster of the bin runs
+Roles::
 
-The director's bins are standard TUF hash-bin delegations (``path_hash_prefixes``,
-not TAP 15 succinct roles, which spec clients do not accept): cluster ``c``
-belongs to bin ``<hh>`` = the first ``CLUSTER_BIN_HEX`` hex digits of
-SHA-256(``clusters/<c>/bundle.json``). A bin is delegated once its first
-cluster is directed, so the director holds at most 256 roles and the
-snapshot at most 256 bin entries however large the fleet (at 10,000
-clusters: ~40 clusters a bin; a per-cluster role each would make the
-director ~2 MB, parsed and verified on every refresh of every agent).
-Repositories made before bins keep their ``cluster-<name>`` roles
-(delegated first, so they still win); new clusters get bins. Agents find
-their role from the director they trust, whichever layout it has.
+    root (offline keys, threshold) ── timestamp, snapshot (hub online keys)
+    targets (offline key)
+      ├── director            hub online key; paths clusters/*/*
+      │     └── clusters-<hh>   64 hash bins, path_hash_prefixes <hh>..<hh+3>: which bundle each cluster runs
+      └── release-<env>       the env's release keys, threshold t; paths releases/<env>/*; holds no targets
+            └── releases-<env>-<hh>   64 hash bins, same keys and threshold: what a bundle is
 
-Target paths (content-addressed; no hash prefix is added on download)::
+Both sides are standard TUF hash-bin delegations (``path_hash_prefixes`` of 2
+hex digits, 4 per bin: ``bin_of``), so the director, each ``release-<env>`` and
+the snapshot stay bounded (64 entries a side) however large the fleet. A
+director bin is delegated (online key) when its first cluster is directed.
+``release-<env>`` — the 64 bin delegations, naming the env's release keys and
+threshold — is signed by those keys once, offline, when the environment is
+made (``skerry keys init``); a release then changes and re-signs only the one
+bin holding it (``skerry keys sign`` in CI, or the hub itself for environments
+whose keys it holds: ``--release-keys``, ``skerry keys init --dev``), never
+``release-<env>``, so the offline keys stay offline. An environment added later
+with ``skerry keys add`` gets an unbinned ``release-<env>`` (its targets in the
+role itself). Repositories made before bins keep their per-cluster director
+roles ``cluster-<name>`` (delegated first, so they still win). Expiry:
+timestamp 1 d, snapshot/director/bins 7 d (re-signed online at half-life),
+release bins 90 d, ``release-<env>``/targets/root 365 d.
 
-    releases/<env>/<cluster>/<sha256 hex>.json   custom: {cluster, environment, revision}
-    clusters/<cluster>/bundle.json               custom: {release, image, environment, revision}
+Target paths and custom fields (each field is parsed and canonically encoded
+by every agent that loads the role, so they stay minimal)::
 
-Target custom fields stay minimal: every field is parsed and canonically
-encoded twice per refresh by every agent that loads the role.
+    releases/<env>/<cluster>/<sha256 hex>.json   release bin   {cluster, environment, revision}
+    clusters/<cluster>/bundle.json               director bin  {release, image, environment, revision[, render]}
 
-An agent applies a bundle only when its ``cluster-<name>`` target (director)
-and the ``release-<env>`` target it names in ``custom.image`` (release side)
-agree on length and SHA-256, both name the agent's cluster and environment,
-and ``custom.release`` is not below the highest release counter the agent
-has applied. Metadata files are served by consistent-snapshot names
-(``<version>.<role>.json``, ``timestamp.json``).
+``image`` is the release path the director points the cluster at; ``release``
+the cluster's release counter (never goes down); ``render`` the engine and
+version that rendered it — provenance, outside the bundle's digest. A release
+bin keeps each cluster's newest two release targets.
+
+Files (below ``repository/`` of the trust directory; served as they are over
+``TrustService.Fetch`` or by any static file server)::
+
+    metadata/<version>.<role>.json      every role but the timestamp (consistent snapshots)
+    metadata/timestamp.json
+    blobs/<sha256 hex>.json             each bundle once, however many clusters share it
+    targets/<dir>/<sha256 hex>.<name>   every target of every role under its hash-prefixed name,
+                                        a hard link to its blob (what a default TUF client fetches)
+
+``TrustService.Fetch`` also serves a release target at its plain path. Bundle
+files go only to their own cluster's agent (``target_cluster``) and operators;
+metadata (paths and hashes) is fleet-public.
+
+The bundle (``skerry.core.bundle``): canonical JSON (sorted keys, no
+whitespace, UTF-8) of ``{"apiVersion": "skerry.io/v1alpha1", "kind": "Bundle",
+"cluster": <name, or "" for a blob shared by clusters built from the same
+inputs>, "source": {"url", "revision", "paths"}, "objects": [...]}`` — what is
+applied; its SHA-256 is what both sides sign. The signed release target binds
+it to one cluster and environment.
+
+The agreement rule: an agent of cluster ``c`` in environment ``e`` applies a
+bundle only when the director's target ``clusters/c/bundle.json`` and the
+release target named by its ``custom.image`` agree on length and SHA-256, the
+image path and the release target both name ``c`` and ``e``, and
+``custom.release`` is not below the highest counter it applied. The sealer
+applies the same rule to the evidence an agent shows it (format at the end of
+this module).
 """
 
 from __future__ import annotations

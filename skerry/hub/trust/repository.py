@@ -1,22 +1,20 @@
 """The hub's TUF repository on disk: what the director points at, what the release side signed.
 
-Layout of a trust directory (``skerry keys init`` creates it)::
+A trust directory (``skerry keys init`` makes it)::
 
-    config.json                    {"environments": {"prod": {"threshold": 2}, ...}}
-    keys/<role>*.key               online keys the hub signs with (0600): timestamp, snapshot, director
-    offline/...                    root, targets and release keys made by ``init`` — move them off the hub
-    repository/metadata/           <version>.<role>.json (consistent snapshots) and timestamp.json
-    repository/targets/releases/<env>/<cluster>/<sha256>.json   bundle blobs, content-addressed
+    config.json        {"environments": {"prod": {"keys": 3, "threshold": 2}, ...}[, "dev_release_keys": ...]}
+    keys/<role>.key    online keys the hub signs with (0600): timestamp, snapshot, director
+    offline/...        root, targets and release keys made by ``init`` — move them off the hub
+    repository/        the served repository: roles, file names and byte formats in ``skerry.core.trust``
 
-Roles and paths are described in ``skerry.core.trust``. The hub signs only
-timestamp, snapshot, director and the ``cluster-*`` roles. Offline-signed
-roles (root, targets, ``release-*``) change only through ``skerry keys``
-(on the trust directory, picked up by ``reload``) or ``submit_release``
-(signatures collected from CI over gRPC, published at the threshold).
-
-All metadata is written as compact JSON; signatures are Ed25519 (or any
-securesystemslib signer) over the canonical JSON of ``signed``, as TUF
-specifies. Writes are atomic (temp file + rename); a version is never
+The hub signs timestamp, snapshot, the director and its bins with online keys;
+release bins only for environments whose release keys it holds. Everything
+else changes through ``skerry keys`` (picked up by ``reload``) or
+``submit_release`` (CI signatures collected over gRPC, published at the
+threshold). Changes are batched (``batch``): publishing one bundle to 10,000
+clusters signs each changed bin once, writes the files without an fsync each,
+makes them durable with one filesystem sync, then writes one snapshot and the
+timestamp that publishes them. Writes are atomic; a version is never
 rewritten with different content.
 """
 
