@@ -145,9 +145,11 @@ async def hub_main(args) -> None:
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
+    from skerry.hub.authz import hub_rules
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
+    from skerry.hub.promotion.policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
@@ -178,7 +180,7 @@ async def hub_main(args) -> None:
         fleet_error = None
 
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), gate=enrollment)
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
     fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
     server = GrpcServer(
         f"127.0.0.1:{args.port}",
@@ -187,6 +189,8 @@ async def hub_main(args) -> None:
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
                   lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
         service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
+        revocations=enrollment.revocations,
         limiter=RateLimiter(),
         options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
     )

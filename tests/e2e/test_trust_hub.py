@@ -140,6 +140,11 @@ def test_fetch_refuses_paths_outside_the_repository_and_reports_missing_files_as
             list(trust_pb2_grpc.TrustServiceStub(ch).Fetch(
                 trust_pb2.FetchRequest(path=f"targets/releases/prod/oslo-prod/{prod_image}.json"), timeout=5))
         assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        for name in (f"clusters/oslo-prod/{prod_image}.bundle.json",  # the same bytes under their hashed names
+                     f"releases/prod/oslo-prod/{prod_image}.{prod_image}.json"):
+            with pytest.raises(grpc.RpcError) as hashed:
+                list(trust_pb2_grpc.TrustServiceStub(ch).Fetch(trust_pb2.FetchRequest(path=f"targets/{name}"), timeout=5))
+            assert hashed.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_agents_send_signed_reports_and_a_replayed_or_forged_one_is_refused(stack):
