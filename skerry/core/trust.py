@@ -75,6 +75,7 @@ this module).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -148,6 +149,7 @@ def release_bin_names(env: str) -> list[str]:
     return [f"{RELEASE_BIN_PREFIX}{env}-{i:0{BIN_HEX}x}" for i in range(0, 16 ** BIN_HEX, BIN_WIDTH)]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the hub looks each path up several times per release
 def bin_of(path: str) -> str:
     """The name suffix of the bin whose ``path_hash_prefixes`` hold the TUF hash prefix of ``path``."""
     first = int(hashlib.sha256(path.encode()).hexdigest()[:BIN_HEX], 16)

@@ -162,7 +162,8 @@ class TrustRepository:
         self._batch_depth = 0
         self._batch_changed: set[str] = set()
         self._flushing = False
-        self._released: set[str] = set()  # release roles written since their targets were last linked
+        self._unlinked: dict[str, str] = {}  # target path -> sha256 hex added since the last link pass
+        self._linked_dirs: set[str] = set()
         self._unsynced = False  # files written without fsync since the last timestamp
         self._offered: dict[str, None] = {}  # release paths proposed to CI, newest MAX_OFFERED
         self.load()
@@ -463,7 +464,7 @@ class TrustRepository:
         changed, self._batch_changed = self._batch_changed, set()
         self._flushing = True
         try:
-            self._link_targets(dirty)
+            self._link_targets()
             for role, md in dirty.items():
                 self._bump(role, md)
                 self._sign_online(role, md)
@@ -473,23 +474,24 @@ class TrustRepository:
         finally:
             self._flushing = False
 
-    def _link_targets(self, dirty: Mapping[str, Metadata]) -> None:
-        """Give each target of ``roles`` (director bins) and of the release bins written since the last
-        timestamp a file under its consistent-snapshot name: a hard link to the one blob file, so a
-        stock TUF client reading the repository directory as static files finds every target."""
-        for role in [*dirty, *self._released]:
-            md = dirty.get(role) or self.md.get(role)
-            for path, target in (md.signed.targets.items() if md is not None else ()):
-                hexdigest = target.hashes.get("sha256", "")
-                dest = self.targets_dir / trust.consistent_name(path, hexdigest)
-                if dest.exists() or not self._blob_path(hexdigest).exists():
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(self._blob_path(hexdigest), dest)
-                except FileExistsError:
-                    pass
-        self._released.clear()
+    def _link_targets(self) -> None:
+        """Give each target added since the last timestamp (director entries, release targets) a file
+        under its consistent-snapshot name: a hard link to the one blob file, so a stock TUF client
+        reading the repository directory as static files finds every target."""
+        targets = str(self.targets_dir)
+        for path, hexdigest in self._unlinked.items():
+            name = trust.consistent_name(path, hexdigest)
+            directory = os.path.join(targets, name.rpartition("/")[0])
+            if directory not in self._linked_dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._linked_dirs.add(directory)
+            try:
+                os.link(self._blob_path(hexdigest), os.path.join(targets, name))
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # a target whose blob this hub never stored (made by hand): no file
+                log.warning("target has no blob to link", path=path, sha256=hexdigest)
+        self._unlinked.clear()
 
     def _new_timestamp(self) -> None:
         if self._unsynced:  # everything the new timestamp publishes is on disk before it
@@ -596,6 +598,7 @@ class TrustRepository:
             custom["render"] = render
         pointer.unrecognized_fields["custom"] = custom
         md.signed.targets[pointer.path] = pointer  # the bin's other clusters keep theirs
+        self._unlinked[pointer.path] = hexdigest
         self._touch(role, md)
         return release, image, env
 
@@ -646,14 +649,19 @@ class TrustRepository:
         else:
             signed = Targets()
             signed.version = 0  # a bin's first version is 1
+        kept: dict[str, list[str]] = {}  # cluster -> its release paths in the role, oldest first
+        for path in signed.targets:
+            parsed = trust.parse_release_path(path)
+            kept.setdefault(parsed[1] if parsed else "", []).append(path)
         for cluster, path in zip(clusters, paths, strict=True):
             target = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=path)
             target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
             signed.targets.pop(path, None)
             signed.targets[path] = target  # newest last: insertion order is release order
-            mine = [p for p in signed.targets if p.startswith(f"releases/{env}/{cluster}/")]
+            mine = [p for p in kept.setdefault(cluster, []) if p != path] + [path]
             for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
                 del signed.targets[old]
+            kept[cluster] = mine[-MAX_RELEASES_PER_CLUSTER:]
         signed.version += 1
         signed.expires = self._now() + self.expiry[expiry_kind(holder)]
         self._keep_blob(hexdigest, data)  # CI signers fetch what they are asked to sign
@@ -726,7 +734,10 @@ class TrustRepository:
             del self._pending[role]
             with self.batch():  # listeners direct the released clusters: one snapshot for both
                 self._write(role, md)
-                self._released.add(role)
+                before = current.signed.targets if current is not None else {}
+                for path, target in md.signed.targets.items():
+                    if path not in before:
+                        self._unlinked[path] = target.hashes.get("sha256", "")
                 self._commit([role])
                 log.info("release published", role=role, version=md.signed.version, signatures=good)
                 self._notify(role)
