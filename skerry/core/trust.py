@@ -22,8 +22,10 @@ hex digits, 4 per bin: ``bin_of``), so the director, each ``release-<env>`` and
 the snapshot stay bounded (64 entries a side) however large the fleet. A
 director bin is delegated (online key) when its first cluster is directed.
 ``release-<env>`` — the 64 bin delegations, naming the env's release keys and
-threshold — is signed by those keys once, offline, when the environment is
-made (``skerry keys init``); a release then changes and re-signs only the one
+threshold — and its 64 bins, empty, are signed by those keys once, offline, when
+the environment is made (``skerry keys init``), so every bin a client may walk
+into exists (an image nobody released is ``NotReleased``, not a missing role);
+a release then changes and re-signs only the one
 bin holding it (``skerry keys sign`` in CI, or the hub itself for environments
 whose keys it holds: ``--release-keys``, ``skerry keys init --dev``), never
 ``release-<env>``, so the offline keys stay offline. An environment added later
@@ -164,6 +166,11 @@ def bin_prefixes(name: str) -> list[str]:
 
 def is_release_bin(role: str) -> bool:
     return role.startswith(RELEASE_BIN_PREFIX)
+
+
+def is_release_side(role: str) -> bool:
+    """``release-<env>`` or one of its bins: a role the release keys sign."""
+    return role.startswith(RELEASE_PREFIX) or is_release_bin(role)
 
 
 def release_env_of_bin(role: str) -> str:

@@ -109,6 +109,11 @@ def init(
         for s in signers:
             md.sign(s, append=True)
         release_mds[trust.release_role(env)] = md
+        for name in trust.release_bin_names(env):  # every bin exists (empty): an unreleased image is NotReleased
+            bin_md = Metadata(Targets(expires=now + exp["release"]))
+            for s in signers:
+                bin_md.sign(s, append=True)
+            release_mds[name] = bin_md
     targets_md = Metadata(targets)
     targets_md.sign(targets_key)
     director_md = Metadata(Targets(expires=now + exp["director"]))
