@@ -56,4 +56,4 @@ def explain(ref: str, namespace: str, state_dir: pathlib.Path, kube) -> dict:
     return {"object": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "namespace": namespace, "name": name},
             "bundle_digest": digest, "provenance": provenance,
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            "render": {"engine": bundle.engine, "version": bundle.engine_version}}
+            "render": (provenance or {}).get("render") or {"engine": bundle.engine, "version": bundle.engine_version}}

@@ -19,6 +19,7 @@ import stat
 
 import structlog
 
+from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
@@ -301,7 +302,7 @@ class HubApp:
         self.store = HubStore(
             director=self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
         )
-        self.trust.on_change(lambda role: role.startswith("release-") and self.store.retry_pending())
+        self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)

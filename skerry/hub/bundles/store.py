@@ -138,10 +138,16 @@ class ReleaseCounter(Protocol):
     def next_many(self, clusters: Iterable[str]) -> dict[str, int]: ...
 
 
+def render_of(bundle: Bundle) -> str:
+    """``"<engine> <version>"``: provenance the director records beside a bundle (not part of its digest)."""
+    return f"{bundle.engine} {bundle.engine_version}".strip()
+
+
+
 class Director(Protocol):
     """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int): ...
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, render: str = ""): ...
 
 
 class AwaitingRelease(Exception):
@@ -251,7 +257,8 @@ class HubStore:
             return None
         data = bundle.encode() if encoded is None else encoded
         try:
-            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now,
+                                render=render_of(bundle))
         except AwaitingRelease as e:
             self._pending[cluster] = (bundle, data, content)
             state.error = RenderFailure(cluster=cluster, revision=bundle.revision, message=str(e), at=now)
@@ -283,6 +290,7 @@ class HubStore:
         now: _dt.datetime,
         shared: SharedBlob | None = None,
         release: int | None = None,
+        render: str = "",
     ) -> SignedBundle:
         release = self._releases.next(cluster) if release is None else release
         expires = (now + self._expiry).replace(microsecond=0)
@@ -299,7 +307,7 @@ class HubStore:
             )
         if self._director is not None:
             env = self._environment_of(cluster)
-            directed = self._director.direct(cluster, env, data, revision=revision, release=release)
+            directed = self._director.direct(cluster, env, data, revision=revision, release=release, render=render)
             if directed is None:
                 raise AwaitingRelease(
                     f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
@@ -386,7 +394,7 @@ class HubStore:
         counters = self._releases.next_many(todo)  # one transaction (a cluster already directed keeps its own)
         directed = self._director.direct_many(
             [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-            release=counters.__getitem__, render=f"{bundle.engine} {bundle.engine_version}".strip())
+            release=counters.__getitem__, render=render_of(bundle))
         released, waiting = [], []
         for cluster in todo:
             state, got = self._clusters[cluster], directed[cluster]
