@@ -514,8 +514,7 @@ class AgentApp:
         self._applied_at = time.monotonic()
         if self.monitor is not None:
             self.monitor.retarget()
-            with self.reconciler._lock:
-                self.drift_backoff.forget(list(self.reconciler.applied))
+            self.drift_backoff.forget(list(self.reconciler.applied.refs()))
         await self._publish()
 
     # --- drift and controls -----------------------------------------------------------------
@@ -613,9 +612,7 @@ class AgentApp:
 
     def _ref_of(self, key):
         assert self.reconciler is not None
-        with self.reconciler._lock:
-            entry = self.reconciler.applied.get(key)
-        return entry[0] if entry is not None else "/".join(key)
+        return self.reconciler.applied.ref_of(key)
 
     def agent_conditions(self) -> list[Condition]:
         """Drift, correction and health conditions from the monitor (empty without one)."""

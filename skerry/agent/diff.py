@@ -26,7 +26,7 @@ from typing import Any
 
 from skerry.agent.reconcile import plan
 from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.engine import (
+from skerry.agent.reconcile.desired import (
     DEFAULT_NAMESPACE,
     DIGEST_ANNOTATION,
     MANAGED_BY_LABEL,

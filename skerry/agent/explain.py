@@ -15,7 +15,7 @@ import json
 import pathlib
 import sys
 
-from skerry.agent.reconcile.engine import DIGEST_ANNOTATION
+from skerry.agent.reconcile.desired import DIGEST_ANNOTATION
 
 COMMAND = "skerry explain"
 
