@@ -30,7 +30,6 @@ it to the event loop with ``call_soon_threadsafe``).
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +41,7 @@ from skerry.agent.reconcile import drift as drift_mod
 from skerry.agent.reconcile import health as health_mod
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, RECONCILE_ANNOTATION, SUSPEND_ANNOTATION  # noqa: F401
 from skerry.agent.reconcile.model import ObjectRef
+from skerry.core.backoff import spread
 from skerry.core.errors import KubeError
 
 log = structlog.get_logger("skerry.agent.monitor")
@@ -172,7 +172,7 @@ class Monitor:
                         return
                 self.errors[label] = str(e)
                 log.warning("watch failed; retrying", kind=label, reason=e.reason, error=str(e))
-                stop.wait(ERROR_BACKOFF_SECONDS * (1 + random.random()))
+                stop.wait(spread(ERROR_BACKOFF_SECONDS))
             except Exception as e:  # noqa: BLE001 - a watch thread must never die silently
                 if self._stopped(stop):
                     return
@@ -239,7 +239,7 @@ class Monitor:
                     return
                 if e.reason != "NotFound":
                     log.warning("control watch failed; retrying", reason=e.reason, error=str(e))
-                stop.wait(ERROR_BACKOFF_SECONDS * (1 + random.random()))
+                stop.wait(spread(ERROR_BACKOFF_SECONDS))
             except Exception:  # noqa: BLE001
                 log.exception("control watch error; retrying")
                 stop.wait(ERROR_BACKOFF_SECONDS)
