@@ -19,7 +19,6 @@ For every RPC:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import importlib
 import pkgutil
@@ -31,17 +30,16 @@ from google.protobuf import message_factory
 import skerry.api.v1 as api
 from skerry.core import trust
 from skerry.core.rpc import CHANNEL_OPTIONS
-from skerry.core.tls import ROLE_SEALER, TlsFiles, channel_credentials, identity_from_pem
+from skerry.core.tls import ROLE_SEALER, channel_credentials, identity_from_pem
 from skerry.hub.authz import enrollment_rules, hub_rules
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.promotion.policy import PromotionPolicy
 from skerry.sealer.authz import RULES as SEALER_RULES
 
-from .conftest import running_hub
+from .hubs import CALL_TIMEOUT, enrolled, fleet_of_servers
 
 TARGET = "oslo-prod"  # every cluster field of every request names it
 OTHER = "oslo-dev"
-CALL_TIMEOUT = 20.0
 
 # Who may call what, written down here independently of skerry/hub/authz.py and skerry/sealer/authz.py.
 AGENT_OF = "the agent of the request's cluster"
@@ -145,40 +143,6 @@ async def call(address: str, creds: grpc.ChannelCredentials, rpc: Rpc) -> grpc.a
 
 def refused(err: grpc.aio.AioRpcError | None, code: grpc.StatusCode, *words: str) -> bool:
     return err is not None and err.code() == code and all(w in (err.details() or "") for w in words)
-
-
-async def enrolled(hub, pki, directory, cluster: str) -> TlsFiles:
-    """An agent certificate from the hub's enrollment listener, for a token the hub minted."""
-    from skerry.agent.enroll import enroll
-
-    token, _ = hub.enrollment.tokens.issue(cluster)
-    got = await enroll(f"127.0.0.1:{hub.enroll_port}", token, pki.ca_file, directory)
-    return TlsFiles(ca=pki.ca_file, cert=got.cert, key=got.key)
-
-
-@contextlib.asynccontextmanager
-async def fleet_of_servers(fleet_repo, tmp_path, pki, engine):
-    from skerry.hub.trust import admin
-    from skerry.sealer.app import SealerApp
-    from skerry.sealer.config import SealerConfig
-    from skerry.sealer.keys import KeyRegistry
-
-    admin.init(tmp_path / "trust", {"dev": (1, 1), "prod": (1, 1)})
-    async with running_hub(fleet_repo, tmp_path / "hub", pki, engine, trust_dir=tmp_path / "trust") as hub:
-        sealer_dir = tmp_path / "sealer"  # its own disk: it learns revocations from the hub only
-        sealer_dir.mkdir()
-        client_cas = sealer_dir / "client-cas.pem"
-        client_cas.write_bytes(pki.ca_file.read_bytes() + hub.enrollment.authority.ca_pem)
-        own = pki.server("sealer", ROLE_SEALER)
-        cfg = SealerConfig(listen="127.0.0.1:0", tls_ca=client_cas, tls_cert=own.cert, tls_key=own.key,
-                           keys_dir=sealer_dir / "keys", hub=f"127.0.0.1:{hub.port}", grace_seconds=0)
-        sealer = SealerApp(cfg, registry=KeyRegistry.from_directory(cfg.keys_dir, key_bits=2048))
-        await sealer.start()
-        try:
-            await asyncio.wait_for(sealer.revocations.wait_received(1), CALL_TIMEOUT)
-            yield hub, sealer
-        finally:
-            await sealer.stop(0)
 
 
 async def test_every_rpc_refuses_revoked_foreign_and_unprivileged_callers(fleet_repo, tmp_path, pki, engine):

@@ -205,7 +205,7 @@ async def test_a_renewed_certificate_replaces_the_old_one_on_the_open_watch(flee
             revocations = app.enrollment.revocations
             revocations.reload()
             with pytest.raises(PermissionDenied):
-                revocations.check_certificate(old_pem)
+                revocations.check("oslo-dev", old_fp, x509.load_pem_x509_certificate(old_pem).not_valid_before_utc)
             assert app.servicer.recheck_streams() == 0
             assert app.servicer.streams.fingerprints() == [renewed.fingerprint]
         finally:

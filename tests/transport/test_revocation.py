@@ -21,7 +21,7 @@ from skerry.core.tls import channel_credentials
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 
-from .test_authz_table import CALL_TIMEOUT, enrolled, fleet_of_servers
+from .hubs import CALL_TIMEOUT, enrolled, fleet_of_servers
 
 CLUSTER = "oslo-prod"
 DEADLINE = 2.0  # seconds from `skerry cluster revoke` to every refusal
