@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from skerry.agent.reconcile.engine import DIGEST_ANNOTATION
+from skerry.agent.reconcile.desired import DIGEST_ANNOTATION
 
 
 def _matches(obj: dict, kind: str, name: str, namespace: str) -> bool:
