@@ -11,10 +11,9 @@ document of ``skerry.core.trust``. Nothing secret is in it.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
-from skerry.core import trust
+from skerry.core import documents, trust
 from skerry.core.errors import VerificationError
 
 
@@ -29,7 +28,8 @@ def read(metadata_dir: pathlib.Path, cluster: str, environment: str) -> bytes:
     """The evidence document; ``VerificationError`` if a trusted file is missing (never refreshed)."""
     metadata_dir = pathlib.Path(metadata_dir)
     try:
-        director = json.loads((metadata_dir / f"{trust.DIRECTOR_ROLE}.json").read_bytes())
+        director = documents.load_json((metadata_dir / f"{trust.DIRECTOR_ROLE}.json").read_bytes(),
+                                       max_bytes=trust.MAX_METADATA_BYTES)
     except OSError as e:
         raise VerificationError(f"no trusted director metadata to show the sealer ({e.strerror})",
                                 reason="NotRefreshed") from e

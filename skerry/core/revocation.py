@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import json
 import os
 import pathlib
 import time
 from collections.abc import Callable
 
+from skerry.core import documents
 from skerry.core.errors import ConfigError, PermissionDenied
 from skerry.core.tls import ROLE_AGENT, identity_from_pem
 
@@ -71,7 +71,7 @@ class RevocationList:
             self.clusters, self.fingerprints = {}, {}
             return True
         try:
-            doc = json.loads(self._path.read_bytes())
+            doc = documents.load_json(self._path.read_bytes(), max_bytes=MAX_FILE_BYTES)
             self.clusters = {str(k): float(v) for k, v in doc.get("clusters", {}).items()}
             self.fingerprints = {str(k).lower(): float(v) for k, v in doc.get("fingerprints", {}).items()}
         except (ValueError, AttributeError, TypeError) as e:

@@ -333,12 +333,8 @@ def _etcd_supports(etcd: pathlib.Path, flag: str) -> bool:
 
 
 def _dump_yaml(obj: dict) -> str:
-    try:
-        import yaml  # type: ignore
-
-        return yaml.safe_dump(obj, sort_keys=False)
-    except ImportError:  # JSON is valid YAML, kubectl reads it
-        return json.dumps(obj, indent=2) + "\n"
+    # JSON is valid YAML, and kubectl reads it: the harness needs no YAML library.
+    return json.dumps(obj, indent=2) + "\n"
 
 
 _OWNER_FILE = ".skerry-envtest-owner"

@@ -23,7 +23,6 @@ values, sealed or not, never are.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import re
 import threading
@@ -32,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
-from skerry.core import sealedsecret
+from skerry.core import documents, sealedsecret
 from skerry.core.errors import (
     ConfigError,
     InvalidInput,
@@ -133,8 +132,6 @@ class ClusterDomains:
 
     @classmethod
     def from_file(cls, path: pathlib.Path) -> ClusterDomains:
-        import yaml
-
         try:
             with open(path, "rb") as f:
                 text = f.read(MAX_DOMAIN_MAP_BYTES + 1)
@@ -143,9 +140,9 @@ class ClusterDomains:
         if len(text) > MAX_DOMAIN_MAP_BYTES:
             raise ConfigError(f"cluster-domain map {path} is over {MAX_DOMAIN_MAP_BYTES} bytes")
         try:
-            doc = json.loads(text) if text.lstrip().startswith(b"{") else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as e:
-            raise ConfigError(f"cluster-domain map {path} is not valid YAML or JSON") from e
+            (doc, *_) = documents.load_yaml_or_json(text, max_bytes=MAX_DOMAIN_MAP_BYTES) or [None]
+        except documents.BadDocument as e:
+            raise ConfigError(f"cluster-domain map {path} is not valid YAML or JSON: {e}") from None
         return cls.from_mapping(doc, str(path))
 
 
