@@ -1,17 +1,11 @@
-"""The hub's gRPC service: authorisation and proto <-> domain translation, nothing else.
+"""The hub's gRPC service: proto <-> domain translation, nothing else.
 
-Who may call what (identity from the verified mTLS client certificate):
-
-* ``WatchBundles`` / ``ReportStatus``: only the agent of that cluster
-  (role ``skerry:agent`` and certificate name == cluster);
-* ``GetFleetStatus``: operators (``skerry:operator``) see any cluster or
-  the whole fleet; an agent sees only its own cluster.
-
-Refusals are Skerry errors (``PermissionDenied`` naming the caller and the
-cluster, ``NotFound`` for a cluster not in the fleet, ``Unavailable`` before
-the fleet was first loaded); ``skerry.core.rpc.ErrorInterceptor`` maps them
-to status codes. A caller is authorised before the cluster is looked up, so
-the hub never tells a stranger which clusters exist.
+Who may call what is the hub's table (``skerry.hub.authz``), enforced by the
+server's interceptor before any code here runs: a caller is authorised
+before the cluster is looked up, so the hub never tells a stranger which
+clusters exist. Errors are Skerry errors (``NotFound`` for a cluster not in
+the fleet, ``Unavailable`` before the fleet was first loaded);
+``skerry.core.rpc.ErrorInterceptor`` maps them to status codes.
 """
 
 from __future__ import annotations
@@ -23,18 +17,17 @@ from typing import Protocol
 import structlog
 
 from skerry.api.v1 import bundle_pb2, common_pb2, hub_pb2, hub_pb2_grpc
+from skerry.core.authz import Revocations, caller
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import (
     ConfigError,
     InvalidInput,
     NotFound,
-    PermissionDenied,
     ResourceExhausted,
     SkerryError,
     Unavailable,
 )
 from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
-from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, peer_identity
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
@@ -42,14 +35,6 @@ from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoar
 log = structlog.get_logger("skerry.hub.servicer")
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
-
-
-class PeerGate(Protocol):
-    """Authenticates callers beyond the TLS handshake (``skerry.hub.enrollment.service.Enrollment``)."""
-
-    def authenticate(self, context): ...  # -> a peer with ``.identity``; raises if revoked
-
-    def check(self, peer) -> None: ...  # raises if this peer's certificate is revoked by now
 
 
 class FleetView(Protocol):
@@ -169,6 +154,10 @@ class StreamRegistry:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_fp.values())
 
+    def fingerprints(self) -> list[str]:
+        """The certificate fingerprints with an open watch, in the order they opened."""
+        return list(self._by_fp)
+
     def open(self, fingerprint: str, cluster: str, peer) -> _Stream:
         stream = _Stream(fingerprint, cluster, peer)
         streams = self._by_fp.setdefault(fingerprint, [])
@@ -275,44 +264,27 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         fleet: FleetView,
         *,
         clock: Clock | None = None,
-        gate: PeerGate | None = None,
+        revocations: Revocations | None = None,
         chunk_bytes: int = BUNDLE_CHUNK_BYTES,
     ):
         self._store = store
         self._statuses = statuses
         self._fleet = fleet
         self._clock = clock or SystemClock()
-        self._gate = gate
+        self._revocations = revocations
         self._chunk_bytes = chunk_bytes
         self.streams = StreamRegistry(store.wake)
 
-    def _authenticate(self, context):
-        """``(identity, peer)``: the verified caller, refused if its certificate is revoked."""
-        if self._gate is None:
-            return peer_identity(context), None
-        peer = self._gate.authenticate(context)
-        return peer.identity, peer
-
     def recheck_streams(self) -> int:
         """After the revocation list changed: end the open streams of revoked certificates."""
-        if self._gate is None:
+        if self._revocations is None:
             return 0
-        ended = self.streams.recheck(self._gate.check)
+        ended = self.streams.recheck(self._revocations.check_caller)
         if ended:
             log.info("closed the open streams of revoked certificates", streams=ended)
         return ended
 
     # --- checks ---
-
-    @staticmethod
-    def _require_agent_of(identity: Identity, cluster: str, action: str) -> None:
-        if not cluster:
-            raise InvalidInput("cluster is required")
-        if not identity.has_role(ROLE_AGENT) or identity.name != cluster:
-            raise PermissionDenied(
-                f"{identity} may not {action} cluster {cluster!r}: "
-                f"only its agent ({ROLE_AGENT} named {cluster!r}) may"
-            )
 
     def _require_known(self, cluster: str) -> None:
         if self._fleet.fleet is None:
@@ -324,9 +296,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     # --- RPCs ---
 
     async def WatchBundles(self, request: hub_pb2.WatchBundlesRequest, context):
-        identity, peer = self._authenticate(context)
+        peer = caller()
         cluster = request.cluster
-        self._require_agent_of(identity, cluster, "watch bundles of")
         self._require_known(cluster)
         current = self._store.current(cluster)
         if current is not None and request.last_version > current.release:
@@ -337,7 +308,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 hub_release=current.release,
             )
         log.info("agent watching", cluster=cluster, last_version=request.last_version)
-        stream = self.streams.open(identity.fingerprint, cluster, peer)
+        stream = self.streams.open(peer.identity.fingerprint, cluster, peer)
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
         statements_ok = request.accepts_statements
@@ -362,11 +333,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def ReportStatus(
         self, request: hub_pb2.ReportStatusRequest, context
     ) -> hub_pb2.ReportStatusResponse:
-        identity, _ = self._authenticate(context)
         if not request.HasField("status"):
             raise InvalidInput("status is required")
         cluster = request.status.cluster
-        self._require_agent_of(identity, cluster, "report status of")
         self._require_known(cluster)
         accepted = self._statuses.report(status_from_proto(request.status, self._clock.now()))
         if not accepted:
@@ -376,20 +345,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def GetFleetStatus(
         self, request: hub_pb2.GetFleetStatusRequest, context
     ) -> hub_pb2.GetFleetStatusResponse:
-        identity, _ = self._authenticate(context)
-        wanted = request.cluster
-        if identity.has_role(ROLE_OPERATOR):
-            pass
-        elif identity.has_role(ROLE_AGENT):
-            wanted = wanted or identity.name
-            if wanted != identity.name:
-                raise PermissionDenied(
-                    f"{identity} may not read the status of cluster {wanted!r}: agents see only their own cluster"
-                )
-        else:
-            raise PermissionDenied(
-                f"{identity} may not read fleet status: it needs role {ROLE_OPERATOR} or {ROLE_AGENT}"
-            )
+        wanted = request.cluster or caller().cluster  # an agent asking for nothing means its own cluster
         fleet = self._fleet.fleet
         if fleet is None:
             if wanted:

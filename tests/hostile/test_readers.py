@@ -5,21 +5,19 @@ is accepted, where the input is valid), with a message under 1 KiB, within 2 s a
 from __future__ import annotations
 
 import base64
-import json
 import pathlib
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from tuf.api.serialization import DeserializationError
 from tuf.api.metadata import Metadata
+from tuf.api.serialization import DeserializationError
 
 from skerry.agent import diff
 from skerry.agent.reconcile.inventory import Inventory, InventoryCorrupt
-from skerry.core import documents, report, trust
+from skerry.core import documents, report, revocation, trust
 from skerry.core.bundle import Bundle
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied, RenderError, VerificationError
-from skerry.core.revocation import RevocationList
 from skerry.hub.enrollment.tokens import TokenIssuer, UsedTokens
 from skerry.hub.fleet import parse_fleet
 from skerry.hub.promotion.freight import read_images
@@ -34,12 +32,13 @@ _EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def _signed_report(data: bytes):
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
     import datetime as dt
 
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oslo-prod")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_EC_KEY.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .sign(_EC_KEY, hashes.SHA256()))
@@ -81,7 +80,7 @@ def readers(tmp: pathlib.Path) -> dict[str, tuple]:
             "skt1." + base64.urlsafe_b64encode(d).decode().rstrip("=") + ".mac"), PermissionDenied),
         "used-tokens state": (_file_reader(tmp / "tokens", "used-tokens.json",
                                            lambda p: UsedTokens(p.parent).redeem(_claims())), ConfigError),
-        "revocation list": (_file_reader(tmp / "revocations", "revocations.json", RevocationList), ConfigError),
+        "revocation list": (lambda d: revocation.RevokedSet.from_bytes(d, "revocations.json"), ConfigError),
         "sealer release state": (_file_reader(tmp / "sealer-state", "release.json",
                                               lambda p: TufBundleTrust._last(p.parent)), VerificationError),
         "sealer cluster-domain map": (_file_reader(tmp / "domains", "domains.yaml", ClusterDomains.from_file),

@@ -1,13 +1,7 @@
-"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, keys.
-
-``async def`` tests run in a fresh event loop each (no pytest-asyncio here),
-bounded by ``ASYNC_TEST_TIMEOUT`` seconds.
-"""
+"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, keys."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import pathlib
 
 import pytest
@@ -16,21 +10,6 @@ from skerry.core.bundle import generate_signing_key
 from skerry.hub.render.engine import KustomizeEngine
 
 from .helpers import FLEET_FILES, GitRepo
-
-ASYNC_TEST_TIMEOUT = 60.0
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
-        kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-
-        async def bounded():
-            await asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT)
-
-        asyncio.run(bounded())
-        return True
-    return None
 
 
 @pytest.fixture

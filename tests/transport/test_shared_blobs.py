@@ -22,7 +22,8 @@ from skerry.core.bundle import (
 from skerry.core.canonical import canonical_json, sha256_digest
 from skerry.core.errors import VerificationError
 from skerry.hub.bundles.store import HubStore
-from transport.test_streams import CHUNK, READ, bare_hub, bundle, channel
+
+from .hubs import CHUNK, READ, bare_hub, bundle, channel
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 

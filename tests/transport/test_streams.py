@@ -4,10 +4,8 @@ twice, one watch per certificate, message-size and per-identity rate limits, hea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
-import secrets
 
 import grpc
 import pytest
@@ -15,57 +13,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc
-from skerry.core.bundle import Bundle, generate_signing_key
+from skerry.core.clock import FixedClock
 from skerry.core.errors import InvalidInput
-from skerry.core.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, GrpcServer, RateLimiter
-from skerry.core.tls import ROLE_HUB, channel_credentials, server_credentials
-from skerry.hub.bundles.store import HubStore
-from skerry.hub.servicer import SERVICE_NAME, HubServicer
-from skerry.hub.status import StatusBoard
+from skerry.core.rpc import MAX_MESSAGE_BYTES, RateLimiter
+from skerry.hub.servicer import SERVICE_NAME
 
-READ = 20.0
-CHUNK = 64 * 1024
-
-
-class StaticFleetView:
-    """Stands in for the sync loop's view (no Git here): the fleet is 'loaded'."""
-
-    fleet = object()
-    revision = "0" * 40
-    fleet_error = None
-
-
-def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
-    data = secrets.token_hex(size // 2)
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"big{tag}", "namespace": "x"},
-          "data": {"blob": data}}
-    return Bundle(cluster=cluster, revision="a" * 40, source_url="file:///fleet", paths=("p",),
-                  engine="plain", engine_version="0", objects=(cm,))
-
-
-@contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, expiry=dt.timedelta(days=7), limiter=None):
-    store = HubStore(generate_signing_key(tmp_path / "signing.key"), expiry=expiry)
-    store.declare(["oslo", "bergen"])
-    servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
-    server = GrpcServer(
-        "127.0.0.1:0",
-        server_credentials(pki.server("hub", ROLE_HUB)),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
-        service_names=[SERVICE_NAME],
-        limiter=limiter,
-    )
-    port = await server.start()
-    try:
-        yield store, servicer, server, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
-
-
-@contextlib.asynccontextmanager
-async def channel(address, files):
-    async with grpc.aio.secure_channel(address, channel_credentials(files), options=CHANNEL_OPTIONS) as ch:
-        yield ch
+from .hubs import CHUNK, READ, bare_hub, bundle, channel
 
 
 async def test_a_bundle_above_the_chunk_size_arrives_in_chunks_and_is_reassembled(pki, tmp_path):
@@ -104,8 +57,9 @@ async def test_an_agent_without_chunk_support_gets_whole_bundles(pki, tmp_path):
 
 
 async def test_an_unchanged_blob_is_never_sent_twice_to_the_same_agent(pki, tmp_path):
-    # Metadata lives 2 s, so publishing the same content after 1 s re-signs it: a new release, same bytes.
-    async with bare_hub(pki, tmp_path, expiry=dt.timedelta(seconds=2)) as (store, _, _, address):
+    # Metadata lives 2 s, so publishing the same content 1.1 s later re-signs it: a new release, same bytes.
+    clock = FixedClock(dt.datetime.now(dt.UTC))
+    async with bare_hub(pki, tmp_path, expiry=dt.timedelta(seconds=2), clock=clock) as (store, _, _, address):
         content = bundle("oslo", 2 * CHUNK)
         first = store.publish("oslo", content)
         client = HubClient(address, pki.agent("oslo"), "oslo")
@@ -113,7 +67,7 @@ async def test_an_unchanged_blob_is_never_sent_twice_to_the_same_agent(pki, tmp_
         try:
             got1 = await asyncio.wait_for(anext(watch), READ)
             assert got1.bundle.version == first.release
-            await asyncio.sleep(1.1)
+            clock.advance(1.1)
             second = store.publish("oslo", content)
             assert second is not None and second.release > first.release and second.digest == first.digest
             got2 = await asyncio.wait_for(anext(watch), READ)

@@ -332,8 +332,8 @@ class HubStore:
 
     @property
     def shares_blobs(self) -> bool:
-        """Whether ``publish_shared`` works here: bundle signers, no director (TUF mode signs per cluster)."""
-        return self._director is None and bool(self._signers)
+        """Whether ``publish_shared`` works here: a director (TUF mode) or bundle signers."""
+        return self._director is not None or bool(self._signers)
 
     def publish_shared(
         self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
@@ -345,12 +345,12 @@ class HubStore:
         """
         if bundle.cluster != SHARED_CLUSTER:
             raise ValueError(f"a shared bundle names no cluster, not {bundle.cluster!r}")
-        if self._director is not None or not self._signers:
-            raise ValueError("shared blobs are signed with release statements: the store needs bundle signers")
         data = bundle.encode() if encoded is None else encoded
         content = content_digest(bundle) if content is None else content
         blob = SharedBlob(bundle=bundle, data=data, digest=sha256_digest(data), content_digest=content)
         now = self._clock.now()
+        if self._director is not None:
+            return self._direct_shared(list(clusters), blob, now)
         released = []
         for cluster in clusters:
             state = self._clusters.get(cluster)
@@ -367,6 +367,46 @@ class HubStore:
             state.notify()
             released.append(cluster)
         log.info("shared bundle released", clusters=len(released), digest=blob.digest, revision=bundle.revision)
+        return released
+
+    def _direct_shared(self, clusters: list[str], blob: SharedBlob, now: _dt.datetime) -> list[str]:
+        """TUF mode: one content-addressed blob, a director entry per cluster (hash bins), one snapshot.
+
+        Clusters whose release side has not signed the blob yet wait in ``pending`` (``retry_pending``).
+        """
+        bundle = blob.bundle
+        todo = []
+        for cluster in clusters:
+            state = self._clusters.get(cluster)
+            if state is None:
+                state = self._clusters[cluster] = _Cluster()
+            state.error = None
+            if state.current is None or state.current.content_digest != blob.content_digest:
+                todo.append(cluster)
+        directed = self._director.direct_many(
+            [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
+            release=lambda c: self._next_release(c, now), render=f"{bundle.engine} {bundle.engine_version}".strip())
+        released, waiting = [], []
+        for cluster in todo:
+            state, got = self._clusters[cluster], directed[cluster]
+            if got is None:
+                self._pending[cluster] = (bundle, blob.data, blob.content_digest)
+                state.error = RenderFailure(
+                    cluster=cluster, revision=bundle.revision, at=now,
+                    message=f"bundle {blob.digest} (revision {bundle.revision}) awaits signatures of "
+                            f"release-{self._environment_of(cluster)}; sign it with `skerry keys sign --cluster {cluster}`")
+                waiting.append(cluster)
+            else:
+                self._last_release[cluster] = got.release
+                self._pending.pop(cluster, None)
+                state.current = SignedBundle(
+                    cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
+                    metadata=b"", bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
+                    objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
+                released.append(cluster)
+            state.notify()
+        log.info("shared bundle directed", clusters=len(released), awaiting_release=len(waiting), digest=blob.digest,
+                 revision=bundle.revision)
         return released
 
     def legacy_envelope(self, signed: SignedBundle) -> SignedBundle:
@@ -397,7 +437,11 @@ class HubStore:
         """Try to direct every bundle awaiting release signatures again; returns the released clusters."""
         released = []
         for cluster, (bundle, data, content) in list(self._pending.items()):
-            if cluster in self._clusters and self.publish(cluster, bundle, encoded=data, content=content):
+            if cluster not in self._clusters:
+                continue
+            if bundle.cluster == SHARED_CLUSTER:
+                released += self.publish_shared([cluster], bundle, encoded=data, content=content)
+            elif self.publish(cluster, bundle, encoded=data, content=content):
                 released.append(cluster)
         return released
 
