@@ -55,7 +55,7 @@ def test_first_release_is_the_time_in_milliseconds_and_verifies(store, clock, tr
         signed.metadata, signed.bundle, cluster="oslo-prod", trusted_keys=trusted_keys, now=clock.now()
     )
     assert verified.release == signed.release and verified.digest == signed.digest
-    assert verified.bundle == bundle()
+    assert verified.bundle.encode() == bundle().encode()  # what is applied (the engine is not in it)
 
 
 def test_metadata_does_not_verify_for_another_cluster(store, clock, trusted_keys):
