@@ -151,6 +151,7 @@ async def hub_main(args) -> None:
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.promotion.policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.state import open_state
     from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
     from skerry.hub.trust import servicer as trust_servicer
@@ -168,7 +169,7 @@ async def hub_main(args) -> None:
     if not trust_dir.exists():
         admin.init(trust_dir, {ENV: (1, 1)})
     repo = TrustRepository.open(trust_dir, release_keys=[(ENV, str(trust_dir / "offline" / f"release-{ENV}-1.key"))])
-    enrollment = Enrollment.open(d / "hub")
+    enrollment = Enrollment.open(d / "hub", open_state("", state_dir=d / "hub"))
     store = HubStore(director=repo, environment_of=lambda cluster: ENV)
     repo.on_change(lambda role: store.retry_pending())
     clusters = [cluster_name(i) for i in range(args.clusters)]

@@ -21,8 +21,8 @@ from tuf.api.metadata import Metadata
 
 from skerry.core import tls, trust
 from skerry.core.canonical import sha256_digest, sha256_hex
-from skerry.devstack import Stack, wait_for
 from skerry.hub.trust import admin
+from skerry.testing.devstack import Stack, wait_for
 
 from .replay_hub import ReplayHub
 from .trust_world import TrustWorld, bundle_bytes, evil_key, expires_in

@@ -19,7 +19,7 @@ from tuf.ngclient import FetcherInterface, Updater
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import report as report_format
 from skerry.core import tls, trust
-from skerry.devstack import Stack, fleet_status, wait_for
+from skerry.testing.devstack import Stack, fleet_status, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

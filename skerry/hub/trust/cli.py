@@ -11,7 +11,6 @@ the proposal adds nothing but that bundle.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 
@@ -71,16 +70,19 @@ def add_commands(subparsers) -> None:
     p.add_argument("--threshold", type=int, default=1)
     p.set_defaults(func=_rotate)
 
+    from skerry.cli.contexts import add_hub_flags
+    from skerry.cli.output import add_output_flag
+
     p = sub.add_parser("status", help="every role: version, expiry, keys, threshold")
     p.add_argument("--trust-dir", required=True, type=pathlib.Path)
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output_flag(p)
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release")
-    p.add_argument("--hub", required=True, metavar="HOST:PORT")
-    p.add_argument("--tls-ca", required=True, type=pathlib.Path)
-    p.add_argument("--tls-cert", required=True, type=pathlib.Path)
-    p.add_argument("--tls-key", required=True, type=pathlib.Path)
+    p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release",
+                       description="The hub and TLS files come from the flags, else SKERRY_HUB / SKERRY_TLS_*, "
+                       "else the current context. Render with the engine the hub renders with (the hub image: "
+                       "in-process pykustomize at the version deploy/constraints.txt pins).")
+    add_hub_flags(p)
     p.add_argument("--key", action="append", required=True, help="release key(s) to sign with")
     p.add_argument("--repo", required=True, help="the Git repository, as the hub names it")
     p.add_argument("--branch", default="main")
@@ -181,23 +183,25 @@ def _status(args) -> int:
     from skerry.hub.trust import admin
 
     def run():
+        from skerry.cli.output import emit
+
         rows = admin.status(args.trust_dir)
-        if args.output == "json":
-            print(json.dumps(rows, indent=2))
-            return 0
         for r in rows:
-            print(f"{r['role']:24} v{r['version']:<5} expires {r['expires']} ({r['expires_in_hours']} h)  "
-                  f"{r['threshold']} of {len(r['keys'])}: {' '.join(r['keys'])}")
+            r["signers"] = f"{r['threshold']} of {len(r['keys'])}"
+        emit(rows, args.output, columns=("role", "version", "expires", "expires_in_hours", "signers"),
+             wide=("keys",), document=rows)
         return 0
     return _wrap(run)
 
 
 def _sign(args) -> int:
+    from skerry.cli.contexts import resolve_hub
     from skerry.core.tls import TlsFiles
     from skerry.hub.trust.signing import sign_release
 
     def run():
-        result = sign_release(args.hub, TlsFiles(args.tls_ca, args.tls_cert, args.tls_key), args.cluster,
+        target = resolve_hub(vars(args))
+        result = sign_release(target.address, TlsFiles(target.tls_ca, target.tls_cert, target.tls_key), args.cluster,
                               args.repo, args.branch, _signers(args.key), args.engine)
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")

@@ -26,8 +26,9 @@ from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
 from skerry.core.bundle import Bundle, object_id, object_sort_key
 from skerry.core.canonical import canonical_json, sha256_digest, sha256_hex
+from skerry.core.client import secure_channel
 from skerry.core.errors import InvalidInput, Unavailable, VerificationError
-from skerry.core.tls import TlsFiles, channel_credentials
+from skerry.core.tls import TlsFiles
 from skerry.hub.trust.repository import _SERIALIZER
 
 RPC_TIMEOUT = 30.0
@@ -84,7 +85,7 @@ def sign_release(address: str, tls_files: TlsFiles, cluster: str, repo: str, bra
                  signers: list[Signer], engine: str = "auto") -> trust_pb2.SubmitReleaseResponse:
     from skerry.hub.cli import _render_bundle
 
-    with grpc.secure_channel(address, channel_credentials(tls_files)) as channel:
+    with secure_channel(address, tls_files) as channel:
         stub = trust_pb2_grpc.TrustServiceStub(channel)
         try:
             prop = stub.GetReleaseProposal(trust_pb2.GetReleaseProposalRequest(cluster=cluster), timeout=RPC_TIMEOUT)
