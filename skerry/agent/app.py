@@ -93,7 +93,9 @@ class AgentApp:
         self.cache = BundleCache(cfg.state_dir)
         raw_kube = self._given["kube"]
         if raw_kube is None:
-            raw_kube = await asyncio.to_thread(KubeClient.from_kubeconfig, cfg.kubeconfig, cfg.kube_context)
+            raw_kube = await asyncio.to_thread(
+                KubeClient.from_kubeconfig, cfg.kubeconfig, cfg.kube_context, in_cluster_first=True
+            )
         # metrics, ops server, BundleStatus + Events (skerry/agent/ops.py)
         self.ops = AgentOps(cfg, self.clock, state=self, running=self.running)
         self.kube = self.ops.kube(raw_kube)

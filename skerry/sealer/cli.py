@@ -12,6 +12,8 @@ import argparse
 import pathlib
 import sys
 
+from skerry.cli.parser import duration_type
+
 SEAL_EPILOG = """\
 examples:
   skerry seal -f secret.yaml --cert sealer.crt > sealed.yaml
@@ -31,7 +33,7 @@ the life of a key:
   a new sealing key every 30 days (the sealer does it; `rotate` does it now, e.g. on suspected
   compromise) -> `skerry seal --re-encrypt --in-place REPO` -> commit -> `retire KEY --repo REPO`
   refuses while any SealedSecret in REPO still opens with KEY. The running sealer re-reads
-  storage every minute. Keep backups: `backup -o FILE` and `restore FILE`.
+  storage every minute. Keep backups: `backup -f FILE` and `restore FILE`.
 """
 
 
@@ -82,7 +84,7 @@ def add_commands(subparsers) -> None:
     )
     seal.add_argument("--tls-server-name", metavar="NAME", help="name to expect in the sealer's certificate")
     seal.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS", help="RPC timeout (default: 10)"
+        "--timeout", type=duration_type("--timeout"), default=10.0, metavar="DURATION", help="RPC timeout (default: 10s)"
     )
     mode = seal.add_mutually_exclusive_group()
     mode.add_argument("--fetch-cert", action="store_true", help="print the sealer's certificate (PEM) and exit")
@@ -130,7 +132,8 @@ def add_commands(subparsers) -> None:
     serve.add_argument("--tls-cert", type=pathlib.Path, metavar="FILE", help="server certificate")
     serve.add_argument("--tls-key", type=pathlib.Path, metavar="FILE", help="server private key")
     serve.add_argument("--keys-dir", type=pathlib.Path, metavar="DIR", help="sealing keys directory")
-    serve.add_argument("--domains", metavar="LIST", help="comma-separated key domains (default: default)")
+    serve.add_argument("--domain", dest="domains", action="append", metavar="D[,D...]",
+                       help="key domain(s) to serve; repeatable (default: default)")
     serve.add_argument(
         "--ready-file", type=pathlib.Path, metavar="FILE", help='write {"port": N} here once serving'
     )
@@ -150,7 +153,8 @@ def add_commands(subparsers) -> None:
         help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client certificate)",
     )
     serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
-    serve.add_argument("--renewal-days", type=float, metavar="DAYS", help="new sealing key this often (30)")
+    serve.add_argument("--key-renewal", dest="renewal_days", type=duration_type("--key-renewal", unit=86400.0),
+                       metavar="DURATION", help="new sealing key this often (default 720h = 30 days)")
     serve.add_argument(
         "--cert-listen", metavar="HOST:PORT", help="plain-HTTP /v1/cert.pem (public certificates only)"
     )
@@ -178,7 +182,8 @@ def add_commands(subparsers) -> None:
     retire.add_argument("--repo", type=pathlib.Path, nargs="+", required=True, metavar="PATH",
                         help="checkouts/directories whose SealedSecrets must not need the key")
     backup = keys_sub.add_parser("backup", help="write every key of the domain(s) to a file (0600)")
-    backup.add_argument("-o", "--output", type=pathlib.Path, required=True, metavar="FILE")
+    backup.add_argument("-f", "--file", dest="backup_file", type=pathlib.Path, required=True, metavar="FILE",
+                        help="the backup file to write (0600)")
     backup.add_argument("--all-domains", action="store_true", help="every domain under --keys-dir")
     restore = keys_sub.add_parser("restore", help="add the keys of a backup that storage lacks")
     restore.add_argument("input", type=pathlib.Path, metavar="FILE")
@@ -219,8 +224,6 @@ def seal_command(args: argparse.Namespace) -> int:
         return _fail("skerry seal", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no values
-        return _fail("skerry seal", f"unexpected {type(e).__name__}: {e}")
 
 
 def _split(values) -> list[str]:
@@ -504,12 +507,12 @@ def _keys(args: argparse.Namespace) -> int:
             [p.name for p in sorted(args.keys_dir.iterdir()) if p.is_dir()] if args.all_domains else [domain]
         )
         doc = registry.backup_document(domains, kek=kek)
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(args.backup_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1)
         count = sum(len(v) for v in doc["domains"].values())
         note = "encrypted with the KEK" if kek else "NOT encrypted: protect it like the keys"
-        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.output} ({note})", file=sys.stderr)
+        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.backup_file} ({note})", file=sys.stderr)
         return 0
     if args.keys_command == "restore":
         try:
@@ -546,7 +549,7 @@ def serve_command(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             keys_dir=args.keys_dir,
-            domains=args.domains,
+            domains=",".join(args.domains) if args.domains else None,
             ready_file=args.ready_file,
             log_level=args.log_level,
             hub_keys=args.hub_keys,
@@ -566,8 +569,6 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry sealer serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - e.g. the port is taken; one line, never a traceback
-        return _fail("skerry sealer serve", f"{type(e).__name__}: {e}")
     return 0
 
 

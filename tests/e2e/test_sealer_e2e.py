@@ -25,7 +25,7 @@ import yaml
 
 from skerry.core import sealedsecret, tls
 from skerry.core.bundle import generate_signing_key
-from skerry.devstack import Service, Stack, wait_for
+from skerry.testing.devstack import Service, Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -64,7 +64,7 @@ class BundleScopedStack(Stack):
         self.sealer = Service(
             "sealer",
             ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
-             "--domains", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
+             "--domain", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
              "--cert-listen", "127.0.0.1:0", *self.tls_args(files)],
             self.workdir,
         ).start()

@@ -75,15 +75,19 @@ class KubeConnection:
         path: str | os.PathLike | None = None,
         context: str | None = None,
         *,
+        in_cluster_first: bool = False,
         request_timeout: float = 30.0,
     ):
-        """An explicit kubeconfig is honoured; ``None`` means in-cluster config, then the default kubeconfig."""
+        """kubectl's order: ``path`` (the flag), else ``$KUBECONFIG`` (a ``:``-list), else ``~/.kube/config``.
+
+        ``in_cluster_first`` (only ``skerry agent run``, a pod) tries the pod's service account
+        before any kubeconfig; an operator's command never silently talks to the cluster it runs in.
+        """
         configuration = Configuration()
         configuration.connection_pool_maxsize = POOL_MAXSIZE
-        if path is not None:
-            _load_kubeconfig_file(pathlib.Path(path), context, configuration)
-        else:
-            _load_default(context, configuration)
+        if path is None and in_cluster_first and _load_in_cluster(configuration):
+            return cls(ApiClient(configuration=configuration), request_timeout=request_timeout)
+        _load_kubeconfig(_kubeconfig_source(path, in_cluster_first), context, configuration)
         return cls(ApiClient(configuration=configuration), request_timeout=request_timeout)
 
     @property
@@ -201,27 +205,33 @@ class KubeConnection:
         return translated(what, self.host, fn)
 
 
-def _load_kubeconfig_file(path: pathlib.Path, context: str | None, configuration: Configuration) -> None:
-    if not path.is_file():
-        raise ConfigError(f"kubeconfig {path} does not exist")
-    try:
-        kube_config.load_kube_config(
-            config_file=str(path), context=context, client_configuration=configuration, persist_config=False
-        )
-    except _KUBECONFIG_ERRORS as e:
-        raise ConfigError(f"cannot load kubeconfig {path}: {e}") from e
-
-
-def _load_default(context: str | None, configuration: Configuration) -> None:
+def _load_in_cluster(configuration: Configuration) -> bool:
     try:
         kube_config.load_incluster_config(client_configuration=configuration)
-    except ConfigException as in_cluster_error:
-        try:
-            kube_config.load_kube_config(
-                context=context, client_configuration=configuration, persist_config=False
-            )
-        except _KUBECONFIG_ERRORS as e:
-            raise ConfigError(
-                f"no Kubernetes credentials: not in a cluster ({in_cluster_error}) "
-                f"and no usable default kubeconfig ({e})"
-            ) from e
+    except ConfigException:
+        return False
+    return True
+
+
+def _kubeconfig_source(path: str | os.PathLike | None, in_cluster_first: bool) -> str:
+    """The kubeconfig kubectl would read: the flag, else ``$KUBECONFIG``, else ``~/.kube/config``."""
+    if path is not None:
+        if not pathlib.Path(path).is_file():
+            raise ConfigError(f"kubeconfig {path} does not exist")
+        return str(path)
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    source = str(pathlib.Path("~/.kube/config").expanduser())
+    if not pathlib.Path(source).is_file():
+        raise ConfigError(f"no kubeconfig: give --kubeconfig, set $KUBECONFIG, or create {source}"
+                          + (" (not in a cluster either)" if in_cluster_first else ""))
+    return source
+
+
+def _load_kubeconfig(source: str, context: str | None, configuration: Configuration) -> None:
+    try:
+        kube_config.load_kube_config(
+            config_file=source, context=context, client_configuration=configuration, persist_config=False
+        )
+    except _KUBECONFIG_ERRORS as e:
+        raise ConfigError(f"cannot load kubeconfig {source}: {' '.join(str(e).split())}") from e
