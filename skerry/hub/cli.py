@@ -272,11 +272,7 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 1
+    sys.stdout.buffer.write(data)  # a closed stdout is the error wrapper's (exit 141)
     return 0
 
 
