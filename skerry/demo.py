@@ -78,7 +78,7 @@ def _enable_ops(workdir: pathlib.Path) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from skerry.core import tls
-    from skerry.devstack import Stack, StackError, fleet_status, wait_for
+    from skerry.testing.devstack import Stack, StackError, fleet_status, wait_for
 
     own_workdir = args.workdir is None
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="skerry-demo-"))

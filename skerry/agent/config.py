@@ -35,11 +35,11 @@ files or without a trusted hub key does not start.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import re
 from collections.abc import Mapping
 
+from skerry.core import config
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
@@ -94,7 +94,7 @@ class AgentConfig:
 
     @staticmethod
     def env_name(field: str) -> str:
-        return ENV_PREFIX + _ENV_NAMES.get(field, field.upper())
+        return config.env_name(ENV_PREFIX, field, _ENV_NAMES)
 
     @property
     def tls_files(self) -> TlsFiles:
@@ -163,18 +163,9 @@ class AgentConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
         """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        environ = os.environ if environ is None else environ
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - fields
-        if unknown:
-            raise TypeError(f"unknown agent settings: {', '.join(sorted(unknown))}")
-        raw: dict[str, object] = {}
-        for name in fields:
-            value = environ.get(cls.env_name(name))
-            if value not in (None, ""):
-                raw[name] = value
-        raw.update({k: v for k, v in overrides.items() if v is not None and v != () and v != []})
-        return cls(**{k: _coerce(k, v) for k, v in raw.items()}).validate()
+        convert = {"log_level": _lower, "trust_poll": _duration, "resync_seconds": _duration,
+                   "health_timeout": _duration}
+        return config.load(cls, ENV_PREFIX, environ, overrides, convert=convert, env_names=_ENV_NAMES).validate()
 
 
 def _check_address(what: str, address: str) -> None:
@@ -183,36 +174,9 @@ def _check_address(what: str, address: str) -> None:
         raise ConfigError(f"{what} address {address!r} must be HOST:PORT")
 
 
-def _coerce(name: str, value: object) -> object:
-    if name in ("trust_poll", "resync_seconds", "health_timeout"):
-        return parse_duration(value, f"{ENV_PREFIX}{name.upper()}")  # 30s, 5m, 1h30m (or bare seconds)
-    if name in ("tls_ca", "tls_cert", "tls_key", "kubeconfig", "state_dir", "ready_file", "trust_root"):
-        return pathlib.Path(value)  # type: ignore[arg-type]
-    if name == "trusted_keys":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(pathlib.Path(str(p).strip()) for p in items if str(p).strip())
-    if name == "signature_threshold":
-        try:
-            return int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}SIGNATURE_THRESHOLD must be an integer, not {value!r}") from None
-    if name == "drift_ignore":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(str(p).strip() for p in items if str(p).strip())
-    if name == "apply_workers":
-        try:
-            return int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, not {value!r}") from None
-    if name in ("allow_prune_all", "watch"):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {value!r}")
-    if name == "log_level":
-        return str(value).lower()
-    return str(value)
+def _lower(name: str, value: object) -> str:
+    return str(value).lower()
+
+
+def _duration(name: str, value: object) -> float:
+    return parse_duration(value, f"{ENV_PREFIX}{name.upper()}")  # 30s, 5m, 1h30m (or bare seconds)

@@ -20,13 +20,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import yaml
+
 from skerry.agent.reconcile import plan
 from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.engine import (
+from skerry.agent.reconcile.desired import (
     DEFAULT_NAMESPACE,
     DIGEST_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -87,14 +90,10 @@ def comparable(obj: Mapping[str, Any] | None) -> dict:
 
 
 def _mask(value: Any) -> str:
-    import hashlib
-
     return "<secret value " + hashlib.sha256(str(value).encode()).hexdigest()[:12] + ">"
 
 
 def _lines(doc: Mapping[str, Any]) -> list[str]:
-    import yaml
-
     return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=1 << 20).splitlines()
 
 
@@ -187,8 +186,6 @@ def render_text(diffs: Iterable[ObjectDiff]) -> str:
 
 def load_objects(data: bytes) -> list[dict]:
     """Objects from a rendered bundle (``skerry render --repo``: JSON), a JSON List, or YAML documents."""
-    import yaml
-
     text = data.decode("utf-8")
     try:
         doc = json.loads(text)

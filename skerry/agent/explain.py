@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from skerry.agent.reconcile.engine import DIGEST_ANNOTATION
+from skerry.agent.reconcile.desired import DIGEST_ANNOTATION
 
 
 def _matches(obj: dict, kind: str, name: str, namespace: str) -> bool:
@@ -56,4 +56,4 @@ def explain(ref: str, namespace: str, state_dir: pathlib.Path, kube) -> dict:
     return {"object": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "namespace": namespace, "name": name},
             "bundle_digest": digest, "provenance": provenance,
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            "render": {"engine": bundle.engine, "version": bundle.engine_version}}
+            "render": (provenance or {}).get("render") or {"engine": bundle.engine, "version": bundle.engine_version}}

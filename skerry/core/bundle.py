@@ -1,13 +1,21 @@
 """The desired-state bundle and its signed envelope: the contract between hub and agent.
 
+(How a bundle is trusted in TUF mode — roles, file names, formats — is in ``skerry.core.trust``.)
+
 A *bundle* is one cluster's complete desired state at one Git revision,
 serialised as canonical JSON (``skerry.core.canonical``)::
 
     {"apiVersion": "skerry.io/v1alpha1", "kind": "Bundle",
      "cluster": "oslo-prod",
      "source": {"url": "...", "revision": "<commit sha>", "paths": ["overlays/prod"]},
-     "render": {"engine": "kustomize", "version": "v5.5.0"},
      "objects": [ ...Kubernetes objects, sorted by object_sort_key... ]}
+
+Its identity (the SHA-256 of these bytes) covers what is applied — objects,
+source commit, cluster — and not the engine that rendered it: kustomize
+in-process and ``kubectl kustomize`` give the same objects and so the same
+bytes. The engine and its version are provenance, recorded beside the bundle
+(the director's target, ``skerry.core.trust``), never inside it; documents of
+earlier versions that carry ``"render"`` still decode.
 
 Its *envelope* is a TUF targets metadata document (python-tuf's Metadata
 API; standard TUF, signed with Ed25519) whose single target describes the
@@ -99,7 +107,6 @@ class Bundle:
             "kind": KIND,
             "cluster": self.cluster,
             "source": {"url": self.source_url, "revision": self.revision, "paths": list(self.paths)},
-            "render": {"engine": self.engine, "version": self.engine_version},
             "objects": sorted(self.objects, key=object_sort_key),
         }
 

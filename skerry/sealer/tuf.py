@@ -70,7 +70,7 @@ class EvidenceFetcher(FetcherInterface):
             data = self._files.get(f"{m['role']}.json")
             if data is not None and _version(data) == int(m["v"]):
                 return iter([data])
-        elif path.startswith("targets/") and trust.parse_release_path(path[len("targets/"):]):
+        elif path.startswith("targets/") and trust.parse_target_file(path[len("targets/"):]):
             return iter([self._bundle])
         raise tuf_errors.DownloadHTTPError(f"{path}: not in the agent's evidence", 404)
 
@@ -79,6 +79,7 @@ class TufBundleTrust:
     """``BundleTrust`` over TUF evidence; one trusted-metadata directory per cluster."""
 
     def __init__(self, trust_root: pathlib.Path, state_dir: pathlib.Path):
+        trust.use_fast_canonical_json()
         try:
             self._root = pathlib.Path(trust_root).read_bytes()
         except OSError as e:

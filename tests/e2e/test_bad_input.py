@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from skerry.core import tls
-from skerry.devstack import EXAMPLES, Stack, git, wait_for
+from skerry.testing.devstack import EXAMPLES, Stack, git, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

@@ -16,7 +16,7 @@ import pytest
 from skerry.api.v1 import bundle_pb2
 from skerry.core import tls
 from skerry.core.bundle import Bundle, generate_signing_key, sign_bundle
-from skerry.devstack import Stack, wait_for
+from skerry.testing.devstack import Stack, wait_for
 
 from .replay_hub import ReplayHub
 

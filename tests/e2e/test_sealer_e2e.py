@@ -25,7 +25,7 @@ import yaml
 
 from skerry.core import sealedsecret, tls
 from skerry.core.bundle import generate_signing_key
-from skerry.devstack import Service, Stack, wait_for
+from skerry.testing.devstack import Service, Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

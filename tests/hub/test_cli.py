@@ -208,3 +208,5 @@ def test_hub_serve_runs_until_sigterm(fleet_repo, tmp_path, pki):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
-from skerry.devstack import wait_for
+from skerry.testing.devstack import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

@@ -3,16 +3,18 @@ or a whole HubApp over a real Git repository; and a client channel with the prod
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import secrets
 
 import grpc
 
+from skerry.agent.enroll import enroll
 from skerry.api.v1 import hub_pb2_grpc
 from skerry.core.bundle import Bundle, generate_signing_key
 from skerry.core.rpc import CHANNEL_OPTIONS, GrpcServer
-from skerry.core.tls import ROLE_HUB, channel_credentials, server_credentials
+from skerry.core.tls import ROLE_HUB, ROLE_SEALER, TlsFiles, channel_credentials, server_credentials
 from skerry.hub.app import HubApp
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
@@ -20,8 +22,13 @@ from skerry.hub.config import HubConfig
 from skerry.hub.promotion.policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
 from skerry.hub.status import StatusBoard
+from skerry.hub.trust import admin
+from skerry.sealer.app import SealerApp
+from skerry.sealer.config import SealerConfig
+from skerry.sealer.keys import KeyRegistry
 
 READ = 20.0
+CALL_TIMEOUT = 20.0  # one authorisation probe or revocation wait
 CHUNK = 64 * 1024
 
 
@@ -85,3 +92,30 @@ async def running_hub(repo, state_dir, pki, engine, **config):
         yield app
     finally:
         await app.stop(grace=0)
+
+
+async def enrolled(hub, pki, directory, cluster: str) -> TlsFiles:
+    """An agent certificate from the hub's enrollment listener, for a token the hub minted."""
+    token, _ = hub.enrollment.tokens.issue(cluster)
+    got = await enroll(f"127.0.0.1:{hub.enroll_port}", token, pki.ca_file, directory)
+    return TlsFiles(ca=pki.ca_file, cert=got.cert, key=got.key)
+
+
+@contextlib.asynccontextmanager
+async def fleet_of_servers(fleet_repo, tmp_path, pki, engine):
+    admin.init(tmp_path / "trust", {"dev": (1, 1), "prod": (1, 1)})
+    async with running_hub(fleet_repo, tmp_path / "hub", pki, engine, trust_dir=tmp_path / "trust") as hub:
+        sealer_dir = tmp_path / "sealer"  # its own disk: it learns revocations from the hub only
+        sealer_dir.mkdir()
+        client_cas = sealer_dir / "client-cas.pem"
+        client_cas.write_bytes(pki.ca_file.read_bytes() + hub.enrollment.authority.ca_pem)
+        own = pki.server("sealer", ROLE_SEALER)
+        cfg = SealerConfig(listen="127.0.0.1:0", tls_ca=client_cas, tls_cert=own.cert, tls_key=own.key,
+                           keys_dir=sealer_dir / "keys", hub=f"127.0.0.1:{hub.port}", grace_seconds=0)
+        sealer = SealerApp(cfg, registry=KeyRegistry.from_directory(cfg.keys_dir, key_bits=2048))
+        await sealer.start()
+        try:
+            await asyncio.wait_for(sealer.revocations.wait_received(1), CALL_TIMEOUT)
+            yield hub, sealer
+        finally:
+            await sealer.stop(0)

@@ -19,7 +19,6 @@ For every RPC:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import importlib
 import pkgutil
@@ -31,17 +30,17 @@ from google.protobuf import message_factory
 import skerry.api.v1 as api
 from skerry.core import trust
 from skerry.core.rpc import CHANNEL_OPTIONS
-from skerry.core.tls import ROLE_SEALER, TlsFiles, channel_credentials, identity_from_pem
+from skerry.core.tls import ROLE_SEALER, channel_credentials, identity_from_pem
 from skerry.hub.authz import enrollment_rules, hub_rules
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.state import open_state
 from skerry.sealer.authz import RULES as SEALER_RULES
 
-from .conftest import running_hub
+from .hubs import CALL_TIMEOUT, enrolled, fleet_of_servers
 
 TARGET = "oslo-prod"  # every cluster field of every request names it
 OTHER = "oslo-dev"
-CALL_TIMEOUT = 20.0
 
 # Who may call what, written down here independently of skerry/hub/authz.py and skerry/sealer/authz.py.
 AGENT_OF = "the agent of the request's cluster"
@@ -147,48 +146,16 @@ def refused(err: grpc.aio.AioRpcError | None, code: grpc.StatusCode, *words: str
     return err is not None and err.code() == code and all(w in (err.details() or "") for w in words)
 
 
-async def enrolled(hub, pki, directory, cluster: str) -> TlsFiles:
-    """An agent certificate from the hub's enrollment listener, for a token the hub minted."""
-    from skerry.agent.enroll import enroll
-
-    token, _ = hub.enrollment.tokens.issue(cluster)
-    got = await enroll(f"127.0.0.1:{hub.enroll_port}", token, pki.ca_file, directory)
-    return TlsFiles(ca=pki.ca_file, cert=got.cert, key=got.key)
-
-
-@contextlib.asynccontextmanager
-async def fleet_of_servers(fleet_repo, tmp_path, pki, engine):
-    from skerry.hub.trust import admin
-    from skerry.sealer.app import SealerApp
-    from skerry.sealer.config import SealerConfig
-    from skerry.sealer.keys import KeyRegistry
-
-    admin.init(tmp_path / "trust", {"dev": (1, 1), "prod": (1, 1)})
-    async with running_hub(fleet_repo, tmp_path / "hub", pki, engine, trust_dir=tmp_path / "trust") as hub:
-        sealer_dir = tmp_path / "sealer"  # its own disk: it learns revocations from the hub only
-        sealer_dir.mkdir()
-        client_cas = sealer_dir / "client-cas.pem"
-        client_cas.write_bytes(pki.ca_file.read_bytes() + hub.enrollment.authority.ca_pem)
-        own = pki.server("sealer", ROLE_SEALER)
-        cfg = SealerConfig(listen="127.0.0.1:0", tls_ca=client_cas, tls_cert=own.cert, tls_key=own.key,
-                           keys_dir=sealer_dir / "keys", hub=f"127.0.0.1:{hub.port}", grace_seconds=0)
-        sealer = SealerApp(cfg, registry=KeyRegistry.from_directory(cfg.keys_dir, key_bits=2048))
-        await sealer.start()
-        try:
-            await asyncio.wait_for(sealer.revocations.wait_received(1), CALL_TIMEOUT)
-            yield hub, sealer
-        finally:
-            await sealer.stop(0)
-
-
 async def test_every_rpc_refuses_revoked_foreign_and_unprivileged_callers(fleet_repo, tmp_path, pki, engine):
     async with fleet_of_servers(fleet_repo, tmp_path, pki, engine) as (hub, sealer):
         target = await enrolled(hub, pki, tmp_path / "target", TARGET)
         doomed = await enrolled(hub, pki, tmp_path / "doomed", TARGET)
         other = await enrolled(hub, pki, tmp_path / "other", OTHER)
         received = sealer.revocations.received
-        Revocations(hub.config.state_dir / "enrollment").revoke_fingerprint(
+        cli_state = open_state("", state_dir=hub.config.state_dir)  # as `skerry cluster revoke` opens it
+        Revocations(hub.config.state_dir / "enrollment", cli_state).revoke_fingerprint(
             identity_from_pem(doomed.cert.read_bytes()).fingerprint)
+        cli_state.close()
         await asyncio.wait_for(sealer.revocations.wait_received(received + 1), CALL_TIMEOUT)
 
         hub_api, sealer_api = f"127.0.0.1:{hub.port}", f"127.0.0.1:{sealer.port}"
@@ -246,3 +213,56 @@ def test_a_hub_server_missing_a_rule_does_not_start(dropped, pki):
         GrpcServer("127.0.0.1:0", server_credentials(pki.server("hub", ROLE_HUB)), register=[],
                    service_names=[service], rules=rules)
 
+
+
+async def test_health_and_reflection_are_public_on_every_server_and_nothing_else_is():
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from skerry.api.v1 import hub_pb2
+    from skerry.core.rpc import GrpcServer
+
+    server = GrpcServer("127.0.0.1:0", None, register=[], service_names=[], rules={})
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+            watch = health.Watch(health_pb2.HealthCheckRequest())
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+
+            async def ask():
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+            async for answer in reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(ask()):
+                assert "grpc.health.v1.Health" in {s.name for s in answer.list_services_response.service}
+                break
+            # an RPC this server does not serve is unimplemented, not silently allowed
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await ch.unary_unary("/skerry.api.v1.HubService/GetFleetStatus")(
+                    hub_pb2.GetFleetStatusRequest().SerializeToString(), timeout=CALL_TIMEOUT)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await server.stop(0)
+
+
+async def test_a_served_rpc_missing_from_the_table_is_refused_fail_closed():
+    from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+    from skerry.core.rpc import GrpcServer
+
+    class Servicer(hub_pb2_grpc.HubServiceServicer):  # registered behind the table's back
+        async def GetFleetStatus(self, request, context):
+            return hub_pb2.GetFleetStatusResponse(revision="leaked")
+
+    server = GrpcServer("127.0.0.1:0", None, service_names=[], rules={},
+                        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(Servicer(), s)])
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await hub_pb2_grpc.HubServiceStub(ch).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=CALL_TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "no authorisation rule" in err.value.details()
+    finally:
+        await server.stop(0)

@@ -167,7 +167,10 @@ async def test_revoking_a_cluster_closes_its_open_stream_and_refuses_new_calls(f
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await hub.GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=READ)
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        await asyncio.sleep(1.1)  # revocation has one-second resolution: re-enroll strictly after it
+        # Revocation has one-second resolution: re-enroll once the clock is past the revoked second.
+        app.enrollment.revocations.reload()
+        revoked_at = app.enrollment.revocations.clusters["oslo-prod"]
+        await wait_until(lambda: time.time() >= revoked_at + 1, "the second after the revocation")
         fresh = await enrolled(app, pki, tmp_path / "again", "oslo-prod")
         async with stub(app, fresh) as (hub, _):
             assert (await hub.GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=READ)).clusters
@@ -205,7 +208,7 @@ async def test_a_renewed_certificate_replaces_the_old_one_on_the_open_watch(flee
             revocations = app.enrollment.revocations
             revocations.reload()
             with pytest.raises(PermissionDenied):
-                revocations.check_certificate(old_pem)
+                revocations.check("oslo-dev", old_fp, x509.load_pem_x509_certificate(old_pem).not_valid_before_utc)
             assert app.servicer.recheck_streams() == 0
             assert app.servicer.streams.fingerprints() == [renewed.fingerprint]
         finally:

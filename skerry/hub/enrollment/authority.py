@@ -32,7 +32,7 @@ from skerry.core.revocation import CLOCK_SKEW as _CLOCK_SKEW
 from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
 
 # Agents renew at 2/3 of this; a stolen certificate is useful for a day at most
-# even if nobody revokes it (the sealer, which cannot see revocations, relies on this).
+# even if nobody revokes it (revocation reaches the hub and the sealers within a second).
 DEFAULT_CERT_LIFETIME = _dt.timedelta(hours=24)
 # Upper bound an operator may configure: "short-lived" stays short.
 MAX_CERT_LIFETIME = _dt.timedelta(days=7)

@@ -15,6 +15,15 @@ import pathlib
 import sys
 
 COMMAND = "skerry keys"
+DEV_WARNING = """\
+**********************************************************************************************
+WARNING: --dev: {dir} holds EVERY key (root, targets, director, timestamp, snapshot and the
+release keys of every environment) and `skerry hub serve --trust-dir {dir}` will release every
+bundle itself. The split that stops a compromised hub from shipping alone is OFF: anyone who can
+read {dir} can ship anything to every cluster. One operator's trial only; for production run
+`skerry keys init` without --dev and move {dir}/offline off the hub.
+Agents bootstrap from {dir}/root.json.
+**********************************************************************************************"""
 
 
 def _fail(message: str) -> int:
@@ -34,6 +43,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--root-keys", type=int, default=1)
     p.add_argument("--root-threshold", type=int, default=1)
     p.add_argument("--offline-dir", type=pathlib.Path, help="where offline keys go (default <trust-dir>/offline)")
+    p.add_argument("--dev", action="store_true",
+                   help="single operator: the hub holds every key and releases every bundle itself (NOT for production)")
     p.set_defaults(func=_init)
 
     p = sub.add_parser("add", help="add a public key to a role (root signs top-level roles, targets the rest)")
@@ -76,6 +87,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--repo", required=True, help="the Git repository, as the hub names it")
     p.add_argument("--branch", default="main")
     p.add_argument("--cluster", required=True)
+    p.add_argument("--engine", choices=("auto", "inprocess", "binary"), default="auto",
+                   help="kustomize to render with (it need not be the hub's: the engine is not part of the digest)")
     p.set_defaults(func=_sign)
 
 
@@ -107,12 +120,15 @@ def _init(args) -> int:
             n, t = (int(rest[0]), int(rest[1])) if len(rest) == 2 else (1, 1)
             envs[name] = (n, t)
         made = admin.init(args.trust_dir, envs, root_keys=args.root_keys, root_threshold=args.root_threshold,
-                          offline_dir=args.offline_dir)
+                          offline_dir=args.offline_dir, dev=args.dev)
         for role, paths in made.items():
             for p in paths:
                 print(f"{role:20} {p}")
-        print(f"agents bootstrap from {args.trust_dir / 'root.json'}; move the offline keys off the hub",
-              file=sys.stderr)
+        if args.dev:
+            print(DEV_WARNING.format(dir=args.trust_dir), file=sys.stderr)
+        else:
+            print(f"agents bootstrap from {args.trust_dir / 'root.json'}; move the offline keys off the hub",
+                  file=sys.stderr)
         return 0
     return _wrap(run)
 
@@ -186,7 +202,7 @@ def _sign(args) -> int:
     def run():
         target = resolve_hub(vars(args))
         result = sign_release(target.address, TlsFiles(target.tls_ca, target.tls_cert, target.tls_key), args.cluster,
-                              args.repo, args.branch, _signers(args.key))
+                              args.repo, args.branch, _signers(args.key), args.engine)
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")
         return 0

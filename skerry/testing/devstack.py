@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 from skerry.core import tls
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fleet"
+# The example fleet of a source checkout (the one input the harness takes from outside the package).
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
 
 
 class StackError(RuntimeError):
