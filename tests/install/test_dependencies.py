@@ -25,7 +25,7 @@ EXTRAS = PROJECT["optional-dependencies"]
 # Where each part of the package gets its dependencies. The harness (demo, devstack, envtest) is
 # for the demo and the tests, which install the dev extra.
 PARTS = {"core": [], "api": [], "hub": ["hub"], "agent": ["agent"], "sealer": ["sealer"]}
-HARNESS = {"demo.py", "devstack.py", "envtest", "testing"}
+HARNESS = {"demo.py", "testing"}
 
 
 def canonical(name: str) -> str:
