@@ -80,8 +80,8 @@ def add_commands(subparsers) -> None:
 
     p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release",
                        description="The hub and TLS files come from the flags, else SKERRY_HUB / SKERRY_TLS_*, "
-                       "else the current context. Render with the engine the hub renders with (the hub image: "
-                       "in-process pykustomize at the version deploy/constraints.txt pins).")
+                       "else the current context. The objects are compared, not the engine; the hub image renders "
+                       "with in-process pykustomize at the version deploy/constraints.txt pins, the surest match.")
     add_hub_flags(p)
     p.add_argument("--key", action="append", required=True, help="release key(s) to sign with")
     p.add_argument("--repo", required=True, help="the Git repository, as the hub names it")
