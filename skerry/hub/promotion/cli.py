@@ -70,12 +70,11 @@ def _call(command: str, args, fn) -> int:
 
     from skerry.api.v1 import promotion_pb2_grpc
     from skerry.cli.contexts import resolve_hub
-    from skerry.core import tls
     from skerry.core.client import secure_channel
     from skerry.core.rpc import error_from_rpc
 
     target = resolve_hub(vars(args))
-    with secure_channel(target.address, tls.TlsFiles(target.tls_ca, target.tls_cert, target.tls_key)) as channel:
+    with secure_channel(target.address, target.tls_files) as channel:
         try:
             return fn(promotion_pb2_grpc.PromotionServiceStub(channel))
         except grpc.RpcError as e:

@@ -196,12 +196,11 @@ def _status(args) -> int:
 
 def _sign(args) -> int:
     from skerry.cli.contexts import resolve_hub
-    from skerry.core.tls import TlsFiles
     from skerry.hub.trust.signing import sign_release
 
     def run():
         target = resolve_hub(vars(args))
-        result = sign_release(target.address, TlsFiles(target.tls_ca, target.tls_cert, target.tls_key), args.cluster,
+        result = sign_release(target.address, target.tls_files, args.cluster,
                               args.repo, args.branch, _signers(args.key), args.engine)
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")
