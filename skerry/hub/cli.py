@@ -169,10 +169,6 @@ def add_commands(subparsers) -> None:
     )
     render.set_defaults(func=render_command)
 
-    from skerry.hub.promotion import cli as promotion_cli
-
-    promotion_cli.add_commands(subparsers)
-
 
 def _fail(command: str, message: str, status: int = 1) -> int:
     line = " ".join(str(message).split())  # one line, whatever the message contained

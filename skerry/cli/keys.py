@@ -14,6 +14,9 @@ from __future__ import annotations
 import pathlib
 import sys
 
+from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.output import add_output_flag, emit
+
 COMMAND = "skerry keys"
 DEV_WARNING = """\
 **********************************************************************************************
@@ -69,9 +72,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--new-key", action="append", required=True, help="new root key file (created if missing)")
     p.add_argument("--threshold", type=int, default=1)
     p.set_defaults(func=_rotate)
-
-    from skerry.cli.contexts import add_hub_flags
-    from skerry.cli.output import add_output_flag
 
     p = sub.add_parser("status", help="every role: version, expiry, keys, threshold")
     p.add_argument("--trust-dir", required=True, type=pathlib.Path)
@@ -183,8 +183,6 @@ def _status(args) -> int:
     from skerry.hub.trust import admin
 
     def run():
-        from skerry.cli.output import emit
-
         rows = admin.status(args.trust_dir)
         for r in rows:
             r["signers"] = f"{r['threshold']} of {len(r['keys'])}"
@@ -195,7 +193,6 @@ def _status(args) -> int:
 
 
 def _sign(args) -> int:
-    from skerry.cli.contexts import resolve_hub
     from skerry.hub.trust.signing import sign_release
 
     def run():

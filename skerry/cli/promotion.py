@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 
+from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.output import add_output_flag, emit
+
 WAIT_TIMEOUT = 3600.0  # --wait gives up after this long (the hub keeps following the rollout)
 RPC_TIMEOUT = 60.0  # one unary call (a promotion fetches, commits and pushes)
 GOOD = {"approved", "done", "committed", "rolling-out", "verifying", "pushed-for-review", "ready"}
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
-    from skerry.cli.contexts import add_hub_flags
-    from skerry.cli.output import add_output_flag
-
     add_hub_flags(p)
     add_output_flag(p)
 
@@ -69,7 +69,6 @@ def _call(command: str, args, fn) -> int:
     import grpc
 
     from skerry.api.v1 import promotion_pb2_grpc
-    from skerry.cli.contexts import resolve_hub
     from skerry.core.client import secure_channel
     from skerry.core.rpc import error_from_rpc
 
@@ -84,8 +83,6 @@ def _call(command: str, args, fn) -> int:
 def _json(msg, output: str = "json") -> None:
     """A reply as JSON or YAML (the message's proto3 JSON mapping, field names as in the .proto)."""
     from google.protobuf import json_format
-
-    from skerry.cli.output import emit
 
     emit([], output, columns=(), document=json_format.MessageToDict(msg, preserving_proto_field_name=True))
 
@@ -160,8 +157,6 @@ def _follow(stub, promotion, output: str) -> int:
 
 def environments_command(args) -> int:
     from skerry.api.v1 import promotion_pb2 as pb
-    from skerry.cli.output import emit
-
     def run(stub):
         resp = stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT)
         if _machine(args.output):
@@ -177,8 +172,6 @@ def environments_command(args) -> int:
 
 def freight_command(args) -> int:
     from skerry.api.v1 import promotion_pb2 as pb
-    from skerry.cli.output import emit
-
     def run(stub):
         envs = [args.env] if args.env else [
             e.name for e in stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT).environments
