@@ -41,7 +41,7 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
-from skerry.core import trust
+from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
@@ -132,7 +132,7 @@ class GrpcFetcher(InMemoryFetcher):
 
 def _read_json(path: pathlib.Path) -> dict | None:
     try:
-        return json.loads(path.read_bytes())
+        return documents.load_json(path.read_bytes(), max_bytes=trust.MAX_METADATA_BYTES)
     except (OSError, ValueError):
         return None
 
@@ -448,16 +448,22 @@ class TufVerifier:
 
     def _load(self) -> TrustState:
         try:
-            doc = json.loads(self._path.read_bytes())
+            doc = documents.load_json(self._path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
+            if not isinstance(doc, dict):
+                raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+            if doc.get("cluster") != self.cluster:
+                raise ConfigError(f"trust state {self._path} belongs to cluster "
+                                  f"{documents.clip_repr(doc.get('cluster'))}")
+            return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")),
+                              str(doc.get("timestamp", "")))
         except FileNotFoundError:
             return TrustState()
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"trust state {self._path} is unreadable ({e}); refusing to start without "
-                              "rollback protection") from e
-        if doc.get("cluster") != self.cluster:
-            raise ConfigError(f"trust state {self._path} belongs to cluster {doc.get('cluster')!r}")
-        return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")),
-                          str(doc.get("timestamp", "")))
+        except KeyError as e:
+            raise ConfigError(f"trust state {self._path} lacks {e}; refusing to start without rollback protection",
+                              reason="StateCorrupt") from None
+        except (OSError, ValueError, TypeError, OverflowError) as e:
+            raise ConfigError(f"trust state {self._path} is unreadable ({documents.clip(str(e))}); refusing to start "
+                              "without rollback protection", reason="StateCorrupt") from None
 
     def _save(self, state: TrustState) -> None:
         doc = {"cluster": self.cluster, **dataclasses.asdict(state)}

@@ -98,7 +98,7 @@ def config_path(environ: Mapping[str, str] | None = None) -> pathlib.Path:
 
 
 def load(path: pathlib.Path) -> Config:
-    import yaml
+    from skerry.core import documents
 
     try:
         with open(path, "rb") as f:
@@ -110,9 +110,9 @@ def load(path: pathlib.Path) -> Config:
     if len(data) > MAX_CONFIG_BYTES:
         raise ContextError(f"{path}: over {MAX_CONFIG_BYTES} bytes")
     try:
-        doc = yaml.safe_load(data) or {}
-    except yaml.YAMLError as e:
-        raise ContextError(f"{path}: not YAML: {' '.join(str(e).split())}") from e
+        doc = documents.load_yaml(data, max_bytes=MAX_CONFIG_BYTES) or {}
+    except documents.BadDocument as e:
+        raise ContextError(f"{path}: {e}") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("contexts", []), list):
         raise ContextError(f"{path}: expected a mapping with a contexts list")
     items = doc.get("contexts") or []
@@ -127,13 +127,12 @@ def load(path: pathlib.Path) -> Config:
 
 
 def save(path: pathlib.Path, config: Config) -> None:
-    import yaml
-
+    from skerry.core import documents
     from skerry.core.files import atomic_write, ensure_dir
 
     ensure_dir(path.parent)
     doc = {"current-context": config.current, "contexts": [c.as_dict() for c in config.contexts]}
-    atomic_write(path, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
+    atomic_write(path, documents.dump_yaml(doc, sort_keys=False).encode(), 0o600)
 
 
 def resolve_hub(flags: Mapping[str, object], environ: Mapping[str, str] | None = None) -> HubTarget:

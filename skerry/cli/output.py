@@ -48,9 +48,9 @@ def emit(rows: list[Mapping], fmt: str, *, columns: Sequence[str], wide: Sequenc
         if fmt == "json":
             sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
         else:
-            import yaml
+            from skerry.core import documents
 
-            sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False))
+            sys.stdout.write(documents.dump_yaml(json.loads(json.dumps(doc, default=str)), sort_keys=False))
         return
     sys.stdout.write(table(rows, (*columns, *wide) if fmt == "wide" else columns))
 

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,6 +65,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
+from skerry.core import documents
 from skerry.core.canonical import canonical_json, sha256_digest, sha256_hex
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
 
@@ -119,9 +119,9 @@ class Bundle:
         if len(data) > MAX_BUNDLE_BYTES:
             raise InvalidInput(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES} byte limit")
         try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"bundle is not valid JSON: {e}") from e
+            doc = documents.load_json(data, max_bytes=MAX_BUNDLE_BYTES)
+        except documents.BadDocument as e:
+            raise InvalidInput(f"bundle is not valid JSON: {e}", reason=e.reason) from e
         if not isinstance(doc, dict) or doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
             raise InvalidInput(f"not a {API_VERSION} {KIND} document")
         objects = doc.get("objects")
@@ -251,8 +251,8 @@ def sign_statement(
 def _parse_statement(metadata: bytes) -> dict | None:
     """The statement document if ``metadata`` is one, None if it is (probably) TUF metadata."""
     try:
-        doc = json.loads(metadata)
-    except (ValueError, UnicodeDecodeError):
+        doc = documents.load_json(metadata, max_bytes=MAX_BUNDLE_BYTES)
+    except ValueError:
         return None
     if isinstance(doc, dict) and isinstance(doc.get("signed"), dict) and doc["signed"].get("_type") == STATEMENT_TYPE:
         return doc

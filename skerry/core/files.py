@@ -4,6 +4,9 @@
 ``mode``), fsyncs it, renames it over the target and fsyncs the directory, so
 a reader or a restart after a crash sees either the old or the new content,
 never a mix and never a key file briefly readable by others.
+
+``read_bounded`` reads outside input (a manifest, a state file) up to a limit and refuses what is
+longer without ever holding more than the limit in memory.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import ctypes
 import os
 import pathlib
 import tempfile
+from typing import BinaryIO, TextIO
 
-from skerry.core.errors import ConfigError
+from skerry.core.errors import ConfigError, InvalidInput
 
 
 def ensure_dir(path: pathlib.Path, mode: int = 0o700) -> pathlib.Path:
@@ -80,3 +84,20 @@ def fsync_dir(directory: pathlib.Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_bounded(source: pathlib.Path | BinaryIO | TextIO, max_bytes: int, what: str) -> bytes:
+    """At most ``max_bytes`` of a file or binary stream, refusing (``InvalidInput``, reason
+    ``TooLarge``) anything longer without reading more than one byte past the limit."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                data = f.read(max_bytes + 1)
+        else:  # a text stream (a test's stdin) counts characters, a bound all the same
+            data = source.read(max_bytes + 1)
+            data = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    except OSError as e:
+        raise InvalidInput(f"cannot read {what}: {e.strerror}", reason="Unreadable") from e
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{what} is over the {max_bytes} byte limit", reason="TooLarge")
+    return data

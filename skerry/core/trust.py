@@ -363,16 +363,16 @@ def decode_evidence(data: bytes) -> dict[str, bytes]:
     """The metadata files of an evidence document; ``InvalidInput`` naming what is wrong."""
     import base64
     import binascii
-    import json
 
+    from skerry.core import documents
     from skerry.core.errors import InvalidInput
 
     if len(data) > MAX_EVIDENCE_BYTES:
         raise InvalidInput(f"trust evidence is {len(data)} bytes, over {MAX_EVIDENCE_BYTES}")
     try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise InvalidInput(f"trust evidence is not JSON: {e}") from e
+        doc = documents.load_json(data, max_bytes=MAX_EVIDENCE_BYTES)
+    except documents.BadDocument as e:
+        raise InvalidInput(f"trust evidence is not JSON: {e}", reason=e.reason) from e
     files = doc.get("files") if isinstance(doc, dict) and doc.get(EVIDENCE_MARK) == 1 else None
     if not isinstance(files, dict) or not 0 < len(files) <= MAX_EVIDENCE_FILES:
         raise InvalidInput(f"trust evidence must hold 1..{MAX_EVIDENCE_FILES} metadata files")

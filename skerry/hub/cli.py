@@ -293,14 +293,14 @@ def render_command(args: argparse.Namespace) -> int:
 def _dump(objects, output: str) -> bytes:
     import json
 
-    import yaml
+    from skerry.core import documents
 
     if output == "json":
         return (
             json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2, ensure_ascii=False)
             + "\n"
         ).encode()
-    docs = [yaml.safe_dump(o, sort_keys=False, allow_unicode=True, width=1 << 30) for o in objects]
+    docs = [documents.dump_yaml(o) for o in objects]
     return "---\n".join(docs).encode()
 
 
@@ -355,8 +355,7 @@ def _render_bundle(
     import pathlib
     import tempfile
 
-    import yaml
-
+    from skerry.core import documents
     from skerry.core.errors import RenderError
     from skerry.hub.render.detect import detect_engine
     from skerry.hub.source.git import GitSource
@@ -378,4 +377,4 @@ def _render_bundle(
     data = outcome.bundles[cluster].data
     if output == "json":
         return data
-    return yaml.safe_dump(json.loads(data), sort_keys=False, allow_unicode=True, width=1 << 30).encode()
+    return documents.dump_yaml(json.loads(data)).encode()

@@ -202,15 +202,26 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
-def _read_input(path: str) -> tuple[str, str]:
-    if path == "-":
-        return sys.stdin.read(), "stdin"
+def _read_bytes(path: str | pathlib.Path) -> bytes:
+    """A file or stdin, refused past ``seal.MAX_MANIFEST_BYTES`` without reading it whole."""
+    from skerry.core import files
+    from skerry.core.errors import InvalidInput
+    from skerry.sealer import seal
+
+    source = "stdin" if path == "-" else str(path)
     try:
-        return pathlib.Path(path).read_text(encoding="utf-8"), path
+        stdin = getattr(sys.stdin, "buffer", sys.stdin)
+        return files.read_bounded(stdin if path == "-" else pathlib.Path(path), seal.MAX_MANIFEST_BYTES, source)
+    except InvalidInput as e:
+        raise _InputError(str(e)) from None
+
+
+def _read_input(path: str | pathlib.Path) -> tuple[str, str]:
+    source = "stdin" if path == "-" else str(path)
+    try:
+        return _read_bytes(path).decode("utf-8"), source
     except UnicodeDecodeError:
-        raise _InputError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise _InputError(f"cannot read {path}: {e.strerror}") from None
+        raise _InputError(f"{source}: not UTF-8 text") from None
 
 
 class _InputError(Exception):
@@ -311,13 +322,7 @@ def _seal(args: argparse.Namespace) -> int:
     if args.raw:
         if len(certs) != 1:
             raise _InputError("--raw seals for one domain")
-        if args.from_file is not None:
-            try:
-                value = args.from_file.read_bytes()
-            except OSError as e:
-                raise _InputError(f"cannot read {args.from_file}: {e.strerror}") from None
-        else:
-            value = sys.stdin.buffer.read()
+        value = _read_bytes(args.from_file if args.from_file is not None else "-")
         sys.stdout.write(
             seal.seal_raw(
                 value, certs[0], scope=args.scope or "strict", namespace=args.namespace or "", name=args.name or ""
@@ -332,10 +337,7 @@ def _seal(args: argparse.Namespace) -> int:
     if args.merge_into is not None:
         if len(certs) != 1:
             raise _InputError("--merge-into seals for one domain")
-        try:
-            target_text = args.merge_into.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise _InputError(f"cannot read {args.merge_into}: {getattr(e, 'strerror', None) or e}") from None
+        target_text, _ = _read_input(args.merge_into)
         (target, *rest) = seal.parse_sealed(target_text, str(args.merge_into))
         if rest:
             raise _InputError(f"{args.merge_into}: holds several SealedSecrets; merge into one")
@@ -418,16 +420,14 @@ def _via_sealer(args: argparse.Namespace) -> int:
 
 
 def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
-    import yaml
-
-    from skerry.core import sealedsecret
+    from skerry.core import documents, sealedsecret
     from skerry.sealer import seal
 
     changed = failed = 0
     for path in _sealed_files(args.in_place):
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            text, _ = _read_input(path)
+        except _InputError:
             continue
         if sealedsecret.KIND not in text:
             continue
@@ -451,7 +451,7 @@ def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
             if text.lstrip().startswith("{") and len(new_docs) == 1:
                 out = seal.render(new_docs[0], "json")
             else:
-                out = yaml.safe_dump_all(new_docs, sort_keys=False, default_flow_style=False, width=1 << 20)
+                out = documents.dump_yaml_all(new_docs, allow_unicode=False, width=1 << 20)
             _write_file(path, out)
             changed += 1
             print(f"re-encrypted {path}", file=sys.stderr)

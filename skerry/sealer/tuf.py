@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from skerry.core import trust
+from skerry.core import documents, trust
 from skerry.core.bundle import decode_signed
 from skerry.core.canonical import sha256_digest
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
@@ -48,7 +48,7 @@ _VERSIONED = re.compile(r"^metadata/(?P<v>[1-9][0-9]{0,19})\.(?P<role>[a-z0-9-]+
 
 def _version(data: bytes) -> int | None:
     try:
-        v = json.loads(data)["signed"]["version"]
+        v = documents.load_json(data, max_bytes=trust.MAX_METADATA_BYTES)["signed"]["version"]
     except (ValueError, KeyError, TypeError):
         return None
     return v if isinstance(v, int) else None
@@ -145,7 +145,7 @@ class TufBundleTrust:
     @staticmethod
     def _last(base: pathlib.Path) -> tuple[int, str]:
         try:
-            doc = json.loads((base / STATE_FILE).read_bytes())
+            doc = documents.load_json((base / STATE_FILE).read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
             return int(doc["release"]), str(doc["digest"])
         except FileNotFoundError:
             return 0, ""

@@ -21,11 +21,11 @@ import base64
 import binascii
 import dataclasses
 import gzip
-import json
 from collections.abc import Iterable, Mapping
 
 from skerry.agent.reasons import UNAVAILABLE
 from skerry.agent.reconcile.model import ObjectRef
+from skerry.core import documents
 from skerry.core.canonical import canonical_json
 from skerry.core.errors import InvalidInput
 
@@ -89,8 +89,8 @@ class Inventory:
     @classmethod
     def decode(cls, data: bytes) -> Inventory:
         try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+            doc = documents.load_json(data, max_bytes=documents.DEFAULT_MAX_BYTES)
+        except ValueError as e:
             raise InventoryCorrupt(f"inventory is not valid JSON: {e}") from e
         if not isinstance(doc, dict) or doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
             raise InventoryCorrupt(f"inventory is not a {API_VERSION} {KIND} document")

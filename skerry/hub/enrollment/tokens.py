@@ -41,6 +41,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from skerry.core import documents
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied
 from skerry.core.files import atomic_write
 from skerry.hub.state import HubState
@@ -113,7 +114,7 @@ class TokenIssuer:
     def check(self, token: str) -> TokenClaims:
         """The token's claims if it was made with this key and has not expired (use is checked elsewhere)."""
         token = (token or "").strip()
-        if not token or len(token) > MAX_TOKEN_CHARS:
+        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
             raise PermissionDenied("enrollment token is missing or malformed")
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != PREFIX:
@@ -122,7 +123,7 @@ class TokenIssuer:
         if not hmac.compare_digest(self._mac(signed_part), parts[2]):
             raise PermissionDenied("enrollment token was not issued by this hub (bad MAC)")
         try:
-            doc = json.loads(_unb64(parts[1]))
+            doc = documents.load_json(_unb64(parts[1]), max_bytes=MAX_TOKEN_CHARS)
             claims = TokenClaims(cluster=str(doc["cluster"]), expires=float(doc["exp"]), token_id=str(doc["id"]))
         except (ValueError, KeyError, TypeError) as e:
             raise PermissionDenied("enrollment token payload is malformed") from e
@@ -148,10 +149,11 @@ class UsedTokens:
         """Take in an older hub's ``used-tokens.json`` (then renamed ``.imported``); returns the entries."""
         path = pathlib.Path(directory) / self.LEGACY_FILE
         try:
-            used = {str(k): float(v) for k, v in json.loads(path.read_bytes()).items()}
+            doc = documents.load_json(path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
+            used = {str(k): float(v) for k, v in doc.items()}
         except FileNotFoundError:
             return 0
-        except (ValueError, AttributeError) as e:
+        except (ValueError, AttributeError, TypeError) as e:
             # Refuse rather than forget: a corrupt record must not make every token reusable.
             raise ConfigError(f"{path} is corrupt ({e}); fix or delete it and rotate token.key") from e
         now = self._now()
