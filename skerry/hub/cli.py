@@ -169,10 +169,6 @@ def add_commands(subparsers) -> None:
     )
     render.set_defaults(func=render_command)
 
-    from skerry.hub.promotion import cli as promotion_cli
-
-    promotion_cli.add_commands(subparsers)
-
 
 def _fail(command: str, message: str, status: int = 1) -> int:
     line = " ".join(str(message).split())  # one line, whatever the message contained
@@ -290,11 +286,7 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 1
+    sys.stdout.buffer.write(data)  # a closed stdout is the error wrapper's (exit 141)
     return 0
 
 

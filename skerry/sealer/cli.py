@@ -12,6 +12,7 @@ import argparse
 import pathlib
 import sys
 
+from skerry.cli.output import add_output_flag, emit
 from skerry.cli.parser import duration_type
 
 SEAL_EPILOG = """\
@@ -174,7 +175,8 @@ def add_commands(subparsers) -> None:
     keys.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="key-encryption key (32 bytes)")
     keys.add_argument("--domain", default="default", help="key domain (default: default)")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
+    listing = keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
+    add_output_flag(listing)
     rotate = keys_sub.add_parser("rotate", help="add a new sealing key now (early renewal)")
     rotate.add_argument("--compromised", metavar="KEY_ID", help="the key suspected compromised (logged)")
     retire = keys_sub.add_parser("retire", help="remove a key once no SealedSecret in --repo needs it")
@@ -481,9 +483,10 @@ def _keys(args: argparse.Namespace) -> int:
     registry = KeyRegistry.from_directory(args.keys_dir, kek=kek)
     domain = normalize_domain(args.domain)
     if args.keys_command == "list":
-        for i, k in enumerate(registry.stored_keys(domain)):
-            role = "sealing" if i == 0 else "unseal-only"
-            print(f"{k.key_id}  {k.created:%Y-%m-%dT%H:%M:%SZ}  {role}")
+        rows = [{"key-id": k.key_id, "created": f"{k.created:%Y-%m-%dT%H:%M:%SZ}",
+                 "role": "sealing" if i == 0 else "unseal-only", "domain": domain}
+                for i, k in enumerate(registry.stored_keys(domain))]
+        emit(rows, args.output, columns=("key-id", "created", "role"), wide=("domain",))
         return 0
     if args.keys_command == "rotate":
         registry.open(domain)
