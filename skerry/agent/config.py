@@ -14,7 +14,7 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_TLS_KEY              its private key (PEM)
     SKERRY_AGENT_TRUSTED_KEYS         comma-separated hub public keys (PEM) that sign bundles
     SKERRY_AGENT_SIGNATURE_THRESHOLD  how many of them must sign          1
-    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then ~/.kube/config)
+    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
     SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
     SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
     SKERRY_AGENT_NAMESPACE            the agent's namespace (inventory)   skerry-system
@@ -26,8 +26,8 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_DRIFT_POLICY         correct|detect: what to do with drift        correct
     SKERRY_AGENT_DRIFT_IGNORE         comma-separated KIND:.path rules never reported as drift
                                       (e.g. apps/Deployment:.spec.replicas for an HPA)
-    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   600
-    SKERRY_AGENT_HEALTH_TIMEOUT       seconds a bundle may stay Progressing         300
+    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   10m (durations: 30s, 5m, 1h30m)
+    SKERRY_AGENT_HEALTH_TIMEOUT       how long a bundle may stay Progressing        5m
     SKERRY_AGENT_APPLY_WORKERS        parallel applies per phase                    8
     SKERRY_AGENT_WATCH                false: no drift/health watches                true
 """
@@ -40,6 +40,7 @@ import re
 from collections.abc import Mapping
 
 from skerry.core import config
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
 
@@ -162,9 +163,9 @@ class AgentConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
         """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        return config.load(
-            cls, ENV_PREFIX, environ, overrides, convert={"log_level": _lower}, env_names=_ENV_NAMES
-        ).validate()
+        convert = {"log_level": _lower, "trust_poll": _duration, "resync_seconds": _duration,
+                   "health_timeout": _duration}
+        return config.load(cls, ENV_PREFIX, environ, overrides, convert=convert, env_names=_ENV_NAMES).validate()
 
 
 def _check_address(what: str, address: str) -> None:
@@ -175,3 +176,7 @@ def _check_address(what: str, address: str) -> None:
 
 def _lower(name: str, value: object) -> str:
     return str(value).lower()
+
+
+def _duration(name: str, value: object) -> float:
+    return parse_duration(value, f"{ENV_PREFIX}{name.upper()}")  # 30s, 5m, 1h30m (or bare seconds)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import json
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from skerry.agent.reconcile import plan
 from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.engine import (
+from skerry.agent.reconcile.desired import (
     DEFAULT_NAMESPACE,
     DIGEST_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -35,10 +35,13 @@ from skerry.agent.reconcile.engine import (
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.agent.secrets import is_sealed_secret
+from skerry.core import documents
 from skerry.core.errors import KubeError
 
 CREATE, CHANGE, SAME, PRUNE, ERROR, NOT_COMPARED = "create", "change", "unchanged", "prune", "error", "not compared"
 
+# What `skerry diff` reads: a rendered bundle, so the bundle cap (core.bundle.MAX_BUNDLE_BYTES) and room.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
 _SERVER_METADATA = (
     "resourceVersion",
     "uid",
@@ -87,15 +90,11 @@ def comparable(obj: Mapping[str, Any] | None) -> dict:
 
 
 def _mask(value: Any) -> str:
-    import hashlib
-
     return "<secret value " + hashlib.sha256(str(value).encode()).hexdigest()[:12] + ">"
 
 
 def _lines(doc: Mapping[str, Any]) -> list[str]:
-    import yaml
-
-    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=1 << 20).splitlines()
+    return documents.dump_yaml(doc, sort_keys=True, allow_unicode=False, width=1 << 20).splitlines()
 
 
 def unified(ref: ObjectRef, live: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> list[str]:
@@ -187,14 +186,13 @@ def render_text(diffs: Iterable[ObjectDiff]) -> str:
 
 def load_objects(data: bytes) -> list[dict]:
     """Objects from a rendered bundle (``skerry render --repo``: JSON), a JSON List, or YAML documents."""
-    import yaml
-
-    text = data.decode("utf-8")
     try:
-        doc = json.loads(text)
+        doc = documents.load_json(data, max_bytes=MAX_INPUT_BYTES)
         docs = doc if isinstance(doc, list) else [doc]
-    except ValueError:
-        docs = [d for d in yaml.safe_load_all(text) if d]
+    except documents.BadDocument as e:
+        if e.reason != "InvalidJSON":
+            raise
+        docs = [d for d in documents.load_yaml_all(data, max_bytes=MAX_INPUT_BYTES) if d]
     out: list[dict] = []
     for doc in docs:
         if isinstance(doc, dict) and isinstance(doc.get("objects"), list):

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
+from skerry.core.backoff import full_jitter
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError
 from skerry.core.files import atomic_write, ensure_dir
 from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
@@ -54,6 +55,7 @@ ENROLL_TIMEOUT = 15.0
 # certificate already looks due; this keeps that from becoming a tight renewal loop.
 RENEW_MIN_INTERVAL = 60.0
 # Retry backoff for failed renewals (full jitter between 0 and this cap, doubling from 5 s).
+RENEW_RETRY_BASE = 5.0
 RENEW_RETRY_CAP = 300.0
 
 
@@ -222,7 +224,7 @@ class CertificateRenewer:
                 attempt = 0
                 await asyncio.sleep(RENEW_MIN_INTERVAL)
             except (SkerryError, OSError) as e:
-                delay = self._rng() * min(RENEW_RETRY_CAP, 5.0 * 2 ** min(attempt, 16))
+                delay = full_jitter(attempt, base=RENEW_RETRY_BASE, cap=RENEW_RETRY_CAP, rng=self._rng)
                 attempt += 1
                 log.warning("certificate renewal failed; will retry", error=str(e), retry_in=round(delay, 1))
                 await asyncio.sleep(delay)

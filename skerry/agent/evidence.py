@@ -12,10 +12,9 @@ document of ``skerry.core.trust``. Nothing secret is in it.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
-from skerry.core import trust
+from skerry.core import documents, trust
 from skerry.core.errors import VerificationError
 
 
@@ -37,7 +36,7 @@ def roles(cluster: str, environment: str, director: dict | None = None, pointer:
 
 def _json(metadata_dir: pathlib.Path, role: str) -> dict:
     try:
-        return json.loads((metadata_dir / f"{role}.json").read_bytes())
+        return documents.load_json((metadata_dir / f"{role}.json").read_bytes(), max_bytes=trust.MAX_METADATA_BYTES)
     except OSError as e:
         raise VerificationError(f"no trusted {role} metadata to show the sealer ({e.strerror})",
                                 reason="NotRefreshed") from e

@@ -30,6 +30,7 @@ import grpc
 import structlog
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+from skerry.core.backoff import full_jitter
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
 from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
@@ -65,11 +66,6 @@ CHUNK_IDLE_SECONDS = 30.0
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def full_jitter(attempt: int, *, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before reconnect ``attempt`` (0-based): uniform in [0, min(cap, base * 2**attempt))."""
-    return rng() * min(cap, base * (2 ** min(attempt, 32)))
 
 
 class HubClient:

@@ -41,7 +41,7 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
-from skerry.core import trust
+from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
@@ -132,7 +132,7 @@ class GrpcFetcher(InMemoryFetcher):
 
 def _read_json(path: pathlib.Path) -> dict | None:
     try:
-        return json.loads(path.read_bytes())
+        return documents.load_json(path.read_bytes(), max_bytes=trust.MAX_METADATA_BYTES)
     except (OSError, ValueError):
         return None
 
@@ -194,6 +194,7 @@ class TufVerifier:
                  fetcher_factory, clock: Clock | None = None):
         if not trust.valid_name(cluster) or not trust.valid_name(environment):
             raise ConfigError(f"cluster {cluster!r} and environment {environment!r} must be DNS labels")
+        trust.use_fast_canonical_json()
         self.cluster = cluster
         self.environment = environment
         self._clock = clock or SystemClock()
@@ -216,6 +217,7 @@ class TufVerifier:
                 raise ConfigError(f"cannot read the trust root {trust_root}: {e.strerror}") from e
         self._state = self._load()
         self._synced: dict[str, str] = {}  # role -> SHA-256 of its metadata file as last fsynced
+        self._parsed: dict[str, tuple[str, dict]] = {}  # role -> (SHA-256, parsed JSON) of unchanged files
 
     # the Verifier interface the app uses ----------------------------------------------------
 
@@ -344,7 +346,8 @@ class TufVerifier:
             raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
-        provenance = self._provenance(env, image, release, digest, bundle, trusted)
+        render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
+        provenance = self._provenance(env, image, release, digest, bundle, trusted, render)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
@@ -401,12 +404,17 @@ class TufVerifier:
                         changed = True
                 finally:
                     os.close(fd)
-                doc = json.loads(raw)
-                _expires(doc)
+                cached = self._parsed.get(role)
+                if cached is not None and cached[0] == digest:
+                    doc = cached[1]  # byte-identical to the file parsed last refresh (root, targets, director...)
+                else:
+                    doc = json.loads(raw)
+                    _expires(doc)
+                    doc["raw"] = raw
+                    self._parsed[role] = (digest, doc)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise VerificationError(f"trusted {role} metadata is unreadable after a refresh: {e}",
                                         reason="StateNotPersisted") from e
-            doc["raw"] = raw
             docs[role] = doc
             self._synced[role] = digest
         if changed:
@@ -415,7 +423,7 @@ class TufVerifier:
         return docs
 
     def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                    trusted: dict[str, dict]) -> dict:
+                    trusted: dict[str, dict], render: object = None) -> dict:
         def signers(role: str) -> list[str]:
             return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
 
@@ -433,21 +441,29 @@ class TufVerifier:
             "release_role": {"role": release_role, "signed_by": signers(release_role),
                              "threshold": threshold, "version": version(release_role)},
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            "render": {"engine": bundle.engine, "version": bundle.engine_version},
+            # the director's word: the engine is provenance, outside the bundle's digest
+            "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
+                "engine": bundle.engine, "version": bundle.engine_version},
         }
 
     def _load(self) -> TrustState:
         try:
-            doc = json.loads(self._path.read_bytes())
+            doc = documents.load_json(self._path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
+            if not isinstance(doc, dict):
+                raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+            if doc.get("cluster") != self.cluster:
+                raise ConfigError(f"trust state {self._path} belongs to cluster "
+                                  f"{documents.clip_repr(doc.get('cluster'))}")
+            return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")),
+                              str(doc.get("timestamp", "")))
         except FileNotFoundError:
             return TrustState()
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"trust state {self._path} is unreadable ({e}); refusing to start without "
-                              "rollback protection") from e
-        if doc.get("cluster") != self.cluster:
-            raise ConfigError(f"trust state {self._path} belongs to cluster {doc.get('cluster')!r}")
-        return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")),
-                          str(doc.get("timestamp", "")))
+        except KeyError as e:
+            raise ConfigError(f"trust state {self._path} lacks {e}; refusing to start without rollback protection",
+                              reason="StateCorrupt") from None
+        except (OSError, ValueError, TypeError, OverflowError) as e:
+            raise ConfigError(f"trust state {self._path} is unreadable ({documents.clip(str(e))}); refusing to start "
+                              "without rollback protection", reason="StateCorrupt") from None
 
     def _save(self, state: TrustState) -> None:
         doc = {"cluster": self.cluster, **dataclasses.asdict(state)}

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 
 from securesystemslib.signer import Key
 
+from skerry.core import documents
 from skerry.core.bundle import VerifiedBundle, envelope_expires, load_public_key, verify_signed_bundle
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, VerificationError
@@ -160,7 +161,7 @@ class Verifier:
         except OSError as e:
             raise ConfigError(f"cannot read verifier state {self._path}: {e.strerror}") from e
         try:
-            doc = json.loads(raw)
+            doc = documents.load_json(raw, max_bytes=documents.MAX_STATE_FILE_BYTES)
             release, digest, cluster = doc["release"], doc["digest"], doc["cluster"]
             if not isinstance(release, int) or release < 0 or not isinstance(digest, str):
                 raise ValueError("bad types")

@@ -1,13 +1,21 @@
 """The desired-state bundle and its signed envelope: the contract between hub and agent.
 
+(How a bundle is trusted in TUF mode — roles, file names, formats — is in ``skerry.core.trust``.)
+
 A *bundle* is one cluster's complete desired state at one Git revision,
 serialised as canonical JSON (``skerry.core.canonical``)::
 
     {"apiVersion": "skerry.io/v1alpha1", "kind": "Bundle",
      "cluster": "oslo-prod",
      "source": {"url": "...", "revision": "<commit sha>", "paths": ["overlays/prod"]},
-     "render": {"engine": "kustomize", "version": "v5.5.0"},
      "objects": [ ...Kubernetes objects, sorted by object_sort_key... ]}
+
+Its identity (the SHA-256 of these bytes) covers what is applied — objects,
+source commit, cluster — and not the engine that rendered it: kustomize
+in-process and ``kubectl kustomize`` give the same objects and so the same
+bytes. The engine and its version are provenance, recorded beside the bundle
+(the director's target, ``skerry.core.trust``), never inside it; documents of
+earlier versions that carry ``"render"`` still decode.
 
 Its *envelope* is a TUF targets metadata document (python-tuf's Metadata
 API; standard TUF, signed with Ed25519) whose single target describes the
@@ -47,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -58,6 +65,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import CanonicalJSONSerializer, JSONSerializer
 
+from skerry.core import documents
 from skerry.core.canonical import canonical_json, sha256_digest, sha256_hex
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
 
@@ -99,7 +107,6 @@ class Bundle:
             "kind": KIND,
             "cluster": self.cluster,
             "source": {"url": self.source_url, "revision": self.revision, "paths": list(self.paths)},
-            "render": {"engine": self.engine, "version": self.engine_version},
             "objects": sorted(self.objects, key=object_sort_key),
         }
 
@@ -112,9 +119,9 @@ class Bundle:
         if len(data) > MAX_BUNDLE_BYTES:
             raise InvalidInput(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES} byte limit")
         try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"bundle is not valid JSON: {e}") from e
+            doc = documents.load_json(data, max_bytes=MAX_BUNDLE_BYTES)
+        except documents.BadDocument as e:
+            raise InvalidInput(f"bundle is not valid JSON: {e}", reason=e.reason) from e
         if not isinstance(doc, dict) or doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
             raise InvalidInput(f"not a {API_VERSION} {KIND} document")
         objects = doc.get("objects")
@@ -244,8 +251,8 @@ def sign_statement(
 def _parse_statement(metadata: bytes) -> dict | None:
     """The statement document if ``metadata`` is one, None if it is (probably) TUF metadata."""
     try:
-        doc = json.loads(metadata)
-    except (ValueError, UnicodeDecodeError):
+        doc = documents.load_json(metadata, max_bytes=MAX_BUNDLE_BYTES)
+    except ValueError:
         return None
     if isinstance(doc, dict) and isinstance(doc.get("signed"), dict) and doc["signed"].get("_type") == STATEMENT_TYPE:
         return doc

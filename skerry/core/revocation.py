@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Mapping
 
+from skerry.core import documents
 from skerry.core.authz import Caller
 from skerry.core.errors import ConfigError, PermissionDenied
 from skerry.core.tls import ROLE_AGENT
@@ -74,7 +75,7 @@ class RevokedSet:
         if len(data) > MAX_FILE_BYTES:
             raise ConfigError(f"{source} is {len(data)} bytes, over {MAX_FILE_BYTES}: not a revocation list")
         try:
-            doc = json.loads(data)
+            doc = documents.load_json(data, max_bytes=MAX_FILE_BYTES)
         except ValueError as e:
             raise ConfigError(f"{source} is corrupt: {e}") from e
         return cls.from_mapping(doc, source)

@@ -34,6 +34,16 @@ _SERVE_FLAGS = (
     ),
     ("--state-dir", "state_dir", "DIR", "clone cache and scratch space (default ~/.local/state/skerry/hub)"),
     (
+        "--state",
+        "state",
+        "sqlite:///PATH|postgresql",
+        "hub state database (default: SQLite <state-dir>/hub.db); postgresql reads the DSN from "
+        "--state-dsn-file or SKERRY_HUB_STATE_DSN",
+    ),
+    ("--state-dsn-file", "state_dsn_file", "FILE", "file holding the PostgreSQL DSN (it holds a password)"),
+    ("--hub-id", "hub_id", "NAME", "this process's name as the writer-lease holder (default: host name)"),
+    ("--lease-ttl", "lease_ttl", "DURATION", "writer lease lifetime, renewed at a third (default 15s)"),
+    (
         "--metadata-expiry",
         "metadata_expiry",
         "DURATION",
@@ -188,16 +198,15 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry hub serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line for the operator; details are in the log
-        return _fail("skerry hub serve", f"unexpected {type(e).__name__}: {e}")
 
 
 # --- cluster add / revoke ------------------------------------------------------------------
 
 
 def cluster_add_command(args: argparse.Namespace) -> int:
+    from skerry.core.duration import parse_duration
     from skerry.core.errors import SkerryError
-    from skerry.hub.config import parse_duration, state_dir_from_env
+    from skerry.hub.config import state_dir_from_env
     from skerry.hub.enrollment.service import DIR_NAME
     from skerry.hub.enrollment.tokens import TokenIssuer, check_cluster_name
 
@@ -225,7 +234,8 @@ def cluster_add_command(args: argparse.Namespace) -> int:
 
 def cluster_revoke_command(args: argparse.Namespace) -> int:
     from skerry.core.errors import SkerryError
-    from skerry.hub.config import state_dir_from_env
+    from skerry.hub.app import open_hub_state
+    from skerry.hub.config import state_dir_from_env, state_from_env
     from skerry.hub.enrollment.revocation import Revocations
     from skerry.hub.enrollment.service import DIR_NAME
     from skerry.hub.enrollment.tokens import check_cluster_name
@@ -233,8 +243,12 @@ def cluster_revoke_command(args: argparse.Namespace) -> int:
     command = "skerry cluster revoke"
     if bool(args.name) == bool(args.fingerprint):
         return _fail(command, "give a cluster NAME or --fingerprint SHA256 (one of them)", 2)
+    state = None
     try:
-        revocations = Revocations(state_dir_from_env(args.state_dir) / DIR_NAME)
+        state_dir = state_dir_from_env(args.state_dir)
+        # The hub's state database (SKERRY_HUB_STATE, ..._DSN_FILE, ..._DSN; default <state dir>/hub.db).
+        state = open_hub_state(state_dir=state_dir, **state_from_env())
+        revocations = Revocations(state_dir / DIR_NAME, state)
         if args.name:
             check_cluster_name(args.name)
             revocations.revoke_cluster(args.name)
@@ -246,6 +260,9 @@ def cluster_revoke_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except OSError as e:
         return _fail(command, f"cannot use the hub state directory: {e}")
+    finally:
+        if state is not None:
+            state.close()
     return 0
 
 
@@ -273,8 +290,6 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        return _fail(command, f"unexpected {type(e).__name__}: {e}")
     try:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -286,14 +301,14 @@ def render_command(args: argparse.Namespace) -> int:
 def _dump(objects, output: str) -> bytes:
     import json
 
-    import yaml
+    from skerry.core import documents
 
     if output == "json":
         return (
             json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2, ensure_ascii=False)
             + "\n"
         ).encode()
-    docs = [yaml.safe_dump(o, sort_keys=False, allow_unicode=True, width=1 << 30) for o in objects]
+    docs = [documents.dump_yaml(o) for o in objects]
     return "---\n".join(docs).encode()
 
 
@@ -348,8 +363,7 @@ def _render_bundle(
     import pathlib
     import tempfile
 
-    import yaml
-
+    from skerry.core import documents
     from skerry.core.errors import RenderError
     from skerry.hub.render.detect import detect_engine
     from skerry.hub.source.git import GitSource
@@ -371,4 +385,4 @@ def _render_bundle(
     data = outcome.bundles[cluster].data
     if output == "json":
         return data
-    return yaml.safe_dump(json.loads(data), sort_keys=False, allow_unicode=True, width=1 << 30).encode()
+    return documents.dump_yaml(json.loads(data)).encode()

@@ -57,9 +57,12 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from skerry.core import documents
 from skerry.core.errors import ConfigError, NotFound
 
 FLEET_FILE = "skerry.yaml"
+#: A fleet of 10,000 clusters with labels and paths is about 2 MiB; twice that is still a fleet file.
+MAX_FLEET_BYTES = 4 * 1024 * 1024
 API_VERSION = "skerry.io/v1alpha1"
 KIND = "Fleet"
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -69,8 +72,9 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
 
-def _fail(field: str, problem: str) -> ConfigError:
-    return ConfigError(f"{FLEET_FILE}: {field}: {problem}" if field else f"{FLEET_FILE}: {problem}")
+def _fail(field: str, problem: str, reason: str | None = None) -> ConfigError:
+    field, problem = documents.clip(field), documents.clip(problem, documents.MAX_MESSAGE_CHARS // 2)
+    return ConfigError(f"{FLEET_FILE}: {field}: {problem}" if field else f"{FLEET_FILE}: {problem}", reason=reason)
 
 
 def is_dns_label(name: str) -> bool:
@@ -79,14 +83,14 @@ def is_dns_label(name: str) -> bool:
 
 def check_label_key(key: Any, field: str) -> str:
     if not isinstance(key, str):
-        raise _fail(field, f"label key {key!r} must be a string")
+        raise _fail(field, f"label key {documents.clip_repr(key)} must be a string")
     prefix, sep, name = key.rpartition("/")
     if sep and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        raise _fail(field, f"label key {key!r}: prefix must be a DNS subdomain of at most 253 characters")
+        raise _fail(field, f"label key {documents.clip_repr(key)}: prefix must be a DNS subdomain of at most 253 characters")
     if len(name) > 63 or not _LABEL_NAME.match(name):
         raise _fail(
             field,
-            f"label key {key!r}: name must be at most 63 characters, alphanumeric, '-', '_' or '.', "
+            f"label key {documents.clip_repr(key)}: name must be at most 63 characters, alphanumeric, '-', '_' or '.', "
             "starting and ending with an alphanumeric character",
         )
     return key
@@ -94,11 +98,11 @@ def check_label_key(key: Any, field: str) -> str:
 
 def check_label_value(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise _fail(field, f"label value {value!r} must be a string (quote it)")
+        raise _fail(field, f"label value {documents.clip_repr(value)} must be a string (quote it)")
     if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
         raise _fail(
             field,
-            f"label value {value!r} must be empty or at most 63 characters, alphanumeric, '-', '_' or '.', "
+            f"label value {documents.clip_repr(value)} must be empty or at most 63 characters, alphanumeric, '-', '_' or '.', "
             "starting and ending with an alphanumeric character",
         )
     return value
@@ -179,7 +183,7 @@ class Fleet:
         for c in self.clusters:
             if c.name == name:
                 return c
-        raise NotFound(f"cluster {name!r} is not in {FLEET_FILE}")
+        raise NotFound(f"cluster {documents.clip_repr(name)} is not in {FLEET_FILE}")
 
     def paths_for(self, cluster: str | Cluster) -> tuple[str, ...]:
         """The paths whose selector matches the cluster, in file order; ``ConfigError`` if none."""
@@ -188,7 +192,7 @@ class Fleet:
         found = tuple(dict.fromkeys([*matched, *c.paths]))
         if not found:
             raise _fail(
-                f"cluster {c.name!r}", "matches no entry in paths (check its labels and the selectors)"
+                f"cluster {documents.clip_repr(c.name)}", "matches no entry in paths (check its labels and the selectors)"
             )
         return found
 
@@ -201,10 +205,10 @@ def _mapping(value: Any, field: str, allowed: tuple[str, ...], required: tuple[s
         raise _fail(field, f"must be a mapping, got {_type(value)}")
     unknown = [k for k in value if k not in allowed]
     if unknown:
-        raise _fail(field, f"unknown key(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(allowed)})")
+        raise _fail(field, f"unknown key(s) {', '.join(map(documents.clip_repr, unknown))} (allowed: {', '.join(allowed)})")
     for key in required:
         if key not in value:
-            raise _fail(field, f"{key!r} is required")
+            raise _fail(field, f"{documents.clip_repr(key)} is required")
     return value
 
 
@@ -239,14 +243,14 @@ def _check_path(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _fail(field, "must be a non-empty path relative to the repository root")
     if value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value) or value.startswith("\\"):
-        raise _fail(field, f"{value!r} is absolute; paths are relative to the repository root")
+        raise _fail(field, f"{documents.clip_repr(value)} is absolute; paths are relative to the repository root")
     if "\\" in value or "\x00" in value:
-        raise _fail(field, f"{value!r} must use '/' separators")
+        raise _fail(field, f"{documents.clip_repr(value)} must use '/' separators")
     if ".." in value.split("/"):
-        raise _fail(field, f"{value!r} escapes the repository ('..' is not allowed)")
+        raise _fail(field, f"{documents.clip_repr(value)} escapes the repository ('..' is not allowed)")
     normal = posixpath.normpath(value)
     if normal.split("/")[0] == ".git":
-        raise _fail(field, f"{value!r} points into .git")
+        raise _fail(field, f"{documents.clip_repr(value)} points into .git")
     return normal
 
 
@@ -263,7 +267,7 @@ def _selector(value: Any, field: str) -> LabelSelector:
         key = check_label_key(expr["key"], f"{ef}.key")
         op = expr["operator"]
         if op not in OPERATORS:
-            raise _fail(f"{ef}.operator", f"{op!r} is not one of {', '.join(OPERATORS)}")
+            raise _fail(f"{ef}.operator", f"{documents.clip_repr(op)} is not one of {', '.join(OPERATORS)}")
         values = expr.get("values")
         values = _list(values if values is not None else [], f"{ef}.values")
         checked = tuple(check_label_value(v, f"{ef}.values[{j}]") for j, v in enumerate(values))
@@ -277,35 +281,29 @@ def _selector(value: Any, field: str) -> LabelSelector:
 
 def parse_fleet(data: str | bytes | None) -> Fleet:
     """Parse and validate the content of ``skerry.yaml`` (None: the file does not exist)."""
-    import yaml
-
-    from skerry.hub import _yaml
-
     if data is None:
         raise _fail("", "not found at the repository root")
     try:
-        doc = _yaml.load(data)
-    except yaml.YAMLError as e:
-        raise _fail("", f"invalid YAML: {_yaml.describe_error(e)}") from e
-    except (UnicodeDecodeError, RecursionError) as e:
-        raise _fail("", f"unreadable: {type(e).__name__}") from e
+        doc = documents.load_yaml(data, max_bytes=MAX_FLEET_BYTES)
+    except documents.BadDocument as e:
+        raise _fail("", str(e), e.reason) from None
     if doc is None:
         raise _fail("", "is empty")
     top = _mapping(
         doc, "", ("apiVersion", "kind", "environments", "clusters", "paths", "promotion"), ("apiVersion", "kind")
     )
     if top["apiVersion"] != API_VERSION:
-        raise _fail("apiVersion", f"must be {API_VERSION!r}, got {top['apiVersion']!r}")
+        raise _fail("apiVersion", f"must be {API_VERSION!r}, got {documents.clip_repr(top['apiVersion'])}")
     if top["kind"] != KIND:
-        raise _fail("kind", f"must be {KIND!r}, got {top['kind']!r}")
+        raise _fail("kind", f"must be {KIND!r}, got {documents.clip_repr(top['kind'])}")
 
     environments: list[str] = []
     raw_envs = top.get("environments")
     for i, env in enumerate(_list(raw_envs if raw_envs is not None else [], "environments")):
         if not is_dns_label(env):
-            raise _fail(f"environments[{i}]", f"{env!r} must be a DNS-1123 label (lower-case a-z, 0-9, '-')")
+            raise _fail(f"environments[{i}]", f"{documents.clip_repr(env)} must be a DNS-1123 label (lower-case a-z, 0-9, '-')")
         if env in environments:
-            raise _fail(f"environments[{i}]", f"duplicate environment {env!r}")
+            raise _fail(f"environments[{i}]", f"duplicate environment {documents.clip_repr(env)}")
         environments.append(env)
 
     clusters: list[Cluster] = []
@@ -318,23 +316,23 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         if not is_dns_label(name):
             raise _fail(
                 f"{cf}.name",
-                f"{name!r} must be a DNS-1123 label (at most 63 lower-case a-z, 0-9 or '-', "
+                f"{documents.clip_repr(name)} must be a DNS-1123 label (at most 63 lower-case a-z, 0-9 or '-', "
                 "starting and ending with a letter or digit)",
             )
         if name in index:
-            raise _fail(f"{cf}.name", f"duplicate cluster {name!r} (also clusters[{index[name]}])")
+            raise _fail(f"{cf}.name", f"duplicate cluster {documents.clip_repr(name)} (also clusters[{index[name]}])")
         index[name] = i
         env = entry.get("environment")
         if env is not None and env not in environments:
             raise _fail(
-                f"{cf}.environment", f"{env!r} is not one of environments ({', '.join(environments)})"
+                f"{cf}.environment", f"{documents.clip_repr(env)} is not one of environments ({', '.join(environments)})"
             )
         raw_cpaths = entry.get("paths")
         cpaths = []
         for j, raw_path in enumerate(_list(raw_cpaths if raw_cpaths is not None else [], f"{cf}.paths")):
             cpath = _check_path(raw_path, f"{cf}.paths[{j}]")
             if cpath in cpaths:
-                raise _fail(f"{cf}.paths[{j}]", f"duplicate path {cpath!r}")
+                raise _fail(f"{cf}.paths[{j}]", f"duplicate path {documents.clip_repr(cpath)}")
             cpaths.append(cpath)
         clusters.append(
             Cluster(
@@ -353,7 +351,7 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         entry = _mapping(raw, pf, ("path", "selector", "environments"), ("path",))
         path = _check_path(entry["path"], f"{pf}.path")
         if path in seen_paths:
-            raise _fail(f"{pf}.path", f"duplicate path {path!r} (also paths[{seen_paths[path]}])")
+            raise _fail(f"{pf}.path", f"duplicate path {documents.clip_repr(path)} (also paths[{seen_paths[path]}])")
         seen_paths[path] = i
         for part in re.findall(r"\{[^}]*\}", path):
             if part not in ("{environment}", "{cluster}"):
@@ -363,7 +361,7 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
             envs = []
             for j, env in enumerate(_list(entry["environments"], f"{pf}.environments")):
                 if env not in environments:
-                    raise _fail(f"{pf}.environments[{j}]", f"{env!r} is not one of environments")
+                    raise _fail(f"{pf}.environments[{j}]", f"{documents.clip_repr(env)} is not one of environments")
                 envs.append(env)
             envs = tuple(envs)
         if "selector" not in entry and envs is None:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Callable
 
 import structlog
 from aiohttp import web
+
+from skerry.core import documents
 
 log = structlog.get_logger("skerry.hub.webhook")
 
@@ -83,7 +84,7 @@ class WebhookHandler:
         if event not in ("push", "Push Hook", "Tag Push Hook"):
             return web.Response(status=204)
         try:
-            payload = json.loads(body)
+            payload = documents.load_json(body, max_bytes=MAX_BODY_BYTES)
             ref = payload["ref"]
             if not isinstance(ref, str):
                 raise TypeError("ref is not a string")

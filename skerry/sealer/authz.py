@@ -33,7 +33,6 @@ values, sealed or not, never are.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import re
 import threading
@@ -43,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 
 from skerry.api.v1 import sealer_pb2
-from skerry.core import sealedsecret
+from skerry.core import documents, sealedsecret
 from skerry.core.authz import AUTHENTICATED, OPERATOR, Caller, Role, Rule
 from skerry.core.errors import (
     ConfigError,
@@ -157,8 +156,6 @@ class ClusterDomains:
 
     @classmethod
     def from_file(cls, path: pathlib.Path) -> ClusterDomains:
-        import yaml
-
         try:
             with open(path, "rb") as f:
                 text = f.read(MAX_DOMAIN_MAP_BYTES + 1)
@@ -167,9 +164,9 @@ class ClusterDomains:
         if len(text) > MAX_DOMAIN_MAP_BYTES:
             raise ConfigError(f"cluster-domain map {path} is over {MAX_DOMAIN_MAP_BYTES} bytes")
         try:
-            doc = json.loads(text) if text.lstrip().startswith(b"{") else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as e:
-            raise ConfigError(f"cluster-domain map {path} is not valid YAML or JSON") from e
+            (doc, *_) = documents.load_yaml_or_json(text, max_bytes=MAX_DOMAIN_MAP_BYTES) or [None]
+        except documents.BadDocument as e:
+            raise ConfigError(f"cluster-domain map {path} is not valid YAML or JSON: {e}") from None
         return cls.from_mapping(doc, str(path))
 
 

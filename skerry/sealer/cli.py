@@ -12,6 +12,8 @@ import argparse
 import pathlib
 import sys
 
+from skerry.cli.parser import duration_type
+
 SEAL_EPILOG = """\
 examples:
   skerry seal -f secret.yaml --cert sealer.crt > sealed.yaml
@@ -31,7 +33,7 @@ the life of a key:
   a new sealing key every 30 days (the sealer does it; `rotate` does it now, e.g. on suspected
   compromise) -> `skerry seal --re-encrypt --in-place REPO` -> commit -> `retire KEY --repo REPO`
   refuses while any SealedSecret in REPO still opens with KEY. The running sealer re-reads
-  storage every minute. Keep backups: `backup -o FILE` and `restore FILE`.
+  storage every minute. Keep backups: `backup -f FILE` and `restore FILE`.
 """
 
 
@@ -82,7 +84,7 @@ def add_commands(subparsers) -> None:
     )
     seal.add_argument("--tls-server-name", metavar="NAME", help="name to expect in the sealer's certificate")
     seal.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS", help="RPC timeout (default: 10)"
+        "--timeout", type=duration_type("--timeout"), default=10.0, metavar="DURATION", help="RPC timeout (default: 10s)"
     )
     mode = seal.add_mutually_exclusive_group()
     mode.add_argument("--fetch-cert", action="store_true", help="print the sealer's certificate (PEM) and exit")
@@ -130,7 +132,8 @@ def add_commands(subparsers) -> None:
     serve.add_argument("--tls-cert", type=pathlib.Path, metavar="FILE", help="server certificate")
     serve.add_argument("--tls-key", type=pathlib.Path, metavar="FILE", help="server private key")
     serve.add_argument("--keys-dir", type=pathlib.Path, metavar="DIR", help="sealing keys directory")
-    serve.add_argument("--domains", metavar="LIST", help="comma-separated key domains (default: default)")
+    serve.add_argument("--domain", dest="domains", action="append", metavar="D[,D...]",
+                       help="key domain(s) to serve; repeatable (default: default)")
     serve.add_argument(
         "--ready-file", type=pathlib.Path, metavar="FILE", help='write {"port": N} here once serving'
     )
@@ -150,7 +153,8 @@ def add_commands(subparsers) -> None:
         help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client certificate)",
     )
     serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
-    serve.add_argument("--renewal-days", type=float, metavar="DAYS", help="new sealing key this often (30)")
+    serve.add_argument("--key-renewal", dest="renewal_days", type=duration_type("--key-renewal", unit=86400.0),
+                       metavar="DURATION", help="new sealing key this often (default 720h = 30 days)")
     serve.add_argument(
         "--cert-listen", metavar="HOST:PORT", help="plain-HTTP /v1/cert.pem (public certificates only)"
     )
@@ -178,7 +182,8 @@ def add_commands(subparsers) -> None:
     retire.add_argument("--repo", type=pathlib.Path, nargs="+", required=True, metavar="PATH",
                         help="checkouts/directories whose SealedSecrets must not need the key")
     backup = keys_sub.add_parser("backup", help="write every key of the domain(s) to a file (0600)")
-    backup.add_argument("-o", "--output", type=pathlib.Path, required=True, metavar="FILE")
+    backup.add_argument("-f", "--file", dest="backup_file", type=pathlib.Path, required=True, metavar="FILE",
+                        help="the backup file to write (0600)")
     backup.add_argument("--all-domains", action="store_true", help="every domain under --keys-dir")
     restore = keys_sub.add_parser("restore", help="add the keys of a backup that storage lacks")
     restore.add_argument("input", type=pathlib.Path, metavar="FILE")
@@ -195,15 +200,26 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
-def _read_input(path: str) -> tuple[str, str]:
-    if path == "-":
-        return sys.stdin.read(), "stdin"
+def _read_bytes(path: str | pathlib.Path) -> bytes:
+    """A file or stdin, refused past ``seal.MAX_MANIFEST_BYTES`` without reading it whole."""
+    from skerry.core import files
+    from skerry.core.errors import InvalidInput
+    from skerry.sealer import seal
+
+    source = "stdin" if path == "-" else str(path)
     try:
-        return pathlib.Path(path).read_text(encoding="utf-8"), path
+        stdin = getattr(sys.stdin, "buffer", sys.stdin)
+        return files.read_bounded(stdin if path == "-" else pathlib.Path(path), seal.MAX_MANIFEST_BYTES, source)
+    except InvalidInput as e:
+        raise _InputError(str(e)) from None
+
+
+def _read_input(path: str | pathlib.Path) -> tuple[str, str]:
+    source = "stdin" if path == "-" else str(path)
+    try:
+        return _read_bytes(path).decode("utf-8"), source
     except UnicodeDecodeError:
-        raise _InputError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise _InputError(f"cannot read {path}: {e.strerror}") from None
+        raise _InputError(f"{source}: not UTF-8 text") from None
 
 
 class _InputError(Exception):
@@ -219,8 +235,6 @@ def seal_command(args: argparse.Namespace) -> int:
         return _fail("skerry seal", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no values
-        return _fail("skerry seal", f"unexpected {type(e).__name__}: {e}")
 
 
 def _split(values) -> list[str]:
@@ -306,13 +320,7 @@ def _seal(args: argparse.Namespace) -> int:
     if args.raw:
         if len(certs) != 1:
             raise _InputError("--raw seals for one domain")
-        if args.from_file is not None:
-            try:
-                value = args.from_file.read_bytes()
-            except OSError as e:
-                raise _InputError(f"cannot read {args.from_file}: {e.strerror}") from None
-        else:
-            value = sys.stdin.buffer.read()
+        value = _read_bytes(args.from_file if args.from_file is not None else "-")
         sys.stdout.write(
             seal.seal_raw(
                 value, certs[0], scope=args.scope or "strict", namespace=args.namespace or "", name=args.name or ""
@@ -327,10 +335,7 @@ def _seal(args: argparse.Namespace) -> int:
     if args.merge_into is not None:
         if len(certs) != 1:
             raise _InputError("--merge-into seals for one domain")
-        try:
-            target_text = args.merge_into.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise _InputError(f"cannot read {args.merge_into}: {getattr(e, 'strerror', None) or e}") from None
+        target_text, _ = _read_input(args.merge_into)
         (target, *rest) = seal.parse_sealed(target_text, str(args.merge_into))
         if rest:
             raise _InputError(f"{args.merge_into}: holds several SealedSecrets; merge into one")
@@ -413,16 +418,14 @@ def _via_sealer(args: argparse.Namespace) -> int:
 
 
 def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
-    import yaml
-
-    from skerry.core import sealedsecret
+    from skerry.core import documents, sealedsecret
     from skerry.sealer import seal
 
     changed = failed = 0
     for path in _sealed_files(args.in_place):
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            text, _ = _read_input(path)
+        except _InputError:
             continue
         if sealedsecret.KIND not in text:
             continue
@@ -446,7 +449,7 @@ def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
             if text.lstrip().startswith("{") and len(new_docs) == 1:
                 out = seal.render(new_docs[0], "json")
             else:
-                out = yaml.safe_dump_all(new_docs, sort_keys=False, default_flow_style=False, width=1 << 20)
+                out = documents.dump_yaml_all(new_docs, allow_unicode=False, width=1 << 20)
             _write_file(path, out)
             changed += 1
             print(f"re-encrypted {path}", file=sys.stderr)
@@ -504,12 +507,12 @@ def _keys(args: argparse.Namespace) -> int:
             [p.name for p in sorted(args.keys_dir.iterdir()) if p.is_dir()] if args.all_domains else [domain]
         )
         doc = registry.backup_document(domains, kek=kek)
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(args.backup_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1)
         count = sum(len(v) for v in doc["domains"].values())
         note = "encrypted with the KEK" if kek else "NOT encrypted: protect it like the keys"
-        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.output} ({note})", file=sys.stderr)
+        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.backup_file} ({note})", file=sys.stderr)
         return 0
     if args.keys_command == "restore":
         try:
@@ -546,7 +549,7 @@ def serve_command(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             keys_dir=args.keys_dir,
-            domains=args.domains,
+            domains=",".join(args.domains) if args.domains else None,
             ready_file=args.ready_file,
             log_level=args.log_level,
             hub_keys=args.hub_keys,
@@ -566,8 +569,6 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry sealer serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - e.g. the port is taken; one line, never a traceback
-        return _fail("skerry sealer serve", f"{type(e).__name__}: {e}")
     return 0
 
 

@@ -32,9 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path as _Path
 from typing import Any
 
-import yaml
-
-from skerry.core import sealedsecret
+from skerry.core import documents, sealedsecret
 from skerry.core.errors import InvalidInput, SealError
 from skerry.sealer import crypto
 
@@ -57,27 +55,24 @@ class SealingCertificate:
     domain: str = ""
 
 
-def parse_manifest(text: str, source: str) -> dict:
+def parse_manifest(text: str | bytes, source: str) -> dict:
     """One YAML or JSON document that must be a Secret; errors name ``source`` but no content."""
-    if text.lstrip().startswith("{"):
-        # JSON proper first: YAML refuses some valid JSON (tabs as indentation).
-        try:
-            return _check_secret(json.loads(text), source)
-        except json.JSONDecodeError:
-            pass  # not JSON after all; let the YAML parser report it
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InvalidInput(
-            f"{source}: not valid YAML or JSON ({e.problem or 'syntax error'}{where})"
-        ) from None
-    except yaml.YAMLError:
-        raise InvalidInput(f"{source}: not valid YAML or JSON") from None
+    docs = [d for d in load_documents(text, source) if d is not None]
     if len(docs) != 1:
         raise InvalidInput(f"{source}: expected exactly one Secret, found {len(docs)} documents")
     return _check_secret(docs[0], source)
+
+
+def load_documents(text: str | bytes, source: str) -> list:
+    """The documents of a manifest (bounded: ``skerry.core.documents``), as plain JSON values.
+
+    Loading to JSON values copies what YAML anchors share, so no anchor of the input (from an
+    annotation, say) reaches a SealedSecret written back out.
+    """
+    try:
+        return documents.load_yaml_or_json(text, max_bytes=MAX_MANIFEST_BYTES)
+    except documents.BadDocument as e:
+        raise InvalidInput(f"{documents.clip(source)}: {e}", reason=e.reason) from None
 
 
 def _check_secret(doc: Any, source: str) -> dict:
@@ -87,7 +82,8 @@ def _check_secret(doc: Any, source: str) -> dict:
         raise InvalidInput(f"{source}: is already a SealedSecret")
     if doc.get("kind") != "Secret" or doc.get("apiVersion", "v1") != "v1":
         raise InvalidInput(
-            f"{source}: expected apiVersion v1, kind Secret; got {doc.get('apiVersion')}/{doc.get('kind')}"
+            f"{source}: expected apiVersion v1, kind Secret; got "
+            f"{documents.clip_repr(doc.get('apiVersion'))}/{documents.clip_repr(doc.get('kind'))}"
         )
     return doc
 
@@ -238,22 +234,11 @@ def parse_sealed(text: str, source: str) -> list[dict]:
     return out
 
 
-def _parse_documents(text: str, source: str) -> list:
-    if len(text) > MAX_MANIFEST_BYTES:
-        raise InvalidInput(f"{source}: over {MAX_MANIFEST_BYTES} bytes")
-    if text.lstrip().startswith("{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            doc = None
-        if isinstance(doc, dict):
-            return list(doc.get("items") or []) if doc.get("kind") == "List" else [doc]
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError:
-        raise InvalidInput(f"{source}: not valid YAML or JSON") from None
+def _parse_documents(text: str | bytes, source: str) -> list:
     flat: list = []
-    for d in docs:
+    for d in load_documents(text, source):
+        if d is None:
+            continue
         if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):
             flat.extend(d["items"])
         else:
@@ -411,7 +396,7 @@ def render(obj: Mapping, fmt: str = "yaml") -> str:
     if fmt == "json":
         return json.dumps(obj, indent=2) + "\n"
     if fmt == "yaml":
-        return yaml.safe_dump(dict(obj), sort_keys=False, default_flow_style=False, width=1 << 20)
+        return documents.dump_yaml(dict(obj), allow_unicode=False, width=1 << 20)
     raise InvalidInput(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from skerry.core import trust
+from skerry.core import documents, trust
 from skerry.core.bundle import decode_signed
 from skerry.core.canonical import sha256_digest
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
@@ -48,7 +48,7 @@ _VERSIONED = re.compile(r"^metadata/(?P<v>[1-9][0-9]{0,19})\.(?P<role>[a-z0-9-]+
 
 def _version(data: bytes) -> int | None:
     try:
-        v = json.loads(data)["signed"]["version"]
+        v = documents.load_json(data, max_bytes=trust.MAX_METADATA_BYTES)["signed"]["version"]
     except (ValueError, KeyError, TypeError):
         return None
     return v if isinstance(v, int) else None
@@ -70,7 +70,7 @@ class EvidenceFetcher(FetcherInterface):
             data = self._files.get(f"{m['role']}.json")
             if data is not None and _version(data) == int(m["v"]):
                 return iter([data])
-        elif path.startswith("targets/") and trust.parse_release_path(path[len("targets/"):]):
+        elif path.startswith("targets/") and trust.parse_target_file(path[len("targets/"):]):
             return iter([self._bundle])
         raise tuf_errors.DownloadHTTPError(f"{path}: not in the agent's evidence", 404)
 
@@ -79,6 +79,7 @@ class TufBundleTrust:
     """``BundleTrust`` over TUF evidence; one trusted-metadata directory per cluster."""
 
     def __init__(self, trust_root: pathlib.Path, state_dir: pathlib.Path):
+        trust.use_fast_canonical_json()
         try:
             self._root = pathlib.Path(trust_root).read_bytes()
         except OSError as e:
@@ -144,7 +145,7 @@ class TufBundleTrust:
     @staticmethod
     def _last(base: pathlib.Path) -> tuple[int, str]:
         try:
-            doc = json.loads((base / STATE_FILE).read_bytes())
+            doc = documents.load_json((base / STATE_FILE).read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
             return int(doc["release"]), str(doc["digest"])
         except FileNotFoundError:
             return 0, ""

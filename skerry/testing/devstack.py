@@ -264,10 +264,10 @@ class Stack:
         return sorted((self.trust_dir / "offline").glob(f"release-{env}-*.key"))
 
     def environment_of(self, cluster: str) -> str:
-        import yaml
+        from skerry.core import documents
 
         try:
-            fleet = yaml.safe_load((self.repo / "skerry.yaml").read_text())
+            fleet = documents.load_yaml((self.repo / "skerry.yaml").read_bytes())
         except OSError:  # no fleet here (e.g. an agent pointed at another stack's hub): guess from the name
             return cluster.rsplit("-", 1)[-1]
         for c in fleet.get("clusters", []):

@@ -10,6 +10,7 @@ import grpc
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc, sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
+from skerry.core.authz import peer_caller
 from skerry.core.errors import SealError
 
 
@@ -120,7 +121,7 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
             await q.put(response)
 
     async def WatchBundles(self, request, context):
-        self.peers.append(tls.peer_identity(context))
+        self.peers.append(peer_caller(context).identity)
         self.requests.append(request)
         await self._note()
         q: asyncio.Queue = asyncio.Queue()
@@ -171,7 +172,7 @@ class FakeSealer(sealer_pb2_grpc.SealerServiceServicer):
             await self.server.stop(0)
 
     async def Unseal(self, request, context):
-        self.peers.append(tls.peer_identity(context))
+        self.peers.append(peer_caller(context).identity)
         self.requests.append(request)
         try:
             data = self.unsealer.unseal(

@@ -123,7 +123,7 @@ def test_cli_has_a_flag_for_every_config_field():
             "h:1",
             "--sealer",
             "s:2",
-            "--sealer-domain",
+            "--domain",
             "eu",
             "--tls-ca",
             "ca",
@@ -139,7 +139,7 @@ def test_cli_has_a_flag_for_every_config_field():
             "2",
             "--kubeconfig",
             "kc",
-            "--kube-context",
+            "--context",
             "ctx",
             "--state-dir",
             "st",
@@ -152,6 +152,8 @@ def test_cli_has_a_flag_for_every_config_field():
             "--log-level",
             "debug",
             "--allow-prune-all",
+            "--resync-interval",
+            "1h30m",
         ]
     )
     assert args.func is cli.handler
@@ -159,6 +161,8 @@ def test_cli_has_a_flag_for_every_config_field():
     assert set(values) == {f.name for f in __import__("dataclasses").fields(AgentConfig)}
     assert values["trusted_keys"] == [pathlib.Path("a.pub"), pathlib.Path("b.pub")]
     assert values["hub_address"] == "h:1" and values["allow_prune_all"] is True
+    assert values["sealer_domain"] == "eu" and values["kube_context"] == "ctx"
+    assert AgentConfig.from_env({}, **{k: v for k, v in values.items() if v is not None}).resync_seconds == 5400.0
 
 
 def test_cli_error_is_one_line_naming_the_file_and_exit_1(tmp_path, capsys, monkeypatch):

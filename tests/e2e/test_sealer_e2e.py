@@ -64,7 +64,7 @@ class BundleScopedStack(Stack):
         self.sealer = Service(
             "sealer",
             ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
-             "--domains", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
+             "--domain", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
              "--cert-listen", "127.0.0.1:0", *self.tls_args(files)],
             self.workdir,
         ).start()

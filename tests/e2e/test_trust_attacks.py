@@ -11,6 +11,7 @@ hold the good release.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -225,12 +226,20 @@ def test_a_prod_release_under_threshold_is_refused_even_with_one_key_counted_twi
     assert scene.marker() == "good"
 
 
-@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", trust.cluster_role(CLUSTER), "release-dev"])
+def _release_bin_of(scene, value: str) -> str:
+    return trust.release_bin("dev", trust.release_path("dev", CLUSTER, sha256_hex(bundle_bytes(CLUSTER, scene.ns, value))))
+
+
+@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", trust.cluster_role(CLUSTER), "release bin"])
 def test_rollback_of_each_metadata_role_is_refused(scene, role):
     w = scene.world
     # Two versions of everything exist; the attacker serves/lists the older one (with the hub's online keys).
     first = w.files()
-    scene.good("earlier")  # a different bundle, so every role gets a second version (same bundle: same release)
+    earlier = "earlier"
+    if role == "release bin":  # the bin that will hold the good release; the earlier one must land there too
+        role = _release_bin_of(scene, "good")
+        earlier = next(v for v in (f"earlier-{i}" for i in itertools.count()) if _release_bin_of(scene, v) == role)
+    scene.good(earlier)  # a different bundle, so every role gets a second version (same bundle: same release)
 
     def tamper(files):
         if role == "timestamp":

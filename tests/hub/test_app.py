@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
 
 import pytest
 
+from skerry.core.clock import FixedClock
 from skerry.core.errors import ConfigError
 from skerry.core.tls import ROLE_HUB
 from skerry.hub.app import HubApp, load_or_create_signing_key
@@ -44,20 +46,27 @@ async def test_start_creates_the_key_writes_the_ready_file_and_stop_removes_it(f
     assert not cfg.ready_file.exists()
 
 
-async def test_restarted_hub_reuses_its_key_and_releases_higher(fleet_repo, tmp_path, pki, engine):
+async def test_restarted_hub_reuses_its_key_and_releases_higher_even_with_its_clock_stepped_back(
+    fleet_repo, tmp_path, pki, engine
+):
     cfg = config(fleet_repo, tmp_path, pki)
     first = HubApp(cfg, engine=engine)
     await first.start()
     before = first.store.current("oslo-prod")
+    history = first.ops.cluster_detail("oslo-prod")["history"]  # recorded by the sync, no browser watching
+    assert [h["release"] for h in history] == [before.release]
     pub = (tmp_path / "keys" / "hub.key.pub").read_bytes()
     await first.stop(grace=0)
+    assert (cfg.state_dir / "hub.db").exists()  # the default state: SQLite under the state dir
 
-    second = HubApp(cfg, engine=engine)
+    # The host's clock went back a day while the hub was down: release counters come from the state.
+    second = HubApp(cfg, engine=engine, clock=FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)))
     await second.start()
     try:
         after = second.store.current("oslo-prod")
         assert (tmp_path / "keys" / "hub.key.pub").read_bytes() == pub
-        assert after.digest == before.digest and after.release > before.release
+        assert after.digest == before.digest and after.release == before.release + 1
+        assert second.ops.cluster_detail("oslo-prod")["history"] == history  # the dashboard's history survived
     finally:
         await second.stop(grace=0)
 
@@ -83,3 +92,28 @@ def test_unreadable_signing_key_is_a_config_error(tmp_path):
     key.write_text("not a key")
     with pytest.raises(ConfigError, match="cannot load signing key"):
         load_or_create_signing_key(key)
+
+
+async def test_soak_clocks_and_reports_survive_a_hub_restart(fleet_repo, tmp_path, pki, engine):
+    from skerry.hub.status import ClusterStatus, Condition
+
+    cfg = config(fleet_repo, tmp_path, pki)
+    clock = FixedClock(dt.datetime(2030, 1, 2, 9, 0, tzinfo=dt.UTC))
+    first = HubApp(cfg, engine=engine, clock=clock)
+    await first.start()
+    try:
+        digest = first.store.current("oslo-prod").digest
+        first.statuses.report(ClusterStatus(
+            cluster="oslo-prod", applied_digest=digest, conditions=(Condition("Ready", "True", "Applied"),),
+            observed_unix_ms=1, received_at=clock.now(),
+        ))
+    finally:
+        await first.stop(grace=0)  # stopping stores what the last flush did not
+    clock.advance(3600)
+    second = HubApp(cfg, engine=engine, clock=clock)
+    await second.start()
+    try:
+        assert second.health_tracker.healthy_since("oslo-prod", digest) == clock.now() - dt.timedelta(hours=1)
+        assert second.statuses.get("oslo-prod").applied_digest == digest
+    finally:
+        await second.stop(grace=0)

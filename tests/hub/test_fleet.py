@@ -238,3 +238,14 @@ def test_invalid_fleet_files_name_skerry_yaml_and_the_field(text, field, problem
     prefix = f"skerry.yaml: {field}: " if field else "skerry.yaml: "
     assert message.startswith(prefix), message
     assert problem in message, message
+
+
+@pytest.mark.parametrize("field", ["kind", "apiVersion"])
+def test_a_huge_or_aliased_value_is_clipped_in_the_message(field):
+    other = "kind: Fleet" if field == "apiVersion" else "apiVersion: skerry.io/v1alpha1"
+    anchors = "environments: [&a0 [" + ", ".join(["lol"] * 9) + "], " + ", ".join(
+        f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in (1, 2)) + "]\n"
+    for value in ("x" * 1_000_000, "*a2"):
+        with pytest.raises(ConfigError) as e:
+            parse_fleet(anchors + f"{other}\n{field}: {value}\n")
+        assert f"skerry.yaml: {field}: must be" in str(e.value) and len(str(e.value)) < 1024

@@ -307,3 +307,10 @@ async def test_each_kind_of_breakage_keeps_the_previous_bundle_served(
     assert store.current("prod-2") == before["prod-2"]  # still served, same release
     assert store.error("prod-2") is not None
     assert result.published == ()
+
+
+def test_an_alias_bomb_in_a_kustomization_is_refused_by_the_alias_budget(repo, source, counting):
+    bomb = "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    msg = errors_for(repo, source, counting, {"apps/one/prod/kustomization.yaml": "a0: &a0 [x, x, x, x]\n" + bomb})
+    assert msg.startswith("apps/one/prod/kustomization.yaml: line ") and "aliases expand" in msg
+    assert len(msg) < 1024

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace as dataclass_replace
 
 import pytest
 
 from skerry.core.bundle import Bundle, verify_signed_bundle
 from skerry.core.clock import FixedClock, SystemClock
 from skerry.core.errors import NotFound, VerificationError
-from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle, unix_ms
+from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle
+from skerry.hub.state import Fenced, open_state
+from skerry.hub.writer import Releases, Writer
 
 EXPIRY = dt.timedelta(days=7)
 
@@ -47,9 +50,9 @@ def store(signer, clock) -> HubStore:
     return s
 
 
-def test_first_release_is_the_time_in_milliseconds_and_verifies(store, clock, trusted_keys):
+def test_first_release_verifies(store, clock, trusted_keys):
     signed = store.publish("oslo-prod", bundle())
-    assert signed.release == unix_ms(clock.now())
+    assert signed.release == 1  # the store's counter (in memory here; the hub's is in its state)
     assert signed.expires == clock.now() + EXPIRY
     verified = verify_signed_bundle(
         signed.metadata, signed.bundle, cluster="oslo-prod", trusted_keys=trusted_keys, now=clock.now()
@@ -90,18 +93,42 @@ def test_changed_bundle_gets_a_higher_release_even_within_the_same_millisecond(s
     assert third.release == first.release + 2
 
 
-def test_restarted_store_assigns_a_higher_release_without_any_saved_state(signer):
-    before = HubStore(signer, clock=SystemClock())
+def test_restarted_hub_continues_its_release_counters_even_with_its_clock_stepped_back(signer, tmp_path):
+    clock = FixedClock(dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC))
+    state = open_state("", state_dir=tmp_path)
+    writer = Writer(state, "hub-a")
+    assert writer.try_acquire()
+    before = HubStore(signer, clock=clock, releases=Releases(writer))
     for i in range(5):
         last = before.publish("oslo-prod", bundle(revision=f"c{i}"))
-    # A restart: a new process knows nothing of the old releases; it takes a moment to come up.
-    import time
-
-    time.sleep(0.01)
-    after = HubStore(signer, clock=SystemClock())
+    state.close()
+    # A restart on a host whose clock went back a day: the counter comes from the state, not the clock.
+    clock.advance(-86400)
+    state = open_state("", state_dir=tmp_path)
+    writer = Writer(state, "hub-a")
+    assert writer.try_acquire()
+    after = HubStore(signer, clock=clock, releases=Releases(writer))
     again = after.publish("oslo-prod", bundle(revision="c4"))
     assert again.digest == last.digest
-    assert again.release > last.release
+    assert again.release == last.release + 1
+    state.close()
+
+
+def test_a_store_whose_writer_was_fenced_publishes_nothing(signer, tmp_path):
+    state = open_state("", state_dir=tmp_path)
+    old, new = Writer(state, "hub-a"), Writer(open_state("", state_dir=tmp_path), "hub-b")
+    assert old.try_acquire()
+    store = HubStore(signer, clock=SystemClock(), releases=Releases(old))
+    first = store.publish("oslo-prod", bundle(revision="c1"))
+    state.release_lease(old.lease)  # (as if it had expired) another process takes over
+    assert new.try_acquire()
+    with pytest.raises(Fenced):
+        store.publish("oslo-prod", bundle(revision="c2"))
+    assert store.current("oslo-prod") == first and not old.is_writer
+    with pytest.raises(Fenced):  # stepped down: no further write even tried
+        store.publish_shared(["oslo-prod"], dataclass_replace(bundle(revision="c3"), cluster=""))
+    state.close()
+    new.state.close()
 
 
 def test_resigns_the_same_bundle_when_less_than_half_the_lifetime_remains(store, clock, trusted_keys):

@@ -53,7 +53,7 @@ def test_set_images_removes_a_field_the_freight_no_longer_has():
 
 
 def test_bad_kustomizations_are_named():
-    with pytest.raises(InvalidInput, match="overlays/x: not valid YAML"):
+    with pytest.raises(InvalidInput, match="overlays/x: invalid YAML"):
         read_images(b"images: [", "overlays/x")
     with pytest.raises(InvalidInput, match=r"images\[0\] needs a name"):
         read_images(b"images:\n  - newTag: x\n", "k")

@@ -249,7 +249,7 @@ def test_recovery_unseal_offline_from_a_key_directory_or_backup_matches_the_inde
     pem.write_bytes(key.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     backup = tmp_path / "backup.json"
-    assert run_cli(["sealer", "keys", "--keys-dir", str(live.keys), "backup", "-o", str(backup), "--all-domains"], capsys)[0] == 0
+    assert run_cli(["sealer", "keys", "--keys-dir", str(live.keys), "backup", "-f", str(backup), "--all-domains"], capsys)[0] == 0
     assert oct(backup.stat().st_mode & 0o777) == "0o600"
     for source in (pem, live.keys, backup):
         code, out, err = run_cli(

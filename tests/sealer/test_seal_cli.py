@@ -178,7 +178,7 @@ def _bad_yaml() -> str:
     "argv,stdin,expected",
     [
         (["-f", "/nonexistent/secret.yaml"], None, "cannot read /nonexistent/secret.yaml"),
-        ([], _bad_yaml(), "stdin: not valid YAML or JSON (mapping values are not allowed here at line 3"),
+        ([], _bad_yaml(), "stdin: invalid YAML: line 3 column 34: mapping values are not allowed here"),
         ([], "kind: ConfigMap\napiVersion: v1\n", "expected apiVersion v1, kind Secret"),
         ([], "kind: Secret\nmetadata: {name: x}\nstringData: {k: v}\n", "needs metadata.namespace"),
         (
@@ -352,3 +352,41 @@ def test_sealer_serve_without_tls_is_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("skerry sealer serve: error: the sealer only serves mutual TLS")
     assert proc.stderr.count("\n") == 1
+
+
+def test_anchors_in_the_input_are_not_copied_into_the_sealed_secret(cert_file, tmp_path, capsys):
+    manifest = tmp_path / "secret.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: shop\n"
+        "  annotations: &shared {team: payments, owner: ops}\n  labels: *shared\n"
+        "stringData: {password: hunter2}\n"
+    )
+    code, out, err = run_cli(["seal", "--cert", str(cert_file), "-f", str(manifest)], capsys)
+    assert (code, err) == (0, "")
+    assert "&" not in out and "*" not in out
+    sealed = yaml.safe_load(out)
+    assert sealed["spec"]["template"]["metadata"]["labels"] == {"team": "payments", "owner": "ops"}
+
+
+def test_an_alias_bomb_in_kind_is_one_short_line(cert_file, capsys, monkeypatch):
+    from tests.hostile.hostile_inputs import kind_bomb
+
+    code, out, err = run_cli(["seal", "--cert", str(cert_file)], capsys, kind_bomb().decode(), monkeypatch)
+    assert code == 1 and out == "" and err.count("\n") == 1 and len(err) < 1024
+    assert "aliases expand" in err
+
+
+def test_a_200_mb_manifest_is_refused_without_reading_it_whole(cert_file, tmp_path, capsys):
+    import tracemalloc
+
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(200 * 1024 * 1024)  # sparse: 200 MB to read, nothing on disk
+    tracemalloc.start()
+    try:
+        code, out, err = run_cli(["seal", "--cert", str(cert_file), "-f", str(huge)], capsys)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 1 and "over the" in err and err.count("\n") == 1
+    assert peak < 20 * 1024 * 1024

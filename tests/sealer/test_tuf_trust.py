@@ -33,7 +33,11 @@ def with_sealed_secret(cluster: str, value: str) -> bytes:
 def shown(files: dict[str, bytes], cluster: str, env: str = "dev") -> bytes:
     """What an agent would show: the newest file of each role, byte for byte as the hub served it."""
     out = {"timestamp.json": files["metadata/timestamp.json"]}
-    for role in ("root", "snapshot", "targets", "director", trust.cluster_role(cluster), trust.release_role(env)):
+    roles = ["root", "snapshot", "targets", "director", trust.cluster_role(cluster), trust.release_role(env), ""]
+    for role in roles:
+        if not role:  # the release bin holding the image the director names
+            pointer = json.loads(out[f"{trust.cluster_role(cluster)}.json"])["signed"]["targets"]
+            role = trust.release_bin(env, pointer[trust.director_path(cluster)]["custom"]["image"])
         versions = [int(p.split("/")[1].split(".")[0]) for p in files
                     if p.startswith("metadata/") and p.endswith(f".{role}.json") and p.split("/")[1][0].isdigit()]
         out[f"{role}.json"] = files[f"metadata/{max(versions)}.{role}.json"]

@@ -4,18 +4,12 @@ Release counter
 ---------------
 Every signed release of a cluster carries a counter (the TUF metadata
 ``version``) that agents refuse to see go down (rollback protection). The
-hub persists nothing, so after a restart it does not know the last counter
-it handed out. It therefore assigns::
-
-    release = max(previous + 1, current unix time in milliseconds)
-
-Within one process the first term makes releases strictly increasing. Across
-restarts the second term does: a restarted hub's first release is "now" in
-milliseconds, which is above every release the previous process made, as
-long as the clock did not go backwards and the previous process did not
-publish more than one release per millisecond on average (it publishes at
-most one per cluster per sync). No state file is needed, and none can be
-lost or corrupted.
+store takes it from ``releases`` (``skerry.hub.writer.Releases``): a counter
+per cluster persisted in the hub state and allocated in a fenced writer
+transaction, so it strictly increases across restarts, writers and clock
+steps (older hubs used unix milliseconds; the state's first counter is above
+all of those). If the allocation is refused (this process is no longer the
+writer, the database is gone), nothing is signed or published.
 
 A new release is made only when the cluster's desired state changed, or
 when the current metadata has less than half of its lifetime left
@@ -68,6 +62,7 @@ from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
 from skerry.hub.bundles.builder import content_digest
+from skerry.hub.writer import InMemoryReleases
 
 log = structlog.get_logger("skerry.hub.store")
 
@@ -135,14 +130,24 @@ class _Cluster:
         event.set()
 
 
-def unix_ms(when: _dt.datetime) -> int:
-    return int(when.timestamp() * 1000)
+class ReleaseCounter(Protocol):
+    """Allocates release counters (``skerry.hub.writer.Releases``; ``InMemoryReleases`` in tests)."""
+
+    def next(self, cluster: str) -> int: ...
+
+    def next_many(self, clusters: Iterable[str]) -> dict[str, int]: ...
+
+
+def render_of(bundle: Bundle) -> str:
+    """``"<engine> <version>"``: provenance the director records beside a bundle (not part of its digest)."""
+    return f"{bundle.engine} {bundle.engine_version}".strip()
+
 
 
 class Director(Protocol):
     """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int): ...
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, render: str = ""): ...
 
 
 class AwaitingRelease(Exception):
@@ -167,7 +172,9 @@ class HubStore:
         clock: Clock | None = None,
         director: Director | None = None,
         environment_of: Callable[[str], str] | None = None,
+        releases: ReleaseCounter | None = None,
     ):
+        self._releases: ReleaseCounter = releases if releases is not None else InMemoryReleases()
         self._signers = [signers] if isinstance(signers, Signer) else list(signers)
         self._director = director
         self._environment_of = environment_of or (lambda cluster: "default")
@@ -177,8 +184,6 @@ class HubStore:
         self._expiry = expiry
         self._clock = clock or SystemClock()
         self._clusters: dict[str, _Cluster] = {}
-        # Highest release per cluster ever made by this process (kept when a cluster is removed).
-        self._last_release: dict[str, int] = {}
         # cluster -> TUF envelope of its current shared release, for agents without statements.
         self._legacy: dict[str, SignedBundle] = {}
 
@@ -225,9 +230,6 @@ class HubStore:
             return False  # director metadata is re-signed by the trust repository, not re-released
         return signed.expires - now < self._expiry / 2
 
-    def _next_release(self, cluster: str, now: _dt.datetime) -> int:
-        return max(self._last_release.get(cluster, 0) + 1, unix_ms(now))
-
     def publish(
         self, cluster: str, bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
     ) -> SignedBundle | None:
@@ -255,7 +257,8 @@ class HubStore:
             return None
         data = bundle.encode() if encoded is None else encoded
         try:
-            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now,
+                                render=render_of(bundle))
         except AwaitingRelease as e:
             self._pending[cluster] = (bundle, data, content)
             state.error = RenderFailure(cluster=cluster, revision=bundle.revision, message=str(e), at=now)
@@ -286,15 +289,16 @@ class HubStore:
         objects: int,
         now: _dt.datetime,
         shared: SharedBlob | None = None,
+        release: int | None = None,
+        render: str = "",
     ) -> SignedBundle:
-        release = self._next_release(cluster, now)
+        release = self._releases.next(cluster) if release is None else release
         expires = (now + self._expiry).replace(microsecond=0)
         if shared is not None:
             statement = sign_statement(
                 cluster=cluster, release=release, blob_digest=shared.digest, length=len(shared.data),
                 revision=revision, expires=expires, signers=self._signers,
             )
-            self._last_release[cluster] = release
             self._legacy.pop(cluster, None)
             return SignedBundle(
                 cluster=cluster, release=release, digest=shared.digest, content_digest=shared.content_digest,
@@ -303,7 +307,7 @@ class HubStore:
             )
         if self._director is not None:
             env = self._environment_of(cluster)
-            directed = self._director.direct(cluster, env, data, revision=revision, release=release)
+            directed = self._director.direct(cluster, env, data, revision=revision, release=release, render=render)
             if directed is None:
                 raise AwaitingRelease(
                     f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
@@ -314,7 +318,6 @@ class HubStore:
             metadata = sign_bundle(
                 data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers
             )
-        self._last_release[cluster] = release
         self._legacy.pop(cluster, None)
         return SignedBundle(
             cluster=cluster,
@@ -351,17 +354,22 @@ class HubStore:
         now = self._clock.now()
         if self._director is not None:
             return self._direct_shared(list(clusters), blob, now)
-        released = []
+        due = []
         for cluster in clusters:
             state = self._clusters.get(cluster)
             if state is None:
                 state = self._clusters[cluster] = _Cluster()
             state.error = None
             current = state.current
-            if current is not None and current.content_digest == content and not self._needs_refresh(current, now):
-                continue
+            if current is None or current.content_digest != content or self._needs_refresh(current, now):
+                due.append(cluster)
+        counters = self._releases.next_many(due)  # one transaction for the whole fan-out
+        released = []
+        for cluster in due:
+            state = self._clusters[cluster]
             state.current = self._sign(
-                cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now, shared=blob
+                cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now, shared=blob,
+                release=counters[cluster],
             )
             self._pending.pop(cluster, None)
             state.notify()
@@ -383,9 +391,10 @@ class HubStore:
             state.error = None
             if state.current is None or state.current.content_digest != blob.content_digest:
                 todo.append(cluster)
+        counters = self._releases.next_many(todo)  # one transaction (a cluster already directed keeps its own)
         directed = self._director.direct_many(
             [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-            release=lambda c: self._next_release(c, now), render=f"{bundle.engine} {bundle.engine_version}".strip())
+            release=counters.__getitem__, render=render_of(bundle))
         released, waiting = [], []
         for cluster in todo:
             state, got = self._clusters[cluster], directed[cluster]
@@ -397,7 +406,6 @@ class HubStore:
                             f"release-{self._environment_of(cluster)}; sign it with `skerry keys sign --cluster {cluster}`")
                 waiting.append(cluster)
             else:
-                self._last_release[cluster] = got.release
                 self._pending.pop(cluster, None)
                 state.current = SignedBundle(
                     cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
@@ -450,13 +458,16 @@ class HubStore:
         if self._director is not None:
             return []  # the trust repository re-signs its own online roles (TrustRepository.refresh)
         now = self._clock.now()
+        due = [c for c, state in self._clusters.items() if state.current and self._needs_refresh(state.current, now)]
+        counters = self._releases.next_many(due)
         refreshed = []
-        for cluster, state in self._clusters.items():
+        for cluster in due:
+            state = self._clusters[cluster]
             cur = state.current
-            if cur is not None and self._needs_refresh(cur, now):
+            if cur is not None:
                 state.current = self._sign(
                     cluster, cur.bundle, cur.content_digest, cur.revision, cur.paths, cur.objects, now,
-                    shared=cur.shared,
+                    shared=cur.shared, release=counters[cluster],
                 )
                 state.notify()
                 refreshed.append(cluster)

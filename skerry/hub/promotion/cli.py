@@ -7,15 +7,14 @@ Each talks mutual TLS to the hub with an operator certificate (``--hub``, ``--tl
   skerry promote web --from dev --to prod [--approve] [--wait] [--dry-run] [--branch review/x] ...
   skerry rollback web --env prod --to REV [--wait] ...
 
-Output is human-readable lines (``-o json`` for the messages as JSON). Exit status: 0 done (or
+Output is human-readable lines (``-o json|yaml`` for the messages). ``--hub`` and the TLS files come from
+the flags, else ``SKERRY_HUB``/``SKERRY_TLS_*``, else the current context (``skerry login``). Exit status: 0 done (or
 committed, without ``--wait``); 1 refused, blocked by a gate, failed or rolled back; 2 wrong arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
 WAIT_TIMEOUT = 3600.0  # --wait gives up after this long (the hub keeps following the rollout)
 RPC_TIMEOUT = 60.0  # one unary call (a promotion fetches, commits and pushes)
@@ -23,11 +22,11 @@ GOOD = {"approved", "done", "committed", "rolling-out", "verifying", "pushed-for
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's gRPC address")
-    p.add_argument("--tls-ca", type=pathlib.Path, required=True, metavar="FILE", help="CA bundle that signs the hub")
-    p.add_argument("--tls-cert", type=pathlib.Path, required=True, metavar="FILE", help="your operator certificate")
-    p.add_argument("--tls-key", type=pathlib.Path, required=True, metavar="FILE", help="its private key")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    from skerry.cli.contexts import add_hub_flags
+    from skerry.cli.output import add_output_flag
+
+    add_hub_flags(p)
+    add_output_flag(p)
 
 
 def add_commands(subparsers) -> None:
@@ -66,35 +65,34 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=rollback_command)
 
 
-def _fail(command: str, message: str, status: int = 1) -> int:
-    print(f"{command}: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return status
-
-
 def _call(command: str, args, fn) -> int:
     import grpc
 
     from skerry.api.v1 import promotion_pb2_grpc
+    from skerry.cli.contexts import resolve_hub
     from skerry.core import tls
     from skerry.core.client import secure_channel
-    from skerry.core.errors import SkerryError
     from skerry.core.rpc import error_from_rpc
 
-    try:
-        with secure_channel(args.hub, tls.TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)) as channel:
+    target = resolve_hub(vars(args))
+    with secure_channel(target.address, tls.TlsFiles(target.tls_ca, target.tls_cert, target.tls_key)) as channel:
+        try:
             return fn(promotion_pb2_grpc.PromotionServiceStub(channel))
-    except grpc.RpcError as e:
-        return _fail(command, str(error_from_rpc(e, args.hub)))
-    except SkerryError as e:
-        return _fail(command, str(e))
-    except KeyboardInterrupt:
-        return 130
+        except grpc.RpcError as e:
+            raise error_from_rpc(e, target.address) from None
 
 
-def _json(msg) -> None:
+def _json(msg, output: str = "json") -> None:
+    """A reply as JSON or YAML (the message's proto3 JSON mapping, field names as in the .proto)."""
     from google.protobuf import json_format
 
-    print(json_format.MessageToJson(msg, preserving_proto_field_name=True))
+    from skerry.cli.output import emit
+
+    emit([], output, columns=(), document=json_format.MessageToDict(msg, preserving_proto_field_name=True))
+
+
+def _machine(output: str) -> bool:
+    return output in ("json", "yaml")
 
 
 def _print_freight(f) -> None:
@@ -133,8 +131,8 @@ def _follow(stub, promotion, output: str) -> int:
     last = promotion
     for update in stub.WatchPromotion(pb.WatchPromotionRequest(id=promotion.id), timeout=WAIT_TIMEOUT):
         last = update
-        if output == "json":
-            _json(update)
+        if _machine(output):
+            _json(update, output)
         else:
             _print_promotion(update)
     return 0 if last.state == "done" else 1
@@ -145,8 +143,8 @@ def environments_command(args) -> int:
 
     def run(stub):
         resp = stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT)
-        if args.output == "json":
-            _json(resp)
+        if _machine(args.output):
+            _json(resp, args.output)
             return 0
         print(" -> ".join(e.name for e in resp.environments) + f"   (apps: {', '.join(resp.apps) or 'none'})")
         for e in resp.environments:
@@ -172,7 +170,7 @@ def freight_command(args) -> int:
         ]
         for env in envs:
             f = stub.GetFreight(pb.GetFreightRequest(app=args.app, env=env), timeout=RPC_TIMEOUT)
-            _json(f) if args.output == "json" else _print_freight(f)
+            _json(f, args.output) if _machine(args.output) else _print_freight(f)
         return 0
 
     return _call("skerry freight", args, run)
@@ -187,7 +185,7 @@ def promote_command(args) -> int:
                               branch=args.branch, dry_run=args.dry_run),
             timeout=RPC_TIMEOUT,
         )
-        _json(p) if args.output == "json" else _print_promotion(p)
+        _json(p, args.output) if _machine(args.output) else _print_promotion(p)
         if p.state not in GOOD:
             return 1
         if args.wait and p.state not in ("approved", "done", "pushed-for-review", "ready"):
@@ -203,7 +201,7 @@ def rollback_command(args) -> int:
     def run(stub):
         p = stub.Rollback(pb.RollbackRequest(app=args.app, env=args.env, to_revision=args.to_revision),
                           timeout=RPC_TIMEOUT)
-        _json(p) if args.output == "json" else _print_promotion(p)
+        _json(p, args.output) if _machine(args.output) else _print_promotion(p)
         if p.state not in GOOD:
             return 1
         if args.wait and p.state != "done":

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Sequence
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from skerry.core import documents
 from skerry.core.errors import InvalidInput
+from skerry.hub.render.closure import MAX_KUSTOMIZATION_BYTES
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MAX_IMAGES = 1000  # one kustomization's images list; more is surely not hand-written freight
@@ -60,6 +62,10 @@ def _yaml() -> YAML:
 
 
 def _load(text: bytes, where: str):
+    try:  # the size, alias and depth budgets first: ruamel shares aliased nodes just as PyYAML does
+        documents.load_yaml(text, max_bytes=MAX_KUSTOMIZATION_BYTES)
+    except documents.BadDocument as e:
+        raise InvalidInput(f"{documents.clip(where)}: {e}", reason=e.reason) from None
     try:
         doc = _yaml().load(text)
     except (YAMLError, UnicodeDecodeError) as e:
@@ -151,11 +157,10 @@ def _plain_ok(value: str) -> bool:
     """True if ``value`` written unquoted reads back as the same string (``1.27`` would be a number)."""
     if not value or value[0] in "'\"&*!|>%@`{[#,-?:" or ": " in value or " #" in value or value != value.strip():
         return False
-    import yaml  # YAML 1.1, as kustomize reads it: "yes" or "0777" are not strings there
-
+    # YAML 1.1 too, as kustomize reads it: "yes" or "0777" are not strings there.
     try:
-        return YAML(typ="safe", pure=True).load(value) == value and yaml.safe_load(value) == value
-    except (YAMLError, yaml.YAMLError):
+        return YAML(typ="safe", pure=True).load(value) == value and documents.yaml11_scalar(value) == value
+    except (YAMLError, documents.BadDocument):
         return False
 
 

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from skerry.core import documents
 from skerry.core.errors import RenderError
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, PLAIN_SUFFIXES
 from skerry.hub.source.git import TreeEntry
@@ -44,6 +45,9 @@ MAX_PATH_CHARS = 1024
 # Bounds the walk: kustomizations in one closure and files materialized for it.
 MAX_KUSTOMIZATIONS = 2_000
 MAX_CLOSURE_FILES = 50_000
+# A kustomization file lists paths and small inline patches; kustomize's own largest examples are a
+# few KiB. Anything bigger than this is not a kustomization anyone writes by hand.
+MAX_KUSTOMIZATION_BYTES = 1024 * 1024
 _REMOTE = re.compile(
     r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)|\?(?:ref|version|timeout)=|"
     r"\.git(?://|$)",
@@ -235,8 +239,6 @@ def refuse_remote_bases(directory: pathlib.Path) -> None:
 
     Other problems (missing bases, bad YAML) are left to kustomize, whose message names them.
     """
-    from skerry.hub import _yaml
-
     todo = [pathlib.Path(directory).resolve()]
     seen: set[pathlib.Path] = set()
     while todo:
@@ -250,8 +252,8 @@ def refuse_remote_bases(directory: pathlib.Path) -> None:
         if kfile is None:
             continue
         try:
-            doc = _yaml.load(kfile.read_bytes())
-        except Exception:  # noqa: BLE001 - kustomize reports a broken file better, with its own words
+            doc = documents.load_yaml(kfile.read_bytes(), max_bytes=MAX_KUSTOMIZATION_BYTES)
+        except (documents.BadDocument, OSError):  # kustomize reports a broken file better, in its own words
             continue
         if not isinstance(doc, dict):
             continue

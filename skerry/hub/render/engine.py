@@ -9,7 +9,7 @@ engine treats a directory the same way:
 * without one it is plain YAML: every ``*.yaml``, ``*.yml`` and ``*.json``
   file directly in it (not in subdirectories), in sorted file-name order.
 
-Documents are parsed with a safe loader (``skerry.hub._yaml``): empty
+Documents are parsed with the bounded safe loader (``skerry.core.documents``): empty
 documents are skipped, ``List`` kinds are flattened into their items, any
 other non-mapping document is an error, and the objects are checked to be
 JSON.
@@ -37,6 +37,7 @@ import subprocess
 import time
 from typing import Any
 
+from skerry.core import documents
 from skerry.core.errors import ConfigError, RenderError
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -107,7 +108,7 @@ def _flatten(doc: Any, where: str, out: list[dict], depth: int = 0) -> None:
     if doc is None:
         return
     if not isinstance(doc, dict):
-        raise RenderError(f"{where}: a {type(doc).__name__} is not a Kubernetes object")
+        raise RenderError(f"{documents.clip(where)}: a {type(doc).__name__} is not a Kubernetes object")
     kind = doc.get("kind")
     items = doc.get("items")
     if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list) and depth < 8:
@@ -119,35 +120,21 @@ def _flatten(doc: Any, where: str, out: list[dict], depth: int = 0) -> None:
 
 def parse_documents(text: str | bytes, where: str) -> list[dict]:
     """Objects from a YAML (or JSON) stream; ``where`` names the source in errors."""
-    import yaml
-
-    from skerry.hub import _yaml
-
     try:
-        docs = _yaml.load_all(text)
-    except yaml.YAMLError as e:
-        raise RenderError(f"{where}: invalid YAML: {_yaml.describe_error(e)}") from e
-    except (UnicodeDecodeError, RecursionError) as e:
-        raise RenderError(f"{where}: unreadable: {type(e).__name__}") from e
+        docs = documents.load_yaml_all(text, max_bytes=DEFAULT_MAX_OUTPUT_BYTES, to_json=False)
+    except documents.BadDocument as e:
+        raise RenderError(f"{documents.clip(where)}: {e}", reason=e.reason) from None
     return _objects(docs, where)
 
 
 def _objects(docs: list[Any], where: str) -> list[dict]:
-    from skerry.hub import _yaml
-
     out: list[dict] = []
     for i, doc in enumerate(docs):
         _flatten(doc, f"{where} document #{i}" if len(docs) > 1 else where, out)
     try:
-        return [_yaml.to_json_value(obj, f"{where}: {obj.get('kind', 'object')}") for obj in out]
-    except _yaml.NotJson as e:
-        raise RenderError(str(e)) from e
-    except RecursionError as e:
-        raise RenderError(f"{where}: nested too deeply") from e
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+        return [documents.to_json_value(obj, f"{where}: {documents.clip(obj.get('kind', 'object'), 60)}") for obj in out]
+    except documents.BadDocument as e:
+        raise RenderError(str(e), reason=e.reason) from None
 
 
 def render_plain(
@@ -170,9 +157,9 @@ def render_plain(
             raise RenderError(f"{where}: plain YAML files exceed {max_bytes} bytes")
         if path.suffix.lower() == ".json":
             try:
-                doc = json.loads(data, parse_constant=_reject_constant)
-            except (ValueError, RecursionError) as e:
-                raise RenderError(f"{fwhere}: invalid JSON: {e}") from e
+                doc = documents.load_json(data, max_bytes=max_bytes)
+            except documents.BadDocument as e:
+                raise RenderError(f"{documents.clip(fwhere)}: {e}", reason=e.reason) from None
             docs = doc if isinstance(doc, list) else [doc]
             objects.extend(_objects(docs, fwhere))
         else:

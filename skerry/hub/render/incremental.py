@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from skerry.core import documents
 from skerry.core.errors import RenderError, SourceError
 from skerry.hub.render import closure as closures
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, Engine
@@ -79,21 +80,15 @@ class IncrementalRenderer:
     def _parse_kustomizations(
         self, source: GitSource, entries: Mapping[str, TreeEntry], oids: dict[str, str]
     ):
-        import yaml
-
-        from skerry.hub import _yaml
-
         missing = {oid: path for oid, path in oids.items() if oid not in self._parsed}
         if not missing:
             return
         blobs = source.read_blobs(missing)
         for oid, path in missing.items():
             try:
-                doc: Any = _yaml.load(blobs[oid])
-            except yaml.YAMLError as e:
-                doc = RenderError(f"{path}: invalid YAML: {_yaml.describe_error(e)}")
-            except (UnicodeDecodeError, RecursionError) as e:
-                doc = RenderError(f"{path}: unreadable: {type(e).__name__}")
+                doc: Any = documents.load_yaml(blobs[oid], max_bytes=closures.MAX_KUSTOMIZATION_BYTES)
+            except documents.BadDocument as e:
+                doc = RenderError(f"{documents.clip(path)}: {e}", reason=e.reason)
             self._parsed[oid] = doc
         while len(self._parsed) > MAX_PARSED:
             self._parsed.popitem(last=False)

@@ -42,6 +42,7 @@ import pathlib
 import re
 import threading
 
+from skerry.core import documents
 from skerry.core.errors import ConfigError, RenderError
 from skerry.hub.render.engine import DEFAULT_MAX_OUTPUT_BYTES, Engine, _objects
 
@@ -139,11 +140,11 @@ class InProcessKustomizeEngine(Engine):
         if len(raw) > self.max_output_bytes:
             raise RenderError(f"{where}: kustomize produced more than {self.max_output_bytes} bytes")
         try:
-            doc = json.loads(raw)
+            doc = documents.load_json(raw, max_bytes=self.max_output_bytes)
             resources = doc["resources"]
             if not isinstance(resources, list):
                 raise TypeError("resources is not a list")
-        except (ValueError, KeyError, TypeError) as e:
+        except (documents.BadDocument, ValueError, KeyError, TypeError) as e:
             raise RenderError(f"{where}: unexpected output from {PACKAGE}: {e}") from e
         # Same checks (List flattening, JSON values) as the binary engine's output gets.
         return _objects(resources, f"{where} (kustomize output)")
