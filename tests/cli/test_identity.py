@@ -124,7 +124,7 @@ def test_context_list_use_and_delete(tmp_path):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from skerry.devstack import Stack
+    from skerry.testing.devstack import Stack
 
     work = tmp_path_factory.mktemp("operator-hub")
     stack = Stack(work, work / "no-kubeconfig", interval=1.0, trust=False)
