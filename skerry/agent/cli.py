@@ -322,11 +322,12 @@ def status_command(args: argparse.Namespace) -> int:
     from skerry.cli.contexts import resolve_hub
     from skerry.cli.output import emit
     from skerry.core import tls
-    from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+    from skerry.core.client import secure_channel
+    from skerry.core.rpc import error_from_rpc
 
     target = resolve_hub(vars(args))
     files = tls.TlsFiles(ca=target.tls_ca, cert=target.tls_cert, key=target.tls_key)
-    with grpc.secure_channel(target.address, tls.channel_credentials(files), options=CHANNEL_OPTIONS) as channel:
+    with secure_channel(target.address, files) as channel:
         try:
             resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
                 hub_pb2.GetFleetStatusRequest(cluster=args.cluster), timeout=STATUS_TIMEOUT_SECONDS
