@@ -389,6 +389,7 @@ def _sealed_files(paths: list[pathlib.Path]) -> list[pathlib.Path]:
 
 def _via_sealer(args: argparse.Namespace) -> int:
     """--validate and --re-encrypt: the sealer opens (and re-seals) the values; plaintext stays there."""
+    from skerry.core.client import secure_channel
     from skerry.sealer import seal
 
     if not args.sealer:
@@ -398,7 +399,7 @@ def _via_sealer(args: argparse.Namespace) -> int:
     if len(domains) > 1:
         raise _InputError("--validate/--re-encrypt take at most one --domain (the default for unannotated ones)")
     domain = domains[0] if domains else ""
-    channel = seal._channel(args.sealer, files, args.tls_server_name)
+    channel = secure_channel(args.sealer, files, server_name=args.tls_server_name)
     try:
         if args.in_place:
             if not args.re_encrypt:
@@ -432,7 +433,7 @@ def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
         if sealedsecret.KIND not in text:
             continue
         try:
-            docs = seal._parse_documents(text, str(path))
+            docs = seal.parse_documents(text, str(path))
         except Exception:  # noqa: BLE001 - not a manifest we can rewrite; leave it alone
             continue
         if not any(isinstance(d, dict) and sealedsecret.is_sealed_secret(d) for d in docs):
