@@ -1,4 +1,4 @@
-"""Shared fixtures: throwaway PKI, and one real kube-apiserver + etcd (+ controller-manager) per session.
+"""Shared fixtures: throwaway PKI, a dev trust repository, and one real kube-apiserver + etcd per session.
 
 The API server comes from ``skerry.envtest`` (``$KUBEBUILDER_ASSETS``, else a
 cached build under ``~/.cache/skerry/envtest``, else it builds one). Set
@@ -13,6 +13,7 @@ import pathlib
 import uuid
 
 import pytest
+from devtrust import DevTrust
 
 from skerry.core import tls
 
@@ -52,6 +53,11 @@ class Pki:
 
     def operator(self, user: str = "ops") -> tls.TlsFiles:
         return self.files(user, tls.ROLE_OPERATOR)
+
+
+@pytest.fixture
+def dev_trust(tmp_path) -> DevTrust:
+    return DevTrust(tmp_path / "trust")
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,6 @@ from skerry.agent.ops import AgentOps
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer, bundle_secrets, is_sealed_secret
 from skerry.agent.status import to_proto
-from skerry.agent.verify import Verifier
 from skerry.core.bundle import VerifiedBundle
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError, VerificationError
@@ -85,7 +84,7 @@ class AgentApp:
         self._reconciler_options = dict(reconciler_options or {})
         self._retry_base = retry_base
         self._retry_cap = retry_cap
-        self.verifier: Verifier | None = None
+        self.verifier = None  # skerry.agent.tuf_client.TufVerifier
         self.cache: BundleCache | None = None
         self.kube = None
         self.ops: AgentOps | None = None
@@ -105,7 +104,7 @@ class AgentApp:
         self._pending_report = None
         self._report_wakeup: asyncio.Event | None = None
         self._changed: asyncio.Condition | None = None
-        self.frozen: VerificationError | None = None  # set while trusted metadata is expired (TUF mode)
+        self.frozen: VerificationError | None = None  # set while trusted metadata is expired
         self.report_signer = None
         self.signed_reports_sent = 0
         self._next_poll: float | None = None
@@ -134,12 +133,7 @@ class AgentApp:
         """Set everything up (failing fast on bad config) and start the loop in the background."""
         cfg = self.config
         ensure_dir(cfg.state_dir)
-        if cfg.trust_root is not None:
-            self.verifier = self._tuf_verifier(cfg)
-        else:
-            self.verifier = Verifier.from_key_files(
-                cfg.cluster, cfg.trusted_keys, cfg.state_dir, self.clock, threshold=cfg.signature_threshold
-            )
+        self.verifier = self._tuf_verifier(cfg)
         self.cache = BundleCache(cfg.state_dir)
         if self._kube is None:
             from skerry.agent.kube import KubeClient
@@ -219,10 +213,6 @@ class AgentApp:
         return TufVerifier(cfg.cluster, cfg.environment, cfg.trust_root, cfg.state_dir,
                            lambda: GrpcFetcher(cfg.hub_address, tls_files), self.clock)
 
-    @property
-    def tuf_mode(self) -> bool:
-        return self.config.trust_root is not None
-
     async def stop(self, grace: float = 30.0) -> None:
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
@@ -274,8 +264,8 @@ class AgentApp:
 
     async def _main(self) -> None:
         await self._guarded(self._restore_from_cache)
-        if self.tuf_mode:  # the director may have moved on while we were away: ask now, not at the first event
-            await self._guarded(self._on_bundle, None)
+        # the director may have moved on while we were away: ask now, not at the first event
+        await self._guarded(self._on_bundle, None)
         assert self.hub is not None and self.verifier is not None
         verifier = self.verifier
         watch = self.hub.watch(position=lambda: (verifier.last_release, verifier.last_digest))
@@ -332,9 +322,7 @@ class AgentApp:
             log.warning("ignoring an empty watch event from the hub")
 
     def _poll_delay(self) -> float | None:
-        """TUF mode: seconds until the next refresh without a notification (at the latest, at expiry)."""
-        if not self.tuf_mode:
-            return None
+        """Seconds until the next TUF refresh without a notification (at the latest, at expiry)."""
         import time
 
         now = time.monotonic()
@@ -347,7 +335,7 @@ class AgentApp:
         return max(0.0, self._next_poll - now)
 
     def _freshness(self) -> None:
-        """The "valid until" horizon as a condition (TUF mode)."""
+        """The "valid until" horizon as a condition."""
         horizon = getattr(self.verifier, "valid_until", None)
         if horizon is not None and self.frozen is None:
             self._conditions["Fresh"] = Condition("Fresh", TRUE, "ValidUntil",
@@ -383,7 +371,7 @@ class AgentApp:
             log.warning("trust metadata is fresh again; the freeze is over")
             self.frozen = None
             self._conditions.pop("Frozen", None)
-        if verified is None:  # TUF mode: the director still names the applied bundle
+        if verified is None:  # the director still names the applied bundle
             self._freshness()
             await self._publish()
             return
@@ -462,8 +450,8 @@ class AgentApp:
     def _reconcile(self, verified: VerifiedBundle) -> ReconcileResult:
         # The sealer unseals only what this signed bundle holds; plaintext lives for this reconcile only.
         metadata = verified.metadata
-        if self.tuf_mode and self.unsealer is not None and any(is_sealed_secret(o) for o in verified.bundle.objects):
-            # TUF mode: the sealer re-verifies the director/release metadata this agent trusted.
+        if self.unsealer is not None and any(is_sealed_secret(o) for o in verified.bundle.objects):
+            # the sealer re-verifies the director/release metadata this agent trusted.
             from skerry.agent import evidence
 
             try:
@@ -683,10 +671,8 @@ class AgentApp:
         result = self.status_result()
         if self.config.ready_file is not None:
             try:
-                extra = {}
-                if self.tuf_mode:
-                    horizon = getattr(self.verifier, "valid_until", None)
-                    extra = {"valid_until": horizon.isoformat() if horizon else "", "frozen": self.frozen is not None}
+                horizon = getattr(self.verifier, "valid_until", None)
+                extra = {"valid_until": horizon.isoformat() if horizon else "", "frozen": self.frozen is not None}
                 await asyncio.to_thread(
                     _write_ready_file, self.config.ready_file, result, self.clock.now(), extra,
                     metrics_port=self.ops.port,

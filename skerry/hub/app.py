@@ -1,11 +1,11 @@
-"""The hub's composition root: config -> key, Git source, engine, store, sync loop, gRPC server.
+"""The hub's composition root: config -> trust repository, Git source, engine, store, sync loop, gRPC server.
 
 ``HubApp`` is what tests run in-process (``await app.start()`` returns the
 port, ``await app.stop()``); ``run(config)`` is what ``skerry hub serve``
-runs until SIGTERM/SIGINT. Start-up order: load (or create) the signing
-key, find the render tool, sync once (failures are logged, not fatal: the
+runs until SIGTERM/SIGINT. Start-up order: open the TUF trust repository
+(``--trust-dir``), find the render tool, sync once (failures are logged, not fatal: the
 hub serves ``Unavailable`` until the fleet loads), start serving, start the
-sync loop, then write the ready file ``{"port": N, "public_key": "<path>"}``
+sync loop, then write the ready file ``{"port": N, "trust_root": "<path>"}``
 atomically.
 """
 
@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import pathlib
-import stat
 
 import structlog
 
@@ -24,45 +23,6 @@ from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
 
 log = structlog.get_logger("skerry.hub")
-
-
-def load_or_create_signing_key(path: pathlib.Path):
-    """The Ed25519 signer at ``path``, created (0600, public key at ``<path>.pub``) if missing."""
-    from cryptography.hazmat.primitives import serialization
-
-    from skerry.core.bundle import generate_signing_key, load_signer
-
-    path = pathlib.Path(path)
-    pub_path = pathlib.Path(f"{path}.pub")
-    if not path.exists():
-        try:
-            signer = generate_signing_key(path)
-        except OSError as e:
-            raise ConfigError(f"cannot create signing key {path}: {e.strerror}") from e
-        log.info("created bundle signing key", key=str(path), public_key=str(pub_path))
-        return signer
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "signing key is readable by group or others; chmod 600 it", key=str(path), mode=oct(mode & 0o777)
-        )
-    signer = load_signer(path)
-    public = signer.public_key  # SSlibKey
-    pem = (
-        serialization.load_pem_private_key(signer.private_bytes, None)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    try:
-        existing = pub_path.read_bytes()
-    except OSError:
-        existing = None
-    if existing != pem:
-        if existing is not None:
-            log.warning("public key did not match the signing key; rewriting it", public_key=str(pub_path))
-        _atomic_write(pub_path, pem)
-    log.info("loaded bundle signing key", key=str(path), keyid=public.keyid)
-    return signer
 
 
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
@@ -128,15 +88,10 @@ class HubApp:
         self.promoter = None
         self.health_tracker = None
 
-    @property
-    def public_key_path(self) -> pathlib.Path:
-        return self.config.public_key
-
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
         from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
-        from skerry.hub.bundles.store import HubStore
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
@@ -147,6 +102,7 @@ class HubApp:
 
         cfg = self.config
         tls_files = cfg.require_tls()
+        cfg.require_trust()
         self.enrollment = Enrollment.open(cfg.state_dir, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
         engine = self._engine or await asyncio.to_thread(
@@ -170,11 +126,7 @@ class HubApp:
         )
         register = []
         service_names = [SERVICE_NAME]
-        if cfg.trust_dir is not None:
-            self._start_trust(cfg, register, service_names)
-        else:
-            signer = load_or_create_signing_key(cfg.signing_key)
-            self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
+        self._start_trust(cfg, register, service_names)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer)
@@ -241,21 +193,18 @@ class HubApp:
             self.webhook = WebhookServer(handler, cfg.webhook_listen)
             self.webhook_port = await self.webhook.start()
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
-        if self.trust is not None:
-            self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
+        self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
+            ready = {"port": self.port, "trust_root": str(cfg.trust_dir / "root.json"), **ops_ports}
             if self.enroll_port is not None:
                 ready["enroll_port"] = self.enroll_port
-            if cfg.trust_dir is not None:
-                ready["trust_root"] = str(cfg.trust_dir / "root.json")
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
-        log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
+        log.info("hub serving", listen=cfg.listen, port=self.port, trust_dir=str(cfg.trust_dir))
         return self.port
 
     def _start_trust(self, cfg, register: list, service_names: list) -> None:
-        """TUF mode: the store directs through the trust repository; TrustService serves it."""
+        """The store directs through the trust repository; TrustService serves it."""
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import HubStore
         from skerry.hub.trust.attest import AttestationBoard
@@ -264,7 +213,7 @@ class HubApp:
         from skerry.hub.trust.servicer import TrustServicer
 
         self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
-        self.store = HubStore(director=self.trust, environment_of=self._environment_of, clock=self.clock)
+        self.store = HubStore(self.trust, environment_of=self._environment_of, clock=self.clock)
         self.trust.on_change(lambda role: role.startswith("release-") and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,

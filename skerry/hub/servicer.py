@@ -29,13 +29,11 @@ from skerry.core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     SkerryError,
     Unavailable,
 )
-from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, peer_identity
-from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
+from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
 
@@ -64,84 +62,13 @@ class FleetView(Protocol):
 
 
 def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
-    return bundle_pb2.SignedBundle(
-        cluster=signed.cluster,
-        version=signed.release,
-        digest=signed.digest,
-        metadata=signed.metadata,
-        bundle=signed.bundle,
-    )
+    """The watch event for a new release: a hint to refresh; the agent fetches and verifies through TUF."""
+    return bundle_pb2.SignedBundle(cluster=signed.cluster, version=signed.release, digest=signed.digest)
 
 
 # An agent may hold this many WatchBundles streams per certificate; a newer one ends the oldest
 # (an agent reconnecting before the hub noticed its old connection died must win, not be refused).
 MAX_WATCHES_PER_IDENTITY = 1
-# Room left in one message for everything but the bundle bytes (metadata, framing) when an old
-# agent that cannot take chunks gets a whole bundle.
-_ENVELOPE_ALLOWANCE = 256 * 1024
-
-
-def shared_chunks(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
-    """The ``chunk`` events of a shared blob, serialised once and sent by reference on every stream.
-
-    ``ErrorInterceptor`` passes ``bytes`` responses through unserialised. The blob always travels as
-    chunks, one if it is small, so that the last message an idle stream has sent is this shared
-    object: grpc.aio keeps a reference to the last response of a stream while it waits for the
-    next, and a message joining a stream's header to the blob (one message instead of two)
-    measured ~100 KiB of hub memory pinned per idle agent (bench/fleet.py, 2,000 agents).
-    """
-    wire = blob.wire.get(chunk_bytes)
-    if wire is None:
-        data = memoryview(blob.data)
-        wire = [
-            hub_pb2.WatchBundlesResponse(
-                chunk=hub_pb2.BundleChunk(digest=blob.digest, offset=off, data=bytes(data[off : off + chunk_bytes]))
-            ).SerializeToString()
-            for off in range(0, len(data), chunk_bytes)
-        ]
-        blob.wire[chunk_bytes] = wire
-    return wire
-
-
-def bundle_messages(
-    signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES
-) -> list[hub_pb2.WatchBundlesResponse | bytes]:
-    """The watch events that carry ``signed`` to an agent that holds the blob ``have_blob``.
-
-    Unchanged bytes are never sent again (``transfer.omitted``); bytes above ``chunk_bytes`` go as
-    ``chunk`` events after a header naming size and count. Agents that announce no chunk support
-    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits. A shared blob goes
-    as chunk messages serialised once for all streams (``shared_chunks``).
-    """
-    head = bundle_pb2.SignedBundle(
-        cluster=signed.cluster, version=signed.release, digest=signed.digest, metadata=signed.metadata
-    )
-    if chunks_ok and have_blob and have_blob == signed.digest:
-        return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
-    data = signed.bundle
-    if chunks_ok and signed.shared is not None and data:
-        wire = shared_chunks(signed.shared, chunk_bytes)
-        header = hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=len(wire)))
-        return [header, *wire]
-    if chunks_ok and len(data) > chunk_bytes:
-        n = -(-len(data) // chunk_bytes)
-        out = [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=n))]
-        view = memoryview(data)
-        for i in range(n):
-            piece = bytes(view[i * chunk_bytes : (i + 1) * chunk_bytes])
-            out.append(
-                hub_pb2.WatchBundlesResponse(
-                    chunk=hub_pb2.BundleChunk(digest=signed.digest, offset=i * chunk_bytes, data=piece)
-                )
-            )
-        return out
-    if len(data) + len(signed.metadata) > MAX_MESSAGE_BYTES - _ENVELOPE_ALLOWANCE:
-        raise ResourceExhausted(
-            f"release {signed.release} of {signed.cluster!r} is {len(data)} bytes, more than one message; "
-            "this agent does not accept chunks: upgrade it"
-        )
-    head.bundle = data
-    return [hub_pb2.WatchBundlesResponse(bundle=head)]
 
 
 class _Stream:
@@ -276,14 +203,12 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         *,
         clock: Clock | None = None,
         gate: PeerGate | None = None,
-        chunk_bytes: int = BUNDLE_CHUNK_BYTES,
     ):
         self._store = store
         self._statuses = statuses
         self._fleet = fleet
         self._clock = clock or SystemClock()
         self._gate = gate
-        self._chunk_bytes = chunk_bytes
         self.streams = StreamRegistry(store.wake)
 
     def _authenticate(self, context):
@@ -338,24 +263,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             )
         log.info("agent watching", cluster=cluster, last_version=request.last_version)
         stream = self.streams.open(identity.fingerprint, cluster, peer)
-        have_blob = request.have_blob
-        chunks_ok = request.accepts_chunks
-        statements_ok = request.accepts_statements
         try:
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
-                if isinstance(event, SignedBundle):
-                    if event.shared is not None and not statements_ok:
-                        event = self._store.legacy_envelope(event)  # an older agent: its own TUF envelope
-                    for message in bundle_messages(
-                        event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
-                    ):
-                        yield message
-                        # An idle stream waits in store.watch below for the next release: holding the
-                        # last message here would pin it per agent (see shared_chunks).
-                        del message
-                    have_blob = event.digest
-                else:
-                    yield event_to_proto(event)
+                yield event_to_proto(event)
         finally:
             self.streams.close(stream)
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping
 
 import structlog
 
-from skerry.core.bundle import SHARED_CLUSTER, Bundle
+from skerry.core.bundle import Bundle
 from skerry.core.errors import ConfigError, RenderError, SourceError
 from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bundle
 from skerry.hub.bundles.store import HubStore
@@ -45,11 +45,6 @@ from skerry.hub.source.git import MAX_FILE_BYTES, GitSource
 from skerry.hub.status import StatusBoard
 
 log = structlog.get_logger("skerry.hub.sync")
-
-
-# Clusters that must share inputs before they get one shared blob: two already save an encoding,
-# a hash and a full signature each.
-SHARE_MIN_CLUSTERS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +77,8 @@ def build_revision(
     renderer: IncrementalRenderer | None = None,
     previous: Mapping[str, tuple] | None = None,
     progress: Progress | None = None,
-    share: bool = False,
 ) -> BuildOutcome:
     """Build the bundles of ``clusters`` (default: all in the fleet) at ``commit``. Blocking.
-
-    ``share``: clusters built from the same inputs (engine, source, paths and their render keys)
-    render the same objects, so they get one bundle naming no cluster (``SHARED_CLUSTER``), built,
-    encoded and hashed once: the very same ``BuiltBundle`` object for each of them, which the store
-    publishes as one shared blob with a release statement per cluster (``HubStore.publish_shared``).
 
     ``renderer`` keeps renders between calls (the hub passes the same one every time; a fresh one
     renders everything). ``previous`` maps a cluster to the ``inputs`` it was last built from: a
@@ -149,14 +138,6 @@ def build_revision(
 
     for group in to_build.values():
         paths = plan[group[0]]
-        if share and len(group) >= SHARE_MIN_CLUSTERS:
-            try:
-                built = build(SHARED_CLUSTER, paths)
-            except RenderError:
-                pass  # build each below, so every error names its cluster
-            else:
-                bundles.update(dict.fromkeys(group, built))
-                continue
         for name in group:
             try:
                 bundles[name] = build(name, paths)
@@ -186,7 +167,7 @@ def _fleet_at(source: GitSource, commit: str, renderer: IncrementalRenderer) -> 
 class SyncResult:
     commit: str  # the branch head fetched ("" if never fetched)
     rendered: bool  # False: the commit was already done (or the fetch failed), nothing rebuilt
-    published: tuple[str, ...] = ()  # clusters that got a new release (including re-signs)
+    published: tuple[str, ...] = ()  # clusters that got a new release
     errors: Mapping[str, str] = dataclasses.field(default_factory=dict)  # cluster -> message
     fleet_error: str | None = None
     source_error: str | None = None
@@ -243,11 +224,11 @@ class Syncer:
         except SourceError as e:
             self.source_error = str(e)
             log.warning("fetch failed; serving the bundles we have", error=str(e))
-            return SyncResult(self.revision, False, tuple(self.store.refresh_expiring()), source_error=str(e))
+            return SyncResult(self.revision, False, (), source_error=str(e))
         self.source_error = None
         self.revision = commit
         if commit == self._done and not force:
-            return SyncResult(commit, False, tuple(self.store.refresh_expiring()))
+            return SyncResult(commit, False, ())
 
         try:
             outcome = await asyncio.to_thread(
@@ -257,7 +238,6 @@ class Syncer:
                 self.engine,
                 renderer=self.renderer,
                 previous=None if force else dict(self._inputs),
-                share=self.store.shares_blobs,
             )
         except SourceError as e:
             # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
@@ -280,15 +260,10 @@ class Syncer:
                 log.info("clusters removed from the fleet", clusters=removed)
             if self.statuses is not None:
                 self.statuses.retain(outcome.fleet.cluster_names)
-            groups: dict[int, tuple[BuiltBundle, list[str]]] = {}
             for cluster, built in outcome.bundles.items():
                 self._inputs[cluster] = outcome.inputs[cluster]
-                if built.bundle.cluster == SHARED_CLUSTER:
-                    groups.setdefault(id(built), (built, []))[1].append(cluster)
-                elif self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
+                if self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
                     published.append(cluster)
-            for built, clusters in groups.values():
-                published += self.store.publish_shared(clusters, built.bundle, encoded=built.data, content=built.content)
             for cluster, message in outcome.errors.items():
                 self.store.set_error(cluster, message, commit)
                 errors[cluster] = message
@@ -296,9 +271,6 @@ class Syncer:
             for cluster in list(self._inputs):
                 if cluster not in outcome.fleet.cluster_names:
                     del self._inputs[cluster]
-        for cluster in self.store.refresh_expiring():
-            if cluster not in published:
-                published.append(cluster)
         if not errors and outcome.fleet is not None:
             self._done = commit
         stats = outcome.stats

@@ -256,8 +256,8 @@ class UnsealGate:
         """
         if self._trust is None:
             raise PermissionDenied(
-                "this sealer trusts no hub key, so it cannot verify bundles; configure "
-                "SKERRY_SEALER_HUB_KEYS", reason="NoBundleTrust"
+                "this sealer has no trust root, so it cannot verify bundles; configure "
+                "SKERRY_SEALER_TRUST_ROOT", reason="NoBundleTrust"
             )
         try:
             if not identity.has_role(ROLE_AGENT):

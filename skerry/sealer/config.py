@@ -15,11 +15,9 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_METRICS_LISTEN plaintext /metrics, /healthz, /readyz HOST:PORT (default off)
     SKERRY_SEALER_LOG_LEVEL      debug|info|warning|error   info
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
-    SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
-                                 SealedSecrets of a bundle signed for their own cluster
-    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents in TUF mode
-                                 unseal only SealedSecrets of a bundle the director and release
-                                 roles agreed on for their own cluster (verified here again)
+    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents unseal only
+                                 SealedSecrets of a bundle the director and release roles agreed
+                                 on for their own cluster (verified here again)
     SKERRY_SEALER_TRUST_STATE_DIR  per-cluster trusted TUF metadata and release counters
                                  default: <keys dir>/../tuf-state
     SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
@@ -62,7 +60,6 @@ class SealerConfig:
     log_level: str = "info"
     grace_seconds: float = 10.0
     metrics_listen: str = ""  # "": no metrics server
-    hub_keys: tuple[pathlib.Path, ...] = ()
     trust_root: pathlib.Path | None = None
     trust_state_dir: pathlib.Path | None = None  # None: <keys_dir>/../tuf-state
     cluster_domains: pathlib.Path | None = None
@@ -144,9 +141,6 @@ def _coerce(name: str, value: object) -> object:
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name == "revocations":
         return pathlib.Path(value)  # type: ignore[arg-type]
-    if name == "hub_keys":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(pathlib.Path(str(v).strip()) for v in items if str(v).strip())
     if name in ("renewal_days", "keys_refresh_seconds", "rate_per_second", "rate_burst"):
         try:
             return float(value)  # type: ignore[arg-type]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import pathlib
 
 import pytest
+from devtrust import DevTrust
 from hub.helpers import FLEET_FILES, GitRepo  # tests/hub/helpers.py
 
 from skerry.hub.render.engine import KustomizeEngine
@@ -48,7 +50,10 @@ async def running_hub(repo, state_dir, pki, engine, **config):
     from skerry.hub.app import HubApp
     from skerry.hub.config import HubConfig
 
+    trust = DevTrust(pathlib.Path(state_dir).parent / "trust")  # kept across a restart of the hub
     cfg = HubConfig(
+        trust_dir=trust.dir,
+        release_keys=trust.release_keys,
         repo=str(repo.path),
         interval=3600,
         tls=pki.server("hub", ROLE_HUB),

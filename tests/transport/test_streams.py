@@ -1,11 +1,11 @@
-"""WatchBundles as a transport, over real mTLS on loopback: chunks with a digest check, no blob sent
-twice, one watch per certificate, message-size and per-identity rate limits, health on shutdown."""
+"""WatchBundles as a transport, over real mTLS on loopback: release events, the agent's chunk assembly
+with a digest check, one watch per certificate, message-size and per-identity rate limits, health on
+shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import secrets
 
@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc
-from skerry.core.bundle import Bundle, generate_signing_key
+from skerry.core.bundle import Bundle
 from skerry.core.errors import InvalidInput
 from skerry.core.rpc import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, GrpcServer, RateLimiter
 from skerry.core.tls import ROLE_HUB, channel_credentials, server_credentials
@@ -44,10 +44,10 @@ def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
 
 
 @contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, expiry=dt.timedelta(days=7), limiter=None):
-    store = HubStore(generate_signing_key(tmp_path / "signing.key"), expiry=expiry)
+async def bare_hub(pki, dev_trust, *, limiter=None):
+    store = HubStore(dev_trust.repository())
     store.declare(["oslo", "bergen"])
-    servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
+    servicer = HubServicer(store, StatusBoard(), StaticFleetView())
     server = GrpcServer(
         "127.0.0.1:0",
         server_credentials(pki.server("hub", ROLE_HUB)),
@@ -68,70 +68,24 @@ async def channel(address, files):
         yield ch
 
 
-async def test_a_bundle_above_the_chunk_size_arrives_in_chunks_and_is_reassembled(pki, tmp_path):
-    async with bare_hub(pki, tmp_path) as (store, _, _, address):
+async def test_a_release_event_names_the_release_and_its_digest_and_carries_no_bytes(pki, dev_trust):
+    async with bare_hub(pki, dev_trust) as (store, _, _, address):
         signed = store.publish("oslo", bundle("oslo", 5 * CHUNK + 123))
-        async with channel(address, pki.agent("oslo")) as ch:
-            call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(
-                hub_pb2.WatchBundlesRequest(cluster="oslo", accepts_chunks=True)
-            )
-            head = await asyncio.wait_for(call.read(), READ)
-            assert head.transfer.chunks == 6 and head.transfer.size == len(signed.bundle)
-            assert not head.bundle.bundle
-            chunks = [await asyncio.wait_for(call.read(), READ) for _ in range(6)]
-            assert all(len(c.chunk.data) <= CHUNK for c in chunks)
-            assert b"".join(c.chunk.data for c in chunks) == signed.bundle
-            call.cancel()
         client = HubClient(address, pki.agent("oslo"), "oslo")
         watch = client.watch()
         try:
             got = await asyncio.wait_for(anext(watch), READ)
-            assert got.bundle.bundle == signed.bundle and got.bundle.metadata == signed.metadata
-            assert "sha256:" + hashlib.sha256(got.bundle.bundle).hexdigest() == signed.digest
+            assert (got.bundle.cluster, got.bundle.version, got.bundle.digest) == ("oslo", signed.release, signed.digest)
+            assert not got.bundle.bundle and not got.bundle.metadata  # the agent fetches both through TUF
+            newer = store.publish("oslo", bundle("oslo", 100, tag="2"))
+            got = await asyncio.wait_for(anext(watch), READ)
+            assert (got.bundle.version, got.bundle.digest) == (newer.release, newer.digest)
         finally:
             await watch.aclose()
             await client.close()
 
 
-async def test_an_agent_without_chunk_support_gets_whole_bundles(pki, tmp_path):
-    async with bare_hub(pki, tmp_path) as (store, _, _, address):
-        signed = store.publish("oslo", bundle("oslo", 3 * CHUNK))
-        async with channel(address, pki.agent("oslo")) as ch:
-            call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo"))
-            whole = await asyncio.wait_for(call.read(), READ)
-            assert whole.bundle.bundle == signed.bundle and not whole.HasField("transfer")
-            call.cancel()
-
-
-async def test_an_unchanged_blob_is_never_sent_twice_to_the_same_agent(pki, tmp_path):
-    # Metadata lives 2 s, so publishing the same content after 1 s re-signs it: a new release, same bytes.
-    async with bare_hub(pki, tmp_path, expiry=dt.timedelta(seconds=2)) as (store, _, _, address):
-        content = bundle("oslo", 2 * CHUNK)
-        first = store.publish("oslo", content)
-        client = HubClient(address, pki.agent("oslo"), "oslo")
-        watch = client.watch()
-        try:
-            got1 = await asyncio.wait_for(anext(watch), READ)
-            assert got1.bundle.version == first.release
-            await asyncio.sleep(1.1)
-            second = store.publish("oslo", content)
-            assert second is not None and second.release > first.release and second.digest == first.digest
-            got2 = await asyncio.wait_for(anext(watch), READ)
-            assert got2.bundle.version == second.release and got2.bundle.bundle == first.bundle
-        finally:
-            await watch.aclose()
-            await client.close()
-        # On the wire the second release carried no bytes.
-        async with channel(address, pki.agent("oslo")) as ch:
-            call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(
-                hub_pb2.WatchBundlesRequest(cluster="oslo", accepts_chunks=True, have_blob=first.digest)
-            )
-            msg = await asyncio.wait_for(call.read(), READ)
-            assert msg.transfer.omitted and not msg.bundle.bundle and msg.bundle.version == second.release
-            call.cancel()
-
-
-async def test_chunks_that_do_not_match_the_digest_are_discarded_and_the_agent_reconnects(pki, tmp_path):
+async def test_chunks_that_do_not_match_the_digest_are_discarded_and_the_agent_reconnects(pki, dev_trust):
     from agent.fakes import FakeHub  # tests/agent/fakes.py: a hub whose events the test writes
 
     hub = await FakeHub(pki).start()
@@ -162,8 +116,8 @@ async def test_chunks_that_do_not_match_the_digest_are_discarded_and_the_agent_r
         await hub.stop()
 
 
-async def test_a_newer_watch_from_the_same_certificate_ends_the_older_one(pki, tmp_path):
-    async with bare_hub(pki, tmp_path) as (store, servicer, _, address):
+async def test_a_newer_watch_from_the_same_certificate_ends_the_older_one(pki, dev_trust):
+    async with bare_hub(pki, dev_trust) as (store, servicer, _, address):
         store.publish("oslo", bundle("oslo", 1000))
         async with channel(address, pki.agent("oslo")) as a, channel(address, pki.agent("oslo")) as b:
             old = hub_pb2_grpc.HubServiceStub(a).WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo"))
@@ -177,8 +131,8 @@ async def test_a_newer_watch_from_the_same_certificate_ends_the_older_one(pki, t
             new.cancel()
 
 
-async def test_a_message_above_the_size_limit_is_refused(pki, tmp_path):
-    async with bare_hub(pki, tmp_path) as (_, _, _, address):
+async def test_a_message_above_the_size_limit_is_refused(pki, dev_trust):
+    async with bare_hub(pki, dev_trust) as (_, _, _, address):
         async with channel(address, pki.agent("oslo")) as ch:
             huge = hub_pb2.ClusterStatus(cluster="oslo", revision="r" * (MAX_MESSAGE_BYTES + 1024))
             with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -193,8 +147,8 @@ async def test_a_message_above_the_size_limit_is_refused(pki, tmp_path):
             assert ok is not None
 
 
-async def test_one_identity_over_its_request_rate_is_slowed_down_without_affecting_others(pki, tmp_path):
-    async with bare_hub(pki, tmp_path, limiter=RateLimiter(rate=1.0, burst=5)) as (_, _, _, address):
+async def test_one_identity_over_its_request_rate_is_slowed_down_without_affecting_others(pki, dev_trust):
+    async with bare_hub(pki, dev_trust, limiter=RateLimiter(rate=1.0, burst=5)) as (_, _, _, address):
         async with channel(address, pki.agent("oslo")) as noisy, channel(address, pki.agent("bergen")) as calm:
             codes = []
             for _ in range(12):
@@ -211,8 +165,8 @@ async def test_one_identity_over_its_request_rate_is_slowed_down_without_affecti
             )
 
 
-async def test_shutdown_reports_not_serving_before_it_stops(pki, tmp_path):
-    async with bare_hub(pki, tmp_path) as (store, _, server, address):
+async def test_shutdown_reports_not_serving_before_it_stops(pki, dev_trust):
+    async with bare_hub(pki, dev_trust) as (store, _, server, address):
         store.publish("oslo", bundle("oslo", 100))
         async with channel(address, pki.agent("oslo")) as ch:
             watch = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo"))
