@@ -140,9 +140,11 @@ async def hub_main(args) -> None:
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
+    from skerry.hub.authz import hub_rules
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
+    from skerry.hub.promotion.policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.status import StatusBoard
 
@@ -166,13 +168,15 @@ async def hub_main(args) -> None:
         fleet_error = None
 
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), gate=enrollment)
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
     server = GrpcServer(
         f"127.0.0.1:{args.port}",
         _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
                           enrollment.authority.ca_pem),
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
         service_names=[SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
+        revocations=enrollment.revocations,
         limiter=RateLimiter(),
         options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
     )

@@ -22,7 +22,7 @@
    compressed resync (``--idle-resync``), and the per-hour read figure is
    scaled to the default 10 min resync; writes must be 0 whatever the resync.
 
-Runs its own kube-apiserver + etcd + controller-manager (``skerry.envtest``).
+Runs its own kube-apiserver + etcd + controller-manager (``skerry.testing.envtest``).
 Prints ``uptime`` next to the figures: the machine may be shared.
 """
 
@@ -124,7 +124,7 @@ def main() -> int:
     from skerry.agent.reconcile.engine import Reconciler
     from skerry.core.bundle import Bundle, VerifiedBundle
     from skerry.core.canonical import sha256_digest
-    from skerry.envtest import LocalCluster
+    from skerry.testing.envtest import LocalCluster
 
     print(f"# {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}  {uptime()}")
     with tempfile.TemporaryDirectory(prefix="skerry-bench-") as tmp:

@@ -19,11 +19,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]' >&2
   touch "$stamp"
 fi
-# In-process kustomize for the hub (~4 ms an overlay instead of ~115 ms for kubectl kustomize). Its
-# metadata says Python >= 3.14, but the cffi wheel runs on 3.11; pyproject cannot express
-# --ignore-requires-python. Optional: without it the hub falls back to the kustomize/kubectl binary.
+# In-process kustomize for the hub (~4 ms an overlay instead of ~115 ms for kubectl kustomize), at the
+# version deploy/constraints.txt pins (the hub image renders with the same). Its metadata says
+# Python >= 3.14, but the cffi wheel runs on 3.11; pyproject cannot express --ignore-requires-python.
+# Optional here: without it the hub falls back to the kustomize/kubectl binary.
 if ! .venv/bin/python -c 'import pykustomize' >/dev/null 2>&1; then
-  .venv/bin/python -m pip install --quiet --ignore-requires-python 'pykustomize==0.1.4' >&2 \
+  .venv/bin/python -m pip install --quiet --ignore-requires-python -c deploy/constraints.txt pykustomize >&2 \
     || echo "bootstrap: pykustomize not installed; the hub will render with the kustomize binary" >&2
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
@@ -46,4 +47,12 @@ if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
          --no-install-recommends openssh-server >&2; }; } \
     || echo "bootstrap: openssh-server not installed; the SSH source tests will skip" >&2
 fi
-bash skerry/envtest/build.sh
+# A real PostgreSQL for the hub-state contract tests (skerry.testing.postgres starts a private server
+# per test session from these binaries). Without it the PostgreSQL half of those tests skips and says why.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2 \
+    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends postgresql >&2; }; } \
+    || echo "bootstrap: postgresql not installed; the PostgreSQL hub-state tests will skip" >&2
+fi
+bash skerry/testing/envtest/build.sh

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command (README line 2, and what .ci/run calls): set-up, static checks, the whole suite.
+# The test command (README line 2, and what .ci/run calls): set-up, static checks (lint, generated code,
+# import contracts), the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 assets=$(bash scripts/bootstrap.sh | tail -n 1)
 export KUBEBUILDER_ASSETS="$assets"
 export PATH="$PWD/.venv/bin:$PATH"
+echo "== lint (ruff; rules in pyproject.toml)"
+ruff check .
 echo "== generated code is current"
 python scripts/gen_protos.py --check
 echo "== import contracts"

@@ -1,6 +1,6 @@
 """``skerry demo``: the whole loop on one machine, with real parts.
 
-Starts a real kube-apiserver + etcd + controller-manager (``skerry.envtest``;
+Starts a real kube-apiserver + etcd + controller-manager (``skerry.testing.envtest``;
 or uses ``--kubeconfig``), a sealer, a hub watching a temporary Git repo
 seeded from ``examples/fleet`` (with a freshly sealed secret), and one agent
 per cluster. Waits for every agent to apply its bundle, prints a table,
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
             kubeconfig = args.kubeconfig
             _say(f"using the cluster in {kubeconfig}")
         else:
-            from skerry.envtest import LocalCluster
+            from skerry.testing.envtest import LocalCluster
 
             _say("starting a local kube-apiserver + etcd + controller-manager")
             cluster = LocalCluster(workdir / "envtest").start()
@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     except Exception as e:  # noqa: BLE001 - one clear line, never a traceback
         from skerry.core.errors import SkerryError
-        from skerry.envtest import EnvtestError
+        from skerry.testing.envtest import EnvtestError
 
         if not isinstance(e, StackError | EnvtestError | SkerryError | OSError):
             raise

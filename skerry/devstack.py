@@ -5,7 +5,7 @@ same thing a user runs: each service is started through the ``skerry`` CLI
 as its own process, talks mutual TLS over loopback on a port it chose
 itself (port 0, reported through a ready file), and keeps a log file under
 ``workdir/logs``. Nothing here is a fake; the API server is a real
-kube-apiserver (``skerry.envtest``) unless a kubeconfig is given.
+kube-apiserver (``skerry.testing.envtest``) unless a kubeconfig is given.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
-"""Shared fixtures: throwaway PKI, a dev trust repository, and one real kube-apiserver + etcd per session.
+"""Shared fixtures: throwaway PKI, a dev trust repository, one real kube-apiserver + etcd (+ controller-manager)
+per session, and the one async test runner.
 
-The API server comes from ``skerry.envtest`` (``$KUBEBUILDER_ASSETS``, else a
+``async def`` tests run in a fresh event loop each (no pytest-asyncio here), bounded by
+``ASYNC_TEST_TIMEOUT`` seconds so a hung test fails instead of waiting for pytest-timeout.
+
+The API server comes from ``skerry.testing.envtest`` (``$KUBEBUILDER_ASSETS``, else a
 cached build under ``~/.cache/skerry/envtest``, else it builds one). Set
 ``SKERRY_TEST_KUBECONFIG`` to run the cluster tests against a cluster of your
 own instead. Each test gets its own namespace.
@@ -8,14 +12,34 @@ own instead. Each test gets its own namespace.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import pathlib
+import subprocess
 import uuid
 
 import pytest
 from devtrust import DevTrust
 
 from skerry.core import tls
+from skerry.testing.envtest import LocalCluster
+
+# The slowest async tests start a whole hub (Git, kustomize, gRPC over mTLS) on a loaded 2-core machine.
+ASYNC_TEST_TIMEOUT = 90.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+
+        async def bounded():
+            await asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT)
+
+        asyncio.run(bounded())
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +91,6 @@ def kubeconfig(tmp_path_factory) -> pathlib.Path:
     if own:
         yield pathlib.Path(own)
         return
-    from skerry.envtest import LocalCluster
-
     cluster = LocalCluster(tmp_path_factory.mktemp("envtest"))
     cluster.start()
     try:
@@ -80,8 +102,6 @@ def kubeconfig(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture
 def namespace(kubeconfig, request) -> str:
     """A fresh namespace per test, deleted afterwards."""
-    import subprocess
-
     name = f"t-{uuid.uuid4().hex[:8]}"
     subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "create", "namespace", name], check=True, capture_output=True)
     yield name

@@ -232,15 +232,20 @@ class TufVerifier:
         return _dt.datetime.fromisoformat(self._state.valid_until) if self._state.valid_until else None
 
     def verify_message(self, signed) -> VerifiedBundle | None:
-        """A WatchBundles event is only a hint to refresh: fetch and verify what the director says."""
-        return self.update()
+        """A WatchBundles event is a hint to refresh: fetch and verify what the director says.
 
-    def update(self) -> VerifiedBundle | None:
+        If the event carries bundle bytes (the hub streams a shared blob once-serialised to every
+        watcher), they stand in for the blob download when — and only when — they have the
+        length and SHA-256 the verified release target names.
+        """
+        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""))
+
+    def update(self, offered: bytes = b"") -> VerifiedBundle | None:
         """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied."""
         with self._lock:
             fetcher = self._fetcher_factory()
             try:
-                return self._update(fetcher)
+                return self._update(fetcher, offered)
             except VerificationError:
                 raise
             except tuf_errors.DownloadError as e:
@@ -296,7 +301,7 @@ class TufVerifier:
             raise
         return False  # a newer root exists: follow the chain
 
-    def _update(self, fetcher) -> VerifiedBundle | None:
+    def _update(self, fetcher, offered: bytes = b"") -> VerifiedBundle | None:
         if self._unchanged(fetcher):
             return None
         updater = Updater(
@@ -322,7 +327,7 @@ class TufVerifier:
             raise VerificationError(f"release {release} was already applied with another bundle",
                                     reason="MixAndMatch")
         # everything this refresh trusted, as python-tuf persisted it (public files, not its private state)
-        trusted = self._trusted_files(env)
+        trusted = self._trusted_files(env, image)
         horizon = min(_expires(doc) for doc in trusted.values())
         timestamp = sha256_hex(trusted["timestamp"]["raw"])
         if release == self._state.release:
@@ -333,9 +338,12 @@ class TufVerifier:
         # The blob, in memory: the same length-capped fetch and length/hash check python-tuf's
         # download_target does, without its temp file, copy to target_dir and a re-read (the app
         # keeps the verified bytes in its bundle cache).
-        raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
+        if offered and len(offered) == released.length and sha256_digest(offered) == digest:
+            raw = offered
+        else:
+            raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
         released.verify_length_and_hashes(raw)
-        bundle = decode_signed(raw, self.cluster)
+        bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
         provenance = self._provenance(env, image, release, digest, bundle, trusted)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
@@ -366,7 +374,7 @@ class TufVerifier:
             raise VerificationError(f"the director delegates no role for {self.cluster}", reason="NotDirected")
         return role
 
-    def _trusted_files(self, env: str) -> dict[str, dict]:
+    def _trusted_files(self, env: str, image: str) -> dict[str, dict]:
         """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).
 
         Each file whose bytes differ from the last refresh is fsynced here
@@ -374,10 +382,14 @@ class TufVerifier:
         protection and must be as durable as the release counter written next.
         """
         docs, changed = {}, False
-        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, "", trust.release_role(env)]
+        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, "", trust.release_role(env), "bin"]
         for role in roles:
             if not role:  # after the director: which of its roles this refresh trusted for our pointer
                 role = self._cluster_role(docs[trust.DIRECTOR_ROLE])
+            elif role == "bin":  # the release bin release-<env> delegates our image to (none: it holds it)
+                role = trust.delegated_role(docs[trust.release_role(env)], image)
+                if role is None:
+                    break
             path = self.metadata_dir / f"{role}.json"
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -410,14 +422,16 @@ class TufVerifier:
         def version(role: str) -> int:
             return int(trusted[role]["signed"].get("version", 0))
 
-        delegated = ((trusted["targets"]["signed"].get("delegations") or {}).get("roles")) or []
-        threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == trust.release_role(env)), 0)
+        release_role = next((r for r in trusted if trust.is_release_bin(r)), trust.release_role(env))
+        parent = trusted[trust.release_role(env)] if release_role != trust.release_role(env) else trusted["targets"]
+        delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
+        threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
         cluster_role = next(r for r in trusted if trust.is_cluster_role(r))
         return {
             "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
             "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
-            "release_role": {"role": trust.release_role(env), "signed_by": signers(trust.release_role(env)),
-                             "threshold": threshold, "version": version(trust.release_role(env))},
+            "release_role": {"role": release_role, "signed_by": signers(release_role),
+                             "threshold": threshold, "version": version(release_role)},
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
             "render": {"engine": bundle.engine, "version": bundle.engine_version},
         }

@@ -9,6 +9,10 @@ serialised as canonical JSON (``skerry.core.canonical``)::
      "render": {"engine": "kustomize", "version": "v5.5.0"},
      "objects": [ ...Kubernetes objects, sorted by object_sort_key... ]}
 
+When many clusters render to the same objects, one *shared blob* serves them
+all: the same document with ``"cluster": ""`` (``SHARED_CLUSTER``), encoded
+and hashed once; each cluster's director entry names it.
+
 Its bytes are a TUF target: the director and the environment's release role
 name them by length and SHA-256 (``skerry.core.trust``), and nothing is
 parsed from them before that hash matched (``decode_signed``). A verified
@@ -32,6 +36,8 @@ KIND = "Bundle"
 # Bounds on everything that arrives from outside (the "endless data" attack).
 MAX_BUNDLE_BYTES = 12 * 1024 * 1024  # below the 16 MiB gRPC message limit
 MAX_OBJECTS = 20_000
+# Blobs shared by many clusters name no cluster: each cluster's director entry does.
+SHARED_CLUSTER = ""
 
 
 def object_sort_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -113,15 +119,16 @@ class VerifiedBundle:
     raw: bytes
 
 
-def decode_signed(data: bytes, cluster: str) -> Bundle:
+def decode_signed(data: bytes, cluster: str, *, shared: bool = False) -> Bundle:
     """Parse bundle bytes whose hash a signature already covers; it must name ``cluster``.
 
-    Raises ``VerificationError`` (``MalformedBundle`` or ``WrongCluster``).
+    ``shared``: a shared blob (``SHARED_CLUSTER``) is accepted too. Raises ``VerificationError``
+    (``MalformedBundle`` or ``WrongCluster``).
     """
     try:
         bundle = Bundle.decode(data)
     except InvalidInput as e:
         raise VerificationError(f"signed bundle is malformed: {e}", reason="MalformedBundle") from e
-    if bundle.cluster != cluster:
+    if bundle.cluster != cluster and not (shared and bundle.cluster == SHARED_CLUSTER):
         raise VerificationError(f"bundle document names cluster {bundle.cluster!r}", reason="WrongCluster")
     return bundle

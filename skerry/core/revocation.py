@@ -1,53 +1,140 @@
-"""Reading the hub's list of revoked agent certificates: one reader for every service that checks it.
+"""The list of revoked agent certificates: its format, its bounds and the rule that applies it.
 
-The hub writes the list (``skerry.hub.enrollment.revocation``, on ``skerry
-cluster revoke``); the hub and the sealer both refuse a revoked certificate on
-every RPC. The sealer reads the same file (``--revocations``, e.g. the hub's
-``<state>/enrollment/revocations.json`` on a shared volume, or a copy synced
-to the sealer's host), re-reading it when it changes, at most once per
-``RELOAD_SECONDS``. File format::
+The hub owns the list (``skerry.hub.enrollment.revocation`` writes it on
+``skerry cluster revoke``) and serves it to sealers over
+``EnrollmentService.WatchRevocations``; every server's authorisation
+interceptor (``skerry.core.authz``) refuses a revoked certificate on every
+RPC. The same document is the hub's file and the sealer's persisted copy::
 
     {"clusters": {"<name>": <unix seconds of revocation>},
      "fingerprints": {"<sha256 hex of DER>": <unix seconds of revocation>}}
 
 Revoking a *cluster* revokes every certificate for it issued at or before that
 moment (``not_before + CLOCK_SKEW <= revoked_at``); revoking a *fingerprint*
-revokes that one certificate. A file that exists but cannot be parsed is a
-``ConfigError`` (and the caller refuses rather than trusting everything).
+revokes that one certificate. A list that cannot be parsed, or breaks a bound,
+is a ``ConfigError``: callers keep the previous list rather than trust everything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import functools
 import json
 import os
 import pathlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 
+from skerry.core.authz import Caller
 from skerry.core.errors import ConfigError, PermissionDenied
-from skerry.core.tls import ROLE_AGENT, identity_from_pem
+from skerry.core.tls import ROLE_AGENT
 
 # Agent certificates start this early to tolerate clock differences (the hub's CA backdates them).
 CLOCK_SKEW = _dt.timedelta(minutes=5)
-# How quickly a running service sees `skerry cluster revoke` (one stat() per period).
-RELOAD_SECONDS = 1.0
 FILE_NAME = "revocations.json"
-# The list holds a few entries per revoked cluster; anything bigger is not a revocation list.
+# The list holds a few entries per revoked cluster, dropped once the certificates they cover expired;
+# anything bigger is not a revocation list (and would not fit one gRPC message either).
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_ENTRIES = 50_000
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+# Cluster names are DNS names (skerry.hub.enrollment.tokens.check_cluster_name).
+MAX_CLUSTER_CHARS = 253
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokedSet:
+    """One version of the list: what is revoked, and since when (unix seconds)."""
+
+    clusters: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    fingerprints: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, doc: object, source: str) -> RevokedSet:
+        """Parse and bound a list from the JSON document or the proto's maps; ``ConfigError`` names ``source``."""
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{source}: a revocation list is a mapping with 'clusters' and 'fingerprints'")
+        try:
+            clusters = {str(k): float(v) for k, v in dict(doc.get("clusters") or {}).items()}
+            fingerprints = {str(k).lower(): float(v) for k, v in dict(doc.get("fingerprints") or {}).items()}
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ConfigError(f"{source}: malformed revocation list ({e})") from e
+        if len(clusters) + len(fingerprints) > MAX_ENTRIES:
+            raise ConfigError(f"{source}: over {MAX_ENTRIES} revocations; not a revocation list")
+        bad = next((c for c in clusters if not c or len(c) > MAX_CLUSTER_CHARS), None)
+        if bad is not None:
+            raise ConfigError(f"{source}: {bad[:64]!r} is not a cluster name")
+        bad = next((f for f in fingerprints if not _FINGERPRINT.match(f)), None)
+        if bad is not None:
+            raise ConfigError(f"{source}: {bad[:80]!r} is not a SHA-256 certificate fingerprint")
+        return cls(clusters, fingerprints)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> RevokedSet:
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(f"{source} is {len(data)} bytes, over {MAX_FILE_BYTES}: not a revocation list")
+        try:
+            doc = json.loads(data)
+        except ValueError as e:
+            raise ConfigError(f"{source} is corrupt: {e}") from e
+        return cls.from_mapping(doc, source)
+
+    def to_bytes(self) -> bytes:
+        doc = {"clusters": dict(sorted(self.clusters.items())), "fingerprints": dict(sorted(self.fingerprints.items()))}
+        return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def read_file(path: pathlib.Path) -> RevokedSet | None:
+    """The list stored at ``path`` (None if there is no file); bounded before it is read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    return RevokedSet.from_bytes(data, str(path))
 
 
 class RevocationList:
-    """The revocation file, re-read when its mtime or size changes."""
+    """The list in force and the rule: the interceptor's ``Revocations``."""
 
-    def __init__(self, path: pathlib.Path, *, now: Callable[[], float] = time.time):
+    def __init__(self, revoked: RevokedSet | None = None):
+        self.revoked = revoked or RevokedSet()
+
+    @property
+    def clusters(self) -> Mapping[str, float]:
+        return self.revoked.clusters
+
+    @property
+    def fingerprints(self) -> Mapping[str, float]:
+        return self.revoked.fingerprints
+
+    def check(self, cluster: str, fingerprint: str, not_before: _dt.datetime) -> None:
+        """Raise ``PermissionDenied`` if this certificate is revoked."""
+        if fingerprint in self.revoked.fingerprints:
+            raise PermissionDenied(f"certificate {fingerprint} of cluster {cluster!r} is revoked")
+        at = self.revoked.clusters.get(cluster)
+        if at is not None and (not_before + CLOCK_SKEW).timestamp() <= at:
+            raise PermissionDenied(
+                f"certificate {fingerprint} of cluster {cluster!r}: certificates of that cluster issued before "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} are revoked; re-enroll with a new token"
+            )
+
+    def check_caller(self, caller: Caller) -> None:
+        """``check`` for an authenticated caller; only agent certificates are ever revoked."""
+        ident = caller.identity
+        if ident is not None and caller.not_before is not None and ident.has_role(ROLE_AGENT):
+            self.check(ident.name, ident.fingerprint, caller.not_before)
+
+
+class RevocationFile(RevocationList):
+    """A list kept in a file, re-read when its mtime or size changed (the hub's own, on its state volume)."""
+
+    def __init__(self, path: pathlib.Path):
+        super().__init__()
         self._path = pathlib.Path(path)
-        self._now = now
-        self.clusters: dict[str, float] = {}
-        self.fingerprints: dict[str, float] = {}
         self._stamp: tuple[int, int] | None = None
-        self._checked = float("-inf")
         self.reload()
 
     @property
@@ -55,56 +142,15 @@ class RevocationList:
         return self._path
 
     def reload(self) -> bool:
-        """Re-read the file if it changed; True if it did."""
-        self._checked = time.monotonic()
+        """Re-read the file if it changed; True if it did. ``ConfigError`` keeps the previous list."""
         try:
             st = os.stat(self._path)
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = None
         if stamp == self._stamp:
             return False
-        if stamp is not None and stamp[1] > MAX_FILE_BYTES:
-            raise ConfigError(f"{self._path} is {stamp[1]} bytes, over {MAX_FILE_BYTES}: not a revocation list")
+        revoked = read_file(self._path) if stamp is not None else RevokedSet()
         self._stamp = stamp
-        if stamp is None:
-            self.clusters, self.fingerprints = {}, {}
-            return True
-        try:
-            doc = json.loads(self._path.read_bytes())
-            self.clusters = {str(k): float(v) for k, v in doc.get("clusters", {}).items()}
-            self.fingerprints = {str(k).lower(): float(v) for k, v in doc.get("fingerprints", {}).items()}
-        except (ValueError, AttributeError, TypeError) as e:
-            self._stamp = None  # try again next time rather than trusting a half-read list
-            raise ConfigError(f"{self._path} is corrupt: {e}") from e
+        self.revoked = revoked or RevokedSet()
         return True
-
-    def maybe_reload(self) -> None:
-        """``reload`` at most once per ``RELOAD_SECONDS``: cheap enough to call on every RPC."""
-        if time.monotonic() - self._checked >= RELOAD_SECONDS:
-            self.reload()
-
-    def check(self, cluster: str, fingerprint: str, not_before: _dt.datetime) -> None:
-        """Raise ``PermissionDenied`` if this certificate is revoked."""
-        if fingerprint in self.fingerprints:
-            raise PermissionDenied(f"certificate {fingerprint} of cluster {cluster!r} is revoked")
-        at = self.clusters.get(cluster)
-        if at is not None and (not_before + CLOCK_SKEW).timestamp() <= at:
-            raise PermissionDenied(
-                f"certificate {fingerprint} of cluster {cluster!r}: certificates of that cluster issued before "
-                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} are revoked; re-enroll with a new token"
-            )
-
-    def check_certificate(self, cert_pem: bytes) -> None:
-        """``check`` for a verified peer certificate (PEM); only agent certificates are ever revoked."""
-        self.maybe_reload()
-        ident, not_before = _agent_cert(bytes(cert_pem))
-        if ident.has_role(ROLE_AGENT):
-            self.check(ident.name, ident.fingerprint, not_before)
-
-
-@functools.lru_cache(maxsize=20_000)  # one entry per agent certificate seen: a fleet's worth
-def _agent_cert(pem: bytes):
-    from cryptography import x509
-
-    return identity_from_pem(pem), x509.load_pem_x509_certificate(pem).not_valid_before_utc

@@ -6,7 +6,9 @@
   request id) into structlog for every line logged while serving.
 * ``GrpcServer`` is the bootstrap every service uses: mTLS, health service
   (NOT_SERVING first on SIGTERM, then a graceful stop with a deadline),
-  reflection, message-size limits and keepalives.
+  reflection, message-size limits and keepalives, and the authorisation
+  interceptor (``skerry.core.authz``): a server is built with the table of
+  who may call each of its RPCs, and refuses to start if one has no rule.
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -20,7 +22,7 @@ import inspect
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import grpc
 import structlog
@@ -28,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from skerry.core import errors
+from skerry.core.authz import AuthzInterceptor, Refusal, Revocations, Rule, server_rules, uncovered
 from skerry.core.tls import ROLE_AGENT, identity_from_pem
 
 log = structlog.get_logger("skerry.rpc")
@@ -288,6 +291,9 @@ class GrpcServer:
         *,
         register: Iterable[Callable[[grpc.aio.Server], None]],
         service_names: Iterable[str],
+        rules: Mapping[str, Rule],
+        revocations: Revocations | None = None,
+        on_refused: Refusal | None = None,
         grace_seconds: float = 10.0,
         options: list[tuple[str, object]] | None = None,
         limiter: RateLimiter | None = None,
@@ -297,8 +303,14 @@ class GrpcServer:
         self._address = address
         self._credentials = credentials
         self._grace = grace_seconds
+        self._names = list(service_names)
+        missing = uncovered(rules, self._names)
+        if missing:
+            raise errors.ConfigError(f"no authorisation rule for {', '.join(missing)}: every RPC needs one")
+        self.authz = AuthzInterceptor(server_rules(rules), revocations=revocations, on_refused=on_refused)
         self._server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(limiter), *interceptors],
+            # the authorisation interceptor runs innermost: its refusals are mapped, counted and logged
+            interceptors=[ErrorInterceptor(limiter), *interceptors, self.authz],
             options=options or SERVER_OPTIONS,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
         )
@@ -306,7 +318,6 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for reg in register:
             reg(self._server)
-        self._names = list(service_names)
         reflection.enable_server_reflection([*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
         self.port: int | None = None
         self._stopping = asyncio.Event()

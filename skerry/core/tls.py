@@ -21,6 +21,7 @@ import datetime as _dt
 import ipaddress
 import os
 import pathlib
+from collections.abc import Sequence
 
 import grpc
 from cryptography import x509
@@ -60,15 +61,25 @@ class KeyPair:
     key_pem: bytes
 
 
-def _name(cn: str, org: str | None = None) -> x509.Name:
+def _name(cn: str, orgs: Sequence[str] = ()) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in orgs]
     return x509.Name(attrs)
 
 
 def _key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def generate_key_pem() -> bytes:
+    """A fresh ECDSA P-256 private key, PKCS#8 PEM (the key type every certificate here uses)."""
+    return _key_pem(ec.generate_private_key(ec.SECP256R1()))
+
+
+def public_key_pem(key_pem: bytes) -> bytes:
+    """The SubjectPublicKeyInfo PEM of a private key PEM."""
+    key = serialization.load_pem_private_key(key_pem, None)
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 class CertificateAuthority:
@@ -116,12 +127,15 @@ class CertificateAuthority:
         common_name: str,
         *,
         role: str | None = None,
+        groups: Sequence[str] = (),
         server_names: tuple[str, ...] = (),
         client: bool = True,
         days: float = 30,
         public_key=None,
     ) -> KeyPair:
-        """Issue a certificate; a fresh key is generated unless ``public_key`` is given (CSR flow)."""
+        """Issue a certificate; a fresh key is generated unless ``public_key`` is given (CSR flow).
+
+        ``groups`` are further organisations after ``role`` (Kubernetes reads each as a group)."""
         key = None
         if public_key is None:
             key = ec.generate_private_key(ec.SECP256R1())
@@ -142,7 +156,7 @@ class CertificateAuthority:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(common_name, role))
+            .subject_name(_name(common_name, ([role] if role else []) + list(groups)))
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())

@@ -49,12 +49,15 @@ RELEASE_PREFIX = "release-"
 CLUSTER_PREFIX = "cluster-"  # per-cluster director roles of repositories made before hash bins
 CLUSTER_BIN_PREFIX = "clusters-"
 CLUSTER_BIN_HEX = 2  # 256 bins: bounds the director and snapshot whatever the fleet size
+RELEASE_BIN_PREFIX = "releases-"  # releases-<env>-<hh>: never equal to a release-<env> role name
+RELEASE_BIN_HEX = 2  # 256 bins per environment: a bin holds ~N/256 clusters' kept releases
 
 # A cluster/environment name: a DNS label (what the fleet file and certificates allow).
 NAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _NAME_RE = re.compile(rf"^{NAME}$")
 _RELEASE_PATH = re.compile(rf"^releases/(?P<env>{NAME})/(?P<cluster>{NAME})/(?P<hex>[0-9a-f]{{64}})\.json$")
-_METADATA_NAME = re.compile(rf"^(?:timestamp|(?:[1-9][0-9]{{0,19}}\.(?:root|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}})))\.json$")
+_ROLE = rf"(?:root|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}}|releases-{NAME}-[0-9a-f]{{1,8}})"
+_METADATA_NAME = re.compile(rf"^(?:timestamp|[1-9][0-9]{{0,19}}\.{_ROLE})\.json$")
 
 # Bounds on every fetch (the "endless data" attack); the agent's fetcher enforces them per path.
 MAX_TIMESTAMP_BYTES = 16 * 1024  # python-tuf's default cap
@@ -78,26 +81,54 @@ def cluster_role(cluster: str) -> str:
 
 def cluster_bin(cluster: str) -> str:
     """The hash prefix of ``cluster``'s director target path, as TUF computes it for ``path_hash_prefixes``."""
-    return hashlib.sha256(director_path(cluster).encode()).hexdigest()[:CLUSTER_BIN_HEX]
+    return bin_prefix(director_path(cluster), CLUSTER_BIN_HEX)
 
 
 def delegated_cluster_role(director: dict, cluster: str) -> str | None:
     """The role a director document (parsed JSON) delegates ``cluster``'s pointer to, as TUF walks: first match."""
+    return delegated_role(director, director_path(cluster))
+
+
+def delegated_role(doc: dict, path: str) -> str | None:
+    """The first role a targets document (parsed JSON) delegates ``path`` to, as TUF walks; ``None`` if none."""
     from tuf.api.metadata import DelegatedRole
 
-    path = director_path(cluster)
-    for role in ((director.get("signed", {}).get("delegations") or {}).get("roles")) or []:
+    for role in ((doc.get("signed", {}).get("delegations") or {}).get("roles")) or []:
         if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
             return role["name"]
     return None
 
 
-def legacy_cluster_role(cluster: str) -> str:
+def release_bin(env: str, path: str) -> str:
+    """The ``release-<env>`` hash bin holding release target ``path`` (TUF ``path_hash_prefixes``)."""
+    return f"{RELEASE_BIN_PREFIX}{env}-{bin_prefix(path, RELEASE_BIN_HEX)}"
+
+
+def release_bin_names(env: str) -> list[str]:
+    return [f"{RELEASE_BIN_PREFIX}{env}-{i:0{RELEASE_BIN_HEX}x}" for i in range(16 ** RELEASE_BIN_HEX)]
+
+
+def bin_prefix(path: str, digits: int) -> str:
+    """The hash prefix TUF computes for ``path`` under ``path_hash_prefixes``."""
+    return hashlib.sha256(path.encode()).hexdigest()[:digits]
+
+
+def is_release_bin(role: str) -> bool:
+    return role.startswith(RELEASE_BIN_PREFIX)
+
+
+def release_env_of_bin(role: str) -> str:
+    """``prod`` of ``releases-prod-ab``."""
+    return role[len(RELEASE_BIN_PREFIX):].rsplit("-", 1)[0]
+
+
+def unbinned_cluster_role(cluster: str) -> str:
+    """``cluster-<name>``: the per-cluster director role of repositories made before hash bins."""
     return f"{CLUSTER_PREFIX}{cluster}"
 
 
 def is_cluster_role(role: str) -> bool:
-    """A role the director delegates (a hash bin, or a legacy per-cluster role)."""
+    """A role the director delegates (a hash bin, or an unbinned per-cluster role)."""
     return role.startswith((CLUSTER_BIN_PREFIX, CLUSTER_PREFIX))
 
 
@@ -191,13 +222,13 @@ def release_agrees(cluster: str, env: str, image: str, directed, released) -> st
 # Byte format (UTF-8 JSON, one object; the sealer verifies every file itself with its own root):
 #   {"skerry-tuf-evidence": 1, "files": {"<role>.json": "<base64 of the metadata file>", ...}}
 # roles: root, timestamp, snapshot, targets, director, the director role of the cluster (its hash bin
-# clusters-<hh>, or a legacy cluster-<name>), release-<env>; nothing else.
+# clusters-<hh>, or an unbinned cluster-<name>), release-<env> and its hash bin releases-<env>-<hh> holding
+# the bundle's release target; nothing else.
 
 EVIDENCE_MARK = "skerry-tuf-evidence"
-MAX_EVIDENCE_FILES = 8  # the seven roles above, one spare
+MAX_EVIDENCE_FILES = 9  # the eight roles above, one spare
 MAX_EVIDENCE_BYTES = 8 * 1024 * 1024  # base64 of the files; below the sealer's 16 MiB message limit
-_EVIDENCE_ROLE = re.compile(
-    rf"^(?:root|timestamp|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}})\.json$")
+_EVIDENCE_ROLE = re.compile(rf"^(?:timestamp|{_ROLE})\.json$")
 
 
 def encode_evidence(files: dict[str, bytes]) -> bytes:

@@ -92,6 +92,7 @@ class HubApp:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
         from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
+        from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
@@ -130,7 +131,7 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer)
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, gate=self.enrollment)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
@@ -145,6 +146,9 @@ class HubApp:
                 *register,
             ],
             service_names=[*service_names, ENROLL_SERVICE, *promotion[1]],
+            rules=hub_rules(self.promoter.policy),
+            revocations=self.enrollment.revocations,
+            on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
         )
@@ -159,6 +163,8 @@ class HubApp:
                     )
                 ],
                 service_names=[ENROLL_SERVICE],
+                rules=enrollment_rules(),
+                revocations=self.enrollment.revocations,
                 limiter=RateLimiter(),
             )
         log.info(
@@ -289,7 +295,8 @@ class HubApp:
         await self.syncer.run(self.config.interval, immediately=False)
 
     async def _watch_revocations(self) -> None:
-        """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams."""
+        """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams and
+        tell the sealers following WatchRevocations."""
         from skerry.hub.enrollment.revocation import RELOAD_SECONDS
 
         assert self.enrollment is not None and self.servicer is not None
@@ -299,6 +306,7 @@ class HubApp:
                 if self.enrollment.revocations.reload():
                     log.info("revocation list changed", path="enrollment/revocations.json")
                     self.servicer.recheck_streams()
+                    await self.enrollment.revocations_changed()
             except ConfigError as e:
                 log.error("revocation list unreadable; keeping the previous one", error=str(e))
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping
 
 import structlog
 
-from skerry.core.bundle import Bundle
+from skerry.core.bundle import SHARED_CLUSTER, Bundle
 from skerry.core.errors import ConfigError, RenderError, SourceError
 from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bundle
 from skerry.hub.bundles.store import HubStore
@@ -45,6 +45,11 @@ from skerry.hub.source.git import MAX_FILE_BYTES, GitSource
 from skerry.hub.status import StatusBoard
 
 log = structlog.get_logger("skerry.hub.sync")
+
+
+# Clusters that must share inputs before they get one shared blob: two already save an encoding
+# and a hash each.
+SHARE_MIN_CLUSTERS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +82,14 @@ def build_revision(
     renderer: IncrementalRenderer | None = None,
     previous: Mapping[str, tuple] | None = None,
     progress: Progress | None = None,
+    share: bool = False,
 ) -> BuildOutcome:
     """Build the bundles of ``clusters`` (default: all in the fleet) at ``commit``. Blocking.
+
+    ``share``: clusters built from the same inputs (engine, source, paths and their render keys)
+    render the same objects, so they get one bundle naming no cluster (``SHARED_CLUSTER``), built,
+    encoded and hashed once: the very same ``BuiltBundle`` object for each of them, which the store
+    publishes as one shared blob, directed per cluster (``HubStore.publish_shared``).
 
     ``renderer`` keeps renders between calls (the hub passes the same one every time; a fresh one
     renders everything). ``previous`` maps a cluster to the ``inputs`` it was last built from: a
@@ -138,6 +149,14 @@ def build_revision(
 
     for group in to_build.values():
         paths = plan[group[0]]
+        if share and len(group) >= SHARE_MIN_CLUSTERS:
+            try:
+                built = build(SHARED_CLUSTER, paths)
+            except RenderError:
+                pass  # build each below, so every error names its cluster
+            else:
+                bundles.update(dict.fromkeys(group, built))
+                continue
         for name in group:
             try:
                 bundles[name] = build(name, paths)
@@ -238,6 +257,7 @@ class Syncer:
                 self.engine,
                 renderer=self.renderer,
                 previous=None if force else dict(self._inputs),
+                share=True,
             )
         except SourceError as e:
             # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
@@ -260,10 +280,15 @@ class Syncer:
                 log.info("clusters removed from the fleet", clusters=removed)
             if self.statuses is not None:
                 self.statuses.retain(outcome.fleet.cluster_names)
+            groups: dict[int, tuple[BuiltBundle, list[str]]] = {}
             for cluster, built in outcome.bundles.items():
                 self._inputs[cluster] = outcome.inputs[cluster]
-                if self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
+                if built.bundle.cluster == SHARED_CLUSTER:
+                    groups.setdefault(id(built), (built, []))[1].append(cluster)
+                elif self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
                     published.append(cluster)
+            for built, clusters in groups.values():
+                published += self.store.publish_shared(clusters, built.bundle, encoded=built.data, content=built.content)
             for cluster, message in outcome.errors.items():
                 self.store.set_error(cluster, message, commit)
                 errors[cluster] = message

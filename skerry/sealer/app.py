@@ -27,9 +27,10 @@ from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.rpc import GrpcServer
-from skerry.sealer.authz import ClusterDomains, RateLimiter, UnsealGate
+from skerry.sealer.authz import RULES, ClusterDomains, RateLimiter, UnsealGate, audit_refusals
 from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
+from skerry.sealer.revocations import HubRevocations, follow
 from skerry.sealer.servicer import SealerServicer
 from skerry.sealer.trust import BundleTrust
 from skerry.sealer.tuf import TufBundleTrust
@@ -61,9 +62,11 @@ class SealerApp:
             limiter=RateLimiter(config.rate_per_second, config.rate_burst),
             bundle_trust=bundle_trust,
         )
+        self.revocations = HubRevocations(config.revocations_file)
         self._server: GrpcServer | None = None
         self._cert_server = None
         self._keys_task: asyncio.Task | None = None
+        self._revocations_task: asyncio.Task | None = None
         self._wrote_ready = False
         self.port: int | None = None
         self.cert_port: int | None = None
@@ -82,20 +85,23 @@ class SealerApp:
                 "set SKERRY_SEALER_TRUST_ROOT to unseal only what each cluster's released bundle contains"
             )
         ops = self._ops = SealerOps(self.config, self.registry)  # metrics (skerry/sealer/metrics.py)
-        revocations = None
-        if self.config.revocations is not None:
-            from skerry.core.revocation import RevocationList
-
-            revocations = RevocationList(self.config.revocations)
-            if not self.config.revocations.exists():
-                log.warning("revocation list does not exist (yet): no certificate is revoked",
-                            path=str(self.config.revocations))
-        servicer = SealerServicer(self.registry, ops.gate(self.gate), revocations=revocations)
+        if self.config.hub is None:
+            log.warning("no hub configured (SKERRY_SEALER_HUB): the sealer learns no revocations",
+                        persisted=len(self.revocations.clusters) + len(self.revocations.fingerprints))
+        else:
+            self._revocations_task = asyncio.create_task(
+                follow(self.config.hub, tls.channel_credentials(self.config.tls_files), self.revocations),
+                name="sealer-revocations",
+            )
+        servicer = SealerServicer(self.registry, ops.gate(self.gate))
         self._server = GrpcServer(
             self.config.listen,
             credentials,
             register=[lambda server: sealer_pb2_grpc.add_SealerServiceServicer_to_server(servicer, server)],
             service_names=[SERVICE_NAME],
+            rules=RULES,
+            revocations=self.revocations,
+            on_refused=audit_refusals,
             grace_seconds=self.config.grace_seconds,
             interceptors=[ops.interceptor],
         )
@@ -140,11 +146,12 @@ class SealerApp:
             await self._maintain_keys()
 
     async def stop(self, grace: float | None = None) -> None:
-        if self._keys_task is not None:
-            self._keys_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keys_task
-            self._keys_task = None
+        for task in (self._keys_task, self._revocations_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._keys_task = self._revocations_task = None
         if self._cert_server is not None:
             await asyncio.to_thread(self._cert_server.stop)
             self._cert_server = None
@@ -154,6 +161,7 @@ class SealerApp:
             self._wrote_ready = False
         if self._server is not None:
             await self._server.stop(grace)
+            self._server = None
             log.info("sealer stopped")
         if self._ops is not None:
             self._ops.stop()

@@ -1,8 +1,18 @@
-"""The unseal gate: who may get plaintext back, and the audit trail of every attempt.
+"""The sealer's authorisation: who may call each RPC, and the unseal gate with its audit trail.
 
-The rules, each a small pure piece so they are tested alone:
+``RULES`` is the sealer server's table (``skerry.core.authz``: identity from
+the mTLS peer certificate, revoked agent certificates refused first, from the
+list the hub feeds, ``skerry.sealer.revocations``):
 
-* ``authorize_unseal``: only the ``skerry:agent`` mTLS role unseals.
+* ``GetCertificate``: any verified certificate (the certificate is public);
+* ``Unseal`` / ``UnsealBundle``: agents (``skerry:agent``); which secrets, for
+  which cluster, is the gate's business below;
+* ``ReEncrypt``: operators (``skerry:operator``).
+
+``audit_refusals`` writes a refused call to the unseal audit trail like any
+other denied attempt. The gate's own rules, each a small pure piece so they
+are tested alone:
+
 * ``ClusterDomains``: which key domains (regions) each cluster may use. It is
   the sealer operator's static configuration, never the hub's or the
   agent's word, so a hub cannot grant a cluster another jurisdiction's keys.
@@ -14,7 +24,7 @@ The rules, each a small pure piece so they are tested alone:
   per-secret ``unseal`` (whose namespace and name the caller states) is
   refused.
 
-``UnsealGate`` enforces them: authorise, validate, decrypt every item with
+``UnsealGate`` enforces them: validate, decrypt every item with
 the registry (hinted key first), and write one audit record per attempt
 (who, where, scope, domain, which keys, outcome). Item names are logged;
 values, sealed or not, never are.
@@ -32,7 +42,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
+from skerry.api.v1 import sealer_pb2
 from skerry.core import sealedsecret
+from skerry.core.authz import AUTHENTICATED, OPERATOR, Caller, Role, Rule
 from skerry.core.errors import (
     ConfigError,
     InvalidInput,
@@ -41,7 +53,7 @@ from skerry.core.errors import (
     SealError,
     SkerryError,
 )
-from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity
+from skerry.core.tls import ROLE_AGENT, Identity
 from skerry.sealer import crypto
 from skerry.sealer.keys import DEFAULT_DOMAIN, KeyRegistry, normalize_domain
 from skerry.sealer.trust import BundleSecret, BundleTrust
@@ -62,6 +74,29 @@ MAX_DOMAIN_MAP_BYTES = 1024 * 1024
 WILDCARD = "*"
 
 
+_SERVICE = "/" + sealer_pb2.DESCRIPTOR.services_by_name["SealerService"].full_name + "/"
+RULES: dict[str, Rule] = {
+    _SERVICE + "GetCertificate": AUTHENTICATED,
+    _SERVICE + "Unseal": Role(ROLE_AGENT),
+    _SERVICE + "UnsealBundle": Role(ROLE_AGENT),
+    _SERVICE + "ReEncrypt": OPERATOR,
+}
+
+
+def audit_refusals(method: str, caller: Caller, error: SkerryError) -> None:
+    """The interceptor's ``on_refused``: a refused call is an audited, denied attempt (never a value)."""
+    ident = caller.identity
+    audit_log.warning(
+        "access denied",
+        outcome="denied",
+        method=method.removeprefix(_SERVICE),
+        reason=error.reason,
+        error=str(error),
+        identity=str(caller),
+        fingerprint=ident.fingerprint if ident is not None else "",
+    )
+
+
 def _clip(text: str, limit: int = 253) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -80,17 +115,6 @@ class UnsealAttempt:
     @property
     def items(self) -> tuple[str, ...]:
         return tuple(sorted(self.encrypted_data))
-
-
-Policy = Callable[[Identity, UnsealAttempt], None]
-
-
-def authorize_unseal(identity: Identity, request: UnsealAttempt) -> None:
-    """Raise ``PermissionDenied`` unless ``identity`` may unseal ``request``."""
-    if not identity.has_role(ROLE_AGENT):
-        raise PermissionDenied(
-            f"{identity} may not unseal {request.namespace}/{request.name}: only the {ROLE_AGENT} role unseals"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,19 +236,17 @@ def _validate(request: UnsealAttempt) -> str:
 
 
 class UnsealGate:
-    """Authorises, decrypts and audits; the only path from sealed bytes to plaintext."""
+    """Validates, decrypts and audits for an authorised caller; the only path from sealed bytes to plaintext."""
 
     def __init__(
         self,
         registry: KeyRegistry,
         *,
-        policy: Policy = authorize_unseal,
         domains: ClusterDomains | None = None,
         limiter: RateLimiter | None = None,
         bundle_trust: BundleTrust | None = None,
     ):
         self._registry = registry
-        self._policy = policy
         self._domains = domains or ClusterDomains()
         self._limiter = limiter or RateLimiter()
         self._trust = bundle_trust
@@ -260,8 +282,6 @@ class UnsealGate:
                 "SKERRY_SEALER_TRUST_ROOT", reason="NoBundleTrust"
             )
         try:
-            if not identity.has_role(ROLE_AGENT):
-                raise PermissionDenied(f"{identity} may not unseal: only the {ROLE_AGENT} role unseals")
             verified = self._trust.verify(metadata, bundle, cluster=identity.name)
         except SkerryError as e:
             audit_log.warning(
@@ -325,7 +345,6 @@ class UnsealGate:
         }
         key_ids: set[str] = set()
         try:
-            self._policy(identity, request)
             if precheck is not None:
                 precheck()
             scope = _validate(request)
@@ -363,8 +382,6 @@ class UnsealGate:
             "items": [_clip(i) for i in request.items[:_MAX_AUDITED_ITEMS]],
         }
         try:
-            if not identity.has_role(ROLE_OPERATOR):
-                raise PermissionDenied(f"{identity} may not re-encrypt: only the {ROLE_OPERATOR} role does")
             scope = _validate(request)
             domain = normalize_domain(request.domain)
             self._limiter.take(str(identity), len(request.items))

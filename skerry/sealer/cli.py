@@ -143,8 +143,8 @@ def add_commands(subparsers) -> None:
         "--cluster-domains", type=pathlib.Path, metavar="FILE", help="which key domains each cluster may use"
     )
     serve.add_argument(
-        "--revocations", type=pathlib.Path, metavar="FILE",
-        help="the hub's <state>/enrollment/revocations.json (shared or synced): refuse revoked agent certificates",
+        "--hub", metavar="HOST:PORT",
+        help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client certificate)",
     )
     serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
     serve.add_argument("--renewal-days", type=float, metavar="DAYS", help="new sealing key this often (30)")
@@ -548,7 +548,7 @@ def serve_command(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             trust_root=args.trust_root,
             cluster_domains=args.cluster_domains,
-            revocations=args.revocations,
+            hub=args.hub,
             kek_file=args.kek_file,
             renewal_days=args.renewal_days,
             cert_listen=args.cert_listen,

@@ -30,8 +30,11 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_RATE_BURST     decryptions an agent may spend at once   2000
     SKERRY_SEALER_CERT_LISTEN    host:port of a plain-HTTP endpoint serving only the public
                                  certificate at /v1/cert.pem[?domain=D] (kubeseal --cert URL); off by default
-    SKERRY_SEALER_REVOCATIONS    the hub's <state>/enrollment/revocations.json (shared or synced):
-                                 revoked agent certificates are refused on every RPC
+    SKERRY_SEALER_HUB            HOST:PORT of the hub API: the sealer follows its revocation list
+                                 (EnrollmentService.WatchRevocations, mTLS with the sealer's own
+                                 certificate, which needs clientAuth and role skerry:sealer) and refuses
+                                 revoked agent certificates on every RPC; the last list received is kept
+                                 in <keys dir>/../revocations.json for a restart while the hub is down
 """
 
 from __future__ import annotations
@@ -70,9 +73,13 @@ class SealerConfig:
     rate_per_second: float = 50.0
     rate_burst: float = 2000.0
     cert_listen: str | None = None
-    # The hub's revocations.json (<hub state>/enrollment/), shared or synced: revoked agent
-    # certificates are refused on every RPC. None: the sealer knows no revocations.
-    revocations: pathlib.Path | None = None
+    # The hub API (HOST:PORT) whose revocation list the sealer follows. None: no revocations are known.
+    hub: str | None = None
+
+    @property
+    def revocations_file(self) -> pathlib.Path:
+        """The last revocation list received from the hub (beside the keys, on the same volume)."""
+        return self.keys_dir.parent / "revocations.json"
 
     @property
     def tuf_state_dir(self) -> pathlib.Path:
@@ -112,6 +119,10 @@ class SealerConfig:
             raise ConfigError("keys refresh seconds must be positive")
         if self.rate_per_second <= 0 or self.rate_burst < 1:
             raise ConfigError("unseal rate limits must be positive (rate > 0, burst >= 1)")
+        if self.hub is not None:
+            h, sep, prt = self.hub.rpartition(":")
+            if not sep or not h or not prt.isdigit() or int(prt) > 65535:
+                raise ConfigError(f"hub address {self.hub!r} must be HOST:PORT")
         if self.cert_listen is not None:
             h, sep, prt = self.cert_listen.rpartition(":")
             if not sep or not h or not prt.isdigit() or int(prt) > 65535:
@@ -138,8 +149,6 @@ class SealerConfig:
 def _coerce(name: str, value: object) -> object:
     if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file",
                 "trust_root", "trust_state_dir"):
-        return pathlib.Path(value)  # type: ignore[arg-type]
-    if name == "revocations":
         return pathlib.Path(value)  # type: ignore[arg-type]
     if name in ("renewal_days", "keys_refresh_seconds", "rate_per_second", "rate_burst"):
         try:

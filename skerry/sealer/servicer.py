@@ -1,7 +1,8 @@
 """The sealer's gRPC service: proto messages in and out, nothing more.
 
-Policy, decryption and audit live in ``authz.UnsealGate``; keys in
-``keys.KeyRegistry``. Errors are Skerry errors, mapped to status codes by the
+Who may call what is ``authz.RULES``, enforced by the server's interceptor
+before any code here runs; decryption and audit live in ``authz.UnsealGate``;
+keys in ``keys.KeyRegistry``. Errors are Skerry errors, mapped to status codes by the
 interceptor in ``skerry.core.rpc``. Decryption is CPU-bound (RSA-4096), so
 it runs in a worker thread to keep the event loop answering health checks.
 """
@@ -11,8 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
-from skerry.core.revocation import RevocationList
-from skerry.core.tls import peer_identity
+from skerry.core.authz import identity
 from skerry.sealer.authz import UnsealAttempt, UnsealGate
 from skerry.sealer.keys import KeyRegistry
 
@@ -29,19 +29,9 @@ def _attempt(request) -> UnsealAttempt:
 
 
 class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
-    def __init__(
-        self, registry: KeyRegistry, gate: UnsealGate | None = None, *, revocations: RevocationList | None = None
-    ):
+    def __init__(self, registry: KeyRegistry, gate: UnsealGate | None = None):
         self._registry = registry
         self._gate = gate or UnsealGate(registry)
-        self._revocations = revocations
-
-    def _caller(self, context):
-        """The verified caller; ``PermissionDenied`` naming the certificate if the hub revoked it."""
-        identity = peer_identity(context)
-        if self._revocations is not None:
-            self._revocations.check_certificate(context.auth_context()["x509_pem_cert"][0])
-        return identity
 
     async def GetCertificate(
         self, request: sealer_pb2.GetCertificateRequest, context
@@ -52,16 +42,14 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
         )
 
     async def Unseal(self, request: sealer_pb2.UnsealRequest, context) -> sealer_pb2.UnsealResponse:
-        identity = self._caller(context)
-        data = await asyncio.to_thread(self._gate.unseal, identity, _attempt(request))
+        data = await asyncio.to_thread(self._gate.unseal, identity(), _attempt(request))
         return sealer_pb2.UnsealResponse(data=data)
 
     async def UnsealBundle(
         self, request: sealer_pb2.UnsealBundleRequest, context
     ) -> sealer_pb2.UnsealBundleResponse:
-        identity = self._caller(context)
         release, results = await asyncio.to_thread(
-            self._gate.unseal_bundle, identity, request.metadata, request.bundle, domain=request.domain
+            self._gate.unseal_bundle, identity(), request.metadata, request.bundle, domain=request.domain
         )
         out = []
         for r in results:
@@ -74,6 +62,5 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
         return sealer_pb2.UnsealBundleResponse(secrets=out, release=release)
 
     async def ReEncrypt(self, request: sealer_pb2.ReEncryptRequest, context) -> sealer_pb2.ReEncryptResponse:
-        identity = self._caller(context)
-        items, key_id, domain = await asyncio.to_thread(self._gate.re_encrypt, identity, _attempt(request))
+        items, key_id, domain = await asyncio.to_thread(self._gate.re_encrypt, identity(), _attempt(request))
         return sealer_pb2.ReEncryptResponse(encrypted_data=items, key_id=key_id, domain=domain)

@@ -136,7 +136,7 @@ class TufBundleTrust:
                                     reason="ReleaseRollback")
         if release == last_release and digest != last_digest:
             raise VerificationError(f"release {release} was already seen with another bundle", reason="MixAndMatch")
-        decoded = decode_signed(bundle, cluster)
+        decoded = decode_signed(bundle, cluster, shared=True)  # the signed release target names the cluster
         if release > last_release:
             self._save(base, release, digest)
         return BundleSecrets(cluster, release, secrets_of(decoded.objects))

@@ -1,8 +1,8 @@
-"""The local control plane from skerry.envtest really works.
+"""The local control plane from skerry.testing.envtest really works.
 
 One cluster per module (etcd + kube-apiserver + kube-controller-manager).
 Binaries come from $KUBEBUILDER_ASSETS or the build cache; a cold build
-takes ~5 minutes (run `python -m skerry.envtest build` beforehand).
+takes ~5 minutes (run `python -m skerry.testing.envtest build` beforehand).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from skerry.envtest import EnvtestError, LocalCluster, assets_dir
+from skerry.testing.envtest import EnvtestError, LocalCluster, assets_dir
 
 pytestmark = [
     pytest.mark.kube,
@@ -234,7 +234,7 @@ def test_stop_kills_processes_and_removes_temp_workdir():
     c = LocalCluster(controller_manager=False)
     c.start()
     workdir = c.workdir
-    pids = [p.popen.pid for p in c._procs]
+    pids = c.pids
     assert workdir.is_dir() and len(pids) == 2 and c.running
     c.stop()
     assert not workdir.exists()

@@ -1,34 +1,12 @@
-"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, a trust repository.
-
-``async def`` tests run in a fresh event loop each (no pytest-asyncio here),
-bounded by ``ASYNC_TEST_TIMEOUT`` seconds.
-"""
+"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, a trust repository."""
 
 from __future__ import annotations
-
-import asyncio
-import inspect
 
 import pytest
 
 from skerry.hub.render.engine import KustomizeEngine
 
 from .helpers import FLEET_FILES, GitRepo
-
-ASYNC_TEST_TIMEOUT = 60.0
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
-        kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-
-        async def bounded():
-            await asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT)
-
-        asyncio.run(bounded())
-        return True
-    return None
 
 
 @pytest.fixture

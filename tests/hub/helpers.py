@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 import textwrap
 
 GIT_ENV = {
@@ -165,3 +166,32 @@ def kubectl_kustomize(directory: pathlib.Path) -> list[dict]:
 
     out = subprocess.run(["kubectl", "kustomize", str(directory)], check=True, capture_output=True, text=True)
     return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+
+
+# The hub's command surface in a child process, as a user meets it (exit code, stderr). Stands in for
+# skerry/cli.py, which calls add_commands the same way.
+HARNESS = """
+import argparse, sys
+from skerry.hub.cli import add_commands
+parser = argparse.ArgumentParser(prog="skerry")
+sub = parser.add_subparsers(dest="command", required=True)
+add_commands(sub)
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+def skerry(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", HARNESS, *args], capture_output=True, cwd=cwd, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, command: str, *needles: str) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{command}: error: "), err
+    for needle in needles:
+        assert needle in lines[0], err
+    return lines[0]

@@ -14,34 +14,7 @@ from skerry.hub.cli import add_commands
 from skerry.hub.source.git import GitSource
 from skerry.hub.sync import build_revision
 
-from .helpers import BROKEN_PROD, kubectl_kustomize
-
-# Stands in for skerry/cli.py (the lead's), which calls add_commands the same way.
-HARNESS = """
-import argparse, sys
-from skerry.hub.cli import add_commands
-parser = argparse.ArgumentParser(prog="skerry")
-sub = parser.add_subparsers(dest="command", required=True)
-add_commands(sub)
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))
-"""
-
-
-def skerry(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", HARNESS, *args], capture_output=True, cwd=cwd, timeout=120)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, command: str, *needles: str) -> str:
-    err = proc.stderr.decode()
-    assert proc.returncode != 0
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{command}: error: "), err
-    for needle in needles:
-        assert needle in lines[0], err
-    return lines[0]
+from .helpers import BROKEN_PROD, HARNESS, assert_one_line_error, kubectl_kustomize, skerry
 
 
 def test_render_dir_prints_what_kustomize_build_prints(fleet_repo):

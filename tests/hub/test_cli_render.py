@@ -13,8 +13,7 @@ import pytest
 
 from skerry.hub.render import inprocess
 
-from .helpers import GitRepo, kubectl_kustomize
-from .test_cli import HARNESS, assert_one_line_error, skerry
+from .helpers import HARNESS, GitRepo, assert_one_line_error, kubectl_kustomize, skerry
 
 APPS = 30  # over the CLI's PROGRESS_MIN_PATHS
 

@@ -52,6 +52,12 @@ def _fleet_source(tmp: pathlib.Path) -> pathlib.Path:
     return src
 
 
+@pytest.fixture(scope="session")
+def sealed_password() -> str:
+    """The plaintext inside the fleet's one SealedSecret: no service may ever log it."""
+    return SECRET["stringData"]["password"]
+
+
 @pytest.fixture(scope="module")
 def live(kubeconfig, tmp_path_factory):
     work = tmp_path_factory.mktemp("opsstack")

@@ -143,6 +143,8 @@ def test_each_dockerfile_target_installs_only_its_own_extra():
     text = (DEPLOY / "Dockerfile").read_text()
     stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", text, flags=re.M | re.S))
     for service in ("hub", "agent", "sealer"):
-        installs = re.findall(r"pip install '\.\[(\w+)\]'", stages[service])
+        installs = re.findall(r"pip install -c constraints\.txt '\.\[(\w+)\]'", stages[service])
         assert installs == [service], (service, installs)
         assert re.search(r"^USER \d+", stages[service], flags=re.M), f"{service} image runs as root"
+        for install in re.findall(r"pip install [^&\n]*", stages[service]):
+            assert "-c constraints.txt" in install, f"{service}: {install!r} ignores the constraints file"

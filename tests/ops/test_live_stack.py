@@ -115,7 +115,7 @@ def test_ops_port_answers_health_and_readiness(live):
             assert resp.status == 200
 
 
-def test_request_log_lines_are_json_with_cluster_digest_and_duration_and_no_secret(live):
+def test_request_log_lines_are_json_with_cluster_digest_and_duration_and_no_secret(live, sealed_password):
     lines = [json.loads(line) for line in live.hub.log_path.read_text().splitlines() if line.startswith("{")]
     requests = [rec for rec in lines if rec.get("event") == "request"]
     reports = [r for r in requests if r["method"].endswith("/ReportStatus")]
@@ -125,11 +125,8 @@ def test_request_log_lines_are_json_with_cluster_digest_and_duration_and_no_secr
                    if line.startswith("{")]
     reconciles = [r for r in agent_lines if r.get("event") == "reconcile"]
     assert reconciles and {"cluster", "digest", "duration_ms", "release"} <= set(reconciles[-1])
-    from tests.ops.conftest import SECRET
-
-    password = SECRET["stringData"]["password"]
     for svc in (live.hub, live.sealer, *live.agents.values()):
-        assert password not in svc.log_path.read_text(), f"{svc.name} logged the secret"
+        assert sealed_password not in svc.log_path.read_text(), f"{svc.name} logged the secret"
 
 
 # --- in-cluster status -----------------------------------------------------------------------

@@ -10,17 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
-import inspect
-import os
 import pathlib
 import shutil
-import subprocess
 
 import pytest
 from devtrust import DevTrust
 
 from skerry.core.clock import FixedClock
-from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.promotion.gates import HealthTracker
@@ -30,15 +26,9 @@ from skerry.hub.source.git import GitSource
 from skerry.hub.status import ClusterStatus, Condition
 from skerry.hub.sync import Syncer
 
+from .helpers import git
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
-ASYNC_TEST_TIMEOUT = 60.0
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Someone Else",
-    "GIT_AUTHOR_EMAIL": "else@skerry.invalid",
-    "GIT_COMMITTER_NAME": "Someone Else",
-    "GIT_COMMITTER_EMAIL": "else@skerry.invalid",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 FLEET = """\
 # The fleet for promotion tests.
@@ -73,34 +63,6 @@ promotion:
       freezes:
         - {name: friday-night, days: [fri], start: "18:00", end: "23:59"}
 """
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
-        kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-
-        async def bounded():
-            await asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT)
-
-        asyncio.run(bounded())
-        return True
-    return None
-
-
-def git(path: pathlib.Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(path), *args], check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
-    )
-    return out.stdout.strip()
-
-
-def operator(name: str) -> Identity:
-    return Identity(name=name, roles=frozenset({ROLE_OPERATOR}), fingerprint="0" * 64)
-
-
-def agent(name: str) -> Identity:
-    return Identity(name=name, roles=frozenset({ROLE_AGENT}), fingerprint="0" * 64)
 
 
 class Harness:

@@ -7,7 +7,7 @@ import pytest
 from skerry.core.errors import SourceError
 from skerry.hub.source.git import GitSource, PushRejected, commit_files, commit_message, push_commit
 
-from .conftest import git
+from .helpers import git
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from skerry.core.errors import PermissionDenied
 from skerry.hub.source import git as gitsrc
 
-from .conftest import git, operator
+from .helpers import git, operator
 
 DEV_K = "overlays/dev/kustomization.yaml"
 PROD_K = "overlays/prod/kustomization.yaml"
@@ -289,21 +288,58 @@ async def test_push_to_a_review_branch_leaves_main_alone(harness):
     assert git(h.remote, "rev-parse", "review/web-prod") == rec.commit
 
 
-async def test_who_may_do_what_is_enforced_and_audited(harness):
-    from .conftest import agent
+async def test_who_may_do_what_is_enforced_by_the_hub_table_and_audited(harness, pki):
+    """Over real mTLS through the hub's interceptor: operators read, promoters promote and roll back,
+    an approver only approves; every refusal lands in the promotion audit log."""
+    import grpc
+
+    from skerry.api.v1 import promotion_pb2 as pb
+    from skerry.api.v1 import promotion_pb2_grpc
+    from skerry.core.rpc import CHANNEL_OPTIONS, GrpcServer
+    from skerry.core.tls import ROLE_HUB, channel_credentials, server_credentials
+    from skerry.hub.authz import audit_promotion_refusals, hub_rules
+    from skerry.hub.promotion.servicer import SERVICE_NAME, PromotionServicer
 
     h = harness
     await h.sync()
-    with pytest.raises(PermissionDenied, match="promoters"):
-        await h.promoter.promote(operator("mallory"), "web", "dev", "prod")
-    with pytest.raises(PermissionDenied, match="skerry:operator"):
-        await h.promoter.get_freight(agent("oslo-dev"), "web", "dev")
-    with pytest.raises(PermissionDenied, match="promoters"):
-        await h.promoter.rollback(operator("mallory"), "web", "prod", "main")
-    denied = [e for e in h.audit.entries if e["outcome"] == "denied"]
-    assert [e["method"] for e in denied] == ["Promote", "GetFreight", "Rollback"]
-    assert "mallory" in denied[0]["identity"]
+    servicer = PromotionServicer(h.promoter)
+    server = GrpcServer(
+        "127.0.0.1:0", server_credentials(pki.server("hub", ROLE_HUB)),
+        register=[lambda s: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, s)],
+        service_names=[SERVICE_NAME], rules=hub_rules(h.promoter.policy),
+        on_refused=audit_promotion_refusals(h.audit.record),
+    )
+    port = await server.start()
 
+    async def refused(files, call) -> str:
+        async with grpc.aio.secure_channel(f"127.0.0.1:{port}", channel_credentials(files), options=CHANNEL_OPTIONS) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(promotion_pb2_grpc.PromotionServiceStub(ch))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value
+        return err.value.details()
+
+    promote = pb.PromoteRequest(app="web", from_env="dev", to_env="prod")
+    try:
+        assert "promoters" in await refused(pki.operator("mallory"), lambda s: s.Promote(promote, timeout=20))
+        assert "skerry:operator" in await refused(
+            pki.agent("oslo-dev"), lambda s: s.GetFreight(pb.GetFreightRequest(app="web", env="dev"), timeout=20))
+        assert "promoters" in await refused(
+            pki.operator("mallory"),
+            lambda s: s.Rollback(pb.RollbackRequest(app="web", env="prod", to_revision="main"), timeout=20))
+        # dave approves prod but is no promoter: approving is all he may do
+        assert "promoters" in await refused(pki.operator("dave"), lambda s: s.Promote(promote, timeout=20))
+        async with grpc.aio.secure_channel(
+            f"127.0.0.1:{port}", channel_credentials(pki.operator("dave")), options=CHANNEL_OPTIONS
+        ) as ch:
+            rec = await promotion_pb2_grpc.PromotionServiceStub(ch).Promote(
+                pb.PromoteRequest(app="web", from_env="dev", to_env="prod", approve=True, dry_run=True), timeout=20)
+        assert rec.approved_by == ["dave"] and not rec.commit
+    finally:
+        await server.stop(0)
+        await h.stop()
+    denied = [e for e in h.audit.entries if e["outcome"] == "denied"]
+    assert [e["method"] for e in denied] == ["Promote", "GetFreight", "Rollback", "Promote"]
+    assert "mallory" in denied[0]["identity"] and "dave" in denied[3]["identity"]
 
 async def test_freight_reports_images_revision_bundles_and_health(harness):
     h = harness
@@ -365,8 +401,6 @@ async def test_an_approver_who_is_not_a_promoter_approves_and_a_promoter_commits
     rec = await h.promoter.promote(operator("dave"), "web", "dev", "prod", approve=True)
     assert rec.state == "approved" and not rec.commit
     assert "still blocked: approvals" in rec.message
-    with pytest.raises(PermissionDenied, match="promoters"):
-        await h.promoter.promote(operator("dave"), "web", "dev", "prod")  # approving is all dave may do
     rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
     try:
         assert rec.commit and rec.approved_by == ["alice", "dave"]

@@ -6,24 +6,17 @@ and copied for every test that needs its own registry.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import io
-import json
 import pathlib
 import shutil
-import threading
 
 import pytest
 import structlog
 
 from skerry.core import logging as skerry_logging
 from skerry.core import tls
-from skerry.sealer.app import SealerApp
-from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
 
-SECRET_VALUE = "hunter2-do-not-log-me"
+from .helpers import LogCapture, Pki, ServerThread, sealer_config
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +56,6 @@ def sealing_key(shared_registry):
     return shared_registry.sealing_key()
 
 
-@dataclasses.dataclass(frozen=True)
-class Pki:
-    ca: tls.CertificateAuthority
-    sealer: tls.TlsFiles
-    agent: tls.TlsFiles
-    operator: tls.TlsFiles
-    foreign: tls.TlsFiles  # a client whose certificate comes from another CA
-
-
 @pytest.fixture(scope="session")
 def mtls(tmp_path_factory) -> Pki:
     root = tmp_path_factory.mktemp("mtls")
@@ -97,21 +81,6 @@ def mtls(tmp_path_factory) -> Pki:
     )
 
 
-class LogCapture:
-    def __init__(self):
-        self.stream = io.StringIO()
-
-    @property
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-    def records(self) -> list[dict]:
-        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
-
-    def events(self, event: str) -> list[dict]:
-        return [r for r in self.records() if r.get("event") == event]
-
-
 @pytest.fixture
 def logs():
     """Every structlog line as JSON, at debug level, for the duration of the test."""
@@ -119,43 +88,6 @@ def logs():
     skerry_logging.configure("debug", json_output=True, stream=capture.stream)
     yield capture
     structlog.reset_defaults()
-
-
-class ServerThread:
-    """A SealerApp on 127.0.0.1:0 in its own event loop thread, for synchronous clients."""
-
-    def __init__(self, config: SealerConfig):
-        self.app = SealerApp(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sealer", daemon=True)
-        self.port = 0
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self.app.start(), self._loop).result(60)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(0), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-def sealer_config(mtls: Pki, keys_dir: pathlib.Path, **kw) -> SealerConfig:
-    return SealerConfig(
-        listen="127.0.0.1:0",
-        tls_ca=mtls.sealer.ca,
-        tls_cert=mtls.sealer.cert,
-        tls_key=mtls.sealer.key,
-        keys_dir=keys_dir,
-        grace_seconds=0,
-        **kw,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from skerry.sealer.keys import (
     load_kek,
 )
 
-from .conftest import SECRET_VALUE
+from .helpers import SECRET_VALUE
 
 LABEL = encryption_label("apps", "db", "strict")
 KEK = bytes(range(32))

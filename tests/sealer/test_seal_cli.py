@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import pathlib
@@ -19,7 +18,7 @@ import yaml
 from skerry.core import sealedsecret
 from skerry.sealer import cli, crypto
 
-from .conftest import SECRET_VALUE
+from .helpers import SECRET_VALUE, run_cli
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -64,14 +63,6 @@ def cert_file(sealing_key, tmp_path) -> pathlib.Path:
     path = tmp_path / "sealer.crt"
     path.write_bytes(sealing_key.cert_pem)
     return path
-
-
-def run_cli(argv, capsys, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_yaml_secret_with_data_and_string_data_round_trips(shared_registry, cert_file, tmp_path, capsys):

@@ -22,7 +22,7 @@ from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import TlsFiles, channel_credentials, identity_from_pem
 from skerry.hub.enrollment.tokens import TokenIssuer
 
-from .conftest import running_hub
+from .hubs import running_hub
 
 READ = 20.0
 
@@ -176,7 +176,8 @@ async def test_revoking_a_cluster_closes_its_open_stream_and_refuses_new_calls(f
 async def test_a_renewed_certificate_replaces_the_old_one_on_the_open_watch(fleet_repo, tmp_path, pki, engine):
     async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
         files = await enrolled(app, pki, tmp_path, "oslo-dev")
-        old_fp = identity_from_pem(files.cert.read_bytes()).fingerprint
+        old_pem = files.cert.read_bytes()
+        old_fp = identity_from_pem(old_pem).fingerprint
         client = HubClient(f"127.0.0.1:{app.port}", files, "oslo-dev", backoff_base=0.05, backoff_cap=0.2)
         renewer = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev", on_renewed=client.reload_credentials)
         events: list = []
@@ -188,19 +189,25 @@ async def test_a_renewed_certificate_replaces_the_old_one_on_the_open_watch(flee
         task = asyncio.create_task(consume())
         try:
             await wait_until(lambda: events, "the first bundle")
-            assert list(app.servicer.streams._by_fp) == [old_fp]
+            assert app.servicer.streams.fingerprints() == [old_fp]
             renewed = await renewer.renew_once()
             assert renewed.fingerprint != old_fp and renewer.renewals == 1
             # The watch moves to a new connection with the new certificate ...
-            await wait_until(lambda: list(app.servicer.streams._by_fp) == [renewed.fingerprint], "the new identity")
+            await wait_until(lambda: app.servicer.streams.fingerprints() == [renewed.fingerprint], "the new identity")
             # ... and the unchanged bundle is not sent again: it comes without its bytes, filled in locally.
             await wait_until(lambda: len(events) == 2, "the re-announced bundle")
             assert events[1].bundle.digest == events[0].bundle.digest
             assert events[1].bundle.bundle == events[0].bundle.bundle
             out = cli("cluster", "revoke", "--fingerprint", old_fp, "--state-dir", str(app.config.state_dir))
             assert out.returncode == 0, out.stderr
-            await asyncio.sleep(2 * 1.0 + 0.5)
-            assert list(app.servicer.streams._by_fp) == [renewed.fingerprint]  # the renewed one is spared
+            # Once the hub has read the new list (the old certificate is refused), a recheck of the open
+            # streams spares the renewed one.
+            revocations = app.enrollment.revocations
+            revocations.reload()
+            with pytest.raises(PermissionDenied):
+                revocations.check("oslo-dev", old_fp, x509.load_pem_x509_certificate(old_pem).not_valid_before_utc)
+            assert app.servicer.recheck_streams() == 0
+            assert app.servicer.streams.fingerprints() == [renewed.fingerprint]
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,14 +228,13 @@ async def test_the_agent_renews_by_itself_once_two_thirds_of_the_lifetime_passed
         before = files.cert.read_bytes()
         not_before = x509.load_pem_x509_certificate(before).not_valid_before_utc
         not_after = x509.load_pem_x509_certificate(before).not_valid_after_utc
-        early = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev",
-                                   now=lambda: not_before + (not_after - not_before) * 0.5)
+        half_way = not_before + (not_after - not_before) * 0.5
+        early = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev", now=lambda: half_way)
         late = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev",
                                   now=lambda: not_before + (not_after - not_before) * 0.7)
-        task = asyncio.create_task(early.run())
-        await asyncio.sleep(0.5)
-        assert early.renewals == 0 and files.cert.read_bytes() == before
-        task.cancel()
+        # Half-way through the lifetime the renewer's next renewal is still ahead of it ...
+        assert early.due() > half_way and early.renewals == 0 and files.cert.read_bytes() == before
+        # ... past two thirds it renews by itself.
         task = asyncio.create_task(late.run())
         await wait_until(lambda: late.renewals == 1, "the renewal")
         task.cancel()

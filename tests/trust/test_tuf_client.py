@@ -102,8 +102,9 @@ def test_stale_cached_roles_are_dropped_by_hash_before_any_signature_is_checked(
     verified = world.verifier.update()
     assert verified is not None and verified.release == 102
     # root 1, timestamp 2 (cached + new), snapshot 2 (cached + new), targets 1, director 1,
-    # cluster role 1 and release role 2 (new only: the cached, stale ones fail their snapshot hash first)
-    assert verifications["n"] == 10
+    # cluster role 1, release-prod 3 (unchanged bin delegations, signed by all 3 keys at init) and the
+    # release bin 2 (new only: the cached, stale ones fail their snapshot hash first)
+    assert verifications["n"] == 13
 
 
 def test_an_idle_refresh_fetches_only_the_timestamp_and_the_next_root_and_writes_nothing(world, verifications):
@@ -216,7 +217,7 @@ def test_a_repository_with_per_cluster_director_roles_keeps_serving_them(world):
     from tuf.api.metadata import DelegatedRole, Delegations
 
     director = world.repo.md[trust.DIRECTOR_ROLE]
-    legacy = trust.legacy_cluster_role(CLUSTER)
+    legacy = trust.unbinned_cluster_role(CLUSTER)
     keyids = world.repo.role_keyids(trust.DIRECTOR_ROLE)
     director.signed.delegations = Delegations(
         keys={k: world.repo.targets.delegations.keys[k] for k in keyids},

@@ -24,19 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eskerry/api/v1/enrollment.proto\x12\rskerry.api.v1\"/\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"~\n\x0e\x45nrollResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\x0c\x12\x15\n\rclient_ca_pem\x18\x03 \x01(\x0c\x12\x16\n\x0enot_after_unix\x18\x04 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t2\x9f\x01\n\x11\x45nrollmentService\x12\x45\n\x06\x45nroll\x12\x1c.skerry.api.v1.EnrollRequest\x1a\x1d.skerry.api.v1.EnrollResponse\x12\x43\n\x05Renew\x12\x1b.skerry.api.v1.RenewRequest\x1a\x1d.skerry.api.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eskerry/api/v1/enrollment.proto\x12\rskerry.api.v1\"\x19\n\x17WatchRevocationsRequest\"\xfc\x01\n\x0eRevocationList\x12=\n\x08\x63lusters\x18\x01 \x03(\x0b\x32+.skerry.api.v1.RevocationList.ClustersEntry\x12\x45\n\x0c\x66ingerprints\x18\x02 \x03(\x0b\x32/.skerry.api.v1.RevocationList.FingerprintsEntry\x1a/\n\rClustersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x33\n\x11\x46ingerprintsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"/\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"~\n\x0e\x45nrollResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\x0c\x12\x15\n\rclient_ca_pem\x18\x03 \x01(\x0c\x12\x16\n\x0enot_after_unix\x18\x04 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t2\xfc\x01\n\x11\x45nrollmentService\x12\x45\n\x06\x45nroll\x12\x1c.skerry.api.v1.EnrollRequest\x1a\x1d.skerry.api.v1.EnrollResponse\x12\x43\n\x05Renew\x12\x1b.skerry.api.v1.RenewRequest\x1a\x1d.skerry.api.v1.EnrollResponse\x12[\n\x10WatchRevocations\x12&.skerry.api.v1.WatchRevocationsRequest\x1a\x1d.skerry.api.v1.RevocationList0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skerry.api.v1.enrollment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENROLLREQUEST']._serialized_start=49
-  _globals['_ENROLLREQUEST']._serialized_end=96
-  _globals['_RENEWREQUEST']._serialized_start=98
-  _globals['_RENEWREQUEST']._serialized_end=129
-  _globals['_ENROLLRESPONSE']._serialized_start=131
-  _globals['_ENROLLRESPONSE']._serialized_end=257
-  _globals['_ENROLLMENTSERVICE']._serialized_start=260
-  _globals['_ENROLLMENTSERVICE']._serialized_end=419
+  _globals['_REVOCATIONLIST_CLUSTERSENTRY']._loaded_options = None
+  _globals['_REVOCATIONLIST_CLUSTERSENTRY']._serialized_options = b'8\001'
+  _globals['_REVOCATIONLIST_FINGERPRINTSENTRY']._loaded_options = None
+  _globals['_REVOCATIONLIST_FINGERPRINTSENTRY']._serialized_options = b'8\001'
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=49
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=74
+  _globals['_REVOCATIONLIST']._serialized_start=77
+  _globals['_REVOCATIONLIST']._serialized_end=329
+  _globals['_REVOCATIONLIST_CLUSTERSENTRY']._serialized_start=229
+  _globals['_REVOCATIONLIST_CLUSTERSENTRY']._serialized_end=276
+  _globals['_REVOCATIONLIST_FINGERPRINTSENTRY']._serialized_start=278
+  _globals['_REVOCATIONLIST_FINGERPRINTSENTRY']._serialized_end=329
+  _globals['_ENROLLREQUEST']._serialized_start=331
+  _globals['_ENROLLREQUEST']._serialized_end=378
+  _globals['_RENEWREQUEST']._serialized_start=380
+  _globals['_RENEWREQUEST']._serialized_end=411
+  _globals['_ENROLLRESPONSE']._serialized_start=413
+  _globals['_ENROLLRESPONSE']._serialized_end=539
+  _globals['_ENROLLMENTSERVICE']._serialized_start=542
+  _globals['_ENROLLMENTSERVICE']._serialized_end=794
 # @@protoc_insertion_point(module_scope)

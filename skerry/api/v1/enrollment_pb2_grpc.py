@@ -44,6 +44,11 @@ class EnrollmentServiceStub:
                 request_serializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.RenewRequest.SerializeToString,
                 response_deserializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.EnrollResponse.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/skerry.api.v1.EnrollmentService/WatchRevocations',
+                request_serializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.RevocationList.FromString,
+                _registered_method=True)
 
 
 class EnrollmentServiceServicer:
@@ -68,6 +73,15 @@ class EnrollmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """The revoked agent certificates now, then again after every change, for as
+        long as the stream is open. Sealers follow it (with their skerry:sealer
+        client certificate) so that a revoked agent cannot unseal either.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnrollmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +94,11 @@ def add_EnrollmentServiceServicer_to_server(servicer, server):
                     servicer.Renew,
                     request_deserializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.RenewRequest.FromString,
                     response_serializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.EnrollResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=skerry_dot_api_dot_v1_dot_enrollment__pb2.RevocationList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +155,33 @@ class EnrollmentService:
             '/skerry.api.v1.EnrollmentService/Renew',
             skerry_dot_api_dot_v1_dot_enrollment__pb2.RenewRequest.SerializeToString,
             skerry_dot_api_dot_v1_dot_enrollment__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/skerry.api.v1.EnrollmentService/WatchRevocations',
+            skerry_dot_api_dot_v1_dot_enrollment__pb2.WatchRevocationsRequest.SerializeToString,
+            skerry_dot_api_dot_v1_dot_enrollment__pb2.RevocationList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,9 +30,18 @@ cluster gets a new release only once the release side signed its bundle
 (``release-<env>``); until then the bundle waits in ``pending`` and
 ``retry_pending`` (called when a release role is published) tries again.
 The director's online metadata is re-signed by the trust repository, not
-re-released here. Watch events carry no bundle bytes: agents fetch the
-metadata and the bundle through the TrustService and take an event as
-"refresh now".
+re-released here. A watch event tells the agent to refresh; it fetches and
+verifies the metadata through the TrustService.
+
+Shared blobs (``publish_shared``)
+--------------------------------
+When many clusters render to the same objects, the bundle is published once
+as a ``SharedBlob`` (the document with no cluster name: encoded and hashed
+once, one ``bytes`` object referenced by every cluster's release), stored
+once in the trust repository and directed per cluster in one pass
+(``direct_many``). The watch event carries the blob's bytes (serialised once
+for every stream), which the agent uses only if they match the verified
+release target.
 
 Watchers
 --------
@@ -57,7 +66,7 @@ from typing import Protocol
 
 import structlog
 
-from skerry.core.bundle import Bundle
+from skerry.core.bundle import SHARED_CLUSTER, Bundle
 from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
@@ -68,17 +77,35 @@ log = structlog.get_logger("skerry.hub.store")
 
 @dataclasses.dataclass(frozen=True)
 class SignedBundle:
-    """One directed release of one cluster's bundle (the bytes live in the trust repository)."""
+    """One directed release of one cluster's bundle (the metadata lives in the trust repository)."""
 
     cluster: str
     release: int
     digest: str  # sha256 of the bundle bytes the director names
     content_digest: str  # the same ignoring source.revision: what "changed" compares
+    bundle: bytes  # the bytes a watch event carries: a shared blob's, else none (the agent fetches them)
     revision: str
     paths: tuple[str, ...]
     objects: int
     expires: _dt.datetime  # horizon of the director metadata naming this release
     signed_at: _dt.datetime
+    # Set when ``bundle`` is a blob shared by many clusters.
+    shared: SharedBlob | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SharedBlob:
+    """Bundle bytes that many clusters receive as they are: encoded and hashed once, never copied.
+
+    ``wire`` caches what the transport makes of the bytes (serialised chunk messages), built once
+    per blob and sent by reference on every stream.
+    """
+
+    bundle: Bundle  # cluster == SHARED_CLUSTER
+    data: bytes
+    digest: str
+    content_digest: str
+    wire: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +143,8 @@ class Director(Protocol):
     """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
 
     def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int): ...
+
+    def direct_many(self, clusters, data: bytes, *, revision: str, release, render: str = ""): ...
 
 
 class AwaitingRelease(Exception):
@@ -246,12 +275,68 @@ class HubStore:
             release=directed.release,
             digest=sha256_digest(data),
             content_digest=content,
+            bundle=b"",
             revision=revision,
             paths=paths,
             objects=objects,
             expires=directed.expires,
             signed_at=now,
         )
+
+    def publish_shared(
+        self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
+    ) -> list[str]:
+        """Make one shared blob the current bundle of every cluster in ``clusters``; returns the released ones.
+
+        ``bundle.cluster`` must be ``SHARED_CLUSTER`` (each director entry names its cluster). Clusters
+        whose current release already has this content keep it.
+        """
+        if bundle.cluster != SHARED_CLUSTER:
+            raise ValueError(f"a shared bundle names no cluster, not {bundle.cluster!r}")
+        data = bundle.encode() if encoded is None else encoded
+        content = content_digest(bundle) if content is None else content
+        blob = SharedBlob(bundle=bundle, data=data, digest=sha256_digest(data), content_digest=content)
+        return self._direct_shared(list(clusters), blob, self._clock.now())
+
+    def _direct_shared(self, clusters: list[str], blob: SharedBlob, now: _dt.datetime) -> list[str]:
+        """One content-addressed blob, a director entry per cluster (hash bins), one snapshot.
+
+        Clusters whose release side has not signed the blob yet wait in ``pending`` (``retry_pending``).
+        """
+        bundle = blob.bundle
+        todo = []
+        for cluster in clusters:
+            state = self._clusters.get(cluster)
+            if state is None:
+                state = self._clusters[cluster] = _Cluster()
+            state.error = None
+            if state.current is None or state.current.content_digest != blob.content_digest:
+                todo.append(cluster)
+        directed = self._director.direct_many(
+            [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
+            release=lambda c: self._next_release(c, now), render=f"{bundle.engine} {bundle.engine_version}".strip())
+        released, waiting = [], []
+        for cluster in todo:
+            state, got = self._clusters[cluster], directed[cluster]
+            if got is None:
+                self._pending[cluster] = (bundle, blob.data, blob.content_digest)
+                state.error = RenderFailure(
+                    cluster=cluster, revision=bundle.revision, at=now,
+                    message=f"bundle {blob.digest} (revision {bundle.revision}) awaits signatures of "
+                            f"release-{self._environment_of(cluster)}; sign it with `skerry keys sign --cluster {cluster}`")
+                waiting.append(cluster)
+            else:
+                self._last_release[cluster] = got.release
+                self._pending.pop(cluster, None)
+                state.current = SignedBundle(
+                    cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
+                    bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
+                    objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
+                released.append(cluster)
+            state.notify()
+        log.info("shared bundle directed", clusters=len(released), awaiting_release=len(waiting), digest=blob.digest,
+                 revision=bundle.revision)
+        return released
 
     def pending(self, cluster: str) -> tuple[Bundle, bytes, str] | None:
         """The rendered bundle of ``cluster`` that awaits release signatures, if any."""
@@ -261,7 +346,11 @@ class HubStore:
         """Try to direct every bundle awaiting release signatures again; returns the released clusters."""
         released = []
         for cluster, (bundle, data, content) in list(self._pending.items()):
-            if cluster in self._clusters and self.publish(cluster, bundle, encoded=data, content=content):
+            if cluster not in self._clusters:
+                continue
+            if bundle.cluster == SHARED_CLUSTER:
+                released += self.publish_shared([cluster], bundle, encoded=data, content=content)
+            elif self.publish(cluster, bundle, encoded=data, content=content):
                 released.append(cluster)
         return released
 

@@ -19,45 +19,46 @@ that expire within a week (a day by default).
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from collections.abc import Callable
 
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
-from skerry.core.revocation import CLOCK_SKEW, FILE_NAME, RELOAD_SECONDS, RevocationList
+from skerry.core.revocation import CLOCK_SKEW, FILE_NAME, RevocationFile, RevokedSet
 from skerry.hub.enrollment.authority import MAX_CERT_LIFETIME
 
 __all__ = ["FILE_NAME", "RELOAD_SECONDS", "Revocations"]
 
+# How quickly a running hub sees `skerry cluster revoke` (one stat() per period); its open streams
+# and the sealers following WatchRevocations learn it the same moment.
+RELOAD_SECONDS = 0.5
 
-class Revocations(RevocationList):
-    """The hub's side: reading (``skerry.core.revocation``, shared with the sealer) plus writing."""
+
+class Revocations(RevocationFile):
+    """The hub's list: read and re-read (``skerry.core.revocation``) plus written by ``skerry cluster revoke``."""
 
     def __init__(self, directory: pathlib.Path, *, now: Callable[[], float] = time.time):
-        super().__init__(pathlib.Path(directory) / FILE_NAME, now=now)
+        self._now = now
+        super().__init__(pathlib.Path(directory) / FILE_NAME)
 
-    def _write(self) -> None:
+    def _write(self, clusters: dict[str, float], fingerprints: dict[str, float]) -> None:
         horizon = self._now() - MAX_CERT_LIFETIME.total_seconds() - CLOCK_SKEW.total_seconds()
-        doc = {
-            "clusters": {k: v for k, v in sorted(self.clusters.items()) if v > horizon},
-            "fingerprints": {k: v for k, v in sorted(self.fingerprints.items()) if v > horizon},
-        }
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self._path, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n", 0o644)
-        self._stamp = None
+        kept = RevokedSet(
+            {k: v for k, v in clusters.items() if v > horizon},
+            {k: v for k, v in fingerprints.items() if v > horizon},
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.path, kept.to_bytes(), 0o644)
         self.reload()
 
     def revoke_cluster(self, cluster: str) -> None:
         self.reload()
-        self.clusters[cluster] = float(int(self._now()))
-        self._write()
+        self._write({**self.clusters, cluster: float(int(self._now()))}, dict(self.fingerprints))
 
     def revoke_fingerprint(self, fingerprint: str) -> None:
         fp = fingerprint.lower().replace(":", "")
         if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
             raise ConfigError(f"{fingerprint!r} is not a SHA-256 certificate fingerprint (64 hex digits)")
         self.reload()
-        self.fingerprints[fp] = float(int(self._now()))
-        self._write()
+        self._write(dict(self.clusters), {**self.fingerprints, fp: float(int(self._now()))})

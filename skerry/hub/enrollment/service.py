@@ -1,24 +1,24 @@
-"""Enrollment as the hub serves it: redeem a token, renew a certificate, authenticate agent peers.
+"""Enrollment as the hub serves it: redeem a token, renew a certificate, publish revocations.
 
 ``Enrollment`` holds the logic (pure apart from the files of its
-collaborators); ``EnrollmentServicer`` only translates protos.
-``Enrollment.authenticate(context)`` is the gate every hub RPC passes: the
-verified mTLS identity plus the revocation check on its certificate.
+collaborators); ``EnrollmentServicer`` only translates protos. Who may call
+which RPC is the hub's table (``skerry.hub.authz``): ``Renew`` is for agents,
+``WatchRevocations`` for sealers. ``revocations_changed`` wakes every open
+``WatchRevocations`` stream once the hub re-read a changed list.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
-import functools
+import asyncio
 import pathlib
 
 import structlog
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
-from skerry.core.errors import PermissionDenied, Unauthenticated
-from skerry.core.tls import ROLE_AGENT, Identity, identity_from_pem
-from skerry.hub.enrollment.authority import AgentAuthority, IssuedCert, cert_times
+from skerry.core.authz import identity
+from skerry.core.revocation import RevokedSet
+from skerry.core.tls import Identity
+from skerry.hub.enrollment.authority import AgentAuthority, IssuedCert
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.enrollment.tokens import TokenIssuer, UsedTokens
 
@@ -28,25 +28,13 @@ SERVICE_NAME = enrollment_pb2.DESCRIPTOR.services_by_name["EnrollmentService"].f
 DIR_NAME = "enrollment"
 
 
-@dataclasses.dataclass(frozen=True)
-class PeerCert:
-    identity: Identity
-    not_before: _dt.datetime
-    not_after: _dt.datetime
-
-
-@functools.lru_cache(maxsize=20_000)
-def _parse_peer(pem: bytes) -> PeerCert:
-    nb, na = cert_times(pem)
-    return PeerCert(identity_from_pem(pem), nb, na)
-
-
 class Enrollment:
     def __init__(self, tokens: TokenIssuer, used: UsedTokens, authority: AgentAuthority, revocations: Revocations):
         self.tokens = tokens
         self.used = used
         self.authority = authority
         self.revocations = revocations
+        self._changed: asyncio.Condition | None = None  # made in the serving loop, on first use
 
     @classmethod
     def open(cls, state_dir: pathlib.Path, **authority_kw) -> Enrollment:
@@ -67,27 +55,33 @@ class Enrollment:
         log.info("agent enrolled", cluster=claims.cluster, fingerprint=issued.fingerprint, not_after=issued.not_after.isoformat())
         return issued
 
-    def renew(self, peer: PeerCert, csr_pem: bytes) -> IssuedCert:
-        ident = peer.identity
-        if not ident.has_role(ROLE_AGENT):
-            raise PermissionDenied(f"{ident} may not renew: only agent certificates are renewed")
-        issued = self.authority.sign_csr(csr_pem, ident.name)
-        log.info("agent certificate renewed", cluster=ident.name, old=ident.fingerprint, fingerprint=issued.fingerprint)
+    def renew(self, agent: Identity, csr_pem: bytes) -> IssuedCert:
+        """A new certificate for the cluster ``agent`` (an authorised agent caller) speaks for."""
+        issued = self.authority.sign_csr(csr_pem, agent.name)
+        log.info("agent certificate renewed", cluster=agent.name, old=agent.fingerprint, fingerprint=issued.fingerprint)
         return issued
 
-    def authenticate(self, context) -> PeerCert:
-        auth = context.auth_context() or {}
-        pems = auth.get("x509_pem_cert")
-        if not pems:
-            raise Unauthenticated("no verified client certificate on this connection (mutual TLS required)")
-        peer = _parse_peer(bytes(pems[0]))
-        self.check(peer)
-        return peer
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
 
-    def check(self, peer: PeerCert) -> None:
-        ident = peer.identity
-        if ident.has_role(ROLE_AGENT):
-            self.revocations.check(ident.name, ident.fingerprint, peer.not_before)
+    async def revocations_changed(self) -> None:
+        """Wake every ``watch_revocations`` (call after ``revocations.reload()`` returned True)."""
+        async with self._condition():
+            self._condition().notify_all()
+
+    async def watch_revocations(self):
+        """The list now, then each changed list (an async iterator that never ends by itself)."""
+        sent = None
+        while True:
+            current = self.revocations.revoked
+            if current is not sent:
+                sent = current
+                yield current
+            async with self._condition():
+                if self.revocations.revoked is sent:
+                    await self._condition().wait()
 
 
 def _response(issued: IssuedCert, ca_pem: bytes) -> enrollment_pb2.EnrollResponse:
@@ -100,6 +94,13 @@ def _response(issued: IssuedCert, ca_pem: bytes) -> enrollment_pb2.EnrollRespons
     )
 
 
+def revocations_to_proto(revoked: RevokedSet) -> enrollment_pb2.RevocationList:
+    return enrollment_pb2.RevocationList(
+        clusters={k: int(v) for k, v in revoked.clusters.items()},
+        fingerprints={k: int(v) for k, v in revoked.fingerprints.items()},
+    )
+
+
 class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
     def __init__(self, enrollment: Enrollment):
         self._e = enrollment
@@ -109,6 +110,9 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         return _response(issued, self._e.authority.ca_pem)
 
     async def Renew(self, request, context):
-        peer = self._e.authenticate(context)
-        issued = self._e.renew(peer, request.csr_pem)
+        issued = self._e.renew(identity(), request.csr_pem)
         return _response(issued, self._e.authority.ca_pem)
+
+    async def WatchRevocations(self, request, context):
+        async for revoked in self._e.watch_revocations():
+            yield revocations_to_proto(revoked)

@@ -1,4 +1,4 @@
-"""The promotion engine: freight, gates, the commit and its push, progress, rollback, authorisation.
+"""The promotion engine: freight, gates, the commit and its push, progress, rollback.
 
 Everything the gRPC servicer calls lives here; the servicer only translates protos. Collaborators
 are passed in (``skerry.hub.app`` composes them):
@@ -16,18 +16,17 @@ environment are the fleet's clusters labelled ``env: <name>``. Promotions of one
 serialised by a lock per app; a push that loses a race with another writer is redone on the new
 tip (re-read, re-edit, re-commit), at most ``MAX_PUSH_ATTEMPTS`` times, never forced.
 
-Who may do what (mTLS identity; role ``skerry:operator`` for everything):
-
-* ListEnvironments, GetFreight, Diff, WatchPromotion: any operator;
-* Promote, Rollback: operators listed in ``promotion.promoters`` (any operator if absent);
-* ``approve``: only the approvers listed for the target environment (an approver who is not a
-  promoter may approve; the commit is then a promoter's call).
+Who may call which RPC (operators; ``promotion.promoters`` for Promote and Rollback) is the hub's
+authorisation table (``skerry.hub.authz``, reading ``policy()``); callers reach this module already
+authorised. Its own business gate: ``approve`` counts only from the approvers listed for the target
+environment (an approver who is not a promoter may approve; the commit is then a promoter's call).
 
 Rollback passes no gates (no soak, approvals or freeze): it restores freight the environment ran
 before, and in an incident nothing should stand in its way. It is audited like everything else.
 Approvals persist in ``approvals_file`` (24 h); promotion records are in memory only.
 
-Every call is audit-logged (``AuditLog``), refused ones too.
+Every call is audit-logged (``AuditLog``); calls the table refuses are audited by the hub's
+interceptor (``skerry.hub.authz.audit_promotion_refusals``).
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ from skerry.core.errors import (
     SourceError,
     Unavailable,
 )
-from skerry.core.tls import ROLE_OPERATOR, Identity
+from skerry.core.tls import Identity
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.promotion import freight as fr
 from skerry.hub.promotion.audit import AuditLog
@@ -205,6 +204,10 @@ class Promoter:
     def _policy(self, fleet: Fleet) -> PromotionPolicy:
         return fleet.promotion if fleet.promotion is not None else PromotionPolicy()
 
+    def policy(self) -> PromotionPolicy:
+        """The promotion policy in force (``Unavailable`` before the fleet loaded): what authorisation reads."""
+        return self._policy(self._fleet())
+
     def _overlay(self, fleet: Fleet, app: str, env: str) -> str:
         policy = self._policy(fleet)
         if not app:
@@ -221,22 +224,6 @@ class Promoter:
     @staticmethod
     def clusters_of(fleet: Fleet, env: str) -> list[str]:
         return [c.name for c in fleet.clusters if c.labels.get(ENV_LABEL) == env]
-
-    # --- authorisation and audit --------------------------------------------------------------
-
-    def _require_operator(self, identity: Identity, method: str, **fields) -> None:
-        if not identity.has_role(ROLE_OPERATOR):
-            self.audit.record(str(identity), method, "denied", reason=f"needs role {ROLE_OPERATOR}", **fields)
-            raise PermissionDenied(f"{identity} may not call {method}: it needs role {ROLE_OPERATOR}")
-
-    def _require_promoter(self, identity: Identity, fleet: Fleet, method: str, **fields) -> None:
-        self._require_operator(identity, method, **fields)
-        promoters = self._policy(fleet).promoters
-        if promoters is not None and identity.name not in promoters:
-            self.audit.record(str(identity), method, "denied", reason="not in promotion.promoters", **fields)
-            raise PermissionDenied(
-                f"{identity} may not call {method}: {identity.name!r} is not in {FLEET_FILE} promotion.promoters"
-            )
 
     # --- health and freight ---------------------------------------------------------------------
 
@@ -330,7 +317,6 @@ class Promoter:
         return Freight(app, env, overlay, images, revision, clusters)
 
     async def get_freight(self, identity: Identity, app: str, env: str) -> Freight:
-        self._require_operator(identity, "GetFreight", app=app, env=env)
         fleet = self._fleet()
         async with self._git_lock:
             f = await asyncio.to_thread(self._freight_blocking, fleet, app, env)
@@ -338,7 +324,6 @@ class Promoter:
         return f
 
     async def list_environments(self, identity: Identity) -> tuple[Fleet, PromotionPolicy]:
-        self._require_operator(identity, "ListEnvironments")
         fleet = self._fleet()
         self.audit.record(str(identity), "ListEnvironments", "ok")
         return fleet, self._policy(fleet)
@@ -395,7 +380,6 @@ class Promoter:
         )
 
     async def diff(self, identity: Identity, app: str, from_env: str, to_env: str):
-        self._require_operator(identity, "Diff", app=app, from_env=from_env, to_env=to_env)
         fleet = self._fleet()
         async with self._git_lock:
             src = await asyncio.to_thread(self._freight_blocking, fleet, app, from_env)
@@ -424,7 +408,6 @@ class Promoter:
             self._changed.notify_all()
 
     async def watch(self, identity: Identity, promotion_id: str) -> AsyncIterator[Record]:
-        self._require_operator(identity, "WatchPromotion", id=promotion_id)
         rec = self.records.get(promotion_id)
         if rec is None:
             raise NotFound(f"no promotion {promotion_id!r} on this hub (records are kept in memory)")
@@ -524,17 +507,9 @@ class Promoter:
         fleet = self._fleet()
         policy = self._policy(fleet)
         rules = policy.rules(to_env)
-        # an approver of the target may approve without being a promoter (four eyes: one approves,
-        # another promotes); only promoters make the commit
-        approver_only = (
-            approve
-            and identity.has_role(ROLE_OPERATOR)
-            and identity.name in rules.approvers
-            and policy.promoters is not None
-            and identity.name not in policy.promoters
-        )
-        if not approver_only:
-            self._require_promoter(identity, fleet, "Promote", **fields)
+        # the table let an approver of the target who is not a promoter through to approve only
+        # (four eyes: one approves, another promotes); only promoters make the commit
+        approver_only = approve and policy.promoters is not None and identity.name not in policy.promoters
         self._overlay(fleet, app, to_env)
         if approve and identity.name not in rules.approvers:
             self.audit.record(str(identity), "Promote", "denied", reason="not an approver", **fields)
@@ -626,7 +601,6 @@ class Promoter:
     async def rollback(self, identity: Identity, app: str, env: str, to_revision: str) -> Record:
         fields = {"app": app, "env": env, "to_revision": to_revision}
         fleet = self._fleet()
-        self._require_promoter(identity, fleet, "Rollback", **fields)
         overlay = self._overlay(fleet, app, env)
         if not to_revision or to_revision.startswith("-") or len(to_revision) > 256:
             raise InvalidInput(f"to_revision: {to_revision!r} is not a revision")

@@ -6,8 +6,8 @@ import datetime as _dt
 
 from skerry.api.v1 import promotion_pb2 as pb
 from skerry.api.v1 import promotion_pb2_grpc
+from skerry.core.authz import identity
 from skerry.core.errors import InvalidInput
-from skerry.core.tls import peer_identity
 from skerry.hub.promotion import freight as fr
 from skerry.hub.promotion.gates import ClusterHealth, Gate
 from skerry.hub.promotion.service import Freight, Promoter, Record
@@ -75,7 +75,7 @@ class PromotionServicer(promotion_pb2_grpc.PromotionServiceServicer):
         self._p = promoter
 
     async def ListEnvironments(self, request, context):
-        fleet, policy = await self._p.list_environments(peer_identity(context))
+        fleet, policy = await self._p.list_environments(identity())
         envs = []
         for name in fleet.environments:
             rules = policy.rules(name)
@@ -89,14 +89,14 @@ class PromotionServicer(promotion_pb2_grpc.PromotionServiceServicer):
         return pb.ListEnvironmentsResponse(environments=envs, apps=sorted(policy.apps), revision=revision)
 
     async def GetFreight(self, request, context):
-        identity = peer_identity(context)
-        f = await self._p.get_freight(identity, _need(request.app, "app"), _need(request.env, "env"))
+        who = identity()
+        f = await self._p.get_freight(who, _need(request.app, "app"), _need(request.env, "env"))
         return freight_to_proto(f)
 
     async def Diff(self, request, context):
-        identity = peer_identity(context)
+        who = identity()
         src, dst, changes, gates = await self._p.diff(
-            identity, _need(request.app, "app"), _need(request.from_env, "from_env"), _need(request.to_env, "to_env")
+            who, _need(request.app, "app"), _need(request.from_env, "from_env"), _need(request.to_env, "to_env")
         )
         return pb.DiffResponse(
             from_freight=freight_to_proto(src), to_freight=freight_to_proto(dst),
@@ -104,21 +104,21 @@ class PromotionServicer(promotion_pb2_grpc.PromotionServiceServicer):
         )
 
     async def Promote(self, request, context):
-        identity = peer_identity(context)
+        who = identity()
         rec = await self._p.promote(
-            identity, _need(request.app, "app"), _need(request.from_env, "from_env"), _need(request.to_env, "to_env"),
+            who, _need(request.app, "app"), _need(request.from_env, "from_env"), _need(request.to_env, "to_env"),
             approve=request.approve, branch=request.branch, dry_run=request.dry_run,
         )
         return record_to_proto(rec)
 
     async def Rollback(self, request, context):
-        identity = peer_identity(context)
+        who = identity()
         rec = await self._p.rollback(
-            identity, _need(request.app, "app"), _need(request.env, "env"), _need(request.to_revision, "to_revision")
+            who, _need(request.app, "app"), _need(request.env, "env"), _need(request.to_revision, "to_revision")
         )
         return record_to_proto(rec)
 
     async def WatchPromotion(self, request, context):
-        identity = peer_identity(context)
-        async for rec in self._p.watch(identity, _need(request.id, "id")):
+        who = identity()
+        async for rec in self._p.watch(who, _need(request.id, "id")):
             yield record_to_proto(rec)

@@ -96,8 +96,9 @@ def init(
     )
     release_mds = {}
     for env, signers in release.items():
-        _delegate_release(targets, env, [s.public_key for s in signers], environments[env][1])
-        md = Metadata(Targets(expires=now + exp["release"]))
+        keys = [s.public_key for s in signers]
+        _delegate_release(targets, env, keys, environments[env][1])
+        md = Metadata(release_bins(env, keys, environments[env][1], now + exp["release-env"]))
         for s in signers:
             md.sign(s, append=True)
         release_mds[trust.release_role(env)] = md
@@ -117,6 +118,20 @@ def init(
     repo = TrustRepository(directory, clock=clock, expiry=expiry)
     repo.refresh()  # first snapshot + timestamp
     return made
+
+
+def release_bins(env: str, keys: Sequence[Key], threshold: int, expires: _dt.datetime) -> Targets:
+    """``release-<env>``: no targets, a standard TUF hash-bin delegation of ``releases/<env>/`` to
+    ``releases-<env>-<hh>`` (``path_hash_prefixes``), each bin with the environment's release keys
+    and threshold. Signed once by those keys when the environment is made (offline); each release
+    then re-signs only the bin it changes (CI), never this role."""
+    signed = Targets(expires=expires)
+    signed.delegations = Delegations(keys={k.keyid: k for k in keys}, roles={})
+    for name in trust.release_bin_names(env):
+        signed.delegations.roles[name] = DelegatedRole(
+            name=name, keyids=[k.keyid for k in keys], threshold=threshold, terminating=True,
+            path_hash_prefixes=[name.rsplit("-", 1)[1]])
+    return signed
 
 
 def _delegate_release(targets: Targets, env: str, keys: Sequence[Key], threshold: int) -> None:

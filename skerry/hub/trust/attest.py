@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 from skerry.core import report as report_format
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.errors import VerificationError
+from skerry.core.errors import PermissionDenied, VerificationError
 from skerry.core.tls import ROLE_AGENT, identity_from_pem
 
 NONCE_TTL = _dt.timedelta(minutes=5)  # long enough for a report to be built and retried
@@ -50,8 +50,14 @@ class AttestationBoard:
             book.popitem(last=False)
         return nonce, counter
 
-    def submit(self, data: bytes, signature: bytes, certificate: bytes, *, ca_check=None) -> Attested:
-        """Verify and record a signed report; raises ``VerificationError`` naming the attack class."""
+    def submit(
+        self, data: bytes, signature: bytes, certificate: bytes, *, ca_check=None, submitter: str | None = None
+    ) -> Attested:
+        """Verify and record a signed report; raises ``VerificationError`` naming the attack class.
+
+        ``submitter``: the cluster whose agent sent it; a report of any other cluster is refused
+        before its nonce is spent (one agent cannot relay, or burn, another's report).
+        """
         doc = report_format.verify(data, signature, certificate)
         identity = identity_from_pem(certificate)
         if ca_check is not None:
@@ -59,6 +65,8 @@ class AttestationBoard:
         cluster = doc["cluster"]
         if not identity.has_role(ROLE_AGENT) or identity.name != cluster:
             raise VerificationError(f"report for {cluster!r} signed by {identity}", reason="ForgedReport")
+        if submitter is not None and submitter != cluster:
+            raise PermissionDenied(f"the agent of {submitter!r} may not submit a report of {cluster!r}")
         book = self._open.get(cluster) or {}
         issued = book.pop(doc["nonce"], None) if isinstance(doc["nonce"], str) else None
         if issued is None:

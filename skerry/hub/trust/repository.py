@@ -22,13 +22,14 @@ rewritten with different content.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
 import os
 import pathlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import structlog
 from securesystemslib.signer import Signer
@@ -63,21 +64,29 @@ _VERSIONED = re.compile(r"^(?P<v>[1-9][0-9]*)\.(?P<role>[a-z0-9-]+)\.json$")
 DEFAULT_EXPIRY: dict[str, _dt.timedelta] = {
     "root": _dt.timedelta(days=365),
     "targets": _dt.timedelta(days=365),
-    "release": _dt.timedelta(days=90),
+    "release": _dt.timedelta(days=90),  # a release bin (CI keys, re-signed with every release it holds)
+    "release-env": _dt.timedelta(days=365),  # release-<env>: the bin delegations, signed when keys change
     "director": _dt.timedelta(days=7),
     "cluster": _dt.timedelta(days=7),
     "snapshot": _dt.timedelta(days=7),
     "timestamp": _dt.timedelta(days=1),
 }
-# Release targets kept per cluster in a release role (older ones drop out; bounded metadata).
-MAX_RELEASES_PER_CLUSTER = 8
+# Release targets kept per cluster (the current one and the one before: the director may point
+# back one release without a new signature); older ones drop out when their bin is next signed.
+MAX_RELEASES_PER_CLUSTER = 2
+# Blob bytes kept in memory for Fetch (the newest few; others are read from disk).
+MEMORY_BLOBS = 4
+# Proposed (not yet released) release paths whose blob CI signers may fetch: one per cluster is enough.
+MAX_OFFERED = 100_000
 
 _SERIALIZER = JSONSerializer(compact=True)
 
 
 def expiry_kind(role: str) -> str:
-    if role.startswith(trust.RELEASE_PREFIX):
+    if trust.is_release_bin(role):
         return "release"
+    if role.startswith(trust.RELEASE_PREFIX):
+        return "release-env"
     if trust.is_cluster_role(role):
         return "cluster"
     return role
@@ -140,12 +149,18 @@ class TrustRepository:
         self.directory = pathlib.Path(directory)
         self.metadata_dir = self.directory / "repository" / "metadata"
         self.targets_dir = self.directory / "repository" / "targets"
+        self.blobs_dir = self.directory / "repository" / "blobs"
         self._clock = clock or SystemClock()
         self.expiry = {**DEFAULT_EXPIRY, **(expiry or {})}
         self.md: dict[str, Metadata] = {}
         self._raw: dict[str, bytes] = {}  # the bytes served for each role's current version (snapshot hashes them)
         self._pending: dict[str, Metadata] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self._blobs: dict[str, bytes] = {}  # sha256 hex -> bytes, the newest MEMORY_BLOBS
+        self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
+        self._batch_depth = 0
+        self._batch_changed: set[str] = set()
+        self._offered: dict[str, None] = {}  # release paths proposed to CI, newest MAX_OFFERED
         self.load()
         self._online = dict(online) if online is not None else self._load_online_keys()
         self._release_signers = {trust.release_role(e): list(s) for e, s in (release_signers or {}).items()}
@@ -255,6 +270,9 @@ class TrustRepository:
         if trust.is_cluster_role(role):
             director = self.md.get(trust.DIRECTOR_ROLE)
             parent = director.signed if director else None
+        elif trust.is_release_bin(role):
+            env_md = self.md.get(trust.release_role(trust.release_env_of_bin(role)))
+            parent = env_md.signed if env_md else None
         else:
             parent = self.targets
         if parent is None or parent.delegations is None or parent.delegations.roles is None:
@@ -266,18 +284,58 @@ class TrustRepository:
         return sorted(r[len(trust.RELEASE_PREFIX):] for r in roles if r.startswith(trust.RELEASE_PREFIX))
 
     def fetch(self, path: str) -> bytes:
-        """The bytes served at ``path`` (``metadata/...`` or ``targets/...``); ``NotFound`` if absent."""
+        """The bytes served at ``path`` (``metadata/...`` or ``targets/...``); ``NotFound`` if absent.
+
+        A release target is served only while a release role lists it (its bytes come from the
+        content-addressed blob store, where clusters sharing a bundle share one file).
+        """
         if not trust.safe_fetch_path(path):
             raise InvalidInput(f"not a trust repository path: {path!r}")
-        base = self.directory / "repository"
+        if path.startswith("targets/"):
+            env, cluster, hexdigest = trust.parse_release_path(path[len("targets/"):])
+            if self.release_target(env, cluster, hexdigest) is None and not self._proposed(path[len("targets/"):]):
+                raise NotFound(f"{path} is not a released bundle")
+            return self._blob(hexdigest, path)
         try:
-            return (base / path).read_bytes()
+            return (self.metadata_dir / path[len("metadata/"):]).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{path} does not exist") from None
 
+    def _proposed(self, path: str) -> bool:
+        """Whether a release proposal names ``path`` (CI signers read its blob to compare objects)."""
+        return path in self._offered
+
+    def _blob(self, hexdigest: str, path: str) -> bytes:
+        data = self._blobs.get(hexdigest)
+        if data is not None:
+            return data
+        try:
+            return self._blob_path(hexdigest).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{path}: its blob is missing from {self.blobs_dir}") from None
+
+    def _blob_path(self, hexdigest: str) -> pathlib.Path:
+        return self.blobs_dir / f"{hexdigest}.json"
+
+    def release_holder(self, env: str, path: str) -> str:
+        """The role that holds (or would hold) release target ``path``: its hash bin, or the
+        unbinned ``release-<env>`` of an environment added without bins."""
+        role = trust.release_role(env)
+        md = self.md.get(role)
+        delegations = md.signed.delegations if md is not None else None
+        if delegations is not None and delegations.roles:
+            standard = trust.release_bin(env, path)
+            if standard in delegations.roles:
+                return standard
+            for name, delegated in delegations.roles.items():
+                if delegated.is_delegated_path(path):
+                    return name
+        return role
+
     def release_target(self, env: str, cluster: str, hexdigest: str) -> TargetFile | None:
-        md = self.md.get(trust.release_role(env))
-        return md.signed.targets.get(trust.release_path(env, cluster, hexdigest)) if md else None
+        path = trust.release_path(env, cluster, hexdigest)
+        md = self.md.get(self.release_holder(env, path))
+        return md.signed.targets.get(path) if md else None
 
     def valid_until(self) -> dict[str, _dt.datetime]:
         return {role: md.signed.expires for role, md in self.md.items()}
@@ -330,7 +388,14 @@ class TrustRepository:
         md.signed.expires = self._now() + self.expiry[expiry_kind(role)]
 
     def _commit(self, changed: Iterable[str]) -> None:
-        """New snapshot listing the current version of every targets role, then a new timestamp."""
+        """New snapshot listing the current version of every targets role, then a new timestamp.
+
+        Inside ``batch()`` this only records ``changed``: the batch signs its dirty online roles and
+        commits once at its end, so publishing to 10,000 clusters makes one snapshot, not 10,000.
+        """
+        if self._batch_depth:
+            self._batch_changed.update(changed)
+            return
         snap_md = self.md.get("snapshot")
         if snap_md is None:
             snap_md = Metadata(Snapshot(version=1, meta={}))
@@ -342,6 +407,33 @@ class TrustRepository:
             self._write("snapshot", snap_md)
         self._new_timestamp()
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group changes: each changed online role is signed once and one snapshot + timestamp made."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+        if not self._batch_depth:
+            self._flush()
+
+    def _touch(self, role: str, md: Metadata) -> None:
+        """``role`` (an online role) changed: sign and write it now, or at the end of the batch."""
+        self._dirty[role] = md
+        if not self._batch_depth:
+            self._flush()
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        changed, self._batch_changed = self._batch_changed, set()
+        for role, md in dirty.items():
+            self._bump(role, md)
+            self._sign_online(role, md)
+            self._write(role, md)
+        if dirty or changed:
+            self._commit([*dirty, *changed])
+
     def _new_timestamp(self) -> None:
         ts_md = self.md.get("timestamp") or Metadata(Timestamp(version=1))
         ts_md.signed.snapshot_meta = self._meta_file("snapshot")
@@ -350,22 +442,22 @@ class TrustRepository:
         self._write("timestamp", ts_md)
 
     def cluster_role(self, cluster: str) -> str:
-        """The director role that holds ``cluster``'s pointer: its legacy ``cluster-<name>`` role if this
+        """The director role that holds ``cluster``'s pointer: its unbinned ``cluster-<name>`` role if this
         repository delegated one before hash bins, else its hash bin (``skerry.core.trust``)."""
         director = self.md.get(trust.DIRECTOR_ROLE)
         delegations = director.signed.delegations if director else None
-        legacy = trust.legacy_cluster_role(cluster)
-        if delegations is not None and delegations.roles and legacy in delegations.roles:
-            return legacy
+        unbinned = trust.unbinned_cluster_role(cluster)
+        if delegations is not None and delegations.roles and unbinned in delegations.roles:
+            return unbinned
         return trust.cluster_role(cluster)
 
-    def _ensure_cluster_role(self, cluster: str) -> list[str]:
-        """Delegate ``cluster``'s hash bin from the director (same online key); returns changed roles."""
+    def _ensure_cluster_role(self, cluster: str) -> None:
+        """Delegate ``cluster``'s hash bin from the director (same online key)."""
         role = self.cluster_role(cluster)
-        director = self.md[trust.DIRECTOR_ROLE]
+        director = self._dirty.get(trust.DIRECTOR_ROLE) or self.md[trust.DIRECTOR_ROLE]
         delegations = director.signed.delegations
         if delegations is not None and delegations.roles and role in delegations.roles:
-            return []
+            return
         keyids = self.role_keyids(trust.DIRECTOR_ROLE)
         if delegations is None:
             delegations = director.signed.delegations = Delegations(keys={}, roles={})
@@ -374,116 +466,189 @@ class TrustRepository:
         delegations.roles[role] = DelegatedRole(
             name=role, keyids=keyids, threshold=1, terminating=True, path_hash_prefixes=[trust.cluster_bin(cluster)]
         )
-        self._bump(trust.DIRECTOR_ROLE, director)
-        self._sign_online(trust.DIRECTOR_ROLE, director)
-        self._write(trust.DIRECTOR_ROLE, director)
-        return [trust.DIRECTOR_ROLE]
+        self._touch(trust.DIRECTOR_ROLE, director)
 
     def store_blob(self, env: str, cluster: str, data: bytes) -> str:
-        """Keep a bundle's bytes, content-addressed; returns its release path."""
-        path = trust.release_path(env, cluster, sha256_hex(data))
-        dest = self.targets_dir / path
+        """Keep a bundle's bytes, content-addressed (one file however many clusters share them); its release path."""
+        hexdigest = sha256_hex(data)
+        self._keep_blob(hexdigest, data)
+        return trust.release_path(env, cluster, hexdigest)
+
+    def _keep_blob(self, hexdigest: str, data: bytes) -> None:
+        if hexdigest in self._blobs:
+            return
+        dest = self._blob_path(hexdigest)
         if not dest.exists():
             _atomic_write(dest, data)
-        return path
+        self._blobs[hexdigest] = data
+        while len(self._blobs) > MEMORY_BLOBS:
+            del self._blobs[next(iter(self._blobs))]
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int) -> Directed | None:
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int,
+               render: str = "") -> Directed | None:
         """Point ``cluster`` at ``data`` if the release side signed it; ``None`` if it has not (yet)."""
-        if not trust.valid_name(cluster) or not trust.valid_name(env):
-            raise InvalidInput(f"cluster {cluster!r} / environment {env!r} must be DNS labels")
-        image = self.store_blob(env, cluster, data)
+        return self.direct_many([(cluster, env)], data, revision=revision, release=lambda _c: release,
+                                render=render)[cluster]
+
+    def direct_many(self, clusters: Sequence[tuple[str, str]], data: bytes, *, revision: str,
+                    release: Callable[[str], int], render: str = "") -> dict[str, Directed | None]:
+        """``direct`` for every ``(cluster, env)`` sharing the bundle ``data``: the blob is stored and
+        hashed once, each changed director bin signed once, one snapshot and timestamp made.
+
+        ``render`` (engine and version) is provenance in the director's target, outside the bundle's
+        digest. Environments whose release side the hub holds (``--release-keys``) are released here.
+        """
+        for cluster, env in clusters:
+            if not trust.valid_name(cluster) or not trust.valid_name(env):
+                raise InvalidInput(f"cluster {cluster!r} / environment {env!r} must be DNS labels")
         hexdigest = sha256_hex(data)
-        target = self.release_target(env, cluster, hexdigest)
-        if target is None and trust.release_role(env) in self._release_signers:
-            self._auto_release(env, cluster, data, revision)
-            target = self.release_target(env, cluster, hexdigest)
-        if target is None:
+        out: dict[str, tuple[int, str, str] | None] = {}
+        with self.batch():
+            self._keep_blob(hexdigest, data)
+            auto: dict[str, list[str]] = {}
+            for cluster, env in clusters:
+                if (self.release_target(env, cluster, hexdigest) is None
+                        and trust.release_role(env) in self._release_signers):
+                    auto.setdefault(env, []).append(cluster)
+            for env, names in auto.items():
+                self._auto_release(env, names, data, revision)
+            for cluster, env in clusters:
+                out[cluster] = self._direct_one(cluster, env, data, hexdigest, revision, release(cluster), render)
+        return {cluster: None if got is None else Directed(
+            cluster=cluster, release=got[0], image=got[1], expires=self.horizon(self.cluster_role(cluster), got[2], got[1]))
+            for cluster, got in out.items()}
+
+    def _direct_one(self, cluster: str, env: str, data: bytes, hexdigest: str, revision: str, release: int,
+                    render: str) -> tuple[int, str, str] | None:
+        image = trust.release_path(env, cluster, hexdigest)
+        if self.release_target(env, cluster, hexdigest) is None:
             return None
+        role = self.cluster_role(cluster)
         current = self.directed(cluster)
         if current is not None and current.hashes.get("sha256") == hexdigest and current.custom.get("image") == image:
             # already directed (e.g. a restarted hub re-rendering the same bundle): keep its release counter
-            return Directed(cluster=cluster, release=int(current.custom["release"]), image=image,
-                            expires=self.horizon(self.cluster_role(cluster), env))
-        changed = self._ensure_cluster_role(cluster)
-        role = self.cluster_role(cluster)
-        md = self.md.get(role) or Metadata(Targets(version=1, targets={}))
-        pointer = TargetFile.from_data(trust.director_path(cluster), data, ["sha256"])
-        pointer.unrecognized_fields["custom"] = {
-            "release": release, "image": image, "environment": env, "revision": revision,
-        }
+            return int(current.custom["release"]), image, env
+        self._ensure_cluster_role(cluster)
+        md = self._dirty.get(role) or self.md.get(role) or Metadata(Targets(version=1, targets={}))
+        pointer = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=trust.director_path(cluster))
+        custom = {"release": release, "image": image, "environment": env, "revision": revision}
+        if render:
+            custom["render"] = render
+        pointer.unrecognized_fields["custom"] = custom
         md.signed.targets[pointer.path] = pointer  # the bin's other clusters keep theirs
-        self._bump(role, md)
-        self._sign_online(role, md)
-        self._write(role, md)
-        self._commit([*changed, role])
-        return Directed(cluster=cluster, release=release, image=image, expires=self.horizon(role, env))
+        self._touch(role, md)
+        return release, image, env
 
     def directed(self, cluster: str) -> TargetFile | None:
-        md = self.md.get(self.cluster_role(cluster))
+        role = self.cluster_role(cluster)
+        md = self._dirty.get(role) or self.md.get(role)
         return md.signed.targets.get(trust.director_path(cluster)) if md else None
 
-    def horizon(self, role: str, env: str) -> _dt.datetime:
-        """When what an agent of this cluster trusts first expires."""
+    def horizon(self, role: str, env: str, image: str = "") -> _dt.datetime:
+        """When what an agent of this cluster (director role ``role``, release target ``image``) trusts first expires."""
         roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, role, trust.release_role(env)]
+        if image:
+            roles.append(self.release_holder(env, image))
         return min(self.md[r].signed.expires for r in roles if r in self.md)
 
     # --- the release side -----------------------------------------------------------------
 
+    def proposal_role(self, env: str, cluster: str, data: bytes) -> str:
+        """The release role whose next version CI signs to release ``data`` for ``cluster``: its hash bin."""
+        return self.release_holder(env, trust.release_path(env, cluster, sha256_hex(data)))
+
     def release_proposal(self, env: str, cluster: str, data: bytes, revision: str) -> Metadata:
-        """The next version of ``release-<env>`` with this bundle added: what CI signers sign.
+        """The next version of the release bin holding this bundle, with it added: what CI signers sign."""
+        return self._proposal(env, [cluster], data, revision)
+
+    def _proposal(self, env: str, clusters: Sequence[str], data: bytes, revision: str) -> Metadata:
+        """Next version of one release role (a bin, or an unbinned ``release-<env>``) adding ``data``
+        for every cluster of ``clusters`` (all must fall in that role).
 
         A target carries only what the agent checks (cluster, environment) and
-        the commit: the source URL, paths and render engine are inside the
-        bundle document its SHA-256 binds, and every field here is parsed and
-        canonically encoded twice per refresh by every agent of the environment.
+        the commit: the source URL and paths are inside the bundle document its
+        SHA-256 binds, and every field here is parsed and canonically encoded
+        twice per refresh by every agent of the bin. Each cluster keeps its
+        newest ``MAX_RELEASES_PER_CLUSTER`` targets in the role.
         """
         role = trust.release_role(env)
         if role not in (self.targets.delegations.roles or {}):
             raise NotFound(f"environment {env!r} has no release role; add it with `skerry keys add --env {env}`")
-        pending = self._pending.get(role)
-        path = trust.release_path(env, cluster, sha256_hex(data))
-        if pending is not None and path in pending.signed.targets:
+        hexdigest = sha256_hex(data)
+        paths = [trust.release_path(env, c, hexdigest) for c in clusters]
+        holder = self.release_holder(env, paths[0])
+        pending = self._pending.get(holder)
+        if pending is not None and all(path in pending.signed.targets for path in paths):
             return Metadata.from_bytes(pending.to_bytes(_SERIALIZER))
-        current = self.md.get(role)
-        signed = Targets.from_dict(json.loads(json.dumps(current.signed.to_dict()))) if current else Targets(version=0)
-        target = TargetFile.from_data(path, data, ["sha256"])
-        target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
-        signed.targets[path] = target
-        mine = sorted(p for p in signed.targets if p.startswith(f"releases/{env}/{cluster}/"))
-        for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
-            if old != path:
+        current = self.md.get(holder)
+        if current is not None:
+            signed = Targets.from_dict(json.loads(json.dumps(current.signed.to_dict())))
+        else:
+            signed = Targets()
+            signed.version = 0  # a bin's first version is 1
+        for cluster, path in zip(clusters, paths, strict=True):
+            target = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=path)
+            target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
+            signed.targets.pop(path, None)
+            signed.targets[path] = target  # newest last: insertion order is release order
+            mine = [p for p in signed.targets if p.startswith(f"releases/{env}/{cluster}/")]
+            for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
                 del signed.targets[old]
         signed.version += 1
-        signed.expires = self._now() + self.expiry["release"]
+        signed.expires = self._now() + self.expiry[expiry_kind(holder)]
+        self._keep_blob(hexdigest, data)  # CI signers fetch what they are asked to sign
+        for path in paths:
+            self._offered[path] = None
+        while len(self._offered) > MAX_OFFERED:
+            del self._offered[next(iter(self._offered))]
         return Metadata(signed)
 
-    def _auto_release(self, env: str, cluster: str, data: bytes, revision: str) -> None:
-        md = self.release_proposal(env, cluster, data, revision)
-        for signer in self._release_signers[trust.release_role(env)]:
-            md.sign(signer, append=True)
-        self.submit_release(trust.release_role(env), md.to_bytes(_SERIALIZER))
+    def _auto_release(self, env: str, clusters: Sequence[str], data: bytes, revision: str) -> None:
+        """Release ``data`` for ``clusters`` with the hub-held release keys: one signed version per bin."""
+        by_role: dict[str, list[str]] = {}
+        hexdigest = sha256_hex(data)
+        for cluster in clusters:
+            by_role.setdefault(self.release_holder(env, trust.release_path(env, cluster, hexdigest)), []).append(cluster)
+        for role, names in by_role.items():
+            md = self._proposal(env, names, data, revision)
+            for signer in self._release_signers[trust.release_role(env)]:
+                md.sign(signer, append=True)
+            self.submit_release(role, md.to_bytes(_SERIALIZER))
+
+    def _resolve_release_role(self, role: str, md: Metadata) -> str:
+        """``release-<env>`` given for a version of one of its bins names that bin (as CI tools may say)."""
+        if trust.is_release_bin(role) or not md.signed.targets:
+            return role
+        env = role[len(trust.RELEASE_PREFIX):]
+        holders = {self.release_holder(env, path) for path in md.signed.targets}
+        return holders.pop() if len(holders) == 1 else role
 
     def submit_release(self, role: str, data: bytes) -> SubmitResult:
         """Collect release signatures; publish the new version once the threshold of distinct keys signed."""
-        if not role.startswith(trust.RELEASE_PREFIX) or self._delegator(role) is None:
-            raise NotFound(f"{role!r} is not a release role of this repository")
         if len(data) > trust.MAX_METADATA_BYTES:
             raise InvalidInput(f"release metadata is {len(data)} bytes, over {trust.MAX_METADATA_BYTES}")
         try:
             md = Metadata[Targets].from_bytes(data)
         except (DeserializationError, ValueError, TypeError, KeyError) as e:
             raise InvalidInput(f"not TUF targets metadata: {e}") from e
-        env = role[len(trust.RELEASE_PREFIX):]
+        if role.startswith(trust.RELEASE_PREFIX):
+            role = self._resolve_release_role(role, md)
+        delegator = self._delegator(role) if (role.startswith(trust.RELEASE_PREFIX) or trust.is_release_bin(role)) else None
+        if delegator is None:
+            raise NotFound(f"{role!r} is not a release role of this repository")
+        env = trust.release_env_of_bin(role) if trust.is_release_bin(role) else role[len(trust.RELEASE_PREFIX):]
         for path in md.signed.targets:
             parsed = trust.parse_release_path(path)
             if parsed is None or parsed[0] != env:
                 raise VerificationError(f"target {path!r} is outside releases/{env}/", reason="PathTraversal")
+            if self.release_holder(env, path) != role:
+                raise VerificationError(f"target {path!r} does not belong in {role}", reason="PathTraversal")
         current = self.md.get(role)
         want = (current.signed.version if current else 0) + 1
         if md.signed.version != want:
             raise VerificationError(f"{role} version {md.signed.version}, expected {want}", reason="Rollback")
-        delegation = self.targets.delegations.roles[role]
-        keys = {k: self.targets.delegations.keys[k] for k in delegation.keyids}
+        delegation = delegator.delegations.roles[role]
+        keys = {k: delegator.delegations.keys[k] for k in delegation.keyids}
         for keyid in md.signatures:
             if keyid not in keys:
                 raise VerificationError(f"{role} signed by key {keyid[:12]}…, not one of its keys", reason="BadSignature")
@@ -499,10 +664,11 @@ class TrustRepository:
         published = good >= delegation.threshold
         if published:
             del self._pending[role]
-            self._write(role, md)
-            self._commit([role])
-            log.info("release published", role=role, version=md.signed.version, signatures=good)
-            self._notify(role)
+            with self.batch():  # listeners direct the released clusters: one snapshot for both
+                self._write(role, md)
+                self._commit([role])
+                log.info("release published", role=role, version=md.signed.version, signatures=good)
+                self._notify(role)
         else:
             log.info("release signature collected", role=role, version=md.signed.version, signatures=good,
                      threshold=delegation.threshold)

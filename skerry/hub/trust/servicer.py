@@ -1,10 +1,7 @@
 """TrustService: proto <-> domain for the trust repository and signed reports.
 
-Who may call what (identity from the verified mTLS client certificate):
-``Fetch`` — metadata: agents and operators (paths and hashes only);
-bundle blobs: operators, and an agent only its own cluster's; ``GetReleaseProposal`` /
-``SubmitRelease`` — operators (CI); ``IssueNonce`` / ``SubmitSignedReport``
-— the agent of that cluster; ``GetAttestation`` — operators and that agent.
+Who may call what is the hub's table (``skerry.hub.authz``), enforced by the
+server's interceptor before any code here runs.
 """
 
 from __future__ import annotations
@@ -14,27 +11,15 @@ from cryptography import x509
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
+from skerry.core.authz import identity
 from skerry.core.canonical import sha256_digest, sha256_hex
-from skerry.core.errors import InvalidInput, NotFound, PermissionDenied, VerificationError
-from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, peer_identity
+from skerry.core.errors import NotFound, VerificationError
 from skerry.hub.trust.attest import AttestationBoard
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
 
 log = structlog.get_logger("skerry.hub.trust.servicer")
 
 SERVICE_NAME = trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name
-
-
-def _require(identity: Identity, *roles: str) -> None:
-    if not any(identity.has_role(r) for r in roles):
-        raise PermissionDenied(f"{identity} may not call this: it needs role {' or '.join(roles)}")
-
-
-def _require_agent_of(identity: Identity, cluster: str) -> None:
-    if not cluster:
-        raise InvalidInput("cluster is required")
-    if not identity.has_role(ROLE_AGENT) or identity.name != cluster:
-        raise PermissionDenied(f"{identity} is not the agent of cluster {cluster!r}")
 
 
 class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
@@ -46,19 +31,12 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         self._cas = [x509.load_pem_x509_certificate(pem) for pem in ca_pems]  # fleet CA, enrollment CA
 
     async def Fetch(self, request: trust_pb2.FetchRequest, context):
-        identity = peer_identity(context)
-        _require(identity, ROLE_AGENT, ROLE_OPERATOR)
-        parsed = trust.parse_release_path(request.path.removeprefix("targets/"))
-        if parsed is not None and not identity.has_role(ROLE_OPERATOR) and parsed[1] != identity.name:
-            # metadata is fleet-public (paths and hashes only); bundle contents only to their own cluster
-            raise PermissionDenied(f"{identity} may not fetch the bundle of cluster {parsed[1]!r}")
         data = self._repo.fetch(request.path)  # InvalidInput for traversal, NotFound if missing
         step = trust.FETCH_CHUNK
         for i in range(0, max(len(data), 1), step):
             yield trust_pb2.FetchChunk(data=data[i : i + step], total_size=len(data) if i == 0 else 0)
 
     async def GetReleaseProposal(self, request, context):
-        _require(peer_identity(context), ROLE_OPERATOR)
         cluster = request.cluster
         pending = self._store.pending(cluster)
         if pending is None:
@@ -66,7 +44,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         bundle, data, _ = pending
         env = self._environment_of(cluster)
         md = self._repo.release_proposal(env, cluster, data, bundle.revision)
-        role = trust.release_role(env)
+        role = self._repo.proposal_role(env, cluster, data)
         existing = self._repo.pending(role)
         sigs = len(existing.signatures) if existing is not None and existing.signed == md.signed else 0
         return trust_pb2.ReleaseProposal(
@@ -75,16 +53,13 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         )
 
     async def SubmitRelease(self, request, context):
-        identity = peer_identity(context)
-        _require(identity, ROLE_OPERATOR)
         result = self._repo.submit_release(request.role, bytes(request.metadata))
-        log.info("release signatures submitted", by=str(identity), role=result.role, version=result.version,
+        log.info("release signatures submitted", by=str(identity()), role=result.role, version=result.version,
                  signatures=result.signatures, threshold=result.threshold, published=result.published)
         return trust_pb2.SubmitReleaseResponse(version=result.version, signatures=result.signatures,
                                                threshold=result.threshold, published=result.published)
 
     async def IssueNonce(self, request, context):
-        _require_agent_of(peer_identity(context), request.cluster)
         nonce, counter = self._board.issue(request.cluster)
         return trust_pb2.IssueNonceResponse(nonce=nonce, counter=counter)
 
@@ -99,18 +74,11 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         raise VerificationError("report certificate is not issued by the fleet CA", reason="ForgedReport")
 
     async def SubmitSignedReport(self, request: trust_pb2.SignedReport, context):
-        identity = peer_identity(context)
-        _require(identity, ROLE_AGENT)
-        attested = self._board.submit(bytes(request.report), bytes(request.signature), bytes(request.certificate),
-                                      ca_check=self._check_chain)
-        if attested.cluster != identity.name:
-            raise PermissionDenied(f"{identity} may not submit a report of {attested.cluster!r}")
+        self._board.submit(bytes(request.report), bytes(request.signature), bytes(request.certificate),
+                           ca_check=self._check_chain, submitter=identity().name)
         return trust_pb2.SubmitSignedReportResponse(accepted=True)
 
     async def GetAttestation(self, request, context):
-        identity = peer_identity(context)
-        if not identity.has_role(ROLE_OPERATOR):
-            _require_agent_of(identity, request.cluster)
         attested = self._board.latest(request.cluster)
         if attested is None:
             raise NotFound(f"cluster {request.cluster!r} has not sent a signed report")

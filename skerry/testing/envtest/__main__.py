@@ -1,4 +1,4 @@
-"""``python -m skerry.envtest build|run``.
+"""``python -m skerry.testing.envtest build|run``.
 
 build   ensure the binaries exist (building them if needed); print their directory
 run     start a local cluster, print the admin kubeconfig path, run until
@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from skerry.envtest import EnvtestError, LocalCluster, assets_dir
+from skerry.testing.envtest import EnvtestError, LocalCluster, assets_dir
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -66,7 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m skerry.envtest",
+        prog="python -m skerry.testing.envtest",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

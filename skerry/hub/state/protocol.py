@@ -1,0 +1,153 @@
+"""What the hub keeps in its state database, as one protocol both backends implement.
+
+``HubState`` is the connection-level object (one per hub process): it opens
+transactions, hands out the writer lease and waits for change notifications.
+``Tx`` is what one transaction can do; every domain write goes through one, so
+an act and the audit line that records it commit together or not at all.
+
+A *fenced* transaction (``state.write(lease)``) re-checks, inside the same
+transaction, that ``lease`` is still the current writer lease and has not
+expired on the database's clock; otherwise it raises ``Fenced`` and commits
+nothing. An unfenced one (``state.write()``) is for writes any replica may make
+(redeeming a token, storing an agent report).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Mapping
+from typing import Protocol
+
+from skerry.core.errors import ConfigError, FailedPrecondition, Unavailable
+
+
+class StateUnavailable(Unavailable):
+    """The state database cannot be reached or was lost; the message is one line naming it (no password)."""
+
+    reason = "StateUnavailable"
+
+
+class SchemaTooNew(ConfigError):
+    """The database was migrated by a newer hub than this one; refusing rather than misreading it."""
+
+    reason = "SchemaTooNew"
+
+
+class Fenced(FailedPrecondition):
+    """This process's writer lease was taken over or expired: the transaction committed nothing."""
+
+    reason = "Fenced"
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """The writer lease as one holder took it: ``epoch`` grows by one on every acquisition."""
+
+    holder: str
+    epoch: int
+    expires: float  # seconds since the epoch, on the database's clock
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One change-log entry: ``seq`` strictly increases in commit order; ``kind``/``key`` say what changed."""
+
+    seq: int
+    kind: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The newest stored report of one cluster; ``generation`` orders reports (higher is newer)."""
+
+    cluster: str
+    generation: int
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    doc: Mapping
+
+
+class Tx(Protocol):
+    """One open transaction (see the module docstring)."""
+
+    def next_release(self, cluster: str) -> int:
+        """The cluster's next release counter: above every counter it ever had, whatever the clocks did."""
+
+    def raise_release(self, cluster: str, release: int) -> None:
+        """Make ``release`` count as used for ``cluster`` (the counter never goes below it)."""
+
+    def last_release(self, cluster: str) -> int | None: ...
+
+    def redeem_token(self, token_id: str, expires: float, now: float) -> bool:
+        """Record the token as spent; False if it was spent before. Entries expired at ``now`` are dropped."""
+
+    def spent_tokens(self, now: float) -> dict[str, float]: ...
+
+    def revoke(self, kind: str, key: str, at: float) -> None:
+        """``kind`` is ``cluster`` or ``fingerprint``; an existing entry keeps the later time."""
+
+    def revocations(self) -> dict[str, dict[str, float]]:
+        """``{"clusters": {name: at}, "fingerprints": {hex: at}}``."""
+
+    def prune_revocations(self, before: float) -> int: ...
+
+    def put_report(self, cluster: str, generation: int, body: bytes) -> bool:
+        """Store the report unless a report with a generation >= ``generation`` is stored; True if stored."""
+
+    def reports(self) -> list[Report]: ...
+
+    def audit(self, doc: Mapping) -> int:
+        """Append one audit entry (JSON-able); returns its sequence number."""
+
+    def audit_entries(self, limit: int, after: int = 0) -> list[AuditEntry]: ...
+
+    def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
+        """Store (or, with None, delete) one JSON document: approvals, promotion records, history."""
+
+    def records(self, kind: str) -> dict[str, dict]: ...
+
+    def changed(self, kind: str, key: str) -> int:
+        """Log a change (replicas re-read it); returns its sequence number. One wake-up per transaction."""
+
+    def changes_since(self, seq: int, limit: int) -> list[Change]: ...
+
+    def get_meta(self, name: str) -> str | None: ...
+
+    def set_meta(self, name: str, value: str) -> None: ...
+
+
+class HubState(Protocol):
+    """One hub process's handle on the state database."""
+
+    url: str  # for messages: backend and place, never a password
+
+    def write(self, lease: Lease | None = None) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction, fenced by ``lease`` if given (raises ``Fenced``, commits nothing)."""
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        """A read-only transaction."""
+
+    def acquire_lease(self, holder: str, ttl: float) -> Lease | None:
+        """Take the writer lease if it is free, expired, or already ``holder``'s (new epoch each time).
+
+        Waits for an in-flight fenced transaction of the previous holder to finish first. None if
+        another holder's lease is live.
+        """
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a live lease; ``Fenced`` if it was taken over or expired meanwhile."""
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lease up at once (a clean shutdown), so the next writer need not wait for expiry."""
+
+    def wait_for_changes(self, timeout: float) -> None:
+        """Block until another process may have logged changes, or ``timeout``. Only a wake-up."""
+
+    def close(self) -> None: ...
+

@@ -1,0 +1,9 @@
+"""The harnesses Skerry's own tests, benchmarks and demo run on, shipped so users' tests can run on them too.
+
+Like ``temporalio.testing`` and ``kopf.testing``: real parts on loopback, no mocks, importable from the
+installed package and reading nothing outside it.
+
+``envtest/``    a real local Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) on
+                free loopback ports with a throwaway PKI; ``python -m skerry.testing.envtest build|run``
+``postgres.py`` a private PostgreSQL server per test session (initdb + pg_ctl on a free loopback port)
+"""
