@@ -20,9 +20,8 @@ The loops and what they decide:
 
 Trust, in and out:
 
-* ``verify``        bytes -> ``VerifiedBundle`` (signed envelope), with rollback state that survives restarts
-* ``tuf_client``    the TUF-mode verifier over the hub's TrustService
-* ``evidence``      the TUF metadata a TUF-mode agent shows the sealer
+* ``tuf_client``    the verifier: TUF director + release metadata over the hub's TrustService -> ``VerifiedBundle``
+* ``evidence``      the TUF metadata the agent shows the sealer
 * ``attest``        signed status reports (nonce from the hub, signed with the agent's identity key)
 * ``enroll``        enrollment and certificate renewal
 * ``cache``         the last verified bundle on disk (still sealed), re-applied on start

@@ -7,7 +7,7 @@ drift control or the monitor recorded (``AgentSnapshot``):
     Verified          the last verdict on a bundle (True from the hub or the cache; False: the refusal reason)
     Stale             the bundle re-applied from the cache had expired
     Rendered          False while the hub cannot render this cluster
-    Fresh / Frozen    TUF mode: the trusted metadata's horizon, or the freeze after it passed
+    Fresh / Frozen    the trusted metadata's horizon, or the freeze after it passed
     Suspended         the operator's suspend annotation (or the engine refusing under it)
     ReconcileRequest  the last reconcile-now request handled
     Drifted, DriftCorrected, CorrectionBackoff, Healthy, Watching   from the monitor's watches

@@ -79,7 +79,7 @@ class AgentOps:
     async def rejected(self, error, signed) -> None:
         self.metrics.rejected.labels(getattr(error, "reason", "unknown")).inc()
         if self.publisher is not None:
-            # in TUF mode a refusal may come from a refresh with no bundle message at all
+            # a refusal may come from a metadata refresh with no bundle message at all
             version = getattr(signed, "version", 0) if signed is not None else 0
             await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error), version)
 

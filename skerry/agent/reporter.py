@@ -10,7 +10,7 @@ replaced atomically::
 
 and queued for the hub. ``run`` delivers the newest queued status: a failed
 report is retried with a capped exponential backoff, and a newer status
-supersedes it (only the newest is worth sending). In TUF mode each delivered
+supersedes it (only the newest is worth sending). Each delivered
 report is also sent signed (``attest.ReportSigner``). ``changed`` is
 notified after each publish and delivery, for ``AgentApp.wait_until``.
 """

@@ -8,8 +8,8 @@
 
 A bundle that fails verification is logged with its reason (the attack
 class) and published; nothing of it is applied and the last good state
-stays. A render error from the hub is published; nothing is pruned. In TUF
-mode the loop also refreshes trust metadata without a notification (every
+stays. A render error from the hub is published; nothing is pruned. The
+loop also refreshes trust metadata without a notification (every
 ``trust_poll``, at the latest just after the metadata's horizon) and, when
 the metadata expired, freezes: the last good state stays (re-applied under
 freeze policy ``keep``, left alone under ``suspend``) and nothing new is
@@ -125,7 +125,7 @@ class Runtime:
         self.verification: Verification | None = None
         self.stale: Stale | None = None
         self.render_failure: RenderFailure | None = None
-        self.fresh_until = None  # TUF mode: the horizon of the metadata last verified
+        self.fresh_until = None  # the horizon of the trusted metadata last verified
         self.freeze: Freeze | None = None
         self.frozen: VerificationError | None = None  # set while trusted metadata is expired
         self.reconciles = 0
@@ -219,7 +219,7 @@ class Runtime:
         if self.frozen is not None:
             log.warning("trust metadata is fresh again; the freeze is over")
             self.frozen = self.freeze = None
-        if verified is None:  # TUF mode: the director still names the applied bundle
+        if verified is None:  # the director still names the applied bundle
             self._freshness()
             await self._publish()
             return
@@ -254,7 +254,7 @@ class Runtime:
         await self._publish()
 
     def _freshness(self) -> None:
-        """Remember the "valid until" horizon of what was just verified (TUF mode)."""
+        """Remember the "valid until" horizon of what was just verified."""
         horizon = getattr(self.verifier, "valid_until", None)
         if horizon is not None and self.frozen is None:
             self.fresh_until = horizon
