@@ -406,7 +406,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=4, help="agent processes")
     p.add_argument("--bundle-kib", type=int, default=100)
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this long")
+    p.add_argument("--timeout", type=float, default=1200.0,
+                   help="give up waiting after this long (10,000 agents' TUF refreshes share 2 cores: minutes)")
     p.add_argument("--skip-restart", action="store_true")
     p.add_argument("--restart-delay", type=float, default=0.0, help="seconds the killed hub stays down")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",

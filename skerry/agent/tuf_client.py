@@ -44,10 +44,11 @@ from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
+from skerry.core.client import secure_channel
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
 from skerry.core.files import atomic_write, ensure_dir, fsync_dir
-from skerry.core.tls import TlsFiles, channel_credentials
+from skerry.core.tls import TlsFiles
 
 STATE_FILE = "trust-state.json"
 FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
@@ -95,7 +96,7 @@ class GrpcFetcher(InMemoryFetcher):
 
     def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
                  timeout: float = FETCH_TIMEOUT):
-        self._channel = channel or grpc.secure_channel(address, channel_credentials(tls_files))
+        self._channel = channel or secure_channel(address, tls_files)
         self._stub = trust_pb2_grpc.TrustServiceStub(self._channel)
         self._timeout = timeout
         self.last_path = ""

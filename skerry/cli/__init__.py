@@ -31,8 +31,9 @@ import sys
 from skerry.cli.errors import ExitCode, fail, output_closed, run
 from skerry.cli.parser import Parser
 
-SERVICE_CLIS = ("skerry.hub.cli", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo", "skerry.hub.trust.cli",
-               "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion")
+# Each module's add_commands registers its commands; handlers import service code only when run.
+SERVICE_CLIS = ("skerry.hub.cli", "skerry.cli.promotion", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo",
+                "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion")
 
 EPILOG = """\
 exit codes: 0 done; 1 failed or refused (one line on stderr says why); 2 usage (bad flag or value);

@@ -80,6 +80,12 @@ class HubTarget:
     tls_key: pathlib.Path
     sources: Mapping[str, str]
 
+    @property
+    def tls_files(self):
+        from skerry.core.tls import TlsFiles
+
+        return TlsFiles(ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key)
+
 
 def config_dir(environ: Mapping[str, str] | None = None) -> pathlib.Path:
     env = os.environ if environ is None else environ

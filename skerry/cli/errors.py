@@ -32,6 +32,8 @@ EXTRA_OF_MODULE = {
     "jsonschema": "hub",
     "referencing": "hub",
     "rich": "hub",
+    "psycopg": "hub",
+    "psycopg_pool": "hub",
     "kubernetes": "agent",
     "urllib3": "agent",
 }

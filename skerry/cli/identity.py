@@ -107,14 +107,15 @@ def _read_pem(path: pathlib.Path, what: str) -> bytes:
     return data
 
 
-def _check_login(hub: str, ca: bytes, cert: bytes, key: bytes) -> None:
+def _check_login(hub: str, files) -> None:
+    """One GetFleetStatus call with these credentials: the hub must accept them as an operator's."""
     import grpc
 
     from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-    from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+    from skerry.core.client import secure_channel
+    from skerry.core.rpc import error_from_rpc
 
-    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-    with grpc.secure_channel(hub, creds, options=CHANNEL_OPTIONS) as channel:
+    with secure_channel(hub, files) as channel:
         try:
             hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
                 hub_pb2.GetFleetStatusRequest(), timeout=LOGIN_CHECK_TIMEOUT_SECONDS)
@@ -131,7 +132,9 @@ def login_command(args) -> int:
         raise UsageError(f"context name {name!r}: no '/' (give --name)")
     pems = {f: _read_pem(getattr(args, f.replace("-", "_")), f) for f in ("tls-ca", "tls-cert", "tls-key")}
     if not args.no_check:
-        _check_login(args.hub, pems["tls-ca"], pems["tls-cert"], pems["tls-key"])
+        from skerry.core.tls import TlsFiles
+
+        _check_login(args.hub, TlsFiles(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key))
     directory = ensure_dir(contexts.config_dir() / "contexts" / name)
     stored = {"tls-ca": directory / "ca.crt", "tls-cert": directory / "tls.crt", "tls-key": directory / "tls.key"}
     for field, path in stored.items():

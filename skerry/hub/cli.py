@@ -26,12 +26,6 @@ _SERVE_FLAGS = (
     ("--tls-ca", "tls_ca", "FILE", "CA bundle that agents' and operators' certificates chain to"),
     ("--tls-cert", "tls_cert", "FILE", "the hub's server certificate"),
     ("--tls-key", "tls_key", "FILE", "the hub's private key"),
-    (
-        "--signing-key",
-        "signing_key",
-        "FILE",
-        "Ed25519 bundle signing key, created if missing (default <state-dir>/signing.key)",
-    ),
     ("--state-dir", "state_dir", "DIR", "clone cache and scratch space (default ~/.local/state/skerry/hub)"),
     (
         "--state",
@@ -43,16 +37,10 @@ _SERVE_FLAGS = (
     ("--state-dsn-file", "state_dsn_file", "FILE", "file holding the PostgreSQL DSN (it holds a password)"),
     ("--hub-id", "hub_id", "NAME", "this process's name as the writer-lease holder (default: host name)"),
     ("--lease-ttl", "lease_ttl", "DURATION", "writer lease lifetime, renewed at a third (default 15s)"),
-    (
-        "--metadata-expiry",
-        "metadata_expiry",
-        "DURATION",
-        "lifetime of signed metadata, re-signed at half (default 7d)",
-    ),
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
-    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
+    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "trust_root": PATH, ...} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
-    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles)"),
+    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles; required)"),
     (
         "--release-keys",
         "release_keys",
@@ -168,10 +156,6 @@ def add_commands(subparsers) -> None:
         help="render engine (default auto: in-process kustomize if installed, else the binary)",
     )
     render.set_defaults(func=render_command)
-
-    from skerry.hub.promotion import cli as promotion_cli
-
-    promotion_cli.add_commands(subparsers)
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:
@@ -290,11 +274,7 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 1
+    sys.stdout.buffer.write(data)  # a closed stdout is the error wrapper's (exit 141)
     return 0
 
 

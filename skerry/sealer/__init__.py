@@ -13,7 +13,7 @@ agents get plaintext back over mutual TLS. The package is split by concern:
 * ``certhttp``    the plain-HTTP endpoint serving only public certificates (``kubeseal --cert URL``)
 * ``metrics``     Prometheus families around the gate and the registry
 * ``config`` / ``app``  settings (``skerry.core.config``) and the composition root
-* ``seal`` / ``cli``    the client-side ``skerry seal`` and ``skerry sealer serve|keys``
+* ``seal/`` / ``cli``   ``skerry seal`` split by verb (``manifests``, ``certificates``, ``sealing``, ``recovery``) and the commands
 
 Importing this package is cheap on purpose (no grpc or cryptography), so the
 CLI's ``--help`` stays fast.

@@ -12,6 +12,7 @@ import argparse
 import pathlib
 import sys
 
+from skerry.cli.output import add_output_flag, emit
 from skerry.cli.parser import duration_type
 
 SEAL_EPILOG = """\
@@ -139,9 +140,6 @@ def add_commands(subparsers) -> None:
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
     serve.add_argument(
-        "--hub-keys", metavar="LIST", help="hub public key files: unseal only what signed bundles hold"
-    )
-    serve.add_argument(
         "--trust-root", type=pathlib.Path, metavar="FILE",
         help="the hub's TUF root.json: unseal only what director + release agreed on for the caller's cluster",
     )
@@ -174,7 +172,8 @@ def add_commands(subparsers) -> None:
     keys.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="key-encryption key (32 bytes)")
     keys.add_argument("--domain", default="default", help="key domain (default: default)")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
+    listing = keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
+    add_output_flag(listing)
     rotate = keys_sub.add_parser("rotate", help="add a new sealing key now (early renewal)")
     rotate.add_argument("--compromised", metavar="KEY_ID", help="the key suspected compromised (logged)")
     retire = keys_sub.add_parser("retire", help="remove a key once no SealedSecret in --repo needs it")
@@ -387,6 +386,7 @@ def _sealed_files(paths: list[pathlib.Path]) -> list[pathlib.Path]:
 
 def _via_sealer(args: argparse.Namespace) -> int:
     """--validate and --re-encrypt: the sealer opens (and re-seals) the values; plaintext stays there."""
+    from skerry.core.client import secure_channel
     from skerry.sealer import seal
 
     if not args.sealer:
@@ -396,7 +396,7 @@ def _via_sealer(args: argparse.Namespace) -> int:
     if len(domains) > 1:
         raise _InputError("--validate/--re-encrypt take at most one --domain (the default for unannotated ones)")
     domain = domains[0] if domains else ""
-    channel = seal._channel(args.sealer, files, args.tls_server_name)
+    channel = secure_channel(args.sealer, files, server_name=args.tls_server_name)
     try:
         if args.in_place:
             if not args.re_encrypt:
@@ -430,7 +430,7 @@ def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
         if sealedsecret.KIND not in text:
             continue
         try:
-            docs = seal._parse_documents(text, str(path))
+            docs = seal.parse_documents(text, str(path))
         except Exception:  # noqa: BLE001 - not a manifest we can rewrite; leave it alone
             continue
         if not any(isinstance(d, dict) and sealedsecret.is_sealed_secret(d) for d in docs):
@@ -481,9 +481,10 @@ def _keys(args: argparse.Namespace) -> int:
     registry = KeyRegistry.from_directory(args.keys_dir, kek=kek)
     domain = normalize_domain(args.domain)
     if args.keys_command == "list":
-        for i, k in enumerate(registry.stored_keys(domain)):
-            role = "sealing" if i == 0 else "unseal-only"
-            print(f"{k.key_id}  {k.created:%Y-%m-%dT%H:%M:%SZ}  {role}")
+        rows = [{"key-id": k.key_id, "created": f"{k.created:%Y-%m-%dT%H:%M:%SZ}",
+                 "role": "sealing" if i == 0 else "unseal-only", "domain": domain}
+                for i, k in enumerate(registry.stored_keys(domain))]
+        emit(rows, args.output, columns=("key-id", "created", "role"), wide=("domain",))
         return 0
     if args.keys_command == "rotate":
         registry.open(domain)
@@ -552,7 +553,6 @@ def serve_command(args: argparse.Namespace) -> int:
             domains=",".join(args.domains) if args.domains else None,
             ready_file=args.ready_file,
             log_level=args.log_level,
-            hub_keys=args.hub_keys,
             trust_root=args.trust_root,
             cluster_domains=args.cluster_domains,
             hub=args.hub,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import pathlib
 
 import pytest
 
@@ -27,9 +28,9 @@ from skerry.agent.reconcile.drift import Drift
 from skerry.agent.reconcile.inventory import RECONCILE_ANNOTATION, SUSPEND_ANNOTATION
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ObjectRef, ObjectResult, ReconcileResult
 from skerry.agent.reporter import Reporter
-from skerry.agent.runtime import may_reapply, next_poll_at, next_wakeup, retry_delay
+from skerry.agent.runtime import Runtime, may_reapply, next_poll_at, next_wakeup, retry_delay
 from skerry.core.clock import FixedClock
-from skerry.core.errors import Unavailable
+from skerry.core.errors import Unavailable, VerificationError
 
 NOW = _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
 WEB = ObjectRef("apps/v1", "Deployment", "shop", "web")
@@ -370,3 +371,98 @@ async def test_detect_only_and_suspended_agents_report_drift_without_correcting(
     suspended.control({})  # resume: the current bundle is re-applied
     await asyncio.sleep(0)
     assert not suspended.suspended and runtime.applied == [runtime.current]
+
+
+# --- the loop's freeze, with stand-ins for the verifier and the ops seams ----------------------
+
+
+class StandInVerifier:
+    """A TUF verifier's surface: each ``verify_message`` answers with the next scripted outcome."""
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)
+        self.valid_until = NOW + _dt.timedelta(hours=1)
+        self.last_release = 7
+
+    def verify_message(self, _signed):
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+class StandInOps:
+    def __init__(self):
+        self.rejections: list[str] = []
+
+    async def rejected(self, error, _signed):
+        self.rejections.append(error.reason)
+
+    async def verified(self):
+        pass
+
+
+def runtime_with(verifier, freeze_policy="keep"):
+    """A Runtime whose every publish records the snapshot the agent would report."""
+    published: list[AgentSnapshot] = []
+    runtimes: list[Runtime] = []
+
+    async def publish():
+        published.append(snapshot_of(runtimes[0]))
+
+    # The trust root is never read here: only its presence says "TUF mode".
+    config = AgentConfig(
+        cluster="oslo",
+        hub_address="h:1",
+        freeze_policy=freeze_policy,
+        trust_root=pathlib.Path("/absent/root.json"),
+    )
+    runtimes.append(
+        Runtime(
+            config,
+            FixedClock(NOW),
+            verifier=verifier,
+            cache=None,
+            hub=None,
+            reconciler=None,
+            unsealer=None,
+            ops=StandInOps(),
+            publish=publish,
+            monotonic=lambda: 0.0,
+        )
+    )
+    return runtimes[0], published
+
+
+def snapshot_of(runtime) -> AgentSnapshot:
+    return AgentSnapshot(
+        cluster="oslo",
+        last_result=READY,
+        verification=runtime.verification,
+        fresh_until=runtime.fresh_until,
+        freeze=runtime.freeze,
+    )
+
+
+async def test_expired_metadata_freezes_the_agent_and_fresh_metadata_ends_the_freeze():
+    expired = VerificationError("timestamp expired at 2029-12-31", reason="Freeze")
+    runtime, published = runtime_with(StandInVerifier([None, expired, None]), freeze_policy="suspend")
+    await runtime.on_bundle(None)  # the director still names the applied bundle
+    assert by_type(published[-1])["Fresh"].message.startswith("trusted metadata valid until")
+    await runtime.on_bundle(None)
+    frozen = by_type(published[-1])
+    assert "Fresh" not in frozen and frozen["Frozen"].message.endswith("and reconciling is suspended")
+    assert runtime.frozen is expired and not may_reapply(object(), runtime.freeze)
+    assert runtime.ops.rejections == []  # a freeze is not a refused bundle
+    await runtime.on_bundle(None)
+    thawed = by_type(published[-1])
+    assert "Frozen" not in thawed and thawed["Fresh"].is_true and runtime.frozen is None
+
+
+async def test_a_refused_bundle_is_recorded_with_its_reason_and_nothing_is_applied():
+    runtime, published = runtime_with(StandInVerifier([VerificationError("bad", reason="BadSignature")]))
+    await runtime.on_bundle(None)
+    assert by_type(published[-1])["Verified"] == Condition(
+        "Verified", FALSE, "BadSignature", "release ?: bad"
+    )
+    assert runtime.ops.rejections == ["BadSignature"] and runtime.current is None

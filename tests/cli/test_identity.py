@@ -124,7 +124,7 @@ def test_context_list_use_and_delete(tmp_path):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from skerry.devstack import Stack
+    from skerry.testing.devstack import Stack
 
     work = tmp_path_factory.mktemp("operator-hub")
     stack = Stack(work, work / "no-kubeconfig", interval=1.0, trust=False)
@@ -159,6 +159,16 @@ def test_operator_add_then_login_then_status_and_freight_with_no_tls_flag(hub, t
     freight = skerry("freight", "web", "--env", "dev", "-o", "yaml", env=env)
     assert freight.returncode == 0, freight.stderr
     assert yaml.safe_load(freight.stdout)["app"] == "web"
+    table = skerry("freight", "web", env=env)
+    assert table.returncode == 0, table.stderr
+    rows = [ln.split() for ln in table.stdout.splitlines()]
+    assert rows[0] == ["ENV", "REVISION", "HEALTHY", "IMAGES", "CLUSTERS"]
+    assert [r[0] for r in rows[1:]] == ["dev", "prod"]
+    assert rows[1][-1] == "oslo-dev:pending"  # no agent runs here
+    envs = skerry("environments", env=env)
+    assert envs.returncode == 0, envs.stderr
+    by_env = {ln.split()[0]: ln for ln in envs.stdout.splitlines()[1:]}
+    assert "10m" in by_env["prod"] and "1 of 2" in by_env["prod"] and "5m" in by_env["dev"]
     # a flag still wins over the context: another address is tried, and named
     refused = skerry("status", "--hub", "127.0.0.1:1", env=env)
     assert refused.returncode == 1 and "127.0.0.1:1" in error_line(refused)

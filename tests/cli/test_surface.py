@@ -154,3 +154,12 @@ def test_a_missing_extra_is_named_with_the_pip_command(argv, hidden, extra):
     assert proc.returncode == ExitCode.MISSING_EXTRA, line
     assert f"pip install 'skerry[{extra}]'" in line
     assert EXTRA_OF_MODULE[hidden] == extra
+
+
+@pytest.mark.parametrize("argv", [["completion", "bash"], ["version"], ["render", "examples/fleet/overlays/dev"]])
+def test_a_commands_own_output_into_a_closed_pipe_is_one_line_and_141(argv):
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    proc = skerry(*argv, closed_stdout=True, cwd=root)
+    line = error_line(proc)
+    assert proc.returncode == ExitCode.OUTPUT_CLOSED, line
+    assert line == f"skerry {argv[0]}: error: stdout was closed before all output was written"

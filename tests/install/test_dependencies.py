@@ -25,7 +25,7 @@ EXTRAS = PROJECT["optional-dependencies"]
 # Where each part of the package gets its dependencies. The harness (demo, devstack, envtest) is
 # for the demo and the tests, which install the dev extra.
 PARTS = {"core": [], "api": [], "hub": ["hub"], "agent": ["agent"], "sealer": ["sealer"]}
-HARNESS = {"demo.py", "devstack.py", "envtest", "testing"}
+HARNESS = {"demo.py", "testing"}
 
 
 def canonical(name: str) -> str:
@@ -144,3 +144,19 @@ def test_the_license_pyproject_names_is_in_the_repository():
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     assert "LICENSE" in PROJECT["license-files"]
+
+
+def test_the_missing_extra_message_names_the_extra_that_declares_the_module():
+    from skerry.cli.errors import EXTRA_OF_MODULE
+
+    dists = packages_distributions()
+    for module, extra in EXTRA_OF_MODULE.items():
+        owners = {canonical(d) for d in dists.get(module, [])}
+        assert owners & provided(extra), f"{module} is not declared by the {extra} extra"
+        assert not owners & provided(), f"{module} is a base dependency: no extra is missing without it"
+    third_party = {m for path in (ROOT / "skerry").rglob("*.py") if path.relative_to(ROOT / "skerry").parts[0]
+                   in ("hub", "agent") for m in imported_modules(path)
+                   if m not in sys.stdlib_module_names and m not in ("skerry", "__future__")}
+    only_in_extras = {m for m in third_party
+                      if not {canonical(d) for d in dists.get(m, [])} & provided()}
+    assert only_in_extras <= set(EXTRA_OF_MODULE) | {"pykustomize"}, only_in_extras - set(EXTRA_OF_MODULE)

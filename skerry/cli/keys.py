@@ -14,6 +14,9 @@ from __future__ import annotations
 import pathlib
 import sys
 
+from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.output import add_output_flag, emit
+
 COMMAND = "skerry keys"
 DEV_WARNING = """\
 **********************************************************************************************
@@ -70,9 +73,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--threshold", type=int, default=1)
     p.set_defaults(func=_rotate)
 
-    from skerry.cli.contexts import add_hub_flags
-    from skerry.cli.output import add_output_flag
-
     p = sub.add_parser("status", help="every role: version, expiry, keys, threshold")
     p.add_argument("--trust-dir", required=True, type=pathlib.Path)
     add_output_flag(p)
@@ -80,8 +80,8 @@ def add_commands(subparsers) -> None:
 
     p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release",
                        description="The hub and TLS files come from the flags, else SKERRY_HUB / SKERRY_TLS_*, "
-                       "else the current context. Render with the engine the hub renders with (the hub image: "
-                       "in-process pykustomize at the version deploy/constraints.txt pins).")
+                       "else the current context. The objects are compared, not the engine; the hub image renders "
+                       "with in-process pykustomize at the version deploy/constraints.txt pins, the surest match.")
     add_hub_flags(p)
     p.add_argument("--key", action="append", required=True, help="release key(s) to sign with")
     p.add_argument("--repo", required=True, help="the Git repository, as the hub names it")
@@ -183,8 +183,6 @@ def _status(args) -> int:
     from skerry.hub.trust import admin
 
     def run():
-        from skerry.cli.output import emit
-
         rows = admin.status(args.trust_dir)
         for r in rows:
             r["signers"] = f"{r['threshold']} of {len(r['keys'])}"
@@ -195,13 +193,11 @@ def _status(args) -> int:
 
 
 def _sign(args) -> int:
-    from skerry.cli.contexts import resolve_hub
-    from skerry.core.tls import TlsFiles
     from skerry.hub.trust.signing import sign_release
 
     def run():
         target = resolve_hub(vars(args))
-        result = sign_release(target.address, TlsFiles(target.tls_ca, target.tls_cert, target.tls_key), args.cluster,
+        result = sign_release(target.address, target.tls_files, args.cluster,
                               args.repo, args.branch, _signers(args.key), args.engine)
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 
+from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.output import add_output_flag, emit
+
 WAIT_TIMEOUT = 3600.0  # --wait gives up after this long (the hub keeps following the rollout)
 RPC_TIMEOUT = 60.0  # one unary call (a promotion fetches, commits and pushes)
 GOOD = {"approved", "done", "committed", "rolling-out", "verifying", "pushed-for-review", "ready"}
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
-    from skerry.cli.contexts import add_hub_flags
-    from skerry.cli.output import add_output_flag
-
     add_hub_flags(p)
     add_output_flag(p)
 
@@ -69,13 +69,11 @@ def _call(command: str, args, fn) -> int:
     import grpc
 
     from skerry.api.v1 import promotion_pb2_grpc
-    from skerry.cli.contexts import resolve_hub
-    from skerry.core import tls
     from skerry.core.client import secure_channel
     from skerry.core.rpc import error_from_rpc
 
     target = resolve_hub(vars(args))
-    with secure_channel(target.address, tls.TlsFiles(target.tls_ca, target.tls_cert, target.tls_key)) as channel:
+    with secure_channel(target.address, target.tls_files) as channel:
         try:
             return fn(promotion_pb2_grpc.PromotionServiceStub(channel))
         except grpc.RpcError as e:
@@ -86,8 +84,6 @@ def _json(msg, output: str = "json") -> None:
     """A reply as JSON or YAML (the message's proto3 JSON mapping, field names as in the .proto)."""
     from google.protobuf import json_format
 
-    from skerry.cli.output import emit
-
     emit([], output, columns=(), document=json_format.MessageToDict(msg, preserving_proto_field_name=True))
 
 
@@ -95,19 +91,40 @@ def _machine(output: str) -> bool:
     return output in ("json", "yaml")
 
 
-def _print_freight(f) -> None:
-    state = "healthy" if f.healthy else "NOT healthy"
-    print(f"{f.app} in {f.env} ({f.overlay}) at {f.revision[:12]}: {state}")
-    for i in f.images:
-        print(f"  image {i.name} = {i.reference}")
-    for c in f.clusters:
-        if not c.reported:
-            how = "pending (no report)"
-        elif c.applied_digest != c.desired_digest:
-            how = f"applying (runs {c.applied_digest[:19] or 'nothing'})"
-        else:
-            how = "Ready" if c.ready else f"NOT Ready: {c.reason}"
-        print(f"  cluster {c.cluster}: bundle {c.desired_digest[:19] or '-'} {how}")
+def _cluster_state(c) -> str:
+    if not c.reported:
+        return "pending"
+    if c.applied_digest != c.desired_digest:
+        return "applying"
+    return "Ready" if c.ready else f"NotReady({c.reason})"
+
+
+def freight_row(f) -> dict:
+    """One row of `skerry freight`: what the app runs in one environment."""
+    return {
+        "env": f.env,
+        "revision": f.revision[:12] or "-",
+        "healthy": f.healthy,
+        "images": [f"{i.name}={i.reference}" for i in f.images],
+        "clusters": [f"{c.cluster}:{_cluster_state(c)}" for c in f.clusters],
+        "overlay": f.overlay,
+    }
+
+
+def environment_row(e) -> dict:
+    """One row of `skerry environments`: an environment, its clusters and its promotion rules."""
+    from skerry.core.duration import format_duration
+
+    r = e.rules
+    return {
+        "environment": e.name,
+        "clusters": list(e.clusters),
+        "soak": format_duration(r.soak_seconds),
+        "approvals": f"{r.approvals} of {len(r.approvers)}" if r.approvals else "-",
+        "auto-rollback": r.auto_rollback,
+        "freezes": list(r.freezes),
+        "approvers": list(r.approvers),
+    }
 
 
 def _print_promotion(p) -> None:
@@ -140,22 +157,14 @@ def _follow(stub, promotion, output: str) -> int:
 
 def environments_command(args) -> int:
     from skerry.api.v1 import promotion_pb2 as pb
-
     def run(stub):
         resp = stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT)
         if _machine(args.output):
             _json(resp, args.output)
             return 0
-        print(" -> ".join(e.name for e in resp.environments) + f"   (apps: {', '.join(resp.apps) or 'none'})")
-        for e in resp.environments:
-            r = e.rules
-            rules = [f"soak {r.soak_seconds:.0f}s"]
-            if r.approvals:
-                rules.append(f"{r.approvals} of {', '.join(r.approvers)} approve")
-            if r.auto_rollback:
-                rules.append("auto-rollback")
-            rules += list(r.freezes)
-            print(f"  {e.name}: clusters {', '.join(e.clusters) or '(none)'}; {'; '.join(rules)}")
+        emit([environment_row(e) for e in resp.environments], args.output,
+             columns=("environment", "clusters", "soak", "approvals", "auto-rollback"),
+             wide=("freezes", "approvers"))
         return 0
 
     return _call("skerry environments", args, run)
@@ -163,14 +172,17 @@ def environments_command(args) -> int:
 
 def freight_command(args) -> int:
     from skerry.api.v1 import promotion_pb2 as pb
-
     def run(stub):
         envs = [args.env] if args.env else [
             e.name for e in stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT).environments
         ]
-        for env in envs:
-            f = stub.GetFreight(pb.GetFreightRequest(app=args.app, env=env), timeout=RPC_TIMEOUT)
-            _json(f, args.output) if _machine(args.output) else _print_freight(f)
+        freight = [stub.GetFreight(pb.GetFreightRequest(app=args.app, env=env), timeout=RPC_TIMEOUT) for env in envs]
+        if _machine(args.output):
+            for f in freight:
+                _json(f, args.output)
+            return 0
+        emit([freight_row(f) for f in freight], args.output,
+             columns=("env", "revision", "healthy", "images", "clusters"), wide=("overlay",))
         return 0
 
     return _call("skerry freight", args, run)
