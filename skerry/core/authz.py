@@ -273,7 +273,15 @@ class AuthzInterceptor(grpc.aio.ServerInterceptor):
                 yield item
                 del item  # an idle stream must not pin its last message
 
-        return stream if streaming else unary
+        def unary_stream(request, context):
+            # No frame of its own: ErrorInterceptor, always outermost in GrpcServer, iterates what this
+            # returns, and a server stream of 10,000 idle agents should not hold one more generator each.
+            _CALLER.set(authorize(method, context, request))
+            return inner(request, context)
+
+        if not streaming:
+            return unary
+        return unary_stream if with_request else stream
 
 
 _HANDLER_KINDS = (

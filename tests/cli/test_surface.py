@@ -113,8 +113,8 @@ def test_every_command_into_a_closed_pipe_says_so_in_one_line():
         assert "stdout was closed" in line, (name, line)
 
 
-def test_every_command_refuses_a_bad_value_in_one_line():
-    results = _each(lambda name: skerry(*name.split(), *_bad_value_args(COMMANDS[name])))
+def test_every_command_refuses_a_bad_value_in_one_line(tmp_path):
+    results = _each(lambda name: skerry(*name.split(), *_bad_value_args(COMMANDS[name]), cwd=tmp_path))
     for name, proc in results.items():
         line = error_line(proc)
         assert proc.returncode == ExitCode.USAGE, (name, proc.returncode, line)
@@ -122,11 +122,12 @@ def test_every_command_refuses_a_bad_value_in_one_line():
         assert f"{name} ".startswith(named.removeprefix("skerry ") + " "), (name, line)  # it or a parent
 
 
-def test_every_command_given_missing_files_fails_in_one_line_with_a_documented_code():
+def test_every_command_given_missing_files_fails_in_one_line_with_a_documented_code(tmp_path):
     def attempt(name):
         if name in NOT_RUN_WITH_PLACEHOLDERS:
             return None
-        return skerry(*command_line(name), env={"HOME": MISSING, "KUBECONFIG": MISSING})
+        # in a directory of its own: a command that creates a file named by a placeholder leaves it there
+        return skerry(*command_line(name), env={"HOME": MISSING, "KUBECONFIG": MISSING}, cwd=tmp_path)
 
     succeeded = []
     for name, proc in _each(attempt).items():
