@@ -4,7 +4,7 @@ Exactly the bytes that verified are kept — the TUF metadata and the bundle
 document — so SealedSecrets stay sealed here and no plaintext ever reaches
 the disk. Layout under ``<state_dir>/bundle-cache/`` (0700, files 0600)::
 
-    metadata-<sha256>.json   the signed envelope
+    metadata-<sha256>.json   the TUF evidence it verified with (director + release metadata)
     bundle-<sha256>.json     the bundle document it describes
     current                  "<sha256>\\n": which pair is the last verified one
 

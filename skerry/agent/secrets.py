@@ -16,12 +16,11 @@ Secret is applied with server-side apply, which writes no
 
 Bundle-scoped unsealing: around each reconcile the app enters
 ``bundle_secrets(unsealer, verified)``. ``GrpcUnsealer`` then makes one
-``UnsealBundle`` call with the hub-signed envelope and bundle bytes; the
-sealer verifies them for this agent's own cluster and returns the plaintext
-of exactly the SealedSecrets in that bundle, which ``unseal`` hands out (each
-once) during the reconcile and which is dropped when it ends. A sealer that
-trusts no hub key refuses ``UnsealBundle``; the agent then falls back to one
-``Unseal`` call per SealedSecret (key-id hint included).
+``UnsealBundle`` call with the TUF evidence this agent trusted (director and
+release metadata, ``skerry.core.trust``) and the bundle bytes; the sealer
+re-verifies them for this agent's own cluster and returns the plaintext of
+exactly the SealedSecrets in that bundle, which ``unseal`` hands out (each
+once) during the reconcile and which is dropped when it ends.
 
 ``Unsealer`` is the seam: ``GrpcUnsealer`` talks to the real sealer; tests
 pass a fake.
