@@ -42,7 +42,6 @@ from skerry.agent.runtime import Runtime
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
 from skerry.agent.tuf_client import GrpcFetcher, TufVerifier
-from skerry.agent.verify import Verifier
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
 from skerry.core.files import ensure_dir
@@ -139,10 +138,6 @@ class AgentApp:
             self._spawn("renew", self.renewer.run())
 
     def _verifier(self, cfg: AgentConfig):
-        if cfg.trust_root is None:
-            return Verifier.from_key_files(
-                cfg.cluster, cfg.trusted_keys, cfg.state_dir, self.clock, threshold=cfg.signature_threshold
-            )
         tls_files = cfg.tls_files
         self.report_signer = ReportSigner(cfg.hub_address, tls_files)
         return TufVerifier(
@@ -283,16 +278,10 @@ class AgentApp:
         return conditions.status_result(self.snapshot())
 
     def _ready_extra(self) -> dict:
-        if self.config.trust_root is None:
-            return {}
         horizon = getattr(self.verifier, "valid_until", None)
         return {"valid_until": horizon.isoformat() if horizon else "", "frozen": self.frozen is not None}
 
     # --- the parts' facts, read through the app ---------------------------------------------
-
-    @property
-    def tuf_mode(self) -> bool:
-        return self.config.trust_root is not None
 
     @property
     def current(self):

@@ -33,7 +33,7 @@ EPILOG = """\
 example:
   skerry agent run --cluster oslo --hub hub.example:8443 --sealer sealer.example:7443 \\
     --tls-ca ca.crt --tls-cert agent.crt --tls-key agent.key \\
-    --trusted-key hub-signing.pub --state-dir /var/lib/skerry/agent
+    --trust-root root.json --environment prod --state-dir /var/lib/skerry/agent
 """
 
 
@@ -68,17 +68,6 @@ def add_commands(subparsers) -> None:
     )
     run.add_argument("--tls-cert", type=path, metavar="FILE", help="the agent's client certificate")
     run.add_argument("--tls-key", type=path, metavar="FILE", help="the agent's private key")
-    run.add_argument(
-        "--trusted-key",
-        dest="trusted_keys",
-        type=path,
-        action="append",
-        metavar="FILE",
-        help="hub public key (PEM) trusted to sign bundles; repeatable",
-    )
-    run.add_argument(
-        "--signature-threshold", type=int, metavar="N", help="how many trusted keys must sign (default: 1)"
-    )
     run.add_argument(
         "--kubeconfig",
         type=path,
@@ -138,8 +127,8 @@ def add_commands(subparsers) -> None:
         help="no drift/health watches (drift then goes unnoticed until the next bundle)",
     )
     run.add_argument("--trust-root", type=path, metavar="FILE",
-                     help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); replaces --trusted-key")
-    run.add_argument("--environment", metavar="ENV", help="this cluster's environment (with --trust-root)")
+                     help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); required")
+    run.add_argument("--environment", metavar="ENV", help="this cluster's environment (its release-<env> role)")
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
     run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
@@ -398,8 +387,6 @@ _FIELDS = (
     "tls_ca",
     "tls_cert",
     "tls_key",
-    "trusted_keys",
-    "signature_threshold",
     "kubeconfig",
     "kube_context",
     "state_dir",

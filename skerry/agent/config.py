@@ -3,7 +3,7 @@
 Every setting has a safe default and an ``SKERRY_AGENT_*`` variable;
 command-line flags arrive as ``overrides`` and win over the environment.
 There is no plaintext mode and no unsigned mode: an agent without mTLS
-files or without a trusted hub key does not start.
+files or without a TUF trust root and its environment does not start.
 
     SKERRY_AGENT_CLUSTER              this cluster's name (must match the agent certificate)
     SKERRY_AGENT_HUB                  hub address HOST:PORT
@@ -12,8 +12,10 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_TLS_CA               CA bundle that signs the hub and the sealer (PEM)
     SKERRY_AGENT_TLS_CERT             the agent's client certificate (PEM)
     SKERRY_AGENT_TLS_KEY              its private key (PEM)
-    SKERRY_AGENT_TRUSTED_KEYS         comma-separated hub public keys (PEM) that sign bundles
-    SKERRY_AGENT_SIGNATURE_THRESHOLD  how many of them must sign          1
+    SKERRY_AGENT_TRUST_ROOT           TUF root.json to bootstrap from (the hub's <trust-dir>/root.json)
+    SKERRY_AGENT_ENVIRONMENT          this cluster's environment (its release-<env> role)
+    SKERRY_AGENT_FREEZE_POLICY        keep|suspend: what to do while trusted metadata is expired   keep
+    SKERRY_AGENT_TRUST_POLL           seconds between TUF refreshes without a hub notification     60
     SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
     SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
     SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
@@ -69,8 +71,6 @@ class AgentConfig:
     tls_ca: pathlib.Path | None = None
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None
-    trusted_keys: tuple[pathlib.Path, ...] = ()
-    signature_threshold: int = 1
     kubeconfig: pathlib.Path | None = None
     kube_context: str | None = None
     state_dir: pathlib.Path = pathlib.Path("/var/lib/skerry/agent")
@@ -80,7 +80,7 @@ class AgentConfig:
     log_level: str = "info"
     allow_prune_all: bool = False
     metrics_listen: str = ""  # "": no metrics server
-    # TUF mode (issue 5): the trust root to bootstrap from, this cluster's environment, what to do on expiry.
+    # TUF: the trust root to bootstrap from, this cluster's environment, what to do on expiry.
     trust_root: pathlib.Path | None = None
     environment: str = ""
     freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
@@ -117,26 +117,20 @@ class AgentConfig:
         if self.sealer_address:
             _check_address("sealer", self.sealer_address)
         self.tls_files  # noqa: B018 - raises if incomplete
-        if self.trust_root is not None:
-            if not _DNS_LABEL.match(self.environment):
-                raise ConfigError(
-                    f"with a trust root the agent needs its environment (a DNS label, e.g. prod); set "
-                    f"{self.env_name('environment')} or --environment"
-                )
-            if self.freeze_policy not in FREEZE_POLICIES:
-                raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
-            if not self.trust_poll > 0:
-                raise ConfigError("trust_poll must be positive")
-        elif not self.trusted_keys:
+        if self.trust_root is None:
             raise ConfigError(
-                f"the agent needs at least one trusted hub public key; set {self.env_name('trusted_keys')} "
-                "or --trusted-key"
+                f"the agent needs the TUF trust root (the hub's <trust-dir>/root.json); set "
+                f"{self.env_name('trust_root')} or --trust-root"
             )
-        if self.trust_root is None and not 1 <= self.signature_threshold <= len(self.trusted_keys):
+        if not _DNS_LABEL.match(self.environment):
             raise ConfigError(
-                f"signature threshold {self.signature_threshold} must be between 1 and the "
-                f"{len(self.trusted_keys)} trusted key(s)"
+                f"the agent needs its environment (a DNS label, e.g. prod); set "
+                f"{self.env_name('environment')} or --environment"
             )
+        if self.freeze_policy not in FREEZE_POLICIES:
+            raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
+        if not self.trust_poll > 0:
+            raise ConfigError("trust_poll must be positive")
         if not _DNS_LABEL.match(self.namespace):
             raise ConfigError(f"namespace {self.namespace!r} must be a DNS label")
         if not self.field_manager or len(self.field_manager) > 128:

@@ -39,10 +39,11 @@ from cryptography.x509.oid import NameOID
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.backoff import full_jitter
+from skerry.core.client import aio_secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError
 from skerry.core.files import atomic_write, ensure_dir
-from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
-from skerry.core.tls import AGENT_CA_NAME, TlsFiles, channel_credentials
+from skerry.core.rpc import error_from_rpc
+from skerry.core.tls import AGENT_CA_NAME, TlsFiles
 
 log = structlog.get_logger("skerry.agent.enroll")
 
@@ -123,10 +124,8 @@ async def enroll(
     except OSError as e:
         raise ConfigError(f"cannot read the hub CA {hub_ca}: {e.strerror}") from e
     csr_pem, key_pem = make_csr(cluster)
-    options = list(CHANNEL_OPTIONS)
-    if server_name:
-        options.append(("grpc.ssl_target_name_override", server_name))
-    async with grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem), options=options) as ch:
+    # No client certificate yet: the hub's CA alone authenticates the hub; the token authenticates us.
+    async with aio_secure_channel(address, grpc.ssl_channel_credentials(ca_pem), server_name=server_name) as ch:
         try:
             resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Enroll(
                 enrollment_pb2.EnrollRequest(token=token.strip(), csr_pem=csr_pem), timeout=ENROLL_TIMEOUT
@@ -170,11 +169,7 @@ class CertificateRenewer:
 
     async def renew_once(self) -> Enrolled:
         csr_pem, key_pem = make_csr(self.cluster)
-        options = list(CHANNEL_OPTIONS)
-        if self._server_name:
-            options.append(("grpc.ssl_target_name_override", self._server_name))
-        creds = channel_credentials(self.tls_files)
-        async with grpc.aio.secure_channel(self.address, creds, options=options) as ch:
+        async with aio_secure_channel(self.address, self.tls_files, server_name=self._server_name) as ch:
             try:
                 resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Renew(
                     enrollment_pb2.RenewRequest(csr_pem=csr_pem), timeout=ENROLL_TIMEOUT

@@ -127,25 +127,19 @@ class Runtime:
         self.render_failure: RenderFailure | None = None
         self.fresh_until = None  # TUF mode: the horizon of the metadata last verified
         self.freeze: Freeze | None = None
-        self.frozen: VerificationError | None = None  # set while trusted metadata is expired (TUF mode)
+        self.frozen: VerificationError | None = None  # set while trusted metadata is expired
         self.reconciles = 0
         self.applied_at: float | None = None  # monotonic time of the last reconcile
         self.inflight: asyncio.Future | None = None
         self._retry_attempt = 0
         self._next_poll: float | None = None
 
-    @property
-    def tuf_mode(self) -> bool:
-        return self.config.trust_root is not None
-
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         await self.guarded(self.restore_from_cache)
-        if (
-            self.tuf_mode
-        ):  # the director may have moved on while we were away: ask now, not at the first event
-            await self.guarded(self.on_bundle, None)
+        # the director may have moved on while we were away: ask now, not at the first event
+        await self.guarded(self.on_bundle, None)
         verifier = self.verifier
         watch = self.hub.watch(position=lambda: (verifier.last_release, verifier.last_digest))
         next_event: asyncio.Future | None = None
@@ -183,9 +177,7 @@ class Runtime:
             log.exception("unexpected error handling an event; the agent carries on")
 
     def _poll_delay(self) -> float | None:
-        """TUF mode: seconds until the next refresh without a notification."""
-        if not self.tuf_mode:
-            return None
+        """Seconds until the next refresh without a notification."""
         now = self._monotonic()
         horizon = getattr(self.verifier, "valid_until", None)
         horizon_in = None if horizon is None else (horizon - self.clock.now()).total_seconds()
@@ -352,12 +344,8 @@ class Runtime:
     def _reconcile(self, verified: VerifiedBundle) -> ReconcileResult:
         # The sealer unseals only what this signed bundle holds; plaintext lives for this reconcile only.
         metadata = verified.metadata
-        if (
-            self.tuf_mode
-            and self.unsealer is not None
-            and any(is_sealed_secret(o) for o in verified.bundle.objects)
-        ):
-            # TUF mode: the sealer re-verifies the director/release metadata this agent trusted.
+        if self.unsealer is not None and any(is_sealed_secret(o) for o in verified.bundle.objects):
+            # The sealer re-verifies the director/release metadata this agent trusted.
             try:
                 metadata = evidence.read(
                     self.verifier.metadata_dir, self.config.cluster, self.config.environment

@@ -136,7 +136,6 @@ class HubClient:
                 last_digest=digest,
                 accepts_chunks=True,
                 have_blob=self._blob_digest,
-                accepts_statements=True,
             )
             call = self._stub().WatchBundles(request)
             self._call = call

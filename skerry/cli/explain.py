@@ -41,7 +41,7 @@ def _explain(args) -> int:
         print(f"released   {r['role']} v{r['version']} signed by {', '.join(k[:12] for k in r['signed_by'])} "
               f"(threshold {r['threshold']})")
     else:
-        print("signatures (no TUF provenance recorded: applied by a legacy single-key agent)")
+        print("signatures (no provenance recorded for this bundle on this agent)")
     s = chain["source"]
     print(f"source     {s['url']} @ {s['revision']}  paths {', '.join(s['paths'])}")
     print(f"render     {chain['render']['engine']} {chain['render']['version']}")

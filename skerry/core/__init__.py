@@ -1,7 +1,7 @@
 """Code shared by every Skerry service; imports no service (an import contract in pyproject.toml).
 
 ``authz``        who may call which RPC: the interceptor every server is built with, fed a declared table
-``bundle``       the bundle, its legacy signed envelope and the release statements
+``bundle``       the bundle document (its identity: what is applied), the shared blob
 ``canonical``    canonical JSON and digests
 ``client``       the one gRPC client channel factory (mutual TLS, one option set)
 ``clock``        wall and monotonic time behind a protocol, so tests move it instead of sleeping

@@ -178,12 +178,13 @@ def release_env_of_bin(role: str) -> str:
     return role[len(RELEASE_BIN_PREFIX):].rsplit("-", 1)[0]
 
 
-def legacy_cluster_role(cluster: str) -> str:
+def unbinned_cluster_role(cluster: str) -> str:
+    """``cluster-<name>``: the per-cluster director role of repositories made before hash bins."""
     return f"{CLUSTER_PREFIX}{cluster}"
 
 
 def is_cluster_role(role: str) -> bool:
-    """A role the director delegates (a hash bin, or a legacy per-cluster role)."""
+    """A role the director delegates (a hash bin, or an unbinned per-cluster role)."""
     return role.startswith((CLUSTER_BIN_PREFIX, CLUSTER_PREFIX))
 
 
@@ -338,7 +339,7 @@ def release_agrees(cluster: str, env: str, image: str, directed, released) -> st
 # Byte format (UTF-8 JSON, one object; the sealer verifies every file itself with its own root):
 #   {"skerry-tuf-evidence": 1, "files": {"<role>.json": "<base64 of the metadata file>", ...}}
 # roles: root, timestamp, snapshot, targets, director, the director role of the cluster (its hash bin
-# clusters-<hh>, or a legacy cluster-<name>), release-<env> and its hash bin releases-<env>-<hh> holding
+# clusters-<hh>, or an unbinned cluster-<name>), release-<env> and its hash bin releases-<env>-<hh> holding
 # the bundle's release target; nothing else.
 
 EVIDENCE_MARK = "skerry-tuf-evidence"

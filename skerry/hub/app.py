@@ -1,11 +1,11 @@
-"""The hub's composition root: config -> key, Git source, engine, store, sync loop, gRPC server.
+"""The hub's composition root: config -> trust repository, Git source, engine, store, sync loop, gRPC server.
 
 ``HubApp`` is what tests run in-process (``await app.start()`` returns the
 port, ``await app.stop()``); ``run(config)`` is what ``skerry hub serve``
-runs until SIGTERM/SIGINT. Start-up order: load (or create) the signing
-key, find the render tool, sync once (failures are logged, not fatal: the
+runs until SIGTERM/SIGINT. Start-up order: open the TUF trust repository
+(``--trust-dir``), find the render tool, sync once (failures are logged, not fatal: the
 hub serves ``Unavailable`` until the fleet loads), start serving, start the
-sync loop, then write the ready file ``{"port": N, "public_key": "<path>"}``
+sync loop, then write the ready file ``{"port": N, "trust_root": "<path>"}``
 atomically.
 """
 
@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import pathlib
-import stat
 
 import structlog
 
@@ -28,45 +27,6 @@ from skerry.hub.state import StateUnavailable
 from skerry.hub.writer import Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
-
-
-def load_or_create_signing_key(path: pathlib.Path):
-    """The Ed25519 signer at ``path``, created (0600, public key at ``<path>.pub``) if missing."""
-    from cryptography.hazmat.primitives import serialization
-
-    from skerry.core.bundle import generate_signing_key, load_signer
-
-    path = pathlib.Path(path)
-    pub_path = pathlib.Path(f"{path}.pub")
-    if not path.exists():
-        try:
-            signer = generate_signing_key(path)
-        except OSError as e:
-            raise ConfigError(f"cannot create signing key {path}: {e.strerror}") from e
-        log.info("created bundle signing key", key=str(path), public_key=str(pub_path))
-        return signer
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "signing key is readable by group or others; chmod 600 it", key=str(path), mode=oct(mode & 0o777)
-        )
-    signer = load_signer(path)
-    public = signer.public_key  # SSlibKey
-    pem = (
-        serialization.load_pem_private_key(signer.private_bytes, None)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    try:
-        existing = pub_path.read_bytes()
-    except OSError:
-        existing = None
-    if existing != pem:
-        if existing is not None:
-            log.warning("public key did not match the signing key; rewriting it", public_key=str(pub_path))
-        _atomic_write(pub_path, pem)
-    log.info("loaded bundle signing key", key=str(path), keyid=public.keyid)
-    return signer
 
 
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
@@ -146,16 +106,11 @@ class HubApp:
         self._flush_task: asyncio.Task | None = None
         self.journal = None
 
-    @property
-    def public_key_path(self) -> pathlib.Path:
-        return self.config.public_key
-
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
         from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
-        from skerry.hub.bundles.store import HubStore
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
@@ -166,6 +121,7 @@ class HubApp:
 
         cfg = self.config
         tls_files = cfg.require_tls()
+        cfg.require_trust()
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
@@ -196,11 +152,7 @@ class HubApp:
         )
         register = []
         service_names = [SERVICE_NAME]
-        if cfg.trust_dir is not None:
-            self._start_trust(cfg, register, service_names, releases)
-        else:
-            signer = load_or_create_signing_key(cfg.signing_key)
-            self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock, releases=releases)
+        self._start_trust(cfg, register, service_names, releases)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
@@ -275,22 +227,19 @@ class HubApp:
         if resumed:
             log.info("resumed following promotions", ids=resumed)
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
-        if self.trust is not None:
-            self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
+        self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         self._flush_task = asyncio.create_task(self._flush_reports(), name="skerry-hub-reports")
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
+            ready = {"port": self.port, "trust_root": str(cfg.trust_dir / "root.json"), **ops_ports}
             if self.enroll_port is not None:
                 ready["enroll_port"] = self.enroll_port
-            if cfg.trust_dir is not None:
-                ready["trust_root"] = str(cfg.trust_dir / "root.json")
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
-        log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
+        log.info("hub serving", listen=cfg.listen, port=self.port, trust_dir=str(cfg.trust_dir))
         return self.port
 
     def _start_trust(self, cfg, register: list, service_names: list, releases) -> None:
-        """TUF mode: the store directs through the trust repository; TrustService serves it."""
+        """The store directs through the trust repository; TrustService serves it."""
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import HubStore
         from skerry.hub.trust.attest import AttestationBoard
@@ -300,7 +249,7 @@ class HubApp:
 
         self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
         self.store = HubStore(
-            director=self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
+            self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
         )
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
@@ -365,8 +314,8 @@ class HubApp:
         audit = AuditLog(self.state, clock=self.clock)
         approvals = Approvals(self.state, audit, self.clock)
         # The first start after an upgrade takes in the files older hubs wrote (renamed *.imported).
-        audit.import_legacy(cfg.state_dir / "promotion-audit.jsonl")
-        approvals.import_legacy(cfg.state_dir / "promotion-approvals.json")
+        audit.import_previous(cfg.state_dir / "promotion-audit.jsonl")
+        approvals.import_previous(cfg.state_dir / "promotion-approvals.json")
         # Same credentials and host-key checking as the sync source (the push reuses them).
         writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion", auth=source.auth)
         self.promoter = Promoter(

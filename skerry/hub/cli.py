@@ -26,12 +26,6 @@ _SERVE_FLAGS = (
     ("--tls-ca", "tls_ca", "FILE", "CA bundle that agents' and operators' certificates chain to"),
     ("--tls-cert", "tls_cert", "FILE", "the hub's server certificate"),
     ("--tls-key", "tls_key", "FILE", "the hub's private key"),
-    (
-        "--signing-key",
-        "signing_key",
-        "FILE",
-        "Ed25519 bundle signing key, created if missing (default <state-dir>/signing.key)",
-    ),
     ("--state-dir", "state_dir", "DIR", "clone cache and scratch space (default ~/.local/state/skerry/hub)"),
     (
         "--state",
@@ -43,16 +37,10 @@ _SERVE_FLAGS = (
     ("--state-dsn-file", "state_dsn_file", "FILE", "file holding the PostgreSQL DSN (it holds a password)"),
     ("--hub-id", "hub_id", "NAME", "this process's name as the writer-lease holder (default: host name)"),
     ("--lease-ttl", "lease_ttl", "DURATION", "writer lease lifetime, renewed at a third (default 15s)"),
-    (
-        "--metadata-expiry",
-        "metadata_expiry",
-        "DURATION",
-        "lifetime of signed metadata, re-signed at half (default 7d)",
-    ),
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
-    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
+    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "trust_root": PATH, ...} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
-    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles)"),
+    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles; required)"),
     (
         "--release-keys",
         "release_keys",

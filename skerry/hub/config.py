@@ -11,8 +11,9 @@ default::
     SKERRY_HUB_TLS_CA            CA bundle agents' certificates chain to
     SKERRY_HUB_TLS_CERT          the hub's server certificate
     SKERRY_HUB_TLS_KEY           its private key
-    SKERRY_HUB_SIGNING_KEY       Ed25519 bundle signing key (created 0600 if missing,
-                                 public key written to <key>.pub)  <state dir>/signing.key
+    SKERRY_HUB_TRUST_DIR         TUF trust repository (``skerry keys init``; required to serve)
+    SKERRY_HUB_RELEASE_KEYS      ENV=KEYFILE,... release keys the hub signs with itself (dev only)
+    SKERRY_HUB_TRUST_REFRESH     how often online TUF metadata is checked for re-signing   30s
     SKERRY_HUB_STATE_DIR         clone cache and scratch space   ~/.local/state/skerry/hub
     SKERRY_HUB_STATE             where the hub keeps what must outlive it: sqlite:///PATH or
                                  postgresql (DSN from the next two)   sqlite <state dir>/hub.db
@@ -20,9 +21,8 @@ default::
     SKERRY_HUB_STATE_DSN         the PostgreSQL DSN itself (environment only)
     SKERRY_HUB_HUB_ID            this process's name as the writer-lease holder   the host name
     SKERRY_HUB_LEASE_TTL         writer lease lifetime (renewed at a third)   15s
-    SKERRY_HUB_METADATA_EXPIRY   lifetime of signed metadata (re-signed at half)   7d
     SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
-    SKERRY_HUB_READY_FILE        JSON {"port", "public_key"} written when serving
+    SKERRY_HUB_READY_FILE        JSON {"port", "trust_root", ...} written when serving
     SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
     SKERRY_HUB_ENROLL_LISTEN     enrollment listener host:port (server TLS only,
                                  bootstrap tokens; unset: no enrollment listener)
@@ -68,7 +68,6 @@ ENV_PREFIX = "SKERRY_HUB_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
-DEFAULT_EXPIRY = _dt.timedelta(days=7)
 DEFAULT_RENDER_TIMEOUT = 120.0
 
 
@@ -142,13 +141,11 @@ class HubConfig:
     interval: float = DEFAULT_INTERVAL
     listen: str = DEFAULT_LISTEN
     tls: TlsFiles | None = None
-    signing_key: pathlib.Path | None = None  # None: <state_dir>/signing.key
     state_dir: pathlib.Path = dataclasses.field(default_factory=_default_state_dir)
-    metadata_expiry: _dt.timedelta = DEFAULT_EXPIRY
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
-    # TUF trust repository (``skerry keys init``); None: legacy single-key envelopes.
+    # TUF trust repository (``skerry keys init``): the only way the hub releases bundles.
     trust_dir: pathlib.Path | None = None
     # "env=KEYFILE" release keys the hub may sign with itself (dev only: collapses the release/director split).
     release_keys: tuple[tuple[str, pathlib.Path], ...] = ()
@@ -189,8 +186,6 @@ class HubConfig:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
-        if self.metadata_expiry < _dt.timedelta(minutes=1):
-            raise ConfigError(f"metadata_expiry: must be at least one minute, got {self.metadata_expiry}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.engine not in ("auto", "inprocess", "binary"):
@@ -212,8 +207,6 @@ class HubConfig:
                     f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
                 )
         object.__setattr__(self, "state_dir", pathlib.Path(self.state_dir))
-        key = self.signing_key if self.signing_key is not None else self.state_dir / "signing.key"
-        object.__setattr__(self, "signing_key", pathlib.Path(key))
         if self.ready_file is not None:
             object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
         for name in ("metrics_listen", "dashboard_listen"):
@@ -242,10 +235,13 @@ class HubConfig:
                     "server's host key like the fetch, never trust-on-first-use"
                 )
 
-    @property
-    def public_key(self) -> pathlib.Path:
-        """Where the signing key's public half is written: ``<signing key>.pub``."""
-        return pathlib.Path(f"{self.signing_key}.pub")
+    def require_trust(self) -> pathlib.Path:
+        if self.trust_dir is None:
+            raise ConfigError(
+                f"trust_dir: the hub releases bundles only through a TUF trust repository; make one with "
+                f"`skerry keys init --trust-dir DIR` and pass --trust-dir DIR ({ENV_PREFIX}TRUST_DIR)"
+            )
+        return self.trust_dir
 
     def require_tls(self) -> TlsFiles:
         if self.tls is None:
@@ -289,9 +285,6 @@ class HubConfig:
             kwargs["interval"] = parse_duration(interval, f"interval ({ENV_PREFIX}INTERVAL)")
         if (timeout := pick("render_timeout")) is not None:
             kwargs["render_timeout"] = parse_duration(timeout, f"render_timeout ({ENV_PREFIX}RENDER_TIMEOUT)")
-        if (expiry := pick("metadata_expiry")) is not None:
-            seconds = parse_duration(expiry, f"metadata_expiry ({ENV_PREFIX}METADATA_EXPIRY)")
-            kwargs["metadata_expiry"] = _dt.timedelta(seconds=seconds)
         for field in ("metrics_listen", "dashboard_listen"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)
@@ -312,7 +305,7 @@ class HubConfig:
             kwargs["release_keys"] = parse_release_keys(release_keys)
         if (refresh := pick("trust_refresh")) is not None:
             kwargs["trust_refresh"] = parse_duration(refresh, f"trust_refresh ({ENV_PREFIX}TRUST_REFRESH)")
-        for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
+        for field in ("state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
         for field in ("push_url", "push_branch"):

@@ -140,9 +140,6 @@ def add_commands(subparsers) -> None:
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
     serve.add_argument(
-        "--hub-keys", metavar="LIST", help="hub public key files: unseal only what signed bundles hold"
-    )
-    serve.add_argument(
         "--trust-root", type=pathlib.Path, metavar="FILE",
         help="the hub's TUF root.json: unseal only what director + release agreed on for the caller's cluster",
     )
@@ -556,7 +553,6 @@ def serve_command(args: argparse.Namespace) -> int:
             domains=",".join(args.domains) if args.domains else None,
             ready_file=args.ready_file,
             log_level=args.log_level,
-            hub_keys=args.hub_keys,
             trust_root=args.trust_root,
             cluster_domains=args.cluster_domains,
             hub=args.hub,

@@ -15,11 +15,9 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_METRICS_LISTEN plaintext /metrics, /healthz, /readyz HOST:PORT (default off)
     SKERRY_SEALER_LOG_LEVEL      debug|info|warning|error   info
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
-    SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
-                                 SealedSecrets of a bundle signed for their own cluster
-    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents in TUF mode
-                                 unseal only SealedSecrets of a bundle the director and release
-                                 roles agreed on for their own cluster (verified here again)
+    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents unseal only
+                                 SealedSecrets of a bundle the director and release roles agreed
+                                 on for their own cluster (verified here again)
     SKERRY_SEALER_TRUST_STATE_DIR  per-cluster trusted TUF metadata and release counters
                                  default: <keys dir>/../tuf-state
     SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
@@ -65,7 +63,6 @@ class SealerConfig:
     log_level: str = "info"
     grace_seconds: float = 10.0
     metrics_listen: str = ""  # "": no metrics server
-    hub_keys: tuple[pathlib.Path, ...] = ()
     trust_root: pathlib.Path | None = None
     trust_state_dir: pathlib.Path | None = None  # None: <keys_dir>/../tuf-state
     cluster_domains: pathlib.Path | None = None

@@ -156,21 +156,3 @@ class TufBundleTrust:
     @staticmethod
     def _save(base: pathlib.Path, release: int, digest: str) -> None:
         atomic_write(base / STATE_FILE, json.dumps({"release": release, "digest": digest}).encode())
-
-
-class EitherBundleTrust:
-    """Dispatch by what the agent sent: TUF evidence, else the legacy signed envelope."""
-
-    def __init__(self, tuf: TufBundleTrust | None, legacy=None):
-        self._tuf, self._legacy = tuf, legacy
-
-    def verify(self, metadata: bytes, bundle: bytes, *, cluster: str) -> BundleSecrets:
-        if trust.is_evidence(metadata):
-            if self._tuf is None:
-                raise VerificationError("TUF evidence sent, but this sealer has no --trust-root",
-                                        reason="UntrustedMetadata")
-            return self._tuf.verify(metadata, bundle, cluster=cluster)
-        if self._legacy is None:
-            raise VerificationError("a legacy signed envelope sent, but this sealer trusts only TUF (--trust-root)",
-                                    reason="UntrustedMetadata")
-        return self._legacy.verify(metadata, bundle, cluster=cluster)

@@ -68,7 +68,8 @@ def test_drift_settings_come_from_the_environment_and_are_checked(tmp_path):
         "SKERRY_AGENT_TLS_CA": "ca",
         "SKERRY_AGENT_TLS_CERT": "c",
         "SKERRY_AGENT_TLS_KEY": "k",
-        "SKERRY_AGENT_TRUSTED_KEYS": "k.pub",
+        "SKERRY_AGENT_TRUST_ROOT": "root.json",
+        "SKERRY_AGENT_ENVIRONMENT": "prod",
     }
     cfg = AgentConfig.from_env(
         {

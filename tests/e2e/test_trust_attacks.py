@@ -72,7 +72,7 @@ class Scene:
 
 @pytest.fixture
 def scene(kubeconfig, tmp_path):
-    stack = Stack(tmp_path, kubeconfig, trust=False)
+    stack = Stack(tmp_path, kubeconfig)  # only its agents and PKI: the world below is the repository
     stack.sealer_address = "127.0.0.1:9"
     mirror = ReplayHub(stack.identity("mirror", tls.ROLE_HUB, server=True)).start()
     world = TrustWorld(tmp_path / "trust")
@@ -184,6 +184,19 @@ def test_a_timestamp_signed_by_an_unknown_key_is_refused_as_bad_signature(scene)
         ts = scene.world.latest(files, "timestamp")
         ts.signed.version += 1
         scene.world.put(files, "timestamp", ts, evil_key())
+
+    attack(scene, "BadSignature", tamper)
+
+
+def test_a_cluster_pointer_signed_by_a_key_the_director_does_not_hold_is_refused_as_bad_signature(scene):
+    w = scene.world
+
+    def tamper(files):  # a mirror forging where the cluster points, without the director's key
+        role = trust.cluster_role(CLUSTER)
+        md = w.latest(files, role)
+        md.signed.version += 1
+        w.put(files, role, md, evil_key())
+        w.recommit(files, {role: md.signed.version})
 
     attack(scene, "BadSignature", tamper)
 

@@ -63,7 +63,7 @@ def _import_used_tokens(path: pathlib.Path) -> None:
     """An older hub's spent-token file, taken into the hub state at the first start after an upgrade."""
     state = open_state("", state_dir=path.parent)
     try:
-        UsedTokens(state).import_legacy(path.parent)
+        UsedTokens(state).import_previous(path.parent)
     finally:
         state.close()
 

@@ -91,6 +91,7 @@ def test_installed_skerry_renders_a_clusters_bundle_from_git(venv, tmp_path):
     assert proc.returncode == 0, proc.stderr
     bundle = json.loads(proc.stdout)
     assert bundle["cluster"] == "oslo-prod" and bundle["objects"]
+    assert "render" not in bundle  # the engine is provenance beside the bundle, not part of its identity
     here = subprocess.run([sys.executable, "-m", "skerry", "render", "--repo", str(repo), "--cluster", "oslo-prod",
                            "--engine", "inprocess"], capture_output=True, text=True, timeout=300)
     assert here.returncode == 0, here.stderr

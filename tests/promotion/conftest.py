@@ -14,8 +14,8 @@ import pathlib
 import shutil
 
 import pytest
+from devtrust import DevTrust
 
-from skerry.core.bundle import generate_signing_key, load_signer
 from skerry.core.clock import FixedClock
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.promotion.approvals import Approvals
@@ -85,9 +85,7 @@ class Harness:
         git(self.work, "fetch", "-q", "origin")
         git(self.work, "branch", "-q", "--set-upstream-to=origin/main", "main")
         self.clock = FixedClock(_dt.datetime(2030, 1, 2, 9, 0, tzinfo=_dt.UTC))  # a Wednesday morning
-        key = tmp / "keys" / "signing.key"
-        generate_signing_key(key)
-        self.store = HubStore(load_signer(key), clock=self.clock)
+        self.store = HubStore(DevTrust(tmp / "trust").repository(), clock=self.clock)
         self.tracker = HealthTracker()
         self.statuses = TrackingStatusBoard(self.tracker, self.clock)
         self.source = GitSource(str(self.remote), cache_dir=tmp / "hub-state")

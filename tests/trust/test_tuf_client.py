@@ -217,7 +217,7 @@ def test_a_repository_with_per_cluster_director_roles_keeps_serving_them(world):
     from tuf.api.metadata import DelegatedRole, Delegations
 
     director = world.repo.md[trust.DIRECTOR_ROLE]
-    legacy = trust.legacy_cluster_role(CLUSTER)
+    legacy = trust.unbinned_cluster_role(CLUSTER)
     keyids = world.repo.role_keyids(trust.DIRECTOR_ROLE)
     director.signed.delegations = Delegations(
         keys={k: world.repo.targets.delegations.keys[k] for k in keyids},

@@ -65,13 +65,13 @@ class Revocations(RevocationList):
         return self._path
 
     def _import(self) -> None:
-        legacy = read_file(self._path)  # what an older hub (or a previous export) wrote; checked and bounded
-        if legacy is None or not (legacy.clusters or legacy.fingerprints):
+        previous = read_file(self._path)  # what an older hub (or a previous export) wrote; checked and bounded
+        if previous is None or not (previous.clusters or previous.fingerprints):
             return
         with self._state.write() as tx:
-            for name, at in legacy.clusters.items():
+            for name, at in previous.clusters.items():
                 tx.revoke("cluster", name, at)
-            for fp, at in legacy.fingerprints.items():
+            for fp, at in previous.fingerprints.items():
                 tx.revoke("fingerprint", fp, at)
 
     def reload(self) -> bool:

@@ -42,7 +42,7 @@ class Enrollment:
         """Keys and CA files under ``<state_dir>/enrollment``; spent tokens in ``state`` (imported once)."""
         d = pathlib.Path(state_dir) / DIR_NAME
         used = UsedTokens(state)
-        imported = used.import_legacy(d)
+        imported = used.import_previous(d)
         if imported:
             log.info("imported spent enrollment tokens into the hub state", entries=imported)
         return cls(

@@ -139,15 +139,15 @@ class TokenIssuer:
 class UsedTokens:
     """The ids of redeemed tokens until they expire, in the hub state (see the module docstring)."""
 
-    LEGACY_FILE = "used-tokens.json"
+    PREVIOUS_FILE = "used-tokens.json"
 
     def __init__(self, state: HubState, *, now: Callable[[], float] = time.time):
         self._state = state
         self._now = now
 
-    def import_legacy(self, directory: pathlib.Path) -> int:
+    def import_previous(self, directory: pathlib.Path) -> int:
         """Take in an older hub's ``used-tokens.json`` (then renamed ``.imported``); returns the entries."""
-        path = pathlib.Path(directory) / self.LEGACY_FILE
+        path = pathlib.Path(directory) / self.PREVIOUS_FILE
         try:
             doc = documents.load_json(path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
             used = {str(k): float(v) for k, v in doc.items()}
@@ -160,7 +160,7 @@ class UsedTokens:
         with self._state.write() as tx:
             for token_id, expires in used.items():
                 tx.redeem_token(token_id, expires, now)
-        path.rename(path.with_name(self.LEGACY_FILE + ".imported"))
+        path.rename(path.with_name(self.PREVIOUS_FILE + ".imported"))
         return len(used)
 
     def redeem(self, claims: TokenClaims) -> None:

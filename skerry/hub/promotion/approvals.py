@@ -6,7 +6,7 @@ today's freight, not forever. They live in the hub state (records of kind
 ``approval``, one per move and freight), so they survive a restart and every
 replica sees them; ``approve`` writes the approval and its audit entry in
 one transaction. Older hubs kept them in ``<state dir>/promotion-approvals.json``:
-``import_legacy`` takes that file in and renames it ``.imported``.
+``import_previous`` takes that file in and renames it ``.imported``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = structlog.get_logger("skerry.hub.promotion.approvals")
 
 KIND = "approval"
 APPROVAL_TTL = _dt.timedelta(hours=24)  # an approval is for this freight, today; not forever
-MAX_IMPORT = 1000  # entries taken from a legacy file (it held at most this many)
+MAX_IMPORT = 1000  # entries taken from a previous hub's file (it held at most this many)
 
 Key = tuple[str, str, str, str]  # app, from env, to env, freight key
 
@@ -62,7 +62,7 @@ class Approvals:
         with self._state.write() as tx:
             tx.put_record(KIND, _key(key), None)
 
-    def import_legacy(self, path: pathlib.Path) -> int:
+    def import_previous(self, path: pathlib.Path) -> int:
         path = pathlib.Path(path)
         try:
             raw = json.loads(path.read_text())

@@ -8,7 +8,7 @@ the act it records, so the act and its entry commit together or not at all
 hold names, environments, digests and commit ids; never file contents.
 
 Older hubs appended JSON lines to ``<state dir>/promotion-audit.jsonl``:
-``import_legacy`` takes that file in, in order, on the first start after an
+``import_previous`` takes that file in, in order, on the first start after an
 upgrade, and renames it ``.imported``.
 """
 
@@ -28,7 +28,7 @@ log = structlog.get_logger("skerry.hub.promotion.audit")
 MAX_FIELD = 2048  # one audited value; gate messages can name many clusters
 RECENT = 1000  # how many entries ``entries`` returns (the CLI's and tests' view)
 # An older hub's audit file is at most this big to import (it grew without bound); bigger is refused.
-MAX_LEGACY_BYTES = 256 * 1024 * 1024
+MAX_PREVIOUS_BYTES = 256 * 1024 * 1024
 
 
 class AuditLog:
@@ -62,15 +62,15 @@ class AuditLog:
         with self._state.read() as tx:
             return [dict(e.doc) for e in tx.audit_entries(RECENT)]
 
-    def import_legacy(self, path: pathlib.Path) -> int:
+    def import_previous(self, path: pathlib.Path) -> int:
         """Take in an older hub's JSON-lines audit file, in order; returns the number of entries."""
         path = pathlib.Path(path)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             return 0
-        if size > MAX_LEGACY_BYTES:
-            raise ConfigError(f"{path}: {size} bytes, over {MAX_LEGACY_BYTES}: archive it and move it away")
+        if size > MAX_PREVIOUS_BYTES:
+            raise ConfigError(f"{path}: {size} bytes, over {MAX_PREVIOUS_BYTES}: archive it and move it away")
         entries = []
         for number, line in enumerate(path.read_bytes().splitlines(), 1):
             if not line.strip():

@@ -504,13 +504,13 @@ class TrustRepository:
         self._write("timestamp", ts_md)
 
     def cluster_role(self, cluster: str) -> str:
-        """The director role that holds ``cluster``'s pointer: its legacy ``cluster-<name>`` role if this
+        """The director role that holds ``cluster``'s pointer: its unbinned ``cluster-<name>`` role if this
         repository delegated one before hash bins, else its hash bin (``skerry.core.trust``)."""
         director = self.md.get(trust.DIRECTOR_ROLE)
         delegations = director.signed.delegations if director else None
-        legacy = trust.legacy_cluster_role(cluster)
-        if delegations is not None and delegations.roles and legacy in delegations.roles:
-            return legacy
+        unbinned = trust.unbinned_cluster_role(cluster)
+        if delegations is not None and delegations.roles and unbinned in delegations.roles:
+            return unbinned
         return trust.cluster_role(cluster)
 
     def _ensure_cluster_role(self, cluster: str) -> None:

@@ -134,8 +134,8 @@ def test_first_start_after_an_upgrade_imports_approvals_and_the_audit_file_in_or
     state = backend.open()
     audit = AuditLog(state, clock=clock)
     approvals = Approvals(state, audit, clock)
-    assert audit.import_legacy(tmp_path / "promotion-audit.jsonl") == 3
-    assert approvals.import_legacy(tmp_path / "promotion-approvals.json") == 1
+    assert audit.import_previous(tmp_path / "promotion-audit.jsonl") == 3
+    assert approvals.import_previous(tmp_path / "promotion-approvals.json") == 1
     audit.record("y", "GetFreight", "ok")
     assert [e["outcome"] for e in audit.entries] == ["0", "1", "2", "ok"]
     assert approvals.of(("web", "dev", "prod", "f")) == ["bob"]
