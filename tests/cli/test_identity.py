@@ -127,7 +127,7 @@ def hub(tmp_path_factory):
     from skerry.testing.devstack import Stack
 
     work = tmp_path_factory.mktemp("operator-hub")
-    stack = Stack(work, work / "no-kubeconfig", interval=1.0, trust=False)
+    stack = Stack(work, work / "no-kubeconfig", interval=1.0)
     try:
         stack.seed_repo()
         stack.start_hub()
