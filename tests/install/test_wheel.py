@@ -90,6 +90,9 @@ def test_installed_skerry_renders_a_clusters_bundle_from_git(venv, tmp_path):
     proc = skerry(venv, "render", "--repo", repo, "--cluster", "oslo-prod", "--engine", "inprocess")
     assert proc.returncode == 0, proc.stderr
     bundle = json.loads(proc.stdout)
-    assert bundle["cluster"] == "oslo-prod"
-    assert bundle["objects"]
+    assert bundle["cluster"] == "oslo-prod" and bundle["objects"]
     assert "render" not in bundle  # the engine is provenance beside the bundle, not part of its identity
+    here = subprocess.run([sys.executable, "-m", "skerry", "render", "--repo", str(repo), "--cluster", "oslo-prod",
+                           "--engine", "inprocess"], capture_output=True, text=True, timeout=300)
+    assert here.returncode == 0, here.stderr
+    assert proc.stdout == here.stdout  # byte for byte the bundle the development install builds
