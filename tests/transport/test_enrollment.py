@@ -317,3 +317,31 @@ def test_a_swap_interrupted_after_its_commit_completes_on_the_next_read(tmp_path
     _, cert_pem, key_pem = tls.read()
     assert (cert_pem, key_pem) == (new.cert.read_bytes(), new.key.read_bytes())
     assert _pair_matches(tls)
+
+
+async def test_a_non_ascii_token_is_refused_plainly_on_the_enrollment_port(fleet_repo, tmp_path, pki, engine):
+    async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
+        token = cluster_add(app.config.state_dir, "oslo-dev")
+        async with grpc.aio.secure_channel(f"127.0.0.1:{app.enroll_port}",
+                                           grpc.ssl_channel_credentials(pki.ca_file.read_bytes())) as ch:
+            for bad in (token[:-2] + "é☃", "skt1.zoë.☃", "ü" * 100):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Enroll(
+                        enrollment_pb2.EnrollRequest(token=bad, csr_pem=make_csr("oslo-dev")[0]), timeout=READ)
+                assert err.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                                            grpc.StatusCode.INVALID_ARGUMENT), err.value
+                assert "Traceback" not in (err.value.details() or "")
+
+
+@pytest.mark.parametrize("lost", ["ca.crt", "ca.key"])
+def test_a_missing_half_of_the_agent_ca_stops_the_hub_instead_of_minting_a_new_ca(tmp_path, lost):
+    from skerry.core.errors import ConfigError
+    from skerry.hub.enrollment.authority import AgentAuthority
+
+    first = AgentAuthority.load_or_create(tmp_path)
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / lost).unlink()
+    with pytest.raises(ConfigError, match=f"{lost} is missing"):
+        AgentAuthority.load_or_create(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {k: v for k, v in kept.items() if k != lost}
+    assert first.ca_pem == kept["ca.crt"]

@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from skerry.core.errors import InvalidInput, PermissionDenied
-from skerry.core.files import atomic_write
+from skerry.core import documents
+from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied
+from skerry.core.files import finish_pending, write_together
 from skerry.core.revocation import CLOCK_SKEW as _CLOCK_SKEW
 from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
 
@@ -70,11 +71,20 @@ class AgentAuthority:
     def load_or_create(cls, directory: pathlib.Path, **kw) -> AgentAuthority:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         crt, key = directory / "ca.crt", directory / "ca.key"
-        if not crt.exists() or not key.exists():
+        finish_pending([key, crt])
+        if not crt.exists() and not key.exists():  # the first start: a new agent CA, both files as one
             ca = CertificateAuthority.create(CA_NAME, days=CA_LIFETIME_DAYS)
-            atomic_write(key, ca.key_pem, 0o600)
-            atomic_write(crt, ca.cert_pem, 0o644)
-        return cls(CertificateAuthority.load(crt.read_bytes(), key.read_bytes()), **kw)
+            write_together([(key, ca.key_pem, 0o600), (crt, ca.cert_pem, 0o644)])
+        elif not crt.exists() or not key.exists():
+            # Never mint a new CA over one half of the old: every enrolled agent would be locked out.
+            missing, kept = (crt, key) if not crt.exists() else (key, crt)
+            raise ConfigError(f"the agent CA is incomplete: {missing} is missing beside {kept}; restore it from "
+                              "a backup (a new CA would lock out every enrolled agent)", reason="StateCorrupt")
+        try:
+            return cls(CertificateAuthority.load(crt.read_bytes(), key.read_bytes()), **kw)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"the agent CA in {directory} is unreadable ({documents.clip(str(e))}); restore "
+                              "ca.crt and ca.key from a backup", reason="StateCorrupt") from None
 
     @property
     def ca_pem(self) -> bytes:
