@@ -21,7 +21,7 @@ import datetime as _dt
 import pathlib
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
@@ -95,14 +95,15 @@ class AgentAuthority:
             raise InvalidInput(f"CSR must be 1..{MAX_CSR_BYTES} bytes of PEM, got {len(csr_pem or b'')}")
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as e:
-            raise InvalidInput(f"CSR is not a PEM PKCS#10 request: {e}") from e
+        except (ValueError, x509.InvalidVersion) as e:
+            raise InvalidInput(f"CSR is not a PEM PKCS#10 request: {documents.clip(str(e))}") from e
         try:
             if not csr.is_signature_valid:
                 raise InvalidInput("CSR signature does not verify (no proof of the private key)")
-        except InvalidSignature as e:
-            raise InvalidInput("CSR signature does not verify (no proof of the private key)") from e
-        public_key = csr.public_key()
+            public_key = csr.public_key()
+        except (InvalidSignature, ValueError, UnsupportedAlgorithm) as e:
+            # cryptography parses the key lazily: a malformed or unknown key surfaces only here
+            raise InvalidInput(f"CSR key or signature is unusable: {documents.clip(str(e) or type(e).__name__)}") from e
         if not (
             isinstance(public_key, ed25519.Ed25519PublicKey)
             or (isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1))
