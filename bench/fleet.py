@@ -5,21 +5,28 @@
 What runs (nothing is mocked; only Git and rendering are left out, the hub
 publishes bundles straight into its store as its sync loop would):
 
-* the hub: ``HubStore`` (every cluster renders the same objects, so one shared
-  blob and one Ed25519-signed release statement per cluster, as the hub's sync
-  publishes clusters built from the same inputs) + ``HubServicer`` with the
-  enrollment gate (revocation checks) +
+* the hub in TUF mode: a ``TrustRepository`` made by ``skerry keys init``
+  (director + one environment's release side, whose key the hub holds here as
+  in ``--dev``) behind ``HubStore`` (every cluster renders the same objects, so
+  one content-addressed blob, a director entry per cluster in 256 hash bins and
+  a release target per cluster in 256 release bins, one snapshot per release),
+  ``HubServicer`` with the enrollment gate (revocation checks), ``TrustServicer``
+  (``TrustService.Fetch`` for metadata) +
   ``GrpcServer`` (the hub's options, limits, rate limiter, health,
   reflection, the interceptor) with mutual TLS trusting the hub-run agent CA;
 * agents: ``--workers`` processes, each running its share of
   ``skerry.agent.stream.HubClient`` instances, one TLS connection and one
   certificate each (key made in the agent process, CSR signed by the hub's
-  ``AgentAuthority``: the enrollment path minus the RPC). Each agent verifies
-  every bundle as a real agent's ``Verifier`` does (statement signature,
-  cluster, expiry, rollback, blob length and SHA-256, bundle parse), keeping
-  its rollback state in memory instead of a file. The agents share the hub's
-  2 cores, so the fan-out figure includes 10,000 agents' verification CPU; the
-  CPU line splits hub and agents.
+  ``AgentAuthority``: the enrollment path minus the RPC). Each agent runs the
+  real agent's ``TufVerifier`` (stock python-tuf ``Updater`` refresh, hash bins,
+  the Uptane agreement rule, release counter, the streamed blob checked against
+  the release target) with its trusted metadata in its own directory under
+  /dev/shm. Simplification: the TUF metadata fetches of one agent process go over
+  one mTLS channel (one agent's certificate; metadata is fleet-public) instead of
+  a channel per agent and refresh, and the verifications of a process run one at
+  a time on one thread. The agents share the hub's 2 cores, so the fan-out figure
+  includes 10,000 agents' verification CPU; the CPU line splits hub, agents and
+  the agents' TUF verification.
 
 It prints: time for all N to connect; hub memory per stream (RSS delta over
 the open streams); hub CPU while idle; time for a new ``--bundle-kib`` bundle
@@ -45,6 +52,7 @@ import json
 import os
 import pathlib
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,7 +90,7 @@ def make_bundle(kib: int, tag: str):
     """The bundle every simulated cluster renders to: one ConfigMap of ``kib`` KiB, naming no cluster.
 
     Published as one shared blob (``HubStore.publish_shared``): what the hub does when many clusters
-    render the same objects; each cluster gets its own signed release statement.
+    render the same objects; each cluster gets its own director entry and release target.
     """
     import hashlib
 
@@ -100,9 +108,7 @@ def make_bundle(kib: int, tag: str):
                   paths=("bench",), engine="plain", engine_version="0", objects=(cm,))
 
 
-# Clusters signed per slice before the publisher yields to the event loop, so the fan-out to the
-# first clusters starts while the rest are signed (as the hub's sync loop does between clusters).
-PUBLISH_SLICE = 500
+ENV = "bench"  # the one environment every simulated cluster belongs to
 
 
 _PROFILER = None
@@ -134,9 +140,8 @@ def _malloc_trim() -> None:
 
 
 async def hub_main(args) -> None:
-    from skerry.api.v1 import hub_pb2_grpc
+    from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
     from skerry.core import logging as skerry_logging
-    from skerry.core.bundle import generate_signing_key, load_signer
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
@@ -146,7 +151,12 @@ async def hub_main(args) -> None:
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.promotion.policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.state import open_state
     from skerry.hub.status import StatusBoard
+    from skerry.hub.trust import admin
+    from skerry.hub.trust import servicer as trust_servicer
+    from skerry.hub.trust.attest import AttestationBoard
+    from skerry.hub.trust.repository import TrustRepository
 
     _raise_nofile()
     skerry_logging.configure("warning")
@@ -155,10 +165,13 @@ async def hub_main(args) -> None:
 
         tracemalloc.start()
     d = pathlib.Path(args.dir)
-    key = d / "hub" / "signing.key"
-    signer = load_signer(key) if key.exists() else generate_signing_key(key)
-    enrollment = Enrollment.open(d / "hub")
-    store = HubStore(signer)
+    trust_dir = d / "hub" / "trust"
+    if not trust_dir.exists():
+        admin.init(trust_dir, {ENV: (1, 1)})
+    repo = TrustRepository.open(trust_dir, release_keys=[(ENV, str(trust_dir / "offline" / f"release-{ENV}-1.key"))])
+    enrollment = Enrollment.open(d / "hub", open_state("", state_dir=d / "hub"))
+    store = HubStore(director=repo, environment_of=lambda cluster: ENV)
+    repo.on_change(lambda role: store.retry_pending())
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)
 
@@ -169,12 +182,14 @@ async def hub_main(args) -> None:
 
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
     servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
+    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
     server = GrpcServer(
         f"127.0.0.1:{args.port}",
         _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
                           enrollment.authority.ca_pem),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
-        service_names=[SERVICE_NAME],
+        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
+                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
+        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
         rules=hub_rules(PromotionPolicy),
         revocations=enrollment.revocations,
         limiter=RateLimiter(),
@@ -218,12 +233,10 @@ async def hub_main(args) -> None:
             c0 = sum(os.times()[:2])
             data = prepared.encode()  # the blob: encoded and hashed once for all clusters
             content = content_digest(prepared)
-            signing = 0.0
-            for i in range(0, len(clusters), PUBLISH_SLICE):
-                s0 = time.perf_counter()
-                store.publish_shared(clusters[i : i + PUBLISH_SLICE], prepared, encoded=data, content=content)
-                signing += time.perf_counter() - s0
-                await asyncio.sleep(0)  # let the fan-out start while the rest is signed
+            s0 = time.perf_counter()
+            # one batch: blob stored once, 256 release bins + 256 director bins signed once, one snapshot
+            store.publish_shared(clusters, prepared, encoded=data, content=content)
+            signing = time.perf_counter() - s0
             say(event="published", t0=t0, t1=time.time(), signing=signing, release_floor=int(t0 * 1000), cpu0=c0)
         elif cmd == "quit":
             break
@@ -234,12 +247,17 @@ async def hub_main(args) -> None:
 
 
 async def agents_main(args) -> None:
+    import concurrent.futures
+    import random
+
+    import grpc
+
     from skerry.agent.enroll import make_csr
     from skerry.agent.stream import HubClient
+    from skerry.agent.tuf_client import GrpcFetcher, TufVerifier
     from skerry.core import logging as skerry_logging
-    from skerry.core.bundle import load_public_key, verify_signed_bundle
-    from skerry.core.errors import VerificationError
-    from skerry.core.tls import TlsFiles
+    from skerry.core.errors import SkerryError, VerificationError
+    from skerry.core.tls import TlsFiles, channel_credentials
     from skerry.hub.enrollment.authority import AgentAuthority
 
     _raise_nofile()
@@ -258,13 +276,38 @@ async def agents_main(args) -> None:
             crt.write_bytes(authority.sign_csr(csr, name).cert_pem)
         files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
     state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
+    received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
     address = f"127.0.0.1:{args.port}"
-    hub_key = load_public_key(d / "hub" / "signing.key.pub")
-    trusted = {hub_key.keyid: hub_key}
     refused: dict[str, int] = {}
+    root = d / "hub" / "trust" / "root.json"
+    channel = grpc.secure_channel(address, channel_credentials(files[names[0]]))
 
-    import datetime as _dt
-    import random
+    class SharedChannelFetcher(GrpcFetcher):
+        def close(self) -> None:  # the process's one channel outlives each refresh
+            pass
+
+    verifiers = {
+        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name,
+                          lambda: SharedChannelFetcher(address, channel=channel))
+        for name in names
+    }
+    pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
+    verify_cpu = [0.0]
+
+    def verify(name: str, bundle) -> None:
+        c0 = time.thread_time()
+        try:
+            v = verifiers[name].verify_message(bundle)
+        except VerificationError as e:
+            refused[e.reason] = refused.get(e.reason, 0) + 1
+            return
+        except SkerryError as e:
+            refused[type(e).__name__] = refused.get(type(e).__name__, 0) + 1
+            return
+        finally:
+            verify_cpu[0] += time.thread_time() - c0
+        if v is not None:
+            state[name] = (v.release, v.digest, time.time())
 
     async def agent(name: str) -> None:
         await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
@@ -275,20 +318,11 @@ async def agents_main(args) -> None:
             v = state.get(name)
             return (v[0], v[1]) if v else (0, "")
 
+        loop = asyncio.get_running_loop()
         async for resp in client.watch(position=position):
             if resp.WhichOneof("event") == "bundle":
-                # What a real agent's Verifier does (statement signature, cluster, expiry, rollback, blob
-                # length and SHA-256, bundle parse), keeping its rollback state in memory, not in a file.
-                version, digest, _ = state.get(name, (0, "", 0.0))
-                try:
-                    v = verify_signed_bundle(
-                        bytes(resp.bundle.metadata), bytes(resp.bundle.bundle), cluster=name, trusted_keys=trusted,
-                        last_release=version, last_digest=digest, now=_dt.datetime.now(_dt.UTC),
-                    )
-                except VerificationError as e:
-                    refused[e.reason] = refused.get(e.reason, 0) + 1
-                    continue
-                state[name] = (v.release, v.digest, time.time())
+                received[name] = time.time()
+                await loop.run_in_executor(pool, verify, name, resp.bundle)
 
     tasks = [asyncio.create_task(agent(n)) for n in names]  # noqa: F841 - kept alive
     loop = asyncio.get_running_loop()
@@ -307,6 +341,7 @@ async def agents_main(args) -> None:
             lat = sorted(t * 1000 - v for v, t in have) if floor else []
             sys.stdout.write(json.dumps({
                 "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
+                "max_event": max(received.values(), default=0), "verify_cpu": verify_cpu[0],
                 "cpu": sum(os.times()[:2]), "refused": refused,
                 "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
             }) + "\n")
@@ -371,7 +406,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=4, help="agent processes")
     p.add_argument("--bundle-kib", type=int, default=100)
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this long")
+    p.add_argument("--timeout", type=float, default=1200.0,
+                   help="give up waiting after this long (10,000 agents' TUF refreshes share 2 cores: minutes)")
     p.add_argument("--skip-restart", action="store_true")
     p.add_argument("--restart-delay", type=float, default=0.0, help="seconds the killed hub stays down")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
@@ -397,6 +433,7 @@ def main() -> int:
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
     a.add_argument("--channel-option", action="append", default=[])
+    a.add_argument("--state", required=True, help="where each agent keeps its trusted TUF metadata")
     args = p.parse_args()
     if args.role == "_hub":
         asyncio.run(hub_main(args))
@@ -433,7 +470,8 @@ def orchestrate(args) -> int:
         py_base = hub.ask("pyheap") if args.tracemalloc else None
         ramp = args.ramp if args.ramp is not None else n / 500
         share = -(-n // w)
-        workers = [Proc([*me, "_agents", "--dir", tmp, "--port", str(port), "--first", str(i * share),
+        state = tempfile.mkdtemp(prefix="skerry-fleet-agents-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        workers = [Proc([*me, "_agents", "--dir", tmp, "--state", state, "--port", str(port), "--first", str(i * share),
                          "--count", str(min(share, n - i * share)), "--ramp", str(ramp),
                          *(x for o in args.agent_channel_option for x in ("--channel-option", o))]) for i in range(w) if i * share < n]
         try:
@@ -489,11 +527,14 @@ def orchestrate(args) -> int:
 
             def fanout(tag: str, label: str) -> None:
                 hub.ask(f"prepare {tag}")
-                before = [wk.ask("report 0")["cpu"] for wk in workers]
+                before_reps = [wk.ask("report 0") for wk in workers]
+                before = [r["cpu"] for r in before_reps]
                 pub = hub.ask("publish")
                 reps = wait_all(pub["release_floor"], pub["t0"], label)
                 hub_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
                 agents_cpu = sum(r["cpu"] for r in reps) - sum(before)
+                verify_cpu = sum(r["verify_cpu"] for r in reps) - sum(r["verify_cpu"] for r in before_reps)
+                sent = max(r["max_event"] for r in reps) - pub["t0"]
                 last = max(r["max_recv"] for r in reps)
                 lat = [r["lat_ms"] for r in reps if r["lat_ms"]]
                 p50 = max(x[0] for x in lat)
@@ -501,10 +542,12 @@ def orchestrate(args) -> int:
                 worst = max(x[2] for x in lat)
                 refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
                 print(f"{label}: new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
-                      f"the start of publishing (one shared blob + {n} signed statements: {pub['signing']:.2f} s in "
-                      f"publish_shared, interleaved with sending over {pub['t1'] - pub['t0']:.2f} s); per agent from its own release p50 {p50:.0f} ms, p99 "
+                      f"the start of publishing (one shared blob + {n} director entries and release targets in hash "
+                      f"bins: {pub['signing']:.2f} s in publish_shared); hub done sending (last agent got its event) "
+                      f"{sent:.2f} s; per agent from its own release p50 {p50:.0f} ms, p99 "
                       f"{p99:.0f} ms, max {worst:.0f} ms; CPU: hub {hub_cpu:.2f} s, simulated agents "
-                      f"{agents_cpu:.2f} s (same 2 cores); refused {refused or 'none'}, {uptime()}")
+                      f"{agents_cpu:.2f} s of which TUF verification {verify_cpu:.2f} s "
+                      f"({verify_cpu / n * 1000:.1f} ms per agent; same 2 cores); refused {refused or 'none'}, {uptime()}")
 
             if args.profile:
                 for proc in (hub, *workers):
@@ -540,6 +583,7 @@ def orchestrate(args) -> int:
             for wk in workers:
                 wk.kill()
             hub.kill()
+            shutil.rmtree(state, ignore_errors=True)
     return 0
 
 

@@ -28,7 +28,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from prometheus_client import generate_latest  # noqa: E402
 
 from skerry.core import logging as skerry_logging  # noqa: E402
-from skerry.core.bundle import generate_signing_key  # noqa: E402
 from skerry.core.metrics import new_registry  # noqa: E402
 from skerry.hub.bundles.builder import build_bundle  # noqa: E402
 from skerry.hub.bundles.store import HubStore  # noqa: E402
@@ -37,6 +36,8 @@ from skerry.hub.dashboard.server import MAX_LOOP_SHARE, TICK_SECONDS  # noqa: E4
 from skerry.hub.fleet import parse_fleet  # noqa: E402
 from skerry.hub.metrics import HubStateCollector  # noqa: E402
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard  # noqa: E402
+from skerry.hub.trust import admin  # noqa: E402
+from skerry.hub.trust.repository import TrustRepository  # noqa: E402
 
 ARGO_CD_REFRESH_SECONDS = 120 + 60  # default reconciliation timeout + maximum jitter
 
@@ -62,13 +63,16 @@ def main() -> int:
         for j in range(args.objects)
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        store = HubStore(generate_signing_key(pathlib.Path(tmp) / "k"))
+        made = admin.init(pathlib.Path(tmp) / "trust", {e: (1, 1) for e in envs})  # dev: the hub releases
+        repo = TrustRepository.open(pathlib.Path(tmp) / "trust", release_keys=[(e, made[f"release-{e}"][0]) for e in envs])
+        env_of = {n: envs[i % 3] for i, n in enumerate(names)}
+        store = HubStore(repo, environment_of=env_of.__getitem__)
         t = time.perf_counter()
         for i, n in enumerate(names):
             b = build_bundle(n, {f"apps/shop/overlays/{envs[i % 3]}": objects}, source_url="bench",
                              revision="a" * 40, engine="bench", engine_version="0")
             store.publish(n, b)
-        print(f"setup: {args.clusters} signed bundles of {args.objects} objects in {time.perf_counter() - t:.1f} s")
+        print(f"setup: {args.clusters} directed bundles of {args.objects} objects in {time.perf_counter() - t:.1f} s")
     board = StatusBoard()
     now = _dt.datetime.now(_dt.UTC)
     for i, n in enumerate(names):

@@ -122,32 +122,24 @@ def main() -> int:
     from skerry.agent.kube import KubeClient
     from skerry.agent.monitor import Monitor
     from skerry.agent.reconcile.engine import Reconciler
-    from skerry.core.bundle import (
-        Bundle,
-        generate_signing_key,
-        load_public_key,
-        sign_bundle,
-        verify_signed_bundle,
-    )
+    from skerry.core.bundle import Bundle, VerifiedBundle
+    from skerry.core.canonical import sha256_digest
     from skerry.testing.envtest import LocalCluster
 
     print(f"# {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}  {uptime()}")
     with tempfile.TemporaryDirectory(prefix="skerry-bench-") as tmp:
         tmp = pathlib.Path(tmp)
-        signer = generate_signing_key(tmp / "k.key")
-        pub = load_public_key(tmp / "k.key.pub")
         now = _dt.datetime.now(_dt.UTC)
         release = 0
 
         def verified(objs):
+            """What the agent's TUF verifier hands the reconciler (verification is bench/verify.py's)."""
             nonlocal release
             release += 1
-            raw = Bundle("bench", f"{release:040x}", "file:///bench", ("x",), "raw", "", tuple(objs)).encode()
-            meta = sign_bundle(
-                raw, cluster="bench", release=release, revision=f"{release:040x}",
-                expires=now + _dt.timedelta(days=1), signers=[signer],
-            )
-            return verify_signed_bundle(meta, raw, cluster="bench", trusted_keys={pub.keyid: pub}, now=now)
+            bundle = Bundle("bench", f"{release:040x}", "file:///bench", ("x",), "raw", "", tuple(objs))
+            raw = bundle.encode()
+            return VerifiedBundle(bundle=bundle, release=release, digest=sha256_digest(raw),
+                                  expires=now + _dt.timedelta(days=1), metadata=b"{}", raw=raw)
 
         class BenchCluster(LocalCluster):
             # Every round creates N/10 Services per side: the tests' /24 would run out of ClusterIPs.

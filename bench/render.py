@@ -165,17 +165,18 @@ def kubectl_objects(directory: pathlib.Path) -> list[dict]:
 
 
 async def run_size(apps: int, work: pathlib.Path, sample: int, full_kubectl: bool) -> dict:
-    from skerry.core.bundle import generate_signing_key
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.render.detect import detect_engine
     from skerry.hub.source.git import GitSource
     from skerry.hub.sync import Syncer
+    from skerry.hub.trust import admin
+    from skerry.hub.trust.repository import TrustRepository
 
     repo, overlays = make_repo(work, apps)
-    signer = generate_signing_key(work / f"key-{apps}")
+    made = admin.init(work / f"trust-{apps}", {"default": (1, 1)})  # dev: the hub releases every bundle
     engine = detect_engine()
     source = GitSource(str(repo), cache_dir=work / f"state-{apps}")
-    store = HubStore(signer)
+    store = HubStore(TrustRepository.open(work / f"trust-{apps}", release_keys=[("default", made["release-default"][0])]))
     syncer = Syncer(source, engine, store)
 
     t = time.perf_counter()

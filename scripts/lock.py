@@ -47,11 +47,12 @@ def closure() -> dict[str, str]:
     """Canonical name -> installed version for everything skerry[hub,agent,sealer] pulls in."""
     pins: dict[str, str] = {}
     seen: set[tuple[str, frozenset[str]]] = set()
-    todo = [Requirement(r) for r in declared()]
+    todo = [
+        req for req in map(Requirement, declared())
+        if req.marker is None or _canonical(req.name) in ALSO or req.marker.evaluate({"extra": ""})
+    ]
     while todo:
-        req = todo.pop()
-        if req.marker is not None and _canonical(req.name) not in ALSO and not req.marker.evaluate({"extra": ""}):
-            continue
+        req = todo.pop()  # markers were evaluated when it was added, with the extras that asked for it
         dist = metadata.distribution(req.name)
         key = _canonical(dist.metadata["Name"])
         if (key, frozenset(req.extras)) in seen:

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from skerry.cli.output import readable_release
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run hub + sealer + agents against a real local API server")
@@ -48,7 +50,7 @@ def _table(stack, views: list[dict]) -> None:
         rows.append([
             v["cluster"],
             ",".join(v.get("paths", [])),
-            str(v.get("desired_version", "")),
+            readable_release(v.get("desired_version", 0)),
             v.get("desired_digest", "")[7:19],
             str(v.get("desired_objects", 0)),
             "yes" if st.get("applied_digest") == v.get("desired_digest") else "no",
@@ -76,7 +78,7 @@ def _enable_ops(workdir: pathlib.Path) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from skerry.core import tls
-    from skerry.devstack import Stack, StackError, fleet_status, wait_for
+    from skerry.testing.devstack import Stack, StackError, fleet_status, wait_for
 
     own_workdir = args.workdir is None
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="skerry-demo-"))
@@ -139,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
 
         newer = wait_for(new_prod, 60, "the hub to publish the new prod bundle", stack.hub)
         stack.wait_applied(prod["cluster"], digest=newer["desired_digest"], timeout=60)
-        _say(f"{prod['cluster']} applied release {newer['desired_version']} {time.monotonic() - t0:.1f}s after the commit")
+        _say(f"{prod['cluster']} applied release {readable_release(newer['desired_version'])} "
+             f"{time.monotonic() - t0:.1f}s after the commit")
         views = fleet_status(stack.hub_address, ops)
         _table(stack, views)
         replicas = stack.kubectl("get", "deployment", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}")

@@ -1,5 +1,5 @@
-"""Shared fixtures: throwaway PKI, one real kube-apiserver + etcd (+ controller-manager) per session, and the
-one async test runner.
+"""Shared fixtures: throwaway PKI, a dev trust repository, one real kube-apiserver + etcd (+ controller-manager)
+per session, and the one async test runner.
 
 ``async def`` tests run in a fresh event loop each (no pytest-asyncio here), bounded by
 ``ASYNC_TEST_TIMEOUT`` seconds so a hung test fails instead of waiting for pytest-timeout.
@@ -20,6 +20,7 @@ import subprocess
 import uuid
 
 import pytest
+from devtrust import DevTrust
 
 from skerry.core import tls
 from skerry.testing.envtest import LocalCluster
@@ -76,6 +77,11 @@ class Pki:
 
     def operator(self, user: str = "ops") -> tls.TlsFiles:
         return self.files(user, tls.ROLE_OPERATOR)
+
+
+@pytest.fixture
+def dev_trust(tmp_path) -> DevTrust:
+    return DevTrust(tmp_path / "trust")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import grpc
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import report as report_format
+from skerry.core.client import aio_secure_channel
 from skerry.core.errors import Unavailable
 from skerry.core.tls import TlsFiles, channel_credentials
 
@@ -28,7 +29,7 @@ class ReportSigner:
 
     def _stub(self) -> trust_pb2_grpc.TrustServiceStub:
         if self._channel is None:
-            self._channel = grpc.aio.secure_channel(self._address, self._credentials)
+            self._channel = aio_secure_channel(self._address, self._credentials)
         return trust_pb2_grpc.TrustServiceStub(self._channel)
 
     async def send(self, result, observed_unix_ms: int) -> trust_pb2.SignedReport:

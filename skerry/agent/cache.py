@@ -10,8 +10,8 @@ the disk. Layout under ``<state_dir>/bundle-cache/`` (0700, files 0600)::
 
 The pair is written first and ``current`` is switched atomically last, so a
 crash leaves either the old or the new pair selected, never a mix. Nothing
-read back is trusted: ``restore`` re-verifies it (``Verifier.reverify``),
-which tolerates only an expired envelope.
+read back is trusted: ``restore`` re-verifies it (``TufVerifier.reverify``),
+which re-applies it only if it is the last verified bundle (expired metadata is flagged).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class BundleCache:
         return metadata, bundle
 
     def restore(self, verifier) -> Restored | None:
-        """Re-verify the cached bundle with a ``Verifier``; ``None`` if there is no cache.
+        """Re-verify the cached bundle with the agent's verifier; ``None`` if there is no cache.
 
         Raises ``VerificationError`` if it no longer verifies for any reason
         other than expiry (e.g. tampered with, or older than what the

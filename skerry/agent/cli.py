@@ -33,7 +33,7 @@ EPILOG = """\
 example:
   skerry agent run --cluster oslo --hub hub.example:8443 --sealer sealer.example:7443 \\
     --tls-ca ca.crt --tls-cert agent.crt --tls-key agent.key \\
-    --trusted-key hub-signing.pub --state-dir /var/lib/skerry/agent
+    --trust-root root.json --environment prod --state-dir /var/lib/skerry/agent
 """
 
 
@@ -61,7 +61,7 @@ def add_commands(subparsers) -> None:
         "--sealer", dest="sealer_address", metavar="HOST:PORT", help="sealer address (for SealedSecrets)"
     )
     run.add_argument(
-        "--sealer-domain", metavar="DOMAIN", help="sealer key domain (default: the sealer's default)"
+        "--domain", dest="sealer_domain", metavar="DOMAIN", help="sealer key domain (default: the sealer's default)"
     )
     run.add_argument(
         "--tls-ca", type=path, metavar="FILE", help="CA bundle that signs the hub and the sealer"
@@ -69,23 +69,12 @@ def add_commands(subparsers) -> None:
     run.add_argument("--tls-cert", type=path, metavar="FILE", help="the agent's client certificate")
     run.add_argument("--tls-key", type=path, metavar="FILE", help="the agent's private key")
     run.add_argument(
-        "--trusted-key",
-        dest="trusted_keys",
-        type=path,
-        action="append",
-        metavar="FILE",
-        help="hub public key (PEM) trusted to sign bundles; repeatable",
-    )
-    run.add_argument(
-        "--signature-threshold", type=int, metavar="N", help="how many trusted keys must sign (default: 1)"
-    )
-    run.add_argument(
         "--kubeconfig",
         type=path,
         metavar="FILE",
-        help="kubeconfig (default: in-cluster, then ~/.kube/config)",
+        help="kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
     )
-    run.add_argument("--kube-context", metavar="NAME", help="kubeconfig context (default: current)")
+    run.add_argument("--context", dest="kube_context", metavar="NAME", help="kubeconfig context (default: current)")
     run.add_argument(
         "--state-dir",
         type=path,
@@ -123,10 +112,11 @@ def add_commands(subparsers) -> None:
         help="never report drift under this field (e.g. apps/Deployment:.spec.replicas); repeatable",
     )
     run.add_argument(
-        "--resync-seconds", type=float, metavar="S", help="full re-list for lost watch events (default 600)"
+        "--resync-interval", dest="resync_seconds", metavar="DURATION",
+        help="full re-list for lost watch events (default 10m)",
     )
     run.add_argument(
-        "--health-timeout", type=float, metavar="S", help="seconds a bundle may stay Progressing (default 300)"
+        "--health-timeout", metavar="DURATION", help="how long a bundle may stay Progressing (default 5m)"
     )
     run.add_argument("--apply-workers", type=int, metavar="N", help="parallel applies per phase (default 8)")
     run.add_argument(
@@ -137,11 +127,11 @@ def add_commands(subparsers) -> None:
         help="no drift/health watches (drift then goes unnoticed until the next bundle)",
     )
     run.add_argument("--trust-root", type=path, metavar="FILE",
-                     help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); replaces --trusted-key")
-    run.add_argument("--environment", metavar="ENV", help="this cluster's environment (with --trust-root)")
+                     help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); required")
+    run.add_argument("--environment", metavar="ENV", help="this cluster's environment (its release-<env> role)")
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
-    run.add_argument("--trust-poll", metavar="SECONDS", help="TUF refresh interval without notifications")
+    run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
     run.set_defaults(func=handler)
 
     enroll = agent_sub.add_parser(
@@ -175,7 +165,7 @@ def add_commands(subparsers) -> None:
 
 def _kube_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", required=True, help="the cluster's name, checked against its inventory")
-    p.add_argument("--kubeconfig", type=pathlib.Path, metavar="FILE", help="default: ~/.kube/config")
+    p.add_argument("--kubeconfig", type=pathlib.Path, metavar="FILE", help="default: $KUBECONFIG, then ~/.kube/config")
     p.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
     p.add_argument(
         "--namespace", default="skerry-system", metavar="NS", help="the agent's namespace (default skerry-system)"
@@ -205,14 +195,17 @@ def _add_operator_commands(subparsers) -> None:
         _kube_flags(p)
         p.set_defaults(func=control_command, control=name)
     status = subparsers.add_parser(
-        "status", help="the fleet as the hub sees it", description="GetFleetStatus with an operator certificate."
+        "status", help="the fleet as the hub sees it (a table; -o wide|json|yaml)",
+        description="GetFleetStatus with an operator certificate: per cluster the desired and applied "
+        "release, Ready, Healthy, Drifted, Suspended and the first problem. The hub and TLS files come from "
+        "the flags, else SKERRY_HUB / SKERRY_TLS_*, else the current context (skerry login).",
     )
-    status.add_argument("--hub", required=True, metavar="HOST:PORT")
+    from skerry.cli.contexts import add_hub_flags
+    from skerry.cli.output import add_output_flag
+
+    add_hub_flags(status)
     status.add_argument("--cluster", default="", help="one cluster (default: all)")
-    status.add_argument("--tls-ca", type=pathlib.Path, required=True, metavar="FILE")
-    status.add_argument("--tls-cert", type=pathlib.Path, required=True, metavar="FILE", help="operator certificate")
-    status.add_argument("--tls-key", type=pathlib.Path, required=True, metavar="FILE")
-    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output_flag(status)
     status.set_defaults(func=status_command)
 
 
@@ -315,49 +308,65 @@ def status_command(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
     from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-    from skerry.core import tls
+    from skerry.cli.contexts import resolve_hub
+    from skerry.cli.output import emit
+    from skerry.core.client import secure_channel
+    from skerry.core.rpc import error_from_rpc
 
-    files = tls.TlsFiles(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
-    try:
-        with grpc.secure_channel(args.hub, tls.channel_credentials(files)) as channel:
+    target = resolve_hub(vars(args))
+    with secure_channel(target.address, target.tls_files) as channel:
+        try:
             resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
                 hub_pb2.GetFleetStatusRequest(cluster=args.cluster), timeout=STATUS_TIMEOUT_SECONDS
             )
-    except grpc.RpcError as e:
-        print(f"skerry status: error: {e.code().name}: {e.details()}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:
-        print(f"skerry status: error: {e}", file=sys.stderr)
-        return 1
-    if args.output == "json":
-        print(json_format.MessageToJson(resp, preserving_proto_field_name=True))
-        return 0
-    print(format_status(resp))
+        except grpc.RpcError as e:
+            raise error_from_rpc(e, target.address) from None
+    document = json_format.MessageToDict(resp, preserving_proto_field_name=True)
+    emit(status_rows(resp), args.output, columns=STATUS_COLUMNS, wide=STATUS_WIDE, document=document)
     return 0
 
 
-def format_status(resp) -> str:
-    """Human text for a GetFleetStatusResponse: one block per cluster."""
-    lines = [f"hub revision: {resp.revision or '-'}"]
+STATUS_COLUMNS = ("cluster", "desired", "applied", "ready", "healthy", "drifted", "suspended", "message")
+STATUS_WIDE = ("digest", "revision", "objects", "failed")
+# Conditions shown as columns, by column name.
+_CONDITION_COLUMNS = {"ready": "Ready", "healthy": "Healthy", "drifted": "Drifted", "suspended": "Suspended"}
+
+
+def status_rows(resp) -> list[dict]:
+    """One row per cluster of a GetFleetStatusResponse (releases readable, the first problem named)."""
+    from skerry.cli.output import readable_release
+
+    rows = []
     for view in resp.clusters:
         rep = view.reported
         conds = {c.type: c for c in rep.conditions}
-        ready = conds.get("Ready")
-        lines.append(
-            f"{view.cluster}: desired {view.desired_version} applied {rep.applied_version or '-'} "
-            f"ready={ready.status if ready else 'Unknown'}"
-            + (f" ({ready.reason})" if ready and ready.status != "True" else "")
-        )
-        if view.render_error:
-            lines.append(f"  render error: {view.render_error}")
-        for type_ in ("Suspended", "Healthy", "Drifted", "DriftCorrected", "Applied", "Pruned", "Verified", "Watching"):
+        row = {
+            "cluster": view.cluster,
+            "desired": readable_release(view.desired_version),
+            "applied": readable_release(rep.applied_version) if view.HasField("reported") else "-",
+            "digest": view.desired_digest[7:19] or "-",
+            "revision": view.desired_revision[:12] or "-",
+            "objects": view.desired_objects,
+        }
+        for column, type_ in _CONDITION_COLUMNS.items():
             c = conds.get(type_)
-            if c is not None:
-                lines.append(f"  {type_}={c.status} {c.reason}: {c.message}")
+            row[column] = c.status if c is not None else ("Unknown" if column == "ready" else "-")
         failed = [o for o in rep.objects if o.action == "failed"]
-        for o in failed[:10]:
-            lines.append(f"  failed {o.ref.kind} {o.ref.namespace}/{o.ref.name}: {o.message}")
-    return "\n".join(lines)
+        row["failed"] = len(failed)
+        ready = conds.get("Ready")
+        if view.render_error:
+            row["message"] = f"render error: {view.render_error}"
+        elif failed:
+            o = failed[0]
+            row["message"] = f"{o.ref.kind} {o.ref.namespace}/{o.ref.name}: {o.message}"
+        elif ready is not None and ready.status != "True":
+            row["message"] = f"{ready.reason}: {ready.message}"
+        elif not view.HasField("reported"):
+            row["message"] = "no report from the agent yet"
+        else:
+            row["message"] = ""
+        rows.append(row)
+    return rows
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -378,8 +387,6 @@ _FIELDS = (
     "tls_ca",
     "tls_cert",
     "tls_key",
-    "trusted_keys",
-    "signature_threshold",
     "kubeconfig",
     "kube_context",
     "state_dir",
@@ -418,8 +425,6 @@ def handler(args: argparse.Namespace) -> int:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no secret values
-        return _fail(f"{type(e).__name__}: {e}")
     return 0
 
 

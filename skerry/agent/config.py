@@ -3,7 +3,7 @@
 Every setting has a safe default and an ``SKERRY_AGENT_*`` variable;
 command-line flags arrive as ``overrides`` and win over the environment.
 There is no plaintext mode and no unsigned mode: an agent without mTLS
-files or without a trusted hub key does not start.
+files or without a TUF trust root and its environment does not start.
 
     SKERRY_AGENT_CLUSTER              this cluster's name (must match the agent certificate)
     SKERRY_AGENT_HUB                  hub address HOST:PORT
@@ -12,9 +12,11 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_TLS_CA               CA bundle that signs the hub and the sealer (PEM)
     SKERRY_AGENT_TLS_CERT             the agent's client certificate (PEM)
     SKERRY_AGENT_TLS_KEY              its private key (PEM)
-    SKERRY_AGENT_TRUSTED_KEYS         comma-separated hub public keys (PEM) that sign bundles
-    SKERRY_AGENT_SIGNATURE_THRESHOLD  how many of them must sign          1
-    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then ~/.kube/config)
+    SKERRY_AGENT_TRUST_ROOT           TUF root.json to bootstrap from (the hub's <trust-dir>/root.json)
+    SKERRY_AGENT_ENVIRONMENT          this cluster's environment (its release-<env> role)
+    SKERRY_AGENT_FREEZE_POLICY        keep|suspend: what to do while trusted metadata is expired   keep
+    SKERRY_AGENT_TRUST_POLL           seconds between TUF refreshes without a hub notification     60
+    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
     SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
     SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
     SKERRY_AGENT_NAMESPACE            the agent's namespace (inventory)   skerry-system
@@ -26,8 +28,8 @@ files or without a trusted hub key does not start.
     SKERRY_AGENT_DRIFT_POLICY         correct|detect: what to do with drift        correct
     SKERRY_AGENT_DRIFT_IGNORE         comma-separated KIND:.path rules never reported as drift
                                       (e.g. apps/Deployment:.spec.replicas for an HPA)
-    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   600
-    SKERRY_AGENT_HEALTH_TIMEOUT       seconds a bundle may stay Progressing         300
+    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   10m (durations: 30s, 5m, 1h30m)
+    SKERRY_AGENT_HEALTH_TIMEOUT       how long a bundle may stay Progressing        5m
     SKERRY_AGENT_APPLY_WORKERS        parallel applies per phase                    8
     SKERRY_AGENT_WATCH                false: no drift/health watches                true
 """
@@ -35,11 +37,12 @@ files or without a trusted hub key does not start.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import re
 from collections.abc import Mapping
 
+from skerry.core import config
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
 
@@ -68,8 +71,6 @@ class AgentConfig:
     tls_ca: pathlib.Path | None = None
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None
-    trusted_keys: tuple[pathlib.Path, ...] = ()
-    signature_threshold: int = 1
     kubeconfig: pathlib.Path | None = None
     kube_context: str | None = None
     state_dir: pathlib.Path = pathlib.Path("/var/lib/skerry/agent")
@@ -79,7 +80,7 @@ class AgentConfig:
     log_level: str = "info"
     allow_prune_all: bool = False
     metrics_listen: str = ""  # "": no metrics server
-    # TUF mode (issue 5): the trust root to bootstrap from, this cluster's environment, what to do on expiry.
+    # TUF: the trust root to bootstrap from, this cluster's environment, what to do on expiry.
     trust_root: pathlib.Path | None = None
     environment: str = ""
     freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
@@ -93,7 +94,7 @@ class AgentConfig:
 
     @staticmethod
     def env_name(field: str) -> str:
-        return ENV_PREFIX + _ENV_NAMES.get(field, field.upper())
+        return config.env_name(ENV_PREFIX, field, _ENV_NAMES)
 
     @property
     def tls_files(self) -> TlsFiles:
@@ -116,26 +117,20 @@ class AgentConfig:
         if self.sealer_address:
             _check_address("sealer", self.sealer_address)
         self.tls_files  # noqa: B018 - raises if incomplete
-        if self.trust_root is not None:
-            if not _DNS_LABEL.match(self.environment):
-                raise ConfigError(
-                    f"with a trust root the agent needs its environment (a DNS label, e.g. prod); set "
-                    f"{self.env_name('environment')} or --environment"
-                )
-            if self.freeze_policy not in FREEZE_POLICIES:
-                raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
-            if not self.trust_poll > 0:
-                raise ConfigError("trust_poll must be positive")
-        elif not self.trusted_keys:
+        if self.trust_root is None:
             raise ConfigError(
-                f"the agent needs at least one trusted hub public key; set {self.env_name('trusted_keys')} "
-                "or --trusted-key"
+                f"the agent needs the TUF trust root (the hub's <trust-dir>/root.json); set "
+                f"{self.env_name('trust_root')} or --trust-root"
             )
-        if self.trust_root is None and not 1 <= self.signature_threshold <= len(self.trusted_keys):
+        if not _DNS_LABEL.match(self.environment):
             raise ConfigError(
-                f"signature threshold {self.signature_threshold} must be between 1 and the "
-                f"{len(self.trusted_keys)} trusted key(s)"
+                f"the agent needs its environment (a DNS label, e.g. prod); set "
+                f"{self.env_name('environment')} or --environment"
             )
+        if self.freeze_policy not in FREEZE_POLICIES:
+            raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
+        if not self.trust_poll > 0:
+            raise ConfigError("trust_poll must be positive")
         if not _DNS_LABEL.match(self.namespace):
             raise ConfigError(f"namespace {self.namespace!r} must be a DNS label")
         if not self.field_manager or len(self.field_manager) > 128:
@@ -162,18 +157,9 @@ class AgentConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
         """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        environ = os.environ if environ is None else environ
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - fields
-        if unknown:
-            raise TypeError(f"unknown agent settings: {', '.join(sorted(unknown))}")
-        raw: dict[str, object] = {}
-        for name in fields:
-            value = environ.get(cls.env_name(name))
-            if value not in (None, ""):
-                raw[name] = value
-        raw.update({k: v for k, v in overrides.items() if v is not None and v != () and v != []})
-        return cls(**{k: _coerce(k, v) for k, v in raw.items()}).validate()
+        convert = {"log_level": _lower, "trust_poll": _duration, "resync_seconds": _duration,
+                   "health_timeout": _duration}
+        return config.load(cls, ENV_PREFIX, environ, overrides, convert=convert, env_names=_ENV_NAMES).validate()
 
 
 def _check_address(what: str, address: str) -> None:
@@ -182,39 +168,9 @@ def _check_address(what: str, address: str) -> None:
         raise ConfigError(f"{what} address {address!r} must be HOST:PORT")
 
 
-def _coerce(name: str, value: object) -> object:
-    if name == "trust_poll":
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}TRUST_POLL must be a number of seconds, not {value!r}") from None
-    if name in ("tls_ca", "tls_cert", "tls_key", "kubeconfig", "state_dir", "ready_file", "trust_root"):
-        return pathlib.Path(value)  # type: ignore[arg-type]
-    if name == "trusted_keys":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(pathlib.Path(str(p).strip()) for p in items if str(p).strip())
-    if name == "signature_threshold":
-        try:
-            return int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}SIGNATURE_THRESHOLD must be an integer, not {value!r}") from None
-    if name == "drift_ignore":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(str(p).strip() for p in items if str(p).strip())
-    if name in ("resync_seconds", "health_timeout", "apply_workers"):
-        try:
-            return int(value) if name == "apply_workers" else float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, not {value!r}") from None
-    if name in ("allow_prune_all", "watch"):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {value!r}")
-    if name == "log_level":
-        return str(value).lower()
-    return str(value)
+def _lower(name: str, value: object) -> str:
+    return str(value).lower()
+
+
+def _duration(name: str, value: object) -> float:
+    return parse_duration(value, f"{ENV_PREFIX}{name.upper()}")  # 30s, 5m, 1h30m (or bare seconds)

@@ -1,7 +1,7 @@
 """``skerry diff``: what applying a bundle would change in a live cluster, asked of the cluster itself.
 
-Each object is prepared exactly as the engine prepares it (namespace
-default, managed-by label, the native defaults) and sent as a server-side
+Each object is prepared by the engine's own ``reconcile.desired`` (where it
+lands, managed-by label, the native defaults) and sent as a server-side
 apply with ``dryRun=All`` and the agent's field manager: the API server runs
 defaulting, admission and the merge, and stores nothing. The answer is
 compared with the live object field by field (status, server metadata and
@@ -17,20 +17,15 @@ the agent may ask the sealer); they are listed as not compared.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from skerry.agent.reconcile import plan
-from skerry.agent.reconcile.defaults import set_native_defaults
-from skerry.agent.reconcile.engine import (
-    DEFAULT_NAMESPACE,
-    DIGEST_ANNOTATION,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-)
+from skerry.agent.kube.objects import comparable as stored_fields
+from skerry.agent.reconcile import desired, plan
+from skerry.agent.reconcile.desired import DIGEST_ANNOTATION
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.agent.secrets import is_sealed_secret
@@ -41,14 +36,6 @@ CREATE, CHANGE, SAME, PRUNE, ERROR, NOT_COMPARED = "create", "change", "unchange
 
 # What `skerry diff` reads: a rendered bundle, so the bundle cap (core.bundle.MAX_BUNDLE_BYTES) and room.
 MAX_INPUT_BYTES = 64 * 1024 * 1024
-_SERVER_METADATA = (
-    "resourceVersion",
-    "uid",
-    "managedFields",
-    "creationTimestamp",
-    "generation",
-    "selfLink",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,36 +48,20 @@ class ObjectDiff:
 
 def prepare(obj: Mapping[str, Any], namespaced: bool | None) -> dict:
     """The body the engine would apply (without the digest stamp, which always differs)."""
-    body = copy.deepcopy(dict(obj))
-    set_native_defaults(body)
-    meta = body.setdefault("metadata", {})
-    if namespaced is True and not meta.get("namespace"):
-        meta["namespace"] = DEFAULT_NAMESPACE
-    elif namespaced is False:
-        meta.pop("namespace", None)
-    meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-    return body
+    return desired.prepare(obj, desired.landing(ObjectRef.from_object(obj), namespaced))
 
 
 def comparable(obj: Mapping[str, Any] | None) -> dict:
+    """What a diff shows of a stored object: no status, no server metadata, no digest stamp, Secret values masked."""
     if not obj:
         return {}
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_METADATA}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != DIGEST_ANNOTATION}
-    if annotations:
-        meta["annotations"] = annotations
-    else:
-        meta.pop("annotations", None)
-    out["metadata"] = meta
+    out = stored_fields(obj, (DIGEST_ANNOTATION,))
     if obj.get("kind") == "Secret" and "/" not in str(obj.get("apiVersion", "v1")):
         out["data"] = {k: _mask(v) for k, v in (obj.get("data") or {}).items()}
     return out
 
 
 def _mask(value: Any) -> str:
-    import hashlib
-
     return "<secret value " + hashlib.sha256(str(value).encode()).hexdigest()[:12] + ">"
 
 

@@ -38,10 +38,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
+from skerry.core.backoff import full_jitter
+from skerry.core.client import aio_secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError
 from skerry.core.files import ensure_dir, write_together
-from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
-from skerry.core.tls import AGENT_CA_NAME, TlsFiles, channel_credentials
+from skerry.core.rpc import error_from_rpc
+from skerry.core.tls import AGENT_CA_NAME, TlsFiles
 
 log = structlog.get_logger("skerry.agent.enroll")
 
@@ -54,6 +56,7 @@ ENROLL_TIMEOUT = 15.0
 # certificate already looks due; this keeps that from becoming a tight renewal loop.
 RENEW_MIN_INTERVAL = 60.0
 # Retry backoff for failed renewals (full jitter between 0 and this cap, doubling from 5 s).
+RENEW_RETRY_BASE = 5.0
 RENEW_RETRY_CAP = 300.0
 
 
@@ -118,10 +121,8 @@ async def enroll(
     except OSError as e:
         raise ConfigError(f"cannot read the hub CA {hub_ca}: {e.strerror}") from e
     csr_pem, key_pem = make_csr(cluster)
-    options = list(CHANNEL_OPTIONS)
-    if server_name:
-        options.append(("grpc.ssl_target_name_override", server_name))
-    async with grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem), options=options) as ch:
+    # No client certificate yet: the hub's CA alone authenticates the hub; the token authenticates us.
+    async with aio_secure_channel(address, grpc.ssl_channel_credentials(ca_pem), server_name=server_name) as ch:
         try:
             resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Enroll(
                 enrollment_pb2.EnrollRequest(token=token.strip(), csr_pem=csr_pem), timeout=ENROLL_TIMEOUT
@@ -165,11 +166,7 @@ class CertificateRenewer:
 
     async def renew_once(self) -> Enrolled:
         csr_pem, key_pem = make_csr(self.cluster)
-        options = list(CHANNEL_OPTIONS)
-        if self._server_name:
-            options.append(("grpc.ssl_target_name_override", self._server_name))
-        creds = channel_credentials(self.tls_files)
-        async with grpc.aio.secure_channel(self.address, creds, options=options) as ch:
+        async with aio_secure_channel(self.address, self.tls_files, server_name=self._server_name) as ch:
             try:
                 resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Renew(
                     enrollment_pb2.RenewRequest(csr_pem=csr_pem), timeout=ENROLL_TIMEOUT
@@ -218,7 +215,7 @@ class CertificateRenewer:
                 attempt = 0
                 await asyncio.sleep(RENEW_MIN_INTERVAL)
             except (SkerryError, OSError) as e:
-                delay = self._rng() * min(RENEW_RETRY_CAP, 5.0 * 2 ** min(attempt, 16))
+                delay = full_jitter(attempt, base=RENEW_RETRY_BASE, cap=RENEW_RETRY_CAP, rng=self._rng)
                 attempt += 1
                 log.warning("certificate renewal failed; will retry", error=str(e), retry_in=round(delay, 1))
                 await asyncio.sleep(delay)

@@ -27,6 +27,7 @@ worker thread, and a failure here never fails a reconcile.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 import uuid
 
 import structlog
@@ -156,8 +157,6 @@ class ClusterStatusPublisher:
                             error=str(e), reason=e.reason)
 
     def _wait_established(self) -> None:
-        import time
-
         deadline = time.monotonic() + CRD_WAIT_SECONDS
         while not self.kube.crd_established(CRD_NAME):
             if time.monotonic() > deadline:

@@ -13,27 +13,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
-from skerry.agent.reconcile.engine import DIGEST_ANNOTATION
-
-COMMAND = "skerry explain"
-
-
-def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("explain", help="object -> bundle digest -> signatures -> source commit")
-    p.add_argument("ref", metavar="KIND/NAME", help="e.g. deployment/web or Deployment.apps/web")
-    p.add_argument("-n", "--namespace", default="")
-    p.add_argument("--state-dir", type=pathlib.Path, default=pathlib.Path("/var/lib/skerry/agent"))
-    p.add_argument("--kubeconfig", type=pathlib.Path)
-    p.add_argument("--context")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    p.set_defaults(func=_explain)
-
-
-def _fail(message: str) -> int:
-    print(f"{COMMAND}: error: {message}", file=sys.stderr)
-    return 1
+from skerry.agent.reconcile.desired import DIGEST_ANNOTATION
 
 
 def _matches(obj: dict, kind: str, name: str, namespace: str) -> bool:
@@ -75,33 +56,4 @@ def explain(ref: str, namespace: str, state_dir: pathlib.Path, kube) -> dict:
     return {"object": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "namespace": namespace, "name": name},
             "bundle_digest": digest, "provenance": provenance,
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            "render": {"engine": bundle.engine, "version": bundle.engine_version}}
-
-
-def _explain(args) -> int:
-    from skerry.agent.kube import KubeClient
-    from skerry.core.errors import SkerryError
-
-    try:
-        kube = KubeClient.from_kubeconfig(args.kubeconfig, args.context)
-        chain = explain(args.ref, args.namespace, args.state_dir, kube)
-    except (SkerryError, ValueError) as e:
-        return _fail(str(e))
-    if args.output == "json":
-        print(json.dumps(chain, indent=2, sort_keys=True))
-        return 0
-    o, p = chain["object"], chain["provenance"]
-    print(f"object     {o['apiVersion']} {o['kind']} {o['namespace'] + '/' if o['namespace'] else ''}{o['name']}")
-    print(f"bundle     {chain['bundle_digest']}")
-    if p:
-        print(f"release    counter {p['release']}  {p['image']}")
-        d, r = p["director"], p["release_role"]
-        print(f"director   {d['role']} v{d['version']} signed by {', '.join(k[:12] for k in d['signed_by'])}")
-        print(f"released   {r['role']} v{r['version']} signed by {', '.join(k[:12] for k in r['signed_by'])} "
-              f"(threshold {r['threshold']})")
-    else:
-        print("signatures (no TUF provenance recorded: applied by a legacy single-key agent)")
-    s = chain["source"]
-    print(f"source     {s['url']} @ {s['revision']}  paths {', '.join(s['paths'])}")
-    print(f"render     {chain['render']['engine']} {chain['render']['version']}")
-    return 0
+            "render": (provenance or {}).get("render") or {"engine": bundle.engine, "version": bundle.engine_version}}

@@ -30,7 +30,6 @@ it to the event loop with ``call_soon_threadsafe``).
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +41,7 @@ from skerry.agent.reconcile import drift as drift_mod
 from skerry.agent.reconcile import health as health_mod
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, RECONCILE_ANNOTATION, SUSPEND_ANNOTATION  # noqa: F401
 from skerry.agent.reconcile.model import ObjectRef
+from skerry.core.backoff import spread
 from skerry.core.errors import KubeError
 
 log = structlog.get_logger("skerry.agent.monitor")
@@ -118,8 +118,7 @@ class Monitor:
 
     def retarget(self) -> None:
         """Watch exactly the kinds the engine's last reconcile applied."""
-        with self.engine._lock:
-            refs = [ref for ref, _ in self.engine.applied.values()]
+        refs = list(self.engine.applied.refs().values())
         kinds = {(r.api_version, r.kind) for r in refs}
         with self._lock:
             applied_keys = {r.key for r in refs}
@@ -173,7 +172,7 @@ class Monitor:
                         return
                 self.errors[label] = str(e)
                 log.warning("watch failed; retrying", kind=label, reason=e.reason, error=str(e))
-                stop.wait(ERROR_BACKOFF_SECONDS * (1 + random.random()))
+                stop.wait(spread(ERROR_BACKOFF_SECONDS))
             except Exception as e:  # noqa: BLE001 - a watch thread must never die silently
                 if self._stopped(stop):
                     return
@@ -240,7 +239,7 @@ class Monitor:
                     return
                 if e.reason != "NotFound":
                     log.warning("control watch failed; retrying", reason=e.reason, error=str(e))
-                stop.wait(ERROR_BACKOFF_SECONDS * (1 + random.random()))
+                stop.wait(spread(ERROR_BACKOFF_SECONDS))
             except Exception:  # noqa: BLE001
                 log.exception("control watch error; retrying")
                 stop.wait(ERROR_BACKOFF_SECONDS)
@@ -248,17 +247,11 @@ class Monitor:
     # --- evaluation ------------------------------------------------------------------------
 
     def _expected(self, api_version: str, kind: str) -> list[Key]:
-        group = api_version.rpartition("/")[0] if "/" in api_version else ""
-        with self.engine._lock:
-            return [k for k in self.engine.applied if k[0] == group and k[1] == kind]
-
-    def _applied(self, key: Key):
-        with self.engine._lock:
-            return self.engine.applied.get(key)
+        return self.engine.applied.keys_of(api_version, kind)
 
     def _stale(self, key: Key, obj: Mapping) -> bool:
         """An event older than the engine's own last write of this object."""
-        mine = self.engine.last_version(key)
+        mine = self.engine.applied.last_version(key)
         theirs = (obj.get("metadata") or {}).get("resourceVersion")
         try:
             return mine is not None and theirs is not None and int(theirs) < int(mine)
@@ -267,12 +260,9 @@ class Monitor:
 
     def _handle(self, etype: str, obj: Mapping) -> None:
         key = _key(obj)
-        with self.engine._lock:  # with the engine's lock: its apply cannot settle in between
-            if self.engine.in_flight(key):
-                with self._lock:
-                    self._deferred[key] = obj
-                return
-        entry = self._applied(key)
+        if self.engine.applied.defer_if_in_flight(key, lambda: self._defer(key, obj)):
+            return  # judged when the apply settles (``_settled``), against what it wrote
+        entry = self.engine.applied.fingerprint(key)
         if entry is None or self._stale(key, obj):
             return
         ref, fp = entry
@@ -281,16 +271,20 @@ class Monitor:
             ref, fp, obj, field_manager=self.field_manager, ignore=self.ignore, yielded=yielded
         )
         if yielded:
-            self.engine.yield_fields(key, yielded)
+            self.engine.applied.yield_fields(key, yielded)
         health = health_mod.assess(obj)
         self._record(key, found, health)
 
+    def _defer(self, key: Key, obj: Mapping) -> None:
+        with self._lock:
+            self._deferred[key] = obj
+
     def _gone(self, key: Key) -> None:
-        entry = self._applied(key)
+        entry = self.engine.applied.fingerprint(key)
         if entry is None:
             return
         ref, fp = entry
-        self.engine.observe(key, None)
+        self.engine.applied.observe(key, None)
         self._record(key, drift_mod.find_drift(ref, fp, None, field_manager=self.field_manager), None)
 
     def _record(self, key: Key, found: list, health) -> None:
@@ -326,8 +320,7 @@ class Monitor:
             return [d for k in sorted(self.drifts) for d in self.drifts[k]]
 
     def health_condition(self, *, elapsed_seconds: float, timeout_seconds: float):
-        with self.engine._lock:
-            refs = {k: ref for k, (ref, _) in self.engine.applied.items()}
+        refs = self.engine.applied.refs()
         with self._lock:
             healths = {
                 ref: self.health.get(k, health_mod.Health(health_mod.PROGRESSING, "not observed yet"))

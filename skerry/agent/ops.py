@@ -1,14 +1,15 @@
 """The agent's operability parts, wired in one place: metrics, ops HTTP server, BundleStatus + Events.
 
-``AgentApp`` makes one ``AgentOps`` and calls it at three seams of its loop
-(a reconcile starts, a reconcile result comes back, a bundle is refused),
-so the loop's own edits stay a few lines. Kubernetes calls run in a worker
+``AgentApp`` makes one ``AgentOps``; the loop (``runtime.py``) calls it at
+its seams (a reconcile starts, a reconcile result comes back, a bundle is
+refused, the hub cannot render), so the loop's own edits stay a few lines. Kubernetes calls run in a worker
 thread and never fail the loop: a status that cannot be written is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -20,11 +21,15 @@ log = structlog.get_logger("skerry.agent.ops")
 
 
 class AgentOps:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, config, clock, *, state, running: Callable[[], bool]):
+        """``state`` has ``config``, ``last_result`` and ``current`` (read at scrape time);
+        ``running`` says whether the agent loop runs (the readiness probe)."""
+        self.config = config
+        self.clock = clock
+        self._running = running
         self.registry = new_registry()
         self.metrics = AgentMetrics(self.registry)
-        self.registry.register(AgentStateCollector(app, app.clock))
+        self.registry.register(AgentStateCollector(state, clock))
         self.publisher: ClusterStatusPublisher | None = None
         self.server: OpsServer | None = None
         self.port: int | None = None
@@ -33,11 +38,11 @@ class AgentOps:
         return InstrumentedKube(kube, self.metrics)
 
     async def start(self, kube) -> None:
-        cfg = self.app.config
+        cfg = self.config
         if all(hasattr(kube, m) for m in ("create_event", "apply_status", "crd_established")):
             self.publisher = ClusterStatusPublisher(
                 kube, cfg.cluster, cfg.namespace, hub=cfg.hub_address, field_manager=cfg.field_manager,
-                now=self.app.clock.now,
+                now=self.clock.now,
             )
             await self._run(self.publisher.ensure_crd)
         if getattr(cfg, "metrics_listen", ""):
@@ -45,8 +50,7 @@ class AgentOps:
             self.port = self.server.start()
 
     def _readiness(self) -> tuple[bool, str]:
-        task = getattr(self.app, "_main_task", None)
-        if task is None or task.done():
+        if not self._running():
             return False, "agent loop not running"
         return True, "agent loop running"
 

@@ -74,11 +74,8 @@ class GrpcUnsealer:
         timeout: float = 10.0,
         bundle_timeout: float = BUNDLE_UNSEAL_TIMEOUT_SECONDS,
     ):
-        import grpc
-
         from skerry.api.v1 import sealer_pb2_grpc
-        from skerry.core.rpc import CHANNEL_OPTIONS
-        from skerry.core.tls import channel_credentials
+        from skerry.core.client import secure_channel
 
         if not address:
             raise ConfigError("no sealer address configured")
@@ -86,7 +83,7 @@ class GrpcUnsealer:
         self._domain = domain
         self._timeout = timeout
         self._bundle_timeout = bundle_timeout
-        self._channel = grpc.secure_channel(address, channel_credentials(tls_files), options=CHANNEL_OPTIONS)
+        self._channel = secure_channel(address, tls_files)
         self._stub = sealer_pb2_grpc.SealerServiceStub(self._channel)
         # The plaintext of the bundle being reconciled, per (namespace, name); None outside a reconcile.
         self._batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] | None = None

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
+from importlib import metadata
 
 from skerry.agent.reconcile.model import Condition, ObjectRef, ObjectResult, ReconcileResult
 from skerry.api.v1 import common_pb2, hub_pb2
 
 
 def agent_version() -> str:
-    from importlib import metadata
-
     try:
         return metadata.version("skerry")
     except metadata.PackageNotFoundError:

@@ -31,6 +31,7 @@ import structlog
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import bundle
+from skerry.core.backoff import full_jitter
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
 from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
@@ -68,11 +69,6 @@ CHUNK_IDLE_SECONDS = 30.0
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def full_jitter(attempt: int, *, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before reconnect ``attempt`` (0-based): uniform in [0, min(cap, base * 2**attempt))."""
-    return rng() * min(cap, base * (2 ** min(attempt, 32)))
 
 
 class HubClient:
@@ -143,7 +139,6 @@ class HubClient:
                 last_digest=digest,
                 accepts_chunks=True,
                 have_blob=self._blob_digest,
-                accepts_statements=True,
             )
             call = self._stub().WatchBundles(request)
             self._call = call

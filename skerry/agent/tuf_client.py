@@ -44,10 +44,11 @@ from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
+from skerry.core.client import secure_channel
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
 from skerry.core.files import atomic_write, ensure_dir, fsync_dir
-from skerry.core.tls import TlsFiles, channel_credentials
+from skerry.core.tls import TlsFiles
 
 STATE_FILE = "trust-state.json"
 FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
@@ -95,7 +96,7 @@ class GrpcFetcher(InMemoryFetcher):
 
     def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
                  timeout: float = FETCH_TIMEOUT):
-        self._channel = channel or grpc.secure_channel(address, channel_credentials(tls_files))
+        self._channel = channel or secure_channel(address, tls_files)
         self._stub = trust_pb2_grpc.TrustServiceStub(self._channel)
         self._timeout = timeout
         self.last_path = ""
@@ -194,6 +195,7 @@ class TufVerifier:
                  fetcher_factory, clock: Clock | None = None):
         if not trust.valid_name(cluster) or not trust.valid_name(environment):
             raise ConfigError(f"cluster {cluster!r} and environment {environment!r} must be DNS labels")
+        trust.use_fast_canonical_json()
         self.cluster = cluster
         self.environment = environment
         self._clock = clock or SystemClock()
@@ -216,6 +218,7 @@ class TufVerifier:
                 raise ConfigError(f"cannot read the trust root {trust_root}: {e.strerror}") from e
         self._state = self._load()
         self._synced: dict[str, str] = {}  # role -> SHA-256 of its metadata file as last fsynced
+        self._parsed: dict[str, tuple[str, dict]] = {}  # role -> (SHA-256, parsed JSON) of unchanged files
 
     # the Verifier interface the app uses ----------------------------------------------------
 
@@ -344,7 +347,8 @@ class TufVerifier:
             raw = fetcher.download_bytes(f"{URL_PREFIX}targets/{image}", released.length)
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
-        provenance = self._provenance(env, image, release, digest, bundle, trusted)
+        render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
+        provenance = self._provenance(env, image, release, digest, bundle, trusted, render)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
@@ -401,12 +405,17 @@ class TufVerifier:
                         changed = True
                 finally:
                     os.close(fd)
-                doc = json.loads(raw)
-                _expires(doc)
+                cached = self._parsed.get(role)
+                if cached is not None and cached[0] == digest:
+                    doc = cached[1]  # byte-identical to the file parsed last refresh (root, targets, director...)
+                else:
+                    doc = json.loads(raw)
+                    _expires(doc)
+                    doc["raw"] = raw
+                    self._parsed[role] = (digest, doc)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise VerificationError(f"trusted {role} metadata is unreadable after a refresh: {e}",
                                         reason="StateNotPersisted") from e
-            doc["raw"] = raw
             docs[role] = doc
             self._synced[role] = digest
         if changed:
@@ -415,7 +424,7 @@ class TufVerifier:
         return docs
 
     def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                    trusted: dict[str, dict]) -> dict:
+                    trusted: dict[str, dict], render: object = None) -> dict:
         def signers(role: str) -> list[str]:
             return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
 
@@ -433,7 +442,9 @@ class TufVerifier:
             "release_role": {"role": release_role, "signed_by": signers(release_role),
                              "threshold": threshold, "version": version(release_role)},
             "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            "render": {"engine": bundle.engine, "version": bundle.engine_version},
+            # the director's word: the engine is provenance, outside the bundle's digest
+            "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
+                "engine": bundle.engine, "version": bundle.engine_version},
         }
 
     def _load(self) -> TrustState:

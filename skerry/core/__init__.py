@@ -1,1 +1,19 @@
-"""Code shared by every Skerry service; imports no service (see .importlinter)."""
+"""Code shared by every Skerry service; imports no service (an import contract in pyproject.toml).
+
+``authz``        who may call which RPC: the interceptor every server is built with, fed a declared table
+``bundle``       the bundle document (its identity: what is applied), the shared blob
+``canonical``    canonical JSON and digests
+``client``       the one gRPC client channel factory (mutual TLS, one option set)
+``clock``        wall and monotonic time behind a protocol, so tests move it instead of sleeping
+``config``       the one settings loader: defaults, ``PREFIX_FIELD`` variables, then flags
+``errors``       Skerry's errors, each mapped to one gRPC status
+``files``        the one crash-safe file writer
+``logging``      structured logs
+``metrics``      Prometheus plumbing shared by the services
+``report``       signed agent reports
+``revocation``   the revoked-certificate list hub and sealer read
+``rpc``          server bootstrap, the error/context interceptor, named limits, client error translation
+``sealedsecret`` the SealedSecret vocabulary (labels, scopes, annotations)
+``tls``          the CA, certificates and identities of mutual TLS
+``trust``        the TUF layout, the Uptane agreement rule and the sealer evidence format
+"""

@@ -246,59 +246,42 @@ class AuthzInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        for kind, make in _HANDLER_KINDS:
+            inner = getattr(handler, kind)
+            if inner is not None:
+                # client-streaming requests (reflection) are not read here: their rules see no request
+                guarded = self._guard(method, inner, with_request=kind.startswith("unary_"),
+                                      streaming=kind.endswith("_stream"))
+                return make(guarded, handler.request_deserializer, handler.response_serializer)
+        return handler
+
+    def _guard(self, method: str, inner, *, with_request: bool, streaming: bool):
+        """``inner`` behind authorisation (the request is read by rules of unary-request methods only)."""
         authorize = self.authorize
 
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        async def unary(request, context):
+            _CALLER.set(authorize(method, context, request if with_request else None))
+            return await inner(request, context)
 
-            async def unary_unary(request, context):
-                _CALLER.set(authorize(method, context, request))
-                return await inner_uu(request, context)
+        async def stream(request, context):
+            _CALLER.set(authorize(method, context, request if with_request else None))
+            result = inner(request, context)
+            if not inspect.isasyncgen(result):
+                await result  # a handler that writes through its context
+                return
+            async for item in result:
+                yield item
+                del item  # an idle stream must not pin its last message
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+        return stream if streaming else unary
 
-            async def unary_stream(request, context):
-                _CALLER.set(authorize(method, context, request))
-                result = inner_us(request, context)
-                if inspect.isasyncgen(result):
-                    async for item in result:
-                        yield item
-                        del item  # an idle stream must not pin its last message
-                else:
-                    await result
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        # Client-streaming methods (reflection): the rule sees no request.
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
-
-            async def stream_unary(requests, context):
-                _CALLER.set(authorize(method, context, None))
-                return await inner_su(requests, context)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-        inner_ss = handler.stream_stream
-
-        async def stream_stream(requests, context):
-            _CALLER.set(authorize(method, context, None))
-            result = inner_ss(requests, context)
-            if inspect.isasyncgen(result):
-                async for item in result:
-                    yield item
-            else:
-                await result
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
-        )
+_HANDLER_KINDS = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
 
 
 def server_rules(rules: Mapping[str, Rule]) -> dict[str, Rule]:

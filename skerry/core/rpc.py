@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import inspect
 import signal
 import time
@@ -30,8 +29,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from skerry.core import errors
-from skerry.core.authz import AuthzInterceptor, Refusal, Revocations, Rule, server_rules, uncovered
-from skerry.core.tls import ROLE_AGENT, identity_from_pem
+from skerry.core.authz import (
+    AuthzInterceptor,
+    Refusal,
+    Revocations,
+    Rule,
+    caller_from_pem,
+    server_rules,
+    uncovered,
+)
+from skerry.core.tls import ROLE_AGENT
 
 log = structlog.get_logger("skerry.rpc")
 
@@ -142,18 +149,13 @@ def error_from_rpc(exc: grpc.RpcError, peer: str) -> errors.SkerryError:
     return cls(details)
 
 
-@functools.lru_cache(maxsize=RATE_MAX_KEYS)
-def _cached_identity(pem: bytes):
-    return identity_from_pem(pem)
-
-
 def _peer(context):
     """``(log name, rate-limit key, cluster or "")`` of the caller."""
     try:
         auth = context.auth_context() or {}
         pems = auth.get("x509_pem_cert")
         if pems:
-            ident = _cached_identity(bytes(pems[0]))
+            ident = caller_from_pem(bytes(pems[0])).identity
             return str(ident), ident.fingerprint, ident.name if ident.has_role(ROLE_AGENT) else ""
     except Exception:  # noqa: BLE001 - identity is only a log hint here
         pass

@@ -10,8 +10,8 @@ and the organisation is its role:
     operator  O=skerry:operator  CN=<user>
 
 ``CertificateAuthority`` makes throwaway CAs for the demo and tests and is
-the issuing side the enrollment flow builds on. ``peer_identity`` reads the
-verified peer certificate from a gRPC server context.
+the issuing side the enrollment flow builds on. Servers read the verified
+peer certificate in one place, ``skerry.core.authz``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from skerry.core.errors import ConfigError, Unauthenticated
+from skerry.core.errors import ConfigError
 from skerry.core.files import finish_pending
 
 ROLE_AGENT = "skerry:agent"
@@ -225,12 +225,3 @@ def identity_from_pem(pem: bytes) -> Identity:
         roles=frozenset(str(o.value) for o in orgs),
         fingerprint=fp,
     )
-
-
-def peer_identity(context) -> Identity:
-    """The verified client identity of a gRPC server call, or ``Unauthenticated``."""
-    auth = context.auth_context() or {}
-    pems = auth.get("x509_pem_cert")
-    if not pems:
-        raise Unauthenticated("no verified client certificate on this connection (mutual TLS required)")
-    return identity_from_pem(pems[0])

@@ -1,11 +1,11 @@
-"""The hub's composition root: config -> key, Git source, engine, store, sync loop, gRPC server.
+"""The hub's composition root: config -> trust repository, Git source, engine, store, sync loop, gRPC server.
 
 ``HubApp`` is what tests run in-process (``await app.start()`` returns the
 port, ``await app.stop()``); ``run(config)`` is what ``skerry hub serve``
-runs until SIGTERM/SIGINT. Start-up order: load (or create) the signing
-key, find the render tool, sync once (failures are logged, not fatal: the
+runs until SIGTERM/SIGINT. Start-up order: open the TUF trust repository
+(``--trust-dir``), find the render tool, sync once (failures are logged, not fatal: the
 hub serves ``Unavailable`` until the fleet loads), start serving, start the
-sync loop, then write the ready file ``{"port": N, "public_key": "<path>"}``
+sync loop, then write the ready file ``{"port": N, "trust_root": "<path>"}``
 atomically.
 """
 
@@ -15,54 +15,18 @@ import asyncio
 import contextlib
 import json
 import pathlib
-import stat
 
 import structlog
 
+from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
+from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
+from skerry.hub.state import StateUnavailable
+from skerry.hub.writer import Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
-
-
-def load_or_create_signing_key(path: pathlib.Path):
-    """The Ed25519 signer at ``path``, created (0600, public key at ``<path>.pub``) if missing."""
-    from cryptography.hazmat.primitives import serialization
-
-    from skerry.core.bundle import generate_signing_key, load_signer
-
-    path = pathlib.Path(path)
-    pub_path = pathlib.Path(f"{path}.pub")
-    if not path.exists():
-        try:
-            signer = generate_signing_key(path)
-        except OSError as e:
-            raise ConfigError(f"cannot create signing key {path}: {e.strerror}") from e
-        log.info("created bundle signing key", key=str(path), public_key=str(pub_path))
-        return signer
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "signing key is readable by group or others; chmod 600 it", key=str(path), mode=oct(mode & 0o777)
-        )
-    signer = load_signer(path)
-    public = signer.public_key  # SSlibKey
-    pem = (
-        serialization.load_pem_private_key(signer.private_bytes, None)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    try:
-        existing = pub_path.read_bytes()
-    except OSError:
-        existing = None
-    if existing != pem:
-        if existing is not None:
-            log.warning("public key did not match the signing key; rewriting it", public_key=str(pub_path))
-        _atomic_write(pub_path, pem)
-    log.info("loaded bundle signing key", key=str(path), keyid=public.keyid)
-    return signer
 
 
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
@@ -102,6 +66,15 @@ def _read_secret(path: pathlib.Path | None, what: str) -> str:
     return value
 
 
+def open_hub_state(spec: str, *, state_dir: pathlib.Path, dsn_file: pathlib.Path | None, dsn: str | None):
+    """The hub state ``spec`` names, opened and migrated; the DSN from ``dsn_file`` or ``dsn`` (environment)."""
+    from skerry.hub.state import open_state
+
+    if dsn_file is not None:
+        dsn = _read_secret(dsn_file, "state DSN file")
+    return open_state(spec, state_dir=state_dir, dsn=dsn)
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -127,17 +100,17 @@ class HubApp:
         self.webhook_port: int | None = None
         self.promoter = None
         self.health_tracker = None
-
-    @property
-    def public_key_path(self) -> pathlib.Path:
-        return self.config.public_key
+        self.state = None
+        self.writer = None
+        self._lease_task: asyncio.Task | None = None
+        self._flush_task: asyncio.Task | None = None
+        self.journal = None
 
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
         from skerry.core.rpc import GrpcServer, RateLimiter
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
-        from skerry.hub.bundles.store import HubStore
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
@@ -148,7 +121,15 @@ class HubApp:
 
         cfg = self.config
         tls_files = cfg.require_tls()
-        self.enrollment = Enrollment.open(cfg.state_dir, lifetime=cfg.agent_cert_lifetime)
+        cfg.require_trust()
+        self.state = await asyncio.to_thread(
+            open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
+        )
+        self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl)
+        await self.writer.acquire()
+        self._lease_task = asyncio.create_task(self.writer.keep(), name="skerry-hub-lease")
+        releases = Releases(self.writer)
+        self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
         engine = self._engine or await asyncio.to_thread(
             detect_engine, cfg.engine, timeout=cfg.render_timeout
@@ -171,14 +152,10 @@ class HubApp:
         )
         register = []
         service_names = [SERVICE_NAME]
-        if cfg.trust_dir is not None:
-            self._start_trust(cfg, register, service_names)
-        else:
-            signer = load_or_create_signing_key(cfg.signing_key)
-            self.store = HubStore(signer, expiry=cfg.metadata_expiry, clock=self.clock)
+        self._start_trust(cfg, register, service_names, releases)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
-        self.ops.attach(self.store, self.statuses, self.syncer)
+        self.ops.attach(self.store, self.statuses, self.syncer, self.state)
         servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
@@ -246,22 +223,23 @@ class HubApp:
                 raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
             self.webhook = WebhookServer(handler, cfg.webhook_listen)
             self.webhook_port = await self.webhook.start()
+        resumed = self.promoter.resume()  # rollouts a previous process was following, after the first sync
+        if resumed:
+            log.info("resumed following promotions", ids=resumed)
         self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
-        if self.trust is not None:
-            self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
+        self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
+        self._flush_task = asyncio.create_task(self._flush_reports(), name="skerry-hub-reports")
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "public_key": str(self.public_key_path), **ops_ports}
+            ready = {"port": self.port, "trust_root": str(cfg.trust_dir / "root.json"), **ops_ports}
             if self.enroll_port is not None:
                 ready["enroll_port"] = self.enroll_port
-            if cfg.trust_dir is not None:
-                ready["trust_root"] = str(cfg.trust_dir / "root.json")
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
-        log.info("hub serving", listen=cfg.listen, port=self.port, public_key=str(self.public_key_path))
+        log.info("hub serving", listen=cfg.listen, port=self.port, trust_dir=str(cfg.trust_dir))
         return self.port
 
-    def _start_trust(self, cfg, register: list, service_names: list) -> None:
-        """TUF mode: the store directs through the trust repository; TrustService serves it."""
+    def _start_trust(self, cfg, register: list, service_names: list, releases) -> None:
+        """The store directs through the trust repository; TrustService serves it."""
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import HubStore
         from skerry.hub.trust.attest import AttestationBoard
@@ -270,8 +248,10 @@ class HubApp:
         from skerry.hub.trust.servicer import TrustServicer
 
         self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
-        self.store = HubStore(director=self.trust, environment_of=self._environment_of, clock=self.clock)
-        self.trust.on_change(lambda role: role.startswith("release-") and self.store.retry_pending())
+        self.store = HubStore(
+            self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
+        )
+        self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
@@ -306,17 +286,36 @@ class HubApp:
         from skerry.hub.promotion.service import TrackingStatusBoard
 
         self.health_tracker = HealthTracker()
-        return TrackingStatusBoard(self.health_tracker, self.clock)
+        self.journal = ReportJournal(self.state)
+        board = TrackingStatusBoard(self.health_tracker, self.clock, journal=self.journal)
+        board.restore(self.journal.load())  # reports and soak clocks survive a restart
+        return board
+
+    async def _flush_reports(self) -> None:
+        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS`` (one transaction each time)."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await asyncio.to_thread(self.journal.flush)
+            except StateUnavailable as e:
+                log.error("cannot store agent reports; retrying", error=str(e))
 
     def _promotion(self, cfg, source):
         """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
         from skerry.api.v1 import promotion_pb2_grpc
+        from skerry.hub.promotion.approvals import Approvals
         from skerry.hub.promotion.audit import AuditLog
+        from skerry.hub.promotion.records import RecordStore
         from skerry.hub.promotion.service import Promoter, PromotionSettings
         from skerry.hub.promotion.servicer import SERVICE_NAME as PROMOTION_SERVICE
         from skerry.hub.promotion.servicer import PromotionServicer
         from skerry.hub.source.git import GitSource
 
+        audit = AuditLog(self.state, clock=self.clock)
+        approvals = Approvals(self.state, audit, self.clock)
+        # The first start after an upgrade takes in the files older hubs wrote (renamed *.imported).
+        audit.import_previous(cfg.state_dir / "promotion-audit.jsonl")
+        approvals.import_previous(cfg.state_dir / "promotion-approvals.json")
         # Same credentials and host-key checking as the sync source (the push reuses them).
         writer = GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir / "promotion", auth=source.auth)
         self.promoter = Promoter(
@@ -325,14 +324,16 @@ class HubApp:
             store=self.store,
             statuses=self.statuses,
             tracker=self.health_tracker,
-            audit=AuditLog(cfg.state_dir / "promotion-audit.jsonl", clock=self.clock),
+            audit=audit,
             settings=PromotionSettings(
                 push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
             ),
             clock=self.clock,
-            approvals_file=cfg.state_dir / "promotion-approvals.json",
+            approvals=approvals,
             # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).
             attestations=self.attestations,
+            # Records and follow state in the hub state, written in the writer's fenced transactions.
+            records=RecordStore(self.state, write=self.writer.write),
         )
         servicer = PromotionServicer(self.promoter)
         return (
@@ -369,6 +370,29 @@ class HubApp:
         if self._stopped:
             return
         self._stopped = True
+        try:
+            await self._stop_serving(grace)
+        finally:
+            await self._close_state()
+
+    async def _close_state(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        if self.journal is not None:
+            with contextlib.suppress(StateUnavailable):
+                await asyncio.to_thread(self.journal.flush)
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
+        if self.state is not None:
+            self.state.close()
+
+    async def _stop_serving(self, grace: float | None) -> None:
         if self.server is None:  # never started (or failed before serving)
             return
         for task in (self._loop_task, self._trust_task, self._revocation_task):

@@ -53,9 +53,9 @@ class OwnTargets(Rule):
             return
         if not who.has_role(ROLE_AGENT):
             raise errors.PermissionDenied(f"{who} may not fetch trust metadata: it needs role {ROLE_AGENT} or {ROLE_OPERATOR}")
-        parsed = trust.parse_release_path(request.path.removeprefix("targets/"))
-        if parsed is not None and parsed[1] != who.name:
-            raise errors.PermissionDenied(f"{who} may not fetch the bundle of cluster {parsed[1]!r}")
+        owner = trust.target_cluster(request.path)  # any name a bundle file is served under
+        if owner is not None and owner != who.name:
+            raise errors.PermissionDenied(f"{who} may not fetch the bundle of cluster {owner!r}")
 
     def __str__(self) -> str:
         return "agents (own bundle blobs) and operators"

@@ -26,23 +26,21 @@ _SERVE_FLAGS = (
     ("--tls-ca", "tls_ca", "FILE", "CA bundle that agents' and operators' certificates chain to"),
     ("--tls-cert", "tls_cert", "FILE", "the hub's server certificate"),
     ("--tls-key", "tls_key", "FILE", "the hub's private key"),
-    (
-        "--signing-key",
-        "signing_key",
-        "FILE",
-        "Ed25519 bundle signing key, created if missing (default <state-dir>/signing.key)",
-    ),
     ("--state-dir", "state_dir", "DIR", "clone cache and scratch space (default ~/.local/state/skerry/hub)"),
     (
-        "--metadata-expiry",
-        "metadata_expiry",
-        "DURATION",
-        "lifetime of signed metadata, re-signed at half (default 7d)",
+        "--state",
+        "state",
+        "sqlite:///PATH|postgresql",
+        "hub state database (default: SQLite <state-dir>/hub.db); postgresql reads the DSN from "
+        "--state-dsn-file or SKERRY_HUB_STATE_DSN",
     ),
+    ("--state-dsn-file", "state_dsn_file", "FILE", "file holding the PostgreSQL DSN (it holds a password)"),
+    ("--hub-id", "hub_id", "NAME", "this process's name as the writer-lease holder (default: host name)"),
+    ("--lease-ttl", "lease_ttl", "DURATION", "writer lease lifetime, renewed at a third (default 15s)"),
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
-    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "public_key": PATH} here once serving'),
+    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "trust_root": PATH, ...} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
-    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles)"),
+    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles; required)"),
     (
         "--release-keys",
         "release_keys",
@@ -159,10 +157,6 @@ def add_commands(subparsers) -> None:
     )
     render.set_defaults(func=render_command)
 
-    from skerry.hub.promotion import cli as promotion_cli
-
-    promotion_cli.add_commands(subparsers)
-
 
 def _fail(command: str, message: str, status: int = 1) -> int:
     line = " ".join(str(message).split())  # one line, whatever the message contained
@@ -188,16 +182,15 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry hub serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line for the operator; details are in the log
-        return _fail("skerry hub serve", f"unexpected {type(e).__name__}: {e}")
 
 
 # --- cluster add / revoke ------------------------------------------------------------------
 
 
 def cluster_add_command(args: argparse.Namespace) -> int:
+    from skerry.core.duration import parse_duration
     from skerry.core.errors import SkerryError
-    from skerry.hub.config import parse_duration, state_dir_from_env
+    from skerry.hub.config import state_dir_from_env
     from skerry.hub.enrollment.service import DIR_NAME
     from skerry.hub.enrollment.tokens import TokenIssuer, check_cluster_name
 
@@ -225,7 +218,8 @@ def cluster_add_command(args: argparse.Namespace) -> int:
 
 def cluster_revoke_command(args: argparse.Namespace) -> int:
     from skerry.core.errors import SkerryError
-    from skerry.hub.config import state_dir_from_env
+    from skerry.hub.app import open_hub_state
+    from skerry.hub.config import state_dir_from_env, state_from_env
     from skerry.hub.enrollment.revocation import Revocations
     from skerry.hub.enrollment.service import DIR_NAME
     from skerry.hub.enrollment.tokens import check_cluster_name
@@ -233,8 +227,12 @@ def cluster_revoke_command(args: argparse.Namespace) -> int:
     command = "skerry cluster revoke"
     if bool(args.name) == bool(args.fingerprint):
         return _fail(command, "give a cluster NAME or --fingerprint SHA256 (one of them)", 2)
+    state = None
     try:
-        revocations = Revocations(state_dir_from_env(args.state_dir) / DIR_NAME)
+        state_dir = state_dir_from_env(args.state_dir)
+        # The hub's state database (SKERRY_HUB_STATE, ..._DSN_FILE, ..._DSN; default <state dir>/hub.db).
+        state = open_hub_state(state_dir=state_dir, **state_from_env())
+        revocations = Revocations(state_dir / DIR_NAME, state)
         if args.name:
             check_cluster_name(args.name)
             revocations.revoke_cluster(args.name)
@@ -246,6 +244,9 @@ def cluster_revoke_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except OSError as e:
         return _fail(command, f"cannot use the hub state directory: {e}")
+    finally:
+        if state is not None:
+            state.close()
     return 0
 
 
@@ -273,13 +274,7 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
-        return _fail(command, f"unexpected {type(e).__name__}: {e}")
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 1
+    sys.stdout.buffer.write(data)  # a closed stdout is the error wrapper's (exit 141)
     return 0
 
 

@@ -11,12 +11,18 @@ default::
     SKERRY_HUB_TLS_CA            CA bundle agents' certificates chain to
     SKERRY_HUB_TLS_CERT          the hub's server certificate
     SKERRY_HUB_TLS_KEY           its private key
-    SKERRY_HUB_SIGNING_KEY       Ed25519 bundle signing key (created 0600 if missing,
-                                 public key written to <key>.pub)  <state dir>/signing.key
+    SKERRY_HUB_TRUST_DIR         TUF trust repository (``skerry keys init``; required to serve)
+    SKERRY_HUB_RELEASE_KEYS      ENV=KEYFILE,... release keys the hub signs with itself (dev only)
+    SKERRY_HUB_TRUST_REFRESH     how often online TUF metadata is checked for re-signing   30s
     SKERRY_HUB_STATE_DIR         clone cache and scratch space   ~/.local/state/skerry/hub
-    SKERRY_HUB_METADATA_EXPIRY   lifetime of signed metadata (re-signed at half)   7d
+    SKERRY_HUB_STATE             where the hub keeps what must outlive it: sqlite:///PATH or
+                                 postgresql (DSN from the next two)   sqlite <state dir>/hub.db
+    SKERRY_HUB_STATE_DSN_FILE    file holding the PostgreSQL DSN (never on the command line)
+    SKERRY_HUB_STATE_DSN         the PostgreSQL DSN itself (environment only)
+    SKERRY_HUB_HUB_ID            this process's name as the writer-lease holder   the host name
+    SKERRY_HUB_LEASE_TTL         writer lease lifetime (renewed at a third)   15s
     SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
-    SKERRY_HUB_READY_FILE        JSON {"port", "public_key"} written when serving
+    SKERRY_HUB_READY_FILE        JSON {"port", "trust_root", ...} written when serving
     SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
     SKERRY_HUB_ENROLL_LISTEN     enrollment listener host:port (server TLS only,
                                  bootstrap tokens; unset: no enrollment listener)
@@ -49,21 +55,21 @@ import datetime as _dt
 import os
 import pathlib
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
+from skerry.hub.state import check_spec
 
 ENV_PREFIX = "SKERRY_HUB_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
-DEFAULT_EXPIRY = _dt.timedelta(days=7)
 DEFAULT_RENDER_TIMEOUT = 120.0
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def _default_state_dir() -> pathlib.Path:
@@ -77,16 +83,15 @@ def state_dir_from_env(override: str | os.PathLike | None = None, environ: Mappi
     return pathlib.Path(value).expanduser() if value else _default_state_dir()
 
 
-def parse_duration(value: Any, what: str) -> float:
-    """Seconds from ``90``, ``90s``, ``1.5m``, ``2h``, ``7d`` (or a number / timedelta)."""
-    if isinstance(value, _dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ConfigError(f"{what}: {value!r} is not a duration (e.g. 60, 30s, 5m, 2h, 7d)")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+def state_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The hub-state settings (``state``, ``state_dsn_file``, ``state_dsn``) for commands run beside the hub."""
+    env = os.environ if environ is None else environ
+    dsn_file = env.get(ENV_PREFIX + "STATE_DSN_FILE") or None
+    return {
+        "spec": check_spec(env.get(ENV_PREFIX + "STATE", "")),
+        "dsn_file": pathlib.Path(dsn_file).expanduser() if dsn_file else None,
+        "dsn": env.get(ENV_PREFIX + "STATE_DSN") or None,
+    }
 
 
 def check_branch(branch: str, what: str = "branch") -> str:
@@ -136,13 +141,11 @@ class HubConfig:
     interval: float = DEFAULT_INTERVAL
     listen: str = DEFAULT_LISTEN
     tls: TlsFiles | None = None
-    signing_key: pathlib.Path | None = None  # None: <state_dir>/signing.key
     state_dir: pathlib.Path = dataclasses.field(default_factory=_default_state_dir)
-    metadata_expiry: _dt.timedelta = DEFAULT_EXPIRY
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
-    # TUF trust repository (``skerry keys init``); None: legacy single-key envelopes.
+    # TUF trust repository (``skerry keys init``): the only way the hub releases bundles.
     trust_dir: pathlib.Path | None = None
     # "env=KEYFILE" release keys the hub may sign with itself (dev only: collapses the release/director split).
     release_keys: tuple[tuple[str, pathlib.Path], ...] = ()
@@ -165,6 +168,12 @@ class HubConfig:
     push_url: str | None = None  # None: the repo it follows
     push_branch: str | None = None  # None: the followed branch; else a branch for review
     push_ssh_key: pathlib.Path | None = None
+    # hub state (issue 14): "" = SQLite at <state_dir>/hub.db; "sqlite:///PATH"; "postgresql"
+    state: str = ""
+    state_dsn_file: pathlib.Path | None = None
+    state_dsn: str | None = dataclasses.field(default=None, repr=False)  # environment only: a secret
+    hub_id: str = dataclasses.field(default_factory=socket.gethostname)
+    lease_ttl: float = 15.0
 
     def __post_init__(self) -> None:
         if not self.repo or not str(self.repo).strip():
@@ -177,8 +186,6 @@ class HubConfig:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
-        if self.metadata_expiry < _dt.timedelta(minutes=1):
-            raise ConfigError(f"metadata_expiry: must be at least one minute, got {self.metadata_expiry}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.engine not in ("auto", "inprocess", "binary"):
@@ -200,8 +207,6 @@ class HubConfig:
                     f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
                 )
         object.__setattr__(self, "state_dir", pathlib.Path(self.state_dir))
-        key = self.signing_key if self.signing_key is not None else self.state_dir / "signing.key"
-        object.__setattr__(self, "signing_key", pathlib.Path(key))
         if self.ready_file is not None:
             object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
         for name in ("metrics_listen", "dashboard_listen"):
@@ -209,6 +214,17 @@ class HubConfig:
                 check_listen(getattr(self, name), name)
         if self.dashboard_token_file is not None:
             object.__setattr__(self, "dashboard_token_file", pathlib.Path(self.dashboard_token_file))
+        object.__setattr__(self, "state", check_spec(self.state))
+        if self.state == "postgresql" and not (self.state_dsn_file or self.state_dsn):
+            raise ConfigError(
+                f"state: postgresql needs a DSN ({ENV_PREFIX}STATE_DSN_FILE / --state-dsn-file, or {ENV_PREFIX}STATE_DSN)"
+            )
+        if self.state_dsn_file is not None:
+            object.__setattr__(self, "state_dsn_file", pathlib.Path(self.state_dsn_file))
+        if not self.hub_id or len(self.hub_id) > 253:
+            raise ConfigError(f"hub_id: must be 1..253 characters, got {self.hub_id!r}")
+        if not 1.0 <= self.lease_ttl <= 600.0:
+            raise ConfigError(f"lease_ttl: must be between 1s and 10m, got {self.lease_ttl}")
         if self.push_branch is not None:
             check_branch(self.push_branch, "push_branch")
         if self.push_ssh_key is not None:
@@ -219,10 +235,13 @@ class HubConfig:
                     "server's host key like the fetch, never trust-on-first-use"
                 )
 
-    @property
-    def public_key(self) -> pathlib.Path:
-        """Where the signing key's public half is written: ``<signing key>.pub``."""
-        return pathlib.Path(f"{self.signing_key}.pub")
+    def require_trust(self) -> pathlib.Path:
+        if self.trust_dir is None:
+            raise ConfigError(
+                f"trust_dir: the hub releases bundles only through a TUF trust repository; make one with "
+                f"`skerry keys init --trust-dir DIR` and pass --trust-dir DIR ({ENV_PREFIX}TRUST_DIR)"
+            )
+        return self.trust_dir
 
     def require_tls(self) -> TlsFiles:
         if self.tls is None:
@@ -266,9 +285,6 @@ class HubConfig:
             kwargs["interval"] = parse_duration(interval, f"interval ({ENV_PREFIX}INTERVAL)")
         if (timeout := pick("render_timeout")) is not None:
             kwargs["render_timeout"] = parse_duration(timeout, f"render_timeout ({ENV_PREFIX}RENDER_TIMEOUT)")
-        if (expiry := pick("metadata_expiry")) is not None:
-            seconds = parse_duration(expiry, f"metadata_expiry ({ENV_PREFIX}METADATA_EXPIRY)")
-            kwargs["metadata_expiry"] = _dt.timedelta(seconds=seconds)
         for field in ("metrics_listen", "dashboard_listen"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)
@@ -289,12 +305,19 @@ class HubConfig:
             kwargs["release_keys"] = parse_release_keys(release_keys)
         if (refresh := pick("trust_refresh")) is not None:
             kwargs["trust_refresh"] = parse_duration(refresh, f"trust_refresh ({ENV_PREFIX}TRUST_REFRESH)")
-        for field in ("signing_key", "state_dir", "ready_file", "dashboard_token_file"):
+        for field in ("state_dir", "ready_file", "dashboard_token_file"):
             if (value := pick(field)) is not None:
                 kwargs[field] = pathlib.Path(value).expanduser()
         for field in ("push_url", "push_branch"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)
+        for field in ("state", "state_dsn", "hub_id"):
+            if (value := pick(field)) is not None:
+                kwargs[field] = str(value)
+        if (value := pick("state_dsn_file")) is not None:
+            kwargs["state_dsn_file"] = pathlib.Path(value).expanduser()
+        if (ttl := pick("lease_ttl")) is not None:
+            kwargs["lease_ttl"] = parse_duration(ttl, f"lease_ttl ({ENV_PREFIX}LEASE_TTL)")
         if (value := pick("push_ssh_key")) is not None:
             kwargs["push_ssh_key"] = pathlib.Path(value).expanduser()
         if (level := pick("log_level")) is not None:

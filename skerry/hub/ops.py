@@ -8,11 +8,16 @@ to a few lines. Both servers are off unless configured
 
 from __future__ import annotations
 
+import structlog
+
 from skerry.core.clock import Clock
+from skerry.core.errors import SkerryError
 from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
 from skerry.core.rpc import peer_name
 from skerry.core.tls import ROLE_AGENT
 from skerry.hub.metrics import WATCH_METHOD, HubMetrics, HubStateCollector, InstrumentedEngine
+
+log = structlog.get_logger("skerry.hub.ops")
 
 
 class HubOps:
@@ -30,19 +35,26 @@ class HubOps:
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
 
-    def attach(self, store, statuses, syncer) -> None:
+    def attach(self, store, statuses, syncer, state=None) -> None:
         from skerry.hub.dashboard.model import ReleaseHistory
 
         self._syncer = syncer
         self._parts = (store, statuses, syncer)
-        self._history = ReleaseHistory()
+        self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
         syncer.observers.append(self.metrics.observe_sync)
+        syncer.observers.append(lambda result, seconds: self._record_history(store))
         self.registry.register(
             HubStateCollector(
                 store, statuses, syncer, clock=self.clock,
                 streams=lambda: (self.interceptor.peers(WATCH_METHOD), self.interceptor.streams(WATCH_METHOD)),
             )
         )
+
+    def _record_history(self, store) -> None:
+        try:
+            self._history.record_fleet(store, self.clock.now())
+        except SkerryError as e:  # the database is gone: the history stays in memory until the next sync
+            log.error("release history not stored", error=str(e))
 
     def promotion_source(self, promoter) -> None:
         """Show the promoter's history on the dashboard."""

@@ -23,7 +23,6 @@ from skerry.core.errors import (
     ConfigError,
     InvalidInput,
     NotFound,
-    ResourceExhausted,
     SkerryError,
     Unavailable,
 )
@@ -49,21 +48,18 @@ class FleetView(Protocol):
 
 
 def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
+    """The watch event for a release: a hint to refresh (the agent verifies through TUF), with its bytes if any."""
     return bundle_pb2.SignedBundle(
-        cluster=signed.cluster,
-        version=signed.release,
-        digest=signed.digest,
-        metadata=signed.metadata,
-        bundle=signed.bundle,
+        cluster=signed.cluster, version=signed.release, digest=signed.digest, bundle=signed.bundle
     )
 
 
 # An agent may hold this many WatchBundles streams per certificate; a newer one ends the oldest
 # (an agent reconnecting before the hub noticed its old connection died must win, not be refused).
 MAX_WATCHES_PER_IDENTITY = 1
-# Room left in one message for everything but the bundle bytes (metadata, framing) when an old
-# agent that cannot take chunks gets a whole bundle.
-_ENVELOPE_ALLOWANCE = 256 * 1024
+# Room left in one message for everything but the bundle bytes (framing) when an agent that cannot
+# take chunks gets a whole shared blob.
+_FRAMING_ALLOWANCE = 256 * 1024
 
 
 def shared_chunks(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
@@ -93,39 +89,24 @@ def bundle_messages(
 ) -> list[hub_pb2.WatchBundlesResponse | bytes]:
     """The watch events that carry ``signed`` to an agent that holds the blob ``have_blob``.
 
-    Unchanged bytes are never sent again (``transfer.omitted``); bytes above ``chunk_bytes`` go as
-    ``chunk`` events after a header naming size and count. Agents that announce no chunk support
-    (``accepts_chunks`` unset) get the whole bundle in one message, if it fits. A shared blob goes
-    as chunk messages serialised once for all streams (``shared_chunks``).
+    A release without bytes (the cluster's own bundle: the agent fetches it through TUF) is one hint
+    event. A shared blob's bytes are never sent again to an agent that holds them
+    (``transfer.omitted``); otherwise they go as chunk messages serialised once for all streams
+    (``shared_chunks``), or whole to an agent that announces no chunk support, if they fit in one
+    message (else it gets the hint and fetches them).
     """
-    head = bundle_pb2.SignedBundle(
-        cluster=signed.cluster, version=signed.release, digest=signed.digest, metadata=signed.metadata
-    )
+    head = bundle_pb2.SignedBundle(cluster=signed.cluster, version=signed.release, digest=signed.digest)
+    data = signed.bundle
+    if signed.shared is None or not data:
+        return [hub_pb2.WatchBundlesResponse(bundle=head)]
     if chunks_ok and have_blob and have_blob == signed.digest:
         return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
-    data = signed.bundle
-    if chunks_ok and signed.shared is not None and data:
+    if chunks_ok:
         wire = shared_chunks(signed.shared, chunk_bytes)
         header = hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=len(wire)))
         return [header, *wire]
-    if chunks_ok and len(data) > chunk_bytes:
-        n = -(-len(data) // chunk_bytes)
-        out = [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=n))]
-        view = memoryview(data)
-        for i in range(n):
-            piece = bytes(view[i * chunk_bytes : (i + 1) * chunk_bytes])
-            out.append(
-                hub_pb2.WatchBundlesResponse(
-                    chunk=hub_pb2.BundleChunk(digest=signed.digest, offset=i * chunk_bytes, data=piece)
-                )
-            )
-        return out
-    if len(data) + len(signed.metadata) > MAX_MESSAGE_BYTES - _ENVELOPE_ALLOWANCE:
-        raise ResourceExhausted(
-            f"release {signed.release} of {signed.cluster!r} is {len(data)} bytes, more than one message; "
-            "this agent does not accept chunks: upgrade it"
-        )
-    head.bundle = data
+    if len(data) <= MAX_MESSAGE_BYTES - _FRAMING_ALLOWANCE:
+        head.bundle = data
     return [hub_pb2.WatchBundlesResponse(bundle=head)]
 
 
@@ -311,12 +292,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         stream = self.streams.open(peer.identity.fingerprint, cluster, peer)
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
-        statements_ok = request.accepts_statements
         try:
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):
-                    if event.shared is not None and not statements_ok:
-                        event = self._store.legacy_envelope(event)  # an older agent: its own TUF envelope
                     for message in bundle_messages(
                         event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
                     ):

@@ -47,8 +47,8 @@ from skerry.hub.status import StatusBoard
 log = structlog.get_logger("skerry.hub.sync")
 
 
-# Clusters that must share inputs before they get one shared blob: two already save an encoding,
-# a hash and a full signature each.
+# Clusters that must share inputs before they get one shared blob: two already save an encoding
+# and a hash each.
 SHARE_MIN_CLUSTERS = 2
 
 
@@ -89,7 +89,7 @@ def build_revision(
     ``share``: clusters built from the same inputs (engine, source, paths and their render keys)
     render the same objects, so they get one bundle naming no cluster (``SHARED_CLUSTER``), built,
     encoded and hashed once: the very same ``BuiltBundle`` object for each of them, which the store
-    publishes as one shared blob with a release statement per cluster (``HubStore.publish_shared``).
+    publishes as one shared blob, directed per cluster (``HubStore.publish_shared``).
 
     ``renderer`` keeps renders between calls (the hub passes the same one every time; a fresh one
     renders everything). ``previous`` maps a cluster to the ``inputs`` it was last built from: a
@@ -186,7 +186,7 @@ def _fleet_at(source: GitSource, commit: str, renderer: IncrementalRenderer) -> 
 class SyncResult:
     commit: str  # the branch head fetched ("" if never fetched)
     rendered: bool  # False: the commit was already done (or the fetch failed), nothing rebuilt
-    published: tuple[str, ...] = ()  # clusters that got a new release (including re-signs)
+    published: tuple[str, ...] = ()  # clusters that got a new release
     errors: Mapping[str, str] = dataclasses.field(default_factory=dict)  # cluster -> message
     fleet_error: str | None = None
     source_error: str | None = None
@@ -243,11 +243,11 @@ class Syncer:
         except SourceError as e:
             self.source_error = str(e)
             log.warning("fetch failed; serving the bundles we have", error=str(e))
-            return SyncResult(self.revision, False, tuple(self.store.refresh_expiring()), source_error=str(e))
+            return SyncResult(self.revision, False, (), source_error=str(e))
         self.source_error = None
         self.revision = commit
         if commit == self._done and not force:
-            return SyncResult(commit, False, tuple(self.store.refresh_expiring()))
+            return SyncResult(commit, False, ())
 
         try:
             outcome = await asyncio.to_thread(
@@ -257,7 +257,7 @@ class Syncer:
                 self.engine,
                 renderer=self.renderer,
                 previous=None if force else dict(self._inputs),
-                share=self.store.shares_blobs,
+                share=True,
             )
         except SourceError as e:
             # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
@@ -296,9 +296,6 @@ class Syncer:
             for cluster in list(self._inputs):
                 if cluster not in outcome.fleet.cluster_names:
                     del self._inputs[cluster]
-        for cluster in self.store.refresh_expiring():
-            if cluster not in published:
-                published.append(cluster)
         if not errors and outcome.fleet is not None:
             self._done = commit
         stats = outcome.stats

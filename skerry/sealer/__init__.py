@@ -3,12 +3,17 @@
 Anyone may seal with its public certificate (``skerry seal``); only verified
 agents get plaintext back over mutual TLS. The package is split by concern:
 
-* ``crypto``   the Bitnami Sealed Secrets hybrid format (pure functions)
-* ``keys``     the key registry and its storage backend
-* ``authz``    who may unseal, and the audit trail of every attempt
-* ``servicer`` the gRPC service, proto <-> domain only
-* ``config`` / ``app``  settings from the environment and the composition root
-* ``seal`` / ``cli``    the client-side ``skerry seal`` and ``skerry sealer serve``
+* ``crypto``      the Bitnami Sealed Secrets hybrid format (pure functions)
+* ``keys/``       keys split by verb: ``model``, ``storage`` (+ encryption at rest), ``registry``, ``backup``
+* ``authz``       who may unseal, and the audit trail of every attempt
+* ``trust`` / ``tuf``  which SealedSecrets a cluster's signed bundle holds (signed bundles; TUF mode)
+* ``revocations`` the hub's revocation feed as the sealer follows and keeps it
+* ``retire``      which SealedSecrets in a repository still need a key, before it is retired
+* ``servicer``    the gRPC service, proto <-> domain only
+* ``certhttp``    the plain-HTTP endpoint serving only public certificates (``kubeseal --cert URL``)
+* ``metrics``     Prometheus families around the gate and the registry
+* ``config`` / ``app``  settings (``skerry.core.config``) and the composition root
+* ``seal/`` / ``cli``   ``skerry seal`` split by verb (``manifests``, ``certificates``, ``sealing``, ``recovery``) and the commands
 
 Importing this package is cheap on purpose (no grpc or cryptography), so the
 CLI's ``--help`` stays fast.

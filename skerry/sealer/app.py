@@ -32,8 +32,8 @@ from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
 from skerry.sealer.revocations import HubRevocations, follow
 from skerry.sealer.servicer import SealerServicer
-from skerry.sealer.trust import BundleTrust, SignedBundleTrust
-from skerry.sealer.tuf import EitherBundleTrust, TufBundleTrust
+from skerry.sealer.trust import BundleTrust
+from skerry.sealer.tuf import TufBundleTrust
 
 log = structlog.get_logger("skerry.sealer")
 
@@ -52,10 +52,8 @@ class SealerApp:
         self.registry = registry or KeyRegistry.from_directory(
             config.keys_dir, kek=config.key_encryption_key()
         )
-        if bundle_trust is None and (config.hub_keys or config.trust_root is not None):
-            legacy = SignedBundleTrust.from_key_files(config.hub_keys) if config.hub_keys else None
-            tuf = TufBundleTrust(config.trust_root, config.tuf_state_dir) if config.trust_root is not None else None
-            bundle_trust = EitherBundleTrust(tuf, legacy)
+        if bundle_trust is None and config.trust_root is not None:
+            bundle_trust = TufBundleTrust(config.trust_root, config.tuf_state_dir)
         self.bundle_trust = bundle_trust
         domains = ClusterDomains.from_file(config.cluster_domains) if config.cluster_domains else ClusterDomains()
         self.gate = UnsealGate(
@@ -83,8 +81,8 @@ class SealerApp:
         await self._maintain_keys()  # a sealer started after a long pause renews before serving
         if self.bundle_trust is None:
             log.warning(
-                "no hub key configured: any agent identity may unseal any namespace of its domains; "
-                "set SKERRY_SEALER_HUB_KEYS to unseal only what each cluster's signed bundle contains"
+                "no trust root configured: any agent identity may unseal any namespace of its domains; "
+                "set SKERRY_SEALER_TRUST_ROOT to unseal only what each cluster's released bundle contains"
             )
         ops = self._ops = SealerOps(self.config, self.registry)  # metrics (skerry/sealer/metrics.py)
         if self.config.hub is None:

@@ -275,8 +275,8 @@ class UnsealGate:
         """
         if self._trust is None:
             raise PermissionDenied(
-                "this sealer trusts no hub key, so it cannot verify bundles; configure "
-                "SKERRY_SEALER_HUB_KEYS", reason="NoBundleTrust"
+                "this sealer has no trust root, so it cannot verify bundles; configure "
+                "SKERRY_SEALER_TRUST_ROOT", reason="NoBundleTrust"
             )
         try:
             verified = self._trust.verify(metadata, bundle, cluster=identity.name)

@@ -12,6 +12,9 @@ import argparse
 import pathlib
 import sys
 
+from skerry.cli.output import add_output_flag, emit
+from skerry.cli.parser import duration_type
+
 SEAL_EPILOG = """\
 examples:
   skerry seal -f secret.yaml --cert sealer.crt > sealed.yaml
@@ -31,7 +34,7 @@ the life of a key:
   a new sealing key every 30 days (the sealer does it; `rotate` does it now, e.g. on suspected
   compromise) -> `skerry seal --re-encrypt --in-place REPO` -> commit -> `retire KEY --repo REPO`
   refuses while any SealedSecret in REPO still opens with KEY. The running sealer re-reads
-  storage every minute. Keep backups: `backup -o FILE` and `restore FILE`.
+  storage every minute. Keep backups: `backup -f FILE` and `restore FILE`.
 """
 
 
@@ -82,7 +85,7 @@ def add_commands(subparsers) -> None:
     )
     seal.add_argument("--tls-server-name", metavar="NAME", help="name to expect in the sealer's certificate")
     seal.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS", help="RPC timeout (default: 10)"
+        "--timeout", type=duration_type("--timeout"), default=10.0, metavar="DURATION", help="RPC timeout (default: 10s)"
     )
     mode = seal.add_mutually_exclusive_group()
     mode.add_argument("--fetch-cert", action="store_true", help="print the sealer's certificate (PEM) and exit")
@@ -130,14 +133,12 @@ def add_commands(subparsers) -> None:
     serve.add_argument("--tls-cert", type=pathlib.Path, metavar="FILE", help="server certificate")
     serve.add_argument("--tls-key", type=pathlib.Path, metavar="FILE", help="server private key")
     serve.add_argument("--keys-dir", type=pathlib.Path, metavar="DIR", help="sealing keys directory")
-    serve.add_argument("--domains", metavar="LIST", help="comma-separated key domains (default: default)")
+    serve.add_argument("--domain", dest="domains", action="append", metavar="D[,D...]",
+                       help="key domain(s) to serve; repeatable (default: default)")
     serve.add_argument(
         "--ready-file", type=pathlib.Path, metavar="FILE", help='write {"port": N} here once serving'
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
-    serve.add_argument(
-        "--hub-keys", metavar="LIST", help="hub public key files: unseal only what signed bundles hold"
-    )
     serve.add_argument(
         "--trust-root", type=pathlib.Path, metavar="FILE",
         help="the hub's TUF root.json: unseal only what director + release agreed on for the caller's cluster",
@@ -150,7 +151,8 @@ def add_commands(subparsers) -> None:
         help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client certificate)",
     )
     serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
-    serve.add_argument("--renewal-days", type=float, metavar="DAYS", help="new sealing key this often (30)")
+    serve.add_argument("--key-renewal", dest="renewal_days", type=duration_type("--key-renewal", unit=86400.0),
+                       metavar="DURATION", help="new sealing key this often (default 720h = 30 days)")
     serve.add_argument(
         "--cert-listen", metavar="HOST:PORT", help="plain-HTTP /v1/cert.pem (public certificates only)"
     )
@@ -170,7 +172,8 @@ def add_commands(subparsers) -> None:
     keys.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="key-encryption key (32 bytes)")
     keys.add_argument("--domain", default="default", help="key domain (default: default)")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
+    listing = keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
+    add_output_flag(listing)
     rotate = keys_sub.add_parser("rotate", help="add a new sealing key now (early renewal)")
     rotate.add_argument("--compromised", metavar="KEY_ID", help="the key suspected compromised (logged)")
     retire = keys_sub.add_parser("retire", help="remove a key once no SealedSecret in --repo needs it")
@@ -178,7 +181,8 @@ def add_commands(subparsers) -> None:
     retire.add_argument("--repo", type=pathlib.Path, nargs="+", required=True, metavar="PATH",
                         help="checkouts/directories whose SealedSecrets must not need the key")
     backup = keys_sub.add_parser("backup", help="write every key of the domain(s) to a file (0600)")
-    backup.add_argument("-o", "--output", type=pathlib.Path, required=True, metavar="FILE")
+    backup.add_argument("-f", "--file", dest="backup_file", type=pathlib.Path, required=True, metavar="FILE",
+                        help="the backup file to write (0600)")
     backup.add_argument("--all-domains", action="store_true", help="every domain under --keys-dir")
     restore = keys_sub.add_parser("restore", help="add the keys of a backup that storage lacks")
     restore.add_argument("input", type=pathlib.Path, metavar="FILE")
@@ -230,8 +234,6 @@ def seal_command(args: argparse.Namespace) -> int:
         return _fail("skerry seal", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback; messages carry no values
-        return _fail("skerry seal", f"unexpected {type(e).__name__}: {e}")
 
 
 def _split(values) -> list[str]:
@@ -384,6 +386,7 @@ def _sealed_files(paths: list[pathlib.Path]) -> list[pathlib.Path]:
 
 def _via_sealer(args: argparse.Namespace) -> int:
     """--validate and --re-encrypt: the sealer opens (and re-seals) the values; plaintext stays there."""
+    from skerry.core.client import secure_channel
     from skerry.sealer import seal
 
     if not args.sealer:
@@ -393,7 +396,7 @@ def _via_sealer(args: argparse.Namespace) -> int:
     if len(domains) > 1:
         raise _InputError("--validate/--re-encrypt take at most one --domain (the default for unannotated ones)")
     domain = domains[0] if domains else ""
-    channel = seal._channel(args.sealer, files, args.tls_server_name)
+    channel = secure_channel(args.sealer, files, server_name=args.tls_server_name)
     try:
         if args.in_place:
             if not args.re_encrypt:
@@ -427,7 +430,7 @@ def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
         if sealedsecret.KIND not in text:
             continue
         try:
-            docs = seal._parse_documents(text, str(path))
+            docs = seal.parse_documents(text, str(path))
         except Exception:  # noqa: BLE001 - not a manifest we can rewrite; leave it alone
             continue
         if not any(isinstance(d, dict) and sealedsecret.is_sealed_secret(d) for d in docs):
@@ -478,9 +481,10 @@ def _keys(args: argparse.Namespace) -> int:
     registry = KeyRegistry.from_directory(args.keys_dir, kek=kek)
     domain = normalize_domain(args.domain)
     if args.keys_command == "list":
-        for i, k in enumerate(registry.stored_keys(domain)):
-            role = "sealing" if i == 0 else "unseal-only"
-            print(f"{k.key_id}  {k.created:%Y-%m-%dT%H:%M:%SZ}  {role}")
+        rows = [{"key-id": k.key_id, "created": f"{k.created:%Y-%m-%dT%H:%M:%SZ}",
+                 "role": "sealing" if i == 0 else "unseal-only", "domain": domain}
+                for i, k in enumerate(registry.stored_keys(domain))]
+        emit(rows, args.output, columns=("key-id", "created", "role"), wide=("domain",))
         return 0
     if args.keys_command == "rotate":
         registry.open(domain)
@@ -504,12 +508,12 @@ def _keys(args: argparse.Namespace) -> int:
             [p.name for p in sorted(args.keys_dir.iterdir()) if p.is_dir()] if args.all_domains else [domain]
         )
         doc = registry.backup_document(domains, kek=kek)
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(args.backup_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1)
         count = sum(len(v) for v in doc["domains"].values())
         note = "encrypted with the KEK" if kek else "NOT encrypted: protect it like the keys"
-        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.output} ({note})", file=sys.stderr)
+        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.backup_file} ({note})", file=sys.stderr)
         return 0
     if args.keys_command == "restore":
         try:
@@ -546,10 +550,9 @@ def serve_command(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             keys_dir=args.keys_dir,
-            domains=args.domains,
+            domains=",".join(args.domains) if args.domains else None,
             ready_file=args.ready_file,
             log_level=args.log_level,
-            hub_keys=args.hub_keys,
             trust_root=args.trust_root,
             cluster_domains=args.cluster_domains,
             hub=args.hub,
@@ -566,8 +569,6 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail("skerry sealer serve", str(e))
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - e.g. the port is taken; one line, never a traceback
-        return _fail("skerry sealer serve", f"{type(e).__name__}: {e}")
     return 0
 
 

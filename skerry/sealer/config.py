@@ -15,11 +15,9 @@ plaintext mode: a sealer without TLS files does not start.
     SKERRY_SEALER_METRICS_LISTEN plaintext /metrics, /healthz, /readyz HOST:PORT (default off)
     SKERRY_SEALER_LOG_LEVEL      debug|info|warning|error   info
     SKERRY_SEALER_GRACE_SECONDS  drain time on SIGTERM      10
-    SKERRY_SEALER_HUB_KEYS       comma-separated hub public keys (PEM); when set, agents unseal only
-                                 SealedSecrets of a bundle signed for their own cluster
-    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents in TUF mode
-                                 unseal only SealedSecrets of a bundle the director and release
-                                 roles agreed on for their own cluster (verified here again)
+    SKERRY_SEALER_TRUST_ROOT     the hub TUF repository's root.json; when set, agents unseal only
+                                 SealedSecrets of a bundle the director and release roles agreed
+                                 on for their own cluster (verified here again)
     SKERRY_SEALER_TRUST_STATE_DIR  per-cluster trusted TUF metadata and release counters
                                  default: <keys dir>/../tuf-state
     SKERRY_SEALER_CLUSTER_DOMAINS  YAML/JSON file {clusters: {<cluster>|"*": [domains]}}
@@ -42,10 +40,10 @@ plaintext mode: a sealer without TLS files does not start.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 from collections.abc import Mapping
 
+from skerry.core import config
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
 
@@ -65,7 +63,6 @@ class SealerConfig:
     log_level: str = "info"
     grace_seconds: float = 10.0
     metrics_listen: str = ""  # "": no metrics server
-    hub_keys: tuple[pathlib.Path, ...] = ()
     trust_root: pathlib.Path | None = None
     trust_state_dir: pathlib.Path | None = None  # None: <keys_dir>/../tuf-state
     cluster_domains: pathlib.Path | None = None
@@ -135,40 +132,8 @@ class SealerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SealerConfig:
         """Defaults, then ``SKERRY_SEALER_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        environ = os.environ if environ is None else environ
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - fields
-        if unknown:
-            raise TypeError(f"unknown sealer settings: {', '.join(sorted(unknown))}")
-        raw: dict[str, object] = {}
-        for name in fields:
-            value = environ.get(ENV_PREFIX + name.upper())
-            if value not in (None, ""):
-                raw[name] = value
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**{k: _coerce(k, v) for k, v in raw.items()}).validate()
+        return config.load(cls, ENV_PREFIX, environ, overrides, convert={"log_level": _lower}).validate()
 
 
-def _coerce(name: str, value: object) -> object:
-    if name in ("tls_ca", "tls_cert", "tls_key", "keys_dir", "ready_file", "cluster_domains", "kek_file",
-                "trust_root", "trust_state_dir"):
-        return pathlib.Path(value)  # type: ignore[arg-type]
-    if name == "hub_keys":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(pathlib.Path(str(v).strip()) for v in items if str(v).strip())
-    if name in ("renewal_days", "keys_refresh_seconds", "rate_per_second", "rate_burst"):
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, not {value!r}") from None
-    if name == "domains":
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[attr-defined]
-        return tuple(d.strip() for d in items if d.strip())
-    if name == "grace_seconds":
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{ENV_PREFIX}GRACE_SECONDS must be a number, not {value!r}") from None
-    if name == "log_level":
-        return str(value).lower()
-    return str(value)
+def _lower(name: str, value: object) -> str:
+    return str(value).lower()

@@ -62,7 +62,7 @@ def sealed_secrets_needing(
         if sealedsecret.KIND not in text:
             continue
         try:
-            docs = seal._parse_documents(text, str(path))
+            docs = seal.parse_documents(text, str(path))
         except InvalidInput:
             continue
         for doc in docs:

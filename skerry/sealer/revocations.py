@@ -21,10 +21,10 @@ import grpc
 import structlog
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
+from skerry.core.client import aio_secure_channel
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
 from skerry.core.revocation import RevocationList, RevokedSet, read_file
-from skerry.core.rpc import CHANNEL_OPTIONS
 
 log = structlog.get_logger("skerry.sealer.revocations")
 
@@ -69,7 +69,7 @@ async def follow(address: str, credentials: grpc.ChannelCredentials, revocations
     attempt = 0
     while True:
         try:
-            async with grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS) as channel:
+            async with aio_secure_channel(address, credentials) as channel:
                 stream = enrollment_pb2_grpc.EnrollmentServiceStub(channel).WatchRevocations(
                     enrollment_pb2.WatchRevocationsRequest()
                 )

@@ -70,7 +70,7 @@ class EvidenceFetcher(FetcherInterface):
             data = self._files.get(f"{m['role']}.json")
             if data is not None and _version(data) == int(m["v"]):
                 return iter([data])
-        elif path.startswith("targets/") and trust.parse_release_path(path[len("targets/"):]):
+        elif path.startswith("targets/") and trust.parse_target_file(path[len("targets/"):]):
             return iter([self._bundle])
         raise tuf_errors.DownloadHTTPError(f"{path}: not in the agent's evidence", 404)
 
@@ -79,6 +79,7 @@ class TufBundleTrust:
     """``BundleTrust`` over TUF evidence; one trusted-metadata directory per cluster."""
 
     def __init__(self, trust_root: pathlib.Path, state_dir: pathlib.Path):
+        trust.use_fast_canonical_json()
         try:
             self._root = pathlib.Path(trust_root).read_bytes()
         except OSError as e:
@@ -155,21 +156,3 @@ class TufBundleTrust:
     @staticmethod
     def _save(base: pathlib.Path, release: int, digest: str) -> None:
         atomic_write(base / STATE_FILE, json.dumps({"release": release, "digest": digest}).encode())
-
-
-class EitherBundleTrust:
-    """Dispatch by what the agent sent: TUF evidence, else the legacy signed envelope."""
-
-    def __init__(self, tuf: TufBundleTrust | None, legacy=None):
-        self._tuf, self._legacy = tuf, legacy
-
-    def verify(self, metadata: bytes, bundle: bytes, *, cluster: str) -> BundleSecrets:
-        if trust.is_evidence(metadata):
-            if self._tuf is None:
-                raise VerificationError("TUF evidence sent, but this sealer has no --trust-root",
-                                        reason="UntrustedMetadata")
-            return self._tuf.verify(metadata, bundle, cluster=cluster)
-        if self._legacy is None:
-            raise VerificationError("a legacy signed envelope sent, but this sealer trusts only TUF (--trust-root)",
-                                    reason="UntrustedMetadata")
-        return self._legacy.verify(metadata, bundle, cluster=cluster)

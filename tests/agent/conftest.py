@@ -1,4 +1,4 @@
-"""Agent fixtures: signing keys, signed bundles, a Kubernetes client and a per-test agent namespace."""
+"""Agent fixtures: bundles released in a real trust repository, a Kubernetes client and a per-test namespace."""
 
 from __future__ import annotations
 
@@ -7,51 +7,60 @@ import subprocess
 import uuid
 
 import pytest
+from tuf.api import exceptions as tuf_errors
 
-from skerry.core.bundle import (
-    Bundle,
-    VerifiedBundle,
-    generate_signing_key,
-    load_public_key,
-    sign_bundle,
-    verify_signed_bundle,
-)
+from skerry.agent.tuf_client import InMemoryFetcher, TufVerifier
+from skerry.api.v1 import bundle_pb2
+from skerry.core.bundle import Bundle, VerifiedBundle
+from skerry.core.canonical import sha256_digest
 from skerry.core.clock import FixedClock
+from skerry.core.errors import NotFound
+from tests.e2e.trust_world import TrustWorld
 
 CLUSTER = "oslo"
-NOW = _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
+ENVIRONMENT = "dev"
+# Near the wall clock: python-tuf checks metadata expiry against it, the agent against its injected clock.
+NOW = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+
+
+class RepositoryFetcher(InMemoryFetcher):
+    """The trust repository's files in-process: the bytes the hub's ``TrustService.Fetch`` serves."""
+
+    def __init__(self, repo):
+        self.repo, self.last_path = repo, ""
+
+    def _fetch(self, url: str):
+        self.last_path = url[len("skerry:/"):]
+        try:
+            return iter([self.repo.fetch(self.last_path)])
+        except NotFound:
+            raise tuf_errors.DownloadHTTPError(self.last_path, 404) from None
 
 
 class Bundles:
-    """Makes signed bundles the way the hub does: ``Bundle(...).encode()`` + ``sign_bundle``."""
+    """Bundles as the hub releases them: directed and released (hub-held dev key) in a ``TrustWorld``.
 
-    def __init__(self, tmp_path, cluster: str = CLUSTER):
+    ``signed_message`` publishes a bundle and returns the watch event announcing it (the agent then
+    fetches it through TUF from ``FakeHub(trust=bundles.world)``); ``verifier`` is a real agent
+    verifier over the repository; ``verified`` is only the reconciler's input, built without a
+    signature for tests of what happens after verification.
+    """
+
+    def __init__(self, tmp_path, cluster: str = CLUSTER, *, expiry=None):
         self.cluster = cluster
-        self.key_path = tmp_path / "keys" / "hub-signing.key"
-        self.signer = generate_signing_key(self.key_path)
-        self.public_key_path = self.key_path.with_name("hub-signing.key.pub")
-        self.public_key = load_public_key(self.public_key_path)
-        self.trusted = {self.public_key.keyid: self.public_key}
+        self.world = TrustWorld(tmp_path / "trust", expiry=expiry)
         self.release = 0
 
-    def make(
-        self,
-        objects=(),
-        *,
-        release: int | None = None,
-        cluster: str | None = None,
-        document_cluster: str | None = None,
-        revision: str | None = None,
-        expires: _dt.datetime | None = None,
-        signer=None,
-    ) -> tuple[bytes, bytes]:
-        """``(metadata, bundle_bytes)``; releases count up by default."""
+    @property
+    def root(self):
+        return self.world.root
+
+    def _bundle(self, objects, release: int | None, revision: str | None, cluster: str | None) -> tuple[Bundle, int]:
         if release is None:
             self.release += 1
             release = self.release
-        cluster = cluster or self.cluster
         bundle = Bundle(
-            cluster=document_cluster or cluster,
+            cluster=cluster or self.cluster,
             revision=revision or f"{release:040x}",
             source_url="https://git.example/fleet.git",
             paths=("clusters/oslo",),
@@ -59,34 +68,29 @@ class Bundles:
             engine_version="",
             objects=tuple(objects),
         )
-        raw = bundle.encode()
-        metadata = sign_bundle(
-            raw,
-            cluster=cluster,
-            release=release,
-            revision=bundle.revision,
-            expires=expires or NOW + _dt.timedelta(days=7),
-            signers=[signer or self.signer],
-        )
-        return metadata, raw
+        return bundle, release
 
-    def verified(self, objects=(), **kw) -> VerifiedBundle:
-        metadata, raw = self.make(objects, **kw)
-        return verify_signed_bundle(metadata, raw, cluster=self.cluster, trusted_keys=self.trusted, now=NOW)
+    def publish(self, objects=(), *, release: int | None = None, revision: str | None = None) -> bytes:
+        """Release and direct a bundle of ``objects`` for this cluster; returns its bytes."""
+        bundle, release = self._bundle(objects, release, revision, None)
+        data = bundle.encode()
+        self.world.publish(self.cluster, ENVIRONMENT, data, release=release)
+        return data
 
-    def signed_message(self, objects=(), **kw):
-        from skerry.api.v1 import bundle_pb2
-        from skerry.core.canonical import sha256_digest
-
-        metadata, raw = self.make(objects, **kw)
+    def signed_message(self, objects=(), **kw) -> bundle_pb2.SignedBundle:
+        data = self.publish(objects, **kw)
         release = kw.get("release") or self.release
-        return bundle_pb2.SignedBundle(
-            cluster=kw.get("cluster") or self.cluster,
-            version=release,
-            digest=sha256_digest(raw),
-            metadata=metadata,
-            bundle=raw,
-        )
+        return bundle_pb2.SignedBundle(cluster=self.cluster, version=release, digest=sha256_digest(data))
+
+    def verifier(self, state_dir, clock=None) -> TufVerifier:
+        return TufVerifier(self.cluster, ENVIRONMENT, self.root, state_dir,
+                           lambda: RepositoryFetcher(self.world.repo), clock)
+
+    def verified(self, objects=(), *, release: int | None = None, revision: str | None = None) -> VerifiedBundle:
+        bundle, release = self._bundle(objects, release, revision, None)
+        raw = bundle.encode()
+        return VerifiedBundle(bundle=bundle, release=release, digest=sha256_digest(raw),
+                              expires=NOW + _dt.timedelta(days=1), metadata=b"{}", raw=raw)
 
 
 @pytest.fixture

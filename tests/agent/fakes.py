@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 import grpc
 
-from skerry.api.v1 import hub_pb2, hub_pb2_grpc, sealer_pb2, sealer_pb2_grpc
+from skerry.api.v1 import hub_pb2, hub_pb2_grpc, sealer_pb2, sealer_pb2_grpc, trust_pb2, trust_pb2_grpc
 from skerry.core import tls
-from skerry.core.errors import SealError
+from skerry.core.authz import peer_caller
+from skerry.core.errors import NotFound, SealError
 
 
 class FakeUnsealer:
@@ -69,12 +70,37 @@ def sealed_secret(
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 
 
-class FakeHub(hub_pb2_grpc.HubServiceServicer):
-    """A HubService over mTLS: tests push WatchBundlesResponse events and read the reports."""
+class _TrustFiles(trust_pb2_grpc.TrustServiceServicer):
+    """``TrustService.Fetch`` over the files of a trust repository, or a tampered copy (``FakeHub.tampered``)."""
 
-    def __init__(self, pki, *, port: int = 0):
+    def __init__(self, hub: FakeHub):
+        self.hub = hub
+
+    async def Fetch(self, request, context):
+        if self.hub.tampered is not None:
+            data = self.hub.tampered.get(request.path)
+        else:
+            try:
+                data = self.hub.trust.repo.fetch(request.path)
+            except NotFound:
+                data = None
+        if data is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.path} not found")
+        yield trust_pb2.FetchChunk(data=data, total_size=len(data))
+
+
+class FakeHub(hub_pb2_grpc.HubServiceServicer):
+    """A HubService over mTLS: tests push WatchBundlesResponse events and read the reports.
+
+    With ``trust`` (a ``TrustWorld``) it serves that repository through ``TrustService.Fetch`` as the
+    hub does; ``tampered`` (path -> bytes) replaces the repository with what an attacker serves.
+    """
+
+    def __init__(self, pki, *, port: int = 0, trust=None):
         self._pki = pki
         self._port = port
+        self.trust = trust
+        self.tampered: dict[str, bytes] | None = None
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
         self.requests: list[hub_pb2.WatchBundlesRequest] = []
@@ -92,6 +118,8 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
         files = self._pki.server("hub", tls.ROLE_HUB)
         self.server = grpc.aio.server(options=_SERVER_OPTIONS)
         hub_pb2_grpc.add_HubServiceServicer_to_server(self, self.server)
+        if self.trust is not None:
+            trust_pb2_grpc.add_TrustServiceServicer_to_server(_TrustFiles(self), self.server)
         self.port = self.server.add_secure_port(
             f"127.0.0.1:{self._port}", tls.server_credentials(files, require_client_auth=True)
         )
@@ -120,7 +148,7 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
             await q.put(response)
 
     async def WatchBundles(self, request, context):
-        self.peers.append(tls.peer_identity(context))
+        self.peers.append(peer_caller(context).identity)
         self.requests.append(request)
         await self._note()
         q: asyncio.Queue = asyncio.Queue()
@@ -171,7 +199,7 @@ class FakeSealer(sealer_pb2_grpc.SealerServiceServicer):
             await self.server.stop(0)
 
     async def Unseal(self, request, context):
-        self.peers.append(tls.peer_identity(context))
+        self.peers.append(peer_caller(context).identity)
         self.requests.append(request)
         try:
             data = self.unsealer.unseal(

@@ -1,4 +1,4 @@
-"""The agent in-process: hub -> verify -> reconcile -> report; rejections; render errors; the cache."""
+"""The agent in-process: hub -> TUF verify -> reconcile -> report; rejections; render errors; the cache."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import pytest
 
 from skerry.agent.app import AgentApp
 from skerry.agent.config import AgentConfig
-from skerry.api.v1 import hub_pb2
-from skerry.core.bundle import generate_signing_key
+from skerry.api.v1 import bundle_pb2, hub_pb2
+from skerry.core import trust
+from skerry.core.bundle import Bundle
+from skerry.core.canonical import sha256_digest
+from tests.e2e.trust_world import evil_key
 
-from .conftest import CLUSTER, NOW, configmap, kubectl
+from .conftest import CLUSTER, ENVIRONMENT, Bundles, configmap, kubectl
 from .fakes import FakeHub, FakeUnsealer, sealed_secret
 
 pytestmark = pytest.mark.kube
@@ -24,14 +27,15 @@ def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
     files = pki.agent(CLUSTER)
     apps: list[AgentApp] = []
 
-    def make(hub_address: str, **kw) -> AgentApp:
+    def make(hub_address: str, *, trust_root=None, **kw) -> AgentApp:
         config = AgentConfig(
             cluster=CLUSTER,
             hub_address=hub_address,
             tls_ca=files.ca,
             tls_cert=files.cert,
             tls_key=files.key,
-            trusted_keys=(bundles.public_key_path,),
+            trust_root=trust_root or bundles.root,
+            environment=ENVIRONMENT,
             kubeconfig=kubeconfig,
             state_dir=tmp_path / "state",
             namespace=agent_namespace,
@@ -44,6 +48,11 @@ def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
         return app
 
     return make
+
+
+def bundles_pb2_hint(release: int, data: bytes) -> bundle_pb2.SignedBundle:
+    """The watch event for ``data``: only a hint to refresh, as the hub sends it."""
+    return bundle_pb2.SignedBundle(cluster=CLUSTER, version=release, digest=sha256_digest(data))
 
 
 def ready_file(tmp_path) -> dict:
@@ -62,7 +71,7 @@ def test_a_bundle_from_the_hub_is_verified_applied_and_reported(
     pki, bundles, make_app, kube, namespace, tmp_path
 ):
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address)
         await app.start()
         try:
@@ -99,7 +108,7 @@ def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
     pki, bundles, make_app, kube, namespace, tmp_path
 ):
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address)
         await app.start()
         try:
@@ -107,9 +116,19 @@ def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
                 hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("good", namespace)]))
             )
             await app.wait_until(lambda a: a.last_result is not None and a.last_result.release == 1)
-            attacker = generate_signing_key(tmp_path / "attacker.key")
-            evil = bundles.signed_message([configmap("evil", namespace)], signer=attacker)
-            await hub.send(hub_pb2.WatchBundlesResponse(bundle=evil))
+            await hub.wait_for(lambda: hub.requests)  # the watch is open (it opens after the first refresh)
+            # A hub without the director's key points the cluster at its own bundle, signing with another key.
+            world = bundles.world
+            files = world.files()
+            evil = Bundle(CLUSTER, "e" * 40, "https://git.example/fleet.git", ("clusters/oslo",), "raw", "",
+                          (configmap("evil", namespace),)).encode()
+            world.evil_direct(files, CLUSTER, evil, release=2)
+            role = trust.cluster_role(CLUSTER)
+            md = world.latest(files, role)
+            world.put(files, role, md, evil_key())
+            world.recommit(files)
+            hub.tampered = files
+            await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles_pb2_hint(2, evil)))
             await hub.wait_for(
                 lambda: any(conditions(r).get("Verified", ("", ""))[1] == "BadSignature" for r in hub.reports)
             )
@@ -128,7 +147,7 @@ def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
 
 def test_a_rollback_from_the_hub_is_rejected_with_its_reason(pki, bundles, make_app, kube, namespace):
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address)
         await app.start()
         try:
@@ -138,10 +157,11 @@ def test_a_rollback_from_the_hub_is_rejected_with_its_reason(pki, bundles, make_
                 )
             )
             await app.wait_until(lambda a: a.last_result is not None and a.last_result.release == 5)
+            await hub.wait_for(lambda: hub.requests)  # the watch is open (it opens after the first refresh)
             old = bundles.signed_message([configmap("v3", namespace)], release=3)
             await hub.send(hub_pb2.WatchBundlesResponse(bundle=old))
             await app.wait_until(lambda a: a.last_rejection is not None)
-            assert app.last_rejection.reason == "Rollback"
+            assert app.last_rejection.reason == "ReleaseRollback"  # fresh metadata, a lower release counter
         finally:
             await app.stop()
             await hub.stop()
@@ -152,7 +172,7 @@ def test_a_rollback_from_the_hub_is_rejected_with_its_reason(pki, bundles, make_
 
 def test_a_render_error_is_reported_and_nothing_is_pruned(pki, bundles, make_app, kube, namespace):
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address)
         await app.start()
         try:
@@ -178,7 +198,7 @@ def test_the_cached_bundle_is_reapplied_on_start_without_a_hub(
     pki, bundles, make_app, kube, kubeconfig, namespace, tmp_path
 ):
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address)
         await app.start()
         try:
@@ -214,16 +234,16 @@ def test_the_cached_bundle_is_reapplied_on_start_without_a_hub(
 
 
 def test_an_expired_cache_is_reapplied_and_reported_stale(
-    pki, bundles, make_app, kube, kubeconfig, namespace, clock
+    pki, make_app, kube, kubeconfig, namespace, clock, tmp_path
 ):
+    bundles = Bundles(tmp_path / "short", expiry={"timestamp": _dt.timedelta(minutes=10)})
+
     async def scenario():
-        hub = await FakeHub(pki).start()
-        app = make_app(hub.address)
+        hub = await FakeHub(pki, trust=bundles.world).start()
+        app = make_app(hub.address, trust_root=bundles.root)
         await app.start()
         try:
-            msg = bundles.signed_message(
-                [configmap("frozen", namespace)], expires=NOW + _dt.timedelta(minutes=10)
-            )
+            msg = bundles.signed_message([configmap("frozen", namespace)])
             await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
             await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready)
         finally:
@@ -232,7 +252,7 @@ def test_an_expired_cache_is_reapplied_and_reported_stale(
         kubectl(kubeconfig, "delete", "configmap", "frozen", "-n", namespace)
 
         clock.advance(3600)
-        offline = make_app("127.0.0.1:1")
+        offline = make_app("127.0.0.1:1", trust_root=bundles.root)
         await offline.start()
         try:
             await offline.wait_until(lambda a: a.last_result is not None)
@@ -247,7 +267,7 @@ def test_an_expired_cache_is_reapplied_and_reported_stale(
 
 def test_a_reconcile_that_did_not_end_ready_is_retried(pki, bundles, make_app, kube, kubeconfig, namespace):
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address, retry_base=0.2)
         await app.start()
         try:

@@ -15,7 +15,7 @@ from skerry.agent.reconcile.drift import IgnoreRule, find_drift, fingerprint, ob
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.api.v1 import hub_pb2
 
-from .conftest import CLUSTER, configmap, deployment, kubectl
+from .conftest import CLUSTER, ENVIRONMENT, configmap, deployment, kubectl
 from .fakes import FakeHub, FakeUnsealer
 
 pytestmark = pytest.mark.kube
@@ -33,7 +33,8 @@ def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
             tls_ca=files.ca,
             tls_cert=files.cert,
             tls_key=files.key,
-            trusted_keys=(bundles.public_key_path,),
+            trust_root=bundles.root,
+            environment=ENVIRONMENT,
             kubeconfig=kubeconfig,
             state_dir=tmp_path / "state",
             namespace=agent_namespace,
@@ -60,7 +61,7 @@ def cond(app, type_):
 
 
 async def started(pki, make_app, bundles, objects, **settings):
-    hub = await FakeHub(pki).start()
+    hub = await FakeHub(pki, trust=bundles.world).start()
     app = make_app(hub.address, **settings)
     await app.start()
     await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message(objects)))

@@ -70,7 +70,7 @@ def test_suspend_holds_new_bundles_and_resume_applies_them(pki, make_app, bundle
     common = ["--cluster", CLUSTER, "--kubeconfig", str(kubeconfig), "--namespace", agent_namespace]
 
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address)
         await app.start()
         try:
@@ -100,7 +100,7 @@ def test_reconcile_now_repairs_what_detect_only_left(pki, make_app, bundles, kub
     common = ["--cluster", CLUSTER, "--kubeconfig", str(kubeconfig), "--namespace", agent_namespace]
 
     async def scenario():
-        hub = await FakeHub(pki).start()
+        hub = await FakeHub(pki, trust=bundles.world).start()
         app = make_app(hub.address, drift_policy="detect")
         await app.start()
         try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from skerry.agent.cli import format_status
+from skerry.agent.cli import STATUS_COLUMNS, STATUS_WIDE, status_rows
 from skerry.agent.config import AgentConfig
 from skerry.agent.kube import conflicting_managers
 from skerry.api.v1 import common_pb2, hub_pb2
+from skerry.cli.output import table
 from skerry.core.errors import ConfigError
 
 
@@ -21,7 +22,7 @@ def test_every_conflicting_manager_is_named_with_its_fields():
     assert conflicting_managers(two) == ("helm: .data.a, .data.b", "platform-team: .data.a")
 
 
-def test_status_text_shows_ready_health_drift_and_failed_objects():
+def test_status_table_shows_releases_ready_health_drift_and_the_failed_object():
     status = hub_pb2.ClusterStatus(
         cluster="oslo",
         applied_version=7,
@@ -39,13 +40,25 @@ def test_status_text_shows_ready_health_drift_and_failed_objects():
         ],
     )
     resp = hub_pb2.GetFleetStatusResponse(
-        revision="abc", clusters=[hub_pb2.ClusterView(cluster="oslo", desired_version=8, reported=status)]
+        revision="abc",
+        clusters=[
+            hub_pb2.ClusterView(cluster="oslo", desired_version=8, reported=status),
+            hub_pb2.ClusterView(cluster="bergen-prod", desired_version=1796415910010),
+        ],
     )
-    text = format_status(resp)
-    assert "oslo: desired 8 applied 7 ready=False (ApplyFailed)" in text
-    assert "Healthy=Unknown Progressing: 1 progressing" in text
-    assert "Drifted=True DriftDetected: x .spec.replicas" in text
-    assert "failed ConfigMap shop/c: forbidden" in text
+    lines = table(status_rows(resp), STATUS_COLUMNS).splitlines()
+    assert lines[0].split() == ["CLUSTER", "DESIRED", "APPLIED", "READY", "HEALTHY", "DRIFTED", "SUSPENDED", "MESSAGE"]
+    assert lines[1].split()[:8] == ["oslo", "r8", "r7", "False", "Unknown", "True", "-", "ConfigMap"]
+    assert lines[1].endswith("ConfigMap shop/c: forbidden")
+    # a millisecond-epoch counter is shown as the instant it names, not 13 digits
+    assert lines[2].split()[:4] == ["bergen-prod", "r2026-12-04T20:25:10", "-", "Unknown"]
+    assert lines[2].endswith("no report from the agent yet")
+    # aligned: every column starts at the same offset on every line
+    for column in ("DESIRED", "READY", "MESSAGE"):
+        start = lines[0].index(column)
+        assert all(line[start - 1] == " " and line[start] != " " for line in lines)
+    wide = table(status_rows(resp), (*STATUS_COLUMNS, *STATUS_WIDE)).splitlines()
+    assert wide[0].split()[-4:] == ["DIGEST", "REVISION", "OBJECTS", "FAILED"]
 
 
 def test_drift_settings_come_from_the_environment_and_are_checked(tmp_path):
@@ -55,7 +68,8 @@ def test_drift_settings_come_from_the_environment_and_are_checked(tmp_path):
         "SKERRY_AGENT_TLS_CA": "ca",
         "SKERRY_AGENT_TLS_CERT": "c",
         "SKERRY_AGENT_TLS_KEY": "k",
-        "SKERRY_AGENT_TRUSTED_KEYS": "k.pub",
+        "SKERRY_AGENT_TRUST_ROOT": "root.json",
+        "SKERRY_AGENT_ENVIRONMENT": "prod",
     }
     cfg = AgentConfig.from_env(
         {

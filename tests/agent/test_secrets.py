@@ -10,7 +10,6 @@ import pytest
 from skerry.agent.cache import BundleCache
 from skerry.agent.reconcile.engine import Reconciler
 from skerry.agent.secrets import GrpcUnsealer, secret_from_sealed
-from skerry.agent.verify import Verifier
 from skerry.core import tls
 from skerry.core.errors import SealError
 
@@ -70,10 +69,8 @@ def test_sealed_secret_is_applied_as_a_secret_and_plaintext_never_reaches_the_ca
     kube, bundles, namespace, agent_namespace, tmp_path, clock
 ):
     state = tmp_path / "state"
-    verifier = Verifier(CLUSTER, bundles.trusted, state, clock)
-    verified = verifier.verify(
-        *bundles.make([sealed_secret("db", namespace, {"password": PLAINTEXT}), configmap("c", namespace)])
-    )
+    bundles.publish([sealed_secret("db", namespace, {"password": PLAINTEXT}), configmap("c", namespace)])
+    verified = bundles.verifier(state, clock).update()
     BundleCache(state).save(verified)
     reconciler = Reconciler(kube, FakeUnsealer(), "skerry", agent_namespace)
     result = reconciler.reconcile(verified)

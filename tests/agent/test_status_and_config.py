@@ -54,28 +54,26 @@ ENV = {
     "SKERRY_AGENT_TLS_CA": "/etc/skerry/ca.crt",
     "SKERRY_AGENT_TLS_CERT": "/etc/skerry/agent.crt",
     "SKERRY_AGENT_TLS_KEY": "/etc/skerry/agent.key",
-    "SKERRY_AGENT_TRUSTED_KEYS": "/etc/skerry/hub-a.pub, /etc/skerry/hub-b.pub",
+    "SKERRY_AGENT_TRUST_ROOT": "/etc/skerry/root.json",
+    "SKERRY_AGENT_ENVIRONMENT": "prod",
 }
 
 
 def test_config_reads_the_environment_with_safe_defaults():
     config = AgentConfig.from_env(ENV)
     assert config.cluster == "oslo" and config.hub_address == "hub.example:8443"
-    assert config.trusted_keys == (
-        pathlib.Path("/etc/skerry/hub-a.pub"),
-        pathlib.Path("/etc/skerry/hub-b.pub"),
-    )
+    assert config.trust_root == pathlib.Path("/etc/skerry/root.json") and config.environment == "prod"
     assert config.namespace == "skerry-system" and config.field_manager == "skerry"
     assert config.kubeconfig is None and config.sealer_address is None
-    assert config.allow_prune_all is False and config.signature_threshold == 1
+    assert config.allow_prune_all is False and config.freeze_policy == "keep"
 
 
 def test_overrides_win_over_the_environment_and_none_is_ignored():
     config = AgentConfig.from_env(
-        ENV, cluster="bergen", namespace=None, allow_prune_all=True, trusted_keys=[pathlib.Path("/k.pub")]
+        ENV, cluster="bergen", namespace=None, allow_prune_all=True, trust_root=pathlib.Path("/r.json")
     )
     assert config.cluster == "bergen" and config.namespace == "skerry-system"
-    assert config.allow_prune_all is True and config.trusted_keys == (pathlib.Path("/k.pub"),)
+    assert config.allow_prune_all is True and config.trust_root == pathlib.Path("/r.json")
 
 
 @pytest.mark.parametrize(
@@ -85,8 +83,9 @@ def test_overrides_win_over_the_environment_and_none_is_ignored():
         ({"SKERRY_AGENT_CLUSTER": "Not_A_Name"}, "DNS"),
         ({"SKERRY_AGENT_HUB": "nohost"}, "HOST:PORT"),
         ({"SKERRY_AGENT_TLS_KEY": ""}, "SKERRY_AGENT_TLS_KEY"),
-        ({"SKERRY_AGENT_TRUSTED_KEYS": ""}, "trusted hub public key"),
-        ({"SKERRY_AGENT_SIGNATURE_THRESHOLD": "3"}, "threshold"),
+        ({"SKERRY_AGENT_TRUST_ROOT": ""}, "TUF trust root"),
+        ({"SKERRY_AGENT_ENVIRONMENT": "Prod_1"}, "environment"),
+        ({"SKERRY_AGENT_FREEZE_POLICY": "melt"}, "freeze policy"),
         ({"SKERRY_AGENT_ALLOW_PRUNE_ALL": "maybe"}, "ALLOW_PRUNE_ALL"),
         ({"SKERRY_AGENT_LOG_LEVEL": "loud"}, "log level"),
     ],
@@ -123,7 +122,7 @@ def test_cli_has_a_flag_for_every_config_field():
             "h:1",
             "--sealer",
             "s:2",
-            "--sealer-domain",
+            "--domain",
             "eu",
             "--tls-ca",
             "ca",
@@ -131,15 +130,17 @@ def test_cli_has_a_flag_for_every_config_field():
             "c",
             "--tls-key",
             "k",
-            "--trusted-key",
-            "a.pub",
-            "--trusted-key",
-            "b.pub",
-            "--signature-threshold",
-            "2",
+            "--trust-root",
+            "root.json",
+            "--environment",
+            "prod",
+            "--freeze-policy",
+            "suspend",
+            "--trust-poll",
+            "5",
             "--kubeconfig",
             "kc",
-            "--kube-context",
+            "--context",
             "ctx",
             "--state-dir",
             "st",
@@ -152,20 +153,24 @@ def test_cli_has_a_flag_for_every_config_field():
             "--log-level",
             "debug",
             "--allow-prune-all",
+            "--resync-interval",
+            "1h30m",
         ]
     )
     assert args.func is cli.handler
     values = {f: getattr(args, f) for f in cli._FIELDS}
     assert set(values) == {f.name for f in __import__("dataclasses").fields(AgentConfig)}
-    assert values["trusted_keys"] == [pathlib.Path("a.pub"), pathlib.Path("b.pub")]
+    assert values["trust_root"] == pathlib.Path("root.json") and values["environment"] == "prod"
     assert values["hub_address"] == "h:1" and values["allow_prune_all"] is True
+    assert values["sealer_domain"] == "eu" and values["kube_context"] == "ctx"
+    assert AgentConfig.from_env({}, **{k: v for k, v in values.items() if v is not None}).resync_seconds == 5400.0
 
 
-def test_cli_error_is_one_line_naming_the_file_and_exit_1(tmp_path, capsys, monkeypatch):
+def test_cli_error_is_one_line_naming_the_file_and_exit_1(tmp_path, capsys, monkeypatch, pki):
     for key in list(__import__("os").environ):
         if key.startswith("SKERRY_AGENT_"):
             monkeypatch.delenv(key)
-    missing = tmp_path / "nope.pub"
+    missing = tmp_path / "nope.json"
     args = parse(
         [
             "agent",
@@ -175,13 +180,15 @@ def test_cli_error_is_one_line_naming_the_file_and_exit_1(tmp_path, capsys, monk
             "--hub",
             "127.0.0.1:1",
             "--tls-ca",
-            str(tmp_path / "ca"),
+            str(pki.agent("oslo").ca),
             "--tls-cert",
-            str(tmp_path / "c"),
+            str(pki.agent("oslo").cert),
             "--tls-key",
-            str(tmp_path / "k"),
-            "--trusted-key",
+            str(pki.agent("oslo").key),
+            "--trust-root",
             str(missing),
+            "--environment",
+            "prod",
             "--state-dir",
             str(tmp_path / "state"),
         ]

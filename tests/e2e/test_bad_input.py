@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from skerry.core import tls
-from skerry.devstack import EXAMPLES, Stack, git, wait_for
+from skerry.testing.devstack import EXAMPLES, Stack, git, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -55,7 +55,7 @@ def test_an_agent_with_a_certificate_from_another_ca_is_refused_and_names_the_hu
         # the stranger trusts the real hub's CA (so it can see who refuses it) but holds a foreign cert
         shutil.copyfile(stack.pki_dir / "ca.crt", files.ca)
         stranger.hub_address, stranger.sealer_address = stack.hub_address, stack.sealer_address
-        stranger.hub_public_key = stack.hub_public_key
+        stranger.trust_root = stack.trust_root
         agent = stranger.start_agent("oslo-dev")
         wait_for(lambda: error_lines(agent.log_tail(200), stack.hub_address, "certificate"), 30,
                  "the agent to name the hub and the certificate problem", agent)

@@ -14,7 +14,7 @@ import secrets as pysecrets
 import pytest
 
 from skerry.core import tls
-from skerry.devstack import Stack, fleet_status, wait_for
+from skerry.testing.devstack import Stack, fleet_status, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

@@ -3,6 +3,7 @@ suspend -> commit -> skerry diff -> resume."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from skerry.core import tls
-from skerry.devstack import Stack, fleet_status, wait_for
+from skerry.testing.devstack import Stack, fleet_status, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -44,14 +45,20 @@ def skerry(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def status_text(stack) -> str:
+def status(stack, *output: str) -> str:
     ops = stack.identity("tester", tls.ROLE_OPERATOR)
     out = skerry(
         "status", "--hub", stack.hub_address, "--cluster", CLUSTER,
-        "--tls-ca", str(ops.ca), "--tls-cert", str(ops.cert), "--tls-key", str(ops.key),
+        "--tls-ca", str(ops.ca), "--tls-cert", str(ops.cert), "--tls-key", str(ops.key), *output,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def conditions(stack) -> dict[str, dict]:
+    """The cluster's reported conditions by type, from `skerry status -o json`."""
+    (view,) = json.loads(status(stack, "-o", "json"))["clusters"]
+    return {c["type"]: c for c in view.get("reported", {}).get("conditions", [])}
 
 
 def kube_args(stack) -> list[str]:
@@ -63,23 +70,29 @@ def replicas(stack) -> str:
 
 
 def test_status_shows_the_applied_release_health_and_drift_state(stack):
-    text = wait_for(lambda: (t := status_text(stack)) and "Drifted=" in t and t, 30, "a report with drift state", stack.hub)
-    assert f"{CLUSTER}: desired" in text and "ready=True" in text
-    assert "Healthy=" in text and "Drifted=False InSync" in text
+    conds = wait_for(lambda: (c := conditions(stack)) and "Drifted" in c and c, 30, "a report with drift state", stack.hub)
+    assert conds["Ready"]["status"] == "True" and "Healthy" in conds
+    assert (conds["Drifted"]["status"], conds["Drifted"]["reason"]) == ("False", "InSync")
+    header, row = status(stack).splitlines()
+    assert header.split()[:5] == ["CLUSTER", "DESIRED", "APPLIED", "READY", "HEALTHY"]
+    cells = row.split()
+    assert cells[0] == CLUSTER and cells[1] == cells[2] and cells[1].startswith("r") and cells[3] == "True"
 
 
 def test_a_manual_scale_is_reverted_by_the_running_agent_and_reported_to_the_hub(stack):
     stack.kubectl("scale", "deploy", "web", "-n", "shop-dev", "--replicas=4")
     wait_for(lambda: replicas(stack) == "1", 60, "the agent to revert the scale", stack.agents[CLUSTER])
-    text = wait_for(
-        lambda: (t := status_text(stack)) and "DriftCorrected=True" in t and t, 30, "the correction reported", stack.hub
+    conds = wait_for(
+        lambda: (c := conditions(stack)) and c.get("DriftCorrected", {}).get("status") == "True" and c, 30,
+        "the correction reported", stack.hub,
     )
-    assert ".spec.replicas: 4 (Git: 1)" in text
+    assert ".spec.replicas: 4 (Git: 1)" in conds["DriftCorrected"]["message"]
 
 
 def test_suspend_then_diff_shows_the_pending_change_and_resume_applies_it(stack):
     assert skerry("suspend", *kube_args(stack)).returncode == 0
-    wait_for(lambda: "Suspended=True" in status_text(stack), 30, "the agent to report Suspended", stack.agents[CLUSTER])
+    wait_for(lambda: conditions(stack).get("Suspended", {}).get("status") == "True", 30, "the agent to report Suspended",
+             stack.agents[CLUSTER])
     before = next(v for v in fleet_status(stack.hub_address, stack.identity("tester", tls.ROLE_OPERATOR)) if v["cluster"] == CLUSTER)
     path = stack.repo / "overlays/dev/replicas.yaml"
     path.write_text(path.read_text().replace("replicas: 1", "replicas: 2"))

@@ -5,14 +5,15 @@ talking to the hub's PromotionService over mutual TLS.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
 from skerry.core import tls
-from skerry.devstack import EXAMPLES, Stack, fleet_status, git, wait_for
+from skerry.hub.promotion.audit import AuditLog
+from skerry.hub.state import open_state
+from skerry.testing.devstack import EXAMPLES, Stack, fleet_status, git, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -114,8 +115,12 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
     prod_after = (stack.repo / "overlays/prod/kustomization.yaml").read_text()
     assert prod_after == prod_before.replace('newTag: "1.25.3"', 'newTag: "1.27.0"'), "only the tag changed"
     assert image(stack, "shop-prod") == "nginx:1.27.0"
-    audit = (stack.workdir / "hub-state" / "promotion-audit.jsonl").read_text().splitlines()
-    outcomes = [(e["identity"], e["method"], e["outcome"]) for e in map(json.loads, audit)]
+    state = open_state("", state_dir=stack.workdir / "hub-state")  # the hub's SQLite state, read beside it
+    try:
+        audit = AuditLog(state).entries
+    finally:
+        state.close()
+    outcomes = [(e["identity"], e["method"], e["outcome"]) for e in audit]
     assert any(o[1:] == ("Promote", "blocked") and "tester" in o[0] for o in outcomes)
     assert any(o[1:] == ("Promote", "committed") and "approver" in o[0] for o in outcomes)
 

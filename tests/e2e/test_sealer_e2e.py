@@ -3,10 +3,9 @@
 The sealer holds two key domains; its operator's cluster-domain map gives
 the prod cluster the ``no-oslo`` region and the dev cluster only
 ``default``. Each agent gets exactly the Secrets its own signed bundle
-holds, in the scope they were sealed for. Every test runs twice: in TUF mode
-(the sealer trusts the hub repository's root.json and re-verifies the
-director + release metadata the agent shows it) and in legacy mode (the
-sealer trusts the hub's single bundle key).
+holds, in the scope they were sealed for: the sealer trusts the hub
+repository's root.json and re-verifies the director + release metadata the
+agent shows it.
 
 The example fleet is renamed (clusters and namespaces) so this module shares
 nothing with the other end-to-end tests on the session's API server.
@@ -24,8 +23,7 @@ import pytest
 import yaml
 
 from skerry.core import sealedsecret, tls
-from skerry.core.bundle import generate_signing_key
-from skerry.devstack import Service, Stack, wait_for
+from skerry.testing.devstack import Service, Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -48,23 +46,17 @@ def secret(name: str, namespace: str, type_: str = "Opaque", **string_data) -> d
 
 
 class BundleScopedStack(Stack):
-    """The devstack, with the sealer trusting the hub (TUF root or bundle key), mapping clusters to regions."""
+    """The devstack, with the sealer trusting the hub's TUF root, mapping clusters to regions."""
 
     def start_sealer(self) -> Service:
-        if self.trust:
-            trust_args = ["--trust-root", str(self.init_trust())]
-        else:
-            hub_key = self.workdir / "hub-keys" / "signing.key"
-            if not hub_key.exists():
-                generate_signing_key(hub_key)  # the hub loads this key instead of making one
-            trust_args = ["--hub-keys", f"{hub_key}.pub"]
+        trust_args = ["--trust-root", str(self.init_trust())]
         domains = self.workdir / "cluster-domains.yaml"
         domains.write_text(f"clusters:\n  {PROD}: [default, no-oslo]\n  {DEV}: [default]\n")
         files = self.identity("sealer", tls.ROLE_SEALER, server=True)
         self.sealer = Service(
             "sealer",
             ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
-             "--domains", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
+             "--domain", "default,no-oslo", *trust_args, "--cluster-domains", str(domains),
              "--cert-listen", "127.0.0.1:0", *self.tls_args(files)],
             self.workdir,
         ).start()
@@ -91,10 +83,9 @@ def add_resource(stack: Stack, overlay: str, filename: str, text: str) -> None:
         kustomization.write_text(body.replace("  - ../../base\n", f"  - ../../base\n  - {filename}\n", 1))
 
 
-@pytest.fixture(scope="module", params=["tuf", "legacy"])
-def stack(kubeconfig, tmp_path_factory, request):
-    s = BundleScopedStack(tmp_path_factory.mktemp(f"sealer-{request.param}"), kubeconfig, interval=1.0,
-                          trust=request.param == "tuf")
+@pytest.fixture(scope="module")
+def stack(kubeconfig, tmp_path_factory):
+    s = BundleScopedStack(tmp_path_factory.mktemp("sealer"), kubeconfig, interval=1.0)
     try:
         s.start_sealer()
         s.seed_repo()
@@ -193,9 +184,7 @@ def test_plaintext_never_reaches_the_repo_logs_or_agent_disk(stack):
     assert sealed["metadata"]["annotations"][sealedsecret.ANNOTATION_KEY_ID]
 
 
-def test_in_tuf_mode_the_sealer_verified_each_cluster_itself_and_keeps_its_release_counter(stack):
-    if not stack.trust:
-        pytest.skip("TUF mode only")
+def test_the_sealer_verified_each_cluster_itself_and_keeps_its_release_counter(stack):
     stack.wait_applied(PROD, timeout=90)
     state = stack.workdir / "tuf-state"
     for cluster in (PROD, DEV):

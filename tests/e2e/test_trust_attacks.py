@@ -11,6 +11,7 @@ hold the good release.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -20,8 +21,8 @@ from tuf.api.metadata import Metadata
 
 from skerry.core import tls, trust
 from skerry.core.canonical import sha256_digest, sha256_hex
-from skerry.devstack import Stack, wait_for
 from skerry.hub.trust import admin
+from skerry.testing.devstack import Stack, wait_for
 
 from .replay_hub import ReplayHub
 from .trust_world import TrustWorld, bundle_bytes, evil_key, expires_in
@@ -71,7 +72,7 @@ class Scene:
 
 @pytest.fixture
 def scene(kubeconfig, tmp_path):
-    stack = Stack(tmp_path, kubeconfig, trust=False)
+    stack = Stack(tmp_path, kubeconfig)  # only its agents and PKI: the world below is the repository
     stack.sealer_address = "127.0.0.1:9"
     mirror = ReplayHub(stack.identity("mirror", tls.ROLE_HUB, server=True)).start()
     world = TrustWorld(tmp_path / "trust")
@@ -187,6 +188,19 @@ def test_a_timestamp_signed_by_an_unknown_key_is_refused_as_bad_signature(scene)
     attack(scene, "BadSignature", tamper)
 
 
+def test_a_cluster_pointer_signed_by_a_key_the_director_does_not_hold_is_refused_as_bad_signature(scene):
+    w = scene.world
+
+    def tamper(files):  # a mirror forging where the cluster points, without the director's key
+        role = trust.cluster_role(CLUSTER)
+        md = w.latest(files, role)
+        md.signed.version += 1
+        w.put(files, role, md, evil_key())
+        w.recommit(files, {role: md.signed.version})
+
+    attack(scene, "BadSignature", tamper)
+
+
 def test_a_prod_release_under_threshold_is_refused_even_with_one_key_counted_twice(scene):
     w = scene.world
     good = bundle_bytes("oslo-prod", scene.ns, "good")
@@ -225,12 +239,20 @@ def test_a_prod_release_under_threshold_is_refused_even_with_one_key_counted_twi
     assert scene.marker() == "good"
 
 
-@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", trust.cluster_role(CLUSTER), "release-dev"])
+def _release_bin_of(scene, value: str) -> str:
+    return trust.release_bin("dev", trust.release_path("dev", CLUSTER, sha256_hex(bundle_bytes(CLUSTER, scene.ns, value))))
+
+
+@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", trust.cluster_role(CLUSTER), "release bin"])
 def test_rollback_of_each_metadata_role_is_refused(scene, role):
     w = scene.world
     # Two versions of everything exist; the attacker serves/lists the older one (with the hub's online keys).
     first = w.files()
-    scene.good("earlier")  # a different bundle, so every role gets a second version (same bundle: same release)
+    earlier = "earlier"
+    if role == "release bin":  # the bin that will hold the good release; the earlier one must land there too
+        role = _release_bin_of(scene, "good")
+        earlier = next(v for v in (f"earlier-{i}" for i in itertools.count()) if _release_bin_of(scene, v) == role)
+    scene.good(earlier)  # a different bundle, so every role gets a second version (same bundle: same release)
 
     def tamper(files):
         if role == "timestamp":

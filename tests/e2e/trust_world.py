@@ -66,8 +66,15 @@ class TrustWorld:
         return self.repo.direct(cluster, env, data, revision="a" * 40, release=release)
 
     def files(self) -> dict[str, bytes]:
-        base = self.dir / "repository"
-        return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.json") if not p.name.startswith(".")}
+        """Every file the hub serves: metadata, and each released bundle under its target path
+        (the repository keeps one blob per bundle; ``fetch`` serves it at every release path)."""
+        base = self.dir / "repository" / "metadata"
+        out = {f"metadata/{p.name}": p.read_bytes() for p in base.glob("*.json") if not p.name.startswith(".")}
+        for role, md in self.repo.md.items():
+            if role.startswith(trust.RELEASE_PREFIX) or trust.is_release_bin(role):
+                for path in md.signed.targets:
+                    out[f"targets/{path}"] = self.repo.fetch(f"targets/{path}")
+        return out
 
     # --- attacker tools -------------------------------------------------------------------
 

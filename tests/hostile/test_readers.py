@@ -22,6 +22,7 @@ from skerry.hub.enrollment.tokens import TokenIssuer, UsedTokens
 from skerry.hub.fleet import parse_fleet
 from skerry.hub.promotion.freight import read_images
 from skerry.hub.render.engine import parse_documents, render_plain
+from skerry.hub.state import open_state
 from skerry.sealer import seal
 from skerry.sealer.authz import ClusterDomains
 from skerry.sealer.tuf import TufBundleTrust
@@ -58,6 +59,15 @@ def _file_reader(tmp: pathlib.Path, name: str, read):
     return reader
 
 
+def _import_used_tokens(path: pathlib.Path) -> None:
+    """An older hub's spent-token file, taken into the hub state at the first start after an upgrade."""
+    state = open_state("", state_dir=path.parent)
+    try:
+        UsedTokens(state).import_previous(path.parent)
+    finally:
+        state.close()
+
+
 def readers(tmp: pathlib.Path) -> dict[str, tuple]:
     """name -> (reader taking bytes, the error it documents)."""
     return {
@@ -78,20 +88,14 @@ def readers(tmp: pathlib.Path) -> dict[str, tuple]:
         "skerry diff input": (diff.load_objects, InvalidInput),
         "enrollment token payload": (lambda d: TokenIssuer(b"k" * 32).check(
             "skt1." + base64.urlsafe_b64encode(d).decode().rstrip("=") + ".mac"), PermissionDenied),
-        "used-tokens state": (_file_reader(tmp / "tokens", "used-tokens.json",
-                                           lambda p: UsedTokens(p.parent).redeem(_claims())), ConfigError),
+        "used-tokens file (import)": (_file_reader(tmp / "tokens", "used-tokens.json", _import_used_tokens),
+                                      ConfigError),
         "revocation list": (lambda d: revocation.RevokedSet.from_bytes(d, "revocations.json"), ConfigError),
         "sealer release state": (_file_reader(tmp / "sealer-state", "release.json",
                                               lambda p: TufBundleTrust._last(p.parent)), VerificationError),
         "sealer cluster-domain map": (_file_reader(tmp / "domains", "domains.yaml", ClusterDomains.from_file),
                                       ConfigError),
     }
-
-
-def _claims():
-    from skerry.hub.enrollment.tokens import TokenClaims
-
-    return TokenClaims(cluster="oslo-prod", expires=4e9, token_id="t1")
 
 
 READERS = list(readers(pathlib.Path("/nonexistent")))

@@ -1,12 +1,9 @@
-"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, keys."""
+"""Hub test fixtures: real Git repositories shaped like examples/fleet, the real Kustomize, a trust repository."""
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
-from skerry.core.bundle import generate_signing_key
 from skerry.hub.render.engine import KustomizeEngine
 
 from .helpers import FLEET_FILES, GitRepo
@@ -34,22 +31,6 @@ def binary_engine() -> KustomizeEngine:
 
 
 @pytest.fixture
-def signing_key(tmp_path) -> pathlib.Path:
-    path = tmp_path / "keys" / "signing.key"
-    generate_signing_key(path)
-    return path
-
-
-@pytest.fixture
-def signer(signing_key):
-    from skerry.core.bundle import load_signer
-
-    return load_signer(signing_key)
-
-
-@pytest.fixture
-def trusted_keys(signing_key):
-    from skerry.core.bundle import load_public_key
-
-    key = load_public_key(pathlib.Path(f"{signing_key}.pub"))
-    return {key.keyid: key}
+def director(dev_trust):
+    """The hub's trust repository (dev: it holds every release key, so each bundle is released at once)."""
+    return dev_trust.repository()

@@ -120,12 +120,10 @@ def test_hub_serve_has_a_flag_for_every_setting():
             "c",
             "--tls-key",
             "k",
-            "--signing-key",
+            "--trust-dir",
             "s",
             "--state-dir",
             "d",
-            "--metadata-expiry",
-            "2d",
             "--render-timeout",
             "30s",
             "--ready-file",
@@ -145,13 +143,12 @@ def test_hub_serve_has_a_flag_for_every_setting():
         "k",
     )
     assert (
-        args.signing_key,
+        args.trust_dir,
         args.state_dir,
-        args.metadata_expiry,
         args.render_timeout,
         args.ready_file,
         args.log_level,
-    ) == ("s", "d", "2d", "30s", "f", "debug")
+    ) == ("s", "d", "30s", "f", "debug")
 
 
 def test_hub_serve_without_tls_is_one_error_line(fleet_repo, tmp_path):
@@ -159,7 +156,7 @@ def test_hub_serve_without_tls_is_one_error_line(fleet_repo, tmp_path):
     assert_one_line_error(proc, "skerry hub serve", "mutual TLS")
 
 
-def test_hub_serve_runs_until_sigterm(fleet_repo, tmp_path, pki):
+def test_hub_serve_runs_until_sigterm(fleet_repo, tmp_path, pki, dev_trust):
     import signal
     import time
 
@@ -186,6 +183,10 @@ def test_hub_serve_runs_until_sigterm(fleet_repo, tmp_path, pki):
             str(tls.key),
             "--state-dir",
             str(tmp_path / "state"),
+            "--trust-dir",
+            str(dev_trust.dir),
+            "--release-keys",
+            ",".join(f"{env}={key}" for env, key in dev_trust.release_keys),
             "--ready-file",
             str(ready),
             "--log-level",
@@ -200,7 +201,7 @@ def test_hub_serve_runs_until_sigterm(fleet_repo, tmp_path, pki):
             time.sleep(0.1)
         assert ready.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no ready file"
         info = json.loads(ready.read_text())
-        assert info["port"] > 0 and info["public_key"] == str(tmp_path / "state" / "signing.key.pub")
+        assert info["port"] > 0 and info["trust_root"] == str(dev_trust.root)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not ready.exists()
@@ -208,3 +209,5 @@ def test_hub_serve_runs_until_sigterm(fleet_repo, tmp_path, pki):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

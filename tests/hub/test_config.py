@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import pathlib
-
 import pytest
 
 from skerry.core.errors import ConfigError
@@ -18,10 +15,13 @@ def test_defaults_are_safe():
     assert cfg.branch == "main"
     assert cfg.interval == 60.0
     assert cfg.listen == "127.0.0.1:7440"  # loopback unless told otherwise
-    assert cfg.metadata_expiry == dt.timedelta(days=7)
     assert cfg.tls is None and cfg.ready_file is None and cfg.log_level == "info"
-    assert cfg.signing_key == cfg.state_dir / "signing.key"
-    assert cfg.public_key == pathlib.Path(f"{cfg.signing_key}.pub")
+    assert cfg.trust_dir is None and cfg.release_keys == ()
+
+
+def test_serving_without_a_trust_repository_is_refused():
+    with pytest.raises(ConfigError, match="trust_dir: .*skerry keys init --trust-dir"):
+        HubConfig(repo="/srv/fleet").require_trust()
 
 
 def test_serving_without_tls_is_refused():
@@ -39,9 +39,8 @@ def test_every_setting_is_read_from_the_environment(tmp_path):
         "SKERRY_HUB_TLS_CA": str(tmp_path / "ca.crt"),
         "SKERRY_HUB_TLS_CERT": str(tmp_path / "hub.crt"),
         "SKERRY_HUB_TLS_KEY": str(tmp_path / "hub.key"),
-        "SKERRY_HUB_SIGNING_KEY": str(tmp_path / "sign.key"),
+        "SKERRY_HUB_TRUST_DIR": str(tmp_path / "trust"),
         "SKERRY_HUB_STATE_DIR": str(tmp_path / "state"),
-        "SKERRY_HUB_METADATA_EXPIRY": "2d",
         "SKERRY_HUB_RENDER_TIMEOUT": "30s",
         "SKERRY_HUB_READY_FILE": str(tmp_path / "ready.json"),
         "SKERRY_HUB_LOG_LEVEL": "DEBUG",
@@ -52,9 +51,8 @@ def test_every_setting_is_read_from_the_environment(tmp_path):
     assert cfg.interval == 300.0
     assert cfg.listen == "[::]:9000"
     assert cfg.tls == TlsFiles(ca=tmp_path / "ca.crt", cert=tmp_path / "hub.crt", key=tmp_path / "hub.key")
-    assert cfg.signing_key == tmp_path / "sign.key"
+    assert cfg.trust_dir == tmp_path / "trust"
     assert cfg.state_dir == tmp_path / "state"
-    assert cfg.metadata_expiry == dt.timedelta(days=2)
     assert cfg.render_timeout == 30.0
     assert cfg.ready_file == tmp_path / "ready.json"
     assert cfg.log_level == "debug"
@@ -86,7 +84,6 @@ def test_tls_paths_come_together():
         ({"SKERRY_HUB_BRANCH": "a..b"}, "not a valid branch name"),
         ({"SKERRY_HUB_BRANCH": "a b"}, "not a valid branch name"),
         ({"SKERRY_HUB_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
-        ({"SKERRY_HUB_METADATA_EXPIRY": "10s"}, "metadata_expiry: must be at least one minute"),
     ],
 )
 def test_invalid_settings_are_config_errors_naming_the_setting(env, match):

@@ -147,8 +147,8 @@ def test_engine_version_is_part_of_the_key(repo, source, counting):
     assert sum(counting.calls.values()) == 3
 
 
-async def test_only_clusters_whose_inputs_changed_get_a_new_release(repo, source, counting, signer):
-    store = HubStore(signer)
+async def test_only_clusters_whose_inputs_changed_get_a_new_release(repo, source, counting, director):
+    store = HubStore(director)
     syncer = Syncer(source, counting, store)
     first = await syncer.sync_once()
     assert first.ok and sorted(first.published) == ["dev-1", "prod-1", "prod-2"]
@@ -294,9 +294,9 @@ def test_render_error_type_is_render_error(repo, source):
     ids=["broken-yaml", "missing-base", "cycle", "remote-base", "invalid-object"],
 )
 async def test_each_kind_of_breakage_keeps_the_previous_bundle_served(
-    repo, source, counting, signer, files, needle
+    repo, source, counting, director, files, needle
 ):
-    store = HubStore(signer)
+    store = HubStore(director)
     syncer = Syncer(source, counting, store)
     assert (await syncer.sync_once()).ok
     before = {c: store.current(c) for c in store.clusters()}

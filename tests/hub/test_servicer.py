@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
-import pathlib
 
 import grpc
 import pytest
 
+from skerry.agent.tuf_client import GrpcFetcher, TufVerifier
 from skerry.api.v1 import common_pb2, hub_pb2, hub_pb2_grpc
-from skerry.core.bundle import load_public_key, verify_signed_bundle
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import ROLE_HUB, channel_credentials
 from skerry.hub.app import HubApp
@@ -24,9 +21,11 @@ READ_TIMEOUT = 30
 
 
 @contextlib.asynccontextmanager
-async def running_hub(repo, tmp_path, pki, engine):
+async def running_hub(repo, tmp_path, pki, engine, dev_trust):
     config = HubConfig(
         repo=str(repo.path),
+        trust_dir=dev_trust.dir,
+        release_keys=dev_trust.release_keys,
         interval=3600,  # tests drive sync_once themselves
         tls=pki.server("hub", ROLE_HUB),
         state_dir=tmp_path / "state",
@@ -48,14 +47,11 @@ async def hub_stub(port: int, files):
         yield hub_pb2_grpc.HubServiceStub(channel)
 
 
-def trusted(app: HubApp):
-    ready = json.loads(pathlib.Path(app.config.ready_file).read_text())
-    key = load_public_key(pathlib.Path(ready["public_key"]))
-    return {key.keyid: key}
-
-
-def now():
-    return dt.datetime.now(dt.UTC)
+def verifier(app: HubApp, pki, dev_trust, tmp_path, cluster: str, env: str) -> TufVerifier:
+    """What the cluster's agent runs: a stock TUF client over the hub's TrustService."""
+    address = f"127.0.0.1:{app.port}"
+    return TufVerifier(cluster, env, dev_trust.root, tmp_path / f"agent-{cluster}",
+                       lambda: GrpcFetcher(address, pki.agent(cluster)))
 
 
 async def read(call):
@@ -64,17 +60,16 @@ async def read(call):
     return message
 
 
-async def test_agent_gets_its_current_bundle_then_a_new_one_after_a_commit(fleet_repo, tmp_path, pki, engine):
+async def test_agent_gets_its_current_bundle_then_a_new_one_after_a_commit(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-prod")) as stub,
     ):
+        agent = verifier(app, pki, dev_trust, tmp_path, "oslo-prod", "prod")
         call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-prod"))
         first = (await read(call)).bundle
         assert first.cluster == "oslo-prod" and first.version > 0
-        verified = verify_signed_bundle(
-            first.metadata, first.bundle, cluster="oslo-prod", trusted_keys=trusted(app), now=now()
-        )
+        verified = await asyncio.to_thread(agent.update)
         assert verified.digest == first.digest and verified.release == first.version
         assert verified.bundle.revision == fleet_repo.head()
         assert verified.bundle.paths == ("platform/monitoring", "overlays/prod")
@@ -90,22 +85,15 @@ async def test_agent_gets_its_current_bundle_then_a_new_one_after_a_commit(fleet
         )
         await app.syncer.sync_once()
         second = (await read(call)).bundle
-        newer = verify_signed_bundle(
-            second.metadata,
-            second.bundle,
-            cluster="oslo-prod",
-            trusted_keys=trusted(app),
-            last_release=verified.release,
-            last_digest=verified.digest,
-            now=now(),
-        )
+        newer = await asyncio.to_thread(agent.update)
+        assert newer.digest == second.digest and newer.release == second.version
         assert newer.release > verified.release and newer.bundle.revision == commit
         call.cancel()
 
 
-async def test_agent_that_has_the_current_bundle_is_not_sent_it_again(fleet_repo, tmp_path, pki, engine):
+async def test_agent_that_has_the_current_bundle_is_not_sent_it_again(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-dev")) as stub,
     ):
         current = app.store.current("oslo-dev")
@@ -127,13 +115,14 @@ async def test_agent_that_has_the_current_bundle_is_not_sent_it_again(fleet_repo
         await app.syncer.sync_once()
         first_sent = (await read(call)).bundle
         assert first_sent.version > current.release and first_sent.digest != current.digest
-        assert json.loads(first_sent.bundle)["source"]["revision"] == commit
+        latest = app.store.current("oslo-dev")
+        assert (first_sent.digest, latest.revision) == (latest.digest, commit)
         call.cancel()
 
 
-async def test_render_error_is_streamed_and_the_previous_bundle_stays(fleet_repo, tmp_path, pki, engine):
+async def test_render_error_is_streamed_and_the_previous_bundle_stays(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-prod")) as stub,
     ):
         call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-prod"))
@@ -148,9 +137,9 @@ async def test_render_error_is_streamed_and_the_previous_bundle_stays(fleet_repo
         call.cancel()
 
 
-async def test_agent_of_one_cluster_cannot_watch_another(fleet_repo, tmp_path, pki, engine):
+async def test_agent_of_one_cluster_cannot_watch_another(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-dev")) as stub,
     ):
         call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-prod"))
@@ -160,9 +149,9 @@ async def test_agent_of_one_cluster_cannot_watch_another(fleet_repo, tmp_path, p
         assert "skerry:agent:oslo-dev" in info.value.details() and "'oslo-prod'" in info.value.details()
 
 
-async def test_operator_cannot_watch_bundles(fleet_repo, tmp_path, pki, engine):
+async def test_operator_cannot_watch_bundles(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.operator("ops")) as stub,
     ):
         call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-prod"))
@@ -171,9 +160,9 @@ async def test_operator_cannot_watch_bundles(fleet_repo, tmp_path, pki, engine):
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_unknown_cluster_is_not_found(fleet_repo, tmp_path, pki, engine):
+async def test_unknown_cluster_is_not_found(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("ghost")) as stub,
     ):
         call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="ghost"))
@@ -183,8 +172,8 @@ async def test_unknown_cluster_is_not_found(fleet_repo, tmp_path, pki, engine):
         assert "'ghost'" in info.value.details()
 
 
-async def test_client_without_a_certificate_is_refused(fleet_repo, tmp_path, pki, engine):
-    async with running_hub(fleet_repo, tmp_path, pki, engine) as app:
+async def test_client_without_a_certificate_is_refused(fleet_repo, tmp_path, pki, engine, dev_trust):
+    async with running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app:
         creds = grpc.ssl_channel_credentials(root_certificates=pki.ca_file.read_bytes())
         async with grpc.aio.secure_channel(f"127.0.0.1:{app.port}", creds) as channel:
             stub = hub_pb2_grpc.HubServiceStub(channel)
@@ -217,8 +206,8 @@ def status_report(cluster: str, version: int, observed: int) -> hub_pb2.ReportSt
     )
 
 
-async def test_reported_status_shows_in_fleet_status_for_operators(fleet_repo, tmp_path, pki, engine):
-    async with running_hub(fleet_repo, tmp_path, pki, engine) as app:
+async def test_reported_status_shows_in_fleet_status_for_operators(fleet_repo, tmp_path, pki, engine, dev_trust):
+    async with running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app:
         async with hub_stub(app.port, pki.agent("oslo-prod")) as agent:
             await agent.ReportStatus(status_report("oslo-prod", 7, 2000), timeout=10)
             await agent.ReportStatus(status_report("oslo-prod", 6, 1000), timeout=10)  # older: ignored
@@ -242,9 +231,9 @@ async def test_reported_status_shows_in_fleet_status_for_operators(fleet_repo, t
         assert not views["oslo-dev"].HasField("reported")
 
 
-async def test_fleet_status_shows_render_errors(fleet_repo, tmp_path, pki, engine):
+async def test_fleet_status_shows_render_errors(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.operator("ops")) as ops,
     ):
         fleet_repo.commit("break", BROKEN_PROD)
@@ -256,9 +245,9 @@ async def test_fleet_status_shows_render_errors(fleet_repo, tmp_path, pki, engin
         assert view.desired_version > 0  # the previous bundle is still the desired state
 
 
-async def test_agent_may_report_and_read_only_its_own_cluster(fleet_repo, tmp_path, pki, engine):
+async def test_agent_may_report_and_read_only_its_own_cluster(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
-        running_hub(fleet_repo, tmp_path, pki, engine) as app,
+        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-dev")) as agent,
     ):
         own = await agent.GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=10)
@@ -273,8 +262,8 @@ async def test_agent_may_report_and_read_only_its_own_cluster(fleet_repo, tmp_pa
             assert "oslo-dev" in info.value.details() and "oslo-prod" in info.value.details()
 
 
-async def test_unknown_cluster_in_report_or_fleet_status_is_not_found(fleet_repo, tmp_path, pki, engine):
-    async with running_hub(fleet_repo, tmp_path, pki, engine) as app:
+async def test_unknown_cluster_in_report_or_fleet_status_is_not_found(fleet_repo, tmp_path, pki, engine, dev_trust):
+    async with running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app:
         async with hub_stub(app.port, pki.agent("ghost")) as agent:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await agent.ReportStatus(status_report("ghost", 1, 1), timeout=10)
@@ -285,13 +274,13 @@ async def test_unknown_cluster_in_report_or_fleet_status_is_not_found(fleet_repo
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_before_the_fleet_loads_agents_are_told_to_come_back(tmp_path, pki, engine):
+async def test_before_the_fleet_loads_agents_are_told_to_come_back(tmp_path, pki, engine, dev_trust):
     from .helpers import GitRepo
 
     repo = GitRepo(tmp_path / "empty")
     repo.commit("no fleet yet", {"README.md": "soon\n"})
     async with (
-        running_hub(repo, tmp_path, pki, engine) as app,
+        running_hub(repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-dev")) as stub,
     ):
         call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-dev"))

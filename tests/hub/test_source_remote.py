@@ -98,6 +98,7 @@ def sshd(tmp_path, repo):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stderr.close()
 
 
 def test_ssh_deploy_key_with_known_hosts_fetches(sshd, repo, tmp_path):

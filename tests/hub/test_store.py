@@ -1,18 +1,21 @@
-"""HubStore: releases that never go down, re-signing before expiry, errors beside bundles, watchers."""
+"""HubStore: releases the director names and that never go down, errors beside bundles, watchers."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace as dataclass_replace
 
 import pytest
 
-from skerry.core.bundle import Bundle, verify_signed_bundle
+from skerry.core import trust
+from skerry.core.bundle import Bundle
+from skerry.core.canonical import sha256_digest
 from skerry.core.clock import FixedClock, SystemClock
-from skerry.core.errors import NotFound, VerificationError
-from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle, unix_ms
-
-EXPIRY = dt.timedelta(days=7)
+from skerry.core.errors import NotFound
+from skerry.hub.bundles.store import HubStore, RenderFailure, SignedBundle
+from skerry.hub.state import Fenced, open_state
+from skerry.hub.writer import Releases, Writer
 
 
 def bundle(cluster: str = "oslo-prod", revision: str = "c1", replicas: int | None = None) -> Bundle:
@@ -41,29 +44,43 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def store(signer, clock) -> HubStore:
-    s = HubStore(signer, expiry=EXPIRY, clock=clock)
+def store(director, clock) -> HubStore:
+    s = HubStore(director, clock=clock, environment_of=lambda cluster: cluster.rsplit("-", 1)[-1])
     s.declare(["oslo-prod", "oslo-dev"])
     return s
 
 
-def test_first_release_is_the_time_in_milliseconds_and_verifies(store, clock, trusted_keys):
+def test_first_release_takes_the_stores_counter_and_the_director_names_the_bundle(store, clock, director):
     signed = store.publish("oslo-prod", bundle())
-    assert signed.release == unix_ms(clock.now())
-    assert signed.expires == clock.now() + EXPIRY
-    verified = verify_signed_bundle(
-        signed.metadata, signed.bundle, cluster="oslo-prod", trusted_keys=trusted_keys, now=clock.now()
-    )
-    assert verified.release == signed.release and verified.digest == signed.digest
-    assert verified.bundle == bundle()
+    assert signed.release == 1  # the store's counter (in memory here; the hub's is in its state)
+    assert signed.digest == sha256_digest(bundle().encode())
+    pointer = director.directed("oslo-prod")
+    assert "sha256:" + pointer.hashes["sha256"] == signed.digest
+    assert pointer.custom["release"] == signed.release and pointer.custom["environment"] == "prod"
+    env, image, release = trust.director_says("oslo-prod", "prod", pointer)
+    assert (env, release) == ("prod", signed.release)
+    assert signed.expires == director.horizon(director.cluster_role("oslo-prod"), "prod")
 
 
-def test_metadata_does_not_verify_for_another_cluster(store, clock, trusted_keys):
-    signed = store.publish("oslo-prod", bundle())
-    with pytest.raises(VerificationError, match="WrongCluster|this agent is 'oslo-dev'"):
-        verify_signed_bundle(
-            signed.metadata, signed.bundle, cluster="oslo-dev", trusted_keys=trusted_keys, now=clock.now()
-        )
+def test_a_release_directs_only_its_own_cluster(store, director):
+    store.publish("oslo-prod", bundle())
+    assert director.directed("oslo-dev") is None
+    with pytest.raises(Exception, match="WrongCluster|oslo-dev|oslo-prod"):
+        trust.director_says("oslo-dev", "prod", director.directed("oslo-prod"))
+
+
+def test_a_bundle_the_release_side_has_not_signed_waits_and_keeps_the_current_one(dev_trust, clock):
+    held = HubStore(dev_trust.repository(), clock=clock, environment_of=lambda cluster: "prod")
+    first = held.publish("oslo-prod", bundle(revision="c1"))
+    # the same repository without the hub holding release-prod: a new bundle awaits offline signatures
+    from skerry.hub.trust.repository import TrustRepository
+
+    offline = HubStore(TrustRepository.open(dev_trust.dir), clock=clock, environment_of=lambda cluster: "prod")
+    offline.declare(["oslo-prod"])
+    assert offline.publish("oslo-prod", bundle(revision="c2")) is None
+    assert offline.pending("oslo-prod")[0] == bundle(revision="c2")
+    assert "awaits signatures of release-prod" in offline.error("oslo-prod").message
+    assert held.current("oslo-prod") is first
 
 
 def test_unchanged_digest_makes_no_new_release(store, clock):
@@ -90,46 +107,46 @@ def test_changed_bundle_gets_a_higher_release_even_within_the_same_millisecond(s
     assert third.release == first.release + 2
 
 
-def test_restarted_store_assigns_a_higher_release_without_any_saved_state(signer):
-    before = HubStore(signer, clock=SystemClock())
+def test_restarted_hub_continues_its_release_counters_even_with_its_clock_stepped_back(dev_trust, tmp_path):
+    clock = FixedClock(dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC))
+    state = open_state("", state_dir=tmp_path)
+    writer = Writer(state, "hub-a")
+    assert writer.try_acquire()
+    before = HubStore(dev_trust.repository(), clock=clock, releases=Releases(writer))
     for i in range(5):
         last = before.publish("oslo-prod", bundle(revision=f"c{i}"))
-    # A restart: a new process knows nothing of the old releases; it takes a moment to come up.
-    import time
-
-    time.sleep(0.01)
-    after = HubStore(signer, clock=SystemClock())
+    state.close()
+    # A restart on a host whose clock went back a day: the counter comes from the state, not the clock.
+    clock.advance(-86400)
+    state = open_state("", state_dir=tmp_path)
+    writer = Writer(state, "hub-a")
+    assert writer.try_acquire()
+    after = HubStore(dev_trust.repository(), clock=clock, releases=Releases(writer))
     again = after.publish("oslo-prod", bundle(revision="c4"))
     assert again.digest == last.digest
-    assert again.release > last.release
+    assert again.release == last.release  # the director already names it: the same release, never lower
+    newer = after.publish("oslo-prod", bundle(revision="c5"))
+    assert newer.release > last.release
+    state.close()
 
 
-def test_resigns_the_same_bundle_when_less_than_half_the_lifetime_remains(store, clock, trusted_keys):
-    first = store.publish("oslo-prod", bundle())
-    clock.advance(EXPIRY.total_seconds() / 2 - 60)
-    assert store.refresh_expiring() == []
-    assert store.publish("oslo-prod", bundle()) is None
-    clock.advance(120)
-    assert store.refresh_expiring() == ["oslo-prod"]
-    renewed = store.current("oslo-prod")
-    assert renewed.digest == first.digest and renewed.release > first.release
-    assert renewed.expires == (clock.now() + EXPIRY).replace(microsecond=0)
-    verify_signed_bundle(
-        renewed.metadata,
-        renewed.bundle,
-        cluster="oslo-prod",
-        trusted_keys=trusted_keys,
-        last_release=first.release,
-        last_digest=first.digest,
-        now=clock.now(),
-    )
+def test_a_store_whose_writer_was_fenced_publishes_nothing(dev_trust, tmp_path):
+    state = open_state("", state_dir=tmp_path)
+    old, new = Writer(state, "hub-a"), Writer(open_state("", state_dir=tmp_path), "hub-b")
+    assert old.try_acquire()
+    store = HubStore(dev_trust.repository(), clock=SystemClock(), releases=Releases(old))
+    first = store.publish("oslo-prod", bundle(revision="c1"))
+    state.release_lease(old.lease)  # (as if it had expired) another process takes over
+    assert new.try_acquire()
+    with pytest.raises(Fenced):
+        store.publish("oslo-prod", bundle(revision="c2"))
+    assert store.current("oslo-prod") == first and not old.is_writer
+    with pytest.raises(Fenced):  # stepped down: no further write even tried
+        store.publish_shared(["oslo-prod"], dataclass_replace(bundle(revision="c3"), cluster=""))
+    state.close()
+    new.state.close()
 
 
-def test_publish_of_an_expiring_unchanged_bundle_resigns_it(store, clock):
-    first = store.publish("oslo-prod", bundle())
-    clock.advance(EXPIRY.total_seconds() * 0.6)
-    again = store.publish("oslo-prod", bundle())
-    assert again is not None and again.digest == first.digest and again.release > first.release
 
 
 def test_render_error_keeps_the_current_bundle_and_a_good_publish_clears_it(store):

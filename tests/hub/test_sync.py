@@ -52,29 +52,31 @@ def counting(engine) -> CountingEngine:
 
 
 @pytest.fixture
-def syncer(fleet_repo, tmp_path, counting, signer) -> Syncer:
+def syncer(fleet_repo, tmp_path, counting, director) -> Syncer:
     source = GitSource(str(fleet_repo.path), cache_dir=tmp_path / "state")
-    return Syncer(source, counting, HubStore(signer), statuses=StatusBoard())
+    return Syncer(source, counting, HubStore(director), statuses=StatusBoard())
 
 
-def doc(signed) -> dict:
-    return json.loads(signed.bundle)
+def doc(director, signed) -> dict:
+    """The bundle document the director names for ``signed``'s cluster, as the trust repository serves it."""
+    image = director.directed(signed.cluster).custom["image"]
+    return json.loads(director.fetch(f"targets/{image}"))
 
 
-async def test_first_sync_publishes_every_cluster_rendering_each_path_once(syncer, fleet_repo, counting):
+async def test_first_sync_publishes_every_cluster_rendering_each_path_once(syncer, fleet_repo, counting, director):
     result = await syncer.sync_once()
     assert result.ok and result.rendered
     assert result.commit == fleet_repo.head()
     assert sorted(result.published) == list(ALL)
     assert counting.calls == {"platform/monitoring": 1, "overlays/dev": 1, "overlays/prod": 1}
 
-    prod = doc(syncer.store.current("oslo-prod"))
+    prod = doc(director, syncer.store.current("oslo-prod"))
     assert prod["source"] == {
         "url": str(fleet_repo.path),
         "revision": fleet_repo.head(),
         "paths": ["platform/monitoring", "overlays/prod"],
     }
-    assert prod["render"]["engine"] == "kustomize"
+    assert "render" not in prod  # the engine is provenance, not part of what is applied
     expected = kubectl_kustomize(fleet_repo.path / "overlays/prod")
     names = {(o["kind"], o["metadata"]["name"]) for o in prod["objects"]}
     assert {(o["kind"], o["metadata"]["name"]) for o in expected} <= names
@@ -93,7 +95,7 @@ async def test_unchanged_commit_is_not_rendered_again_and_makes_no_release(synce
     assert {c: syncer.store.current(c).release for c in ALL} == releases
 
 
-async def test_new_commit_makes_a_new_higher_release(syncer, fleet_repo):
+async def test_new_commit_makes_a_new_higher_release(syncer, fleet_repo, director):
     await syncer.sync_once()
     before = syncer.store.current("oslo-prod")
     commit = fleet_repo.commit(
@@ -109,7 +111,7 @@ async def test_new_commit_makes_a_new_higher_release(syncer, fleet_repo):
     after = syncer.store.current("oslo-prod")
     assert result.commit == commit and "oslo-prod" in result.published
     assert after.release > before.release and after.revision == commit
-    deploy = next(o for o in doc(after)["objects"] if o["kind"] == "Deployment")
+    deploy = next(o for o in doc(director, after)["objects"] if o["kind"] == "Deployment")
     assert deploy["spec"]["replicas"] == 5
 
 
@@ -324,24 +326,3 @@ def test_build_revision_for_one_cluster_renders_only_its_paths(fleet_repo, tmp_p
     built = outcome.bundles["oslo-prod"]
     assert built.data == built.bundle.encode() == Bundle.decode(built.data).encode()
     assert built.content == content_digest(built.bundle)
-
-
-async def test_clusters_built_from_the_same_inputs_share_one_blob_each_with_its_own_statement(syncer, signer):
-    from skerry.core.bundle import SHARED_CLUSTER, verify_signed_bundle
-    from skerry.core.errors import VerificationError
-
-    await syncer.sync_once()
-    dev = [syncer.store.current(c) for c in ("oslo-dev", "bergen-dev")]
-    prod = syncer.store.current("oslo-prod")
-    assert dev[0].shared is not None and dev[0].shared is dev[1].shared and dev[0].bundle is dev[1].bundle
-    assert doc(dev[0])["cluster"] == SHARED_CLUSTER and dev[0].metadata != dev[1].metadata
-    assert prod.shared is None and doc(prod)["cluster"] == "oslo-prod"  # its inputs are its own
-    keys = {signer.public_key.keyid: signer.public_key}
-    for signed in (*dev, prod):
-        verified = verify_signed_bundle(signed.metadata, signed.bundle, cluster=signed.cluster, trusted_keys=keys,
-                                        now=signed.signed_at)
-        assert verified.bundle.cluster == signed.cluster and verified.release == signed.release
-    with pytest.raises(VerificationError) as e:  # oslo-dev's statement does not let bergen-dev apply
-        verify_signed_bundle(dev[0].metadata, dev[0].bundle, cluster="bergen-dev", trusted_keys=keys,
-                             now=dev[0].signed_at)
-    assert e.value.reason == "WrongCluster"

@@ -97,7 +97,7 @@ def test_a_short_secret_is_refused():
         WebhookHandler(b"short", lambda: set(), lambda: None)
 
 
-async def test_a_verified_push_makes_the_hub_publish_without_waiting_for_the_poll(fleet_repo, tmp_path, pki):
+async def test_a_verified_push_makes_the_hub_publish_without_waiting_for_the_poll(fleet_repo, tmp_path, pki, dev_trust):
     secret_file = tmp_path / "webhook.secret"
     secret_file.write_bytes(SECRET + b"\n")
     cfg = HubConfig(
@@ -105,6 +105,8 @@ async def test_a_verified_push_makes_the_hub_publish_without_waiting_for_the_pol
         interval=3600,  # the poll would not come during this test
         tls=pki.server("hub", ROLE_HUB),
         state_dir=tmp_path / "state",
+        trust_dir=dev_trust.dir,
+        release_keys=dev_trust.release_keys,
         listen="127.0.0.1:0",
         webhook_listen="127.0.0.1:0",
         webhook_secret_file=secret_file,

@@ -13,6 +13,7 @@ import pathlib
 import re
 import sys
 import tomllib
+from importlib import metadata
 from importlib.metadata import packages_distributions
 
 from packaging.requirements import Requirement
@@ -24,7 +25,7 @@ EXTRAS = PROJECT["optional-dependencies"]
 # Where each part of the package gets its dependencies. The harness (demo, devstack, envtest) is
 # for the demo and the tests, which install the dev extra.
 PARTS = {"core": [], "api": [], "hub": ["hub"], "agent": ["agent"], "sealer": ["sealer"]}
-HARNESS = {"demo.py", "devstack.py", "envtest"}
+HARNESS = {"demo.py", "testing"}
 
 
 def canonical(name: str) -> str:
@@ -35,6 +36,18 @@ def requirements(*extras: str) -> dict[str, Requirement]:
     reqs = [Requirement(r) for r in PROJECT["dependencies"]]
     reqs += [Requirement(r) for e in extras for r in EXTRAS[e]]
     return {canonical(r.name): r for r in reqs}
+
+
+def provided(*extras: str) -> set[str]:
+    """Distributions the declared requirements bring in by name, a requirement's own extras included."""
+    names = set()
+    for key, req in requirements(*extras).items():
+        names.add(key)
+        for text in metadata.requires(req.name) or [] if req.extras else []:
+            sub = Requirement(text)
+            if sub.marker is not None and any(sub.marker.evaluate({"extra": e}) for e in req.extras):
+                names.add(canonical(sub.name))
+    return names
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:
@@ -58,7 +71,7 @@ def test_every_third_party_import_is_declared_for_the_part_that_imports_it():
         part = rel.parts[0] if len(rel.parts) > 1 else "core"
         # A service's command-line module may lazily import another extra's modules only through the
         # command surface's missing-extra check; the service code itself may not.
-        declared = requirements(*PARTS.get(part, []))
+        declared = provided(*PARTS.get(part, []))
         for module in imported_modules(path):
             if module == "skerry" or module in sys.stdlib_module_names or module == "__future__":
                 continue
@@ -131,3 +144,19 @@ def test_the_license_pyproject_names_is_in_the_repository():
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     assert "LICENSE" in PROJECT["license-files"]
+
+
+def test_the_missing_extra_message_names_the_extra_that_declares_the_module():
+    from skerry.cli.errors import EXTRA_OF_MODULE
+
+    dists = packages_distributions()
+    for module, extra in EXTRA_OF_MODULE.items():
+        owners = {canonical(d) for d in dists.get(module, [])}
+        assert owners & provided(extra), f"{module} is not declared by the {extra} extra"
+        assert not owners & provided(), f"{module} is a base dependency: no extra is missing without it"
+    third_party = {m for path in (ROOT / "skerry").rglob("*.py") if path.relative_to(ROOT / "skerry").parts[0]
+                   in ("hub", "agent") for m in imported_modules(path)
+                   if m not in sys.stdlib_module_names and m not in ("skerry", "__future__")}
+    only_in_extras = {m for m in third_party
+                      if not {canonical(d) for d in dists.get(m, [])} & provided()}
+    assert only_in_extras <= set(EXTRA_OF_MODULE) | {"pykustomize"}, only_in_extras - set(EXTRA_OF_MODULE)

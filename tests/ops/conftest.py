@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from skerry.devstack import EXAMPLES, Stack
+from skerry.testing.devstack import EXAMPLES, Stack
 
 CLUSTERS = ("bergen-dev", "tromso-dev", "bergen-prod")
 FLEET = """apiVersion: skerry.io/v1alpha1

@@ -148,3 +148,27 @@ def test_each_dockerfile_target_installs_only_its_own_extra():
         assert re.search(r"^USER \d+", stages[service], flags=re.M), f"{service} image runs as root"
         for install in re.findall(r"pip install [^&\n]*", stages[service]):
             assert "-c constraints.txt" in install, f"{service}: {install!r} ignores the constraints file"
+
+
+def test_the_sealer_learns_revocations_from_the_hub_not_from_its_disk():
+    from skerry.cli import build_parser
+
+    docs = build("management")
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    sealer = deployments["skerry-sealer"]["spec"]["template"]["spec"]
+    args = build_parser().parse_args(sealer["containers"][0]["args"])
+    host, _, port = args.hub.rpartition(":")
+    hub_ports = {p["port"] for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == host
+                 for p in d["spec"]["ports"]}
+    assert int(port) in hub_ports, f"--hub {args.hub} is no port of a Service"
+    hub_claims = {v["persistentVolumeClaim"]["claimName"]
+                  for v in deployments["skerry-hub"]["spec"]["template"]["spec"]["volumes"]
+                  if "persistentVolumeClaim" in v}
+    assert not hub_claims & {v.get("persistentVolumeClaim", {}).get("claimName") for v in sealer["volumes"]}
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "skerry-sealer")
+    assert any(
+        {"port": int(port), "protocol": "TCP"} in rule.get("ports", [])
+        and any(t.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": "skerry-hub"}
+                for t in rule.get("to", []))
+        for rule in policy["spec"]["egress"]
+    ), "the sealer's NetworkPolicy must let it reach the hub's gRPC port"

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
-from skerry.devstack import wait_for
+from skerry.testing.devstack import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -69,8 +69,8 @@ def test_hub_metrics_show_renders_publishes_streams_health_and_expiry(live):
         assert value(m, "skerry_hub_bundles_published_total", cluster=cluster) >= 1
         assert value(m, "skerry_hub_bundle_release", cluster=cluster) > 0
         horizon = value(m, "skerry_hub_metadata_expiry_seconds", cluster=cluster)
-        # the nearest expiry of the cluster's trust metadata (TUF: timestamp/director 1 d; legacy envelope 7 d)
-        assert 3600 < horizon <= 7 * 86400, horizon
+        # the nearest expiry of the cluster's trust metadata (timestamp and director: 1 d)
+        assert 3600 < horizon <= 86400, horizon
     assert value(m, "skerry_hub_streams_open") >= 3
     assert value(m, "skerry_grpc_server_streams_open", method="/skerry.api.v1.HubService/WatchBundles") >= 3
     assert value(m, "skerry_grpc_server_handled_total", method="/skerry.api.v1.HubService/ReportStatus",

@@ -24,7 +24,7 @@ NOW = _dt.datetime(2026, 12, 1, 12, 0, tzinfo=_dt.UTC)
 
 def signed(release=7, digest="sha256:" + "a" * 64, revision="c" * 40) -> SignedBundle:
     return SignedBundle(
-        cluster="oslo", release=release, digest=digest, content_digest=digest, metadata=b"", bundle=b"",
+        cluster="oslo", release=release, digest=digest, content_digest=digest, bundle=b"",
         revision=revision, paths=("overlays/prod",), objects=3, expires=NOW + _dt.timedelta(days=6),
         signed_at=NOW,
     )

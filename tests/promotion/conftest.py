@@ -14,15 +14,18 @@ import pathlib
 import shutil
 
 import pytest
+from devtrust import DevTrust
 
-from skerry.core.bundle import generate_signing_key, load_signer
 from skerry.core.clock import FixedClock
 from skerry.hub.bundles.store import HubStore
+from skerry.hub.promotion.approvals import Approvals
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.promotion.gates import HealthTracker
+from skerry.hub.promotion.records import RecordStore
 from skerry.hub.promotion.service import Promoter, PromotionSettings, TrackingStatusBoard
 from skerry.hub.render.engine import KustomizeEngine
 from skerry.hub.source.git import GitSource
+from skerry.hub.state import open_state
 from skerry.hub.status import ClusterStatus, Condition
 from skerry.hub.sync import Syncer
 
@@ -82,14 +85,13 @@ class Harness:
         git(self.work, "fetch", "-q", "origin")
         git(self.work, "branch", "-q", "--set-upstream-to=origin/main", "main")
         self.clock = FixedClock(_dt.datetime(2030, 1, 2, 9, 0, tzinfo=_dt.UTC))  # a Wednesday morning
-        key = tmp / "keys" / "signing.key"
-        generate_signing_key(key)
-        self.store = HubStore(load_signer(key), clock=self.clock)
+        self.store = HubStore(DevTrust(tmp / "trust").repository(), clock=self.clock)
         self.tracker = HealthTracker()
         self.statuses = TrackingStatusBoard(self.tracker, self.clock)
         self.source = GitSource(str(self.remote), cache_dir=tmp / "hub-state")
         self.syncer = Syncer(self.source, engine, self.store, statuses=self.statuses)
-        self.audit = AuditLog(tmp / "hub-state" / "promotion-audit.jsonl", clock=self.clock)
+        self.state = open_state("", state_dir=tmp / "hub-state")
+        self.audit = AuditLog(self.state, clock=self.clock)
         self.promoter = Promoter(
             source=GitSource(str(self.remote), cache_dir=tmp / "hub-state" / "promotion"),
             fleet=self.syncer,
@@ -99,7 +101,8 @@ class Harness:
             audit=self.audit,
             settings=PromotionSettings(tick=0.02),
             clock=self.clock,
-            approvals_file=tmp / "hub-state" / "promotion-approvals.json",
+            approvals=Approvals(self.state, self.audit, self.clock),
+            records=RecordStore(self.state),
         )
         self._loop: asyncio.Task | None = None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -23,6 +22,14 @@ async def ready_for_prod(h, tag: str = "1.27.0") -> None:
     for who in ("alice", "bob"):
         rec = await h.promoter.promote(operator(who), "web", "dev", "prod", approve=True, dry_run=True)
     assert rec.state == "ready", rec
+
+
+async def until(pred, what):
+    for _ in range(500):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def trailers(message: str) -> dict[str, list[str]]:
@@ -56,7 +63,7 @@ async def test_promotion_commits_dev_images_into_prod_with_trailers_and_untouche
         assert message.startswith("promote web: dev -> prod (web=nginx:1.27.0)")
         # only the prod overlay changed
         assert git(h.remote, "diff", "--name-only", f"{rec.commit}~1", rec.commit) == PROD_K
-        audit = [json.loads(line) for line in (h.tmp / "hub-state" / "promotion-audit.jsonl").read_text().splitlines()]
+        audit = h.audit.entries
         assert any(e["method"] == "Promote" and e["outcome"] == "committed" and e["commit"] == rec.commit for e in audit)
     finally:
         await h.stop()
@@ -213,13 +220,6 @@ async def test_progress_follows_prod_to_done_and_lists_offline_clusters_as_pendi
     h.start_loop()
     rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
     try:
-        async def until(pred, what):
-            for _ in range(500):
-                if pred():
-                    return
-                await asyncio.sleep(0.02)
-            raise AssertionError(f"timed out waiting for {what}: {rec}")
-
         # the hub renders the commit; prod has not reported the new bundle: pending / applying
         await until(lambda: rec.clusters and h.store.current("oslo-prod").revision == rec.commit, "the new bundle")
         assert rec.state == "rolling-out"
@@ -409,16 +409,20 @@ async def test_an_approver_who_is_not_a_promoter_approves_and_a_promoter_commits
 
 
 async def test_approvals_survive_a_hub_restart(harness, engine):
+    from skerry.hub.promotion.approvals import Approvals
+    from skerry.hub.promotion.audit import AuditLog
     from skerry.hub.promotion.service import Promoter
+    from skerry.hub.state import open_state
 
     h = harness
     h.edit(DEV_K, 'newTag: "1.25.3"', 'newTag: "1.27.0"', "dev: web 1.27.0")
     await h.sync()
     h.dev_healthy_and_soaked()
     await h.promoter.promote(operator("bob"), "web", "dev", "prod", approve=True)
+    state = open_state("", state_dir=h.tmp / "hub-state")  # the restarted hub's own connection
     restarted = Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
                          tracker=h.tracker, audit=h.audit, settings=h.promoter.settings, clock=h.clock,
-                         approvals_file=h.promoter.approvals_file)
+                         approvals=Approvals(state, AuditLog(state, clock=h.clock), h.clock))
     rec = await restarted.promote(operator("carol"), "web", "dev", "prod", approve=True, dry_run=True)
     assert rec.state == "ready" and rec.approved_by == ["bob", "carol"]
     # and they expire: an approval is for today's freight, not forever
@@ -471,4 +475,52 @@ async def test_with_signed_reports_a_gate_opens_only_on_what_each_agent_signed_n
         rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod", approve=True)
         assert next(g for g in rec.gates if g.name == "clusters").passed, rec.gates
     finally:
+        await h.stop()
+
+
+def restarted_promoter(h):
+    """The hub restarted: a new Promoter on its own connection to the same SQLite state, same fleet."""
+    from skerry.hub.promotion.approvals import Approvals
+    from skerry.hub.promotion.audit import AuditLog
+    from skerry.hub.promotion.records import RecordStore
+    from skerry.hub.promotion.service import Promoter
+    from skerry.hub.state import open_state
+
+    state = open_state("", state_dir=h.tmp / "hub-state")
+    audit = AuditLog(state, clock=h.clock)
+    return Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
+                    tracker=h.tracker, audit=audit, settings=h.promoter.settings, clock=h.clock,
+                    approvals=Approvals(state, audit, h.clock), records=RecordStore(state))
+
+
+@pytest.mark.parametrize("outcome", ["done", "rolled-back"])
+async def test_a_hub_restarted_mid_promotion_resumes_following_it(harness, outcome):
+    h = harness
+    await ready_for_prod(h)
+    h.start_loop()
+    before = h.remote_file(PROD_K)
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
+    restarted = None
+    try:
+        await until(lambda: rec.clusters and h.store.current("oslo-prod").revision == rec.commit, "the new bundle")
+        h.report("oslo-prod")
+        await until(lambda: rec.state == "verifying", "verifying")  # prod's soak (60 s) has begun
+        h.clock.advance(40)
+        await h.promoter.close()  # the hub stops: its follow task is gone
+        restarted = restarted_promoter(h)
+        assert restarted.resume() == [rec.id]
+        again = restarted.records[rec.id]
+        assert again.state == "verifying" and again.commit == rec.commit
+        if outcome == "done":
+            h.clock.advance(21)  # 61 s since the soak began: the clock was kept across the restart
+            await until(lambda: again.state == "done", "done")
+        else:
+            h.report("oslo-prod", ready=False)  # unhealthy within the soak: the resumed follow rolls back
+            await until(lambda: again.state == "rolled-back", "rolled back")
+            assert again.rollback_commit and h.remote_head() == again.rollback_commit
+            assert h.remote_file(PROD_K) == before
+        assert restarted_promoter(h).resume() == []  # finished: nothing left to resume
+    finally:
+        if restarted is not None:
+            await restarted.close()
         await h.stop()

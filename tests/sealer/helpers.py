@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as _dt
 import io
 import json
 import pathlib
 import sys
 import threading
 
-from securesystemslib.signer import CryptoSigner
-
 from skerry.core import sealedsecret, tls
-from skerry.core.bundle import Bundle, sign_bundle
+from skerry.core.bundle import Bundle
 from skerry.sealer import cli, crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
 
 SECRET_VALUE = "hunter2-do-not-log-me"
-NOW = _dt.datetime.now(_dt.UTC)
-HUB = CryptoSigner.generate_ed25519()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +111,24 @@ def sealed_secret(key, namespace="shop", name="db", scope="strict", domain="", h
     }
 
 
-def signed(cluster: str, objects, release=1, expires=NOW + _dt.timedelta(hours=1), signer=HUB):
-    bundle = Bundle(cluster, "abc", "file:///repo", ("p",), "kustomize", "v5", tuple(objects))
-    raw = bundle.encode()
-    meta = sign_bundle(raw, cluster=cluster, release=release, revision="abc", expires=expires, signers=[signer])
-    return meta, raw
+class Released:
+    """Bundles released and directed in a real trust repository, shown to the sealer as an agent shows them."""
+
+    def __init__(self, tmp_path):
+        from tests.e2e.trust_world import TrustWorld
+
+        self.world = TrustWorld(tmp_path / "trust")
+        self.sealer_state = tmp_path / "sealer-state"
+
+    def trust(self):
+        from skerry.sealer.tuf import TufBundleTrust
+
+        return TufBundleTrust(self.world.root, self.sealer_state)
+
+    def __call__(self, cluster: str, objects, release: int = 1) -> tuple[bytes, bytes]:
+        """``(evidence, bundle)`` of release ``release`` of ``objects`` for ``cluster``."""
+        from tests.sealer.test_tuf_trust import evidence
+
+        raw = Bundle(cluster, f"{release:040x}", "file:///repo", ("p",), "kustomize", "v5", tuple(objects)).encode()
+        self.world.publish(cluster, "dev", raw, release=release)
+        return evidence(self.world, cluster), raw

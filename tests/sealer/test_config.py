@@ -79,7 +79,7 @@ def test_key_lifecycle_trust_and_limit_settings_come_from_the_environment(tmp_pa
 
     env = {
         **TLS_ENV,
-        "SKERRY_SEALER_HUB_KEYS": "/k/hub1.pub, /k/hub2.pub",
+        "SKERRY_SEALER_TRUST_ROOT": "/k/root.json",
         "SKERRY_SEALER_CLUSTER_DOMAINS": "/etc/skerry/domains.yaml",
         "SKERRY_SEALER_RENEWAL_DAYS": "7",
         "SKERRY_SEALER_RATE_PER_SECOND": "5",
@@ -88,7 +88,7 @@ def test_key_lifecycle_trust_and_limit_settings_come_from_the_environment(tmp_pa
         "SKERRY_SEALER_KEK": base64.b64encode(b"k" * 32).decode(),
     }
     c = SealerConfig.from_env(env)
-    assert c.hub_keys == (pathlib.Path("/k/hub1.pub"), pathlib.Path("/k/hub2.pub"))
+    assert c.trust_root == pathlib.Path("/k/root.json")
     assert c.cluster_domains == pathlib.Path("/etc/skerry/domains.yaml")
     assert (c.renewal_days, c.rate_per_second, c.rate_burst) == (7.0, 5.0, 100.0)
     assert c.cert_listen == "0.0.0.0:8080"
@@ -101,7 +101,7 @@ def test_key_lifecycle_trust_and_limit_settings_come_from_the_environment(tmp_pa
 
 def test_defaults_renew_monthly_and_trust_no_hub():
     c = SealerConfig.from_env(TLS_ENV)
-    assert c.renewal_days == 30 and c.hub_keys == () and c.cert_listen is None and c.key_encryption_key() is None
+    assert c.renewal_days == 30 and c.trust_root is None and c.cert_listen is None and c.key_encryption_key() is None
 
 
 @pytest.mark.parametrize(

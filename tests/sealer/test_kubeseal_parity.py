@@ -13,13 +13,12 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from skerry.core import sealedsecret
-from skerry.core.bundle import generate_signing_key
 from skerry.core.errors import PermissionDenied, SealError
 from skerry.sealer import crypto
 from skerry.sealer.keys import KeyRegistry
 
 from .bitnami_reference import reference_open
-from .helpers import SECRET_VALUE, ServerThread, run_cli, sealed_secret, sealer_config, signed
+from .helpers import SECRET_VALUE, Released, ServerThread, run_cli, sealed_secret, sealer_config
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +44,8 @@ SECRET = {
 
 
 class LiveSealer:
-    def __init__(self, server: ServerThread, keys, hub_signer, registry):
-        self.server, self.keys, self.hub, self.registry = server, keys, hub_signer, registry
+    def __init__(self, server: ServerThread, keys, hub: Released, registry):
+        self.server, self.keys, self.hub, self.registry = server, keys, hub, registry
 
     @property
     def address(self) -> str:
@@ -57,17 +56,22 @@ class LiveSealer:
         return f"http://127.0.0.1:{self.server.app.cert_port}/v1/cert.pem"
 
 
+# How long a live sealer may take to notice a key rotated or retired by the CLI (it looks every 0.2 s;
+# loading RSA-4096 keys on a machine shared by several test runs took over 10 s).
+KEYS_RELOAD_BOUND = 60.0
+
+
 def start_live(mtls, pristine_keys_dir, root, refresh=60.0):
     keys = root / "keys"
     shutil.copytree(pristine_keys_dir, keys)
-    hub = generate_signing_key(root / "hub.key")
+    hub = Released(root)  # the hub's trust repository: what it releases, the sealer verifies
     domain_map = root / "domains.yaml"
     domain_map.write_text("clusters:\n  cluster-a: [default, no-oslo]\n  '*': [default]\n")
     config = sealer_config(
         mtls,
         keys,
         domains=("default", "no-oslo"),
-        hub_keys=(root / "hub.key.pub",),
+        trust_root=hub.world.root,
         cluster_domains=domain_map,
         cert_listen="127.0.0.1:0",
         keys_refresh_seconds=refresh,
@@ -152,7 +156,7 @@ def test_agent_unseals_through_its_signed_bundle_only(live, mtls):
 
     key = live.registry.sealing_key()
     obj = sealed_secret(key, password=SECRET_VALUE)
-    meta, raw = signed("cluster-a", [obj], signer=live.hub)
+    meta, raw = live.hub("cluster-a", [obj])
     unsealer = agent_unsealer(live, mtls.agent)
     try:
         with bundle_secrets(unsealer, meta, raw):
@@ -165,10 +169,10 @@ def test_agent_unseals_through_its_signed_bundle_only(live, mtls):
         # Outside a bundle the direct path is refused by this sealer.
         with pytest.raises(PermissionDenied, match="only SealedSecrets of a hub-signed bundle"):
             secret_from_sealed(obj, unsealer)
-        # A bundle signed for another cluster is refused for every secret in it.
-        meta, raw = signed("cluster-b", [obj], signer=live.hub)
+        # A bundle released for another cluster is refused for every secret in it.
+        meta, raw = live.hub("cluster-b", [obj], release=2)
         with bundle_secrets(unsealer, meta, raw):
-            with pytest.raises(PermissionDenied, match="bundle is for cluster 'cluster-b', this agent is 'cluster-a'"):
+            with pytest.raises(PermissionDenied, match="bundle unseal was refused too: .*does not match"):
                 secret_from_sealed(obj, unsealer)
     finally:
         unsealer.close()
@@ -244,7 +248,7 @@ def test_recovery_unseal_offline_from_a_key_directory_or_backup_matches_the_inde
     pem.write_bytes(key.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     backup = tmp_path / "backup.json"
-    assert run_cli(["sealer", "keys", "--keys-dir", str(live.keys), "backup", "-o", str(backup), "--all-domains"], capsys)[0] == 0
+    assert run_cli(["sealer", "keys", "--keys-dir", str(live.keys), "backup", "-f", str(backup), "--all-domains"], capsys)[0] == 0
     assert oct(backup.stat().st_mode & 0o777) == "0o600"
     for source in (pem, live.keys, backup):
         code, out, err = run_cli(
@@ -280,7 +284,8 @@ def test_rotate_re_encrypt_a_repo_then_retire_the_old_key(rotating, mtls, capsys
     code, new_id, err = run_cli([*keys_cli, "rotate", "--compromised", old.key_id], capsys)
     assert code == 0 and "re-encrypt, then retire" in err
     new_id = new_id.strip()
-    deadline = time.monotonic() + 10
+    # An event wait: the sealer re-reads storage every 0.2 s; the bound only matters on a loaded machine.
+    deadline = time.monotonic() + KEYS_RELOAD_BOUND
     while live.registry.sealing_key().key_id != new_id and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live.registry.sealing_key().key_id == new_id, "the running sealer picked up the new key"
@@ -299,7 +304,7 @@ def test_rotate_re_encrypt_a_repo_then_retire_the_old_key(rotating, mtls, capsys
 
     code, _, err = run_cli([*keys_cli, "retire", old.key_id, "--repo", str(tmp_path / "repo")], capsys)
     assert code == 0, err
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + KEYS_RELOAD_BOUND
     while len(live.registry.keys()) != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [k.key_id for k in live.registry.keys()] == [new_id]
@@ -312,7 +317,7 @@ def test_rotate_re_encrypt_a_repo_then_retire_the_old_key(rotating, mtls, capsys
         stale = yaml.safe_load(out)
         stale["metadata"]["name"] = "stale"
         stale_obj = sealed_secret(old, name="stale")
-        meta, raw = signed("cluster-a", [resealed, stale_obj], signer=live.hub)
+        meta, raw = live.hub("cluster-a", [resealed, stale_obj])
         with bundle_secrets(unsealer, meta, raw):
             secret = secret_from_sealed(resealed, unsealer)
             assert base64.b64decode(secret["data"]["password"]).decode() == SECRET_VALUE
@@ -322,11 +327,11 @@ def test_rotate_re_encrypt_a_repo_then_retire_the_old_key(rotating, mtls, capsys
         unsealer.close()
 
 
-def test_a_sealer_that_trusts_no_hub_refuses_bundles_and_the_agent_falls_back(sealer, mtls, sealing_key):
+def test_a_sealer_that_trusts_no_hub_refuses_bundles_and_the_agent_falls_back(sealer, mtls, sealing_key, tmp_path):
     from skerry.agent.secrets import GrpcUnsealer, bundle_secrets, secret_from_sealed
 
     obj = sealed_secret(sealing_key, password=SECRET_VALUE)
-    meta, raw = signed("cluster-a", [obj])
+    meta, raw = Released(tmp_path)("cluster-a", [obj])
     unsealer = GrpcUnsealer(sealer.address, mtls.agent)
     try:
         with bundle_secrets(unsealer, meta, raw):

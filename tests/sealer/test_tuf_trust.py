@@ -16,7 +16,7 @@ import pytest
 from skerry.core import sealedsecret, trust
 from skerry.core.bundle import Bundle
 from skerry.core.errors import VerificationError
-from skerry.sealer.tuf import EitherBundleTrust, TufBundleTrust
+from skerry.sealer.tuf import TufBundleTrust
 from tests.e2e.trust_world import TrustWorld, bundle_bytes
 
 CLUSTER, OTHER = "oslo-dev", "bergen-dev"
@@ -33,7 +33,11 @@ def with_sealed_secret(cluster: str, value: str) -> bytes:
 def shown(files: dict[str, bytes], cluster: str, env: str = "dev") -> bytes:
     """What an agent would show: the newest file of each role, byte for byte as the hub served it."""
     out = {"timestamp.json": files["metadata/timestamp.json"]}
-    for role in ("root", "snapshot", "targets", "director", trust.cluster_role(cluster), trust.release_role(env)):
+    roles = ["root", "snapshot", "targets", "director", trust.cluster_role(cluster), trust.release_role(env), ""]
+    for role in roles:
+        if not role:  # the release bin holding the image the director names
+            pointer = json.loads(out[f"{trust.cluster_role(cluster)}.json"])["signed"]["targets"]
+            role = trust.release_bin(env, pointer[trust.director_path(cluster)]["custom"]["image"])
         versions = [int(p.split("/")[1].split(".")[0]) for p in files
                     if p.startswith("metadata/") and p.endswith(f".{role}.json") and p.split("/")[1][0].isdigit()]
         out[f"{role}.json"] = files[f"metadata/{max(versions)}.{role}.json"]
@@ -70,7 +74,8 @@ def test_a_director_compromise_alone_cannot_get_a_bundle_unsealed(world, sealer)
     world.evil_direct(files, CLUSTER, evil, release=500)  # hub keys only: no release key signed it
     with pytest.raises(VerificationError) as e:
         sealer.verify(shown(files, CLUSTER), evil, cluster=CLUSTER)
-    assert e.value.reason == "NotReleased"
+    # an image no release key signed: not in its release bin, or in a bin the snapshot never listed
+    assert e.value.reason in {"NotReleased", "RepositoryError"}, e.value
 
 
 def test_an_older_bundle_replayed_after_a_newer_one_is_refused(world, sealer):
@@ -97,12 +102,11 @@ def test_evidence_of_another_cluster_or_other_bytes_is_refused(world, sealer):
     assert e.value.reason == "HashMismatch"
 
 
-def test_malformed_evidence_and_the_wrong_kind_of_trust_are_named(world, sealer):
+def test_malformed_evidence_or_a_bare_envelope_is_named(world, sealer):
     world.publish(CLUSTER, "dev", with_sealed_secret(CLUSTER, "one"), release=101)
     with pytest.raises(VerificationError) as e:
         sealer.verify(b'{"skerry-tuf-evidence": 1, "files": {"../x.json": ""}}', b"", cluster=CLUSTER)
     assert e.value.reason == "MalformedMetadata" and "not a Skerry TUF role file" in str(e.value)
-    with pytest.raises(VerificationError, match="trusts only TUF"):
-        EitherBundleTrust(sealer, None).verify(b'{"signed": {}}', b"", cluster=CLUSTER)
-    with pytest.raises(VerificationError, match="no --trust-root"):
-        EitherBundleTrust(None, object()).verify(evidence(world, CLUSTER), b"", cluster=CLUSTER)
+    with pytest.raises(VerificationError) as e:  # signed metadata of some other kind is no evidence
+        sealer.verify(b'{"signed": {}, "signatures": []}', b"", cluster=CLUSTER)
+    assert e.value.reason == "MalformedMetadata"

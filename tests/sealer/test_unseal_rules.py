@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-
 import pytest
-from securesystemslib.signer import CryptoSigner
 
 from skerry.core import sealedsecret
 from skerry.core.clock import FixedClock
@@ -13,29 +10,29 @@ from skerry.core.errors import ConfigError, PermissionDenied, ResourceExhausted,
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity
 from skerry.sealer import crypto
 from skerry.sealer.authz import ClusterDomains, RateLimiter, UnsealAttempt, UnsealGate
-from skerry.sealer.trust import SignedBundleTrust
 
-from .helpers import HUB, NOW, SECRET_VALUE, sealed_secret, signed
+from .helpers import SECRET_VALUE, Released, sealed_secret
 
 OSLO = Identity("oslo-prod", frozenset({ROLE_AGENT}), "ab" * 32)
 PARIS = Identity("paris-prod", frozenset({ROLE_AGENT}), "cd" * 32)
 OPERATOR = Identity("alice", frozenset({ROLE_OPERATOR}), "ef" * 32)
 
 
-def trust() -> SignedBundleTrust:
-    return SignedBundleTrust({HUB.public_key.keyid: HUB.public_key}, clock=FixedClock(NOW))
+@pytest.fixture
+def signed(tmp_path) -> Released:
+    return Released(tmp_path)
 
 
 @pytest.fixture
-def gate(shared_registry):
-    return UnsealGate(shared_registry, bundle_trust=trust())
+def gate(shared_registry, signed):
+    return UnsealGate(shared_registry, bundle_trust=signed.trust())
 
 
 def by_name(results):
     return {(r.namespace, r.name): r for r in results}
 
 
-def test_an_agent_gets_exactly_the_secrets_of_its_own_signed_bundle(gate, sealing_key, logs):
+def test_an_agent_gets_exactly_the_secrets_of_its_own_signed_bundle(gate, signed, sealing_key, logs):
     objs = [
         sealed_secret(sealing_key, name="db", password=SECRET_VALUE, user="shop"),
         sealed_secret(sealing_key, name="api", scope="namespace-wide", token="t0k"),
@@ -56,28 +53,29 @@ def test_an_agent_gets_exactly_the_secrets_of_its_own_signed_bundle(gate, sealin
     assert SECRET_VALUE not in logs.text
 
 
-def test_another_clusters_bundle_is_refused_whole(gate, sealing_key, logs):
+def test_another_clusters_bundle_is_refused_whole(gate, signed, sealing_key, logs):
     meta, raw = signed("oslo-prod", [sealed_secret(sealing_key)])
-    with pytest.raises(VerificationError, match="bundle is for cluster 'oslo-prod', this agent is 'paris-prod'"):
+    with pytest.raises(VerificationError, match="paris-prod"):
         gate.unseal_bundle(PARIS, meta, raw)
     assert logs.events("unseal bundle")[0]["outcome"] == "denied"
 
 
-def test_a_bundle_not_signed_by_the_trusted_hub_or_expired_is_refused(gate, sealing_key):
-    with pytest.raises(VerificationError, match="valid signature"):
-        gate.unseal_bundle(OSLO, *signed("oslo-prod", [sealed_secret(sealing_key)], signer=CryptoSigner.generate_ed25519()))
-    with pytest.raises(VerificationError, match="expired"):
-        gate.unseal_bundle(OSLO, *signed("oslo-prod", [sealed_secret(sealing_key)], expires=NOW - _dt.timedelta(seconds=1)))
+def test_a_bundle_of_a_repository_the_sealer_does_not_trust_is_refused(gate, sealing_key, tmp_path):
+    stranger = Released(tmp_path / "stranger")  # its own root, director and release keys
+    with pytest.raises(VerificationError) as e:
+        gate.unseal_bundle(OSLO, *stranger("oslo-prod", [sealed_secret(sealing_key)]))
+    assert e.value.reason in {"UnsignedMetadataError", "BadVersionNumberError", "RepositoryError"}, e.value.reason
 
 
-def test_an_older_bundle_cannot_be_replayed_once_a_newer_one_was_seen(gate, sealing_key):
+def test_an_older_bundle_cannot_be_replayed_once_a_newer_one_was_seen(gate, signed, sealing_key):
     old = signed("oslo-prod", [sealed_secret(sealing_key, name="gone")], release=1)
     gate.unseal_bundle(OSLO, *signed("oslo-prod", [], release=2))
-    with pytest.raises(VerificationError, match="older than"):
+    with pytest.raises(VerificationError) as e:
         gate.unseal_bundle(OSLO, *old)
+    assert e.value.reason in {"BadVersionNumberError", "ReleaseRollback"}, e.value.reason
 
 
-def test_relocated_or_renamed_strict_secret_fails_alone_with_a_clear_error(gate, sealing_key):
+def test_relocated_or_renamed_strict_secret_fails_alone_with_a_clear_error(gate, signed, sealing_key):
     moved = sealed_secret(sealing_key, name="db")
     moved["metadata"]["namespace"] = "other"  # copied into another namespace in Git
     renamed = sealed_secret(sealing_key, name="db")
@@ -91,7 +89,7 @@ def test_relocated_or_renamed_strict_secret_fails_alone_with_a_clear_error(gate,
     assert results["shop", "ok"].data == {"password": SECRET_VALUE.encode()}
 
 
-def test_the_scope_is_the_bundles_not_a_callers_claim(gate, sealing_key):
+def test_the_scope_is_the_bundles_not_a_callers_claim(gate, signed, sealing_key):
     # A strict value relabelled cluster-wide in the bundle does not open: the label differs.
     widened = sealed_secret(sealing_key)
     widened["metadata"]["annotations"][sealedsecret.ANNOTATION_CLUSTER_WIDE] = "true"
@@ -122,9 +120,9 @@ def regions(tmp_path_factory):
     return reg
 
 
-def test_an_agent_cannot_obtain_another_regions_plaintext(regions):
+def test_an_agent_cannot_obtain_another_regions_plaintext(regions, signed):
     domains = ClusterDomains.from_mapping({"clusters": {"oslo-prod": ["no-oslo"], "paris-prod": ["fr-paris"]}})
-    gate = UnsealGate(regions, domains=domains, bundle_trust=trust())
+    gate = UnsealGate(regions, domains=domains, bundle_trust=signed.trust())
     paris_secret = sealed_secret(regions.sealing_key("fr-paris"), domain="fr-paris")
     oslo_secret = sealed_secret(regions.sealing_key("no-oslo"), name="local", domain="no-oslo")
     # Even a hub that puts Paris's secret into Oslo's signed bundle gets nothing for Oslo.

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
+import pathlib
 import secrets
 
 import grpc
+from devtrust import DevTrust
 
 from skerry.agent.enroll import enroll
 from skerry.api.v1 import hub_pb2_grpc
-from skerry.core.bundle import Bundle, generate_signing_key
+from skerry.core.bundle import Bundle
 from skerry.core.rpc import CHANNEL_OPTIONS, GrpcServer
 from skerry.core.tls import ROLE_HUB, ROLE_SEALER, TlsFiles, channel_credentials, server_credentials
 from skerry.hub.app import HubApp
@@ -49,8 +50,8 @@ def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
 
 
 @contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, expiry=dt.timedelta(days=7), limiter=None, clock=None):
-    store = HubStore(generate_signing_key(tmp_path / "signing.key"), expiry=expiry, clock=clock)
+async def bare_hub(pki, tmp_path, *, limiter=None, clock=None):
+    store = HubStore(DevTrust(tmp_path / "trust").repository(), clock=clock)
     store.declare(["oslo", "bergen"])
     servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
     server = GrpcServer(
@@ -74,9 +75,11 @@ async def channel(address, files):
         yield ch
 
 
-
 @contextlib.asynccontextmanager
 async def running_hub(repo, state_dir, pki, engine, **config):
+    if "trust_dir" not in config:  # a dev trust repository beside the state, kept across a restart of the hub
+        trust = DevTrust(pathlib.Path(state_dir).parent / "trust")
+        config.update(trust_dir=trust.dir, release_keys=trust.release_keys)
     cfg = HubConfig(
         repo=str(repo.path),
         interval=3600,

@@ -34,6 +34,7 @@ from skerry.core.tls import ROLE_SEALER, channel_credentials, identity_from_pem
 from skerry.hub.authz import enrollment_rules, hub_rules
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.state import open_state
 from skerry.sealer.authz import RULES as SEALER_RULES
 
 from .hubs import CALL_TIMEOUT, enrolled, fleet_of_servers
@@ -151,8 +152,10 @@ async def test_every_rpc_refuses_revoked_foreign_and_unprivileged_callers(fleet_
         doomed = await enrolled(hub, pki, tmp_path / "doomed", TARGET)
         other = await enrolled(hub, pki, tmp_path / "other", OTHER)
         received = sealer.revocations.received
-        Revocations(hub.config.state_dir / "enrollment").revoke_fingerprint(
+        cli_state = open_state("", state_dir=hub.config.state_dir)  # as `skerry cluster revoke` opens it
+        Revocations(hub.config.state_dir / "enrollment", cli_state).revoke_fingerprint(
             identity_from_pem(doomed.cert.read_bytes()).fingerprint)
+        cli_state.close()
         await asyncio.wait_for(sealer.revocations.wait_received(received + 1), CALL_TIMEOUT)
 
         hub_api, sealer_api = f"127.0.0.1:{hub.port}", f"127.0.0.1:{sealer.port}"
@@ -210,3 +213,56 @@ def test_a_hub_server_missing_a_rule_does_not_start(dropped, pki):
         GrpcServer("127.0.0.1:0", server_credentials(pki.server("hub", ROLE_HUB)), register=[],
                    service_names=[service], rules=rules)
 
+
+
+async def test_health_and_reflection_are_public_on_every_server_and_nothing_else_is():
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from skerry.api.v1 import hub_pb2
+    from skerry.core.rpc import GrpcServer
+
+    server = GrpcServer("127.0.0.1:0", None, register=[], service_names=[], rules={})
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+            watch = health.Watch(health_pb2.HealthCheckRequest())
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+
+            async def ask():
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+            async for answer in reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(ask()):
+                assert "grpc.health.v1.Health" in {s.name for s in answer.list_services_response.service}
+                break
+            # an RPC this server does not serve is unimplemented, not silently allowed
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await ch.unary_unary("/skerry.api.v1.HubService/GetFleetStatus")(
+                    hub_pb2.GetFleetStatusRequest().SerializeToString(), timeout=CALL_TIMEOUT)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await server.stop(0)
+
+
+async def test_a_served_rpc_missing_from_the_table_is_refused_fail_closed():
+    from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+    from skerry.core.rpc import GrpcServer
+
+    class Servicer(hub_pb2_grpc.HubServiceServicer):  # registered behind the table's back
+        async def GetFleetStatus(self, request, context):
+            return hub_pb2.GetFleetStatusResponse(revision="leaked")
+
+    server = GrpcServer("127.0.0.1:0", None, service_names=[], rules={},
+                        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(Servicer(), s)])
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await hub_pb2_grpc.HubServiceStub(ch).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=CALL_TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "no authorisation rule" in err.value.details()
+    finally:
+        await server.stop(0)

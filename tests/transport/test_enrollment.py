@@ -167,7 +167,10 @@ async def test_revoking_a_cluster_closes_its_open_stream_and_refuses_new_calls(f
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await hub.GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=READ)
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        await asyncio.sleep(1.1)  # revocation has one-second resolution: re-enroll strictly after it
+        # Revocation has one-second resolution: re-enroll once the clock is past the revoked second.
+        app.enrollment.revocations.reload()
+        revoked_at = app.enrollment.revocations.clusters["oslo-prod"]
+        await wait_until(lambda: time.time() >= revoked_at + 1, "the second after the revocation")
         fresh = await enrolled(app, pki, tmp_path / "again", "oslo-prod")
         async with stub(app, fresh) as (hub, _):
             assert (await hub.GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=READ)).clusters

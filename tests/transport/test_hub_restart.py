@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from skerry.devstack import Stack, wait_for
+from skerry.testing.devstack import Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

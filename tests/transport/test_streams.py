@@ -1,10 +1,10 @@
-"""WatchBundles as a transport, over real mTLS on loopback: chunks with a digest check, no blob sent
-twice, one watch per certificate, message-size and per-identity rate limits, health on shutdown."""
+"""WatchBundles as a transport, over real mTLS on loopback: release hints, the agent's chunk assembly with a
+digest check, one watch per certificate, message-size and per-identity rate limits, health on shutdown.
+Shared blobs on the stream: test_shared_blobs.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 
 import grpc
@@ -14,7 +14,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import MAX_BUNDLE_BYTES
-from skerry.core.clock import FixedClock
 from skerry.core.errors import InvalidInput
 from skerry.core.rpc import MAX_MESSAGE_BYTES, RateLimiter
 from skerry.hub.servicer import SERVICE_NAME
@@ -22,68 +21,21 @@ from skerry.hub.servicer import SERVICE_NAME
 from .hubs import CHUNK, READ, bare_hub, bundle, channel
 
 
-async def test_a_bundle_above_the_chunk_size_arrives_in_chunks_and_is_reassembled(pki, tmp_path):
+async def test_a_clusters_own_release_is_a_hint_without_bytes(pki, tmp_path):
     async with bare_hub(pki, tmp_path) as (store, _, _, address):
         signed = store.publish("oslo", bundle("oslo", 5 * CHUNK + 123))
-        async with channel(address, pki.agent("oslo")) as ch:
-            call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(
-                hub_pb2.WatchBundlesRequest(cluster="oslo", accepts_chunks=True)
-            )
-            head = await asyncio.wait_for(call.read(), READ)
-            assert head.transfer.chunks == 6 and head.transfer.size == len(signed.bundle)
-            assert not head.bundle.bundle
-            chunks = [await asyncio.wait_for(call.read(), READ) for _ in range(6)]
-            assert all(len(c.chunk.data) <= CHUNK for c in chunks)
-            assert b"".join(c.chunk.data for c in chunks) == signed.bundle
-            call.cancel()
         client = HubClient(address, pki.agent("oslo"), "oslo")
         watch = client.watch()
         try:
             got = await asyncio.wait_for(anext(watch), READ)
-            assert got.bundle.bundle == signed.bundle and got.bundle.metadata == signed.metadata
-            assert "sha256:" + hashlib.sha256(got.bundle.bundle).hexdigest() == signed.digest
+            assert (got.bundle.cluster, got.bundle.version, got.bundle.digest) == ("oslo", signed.release, signed.digest)
+            assert not got.bundle.bundle  # the agent fetches it through TUF
+            newer = store.publish("oslo", bundle("oslo", 100, tag="2"))
+            got = await asyncio.wait_for(anext(watch), READ)
+            assert (got.bundle.version, got.bundle.digest) == (newer.release, newer.digest)
         finally:
             await watch.aclose()
             await client.close()
-
-
-async def test_an_agent_without_chunk_support_gets_whole_bundles(pki, tmp_path):
-    async with bare_hub(pki, tmp_path) as (store, _, _, address):
-        signed = store.publish("oslo", bundle("oslo", 3 * CHUNK))
-        async with channel(address, pki.agent("oslo")) as ch:
-            call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo"))
-            whole = await asyncio.wait_for(call.read(), READ)
-            assert whole.bundle.bundle == signed.bundle and not whole.HasField("transfer")
-            call.cancel()
-
-
-async def test_an_unchanged_blob_is_never_sent_twice_to_the_same_agent(pki, tmp_path):
-    # Metadata lives 2 s, so publishing the same content 1.1 s later re-signs it: a new release, same bytes.
-    clock = FixedClock(dt.datetime.now(dt.UTC))
-    async with bare_hub(pki, tmp_path, expiry=dt.timedelta(seconds=2), clock=clock) as (store, _, _, address):
-        content = bundle("oslo", 2 * CHUNK)
-        first = store.publish("oslo", content)
-        client = HubClient(address, pki.agent("oslo"), "oslo")
-        watch = client.watch()
-        try:
-            got1 = await asyncio.wait_for(anext(watch), READ)
-            assert got1.bundle.version == first.release
-            clock.advance(1.1)
-            second = store.publish("oslo", content)
-            assert second is not None and second.release > first.release and second.digest == first.digest
-            got2 = await asyncio.wait_for(anext(watch), READ)
-            assert got2.bundle.version == second.release and got2.bundle.bundle == first.bundle
-        finally:
-            await watch.aclose()
-            await client.close()
-        # On the wire the second release carried no bytes.
-        async with channel(address, pki.agent("oslo")) as ch:
-            call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(
-                hub_pb2.WatchBundlesRequest(cluster="oslo", accepts_chunks=True, have_blob=first.digest)
-            )
-            msg = await asyncio.wait_for(call.read(), READ)
-            assert msg.transfer.omitted and not msg.bundle.bundle and msg.bundle.version == second.release
-            call.cancel()
 
 
 async def test_chunks_that_do_not_match_the_digest_are_discarded_and_the_agent_reconnects(pki, tmp_path):
@@ -95,7 +47,7 @@ async def test_chunks_that_do_not_match_the_digest_are_discarded_and_the_agent_r
     good = b"x" * 100
     digest = "sha256:" + hashlib.sha256(good).hexdigest()
     head = hub_pb2.WatchBundlesResponse(
-        bundle=bundle_pb2.SignedBundle(cluster="oslo", version=7, digest=digest, metadata=b"{}"),
+        bundle=bundle_pb2.SignedBundle(cluster="oslo", version=7, digest=digest),
         transfer=hub_pb2.BlobTransfer(size=100, chunks=1),
     )
     bad = hub_pb2.WatchBundlesResponse(chunk=hub_pb2.BundleChunk(digest=digest, offset=0, data=b"y" * 100))
@@ -191,7 +143,7 @@ async def test_an_announced_transfer_over_the_bundle_cap_is_refused_before_any_c
     client = HubClient(hub.address, pki.agent("oslo"), "oslo", backoff_base=0.01, backoff_cap=0.05)
     watch = client.watch()
     head = hub_pb2.WatchBundlesResponse(
-        bundle=bundle_pb2.SignedBundle(cluster="oslo", version=7, digest="sha256:" + "0" * 64, metadata=b"{}"),
+        bundle=bundle_pb2.SignedBundle(cluster="oslo", version=7, digest="sha256:" + "0" * 64),
         transfer=hub_pb2.BlobTransfer(size=size, chunks=chunks),
     )
     try:

@@ -64,3 +64,17 @@ def test_a_change_signed_by_the_wrong_key_is_refused_before_clients_see_it(tmp_p
     code, _, err = run(capsys, "rotate-root", "--trust-dir", str(t), "--old-key", str(tmp_path / "stranger.key"),
                        "--new-key", str(tmp_path / "root-2.key"))
     assert code == 1 and "current and the new root" in err
+
+
+def test_keys_init_dev_gives_the_hub_every_release_key_and_says_so(tmp_path, capsys):
+    from skerry.core.bundle import Bundle
+
+    assert main(["keys", "init", "--trust-dir", str(tmp_path / "t"), "--env", "dev", "--env", "prod:3:2",
+                        "--dev"]) == 0
+    assert "WARNING: --dev" in capsys.readouterr().err
+    repo = TrustRepository.open(tmp_path / "t")  # no --release-keys: the dev directory names them
+    data = Bundle("", "a" * 40, "file:///f", ("x",), "kustomize", "v", (
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}},)).encode()
+    for env in ("dev", "prod"):  # prod's threshold of 2 is met by the hub's own keys
+        directed = repo.direct(f"c-{env}", env, data, revision="a" * 40, release=1)
+        assert directed is not None and directed.image.startswith(f"releases/{env}/c-{env}/")

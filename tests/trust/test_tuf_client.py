@@ -205,7 +205,7 @@ def test_clusters_sharing_a_hash_bin_each_get_only_their_own_bundle(tmp_path):
     w.release(b)
     director = w.repo.md[trust.DIRECTOR_ROLE].signed
     assert list(director.delegations.roles) == [trust.cluster_role(a)]  # one bin, standard path_hash_prefixes
-    assert director.delegations.roles[trust.cluster_role(a)].path_hash_prefixes == [trust.cluster_bin(a)]
+    assert director.delegations.roles[trust.cluster_role(a)].path_hash_prefixes == trust.bin_prefixes(trust.cluster_bin(a))
     va, vb = agents[a].update(), agents[b].update()
     assert va.bundle.cluster == a and vb.bundle.cluster == b
     assert va.release == 101 and vb.release == 102
@@ -217,7 +217,7 @@ def test_a_repository_with_per_cluster_director_roles_keeps_serving_them(world):
     from tuf.api.metadata import DelegatedRole, Delegations
 
     director = world.repo.md[trust.DIRECTOR_ROLE]
-    legacy = trust.legacy_cluster_role(CLUSTER)
+    legacy = trust.unbinned_cluster_role(CLUSTER)
     keyids = world.repo.role_keyids(trust.DIRECTOR_ROLE)
     director.signed.delegations = Delegations(
         keys={k: world.repo.targets.delegations.keys[k] for k in keyids},

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable, Iterable
 
+from skerry.core.backoff import capped_exponential
+
 # The wait before the second correction of an object: long enough that a controller re-writing
 # every second is not matched write for write, short enough that a one-off mistake made twice is
 # still reverted within seconds.
@@ -64,7 +66,7 @@ class CorrectionBackoff:
         """The wait after ``corrections`` corrections in a row (0 before the first)."""
         if corrections <= 0:
             return 0.0
-        return min(self.cap, self.base * self.factor ** min(corrections - 1, 64))
+        return capped_exponential(corrections - 1, base=self.base, cap=self.cap, factor=self.factor)
 
     def _live(self, key: Hashable, now: float) -> _State | None:
         state = self._state.get(key)

@@ -22,6 +22,8 @@ as the API server's ``k:{...}`` field sets do.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -138,9 +140,6 @@ def observed_fingerprint(body: Mapping[str, Any], stored: Mapping[str, Any] | No
 
 
 def _b64(value: Any) -> bytes:
-    import base64
-    import binascii
-
     try:
         return base64.b64decode(str(value), validate=True)
     except (binascii.Error, ValueError):

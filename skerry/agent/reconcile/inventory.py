@@ -23,6 +23,7 @@ import dataclasses
 import gzip
 from collections.abc import Iterable, Mapping
 
+from skerry.agent.reasons import UNAVAILABLE
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.core import documents
 from skerry.core.canonical import canonical_json
@@ -175,3 +176,20 @@ def next_inventory(
     return Inventory.of(
         [*carry, *applied], cluster=cluster, release=release, digest=digest, revision=revision
     )
+
+
+def kept_after_failures(
+    refs: Iterable[ObjectRef], failures: Mapping[tuple[str, str, str, str], str], previous: Inventory
+) -> list[ObjectRef]:
+    """Failed objects that stay recorded: those recorded before, and those the API server may have seen."""
+    previous_by_key = {r.key: r for r in previous.objects}
+    kept: list[ObjectRef] = []
+    for ref in refs:
+        reason = failures.get(ref.key)
+        if reason is None:
+            continue
+        if ref.key in previous_by_key:
+            kept.append(previous_by_key[ref.key])
+        elif reason == UNAVAILABLE:
+            kept.append(ref)  # the request may have reached the API server
+    return kept

@@ -5,15 +5,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SignedBundle(_message.Message):
-    __slots__ = ("cluster", "version", "digest", "metadata", "bundle")
+    __slots__ = ("cluster", "version", "digest", "bundle")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
-    METADATA_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     version: int
     digest: str
-    metadata: bytes
     bundle: bytes
-    def __init__(self, cluster: _Optional[str] = ..., version: _Optional[int] = ..., digest: _Optional[str] = ..., metadata: _Optional[bytes] = ..., bundle: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, cluster: _Optional[str] = ..., version: _Optional[int] = ..., digest: _Optional[str] = ..., bundle: _Optional[bytes] = ...) -> None: ...

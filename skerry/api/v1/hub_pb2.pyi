@@ -9,20 +9,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WatchBundlesRequest(_message.Message):
-    __slots__ = ("cluster", "last_version", "last_digest", "accepts_chunks", "have_blob", "accepts_statements")
+    __slots__ = ("cluster", "last_version", "last_digest", "accepts_chunks", "have_blob")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     LAST_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAST_DIGEST_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     HAVE_BLOB_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTS_STATEMENTS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     last_version: int
     last_digest: str
     accepts_chunks: bool
     have_blob: str
-    accepts_statements: bool
-    def __init__(self, cluster: _Optional[str] = ..., last_version: _Optional[int] = ..., last_digest: _Optional[str] = ..., accepts_chunks: _Optional[bool] = ..., have_blob: _Optional[str] = ..., accepts_statements: _Optional[bool] = ...) -> None: ...
+    def __init__(self, cluster: _Optional[str] = ..., last_version: _Optional[int] = ..., last_digest: _Optional[str] = ..., accepts_chunks: _Optional[bool] = ..., have_blob: _Optional[str] = ...) -> None: ...
 
 class WatchBundlesResponse(_message.Message):
     __slots__ = ("bundle", "render_error", "chunk", "transfer")

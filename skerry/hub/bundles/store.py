@@ -4,40 +4,38 @@ Release counter
 ---------------
 Every signed release of a cluster carries a counter (the TUF metadata
 ``version``) that agents refuse to see go down (rollback protection). The
-hub persists nothing, so after a restart it does not know the last counter
-it handed out. It therefore assigns::
+store takes it from ``releases`` (``skerry.hub.writer.Releases``): a counter
+per cluster persisted in the hub state and allocated in a fenced writer
+transaction, so it strictly increases across restarts, writers and clock
+steps (older hubs used unix milliseconds; the state's first counter is above
+all of those). If the allocation is refused (this process is no longer the
+writer, the database is gone), nothing is signed or published.
 
-    release = max(previous + 1, current unix time in milliseconds)
-
-Within one process the first term makes releases strictly increasing. Across
-restarts the second term does: a restarted hub's first release is "now" in
-milliseconds, which is above every release the previous process made, as
-long as the clock did not go backwards and the previous process did not
-publish more than one release per millisecond on average (it publishes at
-most one per cluster per sync). No state file is needed, and none can be
-lost or corrupted.
-
-A new release is made only when the cluster's desired state changed, or
-when the current metadata has less than half of its lifetime left
-(re-signing, so a captured envelope stays short-lived but an unchanged
-cluster never goes stale). "Changed" compares the *content digest*
+A new release is made only when the cluster's desired state changed.
+"Changed" compares the *content digest*
 (``skerry.hub.bundles.builder.content_digest``: the bundle without
-``source.revision``), not the digest of the signed bytes, which differs
+``source.revision``), not the digest of the bundle bytes, which differs
 for every commit: a commit that does not change what a cluster renders
 gives that cluster no new release, and its agent nothing to re-apply. Its
 served bundle keeps naming the commit at which its content last changed.
+
+Releases are TUF director targets (``skerry.hub.trust.repository``): a
+cluster gets a new release only once the release side signed its bundle
+(``release-<env>``); until then the bundle waits in ``pending`` and
+``retry_pending`` (called when a release role is published) tries again.
+The director's online metadata is re-signed by the trust repository, not
+re-released here. A watch event tells the agent to refresh; it fetches and
+verifies the metadata through the TrustService.
 
 Shared blobs (``publish_shared``)
 --------------------------------
 When many clusters render to the same objects, the bundle is published once
 as a ``SharedBlob`` (the document with no cluster name: encoded and hashed
-once, one ``bytes`` object referenced by every cluster's release) and each
-cluster gets only a signed *release statement* (``skerry.core.bundle``:
-cluster, blob digest, length, release counter, ~400 bytes, one Ed25519
-signature). 10,000 clusters then cost 10,000 small signatures instead of
-10,000 encodings, hashes and TUF envelopes of the whole bundle. Agents that
-do not announce statement support get a per-cluster TUF envelope, made on
-first demand (``legacy_envelope``) and kept for that release only.
+once, one ``bytes`` object referenced by every cluster's release), stored
+once in the trust repository and directed per cluster in one pass
+(``direct_many``). The watch event carries the blob's bytes (serialised once
+for every stream), which the agent uses only if they match the verified
+release target.
 
 Watchers
 --------
@@ -57,39 +55,36 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as _dt
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 import structlog
-from securesystemslib.signer import Signer
 
-from skerry.core.bundle import SHARED_CLUSTER, Bundle, sign_bundle, sign_statement
+from skerry.core.bundle import SHARED_CLUSTER, Bundle
 from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
 from skerry.hub.bundles.builder import content_digest
+from skerry.hub.writer import InMemoryReleases
 
 log = structlog.get_logger("skerry.hub.store")
-
-DEFAULT_EXPIRY = _dt.timedelta(days=7)
 
 
 @dataclasses.dataclass(frozen=True)
 class SignedBundle:
-    """One signed release of one cluster's bundle, as served to its agent."""
+    """One directed release of one cluster's bundle (the metadata lives in the trust repository)."""
 
     cluster: str
     release: int
-    digest: str  # sha256 of ``bundle``, the signed bytes
+    digest: str  # sha256 of the bundle bytes the director names
     content_digest: str  # the same ignoring source.revision: what "changed" compares
-    metadata: bytes
-    bundle: bytes
+    bundle: bytes  # the bytes a watch event carries: a shared blob's, else none (the agent fetches them)
     revision: str
     paths: tuple[str, ...]
     objects: int
-    expires: _dt.datetime
+    expires: _dt.datetime  # horizon of the director metadata naming this release
     signed_at: _dt.datetime
-    # Set when ``bundle`` is a blob shared by many clusters and ``metadata`` a release statement.
+    # Set when ``bundle`` is a blob shared by many clusters.
     shared: SharedBlob | None = None
 
 
@@ -135,14 +130,25 @@ class _Cluster:
         event.set()
 
 
-def unix_ms(when: _dt.datetime) -> int:
-    return int(when.timestamp() * 1000)
+class ReleaseCounter(Protocol):
+    """Allocates release counters (``skerry.hub.writer.Releases``; ``InMemoryReleases`` in tests)."""
+
+    def next(self, cluster: str) -> int: ...
+
+    def next_many(self, clusters: Iterable[str]) -> dict[str, int]: ...
+
+
+def render_of(bundle: Bundle) -> str:
+    """``"<engine> <version>"``: provenance the director records beside a bundle (not part of its digest)."""
+    return f"{bundle.engine} {bundle.engine_version}".strip()
 
 
 class Director(Protocol):
     """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int): ...
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, render: str = ""): ...
+
+    def direct_many(self, clusters, data: bytes, *, revision: str, release, render: str = ""): ...
 
 
 class AwaitingRelease(Exception):
@@ -150,37 +156,22 @@ class AwaitingRelease(Exception):
 
 
 class HubStore:
-    """With ``director`` set (a trust repository), releases are TUF director targets instead of envelopes.
-
-    Then a cluster only gets a new release once the release side signed its
-    bundle (``release-<env>``); until then the bundle waits in ``pending`` and
-    ``retry_pending`` (called when a release role is published) tries again.
-    Events then carry no envelope: agents fetch metadata and blobs through
-    the TrustService and use the event only as "refresh now".
-    """
+    """Each cluster's current release, as the director (a trust repository) names it."""
 
     def __init__(
         self,
-        signers: Signer | Sequence[Signer] = (),
+        director: Director,
         *,
-        expiry: _dt.timedelta = DEFAULT_EXPIRY,
         clock: Clock | None = None,
-        director: Director | None = None,
         environment_of: Callable[[str], str] | None = None,
+        releases: ReleaseCounter | None = None,
     ):
-        self._signers = [signers] if isinstance(signers, Signer) else list(signers)
+        self._releases: ReleaseCounter = releases if releases is not None else InMemoryReleases()
         self._director = director
         self._environment_of = environment_of or (lambda cluster: "default")
         self._pending: dict[str, tuple[Bundle, bytes, str]] = {}
-        if not self._signers and director is None:
-            raise ValueError("HubStore needs at least one signer or a director")
-        self._expiry = expiry
         self._clock = clock or SystemClock()
         self._clusters: dict[str, _Cluster] = {}
-        # Highest release per cluster ever made by this process (kept when a cluster is removed).
-        self._last_release: dict[str, int] = {}
-        # cluster -> TUF envelope of its current shared release, for agents without statements.
-        self._legacy: dict[str, SignedBundle] = {}
 
     # --- clusters -----------------------------------------------------------------------------
 
@@ -195,7 +186,6 @@ class HubStore:
         removed = sorted(set(self._clusters) - wanted)
         for name in removed:
             state = self._clusters.pop(name)
-            self._legacy.pop(name, None)
             state.removed = True
             state.notify()
         return removed
@@ -220,14 +210,6 @@ class HubStore:
 
     # --- publishing ---------------------------------------------------------------------------
 
-    def _needs_refresh(self, signed: SignedBundle, now: _dt.datetime) -> bool:
-        if self._director is not None:
-            return False  # director metadata is re-signed by the trust repository, not re-released
-        return signed.expires - now < self._expiry / 2
-
-    def _next_release(self, cluster: str, now: _dt.datetime) -> int:
-        return max(self._last_release.get(cluster, 0) + 1, unix_ms(now))
-
     def publish(
         self, cluster: str, bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
     ) -> SignedBundle | None:
@@ -247,15 +229,12 @@ class HubStore:
         cleared = state.error is not None
         state.error = None
         current = state.current
-        if (
-            current is not None
-            and current.content_digest == content
-            and not self._needs_refresh(current, now)
-        ):
+        if current is not None and current.content_digest == content:
             return None
         data = bundle.encode() if encoded is None else encoded
         try:
-            signed = self._sign(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now)
+            signed = self._direct(cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now,
+                                  render=render_of(bundle))
         except AwaitingRelease as e:
             self._pending[cluster] = (bundle, data, content)
             state.error = RenderFailure(cluster=cluster, revision=bundle.revision, message=str(e), at=now)
@@ -271,12 +250,11 @@ class HubStore:
             release=signed.release,
             digest=signed.digest,
             revision=bundle.revision,
-            resigned=current is not None and current.content_digest == content,
             error_cleared=cleared,
         )
         return signed
 
-    def _sign(
+    def _direct(
         self,
         cluster: str,
         data: bytes,
@@ -285,92 +263,46 @@ class HubStore:
         paths: tuple[str, ...],
         objects: int,
         now: _dt.datetime,
-        shared: SharedBlob | None = None,
+        render: str = "",
     ) -> SignedBundle:
-        release = self._next_release(cluster, now)
-        expires = (now + self._expiry).replace(microsecond=0)
-        if shared is not None:
-            statement = sign_statement(
-                cluster=cluster, release=release, blob_digest=shared.digest, length=len(shared.data),
-                revision=revision, expires=expires, signers=self._signers,
+        env = self._environment_of(cluster)
+        directed = self._director.direct(cluster, env, data, revision=revision, release=self._releases.next(cluster),
+                                         render=render)
+        if directed is None:
+            raise AwaitingRelease(
+                f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
+                f"sign it with `skerry keys sign --cluster {cluster}`"
             )
-            self._last_release[cluster] = release
-            self._legacy.pop(cluster, None)
-            return SignedBundle(
-                cluster=cluster, release=release, digest=shared.digest, content_digest=shared.content_digest,
-                metadata=statement, bundle=shared.data, revision=revision, paths=paths, objects=objects,
-                expires=expires, signed_at=now, shared=shared,
-            )
-        if self._director is not None:
-            env = self._environment_of(cluster)
-            directed = self._director.direct(cluster, env, data, revision=revision, release=release)
-            if directed is None:
-                raise AwaitingRelease(
-                    f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
-                    f"sign it with `skerry keys sign --cluster {cluster}`"
-                )
-            metadata, expires, release = b"", directed.expires, directed.release
-        else:
-            metadata = sign_bundle(
-                data, cluster=cluster, release=release, revision=revision, expires=expires, signers=self._signers
-            )
-        self._last_release[cluster] = release
-        self._legacy.pop(cluster, None)
         return SignedBundle(
             cluster=cluster,
-            release=release,
+            release=directed.release,
             digest=sha256_digest(data),
             content_digest=content,
-            metadata=metadata,
-            bundle=data if self._director is None else b"",
+            bundle=b"",
             revision=revision,
             paths=paths,
             objects=objects,
-            expires=expires,
+            expires=directed.expires,
             signed_at=now,
         )
-
-    @property
-    def shares_blobs(self) -> bool:
-        """Whether ``publish_shared`` works here: a director (TUF mode) or bundle signers."""
-        return self._director is not None or bool(self._signers)
 
     def publish_shared(
         self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
     ) -> list[str]:
         """Make one shared blob the current bundle of every cluster in ``clusters``; returns the released ones.
 
-        ``bundle.cluster`` must be ``SHARED_CLUSTER`` (the statement names the cluster). Clusters whose
-        current release already has this content keep it. Needs bundle signers (not a director).
+        ``bundle.cluster`` must be ``SHARED_CLUSTER`` (each director entry names its cluster). Clusters
+        whose current release already has this content keep it.
         """
         if bundle.cluster != SHARED_CLUSTER:
             raise ValueError(f"a shared bundle names no cluster, not {bundle.cluster!r}")
         data = bundle.encode() if encoded is None else encoded
         content = content_digest(bundle) if content is None else content
         blob = SharedBlob(bundle=bundle, data=data, digest=sha256_digest(data), content_digest=content)
-        now = self._clock.now()
-        if self._director is not None:
-            return self._direct_shared(list(clusters), blob, now)
-        released = []
-        for cluster in clusters:
-            state = self._clusters.get(cluster)
-            if state is None:
-                state = self._clusters[cluster] = _Cluster()
-            state.error = None
-            current = state.current
-            if current is not None and current.content_digest == content and not self._needs_refresh(current, now):
-                continue
-            state.current = self._sign(
-                cluster, data, content, bundle.revision, bundle.paths, len(bundle.objects), now, shared=blob
-            )
-            self._pending.pop(cluster, None)
-            state.notify()
-            released.append(cluster)
-        log.info("shared bundle released", clusters=len(released), digest=blob.digest, revision=bundle.revision)
-        return released
+        return self._direct_shared(list(clusters), blob, self._clock.now())
 
     def _direct_shared(self, clusters: list[str], blob: SharedBlob, now: _dt.datetime) -> list[str]:
-        """TUF mode: one content-addressed blob, a director entry per cluster (hash bins), one snapshot.
+        """One content-addressed blob, a director entry per cluster (hash bins), one snapshot.
 
         Clusters whose release side has not signed the blob yet wait in ``pending`` (``retry_pending``).
         """
@@ -383,9 +315,10 @@ class HubStore:
             state.error = None
             if state.current is None or state.current.content_digest != blob.content_digest:
                 todo.append(cluster)
+        counters = self._releases.next_many(todo)  # one transaction (a cluster already directed keeps its own)
         directed = self._director.direct_many(
             [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-            release=lambda c: self._next_release(c, now), render=f"{bundle.engine} {bundle.engine_version}".strip())
+            release=counters.__getitem__, render=render_of(bundle))
         released, waiting = [], []
         for cluster in todo:
             state, got = self._clusters[cluster], directed[cluster]
@@ -397,37 +330,16 @@ class HubStore:
                             f"release-{self._environment_of(cluster)}; sign it with `skerry keys sign --cluster {cluster}`")
                 waiting.append(cluster)
             else:
-                self._last_release[cluster] = got.release
                 self._pending.pop(cluster, None)
                 state.current = SignedBundle(
                     cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
-                    metadata=b"", bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
+                    bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
                     objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
                 released.append(cluster)
             state.notify()
         log.info("shared bundle directed", clusters=len(released), awaiting_release=len(waiting), digest=blob.digest,
                  revision=bundle.revision)
         return released
-
-    def legacy_envelope(self, signed: SignedBundle) -> SignedBundle:
-        """``signed`` as an agent without statement support verifies it: its own bytes in a TUF envelope.
-
-        Made on first demand per cluster and release (the same release counter, so agents that switch
-        between forms see one release), then kept until the cluster's next release.
-        """
-        if signed.shared is None:
-            return signed
-        cached = self._legacy.get(signed.cluster)
-        if cached is not None and cached.release == signed.release:
-            return cached
-        data = dataclasses.replace(signed.shared.bundle, cluster=signed.cluster).encode()
-        metadata = sign_bundle(
-            data, cluster=signed.cluster, release=signed.release, revision=signed.revision,
-            expires=signed.expires, signers=self._signers,
-        )
-        legacy = dataclasses.replace(signed, digest=sha256_digest(data), metadata=metadata, bundle=data, shared=None)
-        self._legacy[signed.cluster] = legacy
-        return legacy
 
     def pending(self, cluster: str) -> tuple[Bundle, bytes, str] | None:
         """The rendered bundle of ``cluster`` that awaits release signatures, if any."""
@@ -444,24 +356,6 @@ class HubStore:
             elif self.publish(cluster, bundle, encoded=data, content=content):
                 released.append(cluster)
         return released
-
-    def refresh_expiring(self) -> list[str]:
-        """Re-sign every current bundle with less than half its metadata lifetime left."""
-        if self._director is not None:
-            return []  # the trust repository re-signs its own online roles (TrustRepository.refresh)
-        now = self._clock.now()
-        refreshed = []
-        for cluster, state in self._clusters.items():
-            cur = state.current
-            if cur is not None and self._needs_refresh(cur, now):
-                state.current = self._sign(
-                    cluster, cur.bundle, cur.content_digest, cur.revision, cur.paths, cur.objects, now,
-                    shared=cur.shared,
-                )
-                state.notify()
-                refreshed.append(cluster)
-                log.info("bundle re-signed before expiry", cluster=cluster, release=state.current.release)
-        return refreshed
 
     def set_error(self, cluster: str, message: str, revision: str) -> RenderFailure:
         """Record why the cluster's state at ``revision`` failed; the current bundle is untouched."""

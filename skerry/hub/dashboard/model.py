@@ -18,8 +18,8 @@ users know them:
 Promotion history comes from a ``PromotionSource`` (the promotion feature
 plugs in here); until one is given the snapshot says so rather than
 inventing history. Meanwhile the hub's own release history (each new
-desired release seen, per cluster, bounded) is recorded by
-``ReleaseHistory`` and shown per app and environment.
+desired release, per cluster, bounded) is recorded after every sync by
+``ReleaseHistory``, kept in the hub state, and shown per app and environment.
 """
 
 from __future__ import annotations
@@ -51,11 +51,25 @@ class PromotionSource(Protocol):
 
 
 class ReleaseHistory:
-    """The desired releases the hub has published, per cluster, newest last; bounded."""
+    """The desired releases the hub has published, per cluster, newest last; bounded.
 
-    def __init__(self, limit: int = HISTORY_PER_CLUSTER):
+    With a hub state it survives restarts: ``record_fleet`` (called after every sync, whether or
+    not a browser watches) notes each cluster's current release and stores the clusters whose
+    history grew in one transaction (records of kind ``release-history``); a new process loads them.
+    """
+
+    KIND = "release-history"
+
+    def __init__(self, limit: int = HISTORY_PER_CLUSTER, *, state=None):
         self._limit = limit
+        self._state = state
         self._by_cluster: dict[str, collections.deque] = {}
+        self._dirty: set[str] = set()
+        if state is not None:
+            with state.read() as tx:
+                stored = tx.records(self.KIND)
+            for cluster, doc in stored.items():
+                self._by_cluster[cluster] = collections.deque(doc.get("entries", ())[-limit:], maxlen=limit)
 
     def observe(self, cluster: str, signed, at: _dt.datetime) -> None:
         entries = self._by_cluster.setdefault(cluster, collections.deque(maxlen=self._limit))
@@ -64,6 +78,20 @@ class ReleaseHistory:
         entries.append(
             {"release": signed.release, "digest": signed.digest, "revision": signed.revision, "at": _iso(at)}
         )
+        self._dirty.add(cluster)
+
+    def record_fleet(self, store, at: _dt.datetime) -> int:
+        """Note every cluster's current release; store what grew (one transaction). Returns the clusters stored."""
+        for cluster in store.clusters():
+            current = store.current(cluster)
+            if current is not None:
+                self.observe(cluster, current, at)
+        dirty, self._dirty = self._dirty, set()
+        if self._state is not None and dirty:
+            with self._state.write() as tx:
+                for cluster in sorted(dirty):
+                    tx.put_record(self.KIND, cluster, {"entries": list(self._by_cluster[cluster])})
+        return len(dirty)
 
     def get(self, cluster: str) -> list[dict]:
         return list(self._by_cluster.get(cluster, ()))

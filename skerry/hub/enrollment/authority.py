@@ -33,7 +33,7 @@ from skerry.core.revocation import CLOCK_SKEW as _CLOCK_SKEW
 from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
 
 # Agents renew at 2/3 of this; a stolen certificate is useful for a day at most
-# even if nobody revokes it (the sealer, which cannot see revocations, relies on this).
+# even if nobody revokes it (revocation reaches the hub and the sealers within a second).
 DEFAULT_CERT_LIFETIME = _dt.timedelta(hours=24)
 # Upper bound an operator may configure: "short-lived" stays short.
 MAX_CERT_LIFETIME = _dt.timedelta(days=7)
@@ -58,6 +58,36 @@ class IssuedCert:
 def cert_times(cert_pem: bytes) -> tuple[_dt.datetime, _dt.datetime]:
     cert = x509.load_pem_x509_certificate(cert_pem)
     return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def csr_public_key(csr_pem: bytes, name: str, what: str):
+    """The public key of a PKCS#10 CSR that proves its key and names ``name`` as CN; else a refusal.
+
+    ``what`` names the credential's subject in the refusal ("cluster", "operator").
+    """
+    if not csr_pem or len(csr_pem) > MAX_CSR_BYTES:
+        raise InvalidInput(f"CSR must be 1..{MAX_CSR_BYTES} bytes of PEM, got {len(csr_pem or b'')}")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except (ValueError, x509.InvalidVersion) as e:
+        raise InvalidInput(f"CSR is not a PEM PKCS#10 request: {documents.clip(str(e))}") from e
+    try:
+        if not csr.is_signature_valid:
+            raise InvalidInput("CSR signature does not verify (no proof of the private key)")
+        public_key = csr.public_key()
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm) as e:
+        # cryptography parses the key lazily: a malformed or unknown key surfaces only here
+        raise InvalidInput(f"CSR key or signature is unusable: {documents.clip(str(e) or type(e).__name__)}") from e
+    if not (
+        isinstance(public_key, ed25519.Ed25519PublicKey)
+        or (isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1))
+    ):
+        raise InvalidInput("CSR key must be ECDSA P-256 or Ed25519")
+    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cns or cns[0].value != name:
+        got = cns[0].value if cns else ""
+        raise PermissionDenied(f"CSR names {what} {got!r} but the credential is for {what} {name!r}")
+    return public_key
 
 
 class AgentAuthority:
@@ -91,28 +121,7 @@ class AgentAuthority:
         return self.ca.cert_pem
 
     def sign_csr(self, csr_pem: bytes, cluster: str, *, now: _dt.datetime | None = None) -> IssuedCert:
-        if not csr_pem or len(csr_pem) > MAX_CSR_BYTES:
-            raise InvalidInput(f"CSR must be 1..{MAX_CSR_BYTES} bytes of PEM, got {len(csr_pem or b'')}")
-        try:
-            csr = x509.load_pem_x509_csr(csr_pem)
-        except (ValueError, x509.InvalidVersion) as e:
-            raise InvalidInput(f"CSR is not a PEM PKCS#10 request: {documents.clip(str(e))}") from e
-        try:
-            if not csr.is_signature_valid:
-                raise InvalidInput("CSR signature does not verify (no proof of the private key)")
-            public_key = csr.public_key()
-        except (InvalidSignature, ValueError, UnsupportedAlgorithm) as e:
-            # cryptography parses the key lazily: a malformed or unknown key surfaces only here
-            raise InvalidInput(f"CSR key or signature is unusable: {documents.clip(str(e) or type(e).__name__)}") from e
-        if not (
-            isinstance(public_key, ed25519.Ed25519PublicKey)
-            or (isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1))
-        ):
-            raise InvalidInput("CSR key must be ECDSA P-256 or Ed25519")
-        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if not cns or cns[0].value != cluster:
-            got = cns[0].value if cns else ""
-            raise PermissionDenied(f"CSR names cluster {got!r} but the credential is for cluster {cluster!r}")
+        public_key = csr_public_key(csr_pem, cluster, "cluster")
         now = now or _dt.datetime.now(_dt.UTC)
         days = self.lifetime.total_seconds() / 86400
         pair = self.ca.issue(cluster, role=ROLE_AGENT, client=True, days=days, public_key=public_key)

@@ -21,6 +21,7 @@ from skerry.core.tls import Identity
 from skerry.hub.enrollment.authority import AgentAuthority, IssuedCert
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.enrollment.tokens import TokenIssuer, UsedTokens
+from skerry.hub.state import HubState
 
 log = structlog.get_logger("skerry.hub.enrollment")
 
@@ -37,13 +38,18 @@ class Enrollment:
         self._changed: asyncio.Condition | None = None  # made in the serving loop, on first use
 
     @classmethod
-    def open(cls, state_dir: pathlib.Path, **authority_kw) -> Enrollment:
+    def open(cls, state_dir: pathlib.Path, state: HubState, **authority_kw) -> Enrollment:
+        """Keys and CA files under ``<state_dir>/enrollment``; spent tokens in ``state`` (imported once)."""
         d = pathlib.Path(state_dir) / DIR_NAME
+        used = UsedTokens(state)
+        imported = used.import_previous(d)
+        if imported:
+            log.info("imported spent enrollment tokens into the hub state", entries=imported)
         return cls(
             TokenIssuer.load_or_create(d),
-            UsedTokens(d),
+            used,
             AgentAuthority.load_or_create(d, **authority_kw),
-            Revocations(d),
+            Revocations(d, state),
         )
 
     def enroll(self, token: str, csr_pem: bytes) -> IssuedCert:

@@ -12,15 +12,20 @@ Why this design: the hub "holds no state that cannot be rebuilt from Git, its
 keys and agents' reports". A *signed* token needs no record to be checked
 (cluster and expiry are inside it, the MAC proves the hub made it), so issuing
 one writes nothing. Single use needs *some* memory: ``UsedTokens`` records
-the id of every token already redeemed, with its expiry, in
-``used-tokens.json`` next to the key, written (fsync + rename) *before* the
-certificate is returned; entries are dropped once their token has expired, so
-the file holds at most the tokens redeemed within one ``MAX_TOKEN_TTL``. If
-the file is lost, the worst case is that a token redeemed within the last
-``MAX_TOKEN_TTL`` can be redeemed once more before it expires, which is the
-exposure of the token itself; rotating ``token.key`` (delete it) invalidates
-every outstanding token at once. This is the same bounded, key-like state
-class as the CA key.
+the id of every token already redeemed, with its expiry, in the hub state
+(``skerry.hub.state``: table ``spent_tokens``), committed *before* the
+certificate is returned. The record is one ``INSERT ... ON CONFLICT DO
+NOTHING`` on the token id, so two hub replicas redeeming the same token at
+once issue exactly one certificate: the other is told the token is spent.
+Entries are dropped once their token has expired, so the table holds at most
+the tokens redeemed within one ``MAX_TOKEN_TTL``. If the record is lost, the
+worst case is that a token redeemed within the last ``MAX_TOKEN_TTL`` can be
+redeemed once more before it expires, which is the exposure of the token
+itself; rotating ``token.key`` (delete it) invalidates every outstanding token
+at once. This is the same bounded, key-like state class as the CA key.
+
+Older hubs kept the record in ``used-tokens.json`` next to the key: the first
+start with a hub state imports it and renames it ``used-tokens.json.imported``.
 """
 
 from __future__ import annotations
@@ -33,13 +38,13 @@ import json
 import pathlib
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 
 from skerry.core import documents
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied
 from skerry.core.files import atomic_write
+from skerry.hub.state import HubState
 
 PREFIX = "skt1"
 # A bootstrap token is a password sent over a chat or a ticket: keep its life short.
@@ -132,34 +137,38 @@ class TokenIssuer:
 
 
 class UsedTokens:
-    """The ids of redeemed tokens until they expire (``used-tokens.json``: {id: exp})."""
+    """The ids of redeemed tokens until they expire, in the hub state (see the module docstring)."""
 
-    def __init__(self, directory: pathlib.Path, *, now: Callable[[], float] = time.time):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._path = directory / "used-tokens.json"
+    PREVIOUS_FILE = "used-tokens.json"
+
+    def __init__(self, state: HubState, *, now: Callable[[], float] = time.time):
+        self._state = state
         self._now = now
-        self._lock = threading.Lock()
 
-    def _load(self) -> dict[str, float]:
+    def import_previous(self, directory: pathlib.Path) -> int:
+        """Take in an older hub's ``used-tokens.json`` (then renamed ``.imported``); returns the entries."""
+        path = pathlib.Path(directory) / self.PREVIOUS_FILE
         try:
-            doc = documents.load_json(self._path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
-            return {str(k): float(v) for k, v in doc.items()}
+            doc = documents.load_json(path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
+            used = {str(k): float(v) for k, v in doc.items()}
         except FileNotFoundError:
-            return {}
+            return 0
         except (ValueError, AttributeError, TypeError) as e:
             # Refuse rather than forget: a corrupt record must not make every token reusable.
-            raise ConfigError(f"{self._path} is corrupt ({e}); fix or delete it and rotate token.key") from e
+            raise ConfigError(f"{path} is corrupt ({e}); fix or delete it and rotate token.key") from e
+        now = self._now()
+        with self._state.write() as tx:
+            for token_id, expires in used.items():
+                tx.redeem_token(token_id, expires, now)
+        path.rename(path.with_name(self.PREVIOUS_FILE + ".imported"))
+        return len(used)
 
     def redeem(self, claims: TokenClaims) -> None:
         """Record ``claims`` as used (durably) or raise ``PermissionDenied`` if it was used before."""
-        with self._lock:
-            used = self._load()
-            if claims.token_id in used:
-                raise PermissionDenied(
-                    f"enrollment token for cluster {claims.cluster!r} was already used; tokens are single-use "
-                    f"(make a new one with `skerry cluster add {claims.cluster}`)"
-                )
-            now = self._now()
-            used = {k: v for k, v in used.items() if v > now}
-            used[claims.token_id] = claims.expires
-            atomic_write(self._path, json.dumps(used, sort_keys=True).encode())
+        with self._state.write() as tx:
+            fresh = tx.redeem_token(claims.token_id, claims.expires, self._now())
+        if not fresh:
+            raise PermissionDenied(
+                f"enrollment token for cluster {claims.cluster!r} was already used; tokens are single-use "
+                f"(make a new one with `skerry cluster add {claims.cluster}`)"
+            )

@@ -1,50 +1,86 @@
-"""Every promotion call, allowed or not, as one JSON line: who, what, on which app, and the outcome.
+"""Every promotion call, allowed or not, as one audit entry: who, what, on which app, and the outcome.
 
-Written to ``<state dir>/promotion-audit.jsonl`` (append-only, fsync'd per line: an audit line that
-is lost on a crash is a line that never happened) and logged with structlog. Lines hold names,
-environments, digests and commit ids; never file contents.
+Entries live in the hub state (``skerry.hub.state``: table ``audit``, ordered
+by a sequence number) and are logged with structlog. ``record`` commits an
+entry on its own; ``record_in(tx, ...)`` writes it inside the transaction of
+the act it records, so the act and its entry commit together or not at all
+(an approval is never stored without the line that says who gave it). Entries
+hold names, environments, digests and commit ids; never file contents.
+
+Older hubs appended JSON lines to ``<state dir>/promotion-audit.jsonl``:
+``import_previous`` takes that file in, in order, on the first start after an
+upgrade, and renames it ``.imported``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import threading
 from typing import Any
 
 import structlog
 
 from skerry.core.clock import Clock, SystemClock
+from skerry.core.errors import ConfigError
+from skerry.hub.state import HubState, Tx
 
 log = structlog.get_logger("skerry.hub.promotion.audit")
 MAX_FIELD = 2048  # one audited value; gate messages can name many clusters
+RECENT = 1000  # how many entries ``entries`` returns (the CLI's and tests' view)
+# An older hub's audit file is at most this big to import (it grew without bound); bigger is refused.
+MAX_PREVIOUS_BYTES = 256 * 1024 * 1024
 
 
 class AuditLog:
-    def __init__(self, path: pathlib.Path | None, *, clock: Clock | None = None):
-        self.path = pathlib.Path(path) if path is not None else None
+    def __init__(self, state: HubState, *, clock: Clock | None = None):
+        self._state = state
         self._clock = clock or SystemClock()
-        self._lock = threading.Lock()
-        self.entries: list[dict[str, Any]] = []  # the last entries, for tests and the CLI's view
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
+    def _entry(self, identity: str, method: str, outcome: str, fields: dict[str, Any]) -> dict[str, Any]:
         entry = {"time": self._clock.now().isoformat(), "identity": identity, "method": method, "outcome": outcome}
         for k, v in fields.items():
             text = v if isinstance(v, (int, float, bool)) or v is None else str(v)
             if isinstance(text, str) and len(text) > MAX_FIELD:
                 text = text[: MAX_FIELD - 3] + "..."
             entry[k] = text
-        with self._lock:
-            self.entries = [*self.entries[-999:], entry]
-            if self.path is not None:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                try:
-                    os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        return entry
+
+    def record_in(self, tx: Tx, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
+        """Write the entry in ``tx``: it commits with the act, or not at all."""
+        entry = self._entry(identity, method, outcome, fields)
+        tx.audit(entry)
         log.info("audit", **entry)
         return entry
+
+    def record(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
+        with self._state.write() as tx:
+            return self.record_in(tx, identity, method, outcome, **fields)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """The last ``RECENT`` entries, oldest first."""
+        with self._state.read() as tx:
+            return [dict(e.doc) for e in tx.audit_entries(RECENT)]
+
+    def import_previous(self, path: pathlib.Path) -> int:
+        """Take in an older hub's JSON-lines audit file, in order; returns the number of entries."""
+        path = pathlib.Path(path)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if size > MAX_PREVIOUS_BYTES:
+            raise ConfigError(f"{path}: {size} bytes, over {MAX_PREVIOUS_BYTES}: archive it and move it away")
+        entries = []
+        for number, line in enumerate(path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(dict(json.loads(line)))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"{path} line {number} is not a JSON object ({e}); fix or move the file") from e
+        with self._state.write() as tx:
+            for entry in entries:
+                tx.audit(entry)
+        path.rename(path.with_name(path.name + ".imported"))
+        return len(entries)

@@ -181,5 +181,13 @@ class HealthTracker:
         held = self._since.get(cluster)
         return held[1] if held is not None and held[0] == digest else None
 
+    def since(self, cluster: str) -> tuple[str, _dt.datetime | None] | None:
+        """``(digest, healthy since or None)`` as last observed, for the report journal."""
+        return self._since.get(cluster)
+
+    def restore(self, cluster: str, digest: str, since: _dt.datetime | None) -> None:
+        """Take back a soak clock a previous process stored (``skerry.hub.reports``)."""
+        self._since[cluster] = (digest, since)
+
     def snapshot(self) -> Mapping[str, tuple[str, _dt.datetime | None]]:
         return dict(self._since)

@@ -38,6 +38,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -46,8 +47,6 @@ MAX_APPROVERS = 256
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IDENTITY = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.@]{0,127}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def _fail(field: str, problem: str) -> ConfigError:
@@ -137,12 +136,12 @@ def _identities(value: Any, field: str) -> tuple[str, ...]:
 
 
 def _duration(value: Any, field: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    m = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not m:
-        raise _fail(field, f"{value!r} is not a duration (e.g. 0, 30s, 10m, 2h)")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _fail(field, f"{value!r} is not a duration (e.g. 0, 30s, 10m, 1h30m)")
+    try:
+        return parse_duration(value, field)
+    except ConfigError:
+        raise _fail(field, f"{value!r} is not a duration (e.g. 0, 30s, 10m, 1h30m)") from None
 
 
 def _overlay_path(value: Any, field: str) -> str:

@@ -23,10 +23,12 @@ environment (an approver who is not a promoter may approve; the commit is then a
 
 Rollback passes no gates (no soak, approvals or freeze): it restores freight the environment ran
 before, and in an incident nothing should stand in its way. It is audited like everything else.
-Approvals persist in ``approvals_file`` (24 h); promotion records are in memory only.
+Approvals persist in the hub state (``approvals.Approvals``, 24 h); so do promotion records and what
+following each rollout needs (``records.RecordStore``): a restarted hub ``resume``s following them,
+soak and auto-rollback deadline included.
 
-Every call is audit-logged (``AuditLog``); calls the table refuses are audited by the hub's
-interceptor (``skerry.hub.authz.audit_promotion_refusals``).
+Every call is audit-logged (``AuditLog``, in the hub state); calls the table refuses are audited by
+the hub's interceptor (``skerry.hub.authz.audit_promotion_refusals``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as _dt
-import json
 import pathlib
 import random
 import uuid
@@ -48,15 +49,19 @@ from skerry.core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    SkerryError,
     SourceError,
     Unavailable,
 )
 from skerry.core.tls import Identity
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.promotion import freight as fr
+from skerry.hub.promotion.approvals import Approvals
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.promotion.gates import ClusterHealth, Gate, HealthTracker, cluster_problem, evaluate
 from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.promotion.records import Follow, RecordStore
+from skerry.hub.reports import ReportJournal, StoredReport
 from skerry.hub.source import git as gitsrc
 from skerry.hub.status import ClusterStatus, StatusBoard
 
@@ -65,7 +70,6 @@ log = structlog.get_logger("skerry.hub.promotion")
 ENV_LABEL = "env"  # the cluster label naming its environment
 MAX_PUSH_ATTEMPTS = 8  # a busy repository may move between fetch and push; beyond this, give up
 MAX_RECORDS = 1000  # promotions kept in memory for WatchPromotion; oldest finished ones go first
-APPROVAL_TTL = _dt.timedelta(hours=24)  # an approval is for this freight, today; not forever
 DEFAULT_PROGRESS_TIMEOUT = 3600.0  # follow a rollout at most this long, then report the pending clusters
 DEFAULT_TICK = 0.25  # how often progress re-reads the store and the status board (seconds)
 FINAL = frozenset({"approved", "blocked", "done", "failed", "rolled-back", "timed-out", "pushed-for-review", "ready"})
@@ -79,17 +83,26 @@ class TrackingStatusBoard(StatusBoard):
     (``Promoter._attested_health``), so a replayed or forged report cannot open a gate.
     """
 
-    def __init__(self, tracker: HealthTracker, clock: Clock):
+    def __init__(self, tracker: HealthTracker, clock: Clock, journal: ReportJournal | None = None):
         super().__init__()
         self.tracker = tracker
         self._clock = clock
+        self._journal = journal  # the hub state keeps reports and soak clocks across restarts
 
     def report(self, status: ClusterStatus) -> bool:
         accepted = super().report(status)
         if accepted:
             ready, _ = _ready(status)
             self.tracker.observe(status.cluster, status.applied_digest, ready, status.received_at or self._clock.now())
+            if self._journal is not None:
+                self._journal.note(status, self.tracker.since(status.cluster))
         return accepted
+
+    def restore(self, stored: Sequence[StoredReport]) -> None:
+        """Start from what a previous process stored: each cluster's report and its soak clock."""
+        for r in stored:
+            super().report(r.status)
+            self.tracker.restore(r.status.cluster, r.healthy_digest, r.healthy_since)
 
 
 def _ready(status: ClusterStatus) -> tuple[bool, str]:
@@ -170,8 +183,9 @@ class Promoter:
         audit: AuditLog,
         settings: PromotionSettings | None = None,
         clock: Clock | None = None,
-        approvals_file: pathlib.Path | None = None,
+        approvals: Approvals,
         attestations=None,
+        records: RecordStore | None = None,
     ):
         self.source = source
         # An ``AttestationBoard`` (TUF mode): gates then read only signed, nonce-bound agent reports.
@@ -187,9 +201,9 @@ class Promoter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._git_lock = asyncio.Lock()  # one writer of the promotion mirror at a time
         self._changed = asyncio.Condition()
-        self._approvals: dict[tuple[str, str, str, str], dict[str, _dt.datetime]] = {}
-        self.approvals_file = pathlib.Path(approvals_file) if approvals_file is not None else None
-        self._load_approvals()
+        self.approvals = approvals
+        self._record_store = records
+        self._follows: dict[str, Follow] = {}
         self._tasks: set[asyncio.Task] = set()
         self.push_attempts = 0  # pushes tried (tests and metrics)
 
@@ -328,43 +342,6 @@ class Promoter:
         self.audit.record(str(identity), "ListEnvironments", "ok")
         return fleet, self._policy(fleet)
 
-    def _load_approvals(self) -> None:
-        """Approvals survive a hub restart: ``approvals_file`` holds them as JSON (names and times only)."""
-        if self.approvals_file is None:
-            return
-        try:
-            raw = json.loads(self.approvals_file.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as e:
-            log.warning("approvals file unreadable; starting without approvals", file=str(self.approvals_file), error=str(e))
-            return
-        for entry in raw.get("approvals", [])[:MAX_RECORDS]:
-            try:
-                key = (entry["app"], entry["from"], entry["to"], entry["freight"])
-                self._approvals[key] = {n: _dt.datetime.fromisoformat(t) for n, t in entry["by"].items()}
-            except (KeyError, TypeError, ValueError):
-                continue
-
-    def _save_approvals(self) -> None:
-        if self.approvals_file is None:
-            return
-        data = {"approvals": [
-            {"app": k[0], "from": k[1], "to": k[2], "freight": k[3], "by": {n: t.isoformat() for n, t in v.items()}}
-            for k, v in self._approvals.items() if v
-        ]}
-        self.approvals_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.approvals_file.with_name(f".{self.approvals_file.name}.tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        tmp.replace(self.approvals_file)
-
-    def _approvals_for(self, key: tuple[str, str, str, str]) -> list[str]:
-        now = self.clock.now()
-        held = self._approvals.get(key, {})
-        for name in [n for n, at in held.items() if now - at > APPROVAL_TTL]:
-            del held[name]
-        return sorted(held)
-
     def _gates(self, fleet: Fleet, app: str, src: Freight, to_env: str) -> list[Gate]:
         policy = self._policy(fleet)
         key = (app, src.env, to_env, fr.freight_key(src.images))
@@ -375,7 +352,7 @@ class Promoter:
             from_clusters=src.clusters,
             from_rules=policy.rules(src.env),
             to_rules=policy.rules(to_env),
-            approvals=self._approvals_for(key),
+            approvals=self.approvals.of(key),
             now=self.clock.now(),
         )
 
@@ -404,6 +381,13 @@ class Promoter:
             setattr(rec, k, v)
         rec.updated = self.clock.now()
         rec.version += 1
+        if rec.final:
+            self._follows.pop(rec.id, None)
+        if self._record_store is not None:
+            try:
+                self._record_store.save(rec, self._follows.get(rec.id))
+            except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
+                log.error("promotion record not stored", id=rec.id, error=str(e))
         async with self._changed:
             self._changed.notify_all()
 
@@ -527,11 +511,10 @@ class Promoter:
                 dst = await asyncio.to_thread(self._freight_blocking, fleet, app, to_env)
             key = (app, from_env, to_env, fr.freight_key(src.images))
             if approve:
-                self._approvals.setdefault(key, {})[identity.name] = self.clock.now()
-                self._save_approvals()
+                self.approvals.approve(key, identity.name, str(identity), **fields)
             gates = self._gates(fleet, app, src, to_env)
             changes = fr.diff_images(src.images, dst.images)
-            approved = [a for a in self._approvals_for(key) if a in rules.approvers]
+            approved = [a for a in self.approvals.of(key) if a in rules.approvers]
             rec = self._new_record(
                 app=app, from_env=from_env, to_env=to_env, kind="promote", state="checking",
                 requested_by=identity.name, gates=gates, changes=changes, approved_by=approved,
@@ -575,8 +558,7 @@ class Promoter:
                 await self._update(rec, state="failed", message=str(e))
                 self.audit.record(str(identity), "Promote", "error", id=rec.id, error=str(e), **fields)
                 raise
-            self._approvals.pop(key, None)
-            self._save_approvals()
+            self.approvals.clear(key)
             if result is None:
                 await self._update(rec, state="done", message=f"{to_env} already runs the freight of {from_env}")
                 self.audit.record(str(identity), "Promote", "unchanged", id=rec.id, **fields)
@@ -635,7 +617,12 @@ class Promoter:
     # --- following a rollout --------------------------------------------------------------------
 
     def _follow(self, rec: Record, fleet: Fleet, *, previous, auto_rollback: bool, soak: float) -> None:
-        task = asyncio.create_task(self._follow_task(rec, fleet, previous, auto_rollback, soak), name=f"promotion-{rec.id}")
+        deadline = self.clock.now() + _dt.timedelta(seconds=self.settings.progress_timeout)
+        self._start_follow(rec, fleet, Follow(tuple(previous), auto_rollback, soak, deadline))
+
+    def _start_follow(self, rec: Record, fleet: Fleet, follow: Follow) -> None:
+        self._follows[rec.id] = follow
+        task = asyncio.create_task(self._follow_task(rec, fleet, follow), name=f"promotion-{rec.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -653,31 +640,45 @@ class Promoter:
                 return False
             return await asyncio.to_thread(gitsrc.is_ancestor, self.source, commit, head)
 
-    async def _follow_task(self, rec: Record, fleet: Fleet, previous, auto_rollback: bool, soak: float) -> None:
+    def resume(self) -> list[str]:
+        """Follow again every rollout a previous process was following (ids); call after the first sync."""
+        if self._record_store is None:
+            return []
+        fleet = self.fleet_view.fleet
+        resumed = []
+        for rec, follow in self._record_store.unfinished(Record, ClusterProgress):
+            self.records[rec.id] = rec
+            self._start_follow(rec, fleet, follow)
+            self.audit.record("skerry-hub", "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,
+                              commit=rec.commit)
+            resumed.append(rec.id)
+        return resumed
+
+    async def _follow_task(self, rec: Record, fleet: Fleet, follow: Follow) -> None:
         try:
-            await self._follow_rollout(rec, fleet, previous, auto_rollback, soak)
+            await self._follow_rollout(rec, fleet, follow)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a follower must end in a state, not vanish
             log.exception("following the promotion failed", id=rec.id)
             await self._update(rec, state="failed", message=f"following the rollout failed: {e}")
 
-    async def _follow_rollout(self, rec: Record, fleet: Fleet, previous, auto_rollback: bool, soak: float) -> None:
+    async def _follow_rollout(self, rec: Record, fleet: Fleet, follow: Follow) -> None:
         tick = self.settings.tick
-        deadline = self.clock.monotonic() + self.settings.progress_timeout
-        await self._update(rec, state="rolling-out", message=f"waiting for the hub to render {rec.commit[:12]}")
+        previous, auto_rollback, soak = follow.previous, follow.auto_rollback, follow.soak
+        if rec.state != "verifying":  # a resumed follow keeps its state (and soak) until progress says more
+            await self._update(rec, state="rolling-out", message=f"waiting for the hub to render {rec.commit[:12]}")
         request = getattr(self.fleet_view, "request_sync", None)
         if request is not None:
             request()
         while not await self._built(rec.commit):
-            if self.clock.monotonic() > deadline:
+            if self.clock.now() > follow.deadline:
                 await self._update(rec, state="timed-out", message=f"the hub never rendered {rec.commit[:12]}")
                 return
             await asyncio.sleep(tick)
         fleet = self.fleet_view.fleet or fleet
         names = self.clusters_of(fleet, rec.to_env)
         targets = {n: (cur.digest if (cur := self.store.current(n)) is not None else "") for n in names}
-        verified_since: _dt.datetime | None = None
         while True:
             progress = []
             for name in names:
@@ -703,8 +704,8 @@ class Promoter:
             if names and all(p.state == "healthy" for p in progress):
                 if auto_rollback and soak > 0:
                     now = self.clock.now()
-                    verified_since = verified_since or now
-                    held = (now - verified_since).total_seconds()
+                    follow.verified_since = follow.verified_since or now  # stored with the next update
+                    held = (now - follow.verified_since).total_seconds()
                     if held >= soak:
                         await self._update(rec, state="done", clusters=progress, message=f"healthy for the {soak:.0f}s soak")
                         return
@@ -716,7 +717,7 @@ class Promoter:
                     return
             elif rec.clusters != progress:
                 await self._update(rec, clusters=progress, message=_summary(progress, rec.to_env))
-            if self.clock.monotonic() > deadline:
+            if self.clock.now() > follow.deadline:
                 pending = [p.cluster for p in progress if p.state != "healthy"]
                 state = "failed" if unhealthy else "timed-out"
                 await self._update(rec, state=state, clusters=progress,

@@ -110,6 +110,8 @@ class Tx(Protocol):
     def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
         """Store (or, with None, delete) one JSON document: approvals, promotion records, history."""
 
+    def record(self, kind: str, key: str, *, for_update: bool = False) -> dict | None: ...
+
     def records(self, kind: str) -> dict[str, dict]: ...
 
     def changed(self, kind: str, key: str) -> int:

@@ -176,6 +176,14 @@ class SqlTx:
             )
         self.changed(kind, key)
 
+    def record(self, kind: str, key: str, *, for_update: bool = False) -> dict | None:
+        """One document; ``for_update`` locks it until commit (a read-modify-write by two replicas)."""
+        row = self._one(
+            "SELECT doc FROM records WHERE kind = ? AND key = ?" + (self._d.lock_update if for_update else ""),
+            (kind, key),
+        )
+        return None if row is None else json.loads(row[0])
+
     def records(self, kind: str) -> dict[str, dict]:
         rows, _ = self._run("SELECT key, doc FROM records WHERE kind = ? ORDER BY key", (kind,))
         return {r[0]: json.loads(r[1]) for r in rows}

@@ -26,6 +26,7 @@ from skerry.hub.trust.repository import (
     _SERIALIZER,
     CONFIG_FILE,
     DEFAULT_EXPIRY,
+    DEV_RELEASE_KEYS,
     TrustRepository,
     _atomic_write,
 )
@@ -46,11 +47,17 @@ def init(
     offline_dir: str | pathlib.Path | None = None,
     clock: Clock | None = None,
     expiry: Mapping[str, _dt.timedelta] | None = None,
+    dev: bool = False,
 ) -> dict[str, list[pathlib.Path]]:
     """Create a trust directory: keys, root v1, targets with the director and one release role per env.
 
     ``environments`` maps env -> (number of release keys, threshold), e.g.
     ``{"dev": (1, 1), "prod": (3, 2)}``. Returns the key files made, per role.
+
+    ``dev``: a single operator's setup. ``config.json`` names every environment's release keys
+    (``"dev_release_keys"``) and ``TrustRepository.open`` gives them to the hub, which then
+    releases every bundle itself: the director/release split is gone and whoever reads the trust
+    directory can ship anything. The hub says so at every start (``skerry.hub.trust.repository``).
     """
     clock = clock or SystemClock()
     exp = {**DEFAULT_EXPIRY, **(expiry or {})}
@@ -102,6 +109,11 @@ def init(
         for s in signers:
             md.sign(s, append=True)
         release_mds[trust.release_role(env)] = md
+        for name in trust.release_bin_names(env):  # every bin exists (empty): an unreleased image is NotReleased
+            bin_md = Metadata(Targets(expires=now + exp["release"]))
+            for s in signers:
+                bin_md.sign(s, append=True)
+            release_mds[name] = bin_md
     targets_md = Metadata(targets)
     targets_md.sign(targets_key)
     director_md = Metadata(Targets(expires=now + exp["director"]))
@@ -112,8 +124,11 @@ def init(
     (directory / "repository" / "targets").mkdir(parents=True)
     for role, md in {"root": root_md, "targets": targets_md, trust.DIRECTOR_ROLE: director_md, **release_mds}.items():
         _atomic_write(meta / f"1.{role}.json", md.to_bytes(_SERIALIZER))
-    _atomic_write(directory / CONFIG_FILE, json.dumps({"environments": {
-        e: {"keys": n, "threshold": t} for e, (n, t) in environments.items()}}, indent=2).encode() + b"\n")
+    config: dict = {"environments": {e: {"keys": n, "threshold": t} for e, (n, t) in environments.items()}}
+    if dev:
+        config[DEV_RELEASE_KEYS] = {env: [str(p.relative_to(directory)) if p.is_relative_to(directory) else str(p)
+                                          for p in made[trust.release_role(env)]] for env in environments}
+    _atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2).encode() + b"\n")
     _atomic_write(directory / "root.json", root_md.to_bytes(_SERIALIZER))
     repo = TrustRepository(directory, clock=clock, expiry=expiry)
     repo.refresh()  # first snapshot + timestamp
@@ -130,7 +145,7 @@ def release_bins(env: str, keys: Sequence[Key], threshold: int, expires: _dt.dat
     for name in trust.release_bin_names(env):
         signed.delegations.roles[name] = DelegatedRole(
             name=name, keyids=[k.keyid for k in keys], threshold=threshold, terminating=True,
-            path_hash_prefixes=[name.rsplit("-", 1)[1]])
+            path_hash_prefixes=trust.bin_prefixes(name.rsplit("-", 1)[1]))
     return signed
 
 

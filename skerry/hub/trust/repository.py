@@ -1,22 +1,20 @@
 """The hub's TUF repository on disk: what the director points at, what the release side signed.
 
-Layout of a trust directory (``skerry keys init`` creates it)::
+A trust directory (``skerry keys init`` makes it)::
 
-    config.json                    {"environments": {"prod": {"threshold": 2}, ...}}
-    keys/<role>*.key               online keys the hub signs with (0600): timestamp, snapshot, director
-    offline/...                    root, targets and release keys made by ``init`` — move them off the hub
-    repository/metadata/           <version>.<role>.json (consistent snapshots) and timestamp.json
-    repository/targets/releases/<env>/<cluster>/<sha256>.json   bundle blobs, content-addressed
+    config.json        {"environments": {"prod": {"keys": 3, "threshold": 2}, ...}[, "dev_release_keys": ...]}
+    keys/<role>.key    online keys the hub signs with (0600): timestamp, snapshot, director
+    offline/...        root, targets and release keys made by ``init`` — move them off the hub
+    repository/        the served repository: roles, file names and byte formats in ``skerry.core.trust``
 
-Roles and paths are described in ``skerry.core.trust``. The hub signs only
-timestamp, snapshot, director and the ``cluster-*`` roles. Offline-signed
-roles (root, targets, ``release-*``) change only through ``skerry keys``
-(on the trust directory, picked up by ``reload``) or ``submit_release``
-(signatures collected from CI over gRPC, published at the threshold).
-
-All metadata is written as compact JSON; signatures are Ed25519 (or any
-securesystemslib signer) over the canonical JSON of ``signed``, as TUF
-specifies. Writes are atomic (temp file + rename); a version is never
+The hub signs timestamp, snapshot, the director and its bins with online keys;
+release bins only for environments whose release keys it holds. Everything
+else changes through ``skerry keys`` (picked up by ``reload``) or
+``submit_release`` (CI signatures collected over gRPC, published at the
+threshold). Changes are batched (``batch``): publishing one bundle to 10,000
+clusters signs each changed bin once, writes the files without an fsync each,
+makes them durable with one filesystem sync, then writes one snapshot and the
+timestamp that publishes them. Writes are atomic; a version is never
 rewritten with different content.
 """
 
@@ -51,12 +49,14 @@ from skerry.core import trust
 from skerry.core.canonical import sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
-from skerry.core.files import atomic_write
+from skerry.core.files import atomic_write, sync_filesystem
 from skerry.hub.trust import keys as keyfiles
 
 log = structlog.get_logger("skerry.hub.trust")
 
 CONFIG_FILE = "config.json"
+# config.json key of a ``skerry keys init --dev`` directory: env -> release key files the hub signs with.
+DEV_RELEASE_KEYS = "dev_release_keys"
 ONLINE_ROLES = ("timestamp", "snapshot", trust.DIRECTOR_ROLE)
 _VERSIONED = re.compile(r"^(?P<v>[1-9][0-9]*)\.(?P<role>[a-z0-9-]+)\.json$")
 
@@ -146,6 +146,7 @@ class TrustRepository:
         clock: Clock | None = None,
         expiry: Mapping[str, _dt.timedelta] | None = None,
     ):
+        trust.use_fast_canonical_json()
         self.directory = pathlib.Path(directory)
         self.metadata_dir = self.directory / "repository" / "metadata"
         self.targets_dir = self.directory / "repository" / "targets"
@@ -160,6 +161,10 @@ class TrustRepository:
         self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
         self._batch_depth = 0
         self._batch_changed: set[str] = set()
+        self._flushing = False
+        self._unlinked: dict[str, str] = {}  # target path -> sha256 hex added since the last link pass
+        self._linked_dirs: set[str] = set()
+        self._unsynced = False  # files written without fsync since the last timestamp
         self._offered: dict[str, None] = {}  # release paths proposed to CI, newest MAX_OFFERED
         self.load()
         self._online = dict(online) if online is not None else self._load_online_keys()
@@ -176,11 +181,31 @@ class TrustRepository:
         (the hub alone can then ship it): meant for dev environments only.
         """
         signers: dict[str, list[Signer]] = {}
-        for env, ref in release_keys:
-            signers.setdefault(env, []).append(keyfiles.load_signer(ref))
         if not (pathlib.Path(directory) / "repository" / "metadata").is_dir():
             raise ConfigError(f"{directory} is not a trust directory; create one with `skerry keys init`")
+        dev = cls._dev_release_keys(pathlib.Path(directory))
+        if dev:
+            log.warning("DEV TRUST DIRECTORY (skerry keys init --dev): this hub holds every role's key and "
+                        "releases every bundle itself; anyone who can read it can ship anything to every "
+                        "cluster. For one operator's trial only.", directory=str(directory), environments=sorted(dev))
+        for env, ref in [*release_keys, *((e, r) for e, refs in dev.items() for r in refs)]:
+            signer = keyfiles.load_signer(ref)
+            if all(s.public_key.keyid != signer.public_key.keyid for s in signers.get(env, [])):
+                signers.setdefault(env, []).append(signer)
         return cls(directory, release_signers=signers, clock=clock, expiry=expiry)
+
+    @staticmethod
+    def _dev_release_keys(directory: pathlib.Path) -> dict[str, list[str]]:
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read {directory / CONFIG_FILE}: {e}") from e
+        dev = config.get(DEV_RELEASE_KEYS) or {}
+        if not isinstance(dev, dict):
+            raise ConfigError(f"{directory / CONFIG_FILE}: {DEV_RELEASE_KEYS} must map environments to key files")
+        return {str(env): [str(directory / ref) for ref in refs] for env, refs in dev.items()}
 
     def load(self) -> bool:
         """(Re)read the newest version of every role from disk; True if anything changed."""
@@ -292,9 +317,14 @@ class TrustRepository:
         if not trust.safe_fetch_path(path):
             raise InvalidInput(f"not a trust repository path: {path!r}")
         if path.startswith("targets/"):
-            env, cluster, hexdigest = trust.parse_release_path(path[len("targets/"):])
-            if self.release_target(env, cluster, hexdigest) is None and not self._proposed(path[len("targets/"):]):
-                raise NotFound(f"{path} is not a released bundle")
+            target, env, cluster, hexdigest = trust.parse_target_file(path[len("targets/"):])
+            if env:
+                known = self.release_target(env, cluster, hexdigest) is not None or self._proposed(target)
+            else:
+                directed = self.directed(cluster)
+                known = directed is not None and directed.hashes.get("sha256") == hexdigest
+            if not known:
+                raise NotFound(f"{path} is not a released or directed bundle")
             return self._blob(hexdigest, path)
         try:
             return (self.metadata_dir / path[len("metadata/"):]).read_bytes()
@@ -357,9 +387,14 @@ class TrustRepository:
         return self._clock.now().replace(microsecond=0)
 
     def _write(self, role: str, md: Metadata) -> None:
+        """Write ``role``'s new version. Inside a batch, not fsynced one by one: ``_new_timestamp``
+        flushes them all at once before the timestamp that publishes them is written."""
         data = md.to_bytes(_SERIALIZER)
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
-        _atomic_write(self.metadata_dir / name, data)
+        durable = role == "timestamp" or not (self._batch_depth or self._flushing)
+        if not durable:
+            self._unsynced = True
+        atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
         self.md[role] = md
         self._raw[role] = data
 
@@ -427,14 +462,41 @@ class TrustRepository:
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, {}
         changed, self._batch_changed = self._batch_changed, set()
-        for role, md in dirty.items():
-            self._bump(role, md)
-            self._sign_online(role, md)
-            self._write(role, md)
-        if dirty or changed:
-            self._commit([*dirty, *changed])
+        self._flushing = True
+        try:
+            self._link_targets()
+            for role, md in dirty.items():
+                self._bump(role, md)
+                self._sign_online(role, md)
+                self._write(role, md)
+            if dirty or changed:
+                self._commit([*dirty, *changed])
+        finally:
+            self._flushing = False
+
+    def _link_targets(self) -> None:
+        """Give each target added since the last timestamp (director entries, release targets) a file
+        under its consistent-snapshot name: a hard link to the one blob file, so a stock TUF client
+        reading the repository directory as static files finds every target."""
+        targets = str(self.targets_dir)
+        for path, hexdigest in self._unlinked.items():
+            name = trust.consistent_name(path, hexdigest)
+            directory = os.path.join(targets, name.rpartition("/")[0])
+            if directory not in self._linked_dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._linked_dirs.add(directory)
+            try:
+                os.link(self._blob_path(hexdigest), os.path.join(targets, name))
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # a target whose blob this hub never stored (made by hand): no file
+                log.warning("target has no blob to link", path=path, sha256=hexdigest)
+        self._unlinked.clear()
 
     def _new_timestamp(self) -> None:
+        if self._unsynced:  # everything the new timestamp publishes is on disk before it
+            sync_filesystem(self.metadata_dir)
+            self._unsynced = False
         ts_md = self.md.get("timestamp") or Metadata(Timestamp(version=1))
         ts_md.signed.snapshot_meta = self._meta_file("snapshot")
         self._bump("timestamp", ts_md)
@@ -442,13 +504,13 @@ class TrustRepository:
         self._write("timestamp", ts_md)
 
     def cluster_role(self, cluster: str) -> str:
-        """The director role that holds ``cluster``'s pointer: its legacy ``cluster-<name>`` role if this
+        """The director role that holds ``cluster``'s pointer: its unbinned ``cluster-<name>`` role if this
         repository delegated one before hash bins, else its hash bin (``skerry.core.trust``)."""
         director = self.md.get(trust.DIRECTOR_ROLE)
         delegations = director.signed.delegations if director else None
-        legacy = trust.legacy_cluster_role(cluster)
-        if delegations is not None and delegations.roles and legacy in delegations.roles:
-            return legacy
+        unbinned = trust.unbinned_cluster_role(cluster)
+        if delegations is not None and delegations.roles and unbinned in delegations.roles:
+            return unbinned
         return trust.cluster_role(cluster)
 
     def _ensure_cluster_role(self, cluster: str) -> None:
@@ -464,8 +526,8 @@ class TrustRepository:
         for keyid in keyids:
             delegations.keys[keyid] = self.targets.delegations.keys[keyid]
         delegations.roles[role] = DelegatedRole(
-            name=role, keyids=keyids, threshold=1, terminating=True, path_hash_prefixes=[trust.cluster_bin(cluster)]
-        )
+            name=role, keyids=keyids, threshold=1, terminating=True,
+            path_hash_prefixes=trust.bin_prefixes(trust.cluster_bin(cluster)))
         self._touch(trust.DIRECTOR_ROLE, director)
 
     def store_blob(self, env: str, cluster: str, data: bytes) -> str:
@@ -536,6 +598,7 @@ class TrustRepository:
             custom["render"] = render
         pointer.unrecognized_fields["custom"] = custom
         md.signed.targets[pointer.path] = pointer  # the bin's other clusters keep theirs
+        self._unlinked[pointer.path] = hexdigest
         self._touch(role, md)
         return release, image, env
 
@@ -586,14 +649,19 @@ class TrustRepository:
         else:
             signed = Targets()
             signed.version = 0  # a bin's first version is 1
+        kept: dict[str, list[str]] = {}  # cluster -> its release paths in the role, oldest first
+        for path in signed.targets:
+            parsed = trust.parse_release_path(path)
+            kept.setdefault(parsed[1] if parsed else "", []).append(path)
         for cluster, path in zip(clusters, paths, strict=True):
             target = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=path)
             target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
             signed.targets.pop(path, None)
             signed.targets[path] = target  # newest last: insertion order is release order
-            mine = [p for p in signed.targets if p.startswith(f"releases/{env}/{cluster}/")]
+            mine = [p for p in kept.setdefault(cluster, []) if p != path] + [path]
             for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
                 del signed.targets[old]
+            kept[cluster] = mine[-MAX_RELEASES_PER_CLUSTER:]
         signed.version += 1
         signed.expires = self._now() + self.expiry[expiry_kind(holder)]
         self._keep_blob(hexdigest, data)  # CI signers fetch what they are asked to sign
@@ -666,6 +734,10 @@ class TrustRepository:
             del self._pending[role]
             with self.batch():  # listeners direct the released clusters: one snapshot for both
                 self._write(role, md)
+                before = current.signed.targets if current is not None else {}
+                for path, target in md.signed.targets.items():
+                    if path not in before:
+                        self._unlinked[path] = target.hashes.get("sha256", "")
                 self._commit([role])
                 log.info("release published", role=role, version=md.signed.version, signatures=good)
                 self._notify(role)

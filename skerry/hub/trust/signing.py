@@ -1,12 +1,18 @@
 """The CI side of a release: check the hub's proposal against an independent render, then sign.
 
 A CI job holding one release key of an environment runs ``skerry keys sign``
-per cluster. It signs only when (1) the bundle it rendered itself from Git
-at the proposed commit has exactly the proposed SHA-256 and length, and
-(2) the proposed ``release-<env>`` version adds nothing but that bundle to
-the version the hub currently serves (so a compromised hub cannot slip
-other targets into the signed document). With a threshold of 2, two such
-jobs (different runners, different keys) must agree before the hub can
+per cluster. It signs only when (1) the bundle the hub proposes (fetched by
+its release path, checked against the proposed length and SHA-256) holds
+exactly what the job rendered itself from Git at the proposed commit — the
+same objects, source URL, commit and paths, for this cluster or for no
+cluster (a blob shared by clusters built from the same inputs) — and (2) the
+proposed version of the release bin adds nothing but that bundle to the
+version the hub currently serves (so a compromised hub cannot slip other
+targets into the signed document). The render engine is not compared: it is
+not part of a bundle's identity, so a job whose kustomize differs from the
+hub's but renders the same objects signs; one that renders other objects is
+refused naming the first object that differs. With a threshold of 2, two
+such jobs (different runners, different keys) must agree before the hub can
 publish it.
 """
 
@@ -18,9 +24,11 @@ from tuf.api.metadata import Metadata, Targets
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import trust
-from skerry.core.canonical import sha256_digest, sha256_hex
+from skerry.core.bundle import Bundle, object_id, object_sort_key
+from skerry.core.canonical import canonical_json, sha256_digest, sha256_hex
+from skerry.core.client import secure_channel
 from skerry.core.errors import InvalidInput, Unavailable, VerificationError
-from skerry.core.tls import TlsFiles, channel_credentials
+from skerry.core.tls import TlsFiles
 from skerry.hub.trust.repository import _SERIALIZER
 
 RPC_TIMEOUT = 30.0
@@ -28,6 +36,31 @@ RPC_TIMEOUT = 30.0
 
 def _fetch(stub, path: str) -> bytes:
     return b"".join(c.data for c in stub.Fetch(trust_pb2.FetchRequest(path=path), timeout=RPC_TIMEOUT))
+
+
+def same_content(ours: Bundle, proposed: Bundle, cluster: str) -> None:
+    """Raise ``VerificationError`` (``DigestMismatch``) naming the first difference between our render
+    and the hub's proposed bundle; the render engine is provenance and not compared."""
+    if proposed.cluster not in ("", cluster):
+        raise VerificationError(f"the hub proposes a bundle of cluster {proposed.cluster!r}", reason="WrongCluster")
+    for field in ("source_url", "revision", "paths"):
+        if getattr(ours, field) != getattr(proposed, field):
+            raise VerificationError(f"our render has {field} {getattr(ours, field)!r}, the hub proposes "
+                                    f"{getattr(proposed, field)!r}: not signing", reason="DigestMismatch")
+    mine = sorted(ours.objects, key=object_sort_key)
+    theirs = sorted(proposed.objects, key=object_sort_key)
+    for a, b in zip(mine, theirs, strict=False):
+        if object_id(a) != object_id(b):
+            first = min(object_id(a), object_id(b))
+            side = "only in our render" if first == object_id(a) else "only in the hub's proposal"
+            raise VerificationError(f"object {first} is {side}: not signing", reason="DigestMismatch")
+        if canonical_json(a) != canonical_json(b):
+            raise VerificationError(f"object {object_id(a)} differs between our render and the hub's proposal: "
+                                    "not signing", reason="DigestMismatch")
+    if len(mine) != len(theirs):
+        extra, side = (mine, "our render") if len(mine) > len(theirs) else (theirs, "the hub's proposal")
+        raise VerificationError(f"object {object_id(extra[min(len(mine), len(theirs))])} is only in {side}: "
+                                "not signing", reason="DigestMismatch")
 
 
 def check_proposal(proposal: Metadata, previous: Metadata | None, env: str, cluster: str, rendered: bytes) -> None:
@@ -49,20 +82,29 @@ def check_proposal(proposal: Metadata, previous: Metadata | None, env: str, clus
 
 
 def sign_release(address: str, tls_files: TlsFiles, cluster: str, repo: str, branch: str,
-                 signers: list[Signer]) -> trust_pb2.SubmitReleaseResponse:
+                 signers: list[Signer], engine: str = "auto") -> trust_pb2.SubmitReleaseResponse:
     from skerry.hub.cli import _render_bundle
 
-    with grpc.secure_channel(address, channel_credentials(tls_files)) as channel:
+    with secure_channel(address, tls_files) as channel:
         stub = trust_pb2_grpc.TrustServiceStub(channel)
         try:
             prop = stub.GetReleaseProposal(trust_pb2.GetReleaseProposalRequest(cluster=cluster), timeout=RPC_TIMEOUT)
         except grpc.RpcError as e:
             raise Unavailable(f"no release proposal for {cluster}: {e.details()}") from e
-        rendered = _render_bundle(repo, cluster, branch, prop.revision, "json")
-        if sha256_digest(rendered) != prop.digest:
-            raise VerificationError(
-                f"our render of {cluster} at {prop.revision} is {sha256_digest(rendered)}, the hub proposes "
-                f"{prop.digest}: not signing", reason="DigestMismatch")
+        ours = Bundle.decode(_render_bundle(repo, cluster, branch, prop.revision, "json", engine))
+        path = trust.release_path(prop.environment, cluster, prop.digest.removeprefix("sha256:"))
+        try:
+            blob = _fetch(stub, f"targets/{path}")
+        except grpc.RpcError as e:
+            raise Unavailable(f"cannot fetch the proposed bundle {path}: {e.details()}") from e
+        if sha256_digest(blob) != prop.digest:
+            raise VerificationError(f"the hub served {path} with digest {sha256_digest(blob)}, not the proposed "
+                                    f"{prop.digest}", reason="HashMismatch")
+        try:
+            proposed = Bundle.decode(blob)
+        except InvalidInput as e:
+            raise VerificationError(f"the proposed bundle is malformed: {e}", reason="MalformedBundle") from e
+        same_content(ours, proposed, cluster)
         try:
             proposal = Metadata[Targets].from_bytes(bytes(prop.metadata))
         except Exception as e:  # noqa: BLE001 - any parse failure
@@ -74,7 +116,7 @@ def sign_release(address: str, tls_files: TlsFiles, cluster: str, repo: str, bra
                     _fetch(stub, f"metadata/{proposal.signed.version - 1}.{prop.role}.json"))
             except grpc.RpcError as e:
                 raise Unavailable(f"cannot fetch the current {prop.role}: {e.details()}") from e
-        check_proposal(proposal, previous, prop.environment, cluster, rendered)
+        check_proposal(proposal, previous, prop.environment, cluster, blob)
         for signer in signers:
             proposal.sign(signer, append=True)
         try:

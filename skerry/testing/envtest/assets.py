@@ -79,29 +79,29 @@ def _build() -> pathlib.Path:
         raise EnvtestError("bash is required to run the envtest build script")
 
     tail: list[str] = []
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         ["bash", str(BUILD_SCRIPT)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
         errors="replace",
-    )
+    ) as proc:
 
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            tail.append(line.rstrip("\n"))
-            del tail[:-_KEPT_LINES]
-            sys.stderr.write(line)
-            sys.stderr.flush()
+        def pump() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                tail.append(line.rstrip("\n"))
+                del tail[:-_KEPT_LINES]
+                sys.stderr.write(line)
+                sys.stderr.flush()
 
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    rc = proc.wait()
-    t.join(timeout=_PUMP_JOIN_SECONDS)
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        rc = proc.wait()
+        t.join(timeout=_PUMP_JOIN_SECONDS)
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
     if rc != 0 or not lines:
         msg = "\n".join(tail[-BUILD_ERROR_TAIL_LINES:]) or "(no output)"

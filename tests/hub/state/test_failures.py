@@ -131,3 +131,20 @@ def test_a_killed_listen_connection_loses_no_change(postgres_dsn, tmp_path):
     finally:
         writer.close()
         follower.close()
+
+
+def test_hub_config_takes_the_dsn_from_a_file_or_the_environment_and_never_shows_it(tmp_path):
+    from skerry.hub.config import HubConfig
+
+    with pytest.raises(ConfigError, match="postgresql needs a DSN"):
+        HubConfig(repo="/srv/fleet", state="postgresql")
+    with pytest.raises(ConfigError, match="never on the command line"):
+        HubConfig.from_env({}, repo="/srv/fleet", state="postgresql://skerry:s3cret@db/hub")
+    cfg = HubConfig.from_env(
+        {"SKERRY_HUB_STATE": "postgresql", "SKERRY_HUB_STATE_DSN": "postgresql://skerry:s3cret@db/hub"},
+        repo="/srv/fleet",
+    )
+    assert cfg.state == "postgresql" and cfg.state_dsn.endswith("@db/hub") and "s3cret" not in repr(cfg)
+    from_file = HubConfig.from_env({}, repo="/srv/fleet", state="postgresql", state_dsn_file=str(tmp_path / "dsn"))
+    assert from_file.state_dsn_file == tmp_path / "dsn"
+    assert HubConfig(repo="/srv/fleet").state == ""  # the default: SQLite under the state dir

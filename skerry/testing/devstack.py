@@ -20,9 +20,14 @@ import sys
 import time
 from collections.abc import Callable
 
-from skerry.core import tls
+from google.protobuf import json_format
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fleet"
+from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+from skerry.core import tls
+from skerry.core.client import secure_channel
+
+# The example fleet of a source checkout (the one input the harness takes from outside the package).
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
 
 
 class StackError(RuntimeError):
@@ -132,7 +137,7 @@ class Stack:
     """Sealer + hub + agents sharing one throwaway PKI under ``workdir``."""
 
     def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, *, interval: float = 2.0,
-                 trust: bool = True, auto_release: tuple[str, ...] = ("dev", "prod"),
+                 auto_release: tuple[str, ...] = ("dev", "prod"),
                  environments: tuple[str, ...] = ("dev", "prod:3:2")):
         self.workdir = workdir
         self.kubeconfig = kubeconfig
@@ -148,9 +153,8 @@ class Stack:
         self.agents: dict[str, Service] = {}
         self.hub_address = ""
         self.sealer_address = ""
-        self.hub_public_key: pathlib.Path | None = None
-        # TUF trust (``skerry keys init``): the hub holds release keys only for ``auto_release`` envs.
-        self.trust = trust
+        # TUF trust (``skerry keys init``, made on first need): the hub holds release keys only for
+        # ``auto_release`` envs.
         self.auto_release = auto_release
         self.environments = environments
         self.trust_dir = workdir / "trust"
@@ -272,38 +276,30 @@ class Stack:
 
     def start_hub(self) -> Service:
         files = self.identity("hub", tls.ROLE_HUB, server=True)
-        trust_args: list[str] = []
-        if self.trust:
-            self.init_trust()
-            keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
-            trust_args = ["--trust-dir", str(self.trust_dir), "--trust-refresh", "1"]
-            if keys:
-                trust_args += ["--release-keys", ",".join(keys)]
+        self.init_trust()
+        keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
+        trust_args = ["--trust-dir", str(self.trust_dir), "--trust-refresh", "1"]
+        if keys:
+            trust_args += ["--release-keys", ",".join(keys)]
         # a restarted hub comes back on the same port, so running agents find it again
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
             ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
-             "--signing-key", str(self.workdir / "hub-keys" / "signing.key"),
              "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files)],
             self.workdir,
         ).start()
         ready = self.hub.ready()
         self.hub_address = f"127.0.0.1:{ready['port']}"
-        self.hub_public_key = pathlib.Path(ready["public_key"])
         return self.hub
 
-    def start_agent(self, cluster: str, *, trusted_key: pathlib.Path | None = None, hub: str | None = None,
-                    trust_root: pathlib.Path | None = None, environment: str | None = None,
-                    extra: tuple[str, ...] = ()) -> Service:
+    def start_agent(self, cluster: str, *, hub: str | None = None, trust_root: pathlib.Path | None = None,
+                    environment: str | None = None, extra: tuple[str, ...] = ()) -> Service:
+        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world)."""
         files = self.identity(cluster, tls.ROLE_AGENT)
-        if trust_root is None and trusted_key is None and self.trust:
-            trust_root = self.trust_root or self.init_trust()
-        if trust_root is not None:
-            env = environment or self.environment_of(cluster)
-            trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2", *extra]
-        else:
-            trust_args = ["--trusted-key", str(trusted_key or self.hub_public_key), *extra]
+        trust_root = trust_root or self.trust_root or self.init_trust()
+        env = environment or self.environment_of(cluster)
+        trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2", *extra]
         old = self.agents.get(cluster)
         if old is not None:
             old.stop()
@@ -353,11 +349,6 @@ class Stack:
 
 def fleet_status(address: str, files: tls.TlsFiles, timeout: float = 5.0) -> list[dict]:
     """The hub's view of every cluster (GetFleetStatus), as plain dicts."""
-    import grpc
-    from google.protobuf import json_format
-
-    from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-
-    with grpc.secure_channel(address, tls.channel_credentials(files)) as channel:
+    with secure_channel(address, files) as channel:
         resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=timeout)
     return [json_format.MessageToDict(c, preserving_proto_field_name=True) for c in resp.clusters]

@@ -11,11 +11,22 @@ the proposal adds nothing but that bundle.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 
+from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.output import add_output_flag, emit
+
 COMMAND = "skerry keys"
+DEV_WARNING = """\
+**********************************************************************************************
+WARNING: --dev: {dir} holds EVERY key (root, targets, director, timestamp, snapshot and the
+release keys of every environment) and `skerry hub serve --trust-dir {dir}` will release every
+bundle itself. The split that stops a compromised hub from shipping alone is OFF: anyone who can
+read {dir} can ship anything to every cluster. One operator's trial only; for production run
+`skerry keys init` without --dev and move {dir}/offline off the hub.
+Agents bootstrap from {dir}/root.json.
+**********************************************************************************************"""
 
 
 def _fail(message: str) -> int:
@@ -35,6 +46,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--root-keys", type=int, default=1)
     p.add_argument("--root-threshold", type=int, default=1)
     p.add_argument("--offline-dir", type=pathlib.Path, help="where offline keys go (default <trust-dir>/offline)")
+    p.add_argument("--dev", action="store_true",
+                   help="single operator: the hub holds every key and releases every bundle itself (NOT for production)")
     p.set_defaults(func=_init)
 
     p = sub.add_parser("add", help="add a public key to a role (root signs top-level roles, targets the rest)")
@@ -62,18 +75,20 @@ def add_commands(subparsers) -> None:
 
     p = sub.add_parser("status", help="every role: version, expiry, keys, threshold")
     p.add_argument("--trust-dir", required=True, type=pathlib.Path)
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output_flag(p)
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release")
-    p.add_argument("--hub", required=True, metavar="HOST:PORT")
-    p.add_argument("--tls-ca", required=True, type=pathlib.Path)
-    p.add_argument("--tls-cert", required=True, type=pathlib.Path)
-    p.add_argument("--tls-key", required=True, type=pathlib.Path)
+    p = sub.add_parser("sign", help="CI: render a cluster's pending bundle yourself and sign its release",
+                       description="The hub and TLS files come from the flags, else SKERRY_HUB / SKERRY_TLS_*, "
+                       "else the current context. The objects are compared, not the engine; the hub image renders "
+                       "with in-process pykustomize at the version deploy/constraints.txt pins, the surest match.")
+    add_hub_flags(p)
     p.add_argument("--key", action="append", required=True, help="release key(s) to sign with")
     p.add_argument("--repo", required=True, help="the Git repository, as the hub names it")
     p.add_argument("--branch", default="main")
     p.add_argument("--cluster", required=True)
+    p.add_argument("--engine", choices=("auto", "inprocess", "binary"), default="auto",
+                   help="kustomize to render with (it need not be the hub's: the engine is not part of the digest)")
     p.set_defaults(func=_sign)
 
 
@@ -105,12 +120,15 @@ def _init(args) -> int:
             n, t = (int(rest[0]), int(rest[1])) if len(rest) == 2 else (1, 1)
             envs[name] = (n, t)
         made = admin.init(args.trust_dir, envs, root_keys=args.root_keys, root_threshold=args.root_threshold,
-                          offline_dir=args.offline_dir)
+                          offline_dir=args.offline_dir, dev=args.dev)
         for role, paths in made.items():
             for p in paths:
                 print(f"{role:20} {p}")
-        print(f"agents bootstrap from {args.trust_dir / 'root.json'}; move the offline keys off the hub",
-              file=sys.stderr)
+        if args.dev:
+            print(DEV_WARNING.format(dir=args.trust_dir), file=sys.stderr)
+        else:
+            print(f"agents bootstrap from {args.trust_dir / 'root.json'}; move the offline keys off the hub",
+                  file=sys.stderr)
         return 0
     return _wrap(run)
 
@@ -166,23 +184,21 @@ def _status(args) -> int:
 
     def run():
         rows = admin.status(args.trust_dir)
-        if args.output == "json":
-            print(json.dumps(rows, indent=2))
-            return 0
         for r in rows:
-            print(f"{r['role']:24} v{r['version']:<5} expires {r['expires']} ({r['expires_in_hours']} h)  "
-                  f"{r['threshold']} of {len(r['keys'])}: {' '.join(r['keys'])}")
+            r["signers"] = f"{r['threshold']} of {len(r['keys'])}"
+        emit(rows, args.output, columns=("role", "version", "expires", "expires_in_hours", "signers"),
+             wide=("keys",), document=rows)
         return 0
     return _wrap(run)
 
 
 def _sign(args) -> int:
-    from skerry.core.tls import TlsFiles
     from skerry.hub.trust.signing import sign_release
 
     def run():
-        result = sign_release(args.hub, TlsFiles(args.tls_ca, args.tls_cert, args.tls_key), args.cluster,
-                              args.repo, args.branch, _signers(args.key))
+        target = resolve_hub(vars(args))
+        result = sign_release(target.address, target.tls_files, args.cluster,
+                              args.repo, args.branch, _signers(args.key), args.engine)
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")
         return 0

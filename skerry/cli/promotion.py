@@ -7,15 +7,17 @@ Each talks mutual TLS to the hub with an operator certificate (``--hub``, ``--tl
   skerry promote web --from dev --to prod [--approve] [--wait] [--dry-run] [--branch review/x] ...
   skerry rollback web --env prod --to REV [--wait] ...
 
-Output is human-readable lines (``-o json`` for the messages as JSON). Exit status: 0 done (or
+Output is human-readable lines (``-o json|yaml`` for the messages). ``--hub`` and the TLS files come from
+the flags, else ``SKERRY_HUB``/``SKERRY_TLS_*``, else the current context (``skerry login``). Exit status: 0 done (or
 committed, without ``--wait``); 1 refused, blocked by a gate, failed or rolled back; 2 wrong arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
+
+from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.output import add_output_flag, emit
 
 WAIT_TIMEOUT = 3600.0  # --wait gives up after this long (the hub keeps following the rollout)
 RPC_TIMEOUT = 60.0  # one unary call (a promotion fetches, commits and pushes)
@@ -23,11 +25,8 @@ GOOD = {"approved", "done", "committed", "rolling-out", "verifying", "pushed-for
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's gRPC address")
-    p.add_argument("--tls-ca", type=pathlib.Path, required=True, metavar="FILE", help="CA bundle that signs the hub")
-    p.add_argument("--tls-cert", type=pathlib.Path, required=True, metavar="FILE", help="your operator certificate")
-    p.add_argument("--tls-key", type=pathlib.Path, required=True, metavar="FILE", help="its private key")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    add_hub_flags(p)
+    add_output_flag(p)
 
 
 def add_commands(subparsers) -> None:
@@ -66,50 +65,66 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=rollback_command)
 
 
-def _fail(command: str, message: str, status: int = 1) -> int:
-    print(f"{command}: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return status
-
-
 def _call(command: str, args, fn) -> int:
     import grpc
 
     from skerry.api.v1 import promotion_pb2_grpc
-    from skerry.core import tls
-    from skerry.core.errors import SkerryError
-    from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+    from skerry.core.client import secure_channel
+    from skerry.core.rpc import error_from_rpc
 
-    try:
-        creds = tls.channel_credentials(tls.TlsFiles(args.tls_ca, args.tls_cert, args.tls_key))
-        with grpc.secure_channel(args.hub, creds, options=CHANNEL_OPTIONS) as channel:
+    target = resolve_hub(vars(args))
+    with secure_channel(target.address, target.tls_files) as channel:
+        try:
             return fn(promotion_pb2_grpc.PromotionServiceStub(channel))
-    except grpc.RpcError as e:
-        return _fail(command, str(error_from_rpc(e, args.hub)))
-    except SkerryError as e:
-        return _fail(command, str(e))
-    except KeyboardInterrupt:
-        return 130
+        except grpc.RpcError as e:
+            raise error_from_rpc(e, target.address) from None
 
 
-def _json(msg) -> None:
+def _json(msg, output: str = "json") -> None:
+    """A reply as JSON or YAML (the message's proto3 JSON mapping, field names as in the .proto)."""
     from google.protobuf import json_format
 
-    print(json_format.MessageToJson(msg, preserving_proto_field_name=True))
+    emit([], output, columns=(), document=json_format.MessageToDict(msg, preserving_proto_field_name=True))
 
 
-def _print_freight(f) -> None:
-    state = "healthy" if f.healthy else "NOT healthy"
-    print(f"{f.app} in {f.env} ({f.overlay}) at {f.revision[:12]}: {state}")
-    for i in f.images:
-        print(f"  image {i.name} = {i.reference}")
-    for c in f.clusters:
-        if not c.reported:
-            how = "pending (no report)"
-        elif c.applied_digest != c.desired_digest:
-            how = f"applying (runs {c.applied_digest[:19] or 'nothing'})"
-        else:
-            how = "Ready" if c.ready else f"NOT Ready: {c.reason}"
-        print(f"  cluster {c.cluster}: bundle {c.desired_digest[:19] or '-'} {how}")
+def _machine(output: str) -> bool:
+    return output in ("json", "yaml")
+
+
+def _cluster_state(c) -> str:
+    if not c.reported:
+        return "pending"
+    if c.applied_digest != c.desired_digest:
+        return "applying"
+    return "Ready" if c.ready else f"NotReady({c.reason})"
+
+
+def freight_row(f) -> dict:
+    """One row of `skerry freight`: what the app runs in one environment."""
+    return {
+        "env": f.env,
+        "revision": f.revision[:12] or "-",
+        "healthy": f.healthy,
+        "images": [f"{i.name}={i.reference}" for i in f.images],
+        "clusters": [f"{c.cluster}:{_cluster_state(c)}" for c in f.clusters],
+        "overlay": f.overlay,
+    }
+
+
+def environment_row(e) -> dict:
+    """One row of `skerry environments`: an environment, its clusters and its promotion rules."""
+    from skerry.core.duration import format_duration
+
+    r = e.rules
+    return {
+        "environment": e.name,
+        "clusters": list(e.clusters),
+        "soak": format_duration(r.soak_seconds),
+        "approvals": f"{r.approvals} of {len(r.approvers)}" if r.approvals else "-",
+        "auto-rollback": r.auto_rollback,
+        "freezes": list(r.freezes),
+        "approvers": list(r.approvers),
+    }
 
 
 def _print_promotion(p) -> None:
@@ -133,8 +148,8 @@ def _follow(stub, promotion, output: str) -> int:
     last = promotion
     for update in stub.WatchPromotion(pb.WatchPromotionRequest(id=promotion.id), timeout=WAIT_TIMEOUT):
         last = update
-        if output == "json":
-            _json(update)
+        if _machine(output):
+            _json(update, output)
         else:
             _print_promotion(update)
     return 0 if last.state == "done" else 1
@@ -142,22 +157,14 @@ def _follow(stub, promotion, output: str) -> int:
 
 def environments_command(args) -> int:
     from skerry.api.v1 import promotion_pb2 as pb
-
     def run(stub):
         resp = stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT)
-        if args.output == "json":
-            _json(resp)
+        if _machine(args.output):
+            _json(resp, args.output)
             return 0
-        print(" -> ".join(e.name for e in resp.environments) + f"   (apps: {', '.join(resp.apps) or 'none'})")
-        for e in resp.environments:
-            r = e.rules
-            rules = [f"soak {r.soak_seconds:.0f}s"]
-            if r.approvals:
-                rules.append(f"{r.approvals} of {', '.join(r.approvers)} approve")
-            if r.auto_rollback:
-                rules.append("auto-rollback")
-            rules += list(r.freezes)
-            print(f"  {e.name}: clusters {', '.join(e.clusters) or '(none)'}; {'; '.join(rules)}")
+        emit([environment_row(e) for e in resp.environments], args.output,
+             columns=("environment", "clusters", "soak", "approvals", "auto-rollback"),
+             wide=("freezes", "approvers"))
         return 0
 
     return _call("skerry environments", args, run)
@@ -165,14 +172,17 @@ def environments_command(args) -> int:
 
 def freight_command(args) -> int:
     from skerry.api.v1 import promotion_pb2 as pb
-
     def run(stub):
         envs = [args.env] if args.env else [
             e.name for e in stub.ListEnvironments(pb.ListEnvironmentsRequest(), timeout=RPC_TIMEOUT).environments
         ]
-        for env in envs:
-            f = stub.GetFreight(pb.GetFreightRequest(app=args.app, env=env), timeout=RPC_TIMEOUT)
-            _json(f) if args.output == "json" else _print_freight(f)
+        freight = [stub.GetFreight(pb.GetFreightRequest(app=args.app, env=env), timeout=RPC_TIMEOUT) for env in envs]
+        if _machine(args.output):
+            for f in freight:
+                _json(f, args.output)
+            return 0
+        emit([freight_row(f) for f in freight], args.output,
+             columns=("env", "revision", "healthy", "images", "clusters"), wide=("overlay",))
         return 0
 
     return _call("skerry freight", args, run)
@@ -187,7 +197,7 @@ def promote_command(args) -> int:
                               branch=args.branch, dry_run=args.dry_run),
             timeout=RPC_TIMEOUT,
         )
-        _json(p) if args.output == "json" else _print_promotion(p)
+        _json(p, args.output) if _machine(args.output) else _print_promotion(p)
         if p.state not in GOOD:
             return 1
         if args.wait and p.state not in ("approved", "done", "pushed-for-review", "ready"):
@@ -203,7 +213,7 @@ def rollback_command(args) -> int:
     def run(stub):
         p = stub.Rollback(pb.RollbackRequest(app=args.app, env=args.env, to_revision=args.to_revision),
                           timeout=RPC_TIMEOUT)
-        _json(p) if args.output == "json" else _print_promotion(p)
+        _json(p, args.output) if _machine(args.output) else _print_promotion(p)
         if p.state not in GOOD:
             return 1
         if args.wait and p.state != "done":

@@ -1,0 +1,107 @@
+"""The ``skerry`` command: one entry point for every service's commands.
+
+Each service's ``cli.add_commands(subparsers)`` registers its commands and imports its heavy
+dependencies only inside handlers, so ``skerry --help`` stays fast and an image with only one
+extra installed still lists every command (one it cannot run says which extra it needs).
+
+Every command runs inside one error wrapper (``skerry.cli.errors``): a failure is one line on
+stderr, ``skerry COMMAND: error: MESSAGE``, never a traceback, and the exit code says what kind:
+
+  ====  =============================================================================
+  code  meaning
+  ====  =============================================================================
+  0     done
+  1     failed or refused: a check, a peer or a gate said no, a file is missing or bad,
+        a peer is unreachable (``skerry diff``: differences found; 2 is its error)
+  2     usage: unknown command or flag, a bad value, a wrong combination of flags
+  4     the command needs an optional dependency group: ``pip install 'skerry[EXTRA]'``
+  130   interrupted (Ctrl-C)
+  141   stdout was closed before all output was written (``skerry status | head``)
+  ====  =============================================================================
+
+Shell completion: ``source <(skerry completion bash)`` (also ``zsh``, ``fish``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from skerry.cli.errors import ExitCode, fail, output_closed, run
+from skerry.cli.parser import Parser
+
+# Each module's add_commands registers its commands; handlers import service code only when run.
+SERVICE_CLIS = ("skerry.hub.cli", "skerry.cli.promotion", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo",
+                "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion")
+
+EPILOG = """\
+exit codes: 0 done; 1 failed or refused (one line on stderr says why); 2 usage (bad flag or value);
+4 an optional extra is missing (pip install 'skerry[hub|agent|sealer]'); 130 interrupted;
+141 stdout closed early. Shell completion: source <(skerry completion bash|zsh|fish).
+"""
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skerry")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _version(_args) -> int:
+    print(f"skerry {_installed_version()}")
+    return 0
+
+
+class _Version(argparse.Action):
+    """``--version``: print and exit 0 (the version is looked up only when asked for)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"skerry {_installed_version()}")
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="skerry", description="Pull-based GitOps: hub, agent and sealer.", epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_Version, help="print the Skerry version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SERVICE_CLIS:
+        importlib.import_module(module).add_commands(sub)
+    p = sub.add_parser("version", help="print the Skerry version")
+    p.set_defaults(func=_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["__complete"]:
+        from skerry.cli.completion import complete
+
+        return run("skerry __complete", lambda _: complete(build_parser(), argv[1:]), None)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already said in one line
+        code = e.code if isinstance(e.code, int) else ExitCode.USAGE
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return output_closed("skerry")
+        return code
+    except BrokenPipeError:  # --help into a closed pipe
+        return output_closed("skerry")
+    func = getattr(args, "func", None)
+    if func is None:
+        return fail(args.command_name, f"give a command (see {args.command_name} --help)", ExitCode.USAGE)
+    return run(args.command_name, func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

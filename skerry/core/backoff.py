@@ -1,0 +1,41 @@
+"""Retry delays, once: capped exponential, full jitter and a spread pause.
+
+Every retry loop in Skerry waits one of three ways:
+
+* capped exponential (``base * factor**attempt``, never above ``cap``) when the
+  wait itself is reported or a fight must slow down predictably (a reconcile
+  retry, a status report, a drift correction);
+* full jitter (uniform in ``[0, capped exponential)``, the AWS architecture
+  blog's name) when many clients retry against one server and must not come
+  back in step (the hub watch, certificate renewal);
+* a fixed pause spread over ``[pause, 2 * pause)`` (``spread``) where every
+  failure is retried alike (a watch thread re-opening its watch).
+
+Pure: the caller owns the attempt counter, the clock and the random source;
+nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+# The exponent is clamped here: beyond it the cap has long won, and ``2.0 ** 1024`` overflows a float.
+MAX_EXPONENT = 64
+
+
+def capped_exponential(attempt: int, *, base: float, cap: float, factor: float = 2.0) -> float:
+    """``min(cap, base * factor**attempt)``: the wait before retry ``attempt`` (0-based)."""
+    return min(cap, base * factor ** min(max(attempt, 0), MAX_EXPONENT))
+
+
+def full_jitter(
+    attempt: int, *, base: float, cap: float, rng: Callable[[], float] = random.random, factor: float = 2.0
+) -> float:
+    """Uniform in ``[0, min(cap, base * factor**attempt))``; ``rng`` returns floats in ``[0, 1)``."""
+    return rng() * capped_exponential(attempt, base=base, cap=cap, factor=factor)
+
+
+def spread(pause: float, *, rng: Callable[[], float] = random.random) -> float:
+    """Uniform in ``[pause, 2 * pause)``: never sooner than ``pause``, and not in step with others."""
+    return pause * (1 + rng())
