@@ -41,7 +41,7 @@ from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.backoff import full_jitter
 from skerry.core.client import aio_secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError
-from skerry.core.files import atomic_write, ensure_dir
+from skerry.core.files import ensure_dir, write_together
 from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import AGENT_CA_NAME, TlsFiles
 
@@ -100,11 +100,8 @@ class Enrolled:
 def _write_pair(directory: pathlib.Path, key_pem: bytes, resp: enrollment_pb2.EnrollResponse) -> Enrolled:
     ensure_dir(directory)
     key, crt, ca = directory / "agent.key", directory / "agent.crt", directory / "client-ca.crt"
-    # Key first: a crash between the two leaves a key without its certificate, which the next
-    # renewal or enrollment replaces; never a certificate pointing at a lost key.
-    atomic_write(key, key_pem, 0o600)
-    atomic_write(crt, resp.certificate_pem, 0o644)
-    atomic_write(ca, resp.client_ca_pem, 0o644)
+    # One swap for the three: a full disk or a crash never leaves a key beside another key's certificate.
+    write_together([(key, key_pem, 0o600), (crt, resp.certificate_pem, 0o644), (ca, resp.client_ca_pem, 0o644)])
     return Enrolled(
         cluster=resp.cluster,
         cert=crt,
@@ -177,8 +174,7 @@ class CertificateRenewer:
             except grpc.aio.AioRpcError as e:
                 raise error_from_rpc(e, f"hub {self.address}") from None
         cert, key = pathlib.Path(self.tls_files.cert), pathlib.Path(self.tls_files.key)
-        atomic_write(key, key_pem, 0o600)
-        atomic_write(cert, resp.certificate_pem, 0o644)
+        write_together([(key, key_pem, 0o600), (cert, resp.certificate_pem, 0o644)])
         self.renewals += 1
         log.info("agent certificate renewed", fingerprint=resp.fingerprint, not_after=resp.not_after_unix)
         self._on_renewed()

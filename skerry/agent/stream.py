@@ -30,6 +30,7 @@ import grpc
 import structlog
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+from skerry.core import bundle
 from skerry.core.backoff import full_jitter
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
 from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
@@ -55,10 +56,12 @@ CHANNEL_BACKOFF_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 1000),
     ("grpc.max_reconnect_backoff_ms", int(RECONNECT_CAP_SECONDS * 1000)),
 ]
-# Largest bundle the agent assembles from chunks: bounds the memory a hostile or broken hub can
-# make it allocate (a real bundle is kilobytes to a few MiB).
-MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-# Most chunks one bundle may have (with the hub's 1 MiB chunks: MAX_BUNDLE_BYTES).
+# Largest bundle the agent assembles from chunks: the cap every verifier applies
+# (skerry.core.bundle.MAX_BUNDLE_BYTES), so a hostile or broken hub cannot make the agent allocate
+# more than a bundle it could ever apply. It is checked against the announced size before any
+# buffer exists, and against every chunk as it arrives.
+MAX_BUNDLE_BYTES = bundle.MAX_BUNDLE_BYTES
+# Most chunks one bundle may have (the hub sends 1 MiB chunks; this leaves room for smaller ones).
 MAX_CHUNKS = 1024
 # A transfer that stalls this long between chunks is abandoned and the watch reconnects.
 CHUNK_IDLE_SECONDS = 30.0
@@ -205,6 +208,9 @@ class HubClient:
             data = await self._read_chunks(call, signed.digest, transfer.size, transfer.chunks)
         else:
             data = signed.bundle
+            if len(data) > MAX_BUNDLE_BYTES:
+                raise InvalidInput(f"{self.peer} sent a {len(data)}-byte bundle; the agent takes at most "
+                                   f"{MAX_BUNDLE_BYTES} bytes", reason="EndlessData")
         out = hub_pb2.WatchBundlesResponse()
         out.bundle.CopyFrom(signed)
         out.bundle.bundle = data
@@ -212,10 +218,11 @@ class HubClient:
         return out
 
     async def _read_chunks(self, call, digest: str, size: int, count: int) -> bytes:
-        if not 0 < size <= MAX_BUNDLE_BYTES or not 0 < count <= MAX_CHUNKS:
+        if not 0 < size <= MAX_BUNDLE_BYTES or not 0 < count <= min(MAX_CHUNKS, size):
             raise InvalidInput(
                 f"{self.peer} announced a {size}-byte bundle in {count} chunks; the agent takes at most "
-                f"{MAX_BUNDLE_BYTES} bytes in {MAX_CHUNKS} chunks"
+                f"{MAX_BUNDLE_BYTES} bytes in {MAX_CHUNKS} chunks",
+                reason="EndlessData",
             )
         buf = bytearray()
         for _ in range(count):

@@ -233,6 +233,8 @@ def _yaml_docs(data: str | bytes, max_bytes: int, *, to_json: bool) -> list[Any]
         raise BadDocument(f"not UTF-8 (byte {e.start})", reason="BadEncoding") from None
     except RecursionError:
         raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep") from None
+    except ValueError as e:  # an integer over Python's 4300-digit conversion limit
+        raise BadDocument(f"unreadable value: {clip(str(e), 80)}", reason="NotJson") from None
     if to_json:
         return [to_json_value(doc) for doc in docs]
     return docs

@@ -5,6 +5,9 @@
 a reader or a restart after a crash sees either the old or the new content,
 never a mix and never a key file briefly readable by others.
 
+``write_together`` replaces several files as one (an agent's key and certificate), so a full disk or
+a crash between them never leaves a mismatched pair.
+
 ``read_bounded`` reads outside input (a manifest, a state file) up to a limit and refuses what is
 longer without ever holding more than the limit in memory.
 """
@@ -101,3 +104,62 @@ def read_bounded(source: pathlib.Path | BinaryIO | TextIO, max_bytes: int, what:
     if len(data) > max_bytes:
         raise InvalidInput(f"{what} is over the {max_bytes} byte limit", reason="TooLarge")
     return data
+
+
+_STAGED = ".next"
+_COMMIT = ".commit"
+
+
+def _staged(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(path.name + _STAGED)
+
+
+def _commit_marker(paths: list[pathlib.Path]) -> pathlib.Path:
+    return paths[0].with_name("." + paths[0].name + _COMMIT)
+
+
+def write_together(items: list[tuple[pathlib.Path, bytes, int]]) -> None:
+    """Replace several files (``(path, data, mode)``) as one: a full disk or a crash never leaves a mix
+    of old and new (a key beside a certificate for another key).
+
+    Every new file is first written whole beside its target (``<name>.next``, fsynced); a failure
+    there (ENOSPC) removes what was staged and leaves the old set untouched. Then a commit marker is
+    written, the staged files are renamed over their targets and the marker removed. A crash after
+    the marker leaves the new set staged: ``finish_pending`` (called before the files are read)
+    completes it.
+    """
+    paths = [pathlib.Path(p) for p, _, _ in items]
+    finish_pending(paths)
+    try:
+        for (_, data, mode), target in zip(items, paths, strict=True):
+            atomic_write(_staged(target), data, mode)
+        atomic_write(_commit_marker(paths), "\n".join(str(p.resolve()) for p in paths).encode())
+    except BaseException:
+        for target in paths:
+            with contextlib.suppress(OSError):
+                os.unlink(_staged(target))
+        raise
+    finish_pending(paths)
+
+
+def finish_pending(paths: list[pathlib.Path]) -> None:
+    """Complete or discard an interrupted ``write_together`` of ``paths``: committed staging is renamed
+    into place; staging without a commit marker (the old set is intact) is removed."""
+    paths = [pathlib.Path(p) for p in paths]
+    marker = _commit_marker(paths)
+    try:
+        committed = [pathlib.Path(line) for line in marker.read_text().splitlines() if line]
+    except FileNotFoundError:
+        committed = []
+    if committed:
+        for target in committed:
+            if _staged(target).exists():
+                os.replace(_staged(target), target)
+        for parent in {t.parent for t in committed}:
+            fsync_dir(parent)
+        marker.unlink()
+        fsync_dir(marker.parent)
+        return
+    for target in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_staged(target))

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from skerry.core.errors import ConfigError
+from skerry.core.files import finish_pending
 
 ROLE_AGENT = "skerry:agent"
 ROLE_HUB = "skerry:hub"
@@ -191,6 +192,10 @@ class TlsFiles:
     key: pathlib.Path
 
     def read(self) -> tuple[bytes, bytes, bytes]:
+        try:  # a key + certificate swap (core.files.write_together) interrupted by a crash: complete it
+            finish_pending([pathlib.Path(self.key), pathlib.Path(self.cert)])
+        except OSError as e:
+            raise ConfigError(f"cannot complete the pending swap of {self.key} and {self.cert}: {e.strerror}") from e
         out = []
         for what, path in (("CA certificate", self.ca), ("certificate", self.cert), ("private key", self.key)):
             try:

@@ -247,3 +247,104 @@ async def test_the_agent_renews_by_itself_once_two_thirds_of_the_lifetime_passed
                                      now=lambda: not_after)
         await asyncio.wait_for(foreign.run(), READ)
         assert foreign.renewals == 0
+
+
+def _pair_matches(files: TlsFiles) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(serialization.Encoding.PEM, pub) == cert.public_key().public_bytes(
+        serialization.Encoding.PEM, pub
+    )
+
+
+async def test_a_full_disk_during_renewal_leaves_the_old_pair_whole_and_the_next_renewal_works(
+    fleet_repo, tmp_path, pki, engine, monkeypatch
+):
+    """ENOSPC on the second file the renewal writes (an injected failing writer at the file layer)."""
+    import errno
+    import tempfile as real_tempfile
+
+    from skerry.core import files as files_mod
+
+    async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
+        files = await enrolled(app, pki, tmp_path, "oslo-dev")
+        old_cert = files.cert.read_bytes()
+        renewer = CertificateRenewer(f"127.0.0.1:{app.port}", files, "oslo-dev")
+        made = {"n": 0}
+        real_mkstemp = real_tempfile.mkstemp
+
+        def mkstemp_until_full(*args, **kwargs):
+            made["n"] += 1
+            if made["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_mkstemp(*args, **kwargs)
+
+        monkeypatch.setattr(files_mod.tempfile, "mkstemp", mkstemp_until_full)
+        with pytest.raises(OSError):
+            await renewer.renew_once()
+        assert _pair_matches(files) and files.cert.read_bytes() == old_cert
+        assert sorted(p.name for p in files.key.parent.iterdir()) == ["agent.crt", "agent.key", "client-ca.crt"]
+        async with stub(app, files) as (hub, _):  # the old pair still connects
+            await hub.ReportStatus(hub_pb2.ReportStatusRequest(status=hub_pb2.ClusterStatus(cluster="oslo-dev")),
+                                   timeout=READ)
+        monkeypatch.setattr(files_mod.tempfile, "mkstemp", real_mkstemp)
+        renewed = await renewer.renew_once()
+        assert _pair_matches(files) and identity_from_pem(files.cert.read_bytes()).fingerprint == renewed.fingerprint
+
+
+def test_a_swap_interrupted_after_its_commit_completes_on_the_next_read(tmp_path, pki, monkeypatch):
+    """A crash between the renames (simulated: the staged files and the commit marker are left)."""
+    from skerry.core import files as files_mod
+
+    old, new = pki.agent("swap-a"), pki.agent("swap-b")
+    key, crt = tmp_path / "agent.key", tmp_path / "agent.crt"
+    files_mod.write_together([(key, old.key.read_bytes(), 0o600), (crt, old.cert.read_bytes(), 0o644)])
+    real_replace = files_mod.os.replace
+    calls = {"n": 0}
+
+    def crash_on_second_rename(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 2 staged writes + the marker, the key renamed; then the power goes
+            raise KeyboardInterrupt("power lost")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files_mod.os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        files_mod.write_together([(key, new.key.read_bytes(), 0o600), (crt, new.cert.read_bytes(), 0o644)])
+    monkeypatch.setattr(files_mod.os, "replace", real_replace)
+    assert not _pair_matches(TlsFiles(ca=pki.ca_file, cert=crt, key=key))  # the crash left a mix on disk
+    tls = TlsFiles(ca=pki.ca_file, cert=crt, key=key)
+    _, cert_pem, key_pem = tls.read()
+    assert (cert_pem, key_pem) == (new.cert.read_bytes(), new.key.read_bytes())
+    assert _pair_matches(tls)
+
+
+async def test_a_non_ascii_token_is_refused_plainly_on_the_enrollment_port(fleet_repo, tmp_path, pki, engine):
+    async with running_hub(fleet_repo, tmp_path / "state", pki, engine) as app:
+        token = cluster_add(app.config.state_dir, "oslo-dev")
+        async with grpc.aio.secure_channel(f"127.0.0.1:{app.enroll_port}",
+                                           grpc.ssl_channel_credentials(pki.ca_file.read_bytes())) as ch:
+            for bad in (token[:-2] + "é☃", "skt1.zoë.☃", "ü" * 100):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Enroll(
+                        enrollment_pb2.EnrollRequest(token=bad, csr_pem=make_csr("oslo-dev")[0]), timeout=READ)
+                assert err.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                                            grpc.StatusCode.INVALID_ARGUMENT), err.value
+                assert "Traceback" not in (err.value.details() or "")
+
+
+@pytest.mark.parametrize("lost", ["ca.crt", "ca.key"])
+def test_a_missing_half_of_the_agent_ca_stops_the_hub_instead_of_minting_a_new_ca(tmp_path, lost):
+    from skerry.core.errors import ConfigError
+    from skerry.hub.enrollment.authority import AgentAuthority
+
+    first = AgentAuthority.load_or_create(tmp_path)
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / lost).unlink()
+    with pytest.raises(ConfigError, match=f"{lost} is missing"):
+        AgentAuthority.load_or_create(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {k: v for k, v in kept.items() if k != lost}
+    assert first.ca_pem == kept["ca.crt"]

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc
+from skerry.core.bundle import MAX_BUNDLE_BYTES
 from skerry.core.errors import InvalidInput
 from skerry.core.rpc import MAX_MESSAGE_BYTES, RateLimiter
 from skerry.hub.servicer import SERVICE_NAME
@@ -131,3 +132,29 @@ async def test_shutdown_reports_not_serving_before_it_stops(pki, tmp_path):
             status = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=READ)
             assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
             await asyncio.wait_for(stopping, 10)
+
+
+@pytest.mark.parametrize(("size", "chunks"), [(MAX_BUNDLE_BYTES + 1, 13), (256 * 1024 * 1024, 256), (100, 101)])
+async def test_an_announced_transfer_over_the_bundle_cap_is_refused_before_any_chunk(pki, tmp_path, size, chunks):
+    """A hostile hub announcing more than any verifier would accept: refused from the header alone."""
+    from agent.fakes import FakeHub
+
+    hub = await FakeHub(pki).start()
+    client = HubClient(hub.address, pki.agent("oslo"), "oslo", backoff_base=0.01, backoff_cap=0.05)
+    watch = client.watch()
+    head = hub_pb2.WatchBundlesResponse(
+        bundle=bundle_pb2.SignedBundle(cluster="oslo", version=7, digest="sha256:" + "0" * 64),
+        transfer=hub_pb2.BlobTransfer(size=size, chunks=chunks),
+    )
+    try:
+        await hub.send(head)  # no chunk follows: a refusal can only come from the announcement
+        pending = asyncio.ensure_future(anext(watch))
+        await hub.wait_for(lambda: len(hub.requests) >= 2)
+        assert isinstance(client.last_error, InvalidInput) and client.last_error.reason == "EndlessData"
+        assert not pending.done()
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+    finally:
+        await watch.aclose()
+        await client.close()
+        await hub.stop()

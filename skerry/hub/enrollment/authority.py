@@ -21,13 +21,14 @@ import datetime as _dt
 import pathlib
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from skerry.core.errors import InvalidInput, PermissionDenied
-from skerry.core.files import atomic_write
+from skerry.core import documents
+from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied
+from skerry.core.files import finish_pending, write_together
 from skerry.core.revocation import CLOCK_SKEW as _CLOCK_SKEW
 from skerry.core.tls import AGENT_CA_NAME, ROLE_AGENT, CertificateAuthority
 
@@ -68,14 +69,15 @@ def csr_public_key(csr_pem: bytes, name: str, what: str):
         raise InvalidInput(f"CSR must be 1..{MAX_CSR_BYTES} bytes of PEM, got {len(csr_pem or b'')}")
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
-    except ValueError as e:
-        raise InvalidInput(f"CSR is not a PEM PKCS#10 request: {e}") from e
+    except (ValueError, x509.InvalidVersion) as e:
+        raise InvalidInput(f"CSR is not a PEM PKCS#10 request: {documents.clip(str(e))}") from e
     try:
         if not csr.is_signature_valid:
             raise InvalidInput("CSR signature does not verify (no proof of the private key)")
-    except InvalidSignature as e:
-        raise InvalidInput("CSR signature does not verify (no proof of the private key)") from e
-    public_key = csr.public_key()
+        public_key = csr.public_key()
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm) as e:
+        # cryptography parses the key lazily: a malformed or unknown key surfaces only here
+        raise InvalidInput(f"CSR key or signature is unusable: {documents.clip(str(e) or type(e).__name__)}") from e
     if not (
         isinstance(public_key, ed25519.Ed25519PublicKey)
         or (isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1))
@@ -99,11 +101,20 @@ class AgentAuthority:
     def load_or_create(cls, directory: pathlib.Path, **kw) -> AgentAuthority:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         crt, key = directory / "ca.crt", directory / "ca.key"
-        if not crt.exists() or not key.exists():
+        finish_pending([key, crt])
+        if not crt.exists() and not key.exists():  # the first start: a new agent CA, both files as one
             ca = CertificateAuthority.create(CA_NAME, days=CA_LIFETIME_DAYS)
-            atomic_write(key, ca.key_pem, 0o600)
-            atomic_write(crt, ca.cert_pem, 0o644)
-        return cls(CertificateAuthority.load(crt.read_bytes(), key.read_bytes()), **kw)
+            write_together([(key, ca.key_pem, 0o600), (crt, ca.cert_pem, 0o644)])
+        elif not crt.exists() or not key.exists():
+            # Never mint a new CA over one half of the old: every enrolled agent would be locked out.
+            missing, kept = (crt, key) if not crt.exists() else (key, crt)
+            raise ConfigError(f"the agent CA is incomplete: {missing} is missing beside {kept}; restore it from "
+                              "a backup (a new CA would lock out every enrolled agent)", reason="StateCorrupt")
+        try:
+            return cls(CertificateAuthority.load(crt.read_bytes(), key.read_bytes()), **kw)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"the agent CA in {directory} is unreadable ({documents.clip(str(e))}); restore "
+                              "ca.crt and ca.key from a backup", reason="StateCorrupt") from None
 
     @property
     def ca_pem(self) -> bytes:

@@ -113,13 +113,17 @@ def parse_documents(text: str | bytes, source: str) -> list:
 def sealed_identity(sealed: Mapping, source: str = "input") -> tuple[str, str, str, str, dict[str, str]]:
     """``(namespace, name, scope, domain, encryptedData)`` of a SealedSecret, checked."""
     meta = sealed.get("metadata") or {}
+    if not isinstance(meta, Mapping):
+        raise InvalidInput(f"{source}: the SealedSecret's metadata must be a mapping")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{source}: the SealedSecret has no metadata.name")
     ns = str(meta.get("namespace") or "")
     annotations = meta.get("annotations") or {}
-    scope = sealedsecret.scope_from_annotations(annotations)
     spec = sealed.get("spec") or {}
+    if not isinstance(annotations, Mapping) or not isinstance(spec, Mapping):
+        raise InvalidInput(f"{source}: {ns}/{name} metadata.annotations and spec must be mappings")
+    scope = sealedsecret.scope_from_annotations(annotations)
     encrypted = spec.get("encryptedData") or {}
     if not isinstance(encrypted, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in encrypted.items()
