@@ -343,11 +343,12 @@ async def agents_main(args) -> None:
         if cmd == "report":
             floor_text, _, since_text = (arg or "0").partition(" ")
             floor, since = int(floor_text), float(since_text or 0)
-            have = [(v, t) for (v, _, t) in state.values() if v >= floor]
+            # list() copies in one C call: the verification thread may add entries meanwhile
+            have = [(v, t) for (v, _, t) in list(state.values()) if v >= floor]
             lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
             sys.stdout.write(json.dumps({
                 "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
-                "max_event": max(received.values(), default=0), "verify_cpu": verify_cpu[0],
+                "max_event": max(list(received.values()), default=0), "verify_cpu": verify_cpu[0],
                 "cpu": sum(os.times()[:2]), "refused": refused,
                 "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
             }) + "\n")
