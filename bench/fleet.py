@@ -157,6 +157,7 @@ async def hub_main(args) -> None:
     from skerry.hub.trust import servicer as trust_servicer
     from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.trust.repository import TrustRepository
+    from skerry.hub.writer import InMemoryReleases
 
     _raise_nofile()
     skerry_logging.configure("warning")
@@ -170,7 +171,10 @@ async def hub_main(args) -> None:
         admin.init(trust_dir, {ENV: (1, 1)})
     repo = TrustRepository.open(trust_dir, release_keys=[(ENV, str(trust_dir / "offline" / f"release-{ENV}-1.key"))])
     enrollment = Enrollment.open(d / "hub", open_state("", state_dir=d / "hub"))
-    store = HubStore(director=repo, environment_of=lambda cluster: ENV)
+    # release counters: the hub's in-memory allocator started at unix milliseconds, so a restarted hub's
+    # counters stay above the killed one's (a real hub persists them: skerry.hub.writer.Releases)
+    store = HubStore(director=repo, environment_of=lambda cluster: ENV,
+                     releases=InMemoryReleases(start=int(time.time() * 1000)))
     repo.on_change(lambda role: store.retry_pending())
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)
@@ -237,7 +241,8 @@ async def hub_main(args) -> None:
             # one batch: blob stored once, 256 release bins + 256 director bins signed once, one snapshot
             store.publish_shared(clusters, prepared, encoded=data, content=content)
             signing = time.perf_counter() - s0
-            say(event="published", t0=t0, t1=time.time(), signing=signing, release_floor=int(t0 * 1000), cpu0=c0)
+            floor = min(store.current(c).release for c in clusters)  # the new release every agent must reach
+            say(event="published", t0=t0, t1=time.time(), signing=signing, release_floor=floor, cpu0=c0)
         elif cmd == "quit":
             break
     await server.stop(0)
@@ -336,12 +341,14 @@ async def agents_main(args) -> None:
             break
         cmd, _, arg = line.decode().strip().partition(" ")
         if cmd == "report":
-            floor = int(arg or 0)
-            have = [(v, t) for (v, _, t) in state.values() if v >= floor]
-            lat = sorted(t * 1000 - v for v, t in have) if floor else []
+            floor_text, _, since_text = (arg or "0").partition(" ")
+            floor, since = int(floor_text), float(since_text or 0)
+            # list() copies in one C call: the verification thread may add entries meanwhile
+            have = [(v, t) for (v, _, t) in list(state.values()) if v >= floor]
+            lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
             sys.stdout.write(json.dumps({
                 "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
-                "max_event": max(received.values(), default=0), "verify_cpu": verify_cpu[0],
+                "max_event": max(list(received.values()), default=0), "verify_cpu": verify_cpu[0],
                 "cpu": sum(os.times()[:2]), "refused": refused,
                 "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
             }) + "\n")
@@ -492,9 +499,9 @@ def orchestrate(args) -> int:
                         raise SystemExit(f"{what}: only {st['streams']} of {target} streams after {args.timeout} s")
                     time.sleep(0.25)
 
-            def wait_all(floor: int, since: float, what: str):
+            def wait_all(floor: int, since: float, what: str, released_at: float = 0.0):
                 while True:
-                    reps = [wk.ask(f"report {floor}") for wk in workers]
+                    reps = [wk.ask(f"report {floor} {released_at}") for wk in workers]
                     have = sum(r["have"] for r in reps)
                     if have >= n:
                         return reps
@@ -530,7 +537,7 @@ def orchestrate(args) -> int:
                 before_reps = [wk.ask("report 0") for wk in workers]
                 before = [r["cpu"] for r in before_reps]
                 pub = hub.ask("publish")
-                reps = wait_all(pub["release_floor"], pub["t0"], label)
+                reps = wait_all(pub["release_floor"], pub["t0"], label, pub["t1"])
                 hub_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
                 agents_cpu = sum(r["cpu"] for r in reps) - sum(before)
                 verify_cpu = sum(r["verify_cpu"] for r in reps) - sum(r["verify_cpu"] for r in before_reps)
@@ -544,7 +551,7 @@ def orchestrate(args) -> int:
                 print(f"{label}: new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
                       f"the start of publishing (one shared blob + {n} director entries and release targets in hash "
                       f"bins: {pub['signing']:.2f} s in publish_shared); hub done sending (last agent got its event) "
-                      f"{sent:.2f} s; per agent from its own release p50 {p50:.0f} ms, p99 "
+                      f"{sent:.2f} s; per agent from the release (publish_shared done) p50 {p50:.0f} ms, p99 "
                       f"{p99:.0f} ms, max {worst:.0f} ms; CPU: hub {hub_cpu:.2f} s, simulated agents "
                       f"{agents_cpu:.2f} s of which TUF verification {verify_cpu:.2f} s "
                       f"({verify_cpu / n * 1000:.1f} ms per agent; same 2 cores); refused {refused or 'none'}, {uptime()}")
