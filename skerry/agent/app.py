@@ -41,7 +41,7 @@ from skerry.agent.reporter import Reporter
 from skerry.agent.runtime import Runtime
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
-from skerry.agent.tuf_client import GrpcFetcher, TufVerifier
+from skerry.agent.trust import GrpcFetcher, TufVerifier
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
 from skerry.core.files import ensure_dir

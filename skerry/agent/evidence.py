@@ -1,6 +1,6 @@
 """What a TUF-mode agent shows the sealer: the trusted metadata behind the bundle it applies.
 
-The sealer re-verifies everything itself (``skerry.sealer.tuf``), so this
+The sealer re-verifies everything itself (``skerry.sealer.bundle_trust``), so this
 module only gathers the files python-tuf persisted after the agent's last
 successful refresh — root, timestamp, snapshot, targets, director, the
 director role holding this cluster's pointer (its hash bin ``clusters-<hh>``,

@@ -6,7 +6,7 @@ agents get plaintext back over mutual TLS. The package is split by concern:
 * ``crypto``      the Bitnami Sealed Secrets hybrid format (pure functions)
 * ``keys/``       keys split by verb: ``model``, ``storage`` (+ encryption at rest), ``registry``, ``backup``
 * ``authz``       who may unseal, and the audit trail of every attempt
-* ``trust`` / ``tuf``  which SealedSecrets a cluster's signed bundle holds (signed bundles; TUF mode)
+* ``bundle_trust``   how the sealer decides which SealedSecrets a cluster's released bundle holds (TUF + Uptane)
 * ``revocations`` the hub's revocation feed as the sealer follows and keeps it
 * ``retire``      which SealedSecrets in a repository still need a key, before it is retired
 * ``servicer``    the gRPC service, proto <-> domain only

@@ -28,12 +28,11 @@ from skerry.core import tls
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.rpc import GrpcServer
 from skerry.sealer.authz import RULES, ClusterDomains, RateLimiter, UnsealGate, audit_refusals
+from skerry.sealer.bundle_trust import BundleTrust, TufBundleTrust
 from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
 from skerry.sealer.revocations import HubRevocations, follow
 from skerry.sealer.servicer import SealerServicer
-from skerry.sealer.trust import BundleTrust
-from skerry.sealer.tuf import TufBundleTrust
 
 log = structlog.get_logger("skerry.sealer")
 

@@ -54,8 +54,8 @@ from skerry.core.errors import (
 )
 from skerry.core.tls import ROLE_AGENT, Identity
 from skerry.sealer import crypto
+from skerry.sealer.bundle_trust import BundleSecret, BundleTrust
 from skerry.sealer.keys import DEFAULT_DOMAIN, KeyRegistry, normalize_domain
-from skerry.sealer.trust import BundleSecret, BundleTrust
 
 audit_log = structlog.get_logger("skerry.sealer.audit")
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from tuf.api import exceptions as tuf_errors
 
-from skerry.agent.tuf_client import InMemoryFetcher, TufVerifier
+from skerry.agent.trust import InMemoryFetcher, TufVerifier
 from skerry.api.v1 import bundle_pb2
 from skerry.core.bundle import Bundle, VerifiedBundle
 from skerry.core.canonical import sha256_digest

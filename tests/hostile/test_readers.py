@@ -25,7 +25,7 @@ from skerry.hub.render.engine import parse_documents, render_plain
 from skerry.hub.state import open_state
 from skerry.sealer import seal
 from skerry.sealer.authz import ClusterDomains
-from skerry.sealer.tuf import TufBundleTrust
+from skerry.sealer.bundle_trust import TufBundleTrust
 
 from .hostile_inputs import HOSTILE, MAX_GROWTH, MAX_MESSAGE, MAX_SECONDS, alias_bomb, run
 

@@ -121,7 +121,7 @@ class Released:
         self.sealer_state = tmp_path / "sealer-state"
 
     def trust(self):
-        from skerry.sealer.tuf import TufBundleTrust
+        from skerry.sealer.bundle_trust import TufBundleTrust
 
         return TufBundleTrust(self.world.root, self.sealer_state)
 

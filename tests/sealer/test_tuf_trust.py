@@ -1,4 +1,4 @@
-"""The sealer's own TUF check of what an agent shows it (``skerry.sealer.tuf``), attack by attack.
+"""The sealer's own TUF check of what an agent shows it (``skerry.sealer.bundle_trust``), attack by attack.
 
 A real trust repository (``tests/e2e/trust_world.py``: the hub's TrustRepository
 with every key, so a test can play a compromised hub) publishes bundles; the
@@ -16,7 +16,7 @@ import pytest
 from skerry.core import sealedsecret, trust
 from skerry.core.bundle import Bundle
 from skerry.core.errors import VerificationError
-from skerry.sealer.tuf import TufBundleTrust
+from skerry.sealer.bundle_trust import TufBundleTrust
 from tests.e2e.trust_world import TrustWorld, bundle_bytes
 
 CLUSTER, OTHER = "oslo-dev", "bergen-dev"

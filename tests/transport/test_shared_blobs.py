@@ -10,7 +10,7 @@ import pytest
 from devtrust import DevTrust
 
 from skerry.agent.stream import HubClient
-from skerry.agent.tuf_client import TufVerifier
+from skerry.agent.trust import TufVerifier
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
 from skerry.core.canonical import sha256_digest

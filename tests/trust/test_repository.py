@@ -10,7 +10,7 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
 
-from skerry.agent.tuf_client import classify
+from skerry.agent.trust import classify
 from skerry.core import trust
 from skerry.core.bundle import Bundle
 from skerry.core.clock import FixedClock

@@ -3,7 +3,7 @@ a director entry and a release target each, in one publishing batch; agents veri
 
 from __future__ import annotations
 
-from skerry.agent.tuf_client import TufVerifier
+from skerry.agent.trust import TufVerifier
 from skerry.core import trust
 from skerry.core.bundle import SHARED_CLUSTER, Bundle
 from skerry.core.canonical import sha256_hex
@@ -11,7 +11,7 @@ from skerry.hub.bundles.store import HubStore
 from skerry.hub.trust import admin
 from skerry.hub.trust import keys as keyfiles
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
-from tests.trust.test_tuf_client import RepositoryFetcher
+from tests.trust.fetchers import RepositoryFetcher
 
 DEV = [f"d{i}-dev" for i in range(12)]
 PROD = ["oslo-prod", "bergen-prod"]

@@ -17,29 +17,16 @@ import pytest
 from securesystemslib.signer import SSlibKey
 from tuf.api import exceptions as tuf_errors
 
-from skerry.agent.tuf_client import InMemoryFetcher, TufVerifier, classify
+from skerry.agent.trust import InMemoryFetcher, TufVerifier, classify
 from skerry.core import trust
 from skerry.core.bundle import Bundle
-from skerry.core.errors import NotFound, VerificationError
+from skerry.core.errors import VerificationError
 from skerry.hub.trust import admin
 from skerry.hub.trust import keys as keyfiles
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
+from tests.trust.fetchers import RepositoryFetcher
 
 CLUSTER = "oslo-prod"
-
-
-class RepositoryFetcher(InMemoryFetcher):
-    def __init__(self, repo: TrustRepository, fetched: list[str]):
-        self.repo, self.fetched, self.last_path = repo, fetched, ""
-
-    def _fetch(self, url: str):
-        path = url[len("skerry:/"):]
-        self.fetched.append(path)
-        self.last_path = path
-        try:
-            return iter([self.repo.fetch(path)])
-        except NotFound:
-            raise tuf_errors.DownloadHTTPError(path, 404) from None
 
 
 class World:
