@@ -16,8 +16,8 @@ from skerry.core.bundle import Bundle
 from skerry.core.canonical import sha256_digest
 from tests.e2e.trust_world import evil_key
 
-from .conftest import CLUSTER, ENVIRONMENT, Bundles, configmap, kubectl
 from .fakes import FakeHub, FakeUnsealer, sealed_secret
+from .helpers import CLUSTER, ENVIRONMENT, Bundles, configmap, kubectl
 
 pytestmark = pytest.mark.kube
 

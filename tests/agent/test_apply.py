@@ -7,7 +7,7 @@ import pytest
 from skerry.agent.reconcile.engine import DIGEST_ANNOTATION, MANAGED_BY_LABEL
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 
-from .conftest import configmap, deployment, kubectl
+from .helpers import configmap, deployment, kubectl
 
 pytestmark = pytest.mark.kube
 

@@ -9,7 +9,7 @@ import pytest
 from skerry.agent.cache import BundleCache
 from skerry.core.errors import VerificationError
 
-from .conftest import Bundles, configmap
+from .helpers import Bundles, configmap
 
 
 @pytest.fixture

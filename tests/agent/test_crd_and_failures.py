@@ -8,7 +8,7 @@ from skerry.agent.kube import KubeClient
 from skerry.agent.reconcile.engine import Reconciler
 from skerry.core.errors import KubeError
 
-from .conftest import configmap, deployment, kubectl
+from .helpers import configmap, deployment, kubectl
 
 pytestmark = pytest.mark.kube
 

@@ -15,8 +15,8 @@ from skerry.agent.reconcile.drift import IgnoreRule, find_drift, fingerprint, ob
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.api.v1 import hub_pb2
 
-from .conftest import CLUSTER, ENVIRONMENT, configmap, deployment, kubectl
 from .fakes import FakeHub, FakeUnsealer
+from .helpers import CLUSTER, ENVIRONMENT, configmap, deployment, kubectl
 
 pytestmark = pytest.mark.kube
 

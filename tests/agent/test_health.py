@@ -15,7 +15,7 @@ from skerry.agent.monitor import Monitor
 from skerry.agent.reconcile.health import FAILED, PROGRESSING, READY, Health, assess, rollup
 from skerry.agent.reconcile.model import ObjectRef
 
-from .conftest import deployment, kubectl
+from .helpers import deployment, kubectl
 
 
 def dep(replicas=2, generation=2, **status):

@@ -11,7 +11,7 @@ from skerry.agent import cli
 from skerry.agent.diff import CHANGE, CREATE, PRUNE, SAME, diff_bundle, render_text
 from skerry.api.v1 import hub_pb2
 
-from .conftest import CLUSTER, configmap, kubectl
+from .helpers import CLUSTER, configmap, kubectl
 from .test_drift import make_app, poll, run  # noqa: F401 - fixture reuse
 
 pytestmark = pytest.mark.kube

@@ -7,7 +7,7 @@ import pytest
 from skerry.agent.reconcile.engine import MANAGED_BY_LABEL
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 
-from .conftest import configmap, deployment, kubectl
+from .helpers import Bundles, configmap, deployment, kubectl
 
 pytestmark = pytest.mark.kube
 
@@ -133,8 +133,6 @@ def test_an_inventory_of_another_cluster_is_never_used_to_prune(
     kube, bundles, namespace, agent_namespace, tmp_path
 ):
     from skerry.agent.reconcile.engine import Reconciler
-
-    from .conftest import Bundles
 
     Reconciler(kube, None, "skerry", agent_namespace).reconcile(
         bundles.verified([configmap("theirs", namespace)])

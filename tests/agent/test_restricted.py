@@ -20,7 +20,7 @@ from skerry.agent.kube import KubeClient
 from skerry.agent.monitor import Monitor
 from skerry.agent.reconcile.engine import Reconciler
 
-from .conftest import configmap, kubectl
+from .helpers import configmap, kubectl
 
 pytestmark = pytest.mark.kube
 

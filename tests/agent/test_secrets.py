@@ -13,8 +13,8 @@ from skerry.agent.secrets import GrpcUnsealer, secret_from_sealed
 from skerry.core import tls
 from skerry.core.errors import SealError
 
-from .conftest import CLUSTER, configmap
 from .fakes import FakeSealer, FakeUnsealer, sealed_secret
+from .helpers import CLUSTER, configmap
 
 PLAINTEXT = "correct-horse-battery-staple"
 

@@ -11,8 +11,8 @@ from skerry.api.v1 import hub_pb2
 from skerry.core import tls
 from skerry.core.errors import Unavailable
 
-from .conftest import CLUSTER
 from .fakes import FakeHub
+from .helpers import CLUSTER
 
 
 def test_full_jitter_stays_within_the_exponential_envelope_and_the_cap():

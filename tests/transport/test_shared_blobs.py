@@ -15,7 +15,7 @@ from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
 from skerry.core.canonical import sha256_digest
 from skerry.hub.bundles.store import HubStore
-from tests.agent.conftest import RepositoryFetcher
+from tests.agent.helpers import RepositoryFetcher
 
 from .hubs import CHUNK, READ, bare_hub, bundle, channel
 
