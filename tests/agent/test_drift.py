@@ -26,7 +26,7 @@ def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
     files = pki.agent(CLUSTER)
     apps: list[AgentApp] = []
 
-    def make(hub_address: str, **settings) -> AgentApp:
+    def make(hub_address: str, *, monotonic=time.monotonic, **settings) -> AgentApp:
         config = AgentConfig(
             cluster=CLUSTER,
             hub_address=hub_address,
@@ -40,7 +40,7 @@ def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
             namespace=agent_namespace,
             **settings,
         )
-        app = AgentApp(config, unsealer=FakeUnsealer(), clock=clock)
+        app = AgentApp(config, unsealer=FakeUnsealer(), clock=clock, monotonic=monotonic)
         apps.append(app)
         return app
 
@@ -60,9 +60,9 @@ def cond(app, type_):
     return app.status_result().condition(type_)
 
 
-async def started(pki, make_app, bundles, objects, **settings):
+async def started(pki, make_app, bundles, objects, *, monotonic=time.monotonic, **settings):
     hub = await FakeHub(pki, trust=bundles.world).start()
-    app = make_app(hub.address, **settings)
+    app = make_app(hub.address, monotonic=monotonic, **settings)
     await app.start()
     await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message(objects)))
     await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready, 30)
@@ -107,43 +107,64 @@ def test_a_manual_kubectl_scale_is_reported_as_drift_and_reverted(
     run(scenario())
 
 
+class ManualMonotonic:
+    """The agent's monotonic clock, moved only by the test: backoff waits pass without wall time."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, bundles, kubeconfig, namespace):
-    """Someone re-scales every second: corrections thin out exponentially, the status says so."""
+    """Someone re-scales every second: corrections thin out exponentially, the status says so.
+
+    The fight runs on the agent's injected monotonic clock: one re-scale (a real write to the API
+    server) per clock second, and the test waits for the agent to have judged each one.
+    """
 
     async def scenario():
-        hub, app = await started(pki, make_app, bundles, [deployment("web", namespace, replicas=1)])
-        stop = threading.Event()
-        rescales: list[float] = []
-
-        def fight():
-            while not stop.is_set():
-                kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3", check=False)
-                rescales.append(time.monotonic())
-                stop.wait(1.0)
-
-        fighter = threading.Thread(target=fight, name="rescaler", daemon=True)
+        ticks = ManualMonotonic()
+        hub, app = await started(
+            pki, make_app, bundles, [deployment("web", namespace, replicas=1)], monotonic=ticks
+        )
         try:
-            fighter.start()
-            await poll(lambda: app.drift_corrections >= 1)
-            began, before = time.monotonic(), app.drift_corrections
-            await poll(lambda: cond(app, "CorrectionBackoff") is not None, 30)
-            held = cond(app, "CorrectionBackoff")
-            assert held.status == "True" and held.reason == "BackingOff"
-            assert f"apps/Deployment web -n {namespace}: corrected " in held.message
-            assert "backing off, next correction in" in held.message
-            assert "backing off" in cond(app, "Drifted").message
-            await asyncio.sleep(14 - (time.monotonic() - began))
+            kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3")
+            await poll(lambda: app.drift_corrections >= 1)  # the first correction is immediate
+            await poll(lambda: replicas(kubeconfig, namespace) == 1)
+            before, fought = app.drift_corrections, 0
+            for second in range(1, 14):
+                ticks.advance(1)
+                corrections = app.drift_corrections
+                # Alternate the value so that every re-scale is a write the watch sees.
+                kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, f"--replicas={3 + second % 2}")
+                fought += 1
+
+                def judged(second=second, corrections=corrections):
+                    if app.drift_corrections > corrections:
+                        return True
+                    held = cond(app, "CorrectionBackoff")
+                    return held is not None and f"in {second} s, backing off" in held.message
+
+                await poll(judged, 30)
+                if second == 1:
+                    held = cond(app, "CorrectionBackoff")
+                    assert held.status == "True" and held.reason == "BackingOff"
+                    assert f"apps/Deployment web -n {namespace}: corrected " in held.message
+                    assert "backing off, next correction in" in held.message
+                    assert "backing off" in cond(app, "Drifted").message
             made = app.drift_corrections - before
-            fought = sum(1 for t in rescales if t >= began)
-        finally:
-            stop.set()
-            await asyncio.to_thread(fighter.join, 15)
-        try:
-            # Answering every re-scale would be one correction each; 2 s doubling allows 3 in 14 s.
+            # Answering every re-scale would be one correction each; 2 s doubling allows 2 in 13 s.
             assert fought >= 6, f"the re-scaler managed only {fought} writes"
             assert 1 <= made <= 4, f"{made} corrections for {fought} re-scales"
             assert any("in a row" in c for c in app.corrected)
             # The fight is over: the field is put back at the end of the current backoff.
+            assert cond(app, "CorrectionBackoff") is not None
+            ticks.advance(1)
             await poll(lambda: replicas(kubeconfig, namespace) == 1, 60)
             await poll(lambda: cond(app, "CorrectionBackoff") is None and cond(app, "Drifted").status == "False", 30)
         finally:
@@ -164,12 +185,12 @@ def test_detect_only_reports_the_drift_and_leaves_the_change(pki, make_app, bund
             drifted = cond(app, "Drifted")
             assert ".spec.replicas: 3 (Git: 1) changed by unknown" in drifted.message
             assert "detect-only" in drifted.message
-            await asyncio.sleep(2)
-            assert replicas(kubeconfig, namespace) == 3
-            assert app.drift_corrections == 0
+            # The report of the drift is sent after the agent decided what to do about it.
             await hub.wait_for(
                 lambda: any(c.type == "Drifted" and c.status == "True" for r in hub.reports for c in r.conditions)
             )
+            assert replicas(kubeconfig, namespace) == 3
+            assert app.drift_corrections == 0
         finally:
             await app.stop()
             await hub.stop()
@@ -227,9 +248,14 @@ def test_our_own_applies_are_not_drift(reconciler, bundles, kube, namespace, age
         while time.monotonic() < deadline and len(monitor.health) < 2:
             time.sleep(0.1)
         # A new release re-stamps every object; none of those writes is drift.
+        events = monitor.events
         reconciler.reconcile(bundles.verified([configmap("a", namespace, {"k": "v2"}), deployment("web", namespace)]))
         monitor.retarget()
-        time.sleep(2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and monitor.events < events + 2:
+            time.sleep(0.05)
+        assert monitor.events >= events + 2, "the monitor saw none of the new release's writes"
+        time.sleep(0.5)  # the last event counted is judged within milliseconds
         assert monitor.current_drifts() == []
         assert monitor.events >= 1
     finally:
