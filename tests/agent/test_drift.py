@@ -273,13 +273,17 @@ class DelayedApplies:
     def __init__(self, kube, delay: float):
         self._kube = kube
         self.delay = delay
+        self.gate: threading.Event | None = None  # when set up: answers wait until the test opens it
 
     def __getattr__(self, name):
         return getattr(self._kube, name)
 
     def apply(self, *args, **kwargs):
         outcome = self._kube.apply(*args, **kwargs)
-        time.sleep(self.delay)
+        if self.gate is not None:
+            self.gate.wait(30)
+        else:
+            time.sleep(self.delay)
         return outcome
 
 
@@ -330,8 +334,9 @@ def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
     assert reconciler.reconcile(bundles.verified(objs)).ready
     monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
     try:
-        slow.delay = 3.0
+        slow.gate = threading.Event()
         verified = bundles.verified(objs)
+        events = monitor.events
         worker = threading.Thread(target=reconciler.reconcile, args=(verified,))
         worker.start()
         deadline = time.monotonic() + 10
@@ -341,6 +346,10 @@ def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
                 break
             time.sleep(0.05)
         kubectl(kubeconfig, "patch", "configmap", "a", "-n", namespace, "-p", '{"data":{"k":"manual"}}')
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and monitor.events < events + 2:  # the new release's write, the patch
+            time.sleep(0.05)
+        slow.gate.set()  # only now does the apply answer reach the engine
         worker.join(15)
         assert not worker.is_alive()
         deadline = time.monotonic() + 10
@@ -350,6 +359,7 @@ def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
         assert (found.field, found.live, found.desired) == (".data.k", "manual", "v")
         assert found.changed_by == "kubectl-patch"
     finally:
+        slow.gate.set()
         monitor.stop()
 
 
