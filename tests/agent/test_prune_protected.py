@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
+from skerry.agent.events import ClusterStatusPublisher
 from skerry.agent.reconcile.engine import Reconciler
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 
@@ -72,7 +74,7 @@ def _names(kube, agent_namespace):
 
 
 def test_dropped_namespace_crd_and_pvc_stay_and_the_refusal_is_reported(
-    reconciler, bundles, kube, namespace, agent_namespace, extra
+    reconciler, bundles, kube, kubeconfig, namespace, agent_namespace, extra
 ):
     ns, group = extra
     first = reconciler.reconcile(
@@ -91,6 +93,15 @@ def test_dropped_namespace_crd_and_pvc_stay_and_the_refusal_is_reported(
     assert kube.get("v1", "PersistentVolumeClaim", "data", namespace) is not None
     assert kube.get("v1", "ConfigMap", "plain", namespace) is None  # an ordinary object still prunes
     assert _names(kube, agent_namespace) == {"stay", ns, f"widgets.{group}", "data"}  # not forgotten
+    # The refusal reaches the cluster as a Warning Event too.
+    publisher = ClusterStatusPublisher(kube, "oslo", namespace)
+    publisher.ensure_crd()
+    publisher.reconciled(result, 0.1)
+    out = kubectl(kubeconfig, "get", "events", "-n", namespace, "-o", "json")
+    warnings = [e for e in json.loads(out.stdout)["items"] if e["type"] == "Warning"]
+    assert any("PruneProtected" in e["message"] and f"Namespace {ns}" in e["message"] for e in warnings), (
+        warnings
+    )
 
 
 def test_a_custom_resource_of_a_dropped_crd_survives(reconciler, bundles, kube, namespace, extra):
