@@ -112,6 +112,7 @@ class AgentApp:
             cfg.field_manager,
             cfg.namespace,
             allow_prune_all=cfg.allow_prune_all,
+            allow_prune_protected=cfg.allow_prune_protected,
             **{"workers": cfg.apply_workers, **self._reconciler_options},
         )
         self.hub = self._given["hub"]

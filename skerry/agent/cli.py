@@ -103,6 +103,13 @@ def add_commands(subparsers) -> None:
         help="let an empty bundle, or one that lost most objects, prune them (default: refuse)",
     )
     run.add_argument(
+        "--allow-prune-protected",
+        action="store_true",
+        default=None,
+        help="prune Namespaces, CRDs and PersistentVolumeClaims that left the bundle without their "
+        "skerry.io/prune: allow annotation (default: keep them and report it)",
+    )
+    run.add_argument(
         "--drift-policy", choices=("correct", "detect"), help="correct drift (default) or only report it"
     )
     run.add_argument(
@@ -395,6 +402,7 @@ _FIELDS = (
     "ready_file",
     "log_level",
     "allow_prune_all",
+    "allow_prune_protected",
     "metrics_listen",
     "drift_policy",
     "drift_ignore",

@@ -79,6 +79,7 @@ class AgentConfig:
     ready_file: pathlib.Path | None = None
     log_level: str = "info"
     allow_prune_all: bool = False
+    allow_prune_protected: bool = False  # prune Namespaces, CRDs, PVCs without skerry.io/prune: allow
     metrics_listen: str = ""  # "": no metrics server
     # TUF: the trust root to bootstrap from, this cluster's environment, what to do on expiry.
     trust_root: pathlib.Path | None = None

@@ -152,3 +152,16 @@ def test_ports_without_protocol_get_the_server_default_tcp():
     custom = {"apiVersion": "example.com/v1", "kind": "Service", "spec": {"ports": [{"port": 80}]}}
     set_native_defaults(custom)
     assert "protocol" not in custom["spec"]["ports"][0]
+
+
+def test_namespaces_crds_and_pvcs_are_prune_protected_unless_allowed():
+    pvc = ref("v1", "PersistentVolumeClaim", "data", "shop")
+    allow = {"metadata": {"annotations": {plan.PRUNE_ANNOTATION: plan.PRUNE_ALLOW}}}
+    plain = {"metadata": {"annotations": {"other": "x"}}}
+    for protected in (NS, CRD, pvc):
+        assert plan.prune_protected(protected, plain, allow_protected=False)
+        assert plan.prune_protected(protected, None, allow_protected=False)
+        assert not plan.prune_protected(protected, allow, allow_protected=False)
+        assert not plan.prune_protected(protected, plain, allow_protected=True)
+    for ordinary in (CM, DEPLOY, CLUSTER_ROLE, WIDGET):
+        assert not plan.prune_protected(ordinary, plain, allow_protected=False)

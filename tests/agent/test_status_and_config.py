@@ -153,6 +153,7 @@ def test_cli_has_a_flag_for_every_config_field():
             "--log-level",
             "debug",
             "--allow-prune-all",
+            "--allow-prune-protected",
             "--resync-interval",
             "1h30m",
         ]
@@ -162,6 +163,7 @@ def test_cli_has_a_flag_for_every_config_field():
     assert set(values) == {f.name for f in __import__("dataclasses").fields(AgentConfig)}
     assert values["trust_root"] == pathlib.Path("root.json") and values["environment"] == "prod"
     assert values["hub_address"] == "h:1" and values["allow_prune_all"] is True
+    assert values["allow_prune_protected"] is True
     assert values["sealer_domain"] == "eu" and values["kube_context"] == "ctx"
     assert AgentConfig.from_env({}, **{k: v for k, v in values.items() if v is not None}).resync_seconds == 5400.0
 

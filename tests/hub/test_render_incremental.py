@@ -241,14 +241,12 @@ def test_a_schema_violation_names_the_field(repo, source, counting):
     assert "Service dev-web" in msg and "spec/ports/0/port" in msg
 
 
-def test_a_cluster_scoped_object_with_a_namespace_is_refused(repo, source, counting):
-    bad = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, namespace: default}\n"
-    repo.commit("ns", {"plain/ns.yaml": bad})
+def test_a_cluster_scoped_object_with_a_namespace_renders_without_it(repo, source, counting):
+    odd = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, namespace: default}\n"
+    repo.commit("ns", {"plain/ns.yaml": odd})
     outcome = IncrementalRenderer(counting).render(source, source.fetch(), ["plain"])
-    assert (
-        "cluster-scoped" in outcome.failures["plain"]
-        and "Namespace default/shop" in outcome.failures["plain"]
-    )
+    assert outcome.failures == {}
+    assert [o["metadata"] for o in outcome.rendered["plain"]] == [{"name": "shop"}]
 
 
 def test_closure_of_a_plain_directory_is_its_tree(repo, source):

@@ -40,10 +40,20 @@ def test_a_crd_and_its_cluster_scoped_resource_pass(schemas):
     )
 
 
-def test_a_namespace_on_a_kind_the_crd_declares_cluster_scoped_is_refused(schemas):
+def test_a_namespace_on_a_cluster_scoped_kind_is_dropped_as_the_api_server_does(schemas):
     widget = {"apiVersion": "acme.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "x"}}
-    with pytest.raises(RenderError, match=r"^p: object #1 \(Widget x/w\): Widget is cluster-scoped"):
-        check_objects([CRD, widget], "p", schemas)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "reader", "namespace": "Not A Label", "labels": {"a": "b"}},
+        "rules": [],
+    }
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x"}}
+    objects = [CRD, widget, role, cm]
+    check_objects(objects, "p", schemas)
+    assert objects[1]["metadata"] == {"name": "w"}
+    assert objects[2]["metadata"] == {"name": "reader", "labels": {"a": "b"}}
+    assert objects[3]["metadata"] == {"name": "c", "namespace": "x"}  # namespaced: kept
 
 
 def test_rbac_names_may_hold_colons(schemas):

@@ -123,6 +123,7 @@ class Reconciler:
         namespace: str = "skerry-system",
         *,
         allow_prune_all: bool = False,
+        allow_prune_protected: bool = False,
         crd_wait_seconds: float = 30.0,
         retry_interval: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
@@ -134,7 +135,7 @@ class Reconciler:
         self.secrets: Unsealer = secrets if secrets is not None else NoUnsealer()
         self.field_manager = field_manager
         self.namespace = namespace
-        self.prune_policy = PrunePolicy(allow_prune_all, mass_prune_fraction)
+        self.prune_policy = PrunePolicy(allow_prune_all, mass_prune_fraction, allow_prune_protected)
         self.crd_wait = CrdWaitPolicy(crd_wait_seconds, retry_interval, sleep, monotonic)
         self._monotonic = monotonic
         self.workers = max(1, int(workers))

@@ -14,7 +14,12 @@ applies in the same order:
 Deletes run in the exact reverse. Prune candidates are inventory entries
 that left the desired set; an empty desired set never prunes everything
 unless explicitly allowed, and an object annotated ``skerry.io/prune:
-disabled`` is never deleted.
+disabled`` is never deleted. Namespaces, CustomResourceDefinitions and
+PersistentVolumeClaims take more than themselves with them (everything in
+the namespace; every custom resource of the kind cluster-wide, managed by
+Skerry or not; the volume's data), so they are ``prune_protected``: pruned
+only when the live object is annotated ``skerry.io/prune: allow`` or the
+agent runs with ``allow_prune_protected``.
 """
 
 from __future__ import annotations
@@ -34,9 +39,13 @@ MASS_PRUNE_MIN_OBJECTS = 10
 
 PRUNE_ANNOTATION = "skerry.io/prune"
 PRUNE_DISABLED = "disabled"
+PRUNE_ALLOW = "allow"
 
 CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 NAMESPACE = ("", "Namespace")
+PVC = ("", "PersistentVolumeClaim")
+# Kinds whose delete cascades beyond the object: pruned only when explicitly allowed.
+PROTECTED_KINDS = frozenset({CRD, NAMESPACE, PVC})
 WEBHOOKS = frozenset(
     {
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
@@ -111,11 +120,21 @@ def duplicates(refs: Iterable[ObjectRef]) -> set[tuple[str, str, str, str]]:
     return {k for k, n in counts.items() if n > 1}
 
 
+def _prune_annotation(obj: Mapping[str, Any] | None) -> Any:
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(PRUNE_ANNOTATION) if isinstance(annotations, Mapping) else None
+
+
 def prune_disabled(obj: Mapping[str, Any] | None) -> bool:
-    if not obj:
+    return _prune_annotation(obj) == PRUNE_DISABLED
+
+
+def prune_protected(ref: ObjectRef, live: Mapping[str, Any] | None, *, allow_protected: bool) -> bool:
+    """Whether ``ref`` (a recorded object that left the bundle, ``live`` as the cluster has it) must stay:
+    a protected kind, not annotated ``skerry.io/prune: allow``, and no ``allow_protected`` for the agent."""
+    if ref.group_kind not in PROTECTED_KINDS or allow_protected:
         return False
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(PRUNE_ANNOTATION) == PRUNE_DISABLED
+    return _prune_annotation(live) != PRUNE_ALLOW
 
 
 @dataclasses.dataclass(frozen=True)

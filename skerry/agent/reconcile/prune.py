@@ -10,7 +10,11 @@ module adds what needs the cluster or the round's outcome:
 * a live object annotated ``skerry.io/prune: disabled`` or no longer
   labelled ``app.kubernetes.io/managed-by: skerry`` is left alone and
   dropped from the inventory;
-* a failed delete keeps its inventory entry, so it is tried again.
+* a failed delete keeps its inventory entry, so it is tried again;
+* a Namespace, CRD or PersistentVolumeClaim is deleted only when explicitly
+  allowed (``plan.prune_protected``); otherwise it stays, keeps its
+  inventory entry (a later allow prunes it) and ``Pruned`` is False with
+  reason ``PruneProtected`` naming it.
 
 It owns the ``Pruned`` condition.
 """
@@ -40,6 +44,10 @@ from skerry.core.errors import KubeError
 
 log = structlog.get_logger("skerry.agent.reconcile")
 
+# Objects named in the PruneProtected message; the rest are counted, so the condition stays short.
+MAX_NAMES_IN_CONDITION = 5
+PROTECTED_REASON = "PruneProtected"
+
 
 @dataclasses.dataclass(frozen=True)
 class PruneOutcome:
@@ -52,6 +60,7 @@ class PruneOutcome:
 class PrunePolicy:
     allow_prune_all: bool = False
     mass_prune_fraction: float = plan.MASS_PRUNE_FRACTION
+    allow_protected: bool = False  # prune Namespaces, CRDs and PVCs without the per-object annotation
 
 
 def prune_step(
@@ -82,21 +91,26 @@ def prune_step(
         msg = f"prune of {len(prune.delete)} object(s) postponed: {failed} object(s) failed to apply"
         skipped = tuple(ObjectResult(ref, SKIPPED, msg) for ref in prune.delete)
         return PruneOutcome(Condition("Pruned", FALSE, "PrunePostponed", msg), skipped, tuple(prune.delete))
-    return _delete_all(kube, prune.delete)
+    return _delete_all(kube, prune.delete, allow_protected=policy.allow_protected)
 
 
-def _delete_all(kube, delete: Iterable[ObjectRef]) -> PruneOutcome:
+def _delete_all(kube, delete: Iterable[ObjectRef], *, allow_protected: bool) -> PruneOutcome:
     results: list[ObjectResult] = []
     kept: list[ObjectRef] = []
+    protected: list[ObjectRef] = []
     for ref in delete:
-        result, keep = prune_one(kube, ref)
+        result, keep = prune_one(kube, ref, allow_protected=allow_protected)
         results.append(result)
         if keep:
             kept.append(ref)
+        if result.action == SKIPPED and keep:  # only a protected object is skipped yet kept
+            protected.append(ref)
     failures = sum(1 for r in results if r.action == FAILED)
     pruned = sum(1 for r in results if r.action == PRUNED)
     if failures:
         cond = Condition("Pruned", FALSE, "PruneFailed", f"{failures} of {len(results)} prune(s) failed")
+    elif protected:
+        cond = Condition("Pruned", FALSE, PROTECTED_REASON, _protected_message(protected, pruned))
     elif results:
         cond = Condition("Pruned", TRUE, "Pruned", f"{pruned} object(s) pruned")
     else:
@@ -104,7 +118,21 @@ def _delete_all(kube, delete: Iterable[ObjectRef]) -> PruneOutcome:
     return PruneOutcome(cond, tuple(results), tuple(kept))
 
 
-def prune_one(kube, ref: ObjectRef) -> tuple[ObjectResult, bool]:
+def _protected_message(protected: list[ObjectRef], pruned: int) -> str:
+    names = ", ".join(str(r) for r in protected[:MAX_NAMES_IN_CONDITION])
+    more = (
+        f" and {len(protected) - MAX_NAMES_IN_CONDITION} more"
+        if len(protected) > MAX_NAMES_IN_CONDITION
+        else ""
+    )
+    return (
+        f"{len(protected)} protected object(s) left the bundle but were not pruned: {names}{more} "
+        f"(annotate {plan.PRUNE_ANNOTATION}: {plan.PRUNE_ALLOW} or run with --allow-prune-protected); "
+        f"{pruned} object(s) pruned"
+    )
+
+
+def prune_one(kube, ref: ObjectRef, *, allow_protected: bool = False) -> tuple[ObjectResult, bool]:
     """Delete one recorded object that left the bundle; returns (result, keep in inventory)."""
     ns = ref.namespace or None
     try:
@@ -122,6 +150,10 @@ def prune_one(kube, ref: ObjectRef) -> tuple[ObjectResult, bool]:
     if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
         note = f"no longer labelled {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}; left in place, not ours now"
         return ObjectResult(ref, SKIPPED, note), False
+    if plan.prune_protected(ref, live, allow_protected=allow_protected):
+        note = f"not pruned: a {ref.kind} is pruned only with {plan.PRUNE_ANNOTATION}: {plan.PRUNE_ALLOW}"
+        log.warning("prune refused for a protected kind", object=str(ref))
+        return ObjectResult(ref, SKIPPED, note), True
     try:
         gone = kube.delete(ref.api_version, ref.kind, ref.name, ns, propagation="Background")
     except KubeError as e:

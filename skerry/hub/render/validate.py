@@ -27,7 +27,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
+
+from skerry.core.documents import clip_repr
 from skerry.core.errors import RenderError
+
+log = structlog.get_logger("skerry.hub.render")
 
 SCHEMA_VERSION = "1.32.0"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -118,7 +123,9 @@ class SchemaValidator:
 
 
 def check_objects(objects: Sequence[dict], path: str, schemas: SchemaValidator | None = None) -> None:
-    """Raise ``RenderError`` for the first invalid object rendered from ``path``."""
+    """Raise ``RenderError`` for the first invalid object rendered from ``path``.
+
+    Drops (in place, with a warning) ``metadata.namespace`` from cluster-scoped objects."""
     cluster_scoped = set(CLUSTER_SCOPED)
     for obj in objects:
         if obj.get("kind") == "CustomResourceDefinition" and isinstance(obj.get("spec"), Mapping):
@@ -145,11 +152,15 @@ def check_objects(objects: Sequence[dict], path: str, schemas: SchemaValidator |
                 f"{what}: metadata.name {name!r} is not a DNS-1123 subdomain "
                 "(at most 253 lower-case a-z, 0-9, '-' or '.', starting and ending alphanumeric)"
             )
-        if ns is not None:
-            if not isinstance(ns, str) or len(ns) > 63 or not _DNS_LABEL.match(ns):
-                raise RenderError(f"{what}: metadata.namespace {ns!r} is not a DNS-1123 label")
-            if (_group(obj["apiVersion"]), kind) in cluster_scoped:
-                raise RenderError(f"{what}: {kind} is cluster-scoped but has metadata.namespace {ns!r}")
+        if ns is not None and (_group(obj["apiVersion"]), kind) in cluster_scoped:
+            log.warning(
+                "metadata.namespace dropped from a cluster-scoped object",
+                object=what,
+                namespace=clip_repr(ns),
+            )
+            obj["metadata"] = {k: v for k, v in meta.items() if k != "namespace"}
+        elif ns is not None and (not isinstance(ns, str) or len(ns) > 63 or not _DNS_LABEL.match(ns)):
+            raise RenderError(f"{what}: metadata.namespace {ns!r} is not a DNS-1123 label")
         if schemas is not None:
             problem = schemas.problem(obj)
             if problem:
