@@ -11,7 +11,7 @@ from skerry.agent.events import ClusterStatusPublisher
 from skerry.agent.reconcile.engine import Reconciler
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
 
-from .conftest import configmap, kubectl
+from .helpers import configmap, kubectl
 from .test_crd_and_failures import crd
 
 pytestmark = pytest.mark.kube
