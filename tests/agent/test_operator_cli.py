@@ -51,7 +51,7 @@ def test_status_table_shows_releases_ready_health_drift_and_the_failed_object():
     assert lines[1].split()[:8] == ["oslo", "r8", "r7", "False", "Unknown", "True", "-", "ConfigMap"]
     assert lines[1].endswith("ConfigMap shop/c: forbidden")
     # a millisecond-epoch counter is shown as the instant it names, not 13 digits
-    assert lines[2].split()[:4] == ["bergen-prod", "r2026-12-04T20:25:10", "-", "Unknown"]
+    assert lines[2].split()[:4] == ["bergen-prod", "r2026-12-04T20:25:10.010", "-", "Unknown"]
     assert lines[2].endswith("no report from the agent yet")
     # aligned: every column starts at the same offset on every line
     for column in ("DESIRED", "READY", "MESSAGE"):
