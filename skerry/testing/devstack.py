@@ -299,7 +299,10 @@ class Stack:
         files = self.identity(cluster, tls.ROLE_AGENT)
         trust_root = trust_root or self.trust_root or self.init_trust()
         env = environment or self.environment_of(cluster)
-        trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2", *extra]
+        # A throwaway cluster shared by many tests: one test's Namespace left in a cluster's inventory is
+        # pruned by the next test's agent, which protected kinds allow only explicitly.
+        trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2",
+                      "--allow-prune-protected", *extra]
         old = self.agents.get(cluster)
         if old is not None:
             old.stop()

@@ -48,11 +48,8 @@ class Scene:
         return self.mirror.trust_files
 
     def start(self, cluster: str = CLUSTER, env: str = "dev", *extra: str):
-        # Each scene's bundle holds a Namespace of its own, and the cluster's inventory outlives the scene:
-        # the next scene's agent prunes the last one's Namespace, which takes an explicit allow.
         self.agent = self.stack.start_agent(cluster, hub=self.mirror.address, trust_root=self.world.root,
-                                            environment=env,
-                                            extra=("--trust-poll", "1", "--allow-prune-protected", *extra))
+                                            environment=env, extra=("--trust-poll", "1", *extra))
         return self.agent
 
     def applied(self, data: bytes, cluster: str = CLUSTER) -> dict:
