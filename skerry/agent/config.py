@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from skerry.core import config
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -45,7 +45,7 @@ from collections.abc import Mapping
 
 from skerry.core import config
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_SEALER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
