@@ -46,11 +46,6 @@ ALLOWED = frozenset(
         "skerry/hub/app.py::HubApp",
         "skerry/hub/app.py::HubApp.start",
         # split by verb on this branch next
-        "skerry/hub/promotion/service.py",
-        "skerry/hub/promotion/service.py::Promoter",
-        "skerry/hub/promotion/service.py::Promoter.promote",
-        "skerry/hub/source/git.py",
-        "skerry/hub/source/git.py::GitSource",
         "skerry/hub/sync.py::build_revision",
         "skerry/demo.py::_run",
         "skerry/hub/dashboard/model.py::cluster_view",

@@ -41,7 +41,7 @@ path may contain ``{environment}`` (the cluster's environment; a cluster
 without one does not match such a rule) and ``{cluster}``. Directories may
 be kustomizations or plain YAML directories (see ``render.engine``).
 An optional ``promotion:`` section (apps, per-environment soak, approvers,
-freezes) is parsed by ``skerry.hub.promotion.policy`` into ``Fleet.promotion``.
+freezes) is parsed by ``skerry.hub.promotion_policy`` into ``Fleet.promotion``.
 
 Every problem is a ``ConfigError`` naming ``skerry.yaml`` and the field
 (``skerry.yaml: clusters[2].name: ...``). Unknown keys are errors, so a typo
@@ -59,6 +59,7 @@ from typing import Any
 
 from skerry.core import documents
 from skerry.core.errors import ConfigError, NotFound
+from skerry.hub.promotion_policy import PromotionPolicy, parse_promotion
 
 FLEET_FILE = "skerry.yaml"
 #: A fleet of 10,000 clusters with labels and paths is about 2 MiB; twice that is still a fleet file.
@@ -172,8 +173,7 @@ class Fleet:
     environments: tuple[str, ...]
     clusters: tuple[Cluster, ...]
     paths: tuple[PathRule, ...]
-    # the ``promotion:`` section (skerry.hub.promotion.policy.PromotionPolicy); None: not parsed
-    promotion: Any = None
+    promotion: PromotionPolicy | None = None  # the ``promotion:`` section; None: not parsed
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -368,8 +368,6 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
             raise _fail(pf, "needs a selector, environments, or both (use selector: {} for every cluster)")
         selector = _selector(entry["selector"], f"{pf}.selector") if "selector" in entry else None
         rules.append(PathRule(path=path, selector=selector, environments=envs))
-
-    from skerry.hub.promotion.policy import parse_promotion
 
     promotion = parse_promotion(top.get("promotion"), tuple(environments))
     return Fleet(

@@ -41,7 +41,8 @@ from skerry.hub.bundles.store import HubStore
 from skerry.hub.fleet import FLEET_FILE, Fleet, parse_fleet
 from skerry.hub.render.engine import Engine
 from skerry.hub.render.incremental import IncrementalRenderer, Progress, RenderStats
-from skerry.hub.source.git import MAX_FILE_BYTES, GitSource
+from skerry.hub.source.git import GitSource
+from skerry.hub.source.objects import MAX_FILE_BYTES
 from skerry.hub.status import StatusBoard
 
 log = structlog.get_logger("skerry.hub.sync")

@@ -20,7 +20,7 @@ import dataclasses
 import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from skerry.hub.promotion.policy import EnvironmentRules
+from skerry.hub.promotion_policy import EnvironmentRules
 
 
 @dataclasses.dataclass(frozen=True)
