@@ -149,7 +149,7 @@ async def hub_main(args) -> None:
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion.policy import PromotionPolicy
+    from skerry.hub.promotion_policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
     from skerry.hub.state import open_state
     from skerry.hub.status import StatusBoard

@@ -44,7 +44,8 @@ from collections.abc import Mapping
 from skerry.core import config
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.metrics import parse_listen
+from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -150,8 +151,6 @@ class AgentConfig:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_listen:
-            from skerry.core.metrics import parse_listen
-
             parse_listen(self.metrics_listen, self.env_name("metrics_listen"))
         return self
 

@@ -20,7 +20,7 @@ from skerry.hub.app import HubApp
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.config import HubConfig
-from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.promotion_policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
 from skerry.hub.status import StatusBoard
 from skerry.hub.trust import admin
