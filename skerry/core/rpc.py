@@ -93,6 +93,32 @@ KEEPALIVE_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
+# Maximum age of a hub connection to an agent: past it the server sends GOAWAY, and the agent dials
+# again — through a Service, wherever the balancer sends it now — so a hub tier that scaled out takes
+# its share of an already connected fleet within one age. gRPC core jitters each connection's age by
+# +-10 % (kMaxConnectionAgeJitter in src/core/ext/filters/channel_idle/legacy_channel_idle_filter.cc,
+# grpcio 1.85), so a fleet connected at once is not retired at once. 30 minutes: 10,000 agents then
+# reconnect at about 6 per second in all, each a TLS handshake and a watch request that re-sends no
+# bundle (it carries the agent's position and held blob), against a rebalance within half an hour.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
+# After the GOAWAY, calls in flight have this long before the connection closes: a watch is open for
+# ever, so it always ends here (the agent sees UNAVAILABLE "max connection age" and resumes at once);
+# 30 s lets a status report and most bundle transfers in progress finish. Never longer than the age
+# itself: a short age (a drain, a test) would otherwise wait mostly on the grace.
+MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0
+
+
+def connection_age_options(max_age_seconds: float) -> list[tuple[str, object]]:
+    """Server options that retire each connection after ``max_age_seconds`` (+-10 %, gRPC's jitter); 0: never."""
+    if max_age_seconds <= 0:
+        return []
+    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, max_age_seconds)
+    return [
+        ("grpc.max_connection_age_ms", max(1, round(max_age_seconds * 1000))),
+        ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
+    ]
+
+
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

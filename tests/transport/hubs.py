@@ -50,7 +50,8 @@ def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
 
 
 @contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, limiter=None, clock=None):
+async def bare_hub(pki, tmp_path, *, limiter=None, clock=None, options=None):
+    """``options``: the server's gRPC options (default: the production set, ``core.rpc.SERVER_OPTIONS``)."""
     store = HubStore(DevTrust(tmp_path / "trust").repository(), clock=clock)
     store.declare(["oslo", "bergen"])
     servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
@@ -61,6 +62,7 @@ async def bare_hub(pki, tmp_path, *, limiter=None, clock=None):
         service_names=[SERVICE_NAME],
         rules=hub_rules(PromotionPolicy),
         limiter=limiter,
+        options=options,
     )
     port = await server.start()
     try:
