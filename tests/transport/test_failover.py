@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -22,7 +23,7 @@ import time
 import pytest
 
 from skerry.agent.enroll import CertificateRenewer, enroll
-from skerry.agent.stream import HubClient
+from skerry.agent.stream import STABLE_STREAM_SECONDS, HubClient
 from skerry.core.bundle import SHARED_CLUSTER
 from skerry.core.client import Endpoints
 from skerry.core.errors import PermissionDenied, Unavailable
@@ -231,6 +232,28 @@ async def test_retired_connections_move_a_fleet_to_the_replica_that_joined(pki, 
         finally:
             for w in watchers:
                 await w.close()
+
+
+@pytest.mark.parametrize(("lasted", "delays"), [(STABLE_STREAM_SECONDS, [0.5, 0.5, 0.5]), (1.0, [0.5, 1.0, 2.0])])
+async def test_only_a_stream_that_served_a_while_starts_the_backoff_over(pki, tmp_path, lasted, delays):
+    """Retired every ~0.6 s with nothing to send: each stream 'lasts' ``lasted`` on the injected clock."""
+    ticks = itertools.count(0.0, lasted)  # read when a stream opens and when it ends
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        await asyncio.sleep(0)
+
+    aged = [*SERVER_OPTIONS, *connection_age_options(0.3)]
+    async with bare_hub(pki, tmp_path, options=aged) as (_, _, _, address):
+        client = HubClient(address, pki.agent("oslo"), "oslo", rng=lambda: 1.0, sleep=sleep,
+                           monotonic=lambda: next(ticks))
+        watcher = Watcher(client)
+        try:
+            await until(lambda: len(sleeps) >= 3, 3 * RETIRED_WITHIN, "three retired streams")
+            assert sleeps[:3] == delays  # full jitter drawn at 1.0: the whole envelope of each attempt
+        finally:
+            await watcher.close()
 
 
 # --- enrollment and renewal ----------------------------------------------------------------------
