@@ -43,8 +43,9 @@ from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import bundle
 from skerry.core.backoff import full_jitter
 from skerry.core.client import Endpoints
+from skerry.core.client import channel_options as client_options
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
-from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.stream")
@@ -111,9 +112,7 @@ class HubClient:
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = [*CHANNEL_OPTIONS, *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
-        if server_name:
-            self._options.append(("grpc.ssl_target_name_override", server_name))
+        self._options = [*client_options(server_name), *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
         self._rpc_timeout = rpc_timeout
         self._base = backoff_base
         self._cap = backoff_cap

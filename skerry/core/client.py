@@ -6,6 +6,10 @@ a channel built by hand tends to lose the keepalive. ``server_name`` overrides t
 the server's certificate (an address by IP with a certificate for a DNS name). A failed call becomes a
 Skerry error naming the peer through ``core.rpc.error_from_rpc``, the one client-side translation.
 
+One name may stand for several servers (a headless Service, a DNS name with several addresses):
+gRPC's default ``pick_first`` would then take the first address on every new channel, so a whole
+fleet lands on one replica; ``SHUFFLE_ADDRESSES`` makes each new channel start from a random one.
+
 ``Endpoints`` is a client's choice among equivalent servers: the hub's replicas given as a list
 (``a:7440,b:7440``), or one Service address whose backends the network picks. The first choice is
 random, so a fleet spreads over the list; every reconnect chooses afresh at random among the others
@@ -16,6 +20,7 @@ those servers (the agent's watch, reports, signed reports, TUF fetches, renewals
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable
 
@@ -80,9 +85,17 @@ class Endpoints:
         return ",".join(self.addresses)
 
 
+# pick_first over a shuffled address list (gRPC A62, grpcio >= 1.58): a name with several addresses
+# spreads new channels over them; one address is unaffected.
+SHUFFLE_ADDRESSES = (
+    "grpc.service_config",
+    json.dumps({"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": True}}]}),
+)
+
+
 def channel_options(server_name: str | None = None) -> list[tuple[str, object]]:
     """The options of every client channel, plus the TLS name override when given."""
-    options: list[tuple[str, object]] = list(CHANNEL_OPTIONS)
+    options: list[tuple[str, object]] = [*CHANNEL_OPTIONS, SHUFFLE_ADDRESSES]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options

@@ -24,8 +24,9 @@ import pytest
 
 from skerry.agent.enroll import CertificateRenewer, enroll
 from skerry.agent.stream import STABLE_STREAM_SECONDS, HubClient
+from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
-from skerry.core.client import Endpoints
+from skerry.core.client import Endpoints, aio_secure_channel
 from skerry.core.errors import PermissionDenied, Unavailable
 from skerry.core.rpc import SERVER_OPTIONS, connection_age_options
 from skerry.core.tls import ROLE_HUB, TlsFiles
@@ -182,6 +183,22 @@ async def test_a_sigkilled_replica_process_the_agent_resumes_on_another_and_noth
             assert len(watcher.events) == 2 and time.monotonic() - killed < FAILOVER_SECONDS + READ
         finally:
             await watcher.close()
+
+
+async def test_a_name_with_several_addresses_spreads_new_connections_over_them(pki, tmp_path):
+    """One name, two addresses (what DNS answers for a headless Service): gRPC's pick_first would take the
+    first every time; the client's shuffle sends each new connection to either (all 16 to one: p = 3e-5)."""
+    async with bare_hub(pki, tmp_path / "a") as (store_a, _, _, a), bare_hub(pki, tmp_path / "b") as (store_b, _, _, b):
+        store_a.publish_shared(["oslo"], blob(100, tag="a"))
+        store_b.publish_shared(["oslo"], blob(100, tag="b"))
+        which = {store_a.current("oslo").digest: "a", store_b.current("oslo").digest: "b"}
+        reached = []
+        for _ in range(16):
+            async with aio_secure_channel(f"ipv4:{a},{b}", pki.agent("oslo"), server_name="127.0.0.1") as ch:
+                call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo"))
+                reached.append(which[(await asyncio.wait_for(call.read(), READ)).bundle.digest])
+                call.cancel()
+        assert set(reached) == {"a", "b"}, reached
 
 
 # --- maximum connection age ----------------------------------------------------------------------
