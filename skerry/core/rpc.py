@@ -9,6 +9,7 @@
   reflection, message-size limits and keepalives, and the authorisation
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
+  ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -106,19 +107,6 @@ DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
 # 30 s lets a status report and most bundle transfers in progress finish. Never longer than the age
 # itself: a short age (a drain, a test) would otherwise wait mostly on the grace.
 MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0
-
-
-def connection_age_options(max_age_seconds: float) -> list[tuple[str, object]]:
-    """Server options that retire each connection after ``max_age_seconds`` (+-10 %, gRPC's jitter); 0: never."""
-    if max_age_seconds <= 0:
-        return []
-    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, max_age_seconds)
-    return [
-        ("grpc.max_connection_age_ms", max(1, round(max_age_seconds * 1000))),
-        ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
-    ]
-
-
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -130,6 +118,21 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     *KEEPALIVE_OPTIONS,
 ]
+
+
+def server_options(*, max_connection_age: float = 0.0) -> list[tuple[str, object]]:
+    """``SERVER_OPTIONS``, retiring each connection after ``max_connection_age`` seconds (+-10 %, gRPC's
+    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says); 0: connections never age out."""
+    if max_connection_age <= 0:
+        return list(SERVER_OPTIONS)
+    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, max_connection_age)
+    return [
+        *SERVER_OPTIONS,
+        ("grpc.max_connection_age_ms", max(1, round(max_connection_age * 1000))),
+        ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
+    ]
+
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -24,7 +24,7 @@ from devtrust import DevTrust
 from skerry.api.v1 import hub_pb2_grpc
 from skerry.core.bundle import Bundle
 from skerry.core.files import atomic_write
-from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, connection_age_options
+from skerry.core.rpc import GrpcServer, server_options
 from skerry.core.tls import TlsFiles, server_credentials
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
@@ -74,7 +74,7 @@ async def main(args: argparse.Namespace) -> None:
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
         service_names=[SERVICE_NAME],
         rules=hub_rules(PromotionPolicy),
-        options=[*SERVER_OPTIONS, *connection_age_options(args.max_connection_age)],
+        options=server_options(max_connection_age=args.max_connection_age),
     )
     publisher = asyncio.create_task(publish_new_blobs(store, args.blobs))
     port = await server.start()

@@ -28,7 +28,7 @@ from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
 from skerry.core.client import Endpoints, aio_secure_channel
 from skerry.core.errors import PermissionDenied, Unavailable
-from skerry.core.rpc import SERVER_OPTIONS, connection_age_options
+from skerry.core.rpc import server_options
 from skerry.core.tls import ROLE_HUB, TlsFiles
 
 from .hubs import CHUNK, READ, bare_hub, bundle, running_hub
@@ -205,7 +205,7 @@ async def test_a_name_with_several_addresses_spreads_new_connections_over_them(p
 
 
 async def test_a_connection_past_its_maximum_age_is_retired_and_the_agent_resumes_without_resending(pki, tmp_path):
-    aged = [*SERVER_OPTIONS, *connection_age_options(AGE_SECONDS)]
+    aged = server_options(max_connection_age=AGE_SECONDS)
     async with bare_hub(pki, tmp_path, options=aged) as (store, servicer, _, address):
         store.publish_shared(["oslo"], blob(2 * CHUNK))
         held = store.current("oslo")
@@ -230,7 +230,7 @@ async def test_a_connection_past_its_maximum_age_is_retired_and_the_agent_resume
 
 async def test_retired_connections_move_a_fleet_to_the_replica_that_joined(pki, tmp_path):
     """A fleet on replica a; b is added; a's connections reach their age and the agents move to b."""
-    aged = [*SERVER_OPTIONS, *connection_age_options(AGE_SECONDS)]
+    aged = server_options(max_connection_age=AGE_SECONDS)
     async with bare_hub(pki, tmp_path / "a", options=aged) as (store_a, servicer_a, _, a), \
             bare_hub(pki, tmp_path / "b") as (store_b, servicer_b, _, b):
         content = blob(CHUNK + 1)
@@ -261,7 +261,7 @@ async def test_only_a_stream_that_served_a_while_starts_the_backoff_over(pki, tm
         sleeps.append(seconds)
         await asyncio.sleep(0)
 
-    aged = [*SERVER_OPTIONS, *connection_age_options(0.3)]
+    aged = server_options(max_connection_age=0.3)
     async with bare_hub(pki, tmp_path, options=aged) as (_, _, _, address):
         client = HubClient(address, pki.agent("oslo"), "oslo", rng=lambda: 1.0, sleep=sleep,
                            monotonic=lambda: next(ticks))
