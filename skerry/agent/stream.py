@@ -213,14 +213,16 @@ class HubClient:
             self.connected = False
             self.last_error = error
             self.reconnects += 1
-            if self._monotonic() - opened >= STABLE_STREAM_SECONDS:
+            served = self._monotonic() - opened >= STABLE_STREAM_SECONDS
+            if served:
                 attempt = 0  # it served for a long while: not a failure streak
             if isinstance(error, Unavailable):
                 self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
             following = self.endpoints.failed(address)  # another replica, at random, if there is one
             delay = self.backoff(attempt)
             attempt += 1
-            log.warning(
+            # a long-served stream ending is routine (the hub retires connections at their maximum age)
+            (log.info if served else log.warning)(
                 "hub watch interrupted; reconnecting",
                 hub=address,
                 next_hub=following,
