@@ -108,7 +108,12 @@ class HubApp:
 
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
-        from skerry.core.rpc import GrpcServer, RateLimiter
+        from skerry.core.rpc import (
+            DEFAULT_MAX_CONNECTION_AGE_SECONDS,
+            GrpcServer,
+            RateLimiter,
+            server_options,
+        )
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
@@ -179,6 +184,8 @@ class HubApp:
             on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
+            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
+            options=server_options(max_connection_age=DEFAULT_MAX_CONNECTION_AGE_SECONDS),
         )
         if cfg.enroll_listen is not None:
             # Server-authenticated TLS only: enrolling agents have no client certificate yet.

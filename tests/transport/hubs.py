@@ -51,8 +51,9 @@ def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
 
 
 @contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, limiter=None, clock=None, push=None):
-    """``push``: ``True`` for the hub's TUF metadata push (``MetadataPush``), or a push function of the test's own."""
+async def bare_hub(pki, tmp_path, *, limiter=None, clock=None, options=None, push=None):
+    """``options``: the server's gRPC options (default: the production set, ``core.rpc.SERVER_OPTIONS``);
+    ``push``: ``True`` for the hub's TUF metadata push (``MetadataPush``), or a push function of the test's own."""
     repo = DevTrust(tmp_path / "trust").repository()
     store = HubStore(repo, clock=clock)
     store.declare(["oslo", "bergen"])
@@ -66,6 +67,7 @@ async def bare_hub(pki, tmp_path, *, limiter=None, clock=None, push=None):
         service_names=[SERVICE_NAME],
         rules=hub_rules(PromotionPolicy),
         limiter=limiter,
+        options=options,
     )
     port = await server.start()
     try:
