@@ -71,8 +71,8 @@ DEFAULT_EXPIRY: dict[str, _dt.timedelta] = {
     "snapshot": _dt.timedelta(days=7),
     "timestamp": _dt.timedelta(days=1),
 }
-# Release targets kept per cluster (the current one and the one before: the director may point
-# back one release without a new signature); older ones drop out when their bin is next signed.
+# Release targets kept per cluster: the one the director names and the newest (``keep_releases``);
+# older ones drop out when their bin is next signed.
 MAX_RELEASES_PER_CLUSTER = 2
 # Blob bytes kept in memory for Fetch (the newest few; others are read from disk).
 MEMORY_BLOBS = 4
@@ -87,18 +87,18 @@ def expiry_kind(role: str) -> str:
         return "release"
     if role.startswith(trust.RELEASE_PREFIX):
         return "release-env"
-    if trust.is_cluster_role(role):
+    if trust.is_director_bin(role):
         return "cluster"
     return role
 
 
 @dataclasses.dataclass(frozen=True)
 class Directed:
-    """The director's word for one cluster: the release counter and which bundle."""
+    """The director's word for one cluster: the release counter and which bundle (its target path)."""
 
     cluster: str
     release: int
-    image: str
+    path: str
     expires: _dt.datetime
 
 
@@ -114,6 +114,14 @@ class SubmitResult:
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
     """``skerry.core.files.atomic_write`` with this module's default: public files (0644)."""
     atomic_write(path, data, mode)
+
+
+def keep_releases(paths: Sequence[str], directed: str | None, newest: str, *, drop: bool = False) -> list[str]:
+    """Of a cluster's release ``paths`` in a role, those kept when ``newest`` is released: the one the
+    director names (an agent may still be verifying it; the director may point back to it without a
+    new signature) and ``newest`` — by use and age, never by hash order. ``drop``: those dropped."""
+    keep = {newest, directed}
+    return [p for p in paths if (p not in keep) == drop]
 
 
 def count_valid_signatures(md: Metadata, keys: Mapping[str, object], threshold: int) -> int:
@@ -167,6 +175,7 @@ class TrustRepository:
         self._unsynced = False  # files written without fsync since the last timestamp
         self._offered: dict[str, None] = {}  # release paths proposed to CI, newest MAX_OFFERED
         self.load()
+        self._directing = self._director_index()  # cluster -> the one path the director lists for it
         self._online = dict(online) if online is not None else self._load_online_keys()
         self._release_signers = {trust.release_role(e): list(s) for e, s in (release_signers or {}).items()}
 
@@ -292,7 +301,7 @@ class TrustRepository:
         return delegator.delegations.roles[role].threshold if delegator else 1
 
     def _delegator(self, role: str) -> Targets | None:
-        if trust.is_cluster_role(role):
+        if trust.is_director_bin(role):
             director = self.md.get(trust.DIRECTOR_ROLE)
             parent = director.signed if director else None
         elif trust.is_release_bin(role):
@@ -318,12 +327,7 @@ class TrustRepository:
             raise InvalidInput(f"not a trust repository path: {path!r}")
         if path.startswith("targets/"):
             target, env, cluster, hexdigest = trust.parse_target_file(path[len("targets/"):])
-            if env:
-                known = self.release_target(env, cluster, hexdigest) is not None or self._proposed(target)
-            else:
-                directed = self.directed(cluster)
-                known = directed is not None and directed.hashes.get("sha256") == hexdigest
-            if not known:
+            if self.release_target(env, cluster, hexdigest) is None and not self._proposed(target):
                 raise NotFound(f"{path} is not a released or directed bundle")
             return self._blob(hexdigest, path)
         try:
@@ -409,7 +413,7 @@ class TrustRepository:
         return MetaFile(version=self.md[role].signed.version, length=len(raw), hashes={"sha256": sha256_hex(raw)})
 
     def _sign_online(self, role: str, md: Metadata) -> None:
-        kind = "director" if trust.is_cluster_role(role) else role
+        kind = "director" if trust.is_director_bin(role) else role
         signers = self._online.get(kind) or []
         if not signers:
             raise ConfigError(f"the hub has no online key for {kind!r} in {self.directory / 'keys'}")
@@ -503,19 +507,25 @@ class TrustRepository:
         self._sign_online("timestamp", ts_md)
         self._write("timestamp", ts_md)
 
-    def cluster_role(self, cluster: str) -> str:
-        """The director role that holds ``cluster``'s pointer: its unbinned ``cluster-<name>`` role if this
-        repository delegated one before hash bins, else its hash bin (``skerry.core.trust``)."""
-        director = self.md.get(trust.DIRECTOR_ROLE)
-        delegations = director.signed.delegations if director else None
-        unbinned = trust.unbinned_cluster_role(cluster)
-        if delegations is not None and delegations.roles and unbinned in delegations.roles:
-            return unbinned
-        return trust.cluster_role(cluster)
+    def _director_index(self) -> dict[str, str]:
+        """cluster -> the target path the director lists for it, from the director bins loaded."""
+        index: dict[str, str] = {}
+        for role, md in self.md.items():
+            if trust.is_director_bin(role):
+                for path in md.signed.targets:
+                    parsed = trust.parse_release_path(path)
+                    if parsed is not None:
+                        index[parsed[1]] = path
+        return index
 
-    def _ensure_cluster_role(self, cluster: str) -> None:
-        """Delegate ``cluster``'s hash bin from the director (same online key)."""
-        role = self.cluster_role(cluster)
+    def delegate_director_bins(self) -> None:
+        """Delegate every director bin (empty ones too): the director role then never changes for a release."""
+        with self.batch():
+            for i in range(0, 16 ** trust.BIN_HEX, trust.BIN_WIDTH):
+                self._ensure_director_bin(f"{trust.CLUSTER_BIN_PREFIX}{i:0{trust.BIN_HEX}x}")
+
+    def _ensure_director_bin(self, role: str) -> None:
+        """Delegate the director's hash bin ``role`` (same online key), made empty if new."""
         director = self._dirty.get(trust.DIRECTOR_ROLE) or self.md[trust.DIRECTOR_ROLE]
         delegations = director.signed.delegations
         if delegations is not None and delegations.roles and role in delegations.roles:
@@ -526,9 +536,11 @@ class TrustRepository:
         for keyid in keyids:
             delegations.keys[keyid] = self.targets.delegations.keys[keyid]
         delegations.roles[role] = DelegatedRole(
-            name=role, keyids=keyids, threshold=1, terminating=True,
-            path_hash_prefixes=trust.bin_prefixes(trust.cluster_bin(cluster)))
+            name=role, keyids=keyids, threshold=1, terminating=False,
+            path_hash_prefixes=trust.bin_prefixes(role[len(trust.CLUSTER_BIN_PREFIX):]))
         self._touch(trust.DIRECTOR_ROLE, director)
+        if role not in self.md and role not in self._dirty:
+            self._touch(role, Metadata(Targets(version=1, targets={})))
 
     def store_blob(self, env: str, cluster: str, data: bytes) -> str:
         """Keep a bundle's bytes, content-addressed (one file however many clusters share them); its release path."""
@@ -577,41 +589,53 @@ class TrustRepository:
             for cluster, env in clusters:
                 out[cluster] = self._direct_one(cluster, env, data, hexdigest, revision, release(cluster), render)
         return {cluster: None if got is None else Directed(
-            cluster=cluster, release=got[0], image=got[1], expires=self.horizon(self.cluster_role(cluster), got[2], got[1]))
+            cluster=cluster, release=got[0], path=got[1], expires=self.horizon(got[1]))
             for cluster, got in out.items()}
 
     def _direct_one(self, cluster: str, env: str, data: bytes, hexdigest: str, revision: str, release: int,
                     render: str) -> tuple[int, str, str] | None:
-        image = trust.release_path(env, cluster, hexdigest)
+        """List the release path of ``data`` for ``cluster`` in its director bin, with the release counter;
+        drop the path it listed before (the director names one bundle per cluster)."""
+        path = trust.release_path(env, cluster, hexdigest)
         if self.release_target(env, cluster, hexdigest) is None:
             return None
-        role = self.cluster_role(cluster)
         current = self.directed(cluster)
-        if current is not None and current.hashes.get("sha256") == hexdigest and current.custom.get("image") == image:
+        if current is not None and current.path == path:
             # already directed (e.g. a restarted hub re-rendering the same bundle): keep its release counter
-            return int(current.custom["release"]), image, env
-        self._ensure_cluster_role(cluster)
-        md = self._dirty.get(role) or self.md.get(role) or Metadata(Targets(version=1, targets={}))
-        pointer = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=trust.director_path(cluster))
-        custom = {"release": release, "image": image, "environment": env, "revision": revision}
+            return int(current.custom["release"]), path, env
+        role = trust.director_bin(path)
+        self._ensure_director_bin(role)
+        md = self._dirty.get(role) or self.md[role]
+        target = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=path)
+        custom = {"release": release, "revision": revision}
         if render:
             custom["render"] = render
-        pointer.unrecognized_fields["custom"] = custom
-        md.signed.targets[pointer.path] = pointer  # the bin's other clusters keep theirs
-        self._unlinked[pointer.path] = hexdigest
+        target.unrecognized_fields["custom"] = custom
+        md.signed.targets[path] = target  # the bin's other clusters keep theirs
         self._touch(role, md)
-        return release, image, env
+        if current is not None:
+            old = trust.director_bin(current.path)
+            before = self._dirty.get(old) or self.md[old]
+            del before.signed.targets[current.path]
+            self._touch(old, before)
+        self._directing[cluster] = path
+        self._unlinked[path] = hexdigest
+        return release, path, env
 
     def directed(self, cluster: str) -> TargetFile | None:
-        role = self.cluster_role(cluster)
+        """The director's target for ``cluster`` (its current bundle), or ``None``."""
+        path = self._directing.get(cluster)
+        if path is None:
+            return None
+        role = trust.director_bin(path)
         md = self._dirty.get(role) or self.md.get(role)
-        return md.signed.targets.get(trust.director_path(cluster)) if md else None
+        return md.signed.targets.get(path) if md else None
 
-    def horizon(self, role: str, env: str, image: str = "") -> _dt.datetime:
-        """When what an agent of this cluster (director role ``role``, release target ``image``) trusts first expires."""
-        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, role, trust.release_role(env)]
-        if image:
-            roles.append(self.release_holder(env, image))
+    def horizon(self, path: str) -> _dt.datetime:
+        """When what an agent trusts for target ``path`` (both sides' roles) first expires."""
+        env = trust.parse_release_path(path)[0]
+        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, trust.director_bin(path),
+                 trust.release_role(env), self.release_holder(env, path)]
         return min(self.md[r].signed.expires for r in roles if r in self.md)
 
     # --- the release side -----------------------------------------------------------------
@@ -631,8 +655,8 @@ class TrustRepository:
         A target carries only what the agent checks (cluster, environment) and
         the commit: the source URL and paths are inside the bundle document its
         SHA-256 binds, and every field here is parsed and canonically encoded
-        twice per refresh by every agent of the bin. Each cluster keeps its
-        newest ``MAX_RELEASES_PER_CLUSTER`` targets in the role.
+        twice per refresh by every agent of the bin. Each cluster keeps the
+        target the director names and its newest release (``keep_releases``).
         """
         role = trust.release_role(env)
         if role not in (self.targets.delegations.roles or {}):
@@ -649,19 +673,17 @@ class TrustRepository:
         else:
             signed = Targets()
             signed.version = 0  # a bin's first version is 1
-        kept: dict[str, list[str]] = {}  # cluster -> its release paths in the role, oldest first
+        kept: dict[str, list[str]] = {}  # cluster -> its release paths in the role
         for path in signed.targets:
             parsed = trust.parse_release_path(path)
             kept.setdefault(parsed[1] if parsed else "", []).append(path)
         for cluster, path in zip(clusters, paths, strict=True):
             target = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=path)
             target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env, "revision": revision}
-            signed.targets.pop(path, None)
-            signed.targets[path] = target  # newest last: insertion order is release order
-            mine = [p for p in kept.setdefault(cluster, []) if p != path] + [path]
-            for old in mine[: max(0, len(mine) - MAX_RELEASES_PER_CLUSTER)]:
+            signed.targets[path] = target
+            directed = self._directing.get(cluster)
+            for old in keep_releases(kept.get(cluster, []), directed, path, drop=True):
                 del signed.targets[old]
-            kept[cluster] = mine[-MAX_RELEASES_PER_CLUSTER:]
         signed.version += 1
         signed.expires = self._now() + self.expiry[expiry_kind(holder)]
         self._keep_blob(hexdigest, data)  # CI signers fetch what they are asked to sign
@@ -758,7 +780,7 @@ class TrustRepository:
         for role, md in list(self.md.items()):
             if role in ("root", "targets", "timestamp", "snapshot"):
                 continue
-            online = role == trust.DIRECTOR_ROLE or trust.is_cluster_role(role)
+            online = role == trust.DIRECTOR_ROLE or trust.is_director_bin(role)
             if online and md.signed.expires - now < self.expiry[expiry_kind(role)] / 2:
                 self._bump(role, md)
                 self._sign_online(role, md)
