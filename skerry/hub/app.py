@@ -120,10 +120,9 @@ class HubApp:
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
-        from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
+        from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitAuth, GitSource
         from skerry.hub.sync import Syncer
-        from skerry.hub.trust.push import MetadataPush
 
         cfg = self.config
         tls_files = cfg.require_tls()
@@ -162,9 +161,7 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        push = MetadataPush(self.trust, metadata_event).files_for
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
-                               revocations=self.enrollment.revocations, push=push)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
