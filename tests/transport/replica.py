@@ -28,7 +28,7 @@ from skerry.core.rpc import GrpcServer, server_options
 from skerry.core.tls import TlsFiles, server_credentials
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.promotion_policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
 from skerry.hub.status import StatusBoard
 from transport.hubs import CHUNK, StaticFleetView
