@@ -35,8 +35,6 @@ LIMITS = {"module": 500, "class": 300, "function": 80}
 ALLOWED = frozenset(
     {
         # the hub's trust paths
-        "skerry/hub/trust/repository.py",
-        "skerry/hub/trust/repository.py::TrustRepository",
         "skerry/hub/trust/admin.py::init",
         # the command line moving into skerry/cli
         "skerry/sealer/cli.py",
