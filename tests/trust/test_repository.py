@@ -13,6 +13,7 @@ from tuf.api.metadata import Metadata
 from skerry.agent.trust import classify
 from skerry.core import trust
 from skerry.core.bundle import Bundle
+from skerry.core.canonical import sha256_hex
 from skerry.core.clock import FixedClock
 from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
 from skerry.hub.trust import admin
@@ -125,3 +126,34 @@ def test_root_rotation_needs_the_old_threshold(world, tmp_path):
 ])
 def test_each_tuf_error_is_named_by_its_attack_class(error, path, reason):
     assert classify(error, path)[0] == reason
+
+
+def test_adding_and_revoking_a_release_key_re_signs_the_binned_release_role(world, tmp_path):
+    from skerry.agent.trust import TufVerifier
+    from skerry.core.canonical import sha256_digest
+    from tests.trust.fetchers import RepositoryFetcher
+
+    repo, made, clock = world
+    targets, (r1, r2, _r3) = signers(made, "targets", 0)[0], signers(made, "release-prod", 0, 1, 2)
+    new = keyfiles.generate_key(tmp_path / "ci-d.key")
+    admin.add_key(repo.directory, "release-prod", new.public_key, [targets, r1, r2], clock=clock)
+    repo.reload()
+    assert all(new.public_key.keyid in b.keyids for b in repo.md["release-prod"].signed.delegations.roles.values())
+    data = bundle()
+    md = repo.release_proposal("prod", "oslo-prod", data, "a" * 40)
+    md.sign(new, append=True)
+    md.sign(r1, append=True)
+    assert repo.submit_release("release-prod", md.to_bytes(_SERIALIZER)).published  # the added key counts
+    assert repo.direct("oslo-prod", "prod", data, revision="a" * 40, release=1) is not None
+    agent = TufVerifier("oslo-prod", "prod", repo.directory / "root.json", tmp_path / "agent",
+                        lambda: RepositoryFetcher(repo, []), clock=clock)
+    assert agent.update(digest=sha256_digest(data)).release == 1
+    # revoking r1 leaves the bin it co-signed below the threshold of 2: re-signed by the keys given
+    holder = repo.release_holder("prod", trust.release_path("prod", "oslo-prod", sha256_hex(data)))
+    version = repo.md[holder].signed.version
+    admin.revoke_key(repo.directory, "release-prod", r1.public_key.keyid, [targets, new, r2], clock=clock)
+    repo.reload()
+    assert all(r1.public_key.keyid not in b.keyids for b in repo.md["release-prod"].signed.delegations.roles.values())
+    assert repo.md[holder].signed.version == version + 1
+    assert set(repo.md[holder].signatures) == {new.public_key.keyid, r2.public_key.keyid}
+    assert agent.update(digest=sha256_digest(data)) is None  # still verifies: nothing new to apply
