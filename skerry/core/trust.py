@@ -90,9 +90,19 @@ this module).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
+import json
 import re
+
+from securesystemslib.formats import encode_canonical
+from tuf.api.metadata import DelegatedRole, TargetFile
+from tuf.api.serialization import json as tuf_json
+
+from skerry.core import documents
+from skerry.core.errors import InvalidInput, VerificationError
 
 DIRECTOR_ROLE = "director"
 RELEASE_PREFIX = "release-"
@@ -134,8 +144,6 @@ def director_bin(path: str) -> str:
 
 def delegated_role(doc: dict, path: str) -> str | None:
     """The first role a targets document (parsed JSON) delegates ``path`` to, as TUF walks; ``None`` if none."""
-    from tuf.api.metadata import DelegatedRole
-
     for role in ((doc.get("signed", {}).get("delegations") or {}).get("roles")) or []:
         if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
             return role["name"]
@@ -246,12 +254,8 @@ def _olpc_canonical(value) -> str:
     no signature over it can verify. securesystemslib's pure-Python encoder was 2/3 of a TUF
     refresh at 10,000 clusters (bench/fleet.py profile).
     """
-    import json
-
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     if "\\" in text:
-        from securesystemslib.formats import encode_canonical
-
         return encode_canonical(value)
     return text
 
@@ -263,8 +267,6 @@ def use_fast_canonical_json() -> None:
     it produces are unchanged (see ``_olpc_canonical``), only faster. Called by every service that
     signs or verifies TUF metadata (hub repository, agent, sealer); idempotent.
     """
-    from tuf.api.serialization import json as tuf_json
-
     tuf_json.encode_canonical = _olpc_canonical
 
 
@@ -279,8 +281,6 @@ def director_says(cluster: str, environment: str | None, path: str, directed) ->
     keeps no fleet file) takes it from the path, so the release side of *that* environment must
     still sign the content. Raises ``VerificationError`` whose ``reason`` names the attack class.
     """
-    from skerry.core.errors import VerificationError
-
     parsed = parse_release_path(path)
     if parsed is None:
         raise VerificationError(f"director names target {path[:200]!r}: not a release path", reason="PathTraversal")
@@ -308,8 +308,6 @@ def release_agrees(cluster: str, env: str, path: str, directed, released) -> str
     same target — path, length and hash — and the release target names this cluster and
     environment, so neither alone can ship a bundle.
     """
-    from skerry.core.errors import VerificationError
-
     if released is None:
         raise VerificationError(f"{path} is not signed by release-{env}: the director alone cannot ship a bundle",
                                 reason="NotReleased")
@@ -340,8 +338,6 @@ def bin_probes(env: str, cluster: str) -> dict[str, str]:
 
 
 def _walk(updater, env: str, cluster: str, bins) -> None:
-    from skerry.core.errors import VerificationError
-
     probes = bin_probes(env, cluster)
     for name in bins:
         if updater.get_targetinfo(probes[name]) is not None:
@@ -351,9 +347,6 @@ def _walk(updater, env: str, cluster: str, bins) -> None:
 def _trusted(metadata_dir, role: str, snapshot: dict) -> dict | None:
     """The role python-tuf just verified and persisted, checked against the trusted snapshot's hash."""
     import pathlib
-
-    from skerry.core import documents
-    from skerry.core.errors import VerificationError
 
     meta = (snapshot.get("signed", {}).get("meta") or {}).get(f"{role}.json")
     if meta is None:
@@ -371,7 +364,6 @@ def _trusted(metadata_dir, role: str, snapshot: dict) -> dict | None:
 
 
 def _target(doc: dict | None, path: str):
-    from tuf.api.metadata import TargetFile
 
     info = ((doc or {}).get("signed", {}).get("targets") or {}).get(path)
     return None if info is None else TargetFile.from_dict(dict(info), path)
@@ -386,8 +378,6 @@ def lookup(updater, metadata_dir, path: str) -> tuple[object, object, dict[str, 
     reads the two entries from the files it persisted — each checked against the snapshot.
     """
     import pathlib
-
-    from skerry.core.errors import VerificationError
 
     env, cluster, _hex = parse_release_path(path)
     _walk(updater, env, cluster, [bin_of(path)])
@@ -429,9 +419,6 @@ def scan(updater, metadata_dir, env: str, cluster: str) -> list[str]:
 
 
 def _load_snapshot(metadata_dir) -> dict:
-    from skerry.core import documents
-    from skerry.core.errors import VerificationError
-
     try:
         return documents.load_json((metadata_dir / "snapshot.json").read_bytes(), max_bytes=MAX_METADATA_BYTES)
     except (OSError, ValueError) as e:
@@ -454,9 +441,6 @@ _EVIDENCE_ROLE = re.compile(rf"^(?:timestamp|{_ROLE})\.json$")
 
 
 def encode_evidence(files: dict[str, bytes]) -> bytes:
-    import base64
-    import json
-
     return json.dumps({EVIDENCE_MARK: 1, "files": {k: base64.b64encode(v).decode() for k, v in sorted(files.items())}},
                       separators=(",", ":")).encode()
 
@@ -467,12 +451,6 @@ def is_evidence(data: bytes) -> bool:
 
 def decode_evidence(data: bytes) -> dict[str, bytes]:
     """The metadata files of an evidence document; ``InvalidInput`` naming what is wrong."""
-    import base64
-    import binascii
-
-    from skerry.core import documents
-    from skerry.core.errors import InvalidInput
-
     if len(data) > MAX_EVIDENCE_BYTES:
         raise InvalidInput(f"trust evidence is {len(data)} bytes, over {MAX_EVIDENCE_BYTES}")
     try:
