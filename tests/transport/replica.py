@@ -20,6 +20,7 @@ import json
 import pathlib
 
 from devtrust import DevTrust
+from skerry.hub.promotion.policy import PromotionPolicy
 
 from skerry.api.v1 import hub_pb2_grpc
 from skerry.core.bundle import Bundle
@@ -28,7 +29,6 @@ from skerry.core.rpc import GrpcServer, server_options
 from skerry.core.tls import TlsFiles, server_credentials
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.promotion.policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
 from skerry.hub.status import StatusBoard
 from transport.hubs import CHUNK, StaticFleetView
