@@ -10,15 +10,16 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
 
-from skerry.agent.trust import classify
+from skerry.agent.trust import TufVerifier, classify
 from skerry.core import trust
 from skerry.core.bundle import Bundle
-from skerry.core.canonical import sha256_hex
+from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import FixedClock
 from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
 from skerry.hub.trust import admin
 from skerry.hub.trust import keys as keyfiles
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
+from tests.trust.fetchers import RepositoryFetcher
 
 
 def bundle(cluster: str = "oslo-prod", value: str = "x") -> bytes:
@@ -129,10 +130,6 @@ def test_each_tuf_error_is_named_by_its_attack_class(error, path, reason):
 
 
 def test_adding_and_revoking_a_release_key_re_signs_the_binned_release_role(world, tmp_path):
-    from skerry.agent.trust import TufVerifier
-    from skerry.core.canonical import sha256_digest
-    from tests.trust.fetchers import RepositoryFetcher
-
     repo, made, clock = world
     targets, (r1, r2, _r3) = signers(made, "targets", 0)[0], signers(made, "release-prod", 0, 1, 2)
     new = keyfiles.generate_key(tmp_path / "ci-d.key")
