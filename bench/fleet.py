@@ -259,7 +259,8 @@ async def agents_main(args) -> None:
 
     from skerry.agent.enroll import make_csr
     from skerry.agent.stream import HubClient
-    from skerry.agent.trust import GrpcFetcher, TufVerifier
+    from skerry.agent.trust import TufVerifier
+    from skerry.agent.tuf_fetch import GrpcFetcher
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError, VerificationError
     from skerry.core.tls import TlsFiles, channel_credentials

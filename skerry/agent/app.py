@@ -41,7 +41,8 @@ from skerry.agent.reporter import Reporter
 from skerry.agent.runtime import Runtime
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
-from skerry.agent.trust import GrpcFetcher, TufVerifier
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.core.client import Endpoints
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
