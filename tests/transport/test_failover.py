@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import grpc
 import pytest
 from hub.helpers import FLEET_FILES  # tests/hub/helpers.py
 
@@ -27,10 +28,10 @@ from skerry.agent.enroll import CertificateRenewer, enroll
 from skerry.agent.stream import STABLE_STREAM_SECONDS, HubClient
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
-from skerry.core.client import Endpoints, aio_secure_channel
+from skerry.core.client import Endpoints, aio_secure_channel, channel_options
 from skerry.core.errors import ConfigError, PermissionDenied, Unavailable
 from skerry.core.rpc import DEFAULT_MAX_CONNECTION_AGE_SECONDS, server_options
-from skerry.core.tls import ROLE_HUB, TlsFiles
+from skerry.core.tls import ROLE_HUB, TlsFiles, channel_credentials
 
 from .hubs import CHUNK, READ, bare_hub, bundle, enrolled, running_hub
 
@@ -227,6 +228,28 @@ async def test_a_connection_past_its_maximum_age_is_retired_and_the_agent_resume
             assert client.received_bytes == len(held.shared.data) + len(store.current("oslo").shared.data)
         finally:
             await watcher.close()
+
+
+async def test_grpc_jitters_each_connections_maximum_age(pki, tmp_path):
+    """gRPC core draws each connection's age from [0.9, 1.1] x the maximum (kMaxConnectionAgeJitter): twelve
+    connections opened together close over a spread of ages (equal ages: a range of a few ms; twelve uniform
+    draws over +-0.2 s span less than 0.1 s with p < 1e-5)."""
+    age = 2.0
+
+    async def lifetime() -> float:
+        options = [*channel_options(), ("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
+        async with grpc.aio.secure_channel(address, channel_credentials(pki.agent("oslo")), options=options) as ch:
+            await hub_pb2_grpc.HubServiceStub(ch).ReportStatus(
+                hub_pb2.ReportStatusRequest(status=hub_pb2.ClusterStatus(cluster="oslo")), timeout=READ)
+            opened = time.monotonic()
+            while (state := ch.get_state()) == grpc.ChannelConnectivity.READY:
+                await ch.wait_for_state_change(state)  # GOAWAY at the age: the channel leaves READY
+            return time.monotonic() - opened
+
+    async with bare_hub(pki, tmp_path, options=server_options(max_connection_age=age)) as (_, _, _, address):
+        ages = await asyncio.gather(*(lifetime() for _ in range(12)))
+    assert all(0.9 * age - 0.2 <= a <= 1.1 * age + 1.0 for a in ages), ages
+    assert max(ages) - min(ages) > 0.1, ages
 
 
 async def test_retired_connections_move_a_fleet_to_the_replica_that_joined(pki, tmp_path):
