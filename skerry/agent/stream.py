@@ -211,26 +211,29 @@ class HubClient:
                 self.connected = False
                 continue
             self.connected = False
-            self.last_error = error
-            self.reconnects += 1
-            served = self._monotonic() - opened >= STABLE_STREAM_SECONDS
-            if served:
-                attempt = 0  # it served for a long while: not a failure streak
-            if isinstance(error, Unavailable):
-                self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
-            following = self.endpoints.failed(address)  # another replica, at random, if there is one
-            delay = self.backoff(attempt)
+            served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
+            attempt = 0 if served else attempt
+            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt))
             attempt += 1
-            # a long-served stream ending is routine (the hub retires connections at their maximum age)
-            (log.info if served else log.warning)(
-                "hub watch interrupted; reconnecting",
-                hub=address,
-                next_hub=following,
-                reason=error.reason,
-                error=str(error),
-                retry_in=round(delay, 3),
-            )
-            await self._sleep(delay)
+
+    def _interrupted(self, address: str, error: SkerryError, *, served: bool, attempt: int) -> float:
+        """Book an ended watch: move to another replica (if any); the wait before reconnect ``attempt``."""
+        self.last_error = error
+        self.reconnects += 1
+        if isinstance(error, Unavailable):
+            self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
+        following = self.endpoints.failed(address)  # another replica, at random, if there is one
+        delay = self.backoff(attempt)
+        # a long-served stream ending is routine (the hub retires connections at their maximum age)
+        (log.info if served else log.warning)(
+            "hub watch interrupted; reconnecting",
+            hub=address,
+            next_hub=following,
+            reason=error.reason,
+            error=str(error),
+            retry_in=round(delay, 3),
+        )
+        return delay
 
     async def _assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
         """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through)."""

@@ -36,7 +36,6 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Mapping
 
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import Updater, UpdaterConfig
@@ -186,25 +185,18 @@ class TufVerifier:
 
         If the event carries bundle bytes (the hub streams a shared blob once-serialised to every
         watcher), they stand in for the blob download when — and only when — they have the
-        length and SHA-256 the verified release target names; the metadata files it carries stand
-        in for their fetch the same way (python-tuf verifies them as fetched ones).
+        length and SHA-256 the verified release target names.
         """
-        pushed = {f.path: f.data for f in getattr(signed, "metadata", ())}
         return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""),
-                           digest=str(getattr(signed, "digest", "") or ""), pushed=pushed,
-                           root_version=getattr(signed, "root_version", 0))
+                           digest=str(getattr(signed, "digest", "") or ""))
 
-    def update(self, offered: bytes = b"", digest: str = "", *, pushed: Mapping[str, bytes] | None = None,
-               root_version: int = 0) -> VerifiedBundle | None:
+    def update(self, offered: bytes = b"", digest: str = "") -> VerifiedBundle | None:
         """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied.
 
-        ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first;
-        ``pushed``: metadata files the hub sent with the event (``InMemoryFetcher.push``).
+        ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first.
         """
         with self._lock:
             fetcher = self._fetcher_factory()
-            if pushed and isinstance(fetcher, InMemoryFetcher):
-                fetcher.push(pushed, root_version)
             try:
                 return self._update(fetcher, offered, digest)
             except VerificationError:

@@ -4,15 +4,12 @@
 ``skerry:/metadata/<file>`` and ``skerry:/targets/<path>``; a missing file
 (gRPC NOT_FOUND) is a 404 ``DownloadHTTPError`` so root rotation stops at
 the newest root; every fetch is capped (``skerry.core.trust.fetch_cap``).
-Files the hub pushed with a watch event stand in for their fetch
-(``InMemoryFetcher.push``); python-tuf verifies them as fetched ones. What the
-agent trusts is decided in ``skerry.agent.trust``.
+What the agent trusts is decided in ``skerry.agent.trust``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import grpc
 from tuf.api import exceptions as tuf_errors
@@ -25,7 +22,6 @@ from skerry.core.tls import TlsFiles
 
 FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
 URL_PREFIX = "skerry:/"
-_ROOT_URL = re.compile(re.escape(URL_PREFIX) + r"metadata/([0-9]{1,12})\.root\.json")
 
 
 class InMemoryFetcher(FetcherInterface):
@@ -47,25 +43,6 @@ class InMemoryFetcher(FetcherInterface):
         """
         self.__dict__.setdefault("_kept", {})[url] = data
 
-    def push(self, files: Mapping[str, bytes], root_version: int = 0) -> None:
-        """Serve the metadata files the hub pushed with a watch event (``metadata/<name>``) without a fetch.
-
-        They are as untrusted as fetched ones (python-tuf verifies them the same way); a file not
-        pushed is fetched. ``root_version``, the hub's newest root, answers the probe for a root
-        above it with a 404 (a hub could withhold a new root over ``Fetch`` just the same).
-        """
-        self.__dict__["_pushed"] = {f"{URL_PREFIX}metadata/{name}": data for name, data in files.items()}
-        self.__dict__["_root_version"] = root_version
-
-    def _pushed_answer(self, url: str, max_length: int) -> bytes | None:
-        data = self.__dict__.get("_pushed", {}).get(url)
-        if data is not None and len(data) <= max_length:
-            return data
-        newest = self.__dict__.get("_root_version", 0)
-        if newest and (m := _ROOT_URL.fullmatch(url)) and int(m[1]) > newest:
-            raise tuf_errors.DownloadHTTPError(f"{url[len(URL_PREFIX):]}: the hub's newest root is {newest}", 404)
-        return None
-
     def download_bytes(self, url: str, max_length: int) -> bytes:
         kept = self.__dict__.get("_kept")
         if kept and url in kept:
@@ -73,10 +50,6 @@ class InMemoryFetcher(FetcherInterface):
             if len(data) <= max_length:
                 self.last_path = url[len(URL_PREFIX):]  # what ``classify`` names in an error about it
                 return data
-        data = self._pushed_answer(url, max_length)
-        if data is not None:
-            self.last_path = url[len(URL_PREFIX):]
-            return data
         chunks, received = [], 0
         for chunk in self.fetch(url):
             received += len(chunk)

@@ -107,6 +107,9 @@ DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
 # 30 s lets a status report and most bundle transfers in progress finish. Never longer than the age
 # itself: a short age (a drain, a test) would otherwise wait mostly on the grace.
 MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0
+# Longest maximum age: gRPC reads it as a 32-bit number of milliseconds (24.8 days); a week is already
+# longer than any rebalance should wait.
+MAX_CONNECTION_AGE_SECONDS = 7 * 86400.0
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -120,15 +123,19 @@ SERVER_OPTIONS = [
 ]
 
 
-def server_options(*, max_connection_age: float = 0.0) -> list[tuple[str, object]]:
+def server_options(*, max_connection_age: float | None = None) -> list[tuple[str, object]]:
     """``SERVER_OPTIONS``, retiring each connection after ``max_connection_age`` seconds (+-10 %, gRPC's
-    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says); 0: connections never age out."""
-    if max_connection_age <= 0:
+    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says). ``None``: the default age
+    (``DEFAULT_MAX_CONNECTION_AGE_SECONDS``); 0: connections never age out."""
+    age = DEFAULT_MAX_CONNECTION_AGE_SECONDS if max_connection_age is None else max_connection_age
+    if age <= 0:
         return list(SERVER_OPTIONS)
-    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, max_connection_age)
+    if age > MAX_CONNECTION_AGE_SECONDS:
+        raise errors.ConfigError(f"max_connection_age: at most {MAX_CONNECTION_AGE_SECONDS / 86400:g} days, got {age:g}s")
+    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, age)
     return [
         *SERVER_OPTIONS,
-        ("grpc.max_connection_age_ms", max(1, round(max_connection_age * 1000))),
+        ("grpc.max_connection_age_ms", max(1, round(age * 1000))),
         ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
     ]
 

@@ -108,12 +108,7 @@ class HubApp:
 
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
-        from skerry.core.rpc import (
-            DEFAULT_MAX_CONNECTION_AGE_SECONDS,
-            GrpcServer,
-            RateLimiter,
-            server_options,
-        )
+        from skerry.core.rpc import GrpcServer, RateLimiter, server_options
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
@@ -127,6 +122,8 @@ class HubApp:
         cfg = self.config
         tls_files = cfg.require_tls()
         cfg.require_trust()
+        # agents' connections retire at their maximum age, so a scale-out of replicas rebalances
+        options = server_options(max_connection_age=cfg.max_connection_age)
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
@@ -181,8 +178,7 @@ class HubApp:
             on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
-            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
-            options=server_options(max_connection_age=DEFAULT_MAX_CONNECTION_AGE_SECONDS),
+            options=options,
         )
         if cfg.enroll_listen is not None:
             # Server-authenticated TLS only: enrolling agents have no client certificate yet.

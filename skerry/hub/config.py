@@ -107,6 +107,14 @@ class HubConfig:
         DEFAULT_INTERVAL, metavar="DURATION", parse=config.duration, help="poll interval, e.g. 60s, 5m (default 60s)"
     )
     listen: str = setting(DEFAULT_LISTEN, metavar="HOST:PORT", help="gRPC listen address (default 127.0.0.1:7440)")
+    # None: the server's default (skerry.core.rpc.DEFAULT_MAX_CONNECTION_AGE_SECONDS, named there with its reason)
+    max_connection_age: float | None = setting(
+        None,
+        metavar="DURATION",
+        parse=config.duration,
+        help="retire each agent connection after this long (+-10 %%), so agents spread onto replicas that "
+        "joined or came back; 0: never (default 30m)",
+    )
     tls_ca: pathlib.Path | None = setting(
         None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"
     )
