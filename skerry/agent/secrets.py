@@ -41,6 +41,14 @@ from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied, Seal
 from skerry.core.tls import TlsFiles
 
 log = structlog.get_logger("skerry.agent.secrets")
+# The channel's own reconnect backoff is capped below the agent's first reconcile retry (2 s): the
+# agent's retry is the backoff. With gRPC's default (1 s x 1.6 up to 120 s) a sealer that was down for
+# half a minute was dialled again only ~30 s after it came back, and every retry in between failed
+# at once on the channel's cached "connection refused".
+SEALER_RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 # One UnsealBundle call decrypts every item of a bundle: allow for hundreds of RSA-4096 decryptions.
 BUNDLE_UNSEAL_TIMEOUT_SECONDS = 60.0
 
@@ -82,7 +90,7 @@ class GrpcUnsealer:
         self._domain = domain
         self._timeout = timeout
         self._bundle_timeout = bundle_timeout
-        self._channel = secure_channel(address, tls_files)
+        self._channel = secure_channel(address, tls_files, options=SEALER_RECONNECT_OPTIONS)
         self._stub = sealer_pb2_grpc.SealerServiceStub(self._channel)
         # The plaintext of the bundle being reconciled, per (namespace, name); None outside a reconcile.
         self._batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] | None = None

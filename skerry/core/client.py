@@ -9,23 +9,35 @@ Skerry error naming the peer through ``core.rpc.error_from_rpc``, the one client
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import TlsFiles, channel_credentials
 
 
-def channel_options(server_name: str | None = None) -> list[tuple[str, object]]:
-    """The options of every client channel, plus the TLS name override when given."""
-    options: list[tuple[str, object]] = list(CHANNEL_OPTIONS)
+def channel_options(
+    server_name: str | None = None, extra: Sequence[tuple[str, object]] = ()
+) -> list[tuple[str, object]]:
+    """The options of every client channel, plus the TLS name override when given, plus ``extra``."""
+    options: list[tuple[str, object]] = [*CHANNEL_OPTIONS, *extra]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options
 
 
-def secure_channel(address: str, tls_files: TlsFiles, *, server_name: str | None = None) -> grpc.Channel:
-    """A blocking channel over mutual TLS with the client identity in ``tls_files``."""
-    return grpc.secure_channel(address, channel_credentials(tls_files), options=channel_options(server_name))
+def secure_channel(
+    address: str,
+    tls_files: TlsFiles,
+    *,
+    server_name: str | None = None,
+    options: Sequence[tuple[str, object]] = (),
+) -> grpc.Channel:
+    """A blocking channel over mutual TLS with the client identity in ``tls_files`` (``options`` added)."""
+    return grpc.secure_channel(
+        address, channel_credentials(tls_files), options=channel_options(server_name, options)
+    )
 
 
 def aio_secure_channel(
