@@ -73,6 +73,7 @@ _SERVE_FLAGS = (
     ("--commit", "commit", "SHA", "pin one commit instead of following the branch"),
     ("--depth", "depth", "N", "shallow fetches of N commits"),
     ("--git-ssh-key", "git_ssh_key", "FILE", "SSH deploy key for ssh:// URLs"),
+    ("--git-timeout", "git_timeout", "DURATION", "give up one git fetch after this long (default 5m)"),
     ("--git-known-hosts", "git_known_hosts", "FILE", "known_hosts the Git server's host key must be in"),
     ("--git-token-file", "git_token_file", "FILE", "file holding an HTTPS access token"),
     (

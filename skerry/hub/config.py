@@ -39,6 +39,7 @@ default::
     SKERRY_HUB_GIT_SSH_KEY       SSH deploy key for ssh:// or user@host:path URLs
     SKERRY_HUB_GIT_KNOWN_HOSTS   known_hosts the server's key must be in (required with a key)
     SKERRY_HUB_GIT_TOKEN_FILE    file holding an HTTPS token (sent as a header, never in the URL)
+    SKERRY_HUB_GIT_TIMEOUT       limit for one git fetch; a silent remote is given up after it   5m
     SKERRY_HUB_WEBHOOK_LISTEN    host:port of the push webhook (POST /hooks/git)   off
     SKERRY_HUB_WEBHOOK_SECRET_FILE  file holding the webhook secret (required with the webhook)
     SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
@@ -69,6 +70,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_RENDER_TIMEOUT = 120.0
+# One git fetch: a first clone of a large repository over a slow link fits; a remote that accepts the
+# connection and then says nothing (a hung server, a network blackhole) holds the sync no longer.
+DEFAULT_GIT_TIMEOUT = 300.0
 
 
 
@@ -162,6 +166,7 @@ class HubConfig:
     git_ssh_key: pathlib.Path | None = None
     git_known_hosts: pathlib.Path | None = None
     git_token_file: pathlib.Path | None = None
+    git_timeout: float = DEFAULT_GIT_TIMEOUT
     webhook_listen: str | None = None
     webhook_secret_file: pathlib.Path | None = None
     # promotion (issue 8): where the hub pushes its commits
@@ -186,6 +191,8 @@ class HubConfig:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
+        if not self.git_timeout > 0:
+            raise ConfigError(f"git_timeout: must be positive, got {self.git_timeout}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.engine not in ("auto", "inprocess", "binary"):
@@ -285,6 +292,8 @@ class HubConfig:
             kwargs["interval"] = parse_duration(interval, f"interval ({ENV_PREFIX}INTERVAL)")
         if (timeout := pick("render_timeout")) is not None:
             kwargs["render_timeout"] = parse_duration(timeout, f"render_timeout ({ENV_PREFIX}RENDER_TIMEOUT)")
+        if (timeout := pick("git_timeout")) is not None:
+            kwargs["git_timeout"] = parse_duration(timeout, f"git_timeout ({ENV_PREFIX}GIT_TIMEOUT)")
         for field in ("metrics_listen", "dashboard_listen"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)

@@ -276,7 +276,8 @@ class Stack:
                 return str((c.get("labels") or {}).get("env", "default"))
         return "default"
 
-    def start_hub(self) -> Service:
+    def start_hub(self, *, repo: str | None = None, extra: tuple[str, ...] = ()) -> Service:
+        """The hub, following ``repo`` (default: the bare remote, else the working repo), with ``extra`` flags."""
         files = self.identity("hub", tls.ROLE_HUB, server=True)
         self.init_trust()
         keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
@@ -287,8 +288,9 @@ class Stack:
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
-            ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
-             "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files)],
+            ["hub", "serve", "--repo", repo or str(self.remote or self.repo), "--interval", str(self.interval),
+             "--listen", listen, "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files),
+             *extra],
             self.workdir,
         ).start()
         ready = self.hub.ready()

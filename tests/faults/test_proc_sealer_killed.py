@@ -4,6 +4,13 @@ A release that arrives while the sealer is down applies everything but the Secre
 its value (never pruned, never overwritten with nothing), the agent reports the sealer by address and
 retries with a growing delay; the sealer restarted on the same port unseals again and the agent is
 Ready within ``RECOVERY_SECONDS``.
+
+Checked against the fix: with ``self._schedule_retry()`` removed from ``Runtime._apply_locked`` in
+``skerry/agent/runtime.py`` and the retry delay recomputed at every wake-up as before, the trust poll
+(every 2 s here) comes first each time, no retry ever runs, and the test fails waiting for the retries.
+The sealer channel's capped reconnect backoff (``SEALER_RECONNECT_OPTIONS`` in
+``skerry/agent/secrets.py``) fails it only when the timing lines up: a reconnect attempt of the
+channel just before the sealer is back leaves it in gRPC's own backoff past the agent's next retry.
 """
 
 from __future__ import annotations

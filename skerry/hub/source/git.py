@@ -51,12 +51,11 @@ import git
 import structlog
 
 from skerry.core.errors import ConfigError, SourceError
-from skerry.hub.config import check_branch
+from skerry.hub.config import DEFAULT_GIT_TIMEOUT, check_branch
 
 log = structlog.get_logger("skerry.hub.source")
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
-DEFAULT_TIMEOUT = 300.0
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_EXPORT_BYTES = 1024 * 1024 * 1024
 MAX_EXPORT_FILES = 100_000
@@ -152,7 +151,7 @@ class GitSource:
         *,
         branch: str = "main",
         cache_dir: pathlib.Path,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_GIT_TIMEOUT,
         tag: str | None = None,
         commit: str | None = None,
         depth: int | None = None,
