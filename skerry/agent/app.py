@@ -45,6 +45,7 @@ from skerry.agent.trust import GrpcFetcher, TufVerifier
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
 from skerry.core.files import ensure_dir
+from skerry.core.rpc import keepalive_options
 
 log = structlog.get_logger("skerry.agent")
 
@@ -102,7 +103,8 @@ class AgentApp:
         self.unsealer = self._given["unsealer"]
         if self.unsealer is None:
             self.unsealer = (
-                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain)
+                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain,
+                             channel_options=keepalive_options(cfg.keepalive))
                 if cfg.sealer_address
                 else NoUnsealer()
             )
@@ -117,7 +119,9 @@ class AgentApp:
         )
         self.hub = self._given["hub"]
         if self.hub is None:
-            self.hub = HubClient(cfg.hub_address, cfg.tls_files, cfg.cluster)
+            self.hub = HubClient(
+                cfg.hub_address, cfg.tls_files, cfg.cluster, channel_options=keepalive_options(cfg.keepalive)
+            )
         self._wire_parts(cfg)
         structlog.contextvars.bind_contextvars(cluster=cfg.cluster)
         log.info(
@@ -146,7 +150,7 @@ class AgentApp:
             cfg.environment,
             cfg.trust_root,
             cfg.state_dir,
-            lambda: GrpcFetcher(cfg.hub_address, tls_files),
+            lambda: GrpcFetcher(cfg.hub_address, tls_files, options=keepalive_options(cfg.keepalive)),
             self.clock,
         )
 

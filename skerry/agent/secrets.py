@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -80,6 +80,7 @@ class GrpcUnsealer:
         domain: str = "",
         timeout: float = 10.0,
         bundle_timeout: float = BUNDLE_UNSEAL_TIMEOUT_SECONDS,
+        channel_options: Sequence[tuple[str, object]] = (),
     ):
         from skerry.api.v1 import sealer_pb2_grpc
         from skerry.core.client import secure_channel
@@ -90,7 +91,7 @@ class GrpcUnsealer:
         self._domain = domain
         self._timeout = timeout
         self._bundle_timeout = bundle_timeout
-        self._channel = secure_channel(address, tls_files, options=SEALER_RECONNECT_OPTIONS)
+        self._channel = secure_channel(address, tls_files, options=[*SEALER_RECONNECT_OPTIONS, *channel_options])
         self._stub = sealer_pb2_grpc.SealerServiceStub(self._channel)
         # The plaintext of the bundle being reconciled, per (namespace, name); None outside a reconcile.
         self._batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] | None = None

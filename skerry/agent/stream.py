@@ -33,7 +33,7 @@ from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import bundle
 from skerry.core.backoff import full_jitter
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
-from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.stream")
@@ -94,7 +94,7 @@ class HubClient:
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = [*CHANNEL_OPTIONS, *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
+        self._options = merge_options(CHANNEL_OPTIONS, CHANNEL_BACKOFF_OPTIONS, channel_options)
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
         self._rpc_timeout = rpc_timeout

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from skerry.core.rpc import CHANNEL_OPTIONS
+from skerry.core.rpc import CHANNEL_OPTIONS, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
 
 
@@ -21,7 +21,7 @@ def channel_options(
     server_name: str | None = None, extra: Sequence[tuple[str, object]] = ()
 ) -> list[tuple[str, object]]:
     """The options of every client channel, plus the TLS name override when given, plus ``extra``."""
-    options: list[tuple[str, object]] = [*CHANNEL_OPTIONS, *extra]
+    options = merge_options(CHANNEL_OPTIONS, extra)
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options

@@ -297,8 +297,9 @@ class Stack:
         self.hub_address = f"127.0.0.1:{ready['port']}"
         return self.hub
 
-    def start_agent(self, cluster: str, *, hub: str | None = None, trust_root: pathlib.Path | None = None,
-                    environment: str | None = None, extra: tuple[str, ...] = ()) -> Service:
+    def start_agent(self, cluster: str, *, hub: str | None = None, sealer: str | None = None,
+                    trust_root: pathlib.Path | None = None, environment: str | None = None,
+                    extra: tuple[str, ...] = ()) -> Service:
         """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world)."""
         files = self.identity(cluster, tls.ROLE_AGENT)
         trust_root = trust_root or self.trust_root or self.init_trust()
@@ -312,7 +313,7 @@ class Stack:
             old.stop()
         agent = Service(
             f"agent-{cluster}",
-            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
+            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", sealer or self.sealer_address,
              *trust_args, "--kubeconfig", str(self.kubeconfig),
              "--state-dir", str(self.workdir / "agents" / cluster),
              # several demo clusters share one API server: each agent keeps its inventory apart
