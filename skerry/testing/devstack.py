@@ -299,8 +299,11 @@ class Stack:
 
     def start_agent(self, cluster: str, *, hub: str | None = None, sealer: str | None = None,
                     trust_root: pathlib.Path | None = None, environment: str | None = None,
-                    extra: tuple[str, ...] = ()) -> Service:
-        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world)."""
+                    kubeconfig: pathlib.Path | None = None, extra: tuple[str, ...] = ()) -> Service:
+        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world).
+
+        ``hub``, ``sealer`` and ``kubeconfig`` point it elsewhere than this stack's own (e.g. through a proxy).
+        """
         files = self.identity(cluster, tls.ROLE_AGENT)
         trust_root = trust_root or self.trust_root or self.init_trust()
         env = environment or self.environment_of(cluster)
@@ -314,7 +317,7 @@ class Stack:
         agent = Service(
             f"agent-{cluster}",
             ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", sealer or self.sealer_address,
-             *trust_args, "--kubeconfig", str(self.kubeconfig),
+             *trust_args, "--kubeconfig", str(kubeconfig or self.kubeconfig),
              "--state-dir", str(self.workdir / "agents" / cluster),
              # several demo clusters share one API server: each agent keeps its inventory apart
              "--namespace", f"skerry-{cluster}", *self.tls_args(files)],
