@@ -276,7 +276,12 @@ class AgentApp:
             suspension=drift.suspension,
             reconcile_request=drift.reconcile_request,
             drift=drift.view(),
+            api_latency=self._api_latency(),
         )
+
+    def _api_latency(self) -> conditions.ApiLatency | None:
+        seen = self.kube.latency.view() if hasattr(self.kube, "latency") else None
+        return None if seen is None else conditions.ApiLatency(*seen)
 
     def status_result(self) -> ReconcileResult:
         """The last reconcile result with the agent-level conditions (Verified, Rendered, Stale, ...) merged in."""
