@@ -114,6 +114,7 @@ class FaultProxy:
         self.port = 0
         self._conns: set[_Conn] = set()
         self._trip: _Trip | None = None
+        self._fired = threading.Event()  # the armed action has run (and returned)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -216,14 +217,15 @@ class FaultProxy:
             raise ProxyError(f"direction must be {TO_SERVER} or {TO_CLIENT}")
 
         async def arm() -> None:
+            self._fired.clear()
             self._trip = _Trip(direction, after, action)
 
         self._control(arm)
 
     @property
     def tripped(self) -> bool:
-        """Whether the ``on_bytes`` action ran (or none is armed)."""
-        return self._trip is None
+        """Whether the last ``on_bytes`` action has run to its end."""
+        return self._fired.is_set()
 
     def connections(self) -> int:
         return len(self._conns)
@@ -317,7 +319,10 @@ class FaultProxy:
                 trip.remaining -= len(data)
                 if trip.remaining <= 0:
                     self._trip = None
-                    trip.action()
+                    try:
+                        trip.action()
+                    finally:
+                        self._fired.set()
 
     def _drop(self, conn: _Conn) -> None:
         if conn in self._conns:
