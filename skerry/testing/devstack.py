@@ -86,6 +86,18 @@ class Service:
         except OSError:
             return "(no log)"
 
+    def events(self, name: str) -> list[dict]:
+        """The JSON log lines whose ``event`` is ``name`` (services log JSON lines when not on a terminal)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("event") == name:
+                out.append(doc)
+        return out
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -208,10 +208,12 @@ class FaultProxy:
         self._control(apply)
 
     def on_bytes(self, direction: str, after: int, action: Callable[[], object]) -> None:
-        """Call ``action`` (in the proxy's thread, forwarding held) once ``after`` more bytes went ``direction``.
+        """Call ``action`` (in the proxy's thread, forwarding held) once ``after`` more bytes went ``direction``,
+        then close the connection that carried them.
 
-        Nothing else is forwarded in any direction while ``action`` runs: killing the server from
-        it leaves the client exactly the bytes counted so far (rounded up to the chunk being sent).
+        Nothing is forwarded while ``action`` runs, and what the proxy had already read but not yet
+        forwarded on that connection is dropped: killing the server from ``action`` leaves the client
+        exactly the bytes counted so far (rounded up to a chunk), as if the server died right there.
         """
         if direction not in (TO_SERVER, TO_CLIENT):
             raise ProxyError(f"direction must be {TO_SERVER} or {TO_CLIENT}")
@@ -323,6 +325,8 @@ class FaultProxy:
                         trip.action()
                     finally:
                         self._fired.set()
+                        self._drop(conn)
+                    return
 
     def _drop(self, conn: _Conn) -> None:
         if conn in self._conns:

@@ -5,6 +5,7 @@ Each fault module names its own cluster (and so its own namespaces) on the share
 
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 
@@ -52,17 +53,16 @@ def inventory(stack: Stack, cluster: str) -> Inventory:
     return Inventory.from_configmap(live(stack, "configmap", f"skerry-{cluster}", CONFIGMAP_NAME))
 
 
-def events(service, name: str) -> list[dict]:
-    """The JSON log lines of a devstack service with ``event == name``."""
-    out = []
-    for line in service.log_path.read_text(errors="replace").splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and doc.get("event") == name:
-            out.append(doc)
-    return out
+def secret_manifest(namespace: str, name: str, password: str) -> dict:
+    """A Secret to seal (``Stack.seed_repo(seal=...)``) holding ``password``."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque", "stringData": {"password": password}}
+
+
+def secret_password(stack: Stack, namespace: str, name: str) -> str | None:
+    """The live Secret's ``password``, decoded; None if there is no such Secret."""
+    secret = live(stack, "secret", namespace, name)
+    return None if secret is None else base64.b64decode(secret["data"]["password"]).decode()
 
 
 def trusted_release(stack: Stack, cluster: str) -> int:

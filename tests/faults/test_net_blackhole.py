@@ -18,7 +18,6 @@ for the default 30 s + 20 s and both recovery bounds fail.
 
 from __future__ import annotations
 
-import base64
 import secrets as pysecrets
 import time
 
@@ -28,15 +27,23 @@ from skerry.core import tls
 from skerry.testing.devstack import Stack, fleet_status, wait_for
 from skerry.testing.faultproxy import FaultProxy
 
-from .helpers import configmap_yaml, inventory, live, namespace_yaml, trusted_release, write_fleet
+from .helpers import (
+    configmap_yaml,
+    inventory,
+    live,
+    namespace_yaml,
+    secret_manifest,
+    secret_password,
+    trusted_release,
+    write_fleet,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
 CLUSTER = "fnet-blackhole"
 NS = "fnet-blackhole"
 PASSWORD = pysecrets.token_urlsafe(16)
-SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": NS},
-          "type": "Opaque", "stringData": {"password": PASSWORD}}
+SECRET = secret_manifest(NS, "db", PASSWORD)
 KEEPALIVE = 6.0
 # How long the blackhole lasts before it lifts (the agent must find out on its own that it was there).
 OUTAGE_SECONDS = 3.0
@@ -48,11 +55,6 @@ UNSEAL_GIVEUP_SECONDS = 2 * KEEPALIVE + 6.0
 
 def objects(version: str) -> dict[str, str]:
     return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": version})}
-
-
-def password(stack: Stack) -> str | None:
-    secret = live(stack, "secret", NS, "db")
-    return None if secret is None else base64.b64decode(secret["data"]["password"]).decode()
 
 
 def port(address: str) -> int:
@@ -78,7 +80,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
         agent = stack.start_agent(CLUSTER, hub=to_hub.address, sealer=to_sealer.address,
                                   extra=("--keepalive", f"{KEEPALIVE:g}s"))
         first = stack.wait_applied(CLUSTER)
-        assert password(stack) == PASSWORD
+        assert secret_password(stack, NS, "db") == PASSWORD
         recorded = inventory(stack, CLUSTER).keys()
         ops = stack.identity("faults", tls.ROLE_OPERATOR)
 
@@ -90,7 +92,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
         time.sleep(OUTAGE_SECONDS)
         assert agent.alive() and agent.status()["applied_release"] == first["applied_release"]
         assert live(stack, "configmap", NS, "app")["data"] == {"v": "1"}
-        assert password(stack) == PASSWORD
+        assert secret_password(stack, NS, "db") == PASSWORD
         to_hub.passthrough()
         lifted = time.monotonic()
         second = stack.wait_applied(CLUSTER, release_above=first["applied_release"], timeout=RECOVERY_SECONDS)
@@ -101,7 +103,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
             RECOVERY_SECONDS, "the hub to hear of v2", stack.hub)
         assert time.monotonic() - lifted < RECOVERY_SECONDS, reported
         assert live(stack, "configmap", NS, "app")["data"] == {"v": "2"}
-        assert password(stack) == PASSWORD and inventory(stack, CLUSTER).keys() == recorded
+        assert secret_password(stack, NS, "db") == PASSWORD and inventory(stack, CLUSTER).keys() == recorded
 
         # 2. Agent <-> sealer: silence while a release needs the Secret unsealed.
         to_sealer.blackhole()
@@ -117,13 +119,13 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert to_sealer.address in ready["message"] and "db" in ready["message"], ready
         assert live(stack, "configmap", NS, "app")["data"] == {"v": "3"}
-        assert password(stack) == PASSWORD  # no garbage, no empty Secret
+        assert secret_password(stack, NS, "db") == PASSWORD  # no garbage, no empty Secret
         assert inventory(stack, CLUSTER).keys() == recorded
         to_sealer.passthrough()
         lifted = time.monotonic()
         wait_for(lambda: agent.status()["ready"], RECOVERY_SECONDS, "the agent to unseal again", agent)
         assert time.monotonic() - lifted < RECOVERY_SECONDS
-        assert password(stack) == PASSWORD
+        assert secret_password(stack, NS, "db") == PASSWORD
         assert trusted_release(stack, CLUSTER) == agent.status()["applied_release"] > second["applied_release"]
     finally:
         for proxy in (to_hub, to_sealer):

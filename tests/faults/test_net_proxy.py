@@ -105,13 +105,15 @@ def test_cut_closes_open_and_new_connections(proxy):
         assert roundtrip(s) == b"ping"
 
 
-def test_on_bytes_acts_mid_transfer_before_forwarding_more(proxy):
+def test_on_bytes_acts_mid_transfer_and_the_client_gets_no_more(proxy):
     seen = []
     proxy.on_bytes(TO_CLIENT, 100_000, lambda: seen.append(proxy.stats.forwarded[TO_CLIENT]))
     with dial(proxy) as s:
-        assert roundtrip(s, b"y" * 300_000) == b"y" * 300_000
+        got = roundtrip(s, b"y" * 300_000)  # the connection closes after the action, like a dead server's
     assert proxy.tripped and len(seen) == 1
-    assert 100_000 <= seen[0] < 300_000
+    assert 100_000 <= seen[0] == len(got) < 300_000
+    with dial(proxy) as s:  # new connections pass again
+        assert roundtrip(s) == b"ping"
 
 
 def test_bad_modes_are_refused(proxy):

@@ -20,7 +20,7 @@ from skerry.core import documents, tls
 from skerry.testing.devstack import Stack, fleet_status, wait_for
 from skerry.testing.faultproxy import FaultProxy
 
-from .helpers import configmap_yaml, events, inventory, live, namespace_yaml, write_fleet
+from .helpers import configmap_yaml, inventory, live, namespace_yaml, write_fleet
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -55,7 +55,7 @@ def condition(status: dict, kind: str) -> dict | None:
 def spans(agent) -> list[tuple[dt.datetime, dt.datetime]]:
     """(start, end) of each reconcile the agent ran, from its own account of each."""
     out = []
-    for e in events(agent, "reconciled"):
+    for e in agent.events("reconciled"):
         end = dt.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
         out.append((end - dt.timedelta(seconds=e["seconds"]), end))
     return out

@@ -15,7 +15,7 @@ import pytest
 from skerry.testing.devstack import Stack, wait_for
 from skerry.testing.faultproxy import TO_CLIENT, FaultProxy
 
-from .helpers import configmap_yaml, events, inventory, live, namespace_yaml, trusted_release, write_fleet
+from .helpers import configmap_yaml, inventory, live, namespace_yaml, trusted_release, write_fleet
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -81,7 +81,7 @@ def test_hub_killed_mid_transfer_agent_keeps_last_good_state_and_resumes(kubecon
             assert live(stack, "configmap", NS, f"big-{i}")["data"]["blob"] == f"{i}" * BIG_VALUE
         assert recorded < inventory(stack, CLUSTER).keys()
         assert trusted_release(stack, CLUSTER) == newest["applied_release"] > first["applied_release"]
-        applied = [e["release"] for e in events(agent, "reconciled")]
+        applied = [e["release"] for e in agent.events("reconciled")]
         assert applied == [first["applied_release"], newest["applied_release"]], applied
     finally:
         if proxy is not None:

@@ -15,7 +15,6 @@ channel just before the sealer is back leaves it in gRPC's own backoff past the 
 
 from __future__ import annotations
 
-import base64
 import secrets as pysecrets
 import time
 
@@ -23,15 +22,23 @@ import pytest
 
 from skerry.testing.devstack import Stack, wait_for
 
-from .helpers import configmap_yaml, events, inventory, live, namespace_yaml, trusted_release, write_fleet
+from .helpers import (
+    configmap_yaml,
+    inventory,
+    live,
+    namespace_yaml,
+    secret_manifest,
+    secret_password,
+    trusted_release,
+    write_fleet,
+)
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
 CLUSTER = "fnet-sealerkill"
 NS = "fnet-sealerkill"
 PASSWORD = pysecrets.token_urlsafe(16)
-SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": NS},
-          "type": "Opaque", "stringData": {"password": PASSWORD}}
+SECRET = secret_manifest(NS, "db", PASSWORD)
 # Retries the agent makes while the sealer is down before it is restarted (2 s, then 4 s: ~6 s down).
 RETRIES_WHILE_DOWN = 2
 # From the restarted sealer serving to Ready: the next retry (8 s after the second, 16 s after the third
@@ -43,11 +50,6 @@ def objects(version: str) -> dict[str, str]:
     return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": version})}
 
 
-def password(stack: Stack) -> str | None:
-    secret = live(stack, "secret", NS, "db")
-    return None if secret is None else base64.b64decode(secret["data"]["password"]).decode()
-
-
 def test_sealer_killed_secrets_stay_agent_reports_retries_and_resumes(kubeconfig, tmp_path):
     stack = Stack(tmp_path, kubeconfig, interval=1.0)
     try:
@@ -57,7 +59,7 @@ def test_sealer_killed_secrets_stay_agent_reports_retries_and_resumes(kubeconfig
         stack.start_hub()
         agent = stack.start_agent(CLUSTER)
         first = stack.wait_applied(CLUSTER)
-        assert password(stack) == PASSWORD
+        assert secret_password(stack, NS, "db") == PASSWORD
         recorded = inventory(stack, CLUSTER).keys()
 
         stack.sealer.kill()
@@ -67,24 +69,24 @@ def test_sealer_killed_secrets_stay_agent_reports_retries_and_resumes(kubeconfig
 
         def retried() -> dict | None:
             st = agent.status()
-            done = len(events(agent, "retrying the reconcile")) >= RETRIES_WHILE_DOWN
+            done = len(agent.events("retrying the reconcile")) >= RETRIES_WHILE_DOWN
             return st if done and st and st["applied_release"] > first["applied_release"] else None
 
         status = wait_for(retried, 30, "the agent to retry the release without its sealer", agent)
         assert live(stack, "configmap", NS, "app")["data"] == {"v": "2"}  # the rest of the release applied
-        assert password(stack) == PASSWORD  # the Secret stays, value intact
+        assert secret_password(stack, NS, "db") == PASSWORD  # the Secret stays, value intact
         assert inventory(stack, CLUSTER).keys() >= recorded  # nothing forgotten, nothing pruned
         assert not status["ready"]
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert stack.sealer_address in ready["message"] and "db" in ready["message"], ready
-        retries = [e["attempt"] for e in events(agent, "retrying the reconcile")]
+        retries = [e["attempt"] for e in agent.events("retrying the reconcile")]
         assert retries == list(range(len(retries))), retries  # each retry one step further back
 
         stack.start_sealer()  # same port, same keys
         restarted = time.monotonic()
         wait_for(lambda: (st := agent.status()) and st["ready"], RECOVERY_SECONDS, "the agent to unseal again", agent)
         assert time.monotonic() - restarted < RECOVERY_SECONDS
-        assert password(stack) == PASSWORD
+        assert secret_password(stack, NS, "db") == PASSWORD
         assert inventory(stack, CLUSTER).keys() >= recorded
         assert trusted_release(stack, CLUSTER) == agent.status()["applied_release"] > first["applied_release"]
         for log in stack.workdir.joinpath("logs").glob("*.log"):
