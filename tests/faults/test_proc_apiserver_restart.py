@@ -10,6 +10,10 @@ went out. Real sealer-less hub and agent processes.
 * mid-reconcile: the release half applied, the rest fails; nothing is pruned (prune is refused while an
   apply failed), no object is deleted and re-created (same uid), the agent retries, and once the API
   server is back the release is applied and recorded within ``RECOVERY_SECONDS``.
+
+Checked against the fix: with the retry deadline of ``skerry/agent/runtime.py`` reverted (``retry_in``
+recomputed from ``retry_delay(...)`` at every wake-up, as before) the 2 s trust poll always comes first,
+the failed release is never retried, and the test fails waiting for it.
 """
 
 from __future__ import annotations
