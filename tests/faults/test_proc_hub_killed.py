@@ -4,6 +4,11 @@ A fault proxy between agent and hub counts the bytes of the new bundle and kills
 chunk: the agent holds a partial transfer, must keep the last good state applied (objects, inventory,
 release counter), and, once the hub is restarted on the same port, fetch the whole bundle again, verify
 and apply it within ``RECOVERY_SECONDS``, each release applied once.
+
+No agent or hub fix was needed: this passes on the code it was written against. Mutations tried: recording
+the new blob's digest before its chunks arrived (``stream.HubClient._assemble``) still passes, because the
+agent's TUF refresh fetches the released target on its own path and the hub's omitted-bytes answer fails
+verification; the test guards the whole (nothing partial applied, recovery in bound), not one line.
 """
 
 from __future__ import annotations
