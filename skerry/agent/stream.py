@@ -112,7 +112,8 @@ class HubClient:
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = [*client_options(server_name), *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
+        # later options replace earlier ones of the same key (gRPC alone would keep the first)
+        self._options = client_options(server_name, [*CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])])
         self._rpc_timeout = rpc_timeout
         self._base = backoff_base
         self._cap = backoff_cap

@@ -9,7 +9,7 @@ What the agent trusts is decided in ``skerry.agent.trust``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 from tuf.api import exceptions as tuf_errors
@@ -64,8 +64,8 @@ class GrpcFetcher(InMemoryFetcher):
     """python-tuf fetcher over ``TrustService.Fetch`` (blocking; one channel per fetcher)."""
 
     def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
-                 timeout: float = FETCH_TIMEOUT):
-        self._channel = channel or secure_channel(address, tls_files)
+                 timeout: float = FETCH_TIMEOUT, options: Sequence[tuple[str, object]] = ()):
+        self._channel = channel or secure_channel(address, tls_files, options=options)
         self._stub = trust_pb2_grpc.TrustServiceStub(self._channel)
         self._timeout = timeout
         self.last_path = ""

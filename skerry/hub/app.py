@@ -151,6 +151,7 @@ class HubApp:
             commit=cfg.commit,
             depth=cfg.depth,
             auth=auth,
+            timeout=cfg.git_timeout,
         )
         register = []
         service_names = [SERVICE_NAME]

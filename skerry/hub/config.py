@@ -34,6 +34,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_RENDER_TIMEOUT = 120.0
+# One git fetch: a first clone of a large repository over a slow link fits; a remote that accepts the
+# connection and then says nothing (a hung server, a network blackhole) holds the sync no longer.
+DEFAULT_GIT_TIMEOUT = 300.0
 ENGINES = ("auto", "inprocess", "binary")
 
 
@@ -203,6 +206,12 @@ class HubConfig:
         None, metavar="FILE", help="known_hosts the Git server's host key must be in"
     )
     git_token_file: pathlib.Path | None = setting(None, metavar="FILE", help="file holding an HTTPS access token")
+    git_timeout: float = setting(
+        DEFAULT_GIT_TIMEOUT,
+        metavar="DURATION",
+        parse=config.duration,
+        help="give up one git fetch after this long: a remote that hangs holds the sync no longer (default 5m)",
+    )
     webhook_listen: str | None = setting(
         None, metavar="HOST:PORT", help="serve the GitHub/GitLab push webhook (POST /hooks/git)"
     )
@@ -249,6 +258,8 @@ class HubConfig:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
+        if not self.git_timeout > 0:
+            raise ConfigError(f"git_timeout: must be positive, got {self.git_timeout}")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.tag is not None and self.commit is not None:
