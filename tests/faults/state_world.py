@@ -194,7 +194,7 @@ class World:
     def live_objects(self) -> frozenset[str]:
         out = self.kubectl("get", "configmap,deployment,secret", "-n", self.ns, "-o",
                            "jsonpath={range .items[*]}{.kind}/{.metadata.name} {end}")
-        names = {n for n in out.split() if not n.startswith("ConfigMap/kube-root-ca")}
+        names = {n for n in out.split() if not n.startswith(("ConfigMap/kube-root-ca", "Secret/default-token-"))}
         if self.kubectl("get", "namespace", self.ns, "--ignore-not-found", "-o", "name"):
             names.add(f"Namespace/{self.ns}")
         return frozenset(names)
