@@ -47,7 +47,7 @@ from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.client import secure_channel
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
-from skerry.core.files import atomic_write, ensure_dir, fsync_dir
+from skerry.core.files import atomic_write, ensure_dir, fsync_dir, unwritable
 from skerry.core.tls import TlsFiles
 
 STATE_FILE = "trust-state.json"
@@ -259,6 +259,8 @@ class TufVerifier:
             except (tuf_errors.RepositoryError, ValueError) as e:
                 reason, msg = classify(e, getattr(fetcher, "last_path", ""))
                 raise VerificationError(msg, reason=reason) from e
+            except OSError as e:  # the metadata or the release counter cannot be persisted: accept nothing
+                raise unwritable(e, f"trust state under {self.state_dir}") from None
             finally:
                 close = getattr(fetcher, "close", None)
                 if close is not None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import json
 import pathlib
 import secrets
+import shutil
+import subprocess
 import uuid
 
 from skerry.agent.reconcile.inventory import CONFIGMAP_NAME, Inventory
@@ -231,3 +234,64 @@ class World:
 
 def condition(status: dict, type_: str) -> dict:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+class SmallDisk:
+    """A small tmpfs mounted on ``path`` (we are root in a container): a disk that can be filled.
+
+    ``fill`` takes every free byte with one filler file, ``free`` gives them back. Mount it before
+    a service writes there (it hides what the directory held)."""
+
+    def __init__(self, path: pathlib.Path, size: str = "16m"):
+        self.path = pathlib.Path(path)
+        self.size = size
+        self._filler = self.path / ".filler"
+
+    def __enter__(self) -> SmallDisk:
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size},mode=0700", "tmpfs", str(self.path)],
+                       check=True, capture_output=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+    def fill(self) -> None:
+        block = b"\0" * 4096
+        try:
+            with open(self._filler, "ab", buffering=0) as f:
+                while True:
+                    f.write(block)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+        assert shutil.disk_usage(self.path).free < 4096
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def files(self) -> dict[str, bytes]:
+        """Every file on the disk but the filler (to compare before and after a fault)."""
+        return {str(p.relative_to(self.path)): p.read_bytes() for p in sorted(self.path.rglob("*"))
+                if p.is_file() and p != self._filler}
+
+    def leftovers(self) -> list[str]:
+        """Temporary or staged files a write left behind (an atomic write leaves none)."""
+        return [name for name in self.files() if name.endswith((".tmp", ".next", ".commit"))]
+
+
+def error_lines(log: str, *needles: str) -> list[dict]:
+    """Warning/error records (JSON lines) of a service log whose text contains every needle."""
+    found = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("level") in ("warning", "error") and all(n in line for n in needles):
+            found.append(record)
+    return found
+
+
+def tracebacks(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "Traceback" in line or '"exception"' in line]

@@ -17,12 +17,11 @@ import time
 
 import pytest
 
-from skerry.testing.devstack import wait_for
-
 from skerry.agent.reconcile.desired import Item
 from skerry.agent.reconcile.engine import with_their_crds
 from skerry.agent.reconcile.model import ObjectRef
 from skerry.core import documents
+from skerry.testing.devstack import wait_for
 
 from .state_world import BASE_RESOURCES, World, condition
 
@@ -96,9 +95,10 @@ def crd_exists(world: World) -> bool:
 
 
 def test_a_crd_deleted_by_hand_comes_back_and_then_its_custom_resources(world: World):
-    """Reverted to check: ``Reconciler.correct``'s ``with_their_crds(...)`` (made the plain list of drifted
-    items): the Widget's deletion is reported first, its correction waits for a kind nobody re-creates
-    and the Widget is not back in time."""
+    """Reverted to check: ``drift_control.should_correct`` made ``return False``: nothing re-creates the
+    CRD or the Widget until the next full resync (10 min) and this test fails. The order (CRD before
+    its objects, ``engine.with_their_crds``) is checked by the test after this one: reverting it
+    fails that test, while this one passes whenever the watch reports the CRD's deletion first."""
     world.wait_ready()
     wait_for(lambda: widgets(world) == {"w1"}, 20, "the Widget to be applied")
     before = world.snapshot()

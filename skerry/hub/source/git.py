@@ -51,6 +51,7 @@ import git
 import structlog
 
 from skerry.core.errors import ConfigError, SourceError
+from skerry.core.files import DISK_FULL
 from skerry.hub.config import check_branch
 
 log = structlog.get_logger("skerry.hub.source")
@@ -217,7 +218,9 @@ class GitSource:
         detail = detail.replace(self._remote, self.url)
         if self.auth.token:
             detail = detail.replace(self.auth.token.strip(), "<token>")
-        return SourceError(f"git source {self.url} ({self.ref_name}): {what}: {detail}")
+        # the mirror lives in the hub's state: a full disk is the hub's problem, not the remote's
+        reason = DISK_FULL if "No space left on device" in detail else None
+        return SourceError(f"git source {self.url} ({self.ref_name}): {what}: {detail}", reason=reason)
 
     # --- the mirror -------------------------------------------------------------------------
 
