@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import errno
 import json
+import os
 import pathlib
 import secrets
 import shutil
@@ -266,6 +267,10 @@ class SmallDisk:
             if e.errno != errno.ENOSPC:
                 raise
         assert shutil.disk_usage(self.path).free < 4096
+
+    def release(self, nbytes: int) -> None:
+        """Give back ``nbytes`` of the filler (a page is 4096 bytes)."""
+        os.truncate(self._filler, max(0, self._filler.stat().st_size - nbytes))
 
     def free(self) -> None:
         self._filler.unlink(missing_ok=True)

@@ -14,7 +14,15 @@ import sys
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from hub.helpers import FLEET_FILES, GitRepo  # tests/hub/helpers.py
+from transport.hubs import enrolled, running_hub  # tests/transport/hubs.py
 
+from skerry.agent.enroll import CertificateRenewer
+from skerry.core.errors import SkerryError
+from skerry.core.tls import TlsFiles, identity_from_pem
+from skerry.hub.render.engine import KustomizeEngine
 from skerry.testing.devstack import wait_for
 
 from .state_world import SmallDisk, World, error_lines, tracebacks
@@ -166,3 +174,46 @@ def test_a_full_sealer_disk_keeps_every_key_and_a_rotation_works_when_space_retu
         assert again.returncode == 0, again.stderr
         assert len(disk.files()) > len(before)
         assert set(before) <= set(disk.files())
+
+
+def _pair_matches(files: TlsFiles) -> bool:
+    key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+
+
+async def test_a_disk_that_fills_between_the_new_key_and_its_certificate_never_leaves_a_mismatched_pair(
+    tmp_path, pki
+):
+    """One free page: the new key's staged copy fits, its certificate's does not, so nothing is replaced.
+
+    Reverted to check: ``CertificateRenewer.renew_once``'s ``write_together`` made two ``atomic_write``
+    calls, key first: this test then fails at ``pytest.raises`` (replacing the key frees the old key's
+    page, so the certificate fits after all). A tmpfs's page accounting cannot make the key land and
+    the certificate fail under that code; the mismatched pair itself is shown with an injected ENOSPC
+    in ``tests/transport/test_enrollment.py``. What this test adds: on a real full disk the renewal is
+    refused as ``DiskFull`` with the old pair whole and leaves no staged file, and renews once space
+    returns."""
+    repo = GitRepo(tmp_path / "fleet")
+    repo.commit("initial fleet", FLEET_FILES)
+    async with running_hub(repo, tmp_path / "hub", pki, KustomizeEngine.detect()) as hub:
+        with SmallDisk(tmp_path / "agent-tls", "1m") as disk:
+            files = await enrolled(hub, pki, disk.path, "oslo-dev")
+            before = disk.files()
+            renewer = CertificateRenewer(f"127.0.0.1:{hub.port}", files, "oslo-dev")
+            disk.fill()
+            disk.release(4096)
+            with pytest.raises(SkerryError) as refused:
+                await renewer.renew_once()
+            assert refused.value.reason == "DiskFull" and "No space left on device" in str(refused.value)
+            assert _pair_matches(files)
+            assert disk.files() == before and disk.leftovers() == []
+
+            disk.free()
+            started = time.monotonic()
+            renewed = await renewer.renew_once()  # the old pair still authenticates the renewal
+            assert time.monotonic() - started < RECOVERY_SECONDS
+            assert _pair_matches(files)
+            assert identity_from_pem(files.cert.read_bytes()).fingerprint == renewed.fingerprint
+            assert disk.files()["agent.crt"] != before["agent.crt"]
