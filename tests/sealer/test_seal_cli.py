@@ -178,7 +178,7 @@ def _bad_yaml() -> str:
     "argv,stdin,expected",
     [
         (["-f", "/nonexistent/secret.yaml"], None, "cannot read /nonexistent/secret.yaml"),
-        ([], _bad_yaml(), "stdin: invalid YAML: line 3 column 34: mapping values are not allowed here"),
+        ([], _bad_yaml(), "stdin: invalid YAML: line 3 column 34: mapping values are not allowed"),
         ([], "kind: ConfigMap\napiVersion: v1\n", "expected apiVersion v1, kind Secret"),
         ([], "kind: Secret\nmetadata: {name: x}\nstringData: {k: v}\n", "needs metadata.namespace"),
         (
