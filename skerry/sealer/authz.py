@@ -16,8 +16,9 @@ are tested alone:
 * ``ClusterDomains``: which key domains (regions) each cluster may use. It is
   the sealer operator's static configuration, never the hub's or the
   agent's word, so a hub cannot grant a cluster another jurisdiction's keys.
-* ``RateLimiter``: a token bucket of RSA decryptions per identity
-  (GHSA-jpp5-6cf2-prqh: unbounded unseal is a CPU denial of service).
+* rate limits (GHSA-jpp5-6cf2-prqh: unbounded unseal is a CPU denial of service), both token
+  buckets per identity of ``skerry.core.rpc.RateLimiter``: calls per RPC (``RPC_RATES``, checked by
+  the interceptor before anything else) and RSA decryptions (``decryption_limiter``, in the gate).
 * Bundle scoping (``unseal_bundle`` with a ``trust.BundleTrust``): the
   namespace, name and scope of each SealedSecret come from the hub-signed
   bundle of the caller's own cluster. When the sealer trusts a hub key the
@@ -35,8 +36,6 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import structlog
@@ -44,6 +43,7 @@ import structlog
 from skerry.api.v1 import sealer_pb2
 from skerry.core import documents, sealedsecret
 from skerry.core.authz import AUTHENTICATED, OPERATOR, Caller, Role, Rule
+from skerry.core.rpc import RateLimiter
 from skerry.core.errors import (
     ConfigError,
     InvalidInput,
@@ -80,6 +80,36 @@ RULES: dict[str, Rule] = {
     _SERVICE + "UnsealBundle": Role(ROLE_AGENT),
     _SERVICE + "ReEncrypt": OPERATOR,
 }
+
+# Calls per identity and RPC, (per second, burst), checked by the server's interceptor before
+# authorisation, bundle verification or any decryption: a caller over its rate costs one bucket lookup.
+# ``None`` takes the decryption budget (``rate_per_second``/``rate_burst``): every legitimate call of
+# those RPCs spends at least one decryption, so their call limit never bites before the decryption
+# limit, while calls that fail before decrypting are bounded too.
+RPC_RATES: dict[str, tuple[float, float] | None] = {
+    # public and cheap; `skerry seal` fetches it once per run
+    _SERVICE + "GetCertificate": (10.0, 50),
+    # one call per SealedSecret from an agent whose sealer trusts no hub key
+    _SERVICE + "Unseal": None,
+    # a call (a page, see UNSEAL_PAGE_BYTES) per reconcile of a bundle with SealedSecrets; each one hashes
+    # and verifies up to 16 MiB before its first decryption, so a client may not loop on it
+    _SERVICE + "UnsealBundle": (1.0, 20),
+    # operators re-sealing a repository, one call per SealedSecret
+    _SERVICE + "ReEncrypt": None,
+}
+
+
+def rpc_limiters(decrypt_rate: float, decrypt_burst: float) -> dict[str, RateLimiter]:
+    """A limiter per RPC of ``RPC_RATES`` (the server's ``method_limiters``)."""
+    return {
+        method: RateLimiter(*(rates or (decrypt_rate, decrypt_burst)), unit="call(s)")
+        for method, rates in RPC_RATES.items()
+    }
+
+
+def decryption_limiter(rate: float = DEFAULT_RATE_PER_SECOND, burst: float = DEFAULT_RATE_BURST) -> RateLimiter:
+    """The unseal gate's budget of RSA decryptions per identity."""
+    return RateLimiter(rate, burst, unit="decryption(s)")
 
 
 def audit_refusals(method: str, caller: Caller, error: SkerryError) -> None:
@@ -170,40 +200,6 @@ class ClusterDomains:
         return cls.from_mapping(doc, str(path))
 
 
-class RateLimiter:
-    """Token bucket per key (an identity): ``rate`` tokens a second up to ``burst``. Thread-safe."""
-
-    def __init__(
-        self,
-        rate: float = DEFAULT_RATE_PER_SECOND,
-        burst: float = DEFAULT_RATE_BURST,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-    ):
-        if rate <= 0 or burst < 1:
-            raise ConfigError("unseal rate limits must be positive (rate > 0, burst >= 1)")
-        self.rate, self.burst = float(rate), float(burst)
-        self._monotonic = monotonic
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, cost: int = 1) -> None:
-        """Spend ``cost`` tokens or raise ``ResourceExhausted`` (spending nothing)."""
-        now = self._monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < cost:
-                self._buckets[key] = (tokens, now)
-                wait = (cost - tokens) / self.rate
-                raise ResourceExhausted(
-                    f"unseal rate limit for {key}: {cost} decryption(s) asked, {int(tokens)} left; "
-                    f"retry in {wait:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
-                    reason="RateLimited",
-                )
-            self._buckets[key] = (tokens - cost, now)
-
-
 @dataclasses.dataclass(frozen=True)
 class BundleUnsealResult:
     namespace: str
@@ -245,7 +241,7 @@ class UnsealGate:
     ):
         self._registry = registry
         self._domains = domains or ClusterDomains()
-        self._limiter = limiter or RateLimiter()
+        self._limiter = limiter or decryption_limiter()
         self._trust = bundle_trust
 
     @property

@@ -159,7 +159,7 @@ def test_cluster_domain_map_file_errors_are_clear(tmp_path):
 
 def test_rate_limit_per_identity_refuses_then_refills():
     clock = FixedClock()
-    limiter = RateLimiter(rate=10, burst=20, monotonic=clock.monotonic)
+    limiter = RateLimiter(rate=10, burst=20, clock=clock.monotonic)
     limiter.take("agent:a", 20)
     with pytest.raises(ResourceExhausted, match="retry in 0.1s"):
         limiter.take("agent:a", 1)
