@@ -33,17 +33,18 @@ values, sealed or not, never are.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import pathlib
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import structlog
 
 from skerry.api.v1 import sealer_pb2
 from skerry.core import documents, sealedsecret
 from skerry.core.authz import AUTHENTICATED, OPERATOR, Caller, Role, Rule
-from skerry.core.rpc import RateLimiter
 from skerry.core.errors import (
     ConfigError,
     InvalidInput,
@@ -52,6 +53,7 @@ from skerry.core.errors import (
     SealError,
     SkerryError,
 )
+from skerry.core.rpc import MAX_MESSAGE_BYTES, RateLimiter
 from skerry.core.tls import ROLE_AGENT, Identity
 from skerry.sealer import crypto
 from skerry.sealer.bundle_trust import BundleSecret, BundleTrust
@@ -68,6 +70,16 @@ MAX_ITEMS_PER_SECRET = 1000
 # (hundreds of secrets), the sustained rate leaves most of a core (~750/s) for everyone else.
 DEFAULT_RATE_PER_SECOND = 50.0
 DEFAULT_RATE_BURST = 2000
+# An UnsealBundle response holds results up to this many bytes (``page_bound``, reckoned before any
+# decryption, so none is wasted): the message cap less room for framing. A bundle is at most 12 MiB of
+# sealed values, whose plaintext is smaller, so only errors and names can make a bundle need two pages.
+UNSEAL_PAGE_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+# A result's error message is cut to this (it names the secret and the item; never a value).
+MAX_RESULT_ERROR_CHARS = 1024
+# Protobuf framing of a map entry (tags and lengths), of a result, and a key id's length with its own.
+_ITEM_FRAMING = 16
+_RESULT_FRAMING = 64 + 32  # + the reason
+_KEY_ID_BYTES = 80
 # The cluster-domain map is a small operator file.
 MAX_DOMAIN_MAP_BYTES = 1024 * 1024
 WILDCARD = "*"
@@ -208,6 +220,27 @@ class BundleUnsealResult:
     key_ids: tuple[str, ...] = ()
     error: SkerryError | None = None
 
+    @property
+    def page_token(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class UnsealPage(NamedTuple):
+    """One ``unseal_bundle`` answer: the verified release, results in page-token order, and the token to
+    continue after ("" on the last page)."""
+
+    release: int
+    results: list[BundleUnsealResult]
+    next_page_token: str = ""
+
+
+def page_bound(secret: BundleSecret) -> int:
+    """An upper bound, known before decrypting, of what ``secret``'s result adds to an UnsealBundle response:
+    plaintext is shorter than the base64 sealed value's 3/4, plus names, a key id per item and an error."""
+    items = sum(len(k) + len(v) * 3 // 4 + _ITEM_FRAMING for k, v in secret.encrypted_data.items())
+    return (len(secret.namespace) + len(secret.name) + items + len(secret.encrypted_data) * _KEY_ID_BYTES
+            + MAX_RESULT_ERROR_CHARS + _RESULT_FRAMING)
+
 
 def _validate(request: UnsealAttempt) -> str:
     """Check the request's shape; returns the scope (empty means strict)."""
@@ -263,9 +296,11 @@ class UnsealGate:
         return data
 
     def unseal_bundle(
-        self, identity: Identity, metadata: bytes, bundle: bytes, *, domain: str = ""
-    ) -> tuple[int, list[BundleUnsealResult]]:
-        """Verify the bundle for the caller's own cluster, then unseal each of its SealedSecrets.
+        self, identity: Identity, metadata: bytes, bundle: bytes, *, domain: str = "", page_token: str = "",
+        page_bytes: int = UNSEAL_PAGE_BYTES,
+    ) -> UnsealPage:
+        """Verify the bundle for the caller's own cluster, then unseal its SealedSecrets, in order of
+        ``namespace/name``, after ``page_token`` and up to ``page_bytes`` (at least one per page).
 
         A bad bundle fails the whole call (``VerificationError``); a bad secret fails only itself.
         """
@@ -294,10 +329,18 @@ class UnsealGate:
             release=verified.release,
             secrets=len(verified.secrets),
         )
-        results = []
-        for secret in verified.secrets:
+        results: list[BundleUnsealResult] = []
+        used = 0
+        pending = sorted(verified.secrets, key=lambda s: f"{s.namespace}/{s.name}")
+        if page_token:
+            pending = pending[bisect.bisect_right([f"{s.namespace}/{s.name}" for s in pending], page_token):]
+        for secret in pending:
+            cost = page_bound(secret)
+            if results and used + cost > page_bytes:
+                return UnsealPage(verified.release, results, results[-1].page_token)
             results.append(self._bundle_secret(identity, secret, domain, verified.release))
-        return verified.release, results
+            used += cost
+        return UnsealPage(verified.release, results)
 
     def _bundle_secret(
         self, identity: Identity, secret: BundleSecret, domain: str, release: int

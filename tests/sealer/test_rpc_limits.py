@@ -69,3 +69,47 @@ def test_a_client_looping_on_unseal_bundle_is_refused_before_verification(trusti
 def test_every_sealer_rpc_has_a_rate():
     service = sealer_pb2.DESCRIPTOR.services_by_name["SealerService"]
     assert set(RPC_RATES) == {f"/{service.full_name}/{m.name}" for m in service.methods}
+
+
+def test_unseal_bundle_pages_cover_every_secret_once_each_within_its_bound(shared_registry, sealing_key, tmp_path):
+    from skerry.core.documents import clip
+    from skerry.core.tls import ROLE_AGENT, Identity
+    from skerry.sealer.authz import MAX_RESULT_ERROR_CHARS, UnsealGate, page_bound
+    from skerry.sealer.bundle_trust import secrets_of
+
+    from .helpers import Released, sealed_secret
+
+    released = Released(tmp_path)
+    gate = UnsealGate(shared_registry, bundle_trust=released.trust())
+    # "a-b/..." sorts before "a/..." as page tokens, after it as (namespace, name) pairs: order by token
+    objs = [sealed_secret(sealing_key, namespace=ns, name=f"s{i}", v="x" * 3000)
+            for ns in ("a", "a-b", "b") for i in range(4)]
+    broken = sealed_secret(sealing_key, namespace="a", name="s9", v="y")
+    broken["spec"]["encryptedData"]["v"] = "not base64 !" * 200
+    objs.append(broken)
+    evidence, raw = released("oslo-prod", objs)
+    bounds = {f"{s.namespace}/{s.name}": page_bound(s) for s in secrets_of(objs)}
+    budget = 3 * max(bounds.values())
+    oslo = Identity("oslo-prod", frozenset({ROLE_AGENT}), "ab" * 32)
+    pages, token = [], ""
+    while True:
+        page = gate.unseal_bundle(oslo, evidence, raw, page_token=token, page_bytes=budget)
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            break
+    tokens = [r.page_token for p in pages for r in p.results]
+    assert tokens == sorted(bounds) and len(pages) == 5  # every secret once, in token order, 3 a page
+    for p in pages:
+        assert sum(bounds[r.page_token] for r in p.results) <= budget
+        for r in p.results:  # the bound holds for what the servicer sends
+            msg = sealer_pb2.UnsealedSecret(namespace=r.namespace, name=r.name, key_ids=list(r.key_ids))
+            if r.error is not None:
+                msg.error, msg.reason = clip(str(r.error), MAX_RESULT_ERROR_CHARS), r.error.reason
+            else:
+                msg.data.update(r.data)
+            assert msg.ByteSize() + 6 <= bounds[r.page_token]
+    errors = [r for p in pages for r in p.results if r.error is not None]
+    assert [r.page_token for r in errors] == ["a/s9"]
+    # one page when the default budget (the message cap less framing) holds everything
+    assert gate.unseal_bundle(oslo, evidence, raw).next_page_token == ""
