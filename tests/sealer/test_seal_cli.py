@@ -390,3 +390,19 @@ def test_a_200_mb_manifest_is_refused_without_reading_it_whole(cert_file, tmp_pa
         tracemalloc.stop()
     assert code == 1 and "over the" in err and err.count("\n") == 1
     assert peak < 20 * 1024 * 1024
+
+
+def test_a_200_mb_certificate_file_is_refused_without_reading_it_whole(tmp_path, capsys, monkeypatch):
+    import tracemalloc
+
+    huge = tmp_path / "huge.crt"
+    with open(huge, "wb") as f:
+        f.truncate(200 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        code, out, err = run_cli(["seal", "--cert", str(huge)], capsys, stdin="kind: Secret\n", monkeypatch=monkeypatch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 1 and "over the" in err and str(huge) in err and err.count("\n") == 1
+    assert peak < 20 * 1024 * 1024
