@@ -300,7 +300,7 @@ def _render_directory(directory: str, output: str, engine_choice: str = "auto") 
     from skerry.hub.render.validate import check_objects
 
     refuse_remote_bases(pathlib.Path(directory))
-    objects = detect_engine(engine_choice).render(pathlib.Path(directory))
+    objects = detect_engine(engine_choice, isolate=False).render(pathlib.Path(directory))
     check_objects(objects, directory)  # structural checks, as the hub does (schemas with --repo)
     return _dump(objects, output)
 
@@ -349,7 +349,7 @@ def _render_bundle(
     from skerry.hub.source.git import GitSource
     from skerry.hub.sync import build_revision
 
-    engine = detect_engine(engine_choice)
+    engine = detect_engine(engine_choice, isolate=False)
     progress = _Progress()
     with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
         source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))

@@ -20,14 +20,16 @@ log = structlog.get_logger("skerry.hub.render")
 ENGINE_CHOICES = ("auto", "inprocess", "binary")
 
 
-def detect_engine(choice: str = "auto", *, timeout: float = DEFAULT_TIMEOUT) -> Engine:
+def detect_engine(choice: str = "auto", *, timeout: float = DEFAULT_TIMEOUT, isolate: bool = True) -> Engine:
+    """The engine for ``choice``; every render is bounded by ``timeout``, unless ``isolate`` is False
+    (a command on a workstation): then in-process kustomize runs in this process, without a deadline."""
     if choice not in ENGINE_CHOICES:
         raise ConfigError(f"engine: {choice!r} is not one of {', '.join(ENGINE_CHOICES)}")
     if choice in ("auto", "inprocess"):
         from skerry.hub.render import inprocess
 
         try:
-            return inprocess.InProcessKustomizeEngine()
+            return inprocess.InProcessKustomizeEngine(timeout=timeout if isolate else None)
         except ConfigError as e:
             if choice == "inprocess":
                 raise

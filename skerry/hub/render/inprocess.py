@@ -22,12 +22,12 @@ The version recorded in bundles is the kustomize API module version read
 from the Go build information embedded in the shared library
 (``dep sigs.k8s.io/kustomize/api vX.Y.Z``), plus the pykustomize version.
 
-What in-process cannot do: a Go call cannot be interrupted, so there is no
-per-render timeout (the binary engine kills its process group). With remote
-bases refused before rendering (``closure``), the ``RootOnly`` restrictor and
-plugins, Helm and exec functions off, a build reads only the files written
-for it and makes no network calls; output size is checked after the build.
-Choose ``--engine binary`` where a hard deadline matters more than speed.
+A Go call cannot be interrupted, so the hub runs the library in a child process
+(``skerry.hub.render.worker``) with a per-render deadline: ``timeout`` given, builds go through the
+worker; ``timeout=None`` (``skerry render`` on a workstation) calls the library here, without the
+child's start-up. With remote bases refused before rendering (``closure``), the ``RootOnly`` restrictor
+and plugins, Helm and exec functions off, a build reads only the files written for it and makes no
+network calls; output size is checked after the build.
 
 pykustomize's metadata says Python >= 3.14, but the wheel is a plain
 cffi ABI-mode package and works on 3.11: ``scripts/bootstrap.sh`` installs
@@ -45,6 +45,7 @@ import threading
 from skerry.core import documents
 from skerry.core.errors import ConfigError, RenderError
 from skerry.hub.render.engine import DEFAULT_MAX_OUTPUT_BYTES, Engine, _objects
+from skerry.hub.render.worker import RenderWorker
 
 PACKAGE = "pykustomize"
 # The knobs, as pykustomize's BuildOptions JSON; part of every render cache key.
@@ -86,10 +87,10 @@ def _library_version(lib_path: str | None) -> str:
     return m.group(1).decode() if m else "unknown"
 
 
-class InProcessKustomizeEngine(Engine):
-    """Kustomize's Go library in this process."""
+class KustomizeLibrary:
+    """pykustomize's cffi layer, loaded in this process: one build at a time, output as JSON."""
 
-    def __init__(self, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES):
+    def __init__(self):
         try:
             import pykustomize
             from pykustomize import _ffi
@@ -100,10 +101,39 @@ class InProcessKustomizeEngine(Engine):
         except pykustomize.KustomizeError as e:
             raise ConfigError(f"{PACKAGE}: cannot load its library: {e}") from e
         self._ffi = _ffi
-        self._error = pykustomize.KustomizeError
-        self.max_output_bytes = max_output_bytes
         api = _library_version(_ffi._find_library())
-        self._version = f"api {api} (pykustomize {pykustomize.__version__}, in-process)"
+        self.version = f"api {api} (pykustomize {pykustomize.__version__}, in-process)"
+
+    def build_json(self, directory: str) -> tuple[bool, bytes]:
+        """``(True, the library's JSON)`` or ``(False, its error message)``."""
+        ffi = self._ffi.ffi
+        out = ffi.new("char**")
+        with _lock:
+            status = self._lib.pykustomize_build_to_json(directory.encode(), _OPTIONS_JSON, out)
+            if status != 0:
+                err = self._lib.pykustomize_last_error()
+                message = ffi.string(err) if err != ffi.NULL else b"unknown error"
+                if out[0] != ffi.NULL:
+                    self._lib.pykustomize_free(out[0])
+                return False, message
+            if out[0] == ffi.NULL:
+                return False, b"kustomize returned nothing"
+            try:
+                return True, ffi.string(out[0])
+            finally:
+                self._lib.pykustomize_free(out[0])
+
+
+class InProcessKustomizeEngine(Engine):
+    """Kustomize's Go library: in a worker process with a deadline per render, or (``timeout=None``) here."""
+
+    def __init__(self, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, timeout: float | None = None):
+        self.max_output_bytes = max_output_bytes
+        if timeout is None:
+            self._runner: KustomizeLibrary | RenderWorker = KustomizeLibrary()
+        else:
+            self._runner = RenderWorker(timeout=timeout, max_output_bytes=max_output_bytes)
+        self._version = self._runner.version
 
     def __repr__(self) -> str:
         return f"InProcessKustomizeEngine({self._version!r})"
@@ -120,23 +150,19 @@ class InProcessKustomizeEngine(Engine):
     def options(self) -> str:
         return _OPTIONS_JSON.decode()
 
+    def close(self) -> None:
+        """Stop the worker process, if there is one."""
+        if isinstance(self._runner, RenderWorker):
+            self._runner.close()
+
     def _build(self, directory: pathlib.Path, *, where: str, root: pathlib.Path | None) -> list[dict]:
-        ffi = self._ffi.ffi
-        out = ffi.new("char**")
-        with _lock:
-            status = self._lib.pykustomize_build_to_json(str(directory).encode(), _OPTIONS_JSON, out)
-            if status != 0:
-                err = self._lib.pykustomize_last_error()
-                message = ffi.string(err).decode("utf-8", "replace") if err != ffi.NULL else "unknown error"
-                if out[0] != ffi.NULL:
-                    self._lib.pykustomize_free(out[0])
-                raise RenderError(f"{where}: kustomize build failed: {_clean(message, directory, root)}")
-            if out[0] == ffi.NULL:
-                raise RenderError(f"{where}: kustomize returned nothing")
-            try:
-                raw = ffi.string(out[0])
-            finally:
-                self._lib.pykustomize_free(out[0])
+        if isinstance(self._runner, RenderWorker):
+            ok, raw = self._runner.build(str(pathlib.Path(directory).resolve()), where)
+        else:
+            ok, raw = self._runner.build_json(str(directory))
+        if not ok:
+            message = raw.decode("utf-8", "replace")
+            raise RenderError(f"{where}: kustomize build failed: {_clean(message, directory, root)}")
         if len(raw) > self.max_output_bytes:
             raise RenderError(f"{where}: kustomize produced more than {self.max_output_bytes} bytes")
         try:
