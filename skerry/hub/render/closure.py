@@ -31,12 +31,14 @@ import pathlib
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skerry.core import documents
 from skerry.core.errors import RenderError
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, PLAIN_SUFFIXES
-from skerry.hub.source.git import TreeEntry
+
+if TYPE_CHECKING:  # a type only: `skerry render DIR` needs no Git library
+    from skerry.hub.source.git import TreeEntry
 
 # Fields whose entries must be kustomizations (directories) or resource files.
 BUILD_FIELDS = ("resources", "bases", "components")
