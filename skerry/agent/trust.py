@@ -34,7 +34,7 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import grpc
 from tuf.api import exceptions as tuf_errors
@@ -53,6 +53,7 @@ from skerry.core.tls import TlsFiles
 STATE_FILE = "trust-state.json"
 FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
 URL_PREFIX = "skerry:/"
+_ROOT_URL = re.compile(re.escape(URL_PREFIX) + r"metadata/([0-9]{1,12})\.root\.json")
 
 
 class InMemoryFetcher(FetcherInterface):
@@ -74,6 +75,25 @@ class InMemoryFetcher(FetcherInterface):
         """
         self.__dict__.setdefault("_kept", {})[url] = data
 
+    def push(self, files: Mapping[str, bytes], root_version: int = 0) -> None:
+        """Serve the metadata files the hub pushed with a watch event (``metadata/<name>``) without a fetch.
+
+        They are as untrusted as fetched ones (python-tuf verifies them the same way); a file not
+        pushed is fetched. ``root_version``, the hub's newest root, answers the probe for a root
+        above it with a 404 (a hub could withhold a new root over ``Fetch`` just the same).
+        """
+        self.__dict__["_pushed"] = {f"{URL_PREFIX}metadata/{name}": data for name, data in files.items()}
+        self.__dict__["_root_version"] = root_version
+
+    def _pushed_answer(self, url: str, max_length: int) -> bytes | None:
+        data = self.__dict__.get("_pushed", {}).get(url)
+        if data is not None and len(data) <= max_length:
+            return data
+        newest = self.__dict__.get("_root_version", 0)
+        if newest and (m := _ROOT_URL.fullmatch(url)) and int(m[1]) > newest:
+            raise tuf_errors.DownloadHTTPError(f"{url[len(URL_PREFIX):]}: the hub's newest root is {newest}", 404)
+        return None
+
     def download_bytes(self, url: str, max_length: int) -> bytes:
         kept = self.__dict__.get("_kept")
         if kept and url in kept:
@@ -81,6 +101,10 @@ class InMemoryFetcher(FetcherInterface):
             if len(data) <= max_length:
                 self.last_path = url[len(URL_PREFIX):]  # what ``classify`` names in an error about it
                 return data
+        data = self._pushed_answer(url, max_length)
+        if data is not None:
+            self.last_path = url[len(URL_PREFIX):]
+            return data
         chunks, received = [], 0
         for chunk in self.fetch(url):
             received += len(chunk)
@@ -239,14 +263,23 @@ class TufVerifier:
 
         If the event carries bundle bytes (the hub streams a shared blob once-serialised to every
         watcher), they stand in for the blob download when — and only when — they have the
-        length and SHA-256 the verified release target names.
+        length and SHA-256 the verified release target names; the metadata files it carries stand
+        in for their fetch the same way (python-tuf verifies them as fetched ones).
         """
-        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""))
+        pushed = {f.path: f.data for f in getattr(signed, "metadata", ())}
+        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""), pushed=pushed,
+                           root_version=getattr(signed, "root_version", 0))
 
-    def update(self, offered: bytes = b"") -> VerifiedBundle | None:
-        """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied."""
+    def update(self, offered: bytes = b"", *, pushed: Mapping[str, bytes] | None = None,
+               root_version: int = 0) -> VerifiedBundle | None:
+        """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied.
+
+        ``pushed``: metadata files the hub sent with the event (``InMemoryFetcher.push``).
+        """
         with self._lock:
             fetcher = self._fetcher_factory()
+            if pushed and isinstance(fetcher, InMemoryFetcher):
+                fetcher.push(pushed, root_version)
             try:
                 return self._update(fetcher, offered)
             except VerificationError:

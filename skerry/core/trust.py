@@ -77,9 +77,19 @@ this module).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
+import json
 import re
+
+from securesystemslib.formats import encode_canonical
+from tuf.api.metadata import DelegatedRole
+from tuf.api.serialization import json as tuf_json
+
+from skerry.core import documents
+from skerry.core.errors import InvalidInput, VerificationError
 
 DIRECTOR_ROLE = "director"
 RELEASE_PREFIX = "release-"
@@ -134,8 +144,6 @@ def delegated_cluster_role(director: dict, cluster: str) -> str | None:
 
 def delegated_role(doc: dict, path: str) -> str | None:
     """The first role a targets document (parsed JSON) delegates ``path`` to, as TUF walks; ``None`` if none."""
-    from tuf.api.metadata import DelegatedRole
-
     for role in ((doc.get("signed", {}).get("delegations") or {}).get("roles")) or []:
         if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
             return role["name"]
@@ -258,12 +266,8 @@ def _olpc_canonical(value) -> str:
     no signature over it can verify. securesystemslib's pure-Python encoder was 2/3 of a TUF
     refresh at 10,000 clusters (bench/fleet.py profile).
     """
-    import json
-
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     if "\\" in text:
-        from securesystemslib.formats import encode_canonical
-
         return encode_canonical(value)
     return text
 
@@ -275,8 +279,6 @@ def use_fast_canonical_json() -> None:
     it produces are unchanged (see ``_olpc_canonical``), only faster. Called by every service that
     signs or verifies TUF metadata (hub repository, agent, sealer); idempotent.
     """
-    from tuf.api.serialization import json as tuf_json
-
     tuf_json.encode_canonical = _olpc_canonical
 
 
@@ -293,8 +295,6 @@ def director_says(cluster: str, environment: str | None, directed) -> tuple[str,
     Raises ``VerificationError`` whose ``reason`` names the attack class. Check this before
     fetching the image's release target: a bad path is never looked up.
     """
-    from skerry.core.errors import VerificationError
-
     if directed is None:
         raise VerificationError(f"the director names no bundle for {cluster}", reason="NotDirected")
     custom = directed.custom if isinstance(directed.custom, dict) else {}
@@ -320,8 +320,6 @@ def release_agrees(cluster: str, env: str, image: str, directed, released) -> st
     agree on length and hash and both name this cluster and environment, so neither alone can
     ship a bundle.
     """
-    from skerry.core.errors import VerificationError
-
     if released is None:
         raise VerificationError(f"{image} is not signed by release-{env}: the director alone cannot ship a bundle",
                                 reason="NotReleased")
@@ -349,9 +347,6 @@ _EVIDENCE_ROLE = re.compile(rf"^(?:timestamp|{_ROLE})\.json$")
 
 
 def encode_evidence(files: dict[str, bytes]) -> bytes:
-    import base64
-    import json
-
     return json.dumps({EVIDENCE_MARK: 1, "files": {k: base64.b64encode(v).decode() for k, v in sorted(files.items())}},
                       separators=(",", ":")).encode()
 
@@ -362,12 +357,6 @@ def is_evidence(data: bytes) -> bool:
 
 def decode_evidence(data: bytes) -> dict[str, bytes]:
     """The metadata files of an evidence document; ``InvalidInput`` naming what is wrong."""
-    import base64
-    import binascii
-
-    from skerry.core import documents
-    from skerry.core.errors import InvalidInput
-
     if len(data) > MAX_EVIDENCE_BYTES:
         raise InvalidInput(f"trust evidence is {len(data)} bytes, over {MAX_EVIDENCE_BYTES}")
     try:
