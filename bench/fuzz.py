@@ -7,7 +7,9 @@ examples/ and the tests, mutated by tests/fuzz/mutate.py (libFuzzer's operations
 anchors, aliases, brackets, NaN, surrogates), with a random byte string every 16th input. Printed per target: inputs
 run, crashes (an exception the target does not document), hangs (one input over ``HANG_SECONDS``),
 peak RSS, inputs/s. The first input of each crash kind is written to ``--crash-dir`` so it can become
-a regression test. ``--seconds-per-target`` stops a target early (the input count printed is what ran).
+a regression test. ``--seconds-per-target`` stops a target early (the input count printed is what ran), and
+``--progress-seconds`` prints the running figures of the current target that often, so a long run on a
+shared machine (run it with ``nice -n 19``) that has to be stopped still says how far it got.
 Exit status 1 if anything crashed or hung.
 
 Floor: the ``skerry.core.documents`` budgets bound every input to MAX_DEPTH levels, the alias budget
@@ -40,7 +42,16 @@ def _mutator():
     return "tests/fuzz/mutate.py", lambda data, rng: mutate(data, rng, max_len=MAX_INPUT_BYTES)
 
 
-def _run_target(name: str, inputs: int, seconds: float, seed: int, crash_dir: str, out: mp.Queue) -> None:
+def _row(name: str, ran: int, crashes: int, hangs: int, peak_mib: float, rate: float, slowest: float) -> str:
+    return f"{name:<24} {ran:>9} {crashes:>7} {hangs:>5} {peak_mib:>8.0f} {rate:>8.0f} {slowest:>9.3f}"
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_target(name: str, inputs: int, seconds: float, seed: int, crash_dir: str, out: mp.Queue,
+                progress: float = 0.0) -> None:
     from tests.fuzz.targets import targets
 
     target = next(t for t in targets() if t.name == name)
@@ -50,8 +61,12 @@ def _run_target(name: str, inputs: int, seconds: float, seed: int, crash_dir: st
     crashes: dict[str, str] = {}
     crash_count = hangs = ran = 0
     slowest = 0.0
-    start = time.monotonic()
+    start = last_progress = time.monotonic()
     for i in range(inputs):
+        if progress and time.monotonic() - last_progress > progress:
+            last_progress = time.monotonic()
+            rate = ran / (last_progress - start)
+            print(f"  ... {_row(name, ran, crash_count, hangs, _peak_mib(), rate, slowest)}  (running)", flush=True)
         if i % 16 == 15:
             data = rng.randbytes(rng.randint(0, 512))
         else:
@@ -78,9 +93,8 @@ def _run_target(name: str, inputs: int, seconds: float, seed: int, crash_dir: st
         if seconds and time.monotonic() - start > seconds:
             break
     elapsed = time.monotonic() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.put({"name": name, "inputs": ran, "crashes": crash_count, "kinds": crashes, "hangs": hangs,
-             "peak_mib": peak, "rate": ran / elapsed if elapsed else 0.0, "slowest": slowest, "mutator": which})
+             "peak_mib": _peak_mib(), "rate": ran / elapsed if elapsed else 0.0, "slowest": slowest, "mutator": which})
 
 
 def main() -> int:
@@ -90,6 +104,7 @@ def main() -> int:
     parser.add_argument("--target", action="append", help="run only this target (repeatable)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--crash-dir", default=str(ROOT / ".fuzz-crashes"))
+    parser.add_argument("--progress-seconds", type=float, default=0.0, help="print running figures this often")
     args = parser.parse_args()
     from tests.fuzz.targets import targets
 
@@ -100,12 +115,12 @@ def main() -> int:
     for name in names:
         out = ctx.Queue()
         proc = ctx.Process(target=_run_target, args=(name, args.inputs, args.seconds_per_target, args.seed,
-                                                     args.crash_dir, out))
+                                                     args.crash_dir, out, args.progress_seconds))
         proc.start()
         result = out.get()
         proc.join()
-        print(f"{name:<24} {result['inputs']:>9} {result['crashes']:>7} {result['hangs']:>5} "
-              f"{result['peak_mib']:>8.0f} {result['rate']:>8.0f} {result['slowest']:>9.3f}", flush=True)
+        print(_row(name, result["inputs"], result["crashes"], result["hangs"], result["peak_mib"], result["rate"],
+                   result["slowest"]), flush=True)
         for kind, path in result["kinds"].items():
             print(f"    crash {kind} -> {path}")
         bad += result["crashes"] + result["hangs"]
