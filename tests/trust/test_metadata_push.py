@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from skerry.api.v1 import bundle_pb2, hub_pb2
+from skerry.core.canonical import sha256_digest
 from skerry.core.errors import VerificationError
 from skerry.hub.servicer import metadata_event
 from skerry.hub.trust.push import MAX_PUSH_BYTES, MetadataPush
@@ -24,7 +25,7 @@ def world(tmp_path):
 def event(world: World, push: MetadataPush, data: bytes) -> bundle_pb2.SignedBundle:
     """The bundle event as the agent's stream hands it over: pushed files gathered into ``metadata``."""
     wires, root_version = push.files_for(CLUSTER)
-    signed = bundle_pb2.SignedBundle(cluster=CLUSTER, bundle=data, root_version=root_version)
+    signed = bundle_pb2.SignedBundle(cluster=CLUSTER, bundle=data, digest=sha256_digest(data), root_version=root_version)
     for wire in wires:
         signed.metadata.append(hub_pb2.WatchBundlesResponse.FromString(wire).metadata)
     return signed
@@ -46,7 +47,8 @@ def test_without_a_push_the_same_refresh_makes_its_round_trips(world):
     world.verifier.update()
     data = world.release()
     world.fetched.clear()
-    verified = world.verifier.verify_message(bundle_pb2.SignedBundle(cluster=CLUSTER, bundle=data))
+    verified = world.verifier.verify_message(bundle_pb2.SignedBundle(cluster=CLUSTER, bundle=data,
+                                                                     digest=sha256_digest(data)))
     assert verified is not None
     fetched = set(world.fetched)
     assert "metadata/timestamp.json" in fetched

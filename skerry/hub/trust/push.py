@@ -47,7 +47,7 @@ class MetadataPush:
     """What to push with a cluster's watch event: ``files_for(cluster) -> (encoded files, root_version)``.
 
     ``repository`` is the hub's ``TrustRepository`` (read through its public ``fetch``,
-    ``cluster_role``, ``release_holder``, ``directed``, ``root`` and ``metadata_dir``);
+    ``directed``, ``release_holder``, ``root`` and ``metadata_dir``);
     ``encode(name, data)`` makes a file's wire form, once per file version, shared by every
     stream (the servicer's ``metadata_event``).
     """
@@ -84,14 +84,12 @@ class MetadataPush:
         return tuple(files), root_version
 
     def _roles_of(self, cluster: str) -> list[str]:
-        """The director bin holding ``cluster``'s target and the release bin holding the image it names."""
-        roles = [self._repo.cluster_role(cluster)]
+        """The director bin and the release bin holding ``cluster``'s current target (one path, both sides)."""
         directed = self._repo.directed(cluster)
-        custom = directed.custom if directed is not None and isinstance(directed.custom, dict) else {}
-        image, env = custom.get("image"), custom.get("environment")
-        if isinstance(image, str) and isinstance(env, str):
-            roles.append(self._repo.release_holder(env, image))
-        return roles
+        parsed = trust.parse_release_path(directed.path) if directed is not None else None
+        if parsed is None:
+            return []
+        return [trust.director_bin(directed.path), self._repo.release_holder(parsed[0], directed.path)]
 
     def _current_timestamp(self) -> tuple[bytes, str, dict[str, int]]:
         """The timestamp's wire form, the snapshot it names, and that snapshot's role versions."""
