@@ -192,7 +192,9 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(command, "give either DIR or --repo/--cluster, not both", 2)
     if not args.directory and not (args.repo and args.cluster):
         return _fail(command, "give DIR, or --repo REPO --cluster NAME", 2)
-    skerry_logging.configure("warning")  # logs go to stderr; stdout is the rendered output
+    # logs go to stderr; stdout is the rendered output. A directory render usually logs nothing: structlog
+    # is then never imported (skerry.core.logging)
+    skerry_logging.configure("warning", defer=bool(args.directory))
     try:
         if args.directory:
             data = _render_directory(args.directory, args.output or "yaml", args.engine)

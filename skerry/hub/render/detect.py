@@ -10,13 +10,12 @@ every bundle, so a change of engine is visible (and makes a new release).
 
 from __future__ import annotations
 
-import structlog
-
 from skerry.core.errors import ConfigError
+from skerry.core.logging import get_logger
 from skerry.hub.render import inprocess
 from skerry.hub.render.engine import DEFAULT_TIMEOUT, Engine, KustomizeEngine
 
-log = structlog.get_logger("skerry.hub.render")
+log = get_logger("skerry.hub.render")  # structlog only when it logs (skerry render)
 
 ENGINE_CHOICES = ("auto", "inprocess", "binary")
 

@@ -21,15 +21,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import structlog
-
 from skerry.core.documents import clip_repr
 from skerry.core.errors import RenderError
+from skerry.core.logging import get_logger
 
 if TYPE_CHECKING:
     from skerry.hub.render.schemas import SchemaValidator
 
-log = structlog.get_logger("skerry.hub.render")
+log = get_logger("skerry.hub.render")  # structlog only when it logs (skerry render)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
