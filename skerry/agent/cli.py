@@ -323,15 +323,15 @@ def status_command(args: argparse.Namespace) -> int:
     from skerry.api.v1 import hub_pb2, hub_pb2_grpc
     from skerry.cli.contexts import resolve_hub
     from skerry.cli.output import emit
-    from skerry.core.client import secure_channel
+    from skerry.core.client import all_pages, secure_channel
     from skerry.core.rpc import error_from_rpc
 
     target = resolve_hub(vars(args))
     with secure_channel(target.address, target.tls_files) as channel:
         try:
-            resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
-                hub_pb2.GetFleetStatusRequest(cluster=args.cluster), timeout=STATUS_TIMEOUT_SECONDS
-            )
+            resp = all_pages(hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus,
+                             hub_pb2.GetFleetStatusRequest(cluster=args.cluster), "clusters",
+                             timeout=STATUS_TIMEOUT_SECONDS)
         except grpc.RpcError as e:
             raise error_from_rpc(e, target.address) from None
     document = json_format.MessageToDict(resp, preserving_proto_field_name=True)

@@ -39,7 +39,7 @@ import structlog
 
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import sealedsecret
-from skerry.core.client import secure_channel
+from skerry.core.client import all_pages, secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied, SealError, SkerryError
 from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import TlsFiles
@@ -106,12 +106,12 @@ class GrpcUnsealer:
         return err
 
     def prepare_bundle(self, metadata: bytes, bundle: bytes) -> None:
-        """One ``UnsealBundle`` for the whole bundle; results are kept in memory until ``end_bundle``."""
+        """``UnsealBundle`` for the whole bundle (every page); results are kept in memory until ``end_bundle``."""
         request = sealer_pb2.UnsealBundleRequest(metadata=metadata, bundle=bundle, domain=self._domain)
         batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] = {}
         error: SkerryError | None = None
         try:
-            response = self._stub.UnsealBundle(request, timeout=self._bundle_timeout)
+            response = all_pages(self._stub.UnsealBundle, request, "secrets", timeout=self._bundle_timeout)
         except grpc.RpcError as e:
             error = self._translate(e)
             if e.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED):

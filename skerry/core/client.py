@@ -16,6 +16,8 @@ random, so a fleet spreads over the list; every reconnect chooses afresh at rand
 (``failed``), never the one just left while another exists. Every path of one client that talks to
 those servers (the agent's watch, reports, signed reports, TUF fetches, renewals) asks the same
 ``Endpoints``, so they follow one server at a time.
+
+``all_pages`` reads a paged RPC (``page_token`` in, ``next_page_token`` out) to its end.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import grpc
 
-from skerry.core.errors import ConfigError
+from skerry.core.errors import ConfigError, InvalidInput
 from skerry.core.rpc import CHANNEL_OPTIONS, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
 
@@ -123,3 +126,28 @@ def aio_secure_channel(
     """An asyncio channel; ``credentials`` are TLS files, or credentials already built (CA-only enrollment)."""
     creds = channel_credentials(credentials) if isinstance(credentials, TlsFiles) else credentials
     return grpc.aio.secure_channel(address, creds, options=channel_options(server_name))
+
+
+# Pages a client reads of one paged answer before it gives up on the server: a page is up to a message
+# (~15 MiB), so this is far more than any fleet or bundle needs, and it stops a server looping forever.
+MAX_PAGES = 10_000
+
+
+def all_pages(call: Callable[..., Any], request: Any, items: str, **kwargs: Any) -> Any:
+    """Call ``call(request, **kwargs)`` until ``next_page_token`` is empty; the first response is returned
+    with the repeated field ``items`` of every page. Page tokens must advance (each is the last item's
+    key, and items come in key order); a server whose tokens do not is refused rather than followed."""
+    first = call(request, **kwargs)
+    token = first.next_page_token
+    for _ in range(MAX_PAGES):
+        if not token:
+            return first
+        page_request = type(request)()
+        page_request.CopyFrom(request)
+        page_request.page_token = token
+        page = call(page_request, **kwargs)
+        getattr(first, items).extend(getattr(page, items))
+        if page.next_page_token and page.next_page_token <= token:
+            raise InvalidInput(f"the server's next page token {page.next_page_token[:80]!r} does not advance")
+        token = first.next_page_token = page.next_page_token
+    raise InvalidInput(f"the server's answer runs over {MAX_PAGES} pages")

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import inspect
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -79,6 +80,8 @@ RATE_PER_SECOND = 5.0
 RATE_BURST = 20.0
 # Identities tracked by the rate limiter (LRU): bounds its memory to ~2 MiB.
 RATE_MAX_KEYS = 20_000
+# Trailing metadata key that carries a refused call's reason (``SkerryError.reason``) to the client.
+REASON_METADATA = "skerry-reason"
 # After SIGTERM the health service says NOT_SERVING this long before the server stops taking
 # calls: long enough for a readiness probe or load balancer to look once more and move away.
 SIGTERM_DRAIN_SECONDS = 2.0
@@ -241,7 +244,10 @@ def _peer(context):
 
 
 class RateLimiter:
-    """Token buckets per key (peer identity), the least recently seen keys evicted past ``max_keys``."""
+    """Token buckets per key (a peer identity): ``rate`` tokens a second up to ``burst``, the least
+    recently seen keys evicted past ``max_keys``. The one rate limiter: the interceptor spends a token per
+    call; the sealer's unseal gate also spends one per RSA decryption. Thread-safe (the sealer decrypts in
+    worker threads)."""
 
     def __init__(
         self,
@@ -250,19 +256,39 @@ class RateLimiter:
         *,
         max_keys: int = RATE_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "request(s)",
     ):
-        self.rate, self.burst, self.max_keys, self._clock = rate, burst, max_keys, clock
+        if not rate > 0 or not burst >= 1:
+            raise errors.ConfigError(f"rate limits must be positive (rate {rate:g} > 0, burst {burst:g} >= 1)")
+        self.rate, self.burst, self.max_keys, self._clock = float(rate), float(burst), max_keys, clock
+        self.unit = unit
         self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, cost: float = 1, *, who: str | None = None) -> None:
+        """Spend ``cost`` tokens of ``key``'s bucket, or raise ``ResourceExhausted`` (reason ``RateLimited``)
+        spending nothing; ``who`` names the caller in the message (default: the key)."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            ok = tokens >= cost
+            self._buckets[key] = (tokens - cost if ok else tokens, now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        if not ok:
+            raise errors.ResourceExhausted(
+                f"rate limit for {who or key}: {cost:g} {self.unit} asked, {int(tokens)} left; retry in "
+                f"{(cost - tokens) / self.rate:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
+                reason="RateLimited",
+            )
 
     def allow(self, key: str) -> bool:
-        now = self._clock()
-        tokens, last = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        ok = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if ok else tokens, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return ok
+        try:
+            self.take(key)
+        except errors.ResourceExhausted:
+            return False
+        return True
 
 
 # TrustService.Fetch: one TUF refresh is several small, size-capped reads (root probe, timestamp, snapshot,
@@ -276,10 +302,17 @@ def peer_name(context) -> str:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions to status codes, binds request context into structlog, limits per-identity rates."""
+    """Maps exceptions to status codes, binds request context into structlog, limits per-identity rates.
 
-    def __init__(self, limiter: RateLimiter | None = None):
+    ``limiter`` applies to every RPC but the exempt ones; an RPC named in ``method_limiters`` (full method
+    name) is limited by its own limiter instead. The limit is checked before authorisation and before
+    the servicer runs: a caller over its rate costs the server no more than this check. A refused call
+    carries its reason to the client as the ``skerry-reason`` trailing metadata.
+    """
+
+    def __init__(self, limiter: RateLimiter | None = None, method_limiters: Mapping[str, RateLimiter] | None = None):
         self._limiter = limiter
+        self._method_limiters = dict(method_limiters or {})
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -289,7 +322,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         md = dict(handler_call_details.invocation_metadata or ())
         request_id = str(md.get("x-request-id") or "")[:64] or uuid.uuid4().hex[:16]  # bounded: it is logged
 
-        limiter = None if method.startswith(_EXEMPT) else self._limiter
+        limiter = None if method.startswith(_EXEMPT) else self._method_limiters.get(method, self._limiter)
 
         def bind(context):
             structlog.contextvars.clear_contextvars()
@@ -297,14 +330,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             structlog.contextvars.bind_contextvars(rpc=method, peer=name, request_id=request_id)
             if cluster:
                 structlog.contextvars.bind_contextvars(cluster=cluster)
-            if limiter is not None and not limiter.allow(key):
-                raise errors.ResourceExhausted(
-                    f"{name} exceeds {limiter.rate:g} requests/s (burst {limiter.burst:g}); slow down"
-                )
+            if limiter is not None:
+                limiter.take(key, who=f"{name} calling {method.rpartition('/')[2]}")
 
         async def fail(context, exc: BaseException):
             if isinstance(exc, errors.SkerryError):
                 log.info("rpc refused", code=exc.status, reason=exc.reason, error=str(exc))
+                context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
                 await context.abort(status_code(exc), str(exc))
             log.exception("rpc failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (see server log)")
@@ -376,6 +408,7 @@ class GrpcServer:
         grace_seconds: float = 10.0,
         options: list[tuple[str, object]] | None = None,
         limiter: RateLimiter | None = None,
+        method_limiters: Mapping[str, RateLimiter] | None = None,
         maximum_concurrent_rpcs: int | None = MAX_CONCURRENT_RPCS,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ):
@@ -389,7 +422,7 @@ class GrpcServer:
         self.authz = AuthzInterceptor(server_rules(rules), revocations=revocations, on_refused=on_refused)
         self._server = grpc.aio.server(
             # the authorisation interceptor runs innermost: its refusals are mapped, counted and logged
-            interceptors=[ErrorInterceptor(limiter), *interceptors, self.authz],
+            interceptors=[ErrorInterceptor(limiter, method_limiters), *interceptors, self.authz],
             options=options or SERVER_OPTIONS,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
         )

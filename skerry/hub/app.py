@@ -80,6 +80,7 @@ class HubApp:
         self.config = config
         self.clock = clock or SystemClock()
         self._engine = engine
+        self._own_engine = None
         self.store = None
         self.statuses = None
         self.syncer = None
@@ -133,9 +134,11 @@ class HubApp:
         releases = Releases(self.writer)
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
-        engine = self._engine or await asyncio.to_thread(
-            detect_engine, cfg.engine, timeout=cfg.render_timeout
-        )
+        if self._engine is None:  # made here, so closed here (its render worker process) on stop
+            self._engine = self._own_engine = await asyncio.to_thread(
+                detect_engine, cfg.engine, timeout=cfg.render_timeout
+            )
+        engine = self._engine
         self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
         engine = self.ops.engine(engine)
         auth = GitAuth(
@@ -401,6 +404,8 @@ class HubApp:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
         if self.state is not None:
             self.state.close()
+        if self._own_engine is not None and hasattr(self._own_engine, "close"):
+            await asyncio.to_thread(self._own_engine.close)
 
     async def _stop_serving(self, grace: float | None) -> None:
         if self.server is None:  # never started (or failed before serving)

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import documents, tls
-from skerry.core.client import secure_channel
+from skerry.core.client import all_pages, secure_channel
 
 # The example fleet of a source checkout (the one input the harness takes from outside the package).
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
@@ -376,5 +376,6 @@ class Stack:
 def fleet_status(address: str, files: tls.TlsFiles, timeout: float = 5.0) -> list[dict]:
     """The hub's view of every cluster (GetFleetStatus), as plain dicts."""
     with secure_channel(address, files) as channel:
-        resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=timeout)
+        resp = all_pages(hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus, hub_pb2.GetFleetStatusRequest(),
+                         "clusters", timeout=timeout)
     return [json_format.MessageToDict(c, preserving_proto_field_name=True) for c in resp.clusters]
