@@ -269,29 +269,15 @@ def _render_bundle(
     repo: str, cluster: str, branch: str, revision: str | None, output: str, engine_choice: str = "auto"
 ) -> bytes:
     import json
-    import pathlib
-    import tempfile
 
     from skerry.core import documents
-    from skerry.core.errors import RenderError
-    from skerry.hub.render.detect import detect_engine
-    from skerry.hub.source.git import GitSource
-    from skerry.hub.sync import build_revision
+    from skerry.hub.sync import render_bundle
 
-    engine = detect_engine(engine_choice)
     progress = _Progress()
-    with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
-        source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))
-        commit = source.fetch_revision(revision) if revision else source.fetch()
-        try:
-            outcome = build_revision(source, commit, engine, clusters=[cluster], progress=progress)
-        finally:
-            progress.close()
-    if outcome.fleet is None:
-        raise RenderError(str(outcome.fleet_error))
-    if cluster in outcome.errors:
-        raise RenderError(outcome.errors[cluster])
-    data = outcome.bundles[cluster].data
+    try:
+        data = render_bundle(repo, cluster, branch, revision, engine_choice, progress=progress)
+    finally:
+        progress.close()
     if output == "json":
         return data
     return documents.dump_yaml(json.loads(data)).encode()
