@@ -108,16 +108,22 @@ class HubApp:
 
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
-        from skerry.core.rpc import GrpcServer, RateLimiter
+        from skerry.core.rpc import (
+            DEFAULT_MAX_CONNECTION_AGE_SECONDS,
+            GrpcServer,
+            RateLimiter,
+            server_options,
+        )
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
-        from skerry.hub.servicer import SERVICE_NAME, HubServicer
+        from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
         from skerry.hub.source.git import GitAuth, GitSource
         from skerry.hub.sync import Syncer
+        from skerry.hub.trust.push import MetadataPush
 
         cfg = self.config
         tls_files = cfg.require_tls()
@@ -156,7 +162,9 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
+        push = MetadataPush(self.trust, metadata_event).files_for
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
+                               revocations=self.enrollment.revocations, push=push)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
@@ -176,6 +184,8 @@ class HubApp:
             on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
+            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
+            options=server_options(max_connection_age=DEFAULT_MAX_CONNECTION_AGE_SECONDS),
         )
         if cfg.enroll_listen is not None:
             # Server-authenticated TLS only: enrolling agents have no client certificate yet.

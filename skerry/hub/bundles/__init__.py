@@ -1,1 +1,5 @@
-"""One bundle per cluster: building it from rendered objects, signing it, serving the current one."""
+"""One bundle per cluster: building it from rendered objects, signing it, serving the current one.
+
+* ``builder``  rendered objects of a cluster's paths -> its ``Bundle`` (pure; refuses ambiguity)
+* ``store``    each cluster's current signed bundle, its last render error, and the watchers
+"""
