@@ -10,6 +10,7 @@ Modules, one concept each:
 
 ``material``   every key, CA, certificate and trust file, and the Secrets/ConfigMaps that carry them
 ``manifests``  the deploy/ overlay rendered with this installation's settings (the hub's kustomize)
+``management`` the management cluster's installation as a list of objects (``plan``: decides, applies nothing)
 ``cluster``    reading what an earlier install left and applying objects (the agent's kube client)
 ``workload``   an agent in a workload cluster: its bootstrap token and the trust it starts from
 """
