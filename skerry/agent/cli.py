@@ -45,6 +45,12 @@ def add_commands(subparsers) -> None:
     )
     agent_sub = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
     agent.set_defaults(func=lambda args: _print_help(agent))
+    _add_run(agent_sub)
+    _add_enroll(agent_sub)
+    _add_operator_commands(subparsers)
+
+
+def _add_run(agent_sub) -> None:
     run = agent_sub.add_parser(
         "run",
         help="watch the hub and reconcile this cluster",
@@ -98,6 +104,13 @@ def add_commands(subparsers) -> None:
     run.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here (default: off)"
     )
+    _add_run_policies(run)
+    run.set_defaults(func=handler)
+
+
+def _add_run_policies(run) -> None:
+    """How ``agent run`` reconciles: prune, drift, health, resync, trust (each falls back to SKERRY_AGENT_*)."""
+    path = pathlib.Path
     run.add_argument(
         "--allow-prune-all",
         action="store_true",
@@ -141,8 +154,10 @@ def add_commands(subparsers) -> None:
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
     run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
-    run.set_defaults(func=handler)
 
+
+def _add_enroll(agent_sub) -> None:
+    path = pathlib.Path
     enroll = agent_sub.add_parser(
         "enroll",
         help="trade a bootstrap token for this agent's client certificate",
@@ -170,7 +185,6 @@ def add_commands(subparsers) -> None:
         "start: the token is single-use, and `skerry agent run` renews the certificate itself)",
     )
     enroll.set_defaults(func=enroll_handler)
-    _add_operator_commands(subparsers)
 
 
 def _kube_flags(p: argparse.ArgumentParser) -> None:

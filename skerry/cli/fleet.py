@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.contexts import add_hub_flags, call_hub
 from skerry.cli.errors import UsageError
 from skerry.cli.output import add_output_flag, emit, readable_release
 from skerry.cli.parser import duration_type
@@ -51,18 +51,9 @@ def add_commands(subparsers) -> None:
 
 
 def _stub_call(args, call):
-    import grpc
-
     from skerry.api.v1 import hub_pb2_grpc
-    from skerry.core.client import secure_channel
-    from skerry.core.rpc import error_from_rpc
 
-    target = resolve_hub(vars(args))
-    with secure_channel(target.address, target.tls_files) as channel:
-        try:
-            return call(hub_pb2_grpc.HubServiceStub(channel))
-        except grpc.RpcError as e:
-            raise error_from_rpc(e, target.address) from None
+    return call_hub(args, hub_pb2_grpc.HubServiceStub, call)
 
 
 def status_command(args) -> int:

@@ -82,11 +82,15 @@ def print_objects(objects: list[dict], output: str) -> None:
 
 
 def apply_or_print(args, kube, objects: list[dict]) -> None:
+    """Objects in the spellings this cluster's API server takes; applied, or printed with --dry-run."""
+    from skerry.install import cluster
+    from skerry.install.manifests import for_server
+
+    minor = cluster.server_minor(kube)
+    objects = [for_server(o, minor) for o in objects]
     if args.dry_run:
         print_objects(objects, args.output)
         return
-    from skerry.install import cluster
-
     for done in cluster.apply(kube, objects):
         print(done)
 

@@ -18,6 +18,7 @@ from skerry.core.errors import ConfigError
 FIELD_MANAGER = "skerry-install"
 # Kinds that others live in or are typed by: applied first.
 FIRST = ("Namespace", "CustomResourceDefinition")
+CURRENT_MINOR = 99  # an API server that does not say: assume it takes today's spellings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,12 @@ def read_secret(kube: KubeClient, namespace: str, name: str, context: str | None
         raise ConfigError(f"no Secret {namespace}/{name} in {where}: is this the management cluster "
                           "(skerry install)? give --context")
     return obj
+
+
+def server_minor(kube: KubeClient) -> int:
+    """The API server's minor version (``/version``), e.g. 29; an unparsable answer counts as current."""
+    digits = "".join(ch for ch in str(kube.server_version().get("minor", "")) if ch.isdigit())
+    return int(digits) if digits else CURRENT_MINOR
 
 
 def ordered(objects: list[dict]) -> list[dict]:

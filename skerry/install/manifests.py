@@ -27,6 +27,14 @@ MANAGEMENT, WORKLOAD = "management", "workload"
 # The ConfigMap each overlay generates for its service's settings (environment variables).
 HUB_SETTINGS, AGENT_SETTINGS = "skerry-hub", "skerry-agent"
 GENERATED_NAMESPACE = "skerry-system"
+# deploy/ says what current Kubernetes says; two spellings are newer than some clusters still running,
+# each named with the minor release that brought it. An older API server gets the nearest older spelling.
+NEWER_SPELLINGS = {
+    # PodDisruptionBudget policy/v1: 1.21 (v1beta1 was removed in 1.25); the fields used are the same
+    "policy/v1 PodDisruptionBudget": 21,
+    # ReadWriteOncePod: 1.22 (alpha), beta on by default 1.27, GA 1.29; older: ReadWriteOnce
+    "ReadWriteOncePod": 22,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +67,16 @@ class Overlay:
             here.mkdir()
             (here / "kustomization.yaml").write_text(documents.dump_yaml(self.kustomization()))
             return detect_engine(engine).render(here)
+
+
+def for_server(doc: dict, minor: int) -> dict:
+    """``doc`` as an API server of minor version ``minor`` can take it (see ``NEWER_SPELLINGS``)."""
+    if doc["kind"] == "PodDisruptionBudget" and minor < NEWER_SPELLINGS["policy/v1 PodDisruptionBudget"]:
+        doc = {**doc, "apiVersion": "policy/v1beta1"}
+    if doc["kind"] == "PersistentVolumeClaim" and minor < NEWER_SPELLINGS["ReadWriteOncePod"]:
+        modes = ["ReadWriteOnce" if m == "ReadWriteOncePod" else m for m in doc["spec"]["accessModes"]]
+        doc = {**doc, "spec": {**doc["spec"], "accessModes": modes}}
+    return doc
 
 
 def deploy_dir(given: pathlib.Path | None) -> pathlib.Path:

@@ -16,19 +16,13 @@ import pytest
 from skerry.core.tls import ROLE_OPERATOR
 from skerry.testing.devstack import Stack, git
 
-from .helpers import error_line, skerry
+from .helpers import error_line, running_hub, skerry
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    work = tmp_path_factory.mktemp("fleet-commands")
-    stack = Stack(work, work / "no-kubeconfig", interval=3600.0)
-    try:
-        stack.seed_repo()
-        stack.start_hub()
+    with running_hub(tmp_path_factory.mktemp("fleet-commands"), interval=3600.0) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def flags(stack: Stack) -> list[str]:

@@ -181,7 +181,7 @@ def test_operator_add_and_login_then_status_freight_and_promote_with_no_tls_flag
     hub = hub_pod.start("hub", "--release-keys", keys, "--interval", "1s")
     w.services.append(hub)
     hub.ready(timeout=120)
-    for context, cluster in (("mgmt", "oslo-dev"), ("prod", "oslo-prod")):
+    for context in ("mgmt", "prod"):  # oslo-dev's agent and oslo-prod's
         pod = w.pod(context, "skerry-agent")
         pod.run_init(extra_env={"KUBECONFIG": str(w.kube(context))})  # agent enroll: the token for a certificate
         w.services.append(pod.start("agent", extra_env={"KUBECONFIG": str(w.kube(context))}))
