@@ -190,6 +190,7 @@ class AgentApp:
             count_corrections=self.ops.metrics.drift.inc,
             backoff=self._drift_backoff,
             monotonic=self._monotonic,
+            on_handled=self.ops.handled,
         )
         self.drift = drift
         self.runtime.on_reconciled = drift.reconciled

@@ -196,12 +196,14 @@ def _status(args) -> int:
 
 
 def _sign(args) -> int:
+    from skerry.hub.sync import render_bundle
     from skerry.hub.trust.signing import sign_release
 
     def run():
         target = resolve_hub(vars(args))
         result = sign_release(target.address, target.tls_files, args.cluster,
-                              args.repo, args.branch, _signers(args.key), args.engine)
+                              lambda revision: render_bundle(args.repo, args.cluster, args.branch, revision, args.engine),
+                              _signers(args.key))
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")
         return 0

@@ -21,7 +21,8 @@ the agents' reports. The package is split by concern:
 * ``servicer``        the gRPC service, proto <-> domain only
 * ``dashboard``       the read-only fleet dashboard (model and HTTPS server)
 * ``metrics`` / ``ops``  Prometheus families, and the ops server and dashboard wired in one place
-* ``app`` / ``cli``   the composition root and ``skerry hub serve`` / ``skerry render``
+* ``seed``            what ``skerry install`` hands a new hub's state volume (its init container)
+* ``app`` / ``cli``   the composition root and ``skerry hub serve|seed`` / ``skerry render``
 
 Importing this package is cheap on purpose (no grpc, git or yaml), so the
 CLI's ``--help`` stays fast.

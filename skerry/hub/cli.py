@@ -1,4 +1,4 @@
-"""``skerry hub serve`` and ``skerry render``.
+"""``skerry hub serve|seed`` and ``skerry render``.
 
 ``skerry.cli`` calls ``add_commands(subparsers)``. Handlers take the parsed
 arguments and return an exit status; heavy imports happen inside them so
@@ -33,36 +33,15 @@ def add_commands(subparsers) -> None:
     )
     settings.add_flags(serve, HubConfig, ENV_PREFIX)  # one flag per HubConfig setting, named after it
     serve.set_defaults(func=serve_command)
-
-    cluster = subparsers.add_parser(
-        "cluster",
-        help="enroll and revoke clusters' agents (run on the hub host)",
-        description="Bootstrap tokens and revocation for agents. Works on the hub's state directory "
-        "(--state-dir or SKERRY_HUB_STATE_DIR); a running hub sees revocations within a second.",
+    seed = hub_commands.add_parser(
+        "seed",
+        help="copy what `skerry install` made onto a new hub's state directory (the pod's init container)",
+        description="Copy the enrollment CA, the token key and the TUF repository from --from (the "
+        "skerry-hub-seed Secret) into --state-dir where the hub has none yet; never over what it has.",
     )
-    cluster_commands = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND")
-    cluster_commands.required = True
-    add = cluster_commands.add_parser(
-        "add",
-        help="print a single-use, expiring bootstrap token for a cluster's agent",
-        description="Print a bootstrap token for `skerry agent enroll --token`. It is single-use and "
-        "expires (default 1h); the certificate it buys names exactly this cluster.",
-    )
-    add.add_argument("name", metavar="NAME", help="cluster name, as in skerry.yaml")
-    add.add_argument("--ttl", default="1h", metavar="DURATION", help="token lifetime, at most 24h (default 1h)")
-    add.add_argument("--state-dir", metavar="DIR", help="the hub's state directory")
-    add.set_defaults(func=cluster_add_command)
-    revoke = cluster_commands.add_parser(
-        "revoke",
-        help="revoke a cluster's agent certificates (or one by fingerprint); open streams close",
-        description="Revoke every certificate of cluster NAME issued until now, or one certificate "
-        "by --fingerprint. The running hub refuses them and closes their open streams within a second. "
-        "Re-enroll the cluster with a new `skerry cluster add NAME` token.",
-    )
-    revoke.add_argument("name", nargs="?", metavar="NAME", help="cluster whose certificates to revoke")
-    revoke.add_argument("--fingerprint", metavar="SHA256", help="revoke one certificate by its SHA-256 fingerprint")
-    revoke.add_argument("--state-dir", metavar="DIR", help="the hub's state directory")
-    revoke.set_defaults(func=cluster_revoke_command)
+    seed.add_argument("--from", dest="seed_dir", required=True, metavar="DIR", help="the mounted seed Secret")
+    seed.add_argument("--state-dir", required=True, metavar="DIR", help="the hub's state directory")
+    seed.set_defaults(func=seed_command)
 
     render = subparsers.add_parser(
         "render",
@@ -114,69 +93,19 @@ def serve_command(args: argparse.Namespace) -> int:
         return 130
 
 
-# --- cluster add / revoke ------------------------------------------------------------------
+# --- hub seed ------------------------------------------------------------------------------
 
 
-def cluster_add_command(args: argparse.Namespace) -> int:
-    from skerry.core.duration import parse_duration
-    from skerry.core.errors import SkerryError
-    from skerry.hub.config import state_dir_from_env
-    from skerry.hub.enrollment.service import DIR_NAME
-    from skerry.hub.enrollment.tokens import TokenIssuer, check_cluster_name
+def seed_command(args: argparse.Namespace) -> int:
+    import pathlib
 
-    command = "skerry cluster add"
-    try:
-        check_cluster_name(args.name)
-        ttl = parse_duration(args.ttl, "--ttl")
-        issuer = TokenIssuer.load_or_create(state_dir_from_env(args.state_dir) / DIR_NAME)
-        token, claims = issuer.issue(args.name, ttl)
-    except SkerryError as e:
-        return _fail(command, str(e))
-    except OSError as e:
-        return _fail(command, f"cannot use the hub state directory: {e}")
-    import time
+    from skerry.hub.seed import seed_state
 
-    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.expires))
-    print(token)
-    print(
-        f"single-use token for cluster {args.name!r}, expires {expires}; on the cluster run:\n"
-        f"  skerry agent enroll --hub HUB:ENROLL_PORT --tls-ca hub-ca.crt --token <token>",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def cluster_revoke_command(args: argparse.Namespace) -> int:
-    from skerry.core.errors import SkerryError
-    from skerry.hub.app import open_hub_state
-    from skerry.hub.config import state_dir_from_env, state_from_env
-    from skerry.hub.enrollment.revocation import Revocations
-    from skerry.hub.enrollment.service import DIR_NAME
-    from skerry.hub.enrollment.tokens import check_cluster_name
-
-    command = "skerry cluster revoke"
-    if bool(args.name) == bool(args.fingerprint):
-        return _fail(command, "give a cluster NAME or --fingerprint SHA256 (one of them)", 2)
-    state = None
-    try:
-        state_dir = state_dir_from_env(args.state_dir)
-        # The hub's state database (SKERRY_HUB_STATE, ..._DSN_FILE, ..._DSN; default <state dir>/hub.db).
-        state = open_hub_state(state_dir=state_dir, **state_from_env())
-        revocations = Revocations(state_dir / DIR_NAME, state)
-        if args.name:
-            check_cluster_name(args.name)
-            revocations.revoke_cluster(args.name)
-            print(f"revoked every certificate of cluster {args.name!r} issued until now", file=sys.stderr)
-        else:
-            revocations.revoke_fingerprint(args.fingerprint)
-            print(f"revoked certificate {args.fingerprint}", file=sys.stderr)
-    except SkerryError as e:
-        return _fail(command, str(e))
-    except OSError as e:
-        return _fail(command, f"cannot use the hub state directory: {e}")
-    finally:
-        if state is not None:
-            state.close()
+    outcome = seed_state(pathlib.Path(args.seed_dir), pathlib.Path(args.state_dir))
+    for path in outcome.copied:
+        print(f"seeded {path}", file=sys.stderr)
+    for path in outcome.differs:
+        print(f"kept {path}: the hub's own differs from the seed (left as it is)", file=sys.stderr)
     return 0
 
 
@@ -272,29 +201,15 @@ def _render_bundle(
     repo: str, cluster: str, branch: str, revision: str | None, output: str, engine_choice: str = "auto"
 ) -> bytes:
     import json
-    import pathlib
-    import tempfile
 
     from skerry.core import documents
-    from skerry.core.errors import RenderError
-    from skerry.hub.render.detect import detect_engine
-    from skerry.hub.source.git import GitSource
-    from skerry.hub.sync import build_revision
+    from skerry.hub.sync import render_bundle
 
-    engine = detect_engine(engine_choice, isolate=False)
     progress = _Progress()
-    with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
-        source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))
-        commit = source.fetch_revision(revision) if revision else source.fetch()
-        try:
-            outcome = build_revision(source, commit, engine, clusters=[cluster], progress=progress)
-        finally:
-            progress.close()
-    if outcome.fleet is None:
-        raise RenderError(str(outcome.fleet_error))
-    if cluster in outcome.errors:
-        raise RenderError(outcome.errors[cluster])
-    data = outcome.bundles[cluster].data
+    try:
+        data = render_bundle(repo, cluster, branch, revision, engine_choice, progress=progress)
+    finally:
+        progress.close()
     if output == "json":
         return data
     return documents.dump_yaml(json.loads(data)).encode()

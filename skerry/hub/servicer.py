@@ -31,6 +31,7 @@ from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
+from skerry.hub.sync import SyncResult
 
 log = structlog.get_logger("skerry.hub.servicer")
 
@@ -44,8 +45,17 @@ class FleetView(Protocol):
     revision: str
     fleet_error: str | None
 
+    async def sync_once(self, *, force: bool = False) -> SyncResult: ...
+
 
 # --- proto <-> domain ---------------------------------------------------------------------
+
+
+def sync_result_to_proto(result: SyncResult) -> hub_pb2.SyncResponse:
+    return hub_pb2.SyncResponse(
+        commit=result.commit, rendered=result.rendered, published=list(result.published), errors=dict(result.errors),
+        fleet_error=result.fleet_error or "", source_error=result.source_error or "",
+    )
 
 
 def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
@@ -353,6 +363,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         if not accepted:
             log.info("stale status report ignored", cluster=cluster)
         return hub_pb2.ReportStatusResponse()
+
+    async def Sync(self, request: hub_pb2.SyncRequest, context) -> hub_pb2.SyncResponse:
+        """Fetch Git now (one fetch at a time: the sync loop's lock), then say what came of it."""
+        return sync_result_to_proto(await self._fleet.sync_once())
 
     async def GetFleetStatus(
         self, request: hub_pb2.GetFleetStatusRequest, context

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pathlib
+import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -40,6 +42,7 @@ from skerry.core.files import as_refusal
 from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bundle
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.fleet import FLEET_FILE, Fleet, parse_fleet
+from skerry.hub.render.detect import detect_engine
 from skerry.hub.render.engine import Engine
 from skerry.hub.render.incremental import IncrementalRenderer, Progress, RenderStats
 from skerry.hub.source.git import GitSource
@@ -180,6 +183,25 @@ def _build_groups(
                 errors[name] = str(e)
                 inputs.pop(name, None)
     return bundles
+
+
+def render_bundle(repo: str, cluster: str, branch: str, revision: str | None, engine_choice: str = "auto", *,
+                  progress: Progress | None = None) -> bytes:
+    """One cluster's bundle bytes at ``revision`` (default: the branch head), exactly as the hub signs them.
+
+    For ``skerry render --repo`` and CI's ``skerry keys sign``: a throwaway clone, the same
+    ``build_revision`` as the hub's sync. Raises ``RenderError`` for a fleet or render failure.
+    """
+    engine = detect_engine(engine_choice)
+    with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
+        source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))
+        commit = source.fetch_revision(revision) if revision else source.fetch()
+        outcome = build_revision(source, commit, engine, clusters=[cluster], progress=progress)
+    if outcome.fleet is None:
+        raise RenderError(str(outcome.fleet_error))
+    if cluster in outcome.errors:
+        raise RenderError(outcome.errors[cluster])
+    return outcome.bundles[cluster].data
 
 
 def _fleet_at(source: GitSource, commit: str, renderer: IncrementalRenderer) -> Fleet:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from skerry.agent.events import CRD
+from skerry.install.manifests import for_server
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -29,23 +30,8 @@ NAMESPACES = ("skerry-system", "shop-dev")
 # deploy/ targets Kubernetes >= 1.29; the tests' API server is 1.20 (skerry.testing.envtest builds Debian's
 # sources). Two spellings there are newer than it, each named with the release that brought it: the dry-run
 # sends an older server the nearest older spelling, so the rest of each object is still checked there, and
-# test_the_manifests_use_the_current_spellings pins what deploy/ itself says.
-NEWER_SPELLINGS = {
-    # PodDisruptionBudget policy/v1: 1.21 (v1beta1 was removed in 1.25); the fields used are the same
-    "policy/v1 PodDisruptionBudget": 21,
-    # ReadWriteOncePod: 1.22 (alpha), beta on by default 1.27, GA 1.29; older: ReadWriteOnce
-    "ReadWriteOncePod": 22,
-}
-
-
-def for_server(doc: dict, minor: int) -> dict:
-    """``doc`` as an API server of minor version ``minor`` can take it (see ``NEWER_SPELLINGS``)."""
-    if doc["kind"] == "PodDisruptionBudget" and minor < NEWER_SPELLINGS["policy/v1 PodDisruptionBudget"]:
-        doc = {**doc, "apiVersion": "policy/v1beta1"}
-    if doc["kind"] == "PersistentVolumeClaim" and minor < NEWER_SPELLINGS["ReadWriteOncePod"]:
-        modes = ["ReadWriteOnce" if m == "ReadWriteOncePod" else m for m in doc["spec"]["accessModes"]]
-        doc = {**doc, "spec": {**doc["spec"], "accessModes": modes}}
-    return doc
+# test_the_manifests_use_the_current_spellings pins what deploy/ itself says. `skerry install` does the
+# same for the cluster it installs into (skerry.install.manifests.for_server).
 
 
 def server_minor(kubectl: list[str]) -> int:

@@ -23,6 +23,7 @@ from skerry.hub.config import HubConfig
 from skerry.hub.promotion_policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
 from skerry.hub.status import StatusBoard
+from skerry.hub.sync import SyncResult
 from skerry.hub.trust import admin
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
@@ -39,6 +40,9 @@ class StaticFleetView:
     fleet = object()
     revision = "0" * 40
     fleet_error = None
+
+    async def sync_once(self, *, force: bool = False) -> SyncResult:
+        return SyncResult(self.revision, False)
 
 
 def bundle(cluster: str, size: int, tag: str = "") -> Bundle:

@@ -55,6 +55,7 @@ EXPECTED = {
     V1 + "HubService/WatchBundles": AGENT_OF,
     V1 + "HubService/ReportStatus": AGENT_OF,
     V1 + "HubService/GetFleetStatus": AGENT_OF_OR_OPERATOR,
+    V1 + "HubService/Sync": OPERATOR,
     V1 + "EnrollmentService/Enroll": PUBLIC,
     V1 + "EnrollmentService/Renew": AGENT,
     V1 + "EnrollmentService/WatchRevocations": SEALER,

@@ -8,6 +8,33 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SyncRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SyncResponse(_message.Message):
+    __slots__ = ("commit", "rendered", "published", "errors", "fleet_error", "source_error")
+    class ErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    RENDERED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    commit: str
+    rendered: bool
+    published: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.ScalarMap[str, str]
+    fleet_error: str
+    source_error: str
+    def __init__(self, commit: _Optional[str] = ..., rendered: _Optional[bool] = ..., published: _Optional[_Iterable[str]] = ..., errors: _Optional[_Mapping[str, str]] = ..., fleet_error: _Optional[str] = ..., source_error: _Optional[str] = ...) -> None: ...
+
 class WatchBundlesRequest(_message.Message):
     __slots__ = ("cluster", "last_version", "last_digest", "accepts_chunks", "have_blob")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]

@@ -189,8 +189,9 @@ class DashboardServer:
                     await asyncio.wait_for(changed.wait(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+        except ConnectionResetError:  # the browser tab closed: one log line, not aiohttp's traceback
+            log.info("dashboard stream closed by the client", peer=request.remote)
+            return response
         finally:
             self._streams -= 1
 

@@ -31,7 +31,7 @@ import pathlib
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from skerry.core import documents
 from skerry.core.errors import RenderError
