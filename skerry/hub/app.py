@@ -241,7 +241,7 @@ class HubApp:
     def _start_trust(self, cfg, register: list, service_names: list, releases) -> None:
         """The store directs through the trust repository; TrustService serves it."""
         from skerry.api.v1 import trust_pb2_grpc
-        from skerry.hub.bundles.store import HubStore
+        from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
         from skerry.hub.trust.attest import AttestationBoard
         from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
@@ -251,6 +251,8 @@ class HubApp:
         self.store = HubStore(
             self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
         )
+        with self.state.read() as tx:  # what was released before: an unchanged re-render releases nothing
+            self.store.restore(tx.records(BUNDLE_RECORD))
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import structlog
 
@@ -116,19 +117,63 @@ class Writer:
 
 
 class Releases:
-    """Release counters in the hub state (see the module docstring)."""
+    """Release counters and current bundles in the hub state (see the module docstring).
 
-    def __init__(self, writer: Writer):
+    ``open()`` is one fenced writer transaction: the store allocates counters and records the
+    released bundles in it, and ``journal`` (the trust repository's storage, if it keeps its files
+    in the state) writes the TUF files the release signed into the same transaction, so a release
+    is all there or not at all, and a writer paused past its lease commits none of it.
+    """
+
+    def __init__(self, writer: Writer, journal: Journal | None = None):
         self._writer = writer
+        self._journal = journal
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Tx]:
+        try:
+            with self._writer.write() as tx:
+                if self._journal is None:
+                    yield tx
+                else:
+                    with self._journal.within(tx):
+                        yield tx
+        except BaseException:
+            if self._journal is not None:
+                self._journal.abandoned()
+            raise
+        if self._journal is not None:
+            self._journal.committed()
 
     def next(self, cluster: str) -> int:
-        with self._writer.write() as tx:
+        with self.open() as tx:
             return tx.next_release(cluster)
 
-    def next_many(self, clusters: Iterable[str]) -> dict[str, int]:
-        """One counter each, in one transaction (a fleet-wide release is one commit, not thousands)."""
-        with self._writer.write() as tx:
-            return {c: tx.next_release(c) for c in clusters}
+
+class Journal(Protocol):
+    """What joins a release's transaction besides counters (``skerry.hub.state.trust_files``)."""
+
+    def within(self, tx: Tx) -> contextlib.AbstractContextManager[None]:
+        """Write everything buffered (and everything written while open) into ``tx``."""
+
+    def committed(self) -> None:
+        """``tx`` committed (export what it wrote)."""
+
+    def abandoned(self) -> None:
+        """``tx`` rolled back or was fenced: forget what it would have written."""
+
+
+class _MemoryTx:
+    def __init__(self, owner: InMemoryReleases):
+        self._owner = owner
+
+    def next_release(self, cluster: str) -> int:
+        last = self._owner._last
+        last[cluster] = last.get(cluster, self._owner._start) + 1
+        return last[cluster]
+
+    def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
+        pass  # nothing outlives the process
 
 
 class InMemoryReleases:
@@ -138,9 +183,9 @@ class InMemoryReleases:
         self._last: dict[str, int] = {}
         self._start = start
 
-    def next(self, cluster: str) -> int:
-        self._last[cluster] = self._last.get(cluster, self._start) + 1
-        return self._last[cluster]
+    @contextlib.contextmanager
+    def open(self) -> Iterator[_MemoryTx]:
+        yield _MemoryTx(self)
 
-    def next_many(self, clusters: Iterable[str]) -> dict[str, int]:
-        return {c: self.next(c) for c in clusters}
+    def next(self, cluster: str) -> int:
+        return _MemoryTx(self).next_release(cluster)

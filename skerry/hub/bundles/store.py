@@ -53,9 +53,10 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as _dt
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Protocol
 
 import structlog
@@ -130,12 +131,35 @@ class _Cluster:
         event.set()
 
 
-class ReleaseCounter(Protocol):
-    """Allocates release counters (``skerry.hub.writer.Releases``; ``InMemoryReleases`` in tests)."""
+class LedgerTx(Protocol):
+    def next_release(self, cluster: str) -> int: ...
 
-    def next(self, cluster: str) -> int: ...
+    def put_record(self, kind: str, key: str, doc: Mapping | None) -> None: ...
 
-    def next_many(self, clusters: Iterable[str]) -> dict[str, int]: ...
+
+class Ledger(Protocol):
+    """Where releases are recorded (``skerry.hub.writer.Releases``: the hub state; ``InMemoryReleases`` in tests).
+
+    ``open()`` is one transaction (fenced: it commits only while this process is the writer).
+    """
+
+    def open(self) -> contextlib.AbstractContextManager[LedgerTx]: ...
+
+
+# Record kind of a cluster's current release in the hub state (``HubState`` records, key: the cluster).
+BUNDLE_RECORD = "bundle"
+# Shared blobs restored from the state, kept by digest so clusters restored from one blob share it.
+RESTORED_BLOBS = 8
+
+
+def bundle_record(signed: SignedBundle) -> dict:
+    """What the state keeps of a release: enough to serve it again without re-rendering or re-signing."""
+    return {
+        "release": signed.release, "digest": signed.digest, "content": signed.content_digest,
+        "revision": signed.revision, "paths": list(signed.paths), "objects": signed.objects,
+        "expires": signed.expires.isoformat(), "signed_at": signed.signed_at.isoformat(),
+        "shared": signed.shared is not None,
+    }
 
 
 def render_of(bundle: Bundle) -> str:
@@ -164,9 +188,10 @@ class HubStore:
         *,
         clock: Clock | None = None,
         environment_of: Callable[[str], str] | None = None,
-        releases: ReleaseCounter | None = None,
+        releases: Ledger | None = None,
     ):
-        self._releases: ReleaseCounter = releases if releases is not None else InMemoryReleases()
+        self._ledger: Ledger = releases if releases is not None else InMemoryReleases()
+        self._restored: dict[str, SharedBlob] = {}
         self._director = director
         self._environment_of = environment_of or (lambda cluster: "default")
         self._pending: dict[str, tuple[Bundle, bytes, str]] = {}
@@ -184,11 +209,64 @@ class HubStore:
         for name in wanted - set(self._clusters):
             self._clusters[name] = _Cluster()
         removed = sorted(set(self._clusters) - wanted)
+        if removed:
+            with self._ledger.open() as tx:
+                for name in removed:
+                    tx.put_record(BUNDLE_RECORD, name, None)
         for name in removed:
             state = self._clusters.pop(name)
             state.removed = True
             state.notify()
         return removed
+
+    def restore(self, records: Mapping[str, Mapping], blob: Callable[[str], bytes | None] | None = None) -> None:
+        """Make each cluster's current release the one ``records`` (``bundle_record``) names, as stored.
+
+        A restarted hub (or a new writer) then compares a re-render with the stored content and makes
+        no new release for an unchanged cluster; a serving replica serves what the writer released.
+        ``blob(hex)`` gives a shared blob's bytes (so watch events carry them again); without them
+        the agent fetches its bundle through TUF.
+        """
+        for cluster, doc in records.items():
+            self.adopt(cluster, doc, blob)
+
+    def adopt(self, cluster: str, doc: Mapping | None, blob: Callable[[str], bytes | None] | None = None) -> bool:
+        """Take one stored record (None: the cluster was removed); True if the current release changed."""
+        if doc is None:
+            state = self._clusters.pop(cluster, None)
+            if state is not None:
+                state.removed = True
+                state.notify()
+            return state is not None
+        state = self._clusters.get(cluster)
+        if state is None:
+            state = self._clusters[cluster] = _Cluster()
+        if state.current is not None and state.current.release >= int(doc["release"]):
+            return False
+        shared = self._shared_blob(str(doc["digest"]), str(doc["content"]), blob) if doc.get("shared") else None
+        state.current = SignedBundle(
+            cluster=cluster, release=int(doc["release"]), digest=str(doc["digest"]), content_digest=str(doc["content"]),
+            bundle=shared.data if shared is not None else b"", revision=str(doc["revision"]),
+            paths=tuple(doc["paths"]), objects=int(doc["objects"]),
+            expires=_dt.datetime.fromisoformat(doc["expires"]), signed_at=_dt.datetime.fromisoformat(doc["signed_at"]),
+            shared=shared)
+        self._pending.pop(cluster, None)
+        state.error = None
+        state.notify()
+        return True
+
+    def _shared_blob(self, digest: str, content: str, blob: Callable[[str], bytes | None] | None) -> SharedBlob | None:
+        known = self._restored.get(digest)
+        if known is not None:
+            return known
+        data = blob(digest.removeprefix("sha256:")) if blob is not None else None
+        if data is None or sha256_digest(data) != digest:
+            return None
+        shared = SharedBlob(bundle=Bundle.decode(data), data=data, digest=digest, content_digest=content)
+        self._restored[digest] = shared
+        while len(self._restored) > RESTORED_BLOBS:
+            del self._restored[next(iter(self._restored))]
+        return shared
 
     def clusters(self) -> list[str]:
         return sorted(self._clusters)
@@ -266,25 +344,28 @@ class HubStore:
         render: str = "",
     ) -> SignedBundle:
         env = self._environment_of(cluster)
-        directed = self._director.direct(cluster, env, data, revision=revision, release=self._releases.next(cluster),
-                                         render=render)
-        if directed is None:
-            raise AwaitingRelease(
-                f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
-                f"sign it with `skerry keys sign --cluster {cluster}`"
+        with self._ledger.open() as tx:
+            directed = self._director.direct(cluster, env, data, revision=revision,
+                                             release=tx.next_release(cluster), render=render)
+            if directed is None:
+                raise AwaitingRelease(
+                    f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
+                    f"sign it with `skerry keys sign --cluster {cluster}`"
+                )
+            signed = SignedBundle(
+                cluster=cluster,
+                release=directed.release,
+                digest=sha256_digest(data),
+                content_digest=content,
+                bundle=b"",
+                revision=revision,
+                paths=paths,
+                objects=objects,
+                expires=directed.expires,
+                signed_at=now,
             )
-        return SignedBundle(
-            cluster=cluster,
-            release=directed.release,
-            digest=sha256_digest(data),
-            content_digest=content,
-            bundle=b"",
-            revision=revision,
-            paths=paths,
-            objects=objects,
-            expires=directed.expires,
-            signed_at=now,
-        )
+            tx.put_record(BUNDLE_RECORD, cluster, bundle_record(signed))
+        return signed
 
     def publish_shared(
         self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
@@ -315,13 +396,23 @@ class HubStore:
             state.error = None
             if state.current is None or state.current.content_digest != blob.content_digest:
                 todo.append(cluster)
-        counters = self._releases.next_many(todo)  # one transaction (a cluster already directed keeps its own)
-        directed = self._director.direct_many(
-            [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-            release=counters.__getitem__, render=render_of(bundle))
+        with self._ledger.open() as tx:  # counters, director entries and records: one fenced transaction
+            counters = {c: tx.next_release(c) for c in todo}  # (a cluster already directed keeps its own)
+            directed = self._director.direct_many(
+                [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
+                release=counters.__getitem__, render=render_of(bundle))
+            signed: dict[str, SignedBundle] = {}
+            for cluster in todo:
+                got = directed[cluster]
+                if got is not None:
+                    signed[cluster] = SignedBundle(
+                        cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
+                        bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
+                        objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
+                    tx.put_record(BUNDLE_RECORD, cluster, bundle_record(signed[cluster]))
         released, waiting = [], []
         for cluster in todo:
-            state, got = self._clusters[cluster], directed[cluster]
+            state, got = self._clusters[cluster], signed.get(cluster)
             if got is None:
                 self._pending[cluster] = (bundle, blob.data, blob.content_digest)
                 state.error = RenderFailure(
@@ -331,10 +422,7 @@ class HubStore:
                 waiting.append(cluster)
             else:
                 self._pending.pop(cluster, None)
-                state.current = SignedBundle(
-                    cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
-                    bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
-                    objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
+                state.current = got
                 released.append(cluster)
             state.notify()
         log.info("shared bundle directed", clusters=len(released), awaiting_release=len(waiting), digest=blob.digest,
