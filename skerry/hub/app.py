@@ -2,11 +2,15 @@
 
 ``HubApp`` is what tests run in-process (``await app.start()`` returns the
 port, ``await app.stop()``); ``run(config)`` is what ``skerry hub serve``
-runs until SIGTERM/SIGINT. Start-up order: open the TUF trust repository
-(``--trust-dir``), find the render tool, sync once (failures are logged, not fatal: the
-hub serves ``Unavailable`` until the fleet loads), start serving, start the
-sync loop, then write the ready file ``{"port": N, "trust_root": "<path>"}``
-atomically.
+runs until SIGTERM/SIGINT. Start-up order: open the hub state and try for the
+writer lease (``--role writer|both``), open the TUF trust repository (its files
+in the state; ``--trust-dir`` is the writer's import and export), restore the
+released bundles from the state, find the render tool, sync once if this
+process is the writer (failures are logged, not fatal), start serving, start
+following the state (``skerry.hub.replica``) and the writer's duties
+(``skerry.hub.writer.Duties``: sync loop, trust refresh, promotions, under the
+lease), then write the ready file ``{"port": N, "trust_root": "<path>", "role":
+...}`` atomically.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
+from skerry.hub.replica import Follower
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
-from skerry.hub.writer import Releases, Writer
+from skerry.hub.writer import Duties, Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
 
@@ -86,8 +91,6 @@ class HubApp:
         self.server = None
         self.ops = None
         self.port: int | None = None
-        self._loop_task: asyncio.Task | None = None
-        self._trust_task: asyncio.Task | None = None
         self.trust = None
         self.attestations = None
         self._revocation_task: asyncio.Task | None = None
@@ -102,7 +105,11 @@ class HubApp:
         self.health_tracker = None
         self.state = None
         self.writer = None
-        self._lease_task: asyncio.Task | None = None
+        self._files = None
+        self.follower = None
+        self.duties = None
+        self._follow_task: asyncio.Task | None = None
+        self._duties_task: asyncio.Task | None = None
         self._flush_task: asyncio.Task | None = None
         self.journal = None
 
@@ -121,14 +128,14 @@ class HubApp:
 
         cfg = self.config
         tls_files = cfg.require_tls()
-        cfg.require_trust()
+        if cfg.role != "serve":  # a serving replica needs no keys: it serves what the writer published
+            cfg.require_trust()
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
         self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl)
-        await self.writer.acquire()
-        self._lease_task = asyncio.create_task(self.writer.keep(), name="skerry-hub-lease")
-        releases = Releases(self.writer)
+        if cfg.role != "serve":  # a lone hub writes from its first sync on; else it stands by, serving
+            await asyncio.to_thread(self.writer.try_acquire)
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
         engine = self._engine or await asyncio.to_thread(
@@ -152,7 +159,7 @@ class HubApp:
         )
         register = []
         service_names = [SERVICE_NAME]
-        self._start_trust(cfg, register, service_names, releases)
+        self._start_trust(cfg, register, service_names)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
@@ -173,7 +180,7 @@ class HubApp:
             service_names=[*service_names, ENROLL_SERVICE, *promotion[1]],
             rules=hub_rules(self.promoter.policy),
             revocations=self.enrollment.revocations,
-            on_refused=audit_promotion_refusals(self.promoter.audit.record),
+            on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
         )
@@ -199,10 +206,11 @@ class HubApp:
             engine=engine.name,
             engine_version=engine.version,
         )
-        try:
-            await self.syncer.sync_once()
-        except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
-            log.exception("first sync failed")
+        if self.writer.is_writer:
+            try:
+                await self.syncer.sync_once()
+            except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
+                log.exception("first sync failed")
         self.port = await self.server.start()
         if self.enroll_server is not None:
             self.enroll_port = await self.enroll_server.start()
@@ -223,43 +231,73 @@ class HubApp:
                 raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
             self.webhook = WebhookServer(handler, cfg.webhook_listen)
             self.webhook_port = await self.webhook.start()
-        resumed = self.promoter.resume()  # rollouts a previous process was following, after the first sync
-        if resumed:
-            log.info("resumed following promotions", ids=resumed)
-        self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
-        self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
+        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob)
+        self._follow_task = asyncio.create_task(self.follower.run(), name="skerry-hub-follow")
+        if cfg.role != "serve":
+            self.duties = Duties(self.writer, self._start_duties, self._stop_duties)
+            self._duties_task = asyncio.create_task(self.duties.run(), name="skerry-hub-writer")
         self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
         self._flush_task = asyncio.create_task(self._flush_reports(), name="skerry-hub-reports")
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "trust_root": str(cfg.trust_dir / "root.json"), **ops_ports}
+            root = str(cfg.trust_dir / "root.json") if cfg.trust_dir is not None else ""
+            ready = {"port": self.port, "trust_root": root, "role": cfg.role, **ops_ports}
             if self.enroll_port is not None:
                 ready["enroll_port"] = self.enroll_port
             _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
-        log.info("hub serving", listen=cfg.listen, port=self.port, trust_dir=str(cfg.trust_dir))
+        log.info("hub serving", listen=cfg.listen, port=self.port, role=cfg.role, writer=self.writer.is_writer)
         return self.port
 
-    def _start_trust(self, cfg, register: list, service_names: list, releases) -> None:
+    async def _start_duties(self) -> list[asyncio.Task]:
+        """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
+        if self.duties.terms > 1 or self.syncer.last_result is None:
+            await asyncio.to_thread(self.trust.reset)  # drop anything signed under a lost lease
+            await self.follower.reload()
+            try:  # every cluster again: a re-render with unchanged content releases nothing
+                await self.syncer.sync_once(force=True)
+            except Exception:  # noqa: BLE001 - the loop retries
+                log.exception("first sync as writer failed")
+        resumed = self.promoter.resume()  # rollouts a previous writer was following
+        if resumed:
+            log.info("resumed following promotions", ids=resumed)
+        return [asyncio.create_task(self._loop(), name="skerry-hub-sync"),
+                asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")]
+
+    async def _stop_duties(self) -> None:
+        await self.promoter.close()  # the next writer resumes them from the state
+
+    def _start_trust(self, cfg, register: list, service_names: list) -> None:
         """The store directs through the trust repository; TrustService serves it."""
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
+        from skerry.hub.state.trust_files import TrustFiles
         from skerry.hub.trust.attest import AttestationBoard
         from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
         from skerry.hub.trust.servicer import TrustServicer
 
-        self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
+        # TUF files live in the hub state (every replica serves them); the trust directory is an export.
+        serve_only = cfg.role == "serve"
+        files = self._files = TrustFiles(self.state, write=None if serve_only else self.writer.write)
+        if serve_only:  # no directory, no keys: only what the writer published
+            self.trust = TrustRepository(cfg.state_dir / "trust", clock=self.clock, storage=files, online={})
+        else:
+            self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys,
+                                              storage=files)
         self.store = HubStore(
-            self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
+            self.trust, environment_of=self._environment_of, clock=self.clock,
+            releases=Releases(self.writer, journal=files),
         )
         with self.state.read() as tx:  # what was released before: an unchanged re-render releases nothing
-            self.store.restore(tx.records(BUNDLE_RECORD))
+            released = tx.records(BUNDLE_RECORD)
+        self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         register.append(lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server))
         service_names.append(TRUST_SERVICE)
-        self.trust.refresh()
+        if self.writer.is_writer:
+            self.trust.refresh()
 
     def _environment_of(self, cluster: str) -> str:
         """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
@@ -313,8 +351,8 @@ class HubApp:
         from skerry.hub.promotion.servicer import PromotionServicer
         from skerry.hub.source.git import GitSource
 
-        audit = AuditLog(self.state, clock=self.clock)
-        approvals = Approvals(self.state, audit, self.clock)
+        audit = AuditLog(self.state, clock=self.clock, write=self.writer.write)
+        approvals = Approvals(self.state, audit, self.clock, write=self.writer.write)
         # The first start after an upgrade takes in the files older hubs wrote (renamed *.imported).
         audit.import_previous(cfg.state_dir / "promotion-audit.jsonl")
         approvals.import_previous(cfg.state_dir / "promotion-approvals.json")
@@ -385,10 +423,6 @@ class HubApp:
         if self.journal is not None:
             with contextlib.suppress(StateUnavailable):
                 await asyncio.to_thread(self.journal.flush)
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_task
         if self.writer is not None:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
         if self.state is not None:
@@ -397,7 +431,7 @@ class HubApp:
     async def _stop_serving(self, grace: float | None) -> None:
         if self.server is None:  # never started (or failed before serving)
             return
-        for task in (self._loop_task, self._trust_task, self._revocation_task):
+        for task in (self._duties_task, self._follow_task, self._revocation_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

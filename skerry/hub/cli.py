@@ -37,6 +37,13 @@ _SERVE_FLAGS = (
     ("--state-dsn-file", "state_dsn_file", "FILE", "file holding the PostgreSQL DSN (it holds a password)"),
     ("--hub-id", "hub_id", "NAME", "this process's name as the writer-lease holder (default: host name)"),
     ("--lease-ttl", "lease_ttl", "DURATION", "writer lease lifetime, renewed at a third (default 15s)"),
+    (
+        "--role",
+        "role",
+        "writer|serve|both",
+        "writer: sync, render and sign under the writer lease; serve: serve agents from the hub state only "
+        "(no keys, no Git); both (default): serve, and write while holding the lease",
+    ),
     ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
     ("--ready-file", "ready_file", "FILE", 'write {"port": N, "trust_root": PATH, ...} here once serving'),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),

@@ -21,6 +21,8 @@ default::
     SKERRY_HUB_STATE_DSN         the PostgreSQL DSN itself (environment only)
     SKERRY_HUB_HUB_ID            this process's name as the writer-lease holder   the host name
     SKERRY_HUB_LEASE_TTL         writer lease lifetime (renewed at a third)   15s
+    SKERRY_HUB_ROLE              writer (sync, render, sign under the lease), serve (agents only,
+                                 from the state; no keys) or both   both
     SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
     SKERRY_HUB_READY_FILE        JSON {"port", "trust_root", ...} written when serving
     SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
@@ -69,6 +71,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_RENDER_TIMEOUT = 120.0
+ROLES = ("writer", "serve", "both")
 
 
 
@@ -174,6 +177,9 @@ class HubConfig:
     state_dsn: str | None = dataclasses.field(default=None, repr=False)  # environment only: a secret
     hub_id: str = dataclasses.field(default_factory=socket.gethostname)
     lease_ttl: float = 15.0
+    # writer: takes the writer lease (sync, render, sign); serve: serves agents from the state only (no keys);
+    # both: serves, and writes while it holds the lease
+    role: str = "both"
 
     def __post_init__(self) -> None:
         if not self.repo or not str(self.repo).strip():
@@ -223,6 +229,8 @@ class HubConfig:
             object.__setattr__(self, "state_dsn_file", pathlib.Path(self.state_dsn_file))
         if not self.hub_id or len(self.hub_id) > 253:
             raise ConfigError(f"hub_id: must be 1..253 characters, got {self.hub_id!r}")
+        if self.role not in ROLES:
+            raise ConfigError(f"role: {self.role!r} is not one of {', '.join(ROLES)}")
         if not 1.0 <= self.lease_ttl <= 600.0:
             raise ConfigError(f"lease_ttl: must be between 1s and 10m, got {self.lease_ttl}")
         if self.push_branch is not None:
@@ -311,7 +319,7 @@ class HubConfig:
         for field in ("push_url", "push_branch"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)
-        for field in ("state", "state_dsn", "hub_id"):
+        for field in ("state", "state_dsn", "hub_id", "role"):
             if (value := pick(field)) is not None:
                 kwargs[field] = str(value)
         if (value := pick("state_dsn_file")) is not None:

@@ -13,17 +13,23 @@ holder re-acquires at once with a new epoch, so a restarted hub does not wait
 for its own old lease to run out; its old incarnation, if still alive, is
 fenced out by the epoch.
 
+``Duties`` runs the writer's work (Git sync, render, sign, online TUF roles,
+promotion acts) only while this process holds the lease, and stops it when
+the lease is lost (``--role``: a ``serve`` process never takes the lease).
+
 ``Releases`` is the only allocator of release counters: a persisted, strictly
 increasing counter per cluster (``Tx.next_release``), so a release never goes
-down across restarts, writers or clock steps. ``InMemoryReleases`` is for
-tests and benchmarks that run a store without a database.
+down across restarts, writers or clock steps; a release's counter, records and
+TUF files commit in one fenced transaction (``Releases.open``).
+``InMemoryReleases`` is for tests and benchmarks that run a store without a
+database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol
 
 import structlog
@@ -101,6 +107,18 @@ class Writer:
         assert self.lease is not None
         return self.lease
 
+    async def hold(self) -> None:
+        """Renew the lease until it is lost; then return (stepped down). Database errors are retried:
+        once the lease expired on the database's clock, the next renewal is refused."""
+        while self.lease is not None:
+            await asyncio.sleep(self.ttl * RENEW_FRACTION)
+            try:
+                await asyncio.to_thread(self.renew)
+            except Fenced:
+                return
+            except StateUnavailable as e:
+                log.error("cannot renew the writer lease", error=str(e))
+
     async def keep(self) -> None:
         """Renew the lease for ever; after losing it (or the database), take it again when possible."""
         while True:
@@ -114,6 +132,44 @@ class Writer:
                 pass  # logged by _step_down; try to take it again next round
             except StateUnavailable as e:
                 log.error("cannot renew the writer lease", error=str(e))
+
+
+class Duties:
+    """The writer's work (Git sync, render, sign, online TUF roles, promotion acts): run only under the lease.
+
+    ``run`` waits for the lease, calls ``start()`` (which returns the tasks it started), renews the
+    lease until it is lost (taken over, expired, or refused after a pause), then cancels those tasks
+    and calls ``stop()``, and waits for the lease again. A process that lost the lease may still be
+    computing when it notices; whatever it then tries to commit fails ``Fenced``.
+    """
+
+    def __init__(self, writer: Writer, start: Callable[[], Awaitable[list[asyncio.Task]]],
+                 stop: Callable[[], Awaitable[None]], *, poll: float = 1.0):
+        self.writer = writer
+        self._start = start
+        self._stop = stop
+        self._poll = poll
+        self.terms = 0  # how many times this process became the writer
+
+    async def run(self) -> None:
+        while True:
+            if self.writer.lease is None:
+                await self.writer.acquire(poll=self._poll)
+            self.terms += 1
+            tasks: list[asyncio.Task] = []
+            try:
+                tasks = await self._start()
+                await self.writer.hold()
+            except Fenced:
+                pass  # lost while starting
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await self._stop()
+            log.warning("writer duties stopped; waiting for the lease", holder=self.writer.holder)
 
 
 class Releases:

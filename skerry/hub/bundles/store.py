@@ -3,13 +3,18 @@
 Release counter
 ---------------
 Every signed release of a cluster carries a counter (the TUF metadata
-``version``) that agents refuse to see go down (rollback protection). The
-store takes it from ``releases`` (``skerry.hub.writer.Releases``): a counter
-per cluster persisted in the hub state and allocated in a fenced writer
-transaction, so it strictly increases across restarts, writers and clock
-steps (older hubs used unix milliseconds; the state's first counter is above
-all of those). If the allocation is refused (this process is no longer the
-writer, the database is gone), nothing is signed or published.
+``version``) that agents refuse to see go down (rollback protection). A
+release is one transaction of ``releases`` (``skerry.hub.writer.Releases``,
+fenced by the writer lease): the counter per cluster (strictly increasing
+across restarts, writers and clock steps; the state's first counter is above
+every unix-millisecond counter older hubs used), the TUF files the director
+signed for it, and the cluster's ``bundle`` record (``bundle_record``: release,
+digest, content digest, revision). If that transaction is refused (this
+process is no longer the writer, the database is gone), nothing of it is kept
+and the cluster keeps its current release. ``restore``/``adopt`` take the
+records back: a restarted hub or a new writer compares a re-render with the
+stored content digest (no new release for unchanged content), and a serving
+replica (``skerry.hub.replica``) serves and streams what the writer released.
 
 A new release is made only when the cluster's desired state changed.
 "Changed" compares the *content digest*

@@ -27,7 +27,8 @@ import json
 import os
 import pathlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Protocol
 
 import structlog
 from securesystemslib.signer import Signer
@@ -92,6 +93,27 @@ def expiry_kind(role: str) -> str:
     return role
 
 
+class Storage(Protocol):
+    """Where the files live besides (or instead of) the directory: ``skerry.hub.state.trust_files.TrustFiles``."""
+
+    on_abandon: Callable[[], None] | None
+
+    def newest(self) -> dict[str, tuple[int, bytes]]: ...
+
+    def metadata(self, name: str) -> bytes | None: ...
+
+    def blob(self, hexdigest: str) -> bytes | None: ...
+
+    def put_metadata(self, name: str, role: str, version: int, data: bytes) -> None: ...
+
+    def put_blob(self, hexdigest: str, data: bytes) -> None: ...
+
+    def published(self) -> None: ...
+
+    def pending(self, decode: Callable[[bytes], Metadata], encode: Callable[[Metadata], bytes]
+                ) -> MutableMapping[str, Metadata]: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Directed:
     """The director's word for one cluster: the release counter and which bundle."""
@@ -145,8 +167,10 @@ class TrustRepository:
         release_signers: Mapping[str, Sequence[Signer]] | None = None,
         clock: Clock | None = None,
         expiry: Mapping[str, _dt.timedelta] | None = None,
+        storage: Storage | None = None,
     ):
         trust.use_fast_canonical_json()
+        self._storage = storage
         self.directory = pathlib.Path(directory)
         self.metadata_dir = self.directory / "repository" / "metadata"
         self.targets_dir = self.directory / "repository" / "targets"
@@ -155,7 +179,11 @@ class TrustRepository:
         self.expiry = {**DEFAULT_EXPIRY, **(expiry or {})}
         self.md: dict[str, Metadata] = {}
         self._raw: dict[str, bytes] = {}  # the bytes served for each role's current version (snapshot hashes them)
-        self._pending: dict[str, Metadata] = {}
+        self._pending: MutableMapping[str, Metadata] = (
+            {} if storage is None else storage.pending(Metadata.from_bytes, lambda md: md.to_bytes(_SERIALIZER)))
+        self._resetting = False
+        if storage is not None:
+            storage.on_abandon = self.reset
         self._listeners: list[Callable[[str], None]] = []
         self._blobs: dict[str, bytes] = {}  # sha256 hex -> bytes, the newest MEMORY_BLOBS
         self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
@@ -174,7 +202,7 @@ class TrustRepository:
 
     @classmethod
     def open(cls, directory, *, clock: Clock | None = None, release_keys: Iterable[tuple[str, str]] = (),
-             expiry: Mapping[str, _dt.timedelta] | None = None) -> TrustRepository:
+             expiry: Mapping[str, _dt.timedelta] | None = None, storage: Storage | None = None) -> TrustRepository:
         """Open a trust directory; ``release_keys`` are ``(env, key ref)`` the hub may sign releases with.
 
         Giving the hub a release key collapses the split for that environment
@@ -192,7 +220,7 @@ class TrustRepository:
             signer = keyfiles.load_signer(ref)
             if all(s.public_key.keyid != signer.public_key.keyid for s in signers.get(env, [])):
                 signers.setdefault(env, []).append(signer)
-        return cls(directory, release_signers=signers, clock=clock, expiry=expiry)
+        return cls(directory, release_signers=signers, clock=clock, expiry=expiry, storage=storage)
 
     @staticmethod
     def _dev_release_keys(directory: pathlib.Path) -> dict[str, list[str]]:
@@ -208,7 +236,9 @@ class TrustRepository:
         return {str(env): [str(directory / ref) for ref in refs] for env, refs in dev.items()}
 
     def load(self) -> bool:
-        """(Re)read the newest version of every role from disk; True if anything changed."""
+        """(Re)read the newest version of every role from disk (or the storage); True if anything changed."""
+        if self._storage is not None:
+            return self._load_stored()
         newest: dict[str, tuple[int, pathlib.Path]] = {}
         try:
             entries = list(self.metadata_dir.iterdir())
@@ -241,6 +271,72 @@ class TrustRepository:
                 raise ConfigError(f"trust directory {self.directory} has no {role} metadata")
         return changed
 
+    # --- storage in the hub state (``skerry.hub.state.trust_files``) ---------------------------
+
+    def _load_stored(self) -> bool:
+        """Adopt the storage's newest version of each role (the first time, import the directory)."""
+        newest = self._storage.newest()
+        if not newest and self.metadata_dir.is_dir():
+            self._import_directory(offline_only=False)
+            newest = self._storage.newest()
+        changed = False
+        for role, (version, raw) in newest.items():
+            cur = self.md.get(role)
+            if cur is not None and cur.signed.version >= version:
+                continue
+            try:
+                self.md[role] = Metadata.from_bytes(raw)
+            except DeserializationError as e:
+                raise ConfigError(f"hub state: trust metadata {role} version {version} is unreadable: {e}") from e
+            self._raw[role] = raw
+            changed = True
+        for role in ("root", "targets"):
+            if role not in self.md:
+                raise ConfigError(f"the hub state holds no {role} metadata; a writer hub imports its trust directory")
+        return changed
+
+    def _import_directory(self, *, offline_only: bool) -> bool:
+        """Copy the trust directory's files newer than the storage's into it (the first start: all of
+        them; later, what ``skerry keys`` changed offline). Online roles come from the storage once it
+        has any: a file this process wrote for a publication that did not commit is never imported."""
+        stored = {role: version for role, (version, _) in self._storage.newest().items()}
+        put = 0
+        for path in sorted(self.metadata_dir.iterdir()):
+            m = _VERSIONED.match(path.name)
+            if m is None or int(m["v"]) <= stored.get(m["role"], 0):
+                continue
+            if offline_only and (m["role"] in ONLINE_ROLES or trust.is_cluster_role(m["role"])):
+                continue
+            self._storage.put_metadata(path.name, m["role"], int(m["v"]), path.read_bytes())
+            put += 1
+        if not offline_only:
+            ts = self.metadata_dir / "timestamp.json"
+            if ts.exists():
+                raw = ts.read_bytes()
+                self._storage.put_metadata(ts.name, "timestamp", Metadata.from_bytes(raw).signed.version, raw)
+            for path in self.blobs_dir.glob("*.json") if self.blobs_dir.is_dir() else ():
+                self._storage.put_blob(path.stem, path.read_bytes())
+        if put or not offline_only:
+            self._storage.published()
+            log.info("trust files imported into the hub state", files=put, directory=str(self.metadata_dir))
+        return bool(put)
+
+    def reset(self) -> None:
+        """Forget what this process signed but did not commit; take the storage's state again."""
+        if self._storage is None or self._resetting:
+            return
+        self._resetting = True
+        try:
+            self.md.clear()
+            self._raw.clear()
+            self._dirty.clear()
+            self._batch_changed.clear()
+            self._unlinked.clear()
+            self._blobs.clear()  # a blob kept for an abandoned publication must be stored with the next
+            self.load()
+        finally:
+            self._resetting = False
+
     def _load_online_keys(self) -> dict[str, list[Signer]]:
         """Signers from ``keys/*.key`` whose key ids the metadata names for each online role."""
         found: dict[str, list[Signer]] = {}
@@ -257,6 +353,8 @@ class TrustRepository:
     def reload(self) -> bool:
         """Pick up offline changes (``skerry keys``); re-publishes snapshot/timestamp if any."""
         before = {r: m.signed.version for r, m in self.md.items()}
+        if self._storage is not None:
+            self._import_directory(offline_only=True)
         if not self.load():
             return False
         self._online = self._load_online_keys()
@@ -326,10 +424,25 @@ class TrustRepository:
             if not known:
                 raise NotFound(f"{path} is not a released or directed bundle")
             return self._blob(hexdigest, path)
+        name = path[len("metadata/"):]
+        if self._storage is not None:
+            data = self._served(name)
+            if data is None:
+                raise NotFound(f"{path} does not exist")
+            return data
         try:
-            return (self.metadata_dir / path[len("metadata/"):]).read_bytes()
+            return (self.metadata_dir / name).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{path} does not exist") from None
+
+    def _served(self, name: str) -> bytes | None:
+        """A metadata file from memory if it is a role's current version, else from the storage."""
+        m = _VERSIONED.match(name)
+        role = "timestamp" if name == "timestamp.json" else (m["role"] if m else "")
+        md = self.md.get(role)
+        if md is not None and role in self._raw and (m is None or int(m["v"]) == md.signed.version):
+            return self._raw[role]
+        return self._storage.metadata(name)
 
     def _proposed(self, path: str) -> bool:
         """Whether a release proposal names ``path`` (CI signers read its blob to compare objects)."""
@@ -338,6 +451,11 @@ class TrustRepository:
     def _blob(self, hexdigest: str, path: str) -> bytes:
         data = self._blobs.get(hexdigest)
         if data is not None:
+            return data
+        if self._storage is not None:
+            data = self._storage.blob(hexdigest)
+            if data is None:
+                raise NotFound(f"{path}: its blob is missing from the hub state")
             return data
         try:
             return self._blob_path(hexdigest).read_bytes()
@@ -392,11 +510,15 @@ class TrustRepository:
         data = md.to_bytes(_SERIALIZER)
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
         durable = role == "timestamp" or not (self._batch_depth or self._flushing)
-        if not durable:
-            self._unsynced = True
-        atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
+        if self._storage is None or self.metadata_dir.is_dir():  # with a storage, the directory is an export
+            self._unsynced = self._unsynced or not durable
+            atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
         self.md[role] = md
         self._raw[role] = data
+        if self._storage is not None:
+            self._storage.put_metadata(name, role, md.signed.version, data)
+            if role == "timestamp":  # the last file of every publication
+                self._storage.published()
 
     def _meta_file(self, role: str) -> MetaFile:
         """Version, length and SHA-256 of ``role``'s current file, as snapshot/timestamp list it.
@@ -479,6 +601,9 @@ class TrustRepository:
         under its consistent-snapshot name: a hard link to the one blob file, so a stock TUF client
         reading the repository directory as static files finds every target."""
         targets = str(self.targets_dir)
+        if self._storage is not None and not self.targets_dir.parent.is_dir():  # no directory to export to
+            self._unlinked.clear()
+            return
         for path, hexdigest in self._unlinked.items():
             name = trust.consistent_name(path, hexdigest)
             directory = os.path.join(targets, name.rpartition("/")[0])
@@ -540,8 +665,10 @@ class TrustRepository:
         if hexdigest in self._blobs:
             return
         dest = self._blob_path(hexdigest)
-        if not dest.exists():
+        if (self._storage is None or self.metadata_dir.is_dir()) and not dest.exists():
             _atomic_write(dest, data)
+        if self._storage is not None:
+            self._storage.put_blob(hexdigest, data)
         self._blobs[hexdigest] = data
         while len(self._blobs) > MEMORY_BLOBS:
             del self._blobs[next(iter(self._blobs))]
