@@ -231,7 +231,7 @@ class HubApp:
                 raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
             self.webhook = WebhookServer(handler, cfg.webhook_listen)
             self.webhook_port = await self.webhook.start()
-        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob)
+        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer)
         self._follow_task = asyncio.create_task(self.follower.run(), name="skerry-hub-follow")
         if cfg.role != "serve":
             self.duties = Duties(self.writer, self._start_duties, self._stop_duties)
@@ -277,7 +277,7 @@ class HubApp:
 
         # TUF files live in the hub state (every replica serves them); the trust directory is an export.
         serve_only = cfg.role == "serve"
-        files = self._files = TrustFiles(self.state, write=None if serve_only else self.writer.write)
+        files = self._files = TrustFiles(self.state, None if serve_only else self.writer)
         if serve_only:  # no directory, no keys: only what the writer published
             self.trust = TrustRepository(cfg.state_dir / "trust", clock=self.clock, storage=files, online={})
         else:

@@ -11,7 +11,9 @@ adopts the changed clusters' releases, so an agent woken by the store finds
 the metadata naming its release when it fetches. The store wakes each changed
 cluster's open watch streams. A follower that fell behind the pruned log
 reloads everything. The writer follows too: its own commits are already in its
-copy and change nothing.
+copy and change nothing; and it publishes release signatures another process
+collected up to their threshold (``signatures``: a replica stores them, only the
+writer may publish: ``writer``).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from collections.abc import Callable
 import structlog
 
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
-from skerry.hub.state import HubState, StateUnavailable
+from skerry.hub.state import Change, HubState, StateUnavailable
 from skerry.hub.state.feed import ChangeFeed, FellBehind
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
+from skerry.hub.state.trust_files import SIGNATURES_RECORD
 from skerry.hub.trust.repository import TrustRepository
+from skerry.hub.writer import Writer
 
 log = structlog.get_logger("skerry.hub.replica")
 
@@ -35,12 +39,14 @@ FOLLOW_SECONDS = 1.0
 
 class Follower:
     def __init__(self, state: HubState, store: HubStore, trust: TrustRepository, *,
-                 blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS):
+                 blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS,
+                 writer: Writer | None = None):
         self._state = state
         self._store = store
         self._trust = trust
         self._blob = blob
         self._interval = interval
+        self._writer = writer
         self.applied = 0  # changes applied so far (a readiness signal: caught up once it moves)
 
     async def run(self) -> None:
@@ -58,15 +64,30 @@ class Follower:
                 log.error("cannot follow the hub state; serving what we have", error=str(e))
                 await asyncio.sleep(self._interval)
                 continue
-            trust_changed = any(c.kind == TRUST_CHANGE for c in changes)
-            clusters = sorted({c.key for c in changes if c.kind == BUNDLE_RECORD})
-            if trust_changed:
-                await asyncio.to_thread(self._trust.load)
-            if clusters:
-                docs = await asyncio.to_thread(self._read, clusters)
-                for cluster in clusters:
-                    self._store.adopt(cluster, docs.get(cluster), self._blob)
-            self.applied += len(changes)
+            await self.apply(changes)
+
+    async def apply(self, changes: list[Change]) -> None:
+        """Take in what ``changes`` name: the trust repository's newest files, then the changed clusters."""
+        if any(c.kind == TRUST_CHANGE for c in changes):
+            await asyncio.to_thread(self._trust.load)
+        clusters = sorted({c.key for c in changes if c.kind == BUNDLE_RECORD})
+        if clusters:
+            docs = await asyncio.to_thread(self._read, clusters)
+            for cluster in clusters:
+                self._store.adopt(cluster, docs.get(cluster), self._blob)
+        if self._writer is not None and self._writer.is_writer:
+            for role in sorted({c.key for c in changes if c.kind == SIGNATURES_RECORD}):
+                try:
+                    self._publish_collected(role)
+                except Exception:  # noqa: BLE001 - retried with the next signature; logged
+                    log.exception("cannot publish collected release signatures", role=role)
+        self.applied += len(changes)
+
+    def _publish_collected(self, role: str) -> None:
+        """Another process collected ``role``'s release signatures up to its threshold: publish them."""
+        md = self._trust.pending(role)
+        if md is not None and len(md.signatures) >= self._trust.role_threshold(role):
+            self._trust.submit_release(role, md.to_bytes())
 
     def _read(self, clusters: list[str]) -> dict[str, dict]:
         with self._state.read() as tx:

@@ -5,6 +5,8 @@ hands it every metadata file and blob it writes, and reads through it what it
 serves). Files are the exact bytes served: metadata by name (``3.snapshot.json``,
 ``timestamp.json``: table ``trust_files``) and bundle blobs by SHA-256 (``blobs``).
 
+Only the writer writes: a process that does not hold the lease (or serves
+only) refuses the first file with ``Fenced``, before anything is half done.
 Writes are buffered and committed in one fenced writer transaction when the
 repository publishes (it writes the timestamp last: ``published``), or, during
 a release (``skerry.hub.writer.Releases.open``), in the release's own
@@ -27,7 +29,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from skerry.hub.state.protocol import Fenced, HubState, Tx
 
@@ -69,12 +71,21 @@ class PendingSignatures(MutableMapping):
             return len(tx.records(SIGNATURES_RECORD))
 
 
-class TrustFiles:
-    """See the module docstring. ``write`` opens a fenced writer transaction (``Writer.write``)."""
+class Publisher(Protocol):
+    """The writer (``skerry.hub.writer.Writer``): whether this process may publish, and its fenced transaction."""
 
-    def __init__(self, state: HubState, write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None):
+    @property
+    def is_writer(self) -> bool: ...
+
+    def write(self) -> contextlib.AbstractContextManager[Tx]: ...
+
+
+class TrustFiles:
+    """See the module docstring. ``writer`` is None in a process that only serves (``--role serve``)."""
+
+    def __init__(self, state: HubState, writer: Publisher | None = None):
         self.state = state
-        self._write = write
+        self._writer = writer
         self._buffer: list[Callable[[Tx], None]] = []
         self._bound = threading.local()  # .tx: the release transaction this thread writes into
         self.on_abandon: Callable[[], None] | None = None
@@ -105,8 +116,11 @@ class TrustFiles:
     def defer(self, op: Callable[[Tx], None]) -> None:
         if self._tx is not None:
             op(self._tx)
-        else:
-            self._buffer.append(op)
+            return
+        if self._writer is None or not self._writer.is_writer:  # refuse before anything is half done
+            self.abandoned()
+            raise Fenced("this hub is not the writer: it serves the trust repository but does not publish it")
+        self._buffer.append(op)
 
     def put_metadata(self, name: str, role: str, version: int, data: bytes) -> None:
         self.defer(lambda tx: tx.put_trust_file(name, role, version, data))
@@ -119,11 +133,8 @@ class TrustFiles:
         self.defer(lambda tx: tx.changed(CHANGE_KIND, CHANGE_KEY))
         if self._tx is not None:
             return
-        if self._write is None:
-            self.abandoned()
-            raise Fenced("this hub serves the trust repository but does not publish it (--role serve)")
         try:
-            with self._write() as tx:
+            with self._writer.write() as tx:
                 self._drain(tx)
         except BaseException:
             self.abandoned()

@@ -11,6 +11,7 @@ from skerry.agent.trust import TufVerifier
 from skerry.core.bundle import SHARED_CLUSTER, Bundle
 from skerry.core.canonical import sha256_hex
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
+from skerry.hub.replica import Follower
 from skerry.hub.state import Fenced
 from skerry.hub.state.feed import ChangeFeed
 from skerry.hub.state.trust_files import CHANGE_KIND, TrustFiles
@@ -36,7 +37,7 @@ class Hub:
     def __init__(self, backend, dev_trust, holder: str):
         self.state = backend.open()
         self.writer = Writer(self.state, holder)
-        self.files = TrustFiles(self.state, write=self.writer.write)
+        self.files = TrustFiles(self.state, self.writer)
         self.writer.try_acquire()
         self.repo = TrustRepository.open(dev_trust.dir, release_keys=dev_trust.release_keys, storage=self.files)
         self.pause = 0.0
@@ -124,3 +125,32 @@ def test_release_signatures_below_threshold_outlive_the_process_that_collected_t
     assert second.repo.pending(role) is None
     served = replica(backend, tmp_path)
     assert served.release_target("prod", CLUSTER, sha256_hex(data)) is not None
+
+
+async def test_signatures_a_replica_collects_up_to_the_threshold_are_published_by_the_writer(backend, tmp_path):
+    made = admin.init(tmp_path / "trust", {"prod": (2, 2)})
+    keys = [load_signer(p) for p in sorted(made["release-prod"])]
+
+    class TwoKeys:
+        dir, release_keys = tmp_path / "trust", ()
+
+    writer = Hub(backend, TwoKeys, "hub-a")
+    follower = Follower(writer.state, writer.store, writer.repo, writer=writer.writer)
+    feed = ChangeFeed(writer.state)
+    served = replica(backend, tmp_path)  # stores signatures; may not publish
+    data = bundle("c1").encode()
+    role = writer.repo.proposal_role("prod", CLUSTER, data)
+    for key in keys:
+        md = writer.repo.release_proposal("prod", CLUSTER, data, "c1")
+        md.sign(key)
+        if key is keys[0]:
+            assert not served.submit_release(role, md.to_bytes(_SERIALIZER)).published
+        else:
+            with pytest.raises(Fenced):  # the threshold is reached on a replica: it is not the writer
+                served.submit_release(role, md.to_bytes(_SERIALIZER))
+    assert len(served.pending(role).signatures) == 2  # kept, for the writer
+    assert writer.repo.release_target("prod", CLUSTER, sha256_hex(data)) is None
+    await follower.apply(feed.poll())
+    assert writer.repo.release_target("prod", CLUSTER, sha256_hex(data)) is not None
+    assert writer.repo.pending(role) is None
+    assert served.load() and served.release_target("prod", CLUSTER, sha256_hex(data)) is not None
