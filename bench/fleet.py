@@ -557,6 +557,7 @@ def orchestrate(args) -> int:
                       f"({verify_cpu / n * 1000:.1f} ms per agent; same 2 cores); refused {refused or 'none'}, {uptime()}")
 
             if args.profile:
+                pathlib.Path(args.profile).mkdir(parents=True, exist_ok=True)
                 for proc in (hub, *workers):
                     proc.ask(f"profile {args.profile}")
             fanout("v2", "fan-out")
