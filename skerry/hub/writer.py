@@ -5,7 +5,7 @@ approvals). ``Writer`` holds the lease (``skerry.hub.state``: a row with an
 epoch, renewed on the database's clock) and opens every writer transaction
 through ``write()``, which the state fences: a process whose lease was taken
 over or ran out may go on computing, but none of its transactions commits.
-On ``Fenced`` the writer steps down (drops its lease) and ``keep`` tries to
+On ``Fenced`` the writer steps down (drops its lease) and ``Duties`` waits to
 take it again; until then every write raises ``Fenced``.
 
 ``holder`` names the process (``--hub-id``, default the host name). The same
@@ -116,20 +116,6 @@ class Writer:
                 await asyncio.to_thread(self.renew)
             except Fenced:
                 return
-            except StateUnavailable as e:
-                log.error("cannot renew the writer lease", error=str(e))
-
-    async def keep(self) -> None:
-        """Renew the lease for ever; after losing it (or the database), take it again when possible."""
-        while True:
-            await asyncio.sleep(self.ttl * RENEW_FRACTION)
-            try:
-                if self.lease is not None:
-                    await asyncio.to_thread(self.renew)
-                else:
-                    await asyncio.to_thread(self.try_acquire)
-            except Fenced:
-                pass  # logged by _step_down; try to take it again next round
             except StateUnavailable as e:
                 log.error("cannot renew the writer lease", error=str(e))
 

@@ -456,6 +456,9 @@ class TrustRepository:
             data = self._storage.blob(hexdigest)
             if data is None:
                 raise NotFound(f"{path}: its blob is missing from the hub state")
+            self._blobs[hexdigest] = data  # the next agent of the fleet asks for the same bytes
+            while len(self._blobs) > MEMORY_BLOBS:
+                del self._blobs[next(iter(self._blobs))]
             return data
         try:
             return self._blob_path(hexdigest).read_bytes()

@@ -13,6 +13,8 @@ from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import ROLE_HUB, channel_credentials
 from skerry.hub.app import HubApp
 from skerry.hub.config import HubConfig
+from skerry.hub.state import open_state
+from skerry.hub.writer import Duties, Writer
 
 READ_TIMEOUT = 30
 CLUSTER = "oslo-prod"
@@ -95,3 +97,37 @@ async def wait_for(condition, deadline: float = READ_TIMEOUT) -> None:
         assert loop.time() < end, "condition not met in time"
         await asyncio.sleep(0.05)
 
+
+
+async def test_writer_duties_stop_when_the_lease_is_taken_over_and_start_again_when_it_is_back(tmp_path):
+    spec = f"sqlite:///{tmp_path / 'hub.db'}"
+    mine, theirs = open_state(spec, state_dir=tmp_path), open_state(spec, state_dir=tmp_path)
+    writer = Writer(mine, "hub-a", ttl=0.3)
+    running: list[asyncio.Task] = []
+    stopped = []
+
+    async def start():
+        running.append(asyncio.create_task(asyncio.sleep(3600)))
+        return [running[-1]]
+
+    async def stop():
+        stopped.append(running[-1].cancelled() or running[-1].done())
+
+    duties = Duties(writer, start, stop, poll=0.05)
+    task = asyncio.create_task(duties.run())
+    try:
+        await wait_for(lambda: duties.terms == 1)
+        await asyncio.sleep(0.4)  # renewals keep it: longer than the lease itself
+        assert writer.is_writer and not stopped
+        mine.release_lease(writer.lease)  # (as if it had expired) another process takes over
+        other = theirs.acquire_lease("hub-b", 0.3)
+        assert other is not None
+        await wait_for(lambda: stopped)
+        assert stopped == [True] and not writer.is_writer  # its tasks were cancelled before stop ran
+        await wait_for(lambda: duties.terms == 2)  # hub-b's lease ran out unrenewed: taken again
+        assert writer.is_writer and writer.lease.epoch > other.epoch
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        mine.close()
+        theirs.close()
