@@ -112,3 +112,11 @@ def test_unknown_override_is_an_error():
 )
 def test_durations(text, seconds):
     assert parse_duration(text, "x") == seconds
+
+
+def test_the_role_defaults_to_both_comes_from_the_environment_and_is_checked():
+    assert HubConfig(repo="/srv/fleet").role == "both"
+    assert HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet", "SKERRY_HUB_ROLE": "serve"}).role == "serve"
+    assert HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet"}, role="writer").role == "writer"
+    with pytest.raises(ConfigError, match="role: 'leader' is not one of writer, serve, both"):
+        HubConfig(repo="/srv/fleet", role="leader")
