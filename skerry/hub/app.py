@@ -240,7 +240,7 @@ class HubApp:
     async def _start_duties(self) -> list[asyncio.Task]:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
-            await asyncio.to_thread(self.trust.reset)  # drop anything signed under a lost lease
+            self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)

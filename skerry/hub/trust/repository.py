@@ -280,7 +280,10 @@ class TrustRepository:
             self._import_directory(offline_only=False)
             newest = self._storage.newest()
         changed = False
-        for role, (version, raw) in newest.items():
+        # In publication order (snapshot, then the timestamp, last), so a Fetch served meanwhile from
+        # another thread never finds a timestamp naming a snapshot this process does not have yet.
+        for role in sorted(newest, key=lambda r: (r in ("snapshot", "timestamp"), r == "timestamp")):
+            version, raw = newest[role]
             cur = self.md.get(role)
             if cur is not None and cur.signed.version >= version:
                 continue
