@@ -114,10 +114,6 @@ async def test_writers_killed_and_paused_lose_nothing_and_release_nothing_twice(
         lease = state.current_lease()
         return lease.holder if lease is not None else ""
 
-    def released() -> dict[str, str]:
-        with state.read() as tx:
-            return {c: doc["digest"] for c, doc in tx.records(BUNDLE_RECORD).items()}
-
     hubs = {"hub-a": hub("hub-a", "both", tmp_path, repo, pki, dev_trust, dsn_file)}
     agents: list[Agent] = []
     tasks: list[asyncio.Task] = []
@@ -150,13 +146,12 @@ async def test_writers_killed_and_paused_lose_nothing_and_release_nothing_twice(
                 a.verifier.last_release == latest(state, a.cluster) for a in agents), "hub-a's release on every agent")
         finally:
             os.kill(hubs["hub-b"].proc.pid, signal.SIGCONT)
-        before = released()
-        await asyncio.sleep(LEASE_TTL)  # hub-b wakes, finds its lease gone, steps down: it commits nothing
-        assert holder() == "hub-a" and released() == before and hubs["hub-b"].alive()
-        head = scale(repo, 4)  # and the writer that stepped down does not fight the new one over the next
+        # hub-b wakes mid-duty with a lease that is gone: whatever it tries to commit fails and it steps
+        # down (a commit of its would show below as a release twice or a counter spent for nothing).
+        head = scale(repo, 4)
         await wait_until(lambda: revision(state) == head and all(
             a.verifier.last_release == latest(state, a.cluster) for a in agents), "the next release everywhere")
-        assert holder() == "hub-a"
+        assert holder() == "hub-a" and hubs["hub-b"].alive()
 
         for a in agents:
             assert not a.refused, a.refused
