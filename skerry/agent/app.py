@@ -42,6 +42,7 @@ from skerry.agent.runtime import Runtime
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
 from skerry.agent.trust import GrpcFetcher, TufVerifier
+from skerry.core.client import Endpoints
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
 from skerry.core.files import ensure_dir
@@ -74,6 +75,8 @@ class AgentApp:
         self._drift_backoff = drift_backoff
         self._monotonic = monotonic
         self.verifier = self.cache = self.kube = self.ops = self.unsealer = self.reconciler = self.hub = None
+        # The hub replica every hub path uses now (watch, reports, signed reports, TUF, renewal).
+        self.endpoints = Endpoints(self.config.hub_addresses, what="hub")
         self.monitor: Monitor | None = None
         self.report_signer: ReportSigner | None = None
         self.renewer: CertificateRenewer | None = None
@@ -117,7 +120,7 @@ class AgentApp:
         )
         self.hub = self._given["hub"]
         if self.hub is None:
-            self.hub = HubClient(cfg.hub_address, cfg.tls_files, cfg.cluster)
+            self.hub = HubClient(self.endpoints, cfg.tls_files, cfg.cluster)
         self._wire_parts(cfg)
         structlog.contextvars.bind_contextvars(cluster=cfg.cluster)
         log.info(
@@ -134,19 +137,19 @@ class AgentApp:
             self._spawn("drift", self.drift.run())
         if self._renew and hasattr(self.hub, "reload_credentials"):
             self.renewer = CertificateRenewer(
-                cfg.hub_address, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
+                self.endpoints, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
             )
             self._spawn("renew", self.renewer.run())
 
     def _verifier(self, cfg: AgentConfig):
         tls_files = cfg.tls_files
-        self.report_signer = ReportSigner(cfg.hub_address, tls_files)
+        self.report_signer = ReportSigner(self.endpoints, tls_files)
         return TufVerifier(
             cfg.cluster,
             cfg.environment,
             cfg.trust_root,
             cfg.state_dir,
-            lambda: GrpcFetcher(cfg.hub_address, tls_files),
+            lambda: GrpcFetcher(self.endpoints.current, tls_files),
             self.clock,
         )
 

@@ -56,7 +56,10 @@ def add_commands(subparsers) -> None:
     )
     path = pathlib.Path
     run.add_argument("--cluster", help="this cluster's name (as in the agent certificate)")
-    run.add_argument("--hub", dest="hub_address", metavar="HOST:PORT", help="hub address")
+    run.add_argument(
+        "--hub", dest="hub_address", metavar="HOST:PORT[,...]",
+        help="hub address, or several replicas comma-separated (a random one; another on each reconnect)",
+    )
     run.add_argument(
         "--sealer", dest="sealer_address", metavar="HOST:PORT", help="sealer address (for SealedSecrets)"
     )
@@ -152,7 +155,8 @@ def add_commands(subparsers) -> None:
     token.add_argument("--token", help="the token printed by `skerry cluster add NAME`")
     token.add_argument("--token-file", type=path, metavar="FILE",
                        help="read the token from FILE (e.g. a mounted Secret; keeps it out of the process list)")
-    enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
+    enroll.add_argument("--hub", required=True, metavar="HOST:PORT[,...]",
+                        help="the hub's enrollment address, or several replicas comma-separated")
     enroll.add_argument(
         "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
     )

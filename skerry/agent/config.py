@@ -6,7 +6,8 @@ There is no plaintext mode and no unsigned mode: an agent without mTLS
 files or without a TUF trust root and its environment does not start.
 
     SKERRY_AGENT_CLUSTER              this cluster's name (must match the agent certificate)
-    SKERRY_AGENT_HUB                  hub address HOST:PORT
+    SKERRY_AGENT_HUB                  hub address HOST:PORT, or several separated by commas (replicas;
+                                      a random one first, another at random on each reconnect)
     SKERRY_AGENT_SEALER               sealer address HOST:PORT (optional; without it SealedSecrets fail)
     SKERRY_AGENT_SEALER_DOMAIN        sealer key domain (default: the sealer's default)
     SKERRY_AGENT_TLS_CA               CA bundle that signs the hub and the sealer (PEM)
@@ -42,9 +43,11 @@ import re
 from collections.abc import Mapping
 
 from skerry.core import config
+from skerry.core.client import parse_addresses
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.metrics import parse_listen
+from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -65,7 +68,7 @@ FREEZE_POLICIES = ("keep", "suspend")
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     cluster: str = ""
-    hub_address: str = ""
+    hub_address: str = ""  # HOST:PORT, or HOST:PORT,HOST:PORT,... (hub replicas): see ``hub_addresses``
     sealer_address: str | None = None
     sealer_domain: str = ""
     tls_ca: pathlib.Path | None = None
@@ -98,6 +101,11 @@ class AgentConfig:
         return config.env_name(ENV_PREFIX, field, _ENV_NAMES)
 
     @property
+    def hub_addresses(self) -> tuple[str, ...]:
+        """The hub addresses ``hub_address`` names (one, or a comma-separated list of replicas)."""
+        return parse_addresses(self.hub_address, f"hub ({self.env_name('hub_address')} or --hub)")
+
+    @property
     def tls_files(self) -> TlsFiles:
         missing = [n for n in ("tls_ca", "tls_cert", "tls_key") if getattr(self, n) is None]
         if missing:
@@ -114,7 +122,7 @@ class AgentConfig:
             raise ConfigError(f"cluster name {self.cluster!r} must be a lowercase DNS name")
         if not self.hub_address:
             raise ConfigError(f"the agent needs the hub address; set {self.env_name('hub_address')} or --hub")
-        _check_address("hub", self.hub_address)
+        self.hub_addresses  # noqa: B018 - raises if any address is malformed
         if self.sealer_address:
             _check_address("sealer", self.sealer_address)
         self.tls_files  # noqa: B018 - raises if incomplete
@@ -150,8 +158,6 @@ class AgentConfig:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_listen:
-            from skerry.core.metrics import parse_listen
-
             parse_listen(self.metrics_listen, self.env_name("metrics_listen"))
         return self
 

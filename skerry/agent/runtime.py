@@ -348,7 +348,7 @@ class Runtime:
             # The sealer re-verifies the director/release metadata this agent trusted.
             try:
                 metadata = evidence.read(
-                    self.verifier.metadata_dir, self.config.cluster, self.config.environment
+                    self.verifier.metadata_dir, self.config.cluster, self.config.environment, verified.digest
                 )
             except VerificationError as e:
                 log.warning("no TUF evidence for the sealer; bundle unseal will be refused", error=str(e))

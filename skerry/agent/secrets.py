@@ -34,10 +34,14 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+import grpc
 import structlog
 
+from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import sealedsecret
+from skerry.core.client import secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied, SealError, SkerryError
+from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import TlsFiles
 
 log = structlog.get_logger("skerry.agent.secrets")
@@ -73,9 +77,6 @@ class GrpcUnsealer:
         timeout: float = 10.0,
         bundle_timeout: float = BUNDLE_UNSEAL_TIMEOUT_SECONDS,
     ):
-        from skerry.api.v1 import sealer_pb2_grpc
-        from skerry.core.client import secure_channel
-
         if not address:
             raise ConfigError("no sealer address configured")
         self.address = address
@@ -90,8 +91,6 @@ class GrpcUnsealer:
         self._batch_lock = threading.Lock()
 
     def _translate(self, e) -> SkerryError:
-        from skerry.core.rpc import error_from_rpc
-
         err = error_from_rpc(e, f"sealer {self.address}")
         if type(err) is InvalidInput:  # the sealer's SealError travels as INVALID_ARGUMENT
             err = SealError(str(err))
@@ -99,10 +98,6 @@ class GrpcUnsealer:
 
     def prepare_bundle(self, metadata: bytes, bundle: bytes) -> None:
         """One ``UnsealBundle`` for the whole bundle; results are kept in memory until ``end_bundle``."""
-        import grpc
-
-        from skerry.api.v1 import sealer_pb2
-
         request = sealer_pb2.UnsealBundleRequest(metadata=metadata, bundle=bundle, domain=self._domain)
         batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] = {}
         error: SkerryError | None = None
@@ -164,10 +159,6 @@ class GrpcUnsealer:
     def _unseal_direct(
         self, namespace: str, name: str, scope: str, encrypted_data: Mapping[str, str], key_hint: str
     ) -> dict[str, bytes]:
-        import grpc
-
-        from skerry.api.v1 import sealer_pb2
-
         request = sealer_pb2.UnsealRequest(
             namespace=namespace,
             name=name,

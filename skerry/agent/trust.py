@@ -8,11 +8,15 @@ the newest root; every fetch is capped (``skerry.core.trust.fetch_cap``).
 ``TufVerifier.update`` runs one TUF client workflow (root chain, timestamp,
 snapshot, targets, delegations — python-tuf does all of it and persists the
 trusted metadata under ``<state_dir>/tuf``), then applies the Uptane rule:
-the director's ``cluster-<name>`` target and the ``release-<env>`` target it
-names must agree on length and SHA-256, name this cluster and environment,
-and carry a release counter not below the highest one applied (persisted in
-``<state_dir>/trust-state.json``). Any refusal is a ``VerificationError``
-whose ``reason`` names the attack class (see ``classify``).
+the director and ``release-<env>`` must list the same target
+``releases/<env>/<cluster>/<sha256>.json`` (length and SHA-256), the release
+target must name this cluster and environment, and the director's release
+counter must not be below the highest one applied (persisted in
+``<state_dir>/trust-state.json``). Which path to look up comes from the hub's
+event (its digest: a hint, trusted for nothing), else the path applied last,
+else a walk of every director bin (``skerry.core.trust``: ``lookup``, ``scan``).
+Any refusal is a ``VerificationError`` whose ``reason`` names the attack class
+(see ``classify``).
 
 Cost, per refresh (``bench/verify.py``): an idle agent whose hub serves the
 timestamp it last verified (same SHA-256, trusted metadata not expired, no
@@ -34,7 +38,7 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import grpc
 from tuf.api import exceptions as tuf_errors
@@ -53,6 +57,7 @@ from skerry.core.tls import TlsFiles
 STATE_FILE = "trust-state.json"
 FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
 URL_PREFIX = "skerry:/"
+_ROOT_URL = re.compile(re.escape(URL_PREFIX) + r"metadata/([0-9]{1,12})\.root\.json")
 
 
 class InMemoryFetcher(FetcherInterface):
@@ -74,6 +79,25 @@ class InMemoryFetcher(FetcherInterface):
         """
         self.__dict__.setdefault("_kept", {})[url] = data
 
+    def push(self, files: Mapping[str, bytes], root_version: int = 0) -> None:
+        """Serve the metadata files the hub pushed with a watch event (``metadata/<name>``) without a fetch.
+
+        They are as untrusted as fetched ones (python-tuf verifies them the same way); a file not
+        pushed is fetched. ``root_version``, the hub's newest root, answers the probe for a root
+        above it with a 404 (a hub could withhold a new root over ``Fetch`` just the same).
+        """
+        self.__dict__["_pushed"] = {f"{URL_PREFIX}metadata/{name}": data for name, data in files.items()}
+        self.__dict__["_root_version"] = root_version
+
+    def _pushed_answer(self, url: str, max_length: int) -> bytes | None:
+        data = self.__dict__.get("_pushed", {}).get(url)
+        if data is not None and len(data) <= max_length:
+            return data
+        newest = self.__dict__.get("_root_version", 0)
+        if newest and (m := _ROOT_URL.fullmatch(url)) and int(m[1]) > newest:
+            raise tuf_errors.DownloadHTTPError(f"{url[len(URL_PREFIX):]}: the hub's newest root is {newest}", 404)
+        return None
+
     def download_bytes(self, url: str, max_length: int) -> bytes:
         kept = self.__dict__.get("_kept")
         if kept and url in kept:
@@ -81,6 +105,10 @@ class InMemoryFetcher(FetcherInterface):
             if len(data) <= max_length:
                 self.last_path = url[len(URL_PREFIX):]  # what ``classify`` names in an error about it
                 return data
+        data = self._pushed_answer(url, max_length)
+        if data is not None:
+            self.last_path = url[len(URL_PREFIX):]
+            return data
         chunks, received = [], 0
         for chunk in self.fetch(url):
             received += len(chunk)
@@ -151,6 +179,7 @@ def _expires(doc: dict) -> _dt.datetime:
 
 
 _ROOT_FILE = re.compile(r"^metadata/\d+\.root\.json$")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
@@ -239,16 +268,27 @@ class TufVerifier:
 
         If the event carries bundle bytes (the hub streams a shared blob once-serialised to every
         watcher), they stand in for the blob download when — and only when — they have the
-        length and SHA-256 the verified release target names.
+        length and SHA-256 the verified release target names; the metadata files it carries stand
+        in for their fetch the same way (python-tuf verifies them as fetched ones).
         """
-        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""))
+        pushed = {f.path: f.data for f in getattr(signed, "metadata", ())}
+        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""),
+                           digest=str(getattr(signed, "digest", "") or ""), pushed=pushed,
+                           root_version=getattr(signed, "root_version", 0))
 
-    def update(self, offered: bytes = b"") -> VerifiedBundle | None:
-        """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied."""
+    def update(self, offered: bytes = b"", digest: str = "", *, pushed: Mapping[str, bytes] | None = None,
+               root_version: int = 0) -> VerifiedBundle | None:
+        """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied.
+
+        ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first;
+        ``pushed``: metadata files the hub sent with the event (``InMemoryFetcher.push``).
+        """
         with self._lock:
             fetcher = self._fetcher_factory()
+            if pushed and isinstance(fetcher, InMemoryFetcher):
+                fetcher.push(pushed, root_version)
             try:
-                return self._update(fetcher, offered)
+                return self._update(fetcher, offered, digest)
             except VerificationError:
                 raise
             except tuf_errors.DownloadError as e:
@@ -304,7 +344,7 @@ class TufVerifier:
             raise
         return False  # a newer root exists: follow the chain
 
-    def _update(self, fetcher, offered: bytes = b"") -> VerifiedBundle | None:
+    def _update(self, fetcher, offered: bytes = b"", hint: str = "") -> VerifiedBundle | None:
         if self._unchanged(fetcher):
             return None
         updater = Updater(
@@ -318,9 +358,8 @@ class TufVerifier:
         )
         self._bootstrap = None
         updater.refresh()
-        directed = updater.get_targetinfo(trust.director_path(self.cluster))
-        env, image, release = trust.director_says(self.cluster, self.environment, directed)
-        released = updater.get_targetinfo(image)
+        image, directed, released, roles = self._find(updater, hint)
+        env, release = trust.director_says(self.cluster, self.environment, image, directed)
         digest = trust.release_agrees(self.cluster, env, image, directed, released)
         if release < self._state.release:
             raise VerificationError(
@@ -330,7 +369,7 @@ class TufVerifier:
             raise VerificationError(f"release {release} was already applied with another bundle",
                                     reason="MixAndMatch")
         # everything this refresh trusted, as python-tuf persisted it (public files, not its private state)
-        trusted = self._trusted_files(env, image)
+        trusted = self._trusted_files(env, roles)
         horizon = min(_expires(doc) for doc in trusted.values())
         timestamp = sha256_hex(trusted["timestamp"]["raw"])
         if release == self._state.release:
@@ -348,7 +387,7 @@ class TufVerifier:
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
         render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
-        provenance = self._provenance(env, image, release, digest, bundle, trusted, render)
+        provenance = self._provenance(env, image, release, digest, bundle, trusted, roles, render)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
@@ -367,18 +406,30 @@ class TufVerifier:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _cluster_role(self, director: dict) -> str:
-        """The role the trusted director delegates this cluster's pointer to (first match, as TUF walks)."""
-        try:
-            role = trust.delegated_cluster_role(director, self.cluster)
-        except (KeyError, ValueError, TypeError, AttributeError) as e:
-            raise VerificationError(f"trusted director delegations are malformed: {e}",
-                                    reason="MalformedMetadata") from e
-        if role is None:
-            raise VerificationError(f"the director delegates no role for {self.cluster}", reason="NotDirected")
-        return role
+    def _find(self, updater, hint: str) -> tuple[str, object, object, dict[str, str]]:
+        """``(path, directed, released, roles)``: the hinted path if the director lists it, else the
+        one applied last if it still does, else the one a walk of every director bin finds."""
+        tried: list[str] = []
+        for digest in (hint, self._state.digest):
+            hexdigest = digest.removeprefix("sha256:")
+            if not _HEX.match(hexdigest):
+                continue
+            path = trust.release_path(self.environment, self.cluster, hexdigest)
+            if path in tried:
+                continue
+            tried.append(path)
+            directed, released, roles = trust.lookup(updater, self.metadata_dir, path)
+            if directed is not None:
+                return path, directed, released, roles
+        found = trust.scan(updater, self.metadata_dir, self.environment, self.cluster)
+        if len(found) > 1:
+            raise VerificationError(f"the director names {len(found)} bundles for {self.cluster}",
+                                    reason="MalformedMetadata")
+        if not found:
+            raise VerificationError(f"the director names no bundle for {self.cluster}", reason="NotDirected")
+        return (found[0], *trust.lookup(updater, self.metadata_dir, found[0]))
 
-    def _trusted_files(self, env: str, image: str) -> dict[str, dict]:
+    def _trusted_files(self, env: str, found: dict[str, str]) -> dict[str, dict]:
         """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).
 
         Each file whose bytes differ from the last refresh is fsynced here
@@ -386,14 +437,11 @@ class TufVerifier:
         protection and must be as durable as the release counter written next.
         """
         docs, changed = {}, False
-        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, "", trust.release_role(env), "bin"]
+        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, found["director"],
+                 trust.release_role(env)]
+        if found["release"] != trust.release_role(env):  # its bin (an unbinned release-<env> holds the target)
+            roles.append(found["release"])
         for role in roles:
-            if not role:  # after the director: which of its roles this refresh trusted for our pointer
-                role = self._cluster_role(docs[trust.DIRECTOR_ROLE])
-            elif role == "bin":  # the release bin release-<env> delegates our image to (none: it holds it)
-                role = trust.delegated_role(docs[trust.release_role(env)], image)
-                if role is None:
-                    break
             path = self.metadata_dir / f"{role}.json"
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -424,18 +472,17 @@ class TufVerifier:
         return docs
 
     def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                    trusted: dict[str, dict], render: object = None) -> dict:
+                    trusted: dict[str, dict], found: dict[str, str], render: object = None) -> dict:
         def signers(role: str) -> list[str]:
             return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
 
         def version(role: str) -> int:
             return int(trusted[role]["signed"].get("version", 0))
 
-        release_role = next((r for r in trusted if trust.is_release_bin(r)), trust.release_role(env))
+        release_role, cluster_role = found["release"], found["director"]
         parent = trusted[trust.release_role(env)] if release_role != trust.release_role(env) else trusted["targets"]
         delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
         threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
-        cluster_role = next(r for r in trusted if trust.is_cluster_role(r))
         return {
             "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
             "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},

@@ -5,19 +5,97 @@ limits matching the servers' and the keepalive that notices a dead peer behind N
 a channel built by hand tends to lose the keepalive. ``server_name`` overrides the name checked against
 the server's certificate (an address by IP with a certificate for a DNS name). A failed call becomes a
 Skerry error naming the peer through ``core.rpc.error_from_rpc``, the one client-side translation.
+
+One name may stand for several servers (a headless Service, a DNS name with several addresses):
+gRPC's default ``pick_first`` would then take the first address on every new channel, so a whole
+fleet lands on one replica; ``SHUFFLE_ADDRESSES`` makes each new channel start from a random one.
+
+``Endpoints`` is a client's choice among equivalent servers: the hub's replicas given as a list
+(``a:7440,b:7440``), or one Service address whose backends the network picks. The first choice is
+random, so a fleet spreads over the list; every reconnect chooses afresh at random among the others
+(``failed``), never the one just left while another exists. Every path of one client that talks to
+those servers (the agent's watch, reports, signed reports, TUF fetches, renewals) asks the same
+``Endpoints``, so they follow one server at a time.
 """
 
 from __future__ import annotations
 
+import json
+import random
+from collections.abc import Callable, Iterable
+
 import grpc
 
+from skerry.core.errors import ConfigError
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import TlsFiles, channel_credentials
+
+# Most addresses one list may name: a hub tier larger than this sits behind a Service address (one
+# name, many backends), and a longer list in a flag or variable is a mistake, not a topology.
+MAX_ADDRESSES = 16
+
+
+def parse_addresses(value: str | Iterable[str], what: str) -> tuple[str, ...]:
+    """``HOST:PORT[,HOST:PORT...]`` as a tuple, each checked, duplicates dropped, order kept.
+
+    ``what`` names the setting in the one-line error (e.g. ``SKERRY_AGENT_HUB``).
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(f"{what}: address {item!r} must be HOST:PORT")
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise ConfigError(f"{what}: no address given (HOST:PORT, or several separated by commas)")
+    if len(out) > MAX_ADDRESSES:
+        raise ConfigError(f"{what}: {len(out)} addresses; at most {MAX_ADDRESSES} (put more behind a Service)")
+    return tuple(out)
+
+
+class Endpoints:
+    """Which of several equivalent server addresses a client uses now (see the module docstring)."""
+
+    def __init__(self, addresses: str | Iterable[str], *, what: str = "address",
+                 rng: Callable[[], float] = random.random):
+        self.addresses = parse_addresses(addresses, what)
+        self._rng = rng
+        self.current = self._choose(self.addresses)
+        self.switches = 0  # how many times ``failed`` moved to another address
+
+    def _choose(self, candidates: tuple[str, ...]) -> str:
+        return candidates[min(int(self._rng() * len(candidates)), len(candidates) - 1)]
+
+    def failed(self, address: str) -> str:
+        """``address`` failed or was left: choose afresh among the others (if it is still the current one).
+
+        Returns the address to use next. A path reporting a failure another path already moved away
+        from changes nothing, so one dead server makes one switch, not one per path.
+        """
+        if address == self.current and len(self.addresses) > 1:
+            self.current = self._choose(tuple(a for a in self.addresses if a != address))
+            self.switches += 1
+        return self.current
+
+    def __str__(self) -> str:
+        return ",".join(self.addresses)
+
+
+# pick_first over a shuffled address list (gRPC A62, grpcio >= 1.58): a name with several addresses
+# spreads new channels over them; one address is unaffected.
+SHUFFLE_ADDRESSES = (
+    "grpc.service_config",
+    json.dumps({"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": True}}]}),
+)
 
 
 def channel_options(server_name: str | None = None) -> list[tuple[str, object]]:
     """The options of every client channel, plus the TLS name override when given."""
-    options: list[tuple[str, object]] = list(CHANNEL_OPTIONS)
+    options: list[tuple[str, object]] = [*CHANNEL_OPTIONS, SHUFFLE_ADDRESSES]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options

@@ -9,6 +9,7 @@
   reflection, message-size limits and keepalives, and the authorisation
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
+  ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -93,6 +94,19 @@ KEEPALIVE_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
+# Maximum age of a hub connection to an agent: past it the server sends GOAWAY, and the agent dials
+# again — through a Service, wherever the balancer sends it now — so a hub tier that scaled out takes
+# its share of an already connected fleet within one age. gRPC core jitters each connection's age by
+# +-10 % (kMaxConnectionAgeJitter in src/core/ext/filters/channel_idle/legacy_channel_idle_filter.cc,
+# grpcio 1.85), so a fleet connected at once is not retired at once. 30 minutes: 10,000 agents then
+# reconnect at about 6 per second in all, each a TLS handshake and a watch request that re-sends no
+# bundle (it carries the agent's position and held blob), against a rebalance within half an hour.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
+# After the GOAWAY, calls in flight have this long before the connection closes: a watch is open for
+# ever, so it always ends here (the agent sees UNAVAILABLE "max connection age" and resumes at once);
+# 30 s lets a status report and most bundle transfers in progress finish. Never longer than the age
+# itself: a short age (a drain, a test) would otherwise wait mostly on the grace.
+MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -104,6 +118,21 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     *KEEPALIVE_OPTIONS,
 ]
+
+
+def server_options(*, max_connection_age: float = 0.0) -> list[tuple[str, object]]:
+    """``SERVER_OPTIONS``, retiring each connection after ``max_connection_age`` seconds (+-10 %, gRPC's
+    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says); 0: connections never age out."""
+    if max_connection_age <= 0:
+        return list(SERVER_OPTIONS)
+    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, max_connection_age)
+    return [
+        *SERVER_OPTIONS,
+        ("grpc.max_connection_age_ms", max(1, round(max_connection_age * 1000))),
+        ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
+    ]
+
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -143,9 +143,7 @@ class HubApp:
         self.trust = self.attestations = self.enrollment = self.enroll_server = self.webhook = None
         self.promoter = self.health_tracker = self.journal = None
         self.state = self.writer = self.follower = self.duties = self._files = None
-        self.port: int | None = None
-        self.enroll_port: int | None = None
-        self.webhook_port: int | None = None
+        self.port = self.enroll_port = self.webhook_port = None  # int once serving
         self._tasks: dict[str, asyncio.Task] = {}  # the loops that run while serving
         self._flush_task: asyncio.Task | None = None
         self._stopped = False
@@ -154,8 +152,9 @@ class HubApp:
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
-        from skerry.hub.servicer import HubServicer
+        from skerry.hub.servicer import HubServicer, metadata_event
         from skerry.hub.sync import Syncer
+        from skerry.hub.trust.push import MetadataPush
 
         cfg = self.config
         tls_files = cfg.require_tls()
@@ -176,8 +175,9 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
+        push = MetadataPush(self.trust, metadata_event).files_for
         self.servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
-                                    revocations=self.enrollment.revocations)
+                                    revocations=self.enrollment.revocations, push=push)
         enrollment = self._enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
@@ -205,18 +205,20 @@ class HubApp:
     def _hub_server(self, tls_files, services: list[tuple]):
         """The hub's gRPC server: mutual TLS, the interceptor table, ``services`` as (register, name) pairs."""
         from skerry.api.v1 import hub_pb2_grpc
-        from skerry.core.rpc import GrpcServer, RateLimiter
+        from skerry.core import rpc
         from skerry.hub.authz import audit_promotion_refusals, hub_rules
         from skerry.hub.servicer import SERVICE_NAME
 
         hub = (lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(self.servicer, server), SERVICE_NAME)
         services = [hub, *services]
-        return GrpcServer(
+        return rpc.GrpcServer(
             self.config.listen, _mtls_credentials(tls_files, self.enrollment.authority.ca_pem),
             register=[register for register, _ in services], service_names=[name for _, name in services],
             rules=hub_rules(self.promoter.policy), revocations=self.enrollment.revocations,
             on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal),
-            limiter=RateLimiter(), interceptors=[self.ops.interceptor],
+            limiter=rpc.RateLimiter(), interceptors=[self.ops.interceptor],
+            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
+            options=rpc.server_options(max_connection_age=rpc.DEFAULT_MAX_CONNECTION_AGE_SECONDS),
         )
 
     @staticmethod
@@ -293,12 +295,10 @@ class HubApp:
     def _environment_of(self, cluster: str) -> str:
         """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
         fleet = self.syncer.fleet if self.syncer is not None else None
-        if fleet is not None:
-            try:
-                return str(fleet.cluster(cluster).labels.get("env", "default"))
-            except Exception:  # noqa: BLE001 - unknown cluster
-                pass
-        return "default"
+        try:
+            return str(fleet.cluster(cluster).labels.get("env", "default")) if fleet is not None else "default"
+        except Exception:  # noqa: BLE001 - unknown cluster
+            return "default"
 
     async def _trust_loop(self) -> None:
         """Re-sign online metadata before it expires; adopt offline changes (`skerry keys`)."""

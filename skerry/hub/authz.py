@@ -69,7 +69,7 @@ class Promoters(Rule):
     """
 
     def __init__(self, policy: Callable[[], object], *, approver_env_field: str = ""):
-        self._policy = policy  # -> skerry.hub.promotion.policy.PromotionPolicy in force (Unavailable if none)
+        self._policy = policy  # -> skerry.hub.promotion_policy.PromotionPolicy in force (Unavailable if none)
         self._approver_env_field = approver_env_field
 
     def check(self, who: Identity, request, method: str) -> None:

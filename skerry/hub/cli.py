@@ -17,82 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-_SERVE_FLAGS = (
-    # flag, config field, metavar, help
-    ("--repo", "repo", "PATH|URL", "Git repository to follow"),
-    ("--branch", "branch", "NAME", "branch to follow (default main)"),
-    ("--interval", "interval", "DURATION", "poll interval, e.g. 60s, 5m (default 60s)"),
-    ("--listen", "listen", "HOST:PORT", "gRPC listen address (default 127.0.0.1:7440)"),
-    ("--tls-ca", "tls_ca", "FILE", "CA bundle that agents' and operators' certificates chain to"),
-    ("--tls-cert", "tls_cert", "FILE", "the hub's server certificate"),
-    ("--tls-key", "tls_key", "FILE", "the hub's private key"),
-    ("--state-dir", "state_dir", "DIR", "clone cache and scratch space (default ~/.local/state/skerry/hub)"),
-    (
-        "--state",
-        "state",
-        "sqlite:///PATH|postgresql",
-        "hub state database (default: SQLite <state-dir>/hub.db); postgresql reads the DSN from "
-        "--state-dsn-file or SKERRY_HUB_STATE_DSN",
-    ),
-    ("--state-dsn-file", "state_dsn_file", "FILE", "file holding the PostgreSQL DSN (it holds a password)"),
-    ("--hub-id", "hub_id", "NAME", "this process's name as the writer-lease holder (default: host name)"),
-    ("--lease-ttl", "lease_ttl", "DURATION", "writer lease lifetime, renewed at a third (default 15s)"),
-    (
-        "--role",
-        "role",
-        "writer|serve|both",
-        "writer: sync, render and sign under the writer lease; serve: serve agents from the hub state only "
-        "(no keys, no Git); both (default): serve, and write while holding the lease",
-    ),
-    ("--render-timeout", "render_timeout", "DURATION", "limit for one render tool run (default 120s)"),
-    ("--ready-file", "ready_file", "FILE", 'write {"port": N, "trust_root": PATH, ...} here once serving'),
-    ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
-    ("--trust-dir", "trust_dir", "DIR", "TUF trust repository made by `skerry keys init` (director + release roles; required)"),
-    (
-        "--release-keys",
-        "release_keys",
-        "ENV=KEY,...",
-        "release keys the hub signs with itself (dev environments only: the hub alone can then ship them)",
-    ),
-    ("--trust-refresh", "trust_refresh", "DURATION", "how often online TUF metadata is checked for re-signing"),
-    (
-        "--enroll-listen",
-        "enroll_listen",
-        "HOST:PORT",
-        "listener for `skerry agent enroll` (server TLS, bootstrap tokens); default: none",
-    ),
-    (
-        "--agent-cert-lifetime",
-        "agent_cert_lifetime",
-        "DURATION",
-        "lifetime of enrolled agents' certificates, renewed at 2/3 (default 24h)",
-    ),
-    ("--metrics-listen", "metrics_listen", "HOST:PORT", "serve /metrics, /healthz, /readyz here (default off)"),
-    ("--dashboard-listen", "dashboard_listen", "HOST:PORT", "serve the read-only dashboard here (default off)"),
-    ("--dashboard-token-file", "dashboard_token_file", "FILE", "bearer token that also opens the dashboard"),
-    (
-        "--engine",
-        "engine",
-        "auto|inprocess|binary",
-        "render engine (default auto: in-process kustomize if installed)",
-    ),
-    ("--tag", "tag", "TAG", "follow a tag instead of the branch"),
-    ("--commit", "commit", "SHA", "pin one commit instead of following the branch"),
-    ("--depth", "depth", "N", "shallow fetches of N commits"),
-    ("--git-ssh-key", "git_ssh_key", "FILE", "SSH deploy key for ssh:// URLs"),
-    ("--git-known-hosts", "git_known_hosts", "FILE", "known_hosts the Git server's host key must be in"),
-    ("--git-token-file", "git_token_file", "FILE", "file holding an HTTPS access token"),
-    (
-        "--webhook-listen",
-        "webhook_listen",
-        "HOST:PORT",
-        "serve the GitHub/GitLab push webhook (POST /hooks/git)",
-    ),
-    ("--webhook-secret-file", "webhook_secret_file", "FILE", "file holding the webhook's shared secret"),
-    ("--push-url", "push_url", "PATH|URL", "where promotion commits are pushed (default: --repo)"),
-    ("--push-branch", "push_branch", "NAME", "push promotions to this branch for review instead"),
-    ("--push-ssh-key", "push_ssh_key", "FILE", "deploy key for pushing promotions over ssh"),
-)
+from skerry.core import config as settings
+from skerry.hub.config import ENV_PREFIX, HubConfig
 
 
 def add_commands(subparsers) -> None:
@@ -105,8 +31,7 @@ def add_commands(subparsers) -> None:
         description="Follow a Git branch, render and sign one bundle per cluster, serve them over gRPC. "
         "Every flag can also be set as SKERRY_HUB_<FLAG> (e.g. SKERRY_HUB_TLS_CA); flags win.",
     )
-    for flag, dest, metavar, help_text in _SERVE_FLAGS:
-        serve.add_argument(flag, dest=dest, metavar=metavar, help=help_text)
+    settings.add_flags(serve, HubConfig, ENV_PREFIX)  # one flag per HubConfig setting, named after it
     serve.set_defaults(func=serve_command)
 
     cluster = subparsers.add_parser(
@@ -179,11 +104,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from skerry.core.errors import SkerryError
     from skerry.hub.app import run
-    from skerry.hub.config import HubConfig
 
-    overrides = {dest: getattr(args, dest, None) for _, dest, _, _ in _SERVE_FLAGS}
     try:
-        config = HubConfig.from_env(**overrides)
+        config = HubConfig.from_env(**settings.flag_values(args, HubConfig))
         return asyncio.run(run(config))
     except SkerryError as e:
         return _fail("skerry hub serve", str(e))

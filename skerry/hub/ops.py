@@ -15,6 +15,8 @@ from skerry.core.errors import SkerryError
 from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
 from skerry.core.rpc import peer_name
 from skerry.core.tls import ROLE_AGENT
+from skerry.hub.dashboard.model import ReleaseHistory, build_snapshot, cluster_detail
+from skerry.hub.dashboard.server import DashboardServer, read_token
 from skerry.hub.metrics import WATCH_METHOD, HubMetrics, HubStateCollector, InstrumentedEngine
 
 log = structlog.get_logger("skerry.hub.ops")
@@ -36,8 +38,6 @@ class HubOps:
         return InstrumentedEngine(engine, self.metrics)
 
     def attach(self, store, statuses, syncer, state=None) -> None:
-        from skerry.hub.dashboard.model import ReleaseHistory
-
         self._syncer = syncer
         self._parts = (store, statuses, syncer)
         self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
@@ -61,8 +61,6 @@ class HubOps:
         self._promotions = PromoterHistory(promoter)
 
     def snapshot(self) -> dict:
-        from skerry.hub.dashboard.model import build_snapshot
-
         store, statuses, syncer = self._parts
         return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=self._connected(),
                               promotions=self._promotions)
@@ -72,8 +70,6 @@ class HubOps:
         return {p[len(prefix):] for p in self.interceptor.holders(WATCH_METHOD) if p.startswith(prefix)}
 
     def cluster_detail(self, name: str) -> dict | None:
-        from skerry.hub.dashboard.model import cluster_detail
-
         store, statuses, syncer = self._parts
         return cluster_detail(name, syncer, store, statuses, self._history, self.clock.now(),
                               connected=self._connected())
@@ -91,8 +87,6 @@ class HubOps:
             self.ops_server = OpsServer(cfg.metrics_listen, self.registry, readiness=self._readiness)
             ports["metrics_port"] = self.ops_server.start()
         if cfg.dashboard_listen:
-            from skerry.hub.dashboard.server import DashboardServer, read_token
-
             self.dashboard = DashboardServer(
                 cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),
                 detail=self.cluster_detail,

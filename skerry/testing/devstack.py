@@ -23,7 +23,7 @@ from collections.abc import Callable
 from google.protobuf import json_format
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-from skerry.core import tls
+from skerry.core import documents, tls
 from skerry.core.client import secure_channel
 
 # The example fleet of a source checkout (the one input the harness takes from outside the package).
@@ -263,8 +263,6 @@ class Stack:
         return sorted((self.trust_dir / "offline").glob(f"release-{env}-*.key"))
 
     def environment_of(self, cluster: str) -> str:
-        from skerry.core import documents
-
         try:
             fleet = documents.load_yaml((self.repo / "skerry.yaml").read_bytes())
         except OSError:  # no fleet here (e.g. an agent pointed at another stack's hub): guess from the name

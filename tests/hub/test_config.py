@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import datetime
+import pathlib
+
 import pytest
 
+from skerry.core import config
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
-from skerry.hub.config import HubConfig, parse_duration
+from skerry.hub.config import ENV_PREFIX, HubConfig, parse_duration
 
 
 def test_defaults_are_safe():
@@ -112,6 +118,58 @@ def test_unknown_override_is_an_error():
 )
 def test_durations(text, seconds):
     assert parse_duration(text, "x") == seconds
+
+
+# --- flags come from the fields -------------------------------------------------------------
+
+
+def _serve_parser():
+    parser = argparse.ArgumentParser(prog="serve")
+    config.add_flags(parser, HubConfig, ENV_PREFIX)
+    return parser
+
+
+def test_flags_are_made_from_the_fields_and_beat_the_environment(tmp_path):
+    args = _serve_parser().parse_args(
+        ["--repo", "/flag/repo", "--interval", "5m", "--tls-ca", "ca", "--tls-cert", "c", "--tls-key", "k",
+         "--agent-cert-lifetime", "2h", "--release-keys", "dev=/k/dev.key", "--depth", "3"]
+    )
+    env = {"SKERRY_HUB_REPO": "/env/repo", "SKERRY_HUB_BRANCH": "env-branch"}
+    cfg = HubConfig.from_env(env, **config.flag_values(args, HubConfig))
+    assert cfg.repo == "/flag/repo" and cfg.branch == "env-branch"
+    assert cfg.interval == 300.0 and cfg.depth == 3
+    assert cfg.agent_cert_lifetime == datetime.timedelta(hours=2)
+    assert cfg.release_keys == (("dev", pathlib.Path("/k/dev.key")),)
+    assert cfg.tls == TlsFiles(ca=pathlib.Path("ca"), cert=pathlib.Path("c"), key=pathlib.Path("k"))
+
+
+def test_every_flag_names_its_variable_and_the_dsn_has_no_flag():
+    parser = _serve_parser()
+    flags = {a.dest: a for a in parser._actions if a.dest != "help"}
+    assert "state_dsn" not in flags and "tls" not in flags  # a DSN holds a password; tls is built
+    assert set(flags) == {f.name for f in dataclasses.fields(HubConfig)} - {"state_dsn", "tls"}
+    for dest, action in flags.items():
+        assert action.option_strings == ["--" + dest.replace("_", "-")]
+        assert f"[{ENV_PREFIX}{dest.upper()}]" in action.help
+
+
+def test_the_dsn_is_read_from_the_environment_only():
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r", "SKERRY_HUB_STATE": "postgresql",
+                              "SKERRY_HUB_STATE_DSN": "postgresql://u:pw-9f3@h/db"})
+    assert cfg.state_dsn == "postgresql://u:pw-9f3@h/db"
+    assert "pw-9f3" not in repr(cfg)
+
+
+def test_paths_expand_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r", "SKERRY_HUB_TRUST_DIR": "~/trust"}, state_dir="~/state")
+    assert cfg.trust_dir == tmp_path / "trust" and cfg.state_dir == tmp_path / "state"
+
+
+def test_a_whole_tls_value_fills_its_three_paths(tmp_path):
+    files = TlsFiles(ca=tmp_path / "ca", cert=tmp_path / "c", key=tmp_path / "k")
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r"}, tls=files)
+    assert cfg.tls == files and (cfg.tls_ca, cfg.tls_cert, cfg.tls_key) == (files.ca, files.cert, files.key)
 
 
 def test_the_role_defaults_to_both_comes_from_the_environment_and_is_checked():

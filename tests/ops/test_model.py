@@ -94,7 +94,7 @@ class FakePromoter:
 
 def test_promotion_history_is_newest_first_with_who_and_what():
     from skerry.hub.ops import PromoterHistory
-    from skerry.hub.promotion.service import Record
+    from skerry.hub.promotion.records import Record
 
     old = Record(id="1", app="web", from_env="dev", to_env="prod", kind="promote", state="done",
                  requested_by="skerry:operator:alice", commit="e" * 40, approved_by=["bob"], updated=NOW)

@@ -20,10 +20,11 @@ from skerry.hub.app import HubApp
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.config import HubConfig
-from skerry.hub.promotion.policy import PromotionPolicy
-from skerry.hub.servicer import SERVICE_NAME, HubServicer
+from skerry.hub.promotion_policy import PromotionPolicy
+from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
 from skerry.hub.status import StatusBoard
 from skerry.hub.trust import admin
+from skerry.hub.trust.push import MetadataPush
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
@@ -50,10 +51,15 @@ def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
 
 
 @contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, limiter=None, clock=None):
-    store = HubStore(DevTrust(tmp_path / "trust").repository(), clock=clock)
+async def bare_hub(pki, tmp_path, *, limiter=None, clock=None, options=None, push=None):
+    """``options``: the server's gRPC options (default: the production set, ``core.rpc.SERVER_OPTIONS``);
+    ``push``: ``True`` for the hub's TUF metadata push (``MetadataPush``), or a push function of the test's own."""
+    repo = DevTrust(tmp_path / "trust").repository()
+    store = HubStore(repo, clock=clock)
     store.declare(["oslo", "bergen"])
-    servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
+    if push is True:
+        push = MetadataPush(repo, metadata_event).files_for
+    servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK, push=push)
     server = GrpcServer(
         "127.0.0.1:0",
         server_credentials(pki.server("hub", ROLE_HUB)),
@@ -61,6 +67,7 @@ async def bare_hub(pki, tmp_path, *, limiter=None, clock=None):
         service_names=[SERVICE_NAME],
         rules=hub_rules(PromotionPolicy),
         limiter=limiter,
+        options=options,
     )
     port = await server.start()
     try:

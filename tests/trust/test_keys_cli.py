@@ -77,4 +77,4 @@ def test_keys_init_dev_gives_the_hub_every_release_key_and_says_so(tmp_path, cap
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}},)).encode()
     for env in ("dev", "prod"):  # prod's threshold of 2 is met by the hub's own keys
         directed = repo.direct(f"c-{env}", env, data, revision="a" * 40, release=1)
-        assert directed is not None and directed.image.startswith(f"releases/{env}/c-{env}/")
+        assert directed is not None and directed.path.startswith(f"releases/{env}/c-{env}/")

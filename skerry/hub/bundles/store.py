@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as _dt
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Protocol
@@ -71,55 +70,18 @@ from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
 from skerry.hub.bundles.builder import content_digest
+from skerry.hub.bundles.releases import (
+    BUNDLE_RECORD,
+    RenderFailure,
+    RestoredBlobs,
+    SharedBlob,
+    SignedBundle,
+    WatchEvent,
+    bundle_record,
+)
 from skerry.hub.writer import InMemoryReleases
 
 log = structlog.get_logger("skerry.hub.store")
-
-
-@dataclasses.dataclass(frozen=True)
-class SignedBundle:
-    """One directed release of one cluster's bundle (the metadata lives in the trust repository)."""
-
-    cluster: str
-    release: int
-    digest: str  # sha256 of the bundle bytes the director names
-    content_digest: str  # the same ignoring source.revision: what "changed" compares
-    bundle: bytes  # the bytes a watch event carries: a shared blob's, else none (the agent fetches them)
-    revision: str
-    paths: tuple[str, ...]
-    objects: int
-    expires: _dt.datetime  # horizon of the director metadata naming this release
-    signed_at: _dt.datetime
-    # Set when ``bundle`` is a blob shared by many clusters.
-    shared: SharedBlob | None = None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SharedBlob:
-    """Bundle bytes that many clusters receive as they are: encoded and hashed once, never copied.
-
-    ``wire`` caches what the transport makes of the bytes (serialised chunk messages), built once
-    per blob and sent by reference on every stream.
-    """
-
-    bundle: Bundle  # cluster == SHARED_CLUSTER
-    data: bytes
-    digest: str
-    content_digest: str
-    wire: dict = dataclasses.field(default_factory=dict, repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class RenderFailure:
-    """Why a cluster's desired state at ``revision`` could not be built; its current bundle stays."""
-
-    cluster: str
-    revision: str
-    message: str
-    at: _dt.datetime
-
-
-WatchEvent = SignedBundle | RenderFailure
 
 
 class _Cluster:
@@ -151,22 +113,6 @@ class Ledger(Protocol):
     def open(self) -> contextlib.AbstractContextManager[LedgerTx]: ...
 
 
-# Record kind of a cluster's current release in the hub state (``HubState`` records, key: the cluster).
-BUNDLE_RECORD = "bundle"
-# Shared blobs restored from the state, kept by digest so clusters restored from one blob share it.
-RESTORED_BLOBS = 8
-
-
-def bundle_record(signed: SignedBundle) -> dict:
-    """What the state keeps of a release: enough to serve it again without re-rendering or re-signing."""
-    return {
-        "release": signed.release, "digest": signed.digest, "content": signed.content_digest,
-        "revision": signed.revision, "paths": list(signed.paths), "objects": signed.objects,
-        "expires": signed.expires.isoformat(), "signed_at": signed.signed_at.isoformat(),
-        "shared": signed.shared is not None,
-    }
-
-
 def render_of(bundle: Bundle) -> str:
     """``"<engine> <version>"``: provenance the director records beside a bundle (not part of its digest)."""
     return f"{bundle.engine} {bundle.engine_version}".strip()
@@ -196,7 +142,7 @@ class HubStore:
         releases: Ledger | None = None,
     ):
         self._ledger: Ledger = releases if releases is not None else InMemoryReleases()
-        self._restored: dict[str, SharedBlob] = {}
+        self._restored = RestoredBlobs()
         self._director = director
         self._environment_of = environment_of or (lambda cluster: "default")
         self._pending: dict[str, tuple[Bundle, bytes, str]] = {}
@@ -225,13 +171,8 @@ class HubStore:
         return removed
 
     def restore(self, records: Mapping[str, Mapping], blob: Callable[[str], bytes | None] | None = None) -> None:
-        """Make each cluster's current release the one ``records`` (``bundle_record``) names, as stored.
-
-        A restarted hub (or a new writer) then compares a re-render with the stored content and makes
-        no new release for an unchanged cluster; a serving replica serves what the writer released.
-        ``blob(hex)`` gives a shared blob's bytes (so watch events carry them again); without them
-        the agent fetches its bundle through TUF.
-        """
+        """Each cluster's current release as ``records`` (``bundle_record``) name it; ``blob(hex)`` gives a
+        shared blob's bytes (see the module docstring: a restart, a new writer, a serving replica)."""
         for cluster, doc in records.items():
             self.adopt(cluster, doc, blob)
 
@@ -239,39 +180,18 @@ class HubStore:
         """Take one stored record (None: the cluster was removed); True if the current release changed."""
         if doc is None:
             state = self._clusters.pop(cluster, None)
-            if state is not None:
+            if state is not None:  # removed: its watchers end
                 state.removed = True
                 state.notify()
             return state is not None
-        state = self._clusters.get(cluster)
-        if state is None:
-            state = self._clusters[cluster] = _Cluster()
+        state = self._clusters.setdefault(cluster, _Cluster())
         if state.current is not None and state.current.release >= int(doc["release"]):
             return False
-        shared = self._shared_blob(str(doc["digest"]), str(doc["content"]), blob) if doc.get("shared") else None
-        state.current = SignedBundle(
-            cluster=cluster, release=int(doc["release"]), digest=str(doc["digest"]), content_digest=str(doc["content"]),
-            bundle=shared.data if shared is not None else b"", revision=str(doc["revision"]),
-            paths=tuple(doc["paths"]), objects=int(doc["objects"]),
-            expires=_dt.datetime.fromisoformat(doc["expires"]), signed_at=_dt.datetime.fromisoformat(doc["signed_at"]),
-            shared=shared)
+        state.current = self._restored.signed(cluster, doc, blob)
         self._pending.pop(cluster, None)
         state.error = None
         state.notify()
         return True
-
-    def _shared_blob(self, digest: str, content: str, blob: Callable[[str], bytes | None] | None) -> SharedBlob | None:
-        known = self._restored.get(digest)
-        if known is not None:
-            return known
-        data = blob(digest.removeprefix("sha256:")) if blob is not None else None
-        if data is None or sha256_digest(data) != digest:
-            return None
-        shared = SharedBlob(bundle=Bundle.decode(data), data=data, digest=digest, content_digest=content)
-        self._restored[digest] = shared
-        while len(self._restored) > RESTORED_BLOBS:
-            del self._restored[next(iter(self._restored))]
-        return shared
 
     def clusters(self) -> list[str]:
         return sorted(self._clusters)

@@ -29,6 +29,7 @@ import structlog
 from aiohttp import web
 
 from skerry.core.errors import ConfigError
+from skerry.core.metrics import parse_listen
 from skerry.core.tls import ROLE_OPERATOR, TlsFiles, identity_from_pem
 
 log = structlog.get_logger("skerry.hub.dashboard")
@@ -219,8 +220,6 @@ class DashboardServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> int:
-        from skerry.core.metrics import parse_listen
-
         host, port = parse_listen(self._listen, "dashboard listen")
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BODY)
         app.add_routes([

@@ -13,6 +13,7 @@ from __future__ import annotations
 import structlog
 
 from skerry.core.errors import ConfigError
+from skerry.hub.render import inprocess
 from skerry.hub.render.engine import DEFAULT_TIMEOUT, Engine, KustomizeEngine
 
 log = structlog.get_logger("skerry.hub.render")
@@ -24,8 +25,6 @@ def detect_engine(choice: str = "auto", *, timeout: float = DEFAULT_TIMEOUT) -> 
     if choice not in ENGINE_CHOICES:
         raise ConfigError(f"engine: {choice!r} is not one of {', '.join(ENGINE_CHOICES)}")
     if choice in ("auto", "inprocess"):
-        from skerry.hub.render import inprocess
-
         try:
             return inprocess.InProcessKustomizeEngine()
         except ConfigError as e:

@@ -66,6 +66,7 @@ _lock = threading.Lock()
 
 
 def available() -> bool:
+    # pykustomize is optional (a wheel for some platforms only): probed here, imported when an engine is made.
     try:
         import pykustomize  # noqa: F401
     except ImportError:

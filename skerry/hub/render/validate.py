@@ -27,7 +27,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jsonschema
 import structlog
+from kubernetes_validate import utils
+from referencing import Registry, Resource
 
 from skerry.core.documents import clip_repr
 from skerry.core.errors import RenderError
@@ -72,8 +75,6 @@ class SchemaValidator:
     """JSON Schema validation through ``kubernetes-validate``'s schemas; validators cached per kind."""
 
     def __init__(self, version: str = SCHEMA_VERSION):
-        from kubernetes_validate import utils
-
         self._utils = utils
         known = [v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(version)]
         self.version = known[-1] if known else utils.latest_version()
@@ -87,8 +88,6 @@ class SchemaValidator:
         with self._lock:
             if key in self._validators:
                 return self._validators[key]
-            import jsonschema
-            from referencing import Registry, Resource
 
             api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
             try:
@@ -112,7 +111,6 @@ class SchemaValidator:
         validator = self._validator(str(obj["apiVersion"]), str(obj["kind"]))
         if validator is None:
             return None
-        import jsonschema
 
         error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
         if error is None:

@@ -31,7 +31,11 @@ import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Protocol
 
+import structlog
+
 from skerry.hub.state.protocol import Fenced, HubState, Tx
+
+log = structlog.get_logger("skerry.hub.state.trust_files")
 
 # Record kind of pending (below-threshold) release signatures, key: the role.
 SIGNATURES_RECORD = "release-signatures"
@@ -89,6 +93,7 @@ class TrustFiles:
         self._buffer: list[Callable[[Tx], None]] = []
         self._bound = threading.local()  # .tx: the release transaction this thread writes into
         self.on_abandon: Callable[[], None] | None = None
+        self._abandoning = False
 
     @property
     def _tx(self) -> Tx | None:
@@ -178,5 +183,12 @@ class TrustFiles:
 
     def abandoned(self) -> None:
         self._buffer.clear()
-        if self.on_abandon is not None:
+        if self.on_abandon is None or self._abandoning:  # (a reload that itself fails comes back here)
+            return
+        self._abandoning = True
+        try:
             self.on_abandon()
+        except Exception as e:  # noqa: BLE001 - the caller's error is the one to report; this is logged
+            log.error("cannot reload the trust repository from the hub state", error=str(e))
+        finally:
+            self._abandoning = False

@@ -98,8 +98,11 @@ def init(
     targets.delegations = Delegations(keys={}, roles={})
     director_key = online[trust.DIRECTOR_ROLE].public_key
     targets.delegations.keys[director_key.keyid] = director_key
+    # Not terminating, and first: a client's walk for a path goes on to release-<env> (the same path)
+    # when the director's bin does not list it (``skerry.core.trust.lookup``).
     targets.delegations.roles[trust.DIRECTOR_ROLE] = DelegatedRole(
-        name=trust.DIRECTOR_ROLE, keyids=[director_key.keyid], threshold=1, terminating=True, paths=["clusters/*/*"]
+        name=trust.DIRECTOR_ROLE, keyids=[director_key.keyid], threshold=1, terminating=False,
+        paths=["releases/*/*/*"]
     )
     release_mds = {}
     for env, signers in release.items():
@@ -131,7 +134,7 @@ def init(
     _atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2).encode() + b"\n")
     _atomic_write(directory / "root.json", root_md.to_bytes(_SERIALIZER))
     repo = TrustRepository(directory, clock=clock, expiry=expiry)
-    repo.refresh()  # first snapshot + timestamp
+    repo.delegate_director_bins()  # and the first snapshot + timestamp
     return made
 
 
