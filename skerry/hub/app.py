@@ -232,6 +232,7 @@ class HubApp:
     def _start_tasks(self) -> None:
         """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""
         self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer)
+        self.ops.caught_up = lambda: self.follower.caught_up  # /readyz of a replica that does not sync
         loops = {"follow": self.follower.run(), "revocations": self._watch_revocations()}
         if self.config.role != "serve":
             self.duties = Duties(self.writer, self._start_duties, self._stop_duties)

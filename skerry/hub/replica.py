@@ -47,11 +47,13 @@ class Follower:
         self._blob = blob
         self._interval = interval
         self._writer = writer
-        self.applied = 0  # changes applied so far (a readiness signal: caught up once it moves)
+        self.applied = 0  # changes applied so far
+        self.caught_up = False  # read the whole state once, and the last look at the change log worked
 
     async def run(self) -> None:
         feed = await asyncio.to_thread(ChangeFeed, self._state)
         await self.reload()  # anything committed before the feed's position
+        self.caught_up = True
         while True:
             try:
                 changes = await asyncio.to_thread(feed.wait, self._interval)
@@ -62,9 +64,11 @@ class Follower:
                 continue
             except StateUnavailable as e:
                 log.error("cannot follow the hub state; serving what we have", error=str(e))
+                self.caught_up = False
                 await asyncio.sleep(self._interval)
                 continue
             await self.apply(changes)
+            self.caught_up = True
 
     async def apply(self, changes: list[Change]) -> None:
         """Take in what ``changes`` name: the trust repository's newest files, then the changed clusters."""

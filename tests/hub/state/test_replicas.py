@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import urllib.error
+import urllib.request
 
 import grpc
 
@@ -22,6 +25,7 @@ CLUSTER = "oslo-prod"
 
 def config(fleet_repo, tmp_path, pki, dev_trust, name: str, role: str) -> HubConfig:
     return HubConfig(
+        metrics_listen="127.0.0.1:0", ready_file=tmp_path / f"{name}.ready.json",
         repo=str(fleet_repo.path), interval=3600, tls=pki.server("hub", ROLE_HUB), listen="127.0.0.1:0",
         state_dir=tmp_path / name, state=f"sqlite:///{tmp_path / 'hub.db'}", hub_id=name, role=role,
         trust_dir=dev_trust.dir if role != "serve" else None,
@@ -63,6 +67,8 @@ async def test_a_serving_replica_streams_each_release_and_a_standby_takes_over_t
         await served.start()
         await standby.start()
         assert writer.writer.is_writer and not served.writer.is_writer and not standby.writer.is_writer
+        for app in (writer, served, standby):  # the replicas never synced: ready once caught up with the state
+            await wait_for(lambda app=app: ready(app) == 200)
         agent = TufVerifier(CLUSTER, "prod", dev_trust.root, tmp_path / "agent",
                             lambda: GrpcFetcher(f"127.0.0.1:{served.port}", pki.agent(CLUSTER)))
         async with watching(served, pki) as call:
@@ -88,6 +94,16 @@ async def test_a_serving_replica_streams_each_release_and_a_standby_takes_over_t
     finally:
         for app in (writer, served, standby):
             await app.stop(grace=0)
+
+
+def ready(app: HubApp) -> int:
+    """The status of the hub's /readyz (what a Service's readiness probe asks)."""
+    port = json.loads(app.config.ready_file.read_text())["metrics_port"]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 async def wait_for(condition, deadline: float = READ_TIMEOUT) -> None:
