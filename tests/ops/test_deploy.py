@@ -98,6 +98,14 @@ def test_server_side_dry_run_accepts_every_object(overlay, kubeconfig, tmp_path)
     assert len(accepted) == len(docs), out.stdout
 
 
+def expanded_args(container: dict, maps: dict[str, dict]) -> list[str]:
+    """The container's args with each $(VAR) as the kubelet expands it (its env, then its ConfigMaps)."""
+    env = {e["name"]: e.get("value", "x") for e in container.get("env", [])}
+    for src in container.get("envFrom", []):
+        env.update(maps[src["configMapRef"]["name"]])
+    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_command_line_is_one_skerry_accepts(overlay):
     """Each container's args, with $(VAR) taken from its env/ConfigMaps, parse with the real CLI parser."""
@@ -112,10 +120,7 @@ def test_every_container_command_line_is_one_skerry_accepts(overlay):
             if "command" in c:  # not the image's skerry entrypoint: a shell step (overlays/ha's key install)
                 assert c["command"] == ["sh", "-ec"] and c["image"].startswith("skerry-"), c["name"]
                 continue
-            env = {e["name"]: e.get("value", "x") for e in c.get("env", [])}
-            for src in c.get("envFrom", []):
-                env.update(maps[src["configMapRef"]["name"]])
-            args = [re.sub(r"\$\((\w+)\)", lambda m, env=env: env[m.group(1)], a) for a in c["args"]]
+            args = expanded_args(c, maps)
             try:
                 build_parser().parse_args(args)
             except SystemExit as e:
@@ -237,9 +242,8 @@ def test_the_ha_hubs_share_postgresql_with_the_dsn_from_a_secret_and_keep_no_vol
     hub = _hub(docs)
     pod = hub["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    repo = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("skerry-hub"))
-    argv = [a.replace("$(SKERRY_HUB_REPO)", repo["data"]["repo"]) for a in container["args"]]
-    args = build_parser().parse_args(argv)
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    args = build_parser().parse_args(expanded_args(container, maps))
     cfg = HubConfig.from_env({}, **flag_values(args, HubConfig))  # the hub's own checks, not only argparse
     assert cfg.state == "postgresql" and cfg.state_dsn is None
     dsn_file = cfg.state_dsn_file
