@@ -10,7 +10,8 @@ import urllib.request
 
 import grpc
 
-from skerry.agent.trust import GrpcFetcher, TufVerifier
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import ROLE_HUB, channel_credentials
