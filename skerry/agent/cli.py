@@ -154,6 +154,8 @@ def _add_run_policies(run) -> None:
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
     run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
+    run.add_argument("--keepalive", metavar="DURATION",
+                     help="ping the hub and sealer this often; a peer silent as long again is dropped (default 30s)")
 
 
 def _add_enroll(agent_sub) -> None:
@@ -384,6 +386,7 @@ _FIELDS = (
     "environment",
     "freeze_policy",
     "trust_poll",
+    "keepalive",
 )
 
 

@@ -62,12 +62,14 @@ def status_command(args) -> int:
     from google.protobuf import json_format
 
     from skerry.api.v1 import hub_pb2
+    from skerry.core.client import all_pages
 
     if args.interval < MIN_WATCH_INTERVAL:
         raise UsageError(f"--interval: at least {MIN_WATCH_INTERVAL}s")
 
     def look(stub):
-        resp = stub.GetFleetStatus(hub_pb2.GetFleetStatusRequest(cluster=args.cluster), timeout=STATUS_TIMEOUT_SECONDS)
+        resp = all_pages(stub.GetFleetStatus, hub_pb2.GetFleetStatusRequest(cluster=args.cluster), "clusters",
+                         timeout=STATUS_TIMEOUT_SECONDS)
         return status_rows(resp), json_format.MessageToDict(resp, preserving_proto_field_name=True)
 
     def show(stub) -> int:

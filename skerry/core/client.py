@@ -16,18 +16,21 @@ random, so a fleet spreads over the list; every reconnect chooses afresh at rand
 (``failed``), never the one just left while another exists. Every path of one client that talks to
 those servers (the agent's watch, reports, signed reports, TUF fetches, renewals) asks the same
 ``Endpoints``, so they follow one server at a time.
+
+``all_pages`` reads a paged RPC (``page_token`` in, ``next_page_token`` out) to its end.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import grpc
 
-from skerry.core.errors import ConfigError
-from skerry.core.rpc import CHANNEL_OPTIONS
+from skerry.core.errors import ConfigError, InvalidInput
+from skerry.core.rpc import CHANNEL_OPTIONS, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
 
 # Most addresses one list may name: a hub tier larger than this sits behind a Service address (one
@@ -93,17 +96,28 @@ SHUFFLE_ADDRESSES = (
 )
 
 
-def channel_options(server_name: str | None = None) -> list[tuple[str, object]]:
-    """The options of every client channel, plus the TLS name override when given."""
-    options: list[tuple[str, object]] = [*CHANNEL_OPTIONS, SHUFFLE_ADDRESSES]
+def channel_options(
+    server_name: str | None = None, extra: Sequence[tuple[str, object]] | None = ()
+) -> list[tuple[str, object]]:
+    """The options of every client channel, plus the TLS name override when given; ``extra`` replaces
+    options of the same key (``core.rpc.merge_options``: gRPC itself would keep the first)."""
+    options = merge_options(CHANNEL_OPTIONS, [SHUFFLE_ADDRESSES], extra)
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options
 
 
-def secure_channel(address: str, tls_files: TlsFiles, *, server_name: str | None = None) -> grpc.Channel:
-    """A blocking channel over mutual TLS with the client identity in ``tls_files``."""
-    return grpc.secure_channel(address, channel_credentials(tls_files), options=channel_options(server_name))
+def secure_channel(
+    address: str,
+    tls_files: TlsFiles,
+    *,
+    server_name: str | None = None,
+    options: Sequence[tuple[str, object]] = (),
+) -> grpc.Channel:
+    """A blocking channel over mutual TLS with the client identity in ``tls_files`` (``options`` added)."""
+    return grpc.secure_channel(
+        address, channel_credentials(tls_files), options=channel_options(server_name, options)
+    )
 
 
 def aio_secure_channel(
@@ -112,3 +126,28 @@ def aio_secure_channel(
     """An asyncio channel; ``credentials`` are TLS files, or credentials already built (CA-only enrollment)."""
     creds = channel_credentials(credentials) if isinstance(credentials, TlsFiles) else credentials
     return grpc.aio.secure_channel(address, creds, options=channel_options(server_name))
+
+
+# Pages a client reads of one paged answer before it gives up on the server: a page is up to a message
+# (~15 MiB), so this is far more than any fleet or bundle needs, and it stops a server looping forever.
+MAX_PAGES = 10_000
+
+
+def all_pages(call: Callable[..., Any], request: Any, items: str, **kwargs: Any) -> Any:
+    """Call ``call(request, **kwargs)`` until ``next_page_token`` is empty; the first response is returned
+    with the repeated field ``items`` of every page. Page tokens must advance (each is the last item's
+    key, and items come in key order); a server whose tokens do not is refused rather than followed."""
+    first = call(request, **kwargs)
+    token = first.next_page_token
+    for _ in range(MAX_PAGES):
+        if not token:
+            return first
+        page_request = type(request)()
+        page_request.CopyFrom(request)
+        page_request.page_token = token
+        page = call(page_request, **kwargs)
+        getattr(first, items).extend(getattr(page, items))
+        if page.next_page_token and page.next_page_token <= token:
+            raise InvalidInput(f"the server's next page token {page.next_page_token[:80]!r} does not advance")
+        token = first.next_page_token = page.next_page_token
+    raise InvalidInput(f"the server's answer runs over {MAX_PAGES} pages")

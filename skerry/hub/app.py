@@ -20,8 +20,8 @@ import structlog
 
 from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.errors import ConfigError
-from skerry.core.files import atomic_write
+from skerry.core.errors import ConfigError, SkerryError
+from skerry.core.files import as_refusal, atomic_write
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
 from skerry.hub.writer import Releases, Writer
@@ -80,6 +80,7 @@ class HubApp:
         self.config = config
         self.clock = clock or SystemClock()
         self._engine = engine
+        self._own_engine = None
         self.store = None
         self.statuses = None
         self.syncer = None
@@ -108,26 +109,22 @@ class HubApp:
 
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
-        from skerry.core.rpc import (
-            DEFAULT_MAX_CONNECTION_AGE_SECONDS,
-            GrpcServer,
-            RateLimiter,
-            server_options,
-        )
+        from skerry.core.rpc import GrpcServer, RateLimiter, server_options
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
-        from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
+        from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitAuth, GitSource
         from skerry.hub.sync import Syncer
-        from skerry.hub.trust.push import MetadataPush
 
         cfg = self.config
         tls_files = cfg.require_tls()
         cfg.require_trust()
+        # agents' connections retire at their maximum age, so a scale-out of replicas rebalances
+        options = server_options(max_connection_age=cfg.max_connection_age)
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
@@ -137,9 +134,11 @@ class HubApp:
         releases = Releases(self.writer)
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
-        engine = self._engine or await asyncio.to_thread(
-            detect_engine, cfg.engine, timeout=cfg.render_timeout
-        )
+        if self._engine is None:  # made here, so closed here (its render worker process) on stop
+            self._engine = self._own_engine = await asyncio.to_thread(
+                detect_engine, cfg.engine, timeout=cfg.render_timeout
+            )
+        engine = self._engine
         self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
         engine = self.ops.engine(engine)
         auth = GitAuth(
@@ -155,6 +154,7 @@ class HubApp:
             commit=cfg.commit,
             depth=cfg.depth,
             auth=auth,
+            timeout=cfg.git_timeout,
         )
         register = []
         service_names = [SERVICE_NAME]
@@ -162,9 +162,7 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        push = MetadataPush(self.trust, metadata_event).files_for
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
-                               revocations=self.enrollment.revocations, push=push)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
@@ -184,8 +182,7 @@ class HubApp:
             on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
-            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
-            options=server_options(max_connection_age=DEFAULT_MAX_CONNECTION_AGE_SECONDS),
+            options=options,
         )
         if cfg.enroll_listen is not None:
             # Server-authenticated TLS only: enrolling agents have no client certificate yet.
@@ -211,6 +208,9 @@ class HubApp:
         )
         try:
             await self.syncer.sync_once()
+        except (SkerryError, OSError) as e:  # the loop retries; the hub serves what it can meanwhile
+            failed = as_refusal(e, "the hub's state or trust repository")
+            log.error("first sync failed", reason=failed.reason, error=str(failed))
         except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
             log.exception("first sync failed")
         self.port = await self.server.start()
@@ -287,6 +287,9 @@ class HubApp:
                 if self.trust.reload():
                     self.store.retry_pending()
                 self.trust.refresh()
+            except (SkerryError, OSError) as e:  # e.g. a full disk: retried next tick
+                failed = as_refusal(e, "the trust repository")
+                log.error("trust refresh failed; retrying", reason=failed.reason, error=str(failed))
             except Exception:  # noqa: BLE001 - retried next tick; agents keep what they have meanwhile
                 log.exception("trust refresh failed")
 
@@ -308,7 +311,7 @@ class HubApp:
             try:
                 await asyncio.to_thread(self.journal.flush)
             except StateUnavailable as e:
-                log.error("cannot store agent reports; retrying", error=str(e))
+                log.error("cannot store agent reports; retrying", reason=e.reason, error=str(e))
 
     def _promotion(self, cfg, source):
         """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
@@ -401,6 +404,8 @@ class HubApp:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
         if self.state is not None:
             self.state.close()
+        if self._own_engine is not None and hasattr(self._own_engine, "close"):
+            await asyncio.to_thread(self._own_engine.close)
 
     async def _stop_serving(self, grace: float | None) -> None:
         if self.server is None:  # never started (or failed before serving)

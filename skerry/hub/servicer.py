@@ -10,6 +10,7 @@ the fleet, ``Unavailable`` before the fleet was first loaded);
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 from collections.abc import Callable
 from typing import Protocol
@@ -94,19 +95,8 @@ def shared_chunks(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
     return wire
 
 
-def metadata_event(name: str, data: bytes) -> bytes:
-    """A ``metadata`` watch event, serialised once per file version and sent by reference on every stream."""
-    return hub_pb2.WatchBundlesResponse(metadata=bundle_pb2.MetadataFile(path=name, data=data)).SerializeToString()
-
-
-# What a watch event pushes of the TUF metadata: ``push(cluster) -> (metadata events, newest root version)``
-# (``skerry.hub.trust.push.MetadataPush.files_for``).
-Push = Callable[[str], tuple[tuple[bytes, ...], int]]
-
-
 def bundle_messages(
-    signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES,
-    push: Push | None = None,
+    signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES
 ) -> list[hub_pb2.WatchBundlesResponse | bytes]:
     """The watch events that carry ``signed`` to an agent that holds the blob ``have_blob``.
 
@@ -115,24 +105,17 @@ def bundle_messages(
     (``transfer.omitted``); otherwise they go as chunk messages serialised once for all streams
     (``shared_chunks``), or whole to an agent that announces no chunk support, if they fit in one
     message (else it gets the hint and fetches them).
-
-    To an agent that takes chunks, ``push`` adds the TUF metadata its refresh will need as
-    ``metadata`` events before the bundle event (each serialised once for all streams; small
-    messages, so none of them stays pinned as a stream's last message).
     """
     head = bundle_pb2.SignedBundle(cluster=signed.cluster, version=signed.release, digest=signed.digest)
-    pushed: tuple[bytes, ...] = ()
-    if push is not None and chunks_ok:
-        pushed, head.root_version = push(signed.cluster)
     data = signed.bundle
     if signed.shared is None or not data:
-        return [*pushed, hub_pb2.WatchBundlesResponse(bundle=head)]
+        return [hub_pb2.WatchBundlesResponse(bundle=head)]
     if chunks_ok and have_blob and have_blob == signed.digest:
-        return [*pushed, hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
+        return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
     if chunks_ok:
         wire = shared_chunks(signed.shared, chunk_bytes)
         header = hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=len(wire)))
-        return [*pushed, header, *wire]
+        return [header, *wire]
     if len(data) <= MAX_MESSAGE_BYTES - _FRAMING_ALLOWANCE:
         head.bundle = data
     return [hub_pb2.WatchBundlesResponse(bundle=head)]
@@ -262,6 +245,39 @@ def status_to_proto(status: ClusterStatus) -> hub_pb2.ClusterStatus:
     )
 
 
+# A GetFleetStatus page: cluster views up to this many serialised bytes, the message cap less room for
+# the response's other fields and gRPC's framing. A page ends before the view that would cross it.
+FLEET_PAGE_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+
+
+def _framed(size: int) -> int:
+    """Bytes an element of a repeated message field (number < 16) takes: tag, varint length, body."""
+    return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
+def fit_view(view: hub_pb2.ClusterView, budget: int) -> hub_pb2.ClusterView:
+    """``view`` within ``budget`` bytes: reported objects beyond what fits are dropped and counted
+    (``reported_objects_omitted``); if even the rest of the report does not fit, it is all left out.
+
+    A report is itself at most one message, so only a view of a cluster that reported close to the cap
+    (tens of thousands of objects, long messages) is ever cut; its conditions and counters stay.
+    """
+    excess = view.ByteSize() - budget
+    if excess <= 0:
+        return view
+    excess += 6  # room for reported_objects_omitted
+    objects = view.reported.objects
+    total = keep = len(objects)
+    while keep and excess > 0:
+        keep -= 1
+        excess -= _framed(objects[keep].ByteSize())
+    view.reported_objects_omitted = total - keep
+    del objects[keep:]
+    if view.ByteSize() > budget:  # the conditions alone do not fit: nothing of the report is shown
+        view.ClearField("reported")
+    return view
+
+
 # --- the service --------------------------------------------------------------------------
 
 
@@ -275,10 +291,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         clock: Clock | None = None,
         revocations: Revocations | None = None,
         chunk_bytes: int = BUNDLE_CHUNK_BYTES,
-        push: Push | None = None,
     ):
         self._store = store
-        self._push = push
         self._statuses = statuses
         self._fleet = fleet
         self._clock = clock or SystemClock()
@@ -326,8 +340,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):
                     for message in bundle_messages(
-                        event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes,
-                        push=self._push,
+                        event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
                     ):
                         yield message
                         # An idle stream waits in store.watch below for the next release: holding the
@@ -366,11 +379,24 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             return hub_pb2.GetFleetStatusResponse(revision=self._fleet.revision)
         if wanted:
             self._require_known(wanted)
-            clusters = [fleet.cluster(wanted)]
+            names = [wanted]
         else:
-            clusters = list(fleet.clusters)
-        views = [self._view(fleet, c.name) for c in clusters if c.name in self._store]
-        return hub_pb2.GetFleetStatusResponse(revision=self._fleet.revision, clusters=views)
+            names = sorted(c.name for c in fleet.clusters if c.name in self._store)
+        if request.page_token:  # the last cluster of the previous page: robust to clusters added or removed
+            names = names[bisect.bisect_right(names, request.page_token):]
+        views: list[hub_pb2.ClusterView] = []
+        used = 0
+        for name in names[: request.page_size or len(names)]:
+            view = fit_view(self._view(fleet, name), FLEET_PAGE_BYTES)
+            size = _framed(view.ByteSize())
+            if views and used + size > FLEET_PAGE_BYTES:
+                break
+            views.append(view)
+            used += size
+        more = len(views) < len(names)
+        return hub_pb2.GetFleetStatusResponse(
+            revision=self._fleet.revision, clusters=views, next_page_token=views[-1].cluster if more else ""
+        )
 
     def _view(self, fleet: Fleet, name: str) -> hub_pb2.ClusterView:
         cluster = fleet.cluster(name)

@@ -28,7 +28,14 @@ from skerry.core import tls
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
 from skerry.core.rpc import GrpcServer, peer_name
-from skerry.sealer.authz import RULES, ClusterDomains, RateLimiter, UnsealGate, audit_refusals
+from skerry.sealer.authz import (
+    RULES,
+    ClusterDomains,
+    UnsealGate,
+    audit_refusals,
+    decryption_limiter,
+    rpc_limiters,
+)
 from skerry.sealer.bundle_trust import BundleTrust, TufBundleTrust
 from skerry.sealer.certhttp import CertificateServer
 from skerry.sealer.config import SealerConfig
@@ -61,7 +68,7 @@ class SealerApp:
         self.gate = UnsealGate(
             self.registry,
             domains=domains,
-            limiter=RateLimiter(config.rate_per_second, config.rate_burst),
+            limiter=decryption_limiter(config.rate_per_second, config.rate_burst),
             bundle_trust=bundle_trust,
         )
         self.revocations = HubRevocations(config.revocations_file)
@@ -104,6 +111,7 @@ class SealerApp:
             rules=RULES,
             revocations=self.revocations,
             on_refused=audit_refusals,
+            method_limiters=rpc_limiters(self.config.rate_per_second, self.config.rate_burst),
             grace_seconds=self.config.grace_seconds,
             interceptors=[ops.interceptor],
         )

@@ -272,6 +272,8 @@ def _tls_files(args: argparse.Namespace):
 
 def _certificates(args: argparse.Namespace) -> list:
     """The sealing certificate per requested domain (one, with no --domain)."""
+    from skerry.core.errors import InvalidInput
+    from skerry.core.files import read_bounded
     from skerry.sealer import seal
 
     domains = _split(args.domain)
@@ -293,9 +295,9 @@ def _certificates(args: argparse.Namespace) -> list:
             certs.append(seal.fetch_certificate_url(url, domain=d, ca_file=args.tls_ca, timeout=args.timeout))
     for path in files:
         try:
-            pem = pathlib.Path(path).read_bytes()
-        except OSError as e:
-            raise _InputError(f"cannot read certificate {path}: {e.strerror}") from None
+            pem = read_bounded(pathlib.Path(path), seal.MAX_CERT_BYTES, f"certificate {path}")
+        except InvalidInput as e:
+            raise _InputError(str(e)) from None
         certs.append(seal.load_certificate(pem, str(path)))
     if domains and files:
         # Certificate files name their domain (subject OU); keep the ones asked for, refuse gaps.

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import documents, tls
-from skerry.core.client import secure_channel
+from skerry.core.client import all_pages, secure_channel
 
 # The example fleet of a source checkout (the one input the harness takes from outside the package).
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
@@ -85,6 +85,18 @@ class Service:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def events(self, name: str) -> list[dict]:
+        """The JSON log lines whose ``event`` is ``name`` (services log JSON lines when not on a terminal)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("event") == name:
+                out.append(doc)
+        return out
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -176,9 +188,11 @@ class Stack:
     # --- services -----------------------------------------------------------------------
     def start_sealer(self) -> Service:
         files = self.identity("sealer", tls.ROLE_SEALER, server=True)
+        # a restarted sealer comes back on the same port, so running agents find it again
+        listen = self.sealer_address or "127.0.0.1:0"
         self.sealer = Service(
             "sealer",
-            ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
+            ["sealer", "serve", "--listen", listen, "--keys-dir", str(self.workdir / "sealer-keys"),
              *self.tls_args(files)],
             self.workdir,
         ).start()
@@ -272,7 +286,10 @@ class Stack:
                 return str((c.get("labels") or {}).get("env", "default"))
         return "default"
 
-    def start_hub(self) -> Service:
+    def start_hub(self, *, repo: str | None = None, extra: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> Service:
+        """The hub, following ``repo`` (default: the bare remote, else the working repo); ``extra`` flags and
+        ``env`` variables are added to its command line and environment."""
         files = self.identity("hub", tls.ROLE_HUB, server=True)
         self.init_trust()
         keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
@@ -283,31 +300,39 @@ class Stack:
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
-            ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
-             "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files)],
+            ["hub", "serve", "--repo", repo or str(self.remote or self.repo), "--interval", str(self.interval),
+             "--listen", listen, "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files),
+             *extra],
             self.workdir,
+            env,
         ).start()
         ready = self.hub.ready()
         self.hub_address = f"127.0.0.1:{ready['port']}"
         return self.hub
 
-    def start_agent(self, cluster: str, *, hub: str | None = None, trust_root: pathlib.Path | None = None,
-                    environment: str | None = None, extra: tuple[str, ...] = ()) -> Service:
-        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world)."""
+    def start_agent(self, cluster: str, *, hub: str | None = None, sealer: str | None = None,
+                    trust_root: pathlib.Path | None = None, environment: str | None = None,
+                    kubeconfig: pathlib.Path | None = None, extra: tuple[str, ...] = (),
+                    allow_prune_protected: bool = True) -> Service:
+        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world).
+
+        ``hub``, ``sealer`` and ``kubeconfig`` point it elsewhere than this stack's own (e.g. through a proxy).
+        ``allow_prune_protected=False`` runs it as shipped: Namespaces, CRDs and PVCs are never pruned
+        without their ``skerry.io/prune: allow`` annotation."""
         files = self.identity(cluster, tls.ROLE_AGENT)
         trust_root = trust_root or self.trust_root or self.init_trust()
         env = environment or self.environment_of(cluster)
         # A throwaway cluster shared by many tests: one test's Namespace left in a cluster's inventory is
         # pruned by the next test's agent, which protected kinds allow only explicitly.
         trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2",
-                      "--allow-prune-protected", *extra]
+                      *(["--allow-prune-protected"] if allow_prune_protected else []), *extra]
         old = self.agents.get(cluster)
         if old is not None:
             old.stop()
         agent = Service(
             f"agent-{cluster}",
-            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
-             *trust_args, "--kubeconfig", str(self.kubeconfig),
+            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", sealer or self.sealer_address,
+             *trust_args, "--kubeconfig", str(kubeconfig or self.kubeconfig),
              "--state-dir", str(self.workdir / "agents" / cluster),
              # several demo clusters share one API server: each agent keeps its inventory apart
              "--namespace", f"skerry-{cluster}", *self.tls_args(files)],
@@ -351,5 +376,6 @@ class Stack:
 def fleet_status(address: str, files: tls.TlsFiles, timeout: float = 5.0) -> list[dict]:
     """The hub's view of every cluster (GetFleetStatus), as plain dicts."""
     with secure_channel(address, files) as channel:
-        resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=timeout)
+        resp = all_pages(hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus, hub_pb2.GetFleetStatusRequest(),
+                         "clusters", timeout=timeout)
     return [json_format.MessageToDict(c, preserving_proto_field_name=True) for c in resp.clusters]

@@ -50,18 +50,16 @@ class WatchBundlesRequest(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., last_version: _Optional[int] = ..., last_digest: _Optional[str] = ..., accepts_chunks: _Optional[bool] = ..., have_blob: _Optional[str] = ...) -> None: ...
 
 class WatchBundlesResponse(_message.Message):
-    __slots__ = ("bundle", "render_error", "chunk", "metadata", "transfer")
+    __slots__ = ("bundle", "render_error", "chunk", "transfer")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
-    METADATA_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     bundle: _bundle_pb2.SignedBundle
     render_error: RenderError
     chunk: BundleChunk
-    metadata: _bundle_pb2.MetadataFile
     transfer: BlobTransfer
-    def __init__(self, bundle: _Optional[_Union[_bundle_pb2.SignedBundle, _Mapping]] = ..., render_error: _Optional[_Union[RenderError, _Mapping]] = ..., chunk: _Optional[_Union[BundleChunk, _Mapping]] = ..., metadata: _Optional[_Union[_bundle_pb2.MetadataFile, _Mapping]] = ..., transfer: _Optional[_Union[BlobTransfer, _Mapping]] = ...) -> None: ...
+    def __init__(self, bundle: _Optional[_Union[_bundle_pb2.SignedBundle, _Mapping]] = ..., render_error: _Optional[_Union[RenderError, _Mapping]] = ..., chunk: _Optional[_Union[BundleChunk, _Mapping]] = ..., transfer: _Optional[_Union[BlobTransfer, _Mapping]] = ...) -> None: ...
 
 class BlobTransfer(_message.Message):
     __slots__ = ("omitted", "size", "chunks")
@@ -132,13 +130,17 @@ class ReportStatusResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class GetFleetStatusRequest(_message.Message):
-    __slots__ = ("cluster",)
+    __slots__ = ("cluster", "page_size", "page_token")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     cluster: str
-    def __init__(self, cluster: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, cluster: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ("cluster", "labels", "paths", "desired_version", "desired_digest", "desired_revision", "desired_objects", "render_error", "reported")
+    __slots__ = ("cluster", "labels", "paths", "desired_version", "desired_digest", "desired_revision", "desired_objects", "render_error", "reported", "reported_objects_omitted")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +157,7 @@ class ClusterView(_message.Message):
     DESIRED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
     REPORTED_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_OBJECTS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     labels: _containers.ScalarMap[str, str]
     paths: _containers.RepeatedScalarFieldContainer[str]
@@ -164,12 +167,15 @@ class ClusterView(_message.Message):
     desired_objects: int
     render_error: str
     reported: ClusterStatus
-    def __init__(self, cluster: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., paths: _Optional[_Iterable[str]] = ..., desired_version: _Optional[int] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., desired_objects: _Optional[int] = ..., render_error: _Optional[str] = ..., reported: _Optional[_Union[ClusterStatus, _Mapping]] = ...) -> None: ...
+    reported_objects_omitted: int
+    def __init__(self, cluster: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., paths: _Optional[_Iterable[str]] = ..., desired_version: _Optional[int] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., desired_objects: _Optional[int] = ..., render_error: _Optional[str] = ..., reported: _Optional[_Union[ClusterStatus, _Mapping]] = ..., reported_objects_omitted: _Optional[int] = ...) -> None: ...
 
 class GetFleetStatusResponse(_message.Message):
-    __slots__ = ("revision", "clusters")
+    __slots__ = ("revision", "clusters", "next_page_token")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     revision: str
     clusters: _containers.RepeatedCompositeFieldContainer[ClusterView]
-    def __init__(self, revision: _Optional[str] = ..., clusters: _Optional[_Iterable[_Union[ClusterView, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, revision: _Optional[str] = ..., clusters: _Optional[_Iterable[_Union[ClusterView, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

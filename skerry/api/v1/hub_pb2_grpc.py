@@ -76,7 +76,9 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetFleetStatus(self, request, context):
-        """Read-only view of the fleet for operators and tooling.
+        """Read-only view of the fleet for operators and tooling, in pages (as a
+        Kubernetes list with limit/continue): a response never exceeds one
+        message; ask again with `next_page_token` until it is empty.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
