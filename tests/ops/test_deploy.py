@@ -238,7 +238,7 @@ def test_the_ha_hubs_share_postgresql_with_the_dsn_from_a_secret_and_keep_no_vol
     pod = hub["spec"]["template"]["spec"]
     container = pod["containers"][0]
     repo = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("skerry-hub"))
-    argv = [a.replace("$(SKERRY_HUB_REPO)", repo["data"]["repo"]) for a in container["args"]]
+    argv = [a.replace("$(SKERRY_HUB_REPO)", repo["data"]["SKERRY_HUB_REPO"]) for a in container["args"]]
     args = build_parser().parse_args(argv)
     cfg = HubConfig.from_env({}, **flag_values(args, HubConfig))  # the hub's own checks, not only argparse
     assert cfg.state == "postgresql" and cfg.state_dsn is None
