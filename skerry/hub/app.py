@@ -187,7 +187,7 @@ class HubApp:
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
         self.servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
-                                    revocations=self.enrollment.revocations)
+                                    revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
         enrollment = self._enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard

@@ -291,6 +291,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         clock: Clock | None = None,
         revocations: Revocations | None = None,
         chunk_bytes: int = BUNDLE_CHUNK_BYTES,
+        may_sync: Callable[[], bool] = lambda: True,
     ):
         self._store = store
         self._statuses = statuses
@@ -298,6 +299,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._clock = clock or SystemClock()
         self._revocations = revocations
         self._chunk_bytes = chunk_bytes
+        self._may_sync = may_sync  # this process holds the writer lease (only the writer fetches and publishes)
         self.streams = StreamRegistry(store.wake)
 
     def recheck_streams(self) -> int:
@@ -367,6 +369,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
 
     async def Sync(self, request: hub_pb2.SyncRequest, context) -> hub_pb2.SyncResponse:
         """Fetch Git now (one fetch at a time: the sync loop's lock), then say what came of it."""
+        if not self._may_sync():
+            raise Unavailable("this hub replica does not hold the writer lease and publishes nothing; call again "
+                              "(a new connection may reach the writer)")
         return sync_result_to_proto(await self._fleet.sync_once())
 
     async def GetFleetStatus(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import pathlib
 import shutil
 import ssl
@@ -210,9 +211,12 @@ def test_dashboard_refuses_without_operator_credentials(live):
 def test_dashboard_shows_clusters_health_drift_and_updates_when_a_commit_lands(live, browser, tmp_path):
     browser.get(f"{live.dashboard_url}/login?token={live.dashboard_token}")
     wait_text(browser, "live", lambda t: t == "live", "the event stream to connect", 20)
+    # Health is what runs, apart from Ready: the local API server has no kubelet, so web's pods never run
+    # and it stays Progressing (within --health-timeout); a cluster of your own runs them: Healthy.
+    running = "Healthy" if os.environ.get("SKERRY_TEST_KUBECONFIG") else "Progressing"
     for cluster in live.agents:
         wait_text(browser, f"sync-{cluster}", lambda t: t == "Synced", f"{cluster} Synced")
-        assert text(browser, f"health-{cluster}") == "Healthy"
+        assert text(browser, f"health-{cluster}") == running
     assert text(browser, "group-no-bergen-dev") and text(browser, "group-no-tromso-dev")
     assert text(browser, "group-no-bergen-prod")
     first_revision = text(browser, "desired-tromso-dev")
