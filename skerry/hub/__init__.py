@@ -12,7 +12,8 @@ the agents' reports. The package is split by concern:
 * ``trust``           the TUF repository: director and release roles, keys, CI signing, attestations
 * ``enrollment``      the agent CA, bootstrap tokens, operator certificates, revocation
 * ``state``           the hub state (SQLite or PostgreSQL): what must outlive the process
-* ``writer``          the writer lease: the one hub process that publishes
+* ``writer``          the writer lease: the one hub process that publishes, its duties, release transactions
+* ``replica``         every process's copy of what the writer published, followed from the state's change log
 * ``status`` / ``reports``  the agents' latest reports, and their soak clocks kept in the state
 * ``sync``            the fetch -> render -> build -> publish loop
 * ``webhook``         the push webhook (fetch now)

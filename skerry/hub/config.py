@@ -38,6 +38,7 @@ DEFAULT_RENDER_TIMEOUT = 120.0
 # connection and then says nothing (a hung server, a network blackhole) holds the sync no longer.
 DEFAULT_GIT_TIMEOUT = 300.0
 ENGINES = ("auto", "inprocess", "binary")
+ROLES = ("writer", "serve", "both")
 
 
 def _default_state_dir() -> pathlib.Path:
@@ -145,6 +146,12 @@ class HubConfig:
     )
     lease_ttl: float = setting(
         15.0, metavar="DURATION", parse=config.duration, help="writer lease lifetime, renewed at a third (default 15s)"
+    )
+    role: str = setting(
+        "both",
+        metavar="writer|serve|both",
+        help="writer: sync, render and sign while holding the writer lease; serve: serve agents from the hub "
+        "state only (no keys, no Git); both (default): serve, and write while holding the lease",
     )
     render_timeout: float = setting(
         DEFAULT_RENDER_TIMEOUT,
@@ -300,6 +307,8 @@ class HubConfig:
             )
         if not self.hub_id or len(self.hub_id) > 253:
             raise ConfigError(f"hub_id: must be 1..253 characters, got {self.hub_id!r}")
+        if self.role not in ROLES:
+            raise ConfigError(f"role: {self.role!r} is not one of {', '.join(ROLES)}")
         if not 1.0 <= self.lease_ttl <= 600.0:
             raise ConfigError(f"lease_ttl: must be between 1s and 10m, got {self.lease_ttl}")
 

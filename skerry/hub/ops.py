@@ -8,6 +8,8 @@ to a few lines. Both servers are off unless configured
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from skerry.core.clock import Clock
@@ -33,6 +35,8 @@ class HubOps:
         self.dashboard = None
         self._syncer = None
         self._promotions = None
+        # A replica that does not sync (standby, --role serve) is ready once it caught up with the state.
+        self.caught_up: Callable[[], bool] | None = None
 
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
@@ -75,6 +79,8 @@ class HubOps:
                               connected=self._connected())
 
     def _readiness(self) -> tuple[bool, str]:
+        if self.caught_up is not None and self.caught_up() and (self._syncer is None or self._syncer.fleet is None):
+            return True, "caught up with the writer's releases in the hub state"
         if self._syncer is None or self._syncer.fleet is None:
             return False, f"fleet not loaded: {getattr(self._syncer, 'fleet_error', None) or 'no sync yet'}"
         return True, "fleet loaded"

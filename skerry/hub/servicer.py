@@ -312,11 +312,12 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     # --- checks ---
 
     def _require_known(self, cluster: str) -> None:
+        if cluster in self._store:  # released: by this process, or by the writer (a replica's copy of the state)
+            return
         if self._fleet.fleet is None:
             detail = f": {self._fleet.fleet_error}" if self._fleet.fleet_error else ""
             raise Unavailable(f"the hub has not loaded {FLEET_FILE} yet{detail}")
-        if cluster not in self._store:
-            raise NotFound(f"cluster {cluster!r} is not in the fleet ({FLEET_FILE})")
+        raise NotFound(f"cluster {cluster!r} is not in the fleet ({FLEET_FILE})")
 
     # --- RPCs ---
 

@@ -171,3 +171,11 @@ def test_a_whole_tls_value_fills_its_three_paths(tmp_path):
     files = TlsFiles(ca=tmp_path / "ca", cert=tmp_path / "c", key=tmp_path / "k")
     cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r"}, tls=files)
     assert cfg.tls == files and (cfg.tls_ca, cfg.tls_cert, cfg.tls_key) == (files.ca, files.cert, files.key)
+
+
+def test_the_role_defaults_to_both_comes_from_the_environment_and_is_checked():
+    assert HubConfig(repo="/srv/fleet").role == "both"
+    assert HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet", "SKERRY_HUB_ROLE": "serve"}).role == "serve"
+    assert HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet"}, role="writer").role == "writer"
+    with pytest.raises(ConfigError, match="role: 'leader' is not one of writer, serve, both"):
+        HubConfig(repo="/srv/fleet", role="leader")

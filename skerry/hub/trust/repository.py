@@ -25,7 +25,8 @@ import datetime as _dt
 import json
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Protocol
 
 import structlog
 from securesystemslib.signer import Signer
@@ -60,6 +61,27 @@ ONLINE_ROLES = ("timestamp", "snapshot", trust.DIRECTOR_ROLE)
 _SERIALIZER = SERIALIZER  # the name callers import
 
 
+class Storage(Protocol):
+    """Where the files live besides (or instead of) the directory: ``skerry.hub.state.trust_files.TrustFiles``."""
+
+    on_abandon: Callable[[], None] | None
+
+    def newest(self) -> dict[str, tuple[int, bytes]]: ...
+
+    def metadata(self, name: str) -> bytes | None: ...
+
+    def blob(self, hexdigest: str) -> bytes | None: ...
+
+    def put_metadata(self, name: str, role: str, version: int, data: bytes) -> None: ...
+
+    def put_blob(self, hexdigest: str, data: bytes) -> None: ...
+
+    def published(self) -> None: ...
+
+    def pending(self, decode: Callable[[bytes], Metadata], encode: Callable[[Metadata], bytes]
+                ) -> MutableMapping[str, Metadata]: ...
+
+
 class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
     """The repository in memory (latest version of each role) and on disk."""
 
@@ -71,8 +93,10 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
         release_signers: Mapping[str, Sequence[Signer]] | None = None,
         clock: Clock | None = None,
         expiry: Mapping[str, _dt.timedelta] | None = None,
+        storage: Storage | None = None,
     ):
         trust.use_fast_canonical_json()
+        self._storage = storage
         self.directory = pathlib.Path(directory)
         self.metadata_dir = self.directory / "repository" / "metadata"
         self.targets_dir = self.directory / "repository" / "targets"
@@ -81,7 +105,11 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
         self.expiry = {**DEFAULT_EXPIRY, **(expiry or {})}
         self.md: dict[str, Metadata] = {}
         self._raw: dict[str, bytes] = {}  # the bytes served for each role's current version (snapshot hashes them)
-        self._pending: dict[str, Metadata] = {}
+        # release signatures collected below their threshold: in the storage (every replica's) if there is one
+        self._pending: MutableMapping[str, Metadata] = (
+            {} if storage is None else storage.pending(Metadata.from_bytes, lambda md: md.to_bytes(SERIALIZER)))
+        if storage is not None:
+            storage.on_abandon = self.reset
         self._listeners: list[Callable[[str], None]] = []
         self._blobs: dict[str, bytes] = {}  # sha256 hex -> bytes, the newest MEMORY_BLOBS
         self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
@@ -107,7 +135,7 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
 
     @classmethod
     def open(cls, directory, *, clock: Clock | None = None, release_keys: Iterable[tuple[str, str]] = (),
-             expiry: Mapping[str, _dt.timedelta] | None = None) -> TrustRepository:
+             expiry: Mapping[str, _dt.timedelta] | None = None, storage: Storage | None = None) -> TrustRepository:
         """Open a trust directory; ``release_keys`` are ``(env, key ref)`` the hub may sign releases with.
 
         Giving the hub a release key collapses the split for that environment
@@ -125,7 +153,7 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
             signer = keyfiles.load_signer(ref)
             if all(s.public_key.keyid != signer.public_key.keyid for s in signers.get(env, [])):
                 signers.setdefault(env, []).append(signer)
-        repo = cls(directory, release_signers=signers, clock=clock, expiry=expiry)
+        repo = cls(directory, release_signers=signers, clock=clock, expiry=expiry, storage=storage)
         repo.collect_all_garbage()  # what a crash between a commit and its collection, or an older hub, left
         return repo
 
@@ -143,7 +171,9 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
         return {str(env): [str(directory / ref) for ref in refs] for env, refs in dev.items()}
 
     def load(self) -> bool:
-        """(Re)read the newest version of every role from disk; True if anything changed."""
+        """(Re)read the newest version of every role from disk (or the storage); True if anything changed."""
+        if self._storage is not None:
+            return self._load_stored()
         newest: dict[str, tuple[int, pathlib.Path]] = {}
         try:
             entries = list(self.metadata_dir.iterdir())
@@ -177,6 +207,71 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
                 raise ConfigError(f"trust directory {self.directory} has no {role} metadata")
         return changed
 
+    # --- the files in the hub state (``skerry.hub.state.trust_files``) --------------------------
+
+    def _load_stored(self) -> bool:
+        """Adopt the storage's newest version of each role (the first time, import the directory)."""
+        newest = self._storage.newest()
+        if not newest and self.metadata_dir.is_dir():
+            self._import_directory(offline_only=False)
+            newest = self._storage.newest()
+        changed = False
+        # In publication order (snapshot, then the timestamp, last), so a Fetch served meanwhile from
+        # another thread never finds a timestamp naming a snapshot this process does not have yet.
+        for role in sorted(newest, key=lambda r: (r in ("snapshot", "timestamp"), r == "timestamp")):
+            version, raw = newest[role]
+            cur = self.md.get(role)
+            if cur is not None and cur.signed.version >= version:
+                continue
+            try:
+                md = Metadata.from_bytes(raw)
+            except DeserializationError as e:
+                raise ConfigError(f"hub state: trust metadata {role} version {version} is unreadable: {e}") from e
+            self.md[role], self._raw[role] = md, raw
+            self._remember_paths(role, md)
+            changed = True
+        for role in ("root", "targets"):
+            if role not in self.md:
+                raise ConfigError(f"the hub state holds no {role} metadata; a writer hub imports its trust directory")
+        return changed
+
+    def _import_directory(self, *, offline_only: bool) -> bool:
+        """Copy the trust directory's files newer than the storage's into it (the first start: all of
+        them; later, what ``skerry keys`` changed offline). Online roles come from the storage once it
+        has any: a file this process wrote for a publication that did not commit is never imported."""
+        stored = {role: version for role, (version, _) in self._storage.newest().items()}
+        put = 0
+        for path in sorted(self.metadata_dir.iterdir()):
+            m = VERSIONED.match(path.name)
+            if m is None or int(m["v"]) <= stored.get(m["role"], 0):
+                continue
+            if offline_only and (m["role"] in ONLINE_ROLES or trust.is_director_bin(m["role"])):
+                continue
+            self._storage.put_metadata(path.name, m["role"], int(m["v"]), path.read_bytes())
+            put += 1
+        if not offline_only:
+            ts = self.metadata_dir / "timestamp.json"
+            if ts.exists():
+                raw = ts.read_bytes()
+                self._storage.put_metadata(ts.name, "timestamp", Metadata.from_bytes(raw).signed.version, raw)
+            for path in self.blobs_dir.glob("*.json") if self.blobs_dir.is_dir() else ():
+                self._storage.put_blob(path.stem, path.read_bytes())
+        if put or not offline_only:
+            self._storage.published()
+            log.info("trust files imported into the hub state", files=put, directory=str(self.metadata_dir))
+        return bool(put)
+
+    def reset(self) -> None:
+        """Forget everything this process signed but did not commit: become what the storage holds."""
+        if self._storage is None:
+            return
+        fresh = type(self)(self.directory, online=self._online, clock=self._clock, expiry=self.expiry,
+                           storage=self._storage)
+        keep = {"_listeners": self._listeners, "_release_signers": self._release_signers}
+        self.__dict__.update(fresh.__dict__)
+        self.__dict__.update(keep)
+        self._storage.on_abandon = self.reset
+
     def _load_online_keys(self) -> dict[str, list[Signer]]:
         """Signers from ``keys/*.key`` whose key ids the metadata names for each online role."""
         found: dict[str, list[Signer]] = {}
@@ -193,6 +288,8 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
     def reload(self) -> bool:
         """Pick up offline changes (``skerry keys``); re-publishes snapshot/timestamp if any."""
         before = {r: m.signed.version for r, m in self.md.items()}
+        if self._storage is not None:
+            self._import_directory(offline_only=True)
         if not self.load():
             return False
         self._online = self._load_online_keys()

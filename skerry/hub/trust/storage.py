@@ -5,7 +5,9 @@ The files (layout in ``skerry.core.trust``): a version of each role under
 many clusters share it) and, under ``targets/``, a hard link to its blob for
 every target a role lists, at its hash-prefixed name. ``_write``,
 ``_keep_blob``, ``_link_targets`` and ``fetch`` are the only code that touches
-them.
+them. With a storage (``skerry.hub.state.trust_files``: the hub state), they also hand it every
+file and read through it what they serve; the directory is then an export
+(written where it exists), and the collection below bounds the export only.
 
 What is kept — everything else is removed after each commit (``_collect_garbage``),
 and once in full when the hub opens the repository (``collect_all_garbage``):
@@ -62,12 +64,21 @@ class RepositoryFiles:
         data = md.to_bytes(SERIALIZER)
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
         durable = role == "timestamp" or not (self._batch_depth or self._flushing)
-        if not durable:
-            self._unsynced = True
-        atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
+        if self._exports():
+            self._unsynced = self._unsynced or not durable
+            atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
         self._track(role, md)
         self.md[role] = md
         self._raw[role] = data
+        if self._storage is not None:
+            self._storage.put_metadata(name, role, md.signed.version, data)
+            if role == "timestamp":  # the last file of every publication
+                self._storage.published()
+
+    def _exports(self) -> bool:
+        """Whether files are written to the directory: always without a storage; with one (the hub state),
+        the directory is an export, written where it exists (a serving replica has none)."""
+        return self._storage is None or self.metadata_dir.is_dir()
 
     def fetch(self, path: str) -> bytes:
         """The bytes served at ``path`` (``metadata/...`` or ``targets/...``); ``NotFound`` if absent.
@@ -82,10 +93,25 @@ class RepositoryFiles:
             if self.release_target(env, cluster, hexdigest) is None and not self._proposed(target):
                 raise NotFound(f"{path} is not a released or directed bundle")
             return self._blob(hexdigest, path)
+        name = path[len("metadata/"):]
+        if self._storage is not None:
+            data = self._served(name)
+            if data is None:
+                raise NotFound(f"{path} does not exist")
+            return data
         try:
-            return (self.metadata_dir / path[len("metadata/"):]).read_bytes()
+            return (self.metadata_dir / name).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{path} does not exist") from None
+
+    def _served(self, name: str) -> bytes | None:
+        """A metadata file from memory if it is a role's current version, else from the storage."""
+        m = VERSIONED.match(name)
+        role = "timestamp" if name == "timestamp.json" else (m["role"] if m else "")
+        md = self.md.get(role)
+        if md is not None and role in self._raw and (m is None or int(m["v"]) == md.signed.version):
+            return self._raw[role]
+        return self._storage.metadata(name)
 
     def _proposed(self, path: str) -> bool:
         """Whether a release proposal names ``path`` (CI signers read its blob to compare objects)."""
@@ -95,6 +121,14 @@ class RepositoryFiles:
     def _blob(self, hexdigest: str, path: str) -> bytes:
         data = self._blobs.get(hexdigest)
         if data is not None:
+            return data
+        if self._storage is not None:
+            data = self._storage.blob(hexdigest)
+            if data is None:
+                raise NotFound(f"{path}: its blob is missing from the hub state")
+            self._blobs[hexdigest] = data  # the next agent of the fleet asks for the same bytes
+            while len(self._blobs) > MEMORY_BLOBS:
+                del self._blobs[next(iter(self._blobs))]
             return data
         try:
             return self._blob_path(hexdigest).read_bytes()
@@ -114,8 +148,10 @@ class RepositoryFiles:
         if hexdigest in self._blobs:
             return
         dest = self._blob_path(hexdigest)
-        if not dest.exists():
+        if self._exports() and not dest.exists():
             _atomic_write(dest, data)
+        if self._storage is not None:
+            self._storage.put_blob(hexdigest, data)
         self._blobs[hexdigest] = data
         while len(self._blobs) > MEMORY_BLOBS:
             del self._blobs[next(iter(self._blobs))]
@@ -125,6 +161,9 @@ class RepositoryFiles:
         under its consistent-snapshot name: a hard link to the one blob file, so a stock TUF client
         reading the repository directory as static files finds every target."""
         targets = str(self.targets_dir)
+        if not self._exports():
+            self._unlinked.clear()
+            return
         for path, hexdigest in self._unlinked.items():
             name = trust.consistent_name(path, hexdigest)
             directory = os.path.join(targets, name.rpartition("/")[0])
@@ -164,8 +203,10 @@ class RepositoryFiles:
         if not isinstance(md.signed, Targets) or role == "targets":
             return
         self._paths[role] = frozenset(md.signed.targets)
+        previous = f"{md.signed.version - 1}.{role}.json"
         try:
-            doc = json.loads((self.metadata_dir / f"{md.signed.version - 1}.{role}.json").read_bytes())
+            raw = self._storage.metadata(previous) if self._storage is not None else None
+            doc = json.loads(raw if raw is not None else (self.metadata_dir / previous).read_bytes())
             self._previous_paths[role] = frozenset(doc["signed"].get("targets") or {})
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self._previous_paths[role] = frozenset()
@@ -215,6 +256,11 @@ class RepositoryFiles:
     def _collect_garbage(self) -> None:
         """After a commit is published: remove role versions older than the previous one, target files no
         kept version lists, and blobs nothing links to or holds."""
+        if not self._exports():  # nothing on disk (the hub state keeps every version it committed)
+            self._obsolete.clear()
+            self._gone.clear()
+            self._blob_candidates.clear()
+            return
         for name in self._obsolete:
             (self.metadata_dir / name).unlink(missing_ok=True)
         self._obsolete.clear()
