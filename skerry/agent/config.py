@@ -45,7 +45,7 @@ from collections.abc import Mapping
 
 from skerry.core import config
 from skerry.core.client import parse_addresses
-from skerry.core.duration import parse_duration
+from skerry.core.config import setting
 from skerry.core.errors import ConfigError
 from skerry.core.metrics import parse_listen
 from skerry.core.rpc import KEEPALIVE_TIME_MS, MIN_KEEPALIVE_SECONDS
@@ -84,7 +84,7 @@ class AgentConfig:
     namespace: str = "skerry-system"
     field_manager: str = "skerry"
     ready_file: pathlib.Path | None = None
-    log_level: str = "info"
+    log_level: str = setting("info", parse=config.lower)
     allow_prune_all: bool = False
     allow_prune_protected: bool = False  # prune Namespaces, CRDs, PVCs without skerry.io/prune: allow
     metrics_listen: str = ""  # "": no metrics server
@@ -92,14 +92,14 @@ class AgentConfig:
     trust_root: pathlib.Path | None = None
     environment: str = ""
     freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
-    trust_poll: float = 60.0  # seconds between TUF refreshes without a hub notification (and at expiry)
+    trust_poll: float = setting(60.0, parse=config.duration)  # seconds between TUF refreshes without a hub notification (and at expiry)
     # A hub or sealer that stops answering (a network blackhole, not a refused port) is noticed within
     # about twice this: a ping every ``keepalive``, unanswered for min(keepalive, 20 s) (core.rpc).
-    keepalive: float = KEEPALIVE_TIME_MS / 1000
+    keepalive: float = setting(KEEPALIVE_TIME_MS / 1000, parse=config.duration)
     drift_policy: str = "correct"
     drift_ignore: tuple[str, ...] = ()
-    resync_seconds: float = 600.0
-    health_timeout: float = 300.0
+    resync_seconds: float = setting(600.0, parse=config.duration)
+    health_timeout: float = setting(300.0, parse=config.duration)
     apply_workers: int = 8
     watch: bool = True
 
@@ -176,9 +176,7 @@ class AgentConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
         """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        convert = {"log_level": _lower, "trust_poll": _duration, "resync_seconds": _duration,
-                   "health_timeout": _duration, "keepalive": _duration}
-        return config.load(cls, ENV_PREFIX, environ, overrides, convert=convert, env_names=_ENV_NAMES).validate()
+        return config.load(cls, ENV_PREFIX, environ, overrides, env_names=_ENV_NAMES).validate()
 
 
 def _check_address(what: str, address: str) -> None:
@@ -186,10 +184,3 @@ def _check_address(what: str, address: str) -> None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
         raise ConfigError(f"{what} address {address!r} must be HOST:PORT")
 
-
-def _lower(name: str, value: object) -> str:
-    return str(value).lower()
-
-
-def _duration(name: str, value: object) -> float:
-    return parse_duration(value, f"{ENV_PREFIX}{name.upper()}")  # 30s, 5m, 1h30m (or bare seconds)

@@ -21,12 +21,12 @@ stderr, ``skerry COMMAND: error: MESSAGE``, never a traceback, and the exit code
 
 Shell completion: ``source <(skerry completion bash)`` (also ``zsh``, ``fish``).
 
-Modules: ``parser`` (the argument parser every command is built with), ``errors`` (the one error
-wrapper), ``output`` (``-o table|wide|json|yaml``), ``contexts`` (flags, then ``SKERRY_*``, then the
-current context), ``completion``; commands: ``identity`` (``operator add``, ``login``, ``context``),
-``install`` (``skerry install``), ``cluster`` (``cluster add|revoke``, ``--install``), ``fleet``
-(``status``, ``fetch``), ``promotion`` (``promote``, ``freight``, ``rollback``, ``environments``),
-``keys`` (the trust repository's keys, the CI signer), ``explain``.
+Modules: ``parser`` (the argument parser every command is built with), ``errors`` (the wrapper above),
+``output`` (``-o table|wide|json|yaml``), ``contexts`` (where a client finds its hub: flags, ``SKERRY_*``,
+the current context), ``completion``; the commands: ``identity`` (``operator add``, ``login``,
+``context``), ``cluster`` (``cluster add|revoke``), ``fleet`` (``status``, ``fetch``), ``promotion``
+(``promote``, ``freight``, ``rollback``, ``environments``), ``keys`` (``keys ...``), ``explain``,
+``install``. The services' own commands are in ``skerry/{hub,agent,sealer}/cli.py``.
 """
 
 from __future__ import annotations

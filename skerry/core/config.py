@@ -14,8 +14,8 @@ environment. Values are converted by the field's annotation:
     tuple[pathlib.Path, ...]         comma-separated paths
 
 Anything else (a duration, a nested type) is a field's own parser: declare the field with
-``setting(..., parse=duration)`` (the parser gets the raw value and ``field (VARIABLE)`` for its message),
-or pass a ``convert`` hook. Validation stays with each config class (``validate()`` or ``__post_init__``).
+``setting(..., parse=duration)`` (the parser gets the raw value and ``field (VARIABLE)`` for its message).
+Validation stays with each config class (``validate()`` or ``__post_init__``).
 
 The same fields make the command line: ``add_flags`` gives every ``setting`` with help text a flag
 ``--field-name`` (or its own ``flag=``) whose help names its variable, and ``flag_values`` reads them back
@@ -43,7 +43,6 @@ from skerry.core.errors import ConfigError
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
-Convert = Callable[[str, object], object]
 Parse = Callable[[object, str], object]  # (raw value, "field (VARIABLE)" for messages) -> value
 
 
@@ -115,11 +114,10 @@ def load(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
     *,
-    convert: Mapping[str, Convert] | None = None,
     env_names: Mapping[str, str] | None = None,
 ) -> Any:
     """``cls`` from its defaults, ``prefix``-named variables in ``environ`` (default ``os.environ``), then
-    ``overrides``. ``convert`` maps a field name to its own conversion; ``env_names`` gives a field a
+    ``overrides``; a field's ``setting(parse=...)`` converts its value. ``env_names`` gives a field a
     variable name other than its own. Unknown overrides are a TypeError (a programming error, not a
     user's)."""
     environ = os.environ if environ is None else environ
@@ -136,14 +134,11 @@ def load(
     given = {k: v for k, v in overrides.items() if v is not None and v != () and v != []}
     raw.update({k: v for k, v in given.items() if _loaded(fields[k])})
     hints = _hints(cls)
-    own = convert or {}
     values: dict[str, object] = {}
     for name, value in raw.items():
         where = f"{name} ({env_name(prefix, name, env_names)})"  # the field (the flag's name) and its variable
         parse = fields[name].metadata.get("parse")
-        if name in own:
-            values[name] = own[name](name, value)
-        elif parse is not None:
+        if parse is not None:
             values[name] = parse(value, where)
         else:
             values[name] = _convert(hints[name], value, where)

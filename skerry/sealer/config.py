@@ -44,6 +44,7 @@ import pathlib
 from collections.abc import Mapping
 
 from skerry.core import config
+from skerry.core.config import setting
 from skerry.core.errors import ConfigError
 from skerry.core.tlsfiles import TlsFiles
 from skerry.sealer.keys import load_kek
@@ -61,7 +62,7 @@ class SealerConfig:
     keys_dir: pathlib.Path = pathlib.Path("/var/lib/skerry/sealer/keys")
     domains: tuple[str, ...] = ("default",)
     ready_file: pathlib.Path | None = None
-    log_level: str = "info"
+    log_level: str = setting("info", parse=config.lower)
     grace_seconds: float = 10.0
     metrics_listen: str = ""  # "": no metrics server
     trust_root: pathlib.Path | None = None
@@ -131,8 +132,5 @@ class SealerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SealerConfig:
         """Defaults, then ``SKERRY_SEALER_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        return config.load(cls, ENV_PREFIX, environ, overrides, convert={"log_level": _lower}).validate()
+        return config.load(cls, ENV_PREFIX, environ, overrides, ).validate()
 
-
-def _lower(name: str, value: object) -> str:
-    return str(value).lower()
