@@ -150,13 +150,12 @@ async def hub_main(args) -> None:
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.promotion_policy import PromotionPolicy
-    from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
+    from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.state import open_state
     from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
     from skerry.hub.trust import servicer as trust_servicer
     from skerry.hub.trust.attest import AttestationBoard
-    from skerry.hub.trust.push import MetadataPush
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
 
@@ -186,8 +185,7 @@ async def hub_main(args) -> None:
         fleet_error = None
 
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations,
-                           push=None if args.no_push else MetadataPush(repo, metadata_event).files_for)
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
     fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
     server = GrpcServer(
         f"127.0.0.1:{args.port}",
@@ -261,7 +259,8 @@ async def agents_main(args) -> None:
 
     from skerry.agent.enroll import make_csr
     from skerry.agent.stream import HubClient
-    from skerry.agent.trust import GrpcFetcher, TufVerifier
+    from skerry.agent.trust import TufVerifier
+    from skerry.agent.tuf_fetch import GrpcFetcher
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError, VerificationError
     from skerry.core.tls import TlsFiles, channel_credentials
@@ -418,8 +417,6 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=1200.0,
                    help="give up waiting after this long (10,000 agents' TUF refreshes share 2 cores: minutes)")
     p.add_argument("--skip-restart", action="store_true")
-    p.add_argument("--no-push", action="store_true",
-                   help="the hub pushes no TUF metadata with watch events (agents fetch every file)")
     p.add_argument("--restart-delay", type=float, default=0.0, help="seconds the killed hub stays down")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra gRPC server option for the hub (later options win), e.g. grpc.tsi.max_frame_size=16384")
@@ -440,7 +437,6 @@ def main() -> int:
     h.add_argument("--tag", required=True)
     h.add_argument("--server-option", action="append", default=[])
     h.add_argument("--tracemalloc", action="store_true")
-    h.add_argument("--no-push", action="store_true")
     a.add_argument("--first", type=int, required=True)
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
@@ -473,8 +469,7 @@ def orchestrate(args) -> int:
         hub_argv = [*me, "_hub", "--dir", tmp, "--port", str(port), "--clusters", str(n),
                     "--kib", str(args.bundle_kib),
                     *(x for o in args.server_option for x in ("--server-option", o)),
-                    *(["--tracemalloc"] if args.tracemalloc else []), *(["--no-push"] if args.no_push else []),
-                    "--tag", "v1"]
+                    *(["--tracemalloc"] if args.tracemalloc else []), "--tag", "v1"]
         t = time.time()
         hub = Proc(hub_argv)
         ready = hub.read()

@@ -45,7 +45,8 @@ from securesystemslib.signer import SSlibKey  # noqa: E402
 from tuf.api import exceptions as tuf_errors  # noqa: E402
 from tuf.ngclient import Updater, UpdaterConfig  # noqa: E402
 
-from skerry.agent.trust import InMemoryFetcher, TufVerifier  # noqa: E402
+from skerry.agent.trust import TufVerifier  # noqa: E402
+from skerry.agent.tuf_fetch import InMemoryFetcher  # noqa: E402
 from skerry.core import logging as skerry_logging  # noqa: E402
 from skerry.core import trust  # noqa: E402
 from skerry.core.bundle import Bundle  # noqa: E402

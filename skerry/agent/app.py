@@ -41,11 +41,13 @@ from skerry.agent.reporter import Reporter
 from skerry.agent.runtime import Runtime
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
-from skerry.agent.trust import GrpcFetcher, TufVerifier
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.core.client import Endpoints
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
 from skerry.core.files import ensure_dir
+from skerry.core.rpc import keepalive_options
 
 log = structlog.get_logger("skerry.agent")
 
@@ -105,7 +107,8 @@ class AgentApp:
         self.unsealer = self._given["unsealer"]
         if self.unsealer is None:
             self.unsealer = (
-                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain)
+                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain,
+                             channel_options=keepalive_options(cfg.keepalive))
                 if cfg.sealer_address
                 else NoUnsealer()
             )
@@ -120,7 +123,9 @@ class AgentApp:
         )
         self.hub = self._given["hub"]
         if self.hub is None:
-            self.hub = HubClient(self.endpoints, cfg.tls_files, cfg.cluster)
+            self.hub = HubClient(
+                self.endpoints, cfg.tls_files, cfg.cluster, channel_options=keepalive_options(cfg.keepalive)
+            )
         self._wire_parts(cfg)
         structlog.contextvars.bind_contextvars(cluster=cfg.cluster)
         log.info(
@@ -149,7 +154,7 @@ class AgentApp:
             cfg.environment,
             cfg.trust_root,
             cfg.state_dir,
-            lambda: GrpcFetcher(self.endpoints.current, tls_files),
+            lambda: GrpcFetcher(self.endpoints.current, tls_files, options=keepalive_options(cfg.keepalive)),
             self.clock,
         )
 
@@ -275,7 +280,12 @@ class AgentApp:
             suspension=drift.suspension,
             reconcile_request=drift.reconcile_request,
             drift=drift.view(),
+            api_latency=self._api_latency(),
         )
+
+    def _api_latency(self) -> conditions.ApiLatency | None:
+        seen = self.kube.latency.view() if hasattr(self.kube, "latency") else None
+        return None if seen is None else conditions.ApiLatency(*seen)
 
     def status_result(self) -> ReconcileResult:
         """The last reconcile result with the agent-level conditions (Verified, Rendered, Stale, ...) merged in."""

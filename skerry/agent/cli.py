@@ -142,6 +142,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
     run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
+    run.add_argument("--keepalive", metavar="DURATION",
+                     help="ping the hub and sealer this often; a peer silent as long again is dropped (default 30s)")
     run.set_defaults(func=handler)
 
     enroll = agent_sub.add_parser(
@@ -418,6 +420,7 @@ _FIELDS = (
     "environment",
     "freeze_policy",
     "trust_poll",
+    "keepalive",
 )
 
 

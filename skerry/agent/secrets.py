@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -45,6 +45,14 @@ from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import TlsFiles
 
 log = structlog.get_logger("skerry.agent.secrets")
+# The channel's own reconnect backoff is capped below the agent's first reconcile retry (2 s): the
+# agent's retry is the backoff. With gRPC's default (1 s x 1.6 up to 120 s) a sealer that was down for
+# half a minute was dialled again only ~30 s after it came back, and every retry in between failed
+# at once on the channel's cached "connection refused".
+SEALER_RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 # One UnsealBundle call decrypts every item of a bundle: allow for hundreds of RSA-4096 decryptions.
 BUNDLE_UNSEAL_TIMEOUT_SECONDS = 60.0
 
@@ -76,6 +84,7 @@ class GrpcUnsealer:
         domain: str = "",
         timeout: float = 10.0,
         bundle_timeout: float = BUNDLE_UNSEAL_TIMEOUT_SECONDS,
+        channel_options: Sequence[tuple[str, object]] = (),
     ):
         if not address:
             raise ConfigError("no sealer address configured")
@@ -83,7 +92,7 @@ class GrpcUnsealer:
         self._domain = domain
         self._timeout = timeout
         self._bundle_timeout = bundle_timeout
-        self._channel = secure_channel(address, tls_files)
+        self._channel = secure_channel(address, tls_files, options=[*SEALER_RECONNECT_OPTIONS, *channel_options])
         self._stub = sealer_pb2_grpc.SealerServiceStub(self._channel)
         # The plaintext of the bundle being reconciled, per (namespace, name); None outside a reconcile.
         self._batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] | None = None

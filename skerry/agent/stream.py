@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import structlog
 
-from skerry.api.v1 import bundle_pb2, hub_pb2, hub_pb2_grpc
+from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import bundle
 from skerry.core.backoff import full_jitter
 from skerry.core.client import Endpoints
@@ -77,10 +77,6 @@ MAX_BUNDLE_BYTES = bundle.MAX_BUNDLE_BYTES
 MAX_CHUNKS = 1024
 # A transfer that stalls this long between chunks is abandoned and the watch reconnects.
 CHUNK_IDLE_SECONDS = 30.0
-# TUF metadata files the hub may push before one bundle event (it sends the timestamp, the
-# snapshot and two bins: skerry.hub.trust.push) and their total size (its own cap is 2 MiB).
-MAX_PUSHED_FILES = 8
-MAX_PUSHED_BYTES = 8 * 1024 * 1024
 # A watch that stayed open this long before it ended counts as a success: the next reconnect starts
 # the backoff over. Twice the reconnect cap: a hub that accepts and then fails at once still backs
 # off, while hubs retiring connections at their maximum age (minutes) never push an agent's retry
@@ -115,9 +111,9 @@ class HubClient:
         self._credentials = channel_credentials(tls_files)  # reads the files now: fail fast
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
-        self._pushed: list[bundle_pb2.MetadataFile] = []  # metadata files pushed before the next bundle event
         self._call = None
-        self._options = [*client_options(server_name), *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
+        # later options replace earlier ones of the same key (gRPC alone would keep the first)
+        self._options = client_options(server_name, [*CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])])
         self._rpc_timeout = rpc_timeout
         self._base = backoff_base
         self._cap = backoff_cap
@@ -190,8 +186,6 @@ class HubClient:
                     if response is grpc.aio.EOF:
                         break
                     response = await self._assemble(call, response)
-                    if response is None:  # a pushed metadata file, held for the next bundle event
-                        continue
                     if not self.connected:
                         log.info("watching the hub", hub=address, last_version=version)
                     self.connected = True
@@ -214,42 +208,37 @@ class HubClient:
             finally:
                 call.cancel()
                 self._call = None
-                self._pushed.clear()
             if swapped:
                 self.connected = False
                 continue
             self.connected = False
-            self.last_error = error
-            self.reconnects += 1
-            served = self._monotonic() - opened >= STABLE_STREAM_SECONDS
-            if served:
-                attempt = 0  # it served for a long while: not a failure streak
-            if isinstance(error, Unavailable):
-                self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
-            following = self.endpoints.failed(address)  # another replica, at random, if there is one
-            delay = self.backoff(attempt)
+            served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
+            attempt = 0 if served else attempt
+            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt))
             attempt += 1
-            # a long-served stream ending is routine (the hub retires connections at their maximum age)
-            (log.info if served else log.warning)(
-                "hub watch interrupted; reconnecting",
-                hub=address,
-                next_hub=following,
-                reason=error.reason,
-                error=str(error),
-                retry_in=round(delay, 3),
-            )
-            await self._sleep(delay)
 
-    async def _assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse | None:
-        """A whole ``bundle`` event from an omitted or chunked transfer, with the metadata files pushed before
-        it (``None`` for such a file: it is held for the bundle event); other events pass through."""
+    def _interrupted(self, address: str, error: SkerryError, *, served: bool, attempt: int) -> float:
+        """Book an ended watch: move to another replica (if any); the wait before reconnect ``attempt``."""
+        self.last_error = error
+        self.reconnects += 1
+        if isinstance(error, Unavailable):
+            self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
+        following = self.endpoints.failed(address)  # another replica, at random, if there is one
+        delay = self.backoff(attempt)
+        # a long-served stream ending is routine (the hub retires connections at their maximum age)
+        (log.info if served else log.warning)(
+            "hub watch interrupted; reconnecting",
+            hub=address,
+            next_hub=following,
+            reason=error.reason,
+            error=str(error),
+            retry_in=round(delay, 3),
+        )
+        return delay
+
+    async def _assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
+        """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through)."""
         kind = response.WhichOneof("event")
-        if kind == "metadata":
-            self._pushed.append(response.metadata)
-            if len(self._pushed) > MAX_PUSHED_FILES or sum(len(f.data) for f in self._pushed) > MAX_PUSHED_BYTES:
-                raise InvalidInput(f"{self.peer} pushed more than {MAX_PUSHED_FILES} metadata files or "
-                                   f"{MAX_PUSHED_BYTES} bytes before a bundle", reason="EndlessData")
-            return None
         if kind == "chunk":
             raise InvalidInput(f"{self.peer} sent a bundle chunk without a bundle header")
         if kind != "bundle":
@@ -271,8 +260,6 @@ class HubClient:
         out = hub_pb2.WatchBundlesResponse()
         out.bundle.CopyFrom(signed)
         out.bundle.bundle = data
-        out.bundle.metadata.extend(self._pushed)
-        self._pushed.clear()
         self._blob, self._blob_digest = data, signed.digest
         return out
 

@@ -1,9 +1,7 @@
-"""The agent as a TUF client: a stock python-tuf ``Updater`` over the hub's TrustService.
+"""How the agent decides a bundle is genuine: a stock python-tuf ``Updater`` over the hub's TrustService.
 
-``GrpcFetcher`` implements only ``FetcherInterface._fetch(url)``: URLs are
-``skerry:/metadata/<file>`` and ``skerry:/targets/<path>``; a missing file
-(gRPC NOT_FOUND) is a 404 ``DownloadHTTPError`` so root rotation stops at
-the newest root; every fetch is capped (``skerry.core.trust.fetch_cap``).
+The fetchers (``TrustService.Fetch``, files pushed with watch events) are in
+``skerry.agent.tuf_fetch``.
 
 ``TufVerifier.update`` runs one TUF client workflow (root chain, timestamp,
 snapshot, targets, delegations — python-tuf does all of it and persists the
@@ -38,125 +36,19 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Iterator, Mapping
 
-import grpc
 from tuf.api import exceptions as tuf_errors
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+from tuf.ngclient import Updater, UpdaterConfig
 
-from skerry.api.v1 import trust_pb2, trust_pb2_grpc
+from skerry.agent.tuf_fetch import URL_PREFIX, InMemoryFetcher
 from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
-from skerry.core.client import secure_channel
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
 from skerry.core.files import atomic_write, ensure_dir, fsync_dir
-from skerry.core.tls import TlsFiles
 
 STATE_FILE = "trust-state.json"
-FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
-URL_PREFIX = "skerry:/"
-_ROOT_URL = re.compile(re.escape(URL_PREFIX) + r"metadata/([0-9]{1,12})\.root\.json")
-
-
-class InMemoryFetcher(FetcherInterface):
-    """A fetcher that gathers a download in memory instead of python-tuf's default temporary file.
-
-    ``download_bytes`` is a public ``FetcherInterface`` method (the Updater
-    calls it for every metadata file); this keeps its contract — the same
-    ``max_length`` cap, ``DownloadLengthMismatchError`` as soon as it is
-    crossed — without a temporary file on disk per fetch. Everything the
-    agent downloads is capped far below memory limits (``skerry.core.trust``).
-    """
-
-    def keep(self, url: str, data: bytes) -> None:
-        """Serve ``data`` — bytes this fetcher just downloaded from ``url`` — for the next download of ``url``.
-
-        The idle check fetches the timestamp; when it changed, the Updater's own
-        fetch of it a moment later gets the same bytes without a second round
-        trip (python-tuf verifies them as usual).
-        """
-        self.__dict__.setdefault("_kept", {})[url] = data
-
-    def push(self, files: Mapping[str, bytes], root_version: int = 0) -> None:
-        """Serve the metadata files the hub pushed with a watch event (``metadata/<name>``) without a fetch.
-
-        They are as untrusted as fetched ones (python-tuf verifies them the same way); a file not
-        pushed is fetched. ``root_version``, the hub's newest root, answers the probe for a root
-        above it with a 404 (a hub could withhold a new root over ``Fetch`` just the same).
-        """
-        self.__dict__["_pushed"] = {f"{URL_PREFIX}metadata/{name}": data for name, data in files.items()}
-        self.__dict__["_root_version"] = root_version
-
-    def _pushed_answer(self, url: str, max_length: int) -> bytes | None:
-        data = self.__dict__.get("_pushed", {}).get(url)
-        if data is not None and len(data) <= max_length:
-            return data
-        newest = self.__dict__.get("_root_version", 0)
-        if newest and (m := _ROOT_URL.fullmatch(url)) and int(m[1]) > newest:
-            raise tuf_errors.DownloadHTTPError(f"{url[len(URL_PREFIX):]}: the hub's newest root is {newest}", 404)
-        return None
-
-    def download_bytes(self, url: str, max_length: int) -> bytes:
-        kept = self.__dict__.get("_kept")
-        if kept and url in kept:
-            data = kept.pop(url)
-            if len(data) <= max_length:
-                self.last_path = url[len(URL_PREFIX):]  # what ``classify`` names in an error about it
-                return data
-        data = self._pushed_answer(url, max_length)
-        if data is not None:
-            self.last_path = url[len(URL_PREFIX):]
-            return data
-        chunks, received = [], 0
-        for chunk in self.fetch(url):
-            received += len(chunk)
-            if received > max_length:
-                raise tuf_errors.DownloadLengthMismatchError(
-                    f"Downloaded {received} bytes exceeding the maximum allowed length of {max_length}")
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class GrpcFetcher(InMemoryFetcher):
-    """python-tuf fetcher over ``TrustService.Fetch`` (blocking; one channel per fetcher)."""
-
-    def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
-                 timeout: float = FETCH_TIMEOUT):
-        self._channel = channel or secure_channel(address, tls_files)
-        self._stub = trust_pb2_grpc.TrustServiceStub(self._channel)
-        self._timeout = timeout
-        self.last_path = ""
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        if not url.startswith(URL_PREFIX):
-            raise tuf_errors.DownloadError(f"not a skerry trust URL: {url}")
-        path = url[len(URL_PREFIX):]
-        self.last_path = path
-        if not trust.safe_fetch_path(path):
-            raise tuf_errors.DownloadHTTPError(f"refusing to fetch {path!r}: not a repository path", 404)
-        cap = trust.fetch_cap(path)
-        return self._chunks(path, cap)
-
-    def _chunks(self, path: str, cap: int) -> Iterator[bytes]:
-        received = 0
-        try:
-            for chunk in self._stub.Fetch(trust_pb2.FetchRequest(path=path), timeout=self._timeout):
-                if chunk.total_size > cap:
-                    raise tuf_errors.DownloadLengthMismatchError(
-                        f"{path}: the hub announces {chunk.total_size} bytes, over the {cap} byte cap")
-                received += len(chunk.data)
-                if received > cap:
-                    raise tuf_errors.DownloadLengthMismatchError(f"{path}: more than the {cap} byte cap")
-                yield chunk.data
-        except grpc.RpcError as e:
-            if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise tuf_errors.DownloadHTTPError(f"{path}: {e.details()}", 404) from e
-            raise tuf_errors.DownloadError(f"{path}: {e.code().name}: {e.details()}") from e
 
 
 def _read_json(path: pathlib.Path) -> dict | None:
@@ -204,6 +96,31 @@ def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
     if isinstance(error, tuf_errors.RepositoryError):
         return "MalformedMetadata", f"{last_path}: {msg}"
     return "VerificationFailed", f"{last_path}: {type(error).__name__}: {msg}"
+
+
+def provenance_of(cluster: str, env: str, image: str, release: int, digest: str, bundle: Bundle,
+                  trusted: dict[str, dict], found: dict[str, str], render: object = None) -> dict:
+    """What ``skerry explain`` shows of a verified bundle: the roles and keys that let it through, its source."""
+    def signers(role: str) -> list[str]:
+        return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
+
+    def version(role: str) -> int:
+        return int(trusted[role]["signed"].get("version", 0))
+
+    release_role, cluster_role = found["release"], found["director"]
+    parent = trusted[trust.release_role(env)] if release_role != trust.release_role(env) else trusted["targets"]
+    delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
+    threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
+    return {
+        "cluster": cluster, "environment": env, "digest": digest, "release": release, "image": image,
+        "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
+        "release_role": {"role": release_role, "signed_by": signers(release_role),
+                         "threshold": threshold, "version": version(release_role)},
+        "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
+        # the director's word: the engine is provenance, outside the bundle's digest
+        "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
+            "engine": bundle.engine, "version": bundle.engine_version},
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,25 +185,18 @@ class TufVerifier:
 
         If the event carries bundle bytes (the hub streams a shared blob once-serialised to every
         watcher), they stand in for the blob download when — and only when — they have the
-        length and SHA-256 the verified release target names; the metadata files it carries stand
-        in for their fetch the same way (python-tuf verifies them as fetched ones).
+        length and SHA-256 the verified release target names.
         """
-        pushed = {f.path: f.data for f in getattr(signed, "metadata", ())}
         return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""),
-                           digest=str(getattr(signed, "digest", "") or ""), pushed=pushed,
-                           root_version=getattr(signed, "root_version", 0))
+                           digest=str(getattr(signed, "digest", "") or ""))
 
-    def update(self, offered: bytes = b"", digest: str = "", *, pushed: Mapping[str, bytes] | None = None,
-               root_version: int = 0) -> VerifiedBundle | None:
+    def update(self, offered: bytes = b"", digest: str = "") -> VerifiedBundle | None:
         """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied.
 
-        ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first;
-        ``pushed``: metadata files the hub sent with the event (``InMemoryFetcher.push``).
+        ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first.
         """
         with self._lock:
             fetcher = self._fetcher_factory()
-            if pushed and isinstance(fetcher, InMemoryFetcher):
-                fetcher.push(pushed, root_version)
             try:
                 return self._update(fetcher, offered, digest)
             except VerificationError:
@@ -387,7 +297,7 @@ class TufVerifier:
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
         render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
-        provenance = self._provenance(env, image, release, digest, bundle, trusted, roles, render)
+        provenance = provenance_of(self.cluster, env, image, release, digest, bundle, trusted, roles, render)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
@@ -470,29 +380,6 @@ class TufVerifier:
             fsync_dir(self.metadata_dir)
             fsync_dir(self.metadata_dir / "root_history")
         return docs
-
-    def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                    trusted: dict[str, dict], found: dict[str, str], render: object = None) -> dict:
-        def signers(role: str) -> list[str]:
-            return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
-
-        def version(role: str) -> int:
-            return int(trusted[role]["signed"].get("version", 0))
-
-        release_role, cluster_role = found["release"], found["director"]
-        parent = trusted[trust.release_role(env)] if release_role != trust.release_role(env) else trusted["targets"]
-        delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
-        threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
-        return {
-            "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
-            "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
-            "release_role": {"role": release_role, "signed_by": signers(release_role),
-                             "threshold": threshold, "version": version(release_role)},
-            "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            # the director's word: the engine is provenance, outside the bundle's digest
-            "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
-                "engine": bundle.engine, "version": bundle.engine_version},
-        }
 
     def _load(self) -> TrustState:
         try:

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
 
 from skerry.core.errors import ConfigError, InvalidInput
-from skerry.core.rpc import CHANNEL_OPTIONS
+from skerry.core.rpc import CHANNEL_OPTIONS, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
 
 # Most addresses one list may name: a hub tier larger than this sits behind a Service address (one
@@ -96,17 +96,28 @@ SHUFFLE_ADDRESSES = (
 )
 
 
-def channel_options(server_name: str | None = None) -> list[tuple[str, object]]:
-    """The options of every client channel, plus the TLS name override when given."""
-    options: list[tuple[str, object]] = [*CHANNEL_OPTIONS, SHUFFLE_ADDRESSES]
+def channel_options(
+    server_name: str | None = None, extra: Sequence[tuple[str, object]] | None = ()
+) -> list[tuple[str, object]]:
+    """The options of every client channel, plus the TLS name override when given; ``extra`` replaces
+    options of the same key (``core.rpc.merge_options``: gRPC itself would keep the first)."""
+    options = merge_options(CHANNEL_OPTIONS, [SHUFFLE_ADDRESSES], extra)
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options
 
 
-def secure_channel(address: str, tls_files: TlsFiles, *, server_name: str | None = None) -> grpc.Channel:
-    """A blocking channel over mutual TLS with the client identity in ``tls_files``."""
-    return grpc.secure_channel(address, channel_credentials(tls_files), options=channel_options(server_name))
+def secure_channel(
+    address: str,
+    tls_files: TlsFiles,
+    *,
+    server_name: str | None = None,
+    options: Sequence[tuple[str, object]] = (),
+) -> grpc.Channel:
+    """A blocking channel over mutual TLS with the client identity in ``tls_files`` (``options`` added)."""
+    return grpc.secure_channel(
+        address, channel_credentials(tls_files), options=channel_options(server_name, options)
+    )
 
 
 def aio_secure_channel(

@@ -81,9 +81,10 @@ def _loaded(field: dataclasses.Field) -> bool:
 
 
 def _flag(field: dataclasses.Field) -> str | None:
-    if not field.metadata.get("help") or field.metadata.get("flag") is False:
+    flag = field.metadata.get("flag")
+    if not field.metadata.get("help") or flag is False:
         return None
-    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+    return flag if isinstance(flag, str) else "--" + field.name.replace("_", "-")
 
 
 def add_flags(

@@ -90,9 +90,13 @@ SIGTERM_DRAIN_SECONDS = 2.0
 # TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+# gRPC core (1.5x+) waits for a ping's ack for ``grpc.http2.ping_timeout_ms`` (default 60 s), whatever
+# ``keepalive_timeout_ms`` says: without it a blackholed peer was noticed after 30 s + 60 s, and with a
+# 6 s keepalive after 64 s (tests/faults/test_net_blackhole.py). Both are set, to the same value.
 KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
     ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -110,6 +114,9 @@ DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
 # 30 s lets a status report and most bundle transfers in progress finish. Never longer than the age
 # itself: a short age (a drain, a test) would otherwise wait mostly on the grace.
 MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0
+# Longest maximum age: gRPC reads it as a 32-bit number of milliseconds (24.8 days); a week is already
+# longer than any rebalance should wait.
+MAX_CONNECTION_AGE_SECONDS = 7 * 86400.0
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -123,15 +130,19 @@ SERVER_OPTIONS = [
 ]
 
 
-def server_options(*, max_connection_age: float = 0.0) -> list[tuple[str, object]]:
+def server_options(*, max_connection_age: float | None = None) -> list[tuple[str, object]]:
     """``SERVER_OPTIONS``, retiring each connection after ``max_connection_age`` seconds (+-10 %, gRPC's
-    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says); 0: connections never age out."""
-    if max_connection_age <= 0:
+    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says). ``None``: the default age
+    (``DEFAULT_MAX_CONNECTION_AGE_SECONDS``); 0: connections never age out."""
+    age = DEFAULT_MAX_CONNECTION_AGE_SECONDS if max_connection_age is None else max_connection_age
+    if age <= 0:
         return list(SERVER_OPTIONS)
-    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, max_connection_age)
+    if age > MAX_CONNECTION_AGE_SECONDS:
+        raise errors.ConfigError(f"max_connection_age: at most {MAX_CONNECTION_AGE_SECONDS / 86400:g} days, got {age:g}s")
+    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, age)
     return [
         *SERVER_OPTIONS,
-        ("grpc.max_connection_age_ms", max(1, round(max_connection_age * 1000))),
+        ("grpc.max_connection_age_ms", max(1, round(age * 1000))),
         ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
     ]
 
@@ -141,6 +152,43 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     *KEEPALIVE_OPTIONS,
 ]
+# The servers take a ping without data at most every 5 s (above); a client pinging more often is sent
+# GOAWAY (too_many_pings). A second of margin for timer slack.
+MIN_KEEPALIVE_SECONDS = 6.0
+# gRPC abandons a connection whose TCP or TLS handshake is unanswered after this long (its default).
+CONNECT_TIMEOUT_MS = 20_000
+
+
+def keepalive_options(seconds: float) -> list[tuple[str, object]]:
+    """Client options that notice a silent peer (a network blackhole, not a refused port) within ~2 x ``seconds``.
+
+    A ping every ``seconds`` on an idle connection, the connection dropped when it is not acknowledged
+    within ``min(seconds, 20 s)``, and a handshake abandoned after as long: with 30 s these are the
+    defaults above (a dead peer noticed within a minute); smaller values notice sooner.
+    """
+    if seconds < MIN_KEEPALIVE_SECONDS:
+        raise ValueError(f"keepalive must be at least {MIN_KEEPALIVE_SECONDS:g}s (servers refuse faster pings)")
+    ms = int(seconds * 1000)
+    return [
+        ("grpc.keepalive_time_ms", ms),
+        ("grpc.keepalive_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, ms)),
+        ("grpc.http2.ping_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, ms)),
+        # the connect timeout, despite its name (gRPC core's min_connect_timeout)
+        ("grpc.min_reconnect_backoff_ms", min(CONNECT_TIMEOUT_MS, ms)),
+    ]
+
+
+def merge_options(*option_lists) -> list[tuple[str, object]]:
+    """One list of channel options, a later list's value replacing an earlier one's.
+
+    gRPC keeps the *first* of two options with the same key, so appending an override is silently lost.
+    """
+    merged: dict[str, object] = {}
+    for options in option_lists:
+        for key, value in options or ():
+            merged.pop(key, None)
+            merged[key] = value
+    return list(merged.items())
 
 
 def status_code(exc: BaseException) -> grpc.StatusCode:

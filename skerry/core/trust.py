@@ -95,6 +95,7 @@ import binascii
 import functools
 import hashlib
 import json
+import pathlib
 import re
 
 from securesystemslib.formats import encode_canonical
@@ -346,8 +347,6 @@ def _walk(updater, env: str, cluster: str, bins) -> None:
 
 def _trusted(metadata_dir, role: str, snapshot: dict) -> dict | None:
     """The role python-tuf just verified and persisted, checked against the trusted snapshot's hash."""
-    import pathlib
-
     meta = (snapshot.get("signed", {}).get("meta") or {}).get(f"{role}.json")
     if meta is None:
         return None
@@ -364,7 +363,6 @@ def _trusted(metadata_dir, role: str, snapshot: dict) -> dict | None:
 
 
 def _target(doc: dict | None, path: str):
-
     info = ((doc or {}).get("signed", {}).get("targets") or {}).get(path)
     return None if info is None else TargetFile.from_dict(dict(info), path)
 
@@ -377,8 +375,6 @@ def lookup(updater, metadata_dir, path: str) -> tuple[object, object, dict[str, 
     check signatures, versions and expiry) both sides' bins of ``path`` with a probe, then
     reads the two entries from the files it persisted — each checked against the snapshot.
     """
-    import pathlib
-
     env, cluster, _hex = parse_release_path(path)
     _walk(updater, env, cluster, [bin_of(path)])
     metadata_dir = pathlib.Path(metadata_dir)
@@ -402,8 +398,6 @@ def scan(updater, metadata_dir, env: str, cluster: str) -> list[str]:
     The fallback when a client knows no path to look up: its cost grows with the fleet (every
     director bin), where ``lookup`` reads one bin a side.
     """
-    import pathlib
-
     _walk(updater, env, cluster, bin_probes(env, cluster))
     metadata_dir = pathlib.Path(metadata_dir)
     snapshot = _load_snapshot(metadata_dir)

@@ -109,26 +109,22 @@ class HubApp:
 
     async def start(self) -> int:
         from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
-        from skerry.core.rpc import (
-            DEFAULT_MAX_CONNECTION_AGE_SECONDS,
-            GrpcServer,
-            RateLimiter,
-            server_options,
-        )
+        from skerry.core.rpc import GrpcServer, RateLimiter, server_options
         from skerry.core.tls import server_credentials
         from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
         from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
-        from skerry.hub.servicer import SERVICE_NAME, HubServicer, metadata_event
+        from skerry.hub.servicer import SERVICE_NAME, HubServicer
         from skerry.hub.source.git import GitAuth, GitSource
         from skerry.hub.sync import Syncer
-        from skerry.hub.trust.push import MetadataPush
 
         cfg = self.config
         tls_files = cfg.require_tls()
         cfg.require_trust()
+        # agents' connections retire at their maximum age, so a scale-out of replicas rebalances
+        options = server_options(max_connection_age=cfg.max_connection_age)
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
@@ -158,6 +154,7 @@ class HubApp:
             commit=cfg.commit,
             depth=cfg.depth,
             auth=auth,
+            timeout=cfg.git_timeout,
         )
         register = []
         service_names = [SERVICE_NAME]
@@ -165,9 +162,7 @@ class HubApp:
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        push = MetadataPush(self.trust, metadata_event).files_for
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
-                               revocations=self.enrollment.revocations, push=push)
+        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
         self.servicer = servicer
         enroll_servicer = EnrollmentServicer(self.enrollment)
         promotion = self._promotion(cfg, source)
@@ -187,8 +182,7 @@ class HubApp:
             on_refused=audit_promotion_refusals(self.promoter.audit.record),
             limiter=RateLimiter(),
             interceptors=[self.ops.interceptor],
-            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
-            options=server_options(max_connection_age=DEFAULT_MAX_CONNECTION_AGE_SECONDS),
+            options=options,
         )
         if cfg.enroll_listen is not None:
             # Server-authenticated TLS only: enrolling agents have no client certificate yet.

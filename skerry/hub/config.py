@@ -34,6 +34,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_RENDER_TIMEOUT = 120.0
+# One git fetch: a first clone of a large repository over a slow link fits; a remote that accepts the
+# connection and then says nothing (a hung server, a network blackhole) holds the sync no longer.
+DEFAULT_GIT_TIMEOUT = 300.0
 ENGINES = ("auto", "inprocess", "binary")
 
 
@@ -107,6 +110,14 @@ class HubConfig:
         DEFAULT_INTERVAL, metavar="DURATION", parse=config.duration, help="poll interval, e.g. 60s, 5m (default 60s)"
     )
     listen: str = setting(DEFAULT_LISTEN, metavar="HOST:PORT", help="gRPC listen address (default 127.0.0.1:7440)")
+    # None: the server's default (skerry.core.rpc.DEFAULT_MAX_CONNECTION_AGE_SECONDS, named there with its reason)
+    max_connection_age: float | None = setting(
+        None,
+        metavar="DURATION",
+        parse=config.duration,
+        help="retire each agent connection after this long (+-10 %%), so agents spread onto replicas that "
+        "joined or came back; 0: never (default 30m)",
+    )
     tls_ca: pathlib.Path | None = setting(
         None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"
     )
@@ -195,6 +206,12 @@ class HubConfig:
         None, metavar="FILE", help="known_hosts the Git server's host key must be in"
     )
     git_token_file: pathlib.Path | None = setting(None, metavar="FILE", help="file holding an HTTPS access token")
+    git_timeout: float = setting(
+        DEFAULT_GIT_TIMEOUT,
+        metavar="DURATION",
+        parse=config.duration,
+        help="give up one git fetch after this long: a remote that hangs holds the sync no longer (default 5m)",
+    )
     webhook_listen: str | None = setting(
         None, metavar="HOST:PORT", help="serve the GitHub/GitLab push webhook (POST /hooks/git)"
     )
@@ -241,6 +258,8 @@ class HubConfig:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
+        if not self.git_timeout > 0:
+            raise ConfigError(f"git_timeout: must be positive, got {self.git_timeout}")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.tag is not None and self.commit is not None:

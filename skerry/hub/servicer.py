@@ -85,19 +85,8 @@ def shared_chunks(blob: SharedBlob, chunk_bytes: int) -> list[bytes]:
     return wire
 
 
-def metadata_event(name: str, data: bytes) -> bytes:
-    """A ``metadata`` watch event, serialised once per file version and sent by reference on every stream."""
-    return hub_pb2.WatchBundlesResponse(metadata=bundle_pb2.MetadataFile(path=name, data=data)).SerializeToString()
-
-
-# What a watch event pushes of the TUF metadata: ``push(cluster) -> (metadata events, newest root version)``
-# (``skerry.hub.trust.push.MetadataPush.files_for``).
-Push = Callable[[str], tuple[tuple[bytes, ...], int]]
-
-
 def bundle_messages(
-    signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES,
-    push: Push | None = None,
+    signed: SignedBundle, *, have_blob: str, chunks_ok: bool, chunk_bytes: int = BUNDLE_CHUNK_BYTES
 ) -> list[hub_pb2.WatchBundlesResponse | bytes]:
     """The watch events that carry ``signed`` to an agent that holds the blob ``have_blob``.
 
@@ -106,24 +95,17 @@ def bundle_messages(
     (``transfer.omitted``); otherwise they go as chunk messages serialised once for all streams
     (``shared_chunks``), or whole to an agent that announces no chunk support, if they fit in one
     message (else it gets the hint and fetches them).
-
-    To an agent that takes chunks, ``push`` adds the TUF metadata its refresh will need as
-    ``metadata`` events before the bundle event (each serialised once for all streams; small
-    messages, so none of them stays pinned as a stream's last message).
     """
     head = bundle_pb2.SignedBundle(cluster=signed.cluster, version=signed.release, digest=signed.digest)
-    pushed: tuple[bytes, ...] = ()
-    if push is not None and chunks_ok:
-        pushed, head.root_version = push(signed.cluster)
     data = signed.bundle
     if signed.shared is None or not data:
-        return [*pushed, hub_pb2.WatchBundlesResponse(bundle=head)]
+        return [hub_pb2.WatchBundlesResponse(bundle=head)]
     if chunks_ok and have_blob and have_blob == signed.digest:
-        return [*pushed, hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
+        return [hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(omitted=True))]
     if chunks_ok:
         wire = shared_chunks(signed.shared, chunk_bytes)
         header = hub_pb2.WatchBundlesResponse(bundle=head, transfer=hub_pb2.BlobTransfer(size=len(data), chunks=len(wire)))
-        return [*pushed, header, *wire]
+        return [header, *wire]
     if len(data) <= MAX_MESSAGE_BYTES - _FRAMING_ALLOWANCE:
         head.bundle = data
     return [hub_pb2.WatchBundlesResponse(bundle=head)]
@@ -299,10 +281,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         clock: Clock | None = None,
         revocations: Revocations | None = None,
         chunk_bytes: int = BUNDLE_CHUNK_BYTES,
-        push: Push | None = None,
     ):
         self._store = store
-        self._push = push
         self._statuses = statuses
         self._fleet = fleet
         self._clock = clock or SystemClock()
@@ -350,8 +330,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):
                     for message in bundle_messages(
-                        event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes,
-                        push=self._push,
+                        event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
                     ):
                         yield message
                         # An idle stream waits in store.watch below for the next release: holding the

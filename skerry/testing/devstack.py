@@ -86,6 +86,18 @@ class Service:
         except OSError:
             return "(no log)"
 
+    def events(self, name: str) -> list[dict]:
+        """The JSON log lines whose ``event`` is ``name`` (services log JSON lines when not on a terminal)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("event") == name:
+                out.append(doc)
+        return out
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -176,9 +188,11 @@ class Stack:
     # --- services -----------------------------------------------------------------------
     def start_sealer(self) -> Service:
         files = self.identity("sealer", tls.ROLE_SEALER, server=True)
+        # a restarted sealer comes back on the same port, so running agents find it again
+        listen = self.sealer_address or "127.0.0.1:0"
         self.sealer = Service(
             "sealer",
-            ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
+            ["sealer", "serve", "--listen", listen, "--keys-dir", str(self.workdir / "sealer-keys"),
              *self.tls_args(files)],
             self.workdir,
         ).start()
@@ -272,7 +286,8 @@ class Stack:
                 return str((c.get("labels") or {}).get("env", "default"))
         return "default"
 
-    def start_hub(self) -> Service:
+    def start_hub(self, *, repo: str | None = None, extra: tuple[str, ...] = ()) -> Service:
+        """The hub, following ``repo`` (default: the bare remote, else the working repo), with ``extra`` flags."""
         files = self.identity("hub", tls.ROLE_HUB, server=True)
         self.init_trust()
         keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
@@ -283,17 +298,22 @@ class Stack:
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
-            ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
-             "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files)],
+            ["hub", "serve", "--repo", repo or str(self.remote or self.repo), "--interval", str(self.interval),
+             "--listen", listen, "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files),
+             *extra],
             self.workdir,
         ).start()
         ready = self.hub.ready()
         self.hub_address = f"127.0.0.1:{ready['port']}"
         return self.hub
 
-    def start_agent(self, cluster: str, *, hub: str | None = None, trust_root: pathlib.Path | None = None,
-                    environment: str | None = None, extra: tuple[str, ...] = ()) -> Service:
-        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world)."""
+    def start_agent(self, cluster: str, *, hub: str | None = None, sealer: str | None = None,
+                    trust_root: pathlib.Path | None = None, environment: str | None = None,
+                    kubeconfig: pathlib.Path | None = None, extra: tuple[str, ...] = ()) -> Service:
+        """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world).
+
+        ``hub``, ``sealer`` and ``kubeconfig`` point it elsewhere than this stack's own (e.g. through a proxy).
+        """
         files = self.identity(cluster, tls.ROLE_AGENT)
         trust_root = trust_root or self.trust_root or self.init_trust()
         env = environment or self.environment_of(cluster)
@@ -306,8 +326,8 @@ class Stack:
             old.stop()
         agent = Service(
             f"agent-{cluster}",
-            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
-             *trust_args, "--kubeconfig", str(self.kubeconfig),
+            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", sealer or self.sealer_address,
+             *trust_args, "--kubeconfig", str(kubeconfig or self.kubeconfig),
              "--state-dir", str(self.workdir / "agents" / cluster),
              # several demo clusters share one API server: each agent keeps its inventory apart
              "--namespace", f"skerry-{cluster}", *self.tls_args(files)],

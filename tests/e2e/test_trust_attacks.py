@@ -278,7 +278,7 @@ def test_rollback_of_the_targets_role_after_an_offline_change(scene):
     scene.serve()
     scene.start()
     scene.applied(good)
-    admin.add_key(w.dir, "release-dev", evil_key().public_key, [w.key("targets")])  # targets v2
+    admin.add_key(w.dir, "release-dev", evil_key().public_key, [w.key("targets"), w.key("release-dev")])  # targets v2
     w.repo.reload()
     scene.serve()
     wait_for(lambda: "metadata/2.targets.json" in scene.mirror.fetched, 20, "targets v2 to be fetched")

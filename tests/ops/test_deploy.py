@@ -244,14 +244,19 @@ def test_the_ha_overlay_runs_three_hubs_one_per_node_and_lets_one_go_at_a_time()
 
 def test_the_ha_hubs_share_postgresql_with_the_dsn_from_a_secret_and_keep_no_volume():
     from skerry.cli import build_parser
+    from skerry.core.config import flag_values
+    from skerry.hub.config import HubConfig
 
     docs = build("ha")
     hub = _hub(docs)
     pod = hub["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    args = build_parser().parse_args(container["args"])
-    assert args.state == "postgresql"
-    dsn_file = pathlib.Path(args.state_dsn_file)
+    repo = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("skerry-hub"))
+    argv = [a.replace("$(SKERRY_HUB_REPO)", repo["data"]["repo"]) for a in container["args"]]
+    args = build_parser().parse_args(argv)
+    cfg = HubConfig.from_env({}, **flag_values(args, HubConfig))  # the hub's own checks, not only argparse
+    assert cfg.state == "postgresql" and cfg.state_dsn is None
+    dsn_file = cfg.state_dsn_file
     mount = next(m for m in container["volumeMounts"] if dsn_file.parent == pathlib.Path(m["mountPath"]))
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     assert volume["secret"]["items"] == [{"key": "uri", "path": dsn_file.name}]

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import pathlib
 
-from devtrust import DevTrust
-
-from skerry.api.v1 import hub_pb2_grpc
 from skerry.core.bundle import Bundle
 from skerry.core.files import atomic_write
-from skerry.core.rpc import GrpcServer, server_options
-from skerry.core.tls import TlsFiles, server_credentials
-from skerry.hub.authz import hub_rules
+from skerry.core.rpc import server_options
+from skerry.core.tls import TlsFiles
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.promotion.policy import PromotionPolicy
-from skerry.hub.servicer import SERVICE_NAME, HubServicer
-from skerry.hub.status import StatusBoard
-from transport.hubs import CHUNK, StaticFleetView
+from skerry.hub.servicer import HubServicer
+from transport.hubs import bare_server
 
 CLUSTERS = ("oslo", "bergen")
 POLL_SECONDS = 0.05  # how often the blob directory is looked at
@@ -64,17 +59,11 @@ async def publish_new_blobs(store: HubStore, blobs: pathlib.Path) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    store = HubStore(DevTrust(args.trust_dir).repository())
-    store.declare(list(CLUSTERS))
-    servicer = RecordingServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK, requests=args.requests)
-    tls = TlsFiles(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
-    server = GrpcServer(
-        "127.0.0.1:0",
-        server_credentials(tls),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
-        service_names=[SERVICE_NAME],
-        rules=hub_rules(PromotionPolicy),
+    store, _, server = bare_server(
+        TlsFiles(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key),
+        args.trust_dir,
         options=server_options(max_connection_age=args.max_connection_age),
+        servicer_class=functools.partial(RecordingServicer, requests=args.requests),
     )
     publisher = asyncio.create_task(publish_new_blobs(store, args.blobs))
     port = await server.start()

@@ -20,18 +20,20 @@ import subprocess
 import sys
 import time
 
+import grpc
 import pytest
+from hub.helpers import FLEET_FILES  # tests/hub/helpers.py
 
 from skerry.agent.enroll import CertificateRenewer, enroll
 from skerry.agent.stream import STABLE_STREAM_SECONDS, HubClient
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
-from skerry.core.client import Endpoints, aio_secure_channel
-from skerry.core.errors import PermissionDenied, Unavailable
-from skerry.core.rpc import server_options
-from skerry.core.tls import ROLE_HUB, TlsFiles
+from skerry.core.client import Endpoints, aio_secure_channel, channel_options
+from skerry.core.errors import ConfigError, PermissionDenied, Unavailable
+from skerry.core.rpc import DEFAULT_MAX_CONNECTION_AGE_SECONDS, server_options
+from skerry.core.tls import ROLE_HUB, TlsFiles, channel_credentials
 
-from .hubs import CHUNK, READ, bare_hub, bundle, running_hub
+from .hubs import CHUNK, READ, bare_hub, bundle, enrolled, running_hub
 
 # The stated bound: from a replica stopped or killed to the agent watching another one (its reconnect
 # backoff starts at 0.5 s; the rest is a TLS handshake on a loaded 2-core machine).
@@ -228,6 +230,28 @@ async def test_a_connection_past_its_maximum_age_is_retired_and_the_agent_resume
             await watcher.close()
 
 
+async def test_grpc_jitters_each_connections_maximum_age(pki, tmp_path):
+    """gRPC core draws each connection's age from [0.9, 1.1] x the maximum (kMaxConnectionAgeJitter): twelve
+    connections opened together close over a spread of ages (equal ages: a range of a few ms; twelve uniform
+    draws over +-0.2 s span less than 0.1 s with p < 1e-5)."""
+    age = 2.0
+
+    async def lifetime() -> float:
+        options = [*channel_options(), ("grpc.use_local_subchannel_pool", 1)]  # a connection of its own
+        async with grpc.aio.secure_channel(address, channel_credentials(pki.agent("oslo")), options=options) as ch:
+            await hub_pb2_grpc.HubServiceStub(ch).ReportStatus(
+                hub_pb2.ReportStatusRequest(status=hub_pb2.ClusterStatus(cluster="oslo")), timeout=READ)
+            opened = time.monotonic()
+            while (state := ch.get_state()) == grpc.ChannelConnectivity.READY:
+                await ch.wait_for_state_change(state)  # GOAWAY at the age: the channel leaves READY
+            return time.monotonic() - opened
+
+    async with bare_hub(pki, tmp_path, options=server_options(max_connection_age=age)) as (_, _, _, address):
+        ages = await asyncio.gather(*(lifetime() for _ in range(12)))
+    assert all(0.9 * age - 0.2 <= a <= 1.1 * age + 1.0 for a in ages), ages
+    assert max(ages) - min(ages) > 0.1, ages
+
+
 async def test_retired_connections_move_a_fleet_to_the_replica_that_joined(pki, tmp_path):
     """A fleet on replica a; b is added; a's connections reach their age and the agents move to b."""
     aged = server_options(max_connection_age=AGE_SECONDS)
@@ -249,6 +273,46 @@ async def test_retired_connections_move_a_fleet_to_the_replica_that_joined(pki, 
         finally:
             for w in watchers:
                 await w.close()
+
+
+async def test_the_hub_retires_agent_connections_at_its_max_connection_age(fleet_repo, tmp_path, pki, engine):
+    """The real hub (``--max-connection-age``), a real enrolled identity: retired, back, and the release it
+    holds is not sent again; the next commit's is."""
+    async with running_hub(fleet_repo, tmp_path / "state", pki, engine, max_connection_age=AGE_SECONDS) as app:
+        files = await enrolled(app, pki, tmp_path / "agent", "oslo-dev")
+        watcher = Watcher(HubClient(f"127.0.0.1:{app.port}", files, "oslo-dev"))
+        client = watcher.client
+        try:
+            first = await watcher.event(1)
+            await until(lambda: client.reconnects >= 1, RETIRED_WITHIN, "retired stream")
+            assert "max connection age" in str(client.last_error)
+            await until(lambda: len(app.servicer.streams) == 1, FAILOVER_SECONDS, "watch again")
+
+            fleet_repo.commit("two replicas", {"base/deployment.yaml": FLEET_FILES["base/deployment.yaml"].replace(
+                "replicas: 1", "replicas: 2")})
+            await app.syncer.sync_once()
+            second = await watcher.event(2)
+            assert second.bundle.version > first.bundle.version
+            assert [e.bundle.digest for e in watcher.events] == [first.bundle.digest, second.bundle.digest]
+        finally:
+            await watcher.close()
+
+
+def test_the_hub_flag_and_variable_set_the_age_and_a_bound_holds(tmp_path):
+    from skerry.cli import build_parser
+    from skerry.core.config import flag_values
+    from skerry.hub.config import HubConfig
+
+    args = build_parser().parse_args(["hub", "serve", "--repo", "/r", "--max-connection-age", "45m"])
+    assert HubConfig.from_env({}, **flag_values(args, HubConfig)).max_connection_age == 45 * 60
+    off = HubConfig.from_env({"SKERRY_HUB_REPO": "/r", "SKERRY_HUB_MAX_CONNECTION_AGE": "0"})
+    assert off.max_connection_age == 0
+    assert not any(k == "grpc.max_connection_age_ms" for k, _ in server_options(max_connection_age=0))
+    default = dict(server_options(max_connection_age=HubConfig.from_env({"SKERRY_HUB_REPO": "/r"}).max_connection_age))
+    assert default["grpc.max_connection_age_ms"] == DEFAULT_MAX_CONNECTION_AGE_SECONDS * 1000
+    assert default["grpc.max_connection_age_grace_ms"] == 30_000
+    with pytest.raises(ConfigError, match="max_connection_age"):
+        server_options(max_connection_age=30 * 86400)
 
 
 @pytest.mark.parametrize(("lasted", "delays"), [(STABLE_STREAM_SECONDS, [0.5, 0.5, 0.5]), (1.0, [0.5, 1.0, 2.0])])

@@ -9,13 +9,12 @@ import asyncio
 import pytest
 from devtrust import DevTrust
 
-from skerry.agent.stream import MAX_PUSHED_FILES, HubClient
+from skerry.agent.stream import HubClient
 from skerry.agent.trust import TufVerifier
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.bundle import SHARED_CLUSTER
 from skerry.core.canonical import sha256_digest
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.servicer import metadata_event
 from tests.agent.helpers import RepositoryFetcher
 
 from .hubs import CHUNK, READ, bare_hub, bundle, channel
@@ -110,56 +109,3 @@ async def test_an_agent_without_chunk_support_gets_the_whole_blob_and_a_held_blo
             msg = await asyncio.wait_for(call.read(), READ)
             call.cancel()
             assert msg.transfer.omitted and not msg.bundle.bundle
-
-
-class CountingFetcher(RepositoryFetcher):
-    def __init__(self, repo, fetched: list[str]):
-        super().__init__(repo)
-        self.fetched = fetched
-
-    def _fetch(self, url: str):
-        self.fetched.append(url)
-        return super()._fetch(url)
-
-
-async def test_the_metadata_pushed_before_a_bundle_event_reaches_the_verifier_which_then_fetches_nothing(pki, tmp_path):
-    async with bare_hub(pki, tmp_path, push=True) as (store, _, _, address):
-        repo = DevTrust(tmp_path / "trust").repository()
-        fetched: list[str] = []
-        agent = TufVerifier("oslo", "default", tmp_path / "trust" / "root.json", tmp_path / "agent-oslo",
-                            lambda: CountingFetcher(repo, fetched))
-        client = HubClient(address, pki.agent("oslo"), "oslo")
-        watch = client.watch()
-        try:
-            store.publish_shared(["oslo"], shared(CHUNK + 5, "1"))
-            first = await asyncio.wait_for(anext(watch), READ)
-            assert {f.path for f in first.bundle.metadata} >= {"timestamp.json"}
-            assert first.bundle.root_version == repo.root.version
-            await asyncio.to_thread(agent.verify_message, first.bundle)
-            store.publish_shared(["oslo"], shared(CHUNK + 5, "2"))
-            second = await asyncio.wait_for(anext(watch), READ)
-            fetched.clear()
-            v = await asyncio.to_thread(agent.verify_message, second.bundle)
-            assert v is not None and v.digest == store.current("oslo").digest
-            assert fetched == []  # every file of the refresh and the blob came with the event
-        finally:
-            await watch.aclose()
-            await client.close()
-
-
-async def test_more_pushed_metadata_than_the_agent_takes_is_a_transfer_fault(pki, tmp_path):
-    def flood(cluster: str):
-        return tuple(metadata_event(f"{i}.snapshot.json", b"{}") for i in range(MAX_PUSHED_FILES + 1)), 1
-
-    async with bare_hub(pki, tmp_path, push=flood) as (store, _, _, address):
-        store.publish_shared(["oslo"], shared(100))
-        client = HubClient(address, pki.agent("oslo"), "oslo", sleep=lambda _: asyncio.sleep(3600))
-        task = asyncio.create_task(anext(client.watch()))
-        try:
-            async with asyncio.timeout(READ):
-                while client.last_error is None:
-                    await asyncio.sleep(0.05)
-            assert client.last_error.reason == "EndlessData" and not task.done()
-        finally:
-            task.cancel()
-            await client.close()

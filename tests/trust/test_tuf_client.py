@@ -18,7 +18,8 @@ import pytest
 from securesystemslib.signer import SSlibKey
 from tuf.api import exceptions as tuf_errors
 
-from skerry.agent.trust import InMemoryFetcher, TufVerifier, classify
+from skerry.agent.trust import TufVerifier, classify
+from skerry.agent.tuf_fetch import InMemoryFetcher
 from skerry.core import trust
 from skerry.core.bundle import Bundle
 from skerry.core.canonical import sha256_digest, sha256_hex

@@ -24,15 +24,13 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askerry/api/v1/bundle.proto\x12\rskerry.api.v1\"\x9b\x01\n\x0cSignedBundle\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x62undle\x18\x05 \x01(\x0c\x12-\n\x08metadata\x18\x06 \x03(\x0b\x32\x1b.skerry.api.v1.MetadataFile\x12\x14\n\x0croot_version\x18\x07 \x01(\x04J\x04\x08\x04\x10\x05\"*\n\x0cMetadataFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askerry/api/v1/bundle.proto\x12\rskerry.api.v1\"V\n\x0cSignedBundle\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x62undle\x18\x05 \x01(\x0cJ\x04\x08\x04\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skerry.api.v1.bundle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNEDBUNDLE']._serialized_start=46
-  _globals['_SIGNEDBUNDLE']._serialized_end=201
-  _globals['_METADATAFILE']._serialized_start=203
-  _globals['_METADATAFILE']._serialized_end=245
+  _globals['_SIGNEDBUNDLE']._serialized_start=45
+  _globals['_SIGNEDBUNDLE']._serialized_end=131
 # @@protoc_insertion_point(module_scope)

@@ -23,18 +23,16 @@ class WatchBundlesRequest(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., last_version: _Optional[int] = ..., last_digest: _Optional[str] = ..., accepts_chunks: _Optional[bool] = ..., have_blob: _Optional[str] = ...) -> None: ...
 
 class WatchBundlesResponse(_message.Message):
-    __slots__ = ("bundle", "render_error", "chunk", "metadata", "transfer")
+    __slots__ = ("bundle", "render_error", "chunk", "transfer")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
-    METADATA_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     bundle: _bundle_pb2.SignedBundle
     render_error: RenderError
     chunk: BundleChunk
-    metadata: _bundle_pb2.MetadataFile
     transfer: BlobTransfer
-    def __init__(self, bundle: _Optional[_Union[_bundle_pb2.SignedBundle, _Mapping]] = ..., render_error: _Optional[_Union[RenderError, _Mapping]] = ..., chunk: _Optional[_Union[BundleChunk, _Mapping]] = ..., metadata: _Optional[_Union[_bundle_pb2.MetadataFile, _Mapping]] = ..., transfer: _Optional[_Union[BlobTransfer, _Mapping]] = ...) -> None: ...
+    def __init__(self, bundle: _Optional[_Union[_bundle_pb2.SignedBundle, _Mapping]] = ..., render_error: _Optional[_Union[RenderError, _Mapping]] = ..., chunk: _Optional[_Union[BundleChunk, _Mapping]] = ..., transfer: _Optional[_Union[BlobTransfer, _Mapping]] = ...) -> None: ...
 
 class BlobTransfer(_message.Message):
     __slots__ = ("omitted", "size", "chunks")

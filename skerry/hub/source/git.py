@@ -28,7 +28,7 @@ import git
 import structlog
 
 from skerry.core.errors import ConfigError, SourceError
-from skerry.hub.config import check_branch
+from skerry.hub.config import DEFAULT_GIT_TIMEOUT, check_branch
 from skerry.hub.source.auth import GIT_ENV, GitAuth, normalise_url, redact_url
 from skerry.hub.source.objects import (
     MAX_EXPORT_BYTES,
@@ -41,7 +41,6 @@ from skerry.hub.source.objects import (
 
 log = structlog.get_logger("skerry.hub.source")
 
-DEFAULT_TIMEOUT = 300.0
 
 
 class GitSource:
@@ -53,7 +52,7 @@ class GitSource:
         *,
         branch: str = "main",
         cache_dir: pathlib.Path,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_GIT_TIMEOUT,
         tag: str | None = None,
         commit: str | None = None,
         depth: int | None = None,
