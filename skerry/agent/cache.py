@@ -25,7 +25,7 @@ import structlog
 
 from skerry.core.bundle import VerifiedBundle
 from skerry.core.canonical import sha256_hex
-from skerry.core.files import atomic_write, ensure_dir
+from skerry.core.files import atomic_write, ensure_dir, unwritable
 
 log = structlog.get_logger("skerry.agent.cache")
 
@@ -49,9 +49,12 @@ class BundleCache:
         algo, _, hexdigest = verified.digest.partition(":")
         if algo != "sha256" or not _HEX.match(hexdigest):  # the verifier hashed it already; never hash twice
             hexdigest = sha256_hex(verified.raw)
-        atomic_write(self.directory / f"metadata-{hexdigest}.json", verified.metadata)
-        atomic_write(self.directory / f"bundle-{hexdigest}.json", verified.raw)
-        atomic_write(self.directory / "current", f"{hexdigest}\n".encode())
+        try:
+            atomic_write(self.directory / f"metadata-{hexdigest}.json", verified.metadata)
+            atomic_write(self.directory / f"bundle-{hexdigest}.json", verified.raw)
+            atomic_write(self.directory / "current", f"{hexdigest}\n".encode())
+        except OSError as e:
+            raise unwritable(e, f"the bundle cache {self.directory}") from None
         self._collect(keep=hexdigest)
 
     def load(self) -> tuple[bytes, bytes] | None:

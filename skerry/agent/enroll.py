@@ -45,7 +45,7 @@ from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.backoff import full_jitter
 from skerry.core.client import Endpoints, aio_secure_channel, parse_addresses
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError, Unavailable
-from skerry.core.files import ensure_dir, write_together
+from skerry.core.files import as_refusal, ensure_dir, unwritable, write_together
 from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import AGENT_CA_NAME, TlsFiles
 
@@ -192,7 +192,10 @@ class CertificateRenewer:
                     self.endpoints.failed(address)  # the retry (and the agent's other paths) try another replica
                 raise error from None
         cert, key = pathlib.Path(self.tls_files.cert), pathlib.Path(self.tls_files.key)
-        write_together([(key, key_pem, 0o600), (cert, resp.certificate_pem, 0o644)])
+        try:
+            write_together([(key, key_pem, 0o600), (cert, resp.certificate_pem, 0o644)])
+        except OSError as e:  # the old pair is whole (write_together): it keeps serving until the retry
+            raise unwritable(e, f"the renewed key and certificate in {cert.parent}") from None
         self.renewals += 1
         log.info("agent certificate renewed", fingerprint=resp.fingerprint, not_after=resp.not_after_unix)
         self._on_renewed()
@@ -235,5 +238,7 @@ class CertificateRenewer:
             except (SkerryError, OSError) as e:
                 delay = full_jitter(attempt, base=RENEW_RETRY_BASE, cap=RENEW_RETRY_CAP, rng=self._rng)
                 attempt += 1
-                log.warning("certificate renewal failed; will retry", error=str(e), retry_in=round(delay, 1))
+                failed = as_refusal(e, "the agent certificate")
+                log.warning("certificate renewal failed; will retry", reason=failed.reason, error=str(failed),
+                            retry_in=round(delay, 1))
                 await asyncio.sleep(delay)

@@ -231,13 +231,13 @@ class Runtime:
         self.verification = Verification(True, verified.release, verified.digest)
         try:
             await asyncio.to_thread(self.cache.save, verified)
-        except (OSError, SkerryError) as e:
-            log.warning("cannot cache the verified bundle; applying anyway", error=str(e))
+        except SkerryError as e:
+            log.warning("cannot cache the verified bundle; applying anyway", reason=e.reason, error=str(e))
         await self.apply(verified)
 
     async def _refused(self, e: SkerryError, signed) -> None:
         if not isinstance(e, VerificationError):
-            log.warning("cannot refresh trust metadata; keeping the applied state", error=str(e))
+            log.warning("cannot refresh trust metadata; keeping the applied state", reason=e.reason, error=str(e))
             return
         if e.reason == "Freeze":
             await self._freeze(e)

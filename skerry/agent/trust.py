@@ -46,7 +46,7 @@ from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
-from skerry.core.files import atomic_write, ensure_dir, fsync_dir
+from skerry.core.files import atomic_write, ensure_dir, fsync_dir, unwritable
 
 STATE_FILE = "trust-state.json"
 
@@ -209,6 +209,8 @@ class TufVerifier:
             except (tuf_errors.RepositoryError, ValueError) as e:
                 reason, msg = classify(e, getattr(fetcher, "last_path", ""))
                 raise VerificationError(msg, reason=reason) from e
+            except OSError as e:  # the metadata or the release counter cannot be persisted: accept nothing
+                raise unwritable(e, f"trust state under {self.state_dir}") from None
             finally:
                 close = getattr(fetcher, "close", None)
                 if close is not None:

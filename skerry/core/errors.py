@@ -75,6 +75,14 @@ class DeadlineExceeded(SkerryError):
     reason = "DeadlineExceeded"
 
 
+class StateUnwritable(ResourceExhausted):
+    """A service's own state could not be written (disk full, read-only, quota): nothing new that
+    needs it is accepted, the last good state stays. Reason ``DiskFull`` (ENOSPC, EDQUOT) or
+    ``StateUnwritable``; built by ``skerry.core.files.unwritable``."""
+
+    reason = "StateUnwritable"
+
+
 # --- domain errors shared across services -------------------------------------------------
 
 

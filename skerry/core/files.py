@@ -8,6 +8,9 @@ never a mix and never a key file briefly readable by others.
 ``write_together`` replaces several files as one (an agent's key and certificate), so a full disk or
 a crash between them never leaves a mismatched pair.
 
+``unwritable`` turns the ``OSError`` of a state write into one named refusal (``DiskFull``), so a
+full disk is a line naming the file, not a traceback.
+
 ``read_bounded`` reads outside input (a manifest, a state file) up to a limit and refuses what is
 longer without ever holding more than the limit in memory.
 """
@@ -16,12 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import pathlib
 import tempfile
 from typing import BinaryIO, TextIO
 
-from skerry.core.errors import ConfigError, InvalidInput
+from skerry.core.errors import ConfigError, InvalidInput, SkerryError, StateUnwritable
+
+# errno values that mean "no room": the write may work again once space is freed.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+DISK_FULL = "DiskFull"
 
 
 def ensure_dir(path: pathlib.Path, mode: int = 0o700) -> pathlib.Path:
@@ -55,6 +63,20 @@ def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600, *, durable:
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def unwritable(error: OSError, what: str) -> StateUnwritable:
+    """``StateUnwritable`` for an ``OSError`` writing ``what``: one line naming the file and the cause,
+    reason ``DiskFull`` when the disk (or quota) is full."""
+    where = f" ({error.filename})" if error.filename else ""
+    reason = DISK_FULL if error.errno in _NO_SPACE else StateUnwritable.reason
+    return StateUnwritable(f"cannot write {what}{where}: {error.strerror or error}", reason=reason)
+
+
+def as_refusal(error: Exception, what: str) -> SkerryError:
+    """A loop's failed tick as a named refusal: a ``SkerryError`` as it is, an ``OSError`` writing
+    ``what`` as ``unwritable``."""
+    return unwritable(error, what) if isinstance(error, OSError) else error
 
 
 def sync_filesystem(path: pathlib.Path) -> None:

@@ -20,8 +20,8 @@ import structlog
 
 from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.errors import ConfigError
-from skerry.core.files import atomic_write
+from skerry.core.errors import ConfigError, SkerryError
+from skerry.core.files import as_refusal, atomic_write
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
 from skerry.hub.writer import Releases, Writer
@@ -208,6 +208,9 @@ class HubApp:
         )
         try:
             await self.syncer.sync_once()
+        except (SkerryError, OSError) as e:  # the loop retries; the hub serves what it can meanwhile
+            failed = as_refusal(e, "the hub's state or trust repository")
+            log.error("first sync failed", reason=failed.reason, error=str(failed))
         except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
             log.exception("first sync failed")
         self.port = await self.server.start()
@@ -284,6 +287,9 @@ class HubApp:
                 if self.trust.reload():
                     self.store.retry_pending()
                 self.trust.refresh()
+            except (SkerryError, OSError) as e:  # e.g. a full disk: retried next tick
+                failed = as_refusal(e, "the trust repository")
+                log.error("trust refresh failed; retrying", reason=failed.reason, error=str(failed))
             except Exception:  # noqa: BLE001 - retried next tick; agents keep what they have meanwhile
                 log.exception("trust refresh failed")
 
@@ -305,7 +311,7 @@ class HubApp:
             try:
                 await asyncio.to_thread(self.journal.flush)
             except StateUnavailable as e:
-                log.error("cannot store agent reports; retrying", error=str(e))
+                log.error("cannot store agent reports; retrying", reason=e.reason, error=str(e))
 
     def _promotion(self, cfg, source):
         """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""

@@ -54,7 +54,7 @@ class HubOps:
         try:
             self._history.record_fleet(store, self.clock.now())
         except SkerryError as e:  # the database is gone: the history stays in memory until the next sync
-            log.error("release history not stored", error=str(e))
+            log.error("release history not stored", reason=e.reason, error=str(e))
 
     def promotion_source(self, promoter) -> None:
         """Show the promoter's history on the dashboard."""

@@ -35,7 +35,8 @@ from collections.abc import Callable, Collection, Mapping
 import structlog
 
 from skerry.core.bundle import SHARED_CLUSTER, Bundle
-from skerry.core.errors import ConfigError, RenderError, SourceError
+from skerry.core.errors import ConfigError, RenderError, SkerryError, SourceError
+from skerry.core.files import as_refusal
 from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bundle
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.fleet import FLEET_FILE, Fleet, parse_fleet
@@ -255,7 +256,7 @@ class Syncer:
             commit = await asyncio.to_thread(self.source.fetch)
         except SourceError as e:
             self.source_error = str(e)
-            log.warning("fetch failed; serving the bundles we have", error=str(e))
+            log.warning("fetch failed; serving the bundles we have", reason=e.reason, error=str(e))
             return SyncResult(self.revision, False, (), source_error=str(e))
         self.source_error = None
         self.revision = commit
@@ -294,14 +295,18 @@ class Syncer:
             if self.statuses is not None:
                 self.statuses.retain(outcome.fleet.cluster_names)
             groups: dict[int, tuple[BuiltBundle, list[str]]] = {}
+            # A cluster's inputs are remembered only once its bundle is published: a publish that fails
+            # (a full disk) must be built and published again at the next tick, not skipped as unchanged.
             for cluster, built in outcome.bundles.items():
-                self._inputs[cluster] = outcome.inputs[cluster]
                 if built.bundle.cluster == SHARED_CLUSTER:
                     groups.setdefault(id(built), (built, []))[1].append(cluster)
-                elif self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
+                    continue
+                if self.store.publish(cluster, built.bundle, encoded=built.data, content=built.content):
                     published.append(cluster)
+                self._inputs[cluster] = outcome.inputs[cluster]
             for built, clusters in groups.values():
                 published += self.store.publish_shared(clusters, built.bundle, encoded=built.data, content=built.content)
+                self._inputs.update((c, outcome.inputs[c]) for c in clusters)
             for cluster, message in outcome.errors.items():
                 self.store.set_error(cluster, message, commit)
                 errors[cluster] = message
@@ -336,6 +341,9 @@ class Syncer:
                     await self.sync_once()
                 except asyncio.CancelledError:
                     raise
+                except (SkerryError, OSError) as e:  # e.g. a full disk: one line, the bundles we have stay
+                    failed = as_refusal(e, "the hub's state or trust repository")
+                    log.error("sync failed; serving the bundles we have", reason=failed.reason, error=str(failed))
                 except Exception:  # noqa: BLE001 - the loop must survive a bad tick; it is logged
                     log.exception("sync failed")
             first = False

@@ -112,7 +112,7 @@ class Writer:
             except Fenced:
                 pass  # logged by _step_down; try to take it again next round
             except StateUnavailable as e:
-                log.error("cannot renew the writer lease", error=str(e))
+                log.error("cannot renew the writer lease", reason=e.reason, error=str(e))
 
 
 class Releases:

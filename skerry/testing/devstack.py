@@ -286,8 +286,10 @@ class Stack:
                 return str((c.get("labels") or {}).get("env", "default"))
         return "default"
 
-    def start_hub(self, *, repo: str | None = None, extra: tuple[str, ...] = ()) -> Service:
-        """The hub, following ``repo`` (default: the bare remote, else the working repo), with ``extra`` flags."""
+    def start_hub(self, *, repo: str | None = None, extra: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> Service:
+        """The hub, following ``repo`` (default: the bare remote, else the working repo); ``extra`` flags and
+        ``env`` variables are added to its command line and environment."""
         files = self.identity("hub", tls.ROLE_HUB, server=True)
         self.init_trust()
         keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
@@ -302,6 +304,7 @@ class Stack:
              "--listen", listen, "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files),
              *extra],
             self.workdir,
+            env,
         ).start()
         ready = self.hub.ready()
         self.hub_address = f"127.0.0.1:{ready['port']}"
@@ -309,18 +312,20 @@ class Stack:
 
     def start_agent(self, cluster: str, *, hub: str | None = None, sealer: str | None = None,
                     trust_root: pathlib.Path | None = None, environment: str | None = None,
-                    kubeconfig: pathlib.Path | None = None, extra: tuple[str, ...] = ()) -> Service:
+                    kubeconfig: pathlib.Path | None = None, extra: tuple[str, ...] = (),
+                    allow_prune_protected: bool = True) -> Service:
         """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world).
 
         ``hub``, ``sealer`` and ``kubeconfig`` point it elsewhere than this stack's own (e.g. through a proxy).
-        """
+        ``allow_prune_protected=False`` runs it as shipped: Namespaces, CRDs and PVCs are never pruned
+        without their ``skerry.io/prune: allow`` annotation."""
         files = self.identity(cluster, tls.ROLE_AGENT)
         trust_root = trust_root or self.trust_root or self.init_trust()
         env = environment or self.environment_of(cluster)
         # A throwaway cluster shared by many tests: one test's Namespace left in a cluster's inventory is
         # pruned by the next test's agent, which protected kinds allow only explicitly.
         trust_args = ["--trust-root", str(trust_root), "--environment", env, "--trust-poll", "2",
-                      "--allow-prune-protected", *extra]
+                      *(["--allow-prune-protected"] if allow_prune_protected else []), *extra]
         old = self.agents.get(cluster)
         if old is not None:
             old.stop()

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from skerry.agent.enroll import CertificateRenewer, enroll, make_csr
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc, hub_pb2, hub_pb2_grpc
-from skerry.core.errors import PermissionDenied
+from skerry.core.errors import PermissionDenied, SkerryError
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import TlsFiles, channel_credentials, identity_from_pem
 from skerry.hub.enrollment.tokens import TokenIssuer
@@ -283,8 +283,9 @@ async def test_a_full_disk_during_renewal_leaves_the_old_pair_whole_and_the_next
             return real_mkstemp(*args, **kwargs)
 
         monkeypatch.setattr(files_mod.tempfile, "mkstemp", mkstemp_until_full)
-        with pytest.raises(OSError):
+        with pytest.raises(SkerryError) as refused:
             await renewer.renew_once()
+        assert refused.value.reason == "DiskFull"
         assert _pair_matches(files) and files.cert.read_bytes() == old_cert
         assert sorted(p.name for p in files.key.parent.iterdir()) == ["agent.crt", "agent.key", "client-ca.crt"]
         async with stub(app, files) as (hub, _):  # the old pair still connects

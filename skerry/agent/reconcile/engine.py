@@ -328,7 +328,8 @@ class Reconciler:
     def correct(self, keys: Iterable[Key]) -> list[ObjectResult]:
         """Re-apply the objects with these keys from the last reconciled bundle (drift correction)."""
         with self._last_lock:
-            items = [self._last_items[k] for k in keys if k in self._last_items]
+            items = with_their_crds([self._last_items[k] for k in keys if k in self._last_items],
+                                    self._last_items.values())
             last = self._last_round
         if last is None:
             return []
@@ -410,6 +411,20 @@ class Reconciler:
                 notes.append("took over fields from other managers: " + "; ".join(outcome.conflicts))
                 log.warning("apply conflict forced", object=str(ref), conflicts=list(outcome.conflicts))
             return ObjectResult(ref, outcome.action, "; ".join(notes)), "", fp
+
+
+def with_their_crds(items: list[Item], bundle: Iterable[Item]) -> list[Item]:
+    """``items`` in apply order, each custom resource preceded by its CRD from ``bundle``.
+
+    A CRD deleted by hand takes every object of its kind with it, and the watches report the
+    deletions in any order: correcting a custom resource first would wait for a kind nobody is
+    re-creating. Re-applying an unchanged CRD costs one request.
+    """
+    kinds = {i.ref.group_kind for i in items}
+    keys = {i.ref.key for i in items}
+    crds = [i for i in bundle if i.ref.group_kind == plan.CRD and i.ref.key not in keys
+            and plan.crd_defines(i.source) in kinds]
+    return plan.order_for_apply_items([*items, *crds])
 
 
 def _ready(conditions: list[Condition], release: int) -> Condition:

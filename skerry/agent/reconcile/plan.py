@@ -189,14 +189,25 @@ def plan_prune(
     return PrunePlan(delete=tuple(order_for_delete(gone)))
 
 
+def order_for_apply_items(items: Iterable[Any]) -> list[Any]:
+    """Things with a ``ref`` (bundle items), in apply order."""
+    return sorted(items, key=lambda item: apply_sort_key(item.ref))
+
+
+def crd_defines(crd: Mapping[str, Any]) -> tuple[str, str]:
+    """The (group, kind) a CustomResourceDefinition object serves; ("", "") when it names none."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    return (str(spec.get("group") or ""), str(names.get("kind") or ""))
+
+
 def crd_scopes(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], bool]:
     """(group, kind) -> namespaced, for every CustomResourceDefinition in ``objects``."""
     out: dict[tuple[str, str], bool] = {}
     for obj in objects:
         if ObjectRef.from_object(obj).group_kind != CRD:
             continue
-        spec = obj.get("spec") or {}
-        names = spec.get("names") or {}
-        if spec.get("group") and names.get("kind"):
-            out[(str(spec["group"]), str(names["kind"]))] = spec.get("scope", "Namespaced") != "Cluster"
+        group, kind = crd_defines(obj)
+        if group and kind:
+            out[(group, kind)] = (obj.get("spec") or {}).get("scope", "Namespaced") != "Cluster"
     return out

@@ -28,6 +28,7 @@ import git
 import structlog
 
 from skerry.core.errors import ConfigError, SourceError
+from skerry.core.files import DISK_FULL
 from skerry.hub.config import DEFAULT_GIT_TIMEOUT, check_branch
 from skerry.hub.source.auth import GIT_ENV, GitAuth, normalise_url, redact_url
 from skerry.hub.source.objects import (
@@ -122,7 +123,9 @@ class GitSource:
         detail = detail.replace(self._remote, self.url)
         if self.auth.token:
             detail = detail.replace(self.auth.token.strip(), "<token>")
-        return SourceError(f"git source {self.url} ({self.ref_name}): {what}: {detail}")
+        # the mirror lives in the hub's state: a full disk is the hub's problem, not the remote's
+        reason = DISK_FULL if "No space left on device" in detail else None
+        return SourceError(f"git source {self.url} ({self.ref_name}): {what}: {detail}", reason=reason)
 
     # --- the mirror -------------------------------------------------------------------------
 

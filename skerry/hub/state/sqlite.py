@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from skerry.core.files import DISK_FULL
 from skerry.hub.state import schema
 from skerry.hub.state.protocol import StateUnavailable
 from skerry.hub.state.sql import Run, SqlState
@@ -67,13 +68,13 @@ class SqliteState(SqlState):
             except sqlite3.IntegrityError:
                 raise  # a bug in a query, not an unavailable database
             except sqlite3.Error as e:
-                raise StateUnavailable(f"hub state {self.url}: {e}") from e
+                raise StateUnavailable(f"hub state {self.url}: {e}", reason=_reason(e)) from e
 
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.Error as e:
-                raise StateUnavailable(f"hub state {self.url}: cannot begin a transaction: {e}") from e
+                raise StateUnavailable(f"hub state {self.url}: cannot begin a transaction: {e}", reason=_reason(e)) from e
             try:
                 yield run
             except BaseException:
@@ -85,7 +86,7 @@ class SqliteState(SqlState):
             except sqlite3.Error as e:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
-                raise StateUnavailable(f"hub state {self.url}: commit failed: {e}") from e
+                raise StateUnavailable(f"hub state {self.url}: commit failed: {e}", reason=_reason(e)) from e
 
     def wait_for_changes(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -102,3 +103,8 @@ class SqliteState(SqlState):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _reason(error: sqlite3.Error) -> str:
+    """``DiskFull`` when SQLite could not grow the database or its journal, else ``StateUnavailable``."""
+    return DISK_FULL if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL else StateUnavailable.reason
