@@ -150,7 +150,7 @@ def _check_login(hub: str, files) -> None:
     with secure_channel(hub, files) as channel:
         try:
             hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
-                hub_pb2.GetFleetStatusRequest(), timeout=LOGIN_CHECK_TIMEOUT_SECONDS)
+                hub_pb2.GetFleetStatusRequest(page_size=1), timeout=LOGIN_CHECK_TIMEOUT_SECONDS)  # one page is the check
         except grpc.RpcError as e:
             raise error_from_rpc(e, hub) from None
 
