@@ -128,6 +128,15 @@ def enroll_server(cfg, tls_files, register, revocations):
                       revocations=revocations, limiter=RateLimiter())
 
 
+def enrollment_service(servicer) -> tuple:
+    """EnrollmentService as (register, name): on the hub's listener and on the enrollment listener."""
+    from skerry.api.v1 import enrollment_pb2_grpc
+    from skerry.hub.enrollment.service import SERVICE_NAME
+
+    return (lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(servicer, server),
+            SERVICE_NAME)
+
+
 def write_ready(cfg, ports: dict) -> None:
     """The ready file: ``{"port": N, "trust_root": PATH, "role": ..., <ops and enroll ports>}``, atomically."""
     root = str(cfg.trust_dir / "root.json") if cfg.trust_dir is not None else ""
@@ -176,6 +185,8 @@ class HubApp:
         self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl)
         if cfg.role != "serve":  # a lone hub writes from its first sync on; else it stands by, serving
             await asyncio.to_thread(self.writer.try_acquire)
+            # renewed from now on (a first start, its import and first sync may outlast the lease)
+            self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         if self._engine is None:  # made here, so closed here (its render worker process) on stop
             self._engine = self._own_engine = await asyncio.to_thread(detect_engine, cfg.engine, timeout=cfg.render_timeout)
@@ -188,7 +199,7 @@ class HubApp:
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
         self.servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
-        enrollment = self._enrollment_service(EnrollmentServicer(self.enrollment))
+        enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
         self.server = self._hub_server(tls_files, [trust_service, enrollment, promotion])
@@ -231,16 +242,10 @@ class HubApp:
             options=rpc.server_options(max_connection_age=self.config.max_connection_age),
         )
 
-    @staticmethod
-    def _enrollment_service(servicer) -> tuple:
-        from skerry.api.v1 import enrollment_pb2_grpc
-        from skerry.hub.enrollment.service import SERVICE_NAME
-
-        return (lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(servicer, server),
-                SERVICE_NAME)
-
     def _start_tasks(self) -> None:
         """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""
+        if "lease" in self._tasks:  # the writer's duties renew it from here on
+            self._tasks.pop("lease").cancel()
         self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer)
         self.ops.caught_up = lambda: self.follower.caught_up  # /readyz of a replica that does not sync
         loops = {"follow": self.follower.run(), "revocations": self._watch_revocations()}
