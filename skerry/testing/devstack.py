@@ -176,9 +176,11 @@ class Stack:
     # --- services -----------------------------------------------------------------------
     def start_sealer(self) -> Service:
         files = self.identity("sealer", tls.ROLE_SEALER, server=True)
+        # a restarted sealer comes back on the same port, so running agents find it again
+        listen = self.sealer_address or "127.0.0.1:0"
         self.sealer = Service(
             "sealer",
-            ["sealer", "serve", "--listen", "127.0.0.1:0", "--keys-dir", str(self.workdir / "sealer-keys"),
+            ["sealer", "serve", "--listen", listen, "--keys-dir", str(self.workdir / "sealer-keys"),
              *self.tls_args(files)],
             self.workdir,
         ).start()

@@ -49,7 +49,7 @@ from skerry.core import trust
 from skerry.core.canonical import sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, InvalidInput, NotFound, VerificationError
-from skerry.core.files import atomic_write, sync_filesystem
+from skerry.core.files import STATE_CORRUPT, atomic_write, sync_filesystem
 from skerry.hub.trust import keys as keyfiles
 
 log = structlog.get_logger("skerry.hub.trust")
@@ -229,13 +229,16 @@ class TrustRepository:
                 raw = path.read_bytes()
                 self.md[role] = Metadata.from_bytes(raw)
             except (OSError, DeserializationError) as e:
-                raise ConfigError(f"cannot read {path}: {e}") from e
+                raise ConfigError(f"cannot read {path}: {e}", reason=STATE_CORRUPT) from e
             self._raw[role] = raw
             changed = True
         ts = self.metadata_dir / "timestamp.json"
         if ts.exists() and "timestamp" not in self.md:
             self._raw["timestamp"] = ts.read_bytes()
-            self.md["timestamp"] = Metadata.from_bytes(self._raw["timestamp"])
+            try:
+                self.md["timestamp"] = Metadata.from_bytes(self._raw["timestamp"])
+            except DeserializationError as e:
+                raise ConfigError(f"cannot read {ts}: {e}", reason=STATE_CORRUPT) from e
         for role in ("root", "targets"):
             if role not in self.md:
                 raise ConfigError(f"trust directory {self.directory} has no {role} metadata")
