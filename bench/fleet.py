@@ -149,7 +149,7 @@ async def hub_main(args) -> None:
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion.policy import PromotionPolicy
+    from skerry.hub.promotion_policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.state import open_state
     from skerry.hub.status import StatusBoard
@@ -259,7 +259,8 @@ async def agents_main(args) -> None:
 
     from skerry.agent.enroll import make_csr
     from skerry.agent.stream import HubClient
-    from skerry.agent.trust import GrpcFetcher, TufVerifier
+    from skerry.agent.trust import TufVerifier
+    from skerry.agent.tuf_fetch import GrpcFetcher
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError, VerificationError
     from skerry.core.tls import TlsFiles, channel_credentials

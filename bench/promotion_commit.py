@@ -24,7 +24,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from skerry.core import logging as skerry_logging  # noqa: E402
 from skerry.hub.promotion.freight import Image, read_images, set_images  # noqa: E402
-from skerry.hub.source.git import GitSource, commit_files, push_commit  # noqa: E402
+from skerry.hub.source.git import GitSource  # noqa: E402
+from skerry.hub.source.writes import commit_files, push_commit  # noqa: E402
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
        "GIT_COMMITTER_EMAIL": "b@b", "GIT_CONFIG_NOSYSTEM": "1"}

@@ -23,6 +23,14 @@ It then prints
 and the ratios (acceptance: cold >= 10x faster than kubectl per overlay at
 1000 x 3; the one-file commit signed within 2x one kubectl run). The machine
 load (``/proc/loadavg``) is printed next to the figures.
+
+Then the command line against ``kubectl kustomize`` (``--startup-runs`` runs of each, alternating,
+median wall time; ``--startup-only`` skips the sizes above): ``skerry render DIR`` on a small overlay
+(examples/fleet/overlays/prod; acceptance <= 2x) and on a generated tree of 130 objects with 10 large
+CRDs (acceptance <= 1x), with their outputs compared object for object; the YAML emitter on that tree,
+PyYAML's pure-Python one against libyaml's (same bytes, the speed-up); and what the hub's per-render
+deadline costs: one render in-process against one through the worker process. kubectl is the one on
+PATH, else the first under ``~/.cache/skerry``.
 """
 
 from __future__ import annotations
@@ -158,10 +166,10 @@ def loadavg() -> str:
 
 
 def kubectl_objects(directory: pathlib.Path) -> list[dict]:
-    import yaml
+    from skerry.core import documents
 
     out = subprocess.run(["kubectl", "kustomize", str(directory)], check=True, capture_output=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return [d for d in documents.load_yaml_all(out) if d]
 
 
 async def run_size(apps: int, work: pathlib.Path, sample: int, full_kubectl: bool) -> dict:
@@ -222,11 +230,155 @@ async def run_size(apps: int, work: pathlib.Path, sample: int, full_kubectl: boo
     }
 
 
+# --- the command line against kubectl kustomize ----------------------------------------------------
+
+EXAMPLE_OVERLAY = pathlib.Path(__file__).resolve().parent.parent / "examples" / "fleet" / "overlays" / "prod"
+
+
+def find_kubectl() -> str:
+    import shutil
+
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    cached = sorted((pathlib.Path.home() / ".cache" / "skerry").rglob("kubectl"))
+    if not cached:
+        raise SystemExit("kubectl not found on PATH or under ~/.cache/skerry")
+    return str(cached[0])
+
+
+def crd_tree(root: pathlib.Path) -> pathlib.Path:
+    """A kustomization of 130 objects: 10 CRDs with large schemas (~100 KiB each) and 120 small objects."""
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(10):
+        props = {
+            f"field{j}": {
+                "type": "object",
+                "description": f"Field {j} of thing {i}: " + "what it configures and why, at some length. " * 3,
+                "properties": {
+                    f"sub{k}": {"type": "string", "description": "One setting. " * 4, "enum": ["=", "a", "b"]}
+                    for k in range(6)
+                },
+            }
+            for j in range(40)
+        }
+        crd = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"things{i}.example.com"},
+            "spec": {
+                "group": "example.com",
+                "names": {"kind": f"Thing{i}", "plural": f"things{i}", "singular": f"thing{i}", "listKind": f"Thing{i}List"},
+                "scope": "Namespaced",
+                "versions": [{"name": "v1", "served": True, "storage": True,
+                              "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}}}],
+            },
+        }
+        files.append((f"crd-{i}.yaml", crd))
+    for i in range(120):
+        kind = ("ConfigMap", "Service", "ServiceAccount")[i % 3]
+        obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": f"obj-{i}", "namespace": "shop", "labels": {"app": "shop"}}}
+        if kind == "ConfigMap":
+            obj["data"] = {"LOG_LEVEL": "info", "SINCE": "2024-01-01", "NOTE": "plain text " * 5}
+        elif kind == "Service":
+            obj["spec"] = {"selector": {"app": f"obj-{i}"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        files.append((f"obj-{i}.yaml", obj))
+    for name, obj in files:
+        (root / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+    (root / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [n for n, _ in files]}))
+    return root
+
+
+def _wall(argv: list[str], env: dict | None = None) -> tuple[float, bytes]:
+    t = time.perf_counter()
+    out = subprocess.run(argv, check=True, capture_output=True, env=env).stdout
+    return time.perf_counter() - t, out
+
+
+def startup(work: pathlib.Path, runs: int) -> None:
+    import statistics
+
+    import yaml
+
+    from skerry.core import documents
+
+    kubectl = find_kubectl()
+    repo_root = pathlib.Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    skerry = [sys.executable, "-m", "skerry", "render"]
+    print(f"\nskerry render vs {kubectl} kustomize ({runs} runs each, alternating, median), {loadavg()}")
+    for label, directory, floor in (("small overlay", EXAMPLE_OVERLAY, 2.0),
+                                    ("130 objects, 10 CRDs", crd_tree(work / "crd-tree"), 1.0)):
+        times: dict[str, list[float]] = {"kubectl": [], "skerry": []}
+        outs = {}
+        for _ in range(runs):
+            t, outs["kubectl"] = _wall([kubectl, "kustomize", str(directory)])
+            times["kubectl"].append(t)
+            t, outs["skerry"] = _wall([*skerry, str(directory)], env)
+            times["skerry"].append(t)
+        k, sk = statistics.median(times["kubectl"]), statistics.median(times["skerry"])
+        same = [d for d in documents.load_yaml_all(outs["kubectl"]) if d] == [
+            d for d in documents.load_yaml_all(outs["skerry"]) if d]
+        print(f"  {label:<22} kubectl {k * 1000:7.0f} ms   skerry {sk * 1000:7.0f} ms   ratio {sk / k:5.2f}x "
+              f"(acceptance <= {floor:g}x)   output {'identical' if same else 'DIFFERS'}   {loadavg()}")
+    objects = [d for d in documents.load_yaml_all(outs["skerry"]) if d]
+    kwargs = {"sort_keys": False, "allow_unicode": True, "width": 1 << 30, "default_flow_style": False}
+    best = {}
+    for name, dump in (("PyYAML (pure Python)", lambda: yaml.dump_all(objects, Dumper=documents.NoAliasDumper, **kwargs)),
+                       ("libyaml", lambda: documents.dump_yaml_all(objects))):
+        best[name] = min(_timed(dump) for _ in range(3))
+    same = yaml.dump_all(objects, Dumper=documents.NoAliasDumper, **kwargs) == documents.dump_yaml_all(objects)
+    (py_t, py_out), (c_t, c_out) = best.values()
+    print(f"  YAML emitter on that tree: pure Python {py_t * 1000:.0f} ms, libyaml {c_t * 1000:.0f} ms "
+          f"({py_t / c_t:.1f}x faster), same bytes: {same}")
+    loads = {name: min(_timed(lambda f=f: f(py_out)) for _ in range(3))[0] for name, f in (
+        ("python", lambda text: list(yaml.load_all(text, Loader=documents.StrictSafeLoader))),
+        ("libyaml", documents.load_yaml_all))}
+    print(f"  YAML loader (budgets kept): pure Python {loads['python'] * 1000:.0f} ms, libyaml "
+          f"{loads['libyaml'] * 1000:.0f} ms ({loads['python'] / loads['libyaml']:.1f}x faster)")
+    deadline_cost(runs)
+
+
+def _timed(f):
+    t = time.perf_counter()
+    out = f()
+    return time.perf_counter() - t, out
+
+
+def deadline_cost(runs: int) -> None:
+    import statistics
+
+    from skerry.hub.render import inprocess
+
+    if not inprocess.available():
+        print("  in-process kustomize not installed: no worker to measure")
+        return
+    direct = inprocess.InProcessKustomizeEngine()
+    t = time.perf_counter()
+    worker = inprocess.InProcessKustomizeEngine(timeout=120)
+    started = time.perf_counter() - t
+    try:
+        per = {}
+        for name, engine in (("direct", direct), ("worker", worker), ("direct", direct), ("worker", worker)):
+            samples = [_timed(lambda e=engine: e.render(EXAMPLE_OVERLAY))[0] for _ in range(max(runs, 20))]
+            per[name] = min(per.get(name, 1e9), statistics.median(samples))
+    finally:
+        worker.close()
+    print(f"  per-render deadline (worker process): start {started:.2f} s once; one small overlay "
+          f"{per['direct'] * 1000:.2f} ms in-process vs {per['worker'] * 1000:.2f} ms through the worker "
+          f"(+{(per['worker'] - per['direct']) * 1000:.2f} ms)   {loadavg()}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--apps", default="10,100,1000", help="comma-separated app counts (x 3 environments)")
     p.add_argument("--kubectl-sample", type=int, default=40, help="overlays run through kubectl per size")
     p.add_argument("--full-kubectl", action="store_true", help="run kubectl on every overlay")
+    p.add_argument("--startup-runs", type=int, default=15, help="runs of each command for the start-up figures")
+    p.add_argument("--startup-only", action="store_true", help="only the command-line figures")
     args = p.parse_args()
 
     from skerry.core import logging as skerry_logging
@@ -235,7 +387,7 @@ def main() -> int:
     sizes = [int(x) for x in args.apps.split(",") if x.strip()]
     with tempfile.TemporaryDirectory(prefix="skerry-bench-render-") as tmp:
         print(f"machine: {os.cpu_count()} cores, {loadavg()} (before)")
-        for apps in sizes:
+        for apps in [] if args.startup_only else sizes:
             r = asyncio.run(run_size(apps, pathlib.Path(tmp), args.kubectl_sample, args.full_kubectl))
             how = (
                 "all"
@@ -268,6 +420,7 @@ def main() -> int:
                 f"on {r['kubectl_measured']} overlays"
             )
             print(f"  {loadavg()}")
+        startup(pathlib.Path(tmp), args.startup_runs)
     return 0
 
 

@@ -45,7 +45,8 @@ from securesystemslib.signer import SSlibKey  # noqa: E402
 from tuf.api import exceptions as tuf_errors  # noqa: E402
 from tuf.ngclient import Updater, UpdaterConfig  # noqa: E402
 
-from skerry.agent.trust import InMemoryFetcher, TufVerifier  # noqa: E402
+from skerry.agent.trust import TufVerifier  # noqa: E402
+from skerry.agent.tuf_fetch import InMemoryFetcher  # noqa: E402
 from skerry.core import logging as skerry_logging  # noqa: E402
 from skerry.core import trust  # noqa: E402
 from skerry.core.bundle import Bundle  # noqa: E402
@@ -79,7 +80,7 @@ def make_bundle(i: int, size: int) -> bytes:
                   tuple(objects)).encode()
 
 
-def stock_updater_cost(verifier: TufVerifier, repo: TrustRepository, copy: pathlib.Path) -> float:
+def stock_updater_cost(verifier: TufVerifier, repo: TrustRepository, copy: pathlib.Path, path: str) -> float:
     """Seconds a bare stock ``Updater`` takes for this round's metadata (no Skerry code, no blob)."""
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(verifier.metadata_dir, copy, symlinks=True)
@@ -87,8 +88,7 @@ def stock_updater_cost(verifier: TufVerifier, repo: TrustRepository, copy: pathl
     updater = Updater(metadata_dir=str(copy), metadata_base_url="skerry:/metadata/", fetcher=LocalFetcher(repo),
                       config=UpdaterConfig(prefix_targets_with_hash=False), bootstrap=None)
     updater.refresh()
-    pointer = updater.get_targetinfo(trust.director_path("bench-prod"))
-    updater.get_targetinfo(pointer.custom["image"])
+    trust.lookup(updater, copy, path)  # both sides' bins of the bundle's path
     return time.perf_counter() - t0
 
 
@@ -111,8 +111,7 @@ def main() -> int:
         return original(self, signature, data)
 
     SSlibKey.verify_signature = counting
-    cluster_role, release_role = trust.cluster_role("bench-prod"), "release-prod"
-    needed = ("root", "timestamp", "snapshot", "targets", "director", cluster_role, release_role)
+    release_role = "release-prod"
     with tempfile.TemporaryDirectory(dir=args.state_dir) as tmp:
         d = pathlib.Path(tmp)
         made = admin.init(d / "trust", {"prod": (3, 2)})
@@ -129,16 +128,19 @@ def main() -> int:
             repo.submit_release("release-prod", md.to_bytes(_SERIALIZER))
             repo.direct("bench-prod", "prod", data, revision=f"{i:040x}", release=1000 + i)
             # the least a client must verify: the threshold of every role it needs whose version changed
+            path = trust.release_path("prod", "bench-prod", hashlib.sha256(data).hexdigest())
+            needed = ("root", "timestamp", "snapshot", "targets", "director", trust.director_bin(path), release_role,
+                      repo.release_holder("prod", path))
             versions = {r: repo.md[r].signed.version for r in needed}
             n_min = sum(repo.role_threshold(r) for r in needed if seen.get(r) != versions[r])
             seen = versions
 
             # the stock python-tuf Updater alone (metadata workflow only), on a copy of the agent's cache
-            tuf_alone = stock_updater_cost(verifier, repo, d / "copy") if i > 0 else 0.0
+            tuf_alone = stock_updater_cost(verifier, repo, d / "copy", path) if i > 0 else 0.0
 
             counted["n"] = 0
             t0 = time.perf_counter()
-            verified = verifier.update()
+            verified = verifier.update(digest=f"sha256:{hashlib.sha256(data).hexdigest()}")  # the hub's event
             t1 = time.perf_counter()
             n_verifies = counted["n"]
             assert verified is not None and verified.release == 1000 + i

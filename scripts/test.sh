@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README line 2, and what .ci/run calls): set-up, static checks (lint, generated code,
+# The test command (README line 2, and what .ci/run calls): set-up, static checks (lint, sizes, generated code,
 # import contracts), the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ export KUBEBUILDER_ASSETS="$assets"
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint (ruff; rules in pyproject.toml)"
 ruff check .
+echo "== sizes (modules <= 500 lines, classes <= 300, functions <= 80)"
+python scripts/sizes.py
 echo "== generated code is current"
 python scripts/gen_protos.py --check
 echo "== import contracts"

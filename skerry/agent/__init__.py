@@ -21,6 +21,7 @@ The loops and what they decide:
 Trust, in and out:
 
 * ``trust``         how the agent decides a bundle is genuine (the one verifier): TUF director + release metadata over the hub's TrustService -> ``VerifiedBundle``
+* ``tuf_fetch``     python-tuf fetchers over the hub's TrustService.Fetch (capped, in memory)
 * ``evidence``      the TUF metadata the agent shows the sealer
 * ``attest``        signed status reports (nonce from the hub, signed with the agent's identity key)
 * ``enroll``        enrollment and certificate renewal

@@ -41,10 +41,13 @@ from skerry.agent.reporter import Reporter
 from skerry.agent.runtime import Runtime
 from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
-from skerry.agent.trust import GrpcFetcher, TufVerifier
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import GrpcFetcher
+from skerry.core.client import Endpoints
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
 from skerry.core.files import ensure_dir
+from skerry.core.rpc import keepalive_options
 
 log = structlog.get_logger("skerry.agent")
 
@@ -74,6 +77,8 @@ class AgentApp:
         self._drift_backoff = drift_backoff
         self._monotonic = monotonic
         self.verifier = self.cache = self.kube = self.ops = self.unsealer = self.reconciler = self.hub = None
+        # The hub replica every hub path uses now (watch, reports, signed reports, TUF, renewal).
+        self.endpoints = Endpoints(self.config.hub_addresses, what="hub")
         self.monitor: Monitor | None = None
         self.report_signer: ReportSigner | None = None
         self.renewer: CertificateRenewer | None = None
@@ -102,7 +107,8 @@ class AgentApp:
         self.unsealer = self._given["unsealer"]
         if self.unsealer is None:
             self.unsealer = (
-                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain)
+                GrpcUnsealer(cfg.sealer_address, cfg.tls_files, domain=cfg.sealer_domain,
+                             channel_options=keepalive_options(cfg.keepalive))
                 if cfg.sealer_address
                 else NoUnsealer()
             )
@@ -117,7 +123,9 @@ class AgentApp:
         )
         self.hub = self._given["hub"]
         if self.hub is None:
-            self.hub = HubClient(cfg.hub_address, cfg.tls_files, cfg.cluster)
+            self.hub = HubClient(
+                self.endpoints, cfg.tls_files, cfg.cluster, channel_options=keepalive_options(cfg.keepalive)
+            )
         self._wire_parts(cfg)
         structlog.contextvars.bind_contextvars(cluster=cfg.cluster)
         log.info(
@@ -134,19 +142,19 @@ class AgentApp:
             self._spawn("drift", self.drift.run())
         if self._renew and hasattr(self.hub, "reload_credentials"):
             self.renewer = CertificateRenewer(
-                cfg.hub_address, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
+                self.endpoints, cfg.tls_files, cfg.cluster, on_renewed=self.hub.reload_credentials
             )
             self._spawn("renew", self.renewer.run())
 
     def _verifier(self, cfg: AgentConfig):
         tls_files = cfg.tls_files
-        self.report_signer = ReportSigner(cfg.hub_address, tls_files)
+        self.report_signer = ReportSigner(self.endpoints, tls_files)
         return TufVerifier(
             cfg.cluster,
             cfg.environment,
             cfg.trust_root,
             cfg.state_dir,
-            lambda: GrpcFetcher(cfg.hub_address, tls_files),
+            lambda: GrpcFetcher(self.endpoints.current, tls_files, options=keepalive_options(cfg.keepalive)),
             self.clock,
         )
 
@@ -182,6 +190,7 @@ class AgentApp:
             count_corrections=self.ops.metrics.drift.inc,
             backoff=self._drift_backoff,
             monotonic=self._monotonic,
+            on_handled=self.ops.handled,
         )
         self.drift = drift
         self.runtime.on_reconciled = drift.reconciled
@@ -272,7 +281,12 @@ class AgentApp:
             suspension=drift.suspension,
             reconcile_request=drift.reconcile_request,
             drift=drift.view(),
+            api_latency=self._api_latency(),
         )
+
+    def _api_latency(self) -> conditions.ApiLatency | None:
+        seen = self.kube.latency.view() if hasattr(self.kube, "latency") else None
+        return None if seen is None else conditions.ApiLatency(*seen)
 
     def status_result(self) -> ReconcileResult:
         """The last reconcile result with the agent-level conditions (Verified, Rendered, Stale, ...) merged in."""

@@ -4,15 +4,19 @@ Byte format: ``skerry.core.report``. The report carries the applied bundle
 digest, release counter, health (the conditions) and a drift summary (how
 many objects each reconcile action touched), so a promotion gate reading
 ``TrustService.GetAttestation`` sees what the agent itself vouched for.
+Reports go to the hub the agent's other paths use (``core.client.Endpoints``);
+an unreachable hub moves them all to another replica.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import report as report_format
-from skerry.core.client import aio_secure_channel
+from skerry.core.client import Endpoints, aio_secure_channel
 from skerry.core.errors import Unavailable
 from skerry.core.tls import TlsFiles, channel_credentials
 
@@ -20,17 +24,26 @@ REPORT_TIMEOUT = 10.0  # seconds per RPC; a report is a few KiB
 
 
 class ReportSigner:
-    def __init__(self, address: str, tls_files: TlsFiles):
-        self._address = address
+    def __init__(self, hub: str | Endpoints, tls_files: TlsFiles):
+        self._endpoints = hub if isinstance(hub, Endpoints) else Endpoints(hub, what="hub")
         self._credentials = channel_credentials(tls_files)
         self._key_pem = tls_files.key.read_bytes()
         self._cert_pem = tls_files.cert.read_bytes()
         self._channel: grpc.aio.Channel | None = None
+        self._address = ""
 
     def _stub(self) -> trust_pb2_grpc.TrustServiceStub:
+        if self._channel is not None and self._address != self._endpoints.current:
+            self._forget()  # the agent moved to another hub
         if self._channel is None:
+            self._address = self._endpoints.current
             self._channel = aio_secure_channel(self._address, self._credentials)
         return trust_pb2_grpc.TrustServiceStub(self._channel)
+
+    def _forget(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            asyncio.ensure_future(channel.close(grace=0))
 
     async def send(self, result, observed_unix_ms: int) -> trust_pb2.SignedReport:
         """Ask for a nonce, sign ``result`` (a ``ReconcileResult``) with it and submit; returns what was sent."""
@@ -54,7 +67,10 @@ class ReportSigner:
             await stub.SubmitSignedReport(signed, timeout=REPORT_TIMEOUT)
             return signed
         except grpc.RpcError as e:
-            raise Unavailable(f"signed report not delivered: {e.code().name}: {e.details()}") from e
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                self._forget()
+                self._endpoints.failed(self._address)  # the next report tries another replica
+            raise Unavailable(f"signed report not delivered to hub {self._address}: {e.code().name}: {e.details()}") from e
 
     async def close(self) -> None:
         if self._channel is not None:

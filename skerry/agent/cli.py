@@ -12,7 +12,6 @@
   inventory ConfigMap, which the agent watches (Flux's suspend and
   requestedAt patterns); the cluster name is checked against the inventory
   so a wrong kubeconfig context is refused, not acted on.
-* ``skerry status`` asks the hub (GetFleetStatus, operator certificate).
 
 ``add_commands`` plugs it into the top-level ``skerry`` parser. Heavy
 imports (grpc, kubernetes) happen inside the handler so ``--help`` stays
@@ -46,6 +45,12 @@ def add_commands(subparsers) -> None:
     )
     agent_sub = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
     agent.set_defaults(func=lambda args: _print_help(agent))
+    _add_run(agent_sub)
+    _add_enroll(agent_sub)
+    _add_operator_commands(subparsers)
+
+
+def _add_run(agent_sub) -> None:
     run = agent_sub.add_parser(
         "run",
         help="watch the hub and reconcile this cluster",
@@ -56,7 +61,10 @@ def add_commands(subparsers) -> None:
     )
     path = pathlib.Path
     run.add_argument("--cluster", help="this cluster's name (as in the agent certificate)")
-    run.add_argument("--hub", dest="hub_address", metavar="HOST:PORT", help="hub address")
+    run.add_argument(
+        "--hub", dest="hub_address", metavar="HOST:PORT[,...]",
+        help="hub address, or several replicas comma-separated (a random one; another on each reconnect)",
+    )
     run.add_argument(
         "--sealer", dest="sealer_address", metavar="HOST:PORT", help="sealer address (for SealedSecrets)"
     )
@@ -96,6 +104,13 @@ def add_commands(subparsers) -> None:
     run.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here (default: off)"
     )
+    _add_run_policies(run)
+    run.set_defaults(func=handler)
+
+
+def _add_run_policies(run) -> None:
+    """How ``agent run`` reconciles: prune, drift, health, resync, trust (each falls back to SKERRY_AGENT_*)."""
+    path = pathlib.Path
     run.add_argument(
         "--allow-prune-all",
         action="store_true",
@@ -139,8 +154,12 @@ def add_commands(subparsers) -> None:
     run.add_argument("--freeze-policy", choices=("keep", "suspend"),
                      help="on expired metadata: keep re-applying the last good state (default) or suspend")
     run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
-    run.set_defaults(func=handler)
+    run.add_argument("--keepalive", metavar="DURATION",
+                     help="ping the hub and sealer this often; a peer silent as long again is dropped (default 30s)")
 
+
+def _add_enroll(agent_sub) -> None:
+    path = pathlib.Path
     enroll = agent_sub.add_parser(
         "enroll",
         help="trade a bootstrap token for this agent's client certificate",
@@ -152,7 +171,8 @@ def add_commands(subparsers) -> None:
     token.add_argument("--token", help="the token printed by `skerry cluster add NAME`")
     token.add_argument("--token-file", type=path, metavar="FILE",
                        help="read the token from FILE (e.g. a mounted Secret; keeps it out of the process list)")
-    enroll.add_argument("--hub", required=True, metavar="HOST:PORT", help="the hub's enrollment address")
+    enroll.add_argument("--hub", required=True, metavar="HOST:PORT[,...]",
+                        help="the hub's enrollment address, or several replicas comma-separated")
     enroll.add_argument(
         "--tls-ca", required=True, type=path, metavar="FILE", help="CA that signs the hub's server certificate"
     )
@@ -167,7 +187,6 @@ def add_commands(subparsers) -> None:
         "start: the token is single-use, and `skerry agent run` renews the certificate itself)",
     )
     enroll.set_defaults(func=enroll_handler)
-    _add_operator_commands(subparsers)
 
 
 def _kube_flags(p: argparse.ArgumentParser) -> None:
@@ -200,25 +219,20 @@ def _add_operator_commands(subparsers) -> None:
     ):
         p = subparsers.add_parser(name, help=text, description=text + " (an annotation on its inventory).")
         _kube_flags(p)
-        p.set_defaults(func=control_command, control=name)
-    status = subparsers.add_parser(
-        "status", help="the fleet as the hub sees it (a table; -o wide|json|yaml)",
-        description="GetFleetStatus with an operator certificate: per cluster the desired and applied "
-        "release, Ready, Healthy, Drifted, Suspended and the first problem. The hub and TLS files come from "
-        "the flags, else SKERRY_HUB / SKERRY_TLS_*, else the current context (skerry login).",
-    )
-    from skerry.cli.contexts import add_hub_flags
-    from skerry.cli.output import add_output_flag
+        if name == "reconcile":
+            from skerry.cli.parser import duration_type
 
-    add_hub_flags(status)
-    status.add_argument("--cluster", default="", help="one cluster (default: all)")
-    add_output_flag(status)
-    status.set_defaults(func=status_command)
+            p.add_argument("--wait", action="store_true",
+                           help="wait until the agent handled the request (its BundleStatus); exit 1 unless it is then Ready")
+            p.add_argument("--timeout", type=duration_type("--timeout"), default=RECONCILE_WAIT_SECONDS,
+                           metavar="DURATION", help="with --wait: give up after this long (default 5m)")
+        p.set_defaults(func=control_command, control=name)
 
 
 # Bounds on what the operator commands wait for.
 RENDER_TIMEOUT_SECONDS = 300
-STATUS_TIMEOUT_SECONDS = 10
+RECONCILE_WAIT_SECONDS = 300.0  # a reconcile of a large bundle with health checks, on a busy cluster
+RECONCILE_POLL_SECONDS = 1.0
 
 
 def _kube(args):
@@ -300,80 +314,38 @@ def control_command(args: argparse.Namespace) -> int:
             else:
                 change = {RECONCILE_ANNOTATION: _dt.datetime.now(_dt.UTC).isoformat()}
             kube.annotate("v1", "ConfigMap", CONFIGMAP_NAME, args.namespace, change)
+            done = {"suspend": "suspended", "resume": "resumed", "reconcile": "reconcile requested"}[args.control]
+            print(f"{args.cluster}: {done}")
+            if getattr(args, "wait", False):
+                return _wait_reconciled(kube, args, change[RECONCILE_ANNOTATION])
         finally:
             kube.close()
     except SkerryError as e:
         print(f"{command}: error: {e}", file=sys.stderr)
         return 1
-    done = {"suspend": "suspended", "resume": "resumed", "reconcile": "reconcile requested"}[args.control]
-    print(f"{args.cluster}: {done}")
     return 0
 
 
-def status_command(args: argparse.Namespace) -> int:
-    import grpc
-    from google.protobuf import json_format
+def _wait_reconciled(kube, args: argparse.Namespace, requested: str) -> int:
+    """Until the BundleStatus says this request was handled (``status.lastHandledReconcileAt``, the
+    annotation's value: no clock compared); then 0 if Ready, else 1."""
+    import time
 
-    from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-    from skerry.cli.contexts import resolve_hub
-    from skerry.cli.output import emit
-    from skerry.core.client import secure_channel
-    from skerry.core.rpc import error_from_rpc
+    from skerry.agent.events import API_VERSION, KIND
+    from skerry.core.errors import SkerryError
 
-    target = resolve_hub(vars(args))
-    with secure_channel(target.address, target.tls_files) as channel:
-        try:
-            resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(
-                hub_pb2.GetFleetStatusRequest(cluster=args.cluster), timeout=STATUS_TIMEOUT_SECONDS
-            )
-        except grpc.RpcError as e:
-            raise error_from_rpc(e, target.address) from None
-    document = json_format.MessageToDict(resp, preserving_proto_field_name=True)
-    emit(status_rows(resp), args.output, columns=STATUS_COLUMNS, wide=STATUS_WIDE, document=document)
-    return 0
-
-
-STATUS_COLUMNS = ("cluster", "desired", "applied", "ready", "healthy", "drifted", "suspended", "message")
-STATUS_WIDE = ("digest", "revision", "objects", "failed")
-# Conditions shown as columns, by column name.
-_CONDITION_COLUMNS = {"ready": "Ready", "healthy": "Healthy", "drifted": "Drifted", "suspended": "Suspended"}
-
-
-def status_rows(resp) -> list[dict]:
-    """One row per cluster of a GetFleetStatusResponse (releases readable, the first problem named)."""
-    from skerry.cli.output import readable_release
-
-    rows = []
-    for view in resp.clusters:
-        rep = view.reported
-        conds = {c.type: c for c in rep.conditions}
-        row = {
-            "cluster": view.cluster,
-            "desired": readable_release(view.desired_version),
-            "applied": readable_release(rep.applied_version) if view.HasField("reported") else "-",
-            "digest": view.desired_digest[7:19] or "-",
-            "revision": view.desired_revision[:12] or "-",
-            "objects": view.desired_objects,
-        }
-        for column, type_ in _CONDITION_COLUMNS.items():
-            c = conds.get(type_)
-            row[column] = c.status if c is not None else ("Unknown" if column == "ready" else "-")
-        failed = [o for o in rep.objects if o.action == "failed"]
-        row["failed"] = len(failed)
-        ready = conds.get("Ready")
-        if view.render_error:
-            row["message"] = f"render error: {view.render_error}"
-        elif failed:
-            o = failed[0]
-            row["message"] = f"{o.ref.kind} {o.ref.namespace}/{o.ref.name}: {o.message}"
-        elif ready is not None and ready.status != "True":
-            row["message"] = f"{ready.reason}: {ready.message}"
-        elif not view.HasField("reported"):
-            row["message"] = "no report from the agent yet"
-        else:
-            row["message"] = ""
-        rows.append(row)
-    return rows
+    deadline = time.monotonic() + args.timeout
+    while True:
+        status = (kube.get(API_VERSION, KIND, args.cluster, args.namespace) or {}).get("status") or {}
+        if status.get("lastHandledReconcileAt") == requested:
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            print(f"{args.cluster}: reconciled: Ready={ready.get('status', 'Unknown')} {ready.get('reason', '')}"
+                  + (f" - {ready['message']}" if ready.get("message") else ""))
+            return 0 if ready.get("status") == "True" else 1
+        if time.monotonic() >= deadline:
+            raise SkerryError(f"the agent of {args.cluster} did not handle the request within {args.timeout:g}s "
+                              f"(BundleStatus {args.namespace}/{args.cluster}): is it running?")
+        time.sleep(RECONCILE_POLL_SECONDS)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -414,6 +386,7 @@ _FIELDS = (
     "environment",
     "freeze_policy",
     "trust_poll",
+    "keepalive",
 )
 
 

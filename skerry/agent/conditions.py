@@ -11,6 +11,7 @@ drift control or the monitor recorded (``AgentSnapshot``):
     Suspended         the operator's suspend annotation (or the engine refusing under it)
     ReconcileRequest  the last reconcile-now request handled
     Drifted, DriftCorrected, CorrectionBackoff, Healthy, Watching   from the monitor's watches
+    APIServerSlow     True while the API server's recent applies are slow (absent otherwise)
 
 Keeping this a function of data (no clock, no I/O, no locks) is what lets
 every message and status be tested without an API server, and gives the
@@ -28,6 +29,9 @@ from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
 
 # Bounds on what a status report carries about drift (a report is not a log).
 MAX_DRIFTS_SHOWN = 10
+# An apply is one request that answers in milliseconds on a healthy API server (tens under load);
+# when the median of the recent ones reaches a second, reconciles stretch and operators should know.
+SLOW_APPLY_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,14 @@ class DriftView:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApiLatency:
+    """How long the API server took to answer the agent's recent applies (``metrics.LatencyWindow``)."""
+
+    median: float  # seconds
+    samples: int
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentSnapshot:
     cluster: str
     last_result: ReconcileResult | None = None
@@ -101,6 +113,7 @@ class AgentSnapshot:
     suspension: str = ""  # why: the annotation, or the engine's refusal message
     reconcile_request: str = ""  # the requested-at value last handled ("" none shown)
     drift: DriftView | None = None
+    api_latency: ApiLatency | None = None
 
 
 def status_result(snapshot: AgentSnapshot) -> ReconcileResult:
@@ -125,6 +138,7 @@ def agent_conditions(snapshot: AgentSnapshot) -> list[Condition]:
             _trust(snapshot),
             _suspended(snapshot),
             _request(snapshot.reconcile_request),
+            _api_slow(snapshot.api_latency),
         )
         if c is not None
     ]
@@ -192,6 +206,18 @@ def _request(requested: str) -> Condition | None:
     if not requested:
         return None
     return Condition("ReconcileRequest", TRUE, "Handled", f"{RECONCILE_ANNOTATION}={requested} handled")
+
+
+def _api_slow(latency: ApiLatency | None) -> Condition | None:
+    if latency is None or latency.median < SLOW_APPLY_SECONDS:
+        return None
+    return Condition(
+        "APIServerSlow",
+        TRUE,
+        "SlowRequests",
+        f"the API server took {latency.median:.1f} s per apply (median of the last {latency.samples}, slow "
+        f"from {SLOW_APPLY_SECONDS:g} s): reconciles take longer, one at a time; nothing is pruned on a failure",
+    )
 
 
 def drift_mode(policy: str, *, suspended: bool, held: int) -> str:

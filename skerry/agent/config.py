@@ -6,7 +6,8 @@ There is no plaintext mode and no unsigned mode: an agent without mTLS
 files or without a TUF trust root and its environment does not start.
 
     SKERRY_AGENT_CLUSTER              this cluster's name (must match the agent certificate)
-    SKERRY_AGENT_HUB                  hub address HOST:PORT
+    SKERRY_AGENT_HUB                  hub address HOST:PORT, or several separated by commas (replicas;
+                                      a random one first, another at random on each reconnect)
     SKERRY_AGENT_SEALER               sealer address HOST:PORT (optional; without it SealedSecrets fail)
     SKERRY_AGENT_SEALER_DOMAIN        sealer key domain (default: the sealer's default)
     SKERRY_AGENT_TLS_CA               CA bundle that signs the hub and the sealer (PEM)
@@ -16,6 +17,7 @@ files or without a TUF trust root and its environment does not start.
     SKERRY_AGENT_ENVIRONMENT          this cluster's environment (its release-<env> role)
     SKERRY_AGENT_FREEZE_POLICY        keep|suspend: what to do while trusted metadata is expired   keep
     SKERRY_AGENT_TRUST_POLL           seconds between TUF refreshes without a hub notification     60
+    SKERRY_AGENT_KEEPALIVE            ping hub and sealer this often; silent as long again: dropped   30s
     SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
     SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
     SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
@@ -42,15 +44,20 @@ import re
 from collections.abc import Mapping
 
 from skerry.core import config
+from skerry.core.client import parse_addresses
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.metrics import parse_listen
+from skerry.core.rpc import KEEPALIVE_TIME_MS, MIN_KEEPALIVE_SECONDS
+from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DRIFT_POLICIES = ("correct", "detect")
 # More parallel applies than this buy nothing and crowd the API server's in-flight limit.
 MAX_APPLY_WORKERS = 64
+# A dead hub noticed after more than this is noticed too late to matter (NAT tables forget in minutes).
+MAX_KEEPALIVE_SECONDS = 600.0
 
 # Field -> environment variable suffix, where they differ.
 _ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
@@ -65,7 +72,7 @@ FREEZE_POLICIES = ("keep", "suspend")
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     cluster: str = ""
-    hub_address: str = ""
+    hub_address: str = ""  # HOST:PORT, or HOST:PORT,HOST:PORT,... (hub replicas): see ``hub_addresses``
     sealer_address: str | None = None
     sealer_domain: str = ""
     tls_ca: pathlib.Path | None = None
@@ -86,6 +93,9 @@ class AgentConfig:
     environment: str = ""
     freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
     trust_poll: float = 60.0  # seconds between TUF refreshes without a hub notification (and at expiry)
+    # A hub or sealer that stops answering (a network blackhole, not a refused port) is noticed within
+    # about twice this: a ping every ``keepalive``, unanswered for min(keepalive, 20 s) (core.rpc).
+    keepalive: float = KEEPALIVE_TIME_MS / 1000
     drift_policy: str = "correct"
     drift_ignore: tuple[str, ...] = ()
     resync_seconds: float = 600.0
@@ -96,6 +106,11 @@ class AgentConfig:
     @staticmethod
     def env_name(field: str) -> str:
         return config.env_name(ENV_PREFIX, field, _ENV_NAMES)
+
+    @property
+    def hub_addresses(self) -> tuple[str, ...]:
+        """The hub addresses ``hub_address`` names (one, or a comma-separated list of replicas)."""
+        return parse_addresses(self.hub_address, f"hub ({self.env_name('hub_address')} or --hub)")
 
     @property
     def tls_files(self) -> TlsFiles:
@@ -114,7 +129,7 @@ class AgentConfig:
             raise ConfigError(f"cluster name {self.cluster!r} must be a lowercase DNS name")
         if not self.hub_address:
             raise ConfigError(f"the agent needs the hub address; set {self.env_name('hub_address')} or --hub")
-        _check_address("hub", self.hub_address)
+        self.hub_addresses  # noqa: B018 - raises if any address is malformed
         if self.sealer_address:
             _check_address("sealer", self.sealer_address)
         self.tls_files  # noqa: B018 - raises if incomplete
@@ -132,6 +147,11 @@ class AgentConfig:
             raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
         if not self.trust_poll > 0:
             raise ConfigError("trust_poll must be positive")
+        if not MIN_KEEPALIVE_SECONDS <= self.keepalive <= MAX_KEEPALIVE_SECONDS:
+            raise ConfigError(
+                f"keepalive must be between {MIN_KEEPALIVE_SECONDS:g}s (servers refuse faster pings) and "
+                f"{MAX_KEEPALIVE_SECONDS:g}s"
+            )
         if not _DNS_LABEL.match(self.namespace):
             raise ConfigError(f"namespace {self.namespace!r} must be a DNS label")
         if not self.field_manager or len(self.field_manager) > 128:
@@ -150,8 +170,6 @@ class AgentConfig:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_listen:
-            from skerry.core.metrics import parse_listen
-
             parse_listen(self.metrics_listen, self.env_name("metrics_listen"))
         return self
 
@@ -159,7 +177,7 @@ class AgentConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
         """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
         convert = {"log_level": _lower, "trust_poll": _duration, "resync_seconds": _duration,
-                   "health_timeout": _duration}
+                   "health_timeout": _duration, "keepalive": _duration}
         return config.load(cls, ENV_PREFIX, environ, overrides, convert=convert, env_names=_ENV_NAMES).validate()
 
 

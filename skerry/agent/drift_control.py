@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -93,6 +93,7 @@ class DriftControl:
         count_corrections: Callable[[int], None] = lambda n: None,
         backoff: CorrectionBackoff | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_handled: Callable[[str], Awaitable[None]] | None = None,
     ):
         self.config = config
         self.clock = clock
@@ -103,6 +104,7 @@ class DriftControl:
         # Per-object backoff of drift corrections (a fight with another controller is no hot loop).
         self.backoff = backoff if backoff is not None else CorrectionBackoff()
         self._monotonic = monotonic
+        self._on_handled = on_handled  # a requested reconcile is done (the in-cluster status says so)
         self.wakeup = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         # Facts.
@@ -154,7 +156,12 @@ class DriftControl:
         if step.reconcile_now:
             log.info("reconcile requested", requested_at=step.handled)
             self.reconcile_request = step.handled
-            asyncio.ensure_future(runtime.guarded(runtime.apply, runtime.current))
+            asyncio.ensure_future(self._reconcile_now(step.handled))
+
+    async def _reconcile_now(self, requested: str) -> None:
+        await self.runtime.guarded(self.runtime.apply, self.runtime.current)
+        if self._on_handled is not None:
+            await self._on_handled(requested)
 
     # --- drift ------------------------------------------------------------------------------
 

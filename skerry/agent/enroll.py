@@ -17,6 +17,10 @@ calls ``Renew`` over mutual TLS with the current certificate, replaces key and
 certificate atomically, and calls ``on_renewed`` (the hub client reconnects
 with the new identity). Failures retry with backoff until the certificate
 expires; the old certificate stays in use meanwhile.
+
+Both take the hub as one address or several (replicas, ``core.client.Endpoints``): ``enroll`` tries
+them in random order while they are unreachable (never after a refusal: a token is single-use), and
+the renewer uses the address the agent's other hub paths use, moving them all on when it is down.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ from cryptography.x509.oid import NameOID
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.backoff import full_jitter
-from skerry.core.client import aio_secure_channel
-from skerry.core.errors import ConfigError, InvalidInput, SkerryError
+from skerry.core.client import Endpoints, aio_secure_channel, parse_addresses
+from skerry.core.errors import ConfigError, InvalidInput, SkerryError, Unavailable
 from skerry.core.files import as_refusal, ensure_dir, unwritable, write_together
 from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import AGENT_CA_NAME, TlsFiles
@@ -113,22 +117,32 @@ def _write_pair(directory: pathlib.Path, key_pem: bytes, resp: enrollment_pb2.En
 
 
 async def enroll(
-    address: str, token: str, hub_ca: pathlib.Path, directory: pathlib.Path, *, server_name: str | None = None
+    address: str, token: str, hub_ca: pathlib.Path, directory: pathlib.Path, *, server_name: str | None = None,
+    rng: Callable[[], float] = random.random,
 ) -> Enrolled:
+    """Enroll at ``address`` (``HOST:PORT`` or several, comma-separated: tried in random order while
+    unreachable; any other answer, a refusal above all, ends the attempt)."""
     cluster = token_cluster(token)
+    addresses = list(parse_addresses(address, "hub enrollment address (--hub)"))
     try:
         ca_pem = pathlib.Path(hub_ca).read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read the hub CA {hub_ca}: {e.strerror}") from e
     csr_pem, key_pem = make_csr(cluster)
-    # No client certificate yet: the hub's CA alone authenticates the hub; the token authenticates us.
-    async with aio_secure_channel(address, grpc.ssl_channel_credentials(ca_pem), server_name=server_name) as ch:
-        try:
-            resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Enroll(
-                enrollment_pb2.EnrollRequest(token=token.strip(), csr_pem=csr_pem), timeout=ENROLL_TIMEOUT
-            )
-        except grpc.aio.AioRpcError as e:
-            raise error_from_rpc(e, f"hub enrollment {address}") from None
+    addresses.sort(key=lambda _: rng())  # replicas in random order: a fleet enrolling at once spreads out
+    for n, hub in enumerate(addresses):
+        # No client certificate yet: the hub's CA alone authenticates the hub; the token authenticates us.
+        async with aio_secure_channel(hub, grpc.ssl_channel_credentials(ca_pem), server_name=server_name) as ch:
+            try:
+                resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Enroll(
+                    enrollment_pb2.EnrollRequest(token=token.strip(), csr_pem=csr_pem), timeout=ENROLL_TIMEOUT
+                )
+                break
+            except grpc.aio.AioRpcError as e:
+                error = error_from_rpc(e, f"hub enrollment {hub}")
+                if not isinstance(error, Unavailable) or n == len(addresses) - 1:
+                    raise error from None
+                log.warning("hub enrollment address unreachable; trying another", hub=hub, error=str(error))
     if resp.cluster != cluster:
         raise InvalidInput(f"the hub issued a certificate for {resp.cluster!r}, not {cluster!r}")
     return _write_pair(pathlib.Path(directory), key_pem, resp)
@@ -142,7 +156,7 @@ def _validity(cert_path: pathlib.Path) -> tuple[_dt.datetime, _dt.datetime]:
 class CertificateRenewer:
     def __init__(
         self,
-        address: str,
+        hub: str | Endpoints,
         tls_files: TlsFiles,
         cluster: str,
         *,
@@ -151,7 +165,7 @@ class CertificateRenewer:
         now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC),
         rng: Callable[[], float] = random.random,
     ):
-        self.address = address
+        self.endpoints = hub if isinstance(hub, Endpoints) else Endpoints(hub, what="hub", rng=rng)
         self.tls_files = tls_files
         self.cluster = cluster
         self._on_renewed = on_renewed
@@ -166,13 +180,17 @@ class CertificateRenewer:
 
     async def renew_once(self) -> Enrolled:
         csr_pem, key_pem = make_csr(self.cluster)
-        async with aio_secure_channel(self.address, self.tls_files, server_name=self._server_name) as ch:
+        address = self.endpoints.current
+        async with aio_secure_channel(address, self.tls_files, server_name=self._server_name) as ch:
             try:
                 resp = await enrollment_pb2_grpc.EnrollmentServiceStub(ch).Renew(
                     enrollment_pb2.RenewRequest(csr_pem=csr_pem), timeout=ENROLL_TIMEOUT
                 )
             except grpc.aio.AioRpcError as e:
-                raise error_from_rpc(e, f"hub {self.address}") from None
+                error = error_from_rpc(e, f"hub {address}")
+                if isinstance(error, Unavailable):
+                    self.endpoints.failed(address)  # the retry (and the agent's other paths) try another replica
+                raise error from None
         cert, key = pathlib.Path(self.tls_files.cert), pathlib.Path(self.tls_files.key)
         try:
             write_together([(key, key_pem, 0o600), (cert, resp.certificate_pem, 0o644)])

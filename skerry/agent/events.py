@@ -103,6 +103,7 @@ CRD = {
                         "objects": {"type": "object", "additionalProperties": {"type": "integer"}},
                         "lastReconcileTime": {"type": "string", "format": "date-time"},
                         "lastReconcileSeconds": {"type": "number"},
+                        "lastHandledReconcileAt": {"type": "string"},
                         "metadataExpires": {"type": "string", "format": "date-time"},
                     }},
                 },
@@ -217,6 +218,12 @@ class ClusterStatusPublisher:
             self._set("Ready", "Unknown", "Progressing", msg, 1)
         self._write()
 
+    def handled(self, requested: str) -> None:
+        """A reconcile the operator requested (the annotation's value) is done: ``skerry reconcile --wait``
+        waits for ``status.lastHandledReconcileAt`` to equal it (Flux's field of the same name)."""
+        self._status["lastHandledReconcileAt"] = requested
+        self._write()
+
     def reconciled(self, result, seconds: float, *, drift: int = 0, expires: _dt.datetime | None = None) -> None:
         ready = result.condition("Ready")
         reason = ready.reason if ready is not None else "Unknown"
@@ -227,9 +234,10 @@ class ClusterStatusPublisher:
         self._set("Stalled", "False" if result.ready else "True", reason if not result.ready else "Ready",
                   "" if result.ready else message, 1)
         counts = {k: v for k, v in result.counts().items() if v}
+        handled = self._status.get("lastHandledReconcileAt", "")
         self._status = {"release": result.release, "digest": result.digest, "revision": result.revision,
                         "objects": counts, "lastReconcileTime": _now_iso(self._now()),
-                        "lastReconcileSeconds": round(seconds, 3)}
+                        "lastReconcileSeconds": round(seconds, 3), "lastHandledReconcileAt": handled}
         if expires is not None:
             self._status["metadataExpires"] = _now_iso(expires)
         self._status = {k: v for k, v in self._status.items() if v != ""}  # "" would travel as null

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import pathlib
 
+from skerry.agent.cache import BundleCache
 from skerry.agent.reconcile.desired import DIGEST_ANNOTATION
+from skerry.core.bundle import Bundle
 
 
 def _matches(obj: dict, kind: str, name: str, namespace: str) -> bool:
@@ -28,9 +30,6 @@ def _matches(obj: dict, kind: str, name: str, namespace: str) -> bool:
 
 
 def explain(ref: str, namespace: str, state_dir: pathlib.Path, kube) -> dict:
-    from skerry.agent.cache import BundleCache
-    from skerry.core.bundle import Bundle
-
     kind, sep, name = ref.partition("/")
     if not sep or not kind or not name:
         raise ValueError(f"{ref!r} is not KIND/NAME")

@@ -15,6 +15,9 @@ edited it in the cluster - is counted in ``skerry_agent_drift_corrected_total``.
 
 from __future__ import annotations
 
+import collections
+import statistics
+import threading
 import time
 
 from prometheus_client.core import GaugeMetricFamily
@@ -84,12 +87,39 @@ class AgentMetrics:
         return drift
 
 
+# Applies whose latency says whether the API server is slow now: about one reconcile of a small
+# bundle, so a slow spell shows after one reconcile and its end after the next.
+LATENCY_WINDOW = 8
+
+
+class LatencyWindow:
+    """The durations of the last ``size`` applies (thread-safe: apply workers record in parallel)."""
+
+    def __init__(self, size: int = LATENCY_WINDOW):
+        self._samples: collections.deque[float] = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._samples.append(seconds)
+
+    def view(self) -> tuple[float, int] | None:
+        """``(median seconds, samples)``, None before the first apply."""
+        with self._lock:
+            samples = list(self._samples)
+        return (statistics.median(samples), len(samples)) if samples else None
+
+
 class InstrumentedKube:
-    """The agent's Kubernetes client with apply and delete timed; everything else passes through."""
+    """The agent's Kubernetes client with apply and delete timed; everything else passes through.
+
+    Apply durations also feed ``latency``, which the status reads (``APIServerSlow``).
+    """
 
     def __init__(self, kube, metrics: AgentMetrics):
         self._kube = kube
         self._metrics = metrics
+        self.latency = LatencyWindow()
 
     @property
     def wrapped(self):
@@ -111,7 +141,11 @@ class InstrumentedKube:
         return out
 
     def apply(self, *args, **kwargs):
-        return self._timed(self._kube.apply, self._metrics.applies, self._metrics.apply_seconds, *args, **kwargs)
+        started = time.monotonic()
+        try:
+            return self._timed(self._kube.apply, self._metrics.applies, self._metrics.apply_seconds, *args, **kwargs)
+        finally:
+            self.latency.observe(time.monotonic() - started)
 
     def delete(self, *args, **kwargs):
         return self._timed(self._kube.delete, self._metrics.prunes, self._metrics.prune_seconds, *args, **kwargs)

@@ -73,6 +73,10 @@ class AgentOps:
             expires = getattr(verified, "expires", None)
             await self._run(self.publisher.reconciled, result, seconds, drift=drift, expires=expires)
 
+    async def handled(self, requested: str) -> None:
+        if self.publisher is not None:
+            await self._run(self.publisher.handled, requested)
+
     async def verified(self) -> None:
         self.metrics.verified.inc()
 

@@ -104,8 +104,17 @@ class Reporter:
                 delay = capped_exponential(attempt, base=REPORT_RETRY_BASE_SECONDS, cap=self._retry_cap)
                 attempt += 1
                 log.warning("status report failed; will retry", reason=e.reason, error=str(e), retry_in=delay)
+                loop = asyncio.get_running_loop()
+                started = loop.time()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wait_newer(status), delay)
+                # A newer status cuts the wait short, but never below the first step: while the hub
+                # refuses, a burst of statuses (watches failing one by one under an API server restart)
+                # became a burst of reports, and the hub's per-agent rate limit refused them all.
+                spacing = capped_exponential(0, base=REPORT_RETRY_BASE_SECONDS, cap=self._retry_cap)
+                rest = spacing - (loop.time() - started)
+                if rest > 0:
+                    await asyncio.sleep(rest)
                 continue
             attempt = 0
             self.reports_sent += 1

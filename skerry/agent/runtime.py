@@ -132,6 +132,10 @@ class Runtime:
         self.applied_at: float | None = None  # monotonic time of the last reconcile
         self.inflight: asyncio.Future | None = None
         self._retry_attempt = 0
+        # Monotonic time of the next retry of a reconcile that did not end Ready (None: no retry due).
+        # A deadline, not a delay recomputed at each wake-up: a trust poll or a hub event that comes
+        # sooner than the retry must not postpone it (a poll every 2 s kept a 2 s retry from ever firing).
+        self._retry_at: float | None = None
         self._next_poll: float | None = None
 
     # --- the loop ---------------------------------------------------------------------------
@@ -147,10 +151,8 @@ class Runtime:
             while True:
                 if next_event is None:
                     next_event = asyncio.ensure_future(anext(watch))
-                delay = retry_delay(
-                    self.last_result, self._retry_attempt, base=self._retry_base, cap=self._retry_cap
-                )
-                timeout, then = next_wakeup(None if self.current is None else delay, self._poll_delay())
+                retry_in = None if self._retry_at is None else max(0.0, self._retry_at - self._monotonic())
+                timeout, then = next_wakeup(None if self.current is None else retry_in, self._poll_delay())
                 done, _ = await asyncio.wait({next_event}, timeout=timeout)
                 if next_event in done:
                     response = next_event.result()
@@ -296,8 +298,13 @@ class Runtime:
         self.freeze = Freeze(str(error), self.verifier.last_release, suspends=policy == "suspend")
         await self._publish()
 
+    def _schedule_retry(self) -> None:
+        delay = retry_delay(self.last_result, self._retry_attempt, base=self._retry_base, cap=self._retry_cap)
+        self._retry_at = None if delay is None else self._monotonic() + delay
+
     async def retry(self) -> None:
         if not may_reapply(self.current, self.freeze):
+            self._schedule_retry()  # not now; look again one delay later
             return
         log.info("retrying the reconcile", release=self.current.release, attempt=self._retry_attempt)
         await self.apply(self.current, retry=True)
@@ -335,6 +342,7 @@ class Runtime:
             return
         self._retry_attempt = self._retry_attempt + 1 if (retry and not result.ready) else 0
         self.last_result = result
+        self._schedule_retry()
         await self.ops.reconciled(result, self._monotonic() - started, verified)
         self.reconciles += 1
         self.applied_at = self._monotonic()
@@ -348,7 +356,7 @@ class Runtime:
             # The sealer re-verifies the director/release metadata this agent trusted.
             try:
                 metadata = evidence.read(
-                    self.verifier.metadata_dir, self.config.cluster, self.config.environment
+                    self.verifier.metadata_dir, self.config.cluster, self.config.environment, verified.digest
                 )
             except VerificationError as e:
                 log.warning("no TUF evidence for the sealer; bundle unseal will be refused", error=str(e))

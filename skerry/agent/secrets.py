@@ -31,16 +31,28 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+import grpc
 import structlog
 
+from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import sealedsecret
+from skerry.core.client import all_pages, secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, PermissionDenied, SealError, SkerryError
+from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import TlsFiles
 
 log = structlog.get_logger("skerry.agent.secrets")
+# The channel's own reconnect backoff is capped below the agent's first reconcile retry (2 s): the
+# agent's retry is the backoff. With gRPC's default (1 s x 1.6 up to 120 s) a sealer that was down for
+# half a minute was dialled again only ~30 s after it came back, and every retry in between failed
+# at once on the channel's cached "connection refused".
+SEALER_RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 # One UnsealBundle call decrypts every item of a bundle: allow for hundreds of RSA-4096 decryptions.
 BUNDLE_UNSEAL_TIMEOUT_SECONDS = 60.0
 
@@ -72,17 +84,15 @@ class GrpcUnsealer:
         domain: str = "",
         timeout: float = 10.0,
         bundle_timeout: float = BUNDLE_UNSEAL_TIMEOUT_SECONDS,
+        channel_options: Sequence[tuple[str, object]] = (),
     ):
-        from skerry.api.v1 import sealer_pb2_grpc
-        from skerry.core.client import secure_channel
-
         if not address:
             raise ConfigError("no sealer address configured")
         self.address = address
         self._domain = domain
         self._timeout = timeout
         self._bundle_timeout = bundle_timeout
-        self._channel = secure_channel(address, tls_files)
+        self._channel = secure_channel(address, tls_files, options=[*SEALER_RECONNECT_OPTIONS, *channel_options])
         self._stub = sealer_pb2_grpc.SealerServiceStub(self._channel)
         # The plaintext of the bundle being reconciled, per (namespace, name); None outside a reconcile.
         self._batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] | None = None
@@ -90,24 +100,18 @@ class GrpcUnsealer:
         self._batch_lock = threading.Lock()
 
     def _translate(self, e) -> SkerryError:
-        from skerry.core.rpc import error_from_rpc
-
         err = error_from_rpc(e, f"sealer {self.address}")
         if type(err) is InvalidInput:  # the sealer's SealError travels as INVALID_ARGUMENT
             err = SealError(str(err))
         return err
 
     def prepare_bundle(self, metadata: bytes, bundle: bytes) -> None:
-        """One ``UnsealBundle`` for the whole bundle; results are kept in memory until ``end_bundle``."""
-        import grpc
-
-        from skerry.api.v1 import sealer_pb2
-
+        """``UnsealBundle`` for the whole bundle (every page); results are kept in memory until ``end_bundle``."""
         request = sealer_pb2.UnsealBundleRequest(metadata=metadata, bundle=bundle, domain=self._domain)
         batch: dict[tuple[str, str], dict[str, bytes] | SkerryError] = {}
         error: SkerryError | None = None
         try:
-            response = self._stub.UnsealBundle(request, timeout=self._bundle_timeout)
+            response = all_pages(self._stub.UnsealBundle, request, "secrets", timeout=self._bundle_timeout)
         except grpc.RpcError as e:
             error = self._translate(e)
             if e.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED):
@@ -164,10 +168,6 @@ class GrpcUnsealer:
     def _unseal_direct(
         self, namespace: str, name: str, scope: str, encrypted_data: Mapping[str, str], key_hint: str
     ) -> dict[str, bytes]:
-        import grpc
-
-        from skerry.api.v1 import sealer_pb2
-
         request = sealer_pb2.UnsealRequest(
             namespace=namespace,
             name=name,

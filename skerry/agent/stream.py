@@ -17,6 +17,15 @@ SHA-256 digest before it is handed on (the verifier checks it again against
 the signed metadata). Any transfer fault drops the blob and reconnects.
 ``reload_credentials`` swaps in a renewed certificate: the channel is closed
 and the watch reconnects on a new TLS connection with the new identity.
+
+Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
+address). Every reconnect chooses afresh, at random among the addresses other than the one just
+left, and dials a new channel when the address changed or the connection failed (a Service address
+then lets the network pick a backend again). Nothing is re-sent on the way: the request carries the
+verified position and the held blob's digest, and every replica serves the same state. A stream that
+stayed up ``STABLE_STREAM_SECONDS`` (a hub retiring connections at their maximum age, a replica
+stopped after hours) ends no failure streak: the backoff starts over. ``received_bytes`` counts the
+bundle bytes that came off the wire.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -32,8 +42,10 @@ import structlog
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core import bundle
 from skerry.core.backoff import full_jitter
+from skerry.core.client import Endpoints
+from skerry.core.client import channel_options as client_options
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
-from skerry.core.rpc import CHANNEL_OPTIONS, error_from_rpc
+from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.stream")
@@ -65,6 +77,11 @@ MAX_BUNDLE_BYTES = bundle.MAX_BUNDLE_BYTES
 MAX_CHUNKS = 1024
 # A transfer that stalls this long between chunks is abandoned and the watch reconnects.
 CHUNK_IDLE_SECONDS = 30.0
+# A watch that stayed open this long before it ended counts as a success: the next reconnect starts
+# the backoff over. Twice the reconnect cap: a hub that accepts and then fails at once still backs
+# off, while hubs retiring connections at their maximum age (minutes) never push an agent's retry
+# delay toward the cap. A watch that receives a message resets the backoff too.
+STABLE_STREAM_SECONDS = 2 * RECONNECT_CAP_SECONDS
 
 
 def _digest(data: bytes) -> str:
@@ -74,7 +91,7 @@ def _digest(data: bytes) -> str:
 class HubClient:
     def __init__(
         self,
-        address: str,
+        hub: str | Endpoints,
         tls_files: TlsFiles,
         cluster: str,
         *,
@@ -84,33 +101,49 @@ class HubClient:
         backoff_cap: float = RECONNECT_CAP_SECONDS,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
         channel_options: list[tuple[str, object]] | None = None,
     ):
-        self.address = address
+        # one address, or several (hub replicas) this client and the agent's other hub paths share
+        self.endpoints = hub if isinstance(hub, Endpoints) else Endpoints(hub, what="hub", rng=rng)
         self.cluster = cluster
-        self.peer = f"hub {address}"
         self._tls_files = tls_files
         self._credentials = channel_credentials(tls_files)  # reads the files now: fail fast
         self._blob = b""  # bytes of the last bundle received, reused when the hub omits them
         self._blob_digest = ""
         self._call = None
-        self._options = [*CHANNEL_OPTIONS, *CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])]
-        if server_name:
-            self._options.append(("grpc.ssl_target_name_override", server_name))
+        # later options replace earlier ones of the same key (gRPC alone would keep the first)
+        self._options = client_options(server_name, [*CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])])
         self._rpc_timeout = rpc_timeout
         self._base = backoff_base
         self._cap = backoff_cap
         self._rng = rng
         self._sleep = sleep
+        self._monotonic = monotonic
         self._channel: grpc.aio.Channel | None = None
+        self._channel_address = ""
         self._stub_: hub_pb2_grpc.HubServiceStub | None = None
         self.connected = False
         self.last_error: SkerryError | None = None
         self.reconnects = 0
+        self.received_bytes = 0  # bundle bytes received off the wire (whole bundles and chunks)
+
+    @property
+    def address(self) -> str:
+        """The hub address in use (or next to be dialled)."""
+        return self._channel_address or self.endpoints.current
+
+    @property
+    def peer(self) -> str:
+        return f"hub {self.address}"
 
     def _stub(self) -> hub_pb2_grpc.HubServiceStub:
+        address = self.endpoints.current
+        if self._stub_ is not None and self._channel_address != address:
+            self._drop_channel(self._channel_address)  # another hub path moved on: follow it
         if self._stub_ is None:
-            self._channel = grpc.aio.secure_channel(self.address, self._credentials, options=self._options)
+            self._channel = grpc.aio.secure_channel(address, self._credentials, options=self._options)
+            self._channel_address = address
             self._stub_ = hub_pb2_grpc.HubServiceStub(self._channel)
         return self._stub_
 
@@ -140,8 +173,11 @@ class HubClient:
                 accepts_chunks=True,
                 have_blob=self._blob_digest,
             )
-            call = self._stub().WatchBundles(request)
+            stub = self._stub()
+            address = self._channel_address
+            call = stub.WatchBundles(request)
             self._call = call
+            opened = self._monotonic()
             error: SkerryError
             swapped = False
             try:
@@ -151,14 +187,14 @@ class HubClient:
                         break
                     response = await self._assemble(call, response)
                     if not self.connected:
-                        log.info("watching the hub", hub=self.address, last_version=version)
+                        log.info("watching the hub", hub=address, last_version=version)
                     self.connected = True
                     self.last_error = None
                     attempt = 0
                     yield response
-                error = Unavailable(f"{self.peer} ended the bundle stream")
+                error = Unavailable(f"hub {address} ended the bundle stream")
             except grpc.aio.AioRpcError as e:
-                error = error_from_rpc(e, self.peer)
+                error = error_from_rpc(e, f"hub {address}")
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
@@ -176,20 +212,29 @@ class HubClient:
                 self.connected = False
                 continue
             self.connected = False
-            self.last_error = error
-            self.reconnects += 1
-            if isinstance(error, Unavailable):
-                self._drop_channel()  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
-            delay = self.backoff(attempt)
+            served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
+            attempt = 0 if served else attempt
+            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt))
             attempt += 1
-            log.warning(
-                "hub watch interrupted; reconnecting",
-                hub=self.address,
-                reason=error.reason,
-                error=str(error),
-                retry_in=round(delay, 3),
-            )
-            await self._sleep(delay)
+
+    def _interrupted(self, address: str, error: SkerryError, *, served: bool, attempt: int) -> float:
+        """Book an ended watch: move to another replica (if any); the wait before reconnect ``attempt``."""
+        self.last_error = error
+        self.reconnects += 1
+        if isinstance(error, Unavailable):
+            self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
+        following = self.endpoints.failed(address)  # another replica, at random, if there is one
+        delay = self.backoff(attempt)
+        # a long-served stream ending is routine (the hub retires connections at their maximum age)
+        (log.info if served else log.warning)(
+            "hub watch interrupted; reconnecting",
+            hub=address,
+            next_hub=following,
+            reason=error.reason,
+            error=str(error),
+            retry_in=round(delay, 3),
+        )
+        return delay
 
     async def _assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
         """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through)."""
@@ -208,6 +253,7 @@ class HubClient:
             data = await self._read_chunks(call, signed.digest, transfer.size, transfer.chunks)
         else:
             data = signed.bundle
+            self.received_bytes += len(data)
             if len(data) > MAX_BUNDLE_BYTES:
                 raise InvalidInput(f"{self.peer} sent a {len(data)}-byte bundle; the agent takes at most "
                                    f"{MAX_BUNDLE_BYTES} bytes", reason="EndlessData")
@@ -235,6 +281,7 @@ class HubClient:
             if msg is grpc.aio.EOF or msg.WhichOneof("event") != "chunk":
                 raise InvalidInput(f"{self.peer} interrupted the chunks of bundle {digest}")
             chunk = msg.chunk
+            self.received_bytes += len(chunk.data)
             if chunk.digest != digest or chunk.offset != len(buf) or len(buf) + len(chunk.data) > size:
                 raise InvalidInput(f"{self.peer} sent a chunk out of order for bundle {digest}")
             buf += chunk.data
@@ -243,31 +290,39 @@ class HubClient:
             raise InvalidInput(f"{self.peer} sent bundle bytes that do not match {digest}; discarded")
         return data
 
-    def _drop_channel(self) -> None:
-        channel, self._channel, self._stub_ = self._channel, None, None
+    def _drop_channel(self, address: str) -> None:
+        """Close the channel if it still goes to ``address`` (a newer one is left alone)."""
+        if self._channel_address != address:
+            return
+        channel, self._channel, self._stub_, self._channel_address = self._channel, None, None, ""
         if channel is not None:
             asyncio.ensure_future(channel.close(grace=0))
 
     def reload_credentials(self, tls_files: TlsFiles | None = None) -> None:
         """Use the (renewed) certificate files from now on; the watch reconnects with them."""
         self._credentials = channel_credentials(tls_files or self._tls_files)
-        channel, self._channel, self._stub_ = self._channel, None, None
+        channel, self._channel, self._stub_, self._channel_address = self._channel, None, None, ""
         if self._call is not None:
             self._call.cancel()
         if channel is not None:
             asyncio.ensure_future(channel.close(grace=0.5))
 
     async def report(self, status: hub_pb2.ClusterStatus) -> None:
-        """Send one status report (deadline ``rpc_timeout``). Raises a ``SkerryError``."""
+        """Send one status report (deadline ``rpc_timeout``) to the hub the watch uses. Raises a ``SkerryError``.
+
+        A failed report does not move the agent to another hub: the watch decides that, and the next
+        report follows it.
+        """
+        stub = self._stub()
+        address = self._channel_address
         try:
-            await self._stub().ReportStatus(
-                hub_pb2.ReportStatusRequest(status=status), timeout=self._rpc_timeout
-            )
+            await stub.ReportStatus(hub_pb2.ReportStatusRequest(status=status), timeout=self._rpc_timeout)
         except grpc.aio.AioRpcError as e:
-            raise error_from_rpc(e, self.peer) from None
+            raise error_from_rpc(e, f"hub {address}") from None
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
         self._channel = None
         self._stub_ = None
+        self._channel_address = ""

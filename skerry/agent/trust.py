@@ -1,18 +1,20 @@
-"""The agent as a TUF client: a stock python-tuf ``Updater`` over the hub's TrustService.
+"""How the agent decides a bundle is genuine: a stock python-tuf ``Updater`` over the hub's TrustService.
 
-``GrpcFetcher`` implements only ``FetcherInterface._fetch(url)``: URLs are
-``skerry:/metadata/<file>`` and ``skerry:/targets/<path>``; a missing file
-(gRPC NOT_FOUND) is a 404 ``DownloadHTTPError`` so root rotation stops at
-the newest root; every fetch is capped (``skerry.core.trust.fetch_cap``).
+The fetchers (``TrustService.Fetch``, files pushed with watch events) are in
+``skerry.agent.tuf_fetch``.
 
 ``TufVerifier.update`` runs one TUF client workflow (root chain, timestamp,
 snapshot, targets, delegations — python-tuf does all of it and persists the
 trusted metadata under ``<state_dir>/tuf``), then applies the Uptane rule:
-the director's ``cluster-<name>`` target and the ``release-<env>`` target it
-names must agree on length and SHA-256, name this cluster and environment,
-and carry a release counter not below the highest one applied (persisted in
-``<state_dir>/trust-state.json``). Any refusal is a ``VerificationError``
-whose ``reason`` names the attack class (see ``classify``).
+the director and ``release-<env>`` must list the same target
+``releases/<env>/<cluster>/<sha256>.json`` (length and SHA-256), the release
+target must name this cluster and environment, and the director's release
+counter must not be below the highest one applied (persisted in
+``<state_dir>/trust-state.json``). Which path to look up comes from the hub's
+event (its digest: a hint, trusted for nothing), else the path applied last,
+else a walk of every director bin (``skerry.core.trust``: ``lookup``, ``scan``).
+Any refusal is a ``VerificationError`` whose ``reason`` names the attack class
+(see ``classify``).
 
 Cost, per refresh (``bench/verify.py``): an idle agent whose hub serves the
 timestamp it last verified (same SHA-256, trusted metadata not expired, no
@@ -34,101 +36,19 @@ import os
 import pathlib
 import re
 import threading
-from collections.abc import Iterator
 
-import grpc
 from tuf.api import exceptions as tuf_errors
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+from tuf.ngclient import Updater, UpdaterConfig
 
-from skerry.api.v1 import trust_pb2, trust_pb2_grpc
+from skerry.agent.tuf_fetch import URL_PREFIX, InMemoryFetcher
 from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
-from skerry.core.client import secure_channel
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
 from skerry.core.files import STATE_CORRUPT, atomic_write, ensure_dir, fsync_dir, unwritable
-from skerry.core.tls import TlsFiles
 
 STATE_FILE = "trust-state.json"
-FETCH_TIMEOUT = 30.0  # seconds for one file; the largest (a 12 MiB blob) takes well under a second on a LAN
-URL_PREFIX = "skerry:/"
-
-
-class InMemoryFetcher(FetcherInterface):
-    """A fetcher that gathers a download in memory instead of python-tuf's default temporary file.
-
-    ``download_bytes`` is a public ``FetcherInterface`` method (the Updater
-    calls it for every metadata file); this keeps its contract — the same
-    ``max_length`` cap, ``DownloadLengthMismatchError`` as soon as it is
-    crossed — without a temporary file on disk per fetch. Everything the
-    agent downloads is capped far below memory limits (``skerry.core.trust``).
-    """
-
-    def keep(self, url: str, data: bytes) -> None:
-        """Serve ``data`` — bytes this fetcher just downloaded from ``url`` — for the next download of ``url``.
-
-        The idle check fetches the timestamp; when it changed, the Updater's own
-        fetch of it a moment later gets the same bytes without a second round
-        trip (python-tuf verifies them as usual).
-        """
-        self.__dict__.setdefault("_kept", {})[url] = data
-
-    def download_bytes(self, url: str, max_length: int) -> bytes:
-        kept = self.__dict__.get("_kept")
-        if kept and url in kept:
-            data = kept.pop(url)
-            if len(data) <= max_length:
-                self.last_path = url[len(URL_PREFIX):]  # what ``classify`` names in an error about it
-                return data
-        chunks, received = [], 0
-        for chunk in self.fetch(url):
-            received += len(chunk)
-            if received > max_length:
-                raise tuf_errors.DownloadLengthMismatchError(
-                    f"Downloaded {received} bytes exceeding the maximum allowed length of {max_length}")
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class GrpcFetcher(InMemoryFetcher):
-    """python-tuf fetcher over ``TrustService.Fetch`` (blocking; one channel per fetcher)."""
-
-    def __init__(self, address: str, tls_files: TlsFiles | None = None, *, channel: grpc.Channel | None = None,
-                 timeout: float = FETCH_TIMEOUT):
-        self._channel = channel or secure_channel(address, tls_files)
-        self._stub = trust_pb2_grpc.TrustServiceStub(self._channel)
-        self._timeout = timeout
-        self.last_path = ""
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        if not url.startswith(URL_PREFIX):
-            raise tuf_errors.DownloadError(f"not a skerry trust URL: {url}")
-        path = url[len(URL_PREFIX):]
-        self.last_path = path
-        if not trust.safe_fetch_path(path):
-            raise tuf_errors.DownloadHTTPError(f"refusing to fetch {path!r}: not a repository path", 404)
-        cap = trust.fetch_cap(path)
-        return self._chunks(path, cap)
-
-    def _chunks(self, path: str, cap: int) -> Iterator[bytes]:
-        received = 0
-        try:
-            for chunk in self._stub.Fetch(trust_pb2.FetchRequest(path=path), timeout=self._timeout):
-                if chunk.total_size > cap:
-                    raise tuf_errors.DownloadLengthMismatchError(
-                        f"{path}: the hub announces {chunk.total_size} bytes, over the {cap} byte cap")
-                received += len(chunk.data)
-                if received > cap:
-                    raise tuf_errors.DownloadLengthMismatchError(f"{path}: more than the {cap} byte cap")
-                yield chunk.data
-        except grpc.RpcError as e:
-            if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise tuf_errors.DownloadHTTPError(f"{path}: {e.details()}", 404) from e
-            raise tuf_errors.DownloadError(f"{path}: {e.code().name}: {e.details()}") from e
 
 
 def _read_json(path: pathlib.Path) -> dict | None:
@@ -151,6 +71,7 @@ def _expires(doc: dict) -> _dt.datetime:
 
 
 _ROOT_FILE = re.compile(r"^metadata/\d+\.root\.json$")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
@@ -175,6 +96,31 @@ def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
     if isinstance(error, tuf_errors.RepositoryError):
         return "MalformedMetadata", f"{last_path}: {msg}"
     return "VerificationFailed", f"{last_path}: {type(error).__name__}: {msg}"
+
+
+def provenance_of(cluster: str, env: str, image: str, release: int, digest: str, bundle: Bundle,
+                  trusted: dict[str, dict], found: dict[str, str], render: object = None) -> dict:
+    """What ``skerry explain`` shows of a verified bundle: the roles and keys that let it through, its source."""
+    def signers(role: str) -> list[str]:
+        return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
+
+    def version(role: str) -> int:
+        return int(trusted[role]["signed"].get("version", 0))
+
+    release_role, cluster_role = found["release"], found["director"]
+    parent = trusted[trust.release_role(env)] if release_role != trust.release_role(env) else trusted["targets"]
+    delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
+    threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
+    return {
+        "cluster": cluster, "environment": env, "digest": digest, "release": release, "image": image,
+        "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
+        "release_role": {"role": release_role, "signed_by": signers(release_role),
+                         "threshold": threshold, "version": version(release_role)},
+        "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
+        # the director's word: the engine is provenance, outside the bundle's digest
+        "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
+            "engine": bundle.engine, "version": bundle.engine_version},
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,14 +187,18 @@ class TufVerifier:
         watcher), they stand in for the blob download when — and only when — they have the
         length and SHA-256 the verified release target names.
         """
-        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""))
+        return self.update(offered=bytes(getattr(signed, "bundle", b"") or b""),
+                           digest=str(getattr(signed, "digest", "") or ""))
 
-    def update(self, offered: bytes = b"") -> VerifiedBundle | None:
-        """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied."""
+    def update(self, offered: bytes = b"", digest: str = "") -> VerifiedBundle | None:
+        """One TUF refresh; the newly directed bundle, or ``None`` if it is the one already applied.
+
+        ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first.
+        """
         with self._lock:
             fetcher = self._fetcher_factory()
             try:
-                return self._update(fetcher, offered)
+                return self._update(fetcher, offered, digest)
             except VerificationError:
                 raise
             except tuf_errors.DownloadError as e:
@@ -306,7 +256,7 @@ class TufVerifier:
             raise
         return False  # a newer root exists: follow the chain
 
-    def _update(self, fetcher, offered: bytes = b"") -> VerifiedBundle | None:
+    def _update(self, fetcher, offered: bytes = b"", hint: str = "") -> VerifiedBundle | None:
         if self._unchanged(fetcher):
             return None
         updater = Updater(
@@ -320,9 +270,8 @@ class TufVerifier:
         )
         self._bootstrap = None
         updater.refresh()
-        directed = updater.get_targetinfo(trust.director_path(self.cluster))
-        env, image, release = trust.director_says(self.cluster, self.environment, directed)
-        released = updater.get_targetinfo(image)
+        image, directed, released, roles = self._find(updater, hint)
+        env, release = trust.director_says(self.cluster, self.environment, image, directed)
         digest = trust.release_agrees(self.cluster, env, image, directed, released)
         if release < self._state.release:
             raise VerificationError(
@@ -332,7 +281,7 @@ class TufVerifier:
             raise VerificationError(f"release {release} was already applied with another bundle",
                                     reason="MixAndMatch")
         # everything this refresh trusted, as python-tuf persisted it (public files, not its private state)
-        trusted = self._trusted_files(env, image)
+        trusted = self._trusted_files(env, roles)
         horizon = min(_expires(doc) for doc in trusted.values())
         timestamp = sha256_hex(trusted["timestamp"]["raw"])
         if release == self._state.release:
@@ -350,7 +299,7 @@ class TufVerifier:
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
         render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
-        provenance = self._provenance(env, image, release, digest, bundle, trusted, render)
+        provenance = provenance_of(self.cluster, env, image, release, digest, bundle, trusted, roles, render)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
@@ -369,18 +318,30 @@ class TufVerifier:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _cluster_role(self, director: dict) -> str:
-        """The role the trusted director delegates this cluster's pointer to (first match, as TUF walks)."""
-        try:
-            role = trust.delegated_cluster_role(director, self.cluster)
-        except (KeyError, ValueError, TypeError, AttributeError) as e:
-            raise VerificationError(f"trusted director delegations are malformed: {e}",
-                                    reason="MalformedMetadata") from e
-        if role is None:
-            raise VerificationError(f"the director delegates no role for {self.cluster}", reason="NotDirected")
-        return role
+    def _find(self, updater, hint: str) -> tuple[str, object, object, dict[str, str]]:
+        """``(path, directed, released, roles)``: the hinted path if the director lists it, else the
+        one applied last if it still does, else the one a walk of every director bin finds."""
+        tried: list[str] = []
+        for digest in (hint, self._state.digest):
+            hexdigest = digest.removeprefix("sha256:")
+            if not _HEX.match(hexdigest):
+                continue
+            path = trust.release_path(self.environment, self.cluster, hexdigest)
+            if path in tried:
+                continue
+            tried.append(path)
+            directed, released, roles = trust.lookup(updater, self.metadata_dir, path)
+            if directed is not None:
+                return path, directed, released, roles
+        found = trust.scan(updater, self.metadata_dir, self.environment, self.cluster)
+        if len(found) > 1:
+            raise VerificationError(f"the director names {len(found)} bundles for {self.cluster}",
+                                    reason="MalformedMetadata")
+        if not found:
+            raise VerificationError(f"the director names no bundle for {self.cluster}", reason="NotDirected")
+        return (found[0], *trust.lookup(updater, self.metadata_dir, found[0]))
 
-    def _trusted_files(self, env: str, image: str) -> dict[str, dict]:
+    def _trusted_files(self, env: str, found: dict[str, str]) -> dict[str, dict]:
         """The metadata python-tuf persisted for each role this refresh trusted, as JSON (+ ``raw`` bytes).
 
         Each file whose bytes differ from the last refresh is fsynced here
@@ -388,14 +349,11 @@ class TufVerifier:
         protection and must be as durable as the release counter written next.
         """
         docs, changed = {}, False
-        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, "", trust.release_role(env), "bin"]
+        roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, found["director"],
+                 trust.release_role(env)]
+        if found["release"] != trust.release_role(env):  # its bin (an unbinned release-<env> holds the target)
+            roles.append(found["release"])
         for role in roles:
-            if not role:  # after the director: which of its roles this refresh trusted for our pointer
-                role = self._cluster_role(docs[trust.DIRECTOR_ROLE])
-            elif role == "bin":  # the release bin release-<env> delegates our image to (none: it holds it)
-                role = trust.delegated_role(docs[trust.release_role(env)], image)
-                if role is None:
-                    break
             path = self.metadata_dir / f"{role}.json"
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -424,30 +382,6 @@ class TufVerifier:
             fsync_dir(self.metadata_dir)
             fsync_dir(self.metadata_dir / "root_history")
         return docs
-
-    def _provenance(self, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                    trusted: dict[str, dict], render: object = None) -> dict:
-        def signers(role: str) -> list[str]:
-            return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
-
-        def version(role: str) -> int:
-            return int(trusted[role]["signed"].get("version", 0))
-
-        release_role = next((r for r in trusted if trust.is_release_bin(r)), trust.release_role(env))
-        parent = trusted[trust.release_role(env)] if release_role != trust.release_role(env) else trusted["targets"]
-        delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
-        threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
-        cluster_role = next(r for r in trusted if trust.is_cluster_role(r))
-        return {
-            "cluster": self.cluster, "environment": env, "digest": digest, "release": release, "image": image,
-            "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
-            "release_role": {"role": release_role, "signed_by": signers(release_role),
-                             "threshold": threshold, "version": version(release_role)},
-            "source": {"url": bundle.source_url, "revision": bundle.revision, "paths": list(bundle.paths)},
-            # the director's word: the engine is provenance, outside the bundle's digest
-            "render": dict(zip(("engine", "version"), str(render).split(" ", 1), strict=False)) if render else {
-                "engine": bundle.engine, "version": bundle.engine_version},
-        }
 
     def _load(self) -> TrustState:
         try:

@@ -33,7 +33,8 @@ from skerry.cli.parser import Parser
 
 # Each module's add_commands registers its commands; handlers import service code only when run.
 SERVICE_CLIS = ("skerry.hub.cli", "skerry.cli.promotion", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo",
-                "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion")
+                "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion",
+                "skerry.cli.cluster", "skerry.cli.install", "skerry.cli.fleet")
 
 EPILOG = """\
 exit codes: 0 done; 1 failed or refused (one line on stderr says why); 2 usage (bad flag or value);

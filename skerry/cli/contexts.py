@@ -178,3 +178,19 @@ def add_hub_flags(parser) -> None:
                         help="your operator certificate (else $SKERRY_TLS_CERT, else the context)")
     parser.add_argument("--tls-key", type=pathlib.Path, metavar="FILE",
                         help="its private key (else $SKERRY_TLS_KEY, else the context)")
+
+
+def call_hub(args, stub_class, call):
+    """``call(stub)`` on a channel to the hub ``args`` resolve to (flags, variables, context); a gRPC
+    error becomes the Skerry error naming the hub (one line through the error wrapper)."""
+    import grpc
+
+    from skerry.core.client import secure_channel
+    from skerry.core.rpc import error_from_rpc
+
+    target = resolve_hub(vars(args))
+    with secure_channel(target.address, target.tls_files) as channel:
+        try:
+            return call(stub_class(channel))
+        except grpc.RpcError as e:
+            raise error_from_rpc(e, target.address) from None

@@ -40,6 +40,11 @@ def add_commands(subparsers) -> None:
     add.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("."), metavar="DIR",
                      help="where NAME.crt (and NAME.key) are written (default: here)")
     add.add_argument("--state-dir", type=pathlib.Path, metavar="DIR", help="the hub's state directory")
+    add.add_argument("--from-cluster", action="store_true",
+                     help="take the hub's CA from the management cluster `skerry install` made (kubeconfig as "
+                     "kubectl; --context) instead of --state-dir")
+    add.add_argument("--kubeconfig", type=pathlib.Path, metavar="FILE", help="with --from-cluster")
+    add.add_argument("--context", metavar="NAME", help="the management cluster's context (implies --from-cluster)")
     add.set_defaults(func=operator_add)
 
     login = subparsers.add_parser(
@@ -81,8 +86,13 @@ def operator_add(args) -> int:
     check_operator_name(args.name)
     lifetime = _dt.timedelta(seconds=parse_duration(args.lifetime, "--lifetime"))
     csr = _read_pem(args.csr, "CSR") if args.csr else None
-    issued = issue_operator(state_dir_from_env(args.state_dir) / DIR_NAME, args.name, args.role,
-                            csr_pem=csr, lifetime=lifetime)
+    if args.from_cluster or args.context or args.kubeconfig:
+        if args.state_dir:
+            raise UsageError("--state-dir or the management cluster (--from-cluster, --context): one of them")
+        issued = _issue_from_cluster(args, csr, lifetime)
+    else:
+        issued = issue_operator(state_dir_from_env(args.state_dir) / DIR_NAME, args.name, args.role,
+                                csr_pem=csr, lifetime=lifetime)
     out = ensure_dir(args.out_dir, 0o755)
     crt = out / f"{args.name}.crt"
     atomic_write(crt, issued.cert_pem, 0o644)
@@ -97,6 +107,28 @@ def operator_add(args) -> int:
           f"--tls-cert {crt} --tls-key {out / (args.name + '.key') if issued.key_pem else 'YOUR.key'}",
           file=sys.stderr)
     return 0
+
+
+def _issue_from_cluster(args, csr: bytes | None, lifetime):
+    """Issue from the enrollment CA in the management cluster's skerry-hub-seed Secret (never kept on disk
+    beyond a private scratch directory)."""
+    import tempfile
+
+    from skerry.core.files import write_together
+    from skerry.hub.enrollment.operators import issue_operator
+    from skerry.hub.seed import CA_CERT, CA_KEY
+    from skerry.install import cluster
+    from skerry.install import material as m
+
+    kube = cluster.connect(args.kubeconfig, args.context)
+    try:
+        seed = m.secret_data(cluster.read_secret(kube, m.NAMESPACE, m.SEED, args.context))
+    finally:
+        kube.close()
+    with tempfile.TemporaryDirectory(prefix="skerry-operator-") as tmp:
+        ca = pathlib.Path(tmp)
+        write_together([(ca / "ca.key", seed[CA_KEY], 0o600), (ca / "ca.crt", seed[CA_CERT], 0o644)])
+        return issue_operator(ca, args.name, args.role, csr_pem=csr, lifetime=lifetime)
 
 
 def _read_pem(path: pathlib.Path, what: str) -> bytes:

@@ -55,7 +55,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--role", required=True, help="root|targets|snapshot|timestamp|director|release-<env>")
     p.add_argument("--key", required=True, help="key file or its .pub.json to add (a new key file is created if missing)")
     p.add_argument("--threshold", type=int)
-    p.add_argument("--signing-key", action="append", required=True, help="key(s) of the role that signs the change")
+    p.add_argument("--signing-key", action="append", required=True,
+                   help="key(s) that sign the change: root's for top-level roles, targets' for the rest; for "
+                        "release-<env> also a threshold of its new release keys (it and its bins are re-signed)")
     p.set_defaults(func=_add)
 
     p = sub.add_parser("revoke", help="remove a key from a role")
@@ -63,7 +65,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--role", required=True)
     p.add_argument("--keyid", required=True, help="key id (or a unique prefix)")
     p.add_argument("--threshold", type=int)
-    p.add_argument("--signing-key", action="append", required=True)
+    p.add_argument("--signing-key", action="append", required=True,
+                   help="as for `add`: for release-<env>, a threshold of its remaining release keys too")
     p.set_defaults(func=_revoke)
 
     p = sub.add_parser("rotate-root", help="root N+1 with new root keys, signed by old and new thresholds")
@@ -193,12 +196,14 @@ def _status(args) -> int:
 
 
 def _sign(args) -> int:
+    from skerry.hub.sync import render_bundle
     from skerry.hub.trust.signing import sign_release
 
     def run():
         target = resolve_hub(vars(args))
         result = sign_release(target.address, target.tls_files, args.cluster,
-                              args.repo, args.branch, _signers(args.key), args.engine)
+                              lambda revision: render_bundle(args.repo, args.cluster, args.branch, revision, args.engine),
+                              _signers(args.key))
         state = "published" if result.published else "collected"
         print(f"release signatures {state}: {result.signatures} of {result.threshold} (version {result.version})")
         return 0

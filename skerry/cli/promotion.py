@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from skerry.cli.contexts import add_hub_flags, resolve_hub
+from skerry.cli.contexts import add_hub_flags, call_hub
 from skerry.cli.output import add_output_flag, emit
 
 WAIT_TIMEOUT = 3600.0  # --wait gives up after this long (the hub keeps following the rollout)
@@ -66,18 +66,9 @@ def add_commands(subparsers) -> None:
 
 
 def _call(command: str, args, fn) -> int:
-    import grpc
-
     from skerry.api.v1 import promotion_pb2_grpc
-    from skerry.core.client import secure_channel
-    from skerry.core.rpc import error_from_rpc
 
-    target = resolve_hub(vars(args))
-    with secure_channel(target.address, target.tls_files) as channel:
-        try:
-            return fn(promotion_pb2_grpc.PromotionServiceStub(channel))
-        except grpc.RpcError as e:
-            raise error_from_rpc(e, target.address) from None
+    return call_hub(args, promotion_pb2_grpc.PromotionServiceStub, fn)
 
 
 def _json(msg, output: str = "json") -> None:

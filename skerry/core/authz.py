@@ -34,6 +34,7 @@ from typing import Protocol
 
 import grpc
 from cryptography import x509
+from google.protobuf import descriptor_pool
 
 from skerry.core import errors
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity, identity_from_pem
@@ -302,8 +303,6 @@ def server_rules(rules: Mapping[str, Rule]) -> dict[str, Rule]:
 
 def uncovered(rules: Mapping[str, Rule], service_names) -> list[str]:
     """Methods of the named services (from the protobuf descriptor pool) that have no rule."""
-    from google.protobuf import descriptor_pool
-
     pool = descriptor_pool.Default()
     missing = []
     for name in service_names:

@@ -7,19 +7,28 @@ flags arrive as ``overrides`` (``None`` and empty sequences mean "not given") an
 environment. Values are converted by the field's annotation:
 
     str, str | None                  as given
-    int, float (and | None)          a number, else ConfigError naming the variable
+    int, float (and | None)          a number, else ConfigError naming the field and its variable
     bool                             1/true/yes/on or 0/false/no/off
     pathlib.Path (and | None)        a path
     tuple[str, ...]                  comma-separated, blanks dropped
     tuple[pathlib.Path, ...]         comma-separated paths
 
-Anything else (a duration, a nested type) is the service's own ``convert`` hook's job. Validation stays
-with each config class (``validate()``).
+Anything else (a duration, a nested type) is a field's own parser: declare the field with
+``setting(..., parse=duration)`` (the parser gets the raw value and ``field (VARIABLE)`` for its message),
+or pass a ``convert`` hook. Validation stays with each config class (``validate()`` or ``__post_init__``).
+
+The same fields make the command line: ``add_flags`` gives every ``setting`` with help text a flag
+``--field-name`` (or its own ``flag=``) whose help names its variable, and ``flag_values`` reads them back
+as the ``overrides`` of ``load``. A field declared with ``flag=False`` is read from the environment only (a
+secret must not sit on a command line); a plain ``dataclasses.field`` with ``metadata={"setting": False}``
+is not read at all (a value the class builds from other fields).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import datetime as _dt
 import functools
 import os
 import pathlib
@@ -28,12 +37,71 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 Convert = Callable[[str, object], object]
+Parse = Callable[[object, str], object]  # (raw value, "field (VARIABLE)" for messages) -> value
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str = "",  # noqa: A002 - argparse's word
+    metavar: str | None = None,
+    flag: str | bool | None = None,
+    parse: Parse | None = None,
+    default_factory: Any = dataclasses.MISSING,
+    repr: bool = True,  # noqa: A002 - dataclasses' word
+) -> Any:
+    """A config field that knows its help text, its flag (``None``: ``--field-name``; ``False``: none, the
+    environment only) and its parser."""
+    metadata = {"help": help, "metavar": metavar, "flag": flag, "parse": parse}
+    return dataclasses.field(default=default, default_factory=default_factory, repr=repr, metadata=metadata)
+
+
+def duration(value: object, where: str) -> float:
+    """Seconds from ``30s``, ``5m``, ``1h30m`` (or bare seconds)."""
+    return parse_duration(value, where)
+
+
+def timedelta(value: object, where: str) -> _dt.timedelta:
+    return _dt.timedelta(seconds=parse_duration(value, where))
+
+
+def lower(value: object, where: str) -> str:
+    return str(value).lower()
+
+
+def _loaded(field: dataclasses.Field) -> bool:
+    return field.metadata.get("setting", True) is not False
+
+
+def _flag(field: dataclasses.Field) -> str | None:
+    flag = field.metadata.get("flag")
+    if not field.metadata.get("help") or flag is False:
+        return None
+    return flag if isinstance(flag, str) else "--" + field.name.replace("_", "-")
+
+
+def add_flags(
+    parser: argparse.ArgumentParser, cls: type, prefix: str, env_names: Mapping[str, str] | None = None
+) -> None:
+    """One flag per ``setting`` of ``cls`` that has help text; each help ends with its variable's name."""
+    for field in dataclasses.fields(cls):
+        flag = _flag(field)
+        if flag is None:
+            continue
+        text = f"{field.metadata['help']} [{env_name(prefix, field.name, env_names)}]"
+        parser.add_argument(flag, dest=field.name, metavar=field.metadata.get("metavar"), help=text)
+
+
+def flag_values(args: argparse.Namespace, cls: type) -> dict[str, object]:
+    """The flags ``add_flags`` made, as ``load`` overrides (not given: ``None``)."""
+    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls) if _flag(f) is not None}
 
 
 def env_name(prefix: str, field: str, names: Mapping[str, str] | None = None) -> str:
@@ -56,26 +124,32 @@ def load(
     user's)."""
     environ = os.environ if environ is None else environ
     overrides = overrides or {}
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = set(overrides) - set(names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(overrides) - set(fields)
     if unknown:
         raise TypeError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
     raw: dict[str, object] = {}
-    for name in names:
-        value = environ.get(env_name(prefix, name, env_names))
+    for name, field in fields.items():
+        value = environ.get(env_name(prefix, name, env_names)) if _loaded(field) else None
         if value not in (None, ""):
             raw[name] = value
-    raw.update({k: v for k, v in overrides.items() if v is not None and v != () and v != []})
+    given = {k: v for k, v in overrides.items() if v is not None and v != () and v != []}
+    raw.update({k: v for k, v in given.items() if _loaded(fields[k])})
     hints = _hints(cls)
     own = convert or {}
-    values = {
-        name: (
-            own[name](name, value)
-            if name in own
-            else _convert(hints[name], value, env_name(prefix, name, env_names))
-        )
-        for name, value in raw.items()
-    }
+    values: dict[str, object] = {}
+    for name, value in raw.items():
+        where = f"{name} ({env_name(prefix, name, env_names)})"  # the field (the flag's name) and its variable
+        parse = fields[name].metadata.get("parse")
+        if name in own:
+            values[name] = own[name](name, value)
+        elif parse is not None:
+            values[name] = parse(value, where)
+        else:
+            values[name] = _convert(hints[name], value, where)
+    for name, value in given.items():  # an unloaded field's override is the value itself
+        if not _loaded(fields[name]):
+            values[name] = value
     return cls(**values)
 
 
@@ -99,7 +173,7 @@ def _convert(annotation: Any, value: object, where: str) -> object:
             what = "an integer" if kind is int else "a number"
             raise ConfigError(f"{where} must be {what}, not {value!r}") from None
     if kind is pathlib.Path:
-        return pathlib.Path(value)  # type: ignore[arg-type]
+        return pathlib.Path(value).expanduser()  # type: ignore[arg-type]
     if kind is str:
         return str(value)
     return value

@@ -3,17 +3,36 @@
 Request context (cluster, peer, request id) is bound with
 ``structlog.contextvars`` by the gRPC interceptor, so every line logged
 while serving a request carries it. Never pass secret values to a logger.
+
+structlog costs 0.1-0.3 s to import (its console renderer pulls in rich), about
+as much as a whole ``kubectl kustomize`` run, so a command that usually logs
+nothing (``skerry render``) configures with ``defer=True``: the settings are
+kept and structlog is imported and set up by the first logger from
+``get_logger`` that logs. Modules on such a command's path take their logger
+from ``get_logger`` rather than importing structlog.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
-import structlog
+_deferred: tuple[str, bool | None, Any] | None = None
 
 
-def configure(level: str = "info", *, json_output: bool | None = None, stream=None) -> None:
+def configure(level: str = "info", *, json_output: bool | None = None, stream=None, defer: bool = False) -> None:
+    global _deferred
+    if defer and "structlog" not in sys.modules:
+        _deferred = (level, json_output, stream)
+        return
+    _deferred = None
+    _configure(level, json_output, stream)
+
+
+def _configure(level: str, json_output: bool | None, stream) -> None:
+    import structlog  # noqa: PLC0415 - see the module docstring
+
     stream = stream or sys.stderr
     if json_output is None:
         json_output = not stream.isatty()
@@ -34,5 +53,25 @@ def configure(level: str = "info", *, json_output: bool | None = None, stream=No
     )
 
 
-def get_logger(name: str, **bind):
-    return structlog.get_logger(name).bind(**bind) if bind else structlog.get_logger(name)
+class _Logger:
+    """A structlog logger made when first used (applying deferred settings first)."""
+
+    __slots__ = ("_name", "_bind", "_logger")
+
+    def __init__(self, name: str, bind: dict[str, Any]):
+        self._name, self._bind, self._logger = name, bind, None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._logger is None:
+            import structlog  # noqa: PLC0415 - see the module docstring
+
+            if _deferred is not None:
+                configure(*_deferred[:1], json_output=_deferred[1], stream=_deferred[2])
+            logger = structlog.get_logger(self._name)
+            self._logger = logger.bind(**self._bind) if self._bind else logger
+        return getattr(self._logger, attr)
+
+
+def get_logger(name: str, **bind: Any) -> Any:
+    """A logger for ``name`` that imports structlog only when it first logs."""
+    return _Logger(name, bind)

@@ -9,6 +9,7 @@
   reflection, message-size limits and keepalives, and the authorisation
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
+  ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -19,6 +20,7 @@ import asyncio
 import collections
 import inspect
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +80,8 @@ RATE_PER_SECOND = 5.0
 RATE_BURST = 20.0
 # Identities tracked by the rate limiter (LRU): bounds its memory to ~2 MiB.
 RATE_MAX_KEYS = 20_000
+# Trailing metadata key that carries a refused call's reason (``SkerryError.reason``) to the client.
+REASON_METADATA = "skerry-reason"
 # After SIGTERM the health service says NOT_SERVING this long before the server stops taking
 # calls: long enough for a readiness probe or load balancer to look once more and move away.
 SIGTERM_DRAIN_SECONDS = 2.0
@@ -86,13 +90,33 @@ SIGTERM_DRAIN_SECONDS = 2.0
 # TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+# gRPC core (1.5x+) waits for a ping's ack for ``grpc.http2.ping_timeout_ms`` (default 60 s), whatever
+# ``keepalive_timeout_ms`` says: without it a blackholed peer was noticed after 30 s + 60 s, and with a
+# 6 s keepalive after 64 s (tests/faults/test_net_blackhole.py). Both are set, to the same value.
 KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
     ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
+# Maximum age of a hub connection to an agent: past it the server sends GOAWAY, and the agent dials
+# again — through a Service, wherever the balancer sends it now — so a hub tier that scaled out takes
+# its share of an already connected fleet within one age. gRPC core jitters each connection's age by
+# +-10 % (kMaxConnectionAgeJitter in src/core/ext/filters/channel_idle/legacy_channel_idle_filter.cc,
+# grpcio 1.85), so a fleet connected at once is not retired at once. 30 minutes: 10,000 agents then
+# reconnect at about 6 per second in all, each a TLS handshake and a watch request that re-sends no
+# bundle (it carries the agent's position and held blob), against a rebalance within half an hour.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
+# After the GOAWAY, calls in flight have this long before the connection closes: a watch is open for
+# ever, so it always ends here (the agent sees UNAVAILABLE "max connection age" and resumes at once);
+# 30 s lets a status report and most bundle transfers in progress finish. Never longer than the age
+# itself: a short age (a drain, a test) would otherwise wait mostly on the grace.
+MAX_CONNECTION_AGE_GRACE_SECONDS = 30.0
+# Longest maximum age: gRPC reads it as a 32-bit number of milliseconds (24.8 days); a week is already
+# longer than any rebalance should wait.
+MAX_CONNECTION_AGE_SECONDS = 7 * 86400.0
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -104,11 +128,67 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     *KEEPALIVE_OPTIONS,
 ]
+
+
+def server_options(*, max_connection_age: float | None = None) -> list[tuple[str, object]]:
+    """``SERVER_OPTIONS``, retiring each connection after ``max_connection_age`` seconds (+-10 %, gRPC's
+    jitter; the grace as ``MAX_CONNECTION_AGE_GRACE_SECONDS`` says). ``None``: the default age
+    (``DEFAULT_MAX_CONNECTION_AGE_SECONDS``); 0: connections never age out."""
+    age = DEFAULT_MAX_CONNECTION_AGE_SECONDS if max_connection_age is None else max_connection_age
+    if age <= 0:
+        return list(SERVER_OPTIONS)
+    if age > MAX_CONNECTION_AGE_SECONDS:
+        raise errors.ConfigError(f"max_connection_age: at most {MAX_CONNECTION_AGE_SECONDS / 86400:g} days, got {age:g}s")
+    grace = min(MAX_CONNECTION_AGE_GRACE_SECONDS, age)
+    return [
+        *SERVER_OPTIONS,
+        ("grpc.max_connection_age_ms", max(1, round(age * 1000))),
+        ("grpc.max_connection_age_grace_ms", max(1, round(grace * 1000))),
+    ]
+
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     *KEEPALIVE_OPTIONS,
 ]
+# The servers take a ping without data at most every 5 s (above); a client pinging more often is sent
+# GOAWAY (too_many_pings). A second of margin for timer slack.
+MIN_KEEPALIVE_SECONDS = 6.0
+# gRPC abandons a connection whose TCP or TLS handshake is unanswered after this long (its default).
+CONNECT_TIMEOUT_MS = 20_000
+
+
+def keepalive_options(seconds: float) -> list[tuple[str, object]]:
+    """Client options that notice a silent peer (a network blackhole, not a refused port) within ~2 x ``seconds``.
+
+    A ping every ``seconds`` on an idle connection, the connection dropped when it is not acknowledged
+    within ``min(seconds, 20 s)``, and a handshake abandoned after as long: with 30 s these are the
+    defaults above (a dead peer noticed within a minute); smaller values notice sooner.
+    """
+    if seconds < MIN_KEEPALIVE_SECONDS:
+        raise ValueError(f"keepalive must be at least {MIN_KEEPALIVE_SECONDS:g}s (servers refuse faster pings)")
+    ms = int(seconds * 1000)
+    return [
+        ("grpc.keepalive_time_ms", ms),
+        ("grpc.keepalive_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, ms)),
+        ("grpc.http2.ping_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, ms)),
+        # the connect timeout, despite its name (gRPC core's min_connect_timeout)
+        ("grpc.min_reconnect_backoff_ms", min(CONNECT_TIMEOUT_MS, ms)),
+    ]
+
+
+def merge_options(*option_lists) -> list[tuple[str, object]]:
+    """One list of channel options, a later list's value replacing an earlier one's.
+
+    gRPC keeps the *first* of two options with the same key, so appending an override is silently lost.
+    """
+    merged: dict[str, object] = {}
+    for options in option_lists:
+        for key, value in options or ():
+            merged.pop(key, None)
+            merged[key] = value
+    return list(merged.items())
 
 
 def status_code(exc: BaseException) -> grpc.StatusCode:
@@ -164,7 +244,10 @@ def _peer(context):
 
 
 class RateLimiter:
-    """Token buckets per key (peer identity), the least recently seen keys evicted past ``max_keys``."""
+    """Token buckets per key (a peer identity): ``rate`` tokens a second up to ``burst``, the least
+    recently seen keys evicted past ``max_keys``. The one rate limiter: the interceptor spends a token per
+    call; the sealer's unseal gate also spends one per RSA decryption. Thread-safe (the sealer decrypts in
+    worker threads)."""
 
     def __init__(
         self,
@@ -173,19 +256,39 @@ class RateLimiter:
         *,
         max_keys: int = RATE_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "request(s)",
     ):
-        self.rate, self.burst, self.max_keys, self._clock = rate, burst, max_keys, clock
+        if not rate > 0 or not burst >= 1:
+            raise errors.ConfigError(f"rate limits must be positive (rate {rate:g} > 0, burst {burst:g} >= 1)")
+        self.rate, self.burst, self.max_keys, self._clock = float(rate), float(burst), max_keys, clock
+        self.unit = unit
         self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, cost: float = 1, *, who: str | None = None) -> None:
+        """Spend ``cost`` tokens of ``key``'s bucket, or raise ``ResourceExhausted`` (reason ``RateLimited``)
+        spending nothing; ``who`` names the caller in the message (default: the key)."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            ok = tokens >= cost
+            self._buckets[key] = (tokens - cost if ok else tokens, now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        if not ok:
+            raise errors.ResourceExhausted(
+                f"rate limit for {who or key}: {cost:g} {self.unit} asked, {int(tokens)} left; retry in "
+                f"{(cost - tokens) / self.rate:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
+                reason="RateLimited",
+            )
 
     def allow(self, key: str) -> bool:
-        now = self._clock()
-        tokens, last = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        ok = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if ok else tokens, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return ok
+        try:
+            self.take(key)
+        except errors.ResourceExhausted:
+            return False
+        return True
 
 
 # TrustService.Fetch: one TUF refresh is several small, size-capped reads (root probe, timestamp, snapshot,
@@ -199,10 +302,17 @@ def peer_name(context) -> str:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions to status codes, binds request context into structlog, limits per-identity rates."""
+    """Maps exceptions to status codes, binds request context into structlog, limits per-identity rates.
 
-    def __init__(self, limiter: RateLimiter | None = None):
+    ``limiter`` applies to every RPC but the exempt ones; an RPC named in ``method_limiters`` (full method
+    name) is limited by its own limiter instead. The limit is checked before authorisation and before
+    the servicer runs: a caller over its rate costs the server no more than this check. A refused call
+    carries its reason to the client as the ``skerry-reason`` trailing metadata.
+    """
+
+    def __init__(self, limiter: RateLimiter | None = None, method_limiters: Mapping[str, RateLimiter] | None = None):
         self._limiter = limiter
+        self._method_limiters = dict(method_limiters or {})
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -212,7 +322,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         md = dict(handler_call_details.invocation_metadata or ())
         request_id = str(md.get("x-request-id") or "")[:64] or uuid.uuid4().hex[:16]  # bounded: it is logged
 
-        limiter = None if method.startswith(_EXEMPT) else self._limiter
+        limiter = None if method.startswith(_EXEMPT) else self._method_limiters.get(method, self._limiter)
 
         def bind(context):
             structlog.contextvars.clear_contextvars()
@@ -220,14 +330,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             structlog.contextvars.bind_contextvars(rpc=method, peer=name, request_id=request_id)
             if cluster:
                 structlog.contextvars.bind_contextvars(cluster=cluster)
-            if limiter is not None and not limiter.allow(key):
-                raise errors.ResourceExhausted(
-                    f"{name} exceeds {limiter.rate:g} requests/s (burst {limiter.burst:g}); slow down"
-                )
+            if limiter is not None:
+                limiter.take(key, who=f"{name} calling {method.rpartition('/')[2]}")
 
         async def fail(context, exc: BaseException):
             if isinstance(exc, errors.SkerryError):
                 log.info("rpc refused", code=exc.status, reason=exc.reason, error=str(exc))
+                context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
                 await context.abort(status_code(exc), str(exc))
             log.exception("rpc failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (see server log)")
@@ -299,6 +408,7 @@ class GrpcServer:
         grace_seconds: float = 10.0,
         options: list[tuple[str, object]] | None = None,
         limiter: RateLimiter | None = None,
+        method_limiters: Mapping[str, RateLimiter] | None = None,
         maximum_concurrent_rpcs: int | None = MAX_CONCURRENT_RPCS,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     ):
@@ -312,7 +422,7 @@ class GrpcServer:
         self.authz = AuthzInterceptor(server_rules(rules), revocations=revocations, on_refused=on_refused)
         self._server = grpc.aio.server(
             # the authorisation interceptor runs innermost: its refusals are mapped, counted and logged
-            interceptors=[ErrorInterceptor(limiter), *interceptors, self.authz],
+            interceptors=[ErrorInterceptor(limiter, method_limiters), *interceptors, self.authz],
             options=options or SERVER_OPTIONS,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
         )

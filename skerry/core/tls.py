@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from skerry.core.errors import ConfigError
-from skerry.core.files import finish_pending
+from skerry.core.tlsfiles import TlsFiles
 
 ROLE_AGENT = "skerry:agent"
 ROLE_HUB = "skerry:hub"
@@ -181,28 +180,6 @@ def write_keypair(directory: pathlib.Path, stem: str, pair: KeyPair) -> tuple[pa
     with os.fdopen(fd, "wb") as f:
         f.write(pair.key_pem)
     return crt, key
-
-
-@dataclasses.dataclass(frozen=True)
-class TlsFiles:
-    """Paths to a CA bundle and this party's certificate and key."""
-
-    ca: pathlib.Path
-    cert: pathlib.Path
-    key: pathlib.Path
-
-    def read(self) -> tuple[bytes, bytes, bytes]:
-        try:  # a key + certificate swap (core.files.write_together) interrupted by a crash: complete it
-            finish_pending([pathlib.Path(self.key), pathlib.Path(self.cert)])
-        except OSError as e:
-            raise ConfigError(f"cannot complete the pending swap of {self.key} and {self.cert}: {e.strerror}") from e
-        out = []
-        for what, path in (("CA certificate", self.ca), ("certificate", self.cert), ("private key", self.key)):
-            try:
-                out.append(pathlib.Path(path).read_bytes())
-            except OSError as e:
-                raise ConfigError(f"cannot read TLS {what} {path}: {e.strerror}") from e
-        return out[0], out[1], out[2]
 
 
 def server_credentials(files: TlsFiles, *, require_client_auth: bool = True) -> grpc.ServerCredentials:

@@ -12,52 +12,65 @@ Roles::
 
     root (offline keys, threshold) ── timestamp, snapshot (hub online keys)
     targets (offline key)
-      ├── director            hub online key; paths clusters/*/*
+      ├── director            hub online key; paths releases/*/*/*; listed first, not terminating
       │     └── clusters-<hh>   64 hash bins, path_hash_prefixes <hh>..<hh+3>: which bundle each cluster runs
-      └── release-<env>       the env's release keys, threshold t; paths releases/<env>/*; holds no targets
+      └── release-<env>       the env's release keys, threshold t; paths releases/<env>/*/*; holds no targets
             └── releases-<env>-<hh>   64 hash bins, same keys and threshold: what a bundle is
 
 Both sides are standard TUF hash-bin delegations (``path_hash_prefixes`` of 2
 hex digits, 4 per bin: ``bin_of``), so the director, each ``release-<env>`` and
 the snapshot stay bounded (64 entries a side) however large the fleet. A
-director bin is delegated (online key) when its first cluster is directed.
+director bin is delegated (online key) when a target first falls in it.
 ``release-<env>`` — the 64 bin delegations, naming the env's release keys and
 threshold — and its 64 bins, empty, are signed by those keys once, offline, when
-the environment is made (``skerry keys init``), so every bin a client may walk
-into exists (an image nobody released is ``NotReleased``, not a missing role);
-a release then changes and re-signs only the one
-bin holding it (``skerry keys sign`` in CI, or the hub itself for environments
-whose keys it holds: ``--release-keys``, ``skerry keys init --dev``), never
-``release-<env>``, so the offline keys stay offline. An environment added later
+the environment is made (``skerry keys init``; ``skerry keys add``/``revoke`` on
+a release role sign its next version), so every bin a client may walk into
+exists (an image nobody released is ``NotReleased``, not a missing role); a
+release then changes and re-signs only the one bin holding it (``skerry keys
+sign`` in CI, or the hub itself for environments whose keys it holds:
+``--release-keys``, ``skerry keys init --dev``). An environment added later
 with ``skerry keys add`` gets an unbinned ``release-<env>`` (its targets in the
-role itself). Repositories made before bins keep their per-cluster director
-roles ``cluster-<name>`` (delegated first, so they still win). Expiry:
-timestamp 1 d, snapshot/director/bins 7 d (re-signed online at half-life),
-release bins 90 d, ``release-<env>``/targets/root 365 d.
+role itself). Expiry: timestamp 1 d, snapshot/director/bins 7 d (re-signed
+online at half-life), release bins 90 d, ``release-<env>``/targets/root 365 d.
 
-Target paths and custom fields (each field is parsed and canonically encoded
-by every agent that loads the role, so they stay minimal)::
+One target, named by both sides (as Uptane's director and image repositories
+name the same image)::
 
-    releases/<env>/<cluster>/<sha256 hex>.json   release bin   {cluster, environment, revision}
-    clusters/<cluster>/bundle.json               director bin  {release, image, environment, revision[, render]}
+    releases/<env>/<cluster>/<sha256 hex>.json
+        release bin releases-<env>-<hh>   custom {cluster, environment, revision}
+        director bin clusters-<hh>        custom {release, revision[, render]}
 
-``image`` is the release path the director points the cluster at; ``release``
-the cluster's release counter (never goes down); ``render`` the engine and
-version that rendered it — provenance, outside the bundle's digest. A release
-bin keeps each cluster's newest two release targets.
+The same path, length and SHA-256 in both; only ``custom`` differs. The
+director lists exactly one path per cluster — its current bundle — and drops
+the previous one when it moves the cluster on; ``release`` is the cluster's
+release counter (never goes down), ``render`` the engine and version that
+rendered it (provenance, outside the bundle's digest). A release bin keeps, per
+cluster, the target the director names and the newest release; older ones drop
+out when the bin is next signed.
+
+Since a target's bin depends on its hash, a client finds its cluster's entry
+by path: the hub's stream event names the bundle's SHA-256 (a hint, trusted for
+nothing: a path the director does not list is never used), else the client
+tries the path it applied last, else (the director moved on without it hearing)
+it walks every director bin for paths of its cluster (``bin_probes``). python-tuf's
+``get_targetinfo`` returns the first role in pre-order that lists a path, so
+both entries are read from the roles its walk just verified (``lookup``).
 
 Files (below ``repository/`` of the trust directory; served as they are over
 ``TrustService.Fetch`` or by any static file server)::
 
-    metadata/<version>.<role>.json      every role but the timestamp (consistent snapshots)
+    metadata/<version>.<role>.json      every role but the timestamp (consistent snapshots):
+                                        the current and the previous version (every root version)
     metadata/timestamp.json
     blobs/<sha256 hex>.json             each bundle once, however many clusters share it
-    targets/<dir>/<sha256 hex>.<name>   every target of every role under its hash-prefixed name,
+    targets/releases/<env>/<cluster>/<sha256 hex>.<sha256 hex>.json
+                                        every target of every role under its hash-prefixed name,
                                         a hard link to its blob (what a default TUF client fetches)
 
-``TrustService.Fetch`` also serves a release target at its plain path. Bundle
-files go only to their own cluster's agent (``target_cluster``) and operators;
-metadata (paths and hashes) is fleet-public.
+Files no role's current or previous version names are removed after each
+commit (``skerry.hub.trust.storage``). ``TrustService.Fetch`` also serves a
+target at its plain path. Bundle files go only to their own cluster's agent
+(``target_cluster``) and operators; metadata (paths and hashes) is fleet-public.
 
 The bundle (``skerry.core.bundle``): canonical JSON (sorted keys, no
 whitespace, UTF-8) of ``{"apiVersion": "skerry.io/v1alpha1", "kind": "Bundle",
@@ -67,9 +80,9 @@ applied; its SHA-256 is what both sides sign. The signed release target binds
 it to one cluster and environment.
 
 The agreement rule: an agent of cluster ``c`` in environment ``e`` applies a
-bundle only when the director's target ``clusters/c/bundle.json`` and the
-release target named by its ``custom.image`` agree on length and SHA-256, the
-image path and the release target both name ``c`` and ``e``, and
+bundle only when the director and ``release-<e>`` both list its path
+``releases/e/c/<sha256>.json`` with the same length and SHA-256 (the one in the
+path), the release target names ``c`` and ``e``, and the director's
 ``custom.release`` is not below the highest counter it applied. The sealer
 applies the same rule to the evidence an agent shows it (format at the end of
 this module).
@@ -77,17 +90,26 @@ this module).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
+import json
+import pathlib
 import re
+
+from securesystemslib.formats import encode_canonical
+from tuf.api.metadata import DelegatedRole, TargetFile
+from tuf.api.serialization import json as tuf_json
+
+from skerry.core import documents
+from skerry.core.errors import InvalidInput, VerificationError
 
 DIRECTOR_ROLE = "director"
 RELEASE_PREFIX = "release-"
-CLUSTER_PREFIX = "cluster-"  # per-cluster director roles of repositories made before hash bins
 CLUSTER_BIN_PREFIX = "clusters-"
 BIN_HEX = 2  # hash prefixes are 2 hex digits ...
 BIN_WIDTH = 4  # ... and a bin takes 4 consecutive ones: 64 bins, named by the first (00, 04, ..., fc)
-CLUSTER_BIN_HEX = BIN_HEX  # (kept for readers of the name)
 RELEASE_BIN_PREFIX = "releases-"  # releases-<env>-<hh>: never equal to a release-<env> role name
 
 # A cluster/environment name: a DNS label (what the fleet file and certificates allow).
@@ -97,9 +119,8 @@ _NAME_RE = re.compile(rf"^{NAME}$")
 # TUF client with the default ``prefix_targets_with_hash`` asks for it.
 _RELEASE_FILE = re.compile(
     rf"^releases/(?P<env>{NAME})/(?P<cluster>{NAME})/(?P<prefix>[0-9a-f]{{64}})\.(?P<hex>[0-9a-f]{{64}})\.json$")
-_DIRECTOR_FILE = re.compile(rf"^clusters/(?P<cluster>{NAME})/(?P<hex>[0-9a-f]{{64}})\.bundle\.json$")
 _RELEASE_PATH = re.compile(rf"^releases/(?P<env>{NAME})/(?P<cluster>{NAME})/(?P<hex>[0-9a-f]{{64}})\.json$")
-_ROLE = rf"(?:root|snapshot|targets|director|(?:release|cluster)-{NAME}|clusters-[0-9a-f]{{1,8}}|releases-{NAME}-[0-9a-f]{{1,8}})"
+_ROLE = rf"(?:root|snapshot|targets|director|release-{NAME}|clusters-[0-9a-f]{{1,8}}|releases-{NAME}-[0-9a-f]{{1,8}})"
 _METADATA_NAME = re.compile(rf"^(?:timestamp|[1-9][0-9]{{0,19}}\.{_ROLE})\.json$")
 
 # Bounds on every fetch (the "endless data" attack); the agent's fetcher enforces them per path.
@@ -117,25 +138,13 @@ def release_role(env: str) -> str:
     return f"{RELEASE_PREFIX}{env}"
 
 
-def cluster_role(cluster: str) -> str:
-    """The director's hash-bin role that says which bundle ``cluster`` runs (TUF ``path_hash_prefixes``)."""
-    return f"{CLUSTER_BIN_PREFIX}{cluster_bin(cluster)}"
-
-
-def cluster_bin(cluster: str) -> str:
-    """The hash prefix of ``cluster``'s director target path, as TUF computes it for ``path_hash_prefixes``."""
-    return bin_of(director_path(cluster))
-
-
-def delegated_cluster_role(director: dict, cluster: str) -> str | None:
-    """The role a director document (parsed JSON) delegates ``cluster``'s pointer to, as TUF walks: first match."""
-    return delegated_role(director, director_path(cluster))
+def director_bin(path: str) -> str:
+    """The director's hash bin that lists target ``path`` (TUF ``path_hash_prefixes``)."""
+    return f"{CLUSTER_BIN_PREFIX}{bin_of(path)}"
 
 
 def delegated_role(doc: dict, path: str) -> str | None:
     """The first role a targets document (parsed JSON) delegates ``path`` to, as TUF walks; ``None`` if none."""
-    from tuf.api.metadata import DelegatedRole
-
     for role in ((doc.get("signed", {}).get("delegations") or {}).get("roles")) or []:
         if DelegatedRole.from_dict(dict(role)).is_delegated_path(path):
             return role["name"]
@@ -178,22 +187,13 @@ def release_env_of_bin(role: str) -> str:
     return role[len(RELEASE_BIN_PREFIX):].rsplit("-", 1)[0]
 
 
-def unbinned_cluster_role(cluster: str) -> str:
-    """``cluster-<name>``: the per-cluster director role of repositories made before hash bins."""
-    return f"{CLUSTER_PREFIX}{cluster}"
-
-
-def is_cluster_role(role: str) -> bool:
-    """A role the director delegates (a hash bin, or an unbinned per-cluster role)."""
-    return role.startswith((CLUSTER_BIN_PREFIX, CLUSTER_PREFIX))
+def is_director_bin(role: str) -> bool:
+    """A hash bin the director delegates (``clusters-<hh>``)."""
+    return role.startswith(CLUSTER_BIN_PREFIX)
 
 
 def release_path(env: str, cluster: str, hexdigest: str) -> str:
     return f"releases/{env}/{cluster}/{hexdigest}.json"
-
-
-def director_path(cluster: str) -> str:
-    return f"clusters/{cluster}/bundle.json"
 
 
 def parse_release_path(path: str) -> tuple[str, str, str] | None:
@@ -210,14 +210,11 @@ def consistent_name(path: str, hexdigest: str) -> str:
 
 def parse_target_file(path: str) -> tuple[str, str, str, str] | None:
     """``(target path, env, cluster, sha256 hex)`` of a bundle file the repository serves (below ``targets/``):
-    a release path, its consistent-snapshot name, or that of a director target; else ``None``.
-    ``env`` is ``""`` for a director target."""
+    a target path or its consistent-snapshot name; else ``None``."""
     if m := _RELEASE_PATH.match(path):
         return path, m["env"], m["cluster"], m["hex"]
     if (m := _RELEASE_FILE.match(path)) and m["prefix"] == m["hex"]:
         return release_path(m["env"], m["cluster"], m["hex"]), m["env"], m["cluster"], m["hex"]
-    if m := _DIRECTOR_FILE.match(path):
-        return director_path(m["cluster"]), "", m["cluster"], m["hex"]
     return None
 
 
@@ -258,12 +255,8 @@ def _olpc_canonical(value) -> str:
     no signature over it can verify. securesystemslib's pure-Python encoder was 2/3 of a TUF
     refresh at 10,000 clusters (bench/fleet.py profile).
     """
-    import json
-
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     if "\\" in text:
-        from securesystemslib.formats import encode_canonical
-
         return encode_canonical(value)
     return text
 
@@ -275,55 +268,49 @@ def use_fast_canonical_json() -> None:
     it produces are unchanged (see ``_olpc_canonical``), only faster. Called by every service that
     signs or verifies TUF metadata (hub repository, agent, sealer); idempotent.
     """
-    from tuf.api.serialization import json as tuf_json
-
     tuf_json.encode_canonical = _olpc_canonical
 
 
 # --- the Uptane agreement rule (agent and sealer apply the same one) --------------------------
 
 
-def director_says(cluster: str, environment: str | None, directed) -> tuple[str, str, int]:
-    """``(environment, image path, release counter)`` the director's verified target names.
+def director_says(cluster: str, environment: str | None, path: str, directed) -> tuple[str, int]:
+    """``(environment, release counter)`` of the director's verified target at ``path``.
 
-    ``directed`` is the verified ``clusters/<cluster>/bundle.json`` target (a python-tuf
-    ``TargetFile``, or ``None`` when the director lists none). ``environment`` is the one the
-    caller knows the cluster runs in; ``None`` (the sealer, which keeps no fleet file) takes it
-    from the image path, so the release side of *that* environment must still sign the content.
-    Raises ``VerificationError`` whose ``reason`` names the attack class. Check this before
-    fetching the image's release target: a bad path is never looked up.
+    ``directed`` is the director's ``TargetFile`` at ``path`` (``None`` when it lists none).
+    ``environment`` is the one the caller knows the cluster runs in; ``None`` (the sealer, which
+    keeps no fleet file) takes it from the path, so the release side of *that* environment must
+    still sign the content. Raises ``VerificationError`` whose ``reason`` names the attack class.
     """
-    from skerry.core.errors import VerificationError
-
-    if directed is None:
-        raise VerificationError(f"the director names no bundle for {cluster}", reason="NotDirected")
-    custom = directed.custom if isinstance(directed.custom, dict) else {}
-    image, release = custom.get("image"), custom.get("release")
-    if not isinstance(image, str) or not isinstance(release, int) or isinstance(release, bool):
-        raise VerificationError("director target lacks custom.image/custom.release", reason="MalformedMetadata")
-    parsed = parse_release_path(image)
+    parsed = parse_release_path(path)
     if parsed is None:
-        raise VerificationError(f"director names target {image[:200]!r}: not a release path", reason="PathTraversal")
-    env, image_cluster, _hex = parsed
-    if image_cluster != cluster:
-        raise VerificationError(f"director points {cluster} at a bundle of {image_cluster}", reason="WrongCluster")
+        raise VerificationError(f"director names target {path[:200]!r}: not a release path", reason="PathTraversal")
+    env, path_cluster, hexdigest = parsed
+    if path_cluster != cluster:
+        raise VerificationError(f"director points {cluster} at a bundle of {path_cluster}", reason="WrongCluster")
     if environment is not None and env != environment:
         raise VerificationError(f"director points {cluster} ({environment}) at a {env} release",
                                 reason="WrongEnvironment")
-    return env, image, release
+    if directed is None:
+        raise VerificationError(f"the director does not name {path} for {cluster}", reason="NotDirected")
+    custom = directed.custom if isinstance(directed.custom, dict) else {}
+    release = custom.get("release")
+    if not isinstance(release, int) or isinstance(release, bool):
+        raise VerificationError(f"director target {path} lacks custom.release", reason="MalformedMetadata")
+    if directed.hashes.get("sha256") != hexdigest:
+        raise VerificationError(f"director target {path} has another SHA-256 than its name", reason="HashMismatch")
+    return env, release
 
 
-def release_agrees(cluster: str, env: str, image: str, directed, released) -> str:
-    """``"sha256:<hex>"`` if ``release-<env>``'s verified target for ``image`` matches the director's.
+def release_agrees(cluster: str, env: str, path: str, directed, released) -> str:
+    """``"sha256:<hex>"`` if ``release-<env>``'s verified target at ``path`` is the director's.
 
-    The Uptane rule: the director (online key) and the release side (offline/CI keys) must
-    agree on length and hash and both name this cluster and environment, so neither alone can
-    ship a bundle.
+    The Uptane rule: the director (online key) and the release side (offline/CI keys) name the
+    same target — path, length and hash — and the release target names this cluster and
+    environment, so neither alone can ship a bundle.
     """
-    from skerry.core.errors import VerificationError
-
     if released is None:
-        raise VerificationError(f"{image} is not signed by release-{env}: the director alone cannot ship a bundle",
+        raise VerificationError(f"{path} is not signed by release-{env}: the director alone cannot ship a bundle",
                                 reason="NotReleased")
     if released.length != directed.length or released.hashes != directed.hashes:
         raise VerificationError("director and release disagree on the bundle's length/hash",
@@ -334,13 +321,112 @@ def release_agrees(cluster: str, env: str, image: str, directed, released) -> st
     return "sha256:" + str(released.hashes.get("sha256", ""))
 
 
+# --- finding both sides' entry for a path (agent and sealer walk the same way) -----------------------
+
+
+@functools.lru_cache(maxsize=256)
+def bin_probes(env: str, cluster: str) -> dict[str, str]:
+    """bin name suffix -> a path under ``releases/<env>/<cluster>/`` that falls in that bin and that no
+    role lists (not a release path): looking it up makes python-tuf walk (fetch and verify) the
+    director bin and the ``release-<env>`` bin of every real path with that hash prefix."""
+    probes: dict[str, str] = {}
+    i = 0
+    while len(probes) < 16 ** BIN_HEX // BIN_WIDTH:
+        path = f"releases/{env}/{cluster}/probe-{i}.json"
+        probes.setdefault(bin_of(path), path)
+        i += 1
+    return probes
+
+
+def _walk(updater, env: str, cluster: str, bins) -> None:
+    probes = bin_probes(env, cluster)
+    for name in bins:
+        if updater.get_targetinfo(probes[name]) is not None:
+            raise VerificationError(f"a role lists {probes[name]}, which is no bundle", reason="MalformedMetadata")
+
+
+def _trusted(metadata_dir, role: str, snapshot: dict) -> dict | None:
+    """The role python-tuf just verified and persisted, checked against the trusted snapshot's hash."""
+    meta = (snapshot.get("signed", {}).get("meta") or {}).get(f"{role}.json")
+    if meta is None:
+        return None
+    try:
+        raw = (pathlib.Path(metadata_dir) / f"{role}.json").read_bytes()
+        doc = documents.load_json(raw, max_bytes=MAX_METADATA_BYTES)
+    except (OSError, ValueError) as e:
+        raise VerificationError(f"trusted {role} metadata is unreadable after a refresh: {e}",
+                                reason="StateNotPersisted") from e
+    want = (meta.get("hashes") or {}).get("sha256")
+    if doc.get("signed", {}).get("version") != meta.get("version") or (want and hashlib.sha256(raw).hexdigest() != want):
+        raise VerificationError(f"{role} on disk is not the version the snapshot names", reason="MixAndMatch")
+    return doc
+
+
+def _target(doc: dict | None, path: str):
+    info = ((doc or {}).get("signed", {}).get("targets") or {}).get(path)
+    return None if info is None else TargetFile.from_dict(dict(info), path)
+
+
+def lookup(updater, metadata_dir, path: str) -> tuple[object, object, dict[str, str]]:
+    """``(director's TargetFile, release side's TargetFile, {"director": bin, "release": role})`` at the
+    release path ``path`` (either ``None`` if that side lists none), after ``updater.refresh()``.
+
+    python-tuf returns only the first role that lists a path, so this makes it walk (fetch,
+    check signatures, versions and expiry) both sides' bins of ``path`` with a probe, then
+    reads the two entries from the files it persisted — each checked against the snapshot.
+    """
+    env, cluster, _hex = parse_release_path(path)
+    _walk(updater, env, cluster, [bin_of(path)])
+    metadata_dir = pathlib.Path(metadata_dir)
+    snapshot = _load_snapshot(metadata_dir)
+    director = _trusted(metadata_dir, DIRECTOR_ROLE, snapshot)
+    bin_role = delegated_role(director or {}, path)
+    env_doc = _trusted(metadata_dir, release_role(env), snapshot)
+    holder = (delegated_role(env_doc, path) if env_doc else None) or release_role(env)
+    probe = bin_probes(env, cluster)[bin_of(path)]
+    if (bin_role and delegated_role(director, probe) != bin_role) or (
+            env_doc and (delegated_role(env_doc, probe) or release_role(env)) != holder):
+        raise VerificationError(f"the bins holding {path} are not standard hash bins", reason="MalformedMetadata")
+    directed = _target(_trusted(metadata_dir, bin_role, snapshot), path) if bin_role else None
+    released = _target(_trusted(metadata_dir, holder, snapshot) if env_doc else None, path)
+    return directed, released, {"director": bin_role or "", "release": holder}
+
+
+def scan(updater, metadata_dir, env: str, cluster: str) -> list[str]:
+    """Every path of ``cluster`` in ``env`` the director lists, walking all its bins (after ``refresh``).
+
+    The fallback when a client knows no path to look up: its cost grows with the fleet (every
+    director bin), where ``lookup`` reads one bin a side.
+    """
+    _walk(updater, env, cluster, bin_probes(env, cluster))
+    metadata_dir = pathlib.Path(metadata_dir)
+    snapshot = _load_snapshot(metadata_dir)
+    director = _trusted(metadata_dir, DIRECTOR_ROLE, snapshot) or {}
+    found = []
+    for role in ((director.get("signed", {}).get("delegations") or {}).get("roles")) or []:
+        doc = _trusted(metadata_dir, role["name"], snapshot) or {}
+        for path in (doc.get("signed", {}).get("targets") or {}):
+            parsed = parse_release_path(path)
+            if parsed and parsed[:2] == (env, cluster) and delegated_role(director, path) == role["name"]:
+                found.append(path)
+    return sorted(found)
+
+
+def _load_snapshot(metadata_dir) -> dict:
+    try:
+        return documents.load_json((metadata_dir / "snapshot.json").read_bytes(), max_bytes=MAX_METADATA_BYTES)
+    except (OSError, ValueError) as e:
+        raise VerificationError(f"trusted snapshot is unreadable after a refresh: {e}",
+                                reason="StateNotPersisted") from e
+
+
 # --- evidence: the trusted metadata an agent hands the sealer with a bundle ---------------------
 #
 # Byte format (UTF-8 JSON, one object; the sealer verifies every file itself with its own root):
 #   {"skerry-tuf-evidence": 1, "files": {"<role>.json": "<base64 of the metadata file>", ...}}
-# roles: root, timestamp, snapshot, targets, director, the director role of the cluster (its hash bin
-# clusters-<hh>, or an unbinned cluster-<name>), release-<env> and its hash bin releases-<env>-<hh> holding
-# the bundle's release target; nothing else.
+# roles: root, timestamp, snapshot, targets, director, its hash bin clusters-<hh> and release-<env>'s hash bin
+# releases-<env>-<hh> listing the bundle's path, and release-<env>; nothing else. The sealer takes the
+# environment from the release-<env> file's name and the path from the bundle's SHA-256.
 
 EVIDENCE_MARK = "skerry-tuf-evidence"
 MAX_EVIDENCE_FILES = 9  # the eight roles above, one spare
@@ -349,9 +435,6 @@ _EVIDENCE_ROLE = re.compile(rf"^(?:timestamp|{_ROLE})\.json$")
 
 
 def encode_evidence(files: dict[str, bytes]) -> bytes:
-    import base64
-    import json
-
     return json.dumps({EVIDENCE_MARK: 1, "files": {k: base64.b64encode(v).decode() for k, v in sorted(files.items())}},
                       separators=(",", ":")).encode()
 
@@ -362,12 +445,6 @@ def is_evidence(data: bytes) -> bool:
 
 def decode_evidence(data: bytes) -> dict[str, bytes]:
     """The metadata files of an evidence document; ``InvalidInput`` naming what is wrong."""
-    import base64
-    import binascii
-
-    from skerry.core import documents
-    from skerry.core.errors import InvalidInput
-
     if len(data) > MAX_EVIDENCE_BYTES:
         raise InvalidInput(f"trust evidence is {len(data)} bytes, over {MAX_EVIDENCE_BYTES}")
     try:

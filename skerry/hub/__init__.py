@@ -3,15 +3,27 @@
 The hub holds no state that cannot be rebuilt from Git, its signing key and
 the agents' reports. The package is split by concern:
 
-* ``config``          settings from the environment (the only reader of it)
-* ``source.git``      the Git mirror (the only user of GitPython)
+* ``config``          settings from the environment and flags (the only reader of either)
+* ``source``          the Git mirror, its reads and the hub's own commits (the only GitPython user)
 * ``fleet``           the ``skerry.yaml`` parser: clusters, labels, path selectors
-* ``render.engine``   Kustomize (or plain YAML) rendering of one directory
+* ``promotion_policy`` the ``promotion:`` section of ``skerry.yaml`` (below both fleet and promotion)
+* ``render``          Kustomize (or plain YAML) rendering of one directory, incremental, validated
 * ``bundles``         building one bundle per cluster, signing and keeping releases
-* ``status``          the agents' latest reports
+* ``trust``           the TUF repository: director and release roles, keys, CI signing, attestations
+* ``enrollment``      the agent CA, bootstrap tokens, operator certificates, revocation
+* ``state``           the hub state (SQLite or PostgreSQL): what must outlive the process
+* ``writer``          the writer lease: the one hub process that publishes, its duties, release transactions
+* ``replica``         every process's copy of what the writer published, followed from the state's change log
+* ``status`` / ``reports``  the agents' latest reports, and their soak clocks kept in the state
 * ``sync``            the fetch -> render -> build -> publish loop
+* ``webhook``         the push webhook (fetch now)
+* ``promotion``       freight, gates, promote and rollback by commit, following the rollout
+* ``authz``           the hub's RPC tables: which identity may call what
 * ``servicer``        the gRPC service, proto <-> domain only
-* ``app`` / ``cli``   the composition root and ``skerry hub serve`` / ``skerry render``
+* ``dashboard``       the read-only fleet dashboard (model and HTTPS server)
+* ``metrics`` / ``ops``  Prometheus families, and the ops server and dashboard wired in one place
+* ``seed``            what ``skerry install`` hands a new hub's state volume (its init container)
+* ``app`` / ``cli``   the composition root and ``skerry hub serve|seed`` / ``skerry render``
 
 Importing this package is cheap on purpose (no grpc, git or yaml), so the
 CLI's ``--help`` stays fast.

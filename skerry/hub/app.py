@@ -2,11 +2,15 @@
 
 ``HubApp`` is what tests run in-process (``await app.start()`` returns the
 port, ``await app.stop()``); ``run(config)`` is what ``skerry hub serve``
-runs until SIGTERM/SIGINT. Start-up order: open the TUF trust repository
-(``--trust-dir``), find the render tool, sync once (failures are logged, not fatal: the
-hub serves ``Unavailable`` until the fleet loads), start serving, start the
-sync loop, then write the ready file ``{"port": N, "trust_root": "<path>"}``
-atomically.
+runs until SIGTERM/SIGINT. Start-up order: open the hub state and try for the
+writer lease (``--role writer|both``), open the TUF trust repository (its files
+in the state; ``--trust-dir`` is the writer's import and export), restore the
+released bundles from the state, find the render tool, sync once if this
+process is the writer (failures are logged, not fatal), start serving, start
+following the state (``skerry.hub.replica``) and the writer's duties
+(``skerry.hub.writer.Duties``: sync loop, trust refresh, promotions, under the
+lease), then write the ready file ``{"port": N, "trust_root": "<path>", "role":
+...}`` atomically.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write
+from skerry.hub.replica import Follower
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
-from skerry.hub.writer import Releases, Writer
+from skerry.hub.writer import Duties, Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
 
@@ -75,202 +80,236 @@ def open_hub_state(spec: str, *, state_dir: pathlib.Path, dsn_file: pathlib.Path
     return open_state(spec, state_dir=state_dir, dsn=dsn)
 
 
+def git_source(cfg):
+    """The Git repository the hub follows (``--repo``), with its credentials and host-key checking."""
+    from skerry.hub.source.git import GitAuth, GitSource
+
+    auth = GitAuth(
+        ssh_key=cfg.git_ssh_key,
+        known_hosts=cfg.git_known_hosts,
+        token=_read_secret(cfg.git_token_file, "git token file") if cfg.git_token_file else None,
+    )
+    return GitSource(cfg.repo, branch=cfg.branch, cache_dir=cfg.state_dir, tag=cfg.tag, commit=cfg.commit,
+                     depth=cfg.depth, auth=auth, timeout=cfg.git_timeout)
+
+
+def webhook_server(cfg, request_sync):
+    """The push webhook (``--webhook-listen``) asking for a sync when the followed ref moves; None if off."""
+    if cfg.webhook_listen is None:
+        return None
+    from skerry.hub.webhook import WebhookHandler, WebhookServer
+
+    secret = _read_secret(cfg.webhook_secret_file, "webhook secret file").encode()
+    if cfg.commit:
+        refs: set[str] = set()  # a pinned commit never moves
+    elif cfg.tag:
+        refs = {f"refs/tags/{cfg.tag}"}
+    else:
+        refs = {f"refs/heads/{cfg.branch}"}
+    try:
+        handler = WebhookHandler(secret, lambda: refs, request_sync)
+    except ValueError as e:
+        raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
+    return WebhookServer(handler, cfg.webhook_listen)
+
+
+def enroll_server(cfg, tls_files, register, revocations):
+    """The enrollment listener (``--enroll-listen``), or None: server-authenticated TLS only, since
+    enrolling agents have no client certificate yet."""
+    if cfg.enroll_listen is None:
+        return None
+    from skerry.core.rpc import GrpcServer, RateLimiter
+    from skerry.core.tls import server_credentials
+    from skerry.hub.authz import enrollment_rules
+    from skerry.hub.enrollment.service import SERVICE_NAME
+
+    return GrpcServer(cfg.enroll_listen, server_credentials(tls_files, require_client_auth=False),
+                      register=[register], service_names=[SERVICE_NAME], rules=enrollment_rules(),
+                      revocations=revocations, limiter=RateLimiter())
+
+
+def write_ready(cfg, ports: dict) -> None:
+    """The ready file: ``{"port": N, "trust_root": PATH, "role": ..., <ops and enroll ports>}``, atomically."""
+    root = str(cfg.trust_dir / "root.json") if cfg.trust_dir is not None else ""
+    _atomic_write(cfg.ready_file, json.dumps({**ports, "trust_root": root, "role": cfg.role}).encode() + b"\n")
+
+
+def _log_failed(event: str, error: BaseException, what: str) -> None:
+    """In an ``except`` block: one line with a named reason for a refusal or an OS error (e.g. a full
+    disk, ``as_refusal``), a traceback for anything else."""
+    if isinstance(error, (SkerryError, OSError)):
+        failed = as_refusal(error, what)
+        log.error(event, reason=failed.reason, error=str(failed))
+    else:
+        log.exception(event)
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
         self.clock = clock or SystemClock()
         self._engine = engine
-        self.store = None
-        self.statuses = None
-        self.syncer = None
-        self.server = None
-        self.ops = None
-        self.port: int | None = None
-        self._loop_task: asyncio.Task | None = None
-        self._trust_task: asyncio.Task | None = None
-        self.trust = None
-        self.attestations = None
-        self._revocation_task: asyncio.Task | None = None
-        self._stopped = False
-        self.enrollment = None
-        self.servicer = None
-        self.enroll_server = None
-        self.enroll_port: int | None = None
-        self.webhook = None
-        self.webhook_port: int | None = None
-        self.promoter = None
-        self.health_tracker = None
-        self.state = None
-        self.writer = None
-        self._lease_task: asyncio.Task | None = None
+        self._own_engine = None  # an engine this app made (and closes)
+        self.store = self.statuses = self.syncer = self.server = self.ops = self.servicer = None
+        self.trust = self.attestations = self.enrollment = self.enroll_server = self.webhook = None
+        self.promoter = self.health_tracker = self.journal = None
+        self.state = self.writer = self.follower = self.duties = self._files = None
+        self.port = self.enroll_port = self.webhook_port = None  # int once serving
+        self._tasks: dict[str, asyncio.Task] = {}  # the loops that run while serving
         self._flush_task: asyncio.Task | None = None
-        self.journal = None
+        self._stopped = False
 
     async def start(self) -> int:
-        from skerry.api.v1 import enrollment_pb2_grpc, hub_pb2_grpc
-        from skerry.core.rpc import GrpcServer, RateLimiter
-        from skerry.core.tls import server_credentials
-        from skerry.hub.authz import audit_promotion_refusals, enrollment_rules, hub_rules
-        from skerry.hub.enrollment.service import SERVICE_NAME as ENROLL_SERVICE
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
-        from skerry.hub.servicer import SERVICE_NAME, HubServicer
-        from skerry.hub.source.git import GitAuth, GitSource
+        from skerry.hub.servicer import HubServicer
         from skerry.hub.sync import Syncer
 
         cfg = self.config
         tls_files = cfg.require_tls()
-        cfg.require_trust()
+        if cfg.role != "serve":  # a serving replica needs no keys: it serves what the writer published
+            cfg.require_trust()
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
         self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl)
-        await self.writer.acquire()
-        self._lease_task = asyncio.create_task(self.writer.keep(), name="skerry-hub-lease")
-        releases = Releases(self.writer)
+        if cfg.role != "serve":  # a lone hub writes from its first sync on; else it stands by, serving
+            await asyncio.to_thread(self.writer.try_acquire)
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
-        credentials = _mtls_credentials(tls_files, self.enrollment.authority.ca_pem)
-        engine = self._engine or await asyncio.to_thread(
-            detect_engine, cfg.engine, timeout=cfg.render_timeout
-        )
+        if self._engine is None:  # made here, so closed here (its render worker process) on stop
+            self._engine = self._own_engine = await asyncio.to_thread(detect_engine, cfg.engine, timeout=cfg.render_timeout)
         self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
-        engine = self.ops.engine(engine)
-        auth = GitAuth(
-            ssh_key=cfg.git_ssh_key,
-            known_hosts=cfg.git_known_hosts,
-            token=_read_secret(cfg.git_token_file, "git token file") if cfg.git_token_file else None,
-        )
-        source = GitSource(
-            cfg.repo,
-            branch=cfg.branch,
-            cache_dir=cfg.state_dir,
-            tag=cfg.tag,
-            commit=cfg.commit,
-            depth=cfg.depth,
-            auth=auth,
-        )
-        register = []
-        service_names = [SERVICE_NAME]
-        self._start_trust(cfg, register, service_names, releases)
+        engine = self.ops.engine(self._engine)
+        source = git_source(cfg)
+        trust_service = self._start_trust(cfg)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock, revocations=self.enrollment.revocations)
-        self.servicer = servicer
-        enroll_servicer = EnrollmentServicer(self.enrollment)
+        self.servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
+                                    revocations=self.enrollment.revocations)
+        enrollment = self._enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
-        self.server = GrpcServer(
-            cfg.listen,
-            credentials,
-            register=[
-                lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, server),
-                lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(enroll_servicer, server),
-                *promotion[0],
-                *register,
-            ],
-            service_names=[*service_names, ENROLL_SERVICE, *promotion[1]],
-            rules=hub_rules(self.promoter.policy),
-            revocations=self.enrollment.revocations,
-            on_refused=audit_promotion_refusals(self.promoter.audit.record),
-            limiter=RateLimiter(),
-            interceptors=[self.ops.interceptor],
-        )
-        if cfg.enroll_listen is not None:
-            # Server-authenticated TLS only: enrolling agents have no client certificate yet.
-            self.enroll_server = GrpcServer(
-                cfg.enroll_listen,
-                server_credentials(tls_files, require_client_auth=False),
-                register=[
-                    lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
-                        enroll_servicer, server
-                    )
-                ],
-                service_names=[ENROLL_SERVICE],
-                rules=enrollment_rules(),
-                revocations=self.enrollment.revocations,
-                limiter=RateLimiter(),
-            )
-        log.info(
-            "hub starting",
-            repo=source.url,
-            branch=cfg.branch,
-            engine=engine.name,
-            engine_version=engine.version,
-        )
-        try:
-            await self.syncer.sync_once()
-        except (SkerryError, OSError) as e:  # the loop retries; the hub serves what it can meanwhile
-            failed = as_refusal(e, "the hub's state or trust repository")
-            log.error("first sync failed", reason=failed.reason, error=str(failed))
-        except Exception:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
-            log.exception("first sync failed")
-        self.port = await self.server.start()
-        if self.enroll_server is not None:
-            self.enroll_port = await self.enroll_server.start()
-        ops_ports = await self.ops.start()
-        if cfg.webhook_listen is not None:
-            from skerry.hub.webhook import WebhookHandler, WebhookServer
-
-            secret = _read_secret(cfg.webhook_secret_file, "webhook secret file").encode()
-            if cfg.commit:
-                refs: set[str] = set()  # a pinned commit never moves
-            elif cfg.tag:
-                refs = {f"refs/tags/{cfg.tag}"}
-            else:
-                refs = {f"refs/heads/{cfg.branch}"}
+        self.server = self._hub_server(tls_files, [trust_service, enrollment, promotion])
+        self.enroll_server = enroll_server(cfg, tls_files, enrollment[0], self.enrollment.revocations)
+        log.info("hub starting", repo=source.url, branch=cfg.branch, engine=engine.name, engine_version=engine.version)
+        if self.writer.is_writer:
             try:
-                handler = WebhookHandler(secret, lambda: refs, self.syncer.request_sync)
-            except ValueError as e:
-                raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
-            self.webhook = WebhookServer(handler, cfg.webhook_listen)
+                await self.syncer.sync_once()
+            except Exception as e:  # noqa: BLE001 - the loop retries; the hub serves what it can meanwhile
+                _log_failed("first sync failed", e, "the hub's state or trust repository")
+        self.port = await self.server.start()
+        ports = {"port": self.port, **await self.ops.start()}
+        if self.enroll_server is not None:
+            self.enroll_port = ports["enroll_port"] = await self.enroll_server.start()
+        self.webhook = webhook_server(cfg, self.syncer.request_sync)
+        if self.webhook is not None:
             self.webhook_port = await self.webhook.start()
-        resumed = self.promoter.resume()  # rollouts a previous process was following, after the first sync
-        if resumed:
-            log.info("resumed following promotions", ids=resumed)
-        self._loop_task = asyncio.create_task(self._loop(), name="skerry-hub-sync")
-        self._trust_task = asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")
-        self._revocation_task = asyncio.create_task(self._watch_revocations(), name="skerry-hub-revocations")
-        self._flush_task = asyncio.create_task(self._flush_reports(), name="skerry-hub-reports")
+        self._start_tasks()
         if cfg.ready_file is not None:
-            ready = {"port": self.port, "trust_root": str(cfg.trust_dir / "root.json"), **ops_ports}
-            if self.enroll_port is not None:
-                ready["enroll_port"] = self.enroll_port
-            _atomic_write(cfg.ready_file, json.dumps(ready).encode() + b"\n")
-        log.info("hub serving", listen=cfg.listen, port=self.port, trust_dir=str(cfg.trust_dir))
+            write_ready(cfg, ports)
+        log.info("hub serving", listen=cfg.listen, port=self.port, role=cfg.role, writer=self.writer.is_writer)
         return self.port
 
-    def _start_trust(self, cfg, register: list, service_names: list, releases) -> None:
-        """The store directs through the trust repository; TrustService serves it."""
+    def _hub_server(self, tls_files, services: list[tuple]):
+        """The hub's gRPC server: mutual TLS, the interceptor table, ``services`` as (register, name) pairs."""
+        from skerry.api.v1 import hub_pb2_grpc
+        from skerry.core import rpc
+        from skerry.hub.authz import audit_promotion_refusals, hub_rules
+        from skerry.hub.servicer import SERVICE_NAME
+
+        hub = (lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(self.servicer, server), SERVICE_NAME)
+        services = [hub, *services]
+        return rpc.GrpcServer(
+            self.config.listen, _mtls_credentials(tls_files, self.enrollment.authority.ca_pem),
+            register=[register for register, _ in services], service_names=[name for _, name in services],
+            rules=hub_rules(self.promoter.policy), revocations=self.enrollment.revocations,
+            on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal),
+            limiter=rpc.RateLimiter(), interceptors=[self.ops.interceptor],
+            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
+            options=rpc.server_options(max_connection_age=self.config.max_connection_age),
+        )
+
+    @staticmethod
+    def _enrollment_service(servicer) -> tuple:
+        from skerry.api.v1 import enrollment_pb2_grpc
+        from skerry.hub.enrollment.service import SERVICE_NAME
+
+        return (lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(servicer, server),
+                SERVICE_NAME)
+
+    def _start_tasks(self) -> None:
+        """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""
+        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer)
+        self.ops.caught_up = lambda: self.follower.caught_up  # /readyz of a replica that does not sync
+        loops = {"follow": self.follower.run(), "revocations": self._watch_revocations()}
+        if self.config.role != "serve":
+            self.duties = Duties(self.writer, self._start_duties, self._stop_duties)
+            loops["writer"] = self.duties.run()
+        self._tasks = {name: asyncio.create_task(coro, name=f"skerry-hub-{name}") for name, coro in loops.items()}
+        self._flush_task = asyncio.create_task(self._flush_reports(), name="skerry-hub-reports")
+
+    async def _start_duties(self) -> list[asyncio.Task]:
+        """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
+        if self.duties.terms > 1 or self.syncer.last_result is None:
+            self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
+            await self.follower.reload()
+            try:  # every cluster again: a re-render with unchanged content releases nothing
+                await self.syncer.sync_once(force=True)
+            except Exception:  # noqa: BLE001 - the loop retries
+                log.exception("first sync as writer failed")
+        resumed = self.promoter.resume()  # rollouts a previous writer was following
+        if resumed:
+            log.info("resumed following promotions", ids=resumed)
+        # The first sync already ran; the next one is an interval (or a trigger) away.
+        return [asyncio.create_task(self.syncer.run(self.config.interval, immediately=False), name="skerry-hub-sync"),
+                asyncio.create_task(self._trust_loop(), name="skerry-hub-trust")]
+
+    async def _stop_duties(self) -> None:
+        await self.promoter.close()  # the next writer resumes them from the state
+
+    def _start_trust(self, cfg) -> tuple:
+        """The store directs through the trust repository; TrustService serves it: its (register, name)."""
         from skerry.api.v1 import trust_pb2_grpc
-        from skerry.hub.bundles.store import HubStore
+        from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
+        from skerry.hub.state.trust_files import TrustFiles
         from skerry.hub.trust.attest import AttestationBoard
         from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
         from skerry.hub.trust.servicer import TrustServicer
 
-        self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys)
+        # TUF files live in the hub state (every replica serves them); the trust directory is an export.
+        serve_only = cfg.role == "serve"
+        files = self._files = TrustFiles(self.state, None if serve_only else self.writer)
+        if serve_only:  # no directory, no keys: only what the writer published
+            self.trust = TrustRepository(cfg.state_dir / "trust", clock=self.clock, storage=files, online={})
+        else:
+            self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys,
+                                              storage=files)
         self.store = HubStore(
-            self.trust, environment_of=self._environment_of, clock=self.clock, releases=releases
+            self.trust, environment_of=self._environment_of, clock=self.clock,
+            releases=Releases(self.writer, journal=files),
         )
+        with self.state.read() as tx:  # what was released before: an unchanged re-render releases nothing
+            released = tx.records(BUNDLE_RECORD)
+        self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock)
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
-        register.append(lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server))
-        service_names.append(TRUST_SERVICE)
-        self.trust.refresh()
+        if self.writer.is_writer:
+            self.trust.refresh()
+        return (lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server),
+                TRUST_SERVICE)
 
     def _environment_of(self, cluster: str) -> str:
         """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
         fleet = self.syncer.fleet if self.syncer is not None else None
-        if fleet is not None:
-            try:
-                return str(fleet.cluster(cluster).labels.get("env", "default"))
-            except Exception:  # noqa: BLE001 - unknown cluster
-                pass
-        return "default"
+        try:
+            return str(fleet.cluster(cluster).labels.get("env", "default")) if fleet is not None else "default"
+        except Exception:  # noqa: BLE001 - unknown cluster
+            return "default"
 
     async def _trust_loop(self) -> None:
         """Re-sign online metadata before it expires; adopt offline changes (`skerry keys`)."""
@@ -280,11 +319,8 @@ class HubApp:
                 if self.trust.reload():
                     self.store.retry_pending()
                 self.trust.refresh()
-            except (SkerryError, OSError) as e:  # e.g. a full disk: retried next tick
-                failed = as_refusal(e, "the trust repository")
-                log.error("trust refresh failed; retrying", reason=failed.reason, error=str(failed))
-            except Exception:  # noqa: BLE001 - retried next tick; agents keep what they have meanwhile
-                log.exception("trust refresh failed")
+            except Exception as e:  # noqa: BLE001 - retried next tick (e.g. a full disk); agents keep what they have
+                _log_failed("trust refresh failed; retrying", e, "the trust repository")
 
     def _status_board(self):
         """The status board; it also feeds the promotion health tracker (soak times)."""
@@ -307,7 +343,7 @@ class HubApp:
                 log.error("cannot store agent reports; retrying", reason=e.reason, error=str(e))
 
     def _promotion(self, cfg, source):
-        """PromotionService (issue 8): its own Git mirror, audit log, and the servicer to register."""
+        """PromotionService (issue 8): its own Git mirror, audit log; its (register, name)."""
         from skerry.api.v1 import promotion_pb2_grpc
         from skerry.hub.promotion.approvals import Approvals
         from skerry.hub.promotion.audit import AuditLog
@@ -317,8 +353,8 @@ class HubApp:
         from skerry.hub.promotion.servicer import PromotionServicer
         from skerry.hub.source.git import GitSource
 
-        audit = AuditLog(self.state, clock=self.clock)
-        approvals = Approvals(self.state, audit, self.clock)
+        audit = AuditLog(self.state, clock=self.clock, write=self.writer.write)
+        approvals = Approvals(self.state, audit, self.clock, write=self.writer.write)
         # The first start after an upgrade takes in the files older hubs wrote (renamed *.imported).
         audit.import_previous(cfg.state_dir / "promotion-audit.jsonl")
         approvals.import_previous(cfg.state_dir / "promotion-approvals.json")
@@ -342,15 +378,8 @@ class HubApp:
             records=RecordStore(self.state, write=self.writer.write),
         )
         servicer = PromotionServicer(self.promoter)
-        return (
-            [lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server)],
-            [PROMOTION_SERVICE],
-        )
-
-    async def _loop(self) -> None:
-        assert self.syncer is not None
-        # The first sync already ran in start(); the next one is an interval (or a trigger) away.
-        await self.syncer.run(self.config.interval, immediately=False)
+        return (lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server),
+                PROMOTION_SERVICE)
 
     async def _watch_revocations(self) -> None:
         """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams and
@@ -389,28 +418,25 @@ class HubApp:
         if self.journal is not None:
             with contextlib.suppress(StateUnavailable):
                 await asyncio.to_thread(self.journal.flush)
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_task
         if self.writer is not None:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
         if self.state is not None:
             self.state.close()
+        if hasattr(self._own_engine, "close"):  # None has no close
+            await asyncio.to_thread(self._own_engine.close)
 
     async def _stop_serving(self, grace: float | None) -> None:
         if self.server is None:  # never started (or failed before serving)
             return
-        for task in (self._loop_task, self._trust_task, self._revocation_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        for task in self._tasks.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.enroll_server is not None:
             await self.enroll_server.stop(0)
         if self.webhook is not None:
             await self.webhook.stop()
-        if getattr(self, "promoter", None) is not None:
+        if self.promoter is not None:
             await self.promoter.close()
         await self.server.stop(grace)
         await self.ops.stop()

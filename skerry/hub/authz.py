@@ -9,6 +9,7 @@ operator's); every call of a revoked agent certificate is refused first
 HubService.WatchBundles         the agent of ``request.cluster``
 HubService.ReportStatus         the agent of ``request.status.cluster``
 HubService.GetFleetStatus       operators; an agent for its own cluster (empty = its own)
+HubService.Sync                 operators (``skerry fetch``: fetch Git now)
 EnrollmentService.Enroll        anyone: the single-use token is the credential
 EnrollmentService.Renew         agents (the certificate is renewed for the cluster it names)
 EnrollmentService.WatchRevocations  sealers (``skerry:sealer``)
@@ -69,7 +70,7 @@ class Promoters(Rule):
     """
 
     def __init__(self, policy: Callable[[], object], *, approver_env_field: str = ""):
-        self._policy = policy  # -> skerry.hub.promotion.policy.PromotionPolicy in force (Unavailable if none)
+        self._policy = policy  # -> skerry.hub.promotion_policy.PromotionPolicy in force (Unavailable if none)
         self._approver_env_field = approver_env_field
 
     def check(self, who: Identity, request, method: str) -> None:
@@ -107,6 +108,7 @@ def hub_rules(promotion_policy: Callable[[], object]) -> dict[str, Rule]:
         _method(hub_pb2, hub, "WatchBundles"): AgentOf("cluster"),
         _method(hub_pb2, hub, "ReportStatus"): AgentOf("status.cluster"),
         _method(hub_pb2, hub, "GetFleetStatus"): AgentOf("cluster", roles=(ROLE_OPERATOR,), own_if_empty=True),
+        _method(hub_pb2, hub, "Sync"): OPERATOR,
         **enrollment_rules(),
         _method(trust_pb2, tr, "Fetch"): OwnTargets(),
         _method(trust_pb2, tr, "GetReleaseProposal"): OPERATOR,

@@ -1,51 +1,14 @@
-"""The hub's settings: one frozen dataclass, safe defaults, read from ``SKERRY_HUB_*``.
+"""The hub's settings: one frozen dataclass, safe defaults, read from ``SKERRY_HUB_*`` and ``skerry hub serve``.
 
-This is the only hub module that reads the environment. ``skerry hub serve``
-flags are passed as overrides, so a flag beats its variable, which beats the
-default::
+This is the only hub module that reads the environment. Every field is a ``skerry.core.config.setting``
+that carries its own help text: the one loader (``skerry.core.config``) reads field ``trust_dir`` from
+``SKERRY_HUB_TRUST_DIR`` and makes the flag ``--trust-dir``, whose help names the variable, so the list of
+settings lives here once (``skerry hub serve --help`` prints it). A flag beats its variable, which beats the
+default. Durations are ``60``, ``60s``, ``5m``, ``1h``. ``state_dsn`` is read from the environment only: a
+DSN holds a password, and a command line is visible to every user of the host.
 
-    SKERRY_HUB_REPO              repository path or URL (required)
-    SKERRY_HUB_BRANCH            branch to follow                      main
-    SKERRY_HUB_INTERVAL          poll interval (60, 60s, 5m, 1h)       60s
-    SKERRY_HUB_LISTEN            gRPC address host:port                127.0.0.1:7440
-    SKERRY_HUB_TLS_CA            CA bundle agents' certificates chain to
-    SKERRY_HUB_TLS_CERT          the hub's server certificate
-    SKERRY_HUB_TLS_KEY           its private key
-    SKERRY_HUB_TRUST_DIR         TUF trust repository (``skerry keys init``; required to serve)
-    SKERRY_HUB_RELEASE_KEYS      ENV=KEYFILE,... release keys the hub signs with itself (dev only)
-    SKERRY_HUB_TRUST_REFRESH     how often online TUF metadata is checked for re-signing   30s
-    SKERRY_HUB_STATE_DIR         clone cache and scratch space   ~/.local/state/skerry/hub
-    SKERRY_HUB_STATE             where the hub keeps what must outlive it: sqlite:///PATH or
-                                 postgresql (DSN from the next two)   sqlite <state dir>/hub.db
-    SKERRY_HUB_STATE_DSN_FILE    file holding the PostgreSQL DSN (never on the command line)
-    SKERRY_HUB_STATE_DSN         the PostgreSQL DSN itself (environment only)
-    SKERRY_HUB_HUB_ID            this process's name as the writer-lease holder   the host name
-    SKERRY_HUB_LEASE_TTL         writer lease lifetime (renewed at a third)   15s
-    SKERRY_HUB_RENDER_TIMEOUT    limit for one render tool run         120s
-    SKERRY_HUB_READY_FILE        JSON {"port", "trust_root", ...} written when serving
-    SKERRY_HUB_LOG_LEVEL         debug, info, warning, error           info
-    SKERRY_HUB_ENROLL_LISTEN     enrollment listener host:port (server TLS only,
-                                 bootstrap tokens; unset: no enrollment listener)
-    SKERRY_HUB_AGENT_CERT_LIFETIME  lifetime of enrolled agents' certificates   24h
-    SKERRY_HUB_METRICS_LISTEN    plaintext /metrics, /healthz, /readyz host:port   off
-    SKERRY_HUB_DASHBOARD_LISTEN  read-only fleet dashboard (HTTPS, the hub's TLS files) host:port   off
-    SKERRY_HUB_DASHBOARD_TOKEN_FILE  a file holding a bearer token that also opens the dashboard
-                                 (besides operator client certificates)               none
-    SKERRY_HUB_ENGINE            auto (in-process kustomize if present, else the binary),
-                                 inprocess or binary                   auto
-    SKERRY_HUB_TAG               follow this tag instead of the branch
-    SKERRY_HUB_COMMIT            pin this commit (40 hex) instead of the branch
-    SKERRY_HUB_DEPTH             shallow fetches of this many commits   (full)
-    SKERRY_HUB_GIT_SSH_KEY       SSH deploy key for ssh:// or user@host:path URLs
-    SKERRY_HUB_GIT_KNOWN_HOSTS   known_hosts the server's key must be in (required with a key)
-    SKERRY_HUB_GIT_TOKEN_FILE    file holding an HTTPS token (sent as a header, never in the URL)
-    SKERRY_HUB_WEBHOOK_LISTEN    host:port of the push webhook (POST /hooks/git)   off
-    SKERRY_HUB_WEBHOOK_SECRET_FILE  file holding the webhook secret (required with the webhook)
-    SKERRY_HUB_PUSH_URL          where promotion commits are pushed    the repo
-    SKERRY_HUB_PUSH_BRANCH       push promotions to this branch for review instead
-    SKERRY_HUB_PUSH_SSH_KEY      deploy key for pushing over ssh
-
-Serving requires all three TLS files: every hub connection is mutual TLS.
+Serving requires all three TLS files (``tls_ca``, ``tls_cert``, ``tls_key``, together ``tls``): every
+hub connection is mutual TLS.
 """
 
 from __future__ import annotations
@@ -59,9 +22,11 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from skerry.core.duration import parse_duration
+from skerry.core import config
+from skerry.core.config import setting
+from skerry.core.duration import parse_duration  # noqa: F401 - re-exported for the hub's callers
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.tlsfiles import TlsFiles
 from skerry.hub.state import check_spec
 
 ENV_PREFIX = "SKERRY_HUB_"
@@ -69,7 +34,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_RENDER_TIMEOUT = 120.0
-
+# One git fetch: a first clone of a large repository over a slow link fits; a remote that accepts the
+# connection and then says nothing (a hung server, a network blackhole) holds the sync no longer.
+DEFAULT_GIT_TIMEOUT = 300.0
+ENGINES = ("auto", "inprocess", "binary")
+ROLES = ("writer", "serve", "both")
 
 
 def _default_state_dir() -> pathlib.Path:
@@ -136,60 +105,170 @@ def parse_release_keys(value: Any) -> tuple[tuple[str, pathlib.Path], ...]:
 
 @dataclasses.dataclass(frozen=True)
 class HubConfig:
-    repo: str
-    branch: str = "main"
-    interval: float = DEFAULT_INTERVAL
-    listen: str = DEFAULT_LISTEN
-    tls: TlsFiles | None = None
-    state_dir: pathlib.Path = dataclasses.field(default_factory=_default_state_dir)
-    render_timeout: float = DEFAULT_RENDER_TIMEOUT
-    ready_file: pathlib.Path | None = None
-    log_level: str = "info"
-    # TUF trust repository (``skerry keys init``): the only way the hub releases bundles.
-    trust_dir: pathlib.Path | None = None
-    # "env=KEYFILE" release keys the hub may sign with itself (dev only: collapses the release/director split).
-    release_keys: tuple[tuple[str, pathlib.Path], ...] = ()
-    trust_refresh: float = 30.0  # seconds between checks for expiring online metadata / offline changes
-    enroll_listen: str | None = None
-    agent_cert_lifetime: _dt.timedelta = _dt.timedelta(hours=24)
-    metrics_listen: str = ""  # "": no metrics server
-    dashboard_listen: str = ""  # "": no dashboard
-    dashboard_token_file: pathlib.Path | None = None
-    engine: str = "auto"
-    tag: str | None = None
-    commit: str | None = None
-    depth: int | None = None
-    git_ssh_key: pathlib.Path | None = None
-    git_known_hosts: pathlib.Path | None = None
-    git_token_file: pathlib.Path | None = None
-    webhook_listen: str | None = None
-    webhook_secret_file: pathlib.Path | None = None
-    # promotion (issue 8): where the hub pushes its commits
-    push_url: str | None = None  # None: the repo it follows
-    push_branch: str | None = None  # None: the followed branch; else a branch for review
-    push_ssh_key: pathlib.Path | None = None
-    # hub state (issue 14): "" = SQLite at <state_dir>/hub.db; "sqlite:///PATH"; "postgresql"
-    state: str = ""
-    state_dsn_file: pathlib.Path | None = None
-    state_dsn: str | None = dataclasses.field(default=None, repr=False)  # environment only: a secret
-    hub_id: str = dataclasses.field(default_factory=socket.gethostname)
-    lease_ttl: float = 15.0
+    repo: str = setting("", metavar="PATH|URL", help="Git repository to follow (required)")
+    branch: str = setting("main", metavar="NAME", help="branch to follow (default main)")
+    interval: float = setting(
+        DEFAULT_INTERVAL, metavar="DURATION", parse=config.duration, help="poll interval, e.g. 60s, 5m (default 60s)"
+    )
+    listen: str = setting(DEFAULT_LISTEN, metavar="HOST:PORT", help="gRPC listen address (default 127.0.0.1:7440)")
+    # None: the server's default (skerry.core.rpc.DEFAULT_MAX_CONNECTION_AGE_SECONDS, named there with its reason)
+    max_connection_age: float | None = setting(
+        None,
+        metavar="DURATION",
+        parse=config.duration,
+        help="retire each agent connection after this long (+-10 %%), so agents spread onto replicas that "
+        "joined or came back; 0: never (default 30m)",
+    )
+    tls_ca: pathlib.Path | None = setting(
+        None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"
+    )
+    tls_cert: pathlib.Path | None = setting(None, metavar="FILE", help="the hub's server certificate")
+    tls_key: pathlib.Path | None = setting(None, metavar="FILE", help="the hub's private key")
+    state_dir: pathlib.Path = setting(
+        metavar="DIR",
+        default_factory=_default_state_dir,
+        help="clone cache and scratch space (default ~/.local/state/skerry/hub)",
+    )
+    state: str = setting(
+        "",
+        metavar="sqlite:///PATH|postgresql",
+        help="hub state database (default: SQLite <state-dir>/hub.db); postgresql reads the DSN from "
+        "--state-dsn-file or SKERRY_HUB_STATE_DSN",
+    )
+    state_dsn_file: pathlib.Path | None = setting(
+        None, metavar="FILE", help="file holding the PostgreSQL DSN (it holds a password)"
+    )
+    state_dsn: str | None = setting(None, flag=False, repr=False, help="the PostgreSQL DSN itself")
+    hub_id: str = setting(
+        metavar="NAME",
+        default_factory=socket.gethostname,
+        help="this process's name as the writer-lease holder (default: host name)",
+    )
+    lease_ttl: float = setting(
+        15.0, metavar="DURATION", parse=config.duration, help="writer lease lifetime, renewed at a third (default 15s)"
+    )
+    role: str = setting(
+        "both",
+        metavar="writer|serve|both",
+        help="writer: sync, render and sign while holding the writer lease; serve: serve agents from the hub "
+        "state only (no keys, no Git); both (default): serve, and write while holding the lease",
+    )
+    render_timeout: float = setting(
+        DEFAULT_RENDER_TIMEOUT,
+        metavar="DURATION",
+        parse=config.duration,
+        help="limit for one render tool run (default 120s)",
+    )
+    ready_file: pathlib.Path | None = setting(
+        None, metavar="FILE", help='write {"port": N, "trust_root": PATH, ...} here once serving'
+    )
+    log_level: str = setting(
+        "info", metavar="LEVEL", parse=config.lower, help="debug, info, warning or error (default info)"
+    )
+    trust_dir: pathlib.Path | None = setting(
+        None,
+        metavar="DIR",
+        help="TUF trust repository made by `skerry keys init` (director + release roles; required)",
+    )
+    release_keys: tuple[tuple[str, pathlib.Path], ...] = setting(
+        (),
+        metavar="ENV=KEY,...",
+        parse=lambda value, _where: parse_release_keys(value),
+        help="release keys the hub signs with itself (dev environments only: the hub alone can then ship them)",
+    )
+    trust_refresh: float = setting(
+        30.0,
+        metavar="DURATION",
+        parse=config.duration,
+        help="how often online TUF metadata is checked for re-signing",
+    )
+    enroll_listen: str | None = setting(
+        None,
+        metavar="HOST:PORT",
+        help="listener for `skerry agent enroll` (server TLS, bootstrap tokens); default: none",
+    )
+    agent_cert_lifetime: _dt.timedelta = setting(
+        _dt.timedelta(hours=24),
+        metavar="DURATION",
+        parse=config.timedelta,
+        help="lifetime of enrolled agents' certificates, renewed at 2/3 (default 24h)",
+    )
+    metrics_listen: str = setting(
+        "", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here (default off)"
+    )
+    dashboard_listen: str = setting(
+        "", metavar="HOST:PORT", help="serve the read-only dashboard here (default off)"
+    )
+    dashboard_token_file: pathlib.Path | None = setting(
+        None, metavar="FILE", help="bearer token that also opens the dashboard"
+    )
+    engine: str = setting(
+        "auto", metavar="auto|inprocess|binary", help="render engine (default auto: in-process kustomize if installed)"
+    )
+    tag: str | None = setting(None, metavar="TAG", help="follow a tag instead of the branch")
+    commit: str | None = setting(None, metavar="SHA", help="pin one commit instead of following the branch")
+    depth: int | None = setting(None, metavar="N", help="shallow fetches of N commits")
+    git_ssh_key: pathlib.Path | None = setting(None, metavar="FILE", help="SSH deploy key for ssh:// URLs")
+    git_known_hosts: pathlib.Path | None = setting(
+        None, metavar="FILE", help="known_hosts the Git server's host key must be in"
+    )
+    git_token_file: pathlib.Path | None = setting(None, metavar="FILE", help="file holding an HTTPS access token")
+    git_timeout: float = setting(
+        DEFAULT_GIT_TIMEOUT,
+        metavar="DURATION",
+        parse=config.duration,
+        help="give up one git fetch after this long: a remote that hangs holds the sync no longer (default 5m)",
+    )
+    webhook_listen: str | None = setting(
+        None, metavar="HOST:PORT", help="serve the GitHub/GitLab push webhook (POST /hooks/git)"
+    )
+    webhook_secret_file: pathlib.Path | None = setting(
+        None, metavar="FILE", help="file holding the webhook's shared secret"
+    )
+    push_url: str | None = setting(
+        None, metavar="PATH|URL", help="where promotion commits are pushed (default: --repo)"
+    )
+    push_branch: str | None = setting(None, metavar="NAME", help="push promotions to this branch for review instead")
+    push_ssh_key: pathlib.Path | None = setting(None, metavar="FILE", help="deploy key for pushing promotions over ssh")
+    # Built from tls_ca/tls_cert/tls_key (or given whole); never read from the environment itself.
+    tls: TlsFiles | None = dataclasses.field(default=None, metadata={"setting": False})
 
     def __post_init__(self) -> None:
+        for name in _PATHS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, pathlib.Path):
+                object.__setattr__(self, name, pathlib.Path(value))
+        self._join_tls()
+        self._check_source()
+        self._check_serving()
+        self._check_state()
+
+    def _join_tls(self) -> None:
+        parts = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
+        if self.tls is not None:
+            object.__setattr__(self, "tls_ca", self.tls.ca)
+            object.__setattr__(self, "tls_cert", self.tls.cert)
+            object.__setattr__(self, "tls_key", self.tls.key)
+            return
+        given = {k for k, v in parts.items() if v is not None}
+        if given and given != set(parts):
+            missing = ", ".join(f"{ENV_PREFIX}{k.upper()}" for k in sorted(set(parts) - given))
+            raise ConfigError(f"tls: CA, certificate and key go together; missing {missing}")
+        if given:
+            object.__setattr__(self, "tls", TlsFiles(ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key))
+
+    def _check_source(self) -> None:
         if not self.repo or not str(self.repo).strip():
             raise ConfigError(f"repo: a repository path or URL is required ({ENV_PREFIX}REPO or --repo)")
         check_branch(self.branch)
-        check_listen(self.listen)
-        if self.enroll_listen is not None:
-            check_listen(self.enroll_listen, "enroll_listen")
         if not self.interval > 0:
             raise ConfigError(f"interval: must be positive, got {self.interval}")
         if not self.render_timeout > 0:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-        if self.engine not in ("auto", "inprocess", "binary"):
-            raise ConfigError(f"engine: {self.engine!r} is not one of auto, inprocess, binary")
+        if not self.git_timeout > 0:
+            raise ConfigError(f"git_timeout: must be positive, got {self.git_timeout}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.tag is not None and self.commit is not None:
             raise ConfigError("tag and commit: follow one of them, not both")
         if self.commit is not None and not re.match(r"^[0-9a-f]{40}$", self.commit):
@@ -200,40 +279,38 @@ class HubConfig:
             raise ConfigError(
                 f"git_known_hosts: required with git_ssh_key ({ENV_PREFIX}GIT_KNOWN_HOSTS); host keys are checked"
             )
-        if self.webhook_listen is not None:
-            check_listen(self.webhook_listen, "webhook_listen")
-            if self.webhook_secret_file is None:
-                raise ConfigError(
-                    f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
-                )
-        object.__setattr__(self, "state_dir", pathlib.Path(self.state_dir))
-        if self.ready_file is not None:
-            object.__setattr__(self, "ready_file", pathlib.Path(self.ready_file))
-        for name in ("metrics_listen", "dashboard_listen"):
+        if self.push_branch is not None:
+            check_branch(self.push_branch, "push_branch")
+        if self.push_ssh_key is not None and self.git_known_hosts is None:
+            raise ConfigError(
+                f"push_ssh_key: needs git_known_hosts ({ENV_PREFIX}GIT_KNOWN_HOSTS); the push checks the "
+                "server's host key like the fetch, never trust-on-first-use"
+            )
+
+    def _check_serving(self) -> None:
+        check_listen(self.listen)
+        for name in ("enroll_listen", "webhook_listen", "metrics_listen", "dashboard_listen"):
             if getattr(self, name):
                 check_listen(getattr(self, name), name)
-        if self.dashboard_token_file is not None:
-            object.__setattr__(self, "dashboard_token_file", pathlib.Path(self.dashboard_token_file))
+        if self.webhook_listen is not None and self.webhook_secret_file is None:
+            raise ConfigError(
+                f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+
+    def _check_state(self) -> None:
         object.__setattr__(self, "state", check_spec(self.state))
         if self.state == "postgresql" and not (self.state_dsn_file or self.state_dsn):
             raise ConfigError(
                 f"state: postgresql needs a DSN ({ENV_PREFIX}STATE_DSN_FILE / --state-dsn-file, or {ENV_PREFIX}STATE_DSN)"
             )
-        if self.state_dsn_file is not None:
-            object.__setattr__(self, "state_dsn_file", pathlib.Path(self.state_dsn_file))
         if not self.hub_id or len(self.hub_id) > 253:
             raise ConfigError(f"hub_id: must be 1..253 characters, got {self.hub_id!r}")
+        if self.role not in ROLES:
+            raise ConfigError(f"role: {self.role!r} is not one of {', '.join(ROLES)}")
         if not 1.0 <= self.lease_ttl <= 600.0:
             raise ConfigError(f"lease_ttl: must be between 1s and 10m, got {self.lease_ttl}")
-        if self.push_branch is not None:
-            check_branch(self.push_branch, "push_branch")
-        if self.push_ssh_key is not None:
-            object.__setattr__(self, "push_ssh_key", pathlib.Path(self.push_ssh_key))
-            if self.git_known_hosts is None:
-                raise ConfigError(
-                    f"push_ssh_key: needs git_known_hosts ({ENV_PREFIX}GIT_KNOWN_HOSTS); the push checks the "
-                    "server's host key like the fetch, never trust-on-first-use"
-                )
 
     def require_trust(self) -> pathlib.Path:
         if self.trust_dir is None:
@@ -253,88 +330,13 @@ class HubConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:
-        """Build from ``SKERRY_HUB_*`` (default ``os.environ``); non-None ``overrides`` win.
-
-        Overrides are field names, plus ``tls_ca``/``tls_cert``/``tls_key`` for the three TLS paths.
-        """
-        env = os.environ if environ is None else environ
-
-        def pick(field: str) -> Any:
-            value = overrides.get(field)
-            if value is not None:
-                return value
-            raw = env.get(ENV_PREFIX + field.upper())
-            return raw if raw not in (None, "") else None
-
-        known = {f.name for f in dataclasses.fields(cls)} | {"tls_ca", "tls_cert", "tls_key"}
-        unknown = sorted(set(overrides) - known)
+        """Defaults, then ``SKERRY_HUB_*`` from ``environ`` (default ``os.environ``), then non-None ``overrides``
+        (field names; ``tls`` takes a whole ``TlsFiles``)."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"unknown hub setting(s): {', '.join(unknown)}")
+        return config.load(cls, ENV_PREFIX, environ, overrides)
 
-        kwargs: dict[str, Any] = {"repo": pick("repo") or ""}
-        if (branch := pick("branch")) is not None:
-            kwargs["branch"] = str(branch)
-        if (listen := pick("listen")) is not None:
-            kwargs["listen"] = str(listen)
-        if (enroll := pick("enroll_listen")) is not None:
-            kwargs["enroll_listen"] = str(enroll)
-        if (lifetime := pick("agent_cert_lifetime")) is not None:
-            seconds = parse_duration(lifetime, f"agent_cert_lifetime ({ENV_PREFIX}AGENT_CERT_LIFETIME)")
-            kwargs["agent_cert_lifetime"] = _dt.timedelta(seconds=seconds)
-        if (interval := pick("interval")) is not None:
-            kwargs["interval"] = parse_duration(interval, f"interval ({ENV_PREFIX}INTERVAL)")
-        if (timeout := pick("render_timeout")) is not None:
-            kwargs["render_timeout"] = parse_duration(timeout, f"render_timeout ({ENV_PREFIX}RENDER_TIMEOUT)")
-        for field in ("metrics_listen", "dashboard_listen"):
-            if (value := pick(field)) is not None:
-                kwargs[field] = str(value)
-        for field in ("engine", "tag", "commit", "webhook_listen"):
-            if (value := pick(field)) is not None:
-                kwargs[field] = str(value)
-        if (depth := pick("depth")) is not None:
-            try:
-                kwargs["depth"] = int(depth)
-            except ValueError as e:
-                raise ConfigError(f"depth ({ENV_PREFIX}DEPTH): {depth!r} is not a number") from e
-        for field in ("git_ssh_key", "git_known_hosts", "git_token_file", "webhook_secret_file"):
-            if (value := pick(field)) is not None:
-                kwargs[field] = pathlib.Path(value).expanduser()
-        if (trust_dir := pick("trust_dir")) is not None:
-            kwargs["trust_dir"] = pathlib.Path(trust_dir).expanduser()
-        if (release_keys := pick("release_keys")) is not None:
-            kwargs["release_keys"] = parse_release_keys(release_keys)
-        if (refresh := pick("trust_refresh")) is not None:
-            kwargs["trust_refresh"] = parse_duration(refresh, f"trust_refresh ({ENV_PREFIX}TRUST_REFRESH)")
-        for field in ("state_dir", "ready_file", "dashboard_token_file"):
-            if (value := pick(field)) is not None:
-                kwargs[field] = pathlib.Path(value).expanduser()
-        for field in ("push_url", "push_branch"):
-            if (value := pick(field)) is not None:
-                kwargs[field] = str(value)
-        for field in ("state", "state_dsn", "hub_id"):
-            if (value := pick(field)) is not None:
-                kwargs[field] = str(value)
-        if (value := pick("state_dsn_file")) is not None:
-            kwargs["state_dsn_file"] = pathlib.Path(value).expanduser()
-        if (ttl := pick("lease_ttl")) is not None:
-            kwargs["lease_ttl"] = parse_duration(ttl, f"lease_ttl ({ENV_PREFIX}LEASE_TTL)")
-        if (value := pick("push_ssh_key")) is not None:
-            kwargs["push_ssh_key"] = pathlib.Path(value).expanduser()
-        if (level := pick("log_level")) is not None:
-            kwargs["log_level"] = str(level).lower()
 
-        tls = overrides.get("tls")
-        if tls is None:
-            parts = {name: pick(name) for name in ("tls_ca", "tls_cert", "tls_key")}
-            given = {k for k, v in parts.items() if v is not None}
-            if given and given != set(parts):
-                missing = ", ".join(f"{ENV_PREFIX}{k.upper()}" for k in sorted(set(parts) - given))
-                raise ConfigError(f"tls: CA, certificate and key go together; missing {missing}")
-            if given:
-                tls = TlsFiles(
-                    ca=pathlib.Path(parts["tls_ca"]).expanduser(),
-                    cert=pathlib.Path(parts["tls_cert"]).expanduser(),
-                    key=pathlib.Path(parts["tls_key"]).expanduser(),
-                )
-        kwargs["tls"] = tls
-        return cls(**kwargs)
+# Fields a caller may give as text when building HubConfig directly (the loader gives paths already).
+_PATHS = tuple(f.name for f in dataclasses.fields(HubConfig) if f.type.startswith("pathlib.Path"))

@@ -41,7 +41,7 @@ path may contain ``{environment}`` (the cluster's environment; a cluster
 without one does not match such a rule) and ``{cluster}``. Directories may
 be kustomizations or plain YAML directories (see ``render.engine``).
 An optional ``promotion:`` section (apps, per-environment soak, approvers,
-freezes) is parsed by ``skerry.hub.promotion.policy`` into ``Fleet.promotion``.
+freezes) is parsed by ``skerry.hub.promotion_policy`` into ``Fleet.promotion``.
 
 Every problem is a ``ConfigError`` naming ``skerry.yaml`` and the field
 (``skerry.yaml: clusters[2].name: ...``). Unknown keys are errors, so a typo
@@ -59,6 +59,7 @@ from typing import Any
 
 from skerry.core import documents
 from skerry.core.errors import ConfigError, NotFound
+from skerry.hub.promotion_policy import PromotionPolicy, parse_promotion
 
 FLEET_FILE = "skerry.yaml"
 #: A fleet of 10,000 clusters with labels and paths is about 2 MiB; twice that is still a fleet file.
@@ -172,8 +173,7 @@ class Fleet:
     environments: tuple[str, ...]
     clusters: tuple[Cluster, ...]
     paths: tuple[PathRule, ...]
-    # the ``promotion:`` section (skerry.hub.promotion.policy.PromotionPolicy); None: not parsed
-    promotion: Any = None
+    promotion: PromotionPolicy | None = None  # the ``promotion:`` section; None: not parsed
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -296,22 +296,32 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
         raise _fail("apiVersion", f"must be {API_VERSION!r}, got {documents.clip_repr(top['apiVersion'])}")
     if top["kind"] != KIND:
         raise _fail("kind", f"must be {KIND!r}, got {documents.clip_repr(top['kind'])}")
+    environments = _environments(top.get("environments"))
+    return Fleet(
+        environments=environments,
+        clusters=_clusters(top.get("clusters"), environments),
+        paths=_path_rules(top.get("paths"), environments),
+        promotion=parse_promotion(top.get("promotion"), environments),
+    )
 
+
+def _environments(raw: Any) -> tuple[str, ...]:
     environments: list[str] = []
-    raw_envs = top.get("environments")
-    for i, env in enumerate(_list(raw_envs if raw_envs is not None else [], "environments")):
+    for i, env in enumerate(_list(raw if raw is not None else [], "environments")):
         if not is_dns_label(env):
             raise _fail(f"environments[{i}]", f"{documents.clip_repr(env)} must be a DNS-1123 label (lower-case a-z, 0-9, '-')")
         if env in environments:
             raise _fail(f"environments[{i}]", f"duplicate environment {documents.clip_repr(env)}")
         environments.append(env)
+    return tuple(environments)
 
+
+def _clusters(raw: Any, environments: tuple[str, ...]) -> tuple[Cluster, ...]:
     clusters: list[Cluster] = []
     index: dict[str, int] = {}
-    raw_clusters = top.get("clusters")
-    for i, raw in enumerate(_list(raw_clusters if raw_clusters is not None else [], "clusters")):
+    for i, item in enumerate(_list(raw if raw is not None else [], "clusters")):
         cf = f"clusters[{i}]"
-        entry = _mapping(raw, cf, ("name", "labels", "environment", "paths"), ("name",))
+        entry = _mapping(item, cf, ("name", "labels", "environment", "paths"), ("name",))
         name = entry["name"]
         if not is_dns_label(name):
             raise _fail(
@@ -328,27 +338,23 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
                 f"{cf}.environment", f"{documents.clip_repr(env)} is not one of environments ({', '.join(environments)})"
             )
         raw_cpaths = entry.get("paths")
-        cpaths = []
+        cpaths: list[str] = []
         for j, raw_path in enumerate(_list(raw_cpaths if raw_cpaths is not None else [], f"{cf}.paths")):
             cpath = _check_path(raw_path, f"{cf}.paths[{j}]")
             if cpath in cpaths:
                 raise _fail(f"{cf}.paths[{j}]", f"duplicate path {documents.clip_repr(cpath)}")
             cpaths.append(cpath)
-        clusters.append(
-            Cluster(
-                name=name,
-                labels=_labels(entry.get("labels"), f"{cf}.labels"),
-                environment=env,
-                paths=tuple(cpaths),
-            )
-        )
+        labels = _labels(entry.get("labels"), f"{cf}.labels")
+        clusters.append(Cluster(name=name, labels=labels, environment=env, paths=tuple(cpaths)))
+    return tuple(clusters)
 
+
+def _path_rules(raw: Any, environments: tuple[str, ...]) -> tuple[PathRule, ...]:
     rules: list[PathRule] = []
     seen_paths: dict[str, int] = {}
-    raw_paths = top.get("paths")
-    for i, raw in enumerate(_list(raw_paths if raw_paths is not None else [], "paths")):
+    for i, item in enumerate(_list(raw if raw is not None else [], "paths")):
         pf = f"paths[{i}]"
-        entry = _mapping(raw, pf, ("path", "selector", "environments"), ("path",))
+        entry = _mapping(item, pf, ("path", "selector", "environments"), ("path",))
         path = _check_path(entry["path"], f"{pf}.path")
         if path in seen_paths:
             raise _fail(f"{pf}.path", f"duplicate path {documents.clip_repr(path)} (also paths[{seen_paths[path]}])")
@@ -368,10 +374,4 @@ def parse_fleet(data: str | bytes | None) -> Fleet:
             raise _fail(pf, "needs a selector, environments, or both (use selector: {} for every cluster)")
         selector = _selector(entry["selector"], f"{pf}.selector") if "selector" in entry else None
         rules.append(PathRule(path=path, selector=selector, environments=envs))
-
-    from skerry.hub.promotion.policy import parse_promotion
-
-    promotion = parse_promotion(top.get("promotion"), tuple(environments))
-    return Fleet(
-        environments=tuple(environments), clusters=tuple(clusters), paths=tuple(rules), promotion=promotion
-    )
+    return tuple(rules)

@@ -8,6 +8,8 @@ to a few lines. Both servers are off unless configured
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from skerry.core.clock import Clock
@@ -15,6 +17,8 @@ from skerry.core.errors import SkerryError
 from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
 from skerry.core.rpc import peer_name
 from skerry.core.tls import ROLE_AGENT
+from skerry.hub.dashboard.model import ReleaseHistory, build_snapshot, cluster_detail
+from skerry.hub.dashboard.server import DashboardServer, read_token
 from skerry.hub.metrics import WATCH_METHOD, HubMetrics, HubStateCollector, InstrumentedEngine
 
 log = structlog.get_logger("skerry.hub.ops")
@@ -31,13 +35,13 @@ class HubOps:
         self.dashboard = None
         self._syncer = None
         self._promotions = None
+        # A replica that does not sync (standby, --role serve) is ready once it caught up with the state.
+        self.caught_up: Callable[[], bool] | None = None
 
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
 
     def attach(self, store, statuses, syncer, state=None) -> None:
-        from skerry.hub.dashboard.model import ReleaseHistory
-
         self._syncer = syncer
         self._parts = (store, statuses, syncer)
         self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
@@ -61,8 +65,6 @@ class HubOps:
         self._promotions = PromoterHistory(promoter)
 
     def snapshot(self) -> dict:
-        from skerry.hub.dashboard.model import build_snapshot
-
         store, statuses, syncer = self._parts
         return build_snapshot(syncer, store, statuses, self._history, self.clock.now(), connected=self._connected(),
                               promotions=self._promotions)
@@ -72,13 +74,13 @@ class HubOps:
         return {p[len(prefix):] for p in self.interceptor.holders(WATCH_METHOD) if p.startswith(prefix)}
 
     def cluster_detail(self, name: str) -> dict | None:
-        from skerry.hub.dashboard.model import cluster_detail
-
         store, statuses, syncer = self._parts
         return cluster_detail(name, syncer, store, statuses, self._history, self.clock.now(),
                               connected=self._connected())
 
     def _readiness(self) -> tuple[bool, str]:
+        if self.caught_up is not None and self.caught_up() and (self._syncer is None or self._syncer.fleet is None):
+            return True, "caught up with the writer's releases in the hub state"
         if self._syncer is None or self._syncer.fleet is None:
             return False, f"fleet not loaded: {getattr(self._syncer, 'fleet_error', None) or 'no sync yet'}"
         return True, "fleet loaded"
@@ -91,8 +93,6 @@ class HubOps:
             self.ops_server = OpsServer(cfg.metrics_listen, self.registry, readiness=self._readiness)
             ports["metrics_port"] = self.ops_server.start()
         if cfg.dashboard_listen:
-            from skerry.hub.dashboard.server import DashboardServer, read_token
-
             self.dashboard = DashboardServer(
                 cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),
                 detail=self.cluster_detail,

@@ -10,6 +10,7 @@ the fleet, ``Unavailable`` before the fleet was first loaded);
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 from collections.abc import Callable
 from typing import Protocol
@@ -30,6 +31,7 @@ from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
+from skerry.hub.sync import SyncResult
 
 log = structlog.get_logger("skerry.hub.servicer")
 
@@ -43,8 +45,17 @@ class FleetView(Protocol):
     revision: str
     fleet_error: str | None
 
+    async def sync_once(self, *, force: bool = False) -> SyncResult: ...
+
 
 # --- proto <-> domain ---------------------------------------------------------------------
+
+
+def sync_result_to_proto(result: SyncResult) -> hub_pb2.SyncResponse:
+    return hub_pb2.SyncResponse(
+        commit=result.commit, rendered=result.rendered, published=list(result.published), errors=dict(result.errors),
+        fleet_error=result.fleet_error or "", source_error=result.source_error or "",
+    )
 
 
 def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
@@ -234,6 +245,39 @@ def status_to_proto(status: ClusterStatus) -> hub_pb2.ClusterStatus:
     )
 
 
+# A GetFleetStatus page: cluster views up to this many serialised bytes, the message cap less room for
+# the response's other fields and gRPC's framing. A page ends before the view that would cross it.
+FLEET_PAGE_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+
+
+def _framed(size: int) -> int:
+    """Bytes an element of a repeated message field (number < 16) takes: tag, varint length, body."""
+    return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
+def fit_view(view: hub_pb2.ClusterView, budget: int) -> hub_pb2.ClusterView:
+    """``view`` within ``budget`` bytes: reported objects beyond what fits are dropped and counted
+    (``reported_objects_omitted``); if even the rest of the report does not fit, it is all left out.
+
+    A report is itself at most one message, so only a view of a cluster that reported close to the cap
+    (tens of thousands of objects, long messages) is ever cut; its conditions and counters stay.
+    """
+    excess = view.ByteSize() - budget
+    if excess <= 0:
+        return view
+    excess += 6  # room for reported_objects_omitted
+    objects = view.reported.objects
+    total = keep = len(objects)
+    while keep and excess > 0:
+        keep -= 1
+        excess -= _framed(objects[keep].ByteSize())
+    view.reported_objects_omitted = total - keep
+    del objects[keep:]
+    if view.ByteSize() > budget:  # the conditions alone do not fit: nothing of the report is shown
+        view.ClearField("reported")
+    return view
+
+
 # --- the service --------------------------------------------------------------------------
 
 
@@ -268,11 +312,12 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     # --- checks ---
 
     def _require_known(self, cluster: str) -> None:
+        if cluster in self._store:  # released: by this process, or by the writer (a replica's copy of the state)
+            return
         if self._fleet.fleet is None:
             detail = f": {self._fleet.fleet_error}" if self._fleet.fleet_error else ""
             raise Unavailable(f"the hub has not loaded {FLEET_FILE} yet{detail}")
-        if cluster not in self._store:
-            raise NotFound(f"cluster {cluster!r} is not in the fleet ({FLEET_FILE})")
+        raise NotFound(f"cluster {cluster!r} is not in the fleet ({FLEET_FILE})")
 
     # --- RPCs ---
 
@@ -320,6 +365,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             log.info("stale status report ignored", cluster=cluster)
         return hub_pb2.ReportStatusResponse()
 
+    async def Sync(self, request: hub_pb2.SyncRequest, context) -> hub_pb2.SyncResponse:
+        """Fetch Git now (one fetch at a time: the sync loop's lock), then say what came of it."""
+        return sync_result_to_proto(await self._fleet.sync_once())
+
     async def GetFleetStatus(
         self, request: hub_pb2.GetFleetStatusRequest, context
     ) -> hub_pb2.GetFleetStatusResponse:
@@ -331,11 +380,24 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             return hub_pb2.GetFleetStatusResponse(revision=self._fleet.revision)
         if wanted:
             self._require_known(wanted)
-            clusters = [fleet.cluster(wanted)]
+            names = [wanted]
         else:
-            clusters = list(fleet.clusters)
-        views = [self._view(fleet, c.name) for c in clusters if c.name in self._store]
-        return hub_pb2.GetFleetStatusResponse(revision=self._fleet.revision, clusters=views)
+            names = sorted(c.name for c in fleet.clusters if c.name in self._store)
+        if request.page_token:  # the last cluster of the previous page: robust to clusters added or removed
+            names = names[bisect.bisect_right(names, request.page_token):]
+        views: list[hub_pb2.ClusterView] = []
+        used = 0
+        for name in names[: request.page_size or len(names)]:
+            view = fit_view(self._view(fleet, name), FLEET_PAGE_BYTES)
+            size = _framed(view.ByteSize())
+            if views and used + size > FLEET_PAGE_BYTES:
+                break
+            views.append(view)
+            used += size
+        more = len(views) < len(names)
+        return hub_pb2.GetFleetStatusResponse(
+            revision=self._fleet.revision, clusters=views, next_page_token=views[-1].cluster if more else ""
+        )
 
     def _view(self, fleet: Fleet, name: str) -> hub_pb2.ClusterView:
         cluster = fleet.cluster(name)

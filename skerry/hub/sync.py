@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pathlib
+import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -40,9 +42,11 @@ from skerry.core.files import as_refusal
 from skerry.hub.bundles.builder import build_bundle, content_digest, encode_bundle
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.fleet import FLEET_FILE, Fleet, parse_fleet
+from skerry.hub.render.detect import detect_engine
 from skerry.hub.render.engine import Engine
 from skerry.hub.render.incremental import IncrementalRenderer, Progress, RenderStats
-from skerry.hub.source.git import MAX_FILE_BYTES, GitSource
+from skerry.hub.source.git import GitSource
+from skerry.hub.source.objects import MAX_FILE_BYTES
 from skerry.hub.status import StatusBoard
 
 log = structlog.get_logger("skerry.hub.sync")
@@ -117,16 +121,13 @@ def build_revision(
         except ConfigError as e:
             errors[name] = str(e)
     needed = list(dict.fromkeys(p for paths in plan.values() for p in paths))
-
     outcome = renderer.render(source, commit, needed, progress=progress)
-    rendered, failures = outcome.rendered, outcome.failures
 
-    bundles: dict[str, BuiltBundle] = {}
     inputs: dict[str, tuple] = {}
     unchanged: list[str] = []
     to_build: dict[tuple, list[str]] = {}  # inputs -> clusters to build from them
     for name, paths in plan.items():
-        failed = [failures[p] for p in paths if p in failures]
+        failed = [outcome.failures[p] for p in paths if p in outcome.failures]
         if failed:
             errors[name] = "; ".join(failed)
             continue
@@ -134,13 +135,13 @@ def build_revision(
         inputs[name] = key
         if previous is not None and previous.get(name) == key:
             unchanged.append(name)
-            continue
-        to_build.setdefault(key, []).append(name)
+        else:
+            to_build.setdefault(key, []).append(name)
 
     def build(name: str, paths: tuple[str, ...]) -> BuiltBundle:
         bundle = build_bundle(
             name,
-            {p: rendered[p] for p in paths},
+            {p: outcome.rendered[p] for p in paths},
             source_url=source.url,
             revision=commit,
             engine=engine.name,
@@ -148,6 +149,23 @@ def build_revision(
         )
         return BuiltBundle(bundle, encode_bundle(bundle), content_digest(bundle))
 
+    bundles = _build_groups(to_build, plan, build, share=share, errors=errors, inputs=inputs)
+    return BuildOutcome(
+        commit, fleet, None, bundles, errors, inputs=inputs, unchanged=tuple(unchanged), stats=outcome.stats
+    )
+
+
+def _build_groups(
+    to_build: Mapping[tuple, list[str]],
+    plan: Mapping[str, tuple[str, ...]],
+    build: Callable[[str, tuple[str, ...]], BuiltBundle],
+    *,
+    share: bool,
+    errors: dict[str, str],
+    inputs: dict[str, tuple],
+) -> dict[str, BuiltBundle]:
+    """One bundle per cluster (or one shared bundle per group of equal inputs); a failure names its cluster."""
+    bundles: dict[str, BuiltBundle] = {}
     for group in to_build.values():
         paths = plan[group[0]]
         if share and len(group) >= SHARE_MIN_CLUSTERS:
@@ -164,9 +182,26 @@ def build_revision(
             except RenderError as e:
                 errors[name] = str(e)
                 inputs.pop(name, None)
-    return BuildOutcome(
-        commit, fleet, None, bundles, errors, inputs=inputs, unchanged=tuple(unchanged), stats=outcome.stats
-    )
+    return bundles
+
+
+def render_bundle(repo: str, cluster: str, branch: str, revision: str | None, engine_choice: str = "auto", *,
+                  progress: Progress | None = None) -> bytes:
+    """One cluster's bundle bytes at ``revision`` (default: the branch head), exactly as the hub signs them.
+
+    For ``skerry render --repo`` and CI's ``skerry keys sign``: a throwaway clone, the same
+    ``build_revision`` as the hub's sync. Raises ``RenderError`` for a fleet or render failure.
+    """
+    engine = detect_engine(engine_choice)
+    with tempfile.TemporaryDirectory(prefix="skerry-render-") as cache:
+        source = GitSource(repo, branch=branch, cache_dir=pathlib.Path(cache))
+        commit = source.fetch_revision(revision) if revision else source.fetch()
+        outcome = build_revision(source, commit, engine, clusters=[cluster], progress=progress)
+    if outcome.fleet is None:
+        raise RenderError(str(outcome.fleet_error))
+    if cluster in outcome.errors:
+        raise RenderError(outcome.errors[cluster])
+    return outcome.bundles[cluster].data
 
 
 def _fleet_at(source: GitSource, commit: str, renderer: IncrementalRenderer) -> Fleet:

@@ -5,7 +5,7 @@ approvals). ``Writer`` holds the lease (``skerry.hub.state``: a row with an
 epoch, renewed on the database's clock) and opens every writer transaction
 through ``write()``, which the state fences: a process whose lease was taken
 over or ran out may go on computing, but none of its transactions commits.
-On ``Fenced`` the writer steps down (drops its lease) and ``keep`` tries to
+On ``Fenced`` the writer steps down (drops its lease) and ``Duties`` waits to
 take it again; until then every write raises ``Fenced``.
 
 ``holder`` names the process (``--hub-id``, default the host name). The same
@@ -13,17 +13,24 @@ holder re-acquires at once with a new epoch, so a restarted hub does not wait
 for its own old lease to run out; its old incarnation, if still alive, is
 fenced out by the epoch.
 
+``Duties`` runs the writer's work (Git sync, render, sign, online TUF roles,
+promotion acts) only while this process holds the lease, and stops it when
+the lease is lost (``--role``: a ``serve`` process never takes the lease).
+
 ``Releases`` is the only allocator of release counters: a persisted, strictly
 increasing counter per cluster (``Tx.next_release``), so a release never goes
-down across restarts, writers or clock steps. ``InMemoryReleases`` is for
-tests and benchmarks that run a store without a database.
+down across restarts, writers or clock steps; a release's counter, records and
+TUF files commit in one fenced transaction (``Releases.open``).
+``InMemoryReleases`` is for tests and benchmarks that run a store without a
+database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Protocol
 
 import structlog
 
@@ -100,35 +107,115 @@ class Writer:
         assert self.lease is not None
         return self.lease
 
-    async def keep(self) -> None:
-        """Renew the lease for ever; after losing it (or the database), take it again when possible."""
-        while True:
+    async def hold(self) -> None:
+        """Renew the lease until it is lost; then return (stepped down). Database errors are retried:
+        once the lease expired on the database's clock, the next renewal is refused."""
+        while self.lease is not None:
             await asyncio.sleep(self.ttl * RENEW_FRACTION)
             try:
-                if self.lease is not None:
-                    await asyncio.to_thread(self.renew)
-                else:
-                    await asyncio.to_thread(self.try_acquire)
+                await asyncio.to_thread(self.renew)
             except Fenced:
-                pass  # logged by _step_down; try to take it again next round
+                return
             except StateUnavailable as e:
                 log.error("cannot renew the writer lease", reason=e.reason, error=str(e))
 
 
-class Releases:
-    """Release counters in the hub state (see the module docstring)."""
+class Duties:
+    """The writer's work (Git sync, render, sign, online TUF roles, promotion acts): run only under the lease.
 
-    def __init__(self, writer: Writer):
+    ``run`` waits for the lease, calls ``start()`` (which returns the tasks it started), renews the
+    lease until it is lost (taken over, expired, or refused after a pause), then cancels those tasks
+    and calls ``stop()``, and waits for the lease again. A process that lost the lease may still be
+    computing when it notices; whatever it then tries to commit fails ``Fenced``.
+    """
+
+    def __init__(self, writer: Writer, start: Callable[[], Awaitable[list[asyncio.Task]]],
+                 stop: Callable[[], Awaitable[None]], *, poll: float = 1.0):
+        self.writer = writer
+        self._start = start
+        self._stop = stop
+        self._poll = poll
+        self.terms = 0  # how many times this process became the writer
+
+    async def run(self) -> None:
+        while True:
+            if self.writer.lease is None:
+                await self.writer.acquire(poll=self._poll)
+            self.terms += 1
+            tasks: list[asyncio.Task] = []
+            try:
+                tasks = await self._start()
+                await self.writer.hold()
+            except Fenced:
+                pass  # lost while starting
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await self._stop()
+            log.warning("writer duties stopped; waiting for the lease", holder=self.writer.holder)
+
+
+class Releases:
+    """Release counters and current bundles in the hub state (see the module docstring).
+
+    ``open()`` is one fenced writer transaction: the store allocates counters and records the
+    released bundles in it, and ``journal`` (the trust repository's storage, if it keeps its files
+    in the state) writes the TUF files the release signed into the same transaction, so a release
+    is all there or not at all, and a writer paused past its lease commits none of it.
+    """
+
+    def __init__(self, writer: Writer, journal: Journal | None = None):
         self._writer = writer
+        self._journal = journal
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Tx]:
+        try:
+            with self._writer.write() as tx:
+                if self._journal is None:
+                    yield tx
+                else:
+                    with self._journal.within(tx):
+                        yield tx
+        except BaseException:
+            if self._journal is not None:
+                self._journal.abandoned()
+            raise
+        if self._journal is not None:
+            self._journal.committed()
 
     def next(self, cluster: str) -> int:
-        with self._writer.write() as tx:
+        with self.open() as tx:
             return tx.next_release(cluster)
 
-    def next_many(self, clusters: Iterable[str]) -> dict[str, int]:
-        """One counter each, in one transaction (a fleet-wide release is one commit, not thousands)."""
-        with self._writer.write() as tx:
-            return {c: tx.next_release(c) for c in clusters}
+
+class Journal(Protocol):
+    """What joins a release's transaction besides counters (``skerry.hub.state.trust_files``)."""
+
+    def within(self, tx: Tx) -> contextlib.AbstractContextManager[None]:
+        """Write everything buffered (and everything written while open) into ``tx``."""
+
+    def committed(self) -> None:
+        """``tx`` committed (export what it wrote)."""
+
+    def abandoned(self) -> None:
+        """``tx`` rolled back or was fenced: forget what it would have written."""
+
+
+class _MemoryTx:
+    def __init__(self, owner: InMemoryReleases):
+        self._owner = owner
+
+    def next_release(self, cluster: str) -> int:
+        last = self._owner._last
+        last[cluster] = last.get(cluster, self._owner._start) + 1
+        return last[cluster]
+
+    def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
+        pass  # nothing outlives the process
 
 
 class InMemoryReleases:
@@ -138,9 +225,9 @@ class InMemoryReleases:
         self._last: dict[str, int] = {}
         self._start = start
 
-    def next(self, cluster: str) -> int:
-        self._last[cluster] = self._last.get(cluster, self._start) + 1
-        return self._last[cluster]
+    @contextlib.contextmanager
+    def open(self) -> Iterator[_MemoryTx]:
+        yield _MemoryTx(self)
 
-    def next_many(self, clusters: Iterable[str]) -> dict[str, int]:
-        return {c: self.next(c) for c in clusters}
+    def next(self, cluster: str) -> int:
+        return _MemoryTx(self).next_release(cluster)

@@ -26,11 +26,21 @@ import structlog
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core import tls
 from skerry.core.errors import ConfigError, SkerryError
-from skerry.core.rpc import GrpcServer
-from skerry.sealer.authz import RULES, ClusterDomains, RateLimiter, UnsealGate, audit_refusals
+from skerry.core.metrics import GrpcMetricsInterceptor, OpsServer, new_registry
+from skerry.core.rpc import GrpcServer, peer_name
+from skerry.sealer.authz import (
+    RULES,
+    ClusterDomains,
+    UnsealGate,
+    audit_refusals,
+    decryption_limiter,
+    rpc_limiters,
+)
 from skerry.sealer.bundle_trust import BundleTrust, TufBundleTrust
+from skerry.sealer.certhttp import CertificateServer
 from skerry.sealer.config import SealerConfig
 from skerry.sealer.keys import KeyRegistry
+from skerry.sealer.metrics import InstrumentedGate, KeyAgeCollector, SealerMetrics
 from skerry.sealer.revocations import HubRevocations, follow
 from skerry.sealer.servicer import SealerServicer
 
@@ -58,7 +68,7 @@ class SealerApp:
         self.gate = UnsealGate(
             self.registry,
             domains=domains,
-            limiter=RateLimiter(config.rate_per_second, config.rate_burst),
+            limiter=decryption_limiter(config.rate_per_second, config.rate_burst),
             bundle_trust=bundle_trust,
         )
         self.revocations = HubRevocations(config.revocations_file)
@@ -101,13 +111,12 @@ class SealerApp:
             rules=RULES,
             revocations=self.revocations,
             on_refused=audit_refusals,
+            method_limiters=rpc_limiters(self.config.rate_per_second, self.config.rate_burst),
             grace_seconds=self.config.grace_seconds,
             interceptors=[ops.interceptor],
         )
         self.port = await self._server.start()
         if self.config.cert_listen:
-            from skerry.sealer.certhttp import CertificateServer
-
             host, _, cport = self.config.cert_listen.rpartition(":")
             try:
                 self._cert_server = CertificateServer(self.registry, host, int(cport))
@@ -204,10 +213,6 @@ class SealerOps:
     """The sealer's registry, gRPC metrics, unseal/key metrics and the optional ops HTTP server."""
 
     def __init__(self, config: SealerConfig, registry: KeyRegistry):
-        from skerry.core.metrics import GrpcMetricsInterceptor, new_registry
-        from skerry.core.rpc import peer_name
-        from skerry.sealer.metrics import KeyAgeCollector, SealerMetrics
-
         self.config = config
         self.registry = new_registry()
         self.metrics = SealerMetrics(self.registry)
@@ -216,13 +221,9 @@ class SealerOps:
         self.server = None
 
     def gate(self, gate):
-        from skerry.sealer.metrics import InstrumentedGate
-
         return InstrumentedGate(gate, self.metrics)
 
     def start(self) -> int | None:
-        from skerry.core.metrics import OpsServer
-
         if not self.config.metrics_listen:
             return None
         self.server = OpsServer(self.config.metrics_listen, self.registry)

@@ -16,8 +16,9 @@ are tested alone:
 * ``ClusterDomains``: which key domains (regions) each cluster may use. It is
   the sealer operator's static configuration, never the hub's or the
   agent's word, so a hub cannot grant a cluster another jurisdiction's keys.
-* ``RateLimiter``: a token bucket of RSA decryptions per identity
-  (GHSA-jpp5-6cf2-prqh: unbounded unseal is a CPU denial of service).
+* rate limits (GHSA-jpp5-6cf2-prqh: unbounded unseal is a CPU denial of service), both token
+  buckets per identity of ``skerry.core.rpc.RateLimiter``: calls per RPC (``RPC_RATES``, checked by
+  the interceptor before anything else) and RSA decryptions (``decryption_limiter``, in the gate).
 * Bundle scoping (``unseal_bundle`` with a ``trust.BundleTrust``): the
   namespace, name and scope of each SealedSecret come from the hub-signed
   bundle of the caller's own cluster. When the sealer trusts a hub key the
@@ -32,12 +33,12 @@ values, sealed or not, never are.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import pathlib
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import structlog
 
@@ -52,6 +53,7 @@ from skerry.core.errors import (
     SealError,
     SkerryError,
 )
+from skerry.core.rpc import MAX_MESSAGE_BYTES, RateLimiter
 from skerry.core.tls import ROLE_AGENT, Identity
 from skerry.sealer import crypto
 from skerry.sealer.bundle_trust import BundleSecret, BundleTrust
@@ -68,6 +70,16 @@ MAX_ITEMS_PER_SECRET = 1000
 # (hundreds of secrets), the sustained rate leaves most of a core (~750/s) for everyone else.
 DEFAULT_RATE_PER_SECOND = 50.0
 DEFAULT_RATE_BURST = 2000
+# An UnsealBundle response holds results up to this many bytes (``page_bound``, reckoned before any
+# decryption, so none is wasted): the message cap less room for framing. A bundle is at most 12 MiB of
+# sealed values, whose plaintext is smaller, so only errors and names can make a bundle need two pages.
+UNSEAL_PAGE_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+# A result's error message is cut to this (it names the secret and the item; never a value).
+MAX_RESULT_ERROR_CHARS = 1024
+# Protobuf framing of a map entry (tags and lengths), of a result, and a key id's length with its own.
+_ITEM_FRAMING = 16
+_RESULT_FRAMING = 64 + 32  # + the reason
+_KEY_ID_BYTES = 80
 # The cluster-domain map is a small operator file.
 MAX_DOMAIN_MAP_BYTES = 1024 * 1024
 WILDCARD = "*"
@@ -80,6 +92,36 @@ RULES: dict[str, Rule] = {
     _SERVICE + "UnsealBundle": Role(ROLE_AGENT),
     _SERVICE + "ReEncrypt": OPERATOR,
 }
+
+# Calls per identity and RPC, (per second, burst), checked by the server's interceptor before
+# authorisation, bundle verification or any decryption: a caller over its rate costs one bucket lookup.
+# ``None`` takes the decryption budget (``rate_per_second``/``rate_burst``): every legitimate call of
+# those RPCs spends at least one decryption, so their call limit never bites before the decryption
+# limit, while calls that fail before decrypting are bounded too.
+RPC_RATES: dict[str, tuple[float, float] | None] = {
+    # public and cheap; `skerry seal` fetches it once per run
+    _SERVICE + "GetCertificate": (10.0, 50),
+    # one call per SealedSecret from an agent whose sealer trusts no hub key
+    _SERVICE + "Unseal": None,
+    # a call (a page, see UNSEAL_PAGE_BYTES) per reconcile of a bundle with SealedSecrets; each one hashes
+    # and verifies up to 16 MiB before its first decryption, so a client may not loop on it
+    _SERVICE + "UnsealBundle": (1.0, 20),
+    # operators re-sealing a repository, one call per SealedSecret
+    _SERVICE + "ReEncrypt": None,
+}
+
+
+def rpc_limiters(decrypt_rate: float, decrypt_burst: float) -> dict[str, RateLimiter]:
+    """A limiter per RPC of ``RPC_RATES`` (the server's ``method_limiters``)."""
+    return {
+        method: RateLimiter(*(rates or (decrypt_rate, decrypt_burst)), unit="call(s)")
+        for method, rates in RPC_RATES.items()
+    }
+
+
+def decryption_limiter(rate: float = DEFAULT_RATE_PER_SECOND, burst: float = DEFAULT_RATE_BURST) -> RateLimiter:
+    """The unseal gate's budget of RSA decryptions per identity."""
+    return RateLimiter(rate, burst, unit="decryption(s)")
 
 
 def audit_refusals(method: str, caller: Caller, error: SkerryError) -> None:
@@ -170,40 +212,6 @@ class ClusterDomains:
         return cls.from_mapping(doc, str(path))
 
 
-class RateLimiter:
-    """Token bucket per key (an identity): ``rate`` tokens a second up to ``burst``. Thread-safe."""
-
-    def __init__(
-        self,
-        rate: float = DEFAULT_RATE_PER_SECOND,
-        burst: float = DEFAULT_RATE_BURST,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-    ):
-        if rate <= 0 or burst < 1:
-            raise ConfigError("unseal rate limits must be positive (rate > 0, burst >= 1)")
-        self.rate, self.burst = float(rate), float(burst)
-        self._monotonic = monotonic
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, cost: int = 1) -> None:
-        """Spend ``cost`` tokens or raise ``ResourceExhausted`` (spending nothing)."""
-        now = self._monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < cost:
-                self._buckets[key] = (tokens, now)
-                wait = (cost - tokens) / self.rate
-                raise ResourceExhausted(
-                    f"unseal rate limit for {key}: {cost} decryption(s) asked, {int(tokens)} left; "
-                    f"retry in {wait:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
-                    reason="RateLimited",
-                )
-            self._buckets[key] = (tokens - cost, now)
-
-
 @dataclasses.dataclass(frozen=True)
 class BundleUnsealResult:
     namespace: str
@@ -211,6 +219,27 @@ class BundleUnsealResult:
     data: Mapping[str, bytes] = dataclasses.field(repr=False)
     key_ids: tuple[str, ...] = ()
     error: SkerryError | None = None
+
+    @property
+    def page_token(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class UnsealPage(NamedTuple):
+    """One ``unseal_bundle`` answer: the verified release, results in page-token order, and the token to
+    continue after ("" on the last page)."""
+
+    release: int
+    results: list[BundleUnsealResult]
+    next_page_token: str = ""
+
+
+def page_bound(secret: BundleSecret) -> int:
+    """An upper bound, known before decrypting, of what ``secret``'s result adds to an UnsealBundle response:
+    plaintext is shorter than the base64 sealed value's 3/4, plus names, a key id per item and an error."""
+    items = sum(len(k) + len(v) * 3 // 4 + _ITEM_FRAMING for k, v in secret.encrypted_data.items())
+    return (len(secret.namespace) + len(secret.name) + items + len(secret.encrypted_data) * _KEY_ID_BYTES
+            + MAX_RESULT_ERROR_CHARS + _RESULT_FRAMING)
 
 
 def _validate(request: UnsealAttempt) -> str:
@@ -245,7 +274,7 @@ class UnsealGate:
     ):
         self._registry = registry
         self._domains = domains or ClusterDomains()
-        self._limiter = limiter or RateLimiter()
+        self._limiter = limiter or decryption_limiter()
         self._trust = bundle_trust
 
     @property
@@ -267,9 +296,11 @@ class UnsealGate:
         return data
 
     def unseal_bundle(
-        self, identity: Identity, metadata: bytes, bundle: bytes, *, domain: str = ""
-    ) -> tuple[int, list[BundleUnsealResult]]:
-        """Verify the bundle for the caller's own cluster, then unseal each of its SealedSecrets.
+        self, identity: Identity, metadata: bytes, bundle: bytes, *, domain: str = "", page_token: str = "",
+        page_bytes: int = UNSEAL_PAGE_BYTES,
+    ) -> UnsealPage:
+        """Verify the bundle for the caller's own cluster, then unseal its SealedSecrets, in order of
+        ``namespace/name``, after ``page_token`` and up to ``page_bytes`` (at least one per page).
 
         A bad bundle fails the whole call (``VerificationError``); a bad secret fails only itself.
         """
@@ -298,10 +329,18 @@ class UnsealGate:
             release=verified.release,
             secrets=len(verified.secrets),
         )
-        results = []
-        for secret in verified.secrets:
+        results: list[BundleUnsealResult] = []
+        used = 0
+        pending = sorted(verified.secrets, key=lambda s: f"{s.namespace}/{s.name}")
+        if page_token:
+            pending = pending[bisect.bisect_right([f"{s.namespace}/{s.name}" for s in pending], page_token):]
+        for secret in pending:
+            cost = page_bound(secret)
+            if results and used + cost > page_bytes:
+                return UnsealPage(verified.release, results, results[-1].page_token)
             results.append(self._bundle_secret(identity, secret, domain, verified.release))
-        return verified.release, results
+            used += cost
+        return UnsealPage(verified.release, results)
 
     def _bundle_secret(
         self, identity: Identity, secret: BundleSecret, domain: str, release: int

@@ -14,8 +14,10 @@ takes neither on faith: per cluster it keeps its own trusted metadata,
 bootstrapped from the hub repository's ``root.json`` that the sealer's
 operator configured (``--trust-root``), runs a stock ``ngclient.Updater``
 whose fetcher can serve only the files the agent sent, and applies the
-Uptane rule (``skerry.core.trust.director_says`` and ``release_agrees``: the director's
-target for the cluster (its hash bin) and the ``release-<env>`` target must agree). So:
+Uptane rule (``skerry.core.trust.director_says`` and ``release_agrees``): the director's
+bin and the ``release-<env>`` bin must list the same target, the path
+``releases/<env>/<cluster>/<sha256>.json`` of the bundle it was handed (``<env>`` named
+by the evidence's ``release-<env>`` file, ``<cluster>`` by the agent's certificate). So:
 
 * a compromised hub alone (the director's online key) cannot make the sealer
   unseal a SealedSecret that no release key signed;
@@ -46,7 +48,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from skerry.core import documents, sealedsecret, trust
 from skerry.core.bundle import decode_signed
-from skerry.core.canonical import sha256_digest
+from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.errors import ConfigError, InvalidInput, VerificationError
 from skerry.core.files import atomic_write
 
@@ -119,6 +121,15 @@ def _version(data: bytes) -> int | None:
     return v if isinstance(v, int) else None
 
 
+def _environment(files: Mapping[str, bytes]) -> str:
+    """The environment whose ``release-<env>`` role the evidence shows (exactly one)."""
+    envs = [name[len(trust.RELEASE_PREFIX):-len(".json")] for name in files if name.startswith(trust.RELEASE_PREFIX)]
+    if len(envs) != 1 or not trust.valid_name(envs[0]):
+        raise VerificationError(f"trust evidence must show one release-<env> role, not {len(envs)}",
+                                reason="MalformedMetadata")
+    return envs[0]
+
+
 class EvidenceFetcher(FetcherInterface):
     """Serves python-tuf only what the agent sent: a missing file is a 404 (root rotation stops)."""
 
@@ -182,10 +193,10 @@ class TufBundleTrust:
                 bootstrap=bootstrap,
             )
             updater.refresh()
-            directed = updater.get_targetinfo(trust.director_path(cluster))
-            env, image, release = trust.director_says(cluster, None, directed)
-            released = updater.get_targetinfo(image)
-            digest = trust.release_agrees(cluster, env, image, directed, released)
+            path = trust.release_path(_environment(files), cluster, sha256_hex(bundle))
+            directed, released, _roles = trust.lookup(updater, metadata_dir, path)
+            env, release = trust.director_says(cluster, None, path, directed)
+            digest = trust.release_agrees(cluster, env, path, directed, released)
             released.verify_length_and_hashes(bundle)
         except VerificationError:
             raise

@@ -40,6 +40,15 @@ the life of a key:
 
 def add_commands(subparsers) -> None:
     """Add ``seal`` and ``sealer`` (``serve``, ``keys``) to an argparse sub-parsers object."""
+    _add_seal(subparsers)
+    sealer = subparsers.add_parser("sealer", help="run the sealer service", description="The sealer service.")
+    sealer_sub = sealer.add_subparsers(dest="sealer_command", metavar="COMMAND", required=True)
+    sealer.set_defaults(func=lambda args: _print_help(sealer))
+    _add_serve(sealer_sub)
+    _add_keys(sealer_sub)
+
+
+def _add_seal(subparsers) -> None:
     seal = subparsers.add_parser(
         "seal",
         help="seal a Secret manifest into a SealedSecret",
@@ -87,6 +96,12 @@ def add_commands(subparsers) -> None:
     seal.add_argument(
         "--timeout", type=duration_type("--timeout"), default=10.0, metavar="DURATION", help="RPC timeout (default: 10s)"
     )
+    _add_seal_modes(seal)
+    seal.set_defaults(func=seal_command)
+
+
+def _add_seal_modes(seal) -> None:
+    """What ``skerry seal`` does besides sealing: one mode at a time, and the flags each mode takes."""
     mode = seal.add_mutually_exclusive_group()
     mode.add_argument("--fetch-cert", action="store_true", help="print the sealer's certificate (PEM) and exit")
     mode.add_argument("--raw", action="store_true", help="seal one value (--from-file or stdin); print it")
@@ -118,11 +133,9 @@ def add_commands(subparsers) -> None:
     seal.add_argument(
         "--kek-file", type=pathlib.Path, metavar="FILE", help="key-encryption key of encrypted keys/backups"
     )
-    seal.set_defaults(func=seal_command)
 
-    sealer = subparsers.add_parser("sealer", help="run the sealer service", description="The sealer service.")
-    sealer_sub = sealer.add_subparsers(dest="sealer_command", metavar="COMMAND", required=True)
-    sealer.set_defaults(func=lambda args: _print_help(sealer))
+
+def _add_serve(sealer_sub) -> None:
     serve = sealer_sub.add_parser(
         "serve",
         help="serve GetCertificate and Unseal over mutual TLS",
@@ -161,6 +174,8 @@ def add_commands(subparsers) -> None:
     serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
     serve.set_defaults(func=serve_command)
 
+
+def _add_keys(sealer_sub) -> None:
     keys = sealer_sub.add_parser(
         "keys",
         help="list, rotate, retire, back up and restore sealing keys",
@@ -257,6 +272,8 @@ def _tls_files(args: argparse.Namespace):
 
 def _certificates(args: argparse.Namespace) -> list:
     """The sealing certificate per requested domain (one, with no --domain)."""
+    from skerry.core.errors import InvalidInput
+    from skerry.core.files import read_bounded
     from skerry.sealer import seal
 
     domains = _split(args.domain)
@@ -278,9 +295,9 @@ def _certificates(args: argparse.Namespace) -> list:
             certs.append(seal.fetch_certificate_url(url, domain=d, ca_file=args.tls_ca, timeout=args.timeout))
     for path in files:
         try:
-            pem = pathlib.Path(path).read_bytes()
-        except OSError as e:
-            raise _InputError(f"cannot read certificate {path}: {e.strerror}") from None
+            pem = read_bounded(pathlib.Path(path), seal.MAX_CERT_BYTES, f"certificate {path}")
+        except InvalidInput as e:
+            raise _InputError(str(e)) from None
         certs.append(seal.load_certificate(pem, str(path)))
     if domains and files:
         # Certificate files name their domain (subject OU); keep the ones asked for, refuse gaps.

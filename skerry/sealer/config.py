@@ -45,7 +45,8 @@ from collections.abc import Mapping
 
 from skerry.core import config
 from skerry.core.errors import ConfigError
-from skerry.core.tls import TlsFiles
+from skerry.core.tlsfiles import TlsFiles
+from skerry.sealer.keys import load_kek
 
 ENV_PREFIX = "SKERRY_SEALER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -86,8 +87,6 @@ class SealerConfig:
         return self.trust_state_dir if self.trust_state_dir is not None else self.keys_dir.parent / "tuf-state"
 
     def key_encryption_key(self) -> bytes | None:
-        from skerry.sealer.keys import load_kek
-
         if self.kek_file is not None:
             return load_kek(path=self.kek_file)
         if self.kek:

@@ -66,14 +66,14 @@ class InstrumentedGate:
         """The bundle-scoped path: a refused bundle counts once, then each secret by its own outcome."""
         started = time.monotonic()
         try:
-            release, results = self._gate.unseal_bundle(identity, metadata, bundle, **kw)
+            page = self._gate.unseal_bundle(identity, metadata, bundle, **kw)
         except SkerryError as e:
             self._metrics.unseals.labels("denied" if isinstance(e, PermissionDenied) else "failed").inc()
             self._metrics.refusals.labels(e.reason).inc()
             raise
         finally:
             self._metrics.seconds.observe(time.monotonic() - started)
-        for result in results:
+        for result in page.results:
             if result.error is None:
                 self._metrics.unseals.labels("allowed").inc()
                 self._metrics.items.inc(len(result.data))
@@ -81,7 +81,7 @@ class InstrumentedGate:
                 denied = isinstance(result.error, PermissionDenied)
                 self._metrics.unseals.labels("denied" if denied else "failed").inc()
                 self._metrics.refusals.labels(result.error.reason).inc()
-        return release, results
+        return page
 
     def __getattr__(self, name):  # re_encrypt and the rest pass through uncounted
         return getattr(self._gate, name)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 
 from skerry.core import sealedsecret
 from skerry.core.errors import InvalidInput, NotFound, SealError
-from skerry.sealer import crypto
+from skerry.sealer import crypto, seal
 from skerry.sealer.keys import MAX_BACKUP_BYTES, KeyRegistry, normalize_domain
 
 __all__ = ["MAX_BACKUP_BYTES", "manifest_files", "sealed_secrets_needing"]
@@ -45,8 +45,6 @@ def sealed_secrets_needing(
     registry: KeyRegistry, domain: str, key_id: str, paths: Iterable[pathlib.Path]
 ) -> list[str]:
     """``"<file>: <namespace>/<name>"`` for each SealedSecret that opens with ``key_id``."""
-    from skerry.sealer import seal
-
     domain = normalize_domain(domain)
     key = next((k for k in registry.stored_keys(domain) if k.key_id == key_id), None)
     if key is None:

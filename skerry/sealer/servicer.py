@@ -13,7 +13,8 @@ import asyncio
 
 from skerry.api.v1 import sealer_pb2, sealer_pb2_grpc
 from skerry.core.authz import identity
-from skerry.sealer.authz import UnsealAttempt, UnsealGate
+from skerry.core.documents import clip
+from skerry.sealer.authz import MAX_RESULT_ERROR_CHARS, UnsealAttempt, UnsealGate
 from skerry.sealer.keys import KeyRegistry
 
 
@@ -48,18 +49,19 @@ class SealerServicer(sealer_pb2_grpc.SealerServiceServicer):
     async def UnsealBundle(
         self, request: sealer_pb2.UnsealBundleRequest, context
     ) -> sealer_pb2.UnsealBundleResponse:
-        release, results = await asyncio.to_thread(
-            self._gate.unseal_bundle, identity(), request.metadata, request.bundle, domain=request.domain
+        page = await asyncio.to_thread(
+            self._gate.unseal_bundle, identity(), request.metadata, request.bundle, domain=request.domain,
+            page_token=request.page_token,
         )
         out = []
-        for r in results:
+        for r in page.results:
             msg = sealer_pb2.UnsealedSecret(namespace=r.namespace, name=r.name, key_ids=list(r.key_ids))
             if r.error is not None:
-                msg.error, msg.reason = str(r.error), r.error.reason
+                msg.error, msg.reason = clip(str(r.error), MAX_RESULT_ERROR_CHARS), r.error.reason
             else:
                 msg.data.update(r.data)
             out.append(msg)
-        return sealer_pb2.UnsealBundleResponse(secrets=out, release=release)
+        return sealer_pb2.UnsealBundleResponse(secrets=out, release=page.release, next_page_token=page.next_page_token)
 
     async def ReEncrypt(self, request: sealer_pb2.ReEncryptRequest, context) -> sealer_pb2.ReEncryptResponse:
         items, key_id, domain = await asyncio.to_thread(self._gate.re_encrypt, identity(), _attempt(request))

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from google.protobuf import json_format
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-from skerry.core import tls
-from skerry.core.client import secure_channel
+from skerry.core import documents, tls
+from skerry.core.client import all_pages, secure_channel
 
 # The example fleet of a source checkout (the one input the harness takes from outside the package).
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
@@ -85,6 +85,18 @@ class Service:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def events(self, name: str) -> list[dict]:
+        """The JSON log lines whose ``event`` is ``name`` (services log JSON lines when not on a terminal)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("event") == name:
+                out.append(doc)
+        return out
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -265,8 +277,6 @@ class Stack:
         return sorted((self.trust_dir / "offline").glob(f"release-{env}-*.key"))
 
     def environment_of(self, cluster: str) -> str:
-        from skerry.core import documents
-
         try:
             fleet = documents.load_yaml((self.repo / "skerry.yaml").read_bytes())
         except OSError:  # no fleet here (e.g. an agent pointed at another stack's hub): guess from the name
@@ -276,8 +286,10 @@ class Stack:
                 return str((c.get("labels") or {}).get("env", "default"))
         return "default"
 
-    def start_hub(self, *, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Service:
-        """The hub; ``extra`` flags and ``env`` variables are added to its command line and environment."""
+    def start_hub(self, *, repo: str | None = None, extra: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> Service:
+        """The hub, following ``repo`` (default: the bare remote, else the working repo); ``extra`` flags and
+        ``env`` variables are added to its command line and environment."""
         files = self.identity("hub", tls.ROLE_HUB, server=True)
         self.init_trust()
         keys = [f"{env.split(':')[0]}={k}" for env in self.auto_release for k in self.release_keys(env)]
@@ -288,8 +300,9 @@ class Stack:
         listen = self.hub_address or "127.0.0.1:0"
         self.hub = Service(
             "hub",
-            ["hub", "serve", "--repo", str(self.remote or self.repo), "--interval", str(self.interval), "--listen", listen,
-             "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files), *extra],
+            ["hub", "serve", "--repo", repo or str(self.remote or self.repo), "--interval", str(self.interval),
+             "--listen", listen, "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files),
+             *extra],
             self.workdir,
             env,
         ).start()
@@ -297,11 +310,13 @@ class Stack:
         self.hub_address = f"127.0.0.1:{ready['port']}"
         return self.hub
 
-    def start_agent(self, cluster: str, *, hub: str | None = None, trust_root: pathlib.Path | None = None,
-                    environment: str | None = None, extra: tuple[str, ...] = (),
+    def start_agent(self, cluster: str, *, hub: str | None = None, sealer: str | None = None,
+                    trust_root: pathlib.Path | None = None, environment: str | None = None,
+                    kubeconfig: pathlib.Path | None = None, extra: tuple[str, ...] = (),
                     allow_prune_protected: bool = True) -> Service:
         """An agent of ``cluster``; it trusts this stack's root unless given another (an attacker's world).
 
+        ``hub``, ``sealer`` and ``kubeconfig`` point it elsewhere than this stack's own (e.g. through a proxy).
         ``allow_prune_protected=False`` runs it as shipped: Namespaces, CRDs and PVCs are never pruned
         without their ``skerry.io/prune: allow`` annotation."""
         files = self.identity(cluster, tls.ROLE_AGENT)
@@ -316,8 +331,8 @@ class Stack:
             old.stop()
         agent = Service(
             f"agent-{cluster}",
-            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", self.sealer_address,
-             *trust_args, "--kubeconfig", str(self.kubeconfig),
+            ["agent", "run", "--cluster", cluster, "--hub", hub or self.hub_address, "--sealer", sealer or self.sealer_address,
+             *trust_args, "--kubeconfig", str(kubeconfig or self.kubeconfig),
              "--state-dir", str(self.workdir / "agents" / cluster),
              # several demo clusters share one API server: each agent keeps its inventory apart
              "--namespace", f"skerry-{cluster}", *self.tls_args(files)],
@@ -361,5 +376,6 @@ class Stack:
 def fleet_status(address: str, files: tls.TlsFiles, timeout: float = 5.0) -> list[dict]:
     """The hub's view of every cluster (GetFleetStatus), as plain dicts."""
     with secure_channel(address, files) as channel:
-        resp = hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=timeout)
+        resp = all_pages(hub_pb2_grpc.HubServiceStub(channel).GetFleetStatus, hub_pb2.GetFleetStatusRequest(),
+                         "clusters", timeout=timeout)
     return [json_format.MessageToDict(c, preserving_proto_field_name=True) for c in resp.clusters]

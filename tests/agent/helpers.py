@@ -10,7 +10,8 @@ import subprocess
 
 from tuf.api import exceptions as tuf_errors
 
-from skerry.agent.trust import InMemoryFetcher, TufVerifier
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import InMemoryFetcher
 from skerry.api.v1 import bundle_pb2
 from skerry.core.bundle import Bundle, VerifiedBundle
 from skerry.core.canonical import sha256_digest

@@ -265,6 +265,29 @@ async def test_the_reporter_writes_the_ready_file_and_delivers_the_newest_status
             await task
 
 
+async def test_a_burst_of_statuses_while_the_hub_refuses_is_not_a_burst_of_reports(tmp_path):
+    hub = FlakyHub(failures=1000)
+    attempts = []
+    original = hub.report
+
+    async def counted(status):
+        attempts.append(status)
+        await original(status)
+
+    hub.report = counted
+    reporter = Reporter(hub, FixedClock(NOW), status=lambda: READY)
+    task = asyncio.create_task(reporter.run())
+    try:
+        for _ in range(10):  # e.g. one publish per failing watch
+            await reporter.publish()
+            await asyncio.sleep(0.01)
+        assert len(attempts) == 1  # the next one waits for the first retry step (0.5 s), then sends the newest
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 # --- drift control with injected time (the other side of each call is a stand-in, named so) -----
 
 

@@ -13,7 +13,7 @@ from skerry.agent.config import AgentConfig
 from skerry.api.v1 import bundle_pb2, hub_pb2
 from skerry.core import trust
 from skerry.core.bundle import Bundle
-from skerry.core.canonical import sha256_digest
+from skerry.core.canonical import sha256_digest, sha256_hex
 from tests.e2e.trust_world import evil_key
 
 from .fakes import FakeHub, FakeUnsealer, sealed_secret
@@ -123,7 +123,7 @@ def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
             evil = Bundle(CLUSTER, "e" * 40, "https://git.example/fleet.git", ("clusters/oslo",), "raw", "",
                           (configmap("evil", namespace),)).encode()
             world.evil_direct(files, CLUSTER, evil, release=2)
-            role = trust.cluster_role(CLUSTER)
+            role = trust.director_bin(trust.release_path(ENVIRONMENT, CLUSTER, sha256_hex(evil)))
             md = world.latest(files, role)
             world.put(files, role, md, evil_key())
             world.recommit(files)

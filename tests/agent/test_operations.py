@@ -109,9 +109,10 @@ def test_reconcile_now_repairs_what_detect_only_left(pki, make_app, bundles, kub
             kubectl(kubeconfig, "delete", "configmap", "a", "-n", namespace)
             await poll(lambda: app.status_result().condition("Drifted").status == "True")
             before = app.reconciles
-            assert await asyncio.to_thread(_main, "reconcile", *common) == 0
-            await poll(lambda: app.reconciles > before)
-            await poll(lambda: kube.get("v1", "ConfigMap", "a", namespace) is not None)
+            # --wait returns once the agent handled this request (its BundleStatus says so), Ready
+            assert await asyncio.to_thread(_main, "reconcile", *common, "--wait", "--timeout", "60s") == 0
+            assert app.reconciles > before
+            assert kube.get("v1", "ConfigMap", "a", namespace) is not None
         finally:
             await app.stop()
             await hub.stop()

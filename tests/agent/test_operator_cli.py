@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from skerry.agent.cli import STATUS_COLUMNS, STATUS_WIDE, status_rows
 from skerry.agent.config import AgentConfig
 from skerry.agent.kube import conflicting_managers
 from skerry.api.v1 import common_pb2, hub_pb2
+from skerry.cli.fleet import STATUS_COLUMNS, STATUS_WIDE, status_rows
 from skerry.cli.output import table
 from skerry.core.errors import ConfigError
 

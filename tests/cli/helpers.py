@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -36,3 +38,17 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, f"exit {proc.returncode}, stderr:\n{err}"
     return lines[0]
+
+
+@contextlib.contextmanager
+def running_hub(workdir: pathlib.Path, *, interval: float):
+    """A hub process on the example fleet (``skerry.testing.devstack``), no agents, polling every ``interval``."""
+    from skerry.testing.devstack import Stack
+
+    stack = Stack(workdir, workdir / "no-kubeconfig", interval=interval)
+    try:
+        stack.seed_repo()
+        stack.start_hub()
+        yield stack
+    finally:
+        stack.stop()

@@ -41,7 +41,7 @@ def bash_complete(bin_dir: pathlib.Path, *words: str) -> list[str]:
 def test_bash_completes_commands_subcommands_flags_and_flag_values(bin_dir):
     assert bash_complete(bin_dir, "sta") == ["status"]
     assert {"hub", "agent", "sealer", "render", "promote", "completion"} <= set(bash_complete(bin_dir, ""))
-    assert bash_complete(bin_dir, "hub", "") == ["serve"]
+    assert bash_complete(bin_dir, "hub", "") == ["seed", "serve"]
     assert "--tls-ca" in bash_complete(bin_dir, "status", "--tls")
     assert bash_complete(bin_dir, "completion", "") == ["bash", "fish", "zsh"]
     assert bash_complete(bin_dir, "render", "--engine", "in") == ["inprocess"]

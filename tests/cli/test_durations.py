@@ -6,7 +6,7 @@ import pytest
 
 from skerry.core.duration import format_duration, parse_duration
 from skerry.core.errors import ConfigError
-from skerry.hub.promotion.policy import parse_promotion
+from skerry.hub.promotion_policy import parse_promotion
 
 from .helpers import error_line, skerry
 

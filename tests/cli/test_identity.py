@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from skerry.cli import contexts
 from skerry.core.tls import ROLE_OPERATOR, identity_from_pem
 
-from .helpers import error_line, skerry
+from .helpers import error_line, running_hub, skerry
 
 FLAGS = {"hub": None, "tls_ca": None, "tls_cert": None, "tls_key": None}
 
@@ -124,16 +124,8 @@ def test_context_list_use_and_delete(tmp_path):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from skerry.testing.devstack import Stack
-
-    work = tmp_path_factory.mktemp("operator-hub")
-    stack = Stack(work, work / "no-kubeconfig", interval=1.0)
-    try:
-        stack.seed_repo()
-        stack.start_hub()
+    with running_hub(tmp_path_factory.mktemp("operator-hub"), interval=1.0) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_operator_add_then_login_then_status_and_freight_with_no_tls_flag(hub, tmp_path):

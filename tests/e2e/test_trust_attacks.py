@@ -192,7 +192,7 @@ def test_a_cluster_pointer_signed_by_a_key_the_director_does_not_hold_is_refused
     w = scene.world
 
     def tamper(files):  # a mirror forging where the cluster points, without the director's key
-        role = trust.cluster_role(CLUSTER)
+        role = w.director_role(CLUSTER)
         md = w.latest(files, role)
         md.signed.version += 1
         w.put(files, role, md, evil_key())
@@ -227,7 +227,7 @@ def test_a_prod_release_under_threshold_is_refused_even_with_one_key_counted_twi
     files[f"metadata/{rel.signed.version}.release-prod.json"] = json.dumps(doc).encode()
     files[f"targets/{path}"] = evil
     w.recommit(files, {"release-prod": rel.signed.version})
-    w.evil_direct(files, "oslo-prod", evil, image=path, blob_env="prod")
+    w.evil_direct(files, "oslo-prod", evil, blob_env="prod")
     scene.serve(files)
     scene.refused("MalformedMetadata")  # python-tuf refuses duplicate signatures outright
     # and with the duplicate removed, one key is below the threshold of 2
@@ -243,7 +243,7 @@ def _release_bin_of(scene, value: str) -> str:
     return trust.release_bin("dev", trust.release_path("dev", CLUSTER, sha256_hex(bundle_bytes(CLUSTER, scene.ns, value))))
 
 
-@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", trust.cluster_role(CLUSTER), "release bin"])
+@pytest.mark.parametrize("role", ["timestamp", "snapshot", "director", "director bin", "release bin"])
 def test_rollback_of_each_metadata_role_is_refused(scene, role):
     w = scene.world
     # Two versions of everything exist; the attacker serves/lists the older one (with the hub's online keys).
@@ -263,7 +263,10 @@ def test_rollback_of_each_metadata_role_is_refused(scene, role):
             ts.signed.version += 1
             w.put(files, "timestamp", ts, w.key("timestamp"))
         else:  # (targets: test_rollback_of_the_targets_role_after_an_offline_change)
-            current = w.latest(files, role).signed.version
+            named = w.director_role(CLUSTER) if role == "director bin" else role
+            current = w.latest(files, named).signed.version
+            w.recommit(files, {named: current - 1})
+            return
             w.recommit(files, {role: current - 1})
 
     attack(scene, "Rollback", tamper)
@@ -275,7 +278,7 @@ def test_rollback_of_the_targets_role_after_an_offline_change(scene):
     scene.serve()
     scene.start()
     scene.applied(good)
-    admin.add_key(w.dir, "release-dev", evil_key().public_key, [w.key("targets")])  # targets v2
+    admin.add_key(w.dir, "release-dev", evil_key().public_key, [w.key("targets"), w.key("release-dev")])  # targets v2
     w.repo.reload()
     scene.serve()
     wait_for(lambda: "metadata/2.targets.json" in scene.mirror.fetched, 20, "targets v2 to be fetched")
@@ -325,7 +328,7 @@ def test_expired_metadata_freezes_the_agent_on_its_last_good_state_and_reports_i
 def test_metadata_that_does_not_match_the_snapshot_is_refused_as_mix_and_match(scene):
     def tamper(files):
         w = scene.world
-        role = trust.cluster_role(CLUSTER)
+        role = w.director_role(CLUSTER)
         cur = w.latest(files, role)
         # the snapshot names version N+1 but the mirror serves version N's content there (two states mixed)
         files[f"metadata/{cur.signed.version + 1}.{role}.json"] = files[f"metadata/{cur.signed.version}.{role}.json"]
@@ -356,15 +359,16 @@ def test_a_bundle_blob_longer_than_signed_is_cut_off(scene):
 
 
 def test_a_bundle_of_another_cluster_is_refused(scene):
+    """The hub can name another cluster's bundle for this one only under this cluster's path, which no
+    release key signed (a path of another cluster is never looked up)."""
     w = scene.world
     other = bundle_bytes("oslo-prod", scene.ns, "prod-only")
     w.repo.store_blob("dev", "oslo-prod", other)
 
     def tamper(files):
-        image = trust.release_path("dev", "oslo-prod", sha256_hex(other))
-        w.evil_direct(files, CLUSTER, other, image=image)
+        w.evil_direct(files, CLUSTER, other)
 
-    attack(scene, "WrongCluster", tamper)
+    attack(scene, "NotReleased", tamper)
 
 
 def test_the_director_alone_cannot_ship_an_unreleased_bundle(scene):
@@ -415,9 +419,12 @@ def test_a_root_rotation_with_a_broken_chain_is_refused(scene):
     attack(scene, "BadRootChain", tamper)
 
 
-def test_a_director_target_naming_a_path_outside_the_repository_is_refused(scene):
+def test_a_director_target_naming_a_path_outside_the_repository_is_never_fetched(scene):
+    """The agent looks up only paths it builds itself (``releases/<env>/<cluster>/<sha256>.json``): a
+    director naming anything else names no bundle for it."""
     def tamper(files):
         scene.world.evil_direct(files, CLUSTER, bundle_bytes(CLUSTER, scene.ns, "evil"),
-                                image="releases/dev/oslo-dev/../../../../etc/passwd")
+                                path="releases/dev/oslo-dev/../../../../etc/passwd")
 
-    attack(scene, "PathTraversal", tamper)
+    attack(scene, "NotDirected", tamper)
+    assert not [p for p in scene.mirror.fetched if ".." in p or "passwd" in p]

@@ -106,21 +106,31 @@ class TrustWorld:
         ts.signed.version = ts_version or ts.signed.version + 1
         self.put(files, "timestamp", ts, timestamp_signer or self.key("timestamp"))
 
-    def evil_direct(self, files: dict[str, bytes], cluster: str, data: bytes, *, image: str | None = None,
+    def director_role(self, cluster: str) -> str:
+        """The director bin listing ``cluster``'s current bundle."""
+        return trust.director_bin(self.repo.directed(cluster).path)
+
+    def evil_direct(self, files: dict[str, bytes], cluster: str, data: bytes, *, path: str | None = None,
                     release: int = 10_000, blob_env: str = "dev") -> None:
-        """What a compromised hub can do alone: point a cluster at bytes of its choosing."""
-        image = image or trust.release_path(blob_env, cluster, sha256_hex(data))
-        if trust.parse_release_path(image):
-            files[f"targets/{image}"] = data
-        role = trust.cluster_role(cluster)
-        md = self.latest(files, role)
-        pointer = TargetFile.from_data(trust.director_path(cluster), data, ["sha256"])
-        pointer.unrecognized_fields["custom"] = {"release": release, "image": image, "environment": blob_env,
-                                                 "revision": "e" * 40}
-        md.signed.targets = {pointer.path: pointer}
-        md.signed.version += 1
-        self.put(files, role, md, self.key("director"))
-        self.recommit(files, {role: md.signed.version})
+        """What a compromised hub can do alone: make the director name ``path`` (by default ``data``'s
+        release path for ``cluster``) instead of the cluster's current bundle."""
+        path = path or trust.release_path(blob_env, cluster, sha256_hex(data))
+        if trust.parse_release_path(path):
+            files[f"targets/{path}"] = data
+        changed: dict[str, Metadata] = {}
+        current = self.repo.directed(cluster)
+        if current is not None:
+            changed[trust.director_bin(current.path)] = md = self.latest(files, trust.director_bin(current.path))
+            md.signed.targets.pop(current.path, None)
+        role = trust.director_bin(path)
+        md = changed.setdefault(role, self.latest(files, role))
+        pointer = TargetFile.from_data(path, data, ["sha256"])
+        pointer.unrecognized_fields["custom"] = {"release": release, "revision": "e" * 40}
+        md.signed.targets[path] = pointer
+        for name, md in changed.items():
+            md.signed.version += 1
+            self.put(files, name, md, self.key("director"))
+        self.recommit(files, {name: md.signed.version for name, md in changed.items()})
 
 
 def evil_key() -> CryptoSigner:

@@ -19,10 +19,14 @@ def fleet_repo(tmp_path) -> GitRepo:
 
 @pytest.fixture(scope="session")
 def engine():
-    """The engine the hub picks by default (in-process kustomize if installed, else the binary)."""
+    """The engine the hub picks by default (in-process kustomize in its worker process if installed, else
+    the binary)."""
     from skerry.hub.render.detect import detect_engine
 
-    return detect_engine()
+    engine = detect_engine()
+    yield engine
+    if hasattr(engine, "close"):
+        engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ async def test_start_writes_the_ready_file_and_stop_removes_it(fleet_repo, tmp_p
     port = await app.start()
     try:
         ready = json.loads(cfg.ready_file.read_text())
-        assert ready == {"port": port, "trust_root": str(dev_trust.root)}
+        assert ready == {"port": port, "trust_root": str(dev_trust.root), "role": "both"}
         assert port > 0
         assert sorted(app.store.clusters()) == ["bergen-dev", "oslo-dev", "oslo-prod"]
         assert all(app.store.current(c) is not None for c in app.store.clusters())

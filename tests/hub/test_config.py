@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import datetime
+import pathlib
+import re
+
 import pytest
 
+from skerry.core import config
 from skerry.core.errors import ConfigError
 from skerry.core.tls import TlsFiles
-from skerry.hub.config import HubConfig, parse_duration
+from skerry.hub.config import ENV_PREFIX, HubConfig, parse_duration
 
 
 def test_defaults_are_safe():
@@ -112,3 +119,63 @@ def test_unknown_override_is_an_error():
 )
 def test_durations(text, seconds):
     assert parse_duration(text, "x") == seconds
+
+
+# --- flags come from the fields -------------------------------------------------------------
+
+
+def _serve_parser():
+    parser = argparse.ArgumentParser(prog="serve")
+    config.add_flags(parser, HubConfig, ENV_PREFIX)
+    return parser
+
+
+def test_flags_are_made_from_the_fields_and_beat_the_environment(tmp_path):
+    args = _serve_parser().parse_args(
+        ["--repo", "/flag/repo", "--interval", "5m", "--tls-ca", "ca", "--tls-cert", "c", "--tls-key", "k",
+         "--agent-cert-lifetime", "2h", "--release-keys", "dev=/k/dev.key", "--depth", "3"]
+    )
+    env = {"SKERRY_HUB_REPO": "/env/repo", "SKERRY_HUB_BRANCH": "env-branch"}
+    cfg = HubConfig.from_env(env, **config.flag_values(args, HubConfig))
+    assert cfg.repo == "/flag/repo" and cfg.branch == "env-branch"
+    assert cfg.interval == 300.0 and cfg.depth == 3
+    assert cfg.agent_cert_lifetime == datetime.timedelta(hours=2)
+    assert cfg.release_keys == (("dev", pathlib.Path("/k/dev.key")),)
+    assert cfg.tls == TlsFiles(ca=pathlib.Path("ca"), cert=pathlib.Path("c"), key=pathlib.Path("k"))
+
+
+def test_every_setting_but_the_dsn_has_a_flag_named_after_it_whose_help_names_its_variable():
+    text = " ".join(_serve_parser().format_help().split())
+    for field in dataclasses.fields(HubConfig):
+        flag, variable = "--" + field.name.replace("_", "-"), f"[{ENV_PREFIX}{field.name.upper()}]"
+        if field.name in ("state_dsn", "tls"):  # a DSN holds a password; tls is joined from its three paths
+            assert not re.search(rf"{flag}(?![\w-])", text) and variable not in text
+        else:
+            assert re.search(rf"{flag}(?![\w-])", text) and variable in text, field.name
+
+
+def test_the_dsn_is_read_from_the_environment_only():
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r", "SKERRY_HUB_STATE": "postgresql",
+                              "SKERRY_HUB_STATE_DSN": "postgresql://u:pw-9f3@h/db"})
+    assert cfg.state_dsn == "postgresql://u:pw-9f3@h/db"
+    assert "pw-9f3" not in repr(cfg)
+
+
+def test_paths_expand_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r", "SKERRY_HUB_TRUST_DIR": "~/trust"}, state_dir="~/state")
+    assert cfg.trust_dir == tmp_path / "trust" and cfg.state_dir == tmp_path / "state"
+
+
+def test_a_whole_tls_value_fills_its_three_paths(tmp_path):
+    files = TlsFiles(ca=tmp_path / "ca", cert=tmp_path / "c", key=tmp_path / "k")
+    cfg = HubConfig.from_env({"SKERRY_HUB_REPO": "/r"}, tls=files)
+    assert cfg.tls == files and (cfg.tls_ca, cfg.tls_cert, cfg.tls_key) == (files.ca, files.cert, files.key)
+
+
+def test_the_role_defaults_to_both_comes_from_the_environment_and_is_checked():
+    assert HubConfig(repo="/srv/fleet").role == "both"
+    assert HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet", "SKERRY_HUB_ROLE": "serve"}).role == "serve"
+    assert HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet"}, role="writer").role == "writer"
+    with pytest.raises(ConfigError, match="role: 'leader' is not one of writer, serve, both"):
+        HubConfig(repo="/srv/fleet", role="leader")

@@ -8,7 +8,8 @@ import contextlib
 import grpc
 import pytest
 
-from skerry.agent.trust import GrpcFetcher, TufVerifier
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.api.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import ROLE_HUB, channel_credentials

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from skerry.core.errors import SourceError
-from skerry.hub.source.git import GitSource, redact_url
+from skerry.hub.source.auth import redact_url
+from skerry.hub.source.git import GitSource
 
 from .helpers import GitRepo
 
@@ -158,13 +159,13 @@ def test_option_like_input_is_refused(tmp_path):
     ],
 )
 def test_urls_and_absolute_paths_are_kept_as_given(url):
-    from skerry.hub.source.git import normalise_url
+    from skerry.hub.source.auth import normalise_url
 
     assert normalise_url(url) == url
 
 
 def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
-    from skerry.hub.source.git import normalise_url
+    from skerry.hub.source.auth import normalise_url
 
     monkeypatch.chdir(tmp_path)
     assert normalise_url("fleet") == str(tmp_path / "fleet")

@@ -18,7 +18,9 @@ import pytest
 
 from skerry.core.errors import ConfigError, SourceError
 from skerry.hub.config import HubConfig
-from skerry.hub.source.git import GitAuth, GitSource, commit_files, push_commit
+from skerry.hub.source.auth import GitAuth
+from skerry.hub.source.git import GitSource
+from skerry.hub.source.writes import commit_files, push_commit
 
 from .helpers import GitRepo
 

@@ -56,17 +56,18 @@ def test_first_release_takes_the_stores_counter_and_the_director_names_the_bundl
     assert signed.digest == sha256_digest(bundle().encode())
     pointer = director.directed("oslo-prod")
     assert "sha256:" + pointer.hashes["sha256"] == signed.digest
-    assert pointer.custom["release"] == signed.release and pointer.custom["environment"] == "prod"
-    env, image, release = trust.director_says("oslo-prod", "prod", pointer)
+    assert pointer.custom["release"] == signed.release
+    assert pointer.path == trust.release_path("prod", "oslo-prod", pointer.hashes["sha256"])
+    env, release = trust.director_says("oslo-prod", "prod", pointer.path, pointer)
     assert (env, release) == ("prod", signed.release)
-    assert signed.expires == director.horizon(director.cluster_role("oslo-prod"), "prod")
+    assert signed.expires == director.horizon(pointer.path)
 
 
 def test_a_release_directs_only_its_own_cluster(store, director):
     store.publish("oslo-prod", bundle())
     assert director.directed("oslo-dev") is None
     with pytest.raises(Exception, match="WrongCluster|oslo-dev|oslo-prod"):
-        trust.director_says("oslo-dev", "prod", director.directed("oslo-prod"))
+        trust.director_says("oslo-dev", "prod", director.directed("oslo-prod").path, director.directed("oslo-prod"))
 
 
 def test_a_bundle_the_release_side_has_not_signed_waits_and_keeps_the_current_one(dev_trust, clock):

@@ -59,8 +59,7 @@ def syncer(fleet_repo, tmp_path, counting, director) -> Syncer:
 
 def doc(director, signed) -> dict:
     """The bundle document the director names for ``signed``'s cluster, as the trust repository serves it."""
-    image = director.directed(signed.cluster).custom["image"]
-    return json.loads(director.fetch(f"targets/{image}"))
+    return json.loads(director.fetch(f"targets/{director.directed(signed.cluster).path}"))
 
 
 async def test_first_sync_publishes_every_cluster_rendering_each_path_once(syncer, fleet_repo, counting, director):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from skerry.core.errors import RenderError
-from skerry.hub.render.validate import SchemaValidator, check_objects
+from skerry.hub.render.schemas import SchemaValidator
+from skerry.hub.render.validate import check_objects
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

@@ -138,6 +138,31 @@ def test_the_stream_sends_a_snapshot_and_then_each_change(pki):
     run_with_server(pki, check)
 
 
+def test_a_closed_browser_stream_is_one_log_line_and_no_traceback(pki, caplog):
+    import logging
+    import time
+
+    from structlog.testing import capture_logs
+
+    def check(port, state):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=_client_ctx(pki, pki.operator("a")), timeout=10)
+        conn.request("GET", "/api/stream")
+        resp = conn.getresponse()
+        assert resp.readline().startswith(b"event: fleet")
+        conn.sock.close()  # the tab goes away mid-stream
+        conn.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(e["event"].startswith("dashboard stream closed") for e in logs):
+            state["n"] += 1  # a change the server tries to send to the closed stream
+            time.sleep(0.3)
+
+    with capture_logs() as logs, caplog.at_level(logging.DEBUG):
+        run_with_server(pki, check)
+    closed = [e for e in logs if e["event"].startswith("dashboard stream closed")]
+    assert len(closed) == 1 and closed[0]["peer"] == "127.0.0.1"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
+
+
 def test_token_file_must_hold_a_real_token(tmp_path):
     short = tmp_path / "short"
     short.write_text("abc\n")

@@ -10,11 +10,14 @@ from skerry.hub.dashboard.model import (
     HEALTHY,
     NO_BUNDLE,
     OUT_OF_SYNC,
+    PROGRESSING,
     ROOT_APP,
+    SUSPENDED,
     SYNCED,
     UNKNOWN,
     ReleaseHistory,
     app_of,
+    build_snapshot,
     cluster_view,
 )
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus
@@ -77,6 +80,62 @@ def test_apps_are_paths_without_their_environment():
     assert app_of("platform/ingress", envs) == "platform/ingress"
 
 
+def with_conditions(*conditions: Condition) -> ClusterStatus:
+    return ClusterStatus(cluster="oslo", applied_version=7, applied_digest="sha256:" + "a" * 64, revision="c" * 40,
+                         conditions=conditions, received_at=NOW)
+
+
+def test_health_is_what_runs_apart_from_ready():
+    ready, not_ready = Condition("Ready", "True", "Ready", ""), Condition("Ready", "False", "VerifyFailed", "bad sig")
+    progressing = Condition("Healthy", "Unknown", "Progressing", "apps/Deployment shop/web progressing")
+    v = view(signed(), with_conditions(Condition("Ready", "Unknown", "Progressing", ""), progressing))
+    assert (v["health"], v["health_reason"]) == (PROGRESSING, "Progressing") and "web" in v["health_message"]
+    # a refused new release leaves what runs healthy: health says so, the last error says why Ready is False
+    v = view(signed(), with_conditions(not_ready, Condition("Healthy", "True", "AllReady", "3 object(s) ready")))
+    assert v["health"] == HEALTHY and v["last_error"]["message"] == "VerifyFailed: bad sig"
+    v = view(signed(), with_conditions(ready, Condition("Healthy", "False", "Failed", "web failed")))
+    assert v["health"] == DEGRADED
+    v = view(signed(), with_conditions(ready, Condition("Healthy", "True", "AllReady", ""),
+                                       Condition("Suspended", "True", "Suspended", "by annotation")))
+    assert (v["health"], v["health_message"]) == (SUSPENDED, "by annotation")
+
+
+class _App:
+    def __init__(self, overlays):
+        self.overlays = overlays
+
+
+class _Fleet:
+    """A fleet as the snapshot reads it: clusters, their paths, the promotion policy's apps."""
+
+    environments = ("dev", "prod")
+
+    def __init__(self):
+        self.clusters = [type("C", (), {"name": n, "labels": {"env": e}})() for n, e in (("d", "dev"), ("p", "prod"))]
+        self.promotion = type("P", (), {"apps": {"web": _App({"dev": "overlays/dev", "prod": "./overlays/prod"})}})()
+
+    def paths_for(self, c):
+        return (f"overlays/{c.labels['env']}", "platform/ingress")
+
+
+class _Store:
+    def __contains__(self, name):
+        return True
+
+    def current(self, name):
+        return None
+
+    def error(self, name):
+        return None
+
+
+def test_apps_are_named_as_the_promotion_config_names_them():
+    snap = build_snapshot(type("V", (), {"fleet": _Fleet()})(), _Store(), {}, ReleaseHistory(), NOW)
+    apps = {a["name"]: a for a in snap["apps"]}
+    assert set(apps) == {"web", "platform/ingress"}  # not "(repository root)"
+    assert {e: [x["cluster"] for x in xs] for e, xs in apps["web"]["environments"].items()} == {"dev": ["d"], "prod": ["p"]}
+
+
 def test_release_history_records_each_new_release_once_and_is_bounded():
     h = ReleaseHistory(limit=3)
     for n in range(5):
@@ -94,7 +153,7 @@ class FakePromoter:
 
 def test_promotion_history_is_newest_first_with_who_and_what():
     from skerry.hub.ops import PromoterHistory
-    from skerry.hub.promotion.service import Record
+    from skerry.hub.promotion.records import Record
 
     old = Record(id="1", app="web", from_env="dev", to_env="prod", kind="promote", state="done",
                  requested_by="skerry:operator:alice", commit="e" * 40, approved_by=["bob"], updated=NOW)

@@ -10,7 +10,7 @@ from skerry.core.errors import ConfigError, InvalidInput
 from skerry.hub.fleet import parse_fleet
 from skerry.hub.promotion.freight import Image, diff_images, read_images, set_images
 from skerry.hub.promotion.gates import ClusterHealth, HealthTracker, evaluate
-from skerry.hub.promotion.policy import EnvironmentRules, Freeze, parse_promotion
+from skerry.hub.promotion_policy import EnvironmentRules, Freeze, parse_promotion
 
 KUST = b"""\
 # top comment

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from skerry.core.errors import SourceError
-from skerry.hub.source.git import GitSource, PushRejected, commit_files, commit_message, push_commit
+from skerry.hub.source.git import GitSource
+from skerry.hub.source.writes import PushRejected, commit_files, commit_message, push_commit
 
 from .helpers import git
 

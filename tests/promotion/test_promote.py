@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from skerry.hub.source import git as gitsrc
+from skerry.hub.source import writes
 
 from .helpers import git, operator
 
@@ -193,7 +193,7 @@ async def test_concurrent_promotions_of_one_app_serialise(harness):
 async def test_a_push_race_is_redone_on_the_new_tip_without_losing_either_commit(harness, monkeypatch):
     h = harness
     await ready_for_prod(h)
-    real_push = gitsrc.push_commit
+    real_push = writes.push_commit
     raced = []
 
     def racing_push(source, commit, **kw):
@@ -201,7 +201,7 @@ async def test_a_push_race_is_redone_on_the_new_tip_without_losing_either_commit
             raced.append(h.edit(PROD_K, "count: 3", "count: 5", "prod: 5 replicas (someone else)"))
         return real_push(source, commit, **kw)
 
-    monkeypatch.setattr(gitsrc, "push_commit", racing_push)
+    monkeypatch.setattr(writes, "push_commit", racing_push)
     rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
     try:
         assert rec.commit and h.promoter.push_attempts == 2

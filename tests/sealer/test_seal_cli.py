@@ -178,7 +178,7 @@ def _bad_yaml() -> str:
     "argv,stdin,expected",
     [
         (["-f", "/nonexistent/secret.yaml"], None, "cannot read /nonexistent/secret.yaml"),
-        ([], _bad_yaml(), "stdin: invalid YAML: line 3 column 34: mapping values are not allowed here"),
+        ([], _bad_yaml(), "stdin: invalid YAML: line 3 column 34: mapping values are not allowed"),
         ([], "kind: ConfigMap\napiVersion: v1\n", "expected apiVersion v1, kind Secret"),
         ([], "kind: Secret\nmetadata: {name: x}\nstringData: {k: v}\n", "needs metadata.namespace"),
         (
@@ -389,4 +389,20 @@ def test_a_200_mb_manifest_is_refused_without_reading_it_whole(cert_file, tmp_pa
     finally:
         tracemalloc.stop()
     assert code == 1 and "over the" in err and err.count("\n") == 1
+    assert peak < 20 * 1024 * 1024
+
+
+def test_a_200_mb_certificate_file_is_refused_without_reading_it_whole(tmp_path, capsys, monkeypatch):
+    import tracemalloc
+
+    huge = tmp_path / "huge.crt"
+    with open(huge, "wb") as f:
+        f.truncate(200 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        code, out, err = run_cli(["seal", "--cert", str(huge)], capsys, stdin="kind: Secret\n", monkeypatch=monkeypatch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 1 and "over the" in err and str(huge) in err and err.count("\n") == 1
     assert peak < 20 * 1024 * 1024

@@ -15,6 +15,7 @@ import pytest
 
 from skerry.core import sealedsecret, trust
 from skerry.core.bundle import Bundle
+from skerry.core.canonical import sha256_hex
 from skerry.core.errors import VerificationError
 from skerry.sealer.bundle_trust import TufBundleTrust
 from tests.e2e.trust_world import TrustWorld, bundle_bytes
@@ -30,14 +31,14 @@ def with_sealed_secret(cluster: str, value: str) -> bytes:
                   (*plain.objects, sealed)).encode()
 
 
-def shown(files: dict[str, bytes], cluster: str, env: str = "dev") -> bytes:
-    """What an agent would show: the newest file of each role, byte for byte as the hub served it."""
+def shown(files: dict[str, bytes], cluster: str, data: bytes, env: str = "dev") -> bytes:
+    """What an agent would show for bundle ``data``: the newest file of each role, byte for byte as the
+    hub served it (the two bins are those of its path)."""
     out = {"timestamp.json": files["metadata/timestamp.json"]}
-    roles = ["root", "snapshot", "targets", "director", trust.cluster_role(cluster), trust.release_role(env), ""]
+    path = trust.release_path(env, cluster, sha256_hex(data))
+    roles = ["root", "snapshot", "targets", "director", trust.director_bin(path), trust.release_role(env),
+             trust.release_bin(env, path)]
     for role in roles:
-        if not role:  # the release bin holding the image the director names
-            pointer = json.loads(out[f"{trust.cluster_role(cluster)}.json"])["signed"]["targets"]
-            role = trust.release_bin(env, pointer[trust.director_path(cluster)]["custom"]["image"])
         versions = [int(p.split("/")[1].split(".")[0]) for p in files
                     if p.startswith("metadata/") and p.endswith(f".{role}.json") and p.split("/")[1][0].isdigit()]
         out[f"{role}.json"] = files[f"metadata/{max(versions)}.{role}.json"]
@@ -45,7 +46,9 @@ def shown(files: dict[str, bytes], cluster: str, env: str = "dev") -> bytes:
 
 
 def evidence(world: TrustWorld, cluster: str, env: str = "dev") -> bytes:
-    return shown(world.files(), cluster, env)
+    """What the agent of ``cluster`` shows for the bundle the director names for it."""
+    files = world.files()
+    return shown(files, cluster, files[f"targets/{world.repo.directed(cluster).path}"], env)
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_a_director_compromise_alone_cannot_get_a_bundle_unsealed(world, sealer)
     evil = with_sealed_secret(CLUSTER, "evil")
     world.evil_direct(files, CLUSTER, evil, release=500)  # hub keys only: no release key signed it
     with pytest.raises(VerificationError) as e:
-        sealer.verify(shown(files, CLUSTER), evil, cluster=CLUSTER)
+        sealer.verify(shown(files, CLUSTER, evil), evil, cluster=CLUSTER)
     # an image no release key signed: not in its release bin, or in a bin the snapshot never listed
     assert e.value.reason in {"NotReleased", "RepositoryError"}, e.value
 
@@ -97,9 +100,9 @@ def test_evidence_of_another_cluster_or_other_bytes_is_refused(world, sealer):
     world.publish(OTHER, "dev", theirs, release=102)
     with pytest.raises(VerificationError):  # the caller is CLUSTER (its mTLS name), showing OTHER's bundle
         sealer.verify(evidence(world, OTHER), theirs, cluster=CLUSTER)
-    with pytest.raises(VerificationError) as e:
+    with pytest.raises(VerificationError) as e:  # other bytes are another path: its bins are not in the evidence
         sealer.verify(evidence(world, CLUSTER), with_sealed_secret(CLUSTER, "tampered"), cluster=CLUSTER)
-    assert e.value.reason == "HashMismatch"
+    assert e.value.reason in {"NotDirected", "DownloadHTTPError"}, e.value.reason
 
 
 def test_malformed_evidence_or_a_bare_envelope_is_named(world, sealer):

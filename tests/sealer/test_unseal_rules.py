@@ -38,7 +38,7 @@ def test_an_agent_gets_exactly_the_secrets_of_its_own_signed_bundle(gate, signed
         sealed_secret(sealing_key, name="api", scope="namespace-wide", token="t0k"),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}},
     ]
-    release, results = gate.unseal_bundle(OSLO, *signed("oslo-prod", objs))
+    release, results, _ = gate.unseal_bundle(OSLO, *signed("oslo-prod", objs))
     got = by_name(results)
     assert release == 1 and set(got) == {("shop", "db"), ("shop", "api")}
     assert got["shop", "db"].data == {"password": SECRET_VALUE.encode(), "user": b"shop"}
@@ -159,7 +159,7 @@ def test_cluster_domain_map_file_errors_are_clear(tmp_path):
 
 def test_rate_limit_per_identity_refuses_then_refills():
     clock = FixedClock()
-    limiter = RateLimiter(rate=10, burst=20, monotonic=clock.monotonic)
+    limiter = RateLimiter(rate=10, burst=20, clock=clock.monotonic)
     limiter.take("agent:a", 20)
     with pytest.raises(ResourceExhausted, match="retry in 0.1s"):
         limiter.take("agent:a", 1)

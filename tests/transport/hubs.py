@@ -20,9 +20,10 @@ from skerry.hub.app import HubApp
 from skerry.hub.authz import hub_rules
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.config import HubConfig
-from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.promotion_policy import PromotionPolicy
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
 from skerry.hub.status import StatusBoard
+from skerry.hub.sync import SyncResult
 from skerry.hub.trust import admin
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
@@ -40,6 +41,9 @@ class StaticFleetView:
     revision = "0" * 40
     fleet_error = None
 
+    async def sync_once(self, *, force: bool = False) -> SyncResult:
+        return SyncResult(self.revision, False)
+
 
 def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
     data = secrets.token_hex(size // 2)
@@ -49,19 +53,30 @@ def bundle(cluster: str, size: int, tag: str = "") -> Bundle:
                   engine="plain", engine_version="0", objects=(cm,))
 
 
-@contextlib.asynccontextmanager
-async def bare_hub(pki, tmp_path, *, limiter=None, clock=None):
-    store = HubStore(DevTrust(tmp_path / "trust").repository(), clock=clock)
+def bare_server(tls: TlsFiles, trust_dir: pathlib.Path, *, limiter=None, clock=None, options=None,
+                servicer_class=HubServicer):
+    """``(store, servicer, server)``: a store for oslo and bergen (no Git) and the real servicer behind the
+    real server, not started. ``servicer_class``: the servicer or a subclass (a test's recording one)."""
+    store = HubStore(DevTrust(trust_dir).repository(), clock=clock)
     store.declare(["oslo", "bergen"])
-    servicer = HubServicer(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
+    servicer = servicer_class(store, StatusBoard(), StaticFleetView(), chunk_bytes=CHUNK)
     server = GrpcServer(
         "127.0.0.1:0",
-        server_credentials(pki.server("hub", ROLE_HUB)),
+        server_credentials(tls),
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s)],
         service_names=[SERVICE_NAME],
         rules=hub_rules(PromotionPolicy),
         limiter=limiter,
+        options=options,
     )
+    return store, servicer, server
+
+
+@contextlib.asynccontextmanager
+async def bare_hub(pki, tmp_path, *, limiter=None, clock=None, options=None):
+    """``options``: the server's gRPC options (default: the production set, ``core.rpc.SERVER_OPTIONS``)."""
+    store, servicer, server = bare_server(pki.server("hub", ROLE_HUB), tmp_path / "trust", limiter=limiter,
+                                          clock=clock, options=options)
     port = await server.start()
     try:
         yield store, servicer, server, f"127.0.0.1:{port}"

@@ -33,7 +33,7 @@ from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import ROLE_SEALER, channel_credentials, identity_from_pem
 from skerry.hub.authz import enrollment_rules, hub_rules
 from skerry.hub.enrollment.revocation import Revocations
-from skerry.hub.promotion.policy import PromotionPolicy
+from skerry.hub.promotion_policy import PromotionPolicy
 from skerry.hub.state import open_state
 from skerry.sealer.authz import RULES as SEALER_RULES
 
@@ -55,6 +55,7 @@ EXPECTED = {
     V1 + "HubService/WatchBundles": AGENT_OF,
     V1 + "HubService/ReportStatus": AGENT_OF,
     V1 + "HubService/GetFleetStatus": AGENT_OF_OR_OPERATOR,
+    V1 + "HubService/Sync": OPERATOR,
     V1 + "EnrollmentService/Enroll": PUBLIC,
     V1 + "EnrollmentService/Renew": AGENT,
     V1 + "EnrollmentService/WatchRevocations": SEALER,

@@ -16,18 +16,6 @@ pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 CLUSTER = "oslo-dev"
 
 
-def events(service, name: str) -> list[dict]:
-    out = []
-    for line in service.log_path.read_text(errors="replace").splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if doc.get("event") == name:
-            out.append(doc)
-    return out
-
-
 def watching_since(stack: Stack, offset: int) -> bool:
     text = stack.hub.log_path.read_text(errors="replace")[offset:]
     return any(
@@ -59,7 +47,7 @@ def test_killed_hub_agent_reconnects_resumes_and_applies_each_release_once(kubec
         stack.start_hub()
         wait_for(lambda: watching_since(stack, offset), 60, "the agent to watch the restarted hub", stack.hub)
         time.sleep(2.0)
-        assert [e["release"] for e in events(agent, "reconciled")] == [first["applied_release"]]
+        assert [e["release"] for e in agent.events("reconciled")] == [first["applied_release"]]
 
         # 2. Killed again; a commit lands while it is down: the agent ends on the newest bundle.
         stack.hub.kill()
@@ -73,11 +61,11 @@ def test_killed_hub_agent_reconnects_resumes_and_applies_each_release_once(kubec
         assert stack.kubectl("get", "deployment", "web", "-n", "shop-dev", "-o", "jsonpath={.spec.replicas}") == "2"
 
         time.sleep(2.0)
-        applied = [e["release"] for e in events(agent, "reconciled")]
+        applied = [e["release"] for e in agent.events("reconciled")]
         counts = collections.Counter(applied)
         assert applied == sorted(applied) and all(c == 1 for c in counts.values()), applied
         assert applied[-1] == newest["applied_release"] and len(applied) == 2
-        interrupted = events(agent, "hub watch interrupted; reconnecting")
+        interrupted = agent.events("hub watch interrupted; reconnecting")
         assert len(interrupted) >= 2 and all(e["retry_in"] <= 15 for e in interrupted)
     finally:
         stack.stop()

@@ -37,8 +37,8 @@ def test_publish_shared_hashes_once_and_every_cluster_references_the_same_bytes(
     assert store.publish_shared(names, shared(64 * 1024)) == names
     currents = [store.current(n) for n in names]
     assert all(c.bundle is currents[0].bundle and c.shared is currents[0].shared for c in currents)
-    images = {repo.directed(n).custom["image"] for n in names}
-    assert len({image.rsplit("/", 1)[1] for image in images}) == 1  # every release target names the same blob
+    paths = {repo.directed(n).path for n in names}
+    assert len({path.rsplit("/", 1)[1] for path in paths}) == 1  # every target names the same blob
     assert {repo.directed(n).hashes["sha256"] for n in names} == {currents[0].digest.split(":")[1]}
 
 

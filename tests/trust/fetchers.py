@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tuf.api import exceptions as tuf_errors
 
-from skerry.agent.trust import InMemoryFetcher
+from skerry.agent.tuf_fetch import InMemoryFetcher
 from skerry.core.errors import NotFound
 from skerry.hub.trust.repository import TrustRepository
 

@@ -30,14 +30,21 @@ def test_add_revoke_and_rotate_root_write_new_versions(tmp_path, capsys):
     t = tmp_path / "t"
     run(capsys, "init", "--trust-dir", str(t), "--env", "prod:2:1")
     offline = t / "offline"
+    release_keys = ("--signing-key", str(offline / "release-prod-1.key"), "--signing-key",
+                    str(offline / "release-prod-2.key"))
     code, out, err = run(capsys, "add", "--trust-dir", str(t), "--role", "release-prod", "--key",
                          str(tmp_path / "ci-c.key"), "--threshold", "2", "--signing-key", str(offline / "targets.key"))
+    assert code == 1 and "release-prod v2 would not verify" in err  # its bins need the release keys too
+    code, out, err = run(capsys, "add", "--trust-dir", str(t), "--role", "release-prod", "--key",
+                         str(tmp_path / "ci-c.key"), "--threshold", "2", "--signing-key", str(offline / "targets.key"),
+                         *release_keys)
     assert code == 0, err
     repo = TrustRepository(t, online={})
     assert len(repo.role_keyids("release-prod")) == 3 and repo.role_threshold("release-prod") == 2
     keyid = repo.role_keyids("release-prod")[0]
     code, out, err = run(capsys, "revoke", "--trust-dir", str(t), "--role", "release-prod", "--keyid", keyid[:10],
-                         "--signing-key", str(offline / "targets.key"))
+                         "--signing-key", str(offline / "targets.key"), "--signing-key", str(tmp_path / "ci-c.key"),
+                         *release_keys)
     assert code == 0, err
     assert keyid not in TrustRepository(t, online={}).role_keyids("release-prod")
     code, out, err = run(capsys, "revoke", "--trust-dir", str(t), "--role", "release-prod", "--keyid",
@@ -77,4 +84,4 @@ def test_keys_init_dev_gives_the_hub_every_release_key_and_says_so(tmp_path, cap
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}},)).encode()
     for env in ("dev", "prod"):  # prod's threshold of 2 is met by the hub's own keys
         directed = repo.direct(f"c-{env}", env, data, revision="a" * 40, release=1)
-        assert directed is not None and directed.image.startswith(f"releases/{env}/c-{env}/")
+        assert directed is not None and directed.path.startswith(f"releases/{env}/c-{env}/")

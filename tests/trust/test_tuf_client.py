@@ -4,7 +4,8 @@ A real trust repository (``skerry keys init`` layout, hub online keys) and a
 real ``TufVerifier`` (stock python-tuf ``Updater``). ``RepositoryFetcher``
 serves the repository's own files in-process — the bytes the hub's
 ``TrustService.Fetch`` serves; the gRPC transport is covered end to end in
-tests/e2e/test_trust_attacks.py — and records what the agent fetched.
+tests/e2e/test_trust_attacks.py — and records what the agent fetched. An
+``update`` gets the digest the hub's stream event names, as the agent's does.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pytest
 from securesystemslib.signer import SSlibKey
 from tuf.api import exceptions as tuf_errors
 
-from skerry.agent.trust import InMemoryFetcher, TufVerifier, classify
+from skerry.agent.trust import TufVerifier, classify
+from skerry.agent.tuf_fetch import InMemoryFetcher
 from skerry.core import trust
 from skerry.core.bundle import Bundle
+from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.errors import VerificationError
 from skerry.hub.trust import admin
 from skerry.hub.trust import keys as keyfiles
@@ -50,6 +53,10 @@ class World:
         self.repo.submit_release("release-prod", md.to_bytes(_SERIALIZER))
         self.repo.direct(cluster, "prod", data, revision=f"{self.n:040x}", release=100 + self.n)
         return data
+
+    def update(self, data: bytes, verifier: TufVerifier | None = None):
+        """A refresh on the hub's event naming ``data``'s digest."""
+        return (verifier or self.verifier).update(digest=sha256_digest(data))
 
 
 @pytest.fixture
@@ -82,21 +89,19 @@ def test_snapshot_and_timestamp_pin_each_role_file_by_length_and_sha256(world):
 
 
 def test_stale_cached_roles_are_dropped_by_hash_before_any_signature_is_checked(world, verifications):
-    world.release()
-    assert world.verifier.update() is not None
-    world.release()
+    assert world.update(world.release()) is not None
+    data = world.release()
     verifications["n"] = 0
-    verified = world.verifier.update()
+    verified = world.update(data)
     assert verified is not None and verified.release == 102
     # root 1, timestamp 2 (cached + new), snapshot 2 (cached + new), targets 1, director 1,
-    # cluster role 1, release-prod 3 (unchanged bin delegations, signed by all 3 keys at init) and the
+    # its bin 1, release-prod 3 (unchanged bin delegations, signed by all 3 keys at init) and the
     # release bin 2 (new only: the cached, stale ones fail their snapshot hash first)
     assert verifications["n"] == 13
 
 
 def test_an_idle_refresh_fetches_only_the_timestamp_and_the_next_root_and_writes_nothing(world, verifications):
-    world.release()
-    world.verifier.update()
+    world.update(world.release())
     state = world.verifier.state_dir / "trust-state.json"
     before = state.stat().st_mtime_ns
     world.fetched.clear()
@@ -110,8 +115,7 @@ def test_an_idle_refresh_fetches_only_the_timestamp_and_the_next_root_and_writes
 def test_a_new_timestamp_with_the_same_bundle_runs_a_full_refresh_then_idles_on_it(world):
     from skerry.core.canonical import sha256_hex
 
-    world.release()
-    world.verifier.update()
+    world.update(world.release())
     world.repo._new_timestamp()  # what the hub's re-signing at half-life does
     new = sha256_hex(world.repo.fetch("metadata/timestamp.json"))
     world.fetched.clear()
@@ -126,8 +130,7 @@ def test_a_new_timestamp_with_the_same_bundle_runs_a_full_refresh_then_idles_on_
 
 
 def test_a_root_rotation_is_followed_even_when_the_timestamp_did_not_change(world):
-    world.release()
-    world.verifier.update()
+    world.update(world.release())
     admin.rotate_root(world.dir, [keyfiles.load_signer(world.made["root"][0])],
                       [keyfiles.generate_key(world.dir / "offline" / "root-2.key")])
     world.repo.load()  # the hub has not re-published its timestamp
@@ -137,17 +140,17 @@ def test_a_root_rotation_is_followed_even_when_the_timestamp_did_not_change(worl
 
 
 def test_the_valid_until_horizon_is_the_nearest_expiry_of_the_trusted_roles(world):
-    world.release()
-    world.verifier.update()
-    roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, trust.cluster_role(CLUSTER),
-             trust.release_role("prod")]
+    data = world.release()
+    world.update(data)
+    path = trust.release_path("prod", CLUSTER, sha256_hex(data))
+    roles = ["root", "timestamp", "snapshot", "targets", trust.DIRECTOR_ROLE, trust.director_bin(path),
+             trust.release_role("prod"), trust.release_bin("prod", path)]
     assert world.verifier.valid_until == min(world.repo.md[r].signed.expires for r in roles)
 
 
 def test_an_idle_agent_still_freezes_when_its_trusted_metadata_expires(tmp_path):
     w = World(tmp_path, expiry={"timestamp": dt.timedelta(seconds=3)})
-    w.release()
-    assert w.verifier.update() is not None
+    assert w.update(w.release()) is not None
     assert w.verifier.update() is None  # idle, fresh
     time.sleep(max(0.0, (w.verifier.valid_until - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
     with pytest.raises(VerificationError) as err:
@@ -157,7 +160,7 @@ def test_an_idle_agent_still_freezes_when_its_trusted_metadata_expires(tmp_path)
 
 def test_the_bundle_is_verified_in_memory_and_not_kept_in_the_tuf_target_dir(world):
     data = world.release()
-    verified = world.verifier.update()
+    verified = world.update(data)
     assert verified.raw == data
     assert not list(world.verifier.targets_dir.iterdir())
 
@@ -173,56 +176,54 @@ def test_a_fetch_longer_than_its_cap_is_cut_off_as_endless_data():
     assert classify(err.value, "metadata/timestamp.json")[0] == "EndlessData"
 
 
-def _bin_mates() -> tuple[str, str]:
-    seen: dict[str, str] = {}
-    for i in range(1000):
-        name = f"c{i}-prod"
-        other = seen.setdefault(trust.cluster_bin(name), name)
-        if other != name:
-            return other, name
-    raise AssertionError("no two names share a bin")
-
-
-def test_clusters_sharing_a_hash_bin_each_get_only_their_own_bundle(tmp_path):
-    a, b = _bin_mates()
+def test_clusters_whose_bundles_share_a_director_bin_each_get_only_their_own_bundle(tmp_path):
     w = World(tmp_path)
-    agents = {c: TufVerifier(c, "prod", w.dir / "root.json", tmp_path / f"agent-{c}",
-                             lambda: RepositoryFetcher(w.repo, w.fetched)) for c in (a, b)}
-    w.release(a)
-    w.release(b)
+    released: dict[str, tuple[str, bytes]] = {}  # director bin -> the first cluster and bundle in it
+    for i in range(200):
+        cluster = f"c{i}-prod"
+        data = w.release(cluster)
+        path = trust.release_path("prod", cluster, sha256_hex(data))
+        mate = released.setdefault(trust.director_bin(path), (cluster, data))
+        if mate[0] != cluster:
+            break
+    pair = {mate[0]: mate[1], cluster: data}
     director = w.repo.md[trust.DIRECTOR_ROLE].signed
-    assert list(director.delegations.roles) == [trust.cluster_role(a)]  # one bin, standard path_hash_prefixes
-    assert director.delegations.roles[trust.cluster_role(a)].path_hash_prefixes == trust.bin_prefixes(trust.cluster_bin(a))
-    va, vb = agents[a].update(), agents[b].update()
-    assert va.bundle.cluster == a and vb.bundle.cluster == b
-    assert va.release == 101 and vb.release == 102
+    assert director.delegations.roles[trust.director_bin(path)].path_hash_prefixes == trust.bin_prefixes(
+        trust.bin_of(path))  # standard path_hash_prefixes
+    agents = {c: TufVerifier(c, "prod", w.dir / "root.json", tmp_path / f"agent-{c}",
+                             lambda: RepositoryFetcher(w.repo, w.fetched)) for c in pair}
+    for c, bundle in pair.items():
+        verified = w.update(bundle, agents[c])
+        assert verified.bundle.cluster == c and verified.raw == bundle
     w.repo._new_timestamp()
-    assert agents[a].update() is None  # the bin changed for b only: a keeps its release, downloads nothing
+    w.fetched.clear()
+    assert agents[mate[0]].update() is None  # nothing new for it: it keeps its release, downloads nothing
+    assert not [p for p in w.fetched if p.startswith("targets/")]
 
 
-def test_a_repository_with_per_cluster_director_roles_keeps_serving_them(world):
-    from tuf.api.metadata import DelegatedRole, Delegations
+def test_without_an_event_the_agent_finds_its_bundle_by_walking_the_director_bins(world):
+    first = world.release()
+    assert world.verifier.update().raw == first  # no event, no state: every bin is walked
+    second = world.release()
+    world.fetched.clear()
+    assert world.verifier.update().raw == second  # the path applied last is no longer directed: walked again
+    assert world.verifier.update() is None
+    world.fetched.clear()
+    world.repo._new_timestamp()
+    assert world.verifier.update() is None  # still directed: one bin a side, no walk
+    assert len([p for p in world.fetched if "clusters-" in p]) <= 1
 
-    director = world.repo.md[trust.DIRECTOR_ROLE]
-    legacy = trust.unbinned_cluster_role(CLUSTER)
-    keyids = world.repo.role_keyids(trust.DIRECTOR_ROLE)
-    director.signed.delegations = Delegations(
-        keys={k: world.repo.targets.delegations.keys[k] for k in keyids},
-        roles={legacy: DelegatedRole(name=legacy, keyids=keyids, threshold=1, terminating=True,
-                                     paths=[f"clusters/{CLUSTER}/*"])})
-    director.signed.version += 1
-    world.repo._sign_online(trust.DIRECTOR_ROLE, director)
-    world.repo._write(trust.DIRECTOR_ROLE, director)
-    world.release()
-    assert world.repo.cluster_role(CLUSTER) == legacy and legacy in world.repo.md
-    verified = world.verifier.update()
-    assert verified is not None
-    assert json.loads(verified.metadata)["director"]["role"] == legacy
+
+def test_an_event_naming_a_bundle_the_director_does_not_list_changes_nothing(world):
+    data = world.release()
+    world.update(data)
+    other = Bundle(CLUSTER, "b" * 40, "file:///f", ("o",), "kustomize", "v5", ()).encode()
+    world.repo._new_timestamp()
+    assert world.update(other) is None  # the director still names the applied bundle: nothing to do
 
 
 def test_after_a_refused_refresh_the_old_timestamp_is_not_taken_as_unchanged(world):
-    world.release()
-    world.verifier.update()
+    world.update(world.release())
     good = world.repo.fetch("metadata/timestamp.json")
     world.repo._new_timestamp()  # a newer timestamp python-tuf verifies and persists ...
     newer = world.repo.fetch("metadata/timestamp.json")
@@ -237,8 +238,7 @@ def test_a_forged_timestamp_after_the_idle_check_is_named_bad_signature(world):
     from securesystemslib.signer import CryptoSigner
     from tuf.api.metadata import Metadata
 
-    world.release()
-    world.verifier.update()
+    world.update(world.release())
     path = world.dir / "repository" / "metadata" / "timestamp.json"
     ts = Metadata.from_bytes(path.read_bytes())
     ts.signed.version += 1

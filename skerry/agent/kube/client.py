@@ -201,6 +201,12 @@ class KubeConnection:
             self._api.response_deserialize(resp, {})  # raises the ApiException for this status
         return resp.status, data
 
+    def server_version(self) -> dict:
+        """The API server's ``/version`` (``{"major": "1", "minor": "29", "gitVersion": ...}``)."""
+        _status, data = self._call(f"API server {self.host} /version",
+                                   lambda: self._send("GET", "/version", [], None, "application/json"))
+        return json.loads(data)
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         return translated(what, self.host, fn)
 

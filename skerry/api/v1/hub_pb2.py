@@ -26,41 +26,49 @@ from skerry.api.v1 import bundle_pb2 as skerry_dot_api_dot_v1_dot_bundle__pb2
 from skerry.api.v1 import common_pb2 as skerry_dot_api_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skerry/api/v1/hub.proto\x12\rskerry.api.v1\x1a\x1askerry/api/v1/bundle.proto\x1a\x1askerry/api/v1/common.proto\"\x82\x01\n\x13WatchBundlesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x14\n\x0clast_version\x18\x02 \x01(\x04\x12\x13\n\x0blast_digest\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x63\x63\x65pts_chunks\x18\x04 \x01(\x08\x12\x11\n\thave_blob\x18\x05 \x01(\tJ\x04\x08\x06\x10\x07\"\xde\x01\n\x14WatchBundlesResponse\x12-\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x1b.skerry.api.v1.SignedBundleH\x00\x12\x32\n\x0crender_error\x18\x02 \x01(\x0b\x32\x1a.skerry.api.v1.RenderErrorH\x00\x12+\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1a.skerry.api.v1.BundleChunkH\x00\x12-\n\x08transfer\x18\x04 \x01(\x0b\x32\x1b.skerry.api.v1.BlobTransferB\x07\n\x05\x65vent\"=\n\x0c\x42lobTransfer\x12\x0f\n\x07omitted\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\";\n\x0b\x42undleChunk\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x0bRenderError\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"V\n\x0cObjectStatus\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.skerry.api.v1.ObjectRef\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xf0\x01\n\rClusterStatus\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplied_version\x18\x02 \x01(\x04\x12\x16\n\x0e\x61pplied_digest\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\x12,\n\nconditions\x18\x05 \x03(\x0b\x32\x18.skerry.api.v1.Condition\x12,\n\x07objects\x18\x06 \x03(\x0b\x32\x1b.skerry.api.v1.ObjectStatus\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x18\n\x10observed_unix_ms\x18\x08 \x01(\x03\"C\n\x13ReportStatusRequest\x12,\n\x06status\x18\x01 \x01(\x0b\x32\x1c.skerry.api.v1.ClusterStatus\"\x16\n\x14ReportStatusResponse\"(\n\x15GetFleetStatusRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\"\xbe\x02\n\x0b\x43lusterView\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x36\n\x06labels\x18\x02 \x03(\x0b\x32&.skerry.api.v1.ClusterView.LabelsEntry\x12\r\n\x05paths\x18\x03 \x03(\t\x12\x17\n\x0f\x64\x65sired_version\x18\x04 \x01(\x04\x12\x16\n\x0e\x64\x65sired_digest\x18\x05 \x01(\t\x12\x18\n\x10\x64\x65sired_revision\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65sired_objects\x18\x07 \x01(\x05\x12\x14\n\x0crender_error\x18\x08 \x01(\t\x12.\n\x08reported\x18\t \x01(\x0b\x32\x1c.skerry.api.v1.ClusterStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x16GetFleetStatusResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12,\n\x08\x63lusters\x18\x02 \x03(\x0b\x32\x1a.skerry.api.v1.ClusterView2\x9f\x02\n\nHubService\x12Y\n\x0cWatchBundles\x12\".skerry.api.v1.WatchBundlesRequest\x1a#.skerry.api.v1.WatchBundlesResponse0\x01\x12W\n\x0cReportStatus\x12\".skerry.api.v1.ReportStatusRequest\x1a#.skerry.api.v1.ReportStatusResponse\x12]\n\x0eGetFleetStatus\x12$.skerry.api.v1.GetFleetStatusRequest\x1a%.skerry.api.v1.GetFleetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17skerry/api/v1/hub.proto\x12\rskerry.api.v1\x1a\x1askerry/api/v1/bundle.proto\x1a\x1askerry/api/v1/common.proto\"\r\n\x0bSyncRequest\"\xd6\x01\n\x0cSyncResponse\x12\x0e\n\x06\x63ommit\x18\x01 \x01(\t\x12\x10\n\x08rendered\x18\x02 \x01(\x08\x12\x11\n\tpublished\x18\x03 \x03(\t\x12\x37\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\'.skerry.api.v1.SyncResponse.ErrorsEntry\x12\x13\n\x0b\x66leet_error\x18\x05 \x01(\t\x12\x14\n\x0csource_error\x18\x06 \x01(\t\x1a-\n\x0b\x45rrorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\x13WatchBundlesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x14\n\x0clast_version\x18\x02 \x01(\x04\x12\x13\n\x0blast_digest\x18\x03 \x01(\t\x12\x16\n\x0e\x61\x63\x63\x65pts_chunks\x18\x04 \x01(\x08\x12\x11\n\thave_blob\x18\x05 \x01(\tJ\x04\x08\x06\x10\x07\"\xde\x01\n\x14WatchBundlesResponse\x12-\n\x06\x62undle\x18\x01 \x01(\x0b\x32\x1b.skerry.api.v1.SignedBundleH\x00\x12\x32\n\x0crender_error\x18\x02 \x01(\x0b\x32\x1a.skerry.api.v1.RenderErrorH\x00\x12+\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1a.skerry.api.v1.BundleChunkH\x00\x12-\n\x08transfer\x18\x04 \x01(\x0b\x32\x1b.skerry.api.v1.BlobTransferB\x07\n\x05\x65vent\"=\n\x0c\x42lobTransfer\x12\x0f\n\x07omitted\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\";\n\x0b\x42undleChunk\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x0bRenderError\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"V\n\x0cObjectStatus\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.skerry.api.v1.ObjectRef\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xf0\x01\n\rClusterStatus\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x17\n\x0f\x61pplied_version\x18\x02 \x01(\x04\x12\x16\n\x0e\x61pplied_digest\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\x12,\n\nconditions\x18\x05 \x03(\x0b\x32\x18.skerry.api.v1.Condition\x12,\n\x07objects\x18\x06 \x03(\x0b\x32\x1b.skerry.api.v1.ObjectStatus\x12\x15\n\ragent_version\x18\x07 \x01(\t\x12\x18\n\x10observed_unix_ms\x18\x08 \x01(\x03\"C\n\x13ReportStatusRequest\x12,\n\x06status\x18\x01 \x01(\x0b\x32\x1c.skerry.api.v1.ClusterStatus\"\x16\n\x14ReportStatusResponse\"O\n\x15GetFleetStatusRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xe0\x02\n\x0b\x43lusterView\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x36\n\x06labels\x18\x02 \x03(\x0b\x32&.skerry.api.v1.ClusterView.LabelsEntry\x12\r\n\x05paths\x18\x03 \x03(\t\x12\x17\n\x0f\x64\x65sired_version\x18\x04 \x01(\x04\x12\x16\n\x0e\x64\x65sired_digest\x18\x05 \x01(\t\x12\x18\n\x10\x64\x65sired_revision\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65sired_objects\x18\x07 \x01(\x05\x12\x14\n\x0crender_error\x18\x08 \x01(\t\x12.\n\x08reported\x18\t \x01(\x0b\x32\x1c.skerry.api.v1.ClusterStatus\x12 \n\x18reported_objects_omitted\x18\n \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"q\n\x16GetFleetStatusResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12,\n\x08\x63lusters\x18\x02 \x03(\x0b\x32\x1a.skerry.api.v1.ClusterView\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t2\xe0\x02\n\nHubService\x12Y\n\x0cWatchBundles\x12\".skerry.api.v1.WatchBundlesRequest\x1a#.skerry.api.v1.WatchBundlesResponse0\x01\x12W\n\x0cReportStatus\x12\".skerry.api.v1.ReportStatusRequest\x1a#.skerry.api.v1.ReportStatusResponse\x12]\n\x0eGetFleetStatus\x12$.skerry.api.v1.GetFleetStatusRequest\x1a%.skerry.api.v1.GetFleetStatusResponse\x12?\n\x04Sync\x12\x1a.skerry.api.v1.SyncRequest\x1a\x1b.skerry.api.v1.SyncResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skerry.api.v1.hub_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SYNCRESPONSE_ERRORSENTRY']._loaded_options = None
+  _globals['_SYNCRESPONSE_ERRORSENTRY']._serialized_options = b'8\001'
   _globals['_CLUSTERVIEW_LABELSENTRY']._loaded_options = None
   _globals['_CLUSTERVIEW_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_WATCHBUNDLESREQUEST']._serialized_start=99
-  _globals['_WATCHBUNDLESREQUEST']._serialized_end=229
-  _globals['_WATCHBUNDLESRESPONSE']._serialized_start=232
-  _globals['_WATCHBUNDLESRESPONSE']._serialized_end=454
-  _globals['_BLOBTRANSFER']._serialized_start=456
-  _globals['_BLOBTRANSFER']._serialized_end=517
-  _globals['_BUNDLECHUNK']._serialized_start=519
-  _globals['_BUNDLECHUNK']._serialized_end=578
-  _globals['_RENDERERROR']._serialized_start=580
-  _globals['_RENDERERROR']._serialized_end=628
-  _globals['_OBJECTSTATUS']._serialized_start=630
-  _globals['_OBJECTSTATUS']._serialized_end=716
-  _globals['_CLUSTERSTATUS']._serialized_start=719
-  _globals['_CLUSTERSTATUS']._serialized_end=959
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=961
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=1028
-  _globals['_REPORTSTATUSRESPONSE']._serialized_start=1030
-  _globals['_REPORTSTATUSRESPONSE']._serialized_end=1052
-  _globals['_GETFLEETSTATUSREQUEST']._serialized_start=1054
-  _globals['_GETFLEETSTATUSREQUEST']._serialized_end=1094
-  _globals['_CLUSTERVIEW']._serialized_start=1097
-  _globals['_CLUSTERVIEW']._serialized_end=1415
-  _globals['_CLUSTERVIEW_LABELSENTRY']._serialized_start=1370
-  _globals['_CLUSTERVIEW_LABELSENTRY']._serialized_end=1415
-  _globals['_GETFLEETSTATUSRESPONSE']._serialized_start=1417
-  _globals['_GETFLEETSTATUSRESPONSE']._serialized_end=1505
-  _globals['_HUBSERVICE']._serialized_start=1508
-  _globals['_HUBSERVICE']._serialized_end=1795
+  _globals['_SYNCREQUEST']._serialized_start=98
+  _globals['_SYNCREQUEST']._serialized_end=111
+  _globals['_SYNCRESPONSE']._serialized_start=114
+  _globals['_SYNCRESPONSE']._serialized_end=328
+  _globals['_SYNCRESPONSE_ERRORSENTRY']._serialized_start=283
+  _globals['_SYNCRESPONSE_ERRORSENTRY']._serialized_end=328
+  _globals['_WATCHBUNDLESREQUEST']._serialized_start=331
+  _globals['_WATCHBUNDLESREQUEST']._serialized_end=461
+  _globals['_WATCHBUNDLESRESPONSE']._serialized_start=464
+  _globals['_WATCHBUNDLESRESPONSE']._serialized_end=686
+  _globals['_BLOBTRANSFER']._serialized_start=688
+  _globals['_BLOBTRANSFER']._serialized_end=749
+  _globals['_BUNDLECHUNK']._serialized_start=751
+  _globals['_BUNDLECHUNK']._serialized_end=810
+  _globals['_RENDERERROR']._serialized_start=812
+  _globals['_RENDERERROR']._serialized_end=860
+  _globals['_OBJECTSTATUS']._serialized_start=862
+  _globals['_OBJECTSTATUS']._serialized_end=948
+  _globals['_CLUSTERSTATUS']._serialized_start=951
+  _globals['_CLUSTERSTATUS']._serialized_end=1191
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=1193
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=1260
+  _globals['_REPORTSTATUSRESPONSE']._serialized_start=1262
+  _globals['_REPORTSTATUSRESPONSE']._serialized_end=1284
+  _globals['_GETFLEETSTATUSREQUEST']._serialized_start=1286
+  _globals['_GETFLEETSTATUSREQUEST']._serialized_end=1365
+  _globals['_CLUSTERVIEW']._serialized_start=1368
+  _globals['_CLUSTERVIEW']._serialized_end=1720
+  _globals['_CLUSTERVIEW_LABELSENTRY']._serialized_start=1675
+  _globals['_CLUSTERVIEW_LABELSENTRY']._serialized_end=1720
+  _globals['_GETFLEETSTATUSRESPONSE']._serialized_start=1722
+  _globals['_GETFLEETSTATUSRESPONSE']._serialized_end=1835
+  _globals['_HUBSERVICE']._serialized_start=1838
+  _globals['_HUBSERVICE']._serialized_end=2190
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,33 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SyncRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SyncResponse(_message.Message):
+    __slots__ = ("commit", "rendered", "published", "errors", "fleet_error", "source_error")
+    class ErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    RENDERED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    commit: str
+    rendered: bool
+    published: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.ScalarMap[str, str]
+    fleet_error: str
+    source_error: str
+    def __init__(self, commit: _Optional[str] = ..., rendered: _Optional[bool] = ..., published: _Optional[_Iterable[str]] = ..., errors: _Optional[_Mapping[str, str]] = ..., fleet_error: _Optional[str] = ..., source_error: _Optional[str] = ...) -> None: ...
+
 class WatchBundlesRequest(_message.Message):
     __slots__ = ("cluster", "last_version", "last_digest", "accepts_chunks", "have_blob")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -103,13 +130,17 @@ class ReportStatusResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class GetFleetStatusRequest(_message.Message):
-    __slots__ = ("cluster",)
+    __slots__ = ("cluster", "page_size", "page_token")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     cluster: str
-    def __init__(self, cluster: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, cluster: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ("cluster", "labels", "paths", "desired_version", "desired_digest", "desired_revision", "desired_objects", "render_error", "reported")
+    __slots__ = ("cluster", "labels", "paths", "desired_version", "desired_digest", "desired_revision", "desired_objects", "render_error", "reported", "reported_objects_omitted")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +157,7 @@ class ClusterView(_message.Message):
     DESIRED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
     REPORTED_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_OBJECTS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     labels: _containers.ScalarMap[str, str]
     paths: _containers.RepeatedScalarFieldContainer[str]
@@ -135,12 +167,15 @@ class ClusterView(_message.Message):
     desired_objects: int
     render_error: str
     reported: ClusterStatus
-    def __init__(self, cluster: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., paths: _Optional[_Iterable[str]] = ..., desired_version: _Optional[int] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., desired_objects: _Optional[int] = ..., render_error: _Optional[str] = ..., reported: _Optional[_Union[ClusterStatus, _Mapping]] = ...) -> None: ...
+    reported_objects_omitted: int
+    def __init__(self, cluster: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., paths: _Optional[_Iterable[str]] = ..., desired_version: _Optional[int] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., desired_objects: _Optional[int] = ..., render_error: _Optional[str] = ..., reported: _Optional[_Union[ClusterStatus, _Mapping]] = ..., reported_objects_omitted: _Optional[int] = ...) -> None: ...
 
 class GetFleetStatusResponse(_message.Message):
-    __slots__ = ("revision", "clusters")
+    __slots__ = ("revision", "clusters", "next_page_token")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     revision: str
     clusters: _containers.RepeatedCompositeFieldContainer[ClusterView]
-    def __init__(self, revision: _Optional[str] = ..., clusters: _Optional[_Iterable[_Union[ClusterView, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, revision: _Optional[str] = ..., clusters: _Optional[_Iterable[_Union[ClusterView, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

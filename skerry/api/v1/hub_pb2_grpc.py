@@ -49,6 +49,11 @@ class HubServiceStub:
                 request_serializer=skerry_dot_api_dot_v1_dot_hub__pb2.GetFleetStatusRequest.SerializeToString,
                 response_deserializer=skerry_dot_api_dot_v1_dot_hub__pb2.GetFleetStatusResponse.FromString,
                 _registered_method=True)
+        self.Sync = channel.unary_unary(
+                '/skerry.api.v1.HubService/Sync',
+                request_serializer=skerry_dot_api_dot_v1_dot_hub__pb2.SyncRequest.SerializeToString,
+                response_deserializer=skerry_dot_api_dot_v1_dot_hub__pb2.SyncResponse.FromString,
+                _registered_method=True)
 
 
 class HubServiceServicer:
@@ -71,7 +76,17 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetFleetStatus(self, request, context):
-        """Read-only view of the fleet for operators and tooling.
+        """Read-only view of the fleet for operators and tooling, in pages (as a
+        Kubernetes list with limit/continue): a response never exceeds one
+        message; ask again with `next_page_token` until it is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Sync(self, request, context):
+        """An operator asks the hub to fetch Git now (`skerry fetch`), instead of at
+        the next poll or webhook; answered once the fetch and any render are done.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +109,11 @@ def add_HubServiceServicer_to_server(servicer, server):
                     servicer.GetFleetStatus,
                     request_deserializer=skerry_dot_api_dot_v1_dot_hub__pb2.GetFleetStatusRequest.FromString,
                     response_serializer=skerry_dot_api_dot_v1_dot_hub__pb2.GetFleetStatusResponse.SerializeToString,
+            ),
+            'Sync': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sync,
+                    request_deserializer=skerry_dot_api_dot_v1_dot_hub__pb2.SyncRequest.FromString,
+                    response_serializer=skerry_dot_api_dot_v1_dot_hub__pb2.SyncResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +197,33 @@ class HubService:
             '/skerry.api.v1.HubService/GetFleetStatus',
             skerry_dot_api_dot_v1_dot_hub__pb2.GetFleetStatusRequest.SerializeToString,
             skerry_dot_api_dot_v1_dot_hub__pb2.GetFleetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skerry.api.v1.HubService/Sync',
+            skerry_dot_api_dot_v1_dot_hub__pb2.SyncRequest.SerializeToString,
+            skerry_dot_api_dot_v1_dot_hub__pb2.SyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askerry/api/v1/sealer.proto\x12\rskerry.api.v1\"\'\n\x15GetCertificateRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"Q\n\x16GetCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"\xe0\x01\n\rUnsealRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12G\n\x0e\x65ncrypted_data\x18\x04 \x03(\x0b\x32/.skerry.api.v1.UnsealRequest.EncryptedDataEntry\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x10\n\x08key_hint\x18\x06 \x01(\t\x1a\x34\n\x12\x45ncryptedDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x0eUnsealResponse\x12\x35\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\'.skerry.api.v1.UnsealResponse.DataEntry\x12\x0f\n\x07key_ids\x18\x02 \x03(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"G\n\x13UnsealBundleRequest\x12\x10\n\x08metadata\x18\x01 \x01(\x0c\x12\x0e\n\x06\x62undle\x18\x02 \x01(\x0c\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"\xc5\x01\n\x0eUnsealedSecret\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x35\n\x04\x64\x61ta\x18\x03 \x03(\x0b\x32\'.skerry.api.v1.UnsealedSecret.DataEntry\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07key_ids\x18\x06 \x03(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"W\n\x14UnsealBundleResponse\x12.\n\x07secrets\x18\x01 \x03(\x0b\x32\x1d.skerry.api.v1.UnsealedSecret\x12\x0f\n\x07release\x18\x02 \x01(\x04\"\xe6\x01\n\x10ReEncryptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12J\n\x0e\x65ncrypted_data\x18\x04 \x03(\x0b\x32\x32.skerry.api.v1.ReEncryptRequest.EncryptedDataEntry\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x10\n\x08key_hint\x18\x06 \x01(\t\x1a\x34\n\x12\x45ncryptedDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb6\x01\n\x11ReEncryptResponse\x12K\n\x0e\x65ncrypted_data\x18\x01 \x03(\x0b\x32\x33.skerry.api.v1.ReEncryptResponse.EncryptedDataEntry\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x1a\x34\n\x12\x45ncryptedDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xde\x02\n\rSealerService\x12]\n\x0eGetCertificate\x12$.skerry.api.v1.GetCertificateRequest\x1a%.skerry.api.v1.GetCertificateResponse\x12\x45\n\x06Unseal\x12\x1c.skerry.api.v1.UnsealRequest\x1a\x1d.skerry.api.v1.UnsealResponse\x12W\n\x0cUnsealBundle\x12\".skerry.api.v1.UnsealBundleRequest\x1a#.skerry.api.v1.UnsealBundleResponse\x12N\n\tReEncrypt\x12\x1f.skerry.api.v1.ReEncryptRequest\x1a .skerry.api.v1.ReEncryptResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askerry/api/v1/sealer.proto\x12\rskerry.api.v1\"\'\n\x15GetCertificateRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"Q\n\x16GetCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\"\xe0\x01\n\rUnsealRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12G\n\x0e\x65ncrypted_data\x18\x04 \x03(\x0b\x32/.skerry.api.v1.UnsealRequest.EncryptedDataEntry\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x10\n\x08key_hint\x18\x06 \x01(\t\x1a\x34\n\x12\x45ncryptedDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x0eUnsealResponse\x12\x35\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\'.skerry.api.v1.UnsealResponse.DataEntry\x12\x0f\n\x07key_ids\x18\x02 \x03(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"[\n\x13UnsealBundleRequest\x12\x10\n\x08metadata\x18\x01 \x01(\x0c\x12\x0e\n\x06\x62undle\x18\x02 \x01(\x0c\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x12\n\npage_token\x18\x04 \x01(\t\"\xc5\x01\n\x0eUnsealedSecret\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x35\n\x04\x64\x61ta\x18\x03 \x03(\x0b\x32\'.skerry.api.v1.UnsealedSecret.DataEntry\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07key_ids\x18\x06 \x03(\t\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"p\n\x14UnsealBundleResponse\x12.\n\x07secrets\x18\x01 \x03(\x0b\x32\x1d.skerry.api.v1.UnsealedSecret\x12\x0f\n\x07release\x18\x02 \x01(\x04\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xe6\x01\n\x10ReEncryptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12J\n\x0e\x65ncrypted_data\x18\x04 \x03(\x0b\x32\x32.skerry.api.v1.ReEncryptRequest.EncryptedDataEntry\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x10\n\x08key_hint\x18\x06 \x01(\t\x1a\x34\n\x12\x45ncryptedDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb6\x01\n\x11ReEncryptResponse\x12K\n\x0e\x65ncrypted_data\x18\x01 \x03(\x0b\x32\x33.skerry.api.v1.ReEncryptResponse.EncryptedDataEntry\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x1a\x34\n\x12\x45ncryptedDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xde\x02\n\rSealerService\x12]\n\x0eGetCertificate\x12$.skerry.api.v1.GetCertificateRequest\x1a%.skerry.api.v1.GetCertificateResponse\x12\x45\n\x06Unseal\x12\x1c.skerry.api.v1.UnsealRequest\x1a\x1d.skerry.api.v1.UnsealResponse\x12W\n\x0cUnsealBundle\x12\".skerry.api.v1.UnsealBundleRequest\x1a#.skerry.api.v1.UnsealBundleResponse\x12N\n\tReEncrypt\x12\x1f.skerry.api.v1.ReEncryptRequest\x1a .skerry.api.v1.ReEncryptResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,21 +54,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNSEALRESPONSE_DATAENTRY']._serialized_start=487
   _globals['_UNSEALRESPONSE_DATAENTRY']._serialized_end=530
   _globals['_UNSEALBUNDLEREQUEST']._serialized_start=532
-  _globals['_UNSEALBUNDLEREQUEST']._serialized_end=603
-  _globals['_UNSEALEDSECRET']._serialized_start=606
-  _globals['_UNSEALEDSECRET']._serialized_end=803
+  _globals['_UNSEALBUNDLEREQUEST']._serialized_end=623
+  _globals['_UNSEALEDSECRET']._serialized_start=626
+  _globals['_UNSEALEDSECRET']._serialized_end=823
   _globals['_UNSEALEDSECRET_DATAENTRY']._serialized_start=487
   _globals['_UNSEALEDSECRET_DATAENTRY']._serialized_end=530
-  _globals['_UNSEALBUNDLERESPONSE']._serialized_start=805
-  _globals['_UNSEALBUNDLERESPONSE']._serialized_end=892
-  _globals['_REENCRYPTREQUEST']._serialized_start=895
-  _globals['_REENCRYPTREQUEST']._serialized_end=1125
+  _globals['_UNSEALBUNDLERESPONSE']._serialized_start=825
+  _globals['_UNSEALBUNDLERESPONSE']._serialized_end=937
+  _globals['_REENCRYPTREQUEST']._serialized_start=940
+  _globals['_REENCRYPTREQUEST']._serialized_end=1170
   _globals['_REENCRYPTREQUEST_ENCRYPTEDDATAENTRY']._serialized_start=342
   _globals['_REENCRYPTREQUEST_ENCRYPTEDDATAENTRY']._serialized_end=394
-  _globals['_REENCRYPTRESPONSE']._serialized_start=1128
-  _globals['_REENCRYPTRESPONSE']._serialized_end=1310
+  _globals['_REENCRYPTRESPONSE']._serialized_start=1173
+  _globals['_REENCRYPTRESPONSE']._serialized_end=1355
   _globals['_REENCRYPTRESPONSE_ENCRYPTEDDATAENTRY']._serialized_start=342
   _globals['_REENCRYPTRESPONSE_ENCRYPTEDDATAENTRY']._serialized_end=394
-  _globals['_SEALERSERVICE']._serialized_start=1313
-  _globals['_SEALERSERVICE']._serialized_end=1663
+  _globals['_SEALERSERVICE']._serialized_start=1358
+  _globals['_SEALERSERVICE']._serialized_end=1708
 # @@protoc_insertion_point(module_scope)

@@ -61,14 +61,16 @@ class UnsealResponse(_message.Message):
     def __init__(self, data: _Optional[_Mapping[str, bytes]] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UnsealBundleRequest(_message.Message):
-    __slots__ = ("metadata", "bundle", "domain")
+    __slots__ = ("metadata", "bundle", "domain", "page_token")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     metadata: bytes
     bundle: bytes
     domain: str
-    def __init__(self, metadata: _Optional[bytes] = ..., bundle: _Optional[bytes] = ..., domain: _Optional[str] = ...) -> None: ...
+    page_token: str
+    def __init__(self, metadata: _Optional[bytes] = ..., bundle: _Optional[bytes] = ..., domain: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class UnsealedSecret(_message.Message):
     __slots__ = ("namespace", "name", "data", "error", "reason", "key_ids")
@@ -94,12 +96,14 @@ class UnsealedSecret(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., data: _Optional[_Mapping[str, bytes]] = ..., error: _Optional[str] = ..., reason: _Optional[str] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UnsealBundleResponse(_message.Message):
-    __slots__ = ("secrets", "release")
+    __slots__ = ("secrets", "release", "next_page_token")
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     secrets: _containers.RepeatedCompositeFieldContainer[UnsealedSecret]
     release: int
-    def __init__(self, secrets: _Optional[_Iterable[_Union[UnsealedSecret, _Mapping]]] = ..., release: _Optional[int] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, secrets: _Optional[_Iterable[_Union[UnsealedSecret, _Mapping]]] = ..., release: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ReEncryptRequest(_message.Message):
     __slots__ = ("namespace", "name", "scope", "encrypted_data", "domain", "key_hint")

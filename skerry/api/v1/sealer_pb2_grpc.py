@@ -78,7 +78,8 @@ class SealerServiceServicer:
     def UnsealBundle(self, request, context):
         """Decrypts every SealedSecret of one hub-signed bundle for the calling
         agent's own cluster. Names, namespaces and scopes come from the verified
-        bundle, never from the caller.
+        bundle, never from the caller. In pages: a response never exceeds one
+        message; ask again with `next_page_token` until it is empty.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

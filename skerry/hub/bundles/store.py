@@ -3,13 +3,18 @@
 Release counter
 ---------------
 Every signed release of a cluster carries a counter (the TUF metadata
-``version``) that agents refuse to see go down (rollback protection). The
-store takes it from ``releases`` (``skerry.hub.writer.Releases``): a counter
-per cluster persisted in the hub state and allocated in a fenced writer
-transaction, so it strictly increases across restarts, writers and clock
-steps (older hubs used unix milliseconds; the state's first counter is above
-all of those). If the allocation is refused (this process is no longer the
-writer, the database is gone), nothing is signed or published.
+``version``) that agents refuse to see go down (rollback protection). A
+release is one transaction of ``releases`` (``skerry.hub.writer.Releases``,
+fenced by the writer lease): the counter per cluster (strictly increasing
+across restarts, writers and clock steps; the state's first counter is above
+every unix-millisecond counter older hubs used), the TUF files the director
+signed for it, and the cluster's ``bundle`` record (``bundle_record``: release,
+digest, content digest, revision). If that transaction is refused (this
+process is no longer the writer, the database is gone), nothing of it is kept
+and the cluster keeps its current release. ``restore``/``adopt`` take the
+records back: a restarted hub or a new writer compares a re-render with the
+stored content digest (no new release for unchanged content), and a serving
+replica (``skerry.hub.replica``) serves and streams what the writer released.
 
 A new release is made only when the cluster's desired state changed.
 "Changed" compares the *content digest*
@@ -53,9 +58,9 @@ thread.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import datetime as _dt
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Protocol
 
 import structlog
@@ -65,55 +70,18 @@ from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
 from skerry.hub.bundles.builder import content_digest
+from skerry.hub.bundles.releases import (
+    BUNDLE_RECORD,
+    RenderFailure,
+    RestoredBlobs,
+    SharedBlob,
+    SignedBundle,
+    WatchEvent,
+    bundle_record,
+)
 from skerry.hub.writer import InMemoryReleases
 
 log = structlog.get_logger("skerry.hub.store")
-
-
-@dataclasses.dataclass(frozen=True)
-class SignedBundle:
-    """One directed release of one cluster's bundle (the metadata lives in the trust repository)."""
-
-    cluster: str
-    release: int
-    digest: str  # sha256 of the bundle bytes the director names
-    content_digest: str  # the same ignoring source.revision: what "changed" compares
-    bundle: bytes  # the bytes a watch event carries: a shared blob's, else none (the agent fetches them)
-    revision: str
-    paths: tuple[str, ...]
-    objects: int
-    expires: _dt.datetime  # horizon of the director metadata naming this release
-    signed_at: _dt.datetime
-    # Set when ``bundle`` is a blob shared by many clusters.
-    shared: SharedBlob | None = None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SharedBlob:
-    """Bundle bytes that many clusters receive as they are: encoded and hashed once, never copied.
-
-    ``wire`` caches what the transport makes of the bytes (serialised chunk messages), built once
-    per blob and sent by reference on every stream.
-    """
-
-    bundle: Bundle  # cluster == SHARED_CLUSTER
-    data: bytes
-    digest: str
-    content_digest: str
-    wire: dict = dataclasses.field(default_factory=dict, repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class RenderFailure:
-    """Why a cluster's desired state at ``revision`` could not be built; its current bundle stays."""
-
-    cluster: str
-    revision: str
-    message: str
-    at: _dt.datetime
-
-
-WatchEvent = SignedBundle | RenderFailure
 
 
 class _Cluster:
@@ -130,12 +98,19 @@ class _Cluster:
         event.set()
 
 
-class ReleaseCounter(Protocol):
-    """Allocates release counters (``skerry.hub.writer.Releases``; ``InMemoryReleases`` in tests)."""
+class LedgerTx(Protocol):
+    def next_release(self, cluster: str) -> int: ...
 
-    def next(self, cluster: str) -> int: ...
+    def put_record(self, kind: str, key: str, doc: Mapping | None) -> None: ...
 
-    def next_many(self, clusters: Iterable[str]) -> dict[str, int]: ...
+
+class Ledger(Protocol):
+    """Where releases are recorded (``skerry.hub.writer.Releases``: the hub state; ``InMemoryReleases`` in tests).
+
+    ``open()`` is one transaction (fenced: it commits only while this process is the writer).
+    """
+
+    def open(self) -> contextlib.AbstractContextManager[LedgerTx]: ...
 
 
 def render_of(bundle: Bundle) -> str:
@@ -164,9 +139,10 @@ class HubStore:
         *,
         clock: Clock | None = None,
         environment_of: Callable[[str], str] | None = None,
-        releases: ReleaseCounter | None = None,
+        releases: Ledger | None = None,
     ):
-        self._releases: ReleaseCounter = releases if releases is not None else InMemoryReleases()
+        self._ledger: Ledger = releases if releases is not None else InMemoryReleases()
+        self._restored = RestoredBlobs()
         self._director = director
         self._environment_of = environment_of or (lambda cluster: "default")
         self._pending: dict[str, tuple[Bundle, bytes, str]] = {}
@@ -184,11 +160,38 @@ class HubStore:
         for name in wanted - set(self._clusters):
             self._clusters[name] = _Cluster()
         removed = sorted(set(self._clusters) - wanted)
+        if removed:
+            with self._ledger.open() as tx:
+                for name in removed:
+                    tx.put_record(BUNDLE_RECORD, name, None)
         for name in removed:
             state = self._clusters.pop(name)
             state.removed = True
             state.notify()
         return removed
+
+    def restore(self, records: Mapping[str, Mapping], blob: Callable[[str], bytes | None] | None = None) -> None:
+        """Each cluster's current release as ``records`` (``bundle_record``) name it; ``blob(hex)`` gives a
+        shared blob's bytes (see the module docstring: a restart, a new writer, a serving replica)."""
+        for cluster, doc in records.items():
+            self.adopt(cluster, doc, blob)
+
+    def adopt(self, cluster: str, doc: Mapping | None, blob: Callable[[str], bytes | None] | None = None) -> bool:
+        """Take one stored record (None: the cluster was removed); True if the current release changed."""
+        if doc is None:
+            state = self._clusters.pop(cluster, None)
+            if state is not None:  # removed: its watchers end
+                state.removed = True
+                state.notify()
+            return state is not None
+        state = self._clusters.setdefault(cluster, _Cluster())
+        if state.current is not None and state.current.release >= int(doc["release"]):
+            return False
+        state.current = self._restored.signed(cluster, doc, blob)
+        self._pending.pop(cluster, None)
+        state.error = None
+        state.notify()
+        return True
 
     def clusters(self) -> list[str]:
         return sorted(self._clusters)
@@ -266,25 +269,28 @@ class HubStore:
         render: str = "",
     ) -> SignedBundle:
         env = self._environment_of(cluster)
-        directed = self._director.direct(cluster, env, data, revision=revision, release=self._releases.next(cluster),
-                                         render=render)
-        if directed is None:
-            raise AwaitingRelease(
-                f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
-                f"sign it with `skerry keys sign --cluster {cluster}`"
+        with self._ledger.open() as tx:
+            directed = self._director.direct(cluster, env, data, revision=revision,
+                                             release=tx.next_release(cluster), render=render)
+            if directed is None:
+                raise AwaitingRelease(
+                    f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
+                    f"sign it with `skerry keys sign --cluster {cluster}`"
+                )
+            signed = SignedBundle(
+                cluster=cluster,
+                release=directed.release,
+                digest=sha256_digest(data),
+                content_digest=content,
+                bundle=b"",
+                revision=revision,
+                paths=paths,
+                objects=objects,
+                expires=directed.expires,
+                signed_at=now,
             )
-        return SignedBundle(
-            cluster=cluster,
-            release=directed.release,
-            digest=sha256_digest(data),
-            content_digest=content,
-            bundle=b"",
-            revision=revision,
-            paths=paths,
-            objects=objects,
-            expires=directed.expires,
-            signed_at=now,
-        )
+            tx.put_record(BUNDLE_RECORD, cluster, bundle_record(signed))
+        return signed
 
     def publish_shared(
         self, clusters: Iterable[str], bundle: Bundle, *, encoded: bytes | None = None, content: str | None = None
@@ -315,13 +321,23 @@ class HubStore:
             state.error = None
             if state.current is None or state.current.content_digest != blob.content_digest:
                 todo.append(cluster)
-        counters = self._releases.next_many(todo)  # one transaction (a cluster already directed keeps its own)
-        directed = self._director.direct_many(
-            [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-            release=counters.__getitem__, render=render_of(bundle))
+        with self._ledger.open() as tx:  # counters, director entries and records: one fenced transaction
+            counters = {c: tx.next_release(c) for c in todo}  # (a cluster already directed keeps its own)
+            directed = self._director.direct_many(
+                [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
+                release=counters.__getitem__, render=render_of(bundle))
+            signed: dict[str, SignedBundle] = {}
+            for cluster in todo:
+                got = directed[cluster]
+                if got is not None:
+                    signed[cluster] = SignedBundle(
+                        cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
+                        bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
+                        objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
+                    tx.put_record(BUNDLE_RECORD, cluster, bundle_record(signed[cluster]))
         released, waiting = [], []
         for cluster in todo:
-            state, got = self._clusters[cluster], directed[cluster]
+            state, got = self._clusters[cluster], signed.get(cluster)
             if got is None:
                 self._pending[cluster] = (bundle, blob.data, blob.content_digest)
                 state.error = RenderFailure(
@@ -331,10 +347,7 @@ class HubStore:
                 waiting.append(cluster)
             else:
                 self._pending.pop(cluster, None)
-                state.current = SignedBundle(
-                    cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
-                    bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
-                    objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
+                state.current = got
                 released.append(cluster)
             state.notify()
         log.info("shared bundle directed", clusters=len(released), awaiting_release=len(waiting), digest=blob.digest,

@@ -9,11 +9,17 @@ users know them:
   ``OutOfSync`` (it reports another one: *drift* between desired and
   applied), ``Unknown`` (no report yet), ``NoBundle`` (nothing to apply:
   render error or no matching path);
-* **health**: the agent's rolled-up ``Ready`` condition: ``Healthy``,
-  ``Degraded`` (with reason and message) or ``Unknown``;
-* **freight**: per app (a fleet path with its environment segment taken
-  off, e.g. ``apps/shop/overlays/prod`` -> ``apps/shop``), the revision and
-  bundle each environment is on.
+* **health**: the health of what runs, apart from ``Ready`` (a bundle can be
+  applied and not healthy yet, or healthy and refused a new release): from
+  the agent's ``Suspended`` and ``Healthy`` conditions, ``Suspended``,
+  ``Healthy``, ``Progressing`` (objects not ready yet, within their timeout),
+  ``Degraded`` (with reason and message) or ``Unknown``; an agent that
+  reports no ``Healthy`` condition is judged by ``Ready``;
+* **freight**: per app, the revision and bundle each environment is on. An
+  app is named as ``skerry.yaml``'s ``promotion.apps`` names it (the name
+  ``skerry freight`` and ``skerry promote`` take); a path no promotion app
+  lists is named by itself with its environment segment taken off
+  (``apps/shop/overlays/prod`` -> ``apps/shop``).
 
 Promotion history comes from a ``PromotionSource`` (the promotion feature
 plugs in here); until one is given the snapshot says so rather than
@@ -38,7 +44,7 @@ MAX_PROMOTIONS_SHOWN = 50
 MAX_OBJECTS_SHOWN = 500
 
 SYNCED, OUT_OF_SYNC, UNKNOWN, NO_BUNDLE = "Synced", "OutOfSync", "Unknown", "NoBundle"
-HEALTHY, DEGRADED = "Healthy", "Degraded"
+HEALTHY, DEGRADED, PROGRESSING, SUSPENDED = "Healthy", "Degraded", "Progressing", "Suspended"
 ROOT_APP = "(repository root)"
 
 
@@ -101,8 +107,18 @@ def _iso(when: _dt.datetime | None) -> str | None:
     return None if when is None else when.astimezone(_dt.UTC).isoformat(timespec="seconds")
 
 
-def app_of(path: str, environments: tuple[str, ...]) -> str:
-    """The app a fleet path belongs to: the path without its environment (and ``overlays``) segment."""
+def promotion_apps(fleet) -> dict[str, str]:
+    """Overlay path -> app name, as ``promotion.apps`` in ``skerry.yaml`` names them ({} without one)."""
+    policy = getattr(fleet, "promotion", None)
+    return {posixpath.normpath(path): name for name, app in (getattr(policy, "apps", None) or {}).items()
+            for path in app.overlays.values()}
+
+
+def app_of(path: str, environments: tuple[str, ...], named: Mapping[str, str] | None = None) -> str:
+    """The app a fleet path belongs to: its promotion app's name, else the path without its environment
+    (and ``overlays``) segment."""
+    if named and posixpath.normpath(path) in named:
+        return named[posixpath.normpath(path)]
     parts = [p for p in path.split("/") if p]
     if parts and parts[-1] in environments:
         parts = parts[:-1]
@@ -118,6 +134,21 @@ def _condition(status, type_: str):
     return None
 
 
+def health_of(reported) -> tuple[str, str, str]:
+    """(health, reason, message) from an agent's report: Suspended, then Healthy, else Ready."""
+    if reported is None:
+        return UNKNOWN, "", ""
+    suspended = _condition(reported, "Suspended")
+    if suspended is not None and suspended.status == "True":
+        return SUSPENDED, suspended.reason, suspended.message
+    healthy = _condition(reported, "Healthy")
+    judged = healthy if healthy is not None else _condition(reported, "Ready")
+    if judged is None:
+        return UNKNOWN, "", ""
+    health = {"True": HEALTHY, "False": DEGRADED}.get(judged.status, PROGRESSING)
+    return health, judged.reason, judged.message
+
+
 def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, reported, now: _dt.datetime,
                  history: list[dict], connected: bool | None = None, *, objects_shown: int = MAX_OBJECTS_SHOWN) -> dict:
     """One cluster's row and detail: desired vs applied, sync, health, drift, last error, objects.
@@ -125,96 +156,113 @@ def cluster_view(name: str, labels: Mapping[str, str], paths, current, error, re
     The fleet snapshot lists no objects (``objects_shown=0``: it goes to every open page on every change);
     the cluster detail (``/api/clusters/NAME``) lists up to ``MAX_OBJECTS_SHOWN``.
     """
-    desired = None
-    if current is not None:
-        desired = {
-            "release": current.release,
-            "digest": current.digest,
-            "revision": current.revision,
-            "objects": current.objects,
-            "expires": _iso(current.expires),
-            "expires_in_seconds": int((current.expires - now).total_seconds()),
-        }
-    applied = None
-    health, health_reason, health_message = UNKNOWN, "", ""
-    objects: list[dict] = []
-    counts: dict[str, int] = {}
-    conditions: list[dict] = []
-    if reported is not None:
-        applied = {
-            "release": reported.applied_version,
-            "digest": reported.applied_digest,
-            "revision": reported.revision,
-            "agent_version": reported.agent_version,
-            "reported_at": _iso(reported.received_at),
-        }
-        ready = _condition(reported, "Ready")
-        if ready is not None:
-            health = HEALTHY if ready.status == "True" else DEGRADED
-            health_reason, health_message = ready.reason, ready.message
-        conditions = [
-            {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in reported.conditions
-        ]
-        for o in reported.objects:
-            counts[o.action] = counts.get(o.action, 0) + 1
-        objects = [
-            {
-                "group": o.group, "version": o.version, "kind": o.kind, "namespace": o.namespace, "name": o.name,
-                "action": o.action, "message": o.message,
-            }
-            for o in reported.objects[:objects_shown]
-        ]
-    if current is None:
-        sync = NO_BUNDLE
-    elif reported is None:
-        sync = UNKNOWN
-    elif reported.applied_digest == current.digest:
-        sync = SYNCED
-    else:
-        sync = OUT_OF_SYNC
-    drift = None
-    if sync == OUT_OF_SYNC:
-        drift = (
-            f"applied release {reported.applied_version or '-'} ({(reported.applied_digest or 'none')[:19]}) "
-            f"but desired is {current.release} ({current.digest[:19]})"
-        )
-    live = next((c for c in conditions if c["type"] == "Drifted" and c["status"] == "True"), None)
-    if live is not None and drift is None:  # a change made in the cluster, outside Git (from the agent's watches)
-        drift = live["message"]
-    failed = counts.get("failed", 0)
-    if failed and drift is None:
-        drift = f"{failed} object(s) failed to apply"
-    last_error = None
-    if error is not None:
-        last_error = {"source": "render", "message": error.message, "revision": error.revision}
-    elif health == DEGRADED:
-        last_error = {"source": "agent", "message": f"{health_reason}: {health_message}".strip(": "),
-                      "revision": reported.revision if reported else ""}
-    else:
-        for c in conditions:
-            if c["status"] == "False" and c["type"] in ("Verified", "Rendered"):
-                last_error = {"source": "agent", "message": f"{c['reason']}: {c['message']}", "revision": ""}
+    view = _applied(reported, objects_shown)
+    sync = _sync(current, reported)
     return {
         "name": name,
         "labels": dict(labels),
         "region": labels.get("region", ""),
         "env": labels.get("env", labels.get("environment", "")),
         "paths": list(paths),
-        "desired": desired,
-        "applied": applied,
+        "desired": _desired(current, now),
+        "applied": view["applied"],
         "sync": sync,
-        "health": health,
-        "health_reason": health_reason,
-        "health_message": health_message,
-        "drift": drift,
-        "last_error": last_error,
-        "conditions": conditions,
-        "objects": objects,
-        "object_counts": counts,
+        "health": view["health"],
+        "health_reason": view["health_reason"],
+        "health_message": view["health_message"],
+        "drift": _drift(sync, current, reported, view["conditions"], view["object_counts"]),
+        "last_error": _last_error(error, reported, view),
+        "conditions": view["conditions"],
+        "objects": view["objects"],
+        "object_counts": view["object_counts"],
         "objects_total": len(reported.objects) if reported is not None else 0,
         "history": history,
         "connected": connected,  # None: the hub cannot tell
     }
+
+
+def _desired(current, now: _dt.datetime) -> dict | None:
+    if current is None:
+        return None
+    return {
+        "release": current.release,
+        "digest": current.digest,
+        "revision": current.revision,
+        "objects": current.objects,
+        "expires": _iso(current.expires),
+        "expires_in_seconds": int((current.expires - now).total_seconds()),
+    }
+
+
+def _applied(reported, objects_shown: int) -> dict:
+    """What the agent reported: applied, health (``health_of``), conditions, objects and their counts."""
+    view: dict[str, Any] = {
+        "applied": None, "health": UNKNOWN, "health_reason": "", "health_message": "",
+        "conditions": [], "objects": [], "object_counts": {},
+    }
+    if reported is None:
+        return view
+    view["applied"] = {
+        "release": reported.applied_version,
+        "digest": reported.applied_digest,
+        "revision": reported.revision,
+        "agent_version": reported.agent_version,
+        "reported_at": _iso(reported.received_at),
+    }
+    view["health"], view["health_reason"], view["health_message"] = health_of(reported)
+    view["conditions"] = [
+        {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in reported.conditions
+    ]
+    counts = view["object_counts"]
+    for o in reported.objects:
+        counts[o.action] = counts.get(o.action, 0) + 1
+    view["objects"] = [
+        {
+            "group": o.group, "version": o.version, "kind": o.kind, "namespace": o.namespace, "name": o.name,
+            "action": o.action, "message": o.message,
+        }
+        for o in reported.objects[:objects_shown]
+    ]
+    return view
+
+
+def _sync(current, reported) -> str:
+    if current is None:
+        return NO_BUNDLE
+    if reported is None:
+        return UNKNOWN
+    return SYNCED if reported.applied_digest == current.digest else OUT_OF_SYNC
+
+
+def _drift(sync: str, current, reported, conditions: list[dict], counts: Mapping[str, int]) -> str | None:
+    """Why the cluster differs from Git: another release applied, a change in the cluster, failed objects."""
+    if sync == OUT_OF_SYNC:
+        return (
+            f"applied release {reported.applied_version or '-'} ({(reported.applied_digest or 'none')[:19]}) "
+            f"but desired is {current.release} ({current.digest[:19]})"
+        )
+    live = next((c for c in conditions if c["type"] == "Drifted" and c["status"] == "True"), None)
+    if live is not None:  # a change made in the cluster, outside Git (from the agent's watches)
+        return live["message"]
+    failed = counts.get("failed", 0)
+    return f"{failed} object(s) failed to apply" if failed else None
+
+
+def _last_error(error, reported, view: Mapping[str, Any]) -> dict | None:
+    if error is not None:
+        return {"source": "render", "message": error.message, "revision": error.revision}
+    ready = _condition(reported, "Ready") if reported is not None else None
+    if ready is not None and ready.status == "False":  # e.g. a refused release while what runs is healthy
+        return {"source": "agent", "message": f"{ready.reason}: {ready.message}".strip(": "),
+                "revision": reported.revision}
+    if view["health"] == DEGRADED:
+        return {"source": "agent", "message": f"{view['health_reason']}: {view['health_message']}".strip(": "),
+                "revision": reported.revision if reported else ""}
+    last_error = None
+    for c in view["conditions"]:
+        if c["status"] == "False" and c["type"] in ("Verified", "Rendered"):
+            last_error = {"source": "agent", "message": f"{c['reason']}: {c['message']}", "revision": ""}
+    return last_error
 
 
 def cluster_detail(name: str, fleet_view, store, statuses, history: ReleaseHistory, now: _dt.datetime,
@@ -261,9 +309,10 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
     env_rank = {e: i for i, e in enumerate(envs)}
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], env_rank.get(kv[0][1], len(envs)), kv[0][1]))
     apps: dict[str, dict] = {}
+    named = promotion_apps(fleet)
     for c in clusters:
         for path in c["paths"]:
-            app = apps.setdefault(app_of(path, environments), {"environments": {}})
+            app = apps.setdefault(app_of(path, environments, named), {"environments": {}})
             app["environments"].setdefault(c["env"] or "(no env)", []).append({
                 "cluster": c["name"],
                 "path": path,

@@ -29,6 +29,7 @@ import structlog
 from aiohttp import web
 
 from skerry.core.errors import ConfigError
+from skerry.core.metrics import parse_listen
 from skerry.core.tls import ROLE_OPERATOR, TlsFiles, identity_from_pem
 
 log = structlog.get_logger("skerry.hub.dashboard")
@@ -188,8 +189,9 @@ class DashboardServer:
                     await asyncio.wait_for(changed.wait(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+        except ConnectionResetError:  # the browser tab closed: one log line, not aiohttp's traceback
+            log.info("dashboard stream closed by the client", peer=request.remote)
+            return response
         finally:
             self._streams -= 1
 
@@ -219,8 +221,6 @@ class DashboardServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> int:
-        from skerry.core.metrics import parse_listen
-
         host, port = parse_listen(self._listen, "dashboard listen")
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BODY)
         app.add_routes([

@@ -5,21 +5,23 @@ set, ``freight.freight_key``) and expires after ``APPROVAL_TTL``: it is for
 today's freight, not forever. They live in the hub state (records of kind
 ``approval``, one per move and freight), so they survive a restart and every
 replica sees them; ``approve`` writes the approval and its audit entry in
-one transaction. Older hubs kept them in ``<state dir>/promotion-approvals.json``:
+one transaction, the writer's (fenced: a hub that lost the lease records nothing). Older hubs kept them in ``<state dir>/promotion-approvals.json``:
 ``import_previous`` takes that file in and renames it ``.imported``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import pathlib
+from collections.abc import Callable
 
 import structlog
 
 from skerry.core.clock import Clock
 from skerry.hub.promotion.audit import AuditLog
-from skerry.hub.state import HubState
+from skerry.hub.state import HubState, Tx
 
 log = structlog.get_logger("skerry.hub.promotion.approvals")
 
@@ -35,15 +37,17 @@ def _key(key: Key) -> str:
 
 
 class Approvals:
-    def __init__(self, state: HubState, audit: AuditLog, clock: Clock):
+    def __init__(self, state: HubState, audit: AuditLog, clock: Clock,
+                 write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None):
         self._state = state
         self._audit = audit
         self._clock = clock
+        self._write = write or state.write  # the hub's: the writer's fenced transaction
 
     def approve(self, key: Key, name: str, identity: str, **fields) -> None:
         """Record ``name``'s approval and its audit entry, together."""
         now = self._clock.now()
-        with self._state.write() as tx:
+        with self._write() as tx:
             by = tx.record(KIND, _key(key), for_update=True) or {}
             by = {n: t for n, t in by.get("by", {}).items() if now - _dt.datetime.fromisoformat(t) <= APPROVAL_TTL}
             by[name] = now.isoformat()
@@ -59,7 +63,7 @@ class Approvals:
 
     def clear(self, key: Key) -> None:
         """The move was committed: its approvals are used up."""
-        with self._state.write() as tx:
+        with self._write() as tx:
             tx.put_record(KIND, _key(key), None)
 
     def import_previous(self, path: pathlib.Path) -> int:

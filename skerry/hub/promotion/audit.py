@@ -4,7 +4,9 @@ Entries live in the hub state (``skerry.hub.state``: table ``audit``, ordered
 by a sequence number) and are logged with structlog. ``record`` commits an
 entry on its own; ``record_in(tx, ...)`` writes it inside the transaction of
 the act it records, so the act and its entry commit together or not at all
-(an approval is never stored without the line that says who gave it). Entries
+(an approval is never stored without the line that says who gave it). In the
+hub both go through the writer's fenced transaction (``write``); a refused
+call's entry (``record_refusal``) may be written by any hub process. Entries
 hold names, environments, digests and commit ids; never file contents.
 
 Older hubs appended JSON lines to ``<state dir>/promotion-audit.jsonl``:
@@ -14,8 +16,10 @@ upgrade, and renames it ``.imported``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -32,9 +36,11 @@ MAX_PREVIOUS_BYTES = 256 * 1024 * 1024
 
 
 class AuditLog:
-    def __init__(self, state: HubState, *, clock: Clock | None = None):
+    def __init__(self, state: HubState, *, clock: Clock | None = None,
+                 write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None):
         self._state = state
         self._clock = clock or SystemClock()
+        self._write = write or state.write  # the hub's: the writer's fenced transaction
 
     def _entry(self, identity: str, method: str, outcome: str, fields: dict[str, Any]) -> dict[str, Any]:
         entry = {"time": self._clock.now().isoformat(), "identity": identity, "method": method, "outcome": outcome}
@@ -53,6 +59,12 @@ class AuditLog:
         return entry
 
     def record(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
+        """An act's entry: written by the writer only (fenced), like the act it records."""
+        with self._write() as tx:
+            return self.record_in(tx, identity, method, outcome, **fields)
+
+    def record_refusal(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
+        """A refused call's entry: no act, so any hub process that refused it writes it (unfenced)."""
         with self._state.write() as tx:
             return self.record_in(tx, identity, method, outcome, **fields)
 

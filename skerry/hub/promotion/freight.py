@@ -17,7 +17,10 @@ import io
 from collections.abc import Iterable, Sequence
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from skerry.core import documents
 from skerry.core.errors import InvalidInput
@@ -189,10 +192,6 @@ def _token_length(line: str, col: int) -> int:
 
 
 def _reemit(text: bytes, images: list[Image], where: str) -> bytes:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
-    from ruamel.yaml.util import load_yaml_guess_indent
-
     try:
         _, indent, block_seq_indent = load_yaml_guess_indent(text.decode())
     except (YAMLError, UnicodeDecodeError) as e:

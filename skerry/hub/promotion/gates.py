@@ -20,7 +20,7 @@ import dataclasses
 import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from skerry.hub.promotion.policy import EnvironmentRules
+from skerry.hub.promotion_policy import EnvironmentRules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,76 +88,82 @@ def evaluate(
     approvals: Iterable[str],
     now: _dt.datetime,
 ) -> list[Gate]:
-    gates: list[Gate] = []
-    envs = list(environments)
+    """Every gate in order; a wrong order is the only gate then (nothing else is meaningful)."""
+    order = _order(list(environments), from_env, to_env)
+    if not order.passed:
+        return [order]
+    gates = [
+        order,
+        _clusters(from_env, from_clusters),
+        _soak(from_env, from_clusters, from_rules.soak_seconds, now),
+        _freeze(to_env, to_rules, now),
+        _approvals(to_env, to_rules, approvals),
+    ]
+    return [g for g in gates if g is not None]
+
+
+def _order(envs: list[str], from_env: str, to_env: str) -> Gate:
     if from_env not in envs or to_env not in envs:
         missing = from_env if from_env not in envs else to_env
-        gates.append(Gate("order", False, f"environment {missing!r} is not in skerry.yaml environments {envs}"))
-        return gates
+        return Gate("order", False, f"environment {missing!r} is not in skerry.yaml environments {envs}")
     i, j = envs.index(from_env), envs.index(to_env)
     if j != i + 1:
         nxt = envs[i + 1] if i + 1 < len(envs) else None
-        gates.append(
-            Gate(
-                "order",
-                False,
-                f"{to_env} does not follow {from_env} in environments {envs}"
-                + (f": promote {from_env} -> {nxt} first" if nxt else f": {from_env} is the last environment"),
-            )
-        )
-        return gates
-    gates.append(Gate("order", True, f"{from_env} -> {to_env}"))
+        then = f": promote {from_env} -> {nxt} first" if nxt else f": {from_env} is the last environment"
+        return Gate("order", False, f"{to_env} does not follow {from_env} in environments {envs}{then}")
+    return Gate("order", True, f"{from_env} -> {to_env}")
 
+
+def _clusters(from_env: str, from_clusters: Sequence[ClusterHealth]) -> Gate:
     if not from_clusters:
-        gates.append(Gate("clusters", False, f"environment {from_env} has no clusters to prove the freight on"))
-    else:
-        problems = [p for c in from_clusters if (p := cluster_problem(c))]
-        if problems:
-            gates.append(Gate("clusters", False, "; ".join(problems)))
-        else:
-            names = ", ".join(c.cluster for c in from_clusters)
-            gates.append(Gate("clusters", True, f"all of {from_env} applied and Ready: {names}"))
+        return Gate("clusters", False, f"environment {from_env} has no clusters to prove the freight on")
+    problems = [p for c in from_clusters if (p := cluster_problem(c))]
+    if problems:
+        return Gate("clusters", False, "; ".join(problems))
+    names = ", ".join(c.cluster for c in from_clusters)
+    return Gate("clusters", True, f"all of {from_env} applied and Ready: {names}")
 
-    soak = from_rules.soak_seconds
-    if soak > 0 and from_clusters:
-        short = []
-        for c in from_clusters:
-            if not c.healthy or c.healthy_since is None:
-                short.append(f"cluster {c.cluster} is not healthy yet (soak {_fmt(soak)})")
-                continue
-            held = (now - c.healthy_since).total_seconds()
-            if held < soak:
-                short.append(
-                    f"cluster {c.cluster} healthy for {_fmt(held)} of the {_fmt(soak)} soak "
-                    f"({_fmt(soak - held)} to go)"
-                )
-        gates.append(
-            Gate("soak", not short, "; ".join(short) if short else f"every cluster of {from_env} soaked {_fmt(soak)}")
-        )
 
+def _soak(from_env: str, from_clusters: Sequence[ClusterHealth], soak: float, now: _dt.datetime) -> Gate | None:
+    if not (soak > 0 and from_clusters):
+        return None
+    short = []
+    for c in from_clusters:
+        if not c.healthy or c.healthy_since is None:
+            short.append(f"cluster {c.cluster} is not healthy yet (soak {_fmt(soak)})")
+            continue
+        held = (now - c.healthy_since).total_seconds()
+        if held < soak:
+            short.append(
+                f"cluster {c.cluster} healthy for {_fmt(held)} of the {_fmt(soak)} soak ({_fmt(soak - held)} to go)"
+            )
+    return Gate("soak", not short, "; ".join(short) if short else f"every cluster of {from_env} soaked {_fmt(soak)}")
+
+
+def _freeze(to_env: str, to_rules: EnvironmentRules, now: _dt.datetime) -> Gate | None:
     active = [f for f in to_rules.freezes if f.covers(now)]
     if active:
-        gates.append(Gate("freeze", False, f"{to_env} is frozen now by " + ", ".join(f.describe() for f in active)))
-    elif to_rules.freezes:
-        gates.append(Gate("freeze", True, f"no freeze of {to_env} is active"))
+        return Gate("freeze", False, f"{to_env} is frozen now by " + ", ".join(f.describe() for f in active))
+    if to_rules.freezes:
+        return Gate("freeze", True, f"no freeze of {to_env} is active")
+    return None
 
-    if to_rules.protected:
-        given = sorted(set(approvals) & set(to_rules.approvers))
-        k = to_rules.approvals
-        if len(given) < k:
-            others = sorted(set(to_rules.approvers) - set(given))
-            gates.append(
-                Gate(
-                    "approvals",
-                    False,
-                    f"{to_env} needs {k} approvals of {len(to_rules.approvers)}, has {len(given)}"
-                    + (f" ({', '.join(given)})" if given else "")
-                    + f"; ask one of: {', '.join(others)}",
-                )
-            )
-        else:
-            gates.append(Gate("approvals", True, f"approved by {', '.join(given)} ({len(given)} of {k} needed)"))
-    return gates
+
+def _approvals(to_env: str, to_rules: EnvironmentRules, approvals: Iterable[str]) -> Gate | None:
+    if not to_rules.protected:
+        return None
+    given = sorted(set(approvals) & set(to_rules.approvers))
+    k = to_rules.approvals
+    if len(given) >= k:
+        return Gate("approvals", True, f"approved by {', '.join(given)} ({len(given)} of {k} needed)")
+    others = sorted(set(to_rules.approvers) - set(given))
+    return Gate(
+        "approvals",
+        False,
+        f"{to_env} needs {k} approvals of {len(to_rules.approvers)}, has {len(given)}"
+        + (f" ({', '.join(given)})" if given else "")
+        + f"; ask one of: {', '.join(others)}",
+    )
 
 
 class HealthTracker:

@@ -1,4 +1,8 @@
-"""Promotion records and what following each rollout needs, kept in the hub state so a restart resumes it.
+"""Promotion records: the record of each promotion, in memory for watchers and in the hub state for a restart.
+
+``Record`` is what ``WatchPromotion`` streams (its gates, changes, per-cluster progress and state);
+``RecordBook`` keeps the records of this process (at most ``MAX_RECORDS``), stores each update and
+wakes the watchers.
 
 A promotion is a commit plus a rollout the hub follows: it waits for the
 render, watches the target clusters' reports, holds the soak, and rolls the
@@ -16,17 +20,62 @@ process that lost the writer lease cannot record, or resume, anything.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import structlog
+
+from skerry.core.clock import Clock
+from skerry.core.errors import NotFound, SkerryError
 from skerry.hub.promotion import freight as fr
 from skerry.hub.promotion.gates import Gate
 from skerry.hub.state import HubState, Tx
 
+log = structlog.get_logger("skerry.hub.promotion")
+
 KIND = "promotion"
+MAX_RECORDS = 1000  # promotions kept in memory for WatchPromotion; oldest finished ones go first
+WATCH_WAKE = 5.0  # seconds a watcher waits for a change before looking again
+FINAL = frozenset({"approved", "blocked", "done", "failed", "rolled-back", "timed-out", "pushed-for-review", "ready"})
+
+
+@dataclasses.dataclass
+class ClusterProgress:
+    cluster: str
+    state: str = "pending"
+    target_digest: str = ""
+    applied_digest: str = ""
+    message: str = ""
+
+
+@dataclasses.dataclass
+class Record:
+    id: str
+    app: str
+    from_env: str
+    to_env: str
+    kind: str
+    state: str
+    requested_by: str
+    commit: str = ""
+    branch: str = ""
+    gates: list[Gate] = dataclasses.field(default_factory=list)
+    changes: list[fr.ImageChange] = dataclasses.field(default_factory=list)
+    clusters: list[ClusterProgress] = dataclasses.field(default_factory=list)
+    approved_by: list[str] = dataclasses.field(default_factory=list)
+    message: str = ""
+    rollback_commit: str = ""
+    updated: _dt.datetime | None = None
+    version: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
 
 
 @dataclasses.dataclass
@@ -97,3 +146,67 @@ class RecordStore:
             if not rec.final:
                 out.append((rec, Follow.from_doc(doc["follow"])))
         return sorted(out, key=lambda pair: pair[0].updated or _dt.datetime.min.replace(tzinfo=_dt.UTC))
+
+
+class RecordBook:
+    """This process's promotion records and the follow state of those still followed.
+
+    Every ``update`` is stored (with its follow state) before watchers wake; a store that fails
+    (fenced, or the database gone) is logged and the record lives on in memory.
+    """
+
+    def __init__(self, clock: Clock, store: RecordStore | None = None):
+        self.records: dict[str, Record] = {}
+        self.follows: dict[str, Follow] = {}
+        self.store = store
+        self._clock = clock
+        self._changed = asyncio.Condition()
+
+    def new(self, **fields: Any) -> Record:
+        rec = Record(id=uuid.uuid4().hex[:16], updated=self._clock.now(), **fields)
+        self.add(rec)
+        return rec
+
+    def add(self, rec: Record) -> None:
+        if len(self.records) >= MAX_RECORDS:
+            for rid in [r.id for r in self.records.values() if r.final][: len(self.records) - MAX_RECORDS + 1]:
+                del self.records[rid]
+        self.records[rec.id] = rec
+
+    async def update(self, rec: Record, **changes: Any) -> None:
+        for k, v in changes.items():
+            setattr(rec, k, v)
+        rec.updated = self._clock.now()
+        rec.version += 1
+        if rec.final:
+            self.follows.pop(rec.id, None)
+        if self.store is not None:
+            try:
+                self.store.save(rec, self.follows.get(rec.id))
+            except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
+                log.error("promotion record not stored", id=rec.id, error=str(e))
+        async with self._changed:
+            self._changed.notify_all()
+
+    def get(self, promotion_id: str) -> Record:
+        rec = self.records.get(promotion_id)
+        if rec is None:
+            raise NotFound(f"no promotion {promotion_id!r} on this hub (records are kept in memory)")
+        return rec
+
+    async def watch(self, rec: Record) -> AsyncIterator[Record]:
+        """``rec`` now and after every change, until it is final."""
+        seen = -1
+        while True:
+            if rec.version != seen:
+                seen = rec.version
+                yield rec
+                if rec.final:
+                    return
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=WATCH_WAKE)
+
+    def unfinished(self) -> list[tuple[Record, Follow]]:
+        """What a previous process was following (none without a store)."""
+        return self.store.unfinished(Record, ClusterProgress) if self.store is not None else []

@@ -9,8 +9,10 @@ from skerry.api.v1 import promotion_pb2_grpc
 from skerry.core.authz import identity
 from skerry.core.errors import InvalidInput
 from skerry.hub.promotion import freight as fr
+from skerry.hub.promotion import targets
 from skerry.hub.promotion.gates import ClusterHealth, Gate
-from skerry.hub.promotion.service import Freight, Promoter, Record
+from skerry.hub.promotion.records import Record
+from skerry.hub.promotion.service import Freight, Promoter
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PromotionService"].full_name
 MAX_NAME = 253  # app, environment and revision names from the caller
@@ -80,7 +82,7 @@ class PromotionServicer(promotion_pb2_grpc.PromotionServiceServicer):
         for name in fleet.environments:
             rules = policy.rules(name)
             envs.append(pb.Environment(
-                name=name, clusters=self._p.clusters_of(fleet, name),
+                name=name, clusters=targets.clusters_of(fleet, name),
                 rules=pb.Rules(soak_seconds=rules.soak_seconds, approvals=rules.approvals,
                                approvers=list(rules.approvers), auto_rollback=rules.auto_rollback,
                                freezes=[f.describe() for f in rules.freezes]),

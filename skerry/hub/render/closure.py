@@ -36,7 +36,7 @@ from typing import Any
 from skerry.core import documents
 from skerry.core.errors import RenderError
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, PLAIN_SUFFIXES
-from skerry.hub.source.git import TreeEntry
+from skerry.hub.source.objects import TreeEntry
 
 # Fields whose entries must be kustomizations (directories) or resource files.
 BUILD_FIELDS = ("resources", "bases", "components")

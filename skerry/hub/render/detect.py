@@ -10,24 +10,24 @@ every bundle, so a change of engine is visible (and makes a new release).
 
 from __future__ import annotations
 
-import structlog
-
 from skerry.core.errors import ConfigError
+from skerry.core.logging import get_logger
+from skerry.hub.render import inprocess
 from skerry.hub.render.engine import DEFAULT_TIMEOUT, Engine, KustomizeEngine
 
-log = structlog.get_logger("skerry.hub.render")
+log = get_logger("skerry.hub.render")  # structlog only when it logs (skerry render)
 
 ENGINE_CHOICES = ("auto", "inprocess", "binary")
 
 
-def detect_engine(choice: str = "auto", *, timeout: float = DEFAULT_TIMEOUT) -> Engine:
+def detect_engine(choice: str = "auto", *, timeout: float = DEFAULT_TIMEOUT, isolate: bool = True) -> Engine:
+    """The engine for ``choice``; every render is bounded by ``timeout``, unless ``isolate`` is False
+    (a command on a workstation): then in-process kustomize runs in this process, without a deadline."""
     if choice not in ENGINE_CHOICES:
         raise ConfigError(f"engine: {choice!r} is not one of {', '.join(ENGINE_CHOICES)}")
     if choice in ("auto", "inprocess"):
-        from skerry.hub.render import inprocess
-
         try:
-            return inprocess.InProcessKustomizeEngine()
+            return inprocess.InProcessKustomizeEngine(timeout=timeout if isolate else None)
         except ConfigError as e:
             if choice == "inprocess":
                 raise

@@ -28,8 +28,10 @@ from skerry.core import documents
 from skerry.core.errors import RenderError, SourceError
 from skerry.hub.render import closure as closures
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, Engine
-from skerry.hub.render.validate import SchemaValidator, check_objects
-from skerry.hub.source.git import GitSource, TreeEntry
+from skerry.hub.render.schemas import SchemaValidator
+from skerry.hub.render.validate import check_objects
+from skerry.hub.source.git import GitSource
+from skerry.hub.source.objects import TreeEntry
 
 log = structlog.get_logger("skerry.hub.render")
 

@@ -1,18 +1,21 @@
-"""Kustomize's own Go library, loaded in-process through ``pykustomize`` (cffi).
+"""Kustomize's own Go library, loaded in-process: ``pykustomize``'s shared library through ctypes.
 
 Why: ``kubectl kustomize`` costs 110-120 ms per overlay on this class of
-machine, almost all of it process start; the same Go code called through
-cffi costs a few milliseconds. It is the real engine (``sigs.k8s.io/kustomize/api``
+machine, almost all of it process start; the same Go code called in-process
+costs a few milliseconds. It is the real engine (``sigs.k8s.io/kustomize/api``
 compiled into ``libpykustomize.so``), not a re-implementation, so the output
 is kustomize's (the tests compare it object for object with ``kubectl
 kustomize`` on every feature the hub relies on).
 
-The only module that imports ``pykustomize``. Calls go through its small
-synchronous cffi layer (``pykustomize._ffi``: one call per build, the result
-as JSON, so no YAML round trip); the package's public API wraps the same
-calls in ``asyncio.to_thread``, which the hub's worker threads do not need.
-The library reports errors through one process-wide "last error" slot, so
-builds are serialised by a lock: a build never reads another build's error.
+The only module that uses ``pykustomize``. It calls the library's three C
+functions (build to JSON, last error, free) through ctypes rather than the
+package's cffi layer: that layer parses its C declarations with pycparser when
+imported, ~0.3 s of every ``skerry render``, which is about a kubectl run. So the
+package is found, not imported (``_find_library``: where its wheel puts the
+library, ``pykustomize/_lib/<os>-<arch>/``). One build call returns the result
+as JSON, so no YAML round trip. The library reports errors through one
+process-wide "last error" slot, so builds are serialised by a lock: a build
+never reads another build's error.
 
 Options are kustomize's safe defaults and are recorded in ``OPTIONS`` (part
 of every render cache key): load restrictor ``RootOnly``, no plugins, no
@@ -20,31 +23,38 @@ Helm, no managed-by label, kustomize's default ordering.
 
 The version recorded in bundles is the kustomize API module version read
 from the Go build information embedded in the shared library
-(``dep sigs.k8s.io/kustomize/api vX.Y.Z``), plus the pykustomize version.
+(``dep sigs.k8s.io/kustomize/api vX.Y.Z``), plus the pykustomize version; it is
+read when first asked for (the hub asks; ``skerry render DIR`` does not).
 
-What in-process cannot do: a Go call cannot be interrupted, so there is no
-per-render timeout (the binary engine kills its process group). With remote
-bases refused before rendering (``closure``), the ``RootOnly`` restrictor and
-plugins, Helm and exec functions off, a build reads only the files written
-for it and makes no network calls; output size is checked after the build.
-Choose ``--engine binary`` where a hard deadline matters more than speed.
+A Go call cannot be interrupted, so the hub runs the library in a child process
+(``skerry.hub.render.worker``) with a per-render deadline: ``timeout`` given, builds go through the
+worker; ``timeout=None`` (``skerry render`` on a workstation) calls the library here, without the
+child's start-up. With remote bases refused before rendering (``closure``), the ``RootOnly`` restrictor
+and plugins, Helm and exec functions off, a build reads only the files written for it and makes no
+network calls; output size is checked after the build.
 
 pykustomize's metadata says Python >= 3.14, but the wheel is a plain
-cffi ABI-mode package and works on 3.11: ``scripts/bootstrap.sh`` installs
+ABI-mode package and works on 3.11: ``scripts/bootstrap.sh`` installs
 it with ``pip install --ignore-requires-python`` (pyproject cannot express
 that). When it is missing the hub falls back to the binary engine.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.metadata
+import importlib.util
 import json
 import pathlib
+import platform
 import re
 import threading
 
 from skerry.core import documents
 from skerry.core.errors import ConfigError, RenderError
 from skerry.hub.render.engine import DEFAULT_MAX_OUTPUT_BYTES, Engine, _objects
+from skerry.hub.render.worker import RenderWorker
 
 PACKAGE = "pykustomize"
 # The knobs, as pykustomize's BuildOptions JSON; part of every render cache key.
@@ -65,19 +75,26 @@ MAX_LIBRARY_BYTES = 256 * 1024 * 1024
 _lock = threading.Lock()
 
 
+def _find_library() -> pathlib.Path | None:
+    """The shared library in the installed pykustomize package, found without importing the package."""
+    spec = importlib.util.find_spec(PACKAGE)
+    name = {"Linux": "libpykustomize.so", "Darwin": "libpykustomize.dylib"}.get(platform.system())
+    if spec is None or not spec.submodule_search_locations or name is None:
+        return None
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    for base in spec.submodule_search_locations:
+        path = pathlib.Path(base) / "_lib" / f"{platform.system().lower()}-{machine}" / name
+        if path.is_file():
+            return path
+    return None
+
+
 def available() -> bool:
-    try:
-        import pykustomize  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _find_library() is not None
 
 
-def _library_version(lib_path: str | None) -> str:
-    if not lib_path:
-        return "unknown"
+def _library_version(path: pathlib.Path) -> str:
     try:
-        path = pathlib.Path(lib_path)
         if path.stat().st_size > MAX_LIBRARY_BYTES:
             return "unknown"
         m = _API_DEP.search(path.read_bytes())
@@ -86,27 +103,64 @@ def _library_version(lib_path: str | None) -> str:
     return m.group(1).decode() if m else "unknown"
 
 
-class InProcessKustomizeEngine(Engine):
-    """Kustomize's Go library in this process."""
+class KustomizeLibrary:
+    """pykustomize's shared library, loaded in this process: one build at a time, output as JSON."""
 
-    def __init__(self, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES):
+    def __init__(self):
+        path = _find_library()
+        if path is None:
+            raise ConfigError(f"{PACKAGE} is not installed (or ships no library for this platform)")
         try:
-            import pykustomize
-            from pykustomize import _ffi
-        except ImportError as e:
-            raise ConfigError(f"{PACKAGE} is not installed: {e}") from e
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise ConfigError(f"{PACKAGE}: cannot load its library {path}: {e}") from e
+        lib.pykustomize_build_to_json.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+        lib.pykustomize_build_to_json.restype = ctypes.c_int
+        lib.pykustomize_last_error.argtypes = []
+        lib.pykustomize_last_error.restype = ctypes.c_void_p  # the library's own buffer: never freed here
+        lib.pykustomize_free.argtypes = [ctypes.c_void_p]
+        lib.pykustomize_free.restype = None
+        self._lib, self._path = lib, path
+
+    @functools.cached_property
+    def version(self) -> str:
         try:
-            self._lib = _ffi.get_library()
-        except pykustomize.KustomizeError as e:
-            raise ConfigError(f"{PACKAGE}: cannot load its library: {e}") from e
-        self._ffi = _ffi
-        self._error = pykustomize.KustomizeError
+            package = importlib.metadata.version(PACKAGE)
+        except importlib.metadata.PackageNotFoundError:
+            package = "unknown"
+        return f"api {_library_version(self._path)} (pykustomize {package}, in-process)"
+
+    def build_json(self, directory: str) -> tuple[bool, bytes]:
+        """``(True, the library's JSON)`` or ``(False, its error message)``."""
+        out = ctypes.c_void_p()
+        with _lock:
+            status = self._lib.pykustomize_build_to_json(directory.encode(), _OPTIONS_JSON, ctypes.byref(out))
+            if status != 0:
+                err = self._lib.pykustomize_last_error()
+                message = ctypes.string_at(err) if err else b"unknown error"
+                if out.value:
+                    self._lib.pykustomize_free(out)
+                return False, message
+            if not out.value:
+                return False, b"kustomize returned nothing"
+            try:
+                return True, ctypes.string_at(out)
+            finally:
+                self._lib.pykustomize_free(out)
+
+
+class InProcessKustomizeEngine(Engine):
+    """Kustomize's Go library: in a worker process with a deadline per render, or (``timeout=None``) here."""
+
+    def __init__(self, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, timeout: float | None = None):
         self.max_output_bytes = max_output_bytes
-        api = _library_version(_ffi._find_library())
-        self._version = f"api {api} (pykustomize {pykustomize.__version__}, in-process)"
+        if timeout is None:
+            self._runner: KustomizeLibrary | RenderWorker = KustomizeLibrary()
+        else:
+            self._runner = RenderWorker(timeout=timeout, max_output_bytes=max_output_bytes)
 
     def __repr__(self) -> str:
-        return f"InProcessKustomizeEngine({self._version!r})"
+        return f"InProcessKustomizeEngine({self.version!r})"
 
     @property
     def name(self) -> str:
@@ -114,29 +168,25 @@ class InProcessKustomizeEngine(Engine):
 
     @property
     def version(self) -> str:
-        return self._version
+        return self._runner.version
 
     @property
     def options(self) -> str:
         return _OPTIONS_JSON.decode()
 
+    def close(self) -> None:
+        """Stop the worker process, if there is one."""
+        if isinstance(self._runner, RenderWorker):
+            self._runner.close()
+
     def _build(self, directory: pathlib.Path, *, where: str, root: pathlib.Path | None) -> list[dict]:
-        ffi = self._ffi.ffi
-        out = ffi.new("char**")
-        with _lock:
-            status = self._lib.pykustomize_build_to_json(str(directory).encode(), _OPTIONS_JSON, out)
-            if status != 0:
-                err = self._lib.pykustomize_last_error()
-                message = ffi.string(err).decode("utf-8", "replace") if err != ffi.NULL else "unknown error"
-                if out[0] != ffi.NULL:
-                    self._lib.pykustomize_free(out[0])
-                raise RenderError(f"{where}: kustomize build failed: {_clean(message, directory, root)}")
-            if out[0] == ffi.NULL:
-                raise RenderError(f"{where}: kustomize returned nothing")
-            try:
-                raw = ffi.string(out[0])
-            finally:
-                self._lib.pykustomize_free(out[0])
+        if isinstance(self._runner, RenderWorker):
+            ok, raw = self._runner.build(str(pathlib.Path(directory).resolve()), where)
+        else:
+            ok, raw = self._runner.build_json(str(directory))
+        if not ok:
+            message = raw.decode("utf-8", "replace")
+            raise RenderError(f"{where}: kustomize build failed: {_clean(message, directory, root)}")
         if len(raw) > self.max_output_bytes:
             raise RenderError(f"{where}: kustomize produced more than {self.max_output_bytes} bytes")
         try:

@@ -8,14 +8,9 @@ namespace a DNS-1123 label; a cluster-scoped kind (the built-in ones below,
 and any kind a CustomResourceDefinition in the same render declares
 ``Cluster``-scoped) must not carry ``metadata.namespace``.
 
-Known schemas come from ``kubernetes-validate`` (the Kubernetes OpenAPI
-schemas as JSON Schema, strict mode: unknown fields are errors, which
-catches a misspelt ``replica:``). One validator is built per
-(apiVersion, kind) and kept: the package's ``validate`` reloads the 5 MB
-definitions file on every call (~13 ms an object; cached, ~0.3 ms). Kinds it
-has no schema for (custom resources) are checked structurally only. The
-schema version is ``SCHEMA_VERSION`` (the newest the package ships that is
-not newer than the agents' API servers are expected to be).
+With a ``schemas.SchemaValidator`` each object is also checked against its
+Kubernetes schema (the hub, ``skerry render --repo``); ``skerry render DIR``
+checks structure only and so never loads the schema libraries.
 
 Failures are ``RenderError``: ``<path>: <Kind> <namespace>/<name>: <problem> at <field>``.
 """
@@ -23,18 +18,18 @@ Failures are ``RenderError``: ``<path>: <Kind> <namespace>/<name>: <problem> at 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING
 
 from skerry.core.documents import clip_repr
 from skerry.core.errors import RenderError
+from skerry.core.logging import get_logger
 
-log = structlog.get_logger("skerry.hub.render")
+if TYPE_CHECKING:
+    from skerry.hub.render.schemas import SchemaValidator
 
-SCHEMA_VERSION = "1.32.0"
+log = get_logger("skerry.hub.render")  # structlog only when it logs (skerry render)
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Kinds whose names Kubernetes validates as path segments, not DNS subdomains.
@@ -66,60 +61,6 @@ def describe(obj: Mapping) -> str:
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     ns, name = meta.get("namespace"), meta.get("name")
     return f"{obj.get('kind') or '<no kind>'} {f'{ns}/' if ns else ''}{name or '<no name>'}"
-
-
-class SchemaValidator:
-    """JSON Schema validation through ``kubernetes-validate``'s schemas; validators cached per kind."""
-
-    def __init__(self, version: str = SCHEMA_VERSION):
-        from kubernetes_validate import utils
-
-        self._utils = utils
-        known = [v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(version)]
-        self.version = known[-1] if known else utils.latest_version()
-        self._dir = f"kubernetes-json-schema/v{self.version}-local-strict"
-        self._validators: dict[tuple[str, str], Any] = {}
-        self._definitions = None
-        self._lock = threading.Lock()
-
-    def _validator(self, api_version: str, kind: str):
-        key = (api_version, kind)
-        with self._lock:
-            if key in self._validators:
-                return self._validators[key]
-            import jsonschema
-            from referencing import Registry, Resource
-
-            api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-            try:
-                schema = self._utils.schema_contents(f"{self._dir}/{kind.lower()}-{api}.json", self.version)
-            except (FileNotFoundError, OSError):
-                schema = None
-            except Exception:  # noqa: BLE001 - an unreadable schema file means: no schema for this kind
-                schema = None
-            validator = None
-            if schema is not None:
-                if self._definitions is None:
-                    self._definitions = Resource.from_contents(
-                        self._utils.schema_contents(f"{self._dir}/_definitions.json", self.version)
-                    )
-                registry = self._definitions @ (Resource.from_contents(schema) @ Registry())
-                validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
-            self._validators[key] = validator
-            return validator
-
-    def problem(self, obj: Mapping) -> str | None:
-        validator = self._validator(str(obj["apiVersion"]), str(obj["kind"]))
-        if validator is None:
-            return None
-        import jsonschema
-
-        error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-        if error is None:
-            return None
-        where = "/".join(str(p) for p in error.absolute_path) or "(object)"
-        message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
-        return f"{message} at {where} (Kubernetes {self.version} schema)"
 
 
 def check_objects(objects: Sequence[dict], path: str, schemas: SchemaValidator | None = None) -> None:

@@ -119,6 +119,19 @@ class Tx(Protocol):
 
     def changes_since(self, seq: int, limit: int) -> list[Change]: ...
 
+    def put_trust_file(self, name: str, role: str, version: int, data: bytes) -> None:
+        """Store one TUF metadata file as served; only a newer version replaces a name."""
+
+    def trust_file(self, name: str) -> bytes | None: ...
+
+    def trust_newest(self) -> dict[str, tuple[int, bytes]]:
+        """Each role's newest stored version: ``{role: (version, bytes)}``."""
+
+    def put_blob(self, hexdigest: str, data: bytes) -> None:
+        """Store bundle bytes by SHA-256 hex (kept once however many clusters share them)."""
+
+    def blob(self, hexdigest: str) -> bytes | None: ...
+
     def get_meta(self, name: str) -> str | None: ...
 
     def set_meta(self, name: str, value: str) -> None: ...
@@ -144,6 +157,9 @@ class HubState(Protocol):
 
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         """Extend a live lease; ``Fenced`` if it was taken over or expired meanwhile."""
+
+    def current_lease(self) -> Lease | None:
+        """The live writer lease as the database holds it (None if nobody holds one)."""
 
     def release_lease(self, lease: Lease) -> None:
         """Give the lease up at once (a clean shutdown), so the next writer need not wait for expiry."""

@@ -26,6 +26,12 @@ Tables (``{now}`` is seconds since the epoch on the database's clock)::
     audit(seq PK, doc)                            audit entries, JSON
     records(kind, key, doc; PK kind,key)          JSON documents: approvals, promotions, history
     changes(seq PK, kind, key, at)                the change log replicas follow
+    trust_files(name PK, role, version, data)     TUF metadata as served (``3.snapshot.json``, ``timestamp.json``)
+    blobs(digest PK, data)                        bundle bytes by SHA-256 hex: release and director targets
+
+Records hold, besides approvals and promotions: ``bundle``/<cluster> (its current release, content
+digest included: a re-render of unchanged content is no new release) and ``release-signatures``/<role>
+(TUF release signatures collected below their threshold).
 
 ``release_floor`` is the database clock in milliseconds when the schema was
 made: before this schema the hub numbered releases with unix milliseconds, so
@@ -83,6 +89,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))",
         "CREATE TABLE changes (seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,"
         " at DOUBLE PRECISION NOT NULL)",
+    ),
+    # 2: the TUF repository's files and blobs (every replica serves them; the writer publishes them)
+    (
+        "CREATE TABLE trust_files (name TEXT PRIMARY KEY, role TEXT NOT NULL, version BIGINT NOT NULL,"
+        " data {blob} NOT NULL)",
+        "CREATE INDEX trust_files_role ON trust_files (role, version)",
+        "CREATE TABLE blobs (digest TEXT PRIMARY KEY, data {blob} NOT NULL)",
     ),
 )
 VERSION = len(MIGRATIONS)

@@ -216,6 +216,38 @@ class SqlTx:
         row = self._one("SELECT value FROM sequences WHERE name = 'changes'", ())
         return int(row[0]) if row else 0
 
+    # --- the TUF repository -------------------------------------------------------------------
+
+    def put_trust_file(self, name: str, role: str, version: int, data: bytes) -> None:
+        """Store one metadata file; a name is never rewritten except by a newer version (``timestamp.json``)."""
+        self._run(
+            "INSERT INTO trust_files (name, role, version, data) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET role = excluded.role, version = excluded.version, data = excluded.data "
+            "WHERE trust_files.version < excluded.version",
+            (name, role, int(version), bytes(data)),
+        )
+
+    def trust_file(self, name: str) -> bytes | None:
+        row = self._one("SELECT data FROM trust_files WHERE name = ?", (name,))
+        return None if row is None else bytes(row[0])
+
+    def trust_newest(self) -> dict[str, tuple[int, bytes]]:
+        """Each role's newest stored version: ``{role: (version, bytes)}``."""
+        rows, _ = self._run(
+            "SELECT t.role, t.version, t.data FROM trust_files t JOIN (SELECT role, MAX(version) AS v FROM "
+            "trust_files GROUP BY role) m ON t.role = m.role AND t.version = m.v",
+            (),
+        )
+        return {r[0]: (int(r[1]), bytes(r[2])) for r in rows}
+
+    def put_blob(self, hexdigest: str, data: bytes) -> None:
+        self._run("INSERT INTO blobs (digest, data) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                  (hexdigest, bytes(data)))
+
+    def blob(self, hexdigest: str) -> bytes | None:
+        row = self._one("SELECT data FROM blobs WHERE digest = ?", (hexdigest,))
+        return None if row is None else bytes(row[0])
+
     # --- meta ---------------------------------------------------------------------------------
 
     def get_meta(self, name: str) -> str | None:
@@ -312,6 +344,15 @@ class SqlState:
         if not rows:
             raise Fenced(f"writer lease epoch {lease.epoch} of {lease.holder!r} was lost before its renewal")
         return Lease(holder=lease.holder, epoch=lease.epoch, expires=float(rows[0][0]))
+
+    def current_lease(self) -> Lease | None:
+        """The live writer lease as the database holds it (None if nobody holds one)."""
+        with self._begin(False) as run:
+            rows, _ = run(
+                f"SELECT holder, epoch, expires FROM writer_lease WHERE name = ? AND expires > {self.dialect.now}",
+                (LEASE_NAME,),
+            )
+        return Lease(holder=rows[0][0], epoch=int(rows[0][1]), expires=float(rows[0][2])) if rows else None
 
     def release_lease(self, lease: Lease) -> None:
         with self._begin(True) as run:

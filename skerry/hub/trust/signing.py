@@ -18,6 +18,8 @@ publish it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Targets
@@ -81,17 +83,17 @@ def check_proposal(proposal: Metadata, previous: Metadata | None, env: str, clus
         raise VerificationError(f"proposal version {proposal.signed.version}, expected {want}", reason="Rollback")
 
 
-def sign_release(address: str, tls_files: TlsFiles, cluster: str, repo: str, branch: str,
-                 signers: list[Signer], engine: str = "auto") -> trust_pb2.SubmitReleaseResponse:
-    from skerry.hub.cli import _render_bundle
-
+def sign_release(address: str, tls_files: TlsFiles, cluster: str, render: Callable[[str], bytes],
+                 signers: list[Signer]) -> trust_pb2.SubmitReleaseResponse:
+    """``render(revision)``: the cluster's bundle bytes at the proposal's revision, rendered here
+    (``skerry.hub.sync.render_bundle``), which must equal the bytes the hub proposes."""
     with secure_channel(address, tls_files) as channel:
         stub = trust_pb2_grpc.TrustServiceStub(channel)
         try:
             prop = stub.GetReleaseProposal(trust_pb2.GetReleaseProposalRequest(cluster=cluster), timeout=RPC_TIMEOUT)
         except grpc.RpcError as e:
             raise Unavailable(f"no release proposal for {cluster}: {e.details()}") from e
-        ours = Bundle.decode(_render_bundle(repo, cluster, branch, prop.revision, "json", engine))
+        ours = Bundle.decode(render(prop.revision))
         path = trust.release_path(prop.environment, cluster, prop.digest.removeprefix("sha256:"))
         try:
             blob = _fetch(stub, f"targets/{path}")

@@ -22,6 +22,7 @@ Modules, one verb each:
 ``assets``     find the binaries, or build them once with ``build.sh`` (package data)
 ``pki``        the throwaway CA, certificates and kubeconfigs (on :mod:`skerry.core.tls`)
 ``process``    spawn, wait for readiness, stop, sweep what a killed run left behind
+``components`` the command line of each control-plane component (ports, PKI files)
 ``cluster``    ``LocalCluster``: the three together, plus admin clients (HTTP, kubectl)
 ``errors``     ``EnvtestError``
 ``__main__``   ``python -m skerry.testing.envtest build|run``

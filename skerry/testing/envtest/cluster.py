@@ -195,6 +195,20 @@ class LocalCluster:
                 p.stop()
         self._procs.clear()
 
+    def kill_apiserver(self) -> None:
+        """SIGKILL the kube-apiserver alone (a crash); etcd keeps every object. Fault tests only."""
+        api = next((p for p in self._procs if p.name == "kube-apiserver"), None)
+        if api is None:
+            raise EnvtestError("no kube-apiserver is running")
+        api.kill()
+        self._procs.remove(api)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start the kube-apiserver again on its port, over the same etcd, and wait until it is ready."""
+        if any(p.name == "kube-apiserver" for p in self._procs):
+            raise EnvtestError("the kube-apiserver is already running")
+        self._start_apiserver(time.monotonic() + timeout)
+
     def check_alive(self) -> None:
         """Raise EnvtestError (with the log tail) if a component has exited."""
         for p in self._procs:

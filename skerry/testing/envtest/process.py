@@ -171,6 +171,14 @@ class Proc:
             f"{tail(self.log)}"
         )
 
+    def kill(self) -> None:
+        """SIGKILL (a crash, no shutdown), then reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+        self.popen.wait(_KILL_WAIT_SECONDS)
+        with contextlib.suppress(OSError):
+            self._fh.close()
+
     def stop(self, grace: float = 10.0) -> None:
         p = self.popen
         if p.poll() is None:

@@ -178,3 +178,30 @@ def test_reports_and_soak_clocks_survive_a_restart_and_an_older_report_never_win
     assert restarted.tracker.healthy_since("oslo", "sha256:a") == since  # the soak did not start again
     held = restarted.get("oslo")
     assert held.observed_unix_ms == 2000 and held.conditions == ready and held.objects == ()
+
+
+def test_approvals_and_acts_audits_are_the_writers_a_process_without_the_lease_records_neither(backend):
+    import datetime as dt
+
+    from skerry.core.clock import FixedClock
+    from skerry.hub.promotion.approvals import Approvals
+    from skerry.hub.promotion.audit import AuditLog
+    from skerry.hub.state import Fenced
+    from skerry.hub.writer import Writer
+
+    clock = FixedClock(dt.datetime(2030, 1, 2, 9, 0, tzinfo=dt.UTC))
+    writer, standby = Writer(backend.open(), "hub-a"), Writer(backend.open(), "hub-b")
+    assert writer.try_acquire() and not standby.try_acquire()
+    audit = AuditLog(standby.state, clock=clock, write=standby.write)
+    approvals = Approvals(standby.state, audit, clock, write=standby.write)
+    key = ("web", "dev", "prod", "sha256:f")
+    with pytest.raises(Fenced):
+        approvals.approve(key, "bob", "operator:bob", app="web")
+    with pytest.raises(Fenced):
+        audit.record("skerry-hub", "Promote", "committed", app="web")
+    audit.record_refusal("operator:eve", "Approve", "denied", reason="not an approver")  # no act: any process
+    assert approvals.of(key) == []
+    assert [(e["identity"], e["outcome"]) for e in audit.entries] == [("operator:eve", "denied")]
+    mine = Approvals(writer.state, AuditLog(writer.state, clock=clock, write=writer.write), clock, write=writer.write)
+    mine.approve(key, "bob", "operator:bob", app="web")
+    assert approvals.of(key) == ["bob"]

@@ -1,7 +1,9 @@
 """The ``promotion:`` section of ``skerry.yaml``: what an app is, and the rules of each environment.
 
 A pure parser, called by ``skerry.hub.fleet.parse_fleet`` (the section is optional; a fleet
-without it has no promotable apps)::
+without it has no promotable apps). It sits beside the fleet model, below ``skerry.hub.promotion``,
+because the fleet file carries it: the fleet parses it, the promotion engine and the hub's
+authorisation table read it::
 
     promotion:
       promoters: [alice, ci]          # mTLS operator names that may Promote / Rollback
