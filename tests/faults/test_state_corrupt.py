@@ -1,7 +1,7 @@
 """Corrupt or wrong-shaped state files of every kind, met by the real service at start.
 
 For each file a service keeps (the agent's trust state, TUF metadata, bundle cache and ready file;
-the hub's TUF repository; the sealer's keys) the file is replaced
+the sealer's keys) the file is replaced
 by garbage or by valid JSON of the wrong shape and the service is started on it. It either refuses
 to start — one line naming the file and a named reason (``StateCorrupt``), no traceback, and the file
 left exactly as it was for an operator to look at (what it guarded, e.g. the release counter, is
@@ -47,9 +47,6 @@ CASES = [
     # reverted to check: ``BundleCache._pointer`` made ``read_text()``: a traceback (UnicodeDecodeError)
     Case("agent-cache-pointer", "agent", "agents/*/bundle-cache/current", GARBAGE, False),
     Case("agent-cache-bundle", "agent", "agents/*/bundle-cache/bundle-*.json", WRONG_SHAPE, False),
-    # reverted to check: ``TrustRepository.load``'s ``except DeserializationError`` around the timestamp:
-    # "DeserializationError: Failed to deserialize JSON", naming no file
-    Case("hub-tuf-timestamp", "hub", "trust/repository/metadata/timestamp.json", WRONG_SHAPE, True),
     Case("sealer-key", "sealer", "sealer-keys/*/*.key", GARBAGE, True),
     Case("sealer-certificate", "sealer", "sealer-keys/*/*.crt", WRONG_SHAPE, True),
 ]
