@@ -25,7 +25,8 @@ import structlog
 
 from skerry.core.bundle import VerifiedBundle
 from skerry.core.canonical import sha256_hex
-from skerry.core.files import atomic_write, ensure_dir, unwritable
+from skerry.core.errors import VerificationError
+from skerry.core.files import STATE_CORRUPT, atomic_write, ensure_dir, unwritable
 
 log = structlog.get_logger("skerry.agent.cache")
 
@@ -60,14 +61,14 @@ class BundleCache:
     def load(self) -> tuple[bytes, bytes] | None:
         """``(metadata, bundle)`` of the last saved bundle, unverified; ``None`` if there is none."""
         try:
-            hexdigest = (self.directory / "current").read_text().strip()
+            hexdigest = self._pointer()
         except FileNotFoundError:
             return None
         except OSError as e:
             log.warning("bundle cache unreadable", path=str(self.directory), error=e.strerror)
             return None
         if not _HEX.match(hexdigest):
-            log.warning("bundle cache pointer is corrupt", path=str(self.directory / "current"))
+            log.warning("bundle cache pointer is corrupt", path=str(self.directory / "current"), reason=STATE_CORRUPT)
             return None
         try:
             metadata = (self.directory / f"metadata-{hexdigest}.json").read_bytes()
@@ -76,6 +77,10 @@ class BundleCache:
             log.warning("bundle cache incomplete", path=str(self.directory), error=e.strerror)
             return None
         return metadata, bundle
+
+    def _pointer(self) -> str:
+        """The hex digest ``current`` names; bytes that are not ASCII come back as a corrupt pointer."""
+        return (self.directory / "current").read_bytes().decode("ascii", "replace").strip()
 
     def restore(self, verifier) -> Restored | None:
         """Re-verify the cached bundle with the agent's verifier; ``None`` if there is no cache.
@@ -88,7 +93,11 @@ class BundleCache:
         if loaded is None:
             return None
         metadata, bundle = loaded
-        verified, expired = verifier.reverify(metadata, bundle)
+        try:
+            verified, expired = verifier.reverify(metadata, bundle)
+        except VerificationError as e:  # name the files: an operator may want to look at them
+            pointer = self._pointer()
+            raise VerificationError(f"cached {self.directory / f'bundle-{pointer}.json'}: {e}", reason=e.reason) from None
         return Restored(verified=verified, expired=expired)
 
     def clear(self) -> None:

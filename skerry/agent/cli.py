@@ -395,6 +395,7 @@ def handler(args: argparse.Namespace) -> int:
 
     from skerry.agent.app import run
     from skerry.agent.config import AgentConfig
+    from skerry.cli.errors import with_reason
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError
 
@@ -403,7 +404,7 @@ def handler(args: argparse.Namespace) -> int:
         skerry_logging.configure(config.log_level)
         asyncio.run(run(config))
     except SkerryError as e:
-        return _fail(str(e))
+        return _fail(with_reason(e))
     except KeyboardInterrupt:
         return 130
     return 0

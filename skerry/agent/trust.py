@@ -46,7 +46,7 @@ from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, Unavailable, VerificationError
-from skerry.core.files import atomic_write, ensure_dir, fsync_dir, unwritable
+from skerry.core.files import STATE_CORRUPT, atomic_write, ensure_dir, fsync_dir, unwritable
 
 STATE_FILE = "trust-state.json"
 
@@ -388,6 +388,8 @@ class TufVerifier:
             doc = documents.load_json(self._path.read_bytes(), max_bytes=documents.MAX_STATE_FILE_BYTES)
             if not isinstance(doc, dict):
                 raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+            if not isinstance(doc.get("cluster"), str):
+                raise ValueError(f"cluster is {documents.clip_repr(doc.get('cluster'))}, not a name")
             if doc.get("cluster") != self.cluster:
                 raise ConfigError(f"trust state {self._path} belongs to cluster "
                                   f"{documents.clip_repr(doc.get('cluster'))}")
@@ -397,10 +399,10 @@ class TufVerifier:
             return TrustState()
         except KeyError as e:
             raise ConfigError(f"trust state {self._path} lacks {e}; refusing to start without rollback protection",
-                              reason="StateCorrupt") from None
+                              reason=STATE_CORRUPT) from None
         except (OSError, ValueError, TypeError, OverflowError) as e:
             raise ConfigError(f"trust state {self._path} is unreadable ({documents.clip(str(e))}); refusing to start "
-                              "without rollback protection", reason="StateCorrupt") from None
+                              "without rollback protection", reason=STATE_CORRUPT) from None
 
     def _save(self, state: TrustState) -> None:
         doc = {"cluster": self.cluster, **dataclasses.asdict(state)}

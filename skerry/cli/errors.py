@@ -77,8 +77,17 @@ def _describe(error: BaseException) -> tuple[str, int]:
         except Exception:  # noqa: BLE001 - a broken error object still gets one line
             pass
     if type(error).__module__.startswith("skerry.") or type(error) is ValueError:
-        return str(error), ExitCode.FAILED
+        return with_reason(error), ExitCode.FAILED
     return f"{type(error).__name__}: {error}", ExitCode.FAILED
+
+
+def with_reason(error: BaseException) -> str:
+    """The error's message, and `` (reason R)`` when it names its refusal more precisely than its
+    class does (a ``ConfigError`` whose reason is ``StateCorrupt``)."""
+    reason = getattr(error, "reason", "")
+    if isinstance(reason, str) and reason and reason != getattr(type(error), "reason", reason):
+        return f"{error} (reason {reason})"
+    return str(error)
 
 
 def output_closed(command: str) -> int:

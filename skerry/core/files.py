@@ -30,6 +30,8 @@ from skerry.core.errors import ConfigError, InvalidInput, SkerryError, StateUnwr
 # errno values that mean "no room": the write may work again once space is freed.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 DISK_FULL = "DiskFull"
+# A state file that exists but does not parse or has the wrong shape: refused, never reset silently.
+STATE_CORRUPT = "StateCorrupt"
 
 
 def ensure_dir(path: pathlib.Path, mode: int = 0o700) -> pathlib.Path:

@@ -81,6 +81,7 @@ def _fail(command: str, message: str, status: int = 1) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     import asyncio
 
+    from skerry.cli.errors import with_reason
     from skerry.core.errors import SkerryError
     from skerry.hub.app import run
 
@@ -88,7 +89,7 @@ def serve_command(args: argparse.Namespace) -> int:
         config = HubConfig.from_env(**settings.flag_values(args, HubConfig))
         return asyncio.run(run(config))
     except SkerryError as e:
-        return _fail("skerry hub serve", str(e))
+        return _fail("skerry hub serve", with_reason(e))
     except KeyboardInterrupt:
         return 130
 

@@ -554,6 +554,7 @@ def _keys(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     import asyncio
 
+    from skerry.cli.errors import with_reason
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError
     from skerry.sealer.app import run
@@ -583,7 +584,7 @@ def serve_command(args: argparse.Namespace) -> int:
         skerry_logging.configure(config.log_level)
         asyncio.run(run(config))
     except SkerryError as e:
-        return _fail("skerry sealer serve", str(e))
+        return _fail("skerry sealer serve", with_reason(e))
     except KeyboardInterrupt:
         return 130
     return 0

@@ -36,6 +36,7 @@ from tuf.api.serialization import DeserializationError
 from skerry.core import trust
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
+from skerry.core.files import STATE_CORRUPT
 from skerry.hub.trust import keys as keyfiles
 from skerry.hub.trust.directing import Directed, Directing
 from skerry.hub.trust.publishing import DEFAULT_EXPIRY, SERIALIZER, VERSIONED, Publishing, expiry_kind
@@ -194,14 +195,17 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
                 raw = path.read_bytes()
                 self.md[role] = Metadata.from_bytes(raw)
             except (OSError, DeserializationError) as e:
-                raise ConfigError(f"cannot read {path}: {e}") from e
+                raise ConfigError(f"cannot read {path}: {e}", reason=STATE_CORRUPT) from e
             self._raw[role] = raw
             self._remember_paths(role, self.md[role])
             changed = True
         ts = self.metadata_dir / "timestamp.json"
         if ts.exists() and "timestamp" not in self.md:
             self._raw["timestamp"] = ts.read_bytes()
-            self.md["timestamp"] = Metadata.from_bytes(self._raw["timestamp"])
+            try:
+                self.md["timestamp"] = Metadata.from_bytes(self._raw["timestamp"])
+            except DeserializationError as e:
+                raise ConfigError(f"cannot read {ts}: {e}", reason=STATE_CORRUPT) from e
         for role in ("root", "targets"):
             if role not in self.md:
                 raise ConfigError(f"trust directory {self.directory} has no {role} metadata")

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from skerry.core.errors import ConfigError, InvalidInput
-from skerry.core.files import atomic_write, fsync_dir
+from skerry.core.files import STATE_CORRUPT, atomic_write, fsync_dir
 from skerry.sealer.keys.model import KEY_ID_RE, KeyBackend, SealingKey, StoredKey, key_id_of
 
 log = structlog.get_logger("skerry.sealer.keys")
@@ -63,7 +63,7 @@ def from_stored(domain: str, stored: StoredKey) -> SealingKey:
         private_key = serialization.load_pem_private_key(stored.key_pem, password=None)
         cert = x509.load_pem_x509_certificate(stored.cert_pem)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: unreadable key or certificate") from e
+        raise ConfigError(f"{where} (and its .crt): unreadable key or certificate", reason=STATE_CORRUPT) from e
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise ConfigError(f"{where}: not an RSA private key")
     key_id = key_id_of(private_key.public_key())
