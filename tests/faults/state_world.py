@@ -10,6 +10,7 @@ to see that nothing is lost (``Snapshot``), small enough to reconcile in about a
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import errno
 import json
@@ -231,6 +232,18 @@ class World:
         if before.secret:
             assert now.secret == before.secret, "the unsealed Secret changed or vanished"
         return now
+
+
+@contextlib.contextmanager
+def running_world(kubeconfig: pathlib.Path, workdir: pathlib.Path, prefix: str):
+    """A seeded world with its sealer, hub and agent running (Ready); stopped afterwards."""
+    world = World(kubeconfig, workdir, prefix)
+    try:
+        world.seed()
+        world.start()
+        yield world
+    finally:
+        world.stop()
 
 
 def condition(status: dict, type_: str) -> dict:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .state_world import BASE_RESOURCES, World, condition
+from .state_world import BASE_RESOURCES, World, condition, running_world
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -56,13 +56,8 @@ data:
 
 @pytest.fixture(scope="module")
 def world(kubeconfig, tmp_path_factory):
-    w = World(kubeconfig, tmp_path_factory.mktemp("partial-apply"), "fp")
-    try:
-        w.seed()
-        w.start()
+    with running_world(kubeconfig, tmp_path_factory.mktemp("partial-apply"), "fp") as w:
         yield w
-    finally:
-        w.stop()
 
 
 def test_one_rejected_object_fails_alone_is_named_and_nothing_is_pruned(world: World):

@@ -20,7 +20,7 @@ import pytest
 
 from skerry.testing.devstack import Service, StackError, wait_for
 
-from .state_world import World, error_lines, tracebacks
+from .state_world import World, error_lines, running_world, tracebacks
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -54,13 +54,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def world(kubeconfig, tmp_path_factory):
-    w = World(kubeconfig, tmp_path_factory.mktemp("corrupt"), "fcs")
-    try:
-        w.seed()
-        w.start()
+    with running_world(kubeconfig, tmp_path_factory.mktemp("corrupt"), "fcs") as w:
         yield w
-    finally:
-        w.stop()
 
 
 def only(world: World, pattern: str) -> pathlib.Path:
