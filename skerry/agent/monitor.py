@@ -88,8 +88,8 @@ class Monitor:
         self.errors: dict[str, str] = {}  # watch -> last error (e.g. forbidden)
         self.events = 0
         self.resyncs = 0
-        # key -> the latest event of an object whose apply is in flight (judged when it settles).
-        self._deferred: dict[Key, Mapping] = {}
+        # key -> the latest event (type, object) of an object whose apply is in flight (judged when it settles).
+        self._deferred: dict[Key, tuple[str, Mapping]] = {}
         engine.on_applied = self._applied_now
         engine.on_settled = self._settled
 
@@ -101,9 +101,14 @@ class Monitor:
 
     def _settled(self, key: Key) -> None:
         with self._lock:
-            obj = self._deferred.pop(key, None)
-        if obj is not None:
-            self._handle("DEFERRED", obj)
+            event = self._deferred.pop(key, None)
+        if event is None:
+            return
+        etype, obj = event
+        if etype == "DELETED":
+            self._deleted(obj)
+        else:
+            self._handle(etype, obj)
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -210,7 +215,7 @@ class Monitor:
                     continue
                 self.events += 1
                 if etype == "DELETED":
-                    self._gone(_key(obj))
+                    self._deleted(obj)
                 else:
                     self._handle(etype, obj)
                 if self._stopped(stop):
@@ -260,7 +265,7 @@ class Monitor:
 
     def _handle(self, etype: str, obj: Mapping) -> None:
         key = _key(obj)
-        if self.engine.applied.defer_if_in_flight(key, lambda: self._defer(key, obj)):
+        if self.engine.applied.defer_if_in_flight(key, lambda: self._defer(key, etype, obj)):
             return  # judged when the apply settles (``_settled``), against what it wrote
         entry = self.engine.applied.fingerprint(key)
         if entry is None or self._stale(key, obj):
@@ -275,9 +280,22 @@ class Monitor:
         health = health_mod.assess(obj)
         self._record(key, found, health)
 
-    def _defer(self, key: Key, obj: Mapping) -> None:
+    def _defer(self, key: Key, etype: str, obj: Mapping) -> None:
         with self._lock:
-            self._deferred[key] = obj
+            self._deferred[key] = (etype, obj)
+
+    def _deleted(self, obj: Mapping) -> None:
+        """A DELETED event. Like any event it is judged only once an apply of the object in flight
+        has settled: that apply's success clears the object's drift, and a deletion that happened
+        after the write it answered (a drift correction patching an object that was terminating,
+        as a CRD is while the API server removes its custom resources) must survive it. A deletion
+        older than the engine's last write (the write re-created the object) is no drift."""
+        key = _key(obj)
+        if self.engine.applied.defer_if_in_flight(key, lambda: self._defer(key, "DELETED", obj)):
+            return
+        if self._stale(key, obj):
+            return
+        self._gone(key)
 
     def _gone(self, key: Key) -> None:
         entry = self.engine.applied.fingerprint(key)

@@ -274,12 +274,14 @@ class DelayedApplies:
         self._kube = kube
         self.delay = delay
         self.gate: threading.Event | None = None  # when set up: answers wait until the test opens it
+        self.answered = threading.Event()  # set when the API server has answered an apply
 
     def __getattr__(self, name):
         return getattr(self._kube, name)
 
     def apply(self, *args, **kwargs):
         outcome = self._kube.apply(*args, **kwargs)
+        self.answered.set()
         if self.gate is not None:
             self.gate.wait(30)
         else:
@@ -358,6 +360,56 @@ def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
         (found,) = monitor.current_drifts()
         assert (found.field, found.live, found.desired) == (".data.k", "manual", "v")
         assert found.changed_by == "kubectl-patch"
+    finally:
+        slow.gate.set()
+        monitor.stop()
+
+
+def test_a_deletion_that_lands_while_its_correction_is_answered_is_still_drift(
+    kube, bundles, kubeconfig, namespace, agent_namespace
+):
+    """A correction that patches an object while it terminates (a CRD while the API server removes
+    its custom resources) succeeds, and the object is gone a moment later. If the watch reports the
+    deletion before the apply's answer is recorded, the deletion must still be drift: found by CI,
+    where the agent then never re-created a CRD deleted by hand. Reverted to check: ``Monitor``'s
+    DELETED events handled by ``_gone`` at once again: the drift is cleared and this test fails."""
+    from skerry.agent.reconcile.engine import Reconciler
+
+    slow = DelayedApplies(kube, 0.0)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    objs = [configmap("held", namespace, {"k": "v"})]
+    assert reconciler.reconcile(bundles.verified(objs)).ready
+    monitor, _ = _watching(slow, reconciler, agent_namespace, objs)
+    try:
+        def seen(count: int, what: str) -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and monitor.events < count:
+                time.sleep(0.05)
+            assert monitor.events >= count, f"the monitor never saw {what}"
+
+        # Another controller's finalizer holds the object in Terminating once it is deleted.
+        events = monitor.events
+        kubectl(kubeconfig, "patch", "configmap", "held", "-n", namespace, "--type=merge",
+                "-p", '{"metadata":{"finalizers":["example.com/hold"]}}')
+        kubectl(kubeconfig, "delete", "configmap", "held", "-n", namespace, "--wait=false")
+        seen(events + 2, "the finalizer and the deletion")
+        slow.gate = threading.Event()
+        key = ObjectRef.from_object(objs[0]).key
+        slow.answered.clear()
+        worker = threading.Thread(target=reconciler.correct, args=([key],))
+        worker.start()  # the correction's patch reaches the terminating object; its answer is held
+        assert slow.answered.wait(10), "the correction was never answered"
+        events = monitor.events
+        kubectl(kubeconfig, "patch", "configmap", "held", "-n", namespace, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}')  # the finalizer goes: the object is deleted
+        seen(events + 1, "the object deleted")
+        slow.gate.set()  # only now does the correction's answer reach the engine
+        worker.join(15)
+        assert not worker.is_alive()
+        assert kubectl(kubeconfig, "get", "configmap", "held", "-n", namespace, "--ignore-not-found",
+                       "-o", "name").stdout.strip() == ""
+        (found,) = monitor.current_drifts()
+        assert found.ref.name == "held" and found.live == "<deleted>"
     finally:
         slow.gate.set()
         monitor.stop()

@@ -58,12 +58,13 @@ class AppliedState:
 
     def record(self, ref: ObjectRef, *, resource_version: str, digest: str, fingerprint: dict) -> None:
         """A successful apply: version, digest and fingerprint at once, so a watch event is judged
-        against the fingerprint of the state it shows; the apply is no longer in flight."""
+        against the fingerprint of the state it shows. The apply stays in flight until ``settle``:
+        an event that arrives in between is judged after the engine has cleared the object's drift
+        (``on_applied``), not cleared by it."""
         with self._lock:
             self._versions[ref.key] = resource_version
             self._digests[ref.key] = digest
             self._fingerprints[ref.key] = (ref, fingerprint)
-            self._in_flight.discard(ref.key)
 
     def remember(self, ref: ObjectRef, fingerprint: dict) -> None:
         """The fingerprint of ``ref`` as just re-applied (a drift correction)."""
