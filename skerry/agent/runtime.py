@@ -239,6 +239,7 @@ class Runtime:
         if not isinstance(e, VerificationError):
             log.warning("cannot refresh trust metadata; keeping the applied state", reason=e.reason, error=str(e))
             return
+        self.ops.refused(e)
         if e.reason == "Freeze":
             await self._freeze(e)
             return

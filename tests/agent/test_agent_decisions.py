@@ -417,6 +417,10 @@ class StandInVerifier:
 class StandInOps:
     def __init__(self):
         self.rejections: list[str] = []
+        self.refusals: list[str] = []
+
+    def refused(self, error):
+        self.refusals.append(error.reason)
 
     async def rejected(self, error, _signed):
         self.rejections.append(error.reason)
