@@ -2,9 +2,10 @@
 
 A real hub (Git repository on disk, enrollment listener) and a real sealer on loopback with mutual TLS
 each serve /metrics; hostile inputs arrive the way an attacker would send them (a commit, an RPC from an
-enrolled agent's certificate, a token on the enrollment port) and each must raise the counter of its
-own reason on the service that refused it, with nothing counted by the call sites themselves: the
-servers' error interceptor and the hub's sync observer do the counting.
+enrolled agent's certificate, a token on the enrollment port, a TUF mirror serving metadata signed by a
+key the agent does not trust) and each must raise the counter of its own reason on the service that
+refused it, with nothing counted by the call sites themselves: the servers' error interceptor, the
+hub's sync observer and the agent's refusal handler do the counting.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from e2e.replay_hub import ReplayHub  # tests/e2e
+from e2e.trust_world import TrustWorld, bundle_bytes, evil_key
 from hostile.hostile_inputs import alias_bomb  # tests/hostile
 from hub.helpers import FLEET_FILES, GitRepo  # tests/hub
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,12 +37,14 @@ from skerry.api.v1 import (
     trust_pb2,
     trust_pb2_grpc,
 )
-from skerry.core import report
+from skerry.core import report, tls
+from skerry.core.canonical import sha256_digest
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import channel_credentials
 from skerry.hub.render.engine import KustomizeEngine
 from skerry.sealer import crypto
+from skerry.testing.devstack import Stack, wait_for
 
 CLUSTER = "oslo-prod"
 # The revoked agent's calls are refused within this long of `skerry cluster revoke` (tests/transport).
@@ -191,3 +196,36 @@ async def test_a_revoked_peer_is_counted_as_revoked_by_the_hub_and_the_sealer(fl
 
         assert at_hub.raised() == {"Revoked": 2}
         assert at_sealer.raised() == {"Revoked": 1}
+
+
+@pytest.mark.kube
+def test_a_bad_signature_is_counted_by_the_agent_that_refused_it(kubeconfig, tmp_path):
+    """A real agent process applies a good release from a TUF mirror, then is served a timestamp signed by a
+    key it does not trust: ``BadSignature`` on its /metrics, and the good release stays applied."""
+    cluster = "refusal-metrics-dev"
+    stack = Stack(tmp_path, kubeconfig)  # its agents and PKI only: the world below is the repository
+    stack.sealer_address = "127.0.0.1:9"
+    mirror = ReplayHub(stack.identity("mirror", tls.ROLE_HUB, server=True)).start()
+    world = TrustWorld(tmp_path / "trust")
+    try:
+        good = bundle_bytes(cluster, "refusal-metrics", "good")
+        world.publish(cluster, "dev", good)
+        mirror.trust_files = world.files()
+        agent = stack.start_agent(cluster, hub=mirror.address, trust_root=world.root, environment="dev",
+                                  extra=("--trust-poll", "1", "--metrics-listen", "127.0.0.1:0"))
+        stack.wait_applied(cluster, digest=sha256_digest(good), timeout=60)
+        counted = Counted(int(agent.status()["metrics_port"]), "agent")
+
+        files = dict(mirror.trust_files)
+        ts = world.latest(files, "timestamp")
+        ts.signed.version += 1
+        world.put(files, "timestamp", ts, evil_key())
+        mirror.trust_files = files
+
+        raised = wait_for(lambda: counted.raised() or None, 30, "the agent to count its refusal", agent)
+        assert set(raised) == {"BadSignature"}
+        assert stack.kubectl("get", "configmap", "marker", "-n", "refusal-metrics",
+                             "-o", "jsonpath={.data.value}") == "good"
+    finally:
+        stack.stop()
+        mirror.stop()
