@@ -91,7 +91,8 @@ async def channel(address, files):
 
 
 @contextlib.asynccontextmanager
-async def running_hub(repo, state_dir, pki, engine, **config):
+async def running_hub(repo, state_dir, pki, engine, *, clock=None, **config):
+    """A whole HubApp on loopback; ``clock``: the hub's clock (default the system's)."""
     if "trust_dir" not in config:  # a dev trust repository beside the state, kept across a restart of the hub
         trust = DevTrust(pathlib.Path(state_dir).parent / "trust")
         config.update(trust_dir=trust.dir, release_keys=trust.release_keys)
@@ -104,7 +105,7 @@ async def running_hub(repo, state_dir, pki, engine, **config):
         enroll_listen="127.0.0.1:0",
         **config,
     )
-    app = HubApp(cfg, engine=engine)
+    app = HubApp(cfg, engine=engine, clock=clock)
     await app.start()
     try:
         yield app
