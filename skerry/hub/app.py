@@ -113,7 +113,7 @@ def webhook_server(cfg, request_sync):
     return WebhookServer(handler, cfg.webhook_listen)
 
 
-def enroll_server(cfg, tls_files, register, revocations):
+def enroll_server(cfg, tls_files, register, revocations, count_refusal=None):
     """The enrollment listener (``--enroll-listen``), or None: server-authenticated TLS only, since
     enrolling agents have no client certificate yet."""
     if cfg.enroll_listen is None:
@@ -125,7 +125,7 @@ def enroll_server(cfg, tls_files, register, revocations):
 
     return GrpcServer(cfg.enroll_listen, server_credentials(tls_files, require_client_auth=False),
                       register=[register], service_names=[SERVICE_NAME], rules=enrollment_rules(),
-                      revocations=revocations, limiter=RateLimiter())
+                      revocations=revocations, limiter=RateLimiter(), count_refusal=count_refusal)
 
 
 def enrollment_service(servicer) -> tuple:
@@ -203,7 +203,8 @@ class HubApp:
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
         self.server = self._hub_server(tls_files, [trust_service, enrollment, promotion])
-        self.enroll_server = enroll_server(cfg, tls_files, enrollment[0], self.enrollment.revocations)
+        self.enroll_server = enroll_server(cfg, tls_files, enrollment[0], self.enrollment.revocations,
+                                           self.ops.metrics.refused.count)
         log.info("hub starting", repo=source.url, branch=cfg.branch, engine=engine.name, engine_version=engine.version)
         if self.writer.is_writer:
             try:
@@ -238,6 +239,7 @@ class HubApp:
             rules=hub_rules(self.promoter.policy), revocations=self.enrollment.revocations,
             on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal),
             limiter=rpc.RateLimiter(), interceptors=[self.ops.interceptor],
+            count_refusal=self.ops.metrics.refused.count,
             # agents' connections retire at their maximum age: a scale-out of replicas rebalances
             options=rpc.server_options(max_connection_age=self.config.max_connection_age),
         )
