@@ -259,6 +259,10 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
+            try:  # what the previous writer's offers to CI left in the state (else: at the next takeover)
+                self.trust.collect_stored_garbage()
+            except StateUnavailable as e:
+                log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
