@@ -283,7 +283,7 @@ class HubApp:
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
         from skerry.hub.state.trust_files import TrustFiles
-        from skerry.hub.trust.attest import AttestationBoard
+        from skerry.hub.trust.attest import AttestationBoard, StateBook
         from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
         from skerry.hub.trust.servicer import TrustServicer
@@ -304,7 +304,8 @@ class HubApp:
             released = tx.records(BUNDLE_RECORD)
         self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
-        self.attestations = AttestationBoard(self.clock)
+        # nonces and signed reports in the state: any replica issues, any other accepts, none replays
+        self.attestations = AttestationBoard(self.clock, StateBook(self.state))
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         if self.writer.is_writer:

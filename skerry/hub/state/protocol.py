@@ -102,6 +102,18 @@ class Tx(Protocol):
 
     def reports(self) -> list[Report]: ...
 
+    def issue_nonce(self, cluster: str, nonce: str, issued: float, *, keep: int, expired: float) -> int:
+        """Open a signed-report nonce with the cluster's next counter; keep only the newest ``keep``, unexpired."""
+
+    def spend_nonce(self, cluster: str, nonce: str) -> tuple[int, float] | None:
+        """``(counter, issued)`` of an open nonce, now spent; None if it is not open (single use, any replica)."""
+
+    def put_attestation(self, cluster: str, counter: int, received: float, data: bytes, signature: bytes,
+                        certificate: bytes) -> bool:
+        """Keep a signed report unless one with a counter >= ``counter`` is kept; True if kept."""
+
+    def attestation(self, cluster: str) -> tuple[int, float, bytes, bytes, bytes] | None: ...
+
     def audit(self, doc: Mapping) -> int:
         """Append one audit entry (JSON-able); returns its sequence number."""
 

@@ -148,6 +148,49 @@ class SqlTx:
         rows, _ = self._run("SELECT cluster, generation, body FROM reports ORDER BY cluster", ())
         return [Report(r[0], int(r[1]), bytes(r[2])) for r in rows]
 
+    # --- signed reports (``skerry.hub.trust.attest``) -----------------------------------------
+
+    def issue_nonce(self, cluster: str, nonce: str, issued: float, *, keep: int, expired: float) -> int:
+        """Open ``nonce`` for ``cluster`` with the cluster's next counter; only the newest ``keep`` stay open,
+        and none issued at or before ``expired``. Returns the counter."""
+        row = self._one(
+            "INSERT INTO nonce_counters (cluster, last) VALUES (?, 1) "
+            "ON CONFLICT (cluster) DO UPDATE SET last = nonce_counters.last + 1 RETURNING last",
+            (cluster,),
+        )
+        assert row is not None
+        counter = int(row[0])
+        self._run("INSERT INTO nonces (cluster, nonce, counter, issued) VALUES (?, ?, ?, ?)",
+                  (cluster, nonce, counter, float(issued)))
+        self._run("DELETE FROM nonces WHERE cluster = ? AND (counter <= ? OR issued <= ?)",
+                  (cluster, counter - int(keep), float(expired)))
+        return counter
+
+    def spend_nonce(self, cluster: str, nonce: str) -> tuple[int, float] | None:
+        """Take ``nonce`` out of ``cluster``'s open nonces: ``(counter, issued)``, or None if it is not open
+        (never issued, spent before, or dropped). Two replicas spending one nonce at once: one gets it."""
+        row = self._one("DELETE FROM nonces WHERE cluster = ? AND nonce = ? RETURNING counter, issued",
+                        (cluster, nonce))
+        return None if row is None else (int(row[0]), float(row[1]))
+
+    def put_attestation(self, cluster: str, counter: int, received: float, data: bytes, signature: bytes,
+                        certificate: bytes) -> bool:
+        """Keep the signed report unless one with a counter >= ``counter`` is kept; True if kept."""
+        _, count = self._run(
+            "INSERT INTO attestations (cluster, counter, received, data, signature, certificate) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE SET counter = excluded.counter, "
+            "received = excluded.received, data = excluded.data, signature = excluded.signature, "
+            "certificate = excluded.certificate WHERE attestations.counter < excluded.counter",
+            (cluster, int(counter), float(received), bytes(data), bytes(signature), bytes(certificate)),
+        )
+        return count == 1
+
+    def attestation(self, cluster: str) -> tuple[int, float, bytes, bytes, bytes] | None:
+        """``(counter, received, data, signature, certificate)`` of the cluster's kept signed report."""
+        row = self._one("SELECT counter, received, data, signature, certificate FROM attestations WHERE cluster = ?",
+                        (cluster,))
+        return None if row is None else (int(row[0]), float(row[1]), bytes(row[2]), bytes(row[3]), bytes(row[4]))
+
     # --- audit, records -----------------------------------------------------------------------
 
     def _next(self, name: str) -> int:
