@@ -283,18 +283,24 @@ async def agents_main(args) -> None:
         files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
     state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
     received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
-    address = f"127.0.0.1:{args.port}"
+    # one hub, or several replicas (bench/fleet_ha.py): each agent picks one and fails over to another
+    address = args.hubs or f"127.0.0.1:{args.port}"
     refused: dict[str, int] = {}
     root = d / "hub" / "trust" / "root.json"
-    channel = grpc.secure_channel(address, channel_credentials(files[names[0]]))
+    channels = {a: grpc.secure_channel(a, channel_credentials(files[names[0]])) for a in address.split(",")}
+    clients: dict[str, HubClient] = {}
 
     class SharedChannelFetcher(GrpcFetcher):
-        def close(self) -> None:  # the process's one channel outlives each refresh
+        def close(self) -> None:  # the process's channels outlive each refresh
             pass
 
+    def fetcher(name: str) -> SharedChannelFetcher:
+        """Metadata from the hub the agent's watch uses now (the channel of that address)."""
+        hub = clients[name].address if name in clients else next(iter(channels))
+        return SharedChannelFetcher(hub, channel=channels.get(hub, next(iter(channels.values()))))
+
     verifiers = {
-        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name,
-                          lambda: SharedChannelFetcher(address, channel=channel))
+        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name, lambda name=name: fetcher(name))
         for name in names
     }
     pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
@@ -317,8 +323,9 @@ async def agents_main(args) -> None:
 
     async def agent(name: str) -> None:
         await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = HubClient(address, files[name], name,
-                           channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
+        client = clients[name] = HubClient(
+            address, files[name], name,
+            channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
 
         def position():
             v = state.get(name)
@@ -367,9 +374,9 @@ async def agents_main(args) -> None:
 
 
 class Proc:
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                  start_new_session=True)
+                                  start_new_session=True, env=env)
 
     def send(self, line: str) -> None:
         self.p.stdin.write(line + "\n")
@@ -441,6 +448,7 @@ def main() -> int:
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
     a.add_argument("--channel-option", action="append", default=[])
+    a.add_argument("--hubs", default="", help="comma-separated hub replicas (default 127.0.0.1:PORT)")
     a.add_argument("--state", required=True, help="where each agent keeps its trusted TUF metadata")
     args = p.parse_args()
     if args.role == "_hub":
