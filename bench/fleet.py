@@ -139,23 +139,50 @@ def _malloc_trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def hub_main(args) -> None:
+def hub_server(d: pathlib.Path, port: int, store, repo, enrollment, options=()):
+    """The hub's serving stack on ``port``: ``HubServicer`` (with the enrollment gate) and ``TrustServicer``
+    behind ``GrpcServer`` with mutual TLS (the hub's options, limits, rate limiter, interceptor).
+    Returns ``(server, servicer)``; ``options`` are extra gRPC server options (later ones win)."""
     from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
-    from skerry.core import logging as skerry_logging
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
     from skerry.hub.authz import hub_rules
+    from skerry.hub.promotion_policy import PromotionPolicy
+    from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.status import StatusBoard
+    from skerry.hub.trust import servicer as trust_servicer
+    from skerry.hub.trust.attest import AttestationBoard
+
+    class View:
+        fleet = object()
+        revision = "bench"
+        fleet_error = None
+
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
+    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
+    server = GrpcServer(
+        f"127.0.0.1:{port}",
+        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
+                          enrollment.authority.ca_pem),
+        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
+                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
+        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
+        revocations=enrollment.revocations,
+        limiter=RateLimiter(),
+        options=[*SERVER_OPTIONS, *options],
+    )
+    return server, servicer
+
+
+async def hub_main(args) -> None:
+    from skerry.core import logging as skerry_logging
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion_policy import PromotionPolicy
-    from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.state import open_state
-    from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
-    from skerry.hub.trust import servicer as trust_servicer
-    from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
 
@@ -179,26 +206,8 @@ async def hub_main(args) -> None:
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)
 
-    class View:
-        fleet = object()
-        revision = "bench"
-        fleet_error = None
-
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
-    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
-    server = GrpcServer(
-        f"127.0.0.1:{args.port}",
-        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
-                          enrollment.authority.ca_pem),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
-                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
-        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
-        rules=hub_rules(PromotionPolicy),
-        revocations=enrollment.revocations,
-        limiter=RateLimiter(),
-        options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
-    )
+    server, servicer = hub_server(d, args.port, store, repo, enrollment, [_option(o) for o in args.server_option])
     await server.start()
     loop = asyncio.get_running_loop()
 

@@ -11,24 +11,14 @@ import tempfile
 import time
 
 import fleet
-from fleet import ENV, FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime
+from fleet import FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime
 from fleet_ha import CORES, DSN_ENV, Parts, init_trust, open_backend, say
 
 
 async def hub_main(args) -> None:
     """One hub process on the shared PostgreSQL: serves agents; writes while it holds the lease."""
-    from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
     from skerry.core import logging as skerry_logging
-    from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
-    from skerry.core.tls import TlsFiles
-    from skerry.hub.app import _mtls_credentials
-    from skerry.hub.authz import hub_rules
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion_policy import PromotionPolicy
-    from skerry.hub.servicer import SERVICE_NAME, HubServicer
-    from skerry.hub.status import StatusBoard
-    from skerry.hub.trust import servicer as trust_servicer
-    from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.writer import Duties
 
     skerry_logging.configure("warning")
@@ -52,23 +42,7 @@ async def hub_main(args) -> None:
     duties = Duties(parts.writer, start_duties, stop_duties)
     clusters = [cluster_name(i) for i in range(args.clusters)]
 
-    class View:
-        fleet = object()
-        revision = "bench"
-        fleet_error = None
-
-    servicer = HubServicer(parts.store, StatusBoard(), View(), revocations=enrollment.revocations)
-    fetcher = trust_servicer.TrustServicer(parts.repo, parts.store, AttestationBoard(), lambda cluster: ENV)
-    server = GrpcServer(
-        f"127.0.0.1:{args.port}",
-        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
-                          enrollment.authority.ca_pem),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
-                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
-        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
-        rules=hub_rules(PromotionPolicy), revocations=enrollment.revocations, limiter=RateLimiter(),
-        options=SERVER_OPTIONS,
-    )
+    server, servicer = fleet.hub_server(d, args.port, parts.store, parts.repo, enrollment)
     await server.start()
     tasks = [asyncio.create_task(follower.run()), asyncio.create_task(duties.run())]  # noqa: F841 - kept alive
     say(event="ready", rss_kib=fleet._rss_kib(), writer=parts.writer.is_writer)
