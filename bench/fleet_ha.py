@@ -144,12 +144,13 @@ class LeaseKeeper:
     def __init__(self, writer):
         self.writer = writer
         self.lost: str | None = None
+        self.failed: list[str] = []  # renewals the database refused (retried)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        from skerry.hub.state import Fenced
+        from skerry.hub.state import Fenced, StateUnavailable
 
         while not self._stop.wait(self.writer.ttl / 3):
             try:
@@ -157,6 +158,8 @@ class LeaseKeeper:
             except Fenced as e:
                 self.lost = str(e)
                 return
+            except StateUnavailable as e:  # retried, as Writer.hold does (e.g. a lock timeout)
+                self.failed.append(str(e))
 
     def stop(self) -> None:
         self._stop.set()
@@ -298,6 +301,8 @@ def state_backend(args, backend: str, d: pathlib.Path) -> dict:
         keeper.stop()
         if keeper.lost:
             print(f"note: the writer lease was lost during the run: {keeper.lost}")
+        if keeper.failed:
+            print(f"note: {len(keeper.failed)} lease renewals failed during the run, e.g. {keeper.failed[0]}")
         state.close()
     return out
 
