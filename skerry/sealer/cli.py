@@ -14,6 +14,8 @@ import sys
 
 from skerry.cli.output import add_output_flag, emit
 from skerry.cli.parser import duration_type
+from skerry.core import config as settings
+from skerry.sealer.config import ENV_PREFIX, SealerConfig
 
 SEAL_EPILOG = """\
 examples:
@@ -139,39 +141,9 @@ def _add_serve(sealer_sub) -> None:
     serve = sealer_sub.add_parser(
         "serve",
         help="serve GetCertificate and Unseal over mutual TLS",
-        description="Serve the sealer. Every flag falls back to its SKERRY_SEALER_* environment variable.",
+        description="Serve the sealer. Every flag can also be set as SKERRY_SEALER_<FLAG> (named in its help); flags win.",
     )
-    serve.add_argument("--listen", metavar="HOST:PORT", help="listen address (default: 127.0.0.1:7443)")
-    serve.add_argument("--tls-ca", type=pathlib.Path, metavar="FILE", help="CA bundle that signs clients")
-    serve.add_argument("--tls-cert", type=pathlib.Path, metavar="FILE", help="server certificate")
-    serve.add_argument("--tls-key", type=pathlib.Path, metavar="FILE", help="server private key")
-    serve.add_argument("--keys-dir", type=pathlib.Path, metavar="DIR", help="sealing keys directory")
-    serve.add_argument("--domain", dest="domains", action="append", metavar="D[,D...]",
-                       help="key domain(s) to serve; repeatable (default: default)")
-    serve.add_argument(
-        "--ready-file", type=pathlib.Path, metavar="FILE", help='write {"port": N} here once serving'
-    )
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
-    serve.add_argument(
-        "--trust-root", type=pathlib.Path, metavar="FILE",
-        help="the hub's TUF root.json: unseal only what director + release agreed on for the caller's cluster",
-    )
-    serve.add_argument(
-        "--cluster-domains", type=pathlib.Path, metavar="FILE", help="which key domains each cluster may use"
-    )
-    serve.add_argument(
-        "--hub", metavar="HOST:PORT",
-        help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client certificate)",
-    )
-    serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
-    serve.add_argument("--key-renewal", dest="renewal_days", type=duration_type("--key-renewal", unit=86400.0),
-                       metavar="DURATION", help="new sealing key this often (default 720h = 30 days)")
-    serve.add_argument(
-        "--cert-listen", metavar="HOST:PORT", help="plain-HTTP /v1/cert.pem (public certificates only)"
-    )
-    serve.add_argument("--rate-per-second", type=float, metavar="N", help="decryptions/s per agent (50)")
-    serve.add_argument("--rate-burst", type=float, metavar="N", help="decryption burst per agent (2000)")
-    serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
+    settings.add_flags(serve, SealerConfig, ENV_PREFIX)  # one flag per SealerConfig setting
     serve.set_defaults(func=serve_command)
 
 
@@ -558,29 +530,9 @@ def serve_command(args: argparse.Namespace) -> int:
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError
     from skerry.sealer.app import run
-    from skerry.sealer.config import SealerConfig
 
     try:
-        config = SealerConfig.from_env(
-            None,
-            listen=args.listen,
-            tls_ca=args.tls_ca,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            keys_dir=args.keys_dir,
-            domains=",".join(args.domains) if args.domains else None,
-            ready_file=args.ready_file,
-            log_level=args.log_level,
-            trust_root=args.trust_root,
-            cluster_domains=args.cluster_domains,
-            hub=args.hub,
-            kek_file=args.kek_file,
-            renewal_days=args.renewal_days,
-            cert_listen=args.cert_listen,
-            rate_per_second=args.rate_per_second,
-            rate_burst=args.rate_burst,
-            metrics_listen=args.metrics_listen,
-        )
+        config = SealerConfig.from_env(None, **settings.flag_values(args, SealerConfig))
         skerry_logging.configure(config.log_level)
         asyncio.run(run(config))
     except SkerryError as e:
