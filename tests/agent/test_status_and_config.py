@@ -9,10 +9,10 @@ import pathlib
 
 import pytest
 
-from skerry.agent import cli
 from skerry.agent.config import AgentConfig
 from skerry.agent.reconcile.model import Condition, ObjectRef, ObjectResult, ReconcileResult
 from skerry.agent.status import to_proto
+from skerry.cli import agent as cli
 from skerry.core import config
 from skerry.core.errors import ConfigError
 

@@ -1,4 +1,7 @@
-"""The agent's command line: ``skerry agent run`` and the operator's cluster commands.
+"""The agent's commands: ``skerry agent run|enroll`` and the operator's cluster commands.
+
+``skerry agent run`` takes one flag per ``AgentConfig`` setting (``skerry.core.config``: each flag's help
+names its ``SKERRY_AGENT_*`` variable).
 
 * ``skerry diff --cluster NAME --repo REPO`` renders the cluster's bundle
   locally (``skerry render`` in a subprocess: the hub's own engine, so the
@@ -15,7 +18,7 @@
 
 ``add_commands`` plugs it into the top-level ``skerry`` parser. Heavy
 imports (grpc, kubernetes) happen inside the handler so ``--help`` stays
-fast. Every flag falls back to its ``SKERRY_AGENT_*`` variable. A failure
+fast. A failure
 prints one line, ``skerry agent run: error: ...`` naming the file or peer,
 and exits 1; never a traceback.
 """
@@ -27,6 +30,7 @@ import pathlib
 import sys
 
 from skerry.agent.config import ENV_NAMES, ENV_PREFIX, AgentConfig
+from skerry.cli.parser import duration_type
 from skerry.core import config as settings
 
 COMMAND = "skerry agent run"
@@ -128,8 +132,6 @@ def _add_operator_commands(subparsers) -> None:
         p = subparsers.add_parser(name, help=text, description=text + " (an annotation on its inventory).")
         _kube_flags(p)
         if name == "reconcile":
-            from skerry.cli.parser import duration_type
-
             p.add_argument("--wait", action="store_true",
                            help="wait until the agent handled the request (its BundleStatus); exit 1 unless it is then Ready")
             p.add_argument("--timeout", type=duration_type("--timeout"), default=RECONCILE_WAIT_SECONDS,
@@ -316,14 +318,3 @@ def enroll_handler(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skerry")
-    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
