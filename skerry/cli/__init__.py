@@ -28,7 +28,8 @@ the current context), ``completion``; the commands: ``identity`` (``operator add
 (``promote``, ``freight``, ``rollback``, ``environments``), ``keys`` (``keys ...``), ``explain``,
 ``install``; the services' own: ``hub`` (``hub serve|seed``, ``render``), ``agent`` (``agent run|enroll``,
 ``diff``, ``suspend``, ``resume``, ``reconcile``), ``seal`` and ``sealer`` (``sealer serve|keys``). A
-service's flags come from its config dataclass (``skerry.core.config``), which is light to import.
+service's flags come from its config dataclass (``skerry.core.config``), which is light to import, and
+``service`` starts each of them the same way.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import sys
 
 from skerry.agent.config import ENV_NAMES, ENV_PREFIX, AgentConfig
 from skerry.cli.parser import duration_type
+from skerry.cli.service import serve
 from skerry.core import config as settings
 
 COMMAND = "skerry agent run"
@@ -263,28 +264,10 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _fail(message: str) -> int:
-    print(f"{COMMAND}: error: {message}", file=sys.stderr)
-    return 1
-
-
 def handler(args: argparse.Namespace) -> int:
-    import asyncio
-
     from skerry.agent.app import run
-    from skerry.cli.errors import with_reason
-    from skerry.core import logging as skerry_logging
-    from skerry.core.errors import SkerryError
 
-    try:
-        config = AgentConfig.from_env(None, **settings.flag_values(args, AgentConfig))
-        skerry_logging.configure(config.log_level)
-        asyncio.run(run(config))
-    except SkerryError as e:
-        return _fail(with_reason(e))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return serve(COMMAND, AgentConfig, args, run)
 
 
 def enroll_handler(args: argparse.Namespace) -> int:

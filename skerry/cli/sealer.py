@@ -11,8 +11,9 @@ import argparse
 import pathlib
 import sys
 
-from skerry.cli.errors import fail, with_reason
+from skerry.cli.errors import fail
 from skerry.cli.output import add_output_flag, emit
+from skerry.cli.service import serve
 from skerry.core import config as settings
 from skerry.core.errors import InvalidInput, SkerryError
 from skerry.sealer.config import ENV_PREFIX, SealerConfig
@@ -155,17 +156,6 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from skerry.core import logging as skerry_logging
     from skerry.sealer.app import run
 
-    try:
-        config = SealerConfig.from_env(None, **settings.flag_values(args, SealerConfig))
-        skerry_logging.configure(config.log_level)
-        asyncio.run(run(config))
-    except SkerryError as e:
-        return fail("skerry sealer serve", with_reason(e))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return serve("skerry sealer serve", SealerConfig, args, run)
