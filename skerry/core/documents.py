@@ -1,0 +1,547 @@
+"""Bounded YAML and JSON parsing: the one home for every document Skerry reads from outside.
+
+Outside input is anything another party controls: the fleet file, kustomization files and plain
+YAML in a repository, manifests given to ``skerry seal``, bundle bytes and TUF metadata from a hub,
+evidence and signed reports from agents, webhook bodies, state files on disk. Every reader of such
+input parses it here, so that each bound is stated once:
+
+* **size** (``max_bytes``, each reader passes its own named limit) is checked before parsing;
+* **aliases**: PyYAML shares an aliased node instead of copying it, so a few hundred bytes of
+  nested aliases ("billion laughs") load quickly but turn into gigabytes as soon as anything walks,
+  copies or prints the tree. Like Go's yaml.v3 alias budget, aliases may add at most
+  ``max(ALIAS_NODES_FLOOR, nodes spelled out)`` nodes to a document: a document with aliases
+  costs at most about twice what the same bytes without aliases cost. A recursive alias (an alias
+  inside its own anchor) is refused: the tree it makes has no JSON form;
+* **depth** (``MAX_DEPTH``) before the recursive composer or any later walk hits Python's
+  recursion limit;
+* **values**: NaN and infinities have no JSON form; lone surrogates (``"\\ud800"`` in JSON) cannot
+  be encoded as UTF-8; both are refused here rather than crashing a later encoder;
+* **messages**: ``clip`` and ``clip_repr`` bound what a value contributes to an error message, so
+  an error never echoes megabytes of input (``MAX_MESSAGE_CHARS``).
+
+Failures raise ``BadDocument`` (an ``InvalidInput``) whose ``reason`` names the check
+(``TooLarge``, ``AliasBudget``, ``TooDeep``, ``NotJson``, ``BadEncoding``, ``InvalidYAML``,
+``InvalidJSON``) and whose message is one line. Readers prefix it with what they read (file,
+field, peer) and re-raise in their own vocabulary.
+
+YAML is PyYAML's safe loader with three changes so that what Skerry reads means what Kubernetes
+tooling reads: a duplicate mapping key is an error (kubectl rejects it; PyYAML keeps the last),
+timestamps stay strings (a date in a ConfigMap is text, and a ``datetime`` is not JSON), and a bare
+``=`` is the string ``"="`` (widely used CRDs list it in an enum; PyYAML resolves it to the YAML 1.1
+``value`` tag, which its safe constructor cannot build).
+
+Where PyYAML was built with libyaml (``yaml.__with_libyaml__``, the wheels on PyPI are) the scanner,
+parser, composer and emitter are libyaml's C code: loading is ~4x and dumping ~5x faster, which is most
+of a render of a large tree. The budgets do not depend on it: libyaml composes the node graph (aliases
+stay shared nodes, so a bomb is a small graph; libyaml itself refuses nesting past 1000 levels), and
+``_check_graph`` walks that graph once, iteratively, with the same alias budget, recursion and depth
+rules before anything is constructed. Both paths read the same documents (libyaml also takes a tab
+as separation space where Go's YAML does and PyYAML does not) and write the same bytes (but for the
+line breaks PyYAML's emitter loses, see ``_LIBYAML_LINE_BREAKS``); tests/hostile/test_yaml_engines.py compares them. The pure-Python classes stay
+for a PyYAML without libyaml.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import reprlib
+from typing import Any
+
+import yaml
+
+from skerry.core.errors import InvalidInput
+
+#: Nesting limit for YAML and JSON. Kubernetes objects, CRD schemas included, stay well under 100
+#: levels; PyYAML's composer spends two Python frames a level and later walks one, so 200 keeps every
+#: walk far from Python's default recursion limit of 1000.
+MAX_DEPTH = 200
+#: Aliases may always add this many nodes (a small document may reuse an anchor freely) ...
+ALIAS_NODES_FLOOR = 10_000
+#: ... and otherwise at most as many as the document spells out (see the module docstring).
+ALIAS_NODES_PER_NODE = 1
+#: An error message quotes at most this many characters of a value ...
+CLIP_CHARS = 200
+#: ... and a whole message stays under this (the acceptance bound is 1 KiB).
+MAX_MESSAGE_CHARS = 900
+#: State files Skerry writes itself (counters, digests, token records) hold at most a few hundred KiB;
+#: a bigger one was not written by Skerry and is refused before it is parsed.
+MAX_STATE_FILE_BYTES = 4 * 1024 * 1024
+#: Default size limit for a reader that states none: the gRPC message cap.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+_YAML_TAGS_AS_TEXT = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")
+
+
+class BadDocument(InvalidInput, ValueError):
+    """Outside input that is not an acceptable YAML/JSON document; ``reason`` names the check.
+
+    Also a ``ValueError``, as ``json.loads`` failures are, so a reader that caught those keeps working.
+    """
+
+    reason = "InvalidDocument"
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def clip(text: str, limit: int = CLIP_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxdict = _repr.maxlist = _repr.maxtuple = _repr.maxset = 6
+_repr.maxstring = _repr.maxother = CLIP_CHARS // 2
+_repr.maxlong = 40
+
+
+def clip_repr(value: Any) -> str:
+    """A bounded ``repr`` of ``value``: never walks or prints more than a few levels and items."""
+    return clip(_repr.repr(value))
+
+
+def _one_line(text: str) -> str:
+    return clip(" ".join(str(text).split()), MAX_MESSAGE_CHARS)
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    pass
+
+
+class _BudgetExceeded(yaml.YAMLError):
+    def __init__(self, reason: str, message: str, mark: Any = None):
+        super().__init__(message)
+        self.reason, self.problem, self.problem_mark = reason, message, mark
+
+
+class _StrictConstructor:
+    """The constructing half both loaders share: duplicate keys refused (see the module docstring)."""
+
+    def construct_mapping(self, node, deep=False):
+        # Checked before merge keys ("<<") are flattened in: a key given explicitly may override a
+        # merged one (that is what merging is for), but not another explicit key.
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable key; the base class reports it
+                    continue
+                if duplicate:
+                    raise DuplicateKeyError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {clip_repr(key)}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _alias_budget(spelled: int) -> int:
+    return max(ALIAS_NODES_FLOOR, ALIAS_NODES_PER_NODE * spelled)
+
+
+class StrictSafeLoader(_StrictConstructor, yaml.SafeLoader):
+    """The pure-Python SafeLoader with the budgets checked while composing (PyYAML without libyaml)."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._depth = 0
+        self._spelled = 0
+        self._aliased = 0
+        self._sizes: dict[int, int] = {}
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Checked in the scanner too: PyYAML scans up to 1024 characters ahead for a possible simple key
+        # and re-checks every open flow level for each token, so 50,000 "[" cost seconds before the
+        # composer's depth check would see the 201st level.
+        if self.flow_level >= MAX_DEPTH:
+            raise _BudgetExceeded("TooDeep", f"nested deeper than {MAX_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_document(self) -> Any:
+        self._spelled = self._aliased = 0
+        self._sizes = {}
+        try:
+            return super().compose_document()
+        finally:
+            self._sizes = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                size = self._sizes.get(id(node))
+                if size is None:
+                    raise _BudgetExceeded("AliasBudget", f"alias *{clip(event.anchor, 40)} is inside its own anchor",
+                                          event.start_mark)
+                self._aliased += size
+                if self._aliased > _alias_budget(self._spelled):
+                    raise _BudgetExceeded(
+                        "AliasBudget",
+                        f"aliases expand to over {self._aliased} nodes from {self._spelled} written "
+                        f"(budget {_alias_budget(self._spelled)})",
+                        event.start_mark,
+                    )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _BudgetExceeded("TooDeep", f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._spelled += 1
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes.get(id(child), 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return node
+
+
+def _check_graph(root: Any) -> None:
+    """The budgets of ``StrictSafeLoader.compose_node`` on a node graph libyaml composed.
+
+    One depth-first walk in document order, without recursion: a node met again is an alias and adds
+    its expanded size (counted once, when it was first completed) to the aliased total; a node met
+    again while it is still open is a recursive alias; depth counts nodes from the root, as there.
+    """
+    if root is None or isinstance(root, yaml.ScalarNode):
+        return
+    sizes: dict[int, int] = {}
+    open_ids = {id(root)}
+    # per open collection: its node, its children, the next child's index, its size so far
+    stack: list[list[Any]] = [[root, _children(root), 0, 1]]
+    spelled = aliased = 0
+    while stack:
+        frame = stack[-1]
+        node, children, i = frame[0], frame[1], frame[2]
+        if i == len(children):
+            stack.pop()
+            open_ids.discard(id(node))
+            sizes[id(node)] = frame[3]
+            spelled += 1
+            if stack:
+                stack[-1][3] += frame[3]
+            continue
+        frame[2] = i + 1
+        child = children[i]
+        size = sizes.get(id(child))
+        if size is not None or id(child) in open_ids:
+            if size is None:
+                raise _BudgetExceeded("AliasBudget", "an alias is inside its own anchor", child.start_mark)
+            aliased += size
+            if aliased > _alias_budget(spelled):
+                raise _BudgetExceeded(
+                    "AliasBudget",
+                    f"aliases expand to over {aliased} nodes from {spelled} written (budget {_alias_budget(spelled)})",
+                    child.start_mark,
+                )
+            frame[3] += size
+        elif len(stack) >= MAX_DEPTH:
+            raise _BudgetExceeded("TooDeep", f"nested deeper than {MAX_DEPTH} levels", child.start_mark)
+        elif isinstance(child, yaml.ScalarNode):
+            sizes[id(child)] = 1
+            spelled += 1
+            frame[3] += 1
+        else:
+            open_ids.add(id(child))
+            stack.append([child, _children(child), 0, 1])
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value
+
+
+# libyaml refuses, in its scanner, what the Python path refuses later under a named reason: nesting past
+# its own limit (1000 levels, above MAX_DEPTH), and an escape that names a lone surrogate ("\\ud800"),
+# which the Python scanner turns into a string that ``to_json_value`` refuses.
+_LIBYAML_REASONS = {"maximum nesting depth": "TooDeep", "invalid Unicode character escape code": "BadEncoding"}
+
+if yaml.__with_libyaml__:
+
+    class StrictCSafeLoader(_StrictConstructor, yaml.CSafeLoader):
+        """libyaml's loader; the composed graph is checked by ``_check_graph`` before construction."""
+
+        def get_node(self) -> Any:
+            node = super().get_node()
+            _check_graph(node)
+            return node
+
+        def get_single_node(self) -> Any:
+            node = super().get_single_node()
+            _check_graph(node)
+            return node
+
+    _Loader: type = StrictCSafeLoader
+else:  # pragma: no cover - PyPI's PyYAML wheels carry libyaml
+    _Loader = StrictSafeLoader
+
+
+# A copy per class, so yaml.SafeLoader itself is untouched.
+_STRICT_RESOLVERS = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML_TAGS_AS_TEXT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictSafeLoader.yaml_implicit_resolvers = _STRICT_RESOLVERS
+_Loader.yaml_implicit_resolvers = _STRICT_RESOLVERS
+
+
+def describe_error(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong and where (1-based line and column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
+    if mark is not None:
+        return _one_line(f"line {mark.line + 1} column {mark.column + 1}: {problem}")
+    return _one_line(problem)
+
+
+def _check_size(data: str | bytes, max_bytes: int) -> None:
+    if len(data) > max_bytes:
+        raise BadDocument(f"{len(data)} bytes, over the {max_bytes} byte limit", reason="TooLarge")
+
+
+def _yaml_docs(data: str | bytes, max_bytes: int, *, to_json: bool) -> list[Any]:
+    _check_size(data, max_bytes)
+    try:
+        docs = list(yaml.load_all(data, Loader=_Loader))  # noqa: S506 - a SafeLoader
+    except _BudgetExceeded as e:
+        raise BadDocument(describe_error(e), reason=e.reason) from None
+    except yaml.reader.ReaderError as e:
+        raise BadDocument(f"not UTF-8 text or a non-printable character (position {e.position})",
+                          reason="BadEncoding") from None
+    except yaml.YAMLError as e:
+        problem = str(getattr(e, "problem", ""))
+        for text, reason in _LIBYAML_REASONS.items():
+            if text in problem:
+                raise BadDocument(describe_error(e), reason=reason) from None
+        raise BadDocument(f"invalid YAML: {describe_error(e)}", reason="InvalidYAML") from None
+    except UnicodeDecodeError as e:
+        raise BadDocument(f"not UTF-8 (byte {e.start})", reason="BadEncoding") from None
+    except UnicodeEncodeError as e:  # a str holding a lone surrogate, which libyaml's reader cannot take
+        raise BadDocument(f"not UTF-8 text (character {e.start})", reason="BadEncoding") from None
+    except RecursionError:
+        raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep") from None
+    except ValueError as e:  # an integer over Python's 4300-digit conversion limit
+        raise BadDocument(f"unreadable value: {clip(str(e), 80)}", reason="NotJson") from None
+    if to_json:
+        return [to_json_value(doc) for doc in docs]
+    return docs
+
+
+def load_yaml(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, to_json: bool = True) -> Any:
+    """Exactly one YAML document (None when empty). ``to_json``: also check it is JSON (``to_json_value``)."""
+    docs = _yaml_docs(data, max_bytes, to_json=to_json)
+    if len(docs) > 1:
+        raise BadDocument(f"{len(docs)} YAML documents where one was expected", reason="InvalidYAML")
+    return docs[0] if docs else None
+
+
+def load_yaml_all(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, to_json: bool = True) -> list[Any]:
+    """Every document of a YAML stream (empty documents included as None)."""
+    return _yaml_docs(data, max_bytes, to_json=to_json)
+
+
+def load_yaml_or_json(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Any]:
+    """The documents of a manifest given as JSON (one value) or as a YAML stream.
+
+    Input that starts like JSON is tried as JSON first (YAML refuses some valid JSON, tabs as
+    indentation); if it is not JSON after all, the YAML parser reports it.
+    """
+    _check_size(data, max_bytes)
+    if data.lstrip()[:1] in (b"{", "{"):
+        try:
+            return [load_json(data, max_bytes=max_bytes)]
+        except BadDocument as e:
+            if e.reason != "InvalidJSON":
+                raise
+    return load_yaml_all(data, max_bytes=max_bytes)
+
+
+class NoAliasDumper(yaml.SafeDumper):
+    """Writes a value shared twice in full both times: output never carries anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+# With ``allow_unicode`` libyaml escapes characters beyond U+FFFF ("\\U0001FAD0") that PyYAML (and Go's
+# YAML) write as they are: output that may hold such an escape is written again by PyYAML's emitter, so
+# both give the same bytes (a false alarm, a backslash-U the user wrote, only costs time). The one other
+# difference is kept on purpose: libyaml writes the line breaks NEL, LS and PS as "\\N", "\\L", "\\P",
+# where PyYAML writes them raw into a single-quoted scalar that reads back as a space (so output holding
+# them is never written again by PyYAML).
+_LIBYAML_LINE_BREAKS = re.compile(r"\\[NLP]")
+
+if yaml.__with_libyaml__:
+
+    class NoAliasCDumper(yaml.CSafeDumper):
+        """``NoAliasDumper`` with libyaml's emitter: the same bytes, several times faster."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    _Dumper: type = NoAliasCDumper
+else:  # pragma: no cover
+    _Dumper = NoAliasDumper
+
+
+def dump_yaml(value: Any, **kwargs: Any) -> str:
+    """YAML text of a JSON value (block style, keys in the order given, no line folding, no anchors)."""
+    return dump_yaml_all([value], explicit_start=False, **kwargs)
+
+
+def dump_yaml_all(values: list[Any], **kwargs: Any) -> str:
+    kwargs.setdefault("sort_keys", False)
+    kwargs.setdefault("allow_unicode", True)
+    kwargs.setdefault("width", 1 << 30)
+    kwargs.setdefault("default_flow_style", False)
+    out = yaml.dump_all(values, Dumper=_Dumper, **kwargs)
+    if (_Dumper is not NoAliasDumper and kwargs["allow_unicode"] and "\\U" in out
+            and not _LIBYAML_LINE_BREAKS.search(out)):
+        out = yaml.dump_all(values, Dumper=NoAliasDumper, **kwargs)
+    return out
+
+
+def yaml11_scalar(text: str) -> Any:
+    """What stock YAML 1.1 (kustomize's reader, timestamps included) makes of one short scalar."""
+    if len(text) > CLIP_CHARS * 5:
+        raise BadDocument("scalar too long", reason="TooLarge")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise BadDocument(f"invalid YAML: {describe_error(e)}", reason="InvalidYAML") from None
+
+
+YAMLError = yaml.YAMLError
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadDocument(f"{name} is not a JSON number", reason="NotJson")
+
+
+def load_json(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """One JSON value: size, depth, NaN/infinity, encoding and lone surrogates checked."""
+    _check_size(data, max_bytes)
+    try:
+        doc = json.loads(data, parse_constant=_reject_constant)
+    except BadDocument:
+        raise
+    except RecursionError:
+        raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep") from None
+    except UnicodeDecodeError as e:
+        raise BadDocument(f"not UTF-8 (byte {e.start})", reason="BadEncoding") from None
+    except ValueError as e:
+        raise BadDocument(f"invalid JSON: {_one_line(str(e))}", reason="InvalidJSON") from None
+    _check_tree(doc)
+    return doc
+
+
+def _bad_text(s: str) -> bool:
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_tree(doc: Any) -> None:
+    """Depth and lone surrogates of a parsed JSON value, without recursion."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep")
+            for k, v in value.items():
+                if _bad_text(k):
+                    raise BadDocument(f"key {clip_repr(k)} holds a lone surrogate", reason="BadEncoding")
+                if isinstance(v, (dict, list)):
+                    stack.append((v, depth + 1))
+                elif isinstance(v, str) and _bad_text(v):
+                    raise BadDocument(f"{clip_repr(k)} holds a lone surrogate", reason="BadEncoding")
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep")
+            for v in value:
+                if isinstance(v, (dict, list)):
+                    stack.append((v, depth + 1))
+                elif isinstance(v, str) and _bad_text(v):
+                    raise BadDocument("a string holds a lone surrogate", reason="BadEncoding")
+        elif isinstance(value, str) and _bad_text(value):
+            raise BadDocument("a string holds a lone surrogate", reason="BadEncoding")
+
+
+# --- the JSON form of a loaded tree -----------------------------------------------------------
+
+
+class NotJson(BadDocument):
+    """The value cannot be represented in JSON; the message names where."""
+
+    reason = "NotJson"
+
+
+def to_json_value(value: Any, where: str = "") -> Any:
+    """Return ``value`` as plain JSON types, or raise ``NotJson`` naming the offending field.
+
+    Aliased nodes are copied here, which the alias budget bounds; integer and boolean keys are
+    converted the way ``sigs.k8s.io/yaml`` does.
+    """
+    return _to_json(value, where, 0)
+
+
+def _to_json(value: Any, where: str, depth: int) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        if _bad_text(value):
+            raise NotJson(f"{clip(where) or 'value'}: a lone surrogate is not text", reason="BadEncoding")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJson(f"{clip(where) or 'value'}: {value} is not representable in JSON")
+        return value
+    if depth >= MAX_DEPTH:
+        raise NotJson(f"{clip(where) or 'value'}: nested deeper than {MAX_DEPTH} levels", reason="TooDeep")
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, bool):
+                skey = "true" if key else "false"
+            elif isinstance(key, (int, str)):
+                skey = str(key)
+            elif isinstance(key, float) and math.isfinite(key):
+                skey = repr(key)
+            else:
+                raise NotJson(f"{clip(where) or 'value'}: key {clip_repr(key)} is not a string")
+            if skey in out:
+                raise NotJson(f"{clip(where) or 'value'}: key {clip_repr(skey)} appears twice")
+            out[skey] = _to_json(item, f"{where}.{skey}" if where else skey, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise NotJson(f"{clip(where) or 'value'}: a {type(value).__name__} value is not representable in JSON")
