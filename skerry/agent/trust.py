@@ -143,6 +143,33 @@ class TrustState:
     timestamp: str = ""
 
 
+def freeze_error(error: Exception, fetcher, now: _dt.datetime, metadata_dir: pathlib.Path) -> VerificationError:
+    """The freeze python-tuf found (it reads the wall clock), said with what Skerry knows: which file
+    expired when, what this host's clock says, and whether the clocks disagree (``CLOCK_SKEW``)."""
+    reason, msg = classify(error, getattr(fetcher, "last_path", ""))
+    served = _parse(getattr(fetcher, "last_metadata", b""))
+    signed = served.get("signed") if isinstance(served, dict) else None
+    if not isinstance(signed, dict) or not isinstance(signed.get("expires"), str):
+        return VerificationError(msg, reason=reason)
+    try:
+        expired = _expires(served)
+    except ValueError:
+        return VerificationError(msg, reason=reason)
+    role = str(signed.get("_type", "metadata"))
+    said = (f"{role} metadata expired at {expired.isoformat()}; this host's clock says "
+            f"{now.isoformat(timespec='seconds')}")
+    trusted = _read_json(metadata_dir / "timestamp.json") or {}
+    trusted_version = (trusted.get("signed") or {}).get("version", 0) if isinstance(trusted, dict) else 0
+    version = signed.get("version", 0)
+    if role == "timestamp" and isinstance(version, int) and isinstance(trusted_version, int) \
+            and version > trusted_version:
+        return VerificationError(
+            f"{said}, yet the hub re-signed it (version {version}, after {trusted_version}): this host's "
+            "clock is ahead of the hub's, or the hub's is behind; check NTP on both. Nothing new is accepted "
+            "until they agree", reason=CLOCK_SKEW)
+    return VerificationError(f"{said}: the hub serves metadata it has not re-signed ({msg})", reason=reason)
+
+
 class TufVerifier:
     """Verify what the director says this cluster runs; keeps TUF metadata and the release counter on disk."""
 
@@ -216,7 +243,7 @@ class TufVerifier:
                     raise VerificationError(msg, reason=reason) from e
                 raise Unavailable(f"cannot reach the hub's trust service: {e}") from e
             except tuf_errors.ExpiredMetadataError as e:
-                raise self._frozen(e, fetcher) from e
+                raise freeze_error(e, fetcher, self._clock.now(), self.metadata_dir) from e
             except (tuf_errors.RepositoryError, ValueError) as e:
                 reason, msg = classify(e, getattr(fetcher, "last_path", ""))
                 raise VerificationError(msg, reason=reason) from e
@@ -226,33 +253,6 @@ class TufVerifier:
                 close = getattr(fetcher, "close", None)
                 if close is not None:
                     close()
-
-    def _frozen(self, error: Exception, fetcher) -> VerificationError:
-        """The freeze python-tuf found (it reads the wall clock), said with what Skerry knows: which file
-        expired when, what this host's clock says, and whether the clocks disagree (``CLOCK_SKEW``)."""
-        reason, msg = classify(error, getattr(fetcher, "last_path", ""))
-        served = _parse(getattr(fetcher, "last_metadata", b""))
-        signed = served.get("signed") if isinstance(served, dict) else None
-        if not isinstance(signed, dict) or not isinstance(signed.get("expires"), str):
-            return VerificationError(msg, reason=reason)
-        try:
-            expired = _expires(served)
-        except ValueError:
-            return VerificationError(msg, reason=reason)
-        now = self._clock.now()
-        role = str(signed.get("_type", "metadata"))
-        said = (f"{role} metadata expired at {expired.isoformat()}; this host's clock says "
-                f"{now.isoformat(timespec='seconds')}")
-        trusted = _read_json(self.metadata_dir / "timestamp.json") or {}
-        trusted_version = (trusted.get("signed") or {}).get("version", 0) if isinstance(trusted, dict) else 0
-        version = signed.get("version", 0)
-        if role == "timestamp" and isinstance(version, int) and isinstance(trusted_version, int) \
-                and version > trusted_version:
-            return VerificationError(
-                f"{said}, yet the hub re-signed it (version {version}, after {trusted_version}): this host's "
-                "clock is ahead of the hub's, or the hub's is behind; check NTP on both. Nothing new is accepted "
-                "until they agree", reason=CLOCK_SKEW)
-        return VerificationError(f"{said}: the hub serves metadata it has not re-signed ({msg})", reason=reason)
 
     def _unchanged(self, fetcher) -> bool:
         """Whether the hub's repository is byte-for-byte the state this agent last verified in full.

@@ -153,6 +153,15 @@ def _log_failed(event: str, error: BaseException, what: str) -> None:
         log.exception(event)
 
 
+def collect_garbage(trust) -> None:
+    """The trust repository's garbage in the state (at a takeover); a database that is away now leaves it
+    to the next takeover."""
+    try:
+        trust.collect_stored_garbage()
+    except StateUnavailable as e:
+        log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -261,10 +270,7 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
-            try:  # what the previous writer's offers to CI left in the state (else: at the next takeover)
-                self.trust.collect_stored_garbage()
-            except StateUnavailable as e:
-                log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
+            collect_garbage(self.trust)  # what the previous writer's offers to CI left in the state
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
