@@ -227,10 +227,6 @@ async def hub_main(args) -> None:
         if cmd == "stats":
             say(event="stats", streams=len(servicer.streams), rss_kib=_rss_kib(), cpu=sum(os.times()[:2]),
                 t=time.time())
-        elif cmd in ("hold", "release"):
-            (released.clear if cmd == "hold" else released.set)()
-            sys.stdout.write(json.dumps({"event": cmd}) + "\n")
-            sys.stdout.flush()
         elif cmd == "profile":
             _profile(arg, f"hub-{os.getpid()}")
             say(event="profiled")
