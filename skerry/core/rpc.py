@@ -10,6 +10,7 @@
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
   ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
+  ``count_refusal`` (the service's ``metrics.Refusals.count``) sees every error the server answers.
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -307,12 +308,19 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     ``limiter`` applies to every RPC but the exempt ones; an RPC named in ``method_limiters`` (full method
     name) is limited by its own limiter instead. The limit is checked before authorisation and before
     the servicer runs: a caller over its rate costs the server no more than this check. A refused call
-    carries its reason to the client as the ``skerry-reason`` trailing metadata.
+    carries its reason to the client as the ``skerry-reason`` trailing metadata, and is handed to
+    ``count_refusal`` (the service's ``metrics.Refusals.count``): every refusal a server answers is counted here.
     """
 
-    def __init__(self, limiter: RateLimiter | None = None, method_limiters: Mapping[str, RateLimiter] | None = None):
+    def __init__(
+        self,
+        limiter: RateLimiter | None = None,
+        method_limiters: Mapping[str, RateLimiter] | None = None,
+        count_refusal: Callable[[BaseException], None] | None = None,
+    ):
         self._limiter = limiter
         self._method_limiters = dict(method_limiters or {})
+        self._count_refusal = count_refusal
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -334,6 +342,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 limiter.take(key, who=f"{name} calling {method.rpartition('/')[2]}")
 
         async def fail(context, exc: BaseException):
+            if self._count_refusal is not None:
+                self._count_refusal(exc)
             if isinstance(exc, errors.SkerryError):
                 log.info("rpc refused", code=exc.status, reason=exc.reason, error=str(exc))
                 context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
@@ -411,6 +421,7 @@ class GrpcServer:
         method_limiters: Mapping[str, RateLimiter] | None = None,
         maximum_concurrent_rpcs: int | None = MAX_CONCURRENT_RPCS,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+        count_refusal: Callable[[BaseException], None] | None = None,
     ):
         self._address = address
         self._credentials = credentials
@@ -422,7 +433,7 @@ class GrpcServer:
         self.authz = AuthzInterceptor(server_rules(rules), revocations=revocations, on_refused=on_refused)
         self._server = grpc.aio.server(
             # the authorisation interceptor runs innermost: its refusals are mapped, counted and logged
-            interceptors=[ErrorInterceptor(limiter, method_limiters), *interceptors, self.authz],
+            interceptors=[ErrorInterceptor(limiter, method_limiters, count_refusal), *interceptors, self.authz],
             options=options or SERVER_OPTIONS,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
         )

@@ -114,6 +114,7 @@ class SealerApp:
             method_limiters=rpc_limiters(self.config.rate_per_second, self.config.rate_burst),
             grace_seconds=self.config.grace_seconds,
             interceptors=[ops.interceptor],
+            count_refusal=ops.metrics.refused.count,
         )
         self.port = await self._server.start()
         if self.config.cert_listen:
