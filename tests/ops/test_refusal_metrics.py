@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from e2e.replay_hub import ReplayHub  # tests/e2e
 from e2e.trust_world import TrustWorld, bundle_bytes, evil_key
 from hostile.hostile_inputs import alias_bomb  # tests/hostile
-from hub.helpers import FLEET_FILES, GitRepo  # tests/hub
 from prometheus_client.parser import text_string_to_metric_families
 from transport.hubs import CALL_TIMEOUT, enrolled, fleet_of_servers  # tests/transport
 
@@ -42,25 +41,12 @@ from skerry.core.canonical import sha256_digest
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import channel_credentials
-from skerry.hub.render.engine import KustomizeEngine
 from skerry.sealer import crypto
 from skerry.testing.devstack import Stack, wait_for
 
 CLUSTER = "oslo-prod"
 # The revoked agent's calls are refused within this long of `skerry cluster revoke` (tests/transport).
 REVOKE_DEADLINE = 5.0
-
-
-@pytest.fixture
-def fleet_repo(tmp_path) -> GitRepo:
-    repo = GitRepo(tmp_path / "fleet")
-    repo.commit("initial fleet", FLEET_FILES)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def engine() -> KustomizeEngine:
-    return KustomizeEngine.detect()
 
 
 def refusals(port: int) -> dict[tuple[str, str], float]:
