@@ -17,6 +17,7 @@ import inspect
 import os
 import pathlib
 import subprocess
+import tempfile
 import uuid
 
 import pytest
@@ -98,6 +99,17 @@ def fleet_repo(tmp_path) -> GitRepo:
 def engine() -> KustomizeEngine:
     """The real kustomize binary (tests/hub overrides it with the engine the hub picks by default)."""
     return KustomizeEngine.detect()
+
+
+@pytest.fixture
+def fast_dir(tmp_path):
+    """A tmpfs directory where there is one: for tests about files and bytes, not the disk's speed."""
+    shm = pathlib.Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=shm) as d:
+        yield pathlib.Path(d)
 
 
 @pytest.fixture(scope="session")

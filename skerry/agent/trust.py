@@ -60,13 +60,6 @@ def _parse(data: bytes) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _version(doc: object) -> int | None:
-    """``signed.version`` of a TUF metadata document, None if it has none."""
-    signed = doc.get("signed") if isinstance(doc, dict) else None
-    version = signed.get("version") if isinstance(signed, dict) else None
-    return version if isinstance(version, int) else None
-
-
 def _read_json(path: pathlib.Path) -> dict | None:
     try:
         return documents.load_json(path.read_bytes(), max_bytes=trust.MAX_METADATA_BYTES)
@@ -114,31 +107,6 @@ def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
     return "VerificationFailed", f"{last_path}: {type(error).__name__}: {msg}"
 
 
-def freeze_error(error: Exception, fetcher, trusted_timestamp: pathlib.Path, now: _dt.datetime) -> VerificationError:
-    """The freeze python-tuf found (it reads the wall clock), said with what Skerry knows: which role expired
-    when, what this host's clock (``now``) says, and whether the clocks disagree (``CLOCK_SKEW``: the hub
-    re-signed its timestamp since the one this agent trusts, and it is already expired here)."""
-    reason, msg = classify(error, getattr(fetcher, "last_path", ""))
-    served = _parse(getattr(fetcher, "last_metadata", b""))
-    signed = served.get("signed") if served is not None else None
-    if not isinstance(signed, dict) or not isinstance(signed.get("expires"), str):
-        return VerificationError(msg, reason=reason)
-    try:
-        expired = _expires(served)
-    except ValueError:
-        return VerificationError(msg, reason=reason)
-    role = str(signed.get("_type", "metadata"))[:32]
-    said = f"{role} metadata expired at {expired.isoformat()}; this host's clock says {now.isoformat(timespec='seconds')}"
-    trusted = _version(_read_json(trusted_timestamp))
-    version = _version(served)
-    if role == "timestamp" and version is not None and trusted is not None and version > trusted:
-        return VerificationError(
-            f"{said}, yet the hub re-signed it (version {version}, after {trusted}): this host's clock is ahead "
-            "of the hub's, or the hub's is behind; check NTP on both. Nothing new is accepted until they agree",
-            reason=CLOCK_SKEW)
-    return VerificationError(f"{said}: the hub serves metadata it has not re-signed ({msg})", reason=reason)
-
-
 def provenance_of(cluster: str, env: str, image: str, release: int, digest: str, bundle: Bundle,
                   trusted: dict[str, dict], found: dict[str, str], render: object = None) -> dict:
     """What ``skerry explain`` shows of a verified bundle: the roles and keys that let it through, its source."""
@@ -173,6 +141,33 @@ class TrustState:
     digest: str = ""
     valid_until: str = ""
     timestamp: str = ""
+
+
+def freeze_error(error: Exception, fetcher, now: _dt.datetime, metadata_dir: pathlib.Path) -> VerificationError:
+    """The freeze python-tuf found (it reads the wall clock), said with what Skerry knows: which file
+    expired when, what this host's clock says, and whether the clocks disagree (``CLOCK_SKEW``)."""
+    reason, msg = classify(error, getattr(fetcher, "last_path", ""))
+    served = _parse(getattr(fetcher, "last_metadata", b""))
+    signed = served.get("signed") if isinstance(served, dict) else None
+    if not isinstance(signed, dict) or not isinstance(signed.get("expires"), str):
+        return VerificationError(msg, reason=reason)
+    try:
+        expired = _expires(served)
+    except ValueError:
+        return VerificationError(msg, reason=reason)
+    role = str(signed.get("_type", "metadata"))
+    said = (f"{role} metadata expired at {expired.isoformat()}; this host's clock says "
+            f"{now.isoformat(timespec='seconds')}")
+    trusted = _read_json(metadata_dir / "timestamp.json") or {}
+    trusted_version = (trusted.get("signed") or {}).get("version", 0) if isinstance(trusted, dict) else 0
+    version = signed.get("version", 0)
+    if role == "timestamp" and isinstance(version, int) and isinstance(trusted_version, int) \
+            and version > trusted_version:
+        return VerificationError(
+            f"{said}, yet the hub re-signed it (version {version}, after {trusted_version}): this host's "
+            "clock is ahead of the hub's, or the hub's is behind; check NTP on both. Nothing new is accepted "
+            "until they agree", reason=CLOCK_SKEW)
+    return VerificationError(f"{said}: the hub serves metadata it has not re-signed ({msg})", reason=reason)
 
 
 class TufVerifier:
@@ -248,7 +243,7 @@ class TufVerifier:
                     raise VerificationError(msg, reason=reason) from e
                 raise Unavailable(f"cannot reach the hub's trust service: {e}") from e
             except tuf_errors.ExpiredMetadataError as e:
-                raise freeze_error(e, fetcher, self.metadata_dir / "timestamp.json", self._clock.now()) from e
+                raise freeze_error(e, fetcher, self._clock.now(), self.metadata_dir) from e
             except (tuf_errors.RepositoryError, ValueError) as e:
                 reason, msg = classify(e, getattr(fetcher, "last_path", ""))
                 raise VerificationError(msg, reason=reason) from e

@@ -49,6 +49,7 @@ from prometheus_client import (
 )
 
 from skerry.core import errors
+from skerry.core.peers import parse_listen
 
 log = structlog.get_logger("skerry.requests")
 
@@ -85,14 +86,6 @@ def new_registry() -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
-
-
-def parse_listen(listen: str, what: str = "metrics listen") -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise errors.ConfigError(f"{what}: {listen!r} is not host:port (e.g. 127.0.0.1:9090)")
-    return host, int(port)
 
 
 # Collectors read live service state from this (scrape) thread while the event loop may be changing it;

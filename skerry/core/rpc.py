@@ -41,6 +41,12 @@ from skerry.core.authz import (
     server_rules,
     uncovered,
 )
+from skerry.core.peers import (
+    KEEPALIVE_TIME_MS,
+    KEEPALIVE_TIMEOUT_MS,
+    MIN_KEEPALIVE_SECONDS,
+    SERVER_MIN_PING_INTERVAL_MS,
+)
 from skerry.core.tls import ROLE_AGENT
 
 log = structlog.get_logger("skerry.rpc")
@@ -86,11 +92,8 @@ REASON_METADATA = "skerry-reason"
 # After SIGTERM the health service says NOT_SERVING this long before the server stops taking
 # calls: long enough for a readiness probe or load balancer to look once more and move away.
 SIGTERM_DRAIN_SECONDS = 2.0
-# Keepalive pings detect dead peers behind NAT within about a minute (30 s + 20 s). The
-# 20 s ack timeout is for a busy peer: at 10 s, a hub or agent busy with a reconnect storm of
-# TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
-KEEPALIVE_TIME_MS = 30_000
-KEEPALIVE_TIMEOUT_MS = 20_000
+# Keepalive timing (KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS and the servers' ping limit) is core.peers',
+# where settings check it without importing gRPC.
 # gRPC core (1.5x+) waits for a ping's ack for ``grpc.http2.ping_timeout_ms`` (default 60 s), whatever
 # ``keepalive_timeout_ms`` says: without it a blackholed peer was noticed after 30 s + 60 s, and with a
 # 6 s keepalive after 64 s (tests/faults/test_net_blackhole.py). Both are set, to the same value.
@@ -126,7 +129,7 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.tsi.max_frame_size", TLS_MAX_FRAME_BYTES),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
     *KEEPALIVE_OPTIONS,
 ]
 
@@ -153,9 +156,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     *KEEPALIVE_OPTIONS,
 ]
-# The servers take a ping without data at most every 5 s (above); a client pinging more often is sent
-# GOAWAY (too_many_pings). A second of margin for timer slack.
-MIN_KEEPALIVE_SECONDS = 6.0
 # gRPC abandons a connection whose TCP or TLS handshake is unanswered after this long (its default).
 CONNECT_TIMEOUT_MS = 20_000
 

@@ -153,6 +153,15 @@ def _log_failed(event: str, error: BaseException, what: str) -> None:
         log.exception(event)
 
 
+def collect_garbage(trust) -> None:
+    """The trust repository's garbage in the state (at a takeover); a database that is away now leaves it
+    to the next takeover."""
+    try:
+        trust.collect_stored_garbage()
+    except StateUnavailable as e:
+        log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -261,6 +270,7 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
+            collect_garbage(self.trust)  # what the previous writer's offers to CI left in the state
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
@@ -281,7 +291,7 @@ class HubApp:
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
         from skerry.hub.state.trust_files import TrustFiles
-        from skerry.hub.trust.attest import AttestationBoard
+        from skerry.hub.trust.attest import AttestationBoard, StateBook
         from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
         from skerry.hub.trust.servicer import TrustServicer
@@ -302,7 +312,8 @@ class HubApp:
             released = tx.records(BUNDLE_RECORD)
         self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
-        self.attestations = AttestationBoard(self.clock)
+        # nonces and signed reports in the state: any replica issues, any other accepts, none replays
+        self.attestations = AttestationBoard(self.clock, StateBook(self.state))
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         if self.writer.is_writer:
