@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from e2e.replay_hub import ReplayHub  # tests/e2e
 from e2e.trust_world import TrustWorld, bundle_bytes, evil_key
 from hostile.hostile_inputs import alias_bomb  # tests/hostile
+from hub.helpers import FLEET_FILES  # tests/hub
 from prometheus_client.parser import text_string_to_metric_families
 from transport.hubs import CALL_TIMEOUT, enrolled, fleet_of_servers  # tests/transport
 
@@ -136,8 +137,15 @@ async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_th
         result = await hub.syncer.sync_once()
         assert result.fleet_reason == "AliasBudget" and hub.syncer.fleet is not None
 
+        # An alias bomb in a plain-YAML path (no kustomization): the render refuses it.
+        fleet_repo.commit("plain bomb", {"skerry.yaml": FLEET_FILES["skerry.yaml"],
+                                         "overlays/prod/kustomization.yaml": None,
+                                         "overlays/prod/bomb.yaml": alias_bomb().decode()})
+        result = await hub.syncer.sync_once()
+        assert "aliases expand" in result.errors["oslo-prod"], result
+
         assert counted.raised() == {"MalformedToken": 1, "ForgedReport": 1, "NotJson": 1, "EndlessData": 1,
-                                    "AliasBudget": 1}
+                                    "AliasBudget": 2}
 
 
 async def test_a_revoked_peer_is_counted_as_revoked_by_the_hub_and_the_sealer(fleet_repo, tmp_path, pki, engine):
