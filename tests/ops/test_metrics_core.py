@@ -7,6 +7,8 @@ import urllib.request
 
 import pytest
 
+from skerry.agent.metrics import AgentMetrics
+from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.metrics import Counter, OpsServer, Refusals, new_registry, parse_listen
 
@@ -78,3 +80,23 @@ def test_a_refusal_without_a_name_counts_as_unclassified_and_never_adds_a_label_
     samples = [line for line in body.splitlines() if line.startswith("skerry_refusals_total")]
     assert sorted(samples) == ['skerry_refusals_total{reason="AliasBudget",service="hub"} 1.0',
                                'skerry_refusals_total{reason="Unclassified",service="hub"} 3.0']
+
+
+def test_a_reconcile_whose_prune_was_refused_counts_its_reason_once_per_reconcile():
+    registry = new_registry()
+    metrics = AgentMetrics(registry)
+    refused = ReconcileResult("oslo", 3, "sha256:c", "r" * 40, conditions=(
+        Condition("Ready", TRUE, "ReconciliationSucceeded"),
+        Condition("Pruned", FALSE, "MassPruneRefused", "the bundle lost 9 of 10 recorded object(s)")))
+    postponed = ReconcileResult("oslo", 3, "sha256:c", "r" * 40, conditions=(
+        Condition("Pruned", FALSE, "PrunePostponed", "not Ready yet"),))
+    for result in (refused, postponed, refused):
+        metrics.observe_reconcile(result, 0.1)
+    server = OpsServer("127.0.0.1:0", registry)
+    port = server.start()
+    try:
+        body = fetch(port, "/metrics")[1]
+    finally:
+        server.stop()
+    samples = [line for line in body.splitlines() if line.startswith("skerry_refusals_total")]
+    assert samples == ['skerry_refusals_total{reason="MassPruneRefused",service="agent"} 2.0']
