@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import grpc
@@ -42,6 +43,7 @@ from skerry.core.canonical import sha256_digest
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import channel_credentials
+from skerry.hub import webhook
 from skerry.sealer import crypto
 from skerry.testing.devstack import Stack, wait_for
 
@@ -78,6 +80,16 @@ class Counted:
                 if service == self.service and value > self.before.get((service, reason), 0.0)}
 
 
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """The HTTP status a POST of ``body`` gets."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=CALL_TIMEOUT) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def _sign(data: bytes, key_file) -> bytes:
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
     return key.sign(data, ec.ECDSA(hashes.SHA256()))
@@ -98,8 +110,17 @@ async def _refused(call, code: grpc.StatusCode) -> str:
 
 async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_the_hub(fleet_repo, tmp_path, pki,
                                                                                       engine):
-    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True) as (hub, _sealer):
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("a webhook secret of 32 characters\n")
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True, webhook_listen="127.0.0.1:0",
+                                webhook_secret_file=secret) as (hub, _sealer):
         counted = Counted(hub.ops.ops_server.port, "hub")
+
+        # A push webhook with a forged signature, and one over the body limit.
+        hook = f"http://127.0.0.1:{hub.webhook_port}{webhook.PATH}"
+        forged = {"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"}
+        assert await asyncio.to_thread(_post, hook, b'{"ref": "refs/heads/main"}', forged) == 401
+        assert await asyncio.to_thread(_post, hook, b"x" * (webhook.MAX_BODY_BYTES + 1), forged) == 413
         agent = await enrolled(hub, pki, tmp_path / "agent", CLUSTER)
         cert = agent.cert.read_bytes()
 
@@ -145,7 +166,7 @@ async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_th
         assert "aliases expand" in result.errors["oslo-prod"], result
 
         assert counted.raised() == {"MalformedToken": 1, "ForgedReport": 1, "NotJson": 1, "EndlessData": 1,
-                                    "AliasBudget": 2}
+                                    "AliasBudget": 2, "BadSignature": 1, "TooLarge": 1}
 
 
 async def test_a_revoked_peer_is_counted_as_revoked_by_the_hub_and_the_sealer(fleet_repo, tmp_path, pki, engine):
