@@ -26,7 +26,7 @@ from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write
-from skerry.hub.replica import Follower
+from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
 from skerry.hub.writer import Duties, Releases, Writer
@@ -163,6 +163,7 @@ class HubApp:
         self.trust = self.attestations = self.enrollment = self.enroll_server = self.webhook = None
         self.promoter = self.health_tracker = self.journal = None
         self.state = self.writer = self.follower = self.duties = self._files = None
+        self.sync_records = self.stored_fleet = None
         self.port = self.enroll_port = self.webhook_port = None  # int once serving
         self._tasks: dict[str, asyncio.Task] = {}  # the loops that run while serving
         self._flush_task: asyncio.Task | None = None
@@ -196,8 +197,14 @@ class HubApp:
         trust_service = self._start_trust(cfg)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
+        # only the writer syncs: it records the fleet and render errors, the others show what it recorded
+        self.sync_records = SyncRecords(self.state, self.writer.write, self.store, self.syncer)
+        self.syncer.observers.append(self.sync_records.observe)
+        self.stored_fleet = StoredFleet()
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        self.servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
+        self.servicer = HubServicer(self.store, self.statuses,
+                                    ServedFleet(self.syncer, self.stored_fleet, lambda: self.writer.is_writer),
+                                    clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
@@ -246,7 +253,8 @@ class HubApp:
         """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""
         if "lease" in self._tasks:  # the writer's duties renew it from here on
             self._tasks.pop("lease").cancel()
-        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer)
+        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer,
+                                 fleet=self.stored_fleet)
         self.ops.caught_up = lambda: self.follower.caught_up  # /readyz of a replica that does not sync
         loops = {"follow": self.follower.run(), "revocations": self._watch_revocations()}
         if self.config.role != "serve":
@@ -344,11 +352,14 @@ class HubApp:
         return board
 
     async def _flush_reports(self) -> None:
-        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS`` (one transaction each time)."""
+        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS`` (one transaction each time), and
+        take in those the other replicas committed."""
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
                 await asyncio.to_thread(self.journal.flush)
+                fresh = await asyncio.to_thread(self.journal.fresh)  # what agents reported to other replicas
+                self.journal.adopt(self.statuses, fresh)
             except StateUnavailable as e:
                 log.error("cannot store agent reports; retrying", reason=e.reason, error=str(e))
 

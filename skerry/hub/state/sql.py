@@ -53,6 +53,7 @@ class SqlTx:
         self._run = run
         self._d = dialect
         self.notify = False
+        self._report_seq: int | None = None
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         rows, _ = self._run(sql, params)
@@ -136,17 +137,33 @@ class SqlTx:
     # --- reports ------------------------------------------------------------------------------
 
     def put_report(self, cluster: str, generation: int, body: bytes) -> bool:
+        if self._report_seq is None:  # one number per transaction; its row lock orders them like commits
+            self._report_seq = self._next("reports")
         _, count = self._run(
-            "INSERT INTO reports (cluster, generation, body) VALUES (?, ?, ?) ON CONFLICT (cluster) DO UPDATE "
-            "SET generation = excluded.generation, body = excluded.body "
+            "INSERT INTO reports (cluster, generation, body, seq) VALUES (?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE "
+            "SET generation = excluded.generation, body = excluded.body, seq = excluded.seq "
             "WHERE reports.generation < excluded.generation",
-            (cluster, int(generation), bytes(body)),
+            (cluster, int(generation), bytes(body), self._report_seq),
         )
         return count == 1
 
     def reports(self) -> list[Report]:
         rows, _ = self._run("SELECT cluster, generation, body FROM reports ORDER BY cluster", ())
         return [Report(r[0], int(r[1]), bytes(r[2])) for r in rows]
+
+    def reports_since(self, seq: int, limit: int = MAX_PAGE) -> tuple[list[Report], int]:
+        """Reports stored by transactions after ``seq``, and the position to ask from next time.
+
+        Pages end on a transaction's boundary, so a position never splits one (a page may hold more
+        than ``limit`` rows when one transaction stored more)."""
+        rows, _ = self._run(
+            "SELECT cluster, generation, body, seq FROM reports WHERE seq > ? AND seq <= "
+            "(SELECT COALESCE(MAX(s), ?) FROM (SELECT seq AS s FROM reports WHERE seq > ? ORDER BY seq LIMIT ?) p) "
+            "ORDER BY seq, cluster",
+            (int(seq), int(seq), int(seq), min(int(limit), MAX_PAGE)),
+        )
+        last = max((int(r[3]) for r in rows), default=int(seq))
+        return [Report(r[0], int(r[1]), bytes(r[2])) for r in rows], last
 
     # --- signed reports (``skerry.hub.trust.attest``) -----------------------------------------
 
