@@ -26,7 +26,8 @@ publishes bundles straight into its store as its sync loop would):
   a channel per agent and refresh, and the verifications of a process run one at
   a time on one thread. The agents share the hub's 2 cores, so the fan-out figure
   includes 10,000 agents' verification CPU; the CPU line splits hub, agents and
-  the agents' TUF verification.
+  the agents' TUF verification. ``--split`` times the hub's sending apart: agents note
+  each event as it arrives and verify only once every agent has its event.
 
 It prints: time for all N to connect; hub memory per stream (RSS delta over
 the open streams); hub CPU while idle; time for a new ``--bundle-kib`` bundle
@@ -139,23 +140,50 @@ def _malloc_trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def hub_main(args) -> None:
+def hub_server(d: pathlib.Path, port: int, store, repo, enrollment, options=()):
+    """The hub's serving stack on ``port``: ``HubServicer`` (with the enrollment gate) and ``TrustServicer``
+    behind ``GrpcServer`` with mutual TLS (the hub's options, limits, rate limiter, interceptor).
+    Returns ``(server, servicer)``; ``options`` are extra gRPC server options (later ones win)."""
     from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
-    from skerry.core import logging as skerry_logging
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
     from skerry.hub.authz import hub_rules
+    from skerry.hub.promotion_policy import PromotionPolicy
+    from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.status import StatusBoard
+    from skerry.hub.trust import servicer as trust_servicer
+    from skerry.hub.trust.attest import AttestationBoard
+
+    class View:
+        fleet = object()
+        revision = "bench"
+        fleet_error = None
+
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
+    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
+    server = GrpcServer(
+        f"127.0.0.1:{port}",
+        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
+                          enrollment.authority.ca_pem),
+        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
+                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
+        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
+        revocations=enrollment.revocations,
+        limiter=RateLimiter(),
+        options=[*SERVER_OPTIONS, *options],
+    )
+    return server, servicer
+
+
+async def hub_main(args) -> None:
+    from skerry.core import logging as skerry_logging
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion_policy import PromotionPolicy
-    from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.state import open_state
-    from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
-    from skerry.hub.trust import servicer as trust_servicer
-    from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
 
@@ -179,26 +207,8 @@ async def hub_main(args) -> None:
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)
 
-    class View:
-        fleet = object()
-        revision = "bench"
-        fleet_error = None
-
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
-    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
-    server = GrpcServer(
-        f"127.0.0.1:{args.port}",
-        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
-                          enrollment.authority.ca_pem),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
-                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
-        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
-        rules=hub_rules(PromotionPolicy),
-        revocations=enrollment.revocations,
-        limiter=RateLimiter(),
-        options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
-    )
+    server, servicer = hub_server(d, args.port, store, repo, enrollment, [_option(o) for o in args.server_option])
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -283,22 +293,32 @@ async def agents_main(args) -> None:
         files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
     state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
     received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
-    address = f"127.0.0.1:{args.port}"
+    # one hub, or several replicas (bench/fleet_ha.py): each agent picks one and fails over to another
+    address = args.hubs or f"127.0.0.1:{args.port}"
     refused: dict[str, int] = {}
     root = d / "hub" / "trust" / "root.json"
-    channel = grpc.secure_channel(address, channel_credentials(files[names[0]]))
+    channels = {a: grpc.secure_channel(a, channel_credentials(files[names[0]])) for a in address.split(",")}
+    clients: dict[str, HubClient] = {}
 
     class SharedChannelFetcher(GrpcFetcher):
-        def close(self) -> None:  # the process's one channel outlives each refresh
+        def close(self) -> None:  # the process's channels outlive each refresh
             pass
 
+    def fetcher(name: str) -> SharedChannelFetcher:
+        """Metadata from the hub the agent's watch uses now (the channel of that address)."""
+        hub = clients[name].address if name in clients else next(iter(channels))
+        return SharedChannelFetcher(hub, channel=channels.get(hub, next(iter(channels.values()))))
+
     verifiers = {
-        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name,
-                          lambda: SharedChannelFetcher(address, channel=channel))
+        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name, lambda name=name: fetcher(name))
         for name in names
     }
     pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
     verify_cpu = [0.0]
+    # --split: an event is noted when it arrives and verified only once the orchestrator says "release",
+    # so the hub's sending is timed without 10,000 verifications competing for the same 2 cores
+    released = asyncio.Event()
+    released.set()
 
     def verify(name: str, bundle) -> None:
         c0 = time.thread_time()
@@ -317,8 +337,9 @@ async def agents_main(args) -> None:
 
     async def agent(name: str) -> None:
         await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = HubClient(address, files[name], name,
-                           channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
+        client = clients[name] = HubClient(
+            address, files[name], name,
+            channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
 
         def position():
             v = state.get(name)
@@ -328,6 +349,7 @@ async def agents_main(args) -> None:
         async for resp in client.watch(position=position):
             if resp.WhichOneof("event") == "bundle":
                 received[name] = time.time()
+                await released.wait()
                 await loop.run_in_executor(pool, verify, name, resp.bundle)
 
     tasks = [asyncio.create_task(agent(n)) for n in names]  # noqa: F841 - kept alive
@@ -349,10 +371,15 @@ async def agents_main(args) -> None:
             lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
             sys.stdout.write(json.dumps({
                 "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
+                "got": sum(1 for t in list(received.values()) if since and t >= since),
                 "max_event": max(list(received.values()), default=0), "verify_cpu": verify_cpu[0],
                 "cpu": sum(os.times()[:2]), "refused": refused,
                 "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
             }) + "\n")
+            sys.stdout.flush()
+        elif cmd in ("hold", "release"):
+            (released.clear if cmd == "hold" else released.set)()
+            sys.stdout.write(json.dumps({"event": cmd}) + "\n")
             sys.stdout.flush()
         elif cmd == "profile":
             _profile(arg, f"agents-{os.getpid()}")
@@ -367,9 +394,9 @@ async def agents_main(args) -> None:
 
 
 class Proc:
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                  start_new_session=True)
+                                  start_new_session=True, env=env)
 
     def send(self, line: str) -> None:
         self.p.stdin.write(line + "\n")
@@ -426,6 +453,9 @@ def main() -> int:
                    help="extra gRPC channel option for every agent (later options win)")
     p.add_argument("--profile", metavar="DIR", help="cProfile hub and agent processes over the first fan-out")
     p.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
+    p.add_argument("--split", action="store_true",
+                   help="time the hub's sending apart: agents verify a new release only once every agent has its "
+                   "event (on separate machines their verification would not take the hub's CPU)")
     sub = p.add_subparsers(dest="role")
     h = sub.add_parser("_hub")
     a = sub.add_parser("_agents")
@@ -441,6 +471,7 @@ def main() -> int:
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
     a.add_argument("--channel-option", action="append", default=[])
+    a.add_argument("--hubs", default="", help="comma-separated hub replicas (default 127.0.0.1:PORT)")
     a.add_argument("--state", required=True, help="where each agent keeps its trusted TUF metadata")
     args = p.parse_args()
     if args.role == "_hub":
@@ -537,7 +568,25 @@ def orchestrate(args) -> int:
                 hub.ask(f"prepare {tag}")
                 before_reps = [wk.ask("report 0") for wk in workers]
                 before = [r["cpu"] for r in before_reps]
+                if args.split:
+                    for wk in workers:
+                        wk.ask("hold")
                 pub = hub.ask("publish")
+                split = ""
+                if args.split:
+                    while sum(wk.ask(f"report 0 {pub['t0']}")["got"] for wk in workers) < n:
+                        if time.time() - pub["t0"] > args.timeout:
+                            raise SystemExit(f"{label}: not every agent got its event after {args.timeout} s")
+                        time.sleep(0.05)
+                    got = [wk.ask(f"report 0 {pub['t0']}") for wk in workers]
+                    sending_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
+                    t_release = time.time()
+                    for wk in workers:
+                        wk.ask("release")
+                    split = (f"split: every event delivered {max(r['max_event'] for r in got) - pub['t0']:.2f} s "
+                             f"from the start of publishing with nothing verifying ({pub['signing']:.2f} s of it "
+                             f"publish_shared; hub CPU {sending_cpu:.2f} s, {sending_cpu / n * 1000:.2f} ms per "
+                             f"agent); verification released at +{t_release - pub['t0']:.2f} s; ")
                 reps = wait_all(pub["release_floor"], pub["t0"], label, pub["t1"])
                 hub_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
                 agents_cpu = sum(r["cpu"] for r in reps) - sum(before)
@@ -549,7 +598,7 @@ def orchestrate(args) -> int:
                 p99 = max(x[1] for x in lat)
                 worst = max(x[2] for x in lat)
                 refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
-                print(f"{label}: new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
+                print(f"{label}: {split}new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
                       f"the start of publishing (one shared blob + {n} director entries and release targets in hash "
                       f"bins: {pub['signing']:.2f} s in publish_shared); hub done sending (last agent got its event) "
                       f"{sent:.2f} s; per agent from the release (publish_shared done) p50 {p50:.0f} ms, p99 "

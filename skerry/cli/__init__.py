@@ -1,7 +1,7 @@
 """The ``skerry`` command: one entry point for every service's commands.
 
-Each service's ``cli.add_commands(subparsers)`` registers its commands and imports its heavy
-dependencies only inside handlers, so ``skerry --help`` stays fast and an image with only one
+Each command module's ``add_commands(subparsers)`` registers its commands and imports its heavy
+dependencies only inside handlers (the only lazy imports of the code base), so ``skerry --help`` stays fast and an image with only one
 extra installed still lists every command (one it cannot run says which extra it needs).
 
 Every command runs inside one error wrapper (``skerry.cli.errors``): a failure is one line on
@@ -26,7 +26,10 @@ Modules: ``parser`` (the argument parser every command is built with), ``errors`
 the current context), ``completion``; the commands: ``identity`` (``operator add``, ``login``,
 ``context``), ``cluster`` (``cluster add|revoke``), ``fleet`` (``status``, ``fetch``), ``promotion``
 (``promote``, ``freight``, ``rollback``, ``environments``), ``keys`` (``keys ...``), ``explain``,
-``install``. The services' own commands are in ``skerry/{hub,agent,sealer}/cli.py``.
+``install``; the services' own: ``hub`` (``hub serve|seed``, ``render``), ``agent`` (``agent run|enroll``,
+``diff``, ``suspend``, ``resume``, ``reconcile``), ``seal`` and ``sealer`` (``sealer serve|keys``). A
+service's flags come from its config dataclass (``skerry.core.config``), which is light to import, and
+``service`` starts each of them the same way.
 """
 
 from __future__ import annotations
@@ -39,18 +42,18 @@ from skerry.cli.errors import ExitCode, fail, output_closed, run
 from skerry.cli.parser import Parser
 
 # Each module's add_commands registers its commands; handlers import service code only when run.
-SERVICE_CLIS = ("skerry.hub.cli", "skerry.cli.promotion", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo",
-                "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion",
+SERVICE_CLIS = ("skerry.cli.hub", "skerry.cli.render", "skerry.cli.promotion", "skerry.cli.agent", "skerry.cli.seal", "skerry.cli.sealer",
+                "skerry.demo", "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion",
                 "skerry.cli.cluster", "skerry.cli.install", "skerry.cli.fleet")
 # The module that registers each top-level command (checked against ``SERVICE_CLIS`` by a test): what
 # ``main`` builds for one command. `skerry render` has to start about as fast as `kubectl kustomize`.
 COMMAND_MODULES = {
-    "hub": "skerry.hub.cli", "render": "skerry.hub.cli",
+    "hub": "skerry.cli.hub", "render": "skerry.cli.render",
     "environments": "skerry.cli.promotion", "freight": "skerry.cli.promotion", "promote": "skerry.cli.promotion",
     "rollback": "skerry.cli.promotion",
-    "agent": "skerry.agent.cli", "diff": "skerry.agent.cli", "reconcile": "skerry.agent.cli",
-    "resume": "skerry.agent.cli", "suspend": "skerry.agent.cli",
-    "seal": "skerry.sealer.cli", "sealer": "skerry.sealer.cli",
+    "agent": "skerry.cli.agent", "diff": "skerry.cli.agent", "reconcile": "skerry.cli.agent",
+    "resume": "skerry.cli.agent", "suspend": "skerry.cli.agent",
+    "seal": "skerry.cli.seal", "sealer": "skerry.cli.sealer",
     "demo": "skerry.demo", "keys": "skerry.cli.keys", "explain": "skerry.cli.explain",
     "context": "skerry.cli.identity", "login": "skerry.cli.identity", "operator": "skerry.cli.identity",
     "completion": "skerry.cli.completion", "cluster": "skerry.cli.cluster", "install": "skerry.cli.install",

@@ -33,6 +33,7 @@ a writer opens the repository or takes over (``collect_stored_garbage``);
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
@@ -170,18 +171,29 @@ class RepositoryFiles:
         if not self._exports():
             self._unlinked.clear()
             return
+        sources: dict[str, str] = {}  # blob -> the file its next links go to, once the blob's own is full
         for path, hexdigest in self._unlinked.items():
             name = trust.consistent_name(path, hexdigest)
             directory = os.path.join(targets, name.rpartition("/")[0])
             if directory not in self._linked_dirs:
                 os.makedirs(directory, exist_ok=True)
                 self._linked_dirs.add(directory)
+            dest = os.path.join(targets, name)
+            source = sources.get(hexdigest) or str(self._blob_path(hexdigest))
             try:
-                os.link(self._blob_path(hexdigest), os.path.join(targets, name))
+                os.link(source, dest)
             except FileExistsError:
                 pass
             except FileNotFoundError:  # a target whose blob this hub never stored (made by hand): no file
                 log.warning("target has no blob to link", path=path, sha256=hexdigest)
+            except OSError as e:
+                if e.errno != errno.EMLINK:
+                    raise
+                # The file system's links per file are used up (ext4: 65,000; a blob shared by a fleet of
+                # 100,000 has two targets per cluster): this target gets its own copy and the blob's next
+                # targets link to it. A target file is collected by its name, so copies need no bookkeeping.
+                _atomic_write(pathlib.Path(dest), pathlib.Path(source).read_bytes())
+                sources[hexdigest] = dest
         self._unlinked.clear()
 
     def _offer(self, path: str) -> None:
