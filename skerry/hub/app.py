@@ -162,6 +162,15 @@ def collect_garbage(trust) -> None:
         log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
 
 
+def follow_state(state, writer, store, syncer, trust, blob) -> tuple[Follower, ServedFleet]:
+    """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
+    writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them."""
+    syncer.observers.append(SyncRecords(state, writer, store, syncer).observe)
+    stored = StoredFleet()
+    follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored)
+    return follower, ServedFleet(syncer, stored, lambda: writer.is_writer)
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -172,7 +181,6 @@ class HubApp:
         self.trust = self.attestations = self.enrollment = self.enroll_server = self.webhook = None
         self.promoter = self.health_tracker = self.journal = None
         self.state = self.writer = self.follower = self.duties = self._files = None
-        self.sync_records = self.stored_fleet = None
         self.port = self.enroll_port = self.webhook_port = None  # int once serving
         self._tasks: dict[str, asyncio.Task] = {}  # the loops that run while serving
         self._flush_task: asyncio.Task | None = None
@@ -206,14 +214,10 @@ class HubApp:
         trust_service = self._start_trust(cfg)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
-        # only the writer syncs: it records the fleet and render errors, the others show what it recorded
-        self.sync_records = SyncRecords(self.state, self.writer.write, self.store, self.syncer)
-        self.syncer.observers.append(self.sync_records.observe)
-        self.stored_fleet = StoredFleet()
+        self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
+                                                 self._files.blob)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        self.servicer = HubServicer(self.store, self.statuses,
-                                    ServedFleet(self.syncer, self.stored_fleet, lambda: self.writer.is_writer),
-                                    clock=self.clock,
+        self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
@@ -264,8 +268,6 @@ class HubApp:
         """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""
         if "lease" in self._tasks:  # the writer's duties renew it from here on
             self._tasks.pop("lease").cancel()
-        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer,
-                                 fleet=self.stored_fleet)
         self.ops.caught_up = lambda: self.follower.caught_up  # /readyz of a replica that does not sync
         loops = {"follow": self.follower.run(), "revocations": self._watch_revocations()}
         if self.config.role != "serve":
@@ -320,8 +322,7 @@ class HubApp:
             released = tx.records(BUNDLE_RECORD)
         self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
-        # nonces and signed reports in the state: any replica issues, any other accepts, none replays
-        self.attestations = AttestationBoard(self.clock, StateBook(self.state))
+        self.attestations = AttestationBoard(self.clock, StateBook(self.state))  # nonces, signed reports
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         if self.writer.is_writer:
@@ -360,14 +361,11 @@ class HubApp:
         return board
 
     async def _flush_reports(self) -> None:
-        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS`` (one transaction each time), and
-        take in those the other replicas committed."""
+        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS``; take in the other replicas'."""
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
-                await asyncio.to_thread(self.journal.flush)
-                fresh = await asyncio.to_thread(self.journal.fresh)  # what agents reported to other replicas
-                self.journal.adopt(self.statuses, fresh)
+                self.journal.adopt(self.statuses, await asyncio.to_thread(self.journal.exchange))
             except StateUnavailable as e:
                 log.error("cannot store agent reports; retrying", reason=e.reason, error=str(e))
 

@@ -29,7 +29,6 @@ the recorded one elsewhere.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as _dt
 from collections.abc import Callable, Mapping
 
@@ -38,7 +37,7 @@ import structlog
 from skerry.core.errors import ConfigError, Unavailable
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
 from skerry.hub.fleet import Cluster, Fleet
-from skerry.hub.state import Change, Fenced, HubState, StateUnavailable, Tx
+from skerry.hub.state import Change, Fenced, HubState, StateUnavailable
 from skerry.hub.state.feed import ChangeFeed, FellBehind
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
 from skerry.hub.state.trust_files import SIGNATURES_RECORD
@@ -58,15 +57,24 @@ RENDER_ERROR_RECORD = "render-error"
 class SyncRecords:
     """The writer's side: after each sync, record the fleet and the render errors for the replicas."""
 
-    def __init__(self, state: HubState, write: Callable[[], contextlib.AbstractContextManager[Tx]],
-                 store: HubStore, syncer: Syncer):
-        self._write = write
+    def __init__(self, state: HubState, writer: Writer, store: HubStore, syncer: Syncer):
+        self._state = state
+        self._writer = writer
         self._store = store
         self._syncer = syncer
-        with state.read() as tx:  # what the previous writer recorded: only differences are written
+        self._epoch: int | None = None  # the lease term the fields below were read in
+        self._errors: dict[str, tuple[str, str]] = {}
+        self._head: dict | None = None
+        self._fleet: Fleet | None = None  # the fleet object last looked at (the sync parses anew per commit)
+        self._fleet_doc: dict | None = None
+
+    def _start_term(self) -> None:
+        """What the state holds now (another writer may have recorded since): only differences are written."""
+        with self._state.read() as tx:
             self._errors = {c: (d["revision"], d["message"]) for c, d in tx.records(RENDER_ERROR_RECORD).items()}
             self._head = tx.record(FLEET_RECORD, FLEET_HEAD)
-        self._fleet: Fleet | None = None  # the fleet object last recorded (recorded again when the sync parses anew)
+            self._fleet_doc = tx.record(FLEET_RECORD, FLEET_CLUSTERS)
+        self._fleet = None
 
     def observe(self, _result: SyncResult, _seconds: float) -> None:
         """A ``Syncer`` observer; a process that lost the lease records nothing (the next writer will)."""
@@ -77,6 +85,12 @@ class SyncRecords:
 
     def record(self) -> int:
         """Write what changed since the last record in one fenced transaction; how many records it wrote."""
+        lease = self._writer.lease
+        if lease is None:
+            raise Fenced(f"{self._writer.holder} is not the writer; nothing recorded")
+        if lease.epoch != self._epoch:
+            self._start_term()
+            self._epoch = lease.epoch
         fleet = self._syncer.fleet
         errors = {}
         for cluster in self._store.clusters():
@@ -86,12 +100,14 @@ class SyncRecords:
         head = {"revision": self._syncer.revision, "error": self._syncer.fleet_error}
         changed = {c: e for c, e in errors.items() if self._errors.get(c) != e[:2]}
         gone = [c for c in self._errors if c not in errors]
-        fleet_changed = fleet is not None and fleet is not self._fleet
+        doc = fleet_doc(fleet) if fleet is not None and fleet is not self._fleet else self._fleet_doc
+        fleet_changed = doc != self._fleet_doc
         if not (changed or gone or fleet_changed or head != self._head):
+            self._fleet = fleet
             return 0
-        with self._write() as tx:
+        with self._writer.write() as tx:
             if fleet_changed:
-                tx.put_record(FLEET_RECORD, FLEET_CLUSTERS, fleet_doc(fleet))
+                tx.put_record(FLEET_RECORD, FLEET_CLUSTERS, doc)
             if head != self._head:
                 tx.put_record(FLEET_RECORD, FLEET_HEAD, head)
             for cluster, (revision, message, at) in changed.items():
@@ -100,8 +116,7 @@ class SyncRecords:
             for cluster in gone:
                 tx.put_record(RENDER_ERROR_RECORD, cluster, None)
         written = len(changed) + len(gone) + int(fleet_changed) + int(head != self._head)
-        self._fleet = fleet if fleet is not None else self._fleet
-        self._head = head
+        self._fleet, self._fleet_doc, self._head = fleet, doc, head
         self._errors = {c: e[:2] for c, e in errors.items()}
         return written
 

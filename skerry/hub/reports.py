@@ -120,6 +120,11 @@ class ReportJournal:
                     log.warning("stored report unreadable; the agent's next report replaces it", cluster=row.cluster,
                                 error=str(e))
 
+    def exchange(self) -> list[StoredReport]:
+        """``flush``, then ``fresh``: this replica's reports out, the others' in (the hub's loop, each second)."""
+        self.flush()
+        return self.fresh()
+
     @staticmethod
     def adopt(board: Board, stored: Sequence[StoredReport]) -> int:
         """Take into ``board`` (on its thread) those of ``stored`` newer than what it holds: an agent reports
