@@ -47,6 +47,7 @@ class Lease:
     holder: str
     epoch: int
     expires: float  # seconds since the epoch, on the database's clock
+    ttl: float = 0.0  # what it was taken or renewed for: a long write transaction renews it as it goes
 
 
 @dataclasses.dataclass(frozen=True)

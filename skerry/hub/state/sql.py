@@ -16,12 +16,24 @@ committed or rolled back, so every write of epoch N is ordered before epoch
 N+1 exists; the second check refuses a transaction that ran (or was paused)
 past the lease. On SQLite a write transaction holds the database's only write
 lock (``BEGIN IMMEDIATE``), which gives the same ordering.
+
+A transaction may outlast the lease by its size alone (a fleet-wide release
+of 100,000 clusters takes tens of seconds), and nothing outside it can renew
+the lease meanwhile: the share lock (PostgreSQL) or the write lock (SQLite)
+holds the renewal back. So a write transaction renews the lease itself, in
+the transaction, once a third of its time to live has passed since the
+last renewal (``_renewing``), before its next statement: a transaction that
+keeps working keeps its lease, one paused past the lease renews nothing and
+is refused at commit as before (the renewal, too, requires a live lease).
+Others see the longer lease only when it commits; a takeover that found it
+expired meanwhile waits on the row lock and then finds it live.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +54,31 @@ MAX_PAGE = 10_000
 
 def _json(doc: Mapping) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+# A write transaction renews its lease once this fraction of the lease's time to live has passed
+# since the last renewal: two more chances before it would expire.
+RENEW_INSIDE_AFTER = 1 / 3
+
+
+def _renewing(run: Run, lease: Lease, d: schema.Dialect, monotonic: Callable[[], float] = time.monotonic) -> Run:
+    """``run`` that first renews ``lease`` in the same transaction when a third of its TTL has passed."""
+    last = [monotonic()]
+
+    def renewing(sql: str, params: Sequence[Any]) -> tuple[list[tuple], int]:
+        if monotonic() - last[0] >= lease.ttl * RENEW_INSIDE_AFTER:
+            rows, _ = run(
+                f"UPDATE writer_lease SET expires = {d.now} + ? WHERE name = ? AND holder = ? AND epoch = ? "
+                f"AND expires > {d.now} RETURNING expires",
+                (float(lease.ttl), LEASE_NAME, lease.holder, lease.epoch),
+            )
+            if not rows:
+                raise Fenced(f"writer lease epoch {lease.epoch} of {lease.holder!r} expired inside a transaction; "
+                             "nothing committed")
+            last[0] = monotonic()
+        return run(sql, params)
+
+    return renewing
 
 
 class SqlTx(TrustQueries):
@@ -264,7 +301,8 @@ class SqlState:
     @contextlib.contextmanager
     def write(self, lease: Lease | None = None) -> Iterator[SqlTx]:
         with self._begin(True) as run:
-            tx = SqlTx(run, self.dialect)
+            tx = SqlTx(_renewing(run, lease, self.dialect) if lease is not None and lease.ttl else run,
+                       self.dialect)
             if lease is not None:
                 tx.fence(lease, lock=True)
             yield tx
@@ -317,7 +355,7 @@ class SqlState:
                 "WHERE name = ? RETURNING epoch, expires",
                 (holder, float(ttl), LEASE_NAME),
             )
-            return Lease(holder=holder, epoch=int(rows[0][0]), expires=float(rows[0][1]))
+            return Lease(holder=holder, epoch=int(rows[0][0]), expires=float(rows[0][1]), ttl=float(ttl))
 
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         d = self.dialect
@@ -329,7 +367,7 @@ class SqlState:
             )
         if not rows:
             raise Fenced(f"writer lease epoch {lease.epoch} of {lease.holder!r} was lost before its renewal")
-        return Lease(holder=lease.holder, epoch=lease.epoch, expires=float(rows[0][0]))
+        return Lease(holder=lease.holder, epoch=lease.epoch, expires=float(rows[0][0]), ttl=float(ttl))
 
     def current_lease(self) -> Lease | None:
         """The live writer lease as the database holds it (None if nobody holds one)."""
