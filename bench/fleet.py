@@ -139,23 +139,50 @@ def _malloc_trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def hub_main(args) -> None:
+def hub_server(d: pathlib.Path, port: int, store, repo, enrollment, options=()):
+    """The hub's serving stack on ``port``: ``HubServicer`` (with the enrollment gate) and ``TrustServicer``
+    behind ``GrpcServer`` with mutual TLS (the hub's options, limits, rate limiter, interceptor).
+    Returns ``(server, servicer)``; ``options`` are extra gRPC server options (later ones win)."""
     from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
-    from skerry.core import logging as skerry_logging
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
     from skerry.hub.authz import hub_rules
+    from skerry.hub.promotion_policy import PromotionPolicy
+    from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.status import StatusBoard
+    from skerry.hub.trust import servicer as trust_servicer
+    from skerry.hub.trust.attest import AttestationBoard
+
+    class View:
+        fleet = object()
+        revision = "bench"
+        fleet_error = None
+
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
+    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
+    server = GrpcServer(
+        f"127.0.0.1:{port}",
+        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
+                          enrollment.authority.ca_pem),
+        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
+                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
+        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
+        revocations=enrollment.revocations,
+        limiter=RateLimiter(),
+        options=[*SERVER_OPTIONS, *options],
+    )
+    return server, servicer
+
+
+async def hub_main(args) -> None:
+    from skerry.core import logging as skerry_logging
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion_policy import PromotionPolicy
-    from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.state import open_state
-    from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
-    from skerry.hub.trust import servicer as trust_servicer
-    from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
 
@@ -179,26 +206,8 @@ async def hub_main(args) -> None:
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)
 
-    class View:
-        fleet = object()
-        revision = "bench"
-        fleet_error = None
-
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
-    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
-    server = GrpcServer(
-        f"127.0.0.1:{args.port}",
-        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
-                          enrollment.authority.ca_pem),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
-                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
-        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
-        rules=hub_rules(PromotionPolicy),
-        revocations=enrollment.revocations,
-        limiter=RateLimiter(),
-        options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
-    )
+    server, servicer = hub_server(d, args.port, store, repo, enrollment, [_option(o) for o in args.server_option])
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -283,18 +292,24 @@ async def agents_main(args) -> None:
         files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
     state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
     received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
-    address = f"127.0.0.1:{args.port}"
+    # one hub, or several replicas (bench/fleet_ha.py): each agent picks one and fails over to another
+    address = args.hubs or f"127.0.0.1:{args.port}"
     refused: dict[str, int] = {}
     root = d / "hub" / "trust" / "root.json"
-    channel = grpc.secure_channel(address, channel_credentials(files[names[0]]))
+    channels = {a: grpc.secure_channel(a, channel_credentials(files[names[0]])) for a in address.split(",")}
+    clients: dict[str, HubClient] = {}
 
     class SharedChannelFetcher(GrpcFetcher):
-        def close(self) -> None:  # the process's one channel outlives each refresh
+        def close(self) -> None:  # the process's channels outlive each refresh
             pass
 
+    def fetcher(name: str) -> SharedChannelFetcher:
+        """Metadata from the hub the agent's watch uses now (the channel of that address)."""
+        hub = clients[name].address if name in clients else next(iter(channels))
+        return SharedChannelFetcher(hub, channel=channels.get(hub, next(iter(channels.values()))))
+
     verifiers = {
-        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name,
-                          lambda: SharedChannelFetcher(address, channel=channel))
+        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name, lambda name=name: fetcher(name))
         for name in names
     }
     pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
@@ -317,8 +332,9 @@ async def agents_main(args) -> None:
 
     async def agent(name: str) -> None:
         await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = HubClient(address, files[name], name,
-                           channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
+        client = clients[name] = HubClient(
+            address, files[name], name,
+            channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
 
         def position():
             v = state.get(name)
@@ -367,9 +383,9 @@ async def agents_main(args) -> None:
 
 
 class Proc:
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                  start_new_session=True)
+                                  start_new_session=True, env=env)
 
     def send(self, line: str) -> None:
         self.p.stdin.write(line + "\n")
@@ -441,6 +457,7 @@ def main() -> int:
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
     a.add_argument("--channel-option", action="append", default=[])
+    a.add_argument("--hubs", default="", help="comma-separated hub replicas (default 127.0.0.1:PORT)")
     a.add_argument("--state", required=True, help="where each agent keeps its trusted TUF metadata")
     args = p.parse_args()
     if args.role == "_hub":

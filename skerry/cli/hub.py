@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from skerry.cli.errors import fail
+from skerry.cli.service import serve
 from skerry.core import config as settings
 from skerry.hub.config import ENV_PREFIX, HubConfig
 
@@ -69,29 +71,13 @@ def add_commands(subparsers) -> None:
     render.set_defaults(func=render_command)
 
 
-def _fail(command: str, message: str, status: int = 1) -> int:
-    line = " ".join(str(message).split())  # one line, whatever the message contained
-    print(f"{command}: error: {line}", file=sys.stderr)
-    return status
-
-
 # --- hub serve -----------------------------------------------------------------------------
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from skerry.cli.errors import with_reason
-    from skerry.core.errors import SkerryError
     from skerry.hub.app import run
 
-    try:
-        config = HubConfig.from_env(**settings.flag_values(args, HubConfig))
-        return asyncio.run(run(config))
-    except SkerryError as e:
-        return _fail("skerry hub serve", with_reason(e))
-    except KeyboardInterrupt:
-        return 130
+    return serve("skerry hub serve", HubConfig, args, run, configure_logging=False)  # the hub configures its own
 
 
 # --- hub seed ------------------------------------------------------------------------------
@@ -119,9 +105,9 @@ def render_command(args: argparse.Namespace) -> int:
 
     command = "skerry render"
     if args.directory and (args.repo or args.cluster or args.revision):
-        return _fail(command, "give either DIR or --repo/--cluster, not both", 2)
+        return fail(command, "give either DIR or --repo/--cluster, not both", 2)
     if not args.directory and not (args.repo and args.cluster):
-        return _fail(command, "give DIR, or --repo REPO --cluster NAME", 2)
+        return fail(command, "give DIR, or --repo REPO --cluster NAME", 2)
     # logs go to stderr; stdout is the rendered output. A directory render usually logs nothing: structlog
     # is then never imported (skerry.core.logging)
     skerry_logging.configure("warning", defer=bool(args.directory))
@@ -133,7 +119,7 @@ def render_command(args: argparse.Namespace) -> int:
                 args.repo, args.cluster, args.branch, args.revision, args.output or "json", args.engine
             )
     except SkerryError as e:
-        return _fail(command, str(e))
+        return fail(command, str(e))
     except KeyboardInterrupt:
         return 130
     sys.stdout.buffer.write(data)  # a closed stdout is the error wrapper's (exit 141)
