@@ -36,27 +36,19 @@ Forms: ``label(number, counter)`` is ``r<number>``; with no number known (a
 release made before numbers existed, a hub without a state database) it is
 ``r<counter>`` for a small counter and the instant a millisecond counter
 names (``r2026-12-04T20:25:10.010``, to the millisecond so consecutive
-releases never read the same). ``parse`` reads what people type: ``r7``,
-``#7`` or ``7``.
+releases never read the same). No command takes a release as input yet
+(rollback takes a revision); one that does should read ``r7`` as number 7.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Mapping
-
-from skerry.core.errors import InvalidInput
 
 PREFIX = "r"
 # Counters at or above this are unix milliseconds (after 2001-09-09) from a hub before the state
 # database: shown as the instant they name, not as 13 digits.
 MILLISECOND_COUNTER = 10**12
-# The largest number ``parse`` accepts: 12 digits, far above any cluster's release count (one a
-# second for 30,000 years), small enough that no typed value reaches the counters' range.
-MAX_NUMBER = MILLISECOND_COUNTER - 1
-# What ``parse`` reads: r7, #7 or 7, surrounding blanks ignored, at most 12 digits.
-_TYPED = re.compile(r"^\s*(?:[rR#])?([0-9]{1,12})\s*$")
 
 
 def number_of(counter: int, floor: int) -> int:
@@ -99,12 +91,3 @@ def label(number: int, counter: int = 0) -> str:
         when = _dt.datetime.fromtimestamp(counter // 1000, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{PREFIX}{when}.{counter % 1000:03d}"
     return f"{PREFIX}{counter}"
-
-
-def parse(text: str) -> int:
-    """The number in ``r7``, ``#7`` or ``7``; ``InvalidInput`` naming the value otherwise."""
-    m = _TYPED.match(text or "")
-    number = int(m.group(1)) if m else 0
-    if not 0 < number <= MAX_NUMBER:
-        raise InvalidInput(f"release {text[:40]!r}: expected r<number>, #<number> or <number> (e.g. r7)")
-    return number

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from skerry.core import release_number
-from skerry.core.errors import InvalidInput
 
 
 def test_a_number_reads_as_r_and_nothing_as_a_dash():
@@ -41,15 +40,3 @@ def test_the_number_counts_from_the_states_floor():
 ])
 def test_a_director_number_is_taken_only_when_plausible(custom, counter, expected):
     assert release_number.director_number(custom, counter) == expected
-
-
-@pytest.mark.parametrize("typed, number", [("r7", 7), ("R7", 7), ("#12", 12), (" 3 ", 3),
-                                           ("999999999999", 999999999999)])
-def test_typed_releases_parse(typed, number):
-    assert release_number.parse(typed) == number
-
-
-@pytest.mark.parametrize("typed", ["", "r", "r0", "r-1", "7a", "r1796415910010", "x" * 1000])
-def test_other_input_is_refused_naming_it(typed):
-    with pytest.raises(InvalidInput, match="release"):
-        release_number.parse(typed)
