@@ -42,13 +42,13 @@ from skerry.cli.errors import ExitCode, fail, output_closed, run
 from skerry.cli.parser import Parser
 
 # Each module's add_commands registers its commands; handlers import service code only when run.
-SERVICE_CLIS = ("skerry.cli.hub", "skerry.cli.promotion", "skerry.cli.agent", "skerry.cli.seal", "skerry.cli.sealer",
+SERVICE_CLIS = ("skerry.cli.hub", "skerry.cli.render", "skerry.cli.promotion", "skerry.cli.agent", "skerry.cli.seal", "skerry.cli.sealer",
                 "skerry.demo", "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion",
                 "skerry.cli.cluster", "skerry.cli.install", "skerry.cli.fleet")
 # The module that registers each top-level command (checked against ``SERVICE_CLIS`` by a test): what
 # ``main`` builds for one command. `skerry render` has to start about as fast as `kubectl kustomize`.
 COMMAND_MODULES = {
-    "hub": "skerry.cli.hub", "render": "skerry.cli.hub",
+    "hub": "skerry.cli.hub", "render": "skerry.cli.render",
     "environments": "skerry.cli.promotion", "freight": "skerry.cli.promotion", "promote": "skerry.cli.promotion",
     "rollback": "skerry.cli.promotion",
     "agent": "skerry.cli.agent", "diff": "skerry.cli.agent", "reconcile": "skerry.cli.agent",

@@ -17,10 +17,9 @@ names its ``SKERRY_AGENT_*`` variable).
   so a wrong kubeconfig context is refused, not acted on.
 
 ``add_commands`` plugs it into the top-level ``skerry`` parser. Heavy
-imports (grpc, kubernetes) happen inside the handler so ``--help`` stays
-fast. A failure
-prints one line, ``skerry agent run: error: ...`` naming the file or peer,
-and exits 1; never a traceback.
+imports (grpc, kubernetes) happen inside the handlers so ``--help`` stays
+fast. A failure prints one line, ``skerry agent run: error: ...`` naming
+the file or peer, and exits 1; never a traceback.
 """
 
 from __future__ import annotations

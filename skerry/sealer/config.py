@@ -25,7 +25,7 @@ from skerry.core import config
 from skerry.core.config import setting
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.peers import check_address, parse_listen
+from skerry.core.peers import parse_addresses, parse_listen
 from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_SEALER_"
@@ -112,12 +112,13 @@ class SealerConfig:
         metavar="HOST:PORT",
         help="plain-HTTP /v1/cert.pem[?domain=D] serving only public certificates (kubeseal --cert URL); default off",
     )
-    # The hub API (HOST:PORT) whose revocation list the sealer follows. None: no revocations are known.
+    # The hub API (HOST:PORT, or the replicas as HOST:PORT,HOST:PORT,...) whose revocation list the
+    # sealer follows. None: no revocations are known.
     hub: str | None = setting(
         None,
-        metavar="HOST:PORT",
-        help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client "
-        "certificate)",
+        metavar="HOST:PORT[,...]",
+        help="the hub API, or its replicas separated by commas: follow its revocation list (mTLS with "
+        "--tls-cert/--tls-key, a skerry:sealer client certificate); a lost feed resumes from another replica",
     )
 
     @property
@@ -153,7 +154,7 @@ class SealerConfig:
         if self.rate_per_second <= 0 or self.rate_burst < 1:
             raise ConfigError("unseal rate limits must be positive (rate > 0, burst >= 1)")
         if self.hub is not None:
-            check_address(self.hub, f"hub ({ENV_PREFIX}HUB or --hub)")
+            parse_addresses(self.hub, f"hub ({ENV_PREFIX}HUB or --hub)")
         if self.cert_listen is not None:
             parse_listen(self.cert_listen, f"certificate listen address ({ENV_PREFIX}CERT_LISTEN or --cert-listen)")
         if self.metrics_listen:

@@ -25,5 +25,5 @@ def test_one_commands_parser_parses_as_the_whole_one_does():
     argv = ["render", "some/dir", "-o", "json", "--engine", "binary"]
     whole, one = build_parser().parse_args(argv), build_parser("render").parse_args(argv)
     assert vars(whole) == vars(one)
-    assert set(subcommands(build_parser("render"))) == {"hub", "render", "version"}
+    assert set(subcommands(build_parser("render"))) == {"render", "version"}
     assert set(subcommands(build_parser("no-such-command"))) == set(COMMAND_MODULES) | {"version"}

@@ -172,10 +172,11 @@ def kubectl_kustomize(directory: pathlib.Path) -> list[dict]:
 # skerry/cli/__init__.py, which calls add_commands the same way.
 HARNESS = """
 import argparse, sys
-from skerry.cli.hub import add_commands
+from skerry.cli import hub, render
 parser = argparse.ArgumentParser(prog="skerry")
 sub = parser.add_subparsers(dest="command", required=True)
-add_commands(sub)
+hub.add_commands(sub)
+render.add_commands(sub)
 args = parser.parse_args(sys.argv[1:])
 sys.exit(args.func(args))
 """
