@@ -40,3 +40,21 @@ def test_the_number_counts_from_the_states_floor():
 ])
 def test_a_director_number_is_taken_only_when_plausible(custom, counter, expected):
     assert release_number.director_number(custom, counter) == expected
+
+
+def test_freight_rows_name_the_release_each_cluster_runs_and_the_one_it_moves_to():
+    from skerry.api.v1 import promotion_pb2 as pb
+    from skerry.cli.promotion import freight_row
+
+    freight = pb.Freight(env="prod", clusters=[
+        pb.ClusterHealth(cluster="a", reported=True, desired_digest="sha256:3", applied_digest="sha256:2",
+                         desired_release="r3", applied_release="r2"),
+        pb.ClusterHealth(cluster="b", reported=True, desired_digest="sha256:3", applied_digest="sha256:3",
+                         desired_release="r3", applied_release="r3", ready=True),
+        pb.ClusterHealth(cluster="c", reported=True, desired_digest="sha256:3", applied_digest="sha256:3",
+                         desired_release="r3", applied_release="r3", reason="ApplyFailed"),
+        pb.ClusterHealth(cluster="d", desired_digest="sha256:3", desired_release="r3"),
+        pb.ClusterHealth(cluster="e", reported=True, desired_digest="sha256:3", applied_digest="sha256:2"),  # older hub
+    ])
+    assert freight_row(freight)["clusters"] == [
+        "a:applying(r2->r3)", "b:Ready@r3", "c:NotReady@r3(ApplyFailed)", "d:pending", "e:applying"]
