@@ -85,6 +85,10 @@ class Tx(Protocol):
 
     def last_release(self, cluster: str) -> int | None: ...
 
+    def release_floor(self) -> int:
+        """Every counter of this state is above it (``skerry.hub.state.schema``); release numbers count
+        from it (``skerry.core.release_number``)."""
+
     def redeem_token(self, token_id: str, expires: float, now: float) -> bool:
         """Record the token as spent; False if it was spent before. Entries expired at ``now`` are dropped."""
 

@@ -134,6 +134,9 @@ class SqlTx(TrustQueries):
         row = self._one("SELECT last FROM release_counters WHERE cluster = ?", (cluster,))
         return None if row is None else int(row[0])
 
+    def release_floor(self) -> int:
+        return int(self.get_meta("release_floor") or 0)
+
     # --- enrollment ---------------------------------------------------------------------------
 
     def redeem_token(self, token_id: str, expires: float, now: float) -> bool:
