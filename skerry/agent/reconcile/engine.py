@@ -222,12 +222,8 @@ class Reconciler:
         try:
             configmap = self.kube.get_configmap(self.namespace, CONFIGMAP_NAME)
             if _suspended(configmap):
-                msg = (
-                    f"{SUSPEND_ANNOTATION}=true on {where}: release "
-                    f"{verified.label} not applied (skerry resume to continue)"
-                )
-                log.warning("suspended; nothing applied", release=verified.release,
-                            release_name=verified.label)
+                msg = f"{SUSPEND_ANNOTATION}=true on {where}: release {verified.label} not applied (skerry resume to continue)"
+                log.warning("suspended; nothing applied", release=verified.release, release_name=verified.label)
                 raise _Halt(
                     Condition("Suspended", TRUE, "Suspended", msg),
                     Condition("Ready", FALSE, "Suspended", msg),

@@ -178,8 +178,7 @@ class HubStore:
         return removed
 
     def restore(self, records: Mapping[str, Mapping], blob: Callable[[str], bytes | None] | None = None) -> None:
-        """Each cluster's current release as ``records`` (``bundle_record``) name it; ``blob(hex)`` gives a
-        shared blob's bytes (see the module docstring: a restart, a new writer, a serving replica)."""
+        """Each cluster's current release as ``records`` (``bundle_record``) name it (``blob(hex)``: a blob's bytes)."""
         for cluster, doc in records.items():
             self.adopt(cluster, doc, blob)
 
@@ -386,16 +385,12 @@ class HubStore:
     def set_error(self, cluster: str, message: str, revision: str, *, at: _dt.datetime | None = None) -> RenderFailure:
         """Record why the cluster's state at ``revision`` failed (``at``: when the writer found it, if this
         process only shows it); the current bundle is untouched."""
-        state = self._clusters.get(cluster)
-        if state is None:
-            state = self._clusters[cluster] = _Cluster()
+        state = self._clusters.setdefault(cluster, _Cluster())
         if state.error is not None and (state.error.revision, state.error.message) == (revision, message):
             return state.error
         state.error = RenderFailure(cluster=cluster, revision=revision, message=message, at=at or self._clock.now())
         state.notify()
-        log.warning(
-            "render failed; previous bundle stays served", cluster=cluster, revision=revision, error=message
-        )
+        log.warning("render failed; previous bundle stays served", cluster=cluster, revision=revision, error=message)
         return state.error
 
     def clear_error(self, cluster: str) -> None:
