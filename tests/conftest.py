@@ -22,9 +22,11 @@ import uuid
 
 import pytest
 from devtrust import DevTrust
+from hub.helpers import FLEET_FILES, GitRepo
 
 from skerry.core import logging as skerry_logging
 from skerry.core import tls
+from skerry.hub.render.engine import KustomizeEngine
 from skerry.testing.envtest import LocalCluster
 
 # The slowest async tests start a whole hub (Git, kustomize, gRPC over mTLS) on a loaded 2-core machine.
@@ -93,6 +95,20 @@ class Pki:
 @pytest.fixture
 def dev_trust(tmp_path) -> DevTrust:
     return DevTrust(tmp_path / "trust")
+
+
+@pytest.fixture
+def fleet_repo(tmp_path) -> GitRepo:
+    """A real Git repository shaped like examples/fleet (``hub/helpers.py``), one commit on main."""
+    repo = GitRepo(tmp_path / "fleet")
+    repo.commit("initial fleet", FLEET_FILES)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def engine() -> KustomizeEngine:
+    """The real kustomize binary (tests/hub overrides it with the engine the hub picks by default)."""
+    return KustomizeEngine.detect()
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ the app's current bundle at scrape time (applied release, Ready, metadata
 expiry horizon).
 
 Every bundle or metadata refresh the agent refuses (verification, freeze) is counted once in
-``skerry_refusals_total{service="agent"}`` (``core.metrics.Refusals``), by ``AgentOps.refused``.
+``skerry_refusals_total{service="agent"}`` (``core.metrics.Refusals``), by ``AgentOps.refused``; a
+reconcile whose prune was refused (empty bundle, mass prune) by ``observe_reconcile``.
 
 Drift: an object the agent had to change (``configured``) while
 re-applying the digest it had already applied - someone or something
@@ -88,6 +89,8 @@ class AgentMetrics:
             self.drift.inc(drift)
         if result.ready:
             self._last_applied_digest = result.digest
+        for reason in result.refusals():  # a prune refused: nothing was deleted
+            self.refused.count_reason(reason)
         return drift
 
 

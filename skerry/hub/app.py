@@ -93,7 +93,7 @@ def git_source(cfg):
                      depth=cfg.depth, auth=auth, timeout=cfg.git_timeout)
 
 
-def webhook_server(cfg, request_sync):
+def webhook_server(cfg, request_sync, count_refusal=None):
     """The push webhook (``--webhook-listen``) asking for a sync when the followed ref moves; None if off."""
     if cfg.webhook_listen is None:
         return None
@@ -107,7 +107,7 @@ def webhook_server(cfg, request_sync):
     else:
         refs = {f"refs/heads/{cfg.branch}"}
     try:
-        handler = WebhookHandler(secret, lambda: refs, request_sync)
+        handler = WebhookHandler(secret, lambda: refs, request_sync, count_refusal)
     except ValueError as e:
         raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
     return WebhookServer(handler, cfg.webhook_listen)
@@ -224,7 +224,7 @@ class HubApp:
         ports = {"port": self.port, **await self.ops.start()}
         if self.enroll_server is not None:
             self.enroll_port = ports["enroll_port"] = await self.enroll_server.start()
-        self.webhook = webhook_server(cfg, self.syncer.request_sync)
+        self.webhook = webhook_server(cfg, self.syncer.request_sync, self.ops.metrics.refused.count_reason)
         if self.webhook is not None:
             self.webhook_port = await self.webhook.start()
         self._start_tasks()

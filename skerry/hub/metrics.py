@@ -10,7 +10,8 @@ results come back as data:
   (``skerry_hub_syncs_total``, ``skerry_hub_sync_duration_seconds``,
   ``skerry_hub_bundles_published_total``) and counts a refused fleet file in
   ``skerry_refusals_total{service="hub"}`` (``core.metrics.Refusals``: refused
-  RPCs are counted there by the servers' error interceptor, ``refused.count``);
+  RPCs are counted there by the servers' error interceptor, ``refused.count``,
+  and refused renders by ``InstrumentedEngine``);
 * ``HubStateCollector`` reads the store, the status board and the stream
   registry at scrape time, so gauges are never stale: per-cluster desired
   release, metadata expiry horizon, reported health and sync state, agents
@@ -94,9 +95,10 @@ class InstrumentedEngine:
         started = time.monotonic()
         try:
             out = self._engine.render(*args, **kwargs)
-        except RenderError:
+        except RenderError as e:
             self._metrics.renders.labels("error").inc()
             self._metrics.render_errors.inc()
+            self._metrics.refused.count(e)  # the render refused (AliasBudget, TooLarge, RenderTimeout, ...)
             raise
         finally:
             self._metrics.render_seconds.observe(time.monotonic() - started)

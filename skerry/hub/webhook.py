@@ -13,7 +13,9 @@ push``, GitLab ``X-Gitlab-Event: Push Hook`` / ``Tag Push Hook``) whose
 and answers 202; a verified ``ping`` or a push to another ref answers 204
 (nothing to do); a bad or missing signature 401; a body over
 ``MAX_BODY_BYTES`` 413; anything else 400. The secret is never logged and
-the body is not logged either (it may hold private repository details).
+the body is not logged either (it may hold private repository details). Each refusal is handed to
+``count_refusal`` by its reason (``TooLarge``, ``BadSignature``, ``MalformedPayload``): the hub's
+``skerry_refusals_total``.
 Serve it behind TLS termination, or on loopback; it needs no TLS of its own
 because the HMAC authenticates each request and the payload is not trusted
 beyond "fetch now" (the hub always fetches and reads Git itself).
@@ -36,16 +38,25 @@ PATH = "/hooks/git"
 # GitHub caps payloads at 25 MB; a push that only says "fetch now" needs far less, and the hub reads
 # nothing from it but the ref. 1 MiB keeps large pushes (many commits listed) working.
 MAX_BODY_BYTES = 1024 * 1024
+# The webhook's named refusals.
+TOO_LARGE, BAD_SIGNATURE, MALFORMED_PAYLOAD = "TooLarge", "BadSignature", "MalformedPayload"
 
 
 class WebhookHandler:
-    def __init__(self, secret: bytes, refs: Callable[[], set[str]], on_push: Callable[[], None]):
+    def __init__(self, secret: bytes, refs: Callable[[], set[str]], on_push: Callable[[], None],
+                 count_refusal: Callable[[str], None] | None = None):
         if len(secret) < 16:
             raise ValueError("webhook secret must be at least 16 bytes")
         self._secret = secret
         self._refs = refs  # the refs that count as ours, e.g. {"refs/heads/main"}
         self._on_push = on_push
+        self._count_refusal = count_refusal
         self.accepted = 0
+
+    def _refuse(self, status: int, text: str, reason: str) -> web.Response:
+        if self._count_refusal is not None:
+            self._count_refusal(reason)
+        return web.Response(status=status, text=text)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -65,15 +76,15 @@ class WebhookHandler:
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return web.Response(status=413, text="payload too large\n")
+            return self._refuse(413, "payload too large\n", TOO_LARGE)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413, text="payload too large\n")
+            return self._refuse(413, "payload too large\n", TOO_LARGE)
         provider = self._verified(request, body)
         if provider is None:
             log.warning("webhook refused: bad or missing signature", remote=request.remote)
-            return web.Response(status=401, text="signature does not verify\n")
+            return self._refuse(401, "signature does not verify\n", BAD_SIGNATURE)
         event = (
             request.headers.get("X-GitHub-Event", "")
             if provider == "github"
@@ -89,7 +100,7 @@ class WebhookHandler:
             if not isinstance(ref, str):
                 raise TypeError("ref is not a string")
         except (ValueError, KeyError, TypeError):
-            return web.Response(status=400, text="a push payload needs a JSON body with a ref\n")
+            return self._refuse(400, "a push payload needs a JSON body with a ref\n", MALFORMED_PAYLOAD)
         if ref not in self._refs():
             log.info("webhook push to another ref ignored", provider=provider, ref=ref[:200])
             return web.Response(status=204)

@@ -21,13 +21,12 @@ import datetime as dt
 import time
 
 import pytest
-from hub.helpers import FLEET_FILES, GitRepo  # tests/hub
+from hub.helpers import GitRepo  # tests/hub
 from transport.hubs import running_hub  # tests/transport
 
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.core.errors import VerificationError
-from skerry.hub.render.engine import KustomizeEngine
 
 CLUSTER = "oslo-prod"
 HOUR = 3600.0
@@ -49,18 +48,6 @@ class SteppedClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-
-@pytest.fixture
-def fleet_repo(tmp_path) -> GitRepo:
-    repo = GitRepo(tmp_path / "fleet")
-    repo.commit("initial fleet", FLEET_FILES)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def engine() -> KustomizeEngine:
-    return KustomizeEngine.detect()
 
 
 def scale(fleet_repo: GitRepo, count: int) -> str:

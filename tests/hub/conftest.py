@@ -6,16 +6,6 @@ import pytest
 
 from skerry.hub.render.engine import KustomizeEngine
 
-from .helpers import FLEET_FILES, GitRepo
-
-
-@pytest.fixture
-def fleet_repo(tmp_path) -> GitRepo:
-    """A repository shaped like examples/fleet, one commit on main."""
-    repo = GitRepo(tmp_path / "fleet")
-    repo.commit("initial fleet", FLEET_FILES)
-    return repo
-
 
 @pytest.fixture(scope="session")
 def engine():

@@ -7,6 +7,8 @@ import urllib.request
 
 import pytest
 
+from skerry.agent.metrics import AgentMetrics
+from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.metrics import Counter, OpsServer, Refusals, new_registry, parse_listen
 
@@ -62,6 +64,17 @@ def test_bad_listen_addresses_are_config_errors():
         taken.stop()
 
 
+def refusal_samples(registry) -> list[str]:
+    """The ``skerry_refusals_total`` lines of a real /metrics scrape."""
+    server = OpsServer("127.0.0.1:0", registry)
+    port = server.start()
+    try:
+        body = fetch(port, "/metrics")[1]
+    finally:
+        server.stop()
+    return [line for line in body.splitlines() if line.startswith("skerry_refusals_total")]
+
+
 def test_a_refusal_without_a_name_counts_as_unclassified_and_never_adds_a_label_from_input():
     registry = new_registry()
     refusals = Refusals(registry, "hub")
@@ -69,12 +82,20 @@ def test_a_refusal_without_a_name_counts_as_unclassified_and_never_adds_a_label_
     refusals.count(KeyError("trust-state.json"))  # an unexpected error: not named yet
     refusals.count(SkerryError("x", reason="zoë ☃ from a request"))  # a reason built from input
     refusals.count(SkerryError("x", reason="A" * 100))
-    server = OpsServer("127.0.0.1:0", registry)
-    port = server.start()
-    try:
-        body = fetch(port, "/metrics")[1]
-    finally:
-        server.stop()
-    samples = [line for line in body.splitlines() if line.startswith("skerry_refusals_total")]
+    samples = refusal_samples(registry)
     assert sorted(samples) == ['skerry_refusals_total{reason="AliasBudget",service="hub"} 1.0',
                                'skerry_refusals_total{reason="Unclassified",service="hub"} 3.0']
+
+
+def test_a_reconcile_whose_prune_was_refused_counts_its_reason_once_per_reconcile():
+    registry = new_registry()
+    metrics = AgentMetrics(registry)
+    refused = ReconcileResult("oslo", 3, "sha256:c", "r" * 40, conditions=(
+        Condition("Ready", TRUE, "ReconciliationSucceeded"),
+        Condition("Pruned", FALSE, "MassPruneRefused", "the bundle lost 9 of 10 recorded object(s)")))
+    postponed = ReconcileResult("oslo", 3, "sha256:c", "r" * 40, conditions=(
+        Condition("Pruned", FALSE, "PrunePostponed", "not Ready yet"),))
+    for result in (refused, postponed, refused):
+        metrics.observe_reconcile(result, 0.1)
+    samples = refusal_samples(registry)
+    assert samples == ['skerry_refusals_total{reason="MassPruneRefused",service="agent"} 2.0']

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import grpc
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from e2e.replay_hub import ReplayHub  # tests/e2e
 from e2e.trust_world import TrustWorld, bundle_bytes, evil_key
 from hostile.hostile_inputs import alias_bomb  # tests/hostile
-from hub.helpers import FLEET_FILES, GitRepo  # tests/hub
+from hub.helpers import FLEET_FILES  # tests/hub
 from prometheus_client.parser import text_string_to_metric_families
 from transport.hubs import CALL_TIMEOUT, enrolled, fleet_of_servers  # tests/transport
 
@@ -42,25 +43,13 @@ from skerry.core.canonical import sha256_digest
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import channel_credentials
-from skerry.hub.render.engine import KustomizeEngine
+from skerry.hub import webhook
 from skerry.sealer import crypto
 from skerry.testing.devstack import Stack, wait_for
 
 CLUSTER = "oslo-prod"
 # The revoked agent's calls are refused within this long of `skerry cluster revoke` (tests/transport).
 REVOKE_DEADLINE = 5.0
-
-
-@pytest.fixture
-def fleet_repo(tmp_path) -> GitRepo:
-    repo = GitRepo(tmp_path / "fleet")
-    repo.commit("initial fleet", FLEET_FILES)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def engine() -> KustomizeEngine:
-    return KustomizeEngine.detect()
 
 
 def refusals(port: int) -> dict[tuple[str, str], float]:
@@ -91,6 +80,16 @@ class Counted:
                 if service == self.service and value > self.before.get((service, reason), 0.0)}
 
 
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """The HTTP status a POST of ``body`` gets."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=CALL_TIMEOUT) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def _sign(data: bytes, key_file) -> bytes:
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
     return key.sign(data, ec.ECDSA(hashes.SHA256()))
@@ -111,8 +110,17 @@ async def _refused(call, code: grpc.StatusCode) -> str:
 
 async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_the_hub(fleet_repo, tmp_path, pki,
                                                                                       engine):
-    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True) as (hub, _sealer):
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("a webhook secret of 32 characters\n")
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True, webhook_listen="127.0.0.1:0",
+                                webhook_secret_file=secret) as (hub, _sealer):
         counted = Counted(hub.ops.ops_server.port, "hub")
+
+        # A push webhook with a forged signature, and one over the body limit.
+        hook = f"http://127.0.0.1:{hub.webhook_port}{webhook.PATH}"
+        forged = {"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"}
+        assert await asyncio.to_thread(_post, hook, b'{"ref": "refs/heads/main"}', forged) == 401
+        assert await asyncio.to_thread(_post, hook, b"x" * (webhook.MAX_BODY_BYTES + 1), forged) == 413
         agent = await enrolled(hub, pki, tmp_path / "agent", CLUSTER)
         cert = agent.cert.read_bytes()
 
@@ -150,8 +158,15 @@ async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_th
         result = await hub.syncer.sync_once()
         assert result.fleet_reason == "AliasBudget" and hub.syncer.fleet is not None
 
+        # An alias bomb in a plain-YAML path (no kustomization): the render refuses it.
+        fleet_repo.commit("plain bomb", {"skerry.yaml": FLEET_FILES["skerry.yaml"],
+                                         "overlays/prod/kustomization.yaml": None,
+                                         "overlays/prod/bomb.yaml": alias_bomb().decode()})
+        result = await hub.syncer.sync_once()
+        assert "aliases expand" in result.errors["oslo-prod"], result
+
         assert counted.raised() == {"MalformedToken": 1, "ForgedReport": 1, "NotJson": 1, "EndlessData": 1,
-                                    "AliasBudget": 1}
+                                    "AliasBudget": 2, "BadSignature": 1, "TooLarge": 1}
 
 
 async def test_a_revoked_peer_is_counted_as_revoked_by_the_hub_and_the_sealer(fleet_repo, tmp_path, pki, engine):

@@ -121,13 +121,13 @@ async def enrolled(hub, pki, directory, cluster: str) -> TlsFiles:
 
 
 @contextlib.asynccontextmanager
-async def fleet_of_servers(fleet_repo, tmp_path, pki, engine, *, metrics: bool = False):
+async def fleet_of_servers(fleet_repo, tmp_path, pki, engine, *, metrics: bool = False, **hub_config):
     """A hub and a sealer on loopback; ``metrics``: both serve /metrics (``hub.ops.ops_server.port``,
-    ``sealer.metrics_port``)."""
+    ``sealer.metrics_port``); ``hub_config``: more of the hub's settings."""
     admin.init(tmp_path / "trust", {"dev": (1, 1), "prod": (1, 1)})
     listen = "127.0.0.1:0" if metrics else ""
     async with running_hub(fleet_repo, tmp_path / "hub", pki, engine, trust_dir=tmp_path / "trust",
-                           metrics_listen=listen) as hub:
+                           metrics_listen=listen, **hub_config) as hub:
         sealer_dir = tmp_path / "sealer"  # its own disk: it learns revocations from the hub only
         sealer_dir.mkdir()
         client_cas = sealer_dir / "client-cas.pem"

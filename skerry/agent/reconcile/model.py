@@ -93,6 +93,12 @@ class Condition:
         return self.status == TRUE
 
 
+# The named refusals of a prune plan (``plan.plan_prune``: nothing is deleted), the Pruned condition's reason.
+EMPTY_BUNDLE_REFUSED = "EmptyBundleRefused"
+MASS_PRUNE_REFUSED = "MassPruneRefused"
+PRUNE_REFUSALS = (EMPTY_BUNDLE_REFUSED, MASS_PRUNE_REFUSED)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReconcileResult:
     """What one reconcile of one verified bundle did."""
@@ -109,6 +115,11 @@ class ReconcileResult:
             if c.type == type_:
                 return c
         return None
+
+    def refusals(self) -> tuple[str, ...]:
+        """The named refusals this reconcile made (a prune refused), for the refusal counter."""
+        pruned = self.condition("Pruned")
+        return (pruned.reason,) if pruned is not None and pruned.reason in PRUNE_REFUSALS else ()
 
     @property
     def ready(self) -> bool:

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from skerry.agent.reconcile.model import ObjectRef
+from skerry.agent.reconcile.model import EMPTY_BUNDLE_REFUSED, MASS_PRUNE_REFUSED, ObjectRef
 
 # A bundle that lost more than this fraction of the recorded objects (with at least
 # MASS_PRUNE_MIN_OBJECTS recorded) is treated like an empty one: a broken render or a wrong
@@ -170,7 +170,7 @@ def plan_prune(
         return PrunePlan(
             delete=(),
             refused=f"the bundle is empty; refusing to prune all {len(gone)} recorded object(s)",
-            reason="EmptyBundleRefused",
+            reason=EMPTY_BUNDLE_REFUSED,
         )
     if (
         not allow_prune_all
@@ -184,7 +184,7 @@ def plan_prune(
                 f"{mass_prune_fraction:.0%}); refusing to prune them — set allow_prune_all for this "
                 "change if it is intended"
             ),
-            reason="MassPruneRefused",
+            reason=MASS_PRUNE_REFUSED,
         )
     return PrunePlan(delete=tuple(order_for_delete(gone)))
 
