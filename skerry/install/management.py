@@ -3,8 +3,8 @@
 ``plan`` is the whole decision and applies nothing: it recovers the material of an earlier
 install from the live objects (or makes new material), adds the Git credentials and the
 rendered ``deploy/overlays/management`` (or ``deploy/overlays/ha``: hub replicas on a PostgreSQL
-whose DSN Secret the user made, with the Secrets the replicas share), and checks that every Secret, ConfigMap and volume claim
-a workload references is among the objects. ``skerry install`` then applies or prints the list.
+whose DSN Secret the user made, with the Secrets the replicas share), and checks that every Secret,
+ConfigMap and volume claim a workload references is among the objects. ``skerry install`` then applies or prints the list.
 """
 
 from __future__ import annotations

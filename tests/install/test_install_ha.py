@@ -43,16 +43,16 @@ def cluster(tmp_path_factory):
         local.stop()
 
 
-def skerry(cluster: LocalCluster, out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
+def skerry(cluster: LocalCluster, out: pathlib.Path, *extra: str, database: str = DB) -> subprocess.CompletedProcess:
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     return subprocess.run([sys.executable, "-m", "skerry", "install", "--repo", "https://git.example/fleet.git",
                            "--env", "dev", "--name", "127.0.0.1", "--out-dir", str(out), "--ha",
-                           "--database-secret", DB, *extra], capture_output=True, text=True, env=env, timeout=300)
+                           "--database-secret", database, *extra], capture_output=True, text=True, env=env, timeout=300)
 
 
-def kubectl(cluster: LocalCluster, *args: str, stdin: str | None = None) -> None:
-    subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args], input=stdin, capture_output=True,
-                   text=True, check=True)
+def kubectl(cluster: LocalCluster, *args: str, check: bool = True) -> None:
+    subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True, text=True,
+                   check=check)
 
 
 def live_secret(cluster: LocalCluster, name: str) -> dict[str, bytes]:
@@ -115,3 +115,14 @@ def test_ha_install_needs_the_database_secret_then_makes_what_the_replicas_mount
     assert {("Secret", "skerry-hub-enrollment"), ("Secret", "skerry-hub-trust-online"),
             ("Deployment", "skerry-hub")} <= names
     assert ("Secret", DB) not in names  # the user's Secret is never written
+
+
+def test_the_hub_reads_the_dsn_from_the_secret_the_user_names(cluster, tmp_path):
+    kubectl(cluster, "create", "namespace", NS, check=False)
+    kubectl(cluster, "create", "secret", "generic", "pg-dsn", "-n", NS, "--from-literal=uri=postgresql://h/app")
+    printed = skerry(cluster, tmp_path / "install", "--dry-run", "-o", "yaml", database="pg-dsn")
+    assert printed.returncode == 0, printed.stderr
+    hub = next(o for o in yaml.safe_load_all(printed.stdout) if o and o["kind"] == "Deployment"
+               and o["metadata"]["name"] == "skerry-hub")
+    dsn = {v["name"]: v for v in hub["spec"]["template"]["spec"]["volumes"]}["dsn"]
+    assert dsn["secret"]["secretName"] == "pg-dsn"
