@@ -21,8 +21,6 @@ import sys
 import tempfile
 import time
 
-from skerry.cli.output import readable_release
-
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run hub + sealer + agents against a real local API server")
@@ -51,7 +49,7 @@ def _table(stack, views: list[dict]) -> None:
         rows.append([
             v["cluster"],
             ",".join(v.get("paths", [])),
-            readable_release(v.get("desired_version", 0)),
+            v.get("desired_release") or "-",
             v.get("desired_digest", "")[7:19],
             str(v.get("desired_objects", 0)),
             "yes" if st.get("applied_digest") == v.get("desired_digest") else "no",
@@ -170,7 +168,7 @@ def _change_prod(stack, ops, views: list[dict]) -> None:
 
     newer = wait_for(new_prod, 60, "the hub to publish the new prod bundle", stack.hub)
     stack.wait_applied(prod["cluster"], digest=newer["desired_digest"], timeout=60)
-    _say(f"{prod['cluster']} applied release {readable_release(newer['desired_version'])} "
+    _say(f"{prod['cluster']} applied release {newer.get('desired_release') or '-'} "
          f"{time.monotonic() - t0:.1f}s after the commit")
     _table(stack, fleet_status(stack.hub_address, ops))
     replicas = stack.kubectl("get", "deployment", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}")

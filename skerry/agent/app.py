@@ -43,6 +43,7 @@ from skerry.agent.secrets import GrpcUnsealer, NoUnsealer, Unsealer
 from skerry.agent.stream import HubClient
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
+from skerry.core import release_number
 from skerry.core.client import Endpoints
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import SkerryError
@@ -134,6 +135,7 @@ class AgentApp:
             sealer=cfg.sealer_address or "",
             namespace=cfg.namespace,
             last_release=self.verifier.last_release,
+            last_release_name=release_number.label(self.verifier.last_number, self.verifier.last_release),
         )
         self._spawn("main", self.runtime.run())
         self._spawn("reporter", self.reporter.run())

@@ -39,7 +39,7 @@ class Verification:
     """The last verdict on a bundle."""
 
     accepted: bool
-    release: int | str  # "?" when a refused message named none
+    release: str  # as people read it (``r7``); "?" when a refused message named none
     digest: str = ""
     reason: str = ""  # a refusal's reason (the attack class)
     error: str = ""  # a refusal's message
@@ -50,7 +50,7 @@ class Verification:
 class Stale:
     """The bundle re-applied from the cache had expired (kept as the last good state)."""
 
-    release: int
+    release: str  # as people read it (``r7``)
     expired_at: _dt.datetime
 
 
@@ -74,7 +74,7 @@ class Freeze:
     """Trusted metadata expired: nothing new is accepted."""
 
     error: str
-    last_release: int
+    last_release: str  # as people read it (``r7``)
     suspends: bool  # freeze policy ``suspend``: the last good state is not even re-applied
     reason: str = FREEZE  # or CLOCK_SKEW: the Frozen condition's reason
 

@@ -10,7 +10,8 @@ named after its cluster in its own namespace, with the standard conditions:
 * ``Stalled`` True when a reconcile ended not Ready (the agent retries with
   backoff, but a human is likely needed), False otherwise;
 
-plus the applied release, digest, revision, per-action object counts and
+plus the applied release (``releaseName`` as people read it, ``r7``, shown by
+``kubectl get``; ``release`` the counter behind it), digest, revision, per-action object counts and
 the metadata expiry. ``observedGeneration`` follows ``metadata.generation``
 so kstatus reads the object as current. Events (type Normal/Warning) go on
 that object for applies, prunes, corrected drift, failed reconciles,
@@ -82,7 +83,8 @@ CRD = {
             "additionalPrinterColumns": [
                 {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                 {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
-                {"name": "Release", "type": "integer", "jsonPath": ".status.release"},
+                {"name": "Release", "type": "string", "jsonPath": ".status.releaseName"},
+                {"name": "Counter", "type": "integer", "jsonPath": ".status.release", "priority": 1},
                 {"name": "Revision", "type": "string", "jsonPath": ".status.revision", "priority": 1},
                 {"name": "Digest", "type": "string", "jsonPath": ".status.digest", "priority": 1},
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -98,6 +100,7 @@ CRD = {
                         "conditions": {"type": "array", "items": _CONDITION_SCHEMA,
                                        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
                         "release": {"type": "integer"},
+                        "releaseName": {"type": "string"},
                         "digest": {"type": "string"},
                         "revision": {"type": "string"},
                         "objects": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -211,7 +214,7 @@ class ClusterStatusPublisher:
 
     # --- what the app calls -----------------------------------------------------------------
 
-    def reconciling(self, release: int, digest: str, revision: str) -> None:
+    def reconciling(self, release: str, digest: str, revision: str) -> None:
         msg = f"applying release {release} ({digest[:19]}) at revision {revision[:12]}"
         self._set("Reconciling", "True", "Progressing", msg, 1)
         if "Ready" not in self._conditions or self._conditions["Ready"]["status"] != "True":
@@ -230,12 +233,13 @@ class ClusterStatusPublisher:
         message = ready.message if ready is not None else ""
         self._set("Ready", "True" if result.ready else "False", reason, message, 1)
         self._set("Reconciling", "False", "Succeeded" if result.ready else "Failed",
-                  f"release {result.release} reconciled in {seconds:.2f}s", 1)
+                  f"release {result.label} reconciled in {seconds:.2f}s", 1)
         self._set("Stalled", "False" if result.ready else "True", reason if not result.ready else "Ready",
                   "" if result.ready else message, 1)
         counts = {k: v for k, v in result.counts().items() if v}
         handled = self._status.get("lastHandledReconcileAt", "")
-        self._status = {"release": result.release, "digest": result.digest, "revision": result.revision,
+        self._status = {"release": result.release, "releaseName": result.label, "digest": result.digest,
+                        "revision": result.revision,
                         "objects": counts, "lastReconcileTime": _now_iso(self._now()),
                         "lastReconcileSeconds": round(seconds, 3), "lastHandledReconcileAt": handled}
         if expires is not None:
@@ -245,7 +249,7 @@ class ClusterStatusPublisher:
         applied = counts.get("created", 0) + counts.get("configured", 0)
         if applied:
             self.event("Normal", "Applied",
-                       f"release {result.release} ({result.digest[:19]}): {counts.get('created', 0)} created, "
+                       f"release {result.label} ({result.digest[:19]}): {counts.get('created', 0)} created, "
                        f"{counts.get('configured', 0)} configured, {counts.get('unchanged', 0)} unchanged")
         pruned = [str(r.ref) for r in result.by_action("pruned")]
         if pruned:
@@ -253,11 +257,11 @@ class ClusterStatusPublisher:
             self.event("Normal", "Pruned", f"pruned {len(pruned)}: {', '.join(pruned[:MAX_NAMES_IN_EVENT])}{more}")
         if drift:
             self.event("Warning", "DriftCorrected",
-                       f"{drift} object(s) had drifted from release {result.release} and were re-applied")
+                       f"{drift} object(s) had drifted from release {result.label} and were re-applied")
         if not result.ready:
             self.event("Warning", "ReconcileFailed", f"{reason}: {message}")
 
-    def rejected(self, reason: str, message: str, release: int) -> None:
+    def rejected(self, reason: str, message: str, release: str) -> None:
         self.event("Warning", "BundleRejected", f"release {release} refused ({reason}): {message}")
 
     def event(self, type_: str, reason: str, message: str) -> None:

@@ -15,6 +15,7 @@ import structlog
 
 from skerry.agent.events import ClusterStatusPublisher
 from skerry.agent.metrics import AgentMetrics, AgentStateCollector, InstrumentedKube
+from skerry.core import release_number
 from skerry.core.metrics import OpsServer, new_registry
 
 log = structlog.get_logger("skerry.agent.ops")
@@ -62,11 +63,13 @@ class AgentOps:
 
     async def reconciling(self, verified) -> None:
         if self.publisher is not None:
-            await self._run(self.publisher.reconciling, verified.release, verified.digest, verified.bundle.revision)
+            await self._run(self.publisher.reconciling, verified.label, verified.digest,
+                            verified.bundle.revision)
 
     async def reconciled(self, result, seconds: float, verified=None) -> None:
         drift = self.metrics.observe_reconcile(result, seconds)
-        log.info("reconcile", release=result.release, digest=result.digest, revision=result.revision,
+        log.info("reconcile", release=result.release, release_name=result.label, digest=result.digest,
+                 revision=result.revision,
                  ready=result.ready, duration_ms=round(seconds * 1000, 2), drift_corrected=drift,
                  **{k: v for k, v in result.counts().items() if v})
         if self.publisher is not None:
@@ -88,8 +91,8 @@ class AgentOps:
         self.metrics.rejected.labels(getattr(error, "reason", "unknown")).inc()
         if self.publisher is not None:
             # a refusal may come from a metadata refresh with no bundle message at all
-            version = getattr(signed, "version", 0) if signed is not None else 0
-            await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error), version)
+            await self._run(self.publisher.rejected, getattr(error, "reason", ""), str(error),
+                            release_number.hinted(signed))
 
     async def render_failed(self, revision: str, message: str) -> None:
         if self.publisher is not None:

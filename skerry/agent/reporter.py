@@ -5,7 +5,8 @@ the loop calls ``publish``: the status (``conditions.status_result`` of the
 agent's snapshot) is written, if ``ready_file`` is set, as a small JSON file
 replaced atomically::
 
-    {"cluster": "oslo", "applied_release": 7, "applied_digest": "sha256:...",
+    {"cluster": "oslo", "applied_release": 1796415910017, "applied_name": "r7",
+     "applied_digest": "sha256:...",
      "revision": "<sha>", "ready": true, "conditions": [...], "updated": "..."}
 
 and queued for the hub. ``run`` delivers the newest queued status: a failed
@@ -149,6 +150,7 @@ def write_ready_file(
     doc = {
         "cluster": result.cluster,
         "applied_release": result.release,
+        "applied_name": result.label,
         "applied_digest": result.digest,
         "revision": result.revision,
         "ready": result.ready,

@@ -35,6 +35,7 @@ from skerry.agent import evidence
 from skerry.agent.conditions import FREEZE_REASONS, Freeze, RenderFailure, Stale, Verification
 from skerry.agent.reconcile.model import FALSE, Condition, ReconcileResult
 from skerry.agent.secrets import bundle_secrets, is_sealed_secret
+from skerry.core import release_number
 from skerry.core.backoff import capped_exponential
 from skerry.core.bundle import VerifiedBundle
 from skerry.core.clock import Clock
@@ -45,9 +46,6 @@ log = structlog.get_logger("skerry.agent")
 # A refresh is scheduled this long after the trusted metadata's horizon (and never sooner than this
 # from now): the first refresh that can see the expiry, not one a clock tick too early.
 HORIZON_SLACK_SECONDS = 0.5
-# What a refusal without the refused message (a TUF refresh) says as its release.
-UNKNOWN_RELEASE = "?"
-
 
 def retry_delay(
     last_result: ReconcileResult | None, attempt: int, *, base: float, cap: float
@@ -228,7 +226,7 @@ class Runtime:
         await self.ops.verified()
         self._freshness()
         self.render_failure = self.stale = None
-        self.verification = Verification(True, verified.release, verified.digest)
+        self.verification = Verification(True, verified.label, verified.digest)
         try:
             await asyncio.to_thread(self.cache.save, verified)
         except SkerryError as e:
@@ -249,10 +247,10 @@ class Runtime:
             reason=e.reason,
             error=str(e),
             version=getattr(signed, "version", 0),
+            release_name=release_number.hinted(signed),
             digest=getattr(signed, "digest", ""),
         )
-        release = getattr(signed, "version", UNKNOWN_RELEASE)
-        self.verification = Verification(False, release, reason=e.reason, error=str(e))
+        self.verification = Verification(False, release_number.hinted(signed), reason=e.reason, error=str(e))
         await self.ops.rejected(e, signed)
         await self._publish()
 
@@ -272,16 +270,17 @@ class Runtime:
             log.info("no cached bundle; waiting for the hub")
             return
         verified = restored.verified
-        self.verification = Verification(True, verified.release, verified.digest, from_cache=True)
+        self.verification = Verification(True, verified.label, verified.digest, from_cache=True)
         if restored.expired:
             log.warning(
                 "cached bundle expired; re-applying the last good state until the hub sends a fresh one",
                 release=verified.release,
+                release_name=verified.label,
                 expired_at=verified.expires.isoformat(),
             )
-            self.stale = Stale(verified.release, verified.expires)
+            self.stale = Stale(verified.label, verified.expires)
         else:
-            log.info("re-applying the cached bundle", release=verified.release)
+            log.info("re-applying the cached bundle", release=verified.release, release_name=verified.label)
         await self.apply(verified)
 
     async def _freeze(self, error: VerificationError) -> None:
@@ -293,11 +292,16 @@ class Runtime:
             reason=error.reason,
             error=str(error),
             applied_release=self.verifier.last_release,
+            applied_release_name=self._last_label(),
             policy=policy,
         )
         self.fresh_until = None
-        self.freeze = Freeze(str(error), self.verifier.last_release, suspends=policy == "suspend", reason=error.reason)
+        self.freeze = Freeze(str(error), self._last_label(), suspends=policy == "suspend", reason=error.reason)
         await self._publish()
+
+    def _last_label(self) -> str:
+        """The last verified release as people read it (``r7``)."""
+        return release_number.label(self.verifier.last_number, self.verifier.last_release)
 
     def _schedule_retry(self) -> None:
         delay = retry_delay(self.last_result, self._retry_attempt, base=self._retry_base, cap=self._retry_cap)
@@ -307,7 +311,8 @@ class Runtime:
         if not may_reapply(self.current, self.freeze):
             self._schedule_retry()  # not now; look again one delay later
             return
-        log.info("retrying the reconcile", release=self.current.release, attempt=self._retry_attempt)
+        log.info("retrying the reconcile", release=self.current.release, release_name=self.current.label,
+                 attempt=self._retry_attempt)
         await self.apply(self.current, retry=True)
 
     # --- applying ---------------------------------------------------------------------------
@@ -330,6 +335,7 @@ class Runtime:
             result = ReconcileResult(
                 cluster=verified.bundle.cluster,
                 release=verified.release,
+                number=verified.number,
                 digest=verified.digest,
                 revision=verified.bundle.revision,
                 conditions=(Condition("Ready", FALSE, "ReconcileError", f"{type(e).__name__}: {e}"),),

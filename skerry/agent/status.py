@@ -44,6 +44,7 @@ def to_proto(
     return hub_pb2.ClusterStatus(
         cluster=result.cluster,
         applied_version=result.release,
+        applied_number=result.number,
         applied_digest=result.digest,
         revision=result.revision,
         conditions=[condition_proto(c) for c in result.conditions],

@@ -42,7 +42,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from skerry.agent.conditions import CLOCK_SKEW, FREEZE
 from skerry.agent.tuf_fetch import URL_PREFIX, InMemoryFetcher
-from skerry.core import documents, trust
+from skerry.core import documents, release_number, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.clock import Clock, SystemClock
@@ -108,7 +108,8 @@ def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
 
 
 def provenance_of(cluster: str, env: str, image: str, release: int, digest: str, bundle: Bundle,
-                  trusted: dict[str, dict], found: dict[str, str], render: object = None) -> dict:
+                  trusted: dict[str, dict], found: dict[str, str], render: object = None,
+                  number: int = 0) -> dict:
     """What ``skerry explain`` shows of a verified bundle: the roles and keys that let it through, its source."""
     def signers(role: str) -> list[str]:
         return sorted(sig["keyid"] for sig in trusted[role].get("signatures", []))
@@ -121,7 +122,8 @@ def provenance_of(cluster: str, env: str, image: str, release: int, digest: str,
     delegated = ((parent["signed"].get("delegations") or {}).get("roles")) or []
     threshold = next((int(r.get("threshold", 0)) for r in delegated if r.get("name") == release_role), 0)
     return {
-        "cluster": cluster, "environment": env, "digest": digest, "release": release, "image": image,
+        "cluster": cluster, "environment": env, "digest": digest, "release": release, "number": number,
+        "image": image,
         "director": {"role": cluster_role, "signed_by": signers(cluster_role), "version": version(cluster_role)},
         "release_role": {"role": release_role, "signed_by": signers(release_role),
                          "threshold": threshold, "version": version(release_role)},
@@ -135,12 +137,14 @@ def provenance_of(cluster: str, env: str, image: str, release: int, digest: str,
 @dataclasses.dataclass(frozen=True)
 class TrustState:
     """What ``trust-state.json`` keeps (fsynced): the highest applied release counter and its bundle digest,
-    the horizon of the metadata that verified it, and the SHA-256 of the timestamp it was based on."""
+    the horizon of the metadata that verified it, the SHA-256 of the timestamp it was based on, and the
+    release's number as the director signed it (display only)."""
 
     release: int = 0
     digest: str = ""
     valid_until: str = ""
     timestamp: str = ""
+    number: int = 0
 
 
 def freeze_error(error: Exception, fetcher, now: _dt.datetime, metadata_dir: pathlib.Path) -> VerificationError:
@@ -207,6 +211,11 @@ class TufVerifier:
     @property
     def last_release(self) -> int:
         return self._state.release
+
+    @property
+    def last_number(self) -> int:
+        """The number of ``last_release`` people read (``r7``); 0 if the director gave none."""
+        return self._state.number
 
     @property
     def last_digest(self) -> str:
@@ -311,19 +320,23 @@ class TufVerifier:
         image, directed, released, roles = self._find(updater, hint)
         env, release = trust.director_says(self.cluster, self.environment, image, directed)
         digest = trust.release_agrees(self.cluster, env, image, directed, released)
+        number = release_number.director_number(directed.custom, release)  # display only; never compared
+        said = f"{release_number.label(number, release)} (counter {release})"
         if release < self._state.release:
+            last = self._state
+            held = f"{release_number.label(last.number, last.release)} (counter {last.release})"
             raise VerificationError(
-                f"director release {release} is below the applied release {self._state.release} "
+                f"director release {said} is below the applied release {held} "
                 "(metadata is fresh, the release counter is not)", reason="ReleaseRollback")
         if release == self._state.release and digest != self._state.digest:
-            raise VerificationError(f"release {release} was already applied with another bundle",
+            raise VerificationError(f"release {said} was already applied with another bundle",
                                     reason="MixAndMatch")
         # everything this refresh trusted, as python-tuf persisted it (public files, not its private state)
         trusted = self._trusted_files(env, roles)
         horizon = min(_expires(doc) for doc in trusted.values())
         timestamp = sha256_hex(trusted["timestamp"]["raw"])
         if release == self._state.release:
-            state = TrustState(release, digest, horizon.isoformat(), timestamp)
+            state = TrustState(release, digest, horizon.isoformat(), timestamp, number)
             if state != self._state:
                 self._save(state)
             return None
@@ -337,12 +350,14 @@ class TufVerifier:
         released.verify_length_and_hashes(raw)
         bundle = dataclasses.replace(decode_signed(raw, self.cluster, shared=True), cluster=self.cluster)
         render = directed.custom.get("render") if isinstance(directed.custom, dict) else None
-        provenance = provenance_of(self.cluster, env, image, release, digest, bundle, trusted, roles, render)
+        provenance = provenance_of(self.cluster, env, image, release, digest, bundle, trusted, roles, render,
+                                   number)
         data = json.dumps(provenance, sort_keys=True, indent=2).encode() + b"\n"
         # not fsynced: a copy of what the app's bundle cache keeps durably (VerifiedBundle.metadata)
         atomic_write(self.provenance_dir / f"{digest.split(':')[1]}.json", data, durable=False)
-        self._save(TrustState(release, digest, horizon.isoformat(), timestamp))
-        return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=horizon, metadata=data, raw=raw)
+        self._save(TrustState(release, digest, horizon.isoformat(), timestamp, number))
+        return VerifiedBundle(bundle=bundle, release=release, digest=digest, expires=horizon, metadata=data,
+                              raw=raw, number=number)
 
     def reverify(self, metadata: bytes, bundle_bytes: bytes) -> tuple[VerifiedBundle, bool]:
         """A cached bundle is re-applied only if it is the one the persisted state says was verified."""
@@ -352,7 +367,8 @@ class TufVerifier:
         bundle = Bundle.decode(bundle_bytes)
         until = self.valid_until or self._clock.now()
         return (VerifiedBundle(bundle=bundle, release=self._state.release, digest=digest, expires=until,
-                               metadata=metadata, raw=bundle_bytes), self._clock.now() >= until)
+                               metadata=metadata, raw=bundle_bytes, number=self._state.number),
+                self._clock.now() >= until)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -432,7 +448,8 @@ class TufVerifier:
                 raise ConfigError(f"trust state {self._path} belongs to cluster "
                                   f"{documents.clip_repr(doc.get('cluster'))}")
             return TrustState(int(doc["release"]), str(doc["digest"]), str(doc.get("valid_until", "")),
-                              str(doc.get("timestamp", "")))
+                              str(doc.get("timestamp", "")),
+                              release_number.plausible(doc.get("number", 0), int(doc["release"])))
         except FileNotFoundError:
             return TrustState()
         except KeyError as e:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pathlib
 
-from skerry.cli.output import emit, readable_release
+from skerry.cli.output import emit
+from skerry.core import release_number
 
 
 def add_commands(subparsers) -> None:
@@ -35,7 +36,7 @@ def _explain(args) -> int:
     print(f"object     {o['apiVersion']} {o['kind']} {o['namespace'] + '/' if o['namespace'] else ''}{o['name']}")
     print(f"bundle     {chain['bundle_digest']}")
     if p:
-        print(f"release    {readable_release(p['release'])}  {p['image']}")
+        print(f"release    {release_number.label(int(p.get('number', 0)), int(p['release']))}  {p['image']}")
         d, r = p["director"], p["release_role"]
         print(f"director   {d['role']} v{d['version']} signed by {', '.join(k[:12] for k in d['signed_by'])}")
         print(f"released   {r['role']} v{r['version']} signed by {', '.join(k[:12] for k in r['signed_by'])} "

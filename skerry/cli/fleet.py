@@ -14,8 +14,9 @@ import sys
 
 from skerry.cli.contexts import add_hub_flags, call_hub
 from skerry.cli.errors import UsageError
-from skerry.cli.output import add_output_flag, emit, readable_release
+from skerry.cli.output import add_output_flag, emit
 from skerry.cli.parser import duration_type
+from skerry.core import release_number
 
 # Bounds on what the commands wait for.
 STATUS_TIMEOUT_SECONDS = 10
@@ -117,8 +118,10 @@ def status_rows(resp) -> list[dict]:
         conds = {c.type: c for c in rep.conditions}
         row = {
             "cluster": view.cluster,
-            "desired": readable_release(view.desired_version),
-            "applied": readable_release(rep.applied_version) if view.HasField("reported") else "-",
+            # the hub's readable form; an older hub sends only the counters
+            "desired": view.desired_release or release_number.label(0, view.desired_version),
+            "applied": (view.applied_release or release_number.label(rep.applied_number, rep.applied_version))
+            if view.HasField("reported") else "-",
             "digest": view.desired_digest[7:19] or "-",
             "revision": view.desired_revision[:12] or "-",
             "objects": view.desired_objects,

@@ -53,25 +53,3 @@ def emit(rows: list[Mapping], fmt: str, *, columns: Sequence[str], wide: Sequenc
             sys.stdout.write(documents.dump_yaml(json.loads(json.dumps(doc, default=str)), sort_keys=False))
         return
     sys.stdout.write(table(rows, (*columns, *wide) if fmt == "wide" else columns))
-
-
-def readable_release(version: int | str) -> str:
-    """A release as people read it: ``r7``; a millisecond epoch counter as its UTC time ``r2026-12-04T21:05:10.417``.
-
-    Display only: release counters are numbers that only grow; while the hub allocates them
-    from the clock they are 13-digit milliseconds, which nobody can compare by eye.
-    """
-    import datetime as _dt
-
-    try:
-        n = int(version)
-    except (TypeError, ValueError):
-        return str(version) or "-"
-    if n <= 0:
-        return "-"
-    if n >= 10**12:  # a millisecond epoch (after 2001-09-09): show the instant it names
-        # to the millisecond: the hub state counts on by one from such a counter, and two releases
-        # must never read the same
-        when = _dt.datetime.fromtimestamp(n // 1000, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"r{when}.{n % 1000:03d}"
-    return f"r{n}"

@@ -83,11 +83,13 @@ def _machine(output: str) -> bool:
 
 
 def _cluster_state(c) -> str:
+    """``pending``, ``applying(r6->r7)``, ``Ready@r7`` or ``NotReady@r7(reason)``: releases as people read them."""
     if not c.reported:
         return "pending"
     if c.applied_digest != c.desired_digest:
-        return "applying"
-    return "Ready" if c.ready else f"NotReady({c.reason})"
+        return f"applying({c.applied_release}->{c.desired_release})" if c.desired_release else "applying"
+    at = f"@{c.applied_release}" if c.applied_release else ""
+    return f"Ready{at}" if c.ready else f"NotReady{at}({c.reason})"
 
 
 def freight_row(f) -> dict:
@@ -128,7 +130,8 @@ def _print_promotion(p) -> None:
     for c in p.changes:
         print(f"  change {c.name}: {c.before or '(none)'} -> {c.after}")
     for c in p.clusters:
-        print(f"  cluster {c.cluster}: {c.state}" + (f" - {c.message}" if c.message else ""))
+        release = f" ({c.target_release})" if c.target_release else ""
+        print(f"  cluster {c.cluster}: {c.state}{release}" + (f" - {c.message}" if c.message else ""))
     if p.rollback_commit:
         print(f"  rolled back by commit {p.rollback_commit[:12]}")
 

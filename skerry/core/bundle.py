@@ -34,7 +34,7 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
-from skerry.core import documents
+from skerry.core import documents, release_number
 from skerry.core.canonical import canonical_json
 from skerry.core.errors import InvalidInput, VerificationError
 
@@ -124,6 +124,11 @@ class VerifiedBundle:
     expires: _dt.datetime
     metadata: bytes
     raw: bytes
+    number: int = 0  # the release number people read (``skerry.core.release_number``); 0: unknown
+
+    @property
+    def label(self) -> str:
+        return release_number.label(self.number, self.release)
 
 
 def decode_signed(data: bytes, cluster: str, *, shared: bool = False) -> Bundle:

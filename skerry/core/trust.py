@@ -38,12 +38,13 @@ name the same image)::
 
     releases/<env>/<cluster>/<sha256 hex>.json
         release bin releases-<env>-<hh>   custom {cluster, environment, revision}
-        director bin clusters-<hh>        custom {release, revision[, render]}
+        director bin clusters-<hh>        custom {release, revision[, number, render]}
 
 The same path, length and SHA-256 in both; only ``custom`` differs. The
 director lists exactly one path per cluster — its current bundle — and drops
 the previous one when it moves the cluster on; ``release`` is the cluster's
-release counter (never goes down), ``render`` the engine and version that
+release counter (never goes down), ``number`` the release number people read
+(``skerry.core.release_number``: display only, never compared), ``render`` the engine and version that
 rendered it (provenance, outside the bundle's digest). A release bin keeps, per
 cluster, the target the director names and the newest release; older ones drop
 out when the bin is next signed.

@@ -18,6 +18,7 @@ from typing import Protocol
 import structlog
 
 from skerry.api.v1 import bundle_pb2, common_pb2, hub_pb2, hub_pb2_grpc
+from skerry.core import release_number
 from skerry.core.authz import Revocations, caller
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import (
@@ -61,7 +62,8 @@ def sync_result_to_proto(result: SyncResult) -> hub_pb2.SyncResponse:
 def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
     """The watch event for a release: a hint to refresh (the agent verifies through TUF), with its bytes if any."""
     return bundle_pb2.SignedBundle(
-        cluster=signed.cluster, version=signed.release, digest=signed.digest, bundle=signed.bundle
+        cluster=signed.cluster, version=signed.release, digest=signed.digest, bundle=signed.bundle,
+        number=signed.number,
     )
 
 
@@ -106,7 +108,8 @@ def bundle_messages(
     (``shared_chunks``), or whole to an agent that announces no chunk support, if they fit in one
     message (else it gets the hint and fetches them).
     """
-    head = bundle_pb2.SignedBundle(cluster=signed.cluster, version=signed.release, digest=signed.digest)
+    head = bundle_pb2.SignedBundle(cluster=signed.cluster, version=signed.release, digest=signed.digest,
+                                   number=signed.number)
     data = signed.bundle
     if signed.shared is None or not data:
         return [hub_pb2.WatchBundlesResponse(bundle=head)]
@@ -197,6 +200,7 @@ def status_from_proto(msg: hub_pb2.ClusterStatus, received_at: _dt.datetime) -> 
         cluster=msg.cluster,
         applied_version=msg.applied_version,
         applied_digest=msg.applied_digest,
+        applied_number=release_number.plausible(msg.applied_number, msg.applied_version),
         revision=msg.revision,
         conditions=tuple(
             Condition(type=c.type, status=c.status, reason=c.reason, message=c.message)
@@ -225,6 +229,7 @@ def status_to_proto(status: ClusterStatus) -> hub_pb2.ClusterStatus:
         cluster=status.cluster,
         applied_version=status.applied_version,
         applied_digest=status.applied_digest,
+        applied_number=status.applied_number,
         revision=status.revision,
         conditions=[
             common_pb2.Condition(type=c.type, status=c.status, reason=c.reason, message=c.message)
@@ -414,6 +419,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         current = self._store.current(name)
         if current is not None:
             view.desired_version = current.release
+            view.desired_release = current.label
             view.desired_digest = current.digest
             view.desired_revision = current.revision
             view.desired_objects = current.objects
@@ -423,4 +429,5 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         reported = self._statuses.get(name)
         if reported is not None:
             view.reported.CopyFrom(status_to_proto(reported))
+            view.applied_release = reported.applied_label
         return view

@@ -13,6 +13,8 @@ import dataclasses
 import datetime as _dt
 from collections.abc import Iterable
 
+from skerry.core import release_number
+
 # Bounds on what one report may make the hub hold.
 MAX_OBJECTS = 20_000
 MAX_CONDITIONS = 64
@@ -47,12 +49,18 @@ class ClusterStatus:
     cluster: str
     applied_version: int = 0
     applied_digest: str = ""
+    applied_number: int = 0  # display only (``skerry.core.release_number``); 0: unknown
     revision: str = ""
     conditions: tuple[Condition, ...] = ()
     objects: tuple[ObjectStatus, ...] = ()
     agent_version: str = ""
     observed_unix_ms: int = 0
     received_at: _dt.datetime | None = None
+
+    @property
+    def applied_label(self) -> str:
+        """The applied release as people read it (``r7``); ``-`` before the agent applied any."""
+        return release_number.label(self.applied_number, self.applied_version)
 
     def bounded(self) -> ClusterStatus:
         """A copy within the hub's size limits (long messages cut, excess entries dropped)."""

@@ -214,6 +214,9 @@ class _MemoryTx:
         last[cluster] = last.get(cluster, self._owner._start) + 1
         return last[cluster]
 
+    def release_floor(self) -> int:
+        return self._owner._start
+
     def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
         pass  # nothing outlives the process
 

@@ -57,10 +57,10 @@ def test_before_anything_is_applied_the_agent_says_so():
 
 
 def test_a_refused_bundle_is_verified_false_with_its_reason_and_the_applied_release_stays():
-    refused = Verification(False, 4, reason="Rollback", error="release 4 is older than 5")
+    refused = Verification(False, "r4", reason="Rollback", error="release r4 is older than r5")
     conditions = by_type(AgentSnapshot(cluster="oslo", last_result=READY, verification=refused))
     assert (conditions["Verified"].status, conditions["Verified"].reason) == (FALSE, "Rollback")
-    assert conditions["Verified"].message == "release 4: release 4 is older than 5"
+    assert conditions["Verified"].message == "release r4: release r4 is older than r5"
     assert (
         conditions["Ready"].is_true and status_result(AgentSnapshot("oslo", last_result=READY)).release == 3
     )
@@ -70,8 +70,8 @@ def test_a_cached_expired_bundle_is_verified_from_the_cache_and_stale():
     snapshot = AgentSnapshot(
         cluster="oslo",
         last_result=READY,
-        verification=Verification(True, 3, "sha256:c", from_cache=True),
-        stale=Stale(3, NOW),
+        verification=Verification(True, "r3", "sha256:c", from_cache=True),
+        stale=Stale("r3", NOW),
     )
     conditions = by_type(snapshot)
     assert conditions["Verified"].reason == "CachedBundle"
@@ -90,11 +90,11 @@ def test_a_freeze_replaces_fresh_and_says_whether_reconciling_is_suspended():
     fresh = by_type(AgentSnapshot("oslo", fresh_until=NOW))
     assert fresh["Fresh"].message == f"trusted metadata valid until {NOW.isoformat()}"
     keep = by_type(
-        AgentSnapshot("oslo", fresh_until=NOW, freeze=Freeze("timestamp expired", 7, suspends=False))
+        AgentSnapshot("oslo", fresh_until=NOW, freeze=Freeze("timestamp expired", "r7", suspends=False))
     )
     assert "Fresh" not in keep and keep["Frozen"].is_true
-    assert keep["Frozen"].message == "timestamp expired — last good release 7 stays applied"
-    suspend = by_type(AgentSnapshot("oslo", freeze=Freeze("timestamp expired", 7, suspends=True)))
+    assert keep["Frozen"].message == "timestamp expired — last good release r7 stays applied"
+    suspend = by_type(AgentSnapshot("oslo", freeze=Freeze("timestamp expired", "r7", suspends=True)))
     assert suspend["Frozen"].message.endswith("and reconciling is suspended")
 
 
@@ -169,8 +169,8 @@ def test_a_freeze_under_policy_suspend_stops_retries_and_policy_keep_does_not():
     current = object()
     assert not may_reapply(None, None)
     assert may_reapply(current, None)
-    assert may_reapply(current, Freeze("expired", 1, suspends=False))
-    assert not may_reapply(current, Freeze("expired", 1, suspends=True))
+    assert may_reapply(current, Freeze("expired", "r1", suspends=False))
+    assert not may_reapply(current, Freeze("expired", "r1", suspends=True))
 
 
 # --- drift policy and the operator's controls ------------------------------------------------
@@ -406,6 +406,7 @@ class StandInVerifier:
         self.outcomes = list(outcomes)
         self.valid_until = NOW + _dt.timedelta(hours=1)
         self.last_release = 7
+        self.last_number = 0
 
     def verify_message(self, _signed):
         outcome = self.outcomes.pop(0)

@@ -25,7 +25,8 @@ def test_every_conflicting_manager_is_named_with_its_fields():
 def test_status_table_shows_releases_ready_health_drift_and_the_failed_object():
     status = hub_pb2.ClusterStatus(
         cluster="oslo",
-        applied_version=7,
+        applied_version=1796415910017,
+        applied_number=7,
         conditions=[
             common_pb2.Condition(type="Ready", status="False", reason="ApplyFailed", message="1 of 3 failed"),
             common_pb2.Condition(type="Healthy", status="Unknown", reason="Progressing", message="1 progressing"),
@@ -42,7 +43,9 @@ def test_status_table_shows_releases_ready_health_drift_and_the_failed_object():
     resp = hub_pb2.GetFleetStatusResponse(
         revision="abc",
         clusters=[
-            hub_pb2.ClusterView(cluster="oslo", desired_version=8, reported=status),
+            hub_pb2.ClusterView(cluster="oslo", desired_version=1796415910018, desired_release="r8",
+                                applied_release="r7", reported=status),
+            # an older hub: counters only
             hub_pb2.ClusterView(cluster="bergen-prod", desired_version=1796415910010),
         ],
     )
@@ -50,7 +53,7 @@ def test_status_table_shows_releases_ready_health_drift_and_the_failed_object():
     assert lines[0].split() == ["CLUSTER", "DESIRED", "APPLIED", "READY", "HEALTHY", "DRIFTED", "SUSPENDED", "MESSAGE"]
     assert lines[1].split()[:8] == ["oslo", "r8", "r7", "False", "Unknown", "True", "-", "ConfigMap"]
     assert lines[1].endswith("ConfigMap shop/c: forbidden")
-    # a millisecond-epoch counter is shown as the instant it names, not 13 digits
+    # a millisecond-epoch counter without a number is shown as the instant it names, not 13 digits
     assert lines[2].split()[:4] == ["bergen-prod", "r2026-12-04T20:25:10.010", "-", "Unknown"]
     assert lines[2].endswith("no report from the agent yet")
     # aligned: every column starts at the same offset on every line

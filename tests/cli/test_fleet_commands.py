@@ -87,6 +87,10 @@ def test_fetch_brings_a_new_commit_in_now_and_status_watch_prints_the_change(hub
         by_cluster = {c["cluster"]: c for c in after["clusters"]}
         assert by_cluster["oslo-dev"]["desired_revision"] == second
         assert by_cluster["oslo-prod"]["desired_revision"] == first  # prod's bundle did not change
+        # releases read r1, r2 per cluster; the counters behind them stay in the document
+        assert [by_cluster[c]["desired_release"] for c in ("oslo-dev", "oslo-prod")] == ["r2", "r1"]
+        assert int(by_cluster["oslo-dev"]["desired_version"]) == int(
+            {c["cluster"]: c for c in before["clusters"]}["oslo-dev"]["desired_version"]) + 1
         with pytest.raises(AssertionError, match="no document within"):
             docs.next(2.0)  # nothing changed since: nothing printed, though it asked four times
         assert watch.poll() is None  # --watch goes on until interrupted
@@ -96,6 +100,9 @@ def test_fetch_brings_a_new_commit_in_now_and_status_watch_prints_the_change(hub
     again = skerry("fetch", *flags(hub))
     rows = [ln.split() for ln in again.stdout.splitlines()]
     assert rows[0][:3] == ["COMMIT", "RENDERED", "PUBLISHED"] and rows[1][:2] == [second[:12], "False"]
+    table = skerry("status", *flags(hub))
+    desired = {ln.split()[0]: ln.split()[1] for ln in table.stdout.splitlines()[1:]}
+    assert desired == {"oslo-dev": "r2", "oslo-prod": "r1"}
 
 
 def test_fetch_needs_an_operator_and_a_failed_fetch_exits_1_naming_it(hub):

@@ -85,6 +85,7 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
         settle(stack, cluster)
     assert image(stack, "shop-prod") == "nginx:1.25.3"
     prod_before = (stack.repo / "overlays/prod/kustomization.yaml").read_text()
+    prod_release = view(stack, "oslo-prod")["desired_release"]
 
     kust = stack.repo / "overlays/dev/kustomization.yaml"
     kust.write_text(kust.read_text().replace('newTag: "1.25.3"', 'newTag: "1.27.0"'))
@@ -95,6 +96,8 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
     freight = cli(stack, "tester", "freight", "web", "-o", "json")
     assert freight.returncode == 0, freight.stderr
     assert "nginx:1.27.0" in freight.stdout and "nginx:1.25.3" in freight.stdout
+    table = cli(stack, "tester", "freight", "web")  # each cluster's state at the release it runs, as people read it
+    assert f"oslo-dev:Ready@{view(stack, 'oslo-dev')['desired_release']}" in table.stdout, table.stdout
 
     # a promoter who is not an approver is blocked by the approvals gate, which says who may approve
     blocked = cli(stack, "tester", "promote", "web", "--from", "dev", "--to", "prod")
@@ -106,7 +109,9 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
     done = cli(stack, "approver", "promote", "web", "--from", "dev", "--to", "prod", "--approve", "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "done" in done.stdout.splitlines()[-2] or "done" in done.stdout
-    assert "cluster oslo-prod: healthy" in done.stdout
+    promoted = view(stack, "oslo-prod")["desired_release"]
+    assert int(promoted.removeprefix("r")) == int(prod_release.removeprefix("r")) + 1  # one new release of prod
+    assert f"cluster oslo-prod: healthy ({promoted})" in done.stdout
 
     stack.pull()
     log = git(stack.repo, "log", "-1", "--format=%B")

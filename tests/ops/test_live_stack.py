@@ -142,8 +142,11 @@ def test_agent_keeps_a_bundlestatus_with_kstatus_conditions_and_events(live):
     assert conds["Stalled"]["status"] == "False"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["release"] == live.agents["bergen-prod"].status()["applied_release"]
-    table = live.kubectl("get", "bundlestatuses.skerry.io", "-n", ns)
-    assert "READY" in table and "True" in table
+    assert obj["status"]["releaseName"] == live.agents["bergen-prod"].status()["applied_name"] == "r1"
+    table = live.kubectl("get", "bundlestatuses.skerry.io", "-n", ns).splitlines()
+    assert table[0].split()[:3] == ["NAME", "READY", "REASON"] and "RELEASE" in table[0]
+    row = dict(zip(table[0].split(), table[1].split(), strict=False))
+    assert (row["READY"], row["RELEASE"]) == ("True", "r1")
     events = json.loads(live.kubectl("get", "events", "-n", ns, "-o", "json"))["items"]
     applied = [e for e in events if e["reason"] == "Applied" and e["involvedObject"]["kind"] == "BundleStatus"]
     assert applied and "created" in applied[0]["message"]
@@ -220,6 +223,7 @@ def test_dashboard_shows_clusters_health_drift_and_updates_when_a_commit_lands(l
     assert text(browser, "group-no-bergen-dev") and text(browser, "group-no-tromso-dev")
     assert text(browser, "group-no-bergen-prod")
     first_revision = text(browser, "desired-tromso-dev")
+    assert first_revision.startswith("r1 ") and text(browser, "applied-tromso-dev").startswith("r1 ")
     shot(browser, tmp_path, "1-all-synced")
 
     # A commit lands while tromso-dev's agent is down: dev's desired bundle moves, tromso-dev stays behind.
@@ -232,7 +236,8 @@ def test_dashboard_shows_clusters_health_drift_and_updates_when_a_commit_lands(l
     commit = live.commit("dev: add web-settings")
     wait_text(browser, "desired-tromso-dev", lambda t: commit[:8] in t, "the new desired revision")
     drift = wait_text(browser, "drift-tromso-dev", lambda t: "desired is" in t, "drift on tromso-dev")
-    assert "applied release" in drift
+    assert "applied release r1 " in drift and "desired is r2 " in drift
+    assert text(browser, "desired-tromso-dev").startswith("r2 ")
     wait_text(browser, "sync-tromso-dev", lambda t: t == "OutOfSync", "tromso-dev OutOfSync")
     wait_text(browser, "offline-tromso-dev", lambda t: "not connected" in t, "tromso-dev shown offline")
     wait_text(browser, "applied-bergen-dev", lambda t: commit[:8] in t, "bergen-dev applying the commit")

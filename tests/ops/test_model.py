@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 
 from skerry.hub.bundles.store import RenderFailure, SignedBundle
@@ -20,6 +21,7 @@ from skerry.hub.dashboard.model import (
     build_snapshot,
     cluster_view,
 )
+from skerry.hub.state import open_state
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus
 
 NOW = _dt.datetime(2026, 12, 1, 12, 0, tzinfo=_dt.UTC)
@@ -54,7 +56,7 @@ def test_synced_and_healthy_when_the_agent_reports_the_desired_digest():
 def test_another_applied_digest_is_drift_out_of_sync():
     v = view(signed(), report("sha256:" + "b" * 64))
     assert v["sync"] == OUT_OF_SYNC
-    assert "applied release 6" in v["drift"] and "desired is 7" in v["drift"]
+    assert "applied release r6" in v["drift"] and "desired is r7" in v["drift"]
 
 
 def test_not_ready_is_degraded_with_the_reason_as_last_error():
@@ -129,6 +131,19 @@ class _Store:
         return None
 
 
+class _OneCluster:
+    """The store's surface ``ReleaseHistory.record_fleet`` reads: one cluster and its current release."""
+
+    def __init__(self, current):
+        self._current = current
+
+    def clusters(self):
+        return ["oslo"]
+
+    def current(self, name):
+        return self._current
+
+
 def test_apps_are_named_as_the_promotion_config_names_them():
     snap = build_snapshot(type("V", (), {"fleet": _Fleet()})(), _Store(), {}, ReleaseHistory(), NOW)
     apps = {a["name"]: a for a in snap["apps"]}
@@ -142,6 +157,29 @@ def test_release_history_records_each_new_release_once_and_is_bounded():
         h.observe("oslo", signed(release=n, digest=f"sha256:{n}"), NOW)
         h.observe("oslo", signed(release=n, digest=f"sha256:{n}"), NOW)
     assert [e["release"] for e in h.get("oslo")] == [2, 3, 4]
+
+
+def test_releases_show_their_numbers_and_history_kept_before_numbers_shows_its_counter_readably(tmp_path):
+    floor = 1796415910010
+    current = dataclasses.replace(signed(release=floor + 7), number=7)
+    applied = dataclasses.replace(report("sha256:" + "b" * 64), applied_version=floor + 6, applied_number=6)
+    v = view(current, applied)
+    assert (v["desired"]["label"], v["applied"]["label"]) == ("r7", "r6")
+    assert (v["desired"]["release"], v["applied"]["release"]) == (floor + 7, floor + 6)  # the counters stay
+
+    state = open_state(f"sqlite:///{tmp_path / 'hub.db'}", state_dir=tmp_path)
+    try:
+        with state.write() as tx:  # what an older hub stored: entries without numbers
+            tx.put_record(ReleaseHistory.KIND, "oslo",
+                          {"entries": [{"release": floor, "digest": "sha256:0", "revision": "c"}]})
+        h = ReleaseHistory(state=state)
+        h.observe("oslo", current, NOW)
+        readable = ["r2026-12-04T20:25:10.010", "r7"]
+        assert [e["label"] for e in h.get("oslo")] == readable
+        h.record_fleet(_OneCluster(current), NOW)  # stores what grew
+        assert [e["label"] for e in ReleaseHistory(state=state).get("oslo")] == readable
+    finally:
+        state.close()
 
 
 class FakePromoter:

@@ -229,6 +229,9 @@ async def test_progress_follows_prod_to_done_and_lists_offline_clusters_as_pendi
         h.clock.advance(61)
         await until(lambda: rec.state == "done", "done")
         assert rec.clusters[0].state == "healthy"
+        # the release it rolled out, as people read it: prod's second
+        assert (rec.clusters[0].target_release, rec.clusters[0].applied_release) == ("r2", "r2")
+        assert h.promoter.health("oslo-prod").desired_release == "r2"
         seen = []
         async for r in h.promoter.watch(operator("carol"), rec.id):
             seen.append(r.state)

@@ -174,6 +174,7 @@ class Reconciler:
         base = {
             "cluster": bundle.cluster,
             "release": verified.release,
+            "number": verified.number,
             "digest": verified.digest,
             "revision": bundle.revision,
         }
@@ -201,11 +202,12 @@ class Reconciler:
         result = ReconcileResult(
             **base,
             objects=(*applied.results, *pruned.results),
-            conditions=(*conditions, _ready(conditions, verified.release)),
+            conditions=(*conditions, _ready(conditions, verified.label)),
         )
         log.info(
             "reconciled",
             release=verified.release,
+            release_name=verified.label,
             digest=verified.digest,
             ready=result.ready,
             seconds=round(self._monotonic() - started, 3),
@@ -222,9 +224,10 @@ class Reconciler:
             if _suspended(configmap):
                 msg = (
                     f"{SUSPEND_ANNOTATION}=true on {where}: release "
-                    f"{verified.release} not applied (skerry resume to continue)"
+                    f"{verified.label} not applied (skerry resume to continue)"
                 )
-                log.warning("suspended; nothing applied", release=verified.release)
+                log.warning("suspended; nothing applied", release=verified.release,
+                            release_name=verified.label)
                 raise _Halt(
                     Condition("Suspended", TRUE, "Suspended", msg),
                     Condition("Ready", FALSE, "Suspended", msg),
@@ -427,7 +430,7 @@ def with_their_crds(items: list[Item], bundle: Iterable[Item]) -> list[Item]:
     return plan.order_for_apply_items([*items, *crds])
 
 
-def _ready(conditions: list[Condition], release: int) -> Condition:
+def _ready(conditions: list[Condition], release: str) -> Condition:
     first_false = next((c for c in conditions if not c.is_true), None)
     if first_false is None:
         return Condition("Ready", TRUE, "ReconciliationSucceeded", f"release {release} applied")

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from skerry.core import release_number
+
 # Per-object actions (the ``ObjectStatus.action`` strings of hub.proto).
 CREATED = "created"
 CONFIGURED = "configured"
@@ -109,6 +111,12 @@ class ReconcileResult:
     revision: str
     objects: tuple[ObjectResult, ...] = ()
     conditions: tuple[Condition, ...] = ()
+    number: int = 0  # the release number people read (``skerry.core.release_number``); 0: unknown
+
+    @property
+    def label(self) -> str:
+        """The release as people read it: ``r7`` (``-`` before any)."""
+        return release_number.label(self.number, self.release)
 
     def condition(self, type_: str) -> Condition | None:
         for c in self.conditions:

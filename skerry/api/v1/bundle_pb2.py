@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askerry/api/v1/bundle.proto\x12\rskerry.api.v1\"V\n\x0cSignedBundle\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x62undle\x18\x05 \x01(\x0cJ\x04\x08\x04\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1askerry/api/v1/bundle.proto\x12\rskerry.api.v1\"f\n\x0cSignedBundle\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0e\n\x06\x62undle\x18\x05 \x01(\x0c\x12\x0e\n\x06number\x18\x06 \x01(\x04J\x04\x08\x04\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skerry.api.v1.bundle_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIGNEDBUNDLE']._serialized_start=45
-  _globals['_SIGNEDBUNDLE']._serialized_end=131
+  _globals['_SIGNEDBUNDLE']._serialized_end=147
 # @@protoc_insertion_point(module_scope)

@@ -100,7 +100,7 @@ class ObjectStatus(_message.Message):
     def __init__(self, ref: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., action: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("cluster", "applied_version", "applied_digest", "revision", "conditions", "objects", "agent_version", "observed_unix_ms")
+    __slots__ = ("cluster", "applied_version", "applied_digest", "revision", "conditions", "objects", "agent_version", "observed_unix_ms", "applied_number")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     APPLIED_VERSION_FIELD_NUMBER: _ClassVar[int]
     APPLIED_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class ClusterStatus(_message.Message):
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_NUMBER_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     applied_version: int
     applied_digest: str
@@ -117,7 +118,8 @@ class ClusterStatus(_message.Message):
     objects: _containers.RepeatedCompositeFieldContainer[ObjectStatus]
     agent_version: str
     observed_unix_ms: int
-    def __init__(self, cluster: _Optional[str] = ..., applied_version: _Optional[int] = ..., applied_digest: _Optional[str] = ..., revision: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[_common_pb2.Condition, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[ObjectStatus, _Mapping]]] = ..., agent_version: _Optional[str] = ..., observed_unix_ms: _Optional[int] = ...) -> None: ...
+    applied_number: int
+    def __init__(self, cluster: _Optional[str] = ..., applied_version: _Optional[int] = ..., applied_digest: _Optional[str] = ..., revision: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[_common_pb2.Condition, _Mapping]]] = ..., objects: _Optional[_Iterable[_Union[ObjectStatus, _Mapping]]] = ..., agent_version: _Optional[str] = ..., observed_unix_ms: _Optional[int] = ..., applied_number: _Optional[int] = ...) -> None: ...
 
 class ReportStatusRequest(_message.Message):
     __slots__ = ("status",)
@@ -140,7 +142,7 @@ class GetFleetStatusRequest(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ClusterView(_message.Message):
-    __slots__ = ("cluster", "labels", "paths", "desired_version", "desired_digest", "desired_revision", "desired_objects", "render_error", "reported", "reported_objects_omitted")
+    __slots__ = ("cluster", "labels", "paths", "desired_version", "desired_digest", "desired_revision", "desired_objects", "render_error", "reported", "reported_objects_omitted", "desired_release", "applied_release")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +160,8 @@ class ClusterView(_message.Message):
     RENDER_ERROR_FIELD_NUMBER: _ClassVar[int]
     REPORTED_FIELD_NUMBER: _ClassVar[int]
     REPORTED_OBJECTS_OMITTED_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_RELEASE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     labels: _containers.ScalarMap[str, str]
     paths: _containers.RepeatedScalarFieldContainer[str]
@@ -168,7 +172,9 @@ class ClusterView(_message.Message):
     render_error: str
     reported: ClusterStatus
     reported_objects_omitted: int
-    def __init__(self, cluster: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., paths: _Optional[_Iterable[str]] = ..., desired_version: _Optional[int] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., desired_objects: _Optional[int] = ..., render_error: _Optional[str] = ..., reported: _Optional[_Union[ClusterStatus, _Mapping]] = ..., reported_objects_omitted: _Optional[int] = ...) -> None: ...
+    desired_release: str
+    applied_release: str
+    def __init__(self, cluster: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., paths: _Optional[_Iterable[str]] = ..., desired_version: _Optional[int] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., desired_objects: _Optional[int] = ..., render_error: _Optional[str] = ..., reported: _Optional[_Union[ClusterStatus, _Mapping]] = ..., reported_objects_omitted: _Optional[int] = ..., desired_release: _Optional[str] = ..., applied_release: _Optional[str] = ...) -> None: ...
 
 class GetFleetStatusResponse(_message.Message):
     __slots__ = ("revision", "clusters", "next_page_token")

@@ -59,7 +59,7 @@ class Image(_message.Message):
     def __init__(self, name: _Optional[str] = ..., new_name: _Optional[str] = ..., new_tag: _Optional[str] = ..., digest: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
 
 class ClusterHealth(_message.Message):
-    __slots__ = ("cluster", "desired_digest", "desired_revision", "applied_digest", "ready", "reason", "healthy_since_unix_ms", "reported", "signed")
+    __slots__ = ("cluster", "desired_digest", "desired_revision", "applied_digest", "ready", "reason", "healthy_since_unix_ms", "reported", "signed", "desired_release", "applied_release")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     DESIRED_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DESIRED_REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,8 @@ class ClusterHealth(_message.Message):
     HEALTHY_SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     REPORTED_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_RELEASE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     desired_digest: str
     desired_revision: str
@@ -78,7 +80,9 @@ class ClusterHealth(_message.Message):
     healthy_since_unix_ms: int
     reported: bool
     signed: bool
-    def __init__(self, cluster: _Optional[str] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_digest: _Optional[str] = ..., ready: _Optional[bool] = ..., reason: _Optional[str] = ..., healthy_since_unix_ms: _Optional[int] = ..., reported: _Optional[bool] = ..., signed: _Optional[bool] = ...) -> None: ...
+    desired_release: str
+    applied_release: str
+    def __init__(self, cluster: _Optional[str] = ..., desired_digest: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_digest: _Optional[str] = ..., ready: _Optional[bool] = ..., reason: _Optional[str] = ..., healthy_since_unix_ms: _Optional[int] = ..., reported: _Optional[bool] = ..., signed: _Optional[bool] = ..., desired_release: _Optional[str] = ..., applied_release: _Optional[str] = ...) -> None: ...
 
 class GetFreightRequest(_message.Message):
     __slots__ = ("app", "env")
@@ -181,18 +185,22 @@ class WatchPromotionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ClusterProgress(_message.Message):
-    __slots__ = ("cluster", "state", "target_digest", "applied_digest", "message")
+    __slots__ = ("cluster", "state", "target_digest", "applied_digest", "message", "target_release", "applied_release")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TARGET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     APPLIED_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_RELEASE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     state: str
     target_digest: str
     applied_digest: str
     message: str
-    def __init__(self, cluster: _Optional[str] = ..., state: _Optional[str] = ..., target_digest: _Optional[str] = ..., applied_digest: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    target_release: str
+    applied_release: str
+    def __init__(self, cluster: _Optional[str] = ..., state: _Optional[str] = ..., target_digest: _Optional[str] = ..., applied_digest: _Optional[str] = ..., message: _Optional[str] = ..., target_release: _Optional[str] = ..., applied_release: _Optional[str] = ...) -> None: ...
 
 class Promotion(_message.Message):
     __slots__ = ("id", "app", "from_env", "to_env", "kind", "state", "commit", "branch", "gates", "changes", "clusters", "approved_by", "requested_by", "message", "rollback_commit", "updated_unix_ms")

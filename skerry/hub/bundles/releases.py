@@ -2,8 +2,8 @@
 
 ``SignedBundle`` is one directed release, ``SharedBlob`` bundle bytes many
 clusters receive as they are, ``RenderFailure`` why a commit could not be built.
-``bundle_record`` is what the state keeps of a release (release counter,
-digest, content digest, revision...): enough for a restarted hub, a new writer
+``bundle_record`` is what the state keeps of a release (release counter and
+number, digest, content digest, revision...): enough for a restarted hub, a new writer
 or a serving replica to serve it again without re-rendering or re-signing
 (``RestoredBlobs.signed`` takes it back, with a shared blob's bytes from the
 state so watch events carry them again).
@@ -15,6 +15,7 @@ import dataclasses
 import datetime as _dt
 from collections.abc import Callable, Mapping
 
+from skerry.core import release_number
 from skerry.core.bundle import Bundle
 from skerry.core.canonical import sha256_digest
 
@@ -35,6 +36,12 @@ class SignedBundle:
     signed_at: _dt.datetime
     # Set when ``bundle`` is a blob shared by many clusters.
     shared: SharedBlob | None = None
+    # The release number people read (``skerry.core.release_number``); 0 for a release made before numbers.
+    number: int = 0
+
+    @property
+    def label(self) -> str:
+        return release_number.label(self.number, self.release)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -74,7 +81,8 @@ RESTORED_BLOBS = 8
 def bundle_record(signed: SignedBundle) -> dict:
     """What the state keeps of a release: enough to serve it again without re-rendering or re-signing."""
     return {
-        "release": signed.release, "digest": signed.digest, "content": signed.content_digest,
+        "release": signed.release, "number": signed.number, "digest": signed.digest,
+        "content": signed.content_digest,
         "revision": signed.revision, "paths": list(signed.paths), "objects": signed.objects,
         "expires": signed.expires.isoformat(), "signed_at": signed.signed_at.isoformat(),
         "shared": signed.shared is not None,
@@ -90,7 +98,8 @@ class RestoredBlobs:
     def signed(self, cluster: str, doc: Mapping, blob: Callable[[str], bytes | None] | None) -> SignedBundle:
         shared = self._shared(str(doc["digest"]), str(doc["content"]), blob) if doc.get("shared") else None
         return SignedBundle(
-            cluster=cluster, release=int(doc["release"]), digest=str(doc["digest"]), content_digest=str(doc["content"]),
+            cluster=cluster, release=int(doc["release"]), number=int(doc.get("number", 0)),
+            digest=str(doc["digest"]), content_digest=str(doc["content"]),
             bundle=shared.data if shared is not None else b"", revision=str(doc["revision"]),
             paths=tuple(doc["paths"]), objects=int(doc["objects"]),
             expires=_dt.datetime.fromisoformat(doc["expires"]), signed_at=_dt.datetime.fromisoformat(doc["signed_at"]),

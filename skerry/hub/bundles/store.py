@@ -7,9 +7,11 @@ Every signed release of a cluster carries a counter (the TUF metadata
 release is one transaction of ``releases`` (``skerry.hub.writer.Releases``,
 fenced by the writer lease): the counter per cluster (strictly increasing
 across restarts, writers and clock steps; the state's first counter is above
-every unix-millisecond counter older hubs used), the TUF files the director
-signed for it, and the cluster's ``bundle`` record (``bundle_record``: release,
-digest, content digest, revision). If that transaction is refused (this
+every unix-millisecond counter older hubs used), its number people read
+(``counter - release_floor``: r1, r2... per cluster; ``skerry.core.release_number``),
+the TUF files the director signed for it (counter and number in the target's
+``custom``), and the cluster's ``bundle`` record (``bundle_record``: release,
+number, digest, content digest, revision). If that transaction is refused (this
 process is no longer the writer, the database is gone), nothing of it is kept
 and the cluster keeps its current release. ``restore``/``adopt`` take the
 records back: a restarted hub or a new writer compares a re-render with the
@@ -69,6 +71,7 @@ from skerry.core.bundle import SHARED_CLUSTER, Bundle
 from skerry.core.canonical import sha256_digest
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import NotFound
+from skerry.core.release_number import number_of
 from skerry.hub.bundles.builder import content_digest
 from skerry.hub.bundles.releases import (
     BUNDLE_RECORD,
@@ -101,6 +104,8 @@ class _Cluster:
 class LedgerTx(Protocol):
     def next_release(self, cluster: str) -> int: ...
 
+    def release_floor(self) -> int: ...
+
     def put_record(self, kind: str, key: str, doc: Mapping | None) -> None: ...
 
 
@@ -121,9 +126,11 @@ def render_of(bundle: Bundle) -> str:
 class Director(Protocol):
     """The trust repository's director side (``skerry.hub.trust.repository.TrustRepository``)."""
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, render: str = ""): ...
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, number: int = 0,
+               render: str = ""): ...
 
-    def direct_many(self, clusters, data: bytes, *, revision: str, release, render: str = ""): ...
+    def direct_many(self, clusters, data: bytes, *, revision: str, release, number=None,
+                    render: str = ""): ...
 
 
 class AwaitingRelease(Exception):
@@ -251,6 +258,7 @@ class HubStore:
             "bundle released",
             cluster=cluster,
             release=signed.release,
+            release_name=signed.label,
             digest=signed.digest,
             revision=bundle.revision,
             error_cleared=cleared,
@@ -270,8 +278,9 @@ class HubStore:
     ) -> SignedBundle:
         env = self._environment_of(cluster)
         with self._ledger.open() as tx:
-            directed = self._director.direct(cluster, env, data, revision=revision,
-                                             release=tx.next_release(cluster), render=render)
+            counter = tx.next_release(cluster)
+            directed = self._director.direct(cluster, env, data, revision=revision, release=counter,
+                                             number=number_of(counter, tx.release_floor()), render=render)
             if directed is None:
                 raise AwaitingRelease(
                     f"bundle {sha256_digest(data)} (revision {revision}) awaits signatures of release-{env}; "
@@ -280,6 +289,7 @@ class HubStore:
             signed = SignedBundle(
                 cluster=cluster,
                 release=directed.release,
+                number=directed.number,
                 digest=sha256_digest(data),
                 content_digest=content,
                 bundle=b"",
@@ -323,15 +333,18 @@ class HubStore:
                 todo.append(cluster)
         with self._ledger.open() as tx:  # counters, director entries and records: one fenced transaction
             counters = {c: tx.next_release(c) for c in todo}  # (a cluster already directed keeps its own)
+            floor = tx.release_floor() if todo else 0
             directed = self._director.direct_many(
                 [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-                release=counters.__getitem__, render=render_of(bundle))
+                release=counters.__getitem__, number=lambda c: number_of(counters[c], floor),
+                render=render_of(bundle))
             signed: dict[str, SignedBundle] = {}
             for cluster in todo:
                 got = directed[cluster]
                 if got is not None:
                     signed[cluster] = SignedBundle(
-                        cluster=cluster, release=got.release, digest=blob.digest, content_digest=blob.content_digest,
+                        cluster=cluster, release=got.release, number=got.number, digest=blob.digest,
+                        content_digest=blob.content_digest,
                         bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
                         objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
                     tx.put_record(BUNDLE_RECORD, cluster, bundle_record(signed[cluster]))
@@ -370,14 +383,15 @@ class HubStore:
                 released.append(cluster)
         return released
 
-    def set_error(self, cluster: str, message: str, revision: str) -> RenderFailure:
-        """Record why the cluster's state at ``revision`` failed; the current bundle is untouched."""
+    def set_error(self, cluster: str, message: str, revision: str, *, at: _dt.datetime | None = None) -> RenderFailure:
+        """Record why the cluster's state at ``revision`` failed (``at``: when the writer found it, if this
+        process only shows it); the current bundle is untouched."""
         state = self._clusters.get(cluster)
         if state is None:
             state = self._clusters[cluster] = _Cluster()
         if state.error is not None and (state.error.revision, state.error.message) == (revision, message):
             return state.error
-        state.error = RenderFailure(cluster=cluster, revision=revision, message=message, at=self._clock.now())
+        state.error = RenderFailure(cluster=cluster, revision=revision, message=message, at=at or self._clock.now())
         state.notify()
         log.warning(
             "render failed; previous bundle stays served", cluster=cluster, revision=revision, error=message

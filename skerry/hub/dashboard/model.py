@@ -36,6 +36,8 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from skerry.core import release_number
+
 # How many past releases are kept per cluster for the history view (memory bound per cluster).
 HISTORY_PER_CLUSTER = 50
 # Promotions listed in a snapshot, newest first.
@@ -81,9 +83,8 @@ class ReleaseHistory:
         entries = self._by_cluster.setdefault(cluster, collections.deque(maxlen=self._limit))
         if entries and entries[-1]["digest"] == signed.digest:
             return
-        entries.append(
-            {"release": signed.release, "digest": signed.digest, "revision": signed.revision, "at": _iso(at)}
-        )
+        entries.append({"release": signed.release, "number": signed.number, "label": signed.label,
+                        "digest": signed.digest, "revision": signed.revision, "at": _iso(at)})
         self._dirty.add(cluster)
 
     def record_fleet(self, store, at: _dt.datetime) -> int:
@@ -100,7 +101,9 @@ class ReleaseHistory:
         return len(dirty)
 
     def get(self, cluster: str) -> list[dict]:
-        return list(self._by_cluster.get(cluster, ()))
+        # entries stored before release numbers carry no label: their counter's readable form
+        return [e if "label" in e else {**e, "label": release_number.label(0, int(e.get("release", 0)))}
+                for e in self._by_cluster.get(cluster, ())]
 
 
 def _iso(when: _dt.datetime | None) -> str | None:
@@ -186,6 +189,8 @@ def _desired(current, now: _dt.datetime) -> dict | None:
         return None
     return {
         "release": current.release,
+        "number": current.number,
+        "label": current.label,
         "digest": current.digest,
         "revision": current.revision,
         "objects": current.objects,
@@ -204,6 +209,8 @@ def _applied(reported, objects_shown: int) -> dict:
         return view
     view["applied"] = {
         "release": reported.applied_version,
+        "number": reported.applied_number,
+        "label": reported.applied_label,
         "digest": reported.applied_digest,
         "revision": reported.revision,
         "agent_version": reported.agent_version,
@@ -238,8 +245,8 @@ def _drift(sync: str, current, reported, conditions: list[dict], counts: Mapping
     """Why the cluster differs from Git: another release applied, a change in the cluster, failed objects."""
     if sync == OUT_OF_SYNC:
         return (
-            f"applied release {reported.applied_version or '-'} ({(reported.applied_digest or 'none')[:19]}) "
-            f"but desired is {current.release} ({current.digest[:19]})"
+            f"applied release {reported.applied_label} ({(reported.applied_digest or 'none')[:19]}) "
+            f"but desired is {current.label} ({current.digest[:19]})"
         )
     live = next((c for c in conditions if c["type"] == "Drifted" and c["status"] == "True"), None)
     if live is not None:  # a change made in the cluster, outside Git (from the agent's watches)
@@ -317,7 +324,7 @@ def build_snapshot(fleet_view, store, statuses, history: ReleaseHistory, now: _d
                 "cluster": c["name"],
                 "path": path,
                 "desired_revision": (c["desired"] or {}).get("revision", ""),
-                "desired_release": (c["desired"] or {}).get("release"),
+                "desired_release": (c["desired"] or {}).get("label"),
                 "applied_revision": (c["applied"] or {}).get("revision", ""),
                 "sync": c["sync"],
                 "health": c["health"],

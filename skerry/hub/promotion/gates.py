@@ -35,6 +35,9 @@ class ClusterHealth:
     reported: bool = False
     signed: bool = False  # applied/ready come from a report the agent signed with a hub nonce
     signature_required: bool = False  # TUF mode: an unsigned report does not count
+    # The desired and the applied release as people read them (``r7``; display only, "" if none).
+    desired_release: str = ""
+    applied_release: str = ""
 
     @property
     def on_desired(self) -> bool:

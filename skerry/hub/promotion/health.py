@@ -8,6 +8,7 @@ signed, nonce-bound reports; then only those count, so a replayed or forged repo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from skerry.core.clock import Clock
@@ -64,9 +65,28 @@ def cluster_health(cluster: str, *, store, statuses: StatusBoard, tracker: Healt
     current = store.current(cluster) if cluster in store else None
     desired = current.digest if current is not None else ""
     revision = current.revision if current is not None else ""
+    status = statuses.get(cluster)
+    health = _health(cluster, desired, revision, status, attestations, tracker)
+    return dataclasses.replace(health, desired_release=current.label if current is not None else "",
+                               applied_release=_applied_release(health, current, status))
+
+
+def _applied_release(health: ClusterHealth, current, status: ClusterStatus | None) -> str:
+    """The applied release as people read it (display only): the desired one's number when the cluster
+    runs it, else the number of the release its agent reported applied."""
+    if not health.reported:
+        return ""
+    if current is not None and health.applied_digest == current.digest:
+        return current.label
+    if status is not None and status.applied_digest == health.applied_digest:
+        return status.applied_label
+    return "-"
+
+
+def _health(cluster: str, desired: str, revision: str, status: ClusterStatus | None, attestations,
+            tracker: HealthTracker) -> ClusterHealth:
     if attestations is not None:
         return _attested_health(cluster, desired, revision, attestations, tracker)
-    status = statuses.get(cluster)
     if status is None:
         return ClusterHealth(cluster=cluster, desired_digest=desired, desired_revision=revision)
     ready, reason = ready_of(status)

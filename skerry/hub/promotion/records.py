@@ -51,6 +51,9 @@ class ClusterProgress:
     target_digest: str = ""
     applied_digest: str = ""
     message: str = ""
+    # The target and the applied release as people read them (``r7``; display only).
+    target_release: str = ""
+    applied_release: str = ""
 
 
 @dataclasses.dataclass

@@ -155,13 +155,16 @@ class Rollouts:
 
     def _progress(self, name: str, wanted: str) -> ClusterProgress:
         h = self.health(name)
-        cp = ClusterProgress(name, target_digest=wanted, applied_digest=h.applied_digest)
+        cp = ClusterProgress(name, target_digest=wanted, applied_digest=h.applied_digest,
+                             target_release=h.desired_release if h.desired_digest == wanted else "",
+                             applied_release=h.applied_release)
         if not wanted:
             cp.state, cp.message = "pending", "no bundle for this cluster (render error?)"
         elif not h.reported:
             cp.state, cp.message = "pending", "no report yet (offline or not started)"
         elif h.applied_digest != wanted:
-            cp.state, cp.message = "applying", f"runs {h.applied_digest[:19] or 'nothing'}"
+            runs = f"{h.applied_release} ({h.applied_digest[:19]})" if h.applied_digest else "nothing"
+            cp.state, cp.message = "applying", f"runs {runs}"
         elif h.ready:
             cp.state = "healthy"
         else:

@@ -39,6 +39,7 @@ def health_to_proto(c: ClusterHealth) -> pb.ClusterHealth:
         cluster=c.cluster, desired_digest=c.desired_digest, desired_revision=c.desired_revision,
         applied_digest=c.applied_digest, ready=c.ready, reason=c.reason,
         healthy_since_unix_ms=_ms(c.healthy_since), reported=c.reported, signed=c.signed,
+        desired_release=c.desired_release, applied_release=c.applied_release,
     )
 
 
@@ -64,7 +65,8 @@ def record_to_proto(r: Record) -> pb.Promotion:
         changes=[change_to_proto(c) for c in r.changes],
         clusters=[
             pb.ClusterProgress(cluster=c.cluster, state=c.state, target_digest=c.target_digest,
-                               applied_digest=c.applied_digest, message=c.message)
+                               applied_digest=c.applied_digest, message=c.message,
+                               target_release=c.target_release, applied_release=c.applied_release)
             for c in r.clusters
         ],
         approved_by=r.approved_by, requested_by=r.requested_by, message=r.message,

@@ -47,6 +47,7 @@ class Lease:
     holder: str
     epoch: int
     expires: float  # seconds since the epoch, on the database's clock
+    ttl: float = 0.0  # what it was taken or renewed for: a long write transaction renews it as it goes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,10 @@ class Tx(Protocol):
 
     def last_release(self, cluster: str) -> int | None: ...
 
+    def release_floor(self) -> int:
+        """Every counter of this state is above it (``skerry.hub.state.schema``); release numbers count
+        from it (``skerry.core.release_number``)."""
+
     def redeem_token(self, token_id: str, expires: float, now: float) -> bool:
         """Record the token as spent; False if it was spent before. Entries expired at ``now`` are dropped."""
 
@@ -101,6 +106,9 @@ class Tx(Protocol):
         """Store the report unless a report with a generation >= ``generation`` is stored; True if stored."""
 
     def reports(self) -> list[Report]: ...
+
+    def reports_since(self, seq: int, limit: int = ...) -> tuple[list[Report], int]:
+        """Reports stored by transactions after position ``seq`` (any replica's), and the next position."""
 
     def issue_nonce(self, cluster: str, nonce: str, issued: float, *, keep: int, expired: float) -> int:
         """Open a signed-report nonce with the cluster's next counter; keep only the newest ``keep``, unexpired."""

@@ -2,8 +2,10 @@
 
 The director lists, for each cluster, exactly the release path of its current
 bundle — the same target (path, length, SHA-256) the release side signed — with
-the cluster's release counter; directing a cluster elsewhere drops its previous
-entry. A cluster is directed only to what the release side released.
+the cluster's release counter and the release number people read
+(``skerry.core.release_number``: display only, agents compare the counter);
+directing a cluster elsewhere drops its previous entry. A cluster is directed
+only to what the release side released.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ from collections.abc import Callable, Sequence
 
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
 
-from skerry.core import trust
+from skerry.core import release_number, trust
 from skerry.core.canonical import sha256_hex
 from skerry.core.errors import InvalidInput
 
 
 @dataclasses.dataclass(frozen=True)
 class Directed:
-    """The director's word for one cluster: the release counter and which bundle (its target path)."""
+    """The director's word for one cluster: the release counter, its number and which bundle (target path)."""
 
     cluster: str
     release: int
     path: str
     expires: _dt.datetime
+    number: int = 0
 
 
 class Directing:
@@ -67,14 +70,15 @@ class Directing:
         if role not in self.md and role not in self._dirty:
             self._touch(role, Metadata(Targets(version=1, targets={})))
 
-    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int,
+    def direct(self, cluster: str, env: str, data: bytes, *, revision: str, release: int, number: int = 0,
                render: str = "") -> Directed | None:
         """Point ``cluster`` at ``data`` if the release side signed it; ``None`` if it has not (yet)."""
         return self.direct_many([(cluster, env)], data, revision=revision, release=lambda _c: release,
-                                render=render)[cluster]
+                                number=lambda _c: number, render=render)[cluster]
 
     def direct_many(self, clusters: Sequence[tuple[str, str]], data: bytes, *, revision: str,
-                    release: Callable[[str], int], render: str = "") -> dict[str, Directed | None]:
+                    release: Callable[[str], int], number: Callable[[str], int] | None = None,
+                    render: str = "") -> dict[str, Directed | None]:
         """``direct`` for every ``(cluster, env)`` sharing the bundle ``data``: the blob is stored and
         hashed once, each changed director bin signed once, one snapshot and timestamp made.
 
@@ -85,7 +89,7 @@ class Directing:
             if not trust.valid_name(cluster) or not trust.valid_name(env):
                 raise InvalidInput(f"cluster {cluster!r} / environment {env!r} must be DNS labels")
         hexdigest = sha256_hex(data)
-        out: dict[str, tuple[int, str, str] | None] = {}
+        out: dict[str, tuple[int, str, int] | None] = {}
         with self.batch():
             self._keep_blob(hexdigest, data)
             auto: dict[str, list[str]] = {}
@@ -96,27 +100,31 @@ class Directing:
             for env, names in auto.items():
                 self._auto_release(env, names, data, revision)
             for cluster, env in clusters:
-                out[cluster] = self._direct_one(cluster, env, data, hexdigest, revision, release(cluster), render)
+                out[cluster] = self._direct_one(cluster, env, data, hexdigest, revision, release(cluster),
+                                                number(cluster) if number is not None else 0, render)
         return {cluster: None if got is None else Directed(
-            cluster=cluster, release=got[0], path=got[1], expires=self.horizon(got[1]))
+            cluster=cluster, release=got[0], path=got[1], expires=self.horizon(got[1]), number=got[2])
             for cluster, got in out.items()}
 
     def _direct_one(self, cluster: str, env: str, data: bytes, hexdigest: str, revision: str, release: int,
-                    render: str) -> tuple[int, str, str] | None:
-        """List the release path of ``data`` for ``cluster`` in its director bin, with the release counter;
-        drop the path it listed before (the director names one bundle per cluster)."""
+                    number: int, render: str) -> tuple[int, str, int] | None:
+        """List the release path of ``data`` for ``cluster`` in its director bin, with the release counter
+        and number; drop the path it listed before (the director names one bundle per cluster)."""
         path = trust.release_path(env, cluster, hexdigest)
         if self.release_target(env, cluster, hexdigest) is None:
             return None
         current = self.directed(cluster)
         if current is not None and current.path == path:
             # already directed (e.g. a restarted hub re-rendering the same bundle): keep its release counter
-            return int(current.custom["release"]), path, env
+            kept = int(current.custom["release"])
+            return kept, path, release_number.director_number(current.custom, kept)
         role = trust.director_bin(path)
         self._ensure_director_bin(role)
         md = self._dirty.get(role) or self.md[role]
         target = TargetFile(length=len(data), hashes={"sha256": hexdigest}, path=path)
-        custom = {"release": release, "revision": revision}
+        custom: dict[str, object] = {"release": release, "revision": revision}
+        if number > 0:
+            custom["number"] = number
         if render:
             custom["render"] = render
         target.unrecognized_fields["custom"] = custom
@@ -129,7 +137,7 @@ class Directing:
             self._touch(old, before)
         self._directing[cluster] = path
         self._unlinked[path] = hexdigest
-        return release, path, env
+        return release, path, number
 
     def directed(self, cluster: str) -> TargetFile | None:
         """The director's target for ``cluster`` (its current bundle), or ``None``."""

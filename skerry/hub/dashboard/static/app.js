@@ -36,8 +36,8 @@ function clusterRow(c) {
     el("td", {}, badge(c.sync, `sync-${c.name}`),
       c.connected === false ? el("div", { class: "offline", "data-testid": `offline-${c.name}` }, "agent not connected") : ""),
     el("td", {}, badge(c.health, `health-${c.name}`), c.health_reason ? el("div", { class: "muted" }, c.health_reason) : ""),
-    el("td", { "data-testid": `applied-${c.name}` }, a ? `r${a.release} ` : "-", a ? el("code", {}, short(a.revision, 8)) : ""),
-    el("td", { "data-testid": `desired-${c.name}` }, d ? `r${d.release} ` : "-", d ? el("code", {}, short(d.revision, 8)) : ""),
+    el("td", { "data-testid": `applied-${c.name}` }, a ? `${a.label} ` : "-", a ? el("code", {}, short(a.revision, 8)) : ""),
+    el("td", { "data-testid": `desired-${c.name}` }, d ? `${d.label} ` : "-", d ? el("code", {}, short(d.revision, 8)) : ""),
     el("td", { class: "drift", "data-testid": `drift-${c.name}` }, c.drift || ""),
     el("td", { class: "err", "data-testid": `error-${c.name}` }, c.last_error ? `${c.last_error.source}: ${c.last_error.message}` : ""),
     el("td", {}, expiry(d)),
@@ -87,9 +87,9 @@ function renderApps() {
     const envs = snapshot.environments.filter((e) => app.environments[e]).concat(Object.keys(app.environments).filter((e) => !snapshot.environments.includes(e)));
     const rows = envs.flatMap((e) => app.environments[e].map((x) => el("tr", { "data-testid": `freight-${app.name}-${e}-${x.cluster}` },
       el("td", {}, e), el("td", {}, x.cluster), el("td", {}, x.path),
-      el("td", {}, x.desired_release ? `r${x.desired_release} ` : "-", el("code", {}, short(x.desired_revision, 8))),
+      el("td", {}, x.desired_release ? `${x.desired_release} ` : "-", el("code", {}, short(x.desired_revision, 8))),
       el("td", {}, el("code", {}, short(x.applied_revision, 8))), el("td", {}, badge(x.sync, "")),
-      el("td", {}, x.history.slice(-5).reverse().map((h) => el("div", {}, el("code", {}, short(h.revision, 8)), ` r${h.release} at ${h.at}`))))));
+      el("td", {}, x.history.slice(-5).reverse().map((h) => el("div", {}, el("code", {}, short(h.revision, 8)), ` ${h.label} at ${h.at}`))))));
     box.append(el("div", { class: "group", "data-testid": `app-${app.name}` }, el("h3", {}, app.name),
       el("table", {}, el("tr", {}, ["Environment", "Cluster", "Path", "Desired", "Applied", "Sync", "Release history"].map((h) => el("th", {}, h))), rows)));
   }
