@@ -24,6 +24,7 @@ import pytest
 from devtrust import DevTrust
 from hub.helpers import FLEET_FILES, GitRepo
 
+from skerry.core import logging as skerry_logging
 from skerry.core import tls
 from skerry.hub.render.engine import KustomizeEngine
 from skerry.testing.envtest import LocalCluster
@@ -43,6 +44,15 @@ def pytest_pyfunc_call(pyfuncitem):
         asyncio.run(bounded())
         return True
     return None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """Every test starts with logging as a fresh process has it: services and commands under test
+    configure it (onto a captured stream, at their level), and that must not reach the next test."""
+    skerry_logging.reset()
+    yield
+    skerry_logging.reset()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ installation. The work is ``skerry.install``; this module parses and prints::
   skerry install --repo ssh://git@git.example/fleet.git --git-ssh-key deploy.key \\
       --git-known-hosts known_hosts --env dev --env prod:3:2 --name hub.example.com [--context mgmt]
   skerry install ... --dry-run -o yaml          # print every object instead of applying
+  skerry install ... --ha --database-secret skerry-hub-db-app   # hub replicas on PostgreSQL
 
 Run again, it changes nothing (the keys of the first run are read back from the cluster).
 """
@@ -53,6 +54,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("skerry-install"), metavar="DIR",
                    help="where offline keys and public files go (default ./skerry-install)")
     p.add_argument("--manifests", type=pathlib.Path, metavar="DIR", help="deploy/ directory (default: the one this Skerry ships with)")
+    p.add_argument("--ha", action="store_true",
+                   help="hub replicas on PostgreSQL (deploy/overlays/ha) instead of one hub with a volume")
+    p.add_argument("--database-secret", metavar="NAME",
+                   help="with --ha: the Secret in skerry-system whose key 'uri' is the PostgreSQL DSN "
+                   "(CloudNativePG makes skerry-hub-db-app); it must exist")
     p.add_argument("--dry-run", action="store_true", help="apply nothing; print the objects (-o yaml|json)")
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format of --dry-run (default yaml)")
     add_kube_flags(p)
@@ -101,13 +107,18 @@ def install_command(args) -> int:
     from skerry.install import material as m
 
     skerry_logging.configure("warning")  # stdout is the list of objects
+    if args.ha != bool(args.database_secret):
+        raise UsageError("--ha and --database-secret NAME go together (the replicas' PostgreSQL DSN)")
     settings = management.Settings(
         repo=args.repo, branch=args.branch, git_ssh_key=args.git_ssh_key, git_known_hosts=args.git_known_hosts,
         git_token_file=args.git_token_file, environments=parse_environments(args.env),
-        names=tuple(args.names))
+        names=tuple(args.names), database_secret=args.database_secret)
     offline = m.OfflineDir(args.out_dir)
     kube = cluster.connect(args.kubeconfig, args.context)
     try:
+        if settings.database_secret:
+            cluster.check_secret_key(kube, m.NAMESPACE, settings.database_secret, management.DATABASE_KEY,
+                                     "--database-secret")
         live = cluster.existing(kube, m.NAMESPACE, m.MADE)
         plan = management.plan(settings, offline, live, manifests.deploy_dir(args.manifests))
         offline.write_public(plan.material)

@@ -49,6 +49,7 @@ from prometheus_client import (
 )
 
 from skerry.core import errors
+from skerry.core import logging as skerry_logging
 from skerry.core.peers import parse_listen
 
 log = structlog.get_logger("skerry.requests")
@@ -251,7 +252,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         code = self._code(exc, context)
         self._handled.labels(method, code).inc()
         self._seconds.labels(method).observe(seconds)
-        if structlog.is_configured():  # services configure logging; in-process library use stays quiet
+        if skerry_logging.is_configured():  # services configure logging; in-process library use stays quiet
             log.info("request", method=method, code=code, duration_ms=round(seconds * 1000, 2),
                      **_request_fields(request))
 

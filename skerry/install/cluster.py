@@ -56,6 +56,16 @@ def read_secret(kube: KubeClient, namespace: str, name: str, context: str | None
     return obj
 
 
+def check_secret_key(kube: KubeClient, namespace: str, name: str, key: str, flag: str) -> None:
+    """Refuse in one line unless Secret ``namespace/name`` exists and has ``key`` (a Secret the user makes)."""
+    obj = kube.get("v1", "Secret", name, namespace)
+    if obj is None:
+        raise ConfigError(f"{flag} {name}: no Secret {namespace}/{name} in the cluster; create it first "
+                          f"(its key {key!r} holds the value)")
+    if key not in (obj.get("data") or {}):
+        raise ConfigError(f"{flag} {name}: Secret {namespace}/{name} has no key {key!r}")
+
+
 def server_minor(kube: KubeClient) -> int:
     """The API server's minor version (``/version``), e.g. 29; an unparsable answer counts as current."""
     digits = "".join(ch for ch in str(kube.server_version().get("minor", "")) if ch.isdigit())

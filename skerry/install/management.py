@@ -2,8 +2,9 @@
 
 ``plan`` is the whole decision and applies nothing: it recovers the material of an earlier
 install from the live objects (or makes new material), adds the Git credentials and the
-rendered ``deploy/overlays/management``, and checks that every Secret, ConfigMap and volume claim
-a workload references is among the objects. ``skerry install`` then applies or prints the list.
+rendered ``deploy/overlays/management`` (or ``deploy/overlays/ha``: hub replicas on a PostgreSQL
+whose DSN Secret the user made, with the Secrets the replicas share), and checks that every Secret,
+ConfigMap and volume claim a workload references is among the objects. ``skerry install`` then applies or prints the list.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from skerry.core.errors import ConfigError
 from skerry.core.files import read_bounded
 from skerry.install import material as m
-from skerry.install.manifests import HUB_SETTINGS, MANAGEMENT, Overlay, references
+from skerry.install.manifests import HA, HUB_SETTINGS, MANAGEMENT, Overlay, references
 
 GIT_SECRET = "skerry-hub-git"
 # Where agents of other clusters reach the hub and the sealer (read by `skerry cluster add --install`).
@@ -24,6 +25,8 @@ GIT_MOUNT = "/git"  # the skerry-hub-git Secret's mount path in deploy/base/hub/
 # An SSH key, a known_hosts file or a token: a few KiB.
 MAX_CREDENTIAL_BYTES = 64 * 1024
 HUB_PORT, ENROLL_PORT, SEALER_PORT = 7440, 7441, 7443
+# The DSN Secret deploy/overlays/ha's hub reads (CloudNativePG's name for it) and the key holding the DSN.
+HA_DATABASE_SECRET, DATABASE_KEY = "skerry-hub-db-app", "uri"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Settings:
     # is what `skerry cluster add --install` tells agents to dial.
     names: tuple[str, ...] = ()
     engine: str = "auto"
+    # Hub replicas (deploy/overlays/ha) on the PostgreSQL whose DSN is this Secret's ``uri``; None: one hub.
+    database_secret: str | None = None
 
     def __post_init__(self) -> None:
         if not self.repo.strip():
@@ -86,14 +91,36 @@ def plan(settings: Settings, offline: m.OfflineDir, live: Mapping[str, dict], de
     objects = [m.configmap(ADDRESSES, m.NAMESPACE, settings.addresses()), *material.objects()]
     if git_files:
         objects.append(m.secret(GIT_SECRET, m.NAMESPACE, git_files))
-    objects += Overlay(deploy_dir, MANAGEMENT, {HUB_SETTINGS: hub_settings}).render(settings.engine)
-    check_references(objects)
+    database = settings.database_secret
+    overlay = Overlay(deploy_dir, MANAGEMENT if database is None else HA, {HUB_SETTINGS: hub_settings})
+    rendered = overlay.render(settings.engine)
+    if database is None:
+        objects += rendered
+        check_references(objects)
+    else:
+        objects += material.replica_objects() + [_with_database(o, database) for o in rendered]
+        check_references(objects, given={("Secret", database)})
     return Plan(objects, material, new)
 
 
-def check_references(objects: list[dict]) -> None:
-    """Refuse a list whose workloads need a Secret, ConfigMap or claim it does not hold (a manifest bug)."""
-    have = {(o["kind"], o["metadata"]["name"]) for o in objects}
+def _with_database(obj: dict, name: str) -> dict:
+    """``obj`` with the overlay's DSN Secret volume pointing at the user's Secret ``name``."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if name == HA_DATABASE_SECRET or not any(
+            (v.get("secret") or {}).get("secretName") == HA_DATABASE_SECRET for v in pod.get("volumes") or []):
+        return obj
+    volumes = [{**v, "secret": {**v["secret"], "secretName": name}}
+               if (v.get("secret") or {}).get("secretName") == HA_DATABASE_SECRET else v for v in pod["volumes"]]
+    template = obj["spec"]["template"]
+    return {**obj, "spec": {**obj["spec"], "template": {**template, "spec": {**pod, "volumes": volumes}}}}
+
+
+def check_references(objects: list[dict], given: set[tuple[str, str]] = frozenset()) -> None:
+    """Refuse a list whose workloads need a Secret, ConfigMap or claim it does not hold (a manifest bug).
+
+    ``given``: objects the user makes (the database Secret), checked in the cluster instead.
+    """
+    have = {(o["kind"], o["metadata"]["name"]) for o in objects} | set(given)
     missing = sorted(references(objects) - have)
     if missing:
         raise ConfigError("the manifests reference objects the installation does not make: "

@@ -24,7 +24,7 @@ from skerry.hub.render.detect import detect_engine
 # The deploy/ directory this Skerry ships with: in a source checkout a link to the tree's deploy/, in a
 # wheel its copy (package data), so `skerry install` from `pip install skerry` applies its own manifests.
 SHIPPED_DEPLOY = pathlib.Path(__file__).resolve().parent / "deploy"
-MANAGEMENT, WORKLOAD = "management", "workload"
+MANAGEMENT, WORKLOAD, HA = "management", "workload", "ha"
 # The ConfigMap each overlay generates for its service's settings (environment variables).
 HUB_SETTINGS, AGENT_SETTINGS = "skerry-hub", "skerry-agent"
 GENERATED_NAMESPACE = "skerry-system"

@@ -17,6 +17,12 @@ Objects (namespace ``skerry-system`` unless told otherwise)::
     Secret skerry-hub-dashboard-token   token: opens the read-only dashboard (kubectl get secret ...)
     ConfigMap skerry-hub-trust root.json (the TUF root agents and the sealer start from), hub-ca.crt
 
+Hub replicas (``deploy/overlays/ha``) share one copy of the seed's keys instead of each unpacking it::
+
+    Secret skerry-hub-enrollment     ca.crt, ca.key (the enrollment CA), token.key
+    Secret skerry-hub-trust-online   root.json, config.json, <role>.key and <role>.key.pub.json of the
+                                     online roles (the trust directory's keys/; offline keys are not in it)
+
 The TUF repository is made by ``skerry keys init``'s code with its offline keys (root, targets,
 release-<env>) written under ``<out-dir>/offline`` and never put in a Secret.
 """
@@ -40,6 +46,10 @@ from skerry.hub.trust import admin
 NAMESPACE = "skerry-system"
 HUB_TLS, SEALER_TLS, SEED, TRUST = "skerry-hub-tls", "skerry-sealer-tls", "skerry-hub-seed", "skerry-hub-trust"
 DASHBOARD_TOKEN = "skerry-hub-dashboard-token"
+ENROLLMENT, TRUST_ONLINE = "skerry-hub-enrollment", "skerry-hub-trust-online"
+# The trust directory's files the replicas need (the overlay's keys init container installs them).
+TRUST_ONLINE_FILES = ("root.json", "config.json")
+TRUST_KEY_SUFFIXES = (".key", ".key.pub.json")
 # Every object install makes from keys (read back on a second run): kind, name.
 MADE = (("Secret", SEED), ("Secret", HUB_TLS), ("Secret", SEALER_TLS), ("Secret", DASHBOARD_TOKEN),
         ("ConfigMap", TRUST))
@@ -123,6 +133,31 @@ class Material:
             secret(DASHBOARD_TOKEN, namespace, {"token": self.dashboard_token}),
             trust_configmap(namespace, self.root_json, self.ca_cert),
         ]
+
+
+    def replica_objects(self, namespace: str = NAMESPACE) -> list[dict]:
+        """The Secrets every hub replica of ``deploy/overlays/ha`` mounts, from the same keys as the seed."""
+        return [
+            secret(ENROLLMENT, namespace, {"ca.crt": self.enrollment_ca.cert_pem, "ca.key": self.enrollment_ca.key_pem,
+                                           "token.key": self.token_key}),
+            secret(TRUST_ONLINE, namespace, online_trust_files(self.trust_archive)),
+        ]
+
+
+def online_trust_files(archive: bytes) -> dict[str, bytes]:
+    """``root.json``, ``config.json`` and the online keys of a packed trust directory, by file name."""
+    with tempfile.TemporaryDirectory(prefix="skerry-install-") as tmp:
+        trust = pathlib.Path(tmp) / "trust"
+        unpack_trust(archive, trust)
+        files = {name: (trust / name).read_bytes() for name in TRUST_ONLINE_FILES if (trust / name).is_file()}
+        missing = [name for name in TRUST_ONLINE_FILES if name not in files]
+        if missing:
+            raise ConfigError(f"Secret {SEED} {TRUST_ARCHIVE} lacks {', '.join(missing)}: restore it from a backup")
+        keys = trust / "keys"
+        for path in sorted(keys.iterdir()) if keys.is_dir() else ():
+            if path.is_file() and path.name.endswith(TRUST_KEY_SUFFIXES):
+                files[path.name] = path.read_bytes()
+        return files
 
 
 def trust_configmap(namespace: str, root_json: bytes, ca_cert: bytes) -> dict:

@@ -159,26 +159,20 @@ def test_grpc_unsealer_reports_an_unreachable_sealer_as_unavailable(pki):
 def test_plaintext_is_never_logged_even_at_debug_level(kube, bundles, namespace, agent_namespace):
     import io
 
-    import structlog
-
     from skerry.core import logging as skerry_logging
 
-    saved = structlog.get_config()
     out = io.StringIO()
-    skerry_logging.configure("debug", json_output=True, stream=out)
-    try:
-        reconciler = Reconciler(kube, FakeUnsealer(fail={"broken"}), "skerry", agent_namespace)
-        reconciler.reconcile(
-            bundles.verified(
-                [
-                    sealed_secret("db", namespace, {"password": PLAINTEXT}),
-                    sealed_secret("broken", namespace, {"password": PLAINTEXT}),
-                    sealed_secret("Bad_Name", namespace, {"password": PLAINTEXT}),
-                ]
-            )
+    skerry_logging.configure("debug", json_output=True, stream=out)  # tests/conftest.py resets it afterwards
+    reconciler = Reconciler(kube, FakeUnsealer(fail={"broken"}), "skerry", agent_namespace)
+    reconciler.reconcile(
+        bundles.verified(
+            [
+                sealed_secret("db", namespace, {"password": PLAINTEXT}),
+                sealed_secret("broken", namespace, {"password": PLAINTEXT}),
+                sealed_secret("Bad_Name", namespace, {"password": PLAINTEXT}),
+            ]
         )
-    finally:
-        structlog.configure(**saved)
+    )
     logged = out.getvalue()
     assert "Secret db" in logged  # the log does talk about the objects...
     assert PLAINTEXT not in logged  # ...but never their values

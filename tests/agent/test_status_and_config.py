@@ -97,16 +97,6 @@ def test_invalid_config_is_one_clear_error(change, message):
         AgentConfig.from_env({**ENV, **change})
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI configures structlog to the (captured) stderr; put the previous set-up back."""
-    import structlog
-
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-
-
 def parse(argv):
     parser = argparse.ArgumentParser(prog="skerry")
     cli.add_commands(parser.add_subparsers(dest="command", required=True))

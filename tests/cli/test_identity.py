@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import stat
 
@@ -128,10 +127,10 @@ def hub(tmp_path_factory):
         yield stack
 
 
-def test_operator_add_then_login_then_status_and_freight_with_no_tls_flag(hub, tmp_path):
+def test_operator_add_then_login_then_status_and_freight_with_no_tls_flag(hub, tmp_path, monkeypatch):
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
     for var in ("SKERRY_HUB", "SKERRY_TLS_CA", "SKERRY_TLS_CERT", "SKERRY_TLS_KEY", "SKERRY_CONTEXT"):
-        os.environ.pop(var, None)
+        monkeypatch.delenv(var, raising=False)
     added = skerry("operator", "add", "alice", "--state-dir", str(hub.workdir / "hub-state"),
                    "--out-dir", str(tmp_path / "me"))
     assert added.returncode == 0, added.stderr

@@ -10,7 +10,6 @@ import pathlib
 import shutil
 
 import pytest
-import structlog
 
 from skerry.core import logging as skerry_logging
 from skerry.core import tls
@@ -86,8 +85,7 @@ def logs():
     """Every structlog line as JSON, at debug level, for the duration of the test."""
     capture = LogCapture()
     skerry_logging.configure("debug", json_output=True, stream=capture.stream)
-    yield capture
-    structlog.reset_defaults()
+    return capture  # tests/conftest.py puts logging back after the test
 
 
 @pytest.fixture(scope="module")

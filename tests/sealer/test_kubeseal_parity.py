@@ -21,15 +21,6 @@ from .bitnami_reference import reference_open
 from .helpers import SECRET_VALUE, Released, ServerThread, run_cli, sealed_secret, sealer_config
 
 
-@pytest.fixture(autouse=True)
-def _reset_logging():
-    """``skerry sealer keys`` configures logging onto the (captured) stderr; undo it after each test."""
-    import structlog
-
-    yield
-    structlog.reset_defaults()
-
-
 def tls_args(files) -> list[str]:
     return ["--tls-ca", str(files.ca), "--tls-cert", str(files.cert), "--tls-key", str(files.key)]
 
