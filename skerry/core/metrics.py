@@ -22,11 +22,14 @@ module hands them, in ``skerry/<service>/metrics.py``).
   (``SkerryError.reason``) a service answers or logs, counted at the one place
   the service turns refusals into an answer (``rpc.ErrorInterceptor`` for the
   gRPC servers, the agent's bundle refusal), so no call site counts its own.
+  ``count_once`` counts an input refused again (a broken commit rebuilt at
+  every sync tick) only the first time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import http.server
 import inspect
 import re
@@ -61,6 +64,9 @@ MAX_REASON_CHARS = 48
 _REASON = re.compile(rf"[A-Z][A-Za-z0-9]{{0,{MAX_REASON_CHARS - 1}}}")
 # The reason counted for an error that has no (valid) name: an alert on it finds hostile input not yet named.
 UNCLASSIFIED = "Unclassified"
+# Distinct refused inputs remembered so that one seen again (a broken commit rebuilt on every sync tick) is not
+# counted again; the oldest are forgotten first, so memory stays bounded whatever a repository holds.
+MAX_REMEMBERED_REFUSALS = 10_000
 # The ops server reads no request body; a request line + headers larger than this is refused.
 MAX_REQUEST_LINE = 8192
 # A scrape that has not sent its request within this long is dropped (slowloris bound).
@@ -320,6 +326,7 @@ class Refusals:
 
     def __init__(self, registry: CollectorRegistry, service: str):
         self.service = service
+        self._seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self._counter = Counter(
             "skerry_refusals_total",
             "Requests and inputs refused, by service and named reason (Unclassified: an error with no name).",
@@ -332,3 +339,15 @@ class Refusals:
 
     def count_reason(self, reason: str) -> None:
         self._counter.labels(self.service, reason if _REASON.fullmatch(reason or "") else UNCLASSIFIED).inc()
+
+    def count_once(self, key: tuple, reason: str) -> None:
+        """Count ``reason`` for the input named by ``key`` (e.g. ``(commit, path)``) unless it was counted before:
+        an input refused again (the same broken commit at the next sync) is the same refusal, not a new one."""
+        key = (*key, reason)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return
+        self._seen[key] = None
+        while len(self._seen) > MAX_REMEMBERED_REFUSALS:
+            self._seen.popitem(last=False)
+        self.count_reason(reason)

@@ -46,6 +46,7 @@ class HubOps:
         self._parts = (store, statuses, syncer)
         self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
         syncer.observers.append(self.metrics.observe_sync)
+        syncer.renderer.on_refused = self.metrics.render_refused
         syncer.observers.append(lambda result, seconds: self._record_history(store))
         self.registry.register(
             HubStateCollector(

@@ -44,6 +44,7 @@ from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import channel_credentials
 from skerry.hub import webhook
+from skerry.hub.render import closure
 from skerry.sealer import crypto
 from skerry.testing.devstack import Stack, wait_for
 
@@ -244,3 +245,36 @@ def test_a_bad_signature_is_counted_by_the_agent_that_refused_it(kubeconfig, tmp
     finally:
         stack.stop()
         mirror.stop()
+
+
+async def test_a_broken_commit_is_counted_once_however_many_ticks_rebuild_it(fleet_repo, tmp_path, pki, engine):
+    """The sync retries a commit with errors at every tick: the fleet file, a kustomization read for the render's
+    closure (an alias bomb, a file over the size bound) and the render itself are each one refusal per commit,
+    and a new broken commit is a new one."""
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True) as (hub, _sealer):
+        counted = Counted(hub.ops.ops_server.port, "hub")
+
+        async def ticks(message: str, files: dict[str, str | None]) -> dict[str, str]:
+            fleet_repo.commit(message, files)
+            for _ in range(2):
+                result = await hub.syncer.sync_once()
+            return dict(result.errors)
+
+        await ticks("fleet bomb", {"skerry.yaml": alias_bomb().decode()})
+        assert counted.raised() == {"AliasBudget": 1}
+        await ticks("another fleet bomb", {"skerry.yaml": alias_bomb(8).decode()})
+        assert counted.raised() == {"AliasBudget": 2}
+
+        # Kustomization files are refused while the render's closure is read, before any engine runs.
+        errors = await ticks("kustomization bomb", {"skerry.yaml": FLEET_FILES["skerry.yaml"],
+                                                    "overlays/prod/kustomization.yaml": alias_bomb().decode()})
+        assert "overlays/prod/kustomization.yaml" in errors["oslo-prod"], errors
+        assert counted.raised() == {"AliasBudget": 3}
+        oversize = "# padding\n" * (closure.MAX_KUSTOMIZATION_BYTES // 10 + 1)
+        await ticks("oversize kustomization", {"overlays/prod/kustomization.yaml": oversize})
+        assert counted.raised() == {"AliasBudget": 3, "TooLarge": 1}
+
+        # The engine's own refusal: an alias bomb in a plain-YAML path.
+        await ticks("plain bomb", {"overlays/prod/kustomization.yaml": None,
+                                   "overlays/prod/bomb.yaml": alias_bomb().decode()})
+        assert counted.raised() == {"AliasBudget": 4, "TooLarge": 1}
