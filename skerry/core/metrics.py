@@ -67,6 +67,20 @@ UNCLASSIFIED = "Unclassified"
 # Distinct refused inputs remembered so that one seen again (a broken commit rebuilt on every sync tick) is not
 # counted again; the oldest are forgotten first, so memory stays bounded whatever a repository holds.
 MAX_REMEMBERED_REFUSALS = 10_000
+# The named refusal an HTTP server's error status stands for, where the refusal itself has no name (the
+# parser of the standard library or aiohttp refused the request, or a route raised a bare HTTP error).
+# Statuses not listed (404, redirects, 5xx of a failure) are not refusals of hostile input.
+HTTP_REFUSAL_REASONS = {
+    400: "MalformedRequest",
+    401: "Unauthenticated",
+    403: "PermissionDenied",
+    405: "MethodNotAllowed",
+    413: "TooLarge",
+    414: "TooLarge",
+    431: "TooLarge",
+    501: "MethodNotAllowed",
+    505: "MalformedRequest",
+}
 # The ops server reads no request body; a request line + headers larger than this is refused.
 MAX_REQUEST_LINE = 8192
 # A scrape that has not sent its request within this long is dropped (slowloris bound).
@@ -339,6 +353,12 @@ class Refusals:
 
     def count_reason(self, reason: str) -> None:
         self._counter.labels(self.service, reason if _REASON.fullmatch(reason or "") else UNCLASSIFIED).inc()
+
+    def count_status(self, status: int) -> None:
+        """An HTTP server's answer: counted if its status is a refusal (``HTTP_REFUSAL_REASONS``)."""
+        reason = HTTP_REFUSAL_REASONS.get(status)
+        if reason is not None:
+            self.count_reason(reason)
 
     def count_once(self, key: tuple, reason: str) -> None:
         """Count ``reason`` for the input named by ``key`` (e.g. ``(commit, path)``) unless it was counted before:

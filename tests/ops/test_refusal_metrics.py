@@ -11,6 +11,7 @@ hub's sync observer and the agent's refusal handler do the counting.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -42,10 +43,13 @@ from skerry.core import report, tls
 from skerry.core.canonical import sha256_digest
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
-from skerry.core.tls import channel_credentials
+from skerry.core.tls import ROLE_SEALER, channel_credentials
 from skerry.hub import webhook
 from skerry.hub.render import closure
 from skerry.sealer import crypto
+from skerry.sealer.app import SealerApp
+from skerry.sealer.config import SealerConfig
+from skerry.sealer.keys import KeyRegistry
 from skerry.testing.devstack import Stack, wait_for
 
 CLUSTER = "oslo-prod"
@@ -278,3 +282,38 @@ async def test_a_broken_commit_is_counted_once_however_many_ticks_rebuild_it(fle
         await ticks("plain bomb", {"overlays/prod/kustomization.yaml": None,
                                    "overlays/prod/bomb.yaml": alias_bomb().decode()})
         assert counted.raised() == {"AliasBudget": 4, "TooLarge": 1}
+
+
+def _http_status(port: int, raw: bytes) -> int:
+    """The status a raw HTTP request gets on loopback (0 if the server closed without an answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT) as s:
+        s.sendall(raw)
+        head = s.recv(64)
+    return int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+
+
+async def test_the_sealers_certificate_endpoint_counts_each_refusal(tmp_path, pki):
+    own = pki.server("sealer", ROLE_SEALER)
+    cfg = SealerConfig(listen="127.0.0.1:0", tls_ca=pki.ca_file, tls_cert=own.cert, tls_key=own.key,
+                       keys_dir=tmp_path / "keys", grace_seconds=0, metrics_listen="127.0.0.1:0",
+                       cert_listen="127.0.0.1:0")
+    sealer = SealerApp(cfg, registry=KeyRegistry.from_directory(cfg.keys_dir, key_bits=2048))
+    await sealer.start()
+    try:
+        counted = Counted(sealer.metrics_port, "sealer")
+        port = sealer.cert_port
+
+        def get(path: str) -> bytes:
+            return f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+
+        assert _http_status(port, get("/v1/cert.pem")) == 200  # served: not a refusal
+        assert _http_status(port, get("/v1/cert.pem?domain=nowhere")) == 404
+        assert _http_status(port, get("/v1/keys")) == 404
+        assert _http_status(port, get("/v1/cert.pem?" + "d" * 300)) == 404
+        assert _http_status(port, b"POST /v1/cert.pem HTTP/1.1\r\nContent-Length: 0\r\n\r\n") == 405
+        assert _http_status(port, b"GET /v1/ cert.pem HTTP/1.1\r\n\r\n") == 400  # malformed request line
+        long_header = b"GET /v1/cert.pem HTTP/1.1\r\nX-Pad: " + b"x" * 70_000 + b"\r\n\r\n"
+        assert _http_status(port, long_header) == 431  # over the standard library's line bound
+        assert counted.raised() == {"NotFound": 2, "TooLarge": 2, "MethodNotAllowed": 1, "MalformedRequest": 1}
+    finally:
+        await sealer.stop(0)
