@@ -96,7 +96,7 @@ class HubOps:
         if cfg.dashboard_listen:
             self.dashboard = DashboardServer(
                 cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),
-                detail=self.cluster_detail,
+                detail=self.cluster_detail, count_refusal=self.metrics.refused.count_reason,
             )
             ports["dashboard_port"] = await self.dashboard.start()
         return ports

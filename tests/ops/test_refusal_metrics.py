@@ -11,7 +11,9 @@ hub's sync observer and the agent's refusal handler do the counting.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -45,6 +47,7 @@ from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import ROLE_SEALER, channel_credentials
 from skerry.hub import webhook
+from skerry.hub.dashboard.server import MAX_REQUEST_BODY
 from skerry.hub.render import closure
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
@@ -317,3 +320,41 @@ async def test_the_sealers_certificate_endpoint_counts_each_refusal(tmp_path, pk
         assert counted.raised() == {"NotFound": 2, "TooLarge": 2, "MethodNotAllowed": 1, "MalformedRequest": 1}
     finally:
         await sealer.stop(0)
+
+
+def _https_status(port: int, ctx: ssl.SSLContext, method: str, path: str, headers: dict[str, str],
+                  body: bytes | None = None) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=CALL_TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+async def test_the_dashboards_refusals_are_counted_by_the_hub(fleet_repo, tmp_path, pki, engine):
+    token_file = tmp_path / "dashboard.token"
+    token_file.write_text("a dashboard token of enough characters\n")
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True, dashboard_listen="127.0.0.1:0",
+                                dashboard_token_file=token_file) as (hub, _sealer):
+        counted = Counted(hub.ops.ops_server.port, "hub")
+        port = hub.ops.dashboard.port
+        anonymous = ssl.create_default_context(cafile=str(pki.ca_file))
+        agent = ssl.create_default_context(cafile=str(pki.ca_file))
+        files = pki.agent("dashboard-refusals")
+        agent.load_cert_chain(str(files.cert), str(files.key))
+        good = {"Authorization": "Bearer a dashboard token of enough characters"}
+
+        def calls() -> list[int]:
+            return [
+                _https_status(port, anonymous, "GET", "/api/fleet", good),  # served: not a refusal
+                _https_status(port, anonymous, "GET", "/api/fleet", {"Authorization": "Bearer wrong"}),
+                _https_status(port, anonymous, "GET", "/login?token=wrong", {}),
+                _https_status(port, agent, "GET", "/api/fleet", good),  # a certificate without the operator role
+                _https_status(port, anonymous, "POST", "/api/fleet", good, b"{}"),
+                _https_status(port, anonymous, "GET", "/api/fleet", good, b"x" * (MAX_REQUEST_BODY + 1)),
+            ]
+
+        assert await asyncio.to_thread(calls) == [200, 401, 401, 403, 405, 413]
+        assert counted.raised() == {"Unauthenticated": 2, "PermissionDenied": 1, "MethodNotAllowed": 1,
+                                    "TooLarge": 1}
