@@ -30,6 +30,14 @@ replica, fan-out of one release to all agents across replicas, time until all ag
 after a serving replica is SIGKILLed, writer takeover after the writer is SIGKILLed (bounded below
 by the lease TTL) and the fan-out of the new writer's first release.
 
+What it found (2026-12-05, 100,000 clusters, machine shared, load 6-13): a fleet-wide release is one
+fenced transaction, and the lease cannot be renewed while it runs (SQLite: the one write lock;
+PostgreSQL: the fence's FOR SHARE row lock; in the hub the publish also holds the event loop), so a
+publish longer than the lease TTL (15 s) is refused at commit, every time it is retried: the bench
+prints a FINDING line and measures on with a longer TTL. PostgreSQL runs the publish one statement
+per round trip (~4 per cluster): 400-630 s against SQLite's 43 s. The trust directory's hard links
+ran out at ext4's 65,000 per file (fixed in ``skerry.hub.trust.storage``).
+
 Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
 this machine (``uptime`` load printed beside each figure: the machine may be shared).
 """

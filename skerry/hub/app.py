@@ -26,7 +26,7 @@ from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write
-from skerry.hub.replica import Follower
+from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
 from skerry.hub.writer import Duties, Releases, Writer
@@ -162,6 +162,15 @@ def collect_garbage(trust) -> None:
         log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
 
 
+def follow_state(state, writer, store, syncer, trust, blob) -> tuple[Follower, ServedFleet]:
+    """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
+    writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them."""
+    syncer.observers.append(SyncRecords(state, writer, store, syncer).observe)
+    stored = StoredFleet()
+    follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored)
+    return follower, ServedFleet(syncer, stored, lambda: writer.is_writer)
+
+
 class HubApp:
     def __init__(self, config, *, engine=None, clock: Clock | None = None):
         self.config = config
@@ -205,8 +214,10 @@ class HubApp:
         trust_service = self._start_trust(cfg)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
+        self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
+                                                 self._files.blob)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
-        self.servicer = HubServicer(self.store, self.statuses, self.syncer, clock=self.clock,
+        self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
@@ -257,7 +268,6 @@ class HubApp:
         """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""
         if "lease" in self._tasks:  # the writer's duties renew it from here on
             self._tasks.pop("lease").cancel()
-        self.follower = Follower(self.state, self.store, self.trust, blob=self._files.blob, writer=self.writer)
         self.ops.caught_up = lambda: self.follower.caught_up  # /readyz of a replica that does not sync
         loops = {"follow": self.follower.run(), "revocations": self._watch_revocations()}
         if self.config.role != "serve":
@@ -312,8 +322,7 @@ class HubApp:
             released = tx.records(BUNDLE_RECORD)
         self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
-        # nonces and signed reports in the state: any replica issues, any other accepts, none replays
-        self.attestations = AttestationBoard(self.clock, StateBook(self.state))
+        self.attestations = AttestationBoard(self.clock, StateBook(self.state))  # nonces, signed reports
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         if self.writer.is_writer:
@@ -352,11 +361,11 @@ class HubApp:
         return board
 
     async def _flush_reports(self) -> None:
-        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS`` (one transaction each time)."""
+        """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS``; take in the other replicas'."""
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
-                await asyncio.to_thread(self.journal.flush)
+                self.journal.adopt(self.statuses, await asyncio.to_thread(self.journal.exchange))
             except StateUnavailable as e:
                 log.error("cannot store agent reports; retrying", reason=e.reason, error=str(e))
 

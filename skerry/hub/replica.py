@@ -14,20 +14,34 @@ reloads everything. The writer follows too: its own commits are already in its
 copy and change nothing; and it publishes release signatures another process
 collected up to their threshold (``signatures``: a replica stores them, only the
 writer may publish: ``writer``).
+
+Only the writer syncs, so what the sync alone knows is recorded for the
+others by ``SyncRecords`` after each sync, in the writer's fenced
+transaction: the fleet as ``skerry.yaml`` last loaded (records ``fleet``:
+``clusters`` when the fleet changed, ``head`` the commit and fleet error) and
+each cluster's render error (``render-error``/<cluster>). A replica's
+``Follower`` takes them into ``StoredFleet`` and the store, so its
+GetFleetStatus lists the fleet and its watch streams carry render errors;
+``ServedFleet`` is what the servicer reads: the sync's own view on the writer,
+the recorded one elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import datetime as _dt
+from collections.abc import Callable, Mapping
 
 import structlog
 
+from skerry.core.errors import ConfigError, Unavailable
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
-from skerry.hub.state import Change, HubState, StateUnavailable
+from skerry.hub.fleet import Cluster, Fleet
+from skerry.hub.state import Change, Fenced, HubState, StateUnavailable
 from skerry.hub.state.feed import ChangeFeed, FellBehind
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
 from skerry.hub.state.trust_files import SIGNATURES_RECORD
+from skerry.hub.sync import Syncer, SyncResult
 from skerry.hub.trust.repository import TrustRepository
 from skerry.hub.writer import Writer
 
@@ -35,18 +49,153 @@ log = structlog.get_logger("skerry.hub.replica")
 
 # Longest a change waits when its wake-up was lost (a NOTIFY to a disconnected listener is never replayed).
 FOLLOW_SECONDS = 1.0
+# Records the writer keeps for the others: the fleet (keys ``clusters`` and ``head``), each cluster's render error.
+FLEET_RECORD, FLEET_CLUSTERS, FLEET_HEAD = "fleet", "clusters", "head"
+RENDER_ERROR_RECORD = "render-error"
+
+
+class SyncRecords:
+    """The writer's side: after each sync, record the fleet and the render errors for the replicas."""
+
+    def __init__(self, state: HubState, writer: Writer, store: HubStore, syncer: Syncer):
+        self._state = state
+        self._writer = writer
+        self._store = store
+        self._syncer = syncer
+        self._epoch: int | None = None  # the lease term the fields below were read in
+        self._errors: dict[str, tuple[str, str]] = {}
+        self._head: dict | None = None
+        self._fleet: Fleet | None = None  # the fleet object last looked at (the sync parses anew per commit)
+        self._fleet_doc: dict | None = None
+
+    def _start_term(self) -> None:
+        """What the state holds now (another writer may have recorded since): only differences are written."""
+        with self._state.read() as tx:
+            self._errors = {c: (d["revision"], d["message"]) for c, d in tx.records(RENDER_ERROR_RECORD).items()}
+            self._head = tx.record(FLEET_RECORD, FLEET_HEAD)
+            self._fleet_doc = tx.record(FLEET_RECORD, FLEET_CLUSTERS)
+        self._fleet = None
+
+    def observe(self, _result: SyncResult, _seconds: float) -> None:
+        """A ``Syncer`` observer; a process that lost the lease records nothing (the next writer will)."""
+        try:
+            self.record()
+        except (Fenced, StateUnavailable) as e:
+            log.warning("cannot record the fleet and render errors for the replicas", reason=e.reason, error=str(e))
+
+    def record(self) -> int:
+        """Write what changed since the last record in one fenced transaction; how many records it wrote."""
+        lease = self._writer.lease
+        if lease is None:
+            raise Fenced(f"{self._writer.holder} is not the writer; nothing recorded")
+        if lease.epoch != self._epoch:
+            self._start_term()
+            self._epoch = lease.epoch
+        fleet = self._syncer.fleet
+        errors = {}
+        for cluster in self._store.clusters():
+            failure = self._store.error(cluster)
+            if failure is not None:
+                errors[cluster] = (failure.revision, failure.message, failure.at)
+        head = {"revision": self._syncer.revision, "error": self._syncer.fleet_error}
+        changed = {c: e for c, e in errors.items() if self._errors.get(c) != e[:2]}
+        gone = [c for c in self._errors if c not in errors]
+        doc = fleet_doc(fleet) if fleet is not None and fleet is not self._fleet else self._fleet_doc
+        fleet_changed = doc != self._fleet_doc
+        if not (changed or gone or fleet_changed or head != self._head):
+            self._fleet = fleet
+            return 0
+        with self._writer.write() as tx:
+            if fleet_changed:
+                tx.put_record(FLEET_RECORD, FLEET_CLUSTERS, doc)
+            if head != self._head:
+                tx.put_record(FLEET_RECORD, FLEET_HEAD, head)
+            for cluster, (revision, message, at) in changed.items():
+                tx.put_record(RENDER_ERROR_RECORD, cluster,
+                              {"revision": revision, "message": message, "at": at.isoformat()})
+            for cluster in gone:
+                tx.put_record(RENDER_ERROR_RECORD, cluster, None)
+        written = len(changed) + len(gone) + int(fleet_changed) + int(head != self._head)
+        self._fleet, self._fleet_doc, self._head = fleet, doc, head
+        self._errors = {c: e[:2] for c, e in errors.items()}
+        return written
+
+
+def fleet_doc(fleet: Fleet) -> dict:
+    """What a replica shows of the fleet: each cluster's labels, environment and paths (resolved)."""
+    clusters = []
+    for c in fleet.clusters:
+        try:
+            paths = list(fleet.paths_for(c))
+        except ConfigError:
+            paths = []  # matches no path: shown with none, as the writer shows it
+        clusters.append({"name": c.name, "labels": dict(c.labels), "environment": c.environment, "paths": paths})
+    return {"environments": list(fleet.environments), "clusters": clusters}
+
+
+class StoredFleet:
+    """The fleet as the writer recorded it (a ``skerry.hub.servicer.FleetView`` without a sync)."""
+
+    def __init__(self) -> None:
+        self.fleet: Fleet | None = None
+        self.revision = ""
+        self.fleet_error: str | None = None
+
+    def adopt(self, key: str, doc: Mapping | None) -> None:
+        if key == FLEET_CLUSTERS:
+            self.fleet = None if doc is None else Fleet(
+                environments=tuple(doc["environments"]),
+                clusters=tuple(Cluster(name=c["name"], labels=dict(c["labels"]), environment=c["environment"],
+                                       paths=tuple(c["paths"])) for c in doc["clusters"]),
+                paths=())
+        elif key == FLEET_HEAD:
+            self.revision = str((doc or {}).get("revision") or "")
+            self.fleet_error = (doc or {}).get("error")
+
+    async def sync_once(self, *, force: bool = False) -> SyncResult:
+        raise Unavailable("this hub replica does not sync: the writer does")
+
+
+class ServedFleet:
+    """What the servicer shows of the fleet: the sync's own on the writer, the recorded one on the others."""
+
+    def __init__(self, syncer: Syncer, stored: StoredFleet, is_writer: Callable[[], bool]):
+        self._syncer = syncer
+        self._stored = stored
+        self._is_writer = is_writer
+
+    def _view(self):
+        if self._is_writer() or (self._stored.fleet is None and self._syncer.fleet is not None):
+            return self._syncer
+        return self._stored
+
+    @property
+    def fleet(self) -> Fleet | None:
+        return self._view().fleet
+
+    @property
+    def revision(self) -> str:
+        return self._view().revision
+
+    @property
+    def fleet_error(self) -> str | None:
+        return self._view().fleet_error
+
+    async def sync_once(self, *, force: bool = False) -> SyncResult:
+        return await self._syncer.sync_once(force=force)
 
 
 class Follower:
     def __init__(self, state: HubState, store: HubStore, trust: TrustRepository, *,
                  blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS,
-                 writer: Writer | None = None):
+                 writer: Writer | None = None, fleet: StoredFleet | None = None):
         self._state = state
         self._store = store
         self._trust = trust
         self._blob = blob
         self._interval = interval
         self._writer = writer
+        self._fleet = fleet
         self.applied = 0  # changes applied so far
         self.caught_up = False  # read the whole state once, and the last look at the change log worked
 
@@ -79,6 +228,10 @@ class Follower:
             docs = await asyncio.to_thread(self._read, clusters)
             for cluster in clusters:
                 self._store.adopt(cluster, docs.get(cluster), self._blob)
+        synced = {(c.kind, c.key) for c in changes if c.kind in (FLEET_RECORD, RENDER_ERROR_RECORD)}
+        if synced:
+            docs = await asyncio.to_thread(self._read_synced, synced)
+            self._adopt_synced(docs)
         if self._writer is not None and self._writer.is_writer:
             for role in sorted({c.key for c in changes if c.kind == SIGNATURES_RECORD}):
                 try:
@@ -93,6 +246,29 @@ class Follower:
         if md is not None and len(md.signatures) >= self._trust.role_threshold(role):
             self._trust.submit_release(role, md.to_bytes())
 
+    def _read_synced(self, keys) -> dict[tuple[str, str], dict | None]:
+        with self._state.read() as tx:
+            return {(kind, key): tx.record(kind, key) for kind, key in sorted(keys)}
+
+    def _read_all_synced(self) -> dict[tuple[str, str], dict | None]:
+        with self._state.read() as tx:
+            return {(kind, key): doc for kind in (FLEET_RECORD, RENDER_ERROR_RECORD)
+                    for key, doc in tx.records(kind).items()}
+
+    def _adopt_synced(self, docs: Mapping[tuple[str, str], Mapping | None]) -> None:
+        """The fleet and render errors the writer recorded (the writer's own sync knows them first)."""
+        if self._writer is not None and self._writer.is_writer:
+            return
+        for (kind, key), doc in docs.items():
+            if kind == FLEET_RECORD and self._fleet is not None:
+                self._fleet.adopt(key, doc)
+            elif kind == RENDER_ERROR_RECORD and doc is None:
+                if key in self._store:
+                    self._store.clear_error(key)
+            elif kind == RENDER_ERROR_RECORD:
+                self._store.set_error(key, str(doc["message"]), str(doc["revision"]),
+                                      at=_dt.datetime.fromisoformat(doc["at"]))
+
     def _read(self, clusters: list[str]) -> dict[str, dict]:
         with self._state.read() as tx:
             return {c: doc for c in clusters if (doc := tx.record(BUNDLE_RECORD, c)) is not None}
@@ -105,6 +281,11 @@ class Follower:
             if self._store.current(cluster) is not None:  # released, and its record is gone: removed
                 self._store.adopt(cluster, None)
         self._store.restore(docs, self._blob)
+        synced = await asyncio.to_thread(self._read_all_synced)
+        for cluster in self._store.clusters():  # errors the writer no longer records
+            if (RENDER_ERROR_RECORD, cluster) not in synced:
+                synced[(RENDER_ERROR_RECORD, cluster)] = None
+        self._adopt_synced(synced)
 
     def _read_all(self) -> dict[str, dict]:
         with self._state.read() as tx:

@@ -7,7 +7,10 @@ read. Both used to start empty after a restart, so every soak began again.
 ``ReportJournal`` writes them behind: ``note`` keeps the newest per cluster in
 memory, ``flush`` (the hub calls it every ``FLUSH_SECONDS`` and on stop)
 commits them in one transaction, one row per cluster (table ``reports``),
-and ``load`` reads them back on start.
+and ``load`` reads them back on start. ``fresh`` and ``adopt`` (every
+``FLUSH_SECONDS``) take in what other replicas stored since: each flush has a
+position in the state (its transaction's number), so a replica reads only
+what is new.
 
 What is kept: the report without its per-object list (up to 20,000 entries:
 the next report brings it back) plus ``healthy_since`` for its digest. Order:
@@ -23,6 +26,8 @@ import dataclasses
 import datetime as _dt
 import json
 import threading
+from collections.abc import Sequence
+from typing import Protocol
 
 import structlog
 
@@ -61,11 +66,20 @@ def _decode(body: bytes) -> StoredReport:
     return StoredReport(status, healthy[0], since)
 
 
+class Board(Protocol):
+    """The status board reports are followed into (``promotion.health.TrackingStatusBoard``)."""
+
+    def get(self, cluster: str) -> ClusterStatus | None: ...
+
+    def restore(self, stored: Sequence[StoredReport]) -> None: ...
+
+
 class ReportJournal:
     def __init__(self, state: HubState):
         self._state = state
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[int, bytes]] = {}
+        self._seq = -1  # position in the state's reports (``follow``)
 
     def note(self, status: ClusterStatus, healthy: tuple[str, _dt.datetime | None] | None) -> None:
         """Remember the cluster's newest report and soak clock until the next ``flush``."""
@@ -87,13 +101,35 @@ class ReportJournal:
             raise
 
     def load(self) -> list[StoredReport]:
-        with self._state.read() as tx:
-            rows = tx.reports()
+        """Every stored report (a start); ``fresh`` goes on from here."""
+        self._seq = -1  # rows stored before reports had positions are at 0
+        return self.fresh()
+
+    def fresh(self) -> list[StoredReport]:
+        """The reports stored (by any replica) since the last ``load`` or ``fresh``."""
         out = []
-        for row in rows:
-            try:
-                out.append(_decode(row.body))
-            except (ValueError, TypeError, KeyError) as e:
-                log.warning("stored report unreadable; the agent's next report replaces it", cluster=row.cluster,
-                            error=str(e))
-        return out
+        while True:
+            with self._state.read() as tx:
+                rows, self._seq = tx.reports_since(self._seq)
+            if not rows:
+                return out
+            for row in rows:
+                try:
+                    out.append(_decode(row.body))
+                except (ValueError, TypeError, KeyError) as e:
+                    log.warning("stored report unreadable; the agent's next report replaces it", cluster=row.cluster,
+                                error=str(e))
+
+    def exchange(self) -> list[StoredReport]:
+        """``flush``, then ``fresh``: this replica's reports out, the others' in (the hub's loop, each second)."""
+        self.flush()
+        return self.fresh()
+
+    @staticmethod
+    def adopt(board: Board, stored: Sequence[StoredReport]) -> int:
+        """Take into ``board`` (on its thread) those of ``stored`` newer than what it holds: an agent reports
+        to one replica, every replica shows it, and the writer's soak clocks run on it. How many it took."""
+        taken = [r for r in stored
+                 if (held := board.get(r.status.cluster)) is None or r.status.observed_unix_ms > held.observed_unix_ms]
+        board.restore(taken)
+        return len(taken)

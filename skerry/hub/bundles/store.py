@@ -370,14 +370,15 @@ class HubStore:
                 released.append(cluster)
         return released
 
-    def set_error(self, cluster: str, message: str, revision: str) -> RenderFailure:
-        """Record why the cluster's state at ``revision`` failed; the current bundle is untouched."""
+    def set_error(self, cluster: str, message: str, revision: str, *, at: _dt.datetime | None = None) -> RenderFailure:
+        """Record why the cluster's state at ``revision`` failed (``at``: when the writer found it, if this
+        process only shows it); the current bundle is untouched."""
         state = self._clusters.get(cluster)
         if state is None:
             state = self._clusters[cluster] = _Cluster()
         if state.error is not None and (state.error.revision, state.error.message) == (revision, message):
             return state.error
-        state.error = RenderFailure(cluster=cluster, revision=revision, message=message, at=self._clock.now())
+        state.error = RenderFailure(cluster=cluster, revision=revision, message=message, at=at or self._clock.now())
         state.notify()
         log.warning(
             "render failed; previous bundle stays served", cluster=cluster, revision=revision, error=message

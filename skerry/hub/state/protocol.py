@@ -102,6 +102,9 @@ class Tx(Protocol):
 
     def reports(self) -> list[Report]: ...
 
+    def reports_since(self, seq: int, limit: int = ...) -> tuple[list[Report], int]:
+        """Reports stored by transactions after position ``seq`` (any replica's), and the next position."""
+
     def issue_nonce(self, cluster: str, nonce: str, issued: float, *, keep: int, expired: float) -> int:
         """Open a signed-report nonce with the cluster's next counter; keep only the newest ``keep``, unexpired."""
 

@@ -17,12 +17,13 @@ Tables (``{now}`` is seconds since the epoch on the database's clock)::
 
     schema_version(version)                       one row per applied step
     meta(name PK, value)                          release_floor, imported-files marks
-    sequences(name PK, value)                     counters whose row lock orders commits (changes, audit)
+    sequences(name PK, value)                     counters whose row lock orders commits (changes, audit, reports)
     writer_lease(name PK, holder, epoch, expires) one row 'writer'; epoch bumps on every acquisition
     release_counters(cluster PK, last)            the last release counter handed out per cluster
     spent_tokens(token_id PK, expires)            redeemed enrollment tokens, until they expire
     revocations(kind, key, at; PK kind,key)       revoked clusters / certificate fingerprints
-    reports(cluster PK, generation, body)         newest agent report per cluster
+    reports(cluster PK, generation, body, seq)    newest agent report per cluster; seq: the storing transaction's
+                                                  number (sequence 'reports'), so replicas read what is new
     audit(seq PK, doc)                            audit entries, JSON
     records(kind, key, doc; PK kind,key)          JSON documents: approvals, promotions, history
     changes(seq PK, kind, key, at)                the change log replicas follow
@@ -108,6 +109,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE attestations (cluster TEXT PRIMARY KEY, counter BIGINT NOT NULL,"
         " received DOUBLE PRECISION NOT NULL, data {blob} NOT NULL, signature {blob} NOT NULL,"
         " certificate {blob} NOT NULL)",
+    ),
+    # 4: agent reports in commit order, so replicas take in what other replicas stored (``reports_since``)
+    (
+        "ALTER TABLE reports ADD COLUMN seq BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX reports_seq ON reports (seq)",
+        "INSERT INTO sequences (name, value) VALUES ('reports', 0)",
     ),
 )
 VERSION = len(MIGRATIONS)

@@ -20,7 +20,9 @@ import dataclasses
 import datetime as _dt
 import json
 import secrets
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from skerry.core import report as report_format
@@ -43,17 +45,19 @@ class Attested:
     received_at: _dt.datetime
 
 
+# What a board decides once a nonce is spent: the report to keep, or None (expired, counter mismatch).
+Accept = Callable[[int, _dt.datetime], "Attested | None"]
+
+
 class NonceBook(Protocol):
     """Where a board keeps open nonces and the newest attested report of each cluster."""
 
     def issue(self, cluster: str, nonce: str, at: _dt.datetime) -> int:
         """Open ``nonce``; returns its counter (the cluster's next)."""
 
-    def spend(self, cluster: str, nonce: str) -> tuple[int, _dt.datetime] | None:
-        """``(counter, issued at)`` of an open nonce, now spent; None if it is not open."""
-
-    def record(self, attested: Attested, counter: int) -> bool:
-        """Keep ``attested`` unless a report answering a later nonce is kept; True if kept."""
+    def redeem(self, cluster: str, nonce: str, accept: Accept) -> tuple[bool, Attested | None]:
+        """Spend ``nonce`` (False if it was not open) and keep what ``accept(counter, issued at)`` returns,
+        unless a report answering a later nonce is kept: one step, so a nonce is spent with its report."""
 
     def latest(self, cluster: str) -> Attested | None: ...
 
@@ -62,27 +66,30 @@ class MemoryBook:
     """Nonces and reports in this process: a restart forgets them (old nonces become unknown: refused)."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._open: dict[str, OrderedDict[str, tuple[int, _dt.datetime]]] = {}
         self._counter: dict[str, int] = {}
         self._latest: dict[str, tuple[int, Attested]] = {}
 
     def issue(self, cluster: str, nonce: str, at: _dt.datetime) -> int:
-        counter = self._counter[cluster] = self._counter.get(cluster, 0) + 1
-        book = self._open.setdefault(cluster, OrderedDict())
-        book[nonce] = (counter, at)
-        while len(book) > MAX_OPEN_NONCES:
-            book.popitem(last=False)
-        return counter
+        with self._lock:
+            counter = self._counter[cluster] = self._counter.get(cluster, 0) + 1
+            book = self._open.setdefault(cluster, OrderedDict())
+            book[nonce] = (counter, at)
+            while len(book) > MAX_OPEN_NONCES:
+                book.popitem(last=False)
+            return counter
 
-    def spend(self, cluster: str, nonce: str) -> tuple[int, _dt.datetime] | None:
-        return (self._open.get(cluster) or {}).pop(nonce, None)
-
-    def record(self, attested: Attested, counter: int) -> bool:
-        held = self._latest.get(attested.cluster)
-        if held is not None and held[0] >= counter:
-            return False
-        self._latest[attested.cluster] = (counter, attested)
-        return True
+    def redeem(self, cluster: str, nonce: str, accept: Accept) -> tuple[bool, Attested | None]:
+        with self._lock:
+            spent = (self._open.get(cluster) or {}).pop(nonce, None)
+            if spent is None:
+                return False, None
+            attested = accept(*spent)
+            held = self._latest.get(cluster)
+            if attested is not None and (held is None or held[0] < spent[0]):
+                self._latest[cluster] = (spent[0], attested)
+            return True, attested
 
     def latest(self, cluster: str) -> Attested | None:
         held = self._latest.get(cluster)
@@ -100,15 +107,16 @@ class StateBook:
             return tx.issue_nonce(cluster, nonce, at.timestamp(), keep=MAX_OPEN_NONCES,
                                   expired=(at - NONCE_TTL).timestamp())
 
-    def spend(self, cluster: str, nonce: str) -> tuple[int, _dt.datetime] | None:
-        with self._state.write() as tx:
+    def redeem(self, cluster: str, nonce: str, accept: Accept) -> tuple[bool, Attested | None]:
+        with self._state.write() as tx:  # spent and kept in one transaction: two replicas, one winner
             spent = tx.spend_nonce(cluster, nonce)
-        return None if spent is None else (spent[0], _dt.datetime.fromtimestamp(spent[1], _dt.UTC))
-
-    def record(self, attested: Attested, counter: int) -> bool:
-        with self._state.write() as tx:
-            return tx.put_attestation(attested.cluster, counter, attested.received_at.timestamp(), attested.data,
-                                      attested.signature, attested.certificate)
+            if spent is None:
+                return False, None
+            attested = accept(spent[0], _dt.datetime.fromtimestamp(spent[1], _dt.UTC))
+            if attested is not None:
+                tx.put_attestation(cluster, spent[0], attested.received_at.timestamp(), attested.data,
+                                   attested.signature, attested.certificate)
+            return True, attested
 
     def latest(self, cluster: str) -> Attested | None:
         with self._state.read() as tx:
@@ -146,17 +154,22 @@ class AttestationBoard:
             raise VerificationError(f"report for {cluster!r} signed by {identity}", reason="ForgedReport")
         if submitter is not None and submitter != cluster:
             raise PermissionDenied(f"the agent of {submitter!r} may not submit a report of {cluster!r}")
-        issued = self._book.spend(cluster, doc["nonce"]) if isinstance(doc["nonce"], str) else None
-        if issued is None:
+        def accept(counter: int, at: _dt.datetime) -> Attested | None:
+            now = self._clock.now()
+            if doc["counter"] != counter or now - at > NONCE_TTL:
+                return None
+            return Attested(cluster, doc, data, signature, certificate, now)
+
+        # A report answering an earlier nonce than the one kept is accepted but does not replace it.
+        spent, attested = self._book.redeem(cluster, doc["nonce"], accept) if isinstance(doc["nonce"], str) \
+            else (False, None)
+        if not spent:
             raise VerificationError(
                 f"report of {cluster} carries nonce {str(doc['nonce'])[:8]}… that is unknown or already used",
                 reason="ReplayedReport",
             )
-        counter, at = issued
-        if doc["counter"] != counter or self._clock.now() - at > NONCE_TTL:
+        if attested is None:
             raise VerificationError(f"report of {cluster}: nonce expired or counter mismatch", reason="ReplayedReport")
-        attested = Attested(cluster, doc, data, signature, certificate, self._clock.now())
-        self._book.record(attested, counter)  # (a report answering a later nonce, kept already, stays)
         return attested
 
     def latest(self, cluster: str) -> Attested | None:

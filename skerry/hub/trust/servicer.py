@@ -6,6 +6,9 @@ server's interceptor before any code here runs.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+
 import structlog
 from cryptography import x509
 
@@ -60,7 +63,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
                                                threshold=result.threshold, published=result.published)
 
     async def IssueNonce(self, request, context):
-        nonce, counter = self._board.issue(request.cluster)
+        nonce, counter = await asyncio.to_thread(self._board.issue, request.cluster)  # a state write
         return trust_pb2.IssueNonceResponse(nonce=nonce, counter=counter)
 
     def _check_chain(self, pem: bytes) -> None:
@@ -74,12 +77,13 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         raise VerificationError("report certificate is not issued by the fleet CA", reason="ForgedReport")
 
     async def SubmitSignedReport(self, request: trust_pb2.SignedReport, context):
-        self._board.submit(bytes(request.report), bytes(request.signature), bytes(request.certificate),
-                           ca_check=self._check_chain, submitter=identity().name)
+        await asyncio.to_thread(functools.partial(  # a state write (the nonce spent, the report kept)
+            self._board.submit, bytes(request.report), bytes(request.signature), bytes(request.certificate),
+            ca_check=self._check_chain, submitter=identity().name))
         return trust_pb2.SubmitSignedReportResponse(accepted=True)
 
     async def GetAttestation(self, request, context):
-        attested = self._board.latest(request.cluster)
+        attested = await asyncio.to_thread(self._board.latest, request.cluster)
         if attested is None:
             raise NotFound(f"cluster {request.cluster!r} has not sent a signed report")
         return trust_pb2.SignedReport(report=attested.data, signature=attested.signature,

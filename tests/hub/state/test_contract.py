@@ -166,6 +166,25 @@ def test_an_older_report_never_overwrites_a_newer_one(backend):
         assert [(r.cluster, r.generation, r.body) for r in tx.reports()] == [("oslo", 6, b"six")]
 
 
+def test_a_replica_reads_each_report_another_stored_once_and_never_half_a_transaction(backend):
+    a, b = backend.open(), backend.open()
+    with b.read() as tx:
+        _, position = tx.reports_since(-1)
+    with a.write() as tx:  # one transaction, three clusters
+        for cluster in ("bergen", "oslo", "tromso"):
+            assert tx.put_report(cluster, 5, cluster.encode())
+    with b.read() as tx:
+        rows, position = tx.reports_since(position, limit=1)  # a page ends on a transaction's boundary
+        assert sorted(r.cluster for r in rows) == ["bergen", "oslo", "tromso"]
+        assert tx.reports_since(position) == ([], position)
+    with a.write() as tx:
+        assert not tx.put_report("bergen", 4, b"older")  # refused: not new to anyone
+        assert tx.put_report("oslo", 6, b"six")
+    with b.read() as tx:
+        rows, position = tx.reports_since(position)
+        assert [(r.cluster, r.generation, r.body) for r in rows] == [("oslo", 6, b"six")]
+
+
 def test_an_act_and_its_audit_entry_commit_together_or_not_at_all(backend):
     a = backend.open()
     lease = a.acquire_lease("hub-a", LONG)

@@ -12,13 +12,14 @@ import grpc
 
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
-from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+from skerry.api.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.tls import ROLE_HUB, channel_credentials
 from skerry.hub.app import HubApp
 from skerry.hub.config import HubConfig
 from skerry.hub.state import open_state
 from skerry.hub.writer import Duties, Writer
+from tests.hub.helpers import BROKEN_PROD, FLEET_FILES
 
 READ_TIMEOUT = 30
 CLUSTER = "oslo-prod"
@@ -148,3 +149,69 @@ async def test_writer_duties_stop_when_the_lease_is_taken_over_and_start_again_w
         await asyncio.gather(task, return_exceptions=True)
         mine.close()
         theirs.close()
+
+
+@contextlib.asynccontextmanager
+async def hub_stub(app: HubApp, files):
+    async with grpc.aio.secure_channel(f"127.0.0.1:{app.port}", channel_credentials(files),
+                                       options=CHANNEL_OPTIONS) as channel:
+        yield hub_pb2_grpc.HubServiceStub(channel)
+
+
+async def fleet_until(ops, shows, deadline: float = READ_TIMEOUT) -> hub_pb2.GetFleetStatusResponse:
+    """GetFleetStatus, asked again until ``shows(response)`` (the replica follows the state every second)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        response = await ops.GetFleetStatus(hub_pb2.GetFleetStatusRequest(), timeout=10)
+        if shows(response):
+            return response
+        assert loop.time() < end, f"the replica never showed it: {response}"
+        await asyncio.sleep(0.3)  # within the operator's rate limit (5 calls a second)
+
+
+async def test_a_serving_replica_shows_the_fleets_reports_and_streams_the_render_errors_the_writer_found(
+    fleet_repo, tmp_path, pki, engine, dev_trust
+):
+    writer = HubApp(config(fleet_repo, tmp_path, pki, dev_trust, "hub-a", "both"), engine=engine)
+    await writer.start()
+    served = HubApp(config(fleet_repo, tmp_path, pki, dev_trust, "hub-b", "serve"), engine=engine)
+    try:
+        await served.start()
+        await wait_for(lambda: ready(served) == 200)
+        release = writer.store.current(CLUSTER).release
+        report = hub_pb2.ReportStatusRequest(status=hub_pb2.ClusterStatus(
+            cluster=CLUSTER, applied_version=release, applied_digest=writer.store.current(CLUSTER).digest,
+            revision=writer.syncer.revision, observed_unix_ms=2000,
+            conditions=[common_pb2.Condition(type="Ready", status="True", reason="Applied")]))
+        async with hub_stub(writer, pki.agent(CLUSTER)) as agent:  # the agent reports to the writer...
+            await agent.ReportStatus(report, timeout=10)
+        async with hub_stub(served, pki.operator("ops")) as ops:  # ...an operator asks the replica
+            fleet = await fleet_until(ops, lambda r: any(v.cluster == CLUSTER and v.HasField("reported")
+                                                         for v in r.clusters))
+            assert fleet.revision == writer.syncer.revision
+            assert [v.cluster for v in fleet.clusters] == sorted(writer.syncer.fleet.cluster_names)
+            view = next(v for v in fleet.clusters if v.cluster == CLUSTER)
+            assert view.reported.applied_version == release and view.desired_version == release
+            assert list(view.paths) == list(writer.syncer.fleet.paths_for(CLUSTER))
+            assert dict(view.labels) == dict(writer.syncer.fleet.cluster(CLUSTER).labels)
+
+            async with watching(served, pki) as call:
+                assert (await next_bundle(call)).version == release
+                commit = fleet_repo.commit("break", BROKEN_PROD)
+                await writer.syncer.sync_once()
+                event = await asyncio.wait_for(call.read(), READ_TIMEOUT)  # the replica streams the writer's error
+                assert event.WhichOneof("event") == "render_error"
+                assert event.render_error.revision == commit
+                assert event.render_error.message == writer.store.error(CLUSTER).message
+            fleet = await fleet_until(ops, lambda r: any(v.render_error for v in r.clusters))
+            view = next(v for v in fleet.clusters if v.cluster == CLUSTER)
+            assert view.render_error == writer.store.error(CLUSTER).message and view.desired_version == release
+
+            fleet_repo.commit("heal", FLEET_FILES)
+            await writer.syncer.sync_once()
+            assert writer.store.error(CLUSTER) is None
+            await fleet_until(ops, lambda r: not any(v.render_error for v in r.clusters))
+    finally:
+        for app in (writer, served):
+            await app.stop(grace=0)
