@@ -22,11 +22,14 @@ module hands them, in ``skerry/<service>/metrics.py``).
   (``SkerryError.reason``) a service answers or logs, counted at the one place
   the service turns refusals into an answer (``rpc.ErrorInterceptor`` for the
   gRPC servers, the agent's bundle refusal), so no call site counts its own.
+  ``count_once`` counts an input refused again (a broken commit rebuilt at
+  every sync tick) only the first time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import http.server
 import inspect
 import re
@@ -62,6 +65,23 @@ MAX_REASON_CHARS = 48
 _REASON = re.compile(rf"[A-Z][A-Za-z0-9]{{0,{MAX_REASON_CHARS - 1}}}")
 # The reason counted for an error that has no (valid) name: an alert on it finds hostile input not yet named.
 UNCLASSIFIED = "Unclassified"
+# Distinct refused inputs remembered so that one seen again (a broken commit rebuilt on every sync tick) is not
+# counted again; the oldest are forgotten first, so memory stays bounded whatever a repository holds.
+MAX_REMEMBERED_REFUSALS = 10_000
+# The named refusal an HTTP server's error status stands for, where the refusal itself has no name (the
+# parser of the standard library or aiohttp refused the request, or a route raised a bare HTTP error).
+# Statuses not listed (404, redirects, 5xx of a failure) are not refusals of hostile input.
+HTTP_REFUSAL_REASONS = {
+    400: "MalformedRequest",
+    401: "Unauthenticated",
+    403: "PermissionDenied",
+    405: "MethodNotAllowed",
+    413: "TooLarge",
+    414: "TooLarge",
+    431: "TooLarge",
+    501: "MethodNotAllowed",
+    505: "MalformedRequest",
+}
 # The ops server reads no request body; a request line + headers larger than this is refused.
 MAX_REQUEST_LINE = 8192
 # A scrape that has not sent its request within this long is dropped (slowloris bound).
@@ -321,6 +341,7 @@ class Refusals:
 
     def __init__(self, registry: CollectorRegistry, service: str):
         self.service = service
+        self._seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self._counter = Counter(
             "skerry_refusals_total",
             "Requests and inputs refused, by service and named reason (Unclassified: an error with no name).",
@@ -333,3 +354,21 @@ class Refusals:
 
     def count_reason(self, reason: str) -> None:
         self._counter.labels(self.service, reason if _REASON.fullmatch(reason or "") else UNCLASSIFIED).inc()
+
+    def count_status(self, status: int) -> None:
+        """An HTTP server's answer: counted if its status is a refusal (``HTTP_REFUSAL_REASONS``)."""
+        reason = HTTP_REFUSAL_REASONS.get(status)
+        if reason is not None:
+            self.count_reason(reason)
+
+    def count_once(self, key: tuple, reason: str) -> None:
+        """Count ``reason`` for the input named by ``key`` (e.g. ``(commit, path)``) unless it was counted before:
+        an input refused again (the same broken commit at the next sync) is the same refusal, not a new one."""
+        key = (*key, reason)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return
+        self._seen[key] = None
+        while len(self._seen) > MAX_REMEMBERED_REFUSALS:
+            self._seen.popitem(last=False)
+        self.count_reason(reason)

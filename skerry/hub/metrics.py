@@ -11,7 +11,10 @@ results come back as data:
   ``skerry_hub_bundles_published_total``) and counts a refused fleet file in
   ``skerry_refusals_total{service="hub"}`` (``core.metrics.Refusals``: refused
   RPCs are counted there by the servers' error interceptor, ``refused.count``,
-  and refused renders by ``InstrumentedEngine``);
+  and refused renders - a kustomization refused while its closure is read, or
+  the engine's refusal - by ``render_refused``, the incremental renderer's
+  ``on_refused``). A fleet file or path is counted once per (commit, path,
+  reason): a broken commit rebuilt at every tick is one refusal;
 * ``HubStateCollector`` reads the store, the status board and the stream
   registry at scrape time, so gauges are never stale: per-cluster desired
   release, metadata expiry horizon, reported health and sync state, agents
@@ -68,7 +71,7 @@ class HubMetrics:
             outcome = "fetch_error"
         elif result.fleet_error is not None:
             outcome = "fleet_error"
-            self.refused.count_reason(result.fleet_reason or "")
+            self.refused.count_once((result.commit, None), result.fleet_reason or "")  # None: the fleet file
         elif result.errors:
             outcome = "partial"
         elif result.rendered:
@@ -79,6 +82,10 @@ class HubMetrics:
         self.sync_seconds.observe(seconds)
         for cluster in result.published:
             self.published.labels(cluster).inc()
+
+    def render_refused(self, commit: str, path: str, error: RenderError) -> None:
+        """A path of ``commit`` refused (AliasBudget, TooLarge, RenderTimeout, ...): counted once per commit."""
+        self.refused.count_once((commit, path), error.reason)
 
 
 class InstrumentedEngine:
@@ -95,10 +102,9 @@ class InstrumentedEngine:
         started = time.monotonic()
         try:
             out = self._engine.render(*args, **kwargs)
-        except RenderError as e:
+        except RenderError:
             self._metrics.renders.labels("error").inc()
             self._metrics.render_errors.inc()
-            self._metrics.refused.count(e)  # the render refused (AliasBudget, TooLarge, RenderTimeout, ...)
             raise
         finally:
             self._metrics.render_seconds.observe(time.monotonic() - started)

@@ -46,6 +46,7 @@ class HubOps:
         self._parts = (store, statuses, syncer)
         self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
         syncer.observers.append(self.metrics.observe_sync)
+        syncer.renderer.on_refused = self.metrics.render_refused
         syncer.observers.append(lambda result, seconds: self._record_history(store))
         self.registry.register(
             HubStateCollector(
@@ -95,7 +96,7 @@ class HubOps:
         if cfg.dashboard_listen:
             self.dashboard = DashboardServer(
                 cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),
-                detail=self.cluster_detail,
+                detail=self.cluster_detail, count_refusal=self.metrics.refused.count_reason,
             )
             ports["dashboard_port"] = await self.dashboard.start()
         return ports

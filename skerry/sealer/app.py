@@ -120,7 +120,8 @@ class SealerApp:
         if self.config.cert_listen:
             host, _, cport = self.config.cert_listen.rpartition(":")
             try:
-                self._cert_server = CertificateServer(self.registry, host, int(cport))
+                self._cert_server = CertificateServer(self.registry, host, int(cport),
+                                                      count_refusal=ops.metrics.refused.count_reason)
             except OSError as e:
                 await self._server.stop(0)
                 raise ConfigError(f"cannot listen on {self.config.cert_listen}: {e.strerror}") from e

@@ -11,7 +11,10 @@ nothing else (no unseal, no key material, no listing beyond domain names):
     anything else                  404 / 405
 
 Response headers carry ``X-Skerry-Key-Id`` and ``X-Skerry-Domain``. It runs
-on the standard library's threading HTTP server in a daemon thread.
+on the standard library's threading HTTP server in a daemon thread. Every
+refusal - the handler's own (by its reason) and the standard library's
+(a malformed or oversize request line or header, by its status) - goes
+through one hook, ``count_refusal``: the sealer's ``skerry_refusals_total``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import http.server
 import threading
 import urllib.parse
+from collections.abc import Callable
 
 from skerry.core.errors import SkerryError
+from skerry.core.metrics import HTTP_REFUSAL_REASONS
 from skerry.sealer.keys import KeyRegistry
 
 CERT_PATH = "/v1/cert.pem"
@@ -30,8 +35,10 @@ MAX_QUERY_CHARS = 256
 
 
 class CertificateServer:
-    def __init__(self, registry: KeyRegistry, host: str, port: int):
+    def __init__(self, registry: KeyRegistry, host: str, port: int, *,
+                 count_refusal: Callable[[str], None] | None = None):
         registry_ref = registry
+        count = count_refusal or (lambda reason: None)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             timeout = REQUEST_TIMEOUT_SECONDS
@@ -44,13 +51,13 @@ class CertificateServer:
             def do_GET(self):  # noqa: N802 - stdlib name
                 url = urllib.parse.urlsplit(self.path)
                 if url.path != CERT_PATH or len(url.query) > MAX_QUERY_CHARS:
-                    self._send(404, b"not found\n", "text/plain")
+                    self._refuse(404, b"not found\n", "TooLarge" if url.path == CERT_PATH else "NotFound")
                     return
                 domain = (urllib.parse.parse_qs(url.query).get("domain") or [""])[0]
                 try:
                     key = registry_ref.sealing_key(domain)
                 except SkerryError as e:
-                    self._send(404, f"{e}\n".encode(), "text/plain")
+                    self._refuse(404, f"{e}\n".encode(), e.reason)
                     return
                 self._send(
                     200,
@@ -60,7 +67,17 @@ class CertificateServer:
                 )
 
             def do_POST(self):  # noqa: N802
-                self._send(405, b"only GET\n", "text/plain")
+                self._refuse(405, b"only GET\n", "MethodNotAllowed")
+
+            def send_error(self, code, message=None, explain=None):
+                # The standard library's own refusals (a malformed request line, a header too long, ...).
+                if code in HTTP_REFUSAL_REASONS:
+                    count(HTTP_REFUSAL_REASONS[code])
+                super().send_error(code, message, explain)
+
+            def _refuse(self, code: int, body: bytes, reason: str) -> None:
+                count(reason)
+                self._send(code, body, "text/plain")
 
             do_PUT = do_DELETE = do_POST  # noqa: N815
 

@@ -11,6 +11,9 @@ hub's sync observer and the agent's refusal handler do the counting.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -42,9 +45,14 @@ from skerry.core import report, tls
 from skerry.core.canonical import sha256_digest
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
-from skerry.core.tls import channel_credentials
+from skerry.core.tls import ROLE_SEALER, channel_credentials
 from skerry.hub import webhook
+from skerry.hub.dashboard.server import MAX_REQUEST_BODY
+from skerry.hub.render import closure
 from skerry.sealer import crypto
+from skerry.sealer.app import SealerApp
+from skerry.sealer.config import SealerConfig
+from skerry.sealer.keys import KeyRegistry
 from skerry.testing.devstack import Stack, wait_for
 
 CLUSTER = "oslo-prod"
@@ -244,3 +252,109 @@ def test_a_bad_signature_is_counted_by_the_agent_that_refused_it(kubeconfig, tmp
     finally:
         stack.stop()
         mirror.stop()
+
+
+async def test_a_broken_commit_is_counted_once_however_many_ticks_rebuild_it(fleet_repo, tmp_path, pki, engine):
+    """The sync retries a commit with errors at every tick: the fleet file, a kustomization read for the render's
+    closure (an alias bomb, a file over the size bound) and the render itself are each one refusal per commit,
+    and a new broken commit is a new one."""
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True) as (hub, _sealer):
+        counted = Counted(hub.ops.ops_server.port, "hub")
+
+        async def ticks(message: str, files: dict[str, str | None]) -> dict[str, str]:
+            fleet_repo.commit(message, files)
+            for _ in range(2):
+                result = await hub.syncer.sync_once()
+            return dict(result.errors)
+
+        await ticks("fleet bomb", {"skerry.yaml": alias_bomb().decode()})
+        assert counted.raised() == {"AliasBudget": 1}
+        await ticks("another fleet bomb", {"skerry.yaml": alias_bomb(8).decode()})
+        assert counted.raised() == {"AliasBudget": 2}
+
+        # Kustomization files are refused while the render's closure is read, before any engine runs.
+        errors = await ticks("kustomization bomb", {"skerry.yaml": FLEET_FILES["skerry.yaml"],
+                                                    "overlays/prod/kustomization.yaml": alias_bomb().decode()})
+        assert "overlays/prod/kustomization.yaml" in errors["oslo-prod"], errors
+        assert counted.raised() == {"AliasBudget": 3}
+        oversize = "# padding\n" * (closure.MAX_KUSTOMIZATION_BYTES // 10 + 1)
+        await ticks("oversize kustomization", {"overlays/prod/kustomization.yaml": oversize})
+        assert counted.raised() == {"AliasBudget": 3, "TooLarge": 1}
+
+        # The engine's own refusal: an alias bomb in a plain-YAML path.
+        await ticks("plain bomb", {"overlays/prod/kustomization.yaml": None,
+                                   "overlays/prod/bomb.yaml": alias_bomb().decode()})
+        assert counted.raised() == {"AliasBudget": 4, "TooLarge": 1}
+
+
+def _http_status(port: int, raw: bytes) -> int:
+    """The status a raw HTTP request gets on loopback (0 if the server closed without an answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT) as s:
+        s.sendall(raw)
+        head = s.recv(64)
+    return int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+
+
+async def test_the_sealers_certificate_endpoint_counts_each_refusal(tmp_path, pki):
+    own = pki.server("sealer", ROLE_SEALER)
+    cfg = SealerConfig(listen="127.0.0.1:0", tls_ca=pki.ca_file, tls_cert=own.cert, tls_key=own.key,
+                       keys_dir=tmp_path / "keys", grace_seconds=0, metrics_listen="127.0.0.1:0",
+                       cert_listen="127.0.0.1:0")
+    sealer = SealerApp(cfg, registry=KeyRegistry.from_directory(cfg.keys_dir, key_bits=2048))
+    await sealer.start()
+    try:
+        counted = Counted(sealer.metrics_port, "sealer")
+        port = sealer.cert_port
+
+        def get(path: str) -> bytes:
+            return f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+
+        assert _http_status(port, get("/v1/cert.pem")) == 200  # served: not a refusal
+        assert _http_status(port, get("/v1/cert.pem?domain=nowhere")) == 404
+        assert _http_status(port, get("/v1/keys")) == 404
+        assert _http_status(port, get("/v1/cert.pem?" + "d" * 300)) == 404
+        assert _http_status(port, b"POST /v1/cert.pem HTTP/1.1\r\nContent-Length: 0\r\n\r\n") == 405
+        assert _http_status(port, b"GET /v1/ cert.pem HTTP/1.1\r\n\r\n") == 400  # malformed request line
+        long_header = b"GET /v1/cert.pem HTTP/1.1\r\nX-Pad: " + b"x" * 70_000 + b"\r\n\r\n"
+        assert _http_status(port, long_header) == 431  # over the standard library's line bound
+        assert counted.raised() == {"NotFound": 2, "TooLarge": 2, "MethodNotAllowed": 1, "MalformedRequest": 1}
+    finally:
+        await sealer.stop(0)
+
+
+def _https_status(port: int, ctx: ssl.SSLContext, method: str, path: str, headers: dict[str, str],
+                  body: bytes | None = None) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=CALL_TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+async def test_the_dashboards_refusals_are_counted_by_the_hub(fleet_repo, tmp_path, pki, engine):
+    token_file = tmp_path / "dashboard.token"
+    token_file.write_text("a dashboard token of enough characters\n")
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True, dashboard_listen="127.0.0.1:0",
+                                dashboard_token_file=token_file) as (hub, _sealer):
+        counted = Counted(hub.ops.ops_server.port, "hub")
+        port = hub.ops.dashboard.port
+        anonymous = ssl.create_default_context(cafile=str(pki.ca_file))
+        agent = ssl.create_default_context(cafile=str(pki.ca_file))
+        files = pki.agent("dashboard-refusals")
+        agent.load_cert_chain(str(files.cert), str(files.key))
+        good = {"Authorization": "Bearer a dashboard token of enough characters"}
+
+        def calls() -> list[int]:
+            return [
+                _https_status(port, anonymous, "GET", "/api/fleet", good),  # served: not a refusal
+                _https_status(port, anonymous, "GET", "/api/fleet", {"Authorization": "Bearer wrong"}),
+                _https_status(port, anonymous, "GET", "/login?token=wrong", {}),
+                _https_status(port, agent, "GET", "/api/fleet", good),  # a certificate without the operator role
+                _https_status(port, anonymous, "POST", "/api/fleet", good, b"{}"),
+                _https_status(port, anonymous, "GET", "/api/fleet", good, b"x" * (MAX_REQUEST_BODY + 1)),
+            ]
+
+        assert await asyncio.to_thread(calls) == [200, 401, 401, 403, 405, 413]
+        assert counted.raised() == {"Unauthenticated": 2, "PermissionDenied": 1, "MethodNotAllowed": 1,
+                                    "TooLarge": 1}

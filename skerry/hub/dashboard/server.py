@@ -8,6 +8,12 @@ browsers that hold no client certificate, the bearer token from
 ``/login?token=`` which sets an HttpOnly, Secure, SameSite=Strict cookie).
 A client certificate with another role is refused even with a token.
 
+Every refusal it answers (a missing or wrong token, a certificate without
+the operator role, a method other than GET, a request body) passes one
+middleware, ``_count_refusals``, which hands its reason (by status,
+``core.metrics.HTTP_REFUSAL_REASONS``) to ``count_refusal``: the hub's
+``skerry_refusals_total``.
+
 Read-only: GET only, no route changes state. One snapshot is built per
 tick while anyone watches and shared by all streams; a stream is sent a
 snapshot only when it changed (plus a keep-alive comment).
@@ -29,7 +35,7 @@ import structlog
 from aiohttp import web
 
 from skerry.core.errors import ConfigError
-from skerry.core.metrics import parse_listen
+from skerry.core.metrics import HTTP_REFUSAL_REASONS, parse_listen
 from skerry.core.tls import ROLE_OPERATOR, TlsFiles, identity_from_pem
 
 log = structlog.get_logger("skerry.hub.dashboard")
@@ -85,8 +91,10 @@ def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:
 
 class DashboardServer:
     def __init__(self, listen: str, tls: TlsFiles, snapshot: Callable[[], dict], *, token: bytes | None = None,
-                 detail: Callable[[str], dict | None] | None = None):
+                 detail: Callable[[str], dict | None] | None = None,
+                 count_refusal: Callable[[str], None] | None = None):
         self._listen = listen
+        self._count_refusal = count_refusal
         self._tls = tls
         self._snapshot = snapshot
         self._detail = detail
@@ -125,9 +133,28 @@ class DashboardServer:
         )
 
     @web.middleware
+    async def _count_refusals(self, request: web.Request, handler):
+        """The one place the dashboard's refusals are counted (outermost: it sees every answer)."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            self._refused(e.status)
+            raise
+        self._refused(response.status)
+        return response
+
+    def _refused(self, status: int) -> None:
+        if self._count_refusal is not None and status in HTTP_REFUSAL_REASONS:
+            self._count_refusal(HTTP_REFUSAL_REASONS[status])
+
+    @web.middleware
     async def _middleware(self, request: web.Request, handler):
         if request.method not in ("GET", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], text="the dashboard is read-only\n")
+        if (request.content_length or 0) > MAX_REQUEST_BODY or "chunked" in request.headers.get(
+                "Transfer-Encoding", "").lower():
+            raise web.HTTPRequestEntityTooLarge(MAX_REQUEST_BODY, request.content_length or 0,
+                                                text="the dashboard takes no request body\n")
         if request.path != "/login":
             self._who(request)
         response = await handler(request)
@@ -222,7 +249,7 @@ class DashboardServer:
 
     async def start(self) -> int:
         host, port = parse_listen(self._listen, "dashboard listen")
-        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BODY)
+        app = web.Application(middlewares=[self._count_refusals, self._middleware], client_max_size=MAX_REQUEST_BODY)
         app.add_routes([
             web.get("/", self._index),
             web.get("/login", self._login),

@@ -11,7 +11,9 @@ its closure also proves the closure complete: anything kustomize would read
 beyond it is missing, so the render fails loudly rather than going stale.
 
 Only successes are cached (a failure is retried on the next build). The
-cache is bounded (``MAX_CACHE_ENTRIES``, least recently used out).
+cache is bounded (``MAX_CACHE_ENTRIES``, least recently used out). Every
+path refused (its closure or its render) is also handed to ``on_refused``
+(commit, path, error), the hub's refusal counter.
 """
 
 from __future__ import annotations
@@ -60,9 +62,14 @@ class RenderOutcome:
     stats: RenderStats
 
 
+Refused = Callable[[str, str, RenderError], None]  # (commit, path, why) of a path refused
+
+
 class IncrementalRenderer:
-    def __init__(self, engine: Engine, *, schemas: SchemaValidator | None | bool = True):
+    def __init__(self, engine: Engine, *, schemas: SchemaValidator | None | bool = True,
+                 on_refused: Refused | None = None):
         self.engine = engine
+        self.on_refused = on_refused
         if schemas is True:
             try:
                 schemas = SchemaValidator()
@@ -111,7 +118,7 @@ class IncrementalRenderer:
         def load(oid: str, path: str) -> Any:
             doc = self._parsed[oid]
             if isinstance(doc, RenderError):
-                raise RenderError(f"{path}: {str(doc).split(': ', 1)[1]}")
+                raise RenderError(f"{path}: {str(doc).split(': ', 1)[1]}", reason=doc.reason)
             return doc
 
         failures: dict[str, str] = {}
@@ -124,6 +131,7 @@ class IncrementalRenderer:
                     c = closures.closure("" if path == "." else path, entries, load)
                 except RenderError as e:
                     failures[path] = str(e)
+                    self._refused(commit, path, e)
                     self._closures.pop(path, None)
                     continue
                 self._closures[path] = c
@@ -152,6 +160,7 @@ class IncrementalRenderer:
                         check_objects(objects, path or ".", self.schemas)
                     except RenderError as e:
                         failures[path] = str(e)
+                        self._refused(commit, path, e)
                         keys.pop(path, None)
                         log.info("path failed to render", path=path, revision=commit, error=str(e))
                     else:
@@ -174,6 +183,10 @@ class IncrementalRenderer:
             seconds=time.perf_counter() - started,
         )
         return RenderOutcome(rendered, failures, keys, entries, stats)
+
+    def _refused(self, commit: str, path: str, error: RenderError) -> None:
+        if self.on_refused is not None:
+            self.on_refused(commit, path, error)
 
 
 _MISSING = TreeEntry("", "", closures.ABSENT)
