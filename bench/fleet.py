@@ -51,10 +51,7 @@ import asyncio
 import json
 import os
 import pathlib
-import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,12 +60,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 FLEET_CLUSTERS_PER_VCPU = 500 / 16
 HUB_CORES = 2
-
-
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def cluster_name(i: int) -> str:
@@ -158,8 +149,9 @@ async def hub_main(args) -> None:
     from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
+    from skerry.testing.simagents import raise_nofile
 
-    _raise_nofile()
+    raise_nofile()
     skerry_logging.configure("warning")
     if args.tracemalloc:
         import tracemalloc
@@ -252,147 +244,37 @@ async def hub_main(args) -> None:
 
 
 async def agents_main(args) -> None:
-    import concurrent.futures
-    import random
-
-    import grpc
-
+    """One agent process: its share of the clusters' certificates (signed by the hub's enrollment
+    authority: the enrollment path minus the RPC), then ``skerry.testing.simagents`` runs them."""
     from skerry.agent.enroll import make_csr
-    from skerry.agent.stream import HubClient
-    from skerry.agent.trust import TufVerifier
-    from skerry.agent.tuf_fetch import GrpcFetcher
-    from skerry.core import logging as skerry_logging
-    from skerry.core.errors import SkerryError, VerificationError
-    from skerry.core.tls import TlsFiles, channel_credentials
     from skerry.hub.enrollment.authority import AgentAuthority
+    from skerry.testing import simagents
 
-    _raise_nofile()
-    skerry_logging.configure("error")
     d = pathlib.Path(args.dir)
     authority = AgentAuthority.load_or_create(d / "hub" / "enrollment")
     adir = d / "agents"
     adir.mkdir(exist_ok=True)
     names = [cluster_name(i) for i in range(args.first, args.first + args.count)]
-    files = {}
     for name in names:
-        crt, key = adir / f"{name}.crt", adir / f"{name}.key"
-        if not crt.exists():
+        files = simagents.identity_files(adir, d / "pki" / "ca.crt", name)
+        if not files.cert.exists():
             csr, key_pem = make_csr(name)
-            key.write_bytes(key_pem)
-            crt.write_bytes(authority.sign_csr(csr, name).cert_pem)
-        files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
-    state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
-    received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
-    address = f"127.0.0.1:{args.port}"
-    refused: dict[str, int] = {}
-    root = d / "hub" / "trust" / "root.json"
-    channel = grpc.secure_channel(address, channel_credentials(files[names[0]]))
+            files.key.write_bytes(key_pem)
+            files.cert.write_bytes(authority.sign_csr(csr, name).cert_pem)
+    sim = simagents.parser().parse_args([
+        "--hub", f"127.0.0.1:{args.port}", "--identities", str(adir), "--ca", str(d / "pki" / "ca.crt"),
+        "--root", str(d / "hub" / "trust" / "root.json"), "--environment", ENV, "--state", args.state,
+        "--ramp", str(args.ramp)])
 
-    class SharedChannelFetcher(GrpcFetcher):
-        def close(self) -> None:  # the process's one channel outlives each refresh
-            pass
+    def profile(arg: str) -> dict:
+        _profile(arg, f"agents-{os.getpid()}")
+        return {"event": "profiled"}
 
-    verifiers = {
-        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name,
-                          lambda: SharedChannelFetcher(address, channel=channel))
-        for name in names
-    }
-    pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
-    verify_cpu = [0.0]
-
-    def verify(name: str, bundle) -> None:
-        c0 = time.thread_time()
-        try:
-            v = verifiers[name].verify_message(bundle)
-        except VerificationError as e:
-            refused[e.reason] = refused.get(e.reason, 0) + 1
-            return
-        except SkerryError as e:
-            refused[type(e).__name__] = refused.get(type(e).__name__, 0) + 1
-            return
-        finally:
-            verify_cpu[0] += time.thread_time() - c0
-        if v is not None:
-            state[name] = (v.release, v.digest, time.time())
-
-    async def agent(name: str) -> None:
-        await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = HubClient(address, files[name], name,
-                           channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
-
-        def position():
-            v = state.get(name)
-            return (v[0], v[1]) if v else (0, "")
-
-        loop = asyncio.get_running_loop()
-        async for resp in client.watch(position=position):
-            if resp.WhichOneof("event") == "bundle":
-                received[name] = time.time()
-                await loop.run_in_executor(pool, verify, name, resp.bundle)
-
-    tasks = [asyncio.create_task(agent(n)) for n in names]  # noqa: F841 - kept alive
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    sys.stdout.write(json.dumps({"event": "started", "agents": len(names)}) + "\n")
-    sys.stdout.flush()
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd, _, arg = line.decode().strip().partition(" ")
-        if cmd == "report":
-            floor_text, _, since_text = (arg or "0").partition(" ")
-            floor, since = int(floor_text), float(since_text or 0)
-            # list() copies in one C call: the verification thread may add entries meanwhile
-            have = [(v, t) for (v, _, t) in list(state.values()) if v >= floor]
-            lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
-            sys.stdout.write(json.dumps({
-                "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
-                "max_event": max(list(received.values()), default=0), "verify_cpu": verify_cpu[0],
-                "cpu": sum(os.times()[:2]), "refused": refused,
-                "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
-            }) + "\n")
-            sys.stdout.flush()
-        elif cmd == "profile":
-            _profile(arg, f"agents-{os.getpid()}")
-            sys.stdout.write(json.dumps({"event": "profiled"}) + "\n")
-            sys.stdout.flush()
-        elif cmd == "quit":
-            break
-    os._exit(0)
+    await simagents.run(sim, names, channel_options=[_option(o) for o in args.channel_option],
+                        extra={"profile": profile})
 
 
 # --- the orchestrator -----------------------------------------------------------------------
-
-
-class Proc:
-    def __init__(self, argv: list[str]):
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                  start_new_session=True)
-
-    def send(self, line: str) -> None:
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-
-    def read(self) -> dict:
-        line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.p.args[2]} exited with {self.p.wait()}")
-        return json.loads(line)
-
-    def ask(self, line: str) -> dict:
-        self.send(line)
-        return self.read()
-
-    def kill(self) -> None:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait()
-
-    @property
-    def pid(self) -> int:
-        return self.p.pid
 
 
 def uptime() -> str:
@@ -454,8 +336,10 @@ def main() -> int:
 
 def orchestrate(args) -> int:
     from skerry.core.tls import ROLE_HUB, CertificateAuthority, write_keypair
+    from skerry.testing.simagents import CommandProcess as Proc
+    from skerry.testing.simagents import raise_nofile
 
-    _raise_nofile()
+    raise_nofile()
     n, w = args.agents, max(1, args.workers)
     print(f"fleet: {n} agents in {w} processes, {args.bundle_kib} KiB bundles, {os.cpu_count()} cores, {uptime()}")
     with tempfile.TemporaryDirectory(prefix="skerry-fleet-") as tmp:
