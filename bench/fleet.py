@@ -26,7 +26,8 @@ publishes bundles straight into its store as its sync loop would):
   a channel per agent and refresh, and the verifications of a process run one at
   a time on one thread. The agents share the hub's 2 cores, so the fan-out figure
   includes 10,000 agents' verification CPU; the CPU line splits hub, agents and
-  the agents' TUF verification.
+  the agents' TUF verification. ``--split`` times the hub's sending apart: agents note
+  each event as it arrives and verify only once every agent has its event.
 
 It prints: time for all N to connect; hub memory per stream (RSS delta over
 the open streams); hub CPU while idle; time for a new ``--bundle-kib`` bundle
@@ -51,7 +52,10 @@ import asyncio
 import json
 import os
 import pathlib
+import resource
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +64,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 FLEET_CLUSTERS_PER_VCPU = 500 / 16
 HUB_CORES = 2
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def cluster_name(i: int) -> str:
@@ -130,28 +140,54 @@ def _malloc_trim() -> None:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def hub_main(args) -> None:
+def hub_server(d: pathlib.Path, port: int, store, repo, enrollment, options=()):
+    """The hub's serving stack on ``port``: ``HubServicer`` (with the enrollment gate) and ``TrustServicer``
+    behind ``GrpcServer`` with mutual TLS (the hub's options, limits, rate limiter, interceptor).
+    Returns ``(server, servicer)``; ``options`` are extra gRPC server options (later ones win)."""
     from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
-    from skerry.core import logging as skerry_logging
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
     from skerry.core.tls import TlsFiles
     from skerry.hub.app import _mtls_credentials
     from skerry.hub.authz import hub_rules
+    from skerry.hub.promotion_policy import PromotionPolicy
+    from skerry.hub.servicer import SERVICE_NAME, HubServicer
+    from skerry.hub.status import StatusBoard
+    from skerry.hub.trust import servicer as trust_servicer
+    from skerry.hub.trust.attest import AttestationBoard
+
+    class View:
+        fleet = object()
+        revision = "bench"
+        fleet_error = None
+
+    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
+    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
+    server = GrpcServer(
+        f"127.0.0.1:{port}",
+        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
+                          enrollment.authority.ca_pem),
+        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
+                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
+        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
+        rules=hub_rules(PromotionPolicy),
+        revocations=enrollment.revocations,
+        limiter=RateLimiter(),
+        options=[*SERVER_OPTIONS, *options],
+    )
+    return server, servicer
+
+
+async def hub_main(args) -> None:
+    from skerry.core import logging as skerry_logging
     from skerry.hub.bundles.builder import content_digest
     from skerry.hub.bundles.store import HubStore
     from skerry.hub.enrollment.service import Enrollment
-    from skerry.hub.promotion_policy import PromotionPolicy
-    from skerry.hub.servicer import SERVICE_NAME, HubServicer
     from skerry.hub.state import open_state
-    from skerry.hub.status import StatusBoard
     from skerry.hub.trust import admin
-    from skerry.hub.trust import servicer as trust_servicer
-    from skerry.hub.trust.attest import AttestationBoard
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
-    from skerry.testing.simagents import raise_nofile
 
-    raise_nofile()
+    _raise_nofile()
     skerry_logging.configure("warning")
     if args.tracemalloc:
         import tracemalloc
@@ -171,26 +207,8 @@ async def hub_main(args) -> None:
     clusters = [cluster_name(i) for i in range(args.clusters)]
     store.declare(clusters)
 
-    class View:
-        fleet = object()
-        revision = "bench"
-        fleet_error = None
-
     store.publish_shared(clusters, make_bundle(args.kib, args.tag))
-    servicer = HubServicer(store, StatusBoard(), View(), revocations=enrollment.revocations)
-    fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
-    server = GrpcServer(
-        f"127.0.0.1:{args.port}",
-        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
-                          enrollment.authority.ca_pem),
-        register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
-                  lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
-        service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],
-        rules=hub_rules(PromotionPolicy),
-        revocations=enrollment.revocations,
-        limiter=RateLimiter(),
-        options=[*SERVER_OPTIONS, *(_option(o) for o in args.server_option)],
-    )
+    server, servicer = hub_server(d, args.port, store, repo, enrollment, [_option(o) for o in args.server_option])
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -244,37 +262,164 @@ async def hub_main(args) -> None:
 
 
 async def agents_main(args) -> None:
-    """One agent process: its share of the clusters' certificates (signed by the hub's enrollment
-    authority: the enrollment path minus the RPC), then ``skerry.testing.simagents`` runs them."""
-    from skerry.agent.enroll import make_csr
-    from skerry.hub.enrollment.authority import AgentAuthority
-    from skerry.testing import simagents
+    import concurrent.futures
+    import random
 
+    import grpc
+
+    from skerry.agent.enroll import make_csr
+    from skerry.agent.stream import HubClient
+    from skerry.agent.trust import TufVerifier
+    from skerry.agent.tuf_fetch import GrpcFetcher
+    from skerry.core import logging as skerry_logging
+    from skerry.core.errors import SkerryError, VerificationError
+    from skerry.core.tls import TlsFiles, channel_credentials
+    from skerry.hub.enrollment.authority import AgentAuthority
+
+    _raise_nofile()
+    skerry_logging.configure("error")
     d = pathlib.Path(args.dir)
     authority = AgentAuthority.load_or_create(d / "hub" / "enrollment")
     adir = d / "agents"
     adir.mkdir(exist_ok=True)
     names = [cluster_name(i) for i in range(args.first, args.first + args.count)]
+    files = {}
     for name in names:
-        files = simagents.identity_files(adir, d / "pki" / "ca.crt", name)
-        if not files.cert.exists():
+        crt, key = adir / f"{name}.crt", adir / f"{name}.key"
+        if not crt.exists():
             csr, key_pem = make_csr(name)
-            files.key.write_bytes(key_pem)
-            files.cert.write_bytes(authority.sign_csr(csr, name).cert_pem)
-    sim = simagents.parser().parse_args([
-        "--hub", f"127.0.0.1:{args.port}", "--identities", str(adir), "--ca", str(d / "pki" / "ca.crt"),
-        "--root", str(d / "hub" / "trust" / "root.json"), "--environment", ENV, "--state", args.state,
-        "--ramp", str(args.ramp)])
+            key.write_bytes(key_pem)
+            crt.write_bytes(authority.sign_csr(csr, name).cert_pem)
+        files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
+    state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
+    received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
+    # one hub, or several replicas (bench/fleet_ha.py): each agent picks one and fails over to another
+    address = args.hubs or f"127.0.0.1:{args.port}"
+    refused: dict[str, int] = {}
+    root = d / "hub" / "trust" / "root.json"
+    channels = {a: grpc.secure_channel(a, channel_credentials(files[names[0]])) for a in address.split(",")}
+    clients: dict[str, HubClient] = {}
 
-    def profile(arg: str) -> dict:
-        _profile(arg, f"agents-{os.getpid()}")
-        return {"event": "profiled"}
+    class SharedChannelFetcher(GrpcFetcher):
+        def close(self) -> None:  # the process's channels outlive each refresh
+            pass
 
-    await simagents.run(sim, names, channel_options=[_option(o) for o in args.channel_option],
-                        extra={"profile": profile})
+    def fetcher(name: str) -> SharedChannelFetcher:
+        """Metadata from the hub the agent's watch uses now (the channel of that address)."""
+        hub = clients[name].address if name in clients else next(iter(channels))
+        return SharedChannelFetcher(hub, channel=channels.get(hub, next(iter(channels.values()))))
+
+    verifiers = {
+        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name, lambda name=name: fetcher(name))
+        for name in names
+    }
+    pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
+    verify_cpu = [0.0]
+    # --split: an event is noted when it arrives and verified only once the orchestrator says "release",
+    # so the hub's sending is timed without 10,000 verifications competing for the same 2 cores
+    released = asyncio.Event()
+    released.set()
+
+    def verify(name: str, bundle) -> None:
+        c0 = time.thread_time()
+        try:
+            v = verifiers[name].verify_message(bundle)
+        except VerificationError as e:
+            refused[e.reason] = refused.get(e.reason, 0) + 1
+            return
+        except SkerryError as e:
+            refused[type(e).__name__] = refused.get(type(e).__name__, 0) + 1
+            return
+        finally:
+            verify_cpu[0] += time.thread_time() - c0
+        if v is not None:
+            state[name] = (v.release, v.digest, time.time())
+
+    async def agent(name: str) -> None:
+        await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
+        client = clients[name] = HubClient(
+            address, files[name], name,
+            channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
+
+        def position():
+            v = state.get(name)
+            return (v[0], v[1]) if v else (0, "")
+
+        loop = asyncio.get_running_loop()
+        async for resp in client.watch(position=position):
+            if resp.WhichOneof("event") == "bundle":
+                received[name] = time.time()
+                await released.wait()
+                await loop.run_in_executor(pool, verify, name, resp.bundle)
+
+    tasks = [asyncio.create_task(agent(n)) for n in names]  # noqa: F841 - kept alive
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    sys.stdout.write(json.dumps({"event": "started", "agents": len(names)}) + "\n")
+    sys.stdout.flush()
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd, _, arg = line.decode().strip().partition(" ")
+        if cmd == "report":
+            floor_text, _, since_text = (arg or "0").partition(" ")
+            floor, since = int(floor_text), float(since_text or 0)
+            # list() copies in one C call: the verification thread may add entries meanwhile
+            have = [(v, t) for (v, _, t) in list(state.values()) if v >= floor]
+            lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
+            sys.stdout.write(json.dumps({
+                "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
+                "got": sum(1 for t in list(received.values()) if since and t >= since),
+                "max_event": max(list(received.values()), default=0), "verify_cpu": verify_cpu[0],
+                "cpu": sum(os.times()[:2]), "refused": refused,
+                "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
+            }) + "\n")
+            sys.stdout.flush()
+        elif cmd in ("hold", "release"):
+            (released.clear if cmd == "hold" else released.set)()
+            sys.stdout.write(json.dumps({"event": cmd}) + "\n")
+            sys.stdout.flush()
+        elif cmd == "profile":
+            _profile(arg, f"agents-{os.getpid()}")
+            sys.stdout.write(json.dumps({"event": "profiled"}) + "\n")
+            sys.stdout.flush()
+        elif cmd == "quit":
+            break
+    os._exit(0)
 
 
 # --- the orchestrator -----------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                  start_new_session=True, env=env)
+
+    def send(self, line: str) -> None:
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def read(self) -> dict:
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.p.args[2]} exited with {self.p.wait()}")
+        return json.loads(line)
+
+    def ask(self, line: str) -> dict:
+        self.send(line)
+        return self.read()
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
 
 
 def uptime() -> str:
@@ -308,6 +453,9 @@ def main() -> int:
                    help="extra gRPC channel option for every agent (later options win)")
     p.add_argument("--profile", metavar="DIR", help="cProfile hub and agent processes over the first fan-out")
     p.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
+    p.add_argument("--split", action="store_true",
+                   help="time the hub's sending apart: agents verify a new release only once every agent has its "
+                   "event (on separate machines their verification would not take the hub's CPU)")
     sub = p.add_subparsers(dest="role")
     h = sub.add_parser("_hub")
     a = sub.add_parser("_agents")
@@ -323,6 +471,7 @@ def main() -> int:
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--ramp", type=float, required=True)
     a.add_argument("--channel-option", action="append", default=[])
+    a.add_argument("--hubs", default="", help="comma-separated hub replicas (default 127.0.0.1:PORT)")
     a.add_argument("--state", required=True, help="where each agent keeps its trusted TUF metadata")
     args = p.parse_args()
     if args.role == "_hub":
@@ -336,10 +485,8 @@ def main() -> int:
 
 def orchestrate(args) -> int:
     from skerry.core.tls import ROLE_HUB, CertificateAuthority, write_keypair
-    from skerry.testing.simagents import CommandProcess as Proc
-    from skerry.testing.simagents import raise_nofile
 
-    raise_nofile()
+    _raise_nofile()
     n, w = args.agents, max(1, args.workers)
     print(f"fleet: {n} agents in {w} processes, {args.bundle_kib} KiB bundles, {os.cpu_count()} cores, {uptime()}")
     with tempfile.TemporaryDirectory(prefix="skerry-fleet-") as tmp:
@@ -421,7 +568,25 @@ def orchestrate(args) -> int:
                 hub.ask(f"prepare {tag}")
                 before_reps = [wk.ask("report 0") for wk in workers]
                 before = [r["cpu"] for r in before_reps]
+                if args.split:
+                    for wk in workers:
+                        wk.ask("hold")
                 pub = hub.ask("publish")
+                split = ""
+                if args.split:
+                    while sum(wk.ask(f"report 0 {pub['t0']}")["got"] for wk in workers) < n:
+                        if time.time() - pub["t0"] > args.timeout:
+                            raise SystemExit(f"{label}: not every agent got its event after {args.timeout} s")
+                        time.sleep(0.05)
+                    got = [wk.ask(f"report 0 {pub['t0']}") for wk in workers]
+                    sending_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
+                    t_release = time.time()
+                    for wk in workers:
+                        wk.ask("release")
+                    split = (f"split: every event delivered {max(r['max_event'] for r in got) - pub['t0']:.2f} s "
+                             f"from the start of publishing with nothing verifying ({pub['signing']:.2f} s of it "
+                             f"publish_shared; hub CPU {sending_cpu:.2f} s, {sending_cpu / n * 1000:.2f} ms per "
+                             f"agent); verification released at +{t_release - pub['t0']:.2f} s; ")
                 reps = wait_all(pub["release_floor"], pub["t0"], label, pub["t1"])
                 hub_cpu = hub.ask("stats")["cpu"] - pub["cpu0"]
                 agents_cpu = sum(r["cpu"] for r in reps) - sum(before)
@@ -433,7 +598,7 @@ def orchestrate(args) -> int:
                 p99 = max(x[1] for x in lat)
                 worst = max(x[2] for x in lat)
                 refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
-                print(f"{label}: new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
+                print(f"{label}: {split}new {args.bundle_kib} KiB bundle verified by all {n}: {last - pub['t0']:.2f} s from "
                       f"the start of publishing (one shared blob + {n} director entries and release targets in hash "
                       f"bins: {pub['signing']:.2f} s in publish_shared); hub done sending (last agent got its event) "
                       f"{sent:.2f} s; per agent from the release (publish_shared done) p50 {p50:.0f} ms, p99 "

@@ -15,4 +15,5 @@ python scripts/gen_protos.py --check
 echo "== import contracts"
 lint-imports
 echo "== tests"
-python -m pytest "$@"
+# the slowest tests are listed at the end: where the suite's time goes
+python -m pytest --durations=30 "$@"

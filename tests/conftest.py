@@ -17,6 +17,7 @@ import inspect
 import os
 import pathlib
 import subprocess
+import tempfile
 import uuid
 
 import pytest
@@ -82,6 +83,17 @@ class Pki:
 @pytest.fixture
 def dev_trust(tmp_path) -> DevTrust:
     return DevTrust(tmp_path / "trust")
+
+
+@pytest.fixture
+def fast_dir(tmp_path):
+    """A tmpfs directory where there is one: for tests about files and bytes, not the disk's speed."""
+    shm = pathlib.Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=shm) as d:
+        yield pathlib.Path(d)
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,35 @@ def test_a_bad_value_names_the_field_and_its_variable(env, message):
 def test_an_unknown_override_is_a_programming_error():
     with pytest.raises(TypeError, match="unknown Settings settings: colour"):
         config.load(Settings, PREFIX, {}, {"colour": "blue"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    watch: bool = setting(True, help="a switch that is on by default")
+    prune: bool = setting(False, help="a switch that is off by default")
+    names: tuple[str, ...] = setting(("a",), flag="--name", help="repeatable")
+    level: str = setting("info", choices=("info", "debug"), help="one of two")
+
+
+def _shapes(argv: list[str]) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="t", allow_abbrev=False)
+    config.add_flags(parser, Shapes, PREFIX)
+    return config.flag_values(parser.parse_args(argv), Shapes)
+
+
+def test_a_bool_is_a_switch_with_its_negation_and_unset_leaves_the_variable_standing():
+    env = {"SKERRY_TEST_WATCH": "false", "SKERRY_TEST_PRUNE": "true"}
+    assert config.load(Shapes, PREFIX, env, _shapes([])) == Shapes(watch=False, prune=True)
+    assert config.load(Shapes, PREFIX, env, _shapes(["--watch", "--no-prune"])) == Shapes(watch=True, prune=False)
+
+
+def test_a_tuple_flag_repeats_and_each_value_may_be_comma_separated_like_its_variable():
+    assert config.load(Shapes, PREFIX, {"SKERRY_TEST_NAMES": "x, y"}).names == ("x", "y")
+    given = _shapes(["--name", "b", "--name", "c, d"])
+    assert config.load(Shapes, PREFIX, {"SKERRY_TEST_NAMES": "x"}, given).names == ("b", "c", "d")
+
+
+def test_choices_are_checked_by_the_parser():
+    assert _shapes(["--level", "debug"])["level"] == "debug"
+    with pytest.raises(SystemExit):
+        _shapes(["--level", "loud"])

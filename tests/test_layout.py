@@ -83,3 +83,26 @@ def test_nothing_is_over_the_size_limits(capsys):
     spec.loader.exec_module(sizes)
     status = sizes.main([])
     assert status == 0, capsys.readouterr().err
+
+
+# A test that must wait waits for something it can observe; a fixed pause of more than this is a
+# test that passes when a bug is merely slow (or costs its length on every run).
+MAX_TEST_SLEEP_SECONDS = 1.0
+
+
+def test_no_test_sleeps_longer_than_a_second():
+    long_sleeps = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        # a sleep handed to create_task is a stand-in for work that runs until cancelled, not a wait
+        tasks = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, "attr", "") in ("create_task", "ensure_future") for a in n.args}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args or id(node) in tasks:
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            arg = node.args[0]
+            if (name == "sleep" and isinstance(arg, ast.Constant) and isinstance(arg.value, (int, float))
+                    and arg.value > MAX_TEST_SLEEP_SECONDS):
+                long_sleeps.append(f"{path.relative_to(ROOT)}:{node.lineno} sleep({arg.value})")
+    assert long_sleeps == []

@@ -6,8 +6,8 @@ over gRPC with the generated stubs in ``skerry.api.v1``).
 
 Entry points and wiring:
 
-* ``cli``           ``skerry agent run|enroll``, ``skerry diff|suspend|resume|reconcile|status`` (lazy imports here only)
 * ``app``           ``AgentApp``: the composition root, wiring only; ``run`` is ``skerry agent run``
+                  (its commands, ``agent run|enroll``, ``diff``, ``suspend``, ..., are ``skerry.cli.agent``)
 * ``config``        ``AgentConfig``, the only place that reads the environment
 
 The loops and what they decide:

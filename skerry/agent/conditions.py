@@ -60,6 +60,15 @@ class RenderFailure:
     message: str
 
 
+# The refusal reasons of a freeze (expired metadata: nothing new is accepted, the last good state stays).
+# ``Freeze``: the hub serves metadata it has not re-signed (stopped, or a mirror replaying old files).
+# ``ClockSkew``: the hub re-signed its timestamp since this agent's last refresh and it is *already*
+# expired by this host's clock: the two clocks disagree (this one ahead, or the hub's behind).
+FREEZE = "Freeze"
+CLOCK_SKEW = "ClockSkew"
+FREEZE_REASONS = (FREEZE, CLOCK_SKEW)
+
+
 @dataclasses.dataclass(frozen=True)
 class Freeze:
     """Trusted metadata expired: nothing new is accepted."""
@@ -67,6 +76,7 @@ class Freeze:
     error: str
     last_release: int
     suspends: bool  # freeze policy ``suspend``: the last good state is not even re-applied
+    reason: str = FREEZE  # or CLOCK_SKEW: the Frozen condition's reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +194,7 @@ def _trust(snapshot: AgentSnapshot) -> Condition | None:
         return Condition(
             "Frozen",
             TRUE,
-            "Freeze",
+            freeze.reason,
             f"{freeze.error} — last good release {freeze.last_release} stays applied"
             + (" and reconciling is suspended" if freeze.suspends else ""),
         )

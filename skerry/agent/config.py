@@ -1,39 +1,15 @@
 """The agent's settings, and the only place that reads its environment.
 
-Every setting has a safe default and an ``SKERRY_AGENT_*`` variable;
-command-line flags arrive as ``overrides`` and win over the environment.
-There is no plaintext mode and no unsigned mode: an agent without mTLS
-files or without a TUF trust root and its environment does not start.
+Every field is a ``skerry.core.config.setting`` with a safe default and its own help text: the one loader
+reads field ``state_dir`` from ``SKERRY_AGENT_STATE_DIR`` and makes the flag ``--state-dir`` of ``skerry
+agent run``, whose help names the variable (``skerry agent run --help`` lists them all). A flag beats its
+variable, which beats the default. A few flags keep the shorter names they always had: ``--hub``
+(``SKERRY_AGENT_HUB``), ``--sealer`` (``SKERRY_AGENT_SEALER``), ``--domain`` (the sealer key domain),
+``--context`` (the kubeconfig context) and ``--resync-interval``. Durations are Go's: ``30s``, ``5m``,
+``1h30m`` (a bare number is seconds).
 
-    SKERRY_AGENT_CLUSTER              this cluster's name (must match the agent certificate)
-    SKERRY_AGENT_HUB                  hub address HOST:PORT, or several separated by commas (replicas;
-                                      a random one first, another at random on each reconnect)
-    SKERRY_AGENT_SEALER               sealer address HOST:PORT (optional; without it SealedSecrets fail)
-    SKERRY_AGENT_SEALER_DOMAIN        sealer key domain (default: the sealer's default)
-    SKERRY_AGENT_TLS_CA               CA bundle that signs the hub and the sealer (PEM)
-    SKERRY_AGENT_TLS_CERT             the agent's client certificate (PEM)
-    SKERRY_AGENT_TLS_KEY              its private key (PEM)
-    SKERRY_AGENT_TRUST_ROOT           TUF root.json to bootstrap from (the hub's <trust-dir>/root.json)
-    SKERRY_AGENT_ENVIRONMENT          this cluster's environment (its release-<env> role)
-    SKERRY_AGENT_FREEZE_POLICY        keep|suspend: what to do while trusted metadata is expired   keep
-    SKERRY_AGENT_TRUST_POLL           seconds between TUF refreshes without a hub notification     60
-    SKERRY_AGENT_KEEPALIVE            ping hub and sealer this often; silent as long again: dropped   30s
-    SKERRY_AGENT_KUBECONFIG           kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)
-    SKERRY_AGENT_KUBE_CONTEXT         kubeconfig context (default: current)
-    SKERRY_AGENT_STATE_DIR            verifier state and bundle cache    /var/lib/skerry/agent
-    SKERRY_AGENT_NAMESPACE            the agent's namespace (inventory)   skerry-system
-    SKERRY_AGENT_FIELD_MANAGER        server-side apply field manager     skerry
-    SKERRY_AGENT_READY_FILE           write a JSON status here after each reconcile
-    SKERRY_AGENT_LOG_LEVEL            debug|info|warning|error            info
-    SKERRY_AGENT_ALLOW_PRUNE_ALL      true: an empty bundle may prune everything   false
-    SKERRY_AGENT_METRICS_LISTEN       plaintext /metrics, /healthz, /readyz HOST:PORT   off
-    SKERRY_AGENT_DRIFT_POLICY         correct|detect: what to do with drift        correct
-    SKERRY_AGENT_DRIFT_IGNORE         comma-separated KIND:.path rules never reported as drift
-                                      (e.g. apps/Deployment:.spec.replicas for an HPA)
-    SKERRY_AGENT_RESYNC_SECONDS       full re-list of watched kinds (lost events)   10m (durations: 30s, 5m, 1h30m)
-    SKERRY_AGENT_HEALTH_TIMEOUT       how long a bundle may stay Progressing        5m
-    SKERRY_AGENT_APPLY_WORKERS        parallel applies per phase                    8
-    SKERRY_AGENT_WATCH                false: no drift/health watches                true
+There is no plaintext mode and no unsigned mode: an agent without mTLS files or without a TUF trust root
+and its environment does not start.
 """
 
 from __future__ import annotations
@@ -44,11 +20,15 @@ import re
 from collections.abc import Mapping
 
 from skerry.core import config
-from skerry.core.client import parse_addresses
 from skerry.core.config import setting
 from skerry.core.errors import ConfigError
-from skerry.core.metrics import parse_listen
-from skerry.core.rpc import KEEPALIVE_TIME_MS, MIN_KEEPALIVE_SECONDS
+from skerry.core.peers import (
+    KEEPALIVE_TIME_MS,
+    MIN_KEEPALIVE_SECONDS,
+    check_address,
+    parse_addresses,
+    parse_listen,
+)
 from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
@@ -60,7 +40,7 @@ MAX_APPLY_WORKERS = 64
 MAX_KEEPALIVE_SECONDS = 600.0
 
 # Field -> environment variable suffix, where they differ.
-_ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
+ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -71,41 +51,114 @@ FREEZE_POLICIES = ("keep", "suspend")
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
-    cluster: str = ""
-    hub_address: str = ""  # HOST:PORT, or HOST:PORT,HOST:PORT,... (hub replicas): see ``hub_addresses``
-    sealer_address: str | None = None
-    sealer_domain: str = ""
-    tls_ca: pathlib.Path | None = None
-    tls_cert: pathlib.Path | None = None
-    tls_key: pathlib.Path | None = None
-    kubeconfig: pathlib.Path | None = None
-    kube_context: str | None = None
-    state_dir: pathlib.Path = pathlib.Path("/var/lib/skerry/agent")
-    namespace: str = "skerry-system"
-    field_manager: str = "skerry"
-    ready_file: pathlib.Path | None = None
-    log_level: str = setting("info", parse=config.lower)
-    allow_prune_all: bool = False
-    allow_prune_protected: bool = False  # prune Namespaces, CRDs, PVCs without skerry.io/prune: allow
-    metrics_listen: str = ""  # "": no metrics server
+    cluster: str = setting("", metavar="NAME", help="this cluster's name (as in the agent certificate; required)")
+    # HOST:PORT, or HOST:PORT,HOST:PORT,... (hub replicas): see ``hub_addresses``
+    hub_address: str = setting(
+        "",
+        flag="--hub",
+        metavar="HOST:PORT[,...]",
+        help="hub address, or several replicas comma-separated (a random one; another on each reconnect)",
+    )
+    sealer_address: str | None = setting(
+        None, flag="--sealer", metavar="HOST:PORT", help="sealer address (without it SealedSecrets fail)"
+    )
+    sealer_domain: str = setting(
+        "", flag="--domain", metavar="DOMAIN", help="sealer key domain (default: the sealer's default)"
+    )
+    tls_ca: pathlib.Path | None = setting(None, metavar="FILE", help="CA bundle that signs the hub and the sealer")
+    tls_cert: pathlib.Path | None = setting(None, metavar="FILE", help="the agent's client certificate")
+    tls_key: pathlib.Path | None = setting(None, metavar="FILE", help="the agent's private key")
+    kubeconfig: pathlib.Path | None = setting(
+        None, metavar="FILE", help="kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)"
+    )
+    kube_context: str | None = setting(
+        None, flag="--context", metavar="NAME", help="kubeconfig context (default: current)"
+    )
+    state_dir: pathlib.Path = setting(
+        pathlib.Path("/var/lib/skerry/agent"),
+        metavar="DIR",
+        help="verifier state and bundle cache (default /var/lib/skerry/agent)",
+    )
+    namespace: str = setting(
+        "skerry-system", metavar="NS", help="the agent's namespace, holds the inventory (default skerry-system)"
+    )
+    field_manager: str = setting("skerry", metavar="NAME", help="server-side apply field manager (default skerry)")
+    ready_file: pathlib.Path | None = setting(
+        None, metavar="FILE", help="write a JSON status here after each reconcile"
+    )
+    log_level: str = setting(
+        "info", metavar="LEVEL", parse=config.lower, choices=LOG_LEVELS, help="debug, info, warning or error (default info)"
+    )
+    allow_prune_all: bool = setting(
+        False, help="let an empty bundle, or one that lost most objects, prune them (default: refuse)"
+    )
+    allow_prune_protected: bool = setting(
+        False,
+        help="prune Namespaces, CRDs and PersistentVolumeClaims that left the bundle without their "
+        "skerry.io/prune: allow annotation (default: keep them and report it)",
+    )
+    metrics_listen: str = setting(
+        "", metavar="HOST:PORT", help="serve plaintext /metrics, /healthz, /readyz here (default off)"
+    )
     # TUF: the trust root to bootstrap from, this cluster's environment, what to do on expiry.
-    trust_root: pathlib.Path | None = None
-    environment: str = ""
-    freeze_policy: str = "keep"  # keep: re-apply the last good state while frozen; suspend: stop reconciling
-    trust_poll: float = setting(60.0, parse=config.duration)  # seconds between TUF refreshes without a hub notification (and at expiry)
+    trust_root: pathlib.Path | None = setting(
+        None, metavar="FILE", help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json; required)"
+    )
+    environment: str = setting(
+        "", metavar="ENV", help="this cluster's environment, a DNS label (its release-<env> role; required)"
+    )
+    freeze_policy: str = setting(
+        "keep",
+        metavar="keep|suspend",
+        choices=FREEZE_POLICIES,
+        help="on expired trusted metadata: keep re-applying the last good state (default) or suspend",
+    )
+    trust_poll: float = setting(
+        60.0,
+        metavar="DURATION",
+        parse=config.duration,
+        help="TUF refresh interval without a hub notification, and at expiry (default 1m)",
+    )
     # A hub or sealer that stops answering (a network blackhole, not a refused port) is noticed within
     # about twice this: a ping every ``keepalive``, unanswered for min(keepalive, 20 s) (core.rpc).
-    keepalive: float = setting(KEEPALIVE_TIME_MS / 1000, parse=config.duration)
-    drift_policy: str = "correct"
-    drift_ignore: tuple[str, ...] = ()
-    resync_seconds: float = setting(600.0, parse=config.duration)
-    health_timeout: float = setting(300.0, parse=config.duration)
-    apply_workers: int = 8
-    watch: bool = True
+    keepalive: float = setting(
+        KEEPALIVE_TIME_MS / 1000,
+        metavar="DURATION",
+        parse=config.duration,
+        help="ping the hub and sealer this often; a peer silent as long again is dropped (default 30s)",
+    )
+    drift_policy: str = setting(
+        "correct",
+        metavar="correct|detect",
+        choices=DRIFT_POLICIES,
+        help="correct drift (default) or only report it",
+    )
+    drift_ignore: tuple[str, ...] = setting(
+        (),
+        metavar="KIND:.PATH",
+        help="never report drift under this field (e.g. apps/Deployment:.spec.replicas for an HPA); repeatable",
+    )
+    resync_seconds: float = setting(
+        600.0,
+        flag="--resync-interval",
+        metavar="DURATION",
+        parse=config.duration,
+        help="full re-list of watched kinds, for lost watch events (default 10m)",
+    )
+    health_timeout: float = setting(
+        300.0,
+        metavar="DURATION",
+        parse=config.duration,
+        help="how long a bundle may stay Progressing (default 5m)",
+    )
+    apply_workers: int = setting(8, metavar="N", help=f"parallel applies per phase (1..{MAX_APPLY_WORKERS}, default 8)")
+    watch: bool = setting(
+        True, help="drift and health watches (default on; --no-watch: drift goes unnoticed until the next bundle)"
+    )
 
     @staticmethod
     def env_name(field: str) -> str:
-        return config.env_name(ENV_PREFIX, field, _ENV_NAMES)
+        return config.env_name(ENV_PREFIX, field, ENV_NAMES)
 
     @property
     def hub_addresses(self) -> tuple[str, ...]:
@@ -131,7 +184,7 @@ class AgentConfig:
             raise ConfigError(f"the agent needs the hub address; set {self.env_name('hub_address')} or --hub")
         self.hub_addresses  # noqa: B018 - raises if any address is malformed
         if self.sealer_address:
-            _check_address("sealer", self.sealer_address)
+            check_address(self.sealer_address, f"sealer ({self.env_name('sealer_address')} or --sealer)")
         self.tls_files  # noqa: B018 - raises if incomplete
         if self.trust_root is None:
             raise ConfigError(
@@ -176,11 +229,5 @@ class AgentConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> AgentConfig:
         """Defaults, then ``SKERRY_AGENT_*`` from ``environ`` (default ``os.environ``), then non-None overrides."""
-        return config.load(cls, ENV_PREFIX, environ, overrides, env_names=_ENV_NAMES).validate()
-
-
-def _check_address(what: str, address: str) -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"{what} address {address!r} must be HOST:PORT")
+        return config.load(cls, ENV_PREFIX, environ, overrides, env_names=ENV_NAMES).validate()
 

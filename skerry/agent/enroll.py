@@ -43,9 +43,10 @@ from cryptography.x509.oid import NameOID
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
 from skerry.core.backoff import full_jitter
-from skerry.core.client import Endpoints, aio_secure_channel, parse_addresses
+from skerry.core.client import Endpoints, aio_secure_channel
 from skerry.core.errors import ConfigError, InvalidInput, SkerryError, Unavailable
 from skerry.core.files import as_refusal, ensure_dir, unwritable, write_together
+from skerry.core.peers import parse_addresses
 from skerry.core.rpc import error_from_rpc
 from skerry.core.tls import AGENT_CA_NAME, TlsFiles
 

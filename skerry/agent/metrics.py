@@ -8,6 +8,9 @@ action, drift corrected, ready or not) and ``AgentStateCollector`` reads
 the app's current bundle at scrape time (applied release, Ready, metadata
 expiry horizon).
 
+Every bundle or metadata refresh the agent refuses (verification, freeze) is counted once in
+``skerry_refusals_total{service="agent"}`` (``core.metrics.Refusals``), by ``AgentOps.refused``.
+
 Drift: an object the agent had to change (``configured``) while
 re-applying the digest it had already applied - someone or something
 edited it in the cluster - is counted in ``skerry_agent_drift_corrected_total``.
@@ -23,7 +26,7 @@ import time
 from prometheus_client.core import GaugeMetricFamily
 
 from skerry.core.clock import Clock, SystemClock
-from skerry.core.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Histogram
+from skerry.core.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Histogram, Refusals
 
 # Per-object apply/delete calls are fast; their buckets start lower than the request ones.
 OBJECT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -32,6 +35,7 @@ OBJECT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self.refused = Refusals(registry, "agent")
         self.reconciles = Counter(
             "skerry_agent_reconciles_total", "Reconciles of a verified bundle, by outcome.", ["result"],
             registry=registry,

@@ -80,6 +80,10 @@ class AgentOps:
     async def verified(self) -> None:
         self.metrics.verified.inc()
 
+    def refused(self, error) -> None:
+        """The agent refused what the hub sent (a bundle, a metadata refresh, a freeze): counted by reason."""
+        self.metrics.refused.count(error)
+
     async def rejected(self, error, signed) -> None:
         self.metrics.rejected.labels(getattr(error, "reason", "unknown")).inc()
         if self.publisher is not None:

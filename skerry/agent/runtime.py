@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from skerry.agent import evidence
-from skerry.agent.conditions import Freeze, RenderFailure, Stale, Verification
+from skerry.agent.conditions import FREEZE_REASONS, Freeze, RenderFailure, Stale, Verification
 from skerry.agent.reconcile.model import FALSE, Condition, ReconcileResult
 from skerry.agent.secrets import bundle_secrets, is_sealed_secret
 from skerry.core.backoff import capped_exponential
@@ -239,7 +239,8 @@ class Runtime:
         if not isinstance(e, VerificationError):
             log.warning("cannot refresh trust metadata; keeping the applied state", reason=e.reason, error=str(e))
             return
-        if e.reason == "Freeze":
+        self.ops.refused(e)
+        if e.reason in FREEZE_REASONS:
             await self._freeze(e)
             return
         self.last_rejection = e
@@ -295,7 +296,7 @@ class Runtime:
             policy=policy,
         )
         self.fresh_until = None
-        self.freeze = Freeze(str(error), self.verifier.last_release, suspends=policy == "suspend")
+        self.freeze = Freeze(str(error), self.verifier.last_release, suspends=policy == "suspend", reason=error.reason)
         await self._publish()
 
     def _schedule_retry(self) -> None:

@@ -40,6 +40,7 @@ import threading
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import Updater, UpdaterConfig
 
+from skerry.agent.conditions import CLOCK_SKEW, FREEZE
 from skerry.agent.tuf_fetch import URL_PREFIX, InMemoryFetcher
 from skerry.core import documents, trust
 from skerry.core.bundle import Bundle, VerifiedBundle, decode_signed
@@ -49,6 +50,14 @@ from skerry.core.errors import ConfigError, Unavailable, VerificationError
 from skerry.core.files import STATE_CORRUPT, atomic_write, ensure_dir, fsync_dir, unwritable
 
 STATE_FILE = "trust-state.json"
+
+
+def _parse(data: bytes) -> dict | None:
+    try:
+        doc = documents.load_json(data, max_bytes=trust.MAX_METADATA_BYTES)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _read_json(path: pathlib.Path) -> dict | None:
@@ -78,7 +87,7 @@ def classify(error: Exception, last_path: str = "") -> tuple[str, str]:
     """``(attack class, message)`` for an error of python-tuf's client workflow."""
     msg = str(error) or type(error).__name__
     if isinstance(error, tuf_errors.ExpiredMetadataError):
-        return "Freeze", f"trusted metadata expired ({msg}): indefinite-freeze protection"
+        return FREEZE, f"trusted metadata expired ({msg}): indefinite-freeze protection"
     if isinstance(error, tuf_errors.DownloadLengthMismatchError):
         return "EndlessData", f"{last_path}: {msg}"
     if isinstance(error, tuf_errors.UnsignedMetadataError):
@@ -132,6 +141,33 @@ class TrustState:
     digest: str = ""
     valid_until: str = ""
     timestamp: str = ""
+
+
+def freeze_error(error: Exception, fetcher, now: _dt.datetime, metadata_dir: pathlib.Path) -> VerificationError:
+    """The freeze python-tuf found (it reads the wall clock), said with what Skerry knows: which file
+    expired when, what this host's clock says, and whether the clocks disagree (``CLOCK_SKEW``)."""
+    reason, msg = classify(error, getattr(fetcher, "last_path", ""))
+    served = _parse(getattr(fetcher, "last_metadata", b""))
+    signed = served.get("signed") if isinstance(served, dict) else None
+    if not isinstance(signed, dict) or not isinstance(signed.get("expires"), str):
+        return VerificationError(msg, reason=reason)
+    try:
+        expired = _expires(served)
+    except ValueError:
+        return VerificationError(msg, reason=reason)
+    role = str(signed.get("_type", "metadata"))
+    said = (f"{role} metadata expired at {expired.isoformat()}; this host's clock says "
+            f"{now.isoformat(timespec='seconds')}")
+    trusted = _read_json(metadata_dir / "timestamp.json") or {}
+    trusted_version = (trusted.get("signed") or {}).get("version", 0) if isinstance(trusted, dict) else 0
+    version = signed.get("version", 0)
+    if role == "timestamp" and isinstance(version, int) and isinstance(trusted_version, int) \
+            and version > trusted_version:
+        return VerificationError(
+            f"{said}, yet the hub re-signed it (version {version}, after {trusted_version}): this host's "
+            "clock is ahead of the hub's, or the hub's is behind; check NTP on both. Nothing new is accepted "
+            "until they agree", reason=CLOCK_SKEW)
+    return VerificationError(f"{said}: the hub serves metadata it has not re-signed ({msg})", reason=reason)
 
 
 class TufVerifier:
@@ -206,6 +242,8 @@ class TufVerifier:
                     reason, msg = classify(e, fetcher.last_path)
                     raise VerificationError(msg, reason=reason) from e
                 raise Unavailable(f"cannot reach the hub's trust service: {e}") from e
+            except tuf_errors.ExpiredMetadataError as e:
+                raise freeze_error(e, fetcher, self._clock.now(), self.metadata_dir) from e
             except (tuf_errors.RepositoryError, ValueError) as e:
                 reason, msg = classify(e, getattr(fetcher, "last_path", ""))
                 raise VerificationError(msg, reason=reason) from e

@@ -43,7 +43,15 @@ class InMemoryFetcher(FetcherInterface):
         """
         self.__dict__.setdefault("_kept", {})[url] = data
 
+    last_metadata: bytes = b""  # the last metadata file downloaded (what a freeze names the expiry of)
+
     def download_bytes(self, url: str, max_length: int) -> bytes:
+        data = self._download(url, max_length)
+        if url.startswith(f"{URL_PREFIX}metadata/"):  # capped at trust.MAX_METADATA_BYTES; blobs are not kept
+            self.last_metadata = data
+        return data
+
+    def _download(self, url: str, max_length: int) -> bytes:
         kept = self.__dict__.get("_kept")
         if kept and url in kept:
             data = kept.pop(url)

@@ -1,7 +1,7 @@
 """The ``skerry`` command: one entry point for every service's commands.
 
-Each service's ``cli.add_commands(subparsers)`` registers its commands and imports its heavy
-dependencies only inside handlers, so ``skerry --help`` stays fast and an image with only one
+Each command module's ``add_commands(subparsers)`` registers its commands and imports its heavy
+dependencies only inside handlers (the only lazy imports of the code base), so ``skerry --help`` stays fast and an image with only one
 extra installed still lists every command (one it cannot run says which extra it needs).
 
 Every command runs inside one error wrapper (``skerry.cli.errors``): a failure is one line on
@@ -26,7 +26,10 @@ Modules: ``parser`` (the argument parser every command is built with), ``errors`
 the current context), ``completion``; the commands: ``identity`` (``operator add``, ``login``,
 ``context``), ``cluster`` (``cluster add|revoke``), ``fleet`` (``status``, ``fetch``), ``promotion``
 (``promote``, ``freight``, ``rollback``, ``environments``), ``keys`` (``keys ...``), ``explain``,
-``install``. The services' own commands are in ``skerry/{hub,agent,sealer}/cli.py``.
+``install``; the services' own: ``hub`` (``hub serve|seed``, ``render``), ``agent`` (``agent run|enroll``,
+``diff``, ``suspend``, ``resume``, ``reconcile``), ``seal`` and ``sealer`` (``sealer serve|keys``). A
+service's flags come from its config dataclass (``skerry.core.config``), which is light to import, and
+``service`` starts each of them the same way.
 """
 
 from __future__ import annotations
@@ -39,9 +42,23 @@ from skerry.cli.errors import ExitCode, fail, output_closed, run
 from skerry.cli.parser import Parser
 
 # Each module's add_commands registers its commands; handlers import service code only when run.
-SERVICE_CLIS = ("skerry.hub.cli", "skerry.cli.promotion", "skerry.agent.cli", "skerry.sealer.cli", "skerry.demo",
-                "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion",
+SERVICE_CLIS = ("skerry.cli.hub", "skerry.cli.render", "skerry.cli.promotion", "skerry.cli.agent", "skerry.cli.seal", "skerry.cli.sealer",
+                "skerry.demo", "skerry.cli.keys", "skerry.cli.explain", "skerry.cli.identity", "skerry.cli.completion",
                 "skerry.cli.cluster", "skerry.cli.install", "skerry.cli.fleet")
+# The module that registers each top-level command (checked against ``SERVICE_CLIS`` by a test): what
+# ``main`` builds for one command. `skerry render` has to start about as fast as `kubectl kustomize`.
+COMMAND_MODULES = {
+    "hub": "skerry.cli.hub", "render": "skerry.cli.render",
+    "environments": "skerry.cli.promotion", "freight": "skerry.cli.promotion", "promote": "skerry.cli.promotion",
+    "rollback": "skerry.cli.promotion",
+    "agent": "skerry.cli.agent", "diff": "skerry.cli.agent", "reconcile": "skerry.cli.agent",
+    "resume": "skerry.cli.agent", "suspend": "skerry.cli.agent",
+    "seal": "skerry.cli.seal", "sealer": "skerry.cli.sealer",
+    "demo": "skerry.demo", "keys": "skerry.cli.keys", "explain": "skerry.cli.explain",
+    "context": "skerry.cli.identity", "login": "skerry.cli.identity", "operator": "skerry.cli.identity",
+    "completion": "skerry.cli.completion", "cluster": "skerry.cli.cluster", "install": "skerry.cli.install",
+    "fetch": "skerry.cli.fleet", "status": "skerry.cli.fleet",
+}
 
 EPILOG = """\
 exit codes: 0 done; 1 failed or refused (one line on stderr says why); 2 usage (bad flag or value);
@@ -75,12 +92,16 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with ``command`` (a top-level command name) only the parsers of
+    the module that registers it (``COMMAND_MODULES``), so a command starts without building
+    the others (the hub's ``serve`` flags alone cost ~90 ms)."""
     parser = Parser(prog="skerry", description="Pull-based GitOps: hub, agent and sealer.", epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_Version, help="print the Skerry version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in SERVICE_CLIS:
+    owner = COMMAND_MODULES.get(command or "")
+    for module in SERVICE_CLIS if owner is None else (owner,):
         importlib.import_module(module).add_commands(sub)
     p = sub.add_parser("version", help="print the Skerry version")
     p.set_defaults(func=_version)
@@ -93,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         from skerry.cli.completion import complete
 
         return run("skerry __complete", lambda _: complete(build_parser(), argv[1:]), None)
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already said in one line

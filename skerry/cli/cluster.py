@@ -42,7 +42,7 @@ def add_commands(subparsers) -> None:
     add.add_argument("--context", metavar="NAME", help="the workload cluster's kubeconfig context")
     add.add_argument("--management-context", metavar="NAME",
                      help="the management cluster's context (default: the current one)")
-    add.add_argument("--manifests", type=pathlib.Path, metavar="DIR", help="deploy/ directory (default: this source tree's)")
+    add.add_argument("--manifests", type=pathlib.Path, metavar="DIR", help="deploy/ directory (default: the one this Skerry ships with)")
     add.add_argument("--dry-run", action="store_true", help="with --install: print the objects instead")
     add.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format of --dry-run")
     add.set_defaults(func=cluster_add_command)

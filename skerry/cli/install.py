@@ -52,7 +52,7 @@ def add_commands(subparsers) -> None:
                    "what agents dial)")
     p.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("skerry-install"), metavar="DIR",
                    help="where offline keys and public files go (default ./skerry-install)")
-    p.add_argument("--manifests", type=pathlib.Path, metavar="DIR", help="deploy/ directory (default: this source tree's)")
+    p.add_argument("--manifests", type=pathlib.Path, metavar="DIR", help="deploy/ directory (default: the one this Skerry ships with)")
     p.add_argument("--dry-run", action="store_true", help="apply nothing; print the objects (-o yaml|json)")
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format of --dry-run (default yaml)")
     add_kube_flags(p)

@@ -13,6 +13,8 @@
 ``files``        the one crash-safe file writer
 ``logging``      structured logs
 ``metrics``      Prometheus plumbing shared by the services
+``peers``        HOST:PORT addresses and keepalive timing, checked without gRPC (settings import it at CLI start)
+``repopath``     paths inside the Git repository: one rule for the fleet file and ``skerry.yaml``
 ``report``       signed agent reports
 ``revocation``   the revoked-certificate list hub and sealer read
 ``rpc``          server bootstrap, the error/context interceptor, named limits, client error translation

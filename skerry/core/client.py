@@ -29,35 +29,10 @@ from typing import Any
 
 import grpc
 
-from skerry.core.errors import ConfigError, InvalidInput
+from skerry.core.errors import InvalidInput
+from skerry.core.peers import parse_addresses
 from skerry.core.rpc import CHANNEL_OPTIONS, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
-
-# Most addresses one list may name: a hub tier larger than this sits behind a Service address (one
-# name, many backends), and a longer list in a flag or variable is a mistake, not a topology.
-MAX_ADDRESSES = 16
-
-
-def parse_addresses(value: str | Iterable[str], what: str) -> tuple[str, ...]:
-    """``HOST:PORT[,HOST:PORT...]`` as a tuple, each checked, duplicates dropped, order kept.
-
-    ``what`` names the setting in the one-line error (e.g. ``SKERRY_AGENT_HUB``).
-    """
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out: list[str] = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise ConfigError(f"{what}: address {item!r} must be HOST:PORT")
-        if item not in out:
-            out.append(item)
-    if not out:
-        raise ConfigError(f"{what}: no address given (HOST:PORT, or several separated by commas)")
-    if len(out) > MAX_ADDRESSES:
-        raise ConfigError(f"{what}: {len(out)} addresses; at most {MAX_ADDRESSES} (put more behind a Service)")
-    return tuple(out)
 
 
 class Endpoints:

@@ -19,9 +19,12 @@ Validation stays with each config class (``validate()`` or ``__post_init__``).
 
 The same fields make the command line: ``add_flags`` gives every ``setting`` with help text a flag
 ``--field-name`` (or its own ``flag=``) whose help names its variable, and ``flag_values`` reads them back
-as the ``overrides`` of ``load``. A field declared with ``flag=False`` is read from the environment only (a
-secret must not sit on a command line); a plain ``dataclasses.field`` with ``metadata={"setting": False}``
-is not read at all (a value the class builds from other fields).
+as the ``overrides`` of ``load``. The flag's shape follows the field: a ``bool`` is a switch with its
+negation (``--watch`` / ``--no-watch``), a ``tuple`` of strings or paths is repeatable (each value may
+itself be comma-separated, like its variable), ``choices=`` are checked by the parser. A field declared
+with ``flag=False`` is read from the environment only (a secret must not sit on a command line); a plain
+``dataclasses.field`` with ``metadata={"setting": False}`` is not read at all (a value the class builds
+from other fields).
 """
 
 from __future__ import annotations
@@ -53,12 +56,13 @@ def setting(
     metavar: str | None = None,
     flag: str | bool | None = None,
     parse: Parse | None = None,
+    choices: tuple[str, ...] | None = None,
     default_factory: Any = dataclasses.MISSING,
     repr: bool = True,  # noqa: A002 - dataclasses' word
 ) -> Any:
     """A config field that knows its help text, its flag (``None``: ``--field-name``; ``False``: none, the
-    environment only) and its parser."""
-    metadata = {"help": help, "metavar": metavar, "flag": flag, "parse": parse}
+    environment only), the values its flag accepts and its parser."""
+    metadata = {"help": help, "metavar": metavar, "flag": flag, "parse": parse, "choices": choices}
     return dataclasses.field(default=default, default_factory=default_factory, repr=repr, metadata=metadata)
 
 
@@ -90,12 +94,25 @@ def add_flags(
     parser: argparse.ArgumentParser, cls: type, prefix: str, env_names: Mapping[str, str] | None = None
 ) -> None:
     """One flag per ``setting`` of ``cls`` that has help text; each help ends with its variable's name."""
+    hints = _hints(cls)
     for field in dataclasses.fields(cls):
         flag = _flag(field)
         if flag is None:
             continue
         text = f"{field.metadata['help']} [{env_name(prefix, field.name, env_names)}]"
-        parser.add_argument(flag, dest=field.name, metavar=field.metadata.get("metavar"), help=text)
+        kind = _strip_optional(hints[field.name])
+        if kind is bool:  # a switch and its negation; not given: None, so the variable or default stands
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=text)
+            continue
+        repeat = typing.get_origin(kind) is tuple and field.metadata.get("parse") is None
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            metavar=field.metadata.get("metavar"),
+            choices=field.metadata.get("choices"),
+            action="append" if repeat else "store",
+            help=text,
+        )
 
 
 def flag_values(args: argparse.Namespace, cls: type) -> dict[str, object]:
@@ -157,7 +174,9 @@ def _convert(annotation: Any, value: object, where: str) -> object:
     kind = _strip_optional(annotation)
     if typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        # a variable's "a,b", or a repeated flag's ["a", "b,c"]: every value may be comma-separated
+        parts = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        items = [v for part in parts for v in (part.split(",") if isinstance(part, str) else [part])]
         return tuple(_convert(item, str(v).strip(), where) for v in items if str(v).strip())
     if kind is bool:
         return _boolean(value, where)

@@ -18,6 +18,10 @@ module hands them, in ``skerry/<service>/metrics.py``).
   one JSON log line per finished request (method, peer, cluster, bundle
   digest, code, duration), with request context bound by the error
   interceptor that runs outside it.
+* ``Refusals`` - ``skerry_refusals_total{service,reason}``: every named refusal
+  (``SkerryError.reason``) a service answers or logs, counted at the one place
+  the service turns refusals into an answer (``rpc.ErrorInterceptor`` for the
+  gRPC servers, the agent's bundle refusal), so no call site counts its own.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import inspect
+import re
 import threading
 import time
 from collections import Counter as _Counter
@@ -44,11 +49,18 @@ from prometheus_client import (
 )
 
 from skerry.core import errors
+from skerry.core.peers import parse_listen
 
 log = structlog.get_logger("skerry.requests")
 
 # Buckets for request, render and reconcile durations: 5 ms .. 5 min.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# A refusal's reason is a label: reasons are named in code (``reason = "AliasBudget"``), but one built from
+# outside input must not grow the label set without bound, so only a short CamelCase word is a reason.
+MAX_REASON_CHARS = 48
+_REASON = re.compile(rf"[A-Z][A-Za-z0-9]{{0,{MAX_REASON_CHARS - 1}}}")
+# The reason counted for an error that has no (valid) name: an alert on it finds hostile input not yet named.
+UNCLASSIFIED = "Unclassified"
 # The ops server reads no request body; a request line + headers larger than this is refused.
 MAX_REQUEST_LINE = 8192
 # A scrape that has not sent its request within this long is dropped (slowloris bound).
@@ -62,6 +74,7 @@ __all__ = [
     "GrpcMetricsInterceptor",
     "Histogram",
     "OpsServer",
+    "Refusals",
     "new_registry",
     "parse_listen",
 ]
@@ -73,14 +86,6 @@ def new_registry() -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
-
-
-def parse_listen(listen: str, what: str = "metrics listen") -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise errors.ConfigError(f"{what}: {listen!r} is not host:port (e.g. 127.0.0.1:9090)")
-    return host, int(port)
 
 
 # Collectors read live service state from this (scrape) thread while the event loop may be changing it;
@@ -303,3 +308,27 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+class Refusals:
+    """``skerry_refusals_total{service,reason}``: the one counter of refusals, one per service process.
+
+    ``count`` takes the error a refusal is made of: a ``SkerryError`` counts under its ``reason``; anything
+    else (or a reason that is not a short CamelCase name) under ``Unclassified``. Each service hands
+    ``count`` to the one place it turns refusals into answers, never to the sites that raise them.
+    """
+
+    def __init__(self, registry: CollectorRegistry, service: str):
+        self.service = service
+        self._counter = Counter(
+            "skerry_refusals_total",
+            "Requests and inputs refused, by service and named reason (Unclassified: an error with no name).",
+            ["service", "reason"],
+            registry=registry,
+        )
+
+    def count(self, error: BaseException) -> None:
+        self.count_reason(getattr(error, "reason", "") if isinstance(error, errors.SkerryError) else "")
+
+    def count_reason(self, reason: str) -> None:
+        self._counter.labels(self.service, reason if _REASON.fullmatch(reason or "") else UNCLASSIFIED).inc()

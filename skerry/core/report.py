@@ -63,7 +63,8 @@ def verify(data: bytes, signature: bytes, cert_pem: bytes) -> dict[str, Any]:
     try:
         doc = documents.load_json(data, max_bytes=MAX_REPORT_BYTES)
     except documents.BadDocument as e:
-        raise VerificationError(f"report is not JSON: {e}", reason="ForgedReport") from e
+        # signed, so not forged: refused for what is wrong with it (NotJson for NaN, BadEncoding, TooDeep, ...)
+        raise VerificationError(f"report is not JSON: {e}", reason=e.reason) from e
     if not isinstance(doc, dict) or any(f not in doc for f in FIELDS) or canonical_json(doc) != data:
         raise VerificationError("report is not in the canonical report format", reason="ForgedReport")
     return doc

@@ -41,6 +41,8 @@ MAX_ENTRIES = 50_000
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 # Cluster names are DNS names (skerry.hub.enrollment.tokens.check_cluster_name).
 MAX_CLUSTER_CHARS = 253
+# The refusal reason of a call made with a revoked certificate.
+REVOKED = "Revoked"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +116,13 @@ class RevocationList:
     def check(self, cluster: str, fingerprint: str, not_before: _dt.datetime) -> None:
         """Raise ``PermissionDenied`` if this certificate is revoked."""
         if fingerprint in self.revoked.fingerprints:
-            raise PermissionDenied(f"certificate {fingerprint} of cluster {cluster!r} is revoked")
+            raise PermissionDenied(f"certificate {fingerprint} of cluster {cluster!r} is revoked", reason=REVOKED)
         at = self.revoked.clusters.get(cluster)
         if at is not None and (not_before + CLOCK_SKEW).timestamp() <= at:
             raise PermissionDenied(
                 f"certificate {fingerprint} of cluster {cluster!r}: certificates of that cluster issued before "
-                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} are revoked; re-enroll with a new token"
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} are revoked; re-enroll with a new token",
+                reason=REVOKED,
             )
 
     def check_caller(self, caller: Caller) -> None:

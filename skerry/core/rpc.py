@@ -10,6 +10,7 @@
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
   ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
+  ``count_refusal`` (the service's ``metrics.Refusals.count``) sees every error the server answers.
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -39,6 +40,12 @@ from skerry.core.authz import (
     caller_from_pem,
     server_rules,
     uncovered,
+)
+from skerry.core.peers import (
+    KEEPALIVE_TIME_MS,
+    KEEPALIVE_TIMEOUT_MS,
+    MIN_KEEPALIVE_SECONDS,
+    SERVER_MIN_PING_INTERVAL_MS,
 )
 from skerry.core.tls import ROLE_AGENT
 
@@ -85,11 +92,8 @@ REASON_METADATA = "skerry-reason"
 # After SIGTERM the health service says NOT_SERVING this long before the server stops taking
 # calls: long enough for a readiness probe or load balancer to look once more and move away.
 SIGTERM_DRAIN_SECONDS = 2.0
-# Keepalive pings detect dead peers behind NAT within about a minute (30 s + 20 s). The
-# 20 s ack timeout is for a busy peer: at 10 s, a hub or agent busy with a reconnect storm of
-# TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
-KEEPALIVE_TIME_MS = 30_000
-KEEPALIVE_TIMEOUT_MS = 20_000
+# Keepalive timing (KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS and the servers' ping limit) is core.peers',
+# where settings check it without importing gRPC.
 # gRPC core (1.5x+) waits for a ping's ack for ``grpc.http2.ping_timeout_ms`` (default 60 s), whatever
 # ``keepalive_timeout_ms`` says: without it a blackholed peer was noticed after 30 s + 60 s, and with a
 # 6 s keepalive after 64 s (tests/faults/test_net_blackhole.py). Both are set, to the same value.
@@ -125,7 +129,7 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.tsi.max_frame_size", TLS_MAX_FRAME_BYTES),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
     *KEEPALIVE_OPTIONS,
 ]
 
@@ -152,9 +156,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     *KEEPALIVE_OPTIONS,
 ]
-# The servers take a ping without data at most every 5 s (above); a client pinging more often is sent
-# GOAWAY (too_many_pings). A second of margin for timer slack.
-MIN_KEEPALIVE_SECONDS = 6.0
 # gRPC abandons a connection whose TCP or TLS handshake is unanswered after this long (its default).
 CONNECT_TIMEOUT_MS = 20_000
 
@@ -307,12 +308,19 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     ``limiter`` applies to every RPC but the exempt ones; an RPC named in ``method_limiters`` (full method
     name) is limited by its own limiter instead. The limit is checked before authorisation and before
     the servicer runs: a caller over its rate costs the server no more than this check. A refused call
-    carries its reason to the client as the ``skerry-reason`` trailing metadata.
+    carries its reason to the client as the ``skerry-reason`` trailing metadata, and is handed to
+    ``count_refusal`` (the service's ``metrics.Refusals.count``): every refusal a server answers is counted here.
     """
 
-    def __init__(self, limiter: RateLimiter | None = None, method_limiters: Mapping[str, RateLimiter] | None = None):
+    def __init__(
+        self,
+        limiter: RateLimiter | None = None,
+        method_limiters: Mapping[str, RateLimiter] | None = None,
+        count_refusal: Callable[[BaseException], None] | None = None,
+    ):
         self._limiter = limiter
         self._method_limiters = dict(method_limiters or {})
+        self._count_refusal = count_refusal
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -334,6 +342,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 limiter.take(key, who=f"{name} calling {method.rpartition('/')[2]}")
 
         async def fail(context, exc: BaseException):
+            if self._count_refusal is not None:
+                self._count_refusal(exc)
             if isinstance(exc, errors.SkerryError):
                 log.info("rpc refused", code=exc.status, reason=exc.reason, error=str(exc))
                 context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
@@ -411,6 +421,7 @@ class GrpcServer:
         method_limiters: Mapping[str, RateLimiter] | None = None,
         maximum_concurrent_rpcs: int | None = MAX_CONCURRENT_RPCS,
         interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+        count_refusal: Callable[[BaseException], None] | None = None,
     ):
         self._address = address
         self._credentials = credentials
@@ -422,7 +433,7 @@ class GrpcServer:
         self.authz = AuthzInterceptor(server_rules(rules), revocations=revocations, on_refused=on_refused)
         self._server = grpc.aio.server(
             # the authorisation interceptor runs innermost: its refusals are mapped, counted and logged
-            interceptors=[ErrorInterceptor(limiter, method_limiters), *interceptors, self.authz],
+            interceptors=[ErrorInterceptor(limiter, method_limiters, count_refusal), *interceptors, self.authz],
             options=options or SERVER_OPTIONS,
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
         )

@@ -23,7 +23,7 @@ the agents' reports. The package is split by concern:
 * ``dashboard``       the read-only fleet dashboard (model and HTTPS server)
 * ``metrics`` / ``ops``  Prometheus families, and the ops server and dashboard wired in one place
 * ``seed``            what ``skerry install`` hands a new hub's state volume (its init container)
-* ``app`` / ``cli``   the composition root and ``skerry hub serve|seed`` / ``skerry render``
+* ``app``           the composition root (``skerry hub serve|seed`` and ``skerry render`` are ``skerry.cli.hub``)
 
 Importing this package is cheap on purpose (no grpc, git or yaml), so the
 CLI's ``--help`` stays fast.

@@ -113,7 +113,7 @@ def webhook_server(cfg, request_sync):
     return WebhookServer(handler, cfg.webhook_listen)
 
 
-def enroll_server(cfg, tls_files, register, revocations):
+def enroll_server(cfg, tls_files, register, revocations, count_refusal=None):
     """The enrollment listener (``--enroll-listen``), or None: server-authenticated TLS only, since
     enrolling agents have no client certificate yet."""
     if cfg.enroll_listen is None:
@@ -125,7 +125,7 @@ def enroll_server(cfg, tls_files, register, revocations):
 
     return GrpcServer(cfg.enroll_listen, server_credentials(tls_files, require_client_auth=False),
                       register=[register], service_names=[SERVICE_NAME], rules=enrollment_rules(),
-                      revocations=revocations, limiter=RateLimiter())
+                      revocations=revocations, limiter=RateLimiter(), count_refusal=count_refusal)
 
 
 def enrollment_service(servicer) -> tuple:
@@ -151,6 +151,15 @@ def _log_failed(event: str, error: BaseException, what: str) -> None:
         log.error(event, reason=failed.reason, error=str(failed))
     else:
         log.exception(event)
+
+
+def collect_garbage(trust) -> None:
+    """The trust repository's garbage in the state (at a takeover); a database that is away now leaves it
+    to the next takeover."""
+    try:
+        trust.collect_stored_garbage()
+    except StateUnavailable as e:
+        log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
 
 
 class HubApp:
@@ -203,7 +212,8 @@ class HubApp:
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
         self.server = self._hub_server(tls_files, [trust_service, enrollment, promotion])
-        self.enroll_server = enroll_server(cfg, tls_files, enrollment[0], self.enrollment.revocations)
+        self.enroll_server = enroll_server(cfg, tls_files, enrollment[0], self.enrollment.revocations,
+                                           self.ops.metrics.refused.count)
         log.info("hub starting", repo=source.url, branch=cfg.branch, engine=engine.name, engine_version=engine.version)
         if self.writer.is_writer:
             try:
@@ -238,6 +248,7 @@ class HubApp:
             rules=hub_rules(self.promoter.policy), revocations=self.enrollment.revocations,
             on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal),
             limiter=rpc.RateLimiter(), interceptors=[self.ops.interceptor],
+            count_refusal=self.ops.metrics.refused.count,
             # agents' connections retire at their maximum age: a scale-out of replicas rebalances
             options=rpc.server_options(max_connection_age=self.config.max_connection_age),
         )
@@ -259,6 +270,7 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
+            collect_garbage(self.trust)  # what the previous writer's offers to CI left in the state
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
@@ -279,7 +291,7 @@ class HubApp:
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
         from skerry.hub.state.trust_files import TrustFiles
-        from skerry.hub.trust.attest import AttestationBoard
+        from skerry.hub.trust.attest import AttestationBoard, StateBook
         from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
         from skerry.hub.trust.servicer import TrustServicer
@@ -300,7 +312,8 @@ class HubApp:
             released = tx.records(BUNDLE_RECORD)
         self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
-        self.attestations = AttestationBoard(self.clock)
+        # nonces and signed reports in the state: any replica issues, any other accepts, none replays
+        self.attestations = AttestationBoard(self.clock, StateBook(self.state))
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
         if self.writer.is_writer:

@@ -51,7 +51,6 @@ never silently selects nothing.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 import re
 import types
 from collections.abc import Mapping
@@ -59,6 +58,7 @@ from typing import Any
 
 from skerry.core import documents
 from skerry.core.errors import ConfigError, NotFound
+from skerry.core.repopath import RepositoryPathError, repository_path
 from skerry.hub.promotion_policy import PromotionPolicy, parse_promotion
 
 FLEET_FILE = "skerry.yaml"
@@ -240,18 +240,10 @@ def _labels(value: Any, field: str) -> Mapping[str, str]:
 
 
 def _check_path(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(field, "must be a non-empty path relative to the repository root")
-    if value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value) or value.startswith("\\"):
-        raise _fail(field, f"{documents.clip_repr(value)} is absolute; paths are relative to the repository root")
-    if "\\" in value or "\x00" in value:
-        raise _fail(field, f"{documents.clip_repr(value)} must use '/' separators")
-    if ".." in value.split("/"):
-        raise _fail(field, f"{documents.clip_repr(value)} escapes the repository ('..' is not allowed)")
-    normal = posixpath.normpath(value)
-    if normal.split("/")[0] == ".git":
-        raise _fail(field, f"{documents.clip_repr(value)} points into .git")
-    return normal
+    try:
+        return repository_path(value)
+    except RepositoryPathError as e:
+        raise _fail(field, str(e)) from None
 
 
 def _selector(value: Any, field: str) -> LabelSelector:

@@ -8,7 +8,9 @@ results come back as data:
   ``skerry_hub_render_duration_seconds``, ``skerry_hub_render_errors_total``);
 * ``HubMetrics.observe_sync`` receives every ``SyncResult``
   (``skerry_hub_syncs_total``, ``skerry_hub_sync_duration_seconds``,
-  ``skerry_hub_bundles_published_total``);
+  ``skerry_hub_bundles_published_total``) and counts a refused fleet file in
+  ``skerry_refusals_total{service="hub"}`` (``core.metrics.Refusals``: refused
+  RPCs are counted there by the servers' error interceptor, ``refused.count``);
 * ``HubStateCollector`` reads the store, the status board and the stream
   registry at scrape time, so gauges are never stale: per-cluster desired
   release, metadata expiry horizon, reported health and sync state, agents
@@ -24,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import RenderError
-from skerry.core.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Histogram
+from skerry.core.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Histogram, Refusals
 
 WATCH_METHOD = "/skerry.api.v1.HubService/WatchBundles"
 
@@ -32,6 +34,7 @@ WATCH_METHOD = "/skerry.api.v1.HubService/WatchBundles"
 class HubMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self.refused = Refusals(registry, "hub")
         self.renders = Counter(
             "skerry_hub_renders_total", "Path renders by the render engine, by result.", ["result"], registry=registry
         )
@@ -64,6 +67,7 @@ class HubMetrics:
             outcome = "fetch_error"
         elif result.fleet_error is not None:
             outcome = "fleet_error"
+            self.refused.count_reason(result.fleet_reason or "")
         elif result.errors:
             outcome = "partial"
         elif result.rendered:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import posixpath
 import re
 import types
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from typing import Any
 
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
+from skerry.core.repopath import RepositoryPathError, repository_path
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_APPS = 10_000  # bounds what one skerry.yaml makes the hub hold per commit
@@ -147,14 +147,10 @@ def _duration(value: Any, field: str) -> float:
 
 
 def _overlay_path(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or value.startswith("/") or "\\" in value:
-        raise _fail(field, f"{value!r} must be a directory relative to the repository root")
-    if ".." in value.split("/"):
-        raise _fail(field, f"{value!r} escapes the repository ('..' is not allowed)")
-    normal = posixpath.normpath(value)
-    if normal.split("/")[0] == ".git":
-        raise _fail(field, f"{value!r} points into .git")
-    return normal
+    try:
+        return repository_path(value)
+    except RepositoryPathError as e:
+        raise _fail(field, str(e)) from None
 
 
 def _freeze(value: Any, field: str) -> Freeze:

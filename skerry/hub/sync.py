@@ -76,6 +76,7 @@ class BuildOutcome:
     inputs: Mapping[str, tuple] = dataclasses.field(default_factory=dict)  # cluster -> what it was built from
     unchanged: tuple[str, ...] = ()  # clusters not rebuilt: same inputs as ``previous`` said
     stats: RenderStats | None = None
+    fleet_reason: str | None = None  # the named reason the fleet file was refused
 
 
 def build_revision(
@@ -108,7 +109,7 @@ def build_revision(
     try:
         fleet = _fleet_at(source, commit, renderer)
     except ConfigError as e:
-        return BuildOutcome(commit, None, f"{e} (commit {commit[:12]})", {}, {})
+        return BuildOutcome(commit, None, f"{e} (commit {commit[:12]})", {}, {}, fleet_reason=e.reason)
     names = list(fleet.cluster_names) if clusters is None else list(clusters)
     for name in names:
         fleet.cluster(name)  # NotFound for a cluster that is not in the fleet
@@ -226,6 +227,7 @@ class SyncResult:
     errors: Mapping[str, str] = dataclasses.field(default_factory=dict)  # cluster -> message
     fleet_error: str | None = None
     source_error: str | None = None
+    fleet_reason: str | None = None  # why the fleet file was refused (``SkerryError.reason``)
 
     @property
     def ok(self) -> bool:
@@ -297,7 +299,7 @@ class Syncer:
             )
         except SourceError as e:
             # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
-            outcome = BuildOutcome(commit, None, str(e), {}, {})
+            outcome = BuildOutcome(commit, None, str(e), {}, {}, fleet_reason=e.reason)
 
         published: list[str] = []
         errors: dict[str, str] = {}
@@ -349,7 +351,8 @@ class Syncer:
             failed=len(errors),
             clusters=len(self.store.clusters()),
         )
-        return SyncResult(commit, True, tuple(published), errors, outcome.fleet_error)
+        return SyncResult(commit, True, tuple(published), errors, outcome.fleet_error,
+                          fleet_reason=outcome.fleet_reason)
 
     async def run(self, interval: float, *, immediately: bool = True) -> None:
         """Sync every ``interval`` seconds, or sooner on ``request_sync``, until cancelled.

@@ -21,8 +21,9 @@ from skerry.core import documents
 from skerry.core.errors import ConfigError
 from skerry.hub.render.detect import detect_engine
 
-# deploy/ of a source checkout (a wheel does not carry it: give --manifests).
-SOURCE_DEPLOY = pathlib.Path(__file__).resolve().parents[2] / "deploy"
+# The deploy/ directory this Skerry ships with: in a source checkout a link to the tree's deploy/, in a
+# wheel its copy (package data), so `skerry install` from `pip install skerry` applies its own manifests.
+SHIPPED_DEPLOY = pathlib.Path(__file__).resolve().parent / "deploy"
 MANAGEMENT, WORKLOAD = "management", "workload"
 # The ConfigMap each overlay generates for its service's settings (environment variables).
 HUB_SETTINGS, AGENT_SETTINGS = "skerry-hub", "skerry-agent"
@@ -80,10 +81,10 @@ def for_server(doc: dict, minor: int) -> dict:
 
 
 def deploy_dir(given: pathlib.Path | None) -> pathlib.Path:
-    path = given or SOURCE_DEPLOY
+    path = given or SHIPPED_DEPLOY
     if not (path / "overlays").is_dir():
-        raise ConfigError(f"{path}: no overlays/ in it; give --manifests DIR (the deploy/ directory of a Skerry "
-                          "source tree)")
+        raise ConfigError(f"{path}: no overlays/ in it; give --manifests DIR (a Skerry "
+                          "deploy/ directory)")
     return path
 
 

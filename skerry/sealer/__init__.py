@@ -13,7 +13,8 @@ agents get plaintext back over mutual TLS. The package is split by concern:
 * ``certhttp``    the plain-HTTP endpoint serving only public certificates (``kubeseal --cert URL``)
 * ``metrics``     Prometheus families around the gate and the registry
 * ``config`` / ``app``  settings (``skerry.core.config``) and the composition root
-* ``seal/`` / ``cli``   ``skerry seal`` split by verb (``manifests``, ``certificates``, ``sealing``, ``recovery``) and the commands
+* ``seal/``       ``skerry seal`` split by verb (``manifests``, ``certificates``, ``sealing``, ``recovery``); the
+                commands themselves are ``skerry.cli.seal`` and ``skerry.cli.sealer``
 
 Importing this package is cheap on purpose (no grpc or cryptography), so the
 CLI's ``--help`` stays fast.

@@ -39,7 +39,7 @@ from skerry.sealer.authz import (
 from skerry.sealer.bundle_trust import BundleTrust, TufBundleTrust
 from skerry.sealer.certhttp import CertificateServer
 from skerry.sealer.config import SealerConfig
-from skerry.sealer.keys import KeyRegistry
+from skerry.sealer.keys import KeyRegistry, configured_kek
 from skerry.sealer.metrics import InstrumentedGate, KeyAgeCollector, SealerMetrics
 from skerry.sealer.revocations import HubRevocations, follow
 from skerry.sealer.servicer import SealerServicer
@@ -59,7 +59,7 @@ class SealerApp:
     ):
         self.config = config.validate()
         self.registry = registry or KeyRegistry.from_directory(
-            config.keys_dir, kek=config.key_encryption_key()
+            config.keys_dir, kek=configured_kek(config.kek_file, config.kek)
         )
         if bundle_trust is None and config.trust_root is not None:
             bundle_trust = TufBundleTrust(config.trust_root, config.tuf_state_dir)
@@ -114,6 +114,7 @@ class SealerApp:
             method_limiters=rpc_limiters(self.config.rate_per_second, self.config.rate_burst),
             grace_seconds=self.config.grace_seconds,
             interceptors=[ops.interceptor],
+            count_refusal=ops.metrics.refused.count,
         )
         self.port = await self._server.start()
         if self.config.cert_listen:

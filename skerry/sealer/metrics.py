@@ -3,7 +3,10 @@
 Why a module: the unseal gate and the key registry are the sealer's
 security core and change under review; instrumentation wraps them instead
 (``InstrumentedGate`` around ``UnsealGate.unseal``, ``KeyAgeCollector``
-reading the registry at scrape time). Labels carry outcomes, reasons,
+reading the registry at scrape time). ``skerry_refusals_total{service="sealer"}``
+(``core.metrics.Refusals``) counts every refused RPC (in the server's error
+interceptor) and each secret refused inside an answered bundle unseal (here).
+Labels carry outcomes, reasons,
 domains and key ids only - never a namespace/name pair (unbounded) and
 never any sealed or plain value.
 """
@@ -16,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import PermissionDenied, SkerryError
-from skerry.core.metrics import CollectorRegistry, Counter, Histogram
+from skerry.core.metrics import CollectorRegistry, Counter, Histogram, Refusals
 
 # RSA-4096 decryption of a few items: ~1 ms .. ~1 s.
 UNSEAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -24,6 +27,7 @@ UNSEAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 class SealerMetrics:
     def __init__(self, registry: CollectorRegistry):
+        self.refused = Refusals(registry, "sealer")
         self.unseals = Counter(
             "skerry_sealer_unseals_total", "Unseal attempts, by outcome (allowed, denied, failed).", ["outcome"],
             registry=registry,
@@ -81,6 +85,7 @@ class InstrumentedGate:
                 denied = isinstance(result.error, PermissionDenied)
                 self._metrics.unseals.labels("denied" if denied else "failed").inc()
                 self._metrics.refusals.labels(result.error.reason).inc()
+                self._metrics.refused.count(result.error)  # answered, so the error interceptor never sees it
         return page
 
     def __getattr__(self, name):  # re_encrypt and the rest pass through uncounted

@@ -4,7 +4,7 @@ The sealer shares no disk with the hub: ``follow`` holds the hub's
 ``EnrollmentService.WatchRevocations`` stream open (mutual TLS with the
 sealer's own ``skerry:sealer`` certificate), replacing the list in force on
 every message, and reconnects with capped, jittered backoff when the hub is
-away. Every list received is written atomically to ``revocations.json``
+away (to another replica when ``--hub`` names several). Every list received is written atomically to ``revocations.json``
 beside the keys before it takes effect, and read back at start, so a sealer
 restarted while the hub is down still refuses what the hub had revoked. A
 persisted list that cannot be read stops the start (``ConfigError`` naming
@@ -21,7 +21,7 @@ import grpc
 import structlog
 
 from skerry.api.v1 import enrollment_pb2, enrollment_pb2_grpc
-from skerry.core.client import aio_secure_channel
+from skerry.core.client import Endpoints, aio_secure_channel
 from skerry.core.errors import ConfigError
 from skerry.core.files import atomic_write
 from skerry.core.revocation import RevocationList, RevokedSet, read_file
@@ -64,10 +64,16 @@ def from_proto(msg: enrollment_pb2.RevocationList, source: str) -> RevokedSet:
     return RevokedSet.from_mapping({"clusters": dict(msg.clusters), "fingerprints": dict(msg.fingerprints)}, source)
 
 
-async def follow(address: str, credentials: grpc.ChannelCredentials, revocations: HubRevocations) -> None:
-    """Follow the hub's list until cancelled; each failure is logged once per attempt and retried."""
+async def follow(hub: str | Endpoints, credentials: grpc.ChannelCredentials, revocations: HubRevocations) -> None:
+    """Follow the hub's list until cancelled; each failure is logged once per attempt and retried.
+
+    ``hub`` may name the hub's replicas (``a:7440,b:7440``): any of them serves the same list (from the
+    hub state), so a feed that breaks resumes from another, chosen afresh (``core.client.Endpoints``).
+    """
+    endpoints = hub if isinstance(hub, Endpoints) else Endpoints(hub, what="hub")
     attempt = 0
     while True:
+        address = endpoints.current
         try:
             async with aio_secure_channel(address, credentials) as channel:
                 stream = enrollment_pb2_grpc.EnrollmentServiceStub(channel).WatchRevocations(
@@ -87,5 +93,6 @@ async def follow(address: str, credentials: grpc.ChannelCredentials, revocations
         except grpc.aio.AioRpcError as e:
             log.warning("revocation feed from the hub interrupted; the last list stays in force",
                         hub=address, code=e.code().name, error=e.details(), persisted=str(revocations.path))
+        endpoints.failed(address)
         attempt += 1
         await asyncio.sleep(random.uniform(0, min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**min(attempt, 16))))

@@ -4,7 +4,7 @@ The hub keeps its state in PostgreSQL when it runs as replicas (``skerry.hub.sta
 tests run against a real server, not a look-alike. ``PostgresServer`` makes a cluster in a scratch
 directory with trust authentication for one role (``skerry``), starts it on ``127.0.0.1`` at a free
 port with its socket in the same directory and ``fsync=off`` (test data need not survive a power
-cut), and stops it (``pg_ctl stop -m immediate``) at the end. ``database()`` makes a fresh database
+cut; ``settings`` overrides server settings, e.g. a benchmark comparing durable commits), and stops it (``pg_ctl stop -m immediate``) at the end. ``database()`` makes a fresh database
 per test, so tests never see each other's rows.
 
 ``initdb`` and ``postgres`` refuse to run as root; as root (CI) both run as the ``postgres`` system
@@ -36,6 +36,8 @@ except ImportError:  # the harness works without pytest; only the fixtures need 
 DEBIAN_ROOT = pathlib.Path("/usr/lib/postgresql")
 SUPERUSER = "skerry"
 SYSTEM_USER = "postgres"  # initdb/postgres refuse root; as root we run them as this user
+# Server settings of a throwaway test cluster (``PostgresServer(settings=...)`` overrides them).
+TEST_SETTINGS = {"fsync": "off"}
 # initdb takes ~1.2 s, start ~0.1 s on an idle machine; a loaded 2-core CI machine is much slower.
 START_TIMEOUT = 60
 
@@ -72,8 +74,10 @@ def free_port() -> int:
 class PostgresServer:
     """One private PostgreSQL cluster; ``start()`` then ``dsn(database)``; ``stop()`` removes nothing else."""
 
-    def __init__(self, directory: pathlib.Path, *, bindir: pathlib.Path | None = None):
+    def __init__(self, directory: pathlib.Path, *, bindir: pathlib.Path | None = None,
+                 settings: dict[str, str] | None = None):
         self.directory = pathlib.Path(directory)
+        self.settings = {**TEST_SETTINGS, **(settings or {})}
         self.data = self.directory / "data"
         self.bindir = bindir or find_bindir()
         self.port: int | None = None
@@ -107,7 +111,8 @@ class PostgresServer:
         if not (self.data / "PG_VERSION").exists():
             self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "--no-sync", "-E", "UTF8")
         self.port = port or free_port()
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        extra = " ".join(f"-c {key}={value}" for key, value in self.settings.items())
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 {extra}"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "server.log"),
                   "-w", "-t", str(START_TIMEOUT), "start")
         return self

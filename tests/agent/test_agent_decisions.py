@@ -417,6 +417,10 @@ class StandInVerifier:
 class StandInOps:
     def __init__(self):
         self.rejections: list[str] = []
+        self.refusals: list[str] = []
+
+    def refused(self, error):
+        self.refusals.append(error.reason)
 
     async def rejected(self, error, _signed):
         self.rejections.append(error.reason)
@@ -480,6 +484,18 @@ async def test_expired_metadata_freezes_the_agent_and_fresh_metadata_ends_the_fr
     await runtime.on_bundle(None)
     thawed = by_type(published[-1])
     assert "Frozen" not in thawed and thawed["Fresh"].is_true and runtime.frozen is None
+
+
+async def test_a_freeze_from_clocks_that_disagree_says_so_in_its_condition_and_ends_when_they_agree():
+    skew = VerificationError("timestamp metadata expired at 2030-01-01T00:00:00+00:00; this host's clock is ahead",
+                             reason="ClockSkew")
+    runtime, published = runtime_with(StandInVerifier([skew, None]))
+    await runtime.on_bundle(None)
+    frozen = by_type(published[-1])["Frozen"]
+    assert frozen.is_true and frozen.reason == "ClockSkew" and "clock is ahead" in frozen.message
+    assert runtime.ops.refusals == ["ClockSkew"] and runtime.ops.rejections == []  # counted, not a bad bundle
+    await runtime.on_bundle(None)  # the clocks agree again: fresh metadata verifies
+    assert "Frozen" not in by_type(published[-1]) and runtime.frozen is None
 
 
 async def test_a_refused_bundle_is_recorded_with_its_reason_and_nothing_is_applied():

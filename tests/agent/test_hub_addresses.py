@@ -8,8 +8,9 @@ import itertools
 import pytest
 
 from skerry.agent.config import AgentConfig
-from skerry.core.client import MAX_ADDRESSES, Endpoints, parse_addresses
+from skerry.core.client import Endpoints
 from skerry.core.errors import ConfigError
+from skerry.core.peers import MAX_ADDRESSES, parse_addresses
 
 
 def test_a_list_is_split_trimmed_and_deduplicated_in_order():

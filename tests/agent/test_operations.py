@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from skerry.agent import cli
 from skerry.agent.diff import CHANGE, CREATE, PRUNE, SAME, diff_bundle, render_text
 from skerry.api.v1 import hub_pb2
+from skerry.cli import agent as cli
 
 from .helpers import CLUSTER, configmap, kubectl
 from .test_drift import make_app, poll, run  # noqa: F401 - fixture reuse

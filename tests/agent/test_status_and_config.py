@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import pathlib
 
 import pytest
 
-from skerry.agent import cli
 from skerry.agent.config import AgentConfig
 from skerry.agent.reconcile.model import Condition, ObjectRef, ObjectResult, ReconcileResult
 from skerry.agent.status import to_proto
+from skerry.cli import agent as cli
+from skerry.core import config
 from skerry.core.errors import ConfigError
 
 
@@ -159,13 +161,29 @@ def test_cli_has_a_flag_for_every_config_field():
         ]
     )
     assert args.func is cli.handler
-    values = {f: getattr(args, f) for f in cli._FIELDS}
-    assert set(values) == {f.name for f in __import__("dataclasses").fields(AgentConfig)}
-    assert values["trust_root"] == pathlib.Path("root.json") and values["environment"] == "prod"
+    values = config.flag_values(args, AgentConfig)
+    assert set(values) == {f.name for f in dataclasses.fields(AgentConfig)}, "every field has a flag"
+    assert values["trust_root"] == "root.json" and values["environment"] == "prod"
     assert values["hub_address"] == "h:1" and values["allow_prune_all"] is True
     assert values["allow_prune_protected"] is True
     assert values["sealer_domain"] == "eu" and values["kube_context"] == "ctx"
-    assert AgentConfig.from_env({}, **{k: v for k, v in values.items() if v is not None}).resync_seconds == 5400.0
+    got = AgentConfig.from_env({}, **values)
+    assert got.resync_seconds == 5400.0 and got.trust_root == pathlib.Path("root.json") and got.watch is True
+
+
+def test_switches_and_repeated_flags_beat_their_variables():
+    env = {**ENV, "SKERRY_AGENT_WATCH": "true", "SKERRY_AGENT_DRIFT_IGNORE": "*:.metadata.labels"}
+    args = parse(["agent", "run", "--no-watch", "--drift-ignore", "apps/Deployment:.spec.replicas",
+                  "--drift-ignore", "*:.metadata.annotations,v1/ConfigMap:.data"])
+    got = AgentConfig.from_env(env, **config.flag_values(args, AgentConfig))
+    assert got.watch is False
+    assert got.drift_ignore == ("apps/Deployment:.spec.replicas", "*:.metadata.annotations", "v1/ConfigMap:.data")
+    assert AgentConfig.from_env(env, **config.flag_values(parse(["agent", "run"]), AgentConfig)).watch is True
+
+
+def test_a_value_outside_a_flags_choices_is_a_usage_error():
+    with pytest.raises(SystemExit):
+        parse(["agent", "run", "--log-level", "loud"])
 
 
 def test_cli_error_is_one_line_naming_the_file_and_exit_1(tmp_path, capsys, monkeypatch, pki):

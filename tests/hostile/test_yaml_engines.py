@@ -45,7 +45,7 @@ def _outcome(load, data: bytes):
 
 def test_libyaml_is_what_load_uses():
     # the speed claim rests on this: the public reader goes through libyaml's C loader
-    assert issubclass(documents._Loader, yaml.CSafeLoader)  # noqa: SLF001
+    assert issubclass(documents.yamldoc._Loader, yaml.CSafeLoader)  # noqa: SLF001
 
 
 def test_same_documents_from_both_engines_on_seeds_and_mutations():

@@ -169,13 +169,14 @@ def kubectl_kustomize(directory: pathlib.Path) -> list[dict]:
 
 
 # The hub's command surface in a child process, as a user meets it (exit code, stderr). Stands in for
-# skerry/cli.py, which calls add_commands the same way.
+# skerry/cli/__init__.py, which calls add_commands the same way.
 HARNESS = """
 import argparse, sys
-from skerry.hub.cli import add_commands
+from skerry.cli import hub, render
 parser = argparse.ArgumentParser(prog="skerry")
 sub = parser.add_subparsers(dest="command", required=True)
-add_commands(sub)
+hub.add_commands(sub)
+render.add_commands(sub)
 args = parser.parse_args(sys.argv[1:])
 sys.exit(args.func(args))
 """

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from skerry.hub.cli import add_commands
+from skerry.cli.hub import add_commands
 from skerry.hub.source.git import GitSource
 from skerry.hub.sync import build_revision
 

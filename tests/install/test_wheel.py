@@ -96,3 +96,19 @@ def test_installed_skerry_renders_a_clusters_bundle_from_git(venv, tmp_path):
                            "--engine", "inprocess"], capture_output=True, text=True, timeout=300)
     assert here.returncode == 0, here.stderr
     assert proc.stdout == here.stdout  # byte for byte the bundle the development install builds
+
+
+def test_installed_skerry_carries_the_manifests_it_installs(venv):
+    """``skerry install`` from a wheel applies the deploy/ it shipped with: the management overlay
+    renders from the installed package alone, with the hub, the sealer and their settings."""
+    proc = run(venv / "bin" / "python", "-c",
+               "import json, skerry.install.manifests as m;"
+               "o = m.Overlay(m.deploy_dir(None), m.MANAGEMENT, {m.HUB_SETTINGS: {'SKERRY_HUB_REPO': 'x'}});"
+               "print(m.deploy_dir(None)); print(json.dumps(sorted((d['kind'], d['metadata']['name']) "
+               "for d in o.render('inprocess'))))")
+    assert proc.returncode == 0, proc.stderr
+    where, objects = proc.stdout.splitlines()
+    assert where.startswith(str(venv))
+    kinds = {tuple(o) for o in json.loads(objects)}
+    assert {("Deployment", "skerry-hub"), ("Deployment", "skerry-sealer"), ("Service", "skerry-hub")} <= kinds
+    assert any(kind == "ConfigMap" and name.startswith("skerry-hub-") for kind, name in kinds)

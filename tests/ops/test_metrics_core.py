@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from skerry.core.errors import ConfigError
-from skerry.core.metrics import Counter, OpsServer, new_registry, parse_listen
+from skerry.core.errors import ConfigError, SkerryError
+from skerry.core.metrics import Counter, OpsServer, Refusals, new_registry, parse_listen
 
 
 def fetch(port: int, path: str):
@@ -60,3 +60,21 @@ def test_bad_listen_addresses_are_config_errors():
             OpsServer(f"127.0.0.1:{port}", new_registry()).start()
     finally:
         taken.stop()
+
+
+def test_a_refusal_without_a_name_counts_as_unclassified_and_never_adds_a_label_from_input():
+    registry = new_registry()
+    refusals = Refusals(registry, "hub")
+    refusals.count(ConfigError("x", reason="AliasBudget"))
+    refusals.count(KeyError("trust-state.json"))  # an unexpected error: not named yet
+    refusals.count(SkerryError("x", reason="zoë ☃ from a request"))  # a reason built from input
+    refusals.count(SkerryError("x", reason="A" * 100))
+    server = OpsServer("127.0.0.1:0", registry)
+    port = server.start()
+    try:
+        body = fetch(port, "/metrics")[1]
+    finally:
+        server.stop()
+    samples = [line for line in body.splitlines() if line.startswith("skerry_refusals_total")]
+    assert sorted(samples) == ['skerry_refusals_total{reason="AliasBudget",service="hub"} 1.0',
+                               'skerry_refusals_total{reason="Unclassified",service="hub"} 3.0']

@@ -12,9 +12,10 @@ import pathlib
 import sys
 import threading
 
+from skerry import cli
 from skerry.core import sealedsecret, tls
 from skerry.core.bundle import Bundle
-from skerry.sealer import cli, crypto
+from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
 

@@ -8,6 +8,7 @@ import pytest
 
 from skerry.core.errors import ConfigError
 from skerry.sealer.config import SealerConfig
+from skerry.sealer.keys import configured_kek
 
 TLS_ENV = {
     "SKERRY_SEALER_TLS_CA": "/t/ca.crt",
@@ -57,8 +58,8 @@ def test_tls_is_mandatory():
 @pytest.mark.parametrize(
     "env,match",
     [
-        ({"SKERRY_SEALER_LISTEN": "7443"}, "HOST:PORT"),
-        ({"SKERRY_SEALER_LISTEN": "host:99999"}, "HOST:PORT"),
+        ({"SKERRY_SEALER_LISTEN": "7443"}, "(?i)SKERRY_SEALER_LISTEN.*host:port"),
+        ({"SKERRY_SEALER_LISTEN": "host:99999"}, "(?i)host:port"),
         ({"SKERRY_SEALER_LOG_LEVEL": "loud"}, "log level"),
         ({"SKERRY_SEALER_GRACE_SECONDS": "soon"}, "GRACE_SECONDS"),
         ({"SKERRY_SEALER_DOMAINS": " , "}, "at least one key domain"),
@@ -92,16 +93,18 @@ def test_key_lifecycle_trust_and_limit_settings_come_from_the_environment(tmp_pa
     assert c.cluster_domains == pathlib.Path("/etc/skerry/domains.yaml")
     assert (c.renewal_days, c.rate_per_second, c.rate_burst) == (7.0, 5.0, 100.0)
     assert c.cert_listen == "0.0.0.0:8080"
-    assert c.key_encryption_key() == b"k" * 32
+    assert configured_kek(c.kek_file, c.kek) == b"k" * 32
     assert "kkkk" not in repr(c)
     kek = tmp_path / "kek"
     kek.write_bytes(b"f" * 32)
-    assert SealerConfig.from_env(env, kek_file=kek).key_encryption_key() == b"f" * 32, "the file wins"
+    c = SealerConfig.from_env(env, kek_file=kek)
+    assert configured_kek(c.kek_file, c.kek) == b"f" * 32, "the file wins"
 
 
 def test_defaults_renew_monthly_and_trust_no_hub():
     c = SealerConfig.from_env(TLS_ENV)
-    assert c.renewal_days == 30 and c.trust_root is None and c.cert_listen is None and c.key_encryption_key() is None
+    assert c.renewal_days == 30 and c.trust_root is None and c.cert_listen is None
+    assert configured_kek(c.kek_file, c.kek) is None
 
 
 @pytest.mark.parametrize(
@@ -109,7 +112,7 @@ def test_defaults_renew_monthly_and_trust_no_hub():
     [
         ({"SKERRY_SEALER_RENEWAL_DAYS": "-1"}, "renewal days must not be negative"),
         ({"SKERRY_SEALER_RATE_BURST": "0"}, "unseal rate limits must be positive"),
-        ({"SKERRY_SEALER_CERT_LISTEN": "8080"}, "must be HOST:PORT"),
+        ({"SKERRY_SEALER_CERT_LISTEN": "8080"}, "(?i)CERT_LISTEN.*host:port"),
         ({"SKERRY_SEALER_RATE_PER_SECOND": "fast"}, "must be a number"),
     ],
 )

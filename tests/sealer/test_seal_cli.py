@@ -15,8 +15,10 @@ import time
 import pytest
 import yaml
 
+from skerry.cli import seal as seal_cli
+from skerry.cli import sealer as sealer_cli
 from skerry.core import sealedsecret
-from skerry.sealer import cli, crypto
+from skerry.sealer import crypto
 
 from .helpers import SECRET_VALUE, run_cli
 
@@ -238,11 +240,13 @@ def test_unreachable_or_untrusting_sealer_is_one_line_naming_the_peer(sealer, mt
 
 def test_add_commands_registers_seal_and_sealer_serve():
     parser = argparse.ArgumentParser(prog="skerry")
-    cli.add_commands(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    seal_cli.add_commands(sub)
+    sealer_cli.add_commands(sub)
     args = parser.parse_args(["seal", "--cert", "c.pem", "--format", "json"])
-    assert args.func is cli.seal_command and args.format == "json"
+    assert args.func is seal_cli.seal_command and args.format == "json"
     args = parser.parse_args(["sealer", "serve", "--listen", "127.0.0.1:0"])
-    assert args.func is cli.serve_command and args.listen == "127.0.0.1:0"
+    assert args.func is sealer_cli.serve_command and args.listen == "127.0.0.1:0"
 
 
 def _env() -> dict[str, str]:
@@ -255,7 +259,7 @@ def _env() -> dict[str, str]:
 def test_module_entry_point_seals_and_help_is_quick(shared_registry, cert_file):
     started = time.monotonic()
     helped = subprocess.run(
-        [sys.executable, "-m", "skerry.sealer.cli", "seal", "--help"],
+        [sys.executable, "-m", "skerry", "seal", "--help"],
         capture_output=True,
         text=True,
         env=_env(),
@@ -264,7 +268,7 @@ def test_module_entry_point_seals_and_help_is_quick(shared_registry, cert_file):
     assert helped.returncode == 0 and "--fetch-cert" in helped.stdout
     assert time.monotonic() - started < 10
     proc = subprocess.run(
-        [sys.executable, "-m", "skerry.sealer.cli", "seal", "--cert", str(cert_file)],
+        [sys.executable, "-m", "skerry", "seal", "--cert", str(cert_file)],
         input=yaml.safe_dump(SECRET),
         capture_output=True,
         text=True,
@@ -282,7 +286,7 @@ def test_sealer_serve_runs_until_sigterm(mtls, keys_dir, tmp_path):
         [
             sys.executable,
             "-m",
-            "skerry.sealer.cli",
+            "skerry",
             "sealer",
             "serve",
             "--listen",
@@ -313,7 +317,7 @@ def test_sealer_serve_runs_until_sigterm(mtls, keys_dir, tmp_path):
             [
                 sys.executable,
                 "-m",
-                "skerry.sealer.cli",
+                "skerry",
                 "seal",
                 "--fetch-cert",
                 "--sealer",
@@ -343,7 +347,7 @@ def test_sealer_serve_runs_until_sigterm(mtls, keys_dir, tmp_path):
 def test_sealer_serve_without_tls_is_one_line(tmp_path):
     env = {k: v for k, v in _env().items() if not k.startswith("SKERRY_SEALER_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "skerry.sealer.cli", "sealer", "serve", "--keys-dir", str(tmp_path)],
+        [sys.executable, "-m", "skerry", "sealer", "serve", "--keys-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

@@ -91,7 +91,8 @@ async def channel(address, files):
 
 
 @contextlib.asynccontextmanager
-async def running_hub(repo, state_dir, pki, engine, **config):
+async def running_hub(repo, state_dir, pki, engine, *, clock=None, **config):
+    """A whole HubApp on loopback; ``clock``: the hub's clock (default the system's)."""
     if "trust_dir" not in config:  # a dev trust repository beside the state, kept across a restart of the hub
         trust = DevTrust(pathlib.Path(state_dir).parent / "trust")
         config.update(trust_dir=trust.dir, release_keys=trust.release_keys)
@@ -104,7 +105,7 @@ async def running_hub(repo, state_dir, pki, engine, **config):
         enroll_listen="127.0.0.1:0",
         **config,
     )
-    app = HubApp(cfg, engine=engine)
+    app = HubApp(cfg, engine=engine, clock=clock)
     await app.start()
     try:
         yield app
@@ -120,16 +121,21 @@ async def enrolled(hub, pki, directory, cluster: str) -> TlsFiles:
 
 
 @contextlib.asynccontextmanager
-async def fleet_of_servers(fleet_repo, tmp_path, pki, engine):
+async def fleet_of_servers(fleet_repo, tmp_path, pki, engine, *, metrics: bool = False):
+    """A hub and a sealer on loopback; ``metrics``: both serve /metrics (``hub.ops.ops_server.port``,
+    ``sealer.metrics_port``)."""
     admin.init(tmp_path / "trust", {"dev": (1, 1), "prod": (1, 1)})
-    async with running_hub(fleet_repo, tmp_path / "hub", pki, engine, trust_dir=tmp_path / "trust") as hub:
+    listen = "127.0.0.1:0" if metrics else ""
+    async with running_hub(fleet_repo, tmp_path / "hub", pki, engine, trust_dir=tmp_path / "trust",
+                           metrics_listen=listen) as hub:
         sealer_dir = tmp_path / "sealer"  # its own disk: it learns revocations from the hub only
         sealer_dir.mkdir()
         client_cas = sealer_dir / "client-cas.pem"
         client_cas.write_bytes(pki.ca_file.read_bytes() + hub.enrollment.authority.ca_pem)
         own = pki.server("sealer", ROLE_SEALER)
         cfg = SealerConfig(listen="127.0.0.1:0", tls_ca=client_cas, tls_cert=own.cert, tls_key=own.key,
-                           keys_dir=sealer_dir / "keys", hub=f"127.0.0.1:{hub.port}", grace_seconds=0)
+                           keys_dir=sealer_dir / "keys", hub=f"127.0.0.1:{hub.port}", grace_seconds=0,
+                           metrics_listen=listen)
         sealer = SealerApp(cfg, registry=KeyRegistry.from_directory(cfg.keys_dir, key_bits=2048))
         await sealer.start()
         try:

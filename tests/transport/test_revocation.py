@@ -8,6 +8,7 @@ refuses it (the list it last received from the hub is persisted).
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -15,11 +16,13 @@ import time
 import grpc
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc, sealer_pb2, sealer_pb2_grpc, trust_pb2, trust_pb2_grpc
+from skerry.core.client import Endpoints
 from skerry.core.rpc import CHANNEL_OPTIONS
 from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import channel_credentials
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
+from skerry.sealer.revocations import HubRevocations, follow
 
 from .hubs import CALL_TIMEOUT, enrolled, fleet_of_servers
 
@@ -97,3 +100,23 @@ async def test_a_revoked_agent_loses_stream_pull_reports_nonces_and_unseal_withi
                 await refused(lambda: sealer_pb2_grpc.SealerServiceStub(ch).Unseal(request, timeout=CALL_TIMEOUT))
         finally:
             await restarted.stop(0)
+
+
+async def test_a_sealer_given_the_hubs_replicas_follows_the_list_from_one_that_answers(
+    fleet_repo, tmp_path, pki, engine
+):
+    """``--hub a,b``: the feed from a replica that is down is taken up from another (Endpoints)."""
+    async with fleet_of_servers(fleet_repo, tmp_path, pki, engine) as (hub, sealer):
+        with socket.socket() as s:  # a port nothing listens on: a replica that is down
+            s.bind(("127.0.0.1", 0))
+            down = f"127.0.0.1:{s.getsockname()[1]}"
+        endpoints = Endpoints(f"{down},127.0.0.1:{hub.port}", what="hub", rng=lambda: 0.0)
+        assert endpoints.current == down
+        revocations = HubRevocations(tmp_path / "second-sealer" / "revocations.json")
+        task = asyncio.create_task(follow(endpoints, channel_credentials(sealer.config.tls_files), revocations))
+        try:
+            await asyncio.wait_for(revocations.wait_received(1), CALL_TIMEOUT)
+        finally:
+            task.cancel()
+        assert endpoints.current == f"127.0.0.1:{hub.port}" and endpoints.switches == 1
+        assert revocations.revoked == sealer.revocations.revoked

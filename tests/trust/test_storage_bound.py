@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-import tempfile
-
-import pytest
 
 from skerry.core import trust
 from skerry.core.bundle import SHARED_CLUSTER, Bundle
@@ -61,17 +57,6 @@ def usage(repo: TrustRepository) -> dict[str, int]:
                 if kind != "targets":
                     out["bytes"] += os.stat(os.path.join(directory, name)).st_size
     return out
-
-
-@pytest.fixture
-def fast_dir(tmp_path):
-    """A tmpfs directory where there is one: the bound is about files and bytes, not the disk's speed."""
-    shm = pathlib.Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(dir=shm) as d:
-        yield pathlib.Path(d)
 
 
 def test_a_thousand_clusters_times_fifty_commits_stay_within_the_bound(fast_dir):

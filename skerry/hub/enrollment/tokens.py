@@ -53,6 +53,8 @@ DEFAULT_TOKEN_TTL = 3600.0
 MAX_TOKEN_TTL = 24 * 3600.0
 # Longest token the hub parses (the payload is ~100 bytes); bounds work on garbage input.
 MAX_TOKEN_CHARS = 512
+# The refusal reason of a token that is not one (empty, too long, non-ASCII, wrong shape, bad payload).
+MALFORMED_TOKEN = "MalformedToken"
 _CLUSTER = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -115,23 +117,25 @@ class TokenIssuer:
         """The token's claims if it was made with this key and has not expired (use is checked elsewhere)."""
         token = (token or "").strip()
         if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
-            raise PermissionDenied("enrollment token is missing or malformed")
+            raise PermissionDenied("enrollment token is missing or malformed", reason=MALFORMED_TOKEN)
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != PREFIX:
-            raise PermissionDenied(f"enrollment token is malformed (expected {PREFIX}.<payload>.<mac>)")
+            raise PermissionDenied(f"enrollment token is malformed (expected {PREFIX}.<payload>.<mac>)",
+                                   reason=MALFORMED_TOKEN)
         signed_part = f"{parts[0]}.{parts[1]}"
         if not hmac.compare_digest(self._mac(signed_part), parts[2]):
-            raise PermissionDenied("enrollment token was not issued by this hub (bad MAC)")
+            raise PermissionDenied("enrollment token was not issued by this hub (bad MAC)", reason="ForgedToken")
         try:
             doc = documents.load_json(_unb64(parts[1]), max_bytes=MAX_TOKEN_CHARS)
             claims = TokenClaims(cluster=str(doc["cluster"]), expires=float(doc["exp"]), token_id=str(doc["id"]))
         except (ValueError, KeyError, TypeError) as e:
-            raise PermissionDenied("enrollment token payload is malformed") from e
+            raise PermissionDenied("enrollment token payload is malformed", reason=MALFORMED_TOKEN) from e
         if self._now() >= claims.expires:
             raise PermissionDenied(
                 f"enrollment token for cluster {claims.cluster!r} expired at "
                 f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(claims.expires))}; "
-                f"make a new one with `skerry cluster add {claims.cluster}`"
+                f"make a new one with `skerry cluster add {claims.cluster}`",
+                reason="TokenExpired",
             )
         return claims
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from skerry.core.errors import ConfigError, FailedPrecondition, Unavailable
@@ -102,6 +102,18 @@ class Tx(Protocol):
 
     def reports(self) -> list[Report]: ...
 
+    def issue_nonce(self, cluster: str, nonce: str, issued: float, *, keep: int, expired: float) -> int:
+        """Open a signed-report nonce with the cluster's next counter; keep only the newest ``keep``, unexpired."""
+
+    def spend_nonce(self, cluster: str, nonce: str) -> tuple[int, float] | None:
+        """``(counter, issued)`` of an open nonce, now spent; None if it is not open (single use, any replica)."""
+
+    def put_attestation(self, cluster: str, counter: int, received: float, data: bytes, signature: bytes,
+                        certificate: bytes) -> bool:
+        """Keep a signed report unless one with a counter >= ``counter`` is kept; True if kept."""
+
+    def attestation(self, cluster: str) -> tuple[int, float, bytes, bytes, bytes] | None: ...
+
     def audit(self, doc: Mapping) -> int:
         """Append one audit entry (JSON-able); returns its sequence number."""
 
@@ -131,6 +143,20 @@ class Tx(Protocol):
         """Store bundle bytes by SHA-256 hex (kept once however many clusters share them)."""
 
     def blob(self, hexdigest: str) -> bytes | None: ...
+
+    def drop_trust_versions(self, role: str, below: int) -> int:
+        """Remove ``role``'s stored versions below ``below`` (root and the timestamp keep every version)."""
+
+    def collect_trust_versions(self) -> int:
+        """Remove each role's versions older than its previous one (root and the timestamp excepted)."""
+
+    def drop_blobs(self, digests: Sequence[str]) -> int: ...
+
+    def blob_digests(self, after: str = "", limit: int = ...) -> list[str]:
+        """Stored blob digests in order after ``after``, at most ``limit`` (callers page)."""
+
+    def trust_usage(self) -> dict[str, tuple[int, int]]:
+        """Rows and payload bytes of ``trust_files`` and ``blobs``."""
 
     def get_meta(self, name: str) -> str | None: ...
 

@@ -28,6 +28,9 @@ Tables (``{now}`` is seconds since the epoch on the database's clock)::
     changes(seq PK, kind, key, at)                the change log replicas follow
     trust_files(name PK, role, version, data)     TUF metadata as served (``3.snapshot.json``, ``timestamp.json``)
     blobs(digest PK, data)                        bundle bytes by SHA-256 hex: release and director targets
+    nonce_counters(cluster PK, last)              the last signed-report nonce counter issued per cluster
+    nonces(cluster, nonce, counter, issued; PK cluster,nonce)  open (issued, unspent) nonces, a few per cluster
+    attestations(cluster PK, counter, received, data, signature, certificate)  newest signed report per cluster
 
 Records hold, besides approvals and promotions: ``bundle``/<cluster> (its current release, content
 digest included: a re-render of unchanged content is no new release) and ``release-signatures``/<role>
@@ -96,6 +99,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " data {blob} NOT NULL)",
         "CREATE INDEX trust_files_role ON trust_files (role, version)",
         "CREATE TABLE blobs (digest TEXT PRIMARY KEY, data {blob} NOT NULL)",
+    ),
+    # 3: signed agent reports: single-use nonces any replica may issue or spend, the newest report per cluster
+    (
+        "CREATE TABLE nonce_counters (cluster TEXT PRIMARY KEY, last BIGINT NOT NULL)",
+        "CREATE TABLE nonces (cluster TEXT NOT NULL, nonce TEXT NOT NULL, counter BIGINT NOT NULL,"
+        " issued DOUBLE PRECISION NOT NULL, PRIMARY KEY (cluster, nonce))",
+        "CREATE TABLE attestations (cluster TEXT PRIMARY KEY, counter BIGINT NOT NULL,"
+        " received DOUBLE PRECISION NOT NULL, data {blob} NOT NULL, signature {blob} NOT NULL,"
+        " certificate {blob} NOT NULL)",
     ),
 )
 VERSION = len(MIGRATIONS)

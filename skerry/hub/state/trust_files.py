@@ -17,6 +17,12 @@ buffer and calls ``on_abandon`` (the repository reloads what the state holds).
 Each publication logs one change (``trust``/``timestamp.json``) for replicas,
 which reload the repository from the state when they see it.
 
+Garbage: the publication that makes a role version or a blob obsolete also
+removes it, in the same fenced transaction (``drop_metadata``, ``drop_blobs``:
+the repository decides what, by the rules of ``skerry.hub.trust.storage``),
+so the tables are bounded by the fleet, not by its history; a new writer
+first collects in full (``collect``) what its predecessor's offers to CI left.
+
 TUF release signatures collected below their threshold live in records
 (``release-signatures``/<role>): a restart or a new writer keeps them, and any
 replica may collect them. A signature stored at the same instant by two replicas for one
@@ -28,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Collection, Iterator, MutableMapping
 from typing import Any, Protocol
 
 import structlog
@@ -132,6 +138,38 @@ class TrustFiles:
 
     def put_blob(self, hexdigest: str, data: bytes) -> None:
         self.defer(lambda tx: tx.put_blob(hexdigest, data))
+
+    def drop_metadata(self, role: str, below: int) -> None:
+        """Remove ``role``'s versions below ``below`` with the publication that made them obsolete."""
+        self.defer(lambda tx: tx.drop_trust_versions(role, below))
+
+    def drop_blobs(self, digests: Collection[str]) -> None:
+        """Remove blobs no kept role version lists, with the publication that stopped listing them."""
+        if digests:
+            ordered = sorted(digests)
+            self.defer(lambda tx: tx.drop_blobs(ordered))
+
+    @property
+    def may_publish(self) -> bool:
+        """Whether this process writes the files now (the writer, or inside a release's transaction)."""
+        return self._tx is not None or (self._writer is not None and self._writer.is_writer)
+
+    def collect(self, keep: Callable[[], Collection[str]]) -> int:
+        """The full pass (a new writer's first act): remove each role's versions older than its previous one
+        and every blob outside ``keep()``, in one fenced writer transaction; how many rows it removed."""
+        if self._writer is None:
+            raise Fenced("this hub is not the writer: it does not collect the trust repository's garbage")
+        kept = set(keep())
+        with self._writer.write() as tx:
+            removed = tx.collect_trust_versions()
+            after, drop = "", []
+            while page := tx.blob_digests(after):
+                drop += [d for d in page if d not in kept]
+                after = page[-1]
+            removed += tx.drop_blobs(drop)
+        if removed:
+            log.info("trust garbage collected from the hub state", rows=removed)
+        return removed
 
     def published(self) -> None:
         """The repository wrote a timestamp: commit what it wrote (unless a release transaction will)."""

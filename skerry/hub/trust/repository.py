@@ -25,7 +25,7 @@ import datetime as _dt
 import json
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -78,6 +78,15 @@ class Storage(Protocol):
     def put_blob(self, hexdigest: str, data: bytes) -> None: ...
 
     def published(self) -> None: ...
+
+    def drop_metadata(self, role: str, below: int) -> None: ...
+
+    def drop_blobs(self, digests: Collection[str]) -> None: ...
+
+    @property
+    def may_publish(self) -> bool: ...
+
+    def collect(self, keep: Callable[[], Collection[str]]) -> int: ...
 
     def pending(self, decode: Callable[[bytes], Metadata], encode: Callable[[Metadata], bytes]
                 ) -> MutableMapping[str, Metadata]: ...
@@ -156,6 +165,7 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
                 signers.setdefault(env, []).append(signer)
         repo = cls(directory, release_signers=signers, clock=clock, expiry=expiry, storage=storage)
         repo.collect_all_garbage()  # what a crash between a commit and its collection, or an older hub, left
+        repo.collect_stored_garbage()  # and in the hub state, when this process is the writer
         return repo
 
     @staticmethod

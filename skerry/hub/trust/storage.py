@@ -24,10 +24,16 @@ So the repository is bounded by the fleet, not by history: per cluster at most
 three target files (the release side keeps the directed and the newest release,
 its previous version one more), and per role two versions
 (``tests/trust/test_storage_bound.py`` states and checks the bound).
+
+In the hub state (a storage) the same rules hold, applied inside the
+publication's fenced transaction (``_drop_stored_garbage``), and in full when
+a writer opens the repository or takes over (``collect_stored_garbage``);
+``tests/hub/state/test_storage_bound.py`` checks the tables on both backends.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
@@ -72,7 +78,8 @@ class RepositoryFiles:
         self._raw[role] = data
         if self._storage is not None:
             self._storage.put_metadata(name, role, md.signed.version, data)
-            if role == "timestamp":  # the last file of every publication
+            if role == "timestamp":  # the last file of every publication: its garbage goes with it
+                self._drop_stored_garbage()
                 self._storage.published()
 
     def _exports(self) -> bool:
@@ -170,18 +177,29 @@ class RepositoryFiles:
         if not self._exports():
             self._unlinked.clear()
             return
+        sources: dict[str, str] = {}  # blob -> the file its next links go to, once the blob's own is full
         for path, hexdigest in self._unlinked.items():
             name = trust.consistent_name(path, hexdigest)
             directory = os.path.join(targets, name.rpartition("/")[0])
             if directory not in self._linked_dirs:
                 os.makedirs(directory, exist_ok=True)
                 self._linked_dirs.add(directory)
+            dest = os.path.join(targets, name)
+            source = sources.get(hexdigest) or str(self._blob_path(hexdigest))
             try:
-                os.link(self._blob_path(hexdigest), os.path.join(targets, name))
+                os.link(source, dest)
             except FileExistsError:
                 pass
             except FileNotFoundError:  # a target whose blob this hub never stored (made by hand): no file
                 log.warning("target has no blob to link", path=path, sha256=hexdigest)
+            except OSError as e:
+                if e.errno != errno.EMLINK:
+                    raise
+                # The file system's links per file are used up (ext4: 65,000; a blob shared by a fleet of
+                # 100,000 has two targets per cluster): this target gets its own copy and the blob's next
+                # targets link to it. A target file is collected by its name, so copies need no bookkeeping.
+                _atomic_write(pathlib.Path(dest), pathlib.Path(source).read_bytes())
+                sources[hexdigest] = dest
         self._unlinked.clear()
 
     def _offer(self, path: str) -> None:
@@ -259,10 +277,48 @@ class RepositoryFiles:
         self._blobs.pop(hexdigest, None)
         return True
 
+    def _referenced_blobs(self) -> set[str]:
+        """Blobs a kept version of a role lists (the current or previous one), or something holds."""
+        held = self._protected_blobs()
+        for listed in (self._paths, self._previous_paths):
+            for paths in listed.values():
+                for path in paths:
+                    parsed = trust.parse_release_path(path)
+                    if parsed is not None:
+                        held.add(parsed[2])
+        return held
+
+    def _drop_stored_garbage(self) -> None:
+        """Into the publication's own (fenced) transaction: remove from the hub state what this commit made
+        obsolete, by the rules above: role versions older than the previous one, blobs no kept version lists
+        and nothing holds. The files pass (``_collect_garbage``) runs after the commit, from the same lists."""
+        for name in self._obsolete:
+            m = VERSIONED.match(name)
+            if m is not None:
+                self._storage.drop_metadata(m["role"], int(m["v"]) + 1)
+        candidates = set(self._blob_candidates)
+        for path in self._gone:
+            parsed = trust.parse_release_path(path)
+            if parsed is not None:
+                candidates.add(parsed[2])
+        if candidates:
+            dropped = candidates - self._referenced_blobs()
+            self._storage.drop_blobs(dropped)
+            for hexdigest in dropped:
+                self._blobs.pop(hexdigest, None)
+
+    def collect_stored_garbage(self) -> int:
+        """The full pass over the hub state (a writer opening the repository, or taking over from another):
+        role versions and blobs that no kept version lists and nothing holds; how many rows it removed.
+        Nothing on a process that does not write."""
+        if self._storage is None or not self._storage.may_publish:
+            return 0
+        return self._storage.collect(self._referenced_blobs)
+
     def _collect_garbage(self) -> None:
         """After a commit is published: remove role versions older than the previous one, target files no
         kept version lists, and blobs nothing links to or holds."""
-        if not self._exports():  # nothing on disk (the hub state keeps every version it committed)
+        if not self._exports():  # nothing on disk (the hub state's share went with the commit: above)
             self._obsolete.clear()
             self._gone.clear()
             self._blob_candidates.clear()

@@ -193,6 +193,16 @@ def load_kek(*, path: pathlib.Path | None = None, base64_text: str | None = None
     return raw
 
 
+def configured_kek(path: pathlib.Path | None, base64_text: str | None) -> bytes | None:
+    """The key-encryption key a sealer is configured with: the file wins over the base64 text; neither:
+    None (keys stored unencrypted)."""
+    if path is not None:
+        return load_kek(path=path)
+    if base64_text:
+        return load_kek(base64_text=base64_text)
+    return None
+
+
 def _kek_aad(domain: str, key_id: str) -> bytes:
     return KEK_MAGIC + domain.encode("ascii") + b"/" + key_id.encode("ascii")
 

@@ -57,3 +57,63 @@ def run_kubectl(
     if check and r.returncode != 0:
         raise EnvtestError(f"kubectl {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
+
+
+class AdminAccess:
+    """The admin's ways into a running cluster: an SSL context, raw requests, kubectl, an environment.
+
+    Split from the cluster's lifecycle: a subclass provides ``server``, ``ca_file``,
+    ``admin_cert_file``, ``admin_key_file`` and ``kubeconfig``.
+    """
+
+    server: str
+    ca_file: pathlib.Path
+    admin_cert_file: pathlib.Path
+    admin_key_file: pathlib.Path
+    kubeconfig: pathlib.Path
+
+    def ssl_context(
+        self, cert_file: pathlib.Path | None = None, key_file: pathlib.Path | None = None
+    ) -> ssl.SSLContext:
+        """An SSLContext trusting the cluster CA, presenting the admin cert by default."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        ctx.load_cert_chain(str(cert_file or self.admin_cert_file), str(key_file or self.admin_key_file))
+        return ctx
+
+    def api_request(
+        self,
+        method: str,
+        path: str,
+        body: dict | bytes | None = None,
+        *,
+        content_type: str = "application/json",
+        timeout: float = 10.0,
+    ) -> tuple[int, str]:
+        """A raw admin request; returns ``(status, body_text)`` (no raise on 4xx/5xx)."""
+        return api_request(
+            self.server + path, self.ssl_context(), method, body, content_type=content_type, timeout=timeout
+        )
+
+    def api_json(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Like :meth:`api_request` but raises EnvtestError unless 2xx; returns parsed JSON."""
+        status, text = self.api_request(method, path, body)
+        if not 200 <= status < 300:
+            raise EnvtestError(f"{method} {path} -> {status}: {text[:500]}")
+        return json.loads(text) if text else {}
+
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: pathlib.Path | None = None,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess:
+        """Run ``kubectl --kubeconfig <admin or given> ARGS``; returns the CompletedProcess
+        (text mode). Raises EnvtestError on non-zero exit when ``check``."""
+        return run_kubectl(kubeconfig or self.kubeconfig, args, check=check, input=input, timeout=timeout)
+
+    def env(self) -> dict[str, str]:
+        """os.environ plus KUBECONFIG pointing at the admin kubeconfig."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+

@@ -15,11 +15,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import json
-import os
 import pathlib
 import shutil
-import ssl
 import subprocess
 import tempfile
 import time
@@ -48,8 +45,9 @@ def _stop_all() -> None:
             c.stop()
 
 
-class LocalCluster:
-    """etcd + kube-apiserver (+ kube-controller-manager) on loopback.
+class LocalCluster(clients.AdminAccess):
+    """etcd + kube-apiserver (+ kube-controller-manager) on loopback; its admin clients come from
+    :class:`.clients.AdminAccess`.
 
     Attributes available after :meth:`start`:
 
@@ -304,35 +302,6 @@ class LocalCluster:
         status, body = self.api_request("GET", path, timeout=PROBE_TIMEOUT_SECONDS)
         return status == 200, f"{status} {body[:300]!r}"
 
-    def ssl_context(
-        self, cert_file: pathlib.Path | None = None, key_file: pathlib.Path | None = None
-    ) -> ssl.SSLContext:
-        """An SSLContext trusting the cluster CA, presenting the admin cert by default."""
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        ctx.load_cert_chain(str(cert_file or self.admin_cert_file), str(key_file or self.admin_key_file))
-        return ctx
-
-    def api_request(
-        self,
-        method: str,
-        path: str,
-        body: dict | bytes | None = None,
-        *,
-        content_type: str = "application/json",
-        timeout: float = 10.0,
-    ) -> tuple[int, str]:
-        """A raw admin request; returns ``(status, body_text)`` (no raise on 4xx/5xx)."""
-        return clients.api_request(
-            self.server + path, self.ssl_context(), method, body, content_type=content_type, timeout=timeout
-        )
-
-    def api_json(self, method: str, path: str, body: dict | None = None) -> dict:
-        """Like :meth:`api_request` but raises EnvtestError unless 2xx; returns parsed JSON."""
-        status, text = self.api_request(method, path, body)
-        if not 200 <= status < 300:
-            raise EnvtestError(f"{method} {path} -> {status}: {text[:500]}")
-        return json.loads(text) if text else {}
-
     def user_kubeconfig(self, name: str, groups: Sequence[str] = ()) -> pathlib.Path:
         """Write a kubeconfig for a client-certificate user (CN=name, O=groups).
 
@@ -343,20 +312,3 @@ class LocalCluster:
         pair = self._pki.issue_user(name, list(groups))
         path = self._p("users", f"{_pki.user_file_stem(name, groups)}.kubeconfig")
         return _pki.write_kubeconfig(path, server=self.server, ca_pem=self.ca_file.read_bytes(), user=name, pair=pair)
-
-    def kubectl(
-        self,
-        *args: str,
-        kubeconfig: pathlib.Path | None = None,
-        check: bool = True,
-        input: str | None = None,
-        timeout: float = 60.0,
-    ) -> subprocess.CompletedProcess:
-        """Run ``kubectl --kubeconfig <admin or given> ARGS``; returns the CompletedProcess
-        (text mode). Raises EnvtestError on non-zero exit when ``check``."""
-        return clients.run_kubectl(kubeconfig or self.kubeconfig, args, check=check, input=input, timeout=timeout)
-
-    def env(self) -> dict[str, str]:
-        """os.environ plus KUBECONFIG pointing at the admin kubeconfig."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-

@@ -1,4 +1,7 @@
-"""The agent's command line: ``skerry agent run`` and the operator's cluster commands.
+"""The agent's commands: ``skerry agent run|enroll`` and the operator's cluster commands.
+
+``skerry agent run`` takes one flag per ``AgentConfig`` setting (``skerry.core.config``: each flag's help
+names its ``SKERRY_AGENT_*`` variable).
 
 * ``skerry diff --cluster NAME --repo REPO`` renders the cluster's bundle
   locally (``skerry render`` in a subprocess: the hub's own engine, so the
@@ -14,10 +17,9 @@
   so a wrong kubeconfig context is refused, not acted on.
 
 ``add_commands`` plugs it into the top-level ``skerry`` parser. Heavy
-imports (grpc, kubernetes) happen inside the handler so ``--help`` stays
-fast. Every flag falls back to its ``SKERRY_AGENT_*`` variable. A failure
-prints one line, ``skerry agent run: error: ...`` naming the file or peer,
-and exits 1; never a traceback.
+imports (grpc, kubernetes) happen inside the handlers so ``--help`` stays
+fast. A failure prints one line, ``skerry agent run: error: ...`` naming
+the file or peer, and exits 1; never a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+
+from skerry.agent.config import ENV_NAMES, ENV_PREFIX, AgentConfig
+from skerry.cli.parser import duration_type
+from skerry.cli.service import serve
+from skerry.core import config as settings
 
 COMMAND = "skerry agent run"
 
@@ -59,103 +66,8 @@ def _add_run(agent_sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    path = pathlib.Path
-    run.add_argument("--cluster", help="this cluster's name (as in the agent certificate)")
-    run.add_argument(
-        "--hub", dest="hub_address", metavar="HOST:PORT[,...]",
-        help="hub address, or several replicas comma-separated (a random one; another on each reconnect)",
-    )
-    run.add_argument(
-        "--sealer", dest="sealer_address", metavar="HOST:PORT", help="sealer address (for SealedSecrets)"
-    )
-    run.add_argument(
-        "--domain", dest="sealer_domain", metavar="DOMAIN", help="sealer key domain (default: the sealer's default)"
-    )
-    run.add_argument(
-        "--tls-ca", type=path, metavar="FILE", help="CA bundle that signs the hub and the sealer"
-    )
-    run.add_argument("--tls-cert", type=path, metavar="FILE", help="the agent's client certificate")
-    run.add_argument("--tls-key", type=path, metavar="FILE", help="the agent's private key")
-    run.add_argument(
-        "--kubeconfig",
-        type=path,
-        metavar="FILE",
-        help="kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)",
-    )
-    run.add_argument("--context", dest="kube_context", metavar="NAME", help="kubeconfig context (default: current)")
-    run.add_argument(
-        "--state-dir",
-        type=path,
-        metavar="DIR",
-        help="verifier state and bundle cache (default: /var/lib/skerry/agent)",
-    )
-    run.add_argument(
-        "--namespace",
-        metavar="NS",
-        help="the agent's namespace, holds the inventory (default: skerry-system)",
-    )
-    run.add_argument(
-        "--field-manager", metavar="NAME", help="server-side apply field manager (default: skerry)"
-    )
-    run.add_argument(
-        "--ready-file", type=path, metavar="FILE", help="write a JSON status here after each reconcile"
-    )
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
-    run.add_argument(
-        "--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here (default: off)"
-    )
-    _add_run_policies(run)
+    settings.add_flags(run, AgentConfig, ENV_PREFIX, ENV_NAMES)  # one flag per AgentConfig setting
     run.set_defaults(func=handler)
-
-
-def _add_run_policies(run) -> None:
-    """How ``agent run`` reconciles: prune, drift, health, resync, trust (each falls back to SKERRY_AGENT_*)."""
-    path = pathlib.Path
-    run.add_argument(
-        "--allow-prune-all",
-        action="store_true",
-        default=None,
-        help="let an empty bundle, or one that lost most objects, prune them (default: refuse)",
-    )
-    run.add_argument(
-        "--allow-prune-protected",
-        action="store_true",
-        default=None,
-        help="prune Namespaces, CRDs and PersistentVolumeClaims that left the bundle without their "
-        "skerry.io/prune: allow annotation (default: keep them and report it)",
-    )
-    run.add_argument(
-        "--drift-policy", choices=("correct", "detect"), help="correct drift (default) or only report it"
-    )
-    run.add_argument(
-        "--drift-ignore",
-        action="append",
-        metavar="KIND:.PATH",
-        help="never report drift under this field (e.g. apps/Deployment:.spec.replicas); repeatable",
-    )
-    run.add_argument(
-        "--resync-interval", dest="resync_seconds", metavar="DURATION",
-        help="full re-list for lost watch events (default 10m)",
-    )
-    run.add_argument(
-        "--health-timeout", metavar="DURATION", help="how long a bundle may stay Progressing (default 5m)"
-    )
-    run.add_argument("--apply-workers", type=int, metavar="N", help="parallel applies per phase (default 8)")
-    run.add_argument(
-        "--no-watch",
-        dest="watch",
-        action="store_false",
-        default=None,
-        help="no drift/health watches (drift then goes unnoticed until the next bundle)",
-    )
-    run.add_argument("--trust-root", type=path, metavar="FILE",
-                     help="TUF root.json to bootstrap from (the hub's <trust-dir>/root.json); required")
-    run.add_argument("--environment", metavar="ENV", help="this cluster's environment (its release-<env> role)")
-    run.add_argument("--freeze-policy", choices=("keep", "suspend"),
-                     help="on expired metadata: keep re-applying the last good state (default) or suspend")
-    run.add_argument("--trust-poll", metavar="DURATION", help="TUF refresh interval without notifications (default 1m)")
-    run.add_argument("--keepalive", metavar="DURATION",
-                     help="ping the hub and sealer this often; a peer silent as long again is dropped (default 30s)")
 
 
 def _add_enroll(agent_sub) -> None:
@@ -220,8 +132,6 @@ def _add_operator_commands(subparsers) -> None:
         p = subparsers.add_parser(name, help=text, description=text + " (an annotation on its inventory).")
         _kube_flags(p)
         if name == "reconcile":
-            from skerry.cli.parser import duration_type
-
             p.add_argument("--wait", action="store_true",
                            help="wait until the agent handled the request (its BundleStatus); exit 1 unless it is then Ready")
             p.add_argument("--timeout", type=duration_type("--timeout"), default=RECONCILE_WAIT_SECONDS,
@@ -353,61 +263,10 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _fail(message: str) -> int:
-    print(f"{COMMAND}: error: {message}", file=sys.stderr)
-    return 1
-
-
-_FIELDS = (
-    "cluster",
-    "hub_address",
-    "sealer_address",
-    "sealer_domain",
-    "tls_ca",
-    "tls_cert",
-    "tls_key",
-    "kubeconfig",
-    "kube_context",
-    "state_dir",
-    "namespace",
-    "field_manager",
-    "ready_file",
-    "log_level",
-    "allow_prune_all",
-    "allow_prune_protected",
-    "metrics_listen",
-    "drift_policy",
-    "drift_ignore",
-    "resync_seconds",
-    "health_timeout",
-    "apply_workers",
-    "watch",
-    "trust_root",
-    "environment",
-    "freeze_policy",
-    "trust_poll",
-    "keepalive",
-)
-
-
 def handler(args: argparse.Namespace) -> int:
-    import asyncio
-
     from skerry.agent.app import run
-    from skerry.agent.config import AgentConfig
-    from skerry.cli.errors import with_reason
-    from skerry.core import logging as skerry_logging
-    from skerry.core.errors import SkerryError
 
-    try:
-        config = AgentConfig.from_env(None, **{f: getattr(args, f, None) for f in _FIELDS})
-        skerry_logging.configure(config.log_level)
-        asyncio.run(run(config))
-    except SkerryError as e:
-        return _fail(with_reason(e))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return serve(COMMAND, AgentConfig, args, run)
 
 
 def enroll_handler(args: argparse.Namespace) -> int:
@@ -441,14 +300,3 @@ def enroll_handler(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skerry")
-    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,9 +1,8 @@
-"""The sealer's command line: ``skerry seal`` and ``skerry sealer serve``.
+"""``skerry seal``: a Secret into a SealedSecret (kubeseal's flags), and the sealer's other client modes.
 
-``add_commands`` plugs both into the top-level ``skerry`` parser; this module
-also runs on its own (``python -m skerry.sealer.cli``). Heavy imports (grpc,
-cryptography) happen inside the handlers so ``--help`` stays fast. A failure
-prints one line, ``skerry seal: error: ...``, and exits 1; never a traceback.
+``add_commands`` plugs it into the top-level ``skerry`` parser. Heavy imports (grpc, cryptography) happen
+inside the handlers so ``--help`` stays fast. A failure prints one line, ``skerry seal: error: ...``, and
+exits 1; never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import argparse
 import pathlib
 import sys
 
-from skerry.cli.output import add_output_flag, emit
 from skerry.cli.parser import duration_type
 
 SEAL_EPILOG = """\
@@ -29,26 +27,10 @@ examples:
   skerry seal --recovery-unseal --recovery-private-key backup.json -f sealed.yaml
 """
 
-KEYS_EPILOG = """\
-the life of a key:
-  a new sealing key every 30 days (the sealer does it; `rotate` does it now, e.g. on suspected
-  compromise) -> `skerry seal --re-encrypt --in-place REPO` -> commit -> `retire KEY --repo REPO`
-  refuses while any SealedSecret in REPO still opens with KEY. The running sealer re-reads
-  storage every minute. Keep backups: `backup -f FILE` and `restore FILE`.
-"""
 
 
 def add_commands(subparsers) -> None:
-    """Add ``seal`` and ``sealer`` (``serve``, ``keys``) to an argparse sub-parsers object."""
-    _add_seal(subparsers)
-    sealer = subparsers.add_parser("sealer", help="run the sealer service", description="The sealer service.")
-    sealer_sub = sealer.add_subparsers(dest="sealer_command", metavar="COMMAND", required=True)
-    sealer.set_defaults(func=lambda args: _print_help(sealer))
-    _add_serve(sealer_sub)
-    _add_keys(sealer_sub)
-
-
-def _add_seal(subparsers) -> None:
+    """Add ``seal`` to an argparse sub-parsers object."""
     seal = subparsers.add_parser(
         "seal",
         help="seal a Secret manifest into a SealedSecret",
@@ -133,80 +115,6 @@ def _add_seal_modes(seal) -> None:
     seal.add_argument(
         "--kek-file", type=pathlib.Path, metavar="FILE", help="key-encryption key of encrypted keys/backups"
     )
-
-
-def _add_serve(sealer_sub) -> None:
-    serve = sealer_sub.add_parser(
-        "serve",
-        help="serve GetCertificate and Unseal over mutual TLS",
-        description="Serve the sealer. Every flag falls back to its SKERRY_SEALER_* environment variable.",
-    )
-    serve.add_argument("--listen", metavar="HOST:PORT", help="listen address (default: 127.0.0.1:7443)")
-    serve.add_argument("--tls-ca", type=pathlib.Path, metavar="FILE", help="CA bundle that signs clients")
-    serve.add_argument("--tls-cert", type=pathlib.Path, metavar="FILE", help="server certificate")
-    serve.add_argument("--tls-key", type=pathlib.Path, metavar="FILE", help="server private key")
-    serve.add_argument("--keys-dir", type=pathlib.Path, metavar="DIR", help="sealing keys directory")
-    serve.add_argument("--domain", dest="domains", action="append", metavar="D[,D...]",
-                       help="key domain(s) to serve; repeatable (default: default)")
-    serve.add_argument(
-        "--ready-file", type=pathlib.Path, metavar="FILE", help='write {"port": N} here once serving'
-    )
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
-    serve.add_argument(
-        "--trust-root", type=pathlib.Path, metavar="FILE",
-        help="the hub's TUF root.json: unseal only what director + release agreed on for the caller's cluster",
-    )
-    serve.add_argument(
-        "--cluster-domains", type=pathlib.Path, metavar="FILE", help="which key domains each cluster may use"
-    )
-    serve.add_argument(
-        "--hub", metavar="HOST:PORT",
-        help="the hub API: follow its revocation list (mTLS with --tls-cert/--tls-key, a skerry:sealer client certificate)",
-    )
-    serve.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="encrypt keys at rest (32 bytes)")
-    serve.add_argument("--key-renewal", dest="renewal_days", type=duration_type("--key-renewal", unit=86400.0),
-                       metavar="DURATION", help="new sealing key this often (default 720h = 30 days)")
-    serve.add_argument(
-        "--cert-listen", metavar="HOST:PORT", help="plain-HTTP /v1/cert.pem (public certificates only)"
-    )
-    serve.add_argument("--rate-per-second", type=float, metavar="N", help="decryptions/s per agent (50)")
-    serve.add_argument("--rate-burst", type=float, metavar="N", help="decryption burst per agent (2000)")
-    serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve /metrics, /healthz, /readyz here")
-    serve.set_defaults(func=serve_command)
-
-
-def _add_keys(sealer_sub) -> None:
-    keys = sealer_sub.add_parser(
-        "keys",
-        help="list, rotate, retire, back up and restore sealing keys",
-        description="Offline key administration on the sealer's key storage.",
-        epilog=KEYS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    keys.add_argument("--keys-dir", type=pathlib.Path, required=True, metavar="DIR", help="sealing keys directory")
-    keys.add_argument("--kek-file", type=pathlib.Path, metavar="FILE", help="key-encryption key (32 bytes)")
-    keys.add_argument("--domain", default="default", help="key domain (default: default)")
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    listing = keys_sub.add_parser("list", help="keys of the domain, newest (sealing) first")
-    add_output_flag(listing)
-    rotate = keys_sub.add_parser("rotate", help="add a new sealing key now (early renewal)")
-    rotate.add_argument("--compromised", metavar="KEY_ID", help="the key suspected compromised (logged)")
-    retire = keys_sub.add_parser("retire", help="remove a key once no SealedSecret in --repo needs it")
-    retire.add_argument("key_id", metavar="KEY_ID")
-    retire.add_argument("--repo", type=pathlib.Path, nargs="+", required=True, metavar="PATH",
-                        help="checkouts/directories whose SealedSecrets must not need the key")
-    backup = keys_sub.add_parser("backup", help="write every key of the domain(s) to a file (0600)")
-    backup.add_argument("-f", "--file", dest="backup_file", type=pathlib.Path, required=True, metavar="FILE",
-                        help="the backup file to write (0600)")
-    backup.add_argument("--all-domains", action="store_true", help="every domain under --keys-dir")
-    restore = keys_sub.add_parser("restore", help="add the keys of a backup that storage lacks")
-    restore.add_argument("input", type=pathlib.Path, metavar="FILE")
-    keys.set_defaults(func=keys_command)
-
-
-def _print_help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _fail(command: str, message: str) -> int:
@@ -472,130 +380,3 @@ def _re_encrypt_in_place(args, channel, files, domain: str) -> int:
             print(f"re-encrypted {path}", file=sys.stderr)
     print(f"{changed} file(s) re-encrypted, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def keys_command(args: argparse.Namespace) -> int:
-    from skerry.core.errors import SkerryError
-
-    try:
-        return _keys(args)
-    except (SkerryError, _InputError) as e:
-        return _fail(f"skerry sealer keys {args.keys_command}", str(e))
-    except KeyboardInterrupt:
-        return 130
-
-
-def _keys(args: argparse.Namespace) -> int:
-    import json
-    import os
-
-    from skerry.core import logging as skerry_logging
-    from skerry.sealer import retire as retire_mod
-    from skerry.sealer.keys import KeyRegistry, load_kek, normalize_domain
-
-    skerry_logging.configure("warning")
-    kek = load_kek(path=args.kek_file) if args.kek_file else None
-    registry = KeyRegistry.from_directory(args.keys_dir, kek=kek)
-    domain = normalize_domain(args.domain)
-    if args.keys_command == "list":
-        rows = [{"key-id": k.key_id, "created": f"{k.created:%Y-%m-%dT%H:%M:%SZ}",
-                 "role": "sealing" if i == 0 else "unseal-only", "domain": domain}
-                for i, k in enumerate(registry.stored_keys(domain))]
-        emit(rows, args.output, columns=("key-id", "created", "role"), wide=("domain",))
-        return 0
-    if args.keys_command == "rotate":
-        registry.open(domain)
-        new = registry.add_key(domain)
-        if args.compromised:
-            print(f"key {args.compromised} marked as suspected compromised: re-encrypt, then retire it", file=sys.stderr)
-        print(new.key_id)
-        return 0
-    if args.keys_command == "retire":
-        users = retire_mod.sealed_secrets_needing(registry, domain, args.key_id, args.repo)
-        if users:
-            shown = "\n  ".join(users[:20])
-            raise _InputError(
-                f"{len(users)} SealedSecret(s) still open only with key {args.key_id}; re-encrypt them first:\n  {shown}"
-            )
-        registry.retire(domain, args.key_id)
-        print(f"retired {args.key_id}", file=sys.stderr)
-        return 0
-    if args.keys_command == "backup":
-        domains = (
-            [p.name for p in sorted(args.keys_dir.iterdir()) if p.is_dir()] if args.all_domains else [domain]
-        )
-        doc = registry.backup_document(domains, kek=kek)
-        fd = os.open(args.backup_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-        count = sum(len(v) for v in doc["domains"].values())
-        note = "encrypted with the KEK" if kek else "NOT encrypted: protect it like the keys"
-        print(f"backed up {count} key(s) of {', '.join(domains)} to {args.backup_file} ({note})", file=sys.stderr)
-        return 0
-    if args.keys_command == "restore":
-        try:
-            with open(args.input, "rb") as f:
-                raw = f.read(retire_mod.MAX_BACKUP_BYTES + 1)
-        except OSError as e:
-            raise _InputError(f"cannot read {args.input}: {e.strerror}") from None
-        if len(raw) > retire_mod.MAX_BACKUP_BYTES:
-            raise _InputError(f"{args.input} is over {retire_mod.MAX_BACKUP_BYTES} bytes")
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise _InputError(f"{args.input}: not a JSON key backup") from None
-        restored = registry.restore_document(doc, kek=kek)
-        total = sum(len(v) for v in restored.values())
-        print(f"restored {total} key(s)" + "".join(f"; {d}: {len(v)}" for d, v in restored.items()), file=sys.stderr)
-        return 0
-    raise _InputError(f"unknown keys action {args.keys_command}")
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from skerry.cli.errors import with_reason
-    from skerry.core import logging as skerry_logging
-    from skerry.core.errors import SkerryError
-    from skerry.sealer.app import run
-    from skerry.sealer.config import SealerConfig
-
-    try:
-        config = SealerConfig.from_env(
-            None,
-            listen=args.listen,
-            tls_ca=args.tls_ca,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            keys_dir=args.keys_dir,
-            domains=",".join(args.domains) if args.domains else None,
-            ready_file=args.ready_file,
-            log_level=args.log_level,
-            trust_root=args.trust_root,
-            cluster_domains=args.cluster_domains,
-            hub=args.hub,
-            kek_file=args.kek_file,
-            renewal_days=args.renewal_days,
-            cert_listen=args.cert_listen,
-            rate_per_second=args.rate_per_second,
-            rate_burst=args.rate_burst,
-            metrics_listen=args.metrics_listen,
-        )
-        skerry_logging.configure(config.log_level)
-        asyncio.run(run(config))
-    except SkerryError as e:
-        return _fail("skerry sealer serve", with_reason(e))
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skerry", description="Skerry sealer commands.")
-    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,15 +1,14 @@
-"""``skerry hub serve|seed`` and ``skerry render``.
-
-``skerry.cli`` calls ``add_commands(subparsers)``. Handlers take the parsed
-arguments and return an exit status; heavy imports happen inside them so
-``skerry --help`` stays fast. Failures print one line
-(``skerry render: error: overlays/prod: kustomize build failed: ...``) and
-return 1 (2 for a wrong combination of arguments), never a traceback.
+"""``skerry render``: a directory, or a cluster's bundle, rendered as the hub does.
 
 ``skerry render DIR`` renders one directory the way ``kustomize build DIR``
 does (plain YAML if it has no kustomization). ``skerry render --repo REPO
 --cluster NAME`` prints the cluster's bundle exactly as the hub signs it
 (same code path as the hub's sync: ``skerry.hub.sync.build_revision``).
+
+Apart from ``skerry hub``: building this parser imports nothing of the hub, so ``skerry render DIR``
+starts about as fast as ``kubectl kustomize DIR`` (bench/render.py). Failures print one line
+(``skerry render: error: overlays/prod: kustomize build failed: ...``) and return 1 (2 for a wrong
+combination of arguments), never a traceback.
 """
 
 from __future__ import annotations
@@ -17,32 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skerry.core import config as settings
-from skerry.hub.config import ENV_PREFIX, HubConfig
+from skerry.cli.errors import fail
 
 
 def add_commands(subparsers) -> None:
-    hub = subparsers.add_parser("hub", help="run the hub (render, sign and serve bundles)")
-    hub_commands = hub.add_subparsers(dest="hub_command", metavar="COMMAND")
-    hub_commands.required = True
-    serve = hub_commands.add_parser(
-        "serve",
-        help="serve bundles to agents over mutual TLS",
-        description="Follow a Git branch, render and sign one bundle per cluster, serve them over gRPC. "
-        "Every flag can also be set as SKERRY_HUB_<FLAG> (e.g. SKERRY_HUB_TLS_CA); flags win.",
-    )
-    settings.add_flags(serve, HubConfig, ENV_PREFIX)  # one flag per HubConfig setting, named after it
-    serve.set_defaults(func=serve_command)
-    seed = hub_commands.add_parser(
-        "seed",
-        help="copy what `skerry install` made onto a new hub's state directory (the pod's init container)",
-        description="Copy the enrollment CA, the token key and the TUF repository from --from (the "
-        "skerry-hub-seed Secret) into --state-dir where the hub has none yet; never over what it has.",
-    )
-    seed.add_argument("--from", dest="seed_dir", required=True, metavar="DIR", help="the mounted seed Secret")
-    seed.add_argument("--state-dir", required=True, metavar="DIR", help="the hub's state directory")
-    seed.set_defaults(func=seed_command)
-
     render = subparsers.add_parser(
         "render",
         help="render a directory, or a cluster's bundle, like the hub does",
@@ -69,59 +46,15 @@ def add_commands(subparsers) -> None:
     render.set_defaults(func=render_command)
 
 
-def _fail(command: str, message: str, status: int = 1) -> int:
-    line = " ".join(str(message).split())  # one line, whatever the message contained
-    print(f"{command}: error: {line}", file=sys.stderr)
-    return status
-
-
-# --- hub serve -----------------------------------------------------------------------------
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from skerry.cli.errors import with_reason
-    from skerry.core.errors import SkerryError
-    from skerry.hub.app import run
-
-    try:
-        config = HubConfig.from_env(**settings.flag_values(args, HubConfig))
-        return asyncio.run(run(config))
-    except SkerryError as e:
-        return _fail("skerry hub serve", with_reason(e))
-    except KeyboardInterrupt:
-        return 130
-
-
-# --- hub seed ------------------------------------------------------------------------------
-
-
-def seed_command(args: argparse.Namespace) -> int:
-    import pathlib
-
-    from skerry.hub.seed import seed_state
-
-    outcome = seed_state(pathlib.Path(args.seed_dir), pathlib.Path(args.state_dir))
-    for path in outcome.copied:
-        print(f"seeded {path}", file=sys.stderr)
-    for path in outcome.differs:
-        print(f"kept {path}: the hub's own differs from the seed (left as it is)", file=sys.stderr)
-    return 0
-
-
-# --- render --------------------------------------------------------------------------------
-
-
 def render_command(args: argparse.Namespace) -> int:
     from skerry.core import logging as skerry_logging
     from skerry.core.errors import SkerryError
 
     command = "skerry render"
     if args.directory and (args.repo or args.cluster or args.revision):
-        return _fail(command, "give either DIR or --repo/--cluster, not both", 2)
+        return fail(command, "give either DIR or --repo/--cluster, not both", 2)
     if not args.directory and not (args.repo and args.cluster):
-        return _fail(command, "give DIR, or --repo REPO --cluster NAME", 2)
+        return fail(command, "give DIR, or --repo REPO --cluster NAME", 2)
     # logs go to stderr; stdout is the rendered output. A directory render usually logs nothing: structlog
     # is then never imported (skerry.core.logging)
     skerry_logging.configure("warning", defer=bool(args.directory))
@@ -133,7 +66,7 @@ def render_command(args: argparse.Namespace) -> int:
                 args.repo, args.cluster, args.branch, args.revision, args.output or "json", args.engine
             )
     except SkerryError as e:
-        return _fail(command, str(e))
+        return fail(command, str(e))
     except KeyboardInterrupt:
         return 130
     sys.stdout.buffer.write(data)  # a closed stdout is the error wrapper's (exit 141)

@@ -1,116 +1,29 @@
-"""Bounded YAML and JSON parsing: the one home for every document Skerry reads from outside.
-
-Outside input is anything another party controls: the fleet file, kustomization files and plain
-YAML in a repository, manifests given to ``skerry seal``, bundle bytes and TUF metadata from a hub,
-evidence and signed reports from agents, webhook bodies, state files on disk. Every reader of such
-input parses it here, so that each bound is stated once:
-
-* **size** (``max_bytes``, each reader passes its own named limit) is checked before parsing;
-* **aliases**: PyYAML shares an aliased node instead of copying it, so a few hundred bytes of
-  nested aliases ("billion laughs") load quickly but turn into gigabytes as soon as anything walks,
-  copies or prints the tree. Like Go's yaml.v3 alias budget, aliases may add at most
-  ``max(ALIAS_NODES_FLOOR, nodes spelled out)`` nodes to a document: a document with aliases
-  costs at most about twice what the same bytes without aliases cost. A recursive alias (an alias
-  inside its own anchor) is refused: the tree it makes has no JSON form;
-* **depth** (``MAX_DEPTH``) before the recursive composer or any later walk hits Python's
-  recursion limit;
-* **values**: NaN and infinities have no JSON form; lone surrogates (``"\\ud800"`` in JSON) cannot
-  be encoded as UTF-8; both are refused here rather than crashing a later encoder;
-* **messages**: ``clip`` and ``clip_repr`` bound what a value contributes to an error message, so
-  an error never echoes megabytes of input (``MAX_MESSAGE_CHARS``).
-
-Failures raise ``BadDocument`` (an ``InvalidInput``) whose ``reason`` names the check
-(``TooLarge``, ``AliasBudget``, ``TooDeep``, ``NotJson``, ``BadEncoding``, ``InvalidYAML``,
-``InvalidJSON``) and whose message is one line. Readers prefix it with what they read (file,
-field, peer) and re-raise in their own vocabulary.
-
-YAML is PyYAML's safe loader with three changes so that what Skerry reads means what Kubernetes
-tooling reads: a duplicate mapping key is an error (kubectl rejects it; PyYAML keeps the last),
-timestamps stay strings (a date in a ConfigMap is text, and a ``datetime`` is not JSON), and a bare
-``=`` is the string ``"="`` (widely used CRDs list it in an enum; PyYAML resolves it to the YAML 1.1
-``value`` tag, which its safe constructor cannot build).
-
-Where PyYAML was built with libyaml (``yaml.__with_libyaml__``, the wheels on PyPI are) the scanner,
-parser, composer and emitter are libyaml's C code: loading is ~4x and dumping ~5x faster, which is most
-of a render of a large tree. The budgets do not depend on it: libyaml composes the node graph (aliases
-stay shared nodes, so a bomb is a small graph; libyaml itself refuses nesting past 1000 levels), and
-``_check_graph`` walks that graph once, iteratively, with the same alias budget, recursion and depth
-rules before anything is constructed. Both paths read the same documents (libyaml also takes a tab
-as separation space where Go's YAML does and PyYAML does not) and write the same bytes (but for the
-line breaks PyYAML's emitter loses, see ``_LIBYAML_LINE_BREAKS``); tests/hostile/test_yaml_engines.py compares them. The pure-Python classes stay
-for a PyYAML without libyaml.
-"""
+"""YAML documents from outside (PyYAML's safe loader with budgets; libyaml where built with it) and
+YAML written by Skerry: the one module that imports PyYAML (see the package docstring)."""
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import reprlib
 from typing import Any
 
 import yaml
 
-from skerry.core.errors import InvalidInput
-
-#: Nesting limit for YAML and JSON. Kubernetes objects, CRD schemas included, stay well under 100
-#: levels; PyYAML's composer spends two Python frames a level and later walks one, so 200 keeps every
-#: walk far from Python's default recursion limit of 1000.
-MAX_DEPTH = 200
-#: Aliases may always add this many nodes (a small document may reuse an anchor freely) ...
-ALIAS_NODES_FLOOR = 10_000
-#: ... and otherwise at most as many as the document spells out (see the module docstring).
-ALIAS_NODES_PER_NODE = 1
-#: An error message quotes at most this many characters of a value ...
-CLIP_CHARS = 200
-#: ... and a whole message stays under this (the acceptance bound is 1 KiB).
-MAX_MESSAGE_CHARS = 900
-#: State files Skerry writes itself (counters, digests, token records) hold at most a few hundred KiB;
-#: a bigger one was not written by Skerry and is refused before it is parsed.
-MAX_STATE_FILE_BYTES = 4 * 1024 * 1024
-#: Default size limit for a reader that states none: the gRPC message cap.
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+from skerry.core.documents.bounds import (
+    ALIAS_NODES_FLOOR,
+    ALIAS_NODES_PER_NODE,
+    CLIP_CHARS,
+    DEFAULT_MAX_BYTES,
+    MAX_DEPTH,
+    BadDocument,
+    check_size,
+    clip,
+    clip_repr,
+    one_line,
+)
+from skerry.core.documents.jsondoc import load_json, to_json_value
 
 _YAML_TAGS_AS_TEXT = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")
 
-
-class BadDocument(InvalidInput, ValueError):
-    """Outside input that is not an acceptable YAML/JSON document; ``reason`` names the check.
-
-    Also a ``ValueError``, as ``json.loads`` failures are, so a reader that caught those keeps working.
-    """
-
-    reason = "InvalidDocument"
-
-
-# --- messages ---------------------------------------------------------------------------------
-
-
-def clip(text: str, limit: int = CLIP_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    text = str(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
-_repr = reprlib.Repr()
-_repr.maxlevel = 3
-_repr.maxdict = _repr.maxlist = _repr.maxtuple = _repr.maxset = 6
-_repr.maxstring = _repr.maxother = CLIP_CHARS // 2
-_repr.maxlong = 40
-
-
-def clip_repr(value: Any) -> str:
-    """A bounded ``repr`` of ``value``: never walks or prints more than a few levels and items."""
-    return clip(_repr.repr(value))
-
-
-def _one_line(text: str) -> str:
-    return clip(" ".join(str(text).split()), MAX_MESSAGE_CHARS)
-
-
-# --- YAML -------------------------------------------------------------------------------------
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -311,17 +224,12 @@ def describe_error(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
     if mark is not None:
-        return _one_line(f"line {mark.line + 1} column {mark.column + 1}: {problem}")
-    return _one_line(problem)
-
-
-def _check_size(data: str | bytes, max_bytes: int) -> None:
-    if len(data) > max_bytes:
-        raise BadDocument(f"{len(data)} bytes, over the {max_bytes} byte limit", reason="TooLarge")
+        return one_line(f"line {mark.line + 1} column {mark.column + 1}: {problem}")
+    return one_line(problem)
 
 
 def _yaml_docs(data: str | bytes, max_bytes: int, *, to_json: bool) -> list[Any]:
-    _check_size(data, max_bytes)
+    check_size(data, max_bytes)
     try:
         docs = list(yaml.load_all(data, Loader=_Loader))  # noqa: S506 - a SafeLoader
     except _BudgetExceeded as e:
@@ -367,7 +275,7 @@ def load_yaml_or_json(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) 
     Input that starts like JSON is tried as JSON first (YAML refuses some valid JSON, tabs as
     indentation); if it is not JSON after all, the YAML parser reports it.
     """
-    _check_size(data, max_bytes)
+    check_size(data, max_bytes)
     if data.lstrip()[:1] in (b"{", "{"):
         try:
             return [load_json(data, max_bytes=max_bytes)]
@@ -435,113 +343,3 @@ def yaml11_scalar(text: str) -> Any:
 YAMLError = yaml.YAMLError
 
 
-# --- JSON -------------------------------------------------------------------------------------
-
-
-def _reject_constant(name: str) -> Any:
-    raise BadDocument(f"{name} is not a JSON number", reason="NotJson")
-
-
-def load_json(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    """One JSON value: size, depth, NaN/infinity, encoding and lone surrogates checked."""
-    _check_size(data, max_bytes)
-    try:
-        doc = json.loads(data, parse_constant=_reject_constant)
-    except BadDocument:
-        raise
-    except RecursionError:
-        raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep") from None
-    except UnicodeDecodeError as e:
-        raise BadDocument(f"not UTF-8 (byte {e.start})", reason="BadEncoding") from None
-    except ValueError as e:
-        raise BadDocument(f"invalid JSON: {_one_line(str(e))}", reason="InvalidJSON") from None
-    _check_tree(doc)
-    return doc
-
-
-def _bad_text(s: str) -> bool:
-    if s.isascii():
-        return False
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _check_tree(doc: Any) -> None:
-    """Depth and lone surrogates of a parsed JSON value, without recursion."""
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep")
-            for k, v in value.items():
-                if _bad_text(k):
-                    raise BadDocument(f"key {clip_repr(k)} holds a lone surrogate", reason="BadEncoding")
-                if isinstance(v, (dict, list)):
-                    stack.append((v, depth + 1))
-                elif isinstance(v, str) and _bad_text(v):
-                    raise BadDocument(f"{clip_repr(k)} holds a lone surrogate", reason="BadEncoding")
-        elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                raise BadDocument(f"nested deeper than {MAX_DEPTH} levels", reason="TooDeep")
-            for v in value:
-                if isinstance(v, (dict, list)):
-                    stack.append((v, depth + 1))
-                elif isinstance(v, str) and _bad_text(v):
-                    raise BadDocument("a string holds a lone surrogate", reason="BadEncoding")
-        elif isinstance(value, str) and _bad_text(value):
-            raise BadDocument("a string holds a lone surrogate", reason="BadEncoding")
-
-
-# --- the JSON form of a loaded tree -----------------------------------------------------------
-
-
-class NotJson(BadDocument):
-    """The value cannot be represented in JSON; the message names where."""
-
-    reason = "NotJson"
-
-
-def to_json_value(value: Any, where: str = "") -> Any:
-    """Return ``value`` as plain JSON types, or raise ``NotJson`` naming the offending field.
-
-    Aliased nodes are copied here, which the alias budget bounds; integer and boolean keys are
-    converted the way ``sigs.k8s.io/yaml`` does.
-    """
-    return _to_json(value, where, 0)
-
-
-def _to_json(value: Any, where: str, depth: int) -> Any:
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, str):
-        if _bad_text(value):
-            raise NotJson(f"{clip(where) or 'value'}: a lone surrogate is not text", reason="BadEncoding")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise NotJson(f"{clip(where) or 'value'}: {value} is not representable in JSON")
-        return value
-    if depth >= MAX_DEPTH:
-        raise NotJson(f"{clip(where) or 'value'}: nested deeper than {MAX_DEPTH} levels", reason="TooDeep")
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if isinstance(key, bool):
-                skey = "true" if key else "false"
-            elif isinstance(key, (int, str)):
-                skey = str(key)
-            elif isinstance(key, float) and math.isfinite(key):
-                skey = repr(key)
-            else:
-                raise NotJson(f"{clip(where) or 'value'}: key {clip_repr(key)} is not a string")
-            if skey in out:
-                raise NotJson(f"{clip(where) or 'value'}: key {clip_repr(skey)} appears twice")
-            out[skey] = _to_json(item, f"{where}.{skey}" if where else skey, depth + 1)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_to_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    raise NotJson(f"{clip(where) or 'value'}: a {type(value).__name__} value is not representable in JSON")

@@ -1,0 +1,441 @@
+"""Hub replicas on one database: a 100,000-cluster state simulation, and hub processes with real agent streams.
+
+    .venv/bin/python bench/fleet_ha.py state [--clusters 100000] [--replicas 3] [--report-seconds 60]
+    .venv/bin/python bench/fleet_ha.py replicas [--agents 2000] [--hubs 3] [--workers 4] [--lease-ttl 15]
+
+``state`` (SQLite and PostgreSQL side by side; render excluded) runs the writer's part of a
+fleet-wide release through the code the hub's writer runs: ``HubStore.publish_shared`` with
+``Releases`` (fenced writer transaction: a counter per cluster, a bundle record and a change-log
+entry per cluster) and the trust repository storing its files in the state (``TrustFiles``: one
+blob, 256 director bins, 256 release bins, snapshot and timestamp, in the same transaction). The
+writer's lease is renewed from another thread, as ``Writer.hold`` does, while it publishes. Then
+``--replicas`` serving processes, each with its own connection, store and trust repository,
+follow the state (``ChangeFeed`` + ``Follower.apply``, the serving replica's code): their cold
+start (reload of every record) and their catch-up after the next fleet-wide release, measured
+from its commit. Agents' reports go through ``ReportJournal`` (``note`` + one ``flush`` per
+``FLUSH_SECONDS``, as a hub does): first a burst of one report per cluster in one flush
+(capacity), then 100,000 a minute for ``--report-seconds`` spread over the replicas (latency of
+each flush, and whether the state kept up). PostgreSQL is a private server this bench starts
+(``skerry.testing.postgres``) with ``fsync=on`` (SQLite commits with ``synchronous=FULL``):
+durable commits on both.
+
+``replicas`` starts ``--hubs`` hub processes on one PostgreSQL: each the hub's serving stack
+(``HubServicer`` + ``TrustServicer`` + ``GrpcServer`` with mutual TLS, as in bench/fleet.py) on the
+replica parts above (``Follower`` fed by LISTEN/NOTIFY and the change log; ``Writer`` + ``Duties``
+competing for the lease). Only Git and rendering are left out: the writer publishes a shared bundle
+for every cluster as its sync loop would. The simulated agents are bench/fleet.py's (real
+``HubClient`` streams, one mTLS identity and one ``TufVerifier`` each), given every replica's
+address: each picks one at random and fails over to another. Printed: memory per stream per
+replica, fan-out of one release to all agents across replicas, time until all agents are back
+after a serving replica is SIGKILLed, writer takeover after the writer is SIGKILLed (bounded below
+by the lease TTL) and the fan-out of the new writer's first release.
+
+Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
+this machine (``uptime`` load printed beside each figure: the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as _dt
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import fleet  # noqa: E402 - bench/fleet.py: simulated agents, bundle, process helpers
+from fleet import ENV, FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime  # noqa: E402
+
+DSN_ENV = "SKERRY_HUB_STATE_DSN"  # how hub and replica processes get the DSN (never on a command line)
+CORES = os.cpu_count() or 1
+# Agents' reports a minute the floor asks the state to take.
+REPORTS_PER_MINUTE = 100_000
+
+
+def say(**kw) -> None:
+    sys.stdout.write(json.dumps(kw) + "\n")
+    sys.stdout.flush()
+
+
+def quantiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    v = sorted(values)
+    return " / ".join(f"{v[int(q * (len(v) - 1))] * 1000:.0f}" for q in (0.5, 0.99, 1.0)) + " ms (p50/p99/max)"
+
+
+# --- the hub's state parts, as app.py wires them ----------------------------------------------
+
+
+class Parts:
+    """Writer, trust repository in the state and store: what one hub process holds (``HubApp._start_trust``)."""
+
+    def __init__(self, state, trust_dir: pathlib.Path, holder: str, *, ttl: float, serve_only: bool = False):
+        from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
+        from skerry.hub.state.trust_files import TrustFiles
+        from skerry.hub.trust.repository import TrustRepository
+        from skerry.hub.writer import Releases, Writer
+
+        self.state = state
+        self.writer = Writer(state, holder, ttl=ttl)
+        if not serve_only:
+            self.writer.try_acquire()  # as a hub does before opening its trust repository
+        self.files = TrustFiles(state, None if serve_only else self.writer)
+        if serve_only:
+            self.repo = TrustRepository(trust_dir, storage=self.files, online={})
+        else:
+            key = trust_dir / "offline" / f"release-{ENV}-1.key"
+            self.repo = TrustRepository.open(trust_dir, release_keys=[(ENV, str(key))], storage=self.files)
+        self.store = HubStore(director=self.repo, environment_of=lambda cluster: ENV,
+                              releases=Releases(self.writer, journal=self.files))
+        with state.read() as tx:
+            released = tx.records(BUNDLE_RECORD)
+        self.store.restore(released, self.files.blob)
+        if self.writer.is_writer:
+            self.repo.refresh()
+
+    def follower(self):
+        from skerry.hub.replica import Follower
+
+        return Follower(self.state, self.store, self.repo, blob=self.files.blob, writer=self.writer)
+
+
+def init_trust(directory: pathlib.Path) -> pathlib.Path:
+    from skerry.hub.trust import admin
+
+    admin.init(directory, {ENV: (1, 1)})
+    return directory
+
+
+def open_backend(backend: str, where: str):
+    """``where``: the SQLite file, or (PostgreSQL) unused: the DSN is in ``$SKERRY_HUB_STATE_DSN``."""
+    from skerry.hub.state import open_state
+
+    if backend == "sqlite":
+        return open_state(f"sqlite:///{where}", state_dir=pathlib.Path(where).parent)
+    return open_state("postgresql", state_dir=pathlib.Path(tempfile.gettempdir()), dsn=os.environ[DSN_ENV])
+
+
+def report_of(cluster: str, release: int, digest: str, now: _dt.datetime):
+    """One agent's status report as the hub's status board keeps it (no per-object list: not stored)."""
+    from skerry.hub.status import ClusterStatus, Condition
+
+    return ClusterStatus(
+        cluster=cluster, applied_version=release, applied_digest=digest, revision="bench", agent_version="bench",
+        conditions=(Condition("Verified", "True", "Verified"), Condition("Applied", "True", "Applied", "4 objects"),
+                    Condition("Ready", "True", "Healthy", "all objects healthy")),
+        observed_unix_ms=int(now.timestamp() * 1000), received_at=now)
+
+
+# --- part 1: the state simulation -------------------------------------------------------------
+
+
+class LeaseKeeper:
+    """Renews the writer lease from its own thread every TTL/3, as ``Writer.hold`` does beside a publish."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.lost: str | None = None
+        self.failed: list[str] = []  # renewals the database refused (retried)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from skerry.hub.state import Fenced, StateUnavailable
+
+        while not self._stop.wait(self.writer.ttl / 3):
+            try:
+                self.writer.renew()
+            except Fenced as e:
+                self.lost = str(e)
+                return
+            except StateUnavailable as e:  # retried, as Writer.hold does (e.g. a lock timeout)
+                self.failed.append(str(e))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def table_rows(state, table: str) -> int:
+    with state.read() as tx:
+        return int(tx._run(f"SELECT COUNT(*) FROM {table}", ())[0][0][0])  # bench-only look at row counts
+
+
+def publish(parts: Parts, clusters: list[str], tag: str) -> dict:
+    """One fleet-wide release through the writer's code; what it wrote and how long it took."""
+    from skerry.hub.bundles.builder import content_digest
+    from skerry.hub.state import Fenced
+
+    bundle = make_bundle(100, tag)
+    data, content = bundle.encode(), content_digest(bundle)  # the render's output: excluded
+    before = {t: table_rows(parts.state, t) for t in ("trust_files", "blobs")}
+    with parts.state.read() as tx:
+        seq0 = tx.last_change()
+    t0, c0 = time.time(), time.process_time()
+    try:
+        released = parts.store.publish_shared(clusters, bundle, encoded=data, content=content)
+    except Fenced as e:
+        return {"fenced": str(e), "seconds": time.time() - t0}
+    t1 = time.time()
+    with parts.state.read() as tx:
+        seq1 = tx.last_change()
+    files = {t: table_rows(parts.state, t) - before[t] for t in before}
+    # per released cluster: its counter, its bundle record, its change-log entry (+ the sequence row)
+    rows = 3 * len(released) + files["trust_files"] + files["blobs"]
+    return {"released": len(released), "seconds": t1 - t0, "cpu": time.process_time() - c0, "rows": rows,
+            "trust_files": files["trust_files"], "t_commit": t1, "seq0": seq0, "seq1": seq1}
+
+
+def state_bench(args) -> int:
+    from skerry.core import logging as skerry_logging
+    from skerry.testing.postgres import PostgresServer
+
+    skerry_logging.configure("warning")
+    print(f"state simulation: {args.clusters} clusters, {args.replicas} serving replicas, {CORES} cores, {uptime()}")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="skerry-fleet-ha-") as tmp:
+        d = pathlib.Path(tmp)
+        server = PostgresServer(d / "pg", settings={"fsync": "on", "max_connections": "100"}).start()
+        try:
+            os.environ[DSN_ENV] = server.create_database("bench")
+            for backend in args.backends.split(","):
+                print(f"\n== {backend} ==")
+                results[backend] = state_backend(args, backend, d / backend)
+        finally:
+            server.stop()
+    print("\n== side by side ==")
+    for backend, r in results.items():
+        print(f"{backend:>10}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    per_core = args.clusters / CORES
+    print(f"peer: Rancher Fleet sizes 500 clusters at 16 vCPU ({FLEET_CLUSTERS_PER_VCPU:.0f}/vCPU); this state "
+          f"carried {args.clusters} clusters' releases and reports on {CORES} cores ({per_core:.0f}/core): "
+          f"{per_core / FLEET_CLUSTERS_PER_VCPU:.0f}x, {uptime()}")
+    return 0
+
+
+def state_backend(args, backend: str, d: pathlib.Path) -> dict:
+    from skerry.hub.reports import ReportJournal
+
+    d.mkdir(parents=True)
+    where = str(d / "hub.db")
+    trust = init_trust(d / "trust")
+    state = open_backend(backend, where)
+    parts = Parts(state, trust, "bench-writer", ttl=args.lease_ttl)
+    keeper = LeaseKeeper(parts.writer)
+    clusters = [cluster_name(i) for i in range(args.clusters)]
+    parts.store.declare(clusters)
+    out: dict[str, str] = {}
+    first = publish(parts, clusters, "v1")
+    if "fenced" in first:
+        ttl = max(600.0, 10 * first["seconds"])
+        print(f"FINDING: first release REFUSED after {first['seconds']:.1f} s: {first['fenced']} -- a fleet-wide "
+              f"publish longer than the writer lease TTL ({args.lease_ttl:.0f} s) can never commit (renewal "
+              f"waits for the publishing transaction); measuring on with a lease TTL of {ttl:.0f} s")
+        out["release within lease TTL"] = f"no (fenced after {first['seconds']:.0f} s)"
+        keeper.stop()
+        parts.writer.ttl = ttl
+        parts.writer.try_acquire()
+        keeper = LeaseKeeper(parts.writer)
+        first = publish(parts, clusters, "v1")
+    print(f"first release of {first['released']} clusters (new counters and records): {first['seconds']:.1f} s, "
+          f"{first['rows']} rows ({first['rows'] / first['seconds']:.0f} rows/s; {first['trust_files']} TUF files), "
+          f"writer CPU {first['cpu']:.1f} s, {uptime()}")
+    out["first release"] = f"{first['seconds']:.1f} s"
+    me = [sys.executable, str(pathlib.Path(__file__).resolve())]
+    replicas = [Proc([*me, "_replica", "--backend", backend, "--where", where, "--dir", str(d / f"replica-{i}")])
+                for i in range(args.replicas)]
+    try:
+        ready = [r.read() for r in replicas]
+        print("replicas' cold start (reload every bundle record and the TUF files): "
+              + ", ".join(f"{x['reload']:.1f} s" for x in ready) + f" for {ready[0]['clusters']} clusters, {uptime()}")
+        second = publish(parts, clusters, "v2")
+        if "fenced" in second:
+            print(f"next release REFUSED after {second['seconds']:.1f} s: {second['fenced']}")
+            return {**out, "next release": "fenced"}
+        print(f"next fleet-wide release ({second['released']} clusters, counters and records updated): "
+              f"{second['seconds']:.1f} s, {second['rows']} rows ({second['rows'] / second['seconds']:.0f} rows/s), "
+              f"writer CPU {second['cpu']:.1f} s, {uptime()}")
+        out["next release"] = f"{second['seconds']:.1f} s ({second['rows'] / second['seconds']:.0f} rows/s)"
+        caught = [r.ask(f"when {second['seq1']}") for r in replicas]
+        lag = [c["t"] - second["t_commit"] for c in caught]
+        print(f"replicas caught up with the release ({second['seq1'] - second['seq0']} change-log entries) "
+              + ", ".join(f"{x:.1f} s" for x in lag) + " after its commit (change-log reads "
+              + ", ".join(f"{c['read']:.1f}" for c in caught) + " s; record reads + adopt "
+              + ", ".join(f"{c['apply']:.1f}" for c in caught) + f" s), {uptime()}")
+        out["replica catch-up"] = f"max {max(lag):.1f} s"
+        journal = ReportJournal(state)
+        now = _dt.datetime.now(_dt.UTC)
+        for c in clusters:
+            journal.note(report_of(c, 2, "sha256:bench", now), ("sha256:bench", now))
+        t0 = time.time()
+        stored = journal.flush()
+        burst = time.time() - t0
+        print(f"report burst: {stored} reports in one flush {burst:.1f} s ({stored / burst:.0f} reports/s; "
+              f"the floor asks {REPORTS_PER_MINUTE / 60:.0f}/s), {uptime()}")
+        out["report burst"] = f"{stored / burst:.0f}/s"
+        share = -(-args.clusters // args.replicas)
+        rate = REPORTS_PER_MINUTE / 60 / args.replicas
+        for i, r in enumerate(replicas):
+            r.send(f"reports {rate} {args.report_seconds} {i * share} {min(share, args.clusters - i * share)}")
+        reps = [r.read() for r in replicas]
+        noted = sum(x["noted"] for x in reps)
+        stored = sum(x["stored"] for x in reps)
+        backlog = sum(x["backlog"] for x in reps)
+        flushes = [v for x in reps for v in x["flush"]]
+        print(f"{REPORTS_PER_MINUTE} reports a minute for {args.report_seconds:.0f} s over {args.replicas} replicas: "
+              f"{noted} noted, {stored} rows stored (a cluster's reports within one flush collapse to its newest); "
+              f"left for the last flush {backlog}; one flush per replica per second: {quantiles(flushes)}, {uptime()}")
+        out["100k reports/min"] = f"flush {quantiles(flushes)}"
+    finally:
+        for r in replicas:
+            r.kill()
+        keeper.stop()
+        if keeper.lost:
+            print(f"note: the writer lease was lost during the run: {keeper.lost}")
+        if keeper.failed:
+            print(f"note: {len(keeper.failed)} lease renewals failed during the run, e.g. {keeper.failed[0]}")
+        state.close()
+    return out
+
+
+async def replica_main(args) -> None:
+    """One serving replica: reload, then follow the change log; answers ``when SEQ`` and ``reports ...``."""
+    from skerry.core import logging as skerry_logging
+    from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
+    from skerry.hub.state.feed import ChangeFeed
+
+    skerry_logging.configure("error")
+    d = pathlib.Path(args.dir)
+    d.mkdir(parents=True, exist_ok=True)
+    state = open_backend(args.backend, args.where)
+    parts = Parts(state, d / "trust", f"replica-{os.getpid()}", ttl=15, serve_only=True)
+    follower = parts.follower()
+    feed = await asyncio.to_thread(ChangeFeed, state)
+    t0 = time.time()
+    await follower.reload()
+    say(event="ready", reload=time.time() - t0, clusters=len(parts.store.clusters()))
+    progress = {"seq": feed.seq, "t": time.time(), "read": 0.0, "apply": 0.0}
+    moved = asyncio.Event()
+
+    async def follow() -> None:
+        while True:  # ChangeFeed.wait, in its two steps: the wake-up, then the change-log read
+            await asyncio.to_thread(state.wait_for_changes, 1.0)
+            r0 = time.time()
+            changes = await asyncio.to_thread(feed.poll)
+            r1 = time.time()
+            await follower.apply(changes)
+            if changes:
+                progress.update(seq=feed.seq, t=time.time(), read=progress["read"] + r1 - r0,
+                                apply=progress["apply"] + time.time() - r1)
+                moved.set()
+
+    task = asyncio.create_task(follow())  # noqa: F841 - runs until the process ends
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        cmd, *rest = line.decode().split()
+        if cmd == "when":
+            while progress["seq"] < int(rest[0]):
+                moved.clear()
+                await moved.wait()
+            say(event="caught", **progress)
+            progress.update(read=0.0, apply=0.0)
+        elif cmd == "reports":
+            journal = ReportJournal(state)
+            say(event="reports", **await sustained_reports(journal, float(rest[0]), float(rest[1]), int(rest[2]),
+                                                           int(rest[3]), FLUSH_SECONDS))
+
+
+async def sustained_reports(journal, rate: float, seconds: float, first: int, count: int, every: float) -> dict:
+    """Note ``rate`` reports a second (clusters ``first``..) for ``seconds``; flush every ``every`` in a thread."""
+    flushes: list[float] = []
+    stored = noted = 0
+    stop = threading.Event()
+
+    def flusher() -> None:
+        nonlocal stored
+        while not stop.wait(every):
+            t = time.time()
+            stored += journal.flush()
+            flushes.append(time.time() - t)
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    t0 = time.time()
+    tick = 0.05
+    while (elapsed := time.time() - t0) < seconds:
+        due = int(elapsed * rate) - noted
+        now = _dt.datetime.now(_dt.UTC)
+        for _ in range(max(0, due)):
+            cluster = cluster_name(first + noted % count)
+            journal.note(report_of(cluster, 3, "sha256:bench", now), ("sha256:bench", now))
+            noted += 1
+        await asyncio.sleep(tick)
+    stop.set()
+    thread.join()
+    backlog = len(journal._pending)  # bench-only: noted since the last flush (at most a second's worth)
+    stored += journal.flush()
+    return {"noted": noted, "stored": stored, "backlog": backlog, "flush": flushes}
+
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="role", required=True)
+    s = sub.add_parser("state", help="the 100,000-cluster state simulation (SQLite and PostgreSQL)")
+    s.add_argument("--clusters", type=int, default=100_000)
+    s.add_argument("--replicas", type=int, default=3, help="serving replica processes following the state")
+    s.add_argument("--report-seconds", type=float, default=60.0, help="how long 100,000 reports a minute run")
+    s.add_argument("--backends", default="sqlite,postgresql")
+    s.add_argument("--lease-ttl", type=float, default=None,
+                   help="writer lease TTL (default: the hub's, skerry.hub.writer.DEFAULT_LEASE_TTL)")
+    r = sub.add_parser("replicas", help="hub processes on one PostgreSQL with simulated agent streams")
+    r.add_argument("--agents", type=int, default=2000, help="simulated agents across all replicas (floor: 30,000)")
+    r.add_argument("--hubs", type=int, default=3)
+    r.add_argument("--workers", type=int, default=4, help="agent processes")
+    r.add_argument("--lease-ttl", type=float, default=None, help="writer lease TTL (default: the hub's)")
+    r.add_argument("--timeout", type=float, default=1200.0)
+    r.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
+    rep = sub.add_parser("_replica")
+    rep.add_argument("--backend", required=True)
+    rep.add_argument("--where", required=True)
+    rep.add_argument("--dir", required=True)
+    h = sub.add_parser("_hub")
+    h.add_argument("--dir", required=True)
+    h.add_argument("--trust", required=True)
+    h.add_argument("--port", type=int, required=True)
+    h.add_argument("--clusters", type=int, required=True)
+    h.add_argument("--hub-id", required=True)
+    h.add_argument("--lease-ttl", type=float, required=True)
+    args = p.parse_args()
+    if getattr(args, "lease_ttl", 0) is None:
+        from skerry.hub.writer import DEFAULT_LEASE_TTL
+
+        args.lease_ttl = DEFAULT_LEASE_TTL
+    fleet._raise_nofile()
+    if args.role == "state":
+        return state_bench(args)
+    if args.role == "_replica":
+        asyncio.run(replica_main(args))
+        return 0
+    from fleet_ha_hubs import hub_main, replicas_bench  # part 2 (a module of its own: size)
+
+    if args.role == "_hub":
+        asyncio.run(hub_main(args))
+        return 0
+    return replicas_bench(args)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

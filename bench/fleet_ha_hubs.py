@@ -1,0 +1,234 @@
+"""bench/fleet_ha.py ``replicas``: hub processes on one PostgreSQL with simulated agent streams (see fleet_ha.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import fleet
+from fleet import FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime
+from fleet_ha import CORES, DSN_ENV, Parts, init_trust, open_backend, say
+
+
+async def hub_main(args) -> None:
+    """One hub process on the shared PostgreSQL: serves agents; writes while it holds the lease."""
+    from skerry.core import logging as skerry_logging
+    from skerry.hub.enrollment.service import Enrollment
+    from skerry.hub.writer import Duties
+
+    skerry_logging.configure("warning")
+    d = pathlib.Path(args.dir)
+    state = await asyncio.to_thread(open_backend, "postgresql", "")
+    parts = await asyncio.to_thread(Parts, state, pathlib.Path(args.trust), args.hub_id, ttl=args.lease_ttl)
+    enrollment = Enrollment.open(d / "hub", state)
+    follower = parts.follower()
+    became: list[float] = []  # when this process became the writer (each term)
+
+    async def start_duties() -> list[asyncio.Task]:
+        if duties.terms > 1 or became:  # taking over: drop what a lost term signed, read the state as it is
+            parts.repo.reset()
+            await follower.reload()
+        became.append(time.time())
+        return []
+
+    async def stop_duties() -> None:
+        pass
+
+    duties = Duties(parts.writer, start_duties, stop_duties)
+    clusters = [cluster_name(i) for i in range(args.clusters)]
+
+    server, servicer = fleet.hub_server(d, args.port, parts.store, parts.repo, enrollment)
+    await server.start()
+    tasks = [asyncio.create_task(follower.run()), asyncio.create_task(duties.run())]  # noqa: F841 - kept alive
+    say(event="ready", rss_kib=fleet._rss_kib(), writer=parts.writer.is_writer)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        cmd, _, arg = line.decode().strip().partition(" ")
+        if cmd == "stats":
+            lease = parts.writer.lease
+            say(event="stats", streams=len(servicer.streams), rss_kib=fleet._rss_kib(), cpu=sum(os.times()[:2]),
+                writer=lease is not None, epoch=lease.epoch if lease else 0, became=became[-1] if became else 0,
+                caught_up=follower.caught_up)
+        elif cmd == "publish":  # the writer's sync loop publishing one commit (render excluded)
+            bundle = make_bundle(100, arg)
+            t0 = time.time()
+            try:
+                parts.store.publish_shared(clusters, bundle)
+            except Exception as e:  # noqa: BLE001 - reported to the orchestrator
+                say(event="refused", error=f"{type(e).__name__}: {e}")
+                continue
+            floor = min(parts.store.current(c).release for c in clusters)
+            say(event="published", t0=t0, t1=time.time(), release_floor=floor)
+    await server.stop(0)
+
+
+class Hubs:
+    """The hub processes: start, ask, SIGKILL, restart on the same port."""
+
+    def __init__(self, args, d: pathlib.Path, env_dsn: str):
+        self.args, self.d = args, d
+        self.ports = [fleet.free_port() for _ in range(args.hubs)]
+        self.procs: list[Proc | None] = [None] * args.hubs
+        self.env = {**os.environ, DSN_ENV: env_dsn}
+
+    def start(self, i: int) -> dict:
+        trust = self.d / f"trust-{i}"  # each replica its own copy of the trust directory (its keys)
+        if not trust.exists():
+            shutil.copytree(self.d / "hub" / "trust", trust)
+        me = [sys.executable, str(pathlib.Path(__file__).resolve().parent / "fleet_ha.py")]
+        argv = [*me, "_hub", "--dir", str(self.d), "--trust", str(trust), "--port", str(self.ports[i]),
+                "--clusters", str(self.args.agents), "--hub-id", f"hub-{i}", "--lease-ttl", str(self.args.lease_ttl)]
+        self.procs[i] = Proc(argv, env=self.env)
+        return self.procs[i].read()
+
+    def live(self) -> list[int]:
+        return [i for i, p in enumerate(self.procs) if p is not None and p.p.poll() is None]
+
+    def stats(self) -> dict[int, dict]:
+        return {i: self.procs[i].ask("stats") for i in self.live()}
+
+    def writer(self) -> int | None:
+        return next((i for i, s in self.stats().items() if s["writer"]), None)
+
+    def kill(self, i: int) -> float:
+        self.procs[i].kill()
+        return time.time()
+
+    def addresses(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def stop(self) -> None:
+        for i in self.live():
+            self.procs[i].kill()
+
+
+def replicas_bench(args) -> int:
+    from skerry.core.tls import ROLE_HUB, CertificateAuthority, write_keypair
+    from skerry.hub.enrollment.authority import AgentAuthority
+    from skerry.testing.postgres import PostgresServer
+
+    n = args.agents
+    print(f"replicas: {args.hubs} hub processes on one PostgreSQL, {n} agents in {args.workers} processes, lease "
+          f"TTL {args.lease_ttl:.0f} s, {CORES} cores, {uptime()}")
+    with tempfile.TemporaryDirectory(prefix="skerry-fleet-ha-") as tmp:
+        d = pathlib.Path(tmp)
+        server = PostgresServer(d / "pg", settings={"max_connections": "200"}).start()
+        hubs = Hubs(args, d, server.create_database("bench"))
+        workers: list[Proc] = []
+        agent_state = tempfile.mkdtemp(prefix="skerry-fleet-ha-agents-", dir="/dev/shm")
+        try:
+            ca = CertificateAuthority.create("bench-ca")
+            (d / "pki").mkdir()
+            (d / "pki" / "ca.crt").write_bytes(ca.cert_pem)
+            write_keypair(d / "pki", "hub", ca.issue("hub", role=ROLE_HUB, server_names=("127.0.0.1",), client=False))
+            init_trust(d / "hub" / "trust")
+            AgentAuthority.load_or_create(d / "hub" / "enrollment")  # one agent CA for every replica
+            t = time.time()
+            hubs.start(0)  # the first takes the lease and makes the first release of every cluster
+            pub = hubs.procs[0].ask("publish v1")
+            if pub["event"] != "published":
+                raise SystemExit(f"first release refused: {pub}")
+            ready = [hubs.start(i) for i in range(1, args.hubs)]
+            print(f"{args.hubs} hubs up, {n} clusters released by hub-0 in {pub['t1'] - pub['t0']:.1f} s, "
+                  f"{time.time() - t:.1f} s in all, {uptime()}")
+            base = hubs.stats()
+            ramp = args.ramp if args.ramp is not None else n / 500
+            share = -(-n // args.workers)
+            me = [sys.executable, str(pathlib.Path(__file__).resolve().parent / "fleet.py")]
+            workers = [Proc([*me, "_agents", "--dir", tmp, "--state", agent_state, "--port", "0",
+                             "--hubs", hubs.addresses(), "--first", str(i * share),
+                             "--count", str(min(share, n - i * share)), "--ramp", str(ramp)])
+                       for i in range(args.workers) if i * share < n]
+            for wk in workers:
+                wk.read()
+            waits = Waits(args, hubs, workers, n)
+            t0 = time.time()
+            waits.verified(1, t0, "initial connect")
+            print(f"all {n} agents connected and verified: {time.time() - t0:.1f} s (started over {ramp:.0f} s), "
+                  f"{uptime()}")
+            time.sleep(2)
+            full = hubs.stats()
+            for i, s in full.items():
+                per = (s["rss_kib"] - base[i]["rss_kib"]) / max(1, s["streams"])
+                print(f"  hub-{i}{' (writer)' if s['writer'] else ''}: {s['streams']} streams, "
+                      f"RSS {s['rss_kib'] / 1024:.0f} MiB, {per:.1f} KiB per stream")
+            del ready
+            waits.fanout(hubs.writer(), "v2", "fan-out of one release across replicas")
+            serving = next(i for i in hubs.live() if i != hubs.writer())
+            t_kill = hubs.kill(serving)
+            back = waits.streams(n, t_kill, "after a serving replica was SIGKILLed")
+            print(f"serving replica hub-{serving} SIGKILLed: all {n} streams open on the others {back:.1f} s later, "
+                  f"{uptime()}")
+            hubs.start(serving)  # back as an empty replica (agents stay where they are until they reconnect)
+            old = hubs.writer()
+            t_kill = hubs.kill(old)
+            new = None
+            while new is None:
+                if time.time() - t_kill > args.timeout:
+                    raise SystemExit("no writer took over")
+                time.sleep(0.1)
+                new = hubs.writer()
+            became = hubs.stats()[new]["became"]
+            back = waits.streams(n, t_kill, "after the writer was SIGKILLed")
+            print(f"writer hub-{old} SIGKILLed: hub-{new} writer {became - t_kill:.1f} s later (lease TTL "
+                  f"{args.lease_ttl:.0f} s); all {n} streams open again {back:.1f} s after the kill, {uptime()}")
+            waits.fanout(new, "v3", "first release of the new writer")
+            per_core = n / CORES
+            print(f"peer: Rancher Fleet sizes 500 clusters at 16 vCPU ({FLEET_CLUSTERS_PER_VCPU:.0f}/vCPU); "
+                  f"{args.hubs} replicas held {n} agent streams on {CORES} shared cores ({per_core:.0f}/core, agents' "
+                  f"own CPU included): {per_core / FLEET_CLUSTERS_PER_VCPU:.0f}x; the floor is 30,000 streams")
+        finally:
+            for wk in workers:
+                wk.kill()
+            hubs.stop()
+            server.stop()
+            shutil.rmtree(agent_state, ignore_errors=True)
+    return 0
+
+
+class Waits:
+    """Polling the hubs and agent processes until a condition holds (or ``--timeout``)."""
+
+    def __init__(self, args, hubs: Hubs, workers: list[Proc], n: int):
+        self.args, self.hubs, self.workers, self.n = args, hubs, workers, n
+
+    def _check(self, since: float, what: str, have: int) -> None:
+        if time.time() - since > self.args.timeout:
+            raise SystemExit(f"{what}: only {have} of {self.n} after {self.args.timeout} s")
+
+    def verified(self, floor: int, since: float, what: str, released_at: float = 0.0) -> list[dict]:
+        while True:
+            reps = [wk.ask(f"report {floor} {released_at}") for wk in self.workers]
+            have = sum(r["have"] for r in reps)
+            if have >= self.n:
+                return reps
+            self._check(since, what, have)
+            time.sleep(0.2)
+
+    def streams(self, target: int, since: float, what: str) -> float:
+        while True:
+            have = sum(s["streams"] for s in self.hubs.stats().values())
+            if have >= target:
+                return time.time() - since
+            self._check(since, what, have)
+            time.sleep(0.2)
+
+    def fanout(self, writer: int, tag: str, label: str) -> None:
+        pub = self.hubs.procs[writer].ask(f"publish {tag}")
+        if pub["event"] != "published":
+            raise SystemExit(f"{label}: refused: {pub}")
+        reps = self.verified(pub["release_floor"], pub["t0"], label, pub["t1"])
+        last = max(r["max_recv"] for r in reps)
+        lat = [r["lat_ms"] for r in reps if r["lat_ms"]]
+        refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
+        print(f"{label} (hub-{writer} writes): publish {pub['t1'] - pub['t0']:.2f} s, verified by all {self.n} "
+              f"{last - pub['t0']:.2f} s from the start of publishing; per agent from the commit p50 "
+              f"{max(x[0] for x in lat):.0f} ms, p99 {max(x[1] for x in lat):.0f} ms, max {max(x[2] for x in lat):.0f} ms;"
+              f" refused {refused or 'none'}, {uptime()}")
