@@ -51,6 +51,7 @@ from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.core import logging as skerry_logging
 from skerry.core.errors import SkerryError, Unavailable, VerificationError
+from skerry.core.rpc import keepalive_options
 from skerry.core.tls import TlsFiles, channel_credentials
 from skerry.hub.bundles.builder import content_digest
 
@@ -269,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", action="append", default=[], help="a cluster to simulate (repeatable)")
     p.add_argument("--ramp", type=float, default=0.0, help="agents start spread over this many seconds")
     p.add_argument("--history", action="store_true", help="keep the per-agent and fleet-wide checks")
+    p.add_argument("--keepalive", type=float, default=0.0,
+                   help="ping the hub this often (seconds, as the agent's --keepalive): notice a stopped hub sooner")
     return p
 
 
@@ -278,6 +281,8 @@ async def run(args, names: Sequence[str], *, channel_options: Sequence[tuple[str
     raise_nofile()
     skerry_logging.configure("error")
     files = {name: identity_files(args.identities, args.ca, name) for name in names}
+    if args.keepalive:
+        channel_options = [*keepalive_options(args.keepalive), *channel_options]
     agents = SimulatedAgents(names, files, args.hub, args.root, args.environment, args.state, ramp=args.ramp,
                              channel_options=channel_options, history=args.history)
     agents.start()
