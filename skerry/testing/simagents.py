@@ -200,8 +200,9 @@ class CommandProcess:
     everything it started."""
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None):
+        """``env``: the child's whole environment (default: this process's)."""
         self.p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                  start_new_session=True, env=None if env is None else {**os.environ, **env})
+                                  start_new_session=True, env=None if env is None else dict(env))
 
     def send(self, line: str) -> None:
         assert self.p.stdin is not None
