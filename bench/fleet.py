@@ -54,13 +54,14 @@ import os
 import pathlib
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+# a child answering command lines with JSON lines (the hub and the agent processes)
+from skerry.testing.simagents import CommandProcess as Proc  # noqa: E402
 
 FLEET_CLUSTERS_PER_VCPU = 500 / 16
 HUB_CORES = 2
@@ -391,35 +392,6 @@ async def agents_main(args) -> None:
 
 
 # --- the orchestrator -----------------------------------------------------------------------
-
-
-class Proc:
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                  start_new_session=True, env=env)
-
-    def send(self, line: str) -> None:
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-
-    def read(self) -> dict:
-        line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.p.args[2]} exited with {self.p.wait()}")
-        return json.loads(line)
-
-    def ask(self, line: str) -> dict:
-        self.send(line)
-        return self.read()
-
-    def kill(self) -> None:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait()
-
-    @property
-    def pid(self) -> int:
-        return self.p.pid
 
 
 def uptime() -> str:

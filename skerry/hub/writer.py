@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol
 
@@ -108,16 +109,33 @@ class Writer:
         return self.lease
 
     async def hold(self) -> None:
-        """Renew the lease until it is lost; then return (stepped down). Database errors are retried:
-        once the lease expired on the database's clock, the next renewal is refused."""
-        while self.lease is not None:
-            await asyncio.sleep(self.ttl * RENEW_FRACTION)
-            try:
-                await asyncio.to_thread(self.renew)
-            except Fenced:
-                return
-            except StateUnavailable as e:
-                log.error("cannot renew the writer lease", reason=e.reason, error=str(e))
+        """Renew the lease until it is lost; then return (stepped down).
+
+        Renewals run on a thread of their own, not on the event loop: a writer whose loop is busy for
+        longer than the lease (publishing a release to thousands of clusters is CPU work on the loop)
+        still renews on time, while a process that really stops (SIGSTOP, a VM pause) stops renewing
+        and loses it. Database errors are retried: once the lease expired on the database's clock, the
+        next renewal is refused."""
+        loop = asyncio.get_running_loop()
+        lost = loop.create_future()
+        stop = threading.Event()
+
+        def renewing() -> None:
+            while self.lease is not None and not stop.wait(self.ttl * RENEW_FRACTION):
+                try:
+                    self.renew()
+                except Fenced:
+                    break
+                except StateUnavailable as e:
+                    log.error("cannot renew the writer lease", reason=e.reason, error=str(e))
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                loop.call_soon_threadsafe(lambda: lost.done() or lost.set_result(None))
+
+        threading.Thread(target=renewing, name=f"skerry-lease-{self.holder}", daemon=True).start()
+        try:
+            await lost
+        finally:
+            stop.set()
 
 
 class Duties:
@@ -143,12 +161,17 @@ class Duties:
                 await self.writer.acquire(poll=self._poll)
             self.terms += 1
             tasks: list[asyncio.Task] = []
+            # renewed from the moment it is taken: starting (a reload and a full sync of the fleet) may
+            # take longer than the lease itself
+            holding = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")
             try:
                 tasks = await self._start()
-                await self.writer.hold()
+                await holding
             except Fenced:
                 pass  # lost while starting
             finally:
+                holding.cancel()
+                tasks.append(holding)
                 for task in tasks:
                     task.cancel()
                 for task in tasks:

@@ -92,7 +92,11 @@ class PostgresServer:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise PostgresUnavailable(f"{argv[0]} failed ({done.returncode}): {' / '.join(tail)}")
 
-    def start(self) -> PostgresServer:
+    def start(self, port: int | None = None) -> PostgresServer:
+        """Start the server (initialising its cluster the first time) on ``port``, else a free one.
+
+        A test that stops the server mid-run (``stop("fast")``) starts it again on the same port and data
+        directory, as a restarted database server comes back at its address."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if self._as_root:
             user = pwd.getpwnam(SYSTEM_USER)
@@ -106,18 +110,20 @@ class PostgresServer:
                     os.chmod(parent, mode | 0o001)
         if not (self.data / "PG_VERSION").exists():
             self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "--no-sync", "-E", "UTF8")
-        self.port = free_port()
+        self.port = port or free_port()
         extra = " ".join(f"-c {key}={value}" for key, value in self.settings.items())
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 {extra}"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "server.log"),
                   "-w", "-t", str(START_TIMEOUT), "start")
         return self
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        """``pg_ctl stop -m MODE``: ``immediate`` (the end of a test session), ``fast`` (an outage: clients
+        are disconnected, the server shuts down cleanly), ``smart``."""
         if self.port is None:
             return
         with contextlib.suppress(PostgresUnavailable, subprocess.TimeoutExpired):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
         self.port = None
 
     def dsn(self, database: str = "postgres") -> str:
