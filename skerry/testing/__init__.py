@@ -7,6 +7,7 @@ installed package and reading nothing outside it.
                 free loopback ports with a throwaway PKI; ``python -m skerry.testing.envtest build|run``
 ``faultproxy.py`` a TCP proxy that blackholes, delays or cuts a link (fault tests)
 ``postgres.py`` a private PostgreSQL server per test session (initdb + pg_ctl on a free loopback port)
+``simagents.py`` simulated agents with real mTLS identities speaking the real protocol (HA tests, benches)
 ``devstack.py`` a whole installation on one machine: sealer, hub and agents as real processes through the
                 ``skerry`` CLI (``skerry demo`` and the end-to-end tests); its default fleet is a source
                 checkout's ``examples/fleet``

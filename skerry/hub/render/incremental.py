@@ -130,8 +130,7 @@ class IncrementalRenderer:
                 try:
                     c = closures.closure("" if path == "." else path, entries, load)
                 except RenderError as e:
-                    failures[path] = str(e)
-                    self._refused(commit, path, e)
+                    self._refused(failures, commit, path, e)
                     self._closures.pop(path, None)
                     continue
                 self._closures[path] = c
@@ -159,8 +158,7 @@ class IncrementalRenderer:
                         objects = self.engine.render(root / path if path else root, root=root)
                         check_objects(objects, path or ".", self.schemas)
                     except RenderError as e:
-                        failures[path] = str(e)
-                        self._refused(commit, path, e)
+                        self._refused(failures, commit, path, e)
                         keys.pop(path, None)
                         log.info("path failed to render", path=path, revision=commit, error=str(e))
                     else:
@@ -184,7 +182,9 @@ class IncrementalRenderer:
         )
         return RenderOutcome(rendered, failures, keys, entries, stats)
 
-    def _refused(self, commit: str, path: str, error: RenderError) -> None:
+    def _refused(self, failures: dict[str, str], commit: str, path: str, error: RenderError) -> None:
+        """``path`` failed at ``commit``: noted in ``failures`` and handed to ``on_refused``."""
+        failures[path] = str(error)
         if self.on_refused is not None:
             self.on_refused(commit, path, error)
 

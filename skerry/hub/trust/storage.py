@@ -119,10 +119,8 @@ class RepositoryFiles:
         if md is not None and role in self._raw and (m is None or int(m["v"]) == md.signed.version):
             return self._raw[role]
         if role == "root" and md is not None and m is not None and int(m["v"]) > md.signed.version:
-            # The probe every agent refresh makes for the next root: not published as far as this
-            # process knows (a rotation reaches it with the next reload). Answered from memory, so
-            # serving never waits on the database (an outage would hold the event loop up to the
-            # state's pool timeout).
+            # Every refresh probes the next root: not published as far as this process knows (a rotation
+            # comes with the next reload); answered from memory, never waiting on the database (an outage).
             return None
         return self._storage.metadata(name)
 

@@ -18,12 +18,12 @@ async def test_a_writer_whose_event_loop_is_busy_longer_than_its_lease_keeps_the
     # A publish to thousands of clusters is CPU work on the writer's loop; its lease must not lapse meanwhile
     # (it did: every takeover's first full sync outlasted the lease, and the writers took turns forever).
     mine, theirs = backend.open(), backend.open()
-    writer = Writer(mine, "hub-a", ttl=0.6)
+    writer = Writer(mine, "hub-a", ttl=0.4)
     assert writer.try_acquire()
     hold = asyncio.create_task(writer.hold())
     await asyncio.sleep(0.05)
-    time.sleep(2.0)  # the loop gets no turn for three lease lifetimes
-    assert theirs.acquire_lease("hub-b", 0.6) is None  # nobody could take it over
+    time.sleep(1.0)  # the loop gets no turn for two and a half lease lifetimes
+    assert theirs.acquire_lease("hub-b", 0.4) is None  # nobody could take it over
     with writer.write() as tx:  # and its writes still commit
         tx.next_release(CLUSTER)
     assert writer.is_writer and not hold.done()
@@ -49,11 +49,13 @@ async def test_a_new_writer_keeps_its_lease_while_its_duties_start(backend):
     # A takeover starts with a reload and a full sync of the fleet, which may take longer than the lease:
     # the lease is renewed from the moment it is taken, not once the duties are running.
     mine, theirs = backend.open(), backend.open()
-    writer = Writer(mine, "hub-a", ttl=0.6)
+    writer = Writer(mine, "hub-a", ttl=0.4)
     stopped = []
+    started = asyncio.Event()
 
     async def start():
-        await asyncio.sleep(2.0)  # three lease lifetimes
+        await asyncio.sleep(1.0)  # two and a half lease lifetimes
+        started.set()
         return []
 
     async def stop():
@@ -62,8 +64,9 @@ async def test_a_new_writer_keeps_its_lease_while_its_duties_start(backend):
     duties = Duties(writer, start, stop, poll=0.05)
     task = asyncio.create_task(duties.run())
     try:
-        await asyncio.sleep(2.5)
-        assert theirs.acquire_lease("hub-b", 0.6) is None
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.sleep(0.1)
+        assert theirs.acquire_lease("hub-b", 0.4) is None
         assert duties.terms == 1 and not stopped and writer.is_writer
     finally:
         task.cancel()
