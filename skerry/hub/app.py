@@ -409,15 +409,14 @@ class HubApp:
                 PROMOTION_SERVICE)
 
     async def _watch_revocations(self) -> None:
-        """Re-read the revocation list when `skerry cluster revoke` changes it; end revoked streams and
-        tell the sealers following WatchRevocations."""
+        """Re-read the revocation list (`skerry cluster revoke`); end revoked streams, tell the sealers."""
         from skerry.hub.enrollment.revocation import RELOAD_SECONDS
 
         assert self.enrollment is not None and self.servicer is not None
         while True:
             await asyncio.sleep(RELOAD_SECONDS)
             try:
-                if self.enrollment.revocations.reload():
+                if await asyncio.to_thread(self.enrollment.revocations.reload):  # a database away: not on the loop
                     log.info("revocation list changed", path="enrollment/revocations.json")
                     self.servicer.recheck_streams()
                     await self.enrollment.revocations_changed()
