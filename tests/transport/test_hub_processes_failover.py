@@ -46,10 +46,13 @@ def test_a_sigkilled_hub_process_the_agent_carries_on_with_the_other(kubeconfig,
     other = None
     try:
         stack.seed_repo()
-        first_hub = stack.start_hub()
+        # two processes on one host: each names itself (the default, the host name, would be the same
+        # holder for both, and each would take the other's live lease as its own)
+        first_hub = stack.start_hub(extra=("--hub-id", "hub-a"))
         second_address = free_address()
         args = list(first_hub.args)
         args[args.index("--listen") + 1] = second_address
+        args[args.index("--hub-id") + 1] = "hub-b"
         # the same state and trust directory: it waits for the writer lease, then serves
         other = Service("hub-b", args, stack.workdir).start()
         agent = stack.start_agent(CLUSTER, hub=f"{stack.hub_address},{second_address}")
