@@ -15,5 +15,15 @@ python scripts/gen_protos.py --check
 echo "== import contracts"
 lint-imports
 echo "== tests"
+# Two workers (SKERRY_TEST_WORKERS; 0 runs in this process), each with its own API server and PostgreSQL
+# (session fixtures, free ports). A test module stays on one worker (--dist loadfile), so the worlds a
+# module shares are built once. Most of the suite waits on processes, intervals and the network, not on
+# the CPU: on two cores the second worker fills the idle half. A cluster of your own
+# (SKERRY_TEST_KUBECONFIG) is shared by both workers, so there the suite runs on one.
+if [ -n "${SKERRY_TEST_KUBECONFIG:-}" ]; then
+  workers=${SKERRY_TEST_WORKERS:-0}
+else
+  workers=${SKERRY_TEST_WORKERS:-2}
+fi
 # the slowest tests are listed at the end: where the suite's time goes
-python -m pytest --durations=30 "$@"
+python -m pytest -n "$workers" --dist loadfile --durations=30 "$@"

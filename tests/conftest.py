@@ -1,5 +1,5 @@
 """Shared fixtures: throwaway PKI, a dev trust repository, one real kube-apiserver + etcd (+ controller-manager)
-per session, and the one async test runner.
+per session (per pytest-xdist worker: scripts/test.sh runs two), and the one async test runner.
 
 ``async def`` tests run in a fresh event loop each (no pytest-asyncio here), bounded by
 ``ASYNC_TEST_TIMEOUT`` seconds so a hung test fails instead of waiting for pytest-timeout.
