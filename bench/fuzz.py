@@ -24,7 +24,7 @@ document, or a documented one whose message is ``MAX_MESSAGE_CHARS`` or longer),
 ``HANG_SECONDS`` of CPU time: the targets are CPU-bound parsers, and on a shared machine under ``nice``
 wall time counts the seconds another process had the core), peak RSS of a worker, inputs/s per worker
 process (its share of a loaded machine, not the parser's speed alone), and the slowest input (CPU s,
-wall s). The first input of each crash kind is written to ``--crash-dir`` so it can become a
+wall s); a target short of ``--inputs`` says how long the rest would take at its rate, and in CPU time. The first input of each crash kind is written to ``--crash-dir`` so it can become a
 regression test (tests/fuzz/regressions). Exit status 1 if anything crashed or hung.
 
 Floor: the ``skerry.core.documents`` budgets bound every input to MAX_DEPTH levels, the alias budget
@@ -43,6 +43,7 @@ import os
 import pathlib
 import random
 import resource
+import signal
 import sys
 import time
 
@@ -78,6 +79,7 @@ class Figures:
     hangs: int = 0
     peak_mib: float = 0.0
     seconds: float = 0.0  # wall time inside workers, summed over workers
+    cpu_seconds: float = 0.0  # CPU time of the inputs: the parser's own cost, whatever the machine's load
     slowest: float = 0.0  # CPU s of the slowest input
     slowest_wall: float = 0.0
     kinds: dict[str, str] = dataclasses.field(default_factory=dict)  # crash kind -> file of its first input
@@ -87,6 +89,7 @@ class Figures:
         self.crashes += other.crashes
         self.hangs += other.hangs
         self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
         self.peak_mib = max(self.peak_mib, other.peak_mib)
         self.slowest = max(self.slowest, other.slowest)
         self.slowest_wall = max(self.slowest_wall, other.slowest_wall)
@@ -178,6 +181,7 @@ def _run_chunk(task: tuple[int, int, int, float]) -> Figures:
         except Exception as e:  # noqa: BLE001 - a crash: what the fuzzer looks for
             _crash(out, f"{type(e).__name__}: {str(e)[:120]}", data, crash_dir)
         took = time.process_time() - c0
+        out.cpu_seconds += took
         out.slowest = max(out.slowest, took)
         out.slowest_wall = max(out.slowest_wall, time.monotonic() - t0)
         out.hangs += took > HANG_SECONDS
@@ -254,11 +258,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _short(state: State, goal: int) -> str:
+    """What a target still lacks, and how long it would take at its measured rate."""
+    missing = goal - state.figures.inputs
+    if missing <= 0:
+        return ""
+    figures = state.figures
+    if not figures.rate:
+        return f"  (short of {goal})"
+    cpu = f", {missing * figures.cpu_seconds / figures.inputs / 60:.0f} min of CPU" if figures.cpu_seconds else ""
+    return f"  (short of {goal}: {missing / figures.rate / 60:.0f} min more at {figures.rate:.0f}/s per process{cpu})"
+
+
 def main() -> int:
     args = _parser().parse_args()
+    # A stop by signal unwinds like Ctrl-C: the workers are ended and the figures so far are saved.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from tests.fuzz.targets import targets
 
-    names = args.target or [t.name for t in targets()]
+    covers = {t.name: t.covers for t in targets()}
+    names = args.target or list(covers)
     if args.fresh:
         for name in names:
             State(pathlib.Path(args.state_dir), name, args.seed, args.chunk).path.unlink(missing_ok=True)
@@ -270,8 +289,8 @@ def main() -> int:
             state = State(pathlib.Path(args.state_dir), name, args.seed, args.chunk)
         else:
             state = run_target(name, args, deadline)
-        short = state.figures.inputs < args.inputs
-        print(state.figures.row(name, f"  (short of {args.inputs})" if short else ""), flush=True)
+        print(state.figures.row(name, _short(state, args.inputs)), flush=True)
+        print(f"    covers {covers[name]}")
         for kind, path in state.figures.kinds.items():
             print(f"    crash {kind} -> {path}")
         bad += state.figures.crashes + state.figures.hangs
