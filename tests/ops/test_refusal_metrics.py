@@ -149,6 +149,12 @@ async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_th
                 return lambda: trust_api.SubmitSignedReport(
                     trust_pb2.SignedReport(report=data, signature=signature, certificate=cert), timeout=CALL_TIMEOUT)
 
+            # Every agent's refresh probes the next root version: answered NOT_FOUND, and not a refusal.
+            probe = trust_pb2.FetchRequest(path="metadata/999.root.json")
+            reason = await _refused(lambda: trust_api.Fetch(probe, timeout=CALL_TIMEOUT).read(),
+                                    grpc.StatusCode.NOT_FOUND)
+            assert reason == ""
+
             good = _report()
             tampered = good.replace(b'"ready":true', b'"ready":fals')
             nan = good.replace(b'"release":1', b'"release":NaN')
@@ -160,6 +166,7 @@ async def test_each_hostile_input_raises_the_refusal_counter_of_its_reason_on_th
                 "oversize": await _refused(submit(oversize, b"x"), grpc.StatusCode.PERMISSION_DENIED),
             }
         assert reasons == {"bad signature": "ForgedReport", "NaN": "NotJson", "oversize": "EndlessData"}
+
 
         # An alias bomb committed as the fleet file: the sync refuses it, the last good fleet stays.
         fleet_repo.commit("bomb", {"skerry.yaml": alias_bomb().decode()})
