@@ -16,7 +16,7 @@ def _run(tmp_path: pathlib.Path, inputs: int) -> dict:
     out = subprocess.run(
         [sys.executable, str(BENCH), "--target", TARGET, "--inputs", str(inputs), "--chunk", "16",
          "--processes", "2", "--state-dir", str(tmp_path / "state"), "--crash-dir", str(tmp_path / "crashes")],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     row = next(line for line in out.stdout.splitlines() if line.startswith(TARGET))
     assert int(row.split()[1]) == inputs, row
