@@ -48,7 +48,7 @@ from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import ROLE_SEALER, channel_credentials
 from skerry.hub import webhook
 from skerry.hub.dashboard.server import MAX_REQUEST_BODY
-from skerry.hub.render import closure
+from skerry.hub.render import kustomization
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
@@ -284,7 +284,7 @@ async def test_a_broken_commit_is_counted_once_however_many_ticks_rebuild_it(fle
                                                     "overlays/prod/kustomization.yaml": alias_bomb().decode()})
         assert "overlays/prod/kustomization.yaml" in errors["oslo-prod"], errors
         assert counted.raised() == {"AliasBudget": 3}
-        oversize = "# padding\n" * (closure.MAX_KUSTOMIZATION_BYTES // 10 + 1)
+        oversize = "# padding\n" * (kustomization.MAX_KUSTOMIZATION_BYTES // 10 + 1)
         await ticks("oversize kustomization", {"overlays/prod/kustomization.yaml": oversize})
         assert counted.raised() == {"AliasBudget": 3, "TooLarge": 1}
 
