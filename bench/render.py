@@ -25,9 +25,10 @@ and the ratios (acceptance: cold >= 10x faster than kubectl per overlay at
 load (``/proc/loadavg``) is printed next to the figures.
 
 Then the command line against ``kubectl kustomize`` (``--startup-runs`` runs of each, alternating,
-median wall time; ``--startup-only`` skips the sizes above): ``skerry render DIR`` on a small overlay
+median wall time, and median CPU time, user + system of the process and its threads, which a loaded
+machine disturbs less; ``--startup-only`` skips the sizes above): ``skerry render DIR`` on a small overlay
 (examples/fleet/overlays/prod; acceptance <= 2x) and on a generated tree of 130 objects with 10 large
-CRDs (acceptance <= 1x), with their outputs compared object for object; the YAML emitter on that tree,
+CRDs (``skerry.testing.trees``; acceptance <= 1x), with their outputs compared object for object; the YAML emitter on that tree,
 PyYAML's pure-Python one against libyaml's (same bytes, the speed-up); and what the hub's per-render
 deadline costs: one render in-process against one through the worker process. kubectl is the one on
 PATH, else the first under ``~/.cache/skerry``.
