@@ -91,6 +91,19 @@ class Writer:
             self._step_down()
             raise
 
+    async def confirm(self) -> None:
+        """Raise (``StateUnavailable``, ``Fenced``) unless the database answers and this process holds the lease.
+
+        Asked off the event loop before the loop publishes: a release's fenced transaction runs on the loop
+        (its store and watchers live there), and with the database away it would hold every agent's stream
+        and fetch for the pool's timeout. A database lost between this and the release still costs that wait.
+        """
+        await asyncio.to_thread(self._confirm)
+
+    def _confirm(self) -> None:
+        with self.write():
+            pass
+
     def release(self) -> None:
         if self.lease is not None:
             with contextlib.suppress(StateUnavailable):
@@ -169,6 +182,9 @@ class Duties:
                 await holding
             except Fenced:
                 pass  # lost while starting
+            except StateUnavailable as e:  # the database went away while starting: start again (a new term)
+                log.error("cannot start the writer's duties; retrying", reason=e.reason, error=str(e))
+                await asyncio.sleep(self._poll)
             finally:
                 holding.cancel()
                 tasks.append(holding)
