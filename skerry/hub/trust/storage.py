@@ -43,7 +43,7 @@ from tuf.api.metadata import Metadata, Targets
 
 from skerry.core import trust
 from skerry.core.canonical import sha256_hex
-from skerry.core.errors import InvalidInput, NotFound
+from skerry.core.errors import Absent, InvalidInput, NotFound
 from skerry.core.files import atomic_write
 from skerry.hub.trust.publishing import SERIALIZER, VERSIONED
 
@@ -54,6 +54,15 @@ MEMORY_BLOBS = 4
 # Proposed (not yet released) release paths whose blob CI signers may fetch: the newest per cluster,
 # for at most this many clusters (each holds its blob on disk until it is released or superseded).
 MAX_OFFERED = 100_000
+
+
+def _missing(path: str, name: str) -> NotFound:
+    """The answer for a metadata file that is not there. Every root version is kept, so a missing one is a
+    client's probe for the next root (``Absent``: answered, not a refusal); anything else is ``NotFound``."""
+    m = VERSIONED.match(name)
+    if m is not None and m["role"] == "root":
+        return Absent(f"{path} does not exist (no newer root)")
+    return NotFound(f"{path} does not exist")
 
 
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
@@ -104,12 +113,12 @@ class RepositoryFiles:
         if self._storage is not None:
             data = self._served(name)
             if data is None:
-                raise NotFound(f"{path} does not exist")
+                raise _missing(path, name)
             return data
         try:
             return (self.metadata_dir / name).read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"{path} does not exist") from None
+            raise _missing(path, name) from None
 
     def _served(self, name: str) -> bytes | None:
         """A metadata file from memory if it is a role's current version, else from the storage."""
