@@ -404,6 +404,7 @@ class HubApp:
             attestations=self.attestations,
             # Records and follow state in the hub state, written in the writer's fenced transactions.
             records=RecordStore(self.state, write=self.writer.write),
+            may_write=lambda: self.writer.is_writer,  # only the writer commits, pushes and follows
         )
         servicer = PromotionServicer(self.promoter)
         return (lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server),

@@ -59,12 +59,17 @@ class Rollouts:
         self.health = health
         self._tasks: set[asyncio.Task] = set()
 
-    def follow(
-        self, rec: Record, fleet: Fleet, settings: PromotionSettings, *, previous, auto_rollback: bool, soak: float
-    ) -> None:
-        """Follow ``rec``'s commit until ``settings.progress_timeout`` from now."""
+    def plan(self, rec: Record, settings: PromotionSettings, *, previous, auto_rollback: bool, soak: float) -> None:
+        """Before ``rec``'s commit: what following it needs, until ``settings.progress_timeout`` from now.
+
+        It is stored with the record's next update, the one that records the commit, so a writer that dies
+        right after its commit leaves a promotion the next writer resumes (a final record drops it)."""
         deadline = self.clock.now() + _dt.timedelta(seconds=settings.progress_timeout)
-        self._start(rec, fleet, Follow(tuple(previous), auto_rollback, soak, deadline), settings)
+        self.book.follows[rec.id] = Follow(tuple(previous), auto_rollback, soak, deadline)
+
+    def follow(self, rec: Record, fleet: Fleet, settings: PromotionSettings) -> None:
+        """Follow ``rec``'s commit as planned (``plan``)."""
+        self._start(rec, fleet, self.book.follows[rec.id], settings)
 
     def resume(self, settings: PromotionSettings, unfinished: list | None = None) -> list[str]:
         """Follow again every rollout a previous process was following (ids); call after the first sync.
