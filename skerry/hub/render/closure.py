@@ -16,7 +16,8 @@ render is only a few milliseconds.
 
 A plain YAML directory's closure is its tree id (any change in it counts).
 
-Errors are ``RenderError`` naming the kustomization file and field:
+Errors are ``RenderError`` naming the kustomization file and field (a path the file names is clipped,
+``documents.clip``, so a message stays under 1 KiB):
 a missing base, a reference leaving the repository, a cycle of
 kustomizations, a remote base (a URL: mutable and slow, refused), a link or
 submodule where a file is needed, a kustomization that is not a mapping.
@@ -31,6 +32,7 @@ import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from skerry.core import documents
 from skerry.core.errors import RenderError
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, PLAIN_SUFFIXES
 from skerry.hub.render.kustomization import BUILD_FIELDS, MAX_KUSTOMIZATIONS, is_remote
@@ -151,7 +153,7 @@ class _Walk:
             if not isinstance(refs, list):
                 raise RenderError(f"{kfile}: {field} must be a list")
             for i, ref in enumerate(refs):
-                where = f"{kfile}: {field}[{i}] {ref!r}"
+                where = f"{kfile}: {field}[{i}] {documents.clip_repr(ref)}"
                 if not isinstance(ref, str) or not ref:
                     raise RenderError(f"{kfile}: {field}[{i}] must be a path")
                 if is_remote(ref):
@@ -164,10 +166,10 @@ class _Walk:
                     raise RenderError(f"{where}: points outside the repository")
                 entry = self.entries.get(target)
                 if entry is None:
-                    raise RenderError(f"{where}: no such file or directory ({target or '.'})")
+                    raise RenderError(f"{where}: no such file or directory ({documents.clip(target or '.')})")
                 if entry.type == "tree":
                     if kustomization_file(self.entries, target) is None:
-                        raise RenderError(f"{where}: directory {target or '.'} has no kustomization.yaml")
+                        raise RenderError(f"{where}: directory {documents.clip(target or '.')} has no kustomization.yaml")
                     self.kustomization(target, (*stack, directory))
                 else:
                     self.add_blob(target, entry, where)

@@ -69,8 +69,8 @@ def refuse_remote_bases(directory: pathlib.Path) -> None:
                     continue
                 if is_remote(ref):
                     raise RenderError(
-                        f"{kfile}: {field}[{i}] {ref!r}: remote bases are refused (a URL is mutable and "
-                        "slow to fetch); vendor it into the repository"
+                        f"{kfile}: {field}[{i}] {documents.clip_repr(ref)}: remote bases are refused (a URL is "
+                        "mutable and slow to fetch); vendor it into the repository"
                     )
                 target = d / ref
                 if target.is_dir():
