@@ -30,8 +30,23 @@ from skerry.core.client import all_pages, secure_channel
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
 
 
+# The example fleet's namespaces all start with this (shop-dev, shop-prod).
+EXAMPLES_NAMESPACE_PREFIX = "shop-"
+
+
 class StackError(RuntimeError):
     pass
+
+
+def example_fleet(dest: pathlib.Path, namespace_prefix: str) -> pathlib.Path:
+    """A copy of the example fleet at ``dest`` whose namespaces start with ``namespace_prefix``, not ``shop-``.
+
+    Test modules sharing one API server each apply the fleet into namespaces of their own, so what one
+    module left behind is never what another one asserts about."""
+    shutil.copytree(EXAMPLES, dest)
+    for f in dest.rglob("*.yaml"):
+        f.write_text(f.read_text().replace(EXAMPLES_NAMESPACE_PREFIX, namespace_prefix))
+    return dest
 
 
 class Service:
