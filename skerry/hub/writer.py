@@ -97,6 +97,19 @@ class Writer:
             self._step_down()
             raise
 
+    async def confirm(self) -> None:
+        """Raise (``StateUnavailable``, ``Fenced``) unless the database answers and this process holds the lease.
+
+        Asked off the event loop before the loop publishes: a release's fenced transaction runs on the loop
+        (its store and watchers live there), and with the database away it would hold every agent's stream
+        and fetch for the pool's timeout. A database lost between this and the release still costs that wait.
+        """
+        await asyncio.to_thread(self._confirm)
+
+    def _confirm(self) -> None:
+        with self.write():
+            pass
+
     def release(self) -> None:
         """Give the lease up (a clean stop): the next holder need not wait for it to expire. Fenced: a lease
         already taken over is left as it is; a database that is away leaves it to expire."""
@@ -180,6 +193,9 @@ class Duties:
                 await holding
             except Fenced:
                 pass  # lost while starting
+            except StateUnavailable as e:  # the database went away while starting: start again (a new term)
+                log.error("cannot start the writer's duties; retrying", reason=e.reason, error=str(e))
+                await asyncio.sleep(self._poll)
             finally:
                 holding.cancel()
                 tasks.append(holding)
