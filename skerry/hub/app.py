@@ -394,9 +394,7 @@ class HubApp:
             statuses=self.statuses,
             tracker=self.health_tracker,
             audit=audit,
-            settings=PromotionSettings(
-                push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
-            ),
+            settings=PromotionSettings(push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key),
             clock=self.clock,
             approvals=approvals,
             # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).
