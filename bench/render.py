@@ -25,9 +25,10 @@ and the ratios (acceptance: cold >= 10x faster than kubectl per overlay at
 load (``/proc/loadavg``) is printed next to the figures.
 
 Then the command line against ``kubectl kustomize`` (``--startup-runs`` runs of each, alternating,
-median wall time; ``--startup-only`` skips the sizes above): ``skerry render DIR`` on a small overlay
+median wall time, and median CPU time, user + system of the process and its threads, which a loaded
+machine disturbs less; ``--startup-only`` skips the sizes above): ``skerry render DIR`` on a small overlay
 (examples/fleet/overlays/prod; acceptance <= 2x) and on a generated tree of 130 objects with 10 large
-CRDs (acceptance <= 1x), with their outputs compared object for object; the YAML emitter on that tree,
+CRDs (``skerry.testing.trees``; acceptance <= 1x), with their outputs compared object for object; the YAML emitter on that tree,
 PyYAML's pure-Python one against libyaml's (same bytes, the speed-up); and what the hub's per-render
 deadline costs: one render in-process against one through the worker process. kubectl is the one on
 PATH, else the first under ``~/.cache/skerry``.
@@ -247,55 +248,16 @@ def find_kubectl() -> str:
     return str(cached[0])
 
 
-def crd_tree(root: pathlib.Path) -> pathlib.Path:
-    """A kustomization of 130 objects: 10 CRDs with large schemas (~100 KiB each) and 120 small objects."""
-    import yaml
+def _wall(argv: list[str], env: dict | None = None) -> tuple[float, float, bytes]:
+    """Wall time, CPU time (user + system, the child's threads included) and stdout of one run."""
+    import resource
 
-    root.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(10):
-        props = {
-            f"field{j}": {
-                "type": "object",
-                "description": f"Field {j} of thing {i}: " + "what it configures and why, at some length. " * 3,
-                "properties": {
-                    f"sub{k}": {"type": "string", "description": "One setting. " * 4, "enum": ["=", "a", "b"]}
-                    for k in range(6)
-                },
-            }
-            for j in range(40)
-        }
-        crd = {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"things{i}.example.com"},
-            "spec": {
-                "group": "example.com",
-                "names": {"kind": f"Thing{i}", "plural": f"things{i}", "singular": f"thing{i}", "listKind": f"Thing{i}List"},
-                "scope": "Namespaced",
-                "versions": [{"name": "v1", "served": True, "storage": True,
-                              "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}}}],
-            },
-        }
-        files.append((f"crd-{i}.yaml", crd))
-    for i in range(120):
-        kind = ("ConfigMap", "Service", "ServiceAccount")[i % 3]
-        obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": f"obj-{i}", "namespace": "shop", "labels": {"app": "shop"}}}
-        if kind == "ConfigMap":
-            obj["data"] = {"LOG_LEVEL": "info", "SINCE": "2024-01-01", "NOTE": "plain text " * 5}
-        elif kind == "Service":
-            obj["spec"] = {"selector": {"app": f"obj-{i}"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        files.append((f"obj-{i}.yaml", obj))
-    for name, obj in files:
-        (root / name).write_text(yaml.safe_dump(obj, sort_keys=False))
-    (root / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [n for n, _ in files]}))
-    return root
-
-
-def _wall(argv: list[str], env: dict | None = None) -> tuple[float, bytes]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(argv, check=True, capture_output=True, env=env).stdout
-    return time.perf_counter() - t, out
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), out
 
 
 def startup(work: pathlib.Path, runs: int) -> None:
@@ -304,6 +266,7 @@ def startup(work: pathlib.Path, runs: int) -> None:
     import yaml
 
     from skerry.core import documents
+    from skerry.testing.trees import crd_tree
 
     kubectl = find_kubectl()
     repo_root = pathlib.Path(__file__).resolve().parent.parent
@@ -313,17 +276,22 @@ def startup(work: pathlib.Path, runs: int) -> None:
     for label, directory, floor in (("small overlay", EXAMPLE_OVERLAY, 2.0),
                                     ("130 objects, 10 CRDs", crd_tree(work / "crd-tree"), 1.0)):
         times: dict[str, list[float]] = {"kubectl": [], "skerry": []}
+        cpus: dict[str, list[float]] = {"kubectl": [], "skerry": []}
         outs = {}
         for _ in range(runs):
-            t, outs["kubectl"] = _wall([kubectl, "kustomize", str(directory)])
-            times["kubectl"].append(t)
-            t, outs["skerry"] = _wall([*skerry, str(directory)], env)
-            times["skerry"].append(t)
+            for name, argv, run_env in (("kubectl", [kubectl, "kustomize", str(directory)], None),
+                                        ("skerry", [*skerry, str(directory)], env)):
+                t, cpu, outs[name] = _wall(argv, run_env)
+                times[name].append(t)
+                cpus[name].append(cpu)
         k, sk = statistics.median(times["kubectl"]), statistics.median(times["skerry"])
+        kc, skc = statistics.median(cpus["kubectl"]), statistics.median(cpus["skerry"])
         same = [d for d in documents.load_yaml_all(outs["kubectl"]) if d] == [
             d for d in documents.load_yaml_all(outs["skerry"]) if d]
         print(f"  {label:<22} kubectl {k * 1000:7.0f} ms   skerry {sk * 1000:7.0f} ms   ratio {sk / k:5.2f}x "
               f"(acceptance <= {floor:g}x)   output {'identical' if same else 'DIFFERS'}   {loadavg()}")
+        print(f"  {'':<22} CPU: kubectl {kc * 1000:7.0f} ms   skerry {skc * 1000:7.0f} ms   ratio {skc / kc:5.2f}x "
+              "(user + system; less disturbed by a loaded machine than wall time)")
     objects = [d for d in documents.load_yaml_all(outs["skerry"]) if d]
     kwargs = {"sort_keys": False, "allow_unicode": True, "width": 1 << 30, "default_flow_style": False}
     best = {}
@@ -334,6 +302,14 @@ def startup(work: pathlib.Path, runs: int) -> None:
     (py_t, py_out), (c_t, c_out) = best.values()
     print(f"  YAML emitter on that tree: pure Python {py_t * 1000:.0f} ms, libyaml {c_t * 1000:.0f} ms "
           f"({py_t / c_t:.1f}x faster), same bytes: {same}")
+
+    class StockNoAlias(yaml.CSafeDumper):  # PyYAML's representer and serializer in front of libyaml
+        def ignore_aliases(self, data):
+            return True
+
+    stock_t, stock_out = min(_timed(lambda: yaml.dump_all(objects, Dumper=StockNoAlias, **kwargs)) for _ in range(3))
+    print(f"  libyaml fed through PyYAML's representer and serializer {stock_t * 1000:.0f} ms, fed events by "
+          f"skerry.core.documents {c_t * 1000:.0f} ms ({stock_t / c_t:.1f}x faster), same bytes: {stock_out == c_out}")
     loads = {name: min(_timed(lambda f=f: f(py_out)) for _ in range(3))[0] for name, f in (
         ("python", lambda text: list(yaml.load_all(text, Loader=documents.StrictSafeLoader))),
         ("libyaml", documents.load_yaml_all))}

@@ -342,6 +342,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 limiter.take(key, who=f"{name} calling {method.rpartition('/')[2]}")
 
         async def fail(context, exc: BaseException):
+            if isinstance(exc, errors.Absent):  # a probe's answer, not a refusal (see errors.Absent)
+                await context.abort(status_code(exc), str(exc))
             if self._count_refusal is not None:
                 self._count_refusal(exc)
             if isinstance(exc, errors.SkerryError):

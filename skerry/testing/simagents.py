@@ -23,9 +23,20 @@ fleet-wide each (cluster, content) must come in exactly one release (``duplicate
 (``Unavailable``) is retried, and counted apart from refusals (``VerificationError`` and other
 errors, by reason).
 
+An agent also reports, when told to (``send_status``), as the real agent's reporter does after a
+reconcile: a status over its watch's hub (``HubClient.report``) and the same report signed with its
+key against a hub nonce (``ReportSigner``), about the bundle it verified, Ready or not. Nothing is
+applied, so Ready is what the caller says: the promotion tests make a cluster healthy or unhealthy.
+
+``hold`` and ``release`` time the hub's sending apart from the agents' verification (bench/fleet.py
+``--split``): while held, each agent notes a new event when it arrives (``received``; a report's
+``got`` counts those since SINCE) and verifies it only once released, so on a shared machine the
+hub's fan-out is not measured with thousands of verifications competing for its cores.
+
 Run as ``python -m skerry.testing.simagents --hub A[,B...] --identities DIR ...``: it answers JSON
-lines on stdout to commands on stdin (``report [FLOOR [SINCE]]``, ``positions``, ``quit``);
-``serve_commands`` takes extra commands from a caller that runs it in its own process.
+lines on stdout to commands on stdin (``report [FLOOR [SINCE]]``, ``positions``, ``hold``,
+``release``, ``status CLUSTER ready|unready``, ``quit``); ``serve_commands`` takes extra commands
+from a caller that runs it in its own process.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import datetime as _dt
 import json
 import os
 import pathlib
@@ -46,6 +58,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import grpc
 
+from skerry.agent.attest import ReportSigner
+from skerry.agent.reconcile.model import Condition, ReconcileResult
+from skerry.agent.status import to_proto
 from skerry.agent.stream import HubClient
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
@@ -95,6 +110,8 @@ class SimulatedAgents:
         self._channels: dict[str, grpc.Channel] = {}
         self.clients: dict[str, HubClient] = {}
         self.state: dict[str, tuple[int, str, float]] = {}  # name -> (release, digest, verified at)
+        self.verified: dict[str, tuple[str, int]] = {}  # name -> (revision, release number) of what it verified
+        self._signers: dict[str, ReportSigner] = {}
         self.received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
         self.refused: dict[str, int] = {}  # reason -> count
         self.unavailable = 0  # fetches that failed because a hub was gone (retried)
@@ -106,6 +123,8 @@ class SimulatedAgents:
         }
         self._pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
         self._tasks: list[asyncio.Task] = []
+        self._released = asyncio.Event()  # cleared by ``hold``: events are noted, not verified
+        self._released.set()
 
     def _fetcher_for(self, name: str) -> Callable[[], GrpcFetcher]:
         def fetcher() -> GrpcFetcher:
@@ -128,7 +147,17 @@ class SimulatedAgents:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for channel in self._channels.values():
             channel.close()
+        for signer in self._signers.values():
+            await signer.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def hold(self) -> None:
+        """From now on note each new event as it arrives and verify it only after ``release``."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Verify the events noted while held, and each new one as it comes."""
+        self._released.set()
 
     def _position(self, name: str) -> tuple[int, str]:
         v = self.state.get(name)
@@ -144,6 +173,7 @@ class SimulatedAgents:
             if resp.WhichOneof("event") != "bundle":
                 continue
             self.received[name] = time.time()
+            await self._released.wait()
             for _ in range(RETRIES):
                 if await loop.run_in_executor(self._pool, self._verify, name, resp.bundle):
                     break
@@ -173,16 +203,43 @@ class SimulatedAgents:
                 self.regressions.append(f"{name}: release {v.release} after {previous[0]}")
             self.contents.setdefault((name, content_digest(v.bundle)), set()).add(v.release)
         self.state[name] = (v.release, v.digest, time.time())
+        self.verified[name] = (v.bundle.revision, v.number)
         return True
 
+    async def send_status(self, name: str, ready: bool) -> dict:
+        """Report ``name``'s verified bundle as applied, Ready or not: a status and the signed report, as the
+        agent's reporter sends them. ``error`` in the answer if there is nothing verified yet or a hub
+        refused or could not be reached (the caller asks again)."""
+        client = self.clients.get(name)
+        if client is None or name not in self.verified:
+            return {"event": "status", "cluster": name, "error": "nothing verified yet"}
+        release, digest = self._position(name)
+        revision, number = self.verified[name]
+        condition = (Condition("Ready", "True", "Healthy") if ready
+                     else Condition("Ready", "False", "Unhealthy", "reported unhealthy by the simulation"))
+        result = ReconcileResult(cluster=name, release=release, digest=digest, revision=revision,
+                                 conditions=(condition,), number=number)
+        observed = _dt.datetime.now(_dt.UTC)
+        signer = self._signers.get(name)
+        if signer is None:
+            signer = self._signers[name] = ReportSigner(client.endpoints, self._files[name])
+        try:
+            await client.report(to_proto(result, observed=observed))
+            await signer.send(result, int(observed.timestamp() * 1000))
+        except SkerryError as e:
+            return {"event": "status", "cluster": name, "error": f"{e.reason}: {e}"}
+        return {"event": "status", "cluster": name, "release": release, "digest": digest, "ready": ready}
+
     def report(self, floor: int = 0, since: float = 0.0) -> dict:
-        """How many hold a release >= ``floor``; latency from ``since``; refusals; the history checks."""
+        """How many hold a release >= ``floor``; latency from ``since``; how many got an event since
+        ``since`` (verified or not); refusals; the history checks."""
         # list() copies in one C call: the verification thread may add entries meanwhile
         have = [(v, t) for (v, _, t) in list(self.state.values()) if v >= floor]
         lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
         duplicates = [f"{c}: {sorted(r)}" for (c, _), r in list(self.contents.items()) if len(r) > 1]
         return {
             "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
+            "got": sum(1 for t in list(self.received.values()) if since and t >= since),
             "max_event": max(list(self.received.values()), default=0), "verify_cpu": self.verify_cpu,
             "cpu": sum(os.times()[:2]), "refused": dict(self.refused), "unavailable": self.unavailable,
             "regressions": self.regressions[:REPORT_LIMIT], "duplicates": duplicates[:REPORT_LIMIT],
@@ -224,6 +281,9 @@ class CommandProcess:
         if self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGKILL)
             self.p.wait()
+        for pipe in (self.p.stdin, self.p.stdout):
+            if pipe is not None:
+                pipe.close()
 
     @property
     def pid(self) -> int:
@@ -252,6 +312,12 @@ async def serve_commands(agents: SimulatedAgents,
             _say(agents.report(int(floor), float(since or 0)))
         elif cmd == "positions":
             _say(agents.positions())
+        elif cmd == "status":
+            name, _, ready = arg.partition(" ")
+            _say(await agents.send_status(name, ready == "ready"))
+        elif cmd in ("hold", "release"):
+            (agents.hold if cmd == "hold" else agents.release)()
+            _say({"event": cmd})
         elif extra and cmd in extra:
             answer = extra[cmd](arg)
             _say(await answer if asyncio.iscoroutine(answer) else answer)
