@@ -191,7 +191,9 @@ class HubApp:
         from skerry.hub.ops import HubOps
         from skerry.hub.render.detect import detect_engine
         from skerry.hub.servicer import HubServicer
+        from skerry.hub.state.trust_files import TrustFiles
         from skerry.hub.sync import Syncer
+        from skerry.hub.trust.awaiting import open_trust
 
         cfg = self.config
         tls_files = cfg.require_tls()
@@ -211,6 +213,11 @@ class HubApp:
         self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
         engine = self.ops.engine(self._engine)
         source = git_source(cfg)
+        # TUF files live in the hub state (every replica serves them); the trust directory is an export.
+        self._files = TrustFiles(self.state, None if cfg.role == "serve" else self.writer)
+        self.trust = await open_trust(cfg, self._files, self.state, self.writer, self.clock)  # maybe waits
+        if self.writer.is_writer and self._tasks.get("lease", None) is not None and self._tasks["lease"].done():
+            self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")  # took it waiting
         trust_service = self._start_trust(cfg)
         self.statuses = self._status_board()
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses,
@@ -300,20 +307,11 @@ class HubApp:
         """The store directs through the trust repository; TrustService serves it: its (register, name)."""
         from skerry.api.v1 import trust_pb2_grpc
         from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
-        from skerry.hub.state.trust_files import TrustFiles
         from skerry.hub.trust.attest import AttestationBoard, StateBook
-        from skerry.hub.trust.repository import TrustRepository
         from skerry.hub.trust.servicer import SERVICE_NAME as TRUST_SERVICE
         from skerry.hub.trust.servicer import TrustServicer
 
-        # TUF files live in the hub state (every replica serves them); the trust directory is an export.
-        serve_only = cfg.role == "serve"
-        files = self._files = TrustFiles(self.state, None if serve_only else self.writer)
-        if serve_only:  # no directory, no keys: only what the writer published
-            self.trust = TrustRepository(cfg.state_dir / "trust", clock=self.clock, storage=files, online={})
-        else:
-            self.trust = TrustRepository.open(cfg.trust_dir, clock=self.clock, release_keys=cfg.release_keys,
-                                              storage=files)
+        files = self._files
         self.store = HubStore(
             self.trust, environment_of=self._environment_of, clock=self.clock,
             releases=Releases(self.writer, journal=files),

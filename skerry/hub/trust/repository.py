@@ -49,7 +49,8 @@ from skerry.hub.trust.releasing import (
 from skerry.hub.trust.storage import BlobCache, RepositoryFiles, ServedFiles, _atomic_write
 
 __all__ = [
-    "CONFIG_FILE", "DEFAULT_EXPIRY", "DEV_RELEASE_KEYS", "MAX_RELEASES_PER_CLUSTER", "Directed", "SubmitResult",
+    "CONFIG_FILE", "DEFAULT_EXPIRY", "DEV_RELEASE_KEYS", "MAX_RELEASES_PER_CLUSTER", "Directed", "NotImported",
+    "SubmitResult",
     "TrustRepository", "_SERIALIZER", "_atomic_write", "count_valid_signatures", "expiry_kind",
 ]
 
@@ -75,6 +76,11 @@ def newer_files(directory: pathlib.Path, stored: Mapping[str, int], *, offline_o
             continue
         newer.append((path, m["role"], int(m["v"])))
     return newer
+
+
+class NotImported(ConfigError):
+    """The hub state holds no trust metadata yet and this process may not import it (it is not the writer):
+    ``skerry.hub.trust.awaiting`` waits for the writer's first import."""
 
 
 class Storage(Protocol):
@@ -136,8 +142,6 @@ class TrustRepository(RepositoryFiles, ServedFiles, Publishing, Directing, Relea
             {} if storage is None else storage.pending(Metadata.from_bytes, lambda md: md.to_bytes(SERIALIZER)))
         self.stale = False  # see ``reset``
         self._unexported: list[tuple[str, bytes]] = []  # metadata files the state has yet to commit (then exported)
-        if storage is not None:
-            storage.on_abandon, storage.on_commit = self.reset, self._export
         self._listeners: list[Callable[[str], None]] = []
         self._blobs = BlobCache()  # sha256 hex -> bytes, the newest MEMORY_BLOBS
         self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
@@ -160,6 +164,8 @@ class TrustRepository(RepositoryFiles, ServedFiles, Publishing, Directing, Relea
         self._directing = self._director_index()  # cluster -> the one path the director lists for it
         self._online = dict(online) if online is not None else self._load_online_keys()
         self._release_signers = {trust.release_role(e): list(s) for e, s in (release_signers or {}).items()}
+        if storage is not None:  # only once whole: a publication abandoned meanwhile has nothing to reset
+            storage.on_abandon, storage.on_commit = self.reset, self._export
 
     @classmethod
     def open(cls, directory, *, clock: Clock | None = None, release_keys: Iterable[tuple[str, str]] = (),
@@ -244,7 +250,7 @@ class TrustRepository(RepositoryFiles, ServedFiles, Publishing, Directing, Relea
     def _load_stored(self) -> bool:
         """Adopt the storage's newest version of each role (the first time, import the directory)."""
         newest = self._storage.newest()
-        if not newest and self.metadata_dir.is_dir():
+        if not newest and self.metadata_dir.is_dir() and self._storage.may_publish:  # only the writer imports
             self._import_directory(offline_only=False)
             newest = self._storage.newest()
         changed = False
@@ -264,7 +270,7 @@ class TrustRepository(RepositoryFiles, ServedFiles, Publishing, Directing, Relea
             changed = True
         for role in ("root", "targets"):
             if role not in self.md:
-                raise ConfigError(f"the hub state holds no {role} metadata; a writer hub imports its trust directory")
+                raise NotImported(f"the hub state holds no {role} metadata yet; the writer hub imports its trust directory")
         return changed
 
     def _import_directory(self, *, offline_only: bool) -> bool:
