@@ -192,14 +192,9 @@ class Promoter:
         async for update in self.book.watch(rec):
             yield update
 
-    def resume(self, unfinished: list | None = None) -> list[str]:
-        """Follow again every rollout a previous process was following (ids); call after the first sync.
-        ``unfinished``: what ``unfinished()`` read (a server reads it off its event loop)."""
-        return self.rollouts.resume(self.settings, unfinished)
-
-    def unfinished(self) -> list:
-        """The rollouts a previous process was following, as stored (a read of the hub state)."""
-        return self.book.unfinished()
+    async def resume(self) -> list[str]:
+        """Follow again every rollout a previous process was following (ids); call after the first sync."""
+        return self.rollouts.resume(self.settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
 
     async def close(self) -> None:
         await self.rollouts.close()
