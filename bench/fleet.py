@@ -14,14 +14,16 @@ publishes bundles straight into its store as its sync loop would):
   (``TrustService.Fetch`` for metadata) +
   ``GrpcServer`` (the hub's options, limits, rate limiter, health,
   reflection, the interceptor) with mutual TLS trusting the hub-run agent CA;
-* agents: ``--workers`` processes, each running its share of
+* agents: ``--workers`` processes of ``skerry.testing.simagents`` (the same
+  simulated agents the hub-replica test runs), each running its share of
   ``skerry.agent.stream.HubClient`` instances, one TLS connection and one
   certificate each (key made in the agent process, CSR signed by the hub's
   ``AgentAuthority``: the enrollment path minus the RPC). Each agent runs the
   real agent's ``TufVerifier`` (stock python-tuf ``Updater`` refresh, hash bins,
   the Uptane agreement rule, release counter, the streamed blob checked against
-  the release target) with its trusted metadata in its own directory under
-  /dev/shm. Simplification: the TUF metadata fetches of one agent process go over
+  the release target; a fetch that failed because the hub was gone is retried)
+  with its trusted metadata in its own directory under /dev/shm.
+  Simplification: the TUF metadata fetches of one agent process go over
   one mTLS channel (one agent's certificate; metadata is fleet-public) instead of
   a channel per agent and refresh, and the verifications of a process run one at
   a time on one thread. The agents share the hub's 2 cores, so the fan-out figure
@@ -52,7 +54,6 @@ import asyncio
 import json
 import os
 import pathlib
-import resource
 import shutil
 import sys
 import tempfile
@@ -60,17 +61,13 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-# a child answering command lines with JSON lines (the hub and the agent processes)
+# the agent processes; Proc: a child answering command lines with JSON lines (the hub and the agents)
+from skerry.testing import simagents  # noqa: E402
 from skerry.testing.simagents import CommandProcess as Proc  # noqa: E402
+from skerry.testing.simagents import raise_nofile  # noqa: E402
 
 FLEET_CLUSTERS_PER_VCPU = 500 / 16
 HUB_CORES = 2
-
-
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def cluster_name(i: int) -> str:
@@ -188,7 +185,7 @@ async def hub_main(args) -> None:
     from skerry.hub.trust.repository import TrustRepository
     from skerry.hub.writer import InMemoryReleases
 
-    _raise_nofile()
+    raise_nofile()
     skerry_logging.configure("warning")
     if args.tracemalloc:
         import tracemalloc
@@ -263,132 +260,33 @@ async def hub_main(args) -> None:
 
 
 async def agents_main(args) -> None:
-    import concurrent.futures
-    import random
-
-    import grpc
-
+    """One agent process: issue its agents' identities (first run only), then ``skerry.testing.simagents``."""
     from skerry.agent.enroll import make_csr
-    from skerry.agent.stream import HubClient
-    from skerry.agent.trust import TufVerifier
-    from skerry.agent.tuf_fetch import GrpcFetcher
-    from skerry.core import logging as skerry_logging
-    from skerry.core.errors import SkerryError, VerificationError
-    from skerry.core.tls import TlsFiles, channel_credentials
     from skerry.hub.enrollment.authority import AgentAuthority
 
-    _raise_nofile()
-    skerry_logging.configure("error")
     d = pathlib.Path(args.dir)
     authority = AgentAuthority.load_or_create(d / "hub" / "enrollment")
     adir = d / "agents"
     adir.mkdir(exist_ok=True)
     names = [cluster_name(i) for i in range(args.first, args.first + args.count)]
-    files = {}
-    for name in names:
+    for name in names:  # key made here, CSR signed by the hub's authority: the enrollment path minus the RPC
         crt, key = adir / f"{name}.crt", adir / f"{name}.key"
         if not crt.exists():
             csr, key_pem = make_csr(name)
             key.write_bytes(key_pem)
             crt.write_bytes(authority.sign_csr(csr, name).cert_pem)
-        files[name] = TlsFiles(d / "pki" / "ca.crt", crt, key)
-    state: dict[str, tuple[int, str, float]] = {}  # name -> (version, digest, verified at)
-    received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
     # one hub, or several replicas (bench/fleet_ha.py): each agent picks one and fails over to another
-    address = args.hubs or f"127.0.0.1:{args.port}"
-    refused: dict[str, int] = {}
-    root = d / "hub" / "trust" / "root.json"
-    channels = {a: grpc.secure_channel(a, channel_credentials(files[names[0]])) for a in address.split(",")}
-    clients: dict[str, HubClient] = {}
+    sim = simagents.parser().parse_args([
+        "--hub", args.hubs or f"127.0.0.1:{args.port}", "--identities", str(adir), "--ca", str(d / "pki" / "ca.crt"),
+        "--root", str(d / "hub" / "trust" / "root.json"), "--environment", ENV, "--state", args.state,
+        "--ramp", str(args.ramp)])
 
-    class SharedChannelFetcher(GrpcFetcher):
-        def close(self) -> None:  # the process's channels outlive each refresh
-            pass
+    def profile(arg: str) -> dict:
+        _profile(arg, f"agents-{os.getpid()}")
+        return {"event": "profiled"}
 
-    def fetcher(name: str) -> SharedChannelFetcher:
-        """Metadata from the hub the agent's watch uses now (the channel of that address)."""
-        hub = clients[name].address if name in clients else next(iter(channels))
-        return SharedChannelFetcher(hub, channel=channels.get(hub, next(iter(channels.values()))))
-
-    verifiers = {
-        name: TufVerifier(name, ENV, root, pathlib.Path(args.state) / name, lambda name=name: fetcher(name))
-        for name in names
-    }
-    pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
-    verify_cpu = [0.0]
-    # --split: an event is noted when it arrives and verified only once the orchestrator says "release",
-    # so the hub's sending is timed without 10,000 verifications competing for the same 2 cores
-    released = asyncio.Event()
-    released.set()
-
-    def verify(name: str, bundle) -> None:
-        c0 = time.thread_time()
-        try:
-            v = verifiers[name].verify_message(bundle)
-        except VerificationError as e:
-            refused[e.reason] = refused.get(e.reason, 0) + 1
-            return
-        except SkerryError as e:
-            refused[type(e).__name__] = refused.get(type(e).__name__, 0) + 1
-            return
-        finally:
-            verify_cpu[0] += time.thread_time() - c0
-        if v is not None:
-            state[name] = (v.release, v.digest, time.time())
-
-    async def agent(name: str) -> None:
-        await asyncio.sleep(random.uniform(0, args.ramp))  # agents come up over time, as clusters do
-        client = clients[name] = HubClient(
-            address, files[name], name,
-            channel_options=[("grpc.use_local_subchannel_pool", 1), *map(_option, args.channel_option)])
-
-        def position():
-            v = state.get(name)
-            return (v[0], v[1]) if v else (0, "")
-
-        loop = asyncio.get_running_loop()
-        async for resp in client.watch(position=position):
-            if resp.WhichOneof("event") == "bundle":
-                received[name] = time.time()
-                await released.wait()
-                await loop.run_in_executor(pool, verify, name, resp.bundle)
-
-    tasks = [asyncio.create_task(agent(n)) for n in names]  # noqa: F841 - kept alive
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    sys.stdout.write(json.dumps({"event": "started", "agents": len(names)}) + "\n")
-    sys.stdout.flush()
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd, _, arg = line.decode().strip().partition(" ")
-        if cmd == "report":
-            floor_text, _, since_text = (arg or "0").partition(" ")
-            floor, since = int(floor_text), float(since_text or 0)
-            # list() copies in one C call: the verification thread may add entries meanwhile
-            have = [(v, t) for (v, _, t) in list(state.values()) if v >= floor]
-            lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
-            sys.stdout.write(json.dumps({
-                "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
-                "got": sum(1 for t in list(received.values()) if since and t >= since),
-                "max_event": max(list(received.values()), default=0), "verify_cpu": verify_cpu[0],
-                "cpu": sum(os.times()[:2]), "refused": refused,
-                "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
-            }) + "\n")
-            sys.stdout.flush()
-        elif cmd in ("hold", "release"):
-            (released.clear if cmd == "hold" else released.set)()
-            sys.stdout.write(json.dumps({"event": cmd}) + "\n")
-            sys.stdout.flush()
-        elif cmd == "profile":
-            _profile(arg, f"agents-{os.getpid()}")
-            sys.stdout.write(json.dumps({"event": "profiled"}) + "\n")
-            sys.stdout.flush()
-        elif cmd == "quit":
-            break
-    os._exit(0)
+    await simagents.run(sim, names, channel_options=[_option(o) for o in args.channel_option],
+                        extra={"profile": profile})
 
 
 # --- the orchestrator -----------------------------------------------------------------------
@@ -458,7 +356,7 @@ def main() -> int:
 def orchestrate(args) -> int:
     from skerry.core.tls import ROLE_HUB, CertificateAuthority, write_keypair
 
-    _raise_nofile()
+    raise_nofile()
     n, w = args.agents, max(1, args.workers)
     print(f"fleet: {n} agents in {w} processes, {args.bundle_kib} KiB bundles, {os.cpu_count()} cores, {uptime()}")
     with tempfile.TemporaryDirectory(prefix="skerry-fleet-") as tmp:

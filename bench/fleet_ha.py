@@ -430,7 +430,7 @@ def main() -> int:
         from skerry.hub.writer import DEFAULT_LEASE_TTL
 
         args.lease_ttl = DEFAULT_LEASE_TTL
-    fleet._raise_nofile()
+    fleet.raise_nofile()
     if args.role == "state":
         return state_bench(args)
     if args.role == "_replica":

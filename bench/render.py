@@ -247,51 +247,6 @@ def find_kubectl() -> str:
     return str(cached[0])
 
 
-def crd_tree(root: pathlib.Path) -> pathlib.Path:
-    """A kustomization of 130 objects: 10 CRDs with large schemas (~100 KiB each) and 120 small objects."""
-    import yaml
-
-    root.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(10):
-        props = {
-            f"field{j}": {
-                "type": "object",
-                "description": f"Field {j} of thing {i}: " + "what it configures and why, at some length. " * 3,
-                "properties": {
-                    f"sub{k}": {"type": "string", "description": "One setting. " * 4, "enum": ["=", "a", "b"]}
-                    for k in range(6)
-                },
-            }
-            for j in range(40)
-        }
-        crd = {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"things{i}.example.com"},
-            "spec": {
-                "group": "example.com",
-                "names": {"kind": f"Thing{i}", "plural": f"things{i}", "singular": f"thing{i}", "listKind": f"Thing{i}List"},
-                "scope": "Namespaced",
-                "versions": [{"name": "v1", "served": True, "storage": True,
-                              "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}}}],
-            },
-        }
-        files.append((f"crd-{i}.yaml", crd))
-    for i in range(120):
-        kind = ("ConfigMap", "Service", "ServiceAccount")[i % 3]
-        obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": f"obj-{i}", "namespace": "shop", "labels": {"app": "shop"}}}
-        if kind == "ConfigMap":
-            obj["data"] = {"LOG_LEVEL": "info", "SINCE": "2024-01-01", "NOTE": "plain text " * 5}
-        elif kind == "Service":
-            obj["spec"] = {"selector": {"app": f"obj-{i}"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        files.append((f"obj-{i}.yaml", obj))
-    for name, obj in files:
-        (root / name).write_text(yaml.safe_dump(obj, sort_keys=False))
-    (root / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [n for n, _ in files]}))
-    return root
-
-
 def _wall(argv: list[str], env: dict | None = None) -> tuple[float, bytes]:
     t = time.perf_counter()
     out = subprocess.run(argv, check=True, capture_output=True, env=env).stdout
@@ -304,6 +259,7 @@ def startup(work: pathlib.Path, runs: int) -> None:
     import yaml
 
     from skerry.core import documents
+    from skerry.testing.trees import crd_tree
 
     kubectl = find_kubectl()
     repo_root = pathlib.Path(__file__).resolve().parent.parent

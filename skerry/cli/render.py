@@ -83,8 +83,13 @@ def _dump(objects, output: str) -> bytes:
             json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2, ensure_ascii=False)
             + "\n"
         ).encode()
-    docs = [documents.dump_yaml(o) for o in objects]
-    return "---\n".join(docs).encode()
+    # One stream: the same bytes as each object written alone and joined with "---", one dumper instead
+    # of one per object. Where an object may be written by PyYAML's own emitter instead of libyaml's
+    # (a "\\U" escape, see documents.dump_yaml_all), that choice stays the object's own.
+    text = documents.dump_yaml_all(objects)
+    if "\\U" in text:
+        text = "---\n".join(documents.dump_yaml(o) for o in objects)
+    return text.encode()
 
 
 def _render_directory(directory: str, output: str, engine_choice: str = "auto") -> bytes:

@@ -23,9 +23,15 @@ fleet-wide each (cluster, content) must come in exactly one release (``duplicate
 (``Unavailable``) is retried, and counted apart from refusals (``VerificationError`` and other
 errors, by reason).
 
+``hold`` and ``release`` time the hub's sending apart from the agents' verification (bench/fleet.py
+``--split``): while held, each agent notes a new event when it arrives (``received``; a report's
+``got`` counts those since SINCE) and verifies it only once released, so on a shared machine the
+hub's fan-out is not measured with thousands of verifications competing for its cores.
+
 Run as ``python -m skerry.testing.simagents --hub A[,B...] --identities DIR ...``: it answers JSON
-lines on stdout to commands on stdin (``report [FLOOR [SINCE]]``, ``positions``, ``quit``);
-``serve_commands`` takes extra commands from a caller that runs it in its own process.
+lines on stdout to commands on stdin (``report [FLOOR [SINCE]]``, ``positions``, ``hold``,
+``release``, ``quit``); ``serve_commands`` takes extra commands from a caller that runs it in its
+own process.
 """
 
 from __future__ import annotations
@@ -106,6 +112,8 @@ class SimulatedAgents:
         }
         self._pool = concurrent.futures.ThreadPoolExecutor(1)  # one verification at a time per process
         self._tasks: list[asyncio.Task] = []
+        self._released = asyncio.Event()  # cleared by ``hold``: events are noted, not verified
+        self._released.set()
 
     def _fetcher_for(self, name: str) -> Callable[[], GrpcFetcher]:
         def fetcher() -> GrpcFetcher:
@@ -130,6 +138,14 @@ class SimulatedAgents:
             channel.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def hold(self) -> None:
+        """From now on note each new event as it arrives and verify it only after ``release``."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Verify the events noted while held, and each new one as it comes."""
+        self._released.set()
+
     def _position(self, name: str) -> tuple[int, str]:
         v = self.state.get(name)
         return (v[0], v[1]) if v else (0, "")
@@ -144,6 +160,7 @@ class SimulatedAgents:
             if resp.WhichOneof("event") != "bundle":
                 continue
             self.received[name] = time.time()
+            await self._released.wait()
             for _ in range(RETRIES):
                 if await loop.run_in_executor(self._pool, self._verify, name, resp.bundle):
                     break
@@ -176,13 +193,15 @@ class SimulatedAgents:
         return True
 
     def report(self, floor: int = 0, since: float = 0.0) -> dict:
-        """How many hold a release >= ``floor``; latency from ``since``; refusals; the history checks."""
+        """How many hold a release >= ``floor``; latency from ``since``; how many got an event since
+        ``since`` (verified or not); refusals; the history checks."""
         # list() copies in one C call: the verification thread may add entries meanwhile
         have = [(v, t) for (v, _, t) in list(self.state.values()) if v >= floor]
         lat = sorted((t - since) * 1000 for v, t in have) if floor and since else []
         duplicates = [f"{c}: {sorted(r)}" for (c, _), r in list(self.contents.items()) if len(r) > 1]
         return {
             "event": "report", "have": len(have), "max_recv": max((t for _, t in have), default=0),
+            "got": sum(1 for t in list(self.received.values()) if since and t >= since),
             "max_event": max(list(self.received.values()), default=0), "verify_cpu": self.verify_cpu,
             "cpu": sum(os.times()[:2]), "refused": dict(self.refused), "unavailable": self.unavailable,
             "regressions": self.regressions[:REPORT_LIMIT], "duplicates": duplicates[:REPORT_LIMIT],
@@ -252,6 +271,9 @@ async def serve_commands(agents: SimulatedAgents,
             _say(agents.report(int(floor), float(since or 0)))
         elif cmd == "positions":
             _say(agents.positions())
+        elif cmd in ("hold", "release"):
+            (agents.hold if cmd == "hold" else agents.release)()
+            _say({"event": cmd})
         elif extra and cmd in extra:
             answer = extra[cmd](arg)
             _say(await answer if asyncio.iscoroutine(answer) else answer)

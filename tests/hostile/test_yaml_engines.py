@@ -4,11 +4,13 @@ bytes and keep the same budgets (depth, aliases, recursion), so the faster C pat
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import yaml
 
 from skerry.core import documents
+from skerry.testing.trees import crd_tree_files
 from tests.fuzz.mutate import mutate
 from tests.fuzz.targets import KUSTOMIZATION, SEALED, SECRET, _examples
 
@@ -69,6 +71,32 @@ def test_same_bytes_from_both_emitters():
     assert documents.load_yaml_all(fast) == objs
     shared = {"x": 1}
     assert "&" not in documents.dump_yaml({"a": shared, "b": shared})  # no anchors from the C emitter either
+
+
+class _StockPure(yaml.SafeDumper):
+    """PyYAML's own representer and resolver (anchors off): what ``documents`` wrote before its fast path."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+class _StockC(yaml.CSafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+
+@pytest.mark.parametrize("settings", [{}, {"allow_unicode": False}, {"sort_keys": True}, {"width": 60}])
+def test_the_fast_representer_writes_what_the_stock_one_writes(settings):
+    rng = random.Random(5)
+    strings = ["".join(rng.choice(_CHARS) for _ in range(rng.randint(0, 12))) for _ in range(500)]
+    objs = [TRICKY_VALUES, *[d for s in SEEDS for d in documents.load_yaml_all(s) if d],
+            *crd_tree_files(crds=2, small=6, fields=5).values(), {"random": strings, "floats": [0.5, 1e17, -2.5e-8]}]
+    kwargs = {"sort_keys": False, "allow_unicode": True, "width": 1 << 30, "default_flow_style": False, **settings}
+    expected = yaml.dump_all(objs, Dumper=_StockC, **kwargs)
+    if kwargs["allow_unicode"] and "\\U" in expected and not re.search(r"\\[NLP]", expected):
+        expected = yaml.dump_all(objs, Dumper=_StockPure, **kwargs)  # documents.dump_yaml_all's rule
+    assert documents.dump_yaml_all(objs, **settings) == expected
+    assert yaml.dump_all(objs, Dumper=documents.NoAliasDumper, **kwargs) == yaml.dump_all(objs, Dumper=_StockPure, **kwargs)
 
 
 # printable ASCII, YAML's indicators, and the characters where the two emitters' escaping differs

@@ -285,11 +285,61 @@ def load_yaml_or_json(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) 
     return load_yaml_all(data, max_bytes=max_bytes)
 
 
-class NoAliasDumper(yaml.SafeDumper):
-    """Writes a value shared twice in full both times: output never carries anchors."""
+_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _BOOL, _NULL, _MAP, _SEQ = (_TAG + t for t in ("str", "int", "bool", "null", "map", "seq"))
+
+
+class _JsonDumping:
+    """What both dumpers below share: no anchors (a value shared twice is written in full both times),
+    and a fast path for plain JSON values.
+
+    The fast path builds for JSON's types the very nodes ``SafeRepresenter`` builds (so the bytes are the
+    same) without its per-value dispatch, and remembers which tag each scalar resolves to: the
+    serializer asks the resolver's regular expressions twice per scalar, and a rendered tree repeats its
+    keys and many values. Those two were most of the time of writing a large render (a tree of CRDs).
+    Other types, and the settings this path does not cover (a default style, flow style, sorted keys),
+    go through ``SafeRepresenter`` as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._resolved: dict[tuple[str, Any], str] = {}  # this dump's scalars only: bounded by its input
+        self._fast = self.default_style is None and self.default_flow_style is False and not self.sort_keys
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+    def represent_data(self, data: Any) -> Any:
+        kind = type(data)
+        if not self._fast:
+            return super().represent_data(data)
+        if kind is str:
+            return yaml.ScalarNode(_STR, data)
+        if kind is dict:
+            return yaml.MappingNode(
+                _MAP, [(self.represent_data(k), self.represent_data(v)) for k, v in data.items()], flow_style=False)
+        if kind is list:
+            return yaml.SequenceNode(_SEQ, [self.represent_data(v) for v in data], flow_style=False)
+        if kind is bool:
+            return yaml.ScalarNode(_BOOL, "true" if data else "false")
+        if kind is int:
+            return yaml.ScalarNode(_INT, str(data))
+        if data is None:
+            return yaml.ScalarNode(_NULL, "null")
+        return super().represent_data(data)
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = self._resolved[key] = super().resolve(kind, value, implicit)
+        return tag
+
+
+class NoAliasDumper(_JsonDumping, yaml.SafeDumper):
+    """PyYAML's pure-Python dumper, no anchors (``_JsonDumping``)."""
 
 
 # With ``allow_unicode`` libyaml escapes characters beyond U+FFFF ("\\U0001FAD0") that PyYAML (and Go's
@@ -302,11 +352,8 @@ _LIBYAML_LINE_BREAKS = re.compile(r"\\[NLP]")
 
 if yaml.__with_libyaml__:
 
-    class NoAliasCDumper(yaml.CSafeDumper):
+    class NoAliasCDumper(_JsonDumping, yaml.CSafeDumper):
         """``NoAliasDumper`` with libyaml's emitter: the same bytes, several times faster."""
-
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
 
     _Dumper: type = NoAliasCDumper
 else:  # pragma: no cover

@@ -127,10 +127,19 @@ def parse_documents(text: str | bytes, where: str) -> list[dict]:
     return _objects(docs, where)
 
 
-def _objects(docs: list[Any], where: str) -> list[dict]:
+def flatten_documents(docs: list[Any], where: str) -> list[dict]:
+    """The objects of ``docs``: empty documents skipped, ``List`` kinds flattened into their items, any
+    other non-mapping refused. The values are taken as they are: for a JSON document that ``load_json``
+    checked (depth, NaN, encoding) nothing is left to convert (the in-process engine's output)."""
     out: list[dict] = []
     for i, doc in enumerate(docs):
         _flatten(doc, f"{where} document #{i}" if len(docs) > 1 else where, out)
+    return out
+
+
+def _objects(docs: list[Any], where: str) -> list[dict]:
+    """``flatten_documents``, each object then made plain JSON (``to_json_value``: YAML gives more types)."""
+    out = flatten_documents(docs, where)
     try:
         return [documents.to_json_value(obj, f"{where}: {documents.clip(obj.get('kind', 'object'), 60)}") for obj in out]
     except documents.BadDocument as e:
