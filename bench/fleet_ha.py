@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fleet_ha.py state [--clusters 100000] [--replicas 3] [--report-seconds 60]
     .venv/bin/python bench/fleet_ha.py replicas [--agents 2000] [--hubs 3] [--workers 4] [--lease-ttl 15]
+                                                [--verifiers 500] [--holders-per-process 5000]
 
 ``state`` (SQLite and PostgreSQL side by side; render excluded) runs the writer's part of a
 fleet-wide release through the code the hub's writer runs: ``HubStore.publish_shared`` with
@@ -29,6 +30,14 @@ address: each picks one at random and fails over to another. Printed: memory per
 replica, fan-out of one release to all agents across replicas, time until all agents are back
 after a serving replica is SIGKILLed, writer takeover after the writer is SIGKILLed (bounded below
 by the lease TTL) and the fan-out of the new writer's first release.
+
+A full verifier holds ~1.9 MB of python-tuf metadata after a refresh, so 30,000 of them do not fit
+this machine (23 GB). ``--verifiers N``: N agents are full verifiers (they prove verification and
+its refusals on every release) and every other agent is a *stream holder* (bench/fleet_ha_holders.py):
+its own mTLS identity and real ``HubClient`` stream, resuming with its position like the agent,
+checking each delivered bundle's bytes against the event's digest and its counter against the one it
+holds, but running no TUF refresh. The output names the split ("30,000 streams: 500 full verifiers +
+29,500 stream holders") and prints the holders' client-side memory per holder.
 
 What it found (2026-12-05, 100,000 clusters, machine shared, load 6-13): a fleet-wide release is one
 fenced transaction, and the lease cannot be renewed while it runs (SQLite: the one write lock;
@@ -410,14 +419,23 @@ def main() -> int:
     r = sub.add_parser("replicas", help="hub processes on one PostgreSQL with simulated agent streams")
     r.add_argument("--agents", type=int, default=2000, help="simulated agents across all replicas (floor: 30,000)")
     r.add_argument("--hubs", type=int, default=3)
-    r.add_argument("--workers", type=int, default=4, help="agent processes")
+    r.add_argument("--workers", type=int, default=4, help="processes of full verifiers")
+    r.add_argument("--verifiers", type=int, help="agents that run the full TufVerifier; the rest are stream "
+                   "holders (bench/fleet_ha_holders.py; default: every agent a full verifier)")
+    r.add_argument("--holders-per-process", type=int, default=5000,
+                   help="stream holders per process (each holds a connection: under the open-file limit)")
     r.add_argument("--lease-ttl", type=float, default=None, help="writer lease TTL (default: the hub's)")
     r.add_argument("--timeout", type=float, default=1200.0)
+    r.add_argument("--min-free-gib", type=float, default=2.0,
+                   help="stop (with what was measured) when the machine's available memory falls below this")
     r.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
     rep = sub.add_parser("_replica")
     rep.add_argument("--backend", required=True)
     rep.add_argument("--where", required=True)
     rep.add_argument("--dir", required=True)
+    ho = sub.add_parser("_holders")
+    for flag in ("--dir", "--hubs", "--first", "--count", "--ramp"):
+        ho.add_argument(flag, required=True, type={"--first": int, "--count": int, "--ramp": float}.get(flag, str))
     h = sub.add_parser("_hub")
     h.add_argument("--dir", required=True)
     h.add_argument("--trust", required=True)
@@ -435,6 +453,11 @@ def main() -> int:
         return state_bench(args)
     if args.role == "_replica":
         asyncio.run(replica_main(args))
+        return 0
+    if args.role == "_holders":
+        from fleet_ha_holders import holders_main
+
+        asyncio.run(holders_main(args))
         return 0
     from fleet_ha_hubs import hub_main, replicas_bench  # part 2 (a module of its own: size)
 
