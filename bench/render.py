@@ -247,10 +247,16 @@ def find_kubectl() -> str:
     return str(cached[0])
 
 
-def _wall(argv: list[str], env: dict | None = None) -> tuple[float, bytes]:
+def _wall(argv: list[str], env: dict | None = None) -> tuple[float, float, bytes]:
+    """Wall time, CPU time (user + system, the child's threads included) and stdout of one run."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(argv, check=True, capture_output=True, env=env).stdout
-    return time.perf_counter() - t, out
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), out
 
 
 def startup(work: pathlib.Path, runs: int) -> None:
@@ -269,17 +275,22 @@ def startup(work: pathlib.Path, runs: int) -> None:
     for label, directory, floor in (("small overlay", EXAMPLE_OVERLAY, 2.0),
                                     ("130 objects, 10 CRDs", crd_tree(work / "crd-tree"), 1.0)):
         times: dict[str, list[float]] = {"kubectl": [], "skerry": []}
+        cpus: dict[str, list[float]] = {"kubectl": [], "skerry": []}
         outs = {}
         for _ in range(runs):
-            t, outs["kubectl"] = _wall([kubectl, "kustomize", str(directory)])
-            times["kubectl"].append(t)
-            t, outs["skerry"] = _wall([*skerry, str(directory)], env)
-            times["skerry"].append(t)
+            for name, argv, run_env in (("kubectl", [kubectl, "kustomize", str(directory)], None),
+                                        ("skerry", [*skerry, str(directory)], env)):
+                t, cpu, outs[name] = _wall(argv, run_env)
+                times[name].append(t)
+                cpus[name].append(cpu)
         k, sk = statistics.median(times["kubectl"]), statistics.median(times["skerry"])
+        kc, skc = statistics.median(cpus["kubectl"]), statistics.median(cpus["skerry"])
         same = [d for d in documents.load_yaml_all(outs["kubectl"]) if d] == [
             d for d in documents.load_yaml_all(outs["skerry"]) if d]
         print(f"  {label:<22} kubectl {k * 1000:7.0f} ms   skerry {sk * 1000:7.0f} ms   ratio {sk / k:5.2f}x "
               f"(acceptance <= {floor:g}x)   output {'identical' if same else 'DIFFERS'}   {loadavg()}")
+        print(f"  {'':<22} CPU: kubectl {kc * 1000:7.0f} ms   skerry {skc * 1000:7.0f} ms   ratio {skc / kc:5.2f}x "
+              "(user + system; less disturbed by a loaded machine than wall time)")
     objects = [d for d in documents.load_yaml_all(outs["skerry"]) if d]
     kwargs = {"sort_keys": False, "allow_unicode": True, "width": 1 << 30, "default_flow_style": False}
     best = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 
 import structlog
@@ -62,3 +63,18 @@ def test_a_deferred_set_up_is_applied_by_the_first_line(monkeypatch):
     assert skerry_logging.is_configured() and out.getvalue() == ""
     skerry_logging.get_logger("skerry.test").info("first")
     assert [e["event"] for e in lines(out)] == ["first"]
+
+
+def test_level_names_mean_what_the_standard_library_means(monkeypatch):
+    for name, number in skerry_logging.LEVELS.items():
+        assert getattr(logging, name.upper()) == number, name
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    skerry_logging.configure("warning", json_output=True)
+    try:
+        log = skerry_logging.get_logger("t")
+        log.info("hidden")
+        log.warning("shown")
+    finally:
+        skerry_logging.reset()
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["shown"]

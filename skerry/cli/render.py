@@ -95,8 +95,8 @@ def _dump(objects, output: str) -> bytes:
 def _render_directory(directory: str, output: str, engine_choice: str = "auto") -> bytes:
     import pathlib
 
-    from skerry.hub.render.closure import refuse_remote_bases
     from skerry.hub.render.detect import detect_engine
+    from skerry.hub.render.kustomization import refuse_remote_bases
     from skerry.hub.render.validate import check_objects
 
     refuse_remote_bases(pathlib.Path(directory))

@@ -98,11 +98,15 @@ class Bundle:
         source, render = doc.get("source") or {}, doc.get("render") or {}
         if not isinstance(objects, list) or len(objects) > MAX_OBJECTS:
             raise InvalidInput(f"bundle objects must be a list of at most {MAX_OBJECTS}")
+        if not isinstance(source, dict) or not isinstance(render, dict):
+            raise InvalidInput("bundle source and render must be objects")
+        if not isinstance(source.get("paths") or [], list):
+            raise InvalidInput("bundle source.paths must be a list")
         for i, obj in enumerate(objects):
             if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind"):
                 raise InvalidInput(f"bundle object #{i} lacks apiVersion/kind")
             if not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
-                raise InvalidInput(f"bundle object #{i} ({obj.get('kind')}) lacks metadata.name")
+                raise InvalidInput(f"bundle object #{i} ({documents.clip_repr(obj.get('kind'))}) lacks metadata.name")
         return cls(
             cluster=str(doc.get("cluster", "")),
             revision=str(source.get("revision", "")),

@@ -22,11 +22,14 @@ the one current at ``configure`` time: a command run under a swapped stderr
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from typing import Any
 
+# The standard library's level numbers, which structlog's filtering loggers take; spelled out so that a
+# command that logs nothing does not import ``logging`` (and the modules it pulls in) to learn them.
+LEVELS = {"critical": 50, "fatal": 50, "error": 40, "warning": 30, "warn": 30, "info": 20, "debug": 10, "notset": 0}
+DEFAULT_LEVEL = LEVELS["info"]
 _deferred: tuple[str, bool | None, Any] | None = None
 _configured = False
 
@@ -50,7 +53,7 @@ def _configure(level: str, json_output: bool | None, stream) -> None:
 
     if json_output is None:
         json_output = not (stream or sys.stderr).isatty()
-    lvl = getattr(logging, level.upper(), logging.INFO)
+    lvl = LEVELS.get(level.lower(), DEFAULT_LEVEL)
     processors = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

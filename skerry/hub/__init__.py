@@ -17,6 +17,7 @@ the agents' reports. The package is split by concern:
 * ``status`` / ``reports``  the agents' latest reports, and their soak clocks kept in the state
 * ``sync``            the fetch -> render -> build -> publish loop
 * ``webhook``         the push webhook (fetch now)
+* ``httplog``         the access log of the two HTTP servers (webhook, dashboard): their refusal counter
 * ``promotion``       freight, gates, promote and rollback by commit, following the rollout
 * ``authz``           the hub's RPC tables: which identity may call what
 * ``servicer``        the gRPC service, proto <-> domain only

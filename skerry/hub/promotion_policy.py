@@ -39,6 +39,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from skerry.core import documents
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
 from skerry.core.repopath import RepositoryPathError, repository_path
@@ -52,6 +53,8 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def _fail(field: str, problem: str) -> ConfigError:
+    # Values from the file reach the message clipped (``documents.clip``), so it stays one line under 1 KiB.
+    field, problem = documents.clip(field), documents.clip(problem, documents.MAX_MESSAGE_CHARS // 2)
     return ConfigError(f"skerry.yaml: promotion.{field}: {problem}" if field else f"skerry.yaml: promotion: {problem}")
 
 

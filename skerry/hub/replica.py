@@ -110,11 +110,10 @@ class SyncRecords:
                 tx.put_record(FLEET_RECORD, FLEET_CLUSTERS, doc)
             if head != self._head:
                 tx.put_record(FLEET_RECORD, FLEET_HEAD, head)
-            for cluster, (revision, message, at) in changed.items():
-                tx.put_record(RENDER_ERROR_RECORD, cluster,
-                              {"revision": revision, "message": message, "at": at.isoformat()})
-            for cluster in gone:
-                tx.put_record(RENDER_ERROR_RECORD, cluster, None)
+            tx.put_records(RENDER_ERROR_RECORD, {  # a broken base fails every cluster: many to a statement
+                **{c: {"revision": revision, "message": message, "at": at.isoformat()}
+                   for c, (revision, message, at) in changed.items()},
+                **dict.fromkeys(gone)})
         written = len(changed) + len(gone) + int(fleet_changed) + int(head != self._head)
         self._fleet, self._fleet_doc, self._head = fleet, doc, head
         self._errors = {c: e[:2] for c, e in errors.items()}
@@ -247,8 +246,12 @@ class Follower:
             self._trust.submit_release(role, md.to_bytes())
 
     def _read_synced(self, keys) -> dict[tuple[str, str], dict | None]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, key in sorted(keys):
+            by_kind.setdefault(kind, []).append(key)
         with self._state.read() as tx:
-            return {(kind, key): tx.record(kind, key) for kind, key in sorted(keys)}
+            found = {kind: tx.records_of(kind, names) for kind, names in by_kind.items()}
+        return {(kind, key): found[kind].get(key) for kind, key in sorted(keys)}
 
     def _read_all_synced(self) -> dict[tuple[str, str], dict | None]:
         with self._state.read() as tx:
@@ -271,7 +274,7 @@ class Follower:
 
     def _read(self, clusters: list[str]) -> dict[str, dict]:
         with self._state.read() as tx:
-            return {c: doc for c in clusters if (doc := tx.record(BUNDLE_RECORD, c)) is not None}
+            return tx.records_of(BUNDLE_RECORD, clusters)
 
     async def reload(self) -> None:
         """Take the whole published state: the trust repository's newest files, every cluster's release."""

@@ -94,7 +94,7 @@ class ReportJournal:
             return 0
         try:
             with self._state.write() as tx:
-                return sum(tx.put_report(c, gen, body) for c, (gen, body) in batch.items())
+                return tx.put_reports(batch)
         except BaseException:
             with self._lock:  # not committed: keep them for the next flush (newer notes win)
                 self._pending = {**batch, **self._pending}

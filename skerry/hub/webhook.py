@@ -13,9 +13,11 @@ push``, GitLab ``X-Gitlab-Event: Push Hook`` / ``Tag Push Hook``) whose
 and answers 202; a verified ``ping`` or a push to another ref answers 204
 (nothing to do); a bad or missing signature 401; a body over
 ``MAX_BODY_BYTES`` 413; anything else 400. The secret is never logged and
-the body is not logged either (it may hold private repository details). Each refusal is handed to
-``count_refusal`` by its reason (``TooLarge``, ``BadSignature``, ``MalformedPayload``): the hub's
-``skerry_refusals_total``.
+the body is not logged either (it may hold private repository details). Every refusal is counted in
+one place, the server's access log (``skerry.hub.httplog``), which hands it to ``count_refusal`` (the
+hub's ``skerry_refusals_total``): the handler's own under their reasons (``TooLarge``,
+``BadSignature``, ``MalformedPayload``), what it never sees (a request aiohttp's parser cannot read,
+a method other than POST) by status.
 Serve it behind TLS termination, or on loopback; it needs no TLS of its own
 because the HMAC authenticates each request and the payload is not trusted
 beyond "fetch now" (the hub always fetches and reads Git itself).
@@ -31,6 +33,7 @@ import structlog
 from aiohttp import web
 
 from skerry.core import documents
+from skerry.hub.httplog import Refusal, refusal_log
 
 log = structlog.get_logger("skerry.hub.webhook")
 
@@ -50,13 +53,9 @@ class WebhookHandler:
         self._secret = secret
         self._refs = refs  # the refs that count as ours, e.g. {"refs/heads/main"}
         self._on_push = on_push
-        self._count_refusal = count_refusal
+        self.count_refusal = count_refusal
         self.accepted = 0
 
-    def _refuse(self, status: int, text: str, reason: str) -> web.Response:
-        if self._count_refusal is not None:
-            self._count_refusal(reason)
-        return web.Response(status=status, text=text)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -76,15 +75,15 @@ class WebhookHandler:
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return self._refuse(413, "payload too large\n", TOO_LARGE)
+            return Refusal(413, "payload too large\n", TOO_LARGE)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(413, "payload too large\n", TOO_LARGE)
+            return Refusal(413, "payload too large\n", TOO_LARGE)
         provider = self._verified(request, body)
         if provider is None:
             log.warning("webhook refused: bad or missing signature", remote=request.remote)
-            return self._refuse(401, "signature does not verify\n", BAD_SIGNATURE)
+            return Refusal(401, "signature does not verify\n", BAD_SIGNATURE)
         event = (
             request.headers.get("X-GitHub-Event", "")
             if provider == "github"
@@ -100,7 +99,7 @@ class WebhookHandler:
             if not isinstance(ref, str):
                 raise TypeError("ref is not a string")
         except (ValueError, KeyError, TypeError):
-            return self._refuse(400, "a push payload needs a JSON body with a ref\n", MALFORMED_PAYLOAD)
+            return Refusal(400, "a push payload needs a JSON body with a ref\n", MALFORMED_PAYLOAD)
         if ref not in self._refs():
             log.info("webhook push to another ref ignored", provider=provider, ref=ref[:200])
             return web.Response(status=204)
@@ -122,7 +121,7 @@ class WebhookServer:
         self.port: int | None = None
 
     async def start(self) -> int:
-        self._runner = web.AppRunner(self.handler.app(), access_log=None)
+        self._runner = web.AppRunner(self.handler.app(), **refusal_log(self.handler.count_refusal))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._port)
         await site.start()

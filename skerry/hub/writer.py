@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 import structlog
@@ -237,11 +237,17 @@ class _MemoryTx:
         last[cluster] = last.get(cluster, self._owner._start) + 1
         return last[cluster]
 
+    def next_releases(self, clusters: Iterable[str]) -> dict[str, int]:
+        return {c: self.next_release(c) for c in dict.fromkeys(clusters)}
+
     def release_floor(self) -> int:
         return self._owner._start
 
     def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
         pass  # nothing outlives the process
+
+    def put_records(self, kind: str, docs: Mapping[str, Mapping | None]) -> None:
+        pass
 
 
 class InMemoryReleases:

@@ -13,6 +13,8 @@ from skerry.testing.faultproxy import TO_CLIENT, FaultProxy, ProxyError
 
 # A blackholed read gives up after this long (the proxy must stay silent at least that long).
 SILENCE_SECONDS = 0.5
+# socketserver polls for shutdown() this often (0.5 s by default: half a second of every teardown)
+SHUTDOWN_POLL_SECONDS = 0.05
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -25,7 +27,7 @@ class _Echo(socketserver.BaseRequestHandler):
 def echo():
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True)
     thread.start()
     yield server.server_address
     server.shutdown()

@@ -54,7 +54,7 @@ REGRESSIONS = pathlib.Path(__file__).with_name("regressions")
 def test_every_crash_the_fuzzer_found_is_now_a_documented_refusal(path):
     """Inputs bench/fuzz.py once crashed a target with (file name: target-hash): integers over Python's
     4300-digit limit in YAML, a SealedSecret whose metadata or spec is a string, CSRs with an unknown
-    curve, key type or version."""
+    curve, key type or version, a kustomization naming a missing base by a path of kilobytes (echoed whole)."""
     target = {t.name.replace(" ", "-"): t for t in TARGETS.values()}[path.stem.rsplit("-", 1)[0]]
     try:
         target.run(path.read_bytes())

@@ -3,6 +3,7 @@ bytes and keep the same budgets (depth, aliases, recursion), so the faster C pat
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 
@@ -90,7 +91,8 @@ def test_the_fast_representer_writes_what_the_stock_one_writes(settings):
     rng = random.Random(5)
     strings = ["".join(rng.choice(_CHARS) for _ in range(rng.randint(0, 12))) for _ in range(500)]
     objs = [TRICKY_VALUES, *[d for s in SEEDS for d in documents.load_yaml_all(s) if d],
-            *crd_tree_files(crds=2, small=6, fields=5).values(), {"random": strings, "floats": [0.5, 1e17, -2.5e-8]}]
+            *crd_tree_files(crds=2, small=6, fields=5).values(), {"random": strings, "floats": [0.5, 1e17, -2.5e-8]},
+            {"not JSON": datetime.date(2024, 1, 1), "then": ["x", 1]}]  # the stock path
     kwargs = {"sort_keys": False, "allow_unicode": True, "width": 1 << 30, "default_flow_style": False, **settings}
     expected = yaml.dump_all(objs, Dumper=_StockC, **kwargs)
     if kwargs["allow_unicode"] and "\\U" in expected and not re.search(r"\\[NLP]", expected):

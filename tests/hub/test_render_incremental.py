@@ -9,9 +9,10 @@ import pytest
 
 from skerry.core.errors import RenderError
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.render.closure import closure, is_remote
+from skerry.hub.render.closure import closure
 from skerry.hub.render.engine import Engine
 from skerry.hub.render.incremental import IncrementalRenderer
+from skerry.hub.render.kustomization import is_remote
 from skerry.hub.source.git import GitSource
 from skerry.hub.sync import Syncer
 

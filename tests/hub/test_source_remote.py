@@ -27,6 +27,8 @@ from .helpers import GitRepo
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 # sshd refuses to start in well under a second when it can; give a loaded machine some room.
 SSHD_START_TIMEOUT = 10.0
+# socketserver polls for shutdown() this often (0.5 s by default: half a second of every teardown)
+SHUTDOWN_POLL_SECONDS = 0.05
 
 
 def free_port() -> int:
@@ -193,7 +195,7 @@ def http_git(tmp_path, repo):
     subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(bare)], check=True)
     subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
     server = TokenGitServer(served, token)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/fleet.git", token, server

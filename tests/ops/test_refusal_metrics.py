@@ -48,7 +48,7 @@ from skerry.core.sealedsecret import encryption_label
 from skerry.core.tls import ROLE_SEALER, channel_credentials
 from skerry.hub import webhook
 from skerry.hub.dashboard.server import MAX_REQUEST_BODY
-from skerry.hub.render import closure
+from skerry.hub.render import kustomization
 from skerry.sealer import crypto
 from skerry.sealer.app import SealerApp
 from skerry.sealer.config import SealerConfig
@@ -284,7 +284,7 @@ async def test_a_broken_commit_is_counted_once_however_many_ticks_rebuild_it(fle
                                                     "overlays/prod/kustomization.yaml": alias_bomb().decode()})
         assert "overlays/prod/kustomization.yaml" in errors["oslo-prod"], errors
         assert counted.raised() == {"AliasBudget": 3}
-        oversize = "# padding\n" * (closure.MAX_KUSTOMIZATION_BYTES // 10 + 1)
+        oversize = "# padding\n" * (kustomization.MAX_KUSTOMIZATION_BYTES // 10 + 1)
         await ticks("oversize kustomization", {"overlays/prod/kustomization.yaml": oversize})
         assert counted.raised() == {"AliasBudget": 3, "TooLarge": 1}
 
@@ -294,12 +294,19 @@ async def test_a_broken_commit_is_counted_once_however_many_ticks_rebuild_it(fle
         assert counted.raised() == {"AliasBudget": 4, "TooLarge": 1}
 
 
-def _http_status(port: int, raw: bytes) -> int:
+def _http_status(port: int, raw: bytes, tls: ssl.SSLContext | None = None) -> int:
     """The status a raw HTTP request gets on loopback (0 if the server closed without an answer)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT) as s:
-        s.sendall(raw)
-        head = s.recv(64)
+    with socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT) as plain:
+        with tls.wrap_socket(plain, server_hostname="127.0.0.1") if tls is not None else plain as s:
+            s.sendall(raw)
+            head = s.recv(64)
     return int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+
+
+# Requests aiohttp's own parser refuses (400) before any middleware or handler runs: a header line without a
+# colon, and a request line with a space inside the target.
+MALFORMED_REQUESTS = (b"GET /api/fleet HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+                      b"GET /api/ fleet HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
 async def test_the_sealers_certificate_endpoint_counts_each_refusal(tmp_path, pki):
@@ -339,11 +346,16 @@ def _https_status(port: int, ctx: ssl.SSLContext, method: str, path: str, header
         conn.close()
 
 
-async def test_the_dashboards_refusals_are_counted_by_the_hub(fleet_repo, tmp_path, pki, engine):
+async def test_the_dashboards_and_webhooks_refusals_are_counted_by_the_hub(fleet_repo, tmp_path, pki, engine):
+    """Each refusal of the hub's two HTTP servers is counted once: by status, or by the webhook's own reason,
+    including the requests aiohttp's parser answers before any of the hub's code runs."""
     token_file = tmp_path / "dashboard.token"
     token_file.write_text("a dashboard token of enough characters\n")
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("a webhook secret of 32 characters\n")
     async with fleet_of_servers(fleet_repo, tmp_path, pki, engine, metrics=True, dashboard_listen="127.0.0.1:0",
-                                dashboard_token_file=token_file) as (hub, _sealer):
+                                dashboard_token_file=token_file, webhook_listen="127.0.0.1:0",
+                                webhook_secret_file=secret) as (hub, _sealer):
         counted = Counted(hub.ops.ops_server.port, "hub")
         port = hub.ops.dashboard.port
         anonymous = ssl.create_default_context(cafile=str(pki.ca_file))
@@ -365,3 +377,20 @@ async def test_the_dashboards_refusals_are_counted_by_the_hub(fleet_repo, tmp_pa
         assert await asyncio.to_thread(calls) == [200, 401, 401, 403, 405, 413]
         assert counted.raised() == {"Unauthenticated": 2, "PermissionDenied": 1, "MethodNotAllowed": 1,
                                     "TooLarge": 1}
+
+        def unreadable() -> list[int]:
+            return [_http_status(port, raw, anonymous) for raw in MALFORMED_REQUESTS] + [
+                _http_status(hub.webhook_port, raw) for raw in MALFORMED_REQUESTS]
+
+        assert await asyncio.to_thread(unreadable) == [400, 400, 400, 400]
+        assert counted.raised() == {"Unauthenticated": 2, "PermissionDenied": 1, "MethodNotAllowed": 1,
+                                    "TooLarge": 1, "MalformedRequest": 4}
+
+        # The webhook's own refusals count once, under its reason; a GET its router refuses, by status.
+        hook = f"http://127.0.0.1:{hub.webhook_port}{webhook.PATH}"
+        forged = {"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"}
+        assert await asyncio.to_thread(_post, hook, b'{"ref": "refs/heads/main"}', forged) == 401
+        get = f"GET {webhook.PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        assert await asyncio.to_thread(_http_status, hub.webhook_port, get) == 405
+        assert counted.raised() == {"Unauthenticated": 2, "PermissionDenied": 1, "MethodNotAllowed": 2,
+                                    "TooLarge": 1, "MalformedRequest": 4, "BadSignature": 1}

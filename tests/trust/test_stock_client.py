@@ -26,6 +26,9 @@ from skerry.core.canonical import sha256_hex
 from skerry.hub.trust import admin
 from skerry.hub.trust.repository import TrustRepository
 
+# socketserver polls for shutdown() this often (0.5 s by default: half a second of every teardown)
+SHUTDOWN_POLL_SECONDS = 0.05
+
 
 def blob(value: str) -> bytes:
     return Bundle("", "a" * 40, "file:///fleet", ("apps/web",), "kustomize", "v", (
@@ -40,7 +43,7 @@ def served(tmp_path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "trust" / "repository"))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True).start()
     try:
         yield repo, f"http://127.0.0.1:{server.server_address[1]}", tmp_path
     finally:

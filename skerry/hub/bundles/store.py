@@ -104,9 +104,13 @@ class _Cluster:
 class LedgerTx(Protocol):
     def next_release(self, cluster: str) -> int: ...
 
+    def next_releases(self, clusters: Iterable[str]) -> dict[str, int]: ...
+
     def release_floor(self) -> int: ...
 
     def put_record(self, kind: str, key: str, doc: Mapping | None) -> None: ...
+
+    def put_records(self, kind: str, docs: Mapping[str, Mapping | None]) -> None: ...
 
 
 class Ledger(Protocol):
@@ -169,8 +173,7 @@ class HubStore:
         removed = sorted(set(self._clusters) - wanted)
         if removed:
             with self._ledger.open() as tx:
-                for name in removed:
-                    tx.put_record(BUNDLE_RECORD, name, None)
+                tx.put_records(BUNDLE_RECORD, dict.fromkeys(removed))
         for name in removed:
             state = self._clusters.pop(name)
             state.removed = True
@@ -331,7 +334,7 @@ class HubStore:
             if state.current is None or state.current.content_digest != blob.content_digest:
                 todo.append(cluster)
         with self._ledger.open() as tx:  # counters, director entries and records: one fenced transaction
-            counters = {c: tx.next_release(c) for c in todo}  # (a cluster already directed keeps its own)
+            counters = tx.next_releases(todo) if todo else {}  # (a cluster already directed keeps its own)
             floor = tx.release_floor() if todo else 0
             directed = self._director.direct_many(
                 [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
@@ -346,7 +349,7 @@ class HubStore:
                         content_digest=blob.content_digest,
                         bundle=blob.data, revision=bundle.revision, paths=bundle.paths,
                         objects=len(bundle.objects), expires=got.expires, signed_at=now, shared=blob)
-                    tx.put_record(BUNDLE_RECORD, cluster, bundle_record(signed[cluster]))
+            tx.put_records(BUNDLE_RECORD, {c: bundle_record(b) for c, b in signed.items()})  # many to a statement
         released, waiting = [], []
         for cluster in todo:
             state, got = self._clusters[cluster], signed.get(cluster)

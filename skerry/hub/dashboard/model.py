@@ -95,9 +95,8 @@ class ReleaseHistory:
                 self.observe(cluster, current, at)
         dirty, self._dirty = self._dirty, set()
         if self._state is not None and dirty:
-            with self._state.write() as tx:
-                for cluster in sorted(dirty):
-                    tx.put_record(self.KIND, cluster, {"entries": list(self._by_cluster[cluster])})
+            with self._state.write() as tx:  # after a fleet-wide release: every cluster, many to a statement
+                tx.put_records(self.KIND, {c: {"entries": list(self._by_cluster[c])} for c in sorted(dirty)})
         return len(dirty)
 
     def get(self, cluster: str) -> list[dict]:

@@ -9,9 +9,10 @@ browsers that hold no client certificate, the bearer token from
 A client certificate with another role is refused even with a token.
 
 Every refusal it answers (a missing or wrong token, a certificate without
-the operator role, a method other than GET, a request body) passes one
-middleware, ``_count_refusals``, which hands its reason (by status,
-``core.metrics.HTTP_REFUSAL_REASONS``) to ``count_refusal``: the hub's
+the operator role, a method other than GET, a request body, and a request
+aiohttp's parser cannot read) is counted by status in one place, the
+server's access log (``skerry.hub.httplog``), which hands its reason
+(``core.metrics.HTTP_REFUSAL_REASONS``) to ``count_refusal``: the hub's
 ``skerry_refusals_total``.
 
 Read-only: GET only, no route changes state. One snapshot is built per
@@ -35,8 +36,9 @@ import structlog
 from aiohttp import web
 
 from skerry.core.errors import ConfigError
-from skerry.core.metrics import HTTP_REFUSAL_REASONS, parse_listen
+from skerry.core.metrics import parse_listen
 from skerry.core.tls import ROLE_OPERATOR, TlsFiles, identity_from_pem
+from skerry.hub.httplog import refusal_log
 
 log = structlog.get_logger("skerry.hub.dashboard")
 
@@ -131,21 +133,6 @@ class DashboardServer:
             "(Authorization: Bearer, or open /login?token=...)\n",
             headers={"WWW-Authenticate": 'Bearer realm="skerry"'},
         )
-
-    @web.middleware
-    async def _count_refusals(self, request: web.Request, handler):
-        """The one place the dashboard's refusals are counted (outermost: it sees every answer)."""
-        try:
-            response = await handler(request)
-        except web.HTTPException as e:
-            self._refused(e.status)
-            raise
-        self._refused(response.status)
-        return response
-
-    def _refused(self, status: int) -> None:
-        if self._count_refusal is not None and status in HTTP_REFUSAL_REASONS:
-            self._count_refusal(HTTP_REFUSAL_REASONS[status])
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
@@ -249,7 +236,7 @@ class DashboardServer:
 
     async def start(self) -> int:
         host, port = parse_listen(self._listen, "dashboard listen")
-        app = web.Application(middlewares=[self._count_refusals, self._middleware], client_max_size=MAX_REQUEST_BODY)
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BODY)
         app.add_routes([
             web.get("/", self._index),
             web.get("/login", self._login),
@@ -262,7 +249,8 @@ class DashboardServer:
             ctx = server_ssl_context(self._tls)
         except (OSError, ssl.SSLError) as e:
             raise ConfigError(f"dashboard TLS: {e}") from e
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0,
+                                     **refusal_log(self._count_refusal))
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ctx)
         try:

@@ -24,7 +24,7 @@ from ruamel.yaml.util import load_yaml_guess_indent
 
 from skerry.core import documents
 from skerry.core.errors import InvalidInput
-from skerry.hub.render.closure import MAX_KUSTOMIZATION_BYTES
+from skerry.hub.render.kustomization import MAX_KUSTOMIZATION_BYTES
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MAX_IMAGES = 1000  # one kustomization's images list; more is surely not hand-written freight

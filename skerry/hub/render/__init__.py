@@ -5,6 +5,7 @@
 * ``worker``       that library in a child process, so one render has a deadline
 * ``detect``       which engine ``auto`` means on this host
 * ``closure``      the files a directory's render reads (its render key), from a tree listing
+* ``kustomization`` kustomization files' size bound and build fields; remote bases found and refused
 * ``incremental``  render each needed path once per change of its closure
 * ``validate``     rendered objects against the Kubernetes schemas
 """

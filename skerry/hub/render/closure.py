@@ -16,7 +16,8 @@ render is only a few milliseconds.
 
 A plain YAML directory's closure is its tree id (any change in it counts).
 
-Errors are ``RenderError`` naming the kustomization file and field:
+Errors are ``RenderError`` naming the kustomization file and field (a path the file names is clipped,
+``documents.clip``, so a message stays under 1 KiB):
 a missing base, a reference leaving the repository, a cycle of
 kustomizations, a remote base (a URL: mutable and slow, refused), a link or
 submodule where a file is needed, a kustomization that is not a mapping.
@@ -27,32 +28,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import pathlib
 import posixpath
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from skerry.core import documents
 from skerry.core.errors import RenderError
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, PLAIN_SUFFIXES
+from skerry.hub.render.kustomization import BUILD_FIELDS, MAX_KUSTOMIZATIONS, is_remote
 from skerry.hub.source.objects import TreeEntry
 
-# Fields whose entries must be kustomizations (directories) or resource files.
-BUILD_FIELDS = ("resources", "bases", "components")
 # A string longer than this, or with whitespace, is content (an inline patch), not a path.
 MAX_PATH_CHARS = 1024
-# Bounds the walk: kustomizations in one closure and files materialized for it.
-MAX_KUSTOMIZATIONS = 2_000
+# Bounds the walk: files materialized for one closure (kustomizations: remote.MAX_KUSTOMIZATIONS).
 MAX_CLOSURE_FILES = 50_000
-# A kustomization file lists paths and small inline patches; kustomize's own largest examples are a
-# few KiB. Anything bigger than this is not a kustomization anyone writes by hand.
-MAX_KUSTOMIZATION_BYTES = 1024 * 1024
-_REMOTE = re.compile(
-    r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)|\?(?:ref|version|timeout)=|"
-    r"\.git(?://|$)",
-    re.IGNORECASE,
-)
 ABSENT = "-"
 
 
@@ -73,10 +62,6 @@ class Closure:
             )
             self._keys[memo] = hashlib.sha256(material.encode()).hexdigest()
         return self._keys[memo]
-
-
-def is_remote(ref: str) -> bool:
-    return bool(_REMOTE.search(ref))
 
 
 def kustomization_file(entries: Mapping[str, TreeEntry], directory: str) -> str | None:
@@ -168,7 +153,7 @@ class _Walk:
             if not isinstance(refs, list):
                 raise RenderError(f"{kfile}: {field} must be a list")
             for i, ref in enumerate(refs):
-                where = f"{kfile}: {field}[{i}] {ref!r}"
+                where = f"{kfile}: {field}[{i}] {documents.clip_repr(ref)}"
                 if not isinstance(ref, str) or not ref:
                     raise RenderError(f"{kfile}: {field}[{i}] must be a path")
                 if is_remote(ref):
@@ -181,10 +166,10 @@ class _Walk:
                     raise RenderError(f"{where}: points outside the repository")
                 entry = self.entries.get(target)
                 if entry is None:
-                    raise RenderError(f"{where}: no such file or directory ({target or '.'})")
+                    raise RenderError(f"{where}: no such file or directory ({documents.clip(target or '.')})")
                 if entry.type == "tree":
                     if kustomization_file(self.entries, target) is None:
-                        raise RenderError(f"{where}: directory {target or '.'} has no kustomization.yaml")
+                        raise RenderError(f"{where}: directory {documents.clip(target or '.')} has no kustomization.yaml")
                     self.kustomization(target, (*stack, directory))
                 else:
                     self.add_blob(target, entry, where)
@@ -231,42 +216,3 @@ def closure(path: str, entries: Mapping[str, TreeEntry], load: Callable[[str, st
     walk = _Walk(entries, load)
     walk.kustomization(path, ())
     return Closure(path, "kustomize", tuple(sorted(walk.items.items())), tuple(walk.files))
-
-
-def refuse_remote_bases(directory: pathlib.Path) -> None:
-    """For ``skerry render DIR`` (files on disk, not Git): ``RenderError`` if any kustomization
-    reachable through ``resources``/``bases``/``components`` names a remote base, as the hub would.
-
-    Other problems (missing bases, bad YAML) are left to kustomize, whose message names them.
-    """
-    todo = [pathlib.Path(directory).resolve()]
-    seen: set[pathlib.Path] = set()
-    while todo:
-        d = todo.pop()
-        if d in seen:
-            continue
-        seen.add(d)
-        if len(seen) > MAX_KUSTOMIZATIONS:
-            raise RenderError(f"{directory}: builds on more than {MAX_KUSTOMIZATIONS} kustomizations")
-        kfile = next((d / n for n in KUSTOMIZATION_FILES if (d / n).is_file()), None)
-        if kfile is None:
-            continue
-        try:
-            doc = documents.load_yaml(kfile.read_bytes(), max_bytes=MAX_KUSTOMIZATION_BYTES)
-        except (documents.BadDocument, OSError):  # kustomize reports a broken file better, in its own words
-            continue
-        if not isinstance(doc, dict):
-            continue
-        for field in BUILD_FIELDS:
-            refs = doc.get(field)
-            for i, ref in enumerate(refs if isinstance(refs, list) else []):
-                if not isinstance(ref, str):
-                    continue
-                if is_remote(ref):
-                    raise RenderError(
-                        f"{kfile}: {field}[{i}] {ref!r}: remote bases are refused (a URL is mutable and "
-                        "slow to fetch); vendor it into the repository"
-                    )
-                target = d / ref
-                if target.is_dir():
-                    todo.append(target.resolve())

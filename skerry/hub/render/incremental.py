@@ -30,6 +30,7 @@ from skerry.core import documents
 from skerry.core.errors import RenderError, SourceError
 from skerry.hub.render import closure as closures
 from skerry.hub.render.engine import KUSTOMIZATION_FILES, Engine
+from skerry.hub.render.kustomization import MAX_KUSTOMIZATION_BYTES
 from skerry.hub.render.schemas import SchemaValidator
 from skerry.hub.render.validate import check_objects
 from skerry.hub.source.git import GitSource
@@ -95,7 +96,7 @@ class IncrementalRenderer:
         blobs = source.read_blobs(missing)
         for oid, path in missing.items():
             try:
-                doc: Any = documents.load_yaml(blobs[oid], max_bytes=closures.MAX_KUSTOMIZATION_BYTES)
+                doc: Any = documents.load_yaml(blobs[oid], max_bytes=MAX_KUSTOMIZATION_BYTES)
             except documents.BadDocument as e:
                 doc = RenderError(f"{documents.clip(path)}: {e}", reason=e.reason)
             self._parsed[oid] = doc

@@ -5,7 +5,8 @@
 or ``SKERRY_HUB_STATE_DSN``: a DSN holds a password, and a command line is
 visible to every user of the host). ``protocol`` says what the state holds,
 ``schema`` how it is laid out and migrated, ``sql`` the one implementation
-(``sql_trust`` its queries of the trust tables),
+(``sql_records`` its queries of records and the change log, many rows to a
+statement; ``sql_trust`` its queries of the trust tables),
 ``sqlite``/``postgres`` the connections, ``feed`` how replicas follow changes,
 ``trust_files`` the TUF repository's files and pending release signatures,
 ``imports`` how the first start after an upgrade takes in the files older hubs wrote.

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from skerry.hub.state.protocol import Change, HubState
 
-# One read returns at most this many entries; ``poll`` pages until it is caught up.
-PAGE = 1_000
+# One read returns at most this many entries (the most ``changes_since`` gives); ``poll`` pages until it is
+# caught up. A fleet-wide release logs an entry per cluster: 100,000 are ten reads, not a hundred.
+PAGE = 10_000
 
 
 class FellBehind(Exception):

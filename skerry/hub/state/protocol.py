@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from skerry.core.errors import ConfigError, FailedPrecondition, Unavailable
@@ -80,6 +80,9 @@ class Tx(Protocol):
     def next_release(self, cluster: str) -> int:
         """The cluster's next release counter: above every counter it ever had, whatever the clocks did."""
 
+    def next_releases(self, clusters: Iterable[str]) -> dict[str, int]:
+        """``next_release`` of each distinct cluster, in few statements (a fleet-wide release)."""
+
     def raise_release(self, cluster: str, release: int) -> None:
         """Make ``release`` count as used for ``cluster`` (the counter never goes below it)."""
 
@@ -104,6 +107,9 @@ class Tx(Protocol):
 
     def put_report(self, cluster: str, generation: int, body: bytes) -> bool:
         """Store the report unless a report with a generation >= ``generation`` is stored; True if stored."""
+
+    def put_reports(self, reports: Mapping[str, tuple[int, bytes]]) -> int:
+        """``put_report`` of each ``{cluster: (generation, body)}``, in few statements; how many were stored."""
 
     def reports(self) -> list[Report]: ...
 
@@ -130,9 +136,15 @@ class Tx(Protocol):
     def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
         """Store (or, with None, delete) one JSON document: approvals, promotion records, history."""
 
+    def put_records(self, kind: str, docs: Mapping[str, Mapping | None]) -> None:
+        """``put_record`` of each key, in few statements (a fleet-wide release records every cluster)."""
+
     def record(self, kind: str, key: str, *, for_update: bool = False) -> dict | None: ...
 
     def records(self, kind: str) -> dict[str, dict]: ...
+
+    def records_of(self, kind: str, keys: Iterable[str]) -> dict[str, dict]:
+        """The existing documents among ``keys``, in few statements (a replica catching up)."""
 
     def changed(self, kind: str, key: str) -> int:
         """Log a change (replicas re-read it); returns its sequence number. One wake-up per transaction."""

@@ -2,7 +2,11 @@
 
 ``SqlState`` holds everything both backends share: migrations, the writer
 lease, fencing, and ``SqlTx`` (every query, written once with ``?``
-placeholders and ``Dialect`` spellings). A backend supplies ``_begin(write)``,
+placeholders and ``Dialect`` spellings; records and the change log in
+``sql_records``, the trust tables in ``sql_trust``). What a release writes
+per cluster (counters, records, change-log entries) goes many rows to a
+statement (``next_releases``, ``put_records``: ``sql_records``), in the same
+fenced transaction as everything else. A backend supplies ``_begin(write)``,
 a context manager yielding ``run(sql, params) -> (rows, rowcount)`` inside one
 transaction that commits on normal exit and rolls back on an exception, and
 ``_notify(run)`` (PostgreSQL: one NOTIFY per transaction; SQLite: nothing,
@@ -34,28 +38,17 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from skerry.hub.state import schema
-from skerry.hub.state.protocol import AuditEntry, Change, Fenced, Lease, Report
+from skerry.hub.state.protocol import AuditEntry, Fenced, Lease, Report
+from skerry.hub.state.sql_records import MAX_PAGE, RecordQueries, chunks, rows_of, to_json
 from skerry.hub.state.sql_trust import TrustQueries
 
 Run = Callable[[str, Sequence[Any]], tuple[list[tuple], int]]
 
 LEASE_NAME = "writer"
-# The change log keeps this many entries; a replica further behind reloads everything.
-MAX_CHANGES = 100_000
-# Pruning runs on every this-many-th change, so it costs one DELETE per batch, not per row.
-PRUNE_EVERY = 1_000
-# Bounds on what one call returns (callers page with ``after``).
-MAX_PAGE = 10_000
-
-
-def _json(doc: Mapping) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-
 # A write transaction renews its lease once this fraction of the lease's time to live has passed
 # since the last renewal: two more chances before it would expire.
 RENEW_INSIDE_AFTER = 1 / 3
@@ -81,14 +74,16 @@ def _renewing(run: Run, lease: Lease, d: schema.Dialect, monotonic: Callable[[],
     return renewing
 
 
-class SqlTx(TrustQueries):
-    """One transaction (``skerry.hub.state.protocol.Tx``); the trust tables' queries are ``TrustQueries``."""
+class SqlTx(RecordQueries, TrustQueries):
+    """One transaction (``skerry.hub.state.protocol.Tx``); records and the change log are ``RecordQueries``,
+    the trust tables' queries ``TrustQueries``."""
 
     def __init__(self, run: Run, dialect: schema.Dialect):
         self._run = run
         self._d = dialect
         self.notify = False
         self._report_seq: int | None = None
+        self._floor: int | None = None  # release_floor, read once per transaction (it never changes)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         rows, _ = self._run(sql, params)
@@ -113,14 +108,21 @@ class SqlTx(TrustQueries):
     # --- releases -----------------------------------------------------------------------------
 
     def next_release(self, cluster: str) -> int:
-        row = self._one(
-            "INSERT INTO release_counters (cluster, last) "
-            "VALUES (?, (SELECT CAST(value AS BIGINT) FROM meta WHERE name = 'release_floor') + 1) "
-            "ON CONFLICT (cluster) DO UPDATE SET last = release_counters.last + 1 RETURNING last",
-            (cluster,),
-        )
-        assert row is not None
-        return int(row[0])
+        return self.next_releases([cluster])[cluster]
+
+    def next_releases(self, clusters: Iterable[str]) -> dict[str, int]:
+        """Each cluster's next counter (one per distinct cluster), ``ROWS_PER_STATEMENT`` clusters a statement."""
+        wanted = list(dict.fromkeys(clusters))  # (an upsert may not touch one row twice)
+        first = self.release_floor() + 1
+        out: dict[str, int] = {}
+        for part in chunks(wanted):
+            rows, _ = self._run(
+                f"INSERT INTO release_counters (cluster, last) VALUES {rows_of('(?, ?)', len(part))} "
+                "ON CONFLICT (cluster) DO UPDATE SET last = release_counters.last + 1 RETURNING cluster, last",
+                [v for cluster in part for v in (cluster, first)],
+            )
+            out.update((r[0], int(r[1])) for r in rows)
+        return out
 
     def raise_release(self, cluster: str, release: int) -> None:
         self._run(
@@ -135,7 +137,9 @@ class SqlTx(TrustQueries):
         return None if row is None else int(row[0])
 
     def release_floor(self) -> int:
-        return int(self.get_meta("release_floor") or 0)
+        if self._floor is None:
+            self._floor = int(self.get_meta("release_floor") or 0)
+        return self._floor
 
     # --- enrollment ---------------------------------------------------------------------------
 
@@ -175,15 +179,24 @@ class SqlTx(TrustQueries):
     # --- reports ------------------------------------------------------------------------------
 
     def put_report(self, cluster: str, generation: int, body: bytes) -> bool:
+        return self.put_reports({cluster: (generation, body)}) == 1
+
+    def put_reports(self, reports: Mapping[str, tuple[int, bytes]]) -> int:
+        """``put_report`` of each cluster, many to a statement; how many were stored."""
+        if not reports:
+            return 0
         if self._report_seq is None:  # one number per transaction; its row lock orders them like commits
             self._report_seq = self._next("reports")
-        _, count = self._run(
-            "INSERT INTO reports (cluster, generation, body, seq) VALUES (?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE "
-            "SET generation = excluded.generation, body = excluded.body, seq = excluded.seq "
-            "WHERE reports.generation < excluded.generation",
-            (cluster, int(generation), bytes(body), self._report_seq),
-        )
-        return count == 1
+        stored = 0
+        for part in chunks(list(reports.items())):
+            _, count = self._run(
+                f"INSERT INTO reports (cluster, generation, body, seq) VALUES {rows_of('(?, ?, ?, ?)', len(part))} "
+                "ON CONFLICT (cluster) DO UPDATE SET generation = excluded.generation, body = excluded.body, "
+                "seq = excluded.seq WHERE reports.generation < excluded.generation",
+                [v for cluster, (gen, body) in part for v in (cluster, int(gen), bytes(body), self._report_seq)],
+            )
+            stored += count
+        return stored
 
     def reports(self) -> list[Report]:
         rows, _ = self._run("SELECT cluster, generation, body FROM reports ORDER BY cluster", ())
@@ -205,14 +218,15 @@ class SqlTx(TrustQueries):
 
     # --- audit, records -----------------------------------------------------------------------
 
-    def _next(self, name: str) -> int:
-        row = self._one("UPDATE sequences SET value = value + 1 WHERE name = ? RETURNING value", (name,))
+    def _next(self, name: str, count: int = 1) -> int:
+        """Take the next ``count`` numbers of sequence ``name``; returns the last of them."""
+        row = self._one("UPDATE sequences SET value = value + ? WHERE name = ? RETURNING value", (int(count), name))
         assert row is not None
         return int(row[0])
 
     def audit(self, doc: Mapping) -> int:
         seq = self._next("audit")
-        self._run("INSERT INTO audit (seq, doc) VALUES (?, ?)", (seq, _json(doc)))
+        self._run("INSERT INTO audit (seq, doc) VALUES (?, ?)", (seq, to_json(doc)))
         return seq
 
     def audit_entries(self, limit: int, after: int = 0) -> list[AuditEntry]:
@@ -222,57 +236,6 @@ class SqlTx(TrustQueries):
             (int(after), min(int(limit), MAX_PAGE)),
         )
         return [AuditEntry(int(r[0]), json.loads(r[1])) for r in reversed(rows)]
-
-    def put_record(self, kind: str, key: str, doc: Mapping | None) -> None:
-        if doc is None:
-            self._run("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
-        else:
-            self._run(
-                "INSERT INTO records (kind, key, doc) VALUES (?, ?, ?) "
-                "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
-                (kind, key, _json(doc)),
-            )
-        self.changed(kind, key)
-
-    def record(self, kind: str, key: str, *, for_update: bool = False) -> dict | None:
-        """One document; ``for_update`` locks it until commit (a read-modify-write by two replicas)."""
-        row = self._one(
-            "SELECT doc FROM records WHERE kind = ? AND key = ?" + (self._d.lock_update if for_update else ""),
-            (kind, key),
-        )
-        return None if row is None else json.loads(row[0])
-
-    def records(self, kind: str) -> dict[str, dict]:
-        rows, _ = self._run("SELECT key, doc FROM records WHERE kind = ? ORDER BY key", (kind,))
-        return {r[0]: json.loads(r[1]) for r in rows}
-
-    # --- change log ---------------------------------------------------------------------------
-
-    def changed(self, kind: str, key: str) -> int:
-        # The sequence row stays locked until commit, so sequence order is commit order: a reader
-        # that saw N never later finds a smaller number committed (no gap to skip over).
-        seq = self._next("changes")
-        self._run(f"INSERT INTO changes (seq, kind, key, at) VALUES (?, ?, ?, {self._d.now})", (seq, kind, key))
-        if seq % PRUNE_EVERY == 0:
-            self._run("DELETE FROM changes WHERE seq <= ?", (seq - MAX_CHANGES,))
-        self.notify = True
-        return seq
-
-    def changes_since(self, seq: int, limit: int = MAX_PAGE) -> list[Change]:
-        rows, _ = self._run(
-            "SELECT seq, kind, key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
-            (int(seq), min(int(limit), MAX_PAGE)),
-        )
-        return [Change(int(r[0]), r[1], r[2]) for r in rows]
-
-    def oldest_change(self) -> int:
-        """The smallest sequence number still in the log (0 if it is empty)."""
-        row = self._one("SELECT MIN(seq) FROM changes", ())
-        return int(row[0]) if row and row[0] is not None else 0
-
-    def last_change(self) -> int:
-        row = self._one("SELECT value FROM sequences WHERE name = 'changes'", ())
-        return int(row[0]) if row else 0
 
     # --- meta ---------------------------------------------------------------------------------
 
