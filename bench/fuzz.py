@@ -222,7 +222,7 @@ def run_target(name: str, args: argparse.Namespace, deadline: float) -> State:
                     break
         finally:
             wall = time.monotonic() - started
-            state.runs.append({"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            state.runs.append({"ended": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                "inputs": run.inputs, "processes": args.processes, "wall_s": round(wall, 1),
                                "chunks_from": first, "load": _load()})
             state.save()

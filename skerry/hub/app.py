@@ -213,7 +213,8 @@ class HubApp:
         source = git_source(cfg)
         trust_service = self._start_trust(cfg)
         self.statuses = self._status_board()
-        self.syncer = Syncer(source, engine, self.store, statuses=self.statuses)
+        self.syncer = Syncer(source, engine, self.store, statuses=self.statuses,
+                             before_publish=lambda: self.follower.ready_to_publish())  # (made just below)
         self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
                                                  self._files.blob)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
@@ -279,14 +280,14 @@ class HubApp:
     async def _start_duties(self) -> list[asyncio.Task]:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
-            self.trust.reset()  # drop anything signed under a lost lease (on the loop: Fetch never sees it half done)
+            await self.follower.settle()  # drop anything signed under a lost lease (read off the loop)
             collect_garbage(self.trust)  # what the previous writer's offers to CI left in the state
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
             except Exception:  # noqa: BLE001 - the loop retries
                 log.exception("first sync as writer failed")
-        resumed = self.promoter.resume()  # rollouts a previous writer was following
+        resumed = self.promoter.resume(await asyncio.to_thread(self.promoter.unfinished))  # (off the loop)
         if resumed:
             log.info("resumed following promotions", ids=resumed)
         # The first sync already ran; the next one is an interval (or a trigger) away.
@@ -342,8 +343,8 @@ class HubApp:
         """Re-sign online metadata before it expires; adopt offline changes (`skerry keys`)."""
         while True:
             await asyncio.sleep(self.config.trust_refresh)
-            try:
-                if self.trust.reload():
+            try:  # the state is read off the loop; a database away skips the tick (agents keep what they have)
+                if await asyncio.to_thread(self.trust.reload_due) and self.trust.reload():
                     self.store.retry_pending()
                 self.trust.refresh()
             except Exception as e:  # noqa: BLE001 - retried next tick (e.g. a full disk); agents keep what they have
@@ -403,6 +404,7 @@ class HubApp:
             attestations=self.attestations,
             # Records and follow state in the hub state, written in the writer's fenced transactions.
             records=RecordStore(self.state, write=self.writer.write),
+            may_write=lambda: self.writer.is_writer,  # only the writer commits, pushes and follows
         )
         servicer = PromotionServicer(self.promoter)
         return (lambda server: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(servicer, server),

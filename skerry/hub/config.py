@@ -18,6 +18,7 @@ import datetime as _dt
 import os
 import pathlib
 import re
+import secrets
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,22 @@ DEFAULT_RENDER_TIMEOUT = 120.0
 DEFAULT_GIT_TIMEOUT = 300.0
 ENGINES = ("auto", "inprocess", "binary")
 ROLES = ("writer", "serve", "both")
+
+
+# The random part of a default hub id: two processes that share a host name and a process id (a restarted
+# container is often process 1 again) still differ.
+HUB_ID_SUFFIX_BYTES = 4
+MAX_HUB_ID = 253  # a DNS name's length: room for a pod name or host name, and what the lease row shows
+
+
+def default_hub_id() -> str:
+    """``<host>-<pid>-<random>``: unique to this process, as Kubernetes leader election names a candidate.
+
+    The host name alone made two hub processes on one host (or a hub restarted in place next to its
+    old, still-running self) one holder: each took the other's live lease as its own. A process that
+    stops cleanly gives its lease up, so its successor need not wait for the lease to run out."""
+    suffix = f"-{os.getpid()}-{secrets.token_hex(HUB_ID_SUFFIX_BYTES)}"
+    return socket.gethostname()[: MAX_HUB_ID - len(suffix)] + suffix
 
 
 def _default_state_dir() -> pathlib.Path:
@@ -141,8 +158,10 @@ class HubConfig:
     state_dsn: str | None = setting(None, flag=False, repr=False, help="the PostgreSQL DSN itself")
     hub_id: str = setting(
         metavar="NAME",
-        default_factory=socket.gethostname,
-        help="this process's name as the writer-lease holder (default: host name)",
+        default_factory=default_hub_id,
+        help="this process's name as the writer-lease holder (default: host name, process id and a random "
+        "suffix, unique to the process); a name kept across restarts (a StatefulSet pod's) re-takes its own "
+        "lease at once after a crash",
     )
     lease_ttl: float = setting(
         15.0, metavar="DURATION", parse=config.duration, help="writer lease lifetime, renewed at a third (default 15s)"
@@ -305,8 +324,8 @@ class HubConfig:
             raise ConfigError(
                 f"state: postgresql needs a DSN ({ENV_PREFIX}STATE_DSN_FILE / --state-dsn-file, or {ENV_PREFIX}STATE_DSN)"
             )
-        if not self.hub_id or len(self.hub_id) > 253:
-            raise ConfigError(f"hub_id: must be 1..253 characters, got {self.hub_id!r}")
+        if not self.hub_id or len(self.hub_id) > MAX_HUB_ID:
+            raise ConfigError(f"hub_id: must be 1..{MAX_HUB_ID} characters, got {self.hub_id!r}")
         if self.role not in ROLES:
             raise ConfigError(f"role: {self.role!r} is not one of {', '.join(ROLES)}")
         if not 1.0 <= self.lease_ttl <= 600.0:

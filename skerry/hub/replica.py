@@ -10,8 +10,11 @@ and in any case a re-read of the change log by sequence number every
 adopts the changed clusters' releases, so an agent woken by the store finds
 the metadata naming its release when it fetches. The store wakes each changed
 cluster's open watch streams. A follower that fell behind the pruned log
-reloads everything. The writer follows too: its own commits are already in its
-copy and change nothing; and it publishes release signatures another process
+reloads everything. What it reads of the state it reads off the event loop (a
+database away would otherwise hold every agent's stream and fetch), and a
+trust repository left ``stale`` by a publication refused while the database
+was away is read back whole (``settle``). The writer follows too: its own
+commits are already in its copy and change nothing; and it publishes release signatures another process
 collected up to their threshold (``signatures``: a replica stores them, only the
 writer may publish: ``writer``).
 
@@ -199,34 +202,33 @@ class Follower:
         self.caught_up = False  # read the whole state once, and the last look at the change log worked
 
     async def run(self) -> None:
-        feed = await asyncio.to_thread(ChangeFeed, self._state)
-        await self.reload()  # anything committed before the feed's position
-        self.caught_up = True
+        feed: ChangeFeed | None = None  # made, with a full reload, at the start and after anything went wrong
         while True:
             try:
-                changes = await asyncio.to_thread(feed.wait, self._interval)
+                if feed is None:
+                    feed = await asyncio.to_thread(ChangeFeed, self._state)
+                    await self.reload()  # anything committed before the feed's position
+                else:
+                    await self.apply(await asyncio.to_thread(feed.wait, self._interval))
+                self.caught_up = True
             except FellBehind as e:
                 log.warning("fell behind the change log; reloading everything", error=str(e))
-                await asyncio.to_thread(feed.skip_to_end)
-                await self.reload()
-                continue
-            except StateUnavailable as e:
+                feed = None
+            except StateUnavailable as e:  # changes read but not taken in would be lost: reload them all
                 log.error("cannot follow the hub state; serving what we have", error=str(e))
-                self.caught_up = False
+                self.caught_up, feed = False, None
                 await asyncio.sleep(self._interval)
-                continue
-            await self.apply(changes)
-            self.caught_up = True
 
     async def apply(self, changes: list[Change]) -> None:
         """Take in what ``changes`` name: the trust repository's newest files, then the changed clusters."""
-        if any(c.kind == TRUST_CHANGE for c in changes):
+        if self._trust.stale:
+            await self.settle()
+        elif any(c.kind == TRUST_CHANGE for c in changes):
             await asyncio.to_thread(self._trust.load)
         clusters = sorted({c.key for c in changes if c.kind == BUNDLE_RECORD})
         if clusters:
             docs = await asyncio.to_thread(self._read, clusters)
-            for cluster in clusters:
-                self._store.adopt(cluster, docs.get(cluster), self._blob)
+            await self._adopt({cluster: docs.get(cluster) for cluster in clusters})
         synced = {(c.kind, c.key) for c in changes if c.kind in (FLEET_RECORD, RENDER_ERROR_RECORD)}
         if synced:
             docs = await asyncio.to_thread(self._read_synced, synced)
@@ -234,14 +236,28 @@ class Follower:
         if self._writer is not None and self._writer.is_writer:
             for role in sorted({c.key for c in changes if c.kind == SIGNATURES_RECORD}):
                 try:
-                    self._publish_collected(role)
+                    await self._publish_collected(role)
                 except Exception:  # noqa: BLE001 - retried with the next signature; logged
                     log.exception("cannot publish collected release signatures", role=role)
         self.applied += len(changes)
 
-    def _publish_collected(self, role: str) -> None:
+    async def settle(self) -> None:
+        """The trust repository as the state holds it, read off the loop and taken on it (``stale``: after a
+        publication refused while the database was away, it may hold versions the state never committed)."""
+        self._trust.become(await asyncio.to_thread(self._trust.reloaded))
+
+    async def ready_to_publish(self) -> None:
+        """Before the writer publishes on the loop (``Syncer``'s ``before_publish``): the database answers, the
+        lease is held (``Writer.confirm``) and the trust repository holds what the state does."""
+        if self._writer is None:
+            raise Fenced("this hub replica does not publish")
+        await self._writer.confirm()
+        if self._trust.stale:
+            await self.settle()
+
+    async def _publish_collected(self, role: str) -> None:
         """Another process collected ``role``'s release signatures up to its threshold: publish them."""
-        md = self._trust.pending(role)
+        md = await asyncio.to_thread(self._trust.pending, role)
         if md is not None and len(md.signatures) >= self._trust.role_threshold(role):
             self._trust.submit_release(role, md.to_bytes())
 
@@ -278,17 +294,36 @@ class Follower:
 
     async def reload(self) -> None:
         """Take the whole published state: the trust repository's newest files, every cluster's release."""
-        await asyncio.to_thread(self._trust.load)
+        if self._trust.stale:
+            await self.settle()
+        else:
+            await asyncio.to_thread(self._trust.load)
         docs = await asyncio.to_thread(self._read_all)
         for cluster in set(self._store.clusters()) - set(docs):
             if self._store.current(cluster) is not None:  # released, and its record is gone: removed
                 self._store.adopt(cluster, None)
-        self._store.restore(docs, self._blob)
+        await self._adopt(docs)
         synced = await asyncio.to_thread(self._read_all_synced)
         for cluster in self._store.clusters():  # errors the writer no longer records
             if (RENDER_ERROR_RECORD, cluster) not in synced:
                 synced[(RENDER_ERROR_RECORD, cluster)] = None
         self._adopt_synced(synced)
+
+    async def _adopt(self, docs: Mapping[str, Mapping | None]) -> None:
+        """Take records into the store; the shared blobs the newer ones name are read first, off the loop."""
+        wanted = sorted({str(doc["digest"]).removeprefix("sha256:") for cluster, doc in docs.items()
+                         if doc is not None and doc.get("shared") and self._newer(cluster, doc)})
+        blobs = await asyncio.to_thread(self._read_blobs, wanted) if wanted and self._blob is not None else {}
+        for cluster, doc in docs.items():
+            self._store.adopt(cluster, doc, blobs.get)
+
+    def _newer(self, cluster: str, doc: Mapping) -> bool:
+        """Whether the store would take ``doc`` as the cluster's new current release."""
+        current = self._store.current(cluster) if cluster in self._store else None
+        return current is None or current.release < int(doc["release"])
+
+    def _read_blobs(self, hexdigests: list[str]) -> dict[str, bytes | None]:
+        return {hexdigest: self._blob(hexdigest) for hexdigest in hexdigests}
 
     def _read_all(self) -> dict[str, dict]:
         with self._state.read() as tx:

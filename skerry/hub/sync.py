@@ -10,6 +10,9 @@ builds one bundle per cluster.
 partial bundle:
 
 * fetch fails: nothing changes, the error is kept in ``source_error``;
+* ``before_publish`` raises (the hub's database does not answer, or this
+  process lost the writer lease): nothing changes and the sync fails, so
+  the commit is built again on the next tick;
 * ``skerry.yaml`` is missing or invalid: every known cluster records the
   error and keeps its bundle, and the previous fleet stays in force;
 * a path fails to render, a cluster matches no path, or its objects clash:
@@ -32,7 +35,7 @@ import dataclasses
 import pathlib
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import structlog
 
@@ -244,8 +247,11 @@ class Syncer:
         store: HubStore,
         *,
         statuses: StatusBoard | None = None,
+        before_publish: Callable[[], Awaitable[None]] | None = None,
     ):
         self.source = source
+        # awaited once a build is done, before the store is touched; raising skips this sync (retried next tick)
+        self._before_publish = before_publish
         self.engine = engine
         self.store = store
         self.statuses = statuses
@@ -301,6 +307,8 @@ class Syncer:
             # The commit itself cannot be read (e.g. a link out of the repository): like a broken fleet.
             outcome = BuildOutcome(commit, None, str(e), {}, {}, fleet_reason=e.reason)
 
+        if self._before_publish is not None:
+            await self._before_publish()  # e.g. the writer's database answers (``Writer.confirm``)
         published: list[str] = []
         errors: dict[str, str] = {}
         if outcome.fleet is None:

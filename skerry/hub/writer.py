@@ -8,10 +8,16 @@ over or ran out may go on computing, but none of its transactions commits.
 On ``Fenced`` the writer steps down (drops its lease) and ``Duties`` waits to
 take it again; until then every write raises ``Fenced``.
 
-``holder`` names the process (``--hub-id``, default the host name). The same
-holder re-acquires at once with a new epoch, so a restarted hub does not wait
-for its own old lease to run out; its old incarnation, if still alive, is
-fenced out by the epoch.
+``holder`` names the process (``--hub-id``; by default host name, process id
+and a random suffix, ``skerry.hub.config.default_hub_id``, so no two processes
+share one, as Kubernetes leader election names its candidates). The same holder
+re-acquires at once with a new epoch; its old incarnation, if still alive, is
+fenced out by the epoch. So a name is one process's: two processes given the
+same ``--hub-id`` would each take the other's live lease. A process that stops
+cleanly (SIGTERM, SIGINT) gives its lease up (``release``: expired at once, in
+a transaction that touches only its own epoch), so its successor takes over at
+once; after a crash the next holder waits at most the lease's lifetime, unless
+it is the same holder restarted (an explicit ``--hub-id`` kept across restarts).
 
 ``Duties`` runs the writer's work (Git sync, render, sign, online TUF roles,
 promotion acts) only while this process holds the lease, and stops it when
@@ -91,10 +97,28 @@ class Writer:
             self._step_down()
             raise
 
+    async def confirm(self) -> None:
+        """Raise (``StateUnavailable``, ``Fenced``) unless the database answers and this process holds the lease.
+
+        Asked off the event loop before the loop publishes: a release's fenced transaction runs on the loop
+        (its store and watchers live there), and with the database away it would hold every agent's stream
+        and fetch for the pool's timeout. A database lost between this and the release still costs that wait.
+        """
+        await asyncio.to_thread(self._confirm)
+
+    def _confirm(self) -> None:
+        with self.write():
+            pass
+
     def release(self) -> None:
+        """Give the lease up (a clean stop): the next holder need not wait for it to expire. Fenced: a lease
+        already taken over is left as it is; a database that is away leaves it to expire."""
         if self.lease is not None:
-            with contextlib.suppress(StateUnavailable):
+            try:
                 self.state.release_lease(self.lease)
+                log.info("writer lease released", holder=self.holder, epoch=self.lease.epoch)
+            except StateUnavailable as e:
+                log.warning("writer lease not released; it expires on its own", reason=e.reason, error=str(e))
             self.lease = None
 
     async def acquire(self, *, poll: float = 1.0) -> Lease:
@@ -169,6 +193,9 @@ class Duties:
                 await holding
             except Fenced:
                 pass  # lost while starting
+            except StateUnavailable as e:  # the database went away while starting: start again (a new term)
+                log.error("cannot start the writer's duties; retrying", reason=e.reason, error=str(e))
+                await asyncio.sleep(self._poll)
             finally:
                 holding.cancel()
                 tasks.append(holding)

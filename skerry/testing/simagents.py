@@ -23,6 +23,11 @@ fleet-wide each (cluster, content) must come in exactly one release (``duplicate
 (``Unavailable``) is retried, and counted apart from refusals (``VerificationError`` and other
 errors, by reason).
 
+An agent also reports, when told to (``send_status``), as the real agent's reporter does after a
+reconcile: a status over its watch's hub (``HubClient.report``) and the same report signed with its
+key against a hub nonce (``ReportSigner``), about the bundle it verified, Ready or not. Nothing is
+applied, so Ready is what the caller says: the promotion tests make a cluster healthy or unhealthy.
+
 ``hold`` and ``release`` time the hub's sending apart from the agents' verification (bench/fleet.py
 ``--split``): while held, each agent notes a new event when it arrives (``received``; a report's
 ``got`` counts those since SINCE) and verifies it only once released, so on a shared machine the
@@ -30,8 +35,8 @@ hub's fan-out is not measured with thousands of verifications competing for its 
 
 Run as ``python -m skerry.testing.simagents --hub A[,B...] --identities DIR ...``: it answers JSON
 lines on stdout to commands on stdin (``report [FLOOR [SINCE]]``, ``positions``, ``hold``,
-``release``, ``quit``); ``serve_commands`` takes extra commands from a caller that runs it in its
-own process.
+``release``, ``status CLUSTER ready|unready``, ``quit``); ``serve_commands`` takes extra commands
+from a caller that runs it in its own process.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import datetime as _dt
 import json
 import os
 import pathlib
@@ -52,6 +58,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import grpc
 
+from skerry.agent.attest import ReportSigner
+from skerry.agent.reconcile.model import Condition, ReconcileResult
+from skerry.agent.status import to_proto
 from skerry.agent.stream import HubClient
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
@@ -101,6 +110,8 @@ class SimulatedAgents:
         self._channels: dict[str, grpc.Channel] = {}
         self.clients: dict[str, HubClient] = {}
         self.state: dict[str, tuple[int, str, float]] = {}  # name -> (release, digest, verified at)
+        self.verified: dict[str, tuple[str, int]] = {}  # name -> (revision, release number) of what it verified
+        self._signers: dict[str, ReportSigner] = {}
         self.received: dict[str, float] = {}  # name -> when its newest event arrived (before verification)
         self.refused: dict[str, int] = {}  # reason -> count
         self.unavailable = 0  # fetches that failed because a hub was gone (retried)
@@ -136,6 +147,8 @@ class SimulatedAgents:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for channel in self._channels.values():
             channel.close()
+        for signer in self._signers.values():
+            await signer.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def hold(self) -> None:
@@ -190,7 +203,32 @@ class SimulatedAgents:
                 self.regressions.append(f"{name}: release {v.release} after {previous[0]}")
             self.contents.setdefault((name, content_digest(v.bundle)), set()).add(v.release)
         self.state[name] = (v.release, v.digest, time.time())
+        self.verified[name] = (v.bundle.revision, v.number)
         return True
+
+    async def send_status(self, name: str, ready: bool) -> dict:
+        """Report ``name``'s verified bundle as applied, Ready or not: a status and the signed report, as the
+        agent's reporter sends them. ``error`` in the answer if there is nothing verified yet or a hub
+        refused or could not be reached (the caller asks again)."""
+        client = self.clients.get(name)
+        if client is None or name not in self.verified:
+            return {"event": "status", "cluster": name, "error": "nothing verified yet"}
+        release, digest = self._position(name)
+        revision, number = self.verified[name]
+        condition = (Condition("Ready", "True", "Healthy") if ready
+                     else Condition("Ready", "False", "Unhealthy", "reported unhealthy by the simulation"))
+        result = ReconcileResult(cluster=name, release=release, digest=digest, revision=revision,
+                                 conditions=(condition,), number=number)
+        observed = _dt.datetime.now(_dt.UTC)
+        signer = self._signers.get(name)
+        if signer is None:
+            signer = self._signers[name] = ReportSigner(client.endpoints, self._files[name])
+        try:
+            await client.report(to_proto(result, observed=observed))
+            await signer.send(result, int(observed.timestamp() * 1000))
+        except SkerryError as e:
+            return {"event": "status", "cluster": name, "error": f"{e.reason}: {e}"}
+        return {"event": "status", "cluster": name, "release": release, "digest": digest, "ready": ready}
 
     def report(self, floor: int = 0, since: float = 0.0) -> dict:
         """How many hold a release >= ``floor``; latency from ``since``; how many got an event since
@@ -243,6 +281,9 @@ class CommandProcess:
         if self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGKILL)
             self.p.wait()
+        for pipe in (self.p.stdin, self.p.stdout):
+            if pipe is not None:
+                pipe.close()
 
     @property
     def pid(self) -> int:
@@ -271,6 +312,9 @@ async def serve_commands(agents: SimulatedAgents,
             _say(agents.report(int(floor), float(since or 0)))
         elif cmd == "positions":
             _say(agents.positions())
+        elif cmd == "status":
+            name, _, ready = arg.partition(" ")
+            _say(await agents.send_status(name, ready == "ready"))
         elif cmd in ("hold", "release"):
             (agents.hold if cmd == "hold" else agents.release)()
             _say({"event": cmd})

@@ -57,6 +57,7 @@ from skerry.hub.fleet import parse_fleet
 from skerry.hub.promotion.freight import read_images
 from skerry.hub.render import closure as closures
 from skerry.hub.render.engine import parse_documents
+from skerry.hub.render.kustomization import MAX_KUSTOMIZATION_BYTES
 from skerry.hub.source.objects import TreeEntry, TreeObjects
 from skerry.hub.webhook import MAX_BODY_BYTES
 from skerry.sealer import seal
@@ -151,7 +152,7 @@ def _parse_kustomization(text_or_oid: bytes | str, path: str) -> object:
     if isinstance(text_or_oid, str):  # a file of the example: parsed once per blob, as the renderer caches it
         return _parsed_blob(text_or_oid, path)
     try:
-        return documents.load_yaml(text_or_oid, max_bytes=closures.MAX_KUSTOMIZATION_BYTES)
+        return documents.load_yaml(text_or_oid, max_bytes=MAX_KUSTOMIZATION_BYTES)
     except documents.BadDocument as e:
         raise RenderError(f"{documents.clip(path)}: {e}", reason=e.reason) from None
 

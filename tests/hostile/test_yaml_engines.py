@@ -86,7 +86,8 @@ class _StockC(yaml.CSafeDumper):
         return True
 
 
-@pytest.mark.parametrize("settings", [{}, {"allow_unicode": False}, {"sort_keys": True}, {"width": 60}])
+@pytest.mark.parametrize("settings", [{}, {"allow_unicode": False}, {"sort_keys": True}, {"width": 60}, {"explicit_start": True},
+                                      {"explicit_end": True}, {"canonical": True}, {"indent": 4}])
 def test_the_fast_representer_writes_what_the_stock_one_writes(settings):
     rng = random.Random(5)
     strings = ["".join(rng.choice(_CHARS) for _ in range(rng.randint(0, 12))) for _ in range(500)]

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from skerry.core.errors import Unavailable
 from skerry.hub.source import writes
 
 from .helpers import git, operator
@@ -481,7 +482,7 @@ async def test_with_signed_reports_a_gate_opens_only_on_what_each_agent_signed_n
         await h.stop()
 
 
-def restarted_promoter(h):
+def restarted_promoter(h, **kwargs):
     """The hub restarted: a new Promoter on its own connection to the same SQLite state, same fleet."""
     from skerry.hub.promotion.approvals import Approvals
     from skerry.hub.promotion.audit import AuditLog
@@ -493,7 +494,7 @@ def restarted_promoter(h):
     audit = AuditLog(state, clock=h.clock)
     return Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
                     tracker=h.tracker, audit=audit, settings=h.promoter.settings, clock=h.clock,
-                    approvals=Approvals(state, audit, h.clock), records=RecordStore(state))
+                    approvals=Approvals(state, audit, h.clock), records=RecordStore(state), **kwargs)
 
 
 @pytest.mark.parametrize("outcome", ["done", "rolled-back"])
@@ -526,4 +527,47 @@ async def test_a_hub_restarted_mid_promotion_resumes_following_it(harness, outco
     finally:
         if restarted is not None:
             await restarted.close()
+        await h.stop()
+
+
+async def test_a_hub_stopped_right_after_its_promotion_commit_has_the_promotion_resumed(harness):
+    """The commit's record carries its follow state: a hub that dies before it began following (no
+    render yet, no report) leaves a promotion the next one follows, auto-rollback included."""
+    h = harness
+    await ready_for_prod(h)
+    h.start_loop()
+    before = h.remote_file(PROD_K)
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")
+    await h.promoter.close()  # stopped before its follow task ever ran: the commit's record is all it stored
+    restarted = restarted_promoter(h)
+    try:
+        assert restarted.resume() == [rec.id]
+        again = restarted.records[rec.id]
+        assert again.commit == rec.commit
+        await until(lambda: h.store.current("oslo-prod").revision == rec.commit, "the new bundle")
+        h.report("oslo-prod", ready=False)  # unhealthy within the soak: the resumed follow rolls back
+        await until(lambda: again.state == "rolled-back", "rolled back")
+        assert h.remote_file(PROD_K) == before
+    finally:
+        await restarted.close()
+        await h.stop()
+
+
+async def test_a_hub_replica_that_is_not_the_writer_refuses_to_promote_or_roll_back_and_pushes_nothing(harness):
+    """A replica that synced before (it was the writer once) knows the fleet, yet commits nothing: its record
+    and follow could not be stored, so nobody would follow or roll back what it pushed."""
+    h = harness
+    await ready_for_prod(h)
+    head = h.remote_head()
+    standby = restarted_promoter(h, may_write=lambda: False)
+    try:
+        with pytest.raises(Unavailable):
+            await standby.promote(operator("alice"), "web", "dev", "prod")
+        with pytest.raises(Unavailable):
+            await standby.rollback(operator("alice"), "web", "prod", head)
+        assert h.remote_head() == head
+        rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")  # the writer does
+        assert rec.state == "committed" and h.remote_head() == rec.commit
+    finally:
+        await standby.close()
         await h.stop()

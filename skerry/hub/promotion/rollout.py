@@ -59,18 +59,24 @@ class Rollouts:
         self.health = health
         self._tasks: set[asyncio.Task] = set()
 
-    def follow(
-        self, rec: Record, fleet: Fleet, settings: PromotionSettings, *, previous, auto_rollback: bool, soak: float
-    ) -> None:
-        """Follow ``rec``'s commit until ``settings.progress_timeout`` from now."""
-        deadline = self.clock.now() + _dt.timedelta(seconds=settings.progress_timeout)
-        self._start(rec, fleet, Follow(tuple(previous), auto_rollback, soak, deadline), settings)
+    def plan(self, rec: Record, settings: PromotionSettings, *, previous, auto_rollback: bool, soak: float) -> None:
+        """Before ``rec``'s commit: what following it needs, until ``settings.progress_timeout`` from now.
 
-    def resume(self, settings: PromotionSettings) -> list[str]:
-        """Follow again every rollout a previous process was following (ids); call after the first sync."""
+        It is stored with the record's next update, the one that records the commit, so a writer that dies
+        right after its commit leaves a promotion the next writer resumes (a final record drops it)."""
+        deadline = self.clock.now() + _dt.timedelta(seconds=settings.progress_timeout)
+        self.book.follows[rec.id] = Follow(tuple(previous), auto_rollback, soak, deadline)
+
+    def follow(self, rec: Record, fleet: Fleet, settings: PromotionSettings) -> None:
+        """Follow ``rec``'s commit as planned (``plan``)."""
+        self._start(rec, fleet, self.book.follows[rec.id], settings)
+
+    def resume(self, settings: PromotionSettings, unfinished: list | None = None) -> list[str]:
+        """Follow again every rollout a previous process was following (ids); call after the first sync.
+        ``unfinished``: ``book.unfinished()`` if the caller read it already (a server: off its event loop)."""
         fleet = self.fleet_view.fleet
         resumed = []
-        for rec, follow in self.book.unfinished():
+        for rec, follow in self.book.unfinished() if unfinished is None else unfinished:
             self.book.add(rec)
             self._start(rec, fleet, follow, settings)
             self.audit.record(HUB, "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,

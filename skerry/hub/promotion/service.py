@@ -11,7 +11,10 @@ read them), ``mirror`` (the commit and its push), ``records`` (records, stored a
 * ``fleet``: the sync loop (``fleet``, ``last_result``, ``request_sync``): the fleet and policy in
   force, and a nudge to render the promotion commit at once;
 * ``store``: the bundles the hub serves (what each cluster should run);
-* ``statuses`` + ``tracker``: what each agent reported, and since when it has been healthy.
+* ``statuses`` + ``tracker``: what each agent reported, and since when it has been healthy;
+* ``may_write``: whether this process holds the writer lease. Promote and Rollback commit, push and
+  follow: only the writer does, so another replica refuses them (``Unavailable``, call again) before it
+  touches Git, where it would push a commit whose record and follow it cannot store.
 
 An app's environment is its overlay (``promotion.apps`` in ``skerry.yaml``); the clusters of an
 environment are the fleet's clusters labelled ``env: <name>`` (``targets``). Promotions of one app
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import FailedPrecondition, InvalidInput, PermissionDenied, Unavailable
@@ -92,8 +95,10 @@ class Promoter:
         approvals: Approvals,
         attestations=None,
         records: RecordStore | None = None,
+        may_write: Callable[[], bool] = lambda: True,
     ):
         self.source = source
+        self._may_write = may_write
         # An ``AttestationBoard`` (TUF mode): gates then read only signed, nonce-bound agent reports.
         self.attestations = attestations
         self.fleet_view = fleet
@@ -205,9 +210,14 @@ class Promoter:
         async for update in self.book.watch(rec):
             yield update
 
-    def resume(self) -> list[str]:
-        """Follow again every rollout a previous process was following (ids); call after the first sync."""
-        return self.rollouts.resume(self.settings)
+    def resume(self, unfinished: list | None = None) -> list[str]:
+        """Follow again every rollout a previous process was following (ids); call after the first sync.
+        ``unfinished``: what ``unfinished()`` read (a server reads it off its event loop)."""
+        return self.rollouts.resume(self.settings, unfinished)
+
+    def unfinished(self) -> list:
+        """The rollouts a previous process was following, as stored (a read of the hub state)."""
+        return self.book.unfinished()
 
     async def close(self) -> None:
         await self.rollouts.close()
@@ -225,6 +235,7 @@ class Promoter:
         branch: str = "",
         dry_run: bool = False,
     ) -> Record:
+        _require_writer(self._may_write, "Promote")
         fields = {"app": app, "from_env": from_env, "to_env": to_env}
         fleet = self._fleet()
         rules = targets.policy_of(fleet).rules(to_env)
@@ -245,10 +256,11 @@ class Promoter:
             )
             if await self._stopped_before_commit(rec, identity, approver_only, approve, dry_run, fields):
                 return rec
+            self.rollouts.plan(rec, self.settings, previous=dst.images, auto_rollback=rules.auto_rollback,
+                               soak=rules.soak_seconds)
             review = await self._commit_promotion(rec, identity, src, dst, branch, fields)
         if review is False:
-            self.rollouts.follow(rec, fleet, self.settings, previous=dst.images, auto_rollback=rules.auto_rollback,
-                                 soak=rules.soak_seconds)
+            self.rollouts.follow(rec, fleet, self.settings)
         return rec
 
     def _check_caller(
@@ -338,6 +350,7 @@ class Promoter:
     # --- Rollback -------------------------------------------------------------------------------
 
     async def rollback(self, identity: Identity, app: str, env: str, to_revision: str) -> Record:
+        _require_writer(self._may_write, "Rollback")
         fields = {"app": app, "env": env, "to_revision": to_revision}
         fleet = self._fleet()
         overlay = targets.overlay_of(fleet, app, env)
@@ -352,10 +365,11 @@ class Promoter:
                 app=app, from_env=env, to_env=env, kind="rollback", state="checking",
                 requested_by=identity.name, changes=fr.diff_images(images, dst.images),
             )
+            self.rollouts.plan(rec, self.settings, previous=dst.images, auto_rollback=False, soak=0.0)
             commit = await self._revert(rec, overlay, images, rev, identity.name, f"rollback {app} in {env} to {rev[:12]}")
             self.audit.record(str(identity), "Rollback", rec.state, id=rec.id, commit=rec.commit, revision=rev, **fields)
         if commit is not None:
-            self.rollouts.follow(rec, fleet, self.settings, previous=dst.images, auto_rollback=False, soak=0.0)
+            self.rollouts.follow(rec, fleet, self.settings)
         return rec
 
     async def _revert(
@@ -371,6 +385,12 @@ class Promoter:
             return None
         await self.book.update(rec, commit=result[0], branch=self.source.branch, state="committed")
         return result[0]
+
+
+def _require_writer(may_write: Callable[[], bool], method: str) -> None:
+    if not may_write():
+        raise Unavailable(f"{method}: this hub replica does not hold the writer lease and commits nothing; "
+                          "call again (a new connection may reach the writer)")
 
 
 def _key(src: Freight, to_env: str) -> FreightKey:

@@ -13,7 +13,9 @@ a release (``skerry.hub.writer.Releases.open``), in the release's own
 transaction, so counters, bundle records and the metadata naming them commit
 together. If that transaction fails (``Fenced``: another process took the
 lease; the database is gone), nothing of it is kept: ``abandoned`` drops the
-buffer and calls ``on_abandon`` (the repository reloads what the state holds).
+buffer and calls ``on_abandon`` (the repository reloads what the state holds);
+once it commits, ``committed`` calls ``on_commit`` (the repository copies the
+files to its directory, which thus never holds a version the state lacks).
 Each publication logs one change (``trust``/``timestamp.json``) for replicas,
 which reload the repository from the state when they see it.
 
@@ -99,6 +101,7 @@ class TrustFiles:
         self._buffer: list[Callable[[Tx], None]] = []
         self._bound = threading.local()  # .tx: the release transaction this thread writes into
         self.on_abandon: Callable[[], None] | None = None
+        self.on_commit: Callable[[], None] | None = None
         self._abandoning = False
 
     @property
@@ -182,6 +185,7 @@ class TrustFiles:
         except BaseException:
             self.abandoned()
             raise
+        self.committed()
 
     def _drain(self, tx: Tx) -> None:
         ops, self._buffer = self._buffer, []
@@ -217,7 +221,13 @@ class TrustFiles:
             self._bound.tx = None
 
     def committed(self) -> None:
-        pass
+        """What was written is in the state: ``on_commit`` (the repository exports its files)."""
+        if self.on_commit is None:
+            return
+        try:
+            self.on_commit()
+        except OSError as e:  # the state has it; only the directory's copy lags (never read back as newer)
+            log.error("cannot export the trust repository's files", error=str(e))
 
     def abandoned(self) -> None:
         self._buffer.clear()

@@ -46,7 +46,7 @@ from skerry.hub.trust.releasing import (
     SubmitResult,
     count_valid_signatures,
 )
-from skerry.hub.trust.storage import RepositoryFiles, _atomic_write
+from skerry.hub.trust.storage import BlobCache, RepositoryFiles, ServedFiles, _atomic_write
 
 __all__ = [
     "CONFIG_FILE", "DEFAULT_EXPIRY", "DEV_RELEASE_KEYS", "MAX_RELEASES_PER_CLUSTER", "Directed", "SubmitResult",
@@ -62,10 +62,26 @@ ONLINE_ROLES = ("timestamp", "snapshot", trust.DIRECTOR_ROLE)
 _SERIALIZER = SERIALIZER  # the name callers import
 
 
+def newer_files(directory: pathlib.Path, stored: Mapping[str, int], *, offline_only: bool
+                ) -> list[tuple[pathlib.Path, str, int]]:
+    """The versioned files in ``directory`` newer than ``stored`` (role -> version), as (path, role, version);
+    ``offline_only``: not of the roles the hub signs online (``skerry keys`` never writes them)."""
+    newer = []
+    for path in sorted(directory.iterdir()):
+        m = VERSIONED.match(path.name)
+        if m is None or int(m["v"]) <= stored.get(m["role"], 0):
+            continue
+        if offline_only and (m["role"] in ONLINE_ROLES or trust.is_director_bin(m["role"])):
+            continue
+        newer.append((path, m["role"], int(m["v"])))
+    return newer
+
+
 class Storage(Protocol):
     """Where the files live besides (or instead of) the directory: ``skerry.hub.state.trust_files.TrustFiles``."""
 
     on_abandon: Callable[[], None] | None
+    on_commit: Callable[[], None] | None
 
     def newest(self) -> dict[str, tuple[int, bytes]]: ...
 
@@ -92,7 +108,7 @@ class Storage(Protocol):
                 ) -> MutableMapping[str, Metadata]: ...
 
 
-class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
+class TrustRepository(RepositoryFiles, ServedFiles, Publishing, Directing, Releasing):
     """The repository in memory (latest version of each role) and on disk."""
 
     def __init__(
@@ -118,10 +134,12 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
         # release signatures collected below their threshold: in the storage (every replica's) if there is one
         self._pending: MutableMapping[str, Metadata] = (
             {} if storage is None else storage.pending(Metadata.from_bytes, lambda md: md.to_bytes(SERIALIZER)))
+        self.stale = False  # see ``reset``
+        self._unexported: list[tuple[str, bytes]] = []  # metadata files the state has yet to commit (then exported)
         if storage is not None:
-            storage.on_abandon = self.reset
+            storage.on_abandon, storage.on_commit = self.reset, self._export
         self._listeners: list[Callable[[str], None]] = []
-        self._blobs: dict[str, bytes] = {}  # sha256 hex -> bytes, the newest MEMORY_BLOBS
+        self._blobs = BlobCache()  # sha256 hex -> bytes, the newest MEMORY_BLOBS
         self._dirty: dict[str, Metadata] = {}  # online roles changed in this batch, signed once at its end
         self._batch_depth = 0
         self._batch_changed: set[str] = set()
@@ -255,13 +273,8 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
         has any: a file this process wrote for a publication that did not commit is never imported."""
         stored = {role: version for role, (version, _) in self._storage.newest().items()}
         put = 0
-        for path in sorted(self.metadata_dir.iterdir()):
-            m = VERSIONED.match(path.name)
-            if m is None or int(m["v"]) <= stored.get(m["role"], 0):
-                continue
-            if offline_only and (m["role"] in ONLINE_ROLES or trust.is_director_bin(m["role"])):
-                continue
-            self._storage.put_metadata(path.name, m["role"], int(m["v"]), path.read_bytes())
+        for path, role, version in newer_files(self.metadata_dir, stored, offline_only=offline_only):
+            self._storage.put_metadata(path.name, role, version, path.read_bytes())
             put += 1
         if not offline_only:
             ts = self.metadata_dir / "timestamp.json"
@@ -275,16 +288,45 @@ class TrustRepository(RepositoryFiles, Publishing, Directing, Releasing):
             log.info("trust files imported into the hub state", files=put, directory=str(self.metadata_dir))
         return bool(put)
 
+    def reload_due(self) -> bool:
+        """Whether ``reload`` would take anything in: a file ``skerry keys`` wrote that the storage lacks, or a
+        stored version newer than this process holds. Only reads (the disk, the hub state) and changes nothing,
+        so a worker thread asks it and the event loop reloads only when it says so (a database away makes the
+        loop wait on nothing: this raises ``StateUnavailable`` in the thread)."""
+        if self._storage is None or not self.metadata_dir.is_dir():
+            return True
+        stored = {role: version for role, (version, _) in self._storage.newest().items()}
+        held = {role: md.signed.version for role, md in list(self.md.items())}
+        if any(version > held.get(role, 0) for role, version in stored.items()):
+            return True
+        return bool(newer_files(self.metadata_dir, stored, offline_only=True))
+
     def reset(self) -> None:
-        """Forget everything this process signed but did not commit: become what the storage holds."""
-        if self._storage is None:
-            return
+        """Forget everything this process signed but did not commit: become what the storage holds.
+
+        Until that worked (the database may be away), ``stale`` says this process may hold versions the state
+        never committed, where another writer may commit different ones under the same numbers (which
+        ``load`` would never replace): the follower then resets it (``skerry.hub.replica``)."""
+        if self._storage is not None:
+            self.stale = True
+            self._unexported.clear()  # never committed: never exported
+            self.become(self.reloaded())
+
+    def reloaded(self) -> TrustRepository:
+        """This repository as the storage holds it, read anew (only reads: a worker thread may build it)."""
         fresh = type(self)(self.directory, online=self._online, clock=self._clock, expiry=self.expiry,
                            storage=self._storage)
+        self._storage.on_abandon, self._storage.on_commit = self.reset, self._export  # this one's until ``become``
+        return fresh
+
+    def become(self, fresh: TrustRepository) -> None:
+        """Take ``fresh``'s contents (``reloaded``), keeping the listeners and release signers; on the thread that
+        serves (the event loop), so nothing reads it half replaced."""
         keep = {"_listeners": self._listeners, "_release_signers": self._release_signers}
         self.__dict__.update(fresh.__dict__)
         self.__dict__.update(keep)
-        self._storage.on_abandon = self.reset
+        if self._storage is not None:
+            self._storage.on_abandon, self._storage.on_commit = self.reset, self._export
 
     def _load_online_keys(self) -> dict[str, list[Signer]]:
         """Signers from ``keys/*.key`` whose key ids the metadata names for each online role."""

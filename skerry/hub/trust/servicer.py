@@ -34,7 +34,9 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         self._cas = [x509.load_pem_x509_certificate(pem) for pem in ca_pems]  # fleet CA, enrollment CA
 
     async def Fetch(self, request: trust_pb2.FetchRequest, context):
-        data = self._repo.fetch(request.path)  # InvalidInput for traversal, NotFound if missing
+        data = self._repo.held(request.path)  # InvalidInput for traversal, NotFound if never served
+        if data is None:  # only the disk or the hub state has it: read off the loop (the database may be away)
+            data = await asyncio.to_thread(self._repo.fetch, request.path)
         step = trust.FETCH_CHUNK
         for i in range(0, max(len(data), 1), step):
             yield trust_pb2.FetchChunk(data=data[i : i + step], total_size=len(data) if i == 0 else 0)
@@ -48,7 +50,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         env = self._environment_of(cluster)
         md = self._repo.release_proposal(env, cluster, data, bundle.revision)
         role = self._repo.proposal_role(env, cluster, data)
-        existing = self._repo.pending(role)
+        existing = await asyncio.to_thread(self._repo.pending, role)  # collected signatures: a state read
         sigs = len(existing.signatures) if existing is not None and existing.signed == md.signed else 0
         return trust_pb2.ReleaseProposal(
             cluster=cluster, environment=env, role=role, revision=bundle.revision, digest=sha256_digest(data),

@@ -7,7 +7,8 @@ every target a role lists, at its hash-prefixed name. ``_write``,
 ``_keep_blob``, ``_link_targets`` and ``fetch`` are the only code that touches
 them. With a storage (``skerry.hub.state.trust_files``: the hub state), they also hand it every
 file and read through it what they serve; the directory is then an export
-(written where it exists), and the collection below bounds the export only.
+(written where it exists, once the state committed what it copies: ``_export``), and the collection below
+bounds the export only.
 
 What is kept — everything else is removed after each commit (``_collect_garbage``),
 and once in full when the hub opens the repository (``collect_all_garbage``):
@@ -37,6 +38,8 @@ import errno
 import json
 import os
 import pathlib
+import threading
+from collections import OrderedDict
 
 import structlog
 from tuf.api.metadata import Metadata, Targets
@@ -44,12 +47,12 @@ from tuf.api.metadata import Metadata, Targets
 from skerry.core import trust
 from skerry.core.canonical import sha256_hex
 from skerry.core.errors import Absent, InvalidInput, NotFound
-from skerry.core.files import atomic_write
+from skerry.core.files import atomic_write, sync_filesystem
 from skerry.hub.trust.publishing import SERIALIZER, VERSIONED
 
 log = structlog.get_logger("skerry.hub.trust")
 
-# Blob bytes kept in memory for Fetch (the newest few; others are read from disk).
+# Blob bytes kept in memory for Fetch (the newest few; others are read from disk or the hub state).
 MEMORY_BLOBS = 4
 # Proposed (not yet released) release paths whose blob CI signers may fetch: the newest per cluster,
 # for at most this many clusters (each holds its blob on disk until it is released or superseded).
@@ -70,58 +73,76 @@ def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
     atomic_write(path, data, mode)
 
 
-class RepositoryFiles:
-    """``TrustRepository``'s files: metadata, blobs, hard-linked targets, and their garbage collection."""
+class BlobCache:
+    """The newest ``MEMORY_BLOBS`` blobs by SHA-256 hex. Fetch fills it from a worker thread (a read of the
+    hub state is never made on the event loop) while the loop publishes: so it takes a lock."""
 
-    def _write(self, role: str, md: Metadata) -> None:
-        """Write ``role``'s new version. Inside a batch, not fsynced one by one: ``_new_timestamp``
-        flushes them all at once before the timestamp that publishes them is written."""
-        data = md.to_bytes(SERIALIZER)
-        name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
-        durable = role == "timestamp" or not (self._batch_depth or self._flushing)
-        if self._exports():
-            self._unsynced = self._unsynced or not durable
-            atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
-        self._track(role, md)
-        self.md[role] = md
-        self._raw[role] = data
-        if self._storage is not None:
-            self._storage.put_metadata(name, role, md.signed.version, data)
-            if role == "timestamp":  # the last file of every publication: its garbage goes with it
-                self._drop_stored_garbage()
-                self._storage.published()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
 
-    def _exports(self) -> bool:
-        """Whether files are written to the directory: always without a storage; with one (the hub state),
-        the directory is an export, written where it exists (a serving replica has none)."""
-        return self._storage is None or self.metadata_dir.is_dir()
+    def get(self, hexdigest: str) -> bytes | None:
+        with self._lock:
+            return self._blobs.get(hexdigest)
+
+    def __contains__(self, hexdigest: str) -> bool:
+        with self._lock:
+            return hexdigest in self._blobs
+
+    def put(self, hexdigest: str, data: bytes) -> None:
+        with self._lock:
+            self._blobs[hexdigest] = data
+            self._blobs.move_to_end(hexdigest)
+            while len(self._blobs) > MEMORY_BLOBS:
+                self._blobs.popitem(last=False)
+
+    def pop(self, hexdigest: str) -> None:
+        with self._lock:
+            self._blobs.pop(hexdigest, None)
+
+
+class ServedFiles:
+    """``TrustRepository``'s answers to Fetch: from memory where it holds them (``held``), else from the disk or
+    the hub state (``fetch``, which a server calls off its event loop)."""
 
     def fetch(self, path: str) -> bytes:
         """The bytes served at ``path`` (``metadata/...`` or ``targets/...``); ``NotFound`` if absent.
 
         A release target is served only while a release role lists it (its bytes come from the
-        content-addressed blob store, where clusters sharing a bundle share one file).
+        content-addressed blob store, where clusters sharing a bundle share one file). May read the disk
+        or the hub state: on a server, ``held`` first, and this off the event loop.
         """
+        return self._fetch(path, held=False)
+
+    def held(self, path: str) -> bytes | None:
+        """``fetch`` from memory only: the bytes, or None if they must be read (``fetch``, off the event loop;
+        it may still find nothing). Raises as ``fetch`` does for a path that is never served."""
+        return self._fetch(path, held=True)
+
+    def _fetch(self, path: str, *, held: bool) -> bytes | None:
         if not trust.safe_fetch_path(path):
             raise InvalidInput(f"not a trust repository path: {path!r}")
         if path.startswith("targets/"):
             target, env, cluster, hexdigest = trust.parse_target_file(path[len("targets/"):])
             if self.release_target(env, cluster, hexdigest) is None and not self._proposed(target):
                 raise NotFound(f"{path} is not a released or directed bundle")
-            return self._blob(hexdigest, path)
+            return self._blobs.get(hexdigest) if held else self._blob(hexdigest, path)
         name = path[len("metadata/"):]
         if self._storage is not None:
-            data = self._served(name)
-            if data is None:
+            data = self._served(name, held=held)
+            if data is None and not held:
                 raise _missing(path, name)
             return data
+        if held:
+            return None
         try:
             return (self.metadata_dir / name).read_bytes()
         except FileNotFoundError:
             raise _missing(path, name) from None
 
-    def _served(self, name: str) -> bytes | None:
-        """A metadata file from memory if it is a role's current version, else from the storage."""
+    def _served(self, name: str, *, held: bool = False) -> bytes | None:
+        """A metadata file from memory if it is a role's current version, else from the storage (unless
+        ``held``: None)."""
         m = VERSIONED.match(name)
         role = "timestamp" if name == "timestamp.json" else (m["role"] if m else "")
         md = self.md.get(role)
@@ -130,8 +151,10 @@ class RepositoryFiles:
         if role == "root" and md is not None and m is not None and int(m["v"]) > md.signed.version:
             # Every refresh probes the next root: not published as far as this process knows (a rotation
             # comes with the next reload); answered from memory, never waiting on the database (an outage).
+            if held:
+                raise _missing(f"metadata/{name}", name)
             return None
-        return self._storage.metadata(name)
+        return None if held else self._storage.metadata(name)
 
     def _proposed(self, path: str) -> bool:
         """Whether a release proposal names ``path`` (CI signers read its blob to compare objects)."""
@@ -146,14 +169,59 @@ class RepositoryFiles:
             data = self._storage.blob(hexdigest)
             if data is None:
                 raise NotFound(f"{path}: its blob is missing from the hub state")
-            self._blobs[hexdigest] = data  # the next agent of the fleet asks for the same bytes
-            while len(self._blobs) > MEMORY_BLOBS:
-                del self._blobs[next(iter(self._blobs))]
+            self._blobs.put(hexdigest, data)  # the next agent of the fleet asks for the same bytes
             return data
         try:
             return self._blob_path(hexdigest).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{path}: its blob is missing from {self.blobs_dir}") from None
+
+
+class RepositoryFiles:
+    """``TrustRepository``'s files: metadata, blobs, hard-linked targets, and their garbage collection."""
+
+    def _write(self, role: str, md: Metadata) -> None:
+        """Write ``role``'s new version. Inside a batch, not fsynced one by one: ``_new_timestamp``
+        flushes them all at once before the timestamp that publishes them is written."""
+        data = md.to_bytes(SERIALIZER)
+        name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
+        durable = role == "timestamp" or not (self._batch_depth or self._flushing)
+        if self._storage is not None and self._exports():
+            self._unexported.append((name, data))  # once the state committed it: ``_export``
+        elif self._exports():
+            self._unsynced = self._unsynced or not durable
+            atomic_write(self.metadata_dir / name, data, 0o644, durable=durable)
+        self._track(role, md)
+        self.md[role] = md
+        self._raw[role] = data
+        if self._storage is not None:
+            self._storage.put_metadata(name, role, md.signed.version, data)
+            if role == "timestamp":  # the last file of every publication: its garbage goes with it
+                self._drop_stored_garbage()
+                self._storage.published()
+
+    def _export(self) -> None:
+        """The state committed what this process wrote: copy it to the directory, the timestamp last (after
+        the others are on disk). Never before the commit: ``reload`` takes a file there that is newer than
+        the state's as an offline change (``skerry keys``), so a file signed for a commit that was refused
+        (a writer fenced mid-release) would be published by this process's next term as the writer."""
+        files, self._unexported = self._unexported, []
+        if not files:
+            return
+        timestamp = None
+        for name, data in files:
+            if name == "timestamp.json":
+                timestamp = data
+            else:
+                atomic_write(self.metadata_dir / name, data, 0o644, durable=False)
+        sync_filesystem(self.metadata_dir)
+        if timestamp is not None:
+            atomic_write(self.metadata_dir / "timestamp.json", timestamp, 0o644)
+
+    def _exports(self) -> bool:
+        """Whether files are written to the directory: always without a storage; with one (the hub state),
+        the directory is an export, written where it exists (a serving replica has none)."""
+        return self._storage is None or self.metadata_dir.is_dir()
 
     def _blob_path(self, hexdigest: str) -> pathlib.Path:
         return self.blobs_dir / f"{hexdigest}.json"
@@ -172,9 +240,7 @@ class RepositoryFiles:
             _atomic_write(dest, data)
         if self._storage is not None:
             self._storage.put_blob(hexdigest, data)
-        self._blobs[hexdigest] = data
-        while len(self._blobs) > MEMORY_BLOBS:
-            del self._blobs[next(iter(self._blobs))]
+        self._blobs.put(hexdigest, data)
 
     def _link_targets(self) -> None:
         """Give each target added since the last timestamp (director entries, release targets) a file
@@ -281,7 +347,7 @@ class RepositoryFiles:
         except FileNotFoundError:
             return False
         path.unlink(missing_ok=True)
-        self._blobs.pop(hexdigest, None)
+        self._blobs.pop(hexdigest)
         return True
 
     def _referenced_blobs(self) -> set[str]:
@@ -312,7 +378,7 @@ class RepositoryFiles:
             dropped = candidates - self._referenced_blobs()
             self._storage.drop_blobs(dropped)
             for hexdigest in dropped:
-                self._blobs.pop(hexdigest, None)
+                self._blobs.pop(hexdigest)
 
     def collect_stored_garbage(self) -> int:
         """The full pass over the hub state (a writer opening the repository, or taking over from another):

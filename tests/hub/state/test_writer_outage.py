@@ -1,0 +1,210 @@
+"""A writer hub (``--role both``) whose PostgreSQL stops keeps serving agents from memory, and publishes nothing.
+
+The hub runs in-process on a real PostgreSQL server of this module's own (the test stops it; the session's
+server is shared). With the server stopped, every read of the state waits out the pool's timeout
+(``skerry.hub.state.postgres.POOL_TIMEOUT``, 30 s): one made on the hub's event loop holds every agent's
+stream and fetch for that long. The writer's own loops look at the state during the outage: the trust loop
+(ticking every 0.1 s here) and a sync of a commit made during the outage. A new agent connecting to the
+writer must still get its current bundle, signed and unexpired, verified from scratch, within its
+deadline (well under the pool timeout); once the database is back, the writer releases the commit.
+
+Checked against the code before the fix: the trust loop's re-read of the trust repository and the sync's
+release transaction ran on the event loop; the agent's first watch event or fetch missed the deadline.
+
+A publication refused while the database is away cannot be forgotten at once either (forgetting it reads
+the state back): the second test checks that the process, once the database is back, serves the state's
+files and not the ones it signed and never committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as _dt
+import pathlib
+import shutil
+import tempfile
+import time
+
+import grpc
+import pytest
+
+from skerry.agent.trust import TufVerifier
+from skerry.agent.tuf_fetch import GrpcFetcher
+from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+from skerry.core.client import secure_channel
+from skerry.core.clock import FixedClock
+from skerry.core.tls import ROLE_HUB
+from skerry.hub.app import HubApp
+from skerry.hub.bundles.store import HubStore
+from skerry.hub.config import HubConfig
+from skerry.hub.replica import Follower
+from skerry.hub.state import StateUnavailable
+from skerry.hub.state.postgres import PostgresState
+from skerry.hub.state.trust_files import TrustFiles
+from skerry.hub.trust.repository import TrustRepository
+from skerry.hub.writer import Releases, Writer
+from skerry.testing.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from tests.devtrust import DevTrust
+from tests.hub.state.test_replicas import scale
+from tests.hub.state.test_trust_in_state import bundle
+
+CLUSTER = "oslo-prod"
+# A new agent's budget for its first watch event and its verification: far below the pool's 30 s timeout.
+DEADLINE = 10.0
+# How long the writer's loops get to start reading the stopped database before the agent connects.
+SETTLE = 0.5
+# After the outage: the pool reconnects with a back-off, the next sync releases the commit.
+RECOVERY = 90.0
+
+
+@pytest.fixture
+def database():
+    """A PostgreSQL server of this test's own (it is stopped mid-test), with one fresh database."""
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as e:
+        pytest.skip(str(e))
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="skerry-pg-outage-"))  # the postgres user traverses it
+    server = PostgresServer(directory, bindir=bindir).start()
+    try:
+        yield server, server.create_database()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def new_agent(address: str, pki, dev_trust, state_dir: pathlib.Path):
+    """A new agent of ``CLUSTER``: its first watch event, then a TUF refresh from scratch over TrustService."""
+    files = pki.agent(CLUSTER)
+    with secure_channel(address, files) as channel:
+        watch = hub_pb2_grpc.HubServiceStub(channel).WatchBundles(
+            hub_pb2.WatchBundlesRequest(cluster=CLUSTER), timeout=DEADLINE)
+        event = next(message for message in watch if message.HasField("bundle"))
+        watch.cancel()
+    verifier = TufVerifier(CLUSTER, "prod", dev_trust.root, state_dir,
+                           lambda: GrpcFetcher(address, files, timeout=DEADLINE))
+    return event.bundle.version, verifier.verify_message(event.bundle)
+
+
+async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is_stopped(
+    fleet_repo, tmp_path, pki, engine, dev_trust, database
+):
+    server, dsn = database
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(dsn + "\n")
+    cfg = HubConfig(
+        repo=str(fleet_repo.path), interval=3600, trust_refresh=0.1, tls=pki.server("hub", ROLE_HUB),
+        listen="127.0.0.1:0", state_dir=tmp_path / "state", state="postgresql", state_dsn_file=dsn_file,
+        hub_id="hub-a", role="both", trust_dir=dev_trust.dir, release_keys=dev_trust.release_keys,
+    )
+    hub = HubApp(cfg, engine=engine)
+    await hub.start()
+    # the agent's calls get threads of their own: the hub's blocked state reads may fill the default pool
+    client = concurrent.futures.ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+    port = server.port
+    try:
+        released = hub.store.current(CLUSTER)
+        assert released is not None and hub.writer.is_writer
+        server.stop("fast")
+        commit = scale(fleet_repo, 5)  # the writer's next sync builds it; it cannot release it
+        hub.syncer.request_sync()
+        await asyncio.sleep(SETTLE)
+        try:
+            streamed, verified = await asyncio.wait_for(loop.run_in_executor(
+                client, new_agent, f"127.0.0.1:{hub.port}", pki, dev_trust, tmp_path / "agent"), DEADLINE)
+        except (TimeoutError, grpc.RpcError) as e:
+            pytest.fail(f"a new agent got no verified bundle from the writer within {DEADLINE:.0f}s: {e!r}")
+        assert streamed == released.release
+        assert verified is not None and verified.release == released.release
+        assert verified.bundle.revision == released.revision != commit
+        assert verified.expires > _dt.datetime.now(_dt.UTC)
+        assert hub.store.current(CLUSTER) == released  # nothing published while the database was away
+    finally:
+        server.start(port=port)
+        client.shutdown(wait=False, cancel_futures=True)
+    try:
+        async with asyncio.timeout(RECOVERY):
+            while (current := hub.store.current(CLUSTER)).revision != commit:
+                hub.syncer.request_sync()
+                await asyncio.sleep(0.5)
+        assert current.release > released.release
+        with hub.state.read() as tx:
+            assert tx.last_release(CLUSTER) == current.release
+    finally:
+        await hub.stop(grace=0)
+
+
+# A state read that finds the stopped server gives up after this long (the hub's default is 30 s).
+QUICK_POOL_TIMEOUT = 1.0
+
+
+class Host:
+    """One hub process's publishing half on its own connections, with its own copy of the trust directory."""
+
+    def __init__(self, dsn: str, trust_dir: pathlib.Path, holder: str, clock):
+        self.state = PostgresState(dsn, pool_timeout=QUICK_POOL_TIMEOUT)
+        self.writer = Writer(self.state, holder)
+        self.files = TrustFiles(self.state, self.writer)
+        self.writer.try_acquire()
+        keys = DevTrust(trust_dir).release_keys
+        self.repo = TrustRepository.open(trust_dir, clock=clock, release_keys=keys, storage=self.files)
+        self.store = HubStore(self.repo, environment_of=lambda cluster: "prod", releases=Releases(self.writer, self.files))
+
+
+async def test_a_writer_that_could_not_forget_a_refused_publication_serves_the_states_versions_once_back(
+    tmp_path, dev_trust, database
+):
+    # The writer re-signs its timestamp while the database is away: the commit fails, and so does the read
+    # that would make it forget what it signed. Another writer then publishes the same version numbers;
+    # the first, following the state, must serve the state's files, not the ones it signed and never
+    # committed (it used to: a version it already held was never read again, and a new agent of it was
+    # refused a snapshot or timestamp that differed from the state's).
+    server, dsn = database
+    clock = FixedClock(_dt.datetime.now(_dt.UTC))
+    for name in ("host-a", "host-b"):
+        shutil.copytree(dev_trust.dir, tmp_path / name)
+    first = Host(dsn, tmp_path / "host-a", "hub-a", clock)
+    first.store.publish(CLUSTER, bundle("c1"))
+    follower = Follower(first.state, first.store, first.repo, writer=first.writer)
+    first.writer.ttl = 1.0  # the other process need not wait long for it once the database is back
+    first.writer.renew()
+    port = server.port
+    server.stop("fast")
+    try:
+        clock.advance(13 * 3600)  # the timestamp is past half its lifetime: re-signed at the next refresh
+        with pytest.raises(StateUnavailable):
+            first.repo.refresh()
+    finally:
+        server.start(port=port)
+    clock.advance(1)  # the other writer's versions differ from the refused ones
+    second = await asyncio.to_thread(taken_over, dsn, tmp_path / "host-b", clock)
+    assert second.repo.refresh()  # the same version numbers, committed
+    with second.state.read() as tx:
+        stored = tx.trust_newest()
+
+    async def follows() -> bool:
+        try:
+            await follower.apply([])
+        except StateUnavailable:  # its pool reconnects with a back-off
+            return False
+        return all(first.repo.held(f"metadata/{'timestamp.json' if role == 'timestamp' else f'{v}.{role}.json'}")
+                   == data for role, (v, data) in stored.items())
+
+    try:
+        async with asyncio.timeout(RECOVERY):
+            while not await follows():
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        pytest.fail("the first writer still serves trust files it signed and never committed, not the state's")
+
+
+def taken_over(dsn: str, trust_dir: pathlib.Path, clock) -> Host:
+    """Another process that waits for the first one's lease to run out and takes it."""
+    host = Host(dsn, trust_dir, "hub-b", clock)
+    deadline = time.monotonic() + RECOVERY
+    while not (host.writer.is_writer or host.writer.try_acquire()):
+        assert time.monotonic() < deadline, "the first writer's lease never ran out"
+        time.sleep(0.2)
+    return host
