@@ -47,6 +47,26 @@ prints a FINDING line and measures on with a longer TTL. PostgreSQL runs the pub
 per round trip (~4 per cluster): 400-630 s against SQLite's 43 s. The trust directory's hard links
 ran out at ext4's 65,000 per file (fixed in ``skerry.hub.trust.storage``).
 
+30,000 streams (2026-12-05 08:10, ``replicas --agents 30000 --verifiers 500 --workers 2
+--holders-per-process 5000 --lease-ttl 90 --ramp 300``; 3 hubs; machine shared, load 15-20 before
+the run from other work): "30,000 streams: 500 full verifiers + 29,500 stream holders". The lease TTL
+is 90 s because the 30,000-cluster publish on PostgreSQL takes 18-32 s and must fit it. First release
+31.4 s; all 30,000 connected and holding their bundle in 300 s (bound by the ramp, 100 a second);
+memory per stream per replica 85.3-88.6 KiB (each hub ~1.1 GiB RSS with ~10,000 streams); stream
+holders 249.7 KiB each on the client side (29,500 in 6 processes, 7.6 GiB), so 30,000 fit with ~10 GB
+left. Fan-out of one release to all 30,000: publish 18.5 s, all had it 221.6 s after publishing started
+(holders 163.9 s, the 500 verifiers 221.6 s), nothing refused, load up to 57; keepalive pings not
+acknowledged within 20 s dropped ~1,900 connections (GOAWAY ping_timeout), and those agents
+reconnected. FINDING: SIGKILLing a serving replica sent its ~10,000 agents to the other two at once,
+and the hubs collapsed under the reconnect storm. Open streams fell from 20,133 21 s after the kill to
+8,230 after 176 s, at load 123: handshakes starved the ping acks, and each dropped stream added another
+reconnect. The run was stopped there, so the time until all agents are back, the writer takeover and
+the new writer's fan-out were not measured at 30,000. A first try with a 60 s ramp (500 connects a
+second) collapsed the same way at the initial connect (300 of 30,000 after 31 s, load 99). At 2,000
+(200 verifiers + 1,800 holders, load 12-18) all is measured: 84-94 KiB per stream per replica, fan-out
+21.2 s, serving replica SIGKILLed -> all back on the others 3.8 s later, writer SIGKILLed -> new writer
+13.2 s later (TTL 15 s), streams back 5.0 s.
+
 Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
 this machine (``uptime`` load printed beside each figure: the machine may be shared).
 """
