@@ -46,6 +46,8 @@ import resource
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -136,6 +138,7 @@ def _peak_mib() -> float:
 
 
 def _init_worker(name: str, crash_dir: str) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # main's handler (save and unwind) is not the workers'
     from tests.fuzz.targets import target_named
 
     _WORKER.update(target=target_named(name), crash_dir=pathlib.Path(crash_dir))
@@ -205,27 +208,38 @@ def run_target(name: str, args: argparse.Namespace, deadline: float) -> State:
     first = state.next_chunk
     state.next_chunk += len(sizes)  # reserved now: an index is never run twice, even if this run stops
     run = Figures()
-    started = time.monotonic()
-    last_progress = started
-    ctx = mp.get_context("fork")
-    tasks = [(args.seed, first + i, size, deadline) for i, size in enumerate(sizes)]
-    with ctx.Pool(args.processes, initializer=_init_worker, initargs=(name, args.crash_dir)) as pool:
-        try:
-            for chunk in pool.imap_unordered(_run_chunk, tasks):
-                run.add(chunk)
-                state.figures.add(chunk)
-                state.save()
-                if args.progress_seconds and time.monotonic() - last_progress > args.progress_seconds:
-                    last_progress = time.monotonic()
-                    print(f"  ... {state.figures.row(name)}  (running; load {_load()})", flush=True)
-                if deadline and time.time() >= deadline:
-                    break
-        finally:
-            wall = time.monotonic() - started
-            state.runs.append({"ended": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "inputs": run.inputs, "processes": args.processes, "wall_s": round(wall, 1),
-                               "chunks_from": first, "load": _load()})
+    started = last_progress = time.monotonic()
+    # A process pool that notices a worker dying (a crash in native code: a finding, not a hang).
+    pool = ProcessPoolExecutor(args.processes, mp_context=mp.get_context("fork"), initializer=_init_worker,
+                               initargs=(name, args.crash_dir))
+    try:
+        futures = {pool.submit(_run_chunk, (args.seed, first + i, size, deadline)): first + i
+                   for i, size in enumerate(sizes)}
+        for future in as_completed(futures):
+            try:
+                chunk, died = future.result(), False
+            except BrokenProcessPool:  # the chunk's index says where to look: it can be run again alone
+                chunk, died = Figures(crashes=1, kinds={f"a worker died in chunk {futures[future]}": ""}), True
+            run.add(chunk)
+            state.figures.add(chunk)
             state.save()
+            if died:
+                break
+            if args.progress_seconds and time.monotonic() - last_progress > args.progress_seconds:
+                last_progress = time.monotonic()
+                print(f"  ... {state.figures.row(name)}  (running; load {_load()})", flush=True)
+            if deadline and time.time() >= deadline:
+                break  # the chunks still running stop at the deadline too
+    except BaseException:
+        for child in mp.active_children():  # stopped by a signal: the workers go at once
+            child.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        state.runs.append({"ended": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                           "inputs": run.inputs, "processes": args.processes,
+                           "wall_s": round(time.monotonic() - started, 1), "chunks_from": first, "load": _load()})
+        state.save()
     return state
 
 

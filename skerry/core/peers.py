@@ -25,12 +25,14 @@ MAX_ADDRESSES = 16
 # TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+# The fastest keepalive a client may be configured with (agents' ``--keepalive``).
+MIN_KEEPALIVE_SECONDS = 6.0
 # A server takes a ping without data at most this often; a client pinging more often is sent GOAWAY
-# (too_many_pings).
-SERVER_MIN_PING_INTERVAL_MS = 5_000
-# The fastest keepalive a client may be configured with: the servers' limit above plus a second of
-# margin for timer slack.
-MIN_KEEPALIVE_SECONDS = SERVER_MIN_PING_INTERVAL_MS / 1000 + 1.0
+# (too_many_pings) and loses every stream of its connection. Half the fastest keepalive: a busy server
+# reads pings late and in bursts, and with a one-second margin (5 s against 6 s) hubs under a
+# failover's reconnect storm sent thousands of GOAWAYs to 500 agents pinging every 6 s, whose
+# reconnects made the storm worse (tests/e2e/test_hub_replicas.py, SKERRY_HA_AGENTS=500).
+SERVER_MIN_PING_INTERVAL_MS = int(MIN_KEEPALIVE_SECONDS * 1000 / 2)
 
 
 def check_address(address: str, what: str) -> str:

@@ -287,8 +287,7 @@ class HubApp:
                 await self.syncer.sync_once(force=True)
             except Exception:  # noqa: BLE001 - the loop retries
                 log.exception("first sync as writer failed")
-        resumed = self.promoter.resume(await asyncio.to_thread(self.promoter.unfinished))  # (off the loop)
-        if resumed:
+        if resumed := await self.promoter.resume():  # rollouts a previous writer was following
             log.info("resumed following promotions", ids=resumed)
         # The first sync already ran; the next one is an interval (or a trigger) away.
         return [asyncio.create_task(self.syncer.run(self.config.interval, immediately=False), name="skerry-hub-sync"),
@@ -395,9 +394,7 @@ class HubApp:
             statuses=self.statuses,
             tracker=self.health_tracker,
             audit=audit,
-            settings=PromotionSettings(
-                push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key
-            ),
+            settings=PromotionSettings(push_url=cfg.push_url, push_branch=cfg.push_branch, ssh_key=cfg.push_ssh_key),
             clock=self.clock,
             approvals=approvals,
             # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).

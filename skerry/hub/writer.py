@@ -276,6 +276,9 @@ class _MemoryTx:
     def put_records(self, kind: str, docs: Mapping[str, Mapping | None]) -> None:
         pass
 
+    def alive(self) -> None:
+        pass
+
 
 class InMemoryReleases:
     """A process-local counter per cluster, forgotten on exit: for tests and benchmarks only."""

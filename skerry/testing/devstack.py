@@ -28,10 +28,28 @@ from skerry.core.client import all_pages, secure_channel
 
 # The example fleet of a source checkout (the one input the harness takes from outside the package).
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
+# The dev stack's hub writer lease: one hub on a throwaway state, so a restart after a crash (a new holder,
+# ``skerry.hub.config.default_hub_id``) writes again within seconds, not the production default's 15 s.
+LEASE_TTL = "5s"
+
+
+# The example fleet's namespaces all start with this (shop-dev, shop-prod).
+EXAMPLES_NAMESPACE_PREFIX = "shop-"
 
 
 class StackError(RuntimeError):
     pass
+
+
+def example_fleet(dest: pathlib.Path, namespace_prefix: str) -> pathlib.Path:
+    """A copy of the example fleet at ``dest`` whose namespaces start with ``namespace_prefix``, not ``shop-``.
+
+    Test modules sharing one API server each apply the fleet into namespaces of their own, so what one
+    module left behind is never what another one asserts about."""
+    shutil.copytree(EXAMPLES, dest)
+    for f in dest.rglob("*.yaml"):
+        f.write_text(f.read_text().replace(EXAMPLES_NAMESPACE_PREFIX, namespace_prefix))
+    return dest
 
 
 class Service:
@@ -298,13 +316,14 @@ class Stack:
             trust_args += ["--release-keys", ",".join(keys)]
         # a restarted hub comes back on the same port, so running agents find it again
         listen = self.hub_address or "127.0.0.1:0"
+        lease = {"SKERRY_HUB_LEASE_TTL": os.environ.get("SKERRY_HUB_LEASE_TTL", LEASE_TTL)}
         self.hub = Service(
             "hub",
             ["hub", "serve", "--repo", repo or str(self.remote or self.repo), "--interval", str(self.interval),
              "--listen", listen, "--state-dir", str(self.workdir / "hub-state"), *trust_args, *self.tls_args(files),
              *extra],
             self.workdir,
-            env,
+            {**lease, **(env or {})},
         ).start()
         ready = self.hub.ready()
         self.hub_address = f"127.0.0.1:{ready['port']}"

@@ -2,7 +2,9 @@
 
 One stack (hub in trust mode holding only the *dev* release key, agents for
 oslo-dev and oslo-prod) serves the module. Prod needs 2 of 3 release
-signatures, given by ``skerry keys sign`` (which renders the bundle itself).
+signatures, given by ``skerry keys sign`` (which renders the bundle itself). The example fleet's
+namespaces are renamed (``trusthub-*``): "nothing of prod is applied yet" must not read another
+module's ``shop-prod``.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from tuf.ngclient import FetcherInterface, Updater
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import report as report_format
 from skerry.core import tls, trust
-from skerry.testing.devstack import Stack, fleet_status, wait_for
+from skerry.testing.devstack import Stack, example_fleet, fleet_status, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
+
+PROD_NS = "trusthub-prod"
 
 
 @pytest.fixture(scope="module")
 def stack(kubeconfig, tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("trusthub"), kubeconfig, interval=1.0, auto_release=("dev",))
+    work = tmp_path_factory.mktemp("trusthub")
+    s = Stack(work, kubeconfig, interval=1.0, auto_release=("dev",))
     try:
         s.sealer_address = "127.0.0.1:9"
-        s.seed_repo()
+        s.seed_repo(example_fleet(work / "fleet-src", "trusthub-"))
         for rel in ("overlays/prod/sealed-db-credentials.yaml", "overlays/dev/sealed-db-credentials.yaml"):
             p = s.repo / rel
             if p.exists():  # no sealer in this stack
@@ -69,7 +74,7 @@ def test_dev_is_released_by_the_hub_and_prod_waits_for_release_signatures(stack)
     prod = wait_for(lambda: "awaits signatures" in view(stack, "oslo-prod").get("render_error", "")
                     and view(stack, "oslo-prod"), 30, "prod to await signatures")
     assert not prod.get("desired_digest")
-    assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "--ignore-not-found", "-o", "name",
+    assert stack.kubectl("get", "deploy", "web", "-n", PROD_NS, "--ignore-not-found", "-o", "name",
                          check=False) == ""
 
 
@@ -88,7 +93,7 @@ def test_one_prod_signature_is_not_enough_and_two_promote(stack):
     assert "published: 2 of 2" in second.stdout
     v = wait_for(lambda: view(stack, "oslo-prod").get("desired_digest") and view(stack, "oslo-prod"), 30, "prod")
     stack.wait_applied("oslo-prod", digest=v["desired_digest"])
-    assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}") == "3"
+    assert stack.kubectl("get", "deploy", "web", "-n", PROD_NS, "-o", "jsonpath={.spec.replicas}") == "3"
 
 
 class FetchAdapter(FetcherInterface):
@@ -187,7 +192,7 @@ def test_keys_status_shows_every_role_and_its_horizon(stack):
 def test_explain_follows_an_object_to_its_bundle_signatures_and_commit(stack):
     v = view(stack, "oslo-prod")
     out = subprocess.run(
-        [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", "shop-prod", "--kubeconfig",
+        [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", PROD_NS, "--kubeconfig",
          str(stack.kubeconfig), "--state-dir", str(stack.workdir / "agents" / "oslo-prod"), "-o", "json"],
         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -198,7 +203,7 @@ def test_explain_follows_an_object_to_its_bundle_signatures_and_commit(stack):
     assert len(prov["release_role"]["signed_by"]) == 2 and prov["director"]["signed_by"]
     assert chain["source"]["revision"] == v["desired_revision"] and chain["render"]["engine"] == "kustomize"
     text = subprocess.run(
-        [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", "shop-prod", "--kubeconfig",
+        [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", PROD_NS, "--kubeconfig",
          str(stack.kubeconfig), "--state-dir", str(stack.workdir / "agents" / "oslo-prod")],
         capture_output=True, text=True).stdout
     assert "released   releases-prod-" in text and v["desired_revision"] in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import pathlib
 import textwrap
@@ -9,6 +10,7 @@ import textwrap
 import pytest
 
 from skerry.core.errors import RenderError
+from skerry.hub.render import inprocess
 from skerry.hub.render.engine import KustomizeEngine, parse_documents
 
 from .helpers import FLEET_FILES, kubectl_kustomize
@@ -32,6 +34,14 @@ def test_engine_records_tool_and_version(binary_engine):
     assert binary_engine.version.startswith("v5.")
     if "kubectl" in repr(binary_engine):
         assert "(kubectl v1." in binary_engine.version
+
+
+@pytest.mark.skipif(not inprocess.available(), reason="pykustomize is not installed")
+def test_in_process_engine_records_the_installed_package_version():
+    # read from the package's METADATA header, not through importlib.metadata (its import costs a render)
+    package = importlib.metadata.version(inprocess.PACKAGE)
+    version = inprocess.InProcessKustomizeEngine().version
+    assert version.startswith("api v0.") and version.endswith(f"(pykustomize {package}, in-process)"), version
 
 
 @pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/prod"])

@@ -11,7 +11,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fleet" / "overlays" / "prod"
-HEAVY = ("structlog", "rich", "git", "grpc", "jsonschema", "kubernetes_validate", "cffi", "pycparser", "pykustomize")
+HEAVY = ("structlog", "rich", "git", "grpc", "jsonschema", "kubernetes_validate", "cffi", "pycparser", "pykustomize",
+         "cryptography", "prometheus_client", "google")
 # Standard library modules that each cost a render several milliseconds and that it does not need: the
 # package metadata reader (~45 ms of CPU with the email package it pulls in), logging before anything is
 # logged, dataclasses (inspect, ast) and hashlib (the hub's closure keys).

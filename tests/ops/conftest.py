@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import pathlib
 import secrets as pysecrets
-import shutil
 
 import pytest
 
-from skerry.testing.devstack import EXAMPLES, Stack
+from skerry.testing.devstack import Stack, example_fleet
 
 CLUSTERS = ("bergen-dev", "tromso-dev", "bergen-prod")
 FLEET = """apiVersion: skerry.io/v1alpha1
@@ -44,10 +43,7 @@ SECRET = {
 
 
 def _fleet_source(tmp: pathlib.Path) -> pathlib.Path:
-    src = tmp / "fleet-src"
-    shutil.copytree(EXAMPLES, src)
-    for f in src.rglob("*.yaml"):
-        f.write_text(f.read_text().replace("shop-", "opsdash-"))
+    src = example_fleet(tmp / "fleet-src", "opsdash-")
     (src / "skerry.yaml").write_text(FLEET)
     return src
 

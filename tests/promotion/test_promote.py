@@ -512,7 +512,7 @@ async def test_a_hub_restarted_mid_promotion_resumes_following_it(harness, outco
         h.clock.advance(40)
         await h.promoter.close()  # the hub stops: its follow task is gone
         restarted = restarted_promoter(h)
-        assert restarted.resume() == [rec.id]
+        assert await restarted.resume() == [rec.id]
         again = restarted.records[rec.id]
         assert again.state == "verifying" and again.commit == rec.commit
         if outcome == "done":
@@ -523,7 +523,7 @@ async def test_a_hub_restarted_mid_promotion_resumes_following_it(harness, outco
             await until(lambda: again.state == "rolled-back", "rolled back")
             assert again.rollback_commit and h.remote_head() == again.rollback_commit
             assert h.remote_file(PROD_K) == before
-        assert restarted_promoter(h).resume() == []  # finished: nothing left to resume
+        assert await restarted_promoter(h).resume() == []  # finished: nothing left to resume
     finally:
         if restarted is not None:
             await restarted.close()
@@ -541,7 +541,7 @@ async def test_a_hub_stopped_right_after_its_promotion_commit_has_the_promotion_
     await h.promoter.close()  # stopped before its follow task ever ran: the commit's record is all it stored
     restarted = restarted_promoter(h)
     try:
-        assert restarted.resume() == [rec.id]
+        assert await restarted.resume() == [rec.id]
         again = restarted.records[rec.id]
         assert again.commit == rec.commit
         await until(lambda: h.store.current("oslo-prod").revision == rec.commit, "the new bundle")

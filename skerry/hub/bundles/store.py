@@ -112,6 +112,19 @@ class LedgerTx(Protocol):
 
     def put_records(self, kind: str, docs: Mapping[str, Mapping | None]) -> None: ...
 
+    def alive(self) -> None: ...
+
+
+def _counter_of(tx: LedgerTx, counters: Mapping[str, int]) -> Callable[[str], int]:
+    """``counters[cluster]`` for the director pass, which asks once per cluster: each ask also keeps the
+    release's transaction alive (at 100,000 clusters the pass computes longer than the writer lease)."""
+
+    def counter(cluster: str) -> int:
+        tx.alive()
+        return counters[cluster]
+
+    return counter
+
 
 class Ledger(Protocol):
     """Where releases are recorded (``skerry.hub.writer.Releases``: the hub state; ``InMemoryReleases`` in tests).
@@ -338,7 +351,7 @@ class HubStore:
             floor = tx.release_floor() if todo else 0
             directed = self._director.direct_many(
                 [(c, self._environment_of(c)) for c in todo], blob.data, revision=bundle.revision,
-                release=counters.__getitem__, number=lambda c: number_of(counters[c], floor),
+                release=_counter_of(tx, counters), number=lambda c: number_of(counters[c], floor),
                 render=render_of(bundle))
             signed: dict[str, SignedBundle] = {}
             for cluster in todo:

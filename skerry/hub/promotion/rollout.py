@@ -71,12 +71,12 @@ class Rollouts:
         """Follow ``rec``'s commit as planned (``plan``)."""
         self._start(rec, fleet, self.book.follows[rec.id], settings)
 
-    def resume(self, settings: PromotionSettings, unfinished: list | None = None) -> list[str]:
+    def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
         """Follow again every rollout a previous process was following (ids); call after the first sync.
-        ``unfinished``: ``book.unfinished()`` if the caller read it already (a server: off its event loop)."""
+        ``unfinished``: ``book.unfinished()``, read by the caller (off the event loop: a state read)."""
         fleet = self.fleet_view.fleet
         resumed = []
-        for rec, follow in self.book.unfinished() if unfinished is None else unfinished:
+        for rec, follow in unfinished:
             self.book.add(rec)
             self._start(rec, fleet, follow, settings)
             self.audit.record(HUB, "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,

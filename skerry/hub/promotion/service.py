@@ -146,26 +146,8 @@ class Promoter:
     def _freight_blocking(self, fleet: Fleet, app: str, env: str) -> Freight:
         """What ``env`` runs of ``app``: the images its clusters' bundles were rendered from. Blocking."""
         overlay = targets.overlay_of(fleet, app, env)
-        head = self.mirror.head()
         clusters = tuple(self.health(c) for c in targets.clusters_of(fleet, env))
-        revisions = list(dict.fromkeys(c.desired_revision for c in clusters if c.desired_revision))
-        seen: dict[tuple[fr.Image, ...], str] = {}
-        where: dict[tuple[fr.Image, ...], list[str]] = {}
-        for rev in revisions:
-            images, _, _ = self.mirror.read_images(self.mirror.known(rev), overlay)
-            seen.setdefault(images, rev)
-            where.setdefault(images, []).extend(c.cluster for c in clusters if c.desired_revision == rev)
-        if len(seen) > 1:
-            detail = "; ".join(
-                f"{', '.join(where[i])} get {fr.freight_key(i)} (revision {r[:12]})" for i, r in seen.items()
-            )
-            raise FailedPrecondition(f"clusters of {env} are given different freight of {app}: {detail}")
-        if seen:
-            images, revision = next(iter(seen.items()))
-        else:
-            images, _, _ = self.mirror.read_images(head, overlay)
-            revision = head
-        return Freight(app, env, overlay, images, revision, clusters)
+        return _running_freight(self.mirror, app, env, overlay, clusters)
 
     async def _freights(self, fleet: Fleet, app: str, *envs: str) -> list[Freight]:
         async with self.mirror.lock:
@@ -210,14 +192,9 @@ class Promoter:
         async for update in self.book.watch(rec):
             yield update
 
-    def resume(self, unfinished: list | None = None) -> list[str]:
-        """Follow again every rollout a previous process was following (ids); call after the first sync.
-        ``unfinished``: what ``unfinished()`` read (a server reads it off its event loop)."""
-        return self.rollouts.resume(self.settings, unfinished)
-
-    def unfinished(self) -> list:
-        """The rollouts a previous process was following, as stored (a read of the hub state)."""
-        return self.book.unfinished()
+    async def resume(self) -> list[str]:
+        """Follow again every rollout a previous process was following (ids); call after the first sync."""
+        return self.rollouts.resume(self.settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
 
     async def close(self) -> None:
         await self.rollouts.close()
@@ -385,6 +362,30 @@ class Promoter:
             return None
         await self.book.update(rec, commit=result[0], branch=self.source.branch, state="committed")
         return result[0]
+
+
+def _running_freight(mirror, app: str, env: str, overlay: str, clusters: tuple[ClusterHealth, ...]) -> Freight:
+    """The images ``clusters`` were rendered from (the overlay at their desired revision; at the head when
+    none has one yet). Refused when the clusters of one environment are given different freight. Blocking."""
+    head = mirror.head()
+    revisions = list(dict.fromkeys(c.desired_revision for c in clusters if c.desired_revision))
+    seen: dict[tuple[fr.Image, ...], str] = {}
+    where: dict[tuple[fr.Image, ...], list[str]] = {}
+    for rev in revisions:
+        images, _, _ = mirror.read_images(mirror.known(rev), overlay)
+        seen.setdefault(images, rev)
+        where.setdefault(images, []).extend(c.cluster for c in clusters if c.desired_revision == rev)
+    if len(seen) > 1:
+        detail = "; ".join(
+            f"{', '.join(where[i])} get {fr.freight_key(i)} (revision {r[:12]})" for i, r in seen.items()
+        )
+        raise FailedPrecondition(f"clusters of {env} are given different freight of {app}: {detail}")
+    if seen:
+        images, revision = next(iter(seen.items()))
+    else:
+        images, _, _ = mirror.read_images(head, overlay)
+        revision = head
+    return Freight(app, env, overlay, images, revision, clusters)
 
 
 def _require_writer(may_write: Callable[[], bool], method: str) -> None:

@@ -40,7 +40,7 @@ from skerry.hub.source.objects import TreeEntry
 
 # A string longer than this, or with whitespace, is content (an inline patch), not a path.
 MAX_PATH_CHARS = 1024
-# Bounds the walk: files materialized for one closure (kustomizations: remote.MAX_KUSTOMIZATIONS).
+# Bounds the walk: files materialized for one closure (kustomizations: kustomization.MAX_KUSTOMIZATIONS).
 MAX_CLOSURE_FILES = 50_000
 ABSENT = "-"
 

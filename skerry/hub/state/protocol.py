@@ -77,6 +77,9 @@ class AuditEntry:
 class Tx(Protocol):
     """One open transaction (see the module docstring)."""
 
+    def alive(self) -> None:
+        """Called often during a long computation inside the transaction: keeps its lease and connection."""
+
     def next_release(self, cluster: str) -> int:
         """The cluster's next release counter: above every counter it ever had, whatever the clocks did."""
 

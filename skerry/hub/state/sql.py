@@ -52,6 +52,9 @@ LEASE_NAME = "writer"
 # A write transaction renews its lease once this fraction of the lease's time to live has passed
 # since the last renewal: two more chances before it would expire.
 RENEW_INSIDE_AFTER = 1 / 3
+# ``alive()`` makes a statement at most this often: far inside the shortest lease a hub runs with (its
+# renewal is due every third of it) and PostgreSQL's idle-in-transaction limit (``postgres``).
+ALIVE_EVERY = 1.0
 
 
 def _renewing(run: Run, lease: Lease, d: schema.Dialect, monotonic: Callable[[], float] = time.monotonic) -> Run:
@@ -84,6 +87,15 @@ class SqlTx(RecordQueries, TrustQueries):
         self.notify = False
         self._report_seq: int | None = None
         self._floor: int | None = None  # release_floor, read once per transaction (it never changes)
+        self._alive = time.monotonic()
+
+    def alive(self) -> None:
+        """Make a statement if none was made for ``ALIVE_EVERY`` through this call: a long computation
+        inside the transaction (a director pass over 100,000 clusters) calls it as it goes, so the
+        transaction renews its lease when due (``_renewing``) and PostgreSQL does not end it as idle."""
+        if time.monotonic() - self._alive >= ALIVE_EVERY:
+            self._run("SELECT 1", ())
+            self._alive = time.monotonic()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         rows, _ = self._run(sql, params)

@@ -122,15 +122,17 @@ def sealed_identity(sealed: Mapping, source: str = "input") -> tuple[str, str, s
     annotations = meta.get("annotations") or {}
     spec = sealed.get("spec") or {}
     if not isinstance(annotations, Mapping) or not isinstance(spec, Mapping):
-        raise InvalidInput(f"{source}: {ns}/{name} metadata.annotations and spec must be mappings")
+        raise InvalidInput(f"{source}: {documents.clip(f'{ns}/{name}')} metadata.annotations and spec must be mappings")
     scope = sealedsecret.scope_from_annotations(annotations)
     encrypted = spec.get("encryptedData") or {}
     if not isinstance(encrypted, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in encrypted.items()
     ):
-        raise InvalidInput(f"{source}: {ns}/{name} spec.encryptedData must map item names to base64 strings")
+        raise InvalidInput(
+            f"{source}: {documents.clip(f'{ns}/{name}')} spec.encryptedData must map item names to base64 strings"
+        )
     if scope != sealedsecret.CLUSTER_WIDE and not ns:
-        raise InvalidInput(f"{source}: the {scope} SealedSecret {name} has no metadata.namespace")
+        raise InvalidInput(f"{source}: the {scope} SealedSecret {documents.clip(name)} has no metadata.namespace")
     domain = str(annotations.get(sealedsecret.ANNOTATION_DOMAIN) or "")
     return ns, name, scope, domain, dict(encrypted)
 
