@@ -259,22 +259,30 @@ async def hub_main(args) -> None:
 # --- the agent processes --------------------------------------------------------------------
 
 
-async def agents_main(args) -> None:
-    """One agent process: issue its agents' identities (first run only), then ``skerry.testing.simagents``."""
+def issue_identities(d: pathlib.Path, names: list[str]) -> pathlib.Path:
+    """Each of ``names`` its certificate and key under ``d/agents`` (first run only); that directory.
+
+    The key is made here and its CSR signed by the hub's authority: the enrollment path minus the RPC."""
     from skerry.agent.enroll import make_csr
     from skerry.hub.enrollment.authority import AgentAuthority
 
-    d = pathlib.Path(args.dir)
     authority = AgentAuthority.load_or_create(d / "hub" / "enrollment")
     adir = d / "agents"
     adir.mkdir(exist_ok=True)
-    names = [cluster_name(i) for i in range(args.first, args.first + args.count)]
-    for name in names:  # key made here, CSR signed by the hub's authority: the enrollment path minus the RPC
+    for name in names:
         crt, key = adir / f"{name}.crt", adir / f"{name}.key"
         if not crt.exists():
             csr, key_pem = make_csr(name)
             key.write_bytes(key_pem)
             crt.write_bytes(authority.sign_csr(csr, name).cert_pem)
+    return adir
+
+
+async def agents_main(args) -> None:
+    """One agent process: issue its agents' identities (first run only), then ``skerry.testing.simagents``."""
+    d = pathlib.Path(args.dir)
+    names = [cluster_name(i) for i in range(args.first, args.first + args.count)]
+    adir = issue_identities(d, names)
     # one hub, or several replicas (bench/fleet_ha.py): each agent picks one and fails over to another
     sim = simagents.parser().parse_args([
         "--hub", args.hubs or f"127.0.0.1:{args.port}", "--identities", str(adir), "--ca", str(d / "pki" / "ca.crt"),

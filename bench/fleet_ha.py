@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fleet_ha.py state [--clusters 100000] [--replicas 3] [--report-seconds 60]
     .venv/bin/python bench/fleet_ha.py replicas [--agents 2000] [--hubs 3] [--workers 4] [--lease-ttl 15]
+                                                [--verifiers 500] [--holders-per-process 5000]
 
 ``state`` (SQLite and PostgreSQL side by side; render excluded) runs the writer's part of a
 fleet-wide release through the code the hub's writer runs: ``HubStore.publish_shared`` with
@@ -30,6 +31,14 @@ replica, fan-out of one release to all agents across replicas, time until all ag
 after a serving replica is SIGKILLed, writer takeover after the writer is SIGKILLed (bounded below
 by the lease TTL) and the fan-out of the new writer's first release.
 
+A full verifier holds ~1.9 MB of python-tuf metadata after a refresh, so 30,000 of them do not fit
+this machine (23 GB). ``--verifiers N``: N agents are full verifiers (they prove verification and
+its refusals on every release) and every other agent is a *stream holder* (bench/fleet_ha_holders.py):
+its own mTLS identity and real ``HubClient`` stream, resuming with its position like the agent,
+checking each delivered bundle's bytes against the event's digest and its counter against the one it
+holds, but running no TUF refresh. The output names the split ("30,000 streams: 500 full verifiers +
+29,500 stream holders") and prints the holders' client-side memory per holder.
+
 What it found (2026-12-05, 100,000 clusters, machine shared, load 6-13): a fleet-wide release is one
 fenced transaction, and the lease cannot be renewed while it runs (SQLite: the one write lock;
 PostgreSQL: the fence's FOR SHARE row lock; in the hub the publish also holds the event loop), so a
@@ -50,6 +59,26 @@ longer than the lease and than PostgreSQL's idle-in-transaction limit; it now as
 cluster. Still open (the FINDING line at load 12-35): the trust repository signs every changed role
 before it writes the first (``skerry.hub.trust.publishing``: 61 s without a statement at load 18-35,
 26 s of writer CPU for the whole publish), longer than a 15 s lease.
+
+30,000 streams (2026-12-05 08:10, ``replicas --agents 30000 --verifiers 500 --workers 2
+--holders-per-process 5000 --lease-ttl 90 --ramp 300``; 3 hubs; machine shared, load 15-20 before
+the run from other work): "30,000 streams: 500 full verifiers + 29,500 stream holders". The lease TTL
+is 90 s because the 30,000-cluster publish on PostgreSQL takes 18-32 s and must fit it. First release
+31.4 s; all 30,000 connected and holding their bundle in 300 s (bound by the ramp, 100 a second);
+memory per stream per replica 85.3-88.6 KiB (each hub ~1.1 GiB RSS with ~10,000 streams); stream
+holders 249.7 KiB each on the client side (29,500 in 6 processes, 7.6 GiB), so 30,000 fit with ~10 GB
+left. Fan-out of one release to all 30,000: publish 18.5 s, all had it 221.6 s after publishing started
+(holders 163.9 s, the 500 verifiers 221.6 s), nothing refused, load up to 57; keepalive pings not
+acknowledged within 20 s dropped ~1,900 connections (GOAWAY ping_timeout), and those agents
+reconnected. FINDING: SIGKILLing a serving replica sent its ~10,000 agents to the other two at once,
+and the hubs collapsed under the reconnect storm. Open streams fell from 20,133 21 s after the kill to
+8,230 after 176 s, at load 123: handshakes starved the ping acks, and each dropped stream added another
+reconnect. The run was stopped there, so the time until all agents are back, the writer takeover and
+the new writer's fan-out were not measured at 30,000. A first try with a 60 s ramp (500 connects a
+second) collapsed the same way at the initial connect (300 of 30,000 after 31 s, load 99). At 2,000
+(200 verifiers + 1,800 holders, load 12-18) all is measured: 84-94 KiB per stream per replica, fan-out
+21.2 s, serving replica SIGKILLed -> all back on the others 3.8 s later, writer SIGKILLed -> new writer
+13.2 s later (TTL 15 s), streams back 5.0 s.
 
 Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
 this machine (``uptime`` load printed beside each figure: the machine may be shared).
@@ -423,14 +452,23 @@ def main() -> int:
     r = sub.add_parser("replicas", help="hub processes on one PostgreSQL with simulated agent streams")
     r.add_argument("--agents", type=int, default=2000, help="simulated agents across all replicas (floor: 30,000)")
     r.add_argument("--hubs", type=int, default=3)
-    r.add_argument("--workers", type=int, default=4, help="agent processes")
+    r.add_argument("--workers", type=int, default=4, help="processes of full verifiers")
+    r.add_argument("--verifiers", type=int, help="agents that run the full TufVerifier; the rest are stream "
+                   "holders (bench/fleet_ha_holders.py; default: every agent a full verifier)")
+    r.add_argument("--holders-per-process", type=int, default=5000,
+                   help="stream holders per process (each holds a connection: under the open-file limit)")
     r.add_argument("--lease-ttl", type=float, default=None, help="writer lease TTL (default: the hub's)")
     r.add_argument("--timeout", type=float, default=1200.0)
+    r.add_argument("--min-free-gib", type=float, default=2.0,
+                   help="stop (with what was measured) when the machine's available memory falls below this")
     r.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
     rep = sub.add_parser("_replica")
     rep.add_argument("--backend", required=True)
     rep.add_argument("--where", required=True)
     rep.add_argument("--dir", required=True)
+    ho = sub.add_parser("_holders")
+    for flag in ("--dir", "--hubs", "--first", "--count", "--ramp"):
+        ho.add_argument(flag, required=True, type={"--first": int, "--count": int, "--ramp": float}.get(flag, str))
     h = sub.add_parser("_hub")
     h.add_argument("--dir", required=True)
     h.add_argument("--trust", required=True)
@@ -448,6 +486,11 @@ def main() -> int:
         return state_bench(args)
     if args.role == "_replica":
         asyncio.run(replica_main(args))
+        return 0
+    if args.role == "_holders":
+        from fleet_ha_holders import holders_main
+
+        asyncio.run(holders_main(args))
         return 0
     from fleet_ha_hubs import hub_main, replicas_bench  # part 2 (a module of its own: size)
 

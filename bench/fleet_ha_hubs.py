@@ -14,6 +14,18 @@ import fleet
 from fleet import FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime
 from fleet_ha import CORES, DSN_ENV, Parts, init_trust, open_backend, say
 
+# A wait longer than this prints its progress (and the memory left) on the way.
+PROGRESS_SECONDS = 20.0
+
+
+def available_gib() -> float:
+    """The machine's memory available to new work (``MemAvailable``): the bench stops before it runs out."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return 0.0
+
 
 async def hub_main(args) -> None:
     """One hub process on the shared PostgreSQL: serves agents; writes while it holds the lease."""
@@ -115,8 +127,10 @@ def replicas_bench(args) -> int:
     from skerry.testing.postgres import PostgresServer
 
     n = args.agents
-    print(f"replicas: {args.hubs} hub processes on one PostgreSQL, {n} agents in {args.workers} processes, lease "
-          f"TTL {args.lease_ttl:.0f} s, {CORES} cores, {uptime()}")
+    full = n if args.verifiers is None else min(args.verifiers, n)
+    print(f"replicas: {args.hubs} hub processes on one PostgreSQL; {n} streams: {full} full verifiers + {n - full} "
+          f"stream holders (real identity and stream, digest-checked, no TUF refresh); lease TTL "
+          f"{args.lease_ttl:.0f} s, {CORES} cores, {uptime()}")
     with tempfile.TemporaryDirectory(prefix="skerry-fleet-ha-") as tmp:
         d = pathlib.Path(tmp)
         server = PostgresServer(d / "pg", settings={"max_connections": "200"}).start()
@@ -140,26 +154,15 @@ def replicas_bench(args) -> int:
                   f"{time.time() - t:.1f} s in all, {uptime()}")
             base = hubs.stats()
             ramp = args.ramp if args.ramp is not None else n / 500
-            share = -(-n // args.workers)
-            me = [sys.executable, str(pathlib.Path(__file__).resolve().parent / "fleet.py")]
-            workers = [Proc([*me, "_agents", "--dir", tmp, "--state", agent_state, "--port", "0",
-                             "--hubs", hubs.addresses(), "--first", str(i * share),
-                             "--count", str(min(share, n - i * share)), "--ramp", str(ramp)])
-                       for i in range(args.workers) if i * share < n]
-            for wk in workers:
-                wk.read()
+            workers = start_agents(args, tmp, agent_state, hubs.addresses(), full, ramp)
             waits = Waits(args, hubs, workers, n)
             t0 = time.time()
-            waits.verified(1, t0, "initial connect")
-            print(f"all {n} agents connected and verified: {time.time() - t0:.1f} s (started over {ramp:.0f} s), "
-                  f"{uptime()}")
+            reps = waits.verified(1, t0, "initial connect")
+            print(f"all {n} agents connected, holding their bundle ({full} verified in full): {time.time() - t0:.1f} s"
+                  f" (started over {ramp:.0f} s), {uptime()}, {available_gib():.1f} GiB available")
             time.sleep(2)
-            full = hubs.stats()
-            for i, s in full.items():
-                per = (s["rss_kib"] - base[i]["rss_kib"]) / max(1, s["streams"])
-                print(f"  hub-{i}{' (writer)' if s['writer'] else ''}: {s['streams']} streams, "
-                      f"RSS {s['rss_kib'] / 1024:.0f} MiB, {per:.1f} KiB per stream")
-            del ready
+            print_memory(hubs, base, [wk.ask("report 0") for wk in workers], workers)
+            del ready, reps
             waits.fanout(hubs.writer(), "v2", "fan-out of one release across replicas")
             serving = next(i for i in hubs.live() if i != hubs.writer())
             t_kill = hubs.kill(serving)
@@ -171,8 +174,10 @@ def replicas_bench(args) -> int:
             t_kill = hubs.kill(old)
             new, back = None, None
             while new is None or back is None:  # both watched at once: streams come back before the lease
-                if time.time() - t_kill > args.timeout:
-                    raise SystemExit(f"after the writer was SIGKILLed: writer {new}, streams back {back}")
+                if available_gib() < args.min_free_gib or time.time() - t_kill > args.timeout:
+                    streams = {f"hub-{i}": s["streams"] for i, s in hubs.stats().items()}
+                    raise SystemExit(f"after the writer was SIGKILLed: writer {new}, streams back {back} "
+                                     f"(open: {streams}; agents {sum(streams.values())} of {n})")
                 time.sleep(0.1)
                 stats = hubs.stats()
                 new = next((i for i, s in stats.items() if s["writer"]), None)
@@ -184,8 +189,10 @@ def replicas_bench(args) -> int:
             waits.fanout(new, "v3", "first release of the new writer")
             per_core = n / CORES
             print(f"peer: Rancher Fleet sizes 500 clusters at 16 vCPU ({FLEET_CLUSTERS_PER_VCPU:.0f}/vCPU); "
-                  f"{args.hubs} replicas held {n} agent streams on {CORES} shared cores ({per_core:.0f}/core, agents' "
-                  f"own CPU included): {per_core / FLEET_CLUSTERS_PER_VCPU:.0f}x; the floor is 30,000 streams")
+                  f"{args.hubs} replicas held {n} agent streams ({full} full verifiers + {n - full} stream holders) "
+                  f"on {CORES} shared cores ({per_core:.0f}/core, agents' own CPU included): "
+                  f"{per_core / FLEET_CLUSTERS_PER_VCPU:.0f}x; the floor is 30,000 streams; {uptime()}, "
+                  f"{available_gib():.1f} GiB available")
         finally:
             for wk in workers:
                 wk.kill()
@@ -195,15 +202,57 @@ def replicas_bench(args) -> int:
     return 0
 
 
+def start_agents(args, tmp: str, agent_state: str, addresses: str, full: int, ramp: float) -> list[Proc]:
+    """Clusters 0..``full`` as full verifiers in ``--workers`` processes (bench/fleet.py's), the rest as
+    stream holders (bench/fleet_ha_holders.py) in processes of ``--holders-per-process``; once all are up."""
+    n, here = args.agents, pathlib.Path(__file__).resolve().parent
+    step = max(1, -(-full // args.workers))
+    spans = [(first, min(first + step, full)) for first in range(0, full, step)]
+    holders = [(first, min(first + args.holders_per_process, n)) for first in range(full, n, args.holders_per_process)]
+    common = ["--dir", tmp, "--hubs", addresses, "--ramp", str(ramp)]
+    workers = [Proc([sys.executable, str(here / "fleet.py"), "_agents", "--state", agent_state, "--port", "0",
+                     "--first", str(a), "--count", str(b - a), *common]) for a, b in spans]
+    workers += [Proc([sys.executable, str(here / "fleet_ha.py"), "_holders", "--first", str(a), "--count", str(b - a),
+                      *common]) for a, b in holders]
+    for wk in workers:
+        wk.read()
+    return workers
+
+
+def print_memory(hubs: Hubs, base: dict[int, dict], reps: list[dict], workers: list[Proc]) -> None:
+    """Each replica's RSS per stream (delta over its open streams); the holder processes' RSS per holder,
+    as it is and after they return freed heap (``malloc_trim``, which they also do every few seconds)."""
+    for i, s in hubs.stats().items():
+        per = (s["rss_kib"] - base[i]["rss_kib"]) / max(1, s["streams"])
+        print(f"  hub-{i}{' (writer)' if s['writer'] else ''}: {s['streams']} streams, "
+              f"RSS {s['rss_kib'] / 1024:.0f} MiB, {per:.1f} KiB per stream")
+    held = [r for r in reps if r.get("kind") == "holders"]
+    if held:
+        trimmed = [wk.ask("trim") for wk, r in zip(workers, reps, strict=True) if r.get("kind") == "holders"]
+        count = sum(r["have"] for r in held)
+        per = [sum(r["rss_kib"] - r["base_rss_kib"] for r in rs) / max(1, count) for rs in (held, trimmed)]
+        print(f"  stream holders (client side): {count} in {len(held)} processes, RSS "
+              f"{sum(r['rss_kib'] for r in held) / 1024:.0f} MiB, {per[0]:.1f} KiB per holder, {per[1]:.1f} KiB "
+              f"after malloc_trim (its TLS connection and stream, its HubClient and task; bundle bytes shared)")
+
+
 class Waits:
     """Polling the hubs and agent processes until a condition holds (or ``--timeout``)."""
 
     def __init__(self, args, hubs: Hubs, workers: list[Proc], n: int):
         self.args, self.hubs, self.workers, self.n = args, hubs, workers, n
+        self._said = time.time()  # when progress was last printed
 
     def _check(self, since: float, what: str, have: int) -> None:
         if time.time() - since > self.args.timeout:
             raise SystemExit(f"{what}: only {have} of {self.n} after {self.args.timeout} s")
+        if available_gib() < self.args.min_free_gib:
+            raise SystemExit(f"{what}: stopped before the OOM killer with {have} of {self.n}: "
+                             f"{available_gib():.1f} GiB available (--min-free-gib {self.args.min_free_gib})")
+        if time.time() - max(self._said, since) > PROGRESS_SECONDS:
+            self._said = time.time()
+            print(f"  ... {what}: {have} of {self.n} after {time.time() - since:.0f} s, {uptime()}, "
+                  f"{available_gib():.1f} GiB available", flush=True)
 
     def verified(self, floor: int, since: float, what: str, released_at: float = 0.0) -> list[dict]:
         while True:
@@ -230,7 +279,12 @@ class Waits:
         last = max(r["max_recv"] for r in reps)
         lat = [r["lat_ms"] for r in reps if r["lat_ms"]]
         refused = {k: sum(r["refused"].get(k, 0) for r in reps) for r in reps for k in r["refused"]}
-        print(f"{label} (hub-{writer} writes): publish {pub['t1'] - pub['t0']:.2f} s, verified by all {self.n} "
-              f"{last - pub['t0']:.2f} s from the start of publishing; per agent from the commit p50 "
+        kinds = {}  # when the last of each kind took the release
+        for r in reps:
+            kinds[r.get("kind", "verifiers")] = max(kinds.get(r.get("kind", "verifiers"), 0), r["max_recv"])
+        print(f"{label} (hub-{writer} writes): publish {pub['t1'] - pub['t0']:.2f} s, taken by all {self.n} "
+              f"{last - pub['t0']:.2f} s from the start of publishing ("
+              + ", ".join(f"last of the {k} {t - pub['t0']:.2f} s" for k, t in sorted(kinds.items()))
+              + "); per agent from the commit p50 "
               f"{max(x[0] for x in lat):.0f} ms, p99 {max(x[1] for x in lat):.0f} ms, max {max(x[2] for x in lat):.0f} ms;"
               f" refused {refused or 'none'}, {uptime()}")
