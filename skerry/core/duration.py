@@ -27,8 +27,10 @@ def parse_duration(value: Any, what: str) -> float:
     """Seconds from ``30s``, ``5m``, ``1h30m``, ``7d``, ``250ms`` (or a bare number of seconds / timedelta)."""
     if isinstance(value, _dt.timedelta):
         seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seconds = float(max(-1, min(value, MAX_SECONDS + 1)))  # an int too large for a float is out of range
+    elif isinstance(value, float):
+        seconds = value
     else:
         text = str(value).strip()
         if _BARE.match(text):
