@@ -319,6 +319,13 @@ class HubClient:
             await stub.ReportStatus(hub_pb2.ReportStatusRequest(status=status), timeout=self._rpc_timeout)
         except grpc.aio.AioRpcError as e:
             raise error_from_rpc(e, f"hub {address}") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # gRPC cancels the calls of a closed channel: the watch moved to another hub (or reconnects with a
+            # renewed certificate) while this report was in flight. Not our cancellation: a failed report, retried.
+            raise Unavailable(f"hub {address}: the report was cut off when its connection was replaced") from None
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -109,6 +109,8 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
         self._streams: list[asyncio.Queue] = []
         self.backlog: list[hub_pb2.WatchBundlesResponse] = []  # sent to every new stream first
         self._changed = asyncio.Condition()
+        self.answer_reports = asyncio.Event()  # cleared: a report is recorded, its answer held back
+        self.answer_reports.set()
 
     @property
     def address(self) -> str:
@@ -166,6 +168,7 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
     async def ReportStatus(self, request, context):
         self.reports.append(request.status)
         await self._note()
+        await self.answer_reports.wait()
         return hub_pb2.ReportStatusResponse()
 
 

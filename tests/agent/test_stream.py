@@ -127,6 +127,28 @@ def test_report_delivers_the_status_and_unreachable_hub_is_unavailable(pki):
     run(scenario())
 
 
+def test_a_report_whose_connection_is_replaced_in_flight_fails_as_unavailable_not_as_a_cancellation(pki):
+    """The watch closes the channel when it moves to another hub; gRPC then cancels the report in flight.
+    That cancellation must reach the reporter as a failed report it retries, not end its task."""
+
+    async def scenario():
+        hub = await FakeHub(pki).start()
+        hub.answer_reports.clear()
+        client = HubClient(hub.address, pki.agent(CLUSTER), CLUSTER, rpc_timeout=20)
+        try:
+            sending = asyncio.ensure_future(client.report(hub_pb2.ClusterStatus(cluster=CLUSTER)))
+            await hub.wait_for(lambda: hub.reports)
+            client.reload_credentials()  # closes the channel under the call, as a move to another hub does
+            with pytest.raises(Unavailable, match="cut off"):
+                await sending
+        finally:
+            hub.answer_reports.set()
+            await client.close()
+            await hub.stop()
+
+    run(scenario())
+
+
 def test_unreadable_tls_files_fail_fast_naming_the_file(tmp_path):
     from skerry.core.errors import ConfigError
 
