@@ -12,8 +12,10 @@ user through ``runuser`` and the directory is handed to that user. Binaries come
 ``$SKERRY_PG_BINDIR``, else the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout, what
 ``scripts/bootstrap.sh`` installs), else ``PATH``.
 
-The pytest fixtures ``postgres_server`` (one per session) and ``postgres_dsn`` (a fresh database per
-test) are defined when pytest is importable; a conftest re-exports them.
+``private_server()`` is a server of a test's own (a world that stops it mid-test, or a module's HA
+world), skipped where no binaries exist. The pytest fixtures ``postgres_server`` (one per session, made
+by it) and ``postgres_dsn`` (a fresh database per test) are defined when pytest is importable; a
+conftest re-exports them.
 """
 
 from __future__ import annotations
@@ -138,23 +140,38 @@ class PostgresServer:
             raise PostgresUnavailable(f"createdb {name} failed: {done.stderr.strip()}")
         return self.dsn(name)
 
-if pytest is not None:
+@contextlib.contextmanager
+def private_server(prefix: str = "skerry-pg-"):
+    """A started ``PostgresServer`` of its own, stopped and its directory removed on exit.
 
-    @pytest.fixture(scope="session")
-    def postgres_server():
-        """One private PostgreSQL per test session; skips (saying why) where no server binaries exist."""
-        try:
-            bindir = find_bindir()
-        except PostgresUnavailable as e:
+    The directory is made under /tmp, not pytest's tmp dir: the postgres user must traverse every parent
+    directory. Where no server binaries exist the calling test is skipped, saying why (under pytest), else
+    ``PostgresUnavailable`` is raised.
+    """
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as e:
+        if pytest is not None:
             pytest.skip(str(e))
-        # Under /tmp, not pytest's tmp dir: the postgres user must traverse every parent directory.
-        directory = pathlib.Path(tempfile.mkdtemp(prefix="skerry-pg-"))
+        raise
+    directory = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    try:
         server = PostgresServer(directory, bindir=bindir).start()
         try:
             yield server
         finally:
             server.stop()
-            shutil.rmtree(directory, ignore_errors=True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def postgres_server():
+        """One private PostgreSQL per test session; skips (saying why) where no server binaries exist."""
+        with private_server() as server:
+            yield server
 
     @pytest.fixture
     def postgres_dsn(postgres_server) -> str:

@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
@@ -42,7 +41,7 @@ from skerry.hub.bundles.store import BUNDLE_RECORD
 from skerry.hub.state import open_state
 from skerry.testing import simagents
 from skerry.testing.devstack import Service, Stack, wait_for
-from skerry.testing.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from skerry.testing.postgres import PostgresServer, private_server
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -224,13 +223,11 @@ def issue_identities(stack: Stack, names: list[str], directory: pathlib.Path) ->
 
 @pytest.fixture(scope="module")
 def world(kubeconfig, tmp_path_factory):
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as e:
-        pytest.skip(str(e))
-    pg_dir = pathlib.Path(tempfile.mkdtemp(prefix="skerry-pg-ha-"))  # the postgres user must traverse it
-    pg = PostgresServer(pg_dir, bindir=bindir).start()
-    workdir = tmp_path_factory.mktemp("ha")
+    with private_server("skerry-pg-ha-") as pg:
+        yield from _world(pg, kubeconfig, tmp_path_factory.mktemp("ha"))
+
+
+def _world(pg, kubeconfig, workdir: pathlib.Path):
     w = World(workdir, kubeconfig, pg, pg.create_database())
     try:
         stack = w.stack
@@ -262,8 +259,6 @@ def world(kubeconfig, tmp_path_factory):
         yield w
     finally:
         w.stop()
-        pg.stop()
-        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def test_the_real_agent_applies_its_bundle_and_its_sealed_secret(world):

@@ -21,7 +21,6 @@ import json
 import pathlib
 import shutil
 import sys
-import tempfile
 
 import grpc
 import pytest
@@ -34,7 +33,7 @@ from skerry.hub.promotion.records import KIND as PROMOTION_RECORD
 from skerry.hub.state import open_state
 from skerry.testing import simagents
 from skerry.testing.devstack import Service, Stack, git, wait_for
-from skerry.testing.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from skerry.testing.postgres import private_server
 
 pytestmark = [pytest.mark.e2e]
 
@@ -220,13 +219,11 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as e:
-        pytest.skip(str(e))
-    pg_dir = pathlib.Path(tempfile.mkdtemp(prefix="skerry-pg-pf-"))  # the postgres user must traverse it
-    pg = PostgresServer(pg_dir, bindir=bindir).start()
-    workdir = tmp_path_factory.mktemp("pf")
+    with private_server("skerry-pg-pf-") as pg:
+        yield from _world(pg, tmp_path_factory.mktemp("pf"))
+
+
+def _world(pg, workdir: pathlib.Path):
     w = World(workdir, pg.create_database())
     try:
         w.stack.init_trust()
@@ -246,8 +243,6 @@ def world(tmp_path_factory):
         yield w
     finally:
         w.stop()
-        pg.stop()
-        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def test_a_promotion_whose_writer_died_in_its_soak_is_finished_by_the_next_writer(world):

@@ -23,7 +23,6 @@ import concurrent.futures
 import datetime as _dt
 import pathlib
 import shutil
-import tempfile
 import time
 
 import grpc
@@ -44,7 +43,7 @@ from skerry.hub.state.postgres import PostgresState
 from skerry.hub.state.trust_files import TrustFiles
 from skerry.hub.trust.repository import TrustRepository
 from skerry.hub.writer import Releases, Writer
-from skerry.testing.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from skerry.testing.postgres import private_server
 from tests.devtrust import DevTrust
 from tests.hub.state.test_replicas import scale
 from tests.hub.state.test_trust_in_state import bundle
@@ -61,17 +60,8 @@ RECOVERY = 90.0
 @pytest.fixture
 def database():
     """A PostgreSQL server of this test's own (it is stopped mid-test), with one fresh database."""
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as e:
-        pytest.skip(str(e))
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="skerry-pg-outage-"))  # the postgres user traverses it
-    server = PostgresServer(directory, bindir=bindir).start()
-    try:
+    with private_server("skerry-pg-outage-") as server:
         yield server, server.create_database()
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def new_agent(address: str, pki, dev_trust, state_dir: pathlib.Path):
