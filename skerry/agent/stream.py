@@ -88,6 +88,13 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+
+def _cancelled_from_outside() -> bool:
+    """Whether the running task itself is being cancelled (stop it), as opposed to gRPC cancelling one call of
+    a channel this client closed (a reconnect: the caller turns it into a retried failure)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
 class HubClient:
     def __init__(
         self,
@@ -199,8 +206,7 @@ class HubClient:
                 self._blob, self._blob_digest = b"", ""
                 error = e
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if _cancelled_from_outside():
                     raise
                 # our own cancel from reload_credentials: reconnect now with the new certificate
                 error = Unavailable("reconnecting with the renewed certificate")
@@ -320,8 +326,7 @@ class HubClient:
         except grpc.aio.AioRpcError as e:
             raise error_from_rpc(e, f"hub {address}") from None
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if _cancelled_from_outside():
                 raise
             # gRPC cancels the calls of a closed channel: the watch moved to another hub (or reconnects with a
             # renewed certificate) while this report was in flight. Not our cancellation: a failed report, retried.
