@@ -104,6 +104,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import fleet  # noqa: E402 - bench/fleet.py: simulated agents, bundle, process helpers
 from fleet import ENV, FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime  # noqa: E402
 
+from skerry.hub.admission import ADMISSION_BURST, ADMISSION_RATE  # noqa: E402
+
 DSN_ENV = "SKERRY_HUB_STATE_DSN"  # how hub and replica processes get the DSN (never on a command line)
 CORES = os.cpu_count() or 1
 # Agents' reports a minute the floor asks the state to take.
@@ -462,6 +464,11 @@ def main() -> int:
     r.add_argument("--min-free-gib", type=float, default=2.0,
                    help="stop (with what was measured) when the machine's available memory falls below this")
     r.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
+    r.add_argument("--admission-rate", type=float, default=ADMISSION_RATE,
+                   help="new streams a hub admits a second (skerry.hub.admission; 0: no gate, as before issue #14)")
+    r.add_argument("--admission-burst", type=float, default=ADMISSION_BURST)
+    r.add_argument("--stop-after-serving-kill", action="store_true",
+                   help="end after the serving replica's agents are back (skip the writer kill)")
     rep = sub.add_parser("_replica")
     rep.add_argument("--backend", required=True)
     rep.add_argument("--where", required=True)
@@ -476,6 +483,8 @@ def main() -> int:
     h.add_argument("--clusters", type=int, required=True)
     h.add_argument("--hub-id", required=True)
     h.add_argument("--lease-ttl", type=float, required=True)
+    h.add_argument("--admission-rate", type=float, required=True)
+    h.add_argument("--admission-burst", type=float, required=True)
     args = p.parse_args()
     if getattr(args, "lease_ttl", 0) is None:
         from skerry.hub.writer import DEFAULT_LEASE_TTL

@@ -18,6 +18,13 @@ the signed metadata). Any transfer fault drops the blob and reconnects.
 ``reload_credentials`` swaps in a renewed certificate: the channel is closed
 and the watch reconnects on a new TLS connection with the new identity.
 
+Reconnect storms (``skerry.core.pushback``): a hub past its admission budget refuses a new stream
+with a pushback; the client waits exactly that long and asks the same hub again on the same
+connection (no new handshake, its place in the hub's queue kept). Each stream that opens carries
+the hub's reconnect spread; after losing a stream the wait is a full-jitter draw over the wider of
+the backoff and that spread (``core.backoff.reconnect_delay``), so the agents of a dead replica
+arrive at the others over the window it advertised, not at once.
+
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
 address). Every reconnect chooses afresh, at random among the addresses other than the one just
 left, and dials a new channel when the address changed or the connection failed (a Service address
@@ -40,8 +47,8 @@ import grpc
 import structlog
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-from skerry.core import bundle
-from skerry.core.backoff import full_jitter
+from skerry.core import bundle, pushback
+from skerry.core.backoff import reconnect_delay
 from skerry.core.client import Endpoints
 from skerry.core.client import channel_options as client_options
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
@@ -133,6 +140,7 @@ class HubClient:
         self.connected = False
         self.last_error: SkerryError | None = None
         self.reconnects = 0
+        self.spread = 0.0  # the reconnect window the hub of the last opened stream advertised (seconds)
         self.received_bytes = 0  # bundle bytes received off the wire (whole bundles and chunks)
 
     @property
@@ -153,9 +161,6 @@ class HubClient:
             self._channel_address = address
             self._stub_ = hub_pb2_grpc.HubServiceStub(self._channel)
         return self._stub_
-
-    def backoff(self, attempt: int) -> float:
-        return full_jitter(attempt, base=self._base, cap=self._cap, rng=self._rng)
 
     async def watch(
         self,
@@ -186,8 +191,12 @@ class HubClient:
             self._call = call
             opened = self._monotonic()
             error: SkerryError
+            pushed: float | None = None
             swapped = False
             try:
+                advertised = pushback.spread(await call.initial_metadata())  # sent as the stream opens
+                if advertised is not None:
+                    self.spread = advertised
                 while True:
                     response = await call.read()
                     if response is grpc.aio.EOF:
@@ -202,6 +211,7 @@ class HubClient:
                 error = Unavailable(f"hub {address} ended the bundle stream")
             except grpc.aio.AioRpcError as e:
                 error = error_from_rpc(e, f"hub {address}")
+                pushed = pushback.pushback(e.trailing_metadata())
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
@@ -220,19 +230,28 @@ class HubClient:
             self.connected = False
             served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
             attempt = 0 if served else attempt
-            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt))
+            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed))
             attempt += 1
 
-    def _interrupted(self, address: str, error: SkerryError, *, served: bool, attempt: int) -> float:
-        """Book an ended watch: move to another replica (if any); the wait before reconnect ``attempt``."""
+    def _interrupted(
+        self, address: str, error: SkerryError, *, served: bool, attempt: int, pushed: float | None = None
+    ) -> float:
+        """Book an ended watch: move to another replica (if any) unless the hub said when to come back to it;
+        the wait before reconnect ``attempt``."""
         self.last_error = error
         self.reconnects += 1
-        if isinstance(error, Unavailable):
-            self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
-        following = self.endpoints.failed(address)  # another replica, at random, if there is one
-        delay = self.backoff(attempt)
-        # a long-served stream ending is routine (the hub retires connections at their maximum age)
-        (log.info if served else log.warning)(
+        if pushed is not None:  # a place in this hub's queue: keep it, and the connection
+            following = address
+        else:
+            if isinstance(error, Unavailable):
+                self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
+            following = self.endpoints.failed(address)  # another replica, at random, if there is one
+        delay = reconnect_delay(
+            attempt, base=self._base, cap=self._cap, spread=self.spread, pushback=pushed, rng=self._rng
+        )
+        # a long-served stream ending is routine (the hub retires connections at their maximum age), and so
+        # is a busy hub's pushback
+        (log.info if served or pushed is not None else log.warning)(
             "hub watch interrupted; reconnecting",
             hub=address,
             next_hub=following,

@@ -26,6 +26,7 @@ from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write
+from skerry.hub.admission import AdmissionGate
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
@@ -226,7 +227,8 @@ class HubApp:
                                                  self._files.blob)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
-                                    revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
+                                    revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
+                                    admission=AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst))
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard

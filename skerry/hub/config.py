@@ -28,6 +28,7 @@ from skerry.core.config import setting
 from skerry.core.duration import parse_duration  # noqa: F401 - re-exported for the hub's callers
 from skerry.core.errors import ConfigError
 from skerry.core.tlsfiles import TlsFiles
+from skerry.hub.admission import ADMISSION_BURST, ADMISSION_RATE
 from skerry.hub.state import check_spec
 
 ENV_PREFIX = "SKERRY_HUB_"
@@ -135,6 +136,15 @@ class HubConfig:
         parse=config.duration,
         help="retire each agent connection after this long (+-10 %%), so agents spread onto replicas that "
         "joined or came back; 0: never (default 30m)",
+    )
+    # defaults and their reasons: skerry.hub.admission
+    stream_admission_rate: float = setting(
+        ADMISSION_RATE, metavar="N",
+        help="new agent streams admitted a second; past the burst an agent is told when to come back (default 100)",
+    )
+    stream_admission_burst: float = setting(
+        ADMISSION_BURST, metavar="N",
+        help="new agent streams admitted at once before the rate applies (default 200)",
     )
     tls_ca: pathlib.Path | None = setting(
         None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"
