@@ -22,8 +22,9 @@ Reconnect storms (``skerry.core.pushback``): a hub past its admission budget ref
 with a pushback; the client waits exactly that long and asks the same hub again on the same
 connection (no new handshake, its place in the hub's queue kept). Each stream that opens carries
 the hub's reconnect spread; after losing a stream the wait is a full-jitter draw over the wider of
-the backoff and that spread (``core.backoff.reconnect_delay``), so the agents of a dead replica
-arrive at the others over the window it advertised, not at once.
+the backoff and that spread, shared by the other replicas (``core.backoff.reconnect_delay``), so the
+agents of a dead replica arrive at the others over the window it advertised, not at once. A stream
+the hub retired at its maximum age is no lost hub: it resumes within the backoff.
 
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
 address). Every reconnect chooses afresh, at random among the addresses other than the one just
@@ -89,6 +90,10 @@ CHUNK_IDLE_SECONDS = 30.0
 # off, while hubs retiring connections at their maximum age (minutes) never push an agent's retry
 # delay toward the cap. A watch that receives a message resets the backoff too.
 STABLE_STREAM_SECONDS = 2 * RECONNECT_CAP_SECONDS
+# How gRPC core ends the streams of a connection the hub retired at its maximum age (UNAVAILABLE with these
+# details; grpcio 1.x, src/core/ext/filters/channel_idle). Not a lost hub: the agent reconnects within the
+# backoff, not over the hub's reconnect spread (gRPC already jitters the ages by +-10 %).
+RETIRED_DETAILS = "max connection age"
 
 
 def _digest(data: bytes) -> str:
@@ -192,7 +197,7 @@ class HubClient:
             opened = self._monotonic()
             error: SkerryError
             pushed: float | None = None
-            swapped = False
+            swapped = retired = False
             try:
                 advertised = pushback.spread(await call.initial_metadata())  # sent as the stream opens
                 if advertised is not None:
@@ -212,6 +217,7 @@ class HubClient:
             except grpc.aio.AioRpcError as e:
                 error = error_from_rpc(e, f"hub {address}")
                 pushed = pushback.pushback(e.trailing_metadata())
+                retired = e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
@@ -230,14 +236,18 @@ class HubClient:
             self.connected = False
             served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
             attempt = 0 if served else attempt
-            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed))
+            spread = 0.0 if retired else self.spread
+            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed,
+                                                spread=spread))
             attempt += 1
 
     def _interrupted(
-        self, address: str, error: SkerryError, *, served: bool, attempt: int, pushed: float | None = None
+        self, address: str, error: SkerryError, *, served: bool, attempt: int, pushed: float | None = None,
+        spread: float = 0.0,
     ) -> float:
         """Book an ended watch: move to another replica (if any) unless the hub said when to come back to it;
-        the wait before reconnect ``attempt``."""
+        the wait before reconnect ``attempt``: the pushback, else full jitter over the backoff or ``spread``
+        shared by the other replicas (the lost hub's agents go to them at random, each admitting at its rate)."""
         self.last_error = error
         self.reconnects += 1
         if pushed is not None:  # a place in this hub's queue: keep it, and the connection
@@ -246,9 +256,8 @@ class HubClient:
             if isinstance(error, Unavailable):
                 self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
             following = self.endpoints.failed(address)  # another replica, at random, if there is one
-        delay = reconnect_delay(
-            attempt, base=self._base, cap=self._cap, spread=self.spread, pushback=pushed, rng=self._rng
-        )
+        shared = spread / max(1, len(self.endpoints.addresses) - 1)
+        delay = reconnect_delay(attempt, base=self._base, cap=self._cap, spread=shared, pushback=pushed, rng=self._rng)
         # a long-served stream ending is routine (the hub retires connections at their maximum age), and so
         # is a busy hub's pushback
         (log.info if served or pushed is not None else log.warning)(

@@ -13,7 +13,7 @@ from skerry.agent.stream import HubClient
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.errors import Unavailable
 from skerry.core.pushback import PUSHBACK_METADATA
-from skerry.core.rpc import REASON_METADATA
+from skerry.core.rpc import REASON_METADATA, server_options
 from skerry.hub.admission import REASON, AdmissionGate
 
 from .hubs import READ, bare_hub, bundle, channel
@@ -84,3 +84,24 @@ async def test_after_losing_its_hub_the_agent_waits_over_the_spread_the_hub_adve
     assert isinstance(client.last_error, Unavailable)
     assert sleeps == [pytest.approx(15.0)]  # 0.75 of the 20 s window, not of the 0.5 s backoff
 
+
+
+async def test_a_connection_retired_at_its_maximum_age_resumes_within_the_backoff_not_the_spread(pki, tmp_path):
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        raise asyncio.CancelledError
+
+    # retired after 0.5 s (+-10 %) and as much grace: the one real wait here, about a second
+    async with bare_hub(pki, tmp_path, options=server_options(max_connection_age=0.5)) as (store, servicer, _, address):
+        servicer.admission = AdmissionGate(rate=0.05, burst=10)  # a 20 s spread, were the hub lost
+        store.publish("oslo", bundle("oslo", 100))
+        client = HubClient(address, pki.agent("oslo"), "oslo", sleep=sleep, rng=lambda: 0.75)
+        watching = client.watch()
+        await asyncio.wait_for(anext(watching), READ)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(anext(watching), READ)
+        await client.close()
+    assert "max connection age" in str(client.last_error)
+    assert sleeps == [pytest.approx(0.375)]  # 0.75 of the 0.5 s backoff
