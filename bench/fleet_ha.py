@@ -3,6 +3,8 @@
     .venv/bin/python bench/fleet_ha.py state [--clusters 100000] [--replicas 3] [--report-seconds 60]
     .venv/bin/python bench/fleet_ha.py replicas [--agents 2000] [--hubs 3] [--workers 4] [--lease-ttl 15]
                                                 [--verifiers 500] [--holders-per-process 5000]
+                                                [--admission-rate 100] [--admission-burst 200]
+                                                [--stop-after-serving-kill]
 
 ``state`` (SQLite and PostgreSQL side by side; render excluded) runs the writer's part of a
 fleet-wide release through the code the hub's writer runs: ``HubStore.publish_shared`` with
@@ -30,6 +32,11 @@ address: each picks one at random and fails over to another. Printed: memory per
 replica, fan-out of one release to all agents across replicas, time until all agents are back
 after a serving replica is SIGKILLed, writer takeover after the writer is SIGKILLed (bounded below
 by the lease TTL) and the fan-out of the new writer's first release.
+
+The hubs admit new streams as ``HubApp`` does (``skerry.hub.admission``; ``--admission-rate 0``: no gate and no
+reconnect spread, the hub before issue #14's storm fix). After the serving replica is SIGKILLed the bench
+prints open streams per hub, admission refusals and load every few seconds until all are back, then the
+peak and lowest open streams, the refusals, the load peak and the stream holders' reconnects.
 
 A full verifier holds ~1.9 MB of python-tuf metadata after a refresh, so 30,000 of them do not fit
 this machine (23 GB). ``--verifiers N``: N agents are full verifiers (they prove verification and
