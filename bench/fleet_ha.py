@@ -474,6 +474,7 @@ def main() -> int:
     r.add_argument("--admission-rate", type=float, default=ADMISSION_RATE,
                    help="new streams a hub admits a second (skerry.hub.admission; 0: no gate, as before issue #14)")
     r.add_argument("--admission-burst", type=float, default=ADMISSION_BURST)
+    r.add_argument("--skip-fanout", action="store_true", help="kill a serving replica right after the connect")
     r.add_argument("--stop-after-serving-kill", action="store_true",
                    help="end after the serving replica's agents are back (skip the writer kill)")
     rep = sub.add_parser("_replica")
