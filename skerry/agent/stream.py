@@ -258,9 +258,8 @@ class HubClient:
             if isinstance(error, Unavailable):
                 self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
             following = self.endpoints.failed(address)  # another replica, at random, if there is one
-        replicas = len(self.endpoints.addresses)  # one Service address: the whole window (the fleet behind one hub)
-        shared = spread / (replicas * max(1, replicas - 1))
-        delay = reconnect_delay(attempt, base=self._base, cap=self._cap, spread=shared, pushback=pushed, rng=self._rng)
+        delay = reconnect_delay(attempt, base=self._base, cap=self._cap, spread=spread,
+                                replicas=len(self.endpoints.addresses), pushback=pushed, rng=self._rng)
         # a long-served stream ending is routine (the hub retires connections at their maximum age), and so
         # is a busy hub's pushback
         (log.info if served or pushed is not None else log.warning)(
