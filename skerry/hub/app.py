@@ -155,8 +155,8 @@ def _log_failed(event: str, error: BaseException, what: str) -> None:
 
 
 def collect_garbage(trust) -> None:
-    """The trust repository's garbage in the state (at a takeover); a database that is away now leaves it
-    to the next takeover."""
+    """The trust repository's garbage in the state (at a takeover; a write: called off the event loop); a
+    database that is away now leaves it to the next takeover."""
     try:
         trust.collect_stored_garbage()
     except StateUnavailable as e:
@@ -290,7 +290,7 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             await self.follower.settle()  # drop anything signed under a lost lease (read off the loop)
-            collect_garbage(self.trust)  # what the previous writer's offers to CI left in the state
+            await asyncio.to_thread(collect_garbage, self.trust)  # what the previous writer's offers to CI left
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
@@ -324,7 +324,8 @@ class HubApp:
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock, StateBook(self.state))  # nonces, signed reports
         trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
-                                       cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem)
+                                       cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem,
+                                       submit=lambda role, data: self.follower.submit_release(role, data))  # (made later)
         if self.writer.is_writer:
             self.trust.refresh()
         return (lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server),

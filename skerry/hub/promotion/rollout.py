@@ -71,7 +71,7 @@ class Rollouts:
         """Follow ``rec``'s commit as planned (``plan``)."""
         self._start(rec, fleet, self.book.follows[rec.id], settings)
 
-    def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
+    async def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
         """Follow again every rollout a previous process was following (ids); call after the first sync.
         ``unfinished``: ``book.unfinished()``, read by the caller (off the event loop: a state read)."""
         fleet = self.fleet_view.fleet
@@ -79,8 +79,8 @@ class Rollouts:
         for rec, follow in unfinished:
             self.book.add(rec)
             self._start(rec, fleet, follow, settings)
-            self.audit.record(HUB, "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,
-                              commit=rec.commit)
+            await self.audit.arecord(HUB, "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,
+                                     commit=rec.commit)
             resumed.append(rec.id)
         return resumed
 
