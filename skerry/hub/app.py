@@ -207,15 +207,17 @@ class HubApp:
             await asyncio.to_thread(self.writer.try_acquire)
             # renewed from now on (a first start, its import and first sync may outlast the lease)
             self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")
+        self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
+        self.ops.start_probes()  # answered (not ready, and why) while the hub may still wait below
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         if self._engine is None:  # made here, so closed here (its render worker process) on stop
             self._engine = self._own_engine = await asyncio.to_thread(detect_engine, cfg.engine, timeout=cfg.render_timeout)
-        self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
         engine = self.ops.engine(self._engine)
         source = git_source(cfg)
         # TUF files live in the hub state (every replica serves them); the trust directory is an export.
         self._files = TrustFiles(self.state, None if cfg.role == "serve" else self.writer)
-        self.trust = await open_trust(cfg, self._files, self.state, self.writer, self.clock)  # maybe waits
+        self.trust = await open_trust(cfg, self._files, self.state, self.writer, self.clock,  # maybe waits
+                                      waiting=self.ops.waiting)
         if self.writer.is_writer and self._tasks.get("lease", None) is not None and self._tasks["lease"].done():
             self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")  # took it waiting
         trust_service = self._start_trust(cfg)
@@ -449,7 +451,9 @@ class HubApp:
             await asyncio.to_thread(self._own_engine.close)
 
     async def _stop_serving(self, grace: float | None) -> None:
-        if self.server is None:  # never started (or failed before serving)
+        if self.server is None:  # never started (or failed before serving): only the probes may be up
+            if self.ops is not None:
+                await self.ops.stop()
             return
         for task in self._tasks.values():
             task.cancel()

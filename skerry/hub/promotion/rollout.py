@@ -25,15 +25,14 @@ from skerry.core.clock import Clock
 from skerry.core.errors import SourceError
 from skerry.hub.fleet import Fleet
 from skerry.hub.promotion import targets
-from skerry.hub.promotion.audit import AuditLog
+from skerry.hub.promotion.audit import HUB, AuditLog
 from skerry.hub.promotion.gates import ClusterHealth
 from skerry.hub.promotion.mirror import PromotionMirror, commit_message
+from skerry.hub.promotion.pushes import Pushes
 from skerry.hub.promotion.records import ClusterProgress, Follow, Record, RecordBook
 from skerry.hub.promotion.settings import PromotionSettings
 
 log = structlog.get_logger("skerry.hub.promotion")
-
-HUB = "skerry-hub"  # who the audit log names for what the hub does by itself
 
 
 class Rollouts:
@@ -49,6 +48,7 @@ class Rollouts:
         audit: AuditLog,
         clock: Clock,
         health: Callable[[str], ClusterHealth],
+        pushes: Pushes,
     ):
         self.fleet_view = fleet_view  # the sync loop: fleet, last_result, request_sync
         self.store = store
@@ -57,6 +57,7 @@ class Rollouts:
         self.audit = audit
         self.clock = clock
         self.health = health
+        self.pushes = pushes  # an auto-rollback's push is stored before it is made
         self._tasks: set[asyncio.Task] = set()
 
     def plan(self, rec: Record, settings: PromotionSettings, *, previous, auto_rollback: bool, soak: float) -> None:
@@ -200,11 +201,16 @@ class Rollouts:
                     ("Skerry-Promotion", rec.id)]
         message = commit_message(f"auto-rollback {rec.app} in {rec.to_env}: revert {rec.commit[:12]}", [], trailers)
         async with self.mirror.lock:
-            result = await asyncio.to_thread(self.mirror.commit, overlay, previous, message, None, settings)
+            result = await asyncio.to_thread(self.mirror.commit, overlay, previous, message, None, settings,
+                                             self.pushes.intend(rec, "auto-rollback", why))
         commit = result[0] if result else ""
-        self.audit.record(HUB, "AutoRollback", "committed" if commit else "unchanged", id=rec.id,
-                          app=rec.app, env=rec.to_env, reverts=rec.commit, commit=commit, reason=why)
-        await self.book.update(rec, state="rolled-back", rollback_commit=commit, message=f"rolled back: {why}")
+
+        def audit(tx) -> None:
+            self.audit.record_in(tx, HUB, "AutoRollback", "committed" if commit else "unchanged", id=rec.id,
+                                 app=rec.app, env=rec.to_env, reverts=rec.commit, commit=commit, reason=why)
+
+        await self.book.update(rec, state="rolled-back", rollback_commit=commit, message=f"rolled back: {why}",
+                               audit=audit)
         self._request_sync()
 
     def _request_sync(self) -> None:
