@@ -11,7 +11,9 @@ never committing twice. Promotion, rollback and auto-rollback commits alike.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -76,9 +78,15 @@ class Writers:
         path.write_text(HOOK.format(python=sys.executable, holder=lease.holder, cfg=cfg))
         path.chmod(0o755)
 
-    def next_writer(self) -> Promoter:
+    @contextlib.asynccontextmanager
+    async def next_writer(self) -> AsyncIterator[Promoter]:
+        """hub-b's promoter; stopped, with the harness, at the end."""
         _, promoter = self._promoter("hub-b")
-        return promoter
+        try:
+            yield promoter
+        finally:
+            await promoter.close()
+            await self.h.stop()
 
     def stored(self) -> dict[str, dict]:
         with self.states[0].read() as tx:
@@ -119,9 +127,8 @@ async def test_a_promotion_pushed_but_never_recorded_is_recorded_and_followed_by
     assert git(h.remote, "rev-parse", f"{pushed}~1") == head and 'newTag: "1.27.0"' in h.remote_file(PROD_K)
     rid, push = the_push(w)  # hub-a stored the exact commit before pushing it; never that it pushed it
     assert push["act"] == "promote" and push["prepared"]["commit"] == pushed
-    nxt = w.next_writer()
     h.start_loop()
-    try:
+    async with w.next_writer() as nxt:
         assert await nxt.resume() == [rid]  # recorded as committed, then followed
         rec = nxt.records[rid]
         assert rec.commit == pushed and rec.branch == "main"
@@ -134,50 +141,43 @@ async def test_a_promotion_pushed_but_never_recorded_is_recorded_and_followed_by
         (entry,) = w.audited("Promote", rid)
         assert entry["outcome"] == "committed" and entry["recovered"] and entry["commit"] == pushed
         assert "pushing" not in w.stored()[rid]
-    finally:
-        await nxt.close()
-        await h.stop()
 
 
-async def test_a_promotion_whose_push_never_landed_is_pushed_by_the_next_writer_as_the_very_same_commit(writers):
-    w, h = writers, writers.h
+async def declined_promotion(w: Writers) -> str:
+    """hub-a promotes; the remote declines its push as the lease passes to hub-b. The head it was made on."""
+    h = w.h
     await ready_for_prod(h)
     head = h.remote_head()
     w.hand_over_at("pre-receive")
     with pytest.raises(SourceError):  # declined; and hub-a can no longer record that it failed
         await h.promoter.promote(operator("alice"), "web", "dev", "prod")
-    assert h.remote_head() == head  # declined: nothing landed
+    assert h.remote_head() == head  # nothing landed
+    return head
+
+
+async def test_a_promotion_whose_push_never_landed_is_pushed_by_the_next_writer_as_the_very_same_commit(writers):
+    w, h = writers, writers.h
+    head = await declined_promotion(w)
     rid, push = the_push(w)
-    nxt = w.next_writer()
-    try:
+    async with w.next_writer() as nxt:
         assert await nxt.resume() == [rid]
         made = push["prepared"]["commit"]
         assert h.remote_head() == made and git(h.remote, "rev-parse", f"{made}~1") == head
         assert nxt.records[rid].commit == made and 'newTag: "1.27.0"' in h.remote_file(PROD_K)
         assert [e["outcome"] for e in w.audited("Promote", rid)] == ["committed"]
-    finally:
-        await nxt.close()
-        await h.stop()
 
 
 async def test_a_promotion_whose_push_never_landed_and_can_no_longer_land_fails_committing_nothing(writers):
     w, h = writers, writers.h
-    await ready_for_prod(h)
-    w.hand_over_at("pre-receive")
-    with pytest.raises(SourceError):  # declined; and hub-a can no longer record that it failed
-        await h.promoter.promote(operator("alice"), "web", "dev", "prod")
+    await declined_promotion(w)
     other = h.edit(PROD_K, "count: 3", "count: 5", "prod: 5 replicas (someone else)")  # the branch moves on
     rid, _ = the_push(w)
-    nxt = w.next_writer()
-    try:
+    async with w.next_writer() as nxt:
         assert await nxt.resume() == []  # nothing to follow
         rec = nxt.records[rid]
         assert rec.state == "failed" and not rec.commit and "never pushed" in rec.message
         assert h.remote_head() == other and 'newTag: "1.25.3"' in h.remote_file(PROD_K)
         assert [e["outcome"] for e in w.audited("Promote", rid)] == ["never-pushed"]
-    finally:
-        await nxt.close()
-        await h.stop()
 
 
 async def test_a_rollback_pushed_but_never_recorded_is_recorded_and_followed_by_the_next_writer(writers):
@@ -192,15 +192,11 @@ async def test_a_rollback_pushed_but_never_recorded_is_recorded_and_followed_by_
     pushed = h.remote_head()
     assert back.commit == pushed and git(h.remote, "rev-parse", f"{pushed}~1") == promoted.commit
     assert w.stored()[back.id]["pushing"]["act"] == "rollback"
-    nxt = w.next_writer()
-    try:
+    async with w.next_writer() as nxt:
         assert back.id in await nxt.resume()
         again = nxt.records[back.id]
         assert again.kind == "rollback" and again.commit == pushed and h.remote_head() == pushed
         assert [e["outcome"] for e in w.audited("Rollback", back.id)] == ["committed"]
-    finally:
-        await nxt.close()
-        await h.stop()
 
 
 async def test_an_auto_rollback_pushed_but_never_recorded_is_recorded_by_the_next_writer_not_made_again(writers):
@@ -216,15 +212,11 @@ async def test_an_auto_rollback_pushed_but_never_recorded_is_recorded_by_the_nex
     await h.promoter.close()
     reverted = h.remote_head()
     assert rec.rollback_commit == reverted and w.stored()[rec.id]["pushing"]["act"] == "auto-rollback"
-    nxt = w.next_writer()
-    try:
+    async with w.next_writer() as nxt:
         assert await nxt.resume() == []  # rolled back: nothing left to follow, nothing to revert again
         again = nxt.records[rec.id]
         assert again.state == "rolled-back" and again.rollback_commit == reverted
         assert h.remote_head() == reverted and git(h.remote, "rev-parse", f"{reverted}~1") == rec.commit
         assert h.remote_file(PROD_K) == before
         assert [e["outcome"] for e in w.audited("AutoRollback", rec.id)] == ["committed"]
-    finally:
-        await nxt.close()
-        await h.stop()
 
