@@ -12,6 +12,7 @@ never committing twice. Promotion, rollback and auto-rollback commits alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,7 @@ from .helpers import git, operator
 from .test_promote import PROD_K, ready_for_prod, until
 
 LEASE_TTL = 300.0  # never runs out in a test: only the hook hands it over
+SETTLE_RETRY = 0.05  # how soon a push whose remote could not be asked is asked about again
 
 # Run by git in the remote at one point of a push (once: it removes itself), in a process of its own.
 HOOK = """#!{python}
@@ -65,7 +67,7 @@ class Writers:
         return writer, Promoter(
             source=GitSource(str(h.remote), cache_dir=h.tmp / holder / "promotion"),  # each hub its own mirror
             fleet=h.syncer, store=h.store, statuses=h.statuses, tracker=h.tracker, audit=audit,
-            settings=h.promoter.settings, clock=h.clock, approvals=Approvals(state, audit, h.clock, write=writer.write),
+            settings=dataclasses.replace(h.promoter.settings, settle_retry=SETTLE_RETRY), clock=h.clock, approvals=Approvals(state, audit, h.clock, write=writer.write),
             records=RecordStore(state, write=writer.write),
         )
 
@@ -178,6 +180,23 @@ async def test_a_promotion_whose_push_never_landed_and_can_no_longer_land_fails_
         assert rec.state == "failed" and not rec.commit and "never pushed" in rec.message
         assert h.remote_head() == other and 'newTag: "1.25.3"' in h.remote_file(PROD_K)
         assert [e["outcome"] for e in w.audited("Promote", rid)] == ["never-pushed"]
+
+
+async def test_a_push_whose_remote_cannot_be_asked_is_settled_and_followed_once_it_can(writers):
+    w, h = writers, writers.h
+    head = await declined_promotion(w)
+    rid, push = the_push(w)
+    away = h.remote.with_name("remote-away.git")
+    h.remote.rename(away)  # the remote is unreachable when hub-b takes over
+    async with w.next_writer() as nxt:
+        assert await nxt.resume() == []  # nothing settled, nothing followed yet; the push stays stored
+        assert w.stored()[rid]["pushing"] == push
+        away.rename(h.remote)
+        await until(lambda: rid in nxt.records and nxt.records[rid].state == "rolling-out", "the push settled, followed")
+        made = push["prepared"]["commit"]
+        assert nxt.records[rid].commit == made and h.remote_head() == made
+        assert git(h.remote, "rev-parse", f"{made}~1") == head
+        assert [e["outcome"] for e in w.audited("Promote", rid)] == ["committed"]
 
 
 async def test_a_rollback_pushed_but_never_recorded_is_recorded_and_followed_by_the_next_writer(writers):

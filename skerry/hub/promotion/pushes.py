@@ -21,8 +21,11 @@ following rollouts. The Git repository is the truth, so it asks the remote (``Pr
   A promotion or rollback fails, saying so; an auto-rollback's promotion is followed again, and rolls
   back again while its clusters are unhealthy.
 
-So one act makes at most one commit. A push whose remote cannot be asked (unreachable) stays stored
-for the next writer's ``recover``, and its promotion is not followed meanwhile. A push that fails in
+So one act makes at most one commit. A push whose remote cannot be asked (unreachable) stays stored,
+and is asked about again (``Rollouts.settle_later``); its promotion is followed once it is settled.
+Pushes carry the writer term that stored them (``term``: a process and its count of terms, ended by
+``Promoter.close``); ``recover`` leaves the current term's alone, as they are this writer's own acts,
+maybe in flight (a promotion may arrive while a new writer's first sync runs, before it resumes). A push that fails in
 the writer itself (an error, not a rejection: a connection lost after the remote took it) is asked
 about at once (``landed``) before the promotion is failed.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from typing import Any
 
 import structlog
@@ -54,26 +58,29 @@ class Push:
     act: str  # a key of ACTS
     prepared: Prepared
     reason: str = ""  # an auto-rollback's: the clusters that turned unhealthy
+    term: str = ""  # the writer term that stored it (``Pushes.term``)
 
     def to_doc(self) -> dict[str, Any]:
-        return {"act": self.act, "prepared": self.prepared.to_doc(), "reason": self.reason}
+        return {"act": self.act, "prepared": self.prepared.to_doc(), "reason": self.reason, "term": self.term}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Push:
         if doc.get("act") not in ACTS:
             raise ValueError(f"unknown act {doc.get('act')!r}")
-        return cls(doc["act"], Prepared.from_doc(doc["prepared"]), str(doc.get("reason", "")))
+        return cls(doc["act"], Prepared.from_doc(doc["prepared"]), str(doc.get("reason", "")),
+                   str(doc.get("term", "")))
 
 
 class Intent:
     """``before_push`` for one act's commit: stores each push before it is made; ``prepared``: the last stored."""
 
-    def __init__(self, book: RecordBook, rec: Record, act: str, reason: str):
-        self._book, self.rec, self._act, self._reason = book, rec, act, reason
+    def __init__(self, pushes: Pushes, rec: Record, act: str, reason: str):
+        self._pushes, self.rec, self._act, self._reason = pushes, rec, act, reason
         self.prepared: Prepared | None = None
 
     def __call__(self, prepared: Prepared) -> None:
-        self._book.intend(self.rec, Push(self._act, prepared, self._reason).to_doc())
+        push = Push(self._act, prepared, self._reason, self._pushes.term)
+        self._pushes.book.intend(self.rec, push.to_doc())
         self.prepared = prepared
 
 
@@ -85,10 +92,21 @@ class Pushes:
         self.mirror = mirror
         self.audit = audit
         self.followed_branch = followed_branch
+        # This process's current writer term: ``recover`` leaves alone the pushes stored in it (acts of this
+        # very writer, maybe in flight), and settles every push of an earlier term or another process.
+        self._process = uuid.uuid4().hex[:16]
+        self._terms = 1
+        self.term = f"{self._process}/1"
+
+    def end_term(self) -> None:
+        """This process stopped writing (it lost the lease, or stops): what it stored so far is a previous
+        writer's to whoever writes next, itself included."""
+        self._terms += 1
+        self.term = f"{self._process}/{self._terms}"
 
     def intend(self, rec: Record, act: str, reason: str = "") -> Intent:
         """The ``before_push`` of ``rec``'s commit: stores the push with the record (fenced; blocking)."""
-        return Intent(self.book, rec, act, reason)
+        return Intent(self, rec, act, reason)
 
     async def landed(self, intent: Intent) -> str | None:
         """After a push failed here: its commit if the remote has it all the same, else None (also when nothing
@@ -103,28 +121,32 @@ class Pushes:
             return None
         return intent.prepared.commit if there else None
 
-    async def recover(self, settings: PromotionSettings) -> list[str]:
-        """Settle every push a previous writer stored and did not record (ids); call before resuming."""
-        settled = []
+    async def recover(self, settings: PromotionSettings) -> tuple[list[str], int]:
+        """Settle every push a previous writer stored and did not record; call before resuming. The ids settled,
+        and how many are left (their remote could not be asked)."""
+        settled, left = [], 0
         for rec, follow, doc in await asyncio.to_thread(self.book.pushing):  # (a state read)
             try:
                 push = Push.from_doc(doc)
             except (KeyError, TypeError, ValueError) as e:
                 log.error("stored promotion push unreadable; left as it is", id=rec.id, error=str(e))
                 continue
+            if push.term == self.term:  # this writer's own act, in flight
+                continue
             try:
                 async with self.mirror.lock:
                     landed = await asyncio.to_thread(self.mirror.finish, push.prepared, settings)
             except SourceError as e:  # the remote cannot be asked: the next writer asks again
-                log.error("cannot settle a promotion's push; left for the next writer", id=rec.id,
+                log.error("cannot settle a promotion's push yet; asking again later", id=rec.id,
                           commit=push.prepared.commit[:12], error=str(e))
+                left += 1
                 continue
             self.book.add(rec)
             if follow is not None:
                 self.book.follows[rec.id] = follow
             await self._record(rec, push, landed)
             settled.append(rec.id)
-        return settled
+        return settled, left
 
     async def _record(self, rec: Record, push: Push, landed: bool) -> None:
         commit, branch = push.prepared.commit, push.prepared.branch

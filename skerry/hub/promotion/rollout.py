@@ -72,6 +72,14 @@ class Rollouts:
         """Follow ``rec``'s commit as planned (``plan``)."""
         self._start(rec, fleet, self.book.follows[rec.id], settings)
 
+    async def resume_all(self, settings: PromotionSettings) -> list[str]:
+        """Settle the pushes a previous writer left (``pushes``), then ``resume`` every rollout it followed."""
+        _, left = await self.pushes.recover(settings)  # each settled push is audited
+        resumed = self.resume(settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
+        if left:  # their remote could not be asked: again later
+            self.settle_later(settings)
+        return resumed
+
     def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
         """Follow again every rollout a previous process was following (ids); call after the first sync.
         ``unfinished``: ``book.unfinished()``, read by the caller (off the event loop: a state read)."""
@@ -94,9 +102,27 @@ class Rollouts:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
 
+    def settle_later(self, settings: PromotionSettings) -> None:
+        """Ask again, every ``settings.settle_retry`` seconds, about the pushes ``pushes.recover`` could not
+        settle (their remote could not be asked); follow each once settled."""
+        self._spawn(self._settling(settings), "promotion-pushes")
+
+    async def _settling(self, settings: PromotionSettings) -> None:
+        while True:
+            await asyncio.sleep(settings.settle_retry)
+            settled, left = await self.pushes.recover(settings)
+            if settled:
+                unfinished = await asyncio.to_thread(self.book.unfinished)  # (a state read)
+                self.resume(settings, [(rec, follow) for rec, follow in unfinished if rec.id in settled])
+            if not left:
+                return
+
     def _start(self, rec: Record, fleet: Fleet, follow: Follow, settings: PromotionSettings) -> None:
         self.book.follows[rec.id] = follow
-        task = asyncio.create_task(self._run(rec, fleet, follow, settings), name=f"promotion-{rec.id}")
+        self._spawn(self._run(rec, fleet, follow, settings), f"promotion-{rec.id}")
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

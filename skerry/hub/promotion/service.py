@@ -200,10 +200,11 @@ class Promoter:
     async def resume(self) -> list[str]:
         """Follow again every rollout a previous process was following (ids), once the pushes it left are
         settled (``pushes``); call after the first sync."""
-        await self.pushes.recover(self.settings)  # each settled push is audited
-        return self.rollouts.resume(self.settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
+        return await self.rollouts.resume_all(self.settings)
 
     async def close(self) -> None:
+        """Stop following (this process stops writing): the next writer, maybe this one again, resumes."""
+        self.pushes.end_term()
         await self.rollouts.close()
 
     # --- Promote ----------------------------------------------------------------------------------
