@@ -208,22 +208,24 @@ class DelayedApplies:
         return outcome
 
 
-def _watching(kube, reconciler, agent_namespace, objects_):
+def _applied_and_watched(kube, bundles, agent_namespace, objects_, delay: float):
+    """A reconciler whose applies answer ``delay`` late (``DelayedApplies``) after it applied ``objects_``, and a
+    monitor that has seen them: ``(slow client, reconciler, monitor, drifts reported as they change)``."""
+    slow = DelayedApplies(kube, delay)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    assert reconciler.reconcile(bundles.verified(objects_)).ready
     reported: list = []
-    monitor = Monitor(kube, reconciler, namespace=agent_namespace)
+    monitor = Monitor(slow, reconciler, namespace=agent_namespace)
     monitor._on_change = lambda: reported.extend(monitor.current_drifts())
     monitor.retarget()
     wait_until(lambda: len(monitor.health) >= len(objects_), 20)
     assert len(monitor.health) == len(objects_), "the monitor never saw the applied objects"
-    return monitor, reported
+    return slow, reconciler, monitor, reported
 
 
 def test_a_release_being_applied_is_never_reported_as_drift(kube, bundles, namespace, agent_namespace):
-    slow = DelayedApplies(kube, 0.4)
-    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
     objs = [configmap("a", namespace), deployment("web", namespace)]
-    assert reconciler.reconcile(bundles.verified(objs)).ready
-    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    slow, reconciler, monitor, reported = _applied_and_watched(kube, bundles, agent_namespace, objs, 0.4)
     try:
         events = monitor.events
         # Same objects, a new release: each write re-stamps skerry.io/bundle-digest, and its watch
@@ -241,11 +243,8 @@ def test_a_release_being_applied_is_never_reported_as_drift(kube, bundles, names
 def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
     kube, bundles, kubeconfig, namespace, agent_namespace
 ):
-    slow = DelayedApplies(kube, 0.0)
-    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
     objs = [configmap("a", namespace, {"k": "v"})]
-    assert reconciler.reconcile(bundles.verified(objs)).ready
-    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    slow, reconciler, monitor, reported = _applied_and_watched(kube, bundles, agent_namespace, objs, 0.0)
     try:
         slow.gate = threading.Event()
         verified = bundles.verified(objs)
@@ -279,11 +278,8 @@ def test_a_deletion_that_lands_while_its_correction_is_answered_is_still_drift(
     deletion before the apply's answer is recorded, the deletion must still be drift: found by CI,
     where the agent then never re-created a CRD deleted by hand. Reverted to check: ``Monitor``'s
     DELETED events handled by ``_gone`` at once again: the drift is cleared and this test fails."""
-    slow = DelayedApplies(kube, 0.0)
-    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
     objs = [configmap("held", namespace, {"k": "v"})]
-    assert reconciler.reconcile(bundles.verified(objs)).ready
-    monitor, _ = _watching(slow, reconciler, agent_namespace, objs)
+    slow, reconciler, monitor, _ = _applied_and_watched(kube, bundles, agent_namespace, objs, 0.0)
     try:
         def seen(count: int, what: str) -> None:
             assert wait_until(lambda: monitor.events >= count, 10), f"the monitor never saw {what}"

@@ -32,6 +32,15 @@ def counted(registry: CollectorRegistry, name: str, **labels) -> float:
     return registry.get_sample_value(name, labels) or 0.0
 
 
+def outcomes(registry: CollectorRegistry) -> dict[str, float]:
+    """Unseals by outcome, refusals by reason, items and timed calls: what the gate counted."""
+    out = {o: counted(registry, "skerry_sealer_unseals_total", outcome=o) for o in ("allowed", "denied", "failed")}
+    out |= {r: counted(registry, "skerry_sealer_unseal_refusals_total", reason=r) for r in ("WrongCluster", "NoKey")}
+    out["items"] = counted(registry, "skerry_sealer_unsealed_items_total")
+    out["timed"] = counted(registry, "skerry_sealer_unseal_duration_seconds_count")
+    return out
+
+
 @pytest.fixture
 def gate():
     registry = CollectorRegistry()
@@ -44,13 +53,8 @@ def test_single_unseals_count_each_outcome_and_its_items(gate):
     for error in (DENIED, FAILED):
         with pytest.raises(type(error)):
             instrumented.unseal("b", error)
-    assert counted(registry, "skerry_sealer_unseals_total", outcome="allowed") == 1
-    assert counted(registry, "skerry_sealer_unseals_total", outcome="denied") == 1
-    assert counted(registry, "skerry_sealer_unseals_total", outcome="failed") == 1
-    assert counted(registry, "skerry_sealer_unseal_refusals_total", reason="WrongCluster") == 1
-    assert counted(registry, "skerry_sealer_unseal_refusals_total", reason="NoKey") == 1
-    assert counted(registry, "skerry_sealer_unsealed_items_total") == 2
-    assert counted(registry, "skerry_sealer_unseal_duration_seconds_count") == 3
+    assert outcomes(registry) == {"allowed": 1, "denied": 1, "failed": 1, "WrongCluster": 1, "NoKey": 1,
+                                  "items": 2, "timed": 3}
     # a refused call is answered as an error: the server's error interceptor counts it, not the gate
     assert counted(registry, "skerry_refusals_total", service="sealer", reason="WrongCluster") == 0
 
@@ -61,10 +65,7 @@ def test_a_bundle_unseal_counts_a_refused_bundle_once_and_each_secret_by_its_out
         instrumented.unseal_bundle("b", b"{}", DENIED)
     results = [types.SimpleNamespace(error=None, data={"pw": b"p"}), types.SimpleNamespace(error=FAILED, data={})]
     assert instrumented.unseal_bundle("a", b"{}", results).results == results
-    assert counted(registry, "skerry_sealer_unseals_total", outcome="denied") == 1
-    assert counted(registry, "skerry_sealer_unseals_total", outcome="allowed") == 1
-    assert counted(registry, "skerry_sealer_unseals_total", outcome="failed") == 1
-    assert counted(registry, "skerry_sealer_unsealed_items_total") == 1
-    assert counted(registry, "skerry_sealer_unseal_duration_seconds_count") == 2
+    assert outcomes(registry) == {"allowed": 1, "denied": 1, "failed": 1, "WrongCluster": 1, "NoKey": 1,
+                                  "items": 1, "timed": 2}
     # the secret refused inside an answered bundle never reaches the error interceptor: counted here
     assert counted(registry, "skerry_refusals_total", service="sealer", reason="NoKey") == 1
