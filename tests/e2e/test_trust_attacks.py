@@ -81,6 +81,16 @@ class Scene:
         self.start("oslo-prod", "prod")
         self.applied(data, "oslo-prod")
 
+    def reopened_and_applied(self, value: str) -> None:
+        """After an offline change to the trust repository: reopen it, publish ``value``, serve it, and see the
+        agent apply it."""
+        self.world.repo = self.world.open()
+        self.world.repo.reload()
+        data = self.good(value)
+        self.serve()
+        self.applied(data)
+        assert self.marker() == value
+
     def marker(self) -> str:
         return self.stack.kubectl("get", "configmap", "marker", "-n", self.ns, "--ignore-not-found",
                                   "-o", "jsonpath={.data.value}", check=False)
@@ -149,12 +159,7 @@ def test_root_rotation_through_the_version_chain_is_followed(scene):
     w = scene.world
     new_root = w.dir / "offline" / "root-new.key"
     admin.rotate_root(w.dir, [w.key("root")], [keyfiles.generate_key(new_root)])
-    w.repo = w.open()
-    w.repo.reload()
-    nxt = scene.good("after-rotation")
-    scene.serve()
-    scene.applied(nxt)
-    assert scene.marker() == "after-rotation"
+    scene.reopened_and_applied("after-rotation")
     assert any(p.endswith("2.root.json") for p in scene.mirror.fetched)
 
 
@@ -176,12 +181,7 @@ def test_fast_forward_recovery_after_the_timestamp_key_is_rotated(scene):
     admin.add_key(w.dir, "timestamp", keyfiles.generate_key(new_path).public_key, [w.key("root")])
     admin.revoke_key(w.dir, "timestamp", old, [w.key("root")])
     (w.dir / "keys" / "timestamp.key").unlink()
-    w.repo = w.open()
-    w.repo.reload()
-    nxt = scene.good("recovered")
-    scene.serve()
-    scene.applied(nxt)
-    assert scene.marker() == "recovered"
+    scene.reopened_and_applied("recovered")
 
 
 # --- attacks -----------------------------------------------------------------------------
