@@ -25,7 +25,7 @@ import structlog
 from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
-from skerry.core.files import as_refusal, atomic_write
+from skerry.core.files import as_refusal, atomic_write, read_bounded
 from skerry.hub.admission import AdmissionGate
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
@@ -56,13 +56,7 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 def _read_secret(path: pathlib.Path | None, what: str) -> str:
     """One secret from a file (surrounding whitespace removed); the value is never logged."""
     assert path is not None
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"{what} {path}: cannot read: {e.strerror}") from e
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ConfigError(f"{what} {path}: over {MAX_SECRET_FILE_BYTES} bytes")
+    data = read_bounded(path, MAX_SECRET_FILE_BYTES, f"{what} {path}", error=ConfigError)
     try:
         value = data.decode().strip()
     except UnicodeDecodeError as e:
