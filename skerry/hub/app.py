@@ -276,6 +276,7 @@ class HubApp:
             count_refusal=self.ops.metrics.refused.count,
             # agents' connections retire at their maximum age: a scale-out of replicas rebalances
             options=rpc.server_options(max_connection_age=self.config.max_connection_age),
+            drain_seconds=self.config.drain,
         )
 
     def _start_tasks(self) -> None:

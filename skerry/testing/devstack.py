@@ -31,6 +31,9 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
 # The dev stack's hub writer lease: one hub on a throwaway state, so a restart after a crash (a new holder,
 # ``skerry.hub.config.default_hub_id``) writes again within seconds, not the production default's 15 s.
 LEASE_TTL = "5s"
+# No probe or load balancer looks at these processes: the SIGTERM drain (``--drain``, 2 s in production)
+# would only make every stop of a hub or sealer that much slower. A variable already set wins.
+NO_DRAIN = {"SKERRY_HUB_DRAIN": "0s", "SKERRY_SEALER_DRAIN": "0s"}
 
 
 # The example fleet's namespaces all start with this (shop-dev, shop-prod).
@@ -72,7 +75,7 @@ class Service:
         self.ready_file.parent.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        env = {**NO_DRAIN, **os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skerry", *self.args, "--ready-file", str(self.ready_file)],
             stdout=log,

@@ -30,6 +30,8 @@ from .trust_world import TrustWorld, bundle_bytes, evil_key, expires_in
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
 CLUSTER = "oslo-dev"
+# How long the timestamp of the expiry test stays valid once the agent applied: well over its 1 s poll.
+SHORT_EXPIRY = 6
 
 
 class Scene:
@@ -299,15 +301,22 @@ def test_expired_metadata_freezes_the_agent_on_its_last_good_state_and_reports_i
 
     w = scene.world
     good = scene.good()
+    scene.serve()
+    scene.start()
+    scene.applied(good)
+    # Applied first, under fresh metadata; then a timestamp expiring SHORT_EXPIRY from now, which the agent
+    # takes at its next poll (every second): the expiry is timed from here, not from a start on a loaded
+    # machine (an expiry 20 s after the start, to leave room for it, made the test wait ~20 s).
     ts = w.repo.md["timestamp"]
-    ts.signed.expires = expires_in(20)  # long enough to apply first, even on a loaded machine
+    ts.signed.expires = expires_in(SHORT_EXPIRY)
     ts.signed.version += 1
     w.repo._sign_online("timestamp", ts)
     w.repo._write("timestamp", ts)
     scene.serve()
-    scene.start()
-    st = scene.applied(good)
-    assert dt.datetime.fromisoformat(st["valid_until"]) <= expires_in(21)
+    st = wait_for(lambda: (s := scene.agent.status()) and s["valid_until"]
+                  and dt.datetime.fromisoformat(s["valid_until"]) <= expires_in(SHORT_EXPIRY + 1) and s,
+                  SHORT_EXPIRY, "the agent to take the short-lived timestamp", scene.agent)
+    assert st["applied_digest"] == sha256_digest(good) and not st["frozen"]
     wait_for(lambda: any(c.reason == "Freeze" for r in scene.mirror.reports for c in r.conditions), 45,
              "the agent to freeze", scene.agent)  # the mirror keeps serving the same, now expired, timestamp
     st = wait_for(lambda: (s := scene.agent and scene.stack.agents[CLUSTER].status()) and s.get("frozen") and s,

@@ -264,6 +264,25 @@ async def test_run_loop_syncs_on_trigger_without_waiting_for_the_interval(syncer
             await task
 
 
+@pytest.mark.parametrize("steps_between", [0, 1, 2, 3])
+async def test_run_loop_stops_when_cancelled_in_the_step_a_sync_is_requested(syncer, steps_between):
+    """A cancel that lands as the trigger fires (a promotion asks for a sync while the hub shuts down) ends
+    the loop: it was lost, and the hub's shutdown waited for a loop that never stopped."""
+    task = asyncio.create_task(syncer.run(interval=3600, immediately=False))
+    for _ in range(3):
+        await asyncio.sleep(0)  # parked waiting for a trigger
+    syncer.request_sync()
+    for _ in range(steps_between):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    try:
+        assert done and task.cancelled(), "the loop went on after its cancel"
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=30)
+
+
 def test_build_revision_for_one_cluster_renders_only_its_paths(fleet_repo, tmp_path, counting):
     source = GitSource(str(fleet_repo.path), cache_dir=tmp_path / "state")
     commit = source.fetch()

@@ -233,8 +233,9 @@ class RecordBook:
                 if rec.final:
                     return
             async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=WATCH_WAKE)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for (3.11) can lose a cancel
+                    async with asyncio.timeout(WATCH_WAKE):
+                        await self._changed.wait()
 
     def intend(self, rec: Record, pushing: dict[str, Any]) -> None:
         """Store the push ``rec``'s writer is about to make, fenced, before it makes it. Blocking; raises
