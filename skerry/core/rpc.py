@@ -49,6 +49,7 @@ from skerry.core.peers import (
     SERVER_KEEPALIVE_TIME_MS,
     SERVER_KEEPALIVE_TIMEOUT_MS,
     SERVER_MIN_PING_INTERVAL_MS,
+    SIGTERM_DRAIN_SECONDS,
 )
 from skerry.core.tls import ROLE_AGENT
 
@@ -92,9 +93,6 @@ RATE_BURST = 20.0
 RATE_MAX_KEYS = 20_000
 # Trailing metadata key that carries a refused call's reason (``SkerryError.reason``) to the client.
 REASON_METADATA = "skerry-reason"
-# After SIGTERM the health service says NOT_SERVING this long before the server stops taking
-# calls: long enough for a readiness probe or load balancer to look once more and move away.
-SIGTERM_DRAIN_SECONDS = 2.0
 # Keepalive timing (KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS and the servers' ping limit) is core.peers',
 # where settings check it without importing gRPC.
 # gRPC core (1.5x+) waits for a ping's ack for ``grpc.http2.ping_timeout_ms`` (default 60 s), whatever
@@ -427,6 +425,7 @@ class GrpcServer:
         revocations: Revocations | None = None,
         on_refused: Refusal | None = None,
         grace_seconds: float = 10.0,
+        drain_seconds: float = SIGTERM_DRAIN_SECONDS,
         options: list[tuple[str, object]] | None = None,
         limiter: RateLimiter | None = None,
         method_limiters: Mapping[str, RateLimiter] | None = None,
@@ -437,6 +436,7 @@ class GrpcServer:
         self._address = address
         self._credentials = credentials
         self._grace = grace_seconds
+        self._drain = drain_seconds
         self._names = list(service_names)
         missing = uncovered(rules, self._names)
         if missing:
@@ -482,7 +482,7 @@ class GrpcServer:
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(drain=SIGTERM_DRAIN_SECONDS)))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(drain=self._drain)))
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()

@@ -7,6 +7,7 @@ the agents' reports. The package is split by concern:
 * ``source``          the Git mirror, its reads and the hub's own commits (the only GitPython user)
 * ``fleet``           the ``skerry.yaml`` parser: clusters, labels, path selectors
 * ``promotion_policy`` the ``promotion:`` section of ``skerry.yaml`` (below both fleet and promotion)
+* ``fields``          the field checks both readers of ``skerry.yaml`` share (mappings, paths, one-line errors)
 * ``render``          Kustomize (or plain YAML) rendering of one directory, incremental, validated
 * ``bundles``         building one bundle per cluster, signing and keeping releases
 * ``trust``           the TUF repository: director and release roles, keys, CI signing, attestations
