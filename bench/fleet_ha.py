@@ -103,7 +103,10 @@ connect time: open streams fell from 21,053 to 18,711 in 96 s after the kill, lo
 connected early held short windows and came back in one lump). 30,000 with the spread from the fleet
 (this code; ``--skip-fanout``, ramp 240 s): the serving replica with 10,058 streams SIGKILLed -> all
 30,000 open on the other two 62.0 s later, never below 19,946, 3,253 refused with a pushback, load peak
-28.2; 13,271 reconnects in all (the moves and the pushbacks: no keepalive drop).
+28.2; 13,271 reconnects in all (the moves and the pushbacks: no keepalive drop). The same run without
+admission or spread (``--admission-rate 0``, ramp 200 s; the hubs' looser keepalive kept): 20,465 open
+at the kill, 21,425 after 87 s, then falling to 14,500 at 200 s, load 133 — the storm, which the looser
+keepalive alone does not prevent.
 
 Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
 this machine (``uptime`` load printed beside each figure: the machine may be shared).
