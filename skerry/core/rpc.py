@@ -10,7 +10,8 @@
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
   ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
-  ``count_refusal`` (the service's ``metrics.Refusals.count``) sees every error the server answers.
+  ``count_refusal`` (the service's ``metrics.Refusals.count``) sees every error the server answers; a
+  ``ResourceExhausted`` that knows its ``retry_after`` carries it as gRPC's pushback trailer.
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -31,7 +32,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from skerry.core import errors
+from skerry.core import errors, pushback
 from skerry.core.authz import (
     AuthzInterceptor,
     Refusal,
@@ -280,6 +281,7 @@ class RateLimiter:
                 f"rate limit for {who or key}: {cost:g} {self.unit} asked, {int(tokens)} left; retry in "
                 f"{(cost - tokens) / self.rate:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
                 reason="RateLimited",
+                retry_after=(cost - tokens) / self.rate,
             )
 
     def allow(self, key: str) -> bool:
@@ -346,7 +348,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 self._count_refusal(exc)
             if isinstance(exc, errors.SkerryError):
                 log.info("rpc refused", code=exc.status, reason=exc.reason, error=str(exc))
-                context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
+                retry_after = getattr(exc, "retry_after", None)
+                pushed = () if retry_after is None else (pushback.entry(pushback.PUSHBACK_METADATA, retry_after),)
+                context.set_trailing_metadata(((REASON_METADATA, exc.reason), *pushed))
                 await context.abort(status_code(exc), str(exc))
             log.exception("rpc failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (see server log)")

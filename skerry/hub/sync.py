@@ -264,7 +264,9 @@ class Syncer:
         self._done: str | None = None
         self._lock = asyncio.Lock()
         self._trigger = asyncio.Event()
-        self.observers: list[Callable[[SyncResult, float], None]] = []  # e.g. metrics; (result, seconds)
+        # e.g. metrics; (result, seconds). One that returns an awaitable (a state write, made off the loop
+        # in it) is awaited before the next.
+        self.observers: list[Callable[[SyncResult, float], Awaitable[None] | None]] = []
         self.renderer = IncrementalRenderer(engine)
         self._inputs: dict[str, tuple] = {}  # cluster -> inputs of the bundle it now has
 
@@ -279,7 +281,9 @@ class Syncer:
             result = await self._sync(force)
         self.last_result = result
         for observe in self.observers:
-            observe(result, time.monotonic() - started)
+            pending = observe(result, time.monotonic() - started)
+            if pending is not None:
+                await pending
         return result
 
     async def _sync(self, force: bool) -> SyncResult:

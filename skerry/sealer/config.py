@@ -29,7 +29,6 @@ from skerry.core.peers import MAX_DRAIN_SECONDS, SIGTERM_DRAIN_SECONDS, parse_ad
 from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_SEALER_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 SECONDS_PER_DAY = 86400.0
 
 
@@ -56,9 +55,7 @@ class SealerConfig:
         ("default",), flag="--domain", metavar="D[,D...]", help="key domain(s) to serve; repeatable (default: default)"
     )
     ready_file: pathlib.Path | None = setting(None, metavar="FILE", help='write {"port": N} here once serving')
-    log_level: str = setting(
-        "info", metavar="LEVEL", parse=config.lower, choices=LOG_LEVELS, help="debug, info, warning or error (default info)"
-    )
+    log_level: str = config.log_level()
     grace_seconds: float = setting(
         10.0,
         flag="--grace-period",
@@ -147,8 +144,7 @@ class SealerConfig:
     def validate(self) -> SealerConfig:
         self.tls_files  # noqa: B018 - raises if incomplete
         parse_listen(self.listen, f"listen address ({ENV_PREFIX}LISTEN or --listen)")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        config.check_choices(self)  # log_level
         if not self.domains:
             raise ConfigError("the sealer needs at least one key domain")
         if self.grace_seconds < 0:

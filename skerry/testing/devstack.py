@@ -40,6 +40,10 @@ NO_DRAIN = {"SKERRY_HUB_DRAIN": "0s", "SKERRY_SEALER_DRAIN": "0s"}
 EXAMPLES_NAMESPACE_PREFIX = "shop-"
 
 
+# Where the example fleet's prod overlay expects its sealed database Secret (``Stack.start_example``).
+EXAMPLE_SEALED_SECRET = "overlays/prod/sealed-db-credentials.yaml"
+
+
 class StackError(RuntimeError):
     pass
 
@@ -220,6 +224,24 @@ class Stack:
         port = self.sealer.ready()["port"]
         self.sealer_address = f"127.0.0.1:{port}"
         return self.sealer
+
+    def start_example(
+        self, clusters: tuple[str, ...], *, password: str, files: dict[str, str] | None = None, bare: bool = False
+    ) -> None:
+        """The example fleet end to end: a sealer, the repository (``seed_repo``) with its prod database Secret
+        sealed holding ``password``, a hub, and an agent for each of ``clusters``."""
+        self.start_sealer()
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": "shop-prod"},
+                  "type": "Opaque", "stringData": {"username": "shop", "password": password}}
+        self.seed_repo(seal={EXAMPLE_SEALED_SECRET: secret}, files=files, bare=bare)
+        self.start_hub()
+        for cluster in clusters:
+            self.start_agent(cluster)
+
+    def cluster_view(self, cluster: str, operator: str = "tester") -> dict:
+        """The hub's view of ``cluster`` (``fleet_status``), asked as the operator named ``operator``."""
+        files = self.identity(operator, tls.ROLE_OPERATOR)
+        return next(v for v in fleet_status(self.hub_address, files) if v["cluster"] == cluster)
 
     def seed_repo(
         self,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
-import pathlib
 import shutil
 
 import pytest
@@ -13,37 +11,13 @@ import pytest
 from skerry.core.bundle import Bundle
 from skerry.hub.bundles.builder import content_digest
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.render.engine import Engine
 from skerry.hub.source.git import GitSource
 from skerry.hub.status import ClusterStatus, StatusBoard
 from skerry.hub.sync import Syncer, build_revision
 
-from .helpers import BROKEN_PROD, FLEET_YAML, kubectl_kustomize
+from .helpers import BROKEN_PROD, FLEET_FILES, FLEET_YAML, CountingEngine, kubectl_kustomize, scale_prod
 
 ALL = ("bergen-dev", "oslo-dev", "oslo-prod")
-
-
-class CountingEngine(Engine):
-    """The real engine, counting how often each path is rendered."""
-
-    def __init__(self, inner: Engine):
-        self.inner = inner
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    @property
-    def name(self):
-        return self.inner.name
-
-    @property
-    def version(self):
-        return self.inner.version
-
-    def render(self, directory, *, root=None):
-        self.calls[pathlib.Path(directory).relative_to(root).as_posix()] += 1
-        return self.inner.render(directory, root=root)
-
-    def _build(self, directory, *, where, root):  # pragma: no cover - render is delegated
-        raise NotImplementedError
 
 
 @pytest.fixture
@@ -97,15 +71,7 @@ async def test_unchanged_commit_is_not_rendered_again_and_makes_no_release(synce
 async def test_new_commit_makes_a_new_higher_release(syncer, fleet_repo, director):
     await syncer.sync_once()
     before = syncer.store.current("oslo-prod")
-    commit = fleet_repo.commit(
-        "scale prod",
-        {
-            "overlays/prod/kustomization.yaml": """
-        resources: [../../base]
-        replicas: [{name: web, count: 5}]
-    """
-        },
-    )
+    commit = fleet_repo.commit("scale prod", scale_prod(5))
     result = await syncer.sync_once()
     after = syncer.store.current("oslo-prod")
     assert result.commit == commit and "oslo-prod" in result.published
@@ -118,15 +84,7 @@ async def test_commit_that_does_not_change_a_cluster_gives_it_no_new_release(syn
     await syncer.sync_once()
     before = {c: syncer.store.current(c) for c in ALL}
     first = fleet_repo.head()
-    commit = fleet_repo.commit(
-        "scale prod",
-        {
-            "overlays/prod/kustomization.yaml": """
-        resources: [../../base]
-        replicas: [{name: web, count: 5}]
-    """
-        },
-    )
+    commit = fleet_repo.commit("scale prod", scale_prod(5))
     result = await syncer.sync_once()
     assert result.published == ("oslo-prod",)
     assert syncer.store.current("oslo-prod").revision == commit
@@ -160,8 +118,6 @@ async def test_broken_overlay_keeps_the_previous_bundle_and_records_an_error_nam
 
 
 async def test_fixing_the_overlay_clears_the_error_and_publishes_what_changed(syncer, fleet_repo):
-    from .helpers import FLEET_FILES
-
     await syncer.sync_once()
     good = syncer.store.current("oslo-prod")
     fleet_repo.commit("break prod", BROKEN_PROD)
@@ -176,15 +132,7 @@ async def test_fixing_the_overlay_clears_the_error_and_publishes_what_changed(sy
     # A real change after that is released as usual.
     fleet_repo.commit("break again", BROKEN_PROD)
     await syncer.sync_once()
-    fixed = fleet_repo.commit(
-        "fix differently",
-        {
-            "overlays/prod/kustomization.yaml": """
-        resources: [../../base]
-        replicas: [{name: web, count: 2}]
-    """
-        },
-    )
+    fixed = fleet_repo.commit("fix differently", scale_prod(2))
     result = await syncer.sync_once()
     assert result.ok and result.published == ("oslo-prod",)
     assert syncer.store.error("oslo-prod") is None

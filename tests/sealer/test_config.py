@@ -62,7 +62,7 @@ def test_tls_is_mandatory():
     [
         ({"SKERRY_SEALER_LISTEN": "7443"}, "(?i)SKERRY_SEALER_LISTEN.*host:port"),
         ({"SKERRY_SEALER_LISTEN": "host:99999"}, "(?i)host:port"),
-        ({"SKERRY_SEALER_LOG_LEVEL": "loud"}, "log level"),
+        ({"SKERRY_SEALER_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
         ({"SKERRY_SEALER_GRACE_SECONDS": "soon"}, "GRACE_SECONDS"),
         ({"SKERRY_SEALER_DRAIN": "1m"}, "drain: must be between 0s and 30s"),
         ({"SKERRY_SEALER_DOMAINS": " , "}, "at least one key domain"),
