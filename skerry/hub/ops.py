@@ -15,6 +15,7 @@ that does not sync) the writer's releases read from the hub state.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import structlog
@@ -63,11 +64,14 @@ class HubOps:
             )
         )
 
-    def _record_history(self, store) -> None:
+    async def _record_history(self, store) -> None:
+        """After a sync: the releases noted on the loop, stored off it (a database away must not hold it)."""
+        grown = self._history.note_fleet(store, self.clock.now())
         try:
-            self._history.record_fleet(store, self.clock.now())
-        except SkerryError as e:  # the database is gone: the history stays in memory until the next sync
-            log.error("release history not stored", reason=e.reason, error=str(e))
+            await asyncio.to_thread(self._history.store, grown)
+        except SkerryError as e:  # the database is gone: the history stays in memory, stored after the next sync
+            self._history.unstored(grown)
+            log.error("release history not stored; retried after the next sync", reason=e.reason, error=str(e))
 
     def promotion_source(self, promoter) -> None:
         """Show the promoter's history on the dashboard."""

@@ -45,6 +45,7 @@ from skerry.hub.state.feed import ChangeFeed, FellBehind
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
 from skerry.hub.state.trust_files import SIGNATURES_RECORD
 from skerry.hub.sync import Syncer, SyncResult
+from skerry.hub.trust.releasing import SubmitResult
 from skerry.hub.trust.repository import TrustRepository
 from skerry.hub.writer import Writer
 
@@ -70,6 +71,7 @@ class SyncRecords:
         self._head: dict | None = None
         self._fleet: Fleet | None = None  # the fleet object last looked at (the sync parses anew per commit)
         self._fleet_doc: dict | None = None
+        self._recording = asyncio.Lock()
 
     def _start_term(self) -> None:
         """What the state holds now (another writer may have recorded since): only differences are written."""
@@ -79,48 +81,56 @@ class SyncRecords:
             self._fleet_doc = tx.record(FLEET_RECORD, FLEET_CLUSTERS)
         self._fleet = None
 
-    def observe(self, _result: SyncResult, _seconds: float) -> None:
-        """A ``Syncer`` observer; a process that lost the lease records nothing (the next writer will)."""
+    async def observe(self, _result: SyncResult, _seconds: float) -> None:
+        """A ``Syncer`` observer; a process that lost the lease records nothing (the next writer will), and a
+        database away is one line: what changed is still unrecorded, so the next sync writes it."""
         try:
-            self.record()
+            await self.record()
         except (Fenced, StateUnavailable) as e:
-            log.warning("cannot record the fleet and render errors for the replicas", reason=e.reason, error=str(e))
+            log.warning("cannot record the fleet and render errors for the replicas; retried after the next sync",
+                        reason=e.reason, error=str(e))
 
-    def record(self) -> int:
-        """Write what changed since the last record in one fenced transaction; how many records it wrote."""
+    async def record(self) -> int:
+        """Write what changed since the last record in one fenced transaction; how many records it wrote.
+        What changed is read on the event loop (the store and the sync live there); the state is read and
+        written off it (a database away must not hold every agent's stream)."""
         lease = self._writer.lease
         if lease is None:
             raise Fenced(f"{self._writer.holder} is not the writer; nothing recorded")
-        if lease.epoch != self._epoch:
-            self._start_term()
-            self._epoch = lease.epoch
-        fleet = self._syncer.fleet
-        errors = {}
-        for cluster in self._store.clusters():
-            failure = self._store.error(cluster)
-            if failure is not None:
-                errors[cluster] = (failure.revision, failure.message, failure.at)
-        head = {"revision": self._syncer.revision, "error": self._syncer.fleet_error}
-        changed = {c: e for c, e in errors.items() if self._errors.get(c) != e[:2]}
-        gone = [c for c in self._errors if c not in errors]
-        doc = fleet_doc(fleet) if fleet is not None and fleet is not self._fleet else self._fleet_doc
-        fleet_changed = doc != self._fleet_doc
-        if not (changed or gone or fleet_changed or head != self._head):
-            self._fleet = fleet
-            return 0
-        with self._writer.write() as tx:
-            if fleet_changed:
-                tx.put_record(FLEET_RECORD, FLEET_CLUSTERS, doc)
-            if head != self._head:
-                tx.put_record(FLEET_RECORD, FLEET_HEAD, head)
-            tx.put_records(RENDER_ERROR_RECORD, {  # a broken base fails every cluster: many to a statement
+        async with self._recording:  # one at a time: each compares with what the one before recorded
+            if lease.epoch != self._epoch:
+                await asyncio.to_thread(self._start_term)
+                self._epoch = lease.epoch
+            fleet = self._syncer.fleet
+            errors = {}
+            for cluster in self._store.clusters():
+                failure = self._store.error(cluster)
+                if failure is not None:
+                    errors[cluster] = (failure.revision, failure.message, failure.at)
+            head = {"revision": self._syncer.revision, "error": self._syncer.fleet_error}
+            changed = {c: e for c, e in errors.items() if self._errors.get(c) != e[:2]}
+            gone = [c for c in self._errors if c not in errors]
+            doc = fleet_doc(fleet) if fleet is not None and fleet is not self._fleet else self._fleet_doc
+            fleet_changed = doc != self._fleet_doc
+            if not (changed or gone or fleet_changed or head != self._head):
+                self._fleet = fleet
+                return 0
+            await asyncio.to_thread(self._write, doc if fleet_changed else None, head if head != self._head else None, {
                 **{c: {"revision": revision, "message": message, "at": at.isoformat()}
                    for c, (revision, message, at) in changed.items()},
                 **dict.fromkeys(gone)})
-        written = len(changed) + len(gone) + int(fleet_changed) + int(head != self._head)
-        self._fleet, self._fleet_doc, self._head = fleet, doc, head
-        self._errors = {c: e[:2] for c, e in errors.items()}
-        return written
+            written = len(changed) + len(gone) + int(fleet_changed) + int(head != self._head)
+            self._fleet, self._fleet_doc, self._head = fleet, doc, head
+            self._errors = {c: e[:2] for c, e in errors.items()}
+            return written
+
+    def _write(self, fleet: dict | None, head: dict | None, errors: Mapping[str, dict | None]) -> None:
+        with self._writer.write() as tx:
+            if fleet is not None:
+                tx.put_record(FLEET_RECORD, FLEET_CLUSTERS, fleet)
+            if head is not None:
+                tx.put_record(FLEET_RECORD, FLEET_HEAD, head)
+            tx.put_records(RENDER_ERROR_RECORD, errors)  # a broken base fails every cluster: many to a statement
 
 
 def fleet_doc(fleet: Fleet) -> dict:
@@ -259,7 +269,18 @@ class Follower:
         """Another process collected ``role``'s release signatures up to its threshold: publish them."""
         md = await asyncio.to_thread(self._trust.pending, role)
         if md is not None and len(md.signatures) >= self._trust.role_threshold(role):
-            self._trust.submit_release(role, md.to_bytes())
+            await self.submit_release(role, md.to_bytes())
+
+    async def submit_release(self, role: str, data: bytes) -> SubmitResult:
+        """Release signatures (CI's ``SubmitRelease``, or collected by another process): checked and kept off
+        the event loop; at the threshold, published on the loop once the database answered and this process
+        holds the lease (``ready_to_publish``: ``Fenced`` on a replica, whose kept signatures the writer's
+        follower publishes)."""
+        md, result = await asyncio.to_thread(self._trust.collect_release, role, data)
+        if result.published:
+            await self.ready_to_publish()
+            self._trust.publish_collected(result.role, md, result.signatures)
+        return result
 
     def _read_synced(self, keys) -> dict[tuple[str, str], dict | None]:
         by_kind: dict[str, list[str]] = {}

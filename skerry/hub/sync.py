@@ -31,6 +31,7 @@ is past half its lifetime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
 import tempfile
@@ -263,7 +264,9 @@ class Syncer:
         self._done: str | None = None
         self._lock = asyncio.Lock()
         self._trigger = asyncio.Event()
-        self.observers: list[Callable[[SyncResult, float], None]] = []  # e.g. metrics; (result, seconds)
+        # e.g. metrics; (result, seconds). One that returns an awaitable (a state write, made off the loop
+        # in it) is awaited before the next.
+        self.observers: list[Callable[[SyncResult, float], Awaitable[None] | None]] = []
         self.renderer = IncrementalRenderer(engine)
         self._inputs: dict[str, tuple] = {}  # cluster -> inputs of the bundle it now has
 
@@ -278,7 +281,9 @@ class Syncer:
             result = await self._sync(force)
         self.last_result = result
         for observe in self.observers:
-            observe(result, time.monotonic() - started)
+            pending = observe(result, time.monotonic() - started)
+            if pending is not None:
+                await pending
         return result
 
     async def _sync(self, force: bool) -> SyncResult:
@@ -380,8 +385,9 @@ class Syncer:
                 except Exception:  # noqa: BLE001 - the loop must survive a bad tick; it is logged
                     log.exception("sync failed")
             first = False
-            try:
-                await asyncio.wait_for(self._trigger.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when the trigger fires in
+            # the same loop step as a cancel, and this loop then never stopped (the hub's shutdown hung).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._trigger.wait()
             self._trigger.clear()

@@ -64,6 +64,8 @@ class ReleaseHistory:
     With a hub state it survives restarts: ``record_fleet`` (called after every sync, whether or
     not a browser watches) notes each cluster's current release and stores the clusters whose
     history grew in one transaction (records of kind ``release-history``); a new process loads them.
+    A server notes on its event loop (``note_fleet``) and stores off it (``store``); a history not
+    stored (``unstored``) is stored with the next one.
     """
 
     KIND = "release-history"
@@ -89,15 +91,28 @@ class ReleaseHistory:
 
     def record_fleet(self, store, at: _dt.datetime) -> int:
         """Note every cluster's current release; store what grew (one transaction). Returns the clusters stored."""
+        return self.store(self.note_fleet(store, at))
+
+    def note_fleet(self, store, at: _dt.datetime) -> dict[str, dict]:
+        """Note every cluster's current release; the records of the clusters whose history grew (``store``)."""
         for cluster in store.clusters():
             current = store.current(cluster)
             if current is not None:
                 self.observe(cluster, current, at)
         dirty, self._dirty = self._dirty, set()
-        if self._state is not None and dirty:
+        return {c: {"entries": list(self._by_cluster[c])} for c in sorted(dirty)} if self._state is not None else {}
+
+    def store(self, grown: Mapping[str, dict]) -> int:
+        """Store ``note_fleet``'s records in one transaction (a state write: a server calls it off its loop).
+        Returns the clusters stored."""
+        if grown:
             with self._state.write() as tx:  # after a fleet-wide release: every cluster, many to a statement
-                tx.put_records(self.KIND, {c: {"entries": list(self._by_cluster[c])} for c in sorted(dirty)})
-        return len(dirty)
+                tx.put_records(self.KIND, grown)
+        return len(grown)
+
+    def unstored(self, grown: Mapping[str, dict]) -> None:
+        """``store`` failed: store these clusters' histories with the next ones."""
+        self._dirty.update(grown)
 
     def get(self, cluster: str) -> list[dict]:
         # entries stored before release numbers carry no label: their counter's readable form

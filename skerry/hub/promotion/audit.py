@@ -4,7 +4,9 @@ Entries live in the hub state (``skerry.hub.state``: table ``audit``, ordered
 by a sequence number) and are logged with structlog. ``record`` commits an
 entry on its own; ``record_in(tx, ...)`` writes it inside the transaction of
 the act it records, so the act and its entry commit together or not at all
-(an approval is never stored without the line that says who gave it). In the
+(an approval is never stored without the line that says who gave it); a
+coroutine awaits ``arecord``, which writes off the event loop (a database away
+must not hold every agent's stream). In the
 hub both go through the writer's fenced transaction (``write``); a refused
 call's entry (``record_refusal``) may be written by any hub process. Entries
 hold names, environments, digests and commit ids; never file contents.
@@ -16,6 +18,7 @@ upgrade, and renames it ``.imported``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import pathlib
@@ -63,6 +66,10 @@ class AuditLog:
         """An act's entry: written by the writer only (fenced), like the act it records."""
         with self._write() as tx:
             return self.record_in(tx, identity, method, outcome, **fields)
+
+    async def arecord(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
+        """``record`` from a coroutine: written off the event loop."""
+        return await asyncio.to_thread(self.record, identity, method, outcome, **fields)
 
     def record_refusal(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
         """A refused call's entry: no act, so any hub process that refused it writes it (unfenced)."""

@@ -175,8 +175,9 @@ class RecordStore:
 class RecordBook:
     """This process's promotion records and the follow state of those still followed.
 
-    Every ``update`` is stored (with its follow state) before watchers wake; a store that fails
-    (fenced, or the database gone) is logged and the record lives on in memory.
+    Every ``update`` is stored (with its follow state) before it shows (in the record, to watchers), off
+    the event loop and one at a time (never an older over a newer); a store that fails (fenced, or the
+    database gone) is one line, the record lives on in memory and its next update stores it whole.
     """
 
     def __init__(self, clock: Clock, store: RecordStore | None = None):
@@ -185,6 +186,7 @@ class RecordBook:
         self.store = store
         self._clock = clock
         self._changed = asyncio.Condition()
+        self._storing = asyncio.Lock()
 
     def new(self, **fields: Any) -> Record:
         rec = Record(id=uuid.uuid4().hex[:16], updated=self._clock.now(), **fields)
@@ -199,17 +201,19 @@ class RecordBook:
 
     async def update(self, rec: Record, *, audit: Callable[[Tx], Any] | None = None, **changes: Any) -> None:
         """Change ``rec``, store it (and ``audit``'s entry, in the same transaction), wake the watchers."""
-        for k, v in changes.items():
-            setattr(rec, k, v)
-        rec.updated = self._clock.now()
-        rec.version += 1
-        if rec.final:
-            self.follows.pop(rec.id, None)
-        if self.store is not None:
-            try:
-                self.store.save(rec, self.follows.get(rec.id), audit=audit)
-            except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
-                log.error("promotion record not stored", id=rec.id, error=str(e))
+        async with self._storing:  # one at a time, each made from the one before
+            new = dataclasses.replace(rec, **changes, updated=self._clock.now(), version=rec.version + 1)
+            if self.store is not None:
+                try:  # a write: off the event loop, and before the change shows
+                    await asyncio.to_thread(self.store.save, new, None if new.final else self.follows.get(rec.id),
+                                            audit=audit)
+                except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
+                    log.error("promotion record not stored; stored whole with its next update", id=rec.id,
+                              reason=e.reason, error=str(e))
+            for field in (*changes, "updated", "version"):
+                setattr(rec, field, getattr(new, field))
+            if rec.final:
+                self.follows.pop(rec.id, None)
         async with self._changed:
             self._changed.notify_all()
 
@@ -229,8 +233,9 @@ class RecordBook:
                 if rec.final:
                     return
             async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=WATCH_WAKE)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for (3.11) can lose a cancel
+                    async with asyncio.timeout(WATCH_WAKE):
+                        await self._changed.wait()
 
     def intend(self, rec: Record, pushing: dict[str, Any]) -> None:
         """Store the push ``rec``'s writer is about to make, fenced, before it makes it. Blocking; raises

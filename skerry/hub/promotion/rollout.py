@@ -75,12 +75,12 @@ class Rollouts:
     async def resume_all(self, settings: PromotionSettings) -> list[str]:
         """Settle the pushes a previous writer left (``pushes``), then ``resume`` every rollout it followed."""
         _, left = await self.pushes.recover(settings)  # each settled push is audited
-        resumed = self.resume(settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
+        resumed = await self.resume(settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
         if left:  # their remote could not be asked: again later
             self.settle_later(settings)
         return resumed
 
-    def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
+    async def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
         """Follow again every rollout a previous process was following (ids); call after the first sync.
         ``unfinished``: ``book.unfinished()``, read by the caller (off the event loop: a state read)."""
         fleet = self.fleet_view.fleet
@@ -88,8 +88,8 @@ class Rollouts:
         for rec, follow in unfinished:
             self.book.add(rec)
             self._start(rec, fleet, follow, settings)
-            self.audit.record(HUB, "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,
-                              commit=rec.commit)
+            await self.audit.arecord(HUB, "ResumePromotion", rec.state, id=rec.id, app=rec.app, env=rec.to_env,
+                                     commit=rec.commit)
             resumed.append(rec.id)
         return resumed
 
@@ -113,7 +113,7 @@ class Rollouts:
             settled, left = await self.pushes.recover(settings)
             if settled:
                 unfinished = await asyncio.to_thread(self.book.unfinished)  # (a state read)
-                self.resume(settings, [(rec, follow) for rec, follow in unfinished if rec.id in settled])
+                await self.resume(settings, [(rec, follow) for rec, follow in unfinished if rec.id in settled])
             if not left:
                 return
 

@@ -160,15 +160,15 @@ class Promoter:
 
     async def get_freight(self, identity: Identity, app: str, env: str) -> Freight:
         (f,) = await self._freights(self._fleet(), app, env)
-        self.audit.record(str(identity), "GetFreight", "ok", app=app, env=env, revision=f.revision)
+        await self.audit.arecord(str(identity), "GetFreight", "ok", app=app, env=env, revision=f.revision)
         return f
 
     async def list_environments(self, identity: Identity) -> tuple[Fleet, PromotionPolicy]:
         fleet = self._fleet()
-        self.audit.record(str(identity), "ListEnvironments", "ok")
+        await self.audit.arecord(str(identity), "ListEnvironments", "ok")
         return fleet, targets.policy_of(fleet)
 
-    def _gates(self, fleet: Fleet, src: Freight, to_env: str) -> list[Gate]:
+    def _gates(self, fleet: Fleet, src: Freight, to_env: str, approvals: list[str]) -> list[Gate]:
         policy = targets.policy_of(fleet)
         return evaluate(
             environments=fleet.environments,
@@ -177,7 +177,7 @@ class Promoter:
             from_clusters=src.clusters,
             from_rules=policy.rules(src.env),
             to_rules=policy.rules(to_env),
-            approvals=self.approvals.of(_key(src, to_env)),
+            approvals=approvals,
             now=self.clock.now(),
         )
 
@@ -185,15 +185,16 @@ class Promoter:
         fleet = self._fleet()
         src, dst = await self._freights(fleet, app, from_env, to_env)
         changes = fr.diff_images(src.images, dst.images)
-        gates = self._gates(fleet, src, to_env)
-        self.audit.record(str(identity), "Diff", "ok", app=app, from_env=from_env, to_env=to_env, changes=len(changes))
+        gates = self._gates(fleet, src, to_env, await asyncio.to_thread(self.approvals.of, _key(src, to_env)))
+        await self.audit.arecord(str(identity), "Diff", "ok", app=app, from_env=from_env, to_env=to_env,
+                                 changes=len(changes))
         return src, dst, changes, gates
 
     # --- records --------------------------------------------------------------------------------
 
     async def watch(self, identity: Identity, promotion_id: str) -> AsyncIterator[Record]:
         rec = self.book.get(promotion_id)
-        self.audit.record(str(identity), "WatchPromotion", "ok", id=promotion_id)
+        await self.audit.arecord(str(identity), "WatchPromotion", "ok", id=promotion_id)
         async for update in self.book.watch(rec):
             yield update
 
@@ -224,19 +225,20 @@ class Promoter:
         fields = {"app": app, "from_env": from_env, "to_env": to_env}
         fleet = self._fleet()
         rules = targets.policy_of(fleet).rules(to_env)
-        approver_only = self._check_caller(identity, fleet, app, to_env, rules, approve=approve, fields=fields)
+        approver_only = await self._check_caller(identity, fleet, app, to_env, rules, approve=approve, fields=fields)
         if branch:
             check_branch(branch, "branch")
         branch = branch or self.settings.push_branch or ""
         async with self._locks.setdefault(app, asyncio.Lock()):
             src, dst = await self._freights(fleet, app, from_env, to_env)
-            if approve:
-                self.approvals.approve(_key(src, to_env), identity.name, str(identity), **fields)
+            if approve:  # the approvals are written and read off the loop
+                await asyncio.to_thread(self.approvals.approve, _key(src, to_env), identity.name, str(identity), **fields)
             changes = fr.diff_images(src.images, dst.images)
-            approved = [a for a in self.approvals.of(_key(src, to_env)) if a in rules.approvers]
+            given = await asyncio.to_thread(self.approvals.of, _key(src, to_env))
+            approved = [a for a in given if a in rules.approvers]
             rec = self.book.new(
                 app=app, from_env=from_env, to_env=to_env, kind="promote", state="checking",
-                requested_by=identity.name, gates=self._gates(fleet, src, to_env), changes=changes,
+                requested_by=identity.name, gates=self._gates(fleet, src, to_env, given), changes=changes,
                 approved_by=approved,
             )
             if await self._stopped_before_commit(rec, identity, approver_only, approve, dry_run, fields):
@@ -248,7 +250,7 @@ class Promoter:
             self.rollouts.follow(rec, fleet, self.settings)
         return rec
 
-    def _check_caller(
+    async def _check_caller(
         self, identity: Identity, fleet: Fleet, app: str, to_env: str, rules: EnvironmentRules, *, approve: bool,
         fields: dict[str, str],
     ) -> bool:
@@ -260,7 +262,7 @@ class Promoter:
         policy = targets.policy_of(fleet)
         targets.overlay_of(fleet, app, to_env)
         if approve and identity.name not in rules.approvers:
-            self.audit.record(str(identity), "Promote", "denied", reason="not an approver", **fields)
+            await self.audit.arecord(str(identity), "Promote", "denied", reason="not an approver", **fields)
             raise PermissionDenied(
                 f"{identity} may not approve promotions into {to_env}: not in {FLEET_FILE} "
                 f"promotion.environments.{to_env}.approvers"
@@ -288,7 +290,7 @@ class Promoter:
             outcome, extra = "unchanged", {}
         else:
             return False
-        self.audit.record(str(identity), "Promote", outcome, id=rec.id, **extra, **fields)
+        await self.audit.arecord(str(identity), "Promote", outcome, id=rec.id, **extra, **fields)
         return True
 
     async def _commit_promotion(

@@ -52,8 +52,8 @@ LEASE_NAME = "writer"
 # A write transaction renews its lease once this fraction of the lease's time to live has passed
 # since the last renewal: two more chances before it would expire.
 RENEW_INSIDE_AFTER = 1 / 3
-# ``alive()`` makes a statement at most this often: far inside the shortest lease a hub runs with (its
-# renewal is due every third of it) and PostgreSQL's idle-in-transaction limit (``postgres``).
+# ``alive()`` makes a statement at most this often (and at most every third of a fenced transaction's lease,
+# whose renewal is then due): far inside PostgreSQL's idle-in-transaction limit (``postgres``).
 ALIVE_EVERY = 1.0
 
 
@@ -81,19 +81,21 @@ class SqlTx(RecordQueries, TrustQueries):
     """One transaction (``skerry.hub.state.protocol.Tx``); records and the change log are ``RecordQueries``,
     the trust tables' queries ``TrustQueries``."""
 
-    def __init__(self, run: Run, dialect: schema.Dialect):
+    def __init__(self, run: Run, dialect: schema.Dialect, alive_every: float = ALIVE_EVERY):
         self._run = run
         self._d = dialect
+        self._alive_every = alive_every
         self.notify = False
         self._report_seq: int | None = None
         self._floor: int | None = None  # release_floor, read once per transaction (it never changes)
         self._alive = time.monotonic()
 
     def alive(self) -> None:
-        """Make a statement if none was made for ``ALIVE_EVERY`` through this call: a long computation
-        inside the transaction (a director pass over 100,000 clusters) calls it as it goes, so the
-        transaction renews its lease when due (``_renewing``) and PostgreSQL does not end it as idle."""
-        if time.monotonic() - self._alive >= ALIVE_EVERY:
+        """Make a statement if none was made for ``ALIVE_EVERY`` (or a third of the lease) through this call:
+        a long computation inside the transaction (a release's director pass and trust signing over 100,000
+        clusters) calls it as it goes, however often (it decides by time), so the transaction renews its
+        lease when due (``_renewing``) and PostgreSQL does not end it as idle."""
+        if time.monotonic() - self._alive >= self._alive_every:
             self._run("SELECT 1", ())
             self._alive = time.monotonic()
 
@@ -279,8 +281,9 @@ class SqlState:
     @contextlib.contextmanager
     def write(self, lease: Lease | None = None) -> Iterator[SqlTx]:
         with self._begin(True) as run:
-            tx = SqlTx(_renewing(run, lease, self.dialect) if lease is not None and lease.ttl else run,
-                       self.dialect)
+            renews = lease is not None and lease.ttl > 0
+            tx = SqlTx(_renewing(run, lease, self.dialect) if renews else run, self.dialect,
+                       min(ALIVE_EVERY, lease.ttl * RENEW_INSIDE_AFTER) if renews else ALIVE_EVERY)
             if lease is not None:
                 tx.fence(lease, lock=True)
             yield tx

@@ -70,9 +70,10 @@ class RecordQueries:
         """Store (a document) or delete (None) each key's record, and log a change for each, in order."""
         if not docs:
             return
-        stored = [(kind, key, to_json(doc)) for key, doc in docs.items() if doc is not None]
+        stored = [(key, doc) for key, doc in docs.items() if doc is not None]
         gone = [key for key, doc in docs.items() if doc is None]
-        for rows in chunks(stored):
+        for part in chunks(stored):  # encoded a statement's worth at a time: statements keep coming (the lease)
+            rows = [(kind, key, to_json(doc)) for key, doc in part]
             self._run(
                 f"INSERT INTO records (kind, key, doc) VALUES {rows_of('(?, ?, ?)', len(rows))} "
                 "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",

@@ -78,33 +78,40 @@ class Directing:
 
     def direct_many(self, clusters: Sequence[tuple[str, str]], data: bytes, *, revision: str,
                     release: Callable[[str], int], number: Callable[[str], int] | None = None,
-                    render: str = "") -> dict[str, Directed | None]:
+                    render: str = "", alive: Callable[[], None] | None = None) -> dict[str, Directed | None]:
         """``direct`` for every ``(cluster, env)`` sharing the bundle ``data``: the blob is stored and
         hashed once, each changed director bin signed once, one snapshot and timestamp made.
 
         ``render`` (engine and version) is provenance in the director's target, outside the bundle's
         digest. Environments whose release side the hub holds (``--release-keys``) are released here.
+        ``alive``: the batch's heartbeat (``Publishing.batch``), called per cluster and through the flush.
         """
         for cluster, env in clusters:
             if not trust.valid_name(cluster) or not trust.valid_name(env):
                 raise InvalidInput(f"cluster {cluster!r} / environment {env!r} must be DNS labels")
         hexdigest = sha256_hex(data)
         out: dict[str, tuple[int, str, int] | None] = {}
-        with self.batch():
+        with self.batch(alive):
             self._keep_blob(hexdigest, data)
             auto: dict[str, list[str]] = {}
             for cluster, env in clusters:
+                self._beat()
                 if (self.release_target(env, cluster, hexdigest) is None
                         and trust.release_role(env) in self._release_signers):
                     auto.setdefault(env, []).append(cluster)
             for env, names in auto.items():
                 self._auto_release(env, names, data, revision)
             for cluster, env in clusters:
+                self._beat()
                 out[cluster] = self._direct_one(cluster, env, data, hexdigest, revision, release(cluster),
                                                 number(cluster) if number is not None else 0, render)
-        return {cluster: None if got is None else Directed(
-            cluster=cluster, release=got[0], path=got[1], expires=self.horizon(got[1]), number=got[2])
-            for cluster, got in out.items()}
+        directed: dict[str, Directed | None] = {}
+        for cluster, got in out.items():  # after the flush (each expiry is of the new versions): ``alive`` itself
+            if alive is not None:
+                alive()
+            directed[cluster] = None if got is None else Directed(
+                cluster=cluster, release=got[0], path=got[1], expires=self.horizon(got[1]), number=got[2])
+        return directed
 
     def _direct_one(self, cluster: str, env: str, data: bytes, hexdigest: str, revision: str, release: int,
                     number: int, render: str) -> tuple[int, str, int] | None:

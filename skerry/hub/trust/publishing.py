@@ -5,6 +5,14 @@ Changes are batched (``batch``): publishing one bundle to 10,000 clusters signs
 each changed bin once, writes the files without an fsync each, makes them
 durable with one filesystem sync, then writes one snapshot and the timestamp
 that publishes them; garbage collection follows each commit.
+
+A batch may be given a heartbeat (``batch(alive=...)``): a release publishes
+inside the writer's database transaction (``skerry.hub.writer.Releases``), and at
+100,000 clusters the batch's work (directing every cluster, signing every
+changed bin, linking and collecting target files) outlasts the writer lease.
+The repository calls ``alive`` between units of that work (``_beat``) and
+knows nothing else of the transaction; the heartbeat (``Tx.alive``) decides by
+time when to make a statement that renews the lease.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import structlog
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
@@ -53,6 +61,14 @@ def expiry_kind(role: str) -> str:
 class Publishing:
     """``TrustRepository``'s signing and publishing: online roles, batches, snapshot, timestamp, re-signing."""
 
+    _alive: Callable[[], None] | None = None  # the outermost batch's heartbeat (``batch``), while it runs
+
+    def _beat(self) -> None:
+        """Between two units of a batch's work (a cluster directed, a role signed, a file linked or removed):
+        the caller's heartbeat, if it gave one. One unit is short; their number grows with the fleet."""
+        if self._alive is not None:
+            self._alive()
+
     def _now(self) -> _dt.datetime:
         return self._clock.now().replace(microsecond=0)
 
@@ -73,6 +89,7 @@ class Publishing:
             raise ConfigError(f"the hub has no online key for {kind!r} in {self.directory / 'keys'}")
         md.signatures.clear()
         for signer in signers:
+            self._beat()
             md.sign(signer, append=True)
 
     def _bump(self, role: str, md: Metadata) -> None:
@@ -102,15 +119,25 @@ class Publishing:
         self._collect_garbage()  # what the previous snapshot named stays; older files go
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Group changes: each changed online role is signed once and one snapshot + timestamp made."""
-        self._batch_depth += 1
+    def batch(self, alive: Callable[[], None] | None = None) -> Iterator[None]:
+        """Group changes: each changed online role is signed once and one snapshot + timestamp made.
+
+        ``alive`` (the outermost batch's): called between units of the batch's work, its flush included
+        (see the module docstring), by the thread that runs the batch."""
+        outermost = not self._batch_depth
+        if outermost:
+            self._alive = alive
         try:
-            yield
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+            if not self._batch_depth:
+                self._flush()
         finally:
-            self._batch_depth -= 1
-        if not self._batch_depth:
-            self._flush()
+            if outermost:
+                self._alive = None
 
     def _touch(self, role: str, md: Metadata) -> None:
         """``role`` (an online role) changed: sign and write it now, or at the end of the batch."""

@@ -143,9 +143,11 @@ class Releasing:
         by_role: dict[str, list[str]] = {}
         hexdigest = sha256_hex(data)
         for cluster in clusters:
+            self._beat()
             by_role.setdefault(self.release_holder(env, trust.release_path(env, cluster, hexdigest)), []).append(cluster)
         signers = self._release_signers[trust.release_role(env)]
         for role, names in by_role.items():
+            self._beat()
             md = self._proposal(env, names, data, revision)
             for signer in signers:
                 md.sign(signer, append=True)
@@ -165,6 +167,15 @@ class Releasing:
 
     def submit_release(self, role: str, data: bytes) -> SubmitResult:
         """Collect release signatures; publish the new version once the threshold of distinct keys signed."""
+        md, result = self.collect_release(role, data)
+        if result.published:
+            self.publish_collected(result.role, md, result.signatures)
+        return result
+
+    def collect_release(self, role: str, data: bytes) -> tuple[Metadata, SubmitResult]:
+        """``submit_release``'s first half: check ``data``'s signatures and keep them with those collected for
+        ``role`` (with a storage, a state write: a server calls this off its event loop). ``published`` in
+        the result says the threshold is met: ``publish_collected`` publishes the returned version."""
         if len(data) > trust.MAX_METADATA_BYTES:
             raise InvalidInput(f"release metadata is {len(data)} bytes, over {trust.MAX_METADATA_BYTES}")
         try:
@@ -201,14 +212,20 @@ class Releasing:
             md = pending
         self._pending[role] = md
         good = count_valid_signatures(md, keys, delegation.threshold)
-        published = good >= delegation.threshold
-        if published:
-            del self._pending[role]
-            self._publish_release(role, md, good)
-        else:
+        if good < delegation.threshold:
             log.info("release signature collected", role=role, version=md.signed.version, signatures=good,
                      threshold=delegation.threshold)
-        return SubmitResult(role, md.signed.version, good, delegation.threshold, published)
+        return md, SubmitResult(role, md.signed.version, good, delegation.threshold, good >= delegation.threshold)
+
+    def publish_collected(self, role: str, md: Metadata, signatures: int) -> bool:
+        """Publish ``collect_release``'s version of ``role`` (its threshold met); False if it was published
+        meanwhile (another submission, or the follower: ``skerry.hub.replica``)."""
+        current = self.md.get(role)
+        if current is not None and current.signed.version >= md.signed.version:
+            return False
+        del self._pending[role]
+        self._publish_release(role, md, signatures)
+        return True
 
     def _publish_release(self, role: str, md: Metadata, signatures: int) -> None:
         """Write a release role's new version (its threshold met) and publish it with a snapshot."""

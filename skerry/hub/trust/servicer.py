@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable, Callable
 
 import structlog
 from cryptography import x509
@@ -18,6 +19,7 @@ from skerry.core.authz import identity
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.errors import NotFound, VerificationError
 from skerry.hub.trust.attest import AttestationBoard
+from skerry.hub.trust.releasing import SubmitResult
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
 
 log = structlog.get_logger("skerry.hub.trust.servicer")
@@ -26,8 +28,12 @@ SERVICE_NAME = trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name
 
 
 class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
-    def __init__(self, repo: TrustRepository, store, board: AttestationBoard, environment_of, *ca_pems: bytes):
+    def __init__(self, repo: TrustRepository, store, board: AttestationBoard, environment_of, *ca_pems: bytes,
+                 submit: Callable[[str, bytes], Awaitable[SubmitResult]] | None = None):
+        """``submit``: how SubmitRelease keeps and publishes signatures (the hub's: ``Follower.submit_release``,
+        its state writes off the loop); without it, ``repo.submit_release`` (a repository without a state)."""
         self._repo = repo
+        self._submit = submit or self._submit_here
         self._store = store
         self._board = board
         self._environment_of = environment_of
@@ -57,8 +63,11 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
             metadata=md.to_bytes(_SERIALIZER), signatures=sigs, threshold=self._repo.role_threshold(role),
         )
 
+    async def _submit_here(self, role: str, data: bytes) -> SubmitResult:
+        return self._repo.submit_release(role, data)
+
     async def SubmitRelease(self, request, context):
-        result = self._repo.submit_release(request.role, bytes(request.metadata))
+        result = await self._submit(request.role, bytes(request.metadata))
         log.info("release signatures submitted", by=str(identity()), role=result.role, version=result.version,
                  signatures=result.signatures, threshold=result.threshold, published=result.published)
         return trust_pb2.SubmitReleaseResponse(version=result.version, signatures=result.signatures,

@@ -252,6 +252,7 @@ class RepositoryFiles:
             return
         sources: dict[str, str] = {}  # blob -> the file its next links go to, once the blob's own is full
         for path, hexdigest in self._unlinked.items():
+            self._beat()
             name = trust.consistent_name(path, hexdigest)
             directory = os.path.join(targets, name.rpartition("/")[0])
             if directory not in self._linked_dirs:
@@ -330,8 +331,10 @@ class RepositoryFiles:
         return False
 
     def _protected_blobs(self) -> set[str]:
-        """Blobs no target file may link to yet: proposals offered to CI, releases collecting signatures."""
-        held = {trust.parse_release_path(path)[2] for path in self._offered.values()}
+        """Blobs no target file may link to yet: proposals offered to CI, releases collecting signatures.
+        (A takeover's full collection asks from a worker thread while the loop may change what it reads:
+        each mapping is copied in one step before it is walked.)"""
+        held = {trust.parse_release_path(path)[2] for path in list(self._offered.values())}
         for md in self._pending.values():
             held.update(t.hashes.get("sha256", "") for t in md.signed.targets.values())
         return held
@@ -354,7 +357,8 @@ class RepositoryFiles:
         """Blobs a kept version of a role lists (the current or previous one), or something holds."""
         held = self._protected_blobs()
         for listed in (self._paths, self._previous_paths):
-            for paths in listed.values():
+            for paths in list(listed.values()):
+                self._beat()
                 for path in paths:
                     parsed = trust.parse_release_path(path)
                     if parsed is not None:
@@ -371,6 +375,7 @@ class RepositoryFiles:
                 self._storage.drop_metadata(m["role"], int(m["v"]) + 1)
         candidates = set(self._blob_candidates)
         for path in self._gone:
+            self._beat()
             parsed = trust.parse_release_path(path)
             if parsed is not None:
                 candidates.add(parsed[2])
@@ -401,6 +406,7 @@ class RepositoryFiles:
         self._obsolete.clear()
         blobs, self._blob_candidates = self._blob_candidates, set()
         for path in self._gone:
+            self._beat()
             if not self._retained(path):
                 hexdigest = trust.parse_release_path(path)[2]
                 (self.targets_dir / trust.consistent_name(path, hexdigest)).unlink(missing_ok=True)

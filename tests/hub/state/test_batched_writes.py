@@ -23,6 +23,7 @@ from skerry.hub.trust.directing import Directed
 from skerry.hub.trust.repository import TrustRepository
 from skerry.hub.writer import Releases, Writer
 from tests.hub.state.test_contract import LONG, SHORT, take_over, wait_expired
+from tests.trust.test_heartbeat import RecordingSigner, signing_through
 
 CLUSTERS = [f"batch-{i:05d}" for i in range(2 * ROWS_PER_STATEMENT + 500)]
 
@@ -144,15 +145,18 @@ async def test_a_fleet_wide_shared_release_reaches_a_replica_whole_and_a_fenced_
 
 class SlowDirector:
     """Stands in for the trust repository's director pass (a fake: the real one computes this long only at
-    100,000 clusters): it asks each cluster's counter, as the real one does, ``seconds`` apart."""
+    100,000 clusters): it takes each cluster ``seconds`` apart and, as the real one does, gives the
+    heartbeat it was handed a beat per cluster."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
 
-    def direct_many(self, clusters, data, *, revision, release, number=None, render=""):
+    def direct_many(self, clusters, data, *, revision, release, number=None, render="", alive=None):
         out = {}
         for cluster, _env in clusters:
             time.sleep(self.seconds)
+            if alive is not None:
+                alive()
             out[cluster] = Directed(cluster=cluster, release=release(cluster), path=f"prod/{cluster}",
                                     expires=_dt.datetime.now(_dt.UTC), number=number(cluster) if number else 0)
         return out
@@ -162,7 +166,7 @@ def test_a_director_pass_longer_than_the_lease_keeps_the_release_transaction_ali
     """Found by bench/fleet_ha.py at 100,000 clusters: the director pass runs between two statements of
     the release's transaction, and took longer than the lease (SQLite: refused at the next statement)
     and than PostgreSQL's idle-in-transaction limit (the session was ended). Reverted to check: the
-    store passing ``counters.__getitem__`` (no ``alive``) is refused ``Fenced``."""
+    store handing the director no heartbeat (``alive``) is refused ``Fenced``."""
     state = backend.open()
     ttl = 2.0
     writer = Writer(state, "hub-a", ttl=ttl)
@@ -173,3 +177,30 @@ def test_a_director_pass_longer_than_the_lease_keeps_the_release_transaction_ali
     assert writer.is_writer
     with state.read() as tx:
         assert set(tx.records_of(BUNDLE_RECORD, clusters)) == set(clusters)
+
+
+def test_a_release_whose_trust_signing_outlasts_the_lease_commits(backend, dev_trust):
+    """A fleet-wide release signs inside its transaction (the release bins the hub holds keys for, each changed
+    director bin, the snapshot and the timestamp): here each signature is slow, all of them together longer
+    than the lease. The release commits whole and the writer keeps its lease. (Before the heartbeat this held
+    too: each signed role is written at once, a statement that renews the lease. What outlasted the lease at
+    100,000 clusters was the link pass between two statements; ``tests/trust/test_heartbeat.py`` fails
+    without the beats that keep it alive.)"""
+    state = backend.open()
+    ttl = 1.5
+    writer = Writer(state, "hub-a", ttl=ttl)
+    assert writer.try_acquire()
+    files = TrustFiles(state, writer)
+    clusters = [f"signing-{i:02d}" for i in range(12)]
+    signatures = 2 * len(clusters) + 2  # at most: a release bin and a director bin each, snapshot, timestamp
+    repo = signing_through(dev_trust.dir, lambda signer: RecordingSigner(signer, [], 2.5 * ttl / signatures),
+                           dev_trust.release_keys, storage=files)
+    store = HubStore(repo, environment_of=lambda cluster: "prod", releases=Releases(writer, files))
+    started = time.monotonic()
+    assert store.publish_shared(clusters, shared_bundle("c1")) == clusters
+    assert time.monotonic() - started > ttl
+    assert writer.is_writer
+    with state.read() as tx:
+        assert {c: d["release"] for c, d in tx.records_of(BUNDLE_RECORD, clusters).items()} == {
+            c: store.current(c).release for c in clusters}
+        assert tx.trust_newest()["timestamp"][1] == repo.fetch("metadata/timestamp.json")

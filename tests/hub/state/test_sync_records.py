@@ -34,15 +34,15 @@ def hub(backend, holder: str):
     return writer, store, sync, SyncRecords(writer.state, writer, store, sync)
 
 
-def test_only_differences_are_written_and_a_new_writer_clears_what_healed_under_it(backend):
+async def test_only_differences_are_written_and_a_new_writer_clears_what_healed_under_it(backend):
     writer, store, sync, records = hub(backend, "hub-a")
     standby = hub(backend, "hub-b")  # started before hub-a recorded anything
     assert writer.try_acquire() and not standby[0].try_acquire()
     store.set_error("oslo-prod", "overlays/prod: missing.yaml", "c1")
-    assert records.record() == 3  # the fleet, its head, one render error
-    assert records.record() == 0
+    assert await records.record() == 3  # the fleet, its head, one render error
+    assert await records.record() == 0
     sync.fleet, sync.revision = parse_fleet(FLEET_YAML), "c2"  # a new commit, the same fleet
-    assert records.record() == 1  # the head only
+    assert await records.record() == 1  # the head only
     with writer.state.read() as tx:
         assert tx.record(RENDER_ERROR_RECORD, "oslo-prod")["message"] == "overlays/prod: missing.yaml"
         shown = StoredFleet()
@@ -52,10 +52,10 @@ def test_only_differences_are_written_and_a_new_writer_clears_what_healed_under_
 
     writer.release()
     with pytest.raises(Fenced):
-        records.record()
+        await records.record()
     new_writer, new_store, new_sync, new_records = standby
     assert new_writer.try_acquire()
     new_sync.revision = "c2"
-    assert new_records.record() == 1  # oslo-prod rendered fine under the new writer: its error is gone
+    assert await new_records.record() == 1  # oslo-prod rendered fine under the new writer: its error is gone
     with new_writer.state.read() as tx:
         assert tx.records(RENDER_ERROR_RECORD) == {}

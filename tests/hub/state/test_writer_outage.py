@@ -11,8 +11,11 @@ deadline (well under the pool timeout); once the database is back, the writer re
 Checked against the code before the fix: the trust loop's re-read of the trust repository and the sync's
 release transaction ran on the event loop; the agent's first watch event or fetch missed the deadline.
 
+The writes the writer makes for a caller or after a sync (CI's release signatures, a promotion call's audit
+entry, the records a sync leaves for the replicas) wait the same way off the loop, in the same world.
+
 A publication refused while the database is away cannot be forgotten at once either (forgetting it reads
-the state back): the second test checks that the process, once the database is back, serves the state's
+the state back): the last test checks that the process, once the database is back, serves the state's
 files and not the ones it signed and never committed.
 """
 
@@ -30,17 +33,19 @@ import pytest
 
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
-from skerry.api.v1 import hub_pb2, hub_pb2_grpc
+from skerry.api.v1 import hub_pb2, hub_pb2_grpc, promotion_pb2, promotion_pb2_grpc, trust_pb2, trust_pb2_grpc
 from skerry.core.client import secure_channel
 from skerry.core.clock import FixedClock
 from skerry.core.tls import ROLE_HUB
 from skerry.hub.app import HubApp
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.config import HubConfig
-from skerry.hub.replica import Follower
+from skerry.hub.replica import RENDER_ERROR_RECORD, Follower
 from skerry.hub.state import StateUnavailable
 from skerry.hub.state.postgres import PostgresState
 from skerry.hub.state.trust_files import TrustFiles
+from skerry.hub.trust.keys import load_signer
+from skerry.hub.trust.publishing import SERIALIZER
 from skerry.hub.trust.repository import TrustRepository
 from skerry.hub.writer import Releases, Writer
 from skerry.testing.postgres import private_server
@@ -77,10 +82,8 @@ def new_agent(address: str, pki, dev_trust, state_dir: pathlib.Path):
     return event.bundle.version, verifier.verify_message(event.bundle)
 
 
-async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is_stopped(
-    fleet_repo, tmp_path, pki, engine, dev_trust, database
-):
-    server, dsn = database
+async def writer_hub(fleet_repo, tmp_path, pki, engine, dev_trust, dsn: str) -> HubApp:
+    """A started writer hub (``--role both``) on ``dsn``, its trust loop ticking every 0.1 s."""
     dsn_file = tmp_path / "dsn"
     dsn_file.write_text(dsn + "\n")
     cfg = HubConfig(
@@ -90,22 +93,35 @@ async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is
     )
     hub = HubApp(cfg, engine=engine)
     await hub.start()
-    # the agent's calls get threads of their own: the hub's blocked state reads may fill the default pool
-    client = concurrent.futures.ThreadPoolExecutor(1)
+    assert hub.store.current(CLUSTER) is not None and hub.writer.is_writer
+    return hub
+
+
+async def served_within_deadline(hub: HubApp, client, pki, dev_trust, state_dir: pathlib.Path):
+    """A new agent's first event and verification from ``hub`` (its calls on ``client``'s threads: the hub's
+    blocked state calls may fill the default pool), or the test fails: the hub's event loop did not answer."""
     loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.run_in_executor(
+            client, new_agent, f"127.0.0.1:{hub.port}", pki, dev_trust, state_dir), DEADLINE)
+    except (TimeoutError, grpc.RpcError) as e:
+        pytest.fail(f"a new agent got no verified bundle from the writer within {DEADLINE:.0f}s: {e!r}")
+
+
+async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is_stopped(
+    fleet_repo, tmp_path, pki, engine, dev_trust, database
+):
+    server, dsn = database
+    hub = await writer_hub(fleet_repo, tmp_path, pki, engine, dev_trust, dsn)
+    client = concurrent.futures.ThreadPoolExecutor(1)
     port = server.port
     try:
         released = hub.store.current(CLUSTER)
-        assert released is not None and hub.writer.is_writer
         server.stop("fast")
         commit = scale(fleet_repo, 5)  # the writer's next sync builds it; it cannot release it
         hub.syncer.request_sync()
         await asyncio.sleep(SETTLE)
-        try:
-            streamed, verified = await asyncio.wait_for(loop.run_in_executor(
-                client, new_agent, f"127.0.0.1:{hub.port}", pki, dev_trust, tmp_path / "agent"), DEADLINE)
-        except (TimeoutError, grpc.RpcError) as e:
-            pytest.fail(f"a new agent got no verified bundle from the writer within {DEADLINE:.0f}s: {e!r}")
+        streamed, verified = await served_within_deadline(hub, client, pki, dev_trust, tmp_path / "agent")
         assert streamed == released.release
         assert verified is not None and verified.release == released.release
         assert verified.bundle.revision == released.revision != commit
@@ -124,6 +140,86 @@ async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is
             assert tx.last_release(CLUSTER) == current.release
     finally:
         await hub.stop(grace=0)
+
+
+def called(address: str, files, stub, method: str, request):
+    """One unary call on a connection of its own: the response, or the status code it ended with."""
+    with secure_channel(address, files) as channel:
+        try:
+            return getattr(stub(channel), method)(request, timeout=RECOVERY)
+        except grpc.RpcError as e:
+            return e.code()
+
+
+async def until_answered(pool, *args):
+    """``called(*args)`` on ``pool``'s threads, asked again while it ends UNAVAILABLE or FAILED_PRECONDITION
+    (the database is away, or the writer is taking its lease back): one clear status, then a retry."""
+    loop = asyncio.get_running_loop()
+    while (answer := await loop.run_in_executor(pool, called, *args)) in RETRIED:
+        await asyncio.sleep(0.5)
+    return answer
+
+
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
+
+
+async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_stopped(
+    fleet_repo, tmp_path, pki, engine, dev_trust, database
+):
+    """CI's release signatures (SubmitRelease), a promotion call's audit entry (ListEnvironments) and what a sync
+    records for the replicas (a render error), each started while the writer's PostgreSQL is stopped, wait for
+    it off the event loop: a new agent is still served within its deadline. Once the database is back, each is
+    done, or ended with one clear status and is done when asked again, and the writer releases a new commit
+    (none of its loops died of it). Checked against the code before the fix: the agent missed its deadline."""
+    server, dsn = database
+    hub = await writer_hub(fleet_repo, tmp_path, pki, engine, dev_trust, dsn)
+    address, ci = f"127.0.0.1:{hub.port}", pki.operator("ci")
+    data = b'{"a bundle": "CI signs"}'  # a release CI signs: the next version of the bin that would hold it
+    role = hub.trust.proposal_role("prod", CLUSTER, data)
+    proposal = hub.trust.release_proposal("prod", CLUSTER, data, "ci-revision")
+    proposal.sign(load_signer(dev_trust.dir / "offline" / "release-prod-1.key"))
+    submit = (address, ci, trust_pb2_grpc.TrustServiceStub, "SubmitRelease",
+              trust_pb2.SubmitReleaseRequest(role=role, metadata=proposal.to_bytes(SERIALIZER)))
+    listing = (address, ci, promotion_pb2_grpc.PromotionServiceStub, "ListEnvironments",
+               promotion_pb2.ListEnvironmentsRequest())
+    client = concurrent.futures.ThreadPoolExecutor(3)  # the two calls and the agent: threads of their own
+    calls: list[asyncio.Future] = []
+    port = server.port
+    try:
+        server.stop("fast")
+        try:
+            calls += [asyncio.ensure_future(until_answered(client, *submit)),
+                      asyncio.ensure_future(until_answered(client, *listing))]
+            hub.store.set_error("oslo-dev", "overlays/dev: does not render", hub.syncer.revision)  # as a render would
+            calls.append(asyncio.create_task(hub.syncer.sync_once()))  # the head is built: only what a sync records
+            await asyncio.sleep(SETTLE)
+            await served_within_deadline(hub, client, pki, dev_trust, tmp_path / "agent")
+        finally:
+            server.start(port=port)
+        async with asyncio.timeout(RECOVERY):
+            submitted, listed, _ = await asyncio.gather(*calls)
+            while not await asyncio.to_thread(recorded_error, hub.state, "oslo-dev"):
+                await hub.syncer.sync_once()  # a record the outage refused is written after the next sync
+                await asyncio.sleep(0.5)
+            commit = scale(fleet_repo, 7)
+            while hub.store.current(CLUSTER).revision != commit:
+                hub.syncer.request_sync()
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        pytest.fail(f"the writer did not finish its writes once its database was back: {calls}")
+    finally:
+        for call in calls:
+            call.cancel()
+        client.shutdown(wait=False, cancel_futures=True)
+        await hub.stop(grace=0)
+    # published (by this call, or by the follower from the signatures a refused call had kept)
+    assert hub.trust.md[role].signed == proposal.signed, submitted
+    assert [e.name for e in listed.environments] == ["dev", "prod"]
+
+
+def recorded_error(state, cluster: str) -> bool:
+    with state.read() as tx:
+        return tx.record(RENDER_ERROR_RECORD, cluster) is not None
 
 
 # A state read that finds the stopped server gives up after this long (the hub's default is 30 s).
