@@ -8,11 +8,13 @@ died there; ``hub-b``'s ``resume`` must find the push hub-a stored before making
 and follow it (landed), make and push the very same commit (declined), or fail it (the branch moved since),
 never committing twice. Promotion, rollback and auto-rollback commits alike. A remote that cannot be asked at
 the takeover is asked again until it can. And a push that fails in the writer itself after the remote took it
-(another test hook kills the ``git push``) is asked about at once and recorded as committed, not failed.
+(another test hook kills the ``git push``) is asked about at once and recorded as committed, not failed. A
+writer that resumes while its own push is in flight (held by a third test hook) leaves it to its act.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import sys
@@ -64,6 +66,16 @@ while pid > 1:
         pid = int(f.read().rsplit(")", 1)[1].split()[1])
 os.remove(__file__)
 os.kill(pid, signal.SIGKILL)
+"""
+
+# Run by git in the remote before a push lands (once): holds the push until the test lets it go.
+HOLD_PUSH = """#!{python}
+# test hook: the push waits here until {release} exists
+import os, pathlib, time
+pathlib.Path({started!r}).touch()
+while not os.path.exists({release!r}):
+    time.sleep(0.02)
+os.remove(__file__)
 """
 
 
@@ -274,4 +286,25 @@ async def test_a_push_that_failed_in_the_writer_after_the_remote_took_it_is_reco
         assert [e["outcome"] for e in h.audit.entries if e["method"] == "Promote" and e.get("id") == rec.id] == [
             "committed"]
     finally:
+        await h.stop()
+
+
+async def test_a_writer_resuming_leaves_its_own_push_in_flight_to_the_act_that_makes_it(harness):
+    h = harness
+    await ready_for_prod(h)
+    started, release = h.tmp / "push-started", h.tmp / "push-release"
+    hook = h.remote / "hooks" / "pre-receive"
+    hook.write_text(HOLD_PUSH.format(python=sys.executable, started=str(started), release=str(release)))
+    hook.chmod(0o755)
+    promoting = asyncio.create_task(h.promoter.promote(operator("alice"), "web", "dev", "prod"))
+    try:
+        await until(started.exists, "the push to reach the remote")
+        assert await h.promoter.resume() == []  # its own act's push, stored in this term: not settled here
+        release.touch()
+        rec = await promoting
+        assert rec.state == "committed" and rec.commit == h.remote_head()
+        entries = [e for e in h.audit.entries if e["method"] == "Promote" and e.get("id") == rec.id]
+        assert [(e["outcome"], e.get("recovered")) for e in entries] == [("committed", None)]
+    finally:
+        release.touch()
         await h.stop()
