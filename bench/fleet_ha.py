@@ -3,6 +3,8 @@
     .venv/bin/python bench/fleet_ha.py state [--clusters 100000] [--replicas 3] [--report-seconds 60]
     .venv/bin/python bench/fleet_ha.py replicas [--agents 2000] [--hubs 3] [--workers 4] [--lease-ttl 15]
                                                 [--verifiers 500] [--holders-per-process 5000]
+                                                [--admission-rate 100] [--admission-burst 200]
+                                                [--stop-after-serving-kill]
 
 ``state`` (SQLite and PostgreSQL side by side; render excluded) runs the writer's part of a
 fleet-wide release through the code the hub's writer runs: ``HubStore.publish_shared`` with
@@ -30,6 +32,11 @@ address: each picks one at random and fails over to another. Printed: memory per
 replica, fan-out of one release to all agents across replicas, time until all agents are back
 after a serving replica is SIGKILLed, writer takeover after the writer is SIGKILLed (bounded below
 by the lease TTL) and the fan-out of the new writer's first release.
+
+The hubs admit new streams as ``HubApp`` does (``skerry.hub.admission``; ``--admission-rate 0``: no gate and no
+reconnect spread, the hub before issue #14's storm fix). After the serving replica is SIGKILLed the bench
+prints open streams per hub, admission refusals and load every few seconds until all are back, then the
+peak and lowest open streams, the refusals, the load peak and the stream holders' reconnects.
 
 A full verifier holds ~1.9 MB of python-tuf metadata after a refresh, so 30,000 of them do not fit
 this machine (23 GB). ``--verifiers N``: N agents are full verifiers (they prove verification and
@@ -109,6 +116,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import fleet  # noqa: E402 - bench/fleet.py: simulated agents, bundle, process helpers
 from fleet import ENV, FLEET_CLUSTERS_PER_VCPU, Proc, cluster_name, make_bundle, uptime  # noqa: E402
+
+from skerry.hub.admission import ADMISSION_BURST, ADMISSION_RATE  # noqa: E402
 
 DSN_ENV = "SKERRY_HUB_STATE_DSN"  # how hub and replica processes get the DSN (never on a command line)
 CORES = os.cpu_count() or 1
@@ -468,6 +477,11 @@ def main() -> int:
     r.add_argument("--min-free-gib", type=float, default=2.0,
                    help="stop (with what was measured) when the machine's available memory falls below this")
     r.add_argument("--ramp", type=float, help="agents start spread over this many seconds (default N/500)")
+    r.add_argument("--admission-rate", type=float, default=ADMISSION_RATE,
+                   help="new streams a hub admits a second (skerry.hub.admission; 0: no gate, as before issue #14)")
+    r.add_argument("--admission-burst", type=float, default=ADMISSION_BURST)
+    r.add_argument("--stop-after-serving-kill", action="store_true",
+                   help="end after the serving replica's agents are back (skip the writer kill)")
     rep = sub.add_parser("_replica")
     rep.add_argument("--backend", required=True)
     rep.add_argument("--where", required=True)
@@ -482,6 +496,8 @@ def main() -> int:
     h.add_argument("--clusters", type=int, required=True)
     h.add_argument("--hub-id", required=True)
     h.add_argument("--lease-ttl", type=float, required=True)
+    h.add_argument("--admission-rate", type=float, required=True)
+    h.add_argument("--admission-burst", type=float, required=True)
     args = p.parse_args()
     if getattr(args, "lease_ttl", 0) is None:
         from skerry.hub.writer import DEFAULT_LEASE_TTL

@@ -63,6 +63,7 @@ class StreamHolders:
         self.refused: dict[str, int] = {}  # reason -> count
         self.base_rss_kib = rss_kib()
         self._blobs: dict[str, bytes] = {}  # digest -> the process's one copy of those bundle bytes
+        self.clients: dict[str, HubClient] = {}
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -74,7 +75,7 @@ class StreamHolders:
 
     async def _holder(self, name: str) -> None:
         await asyncio.sleep(random.uniform(0, self._ramp))  # agents come up over time, as clusters do
-        client = HubClient(self._hub, self._files[name], name)
+        client = self.clients[name] = HubClient(self._hub, self._files[name], name)
         async for resp in client.watch(position=lambda: self._position(name)):
             if resp.WhichOneof("event") == "bundle" and self.take(name, resp.bundle):
                 client._blob = self._shared(resp.bundle.digest, client._blob)  # same bytes, one copy a process
@@ -114,11 +115,32 @@ class StreamHolders:
             "max_event": max(self.received.values(), default=0), "verify_cpu": 0.0, "cpu": sum(os.times()[:2]),
             "refused": dict(self.refused), "unavailable": 0, "regressions": [], "duplicates": [],
             "lat_ms": [lat[int(q * (len(lat) - 1))] for q in (0.5, 0.99, 1.0)] if lat else [],
-            "rss_kib": rss_kib(), "base_rss_kib": self.base_rss_kib,
+            "rss_kib": rss_kib(), "base_rss_kib": self.base_rss_kib, **self.reconnects(),
         }
+
+    def reconnects(self) -> dict:
+        """Reconnects so far, and the holders' last interruption by kind (why streams dropped: a dead hub, a
+        keepalive ping not acknowledged, an admission pushback, a connection retired at its age)."""
+        kinds: dict[str, int] = {}
+        for client in list(self.clients.values()):
+            if client.last_error is not None:
+                kind = interruption_kind(client.last_error)
+                kinds[kind] = kinds.get(kind, 0) + 1
+        return {"reconnects": sum(c.reconnects for c in list(self.clients.values())), "last_errors": kinds}
 
     def positions(self) -> dict:
         return {"event": "positions", "releases": {name: self._position(name)[0] for name in self.names}}
+
+
+# What an interruption's message says, by kind (first marker found; gRPC's wording, grpcio 1.7x-1.8x).
+_INTERRUPTIONS = (("ping", "KeepalivePing"), ("keepalive", "KeepalivePing"), ("max connection age", "MaxAge"),
+                  ("admitting new streams", "Pushback"), ("Connection refused", "HubDown"),
+                  ("failed to connect", "HubDown"), ("Socket closed", "SocketClosed"), ("reset", "ConnectionReset"))
+
+
+def interruption_kind(error) -> str:
+    text = str(error)
+    return next((kind for marker, kind in _INTERRUPTIONS if marker in text), error.reason)
 
 
 async def holders_main(args) -> None:

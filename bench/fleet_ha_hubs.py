@@ -16,6 +16,13 @@ from fleet_ha import CORES, DSN_ENV, Parts, init_trust, open_backend, say
 
 # A wait longer than this prints its progress (and the memory left) on the way.
 PROGRESS_SECONDS = 20.0
+# How often the wait after a replica kill prints open streams, refusals and load.
+TIMELINE_SECONDS = 5.0
+
+
+def load1() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def available_gib() -> float:
@@ -30,6 +37,7 @@ def available_gib() -> float:
 async def hub_main(args) -> None:
     """One hub process on the shared PostgreSQL: serves agents; writes while it holds the lease."""
     from skerry.core import logging as skerry_logging
+    from skerry.hub.admission import AdmissionGate
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.writer import Duties
 
@@ -55,6 +63,8 @@ async def hub_main(args) -> None:
     clusters = [cluster_name(i) for i in range(args.clusters)]
 
     server, servicer = fleet.hub_server(d, args.port, parts.store, parts.repo, enrollment)
+    if args.admission_rate > 0:  # as HubApp wires it (0: no admission gate, no spread: the hub before issue #14's fix)
+        servicer.admission = AdmissionGate(args.admission_rate, args.admission_burst)
     await server.start()
     tasks = [asyncio.create_task(follower.run()), asyncio.create_task(duties.run())]  # noqa: F841 - kept alive
     say(event="ready", rss_kib=fleet._rss_kib(), writer=parts.writer.is_writer)
@@ -65,7 +75,9 @@ async def hub_main(args) -> None:
         cmd, _, arg = line.decode().strip().partition(" ")
         if cmd == "stats":
             lease = parts.writer.lease
+            gate = servicer.admission
             say(event="stats", streams=len(servicer.streams), rss_kib=fleet._rss_kib(), cpu=sum(os.times()[:2]),
+                admitted=gate.admitted if gate else 0, refused=gate.refused if gate else 0,
                 writer=lease is not None, epoch=lease.epoch if lease else 0, became=became[-1] if became else 0,
                 caught_up=follower.caught_up)
         elif cmd == "publish":  # the writer's sync loop publishing one commit (render excluded)
@@ -96,7 +108,8 @@ class Hubs:
             shutil.copytree(self.d / "hub" / "trust", trust)
         me = [sys.executable, str(pathlib.Path(__file__).resolve().parent / "fleet_ha.py")]
         argv = [*me, "_hub", "--dir", str(self.d), "--trust", str(trust), "--port", str(self.ports[i]),
-                "--clusters", str(self.args.agents), "--hub-id", f"hub-{i}", "--lease-ttl", str(self.args.lease_ttl)]
+                "--clusters", str(self.args.agents), "--hub-id", f"hub-{i}", "--lease-ttl", str(self.args.lease_ttl),
+                "--admission-rate", str(self.args.admission_rate), "--admission-burst", str(self.args.admission_burst)]
         self.procs[i] = Proc(argv, env=self.env)
         return self.procs[i].read()
 
@@ -165,10 +178,27 @@ def replicas_bench(args) -> int:
             del ready, reps
             waits.fanout(hubs.writer(), "v2", "fan-out of one release across replicas")
             serving = next(i for i in hubs.live() if i != hubs.writer())
+            before = hubs.stats()
+            pre = [wk.ask("report 0") for wk in workers]
+            moving = before[serving]["streams"]
             t_kill = hubs.kill(serving)
-            back = waits.streams(n, t_kill, "after a serving replica was SIGKILLed")
-            print(f"serving replica hub-{serving} SIGKILLed: all {n} streams open on the others {back:.1f} s later, "
-                  f"{uptime()}")
+            back = waits.streams(n, t_kill, "after a serving replica was SIGKILLed", timeline=True)
+            after = hubs.stats()
+            refused = sum(s["refused"] - before[i]["refused"] for i, s in after.items())
+            print(f"serving replica hub-{serving} SIGKILLed ({moving} streams on it): all {n} streams open on the "
+                  f"others {back:.1f} s later; peak open streams {waits.peak}, lowest {waits.low} after the kill; "
+                  f"refused by admission {refused} (rate {args.admission_rate:g}/s, burst {args.admission_burst:g} "
+                  f"per hub; 0: no gate); load peak {waits.peak_load:.1f}, {uptime()}")
+            reconnects = [wk.ask("report 0") for wk in workers]
+            kinds: dict[str, int] = {}
+            for r in reconnects:
+                for kind, count in r.get("last_errors", {}).items():
+                    kinds[kind] = kinds.get(kind, 0) + count
+            print(f"  stream holders' reconnects since they started: {sum(r.get('reconnects', 0) for r in reconnects)}"
+                  f" (before the kill: {sum(r.get('reconnects', 0) for r in pre)}); their last interruption by kind: "
+                  f"{kinds}")
+            if args.stop_after_serving_kill:
+                return 0
             hubs.start(serving)  # back as an empty replica (agents stay where they are until they reconnect)
             old = hubs.writer()
             t_kill = hubs.kill(old)
@@ -242,6 +272,8 @@ class Waits:
     def __init__(self, args, hubs: Hubs, workers: list[Proc], n: int):
         self.args, self.hubs, self.workers, self.n = args, hubs, workers, n
         self._said = time.time()  # when progress was last printed
+        self.peak = self.low = 0  # open streams, highest and lowest, of the last ``streams`` wait
+        self.peak_load = 0.0  # the 1-minute load average's highest, of the last ``streams`` wait
 
     def _check(self, since: float, what: str, have: int) -> None:
         if time.time() - since > self.args.timeout:
@@ -263,9 +295,20 @@ class Waits:
             self._check(since, what, have)
             time.sleep(0.2)
 
-    def streams(self, target: int, since: float, what: str) -> float:
+    def streams(self, target: int, since: float, what: str, *, timeline: bool = False) -> float:
+        """Seconds from ``since`` until ``target`` streams are open; ``timeline``: print open streams,
+        refusals and load every ``TIMELINE_SECONDS`` on the way."""
+        self.peak, self.low, self.peak_load, said = 0, target, 0.0, 0.0
         while True:
-            have = sum(s["streams"] for s in self.hubs.stats().values())
+            stats = self.hubs.stats()
+            have = sum(s["streams"] for s in stats.values())
+            self.peak, self.low = max(self.peak, have), min(self.low, have)
+            self.peak_load = max(self.peak_load, load1())
+            if timeline and time.time() - said >= TIMELINE_SECONDS:
+                said = time.time()
+                print(f"  t+{said - since:5.1f} s: open " + ", ".join(f"hub-{i} {s['streams']}" for i, s in stats.items())
+                      + f" = {have}; refused " + ", ".join(f"hub-{i} {s['refused']}" for i, s in stats.items())
+                      + f"; {uptime()}", flush=True)
             if have >= target:
                 return time.time() - since
             self._check(since, what, have)

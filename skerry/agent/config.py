@@ -32,7 +32,6 @@ from skerry.core.peers import (
 from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_AGENT_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 DRIFT_POLICIES = ("correct", "detect")
 # More parallel applies than this buy nothing and crowd the API server's in-flight limit.
 MAX_APPLY_WORKERS = 64
@@ -86,9 +85,7 @@ class AgentConfig:
     ready_file: pathlib.Path | None = setting(
         None, metavar="FILE", help="write a JSON status here after each reconcile"
     )
-    log_level: str = setting(
-        "info", metavar="LEVEL", parse=config.lower, choices=LOG_LEVELS, help="debug, info, warning or error (default info)"
-    )
+    log_level: str = config.log_level()
     allow_prune_all: bool = setting(
         False, help="let an empty bundle, or one that lost most objects, prune them (default: refuse)"
     )
@@ -196,8 +193,7 @@ class AgentConfig:
                 f"the agent needs its environment (a DNS label, e.g. prod); set "
                 f"{self.env_name('environment')} or --environment"
             )
-        if self.freeze_policy not in FREEZE_POLICIES:
-            raise ConfigError(f"freeze policy {self.freeze_policy!r} must be one of {', '.join(FREEZE_POLICIES)}")
+        config.check_choices(self)  # freeze_policy, drift_policy, log_level
         if not self.trust_poll > 0:
             raise ConfigError("trust_poll must be positive")
         if not MIN_KEEPALIVE_SECONDS <= self.keepalive <= MAX_KEEPALIVE_SECONDS:
@@ -209,8 +205,6 @@ class AgentConfig:
             raise ConfigError(f"namespace {self.namespace!r} must be a DNS label")
         if not self.field_manager or len(self.field_manager) > 128:
             raise ConfigError("the field manager must be 1 to 128 characters")
-        if self.drift_policy not in DRIFT_POLICIES:
-            raise ConfigError(f"drift policy {self.drift_policy!r} must be one of {', '.join(DRIFT_POLICIES)}")
         for rule in self.drift_ignore:
             if not re.match(r"^(\*|([a-z0-9.-]+/)?[A-Za-z0-9]+):\.[^\s]+$", rule):
                 raise ConfigError(f"drift ignore rule {rule!r} must be KIND:.path, GROUP/KIND:.path or *:.path")
@@ -220,8 +214,6 @@ class AgentConfig:
             raise ConfigError("health timeout must be between 1 and 86400 seconds")
         if not 1 <= self.apply_workers <= MAX_APPLY_WORKERS:
             raise ConfigError(f"apply workers must be between 1 and {MAX_APPLY_WORKERS}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_listen:
             parse_listen(self.metrics_listen, self.env_name("metrics_listen"))
         return self

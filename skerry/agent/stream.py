@@ -18,6 +18,14 @@ the signed metadata). Any transfer fault drops the blob and reconnects.
 ``reload_credentials`` swaps in a renewed certificate: the channel is closed
 and the watch reconnects on a new TLS connection with the new identity.
 
+Reconnect storms (``skerry.core.pushback``): a hub past its admission budget refuses a new stream
+with a pushback; the client waits exactly that long and asks the same hub again on the same
+connection (no new handshake, its place in the hub's queue kept). Each stream that opens carries
+the hub's reconnect spread; after losing a stream the wait is a full-jitter draw over the wider of
+the backoff and that spread, shared by the other replicas (``core.backoff.reconnect_delay``), so the
+agents of a dead replica arrive at the others over the window it advertised, not at once. A stream
+the hub retired at its maximum age is no lost hub: it resumes within the backoff.
+
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
 address). Every reconnect chooses afresh, at random among the addresses other than the one just
 left, and dials a new channel when the address changed or the connection failed (a Service address
@@ -40,8 +48,8 @@ import grpc
 import structlog
 
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
-from skerry.core import bundle
-from skerry.core.backoff import full_jitter
+from skerry.core import bundle, pushback
+from skerry.core.backoff import reconnect_delay
 from skerry.core.client import Endpoints
 from skerry.core.client import channel_options as client_options
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
@@ -82,6 +90,10 @@ CHUNK_IDLE_SECONDS = 30.0
 # off, while hubs retiring connections at their maximum age (minutes) never push an agent's retry
 # delay toward the cap. A watch that receives a message resets the backoff too.
 STABLE_STREAM_SECONDS = 2 * RECONNECT_CAP_SECONDS
+# How gRPC core ends the streams of a connection the hub retired at its maximum age (UNAVAILABLE with these
+# details; grpcio 1.x, src/core/ext/filters/channel_idle). Not a lost hub: the agent reconnects within the
+# backoff, not over the hub's reconnect spread (gRPC already jitters the ages by +-10 %).
+RETIRED_DETAILS = "max connection age"
 
 
 def _digest(data: bytes) -> str:
@@ -133,6 +145,7 @@ class HubClient:
         self.connected = False
         self.last_error: SkerryError | None = None
         self.reconnects = 0
+        self.spread = 0.0  # the reconnect window the hub of the last opened stream advertised (seconds)
         self.received_bytes = 0  # bundle bytes received off the wire (whole bundles and chunks)
 
     @property
@@ -153,9 +166,6 @@ class HubClient:
             self._channel_address = address
             self._stub_ = hub_pb2_grpc.HubServiceStub(self._channel)
         return self._stub_
-
-    def backoff(self, attempt: int) -> float:
-        return full_jitter(attempt, base=self._base, cap=self._cap, rng=self._rng)
 
     async def watch(
         self,
@@ -186,8 +196,12 @@ class HubClient:
             self._call = call
             opened = self._monotonic()
             error: SkerryError
-            swapped = False
+            pushed: float | None = None
+            swapped = retired = False
             try:
+                advertised = pushback.spread(await call.initial_metadata())  # sent as the stream opens
+                if advertised is not None:
+                    self.spread = advertised
                 while True:
                     response = await call.read()
                     if response is grpc.aio.EOF:
@@ -202,6 +216,8 @@ class HubClient:
                 error = Unavailable(f"hub {address} ended the bundle stream")
             except grpc.aio.AioRpcError as e:
                 error = error_from_rpc(e, f"hub {address}")
+                pushed = pushback.pushback(e.trailing_metadata())
+                retired = e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
@@ -220,19 +236,31 @@ class HubClient:
             self.connected = False
             served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
             attempt = 0 if served else attempt
-            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt))
+            spread = 0.0 if retired else self.spread
+            await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed,
+                                                spread=spread))
             attempt += 1
 
-    def _interrupted(self, address: str, error: SkerryError, *, served: bool, attempt: int) -> float:
-        """Book an ended watch: move to another replica (if any); the wait before reconnect ``attempt``."""
+    def _interrupted(
+        self, address: str, error: SkerryError, *, served: bool, attempt: int, pushed: float | None = None,
+        spread: float = 0.0,
+    ) -> float:
+        """Book an ended watch: move to another replica (if any) unless the hub said when to come back to it;
+        the wait before reconnect ``attempt``: the pushback, else full jitter over the backoff or ``spread``
+        shared by the other replicas (the lost hub's agents go to them at random, each admitting at its rate)."""
         self.last_error = error
         self.reconnects += 1
-        if isinstance(error, Unavailable):
-            self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
-        following = self.endpoints.failed(address)  # another replica, at random, if there is one
-        delay = self.backoff(attempt)
-        # a long-served stream ending is routine (the hub retires connections at their maximum age)
-        (log.info if served else log.warning)(
+        if pushed is not None:  # a place in this hub's queue: keep it, and the connection
+            following = address
+        else:
+            if isinstance(error, Unavailable):
+                self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
+            following = self.endpoints.failed(address)  # another replica, at random, if there is one
+        shared = spread / max(1, len(self.endpoints.addresses) - 1)
+        delay = reconnect_delay(attempt, base=self._base, cap=self._cap, spread=shared, pushback=pushed, rng=self._rng)
+        # a long-served stream ending is routine (the hub retires connections at their maximum age), and so
+        # is a busy hub's pushback
+        (log.info if served or pushed is not None else log.warning)(
             "hub watch interrupted; reconnecting",
             hub=address,
             next_hub=following,

@@ -13,7 +13,8 @@
 ``files``        the one crash-safe file writer
 ``logging``      structured logs
 ``metrics``      Prometheus plumbing shared by the services
-``peers``        HOST:PORT addresses and keepalive timing, checked without gRPC (settings import it at CLI start)
+``peers``        HOST:PORT addresses, keepalive timing and the SIGTERM drain, checked without gRPC (settings import it at CLI start)
+``pushback``     when to come back: a refusal's pushback and a stream's reconnect spread, as bounded metadata
 ``release_number`` the release number people read (r7) beside the counter agents compare
 ``repopath``     paths inside the Git repository: one rule for the fleet file and ``skerry.yaml``
 ``report``       signed agent reports

@@ -9,7 +9,10 @@ Every retry loop in Skerry waits one of three ways:
   blog's name) when many clients retry against one server and must not come
   back in step (the hub watch, certificate renewal);
 * a fixed pause spread over ``[pause, 2 * pause)`` (``spread``) where every
-  failure is retried alike (a watch thread re-opening its watch).
+  failure is retried alike (a watch thread re-opening its watch);
+* ``reconnect_delay``: full jitter that also heeds what the server said (a
+  refusal's pushback; the window it asked its clients to come back over, see
+  ``skerry.core.pushback``), for the agent's hub watch.
 
 Pure: the caller owns the attempt counter, the clock and the random source;
 nothing here sleeps.
@@ -39,3 +42,24 @@ def full_jitter(
 def spread(pause: float, *, rng: Callable[[], float] = random.random) -> float:
     """Uniform in ``[pause, 2 * pause)``: never sooner than ``pause``, and not in step with others."""
     return pause * (1 + rng())
+
+
+def reconnect_delay(
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    spread: float = 0.0,
+    pushback: float | None = None,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """The wait before reconnect ``attempt`` (0-based) to a server that may have said when to come back.
+
+    ``pushback`` (the server refused and named a wait) is the answer: the server already spread its
+    refusals, and asking sooner only earns another refusal. Otherwise full jitter over the wider of
+    the capped exponential and ``spread`` (the window the lost stream's server advertised): clients of
+    one dead server then arrive over that window instead of within ``base``.
+    """
+    if pushback is not None:
+        return pushback
+    return rng() * max(capped_exponential(attempt, base=base, cap=cap), spread)

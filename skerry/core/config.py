@@ -15,7 +15,8 @@ environment. Values are converted by the field's annotation:
 
 Anything else (a duration, a nested type) is a field's own parser: declare the field with
 ``setting(..., parse=duration)`` (the parser gets the raw value and ``field (VARIABLE)`` for its message).
-Validation stays with each config class (``validate()`` or ``__post_init__``).
+Validation stays with each config class (``validate()`` or ``__post_init__``); ``check_choices`` is the
+part they share: a field declared with ``choices=`` holds one of them, however the config was made.
 
 The same fields make the command line: ``add_flags`` gives every ``setting`` with help text a flag
 ``--field-name`` (or its own ``flag=``) whose help names its variable, and ``flag_values`` reads them back
@@ -45,6 +46,7 @@ from skerry.core.errors import ConfigError
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 Parse = Callable[[object, str], object]  # (raw value, "field (VARIABLE)" for messages) -> value
 
@@ -163,6 +165,28 @@ def load(
         if not _loaded(fields[name]):
             values[name] = value
     return cls(**values)
+
+
+def log_level() -> Any:
+    """The ``log_level`` field, declared alike by every service."""
+    return setting(
+        "info", metavar="LEVEL", parse=lower, choices=LOG_LEVELS, help="debug, info, warning or error (default info)"
+    )
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """``ConfigError`` naming the field unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def check_choices(cfg: Any) -> None:
+    """Every field of ``cfg`` declared with ``setting(choices=...)`` holds one of them (the flag parser checks
+    only the command line; a variable or a config built in code arrives here unchecked)."""
+    for field in dataclasses.fields(cfg):
+        choices = field.metadata.get("choices")
+        if choices:
+            check_choice(field.name, getattr(cfg, field.name), choices)
 
 
 @functools.cache

@@ -78,8 +78,16 @@ class Unavailable(SkerryError):
 
 
 class ResourceExhausted(SkerryError):
+    """Over a limit. ``retry_after`` (seconds), when the refuser knows it, reaches the client as gRPC's
+    ``grpc-retry-pushback-ms`` trailer (``skerry.core.pushback``)."""
+
     status = "RESOURCE_EXHAUSTED"
     reason = "ResourceExhausted"
+    retry_after: float | None = None
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None):
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class DeadlineExceeded(SkerryError):

@@ -113,9 +113,12 @@ def fsync_dir(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
-def read_bounded(source: pathlib.Path | BinaryIO | TextIO, max_bytes: int, what: str) -> bytes:
-    """At most ``max_bytes`` of a file or binary stream, refusing (``InvalidInput``, reason
-    ``TooLarge``) anything longer without reading more than one byte past the limit."""
+def read_bounded(
+    source: pathlib.Path | BinaryIO | TextIO, max_bytes: int, what: str, *, error: type[InvalidInput] = InvalidInput
+) -> bytes:
+    """At most ``max_bytes`` of a file or binary stream, refusing (``error``, reason ``TooLarge``) anything
+    longer without reading more than one byte past the limit; an unreadable one is ``error`` too (reason
+    ``Unreadable``): a configuration file passes ``ConfigError``."""
     try:
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f:
@@ -124,9 +127,9 @@ def read_bounded(source: pathlib.Path | BinaryIO | TextIO, max_bytes: int, what:
             data = source.read(max_bytes + 1)
             data = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     except OSError as e:
-        raise InvalidInput(f"cannot read {what}: {e.strerror}", reason="Unreadable") from e
+        raise error(f"cannot read {what}: {e.strerror}", reason="Unreadable") from e
     if len(data) > max_bytes:
-        raise InvalidInput(f"{what} is over the {max_bytes} byte limit", reason="TooLarge")
+        raise error(f"{what} is over the {max_bytes} byte limit", reason="TooLarge")
     return data
 
 

@@ -8,6 +8,8 @@ channel factory (``core.client``) and the server bootstrap (``core.rpc``) take t
     parse_addresses("a:7440,b:7440", what)   one or several HOST:PORT, checked, duplicates dropped
     check_address("sealer:7443", what)       exactly one HOST:PORT (a port 1..65535)
     parse_listen("0.0.0.0:9090", what)       a listen address -> (host, port); port 0 picks one
+
+and how long a server keeps serving after SIGTERM (``SIGTERM_DRAIN_SECONDS``, each server's ``--drain``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ MIN_KEEPALIVE_SECONDS = 6.0
 # failover's reconnect storm sent thousands of GOAWAYs to 500 agents pinging every 6 s, whose
 # reconnects made the storm worse (tests/e2e/test_hub_replicas.py, SKERRY_HA_AGENTS=500).
 SERVER_MIN_PING_INTERVAL_MS = int(MIN_KEEPALIVE_SECONDS * 1000 / 2)
+# After SIGTERM the health service says NOT_SERVING this long before the server stops taking
+# calls: long enough for a readiness probe or load balancer to look once more and move away.
+# A server's ``--drain`` setting overrides it (a test world with no load balancer sets 0).
+SIGTERM_DRAIN_SECONDS = 2.0
+# Longest drain a setting may ask for: Kubernetes kills a pod 30 s after SIGTERM (its default grace).
+MAX_DRAIN_SECONDS = 30.0
 
 
 def check_address(address: str, what: str) -> str:

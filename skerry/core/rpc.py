@@ -10,7 +10,8 @@
   interceptor (``skerry.core.authz``): a server is built with the table of
   who may call each of its RPCs, and refuses to start if one has no rule.
   ``server_options`` adds a maximum connection age (the hub's, so agents rebalance).
-  ``count_refusal`` (the service's ``metrics.Refusals.count``) sees every error the server answers.
+  ``count_refusal`` (the service's ``metrics.Refusals.count``) sees every error the server answers; a
+  ``ResourceExhausted`` that knows its ``retry_after`` carries it as gRPC's pushback trailer.
 * ``error_from_rpc`` is the client-side mirror: an ``AioRpcError`` becomes the
   matching ``SkerryError`` naming the peer.
 """
@@ -31,7 +32,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from skerry.core import errors
+from skerry.core import errors, pushback
 from skerry.core.authz import (
     AuthzInterceptor,
     Refusal,
@@ -46,6 +47,7 @@ from skerry.core.peers import (
     KEEPALIVE_TIMEOUT_MS,
     MIN_KEEPALIVE_SECONDS,
     SERVER_MIN_PING_INTERVAL_MS,
+    SIGTERM_DRAIN_SECONDS,
 )
 from skerry.core.tls import ROLE_AGENT
 
@@ -89,9 +91,6 @@ RATE_BURST = 20.0
 RATE_MAX_KEYS = 20_000
 # Trailing metadata key that carries a refused call's reason (``SkerryError.reason``) to the client.
 REASON_METADATA = "skerry-reason"
-# After SIGTERM the health service says NOT_SERVING this long before the server stops taking
-# calls: long enough for a readiness probe or load balancer to look once more and move away.
-SIGTERM_DRAIN_SECONDS = 2.0
 # Keepalive timing (KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS and the servers' ping limit) is core.peers',
 # where settings check it without importing gRPC.
 # gRPC core (1.5x+) waits for a ping's ack for ``grpc.http2.ping_timeout_ms`` (default 60 s), whatever
@@ -282,6 +281,7 @@ class RateLimiter:
                 f"rate limit for {who or key}: {cost:g} {self.unit} asked, {int(tokens)} left; retry in "
                 f"{(cost - tokens) / self.rate:.1f}s (limit {self.rate:g}/s, burst {self.burst:g})",
                 reason="RateLimited",
+                retry_after=(cost - tokens) / self.rate,
             )
 
     def allow(self, key: str) -> bool:
@@ -348,7 +348,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 self._count_refusal(exc)
             if isinstance(exc, errors.SkerryError):
                 log.info("rpc refused", code=exc.status, reason=exc.reason, error=str(exc))
-                context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
+                retry_after = getattr(exc, "retry_after", None)
+                pushed = () if retry_after is None else (pushback.entry(pushback.PUSHBACK_METADATA, retry_after),)
+                context.set_trailing_metadata(((REASON_METADATA, exc.reason), *pushed))
                 await context.abort(status_code(exc), str(exc))
             log.exception("rpc failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (see server log)")
@@ -418,6 +420,7 @@ class GrpcServer:
         revocations: Revocations | None = None,
         on_refused: Refusal | None = None,
         grace_seconds: float = 10.0,
+        drain_seconds: float = SIGTERM_DRAIN_SECONDS,
         options: list[tuple[str, object]] | None = None,
         limiter: RateLimiter | None = None,
         method_limiters: Mapping[str, RateLimiter] | None = None,
@@ -428,6 +431,7 @@ class GrpcServer:
         self._address = address
         self._credentials = credentials
         self._grace = grace_seconds
+        self._drain = drain_seconds
         self._names = list(service_names)
         missing = uncovered(rules, self._names)
         if missing:
@@ -473,7 +477,7 @@ class GrpcServer:
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(drain=SIGTERM_DRAIN_SECONDS)))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(drain=self._drain)))
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()

@@ -7,6 +7,7 @@ the agents' reports. The package is split by concern:
 * ``source``          the Git mirror, its reads and the hub's own commits (the only GitPython user)
 * ``fleet``           the ``skerry.yaml`` parser: clusters, labels, path selectors
 * ``promotion_policy`` the ``promotion:`` section of ``skerry.yaml`` (below both fleet and promotion)
+* ``fields``          the field checks both readers of ``skerry.yaml`` share (mappings, paths, one-line errors)
 * ``render``          Kustomize (or plain YAML) rendering of one directory, incremental, validated
 * ``bundles``         building one bundle per cluster, signing and keeping releases
 * ``trust``           the TUF repository: director and release roles, keys, CI signing, attestations
@@ -21,6 +22,7 @@ the agents' reports. The package is split by concern:
 * ``promotion``       freight, gates, promote and rollback by commit, following the rollout
 * ``authz``           the hub's RPC tables: which identity may call what
 * ``servicer``        the gRPC service, proto <-> domain only
+* ``admission``       new agent streams a second (token bucket), the pushback past it, the reconnect spread
 * ``dashboard``       the read-only fleet dashboard (model and HTTPS server)
 * ``metrics`` / ``ops``  Prometheus families, and the ops server and dashboard wired in one place
 * ``seed``            what ``skerry install`` hands a new hub's state volume (its init container)

@@ -25,7 +25,8 @@ import structlog
 from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
-from skerry.core.files import as_refusal, atomic_write
+from skerry.core.files import as_refusal, atomic_write, read_bounded
+from skerry.hub.admission import AdmissionGate
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
@@ -55,13 +56,7 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 def _read_secret(path: pathlib.Path | None, what: str) -> str:
     """One secret from a file (surrounding whitespace removed); the value is never logged."""
     assert path is not None
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"{what} {path}: cannot read: {e.strerror}") from e
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ConfigError(f"{what} {path}: over {MAX_SECRET_FILE_BYTES} bytes")
+    data = read_bounded(path, MAX_SECRET_FILE_BYTES, f"{what} {path}", error=ConfigError)
     try:
         value = data.decode().strip()
     except UnicodeDecodeError as e:
@@ -153,6 +148,15 @@ def _log_failed(event: str, error: BaseException, what: str) -> None:
         log.exception(event)
 
 
+def environment_of(syncer, cluster: str) -> str:
+    """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
+    fleet = syncer.fleet if syncer is not None else None
+    try:
+        return str(fleet.cluster(cluster).labels.get("env", "default")) if fleet is not None else "default"
+    except Exception:  # noqa: BLE001 - unknown cluster
+        return "default"
+
+
 def collect_garbage(trust) -> None:
     """The trust repository's garbage in the state (at a takeover; a write: called off the event loop); a
     database that is away now leaves it to the next takeover."""
@@ -207,15 +211,16 @@ class HubApp:
             await asyncio.to_thread(self.writer.try_acquire)
             # renewed from now on (a first start, its import and first sync may outlast the lease)
             self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")
+        self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
+        self.ops.start_probes()  # answered (not ready, and why) while the hub may still wait below
         self.enrollment = Enrollment.open(cfg.state_dir, self.state, lifetime=cfg.agent_cert_lifetime)
         if self._engine is None:  # made here, so closed here (its render worker process) on stop
             self._engine = self._own_engine = await asyncio.to_thread(detect_engine, cfg.engine, timeout=cfg.render_timeout)
-        self.ops = HubOps(cfg, self.clock)  # metrics, ops server, dashboard (skerry/hub/ops.py)
         engine = self.ops.engine(self._engine)
         source = git_source(cfg)
         # TUF files live in the hub state (every replica serves them); the trust directory is an export.
         self._files = TrustFiles(self.state, None if cfg.role == "serve" else self.writer)
-        self.trust = await open_trust(cfg, self._files, self.state, self.writer, self.clock)  # maybe waits
+        self.trust = await open_trust(cfg, self._files, self.state, self.writer, self.clock, waiting=self.ops.waiting)
         if self.writer.is_writer and self._tasks.get("lease", None) is not None and self._tasks["lease"].done():
             self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")  # took it waiting
         trust_service = self._start_trust(cfg)
@@ -226,7 +231,8 @@ class HubApp:
                                                  self._files.blob)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
-                                    revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer)
+                                    revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
+                                    admission=AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst))
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
@@ -270,6 +276,7 @@ class HubApp:
             count_refusal=self.ops.metrics.refused.count,
             # agents' connections retire at their maximum age: a scale-out of replicas rebalances
             options=rpc.server_options(max_connection_age=self.config.max_connection_age),
+            drain_seconds=self.config.drain,
         )
 
     def _start_tasks(self) -> None:
@@ -313,7 +320,7 @@ class HubApp:
 
         files = self._files
         self.store = HubStore(
-            self.trust, environment_of=self._environment_of, clock=self.clock,
+            self.trust, environment_of=lambda c: environment_of(self.syncer, c), clock=self.clock,
             releases=Releases(self.writer, journal=files),
         )
         with self.state.read() as tx:  # what was released before: an unchanged re-render releases nothing
@@ -321,21 +328,14 @@ class HubApp:
         self.store.restore(released, files.blob)
         self.trust.on_change(lambda role: trust_layout.is_release_side(role) and self.store.retry_pending())
         self.attestations = AttestationBoard(self.clock, StateBook(self.state))  # nonces, signed reports
-        trust_servicer = TrustServicer(self.trust, self.store, self.attestations, self._environment_of,
+        trust_servicer = TrustServicer(self.trust, self.store, self.attestations,
+                                       lambda c: environment_of(self.syncer, c),
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem,
                                        submit=lambda role, data: self.follower.submit_release(role, data))  # (made later)
         if self.writer.is_writer:
             self.trust.refresh()
         return (lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server),
                 TRUST_SERVICE)
-
-    def _environment_of(self, cluster: str) -> str:
-        """A cluster's environment: its ``env`` label in the fleet file (``default`` if it has none)."""
-        fleet = self.syncer.fleet if self.syncer is not None else None
-        try:
-            return str(fleet.cluster(cluster).labels.get("env", "default")) if fleet is not None else "default"
-        except Exception:  # noqa: BLE001 - unknown cluster
-            return "default"
 
     async def _trust_loop(self) -> None:
         """Re-sign online metadata before it expires; adopt offline changes (`skerry keys`)."""
@@ -450,7 +450,9 @@ class HubApp:
             await asyncio.to_thread(self._own_engine.close)
 
     async def _stop_serving(self, grace: float | None) -> None:
-        if self.server is None:  # never started (or failed before serving)
+        if self.server is None:  # never started (or failed before serving): only the probes may be up
+            if self.ops is not None:
+                await self.ops.stop()
             return
         for task in self._tasks.values():
             task.cancel()

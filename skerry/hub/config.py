@@ -27,11 +27,12 @@ from skerry.core import config
 from skerry.core.config import setting
 from skerry.core.duration import parse_duration  # noqa: F401 - re-exported for the hub's callers
 from skerry.core.errors import ConfigError
+from skerry.core.peers import MAX_DRAIN_SECONDS, SIGTERM_DRAIN_SECONDS
 from skerry.core.tlsfiles import TlsFiles
+from skerry.hub.admission import ADMISSION_BURST, ADMISSION_RATE
 from skerry.hub.state import check_spec
 
 ENV_PREFIX = "SKERRY_HUB_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LISTEN = "127.0.0.1:7440"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_RENDER_TIMEOUT = 120.0
@@ -136,6 +137,15 @@ class HubConfig:
         help="retire each agent connection after this long (+-10 %%), so agents spread onto replicas that "
         "joined or came back; 0: never (default 30m)",
     )
+    # defaults and their reasons: skerry.hub.admission
+    stream_admission_rate: float = setting(
+        ADMISSION_RATE, metavar="N",
+        help="new agent streams admitted a second; past the burst an agent is told when to come back (default 100)",
+    )
+    stream_admission_burst: float = setting(
+        ADMISSION_BURST, metavar="N",
+        help="new agent streams admitted at once before the rate applies (default 200)",
+    )
     tls_ca: pathlib.Path | None = setting(
         None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"
     )
@@ -166,6 +176,12 @@ class HubConfig:
     lease_ttl: float = setting(
         15.0, metavar="DURATION", parse=config.duration, help="writer lease lifetime, renewed at a third (default 15s)"
     )
+    drain: float = setting(
+        SIGTERM_DRAIN_SECONDS,
+        metavar="DURATION",
+        parse=config.duration,
+        help=f"on SIGTERM, say NOT_SERVING this long before refusing calls (default {SIGTERM_DRAIN_SECONDS:g}s)",
+    )
     role: str = setting(
         "both",
         metavar="writer|serve|both",
@@ -181,9 +197,7 @@ class HubConfig:
     ready_file: pathlib.Path | None = setting(
         None, metavar="FILE", help='write {"port": N, "trust_root": PATH, ...} here once serving'
     )
-    log_level: str = setting(
-        "info", metavar="LEVEL", parse=config.lower, help="debug, info, warning or error (default info)"
-    )
+    log_level: str = config.log_level()
     trust_dir: pathlib.Path | None = setting(
         None,
         metavar="DIR",
@@ -286,8 +300,7 @@ class HubConfig:
             raise ConfigError(f"render_timeout: must be positive, got {self.render_timeout}")
         if not self.git_timeout > 0:
             raise ConfigError(f"git_timeout: must be positive, got {self.git_timeout}")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
+        config.check_choice("engine", self.engine, ENGINES)
         if self.tag is not None and self.commit is not None:
             raise ConfigError("tag and commit: follow one of them, not both")
         if self.commit is not None and not re.match(r"^[0-9a-f]{40}$", self.commit):
@@ -315,8 +328,7 @@ class HubConfig:
             raise ConfigError(
                 f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
             )
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        config.check_choices(self)  # log_level
 
     def _check_state(self) -> None:
         object.__setattr__(self, "state", check_spec(self.state))
@@ -326,8 +338,9 @@ class HubConfig:
             )
         if not self.hub_id or len(self.hub_id) > MAX_HUB_ID:
             raise ConfigError(f"hub_id: must be 1..{MAX_HUB_ID} characters, got {self.hub_id!r}")
-        if self.role not in ROLES:
-            raise ConfigError(f"role: {self.role!r} is not one of {', '.join(ROLES)}")
+        config.check_choice("role", self.role, ROLES)
+        if not 0.0 <= self.drain <= MAX_DRAIN_SECONDS:
+            raise ConfigError(f"drain: must be between 0s and {MAX_DRAIN_SECONDS:g}s, got {self.drain}")
         if not 1.0 <= self.lease_ttl <= 600.0:
             raise ConfigError(f"lease_ttl: must be between 1s and 10m, got {self.lease_ttl}")
 

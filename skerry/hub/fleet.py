@@ -57,11 +57,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from skerry.core import documents
-from skerry.core.errors import ConfigError, NotFound
-from skerry.core.repopath import RepositoryPathError, repository_path
+from skerry.core.errors import NotFound
+from skerry.hub import fields
 from skerry.hub.promotion_policy import PromotionPolicy, parse_promotion
 
-FLEET_FILE = "skerry.yaml"
+FLEET_FILE = fields.FLEET_FILE
 #: A fleet of 10,000 clusters with labels and paths is about 2 MiB; twice that is still a fleet file.
 MAX_FLEET_BYTES = 4 * 1024 * 1024
 API_VERSION = "skerry.io/v1alpha1"
@@ -72,10 +72,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
-
-def _fail(field: str, problem: str, reason: str | None = None) -> ConfigError:
-    field, problem = documents.clip(field), documents.clip(problem, documents.MAX_MESSAGE_CHARS // 2)
-    return ConfigError(f"{FLEET_FILE}: {field}: {problem}" if field else f"{FLEET_FILE}: {problem}", reason=reason)
+_FILE = fields.Section()  # the fleet's fields stand at the top level of skerry.yaml
+_fail, _mapping, _check_path = _FILE.fail, _FILE.mapping, _FILE.path
 
 
 def is_dns_label(name: str) -> bool:
@@ -200,28 +198,10 @@ class Fleet:
 # --- parsing -----------------------------------------------------------------------------
 
 
-def _mapping(value: Any, field: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-    if not isinstance(value, dict):
-        raise _fail(field, f"must be a mapping, got {_type(value)}")
-    unknown = [k for k in value if k not in allowed]
-    if unknown:
-        raise _fail(field, f"unknown key(s) {', '.join(map(documents.clip_repr, unknown))} (allowed: {', '.join(allowed)})")
-    for key in required:
-        if key not in value:
-            raise _fail(field, f"{documents.clip_repr(key)} is required")
-    return value
-
-
 def _list(value: Any, field: str) -> list:
     if not isinstance(value, list):
-        raise _fail(field, f"must be a list, got {_type(value)}")
+        raise _fail(field, f"must be a list, got {fields.type_name(value)}")
     return value
-
-
-def _type(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def _field(parent: str, key: str) -> str:
@@ -232,18 +212,11 @@ def _labels(value: Any, field: str) -> Mapping[str, str]:
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        raise _fail(field, f"must be a mapping of label keys to values, got {_type(value)}")
+        raise _fail(field, f"must be a mapping of label keys to values, got {fields.type_name(value)}")
     out = {}
     for k, v in value.items():
         out[check_label_key(k, field)] = check_label_value(v, f"{field}.{k}")
     return types.MappingProxyType(out)
-
-
-def _check_path(value: Any, field: str) -> str:
-    try:
-        return repository_path(value)
-    except RepositoryPathError as e:
-        raise _fail(field, str(e)) from None
 
 
 def _selector(value: Any, field: str) -> LabelSelector:

@@ -4,6 +4,13 @@
 engine, store, status board and sync loop; this keeps the root's own edits
 to a few lines. Both servers are off unless configured
 (``metrics_listen``, ``dashboard_listen``).
+
+The ops server (``/healthz``, ``/readyz``, ``/metrics``) starts first, before
+the hub may wait for anything (``start_probes``): a replica waiting for the
+writer's first import on a fresh state answers its probes, alive and not
+ready, naming what it waits for (``waiting``), instead of refusing them.
+Ready means caught up: the fleet loaded by this process's sync, or (a replica
+that does not sync) the writer's releases read from the hub state.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class HubOps:
         self._promotions = None
         # A replica that does not sync (standby, --role serve) is ready once it caught up with the state.
         self.caught_up: Callable[[], bool] | None = None
+        self._waiting: str | None = None  # what the hub waits for before it can serve (readyz names it)
 
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
@@ -83,20 +91,34 @@ class HubOps:
         return cluster_detail(name, syncer, store, statuses, self._history, self.clock.now(),
                               connected=self._connected())
 
+    def waiting(self, reason: str | None) -> None:
+        """The hub waits for ``reason`` before it can serve (not ready, saying so); None: no longer."""
+        self._waiting = reason
+
     def _readiness(self) -> tuple[bool, str]:
+        if self._waiting is not None:
+            return False, self._waiting
         if self.caught_up is not None and self.caught_up() and (self._syncer is None or self._syncer.fleet is None):
             return True, "caught up with the writer's releases in the hub state"
         if self._syncer is None or self._syncer.fleet is None:
             return False, f"fleet not loaded: {getattr(self._syncer, 'fleet_error', None) or 'no sync yet'}"
         return True, "fleet loaded"
 
+    def start_probes(self) -> None:
+        """Start the ops server if configured (once): probes are answered from here on, not ready until the
+        hub serves."""
+        if self.config.metrics_listen and self.ops_server is None:
+            self.ops_server = OpsServer(self.config.metrics_listen, self.registry, readiness=self._readiness)
+            self.ops_server.start()
+
     async def start(self) -> dict:
-        """Start whatever is configured; the ports to put in the ready file."""
+        """Start whatever is configured (the ops server unless ``start_probes`` did); the ports to put in the
+        ready file."""
         ports: dict[str, int] = {}
         cfg = self.config
-        if cfg.metrics_listen:
-            self.ops_server = OpsServer(cfg.metrics_listen, self.registry, readiness=self._readiness)
-            ports["metrics_port"] = self.ops_server.start()
+        self.start_probes()
+        if self.ops_server is not None:
+            ports["metrics_port"] = self.ops_server.port
         if cfg.dashboard_listen:
             self.dashboard = DashboardServer(
                 cfg.dashboard_listen, cfg.require_tls(), self.snapshot, token=read_token(cfg.dashboard_token_file),

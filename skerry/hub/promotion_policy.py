@@ -39,10 +39,9 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from skerry.core import documents
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.repopath import RepositoryPathError, repository_path
+from skerry.hub import fields
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_APPS = 10_000  # bounds what one skerry.yaml makes the hub hold per commit
@@ -51,11 +50,8 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IDENTITY = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.@]{0,127}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
-
-def _fail(field: str, problem: str) -> ConfigError:
-    # Values from the file reach the message clipped (``documents.clip``), so it stays one line under 1 KiB.
-    field, problem = documents.clip(field), documents.clip(problem, documents.MAX_MESSAGE_CHARS // 2)
-    return ConfigError(f"skerry.yaml: promotion.{field}: {problem}" if field else f"skerry.yaml: promotion: {problem}")
+_SECTION = fields.Section("promotion")
+_fail, _mapping, _check_path = _SECTION.fail, _SECTION.mapping, _SECTION.path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,15 +116,6 @@ class PromotionPolicy:
         return self.environments.get(env, EnvironmentRules())
 
 
-def _mapping(value: Any, field: str, allowed: tuple[str, ...]) -> dict:
-    if not isinstance(value, dict):
-        raise _fail(field, "must be a mapping")
-    unknown = [k for k in value if k not in allowed]
-    if unknown:
-        raise _fail(field, f"unknown key(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(allowed)})")
-    return value
-
-
 def _identities(value: Any, field: str) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > MAX_APPROVERS:
         raise _fail(field, f"must be a list of at most {MAX_APPROVERS} identity names")
@@ -147,13 +134,6 @@ def _duration(value: Any, field: str) -> float:
         return parse_duration(value, field)
     except ConfigError:
         raise _fail(field, f"{value!r} is not a duration (e.g. 0, 30s, 10m, 1h30m)") from None
-
-
-def _overlay_path(value: Any, field: str) -> str:
-    try:
-        return repository_path(value)
-    except RepositoryPathError as e:
-        raise _fail(field, str(e)) from None
 
 
 def _freeze(value: Any, field: str) -> Freeze:
@@ -200,7 +180,7 @@ def parse_promotion(raw: Any, environments: tuple[str, ...]) -> PromotionPolicy:
         if not isinstance(overlays, dict) or not overlays:
             raise _fail(f"{field}.overlays", "must map each environment to its overlay directory")
         checked = {
-            env_name(env, f"{field}.overlays.{env}"): _overlay_path(path, f"{field}.overlays.{env}")
+            env_name(env, f"{field}.overlays.{env}"): _check_path(path, f"{field}.overlays.{env}")
             for env, path in overlays.items()
         }
         apps[name] = App(name=name, overlays=types.MappingProxyType(checked))

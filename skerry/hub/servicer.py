@@ -28,7 +28,9 @@ from skerry.core.errors import (
     SkerryError,
     Unavailable,
 )
+from skerry.core.pushback import SPREAD_METADATA, entry
 from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
+from skerry.hub.admission import AdmissionGate
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
@@ -145,9 +147,10 @@ class StreamRegistry:
         self._wake = wake
         self._per_identity = per_identity
         self._by_fp: dict[str, list[_Stream]] = {}
+        self._open = 0  # kept, not summed: every stream opened asks (its reconnect spread)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_fp.values())
+        return self._open
 
     def fingerprints(self) -> list[str]:
         """The certificate fingerprints with an open watch, in the order they opened."""
@@ -157,8 +160,10 @@ class StreamRegistry:
         stream = _Stream(fingerprint, cluster, peer)
         streams = self._by_fp.setdefault(fingerprint, [])
         streams.append(stream)
+        self._open += 1
         while len(streams) > self._per_identity:
             old = streams.pop(0)
+            self._open -= 1
             old.ended = Unavailable("superseded by a newer watch from the same agent certificate")
             self._wake(old.cluster)
         return stream
@@ -168,6 +173,7 @@ class StreamRegistry:
         if streams is not None:
             if stream in streams:
                 streams.remove(stream)
+                self._open -= 1
             if not streams:
                 del self._by_fp[stream.fingerprint]
 
@@ -297,6 +303,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         revocations: Revocations | None = None,
         chunk_bytes: int = BUNDLE_CHUNK_BYTES,
         may_sync: Callable[[], bool] = lambda: True,
+        admission: AdmissionGate | None = None,
     ):
         self._store = store
         self._statuses = statuses
@@ -306,6 +313,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._chunk_bytes = chunk_bytes
         self._may_sync = may_sync  # this process holds the writer lease (only the writer fetches and publishes)
         self.streams = StreamRegistry(store.wake)
+        self.admission = admission  # new streams past its budget are refused with a pushback (None: all admitted)
 
     def recheck_streams(self) -> int:
         """After the revocation list changed: end the open streams of revoked certificates."""
@@ -329,6 +337,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     # --- RPCs ---
 
     async def WatchBundles(self, request: hub_pb2.WatchBundlesRequest, context):
+        if self.admission is not None:  # first: a refusal costs the hub nothing more
+            self.admission.admit()
         peer = caller()
         cluster = request.cluster
         self._require_known(cluster)
@@ -345,6 +355,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
         try:
+            if self.admission is not None:  # how long this hub's agents should take to come back if it is lost
+                spread = self.admission.spread(len(self.streams))
+                await context.send_initial_metadata((entry(SPREAD_METADATA, spread),))
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):
                     for message in bundle_messages(

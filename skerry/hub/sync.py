@@ -31,6 +31,7 @@ is past half its lifetime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
 import tempfile
@@ -384,8 +385,9 @@ class Syncer:
                 except Exception:  # noqa: BLE001 - the loop must survive a bad tick; it is logged
                     log.exception("sync failed")
             first = False
-            try:
-                await asyncio.wait_for(self._trigger.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when the trigger fires in
+            # the same loop step as a cancel, and this loop then never stopped (the hub's shutdown hung).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._trigger.wait()
             self._trigger.clear()

@@ -113,6 +113,7 @@ class SealerApp:
             on_refused=audit_refusals,
             method_limiters=rpc_limiters(self.config.rate_per_second, self.config.rate_burst),
             grace_seconds=self.config.grace_seconds,
+            drain_seconds=self.config.drain,
             interceptors=[ops.interceptor],
             count_refusal=ops.metrics.refused.count,
         )

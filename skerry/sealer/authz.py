@@ -53,6 +53,7 @@ from skerry.core.errors import (
     SealError,
     SkerryError,
 )
+from skerry.core.files import read_bounded
 from skerry.core.rpc import MAX_MESSAGE_BYTES, RateLimiter
 from skerry.core.tls import ROLE_AGENT, Identity
 from skerry.sealer import crypto
@@ -198,13 +199,7 @@ class ClusterDomains:
 
     @classmethod
     def from_file(cls, path: pathlib.Path) -> ClusterDomains:
-        try:
-            with open(path, "rb") as f:
-                text = f.read(MAX_DOMAIN_MAP_BYTES + 1)
-        except OSError as e:
-            raise ConfigError(f"cannot read cluster-domain map {path}: {e.strerror}") from e
-        if len(text) > MAX_DOMAIN_MAP_BYTES:
-            raise ConfigError(f"cluster-domain map {path} is over {MAX_DOMAIN_MAP_BYTES} bytes")
+        text = read_bounded(path, MAX_DOMAIN_MAP_BYTES, f"cluster-domain map {path}", error=ConfigError)
         try:
             (doc, *_) = documents.load_yaml_or_json(text, max_bytes=MAX_DOMAIN_MAP_BYTES) or [None]
         except documents.BadDocument as e:

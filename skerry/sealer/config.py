@@ -25,11 +25,10 @@ from skerry.core import config
 from skerry.core.config import setting
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.peers import parse_addresses, parse_listen
+from skerry.core.peers import MAX_DRAIN_SECONDS, SIGTERM_DRAIN_SECONDS, parse_addresses, parse_listen
 from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_SEALER_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 SECONDS_PER_DAY = 86400.0
 
 
@@ -56,15 +55,19 @@ class SealerConfig:
         ("default",), flag="--domain", metavar="D[,D...]", help="key domain(s) to serve; repeatable (default: default)"
     )
     ready_file: pathlib.Path | None = setting(None, metavar="FILE", help='write {"port": N} here once serving')
-    log_level: str = setting(
-        "info", metavar="LEVEL", parse=config.lower, choices=LOG_LEVELS, help="debug, info, warning or error (default info)"
-    )
+    log_level: str = config.log_level()
     grace_seconds: float = setting(
         10.0,
         flag="--grace-period",
         metavar="DURATION",
         parse=config.duration,
         help="on SIGTERM, let calls in flight finish this long (default 10s)",
+    )
+    drain: float = setting(
+        SIGTERM_DRAIN_SECONDS,
+        metavar="DURATION",
+        parse=config.duration,
+        help=f"on SIGTERM, say NOT_SERVING this long before refusing calls (default {SIGTERM_DRAIN_SECONDS:g}s)",
     )
     metrics_listen: str = setting(
         "", metavar="HOST:PORT", help="serve plaintext /metrics, /healthz, /readyz here (default off)"
@@ -141,12 +144,13 @@ class SealerConfig:
     def validate(self) -> SealerConfig:
         self.tls_files  # noqa: B018 - raises if incomplete
         parse_listen(self.listen, f"listen address ({ENV_PREFIX}LISTEN or --listen)")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        config.check_choices(self)  # log_level
         if not self.domains:
             raise ConfigError("the sealer needs at least one key domain")
         if self.grace_seconds < 0:
             raise ConfigError("grace seconds must not be negative")
+        if not 0.0 <= self.drain <= MAX_DRAIN_SECONDS:
+            raise ConfigError(f"drain: must be between 0s and {MAX_DRAIN_SECONDS:g}s, got {self.drain}")
         if self.renewal_days < 0:
             raise ConfigError("renewal days must not be negative (0 disables renewal)")
         if self.keys_refresh_seconds <= 0:

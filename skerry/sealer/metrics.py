@@ -53,40 +53,39 @@ class InstrumentedGate:
         self._metrics = metrics
 
     def unseal(self, identity, request):
-        started = time.monotonic()
-        try:
-            out = self._gate.unseal(identity, request)
-        except SkerryError as e:
-            self._metrics.unseals.labels("denied" if isinstance(e, PermissionDenied) else "failed").inc()
-            self._metrics.refusals.labels(e.reason).inc()
-            raise
-        finally:
-            self._metrics.seconds.observe(time.monotonic() - started)
-        self._metrics.unseals.labels("allowed").inc()
-        self._metrics.items.inc(len(out))
+        out = self._attempt(self._gate.unseal, identity, request)
+        self._allowed(len(out))
         return out
 
     def unseal_bundle(self, identity, metadata, bundle, **kw):
         """The bundle-scoped path: a refused bundle counts once, then each secret by its own outcome."""
+        page = self._attempt(self._gate.unseal_bundle, identity, metadata, bundle, **kw)
+        for result in page.results:
+            if result.error is None:
+                self._allowed(len(result.data))
+            else:
+                self._refused(result.error)
+                self._metrics.refused.count(result.error)  # answered, so the error interceptor never sees it
+        return page
+
+    def _attempt(self, call, *args, **kw):
+        """``call``, timed; a refusal of the whole call counted by its outcome and reason."""
         started = time.monotonic()
         try:
-            page = self._gate.unseal_bundle(identity, metadata, bundle, **kw)
+            return call(*args, **kw)
         except SkerryError as e:
-            self._metrics.unseals.labels("denied" if isinstance(e, PermissionDenied) else "failed").inc()
-            self._metrics.refusals.labels(e.reason).inc()
+            self._refused(e)
             raise
         finally:
             self._metrics.seconds.observe(time.monotonic() - started)
-        for result in page.results:
-            if result.error is None:
-                self._metrics.unseals.labels("allowed").inc()
-                self._metrics.items.inc(len(result.data))
-            else:
-                denied = isinstance(result.error, PermissionDenied)
-                self._metrics.unseals.labels("denied" if denied else "failed").inc()
-                self._metrics.refusals.labels(result.error.reason).inc()
-                self._metrics.refused.count(result.error)  # answered, so the error interceptor never sees it
-        return page
+
+    def _allowed(self, items: int) -> None:
+        self._metrics.unseals.labels("allowed").inc()
+        self._metrics.items.inc(items)
+
+    def _refused(self, error: SkerryError) -> None:
+        self._metrics.unseals.labels("denied" if isinstance(error, PermissionDenied) else "failed").inc()
+        self._metrics.refusals.labels(error.reason).inc()
 
     def __getattr__(self, name):  # re_encrypt and the rest pass through uncounted
         return getattr(self._gate, name)

@@ -31,10 +31,17 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "fleet"
 # The dev stack's hub writer lease: one hub on a throwaway state, so a restart after a crash (a new holder,
 # ``skerry.hub.config.default_hub_id``) writes again within seconds, not the production default's 15 s.
 LEASE_TTL = "5s"
+# No probe or load balancer looks at these processes: the SIGTERM drain (``--drain``, 2 s in production)
+# would only make every stop of a hub or sealer that much slower. A variable already set wins.
+NO_DRAIN = {"SKERRY_HUB_DRAIN": "0s", "SKERRY_SEALER_DRAIN": "0s"}
 
 
 # The example fleet's namespaces all start with this (shop-dev, shop-prod).
 EXAMPLES_NAMESPACE_PREFIX = "shop-"
+
+
+# Where the example fleet's prod overlay expects its sealed database Secret (``Stack.start_example``).
+EXAMPLE_SEALED_SECRET = "overlays/prod/sealed-db-credentials.yaml"
 
 
 class StackError(RuntimeError):
@@ -68,7 +75,7 @@ class Service:
         self.ready_file.parent.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        env = {**NO_DRAIN, **os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skerry", *self.args, "--ready-file", str(self.ready_file)],
             stdout=log,
@@ -217,6 +224,24 @@ class Stack:
         port = self.sealer.ready()["port"]
         self.sealer_address = f"127.0.0.1:{port}"
         return self.sealer
+
+    def start_example(
+        self, clusters: tuple[str, ...], *, password: str, files: dict[str, str] | None = None, bare: bool = False
+    ) -> None:
+        """The example fleet end to end: a sealer, the repository (``seed_repo``) with its prod database Secret
+        sealed holding ``password``, a hub, and an agent for each of ``clusters``."""
+        self.start_sealer()
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": "shop-prod"},
+                  "type": "Opaque", "stringData": {"username": "shop", "password": password}}
+        self.seed_repo(seal={EXAMPLE_SEALED_SECRET: secret}, files=files, bare=bare)
+        self.start_hub()
+        for cluster in clusters:
+            self.start_agent(cluster)
+
+    def cluster_view(self, cluster: str, operator: str = "tester") -> dict:
+        """The hub's view of ``cluster`` (``fleet_status``), asked as the operator named ``operator``."""
+        files = self.identity(operator, tls.ROLE_OPERATOR)
+        return next(v for v in fleet_status(self.hub_address, files) if v["cluster"] == cluster)
 
     def seed_repo(
         self,

@@ -5,14 +5,16 @@ Fixtures live in ``conftest.py``; test modules import these names from here.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import subprocess
+import time
 
 from tuf.api import exceptions as tuf_errors
 
 from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import InMemoryFetcher
-from skerry.api.v1 import bundle_pb2
+from skerry.api.v1 import bundle_pb2, hub_pb2
 from skerry.core.bundle import Bundle, VerifiedBundle
 from skerry.core.canonical import sha256_digest
 from skerry.core.errors import NotFound
@@ -134,3 +136,35 @@ def deployment(name: str, namespace: str, image: str = "nginx:1.25", replicas: i
             },
         },
     }
+
+
+def run(coro, timeout: float = 90):
+    """Run one test scenario, given up after ``timeout`` seconds (a hang fails instead of stalling the suite)."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` from a thread of the test until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+async def poll(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def applied_ready(hub, app, bundles: Bundles, objects) -> bundle_pb2.SignedBundle:
+    """Send a bundle of ``objects`` down the hub's watch and wait until the agent applied it Ready."""
+    msg = bundles.signed_message(objects)
+    await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
+    await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready, 30)
+    return msg

@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import json
 
 import pytest
 
-from skerry.agent.app import AgentApp
-from skerry.agent.config import AgentConfig
 from skerry.api.v1 import bundle_pb2, hub_pb2
 from skerry.core import trust
 from skerry.core.bundle import Bundle
 from skerry.core.canonical import sha256_digest, sha256_hex
 from tests.e2e.trust_world import evil_key
 
-from .fakes import FakeHub, FakeUnsealer, sealed_secret
-from .helpers import CLUSTER, ENVIRONMENT, Bundles, configmap, kubectl
+from .fakes import sealed_secret
+from .helpers import CLUSTER, ENVIRONMENT, Bundles, applied_ready, configmap, kubectl, run
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture
-def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
-    files = pki.agent(CLUSTER)
-    apps: list[AgentApp] = []
-
-    def make(hub_address: str, *, trust_root=None, **kw) -> AgentApp:
-        config = AgentConfig(
-            cluster=CLUSTER,
-            hub_address=hub_address,
-            tls_ca=files.ca,
-            tls_cert=files.cert,
-            tls_key=files.key,
-            trust_root=trust_root or bundles.root,
-            environment=ENVIRONMENT,
-            kubeconfig=kubeconfig,
-            state_dir=tmp_path / "state",
-            namespace=agent_namespace,
-            ready_file=tmp_path / "ready.json",
-        )
-        app = AgentApp(
-            config, unsealer=kw.pop("unsealer", FakeUnsealer()), clock=kw.pop("clock", clock), **kw
-        )
-        apps.append(app)
-        return app
-
-    return make
 
 
 def bundles_pb2_hint(release: int, data: bytes) -> bundle_pb2.SignedBundle:
@@ -63,18 +32,11 @@ def conditions(status) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in status.conditions}
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
 def test_a_bundle_from_the_hub_is_verified_applied_and_reported(
-    pki, bundles, make_app, kube, namespace, tmp_path
+    bundles, agent_on_hub, kube, namespace, tmp_path
 ):
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address)
-        await app.start()
-        try:
+        async with agent_on_hub() as (hub, app):
             msg = bundles.signed_message(
                 [configmap("from-hub", namespace), sealed_secret("db", namespace, {"pw": "s3cret"})]
             )
@@ -89,9 +51,6 @@ def test_a_bundle_from_the_hub_is_verified_applied_and_reported(
                 ("Secret", "created"),
             }
             assert "s3cret" not in str(report)
-        finally:
-            await app.stop()
-            await hub.stop()
         assert kube.get("v1", "ConfigMap", "from-hub", namespace) is not None
         doc = ready_file(tmp_path)
         assert (doc["cluster"], doc["applied_release"], doc["applied_digest"], doc["ready"]) == (
@@ -105,13 +64,10 @@ def test_a_bundle_from_the_hub_is_verified_applied_and_reported(
 
 
 def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
-    pki, bundles, make_app, kube, namespace, tmp_path
+    bundles, agent_on_hub, kube, namespace, tmp_path
 ):
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address)
-        await app.start()
-        try:
+        async with agent_on_hub() as (hub, app):
             await hub.send(
                 hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("good", namespace)]))
             )
@@ -135,9 +91,6 @@ def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
             report = hub.reports[-1]
             assert report.applied_version == 1  # the last good state stays
             assert app.last_rejection.reason == "BadSignature"
-        finally:
-            await app.stop()
-            await hub.stop()
         assert kube.get("v1", "ConfigMap", "evil", namespace) is None
         assert kube.get("v1", "ConfigMap", "good", namespace) is not None
         assert ready_file(tmp_path)["applied_release"] == 1
@@ -145,12 +98,9 @@ def test_a_bundle_signed_by_another_key_is_rejected_reported_and_not_applied(
     run(scenario())
 
 
-def test_a_rollback_from_the_hub_is_rejected_with_its_reason(pki, bundles, make_app, kube, namespace):
+def test_a_rollback_from_the_hub_is_rejected_with_its_reason(bundles, agent_on_hub, kube, namespace):
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address)
-        await app.start()
-        try:
+        async with agent_on_hub() as (hub, app):
             await hub.send(
                 hub_pb2.WatchBundlesResponse(
                     bundle=bundles.signed_message([configmap("v5", namespace)], release=5)
@@ -162,20 +112,14 @@ def test_a_rollback_from_the_hub_is_rejected_with_its_reason(pki, bundles, make_
             await hub.send(hub_pb2.WatchBundlesResponse(bundle=old))
             await app.wait_until(lambda a: a.last_rejection is not None)
             assert app.last_rejection.reason == "ReleaseRollback"  # fresh metadata, a lower release counter
-        finally:
-            await app.stop()
-            await hub.stop()
         assert kube.get("v1", "ConfigMap", "v3", namespace) is None
 
     run(scenario())
 
 
-def test_a_render_error_is_reported_and_nothing_is_pruned(pki, bundles, make_app, kube, namespace):
+def test_a_render_error_is_reported_and_nothing_is_pruned(bundles, agent_on_hub, kube, namespace):
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address)
-        await app.start()
-        try:
+        async with agent_on_hub() as (hub, app):
             await hub.send(
                 hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("stays", namespace)]))
             )
@@ -186,30 +130,19 @@ def test_a_render_error_is_reported_and_nothing_is_pruned(pki, bundles, make_app
             report = hub.reports[-1]
             assert conditions(report)["Rendered"] == ("False", "RenderFailed")
             assert report.applied_version == 1
-        finally:
-            await app.stop()
-            await hub.stop()
         assert kube.get("v1", "ConfigMap", "stays", namespace) is not None
 
     run(scenario())
 
 
 def test_the_cached_bundle_is_reapplied_on_start_without_a_hub(
-    pki, bundles, make_app, kube, kubeconfig, namespace, tmp_path
+    bundles, running_app, agent_on_hub, kube, kubeconfig, namespace, tmp_path
 ):
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address)
-        await app.start()
-        try:
-            msg = bundles.signed_message(
-                [configmap("cached", namespace), sealed_secret("db", namespace, {"pw": "s3cret"})]
+        async with agent_on_hub() as (hub, app):
+            await applied_ready(
+                hub, app, bundles, [configmap("cached", namespace), sealed_secret("db", namespace, {"pw": "s3cret"})]
             )
-            await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
-            await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready)
-        finally:
-            await app.stop()
-            await hub.stop()
 
         kubectl(kubeconfig, "delete", "configmap", "cached", "-n", namespace)
         (tmp_path / "ready.json").unlink()
@@ -217,16 +150,12 @@ def test_the_cached_bundle_is_reapplied_on_start_without_a_hub(
             p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()
         )
 
-        offline = make_app("127.0.0.1:1")  # nothing listens there
-        await offline.start()
-        try:
+        async with running_app("127.0.0.1:1") as offline:  # nothing listens there
             await offline.wait_until(lambda a: a.last_result is not None)
             assert offline.last_result.ready
             status = offline.status_result()
             assert status.condition("Verified").reason == "CachedBundle"
             assert status.condition("Stale") is None
-        finally:
-            await offline.stop()
         assert kube.get("v1", "ConfigMap", "cached", namespace) is not None
         assert ready_file(tmp_path)["applied_release"] == 1
 
@@ -234,43 +163,28 @@ def test_the_cached_bundle_is_reapplied_on_start_without_a_hub(
 
 
 def test_an_expired_cache_is_reapplied_and_reported_stale(
-    pki, make_app, kube, kubeconfig, namespace, clock, tmp_path
+    running_app, agent_on_hub, kube, kubeconfig, namespace, clock, tmp_path
 ):
     bundles = Bundles(tmp_path / "short", expiry={"timestamp": _dt.timedelta(minutes=10)})
 
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address, trust_root=bundles.root)
-        await app.start()
-        try:
-            msg = bundles.signed_message([configmap("frozen", namespace)])
-            await hub.send(hub_pb2.WatchBundlesResponse(bundle=msg))
-            await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready)
-        finally:
-            await app.stop()
-            await hub.stop()
+        async with agent_on_hub(trust=bundles) as (hub, app):
+            await applied_ready(hub, app, bundles, [configmap("frozen", namespace)])
         kubectl(kubeconfig, "delete", "configmap", "frozen", "-n", namespace)
 
         clock.advance(3600)
-        offline = make_app("127.0.0.1:1", trust_root=bundles.root)
-        await offline.start()
-        try:
+        async with running_app("127.0.0.1:1", trust_root=bundles.root) as offline:
             await offline.wait_until(lambda a: a.last_result is not None)
             stale = offline.status_result().condition("Stale")
             assert (stale.status, stale.reason) == ("True", "Expired")
-        finally:
-            await offline.stop()
         assert kube.get("v1", "ConfigMap", "frozen", namespace) is not None
 
     run(scenario())
 
 
-def test_a_reconcile_that_did_not_end_ready_is_retried(pki, bundles, make_app, kube, kubeconfig, namespace):
+def test_a_reconcile_that_did_not_end_ready_is_retried(bundles, agent_on_hub, kube, kubeconfig, namespace):
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address, retry_base=0.2)
-        await app.start()
-        try:
+        async with agent_on_hub(retry_base=0.2) as (hub, app):
             later = f"{namespace}-later"
             await hub.send(
                 hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("c", later)]))
@@ -283,8 +197,5 @@ def test_a_reconcile_that_did_not_end_ready_is_retried(pki, bundles, make_app, k
                 assert app.reconciles >= 2
             finally:
                 kubectl(kubeconfig, "delete", "namespace", later, "--wait=false", check=False)
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())

@@ -2,53 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
 import pytest
 
-from skerry.agent.app import AgentApp
-from skerry.agent.config import AgentConfig
 from skerry.agent.monitor import Monitor
 from skerry.agent.reconcile.drift import IgnoreRule, find_drift, fingerprint, observed_fingerprint
+from skerry.agent.reconcile.engine import Reconciler
 from skerry.agent.reconcile.model import ObjectRef
-from skerry.api.v1 import hub_pb2
 
-from .fakes import FakeHub, FakeUnsealer
-from .helpers import CLUSTER, ENVIRONMENT, configmap, deployment, kubectl
+from .fakes import FakeUnsealer
+from .helpers import applied_ready, configmap, deployment, kubectl, poll, run, wait_until
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture
-def make_app(pki, bundles, tmp_path, kubeconfig, agent_namespace, clock):
-    files = pki.agent(CLUSTER)
-    apps: list[AgentApp] = []
-
-    def make(hub_address: str, *, monotonic=time.monotonic, **settings) -> AgentApp:
-        config = AgentConfig(
-            cluster=CLUSTER,
-            hub_address=hub_address,
-            tls_ca=files.ca,
-            tls_cert=files.cert,
-            tls_key=files.key,
-            trust_root=bundles.root,
-            environment=ENVIRONMENT,
-            kubeconfig=kubeconfig,
-            state_dir=tmp_path / "state",
-            namespace=agent_namespace,
-            **settings,
-        )
-        app = AgentApp(config, unsealer=FakeUnsealer(), clock=clock, monotonic=monotonic)
-        apps.append(app)
-        return app
-
-    return make
-
-
-def run(coro, timeout=90):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def replicas(kubeconfig, namespace, name="web") -> int:
@@ -60,30 +27,12 @@ def cond(app, type_):
     return app.status_result().condition(type_)
 
 
-async def started(pki, make_app, bundles, objects, *, monotonic=time.monotonic, **settings):
-    hub = await FakeHub(pki, trust=bundles.world).start()
-    app = make_app(hub.address, monotonic=monotonic, **settings)
-    await app.start()
-    await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message(objects)))
-    await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready, 30)
-    return hub, app
-
-
-async def poll(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 def test_a_manual_kubectl_scale_is_reported_as_drift_and_reverted(
-    pki, make_app, bundles, kubeconfig, namespace
+    agent_on_hub, bundles, kubeconfig, namespace
 ):
     async def scenario():
-        hub, app = await started(pki, make_app, bundles, [deployment("web", namespace, replicas=1)])
-        try:
+        async with agent_on_hub() as (hub, app):
+            await applied_ready(hub, app, bundles, [deployment("web", namespace, replicas=1)])
             kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3")
             await poll(lambda: app.drift_corrections >= 1)
             await poll(lambda: replicas(kubeconfig, namespace) == 1)
@@ -100,9 +49,6 @@ def test_a_manual_kubectl_scale_is_reported_as_drift_and_reverted(
                     c.type == "DriftCorrected" and ".spec.replicas" in c.message for r in hub.reports for c in r.conditions
                 )
             )
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())
 
@@ -120,7 +66,7 @@ class ManualMonotonic:
         self.now += seconds
 
 
-def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, bundles, kubeconfig, namespace):
+def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(agent_on_hub, bundles, kubeconfig, namespace):
     """Someone re-scales every second: corrections thin out exponentially, the status says so.
 
     The fight runs on the agent's injected monotonic clock: one re-scale (a real write to the API
@@ -129,10 +75,8 @@ def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, b
 
     async def scenario():
         ticks = ManualMonotonic()
-        hub, app = await started(
-            pki, make_app, bundles, [deployment("web", namespace, replicas=1)], monotonic=ticks
-        )
-        try:
+        async with agent_on_hub(monotonic=ticks) as (hub, app):
+            await applied_ready(hub, app, bundles, [deployment("web", namespace, replicas=1)])
             kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3")
             await poll(lambda: app.drift_corrections >= 1)  # the first correction is immediate
             await poll(lambda: replicas(kubeconfig, namespace) == 1)
@@ -167,19 +111,14 @@ def test_a_fight_over_a_field_backs_off_instead_of_a_write_loop(pki, make_app, b
             ticks.advance(1)
             await poll(lambda: replicas(kubeconfig, namespace) == 1, 60)
             await poll(lambda: cond(app, "CorrectionBackoff") is None and cond(app, "Drifted").status == "False", 30)
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario(), timeout=180)
 
 
-def test_detect_only_reports_the_drift_and_leaves_the_change(pki, make_app, bundles, kubeconfig, namespace):
+def test_detect_only_reports_the_drift_and_leaves_the_change(agent_on_hub, bundles, kubeconfig, namespace):
     async def scenario():
-        hub, app = await started(
-            pki, make_app, bundles, [deployment("web", namespace, replicas=1)], drift_policy="detect"
-        )
-        try:
+        async with agent_on_hub(drift_policy="detect") as (hub, app):
+            await applied_ready(hub, app, bundles, [deployment("web", namespace, replicas=1)])
             kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=3")
             await poll(lambda: cond(app, "Drifted").status == "True")
             drifted = cond(app, "Drifted")
@@ -191,38 +130,26 @@ def test_detect_only_reports_the_drift_and_leaves_the_change(pki, make_app, bund
             )
             assert replicas(kubeconfig, namespace) == 3
             assert app.drift_corrections == 0
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())
 
 
-def test_an_object_deleted_outside_git_is_recreated(pki, make_app, bundles, kubeconfig, kube, namespace):
+def test_an_object_deleted_outside_git_is_recreated(agent_on_hub, bundles, kubeconfig, kube, namespace):
     async def scenario():
-        hub, app = await started(pki, make_app, bundles, [configmap("settings", namespace, {"a": "1"})])
-        try:
+        async with agent_on_hub() as (hub, app):
+            await applied_ready(hub, app, bundles, [configmap("settings", namespace, {"a": "1"})])
             kubectl(kubeconfig, "delete", "configmap", "settings", "-n", namespace)
             await poll(lambda: app.drift_corrections >= 1)
             await poll(lambda: kube.get("v1", "ConfigMap", "settings", namespace) is not None)
             assert any("deleted outside Git" in c for c in app.corrected)
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())
 
 
-def test_an_ignored_field_is_never_reported_or_corrected(pki, make_app, bundles, kubeconfig, namespace):
+def test_an_ignored_field_is_never_reported_or_corrected(agent_on_hub, bundles, kubeconfig, namespace):
     async def scenario():
-        hub, app = await started(
-            pki,
-            make_app,
-            bundles,
-            [deployment("web", namespace, replicas=1)],
-            drift_ignore=("apps/Deployment:.spec.replicas",),
-        )
-        try:
+        async with agent_on_hub(drift_ignore=("apps/Deployment:.spec.replicas",)) as (hub, app):
+            await applied_ready(hub, app, bundles, [deployment("web", namespace, replicas=1)])
             kubectl(kubeconfig, "scale", "deployment", "web", "-n", namespace, "--replicas=2")
             kubectl(kubeconfig, "label", "deployment", "web", "-n", namespace, "app=changed", "--overwrite")
             await poll(lambda: app.drift_corrections >= 1)  # the label is drift and is corrected
@@ -231,9 +158,6 @@ def test_an_ignored_field_is_never_reported_or_corrected(pki, make_app, bundles,
             # The correction re-applied the object without the field left to kubectl.
             await poll(lambda: cond(app, "Drifted").status == "False")
             assert replicas(kubeconfig, namespace) == 2
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())
 
@@ -244,17 +168,12 @@ def test_our_own_applies_are_not_drift(reconciler, bundles, kube, namespace, age
     monitor = Monitor(kube, reconciler, namespace=agent_namespace, on_change=lambda: changes.append(1))
     monitor.retarget()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(monitor.health) < 2:
-            time.sleep(0.1)
+        wait_until(lambda: len(monitor.health) >= 2, 10)
         # A new release re-stamps every object; none of those writes is drift.
         events = monitor.events
         reconciler.reconcile(bundles.verified([configmap("a", namespace, {"k": "v2"}), deployment("web", namespace)]))
         monitor.retarget()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and monitor.events < events + 2:
-            time.sleep(0.05)
-        assert monitor.events >= events + 2, "the monitor saw none of the new release's writes"
+        assert wait_until(lambda: monitor.events >= events + 2, 10), "the monitor saw none of the new release's writes"
         time.sleep(0.5)  # the last event counted is judged within milliseconds
         assert monitor.current_drifts() == []
         assert monitor.events >= 1
@@ -289,34 +208,30 @@ class DelayedApplies:
         return outcome
 
 
-def _watching(kube, reconciler, agent_namespace, objects_):
+def _applied_and_watched(kube, bundles, agent_namespace, objects_, delay: float):
+    """A reconciler whose applies answer ``delay`` late (``DelayedApplies``) after it applied ``objects_``, and a
+    monitor that has seen them: ``(slow client, reconciler, monitor, drifts reported as they change)``."""
+    slow = DelayedApplies(kube, delay)
+    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
+    assert reconciler.reconcile(bundles.verified(objects_)).ready
     reported: list = []
-    monitor = Monitor(kube, reconciler, namespace=agent_namespace)
+    monitor = Monitor(slow, reconciler, namespace=agent_namespace)
     monitor._on_change = lambda: reported.extend(monitor.current_drifts())
     monitor.retarget()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(monitor.health) < len(objects_):
-        time.sleep(0.05)
+    wait_until(lambda: len(monitor.health) >= len(objects_), 20)
     assert len(monitor.health) == len(objects_), "the monitor never saw the applied objects"
-    return monitor, reported
+    return slow, reconciler, monitor, reported
 
 
 def test_a_release_being_applied_is_never_reported_as_drift(kube, bundles, namespace, agent_namespace):
-    from skerry.agent.reconcile.engine import Reconciler
-
-    slow = DelayedApplies(kube, 0.4)
-    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
     objs = [configmap("a", namespace), deployment("web", namespace)]
-    assert reconciler.reconcile(bundles.verified(objs)).ready
-    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    slow, reconciler, monitor, reported = _applied_and_watched(kube, bundles, agent_namespace, objs, 0.4)
     try:
         events = monitor.events
         # Same objects, a new release: each write re-stamps skerry.io/bundle-digest, and its watch
         # event arrives while the engine still holds the previous release's fingerprint.
         assert reconciler.reconcile(bundles.verified(objs)).ready
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and monitor.events < events + len(objs):
-            time.sleep(0.05)
+        wait_until(lambda: monitor.events >= events + len(objs), 10)
         time.sleep(0.5)
         assert monitor.events >= events + len(objs), "the monitor saw none of the new release's writes"
         assert reported == []
@@ -328,35 +243,25 @@ def test_a_release_being_applied_is_never_reported_as_drift(kube, bundles, names
 def test_a_change_made_while_its_object_is_being_applied_is_still_drift(
     kube, bundles, kubeconfig, namespace, agent_namespace
 ):
-    from skerry.agent.reconcile.engine import Reconciler
-
-    slow = DelayedApplies(kube, 0.0)
-    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
     objs = [configmap("a", namespace, {"k": "v"})]
-    assert reconciler.reconcile(bundles.verified(objs)).ready
-    monitor, reported = _watching(slow, reconciler, agent_namespace, objs)
+    slow, reconciler, monitor, reported = _applied_and_watched(kube, bundles, agent_namespace, objs, 0.0)
     try:
         slow.gate = threading.Event()
         verified = bundles.verified(objs)
         events = monitor.events
         worker = threading.Thread(target=reconciler.reconcile, args=(verified,))
         worker.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the new release is written; its apply has not returned yet
-            live = kube.get("v1", "ConfigMap", "a", namespace)
-            if live["metadata"]["annotations"]["skerry.io/bundle-digest"] == verified.digest:
-                break
-            time.sleep(0.05)
+        wait_until(  # the new release is written; its apply has not returned yet
+            lambda: kube.get("v1", "ConfigMap", "a", namespace)["metadata"]["annotations"]["skerry.io/bundle-digest"]
+            == verified.digest,
+            10,
+        )
         kubectl(kubeconfig, "patch", "configmap", "a", "-n", namespace, "-p", '{"data":{"k":"manual"}}')
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and monitor.events < events + 2:  # the new release's write, the patch
-            time.sleep(0.05)
+        wait_until(lambda: monitor.events >= events + 2, 10)  # the new release's write, the patch
         slow.gate.set()  # only now does the apply answer reach the engine
         worker.join(15)
         assert not worker.is_alive()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not monitor.current_drifts():
-            time.sleep(0.05)
+        wait_until(monitor.current_drifts, 10)
         (found,) = monitor.current_drifts()
         assert (found.field, found.live, found.desired) == (".data.k", "manual", "v")
         assert found.changed_by == "kubectl-patch"
@@ -373,19 +278,11 @@ def test_a_deletion_that_lands_while_its_correction_is_answered_is_still_drift(
     deletion before the apply's answer is recorded, the deletion must still be drift: found by CI,
     where the agent then never re-created a CRD deleted by hand. Reverted to check: ``Monitor``'s
     DELETED events handled by ``_gone`` at once again: the drift is cleared and this test fails."""
-    from skerry.agent.reconcile.engine import Reconciler
-
-    slow = DelayedApplies(kube, 0.0)
-    reconciler = Reconciler(slow, FakeUnsealer(), "skerry", agent_namespace)
     objs = [configmap("held", namespace, {"k": "v"})]
-    assert reconciler.reconcile(bundles.verified(objs)).ready
-    monitor, _ = _watching(slow, reconciler, agent_namespace, objs)
+    slow, reconciler, monitor, _ = _applied_and_watched(kube, bundles, agent_namespace, objs, 0.0)
     try:
         def seen(count: int, what: str) -> None:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and monitor.events < count:
-                time.sleep(0.05)
-            assert monitor.events >= count, f"the monitor never saw {what}"
+            assert wait_until(lambda: monitor.events >= count, 10), f"the monitor never saw {what}"
 
         # Another controller's finalizer holds the object in Terminating once it is deleted.
         events = monitor.events

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from skerry.agent.app import AgentApp
-from skerry.agent.config import AgentConfig
 from skerry.api.v1 import hub_pb2
 
-from .fakes import FakeHub, FakeUnsealer
-from .helpers import CLUSTER, ENVIRONMENT, configmap
+from .fakes import FakeHub
+from .helpers import configmap
 
 pytestmark = pytest.mark.kube
 
@@ -19,19 +17,13 @@ FAILOVER_SECONDS = 20.0
 
 
 async def test_the_agent_carries_on_with_the_other_replica_when_its_hub_stops(
-    pki, bundles, kube, namespace, agent_namespace, kubeconfig, tmp_path, clock
+    pki, bundles, make_app, kube, namespace
 ):
-    files = pki.agent(CLUSTER)
     hubs = {}
     for _ in range(2):
         hub = await FakeHub(pki, trust=bundles.world).start()  # both serve the same trust repository
         hubs[hub.address] = hub
-    config = AgentConfig(
-        cluster=CLUSTER, hub_address=",".join(hubs), tls_ca=files.ca, tls_cert=files.cert, tls_key=files.key,
-        trust_root=bundles.root, environment=ENVIRONMENT, kubeconfig=kubeconfig, state_dir=tmp_path / "state",
-        namespace=agent_namespace,
-    )
-    app = AgentApp(config, unsealer=FakeUnsealer(), clock=clock)
+    app = make_app(",".join(hubs))
     await app.start()
     try:
         first = bundles.signed_message([configmap("v1", namespace)])

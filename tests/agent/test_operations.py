@@ -11,8 +11,7 @@ from skerry.agent.diff import CHANGE, CREATE, PRUNE, SAME, diff_bundle, render_t
 from skerry.api.v1 import hub_pb2
 from skerry.cli import agent as cli
 
-from .helpers import CLUSTER, configmap, kubectl
-from .test_drift import make_app, poll, run  # noqa: F401 - fixture reuse
+from .helpers import CLUSTER, applied_ready, configmap, kubectl, poll, run
 
 pytestmark = pytest.mark.kube
 
@@ -64,18 +63,12 @@ def test_diff_shows_field_changes_creations_and_prunes_without_writing(
     assert "belongs to cluster 'oslo'" in capsys.readouterr().err
 
 
-def test_suspend_holds_new_bundles_and_resume_applies_them(pki, make_app, bundles, kube, kubeconfig, namespace, agent_namespace):  # noqa: F811
-    from .fakes import FakeHub
-
+def test_suspend_holds_new_bundles_and_resume_applies_them(agent_on_hub, bundles, kube, kubeconfig, namespace, agent_namespace):
     common = ["--cluster", CLUSTER, "--kubeconfig", str(kubeconfig), "--namespace", agent_namespace]
 
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address)
-        await app.start()
-        try:
-            await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("a", namespace)])))
-            await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready, 30)
+        async with agent_on_hub() as (hub, app):
+            await applied_ready(hub, app, bundles, [configmap("a", namespace)])
             assert await asyncio.to_thread(_main, "suspend", *common) == 0
             await poll(lambda: app.suspended)
             await hub.send(
@@ -87,25 +80,16 @@ def test_suspend_holds_new_bundles_and_resume_applies_them(pki, make_app, bundle
             assert await asyncio.to_thread(_main, "resume", *common) == 0
             await poll(lambda: kube.get("v1", "ConfigMap", "b", namespace) is not None)
             await poll(lambda: app.status_result().release == 2 and app.status_result().condition("Suspended") is None)
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())
 
 
-def test_reconcile_now_repairs_what_detect_only_left(pki, make_app, bundles, kube, kubeconfig, namespace, agent_namespace):  # noqa: F811
-    from .fakes import FakeHub
-
+def test_reconcile_now_repairs_what_detect_only_left(agent_on_hub, bundles, kube, kubeconfig, namespace, agent_namespace):
     common = ["--cluster", CLUSTER, "--kubeconfig", str(kubeconfig), "--namespace", agent_namespace]
 
     async def scenario():
-        hub = await FakeHub(pki, trust=bundles.world).start()
-        app = make_app(hub.address, drift_policy="detect")
-        await app.start()
-        try:
-            await hub.send(hub_pb2.WatchBundlesResponse(bundle=bundles.signed_message([configmap("a", namespace)])))
-            await app.wait_until(lambda a: a.last_result is not None and a.last_result.ready, 30)
+        async with agent_on_hub(drift_policy="detect") as (hub, app):
+            await applied_ready(hub, app, bundles, [configmap("a", namespace)])
             kubectl(kubeconfig, "delete", "configmap", "a", "-n", namespace)
             await poll(lambda: app.status_result().condition("Drifted").status == "True")
             before = app.reconciles
@@ -113,9 +97,6 @@ def test_reconcile_now_repairs_what_detect_only_left(pki, make_app, bundles, kub
             assert await asyncio.to_thread(_main, "reconcile", *common, "--wait", "--timeout", "60s") == 0
             assert app.reconciles > before
             assert kube.get("v1", "ConfigMap", "a", namespace) is not None
-        finally:
-            await app.stop()
-            await hub.stop()
 
     run(scenario())
 

@@ -85,7 +85,7 @@ def test_drift_settings_come_from_the_environment_and_are_checked(tmp_path):
     assert cfg.drift_policy == "detect" and cfg.resync_seconds == 120.0
     assert cfg.drift_ignore == ("apps/Deployment:.spec.replicas", "*:.metadata.annotations")
     assert AgentConfig.from_env(base).resync_seconds == 600.0  # the default full resync
-    with pytest.raises(ConfigError, match="drift policy"):
+    with pytest.raises(ConfigError, match="drift_policy: 'yolo' is not one of"):
         AgentConfig.from_env({**base, "SKERRY_AGENT_DRIFT_POLICY": "yolo"})
     with pytest.raises(ConfigError, match="ignore rule"):
         AgentConfig.from_env({**base, "SKERRY_AGENT_DRIFT_IGNORE": "spec.replicas"})

@@ -1,9 +1,11 @@
-"""The one backoff (skerry/core/backoff.py) and the agent's retry waits that use it: pure, no clock, no server."""
+"""The one backoff (skerry/core/backoff.py), the server's reconnect hints it heeds (skerry/core/pushback.py) and the
+agent's retry waits that use it: pure, no clock, no server."""
 
 import pytest
 
 from skerry.agent.reconcile.backoff import CorrectionBackoff
-from skerry.core.backoff import MAX_EXPONENT, capped_exponential, full_jitter, spread
+from skerry.core import pushback
+from skerry.core.backoff import MAX_EXPONENT, capped_exponential, full_jitter, reconnect_delay, spread
 
 
 def test_capped_exponential_doubles_from_base_and_stops_at_the_cap():
@@ -31,3 +33,31 @@ def test_drift_correction_waits_are_the_shared_capped_exponential():
 def test_spread_is_never_sooner_than_the_pause_and_below_twice_it():
     assert spread(5, rng=lambda: 0.0) == 5
     assert spread(5, rng=lambda: 0.999) == pytest.approx(9.995)
+
+
+def test_a_reconnect_after_a_pushback_waits_exactly_what_the_server_said():
+    assert reconnect_delay(0, base=0.5, cap=15, spread=60, pushback=7.25, rng=lambda: 0.0) == 7.25
+    assert reconnect_delay(9, base=0.5, cap=15, pushback=0.0, rng=lambda: 0.9) == 0.0
+
+
+def test_a_reconnect_after_a_lost_stream_is_full_jitter_over_the_wider_of_backoff_and_spread():
+    # a dead hub that advertised 40 s: its agents come back anywhere in [0, 40 s), not within 0.5 s
+    assert reconnect_delay(0, base=0.5, cap=15, spread=40, rng=lambda: 0.5) == pytest.approx(20)
+    assert reconnect_delay(0, base=0.5, cap=15, spread=40, rng=lambda: 0.999) == pytest.approx(39.96)
+    # a narrow spread never shortens the backoff of a failure streak
+    assert reconnect_delay(5, base=0.5, cap=15, spread=1, rng=lambda: 0.5) == pytest.approx(7.5)
+    assert reconnect_delay(0, base=0.5, cap=15, rng=lambda: 0.5) == full_jitter(0, base=0.5, cap=15, rng=lambda: 0.5)
+
+
+def test_hints_from_a_server_are_read_as_milliseconds_and_bounded():
+    assert pushback.entry(pushback.PUSHBACK_METADATA, 1.2341) == ("grpc-retry-pushback-ms", "1235")
+    assert pushback.pushback([("skerry-reason", "AdmissionLimited"), ("grpc-retry-pushback-ms", "1500")]) == 1.5
+    assert pushback.pushback([("grpc-retry-pushback-ms", b"250")]) == 0.25
+    assert pushback.spread([(pushback.SPREAD_METADATA, "30000")]) == 30.0
+    # a hostile or broken hub cannot park an agent for ever
+    assert pushback.pushback([("grpc-retry-pushback-ms", str(10**11))]) == pushback.MAX_PUSHBACK_SECONDS
+    assert pushback.spread([(pushback.SPREAD_METADATA, str(86_400_000))]) == pushback.MAX_SPREAD_SECONDS
+    # not a non-negative integer (gRFC A6): ignored, the client's own backoff applies
+    for bad in ("-5", "1.5", "", "soon", "9" * 40):
+        assert pushback.pushback([("grpc-retry-pushback-ms", bad)]) is None
+    assert pushback.pushback(None) is None and pushback.spread(()) is None

@@ -87,9 +87,9 @@ def test_overrides_win_over_the_environment_and_none_is_ignored():
         ({"SKERRY_AGENT_TLS_KEY": ""}, "SKERRY_AGENT_TLS_KEY"),
         ({"SKERRY_AGENT_TRUST_ROOT": ""}, "TUF trust root"),
         ({"SKERRY_AGENT_ENVIRONMENT": "Prod_1"}, "environment"),
-        ({"SKERRY_AGENT_FREEZE_POLICY": "melt"}, "freeze policy"),
+        ({"SKERRY_AGENT_FREEZE_POLICY": "melt"}, "freeze_policy: 'melt' is not one of keep, suspend"),
         ({"SKERRY_AGENT_ALLOW_PRUNE_ALL": "maybe"}, "ALLOW_PRUNE_ALL"),
-        ({"SKERRY_AGENT_LOG_LEVEL": "loud"}, "log level"),
+        ({"SKERRY_AGENT_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
     ],
 )
 def test_invalid_config_is_one_clear_error(change, message):
@@ -105,50 +105,13 @@ def parse(argv):
 
 def test_cli_has_a_flag_for_every_config_field():
     args = parse(
-        [
-            "agent",
-            "run",
-            "--cluster",
-            "oslo",
-            "--hub",
-            "h:1",
-            "--sealer",
-            "s:2",
-            "--domain",
-            "eu",
-            "--tls-ca",
-            "ca",
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-            "--trust-root",
-            "root.json",
-            "--environment",
-            "prod",
-            "--freeze-policy",
-            "suspend",
-            "--trust-poll",
-            "5",
-            "--kubeconfig",
-            "kc",
-            "--context",
-            "ctx",
-            "--state-dir",
-            "st",
-            "--namespace",
-            "ns",
-            "--field-manager",
-            "fm",
-            "--ready-file",
-            "r.json",
-            "--log-level",
-            "debug",
-            "--allow-prune-all",
-            "--allow-prune-protected",
-            "--resync-interval",
-            "1h30m",
-        ]
+        (
+            "agent run --cluster oslo --hub h:1 --sealer s:2 --domain eu --tls-ca ca --tls-cert c "
+            "--tls-key k --trust-root root.json --environment prod --freeze-policy suspend "
+            "--trust-poll 5 --kubeconfig kc --context ctx --state-dir st --namespace ns "
+            "--field-manager fm --ready-file r.json --log-level debug --allow-prune-all "
+            "--allow-prune-protected --resync-interval 1h30m"
+        ).split()
     )
     assert args.func is cli.handler
     values = config.flag_values(args, AgentConfig)

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from skerry.agent.stream import HubClient, full_jitter
+from skerry.agent.stream import HubClient
 from skerry.api.v1 import hub_pb2
 from skerry.core import tls
+from skerry.core.backoff import full_jitter
 from skerry.core.errors import Unavailable
 
 from .fakes import FakeHub

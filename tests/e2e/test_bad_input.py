@@ -13,21 +13,9 @@ import pytest
 
 from skerry.core import tls
 from skerry.testing.devstack import EXAMPLES, Stack, git, wait_for
+from tests.faults.helpers import error_lines
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
-
-
-def error_lines(log: str, *needles: str) -> list[str]:
-    """Warning/error log records (JSON lines) whose text contains every needle."""
-    found = []
-    for line in log.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("level") in ("warning", "error") and all(n in line for n in needles):
-            found.append(line)
-    return found
 
 
 def test_a_hub_whose_repo_lacks_skerry_yaml_says_so_and_serves_nothing(kubeconfig, tmp_path):

@@ -208,6 +208,8 @@ class World:
     def stop(self) -> None:
         if self.agents is not None:
             self.agents.kill()
+        for agent in self.stack.agents.values():  # first: a hub's SIGTERM grace waits for its open watch streams
+            agent.stop()
         for hub in self.hubs.values():
             if hub.alive():
                 os.kill(hub.proc.pid, signal.SIGCONT)

@@ -13,46 +13,26 @@ import secrets as pysecrets
 
 import pytest
 
-from skerry.core import tls
-from skerry.testing.devstack import Stack, fleet_status, wait_for
+from skerry.testing.devstack import Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
 PASSWORD = pysecrets.token_urlsafe(16)
-SECRET = {
-    "apiVersion": "v1",
-    "kind": "Secret",
-    "metadata": {"name": "db-credentials", "namespace": "shop-prod"},
-    "type": "Opaque",
-    "stringData": {"username": "shop", "password": PASSWORD},
-}
 
 
 @pytest.fixture(scope="module")
 def stack(kubeconfig, tmp_path_factory):
     s = Stack(tmp_path_factory.mktemp("stack"), kubeconfig, interval=1.0)
     try:
-        s.start_sealer()
-        s.seed_repo(seal={"overlays/prod/sealed-db-credentials.yaml": SECRET})
-        s.start_hub()
-        for cluster in ("oslo-dev", "oslo-prod"):
-            s.start_agent(cluster)
+        s.start_example(("oslo-dev", "oslo-prod"), password=PASSWORD)
         yield s
     finally:
         s.stop()
 
 
-def ops(stack: Stack) -> tls.TlsFiles:
-    return stack.identity("tester", tls.ROLE_OPERATOR)
-
-
-def desired(stack: Stack, cluster: str) -> dict:
-    return next(v for v in fleet_status(stack.hub_address, ops(stack)) if v["cluster"] == cluster)
-
-
 def wait_new_release(stack: Stack, cluster: str, above: int) -> dict:
     return wait_for(
-        lambda: (v := desired(stack, cluster)) and int(v.get("desired_version", 0)) > above and v,
+        lambda: (v := stack.cluster_view(cluster)) and int(v.get("desired_version", 0)) > above and v,
         30, f"a release of {cluster} above {above}", stack.hub,
     )
 
@@ -66,7 +46,7 @@ def edit(stack: Stack, rel: str, old: str, new: str) -> None:
 
 def test_every_cluster_applies_its_overlay_with_the_secret_unsealed(stack):
     for cluster in ("oslo-dev", "oslo-prod"):
-        v = wait_for(lambda c=cluster: desired(stack, c).get("desired_digest") and desired(stack, c), 30, "a bundle")
+        v = wait_for(lambda c=cluster: stack.cluster_view(c).get("desired_digest") and stack.cluster_view(c), 30, "a bundle")
         stack.wait_applied(cluster, digest=v["desired_digest"])
     assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}") == "3"
     assert stack.kubectl("get", "deploy", "web", "-n", "shop-dev", "-o", "jsonpath={.spec.replicas}") == "1"
@@ -88,15 +68,15 @@ def test_plaintext_never_reaches_the_repo_logs_or_agent_cache(stack):
 
 
 def test_a_commit_reaches_the_cluster_and_is_applied(stack):
-    before = int(desired(stack, "oslo-prod")["desired_version"])
-    dev_before = desired(stack, "oslo-dev")
+    before = int(stack.cluster_view("oslo-prod")["desired_version"])
+    dev_before = stack.cluster_view("oslo-dev")
     edit(stack, "overlays/prod/kustomization.yaml", "count: 3", "count: 4")
     stack.commit("prod: 4 replicas")
     v = wait_new_release(stack, "oslo-prod", before)
     stack.wait_applied("oslo-prod", digest=v["desired_digest"])
     assert stack.kubectl("get", "deploy", "web", "-n", "shop-prod", "-o", "jsonpath={.spec.replicas}") == "4"
     # dev's rendered state did not change, so dev got no new release
-    assert desired(stack, "oslo-dev")["desired_version"] == dev_before["desired_version"]
+    assert stack.cluster_view("oslo-dev")["desired_version"] == dev_before["desired_version"]
 
 
 def test_an_object_removed_from_git_is_pruned_and_only_that_object(stack):
@@ -107,7 +87,7 @@ def test_an_object_removed_from_git_is_pruned_and_only_that_object(stack):
     stack.kubectl("create", "configmap", "bystander", "-n", "shop-prod")
     stack.kubectl("label", "configmap", "bystander", "-n", "shop-prod", "app.kubernetes.io/managed-by=skerry",
                   "app.kubernetes.io/name=web")
-    before = int(desired(stack, "oslo-prod")["desired_version"])
+    before = int(stack.cluster_view("oslo-prod")["desired_version"])
     stack.commit("prod: add extra ConfigMap")
     v = wait_new_release(stack, "oslo-prod", before)
     stack.wait_applied("oslo-prod", digest=v["desired_digest"])
@@ -125,10 +105,10 @@ def test_an_object_removed_from_git_is_pruned_and_only_that_object(stack):
 
 
 def test_a_broken_overlay_keeps_the_last_good_bundle_and_reports_the_path(stack):
-    good = desired(stack, "oslo-prod")
+    good = stack.cluster_view("oslo-prod")
     edit(stack, "overlays/prod/kustomization.yaml", "  - ../../base\n", "  - ../../base\n  - missing.yaml\n")
     stack.commit("prod: broken reference")
-    v = wait_for(lambda: (d := desired(stack, "oslo-prod")).get("render_error") and d, 30, "a render error", stack.hub)
+    v = wait_for(lambda: (d := stack.cluster_view("oslo-prod")).get("render_error") and d, 30, "a render error", stack.hub)
     assert "overlays/prod" in v["render_error"]
     assert "missing.yaml" in v["render_error"]
     assert v["desired_digest"] == good["desired_digest"]
@@ -137,7 +117,7 @@ def test_a_broken_overlay_keeps_the_last_good_bundle_and_reports_the_path(stack)
     # mend it; the next good render is published again
     edit(stack, "overlays/prod/kustomization.yaml", "  - missing.yaml\n", "")
     stack.commit("prod: fix reference")
-    wait_for(lambda: not desired(stack, "oslo-prod").get("render_error"), 30, "the error to clear", stack.hub)
+    wait_for(lambda: not stack.cluster_view("oslo-prod").get("render_error"), 30, "the error to clear", stack.hub)
 
 
 def test_agent_restarted_while_the_hub_is_down_reapplies_its_cached_bundle(stack):

@@ -11,28 +11,18 @@ import sys
 import pytest
 
 from skerry.core import tls
-from skerry.testing.devstack import Stack, fleet_status, wait_for
+from skerry.testing.devstack import Stack, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
 CLUSTER = "oslo-dev"
-SECRET = {
-    "apiVersion": "v1",
-    "kind": "Secret",
-    "metadata": {"name": "db-credentials", "namespace": "shop-prod"},
-    "type": "Opaque",
-    "stringData": {"username": "shop", "password": "not-used-here"},
-}
 
 
 @pytest.fixture(scope="module")
 def stack(kubeconfig, tmp_path_factory):
     s = Stack(tmp_path_factory.mktemp("ops-stack"), kubeconfig, interval=1.0)
     try:
-        s.start_sealer()
-        s.seed_repo(seal={"overlays/prod/sealed-db-credentials.yaml": SECRET})
-        s.start_hub()
-        s.start_agent(CLUSTER)
+        s.start_example((CLUSTER,), password="not-used-here")
         s.wait_applied(CLUSTER)
         yield s
     finally:
@@ -93,13 +83,12 @@ def test_suspend_then_diff_shows_the_pending_change_and_resume_applies_it(stack)
     assert skerry("suspend", *kube_args(stack)).returncode == 0
     wait_for(lambda: conditions(stack).get("Suspended", {}).get("status") == "True", 30, "the agent to report Suspended",
              stack.agents[CLUSTER])
-    before = next(v for v in fleet_status(stack.hub_address, stack.identity("tester", tls.ROLE_OPERATOR)) if v["cluster"] == CLUSTER)
+    before = stack.cluster_view(CLUSTER)
     path = stack.repo / "overlays/dev/replicas.yaml"
     path.write_text(path.read_text().replace("replicas: 1", "replicas: 2"))
     stack.commit("dev: 2 replicas")
     wait_for(
-        lambda: int(next(v for v in fleet_status(stack.hub_address, stack.identity("tester", tls.ROLE_OPERATOR))
-                         if v["cluster"] == CLUSTER).get("desired_version", 0)) > int(before.get("desired_version", 0)),
+        lambda: int(stack.cluster_view(CLUSTER).get("desired_version", 0)) > int(before.get("desired_version", 0)),
         30, "a new release", stack.hub,
     )
     out = skerry("diff", *kube_args(stack), "--repo", str(stack.repo))

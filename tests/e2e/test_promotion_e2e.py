@@ -13,17 +13,10 @@ import pytest
 from skerry.core import tls
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.state import open_state
-from skerry.testing.devstack import EXAMPLES, Stack, fleet_status, git, wait_for
+from skerry.testing.devstack import EXAMPLES, Stack, git, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
-SECRET = {
-    "apiVersion": "v1",
-    "kind": "Secret",
-    "metadata": {"name": "db-credentials", "namespace": "shop-prod"},
-    "type": "Opaque",
-    "stringData": {"username": "shop", "password": "not-a-real-one"},
-}
 PROMOTION = """
 promotion:
   promoters: [tester, approver]
@@ -47,12 +40,7 @@ def stack(kubeconfig, tmp_path_factory):
     fleet = (EXAMPLES / "skerry.yaml").read_text()
     fleet = fleet[: fleet.index("# Promotion")] + PROMOTION
     try:
-        s.start_sealer()
-        s.seed_repo(seal={"overlays/prod/sealed-db-credentials.yaml": SECRET}, files={"skerry.yaml": fleet},
-                    bare=True)
-        s.start_hub()
-        for cluster in ("oslo-dev", "oslo-prod"):
-            s.start_agent(cluster)
+        s.start_example(("oslo-dev", "oslo-prod"), password="not-a-real-one", files={"skerry.yaml": fleet}, bare=True)
         yield s
     finally:
         s.stop()
@@ -66,17 +54,12 @@ def cli(stack: Stack, who: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def view(stack: Stack, cluster: str) -> dict:
-    ops = stack.identity("tester", tls.ROLE_OPERATOR)
-    return next(v for v in fleet_status(stack.hub_address, ops) if v["cluster"] == cluster)
-
-
 def image(stack: Stack, ns: str) -> str:
     return stack.kubectl("get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
 
 
 def settle(stack: Stack, cluster: str) -> None:
-    v = wait_for(lambda: view(stack, cluster).get("desired_digest") and view(stack, cluster), 30, "a bundle", stack.hub)
+    v = wait_for(lambda: stack.cluster_view(cluster).get("desired_digest") and stack.cluster_view(cluster), 30, "a bundle", stack.hub)
     stack.wait_applied(cluster, digest=v["desired_digest"])
 
 
@@ -85,7 +68,7 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
         settle(stack, cluster)
     assert image(stack, "shop-prod") == "nginx:1.25.3"
     prod_before = (stack.repo / "overlays/prod/kustomization.yaml").read_text()
-    prod_release = view(stack, "oslo-prod")["desired_release"]
+    prod_release = stack.cluster_view("oslo-prod")["desired_release"]
 
     kust = stack.repo / "overlays/dev/kustomization.yaml"
     kust.write_text(kust.read_text().replace('newTag: "1.25.3"', 'newTag: "1.27.0"'))
@@ -97,7 +80,7 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
     assert freight.returncode == 0, freight.stderr
     assert "nginx:1.27.0" in freight.stdout and "nginx:1.25.3" in freight.stdout
     table = cli(stack, "tester", "freight", "web")  # each cluster's state at the release it runs, as people read it
-    assert f"oslo-dev:Ready@{view(stack, 'oslo-dev')['desired_release']}" in table.stdout, table.stdout
+    assert f"oslo-dev:Ready@{stack.cluster_view('oslo-dev')['desired_release']}" in table.stdout, table.stdout
 
     # a promoter who is not an approver is blocked by the approvals gate, which says who may approve
     blocked = cli(stack, "tester", "promote", "web", "--from", "dev", "--to", "prod")
@@ -109,7 +92,7 @@ def test_promote_an_image_tag_from_dev_to_prod_through_the_cli(stack):
     done = cli(stack, "approver", "promote", "web", "--from", "dev", "--to", "prod", "--approve", "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "done" in done.stdout.splitlines()[-2] or "done" in done.stdout
-    promoted = view(stack, "oslo-prod")["desired_release"]
+    promoted = stack.cluster_view("oslo-prod")["desired_release"]
     assert int(promoted.removeprefix("r")) == int(prod_release.removeprefix("r")) + 1  # one new release of prod
     assert f"cluster oslo-prod: healthy ({promoted})" in done.stdout
 

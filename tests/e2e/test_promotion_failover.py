@@ -13,6 +13,10 @@ its soak (record state ``verifying``, its follow state and soak clock in the dat
 writer, and checks what the other hub does once it takes the lease: with prod healthy it finishes the
 promotion (``done`` after the soak); with a prod cluster reporting unhealthy it rolls the promotion
 back by a commit restoring the previous freight, which prod's agents then verify.
+
+The last test kills the writer at the worst moment: the remote's own ``post-receive`` hook (a test hook,
+``kill_at_push``) SIGKILLs it once its promotion commit landed, before it could record it. The next
+writer asks the remote about the push the dead one stored, records the commit and finishes the promotion.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import signal
 import sys
 
 import grpc
@@ -114,6 +119,19 @@ class World:
     def ready(self, name: str) -> None:
         self.ports[name] = self.hubs[name].ready(DEADLINE)["port"]
 
+    def revive(self) -> None:
+        """Start again every hub an earlier test killed (as standbys)."""
+        for name in [n for n in HUBS if not self.hubs[n].alive()]:
+            self.start_hub(name)
+            self.ready(name)
+
+    def kill_at_push(self, name: str) -> None:
+        """A test hook: the remote SIGKILLs hub ``name`` as soon as a push to it landed (once)."""
+        hook = self.stack.remote / "hooks" / "post-receive"
+        hook.write_text(f"#!{sys.executable}\n# test hook: kill the pushing hub once its push landed\n"
+                        f"import os\nos.remove(__file__)\nos.kill({self.hubs[name].proc.pid}, {int(signal.SIGKILL)})\n")
+        hook.chmod(0o755)
+
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
 
@@ -144,6 +162,10 @@ class World:
     def released(self) -> dict[str, dict]:
         with self.state.read() as tx:
             return tx.records(BUNDLE_RECORD)
+
+    def records(self) -> dict[str, dict]:
+        with self.state.read() as tx:
+            return tx.records(PROMOTION_RECORD)
 
     def record(self, promotion_id: str) -> dict:
         with self.state.read() as tx:
@@ -284,3 +306,24 @@ def test_a_promotion_whose_writer_died_is_rolled_back_by_the_next_when_its_soak_
     rolled = [e for e in world.audit() if e["method"] == "AutoRollback" and e.get("id") == rec.id]
     assert [e["outcome"] for e in rolled] == ["committed"]
     world.wait_verified("prod", PROD, rollback)  # the next writer releases the rollback, prod verifies it
+
+
+def test_a_promotion_whose_writer_was_killed_right_after_its_push_is_recorded_and_finished_by_the_next(world):
+    world.revive()
+    world.ship_to_dev("1.29.0")
+    writer, head = world.holder(), git(world.stack.remote, "rev-parse", "main")
+    world.kill_at_push(writer)
+    with pytest.raises(grpc.RpcError):  # the writer died in the call, its commit pushed and not recorded
+        world.promote()
+    pushed = git(world.stack.remote, "rev-parse", "main")
+    assert git(world.stack.remote, "rev-parse", f"{pushed}~1") == head and world.prod_tag() == "1.29.0"
+    world.take_over(writer)
+    rid = wait_for(lambda: next((k for k, d in world.records().items() if d["record"]["commit"] == pushed), None),
+                   DEADLINE, "the next writer to record the dead writer's commit")
+    world.wait_verified("prod", PROD, pushed)
+    world.report("prod", PROD, ready=True)
+    ended = world.outcome(rid)
+    assert ended["state"] == "done", ended
+    assert git(world.stack.remote, "rev-parse", "main") == pushed  # one promotion, one commit
+    recorded = [e for e in world.audit() if e["method"] == "Promote" and e.get("id") == rid]
+    assert [(e["outcome"], e.get("recovered")) for e in recorded] == [("committed", True)]

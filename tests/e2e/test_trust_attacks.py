@@ -16,11 +16,12 @@ import json
 import uuid
 
 import pytest
-from tuf.api.metadata import Metadata
+from tuf.api.metadata import Metadata, TargetFile
 
 from skerry.core import tls, trust
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.hub.trust import admin
+from skerry.hub.trust import keys as keyfiles
 from skerry.testing.devstack import Stack, wait_for
 
 from .replay_hub import ReplayHub
@@ -29,6 +30,8 @@ from .trust_world import TrustWorld, bundle_bytes, evil_key, expires_in
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
 CLUSTER = "oslo-dev"
+# How long the timestamp of the expiry test stays valid once the agent applied: well over its 1 s poll.
+SHORT_EXPIRY = 6
 
 
 class Scene:
@@ -64,6 +67,32 @@ class Scene:
 
         wait_for(probe, 30, f"the agent to refuse with {reason}", self.agent)
 
+    def settled(self) -> None:
+        """The good release published and served, and applied by the agent started for it."""
+        good = self.good()
+        self.serve()
+        self.start()
+        self.applied(good)
+
+    def settled_prod(self, data: bytes, keys: tuple[int, ...]) -> None:
+        """``data`` released for oslo-prod with the release-prod keys numbered ``keys``, published, served, and
+        applied by the agent started for oslo-prod."""
+        self.world.release_prod("oslo-prod", data, [self.world.key("release-prod", i) for i in keys])
+        self.world.publish("oslo-prod", "prod", data)
+        self.serve()
+        self.start("oslo-prod", "prod")
+        self.applied(data, "oslo-prod")
+
+    def reopened_and_applied(self, value: str) -> None:
+        """After an offline change to the trust repository: reopen it, publish ``value``, serve it, and see the
+        agent apply it."""
+        self.world.repo = self.world.open()
+        self.world.repo.reload()
+        data = self.good(value)
+        self.serve()
+        self.applied(data)
+        assert self.marker() == value
+
     def marker(self) -> str:
         return self.stack.kubectl("get", "configmap", "marker", "-n", self.ns, "--ignore-not-found",
                                   "-o", "jsonpath={.data.value}", check=False)
@@ -84,15 +113,21 @@ def scene(kubeconfig, tmp_path):
 
 def attack(scene: Scene, reason: str, tamper) -> None:
     """Apply a good release, serve ``tamper(files)``, expect ``reason``, and the good release still applied."""
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     files = dict(scene.mirror.trust_files)
     tamper(files)
     scene.serve(files)
     scene.refused(reason)
     assert scene.marker() == "good"
+
+
+def add_release_target(release: Metadata, env: str, cluster: str, data: bytes) -> str:
+    """Name ``data`` in the release metadata as a bundle of ``cluster`` in ``env`` (unsigned); its path."""
+    path = trust.release_path(env, cluster, sha256_hex(data))
+    target = TargetFile.from_data(path, data, ["sha256"])
+    target.unrecognized_fields["custom"] = {"cluster": cluster, "environment": env}
+    release.signed.targets[path] = target
+    return path
 
 
 # --- happy paths ---------------------------------------------------------------------------
@@ -117,39 +152,21 @@ def test_a_prod_release_is_applied_only_with_two_of_three_release_signatures(sce
     one = bundle_bytes("oslo-prod", scene.ns, "one-signature")
     w.release_prod("oslo-prod", one, [w.key("release-prod", 0)])  # collected, not published
     assert w.repo.direct("oslo-prod", "prod", one, revision="a" * 40, release=5) is None
-    two = bundle_bytes("oslo-prod", scene.ns, "good")
-    w.release_prod("oslo-prod", two, [w.key("release-prod", 0), w.key("release-prod", 2)])
-    w.publish("oslo-prod", "prod", two)
-    scene.serve()
-    scene.start("oslo-prod", "prod")
-    scene.applied(two, "oslo-prod")
+    scene.settled_prod(bundle_bytes("oslo-prod", scene.ns, "good"), (0, 2))
     assert scene.marker() == "good"
 
 
 def test_root_rotation_through_the_version_chain_is_followed(scene):
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     w = scene.world
     new_root = w.dir / "offline" / "root-new.key"
-    from skerry.hub.trust import keys as keyfiles
-
     admin.rotate_root(w.dir, [w.key("root")], [keyfiles.generate_key(new_root)])
-    w.repo = w.open()
-    w.repo.reload()
-    nxt = scene.good("after-rotation")
-    scene.serve()
-    scene.applied(nxt)
-    assert scene.marker() == "after-rotation"
+    scene.reopened_and_applied("after-rotation")
     assert any(p.endswith("2.root.json") for p in scene.mirror.fetched)
 
 
 def test_fast_forward_recovery_after_the_timestamp_key_is_rotated(scene):
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     w = scene.world
     # The attacker holds the timestamp key and fast-forwards the timestamp far ahead: accepted (valid key).
     files = dict(scene.mirror.trust_files)
@@ -161,19 +178,12 @@ def test_fast_forward_recovery_after_the_timestamp_key_is_rotated(scene):
     # Two timestamp fetches after the forged one is served: the refresh that took it has finished.
     wait_for(lambda: scene.mirror.fetched[start:].count("metadata/timestamp.json") >= 2, 20, "two refreshes")
     # The owner rotates the timestamp key in root; the honest hub's timestamp (low version) must be accepted again.
-    from skerry.hub.trust import keys as keyfiles
-
     old = w.repo.role_keyids("timestamp")[0]
     new_path = w.dir / "keys" / "timestamp-2.key"
     admin.add_key(w.dir, "timestamp", keyfiles.generate_key(new_path).public_key, [w.key("root")])
     admin.revoke_key(w.dir, "timestamp", old, [w.key("root")])
     (w.dir / "keys" / "timestamp.key").unlink()
-    w.repo = w.open()
-    w.repo.reload()
-    nxt = scene.good("recovered")
-    scene.serve()
-    scene.applied(nxt)
-    assert scene.marker() == "recovered"
+    scene.reopened_and_applied("recovered")
 
 
 # --- attacks -----------------------------------------------------------------------------
@@ -203,22 +213,12 @@ def test_a_cluster_pointer_signed_by_a_key_the_director_does_not_hold_is_refused
 
 def test_a_prod_release_under_threshold_is_refused_even_with_one_key_counted_twice(scene):
     w = scene.world
-    good = bundle_bytes("oslo-prod", scene.ns, "good")
-    w.release_prod("oslo-prod", good, [w.key("release-prod", 0), w.key("release-prod", 1)])
-    w.publish("oslo-prod", "prod", good)
-    scene.serve()
-    scene.start("oslo-prod", "prod")
-    scene.applied(good, "oslo-prod")
+    scene.settled_prod(bundle_bytes("oslo-prod", scene.ns, "good"), (0, 1))
     # A compromised hub plus ONE prod release key: sign an evil release, list that key's signature twice.
     files = dict(scene.mirror.trust_files)
     evil = bundle_bytes("oslo-prod", scene.ns, "evil")
     rel = w.latest(files, "release-prod")
-    from tuf.api.metadata import TargetFile
-
-    path = trust.release_path("prod", "oslo-prod", sha256_hex(evil))
-    t = TargetFile.from_data(path, evil, ["sha256"])
-    t.unrecognized_fields["custom"] = {"cluster": "oslo-prod", "environment": "prod"}
-    rel.signed.targets[path] = t
+    path = add_release_target(rel, "prod", "oslo-prod", evil)
     rel.signed.version += 1
     rel.signatures.clear()
     rel.sign(w.key("release-prod", 0))
@@ -274,10 +274,7 @@ def test_rollback_of_each_metadata_role_is_refused(scene, role):
 
 def test_rollback_of_the_targets_role_after_an_offline_change(scene):
     w = scene.world
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     admin.add_key(w.dir, "release-dev", evil_key().public_key, [w.key("targets"), w.key("release-dev")])  # targets v2
     w.repo.reload()
     scene.serve()
@@ -290,10 +287,7 @@ def test_rollback_of_the_targets_role_after_an_offline_change(scene):
 
 
 def test_an_older_release_counter_with_fresh_metadata_is_refused(scene):
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     w = scene.world
     old = bundle_bytes(CLUSTER, scene.ns, "old")
     w.publish(CLUSTER, "dev", old, release=3)  # released and directed, all signatures fresh, counter lower
@@ -307,15 +301,22 @@ def test_expired_metadata_freezes_the_agent_on_its_last_good_state_and_reports_i
 
     w = scene.world
     good = scene.good()
+    scene.serve()
+    scene.start()
+    scene.applied(good)
+    # Applied first, under fresh metadata; then a timestamp expiring SHORT_EXPIRY from now, which the agent
+    # takes at its next poll (every second): the expiry is timed from here, not from a start on a loaded
+    # machine (an expiry 20 s after the start, to leave room for it, made the test wait ~20 s).
     ts = w.repo.md["timestamp"]
-    ts.signed.expires = expires_in(20)  # long enough to apply first, even on a loaded machine
+    ts.signed.expires = expires_in(SHORT_EXPIRY)
     ts.signed.version += 1
     w.repo._sign_online("timestamp", ts)
     w.repo._write("timestamp", ts)
     scene.serve()
-    scene.start()
-    st = scene.applied(good)
-    assert dt.datetime.fromisoformat(st["valid_until"]) <= expires_in(21)
+    st = wait_for(lambda: (s := scene.agent.status()) and s["valid_until"]
+                  and dt.datetime.fromisoformat(s["valid_until"]) <= expires_in(SHORT_EXPIRY + 1) and s,
+                  SHORT_EXPIRY, "the agent to take the short-lived timestamp", scene.agent)
+    assert st["applied_digest"] == sha256_digest(good) and not st["frozen"]
     wait_for(lambda: any(c.reason == "Freeze" for r in scene.mirror.reports for c in r.conditions), 45,
              "the agent to freeze", scene.agent)  # the mirror keeps serving the same, now expired, timestamp
     st = wait_for(lambda: (s := scene.agent and scene.stack.agents[CLUSTER].status()) and s.get("frozen") and s,
@@ -345,10 +346,7 @@ def test_an_endless_timestamp_is_cut_off_at_its_size_cap(scene):
 
 
 def test_a_bundle_blob_longer_than_signed_is_cut_off(scene):
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     nxt = scene.good("next")
     files = scene.world.files()
     image = trust.release_path("dev", CLUSTER, sha256_hex(nxt))
@@ -379,22 +377,14 @@ def test_the_director_alone_cannot_ship_an_unreleased_bundle(scene):
 
 
 def test_a_release_key_alone_cannot_point_a_cluster_at_its_bundle(scene):
-    good = scene.good()
-    scene.serve()
-    scene.start()
-    scene.applied(good)
+    scene.settled()
     w = scene.world
     # The attacker holds the dev release key: signs an evil bundle into release-dev at the version the
     # snapshot names (it cannot re-sign snapshot/timestamp/director). The director still names the good one.
     files = dict(scene.mirror.trust_files)
     evil = bundle_bytes(CLUSTER, scene.ns, "evil")
     rel = w.latest(files, "release-dev")
-    from tuf.api.metadata import TargetFile
-
-    path = trust.release_path("dev", CLUSTER, sha256_hex(evil))
-    t = TargetFile.from_data(path, evil, ["sha256"])
-    t.unrecognized_fields["custom"] = {"cluster": CLUSTER, "environment": "dev"}
-    rel.signed.targets[path] = t
+    path = add_release_target(rel, "dev", CLUSTER, evil)
     w.put(files, "release-dev", rel, w.key("release-dev"))
     files[f"targets/{path}"] = evil
     scene.serve(files)

@@ -22,7 +22,7 @@ from tuf.ngclient import FetcherInterface, Updater
 from skerry.api.v1 import trust_pb2, trust_pb2_grpc
 from skerry.core import report as report_format
 from skerry.core import tls, trust
-from skerry.testing.devstack import Stack, example_fleet, fleet_status, wait_for
+from skerry.testing.devstack import Stack, example_fleet, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -56,10 +56,6 @@ def ops(stack: Stack) -> tls.TlsFiles:
     return stack.identity("ci", tls.ROLE_OPERATOR)
 
 
-def view(stack: Stack, cluster: str) -> dict:
-    return next(v for v in fleet_status(stack.hub_address, ops(stack)) if v["cluster"] == cluster)
-
-
 def sign(stack: Stack, cluster: str, key, engine: str = "auto") -> subprocess.CompletedProcess:
     files = ops(stack)
     return subprocess.run(
@@ -69,10 +65,10 @@ def sign(stack: Stack, cluster: str, key, engine: str = "auto") -> subprocess.Co
 
 
 def test_dev_is_released_by_the_hub_and_prod_waits_for_release_signatures(stack):
-    v = wait_for(lambda: view(stack, "oslo-dev").get("desired_digest") and view(stack, "oslo-dev"), 30, "dev")
+    v = wait_for(lambda: stack.cluster_view("oslo-dev", "ci").get("desired_digest") and stack.cluster_view("oslo-dev", "ci"), 30, "dev")
     stack.wait_applied("oslo-dev", digest=v["desired_digest"])
-    prod = wait_for(lambda: "awaits signatures" in view(stack, "oslo-prod").get("render_error", "")
-                    and view(stack, "oslo-prod"), 30, "prod to await signatures")
+    prod = wait_for(lambda: "awaits signatures" in stack.cluster_view("oslo-prod", "ci").get("render_error", "")
+                    and stack.cluster_view("oslo-prod", "ci"), 30, "prod to await signatures")
     assert not prod.get("desired_digest")
     assert stack.kubectl("get", "deploy", "web", "-n", PROD_NS, "--ignore-not-found", "-o", "name",
                          check=False) == ""
@@ -83,7 +79,7 @@ def test_one_prod_signature_is_not_enough_and_two_promote(stack):
     first = sign(stack, "oslo-prod", keys[0])
     assert first.returncode == 0, first.stderr
     assert "collected: 1 of 2" in first.stdout
-    assert not view(stack, "oslo-prod").get("desired_digest")
+    assert not stack.cluster_view("oslo-prod", "ci").get("desired_digest")
     again = sign(stack, "oslo-prod", keys[0])  # the same key twice still counts once
     assert "1 of 2" in again.stdout, again.stdout + again.stderr
     # the second CI job renders with the kustomize binary (kubectl kustomize), the hub in-process:
@@ -91,7 +87,7 @@ def test_one_prod_signature_is_not_enough_and_two_promote(stack):
     second = sign(stack, "oslo-prod", keys[2], engine="binary")
     assert second.returncode == 0, second.stderr
     assert "published: 2 of 2" in second.stdout
-    v = wait_for(lambda: view(stack, "oslo-prod").get("desired_digest") and view(stack, "oslo-prod"), 30, "prod")
+    v = wait_for(lambda: stack.cluster_view("oslo-prod", "ci").get("desired_digest") and stack.cluster_view("oslo-prod", "ci"), 30, "prod")
     stack.wait_applied("oslo-prod", digest=v["desired_digest"])
     assert stack.kubectl("get", "deploy", "web", "-n", PROD_NS, "-o", "jsonpath={.spec.replicas}") == "3"
 
@@ -121,7 +117,7 @@ def test_a_stock_updater_refreshes_and_downloads_a_clusters_bundle_over_the_hub_
             target_base_url="skerry:/targets/", fetcher=FetchAdapter(channel), bootstrap=stack.trust_root.read_bytes(),
         )
         updater.refresh()
-        digest = wait_for(lambda: view(stack, "oslo-dev").get("desired_digest"), 30, "dev's bundle")
+        digest = wait_for(lambda: stack.cluster_view("oslo-dev", "ci").get("desired_digest"), 30, "dev's bundle")
         target = trust.release_path("dev", "oslo-dev", digest.split(":")[1])
         info = updater.get_targetinfo(target)  # the director's bin lists it first; release-dev the same target
         assert info is not None and info.hashes == {"sha256": digest.split(":")[1]}
@@ -139,7 +135,7 @@ def test_fetch_refuses_paths_outside_the_repository_and_reports_missing_files_as
         with pytest.raises(grpc.RpcError) as missing:
             list(stub.Fetch(trust_pb2.FetchRequest(path="metadata/999.root.json"), timeout=5))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-    prod_image = view(stack, "oslo-prod")["desired_digest"].split(":")[1]
+    prod_image = stack.cluster_view("oslo-prod", "ci")["desired_digest"].split(":")[1]
     with grpc.secure_channel(stack.hub_address, tls.channel_credentials(stack.identity("oslo-dev", tls.ROLE_AGENT))) as ch:
         with pytest.raises(grpc.RpcError) as other:
             list(trust_pb2_grpc.TrustServiceStub(ch).Fetch(
@@ -190,7 +186,7 @@ def test_keys_status_shows_every_role_and_its_horizon(stack):
 
 
 def test_explain_follows_an_object_to_its_bundle_signatures_and_commit(stack):
-    v = view(stack, "oslo-prod")
+    v = stack.cluster_view("oslo-prod", "ci")
     out = subprocess.run(
         [sys.executable, "-m", "skerry", "explain", "deployment/web", "-n", PROD_NS, "--kubeconfig",
          str(stack.kubeconfig), "--state-dir", str(stack.workdir / "agents" / "oslo-prod"), "-o", "json"],

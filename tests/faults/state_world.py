@@ -298,18 +298,5 @@ class SmallDisk:
         return [name for name in self.files() if name.endswith((".tmp", ".next", ".commit"))]
 
 
-def error_lines(log: str, *needles: str) -> list[dict]:
-    """Warning/error records (JSON lines) of a service log whose text contains every needle."""
-    found = []
-    for line in log.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("level") in ("warning", "error") and all(n in line for n in needles):
-            found.append(record)
-    return found
-
-
 def tracebacks(log: str) -> list[str]:
     return [line for line in log.splitlines() if "Traceback" in line or '"exception"' in line]

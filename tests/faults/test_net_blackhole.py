@@ -28,14 +28,13 @@ from skerry.testing.devstack import Stack, fleet_status, wait_for
 from skerry.testing.faultproxy import FaultProxy
 
 from .helpers import (
-    configmap_yaml,
+    commit_sealed_app,
     inventory,
     live,
-    namespace_yaml,
     secret_manifest,
     secret_password,
+    seed_sealed_app,
     trusted_release,
-    write_fleet,
 )
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
@@ -51,18 +50,8 @@ RECOVERY_SECONDS = 3 * KEEPALIVE + 6.0
 UNSEAL_GIVEUP_SECONDS = 2 * KEEPALIVE + 6.0
 
 
-def objects(version: str) -> dict[str, str]:
-    return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": version})}
-
-
 def port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
-
-
-def commit(stack: Stack, version: str, message: str) -> str:
-    sealed = (stack.repo / "apps" / CLUSTER / "sealed-db.yaml").read_text()
-    write_fleet(stack.repo, CLUSTER, {**objects(version), "sealed-db.yaml": sealed})
-    return stack.commit(message)
 
 
 def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubeconfig, tmp_path):
@@ -70,8 +59,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
     to_hub = to_sealer = None
     try:
         stack.start_sealer()
-        stack.seed_repo(write_fleet(tmp_path / "fleet", CLUSTER, objects("1")),
-                        seal={f"apps/{CLUSTER}/sealed-db.yaml": SECRET})
+        seed_sealed_app(stack, CLUSTER, NS, SECRET)
         stack.start_hub()
         to_hub = FaultProxy(("127.0.0.1", port(stack.hub_address))).start()
         to_sealer = FaultProxy(("127.0.0.1", port(stack.sealer_address))).start()
@@ -85,7 +73,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
         # 1. Agent <-> hub: silence while a commit lands.
         to_hub.blackhole()
         swallowed = to_hub.stats.discarded
-        head = commit(stack, "2", "v2 behind a blackhole")
+        head = commit_sealed_app(stack, CLUSTER, NS, "2", "v2 behind a blackhole")
         wait_for(lambda: any(v["desired_revision"] == head for v in fleet_status(stack.hub_address, ops)), 30,
                  "the hub to release v2", stack.hub)
         # the hub's word of v2 went into the silence (read and dropped, never refused)
@@ -98,8 +86,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
         second = stack.wait_applied(CLUSTER, release_above=first["applied_release"], timeout=RECOVERY_SECONDS)
         assert second["revision"] == head
         reported = wait_for(
-            lambda: (v := next(v for v in fleet_status(stack.hub_address, ops) if v["cluster"] == CLUSTER))
-            .get("reported", {}).get("applied_version") == str(second["applied_release"]) and v,
+            lambda: (v := stack.cluster_view(CLUSTER, "faults")).get("reported", {}).get("applied_version") == str(second["applied_release"]) and v,
             RECOVERY_SECONDS, "the hub to hear of v2", stack.hub)
         assert time.monotonic() - lifted < RECOVERY_SECONDS, reported
         assert live(stack, "configmap", NS, "app")["data"] == {"v": "2"}
@@ -107,7 +94,7 @@ def test_blackholed_hub_then_sealer_agent_keeps_state_notices_and_recovers(kubec
 
         # 2. Agent <-> sealer: silence while a release needs the Secret unsealed.
         to_sealer.blackhole()
-        commit(stack, "3", "v3 while the sealer is silent")
+        commit_sealed_app(stack, CLUSTER, NS, "3", "v3 while the sealer is silent")
         silenced = time.monotonic()
 
         def gave_up() -> dict | None:

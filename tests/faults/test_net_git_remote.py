@@ -28,7 +28,7 @@ from skerry.core import tls
 from skerry.testing.devstack import Stack, fleet_status, wait_for
 from skerry.testing.faultproxy import FaultProxy
 
-from .helpers import configmap_yaml, inventory, live, namespace_yaml, trusted_release, write_fleet
+from .helpers import app_objects, inventory, live, trusted_release, write_fleet
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -42,10 +42,6 @@ HANG_DETECTED_SECONDS = GIT_TIMEOUT + INTERVAL + 6.0
 QUERY_SECONDS = 2.0
 # From the remote's return to the pushed commit applied: one interval, a fetch, a render, a transfer.
 RECOVERY_SECONDS = 15.0
-
-
-def objects(version: str) -> dict[str, str]:
-    return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": version})}
 
 
 def free_port() -> int:
@@ -93,7 +89,7 @@ def test_git_remote_hanging_then_down_hub_serves_last_good_and_recovers(kubeconf
     stack = Stack(tmp_path, kubeconfig, interval=INTERVAL)
     daemon = proxy = None
     try:
-        stack.seed_repo(write_fleet(tmp_path / "fleet", CLUSTER, objects("1")), bare=True)
+        stack.seed_repo(write_fleet(tmp_path / "fleet", CLUSTER, app_objects(NS, "1")), bare=True)
         daemon = GitDaemon(stack.workdir, free_port()).start()
         proxy = FaultProxy(("127.0.0.1", daemon.port)).start()
         hub_args = dict(repo=f"git://{proxy.address}/remote.git",
@@ -108,7 +104,7 @@ def test_git_remote_hanging_then_down_hub_serves_last_good_and_recovers(kubeconf
         proxy.blackhole()
         errors_before = fetch_errors(metrics)
         hung = time.monotonic()
-        write_fleet(stack.repo, CLUSTER, objects("2"))
+        write_fleet(stack.repo, CLUSTER, app_objects(NS, "2"))
         head = stack.commit("v2 while the remote hangs")
         wait_for(lambda: fetch_errors(metrics) > errors_before, HANG_DETECTED_SECONDS, "a hung fetch to be given up",
                  stack.hub)

@@ -20,7 +20,7 @@ from skerry.core import documents, tls
 from skerry.testing.devstack import Stack, fleet_status, wait_for
 from skerry.testing.faultproxy import FaultProxy
 
-from .helpers import configmap_yaml, inventory, live, namespace_yaml, write_fleet
+from .helpers import app_objects, configmap_yaml, inventory, live, write_fleet
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -36,7 +36,7 @@ RECOVERY_SECONDS = 10.0
 
 
 def objects(version: str) -> dict[str, str]:
-    out = {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": version})}
+    out = app_objects(NS, version)
     for i in range(OBJECTS):
         out[f"cm-{i}.yaml"] = configmap_yaml(NS, f"cm-{i}", {"v": version})
     return out

@@ -28,7 +28,7 @@ from skerry.testing.devstack import Stack, wait_for
 from skerry.testing.envtest import LocalCluster
 from skerry.testing.faultproxy import TO_SERVER, FaultProxy
 
-from .helpers import configmap_yaml, inventory, live, namespace_yaml, trusted_release, write_fleet
+from .helpers import app_objects, configmap_yaml, inventory, live, trusted_release, write_fleet
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -45,7 +45,7 @@ RECOVERY_SECONDS = 20.0
 
 
 def small() -> dict[str, str]:
-    return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": "1"})}
+    return app_objects(NS, "1")
 
 
 def bigger() -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 from skerry.testing.devstack import Stack, wait_for
 from skerry.testing.faultproxy import TO_CLIENT, FaultProxy
 
-from .helpers import configmap_yaml, inventory, live, namespace_yaml, trusted_release, write_fleet
+from .helpers import app_objects, configmap_yaml, inventory, live, trusted_release, write_fleet
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 
@@ -37,11 +37,11 @@ RECOVERY_SECONDS = 20.0
 
 
 def small() -> dict[str, str]:
-    return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": "1"})}
+    return app_objects(NS, "1")
 
 
 def big() -> dict[str, str]:
-    objects = {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": "2"})}
+    objects = app_objects(NS, "2")
     for i in range(BIG_OBJECTS):
         objects[f"big-{i}.yaml"] = configmap_yaml(NS, f"big-{i}", {"blob": f"{i}" * BIG_VALUE})
     return objects

@@ -23,14 +23,13 @@ import pytest
 from skerry.testing.devstack import Stack, wait_for
 
 from .helpers import (
-    configmap_yaml,
+    commit_sealed_app,
     inventory,
     live,
-    namespace_yaml,
     secret_manifest,
     secret_password,
+    seed_sealed_app,
     trusted_release,
-    write_fleet,
 )
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
@@ -46,16 +45,11 @@ RETRIES_WHILE_DOWN = 2
 RECOVERY_SECONDS = 25.0
 
 
-def objects(version: str) -> dict[str, str]:
-    return {"ns.yaml": namespace_yaml(NS), "app.yaml": configmap_yaml(NS, "app", {"v": version})}
-
-
 def test_sealer_killed_secrets_stay_agent_reports_retries_and_resumes(kubeconfig, tmp_path):
     stack = Stack(tmp_path, kubeconfig, interval=1.0)
     try:
         stack.start_sealer()
-        stack.seed_repo(write_fleet(tmp_path / "fleet", CLUSTER, objects("1")),
-                        seal={f"apps/{CLUSTER}/sealed-db.yaml": SECRET})
+        seed_sealed_app(stack, CLUSTER, NS, SECRET)
         stack.start_hub()
         agent = stack.start_agent(CLUSTER)
         first = stack.wait_applied(CLUSTER)
@@ -63,9 +57,7 @@ def test_sealer_killed_secrets_stay_agent_reports_retries_and_resumes(kubeconfig
         recorded = inventory(stack, CLUSTER).keys()
 
         stack.sealer.kill()
-        sealed = (stack.repo / "apps" / CLUSTER / "sealed-db.yaml").read_text()
-        write_fleet(stack.repo, CLUSTER, {**objects("2"), "sealed-db.yaml": sealed})
-        stack.commit("app v2 while the sealer is down")
+        commit_sealed_app(stack, CLUSTER, NS, "2", "app v2 while the sealer is down")
 
         def retried() -> dict | None:
             st = agent.status()

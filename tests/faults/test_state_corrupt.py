@@ -20,7 +20,8 @@ import pytest
 
 from skerry.testing.devstack import Service, StackError, wait_for
 
-from .state_world import World, error_lines, running_world, tracebacks
+from .helpers import error_lines
+from .state_world import World, running_world, tracebacks
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

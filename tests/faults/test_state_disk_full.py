@@ -25,7 +25,8 @@ from skerry.core.tls import TlsFiles, identity_from_pem
 from skerry.hub.render.engine import KustomizeEngine
 from skerry.testing.devstack import wait_for
 
-from .state_world import SmallDisk, World, error_lines, tracebacks
+from .helpers import error_lines
+from .state_world import SmallDisk, World, tracebacks
 
 pytestmark = [pytest.mark.kube, pytest.mark.e2e]
 

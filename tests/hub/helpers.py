@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
+
+from skerry.hub.render.engine import Engine
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Skerry Test",
@@ -153,11 +156,45 @@ FLEET_FILES = {
     """,
 }
 
+def scale_prod(replicas: int) -> dict[str, str]:
+    """Files of a commit that changes prod alone: its overlay with the web Deployment at ``replicas``."""
+    return {
+        "overlays/prod/kustomization.yaml": f"""
+            resources: [../../base]
+            replicas: [{{name: web, count: {replicas}}}]
+        """
+    }
+
+
 BROKEN_PROD = {
     "overlays/prod/kustomization.yaml": """
         resources: [../../base, missing.yaml]
     """
 }
+
+
+class CountingEngine(Engine):
+    """The real engine, counting renders per path; ``version_suffix`` makes it another engine version."""
+
+    def __init__(self, inner: Engine):
+        self.inner = inner
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.version_suffix = ""
+
+    @property
+    def name(self):
+        return self.inner.name
+
+    @property
+    def version(self):
+        return self.inner.version + self.version_suffix
+
+    def render(self, directory, *, root=None):
+        self.calls[pathlib.Path(directory).relative_to(root).as_posix()] += 1
+        return self.inner.render(directory, root=root)
+
+    def _build(self, directory, *, where, root):  # pragma: no cover - render is delegated
+        raise NotImplementedError
 
 
 def kubectl_kustomize(directory: pathlib.Path) -> list[dict]:

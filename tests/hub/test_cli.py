@@ -103,34 +103,11 @@ def test_hub_serve_has_a_flag_for_every_setting():
     parser = argparse.ArgumentParser(prog="skerry")
     add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        [
-            "hub",
-            "serve",
-            "--repo",
-            "r",
-            "--branch",
-            "b",
-            "--interval",
-            "5m",
-            "--listen",
-            "0.0.0.0:1",
-            "--tls-ca",
-            "ca",
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-            "--trust-dir",
-            "s",
-            "--state-dir",
-            "d",
-            "--render-timeout",
-            "30s",
-            "--ready-file",
-            "f",
-            "--log-level",
-            "debug",
-        ]
+        (
+            "hub serve --repo r --branch b --interval 5m --listen 0.0.0.0:1 --tls-ca ca --tls-cert c "
+            "--tls-key k --trust-dir s --state-dir d --render-timeout 30s --ready-file f "
+            "--log-level debug"
+        ).split()
     )
     assert args.func.__name__ == "serve_command"
     assert (args.repo, args.branch, args.interval, args.listen, args.tls_ca, args.tls_cert, args.tls_key) == (

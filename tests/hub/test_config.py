@@ -51,6 +51,7 @@ def test_every_setting_is_read_from_the_environment(tmp_path):
         "SKERRY_HUB_RENDER_TIMEOUT": "30s",
         "SKERRY_HUB_READY_FILE": str(tmp_path / "ready.json"),
         "SKERRY_HUB_LOG_LEVEL": "DEBUG",
+        "SKERRY_HUB_DRAIN": "0s",
     }
     cfg = HubConfig.from_env(env)
     assert cfg.repo == "https://git.example/fleet.git"
@@ -63,6 +64,7 @@ def test_every_setting_is_read_from_the_environment(tmp_path):
     assert cfg.render_timeout == 30.0
     assert cfg.ready_file == tmp_path / "ready.json"
     assert cfg.log_level == "debug"
+    assert cfg.drain == 0.0
 
 
 def test_overrides_beat_the_environment_and_none_overrides_are_ignored(tmp_path):
@@ -91,6 +93,7 @@ def test_tls_paths_come_together():
         ({"SKERRY_HUB_BRANCH": "a..b"}, "not a valid branch name"),
         ({"SKERRY_HUB_BRANCH": "a b"}, "not a valid branch name"),
         ({"SKERRY_HUB_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
+        ({"SKERRY_HUB_DRAIN": "31s"}, "drain: must be between 0s and 30s"),
     ],
 )
 def test_invalid_settings_are_config_errors_naming_the_setting(env, match):

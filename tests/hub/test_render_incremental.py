@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import collections
-import pathlib
-
 import pytest
 
 from skerry.core.errors import RenderError
 from skerry.hub.bundles.store import HubStore
 from skerry.hub.render.closure import closure
-from skerry.hub.render.engine import Engine
 from skerry.hub.render.incremental import IncrementalRenderer
 from skerry.hub.render.kustomization import is_remote
 from skerry.hub.source.git import GitSource
 from skerry.hub.sync import Syncer
 
-from .helpers import GitRepo
+from .helpers import CountingEngine, GitRepo
 
 APP = """
     apiVersion: v1
@@ -49,30 +45,6 @@ paths:
   - {path: "apps/one/{environment}", environments: [dev, prod]}
   - {path: apps/two/prod, selector: {matchLabels: {shard: b}}}
 """
-
-
-class CountingEngine(Engine):
-    """The real engine, counting renders per path."""
-
-    def __init__(self, inner: Engine):
-        self.inner = inner
-        self.calls: collections.Counter[str] = collections.Counter()
-        self.version_suffix = ""
-
-    @property
-    def name(self):
-        return self.inner.name
-
-    @property
-    def version(self):
-        return self.inner.version + self.version_suffix
-
-    def render(self, directory, *, root=None):
-        self.calls[pathlib.Path(directory).relative_to(root).as_posix()] += 1
-        return self.inner.render(directory, root=root)
-
-    def _build(self, directory, *, where, root):  # pragma: no cover - render is delegated
-        raise NotImplementedError
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from skerry.core.tls import ROLE_HUB, channel_credentials
 from skerry.hub.app import HubApp
 from skerry.hub.config import HubConfig
 
-from .helpers import BROKEN_PROD
+from .helpers import BROKEN_PROD, GitRepo, scale_prod
 
 READ_TIMEOUT = 30
 
@@ -29,6 +29,7 @@ async def running_hub(repo, tmp_path, pki, engine, dev_trust):
         release_keys=dev_trust.release_keys,
         interval=3600,  # tests drive sync_once themselves
         tls=pki.server("hub", ROLE_HUB),
+        listen="127.0.0.1:0",  # gRPC binds with SO_REUSEPORT: a fixed port would share another test's hub
         state_dir=tmp_path / "state",
         ready_file=tmp_path / "ready.json",
     )
@@ -61,6 +62,14 @@ async def read(call):
     return message
 
 
+async def refused_watch(stub, cluster: str) -> grpc.aio.AioRpcError:
+    """The error a WatchBundles call for ``cluster`` ends with (it must end with one)."""
+    call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster=cluster))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await asyncio.wait_for(call.read(), READ_TIMEOUT)
+    return info.value
+
+
 async def test_agent_gets_its_current_bundle_then_a_new_one_after_a_commit(fleet_repo, tmp_path, pki, engine, dev_trust):
     async with (
         running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
@@ -75,15 +84,7 @@ async def test_agent_gets_its_current_bundle_then_a_new_one_after_a_commit(fleet
         assert verified.bundle.revision == fleet_repo.head()
         assert verified.bundle.paths == ("platform/monitoring", "overlays/prod")
 
-        commit = fleet_repo.commit(
-            "scale",
-            {
-                "overlays/prod/kustomization.yaml": """
-            resources: [../../base]
-            replicas: [{name: web, count: 4}]
-        """
-            },
-        )
+        commit = fleet_repo.commit("scale", scale_prod(4))
         await app.syncer.sync_once()
         second = (await read(call)).bundle
         newer = await asyncio.to_thread(agent.update)
@@ -138,39 +139,25 @@ async def test_render_error_is_streamed_and_the_previous_bundle_stays(fleet_repo
         call.cancel()
 
 
-async def test_agent_of_one_cluster_cannot_watch_another(fleet_repo, tmp_path, pki, engine, dev_trust):
+@pytest.mark.parametrize(
+    ("role", "name", "cluster", "code", "named"),
+    [
+        ("agent", "oslo-dev", "oslo-prod", grpc.StatusCode.PERMISSION_DENIED, ("skerry:agent:oslo-dev", "'oslo-prod'")),
+        ("operator", "ops", "oslo-prod", grpc.StatusCode.PERMISSION_DENIED, ()),
+        ("agent", "ghost", "ghost", grpc.StatusCode.NOT_FOUND, ("'ghost'",)),
+    ],
+    ids=["agent-of-another-cluster", "operator", "unknown-cluster"],
+)
+async def test_a_watch_is_refused_to_a_caller_it_is_not_for(
+    fleet_repo, tmp_path, pki, engine, dev_trust, role, name, cluster, code, named
+):
     async with (
         running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
-        hub_stub(app.port, pki.agent("oslo-dev")) as stub,
+        hub_stub(app.port, getattr(pki, role)(name)) as stub,
     ):
-        call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-prod"))
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await asyncio.wait_for(call.read(), READ_TIMEOUT)
-        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "skerry:agent:oslo-dev" in info.value.details() and "'oslo-prod'" in info.value.details()
-
-
-async def test_operator_cannot_watch_bundles(fleet_repo, tmp_path, pki, engine, dev_trust):
-    async with (
-        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
-        hub_stub(app.port, pki.operator("ops")) as stub,
-    ):
-        call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-prod"))
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await asyncio.wait_for(call.read(), READ_TIMEOUT)
-        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-
-
-async def test_unknown_cluster_is_not_found(fleet_repo, tmp_path, pki, engine, dev_trust):
-    async with (
-        running_hub(fleet_repo, tmp_path, pki, engine, dev_trust) as app,
-        hub_stub(app.port, pki.agent("ghost")) as stub,
-    ):
-        call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="ghost"))
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await asyncio.wait_for(call.read(), READ_TIMEOUT)
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
-        assert "'ghost'" in info.value.details()
+        error = await refused_watch(stub, cluster)
+        assert error.code() == code
+        assert all(text in error.details() for text in named), error.details()
 
 
 async def test_client_without_a_certificate_is_refused(fleet_repo, tmp_path, pki, engine, dev_trust):
@@ -276,16 +263,12 @@ async def test_unknown_cluster_in_report_or_fleet_status_is_not_found(fleet_repo
 
 
 async def test_before_the_fleet_loads_agents_are_told_to_come_back(tmp_path, pki, engine, dev_trust):
-    from .helpers import GitRepo
-
     repo = GitRepo(tmp_path / "empty")
     repo.commit("no fleet yet", {"README.md": "soon\n"})
     async with (
         running_hub(repo, tmp_path, pki, engine, dev_trust) as app,
         hub_stub(app.port, pki.agent("oslo-dev")) as stub,
     ):
-        call = stub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster="oslo-dev"))
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await asyncio.wait_for(call.read(), READ_TIMEOUT)
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "skerry.yaml" in info.value.details()
+        error = await refused_watch(stub, "oslo-dev")
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "skerry.yaml" in error.details()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
-import pathlib
 import shutil
 
 import pytest
@@ -13,37 +11,13 @@ import pytest
 from skerry.core.bundle import Bundle
 from skerry.hub.bundles.builder import content_digest
 from skerry.hub.bundles.store import HubStore
-from skerry.hub.render.engine import Engine
 from skerry.hub.source.git import GitSource
 from skerry.hub.status import ClusterStatus, StatusBoard
 from skerry.hub.sync import Syncer, build_revision
 
-from .helpers import BROKEN_PROD, FLEET_YAML, kubectl_kustomize
+from .helpers import BROKEN_PROD, FLEET_FILES, FLEET_YAML, CountingEngine, kubectl_kustomize, scale_prod
 
 ALL = ("bergen-dev", "oslo-dev", "oslo-prod")
-
-
-class CountingEngine(Engine):
-    """The real engine, counting how often each path is rendered."""
-
-    def __init__(self, inner: Engine):
-        self.inner = inner
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    @property
-    def name(self):
-        return self.inner.name
-
-    @property
-    def version(self):
-        return self.inner.version
-
-    def render(self, directory, *, root=None):
-        self.calls[pathlib.Path(directory).relative_to(root).as_posix()] += 1
-        return self.inner.render(directory, root=root)
-
-    def _build(self, directory, *, where, root):  # pragma: no cover - render is delegated
-        raise NotImplementedError
 
 
 @pytest.fixture
@@ -97,15 +71,7 @@ async def test_unchanged_commit_is_not_rendered_again_and_makes_no_release(synce
 async def test_new_commit_makes_a_new_higher_release(syncer, fleet_repo, director):
     await syncer.sync_once()
     before = syncer.store.current("oslo-prod")
-    commit = fleet_repo.commit(
-        "scale prod",
-        {
-            "overlays/prod/kustomization.yaml": """
-        resources: [../../base]
-        replicas: [{name: web, count: 5}]
-    """
-        },
-    )
+    commit = fleet_repo.commit("scale prod", scale_prod(5))
     result = await syncer.sync_once()
     after = syncer.store.current("oslo-prod")
     assert result.commit == commit and "oslo-prod" in result.published
@@ -118,15 +84,7 @@ async def test_commit_that_does_not_change_a_cluster_gives_it_no_new_release(syn
     await syncer.sync_once()
     before = {c: syncer.store.current(c) for c in ALL}
     first = fleet_repo.head()
-    commit = fleet_repo.commit(
-        "scale prod",
-        {
-            "overlays/prod/kustomization.yaml": """
-        resources: [../../base]
-        replicas: [{name: web, count: 5}]
-    """
-        },
-    )
+    commit = fleet_repo.commit("scale prod", scale_prod(5))
     result = await syncer.sync_once()
     assert result.published == ("oslo-prod",)
     assert syncer.store.current("oslo-prod").revision == commit
@@ -160,8 +118,6 @@ async def test_broken_overlay_keeps_the_previous_bundle_and_records_an_error_nam
 
 
 async def test_fixing_the_overlay_clears_the_error_and_publishes_what_changed(syncer, fleet_repo):
-    from .helpers import FLEET_FILES
-
     await syncer.sync_once()
     good = syncer.store.current("oslo-prod")
     fleet_repo.commit("break prod", BROKEN_PROD)
@@ -176,15 +132,7 @@ async def test_fixing_the_overlay_clears_the_error_and_publishes_what_changed(sy
     # A real change after that is released as usual.
     fleet_repo.commit("break again", BROKEN_PROD)
     await syncer.sync_once()
-    fixed = fleet_repo.commit(
-        "fix differently",
-        {
-            "overlays/prod/kustomization.yaml": """
-        resources: [../../base]
-        replicas: [{name: web, count: 2}]
-    """
-        },
-    )
+    fixed = fleet_repo.commit("fix differently", scale_prod(2))
     result = await syncer.sync_once()
     assert result.ok and result.published == ("oslo-prod",)
     assert syncer.store.error("oslo-prod") is None
@@ -314,6 +262,25 @@ async def test_run_loop_syncs_on_trigger_without_waiting_for_the_interval(syncer
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+@pytest.mark.parametrize("steps_between", [0, 1, 2, 3])
+async def test_run_loop_stops_when_cancelled_in_the_step_a_sync_is_requested(syncer, steps_between):
+    """A cancel that lands as the trigger fires (a promotion asks for a sync while the hub shuts down) ends
+    the loop: it was lost, and the hub's shutdown waited for a loop that never stopped."""
+    task = asyncio.create_task(syncer.run(interval=3600, immediately=False))
+    for _ in range(3):
+        await asyncio.sleep(0)  # parked waiting for a trigger
+    syncer.request_sync()
+    for _ in range(steps_between):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    try:
+        assert done and task.cancelled(), "the loop went on after its cancel"
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=30)
 
 
 def test_build_revision_for_one_cluster_renders_only_its_paths(fleet_repo, tmp_path, counting):

@@ -16,6 +16,8 @@ from skerry.hub.app import HubApp
 from skerry.hub.config import HubConfig
 from skerry.hub.webhook import MAX_BODY_BYTES, PATH, WebhookHandler, WebhookServer
 
+from .helpers import scale_prod
+
 SECRET = b"s3cret-webhook-key-0123456789"
 
 
@@ -115,15 +117,7 @@ async def test_a_verified_push_makes_the_hub_publish_without_waiting_for_the_pol
     await app.start()
     try:
         before = app.store.current("oslo-prod")
-        fleet_repo.commit(
-            "prod replicas",
-            {
-                "overlays/prod/kustomization.yaml": """
-            resources: [../../base]
-            replicas: [{name: web, count: 5}]
-        """
-            },
-        )
+        fleet_repo.commit("prod replicas", scale_prod(5))
         body = push()
         async with aiohttp.ClientSession() as session:
             url = f"http://127.0.0.1:{app.webhook_port}{PATH}"

@@ -46,7 +46,7 @@ def venv(tmp_path_factory) -> pathlib.Path:
     env_dir = tmp / "venv"
     made = run(sys.executable, "-m", "venv", env_dir)
     assert made.returncode == 0, made.stderr
-    pip = [env_dir / "bin" / "python", "-m", "pip", "install", "--quiet", "-c", ROOT / "deploy" / "constraints.txt"]
+    pip = [env_dir / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile", "-c", ROOT / "deploy" / "constraints.txt"]
     installed = run(*pip, f"{wheel}[hub]")
     assert installed.returncode == 0, installed.stderr
     engine = run(*pip, "--ignore-requires-python", "pykustomize")

@@ -28,6 +28,7 @@ from skerry.hub.source.git import GitSource
 from skerry.hub.state import open_state
 from skerry.hub.status import ClusterStatus, Condition
 from skerry.hub.sync import Syncer
+from skerry.testing.postgres import postgres_dsn, postgres_server  # noqa: F401 - fixtures
 
 from .helpers import git
 

@@ -413,20 +413,12 @@ async def test_an_approver_who_is_not_a_promoter_approves_and_a_promoter_commits
 
 
 async def test_approvals_survive_a_hub_restart(harness, engine):
-    from skerry.hub.promotion.approvals import Approvals
-    from skerry.hub.promotion.audit import AuditLog
-    from skerry.hub.promotion.service import Promoter
-    from skerry.hub.state import open_state
-
     h = harness
     h.edit(DEV_K, 'newTag: "1.25.3"', 'newTag: "1.27.0"', "dev: web 1.27.0")
     await h.sync()
     h.dev_healthy_and_soaked()
     await h.promoter.promote(operator("bob"), "web", "dev", "prod", approve=True)
-    state = open_state("", state_dir=h.tmp / "hub-state")  # the restarted hub's own connection
-    restarted = Promoter(source=h.promoter.source, fleet=h.syncer, store=h.store, statuses=h.statuses,
-                         tracker=h.tracker, audit=h.audit, settings=h.promoter.settings, clock=h.clock,
-                         approvals=Approvals(state, AuditLog(state, clock=h.clock), h.clock))
+    restarted = restarted_promoter(h)  # the restarted hub's own connection
     rec = await restarted.promote(operator("carol"), "web", "dev", "prod", approve=True, dry_run=True)
     assert rec.state == "ready" and rec.approved_by == ["bob", "carol"]
     # and they expire: an approval is for today's freight, not forever

@@ -35,9 +35,11 @@ def test_environment_is_read_and_overrides_win():
         "SKERRY_SEALER_READY_FILE": "/r.json",
         "SKERRY_SEALER_LOG_LEVEL": "DEBUG",
         "SKERRY_SEALER_GRACE_SECONDS": "2.5",
+        "SKERRY_SEALER_DRAIN": "0s",
         "UNRELATED": "x",
     }
     c = SealerConfig.from_env(env)
+    assert c.drain == 0.0
     assert (c.listen, c.keys_dir, c.domains, c.ready_file, c.log_level, c.grace_seconds) == (
         "0.0.0.0:9000",
         pathlib.Path("/k"),
@@ -60,8 +62,9 @@ def test_tls_is_mandatory():
     [
         ({"SKERRY_SEALER_LISTEN": "7443"}, "(?i)SKERRY_SEALER_LISTEN.*host:port"),
         ({"SKERRY_SEALER_LISTEN": "host:99999"}, "(?i)host:port"),
-        ({"SKERRY_SEALER_LOG_LEVEL": "loud"}, "log level"),
+        ({"SKERRY_SEALER_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
         ({"SKERRY_SEALER_GRACE_SECONDS": "soon"}, "GRACE_SECONDS"),
+        ({"SKERRY_SEALER_DRAIN": "1m"}, "drain: must be between 0s and 30s"),
         ({"SKERRY_SEALER_DOMAINS": " , "}, "at least one key domain"),
     ],
 )

@@ -89,9 +89,11 @@ def test_certificate_is_served_over_plain_http_and_nothing_else(live):
     for url, code in ((live.cert_url.replace("cert.pem", "verify"), 404), (live.cert_url + "?domain=mars", 404)):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(url, timeout=5)
+        err.value.close()  # an HTTPError holds the response (and its socket) open
         assert err.value.code == code
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(urllib.request.Request(live.cert_url, data=b"x", method="POST"), timeout=5)
+    err.value.close()
     assert err.value.code == 405
 
 

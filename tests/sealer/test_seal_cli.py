@@ -19,6 +19,7 @@ from skerry.cli import seal as seal_cli
 from skerry.cli import sealer as sealer_cli
 from skerry.core import sealedsecret
 from skerry.sealer import crypto
+from skerry.testing.devstack import Stack
 
 from .helpers import SECRET_VALUE, run_cli
 
@@ -154,14 +155,7 @@ def test_namespace_flag_fills_a_missing_namespace(shared_registry, cert_file, ca
 
 
 def test_fetch_cert_and_seal_through_a_live_sealer(sealer, mtls, capsys, monkeypatch):
-    tls_args = [
-        "--tls-ca",
-        str(mtls.operator.ca),
-        "--tls-cert",
-        str(mtls.operator.cert),
-        "--tls-key",
-        str(mtls.operator.key),
-    ]
+    tls_args = Stack.tls_args(mtls.operator)
     code, out, err = run_cli(["seal", "--fetch-cert", "--sealer", sealer.address, *tls_args], capsys)
     assert (code, err) == (0, "")
     assert out.encode() == sealer.app.registry.sealing_key().cert_pem
@@ -221,16 +215,7 @@ def test_missing_certificate_source_is_explained(capsys, tmp_path):
 
 def test_unreachable_or_untrusting_sealer_is_one_line_naming_the_peer(sealer, mtls, capsys):
     files = mtls.foreign
-    argv = [
-        "seal",
-        "--fetch-cert",
-        "--tls-ca",
-        str(files.ca),
-        "--tls-cert",
-        str(files.cert),
-        "--tls-key",
-        str(files.key),
-    ]
+    argv = ["seal", "--fetch-cert", *Stack.tls_args(files)]
     code, _, err = run_cli([*argv, "--sealer", sealer.address, "--timeout", "5"], capsys)
     assert code == 1
     assert (
@@ -322,12 +307,7 @@ def test_sealer_serve_runs_until_sigterm(mtls, keys_dir, tmp_path):
                 "--fetch-cert",
                 "--sealer",
                 f"127.0.0.1:{port}",
-                "--tls-ca",
-                str(files.ca),
-                "--tls-cert",
-                str(files.cert),
-                "--tls-key",
-                str(files.key),
+                *Stack.tls_args(files),
             ],
             capture_output=True,
             text=True,

@@ -151,16 +151,13 @@ class ApplyVerbs:
         resource = self._resource(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), what=what)
         namespace = (meta.get("namespace") or None) if resource.namespaced else None
         body = apply_body(obj, namespace)
-        self._call(
+        self._request(
             what,
-            lambda: self._dynamic().server_side_apply(
-                resource.subresources["status"],
-                body=body,
-                name=str(meta.get("name") or ""),
-                namespace=namespace,
-                field_manager=field_manager,
-                force_conflicts=True,
-                serialize=False,
-                _request_timeout=self._timeout,
-            ),
+            "server_side_apply",
+            resource.subresources["status"],
+            body=body,
+            name=str(meta.get("name") or ""),
+            namespace=namespace,
+            field_manager=field_manager,
+            force_conflicts=True,
         )

@@ -167,15 +167,15 @@ class KubeConnection:
 
     def _get_raw(self, resource, name: str, namespace: str | None, what: str) -> dict | None:
         """The object as a dict, ``None`` if it does not exist (shared by reads and applies)."""
-        resp = ignoring_not_found(
-            lambda: self._call(
-                what,
-                lambda: self._dynamic().get(
-                    resource, name=name, namespace=namespace, serialize=False, _request_timeout=self._timeout
-                ),
-            )
-        )
+        resp = ignoring_not_found(lambda: self._request(what, "get", resource, name=name, namespace=namespace))
         return None if resp is None else json.loads(resp.data)
+
+    def _request(self, what: str, verb: str, resource, **kw):
+        """One call of the dynamic client's ``verb`` (get, delete, patch, server_side_apply) on ``resource``:
+        the answer left unparsed, bounded by the client's timeout, an error translated naming ``what``."""
+        return self._call(
+            what, lambda: getattr(self._dynamic(), verb)(resource, serialize=False, _request_timeout=self._timeout, **kw)
+        )
 
     def _send(
         self, method: str, path: str, query: list, body: bytes | None, content_type: str

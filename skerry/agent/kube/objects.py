@@ -88,17 +88,7 @@ class ObjectVerbs:
         """Delete one object; ``False`` if it was already gone."""
         what, resource, ns = self._locate(api_version, kind, name, namespace)
         gone = ignoring_not_found(
-            lambda: self._call(
-                what,
-                lambda: self._dynamic().delete(
-                    resource,
-                    name=name,
-                    namespace=ns,
-                    propagation_policy=propagation,
-                    serialize=False,
-                    _request_timeout=self._timeout,
-                ),
-            )
+            lambda: self._request(what, "delete", resource, name=name, namespace=ns, propagation_policy=propagation)
         )
         return gone is not None
 
@@ -113,16 +103,8 @@ class ObjectVerbs:
     ) -> tuple[list[dict], str]:
         """``(items, resourceVersion)`` of one kind (cluster-wide when ``namespace`` is None)."""
         what, resource, ns = self._locate(api_version, kind, "*", namespace)
-        resp = self._call(
-            what,
-            lambda: self._dynamic().get(
-                resource,
-                namespace=ns,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                serialize=False,
-                _request_timeout=self._timeout,
-            ),
+        resp = self._request(
+            what, "get", resource, namespace=ns, label_selector=label_selector, field_selector=field_selector
         )
         doc = json.loads(resp.data)
         items = doc.get("items") or []
@@ -143,18 +125,15 @@ class ObjectVerbs:
     ) -> dict:
         """Merge-patch annotations (``None`` removes one); returns the patched object."""
         what, resource, ns = self._locate(api_version, kind, name, namespace)
-        resp = self._call(
+        resp = self._request(
             what,
-            lambda: self._dynamic().patch(
-                resource,
-                body={"metadata": {"annotations": dict(annotations)}},
-                name=name,
-                namespace=ns,
-                content_type="application/merge-patch+json",
-                field_manager=field_manager,
-                serialize=False,
-                _request_timeout=self._timeout,
-            ),
+            "patch",
+            resource,
+            body={"metadata": {"annotations": dict(annotations)}},
+            name=name,
+            namespace=ns,
+            content_type="application/merge-patch+json",
+            field_manager=field_manager,
         )
         return json.loads(resp.data)
 

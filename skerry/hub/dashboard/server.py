@@ -199,8 +199,9 @@ class DashboardServer:
                     await response.write(f"event: fleet\ndata: {data}\n\n".encode())
                     sent = version
                 changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), KEEPALIVE_SECONDS)
+                try:  # asyncio.timeout: wait_for (3.11) can lose a cancel that lands as the event fires
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                        await changed.wait()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
         except ConnectionResetError:  # the browser tab closed: one log line, not aiohttp's traceback

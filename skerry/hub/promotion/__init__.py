@@ -11,6 +11,7 @@ gRPC; the parts, each pure where it can be:
 * ``audit``      every promotion call, in the hub state
 * ``mirror``     the promotion's own Git mirror: the commit and its push, redone on a race, never forced
 * ``records``    each promotion's record: watched, stored, resumed after a restart
+* ``pushes``     each push stored before it is made; a dead writer's settled by asking the remote
 * ``rollout``    following a commit out to its clusters; auto-rollback within the soak
 * ``settings``   where it pushes, who it commits as, how long it follows
 """

@@ -33,6 +33,7 @@ from skerry.core.errors import ConfigError
 from skerry.hub.state import HubState, Tx
 
 log = structlog.get_logger("skerry.hub.promotion.audit")
+HUB = "skerry-hub"  # who the audit log names for what the hub does by itself
 MAX_FIELD = 2048  # one audited value; gate messages can name many clusters
 RECENT = 1000  # how many entries ``entries`` returns (the CLI's and tests' view)
 # An older hub's audit file is at most this big to import (it grew without bound); bigger is refused.

@@ -6,6 +6,12 @@ these blocking calls). A commit is made without a working tree (``skerry.hub.sou
 the branch tip and pushed without force; a push that loses a race with another writer is redone on
 the new tip (re-read, re-edit, re-commit), at most ``MAX_PUSH_ATTEMPTS`` times, never forced.
 
+Before each push the caller hears of the exact commit about to be pushed (``before_push``, a
+``Prepared``: its id, its parent, the branch, and all it takes to make it again, date included), so it
+can store that in the hub state first. ``finish`` settles such a commit later, in this or another
+process, by asking the remote: there already, pushed now (made again, the same id) if the branch still
+ends at its parent, or never (the branch moved past its parent: a push is never forced).
+
 Commit messages: a title, a body, trailers (``Promoted-by: alice``). Their values come from YAML in
 the repository, so each is folded to one line and none can forge a trailer.
 """
@@ -13,9 +19,12 @@ the repository, so each is folded to one line and none can forge a trailer.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -39,6 +48,30 @@ def commit_message(title: str, body: Sequence[str], trailers: Sequence[tuple[str
         lines += [" ".join(b.split()) for b in body] + [""]
     lines += [f"{k}: {' '.join(v.split())}" for k, v in trailers]
     return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A commit made and about to be pushed: enough to know it on the remote, and to make it again."""
+
+    commit: str  # its id
+    parent: str  # the branch tip it was made on
+    branch: str  # where it is pushed
+    path: str  # the one file it changes ...
+    content: bytes  # ... to these bytes
+    message: str
+    author_name: str
+    author_email: str
+    date: str  # author and committer date, Git's ``@<unix seconds> +0000``
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        doc["content"] = base64.b64encode(self.content).decode()
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Prepared:
+        return cls(**{**doc, "content": base64.b64decode(doc["content"])})
 
 
 class PromotionMirror:
@@ -88,9 +121,11 @@ class PromotionMirror:
         message: str,
         branch: str | None,
         settings: PromotionSettings,
+        before_push: Callable[[Prepared], None] = lambda prepared: None,
     ) -> tuple[str, str] | None:
         """Edit ``overlay``'s images on the tip, commit, push; redo on a rejected push.
 
+        ``before_push`` hears of each commit before it is pushed; if it raises, nothing is pushed.
         Returns (commit, the tip it was made on), or None if the tip already has these images.
         """
         delay = FIRST_RETRY_DELAY
@@ -101,14 +136,11 @@ class PromotionMirror:
             new = fr.set_images(data, images, path)
             if new == data:
                 return None
-            commit = writes.commit_files(
-                self.source, tip, {path: new}, message,
-                author_name=settings.author_name, author_email=settings.author_email,
-            )
+            prepared = self._prepare(tip, branch or self.source.branch, path, new, message, settings)
+            before_push(prepared)
             try:
-                self.push_attempts += 1
-                writes.push_commit(self.source, commit, branch=branch, push_url=settings.push_url, ssh_key=settings.ssh_key)
-                return commit, tip
+                self._push(prepared, settings)
+                return prepared.commit, tip
             except writes.PushRejected:
                 log.info("push rejected, redoing the promotion on the new tip", attempt=attempt, overlay=overlay)
                 time.sleep(delay * random.uniform(0.5, 1.5))
@@ -117,3 +149,53 @@ class PromotionMirror:
             f"push to {branch or self.source.branch} rejected {MAX_PUSH_ATTEMPTS} times "
             "(the branch keeps moving); try again"
         )
+
+    def _prepare(self, parent: str, branch: str, path: str, content: bytes, message: str,
+                 settings: PromotionSettings) -> Prepared:
+        prepared = Prepared("", parent, branch, path, content, message, settings.author_name,
+                            settings.author_email, f"@{int(time.time())} +0000")
+        return dataclasses.replace(prepared, commit=self._make(prepared))
+
+    def _make(self, prepared: Prepared) -> str:
+        return writes.commit_files(
+            self.source, prepared.parent, {prepared.path: prepared.content}, prepared.message,
+            author_name=prepared.author_name, author_email=prepared.author_email, date=prepared.date,
+        )
+
+    def _push(self, prepared: Prepared, settings: PromotionSettings) -> None:
+        self.push_attempts += 1
+        branch = None if prepared.branch == self.source.branch else prepared.branch
+        writes.push_commit(self.source, prepared.commit, branch=branch, push_url=settings.push_url,
+                           ssh_key=settings.ssh_key)
+
+    def finish(self, prepared: Prepared, settings: PromotionSettings) -> bool:
+        """True if ``prepared`` is on its branch of the remote, pushed now if the branch still ends at its
+        parent (made again here: the same id); False if it never can be (the branch moved past its parent)."""
+        for _ in range(2):  # a push rejected here: the branch moved meanwhile (maybe by this very commit)
+            tip = self._tip(prepared.branch)
+            if self._on(prepared, tip):
+                return True
+            if tip != prepared.parent and not (tip is None and prepared.parent == self.head()):
+                return False
+            self.known(prepared.parent)
+            made = self._make(prepared)
+            if made != prepared.commit:
+                raise SourceError(f"git source {self.source.url}: {prepared.commit[:12]} made again is {made[:12]}; "
+                                  "not pushed")
+            try:
+                self._push(prepared, settings)
+                return True
+            except writes.PushRejected:
+                log.info("push of a commit left by a previous writer rejected; asking again",
+                         commit=prepared.commit[:12])
+        return self.has(prepared)
+
+    def has(self, prepared: Prepared) -> bool:
+        """True if ``prepared`` is on its branch of the remote."""
+        return self._on(prepared, self._tip(prepared.branch))
+
+    def _on(self, prepared: Prepared, tip: str | None) -> bool:
+        return tip is not None and (tip == prepared.commit or self.contains(prepared.commit, tip))
+
+    def _tip(self, branch: str) -> str | None:
+        return self.branch_tip(branch) if branch != self.source.branch else self.head()

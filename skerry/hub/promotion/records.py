@@ -15,7 +15,10 @@ deadline and when the target last became healthy. ``unfinished`` gives back
 the records a previous process was following, for ``Promoter.resume``.
 
 Writes go through ``write`` (the writer's fenced transaction in the hub), so a
-process that lost the writer lease cannot record, or resume, anything.
+process that lost the writer lease cannot record, or resume, anything. A
+record may carry the push its writer is about to make (``pushing``, stored
+before the push: ``skerry.hub.promotion.pushes``); the update that records the
+push's outcome drops it, in one transaction with its audit entry (``audit``).
 """
 
 from __future__ import annotations
@@ -132,18 +135,36 @@ class RecordStore:
         self._state = state
         self._write = write or state.write
 
-    def save(self, rec, follow: Follow | None) -> None:
+    def save(self, rec, follow: Follow | None, *, pushing: dict[str, Any] | None = None,
+             audit: Callable[[Tx], Any] | None = None) -> None:
+        """Store ``rec`` with its follow state, the push it is about to make if any, and (``audit``, writing
+        the act's audit entry) in one transaction."""
         doc = {"record": record_to_doc(rec), "follow": follow.to_doc() if follow and not rec.final else None}
+        if pushing is not None:
+            doc["pushing"] = pushing
         with self._write() as tx:
             tx.put_record(KIND, rec.id, doc)
+            if audit is not None:
+                audit(tx)
 
-    def unfinished(self, record_type, progress_type) -> list[tuple[Any, Follow]]:
-        """Records a previous process was following (oldest first)."""
+    def pushing(self, record_type, progress_type) -> list[tuple[Any, Follow | None, dict[str, Any]]]:
+        """Records whose writer stored a push and not its outcome (oldest first): (record, follow, push)."""
         with self._state.read() as tx:
             docs = tx.records(KIND)
         out = []
         for doc in docs.values():
-            if doc.get("follow") is None:
+            if doc.get("pushing") is not None:
+                follow = Follow.from_doc(doc["follow"]) if doc.get("follow") else None
+                out.append((record_from_doc(doc["record"], record_type, progress_type), follow, doc["pushing"]))
+        return sorted(out, key=lambda item: item[0].updated or _dt.datetime.min.replace(tzinfo=_dt.UTC))
+
+    def unfinished(self, record_type, progress_type) -> list[tuple[Any, Follow]]:
+        """Records a previous process was following (oldest first); not those with a push to settle first."""
+        with self._state.read() as tx:
+            docs = tx.records(KIND)
+        out = []
+        for doc in docs.values():
+            if doc.get("follow") is None or doc.get("pushing") is not None:
                 continue
             rec = record_from_doc(doc["record"], record_type, progress_type)
             if not rec.final:
@@ -178,12 +199,14 @@ class RecordBook:
                 del self.records[rid]
         self.records[rec.id] = rec
 
-    async def update(self, rec: Record, **changes: Any) -> None:
+    async def update(self, rec: Record, *, audit: Callable[[Tx], Any] | None = None, **changes: Any) -> None:
+        """Change ``rec``, store it (and ``audit``'s entry, in the same transaction), wake the watchers."""
         async with self._storing:  # one at a time, each made from the one before
             new = dataclasses.replace(rec, **changes, updated=self._clock.now(), version=rec.version + 1)
             if self.store is not None:
                 try:  # a write: off the event loop, and before the change shows
-                    await asyncio.to_thread(self.store.save, new, None if new.final else self.follows.get(rec.id))
+                    await asyncio.to_thread(self.store.save, new, None if new.final else self.follows.get(rec.id),
+                                            audit=audit)
                 except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
                     log.error("promotion record not stored; stored whole with its next update", id=rec.id,
                               reason=e.reason, error=str(e))
@@ -210,9 +233,20 @@ class RecordBook:
                 if rec.final:
                     return
             async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=WATCH_WAKE)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for (3.11) can lose a cancel
+                    async with asyncio.timeout(WATCH_WAKE):
+                        await self._changed.wait()
+
+    def intend(self, rec: Record, pushing: dict[str, Any]) -> None:
+        """Store the push ``rec``'s writer is about to make, fenced, before it makes it. Blocking; raises
+        (and so nothing is pushed) if it cannot be stored."""
+        if self.store is not None:
+            self.store.save(rec, self.follows.get(rec.id), pushing=pushing)
 
     def unfinished(self) -> list[tuple[Record, Follow]]:
         """What a previous process was following (none without a store)."""
         return self.store.unfinished(Record, ClusterProgress) if self.store is not None else []
+
+    def pushing(self) -> list[tuple[Record, Follow | None, dict[str, Any]]]:
+        """Pushes a previous process stored and did not settle (none without a store)."""
+        return self.store.pushing(Record, ClusterProgress) if self.store is not None else []

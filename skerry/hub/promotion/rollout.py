@@ -25,15 +25,14 @@ from skerry.core.clock import Clock
 from skerry.core.errors import SourceError
 from skerry.hub.fleet import Fleet
 from skerry.hub.promotion import targets
-from skerry.hub.promotion.audit import AuditLog
+from skerry.hub.promotion.audit import HUB, AuditLog
 from skerry.hub.promotion.gates import ClusterHealth
 from skerry.hub.promotion.mirror import PromotionMirror, commit_message
+from skerry.hub.promotion.pushes import Pushes
 from skerry.hub.promotion.records import ClusterProgress, Follow, Record, RecordBook
 from skerry.hub.promotion.settings import PromotionSettings
 
 log = structlog.get_logger("skerry.hub.promotion")
-
-HUB = "skerry-hub"  # who the audit log names for what the hub does by itself
 
 
 class Rollouts:
@@ -49,6 +48,7 @@ class Rollouts:
         audit: AuditLog,
         clock: Clock,
         health: Callable[[str], ClusterHealth],
+        pushes: Pushes,
     ):
         self.fleet_view = fleet_view  # the sync loop: fleet, last_result, request_sync
         self.store = store
@@ -57,6 +57,7 @@ class Rollouts:
         self.audit = audit
         self.clock = clock
         self.health = health
+        self.pushes = pushes  # an auto-rollback's push is stored before it is made
         self._tasks: set[asyncio.Task] = set()
 
     def plan(self, rec: Record, settings: PromotionSettings, *, previous, auto_rollback: bool, soak: float) -> None:
@@ -70,6 +71,14 @@ class Rollouts:
     def follow(self, rec: Record, fleet: Fleet, settings: PromotionSettings) -> None:
         """Follow ``rec``'s commit as planned (``plan``)."""
         self._start(rec, fleet, self.book.follows[rec.id], settings)
+
+    async def resume_all(self, settings: PromotionSettings) -> list[str]:
+        """Settle the pushes a previous writer left (``pushes``), then ``resume`` every rollout it followed."""
+        _, left = await self.pushes.recover(settings)  # each settled push is audited
+        resumed = await self.resume(settings, await asyncio.to_thread(self.book.unfinished))  # (a state read)
+        if left:  # their remote could not be asked: again later
+            self.settle_later(settings)
+        return resumed
 
     async def resume(self, settings: PromotionSettings, unfinished: list) -> list[str]:
         """Follow again every rollout a previous process was following (ids); call after the first sync.
@@ -93,9 +102,27 @@ class Rollouts:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
 
+    def settle_later(self, settings: PromotionSettings) -> None:
+        """Ask again, every ``settings.settle_retry`` seconds, about the pushes ``pushes.recover`` could not
+        settle (their remote could not be asked); follow each once settled."""
+        self._spawn(self._settling(settings), "promotion-pushes")
+
+    async def _settling(self, settings: PromotionSettings) -> None:
+        while True:
+            await asyncio.sleep(settings.settle_retry)
+            settled, left = await self.pushes.recover(settings)
+            if settled:
+                unfinished = await asyncio.to_thread(self.book.unfinished)  # (a state read)
+                await self.resume(settings, [(rec, follow) for rec, follow in unfinished if rec.id in settled])
+            if not left:
+                return
+
     def _start(self, rec: Record, fleet: Fleet, follow: Follow, settings: PromotionSettings) -> None:
         self.book.follows[rec.id] = follow
-        task = asyncio.create_task(self._run(rec, fleet, follow, settings), name=f"promotion-{rec.id}")
+        self._spawn(self._run(rec, fleet, follow, settings), f"promotion-{rec.id}")
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -200,11 +227,16 @@ class Rollouts:
                     ("Skerry-Promotion", rec.id)]
         message = commit_message(f"auto-rollback {rec.app} in {rec.to_env}: revert {rec.commit[:12]}", [], trailers)
         async with self.mirror.lock:
-            result = await asyncio.to_thread(self.mirror.commit, overlay, previous, message, None, settings)
+            result = await asyncio.to_thread(self.mirror.commit, overlay, previous, message, None, settings,
+                                             self.pushes.intend(rec, "auto-rollback", why))
         commit = result[0] if result else ""
-        self.audit.record(HUB, "AutoRollback", "committed" if commit else "unchanged", id=rec.id,
-                          app=rec.app, env=rec.to_env, reverts=rec.commit, commit=commit, reason=why)
-        await self.book.update(rec, state="rolled-back", rollback_commit=commit, message=f"rolled back: {why}")
+
+        def audit(tx) -> None:
+            self.audit.record_in(tx, HUB, "AutoRollback", "committed" if commit else "unchanged", id=rec.id,
+                                 app=rec.app, env=rec.to_env, reverts=rec.commit, commit=commit, reason=why)
+
+        await self.book.update(rec, state="rolled-back", rollback_commit=commit, message=f"rolled back: {why}",
+                               audit=audit)
         self._request_sync()
 
     def _request_sync(self) -> None:

@@ -30,7 +30,9 @@ Rollback passes no gates (no soak, approvals or freeze): it restores freight the
 before, and in an incident nothing should stand in its way. It is audited like everything else.
 Approvals persist in the hub state (``approvals.Approvals``, 24 h); so do promotion records and what
 following each rollout needs (``records.RecordStore``): a restarted hub ``resume``s following them,
-soak and auto-rollback deadline included.
+soak and auto-rollback deadline included. Each push is stored before it is made (``pushes``), so a
+writer that dies between its push and the record of it loses nothing: ``resume`` first settles such
+pushes by asking the remote.
 
 Every call is audit-logged (``AuditLog``, in the hub state); calls the table refuses are audited by
 the hub's interceptor (``skerry.hub.authz.audit_promotion_refusals``).
@@ -54,11 +56,13 @@ from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.promotion.gates import ClusterHealth, Gate, HealthTracker, cluster_problem, evaluate
 from skerry.hub.promotion.health import TrackingStatusBoard, cluster_health
 from skerry.hub.promotion.mirror import PromotionMirror, commit_message
+from skerry.hub.promotion.pushes import Pushes
 from skerry.hub.promotion.records import Record, RecordBook, RecordStore
 from skerry.hub.promotion.rollout import Rollouts
 from skerry.hub.promotion.settings import PromotionSettings
 from skerry.hub.promotion_policy import EnvironmentRules, PromotionPolicy
 from skerry.hub.source.git import GitSource
+from skerry.hub.state import Tx
 from skerry.hub.status import StatusBoard
 
 MAX_REVISION_CHARS = 256  # a rollback's target: a branch, tag or commit id, never a long expression
@@ -94,7 +98,7 @@ class Promoter:
         clock: Clock | None = None,
         approvals: Approvals,
         attestations=None,
-        records: RecordStore | None = None,
+        records: RecordStore,
         may_write: Callable[[], bool] = lambda: True,
     ):
         self.source = source
@@ -111,9 +115,10 @@ class Promoter:
         self.approvals = approvals
         self.mirror = PromotionMirror(source)
         self.book = RecordBook(self.clock, records)
+        self.pushes = Pushes(book=self.book, mirror=self.mirror, audit=audit, followed_branch=source.branch)
         self.rollouts = Rollouts(
             fleet_view=fleet, store=store, mirror=self.mirror, book=self.book, audit=audit, clock=self.clock,
-            health=self.health,
+            health=self.health, pushes=self.pushes,
         )
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -194,10 +199,13 @@ class Promoter:
             yield update
 
     async def resume(self) -> list[str]:
-        """Follow again every rollout a previous process was following (ids); call after the first sync."""
-        return await self.rollouts.resume(self.settings, await asyncio.to_thread(self.book.unfinished))  # (a read)
+        """Follow again every rollout a previous process was following (ids), once the pushes it left are
+        settled (``pushes``); call after the first sync."""
+        return await self.rollouts.resume_all(self.settings)
 
     async def close(self) -> None:
+        """Stop following (this process stops writing): the next writer, maybe this one again, resumes."""
+        self.pushes.end_term()
         await self.rollouts.close()
 
     # --- Promote ----------------------------------------------------------------------------------
@@ -299,15 +307,19 @@ class Promoter:
             [f"{c.name}: {c.before or '(none)'} -> {c.after}" for c in rec.changes],
             trailers,
         )
+        intent = self.pushes.intend(rec, "promote")
         try:
             async with self.mirror.lock:
                 result = await asyncio.to_thread(
-                    self.mirror.commit, dst.overlay, src.images, message, branch or None, self.settings
+                    self.mirror.commit, dst.overlay, src.images, message, branch or None, self.settings, intent
                 )
         except Exception as e:
-            await self.book.update(rec, state="failed", message=str(e))
-            self.audit.record(str(identity), "Promote", "error", id=rec.id, error=str(e), **fields)
-            raise
+            if (landed := await self.pushes.landed(intent)) is None:  # else the remote took it all the same
+                error = str(e)
+                await self.book.update(rec, state="failed", message=error, audit=lambda tx: self.audit.record_in(
+                    tx, str(identity), "Promote", "error", id=rec.id, error=error, **fields))
+                raise
+            result = (landed, "")
         self.approvals.clear(_key(src, rec.to_env))
         if result is None:
             await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {src.env}")
@@ -319,10 +331,10 @@ class Promoter:
             rec, commit=commit, branch=branch or self.source.branch,
             state="pushed-for-review" if review else "committed",
             message=f"pushed to {branch} for review" if review else "committed; following the rollout",
-        )
-        self.audit.record(
-            str(identity), "Promote", "committed", id=rec.id, commit=commit, branch=rec.branch,
-            approved_by=",".join(rec.approved_by), **fields,
+            audit=lambda tx: self.audit.record_in(
+                tx, str(identity), "Promote", "committed", id=rec.id, commit=commit, branch=rec.branch,
+                approved_by=",".join(rec.approved_by), **fields,
+            ),
         )
         return review
 
@@ -345,24 +357,31 @@ class Promoter:
                 requested_by=identity.name, changes=fr.diff_images(images, dst.images),
             )
             self.rollouts.plan(rec, self.settings, previous=dst.images, auto_rollback=False, soak=0.0)
-            commit = await self._revert(rec, overlay, images, rev, identity.name, f"rollback {app} in {env} to {rev[:12]}")
-            self.audit.record(str(identity), "Rollback", rec.state, id=rec.id, commit=rec.commit, revision=rev, **fields)
+            commit = await self._revert(
+                rec, overlay, images, rev, identity.name, f"rollback {app} in {env} to {rev[:12]}",
+                lambda tx: self.audit.record_in(tx, str(identity), "Rollback", rec.state, id=rec.id, commit=rec.commit,
+                                                revision=rev, **fields),
+            )
         if commit is not None:
             self.rollouts.follow(rec, fleet, self.settings)
         return rec
 
     async def _revert(
-        self, rec: Record, overlay: str, images: Sequence[fr.Image], rev: str, who: str, title: str
+        self, rec: Record, overlay: str, images: Sequence[fr.Image], rev: str, who: str, title: str,
+        audit: Callable[[Tx], object],
     ) -> str | None:
+        """Commit ``images`` into ``overlay``; ``audit`` writes the entry with the record of the outcome."""
         trailers = [("Rolled-back-by", who), ("Rolled-back-to", rev), ("Skerry-Promotion", rec.id)]
         body = [f"{c.name}: {c.before or '(none)'} -> {c.after}" for c in fr.diff_images(images, ())]
         message = commit_message(title, body, trailers)
         async with self.mirror.lock:
-            result = await asyncio.to_thread(self.mirror.commit, overlay, images, message, None, self.settings)
+            result = await asyncio.to_thread(self.mirror.commit, overlay, images, message, None, self.settings,
+                                             self.pushes.intend(rec, "rollback"))
         if result is None:
-            await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {rev[:12]}")
+            await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {rev[:12]}",
+                                   audit=audit)
             return None
-        await self.book.update(rec, commit=result[0], branch=self.source.branch, state="committed")
+        await self.book.update(rec, commit=result[0], branch=self.source.branch, state="committed", audit=audit)
         return result[0]
 
 

@@ -10,6 +10,8 @@ import pathlib
 
 DEFAULT_PROGRESS_TIMEOUT = 3600.0  # follow a rollout at most this long, then report the pending clusters
 DEFAULT_TICK = 0.25  # how often progress re-reads the store and the status board (seconds)
+# How often a new writer asks again about a push a previous one left, while the remote cannot be asked.
+DEFAULT_SETTLE_RETRY = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,3 +23,4 @@ class PromotionSettings:
     author_email: str = "hub@skerry.invalid"
     progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT
     tick: float = DEFAULT_TICK
+    settle_retry: float = DEFAULT_SETTLE_RETRY

@@ -47,8 +47,12 @@ def commit_files(
     *,
     author_name: str = "Skerry Hub",
     author_email: str = "hub@skerry.invalid",
+    date: str | None = None,
 ) -> str:
     """A new commit (in the mirror, on no branch) whose tree is ``parent``'s with ``files`` replaced.
+
+    ``date`` (Git's ``@<unix seconds> +0000``; default now) is the author and committer date: with the same
+    parent, files, message, author and date the commit is the same, id included, in any mirror.
 
     Returns the new commit's sha. Paths are repository-relative with ``/``; every file must already
     exist at ``parent`` (the hub edits files, it does not create layout). Only the trees on the
@@ -57,7 +61,8 @@ def commit_files(
     """
     if len(message.encode()) > MAX_COMMIT_MESSAGE_BYTES:
         raise SourceError(f"git source {source.url}: commit message over {MAX_COMMIT_MESSAGE_BYTES} bytes")
-    env = _commit_env(author_name, author_email)
+    dates = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else None
+    env = _commit_env(author_name, author_email, dates)
     with source.open_repo() as repo:
         try:
             commit = repo.commit(parent)
