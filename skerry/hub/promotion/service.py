@@ -320,10 +320,10 @@ class Promoter:
                     tx, str(identity), "Promote", "error", id=rec.id, error=error, **fields))
                 raise
             result = (landed, "")
-        self.approvals.clear(_key(src, rec.to_env))
+        await asyncio.to_thread(self.approvals.clear, _key(src, rec.to_env))  # (a state write: off the loop)
         if result is None:
             await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {src.env}")
-            self.audit.record(str(identity), "Promote", "unchanged", id=rec.id, **fields)
+            await self.audit.arecord(str(identity), "Promote", "unchanged", id=rec.id, **fields)
             return None
         commit, _tip = result
         review = bool(branch) and branch != self.source.branch
