@@ -43,6 +43,7 @@ from typing import Any
 
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
+from skerry.core.peers import MAX_DRAIN_SECONDS, SIGTERM_DRAIN_SECONDS
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -172,6 +173,21 @@ def log_level() -> Any:
     return setting(
         "info", metavar="LEVEL", parse=lower, choices=LOG_LEVELS, help="debug, info, warning or error (default info)"
     )
+
+
+def drain() -> Any:
+    """A server's ``drain`` field (hub, sealer): how long it answers NOT_SERVING after SIGTERM; ``check_drain``."""
+    return setting(
+        SIGTERM_DRAIN_SECONDS,
+        metavar="DURATION",
+        parse=duration,
+        help=f"on SIGTERM, say NOT_SERVING this long before refusing calls (default {SIGTERM_DRAIN_SECONDS:g}s)",
+    )
+
+
+def check_drain(seconds: float) -> None:
+    if not 0.0 <= seconds <= MAX_DRAIN_SECONDS:
+        raise ConfigError(f"drain: must be between 0s and {MAX_DRAIN_SECONDS:g}s, got {seconds}")
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

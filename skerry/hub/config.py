@@ -27,7 +27,6 @@ from skerry.core import config
 from skerry.core.config import setting
 from skerry.core.duration import parse_duration  # noqa: F401 - re-exported for the hub's callers
 from skerry.core.errors import ConfigError
-from skerry.core.peers import MAX_DRAIN_SECONDS, SIGTERM_DRAIN_SECONDS
 from skerry.core.tlsfiles import TlsFiles
 from skerry.hub.admission import ADMISSION_BURST, ADMISSION_RATE
 from skerry.hub.state import check_spec
@@ -176,12 +175,7 @@ class HubConfig:
     lease_ttl: float = setting(
         15.0, metavar="DURATION", parse=config.duration, help="writer lease lifetime, renewed at a third (default 15s)"
     )
-    drain: float = setting(
-        SIGTERM_DRAIN_SECONDS,
-        metavar="DURATION",
-        parse=config.duration,
-        help=f"on SIGTERM, say NOT_SERVING this long before refusing calls (default {SIGTERM_DRAIN_SECONDS:g}s)",
-    )
+    drain: float = config.drain()
     role: str = setting(
         "both",
         metavar="writer|serve|both",
@@ -339,8 +333,7 @@ class HubConfig:
         if not self.hub_id or len(self.hub_id) > MAX_HUB_ID:
             raise ConfigError(f"hub_id: must be 1..{MAX_HUB_ID} characters, got {self.hub_id!r}")
         config.check_choice("role", self.role, ROLES)
-        if not 0.0 <= self.drain <= MAX_DRAIN_SECONDS:
-            raise ConfigError(f"drain: must be between 0s and {MAX_DRAIN_SECONDS:g}s, got {self.drain}")
+        config.check_drain(self.drain)
         if not 1.0 <= self.lease_ttl <= 600.0:
             raise ConfigError(f"lease_ttl: must be between 1s and 10m, got {self.lease_ttl}")
 

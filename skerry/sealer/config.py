@@ -25,7 +25,7 @@ from skerry.core import config
 from skerry.core.config import setting
 from skerry.core.duration import parse_duration
 from skerry.core.errors import ConfigError
-from skerry.core.peers import MAX_DRAIN_SECONDS, SIGTERM_DRAIN_SECONDS, parse_addresses, parse_listen
+from skerry.core.peers import parse_addresses, parse_listen
 from skerry.core.tlsfiles import TlsFiles
 
 ENV_PREFIX = "SKERRY_SEALER_"
@@ -63,12 +63,7 @@ class SealerConfig:
         parse=config.duration,
         help="on SIGTERM, let calls in flight finish this long (default 10s)",
     )
-    drain: float = setting(
-        SIGTERM_DRAIN_SECONDS,
-        metavar="DURATION",
-        parse=config.duration,
-        help=f"on SIGTERM, say NOT_SERVING this long before refusing calls (default {SIGTERM_DRAIN_SECONDS:g}s)",
-    )
+    drain: float = config.drain()
     metrics_listen: str = setting(
         "", metavar="HOST:PORT", help="serve plaintext /metrics, /healthz, /readyz here (default off)"
     )
@@ -149,8 +144,7 @@ class SealerConfig:
             raise ConfigError("the sealer needs at least one key domain")
         if self.grace_seconds < 0:
             raise ConfigError("grace seconds must not be negative")
-        if not 0.0 <= self.drain <= MAX_DRAIN_SECONDS:
-            raise ConfigError(f"drain: must be between 0s and {MAX_DRAIN_SECONDS:g}s, got {self.drain}")
+        config.check_drain(self.drain)
         if self.renewal_days < 0:
             raise ConfigError("renewal days must not be negative (0 disables renewal)")
         if self.keys_refresh_seconds <= 0:
