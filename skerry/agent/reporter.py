@@ -107,8 +107,9 @@ class Reporter:
                 log.warning("status report failed; will retry", reason=e.reason, error=str(e), retry_in=delay)
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wait_newer(status), delay)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for (3.11) can lose a cancel
+                    async with asyncio.timeout(delay):
+                        await self._wait_newer(status)
                 # A newer status cuts the wait short, but never below the first step: while the hub
                 # refuses, a burst of statuses (watches failing one by one under an API server restart)
                 # became a burst of reports, and the hub's per-agent rate limit refused them all.

@@ -288,6 +288,28 @@ async def test_a_burst_of_statuses_while_the_hub_refuses_is_not_a_burst_of_repor
             await task
 
 
+@pytest.mark.parametrize("steps_between", [0, 1, 2, 3])
+async def test_a_reporter_waiting_to_retry_stops_when_cancelled_as_a_newer_status_arrives(steps_between):
+    """A cancel (the agent stopping) that lands as a newer status wakes the retry wait ends the reporter: it
+    was lost, and the agent's stop waited for a reporter that went on retrying."""
+    hub = FlakyHub(failures=1000)
+    reporter = Reporter(hub, FixedClock(NOW), status=lambda: READY)
+    task = asyncio.create_task(reporter.run())
+    await reporter.publish()
+    for _ in range(5):
+        await asyncio.sleep(0)  # the first report failed: waiting for the retry step or a newer status
+    await reporter.publish()
+    for _ in range(steps_between):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    try:
+        assert done and task.cancelled(), "the reporter went on after its cancel"
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+
+
 # --- drift control with injected time (the other side of each call is a stand-in, named so) -----
 
 

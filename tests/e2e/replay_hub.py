@@ -81,3 +81,5 @@ class ReplayHub:
             asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()  # else a ResourceWarning (unclosed event loop) in whichever test collects it

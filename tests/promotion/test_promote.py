@@ -280,6 +280,9 @@ async def test_rollback_restores_the_previous_freight_by_a_commit(harness):
     assert h.remote_file(PROD_K) == h.remote_file(PROD_K, old_head)
     msg = git(h.remote, "log", "-1", "--format=%B", back.commit)
     assert f"Rolled-back-to: {old_head}" in msg and "Rolled-back-by: bob" in msg
+    audited = [(e["method"], e["outcome"], e["commit"], e.get("branch")) for e in h.audit.entries
+               if e.get("id") in (rec.id, back.id) and e["outcome"] == "committed"]
+    assert audited == [("Promote", "committed", rec.commit, "main"), ("Rollback", "committed", back.commit, None)]
 
 
 async def test_push_to_a_review_branch_leaves_main_alone(harness):

@@ -6,11 +6,15 @@ lease from ``hub-a`` to ``hub-b`` at an exact point of hub-a's push, once: after
 (``post-receive``), or before, declining it (``pre-receive``). From there hub-a can store nothing, as if it had
 died there; ``hub-b``'s ``resume`` must find the push hub-a stored before making it, ask the remote, and record
 and follow it (landed), make and push the very same commit (declined), or fail it (the branch moved since),
-never committing twice. Promotion, rollback and auto-rollback commits alike.
+never committing twice. Promotion, rollback and auto-rollback commits alike. A remote that cannot be asked at
+the takeover is asked again until it can. And a push that fails in the writer itself after the remote took it
+(another test hook kills the ``git push``) is asked about at once and recorded as committed, not failed. A
+writer that resumes while its own push is in flight (held by a third test hook) leaves it to its act.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import sys
@@ -45,6 +49,33 @@ taken = state.acquire_lease("hub-b", cfg["ttl"])
 state.close()
 os.remove(__file__)
 sys.exit(1 if cfg["decline"] or taken is None else 0)
+"""
+
+# Run by git in the remote once the push landed (once): kills the pushing ``git push``, so the push fails in the
+# writer although the remote took it (as a connection lost after the remote updated the branch).
+KILL_PUSHER = """#!{python}
+# test hook: the push fails in the writer after the remote took it
+import os, signal
+pid = os.getppid()
+while pid > 1:
+    with open(f"/proc/{{pid}}/cmdline", "rb") as f:
+        argv = f.read().split(b"\\0")
+    if argv[:2] == [b"git", b"push"]:
+        break
+    with open(f"/proc/{{pid}}/stat") as f:
+        pid = int(f.read().rsplit(")", 1)[1].split()[1])
+os.remove(__file__)
+os.kill(pid, signal.SIGKILL)
+"""
+
+# Run by git in the remote before a push lands (once): holds the push until the test lets it go.
+HOLD_PUSH = """#!{python}
+# test hook: the push waits here until {release} exists
+import os, pathlib, time
+pathlib.Path({started!r}).touch()
+while not os.path.exists({release!r}):
+    time.sleep(0.02)
+os.remove(__file__)
 """
 
 
@@ -239,3 +270,41 @@ async def test_an_auto_rollback_pushed_but_never_recorded_is_recorded_by_the_nex
         assert h.remote_file(PROD_K) == before
         assert [e["outcome"] for e in w.audited("AutoRollback", rec.id)] == ["committed"]
 
+
+
+async def test_a_push_that_failed_in_the_writer_after_the_remote_took_it_is_recorded_as_committed(harness):
+    h = harness
+    await ready_for_prod(h)
+    hook = h.remote / "hooks" / "post-receive"
+    hook.write_text(KILL_PUSHER.format(python=sys.executable))
+    hook.chmod(0o755)
+    rec = await h.promoter.promote(operator("alice"), "web", "dev", "prod")  # the push failed, yet it landed
+    try:
+        assert not hook.exists(), "the hook did not run"
+        assert rec.state == "committed" and rec.commit == h.remote_head()
+        assert 'newTag: "1.27.0"' in h.remote_file(PROD_K)
+        assert [e["outcome"] for e in h.audit.entries if e["method"] == "Promote" and e.get("id") == rec.id] == [
+            "committed"]
+    finally:
+        await h.stop()
+
+
+async def test_a_writer_resuming_leaves_its_own_push_in_flight_to_the_act_that_makes_it(harness):
+    h = harness
+    await ready_for_prod(h)
+    started, release = h.tmp / "push-started", h.tmp / "push-release"
+    hook = h.remote / "hooks" / "pre-receive"
+    hook.write_text(HOLD_PUSH.format(python=sys.executable, started=str(started), release=str(release)))
+    hook.chmod(0o755)
+    promoting = asyncio.create_task(h.promoter.promote(operator("alice"), "web", "dev", "prod"))
+    try:
+        await until(started.exists, "the push to reach the remote")
+        assert await h.promoter.resume() == []  # its own act's push, stored in this term: not settled here
+        release.touch()
+        rec = await promoting
+        assert rec.state == "committed" and rec.commit == h.remote_head()
+        entries = [e for e in h.audit.entries if e["method"] == "Promote" and e.get("id") == rec.id]
+        assert [(e["outcome"], e.get("recovered")) for e in entries] == [("committed", None)]
+    finally:
+        release.touch()
+        await h.stop()

@@ -48,6 +48,7 @@ def served(tmp_path):
         yield repo, f"http://127.0.0.1:{server.server_address[1]}", tmp_path
     finally:
         server.shutdown()
+        server.server_close()  # the listening socket
 
 
 def stock_updater(base: str, tmp_path, name: str, root: bytes) -> Updater:

@@ -320,7 +320,7 @@ class Promoter:
                     tx, str(identity), "Promote", "error", id=rec.id, error=error, **fields))
                 raise
             result = (landed, "")
-        await asyncio.to_thread(self.approvals.clear, _key(src, rec.to_env))  # (a state write: off the loop)
+        await asyncio.to_thread(self.approvals.clear, _key(src, rec.to_env))  # a write: off the loop
         if result is None:
             await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {src.env}")
             await self.audit.arecord(str(identity), "Promote", "unchanged", id=rec.id, **fields)
@@ -332,8 +332,8 @@ class Promoter:
             state="pushed-for-review" if review else "committed",
             message=f"pushed to {branch} for review" if review else "committed; following the rollout",
             audit=lambda tx: self.audit.record_in(
-                tx, str(identity), "Promote", "committed", id=rec.id, commit=commit, branch=rec.branch,
-                approved_by=",".join(rec.approved_by), **fields,
+                tx, str(identity), "Promote", "committed", id=rec.id, commit=commit,
+                branch=branch or self.source.branch, approved_by=",".join(rec.approved_by), **fields,
             ),
         )
         return review
@@ -359,8 +359,8 @@ class Promoter:
             self.rollouts.plan(rec, self.settings, previous=dst.images, auto_rollback=False, soak=0.0)
             commit = await self._revert(
                 rec, overlay, images, rev, identity.name, f"rollback {app} in {env} to {rev[:12]}",
-                lambda tx: self.audit.record_in(tx, str(identity), "Rollback", rec.state, id=rec.id, commit=rec.commit,
-                                                revision=rev, **fields),
+                lambda outcome, commit: lambda tx: self.audit.record_in(
+                    tx, str(identity), "Rollback", outcome, id=rec.id, commit=commit, revision=rev, **fields),
             )
         if commit is not None:
             self.rollouts.follow(rec, fleet, self.settings)
@@ -368,9 +368,9 @@ class Promoter:
 
     async def _revert(
         self, rec: Record, overlay: str, images: Sequence[fr.Image], rev: str, who: str, title: str,
-        audit: Callable[[Tx], object],
+        audit: Callable[[str, str], Callable[[Tx], object]],
     ) -> str | None:
-        """Commit ``images`` into ``overlay``; ``audit`` writes the entry with the record of the outcome."""
+        """Commit ``images`` into ``overlay``; ``audit(outcome, commit)`` writes the entry with the record of it."""
         trailers = [("Rolled-back-by", who), ("Rolled-back-to", rev), ("Skerry-Promotion", rec.id)]
         body = [f"{c.name}: {c.before or '(none)'} -> {c.after}" for c in fr.diff_images(images, ())]
         message = commit_message(title, body, trailers)
@@ -379,9 +379,10 @@ class Promoter:
                                              self.pushes.intend(rec, "rollback"))
         if result is None:
             await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {rev[:12]}",
-                                   audit=audit)
+                                   audit=audit("done", ""))
             return None
-        await self.book.update(rec, commit=result[0], branch=self.source.branch, state="committed", audit=audit)
+        await self.book.update(rec, commit=result[0], branch=self.source.branch, state="committed",
+                               audit=audit("committed", result[0]))
         return result[0]
 
 

@@ -103,8 +103,9 @@ def test_a_replica_waiting_for_the_writers_first_import_answers_its_probes_not_r
         hubs["hub-c"] = Service("hub-c", hub_command(stack, tmp_path, "hub-c", "serve",
                                                      "--metrics-listen", f"127.0.0.1:{ops}"), tmp_path).start()
         # no writer yet: the replica waits, alive and answering, not ready, and says for what
-        waiting = wait_for(lambda: probe(ops, "/readyz"), DEADLINE, "hub-c to answer its readiness probe", hubs["hub-c"])
-        assert waiting[0] == 503 and "writer's first import" in waiting[1], waiting
+        waiting = wait_for(lambda: (got := probe(ops, "/readyz")) and "writer's first import" in got[1] and got,
+                           DEADLINE, "hub-c to answer its readiness probe with what it waits for", hubs["hub-c"])
+        assert waiting[0] == 503, waiting
         assert probe(ops, "/healthz") == (200, "ok\n")
         assert hubs["hub-c"].alive() and hubs["hub-c"].status() is None  # not serving agents: no ready file
         hubs["hub-a"] = Service("hub-a", hub_command(stack, tmp_path, "hub-a", "both"), tmp_path).start()
