@@ -175,10 +175,9 @@ class RecordStore:
 class RecordBook:
     """This process's promotion records and the follow state of those still followed.
 
-    Every ``update`` is stored (with its follow state) before watchers wake, off the event loop and one at
-    a time, each as the record is when its turn comes (never an older over a newer), even if the updater is
-    cancelled meanwhile (``stored`` waits for them); a store that fails (fenced, or the database gone) is one
-    line, the record lives on in memory and its next update stores it whole.
+    Every ``update`` is stored (with its follow state) before it shows (in the record, to watchers), off
+    the event loop and one at a time (never an older over a newer); a store that fails (fenced, or the
+    database gone) is one line, the record lives on in memory and its next update stores it whole.
     """
 
     def __init__(self, clock: Clock, store: RecordStore | None = None):
@@ -188,7 +187,6 @@ class RecordBook:
         self._clock = clock
         self._changed = asyncio.Condition()
         self._storing = asyncio.Lock()
-        self._in_flight: set[asyncio.Future] = set()
 
     def new(self, **fields: Any) -> Record:
         rec = Record(id=uuid.uuid4().hex[:16], updated=self._clock.now(), **fields)
@@ -203,33 +201,21 @@ class RecordBook:
 
     async def update(self, rec: Record, *, audit: Callable[[Tx], Any] | None = None, **changes: Any) -> None:
         """Change ``rec``, store it (and ``audit``'s entry, in the same transaction), wake the watchers."""
-        for k, v in changes.items():
-            setattr(rec, k, v)
-        rec.updated = self._clock.now()
-        rec.version += 1
-        if rec.final:
-            self.follows.pop(rec.id, None)
-        if self.store is not None:  # a task of its own: an updater cancelled meanwhile does not lose the store
-            storing = asyncio.ensure_future(self._store(rec, audit))
-            self._in_flight.add(storing)
-            storing.add_done_callback(self._in_flight.discard)
-            await asyncio.shield(storing)
+        async with self._storing:  # one at a time, each made from the one before
+            new = dataclasses.replace(rec, **changes, updated=self._clock.now(), version=rec.version + 1)
+            if self.store is not None:
+                try:  # a write: off the event loop, and before the change shows
+                    await asyncio.to_thread(self.store.save, new, None if new.final else self.follows.get(rec.id),
+                                            audit=audit)
+                except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
+                    log.error("promotion record not stored; stored whole with its next update", id=rec.id,
+                              reason=e.reason, error=str(e))
+            for field in (*changes, "updated", "version"):
+                setattr(rec, field, getattr(new, field))
+            if rec.final:
+                self.follows.pop(rec.id, None)
         async with self._changed:
             self._changed.notify_all()
-
-    async def _store(self, rec: Record, audit: Callable[[Tx], Any] | None) -> None:
-        async with self._storing:  # one at a time, each the record as it is when its turn comes
-            try:  # a write: off the event loop
-                await asyncio.to_thread(self.store.save, rec, self.follows.get(rec.id), audit=audit)
-            except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
-                log.error("promotion record not stored; stored whole with its next update", id=rec.id,
-                          reason=e.reason, error=str(e))
-
-    async def stored(self) -> None:
-        """Wait until every update so far is stored (or failed): a writer that stops leaves the next one what
-        it showed."""
-        while self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     def get(self, promotion_id: str) -> Record:
         rec = self.records.get(promotion_id)

@@ -101,7 +101,6 @@ class Rollouts:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
-        await self.book.stored()  # what the followers showed is stored for the next writer
 
     def settle_later(self, settings: PromotionSettings) -> None:
         """Ask again, every ``settings.settle_retry`` seconds, about the pushes ``pushes.recover`` could not
