@@ -15,6 +15,7 @@ the agents' reports. The package is split by concern:
 * ``state``           the hub state (SQLite or PostgreSQL): what must outlive the process
 * ``writer``          the writer lease: the one hub process that publishes, its duties, release transactions
 * ``replica``         every process's copy of what the writer published, followed from the state's change log
+* ``presence``        a process back from being away (stopped, a stalled loop) serves that copy only once re-read
 * ``status`` / ``reports``  the agents' latest reports, and their soak clocks kept in the state
 * ``sync``            the fetch -> render -> build -> publish loop
 * ``webhook``         the push webhook (fetch now)

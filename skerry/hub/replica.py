@@ -40,6 +40,7 @@ import structlog
 from skerry.core.errors import ConfigError, Unavailable
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
 from skerry.hub.fleet import Cluster, Fleet
+from skerry.hub.presence import Presence
 from skerry.hub.state import Change, Fenced, HubState, StateUnavailable
 from skerry.hub.state.feed import ChangeFeed, FellBehind
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
@@ -200,7 +201,9 @@ class ServedFleet:
 class Follower:
     def __init__(self, state: HubState, store: HubStore, trust: TrustRepository, *,
                  blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS,
-                 writer: Writer | None = None, fleet: StoredFleet | None = None):
+                 writer: Writer | None = None, fleet: StoredFleet | None = None, presence: Presence | None = None):
+        """``presence``: told of each look at the change log, read or failed (what the servicers ask before
+        they serve this copy: ``skerry.hub.presence``)."""
         self._state = state
         self._store = store
         self._trust = trust
@@ -208,12 +211,14 @@ class Follower:
         self._interval = interval
         self._writer = writer
         self._fleet = fleet
+        self._presence = presence or Presence()
         self.applied = 0  # changes applied so far
         self.caught_up = False  # read the whole state once, and the last look at the change log worked
 
     async def run(self) -> None:
         feed: ChangeFeed | None = None  # made, with a full reload, at the start and after anything went wrong
         while True:
+            started = self._presence.alive()
             try:
                 if feed is None:
                     feed = await asyncio.to_thread(ChangeFeed, self._state)
@@ -221,12 +226,14 @@ class Follower:
                 else:
                     await self.apply(await asyncio.to_thread(feed.wait, self._interval))
                 self.caught_up = True
+                self._presence.looked(started)
             except FellBehind as e:
                 log.warning("fell behind the change log; reloading everything", error=str(e))
                 feed = None
             except StateUnavailable as e:  # changes read but not taken in would be lost: reload them all
                 log.error("cannot follow the hub state; serving what we have", error=str(e))
                 self.caught_up, feed = False, None
+                self._presence.looked(started)  # the database is away, not this process: serve what we have
                 await asyncio.sleep(self._interval)
 
     async def apply(self, changes: list[Change]) -> None:

@@ -33,6 +33,7 @@ from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.hub.admission import AdmissionGate
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
+from skerry.hub.presence import Presence
 from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
 from skerry.hub.sync import SyncResult
 
@@ -306,6 +307,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         chunk_bytes: int = BUNDLE_CHUNK_BYTES,
         may_sync: Callable[[], bool] = lambda: True,
         admission: AdmissionGate | None = None,
+        presence: Presence | None = None,
     ):
         self._store = store
         self._statuses = statuses
@@ -315,6 +317,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._chunk_bytes = chunk_bytes
         self._may_sync = may_sync  # this process holds the writer lease (only the writer fetches and publishes)
         self.streams = StreamRegistry(store.wake)
+        self._presence = presence  # whether this process may serve its copy (not just back from away)
         self.admission = admission  # new streams past its budget are refused with a pushback (None: all admitted)
         self._counted = (-FLEET_SIZE_SECONDS, 0)  # (when, clusters): the fleet size the reconnect spread is made of
 
@@ -336,6 +339,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
 
     # --- checks ---
 
+    def _check_present(self) -> None:
+        if self._presence is not None:
+            self._presence.check()
+
     def _require_known(self, cluster: str) -> None:
         if cluster in self._store:  # released: by this process, or by the writer (a replica's copy of the state)
             return
@@ -347,6 +354,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     # --- RPCs ---
 
     async def WatchBundles(self, request: hub_pb2.WatchBundlesRequest, context):
+        self._check_present()
         if self.admission is not None:  # first: a refusal costs the hub nothing more
             self.admission.admit()
         peer = caller()
@@ -370,6 +378,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 await context.send_initial_metadata((entry(SPREAD_METADATA, spread),))
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):
+                    self._check_present()  # ends the stream: the agent moves on
                     for message in bundle_messages(
                         event, have_blob=have_blob, chunks_ok=chunks_ok, chunk_bytes=self._chunk_bytes
                     ):
