@@ -93,6 +93,21 @@ second) collapsed the same way at the initial connect (300 of 30,000 after 31 s,
 21.2 s, serving replica SIGKILLed -> all back on the others 3.8 s later, writer SIGKILLed -> new writer
 13.2 s later (TTL 15 s), streams back 5.0 s.
 
+The reconnect storm (issue #14; 2026-12-05 10:40-11:30, ``--verifiers 100 --workers 1``, machine shared
+with others' tests). Without admission (``--admission-rate 0``) the storm needs 30,000 here: at 12,000
+agents the killed replica's 3,885 were back on the other two in 12.9 s (load peak 12.9), at 20,000 its
+6,539 in 23.4 s (load peak 24.7), each agent reconnecting once. A fan-out to 30,000 (before the hubs'
+keepalive was loosened, ``skerry.core.peers``) logged over 17,000 GOAWAY ping_timeout at load 97 (the
+run was interrupted). 30,000 with admission and the spread advertised from each hub's open streams at
+connect time: open streams fell from 21,053 to 18,711 in 96 s after the kill, load 100 (agents that
+connected early held short windows and came back in one lump). 30,000 with the spread from the fleet
+(this code; ``--skip-fanout``, ramp 240 s): the serving replica with 10,058 streams SIGKILLed -> all
+30,000 open on the other two 62.0 s later, never below 19,946, 3,253 refused with a pushback, load peak
+28.2; 13,271 reconnects in all (the moves and the pushbacks: no keepalive drop). The same run without
+admission or spread (``--admission-rate 0``, ramp 200 s; the hubs' looser keepalive kept): 20,465 open
+at the kill, 21,425 after 87 s, then falling to 14,500 at 200 s, load 133 — the storm, which the looser
+keepalive alone does not prevent.
+
 Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
 this machine (``uptime`` load printed beside each figure: the machine may be shared).
 """
@@ -480,6 +495,7 @@ def main() -> int:
     r.add_argument("--admission-rate", type=float, default=ADMISSION_RATE,
                    help="new streams a hub admits a second (skerry.hub.admission; 0: no gate, as before issue #14)")
     r.add_argument("--admission-burst", type=float, default=ADMISSION_BURST)
+    r.add_argument("--skip-fanout", action="store_true", help="kill a serving replica right after the connect")
     r.add_argument("--stop-after-serving-kill", action="store_true",
                    help="end after the serving replica's agents are back (skip the writer kill)")
     rep = sub.add_parser("_replica")

@@ -176,7 +176,8 @@ def replicas_bench(args) -> int:
             time.sleep(2)
             print_memory(hubs, base, [wk.ask("report 0") for wk in workers], workers)
             del ready, reps
-            waits.fanout(hubs.writer(), "v2", "fan-out of one release across replicas")
+            if not args.skip_fanout:
+                waits.fanout(hubs.writer(), "v2", "fan-out of one release across replicas")
             serving = next(i for i in hubs.live() if i != hubs.writer())
             before = hubs.stats()
             pre = [wk.ask("report 0") for wk in workers]

@@ -22,8 +22,9 @@ Reconnect storms (``skerry.core.pushback``): a hub past its admission budget ref
 with a pushback; the client waits exactly that long and asks the same hub again on the same
 connection (no new handshake, its place in the hub's queue kept). Each stream that opens carries
 the hub's reconnect spread; after losing a stream the wait is a full-jitter draw over the wider of
-the backoff and that spread, shared by the other replicas (``core.backoff.reconnect_delay``), so the
-agents of a dead replica arrive at the others over the window it advertised, not at once. A stream
+the backoff and the lost replica's share of that spread over the other replicas
+(``core.backoff.reconnect_delay``), so the agents of a dead replica arrive at the others at their
+admission rate, not at once. A stream
 the hub retired at its maximum age is no lost hub: it resumes within the backoff.
 
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
@@ -246,8 +247,9 @@ class HubClient:
         spread: float = 0.0,
     ) -> float:
         """Book an ended watch: move to another replica (if any) unless the hub said when to come back to it;
-        the wait before reconnect ``attempt``: the pushback, else full jitter over the backoff or ``spread``
-        shared by the other replicas (the lost hub's agents go to them at random, each admitting at its rate)."""
+        the wait before reconnect ``attempt``: the pushback, else full jitter over the backoff or the lost
+        hub's share of ``spread`` (the fleet's window: a hub of ``k`` held ~1/k of it) over the other ``k - 1``
+        (its agents go to them at random, each admitting at its rate)."""
         self.last_error = error
         self.reconnects += 1
         if pushed is not None:  # a place in this hub's queue: keep it, and the connection
@@ -256,8 +258,8 @@ class HubClient:
             if isinstance(error, Unavailable):
                 self._drop_channel(address)  # the next attempt dials afresh (CHANNEL_BACKOFF_OPTIONS)
             following = self.endpoints.failed(address)  # another replica, at random, if there is one
-        shared = spread / max(1, len(self.endpoints.addresses) - 1)
-        delay = reconnect_delay(attempt, base=self._base, cap=self._cap, spread=shared, pushback=pushed, rng=self._rng)
+        delay = reconnect_delay(attempt, base=self._base, cap=self._cap, spread=spread,
+                                replicas=len(self.endpoints.addresses), pushback=pushed, rng=self._rng)
         # a long-served stream ending is routine (the hub retires connections at their maximum age), and so
         # is a busy hub's pushback
         (log.info if served or pushed is not None else log.warning)(

@@ -50,6 +50,7 @@ def reconnect_delay(
     base: float,
     cap: float,
     spread: float = 0.0,
+    replicas: int = 1,
     pushback: float | None = None,
     rng: Callable[[], float] = random.random,
 ) -> float:
@@ -57,9 +58,12 @@ def reconnect_delay(
 
     ``pushback`` (the server refused and named a wait) is the answer: the server already spread its
     refusals, and asking sooner only earns another refusal. Otherwise full jitter over the wider of
-    the capped exponential and ``spread`` (the window the lost stream's server advertised): clients of
-    one dead server then arrive over that window instead of within ``base``.
+    the capped exponential and the lost server's share of ``spread`` (the window its whole fleet would
+    take at its admission rate): one of ``replicas`` held ~1/k of the fleet, and its clients go to the
+    other k - 1, each admitting at its rate, so they arrive over ``spread / (k * (k - 1))`` instead of
+    within ``base``. One address (a Service in front of the replicas): the whole window.
     """
     if pushback is not None:
         return pushback
-    return rng() * max(capped_exponential(attempt, base=base, cap=cap), spread)
+    share = spread / (replicas * max(1, replicas - 1))
+    return rng() * max(capped_exponential(attempt, base=base, cap=cap), share)

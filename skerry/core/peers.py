@@ -27,6 +27,14 @@ MAX_ADDRESSES = 16
 # TLS handshakes missed acks and dropped healthy connections, which made the storm worse.
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+# A server's own keepalive, looser than its clients': a server pings only to free the connections of
+# clients that vanished (a reconnecting agent supersedes its old stream anyway), while dropping a live
+# one costs a reconnect. bench/fleet_ha.py, 30,000 agent streams on 3 hubs (2 shared cores): during a
+# fan-out at load 56-87 the hubs dropped over 6,000 connections of live agents whose acks came more
+# than 20 s late (GOAWAY ping_timeout), and each came back as another handshake. A ping every 2 minutes
+# also costs a 10,000-agent hub 83 pings a second instead of 333.
+SERVER_KEEPALIVE_TIME_MS = 120_000
+SERVER_KEEPALIVE_TIMEOUT_MS = 60_000
 # The fastest keepalive a client may be configured with (agents' ``--keepalive``).
 MIN_KEEPALIVE_SECONDS = 6.0
 # A server takes a ping without data at most this often; a client pinging more often is sent GOAWAY

@@ -7,10 +7,11 @@ streams reconnecting again). Two hints travel as gRPC metadata, both in millisec
 * ``grpc-retry-pushback-ms`` (trailing, on a refusal): gRPC's standard pushback (gRFC A6): "try
   again after this long". A hub over its stream admission budget answers RESOURCE_EXHAUSTED with it
   (``skerry.hub.admission``); the agent waits that long before it asks again, on the same connection.
-* ``skerry-reconnect-spread-ms`` (initial, when a stream opens): the window over which this hub's
-  streams should come back if it is lost: its open streams over its admission rate. An agent that
-  loses the stream waits a full-jitter delay over it (``skerry.core.backoff.reconnect_delay``), so
-  ten thousand agents of one dead replica arrive over that window, not in one second.
+* ``skerry-reconnect-spread-ms`` (initial, when a stream opens): how long the whole fleet would take
+  to come back to this hub at its admission rate (its fleet, or its open streams if more, over the
+  rate). An agent that loses the stream takes its replica's share of it, spread over the other
+  replicas, and waits a full-jitter delay over that (``skerry.core.backoff.reconnect_delay``), so ten
+  thousand agents of one dead replica arrive over a window, not in one second.
 
 Both are read from a peer, so both are bounded: a broken or hostile server cannot park an agent for
 longer than ``MAX_PUSHBACK_SECONDS`` / ``MAX_SPREAD_SECONDS``; a value that is not a non-negative
@@ -27,8 +28,8 @@ SPREAD_METADATA = "skerry-reconnect-spread-ms"
 # Longest pushback a client honours: five minutes is longer than any admission queue a hub builds
 # (skerry.hub.admission caps its pushback lower) and short enough that an agent told nonsense comes back.
 MAX_PUSHBACK_SECONDS = 300.0
-# Widest reconnect spread a client honours: 30,000 streams on one hub at 100 new streams a second.
-MAX_SPREAD_SECONDS = 300.0
+# Widest reconnect spread a client honours: a fleet of 90,000 agents at 100 new streams a second.
+MAX_SPREAD_SECONDS = 900.0
 # Digits a value may have (a millisecond count far above either cap): bounds what is parsed.
 _MAX_DIGITS = 12
 

@@ -46,6 +46,8 @@ from skerry.core.peers import (
     KEEPALIVE_TIME_MS,
     KEEPALIVE_TIMEOUT_MS,
     MIN_KEEPALIVE_SECONDS,
+    SERVER_KEEPALIVE_TIME_MS,
+    SERVER_KEEPALIVE_TIMEOUT_MS,
     SERVER_MIN_PING_INTERVAL_MS,
     SIGTERM_DRAIN_SECONDS,
 )
@@ -104,6 +106,19 @@ KEEPALIVE_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
+def merge_options(*option_lists) -> list[tuple[str, object]]:
+    """One list of channel options, a later list's value replacing an earlier one's.
+
+    gRPC keeps the *first* of two options with the same key, so appending an override is silently lost.
+    """
+    merged: dict[str, object] = {}
+    for options in option_lists:
+        for key, value in options or ():
+            merged.pop(key, None)
+            merged[key] = value
+    return list(merged.items())
+
+
 # Maximum age of a hub connection to an agent: past it the server sends GOAWAY, and the agent dials
 # again — through a Service, wherever the balancer sends it now — so a hub tier that scaled out takes
 # its share of an already connected fleet within one age. gRPC core jitters each connection's age by
@@ -129,7 +144,10 @@ SERVER_OPTIONS = [
     ("grpc.tsi.max_frame_size", TLS_MAX_FRAME_BYTES),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS_HARD),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
-    *KEEPALIVE_OPTIONS,
+    # the server's own pings: looser than its clients' (core.peers says why)
+    *merge_options(KEEPALIVE_OPTIONS, [("grpc.keepalive_time_ms", SERVER_KEEPALIVE_TIME_MS),
+                                       ("grpc.keepalive_timeout_ms", SERVER_KEEPALIVE_TIMEOUT_MS),
+                                       ("grpc.http2.ping_timeout_ms", SERVER_KEEPALIVE_TIMEOUT_MS)]),
 ]
 
 
@@ -176,19 +194,6 @@ def keepalive_options(seconds: float) -> list[tuple[str, object]]:
         # the connect timeout, despite its name (gRPC core's min_connect_timeout)
         ("grpc.min_reconnect_backoff_ms", min(CONNECT_TIMEOUT_MS, ms)),
     ]
-
-
-def merge_options(*option_lists) -> list[tuple[str, object]]:
-    """One list of channel options, a later list's value replacing an earlier one's.
-
-    gRPC keeps the *first* of two options with the same key, so appending an override is silently lost.
-    """
-    merged: dict[str, object] = {}
-    for options in option_lists:
-        for key, value in options or ():
-            merged.pop(key, None)
-            merged[key] = value
-    return list(merged.items())
 
 
 def status_code(exc: BaseException) -> grpc.StatusCode:

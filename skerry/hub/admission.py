@@ -12,9 +12,14 @@ a burst comes back about k / ``rate`` seconds later (jittered by one slot), so a
 rate the hub admits. The agent keeps its connection and waits (``skerry.agent.stream``): no new
 handshake for a refusal.
 
-Every stream opened is also told this hub's ``spread``: its open streams over its admission rate.
-An agent that loses the stream (this hub died) waits a full-jitter delay over that window before it
-reconnects, so the storm is spread at the source; the admission gate catches what is left.
+Every stream opened is also told this hub's ``spread``: the fleet (or its open streams, if more) over
+its admission rate. An agent that loses the stream (this hub died) takes its replica's share of that
+window spread over the other replicas, and waits a full-jitter delay over it before it reconnects, so
+the storm is spread at the source; the admission gate catches what is left. The fleet, not the open
+streams: agents told the open streams as they connected had windows that grew with their place in
+the first connect, so the early ones (most of a dead replica's agents within seconds: the density of
+a jitter over windows spread evenly falls like log(1/t)) came back in one lump and, at 30,000 agents,
+overloaded the TLS handshakes before any stream reached the gate (bench/fleet_ha.py, load 100).
 
 Pure apart from the clock and the random source, which are injected.
 """
@@ -30,8 +35,10 @@ from skerry.core.pushback import MAX_PUSHBACK_SECONDS, MAX_SPREAD_SECONDS
 
 # New agent streams one hub admits a second, sustained. bench/fleet_ha.py (2 shared cores, 3 hubs and
 # the simulated agents on one machine): a first connect of 30,000 agents at ~33 new streams a second per
-# hub held; at ~170 a second per hub the hubs collapsed (load 99). A resume (the agent holds the blob, the
-# bundle is not re-sent) costs less than a first connect. Operators with dedicated cores raise it.
+# hub held; at ~170 a second per hub the hubs collapsed (load 99). Without a gate, the two hubs left after
+# a replica kill took its agents back at ~150 resumes a second each (12,000 agents: 3,885 back in 12.9 s,
+# load 13; 20,000: 6,539 in 23.4 s, load 25) — their ceiling here; 100 leaves the rest for the streams
+# already open (their keepalive acks) and for the fan-outs. Operators with dedicated cores raise it.
 ADMISSION_RATE = 100.0
 # New streams admitted at once before the rate applies: a small hub restarted (a few hundred agents)
 # takes its fleet back in one burst; a dead replica's ten thousand do not.
@@ -93,7 +100,7 @@ class AdmissionGate:
             retry_after=wait,
         )
 
-    def spread(self, open_streams: int) -> float:
-        """Seconds over which ``open_streams`` agents should come back if this hub is lost (at most
-        ``MAX_SPREAD_SECONDS``, what agents honour)."""
-        return min(MAX_SPREAD_SECONDS, max(0, open_streams) / self.rate)
+    def spread(self, streams: int) -> float:
+        """Seconds ``streams`` agents take to come back at this hub's rate (at most ``MAX_SPREAD_SECONDS``,
+        what agents honour)."""
+        return min(MAX_SPREAD_SECONDS, max(0, streams) / self.rate)

@@ -72,6 +72,8 @@ def signed_bundle_to_proto(signed: SignedBundle) -> bundle_pb2.SignedBundle:
 # An agent may hold this many WatchBundles streams per certificate; a newer one ends the oldest
 # (an agent reconnecting before the hub noticed its old connection died must win, not be refused).
 MAX_WATCHES_PER_IDENTITY = 1
+# How stale the fleet size behind the reconnect spread may be: counting sorts every cluster name.
+FLEET_SIZE_SECONDS = 10.0
 # Room left in one message for everything but the bundle bytes (framing) when an agent that cannot
 # take chunks gets a whole shared blob.
 _FRAMING_ALLOWANCE = 256 * 1024
@@ -314,6 +316,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._may_sync = may_sync  # this process holds the writer lease (only the writer fetches and publishes)
         self.streams = StreamRegistry(store.wake)
         self.admission = admission  # new streams past its budget are refused with a pushback (None: all admitted)
+        self._counted = (-FLEET_SIZE_SECONDS, 0)  # (when, clusters): the fleet size the reconnect spread is made of
 
     def recheck_streams(self) -> int:
         """After the revocation list changed: end the open streams of revoked certificates."""
@@ -323,6 +326,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         if ended:
             log.info("closed the open streams of revoked certificates", streams=ended)
         return ended
+
+    def _fleet_size(self) -> int:
+        """Clusters in the fleet, counted again at most every ``FLEET_SIZE_SECONDS`` (asked as every stream opens)."""
+        now = self._clock.monotonic()
+        if now - self._counted[0] >= FLEET_SIZE_SECONDS:
+            self._counted = (now, len(self._store.clusters()))
+        return self._counted[1]
 
     # --- checks ---
 
@@ -355,8 +365,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
         try:
-            if self.admission is not None:  # how long this hub's agents should take to come back if it is lost
-                spread = self.admission.spread(len(self.streams))
+            if self.admission is not None:  # the whole fleet at this hub's rate: agents take their replica's share
+                spread = self.admission.spread(max(len(self.streams), self._fleet_size()))
                 await context.send_initial_metadata((entry(SPREAD_METADATA, spread),))
             async for event in self._store.watch(cluster, last_digest=request.last_digest, alive=stream.check):
                 if isinstance(event, SignedBundle):

@@ -49,6 +49,14 @@ def test_a_reconnect_after_a_lost_stream_is_full_jitter_over_the_wider_of_backof
     assert reconnect_delay(0, base=0.5, cap=15, rng=lambda: 0.5) == full_jitter(0, base=0.5, cap=15, rng=lambda: 0.5)
 
 
+def test_a_lost_replica_s_agents_take_its_share_of_the_fleet_window_over_the_others():
+    # a 300 s fleet window, 3 replicas: the dead one held a third, shared by 2 others -> 50 s
+    assert reconnect_delay(0, base=0.5, cap=15, spread=300, replicas=3, rng=lambda: 0.999) == pytest.approx(49.95)
+    assert reconnect_delay(0, base=0.5, cap=15, spread=300, replicas=2, rng=lambda: 0.5) == pytest.approx(75)
+    # one address (a Service in front of the replicas): the whole window
+    assert reconnect_delay(0, base=0.5, cap=15, spread=300, replicas=1, rng=lambda: 0.5) == pytest.approx(150)
+
+
 def test_hints_from_a_server_are_read_as_milliseconds_and_bounded():
     assert pushback.entry(pushback.PUSHBACK_METADATA, 1.2341) == ("grpc-retry-pushback-ms", "1235")
     assert pushback.pushback([("skerry-reason", "AdmissionLimited"), ("grpc-retry-pushback-ms", "1500")]) == 1.5

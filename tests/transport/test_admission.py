@@ -30,7 +30,7 @@ async def test_an_over_budget_stream_gets_a_pushback_and_the_agent_waits_at_leas
         watching = first.watch()
         try:
             await asyncio.wait_for(anext(watching), READ)  # the burst: admitted
-            assert first.spread == pytest.approx(1.0)  # one open stream at one a second
+            assert first.spread == pytest.approx(2.0)  # the fleet (oslo, bergen) at one a second
             async with channel(address, pki.agent("bergen")) as ch:
                 call = hub_pb2_grpc.HubServiceStub(ch).WatchBundles(hub_pb2.WatchBundlesRequest(cluster="bergen"))
                 with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -71,18 +71,18 @@ async def test_after_losing_its_hub_the_agent_waits_over_the_spread_the_hub_adve
         raise asyncio.CancelledError  # one wait is all this test needs
 
     async with bare_hub(pki, tmp_path) as (store, servicer, server, address):
-        servicer.admission = AdmissionGate(rate=0.05, burst=10)  # one open stream: come back over 20 s
+        servicer.admission = AdmissionGate(rate=0.05, burst=10)  # a fleet of two: come back over 40 s
         store.publish("oslo", bundle("oslo", 100))
         client = HubClient(address, pki.agent("oslo"), "oslo", sleep=sleep, rng=lambda: 0.75)
         watching = client.watch()
         await asyncio.wait_for(anext(watching), READ)
-        assert client.spread == pytest.approx(20.0)
+        assert client.spread == pytest.approx(40.0)
         await server.stop(0)  # the hub is gone
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(anext(watching), READ)
         await client.close()
     assert isinstance(client.last_error, Unavailable)
-    assert sleeps == [pytest.approx(15.0)]  # 0.75 of the 20 s window, not of the 0.5 s backoff
+    assert sleeps == [pytest.approx(30.0)]  # 0.75 of the 40 s window, not of the 0.5 s backoff
 
 
 
@@ -95,7 +95,7 @@ async def test_a_connection_retired_at_its_maximum_age_resumes_within_the_backof
 
     # retired after 0.5 s (+-10 %) and as much grace: the one real wait here, about a second
     async with bare_hub(pki, tmp_path, options=server_options(max_connection_age=0.5)) as (store, servicer, _, address):
-        servicer.admission = AdmissionGate(rate=0.05, burst=10)  # a 20 s spread, were the hub lost
+        servicer.admission = AdmissionGate(rate=0.05, burst=10)  # a 40 s spread, were the hub lost
         store.publish("oslo", bundle("oslo", 100))
         client = HubClient(address, pki.agent("oslo"), "oslo", sleep=sleep, rng=lambda: 0.75)
         watching = client.watch()
