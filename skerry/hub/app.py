@@ -271,7 +271,7 @@ class HubApp:
             self.config.listen, _mtls_credentials(tls_files, self.enrollment.authority.ca_pem),
             register=[register for register, _ in services], service_names=[name for _, name in services],
             rules=hub_rules(self.promoter.policy), revocations=self.enrollment.revocations,
-            on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal),
+            on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal_off_loop),  # (a state write)
             limiter=rpc.RateLimiter(), interceptors=[self.ops.interceptor],
             count_refusal=self.ops.metrics.refused.count,
             # agents' connections retire at their maximum age: a scale-out of replicas rebalances

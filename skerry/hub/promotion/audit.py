@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import pathlib
 from collections.abc import Callable
@@ -75,6 +76,18 @@ class AuditLog:
         """A refused call's entry: no act, so any hub process that refused it writes it (unfenced)."""
         with self._state.write() as tx:
             return self.record_in(tx, identity, method, outcome, **fields)
+
+    def record_refusal_off_loop(self, identity: str, method: str, outcome: str, **fields: Any) -> None:
+        """``record_refusal`` from code on the event loop that cannot wait (a server's interceptor): written on
+        a worker thread; if that fails, one line says which entry was lost (the refusal itself was answered
+        and logged)."""
+        def written(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("audit entry of a refused call not written", identity=identity, method=method,
+                          error=str(done.exception()))
+
+        asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.record_refusal, identity, method, outcome, **fields)).add_done_callback(written)
 
     @property
     def entries(self) -> list[dict[str, Any]]:

@@ -166,9 +166,10 @@ RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
 async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_stopped(
     fleet_repo, tmp_path, pki, engine, dev_trust, database
 ):
-    """CI's release signatures (SubmitRelease), a promotion call's audit entry (ListEnvironments) and what a sync
-    records for the replicas (a render error), each started while the writer's PostgreSQL is stopped, wait for
-    it off the event loop: a new agent is still served within its deadline. Once the database is back, each is
+    """CI's release signatures (SubmitRelease), a promotion call's audit entry (ListEnvironments; and of a call
+    refused by the authorisation table) and what a sync records for the replicas (a render error), each started
+    while the writer's PostgreSQL is stopped, wait for it off the event loop: a new agent is still served within
+    its deadline. Once the database is back, each is
     done, or ended with one clear status and is done when asked again, and the writer releases a new commit
     (none of its loops died of it). Checked against the code before the fix: the agent missed its deadline."""
     server, dsn = database
@@ -182,14 +183,16 @@ async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_
               trust_pb2.SubmitReleaseRequest(role=role, metadata=proposal.to_bytes(SERIALIZER)))
     listing = (address, ci, promotion_pb2_grpc.PromotionServiceStub, "ListEnvironments",
                promotion_pb2.ListEnvironmentsRequest())
-    client = concurrent.futures.ThreadPoolExecutor(3)  # the two calls and the agent: threads of their own
+    refused = (address, pki.agent(CLUSTER), *listing[2:])  # an agent may not: its refusal is audited
+    client = concurrent.futures.ThreadPoolExecutor(4)  # the three calls and the agent: threads of their own
     calls: list[asyncio.Future] = []
     port = server.port
     try:
         server.stop("fast")
         try:
             calls += [asyncio.ensure_future(until_answered(client, *submit)),
-                      asyncio.ensure_future(until_answered(client, *listing))]
+                      asyncio.ensure_future(until_answered(client, *listing)),
+                      asyncio.get_running_loop().run_in_executor(client, called, *refused)]
             hub.store.set_error("oslo-dev", "overlays/dev: does not render", hub.syncer.revision)  # as a render would
             calls.append(asyncio.create_task(hub.syncer.sync_once()))  # the head is built: only what a sync records
             await asyncio.sleep(SETTLE)
@@ -197,7 +200,9 @@ async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_
         finally:
             server.start(port=port)
         async with asyncio.timeout(RECOVERY):
-            submitted, listed, _ = await asyncio.gather(*calls)
+            submitted, listed, denied, _ = await asyncio.gather(*calls)
+            while not await asyncio.to_thread(audited_refusal, hub.promoter.audit):
+                await asyncio.sleep(0.2)
             while not await asyncio.to_thread(recorded_error, hub.state, "oslo-dev"):
                 await hub.syncer.sync_once()  # a record the outage refused is written after the next sync
                 await asyncio.sleep(0.5)
@@ -215,6 +220,11 @@ async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_
     # published (by this call, or by the follower from the signatures a refused call had kept)
     assert hub.trust.md[role].signed == proposal.signed, submitted
     assert [e.name for e in listed.environments] == ["dev", "prod"]
+    assert denied == grpc.StatusCode.PERMISSION_DENIED
+
+
+def audited_refusal(audit) -> bool:
+    return any(e["method"] == "ListEnvironments" and e["outcome"] == "denied" for e in audit.entries)
 
 
 def recorded_error(state, cluster: str) -> bool:
