@@ -63,6 +63,7 @@ class AgentApp:
         hub=None,
         clock: Clock | None = None,
         reconciler_options: dict | None = None,
+        retry_base: float = 2.0,
         retry_cap: float = 300.0,
         renew_certificate: bool = True,
         drift_backoff=None,
@@ -72,7 +73,7 @@ class AgentApp:
         self.clock = clock or SystemClock()
         self._given = {"kube": kube, "unsealer": unsealer, "hub": hub}
         self._reconciler_options = dict(reconciler_options or {})
-        self._retry = {"retry_base": self.config.retry_base, "retry_cap": retry_cap}
+        self._retry = {"retry_base": retry_base, "retry_cap": retry_cap}
         self._renew = renew_certificate
         self._drift_backoff = drift_backoff
         self._monotonic = monotonic

@@ -43,17 +43,12 @@ WATCH_RETRY_SECONDS = 5.0
 # when the median of the recent ones reaches a second, reconciles stretch and operators should know
 # (``APIServerSlow``, conditions).
 SLOW_APPLY_SECONDS = 1.0
-# A release that did not end Ready is reconciled again after this, doubling at each failure (runtime).
-RETRY_BASE_SECONDS = 2.0
 # A watch re-opened faster than this after an error hammers a broken API server (one thread per kind);
 # one slower than this leaves drift uncorrected long after the API server came back.
 WATCH_RETRY_BOUNDS = (0.5, 300.0)
 # Applies answer in milliseconds on a healthy API server: a threshold below this would call every
 # loaded one slow; one above this calls an API server slow only when reconciles take hours.
 SLOW_APPLY_BOUNDS = (0.1, 60.0)
-# A first retry sooner than this meets the same passing fault; one later than this leaves a failed
-# release unapplied for minutes after a blip.
-RETRY_BASE_BOUNDS = (0.1, 60.0)
 
 # Field -> environment variable suffix, where they differ.
 ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
@@ -172,13 +167,6 @@ class AgentConfig:
         parse=config.duration,
         help=f"re-open a failed drift or health watch after this (default {WATCH_RETRY_SECONDS:g}s)",
     )
-    retry_base: float = setting(
-        RETRY_BASE_SECONDS,
-        metavar="DURATION",
-        parse=config.duration,
-        help=f"reconcile a release that did not end Ready again after this, doubling at each failure "
-        f"(default {RETRY_BASE_SECONDS:g}s)",
-    )
     slow_apply: float = setting(
         SLOW_APPLY_SECONDS,
         metavar="DURATION",
@@ -249,9 +237,7 @@ class AgentConfig:
             raise ConfigError("resync seconds must be between 1 and 86400")
         if not 1 <= self.health_timeout <= 86400:
             raise ConfigError("health timeout must be between 1 and 86400 seconds")
-        for name, (low, high) in (
-            ("watch_retry", WATCH_RETRY_BOUNDS), ("retry_base", RETRY_BASE_BOUNDS), ("slow_apply", SLOW_APPLY_BOUNDS)
-        ):
+        for name, (low, high) in (("watch_retry", WATCH_RETRY_BOUNDS), ("slow_apply", SLOW_APPLY_BOUNDS)):
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} ({self.env_name(name)}) must be between {low:g}s and {high:g}s"

@@ -33,7 +33,6 @@ import structlog
 
 from skerry.agent import evidence
 from skerry.agent.conditions import FREEZE_REASONS, Freeze, RenderFailure, Stale, Verification
-from skerry.agent.config import RETRY_BASE_SECONDS
 from skerry.agent.reconcile.model import FALSE, Condition, ReconcileResult
 from skerry.agent.secrets import bundle_secrets, is_sealed_secret
 from skerry.core import release_number
@@ -97,7 +96,7 @@ class Runtime:
         unsealer,
         ops,
         publish: Callable[[], Awaitable[None]],
-        retry_base: float = RETRY_BASE_SECONDS,
+        retry_base: float = 2.0,
         retry_cap: float = 300.0,
         monotonic: Callable[[], float] = time.monotonic,
     ):

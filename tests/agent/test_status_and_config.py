@@ -69,7 +69,7 @@ def test_config_reads_the_environment_with_safe_defaults():
     assert config.namespace == "skerry-system" and config.field_manager == "skerry"
     assert config.kubeconfig is None and config.sealer_address is None
     assert config.allow_prune_all is False and config.freeze_policy == "keep"
-    assert config.watch_retry == 5.0 and config.slow_apply == 1.0 and config.retry_base == 2.0
+    assert config.watch_retry == 5.0 and config.slow_apply == 1.0
 
 
 @pytest.mark.parametrize("slow_apply, slow", [(1.0, False), (0.5, True), (0.4, True)])
@@ -103,7 +103,6 @@ def test_overrides_win_over_the_environment_and_none_is_ignored():
         ({"SKERRY_AGENT_ALLOW_PRUNE_ALL": "maybe"}, "ALLOW_PRUNE_ALL"),
         ({"SKERRY_AGENT_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
         ({"SKERRY_AGENT_WATCH_RETRY": "0.1"}, r"--watch-retry \(SKERRY_AGENT_WATCH_RETRY\) must be between 0.5s"),
-        ({"SKERRY_AGENT_RETRY_BASE": "0"}, r"--retry-base \(SKERRY_AGENT_RETRY_BASE\) must be between 0.1s"),
         ({"SKERRY_AGENT_SLOW_APPLY": "2m"}, r"--slow-apply \(SKERRY_AGENT_SLOW_APPLY\) must be between 0.1s and 60s"),
     ],
 )

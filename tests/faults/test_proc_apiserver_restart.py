@@ -43,8 +43,8 @@ KILL_AFTER_BYTES = 5 * VALUE
 WATCH_RETRY = 0.5
 WATCH_RECOVERY_SECONDS = 20.0
 # From the API server's return: the agent's next retry (2, 4 or 8 s after the failures) and a reconcile.
-# The default ``--retry-base`` (2 s) is kept on purpose: with 1 s the first retry comes before the 2 s
-# trust poll, waits out the restart, and the check against the fix (above) no longer fails.
+# The 2 s retry base is kept on purpose: with 1 s the first retry comes before the 2 s trust poll,
+# waits out the restart, and the check against the fix (above) no longer fails.
 RECOVERY_SECONDS = 20.0
 
 
