@@ -206,6 +206,7 @@ class AgentApp:
                 field_manager=cfg.field_manager,
                 ignore=[IgnoreRule.parse(r) for r in cfg.drift_ignore],
                 resync_seconds=cfg.resync_seconds,
+                error_backoff=cfg.watch_retry,
                 on_change=lambda: loop.call_soon_threadsafe(drift.wakeup.set),
                 on_control=lambda annotations: loop.call_soon_threadsafe(drift.control, annotations),
             )
@@ -284,6 +285,7 @@ class AgentApp:
             reconcile_request=drift.reconcile_request,
             drift=drift.view(),
             api_latency=self._api_latency(),
+            slow_apply=self.config.slow_apply,
         )
 
     def _api_latency(self) -> conditions.ApiLatency | None:

@@ -23,15 +23,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 
+from skerry.agent.config import SLOW_APPLY_SECONDS
 from skerry.agent.reconcile.drift import Drift
 from skerry.agent.reconcile.inventory import RECONCILE_ANNOTATION, SUSPEND_ANNOTATION
 from skerry.agent.reconcile.model import FALSE, TRUE, Condition, ReconcileResult
 
 # Bounds on what a status report carries about drift (a report is not a log).
 MAX_DRIFTS_SHOWN = 10
-# An apply is one request that answers in milliseconds on a healthy API server (tens under load);
-# when the median of the recent ones reaches a second, reconciles stretch and operators should know.
-SLOW_APPLY_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +122,7 @@ class AgentSnapshot:
     reconcile_request: str = ""  # the requested-at value last handled ("" none shown)
     drift: DriftView | None = None
     api_latency: ApiLatency | None = None
+    slow_apply: float = SLOW_APPLY_SECONDS  # the median apply time from which the API server is called slow
 
 
 def status_result(snapshot: AgentSnapshot) -> ReconcileResult:
@@ -148,7 +147,7 @@ def agent_conditions(snapshot: AgentSnapshot) -> list[Condition]:
             _trust(snapshot),
             _suspended(snapshot),
             _request(snapshot.reconcile_request),
-            _api_slow(snapshot.api_latency),
+            _api_slow(snapshot.api_latency, snapshot.slow_apply),
         )
         if c is not None
     ]
@@ -218,15 +217,15 @@ def _request(requested: str) -> Condition | None:
     return Condition("ReconcileRequest", TRUE, "Handled", f"{RECONCILE_ANNOTATION}={requested} handled")
 
 
-def _api_slow(latency: ApiLatency | None) -> Condition | None:
-    if latency is None or latency.median < SLOW_APPLY_SECONDS:
+def _api_slow(latency: ApiLatency | None, slow_from: float) -> Condition | None:
+    if latency is None or latency.median < slow_from:
         return None
     return Condition(
         "APIServerSlow",
         TRUE,
         "SlowRequests",
         f"the API server took {latency.median:.1f} s per apply (median of the last {latency.samples}, slow "
-        f"from {SLOW_APPLY_SECONDS:g} s): reconciles take longer, one at a time; nothing is pruned on a failure",
+        f"from {slow_from:g} s): reconciles take longer, one at a time; nothing is pruned on a failure",
     )
 
 

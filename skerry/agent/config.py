@@ -37,6 +37,18 @@ DRIFT_POLICIES = ("correct", "detect")
 MAX_APPLY_WORKERS = 64
 # A dead hub noticed after more than this is noticed too late to matter (NAT tables forget in minutes).
 MAX_KEEPALIVE_SECONDS = 600.0
+# A failed drift or health watch is re-opened after this (monitor), so a broken API server is not hammered.
+WATCH_RETRY_SECONDS = 5.0
+# An apply is one request that answers in milliseconds on a healthy API server (tens under load);
+# when the median of the recent ones reaches a second, reconciles stretch and operators should know
+# (``APIServerSlow``, conditions).
+SLOW_APPLY_SECONDS = 1.0
+# A watch re-opened faster than this after an error hammers a broken API server (one thread per kind);
+# one slower than this leaves drift uncorrected long after the API server came back.
+WATCH_RETRY_BOUNDS = (0.5, 300.0)
+# Applies answer in milliseconds on a healthy API server: a threshold below this would call every
+# loaded one slow; one above this calls an API server slow only when reconciles take hours.
+SLOW_APPLY_BOUNDS = (0.1, 60.0)
 
 # Field -> environment variable suffix, where they differ.
 ENV_NAMES = {"hub_address": "HUB", "sealer_address": "SEALER"}
@@ -149,6 +161,19 @@ class AgentConfig:
         help="how long a bundle may stay Progressing (default 5m)",
     )
     apply_workers: int = setting(8, metavar="N", help=f"parallel applies per phase (1..{MAX_APPLY_WORKERS}, default 8)")
+    watch_retry: float = setting(
+        WATCH_RETRY_SECONDS,
+        metavar="DURATION",
+        parse=config.duration,
+        help=f"re-open a failed drift or health watch after this (default {WATCH_RETRY_SECONDS:g}s)",
+    )
+    slow_apply: float = setting(
+        SLOW_APPLY_SECONDS,
+        metavar="DURATION",
+        parse=config.duration,
+        help=f"report the API server slow (APIServerSlow) when the median apply takes this long "
+        f"(default {SLOW_APPLY_SECONDS:g}s)",
+    )
     watch: bool = setting(
         True, help="drift and health watches (default on; --no-watch: drift goes unnoticed until the next bundle)"
     )
@@ -212,6 +237,11 @@ class AgentConfig:
             raise ConfigError("resync seconds must be between 1 and 86400")
         if not 1 <= self.health_timeout <= 86400:
             raise ConfigError("health timeout must be between 1 and 86400 seconds")
+        for name, (low, high) in (("watch_retry", WATCH_RETRY_BOUNDS), ("slow_apply", SLOW_APPLY_BOUNDS)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} ({self.env_name(name)}) must be between {low:g}s and {high:g}s"
+                )
         if not 1 <= self.apply_workers <= MAX_APPLY_WORKERS:
             raise ConfigError(f"apply workers must be between 1 and {MAX_APPLY_WORKERS}")
         if self.metrics_listen:

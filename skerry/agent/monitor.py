@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
+from skerry.agent.config import WATCH_RETRY_SECONDS
 from skerry.agent.reasons import FORBIDDEN
 from skerry.agent.reconcile import drift as drift_mod
 from skerry.agent.reconcile import health as health_mod
@@ -47,8 +48,6 @@ from skerry.core.errors import KubeError
 log = structlog.get_logger("skerry.agent.monitor")
 
 DEFAULT_RESYNC_SECONDS = 600.0
-# A watch is re-opened at most this often after an error (a broken API server must not be hammered).
-ERROR_BACKOFF_SECONDS = 5.0
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=skerry"
 
 
@@ -69,6 +68,7 @@ class Monitor:
         field_manager: str = "skerry",
         ignore: Iterable[drift_mod.IgnoreRule] = (),
         resync_seconds: float = DEFAULT_RESYNC_SECONDS,
+        error_backoff: float = WATCH_RETRY_SECONDS,  # the agent's --watch-retry
         on_change: Callable[[], None] = lambda: None,
         on_control: Callable[[dict], None] = lambda annotations: None,
     ):
@@ -78,6 +78,7 @@ class Monitor:
         self.field_manager = field_manager
         self.ignore = tuple(ignore)
         self.resync_seconds = resync_seconds
+        self.error_backoff = error_backoff
         self._on_change = on_change
         self._on_control = on_control
         self._lock = threading.Lock()
@@ -177,13 +178,13 @@ class Monitor:
                         return
                 self.errors[label] = str(e)
                 log.warning("watch failed; retrying", kind=label, reason=e.reason, error=str(e))
-                stop.wait(spread(ERROR_BACKOFF_SECONDS))
+                stop.wait(spread(self.error_backoff))
             except Exception as e:  # noqa: BLE001 - a watch thread must never die silently
                 if self._stopped(stop):
                     return
                 log.exception("watch thread error; retrying", kind=label)
                 self.errors[label] = f"{type(e).__name__}: {e}"
-                stop.wait(ERROR_BACKOFF_SECONDS)
+                stop.wait(self.error_backoff)
 
     def _list_and_watch(self, api_version: str, kind: str, ns: str | None, stop) -> None:
         items, rv = self.kube.list_objects(api_version, kind, namespace=ns, label_selector=MANAGED_SELECTOR)
@@ -244,10 +245,10 @@ class Monitor:
                     return
                 if e.reason != "NotFound":
                     log.warning("control watch failed; retrying", reason=e.reason, error=str(e))
-                stop.wait(spread(ERROR_BACKOFF_SECONDS))
+                stop.wait(spread(self.error_backoff))
             except Exception:  # noqa: BLE001
                 log.exception("control watch error; retrying")
-                stop.wait(ERROR_BACKOFF_SECONDS)
+                stop.wait(self.error_backoff)
 
     # --- evaluation ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pathlib
 
 import pytest
 
+from skerry.agent import conditions
 from skerry.agent.config import AgentConfig
 from skerry.agent.reconcile.model import Condition, ObjectRef, ObjectResult, ReconcileResult
 from skerry.agent.status import to_proto
@@ -68,6 +69,17 @@ def test_config_reads_the_environment_with_safe_defaults():
     assert config.namespace == "skerry-system" and config.field_manager == "skerry"
     assert config.kubeconfig is None and config.sealer_address is None
     assert config.allow_prune_all is False and config.freeze_policy == "keep"
+    assert config.watch_retry == 5.0 and config.slow_apply == 1.0
+
+
+@pytest.mark.parametrize("slow_apply, slow", [(1.0, False), (0.5, True), (0.4, True)])
+def test_the_api_server_is_called_slow_from_the_configured_median(slow_apply, slow):
+    snapshot = conditions.AgentSnapshot(
+        cluster="oslo", api_latency=conditions.ApiLatency(median=0.5, samples=8), slow_apply=slow_apply
+    )
+    found = [c for c in conditions.agent_conditions(snapshot) if c.type == "APIServerSlow"]
+    assert bool(found) is slow
+    assert not found or f"slow from {slow_apply:g} s" in found[0].message
 
 
 def test_overrides_win_over_the_environment_and_none_is_ignored():
@@ -90,6 +102,8 @@ def test_overrides_win_over_the_environment_and_none_is_ignored():
         ({"SKERRY_AGENT_FREEZE_POLICY": "melt"}, "freeze_policy: 'melt' is not one of keep, suspend"),
         ({"SKERRY_AGENT_ALLOW_PRUNE_ALL": "maybe"}, "ALLOW_PRUNE_ALL"),
         ({"SKERRY_AGENT_LOG_LEVEL": "loud"}, "log_level: 'loud' is not one of"),
+        ({"SKERRY_AGENT_WATCH_RETRY": "0.1"}, r"--watch-retry \(SKERRY_AGENT_WATCH_RETRY\) must be between 0.5s"),
+        ({"SKERRY_AGENT_SLOW_APPLY": "2m"}, r"--slow-apply \(SKERRY_AGENT_SLOW_APPLY\) must be between 0.1s and 60s"),
     ],
 )
 def test_invalid_config_is_one_clear_error(change, message):
