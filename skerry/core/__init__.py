@@ -6,6 +6,7 @@
 ``canonical``    canonical JSON and digests
 ``client``       the one gRPC client channel factory (mutual TLS, one option set)
 ``clock``        wall and monotonic time behind a protocol, so tests move it instead of sleeping
+``conditions``   the one condition type agent and hub exchange (Kubernetes-shaped)
 ``config``       the one settings loader: defaults, ``PREFIX_FIELD`` variables, then flags made from the fields
 ``documents``    the one reader of outside YAML and JSON (size, alias, depth budgets); the only PyYAML user
 ``duration``     the one duration syntax (``30s``, ``5m``, ``1h30m``)

@@ -31,8 +31,9 @@ from typing import Protocol
 
 import structlog
 
+from skerry.core.conditions import Condition
 from skerry.hub.state import HubState
-from skerry.hub.status import ClusterStatus, Condition
+from skerry.hub.status import ClusterStatus
 
 log = structlog.get_logger("skerry.hub.reports")
 

@@ -21,6 +21,7 @@ from skerry.api.v1 import bundle_pb2, common_pb2, hub_pb2, hub_pb2_grpc
 from skerry.core import release_number
 from skerry.core.authz import Revocations, caller
 from skerry.core.clock import Clock, SystemClock
+from skerry.core.conditions import Condition
 from skerry.core.errors import (
     ConfigError,
     InvalidInput,
@@ -34,7 +35,7 @@ from skerry.hub.admission import AdmissionGate
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.presence import Presence
-from skerry.hub.status import ClusterStatus, Condition, ObjectStatus, StatusBoard
+from skerry.hub.status import ClusterStatus, ObjectStatus, StatusBoard
 from skerry.hub.sync import SyncResult
 
 log = structlog.get_logger("skerry.hub.servicer")

@@ -14,6 +14,7 @@ import datetime as _dt
 from collections.abc import Iterable
 
 from skerry.core import release_number
+from skerry.core.conditions import Condition
 
 # Bounds on what one report may make the hub hold.
 MAX_OBJECTS = 20_000
@@ -23,14 +24,6 @@ MAX_TEXT = 4096
 
 def _text(value: str) -> str:
     return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 3] + "..."
-
-
-@dataclasses.dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str
-    reason: str = ""
-    message: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

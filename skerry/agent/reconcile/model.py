@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from skerry.core import release_number
+from skerry.core.conditions import FALSE, TRUE, UNKNOWN, Condition  # noqa: F401 - the agent's vocabulary
 
 # Per-object actions (the ``ObjectStatus.action`` strings of hub.proto).
 CREATED = "created"
@@ -22,7 +23,6 @@ SKIPPED = "skipped"
 ACTIONS = (CREATED, CONFIGURED, UNCHANGED, PRUNED, FAILED, SKIPPED)
 APPLIED_ACTIONS = (CREATED, CONFIGURED, UNCHANGED)
 
-TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -81,18 +81,6 @@ class ObjectResult:
     def __post_init__(self):
         if self.action not in ACTIONS:
             raise ValueError(f"unknown action {self.action!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str
-    reason: str
-    message: str = ""
-
-    @property
-    def is_true(self) -> bool:
-        return self.status == TRUE
 
 
 # The named refusals of a prune plan (``plan.plan_prune``: nothing is deleted), the Pruned condition's reason.
