@@ -164,9 +164,13 @@ def test_agent_unseals_through_its_signed_bundle_only(live, mtls):
             secret_from_sealed(obj, unsealer)
         # A bundle released for another cluster is refused for every secret in it: its bytes are a path of
         # cluster-a (the caller's certificate) that neither the evidence nor the director holds.
+        # Which check names it depends on the director bin the path hashes into (the bundle's digest varies
+        # run to run): a bin the evidence lacks fails the TUF lookup, a bin it holds does not list the path.
         meta, raw = live.hub("cluster-b", [obj], release=2)
         with bundle_secrets(unsealer, meta, raw):
-            with pytest.raises(PermissionDenied, match="bundle unseal was refused too: .*evidence of cluster-a refused"):
+            with pytest.raises(PermissionDenied, match="bundle unseal was refused too: .*(evidence of cluster-a "
+                               r"refused|the director does not name releases/dev/cluster-a/[0-9a-f]{64}\.json for "
+                               "cluster-a)"):
                 secret_from_sealed(obj, unsealer)
     finally:
         unsealer.close()
