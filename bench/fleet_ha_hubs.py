@@ -37,11 +37,13 @@ def available_gib() -> float:
 async def hub_main(args) -> None:
     """One hub process on the shared PostgreSQL: serves agents; writes while it holds the lease."""
     from skerry.core import logging as skerry_logging
+    from skerry.core.openfiles import raise_open_files
     from skerry.hub.admission import AdmissionGate
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.writer import Duties
 
     skerry_logging.configure("warning")
+    raise_open_files()  # as HubApp does: the gate's cap on streams is derived from the limit
     d = pathlib.Path(args.dir)
     state = await asyncio.to_thread(open_backend, "postgresql", "")
     parts = await asyncio.to_thread(Parts, state, pathlib.Path(args.trust), args.hub_id, ttl=args.lease_ttl)
@@ -78,6 +80,7 @@ async def hub_main(args) -> None:
             gate = servicer.admission
             say(event="stats", streams=len(servicer.streams), rss_kib=fleet._rss_kib(), cpu=sum(os.times()[:2]),
                 admitted=gate.admitted if gate else 0, refused=gate.refused if gate else 0,
+                full=gate.full if gate else 0,
                 writer=lease is not None, epoch=lease.epoch if lease else 0, became=became[-1] if became else 0,
                 caught_up=follower.caught_up)
         elif cmd == "publish":  # the writer's sync loop publishing one commit (render excluded)

@@ -25,7 +25,9 @@ the hub's reconnect spread; after losing a stream the wait is a full-jitter draw
 the backoff and the lost replica's share of that spread over the other replicas
 (``core.backoff.reconnect_delay``), so the agents of a dead replica arrive at the others at their
 admission rate, not at once. A stream
-the hub retired at its maximum age is no lost hub: it resumes within the backoff.
+the hub retired at its maximum age is no lost hub: it resumes within the backoff. A hub at its cap on
+open streams (``ReplicaFull``) is left at once for another address, its connection closed; its pushback
+is waited only when there is no other address or every one of them was full in a row.
 
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
 address). Every reconnect chooses afresh, at random among the addresses other than the one just
@@ -54,7 +56,7 @@ from skerry.core.backoff import reconnect_delay
 from skerry.core.client import Endpoints
 from skerry.core.client import channel_options as client_options
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
-from skerry.core.rpc import error_from_rpc
+from skerry.core.rpc import REASON_METADATA, error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.stream")
@@ -146,6 +148,7 @@ class HubClient:
         self.connected = False
         self.last_error: SkerryError | None = None
         self.reconnects = 0
+        self._full = 0  # hubs in a row that refused a watch as full (ReplicaFull)
         self.spread = 0.0  # the reconnect window the hub of the last opened stream advertised (seconds)
         self.received_bytes = 0  # bundle bytes received off the wire (whole bundles and chunks)
 
@@ -198,7 +201,7 @@ class HubClient:
             opened = self._monotonic()
             error: SkerryError
             pushed: float | None = None
-            swapped = retired = False
+            swapped = retired = full = False
             try:
                 advertised = pushback.spread(await call.initial_metadata())  # sent as the stream opens
                 if advertised is not None:
@@ -218,6 +221,7 @@ class HubClient:
             except grpc.aio.AioRpcError as e:
                 error = error_from_rpc(e, f"hub {address}")
                 pushed = pushback.pushback(e.trailing_metadata())
+                full = (REASON_METADATA, pushback.REPLICA_FULL) in tuple(e.trailing_metadata() or ())
                 retired = e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
@@ -239,20 +243,26 @@ class HubClient:
             attempt = 0 if served else attempt
             spread = 0.0 if retired else self.spread
             await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed,
-                                                spread=spread))
+                                                spread=spread, full=full))
             attempt += 1
 
     def _interrupted(
         self, address: str, error: SkerryError, *, served: bool, attempt: int, pushed: float | None = None,
-        spread: float = 0.0,
+        spread: float = 0.0, full: bool = False,
     ) -> float:
         """Book an ended watch: move to another replica (if any) unless the hub said when to come back to it;
         the wait before reconnect ``attempt``: the pushback, else full jitter over the backoff or the lost
         hub's share of ``spread`` (the fleet's window: a hub of ``k`` held ~1/k of it) over the other ``k - 1``
-        (its agents go to them at random, each admitting at its rate)."""
+        (its agents go to them at random, each admitting at its rate). A ``full`` replica (``ReplicaFull``):
+        another one at once, its pushback only once as many in a row were full as there are addresses."""
         self.last_error = error
         self.reconnects += 1
-        if pushed is not None:  # a place in this hub's queue: keep it, and the connection
+        self._full = self._full + 1 if full else 0  # replicas in a row that were full
+        if full:  # no connection held to it (each is one of its descriptors); with one address, the same again
+            self._drop_channel(address)
+            following = self.endpoints.failed(address)
+            pushed = 0.0 if self._full < len(self.endpoints.addresses) else pushed
+        elif pushed is not None:  # a place in this hub's queue: keep it, and the connection
             following = address
         else:
             if isinstance(error, Unavailable):

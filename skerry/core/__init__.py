@@ -14,6 +14,7 @@
 ``files``        the one crash-safe file writer
 ``logging``      structured logs
 ``metrics``      Prometheus plumbing shared by the services
+``openfiles``    the process's open-file limit: raised to the hard limit at start, read by what bounds connections
 ``peers``        HOST:PORT addresses, keepalive timing and the SIGTERM drain, checked without gRPC (settings import it at CLI start)
 ``pushback``     when to come back: a refusal's pushback and a stream's reconnect spread, as bounded metadata
 ``release_number`` the release number people read (r7) beside the counter agents compare

@@ -13,7 +13,13 @@ streams reconnecting again). Two hints travel as gRPC metadata, both in millisec
   replicas, and waits a full-jitter delay over that (``skerry.core.backoff.reconnect_delay``), so ten
   thousand agents of one dead replica arrive over a window, not in one second.
 
-Both are read from a peer, so both are bounded: a broken or hostile server cannot park an agent for
+One refusal reason says where to come back: ``ReplicaFull`` (``REPLICA_FULL``, RESOURCE_EXHAUSTED with a
+pushback). The replica holds all the agent streams its open-file limit allows (``skerry.hub.admission``);
+another replica may have room now, so an agent with several hub addresses dials the next one at once and
+waits the pushback only when every one of them was full; with one address it waits the pushback and
+asks again. It holds no connection to the full replica meanwhile: each is one of its file descriptors.
+
+Both hints are read from a peer, so both are bounded: a broken or hostile server cannot park an agent for
 longer than ``MAX_PUSHBACK_SECONDS`` / ``MAX_SPREAD_SECONDS``; a value that is not a non-negative
 integer is ignored (the client's own backoff applies).
 """
@@ -25,6 +31,8 @@ from collections.abc import Iterable
 
 PUSHBACK_METADATA = "grpc-retry-pushback-ms"
 SPREAD_METADATA = "skerry-reconnect-spread-ms"
+# The reason (``skerry-reason`` trailer) of a refusal by a replica at its cap on open streams.
+REPLICA_FULL = "ReplicaFull"
 # Longest pushback a client honours: five minutes is longer than any admission queue a hub builds
 # (skerry.hub.admission caps its pushback lower) and short enough that an agent told nonsense comes back.
 MAX_PUSHBACK_SECONDS = 300.0

@@ -23,7 +23,8 @@ the agents' reports. The package is split by concern:
 * ``promotion``       freight, gates, promote and rollback by commit, following the rollout
 * ``authz``           the hub's RPC tables: which identity may call what
 * ``servicer``        the gRPC service, proto <-> domain only
-* ``admission``       new agent streams a second (token bucket), the pushback past it, the reconnect spread
+* ``admission``       new agent streams a second (token bucket), the pushback past it, the reconnect spread,
+                      the cap on streams a replica holds (``ReplicaFull``)
 * ``dashboard``       the read-only fleet dashboard (model and HTTPS server)
 * ``metrics`` / ``ops``  Prometheus families, and the ops server and dashboard wired in one place
 * ``seed``            what ``skerry install`` hands a new hub's state volume (its init container)

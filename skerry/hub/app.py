@@ -26,6 +26,7 @@ from skerry.core import trust as trust_layout
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write, read_bounded
+from skerry.core.openfiles import raise_open_files
 from skerry.hub.admission import AdmissionGate
 from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
@@ -203,6 +204,7 @@ class HubApp:
 
         cfg = self.config
         tls_files = cfg.require_tls()
+        raise_open_files()  # each agent holds a connection; the stream cap is derived from the limit (admission)
         if cfg.role != "serve":  # a serving replica needs no keys: it serves what the writer published
             cfg.require_trust()
         self.state = await asyncio.to_thread(
@@ -231,11 +233,11 @@ class HubApp:
                              before_publish=lambda: self.follower.ready_to_publish())  # (made just below)
         self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
                                                  self._files.blob, self.presence)
-        self.ops.attach(self.store, self.statuses, self.syncer, self.state)
+        gate = AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst, max_streams=cfg.max_streams or None)
+        self.ops.attach(self.store, self.statuses, self.syncer, self.state, max_streams=gate.max_streams)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
-                                    admission=AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst),
-                                    presence=self.presence)
+                                    admission=gate, presence=self.presence)
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard

@@ -136,7 +136,7 @@ class HubConfig:
         help="retire each agent connection after this long (+-10 %%), so agents spread onto replicas that "
         "joined or came back; 0: never (default 30m)",
     )
-    # defaults and their reasons: skerry.hub.admission
+    # defaults and their reasons (and the derived cap on streams): skerry.hub.admission
     stream_admission_rate: float = setting(
         ADMISSION_RATE, metavar="N",
         help="new agent streams admitted a second; past the burst an agent is told when to come back (default 100)",
@@ -144,6 +144,11 @@ class HubConfig:
     stream_admission_burst: float = setting(
         ADMISSION_BURST, metavar="N",
         help="new agent streams admitted at once before the rate applies (default 200)",
+    )
+    max_streams: int = setting(
+        0, metavar="N",
+        help="agent streams this replica holds at most; past it an agent is refused (ReplicaFull) and goes to "
+        "another replica; 0 (default): the open-file limit less a reserve for everything else the hub opens",
     )
     tls_ca: pathlib.Path | None = setting(
         None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"
@@ -323,6 +328,9 @@ class HubConfig:
                 f"webhook_secret_file: required with webhook_listen ({ENV_PREFIX}WEBHOOK_SECRET_FILE)"
             )
         config.check_choices(self)  # log_level
+        if self.max_streams < 0:
+            raise ConfigError(f"max_streams: must be 0 (derived from the open-file limit) or a positive number of "
+                              f"streams, got {self.max_streams}")
 
     def _check_state(self) -> None:
         object.__setattr__(self, "state", check_spec(self.state))

@@ -18,7 +18,7 @@ results come back as data:
 * ``HubStateCollector`` reads the store, the status board and the stream
   registry at scrape time, so gauges are never stale: per-cluster desired
   release, metadata expiry horizon, reported health and sync state, agents
-  connected and streams open.
+  connected, streams open and the most this replica holds.
 """
 
 from __future__ import annotations
@@ -122,11 +122,13 @@ def _ready_condition(status) -> str | None:
 class HubStateCollector:
     """Scrape-time gauges from the hub's live state (store, status board, fleet, streams)."""
 
-    def __init__(self, store, statuses, fleet_view, *, streams: Callable[[], tuple[int, int]], clock: Clock | None = None):
+    def __init__(self, store, statuses, fleet_view, *, streams: Callable[[], tuple[int, int]], clock: Clock | None = None,
+                 max_streams: int | None = None):
         self._store = store
         self._statuses = statuses
         self._fleet = fleet_view
         self._streams = streams  # -> (agents connected, streams open)
+        self._max_streams = max_streams  # the replica's cap on open streams (skerry.hub.admission), if it has one
         self._clock = clock or SystemClock()
 
     def describe(self):
@@ -189,3 +191,8 @@ class HubStateCollector:
         open_streams.add_metric([], streams)
         yield from (clusters, loaded, release, objects, expiry, render_error, healthy, in_sync, applied)
         yield from (connected, open_streams)
+        if self._max_streams is not None:
+            cap = GaugeMetricFamily("skerry_hub_streams_max", "WatchBundles streams this replica holds at most; "
+                                    "past it new ones are refused (ReplicaFull).")
+            cap.add_metric([], self._max_streams)
+            yield cap

@@ -50,7 +50,7 @@ class HubOps:
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
 
-    def attach(self, store, statuses, syncer, state=None) -> None:
+    def attach(self, store, statuses, syncer, state=None, *, max_streams: int | None = None) -> None:
         self._syncer = syncer
         self._parts = (store, statuses, syncer)
         self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
@@ -61,6 +61,7 @@ class HubOps:
             HubStateCollector(
                 store, statuses, syncer, clock=self.clock,
                 streams=lambda: (self.interceptor.peers(WATCH_METHOD), self.interceptor.streams(WATCH_METHOD)),
+                max_streams=max_streams,
             )
         )
 

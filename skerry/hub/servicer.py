@@ -156,6 +156,10 @@ class StreamRegistry:
     def __len__(self) -> int:
         return self._open
 
+    def besides(self, fingerprint: str) -> int:
+        """Open streams but those of ``fingerprint``'s (a newer watch replaces them: it takes no new slot)."""
+        return self._open - len(self._by_fp.get(fingerprint, ()))
+
     def fingerprints(self) -> list[str]:
         """The certificate fingerprints with an open watch, in the order they opened."""
         return list(self._by_fp)
@@ -357,7 +361,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def WatchBundles(self, request: hub_pb2.WatchBundlesRequest, context):
         self._check_present()
         if self.admission is not None:  # first: a refusal costs the hub nothing more
-            self.admission.admit()
+            self.admission.admit(self.streams.besides(caller().identity.fingerprint))
         peer = caller()
         cluster = request.cluster
         self._require_known(cluster)

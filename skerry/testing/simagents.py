@@ -49,7 +49,6 @@ import json
 import os
 import pathlib
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -66,6 +65,7 @@ from skerry.agent.trust import TufVerifier
 from skerry.agent.tuf_fetch import GrpcFetcher
 from skerry.core import logging as skerry_logging
 from skerry.core.errors import SkerryError, Unavailable, VerificationError
+from skerry.core.openfiles import raise_open_files
 from skerry.core.rpc import keepalive_options
 from skerry.core.tls import TlsFiles, channel_credentials
 from skerry.hub.bundles.builder import content_digest
@@ -80,9 +80,7 @@ REPORT_LIMIT = 20
 
 def raise_nofile() -> None:
     """Each agent holds a connection: lift the open-file limit to the hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files()
 
 
 def identity_files(directory: pathlib.Path, ca: pathlib.Path, name: str) -> TlsFiles:

@@ -147,6 +147,15 @@ def test_flags_are_made_from_the_fields_and_beat_the_environment(tmp_path):
     assert cfg.tls == TlsFiles(ca=pathlib.Path("ca"), cert=pathlib.Path("c"), key=pathlib.Path("k"))
 
 
+def test_the_stream_cap_is_derived_by_default_set_by_its_flag_and_a_negative_one_is_one_line_naming_it():
+    assert HubConfig(repo="/srv/fleet").max_streams == 0  # derived from the open-file limit (skerry.hub.admission)
+    args = _serve_parser().parse_args(["--repo", "/r", "--max-streams", "5000"])
+    assert HubConfig.from_env({}, **config.flag_values(args, HubConfig)).max_streams == 5000
+    with pytest.raises(ConfigError) as err:
+        HubConfig.from_env({"SKERRY_HUB_REPO": "/srv/fleet", "SKERRY_HUB_MAX_STREAMS": "-1"})
+    assert str(err.value).startswith("max_streams: ") and "-1" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_every_setting_but_the_dsn_has_a_flag_named_after_it_whose_help_names_its_variable():
     text = " ".join(_serve_parser().format_help().split())
     for field in dataclasses.fields(HubConfig):
