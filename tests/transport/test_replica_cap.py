@@ -93,6 +93,17 @@ async def test_at_the_cap_an_agents_newer_watch_replaces_its_own_instead_of_bein
 
 
 @contextlib.asynccontextmanager
+async def watching(client: HubClient):
+    """The client's watch; afterwards it is closed, and the client's channel with it."""
+    events = client.watch()
+    try:
+        yield events
+    finally:
+        await events.aclose()
+        await client.close()
+
+
+@contextlib.asynccontextmanager
 async def full_replica(pki, tmp_path):
     """``(servicer, address)``: a replica holding all it may (one stream, bergen's)."""
     async with bare_hub(pki, tmp_path) as (store, servicer, _, address):
@@ -115,12 +126,8 @@ async def test_an_agent_refused_by_a_full_replica_goes_to_its_next_address_at_on
         publish(store)
         endpoints = Endpoints([full_address, room_address], what="hub", rng=lambda: 0.0)  # the full one first
         client = HubClient(endpoints, pki.agent("oslo"), "oslo", sleep=sleep, rng=lambda: 0.75)
-        watching = client.watch()
-        try:
-            got = await asyncio.wait_for(anext(watching), READ)
-        finally:
-            await watching.aclose()
-            await client.close()
+        async with watching(client) as events:
+            got = await asyncio.wait_for(anext(events), READ)
     assert got.bundle.cluster == "oslo" and client.address == room_address
     assert sleeps == [0.0]  # not the full replica's pushback
     assert full.admission.full == 1 and client.reconnects == 1
@@ -142,15 +149,11 @@ async def test_after_losing_a_replica_an_agent_waits_its_spread_once_not_again_a
         picks = iter([0.0, 0.0, 0.9])
         endpoints = Endpoints([lost_address, full_address, room_address], what="hub", rng=lambda: next(picks))
         client = HubClient(endpoints, pki.agent("oslo"), "oslo", sleep=sleep, rng=lambda: 0.75)
-        watching = client.watch()
-        try:
-            await asyncio.wait_for(anext(watching), READ)
+        async with watching(client) as events:
+            await asyncio.wait_for(anext(events), READ)
             assert client.spread == pytest.approx(60.0)
             await lost_server.stop(0)
-            got = await asyncio.wait_for(anext(watching), READ)
-        finally:
-            await watching.aclose()
-            await client.close()
+            got = await asyncio.wait_for(anext(events), READ)
     assert got.bundle.cluster == "oslo" and client.address == room_address
     # 0.75 of the lost replica's share of its window (60 s over 3 x 2), then straight on past the full one
     assert sleeps == [pytest.approx(7.5), 0.0]
@@ -166,12 +169,8 @@ async def test_with_one_address_an_agent_refused_as_full_waits_the_pushback_and_
             await until(lambda: len(servicer.streams) == 0, "closed stream")
 
         client = HubClient(address, pki.agent("oslo"), "oslo", sleep=sleep)
-        watching = client.watch()
-        try:
-            got = await asyncio.wait_for(anext(watching), READ)
-        finally:
-            await watching.aclose()
-            await client.close()
+        async with watching(client) as events:
+            got = await asyncio.wait_for(anext(events), READ)
     assert got.bundle.cluster == "oslo" and client.address == address
     assert sleeps == [pytest.approx(FULL_PUSHBACK_SECONDS * 0.75)]  # the pushback (rng 0.5: 3/4 of it), exactly
     assert servicer.admission.full == 1
