@@ -55,7 +55,7 @@ from skerry.core import bundle, pushback
 from skerry.core.backoff import reconnect_delay
 from skerry.core.client import Endpoints
 from skerry.core.client import channel_options as client_options
-from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
+from skerry.core.errors import DeadlineExceeded, InvalidInput, ResourceExhausted, SkerryError, Unavailable
 from skerry.core.rpc import REASON_METADATA, error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
 
@@ -255,6 +255,8 @@ class HubClient:
         hub's share of ``spread`` (the fleet's window: a hub of ``k`` held ~1/k of it) over the other ``k - 1``
         (its agents go to them at random, each admitting at its rate). A ``full`` replica (``ReplicaFull``):
         another one at once, its pushback only once as many in a row were full as there are addresses."""
+        if full:  # named as the hub named it (in the log, and in what the agent reports of its hub)
+            error = ResourceExhausted(str(error), reason=pushback.REPLICA_FULL)
         self.last_error = error
         self.reconnects += 1
         self._full = self._full + 1 if full else 0  # replicas in a row that were full

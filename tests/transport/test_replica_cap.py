@@ -162,9 +162,11 @@ async def test_after_losing_a_replica_an_agent_waits_its_spread_once_not_again_a
 async def test_with_one_address_an_agent_refused_as_full_waits_the_pushback_and_asks_the_same_hub(pki, tmp_path):
     async with full_replica(pki, tmp_path) as (servicer, address, holder):
         sleeps: list[float] = []
+        reasons: list[str] = []
 
         async def sleep(seconds: float) -> None:  # while the agent waits, the replica gains room
             sleeps.append(seconds)
+            reasons.append(client.last_error.reason)
             holder.cancel()
             await until(lambda: len(servicer.streams) == 0, "closed stream")
 
@@ -173,6 +175,7 @@ async def test_with_one_address_an_agent_refused_as_full_waits_the_pushback_and_
             got = await asyncio.wait_for(anext(events), READ)
     assert got.bundle.cluster == "oslo" and client.address == address
     assert sleeps == [pytest.approx(FULL_PUSHBACK_SECONDS * 0.75)]  # the pushback (rng 0.5: 3/4 of it), exactly
+    assert reasons == [REPLICA_FULL]  # what the agent says of its hub while it waits
     assert servicer.admission.full == 1
 
 
