@@ -38,12 +38,12 @@ async def hub_main(args) -> None:
     """One hub process on the shared PostgreSQL: serves agents; writes while it holds the lease."""
     from skerry.core import logging as skerry_logging
     from skerry.core.openfiles import raise_open_files
-    from skerry.hub.admission import AdmissionGate, derived_max_streams
+    from skerry.hub.admission import AdmissionGate
     from skerry.hub.enrollment.service import Enrollment
     from skerry.hub.writer import Duties
 
     skerry_logging.configure("warning")
-    open_files = raise_open_files()  # as HubApp does: the gate's cap on streams is derived from the limit
+    raise_open_files()  # as HubApp does: the gate's cap on streams is derived from the limit
     d = pathlib.Path(args.dir)
     state = await asyncio.to_thread(open_backend, "postgresql", "")
     parts = await asyncio.to_thread(Parts, state, pathlib.Path(args.trust), args.hub_id, ttl=args.lease_ttl)
@@ -66,9 +66,7 @@ async def hub_main(args) -> None:
 
     server, servicer = fleet.hub_server(d, args.port, parts.store, parts.repo, enrollment)
     if args.admission_rate > 0:  # as HubApp wires it (0: no admission gate, no spread: the hub before issue #14's fix)
-        # a simulated agent holds one connection (no signed reports here; TUF over its process's channel)
-        servicer.admission = AdmissionGate(args.admission_rate, args.admission_burst,
-                                           max_streams=derived_max_streams(open_files, per_agent=1))
+        servicer.admission = AdmissionGate(args.admission_rate, args.admission_burst)
     await server.start()
     tasks = [asyncio.create_task(follower.run()), asyncio.create_task(duties.run())]  # noqa: F841 - kept alive
     say(event="ready", rss_kib=fleet._rss_kib(), writer=parts.writer.is_writer)

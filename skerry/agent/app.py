@@ -150,7 +150,6 @@ class AgentApp:
 
     def _verifier(self, cfg: AgentConfig):
         tls_files = cfg.tls_files
-        self.report_signer = ReportSigner(self.endpoints, tls_files)
         return TufVerifier(
             cfg.cluster,
             cfg.environment,
@@ -161,6 +160,8 @@ class AgentApp:
         )
 
     def _wire_parts(self, cfg: AgentConfig) -> None:
+        # signed reports over the watch's connection (a hub client a test hands in may have none of its own)
+        self.report_signer = ReportSigner(self.endpoints, cfg.tls_files, channel=getattr(self.hub, "channel", None))
         self.reporter = Reporter(
             self.hub,
             self.clock,

@@ -5,12 +5,16 @@ digest, release counter, health (the conditions) and a drift summary (how
 many objects each reconcile action touched), so a promotion gate reading
 ``TrustService.GetAttestation`` sees what the agent itself vouched for.
 Reports go to the hub the agent's other paths use (``core.client.Endpoints``);
-an unreachable hub moves them all to another replica.
+an unreachable hub moves them all to another replica. Given the watch's ``channel``
+(``stream.HubClient.channel``), they go over its connection: an agent then holds one
+connection at its hub, not two (each is one of the hub's file descriptors, and a hub
+bounds its streams by them: ``skerry.hub.admission``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 
@@ -24,8 +28,10 @@ REPORT_TIMEOUT = 10.0  # seconds per RPC; a report is a few KiB
 
 
 class ReportSigner:
-    def __init__(self, hub: str | Endpoints, tls_files: TlsFiles):
+    def __init__(self, hub: str | Endpoints, tls_files: TlsFiles, *,
+                 channel: Callable[[], tuple[str, grpc.aio.Channel]] | None = None):
         self._endpoints = hub if isinstance(hub, Endpoints) else Endpoints(hub, what="hub")
+        self._shared = channel  # (address, channel) of the watch's connection; None: a channel of its own
         self._credentials = channel_credentials(tls_files)
         self._key_pem = tls_files.key.read_bytes()
         self._cert_pem = tls_files.cert.read_bytes()
@@ -33,6 +39,9 @@ class ReportSigner:
         self._address = ""
 
     def _stub(self) -> trust_pb2_grpc.TrustServiceStub:
+        if self._shared is not None:  # the watch's: it follows the agent's hub, and the watch closes it
+            self._address, channel = self._shared()
+            return trust_pb2_grpc.TrustServiceStub(channel)
         if self._channel is not None and self._address != self._endpoints.current:
             self._forget()  # the agent moved to another hub
         if self._channel is None:

@@ -173,6 +173,12 @@ class HubClient:
             self._stub_ = hub_pb2_grpc.HubServiceStub(self._channel)
         return self._stub_
 
+    def channel(self) -> tuple[str, grpc.aio.Channel]:
+        """The hub address in use and its channel (dialled if there is none). The agent's signed reports go over
+        it too (``attest.ReportSigner``): one connection per agent at its hub, each one of the hub's files."""
+        self._stub()
+        return self._channel_address, self._channel
+
     async def watch(
         self,
         last_version: int = 0,

@@ -25,9 +25,9 @@ A replica also bounds what it holds: every agent stream is a connection, a file 
 the process's open-file limit everything the hub opens fails (a database connection, a trust file:
 EMFILE), as the two replicas left after a SIGKILL at 30,000 agents showed (bench/fleet_ha.py, issue
 14). So a hub holds at most ``max_streams`` streams, counting the agents it told to come back (each
-waits on its connection): by default its open-file limit less ``RESERVED_FILES``, over the
-``AGENT_CONNECTIONS`` each agent holds (``derived_max_streams``; the hub raises its soft limit to the
-hard one at start). Past it a new stream
+waits on its connection): by default its open-file limit less ``RESERVED_FILES``
+(``derived_max_streams``; the hub raises its soft limit to the hard one at start). An agent holds one
+connection at its hub: its signed reports share its watch's (``skerry.agent.attest``). Past it a new stream
 is refused at once with RESOURCE_EXHAUSTED, reason ``ReplicaFull`` (``skerry.core.pushback``), and a
 pushback for an agent that has no other replica to go to; one that has goes to another at once. A
 newer watch of an agent that already holds one here replaces it and takes no new slot (the servicer
@@ -69,12 +69,9 @@ REASON = "AdmissionLimited"
 # fetches' pipes, trust and state files read per request, logs, and the connections that hold no stream:
 # TLS handshakes in flight, operators' and sealers' calls, agents between a refusal and their close, the
 # connection an agent opens for a TUF refresh (closed after it). Tens of these in steady state; the rest
-# is room for handshakes and refreshes during a reconnect storm or a release's fan-out.
+# is room for handshakes and refreshes during a reconnect storm or a release's fan-out (at the 20,000-file
+# limit of bench/fleet_ha.py: a cap of 17,952, so two replicas of three hold 30,000 agents with room).
 RESERVED_FILES = 2048
-# Connections to its hub an agent holds: its watch's and its signed reports' (skerry.agent.attest: its own
-# channel; counted at a hub on loopback, two per agent once it reported). The derived cap counts both; the
-# fleet simulator's agents hold one (bench/fleet_ha_hubs.py derives with 1).
-AGENT_CONNECTIONS = 2
 # The cap a process without an open-file limit (or with a huge one) derives: an mTLS stream pins 81-88 KiB
 # of the hub's memory (grpc.aio; most of it BoringSSL's two 17 KiB buffers), so 100,000 streams are
 # ~8.5 GiB before any bundle. A host with the memory sets --max-streams above it.
@@ -86,15 +83,13 @@ MAX_DERIVED_STREAMS = 100_000
 FULL_PUSHBACK_SECONDS = 30.0
 
 
-def derived_max_streams(
-    open_files: int | None, *, reserve: int = RESERVED_FILES, per_agent: int = AGENT_CONNECTIONS
-) -> int:
+def derived_max_streams(open_files: int | None, reserve: int = RESERVED_FILES) -> int:
     """The streams a replica holds at most given its soft open-file limit (None: no limit): the limit less
-    ``reserve`` (half of a limit smaller than twice the reserve) over the ``per_agent`` connections each
-    agent holds; at least one, at most ``MAX_DERIVED_STREAMS``. At this machine's 20,000: 8,976 streams."""
+    ``reserve``, or half of a limit smaller than twice the reserve; at least one, at most
+    ``MAX_DERIVED_STREAMS``."""
     if open_files is None:
         return MAX_DERIVED_STREAMS
-    return max(1, min(MAX_DERIVED_STREAMS, (open_files - min(reserve, open_files // 2)) // per_agent))
+    return max(1, min(MAX_DERIVED_STREAMS, open_files - min(reserve, open_files // 2)))
 
 
 class AdmissionGate:

@@ -148,8 +148,7 @@ class HubConfig:
     max_streams: int = setting(
         0, metavar="N",
         help="agent streams this replica holds at most; past it an agent is refused (ReplicaFull) and goes to "
-        "another replica; 0 (default): the open-file limit, less a reserve for everything else the hub opens, "
-        "over the two connections each agent holds",
+        "another replica; 0 (default): the open-file limit less a reserve for everything else the hub opens",
     )
     tls_ca: pathlib.Path | None = setting(
         None, metavar="FILE", help="CA bundle that agents' and operators' certificates chain to"

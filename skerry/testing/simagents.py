@@ -220,7 +220,7 @@ class SimulatedAgents:
         observed = _dt.datetime.now(_dt.UTC)
         signer = self._signers.get(name)
         if signer is None:
-            signer = self._signers[name] = ReportSigner(client.endpoints, self._files[name])
+            signer = self._signers[name] = ReportSigner(client.endpoints, self._files[name], channel=client.channel)
         try:
             await client.report(to_proto(result, observed=observed))
             await signer.send(result, int(observed.timestamp() * 1000))

@@ -7,7 +7,6 @@ import pytest
 from skerry.core.errors import ConfigError, ResourceExhausted
 from skerry.core.pushback import MAX_SPREAD_SECONDS
 from skerry.hub.admission import (
-    AGENT_CONNECTIONS,
     FULL_PUSHBACK_SECONDS,
     MAX_DERIVED_STREAMS,
     REASON,
@@ -119,20 +118,16 @@ def full_refusal(gate: AdmissionGate, open_streams: int) -> ResourceExhausted:
 @pytest.mark.parametrize(
     ("open_files", "cap"),
     [
-        (20_000, (20_000 - RESERVED_FILES) // AGENT_CONNECTIONS),  # this machine's limit: 8,976
-        (2 * RESERVED_FILES, RESERVED_FILES // AGENT_CONNECTIONS),
-        (1024, 512 // AGENT_CONNECTIONS),  # a limit below twice the reserve: half of it is kept back
+        (20_000, 20_000 - RESERVED_FILES),  # this machine's limit: two replicas of three hold 30,000 agents
+        (2 * RESERVED_FILES, RESERVED_FILES),
+        (1024, 512),  # a limit below twice the reserve: half of it is kept back
         (1, 1),  # at least one
         (10**9, MAX_DERIVED_STREAMS),  # memory binds before descriptors do
         (None, MAX_DERIVED_STREAMS),  # no limit at all
     ],
 )
-def test_the_derived_cap_is_the_open_file_limit_less_the_reserve_over_each_agents_connections(open_files, cap):
+def test_the_derived_cap_is_the_open_file_limit_less_the_reserve(open_files, cap):
     assert derived_max_streams(open_files) == cap
-
-
-def test_agents_of_one_connection_each_get_a_cap_of_the_limit_less_the_reserve():
-    assert derived_max_streams(20_000, per_agent=1) == 20_000 - RESERVED_FILES  # 17,952: two replicas hold 30,000
 
 
 def test_past_the_cap_a_stream_is_refused_as_full_with_a_jittered_pushback_and_admitted_again_below_it():

@@ -3,19 +3,23 @@
 Past its cap (``--max-streams``; by default its open-file limit less a reserve) a replica refuses a new
 stream at once with RESOURCE_EXHAUSTED, reason ``ReplicaFull``, and keeps serving the streams it holds;
 an agent with another hub address goes there without waiting, one with a single address waits the
-pushback and asks again. Agents' sleeps are injected: nothing here waits for real.
+pushback and asks again. Agents' sleeps are injected: nothing here waits for real. The cap counts one
+connection per agent: its signed reports share its watch's connection (counted in the kernel's table).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
 import urllib.request
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from skerry.agent.attest import ReportSigner
+from skerry.agent.reconcile.model import Condition, ReconcileResult
 from skerry.agent.stream import HubClient
 from skerry.api.v1 import hub_pb2, hub_pb2_grpc
 from skerry.core.client import Endpoints
@@ -198,3 +202,30 @@ async def test_a_hub_holds_at_most_its_max_streams_and_counts_and_shows_the_refu
             metrics = scrape(port)
     assert metrics[("skerry_hub_streams_max", "")] == 1 and metrics[("skerry_hub_streams_open", "")] == 1
     assert metrics[("skerry_refusals_total", REPLICA_FULL)] == 1
+
+
+def established(port: int) -> int:
+    """TCP connections established to ``port`` on this host (the server's side), from the kernel's tables."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):  # gRPC listens on dual-stack sockets
+        for line in pathlib.Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            count += int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01"  # 01: ESTABLISHED
+    return count
+
+
+async def test_an_agents_signed_reports_go_over_its_watchs_connection(fleet_repo, tmp_path, pki, engine):
+    async with running_hub(fleet_repo, tmp_path / "hub", pki, engine) as hub:
+        files = pki.agent("oslo-dev")
+        client = HubClient(f"127.0.0.1:{hub.port}", files, "oslo-dev")
+        signer = ReportSigner(client.endpoints, files, channel=client.channel)
+        try:
+            async with watching(client) as events:
+                got = (await asyncio.wait_for(anext(events), READ)).bundle
+                result = ReconcileResult(cluster="oslo-dev", release=got.version, digest=got.digest, revision="",
+                                         conditions=(Condition("Ready", "True", "Healthy"),), number=got.number)
+                await asyncio.wait_for(signer.send(result, 1), READ)
+                assert hub.attestations.latest("oslo-dev") is not None  # the report arrived
+                assert established(hub.port) == 1
+        finally:
+            await signer.close()
