@@ -119,6 +119,7 @@ class HubClient:
         *,
         server_name: str | None = None,
         rpc_timeout: float = 10.0,
+        chunk_idle: float = CHUNK_IDLE_SECONDS,
         backoff_base: float = RECONNECT_BASE_SECONDS,
         backoff_cap: float = RECONNECT_CAP_SECONDS,
         rng: Callable[[], float] = random.random,
@@ -137,6 +138,7 @@ class HubClient:
         # later options replace earlier ones of the same key (gRPC alone would keep the first)
         self._options = client_options(server_name, [*CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])])
         self._rpc_timeout = rpc_timeout
+        self._chunk_idle = chunk_idle
         self._base = backoff_base
         self._cap = backoff_cap
         self._rng = rng
@@ -209,7 +211,7 @@ class HubClient:
                     response = await call.read()
                     if response is grpc.aio.EOF:
                         break
-                    response = await self._assemble(call, response)
+                    response = await self.assemble(call, response)
                     if not self.connected:
                         log.info("watching the hub", hub=address, last_version=version)
                     self.connected = True
@@ -278,8 +280,9 @@ class HubClient:
         )
         return delay
 
-    async def _assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
-        """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through)."""
+    async def assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
+        """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through); the chunks
+        are the next messages of ``call`` (what ``read()`` returns), each within ``chunk_idle`` seconds."""
         kind = response.WhichOneof("event")
         if kind == "chunk":
             raise InvalidInput(f"{self.peer} sent a bundle chunk without a bundle header")
@@ -314,11 +317,12 @@ class HubClient:
             )
         buf = bytearray()
         for _ in range(count):
-            try:
-                msg = await asyncio.wait_for(call.read(), CHUNK_IDLE_SECONDS)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancel that lands as a chunk arrives
+                async with asyncio.timeout(self._chunk_idle):
+                    msg = await call.read()
             except TimeoutError:
                 raise DeadlineExceeded(
-                    f"{self.peer} stalled for {CHUNK_IDLE_SECONDS:g}s in the middle of bundle {digest}"
+                    f"{self.peer} stalled for {self._chunk_idle:g}s in the middle of bundle {digest}"
                 ) from None
             if msg is grpc.aio.EOF or msg.WhichOneof("event") != "chunk":
                 raise InvalidInput(f"{self.peer} interrupted the chunks of bundle {digest}")
