@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 
 import grpc
 import pytest
@@ -31,6 +32,7 @@ from skerry.hub.catchup import CatchUp
 from skerry.hub.promotion_policy import PromotionPolicy
 from skerry.hub.replica import Follower, StoredFleet
 from skerry.hub.servicer import SERVICE_NAME, HubServicer
+from skerry.hub.state import open_state
 from skerry.hub.state.feed import ChangeFeed
 from skerry.hub.state.trust_files import TrustFiles
 from skerry.hub.status import StatusBoard
@@ -261,3 +263,51 @@ async def test_the_agent_sent_on_by_a_replica_behind_watches_another_within_its_
         finally:
             await watching.aclose()
             await client.close()
+
+
+class SqliteFile:
+    """Opens handles on one SQLite hub state file, as the hub processes on it would (closed by ``close_all``)."""
+
+    def __init__(self, directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir, self.opened = directory, []
+
+    def open(self):
+        self.opened.append(open_state(f"sqlite:///{self.dir / 'hub.db'}", state_dir=self.dir))
+        return self.opened[-1]
+
+    def close_all(self) -> None:
+        for state in self.opened:
+            state.close()
+
+
+async def test_a_hub_restored_from_an_older_backup_refuses_an_agent_ahead_of_it_within_the_bound(
+    dev_trust, tmp_path, pki
+):
+    live, backup = SqliteFile(tmp_path / "live"), SqliteFile(tmp_path / "backup")
+    try:
+        writer = WriterHub(live, dev_trust)
+        writer.publish(CLUSTER, "c1")
+        with contextlib.closing(sqlite3.connect(live.dir / "hub.db")) as source, \
+                contextlib.closing(sqlite3.connect(backup.dir / "hub.db")) as copy:
+            source.backup(copy)  # the backup an operator restores later
+        held = writer.publish(CLUSTER, "c2")
+        verifier, source = agent(dev_trust, tmp_path, in_process(writer.repo))
+        assert (await asyncio.to_thread(verifier.update)).release == held.release
+
+        async with replica_of(backup, tmp_path / "restored", pki, SHORT) as (_, address), stub(address, pki) as hub:
+            call = hub.WatchBundles(hub_pb2.WatchBundlesRequest(cluster=CLUSTER, last_version=held.release,
+                                                                last_digest=held.digest))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:  # not c1, and not a stream held open for ever
+                await asyncio.wait_for(call.read(), READ)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert dict(refused.value.trailing_metadata())[REASON_METADATA] == BEHIND_REASON
+
+            source["fetcher"] = over_grpc(address, pki)
+            with pytest.raises(Unavailable) as failed:
+                await asyncio.to_thread(verifier.update)
+            assert not isinstance(failed.value, VerificationError)
+            assert verifier.last_release == held.release  # it keeps what it holds
+    finally:
+        live.close_all()
+        backup.close_all()
