@@ -15,10 +15,11 @@ So before this process serves an agent, it compares its copy with what the agent
   has nothing older for the agent).
 
 If the copy is behind (``behind``), the call waits for the follower to bring it there (``CatchUp``:
-woken after each look the follower completes, never longer than ``CATCH_UP_SECONDS``), then is served
-as usual. A copy that does not get there in time is refused ``Unavailable`` with reason
-``ReplicaBehind`` (``skerry.core.pushback.BEHIND_REASON``): the agent goes to another replica within its
-own backoff (``skerry.agent.stream``), keeping what it applied.
+woken each time the follower took in what the change log said, never longer than ``CATCH_UP_SECONDS``),
+then is served as usual. A copy that does not get there in time is refused ``Unavailable`` with reason
+``ReplicaBehind`` (``skerry.core.pushback.BEHIND_REASON``), and the agent keeps what it applied: a refused
+watch goes to another replica within the agent's own backoff (``skerry.agent.stream``), a refused fetch
+is "cannot refresh trust metadata" until its next refresh (the watch's next release, or its poll).
 
 A hub whose state is genuinely older than its agents' releases (a single hub restored from an older
 backup, a replica whose follower is stuck) never catches up. We chose the same bounded wait and the same
