@@ -25,9 +25,11 @@ the hub's reconnect spread; after losing a stream the wait is a full-jitter draw
 the backoff and the lost replica's share of that spread over the other replicas
 (``core.backoff.reconnect_delay``), so the agents of a dead replica arrive at the others at their
 admission rate, not at once. A stream
-the hub retired at its maximum age is no lost hub: it resumes within the backoff. A hub at its cap on
-open streams (``ReplicaFull``) is left at once for another address, its connection closed; its pushback
-is waited only when there is no other address or every one of them was full in a row.
+the hub retired at its maximum age is no lost hub: it resumes within the backoff. Nor is a replica
+that refused with reason ``ReplicaBehind`` (its copy of the hub state is older than the release this
+agent holds, ``skerry.hub.catchup``): the agent moves to another replica within the backoff. A hub at
+its cap on open streams (``ReplicaFull``) is left at once for another address, its connection closed;
+its pushback is waited only when there is no other address or every one of them was full in a row.
 
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
 address). Every reconnect chooses afresh, at random among the addresses other than the one just
@@ -209,7 +211,7 @@ class HubClient:
             opened = self._monotonic()
             error: SkerryError
             pushed: float | None = None
-            swapped = retired = full = False
+            swapped = not_lost = full = False
             try:
                 advertised = pushback.spread(await call.initial_metadata())  # sent as the stream opens
                 if advertised is not None:
@@ -228,9 +230,13 @@ class HubClient:
                 error = Unavailable(f"hub {address} ended the bundle stream")
             except grpc.aio.AioRpcError as e:
                 error = error_from_rpc(e, f"hub {address}")
-                pushed = pushback.pushback(e.trailing_metadata())
-                full = (REASON_METADATA, pushback.REPLICA_FULL) in tuple(e.trailing_metadata() or ())
-                retired = e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
+                trailers = e.trailing_metadata()
+                pushed = pushback.pushback(trailers)
+                full = dict(trailers or ()).get(REASON_METADATA) == pushback.REPLICA_FULL  # another replica at once
+                if dict(trailers or ()).get(REASON_METADATA) == pushback.BEHIND_REASON:  # another replica serves
+                    error = Unavailable(str(error), reason=pushback.BEHIND_REASON)
+                not_lost = (e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
+                           or error.reason == pushback.BEHIND_REASON)
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
@@ -249,7 +255,7 @@ class HubClient:
             self.connected = False
             served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
             attempt = 0 if served else attempt
-            spread = 0.0 if retired else self.spread
+            spread = 0.0 if not_lost else self.spread  # a retired connection, a replica behind
             await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed,
                                                 spread=spread, full=full))
             attempt += 1

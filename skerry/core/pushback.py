@@ -13,7 +13,12 @@ streams reconnecting again). Two hints travel as gRPC metadata, both in millisec
   replicas, and waits a full-jitter delay over that (``skerry.core.backoff.reconnect_delay``), so ten
   thousand agents of one dead replica arrive over a window, not in one second.
 
-One refusal reason says where to come back: ``ReplicaFull`` (``REPLICA_FULL``, RESOURCE_EXHAUSTED with a
+One refusal is a hint too, by its reason (the ``skerry-reason`` trailer): ``ReplicaBehind``
+(``BEHIND_REASON``) says this replica's copy of the hub state is older than what the client holds
+(``skerry.hub.catchup``). That hub is not lost and the rest of its fleet stays on it: the client goes
+to another replica within its own backoff, not over the spread.
+
+Another says where to come back: ``ReplicaFull`` (``REPLICA_FULL``, RESOURCE_EXHAUSTED with a
 pushback). The replica holds all the agent streams its open-file limit allows (``skerry.hub.admission``);
 another replica may have room now, so an agent with several hub addresses dials the next one at once and
 waits the pushback only when every one of them was full; with one address it waits the pushback and
@@ -30,6 +35,8 @@ import math
 from collections.abc import Iterable
 
 PUSHBACK_METADATA = "grpc-retry-pushback-ms"
+# The reason of a refusal by a hub replica whose copy is behind what the client already holds.
+BEHIND_REASON = "ReplicaBehind"
 SPREAD_METADATA = "skerry-reconnect-spread-ms"
 # The reason (``skerry-reason`` trailer) of a refusal by a replica at its cap on open streams.
 REPLICA_FULL = "ReplicaFull"

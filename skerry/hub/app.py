@@ -28,6 +28,7 @@ from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write, read_bounded
 from skerry.core.openfiles import raise_open_files
 from skerry.hub.admission import AdmissionGate
+from skerry.hub.catchup import CatchUp
 from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
@@ -168,12 +169,13 @@ def collect_garbage(trust) -> None:
         log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
 
 
-def follow_state(state, writer, store, syncer, trust, blob, presence) -> tuple[Follower, ServedFleet]:
+def follow_state(state, writer, store, syncer, trust, blob, presence, catch_up) -> tuple[Follower, ServedFleet]:
     """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
     writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them."""
     syncer.observers.append(SyncRecords(state, writer, store, syncer).observe)
     stored = StoredFleet()
-    follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence)
+    follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence,
+                        catch_up=catch_up)
     return follower, ServedFleet(syncer, stored, lambda: writer.is_writer)
 
 
@@ -192,6 +194,7 @@ class HubApp:
         self._flush_task: asyncio.Task | None = None
         self._stopped = False
         self.presence = Presence()  # real time: whether this process ran (not the injected clock's)
+        self.catch_up = CatchUp()  # whether its copy reached what an agent holds (real time, like presence)
 
     async def start(self) -> int:
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
@@ -204,7 +207,6 @@ class HubApp:
 
         cfg = self.config
         tls_files = cfg.require_tls()
-        raise_open_files()  # each agent holds a connection; the stream cap is derived from the limit (admission)
         if cfg.role != "serve":  # a serving replica needs no keys: it serves what the writer published
             cfg.require_trust()
         self.state = await asyncio.to_thread(
@@ -232,12 +234,12 @@ class HubApp:
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses,
                              before_publish=lambda: self.follower.ready_to_publish())  # (made just below)
         self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
-                                                 self._files.blob, self.presence)
+                                                 self._files.blob, self.presence, self.catch_up)
         gate = AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst, max_streams=cfg.max_streams or None)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state, max_streams=gate.max_streams)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
-                                    admission=gate, presence=self.presence)
+                                    admission=gate, presence=self.presence, catch_up=self.catch_up)
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
@@ -338,7 +340,7 @@ class HubApp:
                                        lambda c: environment_of(self.syncer, c),
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem,
                                        submit=lambda role, data: self.follower.submit_release(role, data),  # (made later)
-                                       presence=self.presence)
+                                       presence=self.presence, catch_up=self.catch_up)
         if self.writer.is_writer:
             self.trust.refresh()
         return (lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server),
@@ -484,6 +486,7 @@ async def run(config) -> int:
     from skerry.core import logging as skerry_logging
 
     skerry_logging.configure(config.log_level)
+    raise_open_files()  # the process's: each agent holds a connection, and the stream cap is derived from it
     app = HubApp(config)
     try:
         await app.start()

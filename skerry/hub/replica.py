@@ -39,10 +39,11 @@ import structlog
 
 from skerry.core.errors import ConfigError, Unavailable
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
+from skerry.hub.catchup import CatchUp
 from skerry.hub.fleet import Cluster, Fleet
 from skerry.hub.presence import Presence
 from skerry.hub.state import Change, Fenced, HubState, StateUnavailable
-from skerry.hub.state.feed import ChangeFeed, FellBehind
+from skerry.hub.state.feed import FOLLOW_SECONDS, ChangeFeed, FellBehind
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
 from skerry.hub.state.trust_files import SIGNATURES_RECORD
 from skerry.hub.sync import Syncer, SyncResult
@@ -52,8 +53,6 @@ from skerry.hub.writer import Writer
 
 log = structlog.get_logger("skerry.hub.replica")
 
-# Longest a change waits when its wake-up was lost (a NOTIFY to a disconnected listener is never replayed).
-FOLLOW_SECONDS = 1.0
 # Records the writer keeps for the others: the fleet (keys ``clusters`` and ``head``), each cluster's render error.
 FLEET_RECORD, FLEET_CLUSTERS, FLEET_HEAD = "fleet", "clusters", "head"
 RENDER_ERROR_RECORD = "render-error"
@@ -201,9 +200,11 @@ class ServedFleet:
 class Follower:
     def __init__(self, state: HubState, store: HubStore, trust: TrustRepository, *,
                  blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS,
-                 writer: Writer | None = None, fleet: StoredFleet | None = None, presence: Presence | None = None):
+                 writer: Writer | None = None, fleet: StoredFleet | None = None, presence: Presence | None = None,
+                 catch_up: CatchUp | None = None):
         """``presence``: told of each look at the change log, read or failed (what the servicers ask before
-        they serve this copy: ``skerry.hub.presence``)."""
+        they serve this copy: ``skerry.hub.presence``); ``catch_up``: told after each change taken in (what
+        a watch or fetch of an agent ahead of this copy waits for: ``skerry.hub.catchup``)."""
         self._state = state
         self._store = store
         self._trust = trust
@@ -212,6 +213,7 @@ class Follower:
         self._writer = writer
         self._fleet = fleet
         self._presence = presence or Presence()
+        self._catch_up = catch_up or CatchUp()
         self.applied = 0  # changes applied so far
         self.caught_up = False  # read the whole state once, and the last look at the change log worked
 
@@ -257,6 +259,7 @@ class Follower:
                 except Exception:  # noqa: BLE001 - retried with the next signature; logged
                     log.exception("cannot publish collected release signatures", role=role)
         self.applied += len(changes)
+        self._catch_up.advanced()
 
     async def settle(self) -> None:
         """The trust repository as the state holds it, read off the loop and taken on it (``stale``: after a
@@ -336,6 +339,7 @@ class Follower:
             if (RENDER_ERROR_RECORD, cluster) not in synced:
                 synced[(RENDER_ERROR_RECORD, cluster)] = None
         self._adopt_synced(synced)
+        self._catch_up.advanced()
 
     async def _adopt(self, docs: Mapping[str, Mapping | None]) -> None:
         """Take records into the store; the shared blobs the newer ones name are read first, off the loop."""
