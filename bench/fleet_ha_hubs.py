@@ -43,7 +43,7 @@ async def hub_main(args) -> None:
     from skerry.hub.writer import Duties
 
     skerry_logging.configure("warning")
-    raise_open_files()  # as HubApp does: the gate's cap on streams is derived from the limit
+    raise_open_files()  # as a hub process does (hub.app.run): the gate derives its cap on streams from the limit
     d = pathlib.Path(args.dir)
     state = await asyncio.to_thread(open_backend, "postgresql", "")
     parts = await asyncio.to_thread(Parts, state, pathlib.Path(args.trust), args.hub_id, ttl=args.lease_ttl)
