@@ -31,6 +31,7 @@ from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
+from skerry.hub.state.threads import StateWrites
 from skerry.hub.writer import Duties, Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
@@ -167,13 +168,27 @@ def collect_garbage(trust) -> None:
         log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
 
 
-def follow_state(state, writer, store, syncer, trust, blob, presence) -> tuple[Follower, ServedFleet]:
+def follow_state(state, writer, store, syncer, trust, blob, presence, writes) -> tuple[Follower, ServedFleet]:
     """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
-    writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them."""
-    syncer.observers.append(SyncRecords(state, writer, store, syncer).observe)
+    writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them.
+    Their writes run on ``writes`` (``StateWrites``)."""
+    syncer.observers.append(SyncRecords(state, writer, store, syncer, off_loop=writes.run).observe)
     stored = StoredFleet()
-    follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence)
+    follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence,
+                        off_loop=writes.run)
     return follower, ServedFleet(syncer, stored, lambda: writer.is_writer)
+
+
+def status_board(state, clock) -> tuple:
+    """The status board, the promotion health tracker it feeds (soak times) and its journal in the state, from
+    which reports and soak clocks are restored (they survive a restart): (board, tracker, journal)."""
+    from skerry.hub.promotion.gates import HealthTracker
+    from skerry.hub.promotion.service import TrackingStatusBoard
+
+    tracker, journal = HealthTracker(), ReportJournal(state)
+    board = TrackingStatusBoard(tracker, clock, journal=journal)
+    board.restore(journal.load())
+    return board, tracker, journal
 
 
 class HubApp:
@@ -191,6 +206,7 @@ class HubApp:
         self._flush_task: asyncio.Task | None = None
         self._stopped = False
         self.presence = Presence()  # real time: whether this process ran (not the injected clock's)
+        self.writes = StateWrites()  # the state writes' own threads: a stalled database holds only them
 
     async def start(self) -> int:
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
@@ -208,7 +224,7 @@ class HubApp:
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
-        self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl)
+        self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl, off_loop=self.writes.run)
         if cfg.role != "serve":  # a lone hub writes from its first sync on; else it stands by, serving
             await asyncio.to_thread(self.writer.try_acquire)
             # renewed from now on (a first start, its import and first sync may outlast the lease)
@@ -226,12 +242,12 @@ class HubApp:
         if self.writer.is_writer and self._tasks.get("lease", None) is not None and self._tasks["lease"].done():
             self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")  # took it waiting
         trust_service = self._start_trust(cfg)
-        self.statuses = self._status_board()
+        self.statuses, self.health_tracker, self.journal = status_board(self.state, self.clock)
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses,
                              before_publish=lambda: self.follower.ready_to_publish())  # (made just below)
         self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
-                                                 self._files.blob, self.presence)
-        self.ops.attach(self.store, self.statuses, self.syncer, self.state)
+                                                 self._files.blob, self.presence, self.writes)
+        self.ops.attach(self.store, self.statuses, self.syncer, self.state, self.writes.run)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
                                     admission=AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst),
@@ -299,7 +315,7 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             await self.follower.settle()  # drop anything signed under a lost lease (read off the loop)
-            await asyncio.to_thread(collect_garbage, self.trust)  # what the previous writer's offers to CI left
+            await self.writes.run(collect_garbage, self.trust)  # what the previous writer's offers to CI left
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
@@ -353,17 +369,6 @@ class HubApp:
             except Exception as e:  # noqa: BLE001 - retried next tick (e.g. a full disk); agents keep what they have
                 _log_failed("trust refresh failed; retrying", e, "the trust repository")
 
-    def _status_board(self):
-        """The status board; it also feeds the promotion health tracker (soak times)."""
-        from skerry.hub.promotion.gates import HealthTracker
-        from skerry.hub.promotion.service import TrackingStatusBoard
-
-        self.health_tracker = HealthTracker()
-        self.journal = ReportJournal(self.state)
-        board = TrackingStatusBoard(self.health_tracker, self.clock, journal=self.journal)
-        board.restore(self.journal.load())  # reports and soak clocks survive a restart
-        return board
-
     async def _flush_reports(self) -> None:
         """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS``; take in the other replicas'."""
         while True:
@@ -384,8 +389,8 @@ class HubApp:
         from skerry.hub.promotion.servicer import PromotionServicer
         from skerry.hub.source.git import GitSource
 
-        audit = AuditLog(self.state, clock=self.clock, write=self.writer.write)
-        approvals = Approvals(self.state, audit, self.clock, write=self.writer.write)
+        audit = AuditLog(self.state, clock=self.clock, write=self.writer.write, off_loop=self.writes.run)
+        approvals = Approvals(self.state, audit, self.clock, write=self.writer.write, off_loop=self.writes.run)
         # The first start after an upgrade takes in the files older hubs wrote (renamed *.imported).
         audit.import_previous(cfg.state_dir / "promotion-audit.jsonl")
         approvals.import_previous(cfg.state_dir / "promotion-approvals.json")
@@ -404,7 +409,7 @@ class HubApp:
             # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).
             attestations=self.attestations,
             # Records and follow state in the hub state, written in the writer's fenced transactions.
-            records=RecordStore(self.state, write=self.writer.write),
+            records=RecordStore(self.state, write=self.writer.write, off_loop=self.writes.run),
             may_write=lambda: self.writer.is_writer,  # only the writer commits, pushes and follows
         )
         servicer = PromotionServicer(self.promoter)
@@ -449,6 +454,7 @@ class HubApp:
                 await asyncio.to_thread(self.journal.flush)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
+        self.writes.shutdown()  # what still waits is dropped; a running write ends as the state closes
         if self.state is not None:
             self.state.close()
         if hasattr(self._own_engine, "close"):  # None has no close
