@@ -159,15 +159,6 @@ def environment_of(syncer, cluster: str) -> str:
         return "default"
 
 
-def collect_garbage(trust) -> None:
-    """The trust repository's garbage in the state (at a takeover; a write: called off the event loop); a
-    database that is away now leaves it to the next takeover."""
-    try:
-        trust.collect_stored_garbage()
-    except StateUnavailable as e:
-        log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
-
-
 def follow_state(state, writer, store, syncer, trust, blob, presence, writes) -> tuple[Follower, ServedFleet]:
     """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
     writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them.
@@ -315,7 +306,11 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             await self.follower.settle()  # drop anything signed under a lost lease (read off the loop)
-            await self.writes.run(collect_garbage, self.trust)  # what the previous writer's offers to CI left
+            # What the previous writer's offers to CI left, in a fenced transaction, before anything publishes
+            # (a publication's new blob is not yet among those it keeps). A database away fails this start and
+            # ``Duties`` starts the term again: the collection is retried until it is done, the agents served
+            # meanwhile from memory.
+            await self.writes.run(self.trust.collect_stored_garbage)
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
