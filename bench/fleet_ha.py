@@ -108,6 +108,32 @@ admission or spread (``--admission-rate 0``, ramp 200 s; the hubs' looser keepal
 at the kill, 21,425 after 87 s, then falling to 14,500 at 200 s, load 133 — the storm, which the looser
 keepalive alone does not prevent.
 
+Everything at 30,000 with the code of the issue's close (2026-12-05 12:55-13:21, quiet machine, default
+lease TTL 15 s, ``--verifiers 500 --workers 2 --holders-per-process 5000 --ramp 300``):
+- 3 hubs: all connected in 300 s (the ramp), 83-89 KiB per stream per replica; fan-out of one release
+  to all 30,000 in 55.8 s from the start of publishing (publish 9.0 s; before the keepalive and
+  admission work: 221.6 s), nothing refused, no keepalive drop; serving replica (9,980 streams)
+  SIGKILLed -> all 30,000 open on the other two 52.4 s later, never below 20,023, 1,667 pushbacks, load
+  peak 18.7. FINDING: then the writer was SIGKILLed, sending its ~15,000 agents to a fresh empty replica
+  and to the one holding ~15,000: that hub reached this machine's open-file limit (20,000 a process,
+  hard; root cannot raise it), gRPC's listener logged "File descriptor limit reached" and the bench's
+  own stats read failed with EMFILE. A hub accepted streams until it broke: hubs now cap their open
+  streams below the file limit and refuse past it so agents go elsewhere (``skerry.hub.admission``).
+- 4 hubs (no replica past ~15,000 streams at any step): 85-88 KiB per stream; fan-out to 30,000 in
+  61.1 s (publish 9.0 s; p50 per agent 39.2 s from the commit), nothing refused; serving replica (7,489
+  streams) SIGKILLed -> all back on the other three 28.2 s later, 2,818 pushbacks, load peak 23.0;
+  **writer SIGKILLed -> a new writer 8.7 s later** (lease TTL 15 s), all 30,000 streams open again
+  77.4 s after the kill (its ~10,000 agents plus the restarted replica's rebalance); the new writer's
+  first release published in 12.5 s and taken by all 30,000 in 68.7 s, refused none; no keepalive drop.
+  15,000 streams a core, ~480x Rancher Fleet's 31 clusters a vCPU (agents' own CPU on the same cores).
+- ``state --clusters 100000``, PostgreSQL and SQLite side by side (load 14 falling to 1): PostgreSQL
+  first release 26.9 s (last session 93 s; the trust layer's heartbeat and batched rows), next 27.7 s
+  (10,829 rows/s), replicas' cold start 2.6-2.8 s, catch-up 12.1-12.9 s after the commit, report burst
+  23,125/s, 100,000 reports a minute flushed per replica per second in 26/583/995 ms (p50/p99/max);
+  SQLite first release 19.3 s, next 20.8 s (14,431 rows/s), catch-up 4.8-5.4 s, burst 123,243/s, flush
+  8/25/32 ms. Both commit inside the 15 s lease (renewed by the heartbeat during the publish). 100,000
+  clusters on 2 cores: 50,000 a core, 1,600x Fleet.
+
 Peer: Rancher Fleet documents 500 clusters per 16 vCPU (31 per vCPU); ratios are per core of
 this machine (``uptime`` load printed beside each figure: the machine may be shared).
 """

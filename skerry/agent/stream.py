@@ -25,7 +25,9 @@ the hub's reconnect spread; after losing a stream the wait is a full-jitter draw
 the backoff and the lost replica's share of that spread over the other replicas
 (``core.backoff.reconnect_delay``), so the agents of a dead replica arrive at the others at their
 admission rate, not at once. A stream
-the hub retired at its maximum age is no lost hub: it resumes within the backoff.
+the hub retired at its maximum age is no lost hub: it resumes within the backoff. Nor is a replica
+that refused with reason ``ReplicaBehind`` (its copy of the hub state is older than the release this
+agent holds, ``skerry.hub.catchup``): the agent moves to another replica within the backoff.
 
 Failover: the hub is a ``core.client.Endpoints`` (one address, a list of replicas, or one Service
 address). Every reconnect chooses afresh, at random among the addresses other than the one just
@@ -54,7 +56,7 @@ from skerry.core.backoff import reconnect_delay
 from skerry.core.client import Endpoints
 from skerry.core.client import channel_options as client_options
 from skerry.core.errors import DeadlineExceeded, InvalidInput, SkerryError, Unavailable
-from skerry.core.rpc import error_from_rpc
+from skerry.core.rpc import REASON_METADATA, error_from_rpc
 from skerry.core.tls import TlsFiles, channel_credentials
 
 log = structlog.get_logger("skerry.agent.stream")
@@ -117,6 +119,7 @@ class HubClient:
         *,
         server_name: str | None = None,
         rpc_timeout: float = 10.0,
+        chunk_idle: float = CHUNK_IDLE_SECONDS,
         backoff_base: float = RECONNECT_BASE_SECONDS,
         backoff_cap: float = RECONNECT_CAP_SECONDS,
         rng: Callable[[], float] = random.random,
@@ -135,6 +138,7 @@ class HubClient:
         # later options replace earlier ones of the same key (gRPC alone would keep the first)
         self._options = client_options(server_name, [*CHANNEL_BACKOFF_OPTIONS, *(channel_options or [])])
         self._rpc_timeout = rpc_timeout
+        self._chunk_idle = chunk_idle
         self._base = backoff_base
         self._cap = backoff_cap
         self._rng = rng
@@ -198,7 +202,7 @@ class HubClient:
             opened = self._monotonic()
             error: SkerryError
             pushed: float | None = None
-            swapped = retired = False
+            swapped = not_lost = False
             try:
                 advertised = pushback.spread(await call.initial_metadata())  # sent as the stream opens
                 if advertised is not None:
@@ -207,7 +211,7 @@ class HubClient:
                     response = await call.read()
                     if response is grpc.aio.EOF:
                         break
-                    response = await self._assemble(call, response)
+                    response = await self.assemble(call, response)
                     if not self.connected:
                         log.info("watching the hub", hub=address, last_version=version)
                     self.connected = True
@@ -217,8 +221,12 @@ class HubClient:
                 error = Unavailable(f"hub {address} ended the bundle stream")
             except grpc.aio.AioRpcError as e:
                 error = error_from_rpc(e, f"hub {address}")
-                pushed = pushback.pushback(e.trailing_metadata())
-                retired = e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
+                trailers = e.trailing_metadata()
+                pushed = pushback.pushback(trailers)
+                if dict(trailers or ()).get(REASON_METADATA) == pushback.BEHIND_REASON:  # another replica serves
+                    error = Unavailable(str(error), reason=pushback.BEHIND_REASON)
+                not_lost = (e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
+                           or error.reason == pushback.BEHIND_REASON)
             except SkerryError as e:  # a transfer fault: start over without the blob
                 self._blob, self._blob_digest = b"", ""
                 error = e
@@ -237,7 +245,7 @@ class HubClient:
             self.connected = False
             served = self._monotonic() - opened >= STABLE_STREAM_SECONDS  # then not a failure streak
             attempt = 0 if served else attempt
-            spread = 0.0 if retired else self.spread
+            spread = 0.0 if not_lost else self.spread  # a retired connection, a replica behind
             await self._sleep(self._interrupted(address, error, served=served, attempt=attempt, pushed=pushed,
                                                 spread=spread))
             attempt += 1
@@ -272,8 +280,9 @@ class HubClient:
         )
         return delay
 
-    async def _assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
-        """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through)."""
+    async def assemble(self, call, response: hub_pb2.WatchBundlesResponse) -> hub_pb2.WatchBundlesResponse:
+        """A whole ``bundle`` event from an omitted or chunked transfer (other events pass through); the chunks
+        are the next messages of ``call`` (what ``read()`` returns), each within ``chunk_idle`` seconds."""
         kind = response.WhichOneof("event")
         if kind == "chunk":
             raise InvalidInput(f"{self.peer} sent a bundle chunk without a bundle header")
@@ -308,11 +317,12 @@ class HubClient:
             )
         buf = bytearray()
         for _ in range(count):
-            try:
-                msg = await asyncio.wait_for(call.read(), CHUNK_IDLE_SECONDS)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancel that lands as a chunk arrives
+                async with asyncio.timeout(self._chunk_idle):
+                    msg = await call.read()
             except TimeoutError:
                 raise DeadlineExceeded(
-                    f"{self.peer} stalled for {CHUNK_IDLE_SECONDS:g}s in the middle of bundle {digest}"
+                    f"{self.peer} stalled for {self._chunk_idle:g}s in the middle of bundle {digest}"
                 ) from None
             if msg is grpc.aio.EOF or msg.WhichOneof("event") != "chunk":
                 raise InvalidInput(f"{self.peer} interrupted the chunks of bundle {digest}")

@@ -134,6 +134,16 @@ def provenance_of(cluster: str, env: str, image: str, release: int, digest: str,
     }
 
 
+def trusting(fetcher, metadata_dir: pathlib.Path):
+    """``fetcher``, told the timestamp version python-tuf trusts (what the last refresh persisted; 0: none yet),
+    which it sends with each fetch: a hub replica whose copy is older waits for it or sends the agent on."""
+    if isinstance(fetcher, InMemoryFetcher):
+        doc = _read_json(metadata_dir / "timestamp.json")
+        version = (doc.get("signed") or {}).get("version") if isinstance(doc, dict) else None
+        fetcher.trusted_timestamp = version if isinstance(version, int) and version > 0 else 0
+    return fetcher
+
+
 @dataclasses.dataclass(frozen=True)
 class TrustState:
     """What ``trust-state.json`` keeps (fsynced): the highest applied release counter and its bundle digest,
@@ -241,7 +251,7 @@ class TufVerifier:
         ``digest`` (``sha256:<hex>``, the hub's event) says which path to look up first.
         """
         with self._lock:
-            fetcher = self._fetcher_factory()
+            fetcher = trusting(self._fetcher_factory(), self.metadata_dir)
             try:
                 return self._update(fetcher, offered, digest)
             except VerificationError:

@@ -4,7 +4,10 @@
 ``skerry:/metadata/<file>`` and ``skerry:/targets/<path>``; a missing file
 (gRPC NOT_FOUND) is a 404 ``DownloadHTTPError`` so root rotation stops at
 the newest root; every fetch is capped (``skerry.core.trust.fetch_cap``).
-What the agent trusts is decided in ``skerry.agent.trust``.
+What the agent trusts is decided in ``skerry.agent.trust``, which tells the
+fetcher the timestamp version it trusts (``trusted_timestamp``): every fetch
+carries it, so a hub replica whose copy is older waits for it or refuses
+(``ReplicaBehind``) instead of serving metadata this agent would refuse.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class InMemoryFetcher(FetcherInterface):
         self.__dict__.setdefault("_kept", {})[url] = data
 
     last_metadata: bytes = b""  # the last metadata file downloaded (what a freeze names the expiry of)
+    trusted_timestamp = 0  # the timestamp version the agent trusts (0: none yet), sent with each fetch
 
     def download_bytes(self, url: str, max_length: int) -> bytes:
         data = self._download(url, max_length)
@@ -94,7 +98,8 @@ class GrpcFetcher(InMemoryFetcher):
     def _chunks(self, path: str, cap: int) -> Iterator[bytes]:
         received = 0
         try:
-            for chunk in self._stub.Fetch(trust_pb2.FetchRequest(path=path), timeout=self._timeout):
+            request = trust_pb2.FetchRequest(path=path, trusted_timestamp=self.trusted_timestamp)
+            for chunk in self._stub.Fetch(request, timeout=self._timeout):
                 if chunk.total_size > cap:
                     raise tuf_errors.DownloadLengthMismatchError(
                         f"{path}: the hub announces {chunk.total_size} bytes, over the {cap} byte cap")

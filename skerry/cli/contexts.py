@@ -98,17 +98,17 @@ def config_path(environ: Mapping[str, str] | None = None) -> pathlib.Path:
 
 
 def load(path: pathlib.Path) -> Config:
+    """The contexts in ``path`` (none if there is no file yet); ``ContextError`` names the file."""
     from skerry.core import documents
+    from skerry.core.errors import InvalidInput
+    from skerry.core.files import read_bounded_if_present
 
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
+        data = read_bounded_if_present(path, MAX_CONFIG_BYTES, f"contexts file {path}")
+    except InvalidInput as e:
+        raise ContextError(str(e)) from e
+    if data is None:
         return Config()
-    except OSError as e:
-        raise ContextError(f"{path}: cannot read: {e.strerror}") from e
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ContextError(f"{path}: over {MAX_CONFIG_BYTES} bytes")
     try:
         doc = documents.load_yaml(data, max_bytes=MAX_CONFIG_BYTES) or {}
     except documents.BadDocument as e:

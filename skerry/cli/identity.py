@@ -132,9 +132,18 @@ def _issue_from_cluster(args, csr: bytes | None, lifetime):
 
 
 def _read_pem(path: pathlib.Path, what: str) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read(MAX_PEM_BYTES + 1)
-    if len(data) > MAX_PEM_BYTES or b"-----BEGIN" not in data:
+    """The PEM file a flag names: ``UsageError`` if it is longer than ``MAX_PEM_BYTES`` or no PEM (a wrong file
+    given); one that cannot be read is the read's own refusal naming it."""
+    from skerry.core.errors import InvalidInput
+    from skerry.core.files import TOO_LARGE, read_bounded
+
+    try:
+        data = read_bounded(path, MAX_PEM_BYTES, f"{what} {path}")
+    except InvalidInput as e:
+        if e.reason != TOO_LARGE:
+            raise
+        raise UsageError(f"{e}: not a PEM file") from None
+    if b"-----BEGIN" not in data:
         raise UsageError(f"{what} {path}: not a PEM file of at most {MAX_PEM_BYTES} bytes")
     return data
 

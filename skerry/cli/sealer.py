@@ -94,6 +94,7 @@ def _keys(args: argparse.Namespace) -> int:
     import os
 
     from skerry.core import logging as skerry_logging
+    from skerry.core.files import read_bounded
     from skerry.sealer import retire as retire_mod
     from skerry.sealer.keys import KeyRegistry, load_kek, normalize_domain
 
@@ -137,13 +138,7 @@ def _keys(args: argparse.Namespace) -> int:
         print(f"backed up {count} key(s) of {', '.join(domains)} to {args.backup_file} ({note})", file=sys.stderr)
         return 0
     if args.keys_command == "restore":
-        try:
-            with open(args.input, "rb") as f:
-                raw = f.read(retire_mod.MAX_BACKUP_BYTES + 1)
-        except OSError as e:
-            raise InvalidInput(f"cannot read {args.input}: {e.strerror}") from None
-        if len(raw) > retire_mod.MAX_BACKUP_BYTES:
-            raise InvalidInput(f"{args.input} is over {retire_mod.MAX_BACKUP_BYTES} bytes")
+        raw = read_bounded(args.input, retire_mod.MAX_BACKUP_BYTES, f"key backup {args.input}")
         try:
             doc = json.loads(raw)
         except ValueError:

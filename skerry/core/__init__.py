@@ -11,7 +11,7 @@
 ``documents``    the one reader of outside YAML and JSON (size, alias, depth budgets); the only PyYAML user
 ``duration``     the one duration syntax (``30s``, ``5m``, ``1h30m``)
 ``errors``       Skerry's errors, each mapped to one gRPC status
-``files``        the one crash-safe file writer
+``files``        the one crash-safe file writer and the one bounded reader of outside files
 ``logging``      structured logs
 ``metrics``      Prometheus plumbing shared by the services
 ``peers``        HOST:PORT addresses, keepalive timing and the SIGTERM drain, checked without gRPC (settings import it at CLI start)

@@ -12,7 +12,9 @@ a crash between them never leaves a mismatched pair.
 full disk is a line naming the file, not a traceback.
 
 ``read_bounded`` reads outside input (a manifest, a state file) up to a limit and refuses what is
-longer without ever holding more than the limit in memory.
+longer without ever holding more than the limit in memory; ``read_bounded_if_present`` does the same
+for a file that may not exist yet (None). Every file read from outside goes through them, so each
+bound is applied in one place.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 DISK_FULL = "DiskFull"
 # A state file that exists but does not parse or has the wrong shape: refused, never reset silently.
 STATE_CORRUPT = "StateCorrupt"
+# The refusal reasons of a bounded read: longer than its bound (never read whole), or not readable at all.
+TOO_LARGE = "TooLarge"
+UNREADABLE = "Unreadable"
 
 
 def ensure_dir(path: pathlib.Path, mode: int = 0o700) -> pathlib.Path:
@@ -127,10 +132,22 @@ def read_bounded(
             data = source.read(max_bytes + 1)
             data = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     except OSError as e:
-        raise error(f"cannot read {what}: {e.strerror}", reason="Unreadable") from e
+        raise error(f"cannot read {what}: {e.strerror}", reason=UNREADABLE) from e
     if len(data) > max_bytes:
-        raise error(f"{what} is over the {max_bytes} byte limit", reason="TooLarge")
+        raise error(f"{what} is over the {max_bytes} byte limit", reason=TOO_LARGE)
     return data
+
+
+def read_bounded_if_present(
+    path: pathlib.Path, max_bytes: int, what: str, *, error: type[InvalidInput] = InvalidInput
+) -> bytes | None:
+    """``read_bounded`` for a file that may not have been written yet: None when there is none."""
+    try:
+        return read_bounded(path, max_bytes, what, error=error)
+    except InvalidInput as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            return None
+        raise
 
 
 _STAGED = ".next"

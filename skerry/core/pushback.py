@@ -13,6 +13,11 @@ streams reconnecting again). Two hints travel as gRPC metadata, both in millisec
   replicas, and waits a full-jitter delay over that (``skerry.core.backoff.reconnect_delay``), so ten
   thousand agents of one dead replica arrive over a window, not in one second.
 
+One refusal is a hint too, by its reason (the ``skerry-reason`` trailer): ``ReplicaBehind``
+(``BEHIND_REASON``) says this replica's copy of the hub state is older than what the client holds
+(``skerry.hub.catchup``). That hub is not lost and the rest of its fleet stays on it: the client goes
+to another replica within its own backoff, not over the spread.
+
 Both are read from a peer, so both are bounded: a broken or hostile server cannot park an agent for
 longer than ``MAX_PUSHBACK_SECONDS`` / ``MAX_SPREAD_SECONDS``; a value that is not a non-negative
 integer is ignored (the client's own backoff applies).
@@ -24,6 +29,8 @@ import math
 from collections.abc import Iterable
 
 PUSHBACK_METADATA = "grpc-retry-pushback-ms"
+# The reason of a refusal by a hub replica whose copy is behind what the client already holds.
+BEHIND_REASON = "ReplicaBehind"
 SPREAD_METADATA = "skerry-reconnect-spread-ms"
 # Longest pushback a client honours: five minutes is longer than any admission queue a hub builds
 # (skerry.hub.admission caps its pushback lower) and short enough that an agent told nonsense comes back.

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from skerry.core import documents
 from skerry.core.authz import Caller
 from skerry.core.errors import ConfigError, PermissionDenied
+from skerry.core.files import read_bounded_if_present
 from skerry.core.tls import ROLE_AGENT
 
 # Agent certificates start this early to tolerate clock differences (the hub's CA backdates them).
@@ -88,15 +89,9 @@ class RevokedSet:
 
 
 def read_file(path: pathlib.Path) -> RevokedSet | None:
-    """The list stored at ``path`` (None if there is no file); bounded before it is read."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
-    return RevokedSet.from_bytes(data, str(path))
+    """The list stored at ``path`` (None if there is no file); bounded before it is read (``ConfigError``)."""
+    data = read_bounded_if_present(path, MAX_FILE_BYTES, f"revocation list {path}", error=ConfigError)
+    return None if data is None else RevokedSet.from_bytes(data, str(path))
 
 
 class RevocationList:

@@ -16,6 +16,7 @@ the agents' reports. The package is split by concern:
 * ``writer``          the writer lease: the one hub process that publishes, its duties, release transactions
 * ``replica``         every process's copy of what the writer published, followed from the state's change log
 * ``presence``        a process back from being away (stopped, a stalled loop) serves that copy only once re-read
+* ``catchup``         a copy behind what an agent holds waits for its follower, bounded, else sends the agent on
 * ``status`` / ``reports``  the agents' latest reports, and their soak clocks kept in the state
 * ``sync``            the fetch -> render -> build -> publish loop
 * ``webhook``         the push webhook (fetch now)

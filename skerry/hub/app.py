@@ -27,6 +27,7 @@ from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError, SkerryError
 from skerry.core.files import as_refusal, atomic_write, read_bounded
 from skerry.hub.admission import AdmissionGate
+from skerry.hub.catchup import CatchUp
 from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
@@ -159,14 +160,15 @@ def environment_of(syncer, cluster: str) -> str:
         return "default"
 
 
-def follow_state(state, writer, store, syncer, trust, blob, presence, writes) -> tuple[Follower, ServedFleet]:
+def follow_state(state, writer, store, syncer, trust, blob, presence, catch_up,
+                 writes) -> tuple[Follower, ServedFleet]:
     """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
     writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them.
     Their writes run on ``writes`` (``StateWrites``)."""
     syncer.observers.append(SyncRecords(state, writer, store, syncer, off_loop=writes.run).observe)
     stored = StoredFleet()
     follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence,
-                        off_loop=writes.run)
+                        catch_up=catch_up, off_loop=writes.run)
     return follower, ServedFleet(syncer, stored, lambda: writer.is_writer)
 
 
@@ -197,6 +199,7 @@ class HubApp:
         self._flush_task: asyncio.Task | None = None
         self._stopped = False
         self.presence = Presence()  # real time: whether this process ran (not the injected clock's)
+        self.catch_up = CatchUp()  # whether its copy reached what an agent holds (real time, like presence)
         self.writes = StateWrites()  # the state writes' own threads: a stalled database holds only them
 
     async def start(self) -> int:
@@ -237,12 +240,12 @@ class HubApp:
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses,
                              before_publish=lambda: self.follower.ready_to_publish())  # (made just below)
         self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
-                                                 self._files.blob, self.presence, self.writes)
+                                                 self._files.blob, self.presence, self.catch_up, self.writes)
         self.ops.attach(self.store, self.statuses, self.syncer, self.state, self.writes.run)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
                                     admission=AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst),
-                                    presence=self.presence)
+                                    presence=self.presence, catch_up=self.catch_up)
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
@@ -347,7 +350,7 @@ class HubApp:
                                        lambda c: environment_of(self.syncer, c),
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem,
                                        submit=lambda role, data: self.follower.submit_release(role, data),  # (made later)
-                                       presence=self.presence)
+                                       presence=self.presence, catch_up=self.catch_up)
         if self.writer.is_writer:
             self.trust.refresh()
         return (lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server),

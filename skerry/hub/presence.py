@@ -31,7 +31,7 @@ from collections.abc import Callable
 from skerry.core.errors import Unavailable
 
 # A gap between two signs of life longer than this is time away. Several follower poll intervals
-# (``skerry.hub.replica.FOLLOW_SECONDS``, 1 s) and beats, so an ordinary busy loop is not taken for
+# (``skerry.hub.state.feed.FOLLOW_SECONDS``, 1 s) and beats, so an ordinary busy loop is not taken for
 # away; well under the default writer lease (15 s), so a writer paused long enough to lose its lease
 # is always caught (a shorter pause loses no lease: only the usual follower lag, bounded by the poll).
 AWAY_SECONDS = 3.0

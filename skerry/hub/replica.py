@@ -40,10 +40,11 @@ import structlog
 
 from skerry.core.errors import ConfigError, Unavailable
 from skerry.hub.bundles.store import BUNDLE_RECORD, HubStore
+from skerry.hub.catchup import CatchUp
 from skerry.hub.fleet import Cluster, Fleet
 from skerry.hub.presence import Presence
 from skerry.hub.state import Change, Fenced, HubState, StateUnavailable
-from skerry.hub.state.feed import ChangeFeed, FellBehind
+from skerry.hub.state.feed import FOLLOW_SECONDS, ChangeFeed, FellBehind
 from skerry.hub.state.threads import OffLoop
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
 from skerry.hub.state.trust_files import SIGNATURES_RECORD
@@ -54,8 +55,6 @@ from skerry.hub.writer import Writer
 
 log = structlog.get_logger("skerry.hub.replica")
 
-# Longest a change waits when its wake-up was lost (a NOTIFY to a disconnected listener is never replayed).
-FOLLOW_SECONDS = 1.0
 # Records the writer keeps for the others: the fleet (keys ``clusters`` and ``head``), each cluster's render error.
 FLEET_RECORD, FLEET_CLUSTERS, FLEET_HEAD = "fleet", "clusters", "head"
 RENDER_ERROR_RECORD = "render-error"
@@ -206,10 +205,11 @@ class Follower:
     def __init__(self, state: HubState, store: HubStore, trust: TrustRepository, *,
                  blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS,
                  writer: Writer | None = None, fleet: StoredFleet | None = None, presence: Presence | None = None,
-                 off_loop: OffLoop = asyncio.to_thread):
+                 catch_up: CatchUp | None = None, off_loop: OffLoop = asyncio.to_thread):
         """``presence``: told of each look at the change log, read or failed (what the servicers ask before
-        they serve this copy: ``skerry.hub.presence``). ``off_loop``: where its state writes run (release
-        signatures kept; its reads run on the default executor, one at a time)."""
+        they serve this copy: ``skerry.hub.presence``); ``catch_up``: told after each change taken in (what
+        a watch or fetch of an agent ahead of this copy waits for: ``skerry.hub.catchup``); ``off_loop``: where
+        its state writes run (release signatures kept; its reads run on the default executor, one at a time)."""
         self._state = state
         self._off_loop = off_loop
         self._store = store
@@ -219,6 +219,7 @@ class Follower:
         self._writer = writer
         self._fleet = fleet
         self._presence = presence or Presence()
+        self._catch_up = catch_up or CatchUp()
         self.applied = 0  # changes applied so far
         self.caught_up = False  # read the whole state once, and the last look at the change log worked
 
@@ -264,6 +265,7 @@ class Follower:
                 except Exception:  # noqa: BLE001 - retried with the next signature; logged
                     log.exception("cannot publish collected release signatures", role=role)
         self.applied += len(changes)
+        self._catch_up.advanced()
 
     async def settle(self) -> None:
         """The trust repository as the state holds it, read off the loop and taken on it (``stale``: after a
@@ -343,6 +345,7 @@ class Follower:
             if (RENDER_ERROR_RECORD, cluster) not in synced:
                 synced[(RENDER_ERROR_RECORD, cluster)] = None
         self._adopt_synced(synced)
+        self._catch_up.advanced()
 
     async def _adopt(self, docs: Mapping[str, Mapping | None]) -> None:
         """Take records into the store; the shared blobs the newer ones name are read first, off the loop."""

@@ -33,6 +33,7 @@ from skerry.core.pushback import SPREAD_METADATA, entry
 from skerry.core.rpc import BUNDLE_CHUNK_BYTES, MAX_MESSAGE_BYTES
 from skerry.hub.admission import AdmissionGate
 from skerry.hub.bundles.store import HubStore, RenderFailure, SharedBlob, SignedBundle
+from skerry.hub.catchup import CatchUp
 from skerry.hub.fleet import FLEET_FILE, Fleet
 from skerry.hub.presence import Presence
 from skerry.hub.status import ClusterStatus, ObjectStatus, StatusBoard
@@ -309,6 +310,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         may_sync: Callable[[], bool] = lambda: True,
         admission: AdmissionGate | None = None,
         presence: Presence | None = None,
+        catch_up: CatchUp | None = None,
     ):
         self._store = store
         self._statuses = statuses
@@ -319,6 +321,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._may_sync = may_sync  # this process holds the writer lease (only the writer fetches and publishes)
         self.streams = StreamRegistry(store.wake)
         self._presence = presence  # whether this process may serve its copy (not just back from away)
+        self._catch_up = catch_up or CatchUp()  # whether its copy has reached what an agent holds (``catchup``)
         self.admission = admission  # new streams past its budget are refused with a pushback (None: all admitted)
         self._counted = (-FLEET_SIZE_SECONDS, 0)  # (when, clusters): the fleet size the reconnect spread is made of
 
@@ -361,19 +364,14 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         peer = caller()
         cluster = request.cluster
         self._require_known(cluster)
-        current = self._store.current(cluster)
-        if current is not None and request.last_version > current.release:
-            log.warning(
-                "agent reports a release above the hub's; it will refuse older releases",
-                cluster=cluster,
-                agent_release=request.last_version,
-                hub_release=current.release,
-            )
         log.info("agent watching", cluster=cluster, last_version=request.last_version)
         stream = self.streams.open(peer.identity.fingerprint, cluster, peer)
         have_blob = request.have_blob
         chunks_ok = request.accepts_chunks
         try:
+            # a copy behind what the agent holds waits to catch up, or sends it on: never an older release (a
+            # revocation or a newer watch meanwhile ends the stream at the watch's first ``alive`` check)
+            await self._catch_up.release(self._store, cluster, request.last_version)
             if self.admission is not None:  # the whole fleet at this hub's rate: agents take their replica's share
                 spread = self.admission.spread(max(len(self.streams), self._fleet_size()))
                 await context.send_initial_metadata((entry(SPREAD_METADATA, spread),))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 
 from skerry.agent.stream import HubClient
-from skerry.api.v1 import hub_pb2
+from skerry.api.v1 import bundle_pb2, hub_pb2
 from skerry.core import tls
 from skerry.core.backoff import full_jitter
-from skerry.core.errors import Unavailable
+from skerry.core.errors import DeadlineExceeded, Unavailable
 
 from .fakes import FakeHub
 from .helpers import CLUSTER
@@ -156,3 +157,66 @@ def test_unreadable_tls_files_fail_fast_naming_the_file(tmp_path):
     files = tls.TlsFiles(ca=tmp_path / "ca.crt", cert=tmp_path / "a.crt", key=tmp_path / "a.key")
     with pytest.raises(ConfigError, match="ca.crt"):
         HubClient("127.0.0.1:1", files, CLUSTER)
+
+
+# --- chunk assembly, one loop step at a time ---------------------------------------------------
+
+BLOB = b"x" * 100
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+HEADER = hub_pb2.WatchBundlesResponse(
+    bundle=bundle_pb2.SignedBundle(cluster=CLUSTER, version=7, digest=BLOB_DIGEST),
+    transfer=hub_pb2.BlobTransfer(size=len(BLOB), chunks=2),
+)
+
+
+def chunk(offset: int, data: bytes) -> hub_pb2.WatchBundlesResponse:
+    return hub_pb2.WatchBundlesResponse(chunk=hub_pb2.BundleChunk(digest=BLOB_DIGEST, offset=offset, data=data))
+
+
+class SteppedCall:
+    """Stands in for the agent's end of a WatchBundles stream (grpc.aio's call: only ``read``): the test hands it
+    each message in the event-loop step it chooses, which a stream over loopback cannot be made to do."""
+
+    def __init__(self):
+        self.messages: asyncio.Queue = asyncio.Queue()
+
+    async def read(self):
+        return await self.messages.get()
+
+
+async def test_chunks_handed_in_loop_steps_assemble_into_the_bundle(pki):
+    client = HubClient("127.0.0.1:1", pki.agent(CLUSTER), CLUSTER)
+    call = SteppedCall()
+    task = asyncio.create_task(client.assemble(call, HEADER))
+    call.messages.put_nowait(chunk(0, BLOB[:60]))
+    await asyncio.sleep(0)
+    call.messages.put_nowait(chunk(60, BLOB[60:]))
+    got = await asyncio.wait_for(task, 5)
+    assert (got.bundle.version, got.bundle.bundle) == (7, BLOB)
+    assert client.received_bytes == len(BLOB)
+
+
+async def test_a_transfer_that_stalls_between_chunks_is_refused_naming_the_hub_and_the_bundle(pki):
+    client = HubClient("127.0.0.1:1", pki.agent(CLUSTER), CLUSTER, chunk_idle=0.05)
+    call = SteppedCall()
+    call.messages.put_nowait(chunk(0, BLOB[:60]))  # and then nothing
+    with pytest.raises(DeadlineExceeded, match=f"hub 127.0.0.1:1 stalled for 0.05s .*bundle {BLOB_DIGEST}"):
+        await asyncio.wait_for(client.assemble(call, HEADER), 5)
+
+
+@pytest.mark.parametrize("steps_between", [0, 1, 2, 3])
+async def test_assembling_chunks_stops_when_cancelled_as_a_chunk_arrives(pki, steps_between):
+    """A cancel (the agent stopping) that lands as a chunk arrives ends the assembly: under wait_for it was lost,
+    and the watch went on reading (here the rest of the bundle follows the cancel: it handed the bundle on)."""
+    client = HubClient("127.0.0.1:1", pki.agent(CLUSTER), CLUSTER)
+    call = SteppedCall()
+    task = asyncio.create_task(client.assemble(call, HEADER))
+    for _ in range(3):
+        await asyncio.sleep(0)  # parked waiting for the first chunk
+    call.messages.put_nowait(chunk(0, BLOB[:60]))
+    for _ in range(steps_between):
+        await asyncio.sleep(0)
+    task.cancel()
+    call.messages.put_nowait(chunk(60, BLOB[60:]))
+    await asyncio.wait({task}, timeout=5)  # a task still waiting here is cancelled again as the test's loop closes
+    assert task.cancelled(), "the assembly went on after its cancel"

@@ -68,6 +68,30 @@ def test_a_broken_config_file_is_one_line_naming_it(tmp_path):
     assert proc.returncode == 1 and str(path) in error_line(proc)
 
 
+def test_an_oversized_contexts_file_is_refused_naming_it_and_the_limit(tmp_path):
+    path = contexts.config_path({"XDG_CONFIG_HOME": str(tmp_path)})
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"#" * (contexts.MAX_CONFIG_BYTES + 1))
+    with pytest.raises(contexts.ContextError) as e:
+        contexts.load(path)
+    assert str(path) in str(e.value) and str(contexts.MAX_CONFIG_BYTES) in str(e.value)
+    assert contexts.load(tmp_path / "never-written.yaml") == contexts.Config()  # no file: no contexts yet
+
+
+def test_login_refuses_an_oversized_certificate_naming_it_and_the_limit(tmp_path):
+    from skerry.cli.identity import MAX_PEM_BYTES
+
+    big = tmp_path / "big.crt"
+    big.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * MAX_PEM_BYTES)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    proc = skerry("login", "hub.example:7440", "--no-check", "--tls-ca", str(big), "--tls-cert", str(big),
+                  "--tls-key", str(big), env=env)
+    assert proc.returncode == 2
+    line = error_line(proc)
+    assert str(big) in line and str(MAX_PEM_BYTES) in line
+    assert not contexts.config_path(env).exists()
+
+
 def test_operator_add_issues_a_client_certificate_from_the_hubs_ca(tmp_path):
     state = tmp_path / "hub-state"
     proc = skerry("operator", "add", "alice", "--state-dir", str(state), "--out-dir", str(tmp_path / "out"))

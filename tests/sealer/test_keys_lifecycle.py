@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from cli.helpers import error_line, skerry  # tests/cli/helpers.py: the command as a user runs it
 
 from skerry.core.clock import FixedClock
 from skerry.core.errors import ConfigError, FailedPrecondition, InvalidInput, NotFound, SealError
@@ -14,6 +15,7 @@ from skerry.core.sealedsecret import encryption_label
 from skerry.sealer import crypto
 from skerry.sealer.keys import (
     KEK_MAGIC,
+    MAX_BACKUP_BYTES,
     DirectoryBackend,
     EncryptedBackend,
     KeyRegistry,
@@ -159,3 +161,12 @@ def test_retired_key_files_are_gone_from_disk(registry, keys_dir):
     registry.add_key()
     registry.retire("default", first.key_id)
     assert not any(p.name.startswith(first.key_id) for p in os.scandir(keys_dir / "default"))
+
+
+def test_restoring_an_oversized_backup_is_one_line_naming_the_file_and_the_limit(tmp_path):
+    big = tmp_path / "backup.json"
+    big.write_bytes(b" " * (MAX_BACKUP_BYTES + 1))
+    proc = skerry("sealer", "keys", "--keys-dir", str(tmp_path / "keys"), "restore", str(big))
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert str(big) in line and str(MAX_BACKUP_BYTES) in line

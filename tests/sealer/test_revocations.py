@@ -9,7 +9,7 @@ import pytest
 from skerry.api.v1 import enrollment_pb2
 from skerry.core.authz import Caller
 from skerry.core.errors import ConfigError, PermissionDenied
-from skerry.core.revocation import MAX_ENTRIES, RevokedSet
+from skerry.core.revocation import MAX_ENTRIES, MAX_FILE_BYTES, RevokedSet, read_file
 from skerry.core.tls import ROLE_AGENT, ROLE_OPERATOR, Identity
 from skerry.sealer.revocations import HubRevocations, from_proto
 
@@ -52,6 +52,15 @@ def test_a_corrupt_persisted_list_stops_the_start_rather_than_trusting_everyone(
     path.write_text("{half")
     with pytest.raises(ConfigError, match=str(path)):
         HubRevocations(path)
+
+
+def test_an_oversized_persisted_list_stops_the_start_naming_the_file_and_the_limit(tmp_path):
+    path = tmp_path / "revocations.json"
+    assert read_file(path) is None  # never written: nothing revoked yet
+    path.write_bytes(b" " * (MAX_FILE_BYTES + 1))
+    with pytest.raises(ConfigError) as err:
+        HubRevocations(path)
+    assert str(path) in str(err.value) and str(MAX_FILE_BYTES) in str(err.value)
 
 
 @pytest.mark.parametrize("doc,problem", [

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19skerry/api/v1/trust.proto\x12\rskerry.api.v1\"\x1c\n\x0c\x46\x65tchRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\".\n\nFetchChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\",\n\x19GetReleaseProposalRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\"\xa0\x01\n\x0fReleaseProposal\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x10\n\x08metadata\x18\x06 \x01(\x0c\x12\x12\n\nsignatures\x18\x07 \x01(\r\x12\x11\n\tthreshold\x18\x08 \x01(\r\"6\n\x14SubmitReleaseRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08metadata\x18\x02 \x01(\x0c\"b\n\x15SubmitReleaseResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x12\n\nsignatures\x18\x02 \x01(\r\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x11\n\tpublished\x18\x04 \x01(\x08\"$\n\x11IssueNonceRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\"4\n\x12IssueNonceResponse\x12\r\n\x05nonce\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\x04\"F\n\x0cSignedReport\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\".\n\x1aSubmitSignedReportResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"(\n\x15GetAttestationRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t2\x93\x04\n\x0cTrustService\x12\x41\n\x05\x46\x65tch\x12\x1b.skerry.api.v1.FetchRequest\x1a\x19.skerry.api.v1.FetchChunk0\x01\x12^\n\x12GetReleaseProposal\x12(.skerry.api.v1.GetReleaseProposalRequest\x1a\x1e.skerry.api.v1.ReleaseProposal\x12Z\n\rSubmitRelease\x12#.skerry.api.v1.SubmitReleaseRequest\x1a$.skerry.api.v1.SubmitReleaseResponse\x12Q\n\nIssueNonce\x12 .skerry.api.v1.IssueNonceRequest\x1a!.skerry.api.v1.IssueNonceResponse\x12\\\n\x12SubmitSignedReport\x12\x1b.skerry.api.v1.SignedReport\x1a).skerry.api.v1.SubmitSignedReportResponse\x12S\n\x0eGetAttestation\x12$.skerry.api.v1.GetAttestationRequest\x1a\x1b.skerry.api.v1.SignedReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19skerry/api/v1/trust.proto\x12\rskerry.api.v1\"7\n\x0c\x46\x65tchRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x19\n\x11trusted_timestamp\x18\x02 \x01(\x04\".\n\nFetchChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\",\n\x19GetReleaseProposalRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\"\xa0\x01\n\x0fReleaseProposal\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x10\n\x08metadata\x18\x06 \x01(\x0c\x12\x12\n\nsignatures\x18\x07 \x01(\r\x12\x11\n\tthreshold\x18\x08 \x01(\r\"6\n\x14SubmitReleaseRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08metadata\x18\x02 \x01(\x0c\"b\n\x15SubmitReleaseResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x12\n\nsignatures\x18\x02 \x01(\r\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x11\n\tpublished\x18\x04 \x01(\x08\"$\n\x11IssueNonceRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\"4\n\x12IssueNonceResponse\x12\r\n\x05nonce\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\x04\"F\n\x0cSignedReport\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\".\n\x1aSubmitSignedReportResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"(\n\x15GetAttestationRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t2\x93\x04\n\x0cTrustService\x12\x41\n\x05\x46\x65tch\x12\x1b.skerry.api.v1.FetchRequest\x1a\x19.skerry.api.v1.FetchChunk0\x01\x12^\n\x12GetReleaseProposal\x12(.skerry.api.v1.GetReleaseProposalRequest\x1a\x1e.skerry.api.v1.ReleaseProposal\x12Z\n\rSubmitRelease\x12#.skerry.api.v1.SubmitReleaseRequest\x1a$.skerry.api.v1.SubmitReleaseResponse\x12Q\n\nIssueNonce\x12 .skerry.api.v1.IssueNonceRequest\x1a!.skerry.api.v1.IssueNonceResponse\x12\\\n\x12SubmitSignedReport\x12\x1b.skerry.api.v1.SignedReport\x1a).skerry.api.v1.SubmitSignedReportResponse\x12S\n\x0eGetAttestation\x12$.skerry.api.v1.GetAttestationRequest\x1a\x1b.skerry.api.v1.SignedReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,27 +32,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'skerry.api.v1.trust_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FETCHREQUEST']._serialized_start=44
-  _globals['_FETCHREQUEST']._serialized_end=72
-  _globals['_FETCHCHUNK']._serialized_start=74
-  _globals['_FETCHCHUNK']._serialized_end=120
-  _globals['_GETRELEASEPROPOSALREQUEST']._serialized_start=122
-  _globals['_GETRELEASEPROPOSALREQUEST']._serialized_end=166
-  _globals['_RELEASEPROPOSAL']._serialized_start=169
-  _globals['_RELEASEPROPOSAL']._serialized_end=329
-  _globals['_SUBMITRELEASEREQUEST']._serialized_start=331
-  _globals['_SUBMITRELEASEREQUEST']._serialized_end=385
-  _globals['_SUBMITRELEASERESPONSE']._serialized_start=387
-  _globals['_SUBMITRELEASERESPONSE']._serialized_end=485
-  _globals['_ISSUENONCEREQUEST']._serialized_start=487
-  _globals['_ISSUENONCEREQUEST']._serialized_end=523
-  _globals['_ISSUENONCERESPONSE']._serialized_start=525
-  _globals['_ISSUENONCERESPONSE']._serialized_end=577
-  _globals['_SIGNEDREPORT']._serialized_start=579
-  _globals['_SIGNEDREPORT']._serialized_end=649
-  _globals['_SUBMITSIGNEDREPORTRESPONSE']._serialized_start=651
-  _globals['_SUBMITSIGNEDREPORTRESPONSE']._serialized_end=697
-  _globals['_GETATTESTATIONREQUEST']._serialized_start=699
-  _globals['_GETATTESTATIONREQUEST']._serialized_end=739
-  _globals['_TRUSTSERVICE']._serialized_start=742
-  _globals['_TRUSTSERVICE']._serialized_end=1273
+  _globals['_FETCHREQUEST']._serialized_end=99
+  _globals['_FETCHCHUNK']._serialized_start=101
+  _globals['_FETCHCHUNK']._serialized_end=147
+  _globals['_GETRELEASEPROPOSALREQUEST']._serialized_start=149
+  _globals['_GETRELEASEPROPOSALREQUEST']._serialized_end=193
+  _globals['_RELEASEPROPOSAL']._serialized_start=196
+  _globals['_RELEASEPROPOSAL']._serialized_end=356
+  _globals['_SUBMITRELEASEREQUEST']._serialized_start=358
+  _globals['_SUBMITRELEASEREQUEST']._serialized_end=412
+  _globals['_SUBMITRELEASERESPONSE']._serialized_start=414
+  _globals['_SUBMITRELEASERESPONSE']._serialized_end=512
+  _globals['_ISSUENONCEREQUEST']._serialized_start=514
+  _globals['_ISSUENONCEREQUEST']._serialized_end=550
+  _globals['_ISSUENONCERESPONSE']._serialized_start=552
+  _globals['_ISSUENONCERESPONSE']._serialized_end=604
+  _globals['_SIGNEDREPORT']._serialized_start=606
+  _globals['_SIGNEDREPORT']._serialized_end=676
+  _globals['_SUBMITSIGNEDREPORTRESPONSE']._serialized_start=678
+  _globals['_SUBMITSIGNEDREPORTRESPONSE']._serialized_end=724
+  _globals['_GETATTESTATIONREQUEST']._serialized_start=726
+  _globals['_GETATTESTATIONREQUEST']._serialized_end=766
+  _globals['_TRUSTSERVICE']._serialized_start=769
+  _globals['_TRUSTSERVICE']._serialized_end=1300
 # @@protoc_insertion_point(module_scope)

@@ -5,10 +5,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FetchRequest(_message.Message):
-    __slots__ = ("path",)
+    __slots__ = ("path", "trusted_timestamp")
     PATH_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     path: str
-    def __init__(self, path: _Optional[str] = ...) -> None: ...
+    trusted_timestamp: int
+    def __init__(self, path: _Optional[str] = ..., trusted_timestamp: _Optional[int] = ...) -> None: ...
 
 class FetchChunk(_message.Message):
     __slots__ = ("data", "total_size")

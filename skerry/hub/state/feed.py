@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from skerry.hub.state.protocol import Change, HubState
 
+# How long a follower waits for a wake-up before it reads the log anyway: the longest a change waits when
+# its wake-up was lost (a NOTIFY to a disconnected listener is never replayed). ``skerry.hub.replica``'s poll.
+FOLLOW_SECONDS = 1.0
+
 # One read returns at most this many entries (the most ``changes_since`` gives); ``poll`` pages until it is
 # caught up. A fleet-wide release logs an entry per cluster: 100,000 are ten reads, not a hundred.
 PAGE = 10_000

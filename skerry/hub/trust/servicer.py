@@ -18,6 +18,7 @@ from skerry.core import trust
 from skerry.core.authz import identity
 from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.errors import NotFound, VerificationError
+from skerry.hub.catchup import CatchUp
 from skerry.hub.presence import Presence
 from skerry.hub.trust.attest import AttestationBoard
 from skerry.hub.trust.releasing import SubmitResult
@@ -31,12 +32,14 @@ SERVICE_NAME = trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name
 class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
     def __init__(self, repo: TrustRepository, store, board: AttestationBoard, environment_of, *ca_pems: bytes,
                  submit: Callable[[str, bytes], Awaitable[SubmitResult]] | None = None,
-                 presence: Presence | None = None):
+                 presence: Presence | None = None, catch_up: CatchUp | None = None):
         """``submit``: how SubmitRelease keeps and publishes signatures (the hub's: ``Follower.submit_release``,
         its state writes off the loop); without it, ``repo.submit_release`` (a repository without a state).
-        ``presence``: whether this process may serve its copy of the metadata (not just back from away)."""
+        ``presence``: whether this process may serve its copy of the metadata (not just back from away);
+        ``catch_up``: whether that copy has reached the timestamp the caller trusts (``skerry.hub.catchup``)."""
         self._repo = repo
         self._presence = presence
+        self._catch_up = catch_up or CatchUp()
         self._submit = submit or self._submit_here
         self._store = store
         self._board = board
@@ -46,6 +49,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
     async def Fetch(self, request: trust_pb2.FetchRequest, context):
         if self._presence is not None:  # metadata older than what agents trust is refused as a rollback
             self._presence.check()
+        await self._catch_up.metadata(self._repo, request.trusted_timestamp, request.path)  # never older metadata
         data = self._repo.held(request.path)  # InvalidInput for traversal, NotFound if never served
         if data is None:  # only the disk or the hub state has it: read off the loop (the database may be away)
             data = await asyncio.to_thread(self._repo.fetch, request.path)
