@@ -33,6 +33,7 @@ from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
+from skerry.hub.state.threads import StateWrites
 from skerry.hub.writer import Duties, Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
@@ -160,23 +161,28 @@ def environment_of(syncer, cluster: str) -> str:
         return "default"
 
 
-def collect_garbage(trust) -> None:
-    """The trust repository's garbage in the state (at a takeover; a write: called off the event loop); a
-    database that is away now leaves it to the next takeover."""
-    try:
-        trust.collect_stored_garbage()
-    except StateUnavailable as e:
-        log.error("cannot collect the trust repository's garbage", reason=e.reason, error=str(e))
-
-
-def follow_state(state, writer, store, syncer, trust, blob, presence, catch_up) -> tuple[Follower, ServedFleet]:
+def follow_state(state, writer, store, syncer, trust, blob, presence, catch_up,
+                 writes) -> tuple[Follower, ServedFleet]:
     """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
-    writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them."""
-    syncer.observers.append(SyncRecords(state, writer, store, syncer).observe)
+    writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them.
+    Their writes run on ``writes`` (``StateWrites``)."""
+    syncer.observers.append(SyncRecords(state, writer, store, syncer, off_loop=writes.run).observe)
     stored = StoredFleet()
     follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence,
-                        catch_up=catch_up)
+                        catch_up=catch_up, off_loop=writes.run)
     return follower, ServedFleet(syncer, stored, lambda: writer.is_writer)
+
+
+def status_board(state, clock) -> tuple:
+    """The status board, the promotion health tracker it feeds (soak times) and its journal in the state, from
+    which reports and soak clocks are restored (they survive a restart): (board, tracker, journal)."""
+    from skerry.hub.promotion.gates import HealthTracker
+    from skerry.hub.promotion.service import TrackingStatusBoard
+
+    tracker, journal = HealthTracker(), ReportJournal(state)
+    board = TrackingStatusBoard(tracker, clock, journal=journal)
+    board.restore(journal.load())
+    return board, tracker, journal
 
 
 class HubApp:
@@ -195,6 +201,7 @@ class HubApp:
         self._stopped = False
         self.presence = Presence()  # real time: whether this process ran (not the injected clock's)
         self.catch_up = CatchUp()  # whether its copy reached what an agent holds (real time, like presence)
+        self.writes = StateWrites()  # the state writes' own threads: a stalled database holds only them
 
     async def start(self) -> int:
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
@@ -212,7 +219,7 @@ class HubApp:
         self.state = await asyncio.to_thread(
             open_hub_state, cfg.state, state_dir=cfg.state_dir, dsn_file=cfg.state_dsn_file, dsn=cfg.state_dsn
         )
-        self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl)
+        self.writer = Writer(self.state, cfg.hub_id, ttl=cfg.lease_ttl, off_loop=self.writes.run)
         if cfg.role != "serve":  # a lone hub writes from its first sync on; else it stands by, serving
             await asyncio.to_thread(self.writer.try_acquire)
             # renewed from now on (a first start, its import and first sync may outlast the lease)
@@ -230,13 +237,13 @@ class HubApp:
         if self.writer.is_writer and self._tasks.get("lease", None) is not None and self._tasks["lease"].done():
             self._tasks["lease"] = asyncio.create_task(self.writer.hold(), name="skerry-hub-lease")  # took it waiting
         trust_service = self._start_trust(cfg)
-        self.statuses = self._status_board()
+        self.statuses, self.health_tracker, self.journal = status_board(self.state, self.clock)
         self.syncer = Syncer(source, engine, self.store, statuses=self.statuses,
                              before_publish=lambda: self.follower.ready_to_publish())  # (made just below)
         self.follower, fleet_view = follow_state(self.state, self.writer, self.store, self.syncer, self.trust,
-                                                 self._files.blob, self.presence, self.catch_up)
+                                                 self._files.blob, self.presence, self.catch_up, self.writes)
         gate = AdmissionGate(cfg.stream_admission_rate, cfg.stream_admission_burst, max_streams=cfg.max_streams or None)
-        self.ops.attach(self.store, self.statuses, self.syncer, self.state, max_streams=gate.max_streams)
+        self.ops.attach(self.store, self.statuses, self.syncer, self.state, self.writes.run, max_streams=gate.max_streams)
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
                                     admission=gate, presence=self.presence, catch_up=self.catch_up)
@@ -303,7 +310,11 @@ class HubApp:
         """This process became the writer: take the state as it is, then sync, sign and follow promotions."""
         if self.duties.terms > 1 or self.syncer.last_result is None:
             await self.follower.settle()  # drop anything signed under a lost lease (read off the loop)
-            await asyncio.to_thread(collect_garbage, self.trust)  # what the previous writer's offers to CI left
+            # What the previous writer's offers to CI left, in a fenced transaction, before anything publishes
+            # (a publication's new blob is not yet among those it keeps). A database away fails this start and
+            # ``Duties`` starts the term again: the collection is retried until it is done, the agents served
+            # meanwhile from memory.
+            await self.writes.run(self.trust.collect_stored_garbage)
             await self.follower.reload()
             try:  # every cluster again: a re-render with unchanged content releases nothing
                 await self.syncer.sync_once(force=True)
@@ -357,17 +368,6 @@ class HubApp:
             except Exception as e:  # noqa: BLE001 - retried next tick (e.g. a full disk); agents keep what they have
                 _log_failed("trust refresh failed; retrying", e, "the trust repository")
 
-    def _status_board(self):
-        """The status board; it also feeds the promotion health tracker (soak times)."""
-        from skerry.hub.promotion.gates import HealthTracker
-        from skerry.hub.promotion.service import TrackingStatusBoard
-
-        self.health_tracker = HealthTracker()
-        self.journal = ReportJournal(self.state)
-        board = TrackingStatusBoard(self.health_tracker, self.clock, journal=self.journal)
-        board.restore(self.journal.load())  # reports and soak clocks survive a restart
-        return board
-
     async def _flush_reports(self) -> None:
         """Commit the agents' reports and soak clocks every ``FLUSH_SECONDS``; take in the other replicas'."""
         while True:
@@ -388,8 +388,8 @@ class HubApp:
         from skerry.hub.promotion.servicer import PromotionServicer
         from skerry.hub.source.git import GitSource
 
-        audit = AuditLog(self.state, clock=self.clock, write=self.writer.write)
-        approvals = Approvals(self.state, audit, self.clock, write=self.writer.write)
+        audit = AuditLog(self.state, clock=self.clock, write=self.writer.write, off_loop=self.writes.run)
+        approvals = Approvals(self.state, audit, self.clock, write=self.writer.write, off_loop=self.writes.run)
         # The first start after an upgrade takes in the files older hubs wrote (renamed *.imported).
         audit.import_previous(cfg.state_dir / "promotion-audit.jsonl")
         approvals.import_previous(cfg.state_dir / "promotion-approvals.json")
@@ -408,7 +408,7 @@ class HubApp:
             # TUF mode: gates trust only reports the agent signed with a hub nonce (no replay, no forgery).
             attestations=self.attestations,
             # Records and follow state in the hub state, written in the writer's fenced transactions.
-            records=RecordStore(self.state, write=self.writer.write),
+            records=RecordStore(self.state, write=self.writer.write, off_loop=self.writes.run),
             may_write=lambda: self.writer.is_writer,  # only the writer commits, pushes and follows
         )
         servicer = PromotionServicer(self.promoter)
@@ -453,6 +453,7 @@ class HubApp:
                 await asyncio.to_thread(self.journal.flush)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
+        self.writes.shutdown()  # what still waits is dropped; a running write ends as the state closes
         if self.state is not None:
             self.state.close()
         if hasattr(self._own_engine, "close"):  # None has no close

@@ -28,6 +28,7 @@ from skerry.core.tls import ROLE_AGENT
 from skerry.hub.dashboard.model import ReleaseHistory, build_snapshot, cluster_detail
 from skerry.hub.dashboard.server import DashboardServer, read_token
 from skerry.hub.metrics import WATCH_METHOD, HubMetrics, HubStateCollector, InstrumentedEngine
+from skerry.hub.state.threads import OffLoop
 
 log = structlog.get_logger("skerry.hub.ops")
 
@@ -43,6 +44,7 @@ class HubOps:
         self.dashboard = None
         self._syncer = None
         self._promotions = None
+        self._off_loop: OffLoop = asyncio.to_thread  # where the release history is stored (``attach``)
         # A replica that does not sync (standby, --role serve) is ready once it caught up with the state.
         self.caught_up: Callable[[], bool] | None = None
         self._waiting: str | None = None  # what the hub waits for before it can serve (readyz names it)
@@ -50,8 +52,12 @@ class HubOps:
     def engine(self, engine):
         return InstrumentedEngine(engine, self.metrics)
 
-    def attach(self, store, statuses, syncer, state=None, *, max_streams: int | None = None) -> None:
+    def attach(self, store, statuses, syncer, state=None, off_loop: OffLoop = asyncio.to_thread, *,
+               max_streams: int | None = None) -> None:
+        """Show these parts; ``off_loop``: where the release history is stored (the hub's state-write threads);
+        ``max_streams``: the replica's stream cap, shown beside its open streams."""
         self._syncer = syncer
+        self._off_loop = off_loop
         self._parts = (store, statuses, syncer)
         self._history = ReleaseHistory(state=state)  # with a hub state: kept across restarts
         syncer.observers.append(self.metrics.observe_sync)
@@ -69,7 +75,7 @@ class HubOps:
         """After a sync: the releases noted on the loop, stored off it (a database away must not hold it)."""
         grown = self._history.note_fleet(store, self.clock.now())
         try:
-            await asyncio.to_thread(self._history.store, grown)
+            await self._off_loop(self._history.store, grown)
         except SkerryError as e:  # the database is gone: the history stays in memory, stored after the next sync
             self._history.unstored(grown)
             log.error("release history not stored; retried after the next sync", reason=e.reason, error=str(e))

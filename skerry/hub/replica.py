@@ -20,7 +20,8 @@ writer may publish: ``writer``).
 
 Only the writer syncs, so what the sync alone knows is recorded for the
 others by ``SyncRecords`` after each sync, in the writer's fenced
-transaction: the fleet as ``skerry.yaml`` last loaded (records ``fleet``:
+transaction (off the loop, on the threads it is handed: ``off_loop``, the hub's state-write threads):
+the fleet as ``skerry.yaml`` last loaded (records ``fleet``:
 ``clusters`` when the fleet changed, ``head`` the commit and fleet error) and
 each cluster's render error (``render-error``/<cluster>). A replica's
 ``Follower`` takes them into ``StoredFleet`` and the store, so its
@@ -44,6 +45,7 @@ from skerry.hub.fleet import Cluster, Fleet
 from skerry.hub.presence import Presence
 from skerry.hub.state import Change, Fenced, HubState, StateUnavailable
 from skerry.hub.state.feed import FOLLOW_SECONDS, ChangeFeed, FellBehind
+from skerry.hub.state.threads import OffLoop
 from skerry.hub.state.trust_files import CHANGE_KIND as TRUST_CHANGE
 from skerry.hub.state.trust_files import SIGNATURES_RECORD
 from skerry.hub.sync import Syncer, SyncResult
@@ -61,8 +63,10 @@ RENDER_ERROR_RECORD = "render-error"
 class SyncRecords:
     """The writer's side: after each sync, record the fleet and the render errors for the replicas."""
 
-    def __init__(self, state: HubState, writer: Writer, store: HubStore, syncer: Syncer):
+    def __init__(self, state: HubState, writer: Writer, store: HubStore, syncer: Syncer, *,
+                 off_loop: OffLoop = asyncio.to_thread):
         self._state = state
+        self._off_loop = off_loop
         self._writer = writer
         self._store = store
         self._syncer = syncer
@@ -99,7 +103,7 @@ class SyncRecords:
             raise Fenced(f"{self._writer.holder} is not the writer; nothing recorded")
         async with self._recording:  # one at a time: each compares with what the one before recorded
             if lease.epoch != self._epoch:
-                await asyncio.to_thread(self._start_term)
+                await self._off_loop(self._start_term)
                 self._epoch = lease.epoch
             fleet = self._syncer.fleet
             errors = {}
@@ -115,7 +119,7 @@ class SyncRecords:
             if not (changed or gone or fleet_changed or head != self._head):
                 self._fleet = fleet
                 return 0
-            await asyncio.to_thread(self._write, doc if fleet_changed else None, head if head != self._head else None, {
+            await self._off_loop(self._write, doc if fleet_changed else None, head if head != self._head else None, {
                 **{c: {"revision": revision, "message": message, "at": at.isoformat()}
                    for c, (revision, message, at) in changed.items()},
                 **dict.fromkeys(gone)})
@@ -201,11 +205,13 @@ class Follower:
     def __init__(self, state: HubState, store: HubStore, trust: TrustRepository, *,
                  blob: Callable[[str], bytes | None] | None = None, interval: float = FOLLOW_SECONDS,
                  writer: Writer | None = None, fleet: StoredFleet | None = None, presence: Presence | None = None,
-                 catch_up: CatchUp | None = None):
+                 catch_up: CatchUp | None = None, off_loop: OffLoop = asyncio.to_thread):
         """``presence``: told of each look at the change log, read or failed (what the servicers ask before
         they serve this copy: ``skerry.hub.presence``); ``catch_up``: told after each change taken in (what
-        a watch or fetch of an agent ahead of this copy waits for: ``skerry.hub.catchup``)."""
+        a watch or fetch of an agent ahead of this copy waits for: ``skerry.hub.catchup``); ``off_loop``: where
+        its state writes run (release signatures kept; its reads run on the default executor, one at a time)."""
         self._state = state
+        self._off_loop = off_loop
         self._store = store
         self._trust = trust
         self._blob = blob
@@ -286,7 +292,7 @@ class Follower:
         the event loop; at the threshold, published on the loop once the database answered and this process
         holds the lease (``ready_to_publish``: ``Fenced`` on a replica, whose kept signatures the writer's
         follower publishes)."""
-        md, result = await asyncio.to_thread(self._trust.collect_release, role, data)
+        md, result = await self._off_loop(self._trust.collect_release, role, data)
         if result.published:
             await self.ready_to_publish()
             self._trust.publish_collected(result.role, md, result.signatures)

@@ -42,6 +42,7 @@ from typing import Protocol
 import structlog
 
 from skerry.hub.state import Fenced, HubState, Lease, StateUnavailable, Tx
+from skerry.hub.state.threads import OffLoop
 
 log = structlog.get_logger("skerry.hub.writer")
 
@@ -52,10 +53,13 @@ RENEW_FRACTION = 1 / 3
 
 
 class Writer:
-    def __init__(self, state: HubState, holder: str, *, ttl: float = DEFAULT_LEASE_TTL):
+    def __init__(self, state: HubState, holder: str, *, ttl: float = DEFAULT_LEASE_TTL,
+                 off_loop: OffLoop = asyncio.to_thread):
+        """``off_loop``: where ``confirm``'s transaction runs (the hub's state-write threads)."""
         if not holder:
             raise ValueError("a writer needs a holder name")
         self.state = state
+        self._off_loop = off_loop
         self.holder = holder
         self.ttl = ttl
         self.lease: Lease | None = None
@@ -104,7 +108,7 @@ class Writer:
         (its store and watchers live there), and with the database away it would hold every agent's stream
         and fetch for the pool's timeout. A database lost between this and the release still costs that wait.
         """
-        await asyncio.to_thread(self._confirm)
+        await self._off_loop(self._confirm)
 
     def _confirm(self) -> None:
         with self.write():

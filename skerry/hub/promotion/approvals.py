@@ -5,12 +5,15 @@ set, ``freight.freight_key``) and expires after ``APPROVAL_TTL``: it is for
 today's freight, not forever. They live in the hub state (records of kind
 ``approval``, one per move and freight), so they survive a restart and every
 replica sees them; ``approve`` writes the approval and its audit entry in
-one transaction, the writer's (fenced: a hub that lost the lease records nothing). Older hubs kept them in ``<state dir>/promotion-approvals.json``:
+one transaction, the writer's (fenced: a hub that lost the lease records nothing); a coroutine awaits
+``aapprove`` and ``aclear``, which write on the threads it is handed (``off_loop``: the hub's
+state-write threads). Older hubs kept them in ``<state dir>/promotion-approvals.json``:
 ``import_previous`` takes that file in and renames it ``.imported``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as _dt
 import json
@@ -22,6 +25,7 @@ import structlog
 from skerry.core.clock import Clock
 from skerry.hub.promotion.audit import AuditLog
 from skerry.hub.state import HubState, Tx
+from skerry.hub.state.threads import OffLoop
 
 log = structlog.get_logger("skerry.hub.promotion.approvals")
 
@@ -38,11 +42,13 @@ def _key(key: Key) -> str:
 
 class Approvals:
     def __init__(self, state: HubState, audit: AuditLog, clock: Clock,
-                 write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None):
+                 write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None,
+                 off_loop: OffLoop = asyncio.to_thread):
         self._state = state
         self._audit = audit
         self._clock = clock
         self._write = write or state.write  # the hub's: the writer's fenced transaction
+        self._off_loop = off_loop
 
     def approve(self, key: Key, name: str, identity: str, **fields) -> None:
         """Record ``name``'s approval and its audit entry, together."""
@@ -53,6 +59,10 @@ class Approvals:
             by[name] = now.isoformat()
             tx.put_record(KIND, _key(key), {"by": by})
             self._audit.record_in(tx, identity, "Approve", "recorded", approver=name, **fields)
+
+    async def aapprove(self, key: Key, name: str, identity: str, **fields) -> None:
+        """``approve`` from a coroutine: written off the event loop."""
+        await self._off_loop(self.approve, key, name, identity, **fields)
 
     def of(self, key: Key) -> list[str]:
         """Who approved ``key`` within the last ``APPROVAL_TTL``, sorted."""
@@ -65,6 +75,10 @@ class Approvals:
         """The move was committed: its approvals are used up."""
         with self._write() as tx:
             tx.put_record(KIND, _key(key), None)
+
+    async def aclear(self, key: Key) -> None:
+        """``clear`` from a coroutine: written off the event loop."""
+        await self._off_loop(self.clear, key)
 
     def import_previous(self, path: pathlib.Path) -> int:
         path = pathlib.Path(path)

@@ -6,7 +6,8 @@ entry on its own; ``record_in(tx, ...)`` writes it inside the transaction of
 the act it records, so the act and its entry commit together or not at all
 (an approval is never stored without the line that says who gave it); a
 coroutine awaits ``arecord``, which writes off the event loop (a database away
-must not hold every agent's stream). In the
+must not hold every agent's stream), on the threads it is handed (``off_loop``: the hub's
+state-write threads, ``skerry.hub.state.threads``). In the
 hub both go through the writer's fenced transaction (``write``); a refused
 call's entry (``record_refusal``) may be written by any hub process. Entries
 hold names, environments, digests and commit ids; never file contents.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import pathlib
 from collections.abc import Callable
@@ -31,6 +31,7 @@ import structlog
 from skerry.core.clock import Clock, SystemClock
 from skerry.core.errors import ConfigError
 from skerry.hub.state import HubState, Tx
+from skerry.hub.state.threads import OffLoop
 
 log = structlog.get_logger("skerry.hub.promotion.audit")
 HUB = "skerry-hub"  # who the audit log names for what the hub does by itself
@@ -42,10 +43,13 @@ MAX_PREVIOUS_BYTES = 256 * 1024 * 1024
 
 class AuditLog:
     def __init__(self, state: HubState, *, clock: Clock | None = None,
-                 write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None):
+                 write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None,
+                 off_loop: OffLoop = asyncio.to_thread):
         self._state = state
         self._clock = clock or SystemClock()
         self._write = write or state.write  # the hub's: the writer's fenced transaction
+        self._off_loop = off_loop
+        self._refusals: set[asyncio.Future] = set()  # entries of refused calls being written
 
     def _entry(self, identity: str, method: str, outcome: str, fields: dict[str, Any]) -> dict[str, Any]:
         entry = {"time": self._clock.now().isoformat(), "identity": identity, "method": method, "outcome": outcome}
@@ -70,7 +74,7 @@ class AuditLog:
 
     async def arecord(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
         """``record`` from a coroutine: written off the event loop."""
-        return await asyncio.to_thread(self.record, identity, method, outcome, **fields)
+        return await self._off_loop(self.record, identity, method, outcome, **fields)
 
     def record_refusal(self, identity: str, method: str, outcome: str, **fields: Any) -> dict[str, Any]:
         """A refused call's entry: no act, so any hub process that refused it writes it (unfenced)."""
@@ -79,15 +83,17 @@ class AuditLog:
 
     def record_refusal_off_loop(self, identity: str, method: str, outcome: str, **fields: Any) -> None:
         """``record_refusal`` from code on the event loop that cannot wait (a server's interceptor): written on
-        a worker thread; if that fails, one line says which entry was lost (the refusal itself was answered
-        and logged)."""
+        the ``off_loop`` threads; if that fails, one line says which entry was lost (the refusal itself was
+        answered and logged)."""
         def written(done: asyncio.Future) -> None:
+            self._refusals.discard(done)
             if not done.cancelled() and done.exception() is not None:
                 log.error("audit entry of a refused call not written", identity=identity, method=method,
                           error=str(done.exception()))
 
-        asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self.record_refusal, identity, method, outcome, **fields)).add_done_callback(written)
+        writing = asyncio.ensure_future(self._off_loop(self.record_refusal, identity, method, outcome, **fields))
+        self._refusals.add(writing)  # held until written: the loop keeps only a weak reference to a task
+        writing.add_done_callback(written)
 
     @property
     def entries(self) -> list[dict[str, Any]]:

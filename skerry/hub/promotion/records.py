@@ -14,7 +14,8 @@ followed: the freight to roll back to, whether to, the soak, the wall-clock
 deadline and when the target last became healthy. ``unfinished`` gives back
 the records a previous process was following, for ``Promoter.resume``.
 
-Writes go through ``write`` (the writer's fenced transaction in the hub), so a
+Writes go through ``write`` (the writer's fenced transaction in the hub; from a coroutine
+``asave``, on the threads ``off_loop`` names: the hub's state-write threads), so a
 process that lost the writer lease cannot record, or resume, anything. A
 record may carry the push its writer is about to make (``pushing``, stored
 before the push: ``skerry.hub.promotion.pushes``); the update that records the
@@ -38,12 +39,18 @@ from skerry.core.errors import NotFound, SkerryError
 from skerry.hub.promotion import freight as fr
 from skerry.hub.promotion.gates import Gate
 from skerry.hub.state import HubState, Tx
+from skerry.hub.state.threads import OffLoop
 
 log = structlog.get_logger("skerry.hub.promotion")
 
 KIND = "promotion"
 MAX_RECORDS = 1000  # promotions kept in memory for WatchPromotion; oldest finished ones go first
 WATCH_WAKE = 5.0  # seconds a watcher waits for a change before looking again
+# An update whose caller is cancelled (a clean stop ends the rollouts; a caller hangs up) is still made, its turn
+# and its store, within this long: a stop waits for it rather than lose it, and still ends well inside a pod's
+# termination grace (30 s by default, shared with draining the streams). Past it, the state keeps the record's
+# update before, with its follow state: the next start resumes the rollout from there.
+CANCELLED_UPDATE_SECONDS = 5.0
 FINAL = frozenset({"approved", "blocked", "done", "failed", "rolled-back", "timed-out", "pushed-for-review", "ready"})
 
 
@@ -131,9 +138,11 @@ def record_from_doc(doc: dict[str, Any], record_type, progress_type):
 
 
 class RecordStore:
-    def __init__(self, state: HubState, write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None):
+    def __init__(self, state: HubState, write: Callable[[], contextlib.AbstractContextManager[Tx]] | None = None,
+                 off_loop: OffLoop = asyncio.to_thread):
         self._state = state
         self._write = write or state.write
+        self._off_loop = off_loop
 
     def save(self, rec, follow: Follow | None, *, pushing: dict[str, Any] | None = None,
              audit: Callable[[Tx], Any] | None = None) -> None:
@@ -146,6 +155,10 @@ class RecordStore:
             tx.put_record(KIND, rec.id, doc)
             if audit is not None:
                 audit(tx)
+
+    async def asave(self, rec, follow: Follow | None, *, audit: Callable[[Tx], Any] | None = None) -> None:
+        """``save`` from a coroutine: written off the event loop."""
+        await self._off_loop(self.save, rec, follow, audit=audit)
 
     def pushing(self, record_type, progress_type) -> list[tuple[Any, Follow | None, dict[str, Any]]]:
         """Records whose writer stored a push and not its outcome (oldest first): (record, follow, push)."""
@@ -177,7 +190,8 @@ class RecordBook:
 
     Every ``update`` is stored (with its follow state) before it shows (in the record, to watchers), off
     the event loop and one at a time (never an older over a newer); a store that fails (fenced, or the
-    database gone) is one line, the record lives on in memory and its next update stores it whole.
+    database gone) is one line, the record lives on in memory and its next update stores it whole. An
+    update whose caller is cancelled, waiting its turn or storing, is still made (``CANCELLED_UPDATE_SECONDS``).
     """
 
     def __init__(self, clock: Clock, store: RecordStore | None = None):
@@ -200,13 +214,35 @@ class RecordBook:
         self.records[rec.id] = rec
 
     async def update(self, rec: Record, *, audit: Callable[[Tx], Any] | None = None, **changes: Any) -> None:
-        """Change ``rec``, store it (and ``audit``'s entry, in the same transaction), wake the watchers."""
+        """Change ``rec``, store it (and ``audit``'s entry, in the same transaction), wake the watchers; if the
+        caller is cancelled meanwhile, the update is still made (within ``CANCELLED_UPDATE_SECONDS``), then
+        the cancellation goes on."""
+        making = asyncio.ensure_future(self._update(rec, audit, changes))
+        try:
+            await asyncio.shield(making)
+        except asyncio.CancelledError:
+            if not making.done():
+                await self._made_anyway(rec, making)
+            raise
+
+    async def _made_anyway(self, rec: Record, making: asyncio.Future) -> None:
+        """Wait (bounded) for an update whose caller was cancelled; past the bound it is dropped, one line."""
+        try:
+            async with asyncio.timeout(CANCELLED_UPDATE_SECONDS):
+                await asyncio.shield(making)
+        except TimeoutError:
+            making.cancel()
+            log.error("promotion record update not stored before the stop; the next start resumes from the one "
+                      "before", id=rec.id, waited=CANCELLED_UPDATE_SECONDS)
+        except Exception:  # noqa: BLE001 - the caller is going away: it can only be logged
+            log.exception("promotion record update failed", id=rec.id)
+
+    async def _update(self, rec: Record, audit: Callable[[Tx], Any] | None, changes: dict[str, Any]) -> None:
         async with self._storing:  # one at a time, each made from the one before
             new = dataclasses.replace(rec, **changes, updated=self._clock.now(), version=rec.version + 1)
             if self.store is not None:
                 try:  # a write: off the event loop, and before the change shows
-                    await asyncio.to_thread(self.store.save, new, None if new.final else self.follows.get(rec.id),
-                                            audit=audit)
+                    await self.store.asave(new, None if new.final else self.follows.get(rec.id), audit=audit)
                 except SkerryError as e:  # Fenced or the database gone: the record lives on in memory
                     log.error("promotion record not stored; stored whole with its next update", id=rec.id,
                               reason=e.reason, error=str(e))

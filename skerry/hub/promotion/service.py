@@ -232,7 +232,7 @@ class Promoter:
         async with self._locks.setdefault(app, asyncio.Lock()):
             src, dst = await self._freights(fleet, app, from_env, to_env)
             if approve:  # the approvals are written and read off the loop
-                await asyncio.to_thread(self.approvals.approve, _key(src, to_env), identity.name, str(identity), **fields)
+                await self.approvals.aapprove(_key(src, to_env), identity.name, str(identity), **fields)
             changes = fr.diff_images(src.images, dst.images)
             given = await asyncio.to_thread(self.approvals.of, _key(src, to_env))
             approved = [a for a in given if a in rules.approvers]
@@ -320,7 +320,7 @@ class Promoter:
                     tx, str(identity), "Promote", "error", id=rec.id, error=error, **fields))
                 raise
             result = (landed, "")
-        await asyncio.to_thread(self.approvals.clear, _key(src, rec.to_env))  # a write: off the loop
+        await self.approvals.aclear(_key(src, rec.to_env))  # a write: off the loop
         if result is None:
             await self.book.update(rec, state="done", message=f"{rec.to_env} already runs the freight of {src.env}")
             await self.audit.arecord(str(identity), "Promote", "unchanged", id=rec.id, **fields)

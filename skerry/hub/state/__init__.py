@@ -9,7 +9,8 @@ visible to every user of the host). ``protocol`` says what the state holds,
 statement; ``sql_trust`` its queries of the trust tables),
 ``sqlite``/``postgres`` the connections, ``feed`` how replicas follow changes,
 ``trust_files`` the TUF repository's files and pending release signatures,
-``imports`` how the first start after an upgrade takes in the files older hubs wrote.
+``imports`` how the first start after an upgrade takes in the files older hubs wrote,
+``threads`` where the hub's blocking state writes run (threads of their own, bounded).
 """
 
 from __future__ import annotations

@@ -326,9 +326,9 @@ class TrustRepository(RepositoryFiles, ServedFiles, Publishing, Directing, Relea
         return fresh
 
     def become(self, fresh: TrustRepository) -> None:
-        """Take ``fresh``'s contents (``reloaded``), keeping the listeners and release signers; on the thread that
-        serves (the event loop), so nothing reads it half replaced."""
-        keep = {"_listeners": self._listeners, "_release_signers": self._release_signers}
+        """Take ``fresh``'s contents (``reloaded``) but the listeners, release signers and Fetch's blobs (bytes by
+        digest: a takeover still serves them); on the event loop, so nothing reads it half replaced."""
+        keep = {"_listeners": self._listeners, "_release_signers": self._release_signers, "_blobs": self._blobs}
         self.__dict__.update(fresh.__dict__)
         self.__dict__.update(keep)
         if self._storage is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skerry.testing.postgres import postgres_dsn, postgres_server  # noqa: F401 - fixtures
+from skerry.testing.postgres import postgres_dsn, postgres_server, private_server  # noqa: F401 - fixtures
 
 
 class Backend:
@@ -37,3 +37,10 @@ def backend(request, tmp_path):
         b.dsn = dsn
     yield b
     b.close_all()
+
+
+@pytest.fixture
+def database():
+    """A PostgreSQL server of the test's own (the outage tests stop it mid-test), with one fresh database."""
+    with private_server("skerry-pg-outage-") as server:
+        yield server, server.create_database()

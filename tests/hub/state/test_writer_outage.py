@@ -12,7 +12,12 @@ Checked against the code before the fix: the trust loop's re-read of the trust r
 release transaction ran on the event loop; the agent's first watch event or fetch missed the deadline.
 
 The writes the writer makes for a caller or after a sync (CI's release signatures, a promotion call's audit
-entry, the records a sync leaves for the replicas) wait the same way off the loop, in the same world.
+entry, the records a sync leaves for the replicas) wait the same way off the loop, in the same world, and on
+the hub's state-write threads (``skerry.hub.state.threads``), not asyncio's default executor: the test's new
+agent runs on that default executor (this process's, the hub's), with its default size, so writes that held
+it would starve the agent as they would starve the hub's own serving calls that run there (enrollment, trust
+files read off the loop). Checked against the code before that fix: with a refused call's audit entry per
+default thread waiting out the stopped database, the agent missed its deadline.
 
 A publication refused while the database is away cannot be forgotten at once either (forgetting it reads
 the state back): the last test checks that the process, once the database is back, serves the state's
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as _dt
+import os
 import pathlib
 import shutil
 import time
@@ -48,7 +54,6 @@ from skerry.hub.trust.keys import load_signer
 from skerry.hub.trust.publishing import SERIALIZER
 from skerry.hub.trust.repository import TrustRepository
 from skerry.hub.writer import Releases, Writer
-from skerry.testing.postgres import private_server
 from tests.devtrust import DevTrust
 from tests.hub.state.test_replicas import scale
 from tests.hub.state.test_trust_in_state import bundle
@@ -60,13 +65,8 @@ DEADLINE = 10.0
 SETTLE = 0.5
 # After the outage: the pool reconnects with a back-off, the next sync releases the commit.
 RECOVERY = 90.0
-
-
-@pytest.fixture
-def database():
-    """A PostgreSQL server of this test's own (it is stopped mid-test), with one fresh database."""
-    with private_server("skerry-pg-outage-") as server:
-        yield server, server.create_database()
+# asyncio's default executor: a ThreadPoolExecutor made without a size has this many threads (Python's rule).
+DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
 
 def new_agent(address: str, pki, dev_trust, state_dir: pathlib.Path):
@@ -84,26 +84,31 @@ def new_agent(address: str, pki, dev_trust, state_dir: pathlib.Path):
 
 async def writer_hub(fleet_repo, tmp_path, pki, engine, dev_trust, dsn: str) -> HubApp:
     """A started writer hub (``--role both``) on ``dsn``, its trust loop ticking every 0.1 s."""
-    dsn_file = tmp_path / "dsn"
-    dsn_file.write_text(dsn + "\n")
-    cfg = HubConfig(
-        repo=str(fleet_repo.path), interval=3600, trust_refresh=0.1, tls=pki.server("hub", ROLE_HUB),
-        listen="127.0.0.1:0", state_dir=tmp_path / "state", state="postgresql", state_dsn_file=dsn_file,
-        hub_id="hub-a", role="both", trust_dir=dev_trust.dir, release_keys=dev_trust.release_keys,
-    )
-    hub = HubApp(cfg, engine=engine)
-    await hub.start()
+    hub = await hub_process(fleet_repo, tmp_path, pki, engine, dev_trust, dsn, "hub-a")
     assert hub.store.current(CLUSTER) is not None and hub.writer.is_writer
     return hub
 
 
-async def served_within_deadline(hub: HubApp, client, pki, dev_trust, state_dir: pathlib.Path):
-    """A new agent's first event and verification from ``hub`` (its calls on ``client``'s threads: the hub's
-    blocked state calls may fill the default pool), or the test fails: the hub's event loop did not answer."""
-    loop = asyncio.get_running_loop()
+async def hub_process(fleet_repo, tmp_path, pki, engine, dev_trust, dsn: str, hub_id: str) -> HubApp:
+    """A started hub process ``hub_id`` (``--role both``: the writer if the lease is free, else a standby)."""
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(dsn + "\n")
+    cfg = HubConfig(
+        repo=str(fleet_repo.path), interval=3600, trust_refresh=0.1, tls=pki.server("hub", ROLE_HUB),
+        listen="127.0.0.1:0", state_dir=tmp_path / f"state-{hub_id}", state="postgresql", state_dsn_file=dsn_file,
+        hub_id=hub_id, role="both", trust_dir=dev_trust.dir, release_keys=dev_trust.release_keys,
+    )
+    hub = HubApp(cfg, engine=engine)
+    await hub.start()
+    return hub
+
+
+async def served_within_deadline(hub: HubApp, pki, dev_trust, state_dir: pathlib.Path):
+    """A new agent's first event and verification from ``hub``, or the test fails: the hub's event loop did not
+    answer, or the agent's calls found no thread of the default executor (the hub's, left to its serving path)."""
     try:
-        return await asyncio.wait_for(loop.run_in_executor(
-            client, new_agent, f"127.0.0.1:{hub.port}", pki, dev_trust, state_dir), DEADLINE)
+        return await asyncio.wait_for(asyncio.to_thread(
+            new_agent, f"127.0.0.1:{hub.port}", pki, dev_trust, state_dir), DEADLINE)
     except (TimeoutError, grpc.RpcError) as e:
         pytest.fail(f"a new agent got no verified bundle from the writer within {DEADLINE:.0f}s: {e!r}")
 
@@ -113,7 +118,6 @@ async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is
 ):
     server, dsn = database
     hub = await writer_hub(fleet_repo, tmp_path, pki, engine, dev_trust, dsn)
-    client = concurrent.futures.ThreadPoolExecutor(1)
     port = server.port
     try:
         released = hub.store.current(CLUSTER)
@@ -121,7 +125,7 @@ async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is
         commit = scale(fleet_repo, 5)  # the writer's next sync builds it; it cannot release it
         hub.syncer.request_sync()
         await asyncio.sleep(SETTLE)
-        streamed, verified = await served_within_deadline(hub, client, pki, dev_trust, tmp_path / "agent")
+        streamed, verified = await served_within_deadline(hub, pki, dev_trust, tmp_path / "agent")
         assert streamed == released.release
         assert verified is not None and verified.release == released.release
         assert verified.bundle.revision == released.revision != commit
@@ -129,7 +133,6 @@ async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is
         assert hub.store.current(CLUSTER) == released  # nothing published while the database was away
     finally:
         server.start(port=port)
-        client.shutdown(wait=False, cancel_futures=True)
     try:
         async with asyncio.timeout(RECOVERY):
             while (current := hub.store.current(CLUSTER)).revision != commit:
@@ -140,6 +143,16 @@ async def test_a_new_agent_gets_its_bundle_from_the_writer_while_its_database_is
             assert tx.last_release(CLUSTER) == current.release
     finally:
         await hub.stop(grace=0)
+
+
+async def releases_next(hub: HubApp, fleet_repo, replicas: int) -> str:
+    """Commit ``replicas`` to the fleet and ask ``hub`` to sync until it released that commit (the caller
+    bounds the wait); the commit."""
+    commit = scale(fleet_repo, replicas)
+    while hub.store.current(CLUSTER).revision != commit:
+        hub.syncer.request_sync()
+        await asyncio.sleep(0.5)
+    return commit
 
 
 def called(address: str, files, stub, method: str, request):
@@ -166,12 +179,13 @@ RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
 async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_stopped(
     fleet_repo, tmp_path, pki, engine, dev_trust, database
 ):
-    """CI's release signatures (SubmitRelease), a promotion call's audit entry (ListEnvironments; and of a call
-    refused by the authorisation table) and what a sync records for the replicas (a render error), each started
-    while the writer's PostgreSQL is stopped, wait for it off the event loop: a new agent is still served within
-    its deadline. Once the database is back, each is
-    done, or ended with one clear status and is done when asked again, and the writer releases a new commit
-    (none of its loops died of it). Checked against the code before the fix: the agent missed its deadline."""
+    """CI's release signatures (SubmitRelease), a promotion call's audit entry (ListEnvironments; and of calls
+    refused by the authorisation table, one per default executor thread and more) and what a sync records for the
+    replicas (a render error), each started while the writer's PostgreSQL is stopped, wait for it off the event
+    loop and off the default executor: a new agent is still served within its deadline. Once the database is
+    back, each is done, or ended with one clear status and is done when asked again, and the writer releases a
+    new commit (none of its loops died of it). Checked against the code before the fix: the agent missed its
+    deadline (the writes ran on the event loop; later, they held every default executor thread)."""
     server, dsn = database
     hub = await writer_hub(fleet_repo, tmp_path, pki, engine, dev_trust, dsn)
     address, ci = f"127.0.0.1:{hub.port}", pki.operator("ci")
@@ -184,7 +198,10 @@ async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_
     listing = (address, ci, promotion_pb2_grpc.PromotionServiceStub, "ListEnvironments",
                promotion_pb2.ListEnvironmentsRequest())
     refused = (address, pki.agent(CLUSTER), *listing[2:])  # an agent may not: its refusal is audited
-    client = concurrent.futures.ThreadPoolExecutor(4)  # the three calls and the agent: threads of their own
+    # More refused calls (each answered at once, its audit entry written after): more than the default executor
+    # has threads. One identity each: a caller's burst of calls is rate-limited.
+    strangers = [(address, pki.agent(f"stranger-{i}"), *listing[2:]) for i in range(DEFAULT_THREADS + 1)]
+    client = concurrent.futures.ThreadPoolExecutor(4)  # CI and the refused callers: other processes' threads
     calls: list[asyncio.Future] = []
     port = server.port
     try:
@@ -195,8 +212,11 @@ async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_
                       asyncio.get_running_loop().run_in_executor(client, called, *refused)]
             hub.store.set_error("oslo-dev", "overlays/dev: does not render", hub.syncer.revision)  # as a render would
             calls.append(asyncio.create_task(hub.syncer.sync_once()))  # the head is built: only what a sync records
+            loop = asyncio.get_running_loop()
+            stranger_calls = [loop.run_in_executor(client, called, *stranger) for stranger in strangers]
+            assert set(await asyncio.gather(*stranger_calls)) == {grpc.StatusCode.PERMISSION_DENIED}
             await asyncio.sleep(SETTLE)
-            await served_within_deadline(hub, client, pki, dev_trust, tmp_path / "agent")
+            await served_within_deadline(hub, pki, dev_trust, tmp_path / "agent")
         finally:
             server.start(port=port)
         async with asyncio.timeout(RECOVERY):
@@ -206,10 +226,7 @@ async def test_the_writers_writes_wait_off_its_event_loop_while_its_database_is_
             while not await asyncio.to_thread(recorded_error, hub.state, "oslo-dev"):
                 await hub.syncer.sync_once()  # a record the outage refused is written after the next sync
                 await asyncio.sleep(0.5)
-            commit = scale(fleet_repo, 7)
-            while hub.store.current(CLUSTER).revision != commit:
-                hub.syncer.request_sync()
-                await asyncio.sleep(0.5)
+            await releases_next(hub, fleet_repo, 7)
     except TimeoutError:
         pytest.fail(f"the writer did not finish its writes once its database was back: {calls}")
     finally:
