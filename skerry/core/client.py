@@ -13,7 +13,9 @@ fleet lands on one replica; ``SHUFFLE_ADDRESSES`` makes each new channel start f
 ``Endpoints`` is a client's choice among equivalent servers: the hub's replicas given as a list
 (``a:7440,b:7440``), or one Service address whose backends the network picks. The first choice is
 random, so a fleet spreads over the list; every reconnect chooses afresh at random among the others
-(``failed``), never the one just left while another exists. Every path of one client that talks to
+(``failed``), never the one just left while another exists, and passes over one that failed in the last
+``AVOID_SECONDS`` while one that did not is left (else the one that failed longest ago): a dead replica
+refuses at once, and an agent sent back to it paid another lost-hub wait each time. Every path of one client that talks to
 those servers (the agent's watch, reports, signed reports, TUF fetches, renewals) asks the same
 ``Endpoints``, so they follow one server at a time.
 
@@ -23,7 +25,9 @@ those servers (the agent's watch, reports, signed reports, TUF fetches, renewals
 from __future__ import annotations
 
 import json
+import math
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -34,27 +38,44 @@ from skerry.core.peers import parse_addresses
 from skerry.core.rpc import CHANNEL_OPTIONS, merge_options
 from skerry.core.tls import TlsFiles, channel_credentials
 
+# How long a replica that failed (refused, unreachable, full) is passed over when the client chooses
+# another: a dead one refuses each connect at once, and an agent sent back to it waits out another lost-hub
+# window. bench/fleet_ha.py, 30,000 agents on 3 hubs, the writer SIGKILLed after a serving replica was
+# restarted empty: choosing among "the others" sent agents leaving the full survivor back to the dead hub
+# half the time; all streams were open again only 255 s after the kill. About the time Kubernetes takes to
+# restart a pod, and the longest pushback a full replica gives (``hub.admission.FULL_PUSHBACK_SECONDS``);
+# when every other address failed that recently, the one that failed longest ago is tried.
+AVOID_SECONDS = 30.0
+
 
 class Endpoints:
     """Which of several equivalent server addresses a client uses now (see the module docstring)."""
 
     def __init__(self, addresses: str | Iterable[str], *, what: str = "address",
-                 rng: Callable[[], float] = random.random):
+                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic):
         self.addresses = parse_addresses(addresses, what)
         self._rng = rng
+        self._clock = clock
+        self._failed_at: dict[str, float] = {}  # address -> when it last failed (``clock``)
         self.current = self._choose(self.addresses)
         self.switches = 0  # how many times ``failed`` moved to another address
 
     def _choose(self, candidates: tuple[str, ...]) -> str:
-        return candidates[min(int(self._rng() * len(candidates)), len(candidates) - 1)]
+        now = self._clock()
+        fresh = tuple(a for a in candidates if now - self._failed_at.get(a, -math.inf) >= AVOID_SECONDS)
+        if not fresh:  # all failed lately: the one that failed longest ago
+            return min(candidates, key=lambda a: self._failed_at[a])
+        return fresh[min(int(self._rng() * len(fresh)), len(fresh) - 1)]
 
     def failed(self, address: str) -> str:
-        """``address`` failed or was left: choose afresh among the others (if it is still the current one).
+        """``address`` failed or was left: choose afresh among the others (if it is still the current one),
+        passing over those that failed lately.
 
         Returns the address to use next. A path reporting a failure another path already moved away
         from changes nothing, so one dead server makes one switch, not one per path.
         """
         if address == self.current and len(self.addresses) > 1:
+            self._failed_at[address] = self._clock()
             self.current = self._choose(tuple(a for a in self.addresses if a != address))
             self.switches += 1
         return self.current

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from skerry.agent.config import AgentConfig
-from skerry.core.client import Endpoints
+from skerry.core.client import AVOID_SECONDS, Endpoints
 from skerry.core.errors import ConfigError
 from skerry.core.peers import MAX_ADDRESSES, parse_addresses
 
@@ -61,3 +61,17 @@ def test_the_agent_takes_replicas_from_its_variable_and_its_flag():
     assert from_flag.hub_addresses == ("c:7440", "d:7440")
     with pytest.raises(ConfigError, match="SKERRY_AGENT_HUB or --hub"):
         AgentConfig.from_env({**base, "SKERRY_AGENT_HUB": "a:7440,b"})
+
+
+def test_a_replica_that_failed_lately_is_passed_over_until_its_time_is_up():
+    # a: dead, c: full. Leaving c must not send the agent back to a while b has not failed.
+    now = [0.0]
+    endpoints = Endpoints("a:1,b:1,c:1", rng=lambda: 0.0, clock=lambda: now[0])
+    assert endpoints.current == "a:1"
+    assert endpoints.failed("a:1") == "b:1"  # "the others" are b and c; the first draw takes b
+    now[0] = 1.0
+    assert endpoints.failed("b:1") == "c:1"  # a failed 1 s ago: passed over though the draw points at it
+    now[0] = 2.0
+    assert endpoints.failed("c:1") == "a:1"  # every other failed lately: the one that failed longest ago
+    now[0] = 1.0 + AVOID_SECONDS
+    assert endpoints.failed("a:1") == "b:1"  # b's time is up (c's is not): random among the fresh
