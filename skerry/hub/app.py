@@ -33,7 +33,7 @@ from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
 from skerry.hub.state import StateUnavailable
-from skerry.hub.state.threads import StateWrites
+from skerry.hub.state.threads import AGENT_MAX_WAITING, AGENT_THREADS, StateThreads
 from skerry.hub.writer import Duties, Releases, Writer
 
 log = structlog.get_logger("skerry.hub")
@@ -165,7 +165,7 @@ def follow_state(state, writer, store, syncer, trust, blob, presence, catch_up,
                  writes) -> tuple[Follower, ServedFleet]:
     """How this process follows the state (``Follower``) and what its servicer shows of the fleet: only the
     writer syncs, records the fleet and render errors after each sync (``SyncRecords``); the others show them.
-    Their writes run on ``writes`` (``StateWrites``)."""
+    Their writes run on ``writes`` (``StateThreads``)."""
     syncer.observers.append(SyncRecords(state, writer, store, syncer, off_loop=writes.run).observe)
     stored = StoredFleet()
     follower = Follower(state, store, trust, blob=blob, writer=writer, fleet=stored, presence=presence,
@@ -201,7 +201,8 @@ class HubApp:
         self._stopped = False
         self.presence = Presence()  # real time: whether this process ran (not the injected clock's)
         self.catch_up = CatchUp()  # whether its copy reached what an agent holds (real time, like presence)
-        self.writes = StateWrites()  # the state writes' own threads: a stalled database holds only them
+        self.writes = StateThreads()  # the state writes' own threads: a stalled database holds only them
+        self.agent_calls = StateThreads(AGENT_THREADS, max_waiting=AGENT_MAX_WAITING, name="agent-state")  # agents': apart
 
     async def start(self) -> int:
         from skerry.hub.enrollment.service import Enrollment, EnrollmentServicer
@@ -247,7 +248,7 @@ class HubApp:
         self.servicer = HubServicer(self.store, self.statuses, fleet_view, clock=self.clock,
                                     revocations=self.enrollment.revocations, may_sync=lambda: self.writer.is_writer,
                                     admission=gate, presence=self.presence, catch_up=self.catch_up)
-        enrollment = enrollment_service(EnrollmentServicer(self.enrollment))
+        enrollment = enrollment_service(EnrollmentServicer(self.enrollment, self.agent_calls.run))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
         self.server = self._hub_server(tls_files, [trust_service, enrollment, promotion])
@@ -351,7 +352,7 @@ class HubApp:
                                        lambda c: environment_of(self.syncer, c),
                                        cfg.require_tls().ca.read_bytes(), self.enrollment.authority.ca_pem,
                                        submit=lambda role, data: self.follower.submit_release(role, data),  # (made later)
-                                       presence=self.presence, catch_up=self.catch_up)
+                                       presence=self.presence, catch_up=self.catch_up, off_loop=self.agent_calls.run)
         if self.writer.is_writer:
             self.trust.refresh()
         return (lambda server: trust_pb2_grpc.add_TrustServiceServicer_to_server(trust_servicer, server),
@@ -453,7 +454,8 @@ class HubApp:
                 await asyncio.to_thread(self.journal.flush)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.release)  # the next writer need not wait out the lease
-        self.writes.shutdown()  # what still waits is dropped; a running write ends as the state closes
+        for threads in (self.writes, self.agent_calls):  # what still waits is dropped; a running call ends
+            threads.shutdown()  # as the state closes
         if self.state is not None:
             self.state.close()
         if hasattr(self._own_engine, "close"):  # None has no close

@@ -22,6 +22,7 @@ from skerry.hub.enrollment.authority import AgentAuthority, IssuedCert
 from skerry.hub.enrollment.revocation import Revocations
 from skerry.hub.enrollment.tokens import TokenIssuer, UsedTokens
 from skerry.hub.state import HubState
+from skerry.hub.state.threads import OffLoop
 
 log = structlog.get_logger("skerry.hub.enrollment")
 
@@ -108,11 +109,13 @@ def revocations_to_proto(revoked: RevokedSet) -> enrollment_pb2.RevocationList:
 
 
 class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
-    def __init__(self, enrollment: Enrollment):
+    def __init__(self, enrollment: Enrollment, off_loop: OffLoop = asyncio.to_thread):
+        """``off_loop``: where a redeemed token is spent in the state (the hub's agent state threads)."""
         self._e = enrollment
+        self._off_loop = off_loop
 
     async def Enroll(self, request, context):
-        issued = await asyncio.to_thread(self._e.enroll, request.token, request.csr_pem)  # spends the token: a state write
+        issued = await self._off_loop(self._e.enroll, request.token, request.csr_pem)  # spends the token: a state write
         return _response(issued, self._e.authority.ca_pem)
 
     async def Renew(self, request, context):

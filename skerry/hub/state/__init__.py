@@ -10,7 +10,7 @@ statement; ``sql_trust`` its queries of the trust tables),
 ``sqlite``/``postgres`` the connections, ``feed`` how replicas follow changes,
 ``trust_files`` the TUF repository's files and pending release signatures,
 ``imports`` how the first start after an upgrade takes in the files older hubs wrote,
-``threads`` where the hub's blocking state writes run (threads of their own, bounded).
+``threads`` where the hub's blocking state calls run (its writes; agents' calls): threads of their own, bounded.
 """
 
 from __future__ import annotations

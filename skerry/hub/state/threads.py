@@ -1,22 +1,28 @@
-"""Where the hub's blocking state writes run: a few threads of their own, never asyncio's default pool.
+"""Where the hub's blocking state calls run: a few threads of their own, never asyncio's default pool.
 
-A state write blocks its thread until the database answers: with PostgreSQL stopped or behind a network
+A state call blocks its thread until the database answers: with PostgreSQL stopped or behind a network
 blackhole, until the pool's timeout (``skerry.hub.state.postgres.POOL_TIMEOUT``). asyncio's default
-executor is what the rest of the hub's off-loop work shares, the calls that serve agents among it
-(enrollment, trust files read from the disk or the state, Git fetches, renders), and it has
-min(32, cores + 4) threads: a handful of writes waiting out a stalled database would hold them all,
-and agents' calls would queue behind writes that cannot succeed.
+executor is what the rest of the hub's off-loop work shares (Git fetches, renders, TUF refreshes, the
+follower, revocation reloads), and it has min(32, cores + 4) threads: a handful of calls waiting out a
+stalled database would hold them all, and everything else would queue behind calls that cannot succeed.
 
-So the writes a hub process makes for its callers and its duties (release signatures CI submits,
-audit entries, approvals, promotion records, what a sync records for the replicas, the release
-history, the trust garbage at a takeover, the lease check before a publication) run on a
-``StateWrites``: at most ``WRITE_THREADS`` of them wait on the database at once, at most
-``MAX_WAITING`` more queue behind those, and a write beyond that is refused at once
-(``StateUnavailable``: one clear status its caller may retry) instead of being held for the
-length of an outage. Components are handed ``StateWrites.run`` as their ``off_loop``
-(``OffLoop``; without one, a component used on its own runs its writes with ``asyncio.to_thread``).
-The hub makes one (``skerry.hub.app``) and shuts it down when it stops, before it closes the
-state: writes still queued are cancelled, one still running ends with the database's answer.
+So the hub's state calls run on ``StateThreads``, two of them (``skerry.hub.app`` makes both and shuts
+them down when it stops, before it closes the state: calls still queued are cancelled, one still
+running ends with the database's answer):
+
+- the writes a hub process makes for its callers and its duties (release signatures CI submits, audit
+  entries, approvals, promotion records, what a sync records for the replicas, the release history, the
+  trust garbage at a takeover, the lease check before a publication): ``WRITE_THREADS`` threads,
+  ``MAX_WAITING`` queued;
+- the calls that serve agents and touch the database (enrollment's token redeemed, a nonce issued, a
+  signed report kept, the attestation read back, a trust file neither in memory nor on the disk):
+  ``AGENT_THREADS`` threads, ``AGENT_MAX_WAITING`` queued, so a fleet of agents retrying through an
+  outage cannot hold the writes' threads either.
+
+A call beyond its threads and queue is refused at once (``StateUnavailable``: one clear status its
+caller may retry) instead of being held for the length of an outage. Components are handed
+``StateThreads.run`` as their ``off_loop`` (``OffLoop``; without one, a component used on its own runs
+its calls with ``asyncio.to_thread``).
 """
 
 from __future__ import annotations
@@ -42,11 +48,21 @@ WRITE_THREADS = 2
 # Writes that may queue behind those threads: each is a caller's call or a loop's tick waiting. A stalled
 # database fills this in seconds under load; past it, callers hear at once that the state is unavailable.
 MAX_WAITING = 256
+# Threads that wait on the database for agents' calls. Three: each is one short transaction (a token spent,
+# a nonce, a report, a read of a few ms), and three clear hundreds a second while the database answers; with the
+# writes' two they leave three of PostgreSQL's ``POOL_MAX`` connections to the follower and the loops' reads.
+AGENT_THREADS = 3
+# Agents' calls that may queue behind those: a few seconds of their work while the database answers, so a
+# fleet's burst waits rather than retries; past it (a stalled database fills it in seconds) an agent hears
+# at once that the state is unavailable and retries with its back-off, holding nothing here.
+AGENT_MAX_WAITING = 1024
 
 
-class StateWrites:
-    def __init__(self, threads: int = WRITE_THREADS, *, max_waiting: int = MAX_WAITING):
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="skerry-state-write")
+class StateThreads:
+    def __init__(self, threads: int = WRITE_THREADS, *, max_waiting: int = MAX_WAITING, name: str = "state-write"):
+        """``name``: what the calls are (their threads' names, ``skerry-<name>``, and the refusals say it)."""
+        self._name = name
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=f"skerry-{name}")
         self._limit = threads + max_waiting
         self._lock = threading.Lock()
         self._open = 0  # submitted and not finished (running or queued)
@@ -58,9 +74,9 @@ class StateWrites:
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         with self._lock:
             if self._closed:
-                raise StateUnavailable("the hub is stopping: it makes no more state writes")
+                raise StateUnavailable(f"the hub is stopping: it makes no more {self._name} calls")
             if self._open >= self._limit:
-                raise StateUnavailable(f"{self._open} state writes already wait for the database; try again")
+                raise StateUnavailable(f"{self._open} {self._name} calls already wait for the database; try again")
             future = self._pool.submit(call)
             self._open += 1
         future.add_done_callback(self._finished)
@@ -72,12 +88,12 @@ class StateWrites:
 
     @property
     def waiting(self) -> int:
-        """Writes submitted and not finished (running or queued)."""
+        """Calls submitted and not finished (running or queued)."""
         with self._lock:
             return self._open
 
     def shutdown(self) -> None:
-        """Accept no more writes and cancel the queued ones; a running one ends with the database's answer
+        """Accept no more calls and cancel the queued ones; a running one ends with the database's answer
         (the caller closes the state next, which ends it at once)."""
         with self._lock:
             self._closed = True

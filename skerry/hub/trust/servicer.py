@@ -20,6 +20,7 @@ from skerry.core.canonical import sha256_digest, sha256_hex
 from skerry.core.errors import NotFound, VerificationError
 from skerry.hub.catchup import CatchUp
 from skerry.hub.presence import Presence
+from skerry.hub.state.threads import OffLoop
 from skerry.hub.trust.attest import AttestationBoard
 from skerry.hub.trust.releasing import SubmitResult
 from skerry.hub.trust.repository import _SERIALIZER, TrustRepository
@@ -32,11 +33,14 @@ SERVICE_NAME = trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name
 class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
     def __init__(self, repo: TrustRepository, store, board: AttestationBoard, environment_of, *ca_pems: bytes,
                  submit: Callable[[str, bytes], Awaitable[SubmitResult]] | None = None,
-                 presence: Presence | None = None, catch_up: CatchUp | None = None):
+                 presence: Presence | None = None, catch_up: CatchUp | None = None,
+                 off_loop: OffLoop = asyncio.to_thread):
         """``submit``: how SubmitRelease keeps and publishes signatures (the hub's: ``Follower.submit_release``,
         its state writes off the loop); without it, ``repo.submit_release`` (a repository without a state).
         ``presence``: whether this process may serve its copy of the metadata (not just back from away);
-        ``catch_up``: whether that copy has reached the timestamp the caller trusts (``skerry.hub.catchup``)."""
+        ``catch_up``: whether that copy has reached the timestamp the caller trusts (``skerry.hub.catchup``);
+        ``off_loop``: where agents' calls that touch the state run (the hub's agent state threads)."""
+        self._off_loop = off_loop
         self._repo = repo
         self._presence = presence
         self._catch_up = catch_up or CatchUp()
@@ -52,7 +56,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         await self._catch_up.metadata(self._repo, request.trusted_timestamp, request.path)  # never older metadata
         data = self._repo.held(request.path)  # InvalidInput for traversal, NotFound if never served
         if data is None:  # only the disk or the hub state has it: read off the loop (the database may be away)
-            data = await asyncio.to_thread(self._repo.fetch, request.path)
+            data = await self._off_loop(self._repo.fetch, request.path)
         step = trust.FETCH_CHUNK
         for i in range(0, max(len(data), 1), step):
             yield trust_pb2.FetchChunk(data=data[i : i + step], total_size=len(data) if i == 0 else 0)
@@ -84,7 +88,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
                                                threshold=result.threshold, published=result.published)
 
     async def IssueNonce(self, request, context):
-        nonce, counter = await asyncio.to_thread(self._board.issue, request.cluster)  # a state write
+        nonce, counter = await self._off_loop(self._board.issue, request.cluster)  # a state write
         return trust_pb2.IssueNonceResponse(nonce=nonce, counter=counter)
 
     def _check_chain(self, pem: bytes) -> None:
@@ -98,13 +102,13 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         raise VerificationError("report certificate is not issued by the fleet CA", reason="ForgedReport")
 
     async def SubmitSignedReport(self, request: trust_pb2.SignedReport, context):
-        await asyncio.to_thread(functools.partial(  # a state write (the nonce spent, the report kept)
+        await self._off_loop(functools.partial(  # a state write (the nonce spent, the report kept)
             self._board.submit, bytes(request.report), bytes(request.signature), bytes(request.certificate),
             ca_check=self._check_chain, submitter=identity().name))
         return trust_pb2.SubmitSignedReportResponse(accepted=True)
 
     async def GetAttestation(self, request, context):
-        attested = await asyncio.to_thread(self._board.latest, request.cluster)
+        attested = await self._off_loop(self._board.latest, request.cluster)  # a state read
         if attested is None:
             raise NotFound(f"cluster {request.cluster!r} has not sent a signed report")
         return trust_pb2.SignedReport(report=attested.data, signature=attested.signature,

@@ -3,7 +3,7 @@
 Each write here blocks its thread until the test lets it go, as a write waits out a stalled database: the
 writes beyond the threads and the queue are refused at once (``StateUnavailable``), work on asyncio's
 default executor still runs meanwhile, and once let go every accepted write finishes. A shut-down
-``StateWrites`` (the hub stopping) cancels what still waits and takes no more.
+``StateThreads`` (the hub stopping) cancels what still waits and takes no more.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from skerry.hub.state import StateUnavailable
-from skerry.hub.state.threads import StateWrites
+from skerry.hub.state.threads import StateThreads
 
 THREADS, WAITING = 2, 3
 # How long the test waits for a write it let go (a thread's wake-up, far below it).
@@ -43,7 +43,7 @@ async def entered(stalled: Stalled, count: int) -> None:
 
 
 async def test_writes_past_the_threads_and_the_queue_are_refused_at_once_and_the_rest_finish():
-    writes, stalled = StateWrites(THREADS, max_waiting=WAITING), Stalled()
+    writes, stalled = StateThreads(THREADS, max_waiting=WAITING), Stalled()
     try:
         accepted = [asyncio.ensure_future(writes.run(stalled, i)) for i in range(THREADS + WAITING)]
         await entered(stalled, THREADS)  # both threads wait on the "database"; the others queue
@@ -63,7 +63,7 @@ async def test_writes_past_the_threads_and_the_queue_are_refused_at_once_and_the
 
 
 async def test_a_write_whose_caller_gave_up_while_queued_is_never_made_and_frees_its_place():
-    writes, stalled = StateWrites(1, max_waiting=1), Stalled()
+    writes, stalled = StateThreads(1, max_waiting=1), Stalled()
     try:
         running = asyncio.ensure_future(writes.run(stalled, 1))
         await entered(stalled, 1)
@@ -83,7 +83,7 @@ async def test_a_write_whose_caller_gave_up_while_queued_is_never_made_and_frees
 
 
 async def test_a_shut_down_state_writes_cancels_what_waits_and_takes_no_more():
-    writes, stalled = StateWrites(1, max_waiting=1), Stalled()
+    writes, stalled = StateThreads(1, max_waiting=1), Stalled()
     running = asyncio.ensure_future(writes.run(stalled, 1))
     await entered(stalled, 1)
     queued = asyncio.ensure_future(writes.run(stalled, 2))
