@@ -119,6 +119,16 @@ lease TTL 15 s, ``--verifiers 500 --workers 2 --holders-per-process 5000 --ramp 
   hard; root cannot raise it), gRPC's listener logged "File descriptor limit reached" and the bench's
   own stats read failed with EMFILE. A hub accepted streams until it broke: hubs now cap their open
   streams below the file limit and refuse past it so agents go elsewhere (``skerry.hub.admission``).
+- 3 hubs with the cap (13:53): the same figures to the serving kill (fan-out 57.4 s, back in 51.7 s, no
+  pushback), then writer SIGKILLed -> new writer 7.4 s later, no descriptor error, but all 30,000 open again
+  only 255.2 s after the kill at load 3.7: agents leaving the full survivor chose at random among the
+  others and went back to the dead writer half the time, paying another lost-hub wait each time. With
+  ``core.client.AVOID_SECONDS`` (14:09; a replica that failed in the last 30 s is passed over): fan-out
+  58.5 s, serving replica (9,870) SIGKILLed -> back in 51.4 s, writer SIGKILLed -> new writer 13.8 s later,
+  all 30,000 open again 189.5 s after the kill, the new writer's first release taken by all in 68.8 s,
+  refused none; 35 connections dropped on keepalive (GOAWAY ping_timeout) during the serving kill. What is
+  left of the 189.5 s is the admission rate: ~12,000 agents went to the one replica with room (the other
+  was near its cap), which admits 100 new streams a second: 120 s, plus the 50 s lost-hub spread.
 - 4 hubs (no replica past ~15,000 streams at any step): 85-88 KiB per stream; fan-out to 30,000 in
   61.1 s (publish 9.0 s; p50 per agent 39.2 s from the commit), nothing refused; serving replica (7,489
   streams) SIGKILLed -> all back on the other three 28.2 s later, 2,818 pushbacks, load peak 23.0;
