@@ -39,7 +39,8 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         its state writes off the loop); without it, ``repo.submit_release`` (a repository without a state).
         ``presence``: whether this process may serve its copy of the metadata (not just back from away);
         ``catch_up``: whether that copy has reached the timestamp the caller trusts (``skerry.hub.catchup``);
-        ``off_loop``: where agents' calls that touch the state run (the hub's agent state threads)."""
+        ``off_loop``: where callers' calls that touch the state run (the hub's agent state threads: agents' calls,
+        and CI signers' proposals)."""
         self._off_loop = off_loop
         self._repo = repo
         self._presence = presence
@@ -70,7 +71,7 @@ class TrustServicer(trust_pb2_grpc.TrustServiceServicer):
         env = self._environment_of(cluster)
         md = self._repo.release_proposal(env, cluster, data, bundle.revision)
         role = self._repo.proposal_role(env, cluster, data)
-        existing = await asyncio.to_thread(self._repo.pending, role)  # collected signatures: a state read
+        existing = await self._off_loop(self._repo.pending, role)  # collected signatures: a state read
         sigs = len(existing.signatures) if existing is not None and existing.signed == md.signed else 0
         return trust_pb2.ReleaseProposal(
             cluster=cluster, environment=env, role=role, revision=bundle.revision, digest=sha256_digest(data),
