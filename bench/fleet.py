@@ -144,8 +144,7 @@ def hub_server(d: pathlib.Path, port: int, store, repo, enrollment, options=()):
     Returns ``(server, servicer)``; ``options`` are extra gRPC server options (later ones win)."""
     from skerry.api.v1 import hub_pb2_grpc, trust_pb2_grpc
     from skerry.core.rpc import SERVER_OPTIONS, GrpcServer, RateLimiter
-    from skerry.core.tls import TlsFiles
-    from skerry.hub.app import _mtls_credentials
+    from skerry.core.tls import TlsFiles, server_credentials
     from skerry.hub.authz import hub_rules
     from skerry.hub.promotion_policy import PromotionPolicy
     from skerry.hub.servicer import SERVICE_NAME, HubServicer
@@ -162,8 +161,8 @@ def hub_server(d: pathlib.Path, port: int, store, repo, enrollment, options=()):
     fetcher = trust_servicer.TrustServicer(repo, store, AttestationBoard(), lambda cluster: ENV)
     server = GrpcServer(
         f"127.0.0.1:{port}",
-        _mtls_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
-                          enrollment.authority.ca_pem),
+        server_credentials(TlsFiles(d / "pki" / "ca.crt", d / "pki" / "hub.crt", d / "pki" / "hub.key"),
+                           extra_roots=enrollment.authority.ca_pem),
         register=[lambda s: hub_pb2_grpc.add_HubServiceServicer_to_server(servicer, s),
                   lambda s: trust_pb2_grpc.add_TrustServiceServicer_to_server(fetcher, s)],
         service_names=[SERVICE_NAME, trust_servicer.SERVICE_NAME],

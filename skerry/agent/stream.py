@@ -232,8 +232,9 @@ class HubClient:
                 error = error_from_rpc(e, f"hub {address}")
                 trailers = e.trailing_metadata()
                 pushed = pushback.pushback(trailers)
-                full = dict(trailers or ()).get(REASON_METADATA) == pushback.REPLICA_FULL  # another replica at once
-                if dict(trailers or ()).get(REASON_METADATA) == pushback.BEHIND_REASON:  # another replica serves
+                reason = dict(trailers or ()).get(REASON_METADATA)  # the hub's named refusal
+                full = reason == pushback.REPLICA_FULL  # another replica at once
+                if reason == pushback.BEHIND_REASON:  # another replica serves
                     error = Unavailable(str(error), reason=pushback.BEHIND_REASON)
                 not_lost = (e.code() == grpc.StatusCode.UNAVAILABLE and e.details() == RETIRED_DETAILS
                            or error.reason == pushback.BEHIND_REASON)

@@ -182,9 +182,13 @@ def write_keypair(directory: pathlib.Path, stem: str, pair: KeyPair) -> tuple[pa
     return crt, key
 
 
-def server_credentials(files: TlsFiles, *, require_client_auth: bool = True) -> grpc.ServerCredentials:
+def server_credentials(files: TlsFiles, *, require_client_auth: bool = True,
+                       extra_roots: bytes = b"") -> grpc.ServerCredentials:
+    """A server's TLS from ``files``; clients are checked against their CA plus ``extra_roots`` (PEM: the hub
+    also trusts the agent CA it runs)."""
     ca, cert, key = files.read()
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=require_client_auth)
+    roots = ca.rstrip(b"\n") + b"\n" + extra_roots if extra_roots else ca
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=roots, require_client_auth=require_client_auth)
 
 
 def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:

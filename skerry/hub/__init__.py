@@ -24,6 +24,7 @@ the agents' reports. The package is split by concern:
 * ``promotion``       freight, gates, promote and rollback by commit, following the rollout
 * ``authz``           the hub's RPC tables: which identity may call what
 * ``servicer``        the gRPC service, proto <-> domain only
+* ``listeners``       the hub's gRPC listeners (mutual TLS, rule tables, options) built from settings and parts
 * ``admission``       new agent streams a second (token bucket), the pushback past it, the reconnect spread,
                       the cap on streams a replica holds (``ReplicaFull``)
 * ``dashboard``       the read-only fleet dashboard (model and HTTPS server)

@@ -29,6 +29,7 @@ from skerry.core.files import as_refusal, atomic_write, read_bounded
 from skerry.core.openfiles import raise_open_files
 from skerry.hub.admission import AdmissionGate
 from skerry.hub.catchup import CatchUp
+from skerry.hub.listeners import enroll_server, enrollment_service, hub_server
 from skerry.hub.presence import Presence
 from skerry.hub.replica import Follower, ServedFleet, StoredFleet, SyncRecords
 from skerry.hub.reports import FLUSH_SECONDS, ReportJournal
@@ -42,15 +43,6 @@ log = structlog.get_logger("skerry.hub")
 def _atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
     """``skerry.core.files.atomic_write`` with this module's default: public files (0644)."""
     atomic_write(path, data, mode)
-
-
-def _mtls_credentials(files, agent_ca_pem: bytes):
-    """Mutual TLS trusting the operator's CA (``--tls-ca``) and the hub-run agent CA."""
-    import grpc
-
-    ca, cert, key = files.read()
-    roots = ca.rstrip(b"\n") + b"\n" + agent_ca_pem
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=roots, require_client_auth=True)
 
 
 # A token or secret file holds one line; anything bigger is not one.
@@ -110,30 +102,6 @@ def webhook_server(cfg, request_sync, count_refusal=None):
     except ValueError as e:
         raise ConfigError(f"webhook secret file {cfg.webhook_secret_file}: {e}") from e
     return WebhookServer(handler, cfg.webhook_listen)
-
-
-def enroll_server(cfg, tls_files, register, revocations, count_refusal=None):
-    """The enrollment listener (``--enroll-listen``), or None: server-authenticated TLS only, since
-    enrolling agents have no client certificate yet."""
-    if cfg.enroll_listen is None:
-        return None
-    from skerry.core.rpc import GrpcServer, RateLimiter
-    from skerry.core.tls import server_credentials
-    from skerry.hub.authz import enrollment_rules
-    from skerry.hub.enrollment.service import SERVICE_NAME
-
-    return GrpcServer(cfg.enroll_listen, server_credentials(tls_files, require_client_auth=False),
-                      register=[register], service_names=[SERVICE_NAME], rules=enrollment_rules(),
-                      revocations=revocations, limiter=RateLimiter(), count_refusal=count_refusal)
-
-
-def enrollment_service(servicer) -> tuple:
-    """EnrollmentService as (register, name): on the hub's listener and on the enrollment listener."""
-    from skerry.api.v1 import enrollment_pb2_grpc
-    from skerry.hub.enrollment.service import SERVICE_NAME
-
-    return (lambda server: enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(servicer, server),
-            SERVICE_NAME)
 
 
 def write_ready(cfg, ports: dict) -> None:
@@ -251,7 +219,8 @@ class HubApp:
         enrollment = enrollment_service(EnrollmentServicer(self.enrollment, self.agent_calls.run))
         promotion = self._promotion(cfg, source)
         self.ops.promotion_source(self.promoter)  # promotion history on the dashboard
-        self.server = self._hub_server(tls_files, [trust_service, enrollment, promotion])
+        self.server = hub_server(cfg, tls_files, self.servicer, self.enrollment, self.promoter, self.ops,
+                                 [trust_service, enrollment, promotion])
         self.enroll_server = enroll_server(cfg, tls_files, enrollment[0], self.enrollment.revocations,
                                            self.ops.metrics.refused.count)
         log.info("hub starting", repo=source.url, branch=cfg.branch, engine=engine.name, engine_version=engine.version)
@@ -272,27 +241,6 @@ class HubApp:
             write_ready(cfg, ports)
         log.info("hub serving", listen=cfg.listen, port=self.port, role=cfg.role, writer=self.writer.is_writer)
         return self.port
-
-    def _hub_server(self, tls_files, services: list[tuple]):
-        """The hub's gRPC server: mutual TLS, the interceptor table, ``services`` as (register, name) pairs."""
-        from skerry.api.v1 import hub_pb2_grpc
-        from skerry.core import rpc
-        from skerry.hub.authz import audit_promotion_refusals, hub_rules
-        from skerry.hub.servicer import SERVICE_NAME
-
-        hub = (lambda server: hub_pb2_grpc.add_HubServiceServicer_to_server(self.servicer, server), SERVICE_NAME)
-        services = [hub, *services]
-        return rpc.GrpcServer(
-            self.config.listen, _mtls_credentials(tls_files, self.enrollment.authority.ca_pem),
-            register=[register for register, _ in services], service_names=[name for _, name in services],
-            rules=hub_rules(self.promoter.policy), revocations=self.enrollment.revocations,
-            on_refused=audit_promotion_refusals(self.promoter.audit.record_refusal_off_loop),  # (a state write)
-            limiter=rpc.RateLimiter(), interceptors=[self.ops.interceptor],
-            count_refusal=self.ops.metrics.refused.count,
-            # agents' connections retire at their maximum age: a scale-out of replicas rebalances
-            options=rpc.server_options(max_connection_age=self.config.max_connection_age),
-            drain_seconds=self.config.drain,
-        )
 
     def _start_tasks(self) -> None:
         """Follow the state; write while holding the lease; re-read revocations; store agents' reports."""

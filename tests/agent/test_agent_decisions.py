@@ -31,6 +31,7 @@ from skerry.agent.reporter import Reporter
 from skerry.agent.runtime import Runtime, may_reapply, next_poll_at, next_wakeup, retry_delay
 from skerry.core.clock import FixedClock
 from skerry.core.errors import Unavailable, VerificationError
+from tests.steps import ends_cancelled, steps
 
 NOW = _dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
 WEB = ObjectRef("apps/v1", "Deployment", "shop", "web")
@@ -296,18 +297,10 @@ async def test_a_reporter_waiting_to_retry_stops_when_cancelled_as_a_newer_statu
     reporter = Reporter(hub, FixedClock(NOW), status=lambda: READY)
     task = asyncio.create_task(reporter.run())
     await reporter.publish()
-    for _ in range(5):
-        await asyncio.sleep(0)  # the first report failed: waiting for the retry step or a newer status
+    await steps(5)  # the first report failed: waiting for the retry step or a newer status
     await reporter.publish()
-    for _ in range(steps_between):
-        await asyncio.sleep(0)
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=5)
-    try:
-        assert done and task.cancelled(), "the reporter went on after its cancel"
-    finally:
-        task.cancel()
-        await asyncio.wait({task}, timeout=5)
+    await steps(steps_between)
+    assert await ends_cancelled(task), "the reporter went on after its cancel"
 
 
 # --- drift control with injected time (the other side of each call is a stand-in, named so) -----

@@ -14,6 +14,7 @@ from skerry.hub.bundles.store import HubStore
 from skerry.hub.source.git import GitSource
 from skerry.hub.status import ClusterStatus, StatusBoard
 from skerry.hub.sync import Syncer, build_revision
+from tests.steps import ends_cancelled, steps
 
 from .helpers import BROKEN_PROD, FLEET_FILES, FLEET_YAML, CountingEngine, kubectl_kustomize, scale_prod
 
@@ -269,18 +270,10 @@ async def test_run_loop_stops_when_cancelled_in_the_step_a_sync_is_requested(syn
     """A cancel that lands as the trigger fires (a promotion asks for a sync while the hub shuts down) ends
     the loop: it was lost, and the hub's shutdown waited for a loop that never stopped."""
     task = asyncio.create_task(syncer.run(interval=3600, immediately=False))
-    for _ in range(3):
-        await asyncio.sleep(0)  # parked waiting for a trigger
+    await steps(3)  # parked waiting for a trigger
     syncer.request_sync()
-    for _ in range(steps_between):
-        await asyncio.sleep(0)
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=5)
-    try:
-        assert done and task.cancelled(), "the loop went on after its cancel"
-    finally:
-        task.cancel()
-        await asyncio.wait({task}, timeout=30)
+    await steps(steps_between)
+    assert await ends_cancelled(task), "the loop went on after its cancel"
 
 
 def test_build_revision_for_one_cluster_renders_only_its_paths(fleet_repo, tmp_path, counting):
